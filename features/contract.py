@@ -1,0 +1,303 @@
+"""The data contract: the four input tables every dataset is mapped onto, and their checks.
+
+Each table is validated when it is loaded. A missing column, a wrong type, an unparseable
+timestamp, a duplicate customer id, a row for an unknown customer or a negative value where
+none is allowed raises :class:`ContractError`, which names the table, the column and an
+example row. Nothing is coerced to zero or dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+TABLES = ("customers", "activity", "feedback", "revenue")
+REQUIRED_TABLES = ("customers", "activity")
+
+FEEDBACK_KINDS = ("nps", "csat", "review", "ticket")
+TICKET_STATUSES = ("open", "closed")
+REVENUE_KINDS = ("invoice", "order", "refund", "failed_payment")
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "signup_at"),
+    "activity": ("customer_id", "at", "event"),
+    "feedback": ("customer_id", "at", "kind"),
+    "revenue": ("customer_id", "at", "amount"),
+}
+TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("signup_at", "churned_at"),
+    "activity": ("at",),
+    "feedback": ("at", "resolved_at"),
+    "revenue": ("at", "period"),
+}
+
+
+class ContractError(ValueError):
+    """Input data breaks the contract; the message names table, column and an example row."""
+
+    def __init__(self, table: str, column: str | None, problem: str, example: object = None):
+        self.table = table
+        self.column = column
+        self.problem = problem
+        self.example = example
+        where = f"table '{table}'" + (f", column '{column}'" if column else "")
+        text = f"{where}: {problem}"
+        if example is not None:
+            text += f"; example row: {example}"
+        super().__init__(text)
+
+
+@dataclass
+class Tables:
+    """The contract's tables, validated. feedback and revenue may be empty but never None."""
+
+    customers: pd.DataFrame
+    activity: pd.DataFrame
+    feedback: pd.DataFrame = field(default_factory=lambda: empty_table("feedback"))
+    revenue: pd.DataFrame = field(default_factory=lambda: empty_table("revenue"))
+
+    def data_end(self) -> pd.Timestamp:
+        """The latest timestamp anywhere in the data: the edge of what has been observed."""
+        stamps = [self.customers["signup_at"].max(), self.activity["at"].max()]
+        if "churned_at" in self.customers:
+            stamps.append(self.customers["churned_at"].max())
+        stamps += [self.feedback["at"].max(), self.revenue["at"].max()]
+        return max(s for s in stamps if pd.notna(s))
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """An empty table with the contract's columns and types, for optional tables left out."""
+    columns: dict[str, pd.Series] = {}
+    for col in REQUIRED_COLUMNS[name]:
+        if col in TIMESTAMP_COLUMNS[name]:
+            columns[col] = pd.Series([], dtype="datetime64[ns]")
+        elif col == "amount":
+            columns[col] = pd.Series([], dtype="float64")
+        else:
+            columns[col] = pd.Series([], dtype="str")
+    return pd.DataFrame(columns)
+
+
+def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> dict:
+    """The first offending row as a plain dict, for error messages."""
+    idx = np.flatnonzero(np.asarray(mask))
+    row = df.iloc[int(idx[0])]
+    return {k: _plain(v) for k, v in row.items()}
+
+
+def _plain(value: object) -> object:
+    """A value as it reads best in an error message: timestamps as ISO text, numpy as Python."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _normalize_ids(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """customer_id as string: integer ids are turned into their decimal text, nothing else."""
+    ids = df["customer_id"]
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        cats = ids.cat.categories
+        if not (pd.api.types.is_string_dtype(cats) or pd.api.types.is_object_dtype(cats)):
+            ids = ids.cat.rename_categories(cats.astype("int64").astype("str"))
+        else:
+            ids = ids.cat.rename_categories(cats.astype("str"))
+        df["customer_id"] = ids
+        _check_no_missing(df, table, "customer_id")
+        return df
+    if pd.api.types.is_integer_dtype(ids):
+        df["customer_id"] = ids.astype("str")
+    elif pd.api.types.is_float_dtype(ids):
+        bad = ids.notna() & (ids != np.floor(ids))
+        if bad.any():
+            raise ContractError(table, "customer_id", "ids must be text or whole numbers", _example(df, bad))
+        _check_no_missing(df, table, "customer_id")
+        df["customer_id"] = ids.astype("int64").astype("str")
+    elif pd.api.types.is_string_dtype(ids) or pd.api.types.is_object_dtype(ids):
+        notstr = ids.notna() & ~ids.map(lambda v: isinstance(v, str | int | np.integer))
+        if notstr.any():
+            raise ContractError(table, "customer_id", "ids must be text or whole numbers", _example(df, notstr))
+        df["customer_id"] = ids.astype("str").where(ids.notna())
+    else:
+        raise ContractError(table, "customer_id", f"ids must be text or whole numbers, got {ids.dtype}", _example(df, np.ones(len(df), bool)) if len(df) else None)
+    _check_no_missing(df, table, "customer_id")
+    return df
+
+
+def _check_no_missing(df: pd.DataFrame, table: str, column: str) -> None:
+    missing = df[column].isna()
+    if missing.any():
+        raise ContractError(table, column, f"{int(missing.sum())} rows have no value", _example(df, missing))
+
+
+def _parse_timestamps(df: pd.DataFrame, table: str, column: str) -> None:
+    """Parse a timestamp column in place; fail on any value that is present but unparseable."""
+    raw = df[column]
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        parsed = raw
+    else:
+        parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
+        bad = raw.notna() & parsed.isna()
+        if bad.any():
+            raise ContractError(table, column, f"{int(bad.sum())} timestamps cannot be parsed", _example(df, bad))
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    df[column] = parsed.astype("datetime64[ns]")
+
+
+_STR = pa.Column("str", coerce=False)
+
+
+def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
+    """The pandera schema for a table; optional columns are checked when present."""
+    ts = pa.Column("datetime64[ns]")
+    ts_opt = pa.Column("datetime64[ns]", nullable=True)
+    numeric = pa.Column(float, coerce=True)
+    cols: dict[str, pa.Column] = {}
+    if table == "customers":
+        cols = {"customer_id": pa.Column(unique=True), "signup_at": ts}
+        if "churned_at" in df:
+            cols["churned_at"] = ts_opt
+    elif table == "activity":
+        cols = {"customer_id": pa.Column(), "at": ts, "event": pa.Column(nullable=False)}
+        if "value" in df:
+            cols["value"] = pa.Column(float, pa.Check.ge(0), nullable=True, coerce=True)
+    elif table == "feedback":
+        cols = {
+            "customer_id": pa.Column(),
+            "at": ts,
+            "kind": pa.Column(checks=pa.Check.isin(FEEDBACK_KINDS)),
+        }
+        if "score" in df:
+            cols["score"] = pa.Column(float, pa.Check.in_range(0, 10), nullable=True, coerce=True)
+        if "status" in df:
+            cols["status"] = pa.Column(checks=pa.Check.isin(TICKET_STATUSES), nullable=True)
+        if "resolved_at" in df:
+            cols["resolved_at"] = ts_opt
+        if "text" in df:
+            cols["text"] = pa.Column(nullable=True)
+    elif table == "revenue":
+        cols = {"customer_id": pa.Column(), "at": ts, "amount": numeric}
+        if "kind" in df:
+            cols["kind"] = pa.Column(checks=pa.Check.isin(REVENUE_KINDS), nullable=True)
+        if "period" in df:
+            cols["period"] = ts_opt
+    return pa.DataFrameSchema(cols, name=table, strict=False)
+
+
+def _run_schema(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    try:
+        return _schema(table, df).validate(df, lazy=False)
+    except pa.errors.SchemaError as err:
+        column = getattr(err, "column_name", None)
+        cases = err.failure_cases
+        example = None
+        if isinstance(cases, pd.DataFrame) and "index" in cases and len(cases):
+            pos = cases["index"].iloc[0]
+            if pos is not None and pos in df.index:
+                example = _example(df, df.index == pos)
+        reason = str(err).splitlines()[0]
+        raise ContractError(table, column, reason, example) from None
+
+
+def _check_value_rules(table: str, df: pd.DataFrame) -> None:
+    """Rules pandera's per-column checks cannot say: score ranges per kind, signs per kind."""
+    if table == "customers" and "churned_at" in df:
+        bad = df["churned_at"].notna() & (df["churned_at"] < df["signup_at"])
+        if bad.any():
+            raise ContractError(table, "churned_at", "churned before signing up", _example(df, bad))
+    if table == "feedback" and "score" in df:
+        five_point = df["kind"].isin(["csat", "review"]).to_numpy()
+        score = df["score"].to_numpy()
+        bad = five_point & ~np.isnan(score) & ((score < 1) | (score > 5))
+        if bad.any():
+            raise ContractError(table, "score", "csat and review scores must be 1-5", _example(df, bad))
+    if table == "feedback" and "resolved_at" in df:
+        bad = df["resolved_at"].notna() & (df["resolved_at"] < df["at"])
+        if bad.any():
+            raise ContractError(table, "resolved_at", "resolved before it was opened", _example(df, bad))
+    if table == "feedback" and "status" in df:
+        resolved = df["resolved_at"] if "resolved_at" in df else pd.Series(pd.NaT, index=df.index)
+        bad = (df["kind"] == "ticket") & (df["status"] == "closed") & resolved.isna()
+        if bad.any():
+            raise ContractError(
+                table,
+                "resolved_at",
+                "closed tickets need resolved_at (when they were closed) to be used point-in-time",
+                _example(df, bad),
+            )
+    if table == "revenue":
+        kind = df["kind"] if "kind" in df else pd.Series("invoice", index=df.index)
+        amount = df["amount"].to_numpy()
+        if np.isnan(amount).any():
+            raise ContractError(table, "amount", "amounts must not be missing", _example(df, np.isnan(amount)))
+        is_refund = (kind == "refund").to_numpy()
+        bad = (~is_refund & (amount < 0)) | (is_refund & (amount > 0))
+        if bad.any():
+            raise ContractError(
+                table, "amount", "negative amounts are only allowed for kind 'refund' (and refunds are <= 0)", _example(df, bad)
+            )
+
+
+def validate_table(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Check one table against the contract and return it with parsed timestamps and string ids."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table '{table}', expected one of {TABLES}")
+    missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
+    if missing:
+        raise ContractError(table, missing[0], f"required column is missing (has: {list(df.columns)})")
+    df = df.reset_index(drop=True).copy()
+    df = _normalize_ids(df, table)
+    for col in TIMESTAMP_COLUMNS[table]:
+        if col in df:
+            _parse_timestamps(df, table, col)
+    for col in TIMESTAMP_COLUMNS[table]:
+        if col in REQUIRED_COLUMNS[table]:
+            _check_no_missing(df, table, col)
+    for col in ("event", "kind"):
+        if col in REQUIRED_COLUMNS[table]:
+            _check_no_missing(df, table, col)
+            if not isinstance(df[col].dtype, pd.CategoricalDtype):
+                df[col] = df[col].astype("str")
+    if table == "customers" and df["customer_id"].duplicated().any():
+        dup = df["customer_id"].duplicated(keep=False)
+        raise ContractError(table, "customer_id", "duplicate customer id", _example(df, dup))
+    df = _run_schema(table, df)
+    _check_value_rules(table, df)
+    return df
+
+
+def validate_tables(
+    customers: pd.DataFrame,
+    activity: pd.DataFrame,
+    feedback: pd.DataFrame | None = None,
+    revenue: pd.DataFrame | None = None,
+) -> Tables:
+    """Validate all tables and their references to customers; returns the checked Tables."""
+    checked = {
+        "customers": validate_table("customers", customers),
+        "activity": validate_table("activity", activity),
+        "feedback": validate_table("feedback", feedback) if feedback is not None else empty_table("feedback"),
+        "revenue": validate_table("revenue", revenue) if revenue is not None else empty_table("revenue"),
+    }
+    known = pd.Index(checked["customers"]["customer_id"])
+    for name in ("activity", "feedback", "revenue"):
+        df = checked[name]
+        ids = df["customer_id"]
+        if isinstance(ids.dtype, pd.CategoricalDtype):
+            unknown_cats = ~ids.cat.categories.isin(known)
+            if unknown_cats.any():
+                unknown = ids.isin(ids.cat.categories[unknown_cats])
+            else:
+                continue
+        else:
+            unknown = ~ids.isin(known)
+        if unknown.any():
+            raise ContractError(
+                name, "customer_id", f"{int(unknown.sum())} rows refer to customers not in 'customers'", _example(df, unknown)
+            )
+    return Tables(**checked)
