@@ -58,6 +58,8 @@ class Tables:
     activity: pd.DataFrame
     feedback: pd.DataFrame = field(default_factory=lambda: empty_table("feedback"))
     revenue: pd.DataFrame = field(default_factory=lambda: empty_table("revenue"))
+    # Derived arrays (integer customer positions, parsed times) computed once per Tables.
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def data_end(self) -> pd.Timestamp:
         """The latest timestamp anywhere in the data: the edge of what has been observed."""
@@ -149,14 +151,23 @@ def _parse_timestamps(df: pd.DataFrame, table: str, column: str) -> None:
     df[column] = parsed.astype("datetime64[ns]")
 
 
-_STR = pa.Column("str", coerce=False)
+NUMERIC_COLUMNS: dict[str, tuple[str, ...]] = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
+
+
+def _to_float(df: pd.DataFrame, table: str, column: str) -> None:
+    """Numbers as float64 in place; text (even text that looks like a number) is an error."""
+    values = df[column]
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if not numeric and values.notna().any():
+        raise ContractError(table, column, f"expected numbers, got {values.dtype}", _example(df, values.notna()))
+    df[column] = values.astype("float64")
 
 
 def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
     """The pandera schema for a table; optional columns are checked when present."""
     ts = pa.Column("datetime64[ns]")
     ts_opt = pa.Column("datetime64[ns]", nullable=True)
-    numeric = pa.Column(float, coerce=True)
+    numeric = pa.Column(float)
     cols: dict[str, pa.Column] = {}
     if table == "customers":
         cols = {"customer_id": pa.Column(unique=True), "signup_at": ts}
@@ -165,7 +176,7 @@ def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
     elif table == "activity":
         cols = {"customer_id": pa.Column(), "at": ts, "event": pa.Column(nullable=False)}
         if "value" in df:
-            cols["value"] = pa.Column(float, pa.Check.ge(0), nullable=True, coerce=True)
+            cols["value"] = pa.Column(float, pa.Check.ge(0), nullable=True)
     elif table == "feedback":
         cols = {
             "customer_id": pa.Column(),
@@ -173,7 +184,7 @@ def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
             "kind": pa.Column(checks=pa.Check.isin(FEEDBACK_KINDS)),
         }
         if "score" in df:
-            cols["score"] = pa.Column(float, pa.Check.in_range(0, 10), nullable=True, coerce=True)
+            cols["score"] = pa.Column(float, pa.Check.in_range(0, 10), nullable=True)
         if "status" in df:
             cols["status"] = pa.Column(checks=pa.Check.isin(TICKET_STATUSES), nullable=True)
         if "resolved_at" in df:
@@ -192,7 +203,7 @@ def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
 def _run_schema(table: str, df: pd.DataFrame) -> pd.DataFrame:
     try:
         return _schema(table, df).validate(df, lazy=False)
-    except pa.errors.SchemaError as err:
+    except (pa.errors.SchemaError, pa.errors.SchemaErrors) as err:
         column = getattr(err, "column_name", None)
         cases = err.failure_cases
         example = None
@@ -258,6 +269,9 @@ def validate_table(table: str, df: pd.DataFrame) -> pd.DataFrame:
     for col in TIMESTAMP_COLUMNS[table]:
         if col in REQUIRED_COLUMNS[table]:
             _check_no_missing(df, table, col)
+    for col in NUMERIC_COLUMNS.get(table, ()):
+        if col in df:
+            _to_float(df, table, col)
     for col in ("event", "kind"):
         if col in REQUIRED_COLUMNS[table]:
             _check_no_missing(df, table, col)

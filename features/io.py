@@ -54,14 +54,23 @@ def load_tables(data_dir: str | Path) -> Tables:
     return validate_tables(**frames)
 
 
-def write_tables(tables: Tables, out_dir: str | Path) -> None:
-    """Write the tables as Parquet into out_dir, replacing it whole (never half-written)."""
+def write_tables(
+    tables: Tables, out_dir: str | Path, extra_files: dict[str, str | pd.DataFrame] | None = None
+) -> None:
+    """Write the tables as Parquet into out_dir, replacing it whole (never half-written).
+
+    extra_files: more files for the same folder, text or DataFrames (written as Parquet)."""
     with atomic_dir(out_dir) as tmp:
         for name in TABLES:
             df = getattr(tables, name)
             if name not in REQUIRED_TABLES and df.empty:
                 continue
             df.to_parquet(tmp / f"{name}.parquet", index=False)
+        for file_name, content in (extra_files or {}).items():
+            if isinstance(content, pd.DataFrame):
+                content.to_parquet(tmp / file_name, index=False)
+            else:
+                (tmp / file_name).write_text(content)
 
 
 @contextmanager

@@ -1,0 +1,134 @@
+"""Configuration of features and of the churn label: windows, churn definition, event types.
+
+The same configuration object travels from the training set to the model artifact, so that
+scoring computes exactly the columns the model was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+ChurnMode = Literal["contractual", "non_contractual"]
+
+
+@dataclass(frozen=True)
+class ChurnDefinition:
+    """What counts as churn in (T, T + horizon], and who is eligible at T.
+
+    contractual: the customer's churned_at falls in (T, T + horizon].
+    non_contractual: a customer with qualifying activity in the lookback window before T has
+    no qualifying activity in (T, T + horizon]. Only such customers are eligible at T.
+    """
+
+    mode: ChurnMode = "contractual"
+    horizon_days: int = 30
+    lookback_days: int = 90
+    qualifying_events: tuple[str, ...] | None = None  # None: every event type qualifies
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("contractual", "non_contractual"):
+            raise ValueError(f"churn mode must be 'contractual' or 'non_contractual', got {self.mode!r}")
+        if self.horizon_days <= 0 or self.lookback_days <= 0:
+            raise ValueError("churn horizon_days and lookback_days must be positive")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which behavioural signals to compute, and over which windows (in days before T)."""
+
+    windows: tuple[int, ...] = (7, 30, 90)
+    trend_window: int = 30  # last trend_window days against the trend_window days before
+    event_types: tuple[str, ...] | None = None  # per-type counts; None: resolved from the data
+    max_event_types: int = 20
+    segment_columns: tuple[str, ...] | None = None  # None: resolved from the customers table
+    max_segment_categories: int = 100
+    long_open_ticket_days: int = 7
+    churn: ChurnDefinition = field(default_factory=ChurnDefinition)
+
+    def __post_init__(self) -> None:
+        if not self.windows or any(w <= 0 for w in self.windows):
+            raise ValueError(f"feature windows must be positive day counts, got {self.windows}")
+        if self.trend_window <= 0:
+            raise ValueError("trend_window must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FeatureConfig:
+        raw = dict(raw)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown feature settings {sorted(unknown)}; known: {sorted(known)}")
+        churn = raw.pop("churn", {}) or {}
+        if isinstance(churn, dict):
+            unknown = set(churn) - set(ChurnDefinition.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"unknown churn settings {sorted(unknown)}")
+            if churn.get("qualifying_events") is not None:
+                churn["qualifying_events"] = tuple(churn["qualifying_events"])
+            churn = ChurnDefinition(**churn)
+        for key in ("windows", "event_types", "segment_columns"):
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
+        return cls(churn=churn, **raw)
+
+    def with_churn(self, **changes: Any) -> FeatureConfig:
+        return replace(self, churn=replace(self.churn, **changes))
+
+
+def load_config(path: str | Path | None) -> dict[str, Any]:
+    """Read a TOML or JSON configuration file into a dict (empty when no path is given)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file '{path}' does not exist")
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    with path.open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def feature_config_from_file(path: str | Path | None) -> FeatureConfig:
+    """The [features] section of a configuration file (with [features.churn]) as a FeatureConfig."""
+    return FeatureConfig.from_dict(load_config(path).get("features", {}))
+
+
+DATA_CONFIG_FILE = "config.toml"
+
+
+def config_for_data(data_dir: str | Path, config_path: str | Path | None = None) -> FeatureConfig:
+    """The feature configuration for a dataset: --config if given, else the data folder's own
+    config.toml (written by the importers, e.g. non-contractual churn for a shop), else defaults."""
+    if config_path is not None:
+        return feature_config_from_file(config_path)
+    own = Path(data_dir) / DATA_CONFIG_FILE
+    return feature_config_from_file(own) if own.is_file() else FeatureConfig()
+
+
+def config_to_toml(config: FeatureConfig) -> str:
+    """A FeatureConfig as the [features] section of a TOML file (what config_for_data reads)."""
+    lines = ["[features]"]
+    churn_lines = ["", "[features.churn]"]
+    for key, value in config.to_dict().items():
+        if key == "churn":
+            churn_lines += [f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None]
+        elif value is not None:
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines + churn_lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))

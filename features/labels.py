@@ -1,0 +1,77 @@
+"""Who is scored at T, and the churn label for (T, T + horizon]."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.config import ChurnDefinition
+from features.contract import Tables
+from features.prepared import DAY_NS, NAT, Prepared, as_of_timestamp, prepare
+
+
+def _qualifying(prep: Prepared, churn: ChurnDefinition) -> np.ndarray:
+    """Mask over activity rows that count as 'still a customer' in non-contractual mode."""
+    act = prep.activity
+    if churn.qualifying_events is None:
+        return np.ones(len(act.at), dtype=bool)
+    wanted = np.isin(act.event_names, np.asarray(churn.qualifying_events, dtype=object))
+    return wanted[act.event] if len(act.event_names) else np.zeros(len(act.at), dtype=bool)
+
+
+def _active_between(prep: Prepared, churn: ChurnDefinition, start_ns: int, end_ns: int, *, closed: str) -> np.ndarray:
+    """Per customer: any qualifying activity in [start, end) (closed='left') or (start, end] ('right')."""
+    act = prep.activity
+    if closed == "left":
+        in_window = (act.at >= start_ns) & (act.at < end_ns)
+    else:
+        in_window = (act.at > start_ns) & (act.at <= end_ns)
+    in_window &= _qualifying(prep, churn)
+    return np.bincount(act.customer[in_window], minlength=prep.n_customers) > 0
+
+
+def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
+    """Customers scored at T: signed up before T, not churned by T and, for non-contractual
+    churn, with qualifying activity in the lookback window [T - lookback, T)."""
+    prep = prepare(tables)
+    t = as_of_timestamp(as_of).value
+    mask = (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at > t))
+    if churn.mode == "non_contractual":
+        mask &= _active_between(prep, churn, t - churn.lookback_days * DAY_NS, t, closed="left")
+    return mask
+
+
+def label_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
+    """Per customer (all of them): churned in (T, T + horizon] under the churn definition."""
+    prep = prepare(tables)
+    t = as_of_timestamp(as_of).value
+    end = t + churn.horizon_days * DAY_NS
+    if churn.mode == "contractual":
+        return (prep.churned_at != NAT) & (prep.churned_at > t) & (prep.churned_at <= end)
+    return ~_active_between(prep, churn, t, end, closed="right")
+
+
+def check_horizon_observed(tables: Tables, as_of: object, churn: ChurnDefinition) -> None:
+    """Labels need the whole horizon to be in the data; say which date to use otherwise."""
+    t = as_of_timestamp(as_of)
+    end = t + pd.Timedelta(days=churn.horizon_days)
+    data_end = tables.data_end()
+    if end > data_end:
+        latest = (data_end - pd.Timedelta(days=churn.horizon_days)).normalize()
+        raise ValueError(
+            f"observation date {t.date()} needs data until {end.date()} for a {churn.horizon_days}-day "
+            f"label, but the data ends at {data_end}; use observation dates up to {latest.date()}"
+        )
+
+
+def build_labels(tables: Tables, as_of: object, churn: ChurnDefinition) -> pd.DataFrame:
+    """customer_id and churned (0/1) for every customer eligible at T."""
+    check_horizon_observed(tables, as_of, churn)
+    eligible = eligible_mask(tables, as_of, churn)
+    churned = label_mask(tables, as_of, churn)
+    return pd.DataFrame(
+        {
+            "customer_id": tables.customers["customer_id"].to_numpy()[eligible],
+            "churned": churned[eligible].astype("int8"),
+        }
+    )

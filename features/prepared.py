@@ -1,0 +1,205 @@
+"""Array views of the contract's tables that the point-in-time computations share.
+
+Every row of activity, feedback and revenue is reduced once to integer arrays: the position of
+its customer in the customers table, its time in nanoseconds, and coded categories. Features
+and labels as of any date are then masks and bincounts over these arrays, which is what makes
+one date cheap and many dates affordable. Cached on the Tables object.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.contract import Tables
+
+DAY_NS = 86_400 * 10**9
+NAT = np.iinfo(np.int64).min
+
+NEGATIVE_WORDS = (
+    # English and German words that mark a complaint in a free-text comment.
+    "expensive", "cancel", "slow", "bug", "broken", "crash", "never answered", "no answer",
+    "waiting", "disappointed", "terrible", "awful", "bad", "worse", "worst", "useless",
+    "frustrat", "annoy", "unhappy", "switch", "competitor", "refund", "complain", "poor",
+    "teuer", "kündig", "langsam", "fehler", "absturz", "keine antwort", "enttäusch",
+    "schlecht", "nutzlos", "ärger", "unzufrieden", "wechsel", "beschwerde",
+)  # fmt: skip
+_NEGATIVE_RE = re.compile("|".join(re.escape(w) for w in NEGATIVE_WORDS), re.IGNORECASE)
+
+
+def as_of_timestamp(as_of: object) -> pd.Timestamp:
+    """An observation date as a midnight Timestamp; times of day are rejected, not rounded."""
+    try:
+        ts = pd.Timestamp(as_of)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"observation date {as_of!r} is not a date (use YYYY-MM-DD)") from err
+    if ts is pd.NaT:
+        raise ValueError("observation date is missing")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if ts != ts.normalize():
+        raise ValueError(f"observation date {as_of!r} has a time of day; give a date (YYYY-MM-DD)")
+    return ts
+
+
+def to_ns(values: pd.Series) -> np.ndarray:
+    """Timestamps as int64 nanoseconds, NaT as the int64 minimum."""
+    return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def negative_text(text: pd.Series) -> np.ndarray:
+    """True where a comment contains a complaint word (English or German lexicon)."""
+    if text.empty:
+        return np.zeros(0, dtype=bool)
+    return text.astype("str").str.contains(_NEGATIVE_RE, na=False).to_numpy(dtype=bool) & text.notna().to_numpy()
+
+
+def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
+    """Position in the customers table of each id (int64); ids must all be known."""
+    index = pd.Index(customers["customer_id"])
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        lookup = index.get_indexer(ids.cat.categories)
+        codes = ids.cat.codes.to_numpy()
+        return lookup[codes].astype(np.int64)
+    return index.get_indexer(ids).astype(np.int64)
+
+
+def _coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the category names of a text column."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy().astype(np.int64), np.asarray(values.cat.categories, dtype=object)
+    codes, names = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), np.asarray(names, dtype=object)
+
+
+@dataclass
+class ActivityArrays:
+    customer: np.ndarray
+    at: np.ndarray
+    day: np.ndarray
+    event: np.ndarray
+    event_names: np.ndarray
+    value: np.ndarray
+
+
+@dataclass
+class RevenueArrays:
+    """Revenue rows sorted by time; change is the amount minus the customer's previous invoice."""
+
+    customer: np.ndarray
+    at: np.ndarray
+    amount: np.ndarray
+    is_payment: np.ndarray
+    is_refund: np.ndarray
+    is_failed: np.ndarray
+    change: np.ndarray  # NaN for a customer's first payment and for non-payments
+
+
+@dataclass
+class FeedbackArrays:
+    """Feedback rows sorted by time, split by kind."""
+
+    customer: np.ndarray
+    at: np.ndarray
+    kind: np.ndarray  # index into FEEDBACK_KINDS order: nps, csat, review, ticket
+    score: np.ndarray
+    resolved_at: np.ndarray
+    has_text: np.ndarray
+    negative_text: np.ndarray
+
+
+@dataclass
+class Prepared:
+    n_customers: int
+    signup_at: np.ndarray
+    churned_at: np.ndarray
+    activity: ActivityArrays
+    revenue: RevenueArrays
+    feedback: FeedbackArrays
+
+
+def prepare(tables: Tables) -> Prepared:
+    """The array form of the tables, computed once per Tables object and cached on it."""
+    cached = tables.cache.get("prepared")
+    if cached is not None:
+        return cached
+    customers = tables.customers
+    churned = customers["churned_at"] if "churned_at" in customers else pd.Series(pd.NaT, index=customers.index)
+    prepared = Prepared(
+        n_customers=len(customers),
+        signup_at=to_ns(customers["signup_at"]),
+        churned_at=to_ns(churned.astype("datetime64[ns]")),
+        activity=_prepare_activity(tables),
+        revenue=_prepare_revenue(tables),
+        feedback=_prepare_feedback(tables),
+    )
+    tables.cache["prepared"] = prepared
+    return prepared
+
+
+def _prepare_activity(tables: Tables) -> ActivityArrays:
+    act = tables.activity
+    at = to_ns(act["at"])
+    event, names = _coded(act["event"])
+    value = act["value"].to_numpy(dtype="float64", na_value=np.nan) if "value" in act else np.zeros(len(act))
+    return ActivityArrays(
+        customer=customer_positions(tables.customers, act["customer_id"]),
+        at=at,
+        day=np.floor_divide(at, DAY_NS),
+        event=event,
+        event_names=names,
+        value=np.nan_to_num(value, nan=0.0),
+    )
+
+
+def _prepare_revenue(tables: Tables) -> RevenueArrays:
+    rev = tables.revenue.sort_values("at", kind="stable")
+    customer = customer_positions(tables.customers, rev["customer_id"])
+    kind = rev["kind"].astype("str").fillna("invoice").to_numpy() if "kind" in rev else np.full(len(rev), "invoice", dtype=object)
+    is_failed = kind == "failed_payment"
+    is_refund = kind == "refund"
+    is_payment = ~is_failed & ~is_refund
+    amount = rev["amount"].to_numpy(dtype="float64")
+    # Previous payment of the same customer, in time order: upgrades and downgrades.
+    change = np.full(len(rev), np.nan)
+    pay_idx = np.flatnonzero(is_payment)
+    if len(pay_idx):
+        order = pay_idx[np.argsort(customer[pay_idx], kind="stable")]
+        same = customer[order][1:] == customer[order][:-1]
+        diffs = amount[order][1:] - amount[order][:-1]
+        change[order[1:][same]] = diffs[same]
+    return RevenueArrays(
+        customer=customer,
+        at=to_ns(rev["at"]),
+        amount=amount,
+        is_payment=is_payment,
+        is_refund=is_refund,
+        is_failed=is_failed,
+        change=change,
+    )
+
+
+def _prepare_feedback(tables: Tables) -> FeedbackArrays:
+    fb = tables.feedback.sort_values("at", kind="stable")
+    kinds = {"nps": 0, "csat": 1, "review": 2, "ticket": 3}
+    kind = fb["kind"].astype("str").map(kinds).to_numpy(dtype="int64")
+    score = fb["score"].to_numpy(dtype="float64", na_value=np.nan) if "score" in fb else np.full(len(fb), np.nan)
+    resolved = to_ns(fb["resolved_at"]) if "resolved_at" in fb else np.full(len(fb), NAT, dtype=np.int64)
+    if "text" in fb:
+        text = fb["text"]
+        has_text = (text.notna() & (text.astype("str").str.strip() != "")).to_numpy(dtype=bool)
+        negative = negative_text(text)
+    else:
+        has_text = negative = np.zeros(len(fb), dtype=bool)
+    return FeedbackArrays(
+        customer=customer_positions(tables.customers, fb["customer_id"]),
+        at=to_ns(fb["at"]),
+        kind=kind,
+        score=score,
+        resolved_at=resolved,
+        has_text=has_text,
+        negative_text=negative,
+    )

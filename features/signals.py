@@ -1,0 +1,304 @@
+"""The one feature function: behavioural signals per customer as of an observation date T.
+
+Training sets call it for each observation date, the weekly job for the run date, the service
+for records it is sent. Every signal uses rows dated strictly before T only; ticket state at T
+comes from resolved_at, never from today's status column.
+
+Feature names follow the pattern <signal>_<window>d; counts are 0 when nothing happened, and
+"days since" or averages are NaN when there is nothing to measure (LightGBM treats NaN as
+missing, which is what it is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from features.config import FeatureConfig
+from features.contract import Tables
+from features.labels import eligible_mask
+from features.prepared import DAY_NS, NAT, Prepared, as_of_timestamp, prepare
+
+RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
+
+
+def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> FeatureConfig:
+    """Fill what the configuration leaves to the data, using only rows dated before `until`:
+    the event types that get their own counts, and the customer attributes used as segments."""
+    t = as_of_timestamp(until).value
+    if config.event_types is None:
+        act = prepare(tables).activity
+        seen = act.event[act.at < t]
+        counts = np.bincount(seen, minlength=len(act.event_names)) if len(seen) else np.zeros(0, int)
+        order = np.argsort(-counts, kind="stable")
+        top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i] > 0]
+        config = replace(config, event_types=tuple(sorted(top)))
+    if config.segment_columns is None:
+        config = replace(config, segment_columns=tuple(segment_columns(tables.customers, config)))
+    return config
+
+
+def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]:
+    """Customer attributes usable as segments: numbers, and text with few distinct values."""
+    chosen = []
+    for col in customers.columns:
+        if col in RESERVED_CUSTOMER_COLUMNS:
+            continue
+        values = customers[col]
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+            chosen.append(col)
+        elif (
+            isinstance(values.dtype, pd.CategoricalDtype)
+            or pd.api.types.is_string_dtype(values)
+            or pd.api.types.is_object_dtype(values)
+        ) and values.nunique() <= config.max_segment_categories:
+            chosen.append(col)
+    return chosen
+
+
+def feature_names(config: FeatureConfig) -> list[str]:
+    """The feature columns build_features returns for a resolved configuration, in order."""
+    if config.event_types is None or config.segment_columns is None:
+        raise ValueError("resolve the configuration first (resolve_config) to know its features")
+    frame = _feature_frame(_empty_prepared(), 0, config)
+    return [*frame.columns, *config.segment_columns]
+
+
+def build_features(tables: Tables, as_of: object, config: FeatureConfig | None = None) -> pd.DataFrame:
+    """One row per customer eligible at T (see features.labels.eligible_mask) with the
+    behavioural signals of DESIGN.md: customer_id, then features, then segment attributes."""
+    t = as_of_timestamp(as_of)
+    config = resolve_config(tables, config or FeatureConfig(), until=t)
+    prep = prepare(tables)
+    eligible = eligible_mask(tables, t, config.churn)
+    frame = _feature_frame(prep, t.value, config)
+    frame.insert(0, "customer_id", tables.customers["customer_id"].to_numpy())
+    for col in config.segment_columns or ():
+        if col not in tables.customers:
+            raise ValueError(f"segment column '{col}' is not in the customers table")
+        frame[col] = _segment_values(tables.customers[col])
+    return frame.loc[eligible].reset_index(drop=True)
+
+
+def _segment_values(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("float64").to_numpy()
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    return values.astype("str").to_numpy()
+
+
+def _feature_frame(prep: Prepared, t: int, config: FeatureConfig) -> pd.DataFrame:
+    cols: dict[str, np.ndarray] = {}
+    signup = prep.signup_at
+    cols["tenure_days"] = np.where(signup == NAT, np.nan, (t - signup) / DAY_NS)
+    cols.update(_activity_signals(prep, t, config))
+    cols.update(_revenue_signals(prep, t, config))
+    cols.update(_feedback_signals(prep, t, config))
+    return pd.DataFrame(cols)
+
+
+def _count(customer: np.ndarray, mask: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.ndarray:
+    w = None if weights is None else weights[mask]
+    return np.bincount(customer[mask], weights=w, minlength=n).astype("float64")
+
+
+def _latest(customer: np.ndarray, at: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Latest timestamp (ns) per customer among masked rows; NAT where none."""
+    out = np.full(n, NAT, dtype=np.int64)
+    np.maximum.at(out, customer[mask], at[mask])
+    return out
+
+
+def _last_row(customer: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Index of the last masked row per customer (rows are in time order); -1 where none."""
+    out = np.full(n, -1, dtype=np.int64)
+    rows = np.flatnonzero(mask)
+    np.maximum.at(out, customer[rows], rows)
+    return out
+
+
+def _days_since(t: int, stamps: np.ndarray) -> np.ndarray:
+    return np.where(stamps == NAT, np.nan, (t - stamps) / DAY_NS)
+
+
+def _trend(recent: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Relative change of the last window against the one before, in [-1, 1]; NaN if both 0."""
+    total = recent + before
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (recent - before) / total, np.nan)
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
+    act, n = prep.activity, prep.n_customers
+    before = act.at < t
+    out: dict[str, np.ndarray] = {}
+    out["days_since_last_event"] = _days_since(t, _latest(act.customer, act.at, before, n))
+    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, act.customer[before], act.at[before])
+    out["days_since_first_event"] = np.where(first == np.iinfo(np.int64).max, np.nan, (t - first) / DAY_NS)
+
+    type_names = list(config.event_types or ())
+    type_index = np.full(len(act.event_names), -1, dtype=np.int64)
+    for i, name in enumerate(type_names):
+        type_index[act.event_names == name] = i
+    row_type = type_index[act.event] if len(act.event) else act.event
+    n_types_all = max(len(act.event_names), 1)
+    t_day = t // DAY_NS
+    for w in config.windows:
+        in_w = before & (act.at >= t - w * DAY_NS)
+        cust = act.customer[in_w]
+        out[f"events_{w}d"] = np.bincount(cust, minlength=n).astype("float64")
+        days_back = t_day - act.day[in_w]  # 1..w
+        seen_day = np.zeros(n * w, dtype=bool)
+        seen_day[cust * w + (days_back - 1)] = True
+        out[f"active_days_{w}d"] = seen_day.reshape(n, w).sum(axis=1).astype("float64")
+        seen_type = np.zeros(n * n_types_all, dtype=bool)
+        seen_type[cust * n_types_all + act.event[in_w]] = True
+        out[f"event_types_{w}d"] = seen_type.reshape(n, n_types_all).sum(axis=1).astype("float64")
+        out[f"value_{w}d"] = np.bincount(cust, weights=act.value[in_w], minlength=n)
+        if type_names:
+            typed = row_type[in_w]
+            keep = typed >= 0
+            per_type = np.bincount(cust[keep] * len(type_names) + typed[keep], minlength=n * len(type_names))
+            per_type = per_type.reshape(n, len(type_names))
+            for i, slug in enumerate(_unique_slugs(type_names)):
+                out[f"{slug}_events_{w}d"] = per_type[:, i].astype("float64")
+
+    tw = config.trend_window
+    recent = before & (act.at >= t - tw * DAY_NS)
+    prior = (act.at < t - tw * DAY_NS) & (act.at >= t - 2 * tw * DAY_NS)
+    out[f"events_trend_{tw}d"] = _trend(_count(act.customer, recent, n), _count(act.customer, prior, n))
+    out[f"value_trend_{tw}d"] = _trend(
+        _count(act.customer, recent, n, act.value), _count(act.customer, prior, n, act.value)
+    )
+    return out
+
+
+def _slug(name: str) -> str:
+    """An event name as part of a column name: lower case, letters, digits and underscores."""
+    cleaned = "".join(ch if ch.isalnum() else "_" for ch in str(name).strip().lower())
+    return "_".join(part for part in cleaned.split("_") if part) or "event"
+
+
+def _unique_slugs(names: list[str]) -> list[str]:
+    """Column-safe, distinct names for event types ('API call' and 'api_call' get _2)."""
+    slugs: list[str] = []
+    for name in names:
+        slug, k = _slug(name), 2
+        while slug in slugs:
+            slug, k = f"{_slug(name)}_{k}", k + 1
+        slugs.append(slug)
+    return slugs
+
+
+def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
+    rev, n = prep.revenue, prep.n_customers
+    before = rev.at < t
+    counted = rev.is_payment | rev.is_refund
+    out: dict[str, np.ndarray] = {}
+    for w in config.windows:
+        in_w = before & (rev.at >= t - w * DAY_NS)
+        out[f"revenue_{w}d"] = _count(rev.customer, in_w & counted, n, rev.amount)
+        out[f"payments_{w}d"] = _count(rev.customer, in_w & rev.is_payment, n)
+    out["revenue_total"] = _count(rev.customer, before & counted, n, rev.amount)
+    tw = config.trend_window
+    recent = before & (rev.at >= t - tw * DAY_NS) & counted
+    prior = (rev.at < t - tw * DAY_NS) & (rev.at >= t - 2 * tw * DAY_NS) & counted
+    out[f"revenue_trend_{tw}d"] = _trend(
+        _count(rev.customer, recent, n, rev.amount), _count(rev.customer, prior, n, rev.amount)
+    )
+    long_w = max(config.windows)
+    in_long = before & (rev.at >= t - long_w * DAY_NS)
+    out[f"refunds_{long_w}d"] = _count(rev.customer, in_long & rev.is_refund, n)
+    out[f"refund_amount_{long_w}d"] = np.abs(_count(rev.customer, in_long & rev.is_refund, n, rev.amount))
+    out[f"failed_payments_{long_w}d"] = _count(rev.customer, in_long & rev.is_failed, n)
+    changed = np.nan_to_num(rev.change, nan=0.0)
+    out[f"downgrades_{long_w}d"] = _count(rev.customer, in_long & rev.is_payment & (changed < 0), n)
+    out[f"upgrades_{long_w}d"] = _count(rev.customer, in_long & rev.is_payment & (changed > 0), n)
+    last = _last_row(rev.customer, before & rev.is_payment, n)
+    has_last = last >= 0
+    safe = np.where(has_last, last, 0)
+    amount = rev.amount[safe] if len(rev.amount) else np.zeros(n)
+    change = rev.change[safe] if len(rev.change) else np.zeros(n)
+    out["last_payment_amount"] = np.where(has_last, amount, np.nan)
+    previous = amount - change
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["last_payment_change"] = np.where(has_last & (previous > 0), change / previous, np.nan)
+    out["days_since_last_payment"] = _days_since(t, _latest(rev.customer, rev.at, before & rev.is_payment, n))
+    return out
+
+
+def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
+    fb, n = prep.feedback, prep.n_customers
+    before = fb.at < t
+    scored = before & ~np.isnan(fb.score)
+    score = np.nan_to_num(fb.score, nan=0.0)
+    long_w = max(config.windows)
+    in_long = before & (fb.at >= t - long_w * DAY_NS)
+    out: dict[str, np.ndarray] = {}
+
+    nps = scored & (fb.kind == 0)
+    last = _last_row(fb.customer, nps, n)
+    has = last >= 0
+    last_score = np.where(has, fb.score[np.where(has, last, 0)] if len(fb.score) else 0.0, np.nan)
+    out["nps_last"] = last_score
+    out["nps_mean"] = _mean(_count(fb.customer, nps, n, score), _count(fb.customer, nps, n))
+    out["nps_responses"] = _count(fb.customer, nps, n)
+    out["nps_detractor"] = np.where(has, (last_score <= 6).astype("float64"), np.nan)
+    out["nps_promoter"] = np.where(has, (last_score >= 9).astype("float64"), np.nan)
+    out["days_since_nps"] = _days_since(t, _latest(fb.customer, fb.at, nps, n))
+
+    csat = scored & (fb.kind == 1)
+    csat_w = csat & in_long
+    out[f"csat_mean_{long_w}d"] = _mean(_count(fb.customer, csat_w, n, score), _count(fb.customer, csat_w, n))
+    out[f"csat_responses_{long_w}d"] = _count(fb.customer, csat_w, n)
+    last = _last_row(fb.customer, csat, n)
+    out["csat_last"] = np.where(last >= 0, fb.score[np.where(last >= 0, last, 0)] if len(fb.score) else 0.0, np.nan)
+
+    review = scored & (fb.kind == 2)
+    out["review_mean"] = _mean(_count(fb.customer, review, n, score), _count(fb.customer, review, n))
+    out["reviews"] = _count(fb.customer, review, n)
+
+    ticket = before & (fb.kind == 3)
+    for w in config.windows:
+        out[f"tickets_{w}d"] = _count(fb.customer, ticket & (fb.at >= t - w * DAY_NS), n)
+    # Open at T: opened before T and not resolved before T (resolved_at is when it closed).
+    open_at_t = ticket & ((fb.resolved_at == NAT) | (fb.resolved_at >= t))
+    out["tickets_open"] = _count(fb.customer, open_at_t, n)
+    long_open = open_at_t & (fb.at < t - config.long_open_ticket_days * DAY_NS)
+    out[f"tickets_open_over_{config.long_open_ticket_days}d"] = _count(fb.customer, long_open, n)
+    resolved = (fb.kind == 3) & (fb.resolved_at != NAT) & (fb.resolved_at < t) & (fb.resolved_at >= t - long_w * DAY_NS)
+    hours = (fb.resolved_at - fb.at) / 3.6e12
+    out[f"ticket_resolution_hours_{long_w}d"] = _mean(
+        _count(fb.customer, resolved, n, hours), _count(fb.customer, resolved, n)
+    )
+    out["days_since_ticket"] = _days_since(t, _latest(fb.customer, fb.at, ticket, n))
+
+    out[f"comments_{long_w}d"] = _count(fb.customer, in_long & fb.has_text, n)
+    out[f"negative_comments_{long_w}d"] = _count(fb.customer, in_long & fb.negative_text, n)
+    return out
+
+
+def _empty_prepared() -> Prepared:
+    """A Prepared with no customers and no rows, to read off the feature columns."""
+    from features.prepared import ActivityArrays, FeedbackArrays, RevenueArrays
+
+    i64 = np.zeros(0, dtype=np.int64)
+    f64 = np.zeros(0, dtype=np.float64)
+    b = np.zeros(0, dtype=bool)
+    return Prepared(
+        n_customers=0,
+        signup_at=i64,
+        churned_at=i64,
+        activity=ActivityArrays(i64, i64, i64, i64, np.zeros(0, dtype=object), f64),
+        revenue=RevenueArrays(i64, i64, f64, b, b, b, f64),
+        feedback=FeedbackArrays(i64, i64, i64, f64, i64, b, b),
+    )
