@@ -27,9 +27,14 @@ app = typer.Typer(
 import_app = typer.Typer(help="Map a public dataset onto the data contract.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
-DataDir = Annotated[Path, typer.Option("--data", help="Folder with the contract's tables (Parquet or CSV).")]
+DataDir = Annotated[
+    Path, typer.Option("--data", help="Folder with the contract's tables (Parquet or CSV).")
+]
 ConfigFile = Annotated[
-    Path | None, typer.Option("--config", help=f"TOML/JSON configuration; default: DATA/{DATA_CONFIG_FILE} if present.")
+    Path | None,
+    typer.Option(
+        "--config", help=f"TOML/JSON configuration; default: DATA/{DATA_CONFIG_FILE} if present."
+    ),
 ]
 
 
@@ -53,7 +58,9 @@ def echo_progress(label: str) -> Callable[[int, int, pd.Timestamp, int], None]:
 
     def report(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
         elapsed = time.perf_counter() - started
-        typer.echo(f"  {label} {i}/{total}  as of {as_of.date()}  {rows:,} rows  {elapsed:.1f}s", err=True)
+        typer.echo(
+            f"  {label} {i}/{total}  as of {as_of.date()}  {rows:,} rows  {elapsed:.1f}s", err=True
+        )
 
     return report
 
@@ -71,7 +78,9 @@ def write_frame(df: pd.DataFrame, out: Path) -> None:
             df.to_parquet(tmp, index=False)
 
 
-def _with_overrides(config: FeatureConfig, mode: str | None, horizon: str | None, lookback: str | None) -> FeatureConfig:
+def _with_overrides(
+    config: FeatureConfig, mode: str | None, horizon: str | None, lookback: str | None
+) -> FeatureConfig:
     from features.dataset import parse_days
 
     changes: dict[str, Any] = {}
@@ -87,9 +96,15 @@ def _with_overrides(config: FeatureConfig, mode: str | None, horizon: str | None
 @app.command("demo-data")
 @user_errors
 def demo_data(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the demo tables and truth.parquet into.")],
-    customers: Annotated[int, typer.Option("--customers", min=10, help="Number of customers.")] = 2000,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")] = 0,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to write the demo tables and truth.parquet into.")
+    ],
+    customers: Annotated[
+        int, typer.Option("--customers", min=10, help="Number of customers.")
+    ] = 2000,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")
+    ] = 0,
 ) -> None:
     """Generate a realistic demo dataset in the contract's shape, with each customer's true
     churn probability per observation date in truth.parquet."""
@@ -105,12 +120,19 @@ def demo_data(
 @import_app.command("online-retail")
 @user_errors
 def import_online_retail_command(
-    src: Annotated[Path, typer.Argument(help="The raw Online Retail file (.parquet, .csv or .xlsx) or its folder.")],
+    src: Annotated[
+        Path,
+        typer.Argument(help="The raw Online Retail file (.parquet, .csv or .xlsx) or its folder."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the contract's tables into.")],
 ) -> None:
     """Map the UCI Online Retail invoice lines onto the contract (non-contractual churn)."""
     from features.io import write_tables
-    from features.online_retail import ONLINE_RETAIL_CONFIG, import_online_retail, read_online_retail
+    from features.online_retail import (
+        ONLINE_RETAIL_CONFIG,
+        import_online_retail,
+        read_online_retail,
+    )
 
     tables, report = import_online_retail(read_online_retail(src))
     write_tables(tables, out, extra_files={DATA_CONFIG_FILE: config_to_toml(ONLINE_RETAIL_CONFIG)})
@@ -123,7 +145,12 @@ def import_online_retail_command(
 @user_errors
 def features_command(
     data: DataDir,
-    as_of: Annotated[str, typer.Option("--as-of", help="Observation date T (YYYY-MM-DD): only data before T is used.")],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of", help="Observation date T (YYYY-MM-DD): only data before T is used."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output file (.parquet or .csv).")],
     config: ConfigFile = None,
 ) -> None:
@@ -134,7 +161,9 @@ def features_command(
     tables = load_tables(data)
     frame = build_features(tables, as_of, config_for_data(data, config))
     write_frame(frame, out)
-    typer.echo(f"{len(frame):,} customers x {frame.shape[1] - 1} features as of {as_of} written to {out}")
+    typer.echo(
+        f"{len(frame):,} customers x {frame.shape[1] - 1} features as of {as_of} written to {out}"
+    )
 
 
 @app.command("dataset")
@@ -144,13 +173,23 @@ def dataset_command(
     date_from: Annotated[str, typer.Option("--from", help="First observation date (YYYY-MM-DD).")],
     date_to: Annotated[str, typer.Option("--to", help="Last observation date (YYYY-MM-DD).")],
     out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
-    every: Annotated[str, typer.Option("--every", help="Step between observation dates, e.g. 30d or 1w.")] = "30d",
-    horizon: Annotated[str | None, typer.Option("--horizon", help="Label horizon, e.g. 30d (default: config).")] = None,
+    every: Annotated[
+        str, typer.Option("--every", help="Step between observation dates, e.g. 30d or 1w.")
+    ] = "30d",
+    horizon: Annotated[
+        str | None, typer.Option("--horizon", help="Label horizon, e.g. 30d (default: config).")
+    ] = None,
     lookback: Annotated[
-        str | None, typer.Option("--lookback", help="Non-contractual: activity window that makes a customer eligible.")
+        str | None,
+        typer.Option(
+            "--lookback", help="Non-contractual: activity window that makes a customer eligible."
+        ),
     ] = None,
     mode: Annotated[
-        str | None, typer.Option("--mode", help="Churn definition: contractual or non-contractual (default: config).")
+        str | None,
+        typer.Option(
+            "--mode", help="Churn definition: contractual or non-contractual (default: config)."
+        ),
     ] = None,
     config: ConfigFile = None,
 ) -> None:
@@ -174,12 +213,16 @@ def dataset_command(
 @app.command("demo")
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's data and outputs.")] = Path("demo_out"),
-    customers: Annotated[int, typer.Option("--customers", min=10, help="Number of demo customers.")] = 2000,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the demo's data and outputs.")
+    ] = Path("demo_out"),
+    customers: Annotated[
+        int, typer.Option("--customers", min=10, help="Number of demo customers.")
+    ] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """The main job on demo data: generate it, build features and a training set, summarise."""
-    from features.dataset import observation_dates, write_training_set
+    from features.dataset import write_training_set
     from features.demo_data import DemoConfig, write_demo
     from features.io import load_tables
     from features.signals import build_features
@@ -191,18 +234,27 @@ def demo(
     tables = load_tables(data_dir)
     config = config_for_data(data_dir)
     horizon = config.churn.horizon_days
-    last = (tables.data_end() - pd.Timedelta(days=horizon)).normalize()
-    first = tables.customers["signup_at"].min().normalize() + pd.Timedelta(days=horizon * 3)
-    dates = observation_dates(first, last, horizon)
-    typer.echo(f"2. building the training set over {len(dates)} observation dates ({first.date()} .. {last.date()})")
-    rows, resolved = write_training_set(tables, dates, out / "training_set.parquet", config, echo_progress("date"))
-    latest = tables.data_end().normalize()
+    # The generator's step grid, where its true churn probabilities are known.
+    truth_dates = pd.read_parquet(data_dir / "truth.parquet", columns=["as_of"])["as_of"].unique()
+    dates = sorted(pd.Timestamp(d) for d in truth_dates)[2:]
+    first, last = dates[0], dates[-1]
+    typer.echo(
+        f"2. building the training set over {len(dates)} observation dates ({first.date()} .. {last.date()})"
+    )
+    rows, resolved = write_training_set(
+        tables, dates, out / "training_set.parquet", config, echo_progress("date")
+    )
+    latest = tables.data_end().normalize() + pd.Timedelta(days=1)  # scores use all data
     frame = build_features(tables, latest, resolved)
     write_frame(frame, out / "features_latest.parquet")
     train = pd.read_parquet(out / "training_set.parquet", columns=["as_of", "churned"])
-    typer.echo(f"3. features as of {latest.date()}: {len(frame):,} customers x {frame.shape[1] - 1} columns")
+    typer.echo(
+        f"3. features as of {latest.date()}: {len(frame):,} customers x {frame.shape[1] - 1} columns"
+    )
     typer.echo("")
-    typer.echo(f"training set: {rows:,} rows, churn share {train['churned'].mean():.1%} per {horizon}-day horizon")
+    typer.echo(
+        f"training set: {rows:,} rows, churn share {train['churned'].mean():.1%} per {horizon}-day horizon"
+    )
     typer.echo(train.groupby("as_of")["churned"].agg(["size", "mean"]).tail(6).to_string())
     typer.echo(f"\ndone in {time.perf_counter() - started:.1f}s; outputs in {out}")
 

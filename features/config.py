@@ -31,7 +31,9 @@ class ChurnDefinition:
 
     def __post_init__(self) -> None:
         if self.mode not in ("contractual", "non_contractual"):
-            raise ValueError(f"churn mode must be 'contractual' or 'non_contractual', got {self.mode!r}")
+            raise ValueError(
+                f"churn mode must be 'contractual' or 'non_contractual', got {self.mode!r}"
+            )
         if self.horizon_days <= 0 or self.lookback_days <= 0:
             raise ValueError("churn horizon_days and lookback_days must be positive")
 

@@ -116,16 +116,26 @@ def _normalize_ids(df: pd.DataFrame, table: str) -> pd.DataFrame:
     elif pd.api.types.is_float_dtype(ids):
         bad = ids.notna() & (ids != np.floor(ids))
         if bad.any():
-            raise ContractError(table, "customer_id", "ids must be text or whole numbers", _example(df, bad))
+            raise ContractError(
+                table, "customer_id", "ids must be text or whole numbers", _example(df, bad)
+            )
         _check_no_missing(df, table, "customer_id")
         df["customer_id"] = ids.astype("int64").astype("str")
     elif pd.api.types.is_string_dtype(ids) or pd.api.types.is_object_dtype(ids):
-        notstr = ids.notna() & ~ids.map(lambda v: isinstance(v, str | int | np.integer))
+        is_text = ids.map(lambda v: isinstance(v, str | int | np.integer)).astype(bool)
+        notstr = ids.notna() & ~is_text
         if notstr.any():
-            raise ContractError(table, "customer_id", "ids must be text or whole numbers", _example(df, notstr))
+            raise ContractError(
+                table, "customer_id", "ids must be text or whole numbers", _example(df, notstr)
+            )
         df["customer_id"] = ids.astype("str").where(ids.notna())
     else:
-        raise ContractError(table, "customer_id", f"ids must be text or whole numbers, got {ids.dtype}", _example(df, np.ones(len(df), bool)) if len(df) else None)
+        raise ContractError(
+            table,
+            "customer_id",
+            f"ids must be text or whole numbers, got {ids.dtype}",
+            _example(df, np.ones(len(df), bool)) if len(df) else None,
+        )
     _check_no_missing(df, table, "customer_id")
     return df
 
@@ -133,7 +143,9 @@ def _normalize_ids(df: pd.DataFrame, table: str) -> pd.DataFrame:
 def _check_no_missing(df: pd.DataFrame, table: str, column: str) -> None:
     missing = df[column].isna()
     if missing.any():
-        raise ContractError(table, column, f"{int(missing.sum())} rows have no value", _example(df, missing))
+        raise ContractError(
+            table, column, f"{int(missing.sum())} rows have no value", _example(df, missing)
+        )
 
 
 def _parse_timestamps(df: pd.DataFrame, table: str, column: str) -> None:
@@ -145,13 +157,19 @@ def _parse_timestamps(df: pd.DataFrame, table: str, column: str) -> None:
         parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
         bad = raw.notna() & parsed.isna()
         if bad.any():
-            raise ContractError(table, column, f"{int(bad.sum())} timestamps cannot be parsed", _example(df, bad))
+            raise ContractError(
+                table, column, f"{int(bad.sum())} timestamps cannot be parsed", _example(df, bad)
+            )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     df[column] = parsed.astype("datetime64[ns]")
 
 
-NUMERIC_COLUMNS: dict[str, tuple[str, ...]] = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
+NUMERIC_COLUMNS: dict[str, tuple[str, ...]] = {
+    "activity": ("value",),
+    "feedback": ("score",),
+    "revenue": ("amount",),
+}
 
 
 def _to_float(df: pd.DataFrame, table: str, column: str) -> None:
@@ -159,7 +177,9 @@ def _to_float(df: pd.DataFrame, table: str, column: str) -> None:
     values = df[column]
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if not numeric and values.notna().any():
-        raise ContractError(table, column, f"expected numbers, got {values.dtype}", _example(df, values.notna()))
+        raise ContractError(
+            table, column, f"expected numbers, got {values.dtype}", _example(df, values.notna())
+        )
     df[column] = values.astype("float64")
 
 
@@ -226,11 +246,15 @@ def _check_value_rules(table: str, df: pd.DataFrame) -> None:
         score = df["score"].to_numpy()
         bad = five_point & ~np.isnan(score) & ((score < 1) | (score > 5))
         if bad.any():
-            raise ContractError(table, "score", "csat and review scores must be 1-5", _example(df, bad))
+            raise ContractError(
+                table, "score", "csat and review scores must be 1-5", _example(df, bad)
+            )
     if table == "feedback" and "resolved_at" in df:
         bad = df["resolved_at"].notna() & (df["resolved_at"] < df["at"])
         if bad.any():
-            raise ContractError(table, "resolved_at", "resolved before it was opened", _example(df, bad))
+            raise ContractError(
+                table, "resolved_at", "resolved before it was opened", _example(df, bad)
+            )
     if table == "feedback" and "status" in df:
         resolved = df["resolved_at"] if "resolved_at" in df else pd.Series(pd.NaT, index=df.index)
         bad = (df["kind"] == "ticket") & (df["status"] == "closed") & resolved.isna()
@@ -245,12 +269,17 @@ def _check_value_rules(table: str, df: pd.DataFrame) -> None:
         kind = df["kind"] if "kind" in df else pd.Series("invoice", index=df.index)
         amount = df["amount"].to_numpy()
         if np.isnan(amount).any():
-            raise ContractError(table, "amount", "amounts must not be missing", _example(df, np.isnan(amount)))
+            raise ContractError(
+                table, "amount", "amounts must not be missing", _example(df, np.isnan(amount))
+            )
         is_refund = (kind == "refund").to_numpy()
         bad = (~is_refund & (amount < 0)) | (is_refund & (amount > 0))
         if bad.any():
             raise ContractError(
-                table, "amount", "negative amounts are only allowed for kind 'refund' (and refunds are <= 0)", _example(df, bad)
+                table,
+                "amount",
+                "negative amounts are only allowed for kind 'refund' (and refunds are <= 0)",
+                _example(df, bad),
             )
 
 
@@ -260,7 +289,9 @@ def validate_table(table: str, df: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"unknown table '{table}', expected one of {TABLES}")
     missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
     if missing:
-        raise ContractError(table, missing[0], f"required column is missing (has: {list(df.columns)})")
+        raise ContractError(
+            table, missing[0], f"required column is missing (has: {list(df.columns)})"
+        )
     df = df.reset_index(drop=True).copy()
     df = _normalize_ids(df, table)
     for col in TIMESTAMP_COLUMNS[table]:
@@ -295,8 +326,12 @@ def validate_tables(
     checked = {
         "customers": validate_table("customers", customers),
         "activity": validate_table("activity", activity),
-        "feedback": validate_table("feedback", feedback) if feedback is not None else empty_table("feedback"),
-        "revenue": validate_table("revenue", revenue) if revenue is not None else empty_table("revenue"),
+        "feedback": validate_table("feedback", feedback)
+        if feedback is not None
+        else empty_table("feedback"),
+        "revenue": validate_table("revenue", revenue)
+        if revenue is not None
+        else empty_table("revenue"),
     }
     known = pd.Index(checked["customers"]["customer_id"])
     for name in ("activity", "feedback", "revenue"):
@@ -312,6 +347,9 @@ def validate_tables(
             unknown = ~ids.isin(known)
         if unknown.any():
             raise ContractError(
-                name, "customer_id", f"{int(unknown.sum())} rows refer to customers not in 'customers'", _example(df, unknown)
+                name,
+                "customer_id",
+                f"{int(unknown.sum())} rows refer to customers not in 'customers'",
+                _example(df, unknown),
             )
     return Tables(**checked)

@@ -22,7 +22,9 @@ def observation_dates(start: object, end: object, every_days: int) -> list[pd.Ti
     """Dates start, start + every, ... up to and including end."""
     first, last = as_of_timestamp(start), as_of_timestamp(end)
     if every_days <= 0:
-        raise ValueError(f"the step between observation dates must be positive, got {every_days} days")
+        raise ValueError(
+            f"the step between observation dates must be positive, got {every_days} days"
+        )
     if last < first:
         raise ValueError(f"--to {last.date()} is before --from {first.date()}")
     return list(pd.date_range(first, last, freq=f"{every_days}D"))
@@ -63,12 +65,17 @@ def iter_snapshots(
 
 
 def build_training_set(
-    tables: Tables, dates: Sequence[object], config: FeatureConfig | None = None, progress: Progress | None = None
+    tables: Tables,
+    dates: Sequence[object],
+    config: FeatureConfig | None = None,
+    progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, FeatureConfig]:
     """The whole training set in memory, with the resolved configuration that made it."""
     if not dates:
         raise ValueError("no observation dates given")
-    config = resolve_config(tables, config or FeatureConfig(), until=max(as_of_timestamp(d) for d in dates))
+    config = resolve_config(
+        tables, config or FeatureConfig(), until=max(as_of_timestamp(d) for d in dates)
+    )
     frames = list(iter_snapshots(tables, dates, config, progress))
     return pd.concat(frames, ignore_index=True), config
 
@@ -84,7 +91,9 @@ def write_training_set(
     date), replacing `out` only when every date is written. Returns rows written and config."""
     if not dates:
         raise ValueError("no observation dates given")
-    config = resolve_config(tables, config or FeatureConfig(), until=max(as_of_timestamp(d) for d in dates))
+    config = resolve_config(
+        tables, config or FeatureConfig(), until=max(as_of_timestamp(d) for d in dates)
+    )
     with atomic_file(out) as tmp:
         writer = ParquetChunkWriter(tmp)
         try:

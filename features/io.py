@@ -48,7 +48,9 @@ def load_tables(data_dir: str | Path) -> Tables:
         path = find_table_file(data_dir, name)
         if path is None:
             if name in REQUIRED_TABLES:
-                raise ContractError(name, None, f"table is missing: expected {data_dir / name}.parquet or .csv")
+                raise ContractError(
+                    name, None, f"table is missing: expected {data_dir / name}.parquet or .csv"
+                )
             continue
         frames[name] = read_table(path)
     return validate_tables(**frames)

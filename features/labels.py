@@ -19,7 +19,9 @@ def _qualifying(prep: Prepared, churn: ChurnDefinition) -> np.ndarray:
     return wanted[act.event] if len(act.event_names) else np.zeros(len(act.at), dtype=bool)
 
 
-def _active_between(prep: Prepared, churn: ChurnDefinition, start_ns: int, end_ns: int, *, closed: str) -> np.ndarray:
+def _active_between(
+    prep: Prepared, churn: ChurnDefinition, start_ns: int, end_ns: int, *, closed: str
+) -> np.ndarray:
     """Per customer: any qualifying activity in [start, end) (closed='left') or (start, end] ('right')."""
     act = prep.activity
     if closed == "left":

@@ -20,11 +20,21 @@ import pandas as pd
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import ContractError, Tables, validate_tables
 
-RAW_COLUMNS = ("InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country")
+RAW_COLUMNS = (
+    "InvoiceNo",
+    "StockCode",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+)
 
 ONLINE_RETAIL_CONFIG = FeatureConfig(
     windows=(7, 30, 90),
-    churn=ChurnDefinition(mode="non_contractual", horizon_days=90, lookback_days=90, qualifying_events=("purchase",)),
+    churn=ChurnDefinition(
+        mode="non_contractual", horizon_days=90, lookback_days=90, qualifying_events=("purchase",)
+    ),
 )
 
 
@@ -52,14 +62,20 @@ def read_online_retail(path: str | Path) -> pd.DataFrame:
     """Read the raw file (Parquet, CSV or Excel as published by UCI)."""
     path = Path(path)
     if path.is_dir():
-        candidates = sorted(path.glob("*.parquet")) + sorted(path.glob("*.csv")) + sorted(path.glob("*.xlsx"))
+        candidates = (
+            sorted(path.glob("*.parquet"))
+            + sorted(path.glob("*.csv"))
+            + sorted(path.glob("*.xlsx"))
+        )
         if not candidates:
             raise FileNotFoundError(f"no Online Retail file (.parquet, .csv, .xlsx) in '{path}'")
         path = candidates[0]
     if not path.exists():
         raise FileNotFoundError(f"Online Retail file '{path}' does not exist")
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype={"InvoiceNo": "str", "StockCode": "str"}, encoding_errors="replace")
+        return pd.read_csv(
+            path, dtype={"InvoiceNo": "str", "StockCode": "str"}, encoding_errors="replace"
+        )
     if path.suffix in (".xlsx", ".xls"):
         return pd.read_excel(path, dtype={"InvoiceNo": "str", "StockCode": "str"})
     return pd.read_parquet(path)
@@ -69,7 +85,9 @@ def import_online_retail(raw: pd.DataFrame) -> tuple[Tables, ImportReport]:
     """The contract's tables from raw invoice lines, and a report of what was dropped."""
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
-        raise ContractError("online_retail", missing[0], f"required column is missing (has: {list(raw.columns)})")
+        raise ContractError(
+            "online_retail", missing[0], f"required column is missing (has: {list(raw.columns)})"
+        )
     has_customer = raw["CustomerID"].notna()
     lines = raw.loc[has_customer, list(RAW_COLUMNS)].copy()
     lines["customer_id"] = lines["CustomerID"].astype("int64").astype("str")
@@ -82,9 +100,9 @@ def import_online_retail(raw: pd.DataFrame) -> tuple[Tables, ImportReport]:
     lines.loc[~cancelled & (lines["Quantity"] < 0), "event"] = "return"
 
     # One event per (invoice, kind); an invoice's time is its first line's time.
-    per_invoice = lines.groupby(["InvoiceNo", "event", "customer_id"], sort=False, observed=True).agg(
-        at=("at", "min"), items=("Quantity", "sum"), amount=("amount", "sum")
-    )
+    per_invoice = lines.groupby(
+        ["InvoiceNo", "event", "customer_id"], sort=False, observed=True
+    ).agg(at=("at", "min"), items=("Quantity", "sum"), amount=("amount", "sum"))
     per_invoice = per_invoice.reset_index()
     activity = pd.DataFrame(
         {
@@ -110,7 +128,9 @@ def import_online_retail(raw: pd.DataFrame) -> tuple[Tables, ImportReport]:
     negative_orders = (revenue["kind"] == "order") & (revenue["amount"] < 0)
     if negative_orders.any():
         raise ContractError(
-            "online_retail", "UnitPrice", "an invoice without a C number totals below zero",
+            "online_retail",
+            "UnitPrice",
+            "an invoice without a C number totals below zero",
             revenue[negative_orders].iloc[0].to_dict(),
         )
 

@@ -32,6 +32,8 @@ _NEGATIVE_RE = re.compile("|".join(re.escape(w) for w in NEGATIVE_WORDS), re.IGN
 
 def as_of_timestamp(as_of: object) -> pd.Timestamp:
     """An observation date as a midnight Timestamp; times of day are rejected, not rounded."""
+    if isinstance(as_of, str) and not _ISO_DATE.match(as_of.strip()):
+        raise ValueError(f"observation date {as_of!r} is not a date (use YYYY-MM-DD)")
     try:
         ts = pd.Timestamp(as_of)
     except (ValueError, TypeError) as err:
@@ -40,9 +42,14 @@ def as_of_timestamp(as_of: object) -> pd.Timestamp:
         raise ValueError("observation date is missing")
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
+    if not pd.Timestamp("1900-01-01") <= ts <= pd.Timestamp("2200-01-01"):
+        raise ValueError(f"observation date {as_of!r} is outside the years 1900-2200")
     if ts != ts.normalize():
         raise ValueError(f"observation date {as_of!r} has a time of day; give a date (YYYY-MM-DD)")
-    return ts
+    return ts.as_unit("ns")
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
 def to_ns(values: pd.Series) -> np.ndarray:
@@ -54,7 +61,10 @@ def negative_text(text: pd.Series) -> np.ndarray:
     """True where a comment contains a complaint word (English or German lexicon)."""
     if text.empty:
         return np.zeros(0, dtype=bool)
-    return text.astype("str").str.contains(_NEGATIVE_RE, na=False).to_numpy(dtype=bool) & text.notna().to_numpy()
+    return (
+        text.astype("str").str.contains(_NEGATIVE_RE, na=False).to_numpy(dtype=bool)
+        & text.notna().to_numpy()
+    )
 
 
 def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
@@ -70,7 +80,9 @@ def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
 def _coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes and the category names of a text column."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.cat.codes.to_numpy().astype(np.int64), np.asarray(values.cat.categories, dtype=object)
+        return values.cat.codes.to_numpy().astype(np.int64), np.asarray(
+            values.cat.categories, dtype=object
+        )
     codes, names = pd.factorize(values, sort=True)
     return codes.astype(np.int64), np.asarray(names, dtype=object)
 
@@ -127,7 +139,11 @@ def prepare(tables: Tables) -> Prepared:
     if cached is not None:
         return cached
     customers = tables.customers
-    churned = customers["churned_at"] if "churned_at" in customers else pd.Series(pd.NaT, index=customers.index)
+    churned = (
+        customers["churned_at"]
+        if "churned_at" in customers
+        else pd.Series(pd.NaT, index=customers.index)
+    )
     prepared = Prepared(
         n_customers=len(customers),
         signup_at=to_ns(customers["signup_at"]),
@@ -144,7 +160,11 @@ def _prepare_activity(tables: Tables) -> ActivityArrays:
     act = tables.activity
     at = to_ns(act["at"])
     event, names = _coded(act["event"])
-    value = act["value"].to_numpy(dtype="float64", na_value=np.nan) if "value" in act else np.zeros(len(act))
+    value = (
+        act["value"].to_numpy(dtype="float64", na_value=np.nan)
+        if "value" in act
+        else np.zeros(len(act))
+    )
     return ActivityArrays(
         customer=customer_positions(tables.customers, act["customer_id"]),
         at=at,
@@ -158,7 +178,11 @@ def _prepare_activity(tables: Tables) -> ActivityArrays:
 def _prepare_revenue(tables: Tables) -> RevenueArrays:
     rev = tables.revenue.sort_values("at", kind="stable")
     customer = customer_positions(tables.customers, rev["customer_id"])
-    kind = rev["kind"].astype("str").fillna("invoice").to_numpy() if "kind" in rev else np.full(len(rev), "invoice", dtype=object)
+    kind = (
+        rev["kind"].astype("str").fillna("invoice").to_numpy()
+        if "kind" in rev
+        else np.full(len(rev), "invoice", dtype=object)
+    )
     is_failed = kind == "failed_payment"
     is_refund = kind == "refund"
     is_payment = ~is_failed & ~is_refund
@@ -186,8 +210,14 @@ def _prepare_feedback(tables: Tables) -> FeedbackArrays:
     fb = tables.feedback.sort_values("at", kind="stable")
     kinds = {"nps": 0, "csat": 1, "review": 2, "ticket": 3}
     kind = fb["kind"].astype("str").map(kinds).to_numpy(dtype="int64")
-    score = fb["score"].to_numpy(dtype="float64", na_value=np.nan) if "score" in fb else np.full(len(fb), np.nan)
-    resolved = to_ns(fb["resolved_at"]) if "resolved_at" in fb else np.full(len(fb), NAT, dtype=np.int64)
+    score = (
+        fb["score"].to_numpy(dtype="float64", na_value=np.nan)
+        if "score" in fb
+        else np.full(len(fb), np.nan)
+    )
+    resolved = (
+        to_ns(fb["resolved_at"]) if "resolved_at" in fb else np.full(len(fb), NAT, dtype=np.int64)
+    )
     if "text" in fb:
         text = fb["text"]
         has_text = (text.notna() & (text.astype("str").str.strip() != "")).to_numpy(dtype=bool)

@@ -31,7 +31,9 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
     if config.event_types is None:
         act = prepare(tables).activity
         seen = act.event[act.at < t]
-        counts = np.bincount(seen, minlength=len(act.event_names)) if len(seen) else np.zeros(0, int)
+        counts = (
+            np.bincount(seen, minlength=len(act.event_names)) if len(seen) else np.zeros(0, int)
+        )
         order = np.argsort(-counts, kind="stable")
         top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i] > 0]
         config = replace(config, event_types=tuple(sorted(top)))
@@ -47,13 +49,11 @@ def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]
         if col in RESERVED_CUSTOMER_COLUMNS:
             continue
         values = customers[col]
-        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-            chosen.append(col)
-        elif (
+        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values) or ((
             isinstance(values.dtype, pd.CategoricalDtype)
             or pd.api.types.is_string_dtype(values)
             or pd.api.types.is_object_dtype(values)
-        ) and values.nunique() <= config.max_segment_categories:
+        ) and values.nunique() <= config.max_segment_categories):
             chosen.append(col)
     return chosen
 
@@ -66,7 +66,9 @@ def feature_names(config: FeatureConfig) -> list[str]:
     return [*frame.columns, *config.segment_columns]
 
 
-def build_features(tables: Tables, as_of: object, config: FeatureConfig | None = None) -> pd.DataFrame:
+def build_features(
+    tables: Tables, as_of: object, config: FeatureConfig | None = None
+) -> pd.DataFrame:
     """One row per customer eligible at T (see features.labels.eligible_mask) with the
     behavioural signals of DESIGN.md: customer_id, then features, then segment attributes."""
     t = as_of_timestamp(as_of)
@@ -100,7 +102,9 @@ def _feature_frame(prep: Prepared, t: int, config: FeatureConfig) -> pd.DataFram
     return pd.DataFrame(cols)
 
 
-def _count(customer: np.ndarray, mask: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.ndarray:
+def _count(
+    customer: np.ndarray, mask: np.ndarray, n: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     w = None if weights is None else weights[mask]
     return np.bincount(customer[mask], weights=w, minlength=n).astype("float64")
 
@@ -143,7 +147,9 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     out["days_since_last_event"] = _days_since(t, _latest(act.customer, act.at, before, n))
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(first, act.customer[before], act.at[before])
-    out["days_since_first_event"] = np.where(first == np.iinfo(np.int64).max, np.nan, (t - first) / DAY_NS)
+    out["days_since_first_event"] = np.where(
+        first == np.iinfo(np.int64).max, np.nan, (t - first) / DAY_NS
+    )
 
     type_names = list(config.event_types or ())
     type_index = np.full(len(act.event_names), -1, dtype=np.int64)
@@ -167,7 +173,9 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
         if type_names:
             typed = row_type[in_w]
             keep = typed >= 0
-            per_type = np.bincount(cust[keep] * len(type_names) + typed[keep], minlength=n * len(type_names))
+            per_type = np.bincount(
+                cust[keep] * len(type_names) + typed[keep], minlength=n * len(type_names)
+            )
             per_type = per_type.reshape(n, len(type_names))
             for i, slug in enumerate(_unique_slugs(type_names)):
                 out[f"{slug}_events_{w}d"] = per_type[:, i].astype("float64")
@@ -175,7 +183,9 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     tw = config.trend_window
     recent = before & (act.at >= t - tw * DAY_NS)
     prior = (act.at < t - tw * DAY_NS) & (act.at >= t - 2 * tw * DAY_NS)
-    out[f"events_trend_{tw}d"] = _trend(_count(act.customer, recent, n), _count(act.customer, prior, n))
+    out[f"events_trend_{tw}d"] = _trend(
+        _count(act.customer, recent, n), _count(act.customer, prior, n)
+    )
     out[f"value_trend_{tw}d"] = _trend(
         _count(act.customer, recent, n, act.value), _count(act.customer, prior, n, act.value)
     )
@@ -218,7 +228,9 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     long_w = max(config.windows)
     in_long = before & (rev.at >= t - long_w * DAY_NS)
     out[f"refunds_{long_w}d"] = _count(rev.customer, in_long & rev.is_refund, n)
-    out[f"refund_amount_{long_w}d"] = np.abs(_count(rev.customer, in_long & rev.is_refund, n, rev.amount))
+    out[f"refund_amount_{long_w}d"] = np.abs(
+        _count(rev.customer, in_long & rev.is_refund, n, rev.amount)
+    )
     out[f"failed_payments_{long_w}d"] = _count(rev.customer, in_long & rev.is_failed, n)
     changed = np.nan_to_num(rev.change, nan=0.0)
     out[f"downgrades_{long_w}d"] = _count(rev.customer, in_long & rev.is_payment & (changed < 0), n)
@@ -232,7 +244,9 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     previous = amount - change
     with np.errstate(invalid="ignore", divide="ignore"):
         out["last_payment_change"] = np.where(has_last & (previous > 0), change / previous, np.nan)
-    out["days_since_last_payment"] = _days_since(t, _latest(rev.customer, rev.at, before & rev.is_payment, n))
+    out["days_since_last_payment"] = _days_since(
+        t, _latest(rev.customer, rev.at, before & rev.is_payment, n)
+    )
     return out
 
 
@@ -258,13 +272,19 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
 
     csat = scored & (fb.kind == 1)
     csat_w = csat & in_long
-    out[f"csat_mean_{long_w}d"] = _mean(_count(fb.customer, csat_w, n, score), _count(fb.customer, csat_w, n))
+    out[f"csat_mean_{long_w}d"] = _mean(
+        _count(fb.customer, csat_w, n, score), _count(fb.customer, csat_w, n)
+    )
     out[f"csat_responses_{long_w}d"] = _count(fb.customer, csat_w, n)
     last = _last_row(fb.customer, csat, n)
-    out["csat_last"] = np.where(last >= 0, fb.score[np.where(last >= 0, last, 0)] if len(fb.score) else 0.0, np.nan)
+    out["csat_last"] = np.where(
+        last >= 0, fb.score[np.where(last >= 0, last, 0)] if len(fb.score) else 0.0, np.nan
+    )
 
     review = scored & (fb.kind == 2)
-    out["review_mean"] = _mean(_count(fb.customer, review, n, score), _count(fb.customer, review, n))
+    out["review_mean"] = _mean(
+        _count(fb.customer, review, n, score), _count(fb.customer, review, n)
+    )
     out["reviews"] = _count(fb.customer, review, n)
 
     ticket = before & (fb.kind == 3)
@@ -275,7 +295,12 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     out["tickets_open"] = _count(fb.customer, open_at_t, n)
     long_open = open_at_t & (fb.at < t - config.long_open_ticket_days * DAY_NS)
     out[f"tickets_open_over_{config.long_open_ticket_days}d"] = _count(fb.customer, long_open, n)
-    resolved = (fb.kind == 3) & (fb.resolved_at != NAT) & (fb.resolved_at < t) & (fb.resolved_at >= t - long_w * DAY_NS)
+    resolved = (
+        (fb.kind == 3)
+        & (fb.resolved_at != NAT)
+        & (fb.resolved_at < t)
+        & (fb.resolved_at >= t - long_w * DAY_NS)
+    )
     hours = (fb.resolved_at - fb.at) / 3.6e12
     out[f"ticket_resolution_hours_{long_w}d"] = _mean(
         _count(fb.customer, resolved, n, hours), _count(fb.customer, resolved, n)

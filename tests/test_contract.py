@@ -10,12 +10,16 @@ from features.io import load_tables, write_tables
 
 
 def customers(**extra) -> pd.DataFrame:
-    df = pd.DataFrame({"customer_id": ["a", "b"], "signup_at": ["2024-01-01", "2024-02-01"], "plan": ["x", "y"]})
+    df = pd.DataFrame(
+        {"customer_id": ["a", "b"], "signup_at": ["2024-01-01", "2024-02-01"], "plan": ["x", "y"]}
+    )
     return df.assign(**extra)
 
 
 def activity(**extra) -> pd.DataFrame:
-    df = pd.DataFrame({"customer_id": ["a", "b"], "at": ["2024-03-01", "2024-03-02"], "event": ["login", "login"]})
+    df = pd.DataFrame(
+        {"customer_id": ["a", "b"], "at": ["2024-03-01", "2024-03-02"], "event": ["login", "login"]}
+    )
     return df.assign(**extra)
 
 
@@ -28,32 +32,40 @@ def test_valid_tables_are_parsed_with_timestamps_and_text_ids():
 
 
 def test_missing_column_names_table_and_column():
-    with pytest.raises(ContractError, match="table 'activity', column 'event': required column is missing"):
+    with pytest.raises(
+        ContractError, match="table 'activity', column 'event': required column is missing"
+    ):
         validate_tables(customers(), activity().drop(columns="event"))
 
 
 def test_unparseable_timestamp_names_the_row():
-    with pytest.raises(ContractError, match="column 'at'.*cannot be parsed.*'at': 'not a date'"):
+    with pytest.raises(ContractError, match=r"column 'at'.*cannot be parsed.*'at': 'not a date'"):
         validate_tables(customers(), activity(at=["2024-03-01", "not a date"]))
 
 
 def test_duplicate_customer_id_is_rejected():
-    with pytest.raises(ContractError, match="table 'customers', column 'customer_id': duplicate customer id"):
+    with pytest.raises(
+        ContractError, match="table 'customers', column 'customer_id': duplicate customer id"
+    ):
         validate_table("customers", customers(customer_id=["a", "a"]))
 
 
 def test_event_for_unknown_customer_is_rejected():
-    with pytest.raises(ContractError, match="table 'activity', column 'customer_id': 1 rows refer to customers"):
+    with pytest.raises(
+        ContractError, match="table 'activity', column 'customer_id': 1 rows refer to customers"
+    ):
         validate_tables(customers(), activity(customer_id=["a", "zz"]))
 
 
 def test_negative_activity_value_is_rejected():
-    with pytest.raises(ContractError, match="column 'value'.*example row"):
+    with pytest.raises(ContractError, match=r"column 'value'.*example row"):
         validate_tables(customers(), activity(value=[1.0, -3.0]))
 
 
 def test_negative_amount_is_allowed_only_for_refunds():
-    rev = pd.DataFrame({"customer_id": ["a"], "at": ["2024-03-01"], "amount": [-5.0], "kind": ["invoice"]})
+    rev = pd.DataFrame(
+        {"customer_id": ["a"], "at": ["2024-03-01"], "amount": [-5.0], "kind": ["invoice"]}
+    )
     with pytest.raises(ContractError, match="table 'revenue', column 'amount': negative amounts"):
         validate_tables(customers(), activity(), revenue=rev)
     ok = validate_tables(customers(), activity(), revenue=rev.assign(kind="refund"))
@@ -67,7 +79,9 @@ def test_wrong_type_is_named():
 
 
 def test_scores_out_of_range_per_kind():
-    fb = pd.DataFrame({"customer_id": ["a"], "at": ["2024-03-01"], "kind": ["csat"], "score": [9.0]})
+    fb = pd.DataFrame(
+        {"customer_id": ["a"], "at": ["2024-03-01"], "kind": ["csat"], "score": [9.0]}
+    )
     with pytest.raises(ContractError, match="csat and review scores must be 1-5"):
         validate_tables(customers(), activity(), feedback=fb)
     with pytest.raises(ContractError, match="column 'score'"):
@@ -78,7 +92,13 @@ def test_scores_out_of_range_per_kind():
 
 def test_closed_ticket_without_resolution_time_is_rejected():
     fb = pd.DataFrame(
-        {"customer_id": ["a"], "at": ["2024-03-01"], "kind": ["ticket"], "status": ["closed"], "resolved_at": [None]}
+        {
+            "customer_id": ["a"],
+            "at": ["2024-03-01"],
+            "kind": ["ticket"],
+            "status": ["closed"],
+            "resolved_at": [None],
+        }
     )
     with pytest.raises(ContractError, match="closed tickets need resolved_at"):
         validate_tables(customers(), activity(), feedback=fb)

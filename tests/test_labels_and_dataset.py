@@ -1,0 +1,101 @@
+"""Labels for (T, T + horizon] under both churn definitions, and training sets over many dates."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.config import ChurnDefinition, FeatureConfig
+from features.dataset import build_training_set, observation_dates, parse_days, write_training_set
+from features.labels import build_labels
+from tests.factories import make_tables
+
+CUSTOMERS = [
+    {"customer_id": "stays", "signup_at": "2024-01-01"},
+    {"customer_id": "leaves", "signup_at": "2024-01-01", "churned_at": "2024-03-10"},
+    {"customer_id": "left_at_t", "signup_at": "2024-01-01", "churned_at": "2024-03-01"},
+    {"customer_id": "leaves_later", "signup_at": "2024-01-01", "churned_at": "2024-04-15"},
+    {"customer_id": "new", "signup_at": "2024-03-05"},
+]
+ACTIVITY = [
+    {"customer_id": "stays", "at": "2024-02-20", "event": "login", "value": 1.0},
+    {"customer_id": "stays", "at": "2024-03-20", "event": "login", "value": 1.0},
+    {"customer_id": "leaves", "at": "2024-02-25", "event": "login", "value": 1.0},
+    {"customer_id": "leaves_later", "at": "2024-02-01", "event": "report", "value": 1.0},
+    {"customer_id": "leaves_later", "at": "2024-03-31", "event": "report", "value": 1.0},
+    {"customer_id": "new", "at": "2024-05-01", "event": "login", "value": 1.0},
+]
+
+
+@pytest.fixture
+def tables():
+    return make_tables(CUSTOMERS, ACTIVITY)
+
+
+def test_contractual_label_is_churn_date_in_horizon(tables):
+    labels = build_labels(tables, "2024-03-01", ChurnDefinition(horizon_days=30))
+    assert dict(zip(labels["customer_id"], labels["churned"], strict=True)) == {
+        "stays": 0,
+        "leaves": 1,
+        "leaves_later": 0,
+    }  # left_at_t churned at T: not scored; new signs up after T: not scored
+
+
+def test_non_contractual_label_is_no_qualifying_activity_in_horizon(tables):
+    churn = ChurnDefinition(mode="non_contractual", horizon_days=30, lookback_days=30)
+    labels = build_labels(tables, "2024-03-01", churn)
+    # eligible: activity in [2024-01-31, 2024-03-01)
+    assert dict(zip(labels["customer_id"], labels["churned"], strict=True)) == {
+        "stays": 0,
+        "leaves": 1,
+        "leaves_later": 0,
+    }
+    only_login = ChurnDefinition(mode="non_contractual", horizon_days=30, lookback_days=30, qualifying_events=("login",))
+    labels = build_labels(tables, "2024-03-01", only_login)
+    assert set(labels["customer_id"]) == {"stays", "leaves"}
+
+
+def test_label_needs_the_whole_horizon_in_the_data(tables):
+    with pytest.raises(ValueError, match="needs data until 2024-05-30.*use observation dates up to 2024-04-01"):
+        build_labels(tables, "2024-04-30", ChurnDefinition(horizon_days=30))
+
+
+def test_observation_dates_and_durations():
+    dates = observation_dates("2024-01-01", "2024-03-01", 30)
+    assert [d.date().isoformat() for d in dates] == ["2024-01-01", "2024-01-31", "2024-03-01"]
+    assert parse_days("30d") == 30 and parse_days("2w") == 14 and parse_days("7") == 7
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_days("monthly")
+    with pytest.raises(ValueError, match="before --from"):
+        observation_dates("2024-03-01", "2024-01-01", 30)
+
+
+def test_training_set_has_one_row_per_customer_and_date(tables):
+    frame, config = build_training_set(tables, ["2024-02-15", "2024-03-01"], FeatureConfig())
+    assert frame.groupby("as_of")["customer_id"].apply(sorted).to_dict() == {
+        pd.Timestamp("2024-02-15"): ["leaves", "leaves_later", "left_at_t", "stays"],
+        pd.Timestamp("2024-03-01"): ["leaves", "leaves_later", "stays"],
+    }
+    feb = frame[frame["as_of"] == "2024-02-15"].set_index("customer_id")["churned"]
+    assert feb.to_dict() == {"stays": 0, "leaves": 1, "left_at_t": 1, "leaves_later": 0}
+    assert config.event_types == ("login", "report")
+    assert frame["churned"].dtype == "int8"
+
+
+def test_written_training_set_equals_the_in_memory_one(tables, tmp_path):
+    dates = ["2024-02-15", "2024-03-01"]
+    rows, _ = write_training_set(tables, dates, tmp_path / "train.parquet")
+    frame, _ = build_training_set(tables, dates)
+    written = pd.read_parquet(tmp_path / "train.parquet")
+    assert rows == len(frame)
+    pd.testing.assert_frame_equal(written, frame, check_dtype=False)
+
+
+def test_a_failed_training_set_leaves_the_previous_file_whole(tables, tmp_path):
+    out = tmp_path / "train.parquet"
+    write_training_set(tables, ["2024-02-15"], out)
+    before = out.read_bytes()
+    with pytest.raises(ValueError, match="needs data until"):
+        write_training_set(tables, ["2024-03-01", "2024-12-01"], out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]

@@ -1,0 +1,96 @@
+"""The real UCI Online Retail data: import counts, features and labels over several dates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.dataset import build_training_set, observation_dates
+from features.online_retail import ONLINE_RETAIL_CONFIG, import_online_retail, read_online_retail
+from features.signals import build_features
+
+RAW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "online_retail" / "online_retail.parquet"
+pytestmark = pytest.mark.skipif(not RAW.exists(), reason="../shared/data/online_retail is not present")
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return read_online_retail(RAW)
+
+
+@pytest.fixture(scope="module")
+def imported(raw):
+    return import_online_retail(raw)
+
+
+def test_import_counts_match_the_data_readme(raw, imported):
+    tables, report = imported
+    assert report.raw_rows == 541_909
+    assert report.dropped_without_customer == 135_080
+    assert report.customers == 4_372 == len(tables.customers)
+    assert raw["InvoiceNo"].nunique() == 25_900
+    assert raw["Country"].nunique() == 38
+    # Every invoice with a customer becomes exactly one activity and one revenue row.
+    with_customer = raw[raw["CustomerID"].notna()]
+    assert report.invoices == with_customer["InvoiceNo"].nunique() == len(tables.activity)
+
+
+def test_cancellations_are_negative_experience_events_and_refunds(raw, imported):
+    tables, _ = imported
+    with_customer = raw[raw["CustomerID"].notna()]
+    cancelled_invoices = with_customer.loc[with_customer["InvoiceNo"].str.startswith("C"), "InvoiceNo"].nunique()
+    events = tables.activity["event"].astype(str).value_counts()
+    assert events["cancellation"] == cancelled_invoices
+    refunds = tables.revenue[tables.revenue["kind"] == "refund"]
+    assert len(refunds) == cancelled_invoices and (refunds["amount"] <= 0).all()
+    line_total = (with_customer["Quantity"] * with_customer["UnitPrice"]).sum()
+    assert tables.revenue["amount"].sum() == pytest.approx(line_total, rel=1e-9)
+
+
+def test_features_and_labels_build_for_several_dates(imported):
+    tables, _ = imported
+    dates = observation_dates("2011-03-01", "2011-09-01", 45)
+    frame, config = build_training_set(tables, dates, ONLINE_RETAIL_CONFIG)
+    assert frame["as_of"].nunique() == len(dates) == 5
+    assert not frame.duplicated(["as_of", "customer_id"]).any()
+    assert config.event_types == ("cancellation", "purchase")
+    assert frame["country"].nunique() > 20
+    # Every eligible customer bought in the 90 days before T, by the definition of eligibility.
+    assert (frame["purchase_events_90d"] >= 1).all()
+    assert frame.groupby("as_of")["churned"].mean().between(0.2, 0.6).all()
+
+
+def test_churn_share_at_the_last_full_horizon_matches_the_readme(raw, imported):
+    """README: 33.3 % of customers bought nothing in the final 90 days."""
+    from features.labels import build_labels
+
+    tables, _ = imported
+    end = raw["InvoiceDate"].max()
+    last_t = (end - pd.Timedelta(days=90)).normalize()
+    labels = build_labels(tables, last_t, ONLINE_RETAIL_CONFIG.with_churn(lookback_days=400).churn)
+    # The same definition computed independently from the raw lines: bought before T, and
+    # bought nothing in (T, T + 90 days].
+    bought = raw[raw["CustomerID"].notna() & ~raw["InvoiceNo"].str.startswith("C")]
+    ids = bought["CustomerID"].astype("int64").astype(str)
+    before = set(ids[bought["InvoiceDate"] < last_t])
+    in_horizon = set(ids[(bought["InvoiceDate"] > last_t) & (bought["InvoiceDate"] <= last_t + pd.Timedelta(days=90))])
+    assert set(labels["customer_id"]) == before
+    assert set(labels.loc[labels["churned"] == 1, "customer_id"]) == before - in_horizon
+    share_of_all_customers = labels["churned"].sum() / len(tables.customers)
+    assert share_of_all_customers == pytest.approx(0.333, abs=0.01)
+
+
+def test_features_at_t_ignore_invoices_from_t_on(imported):
+    tables, _ = imported
+    at_t = build_features(tables, "2011-06-01", ONLINE_RETAIL_CONFIG)
+    cut = tables.activity["at"] < "2011-06-01"
+    from features.contract import validate_tables
+
+    truncated = validate_tables(
+        tables.customers,
+        tables.activity[cut],
+        revenue=tables.revenue[tables.revenue["at"] < "2011-06-01"],
+    )
+    pd.testing.assert_frame_equal(at_t, build_features(truncated, "2011-06-01", ONLINE_RETAIL_CONFIG))

@@ -1,0 +1,189 @@
+"""Behavioural signals as of T, checked against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import FeatureConfig
+from features.signals import build_features, feature_names, resolve_config
+from tests.factories import make_tables
+
+T = "2024-04-01"
+
+
+@pytest.fixture
+def tables():
+    customers = [
+        {"customer_id": "a", "signup_at": "2024-01-01", "plan": "pro"},
+        {"customer_id": "b", "signup_at": "2024-03-01", "plan": "basic"},
+        {
+            "customer_id": "late",
+            "signup_at": "2024-04-01",
+            "plan": "basic",
+        },  # signs up at T: not scored
+        {
+            "customer_id": "gone",
+            "signup_at": "2024-01-01",
+            "churned_at": "2024-03-15",
+            "plan": "pro",
+        },
+    ]
+    activity = [
+        {"customer_id": "a", "at": "2024-03-31 10:00", "event": "login", "value": 1.0},
+        {"customer_id": "a", "at": "2024-03-31 11:00", "event": "export", "value": 2.0},
+        {"customer_id": "a", "at": "2024-03-20 09:00", "event": "login", "value": 1.0},
+        {
+            "customer_id": "a",
+            "at": "2024-02-15 09:00",
+            "event": "login",
+            "value": 4.0,
+        },  # 46 days before T
+        {
+            "customer_id": "a",
+            "at": "2024-04-01 00:00",
+            "event": "login",
+            "value": 9.0,
+        },  # at T: excluded
+        {"customer_id": "b", "at": "2024-03-05 12:00", "event": "login", "value": 1.0},
+    ]
+    feedback = [
+        {"customer_id": "a", "at": "2024-02-01", "kind": "nps", "score": 9.0},
+        {"customer_id": "a", "at": "2024-03-25", "kind": "nps", "score": 3.0},
+        {
+            "customer_id": "a",
+            "at": "2024-03-10",
+            "kind": "ticket",
+            "status": "closed",
+            "resolved_at": "2024-03-11",
+        },
+        {
+            "customer_id": "a",
+            "at": "2024-03-20",
+            "kind": "ticket",
+            "status": "closed",
+            "resolved_at": "2024-04-05",
+        },
+        {"customer_id": "a", "at": "2024-03-30", "kind": "ticket", "status": "open"},
+        {
+            "customer_id": "a",
+            "at": "2024-03-12",
+            "kind": "csat",
+            "score": 2.0,
+            "text": "Support never answered",
+        },
+        {
+            "customer_id": "b",
+            "at": "2024-03-10",
+            "kind": "review",
+            "score": 5.0,
+            "text": "great tool",
+        },
+    ]
+    revenue = [
+        {"customer_id": "a", "at": "2024-01-01", "amount": 100.0, "kind": "invoice"},
+        {"customer_id": "a", "at": "2024-02-01", "amount": 100.0, "kind": "invoice"},
+        {"customer_id": "a", "at": "2024-03-01", "amount": 60.0, "kind": "invoice"},
+        {"customer_id": "a", "at": "2024-03-10", "amount": -20.0, "kind": "refund"},
+        {"customer_id": "a", "at": "2024-03-15", "amount": 60.0, "kind": "failed_payment"},
+        {"customer_id": "b", "at": "2024-03-01", "amount": 50.0, "kind": "invoice"},
+    ]
+    return make_tables(customers, activity, feedback, revenue)
+
+
+def row(frame: pd.DataFrame, customer: str) -> pd.Series:
+    return frame.set_index("customer_id").loc[customer]
+
+
+def test_only_customers_signed_up_before_and_not_churned_by_t_are_scored(tables):
+    frame = build_features(tables, T)
+    assert sorted(frame["customer_id"]) == ["a", "b"]
+
+
+def test_activity_recency_frequency_breadth_and_trend(tables):
+    a = row(build_features(tables, T), "a")
+    assert a["tenure_days"] == 91
+    assert a["days_since_last_event"] == pytest.approx(13 / 24)  # 2024-03-31 11:00
+    assert a["events_7d"] == 2 and a["events_30d"] == 3 and a["events_90d"] == 4
+    assert a["active_days_30d"] == 2 and a["active_days_90d"] == 3
+    assert a["event_types_7d"] == 2 and a["event_types_90d"] == 2
+    assert a["value_30d"] == 4.0
+    assert a["login_events_30d"] == 2 and a["export_events_30d"] == 1
+    # last 30 days: 3 events, the 30 before: 1 -> (3 - 1) / (3 + 1)
+    assert a["events_trend_30d"] == pytest.approx(0.5)
+
+
+def test_revenue_level_change_refunds_and_failed_payments(tables):
+    a = row(build_features(tables, T), "a")
+    assert a["revenue_30d"] == pytest.approx(-20.0)  # the refund; 2024-03-01 is 31 days before T
+    assert a["revenue_90d"] == pytest.approx(140.0)  # invoices of Feb and Mar, less the refund
+    assert a["revenue_total"] == pytest.approx(240.0)
+    assert a["refunds_90d"] == 1 and a["refund_amount_90d"] == 20.0
+    assert a["failed_payments_90d"] == 1
+    assert a["downgrades_90d"] == 1 and a["upgrades_90d"] == 0
+    assert a["last_payment_amount"] == 60.0
+    assert a["last_payment_change"] == pytest.approx(-0.4)
+
+
+def test_feedback_nps_tickets_and_text(tables):
+    a = row(build_features(tables, T), "a")
+    assert a["nps_last"] == 3 and a["nps_mean"] == 6 and a["nps_responses"] == 2
+    assert a["nps_detractor"] == 1 and a["nps_promoter"] == 0
+    assert a["days_since_nps"] == 7
+    assert a["tickets_30d"] == 3
+    # The ticket resolved on 2024-04-05 was still open at T, whatever its status says today.
+    assert a["tickets_open"] == 2
+    assert a["tickets_open_over_7d"] == 1
+    assert a["ticket_resolution_hours_90d"] == 24
+    assert a["csat_last"] == 2 and a["negative_comments_90d"] == 1
+    b = row(build_features(tables, T), "b")
+    assert b["negative_comments_90d"] == 0 and b["comments_90d"] == 1 and b["review_mean"] == 5
+
+
+def test_no_history_gives_zero_counts_and_missing_recency(tables):
+    b = row(build_features(tables, T), "b")
+    assert b["tickets_open"] == 0 and b["events_7d"] == 0
+    assert math.isnan(b["nps_last"]) and math.isnan(b["days_since_ticket"])
+
+
+def test_segments_pass_through_and_feature_names_are_stable(tables):
+    config = resolve_config(tables, FeatureConfig(), until=T)
+    frame = build_features(tables, T, config)
+    assert config.segment_columns == ("plan",)
+    assert list(frame.columns) == ["customer_id", *feature_names(config)]
+    assert frame["plan"].tolist() == ["pro", "basic"]
+
+
+def test_features_do_not_depend_on_row_order(tables):
+    shuffled = make_tables(
+        tables.customers.sample(frac=1, random_state=1).to_dict("records"),
+        tables.activity.sample(frac=1, random_state=2).to_dict("records"),
+        tables.feedback.sample(frac=1, random_state=3).to_dict("records"),
+        tables.revenue.sample(frac=1, random_state=4).to_dict("records"),
+    )
+    left = build_features(tables, T).sort_values("customer_id", ignore_index=True)
+    right = build_features(shuffled, T).sort_values("customer_id", ignore_index=True)
+    pd.testing.assert_frame_equal(left, right)
+
+
+def test_observation_date_with_time_of_day_is_rejected(tables):
+    with pytest.raises(ValueError, match="has a time of day"):
+        build_features(tables, "2024-04-01 12:00")
+    with pytest.raises(ValueError, match="not a date"):
+        build_features(tables, "someday")
+
+
+def test_non_contractual_scores_only_recently_active_customers(tables):
+    config = FeatureConfig().with_churn(mode="non_contractual", lookback_days=20)
+    frame = build_features(tables, T, config)
+    assert frame["customer_id"].tolist() == ["a"]
+
+
+def test_an_empty_customer_base_gives_an_empty_frame_with_all_columns():
+    tables = make_tables([{"customer_id": "x", "signup_at": "2025-01-01"}])
+    frame = build_features(tables, T)
+    assert frame.empty and "events_30d" in frame.columns
+    assert np.all(frame.columns[:2] == ["customer_id", "tenure_days"])
