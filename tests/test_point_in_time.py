@@ -102,8 +102,10 @@ def future_changes(draw, data):
         revenue.append({"customer_id": who, "at": after, "kind": "invoice", "amount": 999.0})
     elif what == "churn":
         for c in customers:
-            if pd.isna(c["churned_at"]) or c["churned_at"] > after:
-                c["churned_at"] = max(after, c["signup_at"])
+            # Churn exactly at T means "churned by T" (not scored); after T it must not matter.
+            churn_at = max(after, c["signup_at"]) + pd.Timedelta(hours=1)
+            if pd.isna(c["churned_at"]) or c["churned_at"] > churn_at:
+                c["churned_at"] = churn_at
                 break
     else:
         customers.append(
