@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 from churn.cli import app
 
 runner = CliRunner()
-RAW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "online_retail" / "online_retail.parquet"
+RAW = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "data"
+    / "online_retail"
+    / "online_retail.parquet"
+)
 
 
 def run(*args: str):
@@ -66,10 +73,26 @@ def test_bad_input_gets_one_clear_line_and_exit_code_2(demo_dir, tmp_path):
     result = run("features", "--data", demo_dir, "--as-of", "June", "--out", tmp_path / "f.parquet")
     assert result.exit_code == 2
     assert "error: observation date 'June' is not a date" in result.output
-    result = run("features", "--data", tmp_path / "nowhere", "--as-of", "2024-01-01", "--out", tmp_path / "f.parquet")
+    result = run(
+        "features",
+        "--data",
+        tmp_path / "nowhere",
+        "--as-of",
+        "2024-01-01",
+        "--out",
+        tmp_path / "f.parquet",
+    )
     assert result.exit_code == 2 and "does not exist" in result.output
     result = run(
-        "dataset", "--data", demo_dir, "--from", "2024-01-01", "--to", "2025-06-01", "--out", tmp_path / "t.parquet"
+        "dataset",
+        "--data",
+        demo_dir,
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2025-06-01",
+        "--out",
+        tmp_path / "t.parquet",
     )
     assert result.exit_code == 2 and "use observation dates up to" in result.output
     assert not (tmp_path / "t.parquet").exists()
@@ -84,7 +107,9 @@ def test_broken_table_is_reported_with_table_and_column(demo_dir, tmp_path):
     activity["customer_id"] = activity["customer_id"].astype(str)
     activity.loc[0, "customer_id"] = "nobody"
     activity.to_parquet(broken / "activity.parquet")
-    result = run("features", "--data", broken, "--as-of", "2024-06-01", "--out", tmp_path / "f.parquet")
+    result = run(
+        "features", "--data", broken, "--as-of", "2024-06-01", "--out", tmp_path / "f.parquet"
+    )
     assert result.exit_code == 2
     assert "table 'activity', column 'customer_id'" in result.output and "nobody" in result.output
 

@@ -258,6 +258,7 @@ def test_write_demo_writes_tables_and_truth(tmp_path):
         "feedback.parquet",
         "revenue.parquet",
         "truth.parquet",
+        "config.toml",
     }
     loaded = load_tables(out)
     assert summary["customers"] == len(loaded.customers) == 200

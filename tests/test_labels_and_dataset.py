@@ -50,13 +50,17 @@ def test_non_contractual_label_is_no_qualifying_activity_in_horizon(tables):
         "leaves": 1,
         "leaves_later": 0,
     }
-    only_login = ChurnDefinition(mode="non_contractual", horizon_days=30, lookback_days=30, qualifying_events=("login",))
+    only_login = ChurnDefinition(
+        mode="non_contractual", horizon_days=30, lookback_days=30, qualifying_events=("login",)
+    )
     labels = build_labels(tables, "2024-03-01", only_login)
     assert set(labels["customer_id"]) == {"stays", "leaves"}
 
 
 def test_label_needs_the_whole_horizon_in_the_data(tables):
-    with pytest.raises(ValueError, match="needs data until 2024-05-30.*use observation dates up to 2024-04-01"):
+    with pytest.raises(
+        ValueError, match=r"needs data until 2024-05-30.*use observation dates up to 2024-04-01"
+    ):
         build_labels(tables, "2024-04-30", ChurnDefinition(horizon_days=30))
 
 

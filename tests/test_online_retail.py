@@ -11,8 +11,17 @@ from features.dataset import build_training_set, observation_dates
 from features.online_retail import ONLINE_RETAIL_CONFIG, import_online_retail, read_online_retail
 from features.signals import build_features
 
-RAW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "online_retail" / "online_retail.parquet"
-pytestmark = pytest.mark.skipif(not RAW.exists(), reason="../shared/data/online_retail is not present")
+RAW = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "data"
+    / "online_retail"
+    / "online_retail.parquet"
+)
+pytestmark = pytest.mark.skipif(
+    not RAW.exists(), reason="../shared/data/online_retail is not present"
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +49,9 @@ def test_import_counts_match_the_data_readme(raw, imported):
 def test_cancellations_are_negative_experience_events_and_refunds(raw, imported):
     tables, _ = imported
     with_customer = raw[raw["CustomerID"].notna()]
-    cancelled_invoices = with_customer.loc[with_customer["InvoiceNo"].str.startswith("C"), "InvoiceNo"].nunique()
+    cancelled_invoices = with_customer.loc[
+        with_customer["InvoiceNo"].str.startswith("C"), "InvoiceNo"
+    ].nunique()
     events = tables.activity["event"].astype(str).value_counts()
     assert events["cancellation"] == cancelled_invoices
     refunds = tables.revenue[tables.revenue["kind"] == "refund"]
@@ -75,7 +86,12 @@ def test_churn_share_at_the_last_full_horizon_matches_the_readme(raw, imported):
     bought = raw[raw["CustomerID"].notna() & ~raw["InvoiceNo"].str.startswith("C")]
     ids = bought["CustomerID"].astype("int64").astype(str)
     before = set(ids[bought["InvoiceDate"] < last_t])
-    in_horizon = set(ids[(bought["InvoiceDate"] > last_t) & (bought["InvoiceDate"] <= last_t + pd.Timedelta(days=90))])
+    in_horizon = set(
+        ids[
+            (bought["InvoiceDate"] > last_t)
+            & (bought["InvoiceDate"] <= last_t + pd.Timedelta(days=90))
+        ]
+    )
     assert set(labels["customer_id"]) == before
     assert set(labels.loc[labels["churned"] == 1, "customer_id"]) == before - in_horizon
     share_of_all_customers = labels["churned"].sum() / len(tables.customers)
@@ -93,4 +109,6 @@ def test_features_at_t_ignore_invoices_from_t_on(imported):
         tables.activity[cut],
         revenue=tables.revenue[tables.revenue["at"] < "2011-06-01"],
     )
-    pd.testing.assert_frame_equal(at_t, build_features(truncated, "2011-06-01", ONLINE_RETAIL_CONFIG))
+    pd.testing.assert_frame_equal(
+        at_t, build_features(truncated, "2011-06-01", ONLINE_RETAIL_CONFIG)
+    )
