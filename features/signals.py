@@ -49,11 +49,18 @@ def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]
         if col in RESERVED_CUSTOMER_COLUMNS:
             continue
         values = customers[col]
-        if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values) or ((
-            isinstance(values.dtype, pd.CategoricalDtype)
-            or pd.api.types.is_string_dtype(values)
-            or pd.api.types.is_object_dtype(values)
-        ) and values.nunique() <= config.max_segment_categories):
+        if (
+            pd.api.types.is_bool_dtype(values)
+            or pd.api.types.is_numeric_dtype(values)
+            or (
+                (
+                    isinstance(values.dtype, pd.CategoricalDtype)
+                    or pd.api.types.is_string_dtype(values)
+                    or pd.api.types.is_object_dtype(values)
+                )
+                and values.nunique() <= config.max_segment_categories
+            )
+        ):
             chosen.append(col)
     return chosen
 
