@@ -144,23 +144,72 @@ def import_online_retail_command(
 @app.command("features")
 @user_errors
 def features_command(
-    data: DataDir,
+    # --data and --out are text, not Path: with --engine spark they may be cluster URIs
+    # (hdfs://, s3a://), whose double slash a Path would fold.
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="Folder with the contract's tables (Parquet or CSV; --engine spark: Parquet, "
+            "local or a cluster URI).",
+        ),
+    ],
     as_of: Annotated[
         str,
         typer.Option(
             "--as-of", help="Observation date T (YYYY-MM-DD): only data before T is used."
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output file (.parquet or .csv).")],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out", help="Output file (.parquet or .csv); --engine spark: a Parquet folder."
+        ),
+    ],
     config: ConfigFile = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="pandas (one machine) or spark (local[*] here, the cluster under spark-submit).",
+        ),
+    ] = "pandas",
+    buckets: Annotated[
+        int | None,
+        typer.Option(
+            "--buckets",
+            min=1,
+            help="--engine spark: customer buckets, each processed whole by one task "
+            "(default: 2 per core).",
+        ),
+    ] = None,
 ) -> None:
     """Features as of T: one row per customer eligible at T."""
+    from features.prepared import as_of_timestamp
+
+    if engine not in ("pandas", "spark"):
+        raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
+    if engine == "spark":
+        from features.signals import feature_names
+        from features.spark_engine import get_spark, spark_config_for_data, spark_features
+
+        if not out.rstrip("/").endswith(".parquet"):
+            raise ValueError(f"output '{out}' must be a .parquet folder with --engine spark")
+        as_of_timestamp(as_of)  # a bad date fails before Spark starts
+        spark = get_spark()  # without pyspark: "install with: uv sync --extra spark"
+        feature_config = spark_config_for_data(spark, data, config)
+        rows, resolved = spark_features(spark, data, as_of, feature_config, out, buckets)
+        typer.echo(
+            f"{rows:,} customers x {len(feature_names(resolved))} features as of {as_of} "
+            f"written to {out} (spark)"
+        )
+        return
     from features.io import load_tables
     from features.signals import build_features
 
     tables = load_tables(data)
     frame = build_features(tables, as_of, config_for_data(data, config))
-    write_frame(frame, out)
+    write_frame(frame, Path(out))
     typer.echo(
         f"{len(frame):,} customers x {frame.shape[1] - 1} features as of {as_of} written to {out}"
     )
@@ -169,10 +218,21 @@ def features_command(
 @app.command("dataset")
 @user_errors
 def dataset_command(
-    data: DataDir,
+    # --data and --out are text, not Path: with --engine spark they may be cluster URIs.
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            help="Folder with the contract's tables (Parquet or CSV; --engine spark: Parquet, "
+            "local or a cluster URI).",
+        ),
+    ],
     date_from: Annotated[str, typer.Option("--from", help="First observation date (YYYY-MM-DD).")],
     date_to: Annotated[str, typer.Option("--to", help="Last observation date (YYYY-MM-DD).")],
-    out: Annotated[Path, typer.Option("--out", help="Output Parquet file.")],
+    out: Annotated[
+        str,
+        typer.Option("--out", help="Output Parquet file (--engine spark: a Parquet folder)."),
+    ],
     every: Annotated[
         str, typer.Option("--every", help="Step between observation dates, e.g. 30d or 1w.")
     ] = "30d",
@@ -192,22 +252,123 @@ def dataset_command(
         ),
     ] = None,
     config: ConfigFile = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="pandas (one machine) or spark (local[*] here, the cluster under spark-submit).",
+        ),
+    ] = "pandas",
+    buckets: Annotated[
+        int | None,
+        typer.Option(
+            "--buckets",
+            min=1,
+            help="--engine spark: customer buckets, each processed whole by one task "
+            "(default: 2 per core).",
+        ),
+    ] = None,
 ) -> None:
     """The training set: one row per (customer, observation date), features as of the date and
     the label for (date, date + horizon]."""
     from features.dataset import observation_dates, parse_days, write_training_set
     from features.io import load_tables
 
-    if out.suffix != ".parquet":
+    if engine not in ("pandas", "spark"):
+        raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
+    if Path(out.rstrip("/")).suffix != ".parquet":
         raise ValueError(f"output '{out}' must be a .parquet file")
-    tables = load_tables(data)
-    feature_config = _with_overrides(config_for_data(data, config), mode, horizon, lookback)
-    dates = observation_dates(date_from, date_to, parse_days(every))
-    rows, _ = write_training_set(tables, dates, out, feature_config, progress=echo_progress("date"))
+    if engine == "spark":
+        from features.spark_engine import get_spark, spark_config_for_data, spark_training_set
+
+        dates = observation_dates(date_from, date_to, parse_days(every))
+        _with_overrides(FeatureConfig(), mode, horizon, lookback)  # bad options fail before Spark
+        spark = get_spark()  # without pyspark: "install with: uv sync --extra spark"
+        feature_config = _with_overrides(
+            spark_config_for_data(spark, data, config), mode, horizon, lookback
+        )
+        rows, _ = spark_training_set(spark, data, dates, feature_config, out, buckets)
+    else:
+        tables = load_tables(data)
+        feature_config = _with_overrides(config_for_data(data, config), mode, horizon, lookback)
+        dates = observation_dates(date_from, date_to, parse_days(every))
+        rows, _ = write_training_set(
+            tables, dates, Path(out), feature_config, progress=echo_progress("date")
+        )
     churn = feature_config.churn
     typer.echo(
         f"{rows:,} rows over {len(dates)} observation dates ({churn.mode}, horizon {churn.horizon_days}d) written to {out}"
     )
+
+
+def _print_training(result) -> None:
+    typer.echo("")
+    typer.echo(f"MLflow run: {result.run_id}")
+    typer.echo(
+        f"model version: {result.version} ({'champion' if result.promoted else 'not promoted'}: {result.promotion_reason})"
+    )
+    typer.echo(result.metrics_table().round(4).to_string())
+
+
+@app.command("train")
+@user_errors
+def train_command(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder with the contract's tables.")
+    ] = None,
+    config: ConfigFile = None,
+    labeled_table: Annotated[
+        Path | None,
+        typer.Option(
+            "--labeled-table", help="A labeled customer table (CSV/Parquet) instead of --data."
+        ),
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id", help="Labeled table: the customer id column.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option("--label", help="Labeled table: the churn label column.")
+    ] = None,
+) -> None:
+    """Train a churn model, log it to MLflow, register it and apply the champion gate."""
+    from features.config import config_path_for_data, feature_config_from_file
+    from training.config import train_config_from_file
+
+    if (data is None) == (labeled_table is None):
+        raise ValueError("give either --data DIR or --labeled-table FILE (with --id and --label)")
+    if labeled_table is not None:
+        from training.labeled_table import train_labeled_table
+
+        if not id_column or not label_column:
+            raise ValueError("--labeled-table needs --id COLUMN and --label COLUMN")
+        result = train_labeled_table(
+            labeled_table, id_column, label_column, train_config_from_file(config), log=typer.echo
+        )
+        _print_training(result)
+        return
+    from features.io import load_tables
+    from training.pipeline import train_from_tables
+
+    path = config_path_for_data(data, config)
+    tables = load_tables(data)
+    result = train_from_tables(
+        tables, feature_config_from_file(path), train_config_from_file(path), log=typer.echo
+    )
+    _print_training(result)
+
+
+@app.command("promote")
+@user_errors
+def promote_command(
+    version: Annotated[str, typer.Argument(help="The registered model version to make champion.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why; recorded on the model version.")],
+    name: Annotated[str, typer.Option("--name", help="Registered model name.")] = "churn-risk",
+) -> None:
+    """Force a model version to be the champion (an analyst's decision), recording the reason."""
+    from training.tracking import force_promote
+
+    force_promote(version, reason, name)
+    typer.echo(f"model {name} version {version} is now the champion ({reason})")
 
 
 @app.command("demo")

@@ -105,18 +105,29 @@ def feature_config_from_file(path: str | Path | None) -> FeatureConfig:
 DATA_CONFIG_FILE = "config.toml"
 
 
-def config_for_data(data_dir: str | Path, config_path: str | Path | None = None) -> FeatureConfig:
-    """The feature configuration for a dataset: --config if given, else the data folder's own
-    config.toml (written by the importers, e.g. non-contractual churn for a shop), else defaults."""
+def config_path_for_data(
+    data_dir: str | Path, config_path: str | Path | None = None
+) -> Path | None:
+    """The configuration file for a dataset: --config if given, else the data folder's own
+    config.toml (written by the importers and the demo), else None (defaults)."""
     if config_path is not None:
-        return feature_config_from_file(config_path)
+        return Path(config_path)
     own = Path(data_dir) / DATA_CONFIG_FILE
-    return feature_config_from_file(own) if own.is_file() else FeatureConfig()
+    return own if own.is_file() else None
 
 
-def config_to_toml(config: FeatureConfig) -> str:
-    """A FeatureConfig as the [features] section of a TOML file (what config_for_data reads)."""
-    lines = ["[features]"]
+def config_for_data(data_dir: str | Path, config_path: str | Path | None = None) -> FeatureConfig:
+    """The feature configuration for a dataset (see config_path_for_data)."""
+    return feature_config_from_file(config_path_for_data(data_dir, config_path))
+
+
+def config_to_toml(config: FeatureConfig, training: dict[str, Any] | None = None) -> str:
+    """A FeatureConfig as the [features] section of a TOML file (what config_for_data reads),
+    with an optional [training] section of plain settings."""
+    lines = []
+    if training:
+        lines += ["[training]", *(f"{k} = {_toml_value(v)}" for k, v in training.items()), ""]
+    lines.append("[features]")
     churn_lines = ["", "[features.churn]"]
     for key, value in config.to_dict().items():
         if key == "churn":

@@ -27,7 +27,7 @@ up before T, not churned by T) gets a hazard for (T, T + step_days]::
               + activity * log1p(events[T-30,T))        (negative coefficient)
               + no_activity * [no events in [T-30,T)]
               + nps * (7 - last NPS score before T) + detractor/promoter terms (responders only)
-              + open_tickets * min(open tickets at T, 3) + long_open * min(open > 14 days, 2)
+              + open_tickets * min(open tickets at T, 3) + long_open * min(open > 7 days, 2)
               + price_rise * [first invoice at the raised price within 90 days before T]
               + failed_payments * min(failed payments in 90 days, 2)
               + downgrade / upgrade * [plan change within 90 days]
@@ -134,7 +134,7 @@ HAZARD: dict[str, float] = {
     "detractor": 0.25,
     "promoter": -0.20,
     "open_tickets": 0.30,  # per open ticket at T, up to 3
-    "long_open": 0.35,  # per ticket open for more than 14 days at T, up to 2
+    "long_open": 0.35,  # per ticket open for more than 7 days at T, up to 2
     "price_rise": 0.60,
     "failed_payments": 0.45,  # per failed payment in the last 90 days, up to 2
     "downgrade": 0.50,
@@ -171,7 +171,7 @@ class DemoConfig:
     price_rise_plan: str = "basic"
     price_rise_months: int = 13  # the rise takes effect at start + this many months
     price_rise_factor: float = 1.2
-    latent_noise_sd: float = 0.6  # per-customer hazard noise (makes the truth not recoverable)
+    latent_noise_sd: float = 0.3  # per-customer hazard noise (makes the truth not recoverable)
 
     def __post_init__(self) -> None:
         self.start = pd.Timestamp(self.start).as_unit("ns")
@@ -339,7 +339,7 @@ def generate_demo(config: DemoConfig | None = None) -> tuple[Tables, pd.DataFram
         tc, tt, tr = np.concatenate(tk_c), np.concatenate(tk_t), np.concatenate(tk_r)
         is_open = (tt < t0) & (tr >= t0)
         open_now = _bincount(tc[is_open], n)
-        long_open = _bincount(tc[is_open & (tt < t0 - 14 * DAY)], n)
+        long_open = _bincount(tc[is_open & (tt < t0 - 7 * DAY)], n)
         nc, nt = np.concatenate(nps_c), np.concatenate(nps_t)
         seen = nt < t0
         last_nps = _last_per_customer(nc[seen], nt[seen], np.concatenate(nps_v)[seen], n)
@@ -688,14 +688,15 @@ def write_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict:
     began = time.perf_counter()
     tables, truth = generate_demo(config)
     out_dir = Path(out_dir)
-    churn = FeatureConfig().with_churn(
-        mode="contractual", horizon_days=(config or DemoConfig()).step_days
-    )
-    write_tables(
-        tables,
-        out_dir,
-        extra_files={"truth.parquet": truth, DATA_CONFIG_FILE: config_to_toml(churn)},
-    )
+    cfg = config or DemoConfig()
+    churn = FeatureConfig().with_churn(mode="contractual", horizon_days=cfg.step_days)
+    # Training dates on the simulation's step grid, where the true probabilities are known.
+    grid = {
+        "date_from": str((cfg.start + pd.Timedelta(days=2 * cfg.step_days)).date()),
+        "every_days": cfg.step_days,
+    }
+    extra = {"truth.parquet": truth, DATA_CONFIG_FILE: config_to_toml(churn, training=grid)}
+    write_tables(tables, out_dir, extra_files=extra)
     churned = int(tables.customers["churned_at"].notna().sum())
     return {
         "out_dir": str(out_dir),

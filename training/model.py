@@ -1,0 +1,212 @@
+"""The scoring artifact: preprocessing, booster, calibrator and risk bands in one object.
+
+Training fits it, MLflow stores it, the weekly job and the service load it; whoever holds a
+ChurnModel can go from build_features output to calibrated risk, band and drivers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from features.config import FeatureConfig
+
+ID_COLUMNS = ("as_of", "customer_id", "churned")
+
+
+class FeatureInputError(ValueError):
+    """Feature records do not match what the model was trained on."""
+
+
+@dataclass
+class Preprocessor:
+    """Fixed feature order and fixed category levels, learned at training time."""
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+    feature_names_: list[str] = field(default_factory=list)
+
+    def fit(self, frame: pd.DataFrame) -> Preprocessor:
+        columns = [c for c in frame.columns if c not in ID_COLUMNS]
+        self.numeric, self.categorical = [], {}
+        for col in columns:
+            values = frame[col]
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                self.numeric.append(col)
+            else:
+                levels = sorted(str(v) for v in values.dropna().unique())
+                self.categorical[col] = levels
+        self.feature_names_ = [*self.numeric, *self.categorical]
+        if not self.feature_names_:
+            raise FeatureInputError("no feature columns to train on")
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Columns in training order; numbers as float64; categories with the training levels
+        (an unseen level becomes missing, never a new column)."""
+        if not self.feature_names_:
+            raise RuntimeError("Preprocessor is not fitted")
+        missing = [c for c in self.feature_names_ if c not in frame.columns]
+        if missing:
+            raise FeatureInputError(
+                f"feature records lack {len(missing)} columns the model needs, e.g. {missing[:5]}"
+            )
+        out = {}
+        for col in self.numeric:
+            values = frame[col]
+            if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+                converted = pd.to_numeric(values, errors="coerce")
+                bad = values.notna() & converted.isna()
+                if bad.any():
+                    raise FeatureInputError(
+                        f"feature '{col}' must be a number, got {values[bad].iloc[0]!r}"
+                    )
+                values = converted
+            arr = values.to_numpy(dtype="float64", na_value=np.nan)
+            if np.isinf(arr).any():
+                raise FeatureInputError(f"feature '{col}' must be finite, got infinity")
+            out[col] = arr
+        for col, levels in self.categorical.items():
+            values = frame[col].astype("str").where(frame[col].notna())
+            known = values.where(values.isin(levels))  # an unseen level is missing
+            out[col] = pd.Categorical(known, categories=levels)
+        return pd.DataFrame(out, index=frame.index)
+
+
+@dataclass
+class ChurnModel:
+    """Calibrated churn-risk model with drivers; see module docstring."""
+
+    feature_config: dict[str, Any]
+    preprocessor: Preprocessor
+    booster_text: str
+    calibrator: IsotonicRegression | LogisticRegression | None
+    band_thresholds: dict[str, float]  # band -> lowest calibrated probability in it, high first
+    horizon_days: int
+    trained_until: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_booster"] = None  # rebuilt from booster_text: portable across pickles
+        return state
+
+    @property
+    def booster(self) -> lgb.Booster:
+        if self._booster is None:
+            self._booster = lgb.Booster(model_str=self.booster_text)
+        return self._booster
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.preprocessor.feature_names_)
+
+    def features_config(self) -> FeatureConfig:
+        """The resolved feature configuration to build this model's inputs with."""
+        return FeatureConfig.from_dict(self.feature_config)
+
+    def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict(self.preprocessor.transform(frame), num_threads=0)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of churn within the horizon, per row."""
+        return calibrate(self.calibrator, self.raw_probability(frame))
+
+    def risk_band(self, probability: np.ndarray) -> np.ndarray:
+        """Band names ('high', 'medium', 'low') for calibrated probabilities."""
+        bands = np.full(len(probability), "low", dtype=object)
+        for name, threshold in sorted(self.band_thresholds.items(), key=lambda kv: kv[1]):
+            bands[probability >= threshold] = name
+        return bands
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per-row exact feature contributions to the log-odds (LightGBM pred_contrib / TreeSHAP);
+        the last column, 'bias', is the expected value."""
+        contrib = self.booster.predict(
+            self.preprocessor.transform(frame), pred_contrib=True, num_threads=0
+        )
+        return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=frame.index)
+
+    def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
+        """The `top` features pushing each row's risk up the most: name, value, contribution."""
+        contrib = self.contributions(frame).drop(columns="bias")
+        values = contrib.to_numpy()
+        order = np.argsort(-values, axis=1)[:, :top]
+        names = np.asarray(self.feature_names, dtype=object)
+        result = []
+        raw = frame[self.feature_names]
+        for i in range(len(frame)):
+            row = []
+            for j in order[i]:
+                if values[i, j] <= 0:
+                    break
+                value = raw.iat[i, j]
+                row.append(
+                    {
+                        "feature": str(names[j]),
+                        "value": None
+                        if pd.isna(value)
+                        else (value if isinstance(value, str) else float(value)),
+                        "contribution": float(values[i, j]),
+                    }
+                )
+            result.append(row)
+        return result
+
+    def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
+        """customer_id, churn_probability, risk_band and drivers for feature records."""
+        probability = self.predict_proba(frame)
+        out = pd.DataFrame(
+            {
+                "customer_id": frame["customer_id"].to_numpy()
+                if "customer_id" in frame
+                else frame.index,
+                "churn_probability": probability,
+                "risk_band": self.risk_band(probability),
+            }
+        )
+        if top_drivers:
+            out["drivers"] = self.drivers(frame, top=top_drivers)
+        return out
+
+
+def calibrate(
+    calibrator: IsotonicRegression | LogisticRegression | None, raw: np.ndarray
+) -> np.ndarray:
+    """Map raw booster probabilities to calibrated ones."""
+    if calibrator is None:
+        return raw
+    if isinstance(calibrator, IsotonicRegression):
+        return np.clip(calibrator.predict(raw), 1e-6, 1 - 1e-6)
+    return calibrator.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
+
+
+def fit_calibrator(
+    method: str, raw: np.ndarray, y: np.ndarray
+) -> IsotonicRegression | LogisticRegression:
+    """Isotonic (monotone, flexible) or sigmoid (Platt on the logit) calibration."""
+    if len(np.unique(y)) < 2:
+        raise ValueError("the calibration slice has only one class; use more calibration dates")
+    if method == "isotonic":
+        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+    return LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
+
+
+def band_thresholds(calibrated: np.ndarray, shares: dict[str, float]) -> dict[str, float]:
+    """Probability cut-offs: band 'high' with share 0.10 starts at the 90th percentile of the
+    calibration slice's probabilities; shares are cumulative from the top."""
+    if not len(calibrated):
+        return {name: 1.0 for name in shares}
+    return {name: float(np.quantile(calibrated, 1 - share)) for name, share in shares.items()}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))

@@ -1,0 +1,209 @@
+"""MLflow at the edge: runs, the logged scoring artifact, the registry and the champion alias."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from features.contract import Tables
+from training.evaluation import HIGHER_IS_BETTER
+from training.model import ChurnModel
+
+CHAMPION = "champion"
+REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "mlflow")
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else a local SQLite store in the working folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def configure(uri: str | None = None) -> MlflowClient:
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow wrapper: predict() gives probability and band; .model is the whole ChurnModel."""
+
+    def __init__(self, model: ChurnModel):
+        self.model = model
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict | None = None
+    ) -> pd.DataFrame:
+        probability = self.model.predict_proba(model_input)
+        return pd.DataFrame(
+            {"churn_probability": probability, "risk_band": self.model.risk_band(probability)}
+        )
+
+
+def load_churn_model(uri: str) -> ChurnModel:
+    """The ChurnModel behind a logged model URI (runs:/..., models:/name@champion, a path)."""
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+
+
+def data_fingerprint(tables: Tables) -> str:
+    """A hash of every table's content: two runs on the same data share it."""
+    digest = hashlib.sha256()
+    for name in ("customers", "activity", "feedback", "revenue"):
+        df = getattr(tables, name)
+        digest.update(f"{name}:{len(df)}:{list(df.columns)}".encode())
+        if len(df):
+            hashed = pd.util.hash_pandas_object(df, index=False).to_numpy()
+            digest.update(hashed.sum(dtype=np.uint64).tobytes())
+            digest.update(np.bitwise_xor.reduce(hashed).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements for the logged model, given explicitly (inference costs seconds)."""
+    return [f"{name}=={package_version(name)}" for name in REQUIREMENTS]
+
+
+def input_example(model: ChurnModel, frame: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
+    """A few feature records as the model takes them: numbers as float64, categories as text."""
+    example = frame[model.feature_names].head(rows).copy()
+    for col in model.preprocessor.numeric:
+        example[col] = example[col].astype("float64")
+    for col in model.preprocessor.categorical:
+        example[col] = example[col].astype("str")
+    return example
+
+
+def decide_promotion(
+    candidate: dict[str, float], champion: dict[str, float] | None, metric: str, min_gain: float
+) -> tuple[bool, str]:
+    """Promote when there is no champion, or when the candidate beats it on `metric` (measured on
+    the same test rows) by at least min_gain. Returns the decision and its reason."""
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(
+            f"promotion metric must be one of {sorted(HIGHER_IS_BETTER)}, got {metric!r}"
+        )
+    if champion is None:
+        return True, "no champion yet"
+    new, old = candidate.get(metric, float("nan")), champion.get(metric, float("nan"))
+    if not np.isfinite(new):
+        return False, f"candidate {metric} is not defined on the test dates"
+    if not np.isfinite(old):
+        return True, f"champion {metric} is not defined on the test dates"
+    gain = new - old if HIGHER_IS_BETTER[metric] else old - new
+    verdict = "beats" if gain >= min_gain else "does not beat"
+    reason = f"candidate {metric} {new:.4f} {verdict} champion {old:.4f} (gain {gain:+.4f}, required {min_gain:+.4f})"
+    return gain >= min_gain, reason
+
+
+def current_champion(client: MlflowClient, name: str) -> tuple[str, ChurnModel] | None:
+    """The version carrying the champion alias and its model, or None."""
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    return version.version, load_churn_model(f"models:/{name}@{CHAMPION}")
+
+
+def set_champion(
+    client: MlflowClient, name: str, version: str, reason: str, forced: bool = False
+) -> None:
+    """Move the champion alias and record why on the version."""
+    client.get_model_version(name, str(version))  # fails clearly for an unknown version
+    client.set_registered_model_alias(name, CHAMPION, str(version))
+    client.set_model_version_tag(name, str(version), "promotion_reason", reason)
+    client.set_model_version_tag(name, str(version), "promoted_by", "analyst" if forced else "gate")
+    client.set_model_version_tag(
+        name, str(version), "promoted_at", pd.Timestamp.now("UTC").isoformat()
+    )
+
+
+def force_promote(version: str, reason: str, name: str, uri: str | None = None) -> None:
+    """An analyst's override: make VERSION the champion, recording the reason."""
+    if not reason.strip():
+        raise ValueError("a reason is required to force a promotion")
+    client = configure(uri)
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException:
+        raise ValueError(f"model '{name}' has no version {version}") from None
+    set_champion(client, name, str(version), f"forced: {reason}", forced=True)
+
+
+@dataclass
+class LoggedRun:
+    run_id: str
+    version: str
+
+
+def _flat(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {
+        f"{prefix}{k}": float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)
+    }
+
+
+def log_training_run(
+    *,
+    model: ChurnModel,
+    name: str,
+    experiment: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    baselines: dict[str, dict[str, float]],
+    champion_metrics: dict[str, float] | None,
+    tables_to_log: dict[str, pd.DataFrame],
+    plots: list[Path],
+    example: pd.DataFrame,
+    client: MlflowClient,
+) -> LoggedRun:
+    """One MLflow run with everything an analyst needs, the model logged and registered."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as run:
+        mlflow.log_params({k: _short(v) for k, v in params.items()})
+        mlflow.set_tags(tags)
+        mlflow.log_metrics(_flat("test_", metrics))
+        for baseline, values in baselines.items():
+            mlflow.log_metrics(_flat(f"baseline_{baseline}_", values))
+        if champion_metrics:
+            mlflow.log_metrics(_flat("champion_", champion_metrics))
+        with tempfile.TemporaryDirectory() as tmp:
+            for file_name, table in tables_to_log.items():
+                path = Path(tmp) / file_name
+                table.to_csv(path, index=False)
+                mlflow.log_artifact(str(path), artifact_path="tables")
+            features = Path(tmp) / "features.json"
+            features.write_text(json.dumps(model.feature_names, indent=1))
+            mlflow.log_artifact(str(features))
+        for plot in plots:
+            mlflow.log_artifact(str(plot), artifact_path="plots")
+        output = ChurnPyfunc(model).predict(None, example)
+        signature = infer_signature(example, output)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ChurnPyfunc(model),
+            signature=signature,
+            input_example=example,
+            pip_requirements=pip_requirements(),
+        )
+        registered = mlflow.register_model(info.model_uri, name)
+        client.set_model_version_tag(name, registered.version, "run_id", run.info.run_id)
+        client.set_model_version_tag(name, registered.version, "trained_until", model.trained_until)
+        return LoggedRun(run_id=run.info.run_id, version=str(registered.version))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 500 else text[:497] + "..."
