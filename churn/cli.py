@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 
+from churn.cli_metrics import register as register_metrics_commands
 from features.config import DATA_CONFIG_FILE, FeatureConfig, config_for_data, config_to_toml
 from features.contract import ContractError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 )
 import_app = typer.Typer(help="Map a public dataset onto the data contract.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+register_metrics_commands(app)  # churn metrics, churn retention
 
 DataDir = Annotated[
     Path, typer.Option("--data", help="Folder with the contract's tables (Parquet or CSV).")

@@ -171,7 +171,7 @@ class DemoConfig:
     price_rise_plan: str = "basic"
     price_rise_months: int = 13  # the rise takes effect at start + this many months
     price_rise_factor: float = 1.2
-    latent_noise_sd: float = 0.3  # per-customer hazard noise (makes the truth not recoverable)
+    latent_noise_sd: float = 0.15  # per-customer hazard noise (makes the truth not recoverable)
 
     def __post_init__(self) -> None:
         self.start = pd.Timestamp(self.start).as_unit("ns")

@@ -90,7 +90,7 @@ def decide_promotion(
     candidate: dict[str, float], champion: dict[str, float] | None, metric: str, min_gain: float
 ) -> tuple[bool, str]:
     """Promote when there is no champion, or when the candidate beats it on `metric` (measured on
-    the same test rows) by at least min_gain. Returns the decision and its reason."""
+    the same test rows) by more than min_gain. Returns the decision and its reason."""
     if metric not in HIGHER_IS_BETTER:
         raise ValueError(
             f"promotion metric must be one of {sorted(HIGHER_IS_BETTER)}, got {metric!r}"
@@ -103,9 +103,10 @@ def decide_promotion(
     if not np.isfinite(old):
         return True, f"champion {metric} is not defined on the test dates"
     gain = new - old if HIGHER_IS_BETTER[metric] else old - new
-    verdict = "beats" if gain >= min_gain else "does not beat"
-    reason = f"candidate {metric} {new:.4f} {verdict} champion {old:.4f} (gain {gain:+.4f}, required {min_gain:+.4f})"
-    return gain >= min_gain, reason
+    beats = gain > min_gain
+    verdict = "beats" if beats else "does not beat"
+    reason = f"candidate {metric} {new:.4f} {verdict} champion {old:.4f} (gain {gain:+.4f}, must exceed {min_gain:+.4f})"
+    return beats, reason
 
 
 def current_champion(client: MlflowClient, name: str) -> tuple[str, ChurnModel] | None:

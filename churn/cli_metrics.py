@@ -1,0 +1,469 @@
+"""`churn metrics` and `churn retention`: retention metrics by segment and cohort retention.
+
+The commands are thin: parse options, load the contract's tables, call the pure functions in
+features.retention_metrics, print, and write the table (CSV or Parquet by extension) and the
+PNG plots atomically. ``register(app)`` adds them to the main Typer app.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from features.config import DATA_CONFIG_FILE, ChurnDefinition, config_for_data
+from features.contract import ContractError, Tables
+from features.io import atomic_file, load_tables
+from features.retention_metrics import (
+    ALL,
+    DEFAULT_BRACKETS,
+    CohortRetention,
+    MetricsInputError,
+    cohort_retention,
+    parse_brackets,
+    retention_metrics,
+)
+from features.retention_plots import (
+    plot_metrics_by_segment,
+    plot_retention_curves,
+    plot_retention_heatmap,
+)
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_OUT_SUFFIXES = (".csv", ".parquet")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `metrics` and `retention` commands to ``app``."""
+    app.command("metrics")(metrics_command)
+    app.command("retention")(retention_command)
+
+
+# --------------------------------------------------------------------------- option parsing
+
+
+def _parse_date(text: str, option: str, *, end_of_day: bool = False) -> pd.Timestamp:
+    """A date or timestamp; with end_of_day a bare date means the end of that day (inclusive)."""
+    try:
+        ts = pd.Timestamp(text)
+    except (TypeError, ValueError):
+        raise typer.BadParameter(
+            f"cannot read {text!r} as a date (use YYYY-MM-DD)", param_hint=option
+        ) from None
+    if ts is pd.NaT:
+        raise typer.BadParameter(
+            f"cannot read {text!r} as a date (use YYYY-MM-DD)", param_hint=option
+        )
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    if end_of_day and _DATE_ONLY.match(text.strip()):
+        ts = ts + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    return ts
+
+
+def _split(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _segments(text: str | None) -> list[str | tuple[str, ...]]:
+    """--by 'plan,country' gives one breakdown per name; 'plan+country' crosses two names."""
+    out: list[str | tuple[str, ...]] = []
+    for part in _split(text):
+        names = tuple(n.strip() for n in part.split("+") if n.strip())
+        out.append(names[0] if len(names) == 1 else names)
+    return out
+
+
+def _check_out(path: Path | None, option: str) -> None:
+    if path is not None and path.suffix.lower() not in _OUT_SUFFIXES:
+        raise typer.BadParameter(f"'{path}' must end in .csv or .parquet", param_hint=option)
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    """Write CSV or Parquet (by extension), atomically."""
+    with atomic_file(path) as tmp:
+        if path.suffix.lower() == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+
+
+def _input_error(err: Exception) -> typer.Exit:
+    """One readable line and exit code 2, as the other `churn` commands do."""
+    typer.echo(f"error: {err}", err=True)
+    return typer.Exit(code=2)
+
+
+def _load(data: Path) -> Tables:
+    try:
+        return load_tables(data)
+    except (ContractError, FileNotFoundError) as err:
+        raise _input_error(err) from None
+
+
+def _data_churn(data: Path, config: Path | None) -> ChurnDefinition | None:
+    """The churn definition configured for the data (--config or DATA/config.toml), if any."""
+    if config is None and not (data / DATA_CONFIG_FILE).is_file():
+        return None
+    try:
+        return config_for_data(data, config).churn
+    except (ValueError, FileNotFoundError, OSError) as err:
+        raise _input_error(err) from None
+
+
+def _churn_definition(
+    data: Path,
+    config: Path | None,
+    tables: Tables,
+    churn_mode: str | None,
+    lookback_days: int | None,
+    events: str | None,
+) -> tuple[str, int, list[str] | None]:
+    """Churn mode, lookback and qualifying events: the options if given, else the data folder's
+    config.toml (or --config), the same definition the labels use, else a guess from the data:
+    contractual when customers have churned_at."""
+    churn = _data_churn(data, config)
+    if churn_mode is not None:
+        mode = churn_mode.replace("-", "_")
+        if mode not in ("contractual", "non_contractual"):
+            raise typer.BadParameter(
+                "use contractual or non-contractual", param_hint="--churn-mode"
+            )
+    elif churn is not None:
+        mode = churn.mode
+    else:
+        mode = "contractual" if "churned_at" in tables.customers else "non_contractual"
+    lookback = lookback_days or (churn.lookback_days if churn is not None else 90)
+    qualifying = _split(events) or (
+        list(churn.qualifying_events) if churn is not None and churn.qualifying_events else None
+    )
+    return mode, lookback, qualifying
+
+
+def _load_scores(path: Path | None) -> pd.DataFrame | None:
+    if path is None:
+        return None
+    if not path.exists():
+        raise typer.BadParameter(f"'{path}' does not exist", param_hint="--scores")
+    return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+
+
+def _fail(err: MetricsInputError) -> typer.BadParameter:
+    return typer.BadParameter(str(err))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+_PRINT_COLUMNS = {
+    "customers_start": ("S", "{:,.0f}"),
+    "new": ("new", "{:,.0f}"),
+    "lost": ("lost", "{:,.0f}"),
+    "customers_end": ("E", "{:,.0f}"),
+    "crr": ("CRR", "{:.1%}"),
+    "churn_rate": ("churn", "{:.1%}"),
+    "mrr_start": ("MRR t0", "{:,.0f}"),
+    "expansion": ("expansion", "{:,.0f}"),
+    "contraction": ("contraction", "{:,.0f}"),
+    "churned_mrr": ("churned MRR", "{:,.0f}"),
+    "gross_revenue_churn": ("GRC", "{:.1%}"),
+    "nrr": ("NRR", "{:.1%}"),
+    "repeat_purchase_rate": ("repeat", "{:.1%}"),
+    "nps": ("NPS", "{:+.0f}"),
+    "promoter_share": ("prom", "{:.0%}"),
+    "passive_share": ("pass", "{:.0%}"),
+    "detractor_share": ("detr", "{:.0%}"),
+    "nps_responses": ("NPS n", "{:,.0f}"),
+    "arpc_month": ("ARPC/mo", "{:,.2f}"),
+    "clv": ("CLV", "{:,.0f}"),
+}
+
+
+def format_metrics(df: pd.DataFrame) -> str:
+    """The metrics table as text: counts, rates with their 95 % interval, small groups marked."""
+    view = pd.DataFrame(
+        {
+            "segment": [
+                s if d == ALL else f"{d}={s}"
+                for d, s in zip(df["dimension"], df["segment"], strict=True)
+            ]
+        }
+    )
+    skip: set[str] = set()
+    if not (df["mrr_start"].any() or df["mrr_end"].any()):  # no recurring revenue (a shop)
+        skip |= {
+            "mrr_start",
+            "expansion",
+            "contraction",
+            "churned_mrr",
+            "gross_revenue_churn",
+            "nrr",
+        }
+    if not df["nps_responses"].any():  # no NPS survey answers in the period
+        skip |= {"nps", "promoter_share", "passive_share", "detractor_share", "nps_responses"}
+    for col, (label, fmt) in _PRINT_COLUMNS.items():
+        if col in skip:
+            continue
+        values = df[col].to_numpy()
+        if col in ("crr", "churn_rate"):
+            prefix = "crr" if col == "crr" else "churn"
+            lows, highs = df[f"{prefix}_low"].to_numpy(), df[f"{prefix}_high"].to_numpy()
+            view[label] = [
+                "-" if pd.isna(v) else f"{v:.1%} [{lo:.0%}-{hi:.0%}]"
+                for v, lo, hi in zip(values, lows, highs, strict=True)
+            ]
+        else:
+            view[label] = ["-" if pd.isna(v) else fmt.format(v) for v in values]
+    view["small"] = ["yes" if s else "" for s in df["small_group"]]
+    return view.to_string(index=False)
+
+
+def metrics_command(
+    data: Annotated[Path, typer.Option("--data", help="Folder with the contract's tables.")],
+    start: Annotated[
+        str, typer.Option("--from", help="Start of the period t0 (YYYY-MM-DD: its midnight).")
+    ],
+    end: Annotated[
+        str,
+        typer.Option(
+            "--to", help="End of the period t1 (YYYY-MM-DD: the end of that day, inclusive)."
+        ),
+    ],
+    by: Annotated[
+        str | None,
+        typer.Option(
+            help="Segments, comma separated: customer attributes, signup_cohort, risk_band; a+b crosses."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the full table here (.csv or .parquet).")
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a PNG of the metrics by segment here.")
+    ] = None,
+    churn_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="contractual or non-contractual; default: the data's config.toml, else "
+            "contractual when customers have churned_at."
+        ),
+    ] = None,
+    lookback_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Non-contractual: customers at t0 had activity in this many days before t0 "
+            "(default: the data's config, else 90)."
+        ),
+    ] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            help="Qualifying activity events, comma separated (default: config, else all)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help=f"TOML/JSON configuration; default: DATA/{DATA_CONFIG_FILE} if present."),
+    ] = None,
+    purchase_key: Annotated[
+        str | None,
+        typer.Option(help="Revenue column that identifies a purchase (default: its timestamp)."),
+    ] = None,
+    min_group_size: Annotated[
+        int, typer.Option(help="Flag groups with fewer customers at start.")
+    ] = 30,
+    gross_margin: Annotated[
+        float, typer.Option(help="Gross margin for the lifetime value (0-1).")
+    ] = 1.0,
+    scores: Annotated[
+        Path | None, typer.Option(help="Scores with customer_id and risk_band, for --by risk_band.")
+    ] = None,
+) -> None:
+    """Retention metrics over a period for the whole base and each segment: customers at start,
+    new, lost and at end, CRR and churn (95 % Wilson intervals), MRR movements, gross revenue
+    churn and NRR, repeat purchase rate, NPS, revenue per customer and lifetime value."""
+    t0 = _parse_date(start, "--from")
+    t1 = _parse_date(end, "--to", end_of_day=True)
+    if t1 <= t0:
+        raise typer.BadParameter(
+            f"the period must end after it starts (--from {start})", param_hint="--to"
+        )
+    _check_out(out, "--out")
+    tables = _load(data)
+    mode, lookback, qualifying = _churn_definition(
+        data, config, tables, churn_mode, lookback_days, events
+    )
+    try:
+        result = retention_metrics(
+            tables,
+            t0,
+            t1,
+            by=_segments(by),
+            churn_mode=mode,  # type: ignore[arg-type]
+            lookback_days=lookback,
+            activity_events=qualifying,
+            purchase_key=purchase_key,
+            min_group_size=min_group_size,
+            gross_margin=gross_margin,
+            scores=_load_scores(scores),
+        )
+    except MetricsInputError as err:
+        raise _fail(err) from None
+    how = "contractual" if mode == "contractual" else f"non-contractual, lookback {lookback} days"
+    if qualifying:
+        how += f", events {', '.join(qualifying)}"
+    typer.echo(f"Retention metrics for ({t0} .. {t1}], churn {how}")
+    typer.echo(format_metrics(result))
+    if result["small_group"].any():
+        typer.echo(
+            f"small: fewer than {min_group_size} customers at start; read with the interval."
+        )
+    if out is not None:
+        _write_table(result, out)
+        typer.echo(f"wrote {out}")
+    if plot is not None:
+        plot_metrics_by_segment(result, plot)
+        typer.echo(f"wrote {plot}")
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def format_retention(result: CohortRetention) -> str:
+    """Cohort rows x period columns in percent, with the cohort size; small cohorts marked *."""
+    table = result.table
+    if table.empty:
+        return "no observed cohort periods"
+    index = ["segment", "cohort"] if result.segment else ["cohort"]
+    pivot = result.pivot.map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}")
+    sizes = table.groupby(index)["cohort_size"].first()
+    small = table.groupby(index)["small_group"].first()
+    pivot.insert(0, "size", [f"{n}{' *' if s else ''}" for n, s in zip(sizes, small, strict=True)])
+    pivot.columns = [str(c) for c in pivot.columns]
+    fmt = {"month": "%Y-%m", "week": "%Y-%m-%d", "day": "%Y-%m-%d"}[result.cohort_freq]
+    pivot.index = pivot.index.map(
+        lambda k: (
+            (k[0], pd.Timestamp(k[1]).strftime(fmt))
+            if isinstance(k, tuple)
+            else pd.Timestamp(k).strftime(fmt)
+        )
+    )
+    return pivot.to_string()
+
+
+def retention_command(
+    data: Annotated[Path, typer.Option("--data", help="Folder with the contract's tables.")],
+    cohort: Annotated[str, typer.Option(help="Cohort period: day, week or month.")] = "month",
+    period: Annotated[
+        str | None, typer.Option(help="Period unit of the index (default: the cohort's).")
+    ] = None,
+    anchor: Annotated[str, typer.Option(help="Cohort by signup or first-activity.")] = "signup",
+    mode: Annotated[str, typer.Option(help="n-day, unbounded or bracket.")] = "n-day",
+    brackets: Annotated[
+        str | None, typer.Option(help="Day brackets for --mode bracket, such as 1-7,8-30,31-90.")
+    ] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Break down by one attribute (or signup_cohort, risk_band).")
+    ] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            help="Qualifying activity events, comma separated (default: config, else all)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help=f"TOML/JSON configuration; default: DATA/{DATA_CONFIG_FILE} if present."),
+    ] = None,
+    cohorts_from: Annotated[
+        str | None, typer.Option("--from", help="First cohort to include (date).")
+    ] = None,
+    cohorts_to: Annotated[
+        str | None, typer.Option("--to", help="Last cohort to include (date).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="End of observation (default: the end of the data).")
+    ] = None,
+    partial_periods: Annotated[
+        bool, typer.Option(help="Count periods that have started but not ended.")
+    ] = False,
+    max_period: Annotated[int | None, typer.Option(help="Highest period index to show.")] = None,
+    min_group_size: Annotated[int, typer.Option(help="Flag cohorts with fewer customers.")] = 30,
+    scores: Annotated[
+        Path | None, typer.Option(help="Scores with customer_id and risk_band, for --by risk_band.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the tidy table here (.csv or .parquet).")
+    ] = None,
+    plot_dir: Annotated[
+        Path | None, typer.Option(help="Write retention_heatmap.png and retention_curves.png here.")
+    ] = None,
+) -> None:
+    """Cohort retention table (n-day, unbounded or bracketed), printed as cohorts x periods, with a
+    heatmap and retention curves as PNG."""
+    _check_out(out, "--out")
+    for option, value in (("--cohort", cohort), ("--period", period or cohort)):
+        if value not in ("day", "week", "month"):
+            raise typer.BadParameter("use day, week or month", param_hint=option)
+    if mode not in ("n-day", "unbounded", "bracket"):
+        raise typer.BadParameter("use n-day, unbounded or bracket", param_hint="--mode")
+    if anchor not in ("signup", "first-activity", "first_activity"):
+        raise typer.BadParameter("use signup or first-activity", param_hint="--anchor")
+    try:
+        bracket_list = parse_brackets(brackets) if brackets else DEFAULT_BRACKETS
+    except MetricsInputError as err:
+        raise typer.BadParameter(str(err), param_hint="--brackets") from None
+    c0 = _parse_date(cohorts_from, "--from") if cohorts_from else None
+    c1 = _parse_date(cohorts_to, "--to") if cohorts_to else None
+    if c0 is not None and c1 is not None and c1 < c0:
+        raise typer.BadParameter(
+            f"the last cohort is before the first (--from {cohorts_from})", param_hint="--to"
+        )
+    observed = _parse_date(until, "--until", end_of_day=True) if until else None
+    tables = _load(data)
+    churn = _data_churn(data, config)
+    qualifying = _split(events) or (
+        list(churn.qualifying_events) if churn is not None and churn.qualifying_events else None
+    )
+    try:
+        result = cohort_retention(
+            tables,
+            mode=mode,  # type: ignore[arg-type]
+            cohort_freq=cohort,  # type: ignore[arg-type]
+            period=period,  # type: ignore[arg-type]
+            anchor=anchor.replace("-", "_"),  # type: ignore[arg-type]
+            brackets=bracket_list,
+            by=by,
+            activity_events=qualifying,
+            cohorts_from=c0,
+            cohorts_to=c1,
+            observed_until=observed,
+            partial_periods=partial_periods,
+            max_period=max_period,
+            min_group_size=min_group_size,
+            scores=_load_scores(scores),
+        )
+    except MetricsInputError as err:
+        raise _fail(err) from None
+    typer.echo(
+        f"{mode} retention (%), {cohort} cohorts by {anchor}, observed until {result.observed_until}"
+        + ("" if partial_periods else ", complete periods only")
+        + (f", events {', '.join(qualifying)}" if qualifying else "")
+    )
+    typer.echo(format_retention(result))
+    if result.table["small_group"].any():
+        typer.echo(
+            f"* fewer than {min_group_size} customers in the cohort; see retention_low/high in --out"
+        )
+    if out is not None:
+        _write_table(result.table, out)
+        typer.echo(f"wrote {out}")
+    if plot_dir is not None:
+        for path in (
+            plot_retention_heatmap(result, plot_dir / "retention_heatmap.png"),
+            plot_retention_curves(result, plot_dir / "retention_curves.png"),
+        ):
+            typer.echo(f"wrote {path}")

@@ -1,0 +1,1097 @@
+"""Retention metrics over a period and cohort retention, by segment: pure functions over Tables.
+
+The service, the batch job and the CLI call these same functions; nothing here reads or writes
+files. Conventions shared by every function:
+
+- A period is two instants ``t0 < t1``. "At t0" and "at t1" are states at those instants; what
+  happens during the period falls in the half-open window ``(t0, t1]`` (as the churn label in
+  DESIGN.md: an event exactly at t0 belongs to the previous period, one exactly at t1 to this one).
+- Rates and shares are fractions in [0, 1]; NPS is in points from -100 to 100.
+- Rates about customers carry a Wilson score interval (``*_low``, ``*_high``), and a group with
+  fewer than ``min_group_size`` customers at the start is flagged ``small_group``; it is never
+  dropped, so a segment of 12 customers is shown as such rather than read like one of 12,000.
+- Segments (``by``) are customer attributes (columns of ``customers``), ``signup_cohort`` (the
+  signup month, ``YYYY-MM``) or ``risk_band`` (from a ``scores`` frame). A tuple of names crosses
+  them. A missing attribute value is its own segment, ``(missing)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from statistics import NormalDist
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from features.contract import Tables
+
+ChurnMode = Literal["contractual", "non_contractual"]
+RetentionMode = Literal["n-day", "unbounded", "bracket"]
+PeriodUnit = Literal["day", "week", "month"]
+Anchor = Literal["signup", "first_activity"]
+SegmentSpec = str | tuple[str, ...]
+Instant = pd.Timestamp | datetime | date | np.datetime64 | str  # naive = UTC, like the contract
+
+CHURN_MODES = ("contractual", "non_contractual")
+RETENTION_MODES = ("n-day", "unbounded", "bracket")
+PERIOD_UNITS = ("day", "week", "month")
+ANCHORS = ("signup", "first_activity")
+DERIVED_SEGMENTS = ("signup_cohort", "risk_band")
+DEFAULT_BRACKETS: tuple[tuple[int, int], ...] = ((1, 7), (8, 30), (31, 90))
+MISSING_SEGMENT = "(missing)"
+UNSCORED_SEGMENT = "(unscored)"
+ALL = "all"
+_RESERVED_COLUMNS = frozenset({"customer_id", "signup_at", "churned_at"})
+
+_NS_PER_DAY = 86_400 * 10**9
+_AVG_MONTH_DAYS = 365.2425 / 12
+_NEVER = np.iinfo(np.int64).max
+_PURCHASE_KINDS = ("order", "invoice")
+_REVENUE_KINDS = ("invoice", "order", "refund")
+
+
+class MetricsInputError(ValueError):
+    """A request the metrics cannot answer as asked: unknown segment column, bad period, ..."""
+
+
+# --------------------------------------------------------------------------- formulas
+
+
+def customer_retention_rate(start: float, new: float, end: float) -> float:
+    """CRR = (E - N) / S: the share of the customers at the start still there at the end.
+
+    ``new`` (N) are the customers at the end who were not customers at the start. NaN when S = 0.
+    """
+    return (end - new) / start if start else float("nan")
+
+
+def churn_rate(start: float, lost: float) -> float:
+    """Churn rate = customers lost during the period / customers at the start. NaN when S = 0."""
+    return lost / start if start else float("nan")
+
+
+def wilson_interval(
+    successes: np.ndarray | float, n: np.ndarray | float, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a proportion successes / n (vectorized); NaN where n = 0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is honest for small n, which is
+    what keeps a 12-customer segment from being read like a 12,000-customer one.
+    """
+    k = np.asarray(successes, dtype="float64")
+    n = np.asarray(n, dtype="float64")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        denom = 1 + z**2 / n
+        center = (p + z**2 / (2 * n)) / denom
+        half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+        # exact at the edges: 0 successes has lower bound 0, n successes upper bound 1
+        low = np.where(k <= 0, 0.0, np.clip(center - half, 0.0, 1.0))
+        high = np.where(k >= n, 1.0, np.clip(center + half, 0.0, 1.0))
+        low = np.where(n > 0, low, np.nan)
+        high = np.where(n > 0, high, np.nan)
+    return low, high
+
+
+def nps_summary(scores: Sequence[float] | np.ndarray | pd.Series) -> dict[str, float]:
+    """NPS of a set of 0-10 scores: promoters 9-10, passives 7-8, detractors 0-6 (NaN ignored).
+
+    NPS = 100 x (promoter share - detractor share); NaN when there are no responses.
+    """
+    s = np.asarray(scores, dtype="float64")
+    s = s[~np.isnan(s)]
+    n = len(s)
+    promoter, passive, detractor = nps_categories(s)
+    promoters, passives, detractors = int(promoter.sum()), int(passive.sum()), int(detractor.sum())
+    share = (lambda c: c / n) if n else (lambda c: float("nan"))
+    return {
+        "responses": n,
+        "promoters": promoters,
+        "passives": passives,
+        "detractors": detractors,
+        "promoter_share": share(promoters),
+        "passive_share": share(passives),
+        "detractor_share": share(detractors),
+        "nps": 100 * (share(promoters) - share(detractors)),
+    }
+
+
+def nps_categories(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks (promoter 9-10, passive 7-8, detractor 0-6) of 0-10 scores; NaN is none."""
+    s = np.asarray(scores, dtype="float64")
+    return s >= 9, (s >= 7) & (s < 9), s <= 6
+
+
+def customer_lifetime_value(
+    revenue_per_customer_month: float, monthly_churn: float, gross_margin: float = 1.0
+) -> tuple[float, str]:
+    """CLV = average revenue per customer per month x gross margin / monthly churn rate.
+
+    The expected lifetime in months is 1 / monthly churn (a constant monthly hazard). Returns
+    (value, reason): the value is NaN and the reason says why when it cannot be computed.
+    """
+    value, reason = _clv(
+        np.array([revenue_per_customer_month], "float64"),
+        np.array([monthly_churn], "float64"),
+        gross_margin,
+    )
+    return float(value[0]), str(reason[0])
+
+
+def _clv(
+    arpc: np.ndarray, monthly_churn: np.ndarray, gross_margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = arpc * gross_margin / monthly_churn
+    reason = np.full(len(arpc), "", dtype=object)
+    reason[np.isnan(arpc)] = "no revenue per customer (no customers or no revenue data)"
+    reason[np.isnan(monthly_churn) & (reason == "")] = "no churn rate (no customers at start)"
+    zero = (monthly_churn == 0) & (reason == "")
+    reason[zero] = "no churn in the period: expected lifetime is unbounded"
+    value = np.where(reason == "", value, np.nan)
+    return value, reason
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _timestamp(value: object, name: str) -> pd.Timestamp:
+    """An instant as a naive UTC Timestamp, like the contract's columns."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError) as err:
+        raise MetricsInputError(f"{name}: cannot read {value!r} as a date or timestamp") from err
+    if ts is pd.NaT:
+        raise MetricsInputError(f"{name}: a date is required, got {value!r}")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def _check_period(t0: Instant, t1: Instant) -> tuple[pd.Timestamp, pd.Timestamp]:
+    start, end = _timestamp(t0, "t0"), _timestamp(t1, "t1")
+    if end <= start:
+        raise MetricsInputError(
+            f"the period must end after it starts: t1 = {end} is not after t0 = {start}"
+        )
+    return start, end
+
+
+def _ns(values: pd.Series | pd.Index, never: int | None = None) -> np.ndarray:
+    """Timestamps as int64 nanoseconds; NaT becomes ``never`` (or stays the NaT sentinel)."""
+    arr = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]").view("int64")
+    if never is not None:
+        arr = np.where(arr == np.iinfo(np.int64).min, never, arr)
+    return arr
+
+
+def _customer_codes(ids: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each row's customer in ``index`` (-1 if unknown); fast for categorical ids."""
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        categories = ids.cat.categories.astype("str")
+        codes = ids.cat.codes.to_numpy().astype("int64")
+        if categories.equals(index):
+            return codes  # categories are the customers, in order: codes are positions
+        lookup = index.get_indexer(categories)
+        if len(codes) == 0 or codes.min() >= 0:
+            return np.take(lookup, codes, mode="clip")
+        return np.where(codes >= 0, np.take(lookup, codes, mode="clip"), -1)
+    return index.get_indexer(ids.astype("str"))
+
+
+def _unit_ordinal(ns: np.ndarray, unit: str) -> np.ndarray:
+    """Calendar period number of each instant: days, Monday-weeks or months since 1970."""
+    return _days_to_ordinal(np.floor_divide(ns, _NS_PER_DAY), unit)
+
+
+def _days_to_ordinal(days: np.ndarray, unit: str) -> np.ndarray:
+    """Calendar period number of each day number (days since 1970-01-01).
+
+    Months go through a lookup table over the days spanned (a gather), which is an order of
+    magnitude faster than numpy's datetime64[M] cast on millions of rows.
+    """
+    if unit == "day":
+        return days
+    if unit == "week":
+        return np.floor_divide(days + 3, 7)  # 1970-01-01 was a Thursday
+    if len(days) == 0:
+        return days
+    lo, hi = int(days.min()), int(days.max())
+    table = np.arange(lo, hi + 1).astype("datetime64[D]").astype("datetime64[M]").astype("int64")
+    return np.take(table, days - lo, mode="clip")
+
+
+def _ordinal_start(ordinal: np.ndarray, unit: str) -> pd.DatetimeIndex:
+    """The first instant of each calendar period number (inverse of ``_unit_ordinal``)."""
+    ordinal = np.asarray(ordinal, dtype="int64")
+    if unit == "month":
+        stamps = ordinal.astype("datetime64[M]")
+    elif unit == "week":
+        stamps = (ordinal * 7 - 3).astype("datetime64[D]")
+    else:
+        stamps = ordinal.astype("datetime64[D]")
+    return pd.DatetimeIndex(stamps.astype("datetime64[ns]"))
+
+
+def _event_mask(activity: pd.DataFrame, activity_events: Sequence[str] | None) -> np.ndarray | None:
+    if activity_events is None:
+        return None
+    return activity["event"].isin(list(activity_events)).to_numpy()
+
+
+# --------------------------------------------------------------------------- segments
+
+
+def segment_labels(
+    tables: Tables, by: Sequence[SegmentSpec] = (), *, scores: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One label column per requested segment, indexed by customer_id (customers' order).
+
+    A name is a customers column, ``signup_cohort`` (signup month, ``YYYY-MM``) or ``risk_band``
+    (needs ``scores`` with customer_id and risk_band; customers without a score are
+    ``(unscored)``). A tuple crosses names; its column is named ``a+b`` with labels ``x / y``.
+    Raises MetricsInputError naming an unknown column.
+    """
+    customers = tables.customers
+    specs = [(s,) if isinstance(s, str) else tuple(s) for s in by]
+    base: dict[str, pd.Series] = {}
+    for name in dict.fromkeys(n for spec in specs for n in spec):
+        base[name] = _single_segment(customers, name, scores)
+    out = pd.DataFrame(index=pd.Index(customers["customer_id"], name="customer_id"))
+    for spec in specs:
+        col = "+".join(spec)
+        if col in (ALL, "dimension", "segment"):
+            raise MetricsInputError(f"'{col}' cannot be used as a segment name")
+        label = base[spec[0]]
+        for name in spec[1:]:
+            label = label + " / " + base[name]
+        out[col] = label.to_numpy()
+    return out
+
+
+def _single_segment(customers: pd.DataFrame, name: str, scores: pd.DataFrame | None) -> pd.Series:
+    reserved = _RESERVED_COLUMNS
+    if name == "signup_cohort" and name not in customers:
+        return customers["signup_at"].dt.strftime("%Y-%m").reset_index(drop=True)
+    if name == "risk_band" and name not in customers:
+        if scores is None:
+            raise MetricsInputError(
+                "segment 'risk_band' needs scores (a frame with customer_id and risk_band)"
+            )
+        missing = [c for c in ("customer_id", "risk_band") if c not in scores]
+        if missing:
+            raise MetricsInputError(
+                f"scores need columns customer_id and risk_band; missing: {missing}"
+            )
+        ids = scores["customer_id"].astype("str")
+        band = scores.assign(customer_id=ids).drop_duplicates("customer_id", keep="last")
+        band = band.set_index("customer_id")["risk_band"]
+        mapped = pd.Series(
+            customers["customer_id"].astype("str").map(band).to_numpy(), dtype=object
+        )
+        return mapped.where(mapped.notna(), UNSCORED_SEGMENT).astype("str")
+    if name not in customers or name in reserved:
+        available = [c for c in customers.columns if c not in reserved]
+        raise MetricsInputError(
+            f"unknown segment column '{name}': customers has attributes {available}; "
+            f"also available: {', '.join(DERIVED_SEGMENTS)} (risk_band needs scores)"
+        )
+    values = pd.Series(customers[name].to_numpy(dtype=object))
+    return values.where(values.notna(), MISSING_SEGMENT).astype("str")
+
+
+# --------------------------------------------------------------------------- per-customer parts
+
+
+def customer_flows(
+    tables: Tables,
+    t0: Instant,
+    t1: Instant,
+    *,
+    churn_mode: ChurnMode = "contractual",
+    lookback_days: int = 90,
+    activity_events: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Who was a customer at t0 and t1, who was won and who was lost, per customer (0/1).
+
+    contractual: a customer is active at t when signup_at <= t and (churned_at is NaT or
+    churned_at > t). at_start = active at t0, at_end = active at t1, lost = at_start and not
+    at_end, new = at_end and not at_start, acquired_and_lost = signed up in (t0, t1] and gone by
+    t1 (in neither S nor E). Requires customers.churned_at.
+
+    non_contractual (shops, apps): at_start = had activity in the lookback window
+    (t0 - lookback_days, t0]; at_end = had activity in (t0, t1]; lost = at_start without activity
+    in (t0, t1]; new = active in (t0, t1] without activity in the lookback window, of which
+    ``reactivated`` had activity before it (a return after a gap). ``activity_events`` limits
+    the qualifying events (None: all).
+
+    In both modes E = S + new - lost, so CRR = (E - new) / S = 1 - churn rate.
+    """
+    t0, t1 = _check_period(t0, t1)
+    if churn_mode not in CHURN_MODES:
+        raise MetricsInputError(f"churn_mode must be one of {CHURN_MODES}, got {churn_mode!r}")
+    customers = tables.customers
+    n = len(customers)
+    a, b = t0.value, t1.value
+    reactivated = np.zeros(n, dtype=bool)
+    acquired_and_lost = np.zeros(n, dtype=bool)
+    if churn_mode == "contractual":
+        if "churned_at" not in customers:
+            raise MetricsInputError(
+                "churn_mode='contractual' needs customers.churned_at; "
+                "for data without it (a shop) use churn_mode='non_contractual'"
+            )
+        signup = _ns(customers["signup_at"])
+        churned = _ns(customers["churned_at"], never=_NEVER)
+        at_start = (signup <= a) & (churned > a)
+        at_end = (signup <= b) & (churned > b)
+        acquired_and_lost = (signup > a) & (signup <= b) & ~at_end
+    else:
+        if lookback_days <= 0:
+            raise MetricsInputError(f"lookback_days must be positive, got {lookback_days}")
+        act = tables.activity
+        codes = _customer_codes(act["customer_id"], pd.Index(customers["customer_id"]))
+        at = _ns(act["at"])
+        keep = codes >= 0
+        events = _event_mask(act, activity_events)
+        if events is not None:
+            keep &= events
+        lb_start = a - lookback_days * _NS_PER_DAY
+        at_start = np.zeros(n, dtype=bool)
+        at_end = np.zeros(n, dtype=bool)
+        before = np.zeros(n, dtype=bool)
+        at_start[codes[keep & (at > lb_start) & (at <= a)]] = True
+        at_end[codes[keep & (at > a) & (at <= b)]] = True
+        before[codes[keep & (at <= lb_start)]] = True
+        reactivated = at_end & ~at_start & before
+    frame = pd.DataFrame(
+        {
+            "at_start": at_start,
+            "at_end": at_end,
+            "new": at_end & ~at_start,
+            "reactivated": reactivated,
+            "lost": at_start & ~at_end,
+            "acquired_and_lost": acquired_and_lost,
+        },
+        index=pd.Index(customers["customer_id"], name="customer_id"),
+    )
+    return frame.astype("int64")
+
+
+def monthly_mrr(revenue: pd.DataFrame) -> pd.DataFrame:
+    """MRR per customer and month: invoice amounts summed by the month they pay for.
+
+    Rows count when kind is 'invoice' or missing (no kind column: all rows). The month is the
+    row's ``period`` (rows whose period is missing are not recurring and are left out); without
+    a period column it is the month of ``at``. Returns customer_id, month (month start), mrr.
+    """
+    inv = revenue.loc[_invoice_mask(revenue)]
+    month = _mrr_month_ordinal(inv)
+    ok = month != np.iinfo(np.int64).min
+    out = pd.DataFrame(
+        {
+            "customer_id": inv["customer_id"].astype("str").to_numpy()[ok],
+            "month": _ordinal_start(month[ok], "month"),
+            "mrr": inv["amount"].to_numpy(dtype="float64")[ok],
+        }
+    )
+    return out.groupby(["customer_id", "month"], as_index=False, sort=True)["mrr"].sum()
+
+
+def _invoice_mask(revenue: pd.DataFrame) -> np.ndarray:
+    if "kind" not in revenue:
+        return np.ones(len(revenue), dtype=bool)
+    kind = revenue["kind"]
+    return (kind.isna() | (kind == "invoice")).to_numpy(dtype=bool)
+
+
+def _mrr_month_ordinal(invoices: pd.DataFrame) -> np.ndarray:
+    """Month number paid for, per invoice row; the NaT sentinel where period is missing."""
+    missing = np.iinfo(np.int64).min
+    col = "period" if "period" in invoices else "at"
+    ns = _ns(invoices[col])
+    out = np.full(len(ns), missing, dtype="int64")
+    ok = ns != missing
+    out[ok] = _unit_ordinal(ns[ok], "month")
+    return out
+
+
+def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
+    """Per customer: MRR in the month of t0 and of t1, and how it moved between them.
+
+    MRR as in :func:`monthly_mrr`. A customer has MRR in a month when it is > 0. For customers
+    with MRR in both months the change is expansion (up) or contraction (down, as a positive
+    amount); churned_mrr is the t0 MRR of customers with none at t1; new_mrr is the t1 MRR of
+    customers with none at t0. mrr_end = mrr_start + expansion - contraction - churned + new.
+    """
+    t0, t1 = _check_period(t0, t1)
+    customers = tables.customers
+    n = len(customers)
+    rev = tables.revenue
+    inv = rev.loc[_invoice_mask(rev)]
+    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))
+    month = _mrr_month_ordinal(inv)
+    amount = inv["amount"].to_numpy(dtype="float64")
+    m0, m1 = (int(_unit_ordinal(np.array([t.value]), "month")[0]) for t in (t0, t1))
+    ok = codes >= 0
+    start = np.bincount(codes[ok & (month == m0)], amount[ok & (month == m0)], minlength=n)
+    end = np.bincount(codes[ok & (month == m1)], amount[ok & (month == m1)], minlength=n)
+    had, has = start > 0, end > 0
+    both = had & has
+    delta = np.where(both, end - start, 0.0)
+    return pd.DataFrame(
+        {
+            "mrr_start": np.where(had, start, 0.0),
+            "mrr_end": np.where(has, end, 0.0),
+            "expansion": np.clip(delta, 0, None),
+            "contraction": np.clip(-delta, 0, None),
+            "churned_mrr": np.where(had & ~has, start, 0.0),
+            "new_mrr": np.where(has & ~had, end, 0.0),
+        },
+        index=pd.Index(customers["customer_id"], name="customer_id"),
+    )
+
+
+def purchase_counts(
+    tables: Tables, t0: Instant, t1: Instant, *, purchase_key: str | None = None
+) -> pd.Series:
+    """Number of distinct purchases per customer in (t0, t1].
+
+    A purchase is a revenue row of kind order or invoice (or no kind) with a positive amount;
+    rows are one purchase when they share ``purchase_key`` (a column such as an invoice number)
+    or, by default, the same timestamp ``at``.
+    """
+    t0, t1 = _check_period(t0, t1)
+    customers = tables.customers
+    rev = tables.revenue
+    if purchase_key is not None and purchase_key not in rev:
+        raise MetricsInputError(f"purchase_key '{purchase_key}' is not a column of revenue")
+    kind_ok = (
+        rev["kind"].isna() | rev["kind"].isin(_PURCHASE_KINDS)
+        if "kind" in rev
+        else pd.Series(True, index=rev.index)
+    )
+    at = _ns(rev["at"])
+    mask = kind_ok.to_numpy(dtype=bool) & (rev["amount"].to_numpy(dtype="float64") > 0)
+    mask &= (at > t0.value) & (at <= t1.value)
+    codes = _customer_codes(rev["customer_id"], pd.Index(customers["customer_id"]))
+    mask &= codes >= 0
+    codes = codes[mask]
+    key = at[mask] if purchase_key is None else pd.factorize(rev.loc[mask, purchase_key])[0]
+    pairs = pd.DataFrame({"c": codes, "k": key}).drop_duplicates()
+    counts = np.bincount(pairs["c"].to_numpy(), minlength=len(customers))
+    return pd.Series(
+        counts, index=pd.Index(customers["customer_id"], name="customer_id"), name="purchases"
+    )
+
+
+def period_revenue(tables: Tables, t0: Instant, t1: Instant) -> pd.Series:
+    """Net revenue per customer in (t0, t1]: invoices, orders and refunds (failed payments out)."""
+    t0, t1 = _check_period(t0, t1)
+    customers = tables.customers
+    rev = tables.revenue
+    kind_ok = (
+        (rev["kind"].isna() | rev["kind"].isin(_REVENUE_KINDS)).to_numpy(dtype=bool)
+        if "kind" in rev
+        else np.ones(len(rev), dtype=bool)
+    )
+    at = _ns(rev["at"])
+    mask = kind_ok & (at > t0.value) & (at <= t1.value)
+    codes = _customer_codes(rev["customer_id"], pd.Index(customers["customer_id"]))
+    mask &= codes >= 0
+    total = np.bincount(
+        codes[mask], rev["amount"].to_numpy(dtype="float64")[mask], minlength=len(customers)
+    )
+    return pd.Series(
+        total, index=pd.Index(customers["customer_id"], name="customer_id"), name="revenue"
+    )
+
+
+def latest_nps(tables: Tables, t0: Instant, t1: Instant) -> pd.Series:
+    """Each customer's latest NPS score in (t0, t1] (NaN without one).
+
+    Only feedback of kind 'nps' with a score counts; a customer answering twice counts once, with
+    the latest answer (ties at the same instant: the higher score), so frequent responders do not
+    weigh more.
+    """
+    t0, t1 = _check_period(t0, t1)
+    customers = tables.customers
+    fb = tables.feedback
+    out = np.full(len(customers), np.nan)
+    if len(fb) and "score" in fb:
+        at = _ns(fb["at"])
+        score = fb["score"].to_numpy(dtype="float64")
+        mask = (fb["kind"] == "nps").to_numpy(dtype=bool) & ~np.isnan(score)
+        mask &= (at > t0.value) & (at <= t1.value)
+        codes = _customer_codes(fb["customer_id"], pd.Index(customers["customer_id"]))
+        mask &= codes >= 0
+        c, t, s = codes[mask], at[mask], score[mask]
+        order = np.lexsort((s, t, c))
+        c, s = c[order], s[order]
+        last = np.r_[c[1:] != c[:-1], True] if len(c) else np.zeros(0, dtype=bool)
+        out[c[last]] = s[last]
+    return pd.Series(
+        out, index=pd.Index(customers["customer_id"], name="customer_id"), name="nps_score"
+    )
+
+
+def per_customer_metrics(
+    tables: Tables,
+    t0: Instant,
+    t1: Instant,
+    *,
+    churn_mode: ChurnMode = "contractual",
+    lookback_days: int = 90,
+    activity_events: Sequence[str] | None = None,
+    purchase_key: str | None = None,
+) -> pd.DataFrame:
+    """All per-customer parts of the period metrics in one frame; every column adds up by segment.
+
+    Columns: the flows of :func:`customer_flows`, the MRR movements of :func:`mrr_movements`,
+    revenue (:func:`period_revenue`), buyer / repeat_buyer (>= 1 / > 1 purchases,
+    :func:`purchase_counts`), nps_response / promoter / passive / detractor (:func:`latest_nps`).
+    """
+    flows = customer_flows(
+        tables,
+        t0,
+        t1,
+        churn_mode=churn_mode,
+        lookback_days=lookback_days,
+        activity_events=activity_events,
+    )
+    mrr = mrr_movements(tables, t0, t1)
+    purchases = purchase_counts(tables, t0, t1, purchase_key=purchase_key).to_numpy()
+    score = latest_nps(tables, t0, t1).to_numpy()
+    frame = pd.concat([flows, mrr], axis=1)
+    frame["revenue"] = period_revenue(tables, t0, t1).to_numpy()
+    frame["buyer"] = (purchases >= 1).astype("int64")
+    frame["repeat_buyer"] = (purchases > 1).astype("int64")
+    promoter, passive, detractor = nps_categories(score)
+    frame["nps_response"] = (~np.isnan(score)).astype("int64")
+    frame["promoter"] = promoter.astype("int64")
+    frame["passive"] = passive.astype("int64")
+    frame["detractor"] = detractor.astype("int64")
+    return frame
+
+
+# --------------------------------------------------------------------------- period metrics
+
+
+METRIC_COLUMNS = (
+    "customers_start",
+    "new",
+    "lost",
+    "customers_end",
+    "reactivated",
+    "acquired_and_lost",
+    "crr",
+    "crr_low",
+    "crr_high",
+    "churn_rate",
+    "churn_low",
+    "churn_high",
+    "small_group",
+    "mrr_start",
+    "expansion",
+    "contraction",
+    "churned_mrr",
+    "new_mrr",
+    "mrr_end",
+    "gross_revenue_churn",
+    "nrr",
+    "buyers",
+    "repeat_buyers",
+    "repeat_purchase_rate",
+    "repeat_purchase_low",
+    "repeat_purchase_high",
+    "nps_responses",
+    "promoters",
+    "passives",
+    "detractors",
+    "promoter_share",
+    "passive_share",
+    "detractor_share",
+    "nps",
+    "revenue",
+    "arpc_month",
+    "monthly_churn",
+    "clv",
+    "clv_note",
+)
+
+
+def retention_metrics(
+    tables: Tables,
+    t0: Instant,
+    t1: Instant,
+    *,
+    by: Sequence[SegmentSpec] = (),
+    churn_mode: ChurnMode = "contractual",
+    lookback_days: int = 90,
+    activity_events: Sequence[str] | None = None,
+    purchase_key: str | None = None,
+    min_group_size: int = 30,
+    gross_margin: float = 1.0,
+    scores: pd.DataFrame | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Retention metrics over (t0, t1] for the whole base and for each segment of ``by``.
+
+    One row per segment: ``dimension`` ('all' or the segment name) and ``segment`` (its value).
+
+    - customers_start S, new N, lost, customers_end E (see :func:`customer_flows`);
+      crr = (E - N) / S, churn_rate = lost / S, each with a Wilson interval; small_group when
+      S < min_group_size (flagged, never dropped).
+    - MRR (see :func:`mrr_movements`): gross_revenue_churn = (contraction + churned_mrr) /
+      mrr_start; nrr = (mrr_start + expansion - contraction - churned_mrr) / mrr_start.
+    - repeat_purchase_rate = customers with > 1 purchase / customers with >= 1 in the period.
+    - NPS from each customer's latest response in the period: shares of promoters (9-10),
+      passives (7-8), detractors (0-6); nps = 100 x (promoter - detractor share).
+    - arpc_month = net revenue in the period / average customers ((S + E) / 2) / months in the
+      period; monthly_churn = 1 - (1 - churn_rate) ** (1 / months); clv = arpc_month x
+      gross_margin / monthly_churn (expected lifetime 1 / monthly churn); NaN with clv_note
+      saying why when churn is 0 or there is nothing to divide by.
+    """
+    t0, t1 = _check_period(t0, t1)
+    labels = segment_labels(tables, by, scores=scores)
+    parts = per_customer_metrics(
+        tables,
+        t0,
+        t1,
+        churn_mode=churn_mode,
+        lookback_days=lookback_days,
+        activity_events=activity_events,
+        purchase_key=purchase_key,
+    )
+    pieces = [parts.sum().to_frame().T.assign(dimension=ALL, segment=ALL)]
+    for dim in labels.columns:
+        grouped = parts.groupby(labels[dim].to_numpy(), sort=True).sum()
+        pieces.append(grouped.assign(dimension=dim, segment=grouped.index.astype("str")))
+    sums = pd.concat(pieces, ignore_index=True)
+    months = (t1 - t0) / pd.Timedelta(days=_AVG_MONTH_DAYS)
+    out = _derive_metrics(
+        sums, months, min_group_size, gross_margin, confidence, has_revenue=len(tables.revenue) > 0
+    )
+    out["period_start"], out["period_end"] = t0, t1
+    return out[["dimension", "segment", "period_start", "period_end", *METRIC_COLUMNS]]
+
+
+def _derive_metrics(
+    sums: pd.DataFrame,
+    months: float,
+    min_group_size: int,
+    gross_margin: float,
+    confidence: float,
+    *,
+    has_revenue: bool,
+) -> pd.DataFrame:
+    def col(name: str) -> np.ndarray:
+        return sums[name].to_numpy(dtype="float64")
+
+    s, e, new, lost = col("at_start"), col("at_end"), col("new"), col("lost")
+    out = pd.DataFrame({"dimension": sums["dimension"], "segment": sums["segment"]})
+    out["customers_start"] = s.astype("int64")
+    out["new"] = new.astype("int64")
+    out["lost"] = lost.astype("int64")
+    out["customers_end"] = e.astype("int64")
+    out["reactivated"] = col("reactivated").astype("int64")
+    out["acquired_and_lost"] = col("acquired_and_lost").astype("int64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["crr"] = np.where(s > 0, (e - new) / s, np.nan)
+        out["crr_low"], out["crr_high"] = wilson_interval(s - lost, s, confidence)
+        out["churn_rate"] = np.where(s > 0, lost / s, np.nan)
+        out["churn_low"], out["churn_high"] = wilson_interval(lost, s, confidence)
+        out["small_group"] = s < min_group_size
+        m0 = col("mrr_start")
+        for name in ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end"):
+            out[name] = col(name)
+        exp, con, chu = col("expansion"), col("contraction"), col("churned_mrr")
+        out["gross_revenue_churn"] = np.where(m0 > 0, (con + chu) / m0, np.nan)
+        out["nrr"] = np.where(m0 > 0, (m0 + exp - con - chu) / m0, np.nan)
+        buyers, repeat = col("buyer"), col("repeat_buyer")
+        out["buyers"] = buyers.astype("int64")
+        out["repeat_buyers"] = repeat.astype("int64")
+        out["repeat_purchase_rate"] = np.where(buyers > 0, repeat / buyers, np.nan)
+        out["repeat_purchase_low"], out["repeat_purchase_high"] = wilson_interval(
+            repeat, buyers, confidence
+        )
+        resp = col("nps_response")
+        out["nps_responses"] = resp.astype("int64")
+        for count, share in (
+            ("promoter", "promoter_share"),
+            ("passive", "passive_share"),
+            ("detractor", "detractor_share"),
+        ):
+            out[count + "s"] = col(count).astype("int64")
+            out[share] = np.where(resp > 0, col(count) / resp, np.nan)
+        out["nps"] = 100 * (out["promoter_share"] - out["detractor_share"])
+        out["revenue"] = col("revenue")
+        avg_customers = (s + e) / 2
+        arpc = np.where(
+            (avg_customers > 0) & has_revenue, col("revenue") / avg_customers / months, np.nan
+        )
+        out["arpc_month"] = arpc
+        churn = out["churn_rate"].to_numpy()
+        monthly = 1 - np.power(1 - churn, 1 / months)
+        out["monthly_churn"] = monthly
+    out["clv"], out["clv_note"] = _clv(arpc, monthly, gross_margin)
+    if not has_revenue:
+        out["clv_note"] = "no revenue data"
+    return out.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- cohort retention
+
+
+@dataclass(frozen=True)
+class CohortRetention:
+    """A cohort retention result: the tidy table plus what it was computed with.
+
+    ``table`` columns: cohort (start of the cohort period), segment (when ``by`` was given),
+    period (int index, or the bracket label), cohort_size, eligible (customers whose period was
+    observed), active, retention = active / eligible, retention_low / retention_high (Wilson),
+    small_group (cohort_size < min_group_size).
+    """
+
+    table: pd.DataFrame
+    mode: str
+    cohort_freq: str
+    period: str
+    anchor: str
+    segment: str | None
+    observed_until: pd.Timestamp
+    min_group_size: int = 30
+
+    @property
+    def pivot(self) -> pd.DataFrame:
+        """Retention as cohort rows x period columns (segment, cohort rows with a segment)."""
+        index = ["segment", "cohort"] if self.segment else ["cohort"]
+        return self.table.pivot(index=index, columns="period", values="retention")
+
+    @property
+    def sizes(self) -> pd.Series:
+        """Cohort sizes, indexed like the pivot's rows."""
+        index = ["segment", "cohort"] if self.segment else ["cohort"]
+        return self.table.groupby(index, sort=True)["cohort_size"].first()
+
+
+def parse_brackets(text: str) -> tuple[tuple[int, int], ...]:
+    """Brackets from text such as '1-7,8-30,31-90' (a single number is a one-day bracket)."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise MetricsInputError(f"bracket '{part}' is not a day range such as 8-30") from None
+        out.append((a, b))
+    if not out:
+        raise MetricsInputError(f"no brackets in {text!r}; expected day ranges such as 1-7,8-30")
+    return tuple(out)
+
+
+def _check_brackets(brackets: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    checked = tuple((int(a), int(b)) for a, b in brackets)
+    for a, b in checked:
+        if a < 0 or b < a:
+            raise MetricsInputError(f"bracket {a}-{b}: days must satisfy 0 <= first <= last")
+    if not checked:
+        raise MetricsInputError("at least one bracket is needed")
+    return checked
+
+
+def cohort_retention(
+    tables: Tables,
+    *,
+    mode: RetentionMode = "n-day",
+    cohort_freq: PeriodUnit = "month",
+    period: PeriodUnit | None = None,
+    anchor: Anchor = "signup",
+    brackets: Sequence[tuple[int, int]] | None = None,
+    by: str | None = None,
+    activity_events: Sequence[str] | None = None,
+    cohorts_from: Instant | None = None,
+    cohorts_to: Instant | None = None,
+    observed_until: Instant | None = None,
+    partial_periods: bool = False,
+    max_period: int | None = None,
+    min_group_size: int = 30,
+    scores: pd.DataFrame | None = None,
+    confidence: float = 0.95,
+) -> CohortRetention:
+    """Cohort retention table, vectorized over events (no per-customer Python loop).
+
+    - Each customer starts at its signup (``anchor='signup'``) or its first qualifying activity
+      (``'first_activity'``); its cohort is the calendar ``cohort_freq`` period of that start
+      (weeks start on Monday). ``cohorts_from`` / ``cohorts_to`` keep cohorts starting in that
+      range (inclusive).
+    - An activity's period index is the number of calendar ``period`` units (default: the
+      cohort unit) between the customer's own start and the activity: day 0 is the start day,
+      month 1 the next calendar month. Activity in a period before the start period is ignored
+      (activity earlier within the start period counts for period 0).
+    - n-day: share of the cohort active in exactly period N. unbounded: active in period N or
+      any later period. bracket: active at any time within a bracket's day range [a, b] (days
+      since the start, inclusive), ``period`` is then the bracket label such as '8-30'.
+    - Censoring: data end at ``observed_until`` (default: the latest timestamp in the tables);
+      later activity is ignored, as if not yet recorded. A customer counts (``eligible``) in period N only once that period is complete (bracket:
+      its last day is complete); ``partial_periods=True`` counts a period once it has started.
+      Cells nobody is eligible for are absent; a cohort nobody returns to shows 0, not nothing.
+    """
+    if mode not in RETENTION_MODES:
+        raise MetricsInputError(f"mode must be one of {RETENTION_MODES}, got {mode!r}")
+    period = period or cohort_freq
+    for name, value in (("cohort_freq", cohort_freq), ("period", period)):
+        if value not in PERIOD_UNITS:
+            raise MetricsInputError(f"{name} must be one of {PERIOD_UNITS}, got {value!r}")
+    if anchor not in ANCHORS:
+        raise MetricsInputError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+    if max_period is not None and max_period < 0:
+        raise MetricsInputError(f"max_period must be >= 0, got {max_period}")
+    bracket_list = _check_brackets(brackets or DEFAULT_BRACKETS) if mode == "bracket" else ()
+    until = (
+        _timestamp(observed_until, "observed_until")
+        if observed_until is not None
+        else tables.data_end()
+    )
+
+    customers = tables.customers
+    n = len(customers)
+    act = tables.activity
+    codes = _customer_codes(act["customer_id"], pd.Index(customers["customer_id"]))
+    at = _ns(act["at"])
+    keep = (codes >= 0) & (at <= until.value)  # nothing after the observation end is seen
+    events = _event_mask(act, activity_events)
+    if events is not None:
+        keep &= events
+    if not keep.all():
+        codes, at = codes[keep], at[keep]
+
+    if anchor == "signup":
+        start = _ns(customers["signup_at"])
+        in_scope = np.ones(n, dtype=bool)
+    else:
+        start = np.full(n, _NEVER, dtype="int64")
+        np.minimum.at(start, codes, at)
+        in_scope = start != _NEVER
+    cohort_ord = np.zeros(n, dtype="int64")
+    cohort_ord[in_scope] = _unit_ordinal(start[in_scope], cohort_freq)
+    cohort_start = np.full(n, _NEVER, dtype="int64")
+    cohort_start[in_scope] = _ordinal_start(cohort_ord[in_scope], cohort_freq).asi8
+    if cohorts_from is not None:
+        in_scope &= cohort_start >= _timestamp(cohorts_from, "cohorts_from").value
+    if cohorts_to is not None:
+        in_scope &= cohort_start <= _timestamp(cohorts_to, "cohorts_to").value
+
+    # group = (cohort, segment) code per customer; -1 outside the requested cohorts
+    if by is not None:
+        seg_codes, seg_names = _segment_codes(tables, by, scores)
+    else:
+        seg_codes, seg_names = np.zeros(n, dtype="int64"), np.array([ALL], dtype=object)
+    n_seg = len(seg_names)
+    coh_names, coh_codes = np.unique(cohort_ord[in_scope], return_inverse=True)
+    group = np.full(n, -1, dtype="int64")
+    group[in_scope] = coh_codes.astype("int64") * n_seg + seg_codes[in_scope]
+    n_groups = len(coh_names) * n_seg
+    cohort_size = np.bincount(group[in_scope], minlength=n_groups)
+
+    ev_day = np.floor_divide(at, _NS_PER_DAY)
+    if mode == "bracket":
+        labels, eligible, active = _bracket_counts(
+            codes, ev_day, start, group, in_scope, n_groups, bracket_list, until, partial_periods
+        )
+    else:
+        labels, eligible, active = _period_counts(
+            codes,
+            ev_day,
+            start,
+            group,
+            in_scope,
+            n_groups,
+            period,
+            until,
+            partial_periods,
+            max_period,
+            mode,
+        )
+
+    g_idx, p_idx = np.nonzero(eligible > 0)
+    low, high = wilson_interval(active[g_idx, p_idx], eligible[g_idx, p_idx], confidence)
+    table = pd.DataFrame({"cohort": _ordinal_start(coh_names, cohort_freq)[g_idx // n_seg]})
+    if by is not None:
+        table["segment"] = seg_names[g_idx % n_seg].astype("str")
+    table["period"] = labels[p_idx]
+    if mode == "bracket":
+        table["period"] = pd.Categorical(table["period"], categories=list(labels), ordered=True)
+    table["cohort_size"] = cohort_size[g_idx]
+    table["eligible"] = eligible[g_idx, p_idx]
+    table["active"] = active[g_idx, p_idx]
+    table["retention"] = table["active"] / table["eligible"]
+    table["retention_low"] = low
+    table["retention_high"] = high
+    table["small_group"] = table["cohort_size"] < min_group_size
+    return CohortRetention(
+        table=table,
+        mode=mode,
+        cohort_freq=cohort_freq,
+        period="day" if mode == "bracket" else period,
+        anchor=anchor,
+        segment=by,
+        observed_until=until,
+        min_group_size=min_group_size,
+    )
+
+
+def _segment_codes(
+    tables: Tables, by: str, scores: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Segment code per customer and the segment names, as :func:`segment_labels` labels them,
+    factorized straight from the column when it is a plain attribute (fast on many customers)."""
+    customers = tables.customers
+    if by in customers and by not in _RESERVED_COLUMNS:
+        codes, uniques = pd.factorize(customers[by], sort=True)
+        names = np.asarray(uniques, dtype=object).astype("str").astype(object)
+        if (codes < 0).any():
+            codes = np.where(codes < 0, len(names), codes)
+            names = np.append(names, MISSING_SEGMENT)
+        return codes.astype("int64"), names
+    labels = segment_labels(tables, [by], scores=scores).iloc[:, 0].to_numpy()
+    codes, uniques = pd.factorize(labels, sort=True)
+    return codes.astype("int64"), np.asarray(uniques, dtype=object)
+
+
+def _period_counts(
+    codes: np.ndarray,
+    ev_day: np.ndarray,
+    start: np.ndarray,
+    group: np.ndarray,
+    in_scope: np.ndarray,
+    n_groups: int,
+    period: str,
+    until: pd.Timestamp,
+    partial: bool,
+    max_period: int | None,
+    mode: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """eligible and active counts per (group, period index) for n-day and unbounded retention.
+
+    Events of out-of-scope customers and events before a customer's start period fall out on
+    their own (negative keys or reach), so the event arrays are touched only a few times.
+    """
+    n = len(start)
+    start_ord = np.zeros(n, dtype="int64")
+    start_ord[in_scope] = _unit_ordinal(start[in_scope], period)
+    until_ord = int(_unit_ordinal(np.array([until.value]), period)[0])
+    # the last period counted: complete periods end by `until`; partial ones have started
+    last_ord = until_ord if partial else until_ord - 1
+    last_obs = np.where(in_scope, last_ord - start_ord, -1)
+    n_periods = int(max(last_obs.max(initial=-1), 0)) + 1
+    if max_period is not None:
+        n_periods = min(n_periods, max_period + 1)
+    obs = np.minimum(last_obs, n_periods - 1)
+    eligible = _at_least_counts(group, obs, n_groups, n_periods)
+
+    ev_ord = _days_to_ordinal(ev_day, period)
+    if mode == "unbounded":
+        # retained at N <=> active in some period >= N: only each customer's last period matters
+        last_active = np.full(n, np.iinfo(np.int64).min // 2, dtype="int64")
+        np.maximum.at(last_active, codes, ev_ord)
+        reach = np.minimum(last_active - start_ord, obs)
+        return np.arange(n_periods), eligible, _at_least_counts(group, reach, n_groups, n_periods)
+
+    # n-day: one key per (period index, customer), period-major, customers ordered by group, so
+    # that each (period, group) is a contiguous run of keys; key = idx * n + pos = ev_ord * n +
+    # offset[customer], which needs a single gather per event.
+    sort_key = np.where(group >= 0, group, n_groups)
+    order = np.argsort(sort_key, kind="stable")
+    pos = np.empty(n, dtype="int64")
+    pos[order] = np.arange(n)
+    bounds = np.searchsorted(sort_key[order], np.arange(n_groups + 1), side="left")
+    high = int(ev_ord.max(initial=0))
+    offset = np.where(in_scope, pos - start_ord * n, -(high + 1) * n - 1)
+    key = ev_ord * n + np.take(offset, codes, mode="clip")
+    ok = (key >= 0) & (key < n_periods * n) & (ev_ord <= last_ord)
+    active = _count_runs(key[ok], n, n_periods, bounds)
+    return np.arange(n_periods), eligible, active
+
+
+def _count_runs(keys: np.ndarray, n: int, n_periods: int, bounds: np.ndarray) -> np.ndarray:
+    """Distinct keys per (group, period) when key = period * n + pos and groups are pos runs.
+
+    Distinct keys come sorted from a bitmap when it is dense enough (at most ~4 slots per key:
+    a scatter and a scan beat a sort), else from a sort; the count in each (period, group) run
+    is then a difference of two binary-search positions.
+    """
+    n_groups = len(bounds) - 1
+    if n * n_periods <= max(4 * len(keys), 2**20):
+        seen = np.zeros(n * n_periods, dtype=bool)
+        seen[keys] = True
+        keys = np.flatnonzero(seen)
+    else:
+        keys = np.sort(keys)
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+    edges = (np.arange(n_periods)[:, None] * n + bounds[None, :]).ravel()
+    at = np.searchsorted(keys, edges).reshape(n_periods, n_groups + 1)
+    return np.diff(at, axis=1).T
+
+
+def _at_least_counts(
+    group: np.ndarray, reach: np.ndarray, n_groups: int, n_periods: int
+) -> np.ndarray:
+    """Per (group, N): how many customers have reach >= N (reach < 0 counts nowhere)."""
+    ok = (group >= 0) & (reach >= 0)
+    hist = np.bincount(group[ok] * n_periods + reach[ok], minlength=n_groups * n_periods)
+    hist = hist.reshape(n_groups, n_periods)
+    return np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
+
+
+def _bracket_counts(
+    codes: np.ndarray,
+    ev_day: np.ndarray,
+    start: np.ndarray,
+    group: np.ndarray,
+    in_scope: np.ndarray,
+    n_groups: int,
+    brackets: tuple[tuple[int, int], ...],
+    until: pd.Timestamp,
+    partial: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """eligible and active counts per (group, bracket): active on any day in [a, b] since start."""
+    n = len(start)
+    start_day = np.zeros(n, dtype="int64")
+    start_day[in_scope] = _unit_ordinal(start[in_scope], "day")
+    until_day = int(_unit_ordinal(np.array([until.value]), "day")[0])
+    last_complete = until_day - start_day - 1
+    last_started = until_day - start_day
+    day = ev_day - np.take(start_day, codes, mode="clip")
+    eligible = np.zeros((n_groups, len(brackets)), dtype="int64")
+    active = np.zeros((n_groups, len(brackets)), dtype="int64")
+    for k, (a, b) in enumerate(brackets):
+        seen = last_started >= a if partial else last_complete >= b
+        seen &= in_scope
+        hit = np.zeros(n, dtype=bool)
+        hit[codes[(day >= a) & (day <= b)]] = True
+        eligible[:, k] = np.bincount(group[seen], minlength=n_groups)
+        active[:, k] = np.bincount(group[seen & hit], minlength=n_groups)
+    labels = np.array([f"{a}-{b}" for a, b in brackets], dtype=object)
+    return labels, eligible, active
+
+
+def retention_curve(result: CohortRetention, confidence: float = 0.95) -> pd.DataFrame:
+    """Retention by period pooled over cohorts (sum of active / sum of eligible), per segment."""
+    keys = ["segment", "period"] if result.segment else ["period"]
+    sums = (
+        result.table.groupby(keys, sort=True, observed=True)[["eligible", "active"]]
+        .sum()
+        .reset_index()
+    )
+    sums["retention"] = sums["active"] / sums["eligible"]
+    sums["retention_low"], sums["retention_high"] = wilson_interval(
+        sums["active"], sums["eligible"], confidence
+    )
+    return sums

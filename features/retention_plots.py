@@ -1,0 +1,276 @@
+"""Retention results as PNG files an analyst's notebook can show (matplotlib, Agg backend).
+
+Figures are built with the object API on an Agg canvas (no pyplot, no global state), so the
+service, the batch job and tests can draw concurrently. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from features.io import atomic_file
+from features.retention_metrics import ALL, CohortRetention, retention_curve
+
+_COHORT_FORMAT = {"month": "%Y-%m", "week": "%Y-%m-%d", "day": "%Y-%m-%d"}
+_METRIC_LABELS = {
+    "crr": ("Customer retention rate", "share"),
+    "churn_rate": ("Churn rate", "share"),
+    "repeat_purchase_rate": ("Repeat purchase rate", "share"),
+    "nps": ("NPS", "points"),
+    "nrr": ("Net revenue retention", "share"),
+    "gross_revenue_churn": ("Gross revenue churn", "share"),
+    "arpc_month": ("Revenue per customer per month", "amount"),
+    "clv": ("Customer lifetime value", "amount"),
+}
+_INTERVALS = {
+    "crr": ("crr_low", "crr_high"),
+    "churn_rate": ("churn_low", "churn_high"),
+    "repeat_purchase_rate": ("repeat_purchase_low", "repeat_purchase_high"),
+}
+DEFAULT_METRICS = ("crr", "churn_rate", "repeat_purchase_rate", "nps")
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    """Render on an Agg canvas and write the PNG atomically (a crash leaves no half file)."""
+    path = Path(path)
+    FigureCanvasAgg(fig)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def _period_title(result: CohortRetention) -> str:
+    unit = {"n-day": "in exactly", "unbounded": "in or after"}.get(result.mode)
+    if unit is None:
+        return "active within day bracket (days since start)"
+    return f"active {unit} {result.period} N since {result.anchor.replace('_', ' ')}"
+
+
+def _top_segments(result: CohortRetention, limit: int) -> list[str]:
+    """The segments with the most customers, largest first."""
+    per_segment = (
+        result.table.drop_duplicates(["segment", "cohort"]).groupby("segment")["cohort_size"].sum()
+    )
+    return list(per_segment.sort_values(ascending=False).index[:limit])
+
+
+def plot_retention_heatmap(
+    result: CohortRetention,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    max_segments: int = 6,
+    annotate_limit: int = 900,
+) -> Path:
+    """Cohort x period heatmap of retention (one panel per segment, the largest first).
+
+    Row labels carry the cohort size; small cohorts are marked with '*'. The colour scale runs
+    from 0 to the highest retention after period 0, so later periods stay readable.
+    """
+    table = result.table
+    segments = _top_segments(result, max_segments) if result.segment else [None]
+    fig = Figure(figsize=(1.0, 1.0), layout="constrained")
+    if table.empty:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no observed cohort periods", ha="center", va="center")
+        ax.set_axis_off()
+        fig.set_size_inches(6, 2)
+        return _save(fig, path)
+    later = table.loc[table["period"].astype("str") != "0", "retention"]
+    vmax = float(later.max()) if len(later) and later.max() > 0 else 1.0
+    heights, widths = [], []
+    panels = []
+    for seg in segments:
+        part = table if seg is None else table[table["segment"] == seg]
+        grid = part.pivot(index="cohort", columns="period", values="retention")
+        sizes = part.groupby("cohort")["cohort_size"].first().reindex(grid.index)
+        small = part.groupby("cohort")["small_group"].first().reindex(grid.index)
+        panels.append((seg, grid, sizes, small))
+        heights.append(0.32 * len(grid) + 1.2)
+        widths.append(0.55 * grid.shape[1] + 3.0)
+    fig.set_size_inches(min(max(max(widths), 6.0), 24.0), min(sum(heights) + 0.6, 60.0))
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    fmt = _COHORT_FORMAT[result.cohort_freq]
+    image = None
+    for ax, (seg, grid, sizes, small) in zip(axes, panels, strict=True):
+        values = grid.to_numpy(dtype="float64")
+        image = ax.imshow(
+            np.ma.masked_invalid(values), aspect="auto", cmap="YlGnBu", vmin=0, vmax=vmax
+        )
+        ax.set_xticks(range(grid.shape[1]), [str(c) for c in grid.columns], fontsize=8)
+        labels = [
+            f"{pd.Timestamp(c).strftime(fmt)} (n={int(n)}){' *' if s else ''}"
+            for c, n, s in zip(grid.index, sizes, small, strict=True)
+        ]
+        ax.set_yticks(range(len(grid)), labels, fontsize=8)
+        ax.set_xlabel(_period_title(result), fontsize=9)
+        ax.set_title(
+            f"{result.segment} = {seg}" if seg is not None else "all customers", fontsize=10
+        )
+        if values.size <= annotate_limit:
+            for (i, j), v in np.ndenumerate(values):
+                if not np.isnan(v):
+                    colour = "white" if v > 0.6 * vmax else "black"
+                    ax.text(
+                        j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7, color=colour
+                    )
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.6, label="retention (share of eligible)")
+    note = "* small cohort: read with care (see the confidence interval in the table)"
+    fig.suptitle(
+        title or f"Cohort retention ({result.mode}, by {result.cohort_freq} cohort)", fontsize=12
+    )
+    fig.text(0.01, -0.005, note, fontsize=7, ha="left", va="top")
+    return _save(fig, path)
+
+
+def plot_retention_curves(
+    result: CohortRetention,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    max_lines: int = 12,
+) -> Path:
+    """Retention curves: one per segment (pooled over cohorts, with its 95 % band) or, without
+    segments, one thin line per cohort plus the pooled curve in black."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    table = result.table
+    if table.empty:
+        ax.text(0.5, 0.5, "no observed cohort periods", ha="center", va="center")
+        ax.set_axis_off()
+        return _save(fig, path)
+    curve = retention_curve(result)
+    categories = list(dict.fromkeys(curve["period"].astype("str")))
+    xpos = {c: i for i, c in enumerate(categories)}
+
+    def x_of(periods: pd.Series) -> np.ndarray:
+        return np.array([xpos[str(p)] for p in periods])
+
+    if result.segment:
+        for seg in _top_segments(result, max_lines):
+            part = curve[curve["segment"] == seg]
+            x = x_of(part["period"])
+            n = int(
+                table.loc[table["segment"] == seg].drop_duplicates("cohort")["cohort_size"].sum()
+            )
+            if n < result.min_group_size:  # small: dashed, no band, so it does not dominate
+                ax.plot(x, part["retention"], ls="--", lw=0.9, label=f"{seg} (n={n}, small)")
+                continue
+            (line,) = ax.plot(x, part["retention"], marker="o", ms=3, label=f"{seg} (n={n})")
+            ax.fill_between(
+                x, part["retention_low"], part["retention_high"], color=line.get_color(), alpha=0.15
+            )
+    else:
+        cohorts = table.drop_duplicates("cohort").nlargest(max_lines, "cohort_size")["cohort"]
+        colours = _cohort_colours(len(cohorts))
+        fmt = _COHORT_FORMAT[result.cohort_freq]
+        for colour, cohort in zip(colours, sorted(cohorts), strict=True):
+            part = table[table["cohort"] == cohort]
+            ax.plot(
+                x_of(part["period"]),
+                part["retention"],
+                lw=0.9,
+                alpha=0.8,
+                color=colour,
+                label=pd.Timestamp(cohort).strftime(fmt),
+            )
+        x = x_of(curve["period"])
+        ax.plot(x, curve["retention"], color="black", lw=2.5, label="all cohorts")
+        ax.fill_between(
+            x, curve["retention_low"], curve["retention_high"], color="black", alpha=0.1
+        )
+    ax.set_xticks(range(len(categories)), categories, fontsize=8)
+    ax.set_xlabel(_period_title(result))
+    ax.set_ylabel("retention (share of eligible)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.set_title(title or f"Retention curves ({result.mode})")
+    return _save(fig, path)
+
+
+def _cohort_colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(x) for x in np.linspace(0.0, 0.9, max(n, 1))][:n]
+
+
+def plot_metrics_by_segment(
+    metrics: pd.DataFrame,
+    path: str | Path,
+    *,
+    columns: Sequence[str] = DEFAULT_METRICS,
+    title: str | None = None,
+) -> Path:
+    """Bars of the period metrics per segment, with Wilson intervals where the metric has one.
+
+    The whole base is the dashed line; small groups are drawn pale and hatched with their n,
+    so they are visible but not mistaken for solid numbers. Metrics that are empty (say NPS
+    without survey data) are left out.
+    """
+    rows = metrics[metrics["dimension"] != ALL]
+    base = metrics[metrics["dimension"] == ALL]
+    if rows.empty:
+        rows = base
+    # largest segments on top, dimensions kept together
+    rows = rows.sort_values(
+        ["dimension", "customers_start", "segment"], ascending=[True, False, True], kind="stable"
+    )
+    show = [c for c in columns if c in rows and rows[c].notna().any()]
+    multi = rows["dimension"].nunique() > 1
+    labels = [
+        f"{d}: {s}" if multi else str(s)
+        for d, s in zip(rows["dimension"], rows["segment"], strict=True)
+    ]
+    labels = [f"{lab} (S={n})" for lab, n in zip(labels, rows["customers_start"], strict=True)]
+    small = rows["small_group"].to_numpy(dtype=bool)
+    height = max(0.28 * len(rows) + 1.6, 3.0)
+    fig = Figure(figsize=(4.2 * max(len(show), 1) + 2.5, min(height, 40.0)), layout="constrained")
+    if not show:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no metric has values", ha="center", va="center")
+        ax.set_axis_off()
+        return _save(fig, path)
+    axes = fig.subplots(1, len(show), sharey=True, squeeze=False)[0]
+    y = np.arange(len(rows))[::-1]
+    for ax, col in zip(axes, show, strict=True):
+        values = rows[col].to_numpy(dtype="float64")
+        colours = np.where(small, "#c9d6e3", "#2f6f9f")
+        bars = ax.barh(y, np.nan_to_num(values), color=colours, edgecolor="#2f6f9f", linewidth=0.5)
+        for bar, is_small in zip(bars, small, strict=True):
+            if is_small:
+                bar.set_hatch("///")
+        if col in _INTERVALS:
+            lo, hi = (rows[c].to_numpy(dtype="float64") for c in _INTERVALS[col])
+            err = np.vstack([values - lo, hi - values])
+            ax.errorbar(
+                values, y, xerr=np.nan_to_num(err), fmt="none", ecolor="black", lw=0.8, capsize=2
+            )
+        if len(base) and pd.notna(base[col].iloc[0]):
+            ax.axvline(
+                float(base[col].iloc[0]), color="#d0452f", ls="--", lw=1, label="all customers"
+            )
+            ax.legend(fontsize=7, loc="lower right")
+        name, unit = _METRIC_LABELS.get(col, (col, ""))
+        ax.set_title(name, fontsize=10)
+        if unit == "share":
+            ax.set_xlim(0, 1)
+            ax.xaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=8)
+    period = ""
+    if "period_start" in metrics and len(metrics):
+        p0, p1 = metrics["period_start"].iloc[0], metrics["period_end"].iloc[0]
+        period = f" ({pd.Timestamp(p0):%Y-%m-%d} to {pd.Timestamp(p1):%Y-%m-%d})"
+    fig.suptitle(title or f"Retention metrics by segment{period}", fontsize=12)
+    note = "S: customers at start; hatched: small group (S below the minimum); whiskers: 95 % Wilson intervals"
+    fig.text(0.01, -0.005, note, fontsize=7, ha="left", va="top")
+    return _save(fig, path)

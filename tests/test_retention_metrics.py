@@ -1,0 +1,933 @@
+"""Retention metrics and cohort retention: worked examples, edge cases and error paths.
+
+Every expected number here is computed by hand from the small tables built in the test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from churn.cli_metrics import register
+from features.config import FeatureConfig, config_to_toml
+from features.contract import validate_tables
+from features.io import write_tables
+from features.retention_metrics import (
+    MetricsInputError,
+    _count_runs,
+    churn_rate,
+    cohort_retention,
+    customer_flows,
+    customer_lifetime_value,
+    customer_retention_rate,
+    latest_nps,
+    monthly_mrr,
+    mrr_movements,
+    nps_summary,
+    parse_brackets,
+    purchase_counts,
+    retention_curve,
+    retention_metrics,
+    wilson_interval,
+)
+from features.retention_plots import (
+    plot_metrics_by_segment,
+    plot_retention_curves,
+    plot_retention_heatmap,
+)
+
+T = pd.Timestamp
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tables_of(customers, activity=None, feedback=None, revenue=None):
+    """Validated Tables from plain frames (activity may be empty)."""
+    if activity is None:
+        activity = pd.DataFrame({"customer_id": [], "at": pd.to_datetime([]), "event": []})
+    return validate_tables(customers, activity, feedback, revenue)
+
+
+def row(metrics: pd.DataFrame, dimension: str = "all", segment: str = "all") -> pd.Series:
+    hit = metrics[(metrics["dimension"] == dimension) & (metrics["segment"] == segment)]
+    assert len(hit) == 1, f"no single row for {dimension}={segment}"
+    return hit.iloc[0]
+
+
+def contractual_base(
+    n_start: int, n_lost: int, n_new: int, t0: str, t1: str, plan: str = "basic"
+) -> pd.DataFrame:
+    """n_start customers before t0 (n_lost of them churn in the period), n_new sign up during it."""
+    t0, t1 = T(t0), T(t1)
+    mid = t0 + (t1 - t0) / 2
+    rows = []
+    for i in range(n_start):
+        churned = mid if i < n_lost else pd.NaT
+        rows.append((f"s{plan}{i}", t0 - pd.Timedelta(days=30), churned, plan))
+    for i in range(n_new):
+        rows.append((f"n{plan}{i}", mid, pd.NaT, plan))
+    return pd.DataFrame(rows, columns=["customer_id", "signup_at", "churned_at", "plan"])
+
+
+# --------------------------------------------------------------------------- CRR and churn
+
+
+def test_crr_formula_worked_example_from_the_design():
+    """S = 500, N = 400, E = 800 gives CRR = (800 - 400) / 500 = 80 %."""
+    assert customer_retention_rate(start=500, new=400, end=800) == pytest.approx(0.80)
+    assert math.isnan(customer_retention_rate(0, 0, 0))
+    assert churn_rate(100, 10) == pytest.approx(0.10)
+
+
+def test_crr_80_percent_from_tables():
+    """500 customers at start, 100 churn, 400 sign up: E = 800, CRR 80 %, churn 20 %."""
+    t = tables_of(contractual_base(500, 100, 400, "2024-01-01", "2024-04-01"))
+    m = row(retention_metrics(t, "2024-01-01", "2024-04-01", churn_mode="contractual"))
+    assert (m.customers_start, m.new, m.lost, m.customers_end) == (500, 400, 100, 800)
+    assert m.crr == pytest.approx(0.80)
+    assert m.churn_rate == pytest.approx(0.20)
+
+
+def test_crr_90_and_churn_10_with_ten_lost_and_ten_won():
+    """S = 100 with 10 lost and 10 won: E = 100, CRR 90 % and churn 10 %."""
+    t = tables_of(contractual_base(100, 10, 10, "2024-01-01", "2024-02-01"))
+    m = row(retention_metrics(t, "2024-01-01", "2024-02-01"))
+    assert (m.customers_start, m.new, m.lost, m.customers_end) == (100, 10, 10, 100)
+    assert m.crr == pytest.approx(0.90)
+    assert m.churn_rate == pytest.approx(0.10)
+    assert m.crr + m.churn_rate == pytest.approx(1.0)
+    low, high = wilson_interval(90, 100)
+    assert (m.crr_low, m.crr_high) == pytest.approx((float(low), float(high)))
+
+
+def test_contractual_boundaries_on_the_period_edges():
+    """Churned exactly at t0: not at start. Churned exactly at t1: lost. Signed up exactly at t0:
+    at start; exactly at t1: new. Signed up and churned inside the period: in neither S nor E."""
+    t0, t1 = T("2024-01-01"), T("2024-02-01")
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D", "E", "F"],
+            "signup_at": [
+                T("2023-06-01"),
+                T("2023-06-01"),
+                t0,
+                t1,
+                T("2024-01-10"),
+                T("2023-01-01"),
+            ],
+            "churned_at": [t0, t1, pd.NaT, pd.NaT, T("2024-01-20"), T("2024-03-01")],
+        }
+    )
+    flows = customer_flows(tables_of(customers), t0, t1, churn_mode="contractual")
+    assert flows["at_start"].to_dict() == {"A": 0, "B": 1, "C": 1, "D": 0, "E": 0, "F": 1}
+    assert flows["at_end"].to_dict() == {"A": 0, "B": 0, "C": 1, "D": 1, "E": 0, "F": 1}
+    assert flows.index[flows["lost"] == 1].tolist() == ["B"]
+    assert flows.index[flows["new"] == 1].tolist() == ["D"]
+    assert flows.index[flows["acquired_and_lost"] == 1].tolist() == ["E"]
+    m = row(retention_metrics(tables_of(customers), t0, t1))
+    assert (m.customers_start, m.new, m.lost, m.customers_end) == (3, 1, 1, 3)
+    assert m.crr == pytest.approx(2 / 3)
+
+
+def test_non_contractual_lost_means_no_activity_after_a_lookback_visit():
+    """Lookback (t0 - 30 days, t0], period (t0, t1]; a return after a gap is new and reactivated."""
+    t0, t1 = T("2024-04-01"), T("2024-05-01")
+    customers = pd.DataFrame({"customer_id": list("ABCDEFGH"), "signup_at": [T("2024-01-01")] * 8})
+    events = [
+        ("A", "2024-03-15", "login"),
+        ("A", "2024-04-10", "login"),
+        ("B", "2024-03-20", "login"),
+        ("C", "2024-01-05", "login"),
+        ("C", "2024-04-20", "login"),
+        ("D", "2024-04-25", "login"),
+        ("E", "2024-04-01 00:00", "login"),  # exactly t0: inside the lookback window
+        ("F", "2024-03-02 00:00", "login"),  # exactly t0 - 30 days: before the window
+        ("F", "2024-05-01 00:00", "login"),  # exactly t1: inside the period
+        ("G", "2024-06-01", "login"),  # after the period
+        ("H", "2024-03-15", "email_open"),  # not a qualifying event
+        ("H", "2024-04-15", "email_open"),
+    ]
+    activity = pd.DataFrame(events, columns=["customer_id", "at", "event"])
+    t = tables_of(customers, activity)
+    flows = customer_flows(
+        t, t0, t1, churn_mode="non_contractual", lookback_days=30, activity_events=["login"]
+    )
+    assert flows.index[flows["at_start"] == 1].tolist() == ["A", "B", "E"]
+    assert flows.index[flows["lost"] == 1].tolist() == ["B", "E"]
+    assert flows.index[flows["at_end"] == 1].tolist() == ["A", "C", "D", "F"]
+    assert flows.index[flows["new"] == 1].tolist() == ["C", "D", "F"]
+    assert flows.index[flows["reactivated"] == 1].tolist() == ["C", "F"]
+    m = row(
+        retention_metrics(
+            t, t0, t1, churn_mode="non_contractual", lookback_days=30, activity_events=["login"]
+        )
+    )
+    assert (m.customers_start, m.new, m.lost, m.customers_end) == (3, 3, 2, 4)
+    assert m.crr == pytest.approx(1 / 3)
+    assert m.churn_rate == pytest.approx(2 / 3)
+    every = customer_flows(t, t0, t1, churn_mode="non_contractual", lookback_days=30)
+    assert every.loc["H", "at_start"] == 1  # without the event filter H's email opens count
+
+
+def test_wilson_interval_known_values():
+    """8 of 10 gives the textbook Wilson 95 % interval [0.490, 0.943]; 0 of 10 starts at 0."""
+    low, high = wilson_interval(8, 10)
+    assert float(low) == pytest.approx(0.4902, abs=1e-4)
+    assert float(high) == pytest.approx(0.9433, abs=1e-4)
+    low, high = wilson_interval(0, 10)
+    assert float(low) == 0.0
+    assert float(high) == pytest.approx(0.2775, abs=1e-4)
+    low, high = wilson_interval(np.array([0]), np.array([0]))
+    assert np.isnan(low[0]) and np.isnan(high[0])
+
+
+def test_small_segment_is_flagged_not_dropped_and_has_a_wider_interval():
+    """A plan with 12 customers stays in the table, flagged small, with a wider interval."""
+    t0, t1 = "2024-01-01", "2024-02-01"
+    customers = pd.concat(
+        [contractual_base(40, 4, 0, t0, t1, "big"), contractual_base(12, 1, 0, t0, t1, "tiny")]
+    )
+    m = retention_metrics(tables_of(customers), t0, t1, by=["plan"], min_group_size=30)
+    big, tiny = row(m, "plan", "big"), row(m, "plan", "tiny")
+    assert not big.small_group
+    assert tiny.small_group
+    assert tiny.customers_start == 12
+    assert tiny.crr_high - tiny.crr_low > big.crr_high - big.crr_low
+    assert row(m).customers_start == 52
+
+
+# --------------------------------------------------------------------------- MRR and NRR
+
+
+def mrr_tables(with_period: bool = True):
+    customers = pd.DataFrame(
+        {"customer_id": list("ABCDE"), "signup_at": [T("2023-01-01")] * 5, "churned_at": pd.NaT}
+    )
+    jan, mar = T("2024-01-01"), T("2024-03-01")
+    rows = [
+        # customer, at, amount, kind, period
+        ("A", "2024-01-02", 100.0, "invoice", jan),
+        ("A", "2024-03-02", 150.0, "invoice", mar),  # expansion 50
+        ("B", "2024-01-02", 200.0, "invoice", jan),
+        ("B", "2024-03-02", 120.0, "invoice", mar),  # contraction 80
+        ("C", "2024-01-02", 50.0, "invoice", jan),  # churned 50
+        ("D", "2024-03-02", 70.0, "invoice", mar),  # new 70
+        ("E", "2024-01-02", 10.0, None, jan),  # missing kind counts as an invoice
+        ("E", "2024-01-03", 20.0, "invoice", jan),
+        ("E", "2024-03-02", 30.0, "invoice", mar),  # unchanged 30
+        ("A", "2024-01-05", 999.0, "order", jan),  # one-off order: not recurring
+        ("A", "2024-03-05", -40.0, "refund", mar),  # refunds are not MRR
+        ("B", "2024-03-06", 500.0, "invoice", pd.NaT),  # invoice without a period: one-off
+        ("C", "2024-03-02", 50.0, "failed_payment", mar),  # a failed payment is not revenue
+    ]
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "kind", "period"])
+    if not with_period:
+        revenue = revenue[revenue["period"].notna()].drop(columns="period")
+    return tables_of(customers, revenue=revenue)
+
+
+def test_mrr_movements_hand_computed_with_expansion_and_contraction():
+    """MRR Jan 380 -> Mar 370: expansion 50, contraction 80, churned 50, new 70;
+    gross revenue churn = 130 / 380, NRR = (380 + 50 - 80 - 50) / 380."""
+    t = mrr_tables()
+    mov = mrr_movements(t, "2024-01-15", "2024-03-15")
+    assert mov["mrr_start"].to_dict() == {"A": 100, "B": 200, "C": 50, "D": 0, "E": 30}
+    assert mov["mrr_end"].to_dict() == {"A": 150, "B": 120, "C": 0, "D": 70, "E": 30}
+    assert mov["expansion"].sum() == 50
+    assert mov["contraction"].sum() == 80
+    assert mov["churned_mrr"].sum() == 50
+    assert mov["new_mrr"].sum() == 70
+    m = row(retention_metrics(t, "2024-01-15", "2024-03-15"))
+    assert (m.mrr_start, m.expansion, m.contraction, m.churned_mrr, m.new_mrr, m.mrr_end) == (
+        380,
+        50,
+        80,
+        50,
+        70,
+        370,
+    )
+    assert m.gross_revenue_churn == pytest.approx(130 / 380)
+    assert m.nrr == pytest.approx(300 / 380)
+
+
+def test_mrr_without_a_period_column_uses_the_month_of_at():
+    """Without period the month of `at` is the month paid for; the numbers stay the same here."""
+    t = mrr_tables(with_period=False)
+    assert "period" not in t.revenue
+    m = row(retention_metrics(t, "2024-01-15", "2024-03-15"))
+    assert m.mrr_start == 380 and m.mrr_end == 370
+    assert m.nrr == pytest.approx(300 / 380)
+    monthly = monthly_mrr(t.revenue)
+    assert monthly.set_index(["customer_id", "month"]).loc[("E", T("2024-01-01")), "mrr"] == 30
+
+
+def test_nrr_is_missing_when_there_is_no_recurring_revenue():
+    t = tables_of(contractual_base(5, 0, 0, "2024-01-01", "2024-02-01"))
+    m = row(retention_metrics(t, "2024-01-01", "2024-02-01"))
+    assert m.mrr_start == 0
+    assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn)
+
+
+# --------------------------------------------------------------------------- NPS
+
+
+def test_nps_shares_of_a_known_set():
+    """10, 10, 9, 9, 9, 8, 7, 6, 3, 0: 5 promoters, 2 passives, 3 detractors, NPS = 50 - 30 = 20."""
+    s = nps_summary([10, 10, 9, 9, 9, 8, 7, 6, 3, 0])
+    assert (s["responses"], s["promoters"], s["passives"], s["detractors"]) == (10, 5, 2, 3)
+    assert s["promoter_share"] == pytest.approx(0.5)
+    assert s["passive_share"] == pytest.approx(0.2)
+    assert s["detractor_share"] == pytest.approx(0.3)
+    assert s["nps"] == pytest.approx(20.0)
+    assert math.isnan(nps_summary([])["nps"])
+
+
+def test_nps_uses_each_customers_latest_response_in_the_period():
+    """A customer answering 2 then 10 counts once, as a promoter; answers outside the period,
+    other kinds of feedback and missing scores are ignored."""
+    ids = [f"c{i}" for i in range(12)]
+    customers = pd.DataFrame({"customer_id": ids, "signup_at": T("2023-01-01")})
+    scores = [10, 10, 9, 9, 9, 8, 7, 6, 3, 0]
+    rows = [(f"c{i}", T("2024-01-10"), "nps", float(s)) for i, s in enumerate(scores)]
+    rows += [
+        ("c0", T("2024-01-05"), "nps", 2.0),  # earlier answer of c0: superseded by its 10
+        ("c10", T("2023-12-20"), "nps", 0.0),  # before the period
+        ("c11", T("2024-01-10"), "csat", 1.0),  # not NPS
+        ("c11", T("2024-01-11"), "nps", np.nan),  # no score
+    ]
+    feedback = pd.DataFrame(rows, columns=["customer_id", "at", "kind", "score"])
+    t = tables_of(customers, feedback=feedback)
+    latest = latest_nps(t, "2024-01-01", "2024-02-01")
+    assert latest["c0"] == 10 and math.isnan(latest["c10"]) and math.isnan(latest["c11"])
+    m = row(retention_metrics(t, "2024-01-01", "2024-02-01", churn_mode="non_contractual"))
+    assert (m.nps_responses, m.promoters, m.passives, m.detractors) == (10, 5, 2, 3)
+    assert m.nps == pytest.approx(20.0)
+    assert m.promoter_share == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- repeat purchases
+
+
+def purchase_tables():
+    customers = pd.DataFrame({"customer_id": list("ABCDEFGH"), "signup_at": T("2023-01-01")})
+    rows = [
+        ("A", "2024-01-05", 10.0, "order", "i1"),
+        ("A", "2024-01-20", 15.0, "order", "i2"),  # A: two purchases
+        ("B", "2024-01-05", 10.0, "order", "i3"),  # B: one
+        ("C", "2024-01-05", 10.0, "order", "i4"),
+        ("C", "2024-01-07", -10.0, "refund", "C4"),  # a refund is not a purchase
+        ("D", "2024-01-09 10:00", 5.0, "order", "i5"),
+        ("D", "2024-01-09 10:00", 6.0, "order", "i6"),  # same instant: one purchase by time
+        ("E", "2024-01-09", 9.0, "failed_payment", "i7"),  # not a purchase
+        ("F", "2023-12-20", 9.0, "order", "i8"),  # before the period
+        ("F", "2024-01-09", 9.0, "order", "i9"),
+        ("G", "2024-01-02", 30.0, "invoice", "i10"),
+        ("G", "2024-01-30", 30.0, "invoice", "i11"),  # invoices are purchases too
+        ("H", "2024-01-09", 0.0, "order", "i12"),  # nothing paid
+    ]
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "kind", "invoice_no"])
+    return tables_of(customers, revenue=revenue)
+
+
+def test_repeat_purchase_rate_hand_computed():
+    """Buyers A, B, C, D, F, G; repeat buyers A and G: 2 / 6. Counting invoice numbers instead
+    of timestamps makes D a repeat buyer too: 3 / 6."""
+    t = purchase_tables()
+    counts = purchase_counts(t, "2024-01-01", "2024-02-01")
+    assert counts.to_dict() == {"A": 2, "B": 1, "C": 1, "D": 1, "E": 0, "F": 1, "G": 2, "H": 0}
+    m = row(retention_metrics(t, "2024-01-01", "2024-02-01", churn_mode="non_contractual"))
+    assert (m.buyers, m.repeat_buyers) == (6, 2)
+    assert m.repeat_purchase_rate == pytest.approx(1 / 3)
+    by_invoice = row(
+        retention_metrics(
+            t, "2024-01-01", "2024-02-01", churn_mode="non_contractual", purchase_key="invoice_no"
+        )
+    )
+    assert by_invoice.repeat_purchase_rate == pytest.approx(0.5)
+    assert m.revenue == pytest.approx(10 + 15 + 10 + 10 - 10 + 5 + 6 + 9 + 30 + 30 + 0)
+
+
+# --------------------------------------------------------------------------- CLV
+
+
+def test_customer_lifetime_value_formula_and_zero_churn():
+    """CLV = ARPC per month x margin / monthly churn; with no churn it is missing, with a reason."""
+    assert customer_lifetime_value(100.0, 0.05) == (pytest.approx(2000.0), "")
+    assert customer_lifetime_value(100.0, 0.05, gross_margin=0.4)[0] == pytest.approx(800.0)
+    value, reason = customer_lifetime_value(100.0, 0.0)
+    assert math.isnan(value) and "no churn" in reason
+
+
+def test_clv_in_the_metrics_table_uses_the_monthly_churn_of_the_period():
+    """arpc_month = revenue / ((S + E) / 2) / months; monthly churn from the period's churn."""
+    t0, t1 = T("2024-01-01"), T("2024-07-01")
+    customers = contractual_base(10, 2, 0, str(t0.date()), str(t1.date()))
+    revenue = pd.DataFrame(
+        {"customer_id": customers["customer_id"], "at": T("2024-02-01"), "amount": 60.0}
+    )
+    t = tables_of(customers, revenue=revenue)
+    m = row(retention_metrics(t, t0, t1, gross_margin=0.5))
+    months = (t1 - t0) / pd.Timedelta(days=365.2425 / 12)
+    arpc = 600.0 / ((10 + 8) / 2) / months
+    monthly = 1 - (1 - 0.2) ** (1 / months)
+    assert m.arpc_month == pytest.approx(arpc)
+    assert m.monthly_churn == pytest.approx(monthly)
+    assert m.clv == pytest.approx(arpc * 0.5 / monthly)
+    no_churn = row(
+        retention_metrics(
+            tables_of(contractual_base(5, 0, 0, "2024-01-01", "2024-02-01")),
+            "2024-01-01",
+            "2024-02-01",
+        )
+    )
+    assert math.isnan(no_churn.clv) and no_churn.clv_note
+
+
+# --------------------------------------------------------------------------- segments and errors
+
+
+def test_segments_by_attribute_signup_cohort_risk_band_and_crossed():
+    """Every dimension partitions the base: its S adds up to the whole base's S."""
+    t0, t1 = "2024-03-01", "2024-04-01"
+    customers = pd.concat(
+        [contractual_base(20, 2, 3, t0, t1, "pro"), contractual_base(10, 5, 1, t0, t1, "free")]
+    )
+    customers["country"] = np.where(np.arange(len(customers)) % 3 == 0, "UK", None)
+    scores = pd.DataFrame(
+        {
+            "customer_id": customers["customer_id"].iloc[:25],
+            "risk_band": ["high"] * 5 + ["low"] * 20,
+        }
+    )
+    t = tables_of(customers)
+    m = retention_metrics(
+        t,
+        t0,
+        t1,
+        by=["plan", "country", "signup_cohort", "risk_band", ("plan", "country")],
+        scores=scores,
+    )
+    total = row(m).customers_start
+    for dim in ("plan", "country", "signup_cohort", "risk_band", "plan+country"):
+        assert m.loc[m["dimension"] == dim, "customers_start"].sum() == total
+    assert set(m.loc[m["dimension"] == "country", "segment"]) == {"UK", "(missing)"}
+    assert "(unscored)" in set(m.loc[m["dimension"] == "risk_band", "segment"])
+    assert row(m, "plan", "free").lost == 5
+    assert "pro / UK" in set(m.loc[m["dimension"] == "plan+country", "segment"])
+
+
+def test_unknown_segment_column_is_an_error_naming_it():
+    t = tables_of(contractual_base(3, 0, 0, "2024-01-01", "2024-02-01"))
+    with pytest.raises(MetricsInputError, match="'region'") as err:
+        retention_metrics(t, "2024-01-01", "2024-02-01", by=["plan", "region"])
+    assert "plan" in str(err.value)  # lists what is available
+    with pytest.raises(MetricsInputError, match="'region'"):
+        cohort_retention(t, by="region")
+    with pytest.raises(MetricsInputError, match="risk_band"):
+        retention_metrics(t, "2024-01-01", "2024-02-01", by=["risk_band"])
+
+
+def test_period_that_ends_before_it_starts_is_rejected():
+    t = tables_of(contractual_base(3, 0, 0, "2024-01-01", "2024-02-01"))
+    with pytest.raises(MetricsInputError, match="must end after it starts"):
+        retention_metrics(t, "2024-02-01", "2024-01-01")
+    with pytest.raises(MetricsInputError, match="must end after it starts"):
+        customer_flows(t, "2024-01-01", "2024-01-01")
+    with pytest.raises(MetricsInputError, match="cannot read"):
+        retention_metrics(t, "not a date", "2024-01-01")
+
+
+def test_contractual_churn_needs_churned_at():
+    customers = pd.DataFrame({"customer_id": ["a"], "signup_at": [T("2024-01-01")]})
+    with pytest.raises(MetricsInputError, match="churned_at"):
+        retention_metrics(
+            tables_of(customers), "2024-01-01", "2024-02-01", churn_mode="contractual"
+        )
+    with pytest.raises(MetricsInputError, match="churn_mode"):
+        retention_metrics(tables_of(customers), "2024-01-01", "2024-02-01", churn_mode="both")  # type: ignore[arg-type]
+
+
+def test_metrics_do_not_depend_on_row_order():
+    t = purchase_tables()
+    shuffled = tables_of(
+        t.customers.sample(frac=1, random_state=1),
+        revenue=t.revenue.sample(frac=1, random_state=2),
+    )
+    a = retention_metrics(t, "2024-01-01", "2024-02-01", churn_mode="non_contractual")
+    b = retention_metrics(shuffled, "2024-01-01", "2024-02-01", churn_mode="non_contractual")
+    pd.testing.assert_frame_equal(a, b)
+
+
+# --------------------------------------------------------------------------- cohort retention
+
+
+def cohort_tables():
+    """Jan cohort: a (returns in April after a gap), b (signs up 23:00 on Jan 31, active 01:00
+    on Feb 1), c (never active). Feb cohort: d and e, both active only in their first month."""
+    customers = pd.DataFrame(
+        {
+            "customer_id": list("abcde"),
+            "signup_at": [
+                T("2024-01-10 09:00"),
+                T("2024-01-31 23:00"),
+                T("2024-01-15"),
+                T("2024-02-03"),
+                T("2024-02-20"),
+            ],
+            "plan": ["pro", "free", "free", "pro", "free"],
+        }
+    )
+    events = [
+        ("a", "2024-01-10 09:30"),
+        ("a", "2024-02-05"),
+        ("a", "2024-04-02"),
+        ("b", "2024-02-01 01:00"),
+        ("d", "2024-02-03 12:00"),
+        ("e", "2024-02-21"),
+    ]
+    activity = pd.DataFrame(events, columns=["customer_id", "at"]).assign(event="login")
+    return tables_of(customers, activity)
+
+
+def grid(result) -> dict:
+    """{(cohort 'YYYY-MM-DD', period): (active, eligible)} for easy comparison."""
+    t = result.table
+    return {
+        (c.strftime("%Y-%m-%d"), p): (a, e)
+        for c, p, a, e in zip(t["cohort"], t["period"], t["active"], t["eligible"], strict=True)
+    }
+
+
+def test_n_day_monthly_retention_with_a_gap_a_boundary_and_an_empty_later_cohort():
+    r = cohort_retention(cohort_tables(), mode="n-day", observed_until="2024-05-01")
+    assert grid(r) == {
+        ("2024-01-01", 0): (1, 3),  # a
+        ("2024-01-01", 1): (2, 3),  # a, and b one hour after its month boundary
+        ("2024-01-01", 2): (0, 3),  # a's gap
+        ("2024-01-01", 3): (1, 3),  # a returns
+        ("2024-02-01", 0): (2, 2),
+        ("2024-02-01", 1): (0, 2),  # nobody active later: 0 %, not a missing cell
+        ("2024-02-01", 2): (0, 2),
+    }
+    assert r.table["cohort_size"].tolist() == [3, 3, 3, 3, 2, 2, 2]
+    assert r.pivot.loc[T("2024-01-01"), 1] == pytest.approx(2 / 3)
+    assert math.isnan(r.pivot.loc[T("2024-02-01"), 3])  # not observed yet: missing
+
+
+def test_unbounded_retention_counts_a_return_after_a_gap_in_the_periods_between():
+    r = cohort_retention(cohort_tables(), mode="unbounded", observed_until="2024-05-01")
+    assert grid(r) == {
+        ("2024-01-01", 0): (2, 3),  # a and b are active at some point; c never
+        ("2024-01-01", 1): (2, 3),
+        ("2024-01-01", 2): (1, 3),  # a: active in April, so retained in March too
+        ("2024-01-01", 3): (1, 3),
+        ("2024-02-01", 0): (2, 2),
+        ("2024-02-01", 1): (0, 2),
+        ("2024-02-01", 2): (0, 2),
+    }
+
+
+def test_daily_and_weekly_periods_count_calendar_boundaries():
+    """b signs up at 23:00 and is active at 01:00: day 1, not day 0. A Sunday signup with a
+    Monday visit is week 1 (weeks start on Monday)."""
+    days = cohort_retention(
+        cohort_tables(), mode="n-day", period="day", observed_until="2024-05-01"
+    )
+    g = grid(days)
+    assert g[("2024-01-01", 0)] == (1, 3)
+    assert g[("2024-01-01", 1)][0] == 1  # b
+    customers = pd.DataFrame(
+        {"customer_id": ["s"], "signup_at": [T("2024-01-07 23:00")]}  # a Sunday
+    )
+    activity = pd.DataFrame({"customer_id": ["s"], "at": [T("2024-01-08 00:30")], "event": ["x"]})
+    weeks = cohort_retention(
+        tables_of(customers, activity),
+        mode="n-day",
+        cohort_freq="week",
+        observed_until="2024-02-01",
+    )
+    w = grid(weeks)
+    assert w[("2024-01-01", 0)] == (0, 1)  # the cohort week starts on Monday 2024-01-01
+    assert w[("2024-01-01", 1)] == (1, 1)
+
+
+def test_bracket_retention_with_complete_and_partial_brackets():
+    """Days since signup: a is active on days 0, 26 and 83; b on day 1; d on day 0; e on day 1.
+    The Feb cohort has not completed day 90 by May 1, so its 31-90 bracket is absent unless
+    partial brackets are allowed."""
+    brackets = parse_brackets("0,1-7,8-30,31-90")
+    r = cohort_retention(
+        cohort_tables(), mode="bracket", brackets=brackets, observed_until="2024-05-01"
+    )
+    assert grid(r) == {
+        ("2024-01-01", "0-0"): (1, 3),
+        ("2024-01-01", "1-7"): (1, 3),
+        ("2024-01-01", "8-30"): (1, 3),
+        ("2024-01-01", "31-90"): (1, 3),
+        ("2024-02-01", "0-0"): (1, 2),
+        ("2024-02-01", "1-7"): (1, 2),
+        ("2024-02-01", "8-30"): (0, 2),
+    }
+    partial = cohort_retention(
+        cohort_tables(),
+        mode="bracket",
+        brackets=brackets,
+        observed_until="2024-05-01",
+        partial_periods=True,
+    )
+    assert grid(partial)[("2024-02-01", "31-90")] == (0, 2)
+    assert list(r.pivot.columns) == ["0-0", "1-7", "8-30", "31-90"]
+
+
+def test_incomplete_periods_are_left_out_unless_asked_for():
+    r = cohort_retention(cohort_tables(), mode="n-day", observed_until="2024-04-15")
+    assert ("2024-01-01", 3) not in grid(r)  # April is not over on April 15
+    p = cohort_retention(
+        cohort_tables(), mode="n-day", observed_until="2024-04-15", partial_periods=True
+    )
+    assert grid(p)[("2024-01-01", 3)] == (1, 3)
+
+
+def test_activity_after_the_observation_end_is_not_seen():
+    """With the data cut at March 1, an April visit cannot make a customer retained in February."""
+    customers = pd.DataFrame({"customer_id": ["x"], "signup_at": [T("2024-01-05")]})
+    activity = pd.DataFrame(
+        {"customer_id": ["x", "x"], "at": [T("2024-01-05"), T("2024-04-10")], "event": "login"}
+    )
+    t = tables_of(customers, activity)
+    cut = cohort_retention(t, mode="unbounded", observed_until="2024-03-01")
+    assert grid(cut) == {("2024-01-01", 0): (1, 1), ("2024-01-01", 1): (0, 1)}
+    full = cohort_retention(t, mode="unbounded", observed_until="2024-05-01")
+    assert grid(full)[("2024-01-01", 1)] == (1, 1)
+
+
+def test_first_activity_cohorts_segments_filters_and_max_period():
+    t = cohort_tables()
+    first = cohort_retention(t, mode="n-day", anchor="first_activity", observed_until="2024-05-01")
+    # c never active: not in any cohort; b's first activity is in February
+    sizes = first.table.drop_duplicates("cohort").set_index("cohort")["cohort_size"]
+    assert sizes.to_dict() == {T("2024-01-01"): 1, T("2024-02-01"): 3}
+    assert grid(first)[("2024-02-01", 0)] == (3, 3)
+    seg = cohort_retention(
+        t, mode="n-day", by="plan", observed_until="2024-05-01", min_group_size=2
+    )
+    jan = seg.table[(seg.table["cohort"] == T("2024-01-01")) & (seg.table["period"] == 1)]
+    assert jan.set_index("segment")[["active", "cohort_size"]].to_dict("index") == {
+        "free": {"active": 1, "cohort_size": 2},
+        "pro": {"active": 1, "cohort_size": 1},
+    }
+    assert seg.table.loc[seg.table["segment"] == "pro", "small_group"].all()
+    assert seg.pivot.index.names == ["segment", "cohort"]
+    only_feb = cohort_retention(
+        t,
+        cohorts_from="2024-02-01",
+        cohorts_to="2024-02-29",
+        max_period=1,
+        observed_until="2024-05-01",
+    )
+    assert set(grid(only_feb)) == {("2024-02-01", 0), ("2024-02-01", 1)}
+
+
+def test_segment_labels_agree_between_metrics_and_cohorts_and_keep_missing_values():
+    t0, t1 = "2024-01-01", "2024-02-01"
+    customers = contractual_base(6, 1, 0, t0, t1)
+    customers["tier"] = [1.0, 2.0, np.nan, 1.0, 2.0, np.nan]
+    activity = pd.DataFrame(
+        {"customer_id": customers["customer_id"], "at": T("2024-01-05"), "event": "login"}
+    )
+    t = tables_of(customers, activity)
+    m = retention_metrics(t, t0, t1, by=["tier"])
+    r = cohort_retention(t, by="tier", observed_until="2024-03-01")
+    labels = set(m.loc[m["dimension"] == "tier", "segment"])
+    assert labels == set(r.table["segment"]) == {"1.0", "2.0", "(missing)"}
+
+
+def test_retention_curve_pools_cohorts():
+    r = cohort_retention(cohort_tables(), mode="n-day", observed_until="2024-05-01")
+    curve = retention_curve(r).set_index("period")
+    assert curve.loc[0, "active"] == 3 and curve.loc[0, "eligible"] == 5
+    assert curve.loc[1, "retention"] == pytest.approx(2 / 5)
+    assert curve.loc[3, "eligible"] == 3
+
+
+def test_cohort_retention_rejects_bad_options():
+    t = cohort_tables()
+    with pytest.raises(MetricsInputError, match="mode"):
+        cohort_retention(t, mode="weekly")  # type: ignore[arg-type]
+    with pytest.raises(MetricsInputError, match="8-1"):
+        cohort_retention(t, mode="bracket", brackets=[(8, 1)])
+    with pytest.raises(MetricsInputError, match="day range"):
+        parse_brackets("1-7,eight-30")
+    with pytest.raises(MetricsInputError, match="period"):
+        cohort_retention(t, period="year")  # type: ignore[arg-type]
+
+
+def naive_retention(tables, mode, unit, by, until, brackets=()):
+    """Per-customer Python loops, the obvious way: what the vectorized code must reproduce."""
+    cust = tables.customers.set_index("customer_id")
+    acts: dict[str, list[pd.Timestamp]] = {}
+    for cid, at in zip(tables.activity["customer_id"], tables.activity["at"], strict=True):
+        if at <= until:  # the data end at `until`
+            acts.setdefault(str(cid), []).append(at)
+
+    def ordinal(ts, u):
+        if u == "month":
+            return ts.year * 12 + ts.month
+        if u == "week":
+            return (ts.normalize() - pd.Timedelta(days=ts.weekday())).toordinal() // 7
+        return ts.toordinal()
+
+    out: dict[tuple, list[int]] = {}
+    for cid, c in cust.iterrows():
+        s = c["signup_at"]
+        cohort = s.to_period("M").start_time
+        seg = c[by] if by else "all"
+        if mode == "bracket":
+            days = [(a.normalize() - s.normalize()).days for a in acts.get(cid, [])]
+            done = (until.normalize() - s.normalize()).days - 1
+            for a, b in brackets:
+                if done >= b:
+                    cell = out.setdefault((cohort, seg, f"{a}-{b}"), [0, 0])
+                    cell[1] += 1
+                    cell[0] += any(a <= d <= b for d in days)
+            continue
+        idx = {ordinal(a, unit) - ordinal(s, unit) for a in acts.get(cid, [])}
+        idx = {i for i in idx if i >= 0}
+        last = ordinal(until, unit) - ordinal(s, unit) - 1
+        for n in range(0, last + 1):
+            cell = out.setdefault((cohort, seg, n), [0, 0])
+            cell[1] += 1
+            hit = n in idx if mode == "n-day" else any(i >= n for i in idx)
+            cell[0] += hit
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    ("mode", "unit"),
+    [
+        ("n-day", "month"),
+        ("unbounded", "month"),
+        ("n-day", "week"),
+        ("n-day", "day"),
+        ("bracket", "day"),
+    ],
+)
+def test_vectorized_cohort_retention_matches_naive_loops(seed, mode, unit):
+    rng = np.random.default_rng(seed)
+    n = 60
+    signup = T("2024-01-01") + pd.to_timedelta(rng.integers(0, 120 * 24, n), unit="h")
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"k{i}" for i in range(n)],
+            "signup_at": signup,
+            "plan": rng.choice(["x", "y"], n),
+        }
+    )
+    owner = rng.integers(0, n, 400)
+    # some activity before signup (ignored when in an earlier period), most after
+    at = signup[owner] + pd.to_timedelta(rng.integers(-5 * 24, 150 * 24, 400), unit="h")
+    activity = pd.DataFrame(
+        {"customer_id": customers["customer_id"].to_numpy()[owner], "at": at, "event": "e"}
+    )
+    t = tables_of(customers, activity)
+    until = T("2024-07-15 13:00")
+    brackets = ((0, 0), (1, 7), (8, 30), (31, 90))
+    for by in (None, "plan"):
+        r = cohort_retention(
+            t,
+            mode=mode,
+            cohort_freq="month",
+            period=unit,
+            by=by,
+            brackets=brackets,
+            observed_until=until,
+        )
+        got = {
+            (c, s, p): (a, e)
+            for c, s, p, a, e in zip(
+                r.table["cohort"],
+                r.table["segment"] if by else ["all"] * len(r.table),
+                r.table["period"],
+                r.table["active"],
+                r.table["eligible"],
+                strict=True,
+            )
+        }
+        want = naive_retention(t, mode, unit, by, until, brackets)
+        want = {k: v for k, v in want.items() if v[1] > 0}
+        assert got == want
+
+
+@pytest.mark.parametrize(("n", "n_periods", "n_keys"), [(50, 10, 400), (2000, 1000, 1000)])
+def test_distinct_counting_agrees_on_its_bitmap_and_sort_paths(n, n_periods, n_keys):
+    """Small dense key spaces use a bitmap, large sparse ones a sort; both count the same."""
+    rng = np.random.default_rng(7)
+    bounds = np.r_[0, np.sort(rng.choice(np.arange(1, n), 3, replace=False)), n]
+    keys = rng.integers(0, n * n_periods, n_keys)
+    got = _count_runs(keys, n, n_periods, bounds)
+    want = np.zeros((len(bounds) - 1, n_periods), dtype=int)
+    for key in set(keys.tolist()):
+        period, pos = divmod(key, n)
+        want[np.searchsorted(bounds, pos, side="right") - 1, period] += 1
+    np.testing.assert_array_equal(got, want)
+
+
+# --------------------------------------------------------------------------- plots and CLI
+
+
+def test_plots_are_written_as_png(tmp_path):
+    t = cohort_tables()
+    r = cohort_retention(t, mode="n-day", by="plan", observed_until="2024-05-01")
+    for path in (
+        plot_retention_heatmap(r, tmp_path / "heat.png"),
+        plot_retention_curves(r, tmp_path / "curves.png"),
+        plot_retention_heatmap(
+            cohort_retention(t, observed_until="2024-05-01"), tmp_path / "h2.png"
+        ),
+        plot_retention_curves(
+            cohort_retention(t, mode="bracket", observed_until="2024-05-01"), tmp_path / "c2.png"
+        ),
+        plot_metrics_by_segment(
+            retention_metrics(
+                t, "2024-01-01", "2024-03-01", by=["plan"], churn_mode="non_contractual"
+            ),
+            tmp_path / "m.png",
+        ),
+    ):
+        assert path.read_bytes()[:8] == PNG_MAGIC
+    empty = cohort_retention(t, observed_until="2024-01-02")
+    assert empty.table.empty
+    assert plot_retention_heatmap(empty, tmp_path / "empty.png").exists()
+
+
+@pytest.fixture
+def cli(tmp_path):
+    app = typer.Typer()
+    register(app)
+    t0, t1 = "2024-01-01", "2024-02-01"
+    customers = pd.concat(
+        [contractual_base(40, 4, 5, t0, t1, "pro"), contractual_base(12, 3, 1, t0, t1, "free")]
+    )
+    activity = pd.DataFrame(
+        {"customer_id": customers["customer_id"], "at": customers["signup_at"], "event": "login"}
+    )
+    write_tables(tables_of(customers, activity), tmp_path / "data")
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args))
+
+
+def test_cli_metrics_prints_and_writes_csv_parquet_and_png(cli, tmp_path):
+    data = str(tmp_path / "data")
+    res = cli(
+        "metrics",
+        "--data",
+        data,
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--by",
+        "plan",
+        "--out",
+        str(tmp_path / "m.csv"),
+        "--plot",
+        str(tmp_path / "m.png"),
+    )
+    assert res.exit_code == 0, res.output
+    assert "plan=free" in res.output and "contractual" in res.output
+    written = pd.read_csv(tmp_path / "m.csv")
+    assert written.loc[written["segment"] == "all", "customers_start"].item() == 52
+    assert written.loc[written["segment"] == "free", "small_group"].item()
+    assert (tmp_path / "m.png").read_bytes()[:8] == PNG_MAGIC
+    res = cli(
+        "metrics",
+        "--data",
+        data,
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--out",
+        str(tmp_path / "m.parquet"),
+    )
+    assert res.exit_code == 0, res.output
+    assert pd.read_parquet(tmp_path / "m.parquet")["crr"].iloc[0] == pytest.approx(45 / 52)
+
+
+def test_cli_rejects_unknown_by_column_and_backwards_period(cli, tmp_path):
+    data = str(tmp_path / "data")
+    res = cli(
+        "metrics", "--data", data, "--from", "2024-01-01", "--to", "2024-01-31", "--by", "region"
+    )
+    assert res.exit_code == 2
+    assert "'region'" in res.output
+    res = cli("metrics", "--data", data, "--from", "2024-02-01", "--to", "2024-01-01")
+    assert res.exit_code == 2
+    assert "--to" in res.output and "end after it starts" in res.output
+    res = cli(
+        "metrics", "--data", data, "--from", "2024-01-01", "--to", "2024-01-31", "--out", "x.txt"
+    )
+    assert res.exit_code == 2 and ".csv or .parquet" in res.output
+    res = cli("retention", "--data", data, "--by", "region")
+    assert res.exit_code == 2 and "'region'" in res.output
+    res = cli(
+        "metrics", "--data", str(tmp_path / "nowhere"), "--from", "2024-01-01", "--to", "2024-01-31"
+    )
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_cli_takes_the_churn_definition_from_the_data_folders_config(cli, tmp_path):
+    """Without --churn-mode the data's config.toml decides, as it does for the labels."""
+    config = FeatureConfig().with_churn(
+        mode="non_contractual", lookback_days=30, qualifying_events=("login",)
+    )
+    (tmp_path / "data" / "config.toml").write_text(config_to_toml(config))
+    res = cli(
+        "metrics", "--data", str(tmp_path / "data"), "--from", "2024-01-01", "--to", "2024-01-31"
+    )
+    assert res.exit_code == 0, res.output
+    assert "non-contractual, lookback 30 days, events login" in res.output
+    res = cli(
+        "metrics",
+        "--data",
+        str(tmp_path / "data"),
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-01-31",
+        "--churn-mode",
+        "contractual",
+    )
+    assert res.exit_code == 0, res.output
+    assert "churn contractual" in res.output
+
+
+def test_cli_retention_writes_table_and_plots(cli, tmp_path):
+    res = cli(
+        "retention",
+        "--data",
+        str(tmp_path / "data"),
+        "--cohort",
+        "month",
+        "--mode",
+        "bracket",
+        "--brackets",
+        "0-0,1-7",
+        "--by",
+        "plan",
+        "--partial-periods",
+        "--out",
+        str(tmp_path / "r.parquet"),
+        "--plot-dir",
+        str(tmp_path / "plots"),
+    )
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(tmp_path / "r.parquet")
+    assert set(table["segment"]) == {"pro", "free"}
+    assert (tmp_path / "plots" / "retention_heatmap.png").read_bytes()[:8] == PNG_MAGIC
+    assert (tmp_path / "plots" / "retention_curves.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,134 @@
+"""The trained demo model: quality against the generator's truth, calibration, directions of
+its drivers, reproducibility, MLflow logging and the champion gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from features.config import config_path_for_data, feature_config_from_file
+from features.dataset import build_training_set
+from features.demo_data import DemoConfig, write_demo
+from features.io import load_tables
+from training.config import TrainConfig, train_config_from_file
+from training.evaluation import binary_metrics
+from training.fit import fit_churn_model
+from training.pipeline import default_dates, train_from_tables
+from training.splits import split_dates
+from training.tracking import CHAMPION, force_promote, load_churn_model
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    write_demo(root / "data", DemoConfig(n_customers=20_000, seed=7))
+    tables = load_tables(root / "data")
+    path = config_path_for_data(root / "data")
+    return root, tables, feature_config_from_file(path), train_config_from_file(path)
+
+
+@pytest.fixture(scope="module")
+def trained(demo):
+    """Two full training runs in one MLflow store: the first becomes champion."""
+    root, tables, features, config = demo
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        first = train_from_tables(tables, features, config, log=lambda _: None, tracking_uri=uri)
+        second = train_from_tables(tables, features, config, log=lambda _: None, tracking_uri=uri)
+    return uri, first, second
+
+
+def test_test_auc_is_close_to_the_oracle_and_probabilities_are_calibrated(demo, trained):
+    root = demo[0]
+    _, first, _ = trained
+    truth = pd.read_parquet(root / "data" / "truth.parquet")
+    test = first.evaluation.test.merge(truth, on=["customer_id", "as_of"], how="left", suffixes=("", "_true"))
+    assert test["churn_probability_true"].notna().all()
+    oracle = binary_metrics(test["churned"].to_numpy(), test["churn_probability_true"].to_numpy())
+    model = first.evaluation.metrics
+    print(f"model AUC {model['roc_auc']:.4f}, oracle AUC {oracle['roc_auc']:.4f}, ECE {model['ece']:.4f}")
+    assert model["roc_auc"] >= oracle["roc_auc"] - 0.02
+    assert model["ece"] <= 0.03
+    assert model["roc_auc"] > first.evaluation.baselines["recency_rule"]["roc_auc"]
+
+
+def test_more_tickets_lower_nps_or_an_activity_drop_never_lower_risk(demo, trained):
+    _, tables, _, _ = demo
+    model = trained[1].model
+    rows = pd.concat(
+        [build_training_set(tables, [d], model.features_config())[0] for d in trained[1].split.test]
+    ).head(3000)
+    base = model.predict_proba(rows)
+    more_tickets = rows.assign(tickets_open=rows["tickets_open"] + 2, tickets_open_over_7d=rows["tickets_open_over_7d"] + 1)
+    worse_nps = rows.assign(nps_last=np.maximum(rows["nps_last"].fillna(8) - 4, 0), nps_mean=np.maximum(rows["nps_mean"].fillna(8) - 3, 0))
+    drop = rows.assign(
+        events_trend_30d=-1.0, events_7d=0.0, events_30d=0.0, active_days_7d=0.0, active_days_30d=0.0
+    )
+    for name, changed in {"tickets": more_tickets, "nps": worse_nps, "activity drop": drop}.items():
+        after = model.predict_proba(changed)
+        assert (after >= base - 1e-12).all(), f"{name}: risk fell for {(after < base - 1e-12).sum()} customers"
+        assert (after > base).any(), f"{name}: the model ignores this driver"
+
+
+def test_same_data_config_and_seed_give_the_same_model(demo):
+    _, tables, features, config = demo
+    dates = default_dates(tables, features, config)
+    split = split_dates(dates, features.churn.horizon_days, 2, 2, 3)
+    dataset, resolved = build_training_set(tables, dates, features)
+    a, ev_a = fit_churn_model(dataset, split, resolved, config)
+    b, ev_b = fit_churn_model(dataset.sample(frac=1.0, random_state=3).sort_values(["as_of", "customer_id"]), split, resolved, config)
+    assert a.booster_text == b.booster_text
+    assert ev_a.metrics == ev_b.metrics
+
+
+def test_runs_are_logged_and_the_champion_gate_holds(trained):
+    uri, first, second = trained
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(first.run_id)
+    assert {"test_roc_auc", "test_ece", "test_lift_top_decile", "baseline_logistic_regression_roc_auc",
+            "baseline_recency_rule_roc_auc"} <= set(run.data.metrics)  # fmt: skip
+    assert run.data.tags["data_fingerprint"] and run.data.tags["observation_dates"]
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert {"plots/roc.png", "plots/calibration.png", "plots/gains_lift.png", "plots/shap_summary.png"} <= artifacts
+    assert first.promoted and first.promotion_reason == "no champion yet"
+    # The same data and seed give the same model: it does not beat the champion.
+    assert not second.promoted and "does not beat" in second.promotion_reason
+    assert client.get_model_version_by_alias("churn-risk", CHAMPION).version == first.version
+    assert "does not beat" in client.get_model_version("churn-risk", second.version).tags["not_promoted_because"]
+
+
+def test_an_analyst_can_force_a_promotion_with_a_reason(trained):
+    uri, first, second = trained
+    force_promote(second.version, "new pricing page launched", "churn-risk", uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("churn-risk", CHAMPION)
+    assert version.version == second.version
+    assert version.tags["promotion_reason"] == "forced: new pricing page launched"
+    with pytest.raises(ValueError, match="has no version 99"):
+        force_promote("99", "typo", "churn-risk", uri)
+    force_promote(first.version, "restore", "churn-risk", uri)
+
+
+def test_the_registered_model_loads_with_one_call_and_scores_like_the_trained_one(demo, trained):
+    uri, first, _ = trained
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    loaded = load_churn_model(f"models:/churn-risk/{first.version}")
+    rows = first.evaluation.test.head(50)
+    features = build_training_set(demo[1], [rows["as_of"].iloc[0]], loaded.features_config())[0]
+    np.testing.assert_allclose(loaded.predict_proba(features), first.model.predict_proba(features))
+    scored = loaded.score(features.head(5))
+    assert list(scored.columns) == ["customer_id", "churn_probability", "risk_band", "drivers"]
+    assert set(scored["risk_band"]) <= {"low", "medium", "high"}
+
+
+def test_training_errors_say_what_to_change(demo, tmp_path):
+    _, tables, features, _ = demo
+    narrow = TrainConfig(date_from="2024-09-01", every_days=30)
+    with pytest.raises(ValueError, match="too few"):
+        train_from_tables(tables, features, narrow, log=lambda _: None, tracking_uri=f"sqlite:///{tmp_path}/m.db")
