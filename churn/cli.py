@@ -359,6 +359,50 @@ def train_command(
     _print_training(result)
 
 
+@app.command("score")
+@user_errors
+def score_command(
+    data: DataDir,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Run date (YYYY-MM-DD): data before it is used.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder of scored partitions (one per run date).")
+    ],
+    name: Annotated[
+        str, typer.Option("--name", help="Registered model name; its champion scores.")
+    ] = "churn-risk",
+    by: Annotated[
+        str | None, typer.Option("--by", help="Segments for the report, e.g. plan,country.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, max=20, help="Drivers per customer.")] = 3,
+) -> None:
+    """The weekly job: score every eligible customer with the champion model, with drivers and
+    the change since the previous run; write the partition and the segment report."""
+    from features.io import load_tables
+    from serving.batch import log_scoring_run, run_scoring
+    from training.tracking import configure, load_champion
+
+    configure()
+    champion = load_champion(name)
+    tables = load_tables(data)
+    segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
+    run = run_scoring(
+        tables, as_of, champion.model, champion.version, out,
+        model_info={"model_name": name, "model_run_id": champion.run_id},
+        segments_by=segments, top=top, log=lambda m: typer.echo(m, err=True),
+    )  # fmt: skip
+    run_id = log_scoring_run(run, name, champion.version)
+    typer.echo(
+        f"scored {len(run.scores):,} customers as of {run.as_of.date()} -> {run.partition} (MLflow run {run_id})"
+    )
+    bands = run.scores["risk_band"].value_counts()
+    typer.echo(
+        "risk bands: "
+        + ", ".join(f"{band} {bands.get(band, 0):,}" for band in ("high", "medium", "low"))
+    )
+
+
 @app.command("promote")
 @user_errors
 def promote_command(

@@ -1095,3 +1095,57 @@ def retention_curve(result: CohortRetention, confidence: float = 0.95) -> pd.Dat
         sums["active"], sums["eligible"], confidence
     )
     return sums
+
+
+# --------------------------------------------------------------------------- risk view
+
+
+def risk_view(
+    scores: pd.DataFrame,
+    tables: Tables,
+    by: Sequence[SegmentSpec] = (),
+    *,
+    revenue_column: str = "monthly_revenue",
+    bands: Sequence[str] = ("high", "medium", "low"),
+) -> pd.DataFrame:
+    """Predicted risk per segment, from one scoring run: customers scored, mean risk, expected
+    churners (sum of probabilities), revenue at risk (sum of probability x monthly revenue) and
+    the share of customers in each risk band. `scores` has customer_id, churn_probability,
+    risk_band and `revenue_column`; segments as in segment_labels (risk_band included)."""
+    missing = [
+        c
+        for c in ("customer_id", "churn_probability", "risk_band", revenue_column)
+        if c not in scores
+    ]
+    if missing:
+        raise MetricsInputError(f"scores lack the columns {missing}")
+    labels = segment_labels(tables, by, scores=scores).reindex(scores["customer_id"].to_numpy())
+    frame = pd.DataFrame(
+        {
+            "p": scores["churn_probability"].to_numpy(dtype=float),
+            "revenue_at_risk": scores["churn_probability"].to_numpy(dtype=float)
+            * scores[revenue_column].to_numpy(dtype=float),
+            "band": scores["risk_band"].astype(str).to_numpy(),
+        }
+    )
+    groups: list[tuple[str, str, np.ndarray]] = [(ALL, ALL, np.ones(len(frame), dtype=bool))]
+    for col in labels.columns:
+        values = labels[col].fillna(MISSING_SEGMENT).astype(str).to_numpy()
+        groups += [(col, v, values == v) for v in sorted(set(values))]
+    rows = []
+    for dimension, segment, mask in groups:
+        part = frame[mask]
+        row = {
+            "dimension": dimension,
+            "segment": segment,
+            "customers_scored": len(part),
+            "mean_risk": float(part["p"].mean()) if len(part) else float("nan"),
+            "expected_churners": float(part["p"].sum()),
+            "revenue_at_risk": float(part["revenue_at_risk"].sum()),
+        }
+        for band in bands:
+            row[f"share_{band}"] = (
+                float((part["band"] == band).mean()) if len(part) else float("nan")
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)

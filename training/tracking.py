@@ -208,3 +208,26 @@ def log_training_run(
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str) if not isinstance(value, str) else value
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+@dataclass
+class Champion:
+    model: ChurnModel
+    name: str
+    version: str
+    run_id: str
+
+
+def load_champion(name: str, uri: str | None = None) -> Champion:
+    """The registered champion of `name`, with its version and training run id."""
+    client = configure(uri)
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        raise ValueError(
+            f"model '{name}' has no champion in {tracking_uri() if uri is None else uri}; "
+            "train one with `churn train` or promote a version with `churn promote`"
+        ) from None
+    return Champion(
+        load_churn_model(f"models:/{name}@{CHAMPION}"), name, str(version.version), version.run_id
+    )

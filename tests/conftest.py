@@ -1,0 +1,47 @@
+"""Shared fixtures: a small demo dataset with a trained champion model in a temporary MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from features.config import config_path_for_data, feature_config_from_file
+from features.contract import Tables
+from features.demo_data import DemoConfig, write_demo
+from features.io import load_tables
+from training.config import train_config_from_file
+from training.pipeline import train_from_tables
+from training.tracking import Champion, load_champion
+
+
+@dataclass
+class SmallChampion:
+    root: Path
+    data_dir: Path
+    tracking_uri: str
+    tables: Tables
+    champion: Champion
+
+
+@pytest.fixture(scope="session")
+def small_champion(tmp_path_factory) -> SmallChampion:
+    """3,000 demo customers and a champion trained on them (MLflow in a temporary SQLite)."""
+    root = tmp_path_factory.mktemp("champion")
+    data_dir = root / "data"
+    write_demo(data_dir, DemoConfig(n_customers=3000, seed=11))
+    tables = load_tables(data_dir)
+    path = config_path_for_data(data_dir)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        train_from_tables(
+            tables,
+            feature_config_from_file(path),
+            train_config_from_file(path),
+            log=lambda _: None,
+            tracking_uri=uri,
+        )
+        champion = load_champion("churn-risk", uri)
+    return SmallChampion(root, data_dir, uri, tables, champion)

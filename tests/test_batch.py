@@ -1,0 +1,131 @@
+"""The weekly scoring job: partitions per run date, drivers, change since the previous run,
+atomic writes and identical reruns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.signals import build_features
+from serving import batch
+from serving.batch import list_partitions, run_scoring
+
+RUN_1, RUN_2 = "2024-12-01", "2024-12-08"
+
+
+@pytest.fixture
+def scored(small_champion, tmp_path):
+    model, version = small_champion.champion.model, small_champion.champion.version
+    out = tmp_path / "scores"
+    first = run_scoring(small_champion.tables, RUN_1, model, version, out, log=lambda _: None)
+    second = run_scoring(small_champion.tables, RUN_2, model, version, out, log=lambda _: None)
+    return out, first, second
+
+
+def test_each_run_writes_a_complete_partition(scored):
+    out, _, second = scored
+    assert [d.date().isoformat() for d, _ in list_partitions(out)] == [RUN_1, RUN_2]
+    files = sorted(p.name for p in second.partition.iterdir())
+    assert files == ["features.parquet", "run.json", "scores.parquet", "segments.parquet"]
+    info = json.loads((second.partition / "run.json").read_text())
+    assert info["previous_as_of"] == RUN_1 and info["customers_scored"] == len(second.scores)
+
+
+def test_scores_are_the_models_probabilities_with_positive_drivers(small_champion, scored):
+    _, first, _ = scored
+    model = small_champion.champion.model
+    features = build_features(small_champion.tables, RUN_1, model.features_config())
+    np.testing.assert_allclose(
+        first.scores["churn_probability"], model.predict_proba(features), rtol=1e-9
+    )
+    assert set(first.scores["risk_band"]) <= {"high", "medium", "low"}
+    for drivers in first.scores["drivers"].head(200):
+        assert len(drivers) <= 3
+        assert all(d["contribution"] > 0 and d["feature"] in model.feature_names for d in drivers)
+
+
+def test_second_run_reports_the_change_since_the_previous_one(scored):
+    _, first, second = scored
+    assert first.scores["previous_probability"].isna().all()
+    both = second.scores.merge(
+        first.scores[["customer_id", "churn_probability"]], on="customer_id", suffixes=("", "_1")
+    )
+    np.testing.assert_allclose(both["previous_probability"], both["churn_probability_1"])
+    np.testing.assert_allclose(
+        both["probability_delta"], both["churn_probability"] - both["churn_probability_1"]
+    )
+    assert both["drivers_moved"].map(len).gt(0).any()
+
+
+def test_segment_report_has_retention_metrics_and_the_risk_view(scored):
+    _, _, second = scored
+    seg = pd.read_parquet(second.partition / "segments.parquet")
+    overall = seg[seg["dimension"] == "all"].iloc[0]
+    assert overall["customers_scored"] == len(second.scores)
+    assert overall["expected_churners"] == pytest.approx(second.scores["churn_probability"].sum())
+    assert {"crr", "churn_rate", "nrr", "revenue_at_risk", "share_high", "mean_risk"} <= set(
+        seg.columns
+    )
+    assert set(seg["dimension"]) >= {"all", "plan", "risk_band"}
+
+
+def test_a_rerun_for_the_same_date_gives_identical_results(small_champion, scored):
+    out, _, second = scored
+    before = {p.name: p.read_bytes() for p in second.partition.iterdir()}
+    model, version = small_champion.champion.model, small_champion.champion.version
+    run_scoring(small_champion.tables, RUN_2, model, version, out, log=lambda _: None)
+    after = {p.name: p.read_bytes() for p in second.partition.iterdir()}
+    assert before.keys() == after.keys()
+    for name in before:
+        assert before[name] == after[name], name
+
+
+def test_a_crash_mid_run_leaves_previous_partitions_whole(small_champion, scored, monkeypatch):
+    out, _, second = scored
+    before = {p.name: p.read_bytes() for p in second.partition.iterdir()}
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(batch, "segment_report", crash)
+    model, version = small_champion.champion.model, small_champion.champion.version
+    with pytest.raises(RuntimeError, match="killed"):
+        run_scoring(small_champion.tables, RUN_2, model, version, out, log=lambda _: None)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_scoring(small_champion.tables, "2024-12-15", model, version, out, log=lambda _: None)
+    assert {p.name: p.read_bytes() for p in second.partition.iterdir()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["as_of=2024-12-01", "as_of=2024-12-08"]
+
+
+def test_no_eligible_customers_is_a_clear_error(small_champion, tmp_path):
+    model, version = small_champion.champion.model, small_champion.champion.version
+    with pytest.raises(ValueError, match="no customers are eligible on 1995-01-01"):
+        run_scoring(
+            small_champion.tables, "1995-01-01", model, version, tmp_path, log=lambda _: None
+        )
+
+
+def test_score_command_uses_the_champion_and_logs_the_run(small_champion, tmp_path, monkeypatch):
+    from churn.cli import app
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", small_champion.tracking_uri)
+    monkeypatch.chdir(small_champion.root)
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            "--data",
+            str(small_champion.data_dir),
+            "--as-of",
+            "2024-12-15",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "scored" in result.output and "risk bands: high" in result.output
+    assert (tmp_path / "s" / "as_of=2024-12-15" / "scores.parquet").exists()
