@@ -424,46 +424,72 @@ def demo(
         Path, typer.Option("--out", help="Folder for the demo's data and outputs.")
     ] = Path("demo_out"),
     customers: Annotated[
-        int, typer.Option("--customers", min=10, help="Number of demo customers.")
-    ] = 2000,
+        int, typer.Option("--customers", min=300, help="Number of demo customers.")
+    ] = 5000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """The main job on demo data: generate it, build features and a training set, summarise."""
-    from features.dataset import write_training_set
+    """The main job on demo data: generate it, train and register a model, score the latest
+    week, and show the riskiest customers and the segment table."""
+    from features.config import config_path_for_data, feature_config_from_file
     from features.demo_data import DemoConfig, write_demo
     from features.io import load_tables
-    from features.signals import build_features
+    from serving.batch import log_scoring_run, run_scoring
+    from training.config import train_config_from_file
+    from training.pipeline import train_from_tables
+    from training.tracking import load_champion, tracking_uri
 
     started = time.perf_counter()
     data_dir = out / "data"
     typer.echo(f"1. generating demo data for {customers:,} customers -> {data_dir}")
     write_demo(data_dir, DemoConfig(n_customers=customers, seed=seed))
     tables = load_tables(data_dir)
-    config = config_for_data(data_dir)
-    horizon = config.churn.horizon_days
-    # The generator's step grid, where its true churn probabilities are known.
-    truth_dates = pd.read_parquet(data_dir / "truth.parquet", columns=["as_of"])["as_of"].unique()
-    dates = sorted(pd.Timestamp(d) for d in truth_dates)[2:]
-    first, last = dates[0], dates[-1]
+    path = config_path_for_data(data_dir)
+    typer.echo(f"2. training (MLflow: {tracking_uri()})")
+    result = train_from_tables(
+        tables, feature_config_from_file(path), train_config_from_file(path), log=typer.echo
+    )
+    _print_training(result)
+    champion = load_champion(train_config_from_file(path).model_name)
+    as_of = (tables.data_end() + pd.Timedelta(days=1)).normalize()
     typer.echo(
-        f"2. building the training set over {len(dates)} observation dates ({first.date()} .. {last.date()})"
+        f"\n3. scoring every customer as of {as_of.date()} with champion version {champion.version}"
     )
-    rows, resolved = write_training_set(
-        tables, dates, out / "training_set.parquet", config, echo_progress("date")
-    )
-    latest = tables.data_end().normalize() + pd.Timedelta(days=1)  # scores use all data
-    frame = build_features(tables, latest, resolved)
-    write_frame(frame, out / "features_latest.parquet")
-    train = pd.read_parquet(out / "training_set.parquet", columns=["as_of", "churned"])
+    run = run_scoring(
+        tables, as_of, champion.model, champion.version, out / "scores",
+        model_info={"model_name": champion.name, "model_run_id": champion.run_id}, log=typer.echo,
+    )  # fmt: skip
+    log_scoring_run(run, champion.name, champion.version)
+    typer.echo("\nThe ten riskiest customers and what drives their risk:")
+    top = run.scores.nlargest(10, "churn_probability")
+    for row in top.itertuples():
+        drivers = ", ".join(f"{d['feature']}={d['value']}" for d in row.drivers) or "-"
+        typer.echo(
+            f"  {row.customer_id}  {row.churn_probability:6.1%}  {row.risk_band:<6}  {drivers}"
+        )
+    seg = run.segments
+    view = seg[seg["dimension"].isin(["all", "plan", "risk_band"])]
+    columns = [
+        "dimension",
+        "segment",
+        "customers_scored",
+        "mean_risk",
+        "expected_churners",
+        "revenue_at_risk",
+        "crr",
+        "nrr",
+        "nps",
+    ]
+    typer.echo("\nSegments (retention over the last period and predicted risk):")
+    typer.echo(view[[c for c in columns if c in view]].round(3).to_string(index=False))
     typer.echo(
-        f"3. features as of {latest.date()}: {len(frame):,} customers x {frame.shape[1] - 1} columns"
+        f"\ndone in {time.perf_counter() - started:.0f}s; outputs in {out}; `uv run mlflow ui --backend-store-uri {tracking_uri()}` shows the runs"
     )
-    typer.echo("")
     typer.echo(
-        f"training set: {rows:,} rows, churn share {train['churned'].mean():.1%} per {horizon}-day horizon"
+        "\nServe the scores to customer-success tools:\n"
+        f"  CHURN_API_TOKEN=secret CHURN_SCORES_DIR={out / 'scores'} CHURN_DATA_DIR={data_dir} uv run churn serve --port 3000\n"
+        "  curl -s -X POST localhost:3000/score -H 'Authorization: Bearer secret' "
+        f"-H 'Content-Type: application/json' -d '{{\"customer_ids\": [\"{top.iloc[0].customer_id}\"]}}'"
     )
-    typer.echo(train.groupby("as_of")["churned"].agg(["size", "mean"]).tail(6).to_string())
-    typer.echo(f"\ndone in {time.perf_counter() - started:.1f}s; outputs in {out}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -201,10 +201,13 @@ def segment_report(
         else 0.0
     )
     segments = [*by, "risk_band"]
+    # The run date T is excluded (features use data strictly before T): the period ends just
+    # before it, so "MRR at the end" is that of the month before a run on the 1st.
+    just_before = pd.Timedelta(nanoseconds=1)
     metrics = retention_metrics(
         tables,
-        period_start,
-        as_of,
+        period_start - just_before,
+        as_of - just_before,
         by=segments,
         churn_mode=churn.mode,
         lookback_days=churn.lookback_days,

@@ -127,8 +127,10 @@ def test_import_online_retail_reports_dropped_rows_and_sets_non_contractual_chur
     assert "non_contractual, horizon 90d" in result.output
 
 
-def test_demo_runs_the_main_job(tmp_path):
-    result = run("demo", "--out", tmp_path / "demo", "--customers", 300)
+def test_demo_runs_the_main_job(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = run("demo", "--out", tmp_path / "demo", "--customers", 1500)
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "demo" / "training_set.parquet").exists()
-    assert "training set:" in result.output
+    assert "The ten riskiest customers" in result.output and "curl -s -X POST" in result.output
+    assert list((tmp_path / "demo" / "scores").glob("as_of=*/scores.parquet"))
