@@ -292,7 +292,7 @@ def validate_table(table: str, df: pd.DataFrame) -> pd.DataFrame:
         raise ContractError(
             table, missing[0], f"required column is missing (has: {list(df.columns)})"
         )
-    df = df.reset_index(drop=True).copy()
+    df = df.reset_index(drop=True)  # a new frame; copy-on-write keeps the caller's intact
     df = _normalize_ids(df, table)
     for col in TIMESTAMP_COLUMNS[table]:
         if col in df:
@@ -338,7 +338,7 @@ def validate_tables(
         df = checked[name]
         ids = df["customer_id"]
         if isinstance(ids.dtype, pd.CategoricalDtype):
-            unknown_cats = ~ids.cat.categories.isin(known)
+            unknown_cats = known.get_indexer(ids.cat.categories) < 0
             if unknown_cats.any():
                 unknown = ids.isin(ids.cat.categories[unknown_cats])
             else:

@@ -79,6 +79,16 @@ def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
     return index.get_indexer(ids).astype(np.int64)
 
 
+def _codes_by_name(values: pd.Series, codes: dict[str, int], default: int = -1) -> np.ndarray:
+    """Fixed integer codes for a text column; categorical columns are mapped by category only."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        lookup = np.array(
+            [codes.get(str(c), default) for c in values.cat.categories] + [default], dtype=np.int64
+        )
+        return lookup[values.cat.codes.to_numpy()]  # code -1 (missing) picks the default at the end
+    return values.astype("str").map(codes).fillna(default).to_numpy(dtype="int64")
+
+
 def _coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes and the category names of a text column."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -180,13 +190,14 @@ def _prepare_activity(tables: Tables) -> ActivityArrays:
 def _prepare_revenue(tables: Tables) -> RevenueArrays:
     rev = tables.revenue.sort_values("at", kind="stable")
     customer = customer_positions(tables.customers, rev["customer_id"])
+    # A missing kind is an invoice: only refunds and failed payments are told apart.
     kind = (
-        rev["kind"].astype("str").fillna("invoice").to_numpy()
+        _codes_by_name(rev["kind"], {"refund": 1, "failed_payment": 2}, 0)
         if "kind" in rev
-        else np.full(len(rev), "invoice", dtype=object)
+        else np.zeros(len(rev), dtype=np.int64)
     )
-    is_failed = kind == "failed_payment"
-    is_refund = kind == "refund"
+    is_failed = kind == 2
+    is_refund = kind == 1
     is_payment = ~is_failed & ~is_refund
     amount = rev["amount"].to_numpy(dtype="float64")
     # Previous payment of the same customer, in time order: upgrades and downgrades.
@@ -211,7 +222,7 @@ def _prepare_revenue(tables: Tables) -> RevenueArrays:
 def _prepare_feedback(tables: Tables) -> FeedbackArrays:
     fb = tables.feedback.sort_values("at", kind="stable")
     kinds = {"nps": 0, "csat": 1, "review": 2, "ticket": 3}
-    kind = fb["kind"].astype("str").map(kinds).to_numpy(dtype="int64")
+    kind = _codes_by_name(fb["kind"], kinds)
     score = (
         fb["score"].to_numpy(dtype="float64", na_value=np.nan)
         if "score" in fb

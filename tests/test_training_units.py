@@ -20,9 +20,11 @@ def test_split_is_time_ordered_and_purges_overlapping_labels():
     assert split.calibration == tuple(DATES[-5:-3])
     assert split.validation == tuple(DATES[-7:-5])
     assert split.train == tuple(DATES[:5])
-    # A 45-day horizon reaches into the next role: the last date of each earlier role is dropped.
-    purged = split_dates(DATES, horizon_days=45, validation=2, calibration=2, test=3)
-    assert purged.train == tuple(DATES[:4]) and purged.validation == (DATES[5],)
+    # A 45-day horizon reaches into the next role: one date is dropped before each role.
+    dates = list(pd.date_range("2024-01-01", periods=14, freq="30D"))
+    purged = split_dates(dates, horizon_days=45, validation=2, calibration=2, test=3)
+    assert purged.test == tuple(dates[11:]) and purged.calibration == tuple(dates[8:10])
+    assert purged.validation == tuple(dates[5:7]) and purged.train == tuple(dates[:4])
 
 
 def test_too_few_dates_say_what_to_change():
@@ -98,3 +100,18 @@ def test_promotion_rule():
     assert ok  # lower is better for log loss
     with pytest.raises(ValueError, match="promotion metric must be one of"):
         decide_promotion({}, None, "accuracy", 0.0)
+
+
+def test_short_histories_can_calibrate_on_validation_and_purge_only_before_the_test():
+    dates = list(pd.date_range("2011-01-30", periods=16, freq="14D"))
+    split = split_dates(
+        dates, horizon_days=90, validation=2, calibration=0, test=1, min_train=3, purge="test"
+    )
+    assert split.test == (dates[-1],)
+    assert split.calibration == split.validation
+    # every date before the test whose 90-day label reaches into it is dropped
+    assert max(split.validation) + pd.Timedelta(days=90) <= dates[-1]
+    with pytest.raises(ValueError, match="too few"):
+        split_dates(
+            dates, horizon_days=90, validation=2, calibration=0, test=1, min_train=3, purge="all"
+        )

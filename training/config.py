@@ -46,9 +46,10 @@ class TrainConfig:
     date_to: str | None = None  # last observation date; None: the last with a full horizon
     every_days: int = 30
     validation_dates: int = 2
-    calibration_dates: int = 2
+    calibration_dates: int = 2  # 0: calibrate on the validation dates (short histories)
     test_dates: int = 3
     min_train_dates: int = 3
+    purge: str = "all"  # "test": gaps only before the test dates (short histories)
     warmup_days: int = 90  # first observation date = first signup + warmup, when not given
     num_boost_round: int = 1000
     early_stopping_rounds: int = 50
@@ -71,9 +72,11 @@ class TrainConfig:
             raise ValueError(
                 f"calibration must be 'isotonic' or 'sigmoid', got {self.calibration!r}"
             )
-        for name in ("validation_dates", "calibration_dates", "test_dates"):
+        for name in ("validation_dates", "test_dates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.calibration_dates < 0:
+            raise ValueError("calibration_dates must be 0 (use the validation dates) or more")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

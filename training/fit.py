@@ -103,9 +103,9 @@ def fit_churn_model(
 ) -> tuple[ChurnModel, Evaluation]:
     """Train on the train dates, early-stop on validation, calibrate on calibration, and
     evaluate on the test dates against the baselines."""
-    roles = dataset["as_of"].map(split.role_of())
     parts = {
-        role: dataset[roles == role] for role in ("train", "validation", "calibration", "test")
+        role: dataset[dataset["as_of"].isin(getattr(split, role))]
+        for role in ("train", "validation", "calibration", "test")
     }
     for role, part in parts.items():
         if part.empty:

@@ -114,9 +114,10 @@ def train_from_tables(
         config.calibration_dates,
         config.test_dates,
         config.min_train_dates,
+        config.purge,
     )
     log(f"observation dates: {split.describe()}")
-    used = [*split.train, *split.validation, *split.calibration, *split.test]
+    used = sorted({*split.train, *split.validation, *split.calibration, *split.test})
 
     def progress(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
         log(f"  features {i}/{total} as of {as_of.date()}: {rows:,} customers")

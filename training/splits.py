@@ -18,13 +18,6 @@ class DateSplit:
     calibration: tuple[pd.Timestamp, ...]
     test: tuple[pd.Timestamp, ...]
 
-    def role_of(self) -> dict[pd.Timestamp, str]:
-        return {
-            d: role
-            for role in ("train", "validation", "calibration", "test")
-            for d in getattr(self, role)
-        }
-
     def describe(self) -> str:
         parts = []
         for role in ("train", "validation", "calibration", "test"):
@@ -40,10 +33,17 @@ def split_dates(
     calibration: int,
     test: int,
     min_train: int = 3,
+    purge: str = "all",
 ) -> DateSplit:
     """The last `test` dates are the holdout, the `calibration` before them calibrate, the
     `validation` before those early-stop, the rest train. Dates whose label horizon would reach
-    into the next role are dropped (purged), so no role learns from another's outcome."""
+    into the next role are dropped (purged), so no role learns from another's outcome.
+
+    calibration=0 calibrates on the validation dates (for short histories). purge="test" purges
+    only before the test dates (the holdout stays honest; early stopping and calibration may see
+    overlapping outcomes), for data too short to leave gaps between every role."""
+    if purge not in ("all", "test"):
+        raise ValueError(f"purge must be 'all' or 'test', got {purge!r}")
     ordered = sorted(pd.Timestamp(d) for d in set(dates))
     needed = validation + calibration + test + min_train
     if len(ordered) < needed:
@@ -52,18 +52,20 @@ def split_dates(
             f"({min_train} train, {validation} validation, {calibration} calibration, {test} test); "
             "widen --from/--to, shorten the step between dates, or lower the split sizes"
         )
-    test_d = ordered[-test:]
-    cal_d = ordered[-test - calibration : -test]
-    val_d = ordered[-test - calibration - validation : -test - calibration]
-    train_d = ordered[: -test - calibration - validation]
     horizon = pd.Timedelta(days=horizon_days)
-
-    def purge(block: list[pd.Timestamp], next_start: pd.Timestamp) -> list[pd.Timestamp]:
-        return [d for d in block if d + horizon <= next_start]
-
-    cal_d = purge(cal_d, test_d[0])
-    val_d = purge(val_d, cal_d[0] if cal_d else test_d[0])
-    train_d = purge(train_d, val_d[0] if val_d else test_d[0])
+    test_d = ordered[-test:]
+    # The dates before the test whose labels would reach into it are dropped in every mode.
+    earlier = [d for d in ordered[:-test] if d + horizon <= test_d[0]]
+    cal_d = earlier[len(earlier) - calibration :] if calibration else []
+    rest = earlier[: len(earlier) - calibration]
+    if purge == "all" and cal_d:
+        rest = [d for d in rest if d + horizon <= cal_d[0]]
+    val_d = rest[len(rest) - validation :]
+    train_d = rest[: len(rest) - validation]
+    if purge == "all":
+        train_d = [d for d in train_d if d + horizon <= val_d[0]] if val_d else train_d
+    if calibration == 0:
+        cal_d = list(val_d)
     if not cal_d or not val_d or len(train_d) < min_train:
         raise ValueError(
             f"after dropping dates whose {horizon_days}-day label reaches into the next split, too few "
