@@ -38,6 +38,19 @@ ONLINE_RETAIL_CONFIG = FeatureConfig(
 )
 
 
+# One year of history and a 90-day horizon leave room for few observation dates: every two
+# weeks, one test date, calibration on the validation dates, gaps only before the test.
+ONLINE_RETAIL_TRAINING = {
+    "every_days": 14,
+    "warmup_days": 60,
+    "validation_dates": 2,
+    "calibration_dates": 0,
+    "test_dates": 1,
+    "min_train_dates": 3,
+    "purge": "test",
+}
+
+
 @dataclass(frozen=True)
 class ImportReport:
     raw_rows: int

@@ -61,6 +61,9 @@ class TrainConfig:
     risk_bands: dict[str, float] = field(default_factory=lambda: {"high": 0.10, "medium": 0.30})
     # risk_bands: share of the calibration slice in each band from the top; the rest is "low".
     model_name: str = "churn-risk"
+    # Labeled-table models take CRM columns, not event features: registered under their own
+    # name so that they never become the champion the weekly job and the service use.
+    labeled_model_name: str = "churn-risk-labeled"
     promotion_metric: str = "roc_auc"
     promotion_min_gain: float = 0.0
     experiment: str = "churn"

@@ -37,7 +37,7 @@ from training.model import (
     calibrate,
     fit_calibrator,
 )
-from training.pipeline import _keep_plots
+from training.pipeline import keep_plots
 from training.plots import calibration_table, gains_table, model_report_plots
 from training.tracking import (
     configure,
@@ -467,7 +467,7 @@ def train_labeled_table(
     tracking_uri: str | None = None,
 ) -> LabeledTableResult:
     """Read and check a labeled customer table, cross-validate, fit the final model, log it to
-    MLflow, register it under config.model_name and apply the champion gate."""
+    MLflow, register it under config.labeled_model_name and apply the champion gate."""
     frame = read_labeled_table(path, id_column)
     log(f"read {len(frame):,} rows x {frame.shape[1]} columns from {path}")
     table = prepare_labeled_table(frame, id_column, label_column, log)
@@ -495,7 +495,7 @@ def train_labeled_table(
 
     candidate = {m: model_cv[f"{m}_mean"] for m in REPORTED}
     client = configure(tracking_uri)
-    champion = current_champion(client, config.model_name)
+    champion = current_champion(client, config.labeled_model_name)
     champion_metrics, champion_tags = None, {}
     if champion is None:
         promoted, reason = decide_promotion(
@@ -503,7 +503,7 @@ def train_labeled_table(
         )
     else:
         champion_metrics, why_not, champion_tags = _champion_cv_metrics(
-            client, config.model_name, champion[0], champion[1], model.feature_names
+            client, config.labeled_model_name, champion[0], champion[1], model.feature_names
         )
         if champion_metrics is None:
             promoted, reason = False, why_not
@@ -557,7 +557,7 @@ def train_labeled_table(
         }
         logged = log_training_run(
             model=model,
-            name=config.model_name,
+            name=config.labeled_model_name,
             experiment=config.experiment,
             params=params,
             tags=tags,
@@ -575,17 +575,17 @@ def train_labeled_table(
             example=input_example(model, table.features),
             client=client,
         )
-        kept_plots = _keep_plots(plots, logged.run_id)
+        kept_plots = keep_plots(plots, logged.run_id)
     _log_cv_metrics(
         client, logged.run_id, cv.fold_metrics, model_cv, logistic_cv, raw_cv, champion_metrics
     )
     if promoted:
-        set_champion(client, config.model_name, logged.version, reason)
+        set_champion(client, config.labeled_model_name, logged.version, reason)
     else:
         client.set_model_version_tag(
-            config.model_name, logged.version, "not_promoted_because", reason
+            config.labeled_model_name, logged.version, "not_promoted_because", reason
         )
-    log(f"run {logged.run_id}: model {config.model_name} version {logged.version}; "
+    log(f"run {logged.run_id}: model {config.labeled_model_name} version {logged.version}; "
         f"{'promoted to champion' if promoted else 'not promoted'}: {reason}")  # fmt: skip
     return LabeledTableResult(
         run_id=logged.run_id,

@@ -195,7 +195,7 @@ def train_from_tables(
             example=input_example(model, test_rows),
             client=client,
         )
-        kept_plots = _keep_plots(plots, logged.run_id)
+        kept_plots = keep_plots(plots, logged.run_id)
     if promoted:
         set_champion(client, config.model_name, logged.version, reason)
     else:
@@ -218,7 +218,7 @@ def train_from_tables(
     )
 
 
-def _keep_plots(plots: list[Path], run_id: str) -> list[Path]:
+def keep_plots(plots: list[Path], run_id: str) -> list[Path]:
     """Copy the run's plots to a stable local folder (for notebooks to show inline)."""
     target = Path(tempfile.gettempdir()) / "churn-plots" / run_id
     target.mkdir(parents=True, exist_ok=True)
