@@ -1,0 +1,756 @@
+"""The pandas feature code on Apache Spark, for customer bases that outgrow one machine.
+
+Nothing here computes a feature. Spark only moves rows: every table of the data contract is read
+from Parquet, each row gets ``bucket = pmod(hash(customer_id), B)``, the four tables are stacked
+into one frame (a ``_table`` tag and one column per source column, ``<table>__<column>``) and
+shuffled so that partition ``b`` holds exactly bucket ``b`` (``repartition(B, customer_id)`` hashes
+the same way). Each partition is then handed to Python whole (``mapInArrow``), turned back into the
+four pandas tables exactly as :func:`features.io.read_table` would read them, validated with
+:func:`features.contract.validate_tables`, and passed to the SAME functions the pandas engine
+uses: :func:`features.dataset.iter_snapshots` (features and labels per observation date) or
+:func:`features.signals.build_features`. Few large groups, not one group per customer: a group
+costs about 2 ms of fixed overhead, and the feature code is vectorised over a bucket's customers.
+
+Why a bucket gives the same numbers as the whole data set: every feature and label depends on one
+customer's own rows only, and all rows of a customer land in the same bucket. The parts that
+depend on the whole data set are done once on the driver, over all of it:
+
+* the configuration (event types with their own counts, segment columns) is resolved with a small
+  Spark aggregation and shipped to the workers resolved, so no bucket decides for itself;
+* the edge of the observed data (``Tables.data_end``, which decides whether a label's horizon is
+  observed) is the global one: buckets see it through :class:`BucketTables`;
+* the output schema comes from :func:`features.signals.feature_names`.
+
+Each row is validated exactly once, in its bucket; a bucket is a complete sub-dataset (customers
+and all their rows), so the contract's reference and duplicate checks hold per bucket too. A
+contract error in a worker is raised on the driver as the same :class:`ContractError`.
+
+Row order: where two rows of a customer share a timestamp, the pandas code keeps file order
+(last payment, previous invoice). Spark does not keep row order through a shuffle, so every row
+carries its position in its source (file rank, ``_metadata.row_index``) and each bucket is sorted
+back into file order before the pandas code sees it.
+
+Output: a folder of Parquet part files, written beside ``out`` under a temporary name and swapped
+in at the end through the Hadoop file system API (an atomic rename on a local disk and on HDFS;
+object stores such as S3 have no atomic rename). A failed job leaves the previous output whole.
+
+Scoring (later): :func:`run_buckets` takes any per-bucket function of a :class:`Tables`; a scorer
+loads the model artifact once per worker and applies it to ``build_features`` of the bucket.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.config import DATA_CONFIG_FILE, FeatureConfig, feature_config_from_file
+from features.contract import REQUIRED_COLUMNS, REQUIRED_TABLES, TABLES, ContractError, Tables
+from features.prepared import as_of_timestamp
+
+if TYPE_CHECKING:  # pyspark is an optional dependency: imported only when a Spark job runs
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+INSTALL_HINT = "install with: uv sync --extra spark"
+BUCKETS_PER_CORE = 2
+TABLE_CODES = {name: i for i, name in enumerate(TABLES)}
+# Timestamp columns that decide something on the driver (data end, event types as of T).
+DRIVER_TIMESTAMPS = {
+    "customers": ("signup_at", "churned_at"),
+    "activity": ("at",),
+    "feedback": ("at",),
+    "revenue": ("at",),
+}
+DICTIONARY_COLUMNS = ("customer_id", "event", "kind")  # read dictionary-encoded, as features.io
+NS_PER_DAY = 86_400 * 10**9
+
+
+def require_pyspark() -> None:
+    """Fail with the install command when the optional Spark dependency is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"the Spark engine needs pyspark, which is not installed; {INSTALL_HINT}"
+        ) from None
+
+
+def get_spark(master: str | None = None, app_name: str = "churn", **conf: Any) -> SparkSession:
+    """A Spark session for the feature jobs.
+
+    Under spark-submit (the JVM started this Python) the session spark-submit configured is
+    returned. Otherwise a local session is started (``master``, default ``local[*]``) whose Python
+    workers run this very interpreter: PYSPARK_PYTHON and PYSPARK_DRIVER_PYTHON are set to
+    sys.executable, or the workers would start whatever ``python3`` is on PATH, without the
+    project's packages. ``conf``: more Spark settings, e.g. ``**{"spark.driver.memory": "8g"}``.
+
+    pyspark 4.x warns (FutureWarning) that it does not fully support pandas 3; the warning is
+    left visible on purpose. This engine does not use pyspark's pandas conversion (workers get
+    Arrow and convert with pyarrow, as the pandas engine does), and the Spark test checks the
+    results against the pandas engine value by value."""
+    require_pyspark()
+    from pyspark.sql import SparkSession
+
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted:
+        master = master or "local[*]"
+    if master is not None and master.startswith("local"):
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+        builder = (
+            builder.config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.sql.shuffle.partitions", "8")
+        )
+    if master is not None:
+        builder = builder.master(master)
+    for key, value in conf.items():
+        builder = builder.config(key, str(value))
+    spark = builder.getOrCreate()
+    configure_session(spark)
+    return spark
+
+
+def configure_session(spark: SparkSession) -> None:
+    """Session settings the engine relies on (set on every call: a session may be shared).
+
+    UTC session time zone: timestamps without zone are wall-clock times, as in pandas.
+    nanosAsLong: pandas writes Parquet timestamps in nanoseconds, which Spark cannot read as
+    timestamps; read as int64 nanoseconds they stay exact, and the contract parses int64 times
+    as nanoseconds since the epoch, exactly as for the pandas engine."""
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+
+
+# -- what the driver learns about the input, once ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableInput:
+    """One contract table as found on the file system."""
+
+    name: str
+    path: str
+    is_folder: bool
+    columns: tuple[str, ...]
+    nanos_columns: tuple[str, ...]  # Parquet TIMESTAMP(NANOS): int64 nanoseconds in Spark
+
+
+@dataclass(frozen=True)
+class BucketJob:
+    """Everything a worker needs, decided on the driver and shipped with the task."""
+
+    tables: dict[str, TableInput]
+    config: FeatureConfig  # resolved: the same event types and segments in every bucket
+    observed_until: pd.Timestamp  # the global data end (Tables.data_end of the whole data)
+    object_columns: tuple[str, ...]  # customers columns pandas reads as object (bool with nulls)
+    out_schema: pa.Schema
+
+
+@dataclass
+class BucketTables(Tables):
+    """The tables of one bucket: a slice of a data set whose observed edge is the whole data's."""
+
+    observed_until: pd.Timestamp | None = field(default=None, compare=False)
+
+    def data_end(self) -> pd.Timestamp:
+        if self.observed_until is None:
+            return super().data_end()
+        return self.observed_until
+
+
+def _hadoop_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark._jvm
+    jpath = jvm.org.apache.hadoop.fs.Path(path)
+    return jpath.getFileSystem(spark._jsc.hadoopConfiguration()), jpath
+
+
+def _exists(spark: SparkSession, path: str) -> bool:
+    fs, jpath = _hadoop_path(spark, path)
+    return bool(fs.exists(jpath))
+
+
+def _join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name
+
+
+def find_tables(spark: SparkSession, data_dir: str) -> dict[str, tuple[str, bool]]:
+    """The contract's tables in a folder (local or cluster URI): NAME.parquet or NAME/ (Parquet).
+
+    CSV tables are refused: their column types would be Spark's guess, not the contract's."""
+    if not _exists(spark, data_dir):
+        raise FileNotFoundError(f"data folder '{data_dir}' does not exist")
+    found: dict[str, tuple[str, bool]] = {}
+    for name in TABLES:
+        for candidate in (_join(data_dir, f"{name}.parquet"), _join(data_dir, name)):
+            fs, jpath = _hadoop_path(spark, candidate)
+            if fs.exists(jpath):
+                found[name] = (candidate, bool(fs.getFileStatus(jpath).isDirectory()))
+                break
+        else:
+            if _exists(spark, _join(data_dir, f"{name}.csv")):
+                raise ValueError(
+                    f"table '{name}' is a CSV file; the Spark engine reads Parquet only "
+                    f"(write it as {name}.parquet, e.g. with pandas' to_parquet)"
+                )
+            if name in REQUIRED_TABLES:
+                raise ContractError(
+                    name, None, f"table is missing: expected {_join(data_dir, name)}.parquet"
+                )
+    return found
+
+
+def _nanos_columns(spark: SparkSession, df: DataFrame) -> tuple[str, ...]:
+    """Top-level columns stored as Parquet TIMESTAMP(NANOS), from the first file's footer."""
+    files = df.inputFiles()
+    if not files:
+        return ()
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    jpath = jvm.org.apache.hadoop.fs.Path(sorted(files)[0])
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(
+        jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(jpath, conf)
+    )
+    try:
+        schema = str(reader.getFooter().getFileMetaData().getSchema().toString())
+    finally:
+        reader.close()
+    pattern = re.compile(r"^\s{2}(?:optional|required)\s+int64\s+(.+?)\s+\(TIMESTAMP\(NANOS")
+    return tuple(m.group(1) for line in schema.splitlines() if (m := pattern.match(line)))
+
+
+def _read(
+    spark: SparkSession, name: str, path: str, is_folder: bool
+) -> tuple[DataFrame, TableInput]:
+    df = spark.read.parquet(path)
+    missing = [c for c in REQUIRED_COLUMNS[name] if c not in df.columns]
+    if missing:
+        raise ContractError(
+            name, missing[0], f"required column is missing (has: {list(df.columns)})"
+        )
+    info = TableInput(name, path, is_folder, tuple(df.columns), _nanos_columns(spark, df))
+    return df, info
+
+
+def _customer_key(df: DataFrame, table: str) -> Column:
+    """customer_id as the contract normalises it (text; whole numbers as their decimal text)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    dtype = df.schema["customer_id"].dataType
+    col = F.col("customer_id")
+    if isinstance(dtype, T.StringType):
+        return col
+    if isinstance(dtype, T.ByteType | T.ShortType | T.IntegerType | T.LongType):
+        return col.cast("string")
+    if isinstance(dtype, T.FloatType | T.DoubleType):
+        bad = df.where(col.isNotNull() & (col != F.floor(col))).limit(1).collect()
+        if bad:
+            raise ContractError(
+                table, "customer_id", "ids must be text or whole numbers", bad[0].asDict()
+            )
+        return col.cast("long").cast("string")
+    raise ContractError(
+        table, "customer_id", f"ids must be text or whole numbers, got {dtype.simpleString()}"
+    )
+
+
+def _as_ns(df: DataFrame, info: TableInput, column: str) -> Column:
+    """A timestamp column as int64 nanoseconds since the epoch, read as the contract reads it."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    dtype = df.schema[column].dataType
+    col = F.col(column)
+    if isinstance(dtype, T.ByteType | T.ShortType | T.IntegerType | T.LongType):
+        return col.cast("long")  # Parquet nanoseconds (or integers, which pandas reads as ns)
+    if isinstance(dtype, T.TimestampType):
+        return F.unix_micros(col) * 1000
+    if isinstance(dtype, T.TimestampNTZType):
+        return F.unix_micros(col.cast("timestamp")) * 1000  # session time zone is UTC
+    if isinstance(dtype, T.DateType):
+        return F.unix_date(col).cast("long") * NS_PER_DAY
+    raise ValueError(
+        f"table '{info.name}', column '{column}': the Spark engine needs Parquet timestamps here, "
+        f"got {dtype.simpleString()} (convert the column with pandas.to_datetime and rewrite it)"
+    )
+
+
+def _customer_stats(
+    customers: DataFrame, info: TableInput, config: FeatureConfig
+) -> tuple[list[int], list[str], dict[str, str], tuple[str, ...]]:
+    """One pass over customers: their latest timestamps, and the segment columns.
+
+    Segments mirror features.signals.segment_columns on the dtypes pyarrow gives the pandas
+    engine: numbers and bools are segments; text, dates, decimals, and bools with missing values
+    (object in pandas) are segments when they have at most max_segment_categories distinct
+    values; timestamps are not. Returns (latest stamps in ns, chosen columns, their output type,
+    columns pandas reads as object)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from features.signals import RESERVED_CUSTOMER_COLUMNS
+
+    numeric = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType)
+    textual = (T.StringType, T.DateType, T.DecimalType, T.BinaryType)
+    kinds: dict[str, str] = {}
+    for f in customers.schema.fields:
+        if f.name in RESERVED_CUSTOMER_COLUMNS or f.name in info.nanos_columns:
+            continue
+        if isinstance(f.dataType, T.BooleanType):
+            kinds[f.name] = "bool"
+        elif isinstance(f.dataType, numeric):
+            kinds[f.name] = "number"
+        elif isinstance(f.dataType, textual):
+            kinds[f.name] = "text"
+    stamps = [c for c in DRIVER_TIMESTAMPS["customers"] if c in customers.columns]
+    aggs = [F.max(_as_ns(customers, info, c)).alias(f"max:{c}") for c in stamps]
+    for name, kind in kinds.items():
+        if kind == "bool":
+            aggs.append(F.sum(F.col(name).isNull().cast("long")).alias(f"nulls:{name}"))
+        if kind in ("bool", "text"):
+            aggs.append(F.countDistinct(F.col(name)).alias(f"distinct:{name}"))
+    stats = customers.agg(*aggs).first().asDict()
+    latest = [int(stats[f"max:{c}"]) for c in stamps if stats[f"max:{c}"] is not None]
+    object_columns = tuple(n for n, k in kinds.items() if k == "bool" and stats[f"nulls:{n}"] > 0)
+    chosen: list[str] = []
+    types: dict[str, str] = {}
+    for name, kind in kinds.items():
+        if kind == "number" or (kind == "bool" and name not in object_columns):
+            chosen.append(name)
+            types[name] = "double"
+        elif stats[f"distinct:{name}"] <= config.max_segment_categories:
+            chosen.append(name)
+            types[name] = "string"
+    return latest, chosen, types, object_columns
+
+
+def _activity_stats(
+    activity: DataFrame, info: TableInput, config: FeatureConfig, until: int
+) -> tuple[list[int], tuple[str, ...]]:
+    """One pass over activity: its latest timestamp, and resolve_config's event types (the
+    most frequent before `until`).
+
+    Ties at the cut-off are broken by name (the pandas engine breaks them by the order of the
+    Parquet dictionary); this only matters with more than max_event_types event types."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    event = F.col("event")
+    if isinstance(activity.schema["event"].dataType, T.BooleanType):
+        event = F.when(event, "True").otherwise("False")  # pandas' str() of a bool
+    at = _as_ns(activity, info, "at")
+    groups = (
+        activity.groupBy(event.cast("string").alias("event"))
+        .agg(F.count(F.when(at < F.lit(until), 1)).alias("n"), F.max(at).alias("latest"))
+        .collect()
+    )
+    latest = [int(r["latest"]) for r in groups if r["latest"] is not None]
+    ranked = sorted((-r["n"], r["event"]) for r in groups if r["event"] is not None and r["n"])
+    return latest, tuple(sorted(name for _, name in ranked[: config.max_event_types]))
+
+
+def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -> list[int]:
+    """The latest `at` of feedback and revenue, in one Spark job."""
+    from pyspark.sql import functions as F
+
+    parts = [
+        frames[n].select(_as_ns(frames[n], infos[n], "at").alias("at"))
+        for n in ("feedback", "revenue")
+        if n in frames
+    ]
+    if not parts:
+        return []
+    stacked = parts[0] if len(parts) == 1 else parts[0].unionAll(parts[1])
+    latest = stacked.agg(F.max("at")).first()[0]
+    return [] if latest is None else [int(latest)]
+
+
+def _output_schema(
+    config: FeatureConfig, segment_types: dict[str, str], with_labels: bool
+) -> pa.Schema:
+    """as_of, customer_id, feature_names(config) (segments last), churned: the pandas columns."""
+    from features.signals import feature_names
+
+    segments = set(config.segment_columns or ())
+    fields = [pa.field("as_of", pa.timestamp("us"))] if with_labels else []
+    fields.append(pa.field("customer_id", pa.string()))
+    for name in feature_names(config):
+        kind = segment_types.get(name, "double") if name in segments else "double"
+        fields.append(pa.field(name, pa.float64() if kind == "double" else pa.string()))
+    if with_labels:
+        fields.append(pa.field("churned", pa.int8()))
+    return pa.schema(fields)
+
+
+def _spark_schema(schema: pa.Schema) -> Any:
+    from pyspark.sql import types as T
+
+    mapping = {
+        pa.timestamp("us"): T.TimestampNTZType(),
+        pa.string(): T.StringType(),
+        pa.float64(): T.DoubleType(),
+        pa.int8(): T.ByteType(),
+    }
+    return T.StructType([T.StructField(f.name, mapping[f.type], True) for f in schema])
+
+
+@dataclass
+class Plan:
+    """The driver's view of one run: inputs, stacked frame, resolved configuration."""
+
+    frames: dict[str, DataFrame]
+    infos: dict[str, TableInput]
+    config: FeatureConfig
+    observed_until: pd.Timestamp
+    segment_types: dict[str, str]
+    object_columns: tuple[str, ...]
+
+
+def plan_run(
+    spark: SparkSession, data_dir: str, config: FeatureConfig | None, until: pd.Timestamp
+) -> Plan:
+    """Read the tables, check what can be checked from their schemas, and resolve the
+    configuration over the whole data set (as resolve_config does with `until`)."""
+    from dataclasses import replace
+
+    configure_session(spark)
+    config = config or FeatureConfig()
+    frames: dict[str, DataFrame] = {}
+    infos: dict[str, TableInput] = {}
+    for name, (path, is_folder) in find_tables(spark, str(data_dir)).items():
+        frames[name], infos[name] = _read(spark, name, path, is_folder)
+    # Three Spark jobs: customers, activity, feedback + revenue.
+    latest, chosen, types, object_columns = _customer_stats(
+        frames["customers"], infos["customers"], config
+    )
+    activity_latest, event_types = _activity_stats(
+        frames["activity"], infos["activity"], config, as_of_timestamp(until).value
+    )
+    latest += activity_latest + _latest_events(frames, infos)
+    if not latest:
+        raise ContractError("customers", "signup_at", "the data has no timestamps at all")
+    observed_until = pd.Timestamp(max(latest), unit="ns")  # Tables.data_end of all the data
+    if config.event_types is None:
+        config = replace(config, event_types=event_types)
+    if config.segment_columns is None:
+        config = replace(config, segment_columns=tuple(chosen))
+    else:
+        for col in config.segment_columns:
+            if col not in frames["customers"].columns:
+                raise ValueError(f"segment column '{col}' is not in the customers table")
+            types.setdefault(col, "string")
+    return Plan(frames, infos, config, observed_until, types, object_columns)
+
+
+def _stacked(spark: SparkSession, plan: Plan, buckets: int) -> DataFrame:
+    """All tables in one frame: _table, customer_id (normalised), bucket, source order, and
+    each table's columns as <table>__<column> (null in the other tables' rows)."""
+    from pyspark.sql import functions as F
+
+    parts = []
+    for name, df in plan.frames.items():
+        info = plan.infos[name]
+        key = _customer_key(df, name)
+        if info.is_folder:
+            files = sorted(r[0] for r in df.select("_metadata.file_path").distinct().collect())
+            ranks = F.create_map(*[F.lit(x) for i, f in enumerate(files) for x in (f, i)])
+            file_rank = ranks[F.col("_metadata.file_path")].cast("int")
+        else:
+            file_rank = F.lit(0)
+        parts.append(
+            df.select(
+                F.lit(TABLE_CODES[name]).cast("byte").alias("_table"),
+                key.alias("customer_id"),
+                file_rank.alias("_file"),
+                F.col("_metadata.row_index").alias("_row"),
+                *[F.col(c).alias(f"{name}__{c}") for c in df.columns if c != "customer_id"],
+            )
+        )
+    stacked = parts[0]
+    for part in parts[1:]:
+        stacked = stacked.unionByName(part, allowMissingColumns=True)
+    stacked = stacked.withColumn("bucket", F.pmod(F.hash("customer_id"), F.lit(buckets)))
+    # Hash partitioning on customer_id into `buckets` partitions puts row r into partition
+    # pmod(hash(customer_id), buckets) = its bucket: one bucket per task, no two buckets sharing.
+    return stacked.repartition(buckets, "customer_id")
+
+
+# -- in the workers ---------------------------------------------------------------------------
+
+
+def bucket_tables(part: pa.Table, job: BucketJob) -> BucketTables:
+    """One bucket's rows as the contract's tables, read as features.io.read_table reads them,
+    validated, and bounded by the whole data's observed edge."""
+    from features.contract import validate_tables
+
+    code = part.column("_table")
+    frames: dict[str, pd.DataFrame] = {}
+    for name, info in job.tables.items():
+        own = ["customer_id", "_file", "_row"]
+        own += [f"{name}__{c}" for c in info.columns if c != "customer_id"]
+        rows = part.select(own).filter(pc.equal(code, TABLE_CODES[name]))
+        order = pc.sort_indices(
+            rows.select(["_file", "_row"]), [("_file", "ascending"), ("_row", "ascending")]
+        )
+        rows = rows.take(order)
+        columns = {"customer_id": rows.column("customer_id")}
+        for col in info.columns:
+            if col != "customer_id":
+                columns[col] = rows.column(f"{name}__{col}")
+        for col in info.nanos_columns:  # int64 nanoseconds back to what pyarrow reads
+            columns[col] = pc.cast(columns[col], pa.timestamp("ns"))
+        table = pa.table({c: columns[c] for c in info.columns})
+        if name != "customers":
+            for col in DICTIONARY_COLUMNS:
+                if col in table.column_names and pa.types.is_string(table.schema.field(col).type):
+                    i = table.column_names.index(col)
+                    table = table.set_column(i, col, pc.dictionary_encode(table.column(col)))
+        df = table.to_pandas()
+        if name == "customers":
+            for col in job.object_columns:
+                df[col] = df[col].astype(object).where(df[col].notna(), None)
+        frames[name] = df
+    tables = validate_tables(**frames)
+    return BucketTables(
+        customers=tables.customers,
+        activity=tables.activity,
+        feedback=tables.feedback,
+        revenue=tables.revenue,
+        observed_until=job.observed_until,
+    )
+
+
+BucketFunction = Callable[[BucketTables, BucketJob], pd.DataFrame]
+
+
+def _partition_runner(
+    job: BucketJob, func: BucketFunction
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        started = time.perf_counter()
+        batches = list(batches)
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches)
+        del batches
+        if table.num_rows == 0:
+            return
+        received = time.perf_counter()
+        buckets = pc.unique(table.column("bucket")).to_pylist()
+        for b in sorted(buckets):  # one, unless Spark's hash partitioning ever changes
+            part = table if len(buckets) == 1 else table.filter(pc.equal(table["bucket"], b))
+            began = time.perf_counter()
+            tables = bucket_tables(part, job)
+            loaded = time.perf_counter()
+            frame = func(tables, job)
+            done = time.perf_counter()
+            # One line per bucket in the executor's stderr log: where a bucket's time goes.
+            print(
+                f"churn bucket {b}: {len(tables.customers):,} customers, {part.num_rows:,} rows "
+                f"({part.nbytes / 2**20:,.0f} MB as Arrow); received {received - started:.1f}s, "
+                f"tables {loaded - began:.1f}s, features {done - loaded:.1f}s, "
+                f"{len(frame):,} rows out",
+                file=sys.stderr,
+                flush=True,
+            )
+            if len(frame):
+                out = pa.Table.from_pandas(frame, schema=job.out_schema, preserve_index=False)
+                yield from out.to_batches(max_chunksize=100_000)
+
+    return run
+
+
+def _training_rows(dates: tuple[pd.Timestamp, ...]) -> BucketFunction:
+    def build(tables: BucketTables, job: BucketJob) -> pd.DataFrame:
+        from features.dataset import iter_snapshots
+
+        frames = list(iter_snapshots(tables, dates, job.config))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    return build
+
+
+def _feature_rows(as_of: pd.Timestamp) -> BucketFunction:
+    def build(tables: BucketTables, job: BucketJob) -> pd.DataFrame:
+        from features.signals import build_features
+
+        return build_features(tables, as_of, job.config)
+
+    return build
+
+
+# -- running and writing ----------------------------------------------------------------------
+
+
+_WORKER_ERROR = re.compile(r"^(?:[\w.]+\.)?(ContractError|ValueError): (.+)$", flags=re.MULTILINE)
+_CONTRACT_TEXT = re.compile(
+    r"^table '(?P<table>[^']+)'(?:, column '(?P<column>[^']+)')?: (?P<problem>.+?)"
+    r"(?:; example row: (?P<example>.*))?$"
+)
+
+
+def _reraise_worker_error(err: Exception) -> None:
+    """A contract or input error raised in a Python worker, raised again on the driver as itself
+    (the CLI prints it as one line) instead of a page of JVM stack trace."""
+    found = _WORKER_ERROR.findall(str(err))
+    if not found:
+        return
+    kind, text = found[-1]
+    m = _CONTRACT_TEXT.match(text) if kind == "ContractError" else None
+    if m:
+        raise ContractError(m["table"], m["column"], m["problem"], m["example"]) from err
+    raise ValueError(text) from err
+
+
+def run_buckets(
+    spark: SparkSession,
+    plan: Plan,
+    func: BucketFunction,
+    out_schema: pa.Schema,
+    buckets: int | None = None,
+) -> DataFrame:
+    """The lazy Spark frame of func applied to every bucket (nothing runs until it is written)."""
+    buckets = buckets or BUCKETS_PER_CORE * spark.sparkContext.defaultParallelism
+    if buckets < 1:
+        raise ValueError(f"the number of buckets must be positive, got {buckets}")
+    job = BucketJob(
+        tables=plan.infos,
+        config=plan.config,
+        observed_until=plan.observed_until,
+        object_columns=plan.object_columns,
+        out_schema=out_schema,
+    )
+    stacked = _stacked(spark, plan, buckets)
+    return stacked.mapInArrow(_partition_runner(job, func), _spark_schema(out_schema))
+
+
+def write_atomically(spark: SparkSession, frame: DataFrame, out: str) -> int:
+    """Write frame as a Parquet folder at out, replacing what was there only when the whole
+    job succeeded; returns the rows written."""
+    out = str(out).rstrip("/")
+    name = out.rsplit("/", 1)[-1]
+    parent = out[: -len(name)]  # with its trailing slash; empty for a relative name
+    tag = uuid.uuid4().hex[:12]
+    tmp = f"{parent}.{name}.tmp-{tag}"
+    old = f"{parent}.{name}.old-{tag}"
+    fs, jout = _hadoop_path(spark, out)
+    _, jtmp = _hadoop_path(spark, tmp)
+    _, jold = _hadoop_path(spark, old)
+    if jout.getParent() is not None:
+        fs.mkdirs(jout.getParent())
+    try:
+        try:
+            frame.write.mode("errorifexists").parquet(tmp)
+        except Exception as err:
+            _reraise_worker_error(err)
+            raise
+        if fs.exists(jout):
+            if not fs.rename(jout, jold):
+                raise OSError(f"could not move the previous output {out} aside")
+            if not fs.rename(jtmp, jout):
+                fs.rename(jold, jout)
+                raise OSError(f"could not move the new output into {out}")
+            fs.delete(jold, True)
+        elif not fs.rename(jtmp, jout):
+            raise OSError(f"could not move the new output into {out}")
+    finally:
+        if fs.exists(jtmp):
+            fs.delete(jtmp, True)
+    return int(spark.read.parquet(out).count())  # from the Parquet footers
+
+
+def spark_training_set(
+    spark: SparkSession,
+    data_dir: str,
+    dates: Sequence[object],
+    config: FeatureConfig | None,
+    out: str,
+    buckets: int | None = None,
+) -> tuple[int, FeatureConfig]:
+    """features.dataset.write_training_set on Spark: one row per (customer, observation date),
+    features as of the date and the label, as a Parquet folder at out. Returns rows and the
+    resolved configuration."""
+    from features.labels import check_horizon_observed
+
+    if not dates:
+        raise ValueError("no observation dates given")
+    stamps = tuple(as_of_timestamp(d) for d in dates)
+    plan = plan_run(spark, data_dir, config, until=max(stamps))
+    edge = BucketTables(
+        customers=pd.DataFrame(), activity=pd.DataFrame(), observed_until=plan.observed_until
+    )
+    for d in stamps:
+        check_horizon_observed(edge, d, plan.config.churn)
+    schema = _output_schema(plan.config, plan.segment_types, with_labels=True)
+    frame = run_buckets(spark, plan, _training_rows(stamps), schema, buckets)
+    return write_atomically(spark, frame, out), plan.config
+
+
+def spark_features(
+    spark: SparkSession,
+    data_dir: str,
+    as_of: object,
+    config: FeatureConfig | None,
+    out: str,
+    buckets: int | None = None,
+) -> tuple[int, FeatureConfig]:
+    """features.signals.build_features on Spark: one row per customer eligible at T, as a
+    Parquet folder at out. Returns rows and the resolved configuration."""
+    t = as_of_timestamp(as_of)
+    plan = plan_run(spark, data_dir, config, until=t)
+    schema = _output_schema(plan.config, plan.segment_types, with_labels=False)
+    frame = run_buckets(spark, plan, _feature_rows(t), schema, buckets)
+    return write_atomically(spark, frame, out), plan.config
+
+
+def spark_config_for_data(
+    spark: SparkSession, data_dir: str, config_path: str | os.PathLike | None = None
+) -> FeatureConfig:
+    """features.config.config_for_data for a folder Spark reads (local or a cluster URI)."""
+    if config_path is not None:
+        return feature_config_from_file(config_path)
+    path = _join(str(data_dir), DATA_CONFIG_FILE)
+    if not _exists(spark, path):
+        return FeatureConfig()
+    text = "\n".join(r.value for r in spark.read.text(path).collect())
+    return FeatureConfig.from_dict(tomllib.loads(text).get("features", {}))
+
+
+def read_output(path: str | os.PathLike, sort_by: Sequence[str] = ("as_of", "customer_id")):
+    """A Spark output folder as one pandas frame, in a stable order (for tests and checks)."""
+    frame = pd.read_parquet(path)
+    keys = [k for k in sort_by if k in frame.columns]
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True) if keys else frame
+
+
+__all__ = [
+    "BucketJob",
+    "BucketTables",
+    "configure_session",
+    "get_spark",
+    "plan_run",
+    "read_output",
+    "require_pyspark",
+    "run_buckets",
+    "spark_config_for_data",
+    "spark_features",
+    "spark_training_set",
+    "write_atomically",
+]
+
+if __name__ == "__main__":  # spark-submit needs a .py file: spark-submit features/spark_engine.py
+    from churn.cli import app
+
+    app()

@@ -1,0 +1,167 @@
+"""The Spark engine gives exactly the pandas engine's rows: same customers and dates, values
+within 1e-9. Runs Spark in local mode (local[2]); skipped when pyspark is not installed
+(it is the optional extra: uv sync --extra spark)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+pytest.importorskip("pyspark")
+if shutil.which("java") is None:
+    pytest.skip("pyspark is installed but there is no Java runtime", allow_module_level=True)
+
+from features.config import config_for_data
+from features.dataset import build_training_set, observation_dates
+from features.demo_data import DemoConfig, write_demo
+from features.io import load_tables
+from features.signals import build_features
+from features.spark_engine import (
+    get_spark,
+    read_output,
+    spark_features,
+    spark_training_set,
+)
+
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = get_spark("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("spark") / "demo"
+    write_demo(out, DemoConfig(n_customers=300, seed=3))
+    return out
+
+
+def assert_same_rows(got: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -> None:
+    expected = expected.sort_values(keys, kind="stable").reset_index(drop=True)
+    got = got.sort_values(keys, kind="stable").reset_index(drop=True)
+    assert list(got.columns) == list(expected.columns)
+    assert len(got) == len(expected) > 0
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=0, atol=TOLERANCE)
+
+
+def test_training_set_equals_the_pandas_engine(spark, demo, tmp_path):
+    config = config_for_data(demo)
+    dates = observation_dates("2023-03-01", "2024-11-01", 60)
+    out = tmp_path / "train.parquet"
+    rows, resolved = spark_training_set(spark, str(demo), dates, config, str(out), buckets=3)
+    expected, expected_config = build_training_set(load_tables(demo), dates, config)
+    assert resolved == expected_config
+    assert rows == len(expected)
+    assert_same_rows(read_output(out), expected, ["as_of", "customer_id"])
+    # One bucket per task: 3 part files, each customer in one of them only.
+    parts = sorted(out.glob("part-*.parquet"))
+    ids = [set(pd.read_parquet(p, columns=["customer_id"])["customer_id"]) for p in parts]
+    assert len(parts) == 3 and sum(len(s) for s in ids) == len(set().union(*ids))
+
+
+def awkward_copy(demo: Path, out: Path) -> Path:
+    """The demo data written the ways real data comes: tables split over several files in
+    shuffled order, integer customer ids in some tables, microsecond timestamps, segments with
+    missing values (a bool with nulls is object in pandas), and rows of one customer that share
+    a timestamp (which the pandas engine resolves by file order)."""
+    rng = np.random.default_rng(0)
+    out.mkdir()
+    customers = pd.read_parquet(demo / "customers.parquet")
+    numeric_id = customers["customer_id"].str[1:].astype("int64")
+    customers["customer_id"] = numeric_id
+    n = len(customers)
+    customers["is_partner"] = pd.array(rng.random(n) < 0.3, dtype=object)
+    customers.loc[rng.random(n) < 0.1, "is_partner"] = None
+    customers["seats"] = pd.array(rng.integers(1, 50, n), dtype="Int64")
+    customers.loc[rng.random(n) < 0.1, "seats"] = pd.NA
+    customers["region"] = customers["country"].where(rng.random(n) < 0.9)
+    customers = customers.sample(frac=1, random_state=1)
+    (out / "customers").mkdir()
+    customers.iloc[: n // 2].to_parquet(out / "customers" / "part-b.parquet", index=False)
+    customers.iloc[n // 2 :].to_parquet(out / "customers" / "part-a.parquet", index=False)
+
+    activity = pd.read_parquet(demo / "activity.parquet").sample(frac=1, random_state=2)
+    activity["customer_id"] = activity["customer_id"].astype(str).str[1:].str.lstrip("0")
+    (out / "activity").mkdir()
+    for i, chunk in enumerate(np.array_split(np.arange(len(activity)), 3)):
+        activity.iloc[chunk].to_parquet(out / "activity" / f"{i}.parquet", index=False)
+
+    revenue = pd.read_parquet(demo / "revenue.parquet")
+    revenue["customer_id"] = revenue["customer_id"].astype(str).str[1:].astype("int64")
+    invoices = revenue[revenue["kind"].astype(str) == "invoice"].sample(80, random_state=3)
+    revenue = pd.concat([revenue, invoices.assign(amount=invoices["amount"] * 1.5)])
+    revenue.to_parquet(out / "revenue.parquet", index=False)
+
+    feedback = pd.read_parquet(demo / "feedback.parquet")
+    feedback["customer_id"] = feedback["customer_id"].astype(str).str[1:].str.lstrip("0")
+    nps = feedback[feedback["kind"].astype(str) == "nps"].sample(40, random_state=4)
+    feedback = pd.concat([feedback, nps.assign(score=10 - nps["score"])])
+    pq.write_table(
+        pa.Table.from_pandas(feedback, preserve_index=False),
+        out / "feedback.parquet",
+        coerce_timestamps="us",
+    )
+    shutil.copy(demo / "config.toml", out / "config.toml")
+    return out
+
+
+def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path):
+    data = awkward_copy(demo, tmp_path / "awkward")
+    config = config_for_data(data)
+    out = tmp_path / "features.parquet"
+    rows, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
+    expected = build_features(load_tables(data), "2024-06-01", config)
+    assert {"is_partner", "seats", "region"} <= set(resolved.segment_columns)
+    assert rows == len(expected)
+    assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
+
+
+def test_cli_spark_engine_and_a_contract_error_that_keeps_the_previous_output(
+    spark, demo, tmp_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "features.parquet"
+    args = ["features", "--as-of", "2024-06-01", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--data", str(demo), "--engine", "spark", "--buckets", "2"])
+    assert result.exit_code == 0, result.output
+    assert "(spark)" in result.output
+    expected = build_features(load_tables(demo), "2024-06-01", config_for_data(demo))
+    before = read_output(out, ["customer_id"])
+    assert_same_rows(before, expected, ["customer_id"])
+
+    # A row for an unknown customer fails in its bucket's worker: the driver raises the same
+    # ContractError as the pandas engine (one line, exit 2) and the previous output stays whole.
+    broken = tmp_path / "broken"
+    shutil.copytree(demo, broken)
+    activity = pd.read_parquet(broken / "activity.parquet")
+    stray = activity.iloc[:1].assign(customer_id="NOBODY")
+    pd.concat([activity, stray]).to_parquet(broken / "activity.parquet", index=False)
+    result = runner.invoke(app, [*args, "--data", str(broken), "--engine", "spark"])
+    assert result.exit_code == 2
+    assert "error: table 'activity', column 'customer_id': 1 rows refer to customers" in (
+        result.output
+    )
+    pd.testing.assert_frame_equal(read_output(out, ["customer_id"]), before)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    result = runner.invoke(app, [*args, "--data", str(demo), "--engine", "dask"])
+    assert result.exit_code == 2 and "--engine must be 'pandas' or 'spark'" in result.output
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # as if the extra were not installed
+    result = runner.invoke(app, [*args, "--data", str(demo), "--engine", "spark"])
+    assert result.exit_code == 2
+    assert "install with: uv sync --extra spark" in result.output
