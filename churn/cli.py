@@ -132,12 +132,14 @@ def import_online_retail_command(
     from features.io import write_tables
     from features.online_retail import (
         ONLINE_RETAIL_CONFIG,
+        ONLINE_RETAIL_TRAINING,
         import_online_retail,
         read_online_retail,
     )
 
     tables, report = import_online_retail(read_online_retail(src))
-    write_tables(tables, out, extra_files={DATA_CONFIG_FILE: config_to_toml(ONLINE_RETAIL_CONFIG)})
+    config_text = config_to_toml(ONLINE_RETAIL_CONFIG, ONLINE_RETAIL_TRAINING)
+    write_tables(tables, out, extra_files={DATA_CONFIG_FILE: config_text})
     typer.echo(f"Online Retail imported to {out}")
     for line in report.lines():
         typer.echo(f"  {line}")
@@ -490,6 +492,72 @@ def demo(
         "  curl -s -X POST localhost:3000/score -H 'Authorization: Bearer secret' "
         f"-H 'Content-Type: application/json' -d '{{\"customer_ids\": [\"{top.iloc[0].customer_id}\"]}}'"
     )
+
+
+@app.command("serve")
+@user_errors
+def serve_command(
+    scores: Annotated[
+        Path,
+        typer.Option(
+            "--scores",
+            envvar="CHURN_SCORES_DIR",
+            help="Folder of scored partitions (the --out of `churn score`).",
+        ),
+    ] = Path("scores"),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", envvar="CHURN_DATA_DIR", help="The contract's tables, for /segments."
+        ),
+    ] = None,
+    port: Annotated[
+        int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")
+    ] = 3000,
+    name: Annotated[
+        str, typer.Option("--name", help="Registered model name; its champion is served.")
+    ] = "churn-risk",
+    open_: Annotated[
+        bool, typer.Option("--open", help="Run without a bearer token (local demos only).")
+    ] = False,
+) -> None:
+    """Start the BentoML service on 127.0.0.1: imports the champion from MLflow into the BentoML
+    store if needed, then runs `bentoml serve`. Clients send `Authorization: Bearer $CHURN_API_TOKEN`."""
+    import os
+    import signal
+    import subprocess
+
+    from serving.auth import ALLOW_OPEN_ENV, AuthConfigError, GuardSettings
+    from serving.model_store import MODEL_TAG_ENV, ensure_champion
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # LightGBM: one thread a request, the server scales
+    if open_:
+        env[ALLOW_OPEN_ENV] = "1"
+    else:
+        try:
+            GuardSettings.from_env()
+        except AuthConfigError as err:
+            raise ValueError(f"{err} (`churn serve --open` does the latter)") from None
+    if not scores.is_dir():
+        raise ValueError(
+            f"no folder of scored partitions at {scores}: run `churn score --out {scores}` first"
+        )
+    stored = ensure_champion(name, log=lambda m: typer.echo(m, err=True))
+    env.update({MODEL_TAG_ENV: str(stored.tag), "CHURN_SCORES_DIR": str(scores.resolve())})
+    if data is not None:
+        env["CHURN_DATA_DIR"] = str(data.resolve())
+    root = Path(__file__).resolve().parents[1]
+    service = "serving.service:ChurnService"
+    command = [sys.executable, "-m", "bentoml", "serve", service, "--host", "127.0.0.1"]
+    typer.echo(f"serving {stored.tag} on http://127.0.0.1:{port} (partitions: {scores})", err=True)
+    server = subprocess.Popen([*command, "--port", str(port)], cwd=root, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: server.terminate())  # stop the server with us
+    try:
+        code = server.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the server too: let it shut down
+        code = server.wait()
+    raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover - console entry point

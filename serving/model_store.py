@@ -1,0 +1,138 @@
+"""The champion in BentoML's model store.
+
+``import_champion`` copies the registered champion from MLflow into the local BentoML model
+store, labelled with its MLflow version and run id (once: a second call finds it by those
+labels). ``load_served_model`` reads it back from the store (or from a Bento, which carries the
+store's copy) with no MLflow server or database involved: MLflow is used only as a file format.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import bentoml
+
+from training.model import ChurnModel
+
+BENTO_MODEL_NAME = "churn-risk"
+MODEL_TAG_ENV = "CHURN_BENTO_MODEL"
+LABEL_VERSION = "mlflow_version"
+LABEL_RUN_ID = "mlflow_run_id"
+LABEL_NAME = "mlflow_name"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model the service scores with, and where it came from."""
+
+    model: ChurnModel
+    bento_tag: str
+    name: str
+    version: str
+    run_id: str
+
+
+def model_tag() -> str:
+    """The BentoML tag the service declares: CHURN_BENTO_MODEL, else the newest import."""
+    return os.environ.get(MODEL_TAG_ENV) or f"{BENTO_MODEL_NAME}:latest"
+
+
+def find_imported(
+    version: str, run_id: str, bento_name: str = BENTO_MODEL_NAME
+) -> bentoml.Model | None:
+    """The store's copy of an MLflow model version (matched on version and run id), or None."""
+    from bentoml.exceptions import NotFound
+
+    try:
+        candidates = bentoml.models.list(bento_name)
+    except NotFound:
+        return None
+    for stored in candidates:
+        labels = stored.info.labels
+        if labels.get(LABEL_VERSION) == str(version) and labels.get(LABEL_RUN_ID) == run_id:
+            return stored
+    return None
+
+
+def import_champion(
+    name: str = "churn-risk", uri: str | None = None, bento_name: str = BENTO_MODEL_NAME
+) -> tuple[bentoml.Model, bool]:
+    """Copy the champion of registered model `name` into the BentoML store, unless it is there
+    already. Returns the stored model and whether it was imported now. Needs MLflow."""
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import CHAMPION, configure, tracking_uri
+
+    client = configure(uri)
+    try:
+        version = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        raise ValueError(
+            f"model '{name}' has no champion in {uri or tracking_uri()}; "
+            "train one with `churn train` or promote a version with `churn promote`"
+        ) from None
+    existing = find_imported(str(version.version), version.run_id, bento_name)
+    if existing is not None:
+        return existing, False
+    import bentoml.mlflow
+
+    stored = bentoml.mlflow.import_model(
+        bento_name,
+        f"models:/{name}/{version.version}",
+        labels={
+            LABEL_NAME: name,
+            LABEL_VERSION: str(version.version),
+            LABEL_RUN_ID: version.run_id,
+        },
+        metadata={
+            "trained_until": str(version.tags.get("trained_until", "")),
+            "promotion_reason": str(version.tags.get("promotion_reason", "")),
+        },
+    )
+    return bentoml.models.get(stored.tag), True  # the saved entry, not the build folder
+
+
+def load_served_model(stored: bentoml.Model | str) -> ServedModel:
+    """The ChurnModel in a BentoML store entry (a Model or a tag), with its MLflow identity."""
+    import bentoml.mlflow
+
+    if isinstance(stored, str):
+        stored = bentoml.models.get(stored)
+    pyfunc = bentoml.mlflow.load_model(stored)
+    model = pyfunc.unwrap_python_model().model
+    if not isinstance(model, ChurnModel):
+        raise TypeError(f"BentoML model {stored.tag} does not hold a ChurnModel")
+    labels = stored.info.labels
+    return ServedModel(
+        model=model,
+        bento_tag=str(stored.tag),
+        name=labels.get(LABEL_NAME, stored.tag.name),
+        version=labels.get(LABEL_VERSION, ""),
+        run_id=labels.get(LABEL_RUN_ID, ""),
+    )
+
+
+def ensure_champion(name: str = "churn-risk", log=print) -> bentoml.Model:
+    """The champion in the BentoML store, imported now if needed. When MLflow cannot be reached,
+    the newest model already in the store is used, with a warning; with none there, it fails."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        stored, imported = import_champion(name)
+    except (MlflowException, OSError) as err:
+        try:
+            stored = bentoml.models.get(f"{BENTO_MODEL_NAME}:latest")
+        except bentoml.exceptions.NotFound:
+            raise ValueError(
+                f"cannot read the champion of '{name}' from MLflow ({err}) and the BentoML "
+                "store has no model yet"
+            ) from None
+        log(
+            f"warning: MLflow unreachable ({type(err).__name__}); serving {stored.tag} from the BentoML store"
+        )
+        return stored
+    labels = stored.info.labels
+    verb = "imported" if imported else "already in the BentoML store:"
+    log(f"champion {name} v{labels.get(LABEL_VERSION)} {verb} {stored.tag}")
+    return stored

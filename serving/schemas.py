@@ -1,0 +1,385 @@
+"""What the churn service accepts and answers: pydantic request and response models, the limits
+on request sizes, and the domain errors (4xx that name the field).
+
+Requests forbid unknown fields, reject NaN and infinity, and bound every list and string, so a
+client's mistake is a 400 naming the field and never reaches the model. Limits come from the
+environment (read once, when this module is imported; see ``Limits``) so that the OpenAPI
+schema states them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from bentoml.exceptions import InvalidArgument
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits. Environment: CHURN_MAX_CUSTOMER_IDS, CHURN_MAX_RECORDS,
+    CHURN_MAX_SEGMENT_DIMENSIONS (body size: CHURN_MAX_BODY_BYTES, see serving.auth)."""
+
+    max_customer_ids: int = 1000
+    max_records: int = 100
+    max_segment_dimensions: int = 5
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        def read(name: str, default: int) -> int:
+            raw = os.environ.get(name)
+            if raw is None or raw == "":
+                return default
+            value = int(raw)
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+            return value
+
+        return cls(
+            max_customer_ids=read("CHURN_MAX_CUSTOMER_IDS", cls.max_customer_ids),
+            max_records=read("CHURN_MAX_RECORDS", cls.max_records),
+            max_segment_dimensions=read("CHURN_MAX_SEGMENT_DIMENSIONS", cls.max_segment_dimensions),
+        )
+
+
+LIMITS = Limits.from_env()
+MAX_TOP_DRIVERS = 10
+MIN_DATE, MAX_DATE = date(1970, 1, 1), date(2200, 12, 31)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class InvalidField(InvalidArgument):
+    """A request that is well-formed but cannot be answered as asked (unknown feature, unknown
+    segment, bad period): a 400 whose message starts with the field's path."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+# --------------------------------------------------------------------------- shared types
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+CustomerId = Annotated[
+    StrictStr,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="A customer id as in the contract's customers table.",
+        examples=["C000001"],
+    ),
+]
+FeatureName = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+FeatureValue = (
+    Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    | Annotated[StrictStr, Field(max_length=256)]
+    | None
+)
+SegmentName = Annotated[
+    StrictStr,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="A customer attribute (plan, country, ...), signup_cohort or risk_band.",
+        examples=["plan"],
+    ),
+]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Driver(_Response):
+    """A feature pushing this customer's risk up: its value and its contribution to the log-odds
+    (LightGBM's exact per-row contributions)."""
+
+    feature: str = Field(description="Feature name.", examples=["days_since_last_event"])
+    value: str | None = Field(
+        description="The feature's value as text (null: missing).", examples=["41.5"]
+    )
+    contribution: float = Field(
+        description="Contribution to the log-odds of churn (positive raises the risk).",
+        examples=[0.42],
+    )
+
+
+class MovedDriver(_Response):
+    """A feature whose contribution changed most since the previous score."""
+
+    feature: str = Field(description="Feature name.", examples=["tickets_open"])
+    change: float = Field(
+        description="Change in its contribution to the log-odds since the previous score.",
+        examples=[0.31],
+    )
+
+
+class Change(_Response):
+    """What changed since the customer's previous score (the previous weekly partition)."""
+
+    previous_as_of: date | None = Field(
+        description="Run date of the previous partition.", examples=["2024-12-08"]
+    )
+    previous_probability: float | None = Field(
+        description="Churn probability in the previous partition.", examples=[0.12]
+    )
+    probability_delta: float | None = Field(
+        description="churn_probability - previous_probability.", examples=[0.07]
+    )
+    drivers_moved: list[MovedDriver] = Field(
+        description="Features whose contribution moved most, largest change first."
+    )
+
+
+# --------------------------------------------------------------------------- /score
+
+
+class ScoreRequest(_Request):
+    """Customers to look up in the latest scored partition."""
+
+    customer_ids: list[CustomerId] = Field(
+        min_length=1,
+        max_length=LIMITS.max_customer_ids,
+        description=f"Customer ids, 1 to {LIMITS.max_customer_ids}; each is answered on its own.",
+        examples=[["C000001", "C000042"]],
+    )
+
+
+class CustomerScore(_Response):
+    """One customer's risk as of the partition's date, or why there is none."""
+
+    customer_id: str = Field(description="The id asked for.", examples=["C000001"])
+    status: Literal["scored", "unknown"] = Field(
+        description="'unknown': the id is not in the partition (not a customer, or not "
+        "eligible on the run date: signed up later or already churned).",
+        examples=["scored"],
+    )
+    churn_probability: Probability | None = Field(
+        default=None,
+        description="Calibrated probability of churn within the model's horizon.",
+        examples=[0.19],
+    )
+    risk_band: str | None = Field(
+        default=None, description="Risk band: high, medium or low.", examples=["high"]
+    )
+    drivers: list[Driver] = Field(
+        default_factory=list, description="Top features raising the risk, largest first."
+    )
+    change: Change | None = Field(
+        default=None,
+        description="Change since the previous score; null without one (first run, or a "
+        "customer new since then).",
+    )
+    model_version: str | None = Field(
+        default=None, description="Registered model version that scored it.", examples=["3"]
+    )
+    as_of: date = Field(description="Run date of the partition.", examples=["2024-12-15"])
+    error: str | None = Field(
+        default=None, description="Why an unknown id has no score.", examples=[None]
+    )
+
+
+class ScoreResponse(_Response):
+    as_of: date = Field(description="Run date of the partition answered from.")
+    model_version: str = Field(description="Model version of the partition.", examples=["3"])
+    results: list[CustomerScore] = Field(description="One entry per id asked for, in order.")
+    unknown_ids: list[str] = Field(description="The ids that have no score.", examples=[[]])
+
+
+# --------------------------------------------------------------------------- /score_records
+
+
+class FeatureRecord(_Request):
+    """Feature values to score on the spot: all the model's features, or a customer of the
+    latest partition to start from (base_customer_id) and the values to change (what-if)."""
+
+    customer_id: CustomerId | None = Field(
+        default=None, description="An id to echo back with the score (optional)."
+    )
+    base_customer_id: CustomerId | None = Field(
+        default=None,
+        description="Start from this customer's features in the latest partition; `features` "
+        "then overrides some of them.",
+    )
+    features: dict[FeatureName, FeatureValue] = Field(
+        max_length=1000,
+        description="Feature name -> value: numbers for numeric features, text (one of the "
+        "trained levels) for categorical ones, null for missing.",
+        examples=[{"tickets_open": 3, "plan": "basic"}],
+    )
+
+
+class ScoreRecordsRequest(_Request):
+    records: list[FeatureRecord] = Field(
+        min_length=1,
+        max_length=LIMITS.max_records,
+        description=f"1 to {LIMITS.max_records} feature records.",
+        examples=[[{"base_customer_id": "C000001", "features": {"tickets_open": 3}}]],
+    )
+    top_drivers: int = Field(
+        default=3, ge=0, le=MAX_TOP_DRIVERS, description="Drivers per record.", examples=[3]
+    )
+
+
+class RecordScore(_Response):
+    customer_id: str | None = Field(description="The record's customer_id or base_customer_id.")
+    churn_probability: Probability = Field(description="Calibrated churn probability.")
+    risk_band: str = Field(description="Risk band: high, medium or low.", examples=["medium"])
+    drivers: list[Driver] = Field(description="Top features raising the risk.")
+
+
+class ScoreRecordsResponse(_Response):
+    model_version: str = Field(description="Version of the model that scored the records.")
+    results: list[RecordScore] = Field(description="One score per record, in order.")
+
+
+# --------------------------------------------------------------------------- /segments
+
+
+class SegmentsRequest(_Request):
+    """Segments and period for the retention metrics and the risk view."""
+
+    by: list[SegmentName] = Field(
+        min_length=1,
+        max_length=LIMITS.max_segment_dimensions,
+        description="Segment dimensions (risk_band is always added).",
+        examples=[["plan"]],
+    )
+    period_start: date | None = Field(
+        default=None,
+        ge=MIN_DATE,
+        le=MAX_DATE,
+        description="Start of the period (exclusive); default: 30 days before period_end.",
+        examples=["2024-11-15"],
+    )
+    period_end: date | None = Field(
+        default=None,
+        ge=MIN_DATE,
+        le=MAX_DATE,
+        description="End of the period (inclusive); default: the partition's run date.",
+        examples=["2024-12-15"],
+    )
+
+
+SEGMENT_KEY_METRICS = (
+    "customers_start", "new", "lost", "customers_end", "crr", "churn_rate", "nrr",
+    "gross_revenue_churn", "nps", "clv", "customers_scored", "mean_risk", "expected_churners",
+    "revenue_at_risk", "share_high", "share_medium", "share_low",
+)  # fmt: skip
+
+
+class SegmentRow(_Response):
+    """Retention metrics over the period and the risk view of the partition, for one segment."""
+
+    dimension: str = Field(description="'all' or the segment dimension.", examples=["plan"])
+    segment: str = Field(description="The segment's value.", examples=["basic"])
+    small_group: bool | None = Field(description="Fewer than 30 customers at the start.")
+    customers_start: int | None = Field(description="S: customers at the period's start.")
+    new: int | None = Field(description="N: new customers during the period.")
+    lost: int | None = Field(description="Customers lost during the period.")
+    customers_end: int | None = Field(description="E: customers at the period's end.")
+    crr: float | None = Field(description="Customer retention rate (E - N) / S.")
+    churn_rate: float | None = Field(description="Lost / S.")
+    nrr: float | None = Field(description="Net revenue retention.")
+    gross_revenue_churn: float | None = Field(description="MRR lost / MRR at the start.")
+    nps: float | None = Field(description="Net promoter score (-100..100).")
+    clv: float | None = Field(description="Customer lifetime value.")
+    customers_scored: int | None = Field(description="Customers in the partition.")
+    mean_risk: float | None = Field(description="Mean churn probability.")
+    expected_churners: float | None = Field(description="Sum of churn probabilities.")
+    revenue_at_risk: float | None = Field(description="Sum of probability x monthly revenue.")
+    share_high: float | None = Field(description="Share of customers in the high band.")
+    share_medium: float | None = Field(description="Share in the medium band.")
+    share_low: float | None = Field(description="Share in the low band.")
+    other: dict[str, float | int | str | bool | None] = Field(
+        description="Every other metric of the segment report (intervals, MRR movements, ...)."
+    )
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SegmentRow:
+        clean = {k: _json_value(v) for k, v in record.items()}
+        named = {k: clean.pop(k, None) for k in (*SEGMENT_KEY_METRICS, "small_group")}
+        for key in ("customers_start", "new", "lost", "customers_end", "customers_scored"):
+            if named[key] is not None:
+                named[key] = int(named[key])
+        return cls(
+            dimension=str(clean.pop("dimension")),
+            segment=str(clean.pop("segment")),
+            **named,
+            other=clean,
+        )
+
+
+class SegmentsResponse(_Response):
+    as_of: date = Field(description="Run date of the partition the risk view comes from.")
+    period_start: date = Field(description="Start of the period (exclusive).")
+    period_end: date = Field(description="End of the period (inclusive).")
+    by: list[str] = Field(description="The dimensions reported (risk_band included).")
+    segments: list[SegmentRow] = Field(description="One row per segment, 'all' first.")
+
+
+def _json_value(value: Any) -> float | int | str | bool | None:
+    """A value from a pandas row as JSON can carry it: NaN/NaT become null, dates text."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()  # numpy scalar -> Python
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "isoformat"):
+        try:
+            return None if value != value else value.isoformat()  # NaT != NaT
+        except (TypeError, ValueError):
+            return None
+    return str(value)
+
+
+# --------------------------------------------------------------------------- /model_info
+
+
+class ModelInfoRequest(_Request):
+    """No parameters: send {} or an empty body."""
+
+
+class FeatureInfo(_Response):
+    name: str = Field(description="Feature name.", examples=["tenure_days"])
+    kind: Literal["numeric", "categorical"] = Field(description="How the model reads it.")
+    levels: list[str] | None = Field(
+        default=None, description="Categorical: the levels known at training."
+    )
+
+
+class PartitionInfo(_Response):
+    as_of: date = Field(description="Run date of the partition being served.")
+    previous_as_of: date | None = Field(description="Run date of the partition before it.")
+    model_version: str = Field(description="Model version that scored it.")
+    customers: int = Field(description="Customers scored in it.")
+
+
+class ModelInfo(_Response):
+    name: str = Field(description="Registered model name.", examples=["churn-risk"])
+    version: str = Field(description="MLflow registered model version.", examples=["3"])
+    run_id: str = Field(description="MLflow training run id.")
+    bento_model: str = Field(description="Tag of the model in the BentoML store / Bento.")
+    trained_until: str = Field(description="Last date of the data the model was trained on.")
+    horizon_days: int = Field(description="Churn horizon the probability refers to.")
+    metrics: dict[str, float | None] = Field(description="Holdout metrics of the training run.")
+    risk_bands: dict[str, float] = Field(description="Band -> lowest probability in it.")
+    features: list[FeatureInfo] = Field(description="The model's features, in order.")
+    partition: PartitionInfo | None = Field(description="The scored partition being served.")

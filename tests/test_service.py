@@ -1,0 +1,736 @@
+"""The BentoML churn service at three levels: the class called directly, its ASGI app through a
+test client (with schemathesis over its OpenAPI spec), and a real `bentoml serve` of the built
+Bento in a subprocess on a free loopback port, with MLflow out of reach."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from serving.batch import run_scoring
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-token-5f1c"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+RUN_1, RUN_2, RUN_3 = "2024-12-01", "2024-12-08", "2024-12-15"
+SERVICE_ENV = (
+    "BENTOML_HOME", "CHURN_API_TOKEN", "CHURN_ALLOW_OPEN", "CHURN_SCORES_DIR", "CHURN_DATA_DIR",
+    "CHURN_PARTITION_CHECK_SECONDS", "BENTOML_DO_NOT_TRACK", "CHURN_BENTO_MODEL",
+)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def env(small_champion, tmp_path_factory):
+    """Two weekly partitions, the champion imported into a private BentoML store, and the
+    service's environment (token, folders) set for this module."""
+    root = tmp_path_factory.mktemp("service")
+    scores = root / "scores"
+    model, version = small_champion.champion.model, small_champion.champion.version
+    info = {"model_name": "churn-risk", "model_run_id": small_champion.champion.run_id}
+    for run_date in (RUN_1, RUN_2):
+        run_scoring(
+            small_champion.tables,
+            run_date,
+            model,
+            version,
+            scores,
+            model_info=info,
+            log=lambda _: None,
+        )
+    values = {
+        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "CHURN_API_TOKEN": TOKEN,
+        "CHURN_SCORES_DIR": str(scores),
+        "CHURN_DATA_DIR": str(small_champion.data_dir),
+        "CHURN_PARTITION_CHECK_SECONDS": "0.2",
+    }
+    saved = {k: os.environ.get(k) for k in SERVICE_ENV}
+    for key in SERVICE_ENV:
+        os.environ.pop(key, None)
+    os.environ.update(values)
+    for name in ("bentoml", "churn.serving", "opentelemetry"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # keep BentoML quiet in tests
+    from serving.model_store import import_champion
+
+    cwd = os.getcwd()
+    os.chdir(small_champion.root)  # the MLflow store's relative artifact paths
+    try:
+        stored, imported = import_champion("churn-risk", small_champion.tracking_uri)
+    finally:
+        os.chdir(cwd)
+    assert imported and Path(stored.path).is_relative_to(root / "bentoml"), stored.path
+    yield {"root": root, "scores": scores, "stored": stored, "small": small_champion, **values}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def partition(env):
+    scores = pd.read_parquet(env["scores"] / f"as_of={RUN_2}" / "scores.parquet")
+    features = pd.read_parquet(env["scores"] / f"as_of={RUN_2}" / "features.parquet")
+    return scores.set_index("customer_id"), features.set_index("customer_id")
+
+
+@pytest.fixture(scope="module")
+def svc(env):
+    from serving.service import ChurnService
+
+    return ChurnService()
+
+
+@pytest.fixture(scope="module")
+def client(env):
+    from starlette.testclient import TestClient
+
+    from serving.service import ChurnService
+
+    with TestClient(ChurnService.to_asgi(), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def a_customer_with_history(partition) -> str:
+    scores, _ = partition
+    moved = scores[scores["previous_probability"].notna() & scores["drivers_moved"].map(len).gt(0)]
+    return str(moved.index[0])
+
+
+# --------------------------------------------------------------------------- level 1: the class
+
+
+def test_score_by_id_returns_the_partitions_score_drivers_and_change(svc, partition):
+    from serving.schemas import ScoreRequest
+
+    scores, _ = partition
+    cid = a_customer_with_history(partition)
+    response = asyncio.run(svc.score(ScoreRequest(customer_ids=[cid])))
+    row, expected = response.results[0], scores.loc[cid]
+    assert response.as_of.isoformat() == RUN_2 and row.status == "scored"
+    assert row.churn_probability == pytest.approx(expected["churn_probability"])
+    assert row.risk_band == expected["risk_band"]
+    assert [d.feature for d in row.drivers] == [d["feature"] for d in expected["drivers"]]
+    assert row.change is not None and row.change.previous_as_of.isoformat() == RUN_1
+    assert row.change.previous_probability == pytest.approx(expected["previous_probability"])
+    assert row.change.probability_delta == pytest.approx(expected["probability_delta"])
+    assert row.change.drivers_moved and row.model_version == expected["model_version"]
+
+
+def test_unknown_ids_are_reported_per_id_not_as_a_failed_request(svc, partition):
+    from serving.schemas import ScoreRequest
+
+    known = str(partition[0].index[0])
+    response = asyncio.run(svc.score(ScoreRequest(customer_ids=["NOPE-1", known, "NOPE-1"])))
+    assert [r.status for r in response.results] == ["unknown", "scored", "unknown"]
+    assert response.unknown_ids == ["NOPE-1", "NOPE-1"]
+    assert (
+        "not a customer" in response.results[0].error
+        and response.results[0].churn_probability is None
+    )
+
+
+def test_feature_records_score_like_the_weekly_job(svc, partition):
+    """A customer's full feature record sent by the caller, and the same customer by
+    base_customer_id, both get the partition's probability (same model, same features)."""
+    from serving.schemas import FeatureRecord, ScoreRecordsRequest
+
+    scores, features = partition
+    cid = a_customer_with_history(partition)
+    record = {
+        k: (None if isinstance(v, float) and np.isnan(v) else v)
+        for k, v in features.loc[cid].items()
+    }
+    record = {
+        k: (float(v) if isinstance(v, int | float | np.number) else v) for k, v in record.items()
+    }
+    request = ScoreRecordsRequest(
+        records=[
+            FeatureRecord(customer_id=cid, features=record),
+            FeatureRecord(base_customer_id=cid, features={}),
+        ]
+    )
+    response = svc.score_records(request)
+    for result in response.results:
+        assert result.customer_id == cid
+        assert result.churn_probability == pytest.approx(
+            scores.loc[cid, "churn_probability"], rel=1e-9
+        )
+        assert [d.feature for d in result.drivers] == [
+            d["feature"] for d in scores.loc[cid, "drivers"]
+        ]
+
+
+def test_what_if_changes_only_the_features_given(svc, partition):
+    from serving.schemas import FeatureRecord, ScoreRecordsRequest
+
+    cid = a_customer_with_history(partition)
+    base = svc.score_records(
+        ScoreRecordsRequest(records=[FeatureRecord(base_customer_id=cid, features={})])
+    )
+    what_if = svc.score_records(
+        ScoreRecordsRequest(
+            records=[
+                FeatureRecord(
+                    base_customer_id=cid,
+                    features={"days_since_last_event": 200.0, "events_30d": 0.0},
+                )
+            ],
+            top_drivers=5,
+        )
+    )
+    assert what_if.results[0].churn_probability >= base.results[0].churn_probability
+    assert len(what_if.results[0].drivers) <= 5
+
+
+@pytest.mark.parametrize(
+    ("features", "field"),
+    [
+        ({"no_such_feature": 1.0}, "records[0].features.no_such_feature"),
+        ({"plan": "platinum"}, "records[0].features.plan"),
+        ({"plan": 3.0}, "records[0].features.plan"),
+        ({"tickets_open": "three"}, "records[0].features.tickets_open"),
+    ],
+)
+def test_bad_feature_values_are_invalid_arguments_naming_the_field(svc, partition, features, field):
+    from serving.schemas import FeatureRecord, InvalidField, ScoreRecordsRequest
+
+    cid = a_customer_with_history(partition)
+    with pytest.raises(InvalidField) as err:
+        svc.score_records(
+            ScoreRecordsRequest(records=[FeatureRecord(base_customer_id=cid, features=features)])
+        )
+    assert err.value.field == field and err.value.error_code == 400
+
+
+def test_records_without_all_features_or_base_are_rejected(svc):
+    from serving.schemas import FeatureRecord, InvalidField, ScoreRecordsRequest
+
+    with pytest.raises(InvalidField, match=r"records\[0\]\.features: lacks"):
+        svc.score_records(
+            ScoreRecordsRequest(records=[FeatureRecord(features={"tickets_open": 1.0})])
+        )
+    with pytest.raises(InvalidField, match=r"records\[0\]\.base_customer_id"):
+        svc.score_records(
+            ScoreRecordsRequest(records=[FeatureRecord(base_customer_id="NOPE", features={})])
+        )
+
+
+def test_segments_give_retention_metrics_and_risk_view_by_plan(svc, env, partition):
+    from serving.schemas import SegmentsRequest
+
+    response = svc.segments(SegmentsRequest(by=["plan"]))
+    assert response.by == ["plan", "risk_band"]
+    assert (response.period_end - response.period_start).days == 30
+    rows = {(r.dimension, r.segment): r for r in response.segments}
+    plans = sorted(env["small"].tables.customers["plan"].dropna().unique())
+    assert sorted(s for d, s in rows if d == "plan") == plans
+    overall = rows[("all", "all")]
+    assert overall.customers_scored == len(partition[0])
+    assert overall.expected_churners == pytest.approx(partition[0]["churn_probability"].sum())
+    assert sum(rows[("plan", p)].customers_scored for p in plans) == overall.customers_scored
+    assert 0 <= overall.crr <= 1 and overall.customers_start > 0
+
+
+def test_segments_reject_unknown_dimensions_and_empty_periods(svc):
+    from datetime import date
+
+    from serving.schemas import InvalidField, SegmentsRequest
+
+    with pytest.raises(InvalidField, match=r"^by: unknown segment column 'shoe_size'"):
+        svc.segments(SegmentsRequest(by=["shoe_size"]))
+    with pytest.raises(InvalidField, match=r"^period_start"):
+        svc.segments(
+            SegmentsRequest(
+                by=["plan"], period_start=date(2024, 12, 1), period_end=date(2024, 11, 1)
+            )
+        )
+
+
+def test_without_the_data_folder_segments_come_from_the_weekly_report(env, monkeypatch):
+    from datetime import date
+
+    from serving.schemas import InvalidField, SegmentsRequest
+    from serving.service import ChurnService
+
+    monkeypatch.delenv("CHURN_DATA_DIR")
+    svc = ChurnService()
+    response = svc.segments(SegmentsRequest(by=["plan"]))
+    assert (response.period_start.isoformat(), response.period_end.isoformat()) == (RUN_1, RUN_2)
+    weekly = pd.read_parquet(env["scores"] / f"as_of={RUN_2}" / "segments.parquet")
+    basic = weekly[(weekly["dimension"] == "plan") & (weekly["segment"] == "basic")].iloc[0]
+    row = next(r for r in response.segments if (r.dimension, r.segment) == ("plan", "basic"))
+    assert (
+        row.crr == pytest.approx(basic["crr"]) and row.customers_scored == basic["customers_scored"]
+    )
+    assert {r.dimension for r in response.segments} == {"all", "plan", "risk_band"}
+    with pytest.raises(InvalidField, match=r"^period_start: .*CHURN_DATA_DIR"):
+        svc.segments(SegmentsRequest(by=["plan"], period_end=date(2024, 12, 1)))
+    with pytest.raises(InvalidField, match=r"^by: \['signup_cohort'\] not in the weekly report"):
+        svc.segments(SegmentsRequest(by=["signup_cohort"]))
+
+
+def test_model_info_reports_version_training_date_metrics_and_features(svc, env):
+    info = asyncio.run(svc.model_info())
+    champion = env["small"].champion
+    assert info.version == champion.version and info.run_id == champion.run_id
+    assert info.bento_model == str(env["stored"].tag)
+    assert info.trained_until == champion.model.trained_until
+    assert [f.name for f in info.features] == champion.model.feature_names
+    assert "roc_auc" in info.metrics and info.partition.as_of.isoformat() == RUN_2
+
+
+def test_the_service_refuses_to_start_without_a_token_unless_told_to_run_open(env, monkeypatch):
+    from serving.auth import AuthConfigError
+    from serving.service import ChurnService
+
+    monkeypatch.delenv("CHURN_API_TOKEN")
+    with pytest.raises(AuthConfigError, match=r"CHURN_API_TOKEN is not set.*CHURN_ALLOW_OPEN=1"):
+        ChurnService()
+    monkeypatch.setenv("CHURN_ALLOW_OPEN", "1")
+    assert ChurnService().partitions.current() is not None
+
+
+def test_a_new_partition_is_picked_up_without_a_restart(env, tmp_path):
+    from serving.partitions import PartitionStore
+
+    scores = tmp_path / "scores"
+    shutil.copytree(env["scores"], scores)
+    store = PartitionStore(scores, check_every=0.05)
+    assert store.refresh().as_of.isoformat() == RUN_2
+    small = env["small"]
+    run_scoring(
+        small.tables,
+        RUN_3,
+        small.champion.model,
+        small.champion.version,
+        scores,
+        log=lambda _: None,
+    )
+    assert _wait_for(
+        lambda: (p := store.current()) is not None and p.as_of.isoformat() == RUN_3, 20
+    )
+    assert store.current().previous_as_of.isoformat() == RUN_2
+
+
+def test_a_broken_new_partition_leaves_the_current_one_in_service(env, tmp_path):
+    from serving.partitions import PartitionStore
+
+    scores = tmp_path / "scores"
+    shutil.copytree(env["scores"], scores)
+    store = PartitionStore(scores, check_every=0.0)
+    assert store.refresh().as_of.isoformat() == RUN_2
+    broken = scores / f"as_of={RUN_3}"
+    broken.mkdir()
+    (broken / "run.json").write_text(json.dumps({"as_of": RUN_3}))  # no scores.parquet
+    assert store.refresh().as_of.isoformat() == RUN_2
+    assert store.last_error and "as_of=2024-12-15" in store.last_error
+
+
+# --------------------------------------------------------------------------- level 2: ASGI app
+
+
+def test_data_routes_need_the_bearer_token(client):
+    body = {"customer_ids": ["C000001"]}
+    for route, payload in (
+        ("/score", body),
+        ("/score_records", {"records": []}),
+        ("/segments", {}),
+        ("/model_info", {}),
+    ):
+        missing = client.post(route, json=payload)
+        wrong = client.post(route, json=payload, headers={"Authorization": "Bearer nope"})
+        basic = client.post(route, json=payload, headers={"Authorization": f"Basic {TOKEN}"})
+        for response in (missing, wrong, basic):
+            assert response.status_code == 401, (route, response.text)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+    assert (
+        client.post("/score", json=body, headers={"Authorization": f"bearer {TOKEN}"}).status_code
+        == 200
+    )
+
+
+def test_the_guard_refuses_without_a_token_and_lets_all_in_when_told_to_run_open(monkeypatch):
+    from starlette.responses import PlainTextResponse
+    from starlette.testclient import TestClient
+
+    from serving.auth import RequestGuard
+
+    async def app(scope, receive, send):
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    monkeypatch.delenv("CHURN_API_TOKEN", raising=False)
+    monkeypatch.delenv("CHURN_ALLOW_OPEN", raising=False)
+    refused = TestClient(RequestGuard(app)).post("/score", json={})
+    assert refused.status_code == 503 and "CHURN_API_TOKEN is not set" in refused.text
+    assert TestClient(RequestGuard(app)).get("/healthz").status_code == 200
+    monkeypatch.setenv("CHURN_ALLOW_OPEN", "1")
+    assert TestClient(RequestGuard(app)).post("/score", json={}).status_code == 200
+
+
+def test_probes_and_docs_are_open(client):
+    # /metrics needs the Prometheus set-up of `bentoml serve`: checked on the real server below.
+    for path in ("/healthz", "/livez", "/readyz", "/docs.json"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_score_over_http_answers_known_and_unknown_ids(client, partition):
+    cid = a_customer_with_history(partition)
+    response = client.post("/score", json={"customer_ids": [cid, "NOPE"]}, headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == ["scored", "unknown"]
+    assert body["results"][0]["change"]["previous_as_of"] == RUN_1 and body["unknown_ids"] == [
+        "NOPE"
+    ]
+
+
+def test_segments_over_http_answer_for_plan(client):
+    response = client.post("/segments", json={"by": ["plan"]}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert {"all", "plan", "risk_band"} == {r["dimension"] for r in response.json()["segments"]}
+
+
+def _big_ids(n: int) -> str:
+    return json.dumps({"customer_ids": [f"C{i:06d}" for i in range(n)]})
+
+
+BAD_INPUTS = [
+    ("malformed JSON", "/score", '{"customer_ids": ["C1"', None, "json_invalid"),
+    ("not an object", "/score", '["C1"]', None, "object"),
+    ("wrong type", "/score", '{"customer_ids": "C000001"}', None, "customer_ids"),
+    ("wrong item type", "/score", '{"customer_ids": [1, 2]}', None, "customer_ids"),
+    ("missing field", "/score", "{}", None, "customer_ids"),
+    ("empty body", "/score", "", None, "customer_ids"),
+    ("extra field", "/score", '{"customer_ids": ["C1"], "limit": 3}', None, "limit"),
+    ("empty list", "/score", '{"customer_ids": []}', None, "customer_ids"),
+    ("empty id", "/score", '{"customer_ids": [""]}', None, "customer_ids"),
+    ("over the limit", "/score", _big_ids(1001), None, "customer_ids"),
+    (
+        "NaN",
+        "/score_records",
+        '{"records": [{"base_customer_id": "C1", "features": {"tickets_open": NaN}}]}',
+        None,
+        "tickets_open",
+    ),
+    (
+        "infinity",
+        "/score_records",
+        '{"records": [{"base_customer_id": "C1", "features": {"tickets_open": Infinity}}]}',
+        None,
+        "tickets_open",
+    ),
+    (
+        "huge number",
+        "/score_records",
+        '{"records": [{"base_customer_id": "C1", "features": {"tickets_open": 1e999}}]}',
+        None,
+        "tickets_open",
+    ),
+    (
+        "bool as number",
+        "/score_records",
+        '{"records": [{"base_customer_id": "C1", "features": {"tickets_open": true}}]}',
+        None,
+        "tickets_open",
+    ),
+    (
+        "records missing features",
+        "/score_records",
+        '{"records": [{"base_customer_id": "C1"}]}',
+        None,
+        "features",
+    ),
+    (
+        "records over the limit",
+        "/score_records",
+        json.dumps({"records": [{"features": {}}] * 101}),
+        None,
+        "records",
+    ),
+    (
+        "top_drivers out of range",
+        "/score_records",
+        '{"records": [{"features": {}}], "top_drivers": 99}',
+        None,
+        "top_drivers",
+    ),
+    (
+        "unknown feature",
+        "/score_records",
+        '{"records": [{"features": {"x": 1}}]}',
+        None,
+        "records[0].features.x",
+    ),
+    ("segments wrong type", "/segments", '{"by": "plan"}', None, "by"),
+    ("segments empty", "/segments", '{"by": []}', None, "by"),
+    (
+        "segments bad date",
+        "/segments",
+        '{"by": ["plan"], "period_start": "yesterday"}',
+        None,
+        "period_start",
+    ),
+    (
+        "segments ancient date",
+        "/segments",
+        '{"by": ["plan"], "period_start": "0001-01-01"}',
+        None,
+        "period_start",
+    ),
+    ("segments unknown column", "/segments", '{"by": ["shoe_size"]}', None, "by"),
+    ("model_info extra field", "/model_info", '{"verbose": true}', None, "verbose"),
+    ("oversized body", "/score", '{"customer_ids": ["' + "C" * 1_100_000 + '"]}', None, "body"),
+    ("not JSON", "/score", "customer_ids=C1", "application/x-www-form-urlencoded", "content-type"),
+    ("multipart", "/score", "--x\r\n\r\n--x--", "multipart/form-data; boundary=x", "content-type"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "route", "body", "content_type", "field"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+)
+def test_bad_input_gets_a_4xx_that_names_the_field(client, case, route, body, content_type, field):
+    headers = {**AUTH, "Content-Type": content_type or "application/json"}
+    response = client.post(route, content=body.encode(), headers=headers)
+    assert 400 <= response.status_code < 500, (case, response.status_code, response.text[:300])
+    assert field in response.text, (case, response.text[:300])
+
+
+def test_a_chunked_oversized_body_is_refused_while_reading(client):
+    def chunks():
+        yield b'{"customer_ids": ["'
+        for _ in range(40):
+            yield b"C" * 50_000
+        yield b'"]}'
+
+    response = client.post(
+        "/score", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413 and "body" in response.text
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_churn_serve_refuses_to_start_without_a_token(env, monkeypatch):
+    from churn.cli import app
+
+    monkeypatch.delenv("CHURN_API_TOKEN")
+    result = CliRunner().invoke(app, ["serve", "--scores", str(env["scores"]), "--port", "1"])
+    assert result.exit_code == 2
+    assert "CHURN_API_TOKEN is not set" in result.output and "--open" in result.output
+
+
+# --------------------------------------------------------------------------- level 3: a real server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _bentoml(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def bento_server(env, tmp_path_factory):
+    """`bentoml build`, export, import into an empty BentoML home, then `bentoml serve` of that
+    Bento from an empty folder, with MLflow unreachable: the model travels in the Bento."""
+    root = tmp_path_factory.mktemp("bento")
+    base = {
+        k: v for k, v in os.environ.items() if k not in SERVICE_ENV and not k.startswith("MLFLOW_")
+    }
+    build_env = {**base, "BENTOML_HOME": env["BENTOML_HOME"], "BENTOML_DO_NOT_TRACK": "True"}
+    out = _bentoml(["build", "--output", "tag"], build_env, ROOT, 180)
+    tag = out.strip().splitlines()[-1].removeprefix("__tag__:")
+    archive = root / "churn.bento"
+    _bentoml(["export", tag, str(archive)], build_env, ROOT, 120)
+    scores = root / "scores"
+    shutil.copytree(env["scores"], scores)
+    run_env = {
+        **base,
+        "BENTOML_HOME": str(root / "fresh-home"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "CHURN_API_TOKEN": TOKEN,
+        "CHURN_SCORES_DIR": str(scores),
+        "CHURN_DATA_DIR": env["CHURN_DATA_DIR"],
+        "CHURN_PARTITION_CHECK_SECONDS": "0.2",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # nothing listens there
+        "PYTHONPATH": "",
+    }
+    _bentoml(["import", str(archive)], run_env, root, 120)
+    port = _free_port()
+    workdir = root / "empty"
+    workdir.mkdir()
+    log = (root / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir, env=run_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError((root / "serve.log").read_text()[-3000:])
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        assert _wait_for(ready, 120), (root / "serve.log").read_text()[-3000:]
+        yield {"url": url, "scores": scores, "proc": proc, "log": root / "serve.log"}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        log.close()
+
+
+def test_the_bento_serves_on_its_own_with_mlflow_out_of_reach(bento_server, env, partition):
+    url = bento_server["url"]
+    with httpx.Client(base_url=url, timeout=10) as http:
+        assert http.post("/score", json={"customer_ids": ["C000001"]}).status_code == 401
+        info = http.post("/model_info", json={}, headers=AUTH).json()
+        assert info["version"] == env["small"].champion.version and info["bento_model"] == str(
+            env["stored"].tag
+        )
+        cid = a_customer_with_history(partition)
+        body = http.post("/score", json={"customer_ids": [cid]}, headers=AUTH).json()
+        assert body["results"][0]["churn_probability"] == pytest.approx(
+            partition[0].loc[cid, "churn_probability"]
+        )
+        assert http.post("/segments", json={"by": ["plan"]}, headers=AUTH).status_code == 200
+        assert (
+            http.post(
+                "/score", content=b"{", headers={**AUTH, "Content-Type": "application/json"}
+            ).status_code
+            == 400
+        )
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert http.get(path).status_code == 200
+
+
+def test_the_running_server_picks_up_a_new_partition_without_a_restart(bento_server, env):
+    small = env["small"]
+    run_scoring(
+        small.tables,
+        RUN_3,
+        small.champion.model,
+        small.champion.version,
+        bento_server["scores"],
+        log=lambda _: None,
+    )
+
+    def as_of() -> str:
+        response = httpx.post(
+            f"{bento_server['url']}/score",
+            json={"customer_ids": ["C000001"]},
+            headers=AUTH,
+            timeout=10,
+        )
+        return response.json()["as_of"]
+
+    assert _wait_for(lambda: as_of() == RUN_3, 30)
+    assert bento_server["proc"].poll() is None
+
+
+def test_bentoml_serve_without_a_token_stops_and_says_why(env):
+    base = {k: v for k, v in os.environ.items() if k not in ("CHURN_API_TOKEN", "CHURN_ALLOW_OPEN")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bentoml", "serve", "serving.service:ChurnService", "--host", "127.0.0.1",
+         "--port", str(_free_port())],
+        cwd=ROOT, env=base, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "CHURN_API_TOKEN is not set" in done.stdout + done.stderr
+    assert "CHURN_ALLOW_OPEN=1" in done.stdout + done.stderr
+
+
+def test_schemathesis_finds_no_server_error(bento_server):
+    """Generated valid and invalid requests for every operation of the served OpenAPI spec
+    (bounded: 30 examples per operation and mode, and a time budget) never get a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{bento_server['url']}/docs.json")
+    budget = time.monotonic() + 60
+    failures: list[tuple] = []
+    calls = []
+
+    def fuzz(operation, mode):
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
+        def run(case):
+            if time.monotonic() > budget:
+                return
+            response = case.call(headers=AUTH, timeout=30)
+            calls.append(response.status_code)
+            if response.status_code >= 500:
+                failures.append(
+                    (
+                        operation.label,
+                        mode.value,
+                        case.body,
+                        response.status_code,
+                        response.text[:200],
+                    )
+                )
+
+        try:
+            run()
+        except Unsatisfiable:  # nothing to make invalid (the probes take no input)
+            assert mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET"
+
+    for result in schema.get_all_operations():
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            fuzz(result.ok(), mode)
+    assert len(calls) >= 40, calls
+    assert not failures, failures[:5]
