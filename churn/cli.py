@@ -40,6 +40,23 @@ ConfigFile = Annotated[
 ]
 
 
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="pandas (one machine) or spark (local[*] here, the cluster under spark-submit).",
+    ),
+]
+BucketsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--buckets",
+        min=1,
+        help="--engine spark: customer buckets, each processed whole by one task (default: 2 per core).",
+    ),
+]
+
+
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Turn input errors into one readable line and exit code 2 instead of a traceback."""
 
@@ -171,22 +188,8 @@ def features_command(
         ),
     ],
     config: ConfigFile = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help="pandas (one machine) or spark (local[*] here, the cluster under spark-submit).",
-        ),
-    ] = "pandas",
-    buckets: Annotated[
-        int | None,
-        typer.Option(
-            "--buckets",
-            min=1,
-            help="--engine spark: customer buckets, each processed whole by one task "
-            "(default: 2 per core).",
-        ),
-    ] = None,
+    engine: EngineOption = "pandas",
+    buckets: BucketsOption = None,
 ) -> None:
     """Features as of T: one row per customer eligible at T."""
     from features.prepared import as_of_timestamp
@@ -256,22 +259,8 @@ def dataset_command(
         ),
     ] = None,
     config: ConfigFile = None,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help="pandas (one machine) or spark (local[*] here, the cluster under spark-submit).",
-        ),
-    ] = "pandas",
-    buckets: Annotated[
-        int | None,
-        typer.Option(
-            "--buckets",
-            min=1,
-            help="--engine spark: customer buckets, each processed whole by one task "
-            "(default: 2 per core).",
-        ),
-    ] = None,
+    engine: EngineOption = "pandas",
+    buckets: BucketsOption = None,
 ) -> None:
     """The training set: one row per (customer, observation date), features as of the date and
     the label for (date, date + horizon]."""
