@@ -20,6 +20,9 @@ MODEL_TAG_ENV = "CHURN_BENTO_MODEL"
 LABEL_VERSION = "mlflow_version"
 LABEL_RUN_ID = "mlflow_run_id"
 LABEL_NAME = "mlflow_name"
+NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+# `churn serve` asks MLflow once, briefly: its client would otherwise retry for minutes.
+QUICK_MLFLOW = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,9 @@ def import_champion(
     client = configure(uri)
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+    except MlflowException as err:
+        if err.error_code not in NOT_FOUND_CODES:
+            raise  # MLflow unreachable or failing: not the same as "no champion"
         raise ValueError(
             f"model '{name}' has no champion in {uri or tracking_uri()}; "
             "train one with `churn train` or promote a version with `churn promote`"
@@ -118,6 +123,8 @@ def ensure_champion(name: str = "churn-risk", log=print) -> bentoml.Model:
     the newest model already in the store is used, with a warning; with none there, it fails."""
     from mlflow.exceptions import MlflowException
 
+    saved = {key: os.environ.get(key) for key in QUICK_MLFLOW}
+    os.environ.update({k: v for k, v in QUICK_MLFLOW.items() if saved[k] is None})
     try:
         stored, imported = import_champion(name)
     except (MlflowException, OSError) as err:
@@ -128,10 +135,12 @@ def ensure_champion(name: str = "churn-risk", log=print) -> bentoml.Model:
                 f"cannot read the champion of '{name}' from MLflow ({err}) and the BentoML "
                 "store has no model yet"
             ) from None
-        log(
-            f"warning: MLflow unreachable ({type(err).__name__}); serving {stored.tag} from the BentoML store"
-        )
+        log(f"warning: MLflow unreachable; serving {stored.tag} from the BentoML store ({err})")
         return stored
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
     labels = stored.info.labels
     verb = "imported" if imported else "already in the BentoML store:"
     log(f"champion {name} v{labels.get(LABEL_VERSION)} {verb} {stored.tag}")

@@ -12,6 +12,7 @@ are computed from it.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import json
 import logging
@@ -39,6 +40,7 @@ DATA_DIR_ENV = "CHURN_DATA_DIR"
 CHECK_EVERY_ENV = "CHURN_PARTITION_CHECK_SECONDS"
 DEFAULT_CHECK_EVERY = 5.0
 _LOAD_ERRORS = (OSError, ValueError, KeyError, pa.ArrowException, ContractError)
+_UNFREEZE_AT_EXIT = False
 
 
 @dataclass(frozen=True)
@@ -268,7 +270,12 @@ def settle_heap() -> None:
     the cyclic garbage collector's reach. Without this a full collection walks those hundreds of
     thousands of long-lived objects every so often while requests wait (pauses of 0.2-0.4 s were
     measured under load); with it a full collection only walks what requests allocate. The
-    previous partition is unfrozen and collected first, so swapping partitions leaks nothing."""
+    previous partition is unfrozen and collected first, so swapping partitions leaks nothing, and
+    everything is unfrozen at exit, so that the interpreter's last collection sees it all."""
+    global _UNFREEZE_AT_EXIT
+    if not _UNFREEZE_AT_EXIT:
+        atexit.register(gc.unfreeze)
+        _UNFREEZE_AT_EXIT = True
     gc.unfreeze()
     gc.collect()
     gc.freeze()

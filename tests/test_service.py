@@ -310,6 +310,23 @@ def test_the_service_refuses_to_start_without_a_token_unless_told_to_run_open(en
     assert ChurnService().partitions.current() is not None
 
 
+def test_churn_serve_falls_back_to_the_stored_model_when_mlflow_is_out_of_reach(env, monkeypatch):
+    import mlflow
+
+    from serving.model_store import ensure_champion
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    messages: list[str] = []
+    try:
+        stored = ensure_champion("churn-risk", log=messages.append)
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    assert stored.tag == env["stored"].tag
+    assert messages and messages[0].startswith("warning: MLflow unreachable")
+
+
 def test_a_new_partition_is_picked_up_without_a_restart(env, tmp_path):
     from serving.partitions import PartitionStore
 
