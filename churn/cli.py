@@ -17,6 +17,7 @@ import pandas as pd
 import typer
 
 from churn.cli_metrics import register as register_metrics_commands
+from churn.options import BucketsOption, ConfigFile, DataDir, EngineOption
 from features.config import DATA_CONFIG_FILE, FeatureConfig, config_for_data, config_to_toml
 from features.contract import ContractError
 
@@ -28,33 +29,6 @@ app = typer.Typer(
 import_app = typer.Typer(help="Map a public dataset onto the data contract.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 register_metrics_commands(app)  # churn metrics, churn retention
-
-DataDir = Annotated[
-    Path, typer.Option("--data", help="Folder with the contract's tables (Parquet or CSV).")
-]
-ConfigFile = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", help=f"TOML/JSON configuration; default: DATA/{DATA_CONFIG_FILE} if present."
-    ),
-]
-
-
-EngineOption = Annotated[
-    str,
-    typer.Option(
-        "--engine",
-        help="pandas (one machine) or spark (local[*] here, the cluster under spark-submit).",
-    ),
-]
-BucketsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--buckets",
-        min=1,
-        help="--engine spark: customer buckets, each processed whole by one task (default: 2 per core).",
-    ),
-]
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,6 +14,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from churn.options import ConfigFile, EventsOption
 from features.config import DATA_CONFIG_FILE, ChurnDefinition, config_for_data
 from features.contract import ContractError, Tables
 from features.io import atomic_file, load_tables
@@ -258,16 +259,8 @@ def metrics_command(
             "(default: the data's config, else 90)."
         ),
     ] = None,
-    events: Annotated[
-        str | None,
-        typer.Option(
-            help="Qualifying activity events, comma separated (default: config, else all)."
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help=f"TOML/JSON configuration; default: DATA/{DATA_CONFIG_FILE} if present."),
-    ] = None,
+    events: EventsOption = None,
+    config: ConfigFile = None,
     purchase_key: Annotated[
         str | None,
         typer.Option(help="Revenue column that identifies a purchase (default: its timestamp)."),
@@ -368,16 +361,8 @@ def retention_command(
     by: Annotated[
         str | None, typer.Option(help="Break down by one attribute (or signup_cohort, risk_band).")
     ] = None,
-    events: Annotated[
-        str | None,
-        typer.Option(
-            help="Qualifying activity events, comma separated (default: config, else all)."
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help=f"TOML/JSON configuration; default: DATA/{DATA_CONFIG_FILE} if present."),
-    ] = None,
+    events: EventsOption = None,
+    config: ConfigFile = None,
     cohorts_from: Annotated[
         str | None, typer.Option("--from", help="First cohort to include (date).")
     ] = None,
