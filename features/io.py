@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract import REQUIRED_TABLES, TABLES, ContractError, Tables, validate_tables
@@ -24,18 +26,161 @@ def find_table_file(data_dir: Path, name: str) -> Path | None:
     return None
 
 
+DICTIONARY_COLUMNS = ("customer_id", "event", "kind")
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """Read one table; customer ids and event names are read dictionary-encoded (categorical)."""
+    """Read one table; customer ids and event names are read dictionary-encoded (categorical),
+    except the customers' own ids (their unique key), which stay plain text."""
     if path.suffix == ".csv":
         return pd.read_csv(path)
     schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
-    dictionary = [c for c in ("customer_id", "event", "kind") if c in schema.names]
-    table = pq.read_table(path, read_dictionary=dictionary)
-    df = table.to_pandas()
-    # customers need plain ids (unique key); the other tables keep categorical ids for speed.
-    if "signup_at" in df.columns and isinstance(df["customer_id"].dtype, pd.CategoricalDtype):
+    is_customers = "signup_at" in schema.names
+    dictionary = [
+        c
+        for c in DICTIONARY_COLUMNS
+        if c in schema.names and not (is_customers and c == "customer_id")
+    ]
+    df = _read_columnar(path, dictionary) if path.is_file() else None
+    if df is None:
+        df = arrow_to_frame(pq.read_table(path, read_dictionary=dictionary))
+    if is_customers and isinstance(df["customer_id"].dtype, pd.CategoricalDtype):
         df["customer_id"] = df["customer_id"].astype(df["customer_id"].cat.categories.dtype)
     return df
+
+
+def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
+    """Table.to_pandas, except that dictionary columns whose chunks all share one dictionary
+    become categoricals directly: Arrow would unify the (equal) dictionaries chunk by chunk,
+    which for 10M ids read in ~80 chunks costs more than the read itself."""
+    categoricals = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_dictionary(column.type):
+            categorical = _shared_dictionary_categorical(column)
+            if categorical is not None:
+                categoricals[name] = categorical
+    if not categoricals:
+        return table.to_pandas()
+    rest = table.drop_columns(list(categoricals)).to_pandas()
+    if not rest.index.equals(pd.RangeIndex(table.num_rows)):
+        return table.to_pandas()  # an index restored from pandas metadata: keep to_pandas' frame
+    return pd.DataFrame(
+        {
+            name: categoricals[name] if name in categoricals else rest[name]
+            for name in table.column_names
+        },
+        copy=False,
+    )
+
+
+def _shared_dictionary_categorical(column: pa.ChunkedArray) -> pd.Categorical | None:
+    """A dictionary column as a Categorical when every chunk has the same dictionary of
+    distinct, non-null text (what Parquet files written from pandas hold); None otherwise."""
+    if column.num_chunks == 0:
+        return None
+    first = column.chunk(0).dictionary
+    if not (pa.types.is_string(first.type) or pa.types.is_large_string(first.type)):
+        return None
+    if any(not (c.dictionary is first or c.dictionary.equals(first)) for c in column.chunks):
+        return None
+    categories = pd.Index(first.to_pandas())
+    if categories.hasnans or not categories.is_unique:
+        return None
+    codes = np.concatenate([_codes(c) for c in column.chunks])
+    return pd.Categorical.from_codes(
+        codes,
+        dtype=pd.CategoricalDtype(categories, ordered=column.type.ordered),
+        validate=False,
+    )
+
+
+def _codes(chunk: pa.DictionaryArray) -> np.ndarray:
+    """A chunk's dictionary indices as numpy, missing values as -1 (pandas' code for NaN)."""
+    indices = chunk.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    return indices.to_numpy()
+
+
+def _plain_dtype(field: pa.Field, pandas_columns: dict[str, dict]) -> np.dtype | None:
+    """The numpy dtype Table.to_pandas gives a float64 or naive nanosecond timestamp column
+    (None for any other column, or one the pandas metadata maps to another dtype)."""
+    kind = field.type
+    if pa.types.is_float64(kind):
+        dtype = np.dtype("float64")
+    elif pa.types.is_timestamp(kind) and kind.unit == "ns" and kind.tz is None:
+        dtype = np.dtype("datetime64[ns]")
+    else:
+        return None
+    stored = pandas_columns.get(field.name, {}).get("numpy_type", str(dtype))
+    return dtype if stored == str(dtype) else None
+
+
+def _is_text_dictionary(kind: pa.DataType) -> bool:
+    return pa.types.is_dictionary(kind) and (
+        pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
+    )
+
+
+def _read_columnar(path: Path, dictionary: list[str]) -> pd.DataFrame | None:
+    """Read a large Parquet file of dictionary-encoded text, float64 and naive nanosecond
+    timestamps (the shape of an event table) row group by row group into numpy arrays.
+
+    Why: reading the whole file first holds every column twice (Arrow, then pandas) and Arrow
+    unifies the per-chunk dictionaries; one row group at a time reuses Arrow's buffers and
+    takes the dictionary codes as they are. Returns None for any other shape (or dictionaries
+    that differ between row groups): the caller then reads the file whole."""
+    file = pq.ParquetFile(path, read_dictionary=dictionary)
+    meta, schema = file.metadata, file.schema_arrow
+    if meta.num_row_groups < 2 or meta.num_rows < 1_000_000:
+        return None  # small: the whole-table read is as fast
+    pandas_meta = schema.pandas_metadata or {}
+    if any(not isinstance(c, dict) for c in pandas_meta.get("index_columns", [])):
+        return None  # an index stored as a column: to_pandas would restore it
+    pandas_columns = {c.get("field_name"): c for c in pandas_meta.get("columns", [])}
+    rows = meta.num_rows
+    arrays: dict[str, np.ndarray] = {}
+    for field in schema:
+        if field.name in dictionary:
+            if not _is_text_dictionary(field.type):
+                return None
+            arrays[field.name] = np.empty(rows, field.type.index_type.to_pandas_dtype())
+        else:
+            dtype = _plain_dtype(field, pandas_columns)
+            if dtype is None:
+                return None
+            arrays[field.name] = np.empty(rows, dtype)
+    dictionaries: dict[str, pa.Array] = {}
+    start = 0
+    for i in range(meta.num_row_groups):
+        part = file.read_row_group(i)
+        for name, out in arrays.items():
+            at = start
+            for chunk in part.column(name).chunks:
+                end = at + len(chunk)
+                if name in dictionary:
+                    known = dictionaries.setdefault(name, chunk.dictionary)
+                    if not (chunk.dictionary is known or chunk.dictionary.equals(known)):
+                        return None
+                    out[at:end] = _codes(chunk)
+                else:
+                    out[at:end] = chunk.to_numpy(zero_copy_only=False)
+                at = end
+        start += part.num_rows
+    columns: dict[str, object] = {}
+    for field in schema:
+        if field.name not in dictionary:
+            columns[field.name] = arrays[field.name]
+            continue
+        categories = pd.Index(dictionaries[field.name].to_pandas())
+        if categories.hasnans or not categories.is_unique:
+            return None
+        columns[field.name] = pd.Categorical.from_codes(
+            arrays[field.name],
+            dtype=pd.CategoricalDtype(categories, ordered=field.type.ordered),
+            validate=False,
+        )
+    return pd.DataFrame(columns, copy=False)
 
 
 def load_tables(data_dir: str | Path) -> Tables:

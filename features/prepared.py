@@ -70,13 +70,20 @@ def negative_text(text: pd.Series) -> np.ndarray:
 
 
 def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
-    """Position in the customers table of each id (int64); ids must all be known."""
+    """Position in the customers table of each id; ids must all be known.
+
+    int32 below 2**31 customers (int64 above). Categorical ids whose categories are the
+    customers' ids in order (how the demo data and time-ordered exports are written) need no
+    lookup at all: their codes are the positions, shared, not copied."""
     index = pd.Index(customers["customer_id"])
+    dtype = np.int32 if len(index) < 2**31 else np.int64
     if isinstance(ids.dtype, pd.CategoricalDtype):
         lookup = index.get_indexer(ids.cat.categories)
         codes = ids.cat.codes.to_numpy()
-        return lookup[codes].astype(np.int64)
-    return index.get_indexer(ids).astype(np.int64)
+        if len(lookup) <= len(index) and np.array_equal(lookup, np.arange(len(lookup))):
+            return codes.astype(dtype, copy=False)
+        return lookup.astype(dtype)[codes]
+    return index.get_indexer(ids).astype(dtype)
 
 
 def _codes_by_name(values: pd.Series, codes: dict[str, int], default: int = -1) -> np.ndarray:
@@ -91,22 +98,23 @@ def _codes_by_name(values: pd.Series, codes: dict[str, int], default: int = -1) 
 
 def _coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes and the category names of a text column."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return values.cat.codes.to_numpy().astype(np.int64), np.asarray(
-            values.cat.categories, dtype=object
-        )
+    if isinstance(values.dtype, pd.CategoricalDtype):  # the codes as they are (often int8)
+        return values.cat.codes.to_numpy(), np.asarray(values.cat.categories, dtype=object)
     codes, names = pd.factorize(values, sort=True)
     return codes.astype(np.int64), np.asarray(names, dtype=object)
 
 
 @dataclass
 class ActivityArrays:
+    """Activity rows as arrays; customer positions and event codes are small integers (int32,
+    int8...): cast before arithmetic that could overflow them."""
+
     customer: np.ndarray
     at: np.ndarray
-    day: np.ndarray
     event: np.ndarray
     event_names: np.ndarray
-    value: np.ndarray
+    value: np.ndarray  # missing values as 0
+    time_ordered: bool  # at never decreases: time windows are row ranges (searchsorted)
 
 
 @dataclass
@@ -169,26 +177,38 @@ def prepare(tables: Tables) -> Prepared:
 
 
 def _prepare_activity(tables: Tables) -> ActivityArrays:
+    """Views of the activity columns where possible: 10M events should not be copied."""
     act = tables.activity
     at = to_ns(act["at"])
     event, names = _coded(act["event"])
-    value = (
-        act["value"].to_numpy(dtype="float64", na_value=np.nan)
-        if "value" in act
-        else np.zeros(len(act))
-    )
+    if "value" in act:
+        value = act["value"].to_numpy(dtype="float64", na_value=np.nan)
+        if np.isnan(value).any():
+            value = np.nan_to_num(value, nan=0.0)
+    else:
+        value = np.zeros(len(act))
     return ActivityArrays(
         customer=customer_positions(tables.customers, act["customer_id"]),
         at=at,
-        day=np.floor_divide(at, DAY_NS),
         event=event,
         event_names=names,
-        value=np.nan_to_num(value, nan=0.0),
+        value=value,
+        time_ordered=is_time_ordered(at),
     )
 
 
+def is_time_ordered(at: np.ndarray) -> bool:
+    """True when the int64 times never decrease (event logs are usually written that way)."""
+    return bool(len(at) < 2 or (at[1:] >= at[:-1]).all())
+
+
+def _by_time(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows in time order (stable); the frame itself when they already are."""
+    return df if df["at"].is_monotonic_increasing else df.sort_values("at", kind="stable")
+
+
 def _prepare_revenue(tables: Tables) -> RevenueArrays:
-    rev = tables.revenue.sort_values("at", kind="stable")
+    rev = _by_time(tables.revenue)
     customer = customer_positions(tables.customers, rev["customer_id"])
     # A missing kind is an invoice: only refunds and failed payments are told apart.
     kind = (
@@ -220,7 +240,7 @@ def _prepare_revenue(tables: Tables) -> RevenueArrays:
 
 
 def _prepare_feedback(tables: Tables) -> FeedbackArrays:
-    fb = tables.feedback.sort_values("at", kind="stable")
+    fb = _by_time(tables.feedback)
     kinds = {"nps": 0, "csat": 1, "review": 2, "ticket": 3}
     kind = _codes_by_name(fb["kind"], kinds)
     score = (

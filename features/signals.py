@@ -19,7 +19,7 @@ import pandas as pd
 from features.config import FeatureConfig
 from features.contract import Tables
 from features.labels import eligible_mask
-from features.prepared import DAY_NS, NAT, Prepared, as_of_timestamp, prepare
+from features.prepared import DAY_NS, NAT, ActivityArrays, Prepared, as_of_timestamp, prepare
 
 RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
 
@@ -30,7 +30,7 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
     t = as_of_timestamp(until).value
     if config.event_types is None:
         act = prepare(tables).activity
-        seen = act.event[act.at < t]
+        seen = act.event[_rows(act, None, t)]
         counts = (
             np.bincount(seen, minlength=len(act.event_names)) if len(seen) else np.zeros(0, int)
         )
@@ -110,13 +110,13 @@ def _feature_frame(prep: Prepared, t: int, config: FeatureConfig) -> pd.DataFram
 
 
 def _count(
-    customer: np.ndarray, mask: np.ndarray, n: int, weights: np.ndarray | None = None
+    customer: np.ndarray, mask: slice | np.ndarray, n: int, weights: np.ndarray | None = None
 ) -> np.ndarray:
     w = None if weights is None else weights[mask]
     return np.bincount(customer[mask], weights=w, minlength=n).astype("float64")
 
 
-def _latest(customer: np.ndarray, at: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+def _latest(customer: np.ndarray, at: np.ndarray, mask: slice | np.ndarray, n: int) -> np.ndarray:
     """Latest timestamp (ns) per customer among masked rows; NAT where none."""
     out = np.full(n, NAT, dtype=np.int64)
     np.maximum.at(out, customer[mask], at[mask])
@@ -147,9 +147,21 @@ def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan)
 
 
+def _rows(act: ActivityArrays, start: int | None, end: int) -> slice | np.ndarray:
+    """Activity rows with start <= at < end (no lower bound when start is None): a row range
+    when activity is in time order (views, no 10M-row masks), a boolean mask otherwise."""
+    if act.time_ordered:
+        low = 0 if start is None else int(np.searchsorted(act.at, start, side="left"))
+        return slice(low, int(np.searchsorted(act.at, end, side="left")))
+    mask = act.at < end
+    if start is not None:
+        mask &= act.at >= start
+    return mask
+
+
 def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
     act, n = prep.activity, prep.n_customers
-    before = act.at < t
+    before = _rows(act, None, t)
     out: dict[str, np.ndarray] = {}
     out["days_since_last_event"] = _days_since(t, _latest(act.customer, act.at, before, n))
     first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
@@ -162,23 +174,23 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     type_index = np.full(len(act.event_names), -1, dtype=np.int64)
     for i, name in enumerate(type_names):
         type_index[act.event_names == name] = i
-    row_type = type_index[act.event] if len(act.event) else act.event
     n_types_all = max(len(act.event_names), 1)
     t_day = t // DAY_NS
     for w in config.windows:
-        in_w = before & (act.at >= t - w * DAY_NS)
-        cust = act.customer[in_w]
+        in_w = _rows(act, t - w * DAY_NS, t)
+        cust = act.customer[in_w].astype(np.int64)  # int64: the flat indices below overflow int32
+        event = act.event[in_w]
         out[f"events_{w}d"] = np.bincount(cust, minlength=n).astype("float64")
-        days_back = t_day - act.day[in_w]  # 1..w
+        days_back = t_day - np.floor_divide(act.at[in_w], DAY_NS)  # 1..w
         seen_day = np.zeros(n * w, dtype=bool)
         seen_day[cust * w + (days_back - 1)] = True
         out[f"active_days_{w}d"] = seen_day.reshape(n, w).sum(axis=1).astype("float64")
         seen_type = np.zeros(n * n_types_all, dtype=bool)
-        seen_type[cust * n_types_all + act.event[in_w]] = True
+        seen_type[cust * n_types_all + event] = True
         out[f"event_types_{w}d"] = seen_type.reshape(n, n_types_all).sum(axis=1).astype("float64")
         out[f"value_{w}d"] = np.bincount(cust, weights=act.value[in_w], minlength=n)
         if type_names:
-            typed = row_type[in_w]
+            typed = type_index[event]
             keep = typed >= 0
             per_type = np.bincount(
                 cust[keep] * len(type_names) + typed[keep], minlength=n * len(type_names)
@@ -188,8 +200,8 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
                 out[f"{slug}_events_{w}d"] = per_type[:, i].astype("float64")
 
     tw = config.trend_window
-    recent = before & (act.at >= t - tw * DAY_NS)
-    prior = (act.at < t - tw * DAY_NS) & (act.at >= t - 2 * tw * DAY_NS)
+    recent = _rows(act, t - tw * DAY_NS, t)
+    prior = _rows(act, t - 2 * tw * DAY_NS, t - tw * DAY_NS)
     out[f"events_trend_{tw}d"] = _trend(
         _count(act.customer, recent, n), _count(act.customer, prior, n)
     )
@@ -321,7 +333,7 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
 
 def _empty_prepared() -> Prepared:
     """A Prepared with no customers and no rows, to read off the feature columns."""
-    from features.prepared import ActivityArrays, FeedbackArrays, RevenueArrays
+    from features.prepared import FeedbackArrays, RevenueArrays
 
     i64 = np.zeros(0, dtype=np.int64)
     f64 = np.zeros(0, dtype=np.float64)
@@ -330,7 +342,7 @@ def _empty_prepared() -> Prepared:
         n_customers=0,
         signup_at=i64,
         churned_at=i64,
-        activity=ActivityArrays(i64, i64, i64, i64, np.zeros(0, dtype=object), f64),
+        activity=ActivityArrays(i64, i64, i64, np.zeros(0, dtype=object), f64, True),
         revenue=RevenueArrays(i64, i64, f64, b, b, b, f64),
         feedback=FeedbackArrays(i64, i64, i64, f64, i64, b, b),
     )
