@@ -17,7 +17,7 @@ import pandas as pd
 import typer
 
 from churn.cli_metrics import register as register_metrics_commands
-from churn.options import BucketsOption, ConfigFile, DataDir, EngineOption
+from churn.options import BucketsOption, ConfigFile, DataUri, EngineOption
 from features.config import DATA_CONFIG_FILE, FeatureConfig, config_for_data, config_to_toml
 from features.contract import ContractError
 
@@ -139,16 +139,8 @@ def import_online_retail_command(
 @app.command("features")
 @user_errors
 def features_command(
-    # --data and --out are text, not Path: with --engine spark they may be cluster URIs
-    # (hdfs://, s3a://), whose double slash a Path would fold.
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data",
-            help="Folder with the contract's tables (Parquet or CSV; --engine spark: Parquet, "
-            "local or a cluster URI).",
-        ),
-    ],
+    # --out is text, not Path: with --engine spark it may be a cluster URI.
+    data: DataUri,
     as_of: Annotated[
         str,
         typer.Option(
@@ -199,15 +191,8 @@ def features_command(
 @app.command("dataset")
 @user_errors
 def dataset_command(
-    # --data and --out are text, not Path: with --engine spark they may be cluster URIs.
-    data: Annotated[
-        str,
-        typer.Option(
-            "--data",
-            help="Folder with the contract's tables (Parquet or CSV; --engine spark: Parquet, "
-            "local or a cluster URI).",
-        ),
-    ],
+    # --out is text, not Path: with --engine spark it may be a cluster URI.
+    data: DataUri,
     date_from: Annotated[str, typer.Option("--from", help="First observation date (YYYY-MM-DD).")],
     date_to: Annotated[str, typer.Option("--to", help="Last observation date (YYYY-MM-DD).")],
     out: Annotated[
@@ -327,12 +312,13 @@ def train_command(
 @app.command("score")
 @user_errors
 def score_command(
-    data: DataDir,
+    # --out is text, not Path: with --engine spark it may be a cluster URI.
+    data: DataUri,
     as_of: Annotated[
         str, typer.Option("--as-of", help="Run date (YYYY-MM-DD): data before it is used.")
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="Folder of scored partitions (one per run date).")
+        str, typer.Option("--out", help="Folder of scored partitions (one per run date).")
     ],
     name: Annotated[
         str, typer.Option("--name", help="Registered model name; its champion scores.")
@@ -341,27 +327,45 @@ def score_command(
         str | None, typer.Option("--by", help="Segments for the report, e.g. plan,country.")
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, max=20, help="Drivers per customer.")] = 3,
+    engine: EngineOption = "pandas",
+    buckets: BucketsOption = None,
 ) -> None:
     """The weekly job: score every eligible customer with the champion model, with drivers and
     the change since the previous run; write the partition and the segment report."""
-    from features.io import load_tables
+    from features.prepared import as_of_timestamp
     from serving.batch import log_scoring_run, run_scoring
     from training.tracking import configure, load_champion
 
+    if engine not in ("pandas", "spark"):
+        raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
+    as_of_timestamp(as_of)  # a bad date fails before anything starts
     configure()
     champion = load_champion(name)
-    tables = load_tables(data)
     segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
-    run = run_scoring(
-        tables, as_of, champion.model, champion.version, out,
-        model_info={"model_name": name, "model_run_id": champion.run_id},
-        segments_by=segments, top=top, log=lambda m: typer.echo(m, err=True),
-    )  # fmt: skip
+    info = {"model_name": name, "model_run_id": champion.run_id}
+    progress = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if engine == "spark":
+        from features.spark_engine import get_spark
+        from serving.spark_batch import spark_run_scoring
+
+        spark = get_spark()  # without pyspark: "install with: uv sync --extra spark"
+        run = spark_run_scoring(
+            spark, data, as_of, champion.model, champion.version, out, model_info=info,
+            segments_by=segments, top=top, buckets=buckets, log=progress,
+        )  # fmt: skip
+    else:
+        from features.io import load_tables
+
+        tables = load_tables(data)
+        run = run_scoring(
+            tables, as_of, champion.model, champion.version, out, model_info=info,
+            segments_by=segments, top=top, log=progress,
+        )  # fmt: skip
     run_id = log_scoring_run(run, name, champion.version)
     typer.echo(
-        f"scored {len(run.scores):,} customers as of {run.as_of.date()} -> {run.partition} (MLflow run {run_id})"
+        f"scored {run.summary['customers_scored']:,} customers as of {run.as_of.date()} -> {run.partition} (MLflow run {run_id})"
     )
-    bands = run.scores["risk_band"].value_counts()
+    bands = run.summary["bands"]
     typer.echo(
         "risk bands: "
         + ", ".join(f"{band} {bands.get(band, 0):,}" for band in ("high", "medium", "low"))
@@ -425,7 +429,8 @@ def demo(
     )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
     typer.echo("\nThe ten riskiest customers and what drives their risk:")
-    top = run.scores.nlargest(10, "churn_probability")
+    scores = pd.read_parquet(Path(run.partition) / "scores.parquet")
+    top = scores.nlargest(10, "churn_probability")
     for row in top.itertuples():
         drivers = ", ".join(f"{d['feature']}={d['value']}" for d in row.drivers) or "-"
         typer.echo(

@@ -9,8 +9,15 @@ import typer
 
 from features.config import DATA_CONFIG_FILE
 
-DataDir = Annotated[
-    Path, typer.Option("--data", help="Folder with the contract's tables (Parquet or CSV).")
+# Text, not Path: with --engine spark the folder may be a cluster URI (hdfs://, s3a://), whose
+# double slash a Path would fold.
+DataUri = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Folder with the contract's tables (Parquet or CSV; --engine spark: Parquet, "
+        "local or a cluster URI).",
+    ),
 ]
 ConfigFile = Annotated[
     Path | None,

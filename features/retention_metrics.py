@@ -667,14 +667,65 @@ def retention_metrics(
         activity_events=activity_events,
         purchase_key=purchase_key,
     )
+    return metrics_from_sums(
+        segment_sums(parts, labels),
+        t0,
+        t1,
+        min_group_size=min_group_size,
+        gross_margin=gross_margin,
+        confidence=confidence,
+        has_revenue=len(tables.revenue) > 0,
+    )
+
+
+def segment_sums(parts: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Per-customer additive parts summed for the whole base ('all') and for each segment of each
+    label column (rows aligned with parts): dimension, segment, then the sums.
+
+    Sums of disjoint slices of the customers add up to the sums of the whole, which is how the
+    Spark engine computes a report bucket by bucket (see :func:`combine_segment_sums`)."""
     pieces = [parts.sum().to_frame().T.assign(dimension=ALL, segment=ALL)]
     for dim in labels.columns:
         grouped = parts.groupby(labels[dim].to_numpy(), sort=True).sum()
         pieces.append(grouped.assign(dimension=dim, segment=grouped.index.astype("str")))
     sums = pd.concat(pieces, ignore_index=True)
+    return sums[["dimension", "segment", *parts.columns]]
+
+
+def combine_segment_sums(pieces: Sequence[pd.DataFrame], dimensions: Sequence[str]) -> pd.DataFrame:
+    """The segment sums of several disjoint slices of the customers (e.g. Spark buckets) added
+    up, in the order segment_sums gives for the whole: 'all', then each dimension in the given
+    order with its segments sorted."""
+    frames = [p for p in pieces if len(p)]
+    if not frames:
+        raise MetricsInputError("no segment sums to combine")
+    total = pd.concat(frames, ignore_index=True).groupby(["dimension", "segment"], sort=False).sum()
+    total = total.reset_index()
+    rank = {ALL: 0, **{d: i + 1 for i, d in enumerate(dimensions)}}
+    unknown = sorted(set(total["dimension"]) - set(rank))
+    if unknown:
+        raise MetricsInputError(f"segment sums have dimensions {unknown} not asked for")
+    order = sorted(
+        range(len(total)), key=lambda i: (rank[total["dimension"][i]], total["segment"][i])
+    )
+    return total.iloc[order].reset_index(drop=True)
+
+
+def metrics_from_sums(
+    sums: pd.DataFrame,
+    t0: Instant,
+    t1: Instant,
+    *,
+    min_group_size: int = 30,
+    gross_margin: float = 1.0,
+    confidence: float = 0.95,
+    has_revenue: bool = True,
+) -> pd.DataFrame:
+    """The metrics of :func:`retention_metrics` from segment sums of per_customer_metrics."""
+    t0, t1 = _check_period(t0, t1)
     months = (t1 - t0) / pd.Timedelta(days=_AVG_MONTH_DAYS)
     out = _derive_metrics(
-        sums, months, min_group_size, gross_margin, confidence, has_revenue=len(tables.revenue) > 0
+        sums, months, min_group_size, gross_margin, confidence, has_revenue=has_revenue
     )
     out["period_start"], out["period_end"] = t0, t1
     return out[["dimension", "segment", "period_start", "period_end", *METRIC_COLUMNS]]
@@ -1120,32 +1171,42 @@ def risk_view(
     if missing:
         raise MetricsInputError(f"scores lack the columns {missing}")
     labels = segment_labels(tables, by, scores=scores).reindex(scores["customer_id"].to_numpy())
-    frame = pd.DataFrame(
+    labels = labels.fillna(MISSING_SEGMENT).astype(str)
+    return risk_from_sums(segment_sums(risk_parts(scores, revenue_column, bands), labels), bands)
+
+
+def risk_parts(
+    scores: pd.DataFrame,
+    revenue_column: str = "monthly_revenue",
+    bands: Sequence[str] = ("high", "medium", "low"),
+) -> pd.DataFrame:
+    """Per scored customer, the additive parts of the risk view (rows aligned with scores)."""
+    p = scores["churn_probability"].to_numpy(dtype=float)
+    band = scores["risk_band"].astype(str).to_numpy()
+    parts = pd.DataFrame(
         {
-            "p": scores["churn_probability"].to_numpy(dtype=float),
-            "revenue_at_risk": scores["churn_probability"].to_numpy(dtype=float)
-            * scores[revenue_column].to_numpy(dtype=float),
-            "band": scores["risk_band"].astype(str).to_numpy(),
+            "customers_scored": np.ones(len(scores), dtype="int64"),
+            "expected_churners": p,
+            "revenue_at_risk": p * scores[revenue_column].to_numpy(dtype=float),
         }
     )
-    groups: list[tuple[str, str, np.ndarray]] = [(ALL, ALL, np.ones(len(frame), dtype=bool))]
-    for col in labels.columns:
-        values = labels[col].fillna(MISSING_SEGMENT).astype(str).to_numpy()
-        groups += [(col, v, values == v) for v in sorted(set(values))]
-    rows = []
-    for dimension, segment, mask in groups:
-        part = frame[mask]
-        row = {
-            "dimension": dimension,
-            "segment": segment,
-            "customers_scored": len(part),
-            "mean_risk": float(part["p"].mean()) if len(part) else float("nan"),
-            "expected_churners": float(part["p"].sum()),
-            "revenue_at_risk": float(part["revenue_at_risk"].sum()),
-        }
-        for band in bands:
-            row[f"share_{band}"] = (
-                float((part["band"] == band).mean()) if len(part) else float("nan")
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for name in bands:
+        parts[f"band_{name}"] = (band == name).astype("int64")
+    return parts
+
+
+def risk_from_sums(
+    sums: pd.DataFrame, bands: Sequence[str] = ("high", "medium", "low")
+) -> pd.DataFrame:
+    """The risk view from segment sums of risk_parts: customers scored, mean risk, expected
+    churners, revenue at risk and the share of each band."""
+    n = sums["customers_scored"].to_numpy(dtype=float)
+    out = pd.DataFrame({"dimension": sums["dimension"], "segment": sums["segment"]})
+    out["customers_scored"] = n.astype("int64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["mean_risk"] = np.where(n > 0, sums["expected_churners"].to_numpy(float) / n, np.nan)
+        out["expected_churners"] = sums["expected_churners"].to_numpy(float)
+        out["revenue_at_risk"] = sums["revenue_at_risk"].to_numpy(float)
+        for name in bands:
+            out[f"share_{name}"] = np.where(n > 0, sums[f"band_{name}"].to_numpy(float) / n, np.nan)
+    return out.reset_index(drop=True)

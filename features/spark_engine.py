@@ -34,8 +34,9 @@ Output: a folder of Parquet part files, written beside ``out`` under a temporary
 in at the end through the Hadoop file system API (an atomic rename on a local disk and on HDFS;
 object stores such as S3 have no atomic rename). A failed job leaves the previous output whole.
 
-Scoring (later): :func:`run_buckets` takes any per-bucket function of a :class:`Tables`; a scorer
-loads the model artifact once per worker and applies it to ``build_features`` of the bucket.
+Scoring: :func:`run_buckets` takes any per-bucket function of a :class:`Tables`;
+serving/spark_batch.py runs the weekly job with it (the broadcast model scores the bucket's
+``build_features``), with the previous run's rows shuffled into the same buckets as an extra.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import time
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +66,7 @@ if TYPE_CHECKING:  # pyspark is an optional dependency: imported only when a Spa
 INSTALL_HINT = "install with: uv sync --extra spark"
 BUCKETS_PER_CORE = 2
 TABLE_CODES = {name: i for i, name in enumerate(TABLES)}
+EXTRA_CODE_BASE = len(TABLES)  # extras are tagged after the contract's tables
 # Timestamp columns that decide something on the driver (data end, event types as of T).
 DRIVER_TIMESTAMPS = {
     "customers": ("signup_at", "churned_at"),
@@ -156,6 +159,7 @@ class BucketJob:
     observed_until: pd.Timestamp  # the global data end (Tables.data_end of the whole data)
     object_columns: tuple[str, ...]  # customers columns pandas reads as object (bool with nulls)
     out_schema: pa.Schema
+    extras: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> its columns
 
 
 @dataclass
@@ -163,6 +167,8 @@ class BucketTables(Tables):
     """The tables of one bucket: a slice of a data set whose observed edge is the whole data's."""
 
     observed_until: pd.Timestamp | None = field(default=None, compare=False)
+    # Other per-customer frames shuffled with the bucket (e.g. the previous scoring run's).
+    extras: dict[str, pd.DataFrame] = field(default_factory=dict, compare=False)
 
     def data_end(self) -> pd.Timestamp:
         if self.observed_until is None:
@@ -377,7 +383,7 @@ def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -
     return [] if latest is None else [int(latest)]
 
 
-def _output_schema(
+def output_schema(
     config: FeatureConfig, segment_types: dict[str, str], with_labels: bool
 ) -> pa.Schema:
     """as_of, customer_id, feature_names(config) (segments last), churned: the pandas columns."""
@@ -394,16 +400,29 @@ def _output_schema(
     return pa.schema(fields)
 
 
-def _spark_schema(schema: pa.Schema) -> Any:
+def _spark_type(dtype: pa.DataType) -> Any:
     from pyspark.sql import types as T
 
+    if pa.types.is_list(dtype):
+        return T.ArrayType(_spark_type(dtype.value_type), True)
+    if pa.types.is_struct(dtype):
+        return T.StructType([T.StructField(f.name, _spark_type(f.type), True) for f in dtype])
     mapping = {
         pa.timestamp("us"): T.TimestampNTZType(),
         pa.string(): T.StringType(),
         pa.float64(): T.DoubleType(),
+        pa.float32(): T.FloatType(),
         pa.int8(): T.ByteType(),
+        pa.int64(): T.LongType(),
+        pa.binary(): T.BinaryType(),
     }
-    return T.StructType([T.StructField(f.name, mapping[f.type], True) for f in schema])
+    return mapping[dtype]
+
+
+def _spark_schema(schema: pa.Schema) -> Any:
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField(f.name, _spark_type(f.type), True) for f in schema])
 
 
 @dataclass
@@ -416,6 +435,8 @@ class Plan:
     observed_until: pd.Timestamp
     segment_types: dict[str, str]
     object_columns: tuple[str, ...]
+    # Per-customer frames (customer_id + columns) that travel with each bucket, by name.
+    extras: dict[str, DataFrame] = field(default_factory=dict)
 
 
 def plan_run(
@@ -478,6 +499,16 @@ def _stacked(spark: SparkSession, plan: Plan, buckets: int) -> DataFrame:
                 *[F.col(c).alias(f"{name}__{c}") for c in df.columns if c != "customer_id"],
             )
         )
+    for i, (name, df) in enumerate(plan.extras.items()):
+        parts.append(
+            df.select(
+                F.lit(EXTRA_CODE_BASE + i).cast("byte").alias("_table"),
+                F.col("customer_id").cast("string").alias("customer_id"),
+                F.lit(0).alias("_file"),
+                F.lit(0).cast("long").alias("_row"),
+                *[F.col(c).alias(f"{name}__{c}") for c in df.columns if c != "customer_id"],
+            )
+        )
     stacked = parts[0]
     for part in parts[1:]:
         stacked = stacked.unionByName(part, allowMissingColumns=True)
@@ -523,16 +554,23 @@ def bucket_tables(part: pa.Table, job: BucketJob) -> BucketTables:
                 df[col] = df[col].astype(object).where(df[col].notna(), None)
         frames[name] = df
     tables = validate_tables(**frames)
+    extras = {}
+    for i, (name, columns) in enumerate(job.extras.items()):
+        rows = part.filter(pc.equal(code, EXTRA_CODE_BASE + i))
+        extras[name] = pa.table(
+            {c: rows.column(c if c == "customer_id" else f"{name}__{c}") for c in columns}
+        ).to_pandas()
     return BucketTables(
         customers=tables.customers,
         activity=tables.activity,
         feedback=tables.feedback,
         revenue=tables.revenue,
         observed_until=job.observed_until,
+        extras=extras,
     )
 
 
-BucketFunction = Callable[[BucketTables, BucketJob], pd.DataFrame]
+BucketFunction = Callable[[BucketTables, BucketJob], "pd.DataFrame | pa.Table"]
 
 
 def _partition_runner(
@@ -566,7 +604,11 @@ def _partition_runner(
                 flush=True,
             )
             if len(frame):
-                out = pa.Table.from_pandas(frame, schema=job.out_schema, preserve_index=False)
+                out = (
+                    frame
+                    if isinstance(frame, pa.Table)
+                    else pa.Table.from_pandas(frame, schema=job.out_schema, preserve_index=False)
+                )
                 yield from out.to_batches(max_chunksize=100_000)
 
     return run
@@ -631,14 +673,17 @@ def run_buckets(
         observed_until=plan.observed_until,
         object_columns=plan.object_columns,
         out_schema=out_schema,
+        extras={name: tuple(df.columns) for name, df in plan.extras.items()},
     )
     stacked = _stacked(spark, plan, buckets)
     return stacked.mapInArrow(_partition_runner(job, func), _spark_schema(out_schema))
 
 
-def write_atomically(spark: SparkSession, frame: DataFrame, out: str) -> int:
-    """Write frame as a Parquet folder at out, replacing what was there only when the whole
-    job succeeded; returns the rows written."""
+@contextmanager
+def atomic_output(spark: SparkSession, out: str) -> Iterator[str]:
+    """A temporary folder beside out to write into; swapped in for out when the block ends
+    without an error, through the Hadoop file system API (an atomic rename on a local disk and
+    on HDFS; object stores have no atomic rename). On an error the previous out stays whole."""
     out = str(out).rstrip("/")
     name = out.rsplit("/", 1)[-1]
     parent = out[: -len(name)]  # with its trailing slash; empty for a relative name
@@ -651,11 +696,7 @@ def write_atomically(spark: SparkSession, frame: DataFrame, out: str) -> int:
     if jout.getParent() is not None:
         fs.mkdirs(jout.getParent())
     try:
-        try:
-            frame.write.mode("errorifexists").parquet(tmp)
-        except Exception as err:
-            _reraise_worker_error(err)
-            raise
+        yield tmp
         if fs.exists(jout):
             if not fs.rename(jout, jold):
                 raise OSError(f"could not move the previous output {out} aside")
@@ -668,7 +709,51 @@ def write_atomically(spark: SparkSession, frame: DataFrame, out: str) -> int:
     finally:
         if fs.exists(jtmp):
             fs.delete(jtmp, True)
-    return int(spark.read.parquet(out).count())  # from the Parquet footers
+
+
+def write_parquet(frame: DataFrame, path: str) -> None:
+    """frame.write.parquet, with an error raised in a Python worker raised again as itself."""
+    try:
+        frame.write.mode("errorifexists").parquet(path)
+    except Exception as err:
+        _reraise_worker_error(err)
+        raise
+
+
+def write_atomically(spark: SparkSession, frame: DataFrame, out: str) -> int:
+    """Write frame as a Parquet folder at out, replacing what was there only when the whole
+    job succeeded; returns the rows written."""
+    with atomic_output(spark, out) as tmp:
+        write_parquet(frame, tmp)
+    return int(spark.read.parquet(str(out).rstrip("/")).count())  # from the Parquet footers
+
+
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+    """A small file written from the driver (a report, run.json) on Spark's file system."""
+    fs, jpath = _hadoop_path(spark, path)
+    stream = fs.create(jpath, True)
+    try:
+        stream.write(bytearray(data))
+    finally:
+        stream.close()
+
+
+def list_folder(spark: SparkSession, path: str) -> list[str]:
+    """Names of the entries of a folder on Spark's file system ([] if it does not exist)."""
+    fs, jpath = _hadoop_path(spark, path)
+    if not fs.exists(jpath):
+        return []
+    return sorted(str(status.getPath().getName()) for status in fs.listStatus(jpath))
+
+
+def path_exists(spark: SparkSession, path: str) -> bool:
+    return _exists(spark, path)
+
+
+def delete_path(spark: SparkSession, path: str) -> None:
+    """Delete a file or folder (recursively) on Spark's file system."""
+    fs, jpath = _hadoop_path(spark, path)
+    fs.delete(jpath, True)
 
 
 def spark_training_set(
@@ -693,7 +778,7 @@ def spark_training_set(
     )
     for d in stamps:
         check_horizon_observed(edge, d, plan.config.churn)
-    schema = _output_schema(plan.config, plan.segment_types, with_labels=True)
+    schema = output_schema(plan.config, plan.segment_types, with_labels=True)
     frame = run_buckets(spark, plan, _training_rows(stamps), schema, buckets)
     return write_atomically(spark, frame, out), plan.config
 
@@ -710,7 +795,7 @@ def spark_features(
     Parquet folder at out. Returns rows and the resolved configuration."""
     t = as_of_timestamp(as_of)
     plan = plan_run(spark, data_dir, config, until=t)
-    schema = _output_schema(plan.config, plan.segment_types, with_labels=False)
+    schema = output_schema(plan.config, plan.segment_types, with_labels=False)
     frame = run_buckets(spark, plan, _feature_rows(t), schema, buckets)
     return write_atomically(spark, frame, out), plan.config
 
@@ -738,8 +823,13 @@ def read_output(path: str | os.PathLike, sort_by: Sequence[str] = ("as_of", "cus
 __all__ = [
     "BucketJob",
     "BucketTables",
+    "atomic_output",
     "configure_session",
+    "delete_path",
     "get_spark",
+    "list_folder",
+    "output_schema",
+    "path_exists",
     "plan_run",
     "read_output",
     "require_pyspark",
@@ -748,6 +838,8 @@ __all__ = [
     "spark_features",
     "spark_training_set",
     "write_atomically",
+    "write_bytes",
+    "write_parquet",
 ]
 
 if __name__ == "__main__":  # spark-submit needs a .py file: spark-submit features/spark_engine.py

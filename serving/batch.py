@@ -5,6 +5,8 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
   risk: feature, value, contribution), model_version, previous_probability, probability_delta,
   drivers_moved (features whose contribution changed most since the previous run);
 - features.parquet: the features behind the scores (what the service looks up);
+- contributions.parquet: every feature's contribution for every customer (float32), which the
+  next run compares with when the same model scores it;
 - segments.parquet: retention metrics over the period since the previous run and the risk view
   per segment;
 - run.json: run date, model name/version/run id, counts.
@@ -13,31 +15,101 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from features.contract import Tables
 from features.io import atomic_dir
 from features.prepared import as_of_timestamp
-from features.retention_metrics import retention_metrics, risk_view
+from features.retention_metrics import (
+    ALL,
+    MISSING_SEGMENT,
+    metrics_from_sums,
+    per_customer_metrics,
+    risk_from_sums,
+    risk_parts,
+    segment_labels,
+    segment_sums,
+)
 from features.signals import build_features
+from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, top_drivers
 from training.model import ChurnModel, calibrate
 
 PARTITION_PREFIX = "as_of="
+SCORES_FILE, FEATURES_FILE, SEGMENTS_FILE, RUN_FILE = (
+    "scores.parquet", "features.parquet", "segments.parquet", "run.json",
+)  # fmt: skip
+CONTRIBUTIONS_FILE = "contributions.parquet"  # every feature's contribution, float32
 Log = Callable[[str], None]
+
+SCORES_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("churn_probability", pa.float64()),
+        ("risk_band", pa.string()),
+        ("drivers", DRIVER_TYPE),
+        ("model_version", pa.string()),
+        ("previous_probability", pa.float64()),
+        ("probability_delta", pa.float64()),
+        ("drivers_moved", MOVED_TYPE),
+    ]
+)  # scores.parquet, from either engine
+
+
+SLIM_COLUMNS = [
+    "customer_id", "churn_probability", "risk_band", "previous_probability", "probability_delta",
+]  # fmt: skip
 
 
 @dataclass
 class ScoringRun:
+    """One weekly run: where it was written and its headline figures (run.json). With the
+    pandas engine, `scores` holds the slim columns (SLIM_COLUMNS) of every customer; drivers
+    are in the partition's scores.parquet."""
+
     as_of: pd.Timestamp
-    partition: Path
-    scores: pd.DataFrame
+    partition: Path | str  # a cluster URI for the Spark engine
+    summary: dict
     segments: pd.DataFrame
     previous_as_of: pd.Timestamp | None
+    scores: pd.DataFrame | None = None
+
+
+def run_summary(
+    as_of: pd.Timestamp,
+    previous_as_of: pd.Timestamp | None,
+    model_version: str,
+    model_info: dict | None,
+    segments: pd.DataFrame,
+) -> dict:
+    """run.json: the run date, the model, and the headline figures (from the report's 'all' row)."""
+    everyone = segments[segments["dimension"] == ALL].iloc[0]
+    bands = segments[segments["dimension"] == "risk_band"]
+    return {
+        "as_of": as_of.date().isoformat(),
+        "previous_as_of": previous_as_of.date().isoformat() if previous_as_of is not None else None,
+        "model_version": str(model_version),
+        **(model_info or {}),
+        "customers_scored": int(everyone["customers_scored"]),
+        "mean_risk": float(everyone["mean_risk"]),
+        "expected_churners": float(everyone["expected_churners"]),
+        "bands": {
+            str(band): int(n)
+            for band, n in zip(bands["segment"], bands["customers_scored"], strict=True)
+            if n > 0
+        },
+    }
+
+
+def scores_table(scores: pd.DataFrame) -> pa.Table:
+    """Scores as Arrow with the fixed schema (the same types whichever engine wrote them)."""
+    return pa.Table.from_pandas(scores, schema=SCORES_SCHEMA, preserve_index=False)
 
 
 def partition_path(out_dir: str | Path, as_of: pd.Timestamp) -> Path:
@@ -51,11 +123,7 @@ def list_partitions(out_dir: str | Path) -> list[tuple[pd.Timestamp, Path]]:
         return []
     found = []
     for path in root.iterdir():
-        if (
-            path.is_dir()
-            and path.name.startswith(PARTITION_PREFIX)
-            and (path / "run.json").is_file()
-        ):
+        if path.is_dir() and path.name.startswith(PARTITION_PREFIX) and (path / RUN_FILE).is_file():
             found.append((pd.Timestamp(path.name[len(PARTITION_PREFIX) :]), path))
     return sorted(found)
 
@@ -67,118 +135,189 @@ def previous_partition(
     return earlier[-1] if earlier else None
 
 
-def _text(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, float | np.floating):
-        return f"{float(value):.6g}"
-    return str(value)
+@dataclass(frozen=True)
+class PreviousRun:
+    """What a run compares with: the previous run's probabilities, and its features or (when
+    the same model scored it) its stored contributions, by customer id."""
 
+    probabilities: pd.Series | None = None
+    features: pd.DataFrame | None = None  # indexed by customer_id
+    contributions: pd.DataFrame | None = None  # indexed by customer_id, float32 per feature
 
-def top_drivers(
-    contrib: np.ndarray, names: list[str], values: pd.DataFrame, top: int
-) -> list[list[dict]]:
-    """Per row, the `top` features with the largest positive contribution to the risk."""
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
-    raw = values.to_numpy(dtype=object)
-    out = []
-    for i, row in enumerate(order):
-        out.append(
-            [
-                {
-                    "feature": names[j],
-                    "value": _text(raw[i, j]),
-                    "contribution": float(contrib[i, j]),
-                }
-                for j in row
-                if contrib[i, j] > 0
-            ]
+    @classmethod
+    def of(
+        cls,
+        scores: pd.DataFrame | None = None,
+        features: pd.DataFrame | None = None,
+        contributions: pd.DataFrame | None = None,
+    ) -> PreviousRun:
+        def by_id(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+            return frame.set_index("customer_id") if frame is not None else None
+
+        probabilities = (
+            by_id(scores)["churn_probability"] if scores is not None and len(scores) else None
         )
-    return out
+        return cls(probabilities, by_id(features), by_id(contributions))
 
 
-def moved_drivers(delta: np.ndarray, names: list[str], top: int) -> list[list[dict]]:
-    """Per row, the features whose contribution changed most since the previous run."""
-    order = np.argsort(-np.abs(delta), axis=1, kind="stable")[:, :top]
-    return [
-        [{"feature": names[j], "change": float(delta[i, j])} for j in row if delta[i, j] != 0]
-        for i, row in enumerate(order)
-    ]
+def _previous_contributions(
+    model: ChurnModel, previous: PreviousRun, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The previous run's contributions (float32, current model's feature order) of the ids it
+    knows, and where those ids are; None when there is nothing to compare with."""
+    names = model.feature_names
+    stored = previous.contributions
+    if stored is not None and all(c in stored for c in names):
+        positions = stored.index.get_indexer(ids)
+        known = positions >= 0
+        return known, stored[names].to_numpy(dtype=np.float32)[positions[known]]
+    before = previous.features
+    if before is None or not all(c in before for c in names):
+        return None
+    positions = before.index.get_indexer(ids)
+    known = positions >= 0
+    if not known.any():
+        return known, np.zeros((0, len(names)), dtype=np.float32)
+    rows = before.iloc[positions[known]].reset_index()
+    return known, model.contributions(rows)[names].to_numpy().astype(np.float32)
+
+
+def iter_scores(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    model_version: str,
+    previous: PreviousRun | None = None,
+    top: int = 3,
+    chunk_rows: int = 100_000,
+) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """Scores (SCORES_SCHEMA) and contributions (customer_id + float32 per feature) for
+    feature rows, chunk by chunk, so that memory stays bounded whatever the number of rows.
+
+    Drivers are LightGBM's pred_contrib (exact TreeSHAP). The change since a previous run is the
+    probability delta and the drivers that moved most: both runs' features explained by the
+    current model (so the movement is the customer's, not the model's), compared at float32."""
+    names = model.feature_names
+    previous = previous or PreviousRun()
+    for start in range(0, len(features), chunk_rows):
+        chunk = features.iloc[start : start + chunk_rows]
+        ids = chunk["customer_id"].to_numpy()
+        contrib = model.contributions(chunk)
+        logit = contrib.sum(axis=1).to_numpy()
+        probability = calibrate(model.calibrator, 1.0 / (1.0 + np.exp(-logit)))
+        current = contrib[names].to_numpy()
+        current32 = current.astype(np.float32)
+        delta = np.zeros_like(current)
+        found = _previous_contributions(model, previous, ids)
+        if found is not None:
+            known, before = found
+            delta[known] = current32[known].astype(np.float64) - before.astype(np.float64)
+        if previous.probabilities is not None:
+            before_p = previous.probabilities.reindex(ids).to_numpy(dtype=np.float64)
+        else:
+            before_p = np.full(len(chunk), np.nan)
+        scores = pa.table(
+            [
+                pa.array(ids, pa.string()),
+                pa.array(probability, pa.float64()),
+                pa.array(model.risk_band(probability), pa.string()),
+                top_drivers(current, names, chunk, top),
+                pa.array(np.full(len(chunk), str(model_version), dtype=object), pa.string()),
+                pa.array(before_p, pa.float64(), from_pandas=True),
+                pa.array(probability - before_p, pa.float64(), from_pandas=True),
+                moved_drivers(delta, names, top),
+            ],
+            schema=SCORES_SCHEMA,
+        )
+        contributions = pa.table(
+            {"customer_id": pa.array(ids, pa.string())}
+            | {name: pa.array(current32[:, j]) for j, name in enumerate(names)}
+        )
+        yield scores, contributions
 
 
 def score_features(
     model: ChurnModel,
     features: pd.DataFrame,
     model_version: str,
-    previous_scores: pd.DataFrame | None = None,
-    previous_features: pd.DataFrame | None = None,
+    previous: PreviousRun | None = None,
     top: int = 3,
     chunk_rows: int = 100_000,
-    log: Log | None = None,
 ) -> pd.DataFrame:
-    """Scores, bands and drivers for feature rows, in chunks (memory stays bounded), with the
-    change since a previous run: probability delta, and the drivers that moved most (both runs'
-    features explained by the current model, so the movement is the customer's, not the model's)."""
-    names = model.feature_names
-    prev_feat = (
-        previous_features.set_index("customer_id") if previous_features is not None else None
+    """Scores, bands, drivers and the change since a previous run for feature rows, as one
+    frame (see iter_scores; for what-if records and for tests)."""
+    tables = [s for s, _ in iter_scores(model, features, model_version, previous, top, chunk_rows)]
+    return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
+
+
+@dataclass(frozen=True)
+class SegmentSums:
+    """The additive parts of a segment report, summed per segment: what one slice of the
+    customers (all of them, or one Spark bucket) contributes."""
+
+    metrics: pd.DataFrame  # segment sums of per_customer_metrics
+    risk: pd.DataFrame  # segment sums of risk_parts
+
+
+def report_segments(by: list[str]) -> list[str]:
+    """The report's dimensions: the requested segments, then the risk band."""
+    return [*by, "risk_band"]
+
+
+def segment_sums_for(
+    tables: Tables,
+    scores: pd.DataFrame,
+    features: pd.DataFrame,
+    model: ChurnModel,
+    period_start: pd.Timestamp,
+    as_of: pd.Timestamp,
+    by: list[str],
+) -> SegmentSums:
+    """Per-segment sums of the retention metrics over (period_start, as_of] and of the risk
+    view, for the customers in tables."""
+    churn = model.features_config().churn
+    revenue = (
+        features.set_index("customer_id")["revenue_30d"] if "revenue_30d" in features else None
     )
-    parts = []
-    for start in range(0, len(features), chunk_rows):
-        chunk = features.iloc[start : start + chunk_rows]
-        contrib = model.contributions(chunk)
-        logit = contrib.sum(axis=1).to_numpy()
-        raw = 1.0 / (1.0 + np.exp(-logit))
-        probability = calibrate(model.calibrator, raw)
-        values = chunk[names]
-        contributions = contrib[names].to_numpy()
-        part = pd.DataFrame(
-            {
-                "customer_id": chunk["customer_id"].to_numpy(),
-                "churn_probability": probability,
-                "risk_band": model.risk_band(probability),
-                "drivers": top_drivers(contributions, names, values, top),
-                "model_version": str(model_version),
-            }
-        )
-        moved: list[list[dict]] = [[] for _ in range(len(chunk))]
-        if prev_feat is not None:
-            ids = chunk["customer_id"].to_numpy()
-            known = np.isin(ids, prev_feat.index.to_numpy())
-            if known.any():
-                before = prev_feat.loc[ids[known]].reset_index()
-                missing = [c for c in names if c not in before]
-                if not missing:
-                    prev_contrib = model.contributions(before)[names].to_numpy()
-                    for k, row in zip(
-                        np.flatnonzero(known),
-                        moved_drivers(contributions[known] - prev_contrib, names, top),
-                        strict=True,
-                    ):
-                        moved[k] = row
-        part["drivers_moved"] = moved
-        parts.append(part)
-        if log:
-            log(f"  scored {min(start + chunk_rows, len(features)):,}/{len(features):,} customers")
-    scores = pd.concat(parts, ignore_index=True) if parts else _empty_scores()
-    if previous_scores is not None and len(previous_scores):
-        prev = previous_scores.set_index("customer_id")["churn_probability"]
-        scores["previous_probability"] = prev.reindex(scores["customer_id"]).to_numpy()
-    else:
-        scores["previous_probability"] = np.nan
-    scores["probability_delta"] = scores["churn_probability"] - scores["previous_probability"]
-    return scores[
-        ["customer_id", "churn_probability", "risk_band", "drivers", "model_version", "previous_probability",
-         "probability_delta", "drivers_moved"]
-    ]  # fmt: skip
+    scored = scores.assign(
+        monthly_revenue=revenue.reindex(scores["customer_id"]).fillna(0.0).to_numpy()
+        if revenue is not None
+        else 0.0
+    )
+    segments = report_segments(by)
+    t0, t1 = _report_period(period_start, as_of)
+    labels = segment_labels(tables, segments, scores=scored)
+    parts = per_customer_metrics(
+        tables,
+        t0,
+        t1,
+        churn_mode=churn.mode,
+        lookback_days=churn.lookback_days,
+        activity_events=churn.qualifying_events,
+    )
+    scored_labels = labels.reindex(scored["customer_id"].to_numpy())
+    scored_labels = scored_labels.fillna(MISSING_SEGMENT).astype(str)
+    return SegmentSums(
+        metrics=segment_sums(parts, labels), risk=segment_sums(risk_parts(scored), scored_labels)
+    )
 
 
-def _empty_scores() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"customer_id": pd.Series([], dtype="str"), "churn_probability": pd.Series([], dtype=float),
-         "risk_band": pd.Series([], dtype="str"), "drivers": [], "model_version": pd.Series([], dtype="str"),
-         "drivers_moved": []}
-    )  # fmt: skip
+def _report_period(
+    period_start: pd.Timestamp, as_of: pd.Timestamp
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    # The run date T is excluded (features use data strictly before T): the period ends just
+    # before it, so "MRR at the end" is that of the month before a run on the 1st.
+    just_before = pd.Timedelta(nanoseconds=1)
+    return pd.Timestamp(period_start) - just_before, pd.Timestamp(as_of) - just_before
+
+
+def report_from_sums(
+    sums: SegmentSums, period_start: pd.Timestamp, as_of: pd.Timestamp, has_revenue: bool
+) -> pd.DataFrame:
+    """The segment report (retention metrics beside the risk view) from its summed parts."""
+    t0, t1 = _report_period(period_start, as_of)
+    metrics = metrics_from_sums(sums.metrics, t0, t1, has_revenue=has_revenue)
+    risk = risk_from_sums(sums.risk)
+    return metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
 
 
 def segment_report(
@@ -191,31 +330,30 @@ def segment_report(
     by: list[str],
 ) -> pd.DataFrame:
     """Retention metrics over (period_start, as_of] and the risk view, per segment, one table."""
-    churn = model.features_config().churn
-    revenue = (
-        features.set_index("customer_id")["revenue_30d"] if "revenue_30d" in features else None
+    sums = segment_sums_for(tables, scores, features, model, period_start, as_of, by)
+    return report_from_sums(sums, period_start, as_of, has_revenue=len(tables.revenue) > 0)
+
+
+def same_model(info: dict, model_version: str, model_info: dict | None) -> bool:
+    """Whether a partition's run.json says it was scored by this very model."""
+    keys = ("model_name", "model_run_id")
+    return str(info.get("model_version")) == str(model_version) and all(
+        info.get(k) == (model_info or {}).get(k) for k in keys
     )
-    scored = scores.assign(
-        monthly_revenue=revenue.reindex(scores["customer_id"]).fillna(0.0).to_numpy()
-        if revenue is not None
-        else 0.0
-    )
-    segments = [*by, "risk_band"]
-    # The run date T is excluded (features use data strictly before T): the period ends just
-    # before it, so "MRR at the end" is that of the month before a run on the 1st.
-    just_before = pd.Timedelta(nanoseconds=1)
-    metrics = retention_metrics(
-        tables,
-        period_start - just_before,
-        as_of - just_before,
-        by=segments,
-        churn_mode=churn.mode,
-        lookback_days=churn.lookback_days,
-        activity_events=churn.qualifying_events,
-        scores=scored,
-    )
-    risk = risk_view(scored, tables, segments)
-    return metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
+
+
+def read_previous(
+    partition: Path, model: ChurnModel, model_version: str, model_info: dict | None
+) -> PreviousRun:
+    """The previous partition's probabilities, and its stored contributions when the same model
+    scored it (no second pred_contrib pass), else its features."""
+    scores = pd.read_parquet(partition / SCORES_FILE, columns=["customer_id", "churn_probability"])
+    info = json.loads((partition / RUN_FILE).read_text())
+    stored = partition / CONTRIBUTIONS_FILE
+    if stored.exists() and same_model(info, model_version, model_info):
+        columns = ["customer_id", *model.feature_names]
+        return PreviousRun.of(scores, contributions=pd.read_parquet(stored, columns=columns))
+    return PreviousRun.of(scores, features=pd.read_parquet(partition / FEATURES_FILE))
 
 
 def run_scoring(
@@ -232,7 +370,9 @@ def run_scoring(
     log: Log = print,
 ) -> ScoringRun:
     """Build features as of the run date with the model's own configuration, score, compare with
-    the previous partition, and write this run's partition atomically."""
+    the previous partition, and write this run's partition atomically. Scores and
+    contributions are streamed to the partition chunk by chunk; the run keeps only the slim
+    columns (id, probability, band, change) in memory."""
     t = as_of_timestamp(as_of)
     config = model.features_config()
     log(f"features as of {t.date()} ...")
@@ -242,40 +382,46 @@ def run_scoring(
             f"no customers are eligible on {t.date()}: check the run date against the data"
         )
     previous = previous_partition(out_dir, t)
-    prev_scores = prev_features = None
+    before = PreviousRun()
     if previous is not None:
         log(f"previous run: {previous[0].date()}")
-        prev_scores = pd.read_parquet(
-            previous[1] / "scores.parquet", columns=["customer_id", "churn_probability"]
-        )
-        prev_features = pd.read_parquet(previous[1] / "features.parquet")
-    log(f"scoring {len(features):,} customers with model version {model_version}")
-    scores = score_features(
-        model, features, model_version, prev_scores, prev_features, top, chunk_rows, log
-    )
+        before = read_previous(previous[1], model, model_version, model_info)
     by = segments_by if segments_by is not None else list(model.preprocessor.categorical)
     period_start = (
         previous[0] if previous is not None else t - pd.Timedelta(days=config.churn.horizon_days)
     )
-    segments = segment_report(tables, scores, features, model, period_start, t, by)
+    previous_as_of = previous[0] if previous is not None else None
     target = partition_path(out_dir, t)
+    log(f"scoring {len(features):,} customers with model version {model_version}")
     with atomic_dir(target) as tmp:
-        scores.to_parquet(tmp / "scores.parquet", index=False)
-        features.to_parquet(tmp / "features.parquet", index=False)
-        segments.to_parquet(tmp / "segments.parquet", index=False)
-        info = {
-            "as_of": t.date().isoformat(),
-            "previous_as_of": previous[0].date().isoformat() if previous else None,
-            "model_version": str(model_version),
-            **(model_info or {}),
-            "customers_scored": len(scores),
-            "mean_risk": float(scores["churn_probability"].mean()),
-            "expected_churners": float(scores["churn_probability"].sum()),
-            "bands": scores["risk_band"].value_counts().to_dict(),
-        }
-        (tmp / "run.json").write_text(json.dumps(info, indent=1, sort_keys=True))
+        slim = []
+        scores_file = pq.ParquetWriter(tmp / SCORES_FILE, SCORES_SCHEMA)
+        contributions_file = None
+        try:
+            for scores, contributions in iter_scores(
+                model, features, model_version, before, top, chunk_rows
+            ):
+                scores_file.write_table(scores)
+                if contributions_file is None:
+                    contributions_file = pq.ParquetWriter(
+                        tmp / CONTRIBUTIONS_FILE, contributions.schema
+                    )
+                contributions_file.write_table(contributions)
+                slim.append(scores.select(SLIM_COLUMNS))
+                done = sum(len(part) for part in slim)
+                log(f"  scored {done:,}/{len(features):,} customers")
+        finally:
+            scores_file.close()
+            if contributions_file is not None:
+                contributions_file.close()
+        scored = pa.concat_tables(slim).to_pandas()
+        segments = segment_report(tables, scored, features, model, period_start, t, by)
+        summary = run_summary(t, previous_as_of, model_version, model_info, segments)
+        features.to_parquet(tmp / FEATURES_FILE, index=False)
+        segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
+        (tmp / RUN_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
     log(f"wrote {target}")
-    return ScoringRun(t, target, scores, segments, previous[0] if previous else None)
+    return ScoringRun(t, target, summary, segments, previous_as_of, scored)
 
 
 def log_scoring_run(
@@ -290,13 +436,14 @@ def log_scoring_run(
     with mlflow.start_run(run_name=f"score {run.as_of.date()}") as active:
         mlflow.log_params({"as_of": run.as_of.date().isoformat(), "model_name": model_name,
                            "model_version": model_version, "partition": str(run.partition)})  # fmt: skip
-        scores = run.scores
+        summary = run.summary
+        scored = summary["customers_scored"]
         mlflow.log_metrics(
             {
-                "customers_scored": float(len(scores)),
-                "mean_risk": float(scores["churn_probability"].mean()),
-                "expected_churners": float(scores["churn_probability"].sum()),
-                "share_high": float((scores["risk_band"] == "high").mean()),
+                "customers_scored": float(scored),
+                "mean_risk": summary["mean_risk"],
+                "expected_churners": summary["expected_churners"],
+                "share_high": summary["bands"].get("high", 0) / scored if scored else 0.0,
             }
         )
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ atomic writes and identical reruns."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from features.signals import build_features
 from serving import batch
 from serving.batch import list_partitions, run_scoring
+from training.drivers import moved_drivers, top_drivers
 
 RUN_1, RUN_2 = "2024-12-01", "2024-12-08"
 
@@ -30,7 +32,10 @@ def test_each_run_writes_a_complete_partition(scored):
     out, _, second = scored
     assert [d.date().isoformat() for d, _ in list_partitions(out)] == [RUN_1, RUN_2]
     files = sorted(p.name for p in second.partition.iterdir())
-    assert files == ["features.parquet", "run.json", "scores.parquet", "segments.parquet"]
+    assert files == [
+        "contributions.parquet", "features.parquet", "run.json", "scores.parquet",
+        "segments.parquet",
+    ]  # fmt: skip
     info = json.loads((second.partition / "run.json").read_text())
     assert info["previous_as_of"] == RUN_1 and info["customers_scored"] == len(second.scores)
 
@@ -43,7 +48,9 @@ def test_scores_are_the_models_probabilities_with_positive_drivers(small_champio
         first.scores["churn_probability"], model.predict_proba(features), rtol=1e-9
     )
     assert set(first.scores["risk_band"]) <= {"high", "medium", "low"}
-    for drivers in first.scores["drivers"].head(200):
+    written = pd.read_parquet(first.partition / "scores.parquet")
+    assert written["customer_id"].tolist() == first.scores["customer_id"].tolist()
+    for drivers in written["drivers"].head(200):
         assert len(drivers) <= 3
         assert all(d["contribution"] > 0 and d["feature"] in model.feature_names for d in drivers)
 
@@ -58,7 +65,49 @@ def test_second_run_reports_the_change_since_the_previous_one(scored):
     np.testing.assert_allclose(
         both["probability_delta"], both["churn_probability"] - both["churn_probability_1"]
     )
-    assert both["drivers_moved"].map(len).gt(0).any()
+    moved = pd.read_parquet(second.partition / "scores.parquet")["drivers_moved"]
+    assert moved.map(len).gt(0).any()
+
+
+def test_drivers_moved_from_stored_contributions_equal_a_recomputation(
+    small_champion, scored, tmp_path
+):
+    """A run scored by the same model reuses the previous partition's contributions; another
+    model explains the previous features again. Both give the same movements."""
+    _, first, second = scored
+    out = tmp_path / "recomputed"
+    shutil.copytree(first.partition, out / first.partition.name)
+    info = json.loads((out / first.partition.name / "run.json").read_text())
+    (out / first.partition.name / "run.json").write_text(json.dumps(info | {"model_version": "0"}))
+    model, version = small_champion.champion.model, small_champion.champion.version
+    again = run_scoring(small_champion.tables, RUN_2, model, version, out, log=lambda _: None)
+    reused = pd.read_parquet(second.partition / "scores.parquet")
+    recomputed = pd.read_parquet(again.partition / "scores.parquet")
+    assert reused["drivers_moved"].map(len).sum() > 0
+    for a, b in zip(reused["drivers_moved"], recomputed["drivers_moved"], strict=True):
+        assert [dict(d) for d in a] == [dict(d) for d in b]
+
+
+def test_drivers_are_the_largest_positive_contributions_with_their_values():
+    contrib = np.array([[0.5, -1.0, 2.0, 0.0], [-0.1, -0.2, -0.3, -0.4], [1.0, 1.0, 0.2, 3.0]])
+    values = pd.DataFrame(
+        {"a": [1.23456789, np.nan, 3.0], "b": [1.0, 2.0, 3.0], "c": [7e-9, 1e12, 2.5],
+         "plan": pd.Series(["pro", None, "basic"], dtype=object)}
+    )  # fmt: skip
+    got = top_drivers(contrib, ["a", "b", "c", "plan"], values, top=3).to_pylist()
+    assert got == [
+        [{"feature": "c", "value": "7e-09", "contribution": 2.0},
+         {"feature": "a", "value": "1.23457", "contribution": 0.5}],
+        [],
+        [{"feature": "plan", "value": "basic", "contribution": 3.0},
+         {"feature": "a", "value": "3", "contribution": 1.0},
+         {"feature": "b", "value": "3", "contribution": 1.0}],
+    ]  # fmt: skip
+    moved = moved_drivers(np.array([[0.0, -2.0, 1.0], [0.0, 0.0, 0.0]]), ["a", "b", "c"], 2)
+    assert moved.to_pylist() == [
+        [{"feature": "b", "change": -2.0}, {"feature": "c", "change": 1.0}],
+        [],
+    ]
 
 
 def test_segment_report_has_retention_metrics_and_the_risk_view(scored):

@@ -4,6 +4,7 @@ within 1e-9. Runs Spark in local mode (local[2]); skipped when pyspark is not in
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ if shutil.which("java") is None:
     pytest.skip("pyspark is installed but there is no Java runtime", allow_module_level=True)
 
 from features.config import config_for_data
+from features.contract import ContractError
 from features.dataset import build_training_set, observation_dates
 from features.demo_data import DemoConfig, write_demo
 from features.io import load_tables
@@ -165,3 +167,97 @@ def test_cli_spark_engine_and_a_contract_error_that_keeps_the_previous_output(
     result = runner.invoke(app, [*args, "--data", str(demo), "--engine", "spark"])
     assert result.exit_code == 2
     assert "install with: uv sync --extra spark" in result.output
+
+
+def _drivers(values: pd.Series) -> list[list[dict]]:
+    return [[dict(d) for d in (v if v is not None else [])] for v in values]
+
+
+def assert_same_partition(spark_part: Path, pandas_part: Path) -> None:
+    """Scores (with drivers), features, segment report and run.json of two partitions agree."""
+    got = read_output(spark_part / "scores.parquet", ["customer_id"])
+    expected = read_output(pandas_part / "scores.parquet", ["customer_id"])
+    nested = ["drivers", "drivers_moved"]
+    assert_same_rows(got.drop(columns=nested), expected.drop(columns=nested), ["customer_id"])
+    for col in nested:
+        for a, b in zip(_drivers(got[col]), _drivers(expected[col]), strict=True):
+            assert [d["feature"] for d in a] == [d["feature"] for d in b]
+            assert [d.get("value") for d in a] == [d.get("value") for d in b]
+            key = "contribution" if col == "drivers" else "change"
+            np.testing.assert_allclose([d[key] for d in a], [d[key] for d in b], atol=TOLERANCE)
+    assert_same_rows(
+        read_output(spark_part / "features.parquet", ["customer_id"]),
+        read_output(pandas_part / "features.parquet", ["customer_id"]),
+        ["customer_id"],
+    )
+    got_seg = pd.read_parquet(spark_part / "segments.parquet")
+    expected_seg = pd.read_parquet(pandas_part / "segments.parquet")
+    pd.testing.assert_frame_equal(got_seg, expected_seg, check_dtype=False, rtol=1e-9)
+    got_info = json.loads((spark_part / "run.json").read_text())
+    expected_info = json.loads((pandas_part / "run.json").read_text())
+    for key in ("mean_risk", "expected_churners"):
+        assert got_info.pop(key) == pytest.approx(expected_info.pop(key), rel=1e-9)
+    assert got_info == expected_info
+
+
+def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
+    spark, small_champion, tmp_path
+):
+    from serving.batch import list_partitions, run_scoring
+    from serving.spark_batch import spark_run_scoring
+
+    champion = small_champion.champion
+    model, version = champion.model, champion.version
+    data = small_champion.data_dir
+    runs = ("2024-12-01", "2024-12-08")
+    pandas_out, spark_out = tmp_path / "pandas", tmp_path / "spark"
+    quiet = lambda _: None  # noqa: E731
+    for run in runs:
+        run_scoring(small_champion.tables, run, model, version, pandas_out, log=quiet)
+        result = spark_run_scoring(
+            spark, str(data), run, model, version, str(spark_out), buckets=3, log=quiet
+        )
+        assert result.summary["customers_scored"] > 1000
+    assert [p.name for _, p in list_partitions(spark_out)] == [f"as_of={r}" for r in runs]
+    for run in runs:
+        assert_same_partition(spark_out / f"as_of={run}", pandas_out / f"as_of={run}")
+    moved = pd.read_parquet(spark_out / f"as_of={runs[1]}" / "scores.parquet")["drivers_moved"]
+    assert sum(len(m) for m in moved) > 0  # the second run did compare with the first
+
+    # A contract error in a worker: the error reaches the caller, the partition stays whole.
+    broken = tmp_path / "broken"
+    shutil.copytree(data, broken)
+    activity = pd.read_parquet(broken / "activity.parquet")
+    stray = activity.iloc[:1].assign(customer_id="NOBODY")
+    pd.concat([activity, stray]).to_parquet(broken / "activity.parquet", index=False)
+    partition = spark_out / f"as_of={runs[1]}"
+    before = {p.relative_to(partition): p.read_bytes() for p in partition.rglob("*") if p.is_file()}
+    with pytest.raises(ContractError, match="refer to customers"):
+        spark_run_scoring(spark, str(broken), runs[1], model, version, str(spark_out), log=quiet)
+    after = {p.relative_to(partition): p.read_bytes() for p in partition.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in spark_out.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(ValueError, match="unknown segment column 'tier'"):
+        spark_run_scoring(
+            spark, str(data), runs[1], model, version, str(spark_out), segments_by=["tier"]
+        )
+
+
+def test_score_command_on_spark(spark, small_champion, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", small_champion.tracking_uri)
+    monkeypatch.chdir(small_champion.root)
+    out = tmp_path / "s"
+    args = ["score", "--data", str(small_champion.data_dir), "--as-of", "2024-12-15"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--engine", "spark"])
+    assert result.exit_code == 0, result.output
+    assert "scored" in result.output and "risk bands: high" in result.output
+    info = json.loads((out / "as_of=2024-12-15" / "run.json").read_text())
+    assert info["model_version"] == small_champion.champion.version
+    assert (
+        len(pd.read_parquet(out / "as_of=2024-12-15" / "scores.parquet"))
+        == (info["customers_scored"])
+    )

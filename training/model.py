@@ -135,30 +135,12 @@ class ChurnModel:
         return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=frame.index)
 
     def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
-        """The `top` features pushing each row's risk up the most: name, value, contribution."""
-        contrib = self.contributions(frame).drop(columns="bias")
-        values = contrib.to_numpy()
-        order = np.argsort(-values, axis=1)[:, :top]
-        names = np.asarray(self.feature_names, dtype=object)
-        result = []
-        raw = frame[self.feature_names]
-        for i in range(len(frame)):
-            row = []
-            for j in order[i]:
-                if values[i, j] <= 0:
-                    break
-                value = raw.iat[i, j]
-                row.append(
-                    {
-                        "feature": str(names[j]),
-                        "value": None
-                        if pd.isna(value)
-                        else (value if isinstance(value, str) else float(value)),
-                        "contribution": float(values[i, j]),
-                    }
-                )
-            result.append(row)
-        return result
+        """The `top` features pushing each row's risk up the most: name, value (as text),
+        contribution (see training.drivers)."""
+        from training.drivers import top_drivers
+
+        contrib = self.contributions(frame)[self.feature_names].to_numpy()
+        return top_drivers(contrib, self.feature_names, frame, top).to_pylist()
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
         """customer_id, churn_probability, risk_band and drivers for feature records."""

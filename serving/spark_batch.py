@@ -1,0 +1,304 @@
+"""The weekly job on Apache Spark: serving.batch.run_scoring for customer bases beyond one machine.
+
+The same code does the work: each customer-hash bucket (features.spark_engine) runs
+features.signals.build_features, serving.batch.iter_scores with the champion model (broadcast
+once to the executors) and serving.batch.segment_sums_for. The previous run's features and
+probabilities are shuffled into the same buckets, so "change since the previous run" is
+computed exactly as in the pandas engine. A bucket returns its customers' features and scores,
+and one row holding its segment sums (Arrow IPC bytes): sums add up over buckets, and the driver
+turns the total into the report with serving.batch.report_from_sums.
+
+The partition has the pandas engine's layout, OUT/as_of=YYYY-MM-DD/ with scores.parquet,
+features.parquet and contributions.parquet (Parquet folders here: pandas, pyarrow and the service read them as tables),
+segments.parquet and run.json, built in a temporary folder and swapped in whole at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.contract import Tables
+from features.prepared import as_of_timestamp
+from features.retention_metrics import combine_segment_sums, segment_labels
+from features.spark_engine import (
+    BucketJob,
+    BucketTables,
+    atomic_output,
+    delete_path,
+    list_folder,
+    output_schema,
+    path_exists,
+    plan_run,
+    run_buckets,
+    write_bytes,
+    write_parquet,
+)
+from serving.batch import (
+    CONTRIBUTIONS_FILE,
+    PARTITION_PREFIX,
+    SCORES_SCHEMA,
+    Log,
+    PreviousRun,
+    ScoringRun,
+    SegmentSums,
+    iter_scores,
+    report_from_sums,
+    report_segments,
+    run_summary,
+    segment_sums_for,
+)
+from training.model import ChurnModel
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+KIND = "_kind"  # 0: a customer's features and score; 1: a bucket's segment sums
+CUSTOMER_ROW, SUMS_ROW = 0, 1
+FEATURE_PREFIX, SCORE_PREFIX, CONTRIB_PREFIX = "feature__", "score__", "contribution__"
+PREVIOUS = "previous"  # the extra table: the previous run's features and probability
+
+
+def _partition_uri(out_dir: str, as_of: pd.Timestamp) -> str:
+    return f"{str(out_dir).rstrip('/')}/{PARTITION_PREFIX}{as_of.date().isoformat()}"
+
+
+def previous_partition_uri(
+    spark: SparkSession, out_dir: str, as_of: pd.Timestamp
+) -> tuple[pd.Timestamp, str] | None:
+    """The latest complete partition (with run.json) before as_of, on Spark's file system."""
+    found = []
+    for name in list_folder(spark, out_dir):
+        if not name.startswith(PARTITION_PREFIX):
+            continue
+        try:
+            date = pd.Timestamp(name[len(PARTITION_PREFIX) :])
+        except ValueError:
+            continue
+        uri = f"{str(out_dir).rstrip('/')}/{name}"
+        if date < as_of and path_exists(spark, f"{uri}/run.json"):
+            found.append((date, uri))
+    return max(found) if found else None
+
+
+def _wide_schema(features: pa.Schema, model: ChurnModel) -> pa.Schema:
+    fields = [pa.field(KIND, pa.int8()), pa.field("customer_id", pa.string())]
+    fields += [
+        pa.field(FEATURE_PREFIX + f.name, f.type) for f in features if f.name != "customer_id"
+    ]
+    fields += [
+        pa.field(SCORE_PREFIX + f.name, f.type) for f in SCORES_SCHEMA if f.name != "customer_id"
+    ]
+    fields += [pa.field(CONTRIB_PREFIX + name, pa.float32()) for name in model.feature_names]
+    fields += [pa.field("metric_sums", pa.binary()), pa.field("risk_sums", pa.binary())]
+    return pa.schema(fields)
+
+
+def _ipc_bytes(frame: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(data: bytes) -> pd.DataFrame:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all().to_pandas()
+
+
+def _bucket_rows(n: int, columns: dict[str, pa.Array], schema: pa.Schema) -> pa.Table:
+    """n rows of the wide schema: the given columns, nulls elsewhere."""
+    return pa.table(
+        {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in schema}, schema=schema
+    )
+
+
+def _scoring_rows(
+    as_of: pd.Timestamp,
+    period_start: pd.Timestamp,
+    by: list[str],
+    model_ref: Any,
+    model_version: str,
+    top: int,
+    has_previous: bool,
+    feature_schema: pa.Schema,
+) -> Callable[[BucketTables, BucketJob], pa.Table]:
+    def build(tables: BucketTables, job: BucketJob) -> pa.Table:
+        from features.signals import build_features
+
+        model: ChurnModel = model_ref.value
+        features = build_features(tables, as_of, job.config)
+        before = PreviousRun()
+        if has_previous:
+            previous = tables.extras[PREVIOUS]
+            scores = previous[previous["churn_probability"].notna()]
+            rows = previous[previous["_in_features"].fillna(False).astype(bool)]
+            before = PreviousRun.of(
+                scores[["customer_id", "churn_probability"]],
+                features=rows.drop(columns=["churn_probability", "_in_features"]),
+            )
+        chunks = list(iter_scores(model, features, model_version, before, top))
+        score_table = (
+            pa.concat_tables([s for s, _ in chunks]) if chunks else SCORES_SCHEMA.empty_table()
+        )
+        scores = score_table.to_pandas()
+        sums = segment_sums_for(tables, scores, features, model, period_start, as_of, by)
+
+        schema = job.out_schema
+        n = len(features)
+        feature_table = pa.Table.from_pandas(features, schema=feature_schema, preserve_index=False)
+        if chunks:
+            contributions = pa.concat_tables([c for _, c in chunks])
+        else:
+            contributions = pa.table({n: pa.array([], pa.float32()) for n in model.feature_names})
+        columns: dict[str, pa.Array] = {
+            KIND: pa.array([CUSTOMER_ROW] * n, pa.int8()),
+            "customer_id": feature_table.column("customer_id"),
+        }
+        for name in feature_table.column_names[1:]:
+            columns[FEATURE_PREFIX + name] = feature_table.column(name)
+        for name in score_table.column_names[1:]:
+            columns[SCORE_PREFIX + name] = score_table.column(name)
+        for name in model.feature_names:
+            columns[CONTRIB_PREFIX + name] = contributions.column(name)
+        customers = _bucket_rows(n, columns, schema)
+        totals = _bucket_rows(
+            1,
+            {
+                KIND: pa.array([SUMS_ROW], pa.int8()),
+                "metric_sums": pa.array([_ipc_bytes(sums.metrics)], pa.binary()),
+                "risk_sums": pa.array([_ipc_bytes(sums.risk)], pa.binary()),
+            },
+            schema,
+        )
+        return pa.concat_tables([customers, totals])
+
+    return build
+
+
+def _check_segments(plan_customers: DataFrame, by: list[str]) -> None:
+    """Unknown segment names fail on the driver, with segment_labels' own message."""
+    columns = {
+        c: pd.Series(dtype="datetime64[ns]" if c in ("signup_at", "churned_at") else object)
+        for c in plan_customers.columns
+    }
+    empty = Tables(customers=pd.DataFrame(columns), activity=pd.DataFrame())
+    segment_labels(empty, [s for s in by if s != "risk_band"])
+
+
+def _previous_frame(spark: SparkSession, partition: str) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    features = spark.read.parquet(f"{partition}/features.parquet")
+    features = features.withColumn("_in_features", F.lit(True))
+    scores = spark.read.parquet(f"{partition}/scores.parquet").select(
+        "customer_id", "churn_probability"
+    )
+    return features.join(scores, on="customer_id", how="full_outer")
+
+
+def spark_run_scoring(
+    spark: SparkSession,
+    data_dir: str,
+    as_of: object,
+    model: ChurnModel,
+    model_version: str,
+    out_dir: str,
+    *,
+    model_info: dict | None = None,
+    segments_by: list[str] | None = None,
+    top: int = 3,
+    buckets: int | None = None,
+    log: Log = print,
+) -> ScoringRun:
+    """serving.batch.run_scoring on Spark: the data folder and the partitions are Parquet paths
+    (local or a cluster's file system); the result has the same rows and values."""
+    t = as_of_timestamp(as_of)
+    config = model.features_config()
+    log(f"planning: reading the tables under {data_dir} ...")
+    plan = plan_run(spark, str(data_dir), config, until=t)
+    by = segments_by if segments_by is not None else list(model.preprocessor.categorical)
+    _check_segments(plan.frames["customers"], by)
+    previous = previous_partition_uri(spark, out_dir, t)
+    if previous is not None:
+        log(f"previous run: {previous[0].date()}")
+        plan.extras[PREVIOUS] = _previous_frame(spark, previous[1])
+    period_start = (
+        previous[0] if previous is not None else t - pd.Timedelta(days=config.churn.horizon_days)
+    )
+    has_revenue = "revenue" in plan.frames and bool(plan.frames["revenue"].limit(1).count())
+
+    feature_schema = output_schema(plan.config, plan.segment_types, with_labels=False)
+    schema = _wide_schema(feature_schema, model)
+    model_ref = spark.sparkContext.broadcast(model)
+    build = _scoring_rows(
+        t, period_start, by, model_ref, str(model_version), top, previous is not None,
+        feature_schema,
+    )  # fmt: skip
+    rows = run_buckets(spark, plan, build, schema, buckets)
+
+    target = _partition_uri(out_dir, t)
+    with atomic_output(spark, target) as tmp:
+        log(f"features and scores per bucket as of {t.date()} with model version {model_version}")
+        write_parquet(rows, f"{tmp}/_rows")
+        wide = spark.read.parquet(f"{tmp}/_rows")
+        customers = wide.where(wide[KIND] == CUSTOMER_ROW)
+        scored = customers.count()
+        if scored == 0:
+            raise ValueError(
+                f"no customers are eligible on {t.date()}: check the run date against the data"
+            )
+        log(f"writing features and scores of {scored:,} customers")
+        write_parquet(
+            customers.select(
+                "customer_id",
+                *[
+                    customers[FEATURE_PREFIX + f.name].alias(f.name)
+                    for f in feature_schema
+                    if f.name != "customer_id"
+                ],
+            ),
+            f"{tmp}/features.parquet",
+        )
+        write_parquet(
+            customers.select(
+                "customer_id",
+                *[
+                    customers[SCORE_PREFIX + f.name].alias(f.name)
+                    for f in SCORES_SCHEMA
+                    if f.name != "customer_id"
+                ],
+            ),
+            f"{tmp}/scores.parquet",
+        )
+        write_parquet(
+            customers.select(
+                "customer_id",
+                *[customers[CONTRIB_PREFIX + n].alias(n) for n in model.feature_names],
+            ),
+            f"{tmp}/{CONTRIBUTIONS_FILE}",
+        )
+        parts = wide.where(wide[KIND] == SUMS_ROW).select("metric_sums", "risk_sums").collect()
+        dimensions = report_segments(by)
+        sums = SegmentSums(
+            metrics=combine_segment_sums([_from_ipc(r[0]) for r in parts], dimensions),
+            risk=combine_segment_sums([_from_ipc(r[1]) for r in parts], dimensions),
+        )
+        segments = report_from_sums(sums, period_start, t, has_revenue)
+        previous_as_of = previous[0] if previous is not None else None
+        summary = run_summary(t, previous_as_of, model_version, model_info, segments)
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), sink)
+        write_bytes(spark, f"{tmp}/segments.parquet", sink.getvalue().to_pybytes())
+        write_bytes(
+            spark, f"{tmp}/run.json", json.dumps(summary, indent=1, sort_keys=True).encode()
+        )
+        delete_path(spark, f"{tmp}/_rows")
+    model_ref.unpersist()
+    log(f"wrote {target}")
+    return ScoringRun(t, target, summary, segments, previous_as_of)
