@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,6 +117,32 @@ def _plain_dtype(field: pa.Field, pandas_columns: dict[str, dict]) -> np.dtype |
     return dtype if stored == str(dtype) else None
 
 
+READ_THREADS = min(4, os.cpu_count() or 1)  # row groups of one file decoded side by side
+
+
+def _read_row_group_into(
+    path: Path, dictionary: list[str], index: int, start: int, arrays: dict[str, np.ndarray]
+) -> dict[str, pa.Array] | None:
+    """Decode one row group into arrays[name][start:...]; dictionary columns store their codes.
+    Returns each dictionary column's dictionary (None if it changes within the row group).
+    Opens its own reader: one reader is not meant to be shared between threads."""
+    part = pq.ParquetFile(path, read_dictionary=dictionary).read_row_group(index, use_threads=False)
+    dictionaries: dict[str, pa.Array] = {}
+    for name, out in arrays.items():
+        at = start
+        for chunk in part.column(name).chunks:
+            end = at + len(chunk)
+            if name in dictionary:
+                known = dictionaries.setdefault(name, chunk.dictionary)
+                if not (chunk.dictionary is known or chunk.dictionary.equals(known)):
+                    return None
+                out[at:end] = _codes(chunk)
+            else:
+                out[at:end] = chunk.to_numpy(zero_copy_only=False)
+            at = end
+    return dictionaries
+
+
 def _is_text_dictionary(kind: pa.DataType) -> bool:
     return pa.types.is_dictionary(kind) and (
         pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
@@ -150,23 +177,22 @@ def _read_columnar(path: Path, dictionary: list[str]) -> pd.DataFrame | None:
             if dtype is None:
                 return None
             arrays[field.name] = np.empty(rows, dtype)
+    starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        seen = list(
+            pool.map(
+                lambda i: _read_row_group_into(path, dictionary, i, int(starts[i]), arrays),
+                range(meta.num_row_groups),
+            )
+        )
+    if any(part is None for part in seen):
+        return None
     dictionaries: dict[str, pa.Array] = {}
-    start = 0
-    for i in range(meta.num_row_groups):
-        part = file.read_row_group(i)
-        for name, out in arrays.items():
-            at = start
-            for chunk in part.column(name).chunks:
-                end = at + len(chunk)
-                if name in dictionary:
-                    known = dictionaries.setdefault(name, chunk.dictionary)
-                    if not (chunk.dictionary is known or chunk.dictionary.equals(known)):
-                        return None
-                    out[at:end] = _codes(chunk)
-                else:
-                    out[at:end] = chunk.to_numpy(zero_copy_only=False)
-                at = end
-        start += part.num_rows
+    for part in seen:
+        for name, values in part.items():
+            known = dictionaries.setdefault(name, values)
+            if not (values is known or values.equals(known)):
+                return None  # row groups with other dictionaries: their codes mean other ids
     columns: dict[str, object] = {}
     for field in schema:
         if field.name not in dictionary:

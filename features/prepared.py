@@ -79,7 +79,7 @@ def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
     dtype = np.int32 if len(index) < 2**31 else np.int64
     if isinstance(ids.dtype, pd.CategoricalDtype):
         lookup = index.get_indexer(ids.cat.categories)
-        codes = ids.cat.codes.to_numpy()
+        codes = ids.array.codes  # the Categorical's own codes: .cat.codes copies them
         if len(lookup) <= len(index) and np.array_equal(lookup, np.arange(len(lookup))):
             return codes.astype(dtype, copy=False)
         return lookup.astype(dtype)[codes]
@@ -92,14 +92,14 @@ def _codes_by_name(values: pd.Series, codes: dict[str, int], default: int = -1) 
         lookup = np.array(
             [codes.get(str(c), default) for c in values.cat.categories] + [default], dtype=np.int64
         )
-        return lookup[values.cat.codes.to_numpy()]  # code -1 (missing) picks the default at the end
+        return lookup[values.array.codes]  # code -1 (missing) picks the default at the end
     return values.astype("str").map(codes).fillna(default).to_numpy(dtype="int64")
 
 
 def _coded(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes and the category names of a text column."""
     if isinstance(values.dtype, pd.CategoricalDtype):  # the codes as they are (often int8)
-        return values.cat.codes.to_numpy(), np.asarray(values.cat.categories, dtype=object)
+        return values.array.codes, np.asarray(values.cat.categories, dtype=object)
     codes, names = pd.factorize(values, sort=True)
     return codes.astype(np.int64), np.asarray(names, dtype=object)
 
@@ -202,6 +202,19 @@ def is_time_ordered(at: np.ndarray) -> bool:
     return bool(len(at) < 2 or (at[1:] >= at[:-1]).all())
 
 
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") for non-negative integer keys such as customer
+    positions, as radix passes over 16-bit digits (numpy radix-sorts 16-bit keys, and that is
+    several times faster than its merge sort of 32- or 64-bit keys)."""
+    if len(keys) == 0 or keys.min() < 0 or keys.max() >= 2**32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if keys.max() >= 2**16:
+        high = (keys[order] >> 16).astype(np.uint16)
+        order = order[np.argsort(high, kind="stable")]
+    return order
+
+
 def _by_time(df: pd.DataFrame) -> pd.DataFrame:
     """The rows in time order (stable); the frame itself when they already are."""
     return df if df["at"].is_monotonic_increasing else df.sort_values("at", kind="stable")
@@ -224,7 +237,7 @@ def _prepare_revenue(tables: Tables) -> RevenueArrays:
     change = np.full(len(rev), np.nan)
     pay_idx = np.flatnonzero(is_payment)
     if len(pay_idx):
-        order = pay_idx[np.argsort(customer[pay_idx], kind="stable")]
+        order = pay_idx[stable_argsort(customer[pay_idx])]
         same = customer[order][1:] == customer[order][:-1]
         diffs = amount[order][1:] - amount[order][:-1]
         change[order[1:][same]] = diffs[same]
