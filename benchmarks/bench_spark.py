@@ -11,13 +11,15 @@ the default ten events per customer). Generating that and running both engines t
 
 The data is features.demo_data with the activity rate scaled to --events-per-customer (the
 generator also writes about 12 revenue rows and 4 feedback rows per customer), cached in
-benchmarks/.data/spark_<customers>_<events>/ (git-ignored). Two workloads, each engine in a
+benchmarks/.data/spark_<customers>_<events>/ (git-ignored). Three workloads, each engine in a
 fresh process:
 
 * ``features``: features as of one date for every eligible customer (the weekly job's step):
   pandas = ``load_tables`` + ``build_features`` + Parquet; Spark = ``spark_features``.
 * ``dataset``: a training set over --dates observation dates 30 days apart:
   pandas = ``load_tables`` + ``write_training_set``; Spark = ``spark_training_set``.
+* ``score``: the weekly job as of --as-of with the champion of bench_batch.py (first run, no
+  previous partition): pandas = ``load_tables`` + ``run_scoring``; Spark = ``spark_run_scoring``.
 
 Measured per run: wall time of the process (Spark: also the session start alone, which is a
 fixed cost of about 10-20 s), and the peak resident memory of the whole process tree (the
@@ -80,7 +82,13 @@ def child(args: argparse.Namespace) -> None:
 
         tables = load_tables(args.data)
         result["load_s"] = time.perf_counter() - started
-        if args.workload == "features":
+        if args.workload == "score":
+            from serving.batch import run_scoring
+
+            model, version = scoring_model()
+            run = run_scoring(tables, as_of, model, version, args.out, log=lambda _: None)
+            result["rows"] = run.summary["customers_scored"]
+        elif args.workload == "features":
             frame = build_features(tables, as_of, config)
             frame.to_parquet(args.out, index=False)
             result["rows"] = len(frame)
@@ -91,7 +99,16 @@ def child(args: argparse.Namespace) -> None:
 
         spark = get_spark("local[2]", **{"spark.driver.memory": args.driver_memory})
         result["session_s"] = time.perf_counter() - started
-        if args.workload == "features":
+        if args.workload == "score":
+            from serving.spark_batch import spark_run_scoring
+
+            model, version = scoring_model()
+            run = spark_run_scoring(
+                spark, str(args.data), as_of, model, version, str(args.out),
+                buckets=args.buckets, log=lambda _: None,
+            )  # fmt: skip
+            result["rows"] = run.summary["customers_scored"]
+        elif args.workload == "features":
             result["rows"], _ = spark_features(
                 spark, str(args.data), as_of, config, str(args.out), args.buckets
             )
@@ -102,6 +119,16 @@ def child(args: argparse.Namespace) -> None:
         spark.stop()
     result["in_process_s"] = time.perf_counter() - started
     print(MARK + json.dumps(result), flush=True)
+
+
+def scoring_model():
+    """The champion of bench_batch.py (trained once on 3,000 demo customers) and its version."""
+    from bench_batch import model_uri
+
+    from training.tracking import load_champion
+
+    champion = load_champion("churn-risk", model_uri())
+    return champion.model, champion.version
 
 
 def sample_tree(proc, cpu: dict[int, float]) -> int:
@@ -144,13 +171,13 @@ def measure(engine: str, workload: str, args: argparse.Namespace, out: Path, log
     return result
 
 
-def same_rows(pandas_out: Path, spark_out: Path, keys: list[str]) -> str:
+def same_rows(pandas_out: Path, spark_out: Path, keys: list[str], drop: list[str] = ()) -> str:
     import pandas as pd
 
     from features.spark_engine import read_output
 
-    expected = read_output(pandas_out, keys)
-    got = read_output(spark_out, keys)
+    expected = read_output(pandas_out, keys).drop(columns=list(drop))
+    got = read_output(spark_out, keys).drop(columns=list(drop))
     try:
         pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=0, atol=1e-9)
     except AssertionError as err:
@@ -166,7 +193,7 @@ def main() -> None:
     parser.add_argument("--as-of", default="2024-12-01", help="(last) observation date")
     parser.add_argument("--buckets", type=int, default=4, help="Spark customer buckets")
     parser.add_argument("--driver-memory", default="4g", help="Spark local JVM heap")
-    parser.add_argument("--workloads", default="features,dataset")
+    parser.add_argument("--workloads", default="features,dataset,score")
     parser.add_argument("--data", type=Path, help="use this data folder instead of generating")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
@@ -208,7 +235,16 @@ def main() -> None:
                     flush=True,
                 )
             keys = ["as_of", "customer_id"] if workload == "dataset" else ["customer_id"]
-            verdict = same_rows(outs["pandas"], outs["spark"], keys)
+            if workload == "score":  # compare the partitions' scores (drivers aside)
+                part = f"as_of={args.as_of}/scores.parquet"
+                verdict = same_rows(
+                    outs["pandas"] / part,
+                    outs["spark"] / part,
+                    keys,
+                    drop=["drivers", "drivers_moved"],
+                )
+            else:
+                verdict = same_rows(outs["pandas"], outs["spark"], keys)
             verdicts.append(verdict)
             print(f"  {workload}: spark vs pandas output {verdict}", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
@@ -227,4 +263,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(HERE))
     main()
