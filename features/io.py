@@ -118,6 +118,7 @@ def _plain_dtype(field: pa.Field, pandas_columns: dict[str, dict]) -> np.dtype |
 
 
 READ_THREADS = min(4, os.cpu_count() or 1)  # row groups of one file decoded side by side
+COLUMNAR_MIN_ROWS = 1_000_000  # smaller files are read whole
 
 
 def _read_row_group_into(
@@ -159,7 +160,7 @@ def _read_columnar(path: Path, dictionary: list[str]) -> pd.DataFrame | None:
     that differ between row groups): the caller then reads the file whole."""
     file = pq.ParquetFile(path, read_dictionary=dictionary)
     meta, schema = file.metadata, file.schema_arrow
-    if meta.num_row_groups < 2 or meta.num_rows < 1_000_000:
+    if meta.num_row_groups < 2 or meta.num_rows < COLUMNAR_MIN_ROWS:
         return None  # small: the whole-table read is as fast
     pandas_meta = schema.pandas_metadata or {}
     if any(not isinstance(c, dict) for c in pandas_meta.get("index_columns", [])):
