@@ -92,7 +92,7 @@ def build_features(
     config = resolve_config(tables, config or FeatureConfig(), until=t)
     prep = prepare(tables)
     eligible = eligible_mask(tables, t, config.churn)
-    cols = {"customer_id": tables.customers["customer_id"].to_numpy()}
+    cols = {"customer_id": _text_values(tables.customers["customer_id"])}
     cols.update(_feature_columns(prep, t.value, config))
     for col in config.segment_columns or ():
         if col not in tables.customers:
@@ -102,12 +102,20 @@ def build_features(
     return pd.DataFrame({name: values[eligible] for name, values in cols.items()})
 
 
-def _segment_values(values: pd.Series) -> pd.Series:
+def _segment_values(values: pd.Series) -> np.ndarray | pd.api.extensions.ExtensionArray:
     if pd.api.types.is_bool_dtype(values):
         return values.astype("float64").to_numpy()
     if pd.api.types.is_numeric_dtype(values):
         return values.to_numpy(dtype="float64", na_value=np.nan)
-    return values.astype("str").to_numpy()
+    return _text_values(values.astype("str"))
+
+
+def _text_values(values: pd.Series) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """A text column for the feature frame: its own str array when it holds any text (what a
+    frame would infer from the values anyway, without 100k Python strings in between)."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype == "str" and values.notna().any():
+        return values.array
+    return values.to_numpy()
 
 
 def _feature_columns(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
