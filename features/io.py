@@ -16,7 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.contract import REQUIRED_TABLES, TABLES, ContractError, Tables, validate_tables
+from features.contract import (
+    REQUIRED_TABLES,
+    TABLES,
+    ContractError,
+    Tables,
+    tables_from_checked,
+    validate_table,
+)
 
 
 def find_table_file(data_dir: Path, name: str) -> Path | None:
@@ -215,7 +222,7 @@ def load_tables(data_dir: str | Path) -> Tables:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder '{data_dir}' does not exist")
-    frames: dict[str, pd.DataFrame] = {}
+    paths: dict[str, Path] = {}
     for name in TABLES:
         path = find_table_file(data_dir, name)
         if path is None:
@@ -224,8 +231,22 @@ def load_tables(data_dir: str | Path) -> Tables:
                     name, None, f"table is missing: expected {data_dir / name}.parquet or .csv"
                 )
             continue
-        frames[name] = read_table(path)
-    return validate_tables(**frames)
+        paths[name] = path
+    # The small tables are read while activity is; each is validated (here, in table order,
+    # so the first table's error is the one raised) as soon as it and those before it are in.
+    largest = max(paths, key=lambda name: _size(paths[name]))
+    order = [largest, *(name for name in paths if name != largest)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reads = {name: pool.submit(read_table, paths[name]) for name in order}
+        checked = {name: validate_table(name, reads[name].result()) for name in paths}
+    return tables_from_checked(checked)
+
+
+def _size(path: Path) -> int:
+    """Bytes in a table's file or folder."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def write_tables(

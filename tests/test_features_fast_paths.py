@@ -148,3 +148,15 @@ def test_valid_tables_skip_pandera(monkeypatch):
     feedback = feedback.assign(score=[7.0, np.nan], status=["open", None])
     tables = validate_tables(customers, activity.assign(value=[0.0, np.nan]), feedback, revenue)
     assert len(tables.activity) == 2
+
+
+def test_load_tables_raises_the_first_table_s_error(tmp_path):
+    customers, activity, _, revenue = frames()
+    customers.assign(customer_id=["a", "a"]).to_parquet(tmp_path / "customers.parquet")
+    activity.assign(value=[-1.0, 1.0]).to_parquet(tmp_path / "activity.parquet")
+    revenue.assign(amount=[np.nan, 1.0]).to_parquet(tmp_path / "revenue.parquet")
+    with pytest.raises(ContractError, match="table 'customers', column 'customer_id'"):
+        fio.load_tables(tmp_path)
+    customers.to_parquet(tmp_path / "customers.parquet")
+    with pytest.raises(ContractError, match="table 'activity', column 'value'"):
+        fio.load_tables(tmp_path)
