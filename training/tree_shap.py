@@ -65,20 +65,26 @@ class _Split:
 
 
 @dataclass
+class _TermGroup:
+    """Blocks whose index has `k` terms: index = OR_t (decision[node[t]] XOR flip[t]) * weight[t].
+
+    Arrays are (k, n_blocks, 1), so each row of terms is one contiguous gather."""
+
+    node: np.ndarray
+    flip: np.ndarray
+    weight: np.ndarray
+
+
+@dataclass
 class _Plan:
     """Flat arrays describing how to turn split decisions into contributions."""
 
-    # block index = OR over terms of ((decision[term_node] XOR term_flip) << term_shift)
-    term_node: np.ndarray
-    term_flip: np.ndarray
-    term_shift: np.ndarray
-    term_start: np.ndarray  # first term of each block (blocks with >= 1 term)
-    # gathered values: table[block_base[col_block] + index * block_width + col_offset]
-    block_base: np.ndarray
-    block_width: np.ndarray
+    groups: list[_TermGroup]  # blocks in order of their group
+    # column c's values: table[col_base[c] + index[col_block[c]]]; each block's table is
+    # stored feature-major, so one column's lookups stay within 2**bits consecutive values
     col_block: np.ndarray
-    col_offset: np.ndarray
-    col_start: np.ndarray  # first column of each feature run (columns sorted by feature)
+    col_base: np.ndarray
+    col_bounds: np.ndarray  # columns sorted by feature: feature k's run is bounds[k]:bounds[k+1]
     col_feature: np.ndarray  # feature of each run
     table: np.ndarray
     direct: list[_DirectLeaf] = field(default_factory=list)
@@ -130,7 +136,7 @@ class TreeShapExplainer:
         booster: lgb.Booster,
         block_bits: int = 10,
         max_bits: int = 14,
-        chunk_rows: int = 2048,
+        chunk_rows: int = 256,
     ) -> None:
         dump = booster.dump_model()
         if dump.get("num_class", 1) != 1 or dump.get("num_tree_per_iteration", 1) != 1:
@@ -145,6 +151,7 @@ class TreeShapExplainer:
         self.max_bits = max(max_bits, block_bits)
         self.chunk_rows = chunk_rows
         self.splits: list[_Split] = []
+        self._nodes: list[_Node] = []
         self.expected_value = 0.0
         trees = []
         for info in dump["tree_info"]:
@@ -180,11 +187,12 @@ class TreeShapExplainer:
             missing_type=_MISSING_TYPES[node["missing_type"]],
             categories=categories,
         )
-        gid = len(self.splits)
-        self.splits.append(split)
         left = self._parse(node["left_child"])
         right = self._parse(node["right_child"])
-        return _Node(gid, split.feature, float(node["internal_count"]), left, right)
+        self.splits.append(split)
+        parsed = _Node(len(self._nodes), split.feature, float(node["internal_count"]), left, right)
+        self._nodes.append(parsed)
+        return parsed
 
     @staticmethod
     def _expected(node: _Node | _Leaf, total: float) -> float:
@@ -195,24 +203,45 @@ class TreeShapExplainer:
             node.right, total
         )
 
+    @staticmethod
+    def _kind(split: _Split) -> int:
+        """Decision kind: 0 `x <= t` (NaN as 0, or NaN goes right), 1 `not x > t` (NaN goes
+        left), 2 zero as missing, 3 categorical. Nodes are renumbered so kinds are contiguous."""
+        if split.categorical:
+            return 3
+        if split.missing_type == _MISSING_ZERO:
+            return 2
+        return 1 if split.missing_type == _MISSING_NAN and split.default_left else 0
+
     def _prepare_splits(self) -> None:
-        splits = self.splits
-        self._feat = np.array([s.feature for s in splits], dtype=np.intp)
-        self._thr = np.array([s.threshold for s in splits])
-        numeric = np.array([not s.categorical for s in splits], dtype=bool)
-        mtype = np.array([s.missing_type for s in splits])
-        dleft = np.array([s.default_left for s in splits], dtype=bool)
-        self._nan_nodes = np.flatnonzero(numeric & (mtype == _MISSING_NAN))
-        self._nan_default = dleft[self._nan_nodes]
-        self._zero_nodes = np.flatnonzero(numeric & (mtype == _MISSING_ZERO))
-        self._zero_default = dleft[self._zero_nodes]
-        self._cat_nodes = np.flatnonzero(~numeric)
-        self._cat_tables = []
-        for g in self._cat_nodes:
-            cats = splits[g].categories
-            lut = np.zeros(int(cats.max()) + 2 if len(cats) else 1, dtype=bool)
-            lut[cats[cats >= 0]] = True
-            self._cat_tables.append(lut)
+        order = sorted(range(len(self.splits)), key=lambda g: self._kind(self.splits[g]))
+        splits = [self.splits[g] for g in order]
+        nodes = [self._nodes[g] for g in order]
+        for gid, node in enumerate(nodes):
+            node.gid = gid
+        self.splits, self._nodes = splits, nodes
+        kinds = np.array([self._kind(s) for s in splits], dtype=np.int64)
+        self._bounds = np.searchsorted(kinds, np.arange(5))  # kind k is bounds[k]:bounds[k+1]
+        # rows of the source matrix: [x with NaN kept, x with NaN as 0] (tiny |x| as 0 in both)
+        nan_as_zero = np.array(
+            [s.missing_type != _MISSING_NAN and not s.categorical for s in splits], dtype=bool
+        )
+        self._src = np.array([s.feature for s in splits], dtype=np.intp)
+        self._src[nan_as_zero] += self.n_features
+        self._thr = np.array([s.threshold for s in splits])[:, None]
+        self._zero_default = np.array(
+            [s.default_left for s in splits[self._bounds[2] : self._bounds[3]]], dtype=bool
+        )[:, None]
+        # categorical nodes: one membership table, node k's categories at offset[k] + code
+        luts = []
+        for s in splits[self._bounds[3] :]:
+            lut = np.zeros(int(s.categories.max(initial=0)) + 1, dtype=bool)
+            lut[s.categories[s.categories >= 0]] = True
+            luts.append(lut)
+        sizes = np.array([len(lut) for lut in luts], dtype=np.int64)
+        self._cat_size = sizes[:, None]
+        self._cat_offset = (np.cumsum(sizes) - sizes)[:, None]
+        self._cat_lut = np.concatenate(luts) if luts else np.zeros(0, dtype=bool)
 
     # ---- planning: blocks and their tables -------------------------------------------
 
@@ -221,40 +250,40 @@ class TreeShapExplainer:
         direct: list[_DirectLeaf] = []
         for root in trees:
             self._cut(root, [], [], blocks, direct)
-        term_node, term_flip, term_shift, term_start = [], [], [], []
-        block_base, block_width = [], []
-        columns: list[tuple[int, int, int]] = []  # (feature, block, offset)
+        blocks.sort(key=lambda blk: len(blk[0]) + len(blk[1]))  # by number of index terms
+        by_size: dict[int, list[list[tuple[int, bool, int]]]] = {}
+        columns: list[tuple[int, int, int]] = []  # (feature, block, start of its values)
         tables = []
         base = 0
         for b, (prefix, snodes, feats, table) in enumerate(blocks):
-            term_start.append(len(term_node))
-            for gid, go_left, pos in prefix:  # mismatch of the path to q: decision != go_left
-                term_node.append(gid)
-                term_flip.append(go_left)
-                term_shift.append(pos)
+            # terms: mismatch on the path to q (decision != go_left, repeated features share
+            # a bit), then the go-left decisions of the block's own nodes
+            terms = list(prefix)
             dq = 1 + max((p for _, _, p in prefix), default=-1)
-            for k, gid in enumerate(snodes):
-                term_node.append(gid)
-                term_flip.append(False)
-                term_shift.append(dq + k)
-            block_base.append(base)
-            block_width.append(len(feats))
-            columns.extend((int(f), b, k) for k, f in enumerate(feats))
-            tables.append(table.ravel())
+            terms += [(gid, False, dq + k) for k, gid in enumerate(snodes)]
+            by_size.setdefault(len(terms), []).append(terms)
+            size = table.shape[0]
+            columns.extend((int(f), b, base + k * size) for k, f in enumerate(feats))
+            tables.append(table.T.ravel())
             base += table.size
+        groups = []
+        for size in sorted(by_size):
+            arr = np.array(by_size[size], dtype=np.int64).transpose(1, 0, 2)  # (k, blocks, 3)
+            groups.append(
+                _TermGroup(
+                    node=arr[:, :, 0].astype(np.intp),
+                    flip=arr[:, :, 1, None].astype(bool),
+                    weight=np.left_shift(1, arr[:, :, 2, None]).astype(np.int64),
+                )
+            )
         columns.sort()
         col_feature_all = np.array([c[0] for c in columns], dtype=np.intp)
         starts = np.flatnonzero(np.r_[True, col_feature_all[1:] != col_feature_all[:-1]])
         return _Plan(
-            term_node=np.array(term_node, dtype=np.intp),
-            term_flip=np.array(term_flip, dtype=bool),
-            term_shift=np.array(term_shift, dtype=np.int64),
-            term_start=np.array(term_start, dtype=np.intp),
-            block_base=np.array(block_base, dtype=np.int64),
-            block_width=np.array(block_width, dtype=np.int64),
+            groups=groups,
             col_block=np.array([c[1] for c in columns], dtype=np.intp),
-            col_offset=np.array([c[2] for c in columns], dtype=np.int64),
-            col_start=starts,
+            col_base=np.array([c[2] for c in columns], dtype=np.intp)[:, None],
+            col_bounds=np.r_[starts, len(columns)],
             col_feature=col_feature_all[starts] if len(columns) else col_feature_all,
             table=np.concatenate(tables) if tables else np.zeros(0),
             direct=direct,
@@ -372,26 +401,28 @@ class TreeShapExplainer:
 
     # ---- explaining ------------------------------------------------------------------
 
-    def decisions(self, X: np.ndarray) -> np.ndarray:
-        """Go-left decision of every internal node for every row: bool (n, n_nodes)."""
-        isnan = np.isnan(X)
-        x0 = np.where(isnan | (np.abs(X) <= K_ZERO_THRESHOLD), 0.0, X)
-        left = x0[:, self._feat] <= self._thr
-        if len(self._nan_nodes):
-            miss = isnan[:, self._feat[self._nan_nodes]]
-            left[:, self._nan_nodes] = np.where(miss, self._nan_default, left[:, self._nan_nodes])
-        if len(self._zero_nodes):
-            miss = x0[:, self._feat[self._zero_nodes]] == 0.0
-            left[:, self._zero_nodes] = np.where(
-                miss, self._zero_default, left[:, self._zero_nodes]
-            )
-        for g, lut in zip(self._cat_nodes, self._cat_tables, strict=True):
-            x = X[:, self._feat[g]]
+    def decisions(self, XT: np.ndarray) -> np.ndarray:
+        """Go-left decision of every internal node (LightGBM `Tree::Decision`) for rows given
+        as columns of XT (n_features, n): bool (n_nodes, n), rows contiguous for fast gathers."""
+        xz = np.where(np.abs(XT) <= K_ZERO_THRESHOLD, 0.0, XT)  # NaN stays NaN
+        source = np.concatenate([xz, np.where(np.isnan(xz), 0.0, xz)])
+        values = source[self._src]
+        b = self._bounds
+        left = np.empty(values.shape, dtype=bool)
+        np.less_equal(values[: b[1]], self._thr[: b[1]], out=left[: b[1]])  # NaN: right
+        np.greater(values[b[1] : b[2]], self._thr[b[1] : b[2]], out=left[b[1] : b[2]])
+        np.logical_not(left[b[1] : b[2]], out=left[b[1] : b[2]])  # NaN: left
+        if b[3] > b[2]:  # zero (or NaN, read as zero) goes the default way
+            v = values[b[2] : b[3]]
+            left[b[2] : b[3]] = np.where(v == 0.0, self._zero_default, v <= self._thr[b[2] : b[3]])
+        if b[4] > b[3]:
+            x = values[b[3] : b[4]]
             with np.errstate(invalid="ignore"):
-                valid = (x > -1.0) & (x < _INT_LIMIT)  # NaN and negatives go right
-            code = np.where(valid, x, 0.0).astype(np.int64)
-            inside = valid & (code < len(lut))
-            left[:, g] = inside & lut[np.where(inside, code, 0)]
+                valid = (x > -1.0) & (x < _INT_LIMIT)  # NaN, negatives and huge values go right
+            code = np.where(valid, x, 0.0).astype(np.int64)  # truncation, like static_cast<int>
+            inside = valid & (code < self._cat_size)
+            member = self._cat_lut[self._cat_offset + np.where(inside, code, 0)]
+            np.logical_and(inside, member, out=left[b[3] : b[4]])
         return left
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
@@ -405,23 +436,43 @@ class TreeShapExplainer:
             raise ValueError(f"expected a 2-d array with {self.n_features} columns, got {X.shape}")
         out = np.zeros((X.shape[0], self.n_features + 1))
         out[:, -1] = self.expected_value
-        for start in range(0, X.shape[0], self.chunk_rows):
-            rows = slice(start, start + self.chunk_rows)
-            self._explain_chunk(X[rows], out[rows])
+        p = self.plan
+        n = max(1, min(self.chunk_rows, X.shape[0]))
+        # buffers reused across chunks (fresh large arrays would page-fault every time)
+        work = {
+            "index": np.empty((sum(g.node.shape[1] for g in p.groups), n), dtype=np.int64),
+            "flat": np.empty((len(p.col_block), n), dtype=np.intp),
+            "values": np.empty((len(p.col_block), n)),
+            "totals": np.empty((len(p.col_feature), n)),
+        }
+        for start in range(0, X.shape[0], n):
+            rows = slice(start, start + n)
+            self._explain_chunk(X[rows], out[rows], work)
         return out
 
-    def _explain_chunk(self, X: np.ndarray, out: np.ndarray) -> None:
+    def _explain_chunk(self, X: np.ndarray, out: np.ndarray, work: dict[str, np.ndarray]) -> None:
         p = self.plan
-        dec = self.decisions(X)
-        if len(p.block_base):
-            terms = (dec[:, p.term_node] ^ p.term_flip).astype(np.int64) << p.term_shift
-            index = np.bitwise_or.reduceat(terms, p.term_start, axis=1)
-            flat = p.block_base + index * p.block_width
-            values = p.table[flat[:, p.col_block] + p.col_offset]
-            out[:, p.col_feature] += np.add.reduceat(values, p.col_start, axis=1)
+        n = X.shape[0]
+        dec = self.decisions(np.ascontiguousarray(X.T))
+        if len(p.col_block):
+            index, flat, values, totals = (
+                work[k][:, :n] for k in ("index", "flat", "values", "totals")
+            )
+            start = 0
+            for g in p.groups:
+                k, blocks = g.node.shape
+                bits = dec[g.node.ravel()].reshape(k, blocks, n) ^ g.flip
+                np.bitwise_or.reduce(bits * g.weight, axis=0, out=index[start : start + blocks])
+                start += blocks
+            np.take(index, p.col_block, axis=0, out=flat)
+            flat += p.col_base
+            p.table.take(flat, mode="clip", out=values)  # clip: no bounds checking pass
+            for k in range(len(p.col_feature)):
+                np.sum(values[p.col_bounds[k] : p.col_bounds[k + 1]], axis=0, out=totals[k])
+            out[:, p.col_feature] += totals.T
         for leaf in p.direct:
-            match = dec[:, leaf.nodes] == leaf.go_left
-            ones = np.ones((X.shape[0], len(leaf.features)))
+            match = dec[leaf.nodes] == leaf.go_left[:, None]
+            ones = np.ones((n, len(leaf.features)))
             for k, slot in enumerate(leaf.slot):
-                ones[:, slot] *= match[:, k]
+                ones[:, slot] *= match[k]
             out[:, leaf.features] += shapley_terms(ones, leaf.zero, leaf.value)
