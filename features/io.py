@@ -124,17 +124,19 @@ def _plain_dtype(field: pa.Field, pandas_columns: dict[str, dict]) -> np.dtype |
     return dtype if stored == str(dtype) else None
 
 
-READ_THREADS = min(4, os.cpu_count() or 1)  # row groups of one file decoded side by side
 COLUMNAR_MIN_ROWS = 1_000_000  # smaller files are read whole
 
 
 def _read_row_group_into(
-    path: Path, dictionary: list[str], index: int, start: int, arrays: dict[str, np.ndarray]
+    file: pq.ParquetFile,
+    dictionary: list[str],
+    index: int,
+    start: int,
+    arrays: dict[str, np.ndarray],
 ) -> dict[str, pa.Array] | None:
     """Decode one row group into arrays[name][start:...]; dictionary columns store their codes.
-    Returns each dictionary column's dictionary (None if it changes within the row group).
-    Opens its own reader: one reader is not meant to be shared between threads."""
-    part = pq.ParquetFile(path, read_dictionary=dictionary).read_row_group(index, use_threads=False)
+    Returns each dictionary column's dictionary (None if it changes within the row group)."""
+    part = file.read_row_group(index)
     dictionaries: dict[str, pa.Array] = {}
     for name, out in arrays.items():
         at = start
@@ -185,22 +187,19 @@ def _read_columnar(path: Path, dictionary: list[str]) -> pd.DataFrame | None:
             if dtype is None:
                 return None
             arrays[field.name] = np.empty(rows, dtype)
-    starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
-    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        seen = list(
-            pool.map(
-                lambda i: _read_row_group_into(path, dictionary, i, int(starts[i]), arrays),
-                range(meta.num_row_groups),
-            )
-        )
-    if any(part is None for part in seen):
-        return None
+    # One row group after another: decoding them side by side (threads) was slower here, as
+    # the time goes into first touching fresh memory, and each thread needs its own buffers.
     dictionaries: dict[str, pa.Array] = {}
-    for part in seen:
+    start = 0
+    for i in range(meta.num_row_groups):
+        part = _read_row_group_into(file, dictionary, i, start, arrays)
+        if part is None:
+            return None
         for name, values in part.items():
             known = dictionaries.setdefault(name, values)
             if not (values is known or values.equals(known)):
                 return None  # row groups with other dictionaries: their codes mean other ids
+        start += meta.row_group(i).num_rows
     columns: dict[str, object] = {}
     for field in schema:
         if field.name not in dictionary:

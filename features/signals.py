@@ -92,14 +92,25 @@ def build_features(
     config = resolve_config(tables, config or FeatureConfig(), until=t)
     prep = prepare(tables)
     eligible = eligible_mask(tables, t, config.churn)
-    cols = {"customer_id": _text_values(tables.customers["customer_id"])}
-    cols.update(_feature_columns(prep, t.value, config))
+    frame = _eligible_frame(_feature_columns(prep, t.value, config), eligible)
+    frame.insert(0, "customer_id", _text_values(tables.customers["customer_id"])[eligible])
     for col in config.segment_columns or ():
         if col not in tables.customers:
             raise ValueError(f"segment column '{col}' is not in the customers table")
-        cols[col] = _segment_values(tables.customers[col])
-    # Eligible rows first, then one frame: no full-size frame copied by .loc.
-    return pd.DataFrame({name: values[eligible] for name, values in cols.items()})
+        frame[col] = _segment_values(tables.customers[col])[eligible]
+    return frame
+
+
+def _eligible_frame(columns: dict[str, np.ndarray], eligible: np.ndarray) -> pd.DataFrame:
+    """The eligible rows of the float64 feature columns as one frame, taken straight into the
+    frame's single 2-D block (no full-size frame, no per-column copies stacked afterwards)."""
+    if not all(values.dtype == np.float64 for values in columns.values()):
+        return pd.DataFrame({name: values[eligible] for name, values in columns.items()})
+    rows = np.flatnonzero(eligible)
+    block = np.empty((len(columns), len(rows)))
+    for i, values in enumerate(columns.values()):
+        np.take(values, rows, out=block[i])
+    return pd.DataFrame(block.T, columns=list(columns), copy=False)
 
 
 def _segment_values(values: pd.Series) -> np.ndarray | pd.api.extensions.ExtensionArray:

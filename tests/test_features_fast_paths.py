@@ -40,10 +40,8 @@ def plain_read(path) -> pd.DataFrame:
     return df
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_row_group_reader_equals_arrow_to_pandas(demo, monkeypatch, threads):
+def test_row_group_reader_equals_arrow_to_pandas(demo, monkeypatch):
     monkeypatch.setattr(fio, "COLUMNAR_MIN_ROWS", 0)
-    monkeypatch.setattr(fio, "READ_THREADS", threads)
     path = demo / "activity.parquet"
     assert fio._read_columnar(path, ["customer_id", "event"]) is not None  # the fast path ran
     for name in ("customers", "activity", "feedback", "revenue"):
