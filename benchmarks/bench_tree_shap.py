@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--features", type=int, default=75)
     parser.add_argument("--trees", type=int, default=220)
-    parser.add_argument("--block-bits", type=int, nargs="+", default=[10])
+    parser.add_argument("--block-bits", type=int, nargs="+", default=[10, 12])
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}  load average: {os.getloadavg()}")
 

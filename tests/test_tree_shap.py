@@ -227,3 +227,10 @@ def test_equal_on_the_project_champion(small_champion):
     np.testing.assert_allclose(
         got, model.contributions(features).to_numpy(), rtol=0, atol=TOLERANCE
     )
+
+
+def test_table_budget_shrinks_blocks_and_keeps_values():
+    booster, X = train({"num_leaves": 31, "max_depth": 10, "min_data_in_leaf": 5}, rounds=15)
+    explainer = assert_same(booster, X, block_bits=12, max_table_mb=0.5)
+    assert explainer.block_bits < 12
+    assert explainer.plan.table.nbytes <= 0.5e6 or explainer.block_bits <= 4
