@@ -9,8 +9,8 @@ one measurement only:
 
 * the pandas path end to end: load_tables (read Parquet + validate the contract), the array
   form (features.prepared) and build_features for one observation date, with the split
-  (load_tables reads the tables side by side and validates each as it comes in: "read" is
-  from the first read's start to the last one's end, "validate" the rest of load_tables);
+  ("read" is from the first table read's start to the last one's end, "validate" the rest of
+  load_tables);
 * build_features alone on loaded tables: the first date (which builds the array form) and the
   next dates (the warm per-date cost);
 * a hand-written DuckDB query computing a comparable subset of the features (DUCKDB_SQL below)
@@ -259,8 +259,8 @@ def child_pandas_e2e(p: dict) -> dict:
         with Clock() as load:
             tables = fio.load_tables(data)
         peak_load = peak_rss_mb()
-        # The tables are read side by side: reading is from the first start to the last end
-        # (CPU: the process clock over that span, all threads), validating is the rest.
+        # Reading is from the first read's start to the last one's end (CPU: the process clock
+        # over that span, all threads, should reads ever overlap), validating is the rest.
         read = {
             "wall": max(s[2] for s in spans) - min(s[0] for s in spans),
             "cpu": max(s[3] for s in spans) - min(s[1] for s in spans),

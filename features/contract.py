@@ -387,17 +387,6 @@ def validate_tables(
         if revenue is not None
         else empty_table("revenue"),
     }
-    return tables_from_checked(checked)
-
-
-def tables_from_checked(checked: dict[str, pd.DataFrame]) -> Tables:
-    """Tables from tables each already checked by validate_table (optional ones may be left
-    out): checks that every row refers to a customer in 'customers'."""
-    checked = {
-        name: checked[name] if name in checked else empty_table(name)
-        for name in TABLES
-        if name in checked or name not in REQUIRED_TABLES
-    }
     known = pd.Index(checked["customers"]["customer_id"])
     for name in ("activity", "feedback", "revenue"):
         df = checked[name]
