@@ -108,6 +108,7 @@ def load_served_model(stored: bentoml.Model | str) -> ServedModel:
     model = pyfunc.unwrap_python_model().model
     if not isinstance(model, ChurnModel):
         raise TypeError(f"BentoML model {stored.tag} does not hold a ChurnModel")
+    model.explainer  # noqa: B018  (built now, not in the first /score_records request)
     labels = stored.info.labels
     return ServedModel(
         model=model,

@@ -16,6 +16,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from features.config import FeatureConfig
+from training.tree_shap import TreeShapExplainer
 
 ID_COLUMNS = ("as_of", "customer_id", "churned")
 
@@ -92,10 +93,12 @@ class ChurnModel:
     trained_until: str
     metrics: dict[str, float] = field(default_factory=dict)
     _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
+    _explainer: TreeShapExplainer | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_booster"] = None  # rebuilt from booster_text: portable across pickles
+        state["_explainer"] = None  # its tables are rebuilt in a second or two
         return state
 
     @property
@@ -103,6 +106,13 @@ class ChurnModel:
         if self._booster is None:
             self._booster = lgb.Booster(model_str=self.booster_text)
         return self._booster
+
+    @property
+    def explainer(self) -> TreeShapExplainer:
+        """The booster's TreeSHAP tables, built on first use (1-2 s) and kept."""
+        if self._explainer is None:
+            self._explainer = TreeShapExplainer(self.booster)
+        return self._explainer
 
     @property
     def feature_names(self) -> list[str]:
@@ -127,11 +137,11 @@ class ChurnModel:
         return bands
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Per-row exact feature contributions to the log-odds (LightGBM pred_contrib / TreeSHAP);
-        the last column, 'bias', is the expected value."""
-        contrib = self.booster.predict(
-            self.preprocessor.transform(frame), pred_contrib=True, num_threads=0
-        )
+        """Per-row exact feature contributions to the log-odds: LightGBM's pred_contrib values
+        (path-dependent TreeSHAP), computed about 10x faster by training.tree_shap; the last
+        column, 'bias', is the expected value."""
+        matrix = lightgbm_matrix(self.preprocessor.transform(frame))
+        contrib = self.explainer.contributions(matrix)
         return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=frame.index)
 
     def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
@@ -157,6 +167,23 @@ class ChurnModel:
         if top_drivers:
             out["drivers"] = self.drivers(frame, top=top_drivers)
         return out
+
+
+def lightgbm_matrix(transformed: pd.DataFrame) -> np.ndarray:
+    """What LightGBM receives from a Preprocessor's frame: float64, categories as their codes
+    (the training levels' order), missing as NaN."""
+    columns = []
+    for name in transformed.columns:
+        column = transformed[name]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy().astype("float64")
+            codes[codes < 0] = np.nan
+            columns.append(codes)
+        else:
+            columns.append(column.to_numpy(dtype="float64", na_value=np.nan))
+    if not columns:
+        return np.empty((len(transformed), 0))
+    return np.column_stack(columns)
 
 
 def calibrate(
