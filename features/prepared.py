@@ -238,9 +238,9 @@ def _prepare_revenue(tables: Tables) -> RevenueArrays:
     pay_idx = np.flatnonzero(is_payment)
     if len(pay_idx):
         order = pay_idx[stable_argsort(customer[pay_idx])]
-        same = customer[order][1:] == customer[order][:-1]
-        diffs = amount[order][1:] - amount[order][:-1]
-        change[order[1:][same]] = diffs[same]
+        by_customer, paid = customer[order], amount[order]
+        same = by_customer[1:] == by_customer[:-1]
+        change[order[1:][same]] = (paid[1:] - paid[:-1])[same]
     return RevenueArrays(
         customer=customer,
         at=to_ns(rev["at"]),
