@@ -202,19 +202,6 @@ def is_time_ordered(at: np.ndarray) -> bool:
     return bool(len(at) < 2 or (at[1:] >= at[:-1]).all())
 
 
-def stable_argsort(keys: np.ndarray) -> np.ndarray:
-    """np.argsort(keys, kind="stable") for non-negative integer keys such as customer
-    positions, as radix passes over 16-bit digits (numpy radix-sorts 16-bit keys, and that is
-    several times faster than its merge sort of 32- or 64-bit keys)."""
-    if len(keys) == 0 or keys.min() < 0 or keys.max() >= 2**32:
-        return np.argsort(keys, kind="stable")
-    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
-    if keys.max() >= 2**16:
-        high = (keys[order] >> 16).astype(np.uint16)
-        order = order[np.argsort(high, kind="stable")]
-    return order
-
-
 def _by_time(df: pd.DataFrame) -> pd.DataFrame:
     """The rows in time order (stable); the frame itself when they already are."""
     return df if df["at"].is_monotonic_increasing else df.sort_values("at", kind="stable")
@@ -237,10 +224,10 @@ def _prepare_revenue(tables: Tables) -> RevenueArrays:
     change = np.full(len(rev), np.nan)
     pay_idx = np.flatnonzero(is_payment)
     if len(pay_idx):
-        order = pay_idx[stable_argsort(customer[pay_idx])]
-        by_customer, paid = customer[order], amount[order]
-        same = by_customer[1:] == by_customer[:-1]
-        change[order[1:][same]] = (paid[1:] - paid[:-1])[same]
+        paid = amount[pay_idx]
+        # The customer's payment before (rows are in time order): a hashed group-by shift.
+        previous = pd.Series(paid).groupby(customer[pay_idx], sort=False).shift().to_numpy()
+        change[pay_idx] = paid - previous  # NaN for each customer's first payment
     return RevenueArrays(
         customer=customer,
         at=to_ns(rev["at"]),

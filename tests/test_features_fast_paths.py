@@ -14,7 +14,7 @@ from features.config import FeatureConfig
 from features.contract import ContractError, validate_tables
 from features.demo_data import DemoConfig, write_demo
 from features.labels import build_labels
-from features.prepared import prepare, stable_argsort
+from features.prepared import prepare
 from features.signals import build_features
 
 DATES = ("2023-06-01", "2023-11-15", "2024-06-01")
@@ -87,14 +87,6 @@ def test_time_ordered_and_shuffled_events_give_the_same_features_and_labels(demo
             build_labels(ordered, as_of, config.churn),
             build_labels(shuffled_tables, as_of, config.churn),
         )
-
-
-def test_stable_argsort_matches_numpy():
-    rng = np.random.default_rng(0)
-    for high in (1, 300, 70_000, 2**31 - 1):
-        keys = rng.integers(0, high, 5_000).astype(np.int32)
-        assert np.array_equal(stable_argsort(keys), np.argsort(keys, kind="stable"))
-    assert len(stable_argsort(np.zeros(0, np.int32))) == 0
 
 
 def frames():
