@@ -161,25 +161,36 @@ class PreviousRun:
 
 
 def _previous_contributions(
-    model: ChurnModel, previous: PreviousRun, ids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The previous run's contributions (float32, current model's feature order) of the ids it
-    knows, and where those ids are; None when there is nothing to compare with."""
+    model: ChurnModel, previous: PreviousRun
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+    """A lookup of the previous run's contributions (float32, the current model's feature
+    order) for a chunk's ids: (known, their rows). None when there is nothing to compare with.
+    Stored contributions are taken as they are; otherwise the previous features are explained
+    by the current model, chunk by chunk."""
     names = model.feature_names
     stored = previous.contributions
     if stored is not None and all(c in stored for c in names):
-        positions = stored.index.get_indexer(ids)
-        known = positions >= 0
-        return known, stored[names].to_numpy(dtype=np.float32)[positions[known]]
+        index, matrix = stored.index, stored[names].to_numpy(dtype=np.float32)
+
+        def stored_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            positions = index.get_indexer(ids)
+            known = positions >= 0
+            return known, matrix[positions[known]]
+
+        return stored_rows
     before = previous.features
     if before is None or not all(c in before for c in names):
         return None
-    positions = before.index.get_indexer(ids)
-    known = positions >= 0
-    if not known.any():
-        return known, np.zeros((0, len(names)), dtype=np.float32)
-    rows = before.iloc[positions[known]].reset_index()
-    return known, model.contributions(rows)[names].to_numpy().astype(np.float32)
+
+    def explained_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        positions = before.index.get_indexer(ids)
+        known = positions >= 0
+        if not known.any():
+            return known, np.zeros((0, len(names)), dtype=np.float32)
+        rows = before.iloc[positions[known]].reset_index()
+        return known, model.contributions(rows)[names].to_numpy().astype(np.float32)
+
+    return explained_rows
 
 
 def iter_scores(
@@ -198,6 +209,7 @@ def iter_scores(
     current model (so the movement is the customer's, not the model's), compared at float32."""
     names = model.feature_names
     previous = previous or PreviousRun()
+    lookup = _previous_contributions(model, previous)
     for start in range(0, len(features), chunk_rows):
         chunk = features.iloc[start : start + chunk_rows]
         ids = chunk["customer_id"].to_numpy()
@@ -207,9 +219,8 @@ def iter_scores(
         current = contrib[names].to_numpy()
         current32 = current.astype(np.float32)
         delta = np.zeros_like(current)
-        found = _previous_contributions(model, previous, ids)
-        if found is not None:
-            known, before = found
+        if lookup is not None:
+            known, before = lookup(ids)
             delta[known] = current32[known].astype(np.float64) - before.astype(np.float64)
         if previous.probabilities is not None:
             before_p = previous.probabilities.reindex(ids).to_numpy(dtype=np.float64)
