@@ -107,11 +107,6 @@ def run_summary(
     }
 
 
-def scores_table(scores: pd.DataFrame) -> pa.Table:
-    """Scores as Arrow with the fixed schema (the same types whichever engine wrote them)."""
-    return pa.Table.from_pandas(scores, schema=SCORES_SCHEMA, preserve_index=False)
-
-
 def partition_path(out_dir: str | Path, as_of: pd.Timestamp) -> Path:
     return Path(out_dir) / f"{PARTITION_PREFIX}{as_of.date().isoformat()}"
 
