@@ -199,7 +199,7 @@ def iter_scores(
     """Scores (SCORES_SCHEMA) and contributions (customer_id + float32 per feature) for
     feature rows, chunk by chunk, so that memory stays bounded whatever the number of rows.
 
-    Drivers are LightGBM's pred_contrib (exact TreeSHAP). The change since a previous run is the
+    Drivers are LightGBM's pred_contrib values (ChurnModel.contributions). The change since a previous run is the
     probability delta and the drivers that moved most: both runs' features explained by the
     current model (so the movement is the customer's, not the model's), compared at float32."""
     names = model.feature_names
@@ -267,6 +267,19 @@ class SegmentSums:
 def report_segments(by: list[str]) -> list[str]:
     """The report's dimensions: the requested segments, then the risk band."""
     return [*by, "risk_band"]
+
+
+def report_plan(
+    model: ChurnModel,
+    segments_by: list[str] | None,
+    previous_as_of: pd.Timestamp | None,
+    as_of: pd.Timestamp,
+) -> tuple[list[str], pd.Timestamp]:
+    """A run's report: its segments (those asked for, else the model's categorical features)
+    and the start of its period (the previous run, else one label horizon before the run)."""
+    by = segments_by if segments_by is not None else list(model.preprocessor.categorical)
+    horizon = pd.Timedelta(days=model.features_config().churn.horizon_days)
+    return by, previous_as_of if previous_as_of is not None else as_of - horizon
 
 
 def segment_sums_for(
@@ -392,11 +405,8 @@ def run_scoring(
     if previous is not None:
         log(f"previous run: {previous[0].date()}")
         before = read_previous(previous[1], model, model_version, model_info)
-    by = segments_by if segments_by is not None else list(model.preprocessor.categorical)
-    period_start = (
-        previous[0] if previous is not None else t - pd.Timedelta(days=config.churn.horizon_days)
-    )
     previous_as_of = previous[0] if previous is not None else None
+    by, period_start = report_plan(model, segments_by, previous_as_of, t)
     target = partition_path(out_dir, t)
     log(f"scoring {len(features):,} customers with model version {model_version}")
     with atomic_dir(target) as tmp:

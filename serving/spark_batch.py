@@ -41,14 +41,19 @@ from features.spark_engine import (
 )
 from serving.batch import (
     CONTRIBUTIONS_FILE,
+    FEATURES_FILE,
     PARTITION_PREFIX,
+    RUN_FILE,
+    SCORES_FILE,
     SCORES_SCHEMA,
+    SEGMENTS_FILE,
     Log,
     PreviousRun,
     ScoringRun,
     SegmentSums,
     iter_scores,
     report_from_sums,
+    report_plan,
     report_segments,
     run_summary,
     segment_sums_for,
@@ -81,7 +86,7 @@ def previous_partition_uri(
         except ValueError:
             continue
         uri = f"{str(out_dir).rstrip('/')}/{name}"
-        if date < as_of and path_exists(spark, f"{uri}/run.json"):
+        if date < as_of and path_exists(spark, f"{uri}/{RUN_FILE}"):
             found.append((date, uri))
     return max(found) if found else None
 
@@ -194,9 +199,9 @@ def _check_segments(plan_customers: DataFrame, by: list[str]) -> None:
 def _previous_frame(spark: SparkSession, partition: str) -> DataFrame:
     from pyspark.sql import functions as F
 
-    features = spark.read.parquet(f"{partition}/features.parquet")
+    features = spark.read.parquet(f"{partition}/{FEATURES_FILE}")
     features = features.withColumn("_in_features", F.lit(True))
-    scores = spark.read.parquet(f"{partition}/scores.parquet").select(
+    scores = spark.read.parquet(f"{partition}/{SCORES_FILE}").select(
         "customer_id", "churn_probability"
     )
     return features.join(scores, on="customer_id", how="full_outer")
@@ -222,15 +227,13 @@ def spark_run_scoring(
     config = model.features_config()
     log(f"planning: reading the tables under {data_dir} ...")
     plan = plan_run(spark, str(data_dir), config, until=t)
-    by = segments_by if segments_by is not None else list(model.preprocessor.categorical)
-    _check_segments(plan.frames["customers"], by)
     previous = previous_partition_uri(spark, out_dir, t)
+    previous_as_of = previous[0] if previous is not None else None
+    by, period_start = report_plan(model, segments_by, previous_as_of, t)
+    _check_segments(plan.frames["customers"], by)
     if previous is not None:
         log(f"previous run: {previous[0].date()}")
         plan.extras[PREVIOUS] = _previous_frame(spark, previous[1])
-    period_start = (
-        previous[0] if previous is not None else t - pd.Timedelta(days=config.churn.horizon_days)
-    )
     has_revenue = "revenue" in plan.frames and bool(plan.frames["revenue"].limit(1).count())
 
     feature_schema = output_schema(plan.config, plan.segment_types, with_labels=False)
@@ -254,35 +257,13 @@ def spark_run_scoring(
                 f"no customers are eligible on {t.date()}: check the run date against the data"
             )
         log(f"writing features and scores of {scored:,} customers")
-        write_parquet(
-            customers.select(
-                "customer_id",
-                *[
-                    customers[FEATURE_PREFIX + f.name].alias(f.name)
-                    for f in feature_schema
-                    if f.name != "customer_id"
-                ],
-            ),
-            f"{tmp}/features.parquet",
-        )
-        write_parquet(
-            customers.select(
-                "customer_id",
-                *[
-                    customers[SCORE_PREFIX + f.name].alias(f.name)
-                    for f in SCORES_SCHEMA
-                    if f.name != "customer_id"
-                ],
-            ),
-            f"{tmp}/scores.parquet",
-        )
-        write_parquet(
-            customers.select(
-                "customer_id",
-                *[customers[CONTRIB_PREFIX + n].alias(n) for n in model.feature_names],
-            ),
-            f"{tmp}/{CONTRIBUTIONS_FILE}",
-        )
+        for prefix, names, file in (
+            (FEATURE_PREFIX, feature_schema.names[1:], FEATURES_FILE),
+            (SCORE_PREFIX, SCORES_SCHEMA.names[1:], SCORES_FILE),
+            (CONTRIB_PREFIX, model.feature_names, CONTRIBUTIONS_FILE),
+        ):  # each file: customer_id, then its own columns without the prefix
+            columns = [customers[prefix + name].alias(name) for name in names]
+            write_parquet(customers.select("customer_id", *columns), f"{tmp}/{file}")
         parts = wide.where(wide[KIND] == SUMS_ROW).select("metric_sums", "risk_sums").collect()
         dimensions = report_segments(by)
         sums = SegmentSums(
@@ -290,13 +271,12 @@ def spark_run_scoring(
             risk=combine_segment_sums([_from_ipc(r[1]) for r in parts], dimensions),
         )
         segments = report_from_sums(sums, period_start, t, has_revenue)
-        previous_as_of = previous[0] if previous is not None else None
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), sink)
-        write_bytes(spark, f"{tmp}/segments.parquet", sink.getvalue().to_pybytes())
+        write_bytes(spark, f"{tmp}/{SEGMENTS_FILE}", sink.getvalue().to_pybytes())
         write_bytes(
-            spark, f"{tmp}/run.json", json.dumps(summary, indent=1, sort_keys=True).encode()
+            spark, f"{tmp}/{RUN_FILE}", json.dumps(summary, indent=1, sort_keys=True).encode()
         )
         delete_path(spark, f"{tmp}/_rows")
     model_ref.unpersist()

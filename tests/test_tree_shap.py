@@ -8,24 +8,11 @@ import pandas as pd
 import pytest
 
 from features.signals import build_features
+from training.model import lightgbm_matrix
 from training.tree_shap import TreeShapExplainer, shapley_terms
 
 TOLERANCE = 1e-9
 LEVELS = ["a", "b", "c", "d", "e", "f", "g"]
-
-
-def as_matrix(frame: pd.DataFrame) -> np.ndarray:
-    """What LightGBM receives from a frame: categoricals as codes, missing as NaN."""
-    columns = []
-    for name in frame.columns:
-        col = frame[name]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            codes = col.cat.codes.to_numpy().astype("float64")
-            codes[codes < 0] = np.nan
-            columns.append(codes)
-        else:
-            columns.append(col.to_numpy(dtype="float64", na_value=np.nan))
-    return np.column_stack(columns)
 
 
 def random_frame(rows: int, seed: int) -> pd.DataFrame:
@@ -67,7 +54,7 @@ def train(params: dict, rounds: int = 40, rows: int = 3000) -> tuple[lgb.Booster
 
 def scoring_rows() -> np.ndarray:
     """Fresh rows, with NaNs everywhere, unseen/negative/fractional categories and edge values."""
-    X = as_matrix(random_frame(700, seed=2))
+    X = lightgbm_matrix(random_frame(700, seed=2))
     X[:20, 4] = 9.0  # category never seen in training
     X[20:30, 4] = -1.0
     X[30:40, 4] = 2.7  # truncated to 2, as LightGBM's static_cast<int>
@@ -220,7 +207,7 @@ def test_equal_on_the_project_champion(small_champion):
     model = small_champion.champion.model
     features = build_features(small_champion.tables, "2024-12-01", model.features_config())
     frame = model.preprocessor.transform(features)
-    X = as_matrix(frame)
+    X = lightgbm_matrix(frame)
     expected = model.booster.predict(frame, pred_contrib=True)
     got = TreeShapExplainer(model.booster).contributions(X)
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)

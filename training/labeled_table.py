@@ -45,7 +45,7 @@ from training.tracking import (
     decide_promotion,
     input_example,
     log_training_run,
-    set_champion,
+    record_promotion,
 )
 
 Log = Callable[[str], None]
@@ -579,14 +579,9 @@ def train_labeled_table(
     _log_cv_metrics(
         client, logged.run_id, cv.fold_metrics, model_cv, logistic_cv, raw_cv, champion_metrics
     )
-    if promoted:
-        set_champion(client, config.labeled_model_name, logged.version, reason)
-    else:
-        client.set_model_version_tag(
-            config.labeled_model_name, logged.version, "not_promoted_because", reason
-        )
-    log(f"run {logged.run_id}: model {config.labeled_model_name} version {logged.version}; "
-        f"{'promoted to champion' if promoted else 'not promoted'}: {reason}")  # fmt: skip
+    record_promotion(
+        client, config.labeled_model_name, logged.version, promoted, reason, logged.run_id, log
+    )
     return LabeledTableResult(
         run_id=logged.run_id,
         version=logged.version,

@@ -27,7 +27,7 @@ from training.tracking import (
     decide_promotion,
     input_example,
     log_training_run,
-    set_champion,
+    record_promotion,
 )
 
 Log = Callable[[str], None]
@@ -196,14 +196,9 @@ def train_from_tables(
             client=client,
         )
         kept_plots = keep_plots(plots, logged.run_id)
-    if promoted:
-        set_champion(client, config.model_name, logged.version, reason)
-    else:
-        client.set_model_version_tag(
-            config.model_name, logged.version, "not_promoted_because", reason
-        )
-    log(f"run {logged.run_id}: model {config.model_name} version {logged.version}; "
-        f"{'promoted to champion' if promoted else 'not promoted'}: {reason}")  # fmt: skip
+    record_promotion(
+        client, config.model_name, logged.version, promoted, reason, logged.run_id, log
+    )
     return TrainingResult(
         run_id=logged.run_id,
         version=logged.version,

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -129,6 +130,24 @@ def set_champion(
     client.set_model_version_tag(
         name, str(version), "promoted_at", pd.Timestamp.now("UTC").isoformat()
     )
+
+
+def record_promotion(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    promoted: bool,
+    reason: str,
+    run_id: str,
+    log: Callable[[str], None],
+) -> None:
+    """Carry out the gate's decision on a new version: champion, or the reason why not."""
+    if promoted:
+        set_champion(client, name, version, reason)
+    else:
+        client.set_model_version_tag(name, version, "not_promoted_because", reason)
+    log(f"run {run_id}: model {name} version {version}; "
+        f"{'promoted to champion' if promoted else 'not promoted'}: {reason}")  # fmt: skip
 
 
 def force_promote(version: str, reason: str, name: str, uri: str | None = None) -> None:
