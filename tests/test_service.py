@@ -405,9 +405,16 @@ def test_the_guard_refuses_without_a_token_and_lets_all_in_when_told_to_run_open
 
 
 def test_probes_and_docs_are_open(client):
-    # /metrics needs the Prometheus set-up of `bentoml serve`: checked on the real server below.
-    for path in ("/healthz", "/livez", "/readyz", "/docs.json"):
+    for path in ("/healthz", "/livez", "/readyz", "/docs.json", "/metrics"):
         assert client.get(path).status_code == 200, path
+
+
+def test_metrics_count_answered_and_refused_requests(client, partition):
+    client.post("/score", json={"customer_ids": [partition[0].index[0]]}, headers=AUTH)
+    client.post("/score", json={"customer_ids": ["C1"]})  # no token: 401
+    page = client.get("/metrics").text
+    assert 'churn_http_requests_total{route="/score",method="POST",status="200"}' in page
+    assert 'churn_http_requests_total{route="/score",method="POST",status="401"}' in page
 
 
 def test_score_over_http_answers_known_and_unknown_ids(client, partition):
@@ -669,6 +676,7 @@ def test_the_bento_serves_on_its_own_with_mlflow_out_of_reach(bento_server, env,
         )
         for path in ("/healthz", "/readyz", "/metrics"):
             assert http.get(path).status_code == 200
+        assert 'route="/score",method="POST",status="200"' in http.get("/metrics").text
 
 
 def test_the_running_server_picks_up_a_new_partition_without_a_restart(bento_server, env):

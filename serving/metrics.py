@@ -1,0 +1,120 @@
+"""The service's /metrics probe: request counts and latencies in the Prometheus text format.
+
+``RequestMetrics`` is a plain ASGI middleware that counts every HTTP request by route, method
+and status, keeps a latency histogram per route, and answers ``GET /metrics`` itself. It takes
+the place of BentoML's own metrics middleware (switched off in the service's config), which
+writes each update through Prometheus' multi-process files and cost about a sixth of the
+service's throughput on /score (benchmarks/bench_service.py). The counts live in the worker's
+memory: the service runs one worker per process (scale out with replicas), so a scrape sees all
+of that process's requests.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+METRICS_PATH = "/metrics"
+PREFIX = "churn_http"
+# Seconds: /score answers in about a millisecond, /segments may take seconds.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+OTHER_ROUTE = "other"  # any path outside the known routes: keeps the label set bounded
+
+
+class RequestMetrics:
+    """ASGI middleware: count and time requests per route; serve them at GET /metrics."""
+
+    def __init__(self, app: ASGIApp, routes: Iterable[str] = ()):
+        self.app = app
+        self.routes = frozenset(routes)
+        self.started = time.time()
+        self.requests: dict[tuple[str, str, int], int] = {}
+        self.in_progress: dict[str, int] = {}
+        # route -> (count per bucket, with +Inf last; sum of seconds)
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == METRICS_PATH and scope["method"] == "GET":
+            await self._reply(send)
+            return
+        route = path if path in self.routes else OTHER_ROUTE
+        status = 500  # what the client sees if the app fails before it answers
+        start = time.perf_counter()
+        self.in_progress[route] = self.in_progress.get(route, 0) + 1
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self._record(route, scope["method"], status, time.perf_counter() - start)
+
+    def _record(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.in_progress[route] -= 1
+        counts, total = self.latency.setdefault(route, ([0] * (len(BUCKETS) + 1), [0.0]))
+        counts[bisect_left(BUCKETS, seconds)] += 1
+        total[0] += seconds
+
+    def exposition(self) -> str:
+        """The Prometheus text format (version 0.0.4) of everything counted so far."""
+        lines = [
+            f"# HELP {PREFIX}_requests_total HTTP requests answered, by route, method and status.",
+            f"# TYPE {PREFIX}_requests_total counter",
+        ]
+        for (route, method, status), n in sorted(self.requests.items()):
+            labels = f'route="{route}",method="{method}",status="{status}"'
+            lines.append(f"{PREFIX}_requests_total{{{labels}}} {n}")
+        lines += [
+            f"# HELP {PREFIX}_requests_in_progress HTTP requests being answered now, by route.",
+            f"# TYPE {PREFIX}_requests_in_progress gauge",
+        ]
+        lines += [
+            f'{PREFIX}_requests_in_progress{{route="{route}"}} {n}'
+            for route, n in sorted(self.in_progress.items())
+        ]
+        lines += [
+            f"# HELP {PREFIX}_request_duration_seconds Time to answer a request, by route.",
+            f"# TYPE {PREFIX}_request_duration_seconds histogram",
+        ]
+        for route, (counts, total) in sorted(self.latency.items()):
+            cumulative = 0
+            for bound, n in zip((*BUCKETS, float("inf")), counts, strict=True):
+                cumulative += n
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(
+                    f'{PREFIX}_request_duration_seconds_bucket{{route="{route}",le="{le}"}} '
+                    f"{cumulative}"
+                )
+            lines.append(f'{PREFIX}_request_duration_seconds_sum{{route="{route}"}} {total[0]}')
+            lines.append(f'{PREFIX}_request_duration_seconds_count{{route="{route}"}} {cumulative}')
+        lines += [
+            f"# HELP {PREFIX}_start_time_seconds When this worker started (Unix time).",
+            f"# TYPE {PREFIX}_start_time_seconds gauge",
+            f"{PREFIX}_start_time_seconds {self.started}",
+        ]
+        return "\n".join(lines) + "\n"
+
+    async def _reply(self, send: Send) -> None:
+        body = self.exposition().encode("utf-8")
+        headers = [(b"content-type", CONTENT_TYPE), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
