@@ -15,6 +15,8 @@ one measurement only:
   next dates (the warm per-date cost);
 * a hand-written DuckDB query computing a comparable subset of the features (DUCKDB_SQL below)
   over the same Parquet files, in a fresh process, and over DuckDB in-memory tables;
+* the fresh-process runs of both sides under two memory conditions, cold and warm (see
+  MEMORY_CONDITIONS), and what touching fresh memory costs under each;
 * write_training_set for 1, a few and --dates observation dates (30 days apart): peak memory
   must not grow with the number of dates.
 
@@ -433,6 +435,17 @@ def child_profile(p: dict) -> dict:
     return {"text": text.getvalue()}
 
 
+def child_touch(p: dict) -> dict:
+    """Allocate and write p["mb"] MiB of fresh memory, then free it: seconds taken."""
+    import numpy as np
+
+    with Clock() as c:
+        block = np.empty(p["mb"] << 20, dtype=np.uint8)
+        block.fill(1)
+    del block
+    return {"wall": c.wall, "mb": p["mb"]}
+
+
 PANDAS_MODULES = ("features.io", "features.signals", "features.dataset")
 DUCKDB_MODULES = ("duckdb", "pandas")  # the DuckDB result is fetched as a pandas DataFrame
 CHILDREN = {  # kind: (function, modules imported before it runs, outside its timings)
@@ -443,6 +456,7 @@ CHILDREN = {  # kind: (function, modules imported before it runs, outside its ti
     "duckdb_memory": (child_duckdb_memory, DUCKDB_MODULES),
     "training_set": (child_training_set, PANDAS_MODULES),
     "profile": (child_profile, PANDAS_MODULES),
+    "touch": (child_touch, ("numpy",)),
 }
 
 
@@ -573,6 +587,35 @@ def fmt_rate(events: int, seconds: float) -> str:
     return f"{rate / 1e6:.2f} M" if rate >= 1e6 else f"{rate / 1e3:.0f} k"
 
 
+# Fresh processes pay for every page of memory they touch first. On a VM that hands freed memory
+# back to its host (virtio-balloon free page reporting, as on this project's CI machines), a page
+# the host took back costs ten times more to touch than one freed a moment ago. Each fresh-process
+# measurement therefore runs under a stated memory condition, the same for both sides:
+# "cold": wait until memory freed by the previous process has gone back to the host;
+# "warm": right after a helper process touched and freed more memory than the step needs.
+MEMORY_CONDITIONS = ("cold", "warm")
+COLD_WAIT_SECONDS = 4.0
+WARM_TOUCH_MB = 1536
+
+
+def set_memory(condition: str) -> None:
+    """Put this machine's free memory into the given condition before a fresh process."""
+    if condition == "cold":
+        time.sleep(COLD_WAIT_SECONDS)
+    else:
+        run_child("touch", mb=WARM_TOUCH_MB)
+
+
+def first_touch_cost() -> dict[str, float]:
+    """Milliseconds per MiB of fresh memory, cold and warm (512 MiB each)."""
+    costs = {}
+    for condition in MEMORY_CONDITIONS:
+        set_memory(condition)
+        touched = run_child("touch", mb=512)
+        costs[condition] = 1000 * touched["wall"] / touched["mb"]
+    return costs
+
+
 def date_counts(n: int) -> list[int]:
     return sorted({1, max(1, round(n / 2)), n})
 
@@ -588,6 +631,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="repeats of timed parts (3)")
     parser.add_argument(
         "--profile", action="store_true", help="also print a cProfile of the pandas path"
+    )
+    parser.add_argument(
+        "--memory",
+        choices=[*MEMORY_CONDITIONS, "both"],
+        default="both",
+        help="memory condition of the fresh-process runs (both; see MEMORY_CONDITIONS)",
     )
     args = parser.parse_args()
     if args.repeat < 1 or args.dates < 1:
@@ -629,15 +678,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pandas_out, duckdb_out = Path(tmp) / "pandas.parquet", Path(tmp) / "duckdb.parquet"
         common = {"data": str(data), "as_of": as_of}
-        print("measuring:", end="", flush=True)
-        e2e, duck = [], []
+        conditions = MEMORY_CONDITIONS if args.memory == "both" else (args.memory,)
+        print("measuring: first touch of fresh memory", end="", flush=True)
+        touch_ms = first_touch_cost()
+        e2e: dict[str, list[dict]] = {c: [] for c in conditions}
+        duck: dict[str, list[dict]] = {c: [] for c in conditions}
         for i in range(args.repeat):  # alternate, so a busy machine hits both alike
-            print(f"{',' if i else ''} pandas end to end {i + 1}", end="", flush=True)
-            e2e.append(run_child("pandas_e2e", **common))
-            print(f", DuckDB over Parquet {i + 1}", end="", flush=True)
-            duck.append(
-                run_child("duckdb_parquet", **common, out=str(duckdb_out) if i == 0 else "")
-            )
+            for c in conditions:
+                print(f", pandas end to end {c} {i + 1}", end="", flush=True)
+                set_memory(c)
+                e2e[c].append(run_child("pandas_e2e", **common))
+                print(f", DuckDB over Parquet {c} {i + 1}", end="", flush=True)
+                set_memory(c)
+                first = i == 0 and c == conditions[0]
+                duck[c].append(
+                    run_child("duckdb_parquet", **common, out=str(duckdb_out) if first else "")
+                )
         print(", pandas features", end="", flush=True)
         warm = run_child("pandas_features", **common, repeat=args.repeat, out=str(pandas_out))
         print(", DuckDB in memory", end="", flush=True)
@@ -654,41 +710,67 @@ def main() -> None:
     def med(runs: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
-    e2e_wall, duck_wall = med(e2e, "wall"), med(duck, "wall")
-    threads = duck[0]["threads"]
+    every_e2e = [r for runs in e2e.values() for r in runs]
+    every_duck = [r for runs in duck.values() for r in runs]
+    threads = every_duck[0]["threads"]
     Row = tuple[str, float | None, float | None, str, float | None]
     table: list[Row] = [
         (
             "imports: features (pandas, pandera)",
-            med(e2e, "import_wall"),
-            med(e2e, "import_cpu"),
+            med(every_e2e, "import_wall"),
+            med(every_e2e, "import_cpu"),
             "",
-            max(r["rss_imports_mb"] for r in e2e),
+            max(r["rss_imports_mb"] for r in every_e2e),
         ),
         (
             "imports: duckdb, pandas",
-            med(duck, "import_wall"),
-            med(duck, "import_cpu"),
+            med(every_duck, "import_wall"),
+            med(every_duck, "import_cpu"),
             "",
-            max(r["rss_imports_mb"] for r in duck),
+            max(r["rss_imports_mb"] for r in every_duck),
         ),
-        (
-            "pandas end to end (fresh process)",
-            e2e_wall,
-            med(e2e, "cpu"),
-            fmt_rate(events, e2e_wall),
-            max(r["peak_rss_mb"] for r in e2e),
-        ),
-        ("  load_tables: read Parquet", med(e2e, "read_wall"), med(e2e, "read_cpu"), "", None),
-        (
-            "  load_tables: validate contract",
-            med(e2e, "validate_wall"),
-            med(e2e, "validate_cpu"),
-            "",
-            max(r["peak_load_mb"] for r in e2e),
-        ),
-        ("  prepare (array form)", med(e2e, "prepare_wall"), med(e2e, "prepare_cpu"), "", None),
-        ("  build_features", med(e2e, "features_wall"), med(e2e, "features_cpu"), "", None),
+    ]
+    for c in conditions:
+        runs, wall = e2e[c], med(e2e[c], "wall")
+        table += [
+            (
+                f"pandas end to end (fresh, {c} memory)",
+                wall,
+                med(runs, "cpu"),
+                fmt_rate(events, wall),
+                max(r["peak_rss_mb"] for r in runs),
+            ),
+            (
+                "  load_tables: read Parquet",
+                med(runs, "read_wall"),
+                med(runs, "read_cpu"),
+                "",
+                None,
+            ),
+            (
+                "  load_tables: validate contract",
+                med(runs, "validate_wall"),
+                med(runs, "validate_cpu"),
+                "",
+                max(r["peak_load_mb"] for r in runs),
+            ),
+            (
+                "  prepare (array form)",
+                med(runs, "prepare_wall"),
+                med(runs, "prepare_cpu"),
+                "",
+                None,
+            ),
+            ("  build_features", med(runs, "features_wall"), med(runs, "features_cpu"), "", None),
+            (
+                f"DuckDB over Parquet ({threads} threads, fresh, {c} memory)",
+                med(duck[c], "wall"),
+                med(duck[c], "cpu"),
+                fmt_rate(events, med(duck[c], "wall")),
+                max(r["peak_rss_mb"] for r in duck[c]),
+            ),
+        ]
+    table += [
         (
             "pandas build_features, 1st date *",
             warm["first_wall"],
@@ -702,13 +784,6 @@ def main() -> None:
             warm["cpu"],
             fmt_rate(events, warm["wall"]),
             warm["peak_next_mb"],
-        ),
-        (
-            f"DuckDB over Parquet ({threads} threads, fresh)",
-            duck_wall,
-            med(duck, "cpu"),
-            fmt_rate(events, duck_wall),
-            max(r["peak_rss_mb"] for r in duck),
         ),
         (
             "DuckDB load Parquet into tables",
@@ -738,24 +813,30 @@ def main() -> None:
 
     print(
         f"\nFeatures as of {as_of} for {warm['rows']:,} eligible customers "
-        f"(pandas {e2e[0]['columns']} columns, DuckDB {len(SHARED_COLUMNS)} of them); "
+        f"(pandas {every_e2e[0]['columns']} columns, DuckDB {len(SHARED_COLUMNS)} of them); "
         f"times are medians"
     )
     print(f"{'':42s} {'wall s':>7s} {'cpu s':>7s} {'events/s':>9s} {'peak RSS MB':>12s}")
     for label, wall, cpu, rate, rss in table:
         print(f"{label:42s} {num(wall, '7.2f')} {num(cpu, '7.2f')} {rate:>9s} {num(rss, '12.0f')}")
     print(
+        f"fresh memory: {touch_ms['cold']:.2f} ms per MiB cold, {touch_ms['warm']:.2f} ms warm "
+        f"(cold: {COLD_WAIT_SECONDS:.0f} s after the last process freed its memory; warm: just "
+        f"after a process touched and freed {WARM_TOUCH_MB} MiB)\n"
         "imports: each fresh process imports these first; not included in the rows below them\n"
         "*: tables already loaded in the process; peak RSS while the step runs (loaded data included)"
     )
 
-    peak_e2e = max(r["peak_rss_mb"] for r in e2e)
-    peak_duck = max(r["peak_rss_mb"] for r in duck)
+    peak_e2e = max(r["peak_rss_mb"] for r in every_e2e)
+    peak_duck = max(r["peak_rss_mb"] for r in every_duck)
     ratios = {  # label: (wall ratio, CPU ratio)
-        "end to end: pandas e2e / DuckDB over Parquet": (
-            e2e_wall / duck_wall,
-            med(e2e, "cpu") / med(duck, "cpu"),
-        ),
+        f"end to end, {c} memory: pandas / DuckDB over Parquet": (
+            med(e2e[c], "wall") / med(duck[c], "wall"),
+            med(e2e[c], "cpu") / med(duck[c], "cpu"),
+        )
+        for c in conditions
+    }
+    ratios |= {
         "features only: next dates / DuckDB next queries": (
             warm["wall"] / duck_mem["wall"],
             warm["cpu"] / duck_mem["cpu"],
@@ -831,6 +912,7 @@ def main() -> None:
                 "duckdb_threads": threads,
                 "cpus": os.cpu_count(),
                 "load_average": [load_start, load_end],
+                "first_touch_ms_per_mib": touch_ms,
                 "pandas_e2e": e2e,
                 "pandas_features": warm,
                 "duckdb_parquet": duck,

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,6 +118,7 @@ def _plain_dtype(field: pa.Field, pandas_columns: dict[str, dict]) -> np.dtype |
 
 
 COLUMNAR_MIN_ROWS = 1_000_000  # smaller files are read whole
+READ_THREADS = min(4, os.cpu_count() or 1)  # row groups of one file decoded side by side
 
 
 def _read_row_group_into(
@@ -128,7 +130,7 @@ def _read_row_group_into(
 ) -> dict[str, pa.Array] | None:
     """Decode one row group into arrays[name][start:...]; dictionary columns store their codes.
     Returns each dictionary column's dictionary (None if it changes within the row group)."""
-    part = file.read_row_group(index)
+    part = file.read_row_group(index, use_threads=False)
     dictionaries: dict[str, pa.Array] = {}
     for name, out in arrays.items():
         at = start
@@ -179,19 +181,29 @@ def _read_columnar(path: Path, dictionary: list[str]) -> pd.DataFrame | None:
             if dtype is None:
                 return None
             arrays[field.name] = np.empty(rows, dtype)
-    # One row group after another: decoding them side by side (threads) was slower here, as
-    # the time goes into first touching fresh memory, and each thread needs its own buffers.
+    # Each thread decodes a run of row groups into its own slice of the arrays: decoding, and
+    # first touching fresh memory (most of the time on a VM), then happen on all cores.
+    starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    threads = min(READ_THREADS, meta.num_row_groups)
+
+    def read_groups(indices: np.ndarray) -> list[dict[str, pa.Array] | None]:
+        reader = pq.ParquetFile(path, read_dictionary=dictionary)  # one reader per thread
+        return [
+            _read_row_group_into(reader, dictionary, int(i), int(starts[i]), arrays)
+            for i in indices
+        ]
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        runs = np.array_split(np.arange(meta.num_row_groups), threads)
+        seen = [part for parts in pool.map(read_groups, runs) for part in parts]
+    if any(part is None for part in seen):
+        return None
     dictionaries: dict[str, pa.Array] = {}
-    start = 0
-    for i in range(meta.num_row_groups):
-        part = _read_row_group_into(file, dictionary, i, start, arrays)
-        if part is None:
-            return None
+    for part in seen:
         for name, values in part.items():
             known = dictionaries.setdefault(name, values)
             if not (values is known or values.equals(known)):
                 return None  # row groups with other dictionaries: their codes mean other ids
-        start += meta.row_group(i).num_rows
     columns: dict[str, object] = {}
     for field in schema:
         if field.name not in dictionary:

@@ -40,8 +40,10 @@ def plain_read(path) -> pd.DataFrame:
     return df
 
 
-def test_row_group_reader_equals_arrow_to_pandas(demo, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])  # 7 row groups: runs of 3, 2 and 2 with 3 threads
+def test_row_group_reader_equals_arrow_to_pandas(demo, monkeypatch, threads):
     monkeypatch.setattr(fio, "COLUMNAR_MIN_ROWS", 0)
+    monkeypatch.setattr(fio, "READ_THREADS", threads)
     path = demo / "activity.parquet"
     assert fio._read_columnar(path, ["customer_id", "event"]) is not None  # the fast path ran
     for name in ("customers", "activity", "feedback", "revenue"):
