@@ -13,8 +13,8 @@ CHURN_MAX_RECORDS; OMP_NUM_THREADS=1 is advised (`churn serve` and the Bento set
 
 Speed (benchmarks/bench_service.py): /score answers from precomputed scores and drivers (a dict
 lookup; LightGBM's pred_contrib costs milliseconds a row) in an async handler (no thread hop);
-the access log is off; BentoML's Prometheus middleware is replaced by serving.metrics (a
-sixth of the throughput); adaptive batching is off (nothing to batch in a lookup); /score is left
+the access log is off; BentoML's Prometheus middleware is replaced by serving.metrics (about a
+tenth of the throughput); adaptive batching is off (nothing to batch in a lookup); /score is left
 out of OpenTelemetry tracing: BentoML records spans even with sampling at zero, about 1 ms a
 request, three times the rest of the request (the other routes, which do real work, are traced).
 """
