@@ -20,13 +20,10 @@ import numpy as np
 import pandas as pd
 
 
-def synthetic_training_set(rows: int, n_features: int, seed: int = 0) -> pd.DataFrame:
-    """Rows shaped like a training set: counts, recencies, rates, a few segments, 3 % churn."""
-    rng = np.random.default_rng(seed)
-    n_cat = 4
-    n_num = n_features - n_cat
-    data = {}
-    for i in range(n_num):
+def numeric_columns(rng: np.random.Generator, rows: int, n: int) -> dict[str, object]:
+    """n feature columns in turn: counts, skewed recencies with 10 % NaN, and normal rates."""
+    data: dict[str, object] = {}
+    for i in range(n):
         kind = i % 3
         if kind == 0:
             data[f"count_{i}"] = rng.poisson(3.0, rows).astype("float64")
@@ -35,7 +32,15 @@ def synthetic_training_set(rows: int, n_features: int, seed: int = 0) -> pd.Data
             values[rng.random(rows) < 0.1] = np.nan
             data[f"days_{i}"] = values
         else:
-            data[f"rate_{i}"] = rng.normal(0, 1, rows)
+            data[f"rate_{i}"] = rng.normal(0.0, 1.0, rows)
+    return data
+
+
+def synthetic_training_set(rows: int, n_features: int, seed: int = 0) -> pd.DataFrame:
+    """Rows shaped like a training set: counts, recencies, rates, a few segments, 3 % churn."""
+    rng = np.random.default_rng(seed)
+    n_cat = 4
+    data = numeric_columns(rng, rows, n_features - n_cat)
     for i in range(n_cat):
         data[f"segment_{i}"] = rng.choice(
             np.array([f"s{k}" for k in range(6 + 3 * i)], dtype=object), rows

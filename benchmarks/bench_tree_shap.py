@@ -19,6 +19,7 @@ import time
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from bench_training import numeric_columns  # benchmarks/ is on the path when run as a script
 
 from training.model import lightgbm_matrix
 from training.tree_shap import TreeShapExplainer
@@ -29,17 +30,7 @@ N_CATEGORICAL = 4
 def synthetic_frame(rows: int, n_features: int, seed: int) -> pd.DataFrame:
     """Numeric columns (counts, skewed values with 10 % NaN, normals) and a few categoricals."""
     rng = np.random.default_rng(seed)
-    data: dict[str, object] = {}
-    for i in range(n_features - N_CATEGORICAL):
-        kind = i % 3
-        if kind == 0:
-            data[f"count_{i}"] = rng.poisson(3.0, rows).astype("float64")
-        elif kind == 1:
-            values = rng.exponential(20.0, rows)
-            values[rng.random(rows) < 0.1] = np.nan
-            data[f"days_{i}"] = values
-        else:
-            data[f"rate_{i}"] = rng.normal(0.0, 1.0, rows)
+    data = numeric_columns(rng, rows, n_features - N_CATEGORICAL)
     for i in range(N_CATEGORICAL):
         levels = [f"s{k}" for k in range(3 + 3 * i)]
         data[f"segment_{i}"] = pd.Categorical(rng.choice(levels, rows), categories=levels)

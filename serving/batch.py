@@ -199,7 +199,8 @@ def iter_scores(
     """Scores (SCORES_SCHEMA) and contributions (customer_id + float32 per feature) for
     feature rows, chunk by chunk, so that memory stays bounded whatever the number of rows.
 
-    Drivers are LightGBM's pred_contrib values (ChurnModel.contributions). The change since a previous run is the
+    Drivers are the model's SHAP contributions (ChurnModel.contributions: training.tree_shap,
+    equal to LightGBM's pred_contrib). The change since a previous run is the
     probability delta and the drivers that moved most: both runs' features explained by the
     current model (so the movement is the customer's, not the model's), compared at float32."""
     names = model.feature_names
