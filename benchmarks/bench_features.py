@@ -436,9 +436,15 @@ def child_profile(p: dict) -> dict:
 
 
 def child_touch(p: dict) -> dict:
-    """Allocate and write p["mb"] MiB of fresh memory, then free it: seconds taken."""
+    """Allocate and write p["mb"] MiB of fresh memory, then free it: seconds taken. With
+    p["regular"], in regular pages, as load_tables leaves the process (numpy otherwise asks for
+    transparent huge pages for large arrays)."""
     import numpy as np
 
+    if p.get("regular"):
+        from features.io import use_regular_memory_pages
+
+        use_regular_memory_pages()
     with Clock() as c:
         block = np.empty(p["mb"] << 20, dtype=np.uint8)
         block.fill(1)
@@ -607,12 +613,14 @@ def set_memory(condition: str) -> None:
 
 
 def first_touch_cost() -> dict[str, float]:
-    """Milliseconds per MiB of fresh memory, cold and warm (512 MiB each)."""
+    """Milliseconds per MiB of fresh memory (512 MiB), cold and warm, in regular pages (how
+    load_tables leaves the process) and in transparent huge pages (numpy's default)."""
     costs = {}
     for condition in MEMORY_CONDITIONS:
-        set_memory(condition)
-        touched = run_child("touch", mb=512)
-        costs[condition] = 1000 * touched["wall"] / touched["mb"]
+        for pages in ("regular", "huge"):
+            set_memory(condition)
+            touched = run_child("touch", mb=512, regular=pages == "regular")
+            costs[f"{condition} {pages}"] = 1000 * touched["wall"] / touched["mb"]
     return costs
 
 
@@ -819,10 +827,11 @@ def main() -> None:
     print(f"{'':42s} {'wall s':>7s} {'cpu s':>7s} {'events/s':>9s} {'peak RSS MB':>12s}")
     for label, wall, cpu, rate, rss in table:
         print(f"{label:42s} {num(wall, '7.2f')} {num(cpu, '7.2f')} {rate:>9s} {num(rss, '12.0f')}")
+    touch = ", ".join(f"{cost:.2f} {kind}" for kind, cost in touch_ms.items())
     print(
-        f"fresh memory: {touch_ms['cold']:.2f} ms per MiB cold, {touch_ms['warm']:.2f} ms warm "
-        f"(cold: {COLD_WAIT_SECONDS:.0f} s after the last process freed its memory; warm: just "
-        f"after a process touched and freed {WARM_TOUCH_MB} MiB)\n"
+        f"fresh memory, ms per MiB: {touch} (cold: {COLD_WAIT_SECONDS:.0f} s after the last "
+        f"process freed its memory; warm: just after a process touched and freed "
+        f"{WARM_TOUCH_MB} MiB; regular pages: as load_tables leaves the process)\n"
         "imports: each fresh process imports these first; not included in the rows below them\n"
         "*: tables already loaded in the process; peak RSS while the step runs (loaded data included)"
     )

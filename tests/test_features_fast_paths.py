@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -152,3 +156,26 @@ def test_load_tables_raises_the_first_table_s_error(tmp_path):
     customers.to_parquet(tmp_path / "customers.parquet")
     with pytest.raises(ContractError, match="table 'activity', column 'value'"):
         fio.load_tables(tmp_path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc only")
+def test_load_tables_leaves_the_process_without_transparent_huge_pages(demo):
+    """Huge pages cost several times more to touch first on ballooned VMs: after load_tables
+    the process and the processes it starts use regular pages (Linux reports THP_enabled 0)."""
+    script = (
+        "import ctypes, subprocess\n"
+        "from features.io import PR_SET_THP_DISABLE, load_tables\n"
+        # This process inherits the flag when the test run itself loaded tables: undo it.
+        "ctypes.CDLL(None).prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0)\n"
+        "def thp(text): return [l.split()[1] for l in text.splitlines() if l.startswith('THP_')]\n"
+        "print(thp(open('/proc/self/status').read()))\n"
+        f"load_tables({str(demo)!r})\n"
+        "print(thp(open('/proc/self/status').read()))\n"
+        "status = subprocess.run(['cat', '/proc/self/status'], capture_output=True, text=True)\n"
+        "print(thp(status.stdout))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    before, after, child = run.stdout.split()
+    if before == "[]":
+        pytest.skip("this kernel does not report THP_enabled")
+    assert (before, after, child) == ("['1']", "['0']", "['0']")
