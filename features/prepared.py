@@ -59,14 +59,17 @@ def to_ns(values: pd.Series) -> np.ndarray:
     return values.to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
-def negative_text(text: pd.Series) -> np.ndarray:
-    """True where a comment contains a complaint word (English or German lexicon)."""
-    if text.empty:
-        return np.zeros(0, dtype=bool)
-    return (
-        text.astype("str").str.contains(_NEGATIVE_RE, na=False).to_numpy(dtype=bool)
-        & text.notna().to_numpy()
-    )
+def comment_flags(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: has a comment (non-blank text), and the comment contains a complaint word
+    (English or German lexicon). Only the rows with text are searched: most have none."""
+    present = text.notna().to_numpy(dtype=bool)
+    has_text = np.zeros(len(text), dtype=bool)
+    negative = np.zeros(len(text), dtype=bool)
+    if present.any():
+        words = text[present].astype("str")
+        has_text[present] = (words.str.strip() != "").to_numpy(dtype=bool)
+        negative[present] = words.str.contains(_NEGATIVE_RE).to_numpy(dtype=bool)
+    return has_text, negative
 
 
 def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
@@ -78,11 +81,11 @@ def customer_positions(customers: pd.DataFrame, ids: pd.Series) -> np.ndarray:
     index = pd.Index(customers["customer_id"])
     dtype = np.int32 if len(index) < 2**31 else np.int64
     if isinstance(ids.dtype, pd.CategoricalDtype):
-        lookup = index.get_indexer(ids.cat.categories)
+        categories = ids.cat.categories
         codes = ids.array.codes  # the Categorical's own codes: .cat.codes copies them
-        if len(lookup) <= len(index) and np.array_equal(lookup, np.arange(len(lookup))):
-            return codes.astype(dtype, copy=False)
-        return lookup.astype(dtype)[codes]
+        if len(categories) <= len(index) and categories.equals(index[: len(categories)]):
+            return codes.astype(dtype, copy=False)  # compared in order: no hash lookup needed
+        return index.get_indexer(categories).astype(dtype)[codes]
     return index.get_indexer(ids).astype(dtype)
 
 
@@ -252,9 +255,7 @@ def _prepare_feedback(tables: Tables) -> FeedbackArrays:
         to_ns(fb["resolved_at"]) if "resolved_at" in fb else np.full(len(fb), NAT, dtype=np.int64)
     )
     if "text" in fb:
-        text = fb["text"]
-        has_text = (text.notna() & (text.astype("str").str.strip() != "")).to_numpy(dtype=bool)
-        negative = negative_text(text)
+        has_text, negative = comment_flags(fb["text"])
     else:
         has_text = negative = np.zeros(len(fb), dtype=bool)
     return FeedbackArrays(
