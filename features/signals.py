@@ -19,7 +19,17 @@ import pandas as pd
 from features.config import FeatureConfig
 from features.contract import Tables
 from features.labels import eligible_mask
-from features.prepared import DAY_NS, NAT, ActivityArrays, Prepared, as_of_timestamp, prepare
+from features.prepared import (
+    BLOCK_ROWS,
+    DAY_NS,
+    NAT,
+    NO_EVENT,
+    ActivityArrays,
+    Prepared,
+    as_of_timestamp,
+    prepare,
+    reduce_at,
+)
 
 RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
 
@@ -150,26 +160,8 @@ def _count(
 def _latest(customer: np.ndarray, at: np.ndarray, mask: slice | np.ndarray, n: int) -> np.ndarray:
     """Latest timestamp (ns) per customer among masked rows; NAT where none."""
     out = np.full(n, NAT, dtype=np.int64)
-    _reduce_at(np.maximum, out, customer, at, mask)
+    reduce_at(np.maximum, out, customer, at, mask)
     return out
-
-
-BLOCK_ROWS = 1 << 20
-
-
-def _reduce_at(
-    func: np.ufunc, out: np.ndarray, customer: np.ndarray, at: np.ndarray, rows: slice | np.ndarray
-) -> None:
-    """func.at(out, customer[rows], at[rows]) for an order-free func (maximum, minimum); a row
-    range goes in blocks of 1M rows, so the int64 copy of the positions ufunc.at makes stays
-    small and reused instead of a fresh 80 MB for 10M events."""
-    if not isinstance(rows, slice):
-        func.at(out, customer[rows], at[rows])
-        return
-    start, stop, _ = rows.indices(len(at))
-    for low in range(start, stop, BLOCK_ROWS):
-        high = min(low + BLOCK_ROWS, stop)
-        func.at(out, customer[low:high], at[low:high])
 
 
 def _last_row(customer: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
@@ -213,10 +205,10 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     before = _rows(act, None, t)
     out: dict[str, np.ndarray] = {}
     out["days_since_last_event"] = _days_since(t, _latest(act.customer, act.at, before, n))
-    first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    _reduce_at(np.minimum, first, act.customer, act.at, before)
+    # The first event before T is the customer's first event, if that is before T.
+    first = act.first_at
     out["days_since_first_event"] = np.where(
-        first == np.iinfo(np.int64).max, np.nan, (t - first) / DAY_NS
+        (first == NO_EVENT) | (first >= t), np.nan, (t - first) / DAY_NS
     )
 
     type_names = list(config.event_types or ())
@@ -224,25 +216,34 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     for i, name in enumerate(type_names):
         type_index[act.event_names == name] = i
     n_types_all = max(len(act.event_names), 1)
-    t_day = t // DAY_NS
+    # The rows of the longest window, prepared once; each window is a part of them (the last
+    # rows when activity is in time order, a mask otherwise).
+    longest = max(config.windows)
+    rows = _rows(act, t - longest * DAY_NS, t)
+    at = act.at[rows]
+    cust = act.customer[rows].astype(np.int64)  # int64: the flat indices below overflow int32
+    event = act.event[rows]
+    value = act.value[rows]
+    typed = type_index[event] if type_names else None
+    days_back = t // DAY_NS - np.floor_divide(at, DAY_NS)  # 1..longest
+    seen_day = np.zeros(n * longest, dtype=bool)
+    seen_day[cust * longest + (days_back - 1)] = True
+    days_seen = seen_day.reshape(n, longest)  # column d: active d + 1 days before T
     for w in config.windows:
-        in_w = _rows(act, t - w * DAY_NS, t)
-        cust = act.customer[in_w].astype(np.int64)  # int64: the flat indices below overflow int32
-        event = act.event[in_w]
-        out[f"events_{w}d"] = np.bincount(cust, minlength=n).astype("float64")
-        days_back = t_day - np.floor_divide(act.at[in_w], DAY_NS)  # 1..w
-        seen_day = np.zeros(n * w, dtype=bool)
-        seen_day[cust * w + (days_back - 1)] = True
-        out[f"active_days_{w}d"] = seen_day.reshape(n, w).sum(axis=1).astype("float64")
+        start = t - w * DAY_NS
+        in_w = slice(int(np.searchsorted(at, start)), len(at)) if act.time_ordered else at >= start
+        c = cust[in_w]
+        out[f"events_{w}d"] = np.bincount(c, minlength=n).astype("float64")
+        out[f"active_days_{w}d"] = days_seen[:, :w].sum(axis=1).astype("float64")
         seen_type = np.zeros(n * n_types_all, dtype=bool)
-        seen_type[cust * n_types_all + event] = True
+        seen_type[c * n_types_all + event[in_w]] = True
         out[f"event_types_{w}d"] = seen_type.reshape(n, n_types_all).sum(axis=1).astype("float64")
-        out[f"value_{w}d"] = np.bincount(cust, weights=act.value[in_w], minlength=n)
-        if type_names:
-            typed = type_index[event]
-            keep = typed >= 0
+        out[f"value_{w}d"] = np.bincount(c, weights=value[in_w], minlength=n)
+        if typed is not None:
+            typed_w = typed[in_w]
+            keep = typed_w >= 0
             per_type = np.bincount(
-                cust[keep] * len(type_names) + typed[keep], minlength=n * len(type_names)
+                c[keep] * len(type_names) + typed_w[keep], minlength=n * len(type_names)
             )
             per_type = per_type.reshape(n, len(type_names))
             for i, slug in enumerate(_unique_slugs(type_names)):
@@ -403,7 +404,7 @@ def _empty_prepared() -> Prepared:
         n_customers=0,
         signup_at=i64,
         churned_at=i64,
-        activity=ActivityArrays(i64, i64, i64, np.zeros(0, dtype=object), f64, True),
+        activity=ActivityArrays(i64, i64, i64, np.zeros(0, dtype=object), f64, True, i64),
         revenue=RevenueArrays(i64, i64, f64, b, b, b, f64),
         feedback=FeedbackArrays(i64, i64, i64, f64, i64, b, b),
     )
