@@ -451,6 +451,9 @@ def demo(
     ]
     typer.echo("\nSegments (retention over the last period and predicted risk):")
     typer.echo(view[[c for c in columns if c in view]].round(3).to_string(index=False))
+    notes = [n for n in seg["mrr_note"].unique() if n] if "mrr_note" in seg else []
+    if notes:
+        typer.echo(f"NRR not measured: {notes[0]}.")
     typer.echo(
         f"\ndone in {time.perf_counter() - started:.0f}s; outputs in {out}; `uv run mlflow ui --backend-store-uri {tracking_uri()}` shows the runs"
     )

@@ -308,8 +308,18 @@ def metrics_command(
     how = "contractual" if mode == "contractual" else f"non-contractual, lookback {lookback} days"
     if qualifying:
         how += f", events {', '.join(qualifying)}"
+    data_end = tables.data_end()
+    if t1 > data_end:
+        typer.echo(
+            f"note: the period ends after the data's last record ({data_end}); what happens "
+            "after it is not observed (no invoices, no activity) and counts as if nothing did.",
+            err=True,
+        )
     typer.echo(f"Retention metrics for ({t0} .. {t1}], churn {how}")
     typer.echo(format_metrics(result))
+    notes = [n for n in result["mrr_note"].unique() if n]
+    if notes:
+        typer.echo(f"GRC and NRR not measured: {notes[0]}.")
     if result["small_group"].any():
         typer.echo(
             f"small: fewer than {min_group_size} customers at start; read with the interval."

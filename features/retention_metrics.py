@@ -603,6 +603,7 @@ METRIC_COLUMNS = (
     "mrr_end",
     "gross_revenue_churn",
     "nrr",
+    "mrr_note",
     "buyers",
     "repeat_buyers",
     "repeat_purchase_rate",
@@ -647,7 +648,9 @@ def retention_metrics(
       crr = (E - N) / S, churn_rate = lost / S, each with a Wilson interval; small_group when
       S < min_group_size (flagged, never dropped).
     - MRR (see :func:`mrr_movements`): gross_revenue_churn = (contraction + churned_mrr) /
-      mrr_start; nrr = (mrr_start + expansion - contraction - churned_mrr) / mrr_start.
+      mrr_start; nrr = (mrr_start + expansion - contraction - churned_mrr) / mrr_start. Both
+      NaN, with mrr_note saying why, when the month of t1 cannot be compared with that of t0
+      (see :func:`mrr_comparison_note`).
     - repeat_purchase_rate = customers with > 1 purchase / customers with >= 1 in the period.
     - NPS from each customer's latest response in the period: shares of promoters (9-10),
       passives (7-8), detractors (0-6); nps = 100 x (promoter - detractor share).
@@ -675,6 +678,7 @@ def retention_metrics(
         gross_margin=gross_margin,
         confidence=confidence,
         has_revenue=len(tables.revenue) > 0,
+        observed_until=tables.data_end(),
     )
 
 
@@ -720,15 +724,47 @@ def metrics_from_sums(
     gross_margin: float = 1.0,
     confidence: float = 0.95,
     has_revenue: bool = True,
+    observed_until: Instant | None = None,
 ) -> pd.DataFrame:
-    """The metrics of :func:`retention_metrics` from segment sums of per_customer_metrics."""
+    """The metrics of :func:`retention_metrics` from segment sums of per_customer_metrics.
+
+    observed_until: the data's last record (Tables.data_end), to tell an MRR month without data
+    from one whose customers all left; None when unknown."""
     t0, t1 = _check_period(t0, t1)
     months = (t1 - t0) / pd.Timedelta(days=_AVG_MONTH_DAYS)
     out = _derive_metrics(
         sums, months, min_group_size, gross_margin, confidence, has_revenue=has_revenue
     )
+    note = mrr_comparison_note(t0, t1, observed_until) if has_revenue else ""
+    out["mrr_note"] = note
+    if note:
+        out["gross_revenue_churn"] = np.nan
+        out["nrr"] = np.nan
     out["period_start"], out["period_end"] = t0, t1
     return out[["dimension", "segment", "period_start", "period_end", *METRIC_COLUMNS]]
+
+
+def mrr_comparison_note(t0: Instant, t1: Instant, observed_until: Instant | None = None) -> str:
+    """Why the MRR of t1's month cannot be compared with that of t0's month ("" when it can).
+
+    MRR is counted per calendar month (see :func:`mrr_movements`): within one month nothing
+    can move, and a month after the data's last record has no invoices yet, which would count
+    every customer's MRR as churned."""
+    t0, t1 = _check_period(t0, t1)
+    m0, m1 = (int(_unit_ordinal(np.array([t.value]), "month")[0]) for t in (t0, t1))
+    if m0 == m1:
+        return (
+            f"the period lies within {t1:%Y-%m}: MRR is counted per calendar month, so revenue "
+            "churn and NRR need a period that ends in a later month than it starts"
+        )
+    if observed_until is not None:
+        end = _timestamp(observed_until, "observed_until")
+        if end < t1.replace(day=1).normalize():
+            return (
+                f"the data ends on {end:%Y-%m-%d}, before {t1:%Y-%m}: that month's MRR is not "
+                "observed yet"
+            )
+    return ""
 
 
 def _derive_metrics(

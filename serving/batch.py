@@ -331,11 +331,18 @@ def _report_period(
 
 
 def report_from_sums(
-    sums: SegmentSums, period_start: pd.Timestamp, as_of: pd.Timestamp, has_revenue: bool
+    sums: SegmentSums,
+    period_start: pd.Timestamp,
+    as_of: pd.Timestamp,
+    has_revenue: bool,
+    observed_until: pd.Timestamp | None,
 ) -> pd.DataFrame:
-    """The segment report (retention metrics beside the risk view) from its summed parts."""
+    """The segment report (retention metrics beside the risk view) from its summed parts;
+    observed_until is the data's last record (Tables.data_end)."""
     t0, t1 = _report_period(period_start, as_of)
-    metrics = metrics_from_sums(sums.metrics, t0, t1, has_revenue=has_revenue)
+    metrics = metrics_from_sums(
+        sums.metrics, t0, t1, has_revenue=has_revenue, observed_until=observed_until
+    )
     risk = risk_from_sums(sums.risk)
     return metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
 
@@ -351,7 +358,13 @@ def segment_report(
 ) -> pd.DataFrame:
     """Retention metrics over (period_start, as_of] and the risk view, per segment, one table."""
     sums = segment_sums_for(tables, scores, features, model, period_start, as_of, by)
-    return report_from_sums(sums, period_start, as_of, has_revenue=len(tables.revenue) > 0)
+    return report_from_sums(
+        sums,
+        period_start,
+        as_of,
+        has_revenue=len(tables.revenue) > 0,
+        observed_until=tables.data_end(),
+    )
 
 
 def same_model(info: dict, model_version: str, model_info: dict | None) -> bool:

@@ -270,7 +270,7 @@ def spark_run_scoring(
             metrics=combine_segment_sums([_from_ipc(r[0]) for r in parts], dimensions),
             risk=combine_segment_sums([_from_ipc(r[1]) for r in parts], dimensions),
         )
-        segments = report_from_sums(sums, period_start, t, has_revenue)
+        segments = report_from_sums(sums, period_start, t, has_revenue, plan.observed_until)
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), sink)

@@ -265,6 +265,44 @@ def test_mrr_without_a_period_column_uses_the_month_of_at():
     assert monthly.set_index(["customer_id", "month"]).loc[("E", T("2024-01-01")), "mrr"] == 30
 
 
+def test_nrr_needs_a_period_that_ends_in_a_later_month():
+    """MRR is counted per calendar month: within March nothing can move, so GRC and NRR are
+    not measured (NaN, with the reason) instead of a meaningless 100 %."""
+    t = mrr_tables()
+    m = row(retention_metrics(t, "2024-03-02", "2024-03-20"))
+    assert m.mrr_start == m.mrr_end == 370
+    assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn)
+    assert "within 2024-03" in m.mrr_note
+    assert row(retention_metrics(t, "2024-01-15", "2024-03-15")).mrr_note == ""
+
+
+def test_nrr_is_not_measured_for_a_month_after_the_data():
+    """The data ends on 2024-03-06: April has no invoices yet, which would read as every
+    customer's MRR churned (NRR 0 %)."""
+    t = mrr_tables()
+    assert t.data_end() == T("2024-03-06")
+    assert mrr_movements(t, "2024-01-15", "2024-04-15")["churned_mrr"].sum() == 380
+    m = row(retention_metrics(t, "2024-01-15", "2024-04-15"))
+    assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn)
+    assert "the data ends on 2024-03-06, before 2024-04" in m.mrr_note
+    assert m.customers_start == 5  # the other metrics are still given
+
+
+def test_cli_says_why_nrr_is_missing_and_that_the_period_ends_after_the_data(tmp_path):
+    app = typer.Typer()
+    register(app)
+    write_tables(mrr_tables(), tmp_path / "data")
+    args = ["metrics", "--data", str(tmp_path / "data"), "--from", "2024-01-15"]
+    res = CliRunner().invoke(app, [*args, "--to", "2024-04-15"])
+    assert res.exit_code == 0, res.output
+    assert "ends after the data's last record (2024-03-06" in res.output
+    assert "GRC and NRR not measured: the data ends on 2024-03-06" in res.output
+    res = CliRunner().invoke(app, [*args, "--to", "2024-03-05"])
+    assert res.exit_code == 0, res.output
+    assert "not measured" not in res.output and "after the data" not in res.output
+    assert "78.9%" in res.output  # NRR 300 / 380
+
+
 def test_nrr_is_missing_when_there_is_no_recurring_revenue():
     t = tables_of(contractual_base(5, 0, 0, "2024-01-01", "2024-02-01"))
     m = row(retention_metrics(t, "2024-01-01", "2024-02-01"))
