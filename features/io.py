@@ -237,8 +237,9 @@ def use_regular_memory_pages() -> bool:
     that hand freed memory back to their host (virtio-balloon free page reporting, common in
     the cloud and on CI), a huge page touched for the first time costs several times what the
     same bytes cost in regular pages: loading 10M events took 3 CPU seconds instead of 1.3
-    (benchmarks/bench_features.py, cold memory). Databases advise the same. The price where
-    memory is warm is small (about 0.3 CPU seconds on the same load)."""
+    (benchmarks/bench_features.py, cold memory). Database vendors (MongoDB, Redis) advise
+    the same for their servers. The price where memory is warm is small (about 0.3 CPU
+    seconds on the same load)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
