@@ -131,7 +131,9 @@ def test_numpy_checks_raise_pandera_s_own_errors(case, monkeypatch):
         return str(err.value)
 
     fast = run()
-    monkeypatch.setattr(contract, "_passes", lambda schema, df, complete: False)  # pandera every time
+    monkeypatch.setattr(
+        contract, "_passes", lambda schema, df, complete: False
+    )  # pandera every time
     assert fast == run()
 
 
