@@ -131,9 +131,8 @@ def test_numpy_checks_raise_pandera_s_own_errors(case, monkeypatch):
         return str(err.value)
 
     fast = run()
-    monkeypatch.setattr(
-        contract, "_passes", lambda schema, df, complete: False
-    )  # pandera every time
+    # pandera every time:
+    monkeypatch.setattr(contract, "_passes", lambda schema, df, complete: False)
     assert fast == run()
 
 
