@@ -208,6 +208,11 @@ def _unit_ordinal(ns: np.ndarray, unit: str) -> np.ndarray:
     return _days_to_ordinal(np.floor_divide(ns, _NS_PER_DAY), unit)
 
 
+def _instant_ordinal(t: pd.Timestamp, unit: str) -> int:
+    """Calendar period number of one instant (see _unit_ordinal)."""
+    return int(_unit_ordinal(np.array([t.value]), unit)[0])
+
+
 def _days_to_ordinal(days: np.ndarray, unit: str) -> np.ndarray:
     """Calendar period number of each day number (days since 1970-01-01).
 
@@ -436,7 +441,7 @@ def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
     codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))
     month = _mrr_month_ordinal(inv)
     amount = inv["amount"].to_numpy(dtype="float64")
-    m0, m1 = (int(_unit_ordinal(np.array([t.value]), "month")[0]) for t in (t0, t1))
+    m0, m1 = _instant_ordinal(t0, "month"), _instant_ordinal(t1, "month")
     ok = codes >= 0
     start = np.bincount(codes[ok & (month == m0)], amount[ok & (month == m0)], minlength=n)
     end = np.bincount(codes[ok & (month == m1)], amount[ok & (month == m1)], minlength=n)
@@ -751,7 +756,7 @@ def mrr_comparison_note(t0: Instant, t1: Instant, observed_until: Instant | None
     can move, and a month after the data's last record has no invoices yet, which would count
     every customer's MRR as churned."""
     t0, t1 = _check_period(t0, t1)
-    m0, m1 = (int(_unit_ordinal(np.array([t.value]), "month")[0]) for t in (t0, t1))
+    m0, m1 = _instant_ordinal(t0, "month"), _instant_ordinal(t1, "month")
     if m0 == m1:
         return (
             f"the period lies within {t1:%Y-%m}: MRR is counted per calendar month, so revenue "
@@ -1073,7 +1078,7 @@ def _period_counts(
     n = len(start)
     start_ord = np.zeros(n, dtype="int64")
     start_ord[in_scope] = _unit_ordinal(start[in_scope], period)
-    until_ord = int(_unit_ordinal(np.array([until.value]), period)[0])
+    until_ord = _instant_ordinal(until, period)
     # the last period counted: complete periods end by `until`; partial ones have started
     last_ord = until_ord if partial else until_ord - 1
     last_obs = np.where(in_scope, last_ord - start_ord, -1)
@@ -1152,7 +1157,7 @@ def _bracket_counts(
     n = len(start)
     start_day = np.zeros(n, dtype="int64")
     start_day[in_scope] = _unit_ordinal(start[in_scope], "day")
-    until_day = int(_unit_ordinal(np.array([until.value]), "day")[0])
+    until_day = _instant_ordinal(until, "day")
     last_complete = until_day - start_day - 1
     last_started = until_day - start_day
     day = ev_day - np.take(start_day, codes, mode="clip")
