@@ -6,7 +6,7 @@
 Target: scores and drivers for 1,000,000 customers in under 5 minutes on 2 cores, with memory
 bounded by scoring in chunks.
 
-Data: features.demo_data at --customers with the activity scaled to --events-per-customer (as
+Data: ingest.demo_data at --customers with the activity scaled to --events-per-customer (as
 bench_spark.py; cached in benchmarks/.data/spark_<customers>_<events>/). Model: a champion
 trained on 3,000 demo customers (cached in benchmarks/.data/batch_model/, MLflow SQLite).
 
@@ -83,8 +83,8 @@ def model_uri() -> str:
     if (workdir / "done").is_file():
         return uri
     from features.config import config_path_for_data, feature_config_from_file
-    from features.demo_data import DemoConfig, write_demo
     from features.io import load_tables
+    from ingest.demo_data import DemoConfig, write_demo
     from training.config import train_config_from_file
     from training.pipeline import train_from_tables
 

@@ -2,7 +2,7 @@
 
     uv run python benchmarks/bench_features.py [--customers 100000] [--data DIR] [--dates 6]
 
-Generates the demo data (features.demo_data, about 100 events per customer) into
+Generates the demo data (ingest.demo_data, about 100 events per customer) into
 benchmarks/.data/demo_<customers> unless --data points at a folder of Parquet tables, then
 measures, each in a fresh Python process so that peak memory (the child's ru_maxrss) belongs to
 one measurement only:
@@ -235,7 +235,7 @@ def bench_config(data: Path) -> Any:
 
 
 def child_generate(p: dict) -> dict:
-    from features.demo_data import DemoConfig, write_demo
+    from ingest.demo_data import DemoConfig, write_demo
 
     return write_demo(p["data"], DemoConfig(n_customers=p["customers"]))
 

@@ -3,7 +3,7 @@
     uv run python benchmarks/bench_retention.py [--events 10000000] [--customers 1000000]
 
 Generates synthetic Tables with numpy (ids and event names categorical, as load_tables reads
-them from Parquet), times features.retention_metrics.cohort_retention in several modes, and
+them from Parquet), times retention.metrics.cohort_retention in several modes, and
 times the same monthly n-day table with DuckDB SQL and with a plain pandas groupby, checking
 that all three agree. Prints the figures and the ratios measured in the same run.
 """
@@ -24,7 +24,7 @@ import pandas as pd
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support")
 
 from features.contract import Tables  # noqa: E402
-from features.retention_metrics import cohort_retention  # noqa: E402
+from retention.metrics import cohort_retention  # noqa: E402
 
 NS_PER_DAY = 86_400 * 10**9
 

@@ -81,8 +81,8 @@ def prepare(workdir: Path, customers: int) -> dict[str, str]:
     if done.is_file():
         return env
     from features.config import config_path_for_data, feature_config_from_file
-    from features.demo_data import DemoConfig, write_demo
     from features.io import load_tables
+    from ingest.demo_data import DemoConfig, write_demo
     from serving.batch import run_scoring
     from serving.model_store import import_champion
     from training.config import train_config_from_file

@@ -9,7 +9,7 @@ the default ten events per customer). Generating that and running both engines t
 20 minutes on this 2-core machine, so the default is 200,000 customers (about 2 million events;
 5-8 minutes in all, plus about a minute to generate the data the first time).
 
-The data is features.demo_data with the activity rate scaled to --events-per-customer (the
+The data is ingest.demo_data with the activity rate scaled to --events-per-customer (the
 generator also writes about 12 revenue rows and 4 feedback rows per customer), cached in
 benchmarks/.data/spark_<customers>_<events>/ (git-ignored). Three workloads, each engine in a
 fresh process:
@@ -51,7 +51,7 @@ DEFAULT_EVENTS_PER_CUSTOMER = 96.0
 
 def data_dir(customers: int, events: float) -> Path:
     """Generate (once) the demo data at this size; returns its folder."""
-    from features.demo_data import DemoConfig, write_demo
+    from ingest.demo_data import DemoConfig, write_demo
 
     folder = CACHE / f"spark_{customers}_{events:g}"
     if not (folder / "customers.parquet").exists():

@@ -101,7 +101,7 @@ def demo_data(
 ) -> None:
     """Generate a realistic demo dataset in the contract's shape, with each customer's true
     churn probability per observation date in truth.parquet."""
-    from features.demo_data import DemoConfig, write_demo
+    from ingest.demo_data import DemoConfig, write_demo
 
     started = time.perf_counter()
     summary = write_demo(out, DemoConfig(n_customers=customers, seed=seed))
@@ -121,7 +121,7 @@ def import_online_retail_command(
 ) -> None:
     """Map the UCI Online Retail invoice lines onto the contract (non-contractual churn)."""
     from features.io import write_tables
-    from features.online_retail import (
+    from ingest.online_retail import (
         ONLINE_RETAIL_CONFIG,
         ONLINE_RETAIL_TRAINING,
         import_online_retail,
@@ -400,8 +400,8 @@ def demo(
     """The main job on demo data: generate it, train and register a model, score the latest
     week, and show the riskiest customers and the segment table."""
     from features.config import config_path_for_data, feature_config_from_file
-    from features.demo_data import DemoConfig, write_demo
     from features.io import load_tables
+    from ingest.demo_data import DemoConfig, write_demo
     from serving.batch import log_scoring_run, run_scoring
     from training.config import train_config_from_file
     from training.pipeline import train_from_tables

@@ -1,7 +1,7 @@
 """`churn metrics` and `churn retention`: retention metrics by segment and cohort retention.
 
 The commands are thin: parse options, load the contract's tables, call the pure functions in
-features.retention_metrics, print, and write the table (CSV or Parquet by extension) and the
+retention.metrics, print, and write the table (CSV or Parquet by extension) and the
 PNG plots atomically. ``register(app)`` adds them to the main Typer app.
 """
 
@@ -18,7 +18,7 @@ from churn.options import ConfigFile, EventsOption
 from features.config import DATA_CONFIG_FILE, ChurnDefinition, config_for_data
 from features.contract import ContractError, Tables
 from features.io import atomic_file, load_tables
-from features.retention_metrics import (
+from retention.metrics import (
     ALL,
     DEFAULT_BRACKETS,
     CohortRetention,
@@ -27,7 +27,7 @@ from features.retention_metrics import (
     parse_brackets,
     retention_metrics,
 )
-from features.retention_plots import (
+from retention.plots import (
     plot_metrics_by_segment,
     plot_retention_curves,
     plot_retention_heatmap,

@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 from features.contract import Tables
 from features.io import atomic_dir
 from features.prepared import as_of_timestamp
-from features.retention_metrics import (
+from features.signals import build_features
+from retention.metrics import (
     ALL,
     MISSING_SEGMENT,
     metrics_from_sums,
@@ -37,7 +38,6 @@ from features.retention_metrics import (
     segment_labels,
     segment_sums,
 )
-from features.signals import build_features
 from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, top_drivers
 from training.model import ChurnModel, calibrate
 

@@ -282,7 +282,7 @@ def computed_report(
     served: ServedModel, partition: Partition, by: list[str], start: date, end: date
 ) -> pd.DataFrame:
     """Retention metrics over (start, end] from the data folder, and the partition's risk view."""
-    from features.retention_metrics import MetricsInputError
+    from retention.metrics import MetricsInputError
     from serving.batch import segment_report
 
     if start >= end:

@@ -25,7 +25,6 @@ import pyarrow.parquet as pq
 
 from features.contract import Tables
 from features.prepared import as_of_timestamp
-from features.retention_metrics import combine_segment_sums, segment_labels
 from features.spark_engine import (
     BucketJob,
     BucketTables,
@@ -39,6 +38,7 @@ from features.spark_engine import (
     write_bytes,
     write_parquet,
 )
+from retention.metrics import combine_segment_sums, segment_labels
 from serving.batch import (
     CONTRIBUTIONS_FILE,
     FEATURES_FILE,

@@ -9,8 +9,8 @@ import pytest
 
 from features.config import config_path_for_data, feature_config_from_file
 from features.contract import Tables
-from features.demo_data import DemoConfig, write_demo
 from features.io import load_tables
+from ingest.demo_data import DemoConfig, write_demo
 from training.config import train_config_from_file
 from training.pipeline import train_from_tables
 from training.tracking import Champion, load_champion

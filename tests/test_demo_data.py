@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from features.contract import FEEDBACK_KINDS, REVENUE_KINDS, TICKET_STATUSES, validate_tables
-from features.demo_data import HAZARD, DemoConfig, generate_demo, write_demo
 from features.io import load_tables
+from ingest.demo_data import HAZARD, DemoConfig, generate_demo, write_demo
 
 DAY = pd.Timedelta(days=1)
 

@@ -16,10 +16,10 @@ import features.contract as contract
 import features.io as fio
 from features.config import FeatureConfig
 from features.contract import ContractError, validate_tables
-from features.demo_data import DemoConfig, write_demo
 from features.labels import build_labels
 from features.prepared import prepare
 from features.signals import build_features
+from ingest.demo_data import DemoConfig, write_demo
 
 DATES = ("2023-06-01", "2023-11-15", "2024-06-01")
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from features.dataset import build_training_set, observation_dates
-from features.online_retail import ONLINE_RETAIL_CONFIG, import_online_retail, read_online_retail
 from features.signals import build_features
+from ingest.online_retail import ONLINE_RETAIL_CONFIG, import_online_retail, read_online_retail
 
 RAW = (
     Path(__file__).resolve().parents[1]

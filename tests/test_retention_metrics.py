@@ -17,7 +17,7 @@ from churn.cli_metrics import register
 from features.config import FeatureConfig, config_to_toml
 from features.contract import validate_tables
 from features.io import write_tables
-from features.retention_metrics import (
+from retention.metrics import (
     MetricsInputError,
     _count_runs,
     churn_rate,
@@ -35,7 +35,7 @@ from features.retention_metrics import (
     retention_metrics,
     wilson_interval,
 )
-from features.retention_plots import (
+from retention.plots import (
     plot_metrics_by_segment,
     plot_retention_curves,
     plot_retention_heatmap,

@@ -1,6 +1,6 @@
 """Retention metrics on the real UCI Online Retail data, checked against DuckDB SQL.
 
-The SQL below is written from the definitions, independently of features.retention_metrics:
+The SQL below is written from the definitions, independently of retention.metrics:
 if the vectorized code and the SQL disagree on any cohort cell or country, one of them is wrong.
 """
 
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from features.contract import Tables, validate_tables
-from features.retention_metrics import cohort_retention, retention_metrics, wilson_interval
-from features.retention_plots import (
+from retention.metrics import cohort_retention, retention_metrics, wilson_interval
+from retention.plots import (
     plot_metrics_by_segment,
     plot_retention_curves,
     plot_retention_heatmap,
@@ -30,7 +30,7 @@ pytestmark = [
 
 
 def map_online_retail(raw: pd.DataFrame) -> Tables:
-    """The raw line items onto the contract (until features.online_retail exists).
+    """The raw line items onto the contract (until ingest.online_retail exists).
 
     customers: CustomerID as an integer string, first invoice as signup_at, Country of the first
     invoice line. revenue: Quantity x UnitPrice per line; cancellations (InvoiceNo 'C...') and
@@ -302,9 +302,9 @@ def test_customer_flows_by_country_for_a_quarter_match_sql(retail, sql, tmp_path
 
 
 def test_lead_importer_gives_the_same_cohorts_as_sql_when_available(raw):
-    """When features.online_retail exists, cohorts of its purchases must agree with SQL over the
+    """When ingest.online_retail exists, cohorts of its purchases must agree with SQL over the
     same Tables (its activity has one event per invoice: purchase, cancellation, return)."""
-    online_retail = pytest.importorskip("features.online_retail")
+    online_retail = pytest.importorskip("ingest.online_retail")
     imported = online_retail.import_online_retail(raw)
     tables = imported[0] if isinstance(imported, tuple) else imported
     con = duckdb.connect()

@@ -22,7 +22,6 @@ if shutil.which("java") is None:
 from features.config import config_for_data
 from features.contract import ContractError
 from features.dataset import build_training_set, observation_dates
-from features.demo_data import DemoConfig, write_demo
 from features.io import load_tables
 from features.signals import build_features
 from features.spark_engine import (
@@ -31,6 +30,7 @@ from features.spark_engine import (
     spark_features,
     spark_training_set,
 )
+from ingest.demo_data import DemoConfig, write_demo
 
 TOLERANCE = 1e-9
 

@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 
 from features.config import config_path_for_data, feature_config_from_file
 from features.dataset import build_training_set
-from features.demo_data import DemoConfig, write_demo
 from features.io import load_tables
+from ingest.demo_data import DemoConfig, write_demo
 from training.config import TrainConfig, train_config_from_file
 from training.evaluation import binary_metrics
 from training.fit import fit_churn_model

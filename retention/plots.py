@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from features.io import atomic_file
-from features.retention_metrics import ALL, CohortRetention, retention_curve
+from retention.metrics import ALL, CohortRetention, retention_curve
 
 _COHORT_FORMAT = {"month": "%Y-%m", "week": "%Y-%m-%d", "day": "%Y-%m-%d"}
 _METRIC_LABELS = {
