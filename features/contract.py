@@ -15,6 +15,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.engines import pandas_engine
 
+from features.types import Problem
+
 TABLES = ("customers", "activity", "feedback", "revenue")
 REQUIRED_TABLES = ("customers", "activity")
 
@@ -37,18 +39,90 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 class ContractError(ValueError):
-    """Input data breaks the contract; the message names table, column and an example row."""
+    """Input data breaks the contract; the message names table, column and an example row.
 
-    def __init__(self, table: str, column: str | None, problem: str, example: object = None):
+    One error may carry several problems of one table (all found in one pass): `problems`
+    lists them, and the message shows each with its count, an example row and a hint, cut to
+    fit a screen."""
+
+    def __init__(
+        self,
+        table: str,
+        column: str | None,
+        problem: str,
+        example: object = None,
+        *,
+        problems: list[Problem] | None = None,
+        text: str | None = None,
+    ):
         self.table = table
         self.column = column
         self.problem = problem
         self.example = example
-        where = f"table '{table}'" + (f", column '{column}'" if column else "")
-        text = f"{where}: {problem}"
-        if example is not None:
-            text += f"; example row: {example}"
+        self.problems = problems or []
+        if text is None:
+            where = f"table '{table}'" + (f", column '{column}'" if column else "")
+            text = f"{where}: {problem}"
+            if example is not None:
+                text += f"; example row: {_short(example)}"
         super().__init__(text)
+
+    @classmethod
+    def from_problems(
+        cls, table: str, problems: list[Problem], frame: pd.DataFrame, source: str | None = None
+    ) -> ContractError:
+        """One error for all problems of a table; examples are rows of `frame` (by position)."""
+        first = problems[0]
+        example = _row(frame, first.examples[0]) if first.examples else None
+        if len(problems) == 1:
+            text = _problem_line(table, first, frame, source)
+        else:
+            where = f"table '{table}'" + (f" ({source})" if source else "")
+            lines = [f"{where}: {len(problems)} problems"]
+            lines += ["  - " + _problem_line(None, p, frame, None) for p in problems[:MAX_LINES]]
+            if len(problems) > MAX_LINES:
+                lines.append(f"  - and {len(problems) - MAX_LINES} more")
+            text = "\n".join(lines)
+        return cls(table, first.column, first.problem, example, problems=problems, text=text)
+
+
+MAX_LINES = 8  # problems listed in one message
+MAX_VALUE_CHARS = 60  # a value shown in an example row
+MAX_ROW_CHARS = 300
+
+
+def _problem_line(table: str | None, p: Problem, frame: pd.DataFrame, source: str | None) -> str:
+    where = []
+    if table:
+        where.append(f"table '{table}'" + (f" ({source})" if source else ""))
+    if p.column:
+        where.append(f"column '{p.column}'")
+    count = f" ({p.rows} row{'s' if p.rows != 1 else ''})" if p.rows else ""
+    text = (", ".join(where) + ": " if where else "") + p.problem + count
+    if p.examples:
+        text += f"; example row: {_short(_row(frame, p.examples[0]))}"
+    if p.hint:
+        text += f"; hint: {p.hint}"
+    return text
+
+
+def _row(frame: pd.DataFrame, position: int) -> dict:
+    return {k: _plain(v) for k, v in frame.iloc[int(position)].items()}
+
+
+def _short(example: object) -> str:
+    """An example row as text that fits a line: long values and long rows are cut."""
+    if isinstance(example, dict):
+        parts = []
+        for key, value in example.items():
+            shown = repr(value)
+            if len(shown) > MAX_VALUE_CHARS:
+                shown = shown[: MAX_VALUE_CHARS - 3] + "..."
+            parts.append(f"{key!r}: {shown}")
+        text = "{" + ", ".join(parts) + "}"
+    else:
+        text = str(example)
+    return text if len(text) <= MAX_ROW_CHARS else text[: MAX_ROW_CHARS - 4] + "...}"
 
 
 @dataclass

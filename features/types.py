@@ -1,0 +1,378 @@
+"""Strict parsing of the contract's typed columns: timestamps, numbers and ids.
+
+Types are declared, never guessed row by row. A timestamp column is a Parquet timestamp or ISO
+8601 text, unless a TimestampSpec declares how to read it (a strptime format, an epoch unit,
+day-first, the zone of naive times). Whatever cannot be read that way is reported as a
+:class:`Problem` (how many rows, a few examples, a hint), never coerced to NaT or 1970.
+Times come out as naive UTC ``datetime64[ns]``. The contract (features.contract) reads data
+folders with no declaration; the import mappings (ingest/) pass the declarations of a mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+EpochUnit = Literal["s", "ms", "us", "ns"]
+EPOCH_UNITS = ("s", "ms", "us", "ns")
+EARLIEST = pd.Timestamp("1900-01-01")  # before this, a timestamp is a unit or parsing mistake
+FUTURE_SLACK = pd.Timedelta(days=2)  # exports stamped in a zone ahead of UTC, clocks a bit off
+MAX_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class TimestampSpec:
+    """How to read one timestamp column, as an import mapping declares it.
+
+    format: a strptime format for text (``"%d/%m/%Y %H:%M"``); unit: numbers are epoch
+    seconds/milliseconds/...; dayfirst: text like 03/02/2024 is day-first (True) or month-first
+    (False), when no format is given; timezone: the zone of naive times (default UTC)."""
+
+    format: str | None = None
+    unit: EpochUnit | None = None
+    dayfirst: bool | None = None
+    timezone: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit is not None and self.unit not in EPOCH_UNITS:
+            raise ValueError(f"epoch unit must be one of {EPOCH_UNITS}, got {self.unit!r}")
+        if self.format is not None and self.unit is not None:
+            raise ValueError("declare either a text format or an epoch unit, not both")
+
+
+@dataclass
+class Problem:
+    """One thing wrong with one column: how many rows, a few example row positions, a hint."""
+
+    column: str | None
+    problem: str
+    rows: int = 0
+    examples: list[int] = field(default_factory=list)  # row positions in the frame
+    hint: str | None = None
+
+
+def problem_at(column: str | None, problem: str, mask: np.ndarray, hint: str | None = None):
+    """A Problem for the rows where mask is True (their count and the first few positions)."""
+    positions = np.flatnonzero(mask)
+    return Problem(column, problem, len(positions), positions[:MAX_EXAMPLES].tolist(), hint)
+
+
+ZONE_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+SLASHED_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b")
+NUMBER_TEXT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+
+
+def is_text(values: pd.Series) -> bool:
+    """A column of text (object columns holding anything but str count as text too: the
+    parsing then reports the values that are not)."""
+    return pd.api.types.is_string_dtype(values.dtype) or pd.api.types.is_object_dtype(values.dtype)
+
+
+def parse_timestamps(
+    values: pd.Series, column: str, spec: TimestampSpec | None = None, *, now: object = None
+) -> tuple[pd.Series, list[Problem]]:
+    """The column as naive UTC datetime64[ns], and the problems that stop it from being one.
+
+    Missing values stay missing (NaT); every present value that cannot be read under the
+    declaration is a problem, so is a time before 1900 or after now (plus two days)."""
+    spec = spec or TimestampSpec()
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(values.cat.categories.dtype)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        parsed, problems = _from_datetimes(values, column, spec)
+    elif pd.api.types.is_bool_dtype(values.dtype):
+        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+        problems = [problem_at(column, "true/false values are not timestamps", values.notna())]
+    elif pd.api.types.is_numeric_dtype(values.dtype):
+        parsed, problems = _from_numbers(values, column, spec)
+    elif is_text(values):
+        parsed, problems = _from_text(values, column, spec)
+    else:
+        parsed = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+        problems = [
+            problem_at(column, f"a {values.dtype} column cannot hold timestamps", values.notna())
+        ]
+    if not problems:
+        problems = _check_range(parsed, column, now)
+    if problems:
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]"), problems
+    return parsed.astype("datetime64[ns]"), []
+
+
+def _as_utc_naive(parsed: pd.Series, timezone: str | None) -> pd.Series:
+    if getattr(parsed.dt, "tz", None) is None and timezone:
+        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
+
+
+def _from_datetimes(
+    values: pd.Series, column: str, spec: TimestampSpec
+) -> tuple[pd.Series, list[Problem]]:
+    parsed = _as_utc_naive(values, spec.timezone)
+    lost = values.notna().to_numpy() & parsed.isna().to_numpy()
+    if lost.any():
+        return parsed, [_zone_gap_problem(column, spec, lost)]
+    return parsed, []
+
+
+def _zone_gap_problem(column: str, spec: TimestampSpec, lost: np.ndarray) -> Problem:
+    return problem_at(
+        column,
+        f"local times that do not exist or are ambiguous in {spec.timezone} "
+        "(a daylight-saving change)",
+        lost,
+        "export the times in UTC or with their offset",
+    )
+
+
+def _from_numbers(
+    values: pd.Series, column: str, spec: TimestampSpec
+) -> tuple[pd.Series, list[Problem]]:
+    empty = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    present = values.notna().to_numpy()
+    if spec.unit is None:
+        return empty, [
+            problem_at(
+                column,
+                "numbers in a timestamp column, and no epoch unit is declared",
+                present,
+                _unit_hint(values),
+            )
+        ]
+    x = values.to_numpy(dtype="float64", na_value=np.nan)
+    bad = present & ~np.isfinite(x)
+    if bad.any():
+        return empty, [problem_at(column, "infinite numbers are not timestamps", bad)]
+    parsed = pd.to_datetime(values, unit=spec.unit, utc=True, errors="coerce")
+    lost = present & parsed.isna().to_numpy()
+    if lost.any():
+        return empty, [problem_at(column, f"numbers out of range as epoch {spec.unit}", lost)]
+    return parsed.dt.tz_localize(None), []
+
+
+def _unit_hint(values: pd.Series) -> str:
+    """Which epoch unit the magnitude of the numbers suggests (today is about 1.7e9 seconds)."""
+    magnitude = float(np.nanmedian(np.abs(values.to_numpy(dtype="float64", na_value=np.nan))))
+    for unit, scale in (("s", 1), ("ms", 1e3), ("us", 1e6), ("ns", 1e9)):
+        if 3e8 * scale <= magnitude <= 5e9 * scale:
+            return f'they look like unix {unit_name(unit)}: declare unit = "{unit}"'
+    return 'declare the epoch unit (unit = "s" or "ms") in the import mapping'
+
+
+def unit_name(unit: str) -> str:
+    return {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}[unit]
+
+
+def _from_text(
+    values: pd.Series, column: str, spec: TimestampSpec
+) -> tuple[pd.Series, list[Problem]]:
+    empty = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    is_str = values.map(lambda v: isinstance(v, str), na_action="ignore")
+    present = values.notna().to_numpy().copy()
+    not_text = present & ~is_str.fillna(True).astype(bool).to_numpy()
+    if not_text.any():
+        return empty, [problem_at(column, "values that are neither text nor timestamps", not_text)]
+    text = values.where(values.isna(), values.astype("str").str.strip())
+    blank = present & (text == "").to_numpy(dtype=bool)
+    if blank.any():  # an empty string is a missing value in a CSV, never a time
+        text = text.mask(pd.Series(blank, index=text.index))
+        present &= ~blank
+    if not present.any():
+        return empty, []
+    if spec.format is not None:
+        parsed = pd.to_datetime(text, format=spec.format, errors="coerce", utc=False)
+        return _text_result(text, parsed, present, column, spec, f"the format {spec.format!r}")
+    if spec.unit is not None:
+        not_number = present & ~_matches(text, NUMBER_TEXT.pattern, present)
+        if not_number.any():
+            return empty, [
+                problem_at(column, f"text that is not an epoch number ({spec.unit})", not_number)
+            ]
+        return _from_numbers(pd.to_numeric(text), column, spec)
+    not_iso = present & ~_matches(text, ISO_START.pattern, present, full=False)
+    if not not_iso.any():
+        return _from_iso(text, present, column, spec)
+    if spec.dayfirst is None:
+        return empty, [_non_iso_problem(text, not_iso, column)]
+    # Day-first or month-first declared: pandas infers one format from the first value and
+    # applies it to every row (no per-row guessing); rows in another format fail below.
+    parsed = pd.to_datetime(text, dayfirst=spec.dayfirst, errors="coerce")
+    order = "day-first" if spec.dayfirst else "month-first"
+    return _text_result(text, parsed, present, column, spec, f"one {order} format")
+
+
+def _matches(text: pd.Series, pattern: str, rows: np.ndarray, *, full: bool = True) -> np.ndarray:
+    """Per row: in `rows` and its text matches the pattern (whole text, or searched)."""
+    found = np.zeros(len(text), dtype=bool)
+    idx = np.flatnonzero(rows)
+    sub = text.iloc[idx].astype("str")
+    hit = sub.str.fullmatch(pattern) if full else sub.str.contains(pattern, regex=True)
+    found[idx] = hit.to_numpy(dtype=bool)
+    return found
+
+
+def _from_iso(
+    text: pd.Series, present: np.ndarray, column: str, spec: TimestampSpec
+) -> tuple[pd.Series, list[Problem]]:
+    empty = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    zoned = _matches(text, ZONE_SUFFIX.pattern, present, full=False)
+    naive = present & ~zoned
+    if zoned.any() and naive.any():
+        few, many = (zoned, naive) if zoned.sum() < naive.sum() else (naive, zoned)
+        return empty, [
+            problem_at(
+                column,
+                f"mixes times with a time zone ({int(zoned.sum())} rows) and without "
+                f"({int(naive.sum())} rows)",
+                few if few.any() else many,
+                "export every time in one form (UTC with Z, or all without a zone and "
+                "declare the zone in the import mapping)",
+            )
+        ]
+    if zoned.any() and spec.timezone:
+        return empty, [
+            problem_at(
+                column,
+                f"the times carry their own zone, yet timezone {spec.timezone!r} is declared",
+                zoned,
+                "remove the timezone declaration",
+            )
+        ]
+    parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=bool(zoned.any()))
+    return _text_result(text, parsed, present, column, spec, "ISO 8601")
+
+
+def _text_result(
+    text: pd.Series,
+    parsed: pd.Series,
+    present: np.ndarray,
+    column: str,
+    spec: TimestampSpec,
+    how: str,
+) -> tuple[pd.Series, list[Problem]]:
+    empty = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    bad = present & parsed.isna().to_numpy()
+    if bad.any():
+        return empty, [problem_at(column, f"text that cannot be read as {how}", bad)]
+    if parsed.dtype == object:  # several offsets without utc=True: pandas keeps objects
+        parsed = pd.to_datetime(parsed, utc=True)
+    result = _as_utc_naive(parsed, spec.timezone)
+    lost = present & result.isna().to_numpy()
+    if lost.any():
+        return empty, [_zone_gap_problem(column, spec, lost)]
+    return result, []
+
+
+def _non_iso_problem(text: pd.Series, rows: np.ndarray, column: str) -> Problem:
+    """Text that is not ISO 8601: name the format to declare where the values tell it."""
+    sample = text[rows]
+    parts = sample.str.extract(SLASHED_DATE.pattern)
+    hint = 'declare its format in the import mapping (format = "%d/%m/%Y", for example)'
+    if parts.notna().all(axis=None) and len(parts):
+        first, second = parts[0].astype(int), parts[1].astype(int)
+        if (first > 12).any() and not (second > 12).any():
+            hint = "the days come first (a first number above 12): declare dayfirst = true"
+        elif (second > 12).any() and not (first > 12).any():
+            hint = "the months come first (a second number above 12): declare dayfirst = false"
+        elif not (first > 12).any() and not (second > 12).any():
+            hint = (
+                "day-first or month-first cannot be told from the values: declare dayfirst = "
+                "true or false (or a format) in the import mapping"
+            )
+        else:
+            hint = "some rows are day-first and some month-first: export one format"
+    return problem_at(
+        column, "text that is not ISO 8601 (such as 2024-03-01T10:00:00Z)", rows, hint
+    )
+
+
+def _check_range(parsed: pd.Series, column: str, now: object) -> list[Problem]:
+    present = parsed.notna().to_numpy()
+    if not present.any():
+        return []
+    latest = (pd.Timestamp(now) if now is not None else pd.Timestamp.now()) + FUTURE_SLACK
+    problems = []
+    early = present & (parsed < EARLIEST).to_numpy()
+    if early.any():
+        problems.append(
+            problem_at(
+                column,
+                f"times before {EARLIEST.year}",
+                early,
+                "epoch numbers read in the wrong unit, or a placeholder date",
+            )
+        )
+    late = present & (parsed > latest).to_numpy()
+    if late.any():
+        problems.append(
+            problem_at(column, "times in the future", late, "a typing mistake or a placeholder")
+        )
+    return problems
+
+
+def parse_numbers(
+    values: pd.Series, column: str, *, scale: float = 1.0
+) -> tuple[pd.Series, list[Problem]]:
+    """The column as float64 (multiplied by scale, e.g. 0.01 for cents), and its problems:
+    text that is not a number, true/false, and infinite values are refused, not coerced."""
+    empty = pd.Series(np.nan, index=values.index, dtype="float64")
+    present = values.notna().to_numpy()
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return empty, [problem_at(column, "true/false values where numbers belong", present)]
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        x = values.astype("float64")
+    elif is_text(values):
+        text = values.astype("str").str.strip().where(values.notna())
+        number = _matches(text, r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", present)
+        bad = present & ~number
+        if bad.any():
+            return empty, [
+                problem_at(
+                    column,
+                    "text that is not a number",
+                    bad,
+                    "write numbers with a dot for decimals and no thousands separator or "
+                    "currency sign",
+                )
+            ]
+        x = pd.to_numeric(text).astype("float64")
+    else:
+        return empty, [problem_at(column, f"a {values.dtype} column cannot hold numbers", present)]
+    infinite = present & np.isinf(x.to_numpy())
+    if infinite.any():
+        return empty, [problem_at(column, "infinite numbers", infinite)]
+    return x * scale if scale != 1.0 else x, []
+
+
+def parse_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]:
+    """Ids as text, exactly as written (leading zeros kept). Whole numbers from a typed source
+    (Parquet int64) become their decimal text; fractions and other types are refused."""
+    empty = pd.Series(pd.NA, index=values.index, dtype="str")
+    present = values.notna().to_numpy()
+    missing = ~present
+    problems = []
+    if missing.any():
+        problems.append(problem_at(column, "rows without an id", missing))
+    if pd.api.types.is_integer_dtype(values.dtype):
+        return values.astype("str").where(values.notna()), problems
+    if pd.api.types.is_float_dtype(values.dtype):
+        x = values.to_numpy(dtype="float64", na_value=np.nan)
+        frac = present & (x != np.floor(x))
+        if frac.any():
+            return empty, [*problems, problem_at(column, "ids must be text or whole numbers", frac)]
+        text = pd.Series(x, index=values.index).astype("Int64").astype("str")
+        return text.where(values.notna()), problems
+    if is_text(values):
+        ok = values.map(lambda v: isinstance(v, str | int | np.integer), na_action="ignore")
+        notstr = present & ~ok.fillna(True).astype(bool).to_numpy()
+        if notstr.any():
+            return empty, [*problems, problem_at(column, "ids must be text", notstr)]
+        return values.astype("str").where(values.notna()), problems
+    return empty, [*problems, problem_at(column, f"ids must be text, got {values.dtype}", present)]
