@@ -100,7 +100,7 @@ def _input_error(err: Exception) -> typer.Exit:
 
 def _load(data: Path) -> Tables:
     try:
-        return load_tables(data)
+        return load_tables(data, need_rows=("customers",))
     except (ContractError, FileNotFoundError) as err:
         raise _input_error(err) from None
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.engines import pandas_engine
 
-from features.types import Problem
+from features.types import Problem, parse_numbers, parse_timestamps, problem_at
 
 TABLES = ("customers", "activity", "feedback", "revenue")
 REQUIRED_TABLES = ("customers", "activity")
@@ -226,39 +226,11 @@ def _check_no_missing(df: pd.DataFrame, table: str, column: str) -> None:
         )
 
 
-def _parse_timestamps(df: pd.DataFrame, table: str, column: str) -> None:
-    """Parse a timestamp column in place; fail on any value that is present but unparseable."""
-    raw = df[column]
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    else:
-        parsed = pd.to_datetime(raw, errors="coerce", format="mixed", utc=False)
-        bad = raw.notna() & parsed.isna()
-        if bad.any():
-            raise ContractError(
-                table, column, f"{int(bad.sum())} timestamps cannot be parsed", _example(df, bad)
-            )
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    df[column] = parsed.astype("datetime64[ns]")
-
-
 NUMERIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "activity": ("value",),
     "feedback": ("score",),
     "revenue": ("amount",),
 }
-
-
-def _to_float(df: pd.DataFrame, table: str, column: str) -> None:
-    """Numbers as float64 in place; text (even text that looks like a number) is an error."""
-    values = df[column]
-    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-    if not numeric and values.notna().any():
-        raise ContractError(
-            table, column, f"expected numbers, got {values.dtype}", _example(df, values.notna())
-        )
-    df[column] = values.astype("float64")
 
 
 def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
@@ -368,88 +340,167 @@ def _run_schema(table: str, df: pd.DataFrame, complete: frozenset[str]) -> pd.Da
         raise ContractError(table, column, reason, example) from None
 
 
-def _check_value_rules(table: str, df: pd.DataFrame) -> None:
-    """Rules pandera's per-column checks cannot say: score ranges per kind, signs per kind."""
+# Values that other tools use for the contract's categories, and the contract value they mean:
+# the hint of an error names the map to declare in the import mapping.
+CATEGORY_SYNONYMS: dict[str, dict[str, str]] = {
+    "status": {
+        "solved": "closed",
+        "resolved": "closed",
+        "done": "closed",
+        "new": "open",
+        "pending": "open",
+        "hold": "open",
+        "on-hold": "open",
+        "in progress": "open",
+    },
+    "revenue.kind": {
+        "paid": "invoice",
+        "charge": "invoice",
+        "payment": "invoice",
+        "subscription": "invoice",
+        "refunded": "refund",
+        "credit_note": "refund",
+        "failed": "failed_payment",
+        "uncollectible": "failed_payment",
+        "declined": "failed_payment",
+        "purchase": "order",
+        "sale": "order",
+    },
+    "feedback.kind": {"survey": "nps", "support": "ticket", "rating": "review"},
+}
+ALLOWED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("feedback", "kind"): FEEDBACK_KINDS,
+    ("feedback", "status"): TICKET_STATUSES,
+    ("revenue", "kind"): REVENUE_KINDS,
+}
+
+
+def _category_problem(table: str, column: str, values: pd.Series) -> Problem | None:
+    """Values outside the contract's set for a category column, named with their counts and
+    the value each probably means."""
+    allowed = ALLOWED[(table, column)]
+    outside = (values.notna() & ~values.isin(allowed)).to_numpy()
+    if not outside.any():
+        return None
+    counts = values[outside].astype("str").value_counts()
+    shown = ", ".join(f"{v!r} ({n} rows)" for v, n in counts.head(5).items())
+    more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
+    synonyms = CATEGORY_SYNONYMS.get(column, CATEGORY_SYNONYMS.get(f"{table}.{column}", {}))
+    maps = [f"{v!r} to {synonyms[v.lower()]!r}" for v in counts.index[:5] if v.lower() in synonyms]
+    hint = f"allowed: {', '.join(allowed)}"
+    if maps:
+        hint = f"map {', '.join(maps)} in the import mapping ({hint})"
+    return problem_at(column, f"values that are not {column}s: {shown}{more}", outside, hint)
+
+
+def _rule_problems(table: str, df: pd.DataFrame) -> list[Problem]:
+    """The contract's value rules, each violation counted with an example: categories, score
+    ranges per kind, signs per kind, non-negative values, order of dates."""
+    problems: list[Problem] = []
+
+    def add(column: str, problem: str, mask: object, hint: str | None = None) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            problems.append(problem_at(column, problem, mask, hint))
+
+    for (name, column), _ in ALLOWED.items():
+        if name == table and column in df:
+            found = _category_problem(table, column, df[column])
+            if found is not None:
+                problems.append(found)
     if table == "customers" and "churned_at" in df:
-        bad = df["churned_at"].notna() & (df["churned_at"] < df["signup_at"])
-        if bad.any():
-            raise ContractError(table, "churned_at", "churned before signing up", _example(df, bad))
+        add("churned_at", "churned before signing up", df["churned_at"] < df["signup_at"])
+    if table == "activity" and "value" in df:
+        add(
+            "value",
+            "negative values (values are amounts, quantities or durations)",
+            df["value"] < 0,
+        )
     if table == "feedback" and "score" in df:
-        five_point = df["kind"].isin(["csat", "review"]).to_numpy()
         score = df["score"].to_numpy()
-        bad = five_point & ~np.isnan(score) & ((score < 1) | (score > 5))
-        if bad.any():
-            raise ContractError(
-                table, "score", "csat and review scores must be 1-5", _example(df, bad)
-            )
+        add("score", "scores outside 0-10", (score < 0) | (score > 10))
+        five_point = df["kind"].isin(["csat", "review"]).to_numpy()
+        add("score", "csat and review scores must be 1-5", five_point & ((score < 1) | (score > 5)))
     if table == "feedback" and "resolved_at" in df:
-        bad = df["resolved_at"].notna() & (df["resolved_at"] < df["at"])
-        if bad.any():
-            raise ContractError(
-                table, "resolved_at", "resolved before it was opened", _example(df, bad)
-            )
+        add("resolved_at", "resolved before it was opened", df["resolved_at"] < df["at"])
     if table == "feedback" and "status" in df:
         resolved = df["resolved_at"] if "resolved_at" in df else pd.Series(pd.NaT, index=df.index)
-        bad = (df["kind"] == "ticket") & (df["status"] == "closed") & resolved.isna()
-        if bad.any():
-            raise ContractError(
-                table,
-                "resolved_at",
-                "closed tickets need resolved_at (when they were closed) to be used point-in-time",
-                _example(df, bad),
-            )
+        add(
+            "resolved_at",
+            "closed tickets need resolved_at (when they were closed) to be used point-in-time",
+            (df["kind"] == "ticket") & (df["status"] == "closed") & resolved.isna(),
+        )
     if table == "revenue":
         kind = df["kind"] if "kind" in df else pd.Series("invoice", index=df.index)
         amount = df["amount"].to_numpy()
-        if np.isnan(amount).any():
-            raise ContractError(
-                table, "amount", "amounts must not be missing", _example(df, np.isnan(amount))
-            )
+        add("amount", "amounts must not be missing", np.isnan(amount))
         is_refund = (kind == "refund").to_numpy()
-        bad = (~is_refund & (amount < 0)) | (is_refund & (amount > 0))
-        if bad.any():
-            raise ContractError(
-                table,
-                "amount",
-                "negative amounts are only allowed for kind 'refund' (and refunds are <= 0)",
-                _example(df, bad),
-            )
+        add(
+            "amount",
+            "negative amounts are only allowed for kind 'refund' (and refunds are <= 0)",
+            (~is_refund & (amount < 0)) | (is_refund & (amount > 0)),
+            "give refunds kind 'refund' (a value map in the import mapping)",
+        )
+    return problems
 
 
-def validate_table(table: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Check one table against the contract and return it with parsed timestamps and string ids."""
+def validate_table(table: str, df: pd.DataFrame, *, now: object = None) -> pd.DataFrame:
+    """Check one table against the contract and return it with parsed timestamps and text ids.
+
+    Every problem of the table is found in one pass and reported in one ContractError (a few
+    example rows each). Timestamps must be Parquet timestamps or ISO 8601 text (an import
+    mapping declares any other form); they may not lie before 1900 or after `now` (default:
+    the current time)."""
     if table not in TABLES:
         raise ValueError(f"unknown table '{table}', expected one of {TABLES}")
     missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
     if missing:
         raise ContractError(
-            table, missing[0], f"required column is missing (has: {list(df.columns)})"
+            table,
+            missing[0],
+            f"required column{'s are' if len(missing) > 1 else ' is'} missing: "
+            f"{', '.join(missing)} (has: {list(df.columns)})",
         )
     df = df.reset_index(drop=True)  # a new frame; copy-on-write keeps the caller's intact
     df = _normalize_ids(df, table)  # ids present (and unique customers, below): not re-checked
     complete = {"customer_id"}
+    problems: list[Problem] = []
     for col in TIMESTAMP_COLUMNS[table]:
         if col in df:
-            _parse_timestamps(df, table, col)
-    for col in TIMESTAMP_COLUMNS[table]:
-        if col in REQUIRED_COLUMNS[table]:
-            _check_no_missing(df, table, col)
-            complete.add(col)
+            parsed, found = parse_timestamps(df[col], col, now=now)
+            problems += found
+            if not found:
+                df[col] = parsed
     for col in NUMERIC_COLUMNS.get(table, ()):
         if col in df:
-            _to_float(df, table, col)
+            parsed, found = parse_numbers(df[col], col)
+            problems += found
+            if not found:
+                df[col] = parsed
+    for col in REQUIRED_COLUMNS[table]:
+        if col == "customer_id":
+            continue
+        absent = df[col].isna().to_numpy()
+        if absent.any() and not any(p.column == col for p in problems):
+            problems.append(problem_at(col, "rows have no value", absent))
+        complete.add(col)
+    if problems:
+        raise ContractError.from_problems(table, problems, df)
     for col in ("event", "kind"):
-        if col in REQUIRED_COLUMNS[table]:
-            _check_no_missing(df, table, col)
-            complete.add(col)
-            if not isinstance(df[col].dtype, pd.CategoricalDtype):
-                df[col] = df[col].astype("str")
+        if col in REQUIRED_COLUMNS[table] and not isinstance(df[col].dtype, pd.CategoricalDtype):
+            df[col] = df[col].astype("str")
     if table == "customers" and df["customer_id"].duplicated().any():
         dup = df["customer_id"].duplicated(keep=False)
-        raise ContractError(table, "customer_id", "duplicate customer id", _example(df, dup))
-    df = _run_schema(table, df, frozenset(complete))
-    _check_value_rules(table, df)
-    return df
+        raise ContractError(
+            table,
+            "customer_id",
+            f"duplicate customer id ({int(df['customer_id'].duplicated().sum())} rows repeat one)",
+            _example(df, dup),
+        )
+    problems = _rule_problems(table, df)
+    if problems:
+        raise ContractError.from_problems(table, problems, df)
+    return _run_schema(table, df, frozenset(complete))
 
 
 def validate_tables(

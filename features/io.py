@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import ctypes
 import os
 import shutil
@@ -16,28 +17,64 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.contract import REQUIRED_TABLES, TABLES, ContractError, Tables, validate_tables
+from features.contract import (
+    NUMERIC_COLUMNS,
+    REQUIRED_TABLES,
+    TABLES,
+    TIMESTAMP_COLUMNS,
+    ContractError,
+    Tables,
+    validate_tables,
+)
+
+
+def table_candidates(data_dir: Path, name: str) -> list[Path]:
+    """The places a table may be stored: NAME.parquet, a Parquet folder NAME/, or NAME.csv."""
+    return [data_dir / f"{name}.parquet", data_dir / name, data_dir / f"{name}.csv"]
 
 
 def find_table_file(data_dir: Path, name: str) -> Path | None:
-    """The file (or Parquet folder) holding a table: NAME.parquet, NAME/ or NAME.csv."""
-    for candidate in (data_dir / f"{name}.parquet", data_dir / name, data_dir / f"{name}.csv"):
-        if candidate.exists():
-            return candidate
-    return None
+    """The file (or Parquet folder) holding a table: NAME.parquet, NAME/ or NAME.csv. Two of
+    them side by side is an error: which one holds the data cannot be known."""
+    found = [c for c in table_candidates(data_dir, name) if c.exists()]
+    if len(found) > 1:
+        raise ContractError(
+            name,
+            None,
+            f"the table is stored twice ({', '.join(p.name for p in found)} in {data_dir}): "
+            "remove or rename all but one",
+        )
+    return found[0] if found else None
 
 
 DICTIONARY_COLUMNS = ("customer_id", "event", "kind")
+TEXT_COLUMNS = ("customer_id", "event", "kind", "status", "text")
+PLAIN_NUMBER = r"[+-]?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|[+-]?0?\.\d+"
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, table: str | None = None) -> pd.DataFrame:
     """Read one table; customer ids and event names are read dictionary-encoded (categorical),
-    except the customers' own ids (their unique key), which stay plain text."""
+    except the customers' own ids (their unique key), which stay plain text.
+
+    A CSV is read as text (ids keep their leading zeros; timestamps and numbers are parsed by
+    the contract's checks); an empty or unreadable file is a ContractError naming the table."""
+    table = table or path.name.split(".")[0]
+    if path.is_file() and path.stat().st_size == 0:
+        raise ContractError(table, None, f"the file {path} is empty (0 bytes)")
     if path.suffix == ".csv":
-        return pd.read_csv(path)
-    schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+        return read_csv_as_text(path, table)
+    try:
+        schema = pq.read_schema(path) if path.is_file() else pq.ParquetDataset(path).schema
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ContractError(
+            table,
+            None,
+            f"{path} cannot be read as Parquet ({str(err).splitlines()[0][:120]}); "
+            "if it is a CSV file, name it .csv",
+        ) from None
     is_customers = "signup_at" in schema.names
     dictionary = [
         c
@@ -49,6 +86,39 @@ def read_table(path: Path) -> pd.DataFrame:
         df = arrow_to_frame(pq.read_table(path, read_dictionary=dictionary))
     if is_customers and isinstance(df["customer_id"].dtype, pd.CategoricalDtype):
         df["customer_id"] = df["customer_id"].astype(df["customer_id"].cat.categories.dtype)
+    return df
+
+
+def read_csv_as_text(path: Path, table: str) -> pd.DataFrame:
+    """A CSV with every column read as text, nothing guessed per row. Afterwards, a column that
+    is not the contract's own and whose every value is a plain number (no leading zeros, which
+    would make it a code) becomes float64, so numeric attributes such as MRR stay numbers."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        header = next(csv.reader(fh), None)
+    if not header:
+        raise ContractError(table, None, f"the file {path} has no header line")
+    try:
+        arrow = pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header}, strings_can_be_null=True
+            ),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise ContractError(
+            table, None, f"{path} cannot be read as CSV: {str(err).splitlines()[0][:200]}"
+        ) from None
+    df = arrow.to_pandas()
+    contract_columns = set(TEXT_COLUMNS) | {
+        c for cols in (*TIMESTAMP_COLUMNS.values(), *NUMERIC_COLUMNS.values()) for c in cols
+    }
+    for column in df.columns:
+        if column in contract_columns:
+            continue
+        values = df[column]
+        present = values.dropna().str.strip()
+        if len(present) and present.str.fullmatch(PLAIN_NUMBER).all():
+            df[column] = pd.to_numeric(values.str.strip())
     return df
 
 
@@ -251,8 +321,10 @@ def use_regular_memory_pages() -> bool:
         return False
 
 
-def load_tables(data_dir: str | Path) -> Tables:
+def load_tables(data_dir: str | Path, *, need_rows: tuple[str, ...] = REQUIRED_TABLES) -> Tables:
     """Load and validate the contract's tables from a folder; feedback and revenue are optional.
+    The tables in `need_rows` must have rows (a model needs activity; retention metrics of a
+    subscription business need only customers and revenue).
 
     The process uses regular memory pages from here on (see use_regular_memory_pages)."""
     data_dir = Path(data_dir)
@@ -268,7 +340,11 @@ def load_tables(data_dir: str | Path) -> Tables:
                     name, None, f"table is missing: expected {data_dir / name}.parquet or .csv"
                 )
             continue
-        frames[name] = read_table(path)
+        frames[name] = read_table(path, name)
+        if name in need_rows and frames[name].empty:
+            raise ContractError(
+                name, None, f"{path} has no rows: churn cannot be learned from an empty table"
+            )
     return validate_tables(**frames)
 
 

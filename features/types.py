@@ -61,7 +61,10 @@ def problem_at(column: str | None, problem: str, mask: np.ndarray, hint: str | N
     return Problem(column, problem, len(positions), positions[:MAX_EXAMPLES].tolist(), hint)
 
 
-ZONE_SUFFIX = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+# A zone after a time of day (a date alone, 2024-03-15, ends in "-15" but has no zone).
+ZONE_SUFFIX = re.compile(
+    r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE
+)
 ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
 SLASHED_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b")
 NUMBER_TEXT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
@@ -229,8 +232,8 @@ def _from_iso(
         return empty, [
             problem_at(
                 column,
-                f"mixes times with a time zone ({int(zoned.sum())} rows) and without "
-                f"({int(naive.sum())} rows)",
+                f"mixes times with a time zone ({int(zoned.sum())}) and without "
+                f"({int(naive.sum())}); the rows of the smaller group are counted",
                 few if few.any() else many,
                 "export every time in one form (UTC with Z, or all without a zone and "
                 "declare the zone in the import mapping)",

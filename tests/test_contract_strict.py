@@ -1,0 +1,189 @@
+"""Inputs shaped like real exports that used to load silently or fail unreadably: each is now a
+ContractError naming the table, the column and an example row, with a hint where one is obvious."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import ContractError, validate_tables
+from features.io import load_tables
+from features.types import TimestampSpec, parse_numbers, parse_timestamps
+
+
+def write_folder(root: Path, customers: str, activity: str, **more: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "customers.csv").write_text(customers)
+    (root / "activity.csv").write_text(activity)
+    for name, text in more.items():
+        (root / f"{name}.csv").write_text(text)
+    return root
+
+
+CUSTOMERS = "customer_id,signup_at,plan\n000123,2024-01-05,basic\n000124,2024-02-01,pro\n"
+ACTIVITY_12 = "customer_id,at,event\n1,2024-03-01T10:00:00Z,login\n2,2024-03-02T11:00:00Z,login\n"
+ACTIVITY = (
+    "customer_id,at,event\n000123,2024-03-01T10:00:00Z,login\n000124,2024-03-02T11:00:00Z,login\n"
+)
+
+
+def test_ids_keep_their_leading_zeros_from_csv(tmp_path):
+    tables = load_tables(write_folder(tmp_path / "d", CUSTOMERS, ACTIVITY))
+    assert tables.customers["customer_id"].tolist() == ["000123", "000124"]
+    assert set(tables.activity["customer_id"].astype(str)) == {"000123", "000124"}
+    assert tables.activity["at"].tolist() == [
+        pd.Timestamp("2024-03-01 10:00"),
+        pd.Timestamp("2024-03-02 11:00"),
+    ]
+
+
+def test_numeric_attributes_stay_numbers_and_codes_stay_text(tmp_path):
+    customers = "customer_id,signup_at,mrr,zip\n1,2024-01-05,49.5,01234\n2,2024-02-01,99,20095\n"
+    tables = load_tables(write_folder(tmp_path / "d", customers, ACTIVITY_12))
+    assert tables.customers["mrr"].tolist() == [49.5, 99.0]
+    assert tables.customers["zip"].tolist() == ["01234", "20095"]
+
+
+def test_unix_seconds_in_a_timestamp_column_are_refused_with_the_unit_to_declare():
+    revenue = pd.DataFrame({"customer_id": ["a"], "at": [1_717_200_000], "amount": [12.0]})
+    with pytest.raises(ContractError) as err:
+        validate_tables(customers(), activity(), revenue=revenue)
+    text = str(err.value)
+    assert "table 'revenue', column 'at': numbers in a timestamp column" in text
+    assert "'at': 1717200000" in text and 'unit = "s"' in text
+
+
+def test_day_first_dates_are_refused_not_read_two_ways(tmp_path):
+    customers = "customer_id,signup_at\n1,03/02/2024\n2,25/02/2024\n"
+    with pytest.raises(ContractError) as err:
+        load_tables(write_folder(tmp_path / "d", customers, ACTIVITY_12))
+    text = str(err.value)
+    assert "table 'customers', column 'signup_at': text that is not ISO 8601" in text
+    assert "(2 rows)" in text
+    assert "dayfirst = true" in text and "'signup_at': '03/02/2024'" in text
+
+
+def test_ambiguous_day_month_order_names_both_ways():
+    values = pd.Series(["03/02/2024", "04/05/2024"])
+    _, problems = parse_timestamps(values, "created")
+    assert "cannot be told" in problems[0].hint
+    parsed, problems = parse_timestamps(values, "created", TimestampSpec(dayfirst=True))
+    assert not problems and parsed.tolist() == [
+        pd.Timestamp("2024-02-03"),
+        pd.Timestamp("2024-05-04"),
+    ]
+
+
+def test_mixed_time_zones_are_refused():
+    act = activity(at=["2024-03-01T10:00:00Z", "2024-03-01 10:00:00"])
+    with pytest.raises(ContractError, match=r"column 'at': mixes times with a time zone"):
+        validate_tables(customers(), act)
+
+
+def test_explicit_offsets_are_converted_to_utc():
+    act = activity(at=["2024-03-01T10:00:00+02:00", "2024-03-01T10:00:00Z"])
+    tables = validate_tables(customers(), act)
+    assert tables.activity["at"].tolist() == [
+        pd.Timestamp("2024-03-01 08:00"),
+        pd.Timestamp("2024-03-01 10:00"),
+    ]
+
+
+def test_a_date_in_the_year_2500_is_refused():
+    with pytest.raises(ContractError, match=r"column 'at': times in the future \(1 row\)"):
+        validate_tables(customers(), activity(at=["2024-03-01", "2500-01-01"]))
+
+
+@pytest.mark.parametrize("amount", [np.inf, "inf"])
+def test_infinite_amounts_are_refused(amount):
+    revenue = pd.DataFrame({"customer_id": ["a"], "at": ["2024-03-01"], "amount": [amount]})
+    with pytest.raises(ContractError, match=r"table 'revenue', column 'amount'"):
+        validate_tables(customers(), activity(), revenue=revenue)
+
+
+def test_amounts_as_text_with_commas_are_refused_not_coerced():
+    _, problems = parse_numbers(pd.Series(["12,50", "3.00"]), "amount")
+    assert problems[0].rows == 1 and problems[0].examples == [0]
+    assert "text that is not a number" in problems[0].problem
+
+
+def test_an_empty_activity_table_is_refused(tmp_path):
+    with pytest.raises(ContractError, match=r"table 'activity'.*has no rows"):
+        load_tables(write_folder(tmp_path / "d", CUSTOMERS, "customer_id,at,event\n"))
+
+
+def test_parquet_and_csv_of_one_table_side_by_side_is_refused(tmp_path):
+    folder = write_folder(tmp_path / "d", CUSTOMERS, ACTIVITY)
+    pd.read_csv(folder / "customers.csv", dtype=str).to_parquet(folder / "customers.parquet")
+    with pytest.raises(ContractError, match=r"table 'customers'.*stored twice"):
+        load_tables(folder)
+
+
+def test_a_zero_byte_file_is_named(tmp_path):
+    folder = write_folder(tmp_path / "d", CUSTOMERS, "")
+    with pytest.raises(ContractError, match=r"table 'activity'.*is empty \(0 bytes\)"):
+        load_tables(folder)
+
+
+def test_a_csv_saved_as_parquet_is_named(tmp_path):
+    folder = write_folder(tmp_path / "d", CUSTOMERS, ACTIVITY)
+    (folder / "activity.csv").rename(folder / "activity.parquet")
+    with pytest.raises(ContractError, match=r"table 'activity'.*cannot be read as Parquet.*\.csv"):
+        load_tables(folder)
+
+
+def test_a_zendesk_status_gets_a_short_error_with_the_map_to_declare():
+    n = 5000
+    feedback = pd.DataFrame(
+        {
+            "customer_id": ["a"] * n,
+            "at": ["2024-03-01"] * n,
+            "kind": ["ticket"] * n,
+            "status": (["solved", "pending", "open"] * n)[:n],
+            "resolved_at": ["2024-03-02"] * n,
+        }
+    )
+    with pytest.raises(ContractError) as err:
+        validate_tables(customers(), activity(), feedback=feedback)
+    text = str(err.value)
+    assert len(text) < 1000
+    assert "'solved' (1667 rows)" in text
+    assert "map 'solved' to 'closed', 'pending' to 'open'" in text
+
+
+def test_all_problems_of_a_table_come_in_one_error():
+    act = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "at": ["2024-03-01", "01/03/2024"],
+            "event": ["login", "login"],
+            "value": ["1", "one"],
+        }
+    )
+    with pytest.raises(ContractError) as err:
+        validate_tables(customers(), act)
+    text = str(err.value)
+    assert text.startswith("table 'activity': 2 problems")
+    assert "column 'at'" in text and "column 'value'" in text
+    assert [p.column for p in err.value.problems] == ["at", "value"]
+
+
+def test_naive_times_in_a_declared_zone_become_utc():
+    parsed, problems = parse_timestamps(
+        pd.Series(["2024-07-01 12:00"]), "at", TimestampSpec(timezone="Europe/Berlin")
+    )
+    assert not problems and parsed.tolist() == [pd.Timestamp("2024-07-01 10:00")]
+
+
+def customers() -> pd.DataFrame:
+    return pd.DataFrame({"customer_id": ["a", "b"], "signup_at": ["2024-01-01", "2024-02-01"]})
+
+
+def activity(at: list[str] | None = None) -> pd.DataFrame:
+    at = at or ["2024-03-01", "2024-03-02"]
+    return pd.DataFrame(
+        {"customer_id": ["a", "b"][: len(at)], "at": at, "event": ["login"] * len(at)}
+    )
