@@ -176,11 +176,12 @@ def check_tables(
         profile = profile_table(name, df, known, now)
         report.tables.append(profile)
         report.findings += _table_findings(profile, df, now)
-    if len(tables.customers) == 0 or len(tables.activity) == 0:
-        empty = "customers" if len(tables.customers) == 0 else "activity"
-        report.findings.append(
-            Finding("error", "no_rows", f"table '{empty}' has no rows: nothing to learn", empty)
-        )
+    for empty in ("customers", "activity"):
+        if len(getattr(tables, empty)) == 0:
+            report.findings.append(
+                Finding("error", "no_rows", f"table '{empty}' has no rows: nothing to learn", empty)
+            )
+    if report.errors:  # no rows, or rows of unknown customers: labels cannot be computed
         return report
     with_activity = pd.Index(known).isin(tables.activity["customer_id"].unique())
     report.customers_without_activity = int((~with_activity).sum())
@@ -541,7 +542,10 @@ def _amount_findings(tables: Tables) -> list[Finding]:
                         col,
                     )
                 )
+    named = {(f.table, f.column) for f in found}
     for name, col in candidates:
+        if (name, col) in named:
+            continue
         values = getattr(tables, name)[col].to_numpy(dtype="float64", na_value=np.nan)
         values = np.abs(values[~np.isnan(values) & (values != 0)])
         if len(values) < MIN_ROWS_FOR_TIME_CHECKS:
