@@ -130,6 +130,7 @@ def test_a_crm_status_exported_on_the_last_day_is_flagged_by_name_and_by_separat
     assert "status" in flags
     assert "name ('status')" in flags["status"]
     assert "ROC AUC 1.000" in flags["status"]
+    assert "value 'canceled'" in flags["status"]
 
 
 def test_a_leaking_attribute_with_an_innocent_name_is_flagged_by_separation(clean):
