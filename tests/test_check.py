@@ -334,6 +334,16 @@ def test_rows_of_unknown_customers_and_empty_activity_are_errors(clean):
     assert check_tables(empty, CONTRACTUAL).exit_code() == 2
 
 
+def test_customers_without_any_activity_are_counted_and_warned_about(clean):
+    customers, activity, revenue = clean
+    silent = customers["customer_id"].iloc[:40]  # 10 % of the customers
+    activity = activity[~activity["customer_id"].isin(silent)]
+    report = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    assert report.customers_without_activity == 40
+    found = [f for f in report.findings if f.code == "customers_without_activity"]
+    assert len(found) == 1 and "40 of 400 customers" in found[0].message
+
+
 def test_duplicate_rows_are_counted_with_an_example(clean):
     customers, activity, revenue = clean
     doubled = pd.concat([activity, activity.head(3)], ignore_index=True)
