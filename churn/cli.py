@@ -253,6 +253,49 @@ def dataset_command(
     )
 
 
+@app.command("check")
+def check_command(
+    data: Annotated[Path, typer.Option("--data", help="Folder with the contract's tables.")],
+    config: ConfigFile = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Also write the report: report.md (Markdown) or report.json."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 on warnings too (errors always exit 2).")
+    ] = False,
+) -> None:
+    """Profile a data folder before training: rows, customers, dates and rows per month per
+    table, the churn share per month under the folder's churn definition, and warnings about
+    attributes that look like the label, cents, midnight-only times, few churners and more.
+    Exit 2 on errors (broken data, no rows), 1 on warnings with --strict, else 0."""
+    from features.check import check_tables, error_report
+    from features.io import atomic_file, load_tables
+
+    if out is not None and out.suffix not in (".md", ".json"):
+        typer.echo(f"error: --out '{out}' must end in .md or .json", err=True)
+        raise typer.Exit(code=2)
+    try:
+        feature_config = config_for_data(data, config)
+        tables = load_tables(data)
+    except ContractError as err:
+        report = error_report(str(data), f"the data breaks the contract: {err}")
+    except (ValueError, FileNotFoundError) as err:
+        report = error_report(str(data), str(err), code="input")
+    else:
+        report = check_tables(tables, feature_config, data=str(data))
+    typer.echo(report.to_text())
+    if out is not None:
+        with atomic_file(out) as tmp:
+            tmp.write_text(report.to_json() if out.suffix == ".json" else report.to_markdown())
+        typer.echo(f"report written to {out}")
+    code = report.exit_code(strict)
+    if code:
+        reason = "errors" if report.errors else "warnings (--strict)"
+        typer.echo(f"churn check failed: {reason}", err=True)
+    raise typer.Exit(code=code)
+
+
 def _print_training(result) -> None:
     typer.echo("")
     typer.echo(f"MLflow run: {result.run_id}")

@@ -1,0 +1,437 @@
+"""`churn check`: the profile of a data folder and its warnings, on small data built here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app
+from features.check import (
+    check_tables,
+    churn_share_by_month,
+    label_like_attributes,
+    month_counts,
+)
+from features.config import ChurnDefinition, FeatureConfig
+from features.contract import Tables, validate_tables
+from features.io import write_tables
+
+CONTRACTUAL = FeatureConfig(churn=ChurnDefinition(mode="contractual", horizon_days=30))
+# ../shared/data beside the project (a git worktree may sit one folder deeper)
+RETAIL = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[i] / "shared" / "data" / "online_retail"
+            for i in (2, 3)
+        )
+        if p.exists()
+    ),
+    Path("../shared/data/online_retail"),
+)
+START, END = pd.Timestamp("2023-01-01"), pd.Timestamp("2024-03-31")
+
+
+def subscriptions(
+    n: int = 400,
+    seed: int = 0,
+    *,
+    midnight: bool = False,
+    skip_month: str | None = None,
+    cents: bool = False,
+    events: tuple[str, ...] = ("login", "export"),
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Raw customers, activity and revenue of a subscription business: about a third of the
+    customers churn (churned_at), everybody is active weekly until churning or the end.
+    Attributes: plan (innocent: churn differs mildly by plan) and a random US state."""
+    rng = np.random.default_rng(seed)
+    signup = START + pd.to_timedelta(rng.uniform(0, 150, n), unit="D")
+    plan = rng.choice(["basic", "pro", "team"], n)
+    churn_p = np.select([plan == "basic", plan == "pro"], [0.4, 0.3], 0.25)
+    churns = rng.uniform(size=n) < churn_p
+    churned_at = pd.Series(
+        np.where(
+            churns,
+            signup + pd.to_timedelta(rng.uniform(40, 380, n), unit="D"),
+            pd.NaT,
+        ),
+        dtype="datetime64[ns]",
+    )
+    churned_at = churned_at.where(churned_at < END)
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "signup_at": signup.floor("s"),
+            "churned_at": churned_at.dt.floor("s"),
+            "plan": plan,
+            "state": rng.choice(["CA", "NY", "TX", "WA"], n),
+        }
+    )
+    weeks = np.arange(70)
+    cust = np.repeat(np.arange(n), len(weeks))
+    at = customers["signup_at"].to_numpy()[cust] + pd.to_timedelta(
+        np.tile(weeks, n) * 7 + rng.uniform(0, 6, len(cust)), unit="D"
+    )
+    stop = customers["churned_at"].fillna(END).to_numpy()[cust]
+    keep = at < stop
+    activity = pd.DataFrame(
+        {
+            "customer_id": customers["customer_id"].to_numpy()[cust[keep]],
+            "at": pd.Series(at[keep]).dt.floor("D" if midnight else "s"),
+            "event": rng.choice(list(events), int(keep.sum())),
+        }
+    )
+    if skip_month is not None:
+        activity = activity[activity["at"].dt.strftime("%Y-%m") != skip_month]
+    monthly = activity.drop_duplicates("customer_id").copy()  # one invoice each is enough here
+    amount = rng.uniform(20, 500, len(monthly)).round(2)
+    revenue = pd.DataFrame(
+        {
+            "customer_id": monthly["customer_id"],
+            "at": monthly["at"],
+            "amount": (amount * 100).round() if cents else amount,
+        }
+    )
+    return customers, activity.reset_index(drop=True), revenue
+
+
+def tables_of(customers, activity, revenue=None) -> Tables:
+    return validate_tables(customers, activity, revenue=revenue)
+
+
+def codes(report) -> set[str]:
+    return {f.code for f in report.findings}
+
+
+def flagged(tables: Tables, config: FeatureConfig = CONTRACTUAL) -> dict[str, str]:
+    return dict(label_like_attributes(tables, config))
+
+
+@pytest.fixture(scope="module")
+def clean():
+    customers, activity, revenue = subscriptions()
+    return customers, activity, revenue
+
+
+# --- label-like customer attributes ------------------------------------------------------
+
+
+def test_a_crm_status_exported_on_the_last_day_is_flagged_by_name_and_by_separation(clean):
+    customers, activity, revenue = clean
+    customers = customers.assign(
+        status=np.where(customers["churned_at"].notna(), "canceled", "active")
+    )
+    flags = flagged(tables_of(customers, activity, revenue))
+    assert "status" in flags
+    assert "name ('status')" in flags["status"]
+    assert "ROC AUC 1.000" in flags["status"]
+    assert "value 'canceled'" in flags["status"]
+
+
+def test_a_leaking_attribute_with_an_innocent_name_is_flagged_by_separation(clean):
+    """Today's MRR is 0 for canceled customers: it separates although its name says nothing."""
+    customers, activity, revenue = clean
+    rng = np.random.default_rng(1)
+    mrr = np.where(customers["churned_at"].notna(), 0.0, rng.uniform(20, 300, len(customers)))
+    # a few active customers at 0 too: the separation is almost, not exactly, perfect
+    mrr[np.flatnonzero(customers["churned_at"].isna())[:5]] = 0.0
+    flags = flagged(tables_of(customers.assign(current_mrr=mrr), activity, revenue))
+    assert "current_mrr" in flags
+    assert "name" not in flags["current_mrr"]
+    assert "ROC AUC" in flags["current_mrr"]
+
+
+def test_a_category_that_marks_churned_customers_is_flagged_even_when_the_auc_is_lower(clean):
+    """A 'reason' filled for most churned customers (and empty otherwise) marks them."""
+    customers, activity, revenue = clean
+    churned = customers["churned_at"].notna().to_numpy()
+    rng = np.random.default_rng(2)
+    reason = np.where(churned & (rng.uniform(size=len(customers)) < 0.5), "price", None)
+    flags = flagged(tables_of(customers.assign(note=reason), activity, revenue))
+    assert "note" in flags
+    assert "value 'price'" in flags["note"]
+    assert "marks churned customers" in flags["note"]
+
+
+def test_innocent_plan_is_not_flagged_and_a_suspicious_name_alone_is_said_to_be_the_name(clean):
+    customers, activity, revenue = clean
+    flags = flagged(tables_of(customers, activity, revenue))
+    assert "plan" not in flags
+    assert set(flags) == {"state"}  # a US state, but the name is how a CRM status is called
+    assert "name ('state')" in flags["state"]
+    assert "ROC AUC" not in flags["state"]
+
+
+def test_a_cancel_date_after_signup_is_flagged(clean):
+    customers, activity, revenue = clean
+    customers = customers.assign(ended_on=customers["churned_at"])
+    flags = flagged(tables_of(customers, activity, revenue))
+    assert "a date after signup" in flags["ended_on"]
+
+
+def test_a_birth_date_before_signup_is_not_flagged(clean):
+    customers, activity, revenue = clean
+    born = customers["signup_at"] - pd.Timedelta(days=365 * 30)
+    assert "founded" not in flagged(tables_of(customers.assign(founded=born), activity, revenue))
+
+
+def test_ids_and_free_text_do_not_separate_by_being_unique(clean):
+    """Every customer has its own e-mail: per-value churn shares would be 0 or 1, but rare
+    values are pooled before measuring."""
+    customers, activity, revenue = clean
+    email = customers["customer_id"].str.lower() + "@example.com"
+    assert "email" not in flagged(tables_of(customers.assign(email=email), activity, revenue))
+
+
+def test_non_contractual_churned_ever_is_no_qualifying_activity_in_the_last_horizon():
+    """Customers who stopped buying a horizon before the end churned; a flag equal to that
+    separates, under the folder's non-contractual definition."""
+    customers, activity, revenue = subscriptions(seed=3)
+    customers = customers.drop(columns="churned_at")
+    config = FeatureConfig(churn=ChurnDefinition(mode="non_contractual", horizon_days=60))
+    last = activity.groupby("customer_id")["at"].max()
+    lapsed = (last < activity["at"].max() - pd.Timedelta(days=61)).reindex(customers["customer_id"])
+    customers["is_lapsed"] = lapsed.to_numpy()
+    flags = flagged(tables_of(customers, activity, revenue), config)
+    assert "ROC AUC 1.000" in flags["is_lapsed"]
+
+
+# --- the profile and its warnings --------------------------------------------------------
+
+
+def test_churn_share_per_month_counts_eligible_customers_and_churners_by_hand():
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c"],
+            "signup_at": pd.to_datetime(["2023-01-01"] * 3),
+            "churned_at": pd.to_datetime([None, "2023-03-15", "2023-05-10"]),
+        }
+    )
+    days = pd.date_range("2023-01-01 09:00", "2023-06-30 09:00", freq="D")
+    activity = pd.DataFrame({"customer_id": "a", "at": days, "event": "login"})
+    months = churn_share_by_month(tables_of(customers, activity), CONTRACTUAL)
+    got = [(m.as_of, m.eligible, m.churned) for m in months]
+    # the first date is the first month start after the first event (2023-01-01 09:00); the
+    # last is 2023-05-01, as 2023-06-01 + 30 days is past the data's end
+    assert got == [
+        ("2023-02-01", 3, 0),
+        ("2023-03-01", 3, 1),
+        ("2023-04-01", 2, 0),
+        ("2023-05-01", 2, 1),
+    ]
+    assert months[1].share == pytest.approx(1 / 3)
+
+
+def test_a_month_without_rows_is_shown_and_warned_about():
+    tables = tables_of(*subscriptions(skip_month="2023-09"))
+    report = check_tables(tables, CONTRACTUAL)
+    activity = next(p for p in report.tables if p.name == "activity")
+    assert activity.rows_per_month["2023-09"] == 0
+    assert activity.rows_per_month["2023-08"] > 0
+    assert activity.gap_months == ["2023-09"]
+    gap = [f for f in report.findings if f.code == "month_gap"]
+    assert [(f.table, f.column) for f in gap] == [("activity", "at")]
+    assert "2023-09" in gap[0].message
+    assert "0!" in report.to_text()  # the month grid marks the gap
+
+
+def test_clean_data_warns_only_about_the_state_column(clean):
+    report = check_tables(tables_of(*clean), CONTRACTUAL)
+    assert not report.errors
+    assert [(f.code, f.column) for f in report.warnings] == [("label_like", "state")]
+    assert report.exit_code() == 0 and report.exit_code(strict=True) == 1
+    months = report.churn_by_month
+    assert months and all(0 <= m.churned <= m.eligible for m in months)
+    assert report.churned_customers == int(clean[0]["churned_at"].notna().sum())
+
+
+def test_amounts_in_cents_are_flagged_and_currency_units_are_not():
+    cents = check_tables(tables_of(*subscriptions(cents=True)), CONTRACTUAL)
+    units = check_tables(tables_of(*subscriptions()), CONTRACTUAL)
+    assert [(f.table, f.column) for f in cents.findings if f.code == "cents"] == [
+        ("revenue", "amount")
+    ]
+    assert "cents" not in codes(units)
+
+
+def test_a_column_named_in_cents_is_flagged(clean):
+    customers, activity, revenue = clean
+    tables = tables_of(customers.assign(mrr_cents=1999), activity, revenue)
+    found = [f for f in check_tables(tables, CONTRACTUAL).findings if f.code == "cents"]
+    assert [(f.table, f.column) for f in found] == [("customers", "mrr_cents")]
+
+
+def test_timestamps_all_at_midnight_are_flagged():
+    midnight = check_tables(tables_of(*subscriptions(midnight=True)), CONTRACTUAL)
+    timed = check_tables(tables_of(*subscriptions()), CONTRACTUAL)
+    # revenue is stamped from the same dates here
+    assert [(f.table, f.column) for f in midnight.findings if f.code == "midnight"] == [
+        ("activity", "at"),
+        ("revenue", "at"),
+    ]
+    assert "midnight" not in codes(timed)
+
+
+def test_signups_all_on_one_day_and_a_single_event_type_are_flagged():
+    customers, activity, revenue = subscriptions(events=("login",))
+    customers["signup_at"] = pd.Timestamp("2023-01-01 10:00")
+    report = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    assert ("one_day", "customers", "signup_at") in {
+        (f.code, f.table, f.column) for f in report.findings
+    }
+    single = [f for f in report.findings if f.code == "single_event"]
+    assert len(single) == 1 and "'login'" in single[0].message
+
+
+def test_rows_after_now_and_before_1990_are_counted_and_1970_gets_the_epoch_hint(clean):
+    customers, activity, revenue = clean
+    customers = customers.copy()
+    customers.loc[0, "signup_at"] = pd.Timestamp("1970-01-01 00:00:01.7")  # seconds as ns
+    report = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL, now=END)
+    profile = {p.name: p for p in report.tables}
+    assert profile["customers"].before_1990_rows == {"signup_at": 1}
+    assert profile["activity"].future_rows == {}
+    old = next(f for f in report.findings if f.code == "before_1990")
+    assert "epoch unit" in old.message and "C0000" in old.message
+    earlier = check_tables(tables_of(*clean), CONTRACTUAL, now=pd.Timestamp("2024-03-01"))
+    future = {p.name: p.future_rows for p in earlier.tables}
+    expected = int((clean[1]["at"] > pd.Timestamp("2024-03-01")).sum())
+    assert future["activity"] == {"at": expected} and expected > 0
+
+
+def test_few_churners_and_a_short_history_are_said_with_their_numbers():
+    customers, activity, revenue = subscriptions(n=60, seed=4)
+    keep = customers["churned_at"].notna().cumsum() <= 7  # seven churners at most
+    customers = customers[keep | customers["churned_at"].isna()]
+    customers.loc[customers["churned_at"].notna().cumsum() > 7, "churned_at"] = pd.NaT
+    activity = activity[activity["customer_id"].isin(customers["customer_id"])]
+    revenue = revenue[revenue["customer_id"].isin(customers["customer_id"])]
+    config = FeatureConfig(churn=ChurnDefinition(mode="contractual", horizon_days=300))
+    report = check_tables(tables_of(customers, activity, revenue), config)
+    few = next(f for f in report.findings if f.code == "few_churners")
+    churners = int(customers["churned_at"].notna().sum())
+    assert f"only {churners} of {len(customers)} customers churned" in few.message
+    short = next(f for f in report.findings if f.code == "short_history")
+    assert f"leave {len(report.churn_by_month)} monthly observation date" in short.message
+    assert "300-day horizon" in short.message
+
+
+def test_rows_of_unknown_customers_and_empty_activity_are_errors(clean):
+    customers, activity, revenue = clean
+    valid = tables_of(customers, activity, revenue)
+    stray = pd.concat(
+        [valid.activity, valid.activity.head(1).assign(customer_id="nobody")], ignore_index=True
+    )
+    report = check_tables(Tables(valid.customers, stray, revenue=valid.revenue), CONTRACTUAL)
+    assert [(f.code, f.table) for f in report.errors] == [("unknown_customers", "activity")]
+    empty = Tables(valid.customers, valid.activity.head(0))
+    assert [f.code for f in check_tables(empty, CONTRACTUAL).errors] == ["no_rows"]
+    assert check_tables(empty, CONTRACTUAL).exit_code() == 2
+
+
+def test_customers_without_any_activity_are_counted_and_warned_about(clean):
+    customers, activity, revenue = clean
+    silent = customers["customer_id"].iloc[:40]  # 10 % of the customers
+    activity = activity[~activity["customer_id"].isin(silent)]
+    report = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    assert report.customers_without_activity == 40
+    found = [f for f in report.findings if f.code == "customers_without_activity"]
+    assert len(found) == 1 and "40 of 400 customers" in found[0].message
+
+
+def test_duplicate_rows_are_counted_with_an_example(clean):
+    customers, activity, revenue = clean
+    doubled = pd.concat([activity, activity.head(3)], ignore_index=True)
+    report = check_tables(tables_of(customers, doubled, revenue), CONTRACTUAL)
+    assert {p.name: p.duplicate_rows for p in report.tables}["activity"] == 3
+    dup = next(f for f in report.findings if f.code == "duplicate_rows")
+    assert activity["customer_id"].iloc[0] in dup.message
+
+
+def test_month_counts_include_empty_months_and_stop_ten_years_back():
+    stamps = pd.Series([pd.Timestamp(t) for t in ("2023-01-05", "2023-03-01", "2023-03-31 23:59")])
+    assert month_counts(stamps).to_dict() == {"2023-01": 1, "2023-02": 0, "2023-03": 2}
+    stray = pd.Series([pd.Timestamp("1970-01-01"), pd.Timestamp("2024-05-01")])
+    counts = month_counts(stray)
+    assert len(counts) == 120 and counts.index[-1] == "2024-05" and counts.sum() == 1
+
+
+# --- the command ------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def write_folder(path: Path, customers, activity, revenue, churn: str | None = None) -> Path:
+    extra = {"config.toml": churn} if churn else None
+    write_tables(tables_of(customers, activity, revenue), path, extra_files=extra)
+    return path
+
+
+def test_check_command_exit_codes_and_reports(tmp_path, clean):
+    customers, activity, revenue = clean
+    customers = customers.drop(columns="state").assign(
+        status=np.where(customers["churned_at"].notna(), "canceled", "active")
+    )
+    toml = '[features.churn]\nmode = "contractual"\nhorizon_days = 30\n'
+    folder = write_folder(tmp_path / "leak", customers, activity, revenue, toml)
+    out = tmp_path / "report.json"
+    result = runner.invoke(app, ["check", "--data", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "customer attribute 'status' looks like the label" in result.output
+    report = json.loads(out.read_text())
+    assert [w for w in report["label_like"] if w["name"] == "status"]
+    assert report["definition"]["mode"] == "contractual"
+    assert report["errors"] == 0 and report["warnings"] >= 1
+    strict = runner.invoke(app, ["check", "--data", str(folder), "--strict"])
+    assert strict.exit_code == 1
+    md = tmp_path / "report.md"
+    assert runner.invoke(app, ["check", "--data", str(folder), "--out", str(md)]).exit_code == 0
+    assert md.read_text().startswith("# churn check") and "| as of |" in md.read_text()
+
+
+def test_check_command_prints_contract_errors_without_a_traceback(tmp_path, clean):
+    customers, activity, revenue = clean
+    folder = write_folder(tmp_path / "broken", customers, activity, revenue)
+    pd.DataFrame({"customer_id": ["x"], "at": ["2023-02-01"]}).to_csv(
+        folder / "feedback.csv", index=False
+    )  # no 'kind' column
+    out = tmp_path / "broken.json"
+    result = runner.invoke(app, ["check", "--data", str(folder), "--out", str(out)])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # an exit, not an escaped ContractError
+    assert "Traceback" not in result.output
+    assert "table 'feedback', column 'kind'" in result.output
+    assert json.loads(out.read_text())["findings"][0]["code"] == "contract"
+    missing = runner.invoke(app, ["check", "--data", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+# --- real data ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not RETAIL.exists(), reason="shared Online Retail data not present")
+def test_online_retail_import_checks_clean_with_its_churn_share():
+    """The UCI data: ~40 % churn per 90-day horizon, no label-like attribute (country), times of
+    day present, purchases and cancellations."""
+    from ingest.online_retail import (
+        ONLINE_RETAIL_CONFIG,
+        import_online_retail,
+        read_online_retail,
+    )
+
+    tables, _ = import_online_retail(read_online_retail(RETAIL / "online_retail.parquet"))
+    report = check_tables(tables, ONLINE_RETAIL_CONFIG, now=pd.Timestamp("2025-01-01"))
+    assert not report.errors
+    assert report.warnings == []
+    assert label_like_attributes(tables, ONLINE_RETAIL_CONFIG) == []
+    shares = [m.share for m in report.churn_by_month]
+    assert report.churn_by_month[0].as_of == "2011-04-01"
+    assert len(shares) == 6 and all(0.3 < s < 0.45 for s in shares)
+    assert set(report.event_types) == {"purchase", "cancellation"}
+    activity = next(p for p in report.tables if p.name == "activity")
+    assert activity.gap_months == [] and len(activity.rows_per_month) == 13
