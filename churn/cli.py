@@ -26,7 +26,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-import_app = typer.Typer(help="Map a public dataset onto the data contract.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Map raw exports onto the data contract: --mapping FILE, or a ready preset.",
+    no_args_is_help=True,
+    invoke_without_command=True,
+)
 app.add_typer(import_app, name="import")
 register_metrics_commands(app)  # churn metrics, churn retention
 
@@ -108,6 +112,46 @@ def demo_data(
     typer.echo(f"demo data written to {out} in {time.perf_counter() - started:.1f}s")
     for key, value in summary.items():
         typer.echo(f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
+
+
+@import_app.callback()
+@user_errors
+def import_command(
+    ctx: typer.Context,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping", help="The import mapping (TOML): sources, columns, types, churn."
+        ),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source", help="Folder the mapping's file paths are relative to (default: its own)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write the contract's tables into.")
+    ] = None,
+) -> None:
+    """Map raw exports (CSV, Parquet, JSON lines, SQL queries) onto the contract with a
+    declarative mapping; writes the tables, config.toml and an import report (report.md,
+    report.json)."""
+    if ctx.invoked_subcommand is not None:
+        if mapping is not None or source is not None or out is not None:
+            raise ValueError("--mapping/--source/--out go with `churn import`, not with a preset")
+        return
+    if mapping is None or out is None:
+        raise ValueError("churn import needs --mapping FILE and --out DIR (and --source DIR)")
+    from ingest.importer import import_with_mapping
+    from ingest.mapping import load_mapping
+
+    started = time.perf_counter()
+    parsed = load_mapping(mapping)
+    report = import_with_mapping(parsed, source if source is not None else mapping.parent, out)
+    typer.echo(f"imported to {out} in {time.perf_counter() - started:.1f}s (report: report.md)")
+    for line in report.summary_lines():
+        typer.echo(f"  {line}")
 
 
 @import_app.command("online-retail")
