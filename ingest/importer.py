@@ -298,6 +298,9 @@ def _column(
     elif spec.type == "timestamp":
         if raw.dtype == object:
             raw = raw.astype("str").where(raw.notna())
+        if _undeclared_numbers(raw, spec):
+            # Digits only, from a CSV: the numeric diagnosis (and its unit hint) applies.
+            raw = pd.to_numeric(raw)
         values, found = parse_timestamps(raw, label, spec.timestamp)
     elif spec.type == "number":
         values, found = parse_numbers(raw, label, scale=spec.scale)
@@ -433,3 +436,19 @@ def import_with_mapping(
     tables, report = run_import(mapping, source_dir, **kwargs)
     write_import(tables, report, mapping, out)
     return report
+
+
+EPOCH_TEXT = r"[+-]?\d{6,}(?:\.\d+)?"
+
+
+def _undeclared_numbers(values: pd.Series, spec: ColumnSpec) -> bool:
+    """Text that is only epoch-like numbers in a timestamp column with no declaration."""
+    declared = spec.timestamp is not None and (
+        spec.timestamp.unit or spec.timestamp.format or spec.timestamp.dayfirst is not None
+    )
+    if declared or not pd.api.types.is_string_dtype(values.dtype):
+        return False
+    present = values.dropna()
+    if not len(present) or present.str.len().eq(8).all():  # 20240105: a date, not an epoch
+        return False
+    return bool(present.str.fullmatch(EPOCH_TEXT).all())

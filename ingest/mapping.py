@@ -191,6 +191,8 @@ def parse_mapping(raw: dict[str, Any], path: str = "<mapping>") -> Mapping:
     meta = raw.get("mapping", {})
     _need(isinstance(meta, dict), f"{where}: [mapping] must be a table")
     _no_unknown(meta, MAPPING_KEYS, f"{where} [mapping]")
+    features = _parse_features(raw.get("features", {}), where)
+    training = _parse_training(raw.get("training", {}), where)
     tables: dict[str, tuple[SourceMapping, ...]] = {}
     for table in TABLES:
         if table not in raw:
@@ -207,8 +209,6 @@ def parse_mapping(raw: dict[str, Any], path: str = "<mapping>") -> Mapping:
         )
     for table in ("customers", "activity"):
         _need(table in tables, f"{where}: the contract needs a [{table}] table; none is mapped")
-    features = _parse_features(raw.get("features", {}), where)
-    training = _parse_training(raw.get("training", {}), where)
     mapping = Mapping(path, tables, features, training, str(meta.get("description", "")))
     _check_attributes(mapping, where)
     return mapping
