@@ -18,7 +18,7 @@ import typer
 
 from churn.cli_metrics import register as register_metrics_commands
 from churn.options import BucketsOption, ConfigFile, DataUri, EngineOption
-from features.config import DATA_CONFIG_FILE, FeatureConfig, config_for_data, config_to_toml
+from features.config import FeatureConfig, config_for_data
 from features.contract import ContractError
 
 app = typer.Typer(
@@ -163,19 +163,18 @@ def import_online_retail_command(
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the contract's tables into.")],
 ) -> None:
-    """Map the UCI Online Retail invoice lines onto the contract (non-contractual churn)."""
-    from features.io import write_tables
+    """Map the UCI Online Retail invoice lines onto the contract (non-contractual churn): the
+    orders mapping (examples/orders/mapping.toml) with its preset; writes an import report."""
+    from ingest.importer import write_import
     from ingest.online_retail import (
-        ONLINE_RETAIL_CONFIG,
-        ONLINE_RETAIL_TRAINING,
-        import_online_retail,
+        import_online_retail_full,
+        online_retail_mapping,
         read_online_retail,
     )
 
-    tables, report = import_online_retail(read_online_retail(src))
-    config_text = config_to_toml(ONLINE_RETAIL_CONFIG, ONLINE_RETAIL_TRAINING)
-    write_tables(tables, out, extra_files={DATA_CONFIG_FILE: config_text})
-    typer.echo(f"Online Retail imported to {out}")
+    tables, full_report, report = import_online_retail_full(read_online_retail(src))
+    write_import(tables, full_report, online_retail_mapping(), out)
+    typer.echo(f"Online Retail imported to {out} (report: report.md)")
     for line in report.lines():
         typer.echo(f"  {line}")
 

@@ -426,7 +426,8 @@ def _parse_aggregate(raw: Any, names: list[str], where: str) -> Aggregate | None
     for col, fn in functions.items():
         _need(fn in AGGREGATIONS, f"{here}: {col} = {fn!r}; functions: {AGGREGATIONS}")
     rest = [c for c in names if c not in by and c not in functions]
-    _need(not rest, f"{here}: output column {rest[0]!r} needs a function (or goes in 'by')")
+    if rest:
+        raise MappingError(f"{here}: output column {rest[0]!r} needs a function (or goes in 'by')")
     return Aggregate(by, functions)
 
 
