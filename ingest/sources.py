@@ -223,7 +223,12 @@ def _duckdb_batches(database: str, query: str, batch_rows: int) -> Iterator[pa.R
     import duckdb
 
     with duckdb.connect(database, read_only=database != ":memory:") as con:
-        reader = con.execute(query).fetch_record_batch(batch_rows)
+        relation = con.sql(query)
+        # DuckDB 2.x: a relation's to_arrow_reader; 1.x: fetch_record_batch on the result.
+        if hasattr(relation, "to_arrow_reader"):
+            reader = relation.to_arrow_reader(batch_rows)
+        else:
+            reader = con.execute(query).fetch_record_batch(batch_rows)
         yield from reader
 
 
