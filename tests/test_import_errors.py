@@ -271,3 +271,23 @@ def test_a_contract_folder_mapped_back_with_an_identity_mapping_is_unchanged(tmp
     back, _ = run_import(load_mapping(tmp_path / "m.toml"), folder)
     pd.testing.assert_frame_equal(back.customers, tables.customers)
     pd.testing.assert_frame_equal(back.activity, tables.activity)
+
+
+def test_parsing_distinct_values_once_gives_the_row_by_row_result_and_counts():
+    """Repeated ids and dates are parsed once per value; problems still count rows."""
+    from features.types import parse_ids, parse_timestamps
+    from ingest.importer import DISTINCT_MIN_ROWS, _parse_distinct
+
+    n = DISTINCT_MIN_ROWS + 10
+    ids = pd.Series([f"{i % 97:05d}" for i in range(n)], dtype="str")
+    fast, found = _parse_distinct(lambda v: parse_ids(v, "id"), ids)
+    slow, _ = parse_ids(ids, "id")
+    assert not found
+    pd.testing.assert_series_equal(fast, slow)
+    days = pd.Series([f"2024-01-{1 + i % 28:02d}" for i in range(n)], dtype="str")
+    fast, _ = _parse_distinct(lambda v: parse_timestamps(v, "at"), days)
+    pd.testing.assert_series_equal(fast, parse_timestamps(days, "at")[0])
+    bad = days.copy()
+    bad[[5, 50, 500]] = "03/02/2024"
+    _, found = _parse_distinct(lambda v: parse_timestamps(v, "at"), bad)
+    assert found[0].rows == 3 and found[0].examples == [5, 50, 500]
