@@ -141,3 +141,38 @@ event = "name"
     tables, _ = run_import(load_mapping(path), tmp_path)
     assert tables.customers["customer_id"].tolist() == ["0007"]
     assert tables.activity["at"].tolist() == [pd.Timestamp("2024-01-05 10:00")]
+
+
+def test_other_sqlalchemy_urls_are_read_through_sqlalchemy(tmp_path: Path):
+    """SQLite through SQLAlchemy: integer ids become their text, decimals numbers."""
+    import sqlite3
+
+    db = tmp_path / "crm.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("create table accounts (id integer, created text, mrr real)")
+        con.execute("insert into accounts values (42, '2024-01-02T10:00:00Z', 99.5)")
+        con.execute("create table events (user_id integer, ts text, name text)")
+        con.execute("insert into events values (42, '2024-01-05T10:00:00Z', 'login')")
+    url = f"sqlite:///{db}"
+    path = tmp_path / "m.toml"
+    path.write_text(
+        f"""
+[customers]
+source = {{ url = "{url}", query = "select * from accounts" }}
+[customers.columns]
+customer_id = "id"
+signup_at = "created"
+mrr = {{ column = "mrr", type = "number" }}
+[activity]
+source = {{ url = "{url}", query = "select * from events" }}
+[activity.columns]
+customer_id = "user_id"
+at = "ts"
+event = "name"
+"""
+    )
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["customer_id"].tolist() == ["42"]
+    assert tables.customers["mrr"].tolist() == [99.5]
+    assert tables.activity["customer_id"].tolist() == ["42"]
+    assert report.sources[0].rows_read == 1
