@@ -18,7 +18,7 @@ import typer
 
 from churn.cli_metrics import register as register_metrics_commands
 from churn.options import BucketsOption, ConfigFile, DataUri, EngineOption
-from features.config import DATA_CONFIG_FILE, FeatureConfig, config_for_data, config_to_toml
+from features.config import FeatureConfig, config_for_data
 from features.contract import ContractError
 
 app = typer.Typer(
@@ -26,7 +26,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-import_app = typer.Typer(help="Map a public dataset onto the data contract.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Map raw exports onto the data contract: --mapping FILE, or a ready preset.",
+    no_args_is_help=True,
+    invoke_without_command=True,
+)
 app.add_typer(import_app, name="import")
 register_metrics_commands(app)  # churn metrics, churn retention
 
@@ -110,6 +114,46 @@ def demo_data(
         typer.echo(f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
 
 
+@import_app.callback()
+@user_errors
+def import_command(
+    ctx: typer.Context,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping", help="The import mapping (TOML): sources, columns, types, churn."
+        ),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source", help="Folder the mapping's file paths are relative to (default: its own)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write the contract's tables into.")
+    ] = None,
+) -> None:
+    """Map raw exports (CSV, Parquet, JSON lines, SQL queries) onto the contract with a
+    declarative mapping; writes the tables, config.toml and an import report (report.md,
+    report.json)."""
+    if ctx.invoked_subcommand is not None:
+        if mapping is not None or source is not None or out is not None:
+            raise ValueError("--mapping/--source/--out go with `churn import`, not with a preset")
+        return
+    if mapping is None or out is None:
+        raise ValueError("churn import needs --mapping FILE and --out DIR (and --source DIR)")
+    from ingest.importer import import_with_mapping
+    from ingest.mapping import load_mapping
+
+    started = time.perf_counter()
+    parsed = load_mapping(mapping)
+    report = import_with_mapping(parsed, source if source is not None else mapping.parent, out)
+    typer.echo(f"imported to {out} in {time.perf_counter() - started:.1f}s (report: report.md)")
+    for line in report.summary_lines():
+        typer.echo(f"  {line}")
+
+
 @import_app.command("online-retail")
 @user_errors
 def import_online_retail_command(
@@ -119,19 +163,18 @@ def import_online_retail_command(
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the contract's tables into.")],
 ) -> None:
-    """Map the UCI Online Retail invoice lines onto the contract (non-contractual churn)."""
-    from features.io import write_tables
+    """Map the UCI Online Retail invoice lines onto the contract (non-contractual churn): the
+    orders mapping (examples/orders/mapping.toml) with its preset; writes an import report."""
+    from ingest.importer import write_import
     from ingest.online_retail import (
-        ONLINE_RETAIL_CONFIG,
-        ONLINE_RETAIL_TRAINING,
-        import_online_retail,
+        import_online_retail_full,
+        online_retail_mapping,
         read_online_retail,
     )
 
-    tables, report = import_online_retail(read_online_retail(src))
-    config_text = config_to_toml(ONLINE_RETAIL_CONFIG, ONLINE_RETAIL_TRAINING)
-    write_tables(tables, out, extra_files={DATA_CONFIG_FILE: config_text})
-    typer.echo(f"Online Retail imported to {out}")
+    tables, full_report, report = import_online_retail_full(read_online_retail(src))
+    write_import(tables, full_report, online_retail_mapping(), out)
+    typer.echo(f"Online Retail imported to {out} (report: report.md)")
     for line in report.lines():
         typer.echo(f"  {line}")
 

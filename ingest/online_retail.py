@@ -8,6 +8,9 @@ Non-contractual: there is no churn date, a customer has churned when it stops bu
 - revenue: one row per invoice: kind 'order' with the positive line total, kind 'refund'
   with the (negative) total of cancelled and returned lines.
 Rows without a CustomerID cannot be attributed and are dropped, with the count reported.
+
+The mapping is examples/orders/mapping.toml (shipped as ingest/presets/orders.toml); this
+module reads the raw file and holds the preset's settings as objects for the library's callers.
 """
 
 from __future__ import annotations
@@ -16,9 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from features.config import ChurnDefinition, FeatureConfig
-from features.contract import ContractError, Tables, validate_tables
+from features.contract import ContractError, Tables
+from ingest.importer import run_import
+from ingest.mapping import Mapping, load_mapping
+from ingest.report import ImportReport as MappingReport
+from ingest.sources import csv_batches
 
 RAW_COLUMNS = (
     "InvoiceNo",
@@ -51,6 +59,10 @@ ONLINE_RETAIL_TRAINING = {
 }
 
 
+PRESET = Path(__file__).with_name("presets") / "orders.toml"
+SOURCE_NAME = "lines"  # the mapping's name for the raw invoice lines
+
+
 @dataclass(frozen=True)
 class ImportReport:
     raw_rows: int
@@ -72,7 +84,8 @@ class ImportReport:
 
 
 def read_online_retail(path: str | Path) -> pd.DataFrame:
-    """Read the raw file (Parquet, CSV or Excel as published by UCI)."""
+    """Read the raw file (Parquet, CSV or Excel as published by UCI). A CSV is read with every
+    column as text: the mapping declares the types (InvoiceDate is month-first)."""
     path = Path(path)
     if path.is_dir():
         candidates = (
@@ -86,83 +99,42 @@ def read_online_retail(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"Online Retail file '{path}' does not exist")
     if path.suffix == ".csv":
-        return pd.read_csv(
-            path, dtype={"InvoiceNo": "str", "StockCode": "str"}, encoding_errors="replace"
-        )
+        with path.open("rb", buffering=1 << 20) as fh:
+            batches = list(csv_batches(fh, ",", path.name))
+        return pa.Table.from_batches(batches).to_pandas()
     if path.suffix in (".xlsx", ".xls"):
         return pd.read_excel(path, dtype={"InvoiceNo": "str", "StockCode": "str"})
     return pd.read_parquet(path)
 
 
+def online_retail_mapping() -> Mapping:
+    """The orders mapping with the Online Retail preset (examples/orders/mapping.toml)."""
+    return load_mapping(PRESET)
+
+
 def import_online_retail(raw: pd.DataFrame) -> tuple[Tables, ImportReport]:
-    """The contract's tables from raw invoice lines, and a report of what was dropped."""
+    """The contract's tables from raw invoice lines (the orders mapping), and a report."""
+    tables, _, report = import_online_retail_full(raw)
+    return tables, report
+
+
+def import_online_retail_full(
+    raw: pd.DataFrame,
+) -> tuple[Tables, MappingReport, ImportReport]:
+    """As import_online_retail, with the mapping's full import report as well."""
     missing = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing:
         raise ContractError(
             "online_retail", missing[0], f"required column is missing (has: {list(raw.columns)})"
         )
-    has_customer = raw["CustomerID"].notna()
-    lines = raw.loc[has_customer, list(RAW_COLUMNS)].copy()
-    lines["customer_id"] = lines["CustomerID"].astype("int64").astype("str")
-    lines["InvoiceNo"] = lines["InvoiceNo"].astype("str")
-    lines["at"] = pd.to_datetime(lines["InvoiceDate"])
-    lines["amount"] = lines["Quantity"] * lines["UnitPrice"]
-    cancelled = lines["InvoiceNo"].str.startswith("C")
-    lines["event"] = "purchase"
-    lines.loc[cancelled, "event"] = "cancellation"
-    lines.loc[~cancelled & (lines["Quantity"] < 0), "event"] = "return"
-
-    # One event per (invoice, kind); an invoice's time is its first line's time.
-    per_invoice = lines.groupby(
-        ["InvoiceNo", "event", "customer_id"], sort=False, observed=True
-    ).agg(at=("at", "min"), items=("Quantity", "sum"), amount=("amount", "sum"))
-    per_invoice = per_invoice.reset_index()
-    activity = pd.DataFrame(
-        {
-            "customer_id": per_invoice["customer_id"],
-            "at": per_invoice["at"],
-            "event": per_invoice["event"],
-            "value": per_invoice["items"].abs().astype("float64"),
-            "invoice": per_invoice["InvoiceNo"],
-        }
-    ).sort_values(["at", "invoice"], kind="stable", ignore_index=True)
-
-    is_refund = per_invoice["event"] != "purchase"
-    revenue = pd.DataFrame(
-        {
-            "customer_id": per_invoice["customer_id"],
-            "at": per_invoice["at"],
-            "amount": per_invoice["amount"].where(~is_refund, -per_invoice["amount"].abs()),
-            "kind": is_refund.map({True: "refund", False: "order"}),
-            "invoice": per_invoice["InvoiceNo"],
-        }
-    ).sort_values(["at", "invoice"], kind="stable", ignore_index=True)
-    # An order whose lines net below zero (price adjustments) is not a sale: report, do not hide.
-    negative_orders = (revenue["kind"] == "order") & (revenue["amount"] < 0)
-    if negative_orders.any():
-        raise ContractError(
-            "online_retail",
-            "UnitPrice",
-            "an invoice without a C number totals below zero",
-            revenue[negative_orders].iloc[0].to_dict(),
-        )
-
-    first = lines.groupby("customer_id", sort=True).agg(signup_at=("at", "min"))
-    country = (
-        lines.groupby(["customer_id", "Country"], sort=True).size().rename("n").reset_index()
-        .sort_values(["customer_id", "n"], ascending=[True, False], kind="stable")
-        .drop_duplicates("customer_id")
-        .set_index("customer_id")["Country"]
-    )  # fmt: skip
-    customers = first.join(country.rename("country")).reset_index()
-
-    tables = validate_tables(customers=customers, activity=activity, revenue=revenue)
+    tables, full = run_import(online_retail_mapping(), ".", frames={SOURCE_NAME: raw})
+    lines = full.sources[0]  # the customers' read of the lines
     report = ImportReport(
-        raw_rows=len(raw),
-        dropped_without_customer=int((~has_customer).sum()),
-        customers=len(customers),
-        invoices=int(lines["InvoiceNo"].nunique()),
-        activity_rows=len(activity),
-        revenue_rows=len(revenue),
+        raw_rows=lines.rows_read,
+        dropped_without_customer=lines.rows_dropped,
+        customers=len(tables.customers),
+        invoices=int(tables.activity["invoice"].nunique()),
+        activity_rows=len(tables.activity),
+        revenue_rows=len(tables.revenue),
     )
-    return tables, report
+    return tables, full, report

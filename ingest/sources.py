@@ -1,0 +1,262 @@
+"""Where an import mapping's rows come from: files (CSV, Parquet, JSON lines) and SQL queries.
+
+Every source is read in batches of Arrow record batches, so an import holds one batch of raw
+rows at a time beside its output. CSV files are read with every column as text (pyarrow's CSV
+reader with declared string types): ids keep their leading zeros, and nothing is guessed per
+row; the mapping then declares the types. Parquet, JSON lines and SQL results keep the types
+their source declares (a Parquet timestamp is a timestamp, a JSON string is text).
+
+PostgreSQL queries are streamed with ``COPY (query) TO STDOUT`` into the same CSV reader (the
+fastest way out of the server, and the same all-text typing as files). Other SQLAlchemy URLs
+are read through SQLAlchemy with a server-side cursor; ``duckdb:///path`` through DuckDB.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+BATCH_ROWS = 1_000_000  # rows per batch for Parquet and SQL; CSV batches follow BLOCK_BYTES
+BLOCK_BYTES = 64 << 20
+FILE_FORMATS = ("csv", "parquet", "jsonl")
+SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+class SourceError(ValueError):
+    """A source cannot be read (no such file, no URL, a failed query); names the source."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source of rows: a file or glob under the source folder, a SQL query on a database
+    URL (or on the URL in an environment variable), or a frame handed over by name."""
+
+    path: str | None = None
+    format: str | None = None  # csv, parquet, jsonl; None: from the file's suffix
+    delimiter: str = ","
+    url: str | None = None
+    url_env: str | None = None
+    query: str | None = None
+
+    def describe(self) -> str:
+        """Where the rows come from, safe to print: passwords in URLs are hidden."""
+        if self.path is not None:
+            return self.path
+        where = f"${self.url_env}" if self.url_env else _hide_password(self.url or "")
+        return f"{where}: {' '.join((self.query or '').split())[:120]}"
+
+
+def _hide_password(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands: show only its scheme
+        return url.split(":", 1)[0] + "://..."
+
+
+def resolve_files(spec: SourceSpec, source_dir: Path) -> list[Path]:
+    """The files a path or glob names under source_dir (sorted); an error when none match."""
+    assert spec.path is not None
+    pattern = Path(spec.path).expanduser()
+    if not pattern.is_absolute():
+        pattern = source_dir / pattern
+    if any(ch in spec.path for ch in "*?["):
+        anchor = Path(pattern.anchor)
+        files = sorted(p for p in anchor.glob(str(pattern.relative_to(anchor))) if p.is_file())
+    else:
+        files = [pattern] if pattern.is_file() else []
+    if not files:
+        raise SourceError(f"no file matches '{spec.path}' under '{source_dir}'")
+    return files
+
+
+def file_format(spec: SourceSpec, path: Path) -> str:
+    """The declared format, else the one the file's suffix names."""
+    if spec.format is not None:
+        return spec.format
+    found = SUFFIX_FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise SourceError(
+            f"cannot tell the format of '{path.name}' from its suffix: declare "
+            f"format = one of {FILE_FORMATS}"
+        )
+    return found
+
+
+def iter_batches(
+    spec: SourceSpec, source_dir: Path, batch_rows: int = BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """The source's rows as Arrow record batches, in source order."""
+    if spec.path is not None:
+        for path in resolve_files(spec, source_dir):
+            fmt = file_format(spec, path)
+            if fmt == "csv":
+                with path.open("rb", buffering=1 << 20) as fh:
+                    yield from csv_batches(fh, spec.delimiter, path.name)
+            elif fmt == "parquet":
+                yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            else:
+                yield from _json_batches(path)
+        return
+    yield from sql_batches(database_url(spec), spec.query or "", batch_rows)
+
+
+def database_url(spec: SourceSpec) -> str:
+    """The source's database URL, from the mapping or from the environment variable it names."""
+    if spec.url_env:
+        url = os.environ.get(spec.url_env)
+        if not url:
+            raise SourceError(f"environment variable {spec.url_env} (the database URL) is not set")
+        return url
+    assert spec.url is not None
+    return spec.url
+
+
+def csv_header(fh: io.BufferedReader, delimiter: str, name: str) -> list[str]:
+    """The column names on a CSV's first line, peeked: the stream stays where it was."""
+    first = fh.peek(1 << 16).split(b"\n", 1)[0]
+    if not first.strip():
+        raise SourceError(f"'{name}' is empty: expected a header line")
+    return next(csv.reader([first.decode("utf-8-sig").rstrip("\r")], delimiter=delimiter))
+
+
+def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa.RecordBatch]:
+    """Record batches of a CSV stream with every column read as text.
+
+    Only an empty field is missing: "NA", "null" and "N/A" stay text (a country code, a name);
+    the mapping decides what they mean."""
+    header = csv_header(fh, delimiter, name)
+    duplicated = sorted({c for c in header if header.count(c) > 1})
+    if duplicated:
+        raise SourceError(f"'{name}' has the column names {duplicated} more than once")
+    reader = pacsv.open_csv(
+        fh,
+        read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, encoding="utf8"),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    yield from reader
+
+
+def _json_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
+    yield from reader
+
+
+def sql_batches(url: str, query: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Record batches of a query's result: PostgreSQL by COPY, DuckDB natively, other
+    databases through SQLAlchemy with a server-side cursor."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        yield from _postgres_batches(parsed.set(drivername="postgresql"), query)
+    elif backend == "duckdb":
+        yield from _duckdb_batches(parsed.database or ":memory:", query, batch_rows)
+    else:
+        yield from _sqlalchemy_batches(url, query, batch_rows)
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (COPY's output), for pyarrow's reader."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[override]
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buffer = bytes(chunk)
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+def _postgres_batches(url, query: str) -> Iterator[pa.RecordBatch]:
+    import psycopg
+
+    conninfo = url.render_as_string(hide_password=False)
+    command = f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+    with (
+        psycopg.connect(conninfo) as conn,
+        conn.cursor() as cur,
+        cur.copy(command) as copy,
+    ):
+        stream = io.BufferedReader(_ChunkStream(iter(copy)), buffer_size=1 << 20)
+        yield from csv_batches(stream, ",", "COPY output")
+
+
+def _duckdb_batches(database: str, query: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    import duckdb
+
+    with duckdb.connect(database, read_only=database != ":memory:") as con:
+        relation = con.sql(query)
+        # DuckDB 2.x: a relation's to_arrow_reader; 1.x: fetch_record_batch on the result.
+        if hasattr(relation, "to_arrow_reader"):
+            reader = relation.to_arrow_reader(batch_rows)
+        else:
+            reader = con.execute(query).fetch_record_batch(batch_rows)
+        yield from reader
+
+
+def _sqlalchemy_batches(url: str, query: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect().execution_options(stream_results=True) as conn:
+            result = conn.execute(text(query))
+            names = list(result.keys())
+            for rows in result.partitions(batch_rows):
+                columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+                arrays = [_arrow_column(values) for values in columns]
+                yield pa.RecordBatch.from_arrays(arrays, names=names)
+    finally:
+        engine.dispose()
+
+
+def _arrow_column(values: tuple) -> pa.Array:
+    """Python values of one result column as Arrow, with the type they have (decimals as
+    float64: amounts; the mapping scales them)."""
+    array = pa.array(values, from_pandas=True)
+    if pa.types.is_decimal(array.type):
+        array = array.cast(pa.float64())
+    return array
+
+
+def batch_to_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
+    """A record batch as pandas: text as pandas' string dtype, timestamps as datetime64."""
+    return batch.to_pandas()

@@ -1,0 +1,293 @@
+"""Bad raw exports and bad mappings: each stops with an error that names the mapping file, the
+table, the source, the column and an example row (or the key of the mapping that is wrong)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.contract import ContractError, validate_tables
+from features.io import write_tables
+from ingest.importer import run_import
+from ingest.mapping import MappingError, load_mapping, parse_mapping
+
+ACTIVITY = """
+[activity]
+source = "events.csv"
+[activity.columns]
+customer_id = "user"
+at = "ts"
+event = "name"
+"""
+
+
+def _files(tmp_path: Path, mapping: str, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    path = tmp_path / "mapping.toml"
+    path.write_text(mapping)
+    return path
+
+
+def _customers(**columns: str) -> str:
+    cols = {"customer_id": '"id"', "signup_at": '"created"', **columns}
+    body = "\n".join(f"{k} = {v}" for k, v in cols.items())
+    return f'[customers]\nsource = "crm.csv"\n[customers.columns]\n{body}\n' + ACTIVITY
+
+
+EVENTS = "user,ts,name\n007,2024-01-05T10:00:00Z,login\n"
+
+
+def test_an_epoch_column_without_a_unit_is_refused_with_the_unit_it_looks_like(tmp_path):
+    path = _files(
+        tmp_path,
+        _customers(),
+        {"crm.csv": "id,created\n007,1704067200\n008,1704153600\n", "events.csv": EVENTS},
+    )
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert str(path) in text and "customers" in text and "source 'crm.csv'" in text
+    assert "column 'created (as signup_at)'" in text
+    assert "'created': '1704067200'" in text  # the example row, as written
+    assert 'unit = "s"' in text  # the hint: they look like unix seconds
+
+
+def test_the_declared_unit_reads_unix_seconds(tmp_path):
+    path = _files(
+        tmp_path,
+        _customers(signup_at='{ column = "created", unit = "s" }'),
+        {"crm.csv": "id,created\n007,1704067200\n", "events.csv": EVENTS},
+    )
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["signup_at"].tolist() == [pd.Timestamp("2024-01-01")]
+
+
+def test_ambiguous_day_first_dates_need_a_declaration(tmp_path):
+    crm = "id,created\n007,03/02/2024\n008,04/05/2024\n"
+    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": EVENTS})
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    assert "dayfirst" in str(err.value) and "'created': '03/02/2024'" in str(err.value)
+    declared = _customers(signup_at='{ column = "created", dayfirst = true }')
+    path.write_text(declared)
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["signup_at"].tolist() == [
+        pd.Timestamp("2024-02-03"),
+        pd.Timestamp("2024-05-04"),
+    ]
+
+
+def test_an_unknown_status_without_a_map_entry_is_an_error_naming_it(tmp_path):
+    mapping = (
+        _customers()
+        + """
+[revenue]
+source = "invoices.csv"
+[revenue.columns]
+customer_id = "customer"
+at = "created"
+amount = { column = "paid", scale = 0.01 }
+kind = { column = "status", map = { paid = "invoice", void = "drop" } }
+"""
+    )
+    invoices = (
+        "customer,created,paid,status\n"
+        "007,2024-01-02,1000,paid\n007,2024-02-02,0,void\n007,2024-03-02,500,disputed\n"
+    )
+    crm = "id,created\n007,2024-01-01\n"
+    path = _files(
+        tmp_path, mapping, {"crm.csv": crm, "events.csv": EVENTS, "invoices.csv": invoices}
+    )
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert "'disputed' (1 rows)" in text and "source 'invoices.csv'" in text
+    assert "'status': 'disputed'" in text  # the example row
+    # Declared: unknown values dropped, and counted in the report.
+    path.write_text(mapping.replace('void = "drop" }', 'void = "drop" }, unmapped = "drop"'))
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert tables.revenue["amount"].tolist() == [10.0]
+    dropped = report.sources[-1].dropped
+    assert dropped == {
+        "status = 'void' (mapped to drop)": 1,
+        "status = 'disputed': not in the map of 'kind'": 1,
+    }
+
+
+def test_ids_keep_leading_zeros_from_csv_and_events_refer_to_them(tmp_path):
+    crm = "id,created\n007,2024-01-01\n0070,2024-01-02\n70,2024-01-03\n"
+    events = "user,ts,name\n007,2024-01-05T10:00:00Z,login\n0070,2024-01-06T10:00:00Z,login\n"
+    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": events})
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["customer_id"].tolist() == ["007", "0070", "70"]
+    assert tables.activity["customer_id"].tolist() == ["007", "0070"]
+
+
+def test_rows_of_unknown_customers_are_an_error_unless_dropped_and_counted(tmp_path):
+    events = EVENTS + "999,2024-01-06T10:00:00Z,login\n"
+    crm = "id,created\n007,2024-01-01\n"
+    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": events})
+    with pytest.raises(ContractError, match="customers not in 'customers'") as err:
+        run_import(load_mapping(path), tmp_path)
+    assert "'user': '999'" in str(err.value) or "'customer_id': '999'" in str(err.value)
+    path.write_text(
+        path.read_text().replace(
+            "[activity.columns]", 'unknown_customers = "drop"\n[activity.columns]'
+        )
+    )
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert len(tables.activity) == 1
+    assert report.sources[1].dropped == {"customer not in the customers table": 1}
+
+
+def test_a_raw_column_missing_from_the_source_is_named_with_the_columns_it_has(tmp_path):
+    path = _files(
+        tmp_path, _customers(), {"crm.csv": "ident,created\n007,2024-01-01\n", "events.csv": EVENTS}
+    )
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    assert "column 'id' is not in the source" in str(err.value)
+    assert "['ident', 'created']" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "key"),
+    [
+        ("[custmers]\n", "'custmers'"),
+        ('[customers]\nsource = "crm.csv"\nfilter = []\n', "'filter'"),
+        ('[customers]\nsource = { path = "crm.csv", sep = ";" }\n', "'sep'"),
+        (
+            '[customers]\nsource = "crm.csv"\n[customers.columns]\nsignup_at = { column = "c", day_first = true }\n',
+            "'day_first'",
+        ),
+        ("[features]\nwindow = [7]\n", "'window'"),
+        ("[features.churn]\nhorizon = 30\n", "'horizon'"),
+        ("[training]\nevery = 30\n", "'every'"),
+    ],
+)
+def test_unknown_mapping_keys_are_errors_naming_the_key(tmp_path, mapping, key):
+    path = tmp_path / "m.toml"
+    path.write_text(mapping)
+    with pytest.raises(MappingError) as err:
+        load_mapping(path)
+    assert f"unknown key {key}" in str(err.value) and str(path) in str(err.value)
+
+
+def test_mapping_mistakes_are_named():
+    with pytest.raises(MappingError, match="needs a \\[activity\\] table"):
+        parse_mapping(
+            {"customers": {"source": "a.csv", "columns": {"customer_id": "id", "signup_at": "c"}}}
+        )
+    base = {
+        "source": "a.csv",
+        "columns": {"customer_id": "id", "signup_at": {"column": "c", "unit": "days"}},
+    }
+    with pytest.raises(MappingError, match="unit must be one of"):
+        parse_mapping({"customers": base, "activity": base})
+    with pytest.raises(MappingError, match="'status' is not a column of the customers table"):
+        parse_mapping(
+            {
+                "customers": {
+                    "source": "a.csv",
+                    "columns": {"customer_id": "id", "signup_at": "c"},
+                },
+                "activity": {
+                    "source": "b.csv",
+                    "columns": {"customer_id": "u", "at": "t", "event": "e"},
+                },
+                "features": {"customer_attributes": ["status"]},
+            }
+        )
+
+
+# --- a contract folder mapped back with an identity mapping is unchanged ---------------------
+
+IDENTITY = """
+[customers]
+source = "customers.parquet"
+[customers.columns]
+customer_id = "customer_id"
+signup_at = "signup_at"
+churned_at = "churned_at"
+plan = "plan"
+
+[activity]
+source = "activity.parquet"
+[activity.columns]
+customer_id = "customer_id"
+at = "at"
+event = "event"
+value = "value"
+"""
+
+ids = st.text(alphabet="0123456789abcXYZ-_", min_size=1, max_size=8)
+stamps = st.datetimes(
+    min_value=pd.Timestamp("1990-01-01").to_pydatetime(),
+    max_value=pd.Timestamp("2024-12-31").to_pydatetime(),
+).map(lambda d: pd.Timestamp(d).floor("us"))
+
+
+@st.composite
+def contract_tables(draw):
+    customer_ids = draw(st.lists(ids, min_size=1, max_size=6, unique=True))
+    signups = [draw(stamps) for _ in customer_ids]
+    churned = [
+        draw(st.one_of(st.none(), st.just(s + pd.Timedelta(days=draw(st.integers(0, 900))))))
+        for s in signups
+    ]
+    customers = pd.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "signup_at": pd.Series(signups, dtype="datetime64[ns]"),
+            "churned_at": pd.Series(churned, dtype="datetime64[ns]"),
+            "plan": [draw(st.sampled_from(["a", "b", "NA", ""])) for _ in customer_ids],
+        }
+    )
+    n = draw(st.integers(0, 8))
+    activity = pd.DataFrame(
+        {
+            "customer_id": [draw(st.sampled_from(customer_ids)) for _ in range(n)],
+            "at": pd.Series([draw(stamps) for _ in range(n)], dtype="datetime64[ns]"),
+            "event": [draw(st.sampled_from(["login", "0", "NULL"])) for _ in range(n)],
+            "value": [draw(st.floats(0, 1e6, allow_nan=False)) for _ in range(n)],
+        }
+    )
+    return validate_tables(customers, activity)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tables=contract_tables())
+def test_a_contract_folder_mapped_back_with_an_identity_mapping_is_unchanged(tmp_path, tables):
+    folder = tmp_path / "contract"
+    write_tables(tables, folder)
+    (tmp_path / "m.toml").write_text(IDENTITY)
+    back, _ = run_import(load_mapping(tmp_path / "m.toml"), folder)
+    pd.testing.assert_frame_equal(back.customers, tables.customers)
+    pd.testing.assert_frame_equal(back.activity, tables.activity)
+
+
+def test_parsing_distinct_values_once_gives_the_row_by_row_result_and_counts():
+    """Repeated ids and dates are parsed once per value; problems still count rows."""
+    from features.types import parse_ids, parse_timestamps
+    from ingest.importer import DISTINCT_MIN_ROWS, _parse_distinct
+
+    n = DISTINCT_MIN_ROWS + 10
+    ids = pd.Series([f"{i % 97:05d}" for i in range(n)], dtype="str")
+    fast, found = _parse_distinct(lambda v: parse_ids(v, "id"), ids)
+    slow, _ = parse_ids(ids, "id")
+    assert not found
+    pd.testing.assert_series_equal(fast, slow)
+    days = pd.Series([f"2024-01-{1 + i % 28:02d}" for i in range(n)], dtype="str")
+    fast, _ = _parse_distinct(lambda v: parse_timestamps(v, "at"), days)
+    pd.testing.assert_series_equal(fast, parse_timestamps(days, "at")[0])
+    bad = days.copy()
+    bad[[5, 50, 500]] = "03/02/2024"
+    _, found = _parse_distinct(lambda v: parse_timestamps(v, "at"), bad)
+    assert found[0].rows == 3 and found[0].examples == [5, 50, 500]

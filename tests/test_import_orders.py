@@ -1,0 +1,151 @@
+"""The orders mapping (order lines like UCI Online Retail) gives the same tables as the
+hand-written Online Retail importer it replaced, on a generated sample and on the real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app
+from examples.orders.generate import write_sample
+from features.config import feature_config_from_file
+from features.contract import Tables, validate_tables
+from features.io import load_tables, write_tables
+from ingest.online_retail import (
+    ONLINE_RETAIL_CONFIG,
+    ONLINE_RETAIL_TRAINING,
+    PRESET,
+    import_online_retail,
+    read_online_retail,
+)
+from training.config import train_config_from_file
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "orders" / "mapping.toml"
+REAL = Path(
+    os.environ.get(
+        "ONLINE_RETAIL_PARQUET",
+        ROOT / ".." / "shared" / "data" / "online_retail" / "online_retail.parquet",
+    )
+)
+
+
+def reference_import(raw: pd.DataFrame) -> Tables:
+    """ingest/online_retail.py as it was before the mapping (pandas code, kept to compare)."""
+    lines = raw.loc[raw["CustomerID"].notna()].copy()
+    lines["customer_id"] = lines["CustomerID"].astype("float64").astype("int64").astype("str")
+    lines["InvoiceNo"] = lines["InvoiceNo"].astype("str")
+    lines["at"] = (
+        pd.to_datetime(lines["InvoiceDate"], format="%m/%d/%Y %H:%M")
+        if lines["InvoiceDate"].dtype != "datetime64[ns]"
+        else lines["InvoiceDate"]
+    )
+    lines["Quantity"] = lines["Quantity"].astype("int64")
+    lines["UnitPrice"] = lines["UnitPrice"].astype("float64")
+    lines["amount"] = lines["Quantity"] * lines["UnitPrice"]
+    cancelled = lines["InvoiceNo"].str.startswith("C")
+    lines["event"] = "purchase"
+    lines.loc[cancelled, "event"] = "cancellation"
+    lines.loc[~cancelled & (lines["Quantity"] < 0), "event"] = "return"
+    per_invoice = (
+        lines.groupby(["InvoiceNo", "event", "customer_id"], sort=False, observed=True)
+        .agg(at=("at", "min"), items=("Quantity", "sum"), amount=("amount", "sum"))
+        .reset_index()
+    )
+    activity = pd.DataFrame(
+        {
+            "customer_id": per_invoice["customer_id"],
+            "at": per_invoice["at"],
+            "event": per_invoice["event"],
+            "value": per_invoice["items"].abs().astype("float64"),
+            "invoice": per_invoice["InvoiceNo"],
+        }
+    ).sort_values(["at", "invoice"], kind="stable", ignore_index=True)
+    is_refund = per_invoice["event"] != "purchase"
+    revenue = pd.DataFrame(
+        {
+            "customer_id": per_invoice["customer_id"],
+            "at": per_invoice["at"],
+            "amount": per_invoice["amount"].where(~is_refund, -per_invoice["amount"].abs()),
+            "kind": is_refund.map({True: "refund", False: "order"}),
+            "invoice": per_invoice["InvoiceNo"],
+        }
+    ).sort_values(["at", "invoice"], kind="stable", ignore_index=True)
+    first = lines.groupby("customer_id", sort=True).agg(signup_at=("at", "min"))
+    country = (
+        lines.groupby(["customer_id", "Country"], sort=True).size().rename("n").reset_index()
+        .sort_values(["customer_id", "n"], ascending=[True, False], kind="stable")
+        .drop_duplicates("customer_id")
+        .set_index("customer_id")["Country"]
+    )  # fmt: skip
+    customers = first.join(country.rename("country")).reset_index()
+    return validate_tables(customers=customers, activity=activity, revenue=revenue)
+
+
+def assert_same_tables(got: Tables, expected: Tables) -> None:
+    """Equal tables, value by value and dtype by dtype."""
+    for name in ("customers", "activity", "revenue", "feedback"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(expected, name), obj=name)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("orders")
+    write_sample(folder, customers=200, seed=5)
+    return folder
+
+
+def test_the_orders_mapping_matches_the_hand_written_importer_on_the_sample(sample, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "import",
+            "--mapping",
+            str(EXAMPLE),
+            "--source",
+            str(sample),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    raw = pd.read_csv(sample / "order_lines.csv", dtype={"InvoiceNo": "str", "StockCode": "str"})
+    expected = reference_import(raw)
+    write_tables(expected, tmp_path / "reference")  # both read back the same way
+    assert_same_tables(load_tables(tmp_path / "o"), load_tables(tmp_path / "reference"))
+    assert (expected.activity["event"] == "cancellation").any()
+    assert (expected.activity["event"] == "return").any()
+    guests = int(raw["CustomerID"].isna().sum())
+    assert f"no CustomerID: the line cannot be attributed: {guests}" in result.output
+
+
+def test_import_online_retail_is_the_orders_mapping_with_its_preset(sample, tmp_path):
+    assert PRESET.read_bytes() == EXAMPLE.read_bytes()
+    result = CliRunner().invoke(
+        app,
+        ["import", "online-retail", str(sample / "order_lines.csv"), "--out", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "dropped rows without a CustomerID" in result.output
+    assert (tmp_path / "r" / "report.md").is_file()
+    raw = pd.read_csv(sample / "order_lines.csv", dtype={"InvoiceNo": "str", "StockCode": "str"})
+    write_tables(reference_import(raw), tmp_path / "reference")
+    assert_same_tables(load_tables(tmp_path / "r"), load_tables(tmp_path / "reference"))
+    # The preset's churn definition and training settings are the ones the library exports.
+    config_file = tmp_path / "r" / "config.toml"
+    assert feature_config_from_file(config_file) == ONLINE_RETAIL_CONFIG
+    training = train_config_from_file(config_file)
+    assert {k: getattr(training, k) for k in ONLINE_RETAIL_TRAINING} == ONLINE_RETAIL_TRAINING
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL.exists(), reason="the real Online Retail data is not present")
+def test_the_orders_mapping_matches_the_hand_written_importer_on_the_real_data():
+    raw = read_online_retail(REAL)
+    tables, report = import_online_retail(raw)
+    assert_same_tables(tables, reference_import(raw))
+    assert report.dropped_without_customer == 135_080

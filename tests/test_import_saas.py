@@ -1,0 +1,157 @@
+"""The SaaS example mapping on its generated sample: five exports with the quirks of their
+tools (day-first CRM dates, ids with leading zeros, Stripe's unix seconds and cents, Segment's
+ISO times, Zendesk statuses), imported through `churn import`, then trained on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app
+from examples.saas.generate import write_sample
+from features.config import FeatureConfig
+from features.io import load_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+MAPPING = ROOT / "examples" / "saas" / "mapping.toml"
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("saas")
+    write_sample(root / "raw", customers=300, seed=3)
+    out = root / "out"
+    result = CliRunner().invoke(
+        app, ["import", "--mapping", str(MAPPING), "--source", str(root / "raw"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return root / "raw", out, result.output
+
+
+def _raw(raw_dir: Path, name: str) -> list[dict[str, str]]:
+    with (raw_dir / name).open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_ids_keep_leading_zeros_and_day_first_dates_read_as_declared(imported):
+    raw_dir, out, _ = imported
+    tables = load_tables(out)
+    crm = {r["id"]: r for r in _raw(raw_dir, "crm_customers.csv") if r["plan"] != "internal"}
+    customers = tables.customers.set_index("customer_id")
+    assert set(customers.index) == set(crm)
+    assert all(len(i) == 6 and i.startswith("000") for i in customers.index)
+    for cid, row in crm.items():
+        assert customers.loc[cid, "signup_at"] == datetime.strptime(row["created"], "%d/%m/%Y")
+        churned = customers.loc[cid, "churned_at"]
+        if row["canceled_at"]:
+            assert churned == datetime.strptime(row["canceled_at"], "%d/%m/%Y")
+        else:
+            assert pd.isna(churned)
+    # "NA" is Namibia: only an empty field is a missing value.
+    assert (customers["country"] == "NA").sum() == sum(r["country"] == "NA" for r in crm.values())
+    assert "status" not in tables.customers.columns
+
+
+def test_stripe_seconds_and_cents_statuses_and_refunds(imported):
+    raw_dir, out, _ = imported
+    revenue = load_tables(out).revenue
+    invoices = _raw(raw_dir, "stripe_invoices.csv")
+    kept = [r for r in invoices if r["status"] not in ("open", "void")]
+    assert len(revenue) == len(kept)
+    assert revenue["at"].min() >= pd.Timestamp("2023-01-01")  # not 1970: seconds were declared
+    by_id = revenue.set_index("invoice_id")
+    for row in kept[:200]:
+        got = by_id.loc[row["id"]]
+        assert got["at"] == pd.Timestamp(int(row["created"]), unit="s")
+        expected = int(row["amount_paid"]) / 100
+        if row["status"] == "refunded":
+            assert got["kind"] == "refund" and got["amount"] == -expected
+        else:
+            kind = {"paid": "invoice", "uncollectible": "failed_payment"}[row["status"]]
+            assert got["kind"] == kind and got["amount"] == expected
+    assert (revenue["kind"] == "refund").any()
+
+
+def test_feedback_nps_in_utc_and_zendesk_statuses(imported):
+    raw_dir, out, _ = imported
+    feedback = load_tables(out).feedback
+    nps = feedback[feedback["kind"] == "nps"]
+    first = _raw(raw_dir, "nps_survey.csv")[0]
+    local = pd.Timestamp(first["created_at"]).tz_localize("Europe/Berlin")
+    match = nps[
+        (nps["customer_id"] == first["customer_id"]) & (nps["score"] == int(first["score"]))
+    ]
+    assert local.tz_convert("UTC").tz_localize(None) in set(match["at"])
+    tickets = feedback[feedback["kind"] == "ticket"]
+    raw_tickets = _raw(raw_dir, "zendesk_tickets.csv")
+    assert len(tickets) == len(raw_tickets)
+    open_raw = sum(r["status"] in ("new", "open", "pending", "hold") for r in raw_tickets)
+    assert (tickets["status"] == "open").sum() == open_raw
+    assert tickets.loc[tickets["status"] == "closed", "resolved_at"].notna().all()
+
+
+def test_report_counts_every_dropped_row_with_its_reason(imported):
+    raw_dir, out, output = imported
+    report = json.loads((out / "report.json").read_text())
+    sources = {s["label"]: s for s in report["sources"]}
+    invoices = _raw(raw_dir, "stripe_invoices.csv")
+    stripe = sources["stripe"]
+    assert stripe["rows_read"] == len(invoices)
+    assert stripe["dropped"] == {
+        "status = 'open' (mapped to drop)": sum(r["status"] == "open" for r in invoices),
+        "status = 'void' (mapped to drop)": sum(r["status"] == "void" for r in invoices),
+    }
+    assert stripe["rows_read"] - sum(stripe["dropped"].values()) == stripe["rows_out"]
+    assert sources["crm"]["dropped"] == {"internal test accounts": 5}
+    events = [json.loads(line) for line in (raw_dir / "segment_tracks.jsonl").open()]
+    test_account_events = sum(e["userId"].startswith("9") for e in events)
+    assert sources["segment"]["dropped"] == {
+        "customer not in the customers table": test_account_events
+    }
+    assert report["tables"]["customers"]["rows"] == 300
+    assert report["customers_without_activity"] >= 0
+    assert "customers without any activity" in output
+    assert "internal test accounts: 5" in output
+    assert "Rows dropped, and why" in (out / "report.md").read_text()
+
+
+def test_config_declares_contractual_churn_and_never_the_crm_status(imported):
+    _, out, _ = imported
+    config = tomllib.loads((out / "config.toml").read_text())
+    assert config["features"]["churn"]["mode"] == "contractual"
+    assert config["features"]["churn"]["observed_until"] == "2024-12-31"
+    attributes = config["features"]["customer_attributes"]
+    assert "status" not in attributes and "mrr" not in attributes
+    assert set(attributes) <= set(load_tables(out).customers.columns)
+
+
+def test_trains_end_to_end_on_the_imported_folder(imported, tmp_path, monkeypatch):
+    """`churn train --data OUT` on the import's output, with the config.toml it wrote."""
+    _, out, _ = imported
+    data = out
+    pending = {"customer_attributes"} - set(FeatureConfig.__dataclass_fields__)
+    if pending:  # the FeatureConfig field is being added on another branch: train without it
+        data = tmp_path / "data"
+        data.mkdir()
+        for f in out.iterdir():
+            text = f.read_bytes()
+            if f.name == "config.toml":
+                lines = text.decode().splitlines()
+                text = "\n".join(
+                    line
+                    for line in lines
+                    if not line.startswith(("customer_attributes", "observed_until"))
+                ).encode()
+            (data / f.name).write_bytes(text)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = CliRunner().invoke(app, ["train", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "test ROC AUC" in result.output

@@ -1,0 +1,178 @@
+"""SQL sources: a query on a real PostgreSQL server started by the test (no mock), the URL
+from an environment variable, and a DuckDB file, mapped like files are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import ContractError
+from ingest.importer import run_import
+from ingest.mapping import load_mapping
+from ingest.sources import SourceError
+from tests.pg_server import postgres_bin, postgres_server
+
+MAPPING = """
+[customers]
+name = "crm"
+source = { url_env = "CRM_DATABASE_URL", query = "select id, created, plan, mrr from crm.accounts where plan <> 'internal'" }
+[customers.columns]
+customer_id = "id"
+signup_at = "created"
+plan = "plan"
+mrr = { column = "mrr", type = "number" }
+
+[activity]
+name = "events"
+source = { url_env = "CRM_DATABASE_URL", query = "select user_id, ts, name from crm.events" }
+[activity.columns]
+customer_id = "user_id"
+at = { column = "ts", unit = "ms" }
+event = "name"
+
+[revenue]
+name = "payments"
+source = { url_env = "CRM_DATABASE_URL", query = "select account, paid_on, cents, status from crm.payments" }
+[revenue.columns]
+customer_id = "account"
+at = { column = "paid_on", dayfirst = true }
+amount = { column = "cents", scale = 0.01, negate_when = { column = "status", in = ["refunded"] } }
+kind = { column = "status", map = { paid = "invoice", refunded = "refund", void = "drop" } }
+"""
+
+SCHEMA = """
+create schema crm;
+create table crm.accounts (id text, created timestamptz, plan text, mrr numeric(10, 2));
+insert into crm.accounts values
+  ('00042', '2024-01-02 10:00:00+01', 'pro', 99.00),
+  ('042', '2024-01-03 00:00:00+00', 'starter', 29.50),
+  ('T1', '2024-01-04 00:00:00+00', 'internal', 0);
+create table crm.events (user_id text, ts bigint, name text);
+insert into crm.events values ('00042', 1704200000000, 'login'), ('042', 1704300000000, 'export');
+create table crm.payments (account text, paid_on text, cents integer, status text);
+insert into crm.payments values
+  ('00042', '03/02/2024', 9900, 'paid'), ('00042', '04/02/2024', 9900, 'refunded'),
+  ('042', '05/02/2024', 2950, 'void');
+"""
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    if postgres_bin() is None:
+        pytest.skip(
+            "PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install -y postgresql"
+        )
+    import psycopg
+
+    with postgres_server() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(SCHEMA)
+        yield url
+
+
+def test_a_postgres_query_is_mapped_like_a_file(pg_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_DATABASE_URL", pg_url)
+    path = tmp_path / "m.toml"
+    path.write_text(MAPPING)
+    tables, report = run_import(load_mapping(path), tmp_path)
+    customers = tables.customers.set_index("customer_id")
+    assert list(customers.index) == ["00042", "042"]  # ids as text, zeros kept
+    assert customers.loc["00042", "signup_at"] == pd.Timestamp("2024-01-02 09:00")  # UTC
+    assert customers["mrr"].tolist() == [99.0, 29.5]
+    assert tables.activity["at"].tolist() == [
+        pd.Timestamp(1704200000000, unit="ms"),
+        pd.Timestamp(1704300000000, unit="ms"),
+    ]
+    revenue = tables.revenue
+    assert revenue["at"].tolist() == [pd.Timestamp("2024-02-03"), pd.Timestamp("2024-02-04")]
+    assert revenue["amount"].tolist() == [99.0, -99.0]
+    assert revenue["kind"].tolist() == ["invoice", "refund"]
+    payments = report.sources[-1]
+    assert payments.rows_read == 3 and payments.dropped == {"status = 'void' (mapped to drop)": 1}
+    assert pg_url not in repr(report.to_dict())  # the source is shown as $CRM_DATABASE_URL
+    assert "$CRM_DATABASE_URL" in report.sources[0].location
+
+
+def test_a_postgres_epoch_column_without_a_unit_is_refused(pg_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("CRM_DATABASE_URL", pg_url)
+    path = tmp_path / "m.toml"
+    path.write_text(MAPPING.replace('at = { column = "ts", unit = "ms" }', 'at = "ts"'))
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    assert "source 'events'" in str(err.value) and 'unit = "ms"' in str(err.value)
+
+
+def test_a_missing_url_variable_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRM_DATABASE_URL", raising=False)
+    path = tmp_path / "m.toml"
+    path.write_text(MAPPING)
+    with pytest.raises(SourceError, match="CRM_DATABASE_URL"):
+        run_import(load_mapping(path), tmp_path)
+
+
+def test_a_duckdb_file_is_a_source_too(tmp_path: Path):
+    import duckdb
+
+    db = tmp_path / "crm.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table accounts (id varchar, created timestamp)")
+        con.execute("insert into accounts values ('0007', '2024-01-02 10:00:00')")
+        con.execute("create table events (user_id varchar, ts timestamptz, name varchar)")
+        con.execute("insert into events values ('0007', '2024-01-05 10:00:00+00', 'login')")
+    url = f"duckdb:///{db}"
+    path = tmp_path / "m.toml"
+    path.write_text(
+        f"""
+[customers]
+source = {{ url = "{url}", query = "select * from accounts" }}
+[customers.columns]
+customer_id = "id"
+signup_at = "created"
+[activity]
+source = {{ url = "{url}", query = "select * from events" }}
+[activity.columns]
+customer_id = "user_id"
+at = "ts"
+event = "name"
+"""
+    )
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["customer_id"].tolist() == ["0007"]
+    assert tables.activity["at"].tolist() == [pd.Timestamp("2024-01-05 10:00")]
+
+
+def test_other_sqlalchemy_urls_are_read_through_sqlalchemy(tmp_path: Path):
+    """SQLite through SQLAlchemy: integer ids become their text, decimals numbers."""
+    import sqlite3
+
+    db = tmp_path / "crm.sqlite"
+    with sqlite3.connect(db) as con:
+        con.execute("create table accounts (id integer, created text, mrr real)")
+        con.execute("insert into accounts values (42, '2024-01-02T10:00:00Z', 99.5)")
+        con.execute("create table events (user_id integer, ts text, name text)")
+        con.execute("insert into events values (42, '2024-01-05T10:00:00Z', 'login')")
+    url = f"sqlite:///{db}"
+    path = tmp_path / "m.toml"
+    path.write_text(
+        f"""
+[customers]
+source = {{ url = "{url}", query = "select * from accounts" }}
+[customers.columns]
+customer_id = "id"
+signup_at = "created"
+mrr = {{ column = "mrr", type = "number" }}
+[activity]
+source = {{ url = "{url}", query = "select * from events" }}
+[activity.columns]
+customer_id = "user_id"
+at = "ts"
+event = "name"
+"""
+    )
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["customer_id"].tolist() == ["42"]
+    assert tables.customers["mrr"].tolist() == [99.5]
+    assert tables.activity["customer_id"].tolist() == ["42"]
+    assert report.sources[0].rows_read == 1
