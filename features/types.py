@@ -177,12 +177,15 @@ def _from_text(
     values: pd.Series, column: str, spec: TimestampSpec
 ) -> tuple[pd.Series, list[Problem]]:
     empty = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
-    is_str = values.map(lambda v: isinstance(v, str), na_action="ignore")
     present = values.notna().to_numpy().copy()
-    not_text = present & ~is_str.fillna(True).astype(bool).to_numpy()
+    if not isinstance(values.dtype, pd.StringDtype):  # objects: each value must be a str
+        is_str = values.map(lambda v: isinstance(v, str), na_action="ignore")
+        not_text = present & ~is_str.fillna(True).astype(bool).to_numpy()
+    else:
+        not_text = np.zeros(len(values), dtype=bool)
     if not_text.any():
         return empty, [problem_at(column, "values that are neither text nor timestamps", not_text)]
-    text = values.where(values.isna(), values.astype("str").str.strip())
+    text = values.astype("str").str.strip().where(values.notna())
     blank = present & (text == "").to_numpy(dtype=bool)
     if blank.any():  # an empty string is a missing value in a CSV, never a time
         text = text.mask(pd.Series(blank, index=text.index))
@@ -372,6 +375,8 @@ def parse_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]
             return empty, [*problems, problem_at(column, "ids must be text or whole numbers", frac)]
         text = pd.Series(x, index=values.index).astype("Int64").astype("str")
         return text.where(values.notna()), problems
+    if isinstance(values.dtype, pd.StringDtype):
+        return values, problems
     if is_text(values):
         ok = values.map(lambda v: isinstance(v, str | int | np.integer), na_action="ignore")
         notstr = present & ~ok.fillna(True).astype(bool).to_numpy()
