@@ -17,11 +17,11 @@ ChurnMode = Literal["contractual", "non_contractual"]
 
 @dataclass(frozen=True)
 class ChurnDefinition:
-    """What counts as churn in (T, T + horizon], and who is eligible at T.
+    """What counts as churn in [T, T + horizon), and who is eligible at T.
 
-    contractual: the customer's churned_at falls in (T, T + horizon].
-    non_contractual: a customer with qualifying activity in the lookback window before T has
-    no qualifying activity in (T, T + horizon]. Only such customers are eligible at T.
+    contractual: the customer's churned_at falls in [T, T + horizon).
+    non_contractual: a customer with qualifying activity in the lookback window [T - lookback, T)
+    has no qualifying activity in [T, T + horizon). Only such customers are eligible at T.
     """
 
     mode: ChurnMode = "contractual"

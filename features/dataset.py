@@ -1,5 +1,5 @@
 """Training sets: one row per (customer, observation date), features as of that date and the
-label for (date, date + horizon]. Built date by date with the one feature function."""
+label for [date, date + horizon). Built date by date with the one feature function."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Who is scored at T, and the churn label for (T, T + horizon]."""
+"""Who is scored at T, and the churn label for [T, T + horizon).
+
+Features use rows dated strictly before T and the label window starts at T itself, so nothing
+falls between them: daily data stamped at midnight puts a day's purchases (or a cancellation)
+on T, and they count in the label."""
 
 from __future__ import annotations
 
@@ -20,37 +24,39 @@ def _qualifying(prep: Prepared, churn: ChurnDefinition) -> np.ndarray:
 
 
 def _active_between(
-    prep: Prepared, churn: ChurnDefinition, start_ns: int, end_ns: int, *, closed: str
+    prep: Prepared, churn: ChurnDefinition, start_ns: int, end_ns: int
 ) -> np.ndarray:
-    """Per customer: any qualifying activity in [start, end) (closed='left') or (start, end] ('right')."""
+    """Per customer: any qualifying activity in [start, end)."""
     act = prep.activity
-    if closed == "left":
-        in_window = (act.at >= start_ns) & (act.at < end_ns)
-    else:
-        in_window = (act.at > start_ns) & (act.at <= end_ns)
-    in_window &= _qualifying(prep, churn)
+    in_window = (act.at >= start_ns) & (act.at < end_ns) & _qualifying(prep, churn)
     return np.bincount(act.customer[in_window], minlength=prep.n_customers) > 0
 
 
 def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
-    """Customers scored at T: signed up before T, not churned by T and, for non-contractual
-    churn, with qualifying activity in the lookback window [T - lookback, T)."""
+    """Customers scored at T: signed up before T, not churned before T and, for non-contractual
+    churn, with qualifying activity in the lookback window [T - lookback, T).
+
+    A customer whose churned_at is T itself is still a customer before T: eligible at T, and
+    its label (churned_at in [T, T + horizon)) is 1."""
     prep = prepare(tables)
     t = as_of_timestamp(as_of).value
-    mask = (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at > t))
+    mask = (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at >= t))
     if churn.mode == "non_contractual":
-        mask &= _active_between(prep, churn, t - churn.lookback_days * DAY_NS, t, closed="left")
+        mask &= _active_between(prep, churn, t - churn.lookback_days * DAY_NS, t)
     return mask
 
 
 def label_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
-    """Per customer (all of them): churned in (T, T + horizon] under the churn definition."""
+    """Per customer (all of them): churned in [T, T + horizon) under the churn definition.
+
+    contractual: churned_at in [T, T + horizon); non-contractual: no qualifying activity in
+    [T, T + horizon)."""
     prep = prepare(tables)
     t = as_of_timestamp(as_of).value
     end = t + churn.horizon_days * DAY_NS
     if churn.mode == "contractual":
-        return (prep.churned_at != NAT) & (prep.churned_at > t) & (prep.churned_at <= end)
-    return ~_active_between(prep, churn, t, end, closed="right")
+        return (prep.churned_at != NAT) & (prep.churned_at >= t) & (prep.churned_at < end)
+    return ~_active_between(prep, churn, t, end)
 
 
 def check_horizon_observed(tables: Tables, as_of: object, churn: ChurnDefinition) -> None:
