@@ -14,6 +14,10 @@ from typing import Any, Literal
 
 ChurnMode = Literal["contractual", "non_contractual"]
 
+# Customers-table columns with a role of their own: never a segment, never a declared attribute
+# (churned_at as a feature would be the label itself).
+RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
+
 
 @dataclass(frozen=True)
 class ChurnDefinition:
@@ -40,14 +44,20 @@ class ChurnDefinition:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Which behavioural signals to compute, and over which windows (in days before T)."""
+    """Which behavioural signals to compute, and over which windows (in days before T).
+
+    customer_attributes are the customers-table columns that are model features. Customer
+    attributes are a snapshot taken on the day of the export and can hold the future (a
+    `status` of canceled, today's MRR): only the attributes declared here become features; the
+    others stay segments for the retention and risk reports, which read the customers table.
+    """
 
     windows: tuple[int, ...] = (7, 30, 90)
     trend_window: int = 30  # last trend_window days against the trend_window days before
     event_types: tuple[str, ...] | None = None  # per-type counts; None: resolved from the data
     max_event_types: int = 20
-    segment_columns: tuple[str, ...] | None = None  # None: resolved from the customers table
-    max_segment_categories: int = 100
+    customer_attributes: tuple[str, ...] = ()  # declared attributes that are model features
+    max_segment_categories: int = 100  # text attributes with more values are no segment
     long_open_ticket_days: int = 7
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
 
@@ -56,13 +66,37 @@ class FeatureConfig:
             raise ValueError(f"feature windows must be positive day counts, got {self.windows}")
         if self.trend_window <= 0:
             raise ValueError("trend_window must be positive")
+        attributes = self.customer_attributes
+        if isinstance(attributes, str) or not all(isinstance(a, str) for a in attributes):
+            raise ValueError(
+                f"customer_attributes must be a list of column names, got {attributes!r}"
+            )
+        reserved = [a for a in attributes if a in RESERVED_CUSTOMER_COLUMNS]
+        if reserved:
+            raise ValueError(
+                f"customer_attributes cannot hold {reserved}: {', '.join(RESERVED_CUSTOMER_COLUMNS)} "
+                "have a role of their own (churned_at is the label)"
+            )
+        if len(set(attributes)) != len(attributes):
+            raise ValueError(f"customer_attributes lists a column twice: {list(attributes)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FeatureConfig:
+        """A configuration from its dict form (a TOML section, or the dict stored with a model).
+
+        Models trained before customer_attributes existed stored the attributes they took as
+        features under segment_columns: read as customer_attributes, they give the same columns."""
         raw = dict(raw)
+        if "segment_columns" in raw:
+            legacy = raw.pop("segment_columns")
+            if "customer_attributes" in raw:
+                raise ValueError(
+                    "give customer_attributes only (segment_columns is its former name)"
+                )
+            raw["customer_attributes"] = legacy or ()
         known = set(cls.__dataclass_fields__)
         unknown = set(raw) - known
         if unknown:
@@ -75,8 +109,8 @@ class FeatureConfig:
             if churn.get("qualifying_events") is not None:
                 churn["qualifying_events"] = tuple(churn["qualifying_events"])
             churn = ChurnDefinition(**churn)
-        for key in ("windows", "event_types", "segment_columns"):
-            if raw.get(key) is not None:
+        for key in ("windows", "event_types", "customer_attributes"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
                 raw[key] = tuple(raw[key])
         return cls(churn=churn, **raw)
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
+from features.config import RESERVED_CUSTOMER_COLUMNS, FeatureConfig
 from features.contract import Tables
 from features.labels import eligible_mask
 from features.prepared import (
@@ -31,22 +31,31 @@ from features.prepared import (
     reduce_at,
 )
 
-RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
-
 
 def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> FeatureConfig:
     """Fill what the configuration leaves to the data, using only rows dated before `until`:
-    the event types that get their own counts, and the customer attributes used as segments."""
+    the event types that get their own counts. The declared customer attributes must be
+    columns of the customers table."""
     t = as_of_timestamp(until).value
+    check_customer_attributes(tables.customers, config)
     if config.event_types is None:
         act = prepare(tables).activity
         counts = _code_counts(act.event[_rows(act, None, t)], len(act.event_names))
         order = np.argsort(-counts, kind="stable")
         top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i] > 0]
         config = replace(config, event_types=tuple(sorted(top)))
-    if config.segment_columns is None:
-        config = replace(config, segment_columns=tuple(segment_columns(tables.customers, config)))
     return config
+
+
+def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) -> None:
+    """A declared customer attribute that the customers table lacks is an error naming it."""
+    missing = [c for c in config.customer_attributes if c not in customers.columns]
+    if missing:
+        have = [c for c in customers.columns if c not in RESERVED_CUSTOMER_COLUMNS]
+        raise ValueError(
+            f"table 'customers': declared customer attribute '{missing[0]}' "
+            f"([features] customer_attributes) is not a column; its attributes are {have}"
+        )
 
 
 def _code_counts(codes: np.ndarray, length: int) -> np.ndarray:
@@ -64,7 +73,8 @@ def _code_counts(codes: np.ndarray, length: int) -> np.ndarray:
 
 
 def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]:
-    """Customer attributes usable as segments: numbers, and text with few distinct values."""
+    """Customer attributes usable as segments of a report: numbers, and text with few distinct
+    values (at most max_segment_categories). Segments are not features unless declared."""
     chosen = []
     for col in customers.columns:
         if col in RESERVED_CUSTOMER_COLUMNS:
@@ -87,26 +97,26 @@ def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
-    """The feature columns build_features returns for a resolved configuration, in order."""
-    if config.event_types is None or config.segment_columns is None:
+    """The feature columns build_features returns for a resolved configuration, in order:
+    the behavioural signals, then the declared customer attributes."""
+    if config.event_types is None:
         raise ValueError("resolve the configuration first (resolve_config) to know its features")
-    return [*_feature_columns(_empty_prepared(), 0, config), *config.segment_columns]
+    return [*_feature_columns(_empty_prepared(), 0, config), *config.customer_attributes]
 
 
 def build_features(
     tables: Tables, as_of: object, config: FeatureConfig | None = None
 ) -> pd.DataFrame:
     """One row per customer eligible at T (see features.labels.eligible_mask) with the
-    behavioural signals of DESIGN.md: customer_id, then features, then segment attributes."""
+    behavioural signals of DESIGN.md: customer_id, then features, then the declared customer
+    attributes (config.customer_attributes; the other attributes are not features)."""
     t = as_of_timestamp(as_of)
     config = resolve_config(tables, config or FeatureConfig(), until=t)
     prep = prepare(tables)
     eligible = eligible_mask(tables, t, config.churn)
     frame = _eligible_frame(_feature_columns(prep, t.value, config), eligible)
     frame.insert(0, "customer_id", _text_values(tables.customers["customer_id"])[eligible])
-    for col in config.segment_columns or ():
-        if col not in tables.customers:
-            raise ValueError(f"segment column '{col}' is not in the customers table")
+    for col in config.customer_attributes:
         frame[col] = _segment_values(tables.customers[col])[eligible]
     return frame
 
