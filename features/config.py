@@ -6,7 +6,9 @@ scoring computes exactly the columns the model was trained on.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,20 +28,47 @@ class ChurnDefinition:
     contractual: the customer's churned_at falls in [T, T + horizon).
     non_contractual: a customer with qualifying activity in the lookback window [T - lookback, T)
     has no qualifying activity in [T, T + horizon). Only such customers are eligible at T.
+
+    observed_until (YYYY-MM-DD, midnight at the start of that day): the last instant at which
+    churn is observed; None: the data's end. A subscription export usually stops recording
+    cancellations some days before its last event. No label window reaches past it, and a
+    churned_at after it does not count as churn.
     """
 
     mode: ChurnMode = "contractual"
     horizon_days: int = 30
     lookback_days: int = 90
     qualifying_events: tuple[str, ...] | None = None  # None: every event type qualifies
+    observed_until: str | None = None  # ISO date; None: the data's end
 
     def __post_init__(self) -> None:
+        if self.observed_until is not None:
+            object.__setattr__(self, "observed_until", _iso_date(self.observed_until))
         if self.mode not in ("contractual", "non_contractual"):
             raise ValueError(
                 f"churn mode must be 'contractual' or 'non_contractual', got {self.mode!r}"
             )
         if self.horizon_days <= 0 or self.lookback_days <= 0:
             raise ValueError("churn horizon_days and lookback_days must be positive")
+
+
+def _iso_date(value: object) -> str:
+    """A date (a TOML date, or YYYY-MM-DD text) as YYYY-MM-DD text; anything else is an error."""
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time(0) or value.tzinfo is not None:
+            raise ValueError(f"observed_until must be a date (YYYY-MM-DD), got {value!r}")
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str) and _DATE.match(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip()).isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"observed_until must be a date (YYYY-MM-DD), got {value!r}")
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)

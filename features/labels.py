@@ -55,20 +55,42 @@ def label_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndar
     t = as_of_timestamp(as_of).value
     end = t + churn.horizon_days * DAY_NS
     if churn.mode == "contractual":
-        return (prep.churned_at != NAT) & (prep.churned_at >= t) & (prep.churned_at < end)
+        churned = (prep.churned_at != NAT) & (prep.churned_at >= t) & (prep.churned_at < end)
+        if churn.observed_until is not None:  # cancellations after it are not recorded reliably
+            churned &= prep.churned_at <= pd.Timestamp(churn.observed_until).value
+        return churned
     return ~_active_between(prep, churn, t, end)
 
 
+def observation_end(tables: Tables, churn: ChurnDefinition) -> tuple[pd.Timestamp, str]:
+    """The last instant at which churn is observed, and what sets it: the configured
+    observed_until (never later than the data's end), else the data's end."""
+    data_end = tables.data_end()
+    if churn.observed_until is not None:
+        configured = pd.Timestamp(churn.observed_until)
+        if configured <= data_end:
+            return configured, "churn is observed until ([features.churn] observed_until)"
+    return data_end, "the data ends at"
+
+
+def last_labeled_date(tables: Tables, churn: ChurnDefinition) -> pd.Timestamp:
+    """The latest observation date whose whole label window [T, T + horizon) is observed."""
+    end, _ = observation_end(tables, churn)
+    return (end - pd.Timedelta(days=churn.horizon_days)).normalize()
+
+
 def check_horizon_observed(tables: Tables, as_of: object, churn: ChurnDefinition) -> None:
-    """Labels need the whole horizon to be in the data; say which date to use otherwise."""
+    """Labels need the whole horizon observed (up to observed_until, by default the data's
+    end); say which date to use otherwise."""
     t = as_of_timestamp(as_of)
     end = t + pd.Timedelta(days=churn.horizon_days)
-    data_end = tables.data_end()
-    if end > data_end:
-        latest = (data_end - pd.Timedelta(days=churn.horizon_days)).normalize()
+    limit, what = observation_end(tables, churn)
+    if end > limit:
+        latest = last_labeled_date(tables, churn)
         raise ValueError(
-            f"observation date {t.date()} needs data until {end.date()} for a {churn.horizon_days}-day "
-            f"label, but the data ends at {data_end}; use observation dates up to {latest.date()}"
+            f"observation date {t.date()} needs churn observed until {end.date()} for a "
+            f"{churn.horizon_days}-day label, but {what} {limit}; use observation dates up to "
+            f"{latest.date()}"
         )
 
 

@@ -103,7 +103,9 @@ def test_non_contractual_label_is_no_qualifying_activity_in_horizon(tables):
 
 def test_label_needs_the_whole_horizon_in_the_data(tables):
     with pytest.raises(
-        ValueError, match=r"needs data until 2024-05-30.*use observation dates up to 2024-04-01"
+        ValueError,
+        match=r"needs churn observed until 2024-05-30.*the data ends at 2024-05-01.*"
+        r"use observation dates up to 2024-04-01",
     ):
         build_labels(tables, "2024-04-30", ChurnDefinition(horizon_days=30))
 
@@ -145,7 +147,7 @@ def test_a_failed_training_set_leaves_the_previous_file_whole(tables, tmp_path):
     out = tmp_path / "train.parquet"
     write_training_set(tables, ["2024-02-15"], out)
     before = out.read_bytes()
-    with pytest.raises(ValueError, match="needs data until"):
+    with pytest.raises(ValueError, match="needs churn observed until"):
         write_training_set(tables, ["2024-03-01", "2024-12-01"], out)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]
