@@ -87,6 +87,10 @@ class FeatureConfig:
     max_event_types: int = 20
     customer_attributes: tuple[str, ...] = ()  # declared attributes that are model features
     max_segment_categories: int = 100  # text attributes with more values are no segment
+    # Upgrades, downgrades and the last payment change: only for subscriptions (on order data
+    # "last payment change" only says "bought twice"). None: resolved from the data (contractual
+    # churn, or revenue rows with a period).
+    subscription_signals: bool | None = None
     long_open_ticket_days: int = 7
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
 

@@ -11,16 +11,20 @@ import pandas as pd
 
 from features.config import ChurnDefinition
 from features.contract import Tables
-from features.prepared import DAY_NS, NAT, Prepared, as_of_timestamp, prepare
+from features.prepared import (
+    DAY_NS,
+    NAT,
+    Prepared,
+    as_of_timestamp,
+    prepare,
+    qualifying_rows,
+)
 
 
 def _qualifying(prep: Prepared, churn: ChurnDefinition) -> np.ndarray:
     """Mask over activity rows that count as 'still a customer' in non-contractual mode."""
-    act = prep.activity
-    if churn.qualifying_events is None:
-        return np.ones(len(act.at), dtype=bool)
-    wanted = np.isin(act.event_names, np.asarray(churn.qualifying_events, dtype=object))
-    return wanted[act.event] if len(act.event_names) else np.zeros(len(act.at), dtype=bool)
+    mask = qualifying_rows(prep.activity, churn.qualifying_events)
+    return np.ones(len(prep.activity.at), dtype=bool) if mask is None else mask
 
 
 def _active_between(

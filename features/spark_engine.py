@@ -384,6 +384,21 @@ def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -
     return [] if latest is None else [int(latest)]
 
 
+def _has_subscriptions(
+    frames: dict[str, DataFrame], infos: dict[str, TableInput], config: FeatureConfig, until: Any
+) -> bool:
+    """Contractual churn, or revenue rows before `until` with a period (one small Spark job)."""
+    from pyspark.sql import functions as F
+
+    if config.churn.mode == "contractual":
+        return True
+    revenue = frames.get("revenue")
+    if revenue is None or "period" not in revenue.columns:
+        return False
+    before = _as_ns(revenue, infos["revenue"], "at") < as_of_timestamp(until).value
+    return bool(revenue.where(before & F.col("period").isNotNull()).limit(1).count())
+
+
 def output_schema(
     config: FeatureConfig, segment_types: dict[str, str], with_labels: bool
 ) -> pa.Schema:
@@ -466,6 +481,10 @@ def plan_run(
     observed_until = pd.Timestamp(max(latest), unit="ns")  # Tables.data_end of all the data
     if config.event_types is None:
         config = replace(config, event_types=event_types)
+    if config.subscription_signals is None:  # as features.signals.has_subscriptions
+        config = replace(
+            config, subscription_signals=_has_subscriptions(frames, infos, config, until)
+        )
     from features.signals import check_customer_attributes
 
     check_customer_attributes(pd.DataFrame(columns=frames["customers"].columns), config)

@@ -127,7 +127,13 @@ def tables_of(data):
     )
 
 
-CONFIGS = [FeatureConfig(), FeatureConfig().with_churn(mode="non_contractual", lookback_days=60)]
+CONFIGS = [
+    FeatureConfig(),
+    FeatureConfig().with_churn(mode="non_contractual", lookback_days=60),
+    FeatureConfig().with_churn(
+        mode="non_contractual", lookback_days=60, qualifying_events=("login", "export")
+    ),
+]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
