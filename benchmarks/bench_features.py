@@ -70,14 +70,14 @@ SHARED_COLUMNS = (
 )
 
 # Hand-written SQL for the same features as of T, for customers eligible at T (signed up
-# before T, not churned by T). {t} is T as a TIMESTAMP_NS literal, {t7}... T minus 7 days,
+# before T, not churned before T). {t} is T as a TIMESTAMP_NS literal, {t7}... T minus 7 days,
 # {d7}... the same as DATE literals (T is a midnight, so "at >= T - 7 days" is
 # "date(at) >= date(T) - 7"). Activity is first reduced to one row per (customer, day) for the
 # last 90 days; distinct event types and the last event time are separate aggregates.
 DUCKDB_SQL = """
 WITH eligible AS (
   SELECT customer_id FROM {customers}
-  WHERE signup_at < {t} AND (churned_at IS NULL OR churned_at > {t})
+  WHERE signup_at < {t} AND (churned_at IS NULL OR churned_at >= {t})
 ),
 act AS (
   SELECT customer_id, "at", event, value FROM {activity} WHERE "at" < {t}

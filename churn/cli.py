@@ -265,7 +265,7 @@ def dataset_command(
     buckets: BucketsOption = None,
 ) -> None:
     """The training set: one row per (customer, observation date), features as of the date and
-    the label for (date, date + horizon]."""
+    the label for [date, date + horizon)."""
     from features.dataset import observation_dates, parse_days, write_training_set
     from features.io import load_tables
 

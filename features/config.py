@@ -6,7 +6,9 @@ scoring computes exactly the columns the model was trained on.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -14,22 +16,34 @@ from typing import Any, Literal
 
 ChurnMode = Literal["contractual", "non_contractual"]
 
+# Customers-table columns with a role of their own: never a segment, never a declared attribute
+# (churned_at as a feature would be the label itself).
+RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
+
 
 @dataclass(frozen=True)
 class ChurnDefinition:
-    """What counts as churn in (T, T + horizon], and who is eligible at T.
+    """What counts as churn in [T, T + horizon), and who is eligible at T.
 
-    contractual: the customer's churned_at falls in (T, T + horizon].
-    non_contractual: a customer with qualifying activity in the lookback window before T has
-    no qualifying activity in (T, T + horizon]. Only such customers are eligible at T.
+    contractual: the customer's churned_at falls in [T, T + horizon).
+    non_contractual: a customer with qualifying activity in the lookback window [T - lookback, T)
+    has no qualifying activity in [T, T + horizon). Only such customers are eligible at T.
+
+    observed_until (YYYY-MM-DD, midnight at the start of that day): the last instant at which
+    churn is observed; None: the data's end. A subscription export usually stops recording
+    cancellations some days before its last event. No label window reaches past it, and a
+    churned_at after it does not count as churn.
     """
 
     mode: ChurnMode = "contractual"
     horizon_days: int = 30
     lookback_days: int = 90
     qualifying_events: tuple[str, ...] | None = None  # None: every event type qualifies
+    observed_until: str | None = None  # ISO date; None: the data's end
 
     def __post_init__(self) -> None:
+        if self.observed_until is not None:
+            object.__setattr__(self, "observed_until", _iso_date(self.observed_until))
         if self.mode not in ("contractual", "non_contractual"):
             raise ValueError(
                 f"churn mode must be 'contractual' or 'non_contractual', got {self.mode!r}"
@@ -38,16 +52,45 @@ class ChurnDefinition:
             raise ValueError("churn horizon_days and lookback_days must be positive")
 
 
+def _iso_date(value: object) -> str:
+    """A date (a TOML date, or YYYY-MM-DD text) as YYYY-MM-DD text; anything else is an error."""
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time(0) or value.tzinfo is not None:
+            raise ValueError(f"observed_until must be a date (YYYY-MM-DD), got {value!r}")
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, str) and _DATE.match(value.strip()):
+        try:
+            return dt.date.fromisoformat(value.strip()).isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"observed_until must be a date (YYYY-MM-DD), got {value!r}")
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Which behavioural signals to compute, and over which windows (in days before T)."""
+    """Which behavioural signals to compute, and over which windows (in days before T).
+
+    customer_attributes are the customers-table columns that are model features. Customer
+    attributes are a snapshot taken on the day of the export and can hold the future (a
+    `status` of canceled, today's MRR): only the attributes declared here become features; the
+    others stay segments for the retention and risk reports, which read the customers table.
+    """
 
     windows: tuple[int, ...] = (7, 30, 90)
     trend_window: int = 30  # last trend_window days against the trend_window days before
     event_types: tuple[str, ...] | None = None  # per-type counts; None: resolved from the data
     max_event_types: int = 20
-    segment_columns: tuple[str, ...] | None = None  # None: resolved from the customers table
-    max_segment_categories: int = 100
+    customer_attributes: tuple[str, ...] = ()  # declared attributes that are model features
+    max_segment_categories: int = 100  # text attributes with more values are no segment
+    # Upgrades, downgrades and the last payment change: only for subscriptions (on order data
+    # "last payment change" only says "bought twice"). None: resolved from the data (contractual
+    # churn, or revenue rows with a period).
+    subscription_signals: bool | None = None
     long_open_ticket_days: int = 7
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
 
@@ -56,13 +99,37 @@ class FeatureConfig:
             raise ValueError(f"feature windows must be positive day counts, got {self.windows}")
         if self.trend_window <= 0:
             raise ValueError("trend_window must be positive")
+        attributes = self.customer_attributes
+        if isinstance(attributes, str) or not all(isinstance(a, str) for a in attributes):
+            raise ValueError(
+                f"customer_attributes must be a list of column names, got {attributes!r}"
+            )
+        reserved = [a for a in attributes if a in RESERVED_CUSTOMER_COLUMNS]
+        if reserved:
+            raise ValueError(
+                f"customer_attributes cannot hold {reserved}: {', '.join(RESERVED_CUSTOMER_COLUMNS)} "
+                "have a role of their own (churned_at is the label)"
+            )
+        if len(set(attributes)) != len(attributes):
+            raise ValueError(f"customer_attributes lists a column twice: {list(attributes)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> FeatureConfig:
+        """A configuration from its dict form (a TOML section, or the dict stored with a model).
+
+        Models trained before customer_attributes existed stored the attributes they took as
+        features under segment_columns: read as customer_attributes, they give the same columns."""
         raw = dict(raw)
+        if "segment_columns" in raw:
+            legacy = raw.pop("segment_columns")
+            if "customer_attributes" in raw:
+                raise ValueError(
+                    "give customer_attributes only (segment_columns is its former name)"
+                )
+            raw["customer_attributes"] = legacy or ()
         known = set(cls.__dataclass_fields__)
         unknown = set(raw) - known
         if unknown:
@@ -75,8 +142,8 @@ class FeatureConfig:
             if churn.get("qualifying_events") is not None:
                 churn["qualifying_events"] = tuple(churn["qualifying_events"])
             churn = ChurnDefinition(**churn)
-        for key in ("windows", "event_types", "segment_columns"):
-            if raw.get(key) is not None:
+        for key in ("windows", "event_types", "customer_attributes"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
                 raw[key] = tuple(raw[key])
         return cls(churn=churn, **raw)
 

@@ -1,5 +1,5 @@
 """Training sets: one row per (customer, observation date), features as of that date and the
-label for (date, date + horizon]. Built date by date with the one feature function."""
+label for [date, date + horizon). Built date by date with the one feature function."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def iter_snapshots(
     """For each observation date: its rows of features and label (as_of, customer_id, ..., churned).
 
     The configuration must be resolved (resolve_config) so every date yields the same columns."""
-    if config.event_types is None or config.segment_columns is None:
+    if config.event_types is None:
         raise ValueError("resolve the feature configuration before building snapshots")
     dates = [as_of_timestamp(d) for d in dates]
     for d in dates:

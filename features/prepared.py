@@ -9,7 +9,7 @@ one date cheap and many dates affordable. Cached on the Tables object.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -149,6 +149,29 @@ class FeedbackArrays:
 
 
 @dataclass
+class ActiveDays:
+    """The distinct days with qualifying activity of every customer, over the whole data, for
+    whole-history signals as of any date (see active_days). Built once per set of qualifying
+    events; as of T, a customer's days before T are a prefix of its pairs.
+
+    Days are whole days since day0 (UTC midnights). Gaps are the days between two consecutive
+    active days of a customer, listed by (customer, gap length), each with the position in
+    the customer's pairs of the later of its two days."""
+
+    day0: int
+    span: int  # days from day0 to the last active day, + 1
+    key: np.ndarray  # int64 customer * span + day, sorted: one entry per (customer, active day)
+    start: np.ndarray  # int64, n + 1: customer c's pairs are key[start[c]:start[c + 1]]
+    gap_customer: np.ndarray  # int32 (int64 past 2**31 customers)
+    gap_days: np.ndarray  # ascending within each customer
+    gap_pos: np.ndarray  # >= 1
+    gap_start: (
+        np.ndarray
+    )  # int64, n + 1: customer c's gaps are gap_*[gap_start[c]:gap_start[c + 1]]
+    total_events: np.ndarray  # int64 per customer: qualifying events over the whole data
+
+
+@dataclass
 class Prepared:
     n_customers: int
     signup_at: np.ndarray
@@ -156,6 +179,8 @@ class Prepared:
     activity: ActivityArrays
     revenue: RevenueArrays
     feedback: FeedbackArrays
+    # ActiveDays per tuple of qualifying events (None: every event), built on first use.
+    active_days: dict = field(default_factory=dict, repr=False)
 
 
 def prepare(tables: Tables) -> Prepared:
@@ -179,6 +204,136 @@ def prepare(tables: Tables) -> Prepared:
     )
     tables.cache["prepared"] = prepared
     return prepared
+
+
+def qualifying_rows(act: ActivityArrays, events: tuple[str, ...] | None) -> np.ndarray | None:
+    """Mask over activity rows whose event is one of `events`; None when every event counts."""
+    if events is None:
+        return None
+    wanted = np.isin(act.event_names, np.asarray(events, dtype=object))
+    return wanted[act.event] if len(act.event_names) else np.zeros(len(act.at), dtype=bool)
+
+
+# Above this many customer-days, distinct days are found by sorting instead of a bitmap.
+BITMAP_CELLS = 1 << 27
+
+
+def active_days(prep: Prepared, events: tuple[str, ...] | None) -> ActiveDays:
+    """The ActiveDays of the qualifying events (None: every event), cached on prep.
+
+    Distinct (customer, day) pairs come from a bitmap of customers x days (flatnonzero gives
+    them sorted, with no sort of the 10M event rows; BITMAP_CELLS bytes at most), or from
+    np.unique beyond it. No integer division of the pairs: customers come from row counts."""
+    events = None if events is None else tuple(events)
+    cached = prep.active_days.get(events)
+    if cached is not None:
+        return cached
+    act, n = prep.activity, prep.n_customers
+    qual = qualifying_rows(act, events)
+    day0, last = _day_range(act.at, qual)
+    span = max(last - day0 + 1, 1)
+    bitmap = n * span <= BITMAP_CELLS
+    seen = np.zeros(n * span if bitmap else 0, dtype=bool)
+    parts = []
+    total = np.zeros(n, dtype=np.int64)
+    for low in range(0, len(act.at), BLOCK_ROWS):
+        cust, days = act.customer[low : low + BLOCK_ROWS], act.at[low : low + BLOCK_ROWS] // DAY_NS
+        if qual is not None:
+            keep = qual[low : low + BLOCK_ROWS]
+            cust, days = cust[keep], days[keep]
+        total += np.bincount(cust, minlength=n)
+        cells = cust.astype(np.int64) * span + (days - day0)
+        if bitmap:
+            seen[cells] = True
+        else:
+            parts.append(np.unique(cells))
+    if bitmap:
+        key = np.flatnonzero(seen)
+        counts = seen.reshape(n, span).sum(axis=1, dtype=np.int64)
+        del seen
+    else:
+        key = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        counts = np.bincount(key // span, minlength=n)
+    key = key.astype(np.int64, copy=False)
+    start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    small = np.int32 if max(n, span) < 2**31 else np.int64  # the per-date passes read these
+    pieces = [
+        _gaps(key, start, span, lo, hi, small) for lo, hi in _customer_chunks(start, BLOCK_ROWS)
+    ]
+    gap_customer, gap, pos = (
+        np.concatenate([piece[i] for piece in pieces]) if pieces else np.zeros(0, small)
+        for i in range(3)
+    )
+    gap_start = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.maximum(counts - 1, 0), out=gap_start[1:])
+    result = ActiveDays(
+        day0=day0,
+        span=span,
+        key=key,
+        start=start,
+        gap_customer=gap_customer,
+        gap_days=gap,
+        gap_pos=pos,
+        gap_start=gap_start,
+        total_events=total,
+    )
+    prep.active_days[events] = result
+    return result
+
+
+def _customer_chunks(start: np.ndarray, rows: int) -> list[tuple[int, int]]:
+    """Customer ranges [lo, hi) holding about `rows` pairs each (at least one customer)."""
+    chunks, lo, n = [], 0, len(start) - 1
+    while lo < n:
+        hi = int(np.searchsorted(start, start[lo] + rows, side="right")) - 1
+        hi = min(max(hi, lo + 1), n)
+        chunks.append((lo, hi))
+        lo = hi
+    return chunks
+
+
+def _gaps(
+    key: np.ndarray, start: np.ndarray, span: int, lo: int, hi: int, dtype: type
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The gaps of customers [lo, hi): consecutive active days of one customer, sorted by
+    (customer, gap length), each with the position of its later day among the customer's days.
+    One int64 sort of bit-packed (customer, gap, position); no integer division."""
+    counts = np.diff(start[lo : hi + 1])
+    customer = np.repeat(np.arange(lo, hi, dtype=np.int64), counts)
+    day = key[start[lo] : start[hi]] - customer * span
+    later = np.flatnonzero(customer[1:] == customer[:-1]) + 1
+    gap_customer = customer[later]
+    gap = day[later] - day[later - 1]
+    pos = later - (start[gap_customer] - start[lo])
+    bits = max(span - 1, 1).bit_length()
+    if hi < 1 << (62 - 2 * bits):
+        packed = np.sort((gap_customer << (2 * bits)) | (gap << bits) | pos)
+        low_bits = (1 << bits) - 1
+        gap_customer, gap, pos = (
+            packed >> (2 * bits),
+            (packed >> bits) & low_bits,
+            packed & low_bits,
+        )
+    else:
+        order = np.lexsort((gap, gap_customer))
+        gap_customer, gap, pos = gap_customer[order], gap[order], pos[order]
+    return gap_customer.astype(dtype), gap.astype(dtype), pos.astype(dtype)
+
+
+def _day_range(at: np.ndarray, qual: np.ndarray | None) -> tuple[int, int]:
+    """First and last day (days since 1970) of the (qualifying) rows; (0, 0) when none.
+    In blocks of rows: no copy of the selected times."""
+    low, high = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    for start in range(0, len(at), BLOCK_ROWS):
+        values = at[start : start + BLOCK_ROWS]
+        if qual is not None:
+            values = values[qual[start : start + BLOCK_ROWS]]
+        if len(values):
+            low, high = min(low, int(values.min())), max(high, int(values.max()))
+    if low > high:
+        return 0, 0
+    return low // DAY_NS, high // DAY_NS
 
 
 def _prepare_activity(tables: Tables) -> ActivityArrays:

@@ -16,7 +16,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from features.config import FeatureConfig
+from features.config import RESERVED_CUSTOMER_COLUMNS, FeatureConfig
 from features.contract import Tables
 from features.labels import eligible_mask
 from features.prepared import (
@@ -24,29 +24,54 @@ from features.prepared import (
     DAY_NS,
     NAT,
     NO_EVENT,
+    ActiveDays,
     ActivityArrays,
     Prepared,
+    active_days,
     as_of_timestamp,
     prepare,
+    qualifying_rows,
     reduce_at,
 )
-
-RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
 
 
 def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> FeatureConfig:
     """Fill what the configuration leaves to the data, using only rows dated before `until`:
-    the event types that get their own counts, and the customer attributes used as segments."""
+    the event types that get their own counts. The declared customer attributes must be
+    columns of the customers table."""
     t = as_of_timestamp(until).value
+    check_customer_attributes(tables.customers, config)
+    if config.subscription_signals is None:
+        config = replace(config, subscription_signals=has_subscriptions(tables, config, until))
     if config.event_types is None:
         act = prepare(tables).activity
         counts = _code_counts(act.event[_rows(act, None, t)], len(act.event_names))
         order = np.argsort(-counts, kind="stable")
         top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i] > 0]
         config = replace(config, event_types=tuple(sorted(top)))
-    if config.segment_columns is None:
-        config = replace(config, segment_columns=tuple(segment_columns(tables.customers, config)))
     return config
+
+
+def has_subscriptions(tables: Tables, config: FeatureConfig, until: object) -> bool:
+    """Subscriptions, for the subscription-only signals: contractual churn, or revenue rows
+    dated before `until` that say which period they pay for."""
+    if config.churn.mode == "contractual":
+        return True
+    revenue = tables.revenue
+    if "period" not in revenue:
+        return False
+    return bool(revenue["period"][revenue["at"] < as_of_timestamp(until)].notna().any())
+
+
+def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) -> None:
+    """A declared customer attribute that the customers table lacks is an error naming it."""
+    missing = [c for c in config.customer_attributes if c not in customers.columns]
+    if missing:
+        have = [c for c in customers.columns if c not in RESERVED_CUSTOMER_COLUMNS]
+        raise ValueError(
+            f"table 'customers': declared customer attribute '{missing[0]}' "
+            f"([features] customer_attributes) is not a column; its attributes are {have}"
+        )
 
 
 def _code_counts(codes: np.ndarray, length: int) -> np.ndarray:
@@ -64,7 +89,8 @@ def _code_counts(codes: np.ndarray, length: int) -> np.ndarray:
 
 
 def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]:
-    """Customer attributes usable as segments: numbers, and text with few distinct values."""
+    """Customer attributes usable as segments of a report: numbers, and text with few distinct
+    values (at most max_segment_categories). Segments are not features unless declared."""
     chosen = []
     for col in customers.columns:
         if col in RESERVED_CUSTOMER_COLUMNS:
@@ -87,26 +113,26 @@ def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]
 
 
 def feature_names(config: FeatureConfig) -> list[str]:
-    """The feature columns build_features returns for a resolved configuration, in order."""
-    if config.event_types is None or config.segment_columns is None:
+    """The feature columns build_features returns for a resolved configuration, in order:
+    the behavioural signals, then the declared customer attributes."""
+    if config.event_types is None or config.subscription_signals is None:
         raise ValueError("resolve the configuration first (resolve_config) to know its features")
-    return [*_feature_columns(_empty_prepared(), 0, config), *config.segment_columns]
+    return [*_feature_columns(_empty_prepared(), 0, config), *config.customer_attributes]
 
 
 def build_features(
     tables: Tables, as_of: object, config: FeatureConfig | None = None
 ) -> pd.DataFrame:
     """One row per customer eligible at T (see features.labels.eligible_mask) with the
-    behavioural signals of DESIGN.md: customer_id, then features, then segment attributes."""
+    behavioural signals of DESIGN.md: customer_id, then features, then the declared customer
+    attributes (config.customer_attributes; the other attributes are not features)."""
     t = as_of_timestamp(as_of)
     config = resolve_config(tables, config or FeatureConfig(), until=t)
     prep = prepare(tables)
     eligible = eligible_mask(tables, t, config.churn)
     frame = _eligible_frame(_feature_columns(prep, t.value, config), eligible)
     frame.insert(0, "customer_id", _text_values(tables.customers["customer_id"])[eligible])
-    for col in config.segment_columns or ():
-        if col not in tables.customers:
-            raise ValueError(f"segment column '{col}' is not in the customers table")
+    for col in config.customer_attributes:
         frame[col] = _segment_values(tables.customers[col])[eligible]
     return frame
 
@@ -145,6 +171,7 @@ def _feature_columns(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     signup = prep.signup_at
     cols["tenure_days"] = np.where(signup == NAT, np.nan, (t - signup) / DAY_NS)
     cols.update(_activity_signals(prep, t, config))
+    cols.update(_history_signals(prep, t, config))
     cols.update(_revenue_signals(prep, t, config))
     cols.update(_feedback_signals(prep, t, config))
     return cols
@@ -261,6 +288,102 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     return out
 
 
+def _history_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
+    """Whole-history signals of the qualifying events (the churn definition's; every event when
+    it names none), from rows strictly before T: how much and how regularly the customer has
+    been active over its whole history, and how overdue it is against its own rhythm.
+
+    An active day is a day with a qualifying event; gaps are the days between consecutive
+    active days. Recency here is in whole days (T minus the start of the active day)."""
+    n = prep.n_customers
+    qualifying = config.churn.qualifying_events
+    days = active_days(prep, qualifying)
+    t_day = t // DAY_NS - days.day0  # days before T are those below t_day (T is a midnight)
+    first = days.start[:-1]
+    # Active days before T per customer: its pairs below (customer, t_day), a prefix of them.
+    bound = np.arange(n, dtype=np.int64) * days.span + min(max(t_day, 0), days.span)
+    count = np.searchsorted(days.key, bound, side="left") - first
+    has = count > 0
+    first_day = last_day = np.zeros(n, dtype=np.int64)  # read only where has
+    if len(days.key):
+        first_day = days.key[np.where(has, first, 0)] % days.span
+        last_day = days.key[np.where(has, first + count - 1, 0)] % days.span
+    out: dict[str, np.ndarray] = {}
+    out["lifetime_events"] = _events_before(prep, days, t, qualifying)
+    out["lifetime_active_days"] = count.astype("float64")
+    since_first = np.where(has, t_day - first_day, np.nan)
+    since_last = np.where(has, t_day - last_day, np.nan)
+    if qualifying is not None:  # else the same as days_since_first_event / _last_event
+        out["days_since_first_active"] = since_first
+        out["days_since_last_active"] = since_last
+    gaps = count - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["active_gap_mean_days"] = np.where(gaps > 0, (last_day - first_day) / gaps, np.nan)
+        median = _median_gap(days, count, gaps)
+        out["active_gap_median_days"] = median
+        out["overdue_ratio"] = np.where(gaps > 0, since_last / median, np.nan)
+        out["active_day_rate"] = np.where(has, count / since_first, np.nan)
+    return out
+
+
+def _events_before(
+    prep: Prepared, days: ActiveDays, t: int, qualifying: tuple[str, ...] | None
+) -> np.ndarray:
+    """Qualifying events before T per customer: counted over the smaller side of T (all events
+    less those from T on, when T is late in time-ordered data), in blocks of rows."""
+    act, n = prep.activity, prep.n_customers
+    qual = qualifying_rows(act, qualifying)
+    rows = _rows(act, None, t)
+    if isinstance(rows, slice) and rows.stop > len(act.at) // 2:
+        return (
+            days.total_events - _block_counts(act, slice(rows.stop, len(act.at)), qual, n)
+        ).astype("float64")
+    return _block_counts(act, rows, qual, n).astype("float64")
+
+
+def _block_counts(
+    act: ActivityArrays, rows: slice | np.ndarray, qual: np.ndarray | None, n: int
+) -> np.ndarray:
+    """Rows per customer among `rows` (and `qual`), bincount in blocks of 1M rows."""
+    if not isinstance(rows, slice):
+        keep = rows if qual is None else rows & qual
+        return np.bincount(act.customer[keep], minlength=n)
+    counts = np.zeros(n, dtype=np.int64)
+    for low in range(rows.start, rows.stop, BLOCK_ROWS):
+        high = min(low + BLOCK_ROWS, rows.stop)
+        cust = act.customer[low:high]
+        if qual is not None:
+            cust = cust[qual[low:high]]
+        counts += np.bincount(cust, minlength=n)
+    return counts
+
+
+def _median_gap(days: ActiveDays, count: np.ndarray, gaps: np.ndarray) -> np.ndarray:
+    """Per customer, the median of its first `gaps` gaps (those between active days before T).
+
+    Gaps are sorted by length within each customer; those before T are the ones whose later day
+    is among the customer's first `count` days. Ranking them with a running count finds the
+    middle ones of every customer in a few sequential passes, not a sort per date."""
+    n = len(count)
+    out = np.full(n, np.nan)
+    if not len(days.gap_days):
+        return out
+    dtype = days.gap_pos.dtype
+    per_customer = np.diff(days.gap_start)
+    valid = days.gap_pos < np.repeat(count.astype(dtype), per_customer)
+    running = np.cumsum(valid, dtype=dtype)  # valid gaps so far, this one included
+    first = days.gap_start[:-1]
+    before = np.where(first > 0, running[np.maximum(first - 1, 0)], 0).astype(dtype)
+    rank = running - np.repeat(before, per_customer)  # 1-based among the customer's valid gaps
+    m = np.maximum(gaps, 0).astype(dtype)
+    # The two middle ranks (the same one when m is odd): one hit per customer with m > 0, in
+    # customer order; none for m == 0 (no valid gaps, and rank 0 never occurs).
+    low = np.flatnonzero(valid & (rank == np.repeat((m - 1) // 2 + 1, per_customer)))
+    high = np.flatnonzero(valid & (rank == np.repeat(m // 2 + 1, per_customer)))
+    out[np.flatnonzero(m > 0)] = (days.gap_days[low] + days.gap_days[high].astype("float64")) / 2
+    return out
+
+
 def _slug(name: str) -> str:
     """An event name as part of a column name: lower case, letters, digits and underscores."""
     cleaned = "".join(ch if ch.isalnum() else "_" for ch in str(name).strip().lower())
@@ -313,8 +436,9 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     changed = np.nan_to_num(rev.change[in_long], nan=0.0)
     paid = rev.is_payment[in_long]
     customer = rev.customer[in_long]
-    out[f"downgrades_{long_w}d"] = _count(customer, paid & (changed < 0), n)
-    out[f"upgrades_{long_w}d"] = _count(customer, paid & (changed > 0), n)
+    if config.subscription_signals:
+        out[f"downgrades_{long_w}d"] = _count(customer, paid & (changed < 0), n)
+        out[f"upgrades_{long_w}d"] = _count(customer, paid & (changed > 0), n)
     # Row indices within [0, end) are row indices of the whole arrays.
     last = _last_row(rev.customer[before], rev.is_payment[before], n)
     has_last = last >= 0
@@ -322,9 +446,16 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     amount = rev.amount[safe] if len(rev.amount) else np.zeros(n)
     change = rev.change[safe] if len(rev.change) else np.zeros(n)
     out["last_payment_amount"] = np.where(has_last, amount, np.nan)
-    previous = amount - change
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["last_payment_change"] = np.where(has_last & (previous > 0), change / previous, np.nan)
+    # Mean order value: what a payment (an order, an invoice) brings on average, over all of them.
+    out["mean_payment_amount"] = _mean(
+        count(before, rev.is_payment, rev.amount), count(before, rev.is_payment)
+    )
+    if config.subscription_signals:
+        previous = amount - change
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["last_payment_change"] = np.where(
+                has_last & (previous > 0), change / previous, np.nan
+            )
     out["days_since_last_payment"] = _days_since(
         t, _latest(rev.customer[before], rev.at[before], rev.is_payment[before], n)
     )

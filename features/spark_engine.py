@@ -15,8 +15,9 @@ Why a bucket gives the same numbers as the whole data set: every feature and lab
 customer's own rows only, and all rows of a customer land in the same bucket. The parts that
 depend on the whole data set are done once on the driver, over all of it:
 
-* the configuration (event types with their own counts, segment columns) is resolved with a small
-  Spark aggregation and shipped to the workers resolved, so no bucket decides for itself;
+* the configuration (event types with their own counts; the declared customer attributes checked
+  and typed) is resolved with a small Spark aggregation and shipped to the workers resolved, so
+  no bucket decides for itself;
 * the edge of the observed data (``Tables.data_end``, which decides whether a label's horizon is
   observed) is the global one: buckets see it through :class:`BucketTables`;
 * the output schema comes from :func:`features.signals.feature_names`.
@@ -383,13 +384,28 @@ def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -
     return [] if latest is None else [int(latest)]
 
 
+def _has_subscriptions(
+    frames: dict[str, DataFrame], infos: dict[str, TableInput], config: FeatureConfig, until: Any
+) -> bool:
+    """Contractual churn, or revenue rows before `until` with a period (one small Spark job)."""
+    from pyspark.sql import functions as F
+
+    if config.churn.mode == "contractual":
+        return True
+    revenue = frames.get("revenue")
+    if revenue is None or "period" not in revenue.columns:
+        return False
+    before = _as_ns(revenue, infos["revenue"], "at") < as_of_timestamp(until).value
+    return bool(revenue.where(before & F.col("period").isNotNull()).limit(1).count())
+
+
 def output_schema(
     config: FeatureConfig, segment_types: dict[str, str], with_labels: bool
 ) -> pa.Schema:
     """as_of, customer_id, feature_names(config) (segments last), churned: the pandas columns."""
     from features.signals import feature_names
 
-    segments = set(config.segment_columns or ())
+    segments = set(config.customer_attributes)
     fields = [pa.field("as_of", pa.timestamp("us"))] if with_labels else []
     fields.append(pa.field("customer_id", pa.string()))
     for name in feature_names(config):
@@ -453,7 +469,7 @@ def plan_run(
     for name, (path, is_folder) in find_tables(spark, str(data_dir)).items():
         frames[name], infos[name] = _read(spark, name, path, is_folder)
     # Three Spark jobs: customers, activity, feedback + revenue.
-    latest, chosen, types, object_columns = _customer_stats(
+    latest, _segments, types, object_columns = _customer_stats(
         frames["customers"], infos["customers"], config
     )
     activity_latest, event_types = _activity_stats(
@@ -465,13 +481,15 @@ def plan_run(
     observed_until = pd.Timestamp(max(latest), unit="ns")  # Tables.data_end of all the data
     if config.event_types is None:
         config = replace(config, event_types=event_types)
-    if config.segment_columns is None:
-        config = replace(config, segment_columns=tuple(chosen))
-    else:
-        for col in config.segment_columns:
-            if col not in frames["customers"].columns:
-                raise ValueError(f"segment column '{col}' is not in the customers table")
-            types.setdefault(col, "string")
+    if config.subscription_signals is None:  # as features.signals.has_subscriptions
+        config = replace(
+            config, subscription_signals=_has_subscriptions(frames, infos, config, until)
+        )
+    from features.signals import check_customer_attributes
+
+    check_customer_attributes(pd.DataFrame(columns=frames["customers"].columns), config)
+    for col in config.customer_attributes:  # only declared attributes are features
+        types.setdefault(col, "string")
     return Plan(frames, infos, config, observed_until, types, object_columns)
 
 

@@ -74,6 +74,8 @@ PLANS = ("basic", "pro", "enterprise")
 SIZES = ("1-10", "11-50", "51-200", "201+")
 CHANNELS = ("organic", "paid", "partner", "sales")
 COUNTRIES = ("US", "GB", "DE", "FR", "CA", "NL", "AU", "IN", "BR")
+# Customer attributes the demo config declares as model features (all known at signup).
+DEMO_CUSTOMER_ATTRIBUTES = ("plan", "country", "channel", "company_size")
 COUNTRY_SHARE = (0.38, 0.13, 0.12, 0.08, 0.07, 0.06, 0.06, 0.06, 0.04)
 SIZE_SHARE = (0.45, 0.30, 0.17, 0.08)
 # P(channel | size) and P(plan at signup | size): small companies come organic/paid on basic,
@@ -689,7 +691,11 @@ def write_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict:
     tables, truth = generate_demo(config)
     out_dir = Path(out_dir)
     cfg = config or DemoConfig()
-    churn = FeatureConfig().with_churn(mode="contractual", horizon_days=cfg.step_days)
+    # The generator's attributes are known at signup (plan at signup, not today's plan): they
+    # are declared as model features; an export-day snapshot such as a status would not be.
+    churn = FeatureConfig(customer_attributes=DEMO_CUSTOMER_ATTRIBUTES).with_churn(
+        mode="contractual", horizon_days=cfg.step_days
+    )
     # Training dates on the simulation's step grid, where the true probabilities are known.
     grid = {
         "date_from": str((cfg.start + pd.Timedelta(days=2 * cfg.step_days)).date()),

@@ -40,6 +40,7 @@ RAW_COLUMNS = (
 
 ONLINE_RETAIL_CONFIG = FeatureConfig(
     windows=(7, 30, 90),
+    customer_attributes=("country",),  # the customer's most frequent shipping country
     churn=ChurnDefinition(
         mode="non_contractual", horizon_days=90, lookback_days=90, qualifying_events=("purchase",)
     ),

@@ -1,4 +1,4 @@
-"""Labels for (T, T + horizon] under both churn definitions, and training sets over many dates."""
+"""Labels for [T, T + horizon) under both churn definitions, and training sets over many dates."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from features.config import ChurnDefinition, FeatureConfig
 from features.dataset import build_training_set, observation_dates, parse_days, write_training_set
 from features.labels import build_labels
+from features.signals import build_features
 from tests.factories import make_tables
 
 CUSTOMERS = [
@@ -22,7 +23,7 @@ ACTIVITY = [
     {"customer_id": "stays", "at": "2024-03-20", "event": "login", "value": 1.0},
     {"customer_id": "leaves", "at": "2024-02-25", "event": "login", "value": 1.0},
     {"customer_id": "leaves_later", "at": "2024-02-01", "event": "report", "value": 1.0},
-    {"customer_id": "leaves_later", "at": "2024-03-31", "event": "report", "value": 1.0},
+    {"customer_id": "leaves_later", "at": "2024-03-30", "event": "report", "value": 1.0},
     {"customer_id": "new", "at": "2024-05-01", "event": "login", "value": 1.0},
 ]
 
@@ -37,8 +38,51 @@ def test_contractual_label_is_churn_date_in_horizon(tables):
     assert dict(zip(labels["customer_id"], labels["churned"], strict=True)) == {
         "stays": 0,
         "leaves": 1,
+        "left_at_t": 1,
         "leaves_later": 0,
-    }  # left_at_t churned at T: not scored; new signs up after T: not scored
+    }  # left_at_t churned at T itself: a customer before T, churned in [T, T + 30 days)
+    # new signs up after T: not scored
+
+
+def test_contractual_churn_at_t_is_in_the_label_and_at_t_plus_horizon_is_not():
+    """churned_at == T: eligible at T and churned; churned_at == T + horizon: not churned at T,
+    and churned at T + horizon (where it is eligible, since it had not churned before)."""
+    tables = make_tables(
+        [
+            {"customer_id": "at_t", "signup_at": "2024-01-01", "churned_at": "2024-03-01"},
+            {"customer_id": "at_end", "signup_at": "2024-01-01", "churned_at": "2024-03-31"},
+            {"customer_id": "before_t", "signup_at": "2024-01-01", "churned_at": "2024-02-29"},
+            {"customer_id": "anchor", "signup_at": "2024-01-01", "churned_at": "2024-06-01"},
+        ]
+    )
+    churn = ChurnDefinition(horizon_days=30)
+    at_t = build_labels(tables, "2024-03-01", churn).set_index("customer_id")["churned"]
+    assert at_t.to_dict() == {"at_t": 1, "at_end": 0, "anchor": 0}
+    at_end = build_labels(tables, "2024-03-31", churn).set_index("customer_id")["churned"]
+    assert at_end.to_dict() == {"at_end": 1, "anchor": 0}
+
+
+def test_a_purchase_stamped_at_t_counts_in_the_label_and_not_in_the_features():
+    """Daily data at midnight: a purchase on T keeps the customer; one on T + horizon does not."""
+    customers = [
+        {"customer_id": "buys_on_t", "signup_at": "2024-01-01"},
+        {"customer_id": "buys_at_end", "signup_at": "2024-01-01"},
+    ]
+    activity = [
+        {"customer_id": "buys_on_t", "at": "2024-02-20", "event": "purchase", "value": 1.0},
+        {"customer_id": "buys_on_t", "at": "2024-03-01", "event": "purchase", "value": 1.0},
+        {"customer_id": "buys_at_end", "at": "2024-02-20", "event": "purchase", "value": 1.0},
+        {"customer_id": "buys_at_end", "at": "2024-03-31", "event": "purchase", "value": 1.0},
+    ]
+    tables = make_tables(customers, activity)
+    churn = ChurnDefinition(mode="non_contractual", horizon_days=30, lookback_days=30)
+    labels = build_labels(tables, "2024-03-01", churn).set_index("customer_id")["churned"]
+    assert labels.to_dict() == {"buys_on_t": 0, "buys_at_end": 1}
+    features = build_features(tables, "2024-03-01", FeatureConfig(churn=churn)).set_index(
+        "customer_id"
+    )
+    assert features.loc["buys_on_t", "events_7d"] == 0  # the purchase on T is not a feature
+    assert features.loc["buys_on_t", "days_since_last_event"] == 10
 
 
 def test_non_contractual_label_is_no_qualifying_activity_in_horizon(tables):
@@ -59,7 +103,9 @@ def test_non_contractual_label_is_no_qualifying_activity_in_horizon(tables):
 
 def test_label_needs_the_whole_horizon_in_the_data(tables):
     with pytest.raises(
-        ValueError, match=r"needs data until 2024-05-30.*use observation dates up to 2024-04-01"
+        ValueError,
+        match=r"needs churn observed until 2024-05-30.*the data ends at 2024-05-01.*"
+        r"use observation dates up to 2024-04-01",
     ):
         build_labels(tables, "2024-04-30", ChurnDefinition(horizon_days=30))
 
@@ -78,9 +124,11 @@ def test_training_set_has_one_row_per_customer_and_date(tables):
     frame, config = build_training_set(tables, ["2024-02-15", "2024-03-01"], FeatureConfig())
     assert frame.groupby("as_of")["customer_id"].apply(sorted).to_dict() == {
         pd.Timestamp("2024-02-15"): ["leaves", "leaves_later", "left_at_t", "stays"],
-        pd.Timestamp("2024-03-01"): ["leaves", "leaves_later", "stays"],
+        pd.Timestamp("2024-03-01"): ["leaves", "leaves_later", "left_at_t", "stays"],
     }
     feb = frame[frame["as_of"] == "2024-02-15"].set_index("customer_id")["churned"]
+    mar = frame[frame["as_of"] == "2024-03-01"].set_index("customer_id")["churned"]
+    assert mar.to_dict() == {"stays": 0, "leaves": 1, "left_at_t": 1, "leaves_later": 0}
     assert feb.to_dict() == {"stays": 0, "leaves": 1, "left_at_t": 1, "leaves_later": 0}
     assert config.event_types == ("login", "report")
     assert frame["churned"].dtype == "int8"
@@ -99,7 +147,7 @@ def test_a_failed_training_set_leaves_the_previous_file_whole(tables, tmp_path):
     out = tmp_path / "train.parquet"
     write_training_set(tables, ["2024-02-15"], out)
     before = out.read_bytes()
-    with pytest.raises(ValueError, match="needs data until"):
+    with pytest.raises(ValueError, match="needs churn observed until"):
         write_training_set(tables, ["2024-03-01", "2024-12-01"], out)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]

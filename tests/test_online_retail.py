@@ -82,14 +82,14 @@ def test_churn_share_at_the_last_full_horizon_matches_the_readme(raw, imported):
     last_t = (end - pd.Timedelta(days=90)).normalize()
     labels = build_labels(tables, last_t, ONLINE_RETAIL_CONFIG.with_churn(lookback_days=400).churn)
     # The same definition computed independently from the raw lines: bought before T, and
-    # bought nothing in (T, T + 90 days].
+    # bought nothing in [T, T + 90 days).
     bought = raw[raw["CustomerID"].notna() & ~raw["InvoiceNo"].str.startswith("C")]
     ids = bought["CustomerID"].astype("int64").astype(str)
     before = set(ids[bought["InvoiceDate"] < last_t])
     in_horizon = set(
         ids[
-            (bought["InvoiceDate"] > last_t)
-            & (bought["InvoiceDate"] <= last_t + pd.Timedelta(days=90))
+            (bought["InvoiceDate"] >= last_t)
+            & (bought["InvoiceDate"] < last_t + pd.Timedelta(days=90))
         ]
     )
     assert set(labels["customer_id"]) == before

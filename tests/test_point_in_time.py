@@ -102,8 +102,8 @@ def future_changes(draw, data):
         revenue.append({"customer_id": who, "at": after, "kind": "invoice", "amount": 999.0})
     elif what == "churn":
         for c in customers:
-            # Churn exactly at T means "churned by T" (not scored); after T it must not matter.
-            churn_at = max(after, c["signup_at"]) + pd.Timedelta(hours=1)
+            # Churn at T (after may be T itself) or later: still a customer before T, scored.
+            churn_at = max(after, c["signup_at"] + pd.Timedelta(hours=1))
             if pd.isna(c["churned_at"]) or c["churned_at"] > churn_at:
                 c["churned_at"] = churn_at
                 break
@@ -127,7 +127,13 @@ def tables_of(data):
     )
 
 
-CONFIGS = [FeatureConfig(), FeatureConfig().with_churn(mode="non_contractual", lookback_days=60)]
+CONFIGS = [
+    FeatureConfig(),
+    FeatureConfig().with_churn(mode="non_contractual", lookback_days=60),
+    FeatureConfig().with_churn(
+        mode="non_contractual", lookback_days=60, qualifying_events=("login", "export")
+    ),
+]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,11 +151,11 @@ def test_rows_dated_at_or_after_t_leave_features_at_t_unchanged(data):
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_labels_use_only_the_horizon_after_t(data):
-    """Changes after T + horizon never move the labels for T."""
+    """Changes at or after T + horizon never move the labels for T (the window is [T, T + h))."""
     base = data.draw(datasets())
     customers, activity, feedback, revenue = base
     horizon_end = T + pd.Timedelta(days=30)
-    late = horizon_end + pd.Timedelta(hours=data.draw(st.integers(1, 500)))
+    late = horizon_end + pd.Timedelta(hours=data.draw(st.integers(0, 500)))
     who = data.draw(st.sampled_from([c["customer_id"] for c in customers]))
     changed_activity = [*activity, {"customer_id": who, "at": late, "event": "login", "value": 1.0}]
     changed_customers = [dict(c) for c in customers]

@@ -149,12 +149,17 @@ def test_no_history_gives_zero_counts_and_missing_recency(tables):
     assert math.isnan(b["nps_last"]) and math.isnan(b["days_since_ticket"])
 
 
-def test_segments_pass_through_and_feature_names_are_stable(tables):
-    config = resolve_config(tables, FeatureConfig(), until=T)
+def test_declared_attributes_pass_through_and_feature_names_are_stable(tables):
+    config = resolve_config(tables, FeatureConfig(customer_attributes=("plan",)), until=T)
     frame = build_features(tables, T, config)
-    assert config.segment_columns == ("plan",)
     assert list(frame.columns) == ["customer_id", *feature_names(config)]
-    assert frame["plan"].tolist() == ["pro", "basic"]
+    assert frame.columns[-1] == "plan" and frame["plan"].tolist() == ["pro", "basic"]
+    undeclared = build_features(tables, T)
+    assert list(undeclared.columns) == [
+        "customer_id",
+        *feature_names(resolve_config(tables, FeatureConfig(), until=T)),
+    ]
+    assert "plan" not in undeclared.columns
 
 
 def test_features_do_not_depend_on_row_order(tables):

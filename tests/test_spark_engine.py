@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -121,10 +122,12 @@ def awkward_copy(demo: Path, out: Path) -> Path:
 def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path):
     data = awkward_copy(demo, tmp_path / "awkward")
     config = config_for_data(data)
+    declared = ("is_partner", "seats", "region")
+    config = replace(config, customer_attributes=(*config.customer_attributes, *declared))
     out = tmp_path / "features.parquet"
     rows, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
     expected = build_features(load_tables(data), "2024-06-01", config)
-    assert {"is_partner", "seats", "region"} <= set(resolved.segment_columns)
+    assert set(declared) <= set(resolved.customer_attributes) and set(declared) <= set(expected)
     assert rows == len(expected)
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 

@@ -13,6 +13,7 @@ import pandas as pd
 from features.config import FeatureConfig
 from features.contract import Tables
 from features.dataset import build_training_set, observation_dates
+from features.labels import last_labeled_date
 from features.signals import build_features
 from training.config import TrainConfig
 from training.evaluation import binary_metrics
@@ -71,8 +72,7 @@ def default_dates(
 ) -> list[pd.Timestamp]:
     """Observation dates from config, or from the first activity + warmup to the last date whose
     label horizon lies inside the data, every `every_days`, aligned to end on the last one."""
-    horizon = pd.Timedelta(days=feature_config.churn.horizon_days)
-    last_full = (tables.data_end() - horizon).normalize()
+    last_full = last_labeled_date(tables, feature_config.churn)  # observed_until, else data end
     end = pd.Timestamp(config.date_to) if config.date_to else last_full
     if config.date_from:
         return observation_dates(config.date_from, end, config.every_days)

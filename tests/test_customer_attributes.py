@@ -1,0 +1,83 @@
+"""Customer attributes are segments by default and model features only when declared.
+
+A CRM export's attributes are a snapshot taken on export day: a `status` column (active or
+canceled as of today) holds the label. Undeclared, it must not reach the model; declared, it
+passes through as a categorical; declared but absent, it is an error that names it."""
+
+from __future__ import annotations
+
+import pytest
+
+from features.config import FeatureConfig, config_to_toml, feature_config_from_file
+from features.dataset import build_training_set
+from features.signals import build_features, segment_columns
+from retention.metrics import retention_metrics
+from tests.factories import make_tables
+
+T = "2024-03-01"
+
+
+@pytest.fixture
+def tables():
+    customers = [
+        {"customer_id": "a", "signup_at": "2024-01-01", "plan": "pro", "status": "active"},
+        {"customer_id": "b", "signup_at": "2024-01-05", "plan": "basic", "status": "canceled",
+         "churned_at": "2024-03-10"},
+        {"customer_id": "c", "signup_at": "2024-01-09", "plan": "basic", "status": "active"},
+    ]  # fmt: skip
+    activity = [
+        {"customer_id": c, "at": f"2024-02-{d:02d}", "event": "login", "value": 1.0}
+        for c in "abc"
+        for d in (3, 17)
+    ] + [{"customer_id": "a", "at": "2024-04-20", "event": "login", "value": 1.0}]
+    return make_tables(customers, activity)
+
+
+def test_an_undeclared_status_column_is_not_a_feature(tables):
+    frame = build_features(tables, T)
+    assert "status" not in frame.columns and "plan" not in frame.columns
+    training, config = build_training_set(tables, [T], FeatureConfig())
+    assert {"status", "plan"}.isdisjoint(training.columns)
+    assert config.customer_attributes == ()
+
+
+def test_a_declared_attribute_is_a_feature(tables):
+    config = FeatureConfig(customer_attributes=("plan", "status"))
+    frame = build_features(tables, T, config).set_index("customer_id")
+    assert list(frame.columns[-2:]) == ["plan", "status"]
+    assert frame["status"].to_dict() == {"a": "active", "b": "canceled", "c": "active"}
+    training, resolved = build_training_set(tables, [T], config)
+    assert resolved.customer_attributes == ("plan", "status")
+    assert {"plan", "status"} <= set(training.columns)
+
+
+def test_a_declared_attribute_missing_from_customers_is_an_error_naming_it(tables):
+    with pytest.raises(ValueError, match=r"table 'customers'.*'tier'.*\['plan', 'status'\]"):
+        build_features(tables, T, FeatureConfig(customer_attributes=("plan", "tier")))
+
+
+def test_reserved_columns_and_a_bare_string_cannot_be_declared():
+    with pytest.raises(ValueError, match="churned_at is the label"):
+        FeatureConfig(customer_attributes=("plan", "churned_at"))
+    with pytest.raises(ValueError, match="list of column names"):
+        FeatureConfig.from_dict({"customer_attributes": "plan"})
+    with pytest.raises(ValueError, match="twice"):
+        FeatureConfig(customer_attributes=("plan", "plan"))
+
+
+def test_the_declaration_round_trips_through_toml_and_old_models_keep_their_columns(tmp_path):
+    config = FeatureConfig(customer_attributes=("plan", "country"))
+    path = tmp_path / "config.toml"
+    path.write_text(config_to_toml(config))
+    assert feature_config_from_file(path) == config
+    # A model trained before the declaration existed stored its attribute features this way.
+    legacy = {**FeatureConfig().to_dict(), "segment_columns": ["plan"]}
+    del legacy["customer_attributes"]
+    assert FeatureConfig.from_dict(legacy).customer_attributes == ("plan",)
+
+
+def test_undeclared_attributes_remain_segments_of_the_reports(tables):
+    assert segment_columns(tables.customers, FeatureConfig()) == ["plan", "status"]
+    report = retention_metrics(tables, "2024-02-01", "2024-03-31", by=["plan"])
+    basic = report[(report["dimension"] == "plan") & (report["segment"] == "basic")].iloc[0]
+    assert basic["customers_start"] == 2 and basic["lost"] == 1

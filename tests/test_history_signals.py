@@ -1,0 +1,156 @@
+"""Whole-history signals: lifetime frequency, first and last active day, typical gap between
+active days, how overdue a customer is against it, order value; subscription-only signals only
+where the data has subscriptions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import features.prepared as prepared
+from features.config import FeatureConfig
+from features.signals import build_features, feature_names, resolve_config
+from tests.factories import make_tables
+
+T = "2024-03-01"
+SHOP = FeatureConfig().with_churn(
+    mode="non_contractual", lookback_days=60, qualifying_events=("purchase",)
+)
+
+
+def shop_tables(period: bool = False):
+    customers = [
+        {"customer_id": "a", "signup_at": "2023-12-01"},
+        {"customer_id": "b", "signup_at": "2023-12-01"},
+        {"customer_id": "c", "signup_at": "2023-12-01"},
+    ]
+    buy = [
+        ("a", "2024-01-01 10:00"), ("a", "2024-01-01 18:00"), ("a", "2024-01-05"),
+        ("a", "2024-01-15"), ("a", "2024-02-14 23:00"), ("a", "2024-03-01"),  # at T: excluded
+        ("b", "2024-02-20"),
+        ("c", "2024-01-10"), ("c", "2024-01-20"),
+    ]  # fmt: skip
+    activity = [{"customer_id": c, "at": at, "event": "purchase", "value": 1.0} for c, at in buy]
+    activity += [
+        {"customer_id": "a", "at": "2024-02-28", "event": "page_view", "value": 1.0},
+        {"customer_id": "c", "at": "2024-02-27", "event": "page_view", "value": 1.0},
+    ]
+    revenue = [
+        {"customer_id": "a", "at": "2024-01-01 10:00", "amount": 30.0, "kind": "order"},
+        {"customer_id": "a", "at": "2024-01-05", "amount": 50.0, "kind": "order"},
+        {"customer_id": "a", "at": "2024-01-06", "amount": -20.0, "kind": "refund"},
+        {"customer_id": "a", "at": "2024-02-14 23:00", "amount": 40.0, "kind": "order"},
+        {"customer_id": "a", "at": "2024-03-01", "amount": 999.0, "kind": "order"},  # at T
+        {"customer_id": "b", "at": "2024-02-20", "amount": 10.0, "kind": "order"},
+    ]
+    if period:
+        for row in revenue:
+            row["period"] = pd.Timestamp(row["at"]).normalize().replace(day=1)
+    return make_tables(customers, activity, revenue=revenue)
+
+
+def test_lifetime_frequency_gaps_and_overdue_worked_by_hand():
+    frame = build_features(shop_tables(), T, SHOP).set_index("customer_id")
+    a = frame.loc["a"]
+    # Purchases before T: 5 (the one at T is the label's); active days Jan 1, 5, 15, Feb 14.
+    assert a["lifetime_events"] == 5 and a["lifetime_active_days"] == 4
+    assert a["days_since_first_active"] == 60 and a["days_since_last_active"] == 16
+    # Gaps 4, 10, 30 days: mean 44 / 3, median 10; 16 days since the last is 1.6 gaps.
+    assert a["active_gap_mean_days"] == pytest.approx(44 / 3)
+    assert a["active_gap_median_days"] == 10
+    assert a["overdue_ratio"] == pytest.approx(1.6)
+    assert a["active_day_rate"] == pytest.approx(4 / 60)
+    assert a["mean_payment_amount"] == pytest.approx(40.0)  # (30 + 50 + 40) / 3, no refund
+    assert a["last_payment_amount"] == 40.0
+    assert a["days_since_last_event"] == 2  # the page view: all events, not only purchases
+    c = frame.loc["c"]
+    assert c["active_gap_median_days"] == 10 and c["overdue_ratio"] == pytest.approx(4.1)
+    assert math.isnan(c["mean_payment_amount"])  # no revenue: nothing to measure
+
+
+def test_one_active_day_has_no_gap_and_an_even_count_takes_the_middle_two():
+    frame = build_features(shop_tables(), T, SHOP).set_index("customer_id")
+    b = frame.loc["b"]
+    assert b["lifetime_active_days"] == 1 and b["days_since_last_active"] == 10
+    assert math.isnan(b["active_gap_median_days"]) and math.isnan(b["overdue_ratio"])
+    # As of Feb 1, a has gaps 4 and 10: the median of an even count is their mean.
+    early = build_features(shop_tables(), "2024-02-01", SHOP).set_index("customer_id")
+    assert early.loc["a", "active_gap_median_days"] == 7
+    assert early.loc["a", "lifetime_events"] == 4
+
+
+def test_subscription_signals_only_where_the_data_has_subscriptions():
+    orders = resolve_config(shop_tables(), SHOP, until=T)
+    assert orders.subscription_signals is False
+    names = feature_names(orders)
+    assert "last_payment_change" not in names and "upgrades_90d" not in names
+    assert "mean_payment_amount" in names and "revenue_total" in names
+    periods = resolve_config(shop_tables(period=True), SHOP, until=T)
+    assert periods.subscription_signals is True
+    assert {"last_payment_change", "upgrades_90d", "downgrades_90d"} <= set(
+        build_features(shop_tables(period=True), T, periods).columns
+    )
+    contractual = resolve_config(shop_tables(), FeatureConfig(), until=T)
+    assert contractual.subscription_signals is True
+
+
+def test_without_qualifying_events_first_and_last_active_are_not_repeated():
+    names = feature_names(resolve_config(shop_tables(), FeatureConfig(), until=T))
+    assert "days_since_first_active" not in names and "days_since_last_event" in names
+    assert {"lifetime_events", "active_gap_median_days", "overdue_ratio"} <= set(names)
+
+
+def reference(activity: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The history signals computed the slow, obvious way with pandas group-bys."""
+    before = activity[activity["at"] < as_of]
+    days = before.assign(day=before["at"].dt.normalize())
+    rows = []
+    for cid, group in days.groupby("customer_id"):
+        active = np.sort(group["day"].unique())
+        gaps = np.diff(active) / pd.Timedelta(days=1)
+        since_last = (as_of - active[-1]) / pd.Timedelta(days=1)
+        rows.append(
+            {
+                "customer_id": cid,
+                "lifetime_events": float(len(group)),
+                "lifetime_active_days": float(len(active)),
+                "active_gap_mean_days": gaps.mean() if len(gaps) else np.nan,
+                "active_gap_median_days": np.median(gaps) if len(gaps) else np.nan,
+                "overdue_ratio": since_last / np.median(gaps) if len(gaps) else np.nan,
+            }
+        )
+    return pd.DataFrame(rows).set_index("customer_id")
+
+
+@pytest.mark.parametrize("use_bitmap", [True, False])
+def test_history_signals_equal_a_plain_pandas_reference(monkeypatch, use_bitmap):
+    """Random shuffled activity over several dates, with the bitmap and the sorting path."""
+    if not use_bitmap:
+        monkeypatch.setattr(prepared, "BITMAP_CELLS", 0)
+    rng = np.random.default_rng(7)
+    n = 40
+    customers = [{"customer_id": f"c{i}", "signup_at": "2023-01-01"} for i in range(n)]
+    at = pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 400 * 24, 1500), unit="h")
+    activity = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in rng.integers(0, n, 1500)],
+            "at": at,
+            "event": rng.choice(["login", "purchase"], 1500),
+            "value": 1.0,
+        }
+    )
+    tables = make_tables(customers, activity.to_dict("records"))
+    config = FeatureConfig()  # contractual: every customer is scored, every event qualifies
+    for as_of in ("2023-02-01", "2023-06-15", "2024-01-01", "2024-03-01"):
+        got = build_features(tables, as_of, config).set_index("customer_id")
+        expected = reference(activity, pd.Timestamp(as_of))
+        pd.testing.assert_frame_equal(
+            got.loc[expected.index, expected.columns], expected, check_names=False
+        )
+        silent = got.drop(expected.index)  # no activity before T yet
+        assert (silent["lifetime_events"] == 0).all()
+        assert silent["active_gap_median_days"].isna().all()
+    assert len(expected) == n  # the last date sees everyone's history

@@ -1,0 +1,81 @@
+"""observed_until: no label reaches past the last instant at which churn is observed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.config import ChurnDefinition, FeatureConfig, config_to_toml, feature_config_from_file
+from features.dataset import build_training_set
+from features.labels import build_labels, label_mask, last_labeled_date
+from tests.factories import make_tables
+from training.config import TrainConfig
+from training.pipeline import default_dates
+
+CUSTOMERS = [
+    {"customer_id": "stays", "signup_at": "2024-01-01"},
+    {"customer_id": "early", "signup_at": "2024-01-01", "churned_at": "2024-04-20"},
+    # Recorded after the export stopped recording cancellations reliably.
+    {"customer_id": "late", "signup_at": "2024-01-01", "churned_at": "2024-05-20"},
+]
+ACTIVITY = [
+    {"customer_id": "stays", "at": "2024-06-01", "event": "login", "value": 1.0},  # data end
+]
+
+
+@pytest.fixture
+def tables():
+    return make_tables(CUSTOMERS, ACTIVITY)
+
+
+def test_observation_dates_whose_horizon_runs_past_observed_until_are_refused(tables):
+    churn = ChurnDefinition(horizon_days=30, observed_until="2024-05-01")
+    labels = build_labels(tables, "2024-04-01", churn)  # [04-01, 05-01): fully observed
+    assert labels.set_index("customer_id")["churned"].to_dict() == {
+        "stays": 0,
+        "early": 1,
+        "late": 0,
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"2024-04-02 needs churn observed until 2024-05-02.*observed_until\) 2024-05-01"
+        r".*use observation dates up to 2024-04-01",
+    ):
+        build_labels(tables, "2024-04-02", churn)
+    # Without observed_until the data's end decides: 2024-05-01 works.
+    build_labels(tables, "2024-05-01", ChurnDefinition(horizon_days=30))
+    with pytest.raises(ValueError, match="use observation dates up to 2024-04-01"):
+        build_training_set(tables, ["2024-03-01", "2024-04-15"], FeatureConfig(churn=churn))
+
+
+def test_a_churn_date_after_observed_until_does_not_count(tables):
+    churn = ChurnDefinition(horizon_days=30, observed_until="2024-05-10")
+    counted = label_mask(tables, "2024-05-01", churn)  # window [05-01, 05-31) reaches past it
+    assert counted.tolist() == [False, False, False]
+    unbounded = label_mask(tables, "2024-05-01", ChurnDefinition(horizon_days=30))
+    assert unbounded.tolist() == [False, False, True]
+
+
+def test_observed_until_later_than_the_data_is_bounded_by_the_data_end(tables):
+    churn = ChurnDefinition(horizon_days=30, observed_until="2024-12-31")
+    assert last_labeled_date(tables, churn) == pd.Timestamp("2024-05-02")
+    with pytest.raises(ValueError, match="the data ends at 2024-06-01"):
+        build_labels(tables, "2024-05-03", churn)
+
+
+def test_training_dates_by_default_end_where_churn_is_observed(tables):
+    config = FeatureConfig().with_churn(horizon_days=30, observed_until="2024-05-01")
+    dates = default_dates(tables, config, TrainConfig(date_from="2024-02-01", every_days=10))
+    assert dates[-1] <= pd.Timestamp("2024-04-01") < dates[-1] + pd.Timedelta(days=10)
+
+
+def test_observed_until_is_a_date_in_toml_or_text(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[features.churn]\nobserved_until = 2024-05-01\n")  # a TOML date
+    config = feature_config_from_file(path)
+    assert config.churn.observed_until == "2024-05-01"
+    path.write_text(config_to_toml(config))  # written back as text, read the same
+    assert feature_config_from_file(path) == config
+    for bad in ("2024-05-01 12:00", "May 2024", "2024-02-30", 20240501):
+        with pytest.raises(ValueError, match="observed_until must be a date"):
+            ChurnDefinition(observed_until=bad)
