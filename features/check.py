@@ -238,7 +238,7 @@ def label_like_attributes(tables: Tables, config: FeatureConfig) -> list[LabelLi
     flags = []
     for col in attributes:
         reasons = []
-        hint = _name_hint(col)
+        hint = label_like_name(col)
         if hint:
             reasons.append(f"its name ('{hint}') suggests a state recorded on export day")
         values = customers[col]
@@ -635,7 +635,7 @@ def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) 
 # Separation of churned and active customers by one attribute
 
 
-def _name_hint(column: str) -> str | None:
+def label_like_name(column: str) -> str | None:
     """The word of a column name that suggests the label, if any (snake, kebab and camel)."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", column)
     for token in re.split(r"[^A-Za-z0-9]+", spaced.lower()):

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from features.check import label_like_name
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import REQUIRED_COLUMNS, TABLES, TIMESTAMP_COLUMNS
 from features.types import EPOCH_UNITS, TimestampSpec
@@ -65,10 +66,6 @@ COLUMN_KEYS = {
     "unmapped",
 }
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
-# Settings the feature configuration gains in other work now under way: accepted here and
-# written to config.toml as they are.
-EXTRA_FEATURE_KEYS = {"customer_attributes"}
-EXTRA_CHURN_KEYS = {"observed_until"}
 NUMBER_COLUMNS = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
 TEXT_COLUMNS = ("event", "kind", "status", "text")
 
@@ -434,19 +431,12 @@ def _parse_aggregate(raw: Any, names: list[str], where: str) -> Aggregate | None
 def _parse_features(raw: Any, where: str) -> dict[str, Any]:
     """The [features] section as written to config.toml; checked with FeatureConfig."""
     _need(isinstance(raw, dict), f"{where}: [features] must be a table")
-    known = set(FeatureConfig.__dataclass_fields__) | EXTRA_FEATURE_KEYS
-    _no_unknown(raw, known, f"{where} [features]")
+    _no_unknown(raw, set(FeatureConfig.__dataclass_fields__), f"{where} [features]")
     churn = raw.get("churn", {})
     _need(isinstance(churn, dict), f"{where}: [features.churn] must be a table")
-    _no_unknown(
-        churn,
-        set(ChurnDefinition.__dataclass_fields__) | EXTRA_CHURN_KEYS,
-        f"{where} [features.churn]",
-    )
-    plain = {k: v for k, v in raw.items() if k not in EXTRA_FEATURE_KEYS and k != "churn"}
-    plain_churn = {k: v for k, v in churn.items() if k not in EXTRA_CHURN_KEYS}
+    _no_unknown(churn, set(ChurnDefinition.__dataclass_fields__), f"{where} [features.churn]")
     try:
-        FeatureConfig.from_dict({**plain, "churn": plain_churn})
+        FeatureConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise MappingError(f"{where} [features]: {err}") from None
     if "observed_until" in churn:
@@ -478,9 +468,6 @@ def _parse_training(raw: Any, where: str) -> dict[str, Any]:
     return dict(raw)
 
 
-LABEL_LIKE = re.compile(r"status|cancel|churn|end|closed|termin", re.IGNORECASE)
-
-
 def _check_attributes(mapping: Mapping, where: str) -> None:
     """Declared customer attributes must be customer columns, never the label's own date."""
     names = {c.name for s in mapping.tables["customers"] for c in s.columns}
@@ -499,4 +486,4 @@ def _check_attributes(mapping: Mapping, where: str) -> None:
 def label_like_attributes(mapping: Mapping) -> list[str]:
     """Declared attributes whose names look like the label (status, cancel, end dates):
     the report warns about them, since an export-day snapshot holds the future."""
-    return [a for a in mapping.customer_attributes() if LABEL_LIKE.search(a)]
+    return [a for a in mapping.customer_attributes() if label_like_name(a)]

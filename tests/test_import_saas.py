@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from churn.cli import app
 from examples.saas.generate import write_sample
-from features.config import FeatureConfig
 from features.io import load_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,20 +135,6 @@ def test_trains_end_to_end_on_the_imported_folder(imported, tmp_path, monkeypatc
     """`churn train --data OUT` on the import's output, with the config.toml it wrote."""
     _, out, _ = imported
     data = out
-    pending = {"customer_attributes"} - set(FeatureConfig.__dataclass_fields__)
-    if pending:  # the FeatureConfig field is being added on another branch: train without it
-        data = tmp_path / "data"
-        data.mkdir()
-        for f in out.iterdir():
-            text = f.read_bytes()
-            if f.name == "config.toml":
-                lines = text.decode().splitlines()
-                text = "\n".join(
-                    line
-                    for line in lines
-                    if not line.startswith(("customer_attributes", "observed_until"))
-                ).encode()
-            (data / f.name).write_bytes(text)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     result = CliRunner().invoke(app, ["train", "--data", str(data)])
