@@ -16,6 +16,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 EpochUnit = Literal["s", "ms", "us", "ns"]
 EPOCH_UNITS = ("s", "ms", "us", "ns")
@@ -214,13 +216,19 @@ def _from_text(
     return _text_result(text, parsed, present, column, spec, f"one {order} format")
 
 
-def _matches(text: pd.Series, pattern: str, rows: np.ndarray, *, full: bool = True) -> np.ndarray:
-    """Per row: in `rows` and its text matches the pattern (whole text, or searched)."""
+def _matches(
+    text: pd.Series, pattern: str, rows: np.ndarray, *, full: bool = True, ignore_case: bool = False
+) -> np.ndarray:
+    """Per row: in `rows` and its text matches the pattern (whole text, or searched), with
+    Arrow's vectorised regular expressions (RE2) instead of Python's re row by row."""
     found = np.zeros(len(text), dtype=bool)
     idx = np.flatnonzero(rows)
-    sub = text.iloc[idx].astype("str")
-    hit = sub.str.fullmatch(pattern) if full else sub.str.contains(pattern, regex=True)
-    found[idx] = hit.to_numpy(dtype=bool)
+    if not len(idx):
+        return found
+    values = pa.array(text.iloc[idx].astype("str").to_numpy(dtype=object), type=pa.string())
+    regex = f"^(?:{pattern})$" if full else pattern
+    hit = pc.match_substring_regex(values, regex, ignore_case=ignore_case)
+    found[idx] = hit.fill_null(False).to_numpy(zero_copy_only=False)
     return found
 
 
@@ -228,7 +236,7 @@ def _from_iso(
     text: pd.Series, present: np.ndarray, column: str, spec: TimestampSpec
 ) -> tuple[pd.Series, list[Problem]]:
     empty = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-    zoned = _matches(text, ZONE_SUFFIX.pattern, present, full=False)
+    zoned = _matches(text, ZONE_SUFFIX.pattern, present, full=False, ignore_case=True)
     naive = present & ~zoned
     if zoned.any() and naive.any():
         few, many = (zoned, naive) if zoned.sum() < naive.sum() else (naive, zoned)
