@@ -288,6 +288,13 @@ def _print_training(result) -> None:
             f"{lost.candidate:.4f} (by {-lost.gain:.4f})"
         )
     typer.echo(result.metrics_table().round(4).to_string())
+    simple = getattr(result, "simple", None)
+    if simple is not None:
+        typer.echo(
+            f"\n{name} version {simple.version} is the {simple.kind} as a model (MLflow run "
+            f"{simple.run_id}; same artifact, service and weekly job): "
+            f"{'champion' if simple.promoted else 'not promoted'}: {simple.reason}"
+        )
 
 
 @app.command("train")

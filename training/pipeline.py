@@ -19,6 +19,7 @@ from training.fit import Evaluation, fit_churn_model
 from training.gate import GateDecision, GateRules, data_problems, judge, measure_champion
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
+from training.simple_model import SimpleResult, register_simple_model
 from training.splits import DateSplit, split_dates
 from training.tracking import (
     configure,
@@ -47,6 +48,7 @@ class TrainingResult:
     plots: list[Path] = field(default_factory=list)
     gate: GateDecision | None = None
     model_name: str = ""
+    simple: SimpleResult | None = None  # the baseline registered as a model, when one won
 
     def metrics_table(self) -> pd.DataFrame:
         """Candidate, champion and baselines side by side on the same test rows."""
@@ -209,6 +211,14 @@ def train_from_tables(
     record_promotion(
         client, name, logged.version, promoted, reason, logged.run_id, log, gate.tags()
     )
+    simple = None
+    if gate.lost_to is not None:  # a baseline won: register it as a model analysts can deploy
+        simple = register_simple_model(
+            gate.lost_to.against, dataset=dataset, split=split, preprocessor=model.preprocessor,
+            feature_config=resolved, config=config, name=name, baselines=evaluation.baselines,
+            champion=champion, champion_metrics=champion_metrics, champion_problem=champion_problem,
+            lost_run_id=logged.run_id, lost_version=logged.version, client=client, log=log,
+        )  # fmt: skip
     return TrainingResult(
         run_id=logged.run_id,
         version=logged.version,
@@ -222,6 +232,7 @@ def train_from_tables(
         plots=kept_plots,
         gate=gate,
         model_name=name,
+        simple=simple,
     )
 
 
