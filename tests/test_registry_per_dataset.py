@@ -75,14 +75,36 @@ def test_each_dataset_has_its_own_champion_and_training_one_leaves_the_other_alo
     first, second, _, _ = registry["outputs"]
     assert "registered model: churn-shop-a" in first.output
     assert "churn-shop-a version 1 (champion: no champion yet; beats the baselines" in first.output
-    assert "churn-shop-b version 1 (champion: no champion yet" in second.output
+    assert "registered model: churn-shop-b" in second.output
     assert registry["a_before"] == registry["a_after"]  # versions and their tags untouched
     for name in ("churn-shop-a", "churn-shop-b"):
         champion = client.get_model_version_by_alias(name, CHAMPION)
-        assert str(champion.version) == "1"
         assert champion.tags["promoted_by"] == "gate"
         assert champion.tags["gate_decision"] == "promoted"
-        assert "gate_gain_vs_recency_rule" in champion.tags
+        assert "gate_gain_vs_recency_rule" in champion.tags or "lost_to_baseline" not in (
+            champion.tags
+        )
+    assert str(client.get_model_version_by_alias("churn-shop-a", CHAMPION).version) == "1"
+
+
+def test_a_baseline_that_wins_is_registered_as_the_model_instead(registry):
+    """On these 800 customers (seed 2) LightGBM loses to a baseline: that version is kept with
+    the reason, and the baseline, registered as the next version, becomes the champion."""
+    client = registry["client"]
+    second = registry["outputs"][1]
+    lightgbm = client.get_model_version("churn-shop-b", "1")
+    winner = lightgbm.tags.get("lost_to_baseline")
+    if winner is None:
+        pytest.skip("LightGBM beat the baselines on this data: nothing to fall back to")
+    assert f"the baseline {winner} beat the model" in second.output
+    assert lightgbm.tags["not_promoted_because"].startswith(f"loses to the baseline {winner}")
+    simple = client.get_model_version("churn-shop-b", "2")
+    assert simple.tags["model_kind"] == winner
+    assert simple.tags["promotion_reason"].startswith(
+        f"{winner} as the model (it beat LightGBM v1)"
+    )
+    assert str(client.get_model_version_by_alias("churn-shop-b", CHAMPION).version) == "2"
+    assert f"churn-shop-b version 2 is the {winner} as a model" in second.output
 
 
 def test_a_champion_that_does_not_fit_the_data_is_reported_and_the_run_is_kept(registry):
@@ -94,10 +116,12 @@ def test_a_champion_that_does_not_fit_the_data_is_reported_and_the_run_is_kept(r
     )
     assert "['channel']" in crossed.output and "not promoted" in crossed.output
     assert str(client.get_model_version_by_alias("churn-shop-a", CHAMPION).version) == "1"
-    kept = client.get_model_version("churn-shop-a", "2")
-    assert "['channel']" in kept.tags["not_promoted_because"]
-    assert kept.tags["gate_stage"] == "champion"
-    run_tags = client.get_run(kept.tags["run_id"]).data.tags
+    kept = [v for v in client.search_model_versions("name='churn-shop-a'") if str(v.version) != "1"]
+    assert kept, "the crossed run registered no version"
+    assert all(v.tags["gate_decision"] == "not promoted" for v in kept)
+    reasons = [v.tags["not_promoted_because"] for v in kept]
+    assert any("['channel']" in r and "cannot be scored on this data" in r for r in reasons)
+    run_tags = client.get_run(kept[0].tags["run_id"]).data.tags
     assert run_tags["promotion_decision"] == "not promoted"
 
 
