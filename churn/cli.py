@@ -356,6 +356,24 @@ def train_command(
     _print_training(result)
 
 
+def _check_champion_fits(champion, tables, data: str) -> None:
+    """Refuse, with the model's name and what is missing, a champion that cannot score this
+    data (another dataset's model, or a labeled-table model), before any work is done."""
+    if not champion.model.feature_config:
+        raise ValueError(
+            f"the champion of '{champion.name}' (v{champion.version}) was trained on a labeled "
+            "table and cannot score event data; give the dataset's own --model-name"
+        )
+    needed = champion.model.features_config().segment_columns or ()
+    missing = [c for c in needed if c not in tables.customers.columns]
+    if missing:
+        raise ValueError(
+            f"the champion of '{champion.name}' (v{champion.version}) needs customer columns "
+            f"{missing} that the customers table of {data} lacks: is it this dataset's model? "
+            "(--model-name)"
+        )
+
+
 @app.command("score")
 @user_errors
 def score_command(
@@ -404,6 +422,7 @@ def score_command(
         from features.io import load_tables
 
         tables = load_tables(data)
+        _check_champion_fits(champion, tables, data)
         run = run_scoring(
             tables, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, log=progress,

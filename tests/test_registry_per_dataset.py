@@ -147,3 +147,20 @@ def test_promote_needs_a_model_name_or_a_dataset(registry, monkeypatch):
     result = run("promote", "1", "--data", registry["root"] / "shop_b", "--reason", "checked")
     assert result.exit_code == 0, result.output
     assert "model churn-shop-b version 1 is now the champion" in result.output
+
+
+def test_scoring_with_another_datasets_champion_is_refused_with_what_is_missing(
+    registry, monkeypatch
+):
+    monkeypatch.chdir(registry["root"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{registry['root'] / 'mlflow.db'}")
+    out = registry["root"] / "wrong-scores"
+    result = run(
+        "score", "--data", registry["root"] / "shop_b", "--as-of", "2024-12-20", "--out", out,
+        "--model-name", "churn-shop-a",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "the champion of 'churn-shop-a' (v1) needs customer columns ['channel']" in (
+        result.output
+    )
+    assert not out.exists()
