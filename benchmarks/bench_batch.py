@@ -110,9 +110,10 @@ def child(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from features.io import load_tables
+    from ingest.demo_data import DEMO_MODEL_NAME
     from training.tracking import load_champion
 
-    champion = load_champion("churn-risk", args.uri)
+    champion = load_champion(DEMO_MODEL_NAME, args.uri)
     model = champion.model
     result: dict = {"stages": {}}
     with PeakSampler() as peak:

@@ -82,7 +82,7 @@ def prepare(workdir: Path, customers: int) -> dict[str, str]:
         return env
     from features.config import config_path_for_data, feature_config_from_file
     from features.io import load_tables
-    from ingest.demo_data import DemoConfig, write_demo
+    from ingest.demo_data import DEMO_MODEL_NAME, DemoConfig, write_demo
     from serving.batch import run_scoring
     from serving.model_store import import_champion
     from training.config import train_config_from_file
@@ -105,14 +105,14 @@ def prepare(workdir: Path, customers: int) -> dict[str, str]:
             tables, feature_config_from_file(path), train_config_from_file(path),
             log=lambda _: None, tracking_uri=uri,
         )  # fmt: skip
-        champion = load_champion("churn-risk", uri)
+        champion = load_champion(DEMO_MODEL_NAME, uri)
         for run_date in RUN_DATES:
             run_scoring(
                 tables, run_date, champion.model, champion.version, workdir / "scores",
-                model_info={"model_name": "churn-risk", "model_run_id": champion.run_id},
+                model_info={"model_name": DEMO_MODEL_NAME, "model_run_id": champion.run_id},
                 log=lambda _: None,
             )  # fmt: skip
-        import_champion("churn-risk", uri)
+        import_champion(DEMO_MODEL_NAME, uri)
     finally:
         os.chdir(cwd)
     done.write_text(json.dumps({"customers": customers}))

@@ -125,9 +125,10 @@ def scoring_model():
     """The champion of bench_batch.py (trained once on 3,000 demo customers) and its version."""
     from bench_batch import model_uri
 
+    from ingest.demo_data import DEMO_MODEL_NAME
     from training.tracking import load_champion
 
-    champion = load_champion("churn-risk", model_uri())
+    champion = load_champion(DEMO_MODEL_NAME, model_uri())
     return champion.model, champion.version
 
 

@@ -21,6 +21,26 @@ from churn.options import BucketsOption, ConfigFile, DataUri, EngineOption
 from features.config import FeatureConfig, config_for_data
 from features.contract import ContractError
 
+MODEL_NAME_ENV = "CHURN_MODEL_NAME"  # the same variable the service reads
+ModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name",
+        "--name",
+        help="Registered model name (one per dataset). Default: [training] model_name of the "
+        "configuration, else churn-<data folder>.",
+    ),
+]
+ServedModelName = Annotated[
+    str | None,
+    typer.Option(
+        "--model-name",
+        "--name",
+        envvar=MODEL_NAME_ENV,
+        help="Registered model name whose champion is served. Default: the one of --data.",
+    ),
+]
+
 app = typer.Typer(
     help="Customer-churn prediction: data, features, models, scores and retention metrics.",
     no_args_is_help=True,
@@ -342,10 +362,25 @@ def check_command(
 def _print_training(result) -> None:
     typer.echo("")
     typer.echo(f"MLflow run: {result.run_id}")
+    name = getattr(result, "model_name", "") or "model"
     typer.echo(
-        f"model version: {result.version} ({'champion' if result.promoted else 'not promoted'}: {result.promotion_reason})"
+        f"{name} version {result.version} ({'champion' if result.promoted else 'not promoted'}: {result.promotion_reason})"
     )
+    gate = getattr(result, "gate", None)
+    lost = gate.lost_to if gate is not None else None
+    if lost is not None:
+        typer.echo(
+            f"the baseline {lost.against} beat the model: {gate.metric} {lost.other:.4f} against "
+            f"{lost.candidate:.4f} (by {-lost.gain:.4f})"
+        )
     typer.echo(result.metrics_table().round(4).to_string())
+    simple = getattr(result, "simple", None)
+    if simple is not None:
+        typer.echo(
+            f"\n{name} version {simple.version} is the {simple.kind} as a model (MLflow run "
+            f"{simple.run_id}; same artifact, service and weekly job): "
+            f"{'champion' if simple.promoted else 'not promoted'}: {simple.reason}"
+        )
 
 
 @app.command("train")
@@ -367,10 +402,15 @@ def train_command(
     label_column: Annotated[
         str | None, typer.Option("--label", help="Labeled table: the churn label column.")
     ] = None,
+    model_name: ModelName = None,
 ) -> None:
-    """Train a churn model, log it to MLflow, register it and apply the champion gate."""
+    """Train a churn model, log it to MLflow, register it under the dataset's model name and
+    apply the champion gate (it must beat the baselines and the champion on the same holdout)."""
+    from dataclasses import replace
+
     from features.config import config_path_for_data, feature_config_from_file
     from training.config import train_config_from_file
+    from training.tracking import model_name_for_data, model_name_for_table
 
     if (data is None) == (labeled_table is None):
         raise ValueError("give either --data DIR or --labeled-table FILE (with --id and --label)")
@@ -379,8 +419,14 @@ def train_command(
 
         if not id_column or not label_column:
             raise ValueError("--labeled-table needs --id COLUMN and --label COLUMN")
+        labeled_config = train_config_from_file(config)
+        name = model_name_for_table(labeled_table, model_name or labeled_config.labeled_model_name)
         result = train_labeled_table(
-            labeled_table, id_column, label_column, train_config_from_file(config), log=typer.echo
+            labeled_table,
+            id_column,
+            label_column,
+            replace(labeled_config, labeled_model_name=name),
+            log=typer.echo,
         )
         _print_training(result)
         return
@@ -388,11 +434,30 @@ def train_command(
     from training.pipeline import train_from_tables
 
     path = config_path_for_data(data, config)
+    name = model_name_for_data(data, config, model_name)
+    typer.echo(f"registered model: {name}")
     tables = load_tables(data)
-    result = train_from_tables(
-        tables, feature_config_from_file(path), train_config_from_file(path), log=typer.echo
-    )
+    train_config = replace(train_config_from_file(path), model_name=name)
+    result = train_from_tables(tables, feature_config_from_file(path), train_config, log=typer.echo)
     _print_training(result)
+
+
+def _check_champion_fits(champion, tables, data: str) -> None:
+    """Refuse, with the model's name and what is missing, a champion that cannot score this
+    data (another dataset's model, or a labeled-table model), before any work is done."""
+    if not champion.model.feature_config:
+        raise ValueError(
+            f"the champion of '{champion.name}' (v{champion.version}) was trained on a labeled "
+            "table and cannot score event data; give the dataset's own --model-name"
+        )
+    needed = champion.model.features_config().segment_columns or ()
+    missing = [c for c in needed if c not in tables.customers.columns]
+    if missing:
+        raise ValueError(
+            f"the champion of '{champion.name}' (v{champion.version}) needs customer columns "
+            f"{missing} that the customers table of {data} lacks: is it this dataset's model? "
+            "(--model-name)"
+        )
 
 
 @app.command("score")
@@ -406,9 +471,8 @@ def score_command(
     out: Annotated[
         str, typer.Option("--out", help="Folder of scored partitions (one per run date).")
     ],
-    name: Annotated[
-        str, typer.Option("--name", help="Registered model name; its champion scores.")
-    ] = "churn-risk",
+    model_name: ModelName = None,
+    config: ConfigFile = None,
     by: Annotated[
         str | None, typer.Option("--by", help="Segments for the report, e.g. plan,country.")
     ] = None,
@@ -420,11 +484,12 @@ def score_command(
     the change since the previous run; write the partition and the segment report."""
     from features.prepared import as_of_timestamp
     from serving.batch import log_scoring_run, run_scoring
-    from training.tracking import configure, load_champion
+    from training.tracking import configure, load_champion, model_name_for_data
 
     if engine not in ("pandas", "spark"):
         raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
     as_of_timestamp(as_of)  # a bad date fails before anything starts
+    name = model_name_for_data(data, config, model_name)
     configure()
     champion = load_champion(name)
     segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
@@ -443,6 +508,7 @@ def score_command(
         from features.io import load_tables
 
         tables = load_tables(data)
+        _check_champion_fits(champion, tables, data)
         run = run_scoring(
             tables, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, log=progress,
@@ -463,10 +529,20 @@ def score_command(
 def promote_command(
     version: Annotated[str, typer.Argument(help="The registered model version to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help="Why; recorded on the model version.")],
-    name: Annotated[str, typer.Option("--name", help="Registered model name.")] = "churn-risk",
+    model_name: ModelName = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="The dataset whose model to promote (gives its name)."),
+    ] = None,
+    config: ConfigFile = None,
 ) -> None:
-    """Force a model version to be the champion (an analyst's decision), recording the reason."""
-    from training.tracking import force_promote
+    """Force a model version to be the champion (an analyst's decision), recording the reason.
+    The model is named by --model-name, or by --data (the same name `churn train` uses)."""
+    from training.tracking import force_promote, model_name_for_data
+
+    if model_name is None and data is None:
+        raise ValueError("give --model-name NAME or --data DIR (the dataset whose model it is)")
+    name = model_name_for_data(data, config, model_name) if data is not None else model_name
 
     force_promote(version, reason, name)
     typer.echo(f"model {name} version {version} is now the champion ({reason})")
@@ -485,13 +561,15 @@ def demo(
 ) -> None:
     """The main job on demo data: generate it, train and register a model, score the latest
     week, and show the riskiest customers and the segment table."""
+    from dataclasses import replace
+
     from features.config import config_path_for_data, feature_config_from_file
     from features.io import load_tables
     from ingest.demo_data import DemoConfig, write_demo
     from serving.batch import log_scoring_run, run_scoring
     from training.config import train_config_from_file
     from training.pipeline import train_from_tables
-    from training.tracking import load_champion, tracking_uri
+    from training.tracking import load_champion, model_name_for_data, tracking_uri
 
     started = time.perf_counter()
     data_dir = out / "data"
@@ -500,11 +578,11 @@ def demo(
     tables = load_tables(data_dir)
     path = config_path_for_data(data_dir)
     typer.echo(f"2. training (MLflow: {tracking_uri()})")
-    result = train_from_tables(
-        tables, feature_config_from_file(path), train_config_from_file(path), log=typer.echo
-    )
+    train_config = train_config_from_file(path)
+    train_config = replace(train_config, model_name=model_name_for_data(data_dir))
+    result = train_from_tables(tables, feature_config_from_file(path), train_config, log=typer.echo)
     _print_training(result)
-    champion = load_champion(train_config_from_file(path).model_name)
+    champion = load_champion(train_config.model_name)
     as_of = (tables.data_end() + pd.Timedelta(days=1)).normalize()
     typer.echo(
         f"\n3. scoring every customer as of {as_of.date()} with champion version {champion.version}"
@@ -545,7 +623,7 @@ def demo(
     )
     typer.echo(
         "\nServe the scores to customer-success tools:\n"
-        f"  CHURN_API_TOKEN=secret CHURN_SCORES_DIR={out / 'scores'} CHURN_DATA_DIR={data_dir} uv run churn serve --port 3000\n"
+        f"  CHURN_API_TOKEN=secret CHURN_SCORES_DIR={out / 'scores'} CHURN_DATA_DIR={data_dir} uv run churn serve --model-name {champion.name} --port 3000\n"
         "  curl -s -X POST localhost:3000/score -H 'Authorization: Bearer secret' "
         f"-H 'Content-Type: application/json' -d '{{\"customer_ids\": [\"{top.iloc[0].customer_id}\"]}}'"
     )
@@ -571,9 +649,7 @@ def serve_command(
     port: Annotated[
         int, typer.Option("--port", min=1, max=65535, help="Port on 127.0.0.1.")
     ] = 3000,
-    name: Annotated[
-        str, typer.Option("--name", help="Registered model name; its champion is served.")
-    ] = "churn-risk",
+    model_name: ServedModelName = None,
     open_: Annotated[
         bool, typer.Option("--open", help="Run without a bearer token (local demos only).")
     ] = False,
@@ -585,7 +661,17 @@ def serve_command(
     import subprocess
 
     from serving.auth import ALLOW_OPEN_ENV, AuthConfigError, GuardSettings
-    from serving.model_store import MODEL_TAG_ENV, ensure_champion
+    from serving.model_store import MODEL_NAME_ENV, MODEL_TAG_ENV, ensure_champion
+    from training.tracking import check_model_name, model_name_for_data
+
+    if model_name is not None:
+        name = check_model_name(model_name)
+    elif data is not None:
+        name = model_name_for_data(data)
+    else:
+        raise ValueError(
+            "give --model-name NAME (or CHURN_MODEL_NAME) or --data DIR (its model is served)"
+        )
 
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # LightGBM: one thread a request, the server scales
@@ -601,7 +687,13 @@ def serve_command(
             f"no folder of scored partitions at {scores}: run `churn score --out {scores}` first"
         )
     stored = ensure_champion(name, log=lambda m: typer.echo(m, err=True))
-    env.update({MODEL_TAG_ENV: str(stored.tag), "CHURN_SCORES_DIR": str(scores.resolve())})
+    env.update(
+        {
+            MODEL_TAG_ENV: str(stored.tag),
+            MODEL_NAME_ENV: name,
+            "CHURN_SCORES_DIR": str(scores.resolve()),
+        }
+    )
     if data is not None:
         env["CHURN_DATA_DIR"] = str(data.resolve())
     root = Path(__file__).resolve().parents[1]

@@ -66,6 +66,7 @@ from features.config import DATA_CONFIG_FILE, FeatureConfig, config_to_toml
 from features.contract import Tables, validate_tables
 from features.io import write_tables
 
+DEMO_MODEL_NAME = "churn-demo"
 DAY = 86_400  # seconds; the simulation keeps times as int64 seconds from `start`
 NEVER = np.iinfo(np.int64).max // 4  # "no such time yet" (churn, resolution)
 LONG_AGO = -NEVER
@@ -697,7 +698,9 @@ def write_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict:
         mode="contractual", horizon_days=cfg.step_days
     )
     # Training dates on the simulation's step grid, where the true probabilities are known.
+    # model_name: the demo's own registered model (one per dataset, see training.tracking).
     grid = {
+        "model_name": DEMO_MODEL_NAME,
         "date_from": str((cfg.start + pd.Timedelta(days=2 * cfg.step_days)).date()),
         "every_days": cfg.step_days,
     }

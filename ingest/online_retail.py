@@ -50,6 +50,7 @@ ONLINE_RETAIL_CONFIG = FeatureConfig(
 # One year of history and a 90-day horizon leave room for few observation dates: every two
 # weeks, one test date, calibration on the validation dates, gaps only before the test.
 ONLINE_RETAIL_TRAINING = {
+    "model_name": "churn-online-retail",
     "every_days": 14,
     "warmup_days": 60,
     "validation_dates": 2,

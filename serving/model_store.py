@@ -1,9 +1,15 @@
 """The champion in BentoML's model store.
 
 ``import_champion`` copies the registered champion from MLflow into the local BentoML model
-store, labelled with its MLflow version and run id (once: a second call finds it by those
-labels). ``load_served_model`` reads it back from the store (or from a Bento, which carries the
-store's copy) with no MLflow server or database involved: MLflow is used only as a file format.
+store, labelled with its registered name, MLflow version and run id (once: a second call finds it
+by those labels). ``load_served_model`` reads it back from the store (or from a Bento, which
+carries the store's copy) with no MLflow server or database involved: MLflow is used only as a
+file format.
+
+Every dataset has its own registered model name; the store keeps them all under one BentoML
+name (``churn-risk``) and tells them apart by the ``mlflow_name`` label. The service serves
+CHURN_BENTO_MODEL (an exact tag), else the newest import of CHURN_MODEL_NAME, else the newest
+import when the store holds one registered name only (a Bento carries exactly one model).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from training.model import ChurnModel
 
 BENTO_MODEL_NAME = "churn-risk"
 MODEL_TAG_ENV = "CHURN_BENTO_MODEL"
+MODEL_NAME_ENV = "CHURN_MODEL_NAME"
 LABEL_VERSION = "mlflow_version"
 LABEL_RUN_ID = "mlflow_run_id"
 LABEL_NAME = "mlflow_name"
@@ -37,29 +44,67 @@ class ServedModel:
 
 
 def model_tag() -> str:
-    """The BentoML tag the service declares: CHURN_BENTO_MODEL, else the newest import."""
-    return os.environ.get(MODEL_TAG_ENV) or f"{BENTO_MODEL_NAME}:latest"
+    """The BentoML tag the service declares: CHURN_BENTO_MODEL, else the newest import of the
+    registered model CHURN_MODEL_NAME, else the newest import when every import in the store is
+    of one registered name. Never silently another dataset's model: with several names in the
+    store and neither variable set, it fails and lists them."""
+    explicit = os.environ.get(MODEL_TAG_ENV)
+    if explicit:
+        return explicit
+    name = os.environ.get(MODEL_NAME_ENV)
+    if name:
+        stored = newest_import(name)
+        if stored is None:
+            raise ValueError(
+                f"the BentoML store has no model '{name}' ({MODEL_NAME_ENV}): import its champion "
+                f"with `churn serve --model-name {name}` or serving.model_store.import_champion"
+            )
+        return str(stored.tag)
+    names = imported_names()
+    if len(names) > 1:
+        raise ValueError(
+            f"the BentoML store holds the models of several datasets {sorted(names)}: set "
+            f"{MODEL_NAME_ENV} to the registered name to serve (or {MODEL_TAG_ENV} to a tag)"
+        )
+    return f"{BENTO_MODEL_NAME}:latest"
 
 
-def find_imported(
-    version: str, run_id: str, bento_name: str = BENTO_MODEL_NAME
-) -> bentoml.Model | None:
-    """The store's copy of an MLflow model version (matched on version and run id), or None."""
+def _imports(bento_name: str = BENTO_MODEL_NAME) -> list[bentoml.Model]:
     from bentoml.exceptions import NotFound
 
     try:
-        candidates = bentoml.models.list(bento_name)
+        return list(bentoml.models.list(bento_name))
     except NotFound:
-        return None
-    for stored in candidates:
+        return []
+
+
+def imported_names(bento_name: str = BENTO_MODEL_NAME) -> set[str]:
+    """The registered model names (mlflow_name labels) of the store's imports."""
+    return {m.info.labels.get(LABEL_NAME, "") for m in _imports(bento_name)}
+
+
+def newest_import(name: str, bento_name: str = BENTO_MODEL_NAME) -> bentoml.Model | None:
+    """The most recent import of registered model `name`, or None."""
+    mine = [m for m in _imports(bento_name) if m.info.labels.get(LABEL_NAME) == name]
+    return max(mine, key=lambda m: m.info.creation_time) if mine else None
+
+
+def find_imported(
+    version: str, run_id: str, bento_name: str = BENTO_MODEL_NAME, name: str | None = None
+) -> bentoml.Model | None:
+    """The store's copy of an MLflow model version (matched on version, run id and, when given,
+    registered name), or None."""
+    for stored in _imports(bento_name):
         labels = stored.info.labels
-        if labels.get(LABEL_VERSION) == str(version) and labels.get(LABEL_RUN_ID) == run_id:
+        same_name = name is None or labels.get(LABEL_NAME) == name
+        same_run = labels.get(LABEL_RUN_ID) == run_id
+        if same_name and same_run and labels.get(LABEL_VERSION) == str(version):
             return stored
     return None
 
 
 def import_champion(
-    name: str = "churn-risk", uri: str | None = None, bento_name: str = BENTO_MODEL_NAME
+    name: str, uri: str | None = None, bento_name: str = BENTO_MODEL_NAME
 ) -> tuple[bentoml.Model, bool]:
     """Copy the champion of registered model `name` into the BentoML store, unless it is there
     already. Returns the stored model and whether it was imported now. Needs MLflow."""
@@ -77,7 +122,7 @@ def import_champion(
             f"model '{name}' has no champion in {uri or tracking_uri()}; "
             "train one with `churn train` or promote a version with `churn promote`"
         ) from None
-    existing = find_imported(str(version.version), version.run_id, bento_name)
+    existing = find_imported(str(version.version), version.run_id, bento_name, name)
     if existing is not None:
         return existing, False
     import bentoml.mlflow
@@ -119,9 +164,10 @@ def load_served_model(stored: bentoml.Model | str) -> ServedModel:
     )
 
 
-def ensure_champion(name: str = "churn-risk", log=print) -> bentoml.Model:
-    """The champion in the BentoML store, imported now if needed. When MLflow cannot be reached,
-    the newest model already in the store is used, with a warning; with none there, it fails."""
+def ensure_champion(name: str, log=print) -> bentoml.Model:
+    """The champion of registered model `name` in the BentoML store, imported now if needed.
+    When MLflow cannot be reached, the newest import of that name already in the store is used,
+    with a warning; with none there, it fails (never another dataset's model)."""
     from mlflow.exceptions import MlflowException
 
     saved = {key: os.environ.get(key) for key in QUICK_MLFLOW}
@@ -129,12 +175,11 @@ def ensure_champion(name: str = "churn-risk", log=print) -> bentoml.Model:
     try:
         stored, imported = import_champion(name)
     except (MlflowException, OSError) as err:
-        try:
-            stored = bentoml.models.get(f"{BENTO_MODEL_NAME}:latest")
-        except bentoml.exceptions.NotFound:
+        stored = newest_import(name)
+        if stored is None:
             raise ValueError(
                 f"cannot read the champion of '{name}' from MLflow ({err}) and the BentoML "
-                "store has no model yet"
+                f"store has no model '{name}' yet"
             ) from None
         log(f"warning: MLflow unreachable; serving {stored.tag} from the BentoML store ({err})")
         return stored

@@ -7,8 +7,9 @@ and responses are in serving.schemas, the partition in serving.partitions, the m
 serving.model_store, the bearer token and body limits in serving.auth.
 
 Environment: CHURN_API_TOKEN (or CHURN_ALLOW_OPEN=1), CHURN_SCORES_DIR (the weekly job's output),
-CHURN_DATA_DIR (the contract's tables, for /segments), CHURN_BENTO_MODEL (a model tag other than
-churn-risk:latest), CHURN_PARTITION_CHECK_SECONDS, CHURN_MAX_BODY_BYTES, CHURN_MAX_CUSTOMER_IDS,
+CHURN_DATA_DIR (the contract's tables, for /segments), CHURN_MODEL_NAME (the registered model,
+one per dataset, whose newest import is served) or CHURN_BENTO_MODEL (an exact BentoML tag; see
+serving.model_store.model_tag), CHURN_PARTITION_CHECK_SECONDS, CHURN_MAX_BODY_BYTES, CHURN_MAX_CUSTOMER_IDS,
 CHURN_MAX_RECORDS; OMP_NUM_THREADS=1 is advised (`churn serve` and the Bento set it).
 
 Speed (benchmarks/bench_service.py): /score answers from precomputed scores and drivers (a dict

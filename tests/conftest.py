@@ -43,5 +43,5 @@ def small_champion(tmp_path_factory) -> SmallChampion:
             log=lambda _: None,
             tracking_uri=uri,
         )
-        champion = load_champion("churn-risk", uri)
+        champion = load_champion(train_config_from_file(path).model_name, uri)
     return SmallChampion(root, data_dir, uri, tables, champion)

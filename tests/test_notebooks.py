@@ -45,7 +45,7 @@ def test_retrain_notebook_runs_and_registers_a_model(tmp_path, monkeypatch):
 
     assert (tmp_path / "data" / "customers.parquet").exists()
     versions = MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions(
-        "name='churn-risk'"
+        "name='churn-demo'"
     )
     assert [str(v.version) for v in versions] == ["1"]
     decision = next(c for c in notebook.cells if c.get("id") == "decision")

@@ -30,7 +30,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RUN_1, RUN_2, RUN_3 = "2024-12-01", "2024-12-08", "2024-12-15"
 SERVICE_ENV = (
     "BENTOML_HOME", "CHURN_API_TOKEN", "CHURN_ALLOW_OPEN", "CHURN_SCORES_DIR", "CHURN_DATA_DIR",
-    "CHURN_PARTITION_CHECK_SECONDS", "BENTOML_DO_NOT_TRACK", "CHURN_BENTO_MODEL",
+    "CHURN_PARTITION_CHECK_SECONDS", "BENTOML_DO_NOT_TRACK", "CHURN_BENTO_MODEL", "CHURN_MODEL_NAME",
 )  # fmt: skip
 
 
@@ -44,7 +44,10 @@ def env(small_champion, tmp_path_factory):
     root = tmp_path_factory.mktemp("service")
     scores = root / "scores"
     model, version = small_champion.champion.model, small_champion.champion.version
-    info = {"model_name": "churn-risk", "model_run_id": small_champion.champion.run_id}
+    info = {
+        "model_name": small_champion.champion.name,
+        "model_run_id": small_champion.champion.run_id,
+    }
     for run_date in (RUN_1, RUN_2):
         run_scoring(
             small_champion.tables,
@@ -74,7 +77,9 @@ def env(small_champion, tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(small_champion.root)  # the MLflow store's relative artifact paths
     try:
-        stored, imported = import_champion("churn-risk", small_champion.tracking_uri)
+        stored, imported = import_champion(
+            small_champion.champion.name, small_champion.tracking_uri
+        )
     finally:
         os.chdir(cwd)
     assert imported and Path(stored.path).is_relative_to(root / "bentoml"), stored.path
@@ -319,7 +324,7 @@ def test_churn_serve_falls_back_to_the_stored_model_when_mlflow_is_out_of_reach(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
     messages: list[str] = []
     try:
-        stored = ensure_champion("churn-risk", log=messages.append)
+        stored = ensure_champion(env["small"].champion.name, log=messages.append)
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from features.config import config_path_for_data, feature_config_from_file
 from features.dataset import build_training_set
 from features.io import load_tables
-from ingest.demo_data import DemoConfig, write_demo
+from ingest.demo_data import DEMO_MODEL_NAME, DemoConfig, write_demo
 from training.config import TrainConfig, train_config_from_file
 from training.evaluation import binary_metrics
 from training.fit import fit_churn_model
@@ -139,26 +139,30 @@ def test_runs_are_logged_with_metrics_baselines_and_plots(trained):
 def test_the_champion_moves_only_for_a_better_model(gate):
     uri, first, second = gate
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    assert first.promoted and first.promotion_reason == "no champion yet"
+    assert first.promoted and first.promotion_reason.startswith(
+        "no champion yet; beats the baselines"
+    )
     # The same data and seed give the same model: it does not beat the champion.
     assert not second.promoted and "does not beat" in second.promotion_reason
-    assert str(client.get_model_version_by_alias("churn-risk", CHAMPION).version) == first.version
+    assert (
+        str(client.get_model_version_by_alias(DEMO_MODEL_NAME, CHAMPION).version) == first.version
+    )
     assert (
         "does not beat"
-        in client.get_model_version("churn-risk", second.version).tags["not_promoted_because"]
+        in client.get_model_version(DEMO_MODEL_NAME, second.version).tags["not_promoted_because"]
     )
 
 
 def test_an_analyst_can_force_a_promotion_with_a_reason(gate):
     uri, first, second = gate
-    force_promote(second.version, "new pricing page launched", "churn-risk", uri)
+    force_promote(second.version, "new pricing page launched", DEMO_MODEL_NAME, uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    version = client.get_model_version_by_alias("churn-risk", CHAMPION)
+    version = client.get_model_version_by_alias(DEMO_MODEL_NAME, CHAMPION)
     assert str(version.version) == second.version
     assert version.tags["promotion_reason"] == "forced: new pricing page launched"
     with pytest.raises(ValueError, match="has no version 99"):
-        force_promote("99", "typo", "churn-risk", uri)
-    force_promote(first.version, "restore", "churn-risk", uri)
+        force_promote("99", "typo", DEMO_MODEL_NAME, uri)
+    force_promote(first.version, "restore", DEMO_MODEL_NAME, uri)
 
 
 def test_the_registered_model_loads_with_one_call_and_scores_like_the_trained_one(demo, trained):
@@ -167,7 +171,7 @@ def test_the_registered_model_loads_with_one_call_and_scores_like_the_trained_on
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    loaded = load_churn_model(f"models:/churn-risk/{first.version}")
+    loaded = load_churn_model(f"models:/{DEMO_MODEL_NAME}/{first.version}")
     rows = first.evaluation.test.head(50)
     features = build_training_set(demo[1], [rows["as_of"].iloc[0]], loaded.features_config())[0]
     np.testing.assert_allclose(loaded.predict_proba(features), first.model.predict_proba(features))

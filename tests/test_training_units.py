@@ -9,7 +9,6 @@ import pytest
 from training.evaluation import binary_metrics, expected_calibration_error, top_share_mask
 from training.model import FeatureInputError, Preprocessor, band_thresholds
 from training.splits import split_dates
-from training.tracking import decide_promotion
 
 DATES = list(pd.date_range("2024-01-01", periods=12, freq="30D"))
 
@@ -88,18 +87,6 @@ def test_preprocessor_names_missing_and_bad_columns():
 def test_band_thresholds_follow_cumulative_shares():
     thresholds = band_thresholds(np.linspace(0, 1, 101), {"high": 0.10, "medium": 0.30})
     assert thresholds == {"high": pytest.approx(0.9), "medium": pytest.approx(0.7)}
-
-
-def test_promotion_rule():
-    assert decide_promotion({"roc_auc": 0.7}, None, "roc_auc", 0.0) == (True, "no champion yet")
-    ok, reason = decide_promotion({"roc_auc": 0.72}, {"roc_auc": 0.70}, "roc_auc", 0.01)
-    assert ok and "beats champion 0.7000" in reason
-    ok, reason = decide_promotion({"roc_auc": 0.705}, {"roc_auc": 0.70}, "roc_auc", 0.01)
-    assert not ok and "does not beat" in reason
-    ok, _ = decide_promotion({"log_loss": 0.10}, {"log_loss": 0.12}, "log_loss", 0.0)
-    assert ok  # lower is better for log loss
-    with pytest.raises(ValueError, match="promotion metric must be one of"):
-        decide_promotion({}, None, "accuracy", 0.0)
 
 
 def test_short_histories_can_calibrate_on_validation_and_purge_only_before_the_test():

@@ -60,12 +60,17 @@ class TrainConfig:
     calibration: str = "isotonic"  # or "sigmoid"
     risk_bands: dict[str, float] = field(default_factory=lambda: {"high": 0.10, "medium": 0.30})
     # risk_bands: share of the calibration slice in each band from the top; the rest is "low".
-    model_name: str = "churn-risk"
+    # The registered model name, one per dataset; None: derived from the data folder
+    # (training.tracking.model_name_for_data), as `churn train` and the notebook do.
+    model_name: str | None = None
     # Labeled-table models take CRM columns, not event features: registered under their own
     # name so that they never become the champion the weekly job and the service use.
-    labeled_model_name: str = "churn-risk-labeled"
+    # None: churn-<file stem>-labeled.
+    labeled_model_name: str | None = None
     promotion_metric: str = "roc_auc"
     promotion_min_gain: float = 0.0
+    promotion_min_rows: int = 200  # a smaller holdout never promotes (training.gate)
+    promotion_min_churners: int = 20  # churners and non-churners the holdout needs at least
     experiment: str = "churn"
     min_segment_rows: int = 200
     cv_folds: int = 5  # labeled-table mode

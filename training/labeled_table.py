@@ -29,6 +29,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from training.config import TrainConfig
 from training.evaluation import binary_metrics, fit_logistic_baseline, logistic_scores
 from training.fit import fit_booster, lgbm_params
+from training.gate import GateDecision, GateRules, judge
 from training.model import (
     ID_COLUMNS,
     ChurnModel,
@@ -42,9 +43,9 @@ from training.plots import calibration_table, gains_table, model_report_plots
 from training.tracking import (
     configure,
     current_champion,
-    decide_promotion,
     input_example,
     log_training_run,
+    model_name_for_table,
     record_promotion,
 )
 
@@ -85,6 +86,8 @@ class LabeledTableResult:
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None  # the champion's CV means, when comparable
     plots: list[Path] = field(default_factory=list)
+    gate: GateDecision | None = None
+    model_name: str = ""
 
     def summary(self, score: str = "model") -> pd.DataFrame:
         """Mean and std (ddof=1) across folds of one score: 'model', 'logistic_regression' or
@@ -430,7 +433,7 @@ def _champion_cv_metrics(
         return (
             None,
             f"the champion (v{version}) was not trained on a labeled table, so its metrics are "
-            f"not comparable; not promoted (force with: churn promote <version> --name {name} --reason ...)",
+            f"not comparable (force with: churn promote <version> --model-name {name} --reason ...)",
             tags,
         )
     if list(champion.feature_names) != list(feature_names):
@@ -443,8 +446,7 @@ def _champion_cv_metrics(
         )
         return (
             None,
-            f"the champion (v{version}) was trained on different columns ({detail}); "
-            "not compared, not promoted",
+            f"the champion (v{version}) was trained on different columns ({detail})",
             tags,
         )
     metrics = run.data.metrics
@@ -467,7 +469,8 @@ def train_labeled_table(
     tracking_uri: str | None = None,
 ) -> LabeledTableResult:
     """Read and check a labeled customer table, cross-validate, fit the final model, log it to
-    MLflow, register it under config.labeled_model_name and apply the champion gate."""
+    MLflow, register it under config.labeled_model_name (default: churn-<file stem>-labeled)
+    and apply the champion gate (it must beat the logistic regression's cross-validated mean)."""
     frame = read_labeled_table(path, id_column)
     log(f"read {len(frame):,} rows x {frame.shape[1]} columns from {path}")
     table = prepare_labeled_table(frame, id_column, label_column, log)
@@ -494,26 +497,29 @@ def train_labeled_table(
     log(f"final model: {rounds} rounds (median of the folds) on all {len(y):,} rows")
 
     candidate = {m: model_cv[f"{m}_mean"] for m in REPORTED}
+    # The out-of-fold predictions cover every row once: that is the holdout the gate sizes.
+    holdout = {"rows": float(len(y)), "positive_rate": float(y.mean())}
+    logistic = {m: logistic_cv[f"{m}_mean"] for m in REPORTED}
+    name = model_name_for_table(path, config.labeled_model_name)
     client = configure(tracking_uri)
-    champion = current_champion(client, config.labeled_model_name)
-    champion_metrics, champion_tags = None, {}
-    if champion is None:
-        promoted, reason = decide_promotion(
-            candidate, None, config.promotion_metric, config.promotion_min_gain
-        )
-    else:
+    champion = current_champion(client, name)
+    champion_metrics, champion_tags, champion_problem = None, {}, None
+    if champion is not None:
         champion_metrics, why_not, champion_tags = _champion_cv_metrics(
-            client, config.labeled_model_name, champion[0], champion[1], model.feature_names
+            client, name, champion[0], champion[1], model.feature_names
         )
-        if champion_metrics is None:
-            promoted, reason = False, why_not
-        else:
-            promoted, reason = decide_promotion(
-                candidate, champion_metrics, config.promotion_metric, config.promotion_min_gain
-            )
-            reason = f"cross-validated: {reason}"
-            if champion_tags.get("data_fingerprint") != table.fingerprint:
-                reason += " (note: the champion was cross-validated on a different table)"
+        champion_problem = why_not or None
+    gate = judge(
+        {**candidate, **holdout},
+        GateRules.from_config(config),
+        baselines={"logistic_regression": logistic},
+        champion=champion_metrics,
+        champion_label=f"champion v{champion[0]}" if champion else "champion",
+        champion_problem=champion_problem,
+    )
+    promoted, reason = gate.promoted, f"cross-validated: {gate.reason}"
+    if champion_metrics is not None and champion_tags.get("data_fingerprint") != table.fingerprint:
+        reason += " (note: the champion was cross-validated on a different table)"
 
     sample = table.features.sample(n=min(len(y), 2000), random_state=config.seed)
     oof = cv.oof
@@ -554,10 +560,11 @@ def train_labeled_table(
             "promotion_decision": "promoted" if promoted else "not promoted",
             "promotion_reason": reason,
             "champion_version": champion[0] if champion else "",
+            **gate.tags(),
         }
         logged = log_training_run(
             model=model,
-            name=config.labeled_model_name,
+            name=name,
             experiment=config.experiment,
             params=params,
             tags=tags,
@@ -580,7 +587,7 @@ def train_labeled_table(
         client, logged.run_id, cv.fold_metrics, model_cv, logistic_cv, raw_cv, champion_metrics
     )
     record_promotion(
-        client, config.labeled_model_name, logged.version, promoted, reason, logged.run_id, log
+        client, name, logged.version, promoted, reason, logged.run_id, log, gate.tags()
     )
     return LabeledTableResult(
         run_id=logged.run_id,
@@ -596,6 +603,8 @@ def train_labeled_table(
         champion_version=champion[0] if champion else None,
         champion_metrics=champion_metrics,
         plots=kept_plots,
+        gate=gate,
+        model_name=name,
     )
 
 

@@ -16,19 +16,20 @@ from features.dataset import build_training_set, observation_dates
 from features.labels import last_labeled_date
 from features.signals import build_features
 from training.config import TrainConfig
-from training.evaluation import binary_metrics
 from training.fit import Evaluation, fit_churn_model
+from training.gate import GateDecision, GateRules, data_problems, judge, measure_champion
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
+from training.simple_model import SimpleResult, register_simple_model
 from training.splits import DateSplit, split_dates
 from training.tracking import (
     configure,
     current_champion,
     data_fingerprint,
-    decide_promotion,
     input_example,
     log_training_run,
     record_promotion,
+    require_model_name,
 )
 
 Log = Callable[[str], None]
@@ -46,6 +47,9 @@ class TrainingResult:
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
     plots: list[Path] = field(default_factory=list)
+    gate: GateDecision | None = None
+    model_name: str = ""
+    simple: SimpleResult | None = None  # the baseline registered as a model, when one won
 
     def metrics_table(self) -> pd.DataFrame:
         """Candidate, champion and baselines side by side on the same test rows."""
@@ -128,17 +132,23 @@ def train_from_tables(
         f"best iteration {evaluation.best_iteration}; test ROC AUC {evaluation.metrics['roc_auc']:.4f}"
     )
 
+    name = require_model_name(config.model_name)
     client = configure(tracking_uri)
-    champion = current_champion(client, config.model_name)
-    champion_metrics = None
-    if champion is not None:
-        y = evaluation.test["churned"].to_numpy()
-        champion_p = champion_on_test(champion[1], tables, evaluation.test)
-        champion_metrics = binary_metrics(y, champion_p)
-    promoted, reason = decide_promotion(
-        evaluation.metrics, champion_metrics, config.promotion_metric, config.promotion_min_gain
+    champion = current_champion(client, name)
+    champion_metrics, champion_problem = measure_champion(
+        champion, name, tables, resolved, evaluation.test, champion_on_test, log
     )
-    if champion is not None and pd.Timestamp(champion[1].trained_until) >= split.test[0]:
+    gate = judge(
+        evaluation.metrics,
+        GateRules.from_config(config),
+        baselines=evaluation.baselines,
+        champion=champion_metrics,
+        champion_label=f"champion v{champion[0]}" if champion else "champion",
+        champion_problem=champion_problem,
+        data_problems=data_problems(tables),
+    )
+    promoted, reason = gate.promoted, gate.reason
+    if champion_metrics is not None and pd.Timestamp(champion[1].trained_until) >= split.test[0]:
         reason += f" (note: the champion was trained on data up to {champion[1].trained_until}, into the test dates)"
 
     test_rows = dataset[dataset["as_of"].isin(split.test)]
@@ -175,10 +185,11 @@ def train_from_tables(
             "promotion_decision": "promoted" if promoted else "not promoted",
             "promotion_reason": reason,
             "champion_version": champion[0] if champion else "",
+            **gate.tags(),
         }
         logged = log_training_run(
             model=model,
-            name=config.model_name,
+            name=name,
             experiment=config.experiment,
             params=params,
             tags=tags,
@@ -194,11 +205,20 @@ def train_from_tables(
             plots=plots,
             example=input_example(model, test_rows),
             client=client,
+            extra_metrics=gate.metrics(),
         )
         kept_plots = keep_plots(plots, logged.run_id)
     record_promotion(
-        client, config.model_name, logged.version, promoted, reason, logged.run_id, log
+        client, name, logged.version, promoted, reason, logged.run_id, log, gate.tags()
     )
+    simple = None
+    if gate.lost_to is not None:  # a baseline won: register it as a model analysts can deploy
+        simple = register_simple_model(
+            gate.lost_to.against, dataset=dataset, split=split, preprocessor=model.preprocessor,
+            feature_config=resolved, config=config, name=name, baselines=evaluation.baselines,
+            champion=champion, champion_metrics=champion_metrics, champion_problem=champion_problem,
+            lost_run_id=logged.run_id, lost_version=logged.version, client=client, log=log,
+        )  # fmt: skip
     return TrainingResult(
         run_id=logged.run_id,
         version=logged.version,
@@ -210,6 +230,9 @@ def train_from_tables(
         champion_version=champion[0] if champion else None,
         champion_metrics=champion_metrics,
         plots=kept_plots,
+        gate=gate,
+        model_name=name,
+        simple=simple,
     )
 
 

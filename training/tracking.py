@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +21,78 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from features.contract import Tables
-from training.evaluation import HIGHER_IS_BETTER
 from training.model import ChurnModel
 
 CHAMPION = "champion"
 REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "mlflow")
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# Folder names that say nothing about the dataset: the parent folder's name is put before them.
+GENERIC_FOLDERS = frozenset({"data", "tables", "input", "inputs", "raw", "export", "exports"})
+
+
+def check_model_name(name: str) -> str:
+    """A registered model name: letters, digits, '.', '_', '-' (at most 100), else ValueError."""
+    if not MODEL_NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"model name {name!r} must be 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def name_slug(text: str) -> str:
+    """Lower-case letters and digits joined by '-': a folder or file name as part of a model name."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def model_name_for_data(
+    data_dir: str | Path, config_path: str | Path | None = None, given: str | None = None
+) -> str:
+    """The registered model name of a dataset, so that each dataset has its own champion:
+    `given` (--model-name), else `[training] model_name` of the configuration in use (--config,
+    else DATA/config.toml; the demo and the importers write one), else `churn-<folder>` from
+    the data folder's name (`churn-<parent>-<folder>` for generic names such as 'data')."""
+    from features.config import config_path_for_data, load_config
+
+    if given:
+        return check_model_name(given)
+    configured = (
+        load_config(config_path_for_data(data_dir, config_path))
+        .get("training", {})
+        .get("model_name")
+    )
+    if configured:
+        return check_model_name(str(configured))
+    folder = Path(str(data_dir).rstrip("/")).resolve()
+    parts = [folder.name]
+    if folder.name.lower() in GENERIC_FOLDERS and folder.parent.name:
+        parts.insert(0, folder.parent.name)
+    slug = name_slug("-".join(parts))
+    if not slug:
+        raise ValueError(
+            f"cannot derive a model name from the data folder '{data_dir}': "
+            "give --model-name or [training] model_name"
+        )
+    return check_model_name(f"churn-{slug}"[:100])
+
+
+def model_name_for_table(path: str | Path, given: str | None = None) -> str:
+    """The registered name of a labeled-table model: `given`, else `churn-<file stem>-labeled`
+    (never the name an event-data dataset's weekly job and service use)."""
+    if given:
+        return check_model_name(given)
+    slug = name_slug(Path(path).stem) or "table"
+    return check_model_name(f"churn-{slug}"[:92] + "-labeled")
+
+
+def require_model_name(name: str | None) -> str:
+    """The configured model name, or a ValueError saying how to give one."""
+    if not name:
+        raise ValueError(
+            "no registered model name: give --model-name, [training] model_name, or derive one "
+            "from the data folder with training.tracking.model_name_for_data"
+        )
+    return check_model_name(name)
 
 
 def tracking_uri() -> str:
@@ -87,29 +155,6 @@ def input_example(model: ChurnModel, frame: pd.DataFrame, rows: int = 5) -> pd.D
     return example
 
 
-def decide_promotion(
-    candidate: dict[str, float], champion: dict[str, float] | None, metric: str, min_gain: float
-) -> tuple[bool, str]:
-    """Promote when there is no champion, or when the candidate beats it on `metric` (measured on
-    the same test rows) by more than min_gain. Returns the decision and its reason."""
-    if metric not in HIGHER_IS_BETTER:
-        raise ValueError(
-            f"promotion metric must be one of {sorted(HIGHER_IS_BETTER)}, got {metric!r}"
-        )
-    if champion is None:
-        return True, "no champion yet"
-    new, old = candidate.get(metric, float("nan")), champion.get(metric, float("nan"))
-    if not np.isfinite(new):
-        return False, f"candidate {metric} is not defined on the test dates"
-    if not np.isfinite(old):
-        return True, f"champion {metric} is not defined on the test dates"
-    gain = new - old if HIGHER_IS_BETTER[metric] else old - new
-    beats = gain > min_gain
-    verdict = "beats" if beats else "does not beat"
-    reason = f"candidate {metric} {new:.4f} {verdict} champion {old:.4f} (gain {gain:+.4f}, must exceed {min_gain:+.4f})"
-    return beats, reason
-
-
 def current_champion(client: MlflowClient, name: str) -> tuple[str, ChurnModel] | None:
     """The version carrying the champion alias and its model, or None."""
     try:
@@ -122,14 +167,15 @@ def current_champion(client: MlflowClient, name: str) -> tuple[str, ChurnModel] 
 def set_champion(
     client: MlflowClient, name: str, version: str, reason: str, forced: bool = False
 ) -> None:
-    """Move the champion alias and record why on the version."""
+    """Record why on the version, then move the champion alias to it (in that order)."""
     client.get_model_version(name, str(version))  # fails clearly for an unknown version
-    client.set_registered_model_alias(name, CHAMPION, str(version))
+    # The reason first: an alias that moved without one (a crash in between) is never seen.
     client.set_model_version_tag(name, str(version), "promotion_reason", reason)
     client.set_model_version_tag(name, str(version), "promoted_by", "analyst" if forced else "gate")
     client.set_model_version_tag(
         name, str(version), "promoted_at", pd.Timestamp.now("UTC").isoformat()
     )
+    client.set_registered_model_alias(name, CHAMPION, str(version))
 
 
 def record_promotion(
@@ -140,8 +186,12 @@ def record_promotion(
     reason: str,
     run_id: str,
     log: Callable[[str], None],
+    tags: dict[str, str] | None = None,
 ) -> None:
-    """Carry out the gate's decision on a new version: champion, or the reason why not."""
+    """Carry out the gate's decision on a new version: its tags (the gate's numbers, e.g. the
+    baseline that won and by how much), then champion, or the reason why not."""
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, version, key, value)
     if promoted:
         set_champion(client, name, version, reason)
     else:
@@ -188,6 +238,7 @@ def log_training_run(
     plots: list[Path],
     example: pd.DataFrame,
     client: MlflowClient,
+    extra_metrics: dict[str, float] | None = None,
 ) -> LoggedRun:
     """One MLflow run with everything an analyst needs, the model logged and registered."""
     mlflow.set_experiment(experiment)
@@ -199,6 +250,8 @@ def log_training_run(
             mlflow.log_metrics(_flat(f"baseline_{baseline}_", values))
         if champion_metrics:
             mlflow.log_metrics(_flat("champion_", champion_metrics))
+        if extra_metrics:
+            mlflow.log_metrics(_flat("", extra_metrics))
         with tempfile.TemporaryDirectory() as tmp:
             for file_name, table in tables_to_log.items():
                 path = Path(tmp) / file_name

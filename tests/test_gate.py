@@ -1,0 +1,297 @@
+"""The promotion gate: baselines, holdouts that cannot measure, broken data, a champion that does
+not fit the data, the order of tags and alias, and model names per dataset. Units only (small
+dicts and tables built here); the registry end to end is in test_registry_per_dataset.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import FeatureConfig
+from tests.factories import make_tables, ts
+from training.evaluation import binary_metrics
+from training.gate import (
+    GateRules,
+    champion_problems,
+    data_problems,
+    judge,
+    measure_champion,
+)
+from training.tracking import (
+    CHAMPION,
+    model_name_for_data,
+    model_name_for_table,
+    record_promotion,
+    require_model_name,
+)
+
+RULES = GateRules(metric="roc_auc", min_gain=0.0, min_rows=200, min_churners=20)
+
+
+def measured(roc_auc: float, rows: int = 1000, churners: int = 50, **more: float) -> dict:
+    """A holdout's metrics as binary_metrics gives them (the parts the gate reads)."""
+    return {"roc_auc": roc_auc, "rows": float(rows), "positive_rate": churners / rows, **more}
+
+
+BASELINES = {"logistic_regression": {"roc_auc": 0.66}, "recency_rule": {"roc_auc": 0.62}}
+
+
+# ------------------------------------------------------------------------- the decision
+
+
+def test_a_first_model_that_beats_the_baselines_becomes_champion():
+    decision = judge(measured(0.71), RULES, BASELINES)
+    assert decision.promoted and decision.stage == "passed"
+    assert decision.reason.startswith("no champion yet; beats the baselines on roc_auc 0.7100")
+    assert "logistic_regression 0.6600" in decision.reason and decision.lost_to is None
+    assert decision.metrics() == {
+        "gate_gain_vs_logistic_regression": pytest.approx(0.05),
+        "gate_gain_vs_recency_rule": pytest.approx(0.09),
+    }
+
+
+def test_a_candidate_below_a_baseline_is_not_promoted_and_names_the_winner_and_the_gap():
+    baselines = {"logistic_regression": {"roc_auc": 0.70}, "recency_rule": {"roc_auc": 0.74}}
+    decision = judge(measured(0.71), RULES, baselines, champion=None)
+    assert not decision.promoted and decision.stage == "baseline"
+    assert decision.lost_to.against == "recency_rule"
+    assert decision.lost_to.gain == pytest.approx(-0.03)
+    assert "loses to the baseline recency_rule: roc_auc 0.7400 against the candidate's 0.7100" in (
+        decision.reason
+    )
+    assert "(by 0.0300" in decision.reason
+    tags = decision.tags()
+    assert tags["lost_to_baseline"] == "recency_rule" and tags["lost_to_baseline_by"] == "0.0300"
+    assert tags["gate_gain_vs_logistic_regression"] == "+0.0100"
+    # Even against a weaker champion, a model below a baseline is not promoted.
+    assert not judge(measured(0.71), RULES, baselines, champion=measured(0.60)).promoted
+
+
+def test_a_tie_with_a_baseline_is_not_earning_a_place():
+    decision = judge(measured(0.66), RULES, BASELINES)
+    assert not decision.promoted and decision.lost_to.against == "logistic_regression"
+
+
+def test_a_holdout_without_churners_is_never_promoted():
+    y = np.zeros(500)
+    metrics = binary_metrics(y, np.linspace(0.01, 0.2, 500))
+    assert np.isnan(metrics["roc_auc"])
+    decision = judge(metrics, RULES, BASELINES, champion=None)
+    assert not decision.promoted and decision.stage == "holdout"
+    assert "0 churners among 500 holdout rows" in decision.reason
+    assert "roc_auc is not a number" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        (measured(0.8, rows=150, churners=40), "150 holdout rows, fewer than 200"),
+        (measured(0.8, rows=1000, churners=12), "12 churners among 1000 holdout rows"),
+        (measured(0.8, rows=300, churners=290), "10 non-churners among 300 holdout rows"),
+        (measured(float("nan")), "the candidate's roc_auc is not a number"),
+        ({"roc_auc": 0.8}, "size and churn rate are unknown"),
+    ],
+)
+def test_a_holdout_that_cannot_measure_refuses_whatever_the_scores(metrics, expected):
+    decision = judge(metrics, RULES, BASELINES, champion=measured(0.5))
+    assert not decision.promoted and decision.stage == "holdout"
+    assert expected in decision.reason
+
+
+def test_broken_data_refuses_before_anything_else():
+    decision = judge(measured(0.9), RULES, BASELINES, data_problems=["all at 1970"])
+    assert not decision.promoted and decision.stage == "data"
+    assert decision.reason == "the data looks broken: all at 1970"
+
+
+def test_the_champion_must_be_beaten_by_more_than_the_minimum_gain():
+    rules = GateRules(metric="roc_auc", min_gain=0.01)
+    ok = judge(measured(0.72), rules, BASELINES, champion=measured(0.70), champion_label="v3")
+    assert ok.promoted and "beats v3 0.7000 (gain +0.0200" in ok.reason
+    assert ok.tags()["gate_gain_vs_champion"] == "+0.0200"
+    no = judge(measured(0.705), rules, BASELINES, champion=measured(0.70))
+    assert not no.promoted and "does not beat" in no.reason and no.stage == "champion"
+
+
+def test_lower_is_better_metrics_and_baselines_without_the_metric():
+    rules = GateRules(metric="log_loss")
+    candidate = measured(0.7, log_loss=0.10)
+    baselines = {"logistic_regression": {"log_loss": 0.12}, "recency_rule": {"log_loss": np.nan}}
+    decision = judge(candidate, rules, baselines, champion=measured(0.7, log_loss=0.11))
+    assert decision.promoted
+    assert [c.against for c in decision.baselines] == ["logistic_regression"]
+    assert "recency_rule has no log_loss" in decision.notes
+    with pytest.raises(ValueError, match="promotion metric must be one of"):
+        GateRules(metric="accuracy")
+
+
+def test_a_champion_that_cannot_be_scored_is_reported_and_not_replaced():
+    decision = judge(measured(0.9), RULES, BASELINES, champion_problem="needs column 'channel'")
+    assert not decision.promoted and decision.stage == "champion"
+    assert decision.reason == "needs column 'channel'; not compared, not promoted"
+
+
+# --------------------------------------------------------------------------- broken data
+
+
+def _customers(n: int = 30, start: str = "2024-01-01") -> list[dict]:
+    return [{"customer_id": f"C{i:03d}", "signup_at": ts(start)} for i in range(n)]
+
+
+def _activity(n: int = 30, at: str = "2024-03-01") -> list[dict]:
+    return [{"customer_id": f"C{i:03d}", "at": ts(at), "event": "login"} for i in range(n)]
+
+
+NOW = pd.Timestamp("2025-06-01")
+
+
+def test_clean_data_has_no_problems():
+    assert data_problems(make_tables(_customers(), _activity()), now=NOW) == []
+
+
+def test_timestamps_piled_up_at_1970_are_refused_with_table_column_and_row():
+    activity = _activity()
+    for i, row in enumerate(activity):
+        row["at"] = pd.Timestamp(1_700_000_000 + i, unit="ns")  # seconds read as nanoseconds
+    problems = data_problems(make_tables(_customers(), activity), now=NOW)
+    assert len(problems) >= 1
+    first = problems[0]
+    assert first.startswith("table 'activity', column 'at': 100% of the timestamps are before 1971")
+    assert "example row" in first and "C000" in first
+    # ... and the events then end decades before the first signup.
+    assert any("the last event (1970-01-01" in p for p in problems)
+
+
+def test_data_spanning_a_century_or_dated_after_today_is_refused():
+    old = make_tables(_customers(start="1920-01-01"), _activity(at="2024-01-01"))
+    assert any("the data spans 104 years" in p for p in data_problems(old, now=NOW))
+    future = make_tables(_customers(), _activity(at="2031-01-01"))
+    problems = data_problems(future, now=NOW)
+    assert len(problems) == 1 and "30 timestamps after today (2025-06-01)" in problems[0]
+
+
+# ------------------------------------------------------------------- the champion's fit
+
+
+class _Model:
+    """What champion_problems reads of a ChurnModel: its feature configuration."""
+
+    def __init__(self, config: FeatureConfig | None):
+        self.feature_config = config.to_dict() if config else {}
+
+    def features_config(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.feature_config)
+
+
+def test_a_champion_of_another_dataset_is_recognised_before_scoring():
+    tables = make_tables(_customers(), _activity())
+    ours = FeatureConfig(segment_columns=())
+    theirs = FeatureConfig(segment_columns=("channel",)).with_churn(horizon_days=90)
+    problems = champion_problems(_Model(theirs), tables, ours)
+    assert "the champion predicts churn with horizon_days 90, this run 30" in problems
+    assert any("needs customer columns ['channel']" in p for p in problems)
+    assert champion_problems(_Model(ours), tables, ours) == []
+    assert champion_problems(_Model(None), tables, ours) == [
+        "the champion was trained on a labeled table, not on event data"
+    ]
+
+
+def test_measure_champion_reports_a_scoring_failure_instead_of_crashing():
+    tables = make_tables(_customers(), _activity())
+    ours = FeatureConfig(segment_columns=())
+    holdout = pd.DataFrame({"churned": [0, 1, 0, 1]})
+    messages: list[str] = []
+
+    def fails(model, tables, holdout):
+        raise ValueError("segment column 'channel' is not in the customers table")
+
+    metrics, problem = measure_champion(
+        ("4", _Model(ours)), "shop", tables, ours, holdout, fails, messages.append
+    )
+    assert metrics is None
+    assert problem == (
+        "the champion of 'shop' (v4) cannot be scored on this data: "
+        "segment column 'channel' is not in the customers table"
+    )
+    assert messages == [f"warning: {problem}"]
+    scores = lambda model, tables, holdout: np.array([0.1, 0.9, 0.2, 0.8])  # noqa: E731
+    metrics, problem = measure_champion(("4", _Model(ours)), "shop", tables, ours, holdout, scores)
+    assert problem is None and metrics["roc_auc"] == 1.0
+    assert measure_champion(None, "shop", tables, ours, holdout, scores) == (None, None)
+
+
+# ------------------------------------------------------------------ recording the decision
+
+
+class _RecordingClient:
+    """Records the registry calls in order (the parts of MlflowClient the gate uses)."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def get_model_version(self, name, version):
+        return object()
+
+    def set_model_version_tag(self, name, version, key, value):
+        self.calls.append(("tag", key))
+
+    def set_registered_model_alias(self, name, alias, version):
+        self.calls.append(("alias", alias))
+
+
+def test_the_reason_and_the_gate_tags_are_recorded_before_the_alias_moves():
+    client = _RecordingClient()
+    tags = {"gate_decision": "promoted", "gate_gain_vs_recency_rule": "+0.0900"}
+    record_promotion(client, "shop", "2", True, "no champion yet", "run", lambda _: None, tags)
+    assert client.calls[-1] == ("alias", CHAMPION)
+    recorded = [key for kind, key in client.calls[:-1] if kind == "tag"]
+    assert {"promotion_reason", "promoted_by", "promoted_at", *tags} == set(recorded)
+    client = _RecordingClient()
+    record_promotion(client, "shop", "3", False, "loses", "run", lambda _: None, tags)
+    assert ("alias", CHAMPION) not in client.calls and ("tag", "not_promoted_because") in (
+        client.calls
+    )
+
+
+# ------------------------------------------------------------------------ model names
+
+
+def test_the_model_name_comes_from_the_option_the_config_or_the_folder(tmp_path):
+    shop = tmp_path / "Shop Exports 2024"
+    shop.mkdir()
+    assert model_name_for_data(shop) == "churn-shop-exports-2024"
+    assert model_name_for_data(shop, given="eu-shop") == "eu-shop"
+    (shop / "config.toml").write_text('[training]\nmodel_name = "churn-eu"\n')
+    assert model_name_for_data(shop) == "churn-eu"
+    other = tmp_path / "other.toml"
+    other.write_text("[training]\nevery_days = 14\n")
+    assert model_name_for_data(shop, config_path=other) == "churn-shop-exports-2024"
+    generic = tmp_path / "retail" / "data"
+    generic.mkdir(parents=True)
+    assert model_name_for_data(generic) == "churn-retail-data"
+    with pytest.raises(ValueError, match="model name 'a/b' must be"):
+        model_name_for_data(shop, given="a/b")
+    assert model_name_for_table("../x/Telco-Customer-Churn.csv") == (
+        "churn-telco-customer-churn-labeled"
+    )
+    with pytest.raises(ValueError, match="no registered model name"):
+        require_model_name(None)
+
+
+def test_the_service_never_picks_another_datasets_model_by_default(monkeypatch):
+    from serving import model_store
+
+    monkeypatch.delenv(model_store.MODEL_TAG_ENV, raising=False)
+    monkeypatch.delenv(model_store.MODEL_NAME_ENV, raising=False)
+    monkeypatch.setattr(model_store, "imported_names", lambda: {"churn-a", "churn-b"})
+    with pytest.raises(ValueError, match=r"several datasets \['churn-a', 'churn-b'\]"):
+        model_store.model_tag()
+    monkeypatch.setattr(model_store, "imported_names", lambda: {"churn-a"})
+    assert model_store.model_tag() == "churn-risk:latest"
+    monkeypatch.setenv(model_store.MODEL_NAME_ENV, "churn-c")
+    monkeypatch.setattr(model_store, "newest_import", lambda name: None)
+    with pytest.raises(ValueError, match="no model 'churn-c'"):
+        model_store.model_tag()
+    monkeypatch.setenv(model_store.MODEL_TAG_ENV, "churn-risk:abc")
+    assert model_store.model_tag() == "churn-risk:abc"

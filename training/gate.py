@@ -1,0 +1,348 @@
+"""The promotion gate: may a candidate model become the champion?
+
+Pure functions, no MLflow: the pipeline measures the candidate, the baselines and the champion on
+the same holdout rows and hands the numbers here; training.tracking records the decision.
+
+A candidate is promoted only when all of these hold, checked in this order:
+1. the data does not look broken (timestamps piled up at 1970, tables decades apart, data dated
+   after today): a model of broken data must not replace a working one;
+2. the holdout can measure it: enough rows, enough churners and non-churners, and a finite
+   promotion metric (no churner on the test dates gives a NaN ROC AUC, never a promotion);
+3. it beats every baseline on the promotion metric (logistic regression and the recency rule:
+   a model that loses to the rule a CS team uses without a model has not earned its place);
+4. it beats the champion by more than `min_gain`, when there is one, and the champion could be
+   scored on this data (a champion that cannot is reported and not replaced automatically).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import TIMESTAMP_COLUMNS, Tables
+from training.evaluation import HIGHER_IS_BETTER, binary_metrics
+
+EPOCH_EDGE = pd.Timestamp("1971-01-01")  # before it: a timestamp at "zero" of some unit
+EPOCH_SHARE = 0.01  # more than 1 % of a column before 1971 is a unit or parsing mistake
+MAX_SPAN_YEARS = 50  # customer data spanning more than this mixes units or placeholders
+FUTURE_SLACK = pd.Timedelta(days=1)  # time zones and clock skew
+
+
+@dataclass(frozen=True)
+class GateRules:
+    """What a candidate must show. min_gain: over the champion on `metric`; min_rows and
+    min_churners: the least holdout (rows, churners, non-churners) that measures anything."""
+
+    metric: str = "roc_auc"
+    min_gain: float = 0.0
+    min_rows: int = 200
+    min_churners: int = 20
+
+    def __post_init__(self) -> None:
+        if self.metric not in HIGHER_IS_BETTER:
+            raise ValueError(
+                f"promotion metric must be one of {sorted(HIGHER_IS_BETTER)}, got {self.metric!r}"
+            )
+        if self.min_rows < 1 or self.min_churners < 1:
+            raise ValueError("promotion_min_rows and promotion_min_churners must be at least 1")
+
+    @classmethod
+    def from_config(cls, config: Any) -> GateRules:
+        """The rules in a TrainConfig (promotion_metric, promotion_min_gain, ...)."""
+        return cls(
+            metric=config.promotion_metric,
+            min_gain=float(config.promotion_min_gain),
+            min_rows=int(getattr(config, "promotion_min_rows", cls.min_rows)),
+            min_churners=int(getattr(config, "promotion_min_churners", cls.min_churners)),
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The candidate against one other score on the same holdout rows; gain > 0: candidate better."""
+
+    against: str
+    candidate: float
+    other: float
+    gain: float
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's verdict, its reason in words, and the comparisons behind it."""
+
+    promoted: bool
+    reason: str
+    metric: str
+    stage: str  # data, holdout, baseline, champion, or passed
+    baselines: tuple[Comparison, ...] = ()
+    champion: Comparison | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def lost_to(self) -> Comparison | None:
+        """The baseline that beat the candidate by the most, if any did."""
+        lost = [c for c in self.baselines if c.gain <= 0]
+        return min(lost, key=lambda c: c.gain) if lost else None
+
+    def tags(self) -> dict[str, str]:
+        """Tags for the run and the model version: the decision and the numbers behind it."""
+        tags = {
+            "gate_decision": "promoted" if self.promoted else "not promoted",
+            "gate_stage": self.stage,
+            "gate_metric": self.metric,
+        }
+        for c in self.baselines:
+            tags[f"gate_gain_vs_{c.against}"] = f"{c.gain:+.4f}"
+        lost = self.lost_to
+        if lost is not None:
+            tags["lost_to_baseline"] = lost.against
+            tags["lost_to_baseline_by"] = f"{-lost.gain:.4f}"
+        if self.champion is not None:
+            tags["gate_gain_vs_champion"] = f"{self.champion.gain:+.4f}"
+        return tags
+
+    def metrics(self) -> dict[str, float]:
+        """The gains as MLflow metrics: gate_gain_vs_<baseline>, gate_gain_vs_champion."""
+        out = {f"gate_gain_vs_{c.against}": c.gain for c in self.baselines}
+        if self.champion is not None:
+            out["gate_gain_vs_champion"] = self.champion.gain
+        return {k: float(v) for k, v in out.items() if np.isfinite(v)}
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and bool(np.isfinite(float(value)))
+
+
+def _gain(candidate: float, other: float, metric: str) -> float:
+    return candidate - other if HIGHER_IS_BETTER[metric] else other - candidate
+
+
+def holdout_problems(metrics: dict[str, float], rules: GateRules) -> list[str]:
+    """Why a holdout cannot measure the candidate: too few rows, churners or non-churners, or a
+    promotion metric that is not a number. Empty when it can."""
+    rows, rate = metrics.get("rows"), metrics.get("positive_rate")
+    if not _finite(rows) or not _finite(rate):
+        return ["the holdout's size and churn rate are unknown (no 'rows'/'positive_rate')"]
+    rows = int(rows)
+    churners = round(rows * float(rate))
+    problems = []
+    if rows < rules.min_rows:
+        problems.append(f"{rows} holdout rows, fewer than {rules.min_rows}")
+    if churners < rules.min_churners:
+        problems.append(
+            f"{churners} churners among {rows} holdout rows, fewer than {rules.min_churners}"
+        )
+    if rows - churners < rules.min_churners:
+        problems.append(
+            f"{rows - churners} non-churners among {rows} holdout rows, fewer than {rules.min_churners}"
+        )
+    if not _finite(metrics.get(rules.metric)):
+        problems.append(f"the candidate's {rules.metric} is not a number on the holdout")
+    return problems
+
+
+def judge(
+    candidate: dict[str, float],
+    rules: GateRules,
+    baselines: dict[str, dict[str, float]] | None = None,
+    champion: dict[str, float] | None = None,
+    champion_label: str = "champion",
+    champion_problem: str | None = None,
+    data_problems: list[str] | None = None,
+) -> GateDecision:
+    """Decide on a candidate (see the module docstring for the order of the checks).
+
+    candidate, baselines and champion are binary_metrics() dicts measured on the same holdout
+    rows. champion None with champion_problem None means there is no champion yet;
+    champion_problem says why an existing champion could not be measured here."""
+    metric = rules.metric
+    if data_problems:
+        return GateDecision(
+            False, "the data looks broken: " + "; ".join(data_problems), metric, "data"
+        )
+    problems = holdout_problems(candidate, rules)
+    if problems:
+        return GateDecision(
+            False,
+            "the holdout cannot measure the model (never promoted): " + "; ".join(problems),
+            metric,
+            "holdout",
+        )
+    new = float(candidate[metric])
+    compared, notes = [], []
+    for name, values in (baselines or {}).items():
+        other = values.get(metric, float("nan"))
+        if not _finite(other):
+            notes.append(f"{name} has no {metric}")
+            continue
+        compared.append(Comparison(name, new, float(other), _gain(new, float(other), metric)))
+    summary = ", ".join(f"{c.against} {c.other:.4f}" for c in compared)
+    lost = [c for c in compared if c.gain <= 0]
+    if lost:
+        worst = min(lost, key=lambda c: c.gain)
+        reason = (
+            f"loses to the baseline {worst.against}: {metric} {worst.other:.4f} against the "
+            f"candidate's {new:.4f} (by {-worst.gain:.4f}; baselines: {summary})"
+        )
+        return GateDecision(False, reason, metric, "baseline", tuple(compared), None, tuple(notes))
+    beats = f"beats the baselines on {metric} {new:.4f} ({summary})" if compared else ""
+    if not compared:
+        notes.append("no baseline could be compared")
+    if champion_problem:
+        reason = f"{champion_problem}; not compared, not promoted"
+        return GateDecision(False, reason, metric, "champion", tuple(compared), None, tuple(notes))
+    if champion is None:
+        reason = "no champion yet" + (f"; {beats}" if beats else "")
+        return GateDecision(True, reason, metric, "passed", tuple(compared), None, tuple(notes))
+    old = champion.get(metric, float("nan"))
+    if not _finite(old):
+        reason = f"{champion_label} {metric} is not defined on the holdout; {beats}"
+        return GateDecision(True, reason, metric, "passed", tuple(compared), None, tuple(notes))
+    versus = Comparison("champion", new, float(old), _gain(new, float(old), metric))
+    promoted = versus.gain > rules.min_gain
+    verdict = "beats" if promoted else "does not beat"
+    reason = (
+        f"candidate {metric} {new:.4f} {verdict} {champion_label} {old:.4f} "
+        f"(gain {versus.gain:+.4f}, must exceed {rules.min_gain:+.4f})"
+    )
+    if beats:
+        reason += f"; {beats}"
+    stage = "passed" if promoted else "champion"
+    return GateDecision(promoted, reason, metric, stage, tuple(compared), versus, tuple(notes))
+
+
+# ------------------------------------------------------------------------- broken data
+
+
+def _example(df: pd.DataFrame, mask: np.ndarray) -> dict[str, Any]:
+    row = df.loc[mask].iloc[0]
+    return {k: (str(v) if not isinstance(v, int | float) else v) for k, v in row.items()}
+
+
+def data_problems(tables: Tables, now: pd.Timestamp | None = None) -> list[str]:
+    """Signs that the timestamps are broken, each naming the table, the column and an example
+    row: many timestamps before 1971 (integers read as time since 1970 without their unit, or
+    1970-01-01 placeholders), activity that ends before the first customer signed up, a span of
+    more than MAX_SPAN_YEARS years, timestamps after today. Empty when none is found."""
+    now = pd.Timestamp.now("UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+    problems: list[str] = []
+    earliest: tuple[pd.Timestamp, str] | None = None
+    latest: tuple[pd.Timestamp, str] | None = None
+    for table, columns in TIMESTAMP_COLUMNS.items():
+        df = getattr(tables, table)
+        for col in columns:
+            if col not in df or not len(df):
+                continue
+            values = pd.to_datetime(df[col])
+            if values.dt.tz is not None:
+                values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+            present = values.notna().to_numpy()
+            if not present.any():
+                continue
+            early = (values < EPOCH_EDGE).to_numpy() & present
+            share = early.sum() / present.sum()
+            if share > EPOCH_SHARE:
+                problems.append(
+                    f"table '{table}', column '{col}': {share:.0%} of the timestamps are before "
+                    f"{EPOCH_EDGE.date()} (integers read as time since 1970 without their unit, "
+                    f"or placeholder dates?); example row: {_example(df, early)}"
+                )
+            future = (values > now + FUTURE_SLACK).to_numpy() & present
+            if future.any():
+                problems.append(
+                    f"table '{table}', column '{col}': {int(future.sum())} timestamps after today "
+                    f"({now.date()}); example row: {_example(df, future)}"
+                )
+            low, high = values.min(), values.max()
+            where = f"{table}.{col}"
+            if earliest is None or low < earliest[0]:
+                earliest = (low, where)
+            if latest is None or high > latest[0]:
+                latest = (high, where)
+    activity_end = tables.activity["at"].max() if len(tables.activity) else pd.NaT
+    first_signup = tables.customers["signup_at"].min() if len(tables.customers) else pd.NaT
+    if pd.notna(activity_end) and pd.notna(first_signup) and activity_end < first_signup:
+        late = (tables.customers["signup_at"] == first_signup).to_numpy()
+        problems.append(
+            f"table 'activity', column 'at': the last event ({activity_end}) is before the first "
+            f"signup ({first_signup}); example row of 'customers': {_example(tables.customers, late)}"
+        )
+    if earliest is not None and latest is not None:
+        years = (latest[0] - earliest[0]).days / 365.25
+        if years > MAX_SPAN_YEARS:
+            problems.append(
+                f"the data spans {years:.0f} years, from {earliest[0]} ({earliest[1]}) to "
+                f"{latest[0]} ({latest[1]}): timestamps in different units or placeholders?"
+            )
+    return problems
+
+
+def data_span(tables: Tables) -> tuple[str, str]:
+    """The first and the last activity timestamps, as text for tags."""
+    at = tables.activity["at"]
+    if not len(at):
+        return "", ""
+    return str(at.min()), str(at.max())
+
+
+# ------------------------------------------------------------------- the champion's fit
+
+
+def champion_problems(champion: Any, tables: Tables, feature_config: Any) -> list[str]:
+    """Why the champion cannot be measured on this data's holdout: it predicts another label
+    (churn mode, horizon, lookback, qualifying events) or needs customer columns this data lacks
+    (its segments). Empty when it can be scored. champion: a ChurnModel; feature_config: the
+    candidate's resolved FeatureConfig."""
+    problems = []
+    if not champion.feature_config:
+        return ["the champion was trained on a labeled table, not on event data"]
+    theirs, ours = champion.features_config().churn, feature_config.churn
+    for key in ("mode", "horizon_days", "lookback_days", "qualifying_events"):
+        a, b = getattr(theirs, key), getattr(ours, key)
+        if key == "lookback_days" and ours.mode == "contractual" and theirs.mode == ours.mode:
+            continue  # only non-contractual eligibility uses the lookback
+        if a != b:
+            problems.append(f"the champion predicts churn with {key} {a!r}, this run {b!r}")
+    needed = champion.features_config().segment_columns or ()
+    missing = [c for c in needed if c not in tables.customers.columns]
+    if missing:
+        problems.append(
+            f"the champion needs customer columns {missing} that the customers table lacks "
+            f"(it has {[c for c in tables.customers.columns if c != 'customer_id'][:8]})"
+        )
+    return problems
+
+
+def measure_champion(
+    champion: tuple[str, Any] | None,
+    name: str,
+    tables: Tables,
+    feature_config: Any,
+    holdout: pd.DataFrame,
+    score: Callable[[Any, Tables, pd.DataFrame], np.ndarray],
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, float] | None, str | None]:
+    """The champion's metrics on the candidate's holdout rows (score(model, tables, holdout)
+    gives its probabilities), or why it cannot be measured here. A champion that does not fit
+    this data is reported (logged, and returned as the problem), never a crash of the run."""
+    if champion is None:
+        return None, None
+    version, model = champion
+    problems = champion_problems(model, tables, feature_config)
+    if not problems:
+        try:
+            probability = score(model, tables, holdout)
+        except ValueError as err:  # FeatureInputError, ContractError: it does not fit this data
+            problems = [str(err)]
+        else:
+            return binary_metrics(holdout["churned"].to_numpy(), probability), None
+    problem = f"the champion of '{name}' (v{version}) cannot be scored on this data: " + "; ".join(
+        problems
+    )
+    log(f"warning: {problem}")
+    return None, problem

@@ -1,0 +1,264 @@
+"""When a baseline beats LightGBM: the baseline as a deployable model, behind the same interface.
+
+A LinearChurnModel is a ChurnModel whose score is a logistic regression instead of a booster:
+the logistic-regression baseline itself, or the recency rule made a model (a logistic regression
+on days since the last event, with a flag for never-active customers). It has the same
+predict_proba / risk_band / contributions / drivers / score, is logged and registered the same
+way, and the weekly job and the service run it unchanged.
+
+Contributions are exact for a linear model: coefficient x (transformed value - its training
+mean), summed over the columns a feature becomes (one-hot levels, the missing flag), with the
+intercept plus the mean terms as 'bias'; the row's contributions add up to its log-odds, as
+LightGBM's pred_contrib do (the weekly job recomputes the probability from that sum).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from features.config import FeatureConfig
+from training.config import TrainConfig
+from training.evaluation import binary_metrics
+from training.gate import GateDecision, GateRules, judge
+from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
+from training.splits import DateSplit
+
+RECENCY_FEATURE = "days_since_last_event"
+SIMPLE_KINDS = ("logistic_regression", "recency_rule")
+MISSING = "(missing)"
+
+
+@dataclass
+class LinearChurnModel(ChurnModel):
+    """A ChurnModel scored by a fitted scikit-learn pipeline ending in LogisticRegression, whose
+    ColumnTransformer has one transformer per feature (named after it); see module docstring."""
+
+    kind: str = "logistic_regression"
+    linear: Pipeline | None = None
+    column_means_: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def explainer(self) -> None:  # type: ignore[override]
+        """No TreeSHAP tables: a linear model's contributions are computed directly."""
+        return None
+
+    def _sklearn_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return _for_sklearn(self.preprocessor.transform(frame), list(self.preprocessor.categorical))
+
+    def _design(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.linear is None:
+            raise RuntimeError("LinearChurnModel is not fitted")
+        design = self.linear[:-1].transform(self._sklearn_frame(frame))
+        return design.toarray() if hasattr(design, "toarray") else np.asarray(design, dtype=float)
+
+    def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
+        """The logistic regression's probability, before calibration."""
+        if self.linear is None:
+            raise RuntimeError("LinearChurnModel is not fitted")
+        return self.linear.predict_proba(self._sklearn_frame(frame))[:, 1]
+
+    def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Per-row contributions to the log-odds per feature, and 'bias' (module docstring)."""
+        design = self._design(frame)
+        regression: LogisticRegression = self.linear[-1]
+        weights = regression.coef_[0]
+        centred = (design - self.column_means_) * weights
+        transformer: ColumnTransformer = self.linear[0]
+        out = {}
+        for name in self.feature_names:
+            part = transformer.output_indices_[name]
+            out[name] = centred[:, part].sum(axis=1)
+        out["bias"] = np.full(
+            len(frame), float(regression.intercept_[0] + self.column_means_ @ weights)
+        )
+        return pd.DataFrame(out, index=frame.index)
+
+
+def _for_sklearn(transformed: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    out = transformed.copy()
+    for col in categorical:
+        out[col] = out[col].astype(object).where(out[col].notna(), MISSING)
+    return out
+
+
+def fit_linear(
+    train: pd.DataFrame, preprocessor: Preprocessor, seed: int, recency: bool = False
+) -> tuple[Pipeline, np.ndarray]:
+    """A logistic regression on the preprocessor's features, one transformer per feature:
+    numbers imputed (median; the recency model: a missing-value flag instead) and scaled,
+    categories one-hot with the training levels. Returns the pipeline and the training means of
+    its design columns."""
+    steps = []
+    for name in preprocessor.numeric:
+        imputer = (
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+            if recency
+            else SimpleImputer(strategy="median", keep_empty_features=True)
+        )
+        steps.append((name, make_pipeline(imputer, StandardScaler()), [name]))
+    for name, levels in preprocessor.categorical.items():
+        steps.append((name, OneHotEncoder(handle_unknown="ignore", categories=[levels]), [name]))
+    transformer = ColumnTransformer(steps, sparse_threshold=0.0)
+    model = make_pipeline(transformer, LogisticRegression(max_iter=2000, C=0.5, random_state=seed))
+    frame = _for_sklearn(preprocessor.transform(train), list(preprocessor.categorical))
+    model.fit(frame, train["churned"].to_numpy())
+    means = np.asarray(model[:-1].transform(frame), dtype=float).mean(axis=0)
+    return model, means
+
+
+def recency_preprocessor() -> Preprocessor:
+    """The recency model's only input: days since the last event."""
+    return Preprocessor(numeric=[RECENCY_FEATURE], categorical={}, feature_names_=[RECENCY_FEATURE])
+
+
+def fit_simple_model(
+    kind: str,
+    train: pd.DataFrame,
+    calibration: pd.DataFrame,
+    preprocessor: Preprocessor,
+    feature_config: FeatureConfig,
+    config: TrainConfig,
+    trained_until: str,
+) -> LinearChurnModel:
+    """The baseline `kind` as a calibrated, banded LinearChurnModel: fitted on the train rows,
+    calibrated (sigmoid: strictly monotone, so the ranking and its AUC are kept) and banded on
+    the calibration rows, like the LightGBM model."""
+    if kind not in SIMPLE_KINDS:
+        raise ValueError(f"simple model kind must be one of {SIMPLE_KINDS}, got {kind!r}")
+    recency = kind == "recency_rule"
+    pre = recency_preprocessor() if recency else preprocessor
+    if recency and RECENCY_FEATURE not in train:
+        raise ValueError(f"the recency model needs the feature '{RECENCY_FEATURE}'")
+    linear, means = fit_linear(train, pre, config.seed, recency=recency)
+    model = LinearChurnModel(
+        feature_config=feature_config.to_dict(),
+        preprocessor=pre,
+        booster_text="",
+        calibrator=None,
+        band_thresholds={},
+        horizon_days=feature_config.churn.horizon_days,
+        trained_until=trained_until,
+        kind=kind,
+        linear=linear,
+        column_means_=means,
+    )
+    raw = model.raw_probability(calibration)
+    model.calibrator = fit_calibrator("sigmoid", raw, calibration["churned"].to_numpy())
+    model.band_thresholds = band_thresholds(calibrate(model.calibrator, raw), config.risk_bands)
+    return model
+
+
+# --------------------------------------------------------------------- the fallback run
+
+
+@dataclass
+class SimpleResult:
+    """The simple model registered because a baseline beat LightGBM, and its own gate."""
+
+    kind: str
+    run_id: str
+    version: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, float]
+    gate: GateDecision
+
+
+def register_simple_model(
+    kind: str,
+    *,
+    dataset: pd.DataFrame,
+    split: DateSplit,
+    preprocessor: Preprocessor,
+    feature_config: FeatureConfig,
+    config: TrainConfig,
+    name: str,
+    baselines: dict[str, dict[str, float]],
+    champion: tuple[str, ChurnModel] | None,
+    champion_metrics: dict[str, float] | None,
+    champion_problem: str | None,
+    lost_run_id: str,
+    lost_version: str,
+    client: MlflowClient,
+    log: Callable[[str], None] = print,
+) -> SimpleResult:
+    """Fit the baseline that won as a LinearChurnModel, measure it on the same holdout rows,
+    gate it (against the other baselines and the champion), log it as its own MLflow run and
+    register it under the same name: a version analysts can promote, or that the gate promotes."""
+    from training.tracking import input_example, log_training_run, record_promotion
+
+    parts = {
+        role: dataset[dataset["as_of"].isin(getattr(split, role))]
+        for role in ("train", "calibration", "test")
+    }
+    model = fit_simple_model(
+        kind,
+        parts["train"],
+        parts["calibration"],
+        preprocessor,
+        feature_config,
+        config,
+        str(max(split.train).date()),
+    )
+    test = parts["test"]
+    y = test["churned"].to_numpy()
+    metrics = binary_metrics(y, model.predict_proba(test))
+    model.metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    others = {k: v for k, v in baselines.items() if k != kind}
+    gate = judge(
+        metrics,
+        GateRules.from_config(config),
+        baselines=others,
+        champion=champion_metrics,
+        champion_label=f"champion v{champion[0]}" if champion else "champion",
+        champion_problem=champion_problem,
+    )
+    reason = f"{kind} as the model (it beat LightGBM v{lost_version}): {gate.reason}"
+    tags = {
+        "model_kind": kind,
+        "fallback_for_run": lost_run_id,
+        "fallback_for_version": lost_version,
+        "split": split.describe(),
+        "promotion_decision": "promoted" if gate.promoted else "not promoted",
+        "promotion_reason": reason,
+        **gate.tags(),
+    }
+    logged = log_training_run(
+        model=model,
+        name=name,
+        experiment=config.experiment,
+        params={
+            "model_kind": kind,
+            "features.config": feature_config.to_dict(),
+            "seed": config.seed,
+        },
+        tags=tags,
+        metrics=metrics,
+        baselines=others,
+        champion_metrics=champion_metrics,
+        tables_to_log={},
+        plots=[],
+        example=input_example(model, test),
+        client=client,
+        extra_metrics=gate.metrics(),
+    )
+    version_tags = {"model_kind": kind, **gate.tags()}
+    record_promotion(
+        client, name, logged.version, gate.promoted, reason, logged.run_id, log, version_tags
+    )
+    return SimpleResult(kind, logged.run_id, logged.version, gate.promoted, reason, metrics, gate)
+
+
+def with_kind(model: ChurnModel) -> str:
+    """'lightgbm' or the simple model's kind: what scores behind a registered version."""
+    return model.kind if isinstance(model, LinearChurnModel) else "lightgbm"
