@@ -450,7 +450,7 @@ def _check_champion_fits(champion, tables, data: str) -> None:
             f"the champion of '{champion.name}' (v{champion.version}) was trained on a labeled "
             "table and cannot score event data; give the dataset's own --model-name"
         )
-    needed = champion.model.features_config().segment_columns or ()
+    needed = champion.model.features_config().customer_attributes or ()
     missing = [c for c in needed if c not in tables.customers.columns]
     if missing:
         raise ValueError(

@@ -166,7 +166,7 @@ def test_timestamps_piled_up_at_1970_are_refused_with_table_column_and_row():
 def test_data_spanning_a_century_or_dated_after_today_is_refused():
     old = make_tables(_customers(start="1920-01-01"), _activity(at="2024-01-01"))
     assert any("the data spans 104 years" in p for p in data_problems(old, now=NOW))
-    future = make_tables(_customers(), _activity(at="2031-01-01"))
+    future = make_tables(_customers(), _activity(at="2025-09-01"))  # after the gate's NOW
     problems = data_problems(future, now=NOW)
     assert len(problems) == 1 and "30 timestamps after today (2025-06-01)" in problems[0]
 
@@ -186,8 +186,8 @@ class _Model:
 
 def test_a_champion_of_another_dataset_is_recognised_before_scoring():
     tables = make_tables(_customers(), _activity())
-    ours = FeatureConfig(segment_columns=())
-    theirs = FeatureConfig(segment_columns=("channel",)).with_churn(horizon_days=90)
+    ours = FeatureConfig(customer_attributes=())
+    theirs = FeatureConfig(customer_attributes=("channel",)).with_churn(horizon_days=90)
     problems = champion_problems(_Model(theirs), tables, ours)
     assert "the champion predicts churn with horizon_days 90, this run 30" in problems
     assert any("needs customer columns ['channel']" in p for p in problems)
@@ -199,7 +199,7 @@ def test_a_champion_of_another_dataset_is_recognised_before_scoring():
 
 def test_measure_champion_reports_a_scoring_failure_instead_of_crashing():
     tables = make_tables(_customers(), _activity())
-    ours = FeatureConfig(segment_columns=())
+    ours = FeatureConfig(customer_attributes=())
     holdout = pd.DataFrame({"churned": [0, 1, 0, 1]})
     messages: list[str] = []
 

@@ -28,9 +28,10 @@ def _dataset(folder: Path, seed: int, drop: tuple[str, ...] = ()) -> Path:
     """A small demo dataset whose config.toml names no model (the name comes from the folder)."""
     write_demo(folder, DemoConfig(n_customers=800, seed=seed))
     config = (folder / "config.toml").read_text()
-    (folder / "config.toml").write_text(
-        "\n".join(line for line in config.splitlines() if not line.startswith("model_name"))
-    )
+    lines = [line for line in config.splitlines() if not line.startswith("model_name")]
+    for column in drop:  # a dataset without the column does not declare it as a feature
+        lines = [line.replace(f'"{column}", ', "").replace(f', "{column}"', "") for line in lines]
+    (folder / "config.toml").write_text("\n".join(lines))
     if drop:
         customers = pd.read_parquet(folder / "customers.parquet")
         customers.drop(columns=list(drop)).to_parquet(folder / "customers.parquet")

@@ -308,7 +308,7 @@ def champion_problems(champion: Any, tables: Tables, feature_config: Any) -> lis
             continue  # only non-contractual eligibility uses the lookback
         if a != b:
             problems.append(f"the champion predicts churn with {key} {a!r}, this run {b!r}")
-    needed = champion.features_config().segment_columns or ()
+    needed = champion.features_config().customer_attributes or ()
     missing = [c for c in needed if c not in tables.customers.columns]
     if missing:
         problems.append(
