@@ -15,6 +15,7 @@ module reads the raw file and holds the preset's settings as objects for the lib
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,8 +111,12 @@ def read_online_retail(path: str | Path) -> pd.DataFrame:
 
 
 def online_retail_mapping() -> Mapping:
-    """The orders mapping with the Online Retail preset (examples/orders/mapping.toml)."""
-    return load_mapping(PRESET)
+    """The orders mapping with the Online Retail preset (examples/orders/mapping.toml), its
+    models registered as churn-online-retail (the generic example names none: a copy of it
+    takes its name from the user's data folder)."""
+    mapping = load_mapping(PRESET)
+    named = {**mapping.training, "model_name": ONLINE_RETAIL_TRAINING["model_name"]}
+    return dataclasses.replace(mapping, training=named)
 
 
 def import_online_retail(raw: pd.DataFrame) -> tuple[Tables, ImportReport]:
