@@ -124,7 +124,8 @@ class FeatureConfig:
         """A configuration from its dict form (a TOML section, or the dict stored with a model).
 
         Models trained before customer_attributes existed stored the attributes they took as
-        features under segment_columns: read as customer_attributes, they give the same columns."""
+        features under segment_columns, and always had the subscription signals: read so, they
+        get the same columns."""
         raw = dict(raw)
         if "segment_columns" in raw:
             legacy = raw.pop("segment_columns")
@@ -133,6 +134,7 @@ class FeatureConfig:
                     "give customer_attributes only (segment_columns is its former name)"
                 )
             raw["customer_attributes"] = legacy or ()
+            raw.setdefault("subscription_signals", True)
         known = set(cls.__dataclass_fields__)
         unknown = set(raw) - known
         if unknown:
