@@ -302,17 +302,18 @@ def dataset_command(
         feature_config = _with_overrides(
             spark_config_for_data(spark, data, config), mode, horizon, lookback
         )
-        rows, _ = spark_training_set(spark, data, dates, feature_config, out, buckets)
+        rows, feature_config = spark_training_set(spark, data, dates, feature_config, out, buckets)
     else:
         tables = load_tables(data)
         feature_config = _with_overrides(config_for_data(data, config), mode, horizon, lookback)
         dates = observation_dates(date_from, date_to, parse_days(every))
-        rows, _ = write_training_set(
+        rows, feature_config = write_training_set(
             tables, dates, Path(out), feature_config, progress=echo_progress("date")
         )
-    churn = feature_config.churn
+    churn = feature_config.churn  # resolved: a lookback left to the data is known now
+    lookback = f", lookback {churn.lookback_days}d" if churn.mode == "non_contractual" else ""
     typer.echo(
-        f"{rows:,} rows over {len(dates)} observation dates ({churn.mode}, horizon {churn.horizon_days}d) written to {out}"
+        f"{rows:,} rows over {len(dates)} observation dates ({churn.mode}, horizon {churn.horizon_days}d{lookback}) written to {out}"
     )
 
 

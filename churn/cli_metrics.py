@@ -137,10 +137,20 @@ def _churn_definition(
         mode = churn.mode
     else:
         mode = "contractual" if "churned_at" in tables.customers else "non_contractual"
-    lookback = lookback_days or (churn.lookback_days if churn is not None else 90)
     qualifying = _split(events) or (
         list(churn.qualifying_events) if churn is not None and churn.qualifying_events else None
     )
+    lookback = lookback_days or (churn.lookback_days if churn is not None else None)
+    if lookback is None:  # as the labels do: long enough for the customers' typical gap
+        from features.labels import DEFAULT_LOOKBACK_DAYS, data_lookback_days
+
+        until = (tables.data_end() + pd.Timedelta(days=1)).normalize()
+        events_ = tuple(qualifying) if qualifying else None
+        lookback = (
+            data_lookback_days(tables, events_, until)
+            if mode == "non_contractual"
+            else DEFAULT_LOOKBACK_DAYS  # contractual churn has no use for it
+        )
     return mode, lookback, qualifying
 
 

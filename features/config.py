@@ -28,6 +28,8 @@ class ChurnDefinition:
     contractual: the customer's churned_at falls in [T, T + horizon).
     non_contractual: a customer with qualifying activity in the lookback window [T - lookback, T)
     has no qualifying activity in [T, T + horizon). Only such customers are eligible at T.
+    Without a configured lookback it comes from the data: long enough for the customers'
+    typical gap between active days (see features.labels.lookback_from_gaps).
 
     observed_until (YYYY-MM-DD, midnight at the start of that day): the last instant at which
     churn is observed; None: the data's end. A subscription export usually stops recording
@@ -37,7 +39,8 @@ class ChurnDefinition:
 
     mode: ChurnMode = "contractual"
     horizon_days: int = 30
-    lookback_days: int = 90
+    # None: from the data (features.labels.data_lookback_days), recorded when resolved.
+    lookback_days: int | None = None
     qualifying_events: tuple[str, ...] | None = None  # None: every event type qualifies
     observed_until: str | None = None  # ISO date; None: the data's end
 
@@ -48,7 +51,7 @@ class ChurnDefinition:
             raise ValueError(
                 f"churn mode must be 'contractual' or 'non_contractual', got {self.mode!r}"
             )
-        if self.horizon_days <= 0 or self.lookback_days <= 0:
+        if self.horizon_days <= 0 or (self.lookback_days is not None and self.lookback_days <= 0):
             raise ValueError("churn horizon_days and lookback_days must be positive")
 
 
@@ -121,7 +124,8 @@ class FeatureConfig:
         """A configuration from its dict form (a TOML section, or the dict stored with a model).
 
         Models trained before customer_attributes existed stored the attributes they took as
-        features under segment_columns: read as customer_attributes, they give the same columns."""
+        features under segment_columns, and always had the subscription signals: read so, they
+        get the same columns."""
         raw = dict(raw)
         if "segment_columns" in raw:
             legacy = raw.pop("segment_columns")
@@ -130,6 +134,7 @@ class FeatureConfig:
                     "give customer_attributes only (segment_columns is its former name)"
                 )
             raw["customer_attributes"] = legacy or ()
+            raw.setdefault("subscription_signals", True)
         known = set(cls.__dataclass_fields__)
         unknown = set(raw) - known
         if unknown:

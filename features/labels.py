@@ -6,6 +6,8 @@ on T, and they count in the label."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -15,7 +17,10 @@ from features.prepared import (
     DAY_NS,
     NAT,
     Prepared,
+    active_day_counts,
+    active_days,
     as_of_timestamp,
+    median_gaps,
     prepare,
     qualifying_rows,
 )
@@ -36,17 +41,66 @@ def _active_between(
     return np.bincount(act.customer[in_window], minlength=prep.n_customers) > 0
 
 
+# Data-derived lookback: the LOOKBACK_QUANTILE of the customers' median gaps between active
+# days, rounded up to whole weeks, within LOOKBACK_RANGE days; DEFAULT_LOOKBACK_DAYS when no
+# customer has two active days yet.
+LOOKBACK_QUANTILE = 0.9
+LOOKBACK_RANGE = (28, 365)
+DEFAULT_LOOKBACK_DAYS = 90
+
+
+def lookback_from_quantile(gap_quantile: float) -> int:
+    """A lookback in days from a high quantile of typical gaps: whole weeks, rounded up, within
+    LOOKBACK_RANGE (NaN: DEFAULT_LOOKBACK_DAYS)."""
+    if not np.isfinite(gap_quantile):
+        return DEFAULT_LOOKBACK_DAYS
+    days = 7 * int(np.ceil(gap_quantile / 7))
+    return int(np.clip(days, *LOOKBACK_RANGE))
+
+
+def lookback_from_gaps(median_gaps: np.ndarray) -> int:
+    """The non-contractual lookback for customers whose median gaps between active days (in
+    days; NaN for a customer with fewer than two) are given: long enough that it holds the
+    typical gap of LOOKBACK_QUANTILE of them, so a regular customer between two purchases
+    still counts as a customer. Pure: the Spark engine feeds it its own quantile."""
+    gaps = np.asarray(median_gaps, dtype="float64")
+    gaps = gaps[np.isfinite(gaps)]
+    if not len(gaps):
+        return DEFAULT_LOOKBACK_DAYS
+    return lookback_from_quantile(float(np.quantile(gaps, LOOKBACK_QUANTILE)))
+
+
+def data_lookback_days(
+    tables: Tables, qualifying_events: tuple[str, ...] | None, until: object
+) -> int:
+    """The lookback the data calls for, from qualifying activity dated before `until`."""
+    prep = prepare(tables)
+    days = active_days(prep, qualifying_events)
+    count = active_day_counts(days, prep.n_customers, as_of_timestamp(until).value)
+    return lookback_from_gaps(median_gaps(days, count))
+
+
+def resolve_lookback(tables: Tables, churn: ChurnDefinition, until: object) -> ChurnDefinition:
+    """The churn definition with its lookback resolved from the data before `until` when it is
+    non-contractual and has none configured (contractual churn does not use it)."""
+    if churn.mode != "non_contractual" or churn.lookback_days is not None:
+        return churn
+    return replace(churn, lookback_days=data_lookback_days(tables, churn.qualifying_events, until))
+
+
 def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
     """Customers scored at T: signed up before T, not churned before T and, for non-contractual
     churn, with qualifying activity in the lookback window [T - lookback, T).
 
     A customer whose churned_at is T itself is still a customer before T: eligible at T, and
-    its label (churned_at in [T, T + horizon)) is 1."""
+    its label (churned_at in [T, T + horizon)) is 1. A lookback left to the data is resolved
+    from the rows before T (resolve_config resolves it once for a whole training set)."""
     prep = prepare(tables)
     t = as_of_timestamp(as_of).value
     mask = (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at >= t))
     if churn.mode == "non_contractual":
-        mask &= _active_between(prep, churn, t - churn.lookback_days * DAY_NS, t)
+        lookback = resolve_lookback(tables, churn, as_of).lookback_days or 0
+        mask &= _active_between(prep, churn, t - lookback * DAY_NS, t)
     return mask
 
 

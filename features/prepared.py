@@ -160,14 +160,14 @@ class ActiveDays:
 
     day0: int
     span: int  # days from day0 to the last active day, + 1
-    key: np.ndarray  # int64 customer * span + day, sorted: one entry per (customer, active day)
+    # customer * span + day, sorted: one entry per (customer, active day); int32 when it fits
+    key: np.ndarray
     start: np.ndarray  # int64, n + 1: customer c's pairs are key[start[c]:start[c + 1]]
-    gap_customer: np.ndarray  # int32 (int64 past 2**31 customers)
-    gap_days: np.ndarray  # ascending within each customer
-    gap_pos: np.ndarray  # >= 1
-    gap_start: (
-        np.ndarray
-    )  # int64, n + 1: customer c's gaps are gap_*[gap_start[c]:gap_start[c + 1]]
+    # Customer c's gaps are gap_days[gap_start[c]:gap_start[c + 1]], ascending, with gap_pos
+    # (>= 1) the position of the later day among its pairs; int16 when the span allows.
+    gap_days: np.ndarray
+    gap_pos: np.ndarray
+    gap_start: np.ndarray  # int64, n + 1
     total_events: np.ndarray  # int64 per customer: qualifying events over the whole data
 
 
@@ -216,14 +216,18 @@ def qualifying_rows(act: ActivityArrays, events: tuple[str, ...] | None) -> np.n
 
 # Above this many customer-days, distinct days are found by sorting instead of a bitmap.
 BITMAP_CELLS = 1 << 27
+# Rows per step of the ActiveDays passes: temporaries that stay in cache and reused memory
+# (1M-row steps cost 3x more, most of it in touching fresh pages).
+CACHE_ROWS = 1 << 16
 
 
 def active_days(prep: Prepared, events: tuple[str, ...] | None) -> ActiveDays:
     """The ActiveDays of the qualifying events (None: every event), cached on prep.
 
-    Distinct (customer, day) pairs come from a bitmap of customers x days (flatnonzero gives
-    them sorted, with no sort of the 10M event rows; BITMAP_CELLS bytes at most), or from
-    np.unique beyond it. No integer division of the pairs: customers come from row counts."""
+    Distinct (customer, day) pairs come from a bitmap of customers x days (nonzero cells come
+    out sorted, with no sort of the 10M event rows; BITMAP_CELLS bytes at most), or from
+    np.unique beyond it. Built in blocks of rows and of customers, stored in the smallest
+    integer types, so that memory stays near the size of the result."""
     events = None if events is None else tuple(events)
     cached = prep.active_days.get(events)
     if cached is not None:
@@ -236,10 +240,10 @@ def active_days(prep: Prepared, events: tuple[str, ...] | None) -> ActiveDays:
     seen = np.zeros(n * span if bitmap else 0, dtype=bool)
     parts = []
     total = np.zeros(n, dtype=np.int64)
-    for low in range(0, len(act.at), BLOCK_ROWS):
-        cust, days = act.customer[low : low + BLOCK_ROWS], act.at[low : low + BLOCK_ROWS] // DAY_NS
+    for low in range(0, len(act.at), CACHE_ROWS):
+        cust, days = act.customer[low : low + CACHE_ROWS], act.at[low : low + CACHE_ROWS] // DAY_NS
         if qual is not None:
-            keep = qual[low : low + BLOCK_ROWS]
+            keep = qual[low : low + CACHE_ROWS]
             cust, days = cust[keep], days[keep]
         total += np.bincount(cust, minlength=n)
         cells = cust.astype(np.int64) * span + (days - day0)
@@ -247,23 +251,29 @@ def active_days(prep: Prepared, events: tuple[str, ...] | None) -> ActiveDays:
             seen[cells] = True
         else:
             parts.append(np.unique(cells))
+    key_type = np.int32 if n * span < 2**31 else np.int64
     if bitmap:
-        key = np.flatnonzero(seen)
         counts = seen.reshape(n, span).sum(axis=1, dtype=np.int64)
+        key = np.empty(int(counts.sum()), dtype=key_type)
+        filled, step = 0, max(BLOCK_ROWS // span, 1) * span  # whole customers per block
+        for cell in range(0, len(seen), step):
+            found = np.flatnonzero(seen[cell : cell + step]) + cell
+            key[filled : filled + len(found)] = found
+            filled += len(found)
         del seen
     else:
         key = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
         counts = np.bincount(key // span, minlength=n)
-    key = key.astype(np.int64, copy=False)
+        key = key.astype(key_type)
     start = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=start[1:])
-    small = np.int32 if max(n, span) < 2**31 else np.int64  # the per-date passes read these
+    small = next(t for t in (np.int16, np.int32, np.int64) if span < np.iinfo(t).max)
     pieces = [
-        _gaps(key, start, span, lo, hi, small) for lo, hi in _customer_chunks(start, BLOCK_ROWS)
+        _gaps(key, start, span, lo, hi, small) for lo, hi in _customer_chunks(start, CACHE_ROWS)
     ]
-    gap_customer, gap, pos = (
+    gap_days, gap_pos = (
         np.concatenate([piece[i] for piece in pieces]) if pieces else np.zeros(0, small)
-        for i in range(3)
+        for i in range(2)
     )
     gap_start = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.maximum(counts - 1, 0), out=gap_start[1:])
@@ -272,14 +282,45 @@ def active_days(prep: Prepared, events: tuple[str, ...] | None) -> ActiveDays:
         span=span,
         key=key,
         start=start,
-        gap_customer=gap_customer,
-        gap_days=gap,
-        gap_pos=pos,
+        gap_days=gap_days,
+        gap_pos=gap_pos,
         gap_start=gap_start,
         total_events=total,
     )
     prep.active_days[events] = result
     return result
+
+
+def active_day_counts(days: ActiveDays, n: int, t: int) -> np.ndarray:
+    """Per customer: its active days before T (a prefix of its pairs; T is a midnight)."""
+    t_day = t // DAY_NS - days.day0
+    bound = np.arange(n, dtype=np.int64) * days.span + min(max(t_day, 0), days.span)
+    # bound in the key's own type: searchsorted would otherwise copy the key to int64
+    return np.searchsorted(days.key, bound.astype(days.key.dtype), side="left") - days.start[:-1]
+
+
+def median_gaps(days: ActiveDays, count: np.ndarray) -> np.ndarray:
+    """Per customer, the median of the gaps between its first `count` active days (its days
+    before T); NaN with fewer than two.
+
+    Gaps are sorted by length within each customer; those before T are the ones whose later day
+    is among the customer's first `count` days, count - 1 of them. Listed in that order, the
+    valid gaps of all customers are one array in which each customer's middle ones sit at known
+    offsets: no sort and no search per date."""
+    n = len(count)
+    out = np.full(n, np.nan)
+    if not len(days.gap_days):
+        return out
+    limit = np.minimum(count, np.iinfo(days.gap_pos.dtype).max).astype(days.gap_pos.dtype)
+    valid = np.flatnonzero(days.gap_pos < np.repeat(limit, np.diff(days.gap_start)))
+    m = np.maximum(count - 1, 0)  # valid gaps per customer, in customer order in `valid`
+    before = np.cumsum(m) - m  # valid gaps of the customers before
+    who = np.flatnonzero(m > 0)
+    m, before = m[who], before[who]
+    low = days.gap_days[valid[before + (m - 1) // 2]]  # the two middle ones (one when m is odd)
+    high = days.gap_days[valid[before + m // 2]]
+    out[who] = (low + high.astype("float64")) / 2
+    return out
 
 
 def _customer_chunks(start: np.ndarray, rows: int) -> list[tuple[int, int]]:
@@ -295,17 +336,18 @@ def _customer_chunks(start: np.ndarray, rows: int) -> list[tuple[int, int]]:
 
 def _gaps(
     key: np.ndarray, start: np.ndarray, span: int, lo: int, hi: int, dtype: type
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """The gaps of customers [lo, hi): consecutive active days of one customer, sorted by
     (customer, gap length), each with the position of its later day among the customer's days.
     One int64 sort of bit-packed (customer, gap, position); no integer division."""
     counts = np.diff(start[lo : hi + 1])
     customer = np.repeat(np.arange(lo, hi, dtype=np.int64), counts)
-    day = key[start[lo] : start[hi]] - customer * span
-    later = np.flatnonzero(customer[1:] == customer[:-1]) + 1
-    gap_customer = customer[later]
-    gap = day[later] - day[later - 1]
-    pos = later - (start[gap_customer] - start[lo])
+    day = key[start[lo] : start[hi]].astype(np.int64) - customer * span
+    # Sequential passes only: a pair whose customer is the previous pair's closes a gap.
+    same = customer[1:] == customer[:-1]
+    gap_customer = customer[1:][same]
+    gap = np.diff(day)[same]
+    pos = (np.arange(len(day)) - np.repeat(start[lo:hi] - start[lo], counts))[1:][same]
     bits = max(span - 1, 1).bit_length()
     if hi < 1 << (62 - 2 * bits):
         packed = np.sort((gap_customer << (2 * bits)) | (gap << bits) | pos)
@@ -318,7 +360,7 @@ def _gaps(
     else:
         order = np.lexsort((gap, gap_customer))
         gap_customer, gap, pos = gap_customer[order], gap[order], pos[order]
-    return gap_customer.astype(dtype), gap.astype(dtype), pos.astype(dtype)
+    return gap.astype(dtype), pos.astype(dtype)
 
 
 def _day_range(at: np.ndarray, qual: np.ndarray | None) -> tuple[int, int]:

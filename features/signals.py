@@ -18,7 +18,7 @@ import pandas as pd
 
 from features.config import RESERVED_CUSTOMER_COLUMNS, FeatureConfig
 from features.contract import Tables
-from features.labels import eligible_mask
+from features.labels import eligible_mask, resolve_lookback
 from features.prepared import (
     BLOCK_ROWS,
     DAY_NS,
@@ -27,8 +27,10 @@ from features.prepared import (
     ActiveDays,
     ActivityArrays,
     Prepared,
+    active_day_counts,
     active_days,
     as_of_timestamp,
+    median_gaps,
     prepare,
     qualifying_rows,
     reduce_at,
@@ -37,10 +39,13 @@ from features.prepared import (
 
 def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> FeatureConfig:
     """Fill what the configuration leaves to the data, using only rows dated before `until`:
-    the event types that get their own counts. The declared customer attributes must be
-    columns of the customers table."""
+    the event types that get their own counts, whether there are subscriptions, and the
+    non-contractual lookback. The declared customer attributes must be columns of the
+    customers table."""
     t = as_of_timestamp(until).value
     check_customer_attributes(tables.customers, config)
+    if config.churn.lookback_days is None:  # recorded, so it travels with the model
+        config = replace(config, churn=resolve_lookback(tables, config.churn, until))
     if config.subscription_signals is None:
         config = replace(config, subscription_signals=has_subscriptions(tables, config, until))
     if config.event_types is None:
@@ -300,9 +305,7 @@ def _history_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     days = active_days(prep, qualifying)
     t_day = t // DAY_NS - days.day0  # days before T are those below t_day (T is a midnight)
     first = days.start[:-1]
-    # Active days before T per customer: its pairs below (customer, t_day), a prefix of them.
-    bound = np.arange(n, dtype=np.int64) * days.span + min(max(t_day, 0), days.span)
-    count = np.searchsorted(days.key, bound, side="left") - first
+    count = active_day_counts(days, n, t)  # a prefix of each customer's pairs
     has = count > 0
     first_day = last_day = np.zeros(n, dtype=np.int64)  # read only where has
     if len(days.key):
@@ -319,7 +322,7 @@ def _history_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     gaps = count - 1
     with np.errstate(invalid="ignore", divide="ignore"):
         out["active_gap_mean_days"] = np.where(gaps > 0, (last_day - first_day) / gaps, np.nan)
-        median = _median_gap(days, count, gaps)
+        median = median_gaps(days, count)
         out["active_gap_median_days"] = median
         out["overdue_ratio"] = np.where(gaps > 0, since_last / median, np.nan)
         out["active_day_rate"] = np.where(has, count / since_first, np.nan)
@@ -356,32 +359,6 @@ def _block_counts(
             cust = cust[qual[low:high]]
         counts += np.bincount(cust, minlength=n)
     return counts
-
-
-def _median_gap(days: ActiveDays, count: np.ndarray, gaps: np.ndarray) -> np.ndarray:
-    """Per customer, the median of its first `gaps` gaps (those between active days before T).
-
-    Gaps are sorted by length within each customer; those before T are the ones whose later day
-    is among the customer's first `count` days. Ranking them with a running count finds the
-    middle ones of every customer in a few sequential passes, not a sort per date."""
-    n = len(count)
-    out = np.full(n, np.nan)
-    if not len(days.gap_days):
-        return out
-    dtype = days.gap_pos.dtype
-    per_customer = np.diff(days.gap_start)
-    valid = days.gap_pos < np.repeat(count.astype(dtype), per_customer)
-    running = np.cumsum(valid, dtype=dtype)  # valid gaps so far, this one included
-    first = days.gap_start[:-1]
-    before = np.where(first > 0, running[np.maximum(first - 1, 0)], 0).astype(dtype)
-    rank = running - np.repeat(before, per_customer)  # 1-based among the customer's valid gaps
-    m = np.maximum(gaps, 0).astype(dtype)
-    # The two middle ranks (the same one when m is odd): one hit per customer with m > 0, in
-    # customer order; none for m == 0 (no valid gaps, and rank 0 never occurs).
-    low = np.flatnonzero(valid & (rank == np.repeat((m - 1) // 2 + 1, per_customer)))
-    high = np.flatnonzero(valid & (rank == np.repeat(m // 2 + 1, per_customer)))
-    out[np.flatnonzero(m > 0)] = (days.gap_days[low] + days.gap_days[high].astype("float64")) / 2
-    return out
 
 
 def _slug(name: str) -> str:

@@ -368,6 +368,36 @@ def _activity_stats(
     return latest, tuple(sorted(name for _, name in ranked[: config.max_event_types]))
 
 
+def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig, until: int) -> int:
+    """features.labels.data_lookback_days on Spark: the distinct active days of each customer
+    before `until` (qualifying events only), the median gap between consecutive ones per
+    customer, and the quantile of those medians that lookback_from_gaps takes (exact
+    percentiles with linear interpolation, as numpy's median and quantile)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from features.labels import LOOKBACK_QUANTILE, lookback_from_quantile
+    from features.prepared import DAY_NS
+
+    at = _as_ns(activity, info, "at")
+    rows = activity.where(at < F.lit(until))
+    if config.churn.qualifying_events is not None:
+        event = F.col("event")
+        if isinstance(activity.schema["event"].dataType, T.BooleanType):
+            event = F.when(event, "True").otherwise("False")
+        rows = rows.where(event.cast("string").isin(list(config.churn.qualifying_events)))
+    days = rows.select(
+        _customer_key(rows, "activity").alias("customer"),
+        ((at - F.pmod(at, F.lit(DAY_NS))) / F.lit(DAY_NS)).cast("long").alias("day"),
+    ).distinct()
+    previous = F.lag("day").over(Window.partitionBy("customer").orderBy("day"))
+    gaps = days.select("customer", (F.col("day") - previous).alias("gap")).where("gap IS NOT NULL")
+    medians = gaps.groupBy("customer").agg(F.expr("percentile(gap, 0.5)").alias("median"))
+    quantile = medians.agg(F.expr(f"percentile(median, {LOOKBACK_QUANTILE})")).first()[0]
+    return lookback_from_quantile(float("nan") if quantile is None else float(quantile))
+
+
 def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -> list[int]:
     """The latest `at` of feedback and revenue, in one Spark job."""
     from pyspark.sql import functions as F
@@ -481,6 +511,12 @@ def plan_run(
     observed_until = pd.Timestamp(max(latest), unit="ns")  # Tables.data_end of all the data
     if config.event_types is None:
         config = replace(config, event_types=event_types)
+    churn = config.churn
+    if churn.mode == "non_contractual" and churn.lookback_days is None:  # as resolve_lookback
+        lookback = _lookback_days(
+            frames["activity"], infos["activity"], config, as_of_timestamp(until).value
+        )
+        config = config.with_churn(lookback_days=lookback)
     if config.subscription_signals is None:  # as features.signals.has_subscriptions
         config = replace(
             config, subscription_signals=_has_subscriptions(frames, infos, config, until)

@@ -42,8 +42,11 @@ RAW_COLUMNS = (
 ONLINE_RETAIL_CONFIG = FeatureConfig(
     windows=(7, 30, 90),
     customer_attributes=("country",),  # the customer's most frequent shipping country
+    # No lookback: it comes from the data when the configuration is resolved (long enough for
+    # the customers' typical gap between purchases: about 18 weeks over the first nine months)
+    # and is recorded in the configuration that travels with the model.
     churn=ChurnDefinition(
-        mode="non_contractual", horizon_days=90, lookback_days=90, qualifying_events=("purchase",)
+        mode="non_contractual", horizon_days=90, lookback_days=None, qualifying_events=("purchase",)
     ),
 )
 

@@ -73,7 +73,9 @@ def test_the_declaration_round_trips_through_toml_and_old_models_keep_their_colu
     # A model trained before the declaration existed stored its attribute features this way.
     legacy = {**FeatureConfig().to_dict(), "segment_columns": ["plan"]}
     del legacy["customer_attributes"]
-    assert FeatureConfig.from_dict(legacy).customer_attributes == ("plan",)
+    del legacy["subscription_signals"]
+    old = FeatureConfig.from_dict(legacy)
+    assert old.customer_attributes == ("plan",) and old.subscription_signals is True
 
 
 def test_undeclared_attributes_remain_segments_of_the_reports(tables):

@@ -130,9 +130,8 @@ def tables_of(data):
 CONFIGS = [
     FeatureConfig(),
     FeatureConfig().with_churn(mode="non_contractual", lookback_days=60),
-    FeatureConfig().with_churn(
-        mode="non_contractual", lookback_days=60, qualifying_events=("login", "export")
-    ),
+    # The lookback left to the data: derived from the rows before T only.
+    FeatureConfig().with_churn(mode="non_contractual", qualifying_events=("login", "export")),
 ]
 
 

@@ -24,7 +24,7 @@ from features.config import config_for_data
 from features.contract import ContractError
 from features.dataset import build_training_set, observation_dates
 from features.io import load_tables
-from features.signals import build_features
+from features.signals import build_features, resolve_config
 from features.spark_engine import (
     get_spark,
     read_output,
@@ -129,6 +129,24 @@ def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path)
     expected = build_features(load_tables(data), "2024-06-01", config)
     assert set(declared) <= set(resolved.customer_attributes) and set(declared) <= set(expected)
     assert rows == len(expected)
+    assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
+
+
+def test_a_lookback_left_to_the_data_and_history_signals_equal_the_pandas_engine(
+    spark, demo, tmp_path
+):
+    """Non-contractual, no lookback configured: the Spark driver derives the same lookback
+    (recorded in the resolved configuration) and the same whole-history signals."""
+    config = config_for_data(demo).with_churn(
+        mode="non_contractual", lookback_days=None, qualifying_events=("export", "api_call")
+    )
+    out = tmp_path / "features.parquet"
+    rows, resolved = spark_features(spark, str(demo), "2024-06-01", config, str(out), buckets=2)
+    tables = load_tables(demo)
+    expected_config = resolve_config(tables, config, until="2024-06-01")
+    assert resolved == expected_config and resolved.churn.lookback_days is not None
+    expected = build_features(tables, "2024-06-01", config)
+    assert "overdue_ratio" in expected and rows == len(expected)
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 
 

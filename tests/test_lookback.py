@@ -1,0 +1,73 @@
+"""The non-contractual lookback, when not configured, comes from the data: long enough for the
+customers' typical gap between active days, in whole weeks, within a sane range."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from features.config import FeatureConfig, config_to_toml, feature_config_from_file
+from features.dataset import build_training_set
+from features.labels import (
+    DEFAULT_LOOKBACK_DAYS,
+    LOOKBACK_RANGE,
+    data_lookback_days,
+    eligible_mask,
+    lookback_from_gaps,
+)
+from tests.factories import make_tables
+
+
+def test_lookback_is_a_high_quantile_of_typical_gaps_in_whole_weeks():
+    gaps = np.r_[np.full(80, 10.0), np.full(20, 38.0), np.nan]  # NaN: one active day only
+    assert lookback_from_gaps(gaps) == 42  # the 0.9 quantile, 38 days, rounded up to 6 weeks
+    gaps = np.r_[np.full(90, 10.0), np.full(10, 60.0)]
+    assert lookback_from_gaps(gaps) == 28  # 15 days (interpolated) is 3 weeks: at least 4
+    assert lookback_from_gaps(np.full(20, 40.0)) == 42
+    assert lookback_from_gaps(np.full(20, 2.0)) == LOOKBACK_RANGE[0]  # daily use: 4 weeks
+    assert lookback_from_gaps(np.full(20, 900.0)) == LOOKBACK_RANGE[1]
+    assert lookback_from_gaps(np.array([np.nan, np.nan])) == DEFAULT_LOOKBACK_DAYS
+
+
+def shop(every_days: dict[str, int], until: str = "2024-06-01"):
+    """Customers buying every n days from 2024-01-01 until `until` (exclusive)."""
+    customers = [{"customer_id": c, "signup_at": "2023-12-01"} for c in every_days]
+    activity = [
+        {"customer_id": c, "at": day, "event": "purchase", "value": 1.0}
+        for c, step in every_days.items()
+        for day in pd.date_range("2024-01-01", until, freq=f"{step}D", inclusive="left")
+    ]
+    return make_tables(customers, activity)
+
+
+def test_the_data_lookback_follows_the_customers_rhythm_before_the_date():
+    tables = shop({"weekly": 7, "monthly": 30, "bimonthly": 60})
+    # Median gaps 7, 30, 60: the 0.9 quantile is 54 days, so 8 weeks.
+    assert data_lookback_days(tables, ("purchase",), "2024-06-01") == 56
+    # As of 2024-02-01 the bimonthly customer has bought once: gaps 7 and 30 only.
+    assert data_lookback_days(tables, ("purchase",), "2024-02-01") == 28
+
+
+def test_the_resolved_lookback_is_recorded_and_decides_who_is_scored():
+    tables = shop({"weekly": 7, "monthly": 30, "bimonthly": 60})
+    config = FeatureConfig().with_churn(mode="non_contractual", horizon_days=7)
+    # On 2024-04-25 the bimonthly customer last bought 55 days ago (2024-03-01).
+    frame, resolved = build_training_set(tables, ["2024-04-25"], config)
+    assert resolved.churn.lookback_days == 56
+    assert set(frame["customer_id"]) == {"weekly", "monthly", "bimonthly"}
+    # It travels with the model: the configuration's dict form reads back the same.
+    assert FeatureConfig.from_dict(resolved.to_dict()) == resolved
+    short = replace(resolved.churn, lookback_days=28)
+    assert eligible_mask(tables, "2024-04-25", short).tolist() == [True, True, False]
+
+
+def test_a_configured_lookback_is_kept(tmp_path):
+    tables = shop({"weekly": 7, "monthly": 30})
+    config = FeatureConfig().with_churn(mode="non_contractual", lookback_days=90)
+    _, resolved = build_training_set(tables, ["2024-05-01"], config.with_churn(horizon_days=7))
+    assert resolved.churn.lookback_days == 90
+    path = tmp_path / "config.toml"
+    path.write_text(config_to_toml(FeatureConfig().with_churn(mode="non_contractual")))
+    assert feature_config_from_file(path).churn.lookback_days is None  # left to the data
