@@ -404,6 +404,14 @@ def train_command(
         str | None, typer.Option("--label", help="Labeled table: the churn label column.")
     ] = None,
     model_name: ModelName = None,
+    allow_label_like: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-label-like",
+            help="A declared customer attribute that looks like the label but was checked to be "
+            "known before each observation date (repeat for several).",
+        ),
+    ] = None,
 ) -> None:
     """Train a churn model, log it to MLflow, register it under the dataset's model name and
     apply the champion gate (it must beat the baselines and the champion on the same holdout)."""
@@ -439,6 +447,9 @@ def train_command(
     typer.echo(f"registered model: {name}")
     tables = load_tables(data)
     train_config = replace(train_config_from_file(path), model_name=name)
+    if allow_label_like:
+        allowed = (*train_config.allow_label_like, *allow_label_like)
+        train_config = replace(train_config, allow_label_like=allowed)
     result = train_from_tables(tables, feature_config_from_file(path), train_config, log=typer.echo)
     _print_training(result)
 

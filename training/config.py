@@ -71,6 +71,9 @@ class TrainConfig:
     promotion_min_gain: float = 0.0
     promotion_min_rows: int = 200  # a smaller holdout never promotes (training.gate)
     promotion_min_churners: int = 20  # churners and non-churners the holdout needs at least
+    # Declared customer attributes that `churn check` flags as label-like stop training unless
+    # listed here (an analyst who has checked that the value is known before each date).
+    allow_label_like: tuple[str, ...] = ()
     experiment: str = "churn"
     min_segment_rows: int = 200
     cv_folds: int = 5  # labeled-table mode
@@ -96,6 +99,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
         raw = dict(raw)
+        if raw.get("allow_label_like") is not None:
+            raw["allow_label_like"] = tuple(raw["allow_label_like"])
         if "lgbm_params" in raw:
             raw["lgbm_params"] = {**DEFAULT_LGBM_PARAMS, **raw["lgbm_params"]}
         return cls(**raw)

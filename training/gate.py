@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.config import FeatureConfig
 from features.contract import TIMESTAMP_COLUMNS, Tables
 from training.evaluation import HIGHER_IS_BETTER, binary_metrics
 
@@ -346,3 +347,37 @@ def measure_champion(
     )
     log(f"warning: {problem}")
     return None, problem
+
+
+class LabelLikeAttributeError(ValueError):
+    """A declared customer attribute looks like the label; training stops before any work."""
+
+
+def refuse_label_like_attributes(
+    tables: Tables, feature_config: FeatureConfig, allowed: tuple[str, ...] = ()
+) -> None:
+    """Stop training when a customer attribute declared as a model feature looks like the label
+    (features.check.label_like_attributes: its name, a near-perfect separation of churned and
+    active customers, a date after signup), unless the analyst allowed it by name.
+
+    Why: a CRM `status` exported on the last day is the label itself; a model trained on it
+    looks excellent (AUC 0.995) and predicts nothing."""
+    from features.check import label_like_attributes
+
+    declared = set(feature_config.customer_attributes or ())
+    if not declared - set(allowed):
+        return
+    flagged = [
+        f
+        for f in label_like_attributes(tables, feature_config)
+        if f.name in declared and f.name not in allowed
+    ]
+    if flagged:
+        names = ", ".join(f"'{f.name}' ({f.reason})" for f in flagged)
+        listed = ", ".join(f'"{f.name}"' for f in flagged)
+        raise LabelLikeAttributeError(
+            f"declared customer attributes look like the label: {names}. Remove them from "
+            "[features] customer_attributes (they stay segments), or, if each value was known "
+            f"before every observation date, allow them: [training] allow_label_like = [{listed}] "
+            "or churn train --allow-label-like NAME"
+        )

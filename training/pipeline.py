@@ -17,7 +17,14 @@ from features.labels import last_labeled_date
 from features.signals import build_features
 from training.config import TrainConfig
 from training.fit import Evaluation, fit_churn_model
-from training.gate import GateDecision, GateRules, data_problems, judge, measure_champion
+from training.gate import (
+    GateDecision,
+    GateRules,
+    data_problems,
+    judge,
+    measure_champion,
+    refuse_label_like_attributes,
+)
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
 from training.simple_model import SimpleResult, register_simple_model
@@ -110,6 +117,7 @@ def train_from_tables(
     tracking_uri: str | None = None,
 ) -> TrainingResult:
     """Build the training set, fit, evaluate, log to MLflow, register and apply the gate."""
+    refuse_label_like_attributes(tables, feature_config, config.allow_label_like)
     dates = default_dates(tables, feature_config, config)
     split = split_dates(
         dates,
