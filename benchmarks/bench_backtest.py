@@ -31,20 +31,20 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from features.config import FeatureConfig  # noqa: E402
-from features.contract import Tables  # noqa: E402
-from features.labels import build_labels, eligible_mask  # noqa: E402
-from features.signals import build_features  # noqa: E402
-from ingest.demo_data import DemoConfig, generate_demo  # noqa: E402
-from ingest.online_retail import (  # noqa: E402
+from features.config import FeatureConfig
+from features.contract import Tables
+from features.labels import build_labels, eligible_mask
+from features.signals import build_features
+from ingest.demo_data import DemoConfig, generate_demo
+from ingest.online_retail import (
     ONLINE_RETAIL_CONFIG,
     ONLINE_RETAIL_TRAINING,
     import_online_retail,
     read_online_retail,
 )
-from training.config import TrainConfig  # noqa: E402
-from training.evaluation import binary_metrics  # noqa: E402
-from training.pipeline import default_dates, fit_from_tables  # noqa: E402
+from training.config import TrainConfig
+from training.evaluation import binary_metrics
+from training.pipeline import default_dates, fit_from_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 # ../shared/data from the project root (a worktree one level deeper finds it one level up).
@@ -195,7 +195,7 @@ def run_cut(
         m = binary_metrics(y, p)
         result.update({f"{score}_auc": m["roc_auc"], f"{score}_pr": m["pr_auc"],
                        f"{score}_lift": m["lift_top_decile"]})  # fmt: skip
-    values, counts = np.unique(scores["project"], return_counts=True)
+    _values, counts = np.unique(scores["project"], return_counts=True)
     result["max_tie_share"] = counts.max() / len(y)
     holdout = fitted.evaluation.holdout
     lo, hi = holdout.intervals.get("candidate", {}).get("roc_auc", (np.nan, np.nan))

@@ -31,6 +31,7 @@ from training.evaluation import (
 )
 from training.model import (
     ChurnModel,
+    LinearTieBreak,
     Preprocessor,
     band_thresholds,
     band_warnings,
@@ -78,13 +79,16 @@ class Refit:
         return {f"refit.{k}": v for k, v in self.__dict__.items() if k != "params"}
 
 
-def capacity_params(rows: int, churners: int) -> dict[str, Any]:
-    """Tree size from the data: about one leaf per 100 churners (4 to 31 leaves), and leaves
-    that hold enough rows to contain about 20 churners at the base rate (at least 20 rows, at
-    most what lets every leaf be used). Small data with few churners gets small, smooth trees."""
+def capacity_params(rows: int, churners: int, customers: int | None = None) -> dict[str, Any]:
+    """Tree size from the data: about one leaf per 200 churning customers (4 to 31 leaves), and
+    leaves that hold enough rows to contain about 20 churners at the base rate (at least 20
+    rows, at most what lets every leaf be used). `churners` counts rows; the same customer on
+    many dates is one customer's information, so with `customers` (distinct customers of the
+    smaller class) the leaves follow those. Small data with few churners gets small trees."""
     churners = max(int(churners), 1)
     rate = churners / max(int(rows), 1)
-    leaves = int(np.clip(churners // 100, 4, 31))
+    independent = churners if customers is None else max(int(customers), 1)
+    leaves = int(np.clip(independent // 200, 4, 31))
     min_leaf = int(np.clip(round(20 / rate), 20, max(20, rows // (2 * leaves))))
     return {"num_leaves": leaves, "min_data_in_leaf": min_leaf}
 
@@ -267,6 +271,19 @@ def choose_rounds(curves: Sequence[np.ndarray]) -> int:
     return int(np.argmax(padded.mean(axis=0))) + 1
 
 
+# The rounds a fold peaks at grow with its training rows (each round overfits less when there
+# is more data): a model trained on more rows than the folds gets proportionally more rounds,
+# at most this many times as many.
+MAX_ROUNDS_SCALE = 3.0
+
+
+def scale_rounds(rounds: int, fold_rows: Sequence[int], target_rows: int) -> int:
+    """Rounds chosen on folds with `fold_rows` training rows, for a model trained on
+    `target_rows` rows: in proportion to the rows, between 1x and MAX_ROUNDS_SCALE x."""
+    ratio = target_rows / max(float(np.mean(fold_rows)), 1.0)
+    return max(1, round(rounds * float(np.clip(ratio, 1.0, MAX_ROUNDS_SCALE))))
+
+
 # ------------------------------------------------------------------------------ backtest
 
 
@@ -308,27 +325,38 @@ def run_backtest(
     before it (time holdout), or by the customer folds when the history allows no holdout."""
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.folds]
-    rounds = choose_rounds([r.curve for r in runs])
-    cal_index, cal_raw = _fold_predictions(trainer, runs, rounds, preprocessor)
+    fold_rounds = choose_rounds([r.curve for r in runs])
+    cal_index, cal_raw = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
     method = choose_calibration(config.calibration, y[cal_index])
     info: dict[str, Any] = {
-        "chosen": rounds,
         "folds": [{"fold": r.fold.describe(), "best": r.best_rounds} for r in runs],
+        "peak_of_mean_curve": fold_rounds,
     }
+    rounds = fold_rounds
     if plan.honest:
+        pool_rows = int(plan.holdout_fold.masks(dataset)[0].sum())
+        rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in runs], pool_rows)
         holdout_run = trainer.run(plan.holdout_fold, min_rounds=rounds)
         test_index = holdout_run.valid_index
-        raw = holdout_run.booster.predict(
-            _features(dataset, preprocessor, test_index), num_iteration=rounds
+        # Scored as the registered model scores: booster, tie-breaker, calibration.
+        fit_index = holdout_run.train_index
+        tie_break = LinearTieBreak.fit(
+            _features(dataset, preprocessor, fit_index), y[fit_index], config.monotone
         )
+        test_x = _features(dataset, preprocessor, test_index)
+        logit = holdout_run.booster.predict(test_x, num_iteration=rounds, raw_score=True)
+        if tie_break is not None:
+            logit = logit + tie_break.terms(test_x).sum(axis=1)
+        raw = 1.0 / (1.0 + np.exp(-logit))
         calibrator = fit_calibrator(method, cal_raw, y[cal_index])
         probability = calibrate(calibrator, raw)
-        fit_index = holdout_run.train_index
         logistic = fit_logistic_baseline(
             dataset.iloc[fit_index], y[fit_index], preprocessor, config.seed
         )
         logistic_p = logistic_scores(logistic, dataset.iloc[test_index], preprocessor)
         info["hindsight"] = holdout_run.best_rounds
+        info["hindsight_auc"] = float(holdout_run.curve.max())
+        info["chosen_auc"] = float(holdout_run.curve[rounds - 1])
         booster, importance_rounds = holdout_run.booster, rounds
         kind = "time holdout"
     else:
@@ -357,6 +385,7 @@ def run_backtest(
         logistic_p = np.concatenate(logistic_parts)[order]
         booster, importance_rounds = runs[0].booster, rounds
         kind = "customer folds (no time holdout)"
+    info["chosen"] = rounds
 
     test = dataset.iloc[test_index]
     y_test = y[test_index]
@@ -441,8 +470,9 @@ def refit(
     folds' out-of-fold predictions, bands from the quantiles of the latest date's customers."""
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.refit_folds]
-    rounds = choose_rounds([r.curve for r in runs])
-    cal_index, cal_raw = _fold_predictions(trainer, runs, rounds, preprocessor)
+    fold_rounds = choose_rounds([r.curve for r in runs])
+    cal_index, cal_raw = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
+    rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in runs], len(dataset))
     method = choose_calibration(config.calibration, y[cal_index])
     calibrator = fit_calibrator(method, cal_raw, y[cal_index])
     booster = lgb.train(
@@ -450,6 +480,7 @@ def refit(
         trainer.lgb_data,
         num_boost_round=rounds,
     )
+    tie_break = LinearTieBreak.fit(preprocessor.transform(dataset), y, config.monotone)
     dates = sorted(dataset["as_of"].unique())
     model = ChurnModel(
         feature_config=feature_config.to_dict(),
@@ -459,6 +490,7 @@ def refit(
         band_thresholds={},
         horizon_days=feature_config.churn.horizon_days,
         trained_until=str(pd.Timestamp(dates[-1]).date()),
+        tie_break=tie_break,
     )
     latest = dataset[dataset["as_of"] == dates[-1]]
     population = model.predict_proba(latest)
@@ -507,7 +539,11 @@ def fit_churn_model(
     preprocessor = Preprocessor().fit(dataset)
     fit_rows = dataset[dataset["as_of"].isin(plan.pool)]
     churners = int(fit_rows["churned"].sum())
-    capacity = capacity_params(len(fit_rows), churners) if config.capacity == "auto" else {}
+    classes = fit_rows.groupby("churned")["customer_id"].nunique()
+    customers = int(classes.min()) if len(classes) == 2 else 0
+    capacity = (
+        capacity_params(len(fit_rows), churners, customers) if config.capacity == "auto" else {}
+    )
     params = lgbm_params(config, preprocessor, capacity, rows=len(dataset))
     if log:
         log(

@@ -81,6 +81,60 @@ class Preprocessor:
         return pd.DataFrame(out, index=frame.index)
 
 
+# The tie-breaker's spread in log-odds (standard deviation over the training rows): small enough
+# to leave the booster's ranking alone wherever its scores differ by more than a few thousandths,
+# large enough to order customers whose trees all agree (equal booster scores).
+TIE_BREAK_STD = 1e-3
+
+
+@dataclass
+class LinearTieBreak:
+    """A tiny linear term added to the booster's log-odds so that customers the trees cannot
+    tell apart (the same leaf in every tree: exactly equal scores, sometimes for hundreds of
+    customers with different features) are ordered by a ridge logistic regression on the
+    numeric features. Its coefficients respect the monotone constraints (a coefficient against
+    a feature's known direction is zero), it is additive per feature (so it is part of each
+    feature's contribution and drivers still sum to the score), and its spread is
+    TIE_BREAK_STD log-odds: it only reorders customers whose booster scores nearly tie."""
+
+    columns: list[str]
+    center: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # log-odds per standard deviation, already scaled to TIE_BREAK_STD
+
+    @classmethod
+    def fit(
+        cls, transformed: pd.DataFrame, y: np.ndarray, monotone: dict[str, int]
+    ) -> LinearTieBreak | None:
+        """From a Preprocessor's frame; None when there is no numeric signal to order by."""
+        columns = [
+            c
+            for c in transformed.columns
+            if pd.api.types.is_float_dtype(transformed[c]) and transformed[c].notna().any()
+        ]
+        if not columns or len(np.unique(y)) < 2:
+            return None
+        x = transformed[columns].to_numpy(dtype=float)
+        center = np.nanmedian(x, axis=0)
+        scale = np.nanstd(x, axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        z = np.nan_to_num((x - center) / scale, nan=0.0)
+        model = LogisticRegression(C=0.1, solver="newton-cholesky", max_iter=200).fit(z, y)
+        coef = model.coef_[0].copy()
+        direction = np.array([monotone.get(c, 0) for c in columns])
+        coef[(direction > 0) & (coef < 0)] = 0.0
+        coef[(direction < 0) & (coef > 0)] = 0.0
+        spread = float(np.std(z @ coef))
+        if spread == 0:
+            return None
+        return cls(columns, center, scale, coef * (TIE_BREAK_STD / spread))
+
+    def terms(self, transformed: pd.DataFrame) -> np.ndarray:
+        """Per row and column, the log-odds the tie-breaker adds (missing values add 0)."""
+        x = transformed[self.columns].to_numpy(dtype=float)
+        return np.nan_to_num((x - self.center) / self.scale, nan=0.0) * self.coef
+
+
 @dataclass
 class ChurnModel:
     """Calibrated churn-risk model with drivers; see module docstring."""
@@ -93,6 +147,7 @@ class ChurnModel:
     horizon_days: int
     trained_until: str
     metrics: dict[str, float] = field(default_factory=dict)
+    tie_break: LinearTieBreak | None = None  # None in models trained before it existed
     _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
     _explainer: TreeShapExplainer | None = field(default=None, repr=False, compare=False)
 
@@ -124,7 +179,12 @@ class ChurnModel:
         return FeatureConfig.from_dict(self.feature_config)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.preprocessor.transform(frame), num_threads=0)
+        """The booster's probability (with the tie-breaker's log-odds), before calibration."""
+        transformed = self.preprocessor.transform(frame)
+        if self.tie_break is None:
+            return self.booster.predict(transformed, num_threads=0)
+        logit = self.booster.predict(transformed, raw_score=True, num_threads=0)
+        return _expit(logit + self.tie_break.terms(transformed).sum(axis=1))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn within the horizon, per row."""
@@ -139,11 +199,15 @@ class ChurnModel:
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row exact feature contributions to the log-odds: LightGBM's pred_contrib values
-        (path-dependent TreeSHAP), computed about 10x faster by training.tree_shap; the last
-        column, 'bias', is the expected value."""
-        matrix = lightgbm_matrix(self.preprocessor.transform(frame))
-        contrib = self.explainer.contributions(matrix)
-        return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=frame.index)
+        (path-dependent TreeSHAP), computed about 10x faster by training.tree_shap, plus the
+        tie-breaker's term of each feature; the last column, 'bias', is the expected value.
+        They sum to the log-odds of raw_probability."""
+        transformed = self.preprocessor.transform(frame)
+        contrib = self.explainer.contributions(lightgbm_matrix(transformed))
+        out = pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=frame.index)
+        if self.tie_break is not None:  # its per-feature log-odds belong to those features
+            out[self.tie_break.columns] += self.tie_break.terms(transformed)
+        return out
 
     def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
         """The `top` features pushing each row's risk up the most: name, value (as text),

@@ -101,6 +101,12 @@ def default_dates(
     end = pd.Timestamp(config.date_to) if config.date_to else last_full
     if config.date_from:
         start = pd.Timestamp(config.date_from)
+        if start > end:
+            raise ValueError(
+                f"the first observation date {start.date()} (date_from) is after the last date "
+                f"with a complete {feature_config.churn.horizon_days}-day label, {end.date()}; "
+                "use an earlier date_from or leave it out"
+            )
         return observation_dates(start, end, config.every_days or step_for_span(start, end))
     # Warm up from the first activity: signups may predate the recorded history by years.
     first = tables.activity["at"].min().normalize()
