@@ -38,17 +38,9 @@ ONLINE_RETAIL_CONFIG = FeatureConfig(
 )
 
 
-# One year of history and a 90-day horizon leave room for few observation dates: every two
-# weeks, one test date, calibration on the validation dates, gaps only before the test.
-ONLINE_RETAIL_TRAINING = {
-    "every_days": 14,
-    "warmup_days": 60,
-    "validation_dates": 2,
-    "calibration_dates": 0,
-    "test_dates": 1,
-    "min_train_dates": 3,
-    "purge": "test",
-}
+# No training overrides: the backtest derives the step between dates, the warm-up, the holdout
+# and the folds from the span of the data and the horizon (training.pipeline, training.splits).
+ONLINE_RETAIL_TRAINING: dict[str, object] = {}
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from training.evaluation import (
     expected_calibration_error,
     top_share_mask,
 )
-from training.fit import capacity_params, choose_rounds
+from training.fit import capacity_params, choose_rounds, scale_rounds
 from training.model import (
     FeatureInputError,
+    LinearTieBreak,
     Preprocessor,
     band_thresholds,
     band_warnings,
@@ -213,10 +214,11 @@ def test_empty_risk_bands_are_reported():
 
 def test_capacity_grows_with_churners_and_shrinks_for_small_data():
     small = capacity_params(rows=3000, churners=90)
-    large = capacity_params(rows=400_000, churners=12_000)
+    large = capacity_params(rows=2_000_000, churners=60_000)
     assert small["num_leaves"] == 4 and large["num_leaves"] == 31
     # leaves are big enough to hold about 20 churners at the base rate
-    assert large["min_data_in_leaf"] == round(20 / (12_000 / 400_000))
+    assert large["min_data_in_leaf"] == round(20 / (60_000 / 2_000_000))
+    assert capacity_params(rows=200_000, churners=6500, customers=6500)["num_leaves"] == 6
     assert small["min_data_in_leaf"] <= 3000 // (2 * small["num_leaves"])
 
 
@@ -273,3 +275,26 @@ def test_a_holdout_without_churners_says_it_cannot_judge():
         reps=20,
     )
     assert not comparison.measurable and "no churners" in comparison.notes[-1]
+
+
+def test_rounds_grow_with_the_training_rows_up_to_three_times():
+    assert scale_rounds(40, [10_000, 10_000], 10_000) == 40
+    assert scale_rounds(40, [10_000, 20_000], 30_000) == 80
+    assert scale_rounds(40, [1_000], 100_000) == 120
+    assert scale_rounds(40, [50_000], 10_000) == 40  # never fewer than the folds' peak
+
+
+def test_the_tie_breaker_orders_equal_booster_scores_and_respects_directions():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"events_30d": rng.poisson(3, 2000).astype(float),
+                          "noise": rng.normal(size=2000)})  # fmt: skip
+    y = (rng.random(2000) < 1 / (1 + np.exp(0.5 * frame["events_30d"] - 1))).astype(int)
+    tie = LinearTieBreak.fit(frame, y, {"events_30d": -1})
+    terms = tie.terms(frame)
+    assert np.std(terms.sum(axis=1)) == pytest.approx(1e-3, rel=1e-6)
+    assert tie.coef[0] < 0  # more activity, lower risk: its learned direction
+    # a direction the data contradicts is dropped, never reversed
+    against = LinearTieBreak.fit(frame, y, {"events_30d": 1})
+    assert against.coef[0] == 0.0
+    with_missing = frame.assign(events_30d=np.nan)
+    assert (tie.terms(with_missing)[:, 0] == 0).all()  # missing adds nothing

@@ -60,7 +60,7 @@ class TrainConfig:
     num_boost_round: int = 1000  # at most
     early_stopping_rounds: int = 50  # patience inside each fold
     seed: int = 42
-    num_threads: int | None = None  # None: 1 below 200,000 training rows, else 2
+    num_threads: int | None = None  # None: 1 below 1,000,000 training rows, else 2
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LGBM_PARAMS))
     capacity: str = "auto"  # num_leaves and min_data_in_leaf from rows and churners; "fixed"
     monotone: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MONOTONE))

@@ -80,7 +80,7 @@ class Refit:
 
 
 def capacity_params(rows: int, churners: int, customers: int | None = None) -> dict[str, Any]:
-    """Tree size from the data: about one leaf per 200 churning customers (4 to 31 leaves), and
+    """Tree size from the data: about one leaf per 1,000 churning customers (4 to 31 leaves), and
     leaves that hold enough rows to contain about 20 churners at the base rate (at least 20
     rows, at most what lets every leaf be used). `churners` counts rows; the same customer on
     many dates is one customer's information, so with `customers` (distinct customers of the
@@ -88,15 +88,15 @@ def capacity_params(rows: int, churners: int, customers: int | None = None) -> d
     churners = max(int(churners), 1)
     rate = churners / max(int(rows), 1)
     independent = churners if customers is None else max(int(customers), 1)
-    leaves = int(np.clip(independent // 200, 4, 31))
+    leaves = int(np.clip(independent // 1000, 4, 31))
     min_leaf = int(np.clip(round(20 / rate), 20, max(20, rows // (2 * leaves))))
     return {"num_leaves": leaves, "min_data_in_leaf": min_leaf}
 
 
-# Below this many training rows one thread is faster: a tree's histograms take microseconds,
+# Below this many training rows one thread is faster: a tree's histograms take milliseconds,
 # and OpenMP threads that wait for a busy core cost milliseconds per round (10x slower seen on
 # a shared 2-core machine).
-ONE_THREAD_ROWS = 200_000
+ONE_THREAD_ROWS = 1_000_000
 
 
 def lgbm_params(
@@ -337,6 +337,8 @@ def run_backtest(
         pool_rows = int(plan.holdout_fold.masks(dataset)[0].sum())
         rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in runs], pool_rows)
         holdout_run = trainer.run(plan.holdout_fold, min_rounds=rounds)
+        # LightGBM stops by itself when no split is left: the booster has no more rounds.
+        rounds = min(rounds, len(holdout_run.curve))
         test_index = holdout_run.valid_index
         # Scored as the registered model scores: booster, tie-breaker, calibration.
         fit_index = holdout_run.train_index

@@ -203,11 +203,18 @@ class ChurnModel:
         tie-breaker's term of each feature; the last column, 'bias', is the expected value.
         They sum to the log-odds of raw_probability."""
         transformed = self.preprocessor.transform(frame)
-        contrib = self.explainer.contributions(lightgbm_matrix(transformed))
-        out = pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=frame.index)
+        out = self._tree_contributions(transformed, frame.index)
         if self.tie_break is not None:  # its per-feature log-odds belong to those features
             out[self.tie_break.columns] += self.tie_break.terms(transformed)
         return out
+
+    def tree_contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The booster's part of contributions() alone: exactly LightGBM's pred_contrib."""
+        return self._tree_contributions(self.preprocessor.transform(frame), frame.index)
+
+    def _tree_contributions(self, transformed: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+        contrib = self.explainer.contributions(lightgbm_matrix(transformed))
+        return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=index)
 
     def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
         """The `top` features pushing each row's risk up the most: name, value (as text),
