@@ -212,7 +212,7 @@ def test_equal_on_the_project_champion(small_champion):
     got = TreeShapExplainer(model.booster).contributions(X)
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(
-        got, model.contributions(features).to_numpy(), rtol=0, atol=TOLERANCE
+        got, model.tree_contributions(features).to_numpy(), rtol=0, atol=TOLERANCE
     )
 
 
