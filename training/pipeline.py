@@ -18,7 +18,7 @@ from features.dataset import build_training_set, observation_dates
 from features.labels import last_labeled_date
 from features.signals import build_features
 from training.config import TrainConfig
-from training.evaluation import HoldoutComparison, binary_metrics
+from training.evaluation import HoldoutComparison
 from training.fit import Evaluation, Refit, fit_churn_model
 from training.gate import (
     GateDecision,

@@ -28,7 +28,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
-from training.evaluation import binary_metrics
 from training.gate import GateDecision, GateRules, judge
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
 from training.splits import BacktestPlan
