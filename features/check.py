@@ -13,6 +13,7 @@ attributes that look like the label.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -25,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables
-from features.labels import eligible_mask, label_mask
+from features.labels import eligible_mask, label_mask, resolve_lookback
 from features.prepared import DAY_NS, prepare, to_ns
 
 # Reserved customer columns: the key, the signup and the contractual churn date itself.
@@ -167,6 +168,7 @@ def check_tables(
     """Profile validated tables under the folder's churn definition and collect the findings.
 
     `now` (naive UTC) is the instant after which rows count as dated in the future."""
+    config = _resolved(tables, config)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
     churn = _churn(config)
     report = CheckReport(data=data, definition=_definition(config))
@@ -228,6 +230,7 @@ def label_like_attributes(tables: Tables, config: FeatureConfig) -> list[LabelLi
     customers that churned ~all or ~none where chance would not say so), or when it is a date
     after signup (an end or cancel date recorded on export day). Cheap: one pass per column,
     sorting at most once (seconds at 100k customers)."""
+    config = _resolved(tables, config)
     customers = tables.customers
     attributes = [c for c in customers.columns if c not in RESERVED_CUSTOMER_COLUMNS]
     if not attributes:
@@ -258,6 +261,7 @@ def churned_ever(tables: Tables, config: FeatureConfig) -> tuple[np.ndarray, np.
     known. Non-contractual: no qualifying activity in the last horizon before the end, known
     for customers who signed up before that window began. This is what an attribute exported
     on the last day could know."""
+    config = _resolved(tables, config)
     churn = _churn(config)
     end = _observed_end(tables, config)
     n = len(tables.customers)
@@ -274,6 +278,7 @@ def churned_ever(tables: Tables, config: FeatureConfig) -> tuple[np.ndarray, np.
 def churn_share_by_month(tables: Tables, config: FeatureConfig) -> list[ChurnMonth]:
     """Eligible customers and churners at monthly observation dates (the first of each month)
     whose label horizon lies inside the observed data; the last ten years at most."""
+    config = _resolved(tables, config)
     churn = _churn(config)
     dates = observation_months(tables, config)
     out = []
@@ -755,6 +760,14 @@ def _two_sided_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 def _churn(config: FeatureConfig | ChurnDefinition) -> ChurnDefinition:
     return config if isinstance(config, ChurnDefinition) else config.churn
+
+
+def _resolved(tables: Tables, config: FeatureConfig) -> FeatureConfig:
+    """The configuration with a non-contractual lookback left to the data resolved from the
+    rows before the end of observation (the same rule training uses)."""
+    until = _observed_end(tables, config).normalize()
+    churn = resolve_lookback(tables, config.churn, until)
+    return config if churn is config.churn else dataclasses.replace(config, churn=churn)
 
 
 def _observed_end(tables: Tables, config: FeatureConfig) -> pd.Timestamp:
