@@ -18,6 +18,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
@@ -349,7 +350,7 @@ def run_backtest(
         logit = holdout_run.booster.predict(test_x, num_iteration=rounds, raw_score=True)
         if tie_break is not None:
             logit = logit + tie_break.terms(test_x).sum(axis=1)
-        raw = 1.0 / (1.0 + np.exp(-logit))
+        raw = expit(logit)
         calibrator = fit_calibrator(method, cal_raw, y[cal_index])
         probability = calibrate(calibrator, raw)
         logistic = fit_logistic_baseline(

@@ -13,6 +13,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -397,4 +398,4 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _expit(z: np.ndarray | float) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float)))
+    return expit(np.asarray(z, dtype=float))
