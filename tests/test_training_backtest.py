@@ -70,9 +70,13 @@ def nine_months():
 
 
 def test_rounds_chosen_on_purged_folds_are_near_the_best_on_the_holdout(nine_months):
+    """Within 2x of the best round in hindsight on the holdout; where the holdout's AUC curve is
+    flat (the best round itself is then noise), the chosen round's AUC is within 0.005 of the
+    best."""
     rounds = nine_months[3].evaluation.rounds
     assert nine_months[3].plan.honest
-    assert rounds["hindsight"] / 2 <= rounds["chosen"] <= 2 * rounds["hindsight"], rounds
+    within_2x = rounds["hindsight"] / 2 <= rounds["chosen"] <= 2 * rounds["hindsight"]
+    assert within_2x or rounds["hindsight_auc"] - rounds["chosen_auc"] <= 0.005, rounds
 
 
 def test_the_refit_includes_the_latest_complete_date(nine_months):

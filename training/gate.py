@@ -167,6 +167,13 @@ def judge(
             False, "the data looks broken: " + "; ".join(data_problems), metric, "data"
         )
     problems = holdout_problems(candidate, rules)
+    first = champion is None and champion_problem is None
+    small = first and bool(problems) and _finite(candidate.get(metric))
+    if small:
+        # No model serves yet: a small holdout that still measures (both classes, a finite
+        # metric) may make the first champion, so that a small business gets scores at all;
+        # replacing a champion needs the full holdout.
+        problems = []
     if problems:
         return GateDecision(
             False,
@@ -199,6 +206,11 @@ def judge(
         return GateDecision(False, reason, metric, "champion", tuple(compared), None, tuple(notes))
     if champion is None:
         reason = "no champion yet" + (f"; {beats}" if beats else "")
+        if small:
+            reason += (
+                f" (a small holdout: {'; '.join(holdout_problems(candidate, rules))}; "
+                "the figures are uncertain)"
+            )
         return GateDecision(True, reason, metric, "passed", tuple(compared), None, tuple(notes))
     old = champion.get(metric, float("nan"))
     if not _finite(old):

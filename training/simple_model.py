@@ -28,6 +28,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
+from training.evaluation import LOGISTIC_SETTINGS
 from training.gate import GateDecision, GateRules, judge
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
 from training.splits import BacktestPlan
@@ -108,7 +109,7 @@ def fit_linear(
     for name, levels in preprocessor.categorical.items():
         steps.append((name, OneHotEncoder(handle_unknown="ignore", categories=[levels]), [name]))
     transformer = ColumnTransformer(steps, sparse_threshold=0.0)
-    model = make_pipeline(transformer, LogisticRegression(max_iter=2000, C=0.5, random_state=seed))
+    model = make_pipeline(transformer, LogisticRegression(**LOGISTIC_SETTINGS, random_state=seed))
     frame = _for_sklearn(preprocessor.transform(train), list(preprocessor.categorical))
     model.fit(frame, train["churned"].to_numpy())
     means = np.asarray(model[:-1].transform(frame), dtype=float).mean(axis=0)
