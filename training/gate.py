@@ -174,10 +174,14 @@ def judge(
         # metric) may make the first champion, so that a small business gets scores at all;
         # replacing a champion needs the full holdout.
         problems = []
+    # A champion that cannot be measured here is said in every refusal, not only at its stage.
+    besides = f"; besides, {champion_problem}" if champion_problem else ""
     if problems:
         return GateDecision(
             False,
-            "the holdout cannot measure the model (never promoted): " + "; ".join(problems),
+            "the holdout cannot measure the model (never promoted): "
+            + "; ".join(problems)
+            + besides,
             metric,
             "holdout",
         )
@@ -197,6 +201,7 @@ def judge(
             f"loses to the baseline {worst.against}: {metric} {worst.other:.4f} against the "
             f"candidate's {new:.4f} (by {-worst.gain:.4f}; baselines: {summary})"
         )
+        reason += besides
         return GateDecision(False, reason, metric, "baseline", tuple(compared), None, tuple(notes))
     beats = f"beats the baselines on {metric} {new:.4f} ({summary})" if compared else ""
     if not compared:
