@@ -51,18 +51,10 @@ ONLINE_RETAIL_CONFIG = FeatureConfig(
 )
 
 
-# One year of history and a 90-day horizon leave room for few observation dates: every two
-# weeks, one test date, calibration on the validation dates, gaps only before the test.
-ONLINE_RETAIL_TRAINING = {
-    "model_name": "churn-online-retail",
-    "every_days": 14,
-    "warmup_days": 60,
-    "validation_dates": 2,
-    "calibration_dates": 0,
-    "test_dates": 1,
-    "min_train_dates": 3,
-    "purge": "test",
-}
+# No training overrides but the model's name: the backtest derives the step between dates, the
+# warm-up, the holdout and the folds from the span of the data and the horizon
+# (training.pipeline, training.splits).
+ONLINE_RETAIL_TRAINING: dict[str, object] = {"model_name": "churn-online-retail"}
 
 
 PRESET = Path(__file__).with_name("presets") / "orders.toml"

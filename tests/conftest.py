@@ -12,6 +12,7 @@ from features.contract import Tables
 from features.io import load_tables
 from ingest.demo_data import DemoConfig, write_demo
 from training.config import train_config_from_file
+from training.model import ChurnModel
 from training.pipeline import train_from_tables
 from training.tracking import Champion, load_champion
 
@@ -22,7 +23,8 @@ class SmallChampion:
     data_dir: Path
     tracking_uri: str
     tables: Tables
-    champion: Champion
+    champion: Champion  # LightGBM, or the baseline registered after it when one won (the gate)
+    lightgbm: ChurnModel  # the LightGBM model of the run, champion or not
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +38,7 @@ def small_champion(tmp_path_factory) -> SmallChampion:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        train_from_tables(
+        result = train_from_tables(
             tables,
             feature_config_from_file(path),
             train_config_from_file(path),
@@ -44,4 +46,4 @@ def small_champion(tmp_path_factory) -> SmallChampion:
             tracking_uri=uri,
         )
         champion = load_champion(train_config_from_file(path).model_name, uri)
-    return SmallChampion(root, data_dir, uri, tables, champion)
+    return SmallChampion(root, data_dir, uri, tables, champion, result.model)

@@ -99,6 +99,19 @@ def test_a_holdout_that_cannot_measure_refuses_whatever_the_scores(metrics, expe
     assert expected in decision.reason
 
 
+def test_a_small_holdout_that_measures_may_make_the_first_champion_but_not_replace_one():
+    """A small business should get scores at all: with no champion yet, a holdout with both
+    classes and a finite metric is enough (the reason says the figures are uncertain); an
+    existing champion is replaced only on a full holdout."""
+    small = measured(0.8, rows=150, churners=12)
+    first = judge(small, RULES, BASELINES, champion=None)
+    assert first.promoted and first.stage == "passed"
+    assert "a small holdout: 150 holdout rows, fewer than 200" in first.reason
+    assert "the figures are uncertain" in first.reason
+    assert not judge(small, RULES, BASELINES, champion=measured(0.5)).promoted
+    assert not judge(measured(0.6, rows=150, churners=12), RULES, BASELINES).promoted  # baseline
+
+
 def test_broken_data_refuses_before_anything_else():
     decision = judge(measured(0.9), RULES, BASELINES, data_problems=["all at 1970"])
     assert not decision.promoted and decision.stage == "data"

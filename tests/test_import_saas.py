@@ -139,4 +139,4 @@ def test_trains_end_to_end_on_the_imported_folder(imported, tmp_path, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     result = CliRunner().invoke(app, ["train", "--data", str(data)])
     assert result.exit_code == 0, result.output
-    assert "test ROC AUC" in result.output
+    assert "backtest (" in result.output and "ROC AUC" in result.output

@@ -121,7 +121,9 @@ def test_a_champion_that_does_not_fit_the_data_is_reported_and_the_run_is_kept(r
     assert kept, "the crossed run registered no version"
     assert all(v.tags["gate_decision"] == "not promoted" for v in kept)
     reasons = [v.tags["not_promoted_because"] for v in kept]
-    assert any("['channel']" in r and "cannot be scored on this data" in r for r in reasons)
+    assert any("['channel']" in r and "cannot be scored on this data" in r for r in reasons), (
+        reasons
+    )
     run_tags = client.get_run(kept[0].tags["run_id"]).data.tags
     assert run_tags["promotion_decision"] == "not promoted"
 

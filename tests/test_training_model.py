@@ -15,8 +15,7 @@ from ingest.demo_data import DEMO_MODEL_NAME, DemoConfig, write_demo
 from training.config import TrainConfig, train_config_from_file
 from training.evaluation import binary_metrics
 from training.fit import fit_churn_model
-from training.pipeline import default_dates, train_from_tables
-from training.splits import split_dates
+from training.pipeline import default_dates, plan_for, train_from_tables
 from training.tracking import CHAMPION, force_promote, load_churn_model
 
 
@@ -36,7 +35,10 @@ def trained(demo):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        first = train_from_tables(tables, features, config, log=lambda _: None, tracking_uri=uri)
+        truth = pd.read_parquet(root / "data" / "truth.parquet")
+        first = train_from_tables(
+            tables, features, config, log=lambda _: None, tracking_uri=uri, truth=truth
+        )
     return uri, first
 
 
@@ -56,6 +58,7 @@ def gate(small_champion, tmp_path_factory):
 
 
 def test_test_auc_is_close_to_the_oracle_and_probabilities_are_calibrated(demo, trained):
+    """The demo's truth is scored on the same holdout rows as the model, in the result."""
     root = demo[0]
     _, first = trained
     truth = pd.read_parquet(root / "data" / "truth.parquet")
@@ -64,20 +67,26 @@ def test_test_auc_is_close_to_the_oracle_and_probabilities_are_calibrated(demo, 
     )
     assert test["churn_probability_true"].notna().all()
     oracle = binary_metrics(test["churned"].to_numpy(), test["churn_probability_true"].to_numpy())
+    holdout = first.holdout
+    assert holdout.metrics["truth"]["roc_auc"] == pytest.approx(oracle["roc_auc"])
     model = first.evaluation.metrics
     print(
         f"model AUC {model['roc_auc']:.4f}, oracle AUC {oracle['roc_auc']:.4f}, ECE {model['ece']:.4f}"
     )
-    assert model["roc_auc"] >= oracle["roc_auc"] - 0.02
+    assert model["roc_auc"] >= oracle["roc_auc"] - 0.01
     assert model["ece"] <= 0.03
     assert model["roc_auc"] > first.evaluation.baselines["recency_rule"]["roc_auc"]
+    assert "truth" in first.metrics_table().columns
 
 
 def test_more_tickets_lower_nps_or_an_activity_drop_never_lower_risk(demo, trained):
     _, tables, _, _ = demo
     model = trained[1].model
     rows = pd.concat(
-        [build_training_set(tables, [d], model.features_config())[0] for d in trained[1].split.test]
+        [
+            build_training_set(tables, [d], model.features_config())[0]
+            for d in trained[1].plan.holdout
+        ]
     ).head(3000)
     base = model.predict_proba(rows)
     more_tickets = rows.assign(
@@ -107,12 +116,12 @@ def test_same_data_config_and_seed_give_the_same_model(small_champion):
     path = config_path_for_data(small_champion.data_dir)
     features, config = feature_config_from_file(path), train_config_from_file(path)
     dates = default_dates(tables, features, config)
-    split = split_dates(dates, features.churn.horizon_days, 2, 2, 3)
     dataset, resolved = build_training_set(tables, dates, features)
-    a, ev_a = fit_churn_model(dataset, split, resolved, config)
-    b, ev_b = fit_churn_model(
+    plan = plan_for(dataset, resolved.churn.horizon_days, config)
+    a, ev_a, _ = fit_churn_model(dataset, plan, resolved, config)
+    b, ev_b, _ = fit_churn_model(
         dataset.sample(frac=1.0, random_state=3).sort_values(["as_of", "customer_id"]),
-        split,
+        plan,
         resolved,
         config,
     )
@@ -137,20 +146,27 @@ def test_runs_are_logged_with_metrics_baselines_and_plots(trained):
 
 
 def test_the_champion_moves_only_for_a_better_model(gate):
+    """The first run makes a champion: LightGBM, or the baseline registered after it when a
+    baseline beat it on the holdout. The same data and seed again give the same models: none of
+    the second run's versions beats that champion, and each says why."""
     uri, first, second = gate
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    assert first.promoted and first.promotion_reason.startswith(
-        "no champion yet; beats the baselines"
-    )
-    # The same data and seed give the same model: it does not beat the champion.
-    assert not second.promoted and "does not beat" in second.promotion_reason
-    assert (
-        str(client.get_model_version_by_alias(DEMO_MODEL_NAME, CHAMPION).version) == first.version
-    )
-    assert (
-        "does not beat"
-        in client.get_model_version(DEMO_MODEL_NAME, second.version).tags["not_promoted_because"]
-    )
+    if first.promoted:
+        assert first.promotion_reason.startswith("no champion yet; beats the baselines")
+        champion = first.version
+    else:
+        assert first.promotion_reason.startswith("loses to the baseline")
+        assert first.simple is not None and first.simple.promoted
+        champion = first.simple.version
+    assert str(client.get_model_version_by_alias(DEMO_MODEL_NAME, CHAMPION).version) == champion
+    assert not second.promoted
+    assert second.simple is None or not second.simple.promoted
+    for result in (second, second.simple):
+        if result is not None:
+            reason = client.get_model_version(DEMO_MODEL_NAME, result.version).tags[
+                "not_promoted_because"
+            ]
+            assert "does not beat" in reason or "loses to the baseline" in reason
 
 
 def test_an_analyst_can_force_a_promotion_with_a_reason(gate):
@@ -182,8 +198,8 @@ def test_the_registered_model_loads_with_one_call_and_scores_like_the_trained_on
 
 def test_training_errors_say_what_to_change(demo, tmp_path):
     _, tables, features, _ = demo
-    narrow = TrainConfig(date_from="2024-09-01", every_days=30)
-    with pytest.raises(ValueError, match="too few"):
+    late = TrainConfig(date_from="2024-12-20", every_days=30)
+    with pytest.raises(ValueError, match="after the last date with a complete 30-day label"):
         train_from_tables(
-            tables, features, narrow, log=lambda _: None, tracking_uri=f"sqlite:///{tmp_path}/m.db"
+            tables, features, late, log=lambda _: None, tracking_uri=f"sqlite:///{tmp_path}/m.db"
         )

@@ -1,4 +1,5 @@
-"""Training building blocks: time splits, metrics, preprocessing, bands and the promotion rule."""
+"""Training building blocks: backtest plans, metrics and intervals, calibration, capacity,
+preprocessing, bands and the promotion rule."""
 
 from __future__ import annotations
 
@@ -6,29 +7,79 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.evaluation import binary_metrics, expected_calibration_error, top_share_mask
-from training.model import FeatureInputError, Preprocessor, band_thresholds
-from training.splits import split_dates
+from training.evaluation import (
+    _ranking_metrics,
+    binary_metrics,
+    compare_on_rows,
+    expected_calibration_error,
+    top_share_mask,
+)
+from training.fit import capacity_params, choose_rounds, scale_rounds
+from training.model import (
+    FeatureInputError,
+    LinearTieBreak,
+    Preprocessor,
+    band_thresholds,
+    band_warnings,
+    calibrate,
+    choose_calibration,
+    fit_calibrator,
+)
+from training.splits import Fold, plan_backtest, step_for_span, time_folds
 
 DATES = list(pd.date_range("2024-01-01", periods=12, freq="30D"))
 
 
-def test_split_is_time_ordered_and_purges_overlapping_labels():
-    split = split_dates(DATES, horizon_days=30, validation=2, calibration=2, test=3)
-    assert split.test == tuple(DATES[-3:])
-    assert split.calibration == tuple(DATES[-5:-3])
-    assert split.validation == tuple(DATES[-7:-5])
-    assert split.train == tuple(DATES[:5])
-    # A 45-day horizon reaches into the next role: one date is dropped before each role.
-    dates = list(pd.date_range("2024-01-01", periods=14, freq="30D"))
-    purged = split_dates(dates, horizon_days=45, validation=2, calibration=2, test=3)
-    assert purged.test == tuple(dates[11:]) and purged.calibration == tuple(dates[8:10])
-    assert purged.validation == tuple(dates[5:7]) and purged.train == tuple(dates[:4])
+def test_the_holdout_trains_only_on_dates_whose_labels_end_before_it():
+    plan = plan_backtest(DATES, horizon_days=45, holdout_dates=1, max_folds=3, min_train=3)
+    assert plan.honest and plan.holdout == (DATES[-1],)
+    assert all(d + pd.Timedelta(days=45) <= DATES[-1] for d in plan.pool)
+    assert plan.pool == tuple(DATES[:-2])  # the date 30 days before the holdout is purged
+    for fold in plan.folds:
+        assert fold.kind == "time" and len(fold.valid) == 1
+        assert max(fold.valid) <= max(plan.pool)  # selection never sees the holdout
+        assert all(d + pd.Timedelta(days=45) <= fold.valid[0] for d in fold.train)
+    assert plan.refit_folds[-1] == Fold(plan.pool, plan.holdout)
 
 
-def test_too_few_dates_say_what_to_change():
-    with pytest.raises(ValueError, match=r"too few: need at least 10.*widen --from/--to"):
-        split_dates(DATES[:6], horizon_days=30, validation=2, calibration=2, test=3)
+def test_time_folds_are_spaced_and_need_enough_training_dates():
+    folds = time_folds(DATES, horizon_days=30, spacing_days=60, max_folds=5, min_train=3)
+    valid = [f.valid[0] for f in folds]
+    assert valid == [DATES[-1], DATES[-3], DATES[-5], DATES[-7], DATES[-9]]
+    assert all(len(f.train) >= 3 for f in folds)
+    assert time_folds(DATES[:3], horizon_days=30, spacing_days=30, max_folds=3, min_train=3) == []
+
+
+def test_a_history_shorter_than_the_horizon_has_no_honest_holdout_but_customer_folds():
+    dates = list(pd.date_range("2024-03-01", periods=8, freq="7D"))  # 7 weeks, 91-day horizon
+    plan = plan_backtest(dates, horizon_days=91, max_folds=3, min_train=3)
+    assert not plan.honest and plan.holdout == ()
+    assert "no honest holdout" in plan.notes[0]
+    assert [f.kind for f in plan.folds] == ["customers"] * 4
+    frame = pd.DataFrame(
+        {"as_of": np.repeat(dates, 50), "customer_id": np.tile([f"c{i}" for i in range(50)], 8)}
+    )
+    seen = np.zeros(len(frame), dtype=int)
+    for fold in plan.folds:
+        train, valid = fold.masks(frame)
+        assert not (train & valid).any()
+        # a validation customer is never a training customer of the same fold
+        assert set(frame["customer_id"][valid]).isdisjoint(frame["customer_id"][train])
+        seen += valid
+    assert (seen == 1).all()  # every row is validated exactly once
+
+
+def test_a_holdout_without_time_folds_chooses_on_customer_folds():
+    dates = list(pd.date_range("2011-02-01", periods=20, freq="7D"))
+    plan = plan_backtest(dates, horizon_days=90, max_folds=3, min_train=3)
+    assert plan.honest and len(plan.pool) >= 3
+    assert {f.kind for f in plan.folds} == {"customers"}
+    assert "customer folds" in plan.notes[0]
+
+
+def test_the_step_between_dates_follows_the_span():
+    assert step_for_span(pd.Timestamp("2011-01-01"), pd.Timestamp("2011-06-01")) == 7
+    assert step_for_span(pd.Timestamp("2022-01-01"), pd.Timestamp("2024-01-01")) == 28
 
 
 def test_metrics_on_a_hand_made_holdout():
@@ -89,16 +140,148 @@ def test_band_thresholds_follow_cumulative_shares():
     assert thresholds == {"high": pytest.approx(0.9), "medium": pytest.approx(0.7)}
 
 
-def test_short_histories_can_calibrate_on_validation_and_purge_only_before_the_test():
-    dates = list(pd.date_range("2011-01-30", periods=16, freq="14D"))
-    split = split_dates(
-        dates, horizon_days=90, validation=2, calibration=0, test=1, min_train=3, purge="test"
+def _scores(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw booster-like probabilities and labels drawn from a known, slightly miscalibrated
+    relation (the true probability is the raw one squared towards zero)."""
+    rng = np.random.default_rng(seed)
+    raw = rng.beta(1.2, 12, n)
+    y = (rng.random(n) < np.clip(raw * 1.5, 0, 1)).astype(int)
+    return raw, y
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_calibration_keeps_the_ranking_and_makes_no_plateaus(method):
+    raw, y = _scores(20_000)
+    calibrator = fit_calibrator(method, raw, y)
+    scored = np.sort(np.random.default_rng(1).beta(1.2, 12, 5000))
+    p = calibrate(calibrator, scored)
+    assert (np.diff(p) >= 0).all()  # monotone: the ranking is kept
+    distinct_raw = np.unique(scored)
+    _, counts = np.unique(calibrate(calibrator, distinct_raw), return_counts=True)
+    assert counts.max() <= 0.01 * len(distinct_raw)  # no probability shared by >1 % of them
+    # and it calibrates: mean prediction close to the churn rate on fresh rows
+    raw2, y2 = _scores(20_000, seed=2)
+    assert calibrate(calibrator, raw2).mean() == pytest.approx(y2.mean(), abs=0.005)
+
+
+def test_plain_isotonic_would_have_tied_customers():
+    """What the interpolation fixes: isotonic regression on few rows maps blocks to one value."""
+    from sklearn.isotonic import IsotonicRegression
+
+    raw, y = _scores(600)
+    plain = IsotonicRegression(out_of_bounds="clip").fit(raw, y).predict(raw)
+    _, counts = np.unique(plain, return_counts=True)
+    assert counts.max() > 0.10 * len(raw)
+    p = calibrate(fit_calibrator("isotonic", raw, y), raw)
+    _, counts = np.unique(p, return_counts=True)
+    assert counts.max() <= 0.01 * len(raw)
+
+
+def test_auto_calibration_depends_on_the_number_of_churners():
+    assert choose_calibration("auto", np.r_[np.ones(200), np.zeros(5000)]) == "sigmoid"
+    assert choose_calibration("auto", np.r_[np.ones(1500), np.zeros(5000)]) == "isotonic"
+    assert choose_calibration("sigmoid", np.r_[np.ones(1500), np.zeros(5000)]) == "sigmoid"
+    with pytest.raises(ValueError, match="only one class"):
+        fit_calibrator("auto", np.linspace(0, 1, 10), np.zeros(10))
+
+
+def test_a_calibration_slice_that_ranks_backwards_keeps_the_order_at_the_base_rate():
+    raw = np.linspace(0.01, 0.5, 400)
+    y = (raw < 0.1).astype(int)  # the booster ranks these rows backwards
+    p = calibrate(fit_calibrator("sigmoid", raw, y), raw)
+    assert (np.diff(p) > 0).all()  # never inverted
+    assert p.mean() == pytest.approx(y.mean(), abs=0.01)
+
+
+def test_empty_risk_bands_are_reported():
+    bands = np.array(["high"] * 10 + ["low"] * 90, dtype=object)
+    warnings = band_warnings(bands, ["high", "medium", "low"], "the test customers")
+    assert len(warnings) == 1 and "'medium' is empty on the test customers" in warnings[0]
+
+
+def test_capacity_grows_with_churners_and_shrinks_for_small_data():
+    small = capacity_params(rows=3000, churners=90)
+    large = capacity_params(rows=2_000_000, churners=60_000)
+    assert small["num_leaves"] == 4 and large["num_leaves"] == 31
+    # leaves are big enough to hold about 20 churners at the base rate
+    assert large["min_data_in_leaf"] == round(20 / (60_000 / 2_000_000))
+    assert capacity_params(rows=200_000, churners=6500, customers=6500)["num_leaves"] == 6
+    assert small["min_data_in_leaf"] <= 3000 // (2 * small["num_leaves"])
+
+
+def test_rounds_are_the_peak_of_the_mean_fold_curve():
+    a = np.r_[np.linspace(0.6, 0.8, 40), np.linspace(0.8, 0.7, 60)]  # peaks at 40
+    b = np.r_[np.linspace(0.6, 0.76, 60), np.linspace(0.76, 0.75, 10)]  # peaks at 60, stops
+    assert choose_rounds([a]) == 40
+    assert 40 <= choose_rounds([a, b]) <= 60
+
+
+def test_bootstrap_intervals_resample_customers_and_cover_the_estimate():
+    rng = np.random.default_rng(0)
+    customers = np.repeat(np.arange(400), 3)  # each customer on three dates
+    y = (rng.random(1200) < 0.3).astype(int)
+    good = y + rng.normal(0, 0.8, 1200)
+    noise = rng.random(1200)
+    comparison = compare_on_rows(
+        kind="time holdout",
+        honest=True,
+        dates=[pd.Timestamp("2024-01-01")],
+        y=y,
+        scores={"candidate": good, "recency_rule": noise},
+        clusters=customers,
+        probability_scores=(),
+        reps=200,
     )
-    assert split.test == (dates[-1],)
-    assert split.calibration == split.validation
-    # every date before the test whose 90-day label reaches into it is dropped
-    assert max(split.validation) + pd.Timedelta(days=90) <= dates[-1]
-    with pytest.raises(ValueError, match="too few"):
-        split_dates(
-            dates, horizon_days=90, validation=2, calibration=0, test=1, min_train=3, purge="all"
-        )
+    auc = comparison.metrics["candidate"]["roc_auc"]
+    lo, hi = comparison.intervals["candidate"]["roc_auc"]
+    assert lo < auc < hi and hi - lo < 0.1
+    gain_lo, _ = comparison.differences["recency_rule"]
+    assert gain_lo > 0.1  # the candidate beats noise, surely
+    assert comparison.churners == y.sum() and comparison.customers == 400
+    assert np.isnan(comparison.metrics["recency_rule"]["log_loss"])
+
+
+def test_fast_ranking_metrics_match_scikit_learn_with_ties():
+    rng = np.random.default_rng(5)
+    y = (rng.random(500) < 0.2).astype(float)
+    p = np.round(rng.random(500) + 0.3 * y, 1)  # many ties
+    m = binary_metrics(y, p)
+    np.testing.assert_allclose(
+        _ranking_metrics(y, p), [m["roc_auc"], m["pr_auc"], m["lift_top_decile"]]
+    )
+
+
+def test_a_holdout_without_churners_says_it_cannot_judge():
+    comparison = compare_on_rows(
+        kind="time holdout",
+        honest=True,
+        dates=[pd.Timestamp("2024-01-01")],
+        y=np.zeros(50),
+        scores={"candidate": np.linspace(0, 1, 50)},
+        clusters=np.arange(50),
+        reps=20,
+    )
+    assert not comparison.measurable and "no churners" in comparison.notes[-1]
+
+
+def test_rounds_grow_with_the_training_rows_up_to_three_times():
+    assert scale_rounds(40, [10_000, 10_000], 10_000) == 40
+    assert scale_rounds(40, [10_000, 20_000], 30_000) == 80
+    assert scale_rounds(40, [1_000], 100_000) == 120
+    assert scale_rounds(40, [50_000], 10_000) == 40  # never fewer than the folds' peak
+
+
+def test_the_tie_breaker_orders_equal_booster_scores_and_respects_directions():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"events_30d": rng.poisson(3, 2000).astype(float),
+                          "noise": rng.normal(size=2000)})  # fmt: skip
+    y = (rng.random(2000) < 1 / (1 + np.exp(0.5 * frame["events_30d"] - 1))).astype(int)
+    tie = LinearTieBreak.fit(frame, y, {"events_30d": -1})
+    terms = tie.terms(frame)
+    assert np.std(terms.sum(axis=1)) == pytest.approx(1e-3, rel=1e-6)
+    assert tie.coef[0] < 0  # more activity, lower risk: its learned direction
+    # a direction the data contradicts is dropped, never reversed
+    against = LinearTieBreak.fit(frame, y, {"events_30d": 1})
+    assert against.coef[0] == 0.0
+    with_missing = frame.assign(events_30d=np.nan)
+    assert (tie.terms(with_missing)[:, 0] == 0).all()  # missing adds nothing

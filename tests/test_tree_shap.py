@@ -203,8 +203,8 @@ def test_linear_trees_are_refused_clearly():
         TreeShapExplainer(booster)
 
 
-def test_equal_on_the_project_champion(small_champion):
-    model = small_champion.champion.model
+def test_equal_on_the_project_lightgbm_model(small_champion):
+    model = small_champion.lightgbm
     features = build_features(small_champion.tables, "2024-12-01", model.features_config())
     frame = model.preprocessor.transform(features)
     X = lightgbm_matrix(frame)
@@ -212,7 +212,7 @@ def test_equal_on_the_project_champion(small_champion):
     got = TreeShapExplainer(model.booster).contributions(X)
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(
-        got, model.contributions(features).to_numpy(), rtol=0, atol=TOLERANCE
+        got, model.tree_contributions(features).to_numpy(), rtol=0, atol=TOLERANCE
     )
 
 

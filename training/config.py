@@ -1,7 +1,8 @@
-"""Training configuration: observation dates, time-ordered splits, LightGBM, promotion rule."""
+"""Training configuration: observation dates, the backtest, LightGBM, calibration, promotion."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -37,29 +38,36 @@ DEFAULT_MONOTONE: dict[str, int] = {
 }
 
 
+# Settings of the former fixed split (train < validation < calibration < test), still found in
+# config files written before the backtest planned its roles from the data: accepted, ignored.
+LEGACY_SETTINGS = ("validation_dates", "calibration_dates", "purge")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a model is trained and judged. Dates are split in time order:
-    train < validation (early stopping) < calibration < test (the holdout)."""
+    """How a model is trained and judged (see training.splits and training.fit): observation
+    dates, a backtest with a time holdout after a purged gap, settings chosen on purged folds,
+    a refit on every complete date, and the promotion rule."""
 
     date_from: str | None = None  # first observation date; None: derived from the data
     date_to: str | None = None  # last observation date; None: the last with a full horizon
-    every_days: int = 30
-    validation_dates: int = 2
-    calibration_dates: int = 2  # 0: calibrate on the validation dates (short histories)
-    test_dates: int = 3
+    every_days: int | None = None  # None: from the span of the data (7-28 days)
+    warmup_days: int | None = None  # first date = first activity + warmup; None: from the data
+    test_dates: int | None = None  # holdout dates; None: the last date, more if few churners
+    min_holdout_churners: int = 100  # when test_dates is None
+    folds: int = 3  # time folds (inside the dates before the holdout) that choose the settings
     min_train_dates: int = 3
-    purge: str = "all"  # "test": gaps only before the test dates (short histories)
-    warmup_days: int = 90  # first observation date = first signup + warmup, when not given
-    num_boost_round: int = 1000
-    early_stopping_rounds: int = 50
+    num_boost_round: int = 1000  # at most
+    early_stopping_rounds: int = 50  # patience inside each fold
     seed: int = 42
-    num_threads: int = 2
+    num_threads: int | None = None  # None: 1 below 1,000,000 training rows, else 2
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LGBM_PARAMS))
+    capacity: str = "auto"  # num_leaves and min_data_in_leaf from rows and churners; "fixed"
     monotone: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MONOTONE))
-    calibration: str = "isotonic"  # or "sigmoid"
+    calibration: str = "auto"  # "sigmoid" (Platt on the logit), "isotonic" (interpolated)
+    bootstrap: int = 200  # resamples for the holdout's confidence intervals
     risk_bands: dict[str, float] = field(default_factory=lambda: {"high": 0.10, "medium": 0.30})
-    # risk_bands: share of the calibration slice in each band from the top; the rest is "low".
+    # risk_bands: share of the latest date's customers in each band from the top; rest "low".
     # The registered model name, one per dataset; None: derived from the data folder
     # (training.tracking.model_name_for_data), as `churn train` and the notebook do.
     model_name: str | None = None
@@ -79,26 +87,38 @@ class TrainConfig:
     cv_folds: int = 5  # labeled-table mode
 
     def __post_init__(self) -> None:
-        if self.calibration not in ("isotonic", "sigmoid"):
+        if self.calibration not in ("auto", "isotonic", "sigmoid"):
             raise ValueError(
-                f"calibration must be 'isotonic' or 'sigmoid', got {self.calibration!r}"
+                f"calibration must be 'auto', 'isotonic' or 'sigmoid', got {self.calibration!r}"
             )
-        for name in ("validation_dates", "test_dates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.calibration_dates < 0:
-            raise ValueError("calibration_dates must be 0 (use the validation dates) or more")
+        if self.capacity not in ("auto", "fixed"):
+            raise ValueError(f"capacity must be 'auto' or 'fixed', got {self.capacity!r}")
+        if self.test_dates is not None and self.test_dates < 1:
+            raise ValueError("test_dates must be at least 1 (or left out: derived)")
+        for name in ("every_days", "warmup_days"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.folds < 1 or self.min_train_dates < 1:
+            raise ValueError("folds and min_train_dates must be at least 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | set(LEGACY_SETTINGS)
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
-        raw = dict(raw)
+        legacy = sorted(set(raw) & set(LEGACY_SETTINGS))
+        if legacy:
+            warnings.warn(
+                f"training settings {legacy} are ignored: the backtest plans its holdout and "
+                "folds from the data (training.splits); remove them from the configuration",
+                stacklevel=2,
+            )
+        raw = {k: v for k, v in raw.items() if k not in LEGACY_SETTINGS}
         if raw.get("allow_label_like") is not None:
             raw["allow_label_like"] = tuple(raw["allow_label_like"])
         if "lgbm_params" in raw:

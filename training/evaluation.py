@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -87,6 +90,11 @@ def metrics_by_segment(
     return pd.DataFrame(rows)
 
 
+# The logistic regression of the baseline and of the simple model registered when it wins
+# (training.simple_model): one set of settings, so both rank alike.
+LOGISTIC_SETTINGS: dict = {"max_iter": 2000, "C": 0.5, "solver": "newton-cholesky"}
+
+
 def fit_logistic_baseline(
     train: pd.DataFrame, y: np.ndarray, preprocessor: Preprocessor, seed: int
 ):
@@ -99,7 +107,10 @@ def fit_logistic_baseline(
             ("cat", OneHotEncoder(handle_unknown="ignore", categories=[preprocessor.categorical[c] for c in categorical]), categorical),
         ]
     )  # fmt: skip
-    model = make_pipeline(transformer, LogisticRegression(max_iter=2000, C=0.5, random_state=seed))
+    model = make_pipeline(
+        transformer,
+        LogisticRegression(**LOGISTIC_SETTINGS, random_state=seed),
+    )
     return model.fit(_for_sklearn(preprocessor.transform(train), categorical), y)
 
 
@@ -124,3 +135,172 @@ def recency_rule(frame: pd.DataFrame) -> np.ndarray:
     days = frame["days_since_last_event"].to_numpy(dtype=float)
     top = np.nanmax(days) if np.isfinite(days).any() else 0.0
     return np.where(np.isnan(days), top + 1.0, days)
+
+
+# --------------------------------------------------------------- comparison on the same rows
+
+
+@dataclass
+class HoldoutComparison:
+    """The candidate and every baseline scored on the same holdout rows, with how sure the
+    figures are. For the gate: `metrics[name]` and `intervals[name]` for name in `scores`
+    ("candidate", "logistic_regression", "recency_rule", and "truth" on demo data);
+    `differences[name]` is the 95 % interval of candidate minus that score's ROC AUC."""
+
+    kind: str  # "time holdout" or "customer folds (no time holdout)"
+    honest: bool  # a time holdout after a purged gap (False: customer folds, same period)
+    dates: list[str]
+    rows: int
+    customers: int
+    churners: int
+    metrics: dict[str, dict[str, float]]
+    intervals: dict[str, dict[str, tuple[float, float]]]
+    differences: dict[str, tuple[float, float]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def scores(self) -> list[str]:
+        return list(self.metrics)
+
+    @property
+    def measurable(self) -> bool:
+        """Both classes present, so ranking metrics are defined."""
+        return 0 < self.churners < self.rows
+
+    def summary(self) -> str:
+        lo, hi = self.intervals.get("candidate", {}).get("roc_auc", (np.nan, np.nan))
+        auc = self.metrics.get("candidate", {}).get("roc_auc", np.nan)
+        return (
+            f"{self.rows:,} rows, {self.churners:,} churners on {', '.join(self.dates)}; "
+            f"ROC AUC {auc:.4f} (95 % CI {lo:.4f}-{hi:.4f})"
+        )
+
+    def table(self) -> pd.DataFrame:
+        """One row per score: metrics and interval bounds (columns metric_lo, metric_hi)."""
+        rows = []
+        for name, values in self.metrics.items():
+            row = {"score": name, **{m: values.get(m, np.nan) for m in INTERVAL_METRICS}}
+            for m, (lo, hi) in self.intervals.get(name, {}).items():
+                row[f"{m}_lo"], row[f"{m}_hi"] = lo, hi
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("score")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+INTERVAL_METRICS = ("roc_auc", "pr_auc", "lift_top_decile")
+
+
+def _ranking_metrics(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """ROC AUC, PR AUC (average precision, as scikit-learn defines it) and top-decile lift,
+    NaN when one class only. Computed from one sort: the bootstrap calls it hundreds of times,
+    where scikit-learn's argument checks alone would take seconds."""
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return np.full(3, np.nan)
+    auc = (rankdata(p)[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+    order = np.argsort(-p, kind="stable")
+    ys, ps = y[order], p[order]
+    tp = np.cumsum(ys)
+    last = np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]  # last row of each distinct score
+    precision = tp[last] / (last + 1)
+    recall = tp[last] / n1
+    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    n_top = max(1, int(np.ceil(0.10 * len(y))))
+    lift = ys[:n_top].mean() / (n1 / len(y))
+    return np.array([auc, ap, lift])
+
+
+def bootstrap_intervals(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    clusters: np.ndarray,
+    reps: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[dict[str, dict[str, tuple[float, float]]], dict[str, tuple[float, float]]]:
+    """Percentile bootstrap intervals of ROC AUC, PR AUC and top-decile lift per score, and of
+    the candidate's ROC AUC minus each other score's, resampling whole customers (clusters):
+    a customer scored on several dates is one draw, not several independent ones."""
+    y = np.asarray(y, dtype=float)
+    if reps <= 0 or len(y) == 0:
+        return {}, {}
+    _, cluster = np.unique(clusters, return_inverse=True)
+    n_clusters = int(cluster.max()) + 1
+    rows = np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    draws = {name: np.full((reps, 3), np.nan) for name in scores}
+    for r in range(reps):
+        # How often each customer is drawn, then each of its rows that many times.
+        times = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+        index = np.repeat(rows, times[cluster])
+        for name, p in scores.items():
+            draws[name][r] = _ranking_metrics(y[index], np.asarray(p, dtype=float)[index])
+    alpha = (1 - level) / 2
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    for name, values in draws.items():
+        intervals[name] = {}
+        for j, metric in enumerate(INTERVAL_METRICS):
+            column = values[:, j][np.isfinite(values[:, j])]
+            if len(column):
+                lo, hi = np.quantile(column, [alpha, 1 - alpha])
+                intervals[name][metric] = (float(lo), float(hi))
+    differences = {}
+    if "candidate" in draws:
+        for name, values in draws.items():
+            if name == "candidate":
+                continue
+            diff = draws["candidate"][:, 0] - values[:, 0]
+            diff = diff[np.isfinite(diff)]
+            if len(diff):
+                lo, hi = np.quantile(diff, [alpha, 1 - alpha])
+                differences[name] = (float(lo), float(hi))
+    return intervals, differences
+
+
+def compare_on_rows(
+    *,
+    kind: str,
+    honest: bool,
+    dates: list,
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    clusters: np.ndarray,
+    probability_scores: tuple[str, ...] = ("candidate", "logistic_regression", "truth"),
+    notes: list[str] | None = None,
+    reps: int = 200,
+    seed: int = 0,
+) -> HoldoutComparison:
+    """Every score's metrics on the same rows with bootstrap intervals (see HoldoutComparison).
+    Scores not in probability_scores (a rule in days) keep only their ranking metrics."""
+    y = np.asarray(y)
+    for name, p in scores.items():
+        if len(p) != len(y):
+            raise ValueError(f"score '{name}' has {len(p)} values for {len(y)} holdout rows")
+    metrics = {name: binary_metrics(y, p) for name, p in scores.items()}
+    for name in metrics:
+        if name not in probability_scores:
+            for key in ("log_loss", "brier", "ece"):
+                metrics[name][key] = float("nan")
+    notes = list(notes or [])
+    churners = int(np.sum(y))
+    if churners == 0 or churners == len(y):
+        notes.append(
+            f"the holdout ({len(y):,} rows) has {'no churners' if churners == 0 else 'only churners'}: "
+            "ranking metrics are undefined, the candidate cannot be judged"
+        )
+    intervals, differences = bootstrap_intervals(y, scores, clusters, reps, seed)
+    return HoldoutComparison(
+        kind=kind,
+        honest=honest,
+        dates=[str(pd.Timestamp(d).date()) for d in dates],
+        rows=len(y),
+        customers=len(np.unique(clusters)),
+        churners=churners,
+        metrics=metrics,
+        intervals=intervals,
+        differences=differences,
+        notes=notes,
+    )

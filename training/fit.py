@@ -1,51 +1,125 @@
-"""Fitting the churn model on a training set split by time, and judging it on the holdout."""
+"""Fitting the churn model by a backtest plan: settings chosen on purged folds, the backtest on
+the holdout beside the baselines, and the refit on every complete observation date.
+
+Why this order: early stopping on dates right after the training dates (whose labels overlap the
+training labels) never stops, and calibration on two dates makes plateaus. Here the rounds are
+the peak of the mean validation curve of folds whose training labels end before their validation
+dates, the calibration is fitted on those folds' out-of-fold predictions with a strictly
+increasing map, the model's capacity follows the number of rows and churners, and the model that
+is registered is refit on every date whose label is complete, with the settings so chosen.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
 from training.evaluation import (
-    binary_metrics,
+    HoldoutComparison,
+    compare_on_rows,
     fit_logistic_baseline,
     logistic_scores,
     metrics_by_segment,
     recency_rule,
 )
-from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
-from training.splits import DateSplit
+from training.model import (
+    ChurnModel,
+    LinearTieBreak,
+    Preprocessor,
+    band_thresholds,
+    band_warnings,
+    calibrate,
+    choose_calibration,
+    fit_calibrator,
+)
+from training.splits import BacktestPlan, Fold
 
 Log = Callable[[str], None]
 
 
 @dataclass
 class Evaluation:
-    """A fitted model's holdout: predictions, metrics, baselines and per-segment metrics."""
+    """The backtest: holdout predictions, metrics, baselines on the same rows, per-segment
+    metrics, and how the settings were chosen."""
 
     test: pd.DataFrame  # as_of, customer_id, churned, segments, probability columns
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]]
     segments: pd.DataFrame
+    holdout: HoldoutComparison
     calibration_raw: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
-    best_iteration: int = 0
+    best_iteration: int = 0  # rounds of the backtest model
     feature_importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rounds: dict[str, Any] = field(default_factory=dict)  # chosen, per fold, hindsight
 
 
-def lgbm_params(config: TrainConfig, preprocessor: Preprocessor) -> dict:
-    """LightGBM parameters with reproducibility settings and monotone constraints by name."""
+@dataclass
+class Refit:
+    """What the registered model saw: its dates, rows, churners and settings."""
+
+    trained_from: str
+    trained_until: str
+    dates: int
+    rows: int
+    churners: int
+    rounds: int
+    calibration: str
+    calibration_rows: int
+    params: dict[str, Any]
+    band_warnings: list[str] = field(default_factory=list)
+
+    def as_params(self) -> dict[str, Any]:
+        return {f"refit.{k}": v for k, v in self.__dict__.items() if k != "params"}
+
+
+def capacity_params(rows: int, churners: int, customers: int | None = None) -> dict[str, Any]:
+    """Tree size from the data: about one leaf per 1,000 churning customers (4 to 31 leaves), and
+    leaves that hold enough rows to contain about 20 churners at the base rate (at least 20
+    rows, at most what lets every leaf be used). `churners` counts rows; the same customer on
+    many dates is one customer's information, so with `customers` (distinct customers of the
+    smaller class) the leaves follow those. Small data with few churners gets small trees."""
+    churners = max(int(churners), 1)
+    rate = churners / max(int(rows), 1)
+    independent = churners if customers is None else max(int(customers), 1)
+    leaves = int(np.clip(independent // 1000, 4, 31))
+    min_leaf = int(np.clip(round(20 / rate), 20, max(20, rows // (2 * leaves))))
+    return {"num_leaves": leaves, "min_data_in_leaf": min_leaf}
+
+
+# Below this many training rows one thread is faster: a tree's histograms take milliseconds,
+# and OpenMP threads that wait for a busy core cost milliseconds per round (10x slower seen on
+# a shared 2-core machine).
+ONE_THREAD_ROWS = 1_000_000
+
+
+def lgbm_params(
+    config: TrainConfig,
+    preprocessor: Preprocessor,
+    capacity: dict[str, Any] | None = None,
+    rows: int | None = None,
+) -> dict:
+    """LightGBM parameters with reproducibility settings and monotone constraints by name;
+    `capacity` (num_leaves, min_data_in_leaf) overrides the configured values; `rows` (training
+    rows) sets the thread count when the configuration leaves it open."""
     constraints = [int(config.monotone.get(name, 0)) for name in preprocessor.feature_names_]
+    threads = config.num_threads
+    if threads is None:
+        threads = 1 if rows is not None and rows < ONE_THREAD_ROWS else 2
     params = {
         **config.lgbm_params,
+        **(capacity or {}),
         "seed": config.seed,
         "deterministic": True,
         "force_col_wise": True,
-        "num_threads": config.num_threads,
+        "num_threads": threads,
     }
     if any(constraints):
         params["monotone_constraints"] = constraints
@@ -59,7 +133,8 @@ def fit_booster(
     config: TrainConfig,
     log: Log | None = None,
 ) -> lgb.Booster:
-    """Gradient boosting on the train rows, early-stopped on the (later) validation rows."""
+    """Gradient boosting on the train rows, early-stopped on the validation rows (the labeled
+    table's inner split; event data uses the fold machinery below)."""
     for name, part in (("train", train), ("validation", validation)):
         if part["churned"].nunique() < 2:
             raise ValueError(
@@ -94,80 +169,393 @@ def _log_every(period: int, log: Log):
     return callback
 
 
-def fit_churn_model(
+# --------------------------------------------------------------------------------- folds
+
+
+@dataclass
+class FoldRun:
+    """One fold's booster and its validation curve (ROC AUC after each round)."""
+
+    fold: Fold
+    booster: lgb.Booster
+    curve: np.ndarray  # curve[i]: validation ROC AUC with i + 1 rounds
+    train_index: np.ndarray
+    valid_index: np.ndarray
+
+    @property
+    def best_rounds(self) -> int:
+        """Best in hindsight on this fold's validation rows."""
+        return int(np.argmax(self.curve)) + 1
+
+
+class _Patience:
+    """Stop when the validation AUC has not improved for `patience` rounds, but never before
+    `min_rounds` (a fold must reach the rounds another fold chose, to be scored with them)."""
+
+    order = 30
+
+    def __init__(self, patience: int, min_rounds: int):
+        self.patience, self.min_rounds = patience, min_rounds
+        self.best, self.best_round = -np.inf, 0
+
+    def __call__(self, env: lgb.callback.CallbackEnv) -> None:
+        _, _, score, _ = env.evaluation_result_list[0]
+        rounds = env.iteration + 1
+        if score > self.best:
+            self.best, self.best_round = score, rounds
+        if rounds >= self.min_rounds and rounds - self.best_round >= self.patience:
+            raise lgb.callback.EarlyStopException(env.iteration, env.evaluation_result_list)
+
+
+class FoldTrainer:
+    """Trains folds of one training set with one set of parameters; a fold is trained once
+    (the holdout fold serves the backtest and the refit's choice of rounds)."""
+
+    def __init__(
+        self,
+        dataset: pd.DataFrame,
+        preprocessor: Preprocessor,
+        params: dict[str, Any],
+        config: TrainConfig,
+        log: Log | None = None,
+    ):
+        self.dataset, self.config, self.log = dataset, config, log
+        self.params = {**params, "metric": "auc"}
+        self.y = dataset["churned"].to_numpy()
+        self.lgb_data = lgb.Dataset(
+            preprocessor.transform(dataset), self.y, free_raw_data=False, params=self.params
+        ).construct()
+        self.runs: dict[Fold, FoldRun] = {}
+
+    def run(self, fold: Fold, min_rounds: int = 1) -> FoldRun:
+        done = self.runs.get(fold)
+        if done is not None and len(done.curve) >= min_rounds:
+            return done
+        train_mask, valid_mask = fold.masks(self.dataset)
+        train_index, valid_index = np.flatnonzero(train_mask), np.flatnonzero(valid_mask)
+        for name, index in (("training", train_index), ("validation", valid_index)):
+            if len(np.unique(self.y[index])) < 2:
+                raise ValueError(
+                    f"fold {fold.describe()}: its {name} rows ({len(index):,}) have only one "
+                    "label class; use more observation dates or a longer horizon"
+                )
+        dtrain = self.lgb_data.subset(train_index.tolist())
+        dvalid = self.lgb_data.subset(valid_index.tolist())
+        record: dict[str, dict[str, list[float]]] = {}
+        booster = lgb.train(
+            self.params,
+            dtrain,
+            num_boost_round=self.config.num_boost_round,
+            valid_sets=[dvalid],
+            valid_names=["validation"],
+            callbacks=[
+                lgb.record_evaluation(record),
+                _Patience(self.config.early_stopping_rounds, min_rounds),
+            ],
+        )
+        curve = np.asarray(record["validation"]["auc"], dtype=float)
+        result = FoldRun(fold, booster, curve, train_index, valid_index)
+        self.runs[fold] = result
+        if self.log:
+            self.log(
+                f"  fold {fold.describe()}: {len(train_index):,} -> {len(valid_index):,} rows, "
+                f"best {result.best_rounds} rounds (AUC {curve.max():.4f})"
+            )
+        return result
+
+
+def choose_rounds(curves: Sequence[np.ndarray]) -> int:
+    """The number of rounds at the peak of the folds' mean validation curve (a curve that
+    stopped early keeps its last value: past its best, so it only pulls towards fewer rounds)."""
+    length = max(len(c) for c in curves)
+    padded = np.array([np.r_[c, np.full(length - len(c), c[-1])] for c in curves])
+    return int(np.argmax(padded.mean(axis=0))) + 1
+
+
+# The rounds a fold peaks at grow with its training rows (each round overfits less when there
+# is more data): a model trained on more rows than the folds gets proportionally more rounds,
+# at most this many times as many.
+MAX_ROUNDS_SCALE = 3.0
+
+
+def scale_rounds(rounds: int, fold_rows: Sequence[int], target_rows: int) -> int:
+    """Rounds chosen on folds with `fold_rows` training rows, for a model trained on
+    `target_rows` rows: in proportion to the rows, between 1x and MAX_ROUNDS_SCALE x."""
+    ratio = target_rows / max(float(np.mean(fold_rows)), 1.0)
+    return max(1, round(rounds * float(np.clip(ratio, 1.0, MAX_ROUNDS_SCALE))))
+
+
+# ------------------------------------------------------------------------------ backtest
+
+
+@dataclass
+class Backtest:
+    evaluation: Evaluation
+    rounds: int
+    calibration: str
+    capacity: dict[str, Any]
+
+
+def _features(dataset: pd.DataFrame, preprocessor: Preprocessor, index: np.ndarray) -> pd.DataFrame:
+    return preprocessor.transform(dataset.iloc[index])
+
+
+def _fold_predictions(
+    trainer: FoldTrainer, runs: Sequence[FoldRun], rounds: int, preprocessor: Preprocessor
+) -> tuple[np.ndarray, np.ndarray]:
+    index = np.concatenate([r.valid_index for r in runs])
+    raw = np.concatenate(
+        [
+            r.booster.predict(_features(trainer.dataset, preprocessor, r.valid_index), num_iteration=rounds)
+            for r in runs
+        ]
+    )  # fmt: skip
+    return index, raw
+
+
+def run_backtest(
     dataset: pd.DataFrame,
-    split: DateSplit,
-    feature_config: FeatureConfig,
+    plan: BacktestPlan,
+    preprocessor: Preprocessor,
+    trainer: FoldTrainer,
     config: TrainConfig,
     log: Log | None = None,
-) -> tuple[ChurnModel, Evaluation]:
-    """Train on the train dates, early-stop on validation, calibrate on calibration, and
-    evaluate on the test dates against the baselines."""
-    parts = {
-        role: dataset[dataset["as_of"].isin(getattr(split, role))]
-        for role in ("train", "validation", "calibration", "test")
+    truth: pd.DataFrame | None = None,
+) -> Backtest:
+    """Rounds from the selection folds, the holdout scored by the model trained on the dates
+    before it (time holdout), or by the customer folds when the history allows no holdout."""
+    y = dataset["churned"].to_numpy()
+    runs = [trainer.run(f) for f in plan.folds]
+    fold_rounds = choose_rounds([r.curve for r in runs])
+    cal_index, cal_raw = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
+    method = choose_calibration(config.calibration, y[cal_index])
+    info: dict[str, Any] = {
+        "folds": [{"fold": r.fold.describe(), "best": r.best_rounds} for r in runs],
+        "peak_of_mean_curve": fold_rounds,
     }
-    for role, part in parts.items():
-        if part.empty:
-            raise ValueError(f"no eligible customers on the {role} dates {getattr(split, role)}")
-    preprocessor = Preprocessor().fit(parts["train"])
-    if log:
-        log(
-            f"training on {len(parts['train']):,} rows x {len(preprocessor.feature_names_)} features"
+    rounds = fold_rounds
+    if plan.honest:
+        pool_rows = int(plan.holdout_fold.masks(dataset)[0].sum())
+        rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in runs], pool_rows)
+        holdout_run = trainer.run(plan.holdout_fold, min_rounds=rounds)
+        # LightGBM stops by itself when no split is left: the booster has no more rounds.
+        rounds = min(rounds, len(holdout_run.curve))
+        test_index = holdout_run.valid_index
+        # Scored as the registered model scores: booster, tie-breaker, calibration.
+        fit_index = holdout_run.train_index
+        tie_break = LinearTieBreak.fit(
+            _features(dataset, preprocessor, fit_index), y[fit_index], config.monotone
         )
-    booster = fit_booster(parts["train"], parts["validation"], preprocessor, config, log)
-    booster_text = booster.model_to_string(num_iteration=booster.best_iteration)
-    model = ChurnModel(
-        feature_config=feature_config.to_dict(),
-        preprocessor=preprocessor,
-        booster_text=booster_text,
-        calibrator=None,
-        band_thresholds={},
-        horizon_days=feature_config.churn.horizon_days,
-        trained_until=str(max(split.train).date()),
-    )
-    cal_raw = model.raw_probability(parts["calibration"])
-    model.calibrator = fit_calibrator(
-        config.calibration, cal_raw, parts["calibration"]["churned"].to_numpy()
-    )
-    model.band_thresholds = band_thresholds(calibrate(model.calibrator, cal_raw), config.risk_bands)
+        test_x = _features(dataset, preprocessor, test_index)
+        logit = holdout_run.booster.predict(test_x, num_iteration=rounds, raw_score=True)
+        if tie_break is not None:
+            logit = logit + tie_break.terms(test_x).sum(axis=1)
+        raw = expit(logit)
+        calibrator = fit_calibrator(method, cal_raw, y[cal_index])
+        probability = calibrate(calibrator, raw)
+        logistic = fit_logistic_baseline(
+            dataset.iloc[fit_index], y[fit_index], preprocessor, config.seed
+        )
+        logistic_p = logistic_scores(logistic, dataset.iloc[test_index], preprocessor)
+        info["hindsight"] = holdout_run.best_rounds
+        info["hindsight_auc"] = float(holdout_run.curve.max())
+        info["chosen_auc"] = float(holdout_run.curve[rounds - 1])
+        booster, importance_rounds = holdout_run.booster, rounds
+        kind = "time holdout"
+    else:
+        # Customer folds: each fold's validation rows are scored by the models that did not see
+        # those customers, calibrated on the other folds' predictions; reported on the last date.
+        last = max(plan.pool)
+        test_parts, raw_parts, p_parts, logistic_parts = [], [], [], []
+        for run in runs:
+            keep = run.valid_index[dataset["as_of"].to_numpy()[run.valid_index] == last]
+            others = np.isin(cal_index, run.valid_index, invert=True)
+            calibrator = fit_calibrator(method, cal_raw[others], y[cal_index][others])
+            fold_raw = run.booster.predict(
+                _features(dataset, preprocessor, keep), num_iteration=rounds
+            )
+            logistic = fit_logistic_baseline(
+                dataset.iloc[run.train_index], y[run.train_index], preprocessor, config.seed
+            )
+            test_parts.append(keep)
+            raw_parts.append(fold_raw)
+            p_parts.append(calibrate(calibrator, fold_raw))
+            logistic_parts.append(logistic_scores(logistic, dataset.iloc[keep], preprocessor))
+        order = np.argsort(np.concatenate(test_parts), kind="stable")
+        test_index = np.concatenate(test_parts)[order]
+        raw = np.concatenate(raw_parts)[order]
+        probability = np.concatenate(p_parts)[order]
+        logistic_p = np.concatenate(logistic_parts)[order]
+        booster, importance_rounds = runs[0].booster, rounds
+        kind = "customer folds (no time holdout)"
+    info["chosen"] = rounds
 
-    test = parts["test"]
-    y = test["churned"].to_numpy()
-    probability = model.predict_proba(test)
-    metrics = binary_metrics(y, probability)
-    logistic = fit_logistic_baseline(
-        parts["train"], parts["train"]["churned"].to_numpy(), preprocessor, config.seed
-    )
-    logistic_p = logistic_scores(logistic, test, preprocessor)
+    test = dataset.iloc[test_index]
+    y_test = y[test_index]
     recency = recency_rule(test)
-    baselines = {
-        "logistic_regression": binary_metrics(y, logistic_p),
-        "recency_rule": binary_metrics(y, recency),
-    }
-    # The recency rule's score is days, not a probability: only its ranking metrics mean something.
-    for key in ("log_loss", "brier", "ece"):
-        baselines["recency_rule"][key] = float("nan")
+    scores = {"candidate": probability, "logistic_regression": logistic_p, "recency_rule": recency}
+    if truth is not None:
+        truth_p = _truth_on(test, truth)
+        if truth_p is not None:
+            scores["truth"] = truth_p
+    holdout = compare_on_rows(
+        kind=kind,
+        honest=plan.honest,
+        dates=sorted(test["as_of"].unique()),
+        y=y_test,
+        scores=scores,
+        clusters=test["customer_id"].to_numpy(),
+        probability_scores=("candidate", "logistic_regression", "truth"),
+        notes=list(plan.notes),
+        reps=config.bootstrap,
+        seed=config.seed,
+    )
+    metrics = holdout.metrics["candidate"]
+    baselines = {k: v for k, v in holdout.metrics.items() if k not in ("candidate", "truth")}
     segments = list(preprocessor.categorical)
     keep = ["as_of", "customer_id", "churned", *segments]
     test_out = test[keep].assign(
-        churn_probability=probability, logistic_regression=logistic_p, recency_rule=recency
+        churn_probability=probability,
+        raw_probability=raw,
+        logistic_regression=logistic_p,
+        recency_rule=recency,
     )
+    if "truth" in scores:
+        test_out["true_probability"] = scores["truth"]
     importance = pd.DataFrame(
         {
             "feature": preprocessor.feature_names_,
-            "gain": booster.feature_importance("gain", iteration=booster.best_iteration),
-            "splits": booster.feature_importance("split", iteration=booster.best_iteration),
+            "gain": booster.feature_importance("gain", iteration=importance_rounds),
+            "splits": booster.feature_importance("split", iteration=importance_rounds),
         }
     ).sort_values("gain", ascending=False, ignore_index=True)
-    model.metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
     evaluation = Evaluation(
         test=test_out,
         metrics=metrics,
         baselines=baselines,
-        segments=metrics_by_segment(test, y, probability, segments, config.min_segment_rows),
+        segments=metrics_by_segment(test, y_test, probability, segments, config.min_segment_rows),
+        holdout=holdout,
         calibration_raw=cal_raw,
-        best_iteration=int(booster.best_iteration or booster.current_iteration()),
+        best_iteration=rounds,
         feature_importance=importance,
+        rounds=info,
     )
-    return model, evaluation
+    if log:
+        log(f"backtest ({kind}): {rounds} rounds, {method} calibration; {holdout.summary()}")
+    return Backtest(evaluation, rounds, method, dict(trainer.params))
+
+
+def _truth_on(test: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray | None:
+    """The generator's true probabilities for the holdout rows, when it has all of them."""
+    merged = test[["as_of", "customer_id"]].merge(
+        truth[["as_of", "customer_id", "churn_probability"]],
+        on=["as_of", "customer_id"],
+        how="left",
+    )
+    values = merged["churn_probability"].to_numpy(dtype=float)
+    return values if len(values) and np.isfinite(values).all() else None
+
+
+# --------------------------------------------------------------------------------- refit
+
+
+def refit(
+    dataset: pd.DataFrame,
+    plan: BacktestPlan,
+    preprocessor: Preprocessor,
+    trainer: FoldTrainer,
+    feature_config: FeatureConfig,
+    config: TrainConfig,
+    log: Log | None = None,
+) -> tuple[ChurnModel, Refit]:
+    """The registered model: every observation date with a complete label, the rounds at the
+    peak of the mean curve over the selection folds and the holdout fold, calibrated on those
+    folds' out-of-fold predictions, bands from the quantiles of the latest date's customers."""
+    y = dataset["churned"].to_numpy()
+    runs = [trainer.run(f) for f in plan.refit_folds]
+    fold_rounds = choose_rounds([r.curve for r in runs])
+    cal_index, cal_raw = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
+    rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in runs], len(dataset))
+    method = choose_calibration(config.calibration, y[cal_index])
+    calibrator = fit_calibrator(method, cal_raw, y[cal_index])
+    booster = lgb.train(
+        {k: v for k, v in trainer.params.items() if k != "metric"},
+        trainer.lgb_data,
+        num_boost_round=rounds,
+    )
+    tie_break = LinearTieBreak.fit(preprocessor.transform(dataset), y, config.monotone)
+    dates = sorted(dataset["as_of"].unique())
+    model = ChurnModel(
+        feature_config=feature_config.to_dict(),
+        preprocessor=preprocessor,
+        booster_text=booster.model_to_string(),
+        calibrator=calibrator,
+        band_thresholds={},
+        horizon_days=feature_config.churn.horizon_days,
+        trained_until=str(pd.Timestamp(dates[-1]).date()),
+        tie_break=tie_break,
+    )
+    latest = dataset[dataset["as_of"] == dates[-1]]
+    population = model.predict_proba(latest)
+    model.band_thresholds = band_thresholds(population, config.risk_bands)
+    warnings = band_warnings(
+        model.risk_band(population),
+        [*config.risk_bands, "low"],
+        f"the customers of {pd.Timestamp(dates[-1]).date()}",
+    )
+    summary = Refit(
+        trained_from=str(pd.Timestamp(dates[0]).date()),
+        trained_until=str(pd.Timestamp(dates[-1]).date()),
+        dates=len(dates),
+        rows=len(dataset),
+        churners=int(y.sum()),
+        rounds=rounds,
+        calibration=method,
+        calibration_rows=len(cal_index),
+        params={k: v for k, v in trainer.params.items() if k != "monotone_constraints"},
+        band_warnings=warnings,
+    )
+    if log:
+        log(
+            f"refit on {summary.dates} dates {summary.trained_from}..{summary.trained_until} "
+            f"({summary.rows:,} rows, {summary.churners:,} churners): {rounds} rounds, "
+            f"{method} calibration on {len(cal_index):,} out-of-fold rows"
+        )
+        for warning in warnings:
+            log(f"warning: {warning}")
+    return model, summary
+
+
+def fit_churn_model(
+    dataset: pd.DataFrame,
+    plan: BacktestPlan,
+    feature_config: FeatureConfig,
+    config: TrainConfig,
+    log: Log | None = None,
+    truth: pd.DataFrame | None = None,
+) -> tuple[ChurnModel, Evaluation, Refit]:
+    """Backtest by the plan, then refit on every date: the registered model, the backtest's
+    evaluation and what the refit saw."""
+    dataset = dataset[dataset["as_of"].isin(plan.dates)].reset_index(drop=True)
+    if dataset.empty:
+        raise ValueError(f"no eligible customers on the observation dates {plan.describe()}")
+    preprocessor = Preprocessor().fit(dataset)
+    fit_rows = dataset[dataset["as_of"].isin(plan.pool)]
+    churners = int(fit_rows["churned"].sum())
+    classes = fit_rows.groupby("churned")["customer_id"].nunique()
+    customers = int(classes.min()) if len(classes) == 2 else 0
+    capacity = (
+        capacity_params(len(fit_rows), churners, customers) if config.capacity == "auto" else {}
+    )
+    params = lgbm_params(config, preprocessor, capacity, rows=len(dataset))
+    if log:
+        log(
+            f"training set {len(dataset):,} rows x {len(preprocessor.feature_names_)} features; "
+            f"capacity from {len(fit_rows):,} rows and {churners:,} churners: "
+            f"{params['num_leaves']} leaves, at least {params['min_data_in_leaf']} rows per leaf"
+        )
+    trainer = FoldTrainer(dataset, preprocessor, params, config, log)
+    backtest = run_backtest(dataset, plan, preprocessor, trainer, config, log, truth)
+    model, summary = refit(dataset, plan, preprocessor, trainer, feature_config, config, log)
+    model.metrics = {k: v for k, v in backtest.evaluation.metrics.items() if np.isfinite(v)}
+    return model, backtest.evaluation, summary

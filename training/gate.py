@@ -167,10 +167,21 @@ def judge(
             False, "the data looks broken: " + "; ".join(data_problems), metric, "data"
         )
     problems = holdout_problems(candidate, rules)
+    first = champion is None and champion_problem is None
+    small = first and bool(problems) and _finite(candidate.get(metric))
+    if small:
+        # No model serves yet: a small holdout that still measures (both classes, a finite
+        # metric) may make the first champion, so that a small business gets scores at all;
+        # replacing a champion needs the full holdout.
+        problems = []
+    # A champion that cannot be measured here is said in every refusal, not only at its stage.
+    besides = f"; besides, {champion_problem}" if champion_problem else ""
     if problems:
         return GateDecision(
             False,
-            "the holdout cannot measure the model (never promoted): " + "; ".join(problems),
+            "the holdout cannot measure the model (never promoted): "
+            + "; ".join(problems)
+            + besides,
             metric,
             "holdout",
         )
@@ -190,6 +201,7 @@ def judge(
             f"loses to the baseline {worst.against}: {metric} {worst.other:.4f} against the "
             f"candidate's {new:.4f} (by {-worst.gain:.4f}; baselines: {summary})"
         )
+        reason += besides
         return GateDecision(False, reason, metric, "baseline", tuple(compared), None, tuple(notes))
     beats = f"beats the baselines on {metric} {new:.4f} ({summary})" if compared else ""
     if not compared:
@@ -199,6 +211,11 @@ def judge(
         return GateDecision(False, reason, metric, "champion", tuple(compared), None, tuple(notes))
     if champion is None:
         reason = "no champion yet" + (f"; {beats}" if beats else "")
+        if small:
+            reason += (
+                f" (a small holdout: {'; '.join(holdout_problems(candidate, rules))}; "
+                "the figures are uncertain)"
+            )
         return GateDecision(True, reason, metric, "passed", tuple(compared), None, tuple(notes))
     old = champion.get(metric, float("nan"))
     if not _finite(old):

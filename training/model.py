@@ -6,12 +6,14 @@ ChurnModel can go from build_features output to calibrated risk, band and driver
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
@@ -80,6 +82,60 @@ class Preprocessor:
         return pd.DataFrame(out, index=frame.index)
 
 
+# The tie-breaker's spread in log-odds (standard deviation over the training rows): small enough
+# to leave the booster's ranking alone wherever its scores differ by more than a few thousandths,
+# large enough to order customers whose trees all agree (equal booster scores).
+TIE_BREAK_STD = 1e-3
+
+
+@dataclass
+class LinearTieBreak:
+    """A tiny linear term added to the booster's log-odds so that customers the trees cannot
+    tell apart (the same leaf in every tree: exactly equal scores, sometimes for hundreds of
+    customers with different features) are ordered by a ridge logistic regression on the
+    numeric features. Its coefficients respect the monotone constraints (a coefficient against
+    a feature's known direction is zero), it is additive per feature (so it is part of each
+    feature's contribution and drivers still sum to the score), and its spread is
+    TIE_BREAK_STD log-odds: it only reorders customers whose booster scores nearly tie."""
+
+    columns: list[str]
+    center: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # log-odds per standard deviation, already scaled to TIE_BREAK_STD
+
+    @classmethod
+    def fit(
+        cls, transformed: pd.DataFrame, y: np.ndarray, monotone: dict[str, int]
+    ) -> LinearTieBreak | None:
+        """From a Preprocessor's frame; None when there is no numeric signal to order by."""
+        columns = [
+            c
+            for c in transformed.columns
+            if pd.api.types.is_float_dtype(transformed[c]) and transformed[c].notna().any()
+        ]
+        if not columns or len(np.unique(y)) < 2:
+            return None
+        x = transformed[columns].to_numpy(dtype=float)
+        center = np.nanmedian(x, axis=0)
+        scale = np.nanstd(x, axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        z = np.nan_to_num((x - center) / scale, nan=0.0)
+        model = LogisticRegression(C=0.1, solver="newton-cholesky", max_iter=200).fit(z, y)
+        coef = model.coef_[0].copy()
+        direction = np.array([monotone.get(c, 0) for c in columns])
+        coef[(direction > 0) & (coef < 0)] = 0.0
+        coef[(direction < 0) & (coef > 0)] = 0.0
+        spread = float(np.std(z @ coef))
+        if spread == 0:
+            return None
+        return cls(columns, center, scale, coef * (TIE_BREAK_STD / spread))
+
+    def terms(self, transformed: pd.DataFrame) -> np.ndarray:
+        """Per row and column, the log-odds the tie-breaker adds (missing values add 0)."""
+        x = transformed[self.columns].to_numpy(dtype=float)
+        return np.nan_to_num((x - self.center) / self.scale, nan=0.0) * self.coef
+
+
 @dataclass
 class ChurnModel:
     """Calibrated churn-risk model with drivers; see module docstring."""
@@ -87,11 +143,12 @@ class ChurnModel:
     feature_config: dict[str, Any]
     preprocessor: Preprocessor
     booster_text: str
-    calibrator: IsotonicRegression | LogisticRegression | None
+    calibrator: Calibrator | None
     band_thresholds: dict[str, float]  # band -> lowest calibrated probability in it, high first
     horizon_days: int
     trained_until: str
     metrics: dict[str, float] = field(default_factory=dict)
+    tie_break: LinearTieBreak | None = None  # None in models trained before it existed
     _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
     _explainer: TreeShapExplainer | None = field(default=None, repr=False, compare=False)
 
@@ -123,7 +180,12 @@ class ChurnModel:
         return FeatureConfig.from_dict(self.feature_config)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.booster.predict(self.preprocessor.transform(frame), num_threads=0)
+        """The booster's probability (with the tie-breaker's log-odds), before calibration."""
+        transformed = self.preprocessor.transform(frame)
+        if self.tie_break is None:
+            return self.booster.predict(transformed, num_threads=0)
+        logit = self.booster.predict(transformed, raw_score=True, num_threads=0)
+        return _expit(logit + self.tie_break.terms(transformed).sum(axis=1))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn within the horizon, per row."""
@@ -138,11 +200,22 @@ class ChurnModel:
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row exact feature contributions to the log-odds: LightGBM's pred_contrib values
-        (path-dependent TreeSHAP), computed about 10x faster by training.tree_shap; the last
-        column, 'bias', is the expected value."""
-        matrix = lightgbm_matrix(self.preprocessor.transform(frame))
-        contrib = self.explainer.contributions(matrix)
-        return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=frame.index)
+        (path-dependent TreeSHAP), computed about 10x faster by training.tree_shap, plus the
+        tie-breaker's term of each feature; the last column, 'bias', is the expected value.
+        They sum to the log-odds of raw_probability."""
+        transformed = self.preprocessor.transform(frame)
+        out = self._tree_contributions(transformed, frame.index)
+        if self.tie_break is not None:  # its per-feature log-odds belong to those features
+            out[self.tie_break.columns] += self.tie_break.terms(transformed)
+        return out
+
+    def tree_contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The booster's part of contributions() alone: exactly LightGBM's pred_contrib."""
+        return self._tree_contributions(self.preprocessor.transform(frame), frame.index)
+
+    def _tree_contributions(self, transformed: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+        contrib = self.explainer.contributions(lightgbm_matrix(transformed))
+        return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=index)
 
     def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
         """The `top` features pushing each row's risk up the most: name, value (as text),
@@ -186,36 +259,143 @@ def lightgbm_matrix(transformed: pd.DataFrame) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def calibrate(
-    calibrator: IsotonicRegression | LogisticRegression | None, raw: np.ndarray
-) -> np.ndarray:
-    """Map raw booster probabilities to calibrated ones."""
+class LogitCalibrator:
+    """Platt scaling on the logit of the booster's probability: a straight line in log-odds,
+    fitted by (almost unpenalised) logistic regression. Two parameters, so it is stable with
+    few churners, and strictly increasing, so it never ties customers the booster ranks apart."""
+
+    def __init__(self) -> None:
+        self.slope_: float | None = None
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> LogitCalibrator:
+        model = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
+        self.slope_ = float(model.coef_[0, 0])
+        self.intercept_ = float(model.intercept_[0])
+        if self.slope_ <= 0:
+            # A ranking no better than chance on the calibration rows: keep the ranking and
+            # predict the base rate around it rather than invert the order.
+            self.slope_ = 1e-3
+            self.intercept_ = float(_logit(np.array([np.mean(y)]))[0])
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        if self.slope_ is None:
+            raise RuntimeError("LogitCalibrator is not fitted")
+        z = self.intercept_ + self.slope_ * _logit(np.asarray(raw, dtype=float))
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+class InterpolatedIsotonic:
+    """Isotonic regression on the logit, turned into a strictly increasing curve: the knots are
+    the isotonic blocks (mean logit, churn rate), joined by straight lines, and beyond the first
+    and last knot the Platt slope continues in log-odds. Plain isotonic regression maps whole
+    blocks to one value (plateaus that tie hundreds of customers); this keeps its flexible shape
+    without the ties. Needs many churners per block: chosen only for large calibration sets."""
+
+    def __init__(self) -> None:
+        self.knots_x_: np.ndarray | None = None
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> InterpolatedIsotonic:
+        x = _logit(np.asarray(raw, dtype=float))
+        y = np.asarray(y, dtype=float)
+        fitted = IsotonicRegression(out_of_bounds="clip").fit(x, y).predict(x)
+        order = np.argsort(x, kind="stable")
+        xs, fs = x[order], fitted[order]
+        # One knot per block of equal fitted values: the block's mean logit and its rate.
+        starts = np.r_[0, np.flatnonzero(np.diff(fs)) + 1]
+        sizes = np.diff(np.r_[starts, len(fs)])
+        knot_x = np.add.reduceat(xs, starts) / sizes
+        knot_p = np.clip(fs[starts], 1e-4, 1 - 1e-4)
+        # Blocks with the same clipped rate would tie again: keep strictly increasing knots.
+        keep = np.r_[True, np.diff(knot_p) > 0] & np.r_[True, np.diff(knot_x) > 0]
+        self.knots_x_, self.knots_p_ = knot_x[keep], knot_p[keep]
+        self.tails_ = LogitCalibrator().fit(raw, y)
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        if self.knots_x_ is None:
+            raise RuntimeError("InterpolatedIsotonic is not fitted")
+        x = _logit(np.asarray(raw, dtype=float))
+        kx, kp = self.knots_x_, self.knots_p_
+        p = np.interp(x, kx, kp)
+        slope = self.tails_.slope_
+        low, high = x < kx[0], x > kx[-1]
+        p[low] = _expit(_logit(kp[:1])[0] + slope * (x[low] - kx[0]))
+        p[high] = _expit(_logit(kp[-1:])[0] + slope * (x[high] - kx[-1]))
+        if len(kx) == 1:  # one block: the Platt line through it
+            p = _expit(_logit(kp[:1])[0] + slope * (x - kx[0]))
+        return p
+
+
+Calibrator = LogitCalibrator | InterpolatedIsotonic | IsotonicRegression | LogisticRegression
+
+# Interpolated isotonic needs this many churners and non-churners among the calibration rows;
+# below it the two-parameter Platt line is the safer choice (isotonic blocks of a few churners
+# each are mostly noise).
+ISOTONIC_MIN_EVENTS = 1000
+
+
+def choose_calibration(method: str, y: np.ndarray) -> str:
+    """'auto' picks 'isotonic' (interpolated) when both classes have ISOTONIC_MIN_EVENTS rows
+    among the calibration rows, else 'sigmoid'; other methods are returned as given."""
+    if method != "auto":
+        return method
+    positives = int(np.sum(y))
+    return "isotonic" if min(positives, len(y) - positives) >= ISOTONIC_MIN_EVENTS else "sigmoid"
+
+
+def calibrate(calibrator: Calibrator | None, raw: np.ndarray) -> np.ndarray:
+    """Map raw booster probabilities to calibrated ones (also for models pickled before the
+    strictly increasing calibrators: plain isotonic and sigmoid by logistic regression)."""
     if calibrator is None:
         return raw
+    if isinstance(calibrator, LogitCalibrator | InterpolatedIsotonic):
+        return np.clip(calibrator.predict(raw), 1e-6, 1 - 1e-6)
     if isinstance(calibrator, IsotonicRegression):
         return np.clip(calibrator.predict(raw), 1e-6, 1 - 1e-6)
     return calibrator.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
 
 
-def fit_calibrator(
-    method: str, raw: np.ndarray, y: np.ndarray
-) -> IsotonicRegression | LogisticRegression:
-    """Isotonic (monotone, flexible) or sigmoid (Platt on the logit) calibration."""
+def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
+    """A strictly increasing calibration (keeps the booster's ranking, no plateaus): 'sigmoid'
+    (Platt on the logit), 'isotonic' (interpolated isotonic) or 'auto' (by the number of
+    churners, see choose_calibration)."""
+    y = np.asarray(y)
     if len(np.unique(y)) < 2:
-        raise ValueError("the calibration slice has only one class; use more calibration dates")
-    if method == "isotonic":
-        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-    return LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
+        raise ValueError(
+            f"the calibration rows ({len(y)}) have only one class; use more observation dates"
+        )
+    chosen = choose_calibration(method, y)
+    if chosen == "isotonic":
+        return InterpolatedIsotonic().fit(raw, y)
+    if chosen == "sigmoid":
+        return LogitCalibrator().fit(raw, y)
+    raise ValueError(f"calibration must be 'auto', 'sigmoid' or 'isotonic', got {method!r}")
 
 
 def band_thresholds(calibrated: np.ndarray, shares: dict[str, float]) -> dict[str, float]:
     """Probability cut-offs: band 'high' with share 0.10 starts at the 90th percentile of the
-    calibration slice's probabilities; shares are cumulative from the top."""
+    reference population's probabilities; shares are cumulative from the top."""
     if not len(calibrated):
         return {name: 1.0 for name in shares}
     return {name: float(np.quantile(calibrated, 1 - share)) for name, share in shares.items()}
 
 
+def band_warnings(bands: np.ndarray, names: Sequence[str], where: str) -> list[str]:
+    """A warning per band that holds nobody (ties at a threshold, or thresholds that coincide)."""
+    counts = pd.Series(bands).value_counts()
+    return [
+        f"risk band '{name}' is empty on {where} ({len(bands):,} customers): its probability "
+        "threshold coincides with the next band's"
+        for name in names
+        if counts.get(name, 0) == 0
+    ]
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
+
+
+def _expit(z: np.ndarray | float) -> np.ndarray:
+    return expit(np.asarray(z, dtype=float))

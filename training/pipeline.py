@@ -1,4 +1,4 @@
-"""Training runs end to end: data -> training set -> model -> holdout -> MLflow -> champion gate."""
+"""Training runs end to end: data -> training set -> backtest -> refit -> MLflow -> champion gate."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric
 
 from features.config import FeatureConfig
 from features.contract import Tables
@@ -16,7 +18,8 @@ from features.dataset import build_training_set, observation_dates
 from features.labels import last_labeled_date
 from features.signals import build_features
 from training.config import TrainConfig
-from training.fit import Evaluation, fit_churn_model
+from training.evaluation import HoldoutComparison
+from training.fit import Evaluation, Refit, fit_churn_model
 from training.gate import (
     GateDecision,
     GateRules,
@@ -28,7 +31,7 @@ from training.gate import (
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
 from training.simple_model import SimpleResult, register_simple_model
-from training.splits import DateSplit, split_dates
+from training.splits import BacktestPlan, plan_backtest, step_for_span
 from training.tracking import (
     configure,
     current_champion,
@@ -44,13 +47,21 @@ Log = Callable[[str], None]
 
 @dataclass
 class TrainingResult:
+    """A training run: the registered (refit) model, the backtest that chose its settings and
+    judged the method on the holdout beside the baselines, and the gate's decision.
+
+    `holdout` (= evaluation.holdout) has the comparison on the same rows: metrics and 95 %
+    bootstrap intervals for "candidate", "logistic_regression", "recency_rule" (and "truth" on
+    demo data), the number of rows and churners, and whether it is an honest time holdout."""
+
     run_id: str
     version: str
     promoted: bool
     promotion_reason: str
-    split: DateSplit
+    plan: BacktestPlan
     model: ChurnModel
     evaluation: Evaluation
+    refit: Refit
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
     plots: list[Path] = field(default_factory=list)
@@ -58,12 +69,18 @@ class TrainingResult:
     model_name: str = ""
     simple: SimpleResult | None = None  # the baseline registered as a model, when one won
 
+    @property
+    def holdout(self) -> HoldoutComparison:
+        return self.evaluation.holdout
+
     def metrics_table(self) -> pd.DataFrame:
-        """Candidate, champion and baselines side by side on the same test rows."""
+        """Candidate, champion, baselines (and the demo's truth) side by side on the same rows."""
         columns = {"candidate": self.evaluation.metrics}
         if self.champion_metrics is not None:
             columns[f"champion (v{self.champion_version})"] = self.champion_metrics
         columns.update(self.evaluation.baselines)
+        if "truth" in self.holdout.metrics:
+            columns["truth"] = self.holdout.metrics["truth"]
         return pd.DataFrame(columns).loc[
             [
                 "roc_auc",
@@ -78,23 +95,71 @@ class TrainingResult:
         ]
 
 
+def derived_warmup(first: pd.Timestamp, last: pd.Timestamp, feature_config: FeatureConfig) -> int:
+    """Days of history before the first observation date: the longest feature window, but at
+    most a third of the span up to the last complete date (at least 30 days), so that short
+    histories keep dates to learn from."""
+    available = max((last - first).days, 0)
+    return int(min(max(feature_config.windows), max(30, available // 3)))
+
+
 def default_dates(
     tables: Tables, feature_config: FeatureConfig, config: TrainConfig
 ) -> list[pd.Timestamp]:
     """Observation dates from config, or from the first activity + warmup to the last date whose
-    label horizon lies inside the data, every `every_days`, aligned to end on the last one."""
+    label horizon lies inside the data (and before observed_until), every `every_days` (derived
+    from the span when not set), aligned to end on the last one."""
     last_full = last_labeled_date(tables, feature_config.churn)  # observed_until, else data end
     end = pd.Timestamp(config.date_to) if config.date_to else last_full
     if config.date_from:
-        return observation_dates(config.date_from, end, config.every_days)
+        start = pd.Timestamp(config.date_from)
+        if start > end:
+            raise ValueError(
+                f"the first observation date {start.date()} (date_from) is after the last date "
+                f"with a complete {feature_config.churn.horizon_days}-day label, {end.date()}; "
+                "use an earlier date_from or leave it out"
+            )
+        return observation_dates(start, end, config.every_days or step_for_span(start, end))
     # Warm up from the first activity: signups may predate the recorded history by years.
-    start = tables.activity["at"].min().normalize() + pd.Timedelta(days=config.warmup_days)
+    first = tables.activity["at"].min().normalize()
+    warmup = config.warmup_days or derived_warmup(first, end, feature_config)
+    start = first + pd.Timedelta(days=warmup)
     if start > end:
         raise ValueError(
-            f"the data spans too little time: first usable date {start.date()} is after {end.date()}"
+            f"the data spans too little time: first usable date {start.date()} (first activity "
+            f"{first.date()} + {warmup} days of history) is after the last date with a complete "
+            f"{feature_config.churn.horizon_days}-day label, {end.date()}"
         )
-    steps = (end - start).days // config.every_days
-    return [end - pd.Timedelta(days=config.every_days * k) for k in range(steps, -1, -1)]
+    every = config.every_days or step_for_span(start, end)
+    steps = (end - start).days // every
+    return [end - pd.Timedelta(days=every * k) for k in range(steps, -1, -1)]
+
+
+def plan_for(
+    dataset: pd.DataFrame, horizon_days: int, config: TrainConfig, log: Log | None = None
+) -> BacktestPlan:
+    """The backtest plan: the holdout is the last date, extended to earlier dates (within one
+    horizon) until it holds min_holdout_churners churners, unless test_dates is set."""
+    dates = sorted(dataset["as_of"].unique())
+    n = config.test_dates or 1
+    if config.test_dates is None:
+        churners = dataset.groupby("as_of")["churned"].sum().reindex(dates).to_numpy()
+        limit = pd.Timestamp(dates[-1]) - pd.Timedelta(days=horizon_days)
+        while (
+            churners[-n:].sum() < config.min_holdout_churners
+            and n < len(dates) // 3
+            and pd.Timestamp(dates[-n - 1]) > limit
+        ):
+            n += 1
+    kwargs = {"max_folds": config.folds, "min_train": config.min_train_dates}
+    plan = plan_backtest(dates, horizon_days, holdout_dates=n, **kwargs)
+    if not plan.honest and n > 1:
+        plan = plan_backtest(dates, horizon_days, holdout_dates=1, **kwargs)
+    if log:
+        log(f"backtest plan: {plan.describe()}")
+        for note in plan.notes:
+            log(f"note: {note}")
+    return plan
 
 
 def champion_on_test(champion: ChurnModel, tables: Tables, test: pd.DataFrame) -> np.ndarray:
@@ -109,36 +174,52 @@ def champion_on_test(champion: ChurnModel, tables: Tables, test: pd.DataFrame) -
     return pd.concat(parts).reindex(test.index).to_numpy()
 
 
+@dataclass
+class Fitted:
+    """Everything a training run computes before MLflow: see fit_from_tables."""
+
+    dataset: pd.DataFrame
+    feature_config: FeatureConfig
+    plan: BacktestPlan
+    model: ChurnModel
+    evaluation: Evaluation
+    refit: Refit
+
+
+def fit_from_tables(
+    tables: Tables,
+    feature_config: FeatureConfig,
+    config: TrainConfig,
+    log: Log = print,
+    truth: pd.DataFrame | None = None,
+) -> Fitted:
+    """Observation dates, training set, backtest plan, backtest and refit (no MLflow)."""
+    refuse_label_like_attributes(tables, feature_config, config.allow_label_like)
+    dates = default_dates(tables, feature_config, config)
+
+    def progress(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
+        log(f"  features {i}/{total} as of {as_of.date()}: {rows:,} customers")
+
+    dataset, resolved = build_training_set(tables, dates, feature_config, progress)
+    plan = plan_for(dataset, resolved.churn.horizon_days, config, log)
+    model, evaluation, refit = fit_churn_model(dataset, plan, resolved, config, log, truth)
+    return Fitted(dataset, resolved, plan, model, evaluation, refit)
+
+
 def train_from_tables(
     tables: Tables,
     feature_config: FeatureConfig,
     config: TrainConfig,
     log: Log = print,
     tracking_uri: str | None = None,
+    truth: pd.DataFrame | None = None,
 ) -> TrainingResult:
-    """Build the training set, fit, evaluate, log to MLflow, register and apply the gate."""
-    refuse_label_like_attributes(tables, feature_config, config.allow_label_like)
-    dates = default_dates(tables, feature_config, config)
-    split = split_dates(
-        dates,
-        feature_config.churn.horizon_days,
-        config.validation_dates,
-        config.calibration_dates,
-        config.test_dates,
-        config.min_train_dates,
-        config.purge,
-    )
-    log(f"observation dates: {split.describe()}")
-    used = sorted({*split.train, *split.validation, *split.calibration, *split.test})
-
-    def progress(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
-        log(f"  features {i}/{total} as of {as_of.date()}: {rows:,} customers")
-
-    dataset, resolved = build_training_set(tables, used, feature_config, progress)
-    model, evaluation = fit_churn_model(dataset, split, resolved, config, log)
-    log(
-        f"best iteration {evaluation.best_iteration}; test ROC AUC {evaluation.metrics['roc_auc']:.4f}"
-    )
+    """Build the training set, backtest, refit on every complete date, log to MLflow, register
+    and apply the gate. `truth` (the demo generator's true probabilities: as_of, customer_id,
+    churn_probability) adds the best possible score on the same holdout rows."""
+    fitted = fit_from_tables(tables, feature_config, config, log, truth)
+    dataset, plan, resolved = fitted.dataset, fitted.plan, fitted.feature_config
+    model, evaluation, refit = fitted.model, fitted.evaluation, fitted.refit
 
     name = require_model_name(config.model_name)
     client = configure(tracking_uri)
@@ -156,11 +237,12 @@ def train_from_tables(
         data_problems=data_problems(tables),
     )
     promoted, reason = gate.promoted, gate.reason
-    if champion_metrics is not None and pd.Timestamp(champion[1].trained_until) >= split.test[0]:
-        reason += f" (note: the champion was trained on data up to {champion[1].trained_until}, into the test dates)"
+    holdout_start = pd.Timestamp(evaluation.holdout.dates[0])
+    if champion_metrics is not None and pd.Timestamp(champion[1].trained_until) >= holdout_start:
+        reason += f" (note: the champion was trained on data up to {champion[1].trained_until}, into the holdout dates)"
 
-    test_rows = dataset[dataset["as_of"].isin(split.test)]
-    sample = test_rows.sample(n=min(len(test_rows), 2000), random_state=config.seed)
+    latest = dataset[dataset["as_of"] == dataset["as_of"].max()]
+    sample = latest.sample(n=min(len(latest), 2000), random_state=config.seed)
     with tempfile.TemporaryDirectory() as tmp:
         y = evaluation.test["churned"].to_numpy()
         scores = {
@@ -168,6 +250,8 @@ def train_from_tables(
             "logistic regression": evaluation.test["logistic_regression"].to_numpy(),
             "recency rule": evaluation.test["recency_rule"].to_numpy(),
         }
+        if "true_probability" in evaluation.test:
+            scores["truth"] = evaluation.test["true_probability"].to_numpy()
         plots = model_report_plots(
             Path(tmp),
             y,
@@ -179,15 +263,21 @@ def train_from_tables(
         )
         params = {
             **{f"train.{k}": v for k, v in config.to_dict().items() if k != "lgbm_params"},
-            **{f"lgbm.{k}": v for k, v in config.lgbm_params.items()},
+            **{f"lgbm.{k}": v for k, v in refit.params.items()},
+            **refit.as_params(),
             "features.config": resolved.to_dict(),
             "best_iteration": evaluation.best_iteration,
+            "backtest.rounds": evaluation.rounds,
             "n_features": len(model.feature_names),
         }
         tags = {
             "data_fingerprint": data_fingerprint(tables),
-            "observation_dates": ",".join(str(d.date()) for d in used),
-            "split": split.describe(),
+            "observation_dates": ",".join(str(pd.Timestamp(d).date()) for d in plan.dates),
+            "split": plan.describe(),
+            "holdout_kind": evaluation.holdout.kind,
+            "holdout_honest": str(evaluation.holdout.honest).lower(),
+            "holdout_notes": " | ".join(evaluation.holdout.notes) or "-",
+            "trained_until": refit.trained_until,
             "churn_mode": resolved.churn.mode,
             "horizon_days": str(resolved.churn.horizon_days),
             "promotion_decision": "promoted" if promoted else "not promoted",
@@ -206,15 +296,17 @@ def train_from_tables(
             champion_metrics=champion_metrics,
             tables_to_log={
                 "segment_metrics.csv": evaluation.segments,
+                "holdout_comparison.csv": evaluation.holdout.table().reset_index(),
                 "gains.csv": gains_table(y, scores["model"]),
                 "calibration.csv": calibration_table(y, scores["model"]),
                 "feature_importance.csv": evaluation.feature_importance,
             },
             plots=plots,
-            example=input_example(model, test_rows),
+            example=input_example(model, latest),
             client=client,
             extra_metrics=gate.metrics(),
         )
+        log_backtest_figures(client, logged.run_id, evaluation.holdout, refit)
         kept_plots = keep_plots(plots, logged.run_id)
     record_promotion(
         client, name, logged.version, promoted, reason, logged.run_id, log, gate.tags()
@@ -222,7 +314,7 @@ def train_from_tables(
     simple = None
     if gate.lost_to is not None:  # a baseline won: register it as a model analysts can deploy
         simple = register_simple_model(
-            gate.lost_to.against, dataset=dataset, split=split, preprocessor=model.preprocessor,
+            gate.lost_to.against, dataset=dataset, plan=plan, preprocessor=model.preprocessor,
             feature_config=resolved, config=config, name=name, baselines=evaluation.baselines,
             champion=champion, champion_metrics=champion_metrics, champion_problem=champion_problem,
             lost_run_id=logged.run_id, lost_version=logged.version, client=client, log=log,
@@ -232,9 +324,10 @@ def train_from_tables(
         version=logged.version,
         promoted=promoted,
         promotion_reason=reason,
-        split=split,
+        plan=plan,
         model=model,
         evaluation=evaluation,
+        refit=refit,
         champion_version=champion[0] if champion else None,
         champion_metrics=champion_metrics,
         plots=kept_plots,
@@ -242,6 +335,36 @@ def train_from_tables(
         model_name=name,
         simple=simple,
     )
+
+
+def log_backtest_figures(
+    client: MlflowClient, run_id: str, holdout: HoldoutComparison, refit: Refit
+) -> None:
+    """The holdout's size, intervals, the demo's truth and what the refit saw, as run metrics."""
+    values = {
+        "holdout_rows": holdout.rows,
+        "holdout_customers": holdout.customers,
+        "holdout_churners": holdout.churners,
+        "holdout_honest": float(holdout.honest),
+        "refit_dates": refit.dates,
+        "refit_rows": refit.rows,
+        "refit_churners": refit.churners,
+        "refit_rounds": refit.rounds,
+    }
+    for name, intervals in holdout.intervals.items():
+        for metric, (lo, hi) in intervals.items():
+            values[f"ci_{name}_{metric}_lo"], values[f"ci_{name}_{metric}_hi"] = lo, hi
+    for name, (lo, hi) in holdout.differences.items():
+        values[f"ci_auc_gain_over_{name}_lo"], values[f"ci_auc_gain_over_{name}_hi"] = lo, hi
+    for metric, value in holdout.metrics.get("truth", {}).items():
+        values[f"truth_{metric}"] = value
+    now = int(pd.Timestamp.now("UTC").timestamp() * 1000)
+    metrics = [
+        Metric(key, float(value), now, 0)
+        for key, value in values.items()
+        if value is not None and np.isfinite(value)
+    ]
+    client.log_batch(run_id, metrics=metrics)
 
 
 def keep_plots(plots: list[Path], run_id: str) -> list[Path]:

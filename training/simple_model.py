@@ -28,10 +28,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
-from training.evaluation import binary_metrics
+from training.evaluation import LOGISTIC_SETTINGS
 from training.gate import GateDecision, GateRules, judge
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
-from training.splits import DateSplit
+from training.splits import BacktestPlan
 
 RECENCY_FEATURE = "days_since_last_event"
 SIMPLE_KINDS = ("logistic_regression", "recency_rule")
@@ -109,7 +109,7 @@ def fit_linear(
     for name, levels in preprocessor.categorical.items():
         steps.append((name, OneHotEncoder(handle_unknown="ignore", categories=[levels]), [name]))
     transformer = ColumnTransformer(steps, sparse_threshold=0.0)
-    model = make_pipeline(transformer, LogisticRegression(max_iter=2000, C=0.5, random_state=seed))
+    model = make_pipeline(transformer, LogisticRegression(**LOGISTIC_SETTINGS, random_state=seed))
     frame = _for_sklearn(preprocessor.transform(train), list(preprocessor.categorical))
     model.fit(frame, train["churned"].to_numpy())
     means = np.asarray(model[:-1].transform(frame), dtype=float).mean(axis=0)
@@ -178,7 +178,7 @@ def register_simple_model(
     kind: str,
     *,
     dataset: pd.DataFrame,
-    split: DateSplit,
+    plan: BacktestPlan,
     preprocessor: Preprocessor,
     feature_config: FeatureConfig,
     config: TrainConfig,
@@ -192,28 +192,25 @@ def register_simple_model(
     client: MlflowClient,
     log: Callable[[str], None] = print,
 ) -> SimpleResult:
-    """Fit the baseline that won as a LinearChurnModel, measure it on the same holdout rows,
-    gate it (against the other baselines and the champion), log it as its own MLflow run and
-    register it under the same name: a version analysts can promote, or that the gate promotes."""
+    """Register the baseline that won as a LinearChurnModel, gated (against the other baselines
+    and the champion) on its backtest figures: the baseline was fitted on the dates before the
+    holdout and measured on the same holdout rows as LightGBM. Like LightGBM, the registered
+    model is then refit on every complete observation date (calibrated with a sigmoid, which
+    keeps its ranking), logged as its own MLflow run and registered under the same name."""
     from training.tracking import input_example, log_training_run, record_promotion
 
-    parts = {
-        role: dataset[dataset["as_of"].isin(getattr(split, role))]
-        for role in ("train", "calibration", "test")
-    }
     model = fit_simple_model(
         kind,
-        parts["train"],
-        parts["calibration"],
+        dataset,
+        dataset,
         preprocessor,
         feature_config,
         config,
-        str(max(split.train).date()),
+        str(pd.Timestamp(dataset["as_of"].max()).date()),
     )
-    test = parts["test"]
-    y = test["churned"].to_numpy()
-    metrics = binary_metrics(y, model.predict_proba(test))
+    metrics = dict(baselines[kind])
     model.metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    test = dataset[dataset["as_of"] == dataset["as_of"].max()]
     others = {k: v for k, v in baselines.items() if k != kind}
     gate = judge(
         metrics,
@@ -228,7 +225,7 @@ def register_simple_model(
         "model_kind": kind,
         "fallback_for_run": lost_run_id,
         "fallback_for_version": lost_version,
-        "split": split.describe(),
+        "split": plan.describe(),
         "promotion_decision": "promoted" if gate.promoted else "not promoted",
         "promotion_reason": reason,
         **gate.tags(),

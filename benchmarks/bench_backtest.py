@@ -1,0 +1,289 @@
+"""Does the project's model win on data it has not seen? A backtest as a user meets it.
+
+For each cut date: give the project only the data recorded before the cut, train with the
+defaults (the data folder's configuration, as `churn train --data` would), score every eligible
+customer at the cut, and compare with what happened in the horizon after it, beside models an
+analyst writes in an afternoon on the same rows: a LightGBM and a logistic regression on
+recency, frequency, tenure, money and counts over 7-365 days (computed here, not by the
+project), the project's own backtest figures, and on demo data the generator's truth.
+
+Datasets: UCI Online Retail (several cuts, 60- and 90-day horizons) and demo data with 9 and
+24 months of history before the cut (30-day horizon: the simulation step).
+
+    uv run python benchmarks/bench_backtest.py [--retail PATH] [--demo-customers 10000]
+        [--only retail|demo] [--out benchmarks/results/backtest.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from features.config import FeatureConfig
+from features.contract import Tables
+from features.labels import build_labels, eligible_mask
+from features.signals import build_features
+from ingest.demo_data import DemoConfig, generate_demo
+from ingest.online_retail import (
+    ONLINE_RETAIL_CONFIG,
+    ONLINE_RETAIL_TRAINING,
+    import_online_retail,
+    read_online_retail,
+)
+from training.config import TrainConfig
+from training.evaluation import binary_metrics
+from training.pipeline import default_dates, fit_from_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+# ../shared/data from the project root (a worktree one level deeper finds it one level up).
+RETAIL = next(
+    (p / "shared" / "data" / "online_retail" for p in (ROOT.parent, ROOT.parent.parent)
+     if (p / "shared" / "data" / "online_retail").exists()),
+    ROOT.parent / "shared" / "data" / "online_retail",
+)  # fmt: skip
+RETAIL_CUTS = {60: ["2011-07-01", "2011-08-10", "2011-10-09"], 90: ["2011-07-01", "2011-09-10"]}
+RFM_WINDOWS = (7, 30, 90, 180, 365)
+SCORES = ("project", "rfm_lightgbm", "rfm_logistic", "truth")
+
+
+def before(tables: Tables, cut: pd.Timestamp) -> Tables:
+    """What was recorded before the cut: rows dated before it, customers signed up before it,
+    and churn dates only when they had happened."""
+    customers = tables.customers[tables.customers["signup_at"] < cut].copy()
+    if "churned_at" in customers:
+        customers["churned_at"] = customers["churned_at"].where(customers["churned_at"] < cut)
+
+    def rows(df: pd.DataFrame) -> pd.DataFrame:
+        return df[df["at"] < cut].reset_index(drop=True)
+
+    return Tables(
+        customers=customers.reset_index(drop=True),
+        activity=rows(tables.activity),
+        feedback=rows(tables.feedback),
+        revenue=rows(tables.revenue),
+    )
+
+
+# ----------------------------------------------------------------- the analyst's RFM models
+
+
+def rfm_features(tables: Tables, as_of: pd.Timestamp, config: FeatureConfig) -> pd.DataFrame:
+    """Recency, frequency, tenure, money and counts over 7-365 days, per customer eligible at
+    T, from the qualifying activity and the revenue dated before T."""
+    ids = tables.customers["customer_id"].to_numpy()
+    eligible = eligible_mask(tables, as_of, config.churn)
+    act = tables.activity[tables.activity["at"] < as_of]
+    events = config.churn.qualifying_events
+    if events is not None:
+        act = act[act["event"].isin(events)]
+    rev = tables.revenue[tables.revenue["at"] < as_of]
+    out = pd.DataFrame(index=pd.Index(ids[eligible], name="customer_id"))
+    age = (as_of - act["at"]).dt.total_seconds() / 86_400
+    grouped = age.groupby(act["customer_id"].to_numpy())
+    out["recency"] = grouped.min()
+    out["tenure"] = grouped.max()
+    out["frequency"] = grouped.size()
+    for w in RFM_WINDOWS:
+        out[f"events_{w}d"] = (age < w).groupby(act["customer_id"].to_numpy()).sum()
+    rev_age = (as_of - rev["at"]).dt.total_seconds() / 86_400
+    rev_ids = rev["customer_id"].to_numpy()
+    out["money"] = rev["amount"].groupby(rev_ids).sum()
+    for w in (30, 90, 365):
+        out[f"money_{w}d"] = rev["amount"].where(rev_age < w, 0.0).groupby(rev_ids).sum()
+    out["order_value"] = out["money"] / out["frequency"]
+    signup = tables.customers.set_index("customer_id")["signup_at"]
+    out["age"] = (as_of - signup.reindex(out.index)).dt.total_seconds() / 86_400
+    counts = [c for c in out.columns if c.startswith("events_") or c == "frequency"]
+    out[counts] = out[counts].fillna(0)
+    return out.reset_index()
+
+
+def rfm_training_set(
+    tables: Tables, dates: list[pd.Timestamp], config: FeatureConfig
+) -> pd.DataFrame:
+    parts = []
+    for d in dates:
+        rows = rfm_features(tables, d, config)
+        labels = build_labels(tables, d, config.churn)
+        parts.append(rows.merge(labels, on="customer_id").assign(as_of=d))
+    return pd.concat(parts, ignore_index=True)
+
+
+def rfm_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c not in ("customer_id", "churned", "as_of")]
+
+
+def fit_rfm_models(train: pd.DataFrame, seed: int = 0):
+    """A LightGBM (fixed, sensible settings, no tuning) and a logistic regression on log1p."""
+    cols = rfm_columns(train)
+    y = train["churned"].to_numpy()
+    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15,
+              "min_data_in_leaf": 50, "feature_fraction": 0.9, "seed": seed,
+              "deterministic": True, "num_threads": 1, "verbosity": -1}  # fmt: skip
+    booster = lgb.train(params, lgb.Dataset(train[cols].to_numpy(float), y), 200)
+    logistic = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    logistic.fit(_log_features(train[cols]), y)
+    return booster, logistic
+
+
+def _log_features(frame: pd.DataFrame) -> np.ndarray:
+    x = frame.to_numpy(float)
+    x = np.sign(x) * np.log1p(np.abs(x))
+    return np.where(np.isnan(x), -1.0, x)  # never bought / no revenue: below every value
+
+
+# ------------------------------------------------------------------------------- one cut
+
+
+def run_cut(
+    name: str,
+    full: Tables,
+    cut: pd.Timestamp,
+    feature_config: FeatureConfig,
+    train_config: TrainConfig,
+    truth: pd.DataFrame | None = None,
+) -> dict:
+    """Train on the data before the cut, score at the cut, compare with what happened."""
+    seen = before(full, cut)
+    began = time.perf_counter()
+    fitted = fit_from_tables(seen, feature_config, train_config, log=lambda _: None)
+    seconds = time.perf_counter() - began
+    model = fitted.model
+    features = build_features(seen, cut, model.features_config())
+    labels = build_labels(full, cut, feature_config.churn)  # what happened after the cut
+    rows = features.merge(labels, on="customer_id", validate="one_to_one")
+    y = rows["churned"].to_numpy()
+    scores = {"project": model.predict_proba(rows)}
+
+    dates = default_dates(seen, feature_config, train_config)
+    rfm_train = rfm_training_set(seen, dates, feature_config)
+    booster, logistic = fit_rfm_models(rfm_train)
+    rfm_now = rfm_features(seen, cut, feature_config).set_index("customer_id")
+    rfm_now = rfm_now.reindex(rows["customer_id"])
+    cols = rfm_columns(rfm_train)
+    scores["rfm_lightgbm"] = booster.predict(rfm_now[cols].to_numpy(float))
+    scores["rfm_logistic"] = logistic.predict_proba(_log_features(rfm_now[cols]))[:, 1]
+    if truth is not None:
+        true = rows[["customer_id"]].merge(
+            truth[truth["as_of"] == cut][["customer_id", "churn_probability"]],
+            on="customer_id",
+            how="left",
+        )["churn_probability"]
+        if true.notna().all():
+            scores["truth"] = true.to_numpy()
+    result = {
+        "data": name,
+        "horizon": feature_config.churn.horizon_days,
+        "cut": str(cut.date()),
+        "rows": len(y),
+        "churners": int(y.sum()),
+        "fit_s": round(seconds, 1),
+    }
+    for score, p in scores.items():
+        m = binary_metrics(y, p)
+        result.update({f"{score}_auc": m["roc_auc"], f"{score}_pr": m["pr_auc"],
+                       f"{score}_lift": m["lift_top_decile"]})  # fmt: skip
+    _values, counts = np.unique(scores["project"], return_counts=True)
+    result["max_tie_share"] = counts.max() / len(y)
+    holdout = fitted.evaluation.holdout
+    lo, hi = holdout.intervals.get("candidate", {}).get("roc_auc", (np.nan, np.nan))
+    result.update(
+        backtest_kind=holdout.kind,
+        backtest_auc=holdout.metrics["candidate"]["roc_auc"],
+        backtest_ci=f"{lo:.3f}-{hi:.3f}",
+        backtest_logistic_auc=holdout.metrics["logistic_regression"]["roc_auc"],
+        rounds=fitted.refit.rounds,
+        rounds_backtest=fitted.evaluation.rounds.get("chosen"),
+        rounds_hindsight=fitted.evaluation.rounds.get("hindsight"),
+        leaves=fitted.refit.params.get("num_leaves"),
+        trained_until=fitted.refit.trained_until,
+    )
+    return result
+
+
+def retail_runs(path: Path) -> list[dict]:
+    tables, _ = import_online_retail(read_online_retail(path))
+    config = TrainConfig.from_dict(ONLINE_RETAIL_TRAINING)  # what the importer writes: defaults
+    results = []
+    for horizon, cuts in RETAIL_CUTS.items():
+        features = ONLINE_RETAIL_CONFIG.with_churn(horizon_days=horizon)
+        for cut in cuts:
+            results.append(run_cut("retail", tables, pd.Timestamp(cut), features, config))
+            _print_row(results[-1])
+    return results
+
+
+def demo_runs(customers: int, seed: int = 3) -> list[dict]:
+    """9 and 24 months of demo history before the cut, the cut on the simulation's grid."""
+    results = []
+    for months in (9, 24):
+        demo = DemoConfig(n_customers=customers, seed=seed, months=months + 1)
+        tables, truth = generate_demo(demo)
+        cut = demo.start + pd.Timedelta(days=demo.step_days * (months * 30 // demo.step_days))
+        features = FeatureConfig().with_churn(mode="contractual", horizon_days=demo.step_days)
+        # The data folder's configuration as write_demo writes it: dates on the truth's grid.
+        config = TrainConfig(
+            date_from=str((demo.start + pd.Timedelta(days=2 * demo.step_days)).date()),
+            every_days=demo.step_days,
+        )
+        results.append(run_cut(f"demo {months}m", tables, cut, features, config, truth))
+        _print_row(results[-1])
+    return results
+
+
+def _print_row(row: dict) -> None:
+    best = max(row.get(f"{s}_auc", -1) for s in ("rfm_lightgbm", "rfm_logistic"))
+    print(
+        f"{row['data']:<10} h={row['horizon']:>3} cut {row['cut']}: project AUC "
+        f"{row['project_auc']:.4f} vs best analyst model {best:.4f}"
+        + (f", truth {row['truth_auc']:.4f}" if "truth_auc" in row else "")
+        + f" (fit {row['fit_s']} s)",
+        flush=True,
+    )
+
+
+def table(results: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(results)
+    cols = ["data", "horizon", "cut", "rows", "churners"]
+    for metric in ("auc", "pr", "lift"):
+        cols += [f"{s}_{metric}" for s in SCORES if f"{s}_{metric}" in frame]
+    cols += ["backtest_auc", "backtest_ci", "backtest_logistic_auc", "rounds_backtest",
+             "rounds_hindsight", "rounds", "leaves", "max_tie_share", "trained_until", "fit_s"]  # fmt: skip
+    return frame[[c for c in cols if c in frame]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--retail", type=Path, default=RETAIL)
+    parser.add_argument("--demo-customers", type=int, default=10_000)
+    parser.add_argument("--only", choices=("retail", "demo"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/backtest.csv"))
+    args = parser.parse_args()
+    print(f"CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    results = []
+    if args.only in (None, "retail"):
+        results += retail_runs(args.retail)
+    if args.only in (None, "demo"):
+        results += demo_runs(args.demo_customers)
+    frame = table(results)
+    with pd.option_context("display.width", 250, "display.max_columns", 60):
+        print(frame.round(4).to_string(index=False))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.out, index=False)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
