@@ -133,4 +133,5 @@ def test_demo_runs_the_main_job(tmp_path, monkeypatch):
     result = run("demo", "--out", tmp_path / "demo", "--customers", 1500)
     assert result.exit_code == 0, result.output
     assert "The ten riskiest customers" in result.output and "curl -s -X POST" in result.output
+    assert "the generator's truth on the same" in result.output  # the best possible score
     assert list((tmp_path / "demo" / "scores").glob("as_of=*/scores.parquet"))
