@@ -439,25 +439,12 @@ def _parse_features(raw: Any, where: str) -> dict[str, Any]:
         FeatureConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise MappingError(f"{where} [features]: {err}") from None
-    if "observed_until" in churn:
-        _check_date(churn["observed_until"], f"{where} [features.churn] observed_until")
     attrs = raw.get("customer_attributes", [])
     _need(
         isinstance(attrs, list) and all(isinstance(a, str) for a in attrs),
         f"{where} [features] customer_attributes: a list of customer column names",
     )
     return dict(raw)
-
-
-def _check_date(value: Any, where: str) -> None:
-    import datetime as dt
-
-    if isinstance(value, dt.date):
-        return
-    try:
-        dt.date.fromisoformat(str(value)[:10])
-    except ValueError:
-        raise MappingError(f"{where}: expected a date such as 2024-06-30, got {value!r}") from None
 
 
 def _parse_training(raw: Any, where: str) -> dict[str, Any]:

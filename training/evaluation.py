@@ -11,7 +11,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from training.model import Preprocessor
@@ -95,35 +95,52 @@ def metrics_by_segment(
 LOGISTIC_SETTINGS: dict = {"max_iter": 2000, "C": 0.5, "solver": "newton-cholesky"}
 
 
+def fit_logistic(
+    train: pd.DataFrame,
+    y: np.ndarray,
+    preprocessor: Preprocessor,
+    seed: int,
+    *,
+    missing_flags: bool = False,
+) -> Pipeline:
+    """The project's one logistic regression (the baseline, and the simple model registered when
+    it wins): one transformer per feature, named after it, so that each feature's contribution
+    can be read off the coefficients. Numbers are imputed with the median (missing_flags: plus a
+    missing-value indicator) and scaled; categories one-hot with the training levels."""
+    steps = []
+    for name in preprocessor.numeric:
+        imputer = SimpleImputer(
+            strategy="median", add_indicator=missing_flags, keep_empty_features=True
+        )
+        steps.append((name, make_pipeline(imputer, StandardScaler()), [name]))
+    for name, levels in preprocessor.categorical.items():
+        steps.append((name, OneHotEncoder(handle_unknown="ignore", categories=[levels]), [name]))
+    transformer = ColumnTransformer(steps, sparse_threshold=0.0)
+    model = make_pipeline(transformer, LogisticRegression(**LOGISTIC_SETTINGS, random_state=seed))
+    return model.fit(sklearn_frame(train, preprocessor), y)
+
+
 def fit_logistic_baseline(
     train: pd.DataFrame, y: np.ndarray, preprocessor: Preprocessor, seed: int
-):
-    """Logistic regression on the same features: imputed, scaled, categories one-hot with the
-    training levels. The pipeline's predict_proba takes the model's transformed frame."""
-    numeric, categorical = preprocessor.numeric, list(preprocessor.categorical)
-    transformer = ColumnTransformer(
-        [
-            ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), numeric),
-            ("cat", OneHotEncoder(handle_unknown="ignore", categories=[preprocessor.categorical[c] for c in categorical]), categorical),
-        ]
-    )  # fmt: skip
-    model = make_pipeline(
-        transformer,
-        LogisticRegression(**LOGISTIC_SETTINGS, random_state=seed),
-    )
-    return model.fit(_for_sklearn(preprocessor.transform(train), categorical), y)
+) -> Pipeline:
+    """Logistic regression on the same features (fit_logistic). The pipeline's predict_proba
+    takes sklearn_frame of the rows."""
+    return fit_logistic(train, y, preprocessor, seed)
 
 
-def logistic_scores(model, frame: pd.DataFrame, preprocessor: Preprocessor) -> np.ndarray:
-    return model.predict_proba(
-        _for_sklearn(preprocessor.transform(frame), list(preprocessor.categorical))
-    )[:, 1]
+def logistic_scores(model: Pipeline, frame: pd.DataFrame, preprocessor: Preprocessor) -> np.ndarray:
+    return model.predict_proba(sklearn_frame(frame, preprocessor))[:, 1]
 
 
-def _for_sklearn(transformed: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    out = transformed.copy()
-    for col in categorical:
-        out[col] = out[col].astype(object).where(out[col].notna(), "(missing)")
+MISSING_CATEGORY = "(missing)"
+
+
+def sklearn_frame(frame: pd.DataFrame, preprocessor: Preprocessor) -> pd.DataFrame:
+    """Rows as the logistic pipelines take them: the preprocessor's columns, missing categories
+    as their own level (scikit-learn's encoders do not take NaN among text)."""
+    out = preprocessor.transform(frame).copy()
+    for col in preprocessor.categorical:
+        out[col] = out[col].astype(object).where(out[col].notna(), MISSING_CATEGORY)
     return out
 
 

@@ -21,21 +21,18 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.pipeline import Pipeline
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
-from training.evaluation import LOGISTIC_SETTINGS
+from training.evaluation import fit_logistic, sklearn_frame
 from training.gate import GateDecision, GateRules, judge
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
 from training.splits import BacktestPlan
 
 RECENCY_FEATURE = "days_since_last_event"
 SIMPLE_KINDS = ("logistic_regression", "recency_rule")
-MISSING = "(missing)"
 
 
 @dataclass
@@ -53,7 +50,7 @@ class LinearChurnModel(ChurnModel):
         return None
 
     def _sklearn_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        return _for_sklearn(self.preprocessor.transform(frame), list(self.preprocessor.categorical))
+        return sklearn_frame(frame, self.preprocessor)
 
     def _design(self, frame: pd.DataFrame) -> np.ndarray:
         if self.linear is None:
@@ -84,36 +81,16 @@ class LinearChurnModel(ChurnModel):
         return pd.DataFrame(out, index=frame.index)
 
 
-def _for_sklearn(transformed: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
-    out = transformed.copy()
-    for col in categorical:
-        out[col] = out[col].astype(object).where(out[col].notna(), MISSING)
-    return out
-
-
 def fit_linear(
     train: pd.DataFrame, preprocessor: Preprocessor, seed: int, recency: bool = False
 ) -> tuple[Pipeline, np.ndarray]:
-    """A logistic regression on the preprocessor's features, one transformer per feature:
-    numbers imputed (median; the recency model: a missing-value flag instead) and scaled,
-    categories one-hot with the training levels. Returns the pipeline and the training means of
-    its design columns."""
-    steps = []
-    for name in preprocessor.numeric:
-        imputer = (
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
-            if recency
-            else SimpleImputer(strategy="median", keep_empty_features=True)
-        )
-        steps.append((name, make_pipeline(imputer, StandardScaler()), [name]))
-    for name, levels in preprocessor.categorical.items():
-        steps.append((name, OneHotEncoder(handle_unknown="ignore", categories=[levels]), [name]))
-    transformer = ColumnTransformer(steps, sparse_threshold=0.0)
-    model = make_pipeline(transformer, LogisticRegression(**LOGISTIC_SETTINGS, random_state=seed))
-    frame = _for_sklearn(preprocessor.transform(train), list(preprocessor.categorical))
-    model.fit(frame, train["churned"].to_numpy())
-    means = np.asarray(model[:-1].transform(frame), dtype=float).mean(axis=0)
-    return model, means
+    """The logistic regression (training.evaluation.fit_logistic; the recency model with a
+    missing-value flag), and the training means of its design columns (the reference point of
+    the contributions)."""
+    y = train["churned"].to_numpy()
+    model = fit_logistic(train, y, preprocessor, seed, missing_flags=recency)
+    design = model[:-1].transform(sklearn_frame(train, preprocessor))
+    return model, np.asarray(design, dtype=float).mean(axis=0)
 
 
 def recency_preprocessor() -> Preprocessor:
