@@ -1,0 +1,137 @@
+"""One formatter for numbers people read, used by the CLI, the weekly report, the CSV hand-off
+and reasons in words, so that a probability, an amount or a duration reads the same everywhere.
+Missing values read as a dash, never as "nan"."""
+
+from __future__ import annotations
+
+import math
+
+MISSING = "–"
+
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "CHF": "CHF "}
+
+
+def is_missing(value: object) -> bool:
+    """True for None, NaN, pandas' NA and NaT: values that measure nothing."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)  # NaN, NaT
+    except (TypeError, ValueError):  # pandas.NA refuses bool()
+        return True
+
+
+def count(n: object) -> str:
+    """A whole number with thousands separators: 3177.0 -> '3,177'."""
+    if is_missing(n):
+        return MISSING
+    return f"{round(float(n)):,}"
+
+
+def percent(share: object, digits: int = 1) -> str:
+    """A share in [0, 1] as a percentage: 0.1234 -> '12.3%'. Shares that round to zero but are
+    not zero read '<0.1%' so that a small risk is not shown as none."""
+    if is_missing(share):
+        return MISSING
+    value = float(share) * 100
+    smallest = 10.0**-digits
+    if 0 < abs(value) < smallest:
+        return f"<{smallest:.{digits}f}%" if value > 0 else f"-<{smallest:.{digits}f}%"
+    return f"{value:.{digits}f}%"
+
+
+def probability(p: object) -> str:
+    """A churn probability as a percentage with one decimal: 0.0288 -> '2.9%'."""
+    return percent(p, 1)
+
+
+def points(pp: object, digits: int = 1) -> str:
+    """A signed change in percentage points: 4.24 -> '+4.2 pts', -0.5 -> '-0.5 pts'."""
+    if is_missing(pp):
+        return MISSING
+    value = float(pp)
+    text = f"{value:+.{digits}f}"
+    if float(text) == 0:
+        text = f"{0:.{digits}f}"
+    return f"{text} pts"
+
+
+def money(amount: object, currency: str | None = None, digits: int = 0) -> str:
+    """An amount with its currency: money(1234.5, 'EUR') -> '€1,235'; unknown codes follow the
+    number ('1,235 SEK'); without a currency just the number."""
+    if is_missing(amount):
+        return MISSING
+    value = float(amount)
+    number = f"{abs(value):,.{digits}f}"
+    sign = "-" if value < 0 and float(number.replace(",", "")) != 0 else ""
+    if not currency:
+        return f"{sign}{number}"
+    code = currency.upper()
+    symbol = CURRENCY_SYMBOLS.get(code)
+    if symbol is None:
+        return f"{sign}{number} {code}"
+    return f"{sign}{symbol}{number}"
+
+
+def interval(low: object, high: object, kind: str = "percent") -> str:
+    """A confidence interval: interval(0.1, 0.15) -> '10.0–15.0%'; kind 'number' for plain
+    numbers with 3 decimals (ROC AUC)."""
+    if is_missing(low) or is_missing(high):
+        return MISSING
+    if kind == "percent":
+        return f"{float(low) * 100:.1f}–{float(high) * 100:.1f}%"
+    if kind == "number":
+        return f"{float(low):.3f}–{float(high):.3f}"
+    raise ValueError(f"unknown interval kind {kind!r}: use 'percent' or 'number'")
+
+
+def duration_days(days: object) -> str:
+    """A duration given in days, in the unit people use for it: '1 day', '34 days', '8 weeks'
+    from 8 weeks up to 13, then months ('8 months') and years ('2.5 years')."""
+    if is_missing(days):
+        return MISSING
+    d = float(days)
+    if d < 0:
+        raise ValueError(f"a duration cannot be negative: {d} days")
+    if d < 1:
+        hours = d * 24
+        return "less than an hour" if hours < 1 else _unit(round(hours), "hour")
+    if d < 56:
+        return _unit(round(d), "day")
+    if d < 91:
+        return _unit(round(d / 7), "week")
+    if d < 730:
+        return _unit(round(d / 30.4375), "month")
+    years = d / 365.25
+    return f"{years:.1f} years"
+
+
+def number(value: object, digits: int = 1) -> str:
+    """A plain measurement: whole values without decimals (3.0 -> '3'), others rounded."""
+    if is_missing(value):
+        return MISSING
+    v = float(value)
+    if math.isinf(v):
+        return "∞" if v > 0 else "-∞"
+    if v == round(v) and abs(v) < 1e15:
+        return f"{round(v):,}"
+    return f"{v:,.{digits}f}"
+
+
+def _unit(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+__all__ = [
+    "CURRENCY_SYMBOLS",
+    "MISSING",
+    "count",
+    "duration_days",
+    "interval",
+    "is_missing",
+    "money",
+    "number",
+    "percent",
+    "points",
+    "probability",
+]

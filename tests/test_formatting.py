@@ -1,0 +1,62 @@
+"""The one formatter for numbers people read."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reporting import formatting as f
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), np.nan, pd.NA, pd.NaT])
+def test_missing_values_read_as_a_dash_in_every_formatter(missing):
+    for fmt in (f.count, f.percent, f.probability, f.points, f.money, f.number, f.duration_days):
+        assert fmt(missing) == f.MISSING
+    assert f.interval(missing, 0.5) == f.MISSING
+
+
+def test_counts_percentages_and_points():
+    assert f.count(3177.0) == "3,177"
+    assert f.percent(0.1234) == "12.3%"
+    assert f.percent(1.0) == "100.0%"
+    assert f.percent(0.0) == "0.0%"
+    assert f.probability(0.0288) == "2.9%"
+    assert f.probability(0.0004) == "<0.1%"
+    assert f.points(4.24) == "+4.2 pts"
+    assert f.points(-0.51) == "-0.5 pts"
+    assert f.points(0.01) == "0.0 pts"
+
+
+def test_money_names_its_currency():
+    assert f.money(1234.5, "EUR") == "€1,234"  # round half to even
+    assert f.money(1235.5, "usd") == "$1,236"
+    assert f.money(-20, "GBP") == "-£20"
+    assert f.money(99.5, "SEK", digits=2) == "99.50 SEK"
+    assert f.money(1500) == "1,500"
+
+
+def test_intervals():
+    assert f.interval(0.1, 0.15) == "10.0–15.0%"
+    assert f.interval(0.7012, 0.7534, kind="number") == "0.701–0.753"
+    with pytest.raises(ValueError, match="unknown interval kind"):
+        f.interval(0, 1, kind="money")
+
+
+def test_durations_in_the_unit_people_use():
+    assert f.duration_days(0.01) == "less than an hour"
+    assert f.duration_days(0.5) == "12 hours"
+    assert f.duration_days(1) == "1 day"
+    assert f.duration_days(34.2) == "34 days"
+    assert f.duration_days(60) == "9 weeks"
+    assert f.duration_days(248.155) == "8 months"
+    assert f.duration_days(1000) == "2.7 years"
+    with pytest.raises(ValueError, match="negative"):
+        f.duration_days(-1)
+
+
+def test_plain_numbers():
+    assert f.number(3.0) == "3"
+    assert f.number(2.345) == "2.3"
+    assert f.number(math.inf) == "∞"
+    assert f.number(12345.0) == "12,345"
