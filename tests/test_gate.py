@@ -73,6 +73,24 @@ def test_a_tie_with_a_baseline_is_not_earning_a_place():
     assert not decision.promoted and decision.lost_to.against == "logistic_regression"
 
 
+def test_a_refusal_says_whether_the_loss_is_beyond_the_holdouts_noise():
+    baselines = {"logistic_regression": {"roc_auc": 0.7102}, "recency_rule": {"roc_auc": 0.62}}
+    within = judge(
+        measured(0.71), RULES, baselines, differences={"logistic_regression": (-0.012, 0.011)}
+    )
+    assert not within.promoted and within.stage == "baseline"
+    assert (
+        "gain over logistic_regression: -0.0120 to +0.0110, a tie within the holdout's noise"
+        in (within.reason)
+    )
+    beyond = judge(
+        measured(0.71), RULES, baselines, differences={"logistic_regression": (-0.03, -0.004)}
+    )
+    assert "the baseline is better beyond the holdout's noise" in beyond.reason
+    # without the bootstrap the reason states the point estimates only
+    assert "interval" not in judge(measured(0.71), RULES, baselines).reason
+
+
 def test_a_holdout_without_churners_is_never_promoted():
     y = np.zeros(500)
     metrics = binary_metrics(y, np.linspace(0.01, 0.2, 500))

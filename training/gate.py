@@ -155,12 +155,16 @@ def judge(
     champion_label: str = "champion",
     champion_problem: str | None = None,
     data_problems: list[str] | None = None,
+    differences: dict[str, tuple[float, float]] | None = None,
 ) -> GateDecision:
     """Decide on a candidate (see the module docstring for the order of the checks).
 
     candidate, baselines and champion are binary_metrics() dicts measured on the same holdout
     rows. champion None with champion_problem None means there is no champion yet;
-    champion_problem says why an existing champion could not be measured here."""
+    champion_problem says why an existing champion could not be measured here. differences
+    (the holdout's paired bootstrap: 95 % interval of the candidate's ROC AUC minus each
+    baseline's) tell a refusal how sure it is: a loss whose interval spans 0 is a tie within
+    the noise of the holdout, and the reason says so."""
     metric = rules.metric
     if data_problems:
         return GateDecision(
@@ -201,6 +205,18 @@ def judge(
             f"loses to the baseline {worst.against}: {metric} {worst.other:.4f} against the "
             f"candidate's {new:.4f} (by {-worst.gain:.4f}; baselines: {summary})"
         )
+        interval = (differences or {}).get(worst.against)
+        if interval is not None and metric == "roc_auc" and all(map(_finite, interval)):
+            lo, hi = interval
+            sure = (
+                "a tie within the holdout's noise"
+                if lo <= 0 <= hi
+                else "the baseline is better beyond the holdout's noise"
+            )
+            reason += (
+                f"; 95 % interval of the candidate's gain over {worst.against}: "
+                f"{lo:+.4f} to {hi:+.4f}, {sure}"
+            )
         reason += besides
         return GateDecision(False, reason, metric, "baseline", tuple(compared), None, tuple(notes))
     beats = f"beats the baselines on {metric} {new:.4f} ({summary})" if compared else ""

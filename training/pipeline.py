@@ -235,6 +235,7 @@ def train_from_tables(
         champion_label=f"champion v{champion[0]}" if champion else "champion",
         champion_problem=champion_problem,
         data_problems=data_problems(tables),
+        differences=evaluation.holdout.differences,
     )
     promoted, reason = gate.promoted, gate.reason
     holdout_start = pd.Timestamp(evaluation.holdout.dates[0])
