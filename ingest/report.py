@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 
-from features.contract import TABLES, Tables
+from features.contract import TABLES, Tables, ids_in
 
 MAX_EXAMPLE_IDS = 5
 
@@ -63,7 +63,7 @@ class ImportReport:
             self.tables[name] = entry
         active = pd.Index(tables.activity["customer_id"].astype("str").unique())
         ids = tables.customers["customer_id"].astype("str")
-        without = ids[~ids.isin(active)]
+        without = ids[~ids_in(ids, active)]
         self.customers_without_activity = len(without)
         self.example_customers_without_activity = without.head(MAX_EXAMPLE_IDS).tolist()
 
