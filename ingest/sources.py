@@ -188,17 +188,17 @@ class _ChunkStream(io.RawIOBase):
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
-        self._buffer = b""
+        self._buffer = memoryview(b"")  # the rest of the current chunk, without copies
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, target) -> int:  # type: ignore[override]
-        while not self._buffer:
+        while not len(self._buffer):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._buffer = bytes(chunk)
+            self._buffer = memoryview(chunk).cast("B")
         n = min(len(target), len(self._buffer))
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
