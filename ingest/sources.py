@@ -184,24 +184,34 @@ def sql_batches(url: str, query: str, batch_rows: int = BATCH_ROWS) -> Iterator[
 
 
 class _ChunkStream(io.RawIOBase):
-    """A readable file over an iterator of byte chunks (COPY's output), for pyarrow's reader."""
+    """A readable file over an iterator of byte chunks (COPY's output), for pyarrow's reader.
+
+    COPY hands over one row per chunk: each read gathers the rows it needs and joins them
+    once, so the cost per row is an append, not a copy of what is left of a buffer."""
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
-        self._buffer = memoryview(b"")  # the rest of the current chunk, without copies
+        self._rest = b""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, target) -> int:  # type: ignore[override]
-        while not len(self._buffer):
-            chunk = next(self._chunks, None)
+        size = len(target)
+        parts = [self._rest]
+        have = len(self._rest)
+        chunks = self._chunks
+        while have < size:
+            chunk = next(chunks, None)
             if chunk is None:
-                return 0
-            self._buffer = memoryview(chunk).cast("B")
-        n = min(len(target), len(self._buffer))
-        target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+                break
+            chunk = bytes(chunk)  # psycopg's memoryview: held, each keeps libpq's buffer
+            parts.append(chunk)
+            have += len(chunk)
+        data = b"".join(parts)
+        n = min(size, len(data))
+        target[:n] = data[:n]
+        self._rest = data[n:]
         return n
 
 
