@@ -8,7 +8,9 @@ names the mapping file, the table, the source, the column and an example raw row
 
 from __future__ import annotations
 
+import ctypes
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +91,10 @@ def run_import(
 
     frames: raw frames by source name, used instead of reading those sources (a command that
     reads a file its own way, such as an Excel workbook, hands the rows over)."""
+    from features.io import use_regular_memory_pages
+
+    use_regular_memory_pages()  # as load_tables: huge pages made the peak 2x the batches' need
+    return_freed_memory()
     source_dir = Path(source_dir)
     report = ImportReport(mapping=mapping.path, sources=[])
     out: dict[str, pd.DataFrame] = {}
@@ -123,6 +129,41 @@ def run_import(
         for a in label_like_attributes(mapping)
     ]
     return tables, report
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+MMAP_THRESHOLD = 1 << 20
+
+
+def return_freed_memory() -> bool:
+    """Make glibc's malloc give every block of 1 MiB or more its own mapping, returned to the
+    system when freed; True when it is so. Linux with glibc only; elsewhere nothing changes.
+
+    Why: glibc raises its mapping threshold each time a large block is freed, so the arrays
+    of later batches (a few MiB each) come from the heap instead, where the output kept
+    between them stops the freed ones from going back: the import's peak memory grew by about
+    55 MiB per million rows beyond its output. With the threshold fixed it grows by the
+    output (benchmarks/bench_import.py)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts' rows in one frame, column by column, each column taken out of the parts as
+    soon as it is joined: the peak is the output plus one column, not the output twice."""
+    if len(parts) == 1:
+        return parts[0]
+    names = list(parts[0].columns)
+    columns = {}
+    for name in names:
+        columns[name] = pd.concat([p[name] for p in parts], ignore_index=True)
+        for p in parts:
+            del p[name]
+    return pd.DataFrame(columns)
 
 
 def _in_mapping(mapping: Mapping, err: ContractError) -> ContractError:
@@ -203,7 +244,7 @@ def _import_source(
         empty = pd.DataFrame({c: pd.Series([], dtype="str") for c in needed})
         parts = [_map_batch(source, empty, report, problems)]
         checked_per_batch = False
-    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    df = _concat(parts)
     del parts
     if source.aggregate is not None:
         df = _aggregate(df, source)
