@@ -1,27 +1,33 @@
-"""Benchmark: `churn import --mapping` on 10 million event rows, from CSV and from PostgreSQL,
+"""Benchmark: `churn import --mapping` on millions of event rows, from CSV and from PostgreSQL,
 beside a plain pyarrow CSV read and a plain `COPY ... TO STDOUT` of the same rows.
 
-    uv run python benchmarks/bench_import.py [--rows 10000000] [--customers 100000] [--skip-postgres]
+    uv run python benchmarks/bench_import.py [--rows 1000000 3000000] [--customers 100000]
+                                             [--skip-postgres]
 
-Writes a customers CSV and an events CSV (user_id with leading zeros, ISO 8601 times with Z,
-an event name) into a temporary folder, loads the events into a PostgreSQL server started on
-loopback (tests/pg_server.py; skipped when PostgreSQL is not installed), then runs each step
-in a fresh Python process so that its peak memory (ru_maxrss) is its own:
+For each size in --rows (10000000 is the issue's size; two sizes show whether memory grows
+with the rows), writes a customers CSV and an events CSV (user_id with leading zeros, ISO 8601
+times with Z, an event name) into a temporary folder, loads the events into a PostgreSQL
+server started on loopback (tests/pg_server.py; skipped when PostgreSQL is not installed),
+then runs each step in a fresh Python process so that its peak memory (VmHWM) is its own:
 
 - arrow_csv: pyarrow.csv.read_csv of the events file (types inferred, timestamps parsed);
 - import_csv: ingest.importer.run_import with a mapping over both CSV files (read as text in
-  batches, typed through features/types.py, checked with validate_tables);
+  batches, typed and checked against the contract batch by batch);
 - pg_copy: COPY (select ...) TO STDOUT of the events, the bytes counted and dropped;
 - import_pg: run_import with the events from a SQL query on that server.
 
-Prints rows per second, peak memory, and the memory of the imported tables themselves (what
-the peak cannot go below), and the ratios against the baselines measured in the same run.
+Prints per step the seconds of the work itself (and, apart, the seconds to import the
+project's modules, which a long-running process pays once), rows per second, peak memory, the
+memory of the imported tables themselves (what the peak cannot go below) and the peak beyond
+them; then the ratios against the baselines measured in the same run, and how the memory
+beyond the output changes between the sizes. Results also go to benchmarks/results/ as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -92,8 +98,13 @@ def _iso(seconds: np.ndarray) -> pa.Array:
 
 def step(name: str, folder: Path, url: str | None) -> dict[str, float]:
     """One measured step in this process: seconds, rows and peak memory."""
+    result: dict[str, float] = {"import_s": 0.0}
+    if name.startswith("import"):
+        t = time.perf_counter()
+        import ingest.importer  # noqa: F401  (pandas, pyarrow, pandera: timed apart)
+
+        result["import_s"] = time.perf_counter() - t
     started = time.perf_counter()
-    result: dict[str, float] = {}
     if name == "arrow_csv":
         table = pacsv.read_csv(folder / "events.csv")
         result["rows"] = table.num_rows
@@ -164,9 +175,38 @@ def run_step(name: str, folder: Path, url: str | None) -> dict[str, float]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+STEPS = ("arrow_csv", "import_csv", "pg_copy", "import_pg")
+PAIRS = (("import_csv", "arrow_csv"), ("import_pg", "pg_copy"))
+
+
+def run_size(rows: int, customers: int, skip_postgres: bool) -> dict[str, dict[str, float]]:
+    """Every step on one size of data, each in a fresh process; results by step."""
+    from tests.pg_server import postgres_bin, postgres_server
+
+    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
+        folder = Path(tmp)
+        t = time.perf_counter()
+        write_data(folder, rows, customers)
+        size = (folder / "events.csv").stat().st_size / 2**20
+        print(
+            f"\n{rows:,} events ({size:,.0f} MiB CSV), {customers:,} customers, "
+            f"written in {time.perf_counter() - t:.1f}s",
+            flush=True,
+        )
+        results = {name: run_step(name, folder, None) for name in ("arrow_csv", "import_csv")}
+        if not skip_postgres and postgres_bin() is not None:
+            with postgres_server() as url:
+                t = time.perf_counter()
+                load_postgres(url, folder)
+                print(f"loaded into PostgreSQL in {time.perf_counter() - t:.1f}s", flush=True)
+                for name in ("pg_copy", "import_pg"):
+                    results[name] = run_step(name, folder, url)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--step", help=argparse.SUPPRESS)
@@ -177,40 +217,43 @@ def main() -> None:
         print(json.dumps(step(args.step, args.folder, args.url)))
         return
     sys.path.insert(0, str(ROOT))
-    from tests.pg_server import postgres_bin, postgres_server
-
-    with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
-        folder = Path(tmp)
-        t = time.perf_counter()
-        write_data(folder, args.rows, args.customers)
-        size = (folder / "events.csv").stat().st_size / 2**20
-        print(
-            f"{args.rows:,} events ({size:,.0f} MiB CSV), {args.customers:,} customers, "
-            f"written in {time.perf_counter() - t:.1f}s"
-        )
-        results = {name: run_step(name, folder, None) for name in ("arrow_csv", "import_csv")}
-        if not args.skip_postgres and postgres_bin() is not None:
-            with postgres_server() as url:
-                t = time.perf_counter()
-                load_postgres(url, folder)
-                print(f"loaded into PostgreSQL in {time.perf_counter() - t:.1f}s")
-                for name in ("pg_copy", "import_pg"):
-                    results[name] = run_step(name, folder, url)
-        print(f"\n{'step':<11} {'seconds':>8} {'rows/s':>12} {'peak MiB':>9} {'output MiB':>11}")
+    print(f"CPUs: {os.cpu_count()}, load average at start: {os.getloadavg()[0]:.1f}")
+    by_size = {rows: run_size(rows, args.customers, args.skip_postgres) for rows in args.rows}
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+    header = (
+        f"{'rows':>11} {'step':<11} {'import s':>8} {'seconds':>8} {'rows/s':>12} "
+        f"{'peak MiB':>9} {'output MiB':>11} {'beyond MiB':>11}"
+    )
+    print("\n" + header)
+    for rows, results in by_size.items():
         for name, r in results.items():
+            r["beyond_mb"] = r["peak_mb"] - r["output_mb"]
             print(
-                f"{name:<11} {r['seconds']:8.2f} {r['rows'] / r['seconds']:12,.0f} "
-                f"{r['peak_mb']:9,.0f} {r['output_mb']:11,.0f}"
+                f"{rows:>11,} {name:<11} {r['import_s']:8.2f} {r['seconds']:8.2f} "
+                f"{r['rows'] / r['seconds']:12,.0f} {r['peak_mb']:9,.0f} "
+                f"{r['output_mb']:11,.0f} {r['beyond_mb']:11,.0f}"
             )
-        pairs = [("import_csv", "arrow_csv"), ("import_pg", "pg_copy")]
-        for ours, base in pairs:
+    for rows, results in by_size.items():
+        for ours, base in PAIRS:
             if ours in results and base in results:
                 ratio = results[ours]["seconds"] / results[base]["seconds"]
-                extra = results[ours]["peak_mb"] - results[ours]["output_mb"]
+                verdict = "meets" if ratio <= 2 else "MISSES"
+                print(f"{rows:,} rows: {ours} / {base}: {ratio:.2f}x the time ({verdict} 2x)")
+    sizes = sorted(by_size)
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        for name in ("import_csv", "import_pg"):
+            if name in by_size[small] and name in by_size[large]:
+                grew = by_size[large][name]["beyond_mb"] - by_size[small][name]["beyond_mb"]
                 print(
-                    f"{ours} / {base}: {ratio:.2f}x the time; peak beyond the output "
-                    f"tables: {extra:,.0f} MiB"
+                    f"{name}: memory beyond the output {grew:+,.0f} MiB from {small:,} to "
+                    f"{large:,} rows ({grew / (large - small) * 1e6:+,.1f} MiB per million rows)"
                 )
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"import_{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps({str(k): v for k, v in by_size.items()}, indent=2))
+    print(f"results: {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow.compute as pc
 from pandera.engines import pandas_engine
 
-from features.types import Problem, parse_numbers, parse_timestamps, problem_at
+from features.types import Problem, arrow_text, parse_numbers, parse_timestamps, problem_at
 
 TABLES = ("customers", "activity", "feedback", "revenue")
 REQUIRED_TABLES = ("customers", "activity")
@@ -444,6 +445,28 @@ def _rule_problems(table: str, df: pd.DataFrame) -> list[Problem]:
     return problems
 
 
+def check_unique_ids(df: pd.DataFrame, table: str = "customers") -> None:
+    """A ContractError when a customer id repeats (with the count and an example row). Also
+    used by the importer once its batches are joined, as a key may repeat across batches."""
+    repeated = df["customer_id"].duplicated()
+    if repeated.any():
+        raise ContractError(
+            table,
+            "customer_id",
+            f"duplicate customer id ({int(repeated.sum())} rows repeat one)",
+            _example(df, df["customer_id"].duplicated(keep=False)),
+        )
+
+
+def ids_in(ids: pd.Series, known: pd.Series | pd.Index) -> np.ndarray:
+    """Per row: the id is one of `known`, looked up in an Arrow hash set (pandas' isin on its
+    str dtype converts the set value by value in Python: seconds for 100,000 customers)."""
+    if not len(ids):
+        return np.zeros(0, dtype=bool)
+    hit = pc.is_in(arrow_text(ids), value_set=arrow_text(pd.Series(known)))
+    return np.asarray(hit.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def validate_table(table: str, df: pd.DataFrame, *, now: object = None) -> pd.DataFrame:
     """Check one table against the contract and return it with parsed timestamps and text ids.
 
@@ -489,14 +512,8 @@ def validate_table(table: str, df: pd.DataFrame, *, now: object = None) -> pd.Da
     for col in ("event", "kind"):
         if col in REQUIRED_COLUMNS[table] and not isinstance(df[col].dtype, pd.CategoricalDtype):
             df[col] = df[col].astype("str")
-    if table == "customers" and df["customer_id"].duplicated().any():
-        dup = df["customer_id"].duplicated(keep=False)
-        raise ContractError(
-            table,
-            "customer_id",
-            f"duplicate customer id ({int(df['customer_id'].duplicated().sum())} rows repeat one)",
-            _example(df, dup),
-        )
+    if table == "customers":
+        check_unique_ids(df, table)
     problems = _rule_problems(table, df)
     if problems:
         raise ContractError.from_problems(table, problems, df)
@@ -534,7 +551,7 @@ def validate_tables(
             else:
                 continue
         else:
-            unknown = ~ids.isin(known)
+            unknown = ~ids_in(ids, known)
         if unknown.any():
             raise ContractError(
                 name,

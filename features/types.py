@@ -178,6 +178,9 @@ def unit_name(unit: str) -> str:
 def _from_text(
     values: pd.Series, column: str, spec: TimestampSpec
 ) -> tuple[pd.Series, list[Problem]]:
+    fast = _iso_with_arrow(values, spec)
+    if fast is not None:
+        return fast, []
     empty = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     present = values.notna().to_numpy().copy()
     if not isinstance(values.dtype, pd.StringDtype):  # objects: each value must be a str
@@ -225,11 +228,59 @@ def _matches(
     idx = np.flatnonzero(rows)
     if not len(idx):
         return found
-    values = pa.array(text.iloc[idx].astype("str").to_numpy(dtype=object), type=pa.string())
+    whole = len(idx) == len(text)
+    values = arrow_text(text if whole else text.iloc[idx])
     regex = f"^(?:{pattern})$" if full else pattern
     hit = pc.match_substring_regex(values, regex, ignore_case=ignore_case)
-    found[idx] = hit.fill_null(False).to_numpy(zero_copy_only=False)
+    hit = hit.fill_null(False).to_numpy(zero_copy_only=False)
+    if whole:
+        return np.asarray(hit, dtype=bool) & rows
+    found[idx] = hit
     return found
+
+
+def arrow_text(text: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A column of text as an Arrow string array: without a copy when pandas already keeps it
+    in Arrow (the str dtype), else converted (values that are not str become their str())."""
+    if isinstance(text.dtype, pd.StringDtype) and text.dtype.storage == "pyarrow":
+        return pa.array(text)
+    return pa.array(text.astype("str").to_numpy(dtype=object), type=pa.string())
+
+
+def _iso_with_arrow(values: pd.Series, spec: TimestampSpec) -> pd.Series | None:
+    """ISO 8601 text held in Arrow, parsed by Arrow's strict ISO 8601 cast; None when this
+    fast path does not apply or any value fails it, and the pandas path below then decides
+    (and words the problem). One cast checks everything the pandas path checks: Arrow reads
+    only ISO 8601 (YYYY-MM-DD, then optionally a time), refuses a value without a zone when
+    the type has one and a value with a zone when it has none (so zoned and naive never mix),
+    and refuses impossible dates and surrounding blanks (which the pandas path strips)."""
+    if spec.format is not None or spec.unit is not None:
+        return None
+    if not (isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow"):
+        return None
+    first = values.first_valid_index()
+    if first is None:
+        return None
+    zoned = ZONE_SUFFIX.search(str(values[first])) is not None
+    if zoned and spec.timezone:
+        return None  # an error: the pandas path words it
+    try:
+        parsed = pc.cast(
+            pa.array(values), pa.timestamp("ns", tz="UTC") if zoned else pa.timestamp("ns")
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    naive = parsed.cast(pa.timestamp("ns"))  # UTC instants, zone dropped
+    if isinstance(naive, pa.ChunkedArray):
+        naive = naive.combine_chunks()
+    result = pd.Series(
+        naive.to_numpy(zero_copy_only=False), index=values.index, dtype="datetime64[ns]"
+    )
+    if spec.timezone:
+        result = _as_utc_naive(result, spec.timezone)
+        if (result.isna().to_numpy() & values.notna().to_numpy()).any():
+            return None  # a daylight-saving gap: the pandas path names the rows
+    return result
 
 
 def _from_iso(

@@ -8,6 +8,9 @@ names the mapping file, the table, the source, the column and an example raw row
 
 from __future__ import annotations
 
+import ctypes
+import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +20,15 @@ import numpy as np
 import pandas as pd
 
 from features.config import DATA_CONFIG_FILE
-from features.contract import TABLES, ContractError, Tables, validate_tables
+from features.contract import (
+    TABLES,
+    ContractError,
+    Tables,
+    check_unique_ids,
+    empty_table,
+    ids_in,
+    validate_table,
+)
 from features.types import Problem, parse_ids, parse_numbers, parse_timestamps, problem_at
 from ingest.mapping import (
     DROP,
@@ -53,6 +64,10 @@ class _Problems:
     def __bool__(self) -> bool:
         return bool(self.problems)
 
+    def __len__(self) -> int:
+        """Rows with a problem so far (a row may count under several problems)."""
+        return sum(p.rows for p in self.problems.values())
+
     def error(self, table: str, where: str) -> ContractError:
         frame = pd.DataFrame(self.rows)
         return ContractError.from_problems(table, list(self.problems.values()), frame, where)
@@ -67,42 +82,46 @@ def run_import(
 ) -> tuple[Tables, ImportReport]:
     """The contract's tables from the mapping's sources, checked, and the import report.
 
+    Each batch of a source is mapped, checked against the contract (features.contract
+    validate_table: the same checks and errors as loading a data folder) and checked for
+    customers not in the customers table as soon as it is read, so no check needs the whole
+    table at once: only the checked output rows are kept, and the customer ids (imported
+    first) are the one state carried over. A source with an aggregate is checked after it is
+    aggregated, as its output rows only exist then.
+
     frames: raw frames by source name, used instead of reading those sources (a command that
     reads a file its own way, such as an Excel workbook, hands the rows over)."""
+    from features.io import use_regular_memory_pages
+
+    use_regular_memory_pages()  # as load_tables: huge pages made the peak 2x the batches' need
+    return_freed_memory()
     source_dir = Path(source_dir)
     report = ImportReport(mapping=mapping.path, sources=[])
     out: dict[str, pd.DataFrame] = {}
     for table in TABLES:
         parts = []
+        known = out["customers"]["customer_id"] if table != "customers" else None
         for source in mapping.tables.get(table, ()):
-            df, source_report = _import_source(mapping, source, source_dir, frames, batch_rows)
+            df, source_report = _import_source(
+                mapping, source, source_dir, frames, batch_rows, known
+            )
+            source_report.rows_out = len(df)
             report.sources.append(source_report)
-            parts.append((source, source_report, df))
+            parts.append(df)
         if not parts:
             continue
-        if table != "customers":
-            parts = [
-                (s, r, _known_customers(mapping, s, r, df, out["customers"])) for s, r, df in parts
-            ]
-        for _, source_report, df in parts:
-            source_report.rows_out = len(df)
-        frames_of_table = [df for _, _, df in parts]
-        out[table] = (
-            pd.concat(frames_of_table, ignore_index=True)
-            if len(frames_of_table) > 1
-            else frames_of_table[0]
-        )
-    try:
-        tables = validate_tables(**out)
-    except ContractError as err:
-        raise ContractError(
-            err.table,
-            err.column,
-            err.problem,
-            err.example,
-            problems=err.problems,
-            text=f"mapping {mapping.path}: {err}",
-        ) from None
+        out[table] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        if table == "customers":
+            try:  # a key may repeat across batches and sources
+                check_unique_ids(out[table])
+            except ContractError as err:
+                raise _in_mapping(mapping, err) from None
+    tables = Tables(
+        customers=out["customers"],
+        activity=out["activity"],
+        feedback=out.get("feedback", empty_table("feedback")),
+        revenue=out.get("revenue", empty_table("revenue")),
+    )
     report.describe_tables(tables)
     report.warnings += [
         f"customer attribute {a!r} is declared as a model feature, and its name looks like the "
@@ -110,6 +129,53 @@ def run_import(
         for a in label_like_attributes(mapping)
     ]
     return tables, report
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+MMAP_THRESHOLD = 1 << 20
+
+
+def return_freed_memory() -> bool:
+    """Make glibc's malloc give every block of 1 MiB or more its own mapping, returned to the
+    system when freed; True when it is so. Linux with glibc only; elsewhere nothing changes.
+
+    Why: glibc raises its mapping threshold each time a large block is freed, so the arrays
+    of later batches (a few MiB each) come from the heap instead, where the output kept
+    between them stops the freed ones from going back: the import's peak memory grew by about
+    55 MiB per million rows beyond its output. With the threshold fixed it grows by the
+    output (benchmarks/bench_import.py)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts' rows in one frame, column by column, each column taken out of the parts as
+    soon as it is joined: the peak is the output plus one column, not the output twice."""
+    if len(parts) == 1:
+        return parts[0]
+    names = list(parts[0].columns)
+    columns = {}
+    for name in names:
+        columns[name] = pd.concat([p[name] for p in parts], ignore_index=True)
+        for p in parts:
+            del p[name]
+    return pd.DataFrame(columns)
+
+
+def _in_mapping(mapping: Mapping, err: ContractError) -> ContractError:
+    """The error with the mapping file named in front."""
+    return ContractError(
+        err.table,
+        err.column,
+        err.problem,
+        err.example,
+        problems=err.problems,
+        text=f"mapping {mapping.path}: {err}",
+    )
 
 
 def _where(mapping: Mapping, source: SourceMapping) -> str:
@@ -137,13 +203,17 @@ def _import_source(
     source_dir: Path,
     frames: dict[str, pd.DataFrame] | None,
     batch_rows: int,
+    known: pd.Series | None,
 ) -> tuple[pd.DataFrame, SourceReport]:
+    """One source's rows as checked output rows, and its report. Problems of every batch are
+    collected and raised together; `known`: the customer ids rows may refer to."""
     location = "rows handed over" if frames and source.label in frames else None
     report = SourceReport(source.table, source.label, location or source.source.describe())
     problems = _Problems()
     parts: list[pd.DataFrame] = []
     needed = source.raw_columns()
     seen_columns: list[str] | None = None
+    checked_per_batch = source.aggregate is None
     for frame in _batches(source, source_dir, frames, batch_rows):
         if seen_columns is None:
             seen_columns = list(frame.columns)
@@ -159,7 +229,13 @@ def _import_source(
                     ),
                 )
         report.rows_read += len(frame)
+        before = len(problems)
         mapped = _map_batch(source, frame, report, problems)
+        del frame
+        if len(problems) > before or (problems and not checked_per_batch):
+            continue  # the rows could not be mapped: nothing to check
+        if checked_per_batch:
+            mapped = _checked(mapping, source, mapped, known, report, problems)
         if not problems:
             parts.append(mapped)
     if problems:
@@ -167,12 +243,58 @@ def _import_source(
     if seen_columns is None or not parts:  # no rows at all: the columns, typed, still
         empty = pd.DataFrame({c: pd.Series([], dtype="str") for c in needed})
         parts = [_map_batch(source, empty, report, problems)]
-    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        checked_per_batch = False
+    df = _concat(parts)
+    del parts
     if source.aggregate is not None:
         df = _aggregate(df, source)
+    if not checked_per_batch:
+        df = _checked(mapping, source, df, known, report, problems)
+        if problems:
+            raise problems.error(source.table, _where(mapping, source))
     if source.sort:
         df = df.sort_values(list(source.sort), kind="stable", ignore_index=True)
     return df, report
+
+
+def _checked(
+    mapping: Mapping,
+    source: SourceMapping,
+    df: pd.DataFrame,
+    known: pd.Series | None,
+    report: SourceReport,
+    problems: _Problems,
+) -> pd.DataFrame:
+    """Output rows checked against the contract: rows of customers not in `known` dropped
+    (counted) or recorded as a problem, then features.contract.validate_table. Problems that
+    carry row counts go to `problems`; any other contract error is raised at once."""
+    if known is not None:
+        unknown = ~ids_in(df["customer_id"], known)
+        if unknown.any():
+            if source.unknown_customers == "drop":
+                report.drop("customer not in the customers table", int(unknown.sum()))
+                df = df[~unknown].reset_index(drop=True)
+            else:
+                problems.add(
+                    [
+                        problem_at(
+                            "customer_id",
+                            "rows refer to customers not in 'customers'",
+                            unknown,
+                            'drop them with unknown_customers = "drop" on this source, or map '
+                            "those customers",
+                        )
+                    ],
+                    df,
+                )
+                return df
+    try:
+        return validate_table(source.table, df)
+    except ContractError as err:
+        if not err.problems:
+            raise _in_mapping(mapping, err) from None
+        problems.add(err.problems, df)
+        return df
 
 
 def _map_batch(
@@ -294,14 +416,25 @@ def _column(
     if spec.type != "as_is" and raw.dtype == object and spec.value is None:
         raw = raw.infer_objects()
     if spec.type == "id":
-        values, found = _parse_distinct(lambda v: parse_ids(v, label), raw)
+        if isinstance(raw.dtype, pd.StringDtype):  # text already: nothing to parse per value
+            values, found = parse_ids(raw, label)
+        else:
+            values, found = _parse_distinct(lambda v: parse_ids(v, label), raw)
     elif spec.type == "timestamp":
         if raw.dtype == object:
             raw = raw.astype("str").where(raw.notna())
         if _undeclared_numbers(raw, spec):
             # Digits only, from a CSV: the numeric diagnosis (and its unit hint) applies.
             raw = pd.to_numeric(raw)
-        values, found = _parse_distinct(lambda v: parse_timestamps(v, label, spec.timestamp), raw)
+        declared = spec.timestamp is not None and (
+            spec.timestamp.format is not None or spec.timestamp.dayfirst is not None
+        )
+        if declared:  # pandas parses these value by value: once per distinct value
+            values, found = _parse_distinct(
+                lambda v: parse_timestamps(v, label, spec.timestamp), raw
+            )
+        else:  # ISO 8601 or epoch numbers: vectorised (Arrow, numpy) already
+            values, found = parse_timestamps(raw, label, spec.timestamp)
     elif spec.type == "number":
         values, found = parse_numbers(raw, label, scale=spec.scale)
         if spec.times is not None and not found:
@@ -373,30 +506,6 @@ def _mode(df: pd.DataFrame, by: list[str], col: str) -> pd.Series:
         [*by, "_n"], ascending=[True] * len(by) + [False], kind="stable"
     ).drop_duplicates(by)
     return top.set_index(by)[col]
-
-
-def _known_customers(
-    mapping: Mapping,
-    source: SourceMapping,
-    report: SourceReport,
-    df: pd.DataFrame,
-    customers: pd.DataFrame,
-) -> pd.DataFrame:
-    """Rows of customers not in the customers table: dropped and counted when the source says
-    unknown_customers = "drop", else an error naming the source and an example row."""
-    unknown = ~df["customer_id"].isin(customers["customer_id"]).to_numpy()
-    if not unknown.any():
-        return df
-    if source.unknown_customers == "drop":
-        report.drop("customer not in the customers table", int(unknown.sum()))
-        return df[~unknown].reset_index(drop=True)
-    problem = problem_at(
-        "customer_id",
-        "rows refer to customers not in 'customers'",
-        unknown,
-        'drop them with unknown_customers = "drop" on this source, or map those customers',
-    )
-    raise ContractError.from_problems(source.table, [problem], df, _where(mapping, source))
 
 
 def config_toml(mapping: Mapping) -> str:
@@ -471,7 +580,10 @@ def _undeclared_numbers(values: pd.Series, spec: ColumnSpec) -> bool:
     )
     if declared or not pd.api.types.is_string_dtype(values.dtype):
         return False
+    first = values.first_valid_index()
+    if first is None or not re.fullmatch(EPOCH_TEXT, str(values[first])):
+        return False  # all() below would be False: one look instead of every row
     present = values.dropna()
-    if not len(present) or present.str.len().eq(8).all():  # 20240105: a date, not an epoch
+    if present.str.len().eq(8).all():  # 20240105: a date, not an epoch
         return False
     return bool(present.str.fullmatch(EPOCH_TEXT).all())

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from features.check import label_like_name
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import REQUIRED_COLUMNS, TABLES, TIMESTAMP_COLUMNS
 from features.types import EPOCH_UNITS, TimestampSpec
@@ -473,4 +472,9 @@ def _check_attributes(mapping: Mapping, where: str) -> None:
 def label_like_attributes(mapping: Mapping) -> list[str]:
     """Declared attributes whose names look like the label (status, cancel, end dates):
     the report warns about them, since an export-day snapshot holds the future."""
-    return [a for a in mapping.customer_attributes() if label_like_name(a)]
+    attributes = mapping.customer_attributes()
+    if not attributes:
+        return []
+    from features.check import label_like_name  # here: it imports scikit-learn (seconds)
+
+    return [a for a in attributes if label_like_name(a)]

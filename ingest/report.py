@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from features.contract import TABLES, Tables
+from features.types import arrow_text
 
 MAX_EXAMPLE_IDS = 5
 
@@ -48,12 +51,14 @@ class ImportReport:
 
     def describe_tables(self, tables: Tables) -> None:
         """Rows, customers and date range of every table, and customers without activity."""
+        distinct = {}
         for name in TABLES:
             df: pd.DataFrame = getattr(tables, name)
             time_col = "signup_at" if name == "customers" else "at"
+            distinct[name] = pc.unique(arrow_text(df["customer_id"]))  # one pass per table
             entry: dict[str, object] = {
                 "rows": len(df),
-                "customers": int(df["customer_id"].nunique()),
+                "customers": len(distinct[name]),
                 "from": _iso(df[time_col].min()) if len(df) else None,
                 "to": _iso(df[time_col].max()) if len(df) else None,
             }
@@ -61,9 +66,9 @@ class ImportReport:
                 entry["churned"] = int(df["churned_at"].notna().sum())
                 entry["last_churned_at"] = _iso(df["churned_at"].max())
             self.tables[name] = entry
-        active = pd.Index(tables.activity["customer_id"].astype("str").unique())
         ids = tables.customers["customer_id"].astype("str")
-        without = ids[~ids.isin(active)]
+        active = pc.is_in(arrow_text(ids), value_set=distinct["activity"])
+        without = ids[~np.asarray(active.to_numpy(zero_copy_only=False), dtype=bool)]
         self.customers_without_activity = len(without)
         self.example_customers_without_activity = without.head(MAX_EXAMPLE_IDS).tolist()
 
