@@ -8,6 +8,7 @@ PNG plots atomically. ``register(app)`` adds them to the main Typer app.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from churn.options import ConfigFile, EventsOption
 from features.config import DATA_CONFIG_FILE, ChurnDefinition, config_for_data
 from features.contract import ContractError, Tables
 from features.io import atomic_file, load_tables
+from reporting import formatting as fmt
 from retention.metrics import (
     ALL,
     DEFAULT_BRACKETS,
@@ -169,27 +171,31 @@ def _fail(err: MetricsInputError) -> typer.BadParameter:
 # --------------------------------------------------------------------------- metrics
 
 
-_PRINT_COLUMNS = {
-    "customers_start": ("S", "{:,.0f}"),
-    "new": ("new", "{:,.0f}"),
-    "lost": ("lost", "{:,.0f}"),
-    "customers_end": ("E", "{:,.0f}"),
-    "crr": ("CRR", "{:.1%}"),
-    "churn_rate": ("churn", "{:.1%}"),
-    "mrr_start": ("MRR t0", "{:,.0f}"),
-    "expansion": ("expansion", "{:,.0f}"),
-    "contraction": ("contraction", "{:,.0f}"),
-    "churned_mrr": ("churned MRR", "{:,.0f}"),
-    "gross_revenue_churn": ("GRC", "{:.1%}"),
-    "nrr": ("NRR", "{:.1%}"),
-    "repeat_purchase_rate": ("repeat", "{:.1%}"),
-    "nps": ("NPS", "{:+.0f}"),
-    "promoter_share": ("prom", "{:.0%}"),
-    "passive_share": ("pass", "{:.0%}"),
-    "detractor_share": ("detr", "{:.0%}"),
-    "nps_responses": ("NPS n", "{:,.0f}"),
-    "arpc_month": ("ARPC/mo", "{:,.2f}"),
-    "clv": ("CLV", "{:,.0f}"),
+def _nps_points(value: object) -> str:
+    return fmt.MISSING if fmt.is_missing(value) else f"{float(value):+.0f}"  # type: ignore[arg-type]
+
+
+_PRINT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
+    "customers_start": ("S", fmt.count),
+    "new": ("new", fmt.count),
+    "lost": ("lost", fmt.count),
+    "customers_end": ("E", fmt.count),
+    "crr": ("CRR", fmt.percent),
+    "churn_rate": ("churn", fmt.percent),
+    "mrr_start": ("MRR t0", fmt.money),
+    "expansion": ("expansion", fmt.money),
+    "contraction": ("contraction", fmt.money),
+    "churned_mrr": ("churned MRR", fmt.money),
+    "gross_revenue_churn": ("GRC", fmt.percent),
+    "nrr": ("NRR", fmt.percent),
+    "repeat_purchase_rate": ("repeat", fmt.percent),
+    "nps": ("NPS", _nps_points),
+    "promoter_share": ("prom", lambda v: fmt.percent(v, 0)),
+    "passive_share": ("pass", lambda v: fmt.percent(v, 0)),
+    "detractor_share": ("detr", lambda v: fmt.percent(v, 0)),
+    "nps_responses": ("NPS n", fmt.count),
+    "arpc_month": ("ARPC/mo", lambda v: fmt.money(v, digits=2)),
+    "clv": ("CLV", fmt.money),
 }
 
 
@@ -215,7 +221,7 @@ def format_metrics(df: pd.DataFrame) -> str:
         }
     if not df["nps_responses"].any():  # no NPS survey answers in the period
         skip |= {"nps", "promoter_share", "passive_share", "detractor_share", "nps_responses"}
-    for col, (label, fmt) in _PRINT_COLUMNS.items():
+    for col, (label, show) in _PRINT_COLUMNS.items():
         if col in skip:
             continue
         values = df[col].to_numpy()
@@ -223,13 +229,81 @@ def format_metrics(df: pd.DataFrame) -> str:
             prefix = "crr" if col == "crr" else "churn"
             lows, highs = df[f"{prefix}_low"].to_numpy(), df[f"{prefix}_high"].to_numpy()
             view[label] = [
-                "-" if pd.isna(v) else f"{v:.1%} [{lo:.0%}-{hi:.0%}]"
+                fmt.MISSING if pd.isna(v) else f"{fmt.percent(v)} [{fmt.interval(lo, hi)}]"
                 for v, lo, hi in zip(values, lows, highs, strict=True)
             ]
         else:
-            view[label] = ["-" if pd.isna(v) else fmt.format(v) for v in values]
+            view[label] = [show(v) for v in values]
     view["small"] = ["yes" if s else "" for s in df["small_group"]]
     return view.to_string(index=False)
+
+
+_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
+    "customers_scored": ("scored", fmt.count),
+    "mean_risk": ("mean risk", fmt.percent),
+    "expected_churners": ("expected churners", lambda v: fmt.number(v, 1)),
+    "revenue_at_risk": ("revenue at risk", fmt.money),
+    "customers_start": ("S", fmt.count),
+    "crr": ("CRR", fmt.percent),
+    "churn_rate": ("churn", fmt.percent),
+    "nrr": ("NRR", fmt.percent),
+    "gross_revenue_churn": ("revenue churn", fmt.percent),
+    "nps": ("NPS", _nps_points),
+}
+_WHY_NOT_MEASURED = {
+    "customers_scored": "nobody was scored",
+    "mean_risk": "nobody was scored",
+    "expected_churners": "nobody was scored",
+    "revenue_at_risk": "nobody was scored",
+    "crr": "no customers at the start of the period",
+    "churn_rate": "no customers at the start of the period",
+    "nrr": "no recurring revenue (MRR) at the start of the period",
+    "gross_revenue_churn": "no recurring revenue (MRR) at the start of the period",
+    "nps": "no NPS responses in the period",
+}
+
+
+def segment_table(
+    report: pd.DataFrame,
+    dimensions: Sequence[str] | None = None,
+    *,
+    currency: str | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The segment report (serving.batch.segment_report) as cells people read, and one line per
+    metric left out because no row measures it (NRR without MRR, NPS without responses).
+
+    Counts are whole numbers, shares percentages, money with the currency; a missing cell is a
+    dash. ``dimensions`` keeps those dimensions ('all' always)."""
+    rows = report
+    if dimensions is not None:
+        rows = report[report["dimension"].isin([ALL, *dimensions])]
+    rows = rows.reset_index(drop=True)
+    view = pd.DataFrame(
+        {
+            "segment": [
+                s if d == ALL else f"{d}={s}"
+                for d, s in zip(rows["dimension"], rows["segment"], strict=True)
+            ]
+        }
+    )
+    notes: list[str] = []
+    left_out: dict[str, list[str]] = {}
+    for col, (label, show) in _SEGMENT_COLUMNS.items():
+        if col not in rows:
+            continue
+        if rows[col].isna().all():
+            why = _WHY_NOT_MEASURED[col]
+            if col in ("nrr", "gross_revenue_churn") and "mrr_note" in rows:
+                why = next((n for n in rows["mrr_note"] if n), why)
+            left_out.setdefault(why, []).append(label)
+            continue
+        if col == "revenue_at_risk":
+            view[label] = [fmt.money(v, currency) for v in rows[col]]
+        else:
+            view[label] = [show(v) for v in rows[col]]
+    for why, labels in left_out.items():
+        notes.append(f"{' and '.join(labels)} not measured: {why}.")
+    return view, notes
 
 
 def metrics_command(
@@ -318,13 +392,6 @@ def metrics_command(
     how = "contractual" if mode == "contractual" else f"non-contractual, lookback {lookback} days"
     if qualifying:
         how += f", events {', '.join(qualifying)}"
-    data_end = tables.data_end()
-    if t1 > data_end:
-        typer.echo(
-            f"note: the period ends after the data's last record ({data_end}); what happens "
-            "after it is not observed (no invoices, no activity) and counts as if nothing did.",
-            err=True,
-        )
     typer.echo(f"Retention metrics for ({t0} .. {t1}], churn {how}")
     typer.echo(format_metrics(result))
     notes = [n for n in result["mrr_note"].unique() if n]
@@ -338,7 +405,7 @@ def metrics_command(
         _write_table(result, out)
         typer.echo(f"wrote {out}")
     if plot is not None:
-        plot_metrics_by_segment(result, plot)
+        plot_metrics_by_segment(result, plot, subscription=mode == "contractual")
         typer.echo(f"wrote {plot}")
 
 
