@@ -1314,6 +1314,121 @@ def retention_curve(result: CohortRetention, confidence: float = 0.95) -> pd.Dat
     return sums
 
 
+# --------------------------------------------------------------------------- revenue cohorts
+
+
+@dataclass(frozen=True)
+class RevenueRetention:
+    """Revenue cohort retention: the tidy table plus the span it observed.
+
+    ``table`` columns: cohort (signup month), period (calendar months since it), cohort_size
+    (customers who signed up), customers (those with MRR in the signup month: the base),
+    customers_paying (of the base, those with MRR in the period), mrr_start (the base's MRR in
+    the signup month), mrr (the base's MRR in the period: expansion, contraction and churn
+    included, customers who started paying later left out, as in NRR), retention = mrr /
+    mrr_start. Only cells the data cover are rows.
+    """
+
+    table: pd.DataFrame
+    observed_from: pd.Timestamp
+    observed_until: pd.Timestamp
+
+    @property
+    def pivot(self) -> pd.DataFrame:
+        """Revenue retention as cohort rows x period columns (missing: not observed)."""
+        return self.table.pivot(index="cohort", columns="period", values="retention")
+
+
+def revenue_cohort_retention(
+    tables: Tables,
+    *,
+    cohorts_from: Instant | None = None,
+    cohorts_to: Instant | None = None,
+    observed_from: Instant | None = None,
+    observed_until: Instant | None = None,
+    partial_periods: bool = False,
+    max_period: int | None = None,
+) -> RevenueRetention:
+    """Per signup-month cohort, the share of the cohort's starting MRR kept in each later month,
+    net of expansion: NRR (DESIGN.md) with t0 the signup month and t1 the month N later.
+
+    MRR as in :func:`monthly_mrr` (invoices by the month they pay for). The base is the
+    cohort's customers with MRR in their signup month; a cohort whose signup month the data do
+    not cover has no base and is left out. A month counts when the data cover it whole
+    (``partial_periods``: when they overlap it); invoices dated outside [observed_from,
+    observed_until] (default: :func:`data_coverage` and the data's last record) are not seen.
+    """
+    if max_period is not None and max_period < 0:
+        raise MetricsInputError(f"max_period must be >= 0, got {max_period}")
+    until = (
+        _timestamp(observed_until, "observed_until")
+        if observed_until is not None
+        else tables.data_end()
+    )
+    since = (
+        _timestamp(observed_from, "observed_from")
+        if observed_from is not None
+        else data_coverage(tables)[0]
+    )
+    first, last = _observed_ordinals((since, until), "month", partial_periods)
+    customers = tables.customers
+    signup_month = _unit_ordinal(_ns(customers["signup_at"]), "month")
+    cohort_start = _ordinal_start(signup_month, "month")
+    in_scope = (signup_month >= first) & (signup_month <= last)
+    if cohorts_from is not None:
+        in_scope &= cohort_start >= _timestamp(cohorts_from, "cohorts_from")
+    if cohorts_to is not None:
+        in_scope &= cohort_start <= _timestamp(cohorts_to, "cohorts_to")
+
+    rev = tables.revenue
+    inv = rev.loc[_invoice_mask(rev)]
+    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))
+    month = _mrr_month_ordinal(inv)
+    at = _ns(inv["at"])
+    ok = (codes >= 0) & (month != np.iinfo(np.int64).min)
+    ok &= (at >= since.value) & (at <= until.value) & (month <= last)
+    codes, month = codes[ok], month[ok]
+    amount = inv["amount"].to_numpy(dtype="float64")[ok]
+    offset = month - signup_month[codes]
+    ok = in_scope[codes] & (offset >= 0)
+    if max_period is not None:
+        ok &= offset <= max_period
+    per = (
+        pd.DataFrame({"customer": codes[ok], "period": offset[ok], "mrr": amount[ok]})
+        .groupby(["customer", "period"], sort=False)["mrr"]
+        .sum()
+        .reset_index()
+    )
+    base = per.loc[(per["period"] == 0) & (per["mrr"] > 0), ["customer", "mrr"]]
+    per = per[per["customer"].isin(base["customer"])]
+    per = per.assign(cohort=signup_month[per["customer"].to_numpy()], paying=per["mrr"] > 0)
+    base = base.assign(cohort=signup_month[base["customer"].to_numpy()])
+    sizes = pd.Series(signup_month[in_scope]).value_counts()
+    starts = base.groupby("cohort").agg(customers=("customer", "size"), mrr_start=("mrr", "sum"))
+    kept = per.groupby(["cohort", "period"]).agg(
+        customers_paying=("paying", "sum"), mrr=("mrr", "sum")
+    )
+    rows = []
+    for cohort, (n_base, mrr_start) in starts.iterrows():
+        top = last - int(cohort)
+        if max_period is not None:
+            top = min(top, max_period)
+        for period in range(top + 1):
+            paying, mrr = (
+                kept.loc[(cohort, period)].tolist() if (cohort, period) in kept.index else (0, 0.0)
+            )
+            rows.append((cohort, period, int(sizes[cohort]), n_base, paying, mrr_start, mrr))
+    columns = [
+        "cohort", "period", "cohort_size", "customers", "customers_paying", "mrr_start", "mrr",
+    ]  # fmt: skip
+    table = pd.DataFrame(rows, columns=columns).astype(
+        {"cohort": "int64", "period": "int64", "customers": "int64", "customers_paying": "int64"}
+    )
+    table["cohort"] = _ordinal_start(table["cohort"].to_numpy(), "month")
+    table["retention"] = table["mrr"] / table["mrr_start"]
+    return RevenueRetention(table=table, observed_from=since, observed_until=until)
+
+
 # --------------------------------------------------------------------------- risk view
 
 
