@@ -1028,41 +1028,9 @@ def cohort_retention(
     if max_period is not None and max_period < 0:
         raise MetricsInputError(f"max_period must be >= 0, got {max_period}")
     bracket_list = _check_brackets(brackets or DEFAULT_BRACKETS) if mode == "bracket" else ()
-    until = (
-        _timestamp(observed_until, "observed_until")
-        if observed_until is not None
-        else tables.data_end()
-    )
-    since = (
-        _timestamp(observed_from, "observed_from")
-        if observed_from is not None
-        else data_coverage(tables)[0]
-    )
-    if since > until:
-        raise MetricsInputError(
-            f"observed_from ({since}) is after observed_until ({until}): nothing is observed"
-        )
-
-    customers = tables.customers
-    n = len(customers)
-    act = tables.activity
-    codes = _customer_codes(act["customer_id"], pd.Index(customers["customer_id"]))
-    at = _ns(act["at"])
-    # nothing outside the observed span is seen
-    keep = (codes >= 0) & (at <= until.value) & (at >= since.value)
-    events = _event_mask(act, activity_events)
-    if events is not None:
-        keep &= events
-    if not keep.all():
-        codes, at = codes[keep], at[keep]
-
-    if anchor == "signup":
-        start = _ns(customers["signup_at"])
-        in_scope = np.ones(n, dtype=bool)
-    else:
-        start = np.full(n, _NEVER, dtype="int64")
-        np.minimum.at(start, codes, at)
-        in_scope = start != _NEVER
+    since, until = _observed_span(tables, observed_from, observed_until)
+    n = len(tables.customers)
+    codes, at, start, in_scope = _starts_and_events(tables, anchor, activity_events, since, until)
     cohort_ord = np.zeros(n, dtype="int64")
     cohort_ord[in_scope] = _unit_ordinal(start[in_scope], cohort_freq)
     cohort_start = np.full(n, _NEVER, dtype="int64")
@@ -1138,6 +1106,128 @@ def cohort_retention(
         min_group_size=min_group_size,
         observed_from=since,
     )
+
+
+def _observed_span(
+    tables: Tables, observed_from: Instant | None, observed_until: Instant | None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[since, until]: the given bounds, else data_coverage's start and the data's last record."""
+    until = (
+        _timestamp(observed_until, "observed_until")
+        if observed_until is not None
+        else tables.data_end()
+    )
+    since = (
+        _timestamp(observed_from, "observed_from")
+        if observed_from is not None
+        else data_coverage(tables)[0]
+    )
+    if since > until:
+        raise MetricsInputError(
+            f"observed_from ({since}) is after observed_until ({until}): nothing is observed"
+        )
+    return since, until
+
+
+def _starts_and_events(
+    tables: Tables,
+    anchor: str,
+    activity_events: Sequence[str] | None,
+    since: pd.Timestamp,
+    until: pd.Timestamp,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The observed qualifying events (customer codes, ns) and each customer's start (signup or
+    first observed activity, ns) with whether it has one (in_scope)."""
+    customers = tables.customers
+    n = len(customers)
+    act = tables.activity
+    codes = _customer_codes(act["customer_id"], pd.Index(customers["customer_id"]))
+    at = _ns(act["at"])
+    # nothing outside the observed span is seen
+    keep = (codes >= 0) & (at <= until.value) & (at >= since.value)
+    events = _event_mask(act, activity_events)
+    if events is not None:
+        keep &= events
+    if not keep.all():
+        codes, at = codes[keep], at[keep]
+    if anchor == "signup":
+        start = _ns(customers["signup_at"])
+        in_scope = np.ones(n, dtype=bool)
+    else:
+        start = np.full(n, _NEVER, dtype="int64")
+        np.minimum.at(start, codes, at)
+        in_scope = start != _NEVER
+    return codes, at, start, in_scope
+
+
+def cohort_cell(
+    tables: Tables,
+    cohort: Instant,
+    period: int | str,
+    *,
+    mode: RetentionMode = "n-day",
+    cohort_freq: PeriodUnit = "month",
+    period_unit: PeriodUnit | None = None,
+    anchor: Anchor = "signup",
+    activity_events: Sequence[str] | None = None,
+    observed_from: Instant | None = None,
+    observed_until: Instant | None = None,
+    partial_periods: bool = False,
+) -> pd.DataFrame:
+    """The customers behind one cell of :func:`cohort_retention` (same options): customer_id,
+    start (signup or first activity), eligible (the data cover the period for them) and active
+    (n-day: active in the period; unbounded: in it or later; bracket: within its days). Their
+    sums are the cell's eligible and active counts. ``cohort`` is any instant in the cohort
+    period (``2024-01`` for January); ``period`` the index, or a bracket label such as '8-30'.
+    """
+    if mode not in RETENTION_MODES:
+        raise MetricsInputError(f"mode must be one of {RETENTION_MODES}, got {mode!r}")
+    unit = period_unit or cohort_freq
+    since, until = _observed_span(tables, observed_from, observed_until)
+    codes, at, start, in_scope = _starts_and_events(tables, anchor, activity_events, since, until)
+    target = _instant_ordinal(_timestamp(cohort, "cohort"), cohort_freq)
+    member = in_scope.copy()
+    member[in_scope] = _unit_ordinal(start[in_scope], cohort_freq) == target
+    n = len(start)
+    eligible = np.zeros(n, dtype=bool)
+    active = np.zeros(n, dtype=bool)
+    ev_day = np.floor_divide(at, _NS_PER_DAY)
+    if mode == "bracket":
+        ((a, b),) = parse_brackets(str(period))
+        first_day, last_day = _observed_ordinals((since, until), "day", partial_periods)
+        start_day = np.zeros(n, dtype="int64")
+        start_day[member] = _unit_ordinal(start[member], "day")
+        first_seen, last_seen = first_day - start_day, last_day - start_day
+        if partial_periods:
+            eligible = member & (last_seen >= a) & (first_seen <= b)
+        else:
+            eligible = member & (last_seen >= b) & (first_seen <= a)
+        day = ev_day - start_day[codes]
+        active[codes[(day >= a) & (day <= b)]] = True
+    else:
+        try:
+            index = int(period)
+        except ValueError:
+            raise MetricsInputError(
+                f"period must be a whole number for {mode}, got {period!r}"
+            ) from None
+        first_ord, last_ord = _observed_ordinals((since, until), unit, partial_periods)
+        start_ord = np.zeros(n, dtype="int64")
+        start_ord[member] = _unit_ordinal(start[member], unit)
+        eligible = member & (first_ord - start_ord <= index) & (index <= last_ord - start_ord)
+        offset = _days_to_ordinal(ev_day, unit) - start_ord[codes]
+        hit = offset == index if mode == "n-day" else offset >= index
+        active[codes[hit]] = True
+    active &= eligible
+    out = pd.DataFrame(
+        {
+            "customer_id": tables.customers["customer_id"].to_numpy()[member],
+            "start": pd.to_datetime(start[member]),
+            "eligible": eligible[member],
+            "active": active[member],
+        }
+    )
+    return out.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
 def _segment_codes(
@@ -1360,16 +1450,7 @@ def revenue_cohort_retention(
     """
     if max_period is not None and max_period < 0:
         raise MetricsInputError(f"max_period must be >= 0, got {max_period}")
-    until = (
-        _timestamp(observed_until, "observed_until")
-        if observed_until is not None
-        else tables.data_end()
-    )
-    since = (
-        _timestamp(observed_from, "observed_from")
-        if observed_from is not None
-        else data_coverage(tables)[0]
-    )
+    since, until = _observed_span(tables, observed_from, observed_until)
     first, last = _observed_ordinals((since, until), "month", partial_periods)
     customers = tables.customers
     signup_month = _unit_ordinal(_ns(customers["signup_at"]), "month")

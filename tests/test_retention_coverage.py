@@ -13,6 +13,7 @@ from matplotlib.image import imread
 
 from features.contract import validate_tables
 from retention.metrics import (
+    cohort_cell,
     cohort_retention,
     data_coverage,
     retention_curve,
@@ -155,3 +156,28 @@ def test_revenue_cohorts_whose_signup_month_the_data_miss_are_left_out():
     assert set(r.table["cohort"]) == {T("2024-02-01")}
     capped = revenue_cohort_retention(revenue_tables(), max_period=1)
     assert capped.table["period"].max() == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "period_unit"), [("n-day", "month"), ("unbounded", "month"), ("n-day", "week"),
+                              ("bracket", "day")]
+)  # fmt: skip
+def test_the_customers_behind_each_cell_add_up_to_it(mode, period_unit):
+    t = old_cohort_tables()
+    options = {"mode": mode, "period": period_unit, "brackets": [(0, 7), (60, 90)]}
+    r = cohort_retention(t, **options)
+    assert len(r.table) >= 2
+    for cell in r.table.itertuples():
+        who = cohort_cell(t, cell.cohort, cell.period, mode=mode, period_unit=period_unit)
+        assert len(who) == cell.cohort_size
+        assert (who["eligible"].sum(), who["active"].sum()) == (cell.eligible, cell.active)
+
+
+def test_a_cell_lists_its_customers_with_signup_and_activity():
+    who = cohort_cell(old_cohort_tables(), "2024-01", 1).set_index("customer_id")
+    assert who["active"].to_dict() == {"j1": True, "j2": True, "j3": False, "j4": False}
+    assert who["eligible"].all()
+    assert who.loc["j1", "start"] == T("2024-01-03")
+    before = cohort_cell(old_cohort_tables(), "2023-11-15", 0)
+    assert before["customer_id"].tolist() == ["n1", "n2"]
+    assert not before["eligible"].any() and not before["active"].any()  # before the data
