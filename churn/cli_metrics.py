@@ -25,14 +25,18 @@ from retention.metrics import (
     DEFAULT_BRACKETS,
     CohortRetention,
     MetricsInputError,
+    RevenueRetention,
+    cohort_cell,
     cohort_retention,
     parse_brackets,
     retention_metrics,
+    revenue_cohort_retention,
 )
 from retention.plots import (
     plot_metrics_by_segment,
     plot_retention_curves,
     plot_retention_heatmap,
+    plot_revenue_heatmap,
 )
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -434,6 +438,48 @@ def format_retention(result: CohortRetention) -> str:
     return pivot.to_string()
 
 
+def format_revenue_retention(result: RevenueRetention) -> str:
+    """Signup cohorts x months: the share of the starting MRR kept, in percent (blank: not
+    observed), with the paying customers and their MRR in the signup month."""
+    table = result.table
+    if table.empty:
+        return "no cohort with MRR in its signup month inside the data"
+    pivot = result.pivot.map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}")
+    firsts = table.groupby("cohort")[["customers", "mrr_start"]].first().reindex(pivot.index)
+    pivot.insert(0, "MRR t0", [fmt.money(m) for m in firsts["mrr_start"]])
+    pivot.insert(0, "paying", [fmt.count(n) for n in firsts["customers"]])
+    pivot.columns = [str(c) for c in pivot.columns]
+    pivot.index = pivot.index.map(lambda c: f"{pd.Timestamp(c):%Y-%m}")
+    return pivot.to_string()
+
+
+def format_cell(cell: pd.DataFrame) -> str:
+    """The customers of one cohort cell: id, start date and whether they were active then."""
+    state = [
+        ("active" if a else "not active") if e else "not observed"
+        for e, a in zip(cell["eligible"], cell["active"], strict=True)
+    ]
+    view = pd.DataFrame(
+        {
+            "customer_id": cell["customer_id"],
+            "start": cell["start"].dt.strftime("%Y-%m-%d"),
+            "in this period": state,
+        }
+    )
+    return view.to_string(index=False)
+
+
+def _parse_cell(text: str) -> tuple[pd.Timestamp, str]:
+    """--cell COHORT,PERIOD: a date in the cohort (2024-01) and a period index or bracket."""
+    cohort, sep, period = text.partition(",")
+    if not sep or not period.strip():
+        raise typer.BadParameter(
+            f"{text!r}: use COHORT,PERIOD such as 2024-01,3 (or 2024-01,8-30 for brackets)",
+            param_hint="--cell",
+        )
+    return _parse_date(cohort.strip(), "--cell"), period.strip()
+
+
 def retention_command(
     data: Annotated[Path, typer.Option("--data", help="Folder with the contract's tables.")],
     cohort: Annotated[str, typer.Option(help="Cohort period: day, week or month.")] = "month",
@@ -471,12 +517,33 @@ def retention_command(
         Path | None, typer.Option(help="Write the tidy table here (.csv or .parquet).")
     ] = None,
     plot_dir: Annotated[
-        Path | None, typer.Option(help="Write retention_heatmap.png and retention_curves.png here.")
+        Path | None,
+        typer.Option(
+            help="Write retention_heatmap.png and retention_curves.png here (with --revenue "
+            "also revenue_retention_heatmap.png)."
+        ),
+    ] = None,
+    revenue: Annotated[
+        bool,
+        typer.Option(
+            "--revenue",
+            help="Also revenue retention by signup month: the share of each cohort's starting "
+            "MRR kept, net of expansion (--out writes it beside the table as NAME_revenue).",
+        ),
+    ] = False,
+    cell: Annotated[
+        str | None,
+        typer.Option(
+            help="List the customers behind one cell, COHORT,PERIOD (2024-01,3; brackets: "
+            "2024-01,8-30): id, start, active or not in that period."
+        ),
     ] = None,
 ) -> None:
     """Cohort retention table (n-day, unbounded or bracketed), printed as cohorts x periods, with a
-    heatmap and retention curves as PNG."""
+    heatmap and retention curves as PNG. Cells the data do not cover (before its first record,
+    after its last) are blank, never 0 %."""
     _check_out(out, "--out")
+    picked = _parse_cell(cell) if cell else None
     for option, value in (("--cohort", cohort), ("--period", period or cohort)):
         if value not in ("day", "week", "month"):
             raise typer.BadParameter("use day, week or month", param_hint=option)
@@ -500,6 +567,11 @@ def retention_command(
     qualifying = _split(events) or (
         list(churn.qualifying_events) if churn is not None and churn.qualifying_events else None
     )
+    if picked is not None:
+        _print_cell(
+            tables, picked, mode, cohort, period, anchor, qualifying, observed, partial_periods, out
+        )
+        return
     try:
         result = cohort_retention(
             tables,
@@ -539,3 +611,67 @@ def retention_command(
             plot_retention_curves(result, plot_dir / "retention_curves.png"),
         ):
             typer.echo(f"wrote {path}")
+    if revenue:
+        money_kept = revenue_cohort_retention(
+            tables,
+            cohorts_from=c0,
+            cohorts_to=c1,
+            observed_until=observed,
+            partial_periods=partial_periods,
+            max_period=max_period,
+        )
+        typer.echo(
+            "\nrevenue retention (% of the starting MRR kept, net of expansion), signup month "
+            f"cohorts, data {money_kept.observed_from:%Y-%m-%d} to {money_kept.observed_until}"
+        )
+        typer.echo(format_revenue_retention(money_kept))
+        if out is not None:
+            path = out.with_name(f"{out.stem}_revenue{out.suffix}")
+            _write_table(money_kept.table, path)
+            typer.echo(f"wrote {path}")
+        if plot_dir is not None:
+            path = plot_revenue_heatmap(money_kept, plot_dir / "revenue_retention_heatmap.png")
+            typer.echo(f"wrote {path}")
+
+
+def _print_cell(
+    tables: Tables,
+    picked: tuple[pd.Timestamp, str],
+    mode: str,
+    cohort: str,
+    period: str | None,
+    anchor: str,
+    qualifying: list[str] | None,
+    observed: pd.Timestamp | None,
+    partial_periods: bool,
+    out: Path | None,
+) -> None:
+    """`churn retention --cell`: the customers behind one cohort cell."""
+    when, index = picked
+    try:
+        who = cohort_cell(
+            tables,
+            when,
+            index,
+            mode=mode,  # type: ignore[arg-type]
+            cohort_freq=cohort,  # type: ignore[arg-type]
+            period_unit=period,  # type: ignore[arg-type]
+            anchor=anchor.replace("-", "_"),  # type: ignore[arg-type]
+            activity_events=qualifying,
+            observed_until=observed,
+            partial_periods=partial_periods,
+        )
+    except MetricsInputError as err:
+        raise typer.BadParameter(str(err), param_hint="--cell") from None
+    unit = "days" if mode == "bracket" else (period or cohort)
+    typer.echo(
+        f"{mode} cohort {when:%Y-%m-%d} ({cohort}), period {index} ({unit} since {anchor}): "
+        f"{fmt.count(len(who))} customers, {fmt.count(who['eligible'].sum())} observed, "
+        f"{fmt.count(who['active'].sum())} active"
+    )
+    if who.empty:
+        return
+    typer.echo(format_cell(who))
+    if out is not None:
+        _write_table(who, out)
+        typer.echo(f"wrote {out}")

@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from features.io import atomic_file
-from retention.metrics import ALL, CohortRetention, retention_curve
+from reporting.formatting import money
+from retention.metrics import ALL, CohortRetention, RevenueRetention, retention_curve
 
 _COHORT_FORMAT = {"month": "%Y-%m", "week": "%Y-%m-%d", "day": "%Y-%m-%d"}
 _METRIC_LABELS = {
@@ -174,6 +175,47 @@ def plot_retention_heatmap(
     fig.suptitle(
         title or f"Cohort retention ({result.mode}, by {result.cohort_freq} cohort)", fontsize=12
     )
+    fig.text(0.01, -0.005, note, fontsize=7, ha="left", va="top")
+    return _save(fig, path)
+
+
+def plot_revenue_heatmap(
+    result: RevenueRetention,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    annotate_limit: int = 900,
+) -> Path:
+    """Signup cohort x month heatmap of revenue retention (the share of the cohort's starting
+    MRR kept, net of expansion: above 100 % when expansion outweighs churn). Cells the data do
+    not cover are grey. Row labels carry the paying customers and the starting MRR."""
+    table = result.table
+    fig = Figure(figsize=(1.0, 1.0), layout="constrained")
+    if table.empty:
+        ax = fig.add_subplot()
+        ax.text(0.5, 0.5, "no cohort with MRR in its signup month", ha="center", va="center")
+        ax.set_axis_off()
+        fig.set_size_inches(6, 2)
+        return _save(fig, path)
+    grid = table.pivot(index="cohort", columns="period", values="retention")
+    firsts = table.groupby("cohort")[["customers", "mrr_start"]].first().reindex(grid.index)
+    vmax = max(1.0, float(table["retention"].max()))
+    width, height = _panel_size(*grid.shape)
+    fig.set_size_inches(min(max(width, 6.0), 24.0), min(height + 0.6, 60.0))
+    ax = fig.add_subplot()
+    labels = [
+        f"{pd.Timestamp(c):%Y-%m} (n={int(n)}, {money(m)})"
+        for c, n, m in zip(grid.index, firsts["customers"], firsts["mrr_start"], strict=True)
+    ]
+    image = _draw_grid(
+        ax, grid.to_numpy(dtype="float64"), labels, [str(c) for c in grid.columns], vmax,
+        annotate_limit,
+    )  # fmt: skip
+    ax.set_xlabel("calendar months since the signup month", fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.6, label="share of the starting MRR kept")
+    span = f"{result.observed_from:%Y-%m-%d} to {result.observed_until:%Y-%m-%d}"
+    fig.suptitle(title or "Revenue retention by signup cohort (net of expansion)", fontsize=12)
+    note = f"n: customers paying in their signup month, with their MRR; grey: not observed (the data cover {span})"
     fig.text(0.01, -0.005, note, fontsize=7, ha="left", va="top")
     return _save(fig, path)
 

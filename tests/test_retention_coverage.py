@@ -9,9 +9,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import typer
 from matplotlib.image import imread
+from typer.testing import CliRunner
 
+from churn.cli_metrics import register, segment_table
 from features.contract import validate_tables
+from features.io import write_tables
+from reporting import formatting as fmt
 from retention.metrics import (
     cohort_cell,
     cohort_retention,
@@ -19,7 +24,7 @@ from retention.metrics import (
     retention_curve,
     revenue_cohort_retention,
 )
-from retention.plots import MISSING_COLOUR, plot_retention_heatmap
+from retention.plots import MISSING_COLOUR, default_metric_columns, plot_retention_heatmap
 
 T = pd.Timestamp
 
@@ -181,3 +186,91 @@ def test_a_cell_lists_its_customers_with_signup_and_activity():
     before = cohort_cell(old_cohort_tables(), "2023-11-15", 0)
     assert before["customer_id"].tolist() == ["n1", "n2"]
     assert not before["eligible"].any() and not before["active"].any()  # before the data
+
+
+# --------------------------------------------------------------------------- CLI and printing
+
+
+def cli(*args):
+    app = typer.Typer()
+    register(app)
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_lists_the_customers_behind_a_cell_and_prints_revenue_retention(tmp_path):
+    write_tables(old_cohort_tables(), tmp_path / "cohorts")
+    res = cli("retention", "--data", tmp_path / "cohorts", "--cell", "2024-01,1")
+    assert res.exit_code == 0, res.output
+    assert "4 customers, 4 observed, 2 active" in res.output
+    lines = {line.split()[0]: line for line in res.output.splitlines()[2:]}
+    assert lines["j1"].endswith(" active") and lines["j3"].endswith("not active")
+    res = cli("retention", "--data", tmp_path / "cohorts", "--cell", "2023-11,0")
+    assert "2 observed" not in res.output and "not observed" in res.output
+    res = cli("retention", "--data", tmp_path / "cohorts", "--cell", "2024-01")
+    assert res.exit_code == 2 and "COHORT,PERIOD" in res.output
+
+    write_tables(revenue_tables(), tmp_path / "revenue")
+    out = tmp_path / "r.csv"
+    res = cli(
+        "retention", "--data", tmp_path / "revenue", "--revenue", "--out", out,
+        "--plot-dir", tmp_path / "plots",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    revenue_part = res.output.split("revenue retention")[1]
+    jan = next(line for line in revenue_part.splitlines() if line.startswith("2024-01 "))
+    assert jan.split()[1:6] == ["2", "300", "100.0", "90.0", "50.0"]
+    kept = pd.read_csv(tmp_path / "r_revenue.csv")
+    assert kept["retention"].round(3).tolist() == [1.0, 0.9, 0.5, 1.0, 1.0]
+    assert (tmp_path / "plots" / "revenue_retention_heatmap.png").exists()
+
+
+def report_rows(**columns) -> pd.DataFrame:
+    base = {
+        "dimension": ["all", "plan", "plan"],
+        "segment": ["all", "basic", "pro"],
+        "customers_scored": [3177.0, 2000.0, 1177.0],
+        "mean_risk": [0.021, 0.03, 0.012],
+        "expected_churners": [66.7, 60.0, 6.7],
+        "revenue_at_risk": [2239.9, 1000.0, 1239.9],
+        "customers_start": [3200, 2010, 1190],
+        "crr": [0.98, 0.97, 0.99],
+        "churn_rate": [0.02, 0.03, 0.01],
+        "nrr": [np.nan] * 3,
+        "gross_revenue_churn": [np.nan] * 3,
+        "nps": [np.nan] * 3,
+        "mrr_note": ["the period lies within 2024-12: ..."] * 3,
+    }
+    return pd.DataFrame(base | columns)
+
+
+def test_the_segment_table_leaves_out_what_no_row_measures_and_says_why():
+    table, notes = segment_table(report_rows(), currency="EUR")
+    assert "NRR" not in table and "NPS" not in table and "revenue churn" not in table
+    assert notes == [
+        "NRR and revenue churn not measured: the period lies within 2024-12: ....",
+        "NPS not measured: no NPS responses in the period.",
+    ]
+    assert table["scored"].tolist() == ["3,177", "2,000", "1,177"]  # counts, not 3177.0
+    assert table["mean risk"].tolist() == ["2.1%", "3.0%", "1.2%"]
+    assert table["revenue at risk"].iloc[0] == "€2,240"
+    assert table["segment"].tolist() == ["all", "plan=basic", "plan=pro"]
+    for column in table.columns:
+        assert not table[column].isin([fmt.MISSING]).all(), column
+
+
+def test_the_segment_table_keeps_a_metric_some_rows_measure():
+    rows = report_rows(nrr=[1.02, np.nan, 0.95], mrr_note=[""] * 3)
+    table, notes = segment_table(rows)
+    assert table["NRR"].tolist() == ["102.0%", fmt.MISSING, "95.0%"]
+    assert all("NRR" not in note for note in notes)
+
+
+def test_the_metrics_plot_shows_nrr_for_subscriptions_and_repeat_purchases_for_orders():
+    subs = report_rows(mrr_start=[100.0, 60.0, 40.0], mrr_end=[90.0, 50.0, 40.0])
+    assert "nrr" in default_metric_columns(subs)
+    assert "gross_revenue_churn" in default_metric_columns(subs)
+    assert "repeat_purchase_rate" not in default_metric_columns(subs)
+    orders = report_rows(mrr_start=[0.0] * 3, mrr_end=[0.0] * 3, mrr_note=[""] * 3)
+    assert "repeat_purchase_rate" in default_metric_columns(orders)
+    assert "nrr" not in default_metric_columns(orders)
+    assert "nrr" in default_metric_columns(orders, subscription=True)
