@@ -284,7 +284,7 @@ def computed_report(
 ) -> pd.DataFrame:
     """Retention metrics over (start, end] from the data folder, and the partition's risk view."""
     from retention.metrics import MetricsInputError
-    from serving.batch import segment_report
+    from serving.batch import segment_report, start_bands
 
     if start >= end:
         raise InvalidField("period_start", f"must be before period_end ({start} >= {end})")
@@ -292,6 +292,7 @@ def computed_report(
         return segment_report(
             partition.tables, partition.scores, partition.revenue, served.model,
             pd.Timestamp(start), pd.Timestamp(end), by,
+            start_scores=start_bands(partition.path.parent, pd.Timestamp(start)),
         )  # fmt: skip
     except MetricsInputError as err:
         raise InvalidField("by", str(err)) from None
