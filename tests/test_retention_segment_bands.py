@@ -109,3 +109,29 @@ def test_start_bands_come_from_the_newest_partition_on_or_before_the_start(tmp_p
         (part / "run.json").write_text("{}")
     assert start_bands(tmp_path, START)["risk_band"].tolist() == ["high"]
     assert start_bands(tmp_path, T("2024-01-01")) is None
+
+
+def test_the_service_answers_a_period_the_data_do_not_cover_with_the_field_to_change(tmp_path):
+    """/segments maps PeriodNotCovered to a 4xx naming period_end (after the data) or
+    period_start (before them), with the dates that work; a covered period takes the bands
+    of the partition scored at its start."""
+    from datetime import date
+    from types import SimpleNamespace
+
+    from serving.schemas import InvalidField
+    from serving.service import computed_report
+
+    part = tmp_path / "as_of=2024-03-01"
+    part.mkdir()
+    START_SCORES.to_parquet(part / "scores.parquet")
+    (part / "run.json").write_text("{}")
+    latest = tmp_path / "as_of=2024-04-01"
+    partition = SimpleNamespace(tables=bands_tables(), scores=NOW, revenue=FEATURES, path=latest)
+    served = SimpleNamespace(model=ContractualModel())
+    with pytest.raises(InvalidField, match=r"^period_end: .*end the period on 2024-03-31"):
+        computed_report(served, partition, ["plan"], date(2024, 3, 1), date(2024, 5, 1))
+    with pytest.raises(InvalidField, match=r"^period_start: .*start the period on 2024-01-05"):
+        computed_report(served, partition, ["plan"], date(2023, 12, 1), date(2024, 4, 1))
+    seg = computed_report(served, partition, ["plan"], date(2024, 3, 1), date(2024, 4, 1))
+    bands = seg[seg["dimension"] == "risk_band"].set_index("segment")
+    assert bands.loc["high", "churn_rate"] == pytest.approx(0.5)
