@@ -593,9 +593,11 @@ def retention_command(
     except MetricsInputError as err:
         raise _fail(err) from None
     typer.echo(
-        f"{mode} retention (%), {cohort} cohorts by {anchor}, observed until {result.observed_until}"
+        f"{mode} retention (%), {cohort} cohorts by {anchor}, observed from "
+        f"{result.observed_from:%Y-%m-%d} until {result.observed_until}"
         + ("" if partial_periods else ", complete periods only")
         + (f", events {', '.join(qualifying)}" if qualifying else "")
+        + "; blank: not observed"
     )
     typer.echo(format_retention(result))
     if result.table["small_group"].any():
