@@ -596,10 +596,11 @@ def demo(
     week, and show the riskiest customers and the segment table."""
     from dataclasses import replace
 
+    from churn.cli_metrics import segment_table
     from features.config import config_path_for_data, feature_config_from_file
     from features.io import load_tables
     from ingest.demo_data import DemoConfig, write_demo
-    from serving.batch import log_scoring_run, run_scoring
+    from serving.batch import band_rows_note, log_scoring_run, run_scoring
     from training.config import train_config_from_file
     from training.pipeline import train_from_tables
     from training.tracking import load_champion, model_name_for_data, tracking_uri
@@ -623,13 +624,18 @@ def demo(
     _print_training(result)
     champion = load_champion(train_config.model_name)
     as_of = (tables.data_end() + pd.Timedelta(days=1)).normalize()
+    # a run one month earlier gives the bands at the start of the period the table measures
+    earlier = as_of - pd.DateOffset(months=1)
     typer.echo(
-        f"\n3. scoring every customer as of {as_of.date()} with champion version {champion.version}"
+        f"\n3. scoring every customer as of {earlier.date()} and {as_of.date()} with champion "
+        f"version {champion.version}"
     )
-    run = run_scoring(
-        tables, as_of, champion.model, champion.version, out / "scores",
-        model_info={"model_name": champion.name, "model_run_id": champion.run_id}, log=typer.echo,
-    )  # fmt: skip
+    for run_date in (earlier, as_of):
+        run = run_scoring(
+            tables, run_date, champion.model, champion.version, out / "scores",
+            model_info={"model_name": champion.name, "model_run_id": champion.run_id},
+            log=typer.echo,
+        )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
     typer.echo("\nThe ten riskiest customers and what drives their risk:")
     scores = pd.read_parquet(Path(run.partition) / "scores.parquet")
@@ -640,23 +646,16 @@ def demo(
             f"  {row.customer_id}  {row.churn_probability:6.1%}  {row.risk_band:<6}  {drivers}"
         )
     seg = run.segments
-    view = seg[seg["dimension"].isin(["all", "plan", "risk_band"])]
-    columns = [
-        "dimension",
-        "segment",
-        "customers_scored",
-        "mean_risk",
-        "expected_churners",
-        "revenue_at_risk",
-        "crr",
-        "nrr",
-        "nps",
-    ]
-    typer.echo("\nSegments (retention over the last period and predicted risk):")
-    typer.echo(view[[c for c in columns if c in view]].round(3).to_string(index=False))
-    notes = [n for n in seg["mrr_note"].unique() if n] if "mrr_note" in seg else []
-    if notes:
-        typer.echo(f"NRR not measured: {notes[0]}.")
+    table, notes = segment_table(seg, ["plan", "risk_band"])
+    typer.echo(
+        f"\nSegments: retention from {earlier.date()} to {as_of.date()} (risk bands as of "
+        f"{earlier.date()}, so churn by band shows how well they predicted) and predicted risk now:"
+    )
+    typer.echo(table.to_string(index=False))
+    if "risk_band" not in set(seg["dimension"]):
+        notes.append(band_rows_note(None))
+    for note in notes:
+        typer.echo(note)
     typer.echo(
         f"\ndone in {time.perf_counter() - started:.0f}s; outputs in {out}; `uv run mlflow ui --backend-store-uri {tracking_uri()}` shows the runs"
     )

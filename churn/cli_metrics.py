@@ -8,6 +8,7 @@ PNG plots atomically. ``register(app)`` adds them to the main Typer app.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -18,19 +19,24 @@ from churn.options import ConfigFile, EventsOption
 from features.config import DATA_CONFIG_FILE, ChurnDefinition, config_for_data
 from features.contract import ContractError, Tables
 from features.io import atomic_file, load_tables
+from reporting import formatting as fmt
 from retention.metrics import (
     ALL,
     DEFAULT_BRACKETS,
     CohortRetention,
     MetricsInputError,
+    RevenueRetention,
+    cohort_cell,
     cohort_retention,
     parse_brackets,
     retention_metrics,
+    revenue_cohort_retention,
 )
 from retention.plots import (
     plot_metrics_by_segment,
     plot_retention_curves,
     plot_retention_heatmap,
+    plot_revenue_heatmap,
 )
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -169,27 +175,31 @@ def _fail(err: MetricsInputError) -> typer.BadParameter:
 # --------------------------------------------------------------------------- metrics
 
 
-_PRINT_COLUMNS = {
-    "customers_start": ("S", "{:,.0f}"),
-    "new": ("new", "{:,.0f}"),
-    "lost": ("lost", "{:,.0f}"),
-    "customers_end": ("E", "{:,.0f}"),
-    "crr": ("CRR", "{:.1%}"),
-    "churn_rate": ("churn", "{:.1%}"),
-    "mrr_start": ("MRR t0", "{:,.0f}"),
-    "expansion": ("expansion", "{:,.0f}"),
-    "contraction": ("contraction", "{:,.0f}"),
-    "churned_mrr": ("churned MRR", "{:,.0f}"),
-    "gross_revenue_churn": ("GRC", "{:.1%}"),
-    "nrr": ("NRR", "{:.1%}"),
-    "repeat_purchase_rate": ("repeat", "{:.1%}"),
-    "nps": ("NPS", "{:+.0f}"),
-    "promoter_share": ("prom", "{:.0%}"),
-    "passive_share": ("pass", "{:.0%}"),
-    "detractor_share": ("detr", "{:.0%}"),
-    "nps_responses": ("NPS n", "{:,.0f}"),
-    "arpc_month": ("ARPC/mo", "{:,.2f}"),
-    "clv": ("CLV", "{:,.0f}"),
+def _nps_points(value: object) -> str:
+    return fmt.MISSING if fmt.is_missing(value) else f"{float(value):+.0f}"  # type: ignore[arg-type]
+
+
+_PRINT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
+    "customers_start": ("S", fmt.count),
+    "new": ("new", fmt.count),
+    "lost": ("lost", fmt.count),
+    "customers_end": ("E", fmt.count),
+    "crr": ("CRR", fmt.percent),
+    "churn_rate": ("churn", fmt.percent),
+    "mrr_start": ("MRR t0", fmt.money),
+    "expansion": ("expansion", fmt.money),
+    "contraction": ("contraction", fmt.money),
+    "churned_mrr": ("churned MRR", fmt.money),
+    "gross_revenue_churn": ("GRC", fmt.percent),
+    "nrr": ("NRR", fmt.percent),
+    "repeat_purchase_rate": ("repeat", fmt.percent),
+    "nps": ("NPS", _nps_points),
+    "promoter_share": ("prom", lambda v: fmt.percent(v, 0)),
+    "passive_share": ("pass", lambda v: fmt.percent(v, 0)),
+    "detractor_share": ("detr", lambda v: fmt.percent(v, 0)),
+    "nps_responses": ("NPS n", fmt.count),
+    "arpc_month": ("ARPC/mo", lambda v: fmt.money(v, digits=2)),
+    "clv": ("CLV", fmt.money),
 }
 
 
@@ -215,7 +225,7 @@ def format_metrics(df: pd.DataFrame) -> str:
         }
     if not df["nps_responses"].any():  # no NPS survey answers in the period
         skip |= {"nps", "promoter_share", "passive_share", "detractor_share", "nps_responses"}
-    for col, (label, fmt) in _PRINT_COLUMNS.items():
+    for col, (label, show) in _PRINT_COLUMNS.items():
         if col in skip:
             continue
         values = df[col].to_numpy()
@@ -223,13 +233,81 @@ def format_metrics(df: pd.DataFrame) -> str:
             prefix = "crr" if col == "crr" else "churn"
             lows, highs = df[f"{prefix}_low"].to_numpy(), df[f"{prefix}_high"].to_numpy()
             view[label] = [
-                "-" if pd.isna(v) else f"{v:.1%} [{lo:.0%}-{hi:.0%}]"
+                fmt.MISSING if pd.isna(v) else f"{fmt.percent(v)} [{fmt.interval(lo, hi)}]"
                 for v, lo, hi in zip(values, lows, highs, strict=True)
             ]
         else:
-            view[label] = ["-" if pd.isna(v) else fmt.format(v) for v in values]
+            view[label] = [show(v) for v in values]
     view["small"] = ["yes" if s else "" for s in df["small_group"]]
     return view.to_string(index=False)
+
+
+_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
+    "customers_scored": ("scored", fmt.count),
+    "mean_risk": ("mean risk", fmt.percent),
+    "expected_churners": ("expected churners", lambda v: fmt.number(v, 1)),
+    "revenue_at_risk": ("revenue at risk", fmt.money),
+    "customers_start": ("S", fmt.count),
+    "crr": ("CRR", fmt.percent),
+    "churn_rate": ("churn", fmt.percent),
+    "nrr": ("NRR", fmt.percent),
+    "gross_revenue_churn": ("revenue churn", fmt.percent),
+    "nps": ("NPS", _nps_points),
+}
+_WHY_NOT_MEASURED = {
+    "customers_scored": "nobody was scored",
+    "mean_risk": "nobody was scored",
+    "expected_churners": "nobody was scored",
+    "revenue_at_risk": "nobody was scored",
+    "crr": "no customers at the start of the period",
+    "churn_rate": "no customers at the start of the period",
+    "nrr": "no recurring revenue (MRR) at the start of the period",
+    "gross_revenue_churn": "no recurring revenue (MRR) at the start of the period",
+    "nps": "no NPS responses in the period",
+}
+
+
+def segment_table(
+    report: pd.DataFrame,
+    dimensions: Sequence[str] | None = None,
+    *,
+    currency: str | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The segment report (serving.batch.segment_report) as cells people read, and one line per
+    metric left out because no row measures it (NRR without MRR, NPS without responses).
+
+    Counts are whole numbers, shares percentages, money with the currency; a missing cell is a
+    dash. ``dimensions`` keeps those dimensions ('all' always)."""
+    rows = report
+    if dimensions is not None:
+        rows = report[report["dimension"].isin([ALL, *dimensions])]
+    rows = rows.reset_index(drop=True)
+    view = pd.DataFrame(
+        {
+            "segment": [
+                s if d == ALL else f"{d}={s}"
+                for d, s in zip(rows["dimension"], rows["segment"], strict=True)
+            ]
+        }
+    )
+    notes: list[str] = []
+    left_out: dict[str, list[str]] = {}
+    for col, (label, show) in _SEGMENT_COLUMNS.items():
+        if col not in rows:
+            continue
+        if rows[col].isna().all():
+            why = _WHY_NOT_MEASURED[col]
+            if col in ("nrr", "gross_revenue_churn") and "mrr_note" in rows:
+                why = next((n for n in rows["mrr_note"] if n), why)
+            left_out.setdefault(why, []).append(label)
+            continue
+        if col == "revenue_at_risk":
+            view[label] = [fmt.money(v, currency) for v in rows[col]]
+        else:
+            view[label] = [show(v) for v in rows[col]]
+    for why, labels in left_out.items():
+        notes.append(f"{' and '.join(labels)} not measured: {why}.")
+    return view, notes
 
 
 def metrics_command(
@@ -318,13 +396,6 @@ def metrics_command(
     how = "contractual" if mode == "contractual" else f"non-contractual, lookback {lookback} days"
     if qualifying:
         how += f", events {', '.join(qualifying)}"
-    data_end = tables.data_end()
-    if t1 > data_end:
-        typer.echo(
-            f"note: the period ends after the data's last record ({data_end}); what happens "
-            "after it is not observed (no invoices, no activity) and counts as if nothing did.",
-            err=True,
-        )
     typer.echo(f"Retention metrics for ({t0} .. {t1}], churn {how}")
     typer.echo(format_metrics(result))
     notes = [n for n in result["mrr_note"].unique() if n]
@@ -338,7 +409,7 @@ def metrics_command(
         _write_table(result, out)
         typer.echo(f"wrote {out}")
     if plot is not None:
-        plot_metrics_by_segment(result, plot)
+        plot_metrics_by_segment(result, plot, subscription=mode == "contractual")
         typer.echo(f"wrote {plot}")
 
 
@@ -365,6 +436,48 @@ def format_retention(result: CohortRetention) -> str:
         )
     )
     return pivot.to_string()
+
+
+def format_revenue_retention(result: RevenueRetention) -> str:
+    """Signup cohorts x months: the share of the starting MRR kept, in percent (blank: not
+    observed), with the paying customers and their MRR in the signup month."""
+    table = result.table
+    if table.empty:
+        return "no cohort with MRR in its signup month inside the data"
+    pivot = result.pivot.map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}")
+    firsts = table.groupby("cohort")[["customers", "mrr_start"]].first().reindex(pivot.index)
+    pivot.insert(0, "MRR t0", [fmt.money(m) for m in firsts["mrr_start"]])
+    pivot.insert(0, "paying", [fmt.count(n) for n in firsts["customers"]])
+    pivot.columns = [str(c) for c in pivot.columns]
+    pivot.index = pivot.index.map(lambda c: f"{pd.Timestamp(c):%Y-%m}")
+    return pivot.to_string()
+
+
+def format_cell(cell: pd.DataFrame) -> str:
+    """The customers of one cohort cell: id, start date and whether they were active then."""
+    state = [
+        ("active" if a else "not active") if e else "not observed"
+        for e, a in zip(cell["eligible"], cell["active"], strict=True)
+    ]
+    view = pd.DataFrame(
+        {
+            "customer_id": cell["customer_id"],
+            "start": cell["start"].dt.strftime("%Y-%m-%d"),
+            "in this period": state,
+        }
+    )
+    return view.to_string(index=False)
+
+
+def _parse_cell(text: str) -> tuple[pd.Timestamp, str]:
+    """--cell COHORT,PERIOD: a date in the cohort (2024-01) and a period index or bracket."""
+    cohort, sep, period = text.partition(",")
+    if not sep or not period.strip():
+        raise typer.BadParameter(
+            f"{text!r}: use COHORT,PERIOD such as 2024-01,3 (or 2024-01,8-30 for brackets)",
+            param_hint="--cell",
+        )
+    return _parse_date(cohort.strip(), "--cell"), period.strip()
 
 
 def retention_command(
@@ -404,12 +517,33 @@ def retention_command(
         Path | None, typer.Option(help="Write the tidy table here (.csv or .parquet).")
     ] = None,
     plot_dir: Annotated[
-        Path | None, typer.Option(help="Write retention_heatmap.png and retention_curves.png here.")
+        Path | None,
+        typer.Option(
+            help="Write retention_heatmap.png and retention_curves.png here (with --revenue "
+            "also revenue_retention_heatmap.png)."
+        ),
+    ] = None,
+    revenue: Annotated[
+        bool,
+        typer.Option(
+            "--revenue",
+            help="Also revenue retention by signup month: the share of each cohort's starting "
+            "MRR kept, net of expansion (--out writes it beside the table as NAME_revenue).",
+        ),
+    ] = False,
+    cell: Annotated[
+        str | None,
+        typer.Option(
+            help="List the customers behind one cell, COHORT,PERIOD (2024-01,3; brackets: "
+            "2024-01,8-30): id, start, active or not in that period."
+        ),
     ] = None,
 ) -> None:
     """Cohort retention table (n-day, unbounded or bracketed), printed as cohorts x periods, with a
-    heatmap and retention curves as PNG."""
+    heatmap and retention curves as PNG. Cells the data do not cover (before its first record,
+    after its last) are blank, never 0 %."""
     _check_out(out, "--out")
+    picked = _parse_cell(cell) if cell else None
     for option, value in (("--cohort", cohort), ("--period", period or cohort)):
         if value not in ("day", "week", "month"):
             raise typer.BadParameter("use day, week or month", param_hint=option)
@@ -433,6 +567,11 @@ def retention_command(
     qualifying = _split(events) or (
         list(churn.qualifying_events) if churn is not None and churn.qualifying_events else None
     )
+    if picked is not None:
+        _print_cell(
+            tables, picked, mode, cohort, period, anchor, qualifying, observed, partial_periods, out
+        )
+        return
     try:
         result = cohort_retention(
             tables,
@@ -454,9 +593,11 @@ def retention_command(
     except MetricsInputError as err:
         raise _fail(err) from None
     typer.echo(
-        f"{mode} retention (%), {cohort} cohorts by {anchor}, observed until {result.observed_until}"
+        f"{mode} retention (%), {cohort} cohorts by {anchor}, observed from "
+        f"{result.observed_from:%Y-%m-%d} until {result.observed_until}"
         + ("" if partial_periods else ", complete periods only")
         + (f", events {', '.join(qualifying)}" if qualifying else "")
+        + "; blank: not observed"
     )
     typer.echo(format_retention(result))
     if result.table["small_group"].any():
@@ -472,3 +613,67 @@ def retention_command(
             plot_retention_curves(result, plot_dir / "retention_curves.png"),
         ):
             typer.echo(f"wrote {path}")
+    if revenue:
+        money_kept = revenue_cohort_retention(
+            tables,
+            cohorts_from=c0,
+            cohorts_to=c1,
+            observed_until=observed,
+            partial_periods=partial_periods,
+            max_period=max_period,
+        )
+        typer.echo(
+            "\nrevenue retention (% of the starting MRR kept, net of expansion), signup month "
+            f"cohorts, data {money_kept.observed_from:%Y-%m-%d} to {money_kept.observed_until}"
+        )
+        typer.echo(format_revenue_retention(money_kept))
+        if out is not None:
+            path = out.with_name(f"{out.stem}_revenue{out.suffix}")
+            _write_table(money_kept.table, path)
+            typer.echo(f"wrote {path}")
+        if plot_dir is not None:
+            path = plot_revenue_heatmap(money_kept, plot_dir / "revenue_retention_heatmap.png")
+            typer.echo(f"wrote {path}")
+
+
+def _print_cell(
+    tables: Tables,
+    picked: tuple[pd.Timestamp, str],
+    mode: str,
+    cohort: str,
+    period: str | None,
+    anchor: str,
+    qualifying: list[str] | None,
+    observed: pd.Timestamp | None,
+    partial_periods: bool,
+    out: Path | None,
+) -> None:
+    """`churn retention --cell`: the customers behind one cohort cell."""
+    when, index = picked
+    try:
+        who = cohort_cell(
+            tables,
+            when,
+            index,
+            mode=mode,  # type: ignore[arg-type]
+            cohort_freq=cohort,  # type: ignore[arg-type]
+            period_unit=period,  # type: ignore[arg-type]
+            anchor=anchor.replace("-", "_"),  # type: ignore[arg-type]
+            activity_events=qualifying,
+            observed_until=observed,
+            partial_periods=partial_periods,
+        )
+    except MetricsInputError as err:
+        raise typer.BadParameter(str(err), param_hint="--cell") from None
+    unit = "days" if mode == "bracket" else (period or cohort)
+    typer.echo(
+        f"{mode} cohort {when:%Y-%m-%d} ({cohort}), period {index} ({unit} since {anchor}): "
+        f"{fmt.count(len(who))} customers, {fmt.count(who['eligible'].sum())} observed, "
+        f"{fmt.count(who['active'].sum())} active"
+    )
+    if who.empty:
+        return
+    typer.echo(format_cell(who))
+    if out is not None:
+        _write_table(who, out)
+        typer.echo(f"wrote {out}")

@@ -57,6 +57,19 @@ class MetricsInputError(ValueError):
     """A request the metrics cannot answer as asked: unknown segment column, bad period, ..."""
 
 
+class PeriodNotCovered(MetricsInputError):
+    """A period the data does not cover (it ends after the data's last record or starts before
+    its first): its retention is not measured, rather than read as 0 % or 100 %.
+
+    ``covered_from`` / ``covered_until`` are the span the data covers (see data_coverage), so
+    a caller can say which period would work (the CLI refuses, the service answers a 4xx)."""
+
+    def __init__(self, message: str, covered_from: pd.Timestamp, covered_until: pd.Timestamp):
+        super().__init__(message)
+        self.covered_from = covered_from
+        self.covered_until = covered_until
+
+
 # --------------------------------------------------------------------------- formulas
 
 
@@ -246,6 +259,68 @@ def _event_mask(activity: pd.DataFrame, activity_events: Sequence[str] | None) -
     if activity_events is None:
         return None
     return activity["event"].isin(list(activity_events)).to_numpy()
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def data_coverage(tables: Tables) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The span the data covers, in whole days: from midnight of the activity table's first
+    record to the last instant of the day of the data's last record (Tables.data_end).
+
+    The customers table is a snapshot that may reach back years before the activity starts
+    (signups from 2018, events from 2023), so it does not extend the span; without any activity
+    the earliest revenue or feedback row starts it, and without those the earliest signup."""
+    first = tables.activity["at"].min() if len(tables.activity) else pd.NaT
+    if pd.isna(first):
+        candidates = [tables.revenue["at"].min(), tables.feedback["at"].min()]
+        candidates = [c for c in candidates if pd.notna(c)]
+        first = min(candidates) if candidates else tables.customers["signup_at"].min()
+    start = pd.Timestamp(first).normalize()
+    end = tables.data_end().normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    return start, end
+
+
+def check_period_covered(
+    tables: Tables,
+    t0: Instant,
+    t1: Instant,
+    *,
+    churn_mode: ChurnMode = "contractual",
+    lookback_days: int = 90,
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Raise PeriodNotCovered when the data does not cover the period (t0, t1]; else return the
+    covered span (data_coverage).
+
+    The period must end by the end of the data's last day and start on or after its first day;
+    with non-contractual churn the lookback window before t0 (who was a customer at t0) must be
+    covered as well. Past the data, nobody is seen leaving (CRR 100 %, churn 0 %); before it,
+    nobody is seen at all."""
+    t0, t1 = _check_period(t0, t1)
+    start, end = data_coverage(tables)
+    if t1 > end:
+        raise PeriodNotCovered(
+            f"the period ({t0} .. {t1}] ends after the data's last record "
+            f"({tables.data_end()}): what happens after it is not observed, so retention over "
+            f"it is not measured; end the period on {end.date()} or earlier",
+            start,
+            end,
+        )
+    needed = t0
+    why = "starts"
+    if churn_mode == "non_contractual":
+        needed = t0 - pd.Timedelta(days=lookback_days)
+        why = f"needs its {lookback_days}-day lookback window (who was a customer at t0), which starts"
+    if needed < start:
+        earliest = start + (t0 - needed)
+        raise PeriodNotCovered(
+            f"the period ({t0} .. {t1}] {why} before the data's first activity record "
+            f"({start.date()}): customers are not observed then, so retention over it is not "
+            f"measured; start the period on {earliest.date()} or later",
+            start,
+            end,
+        )
+    return start, end
 
 
 # --------------------------------------------------------------------------- segments
@@ -665,6 +740,7 @@ def retention_metrics(
       saying why when churn is 0 or there is nothing to divide by.
     """
     t0, t1 = _check_period(t0, t1)
+    check_period_covered(tables, t0, t1, churn_mode=churn_mode, lookback_days=lookback_days)
     labels = segment_labels(tables, by, scores=scores)
     parts = per_customer_metrics(
         tables,
@@ -857,6 +933,7 @@ class CohortRetention:
     segment: str | None
     observed_until: pd.Timestamp
     min_group_size: int = 30
+    observed_from: pd.Timestamp | None = None
 
     @property
     def pivot(self) -> pd.DataFrame:
@@ -916,6 +993,7 @@ def cohort_retention(
     min_group_size: int = 30,
     scores: pd.DataFrame | None = None,
     confidence: float = 0.95,
+    observed_from: Instant | None = None,
 ) -> CohortRetention:
     """Cohort retention table, vectorized over events (no per-customer Python loop).
 
@@ -931,9 +1009,13 @@ def cohort_retention(
       any later period. bracket: active at any time within a bracket's day range [a, b] (days
       since the start, inclusive), ``period`` is then the bracket label such as '8-30'.
     - Censoring: data end at ``observed_until`` (default: the latest timestamp in the tables);
-      later activity is ignored, as if not yet recorded. A customer counts (``eligible``) in period N only once that period is complete (bracket:
-      its last day is complete); ``partial_periods=True`` counts a period once it has started.
-      Cells nobody is eligible for are absent; a cohort nobody returns to shows 0, not nothing.
+      later activity is ignored, as if not yet recorded. Data start at ``observed_from``
+      (default: midnight of the activity table's first record, see :func:`data_coverage`);
+      earlier activity is ignored. A customer counts (``eligible``) in period N only when the
+      whole period lies within [observed_from, observed_until] (bracket: its days);
+      ``partial_periods=True`` counts a period that overlaps it. Cells nobody is eligible for
+      are absent (missing in the pivot: a cohort from before the data's first record is not
+      measured there, rather than shown as 0 %); a cohort nobody returns to shows 0, not nothing.
     """
     if mode not in RETENTION_MODES:
         raise MetricsInputError(f"mode must be one of {RETENTION_MODES}, got {mode!r}")
@@ -946,31 +1028,9 @@ def cohort_retention(
     if max_period is not None and max_period < 0:
         raise MetricsInputError(f"max_period must be >= 0, got {max_period}")
     bracket_list = _check_brackets(brackets or DEFAULT_BRACKETS) if mode == "bracket" else ()
-    until = (
-        _timestamp(observed_until, "observed_until")
-        if observed_until is not None
-        else tables.data_end()
-    )
-
-    customers = tables.customers
-    n = len(customers)
-    act = tables.activity
-    codes = _customer_codes(act["customer_id"], pd.Index(customers["customer_id"]))
-    at = _ns(act["at"])
-    keep = (codes >= 0) & (at <= until.value)  # nothing after the observation end is seen
-    events = _event_mask(act, activity_events)
-    if events is not None:
-        keep &= events
-    if not keep.all():
-        codes, at = codes[keep], at[keep]
-
-    if anchor == "signup":
-        start = _ns(customers["signup_at"])
-        in_scope = np.ones(n, dtype=bool)
-    else:
-        start = np.full(n, _NEVER, dtype="int64")
-        np.minimum.at(start, codes, at)
-        in_scope = start != _NEVER
+    since, until = _observed_span(tables, observed_from, observed_until)
+    n = len(tables.customers)
+    codes, at, start, in_scope = _starts_and_events(tables, anchor, activity_events, since, until)
     cohort_ord = np.zeros(n, dtype="int64")
     cohort_ord[in_scope] = _unit_ordinal(start[in_scope], cohort_freq)
     cohort_start = np.full(n, _NEVER, dtype="int64")
@@ -995,7 +1055,15 @@ def cohort_retention(
     ev_day = np.floor_divide(at, _NS_PER_DAY)
     if mode == "bracket":
         labels, eligible, active = _bracket_counts(
-            codes, ev_day, start, group, in_scope, n_groups, bracket_list, until, partial_periods
+            codes,
+            ev_day,
+            start,
+            group,
+            in_scope,
+            n_groups,
+            bracket_list,
+            (since, until),
+            partial_periods,
         )
     else:
         labels, eligible, active = _period_counts(
@@ -1006,7 +1074,7 @@ def cohort_retention(
             in_scope,
             n_groups,
             period,
-            until,
+            (since, until),
             partial_periods,
             max_period,
             mode,
@@ -1036,7 +1104,130 @@ def cohort_retention(
         segment=by,
         observed_until=until,
         min_group_size=min_group_size,
+        observed_from=since,
     )
+
+
+def _observed_span(
+    tables: Tables, observed_from: Instant | None, observed_until: Instant | None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[since, until]: the given bounds, else data_coverage's start and the data's last record."""
+    until = (
+        _timestamp(observed_until, "observed_until")
+        if observed_until is not None
+        else tables.data_end()
+    )
+    since = (
+        _timestamp(observed_from, "observed_from")
+        if observed_from is not None
+        else data_coverage(tables)[0]
+    )
+    if since > until:
+        raise MetricsInputError(
+            f"observed_from ({since}) is after observed_until ({until}): nothing is observed"
+        )
+    return since, until
+
+
+def _starts_and_events(
+    tables: Tables,
+    anchor: str,
+    activity_events: Sequence[str] | None,
+    since: pd.Timestamp,
+    until: pd.Timestamp,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The observed qualifying events (customer codes, ns) and each customer's start (signup or
+    first observed activity, ns) with whether it has one (in_scope)."""
+    customers = tables.customers
+    n = len(customers)
+    act = tables.activity
+    codes = _customer_codes(act["customer_id"], pd.Index(customers["customer_id"]))
+    at = _ns(act["at"])
+    # nothing outside the observed span is seen
+    keep = (codes >= 0) & (at <= until.value) & (at >= since.value)
+    events = _event_mask(act, activity_events)
+    if events is not None:
+        keep &= events
+    if not keep.all():
+        codes, at = codes[keep], at[keep]
+    if anchor == "signup":
+        start = _ns(customers["signup_at"])
+        in_scope = np.ones(n, dtype=bool)
+    else:
+        start = np.full(n, _NEVER, dtype="int64")
+        np.minimum.at(start, codes, at)
+        in_scope = start != _NEVER
+    return codes, at, start, in_scope
+
+
+def cohort_cell(
+    tables: Tables,
+    cohort: Instant,
+    period: int | str,
+    *,
+    mode: RetentionMode = "n-day",
+    cohort_freq: PeriodUnit = "month",
+    period_unit: PeriodUnit | None = None,
+    anchor: Anchor = "signup",
+    activity_events: Sequence[str] | None = None,
+    observed_from: Instant | None = None,
+    observed_until: Instant | None = None,
+    partial_periods: bool = False,
+) -> pd.DataFrame:
+    """The customers behind one cell of :func:`cohort_retention` (same options): customer_id,
+    start (signup or first activity), eligible (the data cover the period for them) and active
+    (n-day: active in the period; unbounded: in it or later; bracket: within its days). Their
+    sums are the cell's eligible and active counts. ``cohort`` is any instant in the cohort
+    period (``2024-01`` for January); ``period`` the index, or a bracket label such as '8-30'.
+    """
+    if mode not in RETENTION_MODES:
+        raise MetricsInputError(f"mode must be one of {RETENTION_MODES}, got {mode!r}")
+    unit = period_unit or cohort_freq
+    since, until = _observed_span(tables, observed_from, observed_until)
+    codes, at, start, in_scope = _starts_and_events(tables, anchor, activity_events, since, until)
+    target = _instant_ordinal(_timestamp(cohort, "cohort"), cohort_freq)
+    member = in_scope.copy()
+    member[in_scope] = _unit_ordinal(start[in_scope], cohort_freq) == target
+    n = len(start)
+    eligible = np.zeros(n, dtype=bool)
+    active = np.zeros(n, dtype=bool)
+    ev_day = np.floor_divide(at, _NS_PER_DAY)
+    if mode == "bracket":
+        ((a, b),) = parse_brackets(str(period))
+        first_day, last_day = _observed_ordinals((since, until), "day", partial_periods)
+        start_day = np.zeros(n, dtype="int64")
+        start_day[member] = _unit_ordinal(start[member], "day")
+        first_seen, last_seen = first_day - start_day, last_day - start_day
+        if partial_periods:
+            eligible = member & (last_seen >= a) & (first_seen <= b)
+        else:
+            eligible = member & (last_seen >= b) & (first_seen <= a)
+        day = ev_day - start_day[codes]
+        active[codes[(day >= a) & (day <= b)]] = True
+    else:
+        try:
+            index = int(period)
+        except ValueError:
+            raise MetricsInputError(
+                f"period must be a whole number for {mode}, got {period!r}"
+            ) from None
+        first_ord, last_ord = _observed_ordinals((since, until), unit, partial_periods)
+        start_ord = np.zeros(n, dtype="int64")
+        start_ord[member] = _unit_ordinal(start[member], unit)
+        eligible = member & (first_ord - start_ord <= index) & (index <= last_ord - start_ord)
+        offset = _days_to_ordinal(ev_day, unit) - start_ord[codes]
+        hit = offset == index if mode == "n-day" else offset >= index
+        active[codes[hit]] = True
+    active &= eligible
+    out = pd.DataFrame(
+        {
+            "customer_id": tables.customers["customer_id"].to_numpy()[member],
+            "start": pd.to_datetime(start[member]),
+            "eligible": eligible[member],
+            "active": active[member],
+        }
+    )
+    return out.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
 def _segment_codes(
@@ -1065,28 +1256,29 @@ def _period_counts(
     in_scope: np.ndarray,
     n_groups: int,
     period: str,
-    until: pd.Timestamp,
+    span: tuple[pd.Timestamp, pd.Timestamp],
     partial: bool,
     max_period: int | None,
     mode: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """eligible and active counts per (group, period index) for n-day and unbounded retention.
 
-    Events of out-of-scope customers and events before a customer's start period fall out on
-    their own (negative keys or reach), so the event arrays are touched only a few times.
+    A customer is eligible in the period indices [first_obs, last_obs] that lie within the
+    observed span. Events of out-of-scope customers and events before a customer's start
+    period fall out on their own (negative keys or reach), so the event arrays are touched
+    only a few times.
     """
     n = len(start)
     start_ord = np.zeros(n, dtype="int64")
     start_ord[in_scope] = _unit_ordinal(start[in_scope], period)
-    until_ord = _instant_ordinal(until, period)
-    # the last period counted: complete periods end by `until`; partial ones have started
-    last_ord = until_ord if partial else until_ord - 1
+    first_ord, last_ord = _observed_ordinals(span, period, partial)
     last_obs = np.where(in_scope, last_ord - start_ord, -1)
     n_periods = int(max(last_obs.max(initial=-1), 0)) + 1
     if max_period is not None:
         n_periods = min(n_periods, max_period + 1)
     obs = np.minimum(last_obs, n_periods - 1)
-    eligible = _at_least_counts(group, obs, n_groups, n_periods)
+    first_obs = np.maximum(first_ord - start_ord, 0)
+    eligible = _span_counts(group, first_obs, obs, n_groups, n_periods)
 
     ev_ord = _days_to_ordinal(ev_day, period)
     if mode == "unbounded":
@@ -1094,7 +1286,8 @@ def _period_counts(
         last_active = np.full(n, np.iinfo(np.int64).min // 2, dtype="int64")
         np.maximum.at(last_active, codes, ev_ord)
         reach = np.minimum(last_active - start_ord, obs)
-        return np.arange(n_periods), eligible, _at_least_counts(group, reach, n_groups, n_periods)
+        active = _span_counts(group, first_obs, reach, n_groups, n_periods)
+        return np.arange(n_periods), eligible, active
 
     # n-day: one key per (period index, customer), period-major, customers ordered by group, so
     # that each (period, group) is a contiguous run of keys; key = idx * n + pos = ev_ord * n +
@@ -1107,7 +1300,7 @@ def _period_counts(
     high = int(ev_ord.max(initial=0))
     offset = np.where(in_scope, pos - start_ord * n, -(high + 1) * n - 1)
     key = ev_ord * n + np.take(offset, codes, mode="clip")
-    ok = (key >= 0) & (key < n_periods * n) & (ev_ord <= last_ord)
+    ok = (key >= 0) & (key < n_periods * n) & (ev_ord <= last_ord) & (ev_ord >= first_ord)
     active = _count_runs(key[ok], n, n_periods, bounds)
     return np.arange(n_periods), eligible, active
 
@@ -1132,14 +1325,32 @@ def _count_runs(keys: np.ndarray, n: int, n_periods: int, bounds: np.ndarray) ->
     return np.diff(at, axis=1).T
 
 
-def _at_least_counts(
-    group: np.ndarray, reach: np.ndarray, n_groups: int, n_periods: int
+def _observed_ordinals(
+    span: tuple[pd.Timestamp, pd.Timestamp], unit: str, partial: bool
+) -> tuple[int, int]:
+    """The first and last calendar period numbers inside the observed span [since, until]:
+    complete periods lie wholly inside it; with ``partial`` a period that overlaps it counts."""
+    since, until = span
+    from_ord, until_ord = _instant_ordinal(since, unit), _instant_ordinal(until, unit)
+    starts_on_boundary = _ordinal_start(np.array([from_ord]), unit)[0] == since
+    first = from_ord if partial or starts_on_boundary else from_ord + 1
+    last = until_ord if partial else until_ord - 1
+    return first, last
+
+
+def _span_counts(
+    group: np.ndarray, lo: np.ndarray, hi: np.ndarray, n_groups: int, n_periods: int
 ) -> np.ndarray:
-    """Per (group, N): how many customers have reach >= N (reach < 0 counts nowhere)."""
-    ok = (group >= 0) & (reach >= 0)
-    hist = np.bincount(group[ok] * n_periods + reach[ok], minlength=n_groups * n_periods)
-    hist = hist.reshape(n_groups, n_periods)
-    return np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
+    """Per (group, N): how many customers have lo <= N <= hi (hi < lo counts nowhere), from a
+    difference array: +1 at lo, -1 after hi, summed along the periods."""
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, n_periods - 1)
+    ok = (group >= 0) & (hi >= lo)
+    width = n_periods + 1
+    size = n_groups * width
+    g = group[ok] * width
+    diff = np.bincount(g + lo[ok], minlength=size) - np.bincount(g + hi[ok] + 1, minlength=size)
+    return np.cumsum(diff.reshape(n_groups, width), axis=1)[:, :n_periods]
 
 
 def _bracket_counts(
@@ -1150,21 +1361,25 @@ def _bracket_counts(
     in_scope: np.ndarray,
     n_groups: int,
     brackets: tuple[tuple[int, int], ...],
-    until: pd.Timestamp,
+    span: tuple[pd.Timestamp, pd.Timestamp],
     partial: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """eligible and active counts per (group, bracket): active on any day in [a, b] since start."""
+    """eligible and active counts per (group, bracket): active on any day in [a, b] since start;
+    eligible when the bracket's days lie within the observed span (partial: overlap it)."""
     n = len(start)
     start_day = np.zeros(n, dtype="int64")
     start_day[in_scope] = _unit_ordinal(start[in_scope], "day")
-    until_day = _instant_ordinal(until, "day")
-    last_complete = until_day - start_day - 1
-    last_started = until_day - start_day
+    first_day, last_day = _observed_ordinals(span, "day", partial)
+    last_seen = last_day - start_day  # last observed day since start
+    first_seen = first_day - start_day  # first observed day since start
     day = ev_day - np.take(start_day, codes, mode="clip")
     eligible = np.zeros((n_groups, len(brackets)), dtype="int64")
     active = np.zeros((n_groups, len(brackets)), dtype="int64")
     for k, (a, b) in enumerate(brackets):
-        seen = last_started >= a if partial else last_complete >= b
+        if partial:
+            seen = (last_seen >= a) & (first_seen <= b)
+        else:
+            seen = (last_seen >= b) & (first_seen <= a)
         seen &= in_scope
         hit = np.zeros(n, dtype=bool)
         hit[codes[(day >= a) & (day <= b)]] = True
@@ -1187,6 +1402,112 @@ def retention_curve(result: CohortRetention, confidence: float = 0.95) -> pd.Dat
         sums["active"], sums["eligible"], confidence
     )
     return sums
+
+
+# --------------------------------------------------------------------------- revenue cohorts
+
+
+@dataclass(frozen=True)
+class RevenueRetention:
+    """Revenue cohort retention: the tidy table plus the span it observed.
+
+    ``table`` columns: cohort (signup month), period (calendar months since it), cohort_size
+    (customers who signed up), customers (those with MRR in the signup month: the base),
+    customers_paying (of the base, those with MRR in the period), mrr_start (the base's MRR in
+    the signup month), mrr (the base's MRR in the period: expansion, contraction and churn
+    included, customers who started paying later left out, as in NRR), retention = mrr /
+    mrr_start. Only cells the data cover are rows.
+    """
+
+    table: pd.DataFrame
+    observed_from: pd.Timestamp
+    observed_until: pd.Timestamp
+
+    @property
+    def pivot(self) -> pd.DataFrame:
+        """Revenue retention as cohort rows x period columns (missing: not observed)."""
+        return self.table.pivot(index="cohort", columns="period", values="retention")
+
+
+def revenue_cohort_retention(
+    tables: Tables,
+    *,
+    cohorts_from: Instant | None = None,
+    cohorts_to: Instant | None = None,
+    observed_from: Instant | None = None,
+    observed_until: Instant | None = None,
+    partial_periods: bool = False,
+    max_period: int | None = None,
+) -> RevenueRetention:
+    """Per signup-month cohort, the share of the cohort's starting MRR kept in each later month,
+    net of expansion: NRR (DESIGN.md) with t0 the signup month and t1 the month N later.
+
+    MRR as in :func:`monthly_mrr` (invoices by the month they pay for). The base is the
+    cohort's customers with MRR in their signup month; a cohort whose signup month the data do
+    not cover has no base and is left out. A month counts when the data cover it whole
+    (``partial_periods``: when they overlap it); invoices dated outside [observed_from,
+    observed_until] (default: :func:`data_coverage` and the data's last record) are not seen.
+    """
+    if max_period is not None and max_period < 0:
+        raise MetricsInputError(f"max_period must be >= 0, got {max_period}")
+    since, until = _observed_span(tables, observed_from, observed_until)
+    first, last = _observed_ordinals((since, until), "month", partial_periods)
+    customers = tables.customers
+    signup_month = _unit_ordinal(_ns(customers["signup_at"]), "month")
+    cohort_start = _ordinal_start(signup_month, "month")
+    in_scope = (signup_month >= first) & (signup_month <= last)
+    if cohorts_from is not None:
+        in_scope &= cohort_start >= _timestamp(cohorts_from, "cohorts_from")
+    if cohorts_to is not None:
+        in_scope &= cohort_start <= _timestamp(cohorts_to, "cohorts_to")
+
+    rev = tables.revenue
+    inv = rev.loc[_invoice_mask(rev)]
+    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))
+    month = _mrr_month_ordinal(inv)
+    at = _ns(inv["at"])
+    ok = (codes >= 0) & (month != np.iinfo(np.int64).min)
+    ok &= (at >= since.value) & (at <= until.value) & (month <= last)
+    codes, month = codes[ok], month[ok]
+    amount = inv["amount"].to_numpy(dtype="float64")[ok]
+    offset = month - signup_month[codes]
+    ok = in_scope[codes] & (offset >= 0)
+    if max_period is not None:
+        ok &= offset <= max_period
+    per = (
+        pd.DataFrame({"customer": codes[ok], "period": offset[ok], "mrr": amount[ok]})
+        .groupby(["customer", "period"], sort=False)["mrr"]
+        .sum()
+        .reset_index()
+    )
+    base = per.loc[(per["period"] == 0) & (per["mrr"] > 0), ["customer", "mrr"]]
+    per = per[per["customer"].isin(base["customer"])]
+    per = per.assign(cohort=signup_month[per["customer"].to_numpy()], paying=per["mrr"] > 0)
+    base = base.assign(cohort=signup_month[base["customer"].to_numpy()])
+    sizes = pd.Series(signup_month[in_scope]).value_counts()
+    starts = base.groupby("cohort").agg(customers=("customer", "size"), mrr_start=("mrr", "sum"))
+    kept = per.groupby(["cohort", "period"]).agg(
+        customers_paying=("paying", "sum"), mrr=("mrr", "sum")
+    )
+    rows = []
+    for cohort, (n_base, mrr_start) in starts.iterrows():
+        top = last - int(cohort)
+        if max_period is not None:
+            top = min(top, max_period)
+        for period in range(top + 1):
+            paying, mrr = (
+                kept.loc[(cohort, period)].tolist() if (cohort, period) in kept.index else (0, 0.0)
+            )
+            rows.append((cohort, period, int(sizes[cohort]), n_base, paying, mrr_start, mrr))
+    columns = [
+        "cohort", "period", "cohort_size", "customers", "customers_paying", "mrr_start", "mrr",
+    ]  # fmt: skip
+    table = pd.DataFrame(rows, columns=columns).astype(
+        {"cohort": "int64", "period": "int64", "customers": "int64", "customers_paying": "int64"}
+    )
+    table["cohort"] = _ordinal_start(table["cohort"].to_numpy(), "month")
+    table["retention"] = table["mrr"] / table["mrr_start"]
+    return RevenueRetention(table=table, observed_from=since, observed_until=until)
 
 
 # --------------------------------------------------------------------------- risk view

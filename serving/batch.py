@@ -31,6 +31,8 @@ from features.signals import build_features
 from retention.metrics import (
     ALL,
     MISSING_SEGMENT,
+    UNSCORED_SEGMENT,
+    check_period_covered,
     metrics_from_sums,
     per_customer_metrics,
     risk_from_sums,
@@ -88,21 +90,24 @@ def run_summary(
     model_info: dict | None,
     segments: pd.DataFrame,
 ) -> dict:
-    """run.json: the run date, the model, and the headline figures (from the report's 'all' row)."""
+    """run.json: the run date, the model, and the headline figures (from the report's 'all' row;
+    the customers in each band now from its band shares: the report's risk_band rows group
+    customers by the band they had at the start of the period)."""
     everyone = segments[segments["dimension"] == ALL].iloc[0]
-    bands = segments[segments["dimension"] == "risk_band"]
+    scored = int(everyone["customers_scored"])
+    shares = {c[len("share_") :]: everyone[c] for c in segments.columns if c.startswith("share_")}
     return {
         "as_of": as_of.date().isoformat(),
         "previous_as_of": previous_as_of.date().isoformat() if previous_as_of is not None else None,
         "model_version": str(model_version),
         **(model_info or {}),
-        "customers_scored": int(everyone["customers_scored"]),
+        "customers_scored": scored,
         "mean_risk": float(everyone["mean_risk"]),
         "expected_churners": float(everyone["expected_churners"]),
         "bands": {
-            str(band): int(n)
-            for band, n in zip(bands["segment"], bands["customers_scored"], strict=True)
-            if n > 0
+            band: round(float(share) * scored)
+            for band, share in shares.items()
+            if pd.notna(share) and round(float(share) * scored) > 0
         },
     }
 
@@ -265,9 +270,32 @@ class SegmentSums:
     risk: pd.DataFrame  # segment sums of risk_parts
 
 
+NOT_SCORED_AT_START = "not scored at the start"  # the risk_band row of customers without a band
+
+
 def report_segments(by: list[str]) -> list[str]:
-    """The report's dimensions: the requested segments, then the risk band."""
+    """The report's dimensions: the requested segments, then the risk band (at the start of
+    the period; absent without a partition scored then)."""
     return [*by, "risk_band"]
+
+
+def start_bands(out_dir: str | Path, period_start: pd.Timestamp) -> pd.DataFrame | None:
+    """customer_id and risk_band of the partition scored at the start of a period: the newest
+    complete partition dated on or before period_start (None when there is none)."""
+    earlier = [(d, p) for d, p in list_partitions(out_dir) if d <= pd.Timestamp(period_start)]
+    if not earlier:
+        return None
+    return pd.read_parquet(earlier[-1][1] / SCORES_FILE, columns=["customer_id", "risk_band"])
+
+
+def band_rows_note(start_scores: pd.DataFrame | None) -> str:
+    """Why a segment report has no risk_band rows ("" when it has them)."""
+    if start_scores is not None:
+        return ""
+    return (
+        "no risk-band rows: no partition was scored at the start of the period, so nobody has "
+        "a band to measure churn by (the next weekly run will have one)"
+    )
 
 
 def report_plan(
@@ -291,9 +319,16 @@ def segment_sums_for(
     period_start: pd.Timestamp,
     as_of: pd.Timestamp,
     by: list[str],
+    *,
+    start_scores: pd.DataFrame | None = None,
 ) -> SegmentSums:
     """Per-segment sums of the retention metrics over (period_start, as_of] and of the risk
-    view, for the customers in tables."""
+    view, for the customers in tables.
+
+    The risk_band rows group customers by the band they had at the start of the period
+    (``start_scores``: customer_id and risk_band of the partition scored then), so that churn
+    by band measures how well the bands predicted; customers without a band then form the
+    row 'not scored at the start'. Without start_scores there are no risk_band rows."""
     churn = model.features_config().churn
     revenue = (
         features.set_index("customer_id")["revenue_30d"] if "revenue_30d" in features else None
@@ -303,9 +338,11 @@ def segment_sums_for(
         if revenue is not None
         else 0.0
     )
-    segments = report_segments(by)
     t0, t1 = _report_period(period_start, as_of)
-    labels = segment_labels(tables, segments, scores=scored)
+    labels = segment_labels(tables, [b for b in by if b != "risk_band"], scores=scored)
+    if start_scores is not None:
+        band = segment_labels(tables, ["risk_band"], scores=start_scores)["risk_band"]
+        labels["risk_band"] = band.replace(UNSCORED_SEGMENT, NOT_SCORED_AT_START).to_numpy()
     parts = per_customer_metrics(
         tables,
         t0,
@@ -355,9 +392,18 @@ def segment_report(
     period_start: pd.Timestamp,
     as_of: pd.Timestamp,
     by: list[str],
+    *,
+    start_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Retention metrics over (period_start, as_of] and the risk view, per segment, one table."""
-    sums = segment_sums_for(tables, scores, features, model, period_start, as_of, by)
+    """Retention metrics over (period_start, as_of] and the risk view, per segment, one table;
+    the risk_band rows by the band at the start of the period (see segment_sums_for).
+    Raises PeriodNotCovered (retention.metrics) when the data do not cover the period."""
+    churn = model.features_config().churn
+    t0, t1 = _report_period(period_start, as_of)
+    check_period_covered(tables, t0, t1, churn_mode=churn.mode, lookback_days=churn.lookback_days)
+    sums = segment_sums_for(
+        tables, scores, features, model, period_start, as_of, by, start_scores=start_scores
+    )
     return report_from_sums(
         sums,
         period_start,
@@ -445,7 +491,12 @@ def run_scoring(
             if contributions_file is not None:
                 contributions_file.close()
         scored = pa.concat_tables(slim).to_pandas()
-        segments = segment_report(tables, scored, features, model, period_start, t, by)
+        start = start_bands(out_dir, period_start) if previous is not None else None
+        segments = segment_report(
+            tables, scored, features, model, period_start, t, by, start_scores=start
+        )
+        if start is None:
+            log(f"segment report: {band_rows_note(start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)

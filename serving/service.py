@@ -283,8 +283,8 @@ def computed_report(
     served: ServedModel, partition: Partition, by: list[str], start: date, end: date
 ) -> pd.DataFrame:
     """Retention metrics over (start, end] from the data folder, and the partition's risk view."""
-    from retention.metrics import MetricsInputError
-    from serving.batch import segment_report
+    from retention.metrics import MetricsInputError, PeriodNotCovered
+    from serving.batch import segment_report, start_bands
 
     if start >= end:
         raise InvalidField("period_start", f"must be before period_end ({start} >= {end})")
@@ -292,7 +292,12 @@ def computed_report(
         return segment_report(
             partition.tables, partition.scores, partition.revenue, served.model,
             pd.Timestamp(start), pd.Timestamp(end), by,
+            start_scores=start_bands(partition.path.parent, pd.Timestamp(start)),
         )  # fmt: skip
+    except PeriodNotCovered as err:  # not measured: a period the data do not cover
+        after = pd.Timestamp(end) - pd.Timedelta(1, "ns") > err.covered_until  # as segment_report
+        field = "period_end" if after else "period_start"
+        raise InvalidField(field, str(err)) from None
     except MetricsInputError as err:
         raise InvalidField("by", str(err)) from None
 

@@ -139,20 +139,25 @@ def _scoring_rows(
         model: ChurnModel = model_ref.value
         features = build_features(tables, as_of, job.config)
         before = PreviousRun()
+        start = None  # the band at the period's start: from the previous partition
         if has_previous:
             previous = tables.extras[PREVIOUS]
             scores = previous[previous["churn_probability"].notna()]
             rows = previous[previous["_in_features"].fillna(False).astype(bool)]
             before = PreviousRun.of(
                 scores[["customer_id", "churn_probability"]],
-                features=rows.drop(columns=["churn_probability", "_in_features"]),
+                features=rows.drop(columns=["churn_probability", "risk_band", "_in_features"]),
             )
+            start = scores[["customer_id", "risk_band"]]
         chunks = list(iter_scores(model, features, model_version, before, top))
         score_table = (
             pa.concat_tables([s for s, _ in chunks]) if chunks else SCORES_SCHEMA.empty_table()
         )
         scores = score_table.to_pandas()
-        sums = segment_sums_for(tables, scores, features, model, period_start, as_of, by)
+        sums = segment_sums_for(
+            tables, scores, features, model, period_start, as_of, by,
+            start_scores=start,
+        )  # fmt: skip
 
         schema = job.out_schema
         n = len(features)
@@ -202,7 +207,7 @@ def _previous_frame(spark: SparkSession, partition: str) -> DataFrame:
     features = spark.read.parquet(f"{partition}/{FEATURES_FILE}")
     features = features.withColumn("_in_features", F.lit(True))
     scores = spark.read.parquet(f"{partition}/{SCORES_FILE}").select(
-        "customer_id", "churn_probability"
+        "customer_id", "churn_probability", "risk_band"
     )
     return features.join(scores, on="customer_id", how="full_outer")
 

@@ -135,3 +135,7 @@ def test_demo_runs_the_main_job(tmp_path, monkeypatch):
     assert "The ten riskiest customers" in result.output and "curl -s -X POST" in result.output
     assert "the generator's truth on the same" in result.output  # the best possible score
     assert list((tmp_path / "demo" / "scores").glob("as_of=*/scores.parquet"))
+    # the segment table: bands at the start of the period, no NaN anywhere
+    table = result.output.split("Segments: retention")[1].split("done in")[0]
+    assert "risk_band=high" in table and "not scored at the start" in table
+    assert "nan" not in table.lower()

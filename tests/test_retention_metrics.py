@@ -19,6 +19,7 @@ from features.contract import validate_tables
 from features.io import write_tables
 from retention.metrics import (
     MetricsInputError,
+    PeriodNotCovered,
     _count_runs,
     churn_rate,
     cohort_retention,
@@ -27,6 +28,7 @@ from retention.metrics import (
     customer_retention_rate,
     latest_nps,
     monthly_mrr,
+    mrr_comparison_note,
     mrr_movements,
     nps_summary,
     parse_brackets,
@@ -42,13 +44,21 @@ from retention.plots import (
 )
 
 T = pd.Timestamp
+JAN = "2024-01-01"  # the cohort tests' data cover January whole (their first event is later)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def tables_of(customers, activity=None, feedback=None, revenue=None):
-    """Validated Tables from plain frames (activity may be empty)."""
+COVERS = ("2023-06-01", "2024-12-31")  # the span the tests' data covers unless they say
+
+
+def tables_of(customers, activity=None, feedback=None, revenue=None, covers=COVERS):
+    """Validated Tables from plain frames. Without activity, two 'export' events of the first
+    customer mark the span the data covers (``covers``; None: no activity at all), so that
+    periods inside it are measured; contractual metrics do not read activity."""
     if activity is None:
-        activity = pd.DataFrame({"customer_id": [], "at": pd.to_datetime([]), "event": []})
+        ids = [customers["customer_id"].iloc[0]] * 2 if covers else []
+        stamps = pd.to_datetime(list(covers) if covers else [])
+        activity = pd.DataFrame({"customer_id": ids, "at": stamps, "event": ["export"] * len(ids)})
     return validate_tables(customers, activity, feedback, revenue)
 
 
@@ -203,7 +213,7 @@ def test_small_segment_is_flagged_not_dropped_and_has_a_wider_interval():
 # --------------------------------------------------------------------------- MRR and NRR
 
 
-def mrr_tables(with_period: bool = True):
+def mrr_tables(with_period: bool = True, covers=COVERS):
     customers = pd.DataFrame(
         {"customer_id": list("ABCDE"), "signup_at": [T("2023-01-01")] * 5, "churned_at": pd.NaT}
     )
@@ -227,7 +237,7 @@ def mrr_tables(with_period: bool = True):
     revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "kind", "period"])
     if not with_period:
         revenue = revenue[revenue["period"].notna()].drop(columns="period")
-    return tables_of(customers, revenue=revenue)
+    return tables_of(customers, revenue=revenue, covers=covers)
 
 
 def test_mrr_movements_hand_computed_with_expansion_and_contraction():
@@ -276,27 +286,33 @@ def test_nrr_needs_a_period_that_ends_in_a_later_month():
     assert row(retention_metrics(t, "2024-01-15", "2024-03-15")).mrr_note == ""
 
 
-def test_nrr_is_not_measured_for_a_month_after_the_data():
+def test_a_period_after_the_data_is_not_measured():
     """The data ends on 2024-03-06: April has no invoices yet, which would read as every
-    customer's MRR churned (NRR 0 %)."""
-    t = mrr_tables()
+    customer's MRR churned (NRR 0 %), and nobody is seen leaving (CRR 100 %). The period is
+    refused (PeriodNotCovered, naming the last day that works); the MRR note says the same
+    for callers that combine sums themselves."""
+    t = mrr_tables(covers=None)
     assert t.data_end() == T("2024-03-06")
     assert mrr_movements(t, "2024-01-15", "2024-04-15")["churned_mrr"].sum() == 380
-    m = row(retention_metrics(t, "2024-01-15", "2024-04-15"))
-    assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn)
-    assert "the data ends on 2024-03-06, before 2024-04" in m.mrr_note
-    assert m.customers_start == 5  # the other metrics are still given
+    with pytest.raises(PeriodNotCovered, match="end the period on 2024-03-06 or earlier") as err:
+        retention_metrics(t, "2024-01-15", "2024-04-15")
+    assert err.value.covered_until.date() == T("2024-03-06").date()
+    assert isinstance(err.value, MetricsInputError)  # callers that map input errors to 4xx
+    note = mrr_comparison_note("2024-01-15", "2024-04-15", t.data_end())
+    assert "the data ends on 2024-03-06, before 2024-04" in note
+    assert row(retention_metrics(t, "2024-01-15", "2024-03-06 23:00")).customers_start == 5
 
 
-def test_cli_says_why_nrr_is_missing_and_that_the_period_ends_after_the_data(tmp_path):
+def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_path):
     app = typer.Typer()
     register(app)
-    write_tables(mrr_tables(), tmp_path / "data")
+    write_tables(mrr_tables(covers=None), tmp_path / "data")
     args = ["metrics", "--data", str(tmp_path / "data"), "--from", "2024-01-15"]
     res = CliRunner().invoke(app, [*args, "--to", "2024-04-15"])
-    assert res.exit_code == 0, res.output
-    assert "ends after the data's last record (2024-03-06" in res.output
-    assert "GRC and NRR not measured: the data ends on 2024-03-06" in res.output
+    assert res.exit_code == 2, res.output
+    assert "after the data's last record" in res.output and "2024-03-06" in res.output
+    res = CliRunner().invoke(app, [*args, "--to", "2024-03-15"])
+    assert res.exit_code == 2 and "2024-03-06 or earlier" in res.output
     res = CliRunner().invoke(app, [*args, "--to", "2024-03-05"])
     assert res.exit_code == 0, res.output
     assert "not measured" not in res.output and "after the data" not in res.output
@@ -541,7 +557,9 @@ def grid(result) -> dict:
 
 
 def test_n_day_monthly_retention_with_a_gap_a_boundary_and_an_empty_later_cohort():
-    r = cohort_retention(cohort_tables(), mode="n-day", observed_until="2024-05-01")
+    r = cohort_retention(
+        cohort_tables(), mode="n-day", observed_from=JAN, observed_until="2024-05-01"
+    )
     assert grid(r) == {
         ("2024-01-01", 0): (1, 3),  # a
         ("2024-01-01", 1): (2, 3),  # a, and b one hour after its month boundary
@@ -557,7 +575,9 @@ def test_n_day_monthly_retention_with_a_gap_a_boundary_and_an_empty_later_cohort
 
 
 def test_unbounded_retention_counts_a_return_after_a_gap_in_the_periods_between():
-    r = cohort_retention(cohort_tables(), mode="unbounded", observed_until="2024-05-01")
+    r = cohort_retention(
+        cohort_tables(), mode="unbounded", observed_from=JAN, observed_until="2024-05-01"
+    )
     assert grid(r) == {
         ("2024-01-01", 0): (2, 3),  # a and b are active at some point; c never
         ("2024-01-01", 1): (2, 3),
@@ -573,7 +593,7 @@ def test_daily_and_weekly_periods_count_calendar_boundaries():
     """b signs up at 23:00 and is active at 01:00: day 1, not day 0. A Sunday signup with a
     Monday visit is week 1 (weeks start on Monday)."""
     days = cohort_retention(
-        cohort_tables(), mode="n-day", period="day", observed_until="2024-05-01"
+        cohort_tables(), mode="n-day", period="day", observed_from=JAN, observed_until="2024-05-01"
     )
     g = grid(days)
     assert g[("2024-01-01", 0)] == (1, 3)
@@ -586,6 +606,7 @@ def test_daily_and_weekly_periods_count_calendar_boundaries():
         tables_of(customers, activity),
         mode="n-day",
         cohort_freq="week",
+        observed_from=JAN,
         observed_until="2024-02-01",
     )
     w = grid(weeks)
@@ -599,7 +620,11 @@ def test_bracket_retention_with_complete_and_partial_brackets():
     partial brackets are allowed."""
     brackets = parse_brackets("0,1-7,8-30,31-90")
     r = cohort_retention(
-        cohort_tables(), mode="bracket", brackets=brackets, observed_until="2024-05-01"
+        cohort_tables(),
+        mode="bracket",
+        brackets=brackets,
+        observed_from=JAN,
+        observed_until="2024-05-01",
     )
     assert grid(r) == {
         ("2024-01-01", "0-0"): (1, 3),
@@ -614,6 +639,7 @@ def test_bracket_retention_with_complete_and_partial_brackets():
         cohort_tables(),
         mode="bracket",
         brackets=brackets,
+        observed_from=JAN,
         observed_until="2024-05-01",
         partial_periods=True,
     )
@@ -622,10 +648,16 @@ def test_bracket_retention_with_complete_and_partial_brackets():
 
 
 def test_incomplete_periods_are_left_out_unless_asked_for():
-    r = cohort_retention(cohort_tables(), mode="n-day", observed_until="2024-04-15")
+    r = cohort_retention(
+        cohort_tables(), mode="n-day", observed_from=JAN, observed_until="2024-04-15"
+    )
     assert ("2024-01-01", 3) not in grid(r)  # April is not over on April 15
     p = cohort_retention(
-        cohort_tables(), mode="n-day", observed_until="2024-04-15", partial_periods=True
+        cohort_tables(),
+        mode="n-day",
+        observed_from=JAN,
+        observed_until="2024-04-15",
+        partial_periods=True,
     )
     assert grid(p)[("2024-01-01", 3)] == (1, 3)
 
@@ -637,21 +669,23 @@ def test_activity_after_the_observation_end_is_not_seen():
         {"customer_id": ["x", "x"], "at": [T("2024-01-05"), T("2024-04-10")], "event": "login"}
     )
     t = tables_of(customers, activity)
-    cut = cohort_retention(t, mode="unbounded", observed_until="2024-03-01")
+    cut = cohort_retention(t, mode="unbounded", observed_from=JAN, observed_until="2024-03-01")
     assert grid(cut) == {("2024-01-01", 0): (1, 1), ("2024-01-01", 1): (0, 1)}
-    full = cohort_retention(t, mode="unbounded", observed_until="2024-05-01")
+    full = cohort_retention(t, mode="unbounded", observed_from=JAN, observed_until="2024-05-01")
     assert grid(full)[("2024-01-01", 1)] == (1, 1)
 
 
 def test_first_activity_cohorts_segments_filters_and_max_period():
     t = cohort_tables()
-    first = cohort_retention(t, mode="n-day", anchor="first_activity", observed_until="2024-05-01")
+    first = cohort_retention(
+        t, mode="n-day", anchor="first_activity", observed_from=JAN, observed_until="2024-05-01"
+    )
     # c never active: not in any cohort; b's first activity is in February
     sizes = first.table.drop_duplicates("cohort").set_index("cohort")["cohort_size"]
     assert sizes.to_dict() == {T("2024-01-01"): 1, T("2024-02-01"): 3}
     assert grid(first)[("2024-02-01", 0)] == (3, 3)
     seg = cohort_retention(
-        t, mode="n-day", by="plan", observed_until="2024-05-01", min_group_size=2
+        t, mode="n-day", by="plan", observed_from=JAN, observed_until="2024-05-01", min_group_size=2
     )
     jan = seg.table[(seg.table["cohort"] == T("2024-01-01")) & (seg.table["period"] == 1)]
     assert jan.set_index("segment")[["active", "cohort_size"]].to_dict("index") == {
@@ -665,6 +699,7 @@ def test_first_activity_cohorts_segments_filters_and_max_period():
         cohorts_from="2024-02-01",
         cohorts_to="2024-02-29",
         max_period=1,
+        observed_from=JAN,
         observed_until="2024-05-01",
     )
     assert set(grid(only_feb)) == {("2024-02-01", 0), ("2024-02-01", 1)}
@@ -675,17 +710,23 @@ def test_segment_labels_agree_between_metrics_and_cohorts_and_keep_missing_value
     customers = contractual_base(6, 1, 0, t0, t1)
     customers["tier"] = [1.0, 2.0, np.nan, 1.0, 2.0, np.nan]
     activity = pd.DataFrame(
-        {"customer_id": customers["customer_id"], "at": T("2024-01-05"), "event": "login"}
+        {
+            "customer_id": customers["customer_id"],
+            "at": [T("2023-12-20")] * 5 + [T("2024-03-01")],
+            "event": "login",
+        }
     )
     t = tables_of(customers, activity)
     m = retention_metrics(t, t0, t1, by=["tier"])
-    r = cohort_retention(t, by="tier", observed_until="2024-03-01")
+    r = cohort_retention(t, by="tier", observed_from=JAN, observed_until="2024-03-01")
     labels = set(m.loc[m["dimension"] == "tier", "segment"])
     assert labels == set(r.table["segment"]) == {"1.0", "2.0", "(missing)"}
 
 
 def test_retention_curve_pools_cohorts():
-    r = cohort_retention(cohort_tables(), mode="n-day", observed_until="2024-05-01")
+    r = cohort_retention(
+        cohort_tables(), mode="n-day", observed_from=JAN, observed_until="2024-05-01"
+    )
     curve = retention_curve(r).set_index("period")
     assert curve.loc[0, "active"] == 3 and curve.loc[0, "eligible"] == 5
     assert curve.loc[1, "retention"] == pytest.approx(2 / 5)
@@ -704,12 +745,14 @@ def test_cohort_retention_rejects_bad_options():
         cohort_retention(t, period="year")  # type: ignore[arg-type]
 
 
-def naive_retention(tables, mode, unit, by, until, brackets=()):
-    """Per-customer Python loops, the obvious way: what the vectorized code must reproduce."""
+def naive_retention(tables, mode, unit, by, until, brackets=(), since=None):
+    """Per-customer Python loops, the obvious way: what the vectorized code must reproduce.
+    The data cover [since, until]: a period counts only when it lies wholly inside."""
+    since = since if since is not None else tables.activity["at"].min().normalize()
     cust = tables.customers.set_index("customer_id")
     acts: dict[str, list[pd.Timestamp]] = {}
     for cid, at in zip(tables.activity["customer_id"], tables.activity["at"], strict=True):
-        if at <= until:  # the data end at `until`
+        if since <= at <= until:  # the data cover [since, until]
             acts.setdefault(str(cid), []).append(at)
 
     def ordinal(ts, u):
@@ -719,6 +762,15 @@ def naive_retention(tables, mode, unit, by, until, brackets=()):
             return (ts.normalize() - pd.Timedelta(days=ts.weekday())).toordinal() // 7
         return ts.toordinal()
 
+    def period_start(ts, u):
+        if u == "month":
+            return ts.normalize().replace(day=1)
+        if u == "week":
+            return ts.normalize() - pd.Timedelta(days=ts.weekday())
+        return ts.normalize()
+
+    first_observed = ordinal(since, unit) + (0 if period_start(since, unit) == since else 1)
+
     out: dict[tuple, list[int]] = {}
     for cid, c in cust.iterrows():
         s = c["signup_at"]
@@ -727,8 +779,9 @@ def naive_retention(tables, mode, unit, by, until, brackets=()):
         if mode == "bracket":
             days = [(a.normalize() - s.normalize()).days for a in acts.get(cid, [])]
             done = (until.normalize() - s.normalize()).days - 1
+            begun = (since.normalize() - s.normalize()).days + (since != since.normalize())
             for a, b in brackets:
-                if done >= b:
+                if done >= b and begun <= a:
                     cell = out.setdefault((cohort, seg, f"{a}-{b}"), [0, 0])
                     cell[1] += 1
                     cell[0] += any(a <= d <= b for d in days)
@@ -736,7 +789,7 @@ def naive_retention(tables, mode, unit, by, until, brackets=()):
         idx = {ordinal(a, unit) - ordinal(s, unit) for a in acts.get(cid, [])}
         idx = {i for i in idx if i >= 0}
         last = ordinal(until, unit) - ordinal(s, unit) - 1
-        for n in range(0, last + 1):
+        for n in range(max(0, first_observed - ordinal(s, unit)), last + 1):
             cell = out.setdefault((cohort, seg, n), [0, 0])
             cell[1] += 1
             hit = n in idx if mode == "n-day" else any(i >= n for i in idx)
@@ -775,9 +828,12 @@ def test_vectorized_cohort_retention_matches_naive_loops(seed, mode, unit):
     t = tables_of(customers, activity)
     until = T("2024-07-15 13:00")
     brackets = ((0, 0), (1, 7), (8, 30), (31, 90))
+    # the data start in the middle of the signups (mid-day: that day is not whole either)
+    since = T("2024-02-10 12:00") if seed == 2 else None
     for by in (None, "plan"):
         r = cohort_retention(
             t,
+            observed_from=since,
             mode=mode,
             cohort_freq="month",
             period=unit,
@@ -796,7 +852,7 @@ def test_vectorized_cohort_retention_matches_naive_loops(seed, mode, unit):
                 strict=True,
             )
         }
-        want = naive_retention(t, mode, unit, by, until, brackets)
+        want = naive_retention(t, mode, unit, by, until, brackets, since)
         want = {k: v for k, v in want.items() if v[1] > 0}
         assert got == want
 
@@ -820,25 +876,31 @@ def test_distinct_counting_agrees_on_its_bitmap_and_sort_paths(n, n_periods, n_k
 
 def test_plots_are_written_as_png(tmp_path):
     t = cohort_tables()
-    r = cohort_retention(t, mode="n-day", by="plan", observed_until="2024-05-01")
+    r = cohort_retention(t, mode="n-day", by="plan", observed_from=JAN, observed_until="2024-05-01")
     for path in (
         plot_retention_heatmap(r, tmp_path / "heat.png"),
         plot_retention_curves(r, tmp_path / "curves.png"),
         plot_retention_heatmap(
-            cohort_retention(t, observed_until="2024-05-01"), tmp_path / "h2.png"
+            cohort_retention(t, observed_from=JAN, observed_until="2024-05-01"), tmp_path / "h2.png"
         ),
         plot_retention_curves(
-            cohort_retention(t, mode="bracket", observed_until="2024-05-01"), tmp_path / "c2.png"
+            cohort_retention(t, mode="bracket", observed_from=JAN, observed_until="2024-05-01"),
+            tmp_path / "c2.png",
         ),
         plot_metrics_by_segment(
             retention_metrics(
-                t, "2024-01-01", "2024-03-01", by=["plan"], churn_mode="non_contractual"
+                t,
+                "2024-01-20",
+                "2024-03-01",
+                by=["plan"],
+                churn_mode="non_contractual",
+                lookback_days=10,
             ),
             tmp_path / "m.png",
         ),
     ):
         assert path.read_bytes()[:8] == PNG_MAGIC
-    empty = cohort_retention(t, observed_until="2024-01-02")
+    empty = cohort_retention(t, observed_from=JAN, observed_until="2024-01-02")
     assert empty.table.empty
     assert plot_retention_heatmap(empty, tmp_path / "empty.png").exists()
 
@@ -854,7 +916,9 @@ def cli(tmp_path):
     activity = pd.DataFrame(
         {"customer_id": customers["customer_id"], "at": customers["signup_at"], "event": "login"}
     )
-    write_tables(tables_of(customers, activity), tmp_path / "data")
+    # the export runs to the end of February: the periods of the tests are covered
+    end = pd.DataFrame({"customer_id": ["spro0"], "at": [T("2024-02-29")], "event": ["export"]})
+    write_tables(tables_of(customers, pd.concat([activity, end])), tmp_path / "data")
     runner = CliRunner()
     return lambda *args: runner.invoke(app, list(args))
 

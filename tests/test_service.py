@@ -436,6 +436,11 @@ def test_score_over_http_answers_known_and_unknown_ids(client, partition):
 def test_segments_over_http_answer_for_plan(client):
     response = client.post("/segments", json={"by": ["plan"]}, headers=AUTH)
     assert response.status_code == 200, response.text
+    # no partition was scored at the start of the default period: no risk-band rows
+    assert {"all", "plan"} == {r["dimension"] for r in response.json()["segments"]}
+    body = {"by": ["plan"], "period_start": RUN_1}  # bands from the partition scored then
+    response = client.post("/segments", json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
     assert {"all", "plan", "risk_band"} == {r["dimension"] for r in response.json()["segments"]}
 
 
