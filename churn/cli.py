@@ -540,11 +540,15 @@ def score_command(
     else:
         from features.io import load_tables
 
+        from features.config import config_path_for_data
+        from serving.config import scoring_config_from_file
+
+        settings = scoring_config_from_file(config_path_for_data(data, config))
         tables = load_tables(data)
         _check_champion_fits(champion, tables, data)
         run = run_scoring(
             tables, as_of, champion.model, champion.version, out, model_info=info,
-            segments_by=segments, top=top, log=progress,
+            segments_by=segments, top=top, log=progress, settings=settings,
         )  # fmt: skip
     run_id = log_scoring_run(run, name, champion.version)
     typer.echo(

@@ -9,6 +9,8 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
   next run compares with when the same model scores it;
 - segments.parquet: retention metrics over the period since the previous run and the risk view
   per segment;
+- alerts.parquet, alerts.csv: customers newly high, risen, or with a new top reason
+  (serving.alerts);
 - run.json: run date, model name/version/run id, counts.
 """
 
@@ -38,6 +40,8 @@ from retention.metrics import (
     segment_labels,
     segment_sums,
 )
+from serving.alerts import write_partition_alerts
+from serving.config import ScoringConfig
 from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, top_drivers
 from training.model import ChurnModel, calibrate
 
@@ -401,6 +405,7 @@ def run_scoring(
     top: int = 3,
     chunk_rows: int = 100_000,
     log: Log = print,
+    settings: ScoringConfig | None = None,
 ) -> ScoringRun:
     """Build features as of the run date with the model's own configuration, score, compare with
     the previous partition, and write this run's partition atomically. Scores and
@@ -445,6 +450,8 @@ def run_scoring(
             if contributions_file is not None:
                 contributions_file.close()
         scored = pa.concat_tables(slim).to_pandas()
+        alerts = write_partition_alerts(tmp, t, previous, settings)
+        log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
         segments = segment_report(tables, scored, features, model, period_start, t, by)
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)
         features.to_parquet(tmp / FEATURES_FILE, index=False)
