@@ -521,7 +521,10 @@ def score_command(
 
     if engine not in ("pandas", "spark"):
         raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
+    from serving.webhook import WebhookSettings, deliver_from_env
+
     as_of_timestamp(as_of)  # a bad date fails before anything starts
+    WebhookSettings.from_env()  # so does an alerts webhook without its secret
     name = model_name_for_data(data, config, model_name)
     configure()
     champion = load_champion(name)
@@ -538,9 +541,8 @@ def score_command(
             segments_by=segments, top=top, buckets=buckets, log=progress,
         )  # fmt: skip
     else:
-        from features.io import load_tables
-
         from features.config import config_path_for_data
+        from features.io import load_tables
         from serving.config import scoring_config_from_file
 
         settings = scoring_config_from_file(config_path_for_data(data, config))
@@ -551,6 +553,7 @@ def score_command(
             segments_by=segments, top=top, log=progress, settings=settings,
         )  # fmt: skip
     run_id = log_scoring_run(run, name, champion.version)
+    deliver_from_env(out, log=progress)  # this run's alerts and any left pending before
     typer.echo(
         f"scored {run.summary['customers_scored']:,} customers as of {run.as_of.date()} -> {run.partition} (MLflow run {run_id})"
     )
