@@ -292,3 +292,28 @@ def read_alerts(partition: Path) -> pd.DataFrame:
     if not path.is_file():
         return ALERTS_SCHEMA.empty_table().to_pandas()
     return pq.read_table(path).to_pandas()
+
+
+_CACHE: dict[str, tuple[Path, float, list[dict[str, Any]]]] = {}  # the last partition read
+
+
+def alert_records(partition: Path, kinds: list[str] | None = None) -> list[dict[str, Any]]:
+    """A partition's alerts as JSON-ready dicts (the service's /alerts), riskiest first,
+    optionally only those of the given kinds. Read once per version of the file (a rerun that
+    rewrites the partition is read again)."""
+    path = Path(partition) / ALERTS_FILE
+    stamp = path.stat().st_mtime if path.is_file() else -1.0
+    cached = _CACHE.get("last")
+    if cached is None or cached[:2] != (path, stamp):
+        frame = read_alerts(partition).drop(columns=["as_of", "previous_as_of"])
+        frame = frame.astype(object).where(frame.notna(), None)
+        records = frame.to_dict("records")
+        for record in records:
+            record["kinds"] = list(record["kinds"])
+        cached = (path, stamp, records)
+        _CACHE["last"] = cached
+    records = cached[2]
+    if kinds is not None:
+        wanted = set(kinds)
+        records = [r for r in records if wanted.intersection(r["kinds"])]
+    return records
