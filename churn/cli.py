@@ -557,6 +557,8 @@ def score_command(
     typer.echo(
         f"scored {run.summary['customers_scored']:,} customers as of {run.as_of.date()} -> {run.partition} (MLflow run {run_id})"
     )
+    if Path(str(run.partition), "report.html").is_file():
+        typer.echo(f"report: {Path(str(run.partition), 'report.html')}")
     bands = run.summary["bands"]
     typer.echo(
         "risk bands: "
@@ -633,9 +635,12 @@ def demo(
     typer.echo(
         f"\n3. scoring every customer as of {as_of.date()} with champion version {champion.version}"
     )
+    from serving.config import scoring_config_from_file
+
     run = run_scoring(
         tables, as_of, champion.model, champion.version, out / "scores",
         model_info={"model_name": champion.name, "model_run_id": champion.run_id}, log=typer.echo,
+        settings=scoring_config_from_file(path),
     )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
     typer.echo("\nThe ten riskiest customers and what drives their risk:")
@@ -672,6 +677,10 @@ def demo(
         f"  CHURN_API_TOKEN=secret CHURN_SCORES_DIR={out / 'scores'} CHURN_DATA_DIR={data_dir} uv run churn serve --model-name {champion.name} --port 3000\n"
         "  curl -s -X POST localhost:3000/score -H 'Authorization: Bearer secret' "
         f"-H 'Content-Type: application/json' -d '{{\"customer_ids\": [\"{top.iloc[0].customer_id}\"]}}'"
+    )
+    typer.echo(
+        f"\nThe weekly report for a customer-success lead (open it in a browser):\n"
+        f"  {Path(run.partition) / 'report.html'}"
     )
 
 

@@ -11,6 +11,7 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
   per segment;
 - alerts.parquet, alerts.csv: customers newly high, risen, or with a new top reason
   (serving.alerts);
+- report.html: the page people open in a browser (reporting.report_html);
 - run.json: run date, model name/version/run id, counts.
 """
 
@@ -30,6 +31,7 @@ from features.contract import Tables
 from features.io import atomic_dir
 from features.prepared import as_of_timestamp
 from features.signals import build_features
+from reporting.report_html import write_partition_report
 from retention.metrics import (
     ALL,
     MISSING_SEGMENT,
@@ -456,6 +458,12 @@ def run_scoring(
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
+        write_partition_report(
+            tmp, tables, segments, summary, previous, alerts=alerts, churn_mode=config.churn.mode,
+            currency=(settings or ScoringConfig()).currency,
+            activity_events=config.churn.qualifying_events,
+            model=f"{(model_info or {}).get('model_name', 'model')} version {model_version}",
+        )  # fmt: skip
         (tmp / RUN_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
     log(f"wrote {target}")
     return ScoringRun(t, target, summary, segments, previous_as_of, scored)
