@@ -15,6 +15,7 @@ the partitions' drivers and writing alerts.parquet / alerts.csv are the edges.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,59 +91,83 @@ def _value_text(value: object) -> str:
         return str(value)
 
 
-def top_driver_frame(scores: pa.Table) -> pd.DataFrame:
-    """From a partition's scores (customer_id, churn_probability, risk_band, drivers): one row
-    per customer with its top driver's feature, reason in words and risk points (None where it
-    has no driver). Vectorised over customers: only the first driver of each list is read, and
-    only rows whose driver has no ``reason`` are put into words one by one."""
+def _top_structs(scores: pa.Table) -> tuple[np.ndarray, pa.StructArray]:
+    """Per row of a scores table: whether it has a driver, and its first driver (a struct)."""
     drivers = scores.column("drivers").combine_chunks()
     offsets = drivers.offsets.to_numpy()
     has_top = (offsets[1:] > offsets[:-1]) & drivers.is_valid().to_numpy(zero_copy_only=False)
     first = pa.array(np.where(has_top, offsets[:-1], 0), pa.int64(), mask=~has_top)
     flat = drivers.values
     top = flat.take(first) if len(flat) else pa.nulls(len(drivers), flat.type)
-    names = {field.name for field in flat.type}
+    return has_top, top
 
-    def field(name: str) -> pa.Array | None:
-        return top.field(name) if name in names else None
 
-    feature = field("feature")
-    frame = pd.DataFrame(
+def top_driver_frame(scores: pa.Table, words: bool = True) -> pd.DataFrame:
+    """From a partition's scores (customer_id, churn_probability, risk_band, drivers): one row
+    per customer with its top driver's feature, reason in words and risk points (missing where
+    it has no driver). Vectorised over customers: only the first driver of each list is read.
+    Drivers without a ``reason`` (partitions written before reasons existed) are put into words
+    one by one, so with ``words=False`` they are left missing (see reasons_for: the weekly job
+    words only its alerts)."""
+    has_top, top = _top_structs(scores)
+    names = {field.name for field in top.type}
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in names:
+            return None
+        return top.field(name).to_numpy(zero_copy_only=False)
+
+    # One Arrow -> pandas conversion (building pandas' strings from Python objects is slow).
+    frame = pa.table(
         {
-            "customer_id": scores.column("customer_id").to_numpy(zero_copy_only=False).astype(str),
-            "churn_probability": scores.column("churn_probability").to_numpy(),
-            "risk_band": scores.column("risk_band").to_numpy(zero_copy_only=False).astype(str),
-            "top_feature": feature.to_numpy(zero_copy_only=False).astype(object)
-            if feature is not None
-            else None,
+            "customer_id": scores.column("customer_id").cast(pa.string()),
+            "churn_probability": scores.column("churn_probability").cast(pa.float64()),
+            "risk_band": scores.column("risk_band").cast(pa.string()),
+            "top_feature": top.field("feature")
+            if "feature" in names
+            else pa.nulls(len(top), pa.string()),
         }
-    )
-    reason = field("reason")
-    reasons = (
-        reason.to_numpy(zero_copy_only=False).astype(object)
-        if reason is not None
-        else np.full(len(frame), None, dtype=object)
-    )
-    needs_words = np.flatnonzero(has_top & pd.isna(reasons))
-    if len(needs_words):
-        picked = top.take(pa.array(needs_words)).to_pylist()
-        reasons[needs_words] = [driver_reason(d) for d in picked]
+    ).to_pandas()
+    reason = column("reason")
+    reasons = reason.astype(object) if reason is not None else np.full(len(frame), None, object)
+    if words:
+        needs_words = np.flatnonzero(has_top & pd.isna(reasons))
+        if len(needs_words):
+            picked = top.take(pa.array(needs_words)).to_pylist()
+            reasons[needs_words] = [driver_reason(d) for d in picked]
     reasons[~has_top] = None
     frame["top_reason"] = reasons
-    points = field("risk_points")
-    frame["top_risk_points"] = (
-        points.to_numpy(zero_copy_only=False).astype("float64") if points is not None else np.nan
-    )
+    points = column("risk_points")
+    frame["top_risk_points"] = points.astype("float64") if points is not None else np.nan
     # A struct's children ignore the struct's own nulls: customers without a driver are blanked.
     frame.loc[~has_top, "top_feature"] = None
     frame.loc[~has_top, "top_risk_points"] = np.nan
     return frame
 
 
-def read_top_drivers(partition: Path) -> pd.DataFrame:
+def reasons_for(scores: pa.Table, customer_ids: Sequence[str]) -> pd.Series:
+    """The top reason in words of some customers of a scores table (indexed by id; missing for
+    ids not in it or without a driver)."""
+    ids = pd.Index(scores.column("customer_id").to_numpy(zero_copy_only=False).astype(str))
+    positions = ids.get_indexer(pd.Index(customer_ids).astype(str))
+    found = positions >= 0
+    subset = top_driver_frame(scores.take(pa.array(positions[found])))
+    out = pd.Series(None, index=pd.Index(customer_ids).astype(str), dtype=object)
+    out.iloc[np.flatnonzero(found)] = subset["top_reason"].to_numpy(dtype=object)
+    return out
+
+
+SCORE_COLUMNS = ["customer_id", "churn_probability", "risk_band", "drivers"]
+
+
+def read_scores(partition: Path) -> pa.Table:
+    """The columns of a partition's scores.parquet that alerts read."""
+    return pq.read_table(Path(partition) / "scores.parquet", columns=SCORE_COLUMNS)
+
+
+def read_top_drivers(partition: Path, words: bool = True) -> pd.DataFrame:
     """top_driver_frame of a partition's scores.parquet."""
-    columns = ["customer_id", "churn_probability", "risk_band", "drivers"]
-    return top_driver_frame(pq.read_table(Path(partition) / "scores.parquet", columns=columns))
+    return top_driver_frame(read_scores(partition), words)
 
 
 # --------------------------------------------------------------------------- the rules
@@ -276,11 +301,24 @@ def write_partition_alerts(
 ) -> pd.DataFrame:
     """The weekly job's step: compare the scores just written into ``folder`` with the previous
     partition's (when there is one), and write this run's alerts beside them."""
-    current = read_top_drivers(folder)
-    before, before_as_of = (None, None) if previous is None else (
-        read_top_drivers(previous[1]), previous[0]
-    )  # fmt: skip
-    alerts = find_alerts(current, before, as_of, before_as_of, config)
+    now = read_scores(folder)
+    then = read_scores(previous[1]) if previous is not None else None
+    current = top_driver_frame(now, words=False)
+    before = top_driver_frame(then, words=False) if then is not None else None
+    alerts = find_alerts(
+        current, before, as_of, previous[0] if previous is not None else None, config
+    )
+    # Reasons in words cost a Python call each on partitions without them: alerts only.
+    for column, table in (("reason", now), ("previous_reason", then)):
+        missing = (
+            alerts[column].isna().to_numpy()
+            & alerts["top_feature" if column == "reason" else "previous_top_feature"]
+            .notna()
+            .to_numpy()
+        )
+        if table is not None and missing.any():
+            ids = alerts["customer_id"].to_numpy()[missing]
+            alerts.loc[missing, column] = reasons_for(table, ids).to_numpy()
     write_alerts(folder, alerts)
     return alerts
 
