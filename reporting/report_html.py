@@ -608,6 +608,7 @@ def write_partition_report(
             revenue = revenue_cohort_retention(
                 tables.revenue, tables.customers, cohorts_from, tables.data_end()
             )
+            revenue = revenue if not revenue.empty else None  # no recurring revenue (orders)
     count = None if alerts is None else len(alerts)
     inputs = ReportInputs(
         as_of=str(summary["as_of"]),
