@@ -521,7 +521,10 @@ def score_command(
 
     if engine not in ("pandas", "spark"):
         raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
+    from serving.webhook import WebhookSettings, deliver_from_env
+
     as_of_timestamp(as_of)  # a bad date fails before anything starts
+    WebhookSettings.from_env()  # so does an alerts webhook without its secret
     name = model_name_for_data(data, config, model_name)
     configure()
     champion = load_champion(name)
@@ -538,18 +541,24 @@ def score_command(
             segments_by=segments, top=top, buckets=buckets, log=progress,
         )  # fmt: skip
     else:
+        from features.config import config_path_for_data
         from features.io import load_tables
+        from serving.config import scoring_config_from_file
 
+        settings = scoring_config_from_file(config_path_for_data(data, config))
         tables = load_tables(data)
         _check_champion_fits(champion, tables, data)
         run = run_scoring(
             tables, as_of, champion.model, champion.version, out, model_info=info,
-            segments_by=segments, top=top, log=progress,
+            segments_by=segments, top=top, log=progress, settings=settings,
         )  # fmt: skip
     run_id = log_scoring_run(run, name, champion.version)
+    deliver_from_env(out, log=progress)  # this run's alerts and any left pending before
     typer.echo(
         f"scored {run.summary['customers_scored']:,} customers as of {run.as_of.date()} -> {run.partition} (MLflow run {run_id})"
     )
+    if Path(str(run.partition), "report.html").is_file():
+        typer.echo(f"report: {Path(str(run.partition), 'report.html')}")
     bands = run.summary["bands"]
     typer.echo(
         "risk bands: "
@@ -630,11 +639,13 @@ def demo(
         f"\n3. scoring every customer as of {earlier.date()} and {as_of.date()} with champion "
         f"version {champion.version}"
     )
+    from serving.config import scoring_config_from_file
+
     for run_date in (earlier, as_of):
         run = run_scoring(
             tables, run_date, champion.model, champion.version, out / "scores",
             model_info={"model_name": champion.name, "model_run_id": champion.run_id},
-            log=typer.echo,
+            log=typer.echo, settings=scoring_config_from_file(path),
         )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
     typer.echo("\nThe ten riskiest customers and what drives their risk:")
@@ -664,6 +675,10 @@ def demo(
         f"  CHURN_API_TOKEN=secret CHURN_SCORES_DIR={out / 'scores'} CHURN_DATA_DIR={data_dir} uv run churn serve --model-name {champion.name} --port 3000\n"
         "  curl -s -X POST localhost:3000/score -H 'Authorization: Bearer secret' "
         f"-H 'Content-Type: application/json' -d '{{\"customer_ids\": [\"{top.iloc[0].customer_id}\"]}}'"
+    )
+    typer.echo(
+        f"\nThe weekly report for a customer-success lead (open it in a browser):\n"
+        f"  {Path(run.partition) / 'report.html'}"
     )
 
 

@@ -56,6 +56,26 @@ def points(pp: object, digits: int = 1) -> str:
     return f"{text} pts"
 
 
+def change(value: object, form: str = "count", currency: str | None = None) -> str:
+    """A signed change since the previous run, in the form of the figure it changes:
+    change(12) -> '+12', change(-3.25, 'number') -> '-3.2', change(1234.6, 'money', 'EUR') ->
+    '+€1,235'; a change that rounds to nothing has no sign ('0', '€0')."""
+    if is_missing(value):
+        return MISSING
+    v = float(value)
+    if form == "count":
+        text = count(abs(v))
+    elif form == "number":
+        text = number(abs(v))
+    elif form == "money":
+        text = money(abs(v), currency)
+    else:
+        raise ValueError(f"unknown change form {form!r}: use 'count', 'number' or 'money'")
+    if not any(ch.isdigit() and ch != "0" for ch in text):
+        return text if form == "money" else "0"
+    return f"+{text}" if v > 0 else f"-{text}"
+
+
 def money(amount: object, currency: str | None = None, digits: int = 0) -> str:
     """An amount with its currency: money(1234.5, 'EUR') -> '€1,235'; unknown codes follow the
     number ('1,235 SEK'); without a currency just the number."""
@@ -125,6 +145,7 @@ def _unit(n: int, unit: str) -> str:
 __all__ = [
     "CURRENCY_SYMBOLS",
     "MISSING",
+    "change",
     "count",
     "duration_days",
     "interval",

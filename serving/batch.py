@@ -9,6 +9,9 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
   next run compares with when the same model scores it;
 - segments.parquet: retention metrics over the period since the previous run and the risk view
   per segment;
+- alerts.parquet, alerts.csv: customers newly high, risen, or with a new top reason
+  (serving.alerts);
+- report.html: the page people open in a browser (reporting.report_html);
 - run.json: run date, model name/version/run id, counts.
 """
 
@@ -28,6 +31,7 @@ from features.contract import Tables
 from features.io import atomic_dir
 from features.prepared import as_of_timestamp
 from features.signals import build_features
+from reporting.report_html import write_partition_report
 from retention.metrics import (
     ALL,
     MISSING_SEGMENT,
@@ -40,6 +44,8 @@ from retention.metrics import (
     segment_labels,
     segment_sums,
 )
+from serving.alerts import write_partition_alerts
+from serving.config import ScoringConfig
 from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, top_drivers
 from training.model import ChurnModel, calibrate
 
@@ -447,6 +453,7 @@ def run_scoring(
     top: int = 3,
     chunk_rows: int = 100_000,
     log: Log = print,
+    settings: ScoringConfig | None = None,
 ) -> ScoringRun:
     """Build features as of the run date with the model's own configuration, score, compare with
     the previous partition, and write this run's partition atomically. Scores and
@@ -491,6 +498,8 @@ def run_scoring(
             if contributions_file is not None:
                 contributions_file.close()
         scored = pa.concat_tables(slim).to_pandas()
+        alerts = write_partition_alerts(tmp, t, previous, settings)
+        log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
         start = start_bands(out_dir, period_start) if previous is not None else None
         segments = segment_report(
             tables, scored, features, model, period_start, t, by, start_scores=start
@@ -500,6 +509,12 @@ def run_scoring(
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
+        write_partition_report(
+            tmp, tables, segments, summary, previous, alerts=alerts, churn_mode=config.churn.mode,
+            currency=(settings or ScoringConfig()).currency,
+            activity_events=config.churn.qualifying_events,
+            model=f"{(model_info or {}).get('model_name', 'model')} version {model_version}",
+        )  # fmt: skip
         (tmp / RUN_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
     log(f"wrote {target}")
     return ScoringRun(t, target, summary, segments, previous_as_of, scored)

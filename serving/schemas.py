@@ -383,3 +383,68 @@ class ModelInfo(_Response):
     risk_bands: dict[str, float] = Field(description="Band -> lowest probability in it.")
     features: list[FeatureInfo] = Field(description="The model's features, in order.")
     partition: PartitionInfo | None = Field(description="The scored partition being served.")
+
+
+# --------------------------------------------------------------------------- /alerts
+
+AlertKind = Literal["entered_high", "rose", "new_top_reason"]
+
+
+class AlertsRequest(_Request):
+    """Which of the latest partition's alerts to return (send {} for all of them)."""
+
+    kinds: list[AlertKind] | None = Field(
+        default=None,
+        max_length=3,
+        description="Only alerts of these kinds (any of them); null: every alert.",
+        examples=[["entered_high"]],
+    )
+    limit: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="At most this many alerts, riskiest first.",
+        examples=[100],
+    )
+
+
+class Alert(_Response):
+    """A customer to look at this week, and why."""
+
+    customer_id: str = Field(description="The customer.", examples=["C000001"])
+    kinds: list[AlertKind] = Field(
+        description="entered_high: in the high band now and not at the previous run (or new); "
+        "rose: the probability rose by at least the configured points; new_top_reason: the "
+        "feature raising the risk most changed.",
+        examples=[["entered_high", "rose"]],
+    )
+    churn_probability: Probability = Field(description="Churn probability now.", examples=[0.41])
+    previous_probability: Probability | None = Field(
+        description="At the previous run (null: first run, or a customer new since then).",
+        examples=[0.18],
+    )
+    change_points: float | None = Field(
+        description="Change in percentage points since the previous run.", examples=[23.0]
+    )
+    risk_band: str = Field(description="Risk band now.", examples=["high"])
+    previous_risk_band: str | None = Field(description="Risk band at the previous run.")
+    top_feature: str | None = Field(
+        description="The feature raising the risk most.", examples=["days_since_last_event"]
+    )
+    reason: str | None = Field(
+        description="The top reason in words.",
+        examples=["No activity in the last 34 days (usually active every 3 days)"],
+    )
+    risk_points: float | None = Field(
+        description="The top reason's share of the probability, in percentage points (null "
+        "for partitions written before risk points existed)."
+    )
+    previous_top_feature: str | None = Field(description="The top feature at the previous run.")
+    previous_reason: str | None = Field(description="The top reason at the previous run.")
+
+
+class AlertsResponse(_Response):
+    as_of: date = Field(description="Run date of the partition the alerts come from.")
+    previous_as_of: date | None = Field(description="The run they compare with (null: first).")
+    total: int = Field(description="Alerts in the partition matching the kinds asked for.")
+    alerts: list[Alert] = Field(description="At most `limit` alerts, riskiest first.")

@@ -34,6 +34,9 @@ from serving.metrics import RequestMetrics
 from serving.model_store import ServedModel, load_served_model, model_tag
 from serving.partitions import Partition, PartitionStore
 from serving.schemas import (
+    Alert,
+    AlertsRequest,
+    AlertsResponse,
     Change,
     CustomerScore,
     Driver,
@@ -56,6 +59,7 @@ from serving.schemas import (
 
 DEFAULT_SEGMENT_DAYS = 30
 NO_PARAMETERS = ModelInfoRequest()
+ALL_ALERTS = AlertsRequest()
 
 
 @bentoml.service(
@@ -153,6 +157,21 @@ class ChurnService:
             period_end=end,
             by=[*by, "risk_band"],
             segments=[SegmentRow.from_record(r) for r in report.to_dict("records")],
+        )
+
+    @bentoml.api(route="/alerts")
+    def alerts(self, request: AlertsRequest = ALL_ALERTS, /) -> AlertsResponse:
+        """The latest partition's alerts (serving.alerts): customers who entered the high band,
+        whose risk rose by the configured points, or who got a new top reason; riskiest first."""
+        from serving.alerts import alert_records
+
+        partition = self._partition()
+        records = alert_records(partition.path, request.kinds)
+        return AlertsResponse(
+            as_of=partition.as_of,
+            previous_as_of=partition.previous_as_of,
+            total=len(records),
+            alerts=[Alert(**r) for r in records[: request.limit]],
         )
 
     @bentoml.api(route="/model_info")

@@ -33,8 +33,8 @@ def test_each_run_writes_a_complete_partition(scored):
     assert [d.date().isoformat() for d, _ in list_partitions(out)] == [RUN_1, RUN_2]
     files = sorted(p.name for p in second.partition.iterdir())
     assert files == [
-        "contributions.parquet", "features.parquet", "run.json", "scores.parquet",
-        "segments.parquet",
+        "alerts.csv", "alerts.parquet", "contributions.parquet", "features.parquet",
+        "report.html", "run.json", "scores.parquet", "segments.parquet",
     ]  # fmt: skip
     info = json.loads((second.partition / "run.json").read_text())
     assert info["previous_as_of"] == RUN_1 and info["customers_scored"] == len(second.scores)

@@ -60,3 +60,16 @@ def test_plain_numbers():
     assert f.number(2.345) == "2.3"
     assert f.number(math.inf) == "∞"
     assert f.number(12345.0) == "12,345"
+
+
+def test_changes_since_the_previous_run_carry_their_sign_and_form():
+    assert f.change(12) == "+12"
+    assert f.change(-1234) == "-1,234"
+    assert f.change(0) == "0"
+    assert f.change(-3.25, "number") == "-3.2"
+    assert f.change(0.01, "number") == "0"
+    assert f.change(1234.6, "money", "EUR") == "+€1,235"
+    assert f.change(-20, "money") == "-20"
+    assert f.change(None) == f.MISSING
+    with pytest.raises(ValueError, match="unknown change form"):
+        f.change(1, "percent")

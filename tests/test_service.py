@@ -304,6 +304,23 @@ def test_model_info_reports_version_training_date_metrics_and_features(svc, env)
     assert "roc_auc" in info.metrics and info.partition.as_of.isoformat() == RUN_2
 
 
+def test_alerts_are_the_latest_partitions_riskiest_first(svc, env):
+    from serving.schemas import AlertsRequest
+
+    stored = pd.read_parquet(env["scores"] / f"as_of={RUN_2}" / "alerts.parquet")
+    response = svc.alerts(AlertsRequest())
+    assert response.as_of.isoformat() == RUN_2 and response.previous_as_of.isoformat() == RUN_1
+    assert response.total == len(stored) > 0
+    assert [a.customer_id for a in response.alerts] == list(stored["customer_id"])
+    first, expected = response.alerts[0], stored.iloc[0]
+    assert first.kinds == list(expected["kinds"]) and first.reason == expected["reason"]
+    assert first.churn_probability == pytest.approx(expected["churn_probability"])
+    kind = str(expected["kinds"][0])
+    only = svc.alerts(AlertsRequest(kinds=[kind], limit=1))
+    assert only.total == sum(kind in k for k in stored["kinds"]) and len(only.alerts) == 1
+    assert kind in only.alerts[0].kinds
+
+
 def test_the_service_refuses_to_start_without_a_token_unless_told_to_run_open(env, monkeypatch):
     from serving.auth import AuthConfigError
     from serving.service import ChurnService
@@ -442,6 +459,18 @@ def test_segments_over_http_answer_for_plan(client):
     response = client.post("/segments", json=body, headers=AUTH)
     assert response.status_code == 200, response.text
     assert {"all", "plan", "risk_band"} == {r["dimension"] for r in response.json()["segments"]}
+
+
+def test_alerts_over_http_need_the_bearer_token(client, env):
+    stored = pd.read_parquet(env["scores"] / f"as_of={RUN_2}" / "alerts.parquet")
+    assert client.post("/alerts", json={}).status_code == 401
+    answer = client.post("/alerts", json={"limit": 5}, headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["total"] == len(stored) and len(body["alerts"]) == min(5, len(stored))
+    assert body["alerts"][0]["customer_id"] == stored["customer_id"].iloc[0]
+    bad = client.post("/alerts", json={"kinds": ["urgent"]}, headers=AUTH)
+    assert bad.status_code == 400 and "kinds" in bad.text
 
 
 def _big_ids(n: int) -> str:

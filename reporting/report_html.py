@@ -1,0 +1,634 @@
+"""report.html: the weekly page a customer-success lead opens in a browser.
+
+One self-contained file written into each partition: inline CSS, plots as inline SVG (text
+drawn as paths), no script, and nothing loaded from outside (no CDN, no web font, no image
+link), so it opens the same from a laptop, a mail attachment or a locked-down network.
+
+It shows the headline figures with their change since the previous run (customers at risk =
+the high band, expected churners = the sum of probabilities, revenue at risk = the sum of
+probability x monthly revenue, in the configured currency), this week's alerts, the
+distribution of risk, the riskiest customers with their reasons in words, the segment table,
+and retention curves with customer and revenue retention by signup cohort (cells the data does
+not cover are grey, never 0 %). Every number goes through reporting.formatting.
+
+``render_report`` is pure (inputs -> HTML text); ``write_partition_report`` gathers the inputs
+from a partition being written and the data's tables.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+from reporting import formatting as fmt
+
+REPORT_FILE = "report.html"
+BAND_COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#7f8c8d"}
+BANDS = ("high", "medium", "low")
+MAX_COHORTS = 24  # the latest cohorts in the cohort tables (a readable page at 70+ cohorts)
+MAX_PERIODS = 12
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The run's headline figures (None where not measured)."""
+
+    customers_scored: int
+    at_risk: int  # customers in the high band
+    expected_churners: float
+    revenue_at_risk: float | None
+    alerts: int | None = None
+
+
+@dataclass
+class ReportInputs:
+    """Everything the page shows, already computed."""
+
+    as_of: str
+    headline: Headline
+    probabilities: np.ndarray  # every scored customer's probability
+    bands: np.ndarray  # and band
+    riskiest: pd.DataFrame  # customer_id, churn_probability, risk_band, change_points, reasons
+    segments: pd.DataFrame
+    previous_as_of: str | None = None
+    previous: Headline | None = None
+    model: str = ""
+    currency: str | None = None
+    churn_mode: str = "contractual"
+    alerts: pd.DataFrame | None = None
+    retention: pd.DataFrame | None = None  # cohort x period pivot of customer retention
+    retention_sizes: pd.Series | None = None
+    retention_curve: pd.DataFrame | None = None  # period, retention, retention_low/high
+    revenue_retention: pd.DataFrame | None = None  # cohort x period pivot of MRR kept
+    period_unit: str = "month"
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _svg(fig: Figure) -> str:
+    """A figure as inline SVG: no XML prologue, no metadata, text as paths (no fonts)."""
+    FigureCanvasSVG(fig)
+    buffer = io.StringIO()
+    # A fixed salt for the SVG's element ids: a rerun writes the same bytes.
+    with matplotlib.rc_context({"svg.hashsalt": "churn-report"}):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    return f'<div class="plot">{text}</div>'
+
+
+def risk_histogram(probabilities: np.ndarray, bands: np.ndarray) -> str:
+    """The distribution of risk: customers per probability bin, stacked by band."""
+    fig = Figure(figsize=(7.5, 3.0), layout="constrained")
+    ax = fig.add_subplot()
+    p = np.asarray(probabilities, dtype=float) * 100
+    if len(p) == 0:
+        ax.text(0.5, 0.5, "no customers scored", ha="center", va="center")
+        ax.set_axis_off()
+        return _svg(fig)
+    top = max(float(np.nanmax(p)), 1.0)
+    edges = np.linspace(0, top * 1.02, 41)
+    present = [b for b in BANDS if (bands == b).any()]
+    ax.hist(
+        [p[bands == b] for b in present],
+        bins=edges,
+        stacked=True,
+        color=[BAND_COLOURS[b] for b in present],
+        label=[f"{b} band" for b in present],
+    )
+    ax.set_xlabel("churn probability (%)")
+    ax.set_ylabel("customers")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, frameon=False)
+    return _svg(fig)
+
+
+def retention_curve_plot(curve: pd.DataFrame, unit: str) -> str:
+    """Retention by period pooled over the observed cohorts, with its 95 % interval."""
+    fig = Figure(figsize=(7.5, 3.0), layout="constrained")
+    ax = fig.add_subplot()
+    x = curve["period"].astype(int).to_numpy()
+    ax.plot(x, curve["retention"] * 100, color="#2c3e50", marker="o", ms=3)
+    ax.fill_between(
+        x, curve["retention_low"] * 100, curve["retention_high"] * 100, color="#2c3e50", alpha=0.15
+    )
+    ax.set_xlabel(f"{unit}s since signup")
+    ax.set_ylabel("customers active (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    return _svg(fig)
+
+
+def _cell_colour(share: float) -> str:
+    """White (0 %) to dark green (100 %+) for a retention share."""
+    s = min(max(share, 0.0), 1.0)
+    r, g, b = (int(255 - (255 - c) * s) for c in (39, 174, 96))
+    ink = "#fff" if s > 0.6 else "#222"
+    return f"background:rgb({r},{g},{b});color:{ink}"
+
+
+def cohort_table(
+    pivot: pd.DataFrame, sizes: pd.Series | None, unit: str, caption: str, size_label: str
+) -> str:
+    """A cohort x period table: each cell's share coloured; cells the data does not cover
+    (missing) are grey with a dash, never 0 %."""
+    if pivot is None or pivot.empty:
+        return '<p class="note">No cohort the data covers.</p>'
+    periods = list(pivot.columns)
+    size_head = f"<th>{_e(size_label)}</th>" if sizes is not None else ""
+    head = "".join(f"<th>{_e(p)}</th>" for p in periods)
+    rows = []
+    for cohort, values in pivot.iterrows():
+        label = pd.Timestamp(cohort).strftime("%Y-%m" if unit == "month" else "%Y-%m-%d")
+        size = f"<td>{fmt.count(sizes.get(cohort))}</td>" if sizes is not None else ""
+        cells = []
+        for value in values.tolist():
+            if fmt.is_missing(value):
+                cells.append(f'<td class="na" title="not covered by the data">{fmt.MISSING}</td>')
+            else:
+                cells.append(
+                    f'<td style="{_cell_colour(float(value))}">{_e(fmt.percent(value, 0))}</td>'
+                )
+        rows.append(f"<tr><th>{_e(label)}</th>{size}{''.join(cells)}</tr>")
+    return (
+        f'<table class="cohorts"><caption>{_e(caption)}</caption>'
+        f"<thead><tr><th>cohort</th>{size_head}{head}</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+# (column, header, form) of the segment table; forms: count, percent, number, money, nps.
+SEGMENT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("customers_scored", "customers scored", "count"),
+    ("share_high", "in the high band", "percent"),
+    ("mean_risk", "mean risk", "percent"),
+    ("expected_churners", "expected churners", "number"),
+    ("revenue_at_risk", "revenue at risk", "money"),
+    ("customers_start", "customers at start", "count"),
+    ("lost", "lost", "count"),
+    ("crr", "retention (CRR)", "percent"),
+    ("churn_rate", "churn rate", "percent"),
+    ("nrr", "net revenue retention", "percent"),
+    ("gross_revenue_churn", "revenue churn", "percent"),
+    ("repeat_purchase_rate", "repeat purchase rate", "percent"),
+    ("nps", "NPS", "nps"),
+    ("clv", "lifetime value", "money"),
+)
+INTERVALS = {
+    "crr": ("crr_low", "crr_high"),
+    "churn_rate": ("churn_low", "churn_high"),
+    "repeat_purchase_rate": ("repeat_purchase_low", "repeat_purchase_high"),
+}
+
+
+def _format(value: object, form: str, currency: str | None) -> str:
+    if form == "count":
+        return fmt.count(value)
+    if form == "percent":
+        return fmt.percent(value)
+    if form == "money":
+        return fmt.money(value, currency)
+    if form == "nps":
+        return fmt.number(value, 0) if not fmt.is_missing(value) else fmt.MISSING
+    return fmt.number(value)
+
+
+def segment_columns(segments: pd.DataFrame, churn_mode: str) -> list[tuple[str, str, str]]:
+    """The segment table's columns: those of SEGMENT_COLUMNS the report has, without any that
+    is missing in every row, and without repeat purchases for subscriptions."""
+    chosen = []
+    for name, header, form in SEGMENT_COLUMNS:
+        if name not in segments or segments[name].isna().all():
+            continue
+        if name == "repeat_purchase_rate" and churn_mode == "contractual":
+            continue
+        chosen.append((name, header, form))
+    return chosen
+
+
+def segment_table(segments: pd.DataFrame, currency: str | None, churn_mode: str) -> str:
+    """The segment report as an HTML table: formatted numbers, intervals under their rate."""
+    columns = segment_columns(segments, churn_mode)
+    head = "".join(f"<th>{_e(h)}</th>" for _, h, _ in columns)
+    rows = []
+    for record in segments.to_dict("records"):
+        dimension, segment = str(record["dimension"]), str(record["segment"])
+        name = "all customers" if dimension == "all" else f"{dimension}: {segment}"
+        if record.get("small_group") is True:
+            name += " (small group)"
+        cells = []
+        for column, _, form in columns:
+            text = _e(_format(record.get(column), form, currency))
+            low_high = INTERVALS.get(column)
+            if low_high and all(k in record for k in low_high):
+                band = fmt.interval(record[low_high[0]], record[low_high[1]])
+                if band != fmt.MISSING:
+                    text += f'<br><span class="ci">{_e(band)}</span>'
+            cells.append(f"<td>{text}</td>")
+        kind = ' class="total"' if dimension == "all" else ""
+        rows.append(f"<tr{kind}><th>{_e(name)}</th>{''.join(cells)}</tr>")
+    return (
+        '<table class="segments"><thead><tr><th>segment</th>'
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _card(title: str, value: str, change: str | None, note: str) -> str:
+    delta = f'<div class="delta">{_e(change)}</div>' if change is not None else ""
+    return (
+        f'<div class="card"><div class="label">{_e(title)}</div>'
+        f'<div class="value">{_e(value)}</div>{delta}<div class="sub">{_e(note)}</div></div>'
+    )
+
+
+def headline_cards(inputs: ReportInputs) -> str:
+    now, before, currency = inputs.headline, inputs.previous, inputs.currency
+    since = f"since {inputs.previous_as_of}" if inputs.previous_as_of else None
+
+    def delta(current: float | None, previous: float | None, form: str) -> str | None:
+        if before is None or since is None:
+            return None
+        if current is None or previous is None:
+            return f"{fmt.MISSING} {since}"
+        return f"{fmt.change(current - previous, form, currency)} {since}"
+
+    cards = [
+        _card(
+            "Customers at risk",
+            fmt.count(now.at_risk),
+            delta(now.at_risk, before.at_risk if before else None, "count"),
+            f"high band, of {fmt.count(now.customers_scored)} scored",
+        ),
+        _card(
+            "Expected churners",
+            fmt.number(now.expected_churners),
+            delta(now.expected_churners, before.expected_churners if before else None, "number"),
+            "sum of the churn probabilities",
+        ),
+        _card(
+            "Revenue at risk",
+            fmt.money(now.revenue_at_risk, currency),
+            delta(now.revenue_at_risk, before.revenue_at_risk if before else None, "money"),
+            "probability x monthly revenue" + ("" if currency else " (no currency configured)"),
+        ),
+    ]
+    if now.alerts is not None:
+        cards.append(
+            _card("Alerts", fmt.count(now.alerts), None, "newly high, risen or new top reason")
+        )
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def riskiest_table(riskiest: pd.DataFrame) -> str:
+    rows = []
+    for r in riskiest.to_dict("records"):
+        reasons = "".join(
+            f"<li>{_e(text)}{'' if fmt.is_missing(pts) else f' <span class=pts>{_e(fmt.points(pts))}</span>'}</li>"
+            for text, pts in r["reasons"]
+        )
+        rows.append(
+            f"<tr><th>{_e(r['customer_id'])}</th>"
+            f"<td>{_e(fmt.probability(r['churn_probability']))}</td>"
+            f'<td><span class="band {_e(r["risk_band"])}">{_e(r["risk_band"])}</span></td>'
+            f"<td>{_e(fmt.points(r['change_points']))}</td><td><ul>{reasons}</ul></td></tr>"
+        )
+    return (
+        '<table class="riskiest"><thead><tr><th>customer</th><th>churn probability</th>'
+        "<th>band</th><th>change</th><th>reasons</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+KIND_WORDS = {
+    "entered_high": "entered the high band",
+    "rose": "risk rose",
+    "new_top_reason": "new top reason",
+}
+
+
+def alerts_table(alerts: pd.DataFrame, limit: int = 15) -> str:
+    if alerts is None or alerts.empty:
+        return '<p class="note">No alerts this week.</p>'
+    counts = {k: int(sum(k in list(ks) for ks in alerts["kinds"])) for k in KIND_WORDS}
+    summary = ", ".join(f"{fmt.count(n)} {KIND_WORDS[k]}" for k, n in counts.items() if n)
+    rows = []
+    for r in alerts.head(limit).to_dict("records"):
+        kinds = ", ".join(KIND_WORDS.get(k, k) for k in r["kinds"])
+        before = fmt.probability(r["previous_probability"])
+        rows.append(
+            f"<tr><th>{_e(r['customer_id'])}</th><td>{_e(kinds)}</td>"
+            f"<td>{_e(fmt.probability(r['churn_probability']))}</td><td>{_e(before)}</td>"
+            f"<td>{_e(r['reason'] if not fmt.is_missing(r['reason']) else fmt.MISSING)}</td></tr>"
+        )
+    more = (
+        f'<p class="note">{fmt.count(len(alerts) - limit)} more in alerts.csv.</p>'
+        if len(alerts) > limit
+        else ""
+    )
+    return (
+        f"<p>{_e(fmt.count(len(alerts)))} alerts: {_e(summary)}.</p>"
+        '<table class="alerts"><thead><tr><th>customer</th><th>why</th><th>probability now</th>'
+        "<th>before</th><th>top reason</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>{more}"
+    )
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+margin:0;background:#f4f6f8;color:#222}
+main{max-width:1150px;margin:0 auto;padding:24px}
+h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:32px 0 10px;border-bottom:2px solid #dde3e8;
+padding-bottom:4px}.meta{color:#555;margin:0 0 16px}
+.cards{display:flex;flex-wrap:wrap;gap:14px}.card{background:#fff;border-radius:8px;padding:14px 18px;
+min-width:200px;flex:1;box-shadow:0 1px 3px rgba(0,0,0,.12)}
+.card .label{color:#555;font-size:13px;text-transform:uppercase;letter-spacing:.04em}
+.card .value{font-size:30px;font-weight:700;margin:6px 0}.card .delta{font-weight:600;color:#2c3e50}
+.card .sub{color:#777;font-size:12px}
+table{border-collapse:collapse;background:#fff;font-size:13px;margin:6px 0;
+box-shadow:0 1px 3px rgba(0,0,0,.1)}
+th,td{padding:5px 8px;border-bottom:1px solid #e5e9ed;text-align:right;vertical-align:top}
+thead th{background:#2c3e50;color:#fff;font-weight:600;position:sticky;top:0}
+tbody th{text-align:left;font-weight:600}tr.total{background:#eef3f7}
+.riskiest td:last-child,.alerts td:last-child{text-align:left}
+.riskiest ul{margin:0;padding-left:16px}.pts{color:#c0392b;font-weight:600}
+.ci{color:#777;font-size:11px}.note{color:#666;font-size:13px}
+.band{padding:1px 7px;border-radius:9px;color:#fff;font-size:12px}
+.band.high{background:#c0392b}.band.medium{background:#e67e22}.band.low{background:#7f8c8d}
+.cohorts td{min-width:34px;text-align:center;font-size:12px}.cohorts td.na{background:#d5d8dc;color:#888}
+.plot{background:#fff;padding:8px;box-shadow:0 1px 3px rgba(0,0,0,.1);display:inline-block}
+.plot svg{max-width:100%;height:auto}.scroll{overflow-x:auto}
+"""
+
+
+def render_report(inputs: ReportInputs) -> str:
+    """The page for one run, as HTML text (self-contained: inline CSS and SVG, no script)."""
+    previous = (
+        f" · compared with the run of {_e(inputs.previous_as_of)}"
+        if inputs.previous_as_of
+        else " · first run: no previous run to compare with"
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Churn risk as of {_e(inputs.as_of)}</title>",
+        f"<style>{CSS}</style></head><body><main>",
+        f"<h1>Churn risk as of {_e(inputs.as_of)}</h1>",
+        f'<p class="meta">{_e(inputs.model)}{previous}</p>',
+        headline_cards(inputs),
+        "<h2>Alerts this week</h2>",
+        alerts_table(inputs.alerts) if inputs.alerts is not None else "",
+        "<h2>Distribution of risk</h2>",
+        risk_histogram(inputs.probabilities, inputs.bands),
+        "<h2>Riskiest customers</h2>",
+        riskiest_table(inputs.riskiest),
+        "<h2>Segments</h2>",
+        '<div class="scroll">'
+        + segment_table(inputs.segments, inputs.currency, inputs.churn_mode)
+        + "</div>",
+    ]
+    parts += [f'<p class="note">{_e(n)}</p>' for n in inputs.notes]
+    parts.append("<h2>Retention by signup cohort</h2>")
+    if inputs.retention_curve is not None and not inputs.retention_curve.empty:
+        parts.append(retention_curve_plot(inputs.retention_curve, inputs.period_unit))
+    parts.append(
+        '<div class="scroll">'
+        + cohort_table(
+            inputs.retention,
+            inputs.retention_sizes,
+            inputs.period_unit,
+            f"Customers active in each {inputs.period_unit} since signup (grey: not covered "
+            "by the data)",
+            "customers",
+        )
+        + "</div>"
+    )
+    if inputs.revenue_retention is not None:
+        parts.append("<h2>Revenue retention by signup cohort</h2>")
+        parts.append(
+            '<div class="scroll">'
+            + cohort_table(
+                inputs.revenue_retention,
+                None,
+                "month",
+                "Share of the cohort's first-month recurring revenue kept in each month since "
+                "signup, net of expansion (grey: not covered by the data)",
+                "",
+            )
+            + "</div>"
+        )
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- gathering
+
+
+def _driver_reasons(drivers: Sequence[dict[str, Any]] | None) -> list[tuple[str, float | None]]:
+    from serving.alerts import driver_reason
+
+    out = []
+    for d in list(drivers if drivers is not None else [])[:3]:
+        text = driver_reason(d)
+        if text:
+            out.append((text, d.get("risk_points")))
+    return out
+
+
+def riskiest_customers(scores_path: Path, n: int = 20) -> pd.DataFrame:
+    """The n riskiest customers of a scores.parquet with their change and reasons."""
+    table = pq.read_table(scores_path, columns=["customer_id", "churn_probability"])
+    p = table.column("churn_probability").to_numpy()
+    top = np.argsort(-p, kind="stable")[:n]
+    rows = pq.read_table(
+        scores_path,
+        columns=["customer_id", "churn_probability", "risk_band", "probability_delta", "drivers"],
+    ).take(top)
+    frame = rows.to_pandas()
+    return pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].astype(str),
+            "churn_probability": frame["churn_probability"],
+            "risk_band": frame["risk_band"].astype(str),
+            "change_points": frame["probability_delta"] * 100,
+            "reasons": [_driver_reasons(d) for d in frame["drivers"]],
+        }
+    )
+
+
+def headline_of(summary: dict[str, Any], segments: pd.DataFrame, alerts: int | None) -> Headline:
+    """Headline figures from a run's run.json and its segment report's 'all' row."""
+    everyone = segments[segments["dimension"] == "all"]
+    revenue = None
+    if len(everyone) and "revenue_at_risk" in everyone:
+        value = everyone["revenue_at_risk"].iloc[0]
+        revenue = None if fmt.is_missing(value) else float(value)
+    return Headline(
+        customers_scored=int(summary["customers_scored"]),
+        at_risk=int(summary.get("bands", {}).get("high", 0)),
+        expected_churners=float(summary["expected_churners"]),
+        revenue_at_risk=revenue,
+        alerts=alerts,
+    )
+
+
+def previous_headline(partition: Path) -> Headline | None:
+    """The headline of an earlier partition (None when its files cannot tell it)."""
+    try:
+        summary = json.loads((partition / "run.json").read_text())
+        segments = pd.read_parquet(partition / "segments.parquet")
+        return headline_of(summary, segments, None)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def revenue_cohort_retention(
+    revenue: pd.DataFrame,
+    customers: pd.DataFrame,
+    cohorts_from: pd.Timestamp,
+    observed_until: pd.Timestamp,
+    max_period: int = MAX_PERIODS,
+) -> pd.DataFrame:
+    """Per signup month (from cohorts_from), the share of the cohort's recurring revenue of its
+    first month kept in each later month, net of expansion: sum of the cohort's MRR in month k
+    / its MRR in month 0. A month not complete by observed_until is missing, never 0 %."""
+    from retention.metrics import monthly_mrr
+
+    mrr = monthly_mrr(revenue)
+    if mrr.empty:
+        return pd.DataFrame()
+
+    def month_number(values: pd.Series | pd.Index) -> np.ndarray:
+        stamps = pd.DatetimeIndex(values)
+        return np.asarray(stamps.year * 12 + stamps.month - 1, dtype="int64")
+
+    signup = customers.set_index(customers["customer_id"].astype(str))["signup_at"]
+    cohort_of = pd.Series(month_number(signup), index=signup.index)
+    cohort = cohort_of.reindex(mrr["customer_id"]).to_numpy(dtype="float64")
+    known = ~np.isnan(cohort)
+    cohort = cohort[known].astype("int64")
+    month = month_number(mrr["month"])[known]
+    period = month - cohort
+    first = int(month_number(pd.DatetimeIndex([cohorts_from]))[0])
+    keep = (cohort >= first) & (period >= 0) & (period <= max_period)
+    if not keep.any():
+        return pd.DataFrame()
+    sums = (
+        pd.DataFrame(
+            {
+                "cohort": cohort[keep],
+                "period": period[keep],
+                "mrr": mrr["mrr"].to_numpy()[known][keep],
+            }
+        )
+        .groupby(["cohort", "period"])["mrr"]
+        .sum()
+        .unstack("period")
+        .reindex(columns=range(max_period + 1))
+        .fillna(0.0)  # observed months without revenue: none of it kept (masked below if unseen)
+    )
+    base = sums[0]
+    share = sums.div(base.where(base > 0), axis=0)
+    # A month counts once it is complete; cells after the data's end are not measured.
+    last_complete = int(month_number(pd.DatetimeIndex([observed_until]))[0]) - 1
+    unseen = share.index.to_numpy()[:, None] + share.columns.to_numpy()[None, :] > last_complete
+    share = share.mask(unseen)
+    months = share.index.to_numpy()
+    share.index = pd.DatetimeIndex(
+        pd.to_datetime({"year": months // 12, "month": months % 12 + 1, "day": 1})
+    )
+    share = share.dropna(how="all")
+    return share.dropna(axis=1, how="all").tail(MAX_COHORTS)
+
+
+def write_partition_report(
+    folder: Path,
+    tables: Any,
+    segments: pd.DataFrame,
+    summary: dict[str, Any],
+    previous: tuple[pd.Timestamp, Path] | None,
+    *,
+    currency: str | None = None,
+    churn_mode: str = "contractual",
+    activity_events: Sequence[str] | None = None,
+    model: str = "",
+    alerts: pd.DataFrame | None = None,
+) -> Path:
+    """Gather a partition's figures (its scores already written into ``folder``), the previous
+    partition's headline and the data's cohort retention, and write report.html."""
+    from retention.metrics import cohort_retention, retention_curve
+
+    folder = Path(folder)
+    scores = pq.read_table(folder / "scores.parquet", columns=["churn_probability", "risk_band"])
+    notes = [n for n in segments.get("mrr_note", pd.Series(dtype=str)).dropna().unique() if n]
+    notes = [f"Net revenue retention not measured: {notes[0]}."] if notes else []
+    retention = sizes = curve = revenue = None
+    activity = tables.activity
+    if len(activity):
+        start = pd.Timestamp(activity["at"].min())
+        # Only cohorts that signed up once the activity data had started: their every period
+        # is covered by the data (an earlier cohort's first periods were never recorded).
+        cohorts_from = (start.tz_localize(None).to_period("M") + 1).to_timestamp()
+        if start.tzinfo is not None:
+            cohorts_from = cohorts_from.tz_localize(start.tzinfo)
+        result = cohort_retention(
+            tables,
+            cohorts_from=cohorts_from,
+            activity_events=activity_events,
+            max_period=MAX_PERIODS,
+        )
+        if not result.table.empty:
+            pivot = result.pivot
+            retention = pivot.tail(MAX_COHORTS)
+            sizes = result.sizes
+            curve = retention_curve(result)
+        else:
+            notes.append("No signup cohort since the activity data started: no retention table.")
+        if len(tables.revenue):
+            revenue = revenue_cohort_retention(
+                tables.revenue, tables.customers, cohorts_from, tables.data_end()
+            )
+            revenue = revenue if not revenue.empty else None  # no recurring revenue (orders)
+    count = None if alerts is None else len(alerts)
+    inputs = ReportInputs(
+        as_of=str(summary["as_of"]),
+        previous_as_of=previous[0].date().isoformat() if previous else None,
+        headline=headline_of(summary, segments, count),
+        previous=previous_headline(previous[1]) if previous else None,
+        probabilities=scores.column("churn_probability").to_numpy(),
+        bands=scores.column("risk_band").to_numpy(zero_copy_only=False).astype(str),
+        riskiest=riskiest_customers(folder / "scores.parquet"),
+        segments=segments,
+        model=model,
+        currency=currency,
+        churn_mode=churn_mode,
+        alerts=alerts,
+        retention=retention,
+        retention_sizes=sizes,
+        retention_curve=curve,
+        revenue_retention=revenue,
+        notes=notes,
+    )
+    path = folder / REPORT_FILE
+    path.write_text(render_report(inputs), encoding="utf-8")
+    return path

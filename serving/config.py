@@ -1,0 +1,64 @@
+"""Settings of the weekly job's outputs for people: alerts and the report ([scoring] section of
+the data folder's config.toml, beside [features] and [training]).
+
+```toml
+[scoring]
+alert_rise_points = 10.0          # a rise of at least this many percentage points is an alert
+alert_new_reason_bands = ["high"]  # bands in which a new top reason is an alert
+currency = "EUR"                   # revenue at risk in the report; none: plain numbers
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from features.config import load_config
+
+BANDS = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """What the weekly job tells people. A new top reason is an alert only in the bands listed
+    (by default the high band: a low-risk customer whose largest small driver changed is noise
+    to a customer-success team)."""
+
+    alert_rise_points: float = 10.0
+    alert_new_reason_bands: tuple[str, ...] = ("high",)
+    currency: str | None = None
+
+    def __post_init__(self) -> None:
+        rise = self.alert_rise_points
+        if isinstance(rise, bool) or not isinstance(rise, int | float) or not 0 < rise <= 100:
+            raise ValueError(
+                f"[scoring] alert_rise_points must be a number of percentage points in (0, 100], "
+                f"got {rise!r}"
+            )
+        bands = self.alert_new_reason_bands
+        if isinstance(bands, str) or any(b not in BANDS for b in bands):
+            raise ValueError(
+                f"[scoring] alert_new_reason_bands must be a list of bands from {list(BANDS)}, "
+                f"got {bands!r}"
+            )
+        object.__setattr__(self, "alert_new_reason_bands", tuple(bands))
+        currency = self.currency
+        if currency is not None and (not isinstance(currency, str) or not currency.strip()):
+            raise ValueError(f"[scoring] currency must be a code such as 'EUR', got {currency!r}")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ScoringConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(
+                f"unknown [scoring] settings {sorted(unknown)}; known: {sorted(known)}"
+            )
+        return cls(**raw)
+
+
+def scoring_config_from_file(path: str | Path | None) -> ScoringConfig:
+    """The [scoring] section of a TOML/JSON configuration file (defaults when absent)."""
+    return ScoringConfig.from_dict(load_config(path).get("scoring", {}))

@@ -1,0 +1,262 @@
+"""The alert rules on small hand-made score frames, the top driver read from a partition's
+drivers (with and without reasons in words), and the alert files."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from serving.alerts import (
+    ALERTS_SCHEMA,
+    find_alerts,
+    read_alerts,
+    top_driver_frame,
+    write_alerts,
+)
+from serving.config import ScoringConfig
+
+AS_OF, BEFORE = "2024-12-08", "2024-12-01"
+
+
+def frame(rows: list[tuple]) -> pd.DataFrame:
+    """(customer_id, probability, band, top feature) rows, with a reason in words per feature."""
+    return pd.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "churn_probability": [r[1] for r in rows],
+            "risk_band": [r[2] for r in rows],
+            "top_feature": [r[3] for r in rows],
+            "top_reason": [None if r[3] is None else f"reason about {r[3]}" for r in rows],
+        }
+    )
+
+
+def kinds_by_id(alerts: pd.DataFrame) -> dict[str, list[str]]:
+    return dict(zip(alerts["customer_id"], alerts["kinds"], strict=True))
+
+
+def test_first_run_alerts_only_on_the_high_band():
+    current = frame(
+        [("a", 0.6, "high", "f1"), ("b", 0.2, "medium", "f1"), ("c", 0.9, "high", "f2")]
+    )
+    alerts = find_alerts(current, None, AS_OF)
+    assert kinds_by_id(alerts) == {"c": ["entered_high"], "a": ["entered_high"]}
+    assert list(alerts["customer_id"]) == ["c", "a"]  # riskiest first
+    assert alerts["previous_probability"].isna().all() and alerts["previous_as_of"].isna().all()
+    assert list(alerts.columns) == ALERTS_SCHEMA.names
+
+
+def test_entering_the_high_band_is_an_alert_staying_high_is_not():
+    previous = frame([("a", 0.2, "medium", "f1"), ("b", 0.5, "high", "f1")])
+    current = frame(
+        [("a", 0.25, "high", "f1"), ("b", 0.52, "high", "f1"), ("new", 0.4, "high", "f1")]
+    )
+    alerts = find_alerts(current, previous, AS_OF, BEFORE)
+    assert kinds_by_id(alerts) == {"a": ["entered_high"], "new": ["entered_high"]}
+    row = alerts.set_index("customer_id").loc["a"]
+    assert row["previous_risk_band"] == "medium" and row["previous_probability"] == 0.2
+    assert row["change_points"] == pytest.approx(5.0)
+    assert str(row["previous_as_of"]) == BEFORE and str(row["as_of"]) == AS_OF
+    new = alerts.set_index("customer_id").loc["new"]
+    assert math.isnan(new["previous_probability"]) and pd.isna(new["previous_risk_band"])
+
+
+def test_a_rise_of_at_least_the_configured_points_is_an_alert_in_any_band():
+    previous = frame(
+        [("exact", 0.2, "low", "f1"), ("short", 0.2, "low", "f1"), ("fell", 0.5, "medium", "f1")]
+    )
+    current = frame(
+        [
+            ("exact", 0.3, "medium", "f1"),  # 10 points (9.999999999999998 in floating point)
+            ("short", 0.299, "medium", "f1"),
+            ("fell", 0.2, "low", "f1"),
+        ]
+    )
+    alerts = find_alerts(current, previous, AS_OF, BEFORE)
+    assert kinds_by_id(alerts) == {"exact": ["rose"]}
+    assert alerts["change_points"].iloc[0] == pytest.approx(10.0)
+    stricter = find_alerts(current, previous, AS_OF, BEFORE, ScoringConfig(alert_rise_points=15))
+    assert stricter.empty and list(stricter.columns) == ALERTS_SCHEMA.names
+
+
+def test_a_new_top_reason_is_an_alert_in_the_configured_bands():
+    previous = frame(
+        [
+            ("h", 0.5, "high", "tickets_open"),
+            ("m", 0.2, "medium", "f1"),
+            ("none", 0.5, "high", None),
+        ]
+    )
+    current = frame(
+        [
+            ("h", 0.5, "high", "days_since_last_event"),
+            ("m", 0.2, "medium", "f2"),
+            ("none", 0.5, "high", "f2"),  # no driver before: nothing to compare with
+        ]
+    )
+    alerts = find_alerts(current, previous, AS_OF, BEFORE)
+    assert kinds_by_id(alerts) == {"h": ["new_top_reason"]}
+    row = alerts.iloc[0]
+    assert row["reason"] == "reason about days_since_last_event"
+    assert row["previous_reason"] == "reason about tickets_open"
+    assert row["previous_top_feature"] == "tickets_open"
+    wider = ScoringConfig(alert_new_reason_bands=("high", "medium"))
+    assert kinds_by_id(find_alerts(current, previous, AS_OF, BEFORE, wider)) == {
+        "h": ["new_top_reason"],
+        "m": ["new_top_reason"],
+    }
+
+
+def test_one_customer_can_raise_every_kind_at_once():
+    previous = frame([("x", 0.1, "medium", "f1")])
+    current = frame([("x", 0.45, "high", "f2")])
+    assert kinds_by_id(find_alerts(current, previous, AS_OF, BEFORE)) == {
+        "x": ["entered_high", "rose", "new_top_reason"]
+    }
+
+
+def test_frames_without_the_needed_columns_or_with_duplicate_ids_are_refused():
+    current = frame([("a", 0.6, "high", "f1")])
+    with pytest.raises(ValueError, match=r"previous scores lack the columns \['top_feature'\]"):
+        find_alerts(current, current.drop(columns="top_feature"), AS_OF)
+    twice = frame([("a", 0.6, "high", "f1"), ("a", 0.5, "high", "f1")])
+    with pytest.raises(ValueError, match="current scores hold customer_id 'a' twice"):
+        find_alerts(twice, None, AS_OF)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="alert_rise_points"):
+        ScoringConfig(alert_rise_points=0)
+    with pytest.raises(ValueError, match="alert_new_reason_bands"):
+        ScoringConfig(alert_new_reason_bands=("urgent",))
+    with pytest.raises(ValueError, match=r"unknown \[scoring\] settings \['curency'\]"):
+        ScoringConfig.from_dict({"curency": "EUR"})
+
+
+# --------------------------------------------------------------------------- partition drivers
+
+
+def scores_table(drivers: list[list[dict]], driver_type: pa.DataType) -> pa.Table:
+    n = len(drivers)
+    return pa.table(
+        {
+            "customer_id": pa.array([f"{i:04d}" for i in range(n)]),
+            "churn_probability": pa.array([0.5] * n),
+            "risk_band": pa.array(["high"] * n),
+            "drivers": pa.array(drivers, driver_type),
+        }
+    )
+
+
+def test_top_driver_without_reasons_reads_feature_value_and_contribution():
+    """Partitions written before reasons in words: the fallback names the feature."""
+    old_type = pa.list_(
+        pa.struct(
+            [("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())]
+        )
+    )
+    table = scores_table(
+        [
+            [{"feature": "days_since_nps", "value": "439.922", "contribution": 0.1886}],
+            [],
+            [{"feature": "plan", "value": "basic", "contribution": 0.05}],
+        ],
+        old_type,
+    )
+    top = top_driver_frame(table)
+    assert list(top["customer_id"]) == ["0000", "0001", "0002"]
+    assert top["top_feature"].iloc[[0, 2]].tolist() == ["days_since_nps", "plan"]
+    assert pd.isna(top["top_feature"].iloc[1])
+    assert top["top_reason"].iloc[0] == (
+        "days_since_nps = 439.92 (adds 0.19 to the log-odds of churn)"
+    )
+    assert pd.isna(top["top_reason"].iloc[1])
+    assert top["top_reason"].iloc[2].startswith("plan = basic")
+    assert top["top_risk_points"].isna().all()
+
+
+def test_top_driver_with_reasons_uses_the_sentence_and_risk_points():
+    """Partitions with reasons in words: the driver's own sentence and points are used."""
+    new_type = pa.list_(
+        pa.struct(
+            [
+                ("feature", pa.string()),
+                ("value", pa.float64()),
+                ("contribution", pa.float64()),
+                ("risk_points", pa.float64()),
+                ("reason", pa.string()),
+            ]
+        )
+    )
+    sentence = "No activity in the last 34 days (usually active every 3 days)"
+    table = scores_table(
+        [
+            [],
+            [
+                {"feature": "days_since_last_event", "value": 34.0, "contribution": 0.4,
+                 "risk_points": 4.2, "reason": sentence},
+                {"feature": "events_30d", "value": 0.0, "contribution": 0.1,
+                 "risk_points": 1.0, "reason": "other"},
+            ],
+        ],
+        new_type,
+    )  # fmt: skip
+    top = top_driver_frame(table)
+    assert top["top_feature"].iloc[1] == "days_since_last_event"
+    assert top["top_reason"].iloc[1] == sentence and top["top_risk_points"].iloc[1] == 4.2
+    assert pd.isna(top["top_feature"].iloc[0]) and math.isnan(top["top_risk_points"].iloc[0])
+
+
+def test_alert_files_read_back_with_ids_intact(tmp_path):
+    previous = frame([("007", 0.1, "medium", "f1")])
+    current = frame([("007", 0.45, "high", "f2"), ("0100", 0.9, "high", None)])
+    alerts = find_alerts(current, previous, AS_OF, BEFORE)
+    write_alerts(tmp_path, alerts)
+    back = read_alerts(tmp_path)
+    assert list(back["customer_id"]) == ["0100", "007"]
+    assert list(back["kinds"].iloc[1]) == ["entered_high", "rose", "new_top_reason"]
+    csv = pd.read_csv(tmp_path / "alerts.csv", dtype={"customer_id": str})
+    assert list(csv["customer_id"]) == ["0100", "007"]
+    assert csv["alert"].iloc[1] == "entered_high; rose; new_top_reason"
+    assert csv["probability_pct"].iloc[1] == 45.0 and csv["change_pts"].iloc[1] == 35.0
+    assert pd.isna(csv["change_pts"].iloc[0]) and csv["as_of"].iloc[0] == AS_OF
+
+
+def test_a_partition_without_alerts_file_has_no_alerts(tmp_path):
+    assert read_alerts(tmp_path).empty
+
+
+# --------------------------------------------------------------------------- the weekly job
+
+
+def test_each_weekly_run_writes_its_alerts_against_the_previous_partition(small_champion, tmp_path):
+    """The first run alerts on its high band; the second on what changed since the first, as
+    the rules say when applied to the two partitions' scores."""
+    from serving.alerts import read_top_drivers
+    from serving.batch import run_scoring
+
+    model, version = small_champion.champion.model, small_champion.champion.version
+    out = tmp_path / "scores"
+    settings = ScoringConfig(alert_rise_points=2.0)
+    runs = [
+        run_scoring(small_champion.tables, day, model, version, out, log=lambda _: None,
+                    settings=settings)
+        for day in (BEFORE, AS_OF)
+    ]  # fmt: skip
+    first, second = (read_alerts(run.partition) for run in runs)
+    high = runs[0].scores.loc[runs[0].scores["risk_band"] == "high", "customer_id"]
+    assert sorted(first["customer_id"]) == sorted(high) and len(first) > 0
+    assert all(list(k) == ["entered_high"] for k in first["kinds"])
+    assert first["reason"].notna().all()
+    expected = find_alerts(
+        read_top_drivers(runs[1].partition), read_top_drivers(runs[0].partition), AS_OF, BEFORE,
+        settings,
+    )  # fmt: skip
+    assert len(second) > 0
+    assert list(second["customer_id"]) == list(expected["customer_id"])
+    assert [list(k) for k in second["kinds"]] == list(expected["kinds"])
+    csv = pd.read_csv(runs[1].partition / "alerts.csv", dtype={"customer_id": str})
+    assert list(csv["customer_id"]) == list(second["customer_id"])

@@ -1,0 +1,211 @@
+"""report.html: the weekly page, its pieces on hand-made inputs, and the page of two real weekly
+runs opened in a headless browser (Debian's chromium): it renders, logs nothing to the
+console, is not blank, and references nothing outside itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reporting.report_html import (
+    Headline,
+    ReportInputs,
+    cohort_table,
+    render_report,
+    revenue_cohort_retention,
+    segment_columns,
+    segment_table,
+)
+
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+)
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="chromium is not installed (CI installs it: .ci/run)",
+)
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_revenue_cohort_retention_is_the_share_of_first_month_revenue_kept():
+    """Jan cohort (A, B): 200 in January, 100 in February (B left), 150 in March (A expanded):
+    100 %, 50 %, 75 %. Feb cohort (C): 50 then 50. April is not complete: missing, not 0 %. A
+    cohort before cohorts_from (D, 2023) is left out."""
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["A", "B", "C", "D"],
+            "signup_at": pd.to_datetime(
+                ["2024-01-10", "2024-01-20", "2024-02-05", "2023-12-01"], utc=True
+            ),
+        }
+    )
+    rows = [("A", "2024-01-10", 100), ("A", "2024-02-10", 100), ("A", "2024-03-10", 150),
+            ("B", "2024-01-20", 100), ("C", "2024-02-05", 50), ("C", "2024-03-05", 50),
+            ("D", "2024-01-01", 70)]  # fmt: skip
+    revenue = pd.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "at": pd.to_datetime([r[1] for r in rows], utc=True),
+            "amount": [float(r[2]) for r in rows],
+        }
+    )
+    table = revenue_cohort_retention(
+        revenue, customers, pd.Timestamp("2024-01-01", tz="UTC"),
+        pd.Timestamp("2024-04-02", tz="UTC"), max_period=4,
+    )  # fmt: skip
+    assert [d.strftime("%Y-%m") for d in table.index] == ["2024-01", "2024-02"]
+    assert table.loc["2024-01-01", [0, 1, 2]].tolist() == [1.0, 0.5, 0.75]
+    assert table.loc["2024-02-01", [0, 1]].tolist() == [1.0, 1.0]
+    assert np.isnan(table.loc["2024-02-01", 2])  # March is complete, April is not
+    assert list(table.columns) == [0, 1, 2]  # no cohort reaches period 3: no empty column
+
+
+def test_cohort_cells_the_data_does_not_cover_are_grey_never_zero():
+    pivot = pd.DataFrame(
+        {0: [0.8, 0.7], 1: [0.0, np.nan]},
+        index=pd.to_datetime(["2024-01-01", "2024-02-01"]),
+    )
+    page = cohort_table(pivot, pd.Series([40, 30], index=pivot.index), "month", "c", "customers")
+    assert page.count('class="na"') == 1 and page.count(">0%<") == 1  # the real zero stays
+    assert "2024-02" in page and ">40<" in page
+
+
+def test_segment_table_formats_numbers_and_leaves_out_columns_missing_everywhere():
+    segments = pd.DataFrame(
+        {
+            "dimension": ["all", "plan"],
+            "segment": ["all", "basic"],
+            "customers_scored": [3177.0, 1200.0],
+            "crr": [0.9, 0.85],
+            "crr_low": [0.88, 0.8],
+            "crr_high": [0.92, 0.9],
+            "nrr": [np.nan, np.nan],
+            "revenue_at_risk": [1234.5, 600.0],
+            "repeat_purchase_rate": [0.1, 0.2],
+            "small_group": [False, True],
+        }
+    )
+    names = [c for c, _, _ in segment_columns(segments, "contractual")]
+    assert names == ["customers_scored", "revenue_at_risk", "crr"]
+    assert "repeat_purchase_rate" in [c for c, _, _ in segment_columns(segments, "non_contractual")]
+    page = segment_table(segments, "EUR", "contractual")
+    assert "3,177" in page and "3177.0" not in page and "€1,234" in page
+    assert "90.0%" in page and "88.0–92.0%" in page and "plan: basic (small group)" in page
+    assert "nan" not in page.lower() and "net revenue retention" not in page
+
+
+def test_headline_figures_show_the_change_since_the_previous_run():
+    page = render_report(
+        ReportInputs(
+            as_of="2024-12-08",
+            previous_as_of="2024-12-01",
+            headline=Headline(1000, 120, 45.25, 5000.0, alerts=7),
+            previous=Headline(990, 100, 40.0, 5600.0),
+            probabilities=np.array([0.1, 0.5]),
+            bands=np.array(["low", "high"]),
+            riskiest=pd.DataFrame(
+                {
+                    "customer_id": ["007"],
+                    "churn_probability": [0.5],
+                    "risk_band": ["high"],
+                    "change_points": [4.24],
+                    "reasons": [[("NPS 3 of 10 (detractor)", 4.2)]],
+                }
+            ),
+            segments=pd.DataFrame({"dimension": ["all"], "segment": ["all"]}),
+            currency="GBP",
+        )
+    )
+    assert "+20 since 2024-12-01" in page and "+5.2 since 2024-12-01" in page
+    assert "£5,000" in page and "-£600 since 2024-12-01" in page
+    assert "NPS 3 of 10 (detractor)" in page and "+4.2 pts" in page
+    assert not EXTERNAL.search(page) and "<script" not in page
+
+
+# --------------------------------------------------------------------------- in a browser
+
+
+def chromium(args: list[str], page: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--enable-logging=stderr", "--v=0", *args, page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def console_problems(stderr: str) -> list[str]:
+    """Console output of the page (the report has no script: any is a problem), uncaught
+    errors, and resources that failed to load."""
+    return [
+        line
+        for line in stderr.splitlines()
+        if ":CONSOLE" in line or "Uncaught" in line or "net::ERR" in line
+    ]
+
+
+def screenshot(page: Path, tmp_path: Path, name: str) -> tuple[np.ndarray, list[str]]:
+    from PIL import Image
+
+    shot = tmp_path / f"{name}.png"
+    done = chromium([f"--screenshot={shot}", "--window-size=1200,2000"], page, tmp_path)
+    assert shot.is_file(), done.stderr[-2000:]
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype="float64")
+    return pixels, console_problems(done.stderr)
+
+
+@needs_chromium
+def test_the_console_check_sees_a_page_that_fails(tmp_path):
+    """The check below can fail: a page with a script error is caught."""
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><p>x</p><script>throw new Error('boom')</script></body></html>")
+    _, problems = screenshot(bad, tmp_path, "bad")
+    assert any("Uncaught" in p for p in problems)
+
+
+@needs_chromium
+def test_the_weekly_report_renders_in_a_browser_without_errors(small_champion, tmp_path):
+    """Two weekly runs; the second run's report.html opens in chromium with no console error,
+    its screenshot is not blank, its text shows the figures with their change and currency,
+    and it references nothing outside itself."""
+    from serving.batch import run_scoring
+    from serving.config import ScoringConfig
+
+    model, version = small_champion.champion.model, small_champion.champion.version
+    out = tmp_path / "scores"
+    runs = [
+        run_scoring(small_champion.tables, day, model, version, out, log=lambda _: None,
+                    settings=ScoringConfig(currency="EUR"))
+        for day in ("2024-12-01", "2024-12-08")
+    ]  # fmt: skip
+    page = Path(runs[1].partition) / "report.html"
+    source = page.read_text(encoding="utf-8")
+    assert not EXTERNAL.search(source), EXTERNAL.search(source)
+    assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", source)  # nothing from CSS either
+    assert "<script" not in source and "@import" not in source and "@font-face" not in source
+
+    pixels, problems = screenshot(page, tmp_path, "report")
+    assert problems == []
+    assert pixels.std() > 20, "the screenshot is (nearly) blank"
+    assert (pixels < 100).mean() > 0.01  # dark text and bars, not only the page's background
+
+    dom = chromium(["--dump-dom"], page, tmp_path)
+    text = re.sub(r"<[^>]+>", " ", dom.stdout)
+    assert "Churn risk as of 2024-12-08" in text
+    assert "since 2024-12-01" in text and "€" in text
+    assert "Riskiest customers" in text and "Retention by signup cohort" in text
+    for word in ("nan", "NaN", "None"):
+        assert not re.search(rf"\b{word}\b", text), word
+    assert (Path(runs[0].partition) / "report.html").is_file()
+    first = (Path(runs[0].partition) / "report.html").read_text(encoding="utf-8")
+    assert "first run: no previous run to compare with" in first
