@@ -9,6 +9,11 @@ Content-Length and again while reading, so a chunked body cannot slip past).
 
 With CHURN_API_TOKEN unset the service refuses to start unless CHURN_ALLOW_OPEN=1 says to run it
 open (local demos), and then it says so in the log.
+
+``ErrorShape``, the middleware around it, gives every error response the one shape of
+serving.schemas.ErrorResponse, ``{"error": {"code", "message", "field", "details"}}``, whoever
+made it (the guard, BentoML's validation, a route's InvalidField, the router's 404 and 405), and
+logs client errors at INFO in one line instead of BentoML's ERROR with a traceback.
 """
 
 from __future__ import annotations

@@ -4,7 +4,13 @@ records (scored on the spot), segment retention metrics with the risk view, and 
 The champion is declared on the class (``model_ref``), so `bentoml build` packs it into the
 Bento and the service starts with no MLflow server or database. The routes are thin: requests
 and responses are in serving.schemas, the partition in serving.partitions, the model store in
-serving.model_store, the bearer token and body limits in serving.auth.
+serving.model_store, the bearer token, body limits and the one error shape in serving.auth.
+
+The service's own face (below the class): the docs page at / (Swagger UI from the assets BentoML
+ships, served here, so it loads nothing from outside), the OpenAPI spec at /docs.json (BentoML's,
+with the service's title, the package's version and description, the bearer scheme, the error
+shape on every operation and pydantic's own request and response schemas) and GET /model_info,
+in a small Starlette app mounted ahead of BentoML's routes for / and /docs.json.
 
 Environment: CHURN_API_TOKEN (or CHURN_ALLOW_OPEN=1), CHURN_SCORES_DIR (the weekly job's output),
 CHURN_DATA_DIR (the contract's tables, for /segments), CHURN_MODEL_NAME (the registered model,
@@ -302,6 +308,15 @@ def openapi_document() -> dict[str, Any]:
         "version": package_version(),
         "description": SERVICE_DESCRIPTION,
     }
+    descriptions = {
+        "Service APIs": "Churn risk with reasons, segment metrics and the served model "
+        "(bearer token).",
+        "Infrastructure": "Probes and Prometheus metrics (open).",
+    }
+    spec["tags"] = [
+        {**tag, "description": descriptions.get(tag["name"], tag.get("description", ""))}
+        for tag in spec.get("tags", [])
+    ]
     components = spec.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for name in UNUSED_SCHEMAS:

@@ -39,32 +39,16 @@ SERVICE_ENV = (
 
 
 @pytest.fixture(scope="module")
-def env(small_champion, tmp_path_factory):
-    """Two weekly partitions, the champion imported into a private BentoML store, and the
-    service's environment (token, folders) set for this module."""
-    root = tmp_path_factory.mktemp("service")
-    scores = root / "scores"
-    model, version = small_champion.champion.model, small_champion.champion.version
-    info = {
-        "model_name": small_champion.champion.name,
-        "model_run_id": small_champion.champion.run_id,
-    }
-    for run_date in (RUN_1, RUN_2):
-        run_scoring(
-            small_champion.tables,
-            run_date,
-            model,
-            version,
-            scores,
-            model_info=info,
-            log=lambda _: None,
-        )
+def env(service_store):
+    """The service's environment (token, folders, the BentoML store of conftest's
+    service_store) set for this module, and restored after it."""
+    assert service_store.run_dates == (RUN_1, RUN_2)
     values = {
-        "BENTOML_HOME": str(root / "bentoml"),
+        "BENTOML_HOME": str(service_store.bentoml_home),
         "BENTOML_DO_NOT_TRACK": "True",
         "CHURN_API_TOKEN": TOKEN,
-        "CHURN_SCORES_DIR": str(scores),
-        "CHURN_DATA_DIR": str(small_champion.data_dir),
+        "CHURN_SCORES_DIR": str(service_store.scores),
+        "CHURN_DATA_DIR": str(service_store.small.data_dir),
         "CHURN_PARTITION_CHECK_SECONDS": "0.2",
     }
     saved = {k: os.environ.get(k) for k in SERVICE_ENV}
@@ -73,18 +57,13 @@ def env(small_champion, tmp_path_factory):
     os.environ.update(values)
     for name in ("bentoml", "churn.serving", "opentelemetry"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # keep BentoML quiet in tests
-    from serving.model_store import import_champion
-
-    cwd = os.getcwd()
-    os.chdir(small_champion.root)  # the MLflow store's relative artifact paths
-    try:
-        stored, imported = import_champion(
-            small_champion.champion.name, small_champion.tracking_uri
-        )
-    finally:
-        os.chdir(cwd)
-    assert imported and Path(stored.path).is_relative_to(root / "bentoml"), stored.path
-    yield {"root": root, "scores": scores, "stored": stored, "small": small_champion, **values}
+    yield {
+        "root": service_store.root,
+        "scores": service_store.scores,
+        "stored": service_store.stored,
+        "small": service_store.small,
+        **values,
+    }
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -688,6 +667,27 @@ def test_the_bento_serves_on_its_own_with_mlflow_out_of_reach(bento_server, env,
         assert http.get("/docs.json").json()["info"]["version"] == version
         assert version in http.get("/").text
         assert http.get("/model_info", headers=AUTH).json() == info
+
+
+def test_the_docs_page_renders_the_services_own_spec_in_a_browser(bento_server, tmp_path):
+    """Debian's chromium, headless, opens / of the running Bento: Swagger UI renders the
+    service's title, version and description from its own assets, with the Authorize button of
+    the bearer scheme."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.skip("chromium is not installed")
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}",
+         "--virtual-time-budget=10000", "--dump-dom", f"{bento_server['url']}/"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    dom = done.stdout
+    assert 'class="swagger-ui' in dom, (done.stderr[-2000:], dom[:2000])
+    title = dom[dom.index('class="info"') :][:3000]
+    assert "Churn service" in title and importlib.metadata.version("churn-service") in title
+    assert "Which customers are about to leave" in title
+    assert 'class="btn authorize' in dom and "/score_records" in dom
+    assert "BentoML" not in dom and "googletagmanager" not in dom
 
 
 def test_the_running_server_picks_up_a_new_partition_without_a_restart(bento_server, env):
