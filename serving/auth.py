@@ -277,7 +277,9 @@ class ErrorShape:
             (b"content-length", str(len(payload)).encode()),
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        # A HEAD answer declares the length of the body a GET would get, and carries none.
+        body_out = b"" if scope.get("method") == "HEAD" else payload
+        await send({"type": "http.response.body", "body": body_out})
 
 
 def shape_error(
@@ -294,7 +296,8 @@ def shape_error(
     if isinstance(data, dict) and isinstance(data.get("error"), dict):  # already in shape
         error = data["error"]
         if {"code", "message", "field"} <= error.keys():
-            return {**error, "details": error.get("details") or []}
+            known = {k: error[k] for k in ("code", "message", "field")}
+            return {**known, "details": error.get("details") or []}
     if isinstance(data, dict) and isinstance(data.get("detail"), list) and data["detail"]:
         details = [_validation_item(item) for item in data["detail"] if isinstance(item, dict)]
         if details:
