@@ -335,12 +335,15 @@ def openapi_document() -> dict[str, Any]:
     for api in ChurnService.apis.values():
         request_model, response_model = api_models(api.func)
         operation = spec["paths"][api.route]["post"]
-        operation["requestBody"] = {
-            "required": any(f.is_required() for f in request_model.model_fields.values()),
-            "content": {"application/json": {"schema": component(request_model, "validation")}},
-        }
-        ok = operation["responses"]["200"]
-        ok["content"] = {"application/json": {"schema": component(response_model, "serialization")}}
+        if request_model is not None:
+            operation["requestBody"] = {
+                "required": any(f.is_required() for f in request_model.model_fields.values()),
+                "content": {"application/json": {"schema": component(request_model, "validation")}},
+            }
+        if response_model is not None:
+            operation["responses"]["200"]["content"] = {
+                "application/json": {"schema": component(response_model, "serialization")}
+            }
     component(ErrorResponse, "serialization")
     components["securitySchemes"] = {
         SECURITY_SCHEME: {
@@ -377,11 +380,17 @@ def openapi_document() -> dict[str, Any]:
     return spec
 
 
-def api_models(func: Any) -> tuple[type[BaseModel], type[BaseModel]]:
-    """The request and response models of a route's function (its first argument and return)."""
+def api_models(func: Any) -> tuple[type[BaseModel] | None, type[BaseModel] | None]:
+    """The request and response models of a route's function (its one argument and its
+    return), each None unless a pydantic model (BentoML's own schema is kept then)."""
     hints = typing.get_type_hints(func)
-    first = next(n for n in inspect.signature(func).parameters if n != "self")
-    return hints[first], hints["return"]
+    params = [n for n in inspect.signature(func).parameters if n != "self"]
+
+    def model(hint: Any) -> type[BaseModel] | None:
+        return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+    request = model(hints.get(params[0])) if len(params) == 1 else None
+    return request, model(hints.get("return"))
 
 
 SWAGGER_ASSETS = Path(bentoml.__file__).parent / "_internal" / "server" / "static_content"
