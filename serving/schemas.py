@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any, Literal
 
 from bentoml.exceptions import InvalidArgument
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 # --------------------------------------------------------------------------- limits
 
@@ -58,11 +59,64 @@ MIN_DATE, MAX_DATE = date(1970, 1, 1), date(2200, 12, 31)
 
 class InvalidField(InvalidArgument):
     """A request that is well-formed but cannot be answered as asked (unknown feature, unknown
-    segment, bad period): a 400 whose message starts with the field's path."""
+    segment, bad period): a 400 whose message starts with the field's path (``FIELD: message``,
+    the form ``split_field`` reads back when the error reaches the client)."""
 
     def __init__(self, field: str, message: str):
         self.field = field
+        self.detail = message
         super().__init__(f"{field}: {message}")
+
+
+_FIELD_PREFIX = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\]|\.[A-Za-z0-9_-]+)*): ")
+
+
+def split_field(message: str) -> tuple[str | None, str]:
+    """(field, rest) of an InvalidField message ``FIELD: message``; (None, message) otherwise."""
+    match = _FIELD_PREFIX.match(message)
+    if match is None:
+        return None, message
+    return match["field"], message[match.end() :]
+
+
+class ErrorItem(BaseModel):
+    """One problem with a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        description="Machine-readable reason: for validation errors pydantic's error type "
+        "(missing, extra_forbidden, too_short, json_invalid, ...), otherwise the kind of error "
+        "(invalid_value, missing_token, invalid_token, not_found, method_not_allowed, "
+        "payload_too_large, unsupported_media_type, service_unavailable, ...).",
+        examples=["too_short"],
+    )
+    message: str = Field(
+        description="What is wrong, for people; names the field.",
+        examples=["customer_ids: List should have at least 1 item after validation, not 0"],
+    )
+    field: str | None = Field(
+        description="The request field at fault as a path (records[0].features.plan), or the "
+        "header (authorization, content-type) or body; null when no field is at fault.",
+        examples=["customer_ids"],
+    )
+
+
+class ErrorBody(ErrorItem):
+    """The first problem, and all of them when there are several."""
+
+    details: list[ErrorItem] = Field(
+        default_factory=list,
+        description="Every problem found (validation reports them all); empty otherwise.",
+    )
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every error the service answers (4xx and 5xx)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorBody
 
 
 # --------------------------------------------------------------------------- shared types
@@ -102,6 +156,18 @@ SegmentName = Annotated[
     ),
 ]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: Any) -> Any:
+    """Only a date or ISO 8601 text (YYYY-MM-DD) is a date: pydantic alone would also read a
+    number, or digits in text, as seconds since 1970."""
+    if isinstance(value, date) or (isinstance(value, str) and _ISO_DATE.fullmatch(value)):
+        return value
+    raise ValueError("must be a date in ISO 8601 form, YYYY-MM-DD")
+
+
+RequestDate = Annotated[date, BeforeValidator(_iso_date), Field(ge=MIN_DATE, le=MAX_DATE)]
 
 
 class Driver(_Response):
@@ -259,17 +325,13 @@ class SegmentsRequest(_Request):
         description="Segment dimensions (risk_band is always added).",
         examples=[["plan"]],
     )
-    period_start: date | None = Field(
+    period_start: RequestDate | None = Field(
         default=None,
-        ge=MIN_DATE,
-        le=MAX_DATE,
         description="Start of the period (exclusive); default: 30 days before period_end.",
         examples=["2024-11-15"],
     )
-    period_end: date | None = Field(
+    period_end: RequestDate | None = Field(
         default=None,
-        ge=MIN_DATE,
-        le=MAX_DATE,
         description="End of the period (inclusive); default: the partition's run date.",
         examples=["2024-12-15"],
     )

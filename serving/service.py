@@ -4,7 +4,13 @@ records (scored on the spot), segment retention metrics with the risk view, and 
 The champion is declared on the class (``model_ref``), so `bentoml build` packs it into the
 Bento and the service starts with no MLflow server or database. The routes are thin: requests
 and responses are in serving.schemas, the partition in serving.partitions, the model store in
-serving.model_store, the bearer token and body limits in serving.auth.
+serving.model_store, the bearer token, body limits and the one error shape in serving.auth.
+
+The service's own face (below the class): the docs page at / (Swagger UI from the assets BentoML
+ships, served here, so it loads nothing from outside), the OpenAPI spec at /docs.json (BentoML's,
+with the service's title, the package's version and description, the bearer scheme, the error
+shape on every operation and pydantic's own request and response schemas) and GET /model_info,
+in a small Starlette app mounted ahead of BentoML's routes for / and /docs.json.
 
 Environment: CHURN_API_TOKEN (or CHURN_ALLOW_OPEN=1), CHURN_SCORES_DIR (the weekly job's output),
 CHURN_DATA_DIR (the contract's tables, for /segments), CHURN_MODEL_NAME (the registered model,
@@ -22,14 +28,29 @@ request, three times the rest of the request (the other routes, which do real wo
 
 from __future__ import annotations
 
+import copy
+import functools
+import html
+import importlib.metadata
+import inspect
+import tomllib
+import typing
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
 import bentoml
 import numpy as np
 import pandas as pd
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from serving.auth import GuardSettings, RequestGuard
+from serving.auth import ErrorShape, GuardSettings, RequestGuard, error_json
 from serving.metrics import RequestMetrics
 from serving.model_store import ServedModel, load_served_model, model_tag
 from serving.partitions import Partition, PartitionStore
@@ -40,6 +61,7 @@ from serving.schemas import (
     Change,
     CustomerScore,
     Driver,
+    ErrorResponse,
     FeatureInfo,
     FeatureRecord,
     InvalidField,
@@ -62,14 +84,42 @@ NO_PARAMETERS = ModelInfoRequest()
 ALL_ALERTS = AlertsRequest()
 
 
+SERVICE_NAME = "churn-service"  # the package, and the service's name in BentoML
+SERVICE_TITLE = "Churn service"
+SERVICE_DESCRIPTION = """\
+Which customers are about to leave, and why; how retention stands across segments.
+
+* **POST /score**: churn probability, risk band, top reasons and the change since the previous
+  weekly run, by customer id (from the latest scored partition).
+* **POST /score_records**: the same for feature records sent with the request (what-if).
+* **POST /segments**: retention metrics over a period and the risk view, per segment.
+* **GET or POST /model_info**: the served model, its features and the partition.
+
+**Authentication**: every data route needs `Authorization: Bearer <token>` (the server's
+`CHURN_API_TOKEN`); press *Authorize* and enter the token to try the routes here. The probes
+(`/healthz`, `/livez`, `/readyz`, `/metrics`) and this page are open.
+
+**Errors** (4xx and 5xx) all have one JSON shape,
+`{"error": {"code": "...", "message": "...", "field": "...", "details": [...]}}`: `field` is
+the path of the request field at fault (`records[0].features.plan`), or the header
+(`authorization`, `content-type`); `details` lists every problem of an invalid request.
+"""
+
+
+# The docs page, the OpenAPI spec and GET /model_info (routes added below the class): mounted
+# before BentoML's own routes for / and /docs.json, so these answer.
+docs_app = Starlette()
+
+
 @bentoml.service(
-    name="churn-service",
+    name=SERVICE_NAME,
     workers=1,
     traffic={"timeout": 60},
     logging={"access": {"enabled": False}},
     tracing={"excluded_urls": [r"/score$"]},  # see the module docstring
     metrics={"enabled": False},  # serving.metrics answers /metrics instead (module docstring)
 )
+@bentoml.asgi_app(docs_app, name="churn-docs")
 class ChurnService:
     """Churn risk, drivers and retention metrics for customer-success tools."""
 
@@ -176,7 +226,12 @@ class ChurnService:
 
     @bentoml.api(route="/model_info")
     async def model_info(self, request: ModelInfoRequest = NO_PARAMETERS, /) -> ModelInfo:
-        """The served model: version, training date, metrics, features, and the partition."""
+        """The served model: version, training date, metrics, features, and the partition
+        (also GET /model_info)."""
+        return self.describe_model()
+
+    def describe_model(self) -> ModelInfo:
+        """What /model_info answers (POST, and GET through the docs app)."""
         served, model = self.served, self.served.model
         partition = self.partitions.current()
         pre = model.preprocessor
@@ -209,7 +264,221 @@ PROBE_ROUTES = ("/healthz", "/livez", "/readyz")
 ChurnService.add_asgi_middleware(  # outside the guard: refused requests are counted too
     RequestMetrics, routes=[*PROBE_ROUTES, *(api.route for api in ChurnService.apis.values())]
 )
+ROUTE_METHODS = {
+    **{path: ("GET",) for path in (*PROBE_ROUTES, "/metrics", "/", "/docs.json")},
+    **{api.route: ("POST",) for api in ChurnService.apis.values()},
+    "/model_info": ("GET", "POST"),
+}
+ChurnService.add_asgi_middleware(ErrorShape, methods=ROUTE_METHODS)  # outside the guard
 ChurnService.add_asgi_middleware(RequestGuard)
+
+
+# --------------------------------------------------------------------------- docs and GET routes
+
+
+def package_version() -> str:
+    """The churn-service package's version: installed metadata, else the pyproject.toml beside
+    the code (a Bento carries the code, not the installed package), else 'unknown'."""
+    try:
+        return importlib.metadata.version(SERVICE_NAME)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+    return "unknown"
+
+
+SECURITY_SCHEME = "bearerAuth"
+SCHEMA_REF = "#/components/schemas/{model}"
+ERROR_REF = {"$ref": SCHEMA_REF.format(model="ErrorResponse")}
+ERROR_DESCRIPTIONS = {
+    "400": "Invalid request: the field at fault is named.",
+    "401": "Missing or wrong bearer token.",
+    "405": "Method not allowed on this route.",
+    "413": "Request body over the size limit (CHURN_MAX_BODY_BYTES).",
+    "415": "Content type other than application/json.",
+    "500": "Unexpected server error (see the server log).",
+    "503": "Not ready: no scored partition yet.",
+    "default": "Any other error (404 for an unknown route, ...), in the same shape.",
+}
+OPEN_OPERATION_ERRORS = ("405", "500", "503", "default")
+GUARDED_GET_ERRORS = ("401", "405", "500", "503", "default")
+GUARDED_POST_ERRORS = ("400", "401", "405", "413", "415", "500", "503", "default")
+UNUSED_SCHEMAS = ("InvalidArgument", "NotFound", "InternalServerError", "TaskStatusResponse")
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The service's OpenAPI spec: BentoML's (request and response models of every route) with
+    the service's own title, version and description, the bearer scheme on the guarded routes,
+    the one error shape (ErrorResponse) on every operation, and GET /model_info."""
+    from serving.auth import is_open_path
+
+    spec = copy.deepcopy(ChurnService.openapi_spec.asdict())
+    # pydantic writes JSON Schema 2020-12 (a null as {"type": "null"}): OpenAPI 3.1's dialect.
+    spec["openapi"] = "3.1.0"
+    for item in spec["paths"].values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"] = {str(k): v for k, v in operation["responses"].items()}
+    spec["info"] = {
+        "title": SERVICE_TITLE,
+        "version": package_version(),
+        "description": SERVICE_DESCRIPTION,
+    }
+    descriptions = {
+        "Service APIs": "Churn risk with reasons, segment metrics and the served model "
+        "(bearer token).",
+        "Infrastructure": "Probes and Prometheus metrics (open).",
+    }
+    spec["tags"] = [
+        {**tag, "description": descriptions.get(tag["name"], tag.get("description", ""))}
+        for tag in spec.get("tags", [])
+    ]
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for name in UNUSED_SCHEMAS:
+        schemas.pop(name, None)
+    for name in [n for n in schemas if n.endswith("IODescriptor")]:
+        del schemas[name]  # BentoML's flattened copies, replaced below by the models themselves
+
+    def component(model: type[BaseModel], mode: str) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template=SCHEMA_REF, mode=mode)  # type: ignore[arg-type]
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+        return {"$ref": SCHEMA_REF.format(model=model.__name__)}
+
+    # Request and response bodies as pydantic states them: BentoML's copies keep only OpenAPI
+    # 3.0's keywords, which lose every `null` the models accept (period_end: null, ...).
+    for api in ChurnService.apis.values():
+        request_model, response_model = api_models(api.func)
+        operation = spec["paths"][api.route]["post"]
+        if request_model is not None:
+            operation["requestBody"] = {
+                "required": any(f.is_required() for f in request_model.model_fields.values()),
+                "content": {"application/json": {"schema": component(request_model, "validation")}},
+            }
+        if response_model is not None:
+            operation["responses"]["200"]["content"] = {
+                "application/json": {"schema": component(response_model, "serialization")}
+            }
+    component(ErrorResponse, "serialization")
+    components["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The server's CHURN_API_TOKEN, sent as `Authorization: Bearer <token>`.",
+        }
+    }
+    spec["security"] = [{SECURITY_SCHEME: []}]
+    info_post = spec["paths"]["/model_info"]["post"]
+    spec["paths"]["/model_info"]["get"] = {
+        "responses": {"200": copy.deepcopy(info_post["responses"]["200"])},
+        "tags": info_post.get("tags", []),
+        "description": "The served model (as POST /model_info, without a body).",
+        "operationId": f"{SERVICE_NAME}__model_info_get",
+    }
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            if is_open_path(path):
+                operation["security"] = []
+                codes = OPEN_OPERATION_ERRORS
+            else:
+                operation["security"] = [{SECURITY_SCHEME: []}]
+                codes = GUARDED_POST_ERRORS if method == "post" else GUARDED_GET_ERRORS
+            responses = {k: v for k, v in operation["responses"].items() if k.startswith("2")}
+            for code in codes:
+                responses[code] = {
+                    "description": ERROR_DESCRIPTIONS[code],
+                    "content": {"application/json": {"schema": ERROR_REF}},
+                }
+            operation["responses"] = responses
+    return spec
+
+
+def api_models(func: Any) -> tuple[type[BaseModel] | None, type[BaseModel] | None]:
+    """The request and response models of a route's function (its one argument and its
+    return), each None unless a pydantic model (BentoML's own schema is kept then)."""
+    hints = typing.get_type_hints(func)
+    params = [n for n in inspect.signature(func).parameters if n != "self"]
+
+    def model(hint: Any) -> type[BaseModel] | None:
+        return hint if isinstance(hint, type) and issubclass(hint, BaseModel) else None
+
+    request = model(hints.get(params[0])) if len(params) == 1 else None
+    return request, model(hints.get("return"))
+
+
+SWAGGER_ASSETS = Path(bentoml.__file__).parent / "_internal" / "server" / "static_content"
+DOCS_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{title} {version}: API</title>
+  <meta name="description" content="{summary}">
+  <link rel="stylesheet" type="text/css" href="./static_content/swagger-ui.css">
+  <link rel="icon" type="image/png" href="./static_content/favicon-light-32x32.png">
+  <style>body {{ margin: 0; background: #fafafa; }}</style>
+</head>
+<body>
+  <noscript><h1>{title} {version}</h1><p>{summary}</p>
+    <p>The OpenAPI spec is at <a href="./docs.json">docs.json</a>.</p></noscript>
+  <div id="swagger-ui"></div>
+  <script src="./static_content/swagger-ui-bundle.js" charset="utf-8"></script>
+  <script>
+    window.onload = function () {{
+      window.ui = SwaggerUIBundle({{
+        url: "./docs.json",
+        dom_id: "#swagger-ui",
+        deepLinking: true,
+        presets: [SwaggerUIBundle.presets.apis],
+        layout: "BaseLayout",
+        validatorUrl: null,
+      }});
+    }};
+  </script>
+</body>
+</html>
+"""
+
+
+async def docs_page(_: Request) -> Response:
+    """The API docs: Swagger UI from the assets BentoML ships, served here (nothing external)."""
+    info = openapi_document()["info"]
+    page = DOCS_PAGE.format(
+        title=html.escape(info["title"]),
+        version=html.escape(info["version"]),
+        summary=html.escape(info["description"].split("\n", 1)[0]),
+    )
+    return HTMLResponse(page)
+
+
+async def docs_json(_: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+async def model_info_get(_: Request) -> Response:
+    """GET /model_info: what POST /model_info answers, for clients that read with GET."""
+    try:
+        # The instance itself: its API methods, called from here, would go through BentoML's
+        # proxy (an HTTP call to this server, without the caller's token).
+        service: ChurnService = bentoml.get_current_service()
+    except BentoMLException as err:  # before the service has started
+        return Response(error_json("service_unavailable", str(err), None), status_code=503,
+                        media_type="application/json")  # fmt: skip
+    return JSONResponse(service.describe_model().model_dump(mode="json"))
+
+
+DOCS_ROUTES = [
+    Route("/", docs_page, methods=["GET"]),
+    Route("/docs.json", docs_json, methods=["GET"]),
+    Route("/model_info", model_info_get, methods=["GET"]),
+    Mount("/static_content", StaticFiles(directory=SWAGGER_ASSETS), name="swagger-assets"),
+]
+docs_app.router.routes.extend(DOCS_ROUTES)
 
 
 def customer_score(partition: Partition, customer_id: str) -> CustomerScore:

@@ -47,3 +47,42 @@ def small_champion(tmp_path_factory) -> SmallChampion:
         )
         champion = load_champion(train_config_from_file(path).model_name, uri)
     return SmallChampion(root, data_dir, uri, tables, champion, result.model)
+
+
+SERVICE_RUN_DATES = ("2024-12-01", "2024-12-08")
+
+
+@dataclass
+class ServiceStore:
+    root: Path
+    scores: Path  # two weekly partitions, of run_dates
+    run_dates: tuple[str, str]
+    bentoml_home: Path
+    stored: object  # the champion imported into the BentoML store (bentoml.Model)
+    small: SmallChampion
+
+
+@pytest.fixture(scope="session")
+def service_store(small_champion, tmp_path_factory) -> ServiceStore:
+    """Two weekly partitions of the small champion and the champion imported into a private
+    BentoML store, once per session: BentoML keeps the store of the first BENTOML_HOME it sees
+    for the whole process, so every test module of the service shares this one."""
+    from serving.batch import run_scoring
+    from serving.model_store import import_champion
+
+    root = tmp_path_factory.mktemp("service")
+    scores, home = root / "scores", root / "bentoml"
+    champion = small_champion.champion
+    info = {"model_name": champion.name, "model_run_id": champion.run_id}
+    for run_date in SERVICE_RUN_DATES:
+        run_scoring(
+            small_champion.tables, run_date, champion.model, champion.version, scores,
+            model_info=info, log=lambda _: None,
+        )  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BENTOML_HOME", str(home))
+        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
+        mp.chdir(small_champion.root)  # the MLflow store's relative artifact paths
+        stored, imported = import_champion(champion.name, small_champion.tracking_uri)
+    assert imported and Path(stored.path).is_relative_to(home), stored.path
+    return ServiceStore(root, scores, SERVICE_RUN_DATES, home, stored, small_champion)
