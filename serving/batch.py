@@ -38,8 +38,8 @@ from retention.metrics import (
     segment_labels,
     segment_sums,
 )
-from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, top_drivers
-from training.model import ChurnModel, calibrate
+from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, risk_points, top_drivers
+from training.model import ChurnModel
 
 PARTITION_PREFIX = "as_of="
 SCORES_FILE, FEATURES_FILE, SEGMENTS_FILE, RUN_FILE = (
@@ -204,6 +204,7 @@ def iter_scores(
     probability delta and the drivers that moved most: both runs' features explained by the
     current model (so the movement is the customer's, not the model's), compared at float32."""
     names = model.feature_names
+    attributes = model.features_config().customer_attributes
     previous = previous or PreviousRun()
     lookup = _previous_contributions(model, previous)
     for start in range(0, len(features), chunk_rows):
@@ -211,8 +212,9 @@ def iter_scores(
         ids = chunk["customer_id"].to_numpy()
         contrib = model.contributions(chunk)
         logit = contrib.sum(axis=1).to_numpy()
-        probability = calibrate(model.calibrator, 1.0 / (1.0 + np.exp(-logit)))
+        probability = model.probability_of_logit(logit)
         current = contrib[names].to_numpy()
+        points = risk_points(current, contrib["bias"].to_numpy(), model.probability_of_logit)
         current32 = current.astype(np.float32)
         delta = np.zeros_like(current)
         if lookup is not None:
@@ -227,7 +229,7 @@ def iter_scores(
                 pa.array(ids, pa.string()),
                 pa.array(probability, pa.float64()),
                 pa.array(model.risk_band(probability), pa.string()),
-                top_drivers(current, names, chunk, top),
+                top_drivers(current, names, chunk, top, points, attributes=attributes),
                 pa.array(np.full(len(chunk), str(model_version), dtype=object), pa.string()),
                 pa.array(before_p, pa.float64(), from_pandas=True),
                 pa.array(probability - before_p, pa.float64(), from_pandas=True),

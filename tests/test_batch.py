@@ -90,18 +90,27 @@ def test_drivers_moved_from_stored_contributions_equal_a_recomputation(
 
 def test_drivers_are_the_largest_positive_contributions_with_their_values():
     contrib = np.array([[0.5, -1.0, 2.0, 0.0], [-0.1, -0.2, -0.3, -0.4], [1.0, 1.0, 0.2, 3.0]])
+    points = contrib * 10
+    names = ["days_since_last_event", "events_30d", "failed_payments_90d", "plan"]
     values = pd.DataFrame(
-        {"a": [1.23456789, np.nan, 3.0], "b": [1.0, 2.0, 3.0], "c": [7e-9, 1e12, 2.5],
-         "plan": pd.Series(["pro", None, "basic"], dtype=object)}
+        {"days_since_last_event": [34.2, np.nan, np.nan], "events_30d": [1.0, 2.0, 0.0],
+         "failed_payments_90d": [2.0, 1e12, 2.5], "plan": pd.Series(["pro", None, "basic"]),
+         "active_gap_median_days": [3.0, 1.0, np.nan]}
     )  # fmt: skip
-    got = top_drivers(contrib, ["a", "b", "c", "plan"], values, top=3).to_pylist()
-    assert got == [
-        [{"feature": "c", "value": "7e-09", "contribution": 2.0},
-         {"feature": "a", "value": "1.23457", "contribution": 0.5}],
+    got = top_drivers(contrib, names, values, 3, points, attributes=("plan",)).to_pylist()
+    assert [[(d["feature"], d["value"], d["value_text"]) for d in row] for row in got] == [
+        [("failed_payments_90d", 2.0, None), ("days_since_last_event", 34.2, None)],
         [],
-        [{"feature": "plan", "value": "basic", "contribution": 3.0},
-         {"feature": "a", "value": "3", "contribution": 1.0},
-         {"feature": "b", "value": "3", "contribution": 1.0}],
+        [("plan", None, "basic"), ("days_since_last_event", None, None), ("events_30d", 0.0, None)],
+    ]  # fmt: skip
+    first, third = got[0], got[2]
+    assert [d["contribution"] for d in first] == [2.0, 0.5]
+    assert [d["risk_points"] for d in first] == [20.0, 5.0]
+    assert first[0]["reason"] == "2 failed payments in the last 90 days"
+    assert first[0]["label"] == "Failed payments in 90 days"
+    assert first[1]["reason"] == "No activity in the last 34 days (usually active every 3 days)"
+    assert [d["reason"] for d in third] == [
+        "Plan: basic", "No activity recorded yet", "No activity in the last 30 days",
     ]  # fmt: skip
     moved = moved_drivers(np.array([[0.0, -2.0, 1.0], [0.0, 0.0, 0.0]]), ["a", "b", "c"], 2)
     assert moved.to_pylist() == [
