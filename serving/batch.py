@@ -2,8 +2,10 @@
 
 Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
 - scores.parquet: customer_id, churn_probability, risk_band, drivers (top features raising the
-  risk: feature, value, contribution), model_version, previous_probability, probability_delta,
+  risk: feature, label, value, value_text, contribution in log-odds, risk_points, reason in
+  words; see training.drivers), model_version, previous_probability, probability_delta,
   drivers_moved (features whose contribution changed most since the previous run);
+- scores.csv: the same scores for a CRM import or a spreadsheet (serving.handoff);
 - features.parquet: the features behind the scores (what the service looks up);
 - contributions.parquet: every feature's contribution for every customer (float32), which the
   next run compares with when the same model scores it;
@@ -38,6 +40,7 @@ from retention.metrics import (
     segment_labels,
     segment_sums,
 )
+from serving.handoff import SCORES_CSV, write_scores_csv
 from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, risk_points, top_drivers
 from training.model import ChurnModel
 
@@ -446,6 +449,7 @@ def run_scoring(
             scores_file.close()
             if contributions_file is not None:
                 contributions_file.close()
+        write_scores_csv(tmp / SCORES_FILE, tmp / SCORES_CSV)
         scored = pa.concat_tables(slim).to_pandas()
         segments = segment_report(tables, scored, features, model, period_start, t, by)
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)

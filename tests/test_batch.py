@@ -33,7 +33,7 @@ def test_each_run_writes_a_complete_partition(scored):
     assert [d.date().isoformat() for d, _ in list_partitions(out)] == [RUN_1, RUN_2]
     files = sorted(p.name for p in second.partition.iterdir())
     assert files == [
-        "contributions.parquet", "features.parquet", "run.json", "scores.parquet",
+        "contributions.parquet", "features.parquet", "run.json", "scores.csv", "scores.parquet",
         "segments.parquet",
     ]  # fmt: skip
     info = json.loads((second.partition / "run.json").read_text())
@@ -67,6 +67,27 @@ def test_second_run_reports_the_change_since_the_previous_one(scored):
     )
     moved = pd.read_parquet(second.partition / "scores.parquet")["drivers_moved"]
     assert moved.map(len).gt(0).any()
+
+
+def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scored):
+    _, _, second = scored
+    parquet = pd.read_parquet(second.partition / "scores.parquet")
+    csv = pd.read_csv(second.partition / "scores.csv", dtype=str, keep_default_na=False)
+    assert list(csv.columns) == [
+        "customer_id", "churn_probability_pct", "risk_band", "reason_1", "reason_2", "reason_3",
+        "change_pts",
+    ]  # fmt: skip
+    assert csv["customer_id"].tolist() == parquet["customer_id"].tolist()
+    np.testing.assert_allclose(
+        csv["churn_probability_pct"].astype(float), parquet["churn_probability"] * 100, atol=0.05
+    )
+    assert csv["risk_band"].tolist() == parquet["risk_band"].tolist()
+    first = [d[0]["reason"] if len(d) else "" for d in parquet["drivers"]]
+    assert csv["reason_1"].tolist() == first
+    delta = parquet["probability_delta"] * 100
+    assert ((csv["change_pts"] == "") == delta.isna()).all()
+    known = delta.notna()
+    np.testing.assert_allclose(csv.loc[known, "change_pts"].astype(float), delta[known], atol=0.05)
 
 
 def test_drivers_moved_from_stored_contributions_equal_a_recomputation(

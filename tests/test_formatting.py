@@ -60,3 +60,12 @@ def test_plain_numbers():
     assert f.number(2.345) == "2.3"
     assert f.number(math.inf) == "∞"
     assert f.number(12345.0) == "12,345"
+
+
+def test_plain_numbers_for_csv_columns():
+    shares = np.array([0.1234, 0.0004, 1.0, np.nan])
+    assert f.percent_number(shares) == ["12.3", "0.0", "100.0", None]
+    assert f.points_number([4.24, -0.51, -0.01, 0.0, None, float("nan")]) == [
+        "4.2", "-0.5", "0.0", "0.0", None, None,
+    ]  # fmt: skip
+    assert f.percent_number([0.12345], digits=2) == ["12.35"]

@@ -212,3 +212,51 @@ def test_feature_config_defaults_are_covered():
     config = replace(FeatureConfig(), event_types=("login",), subscription_signals=True)
     for name in feature_names(config):
         describe(name)
+
+
+def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
+    """scores.csv: ids with leading zeros stay text, the probability is a percentage number,
+    up to three reasons (empty when fewer), the change in points empty without a previous run."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.batch import SCORES_SCHEMA
+    from serving.handoff import write_scores_csv
+
+    def driver(reason_text: str) -> dict:
+        return {"feature": "events_30d", "label": "Events in 30 days", "value": 0.0,
+                "value_text": None, "contribution": 0.5, "risk_points": 4.2,
+                "reason": reason_text}  # fmt: skip
+
+    rows = {
+        "customer_id": ["000123", "0042", "7"],
+        "churn_probability": [0.1234, 0.5, 0.0004],
+        "risk_band": ["medium", "high", "low"],
+        "drivers": [
+            [driver("No activity in the last 30 days"), driver('Plan: "pro", annual')],
+            [driver("A"), driver("B"), driver("C")],
+            [],
+        ],
+        "model_version": ["3"] * 3,
+        "previous_probability": [0.1, None, None],
+        "probability_delta": [0.0234, None, None],
+        "drivers_moved": [[], [], []],
+    }
+    pq.write_table(pa.table(rows, schema=SCORES_SCHEMA), tmp_path / "scores.parquet")
+    assert write_scores_csv(tmp_path / "scores.parquet", tmp_path / "scores.csv", 2) == 3
+    raw = (tmp_path / "scores.csv").read_bytes()
+    assert raw.decode("utf-8").splitlines()[0] == (
+        '"customer_id","churn_probability_pct","risk_band","reason_1","reason_2","reason_3",'
+        '"change_pts"'
+    )
+    with (tmp_path / "scores.csv").open(newline="", encoding="utf-8") as fh:
+        back = list(csv.DictReader(fh))
+    assert [r["customer_id"] for r in back] == ["000123", "0042", "7"]
+    assert [r["churn_probability_pct"] for r in back] == ["12.3", "50.0", "0.0"]
+    assert back[0]["reason_2"] == 'Plan: "pro", annual' and back[0]["reason_3"] == ""
+    assert [back[1][f"reason_{k}"] for k in (1, 2, 3)] == ["A", "B", "C"]
+    assert [r["change_pts"] for r in back] == ["2.3", "", ""]
+    frame = pd.read_csv(tmp_path / "scores.csv", dtype={"customer_id": str})
+    assert frame["customer_id"].tolist() == ["000123", "0042", "7"]
