@@ -4,6 +4,7 @@ atomic writes and identical reruns."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -207,4 +208,9 @@ def test_score_command_uses_the_champion_and_logs_the_run(small_champion, tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert "scored" in result.output and "risk bands: high" in result.output
+    # The riskiest customers: probability in percent, band, reasons in words with points.
+    listing = result.output.split("riskiest customers (reasons with their risk points):\n")[1]
+    first, second = listing.splitlines()[:2]
+    assert re.fullmatch(r"  \S+  +\d+\.\d%  (high|medium|low)", first), first
+    assert re.fullmatch(r" +\+\d+\.\d pts  [A-Z0-9][^_]+", second), second
     assert (tmp_path / "s" / "as_of=2024-12-15" / "scores.parquet").exists()
