@@ -570,13 +570,18 @@ def _lookup(feature: str) -> FeatureEntry | None:
     return None
 
 
-def describe(feature: str, attributes: Sequence[str] = ()) -> FeatureEntry:
+def describe(feature: str, attributes: Sequence[str] = (), *, strict: bool = True) -> FeatureEntry:
     """The dictionary entry of a feature; `attributes` are the declared customer attributes
     (FeatureConfig.customer_attributes), described from their own name. A name that matches
-    no entry raises UnknownFeature naming it."""
+    no entry raises UnknownFeature naming it; with strict=False it is described like an
+    attribute, from its own name ("Logins 30d: 5"), for models trained on columns that
+    build_features does not make (a training set brought as a table): the weekly job still
+    runs, and the tests, which are strict, name the missing entry."""
     if feature in attributes:
         return _attribute_entry(feature)
     entry = _lookup(feature)
+    if entry is None and not strict:
+        return _attribute_entry(feature)
     if entry is None:
         raise UnknownFeature(
             f"feature '{feature}' has no entry in the feature dictionary "

@@ -147,7 +147,7 @@ class Driver(_Response):
         the feature dictionary (a reason without the customer's context, no risk points)."""
         if "reason" in record:
             return cls(**record)
-        from features.dictionary import UnknownFeature, describe
+        from features.dictionary import describe
 
         raw = record.get("value")
         try:
@@ -155,10 +155,7 @@ class Driver(_Response):
         except (TypeError, ValueError):
             value, text = None, str(raw)
         feature = str(record["feature"])
-        try:
-            entry = describe(feature, attributes)
-        except UnknownFeature:  # a customer attribute: described from its own name
-            entry = describe(feature, (feature,))
+        entry = describe(feature, attributes, strict=False)
         return cls(
             feature=feature,
             label=entry.label,

@@ -260,3 +260,14 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
     assert [r["change_pts"] for r in back] == ["2.3", "", ""]
     frame = pd.read_csv(tmp_path / "scores.csv", dtype={"customer_id": str})
     assert frame["customer_id"].tolist() == ["000123", "0042", "7"]
+
+
+def test_a_column_build_features_does_not_make_reads_by_its_own_name_at_run_time():
+    """A model trained on a table of its own columns still gets drivers (strict=False); the
+    strict lookup, which the coverage tests use, refuses the name."""
+    assert describe("logins_30d", strict=False).text(5.0) == "Logins 30d: 5"
+    assert describe("contract_type", strict=False).text("Month-to-month") == (
+        "Contract type: Month-to-month"
+    )
+    with pytest.raises(UnknownFeature):
+        describe("logins_30d")

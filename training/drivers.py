@@ -8,7 +8,8 @@ A driver is {feature, label, value, value_text, contribution, risk_points, reaso
 the feature's number (null for a categorical attribute, whose level is value_text, and for a
 missing value), contribution is in log-odds of the raw model, risk_points is its share of the
 calibrated probability in percentage points (see risk_points), and label and reason come from
-the feature dictionary (features.dictionary)."""
+the feature dictionary (features.dictionary; a column build_features does not make is
+described from its own name)."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def _driver_values(
     for j in np.unique(cols):
         where = np.flatnonzero(cols == j)
         picked_rows = rows[where]
-        entry = describe(names[j], attributes)
+        entry = describe(names[j], attributes, strict=False)
         labels[where] = entry.label
         column = values[names[j]]
         if pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column):
