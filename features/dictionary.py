@@ -238,7 +238,8 @@ def _value_window(window: int) -> Sentence:
         v = float(value)
         if round(v, 2) == 0:
             return f"No activity value in the last {_days(window)}"
-        return f"Activity value {fmt.number(v, 1)} in the last {_days(window)}"
+        shown = fmt.number(v, 0 if abs(v) >= 100 else 1)
+        return f"Activity value {shown} in the last {_days(window)}"
 
     return sentence
 

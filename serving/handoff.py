@@ -10,9 +10,9 @@ One row per scored customer, UTF-8, one header row, comma-separated, text quoted
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer) |
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
 
-Numbers are plain numbers (no % sign, no thousands separator, a dot for decimals) so that a
-spreadsheet or an import reads them as numbers; their rounding is reporting.formatting's
-(percent_number, points_number). Written from scores.parquet batch by batch, so memory stays
+Numbers are plain, unquoted numbers (no % sign, no thousands separator, a dot for decimals;
+50.0 is written 50) so that a spreadsheet or an import reads them as numbers; text is quoted.
+Their rounding is reporting.formatting's (percent_number, points_number). Written from scores.parquet batch by batch, so memory stays
 bounded whatever the number of customers.
 """
 
@@ -36,6 +36,7 @@ CSV_COLUMNS = [
     *(f"reason_{k}" for k in range(1, REASONS + 1)),
     "change_pts",
 ]
+NUMBER_COLUMNS = ("churn_probability_pct", "change_pts")
 _READ = ["customer_id", "churn_probability", "risk_band", "drivers", "probability_delta"]
 
 
@@ -56,16 +57,22 @@ def _nth_reasons(drivers: pa.ListArray, count: int) -> list[pa.Array]:
     return out
 
 
+def _number(texts: list[str | None]) -> pa.Array:
+    """Rounded numbers (reporting.formatting's text) as float64, so that the CSV holds them
+    unquoted and as short as their rounding (12.3, not 12.299999999999999)."""
+    return pa.array(texts, pa.string()).cast(pa.float64())
+
+
 def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
     """The CSV's columns (CSV_COLUMNS) for a batch of scores.parquet rows."""
     probability = scores.column("churn_probability").to_numpy(zero_copy_only=False)
     delta = scores.column("probability_delta").to_numpy(zero_copy_only=False)
     columns = [
         scores.column("customer_id").cast(pa.string()),
-        pa.array(percent_number(probability), pa.string()),
+        _number(percent_number(probability)),
         scores.column("risk_band").cast(pa.string()),
         *_nth_reasons(scores.column("drivers"), REASONS),
-        pa.array(points_number(delta * 100.0), pa.string()),
+        _number(points_number(delta * 100.0)),
     ]
     return pa.Table.from_arrays(columns, names=CSV_COLUMNS)
 
@@ -74,7 +81,9 @@ def write_scores_csv(scores_parquet: str | Path, out: str | Path, batch_rows: in
     """Write scores.csv (see the module docstring) from a partition's scores.parquet; returns
     the number of customers written."""
     source = pq.ParquetFile(scores_parquet)
-    schema = pa.schema([(name, pa.string()) for name in CSV_COLUMNS])
+    schema = pa.schema(
+        [(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in CSV_COLUMNS]
+    )
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     written = 0
     with pacsv.CSVWriter(str(out), schema, write_options=options) as writer:

@@ -247,14 +247,16 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
     pq.write_table(pa.table(rows, schema=SCORES_SCHEMA), tmp_path / "scores.parquet")
     assert write_scores_csv(tmp_path / "scores.parquet", tmp_path / "scores.csv", 2) == 3
     raw = (tmp_path / "scores.csv").read_bytes()
-    assert raw.decode("utf-8").splitlines()[0] == (
+    lines = raw.decode("utf-8").splitlines()
+    assert lines[0] == (
         '"customer_id","churn_probability_pct","risk_band","reason_1","reason_2","reason_3",'
         '"change_pts"'
     )
+    assert lines[1].startswith('"000123",12.3,"medium","No activity in the last 30 days",')
     with (tmp_path / "scores.csv").open(newline="", encoding="utf-8") as fh:
         back = list(csv.DictReader(fh))
     assert [r["customer_id"] for r in back] == ["000123", "0042", "7"]
-    assert [r["churn_probability_pct"] for r in back] == ["12.3", "50.0", "0.0"]
+    assert [r["churn_probability_pct"] for r in back] == ["12.3", "50", "0"]
     assert back[0]["reason_2"] == 'Plan: "pro", annual' and back[0]["reason_3"] == ""
     assert [back[1][f"reason_{k}"] for k in (1, 2, 3)] == ["A", "B", "C"]
     assert [r["change_pts"] for r in back] == ["2.3", "", ""]
