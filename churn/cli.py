@@ -475,6 +475,38 @@ def train_command(
     _print_training(result)
 
 
+def riskiest_lines(partition: Path, n: int = 10) -> list[str]:
+    """The n riskiest customers of a partition, each with its probability in percent, its band
+    and its reasons in words with their risk points ("+4.2 pts  No activity in the last 34
+    days (usually active every 3 days)"). Reads the drivers of those customers only."""
+    import pyarrow.parquet as pq
+
+    from reporting.formatting import points, probability
+
+    path = Path(partition) / "scores.parquet"
+    slim = pd.read_parquet(path, columns=["customer_id", "churn_probability"])
+    ids = slim.nlargest(n, "churn_probability")["customer_id"].tolist()
+    if not ids:
+        return []
+    table = pq.read_table(
+        path,
+        columns=["customer_id", "churn_probability", "risk_band", "drivers"],
+        filters=[("customer_id", "in", ids)],
+    )
+    top = table.to_pandas().set_index("customer_id").loc[ids]
+    width = max(len(str(i)) for i in ids)
+    lines = []
+    for cid, row in top.iterrows():
+        lines.append(
+            f"  {cid!s:<{width}}  {probability(row.churn_probability):>6}  {row.risk_band}"
+        )
+        for d in row.drivers if row.drivers is not None else []:
+            lines.append(f"      {points(d['risk_points']):>10}  {d['reason']}")
+        if row.drivers is None or not len(row.drivers):
+            lines.append("      (no feature raises the risk above the average customer's)")
+    return lines
+
+
 def _check_champion_fits(champion, tables, data: str) -> None:
     """Refuse, with the model's name and what is missing, a champion that cannot score this
     data (another dataset's model, or a labeled-table model), before any work is done."""
@@ -564,6 +596,10 @@ def score_command(
         "risk bands: "
         + ", ".join(f"{band} {bands.get(band, 0):,}" for band in ("high", "medium", "low"))
     )
+    if engine == "pandas":  # a Spark partition may be a cluster URI
+        typer.echo("riskiest customers (reasons with their risk points):")
+        for line in riskiest_lines(Path(run.partition), 5):
+            typer.echo(line)
 
 
 @app.command("promote")
@@ -648,14 +684,15 @@ def demo(
             log=typer.echo, settings=scoring_config_from_file(path),
         )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
-    typer.echo("\nThe ten riskiest customers and what drives their risk:")
-    scores = pd.read_parquet(Path(run.partition) / "scores.parquet")
-    top = scores.nlargest(10, "churn_probability")
-    for row in top.itertuples():
-        drivers = ", ".join(f"{d['feature']}={d['value']}" for d in row.drivers) or "-"
-        typer.echo(
-            f"  {row.customer_id}  {row.churn_probability:6.1%}  {row.risk_band:<6}  {drivers}"
-        )
+    typer.echo(
+        "\nThe ten riskiest customers, with their reasons and what each adds to the churn "
+        "probability (percentage points):"
+    )
+    for line in riskiest_lines(Path(run.partition), 10):
+        typer.echo(line)
+    top_id = pd.read_parquet(
+        Path(run.partition) / "scores.parquet", columns=["customer_id", "churn_probability"]
+    ).nlargest(1, "churn_probability")["customer_id"]
     seg = run.segments
     table, notes = segment_table(seg, ["plan", "risk_band"])
     typer.echo(
@@ -674,7 +711,7 @@ def demo(
         "\nServe the scores to customer-success tools:\n"
         f"  CHURN_API_TOKEN=secret CHURN_SCORES_DIR={out / 'scores'} CHURN_DATA_DIR={data_dir} uv run churn serve --model-name {champion.name} --port 3000\n"
         "  curl -s -X POST localhost:3000/score -H 'Authorization: Bearer secret' "
-        f"-H 'Content-Type: application/json' -d '{{\"customer_ids\": [\"{top.iloc[0].customer_id}\"]}}'"
+        f"-H 'Content-Type: application/json' -d '{{\"customer_ids\": [\"{top_id.iloc[0]}\"]}}'"
     )
     typer.echo(
         f"\nThe weekly report for a customer-success lead (open it in a browser):\n"

@@ -193,12 +193,18 @@ def config_for_data(data_dir: str | Path, config_path: str | Path | None = None)
     return feature_config_from_file(config_path_for_data(data_dir, config_path))
 
 
-def config_to_toml(config: FeatureConfig, training: dict[str, Any] | None = None) -> str:
+def config_to_toml(
+    config: FeatureConfig,
+    training: dict[str, Any] | None = None,
+    scoring: dict[str, Any] | None = None,
+) -> str:
     """A FeatureConfig as the [features] section of a TOML file (what config_for_data reads),
-    with an optional [training] section of plain settings."""
+    with optional [training] and [scoring] sections of plain settings."""
     lines = []
     if training:
         lines += ["[training]", *(f"{k} = {_toml_value(v)}" for k, v in training.items()), ""]
+    if scoring:
+        lines += ["[scoring]", *(f"{k} = {_toml_value(v)}" for k, v in scoring.items()), ""]
     lines.append("[features]")
     churn_lines = ["", "[features.churn]"]
     for key, value in config.to_dict().items():

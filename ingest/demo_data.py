@@ -704,7 +704,9 @@ def write_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict:
         "date_from": str((cfg.start + pd.Timedelta(days=2 * cfg.step_days)).date()),
         "every_days": cfg.step_days,
     }
-    extra = {"truth.parquet": truth, DATA_CONFIG_FILE: config_to_toml(churn, training=grid)}
+    # The generator's amounts are in euros: reasons and the report show them with the sign.
+    settings = config_to_toml(churn, training=grid, scoring={"currency": "EUR"})
+    extra = {"truth.parquet": truth, DATA_CONFIG_FILE: settings}
     write_tables(tables, out_dir, extra_files=extra)
     churned = int(tables.customers["churned_at"].notna().sum())
     return {

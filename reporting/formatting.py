@@ -5,6 +5,7 @@ Missing values read as a dash, never as "nan"."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 MISSING = "–"
 
@@ -138,6 +139,23 @@ def number(value: object, digits: int = 1) -> str:
     return f"{v:,.{digits}f}"
 
 
+def percent_number(shares: Iterable[object], digits: int = 1) -> list[str | None]:
+    """Shares as plain percentage numbers for a CSV column (no % sign, no thousands separator,
+    a dot for decimals): [0.1234, nan] -> ['12.3', None]; None is written as an empty cell."""
+    return [None if is_missing(v) else _plain(float(v) * 100, digits) for v in shares]
+
+
+def points_number(values: Iterable[object], digits: int = 1) -> list[str | None]:
+    """Percentage points as plain numbers for a CSV column: [4.24, -0.51, nan] ->
+    ['4.2', '-0.5', None] (the sign only when negative, so every importer reads a number)."""
+    return [None if is_missing(v) else _plain(float(v), digits) for v in values]
+
+
+def _plain(value: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def _unit(n: int, unit: str) -> str:
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
@@ -153,6 +171,8 @@ __all__ = [
     "money",
     "number",
     "percent",
+    "percent_number",
     "points",
+    "points_number",
     "probability",
 ]

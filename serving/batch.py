@@ -2,8 +2,10 @@
 
 Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
 - scores.parquet: customer_id, churn_probability, risk_band, drivers (top features raising the
-  risk: feature, value, contribution), model_version, previous_probability, probability_delta,
+  risk: feature, label, value, value_text, contribution in log-odds, risk_points, reason in
+  words; see training.drivers), model_version, previous_probability, probability_delta,
   drivers_moved (features whose contribution changed most since the previous run);
+- scores.csv: the same scores for a CRM import or a spreadsheet (serving.handoff);
 - features.parquet: the features behind the scores (what the service looks up);
 - contributions.parquet: every feature's contribution for every customer (float32), which the
   next run compares with when the same model scores it;
@@ -46,8 +48,9 @@ from retention.metrics import (
 )
 from serving.alerts import write_partition_alerts
 from serving.config import ScoringConfig
-from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, top_drivers
-from training.model import ChurnModel, calibrate
+from serving.handoff import SCORES_CSV, write_scores_csv
+from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, risk_points, top_drivers
+from training.model import ChurnModel
 
 PARTITION_PREFIX = "as_of="
 SCORES_FILE, FEATURES_FILE, SEGMENTS_FILE, RUN_FILE = (
@@ -206,6 +209,7 @@ def iter_scores(
     previous: PreviousRun | None = None,
     top: int = 3,
     chunk_rows: int = 100_000,
+    currency: str | None = None,
 ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Scores (SCORES_SCHEMA) and contributions (customer_id + float32 per feature) for
     feature rows, chunk by chunk, so that memory stays bounded whatever the number of rows.
@@ -215,6 +219,7 @@ def iter_scores(
     probability delta and the drivers that moved most: both runs' features explained by the
     current model (so the movement is the customer's, not the model's), compared at float32."""
     names = model.feature_names
+    attributes = model.features_config().customer_attributes
     previous = previous or PreviousRun()
     lookup = _previous_contributions(model, previous)
     for start in range(0, len(features), chunk_rows):
@@ -222,8 +227,9 @@ def iter_scores(
         ids = chunk["customer_id"].to_numpy()
         contrib = model.contributions(chunk)
         logit = contrib.sum(axis=1).to_numpy()
-        probability = calibrate(model.calibrator, 1.0 / (1.0 + np.exp(-logit)))
+        probability = model.probability_of_logit(logit)
         current = contrib[names].to_numpy()
+        points = risk_points(current, contrib["bias"].to_numpy(), model.probability_of_logit)
         current32 = current.astype(np.float32)
         delta = np.zeros_like(current)
         if lookup is not None:
@@ -238,7 +244,9 @@ def iter_scores(
                 pa.array(ids, pa.string()),
                 pa.array(probability, pa.float64()),
                 pa.array(model.risk_band(probability), pa.string()),
-                top_drivers(current, names, chunk, top),
+                top_drivers(
+                    current, names, chunk, top, points, attributes=attributes, currency=currency
+                ),
                 pa.array(np.full(len(chunk), str(model_version), dtype=object), pa.string()),
                 pa.array(before_p, pa.float64(), from_pandas=True),
                 pa.array(probability - before_p, pa.float64(), from_pandas=True),
@@ -482,8 +490,9 @@ def run_scoring(
         contributions_file = None
         try:
             for scores, contributions in iter_scores(
-                model, features, model_version, before, top, chunk_rows
-            ):
+                model, features, model_version, before, top, chunk_rows,
+                currency=(settings or ScoringConfig()).currency,
+            ):  # fmt: skip
                 scores_file.write_table(scores)
                 if contributions_file is None:
                     contributions_file = pq.ParquetWriter(
@@ -497,6 +506,7 @@ def run_scoring(
             scores_file.close()
             if contributions_file is not None:
                 contributions_file.close()
+        write_scores_csv(tmp / SCORES_FILE, tmp / SCORES_CSV)
         scored = pa.concat_tables(slim).to_pandas()
         alerts = write_partition_alerts(tmp, t, previous, settings)
         log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")

@@ -171,17 +171,66 @@ RequestDate = Annotated[date, BeforeValidator(_iso_date), Field(ge=MIN_DATE, le=
 
 
 class Driver(_Response):
-    """A feature pushing this customer's risk up: its value and its contribution to the log-odds
-    (LightGBM's exact per-row contributions)."""
+    """A feature pushing this customer's risk up: what it is, its value, how much it adds (in
+    log-odds and in percentage points of the probability) and the reason in words, from the
+    feature dictionary (features.dictionary)."""
 
     feature: str = Field(description="Feature name.", examples=["days_since_last_event"])
-    value: str | None = Field(
-        description="The feature's value as text (null: missing).", examples=["41.5"]
+    label: str = Field(
+        description="The feature's label for people.", examples=["Days since last activity"]
+    )
+    value: float | None = Field(
+        description="The feature's value as a number; null for a categorical attribute (see "
+        "value_text) or a missing value.",
+        examples=[34.2],
+    )
+    value_text: str | None = Field(
+        default=None,
+        description="A categorical attribute's value (plan, country, ...); null for numbers.",
+        examples=[None],
     )
     contribution: float = Field(
-        description="Contribution to the log-odds of churn (positive raises the risk).",
+        description="Contribution to the log-odds of churn of the raw model, before "
+        "calibration (exact per-row tree contributions; positive raises the risk).",
         examples=[0.42],
     )
+    risk_points: float | None = Field(
+        description="Its share of the churn probability in percentage points: the change "
+        "from the base probability to this customer's, shared among the features in "
+        "proportion to their contributions (all features' points sum to that change). Null "
+        "in partitions written before risk points existed.",
+        examples=[4.2],
+    )
+    reason: str = Field(
+        description="The value in words, with units and context.",
+        examples=["No activity in the last 34 days (usually active every 3 days)"],
+    )
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], attributes: tuple[str, ...] = ()) -> Driver:
+        """A driver from a partition's record; records of partitions written before labels,
+        reasons and risk points existed ({feature, value as text, contribution}) get them from
+        the feature dictionary (a reason without the customer's context, no risk points)."""
+        if "reason" in record:
+            return cls(**record)
+        from features.dictionary import describe
+
+        raw = record.get("value")
+        try:
+            value, text = (None, None) if raw is None else (float(raw), None)
+        except (TypeError, ValueError):
+            value, text = None, str(raw)
+        feature = str(record["feature"])
+        entry = describe(feature, attributes, strict=False)
+        return cls(
+            feature=feature,
+            label=entry.label,
+            value=value,
+            value_text=text,
+            contribution=float(record["contribution"]),
+            risk_points=None,
+            reason=entry.text(text if text is not None else value),
+        )
 
 
 class MovedDriver(_Response):

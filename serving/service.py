@@ -505,7 +505,7 @@ def customer_score(partition: Partition, customer_id: str) -> CustomerScore:
         status="scored",
         churn_probability=row.churn_probability,
         risk_band=row.risk_band,
-        drivers=[Driver(**d) for d in row.drivers],
+        drivers=[Driver.from_record(d) for d in row.drivers],
         change=change,
         model_version=row.model_version,
         as_of=partition.as_of,

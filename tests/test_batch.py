@@ -4,6 +4,7 @@ atomic writes and identical reruns."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -34,7 +35,7 @@ def test_each_run_writes_a_complete_partition(scored):
     files = sorted(p.name for p in second.partition.iterdir())
     assert files == [
         "alerts.csv", "alerts.parquet", "contributions.parquet", "features.parquet",
-        "report.html", "run.json", "scores.parquet", "segments.parquet",
+        "report.html", "run.json", "scores.csv", "scores.parquet", "segments.parquet",
     ]  # fmt: skip
     info = json.loads((second.partition / "run.json").read_text())
     assert info["previous_as_of"] == RUN_1 and info["customers_scored"] == len(second.scores)
@@ -69,6 +70,27 @@ def test_second_run_reports_the_change_since_the_previous_one(scored):
     assert moved.map(len).gt(0).any()
 
 
+def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scored):
+    _, _, second = scored
+    parquet = pd.read_parquet(second.partition / "scores.parquet")
+    csv = pd.read_csv(second.partition / "scores.csv", dtype=str, keep_default_na=False)
+    assert list(csv.columns) == [
+        "customer_id", "churn_probability_pct", "risk_band", "reason_1", "reason_2", "reason_3",
+        "change_pts",
+    ]  # fmt: skip
+    assert csv["customer_id"].tolist() == parquet["customer_id"].tolist()
+    np.testing.assert_allclose(
+        csv["churn_probability_pct"].astype(float), parquet["churn_probability"] * 100, atol=0.05
+    )
+    assert csv["risk_band"].tolist() == parquet["risk_band"].tolist()
+    first = [d[0]["reason"] if len(d) else "" for d in parquet["drivers"]]
+    assert csv["reason_1"].tolist() == first
+    delta = parquet["probability_delta"] * 100
+    assert ((csv["change_pts"] == "") == delta.isna()).all()
+    known = delta.notna()
+    np.testing.assert_allclose(csv.loc[known, "change_pts"].astype(float), delta[known], atol=0.05)
+
+
 def test_drivers_moved_from_stored_contributions_equal_a_recomputation(
     small_champion, scored, tmp_path
 ):
@@ -90,18 +112,27 @@ def test_drivers_moved_from_stored_contributions_equal_a_recomputation(
 
 def test_drivers_are_the_largest_positive_contributions_with_their_values():
     contrib = np.array([[0.5, -1.0, 2.0, 0.0], [-0.1, -0.2, -0.3, -0.4], [1.0, 1.0, 0.2, 3.0]])
+    points = contrib * 10
+    names = ["days_since_last_event", "events_30d", "failed_payments_90d", "plan"]
     values = pd.DataFrame(
-        {"a": [1.23456789, np.nan, 3.0], "b": [1.0, 2.0, 3.0], "c": [7e-9, 1e12, 2.5],
-         "plan": pd.Series(["pro", None, "basic"], dtype=object)}
+        {"days_since_last_event": [34.2, np.nan, np.nan], "events_30d": [1.0, 2.0, 0.0],
+         "failed_payments_90d": [2.0, 1e12, 2.5], "plan": pd.Series(["pro", None, "basic"]),
+         "active_gap_median_days": [3.0, 1.0, np.nan]}
     )  # fmt: skip
-    got = top_drivers(contrib, ["a", "b", "c", "plan"], values, top=3).to_pylist()
-    assert got == [
-        [{"feature": "c", "value": "7e-09", "contribution": 2.0},
-         {"feature": "a", "value": "1.23457", "contribution": 0.5}],
+    got = top_drivers(contrib, names, values, 3, points, attributes=("plan",)).to_pylist()
+    assert [[(d["feature"], d["value"], d["value_text"]) for d in row] for row in got] == [
+        [("failed_payments_90d", 2.0, None), ("days_since_last_event", 34.2, None)],
         [],
-        [{"feature": "plan", "value": "basic", "contribution": 3.0},
-         {"feature": "a", "value": "3", "contribution": 1.0},
-         {"feature": "b", "value": "3", "contribution": 1.0}],
+        [("plan", None, "basic"), ("days_since_last_event", None, None), ("events_30d", 0.0, None)],
+    ]  # fmt: skip
+    first, third = got[0], got[2]
+    assert [d["contribution"] for d in first] == [2.0, 0.5]
+    assert [d["risk_points"] for d in first] == [20.0, 5.0]
+    assert first[0]["reason"] == "2 failed payments in the last 90 days"
+    assert first[0]["label"] == "Failed payments in 90 days"
+    assert first[1]["reason"] == "No activity in the last 34 days (usually active every 3 days)"
+    assert [d["reason"] for d in third] == [
+        "Plan: basic", "No activity recorded yet", "No activity in the last 30 days",
     ]  # fmt: skip
     moved = moved_drivers(np.array([[0.0, -2.0, 1.0], [0.0, 0.0, 0.0]]), ["a", "b", "c"], 2)
     assert moved.to_pylist() == [
@@ -177,4 +208,9 @@ def test_score_command_uses_the_champion_and_logs_the_run(small_champion, tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert "scored" in result.output and "risk bands: high" in result.output
+    # The riskiest customers: probability in percent, band, reasons in words with points.
+    listing = result.output.split("riskiest customers (reasons with their risk points):\n")[1]
+    first, second = listing.splitlines()[:2]
+    assert re.fullmatch(r"  \S+  +\d+\.\d%  (high|medium|low)", first), first
+    assert re.fullmatch(r" +\+\d+\.\d pts  [A-Z0-9][^_]+", second), second
     assert (tmp_path / "s" / "as_of=2024-12-15" / "scores.parquet").exists()

@@ -73,3 +73,12 @@ def test_changes_since_the_previous_run_carry_their_sign_and_form():
     assert f.change(None) == f.MISSING
     with pytest.raises(ValueError, match="unknown change form"):
         f.change(1, "percent")
+
+
+def test_plain_numbers_for_csv_columns():
+    shares = np.array([0.1234, 0.0004, 1.0, np.nan])
+    assert f.percent_number(shares) == ["12.3", "0.0", "100.0", None]
+    assert f.points_number([4.24, -0.51, -0.01, 0.0, None, float("nan")]) == [
+        "4.2", "-0.5", "0.0", "0.0", None, None,
+    ]  # fmt: skip
+    assert f.percent_number([0.12345], digits=2) == ["12.35"]

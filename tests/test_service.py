@@ -115,10 +115,26 @@ def test_score_by_id_returns_the_partitions_score_drivers_and_change(svc, partit
     assert row.churn_probability == pytest.approx(expected["churn_probability"])
     assert row.risk_band == expected["risk_band"]
     assert [d.feature for d in row.drivers] == [d["feature"] for d in expected["drivers"]]
+    assert [d.reason for d in row.drivers] == [d["reason"] for d in expected["drivers"]]
+    assert [d.risk_points for d in row.drivers] == [d["risk_points"] for d in expected["drivers"]]
     assert row.change is not None and row.change.previous_as_of.isoformat() == RUN_1
     assert row.change.previous_probability == pytest.approx(expected["previous_probability"])
     assert row.change.probability_delta == pytest.approx(expected["probability_delta"])
     assert row.change.drivers_moved and row.model_version == expected["model_version"]
+
+
+def test_drivers_of_partitions_written_before_reasons_still_answer():
+    """A partition from before labels, reasons and risk points ({feature, value as text,
+    contribution}) is answered with the dictionary's label and reason, value as a number."""
+    from serving.schemas import Driver
+
+    old = Driver.from_record(
+        {"feature": "days_since_nps", "value": "439.922", "contribution": 0.1886}
+    )
+    assert old.value == pytest.approx(439.922) and old.risk_points is None
+    assert old.reason == "Last NPS response 14 months ago" and old.label
+    plan = Driver.from_record({"feature": "plan", "value": "basic", "contribution": 0.2})
+    assert plan.value is None and plan.value_text == "basic" and plan.reason == "Plan: basic"
 
 
 def test_unknown_ids_are_reported_per_id_not_as_a_failed_request(svc, partition):
@@ -428,6 +444,14 @@ def test_score_over_http_answers_known_and_unknown_ids(client, partition):
     assert body["results"][0]["change"]["previous_as_of"] == RUN_1 and body["unknown_ids"] == [
         "NOPE"
     ]
+    drivers = body["results"][0]["drivers"]
+    assert drivers, body
+    for d in drivers:  # a number for numbers, log-odds and points, a sentence
+        assert set(d) == {
+            "feature", "label", "value", "value_text", "contribution", "risk_points", "reason",
+        }  # fmt: skip
+        assert (d["value"] is None or isinstance(d["value"], float)) and "_" not in d["reason"]
+        assert d["contribution"] > 0 and d["risk_points"] > 0
 
 
 def test_segments_over_http_answer_for_plan(client):

@@ -1,36 +1,115 @@
 """Drivers: the features that push a customer's churn risk up the most, and those whose
 contribution moved most since the previous score. Ranked from exact per-feature contributions
 (LightGBM pred_contrib), vectorised over rows and returned as Arrow lists of structs, so that
-a million customers' drivers cost no Python loop per customer."""
+a million customers' drivers cost no Python loop per customer (only the top drivers' sentences
+are built one by one, feature by feature).
+
+A driver is {feature, label, value, value_text, contribution, risk_points, reason}: value is
+the feature's number (null for a categorical attribute, whose level is value_text, and for a
+missing value), contribution is in log-odds of the raw model, risk_points is its share of the
+calibrated probability in percentage points (see risk_points), and label and reason come from
+the feature dictionary (features.dictionary; a column build_features does not make is
+described from its own name)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-DRIVER_TYPE = pa.list_(
-    pa.struct([("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())])
-)
+from features.dictionary import describe
+
+DRIVER_FIELDS = [
+    pa.field("feature", pa.string()),
+    pa.field("label", pa.string()),
+    pa.field("value", pa.float64()),  # null: a categorical attribute (see value_text), missing
+    pa.field("value_text", pa.string()),  # a categorical attribute's level; null otherwise
+    pa.field("contribution", pa.float64()),  # log-odds of the raw (uncalibrated) model
+    pa.field("risk_points", pa.float64()),  # percentage points of the calibrated probability
+    pa.field("reason", pa.string()),
+]
+DRIVER_TYPE = pa.list_(pa.struct(DRIVER_FIELDS))
 MOVED_TYPE = pa.list_(pa.struct([("feature", pa.string()), ("change", pa.float64())]))
 
 
-def _value_text(
-    values: pd.DataFrame, names: list[str], rows: np.ndarray, cols: np.ndarray
+def risk_points(
+    contrib: np.ndarray,
+    bias: np.ndarray | float,
+    probability_of_logit: Callable[[np.ndarray], np.ndarray],
 ) -> np.ndarray:
-    """The feature values at (rows[k], cols[k]) as short text: numbers with 6 significant
-    digits, categories as they are, missing as None."""
-    out = np.empty(len(rows), dtype=object)
+    """Each feature's signed share of the calibrated churn probability, in percentage points.
+
+    contrib: (rows, features) contributions to the raw model's log-odds; bias: the expected
+    log-odds (the contributions' 'bias' column); probability_of_logit: the served probability
+    as a function of the raw log-odds (calibration included), increasing.
+
+    Definition: the change from the base probability P(bias) to the customer's probability
+    P(bias + sum of contributions) is shared among the features in proportion to their
+    contributions: points_j = 100 x (P(z) - P(bias)) x c_j / sum_k c_k, i.e. each contribution
+    times the slope of the calibrated curve between the base and the customer (its derivative
+    at z when the contributions cancel out). So, per row, the points of all features sum exactly
+    to 100 x (p - p_base), and a feature's points have the sign of its contribution (the
+    calibration is increasing). Vectorised: two calls of probability_of_logit per row batch."""
+    contrib = np.asarray(contrib, dtype=np.float64)
+    n = len(contrib)
+    base = np.broadcast_to(np.asarray(bias, dtype=np.float64), (n,))
+    total = contrib.sum(axis=1)
+    z = base + total
+    p = probability_of_logit(z)
+    p_base = probability_of_logit(base)
+    small = np.abs(total) < 1e-9
+    slope = np.empty(n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope[~small] = (p[~small] - p_base[~small]) / total[~small]
+    if small.any():
+        h = 1e-4
+        zs = z[small]
+        slope[small] = (probability_of_logit(zs + h) - probability_of_logit(zs - h)) / (2 * h)
+    return 100.0 * contrib * slope[:, None]
+
+
+def _driver_values(
+    values: pd.DataFrame,
+    names: list[str],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    attributes: Sequence[str],
+    currency: str | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the drivers at (rows[k], cols[k]): the number (NaN for text or missing), the text of
+    a categorical value (None otherwise), the dictionary's label and the reason in words with
+    the row's other feature values as context. Sentences are built feature by feature from
+    column arrays (no per-row frame access)."""
+    number = np.full(len(rows), np.nan)
+    text = np.full(len(rows), None, dtype=object)
+    labels = np.empty(len(rows), dtype=object)
+    reasons = np.empty(len(rows), dtype=object)
     for j in np.unique(cols):
-        where = cols == j
+        where = np.flatnonzero(cols == j)
+        picked_rows = rows[where]
+        entry = describe(names[j], attributes, strict=False)
+        labels[where] = entry.label
         column = values[names[j]]
         if pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column):
-            picked = column.to_numpy(dtype="float64", na_value=np.nan)[rows[where]]
-            out[where] = [None if v != v else f"{v:.6g}" for v in picked.tolist()]
+            picked = column.to_numpy(dtype="float64", na_value=np.nan)[picked_rows]
+            number[where] = picked
+            shown = picked.tolist()
         else:
-            picked = column.to_numpy(dtype=object)[rows[where]]
-            out[where] = [None if pd.isna(v) else str(v) for v in picked]
-    return out
+            raw = column.to_numpy(dtype=object)[picked_rows]
+            shown = [None if pd.isna(v) else str(v) for v in raw]
+            text[where] = shown
+        context_names = [c for c in entry.context if c in values.columns]
+        context_columns = [
+            values[c].to_numpy(dtype="float64", na_value=np.nan)[picked_rows] for c in context_names
+        ]
+        sentences = []
+        for k, value in enumerate(shown):
+            context = {c: col[k] for c, col in zip(context_names, context_columns, strict=True)}
+            sentences.append(entry.text(value, context, currency))
+        reasons[where] = sentences
+    return number, text, labels, reasons
 
 
 def _ranked_lists(keep: np.ndarray, children: list[pa.Array], list_type: pa.DataType) -> pa.Array:
@@ -41,18 +120,34 @@ def _ranked_lists(keep: np.ndarray, children: list[pa.Array], list_type: pa.Data
     return pa.ListArray.from_arrays(pa.array(offsets), struct, type=list_type)
 
 
-def top_drivers(contrib: np.ndarray, names: list[str], values: pd.DataFrame, top: int) -> pa.Array:
-    """Per row, the `top` features with the largest positive contribution to the risk:
-    a list of {feature, value, contribution}, largest first."""
+def top_drivers(
+    contrib: np.ndarray,
+    names: list[str],
+    values: pd.DataFrame,
+    top: int,
+    points: np.ndarray,
+    *,
+    attributes: Sequence[str] = (),
+    currency: str | None = None,
+) -> pa.Array:
+    """Per row, the `top` features with the largest positive contribution to the risk: a list
+    of driver records (DRIVER_TYPE), largest first. points: risk_points of the same shape as
+    contrib; attributes: the declared customer attributes (the dictionary describes them from
+    their own name); currency: for amounts in the reasons."""
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)
     keep = picked > 0
     rows = np.broadcast_to(np.arange(len(contrib))[:, None], order.shape)[keep]
     cols = order[keep]
+    number, text, labels, reasons = _driver_values(values, names, rows, cols, attributes, currency)
     children = [
         pa.array(np.asarray(names, dtype=object)[cols], pa.string()),
-        pa.array(_value_text(values, names, rows, cols), pa.string()),
+        pa.array(labels, pa.string()),
+        pa.array(number, pa.float64(), from_pandas=True),
+        pa.array(text, pa.string()),
         pa.array(picked[keep], pa.float64()),
+        pa.array(np.take_along_axis(points, order, axis=1)[keep], pa.float64()),
+        pa.array(reasons, pa.string()),
     ]
     return _ranked_lists(keep, children, DRIVER_TYPE)
 

@@ -217,13 +217,22 @@ class ChurnModel:
         contrib = self.explainer.contributions(lightgbm_matrix(transformed))
         return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=index)
 
-    def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
-        """The `top` features pushing each row's risk up the most: name, value (as text),
-        contribution (see training.drivers)."""
-        from training.drivers import top_drivers
+    def probability_of_logit(self, logit: np.ndarray) -> np.ndarray:
+        """The calibrated probability for raw log-odds (the sum of contributions and bias)."""
+        return calibrate(self.calibrator, _expit(logit))
 
-        contrib = self.contributions(frame)[self.feature_names].to_numpy()
-        return top_drivers(contrib, self.feature_names, frame, top).to_pylist()
+    def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
+        """The `top` features pushing each row's risk up the most: feature, label, value,
+        contribution (log-odds), risk_points and reason in words (see training.drivers)."""
+        from training.drivers import risk_points, top_drivers
+
+        contrib = self.contributions(frame)
+        matrix = contrib[self.feature_names].to_numpy()
+        points = risk_points(matrix, contrib["bias"].to_numpy(), self.probability_of_logit)
+        attributes = self.features_config().customer_attributes
+        return top_drivers(
+            matrix, self.feature_names, frame, top, points, attributes=attributes
+        ).to_pylist()
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
         """customer_id, churn_probability, risk_band and drivers for feature records."""

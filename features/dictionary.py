@@ -1,0 +1,623 @@
+"""The feature dictionary: for every feature features.signals.build_features can produce, a
+label, a unit, the direction in which it usually moves churn risk, and a sentence that says
+what the customer's value means, with units and context ("No activity in the last 34 days
+(usually active every 3 days)", "NPS 3 of 10 (detractor), 8 months ago").
+
+It is the one place that turns feature names into words: the weekly job's drivers, the
+service's /score and the command line all read it, so a reason reads the same everywhere.
+Windowed and per-event names (`events_30d`, `login_events_7d`, `tickets_open_over_7d`) are
+matched by pattern, so any window or event type is covered; declared customer attributes
+(plan, country, ...) are described from their own name and value. A name that matches nothing
+is an error (UnknownFeature) naming it, not a sentence with an underscore in it: the test
+suite builds features on the demo, Online Retail and SaaS data and fails on such a name.
+
+Numbers in sentences go through reporting.formatting (durations, percentages, money, counts).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from reporting import formatting as fmt
+
+Context = Mapping[str, Any]
+Sentence = Callable[[Any, Context, "str | None"], str]
+
+RAISES, LOWERS, DEPENDS = 1, -1, 0  # direction: what a higher value usually does to the risk
+
+
+class UnknownFeature(KeyError):
+    """A feature name the dictionary has no entry for."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class FeatureEntry:
+    """What one feature means to a person.
+
+    label: a short name ("Days since last activity"); unit: what its value counts ("days",
+    "events", "money", "share", "score of 10", "category", ...); direction: RAISES (+1) when
+    a higher value usually raises churn risk, LOWERS (-1) when it lowers it, DEPENDS (0);
+    context: the customer's other features the sentence may mention (its usual gap, the NPS's
+    age); sentence(value, context, currency) -> text, for a value that is not missing;
+    missing: the text for a missing value (nothing to measure: no NPS response yet)."""
+
+    label: str
+    unit: str
+    direction: int
+    sentence: Sentence
+    missing: str
+    context: tuple[str, ...] = ()
+
+    def text(self, value: Any, context: Context | None = None, currency: str | None = None) -> str:
+        """The sentence for a value (the missing text for None or NaN)."""
+        if fmt.is_missing(value):
+            return self.missing
+        return self.sentence(value, context or {}, currency)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _n(n: float, singular: str, plural: str | None = None) -> str:
+    """'1 event', '3 events', '1,204 events'."""
+    whole = round(float(n))
+    return f"{fmt.count(whole)} {singular if whole == 1 else plural or singular + 's'}"
+
+
+def _days(window: int) -> str:
+    return "day" if window == 1 else f"{window} days"
+
+
+def _ctx(context: Context, name: str) -> float | None:
+    """A numeric context value, None when absent or missing."""
+    value = context.get(name)
+    if fmt.is_missing(value):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _every(gap_days: float) -> str:
+    """A usual gap between active days as words: 'every day', 'every 3 days', 'every 2 months'."""
+    if gap_days < 1.5:
+        return "every day"
+    return f"every {fmt.duration_days(gap_days)}"
+
+
+def _change(ratio: float) -> str:
+    """A relative change (-0.4) as 'down 40%', 'up 25%' or 'unchanged'."""
+    if round(ratio * 100) == 0:
+        return "unchanged"
+    return f"{'up' if ratio > 0 else 'down'} {fmt.percent(abs(ratio), 0)}"
+
+
+def _trend_sentence(what: str, window: int) -> Sentence:
+    """A trend feature (last window against the one before, (recent - before) / (recent +
+    before), so -1 means none in the last window) as a percentage change in words."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        x = float(value)
+        period = f"the previous {_days(window)}"
+        if abs(x - 1) < 1e-9:
+            return f"{what} in the last {_days(window)} after none in {period}"
+        if x > 1:  # revenue only: net refunds before, payments now
+            return f"{what} positive in the last {_days(window)} after net refunds in {period}"
+        if x < -1:  # revenue only: payments before, net refunds now
+            return f"Net refunds in the last {_days(window)} after {what.lower()} in {period}"
+        change = 2 * x / (1 - x)  # recent / before - 1
+        if change >= 2:
+            return f"{what} {fmt.number(round(change + 1, 1), 1)} times that of {period}"
+        words = _change(change)
+        if words == "unchanged":
+            return f"{what} unchanged on {period}"
+        return f"{what} {words} on {period}"
+
+    return sentence
+
+
+def _count_sentence(
+    singular: str,
+    plural: str | None = None,
+    window: int | None = None,
+    none: str | None = None,
+    where: str = "",
+) -> Sentence:
+    """'3 support tickets in the last 90 days' (a window, or `where`); `none` for a zero."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        if window is not None:
+            where_ = f" in the last {_days(window)}"
+        else:
+            where_ = f" {where}" if where else ""
+        if round(float(value)) == 0 and none is not None:
+            return none
+        return _n(value, singular, plural) + where_
+
+    return sentence
+
+
+def _money_sentence(before: str, after: str = "", none: str | None = None) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        v = float(value)
+        if none is not None and round(v, 2) == 0:
+            return none
+        return f"{before}{fmt.money(v, currency)}{after}"
+
+    return sentence
+
+
+def _entry(
+    label: str,
+    unit: str,
+    direction: int,
+    sentence: Sentence,
+    missing: str | None = None,
+    context: Sequence[str] = (),
+) -> FeatureEntry:
+    return FeatureEntry(
+        label, unit, direction, sentence, missing or f"{label}: no data yet", tuple(context)
+    )
+
+
+def _words(slug: str) -> str:
+    """An event type's column slug as words ('api_call' -> 'api call')."""
+    return slug.replace("_", " ").strip()
+
+
+# --------------------------------------------------------------------------- activity
+
+
+def _recency(value: Any, context: Context, currency: str | None) -> str:
+    days = float(value)
+    text = (
+        "Active within the last hour"
+        if days * 24 < 1
+        else f"No activity in the last {fmt.duration_days(days)}"
+    )
+    gap = _ctx(context, "active_gap_median_days")
+    return text + (f" (usually active {_every(gap)})" if gap is not None else "")
+
+
+def _last_active(value: Any, context: Context, currency: str | None) -> str:
+    days = float(value)
+    text = "Last active yesterday" if days <= 1 else f"Last active {fmt.duration_days(days)} ago"
+    gap = _ctx(context, "active_gap_median_days")
+    return text + (f" (usually active {_every(gap)})" if gap is not None else "")
+
+
+def _overdue(value: Any, context: Context, currency: str | None) -> str:
+    ratio = float(value)
+    since = _ctx(context, "days_since_last_active")
+    if since is None:
+        since = _ctx(context, "days_since_last_event")
+    gap = _ctx(context, "active_gap_median_days")
+    detail = ""
+    if since is not None and gap is not None:
+        detail = f" ({fmt.duration_days(since)} since the last, usually {_every(gap)})"
+    if ratio < 1:
+        return f"Within the usual gap between active days{detail}"
+    return f"Inactive for {fmt.number(ratio, 1)} times the usual gap{detail}"
+
+
+def _tenure(value: Any, context: Context, currency: str | None) -> str:
+    return f"Customer for {fmt.duration_days(float(value))}"
+
+
+def _ago(what: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        days = float(value)
+        if days * 24 < 1:
+            return f"{what} within the last hour"
+        return f"{what} {fmt.duration_days(days)} ago"
+
+    return sentence
+
+
+def _gap(prefix: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        return f"{prefix} {_every(float(value))}"
+
+    return sentence
+
+
+def _active_rate(value: Any, context: Context, currency: str | None) -> str:
+    return f"Active on {fmt.percent(float(value), 0)} of days since the first activity"
+
+
+def _value_window(window: int) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        v = float(value)
+        if round(v, 2) == 0:
+            return f"No activity value in the last {_days(window)}"
+        shown = fmt.number(v, 0 if abs(v) >= 100 else 1)
+        return f"Activity value {shown} in the last {_days(window)}"
+
+    return sentence
+
+
+def _active_days(window: int) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        n = round(float(value))
+        if n == 0:
+            return f"Not active on any of the last {_days(window)}"
+        return f"Active on {fmt.count(n)} of the last {_days(window)}"
+
+    return sentence
+
+
+# --------------------------------------------------------------------------- revenue
+
+
+def _revenue_window(window: int) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        v = float(value)
+        if round(v, 2) == 0:
+            return f"No revenue in the last {_days(window)}"
+        if v < 0:
+            return f"Net refunds of {fmt.money(-v, currency)} in the last {_days(window)}"
+        return f"Revenue of {fmt.money(v, currency)} in the last {_days(window)}"
+
+    return sentence
+
+
+def _revenue_total(value: Any, context: Context, currency: str | None) -> str:
+    v = float(value)
+    if v < 0:
+        return f"Net refunds of {fmt.money(-v, currency)} over the whole history"
+    return f"Revenue of {fmt.money(v, currency)} over the whole history"
+
+
+def _last_payment_change(value: Any, context: Context, currency: str | None) -> str:
+    words = _change(float(value))
+    if words == "unchanged":
+        return "Last payment the same as the one before"
+    return f"Last payment {words} on the one before"
+
+
+# --------------------------------------------------------------------------- feedback
+
+
+def _nps_kind(score: float) -> str:
+    return "detractor" if score <= 6 else "promoter" if score >= 9 else "passive"
+
+
+def _nps_last(value: Any, context: Context, currency: str | None) -> str:
+    score = float(value)
+    text = f"NPS {fmt.number(score, 0)} of 10 ({_nps_kind(score)})"
+    age = _ctx(context, "days_since_nps")
+    return text + (f", {fmt.duration_days(age)} ago" if age is not None else "")
+
+
+def _nps_mean(value: Any, context: Context, currency: str | None) -> str:
+    text = f"Average NPS {fmt.number(float(value), 1)} of 10"
+    n = _ctx(context, "nps_responses")
+    return text + (f" over {_n(n, 'response')}" if n is not None and n > 0 else "")
+
+
+def _nps_flag(kind: str, scores: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        last = _ctx(context, "nps_last")
+        given = f" (NPS {fmt.number(last, 0)} of 10)" if last is not None else f" ({scores})"
+        if float(value) >= 0.5:
+            return f"Last NPS response from a {kind}{given}"
+        return f"Last NPS response not from a {kind}{given}"
+
+    return sentence
+
+
+def _days_since_nps(value: Any, context: Context, currency: str | None) -> str:
+    text = f"Last NPS response {fmt.duration_days(float(value))} ago"
+    last = _ctx(context, "nps_last")
+    return text + (f" (score {fmt.number(last, 0)} of 10)" if last is not None else "")
+
+
+def _score_of(prefix: str, scale: int, responses: str | None = None, noun: str = "response"):
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        text = f"{prefix} {fmt.number(float(value), 1)} of {scale}"
+        n = _ctx(context, responses) if responses else None
+        return text + (f" over {_n(n, noun)}" if n is not None and n > 0 else "")
+
+    return sentence
+
+
+def _resolution(window: int) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        took = fmt.duration_days(float(value) / 24)
+        return f"Support tickets took {took} to resolve on average in the last {_days(window)}"
+
+    return sentence
+
+
+# --------------------------------------------------------------------------- the entries
+
+EntryFactory = Callable[[re.Match[str]], FeatureEntry]
+
+
+def _w(match: re.Match[str]) -> int:
+    return int(match.group("w"))
+
+
+_FIXED: dict[str, FeatureEntry] = {
+    "tenure_days": _entry("Tenure", "days", LOWERS, _tenure, "Signup date unknown"),
+    "days_since_last_event": _entry(
+        "Days since last activity", "days", RAISES, _recency, "No activity recorded yet",
+        context=("active_gap_median_days",),
+    ),
+    "days_since_first_event": _entry(
+        "Days since first activity", "days", LOWERS, _ago("First activity"),
+        "No activity recorded yet",
+    ),
+    "lifetime_events": _entry(
+        "Events over the whole history", "events", LOWERS,
+        _count_sentence("event", none="No activity so far", where="over the whole history"),
+    ),
+    "lifetime_active_days": _entry(
+        "Active days over the whole history", "days", LOWERS,
+        _count_sentence(
+            "active day", none="Not active on any day so far", where="over the whole history"
+        ),
+    ),
+    "days_since_first_active": _entry(
+        "Days since first active day", "days", LOWERS, _ago("First active"),
+        "No active day recorded yet",
+    ),
+    "days_since_last_active": _entry(
+        "Days since last active day", "days", RAISES, _last_active, "No active day recorded yet",
+        context=("active_gap_median_days",),
+    ),
+    "active_gap_mean_days": _entry(
+        "Mean gap between active days", "days", RAISES, _gap("Active on average"),
+        "Too few active days to measure a usual gap",
+    ),
+    "active_gap_median_days": _entry(
+        "Usual gap between active days", "days", RAISES, _gap("Usually active"),
+        "Too few active days to measure a usual gap",
+    ),
+    "overdue_ratio": _entry(
+        "Time since last activity against the usual gap", "ratio", RAISES, _overdue,
+        "Too few active days to measure a usual gap",
+        context=("days_since_last_active", "days_since_last_event", "active_gap_median_days"),
+    ),
+    "active_day_rate": _entry(
+        "Share of days active", "share", LOWERS, _active_rate, "No active day recorded yet"
+    ),
+    "revenue_total": _entry("Revenue over the whole history", "money", LOWERS, _revenue_total),
+    "last_payment_amount": _entry(
+        "Last payment", "money", DEPENDS, _money_sentence("Last payment of "),
+        "No payment recorded yet",
+    ),
+    "mean_payment_amount": _entry(
+        "Average payment", "money", DEPENDS, _money_sentence("Average payment of "),
+        "No payment recorded yet",
+    ),
+    "last_payment_change": _entry(
+        "Change of the last payment", "share", LOWERS, _last_payment_change,
+        "No earlier payment to compare the last one with",
+    ),
+    "days_since_last_payment": _entry(
+        "Days since last payment", "days", RAISES, _ago("Last payment"), "No payment recorded yet"
+    ),
+    "nps_last": _entry(
+        "Last NPS score", "score of 10", LOWERS, _nps_last, "No NPS response yet",
+        context=("days_since_nps",),
+    ),
+    "nps_mean": _entry(
+        "Average NPS score", "score of 10", LOWERS, _nps_mean, "No NPS response yet",
+        context=("nps_responses",),
+    ),
+    "nps_responses": _entry(
+        "NPS responses", "responses", DEPENDS,
+        _count_sentence("NPS response", none="No NPS response yet"),
+    ),
+    "nps_detractor": _entry(
+        "Last NPS from a detractor", "flag", RAISES, _nps_flag("detractor", "0 to 6"),
+        "No NPS response yet", context=("nps_last",),
+    ),
+    "nps_promoter": _entry(
+        "Last NPS from a promoter", "flag", LOWERS, _nps_flag("promoter", "9 or 10"),
+        "No NPS response yet", context=("nps_last",),
+    ),
+    "days_since_nps": _entry(
+        "Days since last NPS response", "days", DEPENDS, _days_since_nps, "No NPS response yet",
+        context=("nps_last",),
+    ),
+    "csat_last": _entry(
+        "Last CSAT score", "score of 5", LOWERS, _score_of("Last CSAT", 5), "No CSAT response yet"
+    ),
+    "review_mean": _entry(
+        "Average review score", "score of 5", LOWERS,
+        _score_of("Average review", 5, "reviews", "review"), "No review yet", context=("reviews",),
+    ),
+    "reviews": _entry(
+        "Reviews", "reviews", DEPENDS, _count_sentence("review", none="No review yet")
+    ),
+    "tickets_open": _entry(
+        "Open support tickets", "tickets", RAISES,
+        _count_sentence("open support ticket", none="No open support ticket"),
+    ),
+    "days_since_ticket": _entry(
+        "Days since last support ticket", "days", LOWERS, _ago("Last support ticket"),
+        "No support ticket yet",
+    ),
+}  # fmt: skip
+
+
+def _event_counts(m: re.Match[str]) -> FeatureEntry:
+    w, event = _w(m), _words(m.group("event"))
+    return _entry(
+        f"{event.capitalize()} events in {_days(w)}", "events", DEPENDS,
+        _count_sentence(f"{event} event", window=w, none=f"No {event} events in the last {_days(w)}"),
+    )  # fmt: skip
+
+
+def _trend_entry(what: str, label: str) -> EntryFactory:
+    def make(m: re.Match[str]) -> FeatureEntry:
+        w = _w(m)
+        return _entry(
+            f"{label} trend over {_days(w)}", "share", LOWERS, _trend_sentence(what, w),
+            f"No {label.lower()} in the last {_days(2 * w)}",
+        )  # fmt: skip
+
+    return make
+
+
+def _windowed(
+    label: str, unit: str, direction: int, singular: str, none: str, plural: str | None = None
+) -> EntryFactory:
+    """A count over a window: label and sentence with the window's length."""
+
+    def make(m: re.Match[str]) -> FeatureEntry:
+        w = _w(m)
+        return _entry(
+            f"{label} in {_days(w)}", unit, direction,
+            _count_sentence(singular, plural, window=w, none=none.format(w=_days(w))),
+        )  # fmt: skip
+
+    return make
+
+
+# Ordered: the first pattern that matches a name gives its entry.
+_PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
+    (re.compile(p), factory)
+    for p, factory in [
+        (r"events_(?P<w>\d+)d", _windowed(
+            "Events", "events", LOWERS, "event", "No activity in the last {w}")),
+        (r"active_days_(?P<w>\d+)d", lambda m: _entry(
+            f"Active days in {_days(_w(m))}", "days", LOWERS, _active_days(_w(m)))),
+        (r"event_types_(?P<w>\d+)d", _windowed(
+            "Kinds of activity", "event types", LOWERS, "kind of activity",
+            "No activity of any kind in the last {w}", "kinds of activity")),
+        (r"value_(?P<w>\d+)d", lambda m: _entry(
+            f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)))),
+        (r"events_trend_(?P<w>\d+)d", _trend_entry("Activity", "Activity")),
+        (r"value_trend_(?P<w>\d+)d", _trend_entry("Activity value", "Activity value")),
+        (r"revenue_trend_(?P<w>\d+)d", _trend_entry("Revenue", "Revenue")),
+        (r"revenue_(?P<w>\d+)d", lambda m: _entry(
+            f"Revenue in {_days(_w(m))}", "money", LOWERS, _revenue_window(_w(m)))),
+        (r"payments_(?P<w>\d+)d", _windowed(
+            "Payments", "payments", LOWERS, "payment", "No payments in the last {w}")),
+        (r"failed_payments_(?P<w>\d+)d", _windowed(
+            "Failed payments", "payments", RAISES, "failed payment",
+            "No failed payments in the last {w}")),
+        (r"refunds_(?P<w>\d+)d", _windowed(
+            "Refunds", "refunds", RAISES, "refund", "No refunds in the last {w}")),
+        (r"refund_amount_(?P<w>\d+)d", lambda m: _entry(
+            f"Refunded in {_days(_w(m))}", "money", RAISES,
+            _money_sentence("Refunds of ", f" in the last {_days(_w(m))}",
+                            none=f"No refunds in the last {_days(_w(m))}"))),
+        (r"downgrades_(?P<w>\d+)d", _windowed(
+            "Downgrades", "downgrades", RAISES, "downgrade", "No downgrades in the last {w}")),
+        (r"upgrades_(?P<w>\d+)d", _windowed(
+            "Upgrades", "upgrades", LOWERS, "upgrade", "No upgrades in the last {w}")),
+        (r"csat_mean_(?P<w>\d+)d", lambda m: _entry(
+            f"Average CSAT score in {_days(_w(m))}", "score of 5", LOWERS,
+            _score_of("Average CSAT", 5, f"csat_responses_{_w(m)}d"),
+            f"No CSAT response in the last {_days(_w(m))}", context=(f"csat_responses_{_w(m)}d",))),
+        (r"csat_responses_(?P<w>\d+)d", _windowed(
+            "CSAT responses", "responses", DEPENDS, "CSAT response",
+            "No CSAT response in the last {w}")),
+        (r"tickets_open_over_(?P<w>\d+)d", lambda m: _entry(
+            f"Support tickets open over {_days(_w(m))}", "tickets", RAISES,
+            _count_sentence(f"support ticket open for more than {_days(_w(m))}",
+                            f"support tickets open for more than {_days(_w(m))}",
+                            none=f"No support ticket open for more than {_days(_w(m))}"))),
+        (r"tickets_(?P<w>\d+)d", _windowed(
+            "Support tickets", "tickets", RAISES, "support ticket",
+            "No support tickets in the last {w}")),
+        (r"ticket_resolution_hours_(?P<w>\d+)d", lambda m: _entry(
+            f"Time to resolve support tickets in {_days(_w(m))}", "hours", RAISES,
+            _resolution(_w(m)), f"No support ticket resolved in the last {_days(_w(m))}")),
+        (r"negative_comments_(?P<w>\d+)d", _windowed(
+            "Negative comments", "comments", RAISES, "negative comment",
+            "No negative comments in the last {w}")),
+        (r"comments_(?P<w>\d+)d", _windowed(
+            "Comments", "comments", DEPENDS, "comment", "No comments in the last {w}")),
+        # Per event type: <slug>_events_<w>d (features.signals._unique_slugs); last, so that
+        # the fixed names above win.
+        (r"(?P<event>[a-z0-9_]+?)_events_(?P<w>\d+)d", _event_counts),
+    ]
+]  # fmt: skip
+
+
+def _attribute_entry(name: str) -> FeatureEntry:
+    """A declared customer attribute (plan, country, ...): its own name, its value as it is."""
+    label = name.replace("_", " ").strip().capitalize() or name
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return f"{label}: {fmt.number(value, 2)}"
+        return f"{label}: {value}"
+
+    return _entry(label, "category", DEPENDS, sentence, f"{label}: unknown")
+
+
+@lru_cache(maxsize=4096)
+def _lookup(feature: str) -> FeatureEntry | None:
+    if feature in _FIXED:
+        return _FIXED[feature]
+    for pattern, factory in _PATTERNS:
+        match = pattern.fullmatch(feature)
+        if match:
+            return factory(match)
+    return None
+
+
+def describe(feature: str, attributes: Sequence[str] = (), *, strict: bool = True) -> FeatureEntry:
+    """The dictionary entry of a feature; `attributes` are the declared customer attributes
+    (FeatureConfig.customer_attributes), described from their own name. A name that matches
+    no entry raises UnknownFeature naming it; with strict=False it is described like an
+    attribute, from its own name ("Logins 30d: 5"), for models trained on columns that
+    build_features does not make (a training set brought as a table): the weekly job still
+    runs, and the tests, which are strict, name the missing entry."""
+    if feature in attributes:
+        return _attribute_entry(feature)
+    entry = _lookup(feature)
+    if entry is None and not strict:
+        return _attribute_entry(feature)
+    if entry is None:
+        raise UnknownFeature(
+            f"feature '{feature}' has no entry in the feature dictionary "
+            "(features/dictionary.py): add its label, unit, direction and sentence there"
+        )
+    return entry
+
+
+def reason(
+    feature: str,
+    value: Any,
+    context: Context | None = None,
+    *,
+    attributes: Sequence[str] = (),
+    currency: str | None = None,
+) -> str:
+    """The sentence for one feature's value, with units and the context of the customer's other
+    feature values (context: feature name -> value, e.g. the whole feature row):
+    reason("days_since_last_event", 34.2, {"active_gap_median_days": 3})
+    -> "No activity in the last 34 days (usually active every 3 days)"."""
+    return describe(feature, attributes).text(value, context, currency)
+
+
+def label(feature: str, attributes: Sequence[str] = ()) -> str:
+    """The feature's short label ("Days since last activity")."""
+    return describe(feature, attributes).label
+
+
+__all__ = [
+    "DEPENDS",
+    "LOWERS",
+    "RAISES",
+    "FeatureEntry",
+    "UnknownFeature",
+    "describe",
+    "label",
+    "reason",
+]

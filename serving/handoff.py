@@ -1,0 +1,94 @@
+"""scores.csv: the weekly partition's scores as a CRM import or a spreadsheet takes them.
+
+One row per scored customer, UTF-8, one header row, comma-separated, text quoted where needed:
+
+| column | what |
+| --- | --- |
+| customer_id | the id as text, exactly as in the data (leading zeros kept) |
+| churn_probability_pct | the churn probability in percent, one decimal (12.3) |
+| risk_band | high, medium or low |
+| reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer) |
+| change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
+
+Numbers are plain, unquoted numbers (no % sign, no thousands separator, a dot for decimals;
+50.0 is written 50) so that a spreadsheet or an import reads them as numbers; text is quoted.
+Their rounding is reporting.formatting's (percent_number, points_number). Written from scores.parquet batch by batch, so memory stays
+bounded whatever the number of customers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from reporting.formatting import percent_number, points_number
+
+SCORES_CSV = "scores.csv"
+REASONS = 3
+CSV_COLUMNS = [
+    "customer_id",
+    "churn_probability_pct",
+    "risk_band",
+    *(f"reason_{k}" for k in range(1, REASONS + 1)),
+    "change_pts",
+]
+NUMBER_COLUMNS = ("churn_probability_pct", "change_pts")
+_READ = ["customer_id", "churn_probability", "risk_band", "drivers", "probability_delta"]
+
+
+def _nth_reasons(drivers: pa.ListArray, count: int) -> list[pa.Array]:
+    """The k-th driver's reason per row for k < count (null where a row has fewer drivers), from
+    the list offsets (no Python loop over rows)."""
+    drivers = drivers.combine_chunks() if isinstance(drivers, pa.ChunkedArray) else drivers
+    offsets = drivers.offsets.to_numpy()
+    starts, lengths = offsets[:-1], np.diff(offsets)
+    reasons = drivers.values.field("reason")
+    out = []
+    for k in range(count):
+        has = lengths > k
+        picked = np.full(len(starts), None, dtype=object)
+        if has.any():
+            picked[has] = reasons.take(pa.array(starts[has] + k)).to_numpy(zero_copy_only=False)
+        out.append(pa.array(picked, pa.string()))
+    return out
+
+
+def _number(texts: list[str | None]) -> pa.Array:
+    """Rounded numbers (reporting.formatting's text) as float64, so that the CSV holds them
+    unquoted and as short as their rounding (12.3, not 12.299999999999999)."""
+    return pa.array(texts, pa.string()).cast(pa.float64())
+
+
+def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
+    """The CSV's columns (CSV_COLUMNS) for a batch of scores.parquet rows."""
+    probability = scores.column("churn_probability").to_numpy(zero_copy_only=False)
+    delta = scores.column("probability_delta").to_numpy(zero_copy_only=False)
+    columns = [
+        scores.column("customer_id").cast(pa.string()),
+        _number(percent_number(probability)),
+        scores.column("risk_band").cast(pa.string()),
+        *_nth_reasons(scores.column("drivers"), REASONS),
+        _number(points_number(delta * 100.0)),
+    ]
+    return pa.Table.from_arrays(columns, names=CSV_COLUMNS)
+
+
+def write_scores_csv(scores_parquet: str | Path, out: str | Path, batch_rows: int = 100_000) -> int:
+    """Write scores.csv (see the module docstring) from a partition's scores.parquet; returns
+    the number of customers written."""
+    source = pq.ParquetFile(scores_parquet)
+    schema = pa.schema(
+        [(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in CSV_COLUMNS]
+    )
+    options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+    written = 0
+    with pacsv.CSVWriter(str(out), schema, write_options=options) as writer:
+        for batch in source.iter_batches(batch_size=batch_rows, columns=_READ):
+            table = handoff_table(batch)
+            writer.write_table(table)
+            written += table.num_rows
+    return written
