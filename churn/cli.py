@@ -122,13 +122,23 @@ def demo_data(
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")
     ] = 0,
+    drift_at: Annotated[
+        str | None,
+        typer.Option(
+            "--drift-at",
+            help="Plant a change from this date (YYYY-MM-DD) for monitoring to find: keep only "
+            "a quarter of the report_view events and the pro plan's price doubled.",
+        ),
+    ] = None,
 ) -> None:
     """Generate a realistic demo dataset in the contract's shape, with each customer's true
     churn probability per observation date in truth.parquet."""
+    from features.prepared import as_of_timestamp
     from ingest.demo_data import DemoConfig, write_demo
 
     started = time.perf_counter()
-    summary = write_demo(out, DemoConfig(n_customers=customers, seed=seed))
+    drift = as_of_timestamp(drift_at) if drift_at else None
+    summary = write_demo(out, DemoConfig(n_customers=customers, seed=seed, drift_at=drift))
     typer.echo(f"demo data written to {out} in {time.perf_counter() - started:.1f}s")
     for key, value in summary.items():
         typer.echo(f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
