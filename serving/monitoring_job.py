@@ -23,7 +23,6 @@ from features.io import atomic_file
 from features.labels import label_mask, observation_end
 from serving.batch import FEATURES_FILE, RUN_FILE, SCORES_FILE, list_partitions
 from serving.monitoring import (
-    NO_REFERENCE,
     cbpe,
     feature_drift,
     realized_by_group,
@@ -62,11 +61,11 @@ def read_monitoring(scores_dir: str | Path) -> dict | None:
 
 
 def importance_of(model: ChurnModel) -> dict[str, float]:
-    """The model's gain importance per feature (LightGBM); empty for models without trees."""
-    try:
-        gains = model.booster.feature_importance("gain")
-    except Exception:
+    """The model's gain importance per feature (LightGBM); empty for models without trees (the
+    simple model registered when a baseline wins: only the score's drift is then 'top')."""
+    if not model.booster_text:
         return {}
+    gains = model.booster.feature_importance("gain")
     return dict(zip(model.feature_names, (float(g) for g in gains), strict=True))
 
 
@@ -405,10 +404,73 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} to monitoring.json")
 
 
-__all__ = [
-    "MONITORING_FILE",
-    "NO_REFERENCE",
-    "MonitoringResult",
-    "read_monitoring",
-    "run_monitoring",
-]
+def registry_models(default_name: str, log: Log = print) -> ModelFor:
+    """model_for from the MLflow registry: the version named in each partition's run.json (its
+    model_name, else default_name), loaded once per version; None when the registry lacks it."""
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import load_churn_model
+
+    cache: dict[tuple[str, str], tuple[ChurnModel, str] | None] = {}
+
+    def model_for(info: dict) -> tuple[ChurnModel, str] | None:
+        key = (str(info.get("model_name") or default_name), str(info.get("model_version", "")))
+        if key not in cache:
+            try:
+                cache[key] = (load_churn_model(f"models:/{key[0]}/{key[1]}"), key[1])
+            except (MlflowException, OSError) as err:
+                log(f"model {key[0]} version {key[1]} cannot be loaded from MLflow: {err}")
+                cache[key] = None
+        return cache[key]
+
+    return model_for
+
+
+def monitor_and_record(
+    tables: Tables,
+    scores_dir: str | Path,
+    model_name: str,
+    *,
+    out: str | Path | None = None,
+    segments: list[str] | None = None,
+    log: Log = print,
+    client=None,
+) -> MonitoringResult:
+    """What `churn monitor` and the weekly job run: monitoring of every partition that needs
+    it (run_monitoring, models from the registry), the figures of the examined partitions in
+    MLflow (one run per model version), and the plot beside the monitoring file."""
+    result = run_monitoring(
+        tables, scores_dir, registry_models(model_name, log), out=out, segments=segments, log=log
+    )
+    if result.computed:
+        log_monitoring(result.entries, model_name, result.computed, client=client)
+    if result.entries:
+        plot_monitoring(result.entries, result.path.with_name(PLOT_FILE))
+    return result
+
+
+def summary_lines(entries: list[dict], last: int = 8) -> list[str]:
+    """The latest partitions as lines people read: date, verdict, realized against predicted
+    churn, realized or expected ROC AUC, drifted features, first reason."""
+    from reporting import formatting as fmt
+
+    lines = []
+    for e in entries[-last:]:
+        realized, expected = e.get("realized") or {}, e.get("expected") or {}
+        if realized:
+            churn = (
+                f"churn {fmt.percent(realized['realized_rate'])} "
+                f"({fmt.interval(realized['realized_rate_lo'], realized['realized_rate_hi'])}) "
+                f"vs {fmt.percent(realized['predicted_rate'])} predicted; "
+                f"ROC AUC {fmt.number(realized['roc_auc'], 3)}"
+            )
+        else:
+            churn = (
+                f"not matured: expected churn {fmt.percent(expected.get('churn_rate'))}, "
+                f"ROC AUC {fmt.number(expected.get('roc_auc'), 3)} "
+                f"({fmt.interval(expected.get('roc_auc_lo'), expected.get('roc_auc_hi'), 'number')})"
+            )
+        drifted = ", ".join(e.get("drifted_features", [])) or "none"
+        reason = f" - {e['reasons'][0]}" if e.get("reasons") else ""
+        lines.append(f"{e['as_of']}  {e['verdict']:<7}  {churn}; drifted: {drifted}{reason}")
+    return lines

@@ -343,3 +343,48 @@ def test_a_model_without_reference_distributions_is_told_to_retrain(demo_runs, t
     )
     assert all(e["verdict"] == "retrain" and e["reasons"] == [NO_REFERENCE] for e in result.entries)
     assert "realized" in result.entries[0]  # realized performance needs no reference
+
+
+def test_the_service_answer_is_read_from_the_monitoring_file(demo_runs, tmp_path):
+    """/monitoring's answer: the latest verdict, the last matured partition's realized figures,
+    CBPE, the largest drifts, the history; a folder without monitoring says what to run."""
+    from serving.monitoring_api import MonitoringFile
+
+    _, runs = demo_runs
+    _, scores, result = runs["drift"]
+    answer = MonitoringFile(scores).answer()
+    assert answer.available and answer.latest.as_of.isoformat() == result.latest["as_of"]
+    assert answer.latest.verdict == result.latest["verdict"] and answer.latest.reasons
+    assert answer.realized_as_of.isoformat() == str(RUN_DATES[-2].date())
+    assert answer.realized["roc_auc"] == pytest.approx(result.entries[-2]["realized"]["roc_auc"])
+    assert set(answer.drifted_features) >= CHANGED
+    assert len(answer.drift) == 10 and answer.drift[0].psi >= answer.drift[-1].psi
+    assert [h.as_of.isoformat() for h in answer.history] == [str(d.date()) for d in RUN_DATES]
+    assert answer.backtest["roc_auc_lo"] < answer.backtest["roc_auc"]
+    json.loads(answer.model_dump_json())
+    empty = MonitoringFile(tmp_path).answer()
+    assert not empty.available and "churn score" in empty.message
+    (tmp_path / "monitoring.json").write_text("{not json")
+    broken = MonitoringFile(tmp_path).answer()
+    assert not broken.available and "cannot be read" in broken.message
+
+
+def test_mlflow_gets_one_monitoring_run_per_model_version_stepped_by_run_date(demo_runs, tmp_path):
+    from mlflow import MlflowClient
+
+    from serving.monitoring_job import log_monitoring
+
+    _, runs = demo_runs
+    entries = runs["drift"][2].entries
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    first = log_monitoring(entries, "churn-demo", [e["as_of"] for e in entries[:2]], client=client)
+    second = log_monitoring(entries, "churn-demo", [e["as_of"] for e in entries[2:]], client=client)
+    assert first == second  # the same run, reused across calls
+    history = client.get_metric_history(first, "psi_max")
+    epoch = pd.Timestamp("1970-01-01")
+    assert [m.step for m in history] == [(pd.Timestamp(e["as_of"]) - epoch).days for e in entries]
+    matured = [e for e in entries if e["matured"]]
+    auc = client.get_metric_history(first, "realized_roc_auc")
+    assert [m.value for m in auc] == pytest.approx([e["realized"]["roc_auc"] for e in matured])
+    verdicts = client.get_metric_history(first, "verdict")
+    assert {m.value for m in verdicts} <= {0.0, 1.0, 2.0}
