@@ -1,6 +1,6 @@
 """Benchmark: monitoring 52 weekly partitions of 100,000 customers (issue 16).
 
-    uv run python benchmarks/bench_monitoring.py [--customers 100000] [--partitions 52]
+    uv run python benchmarks/bench_monitoring.py [--customers 200000] [--partitions 52]
                                                  [--events-per-customer 10]
 
 Target: serving.monitoring_job.run_monitoring over 52 partitions of 100,000 customers in under
@@ -9,7 +9,8 @@ against the model's reference distributions (PSI, KS or chi-squared, missing sha
 200 simulated label sets, and, for the partitions whose 30-day horizon has passed, the labels
 (features.labels) and realized metrics by risk band and segment.
 
-Data: the demo at --customers (the same cached folder as bench_spark.py and bench_batch.py).
+Data: the demo at --customers (the same cached folders as bench_spark.py and bench_batch.py):
+200,000 demo customers, of whom about 100,000 are customers on the data's last day.
 Model: trained on 3,000 demo customers without MLflow (cached in benchmarks/.data/). The
 partitions are written once (cached): the features of the customers eligible on the data's
 last day, with a few columns shifted a little more every week so that the drift differs per
@@ -104,7 +105,7 @@ def write_partitions(data: Path, model, partitions: int, customers: int) -> Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--customers", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=52)
     parser.add_argument("--events-per-customer", type=float, default=10)
     args = parser.parse_args()

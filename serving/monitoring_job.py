@@ -76,7 +76,10 @@ def labels_for(
     the model's churn definition."""
     churn = model.features_config().churn
     churned = label_mask(tables, as_of, churn)
-    known = pd.Index(tables.customers["customer_id"].astype("str"))
+    known = tables.cache.get("monitoring_customer_index")
+    if known is None:  # built once per loaded tables: 52 partitions share it
+        known = pd.Index(tables.customers["customer_id"].astype("str"))
+        tables.cache["monitoring_customer_index"] = known
     positions = known.get_indexer(pd.Index(ids).astype("str"))
     if (positions < 0).any():
         example = ids[np.flatnonzero(positions < 0)[0]]
@@ -86,6 +89,23 @@ def labels_for(
             "is it this dataset's scores folder?"
         )
     return churned[positions].astype("int8")
+
+
+def with_attributes(frame: pd.DataFrame, tables: Tables, columns: list[str]) -> pd.DataFrame:
+    """The scored rows with customer attributes that are segments but not model features."""
+    if not columns:
+        return frame
+    absent = [c for c in columns if c not in tables.customers.columns]
+    if absent:
+        raise ValueError(
+            f"segment '{absent[0]}' is neither a feature of the model nor a column of table "
+            f"'customers' (it has {list(tables.customers.columns)})"
+        )
+    attributes = tables.customers.assign(
+        customer_id=tables.customers["customer_id"].astype("str")
+    ).set_index("customer_id")[columns]
+    values = attributes.reindex(frame["customer_id"].astype("str").to_numpy())
+    return frame.assign(**{c: values[c].to_numpy() for c in columns})
 
 
 def examine_partition(
@@ -143,11 +163,8 @@ def examine_partition(
             "risk_band",
             *(segments if segments is not None else model.preprocessor.categorical),
         ]
-        frame = scores.merge(
-            features[["customer_id", *[d for d in dims if d in features.columns]]],
-            on="customer_id",
-            how="left",
-        )
+        frame = scores.assign(**{d: features[d].to_numpy() for d in dims if d in features})
+        frame = with_attributes(frame, tables, [d for d in dims if d not in frame])
     else:
         entry["drift"], entry["drifted_features"] = [], []
         dims, frame = ["risk_band"], scores

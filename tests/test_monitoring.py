@@ -388,3 +388,38 @@ def test_mlflow_gets_one_monitoring_run_per_model_version_stepped_by_run_date(de
     assert [m.value for m in auc] == pytest.approx([e["realized"]["roc_auc"] for e in matured])
     verdicts = client.get_metric_history(first, "verdict")
     assert {m.value for m in verdicts} <= {0.0, 1.0, 2.0}
+
+
+def test_churn_score_monitors_and_churn_monitor_reports(small_champion, tmp_path, monkeypatch):
+    """The weekly job monitors after scoring (new and newly matured partitions); `churn monitor`
+    prints the verdicts; the figures reach MLflow and a plot is written beside the file."""
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", small_champion.tracking_uri)
+    monkeypatch.chdir(small_champion.root)
+    data, out = str(small_champion.data_dir), tmp_path / "s"
+    for as_of in ("2024-11-10", "2024-12-15"):
+        result = CliRunner().invoke(
+            app, ["score", "--data", data, "--as-of", as_of, "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "monitoring: 1 of" in result.output
+    document = json.loads((out / "monitoring.json").read_text())
+    first, latest = document["partitions"]
+    assert first["matured"] and "realized" in first and not latest["matured"]
+    assert latest["verdict"] in ("fine", "watch", "retrain") and latest["drift"]
+    assert (out / "monitoring.png").stat().st_size > 0
+    result = CliRunner().invoke(app, ["monitor", "--scores", str(out), "--data", data])
+    assert result.exit_code == 0, result.output
+    assert "0 of 2 partitions examined" in result.output and "2024-11-10" in result.output
+    client = MlflowClient(tracking_uri=small_champion.tracking_uri)
+    experiment = client.get_experiment_by_name("churn-monitoring")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["model_version"] == small_champion.champion.version
+    missing = CliRunner().invoke(
+        app, ["monitor", "--scores", str(tmp_path / "nope"), "--data", data]
+    )
+    assert missing.exit_code == 2 and "no folder of scored partitions" in missing.output

@@ -30,7 +30,7 @@ from training.gate import (
 )
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
-from training.reference import ReferenceProfile, build_reference
+from training.reference import backtest_figures, reference_for
 from training.simple_model import SimpleResult, register_simple_model
 from training.splits import BacktestPlan, plan_backtest, step_for_span
 from training.tracking import (
@@ -204,36 +204,10 @@ def fit_from_tables(
     dataset, resolved = build_training_set(tables, dates, feature_config, progress)
     plan = plan_for(dataset, resolved.churn.horizon_days, config, log)
     model, evaluation, refit = fit_churn_model(dataset, plan, resolved, config, log, truth)
-    model.reference = reference_for(model, dataset[dataset["as_of"].isin(plan.dates)], evaluation)
+    candidate = evaluation.holdout.intervals.get("candidate", {})
+    backtest = backtest_figures(evaluation.metrics, candidate)
+    model.reference = reference_for(model, dataset[dataset["as_of"].isin(plan.dates)], backtest)
     return Fitted(dataset, resolved, plan, model, evaluation, refit)
-
-
-REFERENCE_MAX_ROWS = 200_000
-REFERENCE_DAYS = 90
-
-
-def reference_for(
-    model: ChurnModel, rows: pd.DataFrame, evaluation: Evaluation, seed: int = 0
-) -> ReferenceProfile:
-    """The training distributions monitoring compares weekly runs with: the refit's rows of its
-    observation dates in the last max(horizon, 90 days) (a random 200,000 when there are more),
-    their calibrated probabilities, and the backtest's holdout figures with their 95 %
-    intervals. The latest dates, not all of them: the population the model was last fit on is
-    the one this week's customers should resemble; against two years of stacked dates, every
-    feature that grows with the calendar (tenure, lifetime totals) or a price change the model
-    has already learned would read as drift."""
-    last = pd.Timestamp(rows["as_of"].max())
-    window = pd.Timedelta(days=max(model.horizon_days, REFERENCE_DAYS))
-    rows = rows[pd.to_datetime(rows["as_of"]) > last - window]
-    if len(rows) > REFERENCE_MAX_ROWS:
-        rows = rows.sample(n=REFERENCE_MAX_ROWS, random_state=seed)
-    backtest = dict(evaluation.metrics)
-    for metric, (lo, hi) in evaluation.holdout.intervals.get("candidate", {}).items():
-        backtest[f"{metric}_lo"], backtest[f"{metric}_hi"] = lo, hi
-    pre = model.preprocessor
-    return build_reference(
-        rows, pre.numeric, list(pre.categorical), model.predict_proba(rows), backtest
-    )
 
 
 def train_from_tables(
