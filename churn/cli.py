@@ -122,13 +122,23 @@ def demo_data(
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed; the same seed gives the same data.")
     ] = 0,
+    drift_at: Annotated[
+        str | None,
+        typer.Option(
+            "--drift-at",
+            help="Plant a change from this date (YYYY-MM-DD) for monitoring to find: keep only "
+            "a quarter of the report_view events and the pro plan's price doubled.",
+        ),
+    ] = None,
 ) -> None:
     """Generate a realistic demo dataset in the contract's shape, with each customer's true
     churn probability per observation date in truth.parquet."""
+    from features.prepared import as_of_timestamp
     from ingest.demo_data import DemoConfig, write_demo
 
     started = time.perf_counter()
-    summary = write_demo(out, DemoConfig(n_customers=customers, seed=seed))
+    drift = as_of_timestamp(drift_at) if drift_at else None
+    summary = write_demo(out, DemoConfig(n_customers=customers, seed=seed, drift_at=drift))
     typer.echo(f"demo data written to {out} in {time.perf_counter() - started:.1f}s")
     for key, value in summary.items():
         typer.echo(f"  {key}: {value:,}" if isinstance(value, int) else f"  {key}: {value}")
@@ -600,6 +610,59 @@ def score_command(
         typer.echo("riskiest customers (reasons with their risk points):")
         for line in riskiest_lines(Path(run.partition), 5):
             typer.echo(line)
+        # monitoring: new partitions, and those whose horizon has passed
+        _monitor(tables, out, name, segments)
+    else:
+        typer.echo(f"monitoring: run `churn monitor --scores {out} --data {data}`")
+
+
+def _monitor(tables, scores: str | Path, name: str, segments: list[str] | None, out=None) -> None:
+    """Run monitoring over a scores folder and print the latest partitions' verdicts."""
+    from serving.monitoring_job import PLOT_FILE, monitor_and_record, summary_lines
+
+    result = monitor_and_record(
+        tables, scores, name, out=out, segments=segments, log=lambda m: typer.echo(m, err=True)
+    )
+    typer.echo(
+        f"monitoring: {len(result.computed)} of {len(result.entries)} partitions examined -> "
+        f"{result.path} (plot: {result.path.with_name(PLOT_FILE)})"
+    )
+    for line in summary_lines(result.entries):
+        typer.echo(f"  {line}")
+
+
+@app.command("monitor")
+@user_errors
+def monitor_command(
+    scores: Annotated[
+        Path,
+        typer.Option("--scores", help="Folder of scored partitions (the --out of churn score)."),
+    ],
+    data: Annotated[Path, typer.Option("--data", help="Folder with the contract's tables.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Monitoring file to write (default: SCORES/monitoring.json)."),
+    ] = None,
+    model_name: ModelName = None,
+    config: ConfigFile = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Segments for realized churn (default: the model's categories)."),
+    ] = None,
+) -> None:
+    """Monitoring of the weekly runs: realized churn and performance of every partition whose
+    label horizon has passed, drift of features and score against the model's training data,
+    the expected performance (CBPE) of recent partitions, and a verdict (fine, watch, retrain)
+    per partition; figures to MLflow (one run per model version) and SCORES/monitoring.json."""
+    from features.io import load_tables
+    from training.tracking import configure, model_name_for_data
+
+    if not scores.is_dir():
+        raise ValueError(f"no folder of scored partitions at {scores}: run `churn score` first")
+    name = model_name_for_data(data, config, model_name)
+    configure()
+    segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
+    _monitor(load_tables(data), scores, name, segments, out=out)
 
 
 @app.command("promote")

@@ -175,6 +175,14 @@ class DemoConfig:
     price_rise_months: int = 13  # the rise takes effect at start + this many months
     price_rise_factor: float = 1.2
     latent_noise_sd: float = 0.15  # per-customer hazard noise (makes the truth not recoverable)
+    # A planted change for monitoring demos and tests (None: no change): from drift_at on, the
+    # rate of drift_event is multiplied by drift_event_factor (a product change that hides a
+    # feature) and drift_price_plan's list price by drift_price_factor (a price rise).
+    drift_at: pd.Timestamp | None = None
+    drift_event: str = "report_view"
+    drift_event_factor: float = 0.25
+    drift_price_plan: str = "pro"
+    drift_price_factor: float = 2.0
 
     def __post_init__(self) -> None:
         self.start = pd.Timestamp(self.start).as_unit("ns")
@@ -182,6 +190,19 @@ class DemoConfig:
             raise ValueError("n_customers >= 1, months >= 2 and step_days >= 1 are required")
         if self.price_rise_plan not in PLANS:
             raise ValueError(f"price_rise_plan must be one of {PLANS}")
+        if self.drift_at is not None:
+            self.drift_at = pd.Timestamp(self.drift_at).as_unit("ns")
+            if not self.start < self.drift_at < self.end:
+                raise ValueError(
+                    f"drift_at {self.drift_at.date()} must fall inside the simulated span "
+                    f"{self.start.date()}..{self.end.date()}"
+                )
+            if self.drift_event not in EVENTS:
+                raise ValueError(f"drift_event must be one of {EVENTS}")
+            if self.drift_price_plan not in PLANS:
+                raise ValueError(f"drift_price_plan must be one of {PLANS}")
+            if not 0 <= self.drift_event_factor <= 1 or self.drift_price_factor <= 0:
+                raise ValueError("drift_event_factor must be in [0, 1], drift_price_factor > 0")
 
     @property
     def end(self) -> pd.Timestamp:
@@ -305,6 +326,10 @@ def generate_demo(config: DemoConfig | None = None) -> tuple[Tables, pd.DataFram
         (cfg.start + pd.DateOffset(months=cfg.price_rise_months) - cfg.start).total_seconds()
     )
     rise_plan = PLANS.index(cfg.price_rise_plan)
+    # The planted drift (DemoConfig.drift_at): seconds from start, or NEVER without it.
+    drift_s = NEVER if cfg.drift_at is None else int((cfg.drift_at - cfg.start).total_seconds())
+    drift_plan = PLANS.index(cfg.drift_price_plan)
+    drift_event = EVENTS.index(cfg.drift_event)
 
     # ---- state --------------------------------------------------------------------------------
     plan = plan0.copy()
@@ -426,6 +451,10 @@ def generate_demo(config: DemoConfig | None = None) -> tuple[Tables, pd.DataFram
         val = np.where(ev_e >= 3, np.ceil(val), np.round(val, 1))
         is_invite = ev_e == EVENTS.index("invite_user")
         val[is_invite] = 1 + rng.poisson(0.4, int(is_invite.sum()))
+        if drift_s < t1:  # the product change: keep drift_event_factor of that event's rows
+            hidden = (ev_e == drift_event) & (ev_t >= drift_s)
+            hidden &= rng.random(len(ev_e)) >= cfg.drift_event_factor
+            ev_c, ev_t, ev_e, val = ev_c[~hidden], ev_t[~hidden], ev_e[~hidden], val[~hidden]
         order = np.argsort(ev_t)
         act_parts.append((ev_c[order], ev_t[order], ev_e[order], val[order]))
         counts[k] = _bincount(ev_c, n)
@@ -457,6 +486,8 @@ def generate_demo(config: DemoConfig | None = None) -> tuple[Tables, pd.DataFram
             list_price = LIST_PRICE[cur] * np.where(
                 (cur == rise_plan) & (at >= rise_s), cfg.price_rise_factor, 1.0
             )
+            drifted = (cur == drift_plan) & (at >= drift_s)
+            list_price = list_price * np.where(drifted, cfg.drift_price_factor, 1.0)
             amount = np.round(list_price * np.where(cur > 0, seats[rows], 1.0) * discount[rows], 2)
             hiked = (
                 (cur == rise_plan)
@@ -464,6 +495,7 @@ def generate_demo(config: DemoConfig | None = None) -> tuple[Tables, pd.DataFram
                 & (last_inv_s[rows] < rise_s)
                 & (last_inv_s[rows] >= 0)
             )
+            hiked |= drifted & (last_inv_s[rows] < drift_s) & (last_inv_s[rows] >= 0)
             hiked &= last_inv_plan[rows] == cur
             hike_s[rows[hiked]] = at[hiked]
             last_inv_s[rows] = at

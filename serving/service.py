@@ -53,6 +53,12 @@ from starlette.staticfiles import StaticFiles
 from serving.auth import ErrorShape, GuardSettings, RequestGuard, error_json
 from serving.metrics import RequestMetrics
 from serving.model_store import ServedModel, load_served_model, model_tag
+from serving.monitoring_api import (
+    NO_MONITORING_PARAMETERS,
+    MonitoringFile,
+    MonitoringRequest,
+    MonitoringResponse,
+)
 from serving.partitions import Partition, PartitionStore
 from serving.schemas import (
     Alert,
@@ -258,6 +264,19 @@ class ChurnService:
                 customers=len(partition),
             ),
         )
+
+    # ---- /monitoring (issue 16): the latest verdict and figures, read from the monitoring
+    # file the weekly job writes into the scores folder (never computed at request time).
+    @bentoml.api(route="/monitoring")
+    async def monitoring(
+        self, request: MonitoringRequest = NO_MONITORING_PARAMETERS, /
+    ) -> MonitoringResponse:
+        """Monitoring of the weekly runs: the latest partition's verdict (fine, watch, retrain)
+        with its reasons, realized performance of the latest matured partition, the expected
+        performance (CBPE), drift of the features and the score against training, history."""
+        if getattr(self, "monitoring_file", None) is None:
+            self.monitoring_file = MonitoringFile(self.partitions.root)
+        return self.monitoring_file.answer()
 
 
 PROBE_ROUTES = ("/healthz", "/livez", "/readyz")

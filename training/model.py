@@ -18,6 +18,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from features.config import FeatureConfig
+from training.reference import ReferenceProfile
 from training.tree_shap import TreeShapExplainer
 
 ID_COLUMNS = ("as_of", "customer_id", "churned")
@@ -149,6 +150,9 @@ class ChurnModel:
     trained_until: str
     metrics: dict[str, float] = field(default_factory=dict)
     tie_break: LinearTieBreak | None = None  # None in models trained before it existed
+    # The training distributions for monitoring (training.reference); None in models trained
+    # before it existed, for which monitoring says to retrain.
+    reference: ReferenceProfile | None = None
     _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
     _explainer: TreeShapExplainer | None = field(default=None, repr=False, compare=False)
 

@@ -30,6 +30,7 @@ from training.gate import (
 )
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
+from training.reference import backtest_figures, reference_for
 from training.simple_model import SimpleResult, register_simple_model
 from training.splits import BacktestPlan, plan_backtest, step_for_span
 from training.tracking import (
@@ -203,6 +204,9 @@ def fit_from_tables(
     dataset, resolved = build_training_set(tables, dates, feature_config, progress)
     plan = plan_for(dataset, resolved.churn.horizon_days, config, log)
     model, evaluation, refit = fit_churn_model(dataset, plan, resolved, config, log, truth)
+    candidate = evaluation.holdout.intervals.get("candidate", {})
+    backtest = backtest_figures(evaluation.metrics, candidate)
+    model.reference = reference_for(model, dataset[dataset["as_of"].isin(plan.dates)], backtest)
     return Fitted(dataset, resolved, plan, model, evaluation, refit)
 
 

@@ -29,6 +29,7 @@ from training.config import TrainConfig
 from training.evaluation import fit_logistic, sklearn_frame
 from training.gate import GateDecision, GateRules, judge
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
+from training.reference import reference_for
 from training.splits import BacktestPlan
 
 RECENCY_FEATURE = "days_since_last_event"
@@ -187,6 +188,7 @@ def register_simple_model(
     )
     metrics = dict(baselines[kind])
     model.metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    model.reference = reference_for(model, dataset, metrics)  # for monitoring (issue 16)
     test = dataset[dataset["as_of"] == dataset["as_of"].max()]
     others = {k: v for k, v in baselines.items() if k != kind}
     gate = judge(

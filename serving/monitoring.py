@@ -1,0 +1,409 @@
+"""Monitoring, as pure functions over one scored partition: realized performance once the labels
+have matured, drift against the model's training distributions, the performance expected from
+the calibrated probabilities before the labels exist (CBPE), and a verdict.
+
+Definitions follow the known libraries so that the figures mean what readers expect:
+- PSI over the training rows' quantile bins (training.reference), with empty bins counted as
+  0.0001 as Evidently does, and the usual bands: below 0.1 stable, 0.1-0.25 moderate, 0.25 and
+  above major (a feature "drifted").
+- A Kolmogorov-Smirnov test for numbers (the statistic at the stored percentiles of the training
+  rows, so a slight lower bound of the exact two-sample one; p-value from Kolmogorov's limiting
+  distribution at sqrt(n m / (n + m)) D, the large-sample form of scipy's ks_2samp) and a
+  chi-squared test of the 2 x k table of category counts for categories (Evidently's tests for
+  small samples). P-values are reported, never the flag: at 100,000 customers every trivial
+  shift is significant, which is why Evidently itself switches to a distance above 1,000 rows.
+- CBPE as NannyML defines it: with calibrated probabilities p, a customer counts as p of a
+  churner and 1 - p of a stayer, which gives the expected ROC curve and so the expected ROC AUC;
+  the interval is that of the realized AUC if the labels were drawn from p (simulated labels).
+The IO (reading partitions, labels, MLflow, files) is in serving.monitoring_job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.special import kolmogorov
+from scipy.stats import binomtest, chi2_contingency, norm, rankdata
+
+from reporting import formatting as fmt
+from training.evaluation import binary_metrics, quantile_bins
+from training.reference import SCORE, FeatureProfile, ReferenceProfile
+
+PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
+EMPTY_BIN_SHARE = 1e-4  # Evidently's PSI: an empty bin counts as this share
+TOP_FEATURES = 10  # drift of one of the model's 10 most important features can call a retrain
+LEVEL = 0.95
+NO_REFERENCE = "no reference distributions: retrain"
+REALIZED_METRICS = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "ece", "log_loss")
+
+
+# ---------------------------------------------------------------------------------- drift
+
+
+def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
+    """Population stability index: sum over bins of (current - reference) * ln(current /
+    reference), with empty bins counted as 0.0001 (Evidently's convention)."""
+    ref = np.where(np.asarray(reference_shares, float) > 0, reference_shares, EMPTY_BIN_SHARE)
+    cur = np.where(np.asarray(current_shares, float) > 0, current_shares, EMPTY_BIN_SHARE)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def psi_band(value: float) -> str:
+    """'stable' (< 0.1), 'moderate' (0.1-0.25) or 'major' (>= 0.25); '' when not measured."""
+    if not np.isfinite(value):
+        return ""
+    return "major" if value >= PSI_MAJOR else "moderate" if value >= PSI_MODERATE else "stable"
+
+
+def ks_test(profile: FeatureProfile, values: pd.Series | np.ndarray) -> tuple[float, float]:
+    """KS statistic and p-value of new numeric values against the profile's stored percentiles
+    (see the module docstring); NaN when either side has no values."""
+    _, current, n = profile.numeric_summary(values)
+    return _ks(profile, current, n)
+
+
+def _ks(profile: FeatureProfile, current: np.ndarray, n: int) -> tuple[float, float]:
+    m = round(profile.rows * (1 - profile.missing_share))
+    if n == 0 or m == 0 or not len(profile.grid):
+        return float("nan"), float("nan")
+    statistic = float(np.max(np.abs(current - np.asarray(profile.cdf))))
+    effective = n * m / (n + m)
+    return statistic, float(kolmogorov(np.sqrt(effective) * statistic))
+
+
+def chi2_test(profile: FeatureProfile, counts: np.ndarray) -> tuple[float, float]:
+    """Chi-squared statistic and p-value of the 2 x k table of training and current counts per
+    category (missing values and unseen levels are categories too); NaN with one category."""
+    reference = np.asarray(profile.bin_shares) * profile.rows
+    table = np.vstack([reference, counts])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or counts.sum() == 0:
+        return float("nan"), float("nan")
+    result = chi2_contingency(table, correction=False)
+    return float(result.statistic), float(result.pvalue)
+
+
+def drift_row(profile: FeatureProfile, values: pd.Series | np.ndarray) -> dict[str, object]:
+    """One feature's drift: PSI and its band, the test (KS or chi-squared) with its statistic
+    and p-value, and the missing share in training and now."""
+    if profile.kind == "numeric":
+        counts, current, n = profile.numeric_summary(values)
+        test, (statistic, p_value) = "ks", _ks(profile, current, n)
+    else:
+        counts = profile.counts(values)
+        test, (statistic, p_value) = "chi2", chi2_test(profile, counts)
+    total = counts.sum()
+    shares = counts / total if total else counts
+    value = psi(np.asarray(profile.bin_shares), shares) if total else float("nan")
+    return {
+        "feature": profile.name,
+        "kind": profile.kind,
+        "psi": value,
+        "psi_band": psi_band(value),
+        "drifted": bool(np.isfinite(value) and value >= PSI_MAJOR),
+        "test": test,
+        "statistic": statistic,
+        "p_value": p_value,
+        "missing_reference": profile.missing_share,
+        "missing_current": float(counts[-1] / total) if total else float("nan"),
+        "rows": int(total),
+    }
+
+
+def feature_drift(
+    reference: ReferenceProfile,
+    features: pd.DataFrame,
+    probability: np.ndarray | None = None,
+    importance: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """Drift of every profiled feature of a partition (and of the score, as the feature
+    'churn_probability', when probabilities are given), with each feature's importance rank in
+    the model (1 = most important; `top` for the first TOP_FEATURES), largest PSI first."""
+    missing = [name for name in reference.features if name not in features.columns]
+    if missing:
+        raise ValueError(
+            f"table 'features' of the partition lacks the model's features {missing[:5]} "
+            f"(it has {len(features.columns)} columns, e.g. {list(features.columns[:5])})"
+        )
+    rows = [drift_row(profile, features[name]) for name, profile in reference.features.items()]
+    if probability is not None:
+        rows.append(drift_row(reference.score, probability))
+    out = pd.DataFrame(rows)
+    ranks = importance_ranks(importance or {})
+    out["importance_rank"] = out["feature"].map(ranks).astype("float64")
+    out["top"] = (out["importance_rank"] <= TOP_FEATURES) | (out["feature"] == SCORE)
+    return out.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def importance_ranks(importance: dict[str, float]) -> dict[str, int]:
+    """1 for the most important feature, 2 for the next, ... (features with no gain are left out)."""
+    ordered = sorted((v, k) for k, v in importance.items() if v > 0)
+    return {name: rank for rank, (_, name) in enumerate(reversed(ordered), start=1)}
+
+
+# ---------------------------------------------------------------------------------- realized
+
+
+def wilson_interval(successes: int, trials: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson score interval of a proportion (scipy's binomtest.proportion_ci); NaN for 0 trials."""
+    if trials <= 0:
+        return float("nan"), float("nan")
+    ci = binomtest(int(successes), int(trials)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def auc_interval(
+    auc: float, churners: int, stayers: int, level: float = LEVEL
+) -> tuple[float, float]:
+    """Hanley-McNeil interval of a ROC AUC from its churners and stayers (a closed form: one per
+    partition costs nothing, where a bootstrap of 100,000 rows would cost seconds)."""
+    if not np.isfinite(auc) or churners == 0 or stayers == 0:
+        return float("nan"), float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (churners - 1) * (q1 - auc**2) + (stayers - 1) * (q2 - auc**2)
+    ) / (churners * stayers)
+    half = norm.ppf(0.5 + level / 2) * np.sqrt(max(variance, 0.0))
+    return float(max(0.0, auc - half)), float(min(1.0, auc + half))
+
+
+def realized_metrics(churned: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """ROC AUC (with its interval), PR AUC, top-decile lift, Brier score, calibration error,
+    log loss, the realized and predicted churn rates with the realized rate's Wilson interval
+    (training.evaluation.binary_metrics for the metrics: one implementation of each)."""
+    y = np.asarray(churned, dtype=float)
+    p = np.asarray(probability, dtype=float)
+    metrics = binary_metrics(y, p)
+    churners = int(y.sum())
+    out = {k: metrics[k] for k in REALIZED_METRICS}
+    out["roc_auc_lo"], out["roc_auc_hi"] = auc_interval(out["roc_auc"], churners, len(y) - churners)
+    out["customers"], out["churners"] = float(len(y)), float(churners)
+    out["realized_rate"] = metrics["positive_rate"]
+    out["realized_rate_lo"], out["realized_rate_hi"] = wilson_interval(churners, len(y))
+    out["predicted_rate"] = float(p.mean()) if len(p) else float("nan")
+    return out
+
+
+def realized_by_group(
+    frame: pd.DataFrame, dimensions: list[str], min_customers: int = 1
+) -> pd.DataFrame:
+    """Realized churn against predicted per value of each dimension (risk band, segments): one
+    row per (dimension, segment) with customers, churners, the realized rate and its Wilson
+    interval, the predicted rate (mean probability) and expected churners. `frame` has
+    churned, churn_probability and the dimension columns; 'all' is the first row."""
+    for column in ("churned", "churn_probability", *dimensions):
+        if column not in frame.columns:
+            raise ValueError(f"realized churn by group needs the column '{column}'")
+    y = frame["churned"].to_numpy(dtype=float)
+    p = frame["churn_probability"].to_numpy(dtype=float)
+    rows = [_group_row("all", "all", len(y), int(y.sum()), float(p.sum()))]
+    for dimension in dimensions:
+        values = frame[dimension].astype("str").where(frame[dimension].notna(), "(missing)")
+        codes, names = pd.factorize(values, sort=True)
+        customers = np.bincount(codes, minlength=len(names))
+        churners = np.bincount(codes, weights=y, minlength=len(names))
+        expected = np.bincount(codes, weights=p, minlength=len(names))
+        for k, name in enumerate(names):
+            if customers[k] >= min_customers:
+                rows.append(
+                    _group_row(
+                        dimension, str(name), int(customers[k]), int(churners[k]), expected[k]
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+def _group_row(
+    dimension: str, segment: str, customers: int, churners: int, expected: float
+) -> dict[str, object]:
+    lo, hi = wilson_interval(churners, customers)
+    return {
+        "dimension": dimension,
+        "segment": segment,
+        "customers": customers,
+        "churners": churners,
+        "realized_rate": churners / customers if customers else float("nan"),
+        "realized_rate_lo": lo,
+        "realized_rate_hi": hi,
+        "predicted_rate": expected / customers if customers else float("nan"),
+        "expected_churners": float(expected),
+    }
+
+
+# ---------------------------------------------------------------------------------- CBPE
+
+
+def expected_roc_auc(probability: np.ndarray) -> float:
+    """NannyML's CBPE ROC AUC: the area under the expected ROC curve, where at each threshold
+    the expected true positives are the sum of p above it and the false positives the sum of
+    1 - p (equal probabilities form one step of the curve)."""
+    p = np.asarray(probability, dtype=float)
+    if len(p) == 0:
+        return float("nan")
+    _, inverse = np.unique(-p, return_inverse=True)  # descending probability
+    positives = np.bincount(inverse, weights=p)
+    negatives = np.bincount(inverse, weights=1 - p)
+    if positives.sum() <= 0 or negatives.sum() <= 0:
+        return float("nan")
+    tpr = np.r_[0.0, np.cumsum(positives)] / positives.sum()
+    fpr = np.r_[0.0, np.cumsum(negatives)] / negatives.sum()
+    return float(np.trapezoid(tpr, fpr))
+
+
+@dataclass
+class Expected:
+    """CBPE figures of one partition: the expected ROC AUC (NannyML) and the interval the realized
+    AUC falls in with probability LEVEL if the probabilities are calibrated; the expected churn
+    rate with its interval, and the calibration error that chance alone gives (its upper bound is
+    the most a calibrated model shows on this many customers)."""
+
+    roc_auc: float
+    roc_auc_lo: float
+    roc_auc_hi: float
+    churn_rate: float
+    churn_rate_lo: float
+    churn_rate_hi: float
+    ece_hi: float
+    reps: int
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.__dict__.items() if k != "extra"} | self.extra
+
+
+def cbpe(probability: np.ndarray, reps: int = 200, seed: int = 0, level: float = LEVEL) -> Expected:
+    """Confidence-based performance estimation from calibrated probabilities (see Expected):
+    `reps` sets of labels drawn from p give the spread of the realized AUC, churn rate and
+    calibration error a calibrated model would show. Vectorized: each draw is one pass over the
+    rows (ranks are computed once)."""
+    p = np.asarray(probability, dtype=float)
+    n = len(p)
+    if n == 0:
+        nan = float("nan")
+        return Expected(nan, nan, nan, nan, nan, nan, nan, 0)
+    rng = np.random.default_rng(seed)
+    p32 = p.astype(np.float32)
+    ranks = rankdata(p).astype(np.float32)  # sums of float32 ranks: AUC exact to about 1e-6
+    bins = quantile_bins(p, 10)
+    n_bins = int(bins.max()) + 1
+    predicted_per_bin = np.bincount(bins, weights=p, minlength=n_bins)
+    onehot = np.zeros((n, n_bins), dtype=np.float32)
+    onehot[np.arange(n), bins] = 1.0
+    aucs, rates, eces = [], [], []
+    chunk = max(1, min(reps, 2_000_000 // max(n, 1)))
+    for start in range(0, reps, chunk):
+        # simulated labels (float32 draws: half the memory traffic; p's own precision is ample)
+        draws = (rng.random((min(chunk, reps - start), n), dtype=np.float32) < p32).astype(
+            np.float32
+        )
+        churners = draws.sum(axis=1, dtype=np.float64)
+        stayers = n - churners
+        rank_sum = draws @ ranks
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aucs.append((rank_sum - churners * (churners + 1) / 2) / (churners * stayers))
+        rates.append(churners / n)
+        realized_per_bin = draws @ onehot
+        eces.append(np.abs(realized_per_bin - predicted_per_bin).sum(axis=1) / n)
+    auc, rate, ece = (np.concatenate(x) for x in (aucs, rates, eces))
+    auc = auc[np.isfinite(auc)]
+    alpha = (1 - level) / 2
+    auc_lo, auc_hi = np.quantile(auc, [alpha, 1 - alpha]) if len(auc) else (np.nan, np.nan)
+    rate_lo, rate_hi = np.quantile(rate, [alpha, 1 - alpha])
+    return Expected(
+        roc_auc=expected_roc_auc(p),
+        roc_auc_lo=float(auc_lo),
+        roc_auc_hi=float(auc_hi),
+        churn_rate=float(p.mean()),
+        churn_rate_lo=float(rate_lo),
+        churn_rate_hi=float(rate_hi),
+        ece_hi=float(np.quantile(ece, level)),
+        reps=reps,
+    )
+
+
+# ---------------------------------------------------------------------------------- verdict
+
+
+@dataclass
+class Verdict:
+    """'fine', 'watch' or 'retrain', with every reason found (the worst first)."""
+
+    status: str
+    reasons: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"status": self.status, "reasons": self.reasons}
+
+
+def verdict(
+    backtest: dict[str, float] | None,
+    drift: pd.DataFrame | None,
+    realized: dict[str, float] | None = None,
+    expected: Expected | None = None,
+) -> Verdict:
+    """The partition's verdict from its figures.
+
+    retrain: no reference distributions stored with the model; the realized ROC AUC's interval
+    lies wholly below the backtest's; major drift (PSI >= 0.25) of the score or of one of the
+    model's top features; realized churn outside the interval a calibrated model gives and a
+    calibration error above what chance gives on this many customers.
+    watch: the realized AUC below the backtest interval (its own interval overlapping it); the
+    expected AUC (CBPE) below the backtest interval; moderate drift (0.1-0.25) of the score or a
+    top feature, or major drift of another feature; one of the two calibration signs.
+    fine: none of these."""
+    if drift is None or backtest is None:
+        return Verdict("retrain", [NO_REFERENCE])
+    retrain: list[str] = []
+    watch: list[str] = []
+    lo, hi = backtest.get("roc_auc_lo", np.nan), backtest.get("roc_auc_hi", np.nan)
+    span = fmt.interval(lo, hi, "number")
+    auc = (realized or {}).get("roc_auc", np.nan)
+    if realized is not None and np.isfinite(auc) and np.isfinite(lo):
+        text = (
+            f"realized ROC AUC {auc:.3f} (95 % CI "
+            f"{fmt.interval(realized['roc_auc_lo'], realized['roc_auc_hi'], 'number')}) is below "
+            f"the backtest's {span}"
+        )
+        if realized["roc_auc_hi"] < lo:
+            retrain.append(text)
+        elif auc < lo:
+            watch.append(text)
+    if expected is not None and np.isfinite(lo) and expected.roc_auc < lo:
+        watch.append(
+            f"expected ROC AUC (CBPE) {expected.roc_auc:.3f} is below the backtest's {span}"
+        )
+    for row in drift.itertuples():
+        what = "the score" if row.feature == SCORE else f"top feature {row.feature}"
+        text = f"{what}: PSI {row.psi:.2f}"
+        if row.top and row.psi_band == "major":
+            retrain.append(f"{text} (major drift, >= {PSI_MAJOR})")
+        elif row.top and row.psi_band == "moderate":
+            watch.append(f"{text} (moderate drift, {PSI_MODERATE}-{PSI_MAJOR})")
+        elif row.psi_band == "major":
+            watch.append(
+                f"feature {row.feature}: PSI {row.psi:.2f} (major drift, not a top feature)"
+            )
+    if realized is not None and expected is not None and np.isfinite(realized.get("ece", np.nan)):
+        rate, predicted = realized["realized_rate"], realized["predicted_rate"]
+        outside = not expected.churn_rate_lo <= rate <= expected.churn_rate_hi
+        miscalibrated = realized["ece"] > expected.ece_hi
+        signs = []
+        if outside:
+            signs.append(
+                f"realized churn {fmt.percent(rate)} against {fmt.percent(predicted)} predicted "
+                f"(a calibrated model gives {fmt.interval(expected.churn_rate_lo, expected.churn_rate_hi)})"
+            )
+        if miscalibrated:
+            signs.append(
+                f"calibration error {realized['ece']:.3f} above the {expected.ece_hi:.3f} chance "
+                "gives a calibrated model on these customers"
+            )
+        if signs:
+            (retrain if outside and miscalibrated else watch).append("; ".join(signs))
+    if retrain:
+        return Verdict("retrain", retrain + watch)
+    if watch:
+        return Verdict("watch", watch)
+    return Verdict("fine", [])

@@ -1,0 +1,425 @@
+"""Monitoring: drift measures on known distributions, realized metrics against independent
+computations, CBPE, verdicts, and on the demo the planted drift found (and nothing without it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import chi2_contingency, ks_2samp
+
+from serving.monitoring import (
+    NO_REFERENCE,
+    TOP_FEATURES,
+    cbpe,
+    chi2_test,
+    drift_row,
+    expected_roc_auc,
+    feature_drift,
+    psi,
+    psi_band,
+    realized_by_group,
+    realized_metrics,
+    verdict,
+    wilson_interval,
+)
+from training.reference import SCORE, FeatureProfile, build_reference
+
+# ------------------------------------------------------------------------------- drift units
+
+
+def test_psi_of_known_shares_equals_the_formula():
+    """PSI = sum (cur - ref) ln(cur / ref); identical shares give 0; empty bins count 0.0001."""
+    assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == 0.0
+    expected = 0.4 * math.log(0.9 / 0.5) + (-0.4) * math.log(0.1 / 0.5)
+    assert psi(np.array([0.5, 0.5]), np.array([0.9, 0.1])) == pytest.approx(expected)
+    with_empty = psi(np.array([0.5, 0.5, 0.0]), np.array([0.5, 0.4, 0.1]))
+    manual = -0.1 * math.log(0.4 / 0.5) + (0.1 - 1e-4) * math.log(0.1 / 1e-4)
+    assert with_empty == pytest.approx(manual)
+    assert [psi_band(v) for v in (0.05, 0.1, 0.2, 0.25, float("nan"))] == [
+        "stable", "moderate", "moderate", "major", "",
+    ]  # fmt: skip
+
+
+def test_psi_and_ks_on_normal_distributions():
+    """Same distribution: PSI near 0 and a large KS p-value; a mean shift of half a standard
+    deviation: PSI near its theoretical 0.25 and the KS statistic of scipy's exact test."""
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, 40_000)
+    profile = FeatureProfile.fit("x", reference, "numeric")
+    assert len(profile.edges) == 9 and sum(profile.bin_shares) == pytest.approx(1.0)
+    same = drift_row(profile, rng.normal(0, 1, 20_000))
+    assert same["psi"] < 0.01 and same["p_value"] > 0.01 and not same["drifted"]
+    shifted_values = rng.normal(0.5, 1, 20_000)
+    shifted = drift_row(profile, shifted_values)
+    assert 0.18 < shifted["psi"] < 0.32
+    exact = ks_2samp(reference, shifted_values).statistic
+    assert shifted["test"] == "ks"
+    assert shifted["statistic"] == pytest.approx(exact, abs=0.01)
+    assert shifted["p_value"] < 1e-6
+
+
+def test_missing_values_are_a_bin_of_their_own():
+    """A column that starts to go missing drifts, and both missing shares are reported."""
+    reference = np.r_[np.arange(1000.0), [np.nan] * 10]
+    profile = FeatureProfile.fit("x", reference, "numeric")
+    current = np.r_[np.arange(500.0) * 2, [np.nan] * 500]
+    row = drift_row(profile, current)
+    assert row["missing_reference"] == pytest.approx(10 / 1010)
+    assert row["missing_current"] == pytest.approx(0.5)
+    assert row["drifted"]
+
+
+def test_categorical_chi2_equals_scipy_on_the_counts():
+    """Chi-squared of training against current counts per category, unseen levels as '(other)'."""
+    reference = np.array(["a"] * 500 + ["b"] * 300 + ["c"] * 200, dtype=object)
+    profile = FeatureProfile.fit("plan", reference, "categorical")
+    current = np.array(["a"] * 200 + ["b"] * 200 + ["c"] * 50 + ["z"] * 50, dtype=object)
+    counts = profile.counts(current)
+    assert counts.tolist() == [200, 200, 50, 50, 0]  # a, b, c, (other), (missing)
+    statistic, p_value = chi2_test(profile, counts)
+    table = np.array([[500, 300, 200, 0], [200, 200, 50, 50]])
+    expected = chi2_contingency(table, correction=False)
+    assert statistic == pytest.approx(expected.statistic)
+    assert p_value == pytest.approx(expected.pvalue)
+
+
+def test_feature_drift_names_the_missing_feature():
+    frame = pd.DataFrame({"x": np.arange(100.0), "plan": ["a", "b"] * 50})
+    reference = build_reference(frame, ["x"], ["plan"], np.linspace(0.01, 0.5, 100))
+    with pytest.raises(ValueError, match=r"table 'features'.*\['plan'\]"):
+        feature_drift(reference, frame[["x"]])
+
+
+def test_feature_drift_ranks_top_features_and_includes_the_score():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({f"f{i}": rng.normal(size=2000) for i in range(12)})
+    p = rng.uniform(0.01, 0.3, 2000)
+    reference = build_reference(frame, list(frame.columns), [], p)
+    importance = {f"f{i}": float(12 - i) for i in range(12)}
+    current = frame.assign(f11=frame["f11"] + 3)  # the least important feature moves
+    drift = feature_drift(reference, current, p, importance)
+    assert drift.iloc[0]["feature"] == "f11" and drift.iloc[0]["drifted"]
+    assert not drift.set_index("feature").loc["f11", "top"]
+    assert drift.set_index("feature").loc[SCORE, "top"]
+    assert drift["top"].sum() == TOP_FEATURES + 1
+    judged = verdict({"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}, drift)
+    assert judged.status == "watch" and "f11" in judged.reasons[0]
+    top_moves = feature_drift(reference, frame.assign(f0=frame["f0"] + 3), p, importance)
+    judged = verdict({"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}, top_moves)
+    assert judged.status == "retrain" and "top feature f0" in judged.reasons[0]
+    assert verdict({}, feature_drift(reference, frame, p, importance)).status == "fine"
+
+
+# ---------------------------------------------------------------------------- realized units
+
+
+def test_realized_metrics_equal_an_independent_computation():
+    """ROC AUC by counting ordered pairs, Brier by hand, Wilson by its formula."""
+    y = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 1])
+    p = np.array([0.9, 0.2, 0.6, 0.7, 0.1, 0.4, 0.3, 0.05, 0.5, 0.8])
+    m = realized_metrics(y, p)
+    pos, neg = p[y == 1], p[y == 0]
+    pairs = sum((a > b) + 0.5 * (a == b) for a in pos for b in neg)
+    assert m["roc_auc"] == pytest.approx(pairs / (len(pos) * len(neg)))
+    assert m["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert m["realized_rate"] == pytest.approx(0.4) and m["predicted_rate"] == pytest.approx(
+        p.mean()
+    )
+    z, n, k = 1.959963984540054, 10, 4
+    center = (k + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(k * (n - k) / n + z * z / 4) / (n + z * z)
+    assert m["realized_rate_lo"] == pytest.approx(center - half)
+    assert m["realized_rate_hi"] == pytest.approx(center + half)
+    assert m["roc_auc_lo"] < m["roc_auc"] < m["roc_auc_hi"]
+    # top decile = the one highest score (0.9, a churner): lift = 1 / 0.4
+    assert m["lift_top_decile"] == pytest.approx(2.5)
+
+
+def test_realized_by_group_counts_each_band_and_segment():
+    frame = pd.DataFrame(
+        {
+            "churned": [1, 0, 0, 1, 0, 0],
+            "churn_probability": [0.8, 0.6, 0.1, 0.2, 0.1, 0.05],
+            "risk_band": ["high", "high", "low", "low", "low", "low"],
+            "plan": ["pro", "basic", "pro", None, "basic", "basic"],
+        }
+    )
+    table = realized_by_group(frame, ["risk_band", "plan"]).set_index(["dimension", "segment"])
+    assert table.loc[("all", "all"), "customers"] == 6
+    assert table.loc[("risk_band", "high"), "realized_rate"] == pytest.approx(0.5)
+    assert table.loc[("risk_band", "high"), "predicted_rate"] == pytest.approx(0.7)
+    assert table.loc[("risk_band", "low"), "expected_churners"] == pytest.approx(0.45)
+    assert table.loc[("plan", "(missing)"), "churners"] == 1
+    lo, hi = wilson_interval(1, 2)
+    assert table.loc[("risk_band", "high"), "realized_rate_lo"] == pytest.approx(lo)
+    assert table.loc[("risk_band", "high"), "realized_rate_hi"] == pytest.approx(hi)
+    with pytest.raises(ValueError, match="'segment_x'"):
+        realized_by_group(frame, ["segment_x"])
+
+
+# -------------------------------------------------------------------------------- CBPE units
+
+
+def test_expected_auc_is_the_probability_weighted_pair_count():
+    """NannyML's expected ROC AUC equals sum p_i (1 - p_j) [p_i > p_j] (ties half) over
+    sum p * sum (1 - p)."""
+    p = np.array([0.9, 0.5, 0.5, 0.2, 0.1, 0.3])
+    num = sum(
+        p[i] * (1 - p[j]) * ((p[i] > p[j]) + 0.5 * (p[i] == p[j]))
+        for i in range(len(p))
+        for j in range(len(p))
+        if i != j
+    )
+    den = p.sum() * (1 - p).sum() - np.sum(p * (1 - p))
+    # The curve's area counts each customer against itself too (half, a tie): the same pairs
+    # with the diagonal in both sums.
+    with_self = (num + 0.5 * np.sum(p * (1 - p))) / (p.sum() * (1 - p).sum())
+    assert expected_roc_auc(p) == pytest.approx(with_self)
+    assert num / den == pytest.approx(with_self, abs=0.05)
+
+
+def test_cbpe_interval_holds_the_realized_auc_of_calibrated_labels():
+    """Labels drawn from the probabilities: the realized AUC falls inside the CBPE interval in
+    about 95 % of draws, and the expected AUC is the centre of those draws."""
+    rng = np.random.default_rng(3)
+    p = 1 / (1 + np.exp(-rng.normal(-3, 1.0, 4000)))
+    estimate = cbpe(p, reps=300, seed=1)
+    inside = 0
+    aucs = []
+    for _ in range(100):
+        y = (rng.random(len(p)) < p).astype(int)
+        auc = realized_metrics(y, p)["roc_auc"]
+        aucs.append(auc)
+        inside += estimate.roc_auc_lo <= auc <= estimate.roc_auc_hi
+    assert inside >= 88
+    assert np.mean(aucs) == pytest.approx(estimate.roc_auc, abs=0.01)
+    assert estimate.churn_rate_lo < p.mean() < estimate.churn_rate_hi
+    assert 0 < estimate.ece_hi < 0.05
+
+
+def test_verdict_without_reference_says_retrain():
+    judged = verdict(None, None)
+    assert judged.status == "retrain" and judged.reasons == [NO_REFERENCE]
+
+
+def test_realized_auc_far_below_the_backtest_calls_for_a_retrain():
+    backtest = {"roc_auc_lo": 0.74, "roc_auc_hi": 0.80}
+    drift = pd.DataFrame(columns=["feature", "psi", "psi_band", "top"])
+    low = {"roc_auc": 0.60, "roc_auc_lo": 0.55, "roc_auc_hi": 0.65, "ece": float("nan")}
+    assert verdict(backtest, drift, low).status == "retrain"
+    near = {"roc_auc": 0.72, "roc_auc_lo": 0.66, "roc_auc_hi": 0.78, "ece": float("nan")}
+    judged = verdict(backtest, drift, near)
+    assert judged.status == "watch" and "0.720" in judged.reasons[0]
+
+
+def test_a_model_pickled_before_reference_distributions_loads_without_them():
+    """Backward compatible: a ChurnModel whose pickle has no 'reference' loads, with None."""
+    from training.model import ChurnModel, Preprocessor
+
+    model = ChurnModel({}, Preprocessor(), "", None, {}, 30, "2024-01-01")
+    state = model.__getstate__()
+    del state["reference"]
+    old = ChurnModel.__new__(ChurnModel)
+    old.__dict__.update(state)
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.reference is None
+
+
+# --------------------------------------------------------------------------------- the demo
+
+DRIFT_AT = "2024-10-01"
+TRAINED_TO = "2024-08-15"  # the last observation date of training: its labels end before DRIFT_AT
+RUN_DATES = pd.date_range("2024-08-20", "2024-12-10", freq="28D")  # the last one is not matured
+CHANGED = {"report_view_events_30d", "revenue_30d", "last_payment_amount"}
+# Features the demo moves with the calendar whatever happens: the quarterly NPS waves (days since
+# the last answer depend on the date's place in the quarter) and the export's first day (the
+# founding customers' first event is the data's first day, so their history grows with T).
+CALENDAR = {"days_since_nps", "days_since_first_event"}
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    """One model trained before DRIFT_AT (the data with and without the planted change are the
+    same until then), and weekly-job partitions of both datasets, monitored."""
+    from dataclasses import replace
+
+    from features.config import config_path_for_data, feature_config_from_file
+    from features.io import load_tables
+    from ingest.demo_data import DemoConfig, write_demo
+    from serving.batch import run_scoring
+    from serving.monitoring_job import run_monitoring
+    from training.config import train_config_from_file
+    from training.pipeline import fit_from_tables
+
+    root = tmp_path_factory.mktemp("monitoring")
+    write_demo(root / "plain", DemoConfig(n_customers=3000, seed=11))
+    write_demo(root / "drift", DemoConfig(n_customers=3000, seed=11, drift_at=DRIFT_AT))
+    plain = load_tables(root / "plain")
+    path = config_path_for_data(root / "plain")
+    config = replace(train_config_from_file(path), date_to=TRAINED_TO)
+    model = fit_from_tables(plain, feature_config_from_file(path), config, log=lambda _: None).model
+    runs = {}
+    for name, tables in (("plain", plain), ("drift", load_tables(root / "drift"))):
+        scores = root / name / "scores"
+        for as_of in RUN_DATES:
+            run_scoring(tables, as_of, model, "1", scores, log=lambda _: None)
+        result = run_monitoring(tables, scores, lambda info: (model, "1"), log=lambda _: None)
+        runs[name] = (tables, scores, result)
+    return model, runs
+
+
+def _drifted(entry: dict) -> set[str]:
+    return set(entry["drifted_features"])
+
+
+def test_planted_drift_is_found_after_the_change_and_not_before(demo_runs):
+    _, runs = demo_runs
+    entries = {pd.Timestamp(e["as_of"]): e for e in runs["drift"][2].entries}
+    start = pd.Timestamp(DRIFT_AT)
+    for as_of, entry in entries.items():
+        if as_of < start:
+            assert not _drifted(entry) & CHANGED, entry["as_of"]
+        elif as_of >= start + pd.Timedelta(days=30):  # the 30-day windows are all after it
+            assert _drifted(entry) >= CHANGED, (entry["as_of"], entry["drifted_features"])
+    assert sum(a >= start + pd.Timedelta(days=30) for a in entries) >= 2
+
+
+def test_without_the_planted_change_nothing_is_flagged(demo_runs):
+    """The same dates on the data without --drift-at: none of the changed features nor the
+    score drift; only the two calendar-bound features the demo moves by design."""
+    _, runs = demo_runs
+    for entry in runs["plain"][2].entries:
+        assert _drifted(entry) <= CALENDAR, (entry["as_of"], entry["drifted_features"])
+        assert entry["psi_score"] < 0.25
+
+
+def test_cbpe_interval_holds_the_realized_auc_of_matured_partitions(demo_runs):
+    _, runs = demo_runs
+    matured = [e for e in runs["plain"][2].entries if e["matured"]]
+    assert len(matured) == len(RUN_DATES) - 1
+    for entry in matured[:2]:  # the weeks right after training
+        expected, realized = entry["expected"], entry["realized"]
+        assert expected["roc_auc_lo"] <= realized["roc_auc"] <= expected["roc_auc_hi"], entry[
+            "as_of"
+        ]
+        assert entry["realized_by_group"][0]["dimension"] == "all"
+        assert {r["dimension"] for r in entry["realized_by_group"]} >= {"risk_band", "plan"}
+    latest = runs["plain"][2].latest
+    assert not latest["matured"] and "realized" not in latest
+    assert latest["expected"]["roc_auc_lo"] < latest["expected"]["roc_auc"]
+
+
+def test_monitoring_file_is_json_and_reruns_only_what_changed(demo_runs):
+    from serving.monitoring_job import MONITORING_FILE, read_monitoring, run_monitoring
+
+    model, runs = demo_runs
+    tables, scores, first = runs["plain"]
+    document = json.loads((scores / MONITORING_FILE).read_text())  # strict: no NaN
+    assert document["latest"] == str(RUN_DATES[-1].date())
+    assert [e["as_of"] for e in document["partitions"]] == [str(d.date()) for d in RUN_DATES]
+    assert first.computed == [str(d.date()) for d in RUN_DATES]
+    again = run_monitoring(tables, scores, lambda info: (model, "1"), log=lambda _: None)
+    assert again.computed == []
+    assert read_monitoring(scores)["partitions"] == document["partitions"]
+    newer = run_monitoring(tables, scores, lambda info: (model, "2"), log=lambda _: None)
+    assert newer.computed == first.computed  # another model version: examined again
+
+
+def test_a_model_without_reference_distributions_is_told_to_retrain(demo_runs, tmp_path):
+    from dataclasses import replace as copy_with
+
+    from serving.monitoring_job import run_monitoring
+
+    model, runs = demo_runs
+    tables, scores, _ = runs["plain"]
+    old = copy_with(model, reference=None)
+    result = run_monitoring(
+        tables, scores, lambda info: (old, "1"), out=tmp_path / "m.json", log=lambda _: None
+    )
+    assert all(e["verdict"] == "retrain" and e["reasons"] == [NO_REFERENCE] for e in result.entries)
+    assert "realized" in result.entries[0]  # realized performance needs no reference
+
+
+def test_the_service_answer_is_read_from_the_monitoring_file(demo_runs, tmp_path):
+    """/monitoring's answer: the latest verdict, the last matured partition's realized figures,
+    CBPE, the largest drifts, the history; a folder without monitoring says what to run."""
+    from serving.monitoring_api import MonitoringFile
+
+    _, runs = demo_runs
+    _, scores, result = runs["drift"]
+    answer = MonitoringFile(scores).answer()
+    assert answer.available and answer.latest.as_of.isoformat() == result.latest["as_of"]
+    assert answer.latest.verdict == result.latest["verdict"] and answer.latest.reasons
+    assert answer.realized_as_of.isoformat() == str(RUN_DATES[-2].date())
+    assert answer.realized["roc_auc"] == pytest.approx(result.entries[-2]["realized"]["roc_auc"])
+    assert set(answer.drifted_features) >= CHANGED
+    assert len(answer.drift) == 10 and answer.drift[0].psi >= answer.drift[-1].psi
+    assert [h.as_of.isoformat() for h in answer.history] == [str(d.date()) for d in RUN_DATES]
+    assert answer.backtest["roc_auc_lo"] < answer.backtest["roc_auc"]
+    json.loads(answer.model_dump_json())
+    empty = MonitoringFile(tmp_path).answer()
+    assert not empty.available and "churn score" in empty.message
+    (tmp_path / "monitoring.json").write_text("{not json")
+    broken = MonitoringFile(tmp_path).answer()
+    assert not broken.available and "cannot be read" in broken.message
+
+
+def test_mlflow_gets_one_monitoring_run_per_model_version_stepped_by_run_date(demo_runs, tmp_path):
+    from mlflow import MlflowClient
+
+    from serving.monitoring_job import log_monitoring
+
+    _, runs = demo_runs
+    entries = runs["drift"][2].entries
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    first = log_monitoring(entries, "churn-demo", [e["as_of"] for e in entries[:2]], client=client)
+    second = log_monitoring(entries, "churn-demo", [e["as_of"] for e in entries[2:]], client=client)
+    assert first == second  # the same run, reused across calls
+    history = client.get_metric_history(first, "psi_max")
+    epoch = pd.Timestamp("1970-01-01")
+    assert [m.step for m in history] == [(pd.Timestamp(e["as_of"]) - epoch).days for e in entries]
+    matured = [e for e in entries if e["matured"]]
+    auc = client.get_metric_history(first, "realized_roc_auc")
+    assert [m.value for m in auc] == pytest.approx([e["realized"]["roc_auc"] for e in matured])
+    verdicts = client.get_metric_history(first, "verdict")
+    assert {m.value for m in verdicts} <= {0.0, 1.0, 2.0}
+
+
+def test_churn_score_monitors_and_churn_monitor_reports(small_champion, tmp_path, monkeypatch):
+    """The weekly job monitors after scoring (new and newly matured partitions); `churn monitor`
+    prints the verdicts; the figures reach MLflow and a plot is written beside the file."""
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", small_champion.tracking_uri)
+    monkeypatch.chdir(small_champion.root)
+    data, out = str(small_champion.data_dir), tmp_path / "s"
+    for as_of in ("2024-11-10", "2024-12-15"):
+        result = CliRunner().invoke(
+            app, ["score", "--data", data, "--as-of", as_of, "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert "monitoring: 1 of" in result.output
+    document = json.loads((out / "monitoring.json").read_text())
+    first, latest = document["partitions"]
+    assert first["matured"] and "realized" in first and not latest["matured"]
+    assert latest["verdict"] in ("fine", "watch", "retrain") and latest["drift"]
+    assert (out / "monitoring.png").stat().st_size > 0
+    result = CliRunner().invoke(app, ["monitor", "--scores", str(out), "--data", data])
+    assert result.exit_code == 0, result.output
+    assert "0 of 2 partitions examined" in result.output and "2024-11-10" in result.output
+    client = MlflowClient(tracking_uri=small_champion.tracking_uri)
+    experiment = client.get_experiment_by_name("churn-monitoring")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["model_version"] == small_champion.champion.version
+    missing = CliRunner().invoke(
+        app, ["monitor", "--scores", str(tmp_path / "nope"), "--data", data]
+    )
+    assert missing.exit_code == 2 and "no folder of scored partitions" in missing.output

@@ -1,0 +1,215 @@
+"""The training distributions stored with a model, so that monitoring never needs the training data.
+
+A `ReferenceProfile` holds, for every feature and for the model's score, what drift measures need:
+quantile bins with the training rows' share in each (numbers), the share of each category
+(categories), the share of missing values, and the training rows' cumulative distribution at
+the percentiles (for a Kolmogorov-Smirnov statistic). `FeatureProfile.shares` puts new values
+into the same bins: the one binning that training and monitoring share.
+
+Built at training time (training.pipeline) from the rows the registered model was refit on, and
+the backtest's figures beside them (ROC AUC and its interval, calibration error), which
+monitoring compares realized performance with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+# Ten quantile bins per numeric feature (the usual PSI setting; Evidently's default is also ten
+# bins, equal-width there); the percentiles keep the distribution finely enough for a KS test.
+PSI_BINS = 10
+CDF_POINTS = 101
+if TYPE_CHECKING:
+    from training.model import ChurnModel
+
+SCORE = "churn_probability"  # the score's profile is stored under this name
+OTHER = "(other)"  # categories the training rows did not have
+MISSING = "(missing)"
+
+
+@dataclass
+class FeatureProfile:
+    """One feature's training distribution. Numbers: interior bin `edges` (unique deciles of the
+    non-missing values; a value equal to an edge falls in the bin above it), `bin_shares` per
+    bin, and the share `cdf` of the non-missing values below each of `grid` (unique
+    percentiles, which hold every edge). Categories: `levels` and their `bin_shares`, then '(other)'. Both end with the
+    missing share, so a column that starts to go missing moves the PSI too."""
+
+    name: str
+    kind: str  # "numeric" or "categorical"
+    rows: int
+    bin_shares: list[float]  # the last one is the missing share
+    edges: list[float] = field(default_factory=list)
+    grid: list[float] = field(default_factory=list)
+    cdf: list[float] = field(default_factory=list)
+    levels: list[str] = field(default_factory=list)
+
+    @property
+    def missing_share(self) -> float:
+        return float(self.bin_shares[-1])
+
+    @property
+    def labels(self) -> list[str]:
+        """A name per bin, in order (for tables and plots)."""
+        if self.kind == "categorical":
+            return [*self.levels, OTHER, MISSING]
+        bounds = ["-inf", *(f"{e:g}" for e in self.edges), "inf"]
+        return [f"[{lo}, {hi})" for lo, hi in pairwise(bounds)] + [MISSING]
+
+    @classmethod
+    def fit(cls, name: str, values: pd.Series | np.ndarray, kind: str) -> FeatureProfile:
+        """The profile of the training rows' values (kind: 'numeric' or 'categorical')."""
+        if kind == "numeric":
+            x = _numbers(name, values)
+            present = np.sort(x[~np.isnan(x)])
+            if len(present):
+                points = np.quantile(present, np.linspace(0, 1, CDF_POINTS))
+                step = (CDF_POINTS - 1) // PSI_BINS
+                edges = np.unique(points[step : CDF_POINTS - 1 : step])  # the deciles
+                grid = np.unique(points)  # holds every edge: one search finds bin and CDF
+                cdf = np.searchsorted(present, grid, side="left") / len(present)
+            else:
+                edges = grid = cdf = np.zeros(0)
+            profile = cls(name, kind, len(x), [], edges.tolist(), grid.tolist(), cdf.tolist())
+        elif kind == "categorical":
+            text = pd.Series(values).astype("str").where(pd.Series(values).notna())
+            levels = sorted(text.dropna().unique().tolist())
+            profile = cls(name, kind, len(text), [], levels=levels)
+        else:
+            raise ValueError(
+                f"feature '{name}': kind must be 'numeric' or 'categorical', not {kind!r}"
+            )
+        counts = profile.counts(values)
+        total = counts.sum()
+        profile.bin_shares = (counts / total if total else counts).tolist()
+        return profile
+
+    def counts(self, values: pd.Series | np.ndarray) -> np.ndarray:
+        """Rows per bin (the last bin: missing values) for new values of this feature."""
+        if self.kind == "numeric":
+            return self.numeric_summary(values)[0]
+        series = pd.Series(values)
+        missing = series.isna().to_numpy()
+        codes = pd.Index(self.levels).get_indexer(series.astype("str")[~missing])
+        codes = np.where(codes < 0, len(self.levels), codes)  # an unseen level: '(other)'
+        counts = np.bincount(codes, minlength=len(self.levels) + 1)
+        return np.r_[counts, missing.sum()].astype(float)
+
+    def numeric_summary(self, values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Numbers: rows per bin (the last: missing), the share of the non-missing values below
+        each grid point (the `cdf` of the new values, as stored for training), and how many
+        values are not missing. One binary search per value into the grid (about a hundred
+        points) gives both, since every bin edge is a grid point."""
+        x = _numbers(self.name, values)
+        missing = np.isnan(x)
+        present = x[~missing]
+        grid = np.asarray(self.grid)
+        slot = np.searchsorted(grid, present, side="right")  # grid points <= each value
+        edges = np.asarray(self.edges)
+        edge_prefix = np.r_[0, np.cumsum(np.isin(grid, edges))]
+        if edge_prefix[-1] == len(edges):  # the edges are grid points, as fit makes them
+            index = edge_prefix[slot]
+        else:  # a profile built otherwise: its own search
+            index = np.searchsorted(edges, present, side="right")
+        counts = np.bincount(index, minlength=len(edges) + 1)
+        below = np.cumsum(np.bincount(slot, minlength=len(grid) + 1))[: len(grid)]
+        cdf = below / len(present) if len(present) else np.zeros(len(grid))
+        return np.r_[counts, missing.sum()].astype(float), cdf, len(present)
+
+    def current_cdf(self, values: pd.Series | np.ndarray) -> tuple[np.ndarray, int]:
+        """Numbers only: the new values' share below each grid point, and how many are present."""
+        _, cdf, n = self.numeric_summary(values)
+        return cdf, n
+
+
+@dataclass
+class ReferenceProfile:
+    """What monitoring compares each weekly partition with: the training rows' profile of every
+    feature and of the score, and the backtest's figures (`backtest`: metric -> value, and
+    '<metric>_lo' / '<metric>_hi' for its 95 % interval)."""
+
+    features: dict[str, FeatureProfile]
+    score: FeatureProfile
+    rows: int
+    dates: list[str]
+    backtest: dict[str, float] = field(default_factory=dict)
+
+
+def build_reference(
+    rows: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    probability: np.ndarray,
+    backtest: dict[str, float] | None = None,
+) -> ReferenceProfile:
+    """The profile of training rows (a frame of the features, and `as_of` when present) and of
+    the model's calibrated probabilities for them."""
+    if len(probability) != len(rows):
+        raise ValueError(f"{len(probability)} probabilities for {len(rows)} reference rows")
+    missing = [c for c in [*numeric, *categorical] if c not in rows.columns]
+    if missing:
+        raise ValueError(f"the reference rows lack the model's features {missing[:5]}")
+    features = {name: FeatureProfile.fit(name, rows[name], "numeric") for name in numeric}
+    features |= {name: FeatureProfile.fit(name, rows[name], "categorical") for name in categorical}
+    dates = (
+        sorted(str(pd.Timestamp(d).date()) for d in rows["as_of"].unique())
+        if "as_of" in rows
+        else []
+    )
+    return ReferenceProfile(
+        features=features,
+        score=FeatureProfile.fit(SCORE, probability, "numeric"),
+        rows=len(rows),
+        dates=dates,
+        backtest={k: float(v) for k, v in (backtest or {}).items() if np.isfinite(v)},
+    )
+
+
+REFERENCE_MAX_ROWS = 200_000
+REFERENCE_DAYS = 90
+
+
+def backtest_figures(
+    metrics: dict[str, float], intervals: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """The backtest's holdout metrics with their 95 % interval bounds as '<metric>_lo/_hi'."""
+    figures = dict(metrics)
+    for metric, (lo, hi) in intervals.items():
+        figures[f"{metric}_lo"], figures[f"{metric}_hi"] = lo, hi
+    return figures
+
+
+def reference_for(
+    model: ChurnModel, rows: pd.DataFrame, backtest: dict[str, float], seed: int = 0
+) -> ReferenceProfile:
+    """The training distributions monitoring compares weekly runs with: the training rows of
+    the observation dates in the last max(horizon, 90 days) (a random 200,000 when there are
+    more) and the model's calibrated probabilities for them. The latest dates, not all of them:
+    the population the model was last fit on is the one this week's customers should resemble;
+    against two years of stacked dates every feature that grows with the calendar (tenure,
+    lifetime totals) or a price change the model has already learned would read as drift."""
+    last = pd.Timestamp(rows["as_of"].max())
+    window = pd.Timedelta(days=max(int(model.horizon_days), REFERENCE_DAYS))
+    rows = rows[pd.to_datetime(rows["as_of"]) > last - window]
+    if len(rows) > REFERENCE_MAX_ROWS:
+        rows = rows.sample(n=REFERENCE_MAX_ROWS, random_state=seed)
+    pre = model.preprocessor
+    probability = model.predict_proba(rows)
+    return build_reference(rows, pre.numeric, list(pre.categorical), probability, backtest)
+
+
+def _numbers(name: str, values: pd.Series | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values.astype("float64", copy=False)
+    if isinstance(values, pd.Series) and pd.api.types.is_float_dtype(values.dtype):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    try:
+        return np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype="float64")
+    except (ValueError, TypeError) as err:
+        example = next((v for v in pd.Series(values) if not isinstance(v, int | float)), None)
+        raise ValueError(f"feature '{name}' must be numeric, got {example!r}") from err
