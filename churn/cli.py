@@ -62,11 +62,21 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ContractError, ValueError, FileNotFoundError) as err:
+        except (ContractError, ValueError) as err:
             typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        except OSError as err:  # a missing file, a full disk, a read-only folder
+            typer.echo(f"error: {os_error_text(err)}", err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+def os_error_text(err: OSError) -> str:
+    """One line for a system error: what failed and on which file, without the errno noise."""
+    if err.strerror and err.filename:
+        return f"{err.strerror}: {err.filename}"
+    return str(err)
 
 
 def echo_progress(label: str) -> Callable[[int, int, pd.Timestamp, int], None]:
@@ -493,6 +503,39 @@ def _check_champion_fits(champion, tables, data: str) -> None:
         )
 
 
+MIN_FREE_BYTES = 64 * 1024**2  # a first run's partition of 100k customers is about 20 MB
+
+
+def _check_run_date(
+    run_date: pd.Timestamp, data_end: pd.Timestamp | None, horizon_days: int | None, force: bool
+) -> None:
+    """Refuse a run date in the future or further past the data than the horizon (a mistyped
+    --as-of would otherwise become the partition the service answers from), unless forced."""
+    from serving.partitions import run_date_problem
+
+    end = data_end.to_pydatetime() if data_end is not None else None
+    problem = run_date_problem(run_date.date(), end, horizon_days)
+    if problem is None:
+        return
+    if not force:
+        raise ValueError(
+            f"run date {run_date.date()} {problem}; give --force to score it anyway "
+            "(the service will not serve it)"
+        )
+    typer.echo(f"warning: run date {run_date.date()} {problem} (--force)", err=True)
+
+
+def _check_output_folder(out: Path) -> None:
+    """The output folder can be written and has room for about two partitions (the new one is
+    written beside the one it replaces), checked before the features are built."""
+    from features.io import check_writable, folder_bytes
+    from serving.batch import list_partitions
+
+    found = list_partitions(out) if out.is_dir() else []
+    newest = folder_bytes(found[-1][1]) if found else 0
+    check_writable(out, need_bytes=max(2 * newest, MIN_FREE_BYTES))
+
+
 @app.command("score")
 @user_errors
 def score_command(
@@ -512,6 +555,14 @@ def score_command(
     top: Annotated[int, typer.Option("--top", min=1, max=20, help="Drivers per customer.")] = 3,
     engine: EngineOption = "pandas",
     buckets: BucketsOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Score a run date in the future or further past the data's end than the "
+            "model's horizon (refused otherwise; the service never serves such a partition).",
+        ),
+    ] = False,
 ) -> None:
     """The weekly job: score every eligible customer with the champion model, with drivers and
     the change since the previous run; write the partition and the segment report."""
@@ -521,12 +572,19 @@ def score_command(
 
     if engine not in ("pandas", "spark"):
         raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
-    as_of_timestamp(as_of)  # a bad date fails before anything starts
+    run_date = as_of_timestamp(as_of)  # a bad date fails before anything starts
+    _check_run_date(run_date, None, None, force)
+    if "://" not in out:  # a local folder: checked before the work, not after it
+        _check_output_folder(Path(out))
     name = model_name_for_data(data, config, model_name)
     configure()
     champion = load_champion(name)
     segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
-    info = {"model_name": name, "model_run_id": champion.run_id}
+    info = {
+        "model_name": name,
+        "model_run_id": champion.run_id,
+        "horizon_days": int(champion.model.horizon_days),
+    }
     progress = lambda m: typer.echo(m, err=True)  # noqa: E731
     if engine == "spark":
         from features.spark_engine import get_spark
@@ -542,6 +600,9 @@ def score_command(
 
         tables = load_tables(data)
         _check_champion_fits(champion, tables, data)
+        data_end = tables.data_end()
+        _check_run_date(run_date, data_end, champion.model.horizon_days, force)
+        info["data_end"] = data_end.isoformat()
         run = run_scoring(
             tables, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, log=progress,
@@ -626,9 +687,15 @@ def demo(
     typer.echo(
         f"\n3. scoring every customer as of {as_of.date()} with champion version {champion.version}"
     )
+    info = {
+        "model_name": champion.name,
+        "model_run_id": champion.run_id,
+        "horizon_days": int(champion.model.horizon_days),
+        "data_end": tables.data_end().isoformat(),
+    }
     run = run_scoring(
-        tables, as_of, champion.model, champion.version, out / "scores",
-        model_info={"model_name": champion.name, "model_run_id": champion.run_id}, log=typer.echo,
+        tables, as_of, champion.model, champion.version, out / "scores", model_info=info,
+        log=typer.echo,
     )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
     typer.echo("\nThe ten riskiest customers and what drives their risk:")
