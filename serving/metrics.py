@@ -8,6 +8,11 @@ service's throughput on /score (benchmarks/bench_service.py: 1.63x behind the ba
 1.49x without). The counts live in the worker's
 memory: the service runs one worker per process (scale out with replicas), so a scrape sees all
 of that process's requests.
+
+Every label takes a bounded set of values, so that no client can grow the server's memory or the
+scrape: a path outside the known routes counts as ``other``, a method outside the standard ones
+as ``OTHER``, and the status is a number. Other parts of the service add their own lines (for
+example the partition's age and load errors) with ``set_source``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ PREFIX = "churn_http"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 OTHER_ROUTE = "other"  # any path outside the known routes: keeps the label set bounded
+OTHER_METHOD = "OTHER"  # any method outside the standard ones (made-up names): the same
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_SOURCES: dict[str, Callable[[], list[str]]] = {}
+
+
+def set_source(name: str, lines: Callable[[], list[str]]) -> None:
+    """Add (or replace) a named source of exposition lines shown after the request metrics."""
+    _SOURCES[name] = lines
 
 
 class RequestMetrics:
@@ -65,7 +78,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self._record(route, scope["method"], status, time.perf_counter() - start)
+            method = scope["method"]
+            method = method if method in KNOWN_METHODS else OTHER_METHOD
+            self._record(route, method, status, time.perf_counter() - start)
 
     def _record(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -112,6 +127,8 @@ class RequestMetrics:
             f"# TYPE {PREFIX}_start_time_seconds gauge",
             f"{PREFIX}_start_time_seconds {self.started}",
         ]
+        for source in list(_SOURCES.values()):
+            lines += source()
         return "\n".join(lines) + "\n"
 
     async def _reply(self, send: Send) -> None:
