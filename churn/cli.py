@@ -629,16 +629,24 @@ def promote_command(
         typer.Option("--data", help="The dataset whose model to promote (gives its name)."),
     ] = None,
     config: ConfigFile = None,
+    allow_feature_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-feature-change",
+            help="Promote a version whose features differ from the champion's.",
+        ),
+    ] = False,
 ) -> None:
     """Force a model version to be the champion (an analyst's decision), recording the reason.
-    The model is named by --model-name, or by --data (the same name `churn train` uses)."""
+    The model is named by --model-name, or by --data (the same name `churn train` uses). The
+    version must load as a churn model of that name with the champion's features."""
     from training.tracking import force_promote, model_name_for_data
 
     if model_name is None and data is None:
         raise ValueError("give --model-name NAME or --data DIR (the dataset whose model it is)")
     name = model_name_for_data(data, config, model_name) if data is not None else model_name
 
-    force_promote(version, reason, name)
+    force_promote(version, reason, name, allow_feature_change=allow_feature_change)
     typer.echo(f"model {name} version {version} is now the champion ({reason})")
 
 
@@ -767,7 +775,7 @@ def serve_command(
     import subprocess
 
     from serving.auth import ALLOW_OPEN_ENV, AuthConfigError, GuardSettings
-    from serving.model_store import MODEL_NAME_ENV, MODEL_TAG_ENV, ensure_champion
+    from serving.model_store import MODEL_NAME_ENV, MODEL_TAG_ENV, ensure_served_model
     from training.tracking import check_model_name, model_name_for_data
 
     if model_name is not None:
@@ -792,7 +800,11 @@ def serve_command(
         raise ValueError(
             f"no folder of scored partitions at {scores}: run `churn score --out {scores}` first"
         )
-    stored = ensure_champion(name, log=lambda m: typer.echo(m, err=True))
+    from serving.partitions import PartitionStore
+
+    # The partitions say which model scored them: serve that one, MLflow reachable or not.
+    newest = PartitionStore(scores).newest_info()
+    stored = ensure_served_model(name, newest, log=lambda m: typer.echo(m, err=True))
     env.update(
         {
             MODEL_TAG_ENV: str(stored.tag),

@@ -17,6 +17,7 @@ example the partition's age and load errors) with ``set_source``.
 
 from __future__ import annotations
 
+import json
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -39,9 +40,50 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 _SOURCES: dict[str, Callable[[], list[str]]] = {}
 
 
+_STATUS: list[Callable[[], dict[str, Any]]] = []  # the readiness status, once the service is up
+READYZ_PATH = "/readyz"
+JSON_TYPE = b"application/json"
+
+
 def set_source(name: str, lines: Callable[[], list[str]]) -> None:
     """Add (or replace) a named source of exposition lines shown after the request metrics."""
     _SOURCES[name] = lines
+
+
+def set_status(status: Callable[[], dict[str, Any]]) -> None:
+    """The function ReadinessProbe answers /readyz with: a dict with 'ready' and the details
+    (it must not block: a probe never hangs)."""
+    _STATUS[:] = [status]
+
+
+class ReadinessProbe:
+    """ASGI middleware: GET /readyz answers the status given to set_status as JSON, 200 when it
+    says ready, else 503 (the served partition, its age, the last load error and the model,
+    instead of an empty line). Before any status is set, the app answers."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != READYZ_PATH
+            or scope["method"] not in ("GET", "HEAD")
+            or not _STATUS
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            status = _STATUS[0]()
+        except Exception as err:  # a probe answers, whatever went wrong
+            status = {"ready": False, "error": f"{type(err).__name__}: {err}"}
+        body = json.dumps(status, default=str, sort_keys=True).encode("utf-8")
+        headers = [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())]
+        code = 200 if status.get("ready") else 503
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
 
 
 class RequestMetrics:

@@ -323,6 +323,14 @@ class PartitionStore:
             self.skipped = skipped
         return chosen
 
+    def newest_info(self) -> dict[str, Any] | None:
+        """The run.json of the partition the store would serve now (None without one)."""
+        latest = self._latest()
+        if latest is None:
+            return None
+        info = self._info(*latest)
+        return info if isinstance(info, dict) else None
+
     def _check(self, background: bool) -> None:
         latest = self._latest()
         if latest is None:
