@@ -58,6 +58,7 @@ from serving.schemas import (
     SegmentsRequest,
     SegmentsResponse,
 )
+from serving.timeouts import install_read_timeout, read_timeout_from_env
 
 DEFAULT_SEGMENT_DAYS = 30
 NO_PARAMETERS = ModelInfoRequest()
@@ -97,6 +98,7 @@ class ChurnService:
         self.partitions.refresh()
         set_source("partitions", self.partitions.exposition)
         set_status(self.status)
+        install_read_timeout(read_timeout_from_env())  # slow clients are cut off
 
     def _follow_partition_model(self, partition: Partition) -> None:
         """Serve the model a new partition was scored with (run.json's name, version and run
@@ -232,6 +234,7 @@ def check_can_start() -> None:
     """The checks of refuse_to_start_without_its_model: the declared model loads as a churn
     model and the partitions folder is configured."""
     try:
+        read_timeout_from_env()
         load_served_model(model_tag())
         PartitionStore.from_env()
     except Exception as err:  # whatever it is, the server stops with one line and exit code 1
