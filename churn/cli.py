@@ -446,6 +446,7 @@ def train_command(
     from training.config import train_config_from_file
     from training.tracking import model_name_for_data, model_name_for_table
 
+    stop_cleanly_on_sigterm()
     if (data is None) == (labeled_table is None):
         raise ValueError("give either --data DIR or --labeled-table FILE (with --id and --label)")
     if labeled_table is not None:
@@ -483,6 +484,18 @@ def train_command(
         truth=generator_truth(data),
     )
     _print_training(result)
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """A `kill` (SIGTERM) ends the command through Python's exit path, so that an open MLflow
+    run is closed as FAILED instead of being left RUNNING (kill -9 cannot be caught: the next
+    `churn train` marks such runs FAILED, training.tracking.mark_dead_runs_failed)."""
+    import signal
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def _check_champion_fits(champion, tables, data: str) -> None:
