@@ -89,3 +89,29 @@ def test_a_system_error_during_the_work_is_one_line_naming_the_file(mlflow_env, 
     assert result.exit_code == 2
     assert f"error: No space left on device: {tmp_path / 'x.parquet'}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_terminated_training_closes_its_mlflow_run_as_failed(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = textwrap.dedent(f"""
+        import os, signal
+        import mlflow
+        from churn.cli import stop_cleanly_on_sigterm
+        stop_cleanly_on_sigterm()
+        mlflow.set_tracking_uri({uri!r})
+        with mlflow.start_run() as run:
+            print(run.info.run_id, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 128 + 15, done.stderr[-2000:]
+    import mlflow
+
+    run_id = done.stdout.split()[0]
+    assert mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.status == "FAILED"
