@@ -481,27 +481,29 @@ def folder_bytes(path: str | Path) -> int:
 
 
 def check_writable(folder: str | Path, need_bytes: int = 0) -> Path:
-    """Check before the work that `folder` is (or can be made) a folder this process can write
-    in, with at least `need_bytes` free; else an OutputError saying which and why."""
+    """Check before the work that `folder` is a folder this process can write in, or can be
+    created where it would be, with at least `need_bytes` free; else an OutputError saying
+    which and why. Nothing is created: a refused run leaves no empty folder behind."""
     from reporting.formatting import size_bytes
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"the output {folder} is a file, not a folder: give a folder path")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"the output {folder} cannot be created: {existing} is a file")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create the output folder {folder}: {err.strerror}") from None
-    try:
-        fd, name = tempfile.mkstemp(prefix=_temp_prefix(folder, TEMP_MARK), dir=folder)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(folder, TEMP_MARK), dir=existing)
         os.close(fd)
         os.unlink(name)
     except OSError as err:
-        raise OutputError(f"cannot write in the output folder {folder}: {err.strerror}") from None
-    free = shutil.disk_usage(folder).free
+        raise OutputError(f"cannot write in the output folder {existing}: {err.strerror}") from None
+    free = shutil.disk_usage(existing).free
     if free < need_bytes:
         raise OutputError(
-            f"the output folder {folder} has {size_bytes(free)} free; the run needs about "
+            f"the output folder {existing} has {size_bytes(free)} free; the run needs about "
             f"{size_bytes(need_bytes)}: free some space or choose another folder"
         )
     return folder

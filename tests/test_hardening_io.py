@@ -154,6 +154,8 @@ def test_a_file_given_as_the_output_folder_is_refused_by_name(tmp_path):
     out.write_text("not a folder")
     with pytest.raises(OutputError, match=r"scores is a file, not a folder"):
         check_writable(out)
+    with pytest.raises(OutputError, match=r"cannot be created: .*scores is a file"):
+        check_writable(out / "weekly")
     with pytest.raises(OutputError, match="exists and is not a folder"), atomic_dir(out):
         pass
     with pytest.raises(OutputError, match="is a folder"), atomic_file(tmp_path):
@@ -165,7 +167,7 @@ def test_a_read_only_output_folder_is_refused_before_the_work(tmp_path, monkeypa
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
     monkeypatch.setattr(io.tempfile, "mkstemp", read_only)
-    with pytest.raises(OutputError, match=r"cannot write in the output folder .*Read-only"):
+    with pytest.raises(OutputError, match=r"cannot write in the output folder .*: Read-only"):
         check_writable(tmp_path / "scores")
 
 
@@ -174,6 +176,7 @@ def test_too_little_free_space_is_refused_with_the_figures(tmp_path, monkeypatch
     with pytest.raises(OutputError, match=r"has 1.0 MiB free; the run needs about 64.0 MiB"):
         check_writable(tmp_path / "scores", need_bytes=64 * 1024**2)
     assert check_writable(tmp_path / "scores", need_bytes=1024) == tmp_path / "scores"
+    assert not (tmp_path / "scores").exists()  # checked, not created
 
 
 class _Usage:  # shutil.disk_usage's shape, 1 MiB free

@@ -139,9 +139,10 @@ def test_promote_refuses_a_version_that_is_not_a_churn_model(registry):
 
 
 def test_promote_refuses_other_features_unless_allowed(registry, monkeypatch):
-    other = SimpleNamespace(feature_names=["tenure_days", "something_else"])
+    champion = registry.small.champion.model
+    other = SimpleNamespace(feature_config={**champion.feature_config, "windows": [3, 5]})
     monkeypatch.setattr(tracking, "current_champion_model", lambda client, name: ("1", other))
-    with pytest.raises(ValueError, match=r"other features than the champion v1 .*added"):
+    with pytest.raises(ValueError, match=r"another configuration than the champion v1 .*windows"):
         force_promote(registry.v2, "same run", registry.name, registry.uri)
     force_promote(registry.v2, "same run", registry.name, registry.uri, allow_feature_change=True)
     champion = registry.client.get_model_version_by_alias(registry.name, CHAMPION)

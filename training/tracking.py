@@ -210,8 +210,9 @@ def force_promote(
 ) -> None:
     """An analyst's override: make VERSION the champion, recording the reason. The version must
     load as a churn model, be of this registered name, have finished its training run, and
-    take the champion's features (unless `allow_feature_change`): a champion the weekly job
-    and the service cannot use is never promoted."""
+    build its features as the champion does (the same feature configuration: churn definition,
+    windows, customer attributes; the model kind may differ), unless `allow_feature_change`:
+    a champion the weekly job and the service cannot use is never promoted."""
     if not reason.strip():
         raise ValueError("a reason is required to force a promotion")
     client = configure(uri)
@@ -244,15 +245,13 @@ def check_promotable(
         raise ValueError(f"{label} was trained for the registered model '{tagged}', not '{name}'")
     champion = current_champion_model(client, name)
     if champion is not None and not allow_feature_change:
-        current, ours = champion[1].feature_names, model.feature_names
-        if current != ours:
-            added = [f for f in ours if f not in current]
-            dropped = [f for f in current if f not in ours]
+        current, ours = champion[1].feature_config or {}, model.feature_config or {}
+        differ = sorted(k for k in set(current) | set(ours) if current.get(k) != ours.get(k))
+        if differ:
             raise ValueError(
-                f"{label} takes other features than the champion v{champion[0]} (added "
-                f"{added[:5]}, dropped {dropped[:5]}{', or another order' if not added and not dropped else ''}): "
-                "partitions scored by the two would not compare; give --allow-feature-change "
-                "if that is intended"
+                f"{label} builds its features with another configuration than the champion "
+                f"v{champion[0]} (differs in {differ[:6]}): the weekly job's partitions of the "
+                "two would not compare; give --allow-feature-change if that is intended"
             )
     return model
 
