@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import httpx
 import mlflow
 import pytest
+from simple_di import sentinel as _SENTINEL
 
 from tests.test_hardening_partitions import write_partition
 from training import tracking
@@ -55,10 +56,12 @@ def registry(small_champion, tmp_path_factory):
     home = base / "bentoml"
     uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    untouched = [p for p in _bentoml_singletons(BentoMLContainer) if p._cache is _SENTINEL]
     with (
         pytest.MonkeyPatch.context() as mp,
         BentoMLContainer.model_store.patch(ModelStore(str(home / "models"))),
     ):
+        mp.setenv("BENTOML_HOME", str(home))  # whatever BentoML computes now lands here
         mp.chdir(root)  # the MLflow store's relative artifact paths
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         client = configure(uri)
@@ -79,6 +82,32 @@ def registry(small_champion, tmp_path_factory):
         )  # fmt: skip
     mlflow.set_tracking_uri(previous[0])
     mlflow.set_registry_uri(previous[1])
+    for provider in untouched:  # computed with this module's home: forget them
+        provider._cache = _SENTINEL
+
+
+def _bentoml_singletons(container) -> list:
+    """BentoML's memoised settings (its home folder, stores, ...), in nested containers too."""
+    from simple_di.providers import SingletonFactory
+
+    found, seen = [], set()
+
+    def walk(node) -> None:
+        for name in dir(node):
+            if name.startswith("_"):
+                continue
+            value = getattr(node, name, None)
+            if id(value) in seen:
+                continue
+            if isinstance(value, SingletonFactory):
+                seen.add(id(value))
+                found.append(value)
+            elif type(value).__name__.endswith("Container"):
+                seen.add(id(value))
+                walk(value)
+
+    walk(container)
+    return found
 
 
 def partition_info(registry, version: str) -> dict:
