@@ -62,11 +62,21 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ContractError, ValueError, FileNotFoundError) as err:
+        except (ContractError, ValueError) as err:
             typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=2) from None
+        except OSError as err:  # a missing file, a full disk, a read-only folder
+            typer.echo(f"error: {os_error_text(err)}", err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper
+
+
+def os_error_text(err: OSError) -> str:
+    """One line for a system error: what failed and on which file, without the errno noise."""
+    if err.strerror and err.filename:
+        return f"{err.strerror}: {err.filename}"
+    return str(err)
 
 
 def echo_progress(label: str) -> Callable[[int, int, pd.Timestamp, int], None]:
@@ -446,6 +456,7 @@ def train_command(
     from training.config import train_config_from_file
     from training.tracking import model_name_for_data, model_name_for_table
 
+    stop_cleanly_on_sigterm()
     if (data is None) == (labeled_table is None):
         raise ValueError("give either --data DIR or --labeled-table FILE (with --id and --label)")
     if labeled_table is not None:
@@ -517,6 +528,18 @@ def riskiest_lines(partition: Path, n: int = 10) -> list[str]:
     return lines
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """A `kill` (SIGTERM) ends the command through Python's exit path, so that an open MLflow
+    run is closed as FAILED instead of being left RUNNING (kill -9 cannot be caught: the next
+    `churn train` marks such runs FAILED, training.tracking.mark_dead_runs_failed)."""
+    import signal
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def _check_champion_fits(champion, tables, data: str) -> None:
     """Refuse, with the model's name and what is missing, a champion that cannot score this
     data (another dataset's model, or a labeled-table model), before any work is done."""
@@ -533,6 +556,39 @@ def _check_champion_fits(champion, tables, data: str) -> None:
             f"{missing} that the customers table of {data} lacks: is it this dataset's model? "
             "(--model-name)"
         )
+
+
+MIN_FREE_BYTES = 64 * 1024**2  # a first run's partition of 100k customers is about 20 MB
+
+
+def _check_run_date(
+    run_date: pd.Timestamp, data_end: pd.Timestamp | None, horizon_days: int | None, force: bool
+) -> None:
+    """Refuse a run date in the future or further past the data than the horizon (a mistyped
+    --as-of would otherwise become the partition the service answers from), unless forced."""
+    from serving.partitions import run_date_problem
+
+    end = data_end.to_pydatetime() if data_end is not None else None
+    problem = run_date_problem(run_date.date(), end, horizon_days)
+    if problem is None:
+        return
+    if not force:
+        raise ValueError(
+            f"run date {run_date.date()} {problem}; give --force to score it anyway "
+            "(the service will not serve it)"
+        )
+    typer.echo(f"warning: run date {run_date.date()} {problem} (--force)", err=True)
+
+
+def _check_output_folder(out: Path) -> None:
+    """The output folder can be written and has room for about two partitions (the new one is
+    written beside the one it replaces), checked before the features are built."""
+    from features.io import check_writable, folder_bytes
+    from serving.batch import list_partitions
+
+    found = list_partitions(out) if out.is_dir() else []
+    newest = folder_bytes(found[-1][1]) if found else 0
+    check_writable(out, need_bytes=max(2 * newest, MIN_FREE_BYTES))
 
 
 @app.command("score")
@@ -554,6 +610,14 @@ def score_command(
     top: Annotated[int, typer.Option("--top", min=1, max=20, help="Drivers per customer.")] = 3,
     engine: EngineOption = "pandas",
     buckets: BucketsOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Score a run date in the future or further past the data's end than the "
+            "model's horizon (refused otherwise; the service never serves such a partition).",
+        ),
+    ] = False,
 ) -> None:
     """The weekly job: score every eligible customer with the champion model, with drivers and
     the change since the previous run; write the partition and the segment report."""
@@ -565,13 +629,20 @@ def score_command(
         raise ValueError(f"--engine must be 'pandas' or 'spark', got '{engine}'")
     from serving.webhook import WebhookSettings, deliver_from_env
 
-    as_of_timestamp(as_of)  # a bad date fails before anything starts
+    run_date = as_of_timestamp(as_of)  # a bad date fails before anything starts
+    _check_run_date(run_date, None, None, force)
     WebhookSettings.from_env()  # so does an alerts webhook without its secret
+    if "://" not in out:  # a local folder: checked before the work, not after it
+        _check_output_folder(Path(out))
     name = model_name_for_data(data, config, model_name)
     configure()
     champion = load_champion(name)
     segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
-    info = {"model_name": name, "model_run_id": champion.run_id}
+    info = {
+        "model_name": name,
+        "model_run_id": champion.run_id,
+        "horizon_days": int(champion.model.horizon_days),
+    }
     progress = lambda m: typer.echo(m, err=True)  # noqa: E731
     if engine == "spark":
         from features.spark_engine import get_spark
@@ -590,6 +661,9 @@ def score_command(
         settings = scoring_config_from_file(config_path_for_data(data, config))
         tables = load_tables(data)
         _check_champion_fits(champion, tables, data)
+        data_end = tables.data_end()
+        _check_run_date(run_date, data_end, champion.model.horizon_days, force)
+        info["data_end"] = data_end.isoformat()
         run = run_scoring(
             tables, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, log=progress, settings=settings,
@@ -676,16 +750,24 @@ def promote_command(
         typer.Option("--data", help="The dataset whose model to promote (gives its name)."),
     ] = None,
     config: ConfigFile = None,
+    allow_feature_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-feature-change",
+            help="Promote a version whose features differ from the champion's.",
+        ),
+    ] = False,
 ) -> None:
     """Force a model version to be the champion (an analyst's decision), recording the reason.
-    The model is named by --model-name, or by --data (the same name `churn train` uses)."""
+    The model is named by --model-name, or by --data (the same name `churn train` uses). The
+    version must load as a churn model of that name with the champion's features."""
     from training.tracking import force_promote, model_name_for_data
 
     if model_name is None and data is None:
         raise ValueError("give --model-name NAME or --data DIR (the dataset whose model it is)")
     name = model_name_for_data(data, config, model_name) if data is not None else model_name
 
-    force_promote(version, reason, name)
+    force_promote(version, reason, name, allow_feature_change=allow_feature_change)
     typer.echo(f"model {name} version {version} is now the champion ({reason})")
 
 
@@ -740,10 +822,15 @@ def demo(
     )
     from serving.config import scoring_config_from_file
 
+    info = {
+        "model_name": champion.name,
+        "model_run_id": champion.run_id,
+        "horizon_days": int(champion.model.horizon_days),
+        "data_end": tables.data_end().isoformat(),
+    }
     for run_date in (earlier, as_of):
         run = run_scoring(
-            tables, run_date, champion.model, champion.version, out / "scores",
-            model_info={"model_name": champion.name, "model_run_id": champion.run_id},
+            tables, run_date, champion.model, champion.version, out / "scores", model_info=info,
             log=typer.echo, settings=scoring_config_from_file(path),
         )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
@@ -814,7 +901,7 @@ def serve_command(
     import subprocess
 
     from serving.auth import ALLOW_OPEN_ENV, AuthConfigError, GuardSettings
-    from serving.model_store import MODEL_NAME_ENV, MODEL_TAG_ENV, ensure_champion
+    from serving.model_store import MODEL_NAME_ENV, MODEL_TAG_ENV, ensure_served_model
     from training.tracking import check_model_name, model_name_for_data
 
     if model_name is not None:
@@ -839,7 +926,11 @@ def serve_command(
         raise ValueError(
             f"no folder of scored partitions at {scores}: run `churn score --out {scores}` first"
         )
-    stored = ensure_champion(name, log=lambda m: typer.echo(m, err=True))
+    from serving.partitions import PartitionStore
+
+    # The partitions say which model scored them: serve that one, MLflow reachable or not.
+    newest = PartitionStore(scores).newest_info()
+    stored = ensure_served_model(name, newest, log=lambda m: typer.echo(m, err=True))
     env.update(
         {
             MODEL_TAG_ENV: str(stored.tag),

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import errno
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -367,21 +371,190 @@ def write_tables(
                 (tmp / file_name).write_text(content)
 
 
+class OutputError(ValueError):
+    """An output folder that cannot take the run's files: named with the reason, before any
+    work is done (a file where a folder should be, no write permission, too little space)."""
+
+
+TEMP_MARK, OLD_MARK = ".tmp-", ".old-"
+STALE_LEGACY_SECONDS = 3600.0  # temporary folders of older versions carry no process id
+RENAME_EXCHANGE = 2  # linux/fs.h
+AT_FDCWD = -100
+# .NAME.tmp-HOST-PID-XXXXXXXX (this version) and .NAME.tmp-XXXXXXXX / .NAME.old-PID (earlier ones)
+_OWNED = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]{8}$")
+_LEGACY = re.compile(r"^\.(?P<name>.+)\.(?:tmp-[a-z0-9_]{8}|old-\d+)$")
+
+
+def current_umask() -> int:
+    """The process's umask (read from /proc on Linux: setting it to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(path: Path, mode: int) -> None:
+    """mkdtemp and mkstemp create 0700 folders and 0600 files whatever the umask: give `path`
+    the mode an ordinary mkdir or open would have, so that a service or an analyst running as
+    another user can read the output."""
+    os.chmod(path, mode & ~current_umask())
+
+
+def _temp_prefix(target: Path, mark: str) -> str:
+    host = re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+    return f".{target.name}{mark}{host}-{os.getpid()}-"
+
+
+def _process_alive(host: str, pid: int) -> bool:
+    """Whether the process that made a temporary folder may still be running (another host's
+    processes cannot be seen: they are taken as alive)."""
+    if host != re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def clean_dead_temporaries(
+    folder: str | Path, log: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Remove the temporary folders and files that runs killed mid-write left in `folder` (those
+    of this version name their host and process; older ones are removed after an hour). A
+    previous output set aside by a run that died between its two renames (filesystems without
+    an atomic exchange) is put back when nothing replaced it. Returns what was removed."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for path in folder.iterdir():
+        owned = _OWNED.match(path.name)
+        if owned:
+            if _process_alive(owned["host"], int(owned["pid"])):
+                continue
+            kind, name = owned["kind"], owned["name"]
+        else:
+            legacy = _LEGACY.match(path.name)
+            if legacy is None or now - _mtime(path) < STALE_LEGACY_SECONDS:
+                continue
+            kind, name = ("old" if OLD_MARK in path.name else "tmp"), legacy["name"]
+        target = folder / name
+        if kind == "old" and not os.path.lexists(target):
+            os.replace(path, target)  # the run died between its renames: restore the output
+            if log:
+                log(f"restored {target} from {path.name} (a run died while replacing it)")
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+        if log:
+            log(f"removed {path} (left by a run that did not finish)")
+    return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def folder_bytes(path: str | Path) -> int:
+    """The size of the files under a folder (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def check_writable(folder: str | Path, need_bytes: int = 0) -> Path:
+    """Check before the work that `folder` is a folder this process can write in, or can be
+    created where it would be, with at least `need_bytes` free; else an OutputError saying
+    which and why. Nothing is created: a refused run leaves no empty folder behind."""
+    from reporting.formatting import size_bytes
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"the output {folder} is a file, not a folder: give a folder path")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"the output {folder} cannot be created: {existing} is a file")
+    try:
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(folder, TEMP_MARK), dir=existing)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise OutputError(f"cannot write in the output folder {existing}: {err.strerror}") from None
+    free = shutil.disk_usage(existing).free
+    if free < need_bytes:
+        raise OutputError(
+            f"the output folder {existing} has {size_bytes(free)} free; the run needs about "
+            f"{size_bytes(need_bytes)}: free some space or choose another folder"
+        )
+    return folder
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the
+    system or the filesystem cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside target; on success it replaces target in one rename."""
+    """Yield a temporary folder beside target; on success it takes target's place in one atomic
+    step, so a reader sees the old folder or the new one, never none and never a mix.
+
+    The replacement is one renameat2(RENAME_EXCHANGE) where Linux and the filesystem allow it
+    (ext4, xfs, btrfs, tmpfs, overlayfs); elsewhere two renames, and a run that dies between
+    them is repaired by the next one (clean_dead_temporaries puts the old folder back).
+    Temporary folders of runs that were killed are removed first. The folder honours the
+    umask (mkdtemp alone would make it 0700)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    clean_dead_temporaries(target.parent)
+    if os.path.lexists(target) and not target.is_dir():
+        raise OutputError(f"{target} exists and is not a folder: move it away or choose another")
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target, TEMP_MARK), dir=target.parent))
     try:
+        _honour_umask(tmp, 0o777)
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if not target.exists():
+            os.replace(tmp, target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)  # now the old content
+        else:
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target, OLD_MARK), dir=target.parent))
+            os.rmdir(old)
             os.replace(target, old)
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -389,13 +562,17 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_file(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside target; on success it replaces target in one rename."""
+    """Yield a temporary path beside target; on success it replaces target in one rename. The
+    file honours the umask (mkstemp alone would make it 0600)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    if target.is_dir():
+        raise OutputError(f"{target} is a folder: give a file path")
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(target, TEMP_MARK), dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:
+        _honour_umask(tmp, 0o666)
         yield tmp
         os.replace(tmp, target)
     except BaseException:

@@ -156,6 +156,23 @@ def _plain(value: float, digits: int) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
+def size_bytes(n: object) -> str:
+    """A size in bytes in binary units, as disks and memory are reported: 1536 -> '1.5 KiB',
+    73400320 -> '70.0 MiB'."""
+    if is_missing(n):
+        return MISSING
+    value = float(n)
+    if value < 0:
+        raise ValueError(f"a size cannot be negative, got {n!r}")
+    if value < 1024:
+        return _unit(round(value), "byte")
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:,.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
 def _unit(n: int, unit: str) -> str:
     return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
@@ -175,4 +192,5 @@ __all__ = [
     "points",
     "points_number",
     "probability",
+    "size_bytes",
 ]

@@ -8,10 +8,16 @@ service's throughput on /score (benchmarks/bench_service.py: 1.63x behind the ba
 1.49x without). The counts live in the worker's
 memory: the service runs one worker per process (scale out with replicas), so a scrape sees all
 of that process's requests.
+
+Every label takes a bounded set of values, so that no client can grow the server's memory or the
+scrape: a path outside the known routes counts as ``other``, a method outside the standard ones
+as ``OTHER``, and the status is a number. Other parts of the service add their own lines (for
+example the partition's age and load errors) with ``set_source``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -29,6 +35,55 @@ PREFIX = "churn_http"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 OTHER_ROUTE = "other"  # any path outside the known routes: keeps the label set bounded
+OTHER_METHOD = "OTHER"  # any method outside the standard ones (made-up names): the same
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_SOURCES: dict[str, Callable[[], list[str]]] = {}
+
+
+_STATUS: list[Callable[[], dict[str, Any]]] = []  # the readiness status, once the service is up
+READYZ_PATH = "/readyz"
+JSON_TYPE = b"application/json"
+
+
+def set_source(name: str, lines: Callable[[], list[str]]) -> None:
+    """Add (or replace) a named source of exposition lines shown after the request metrics."""
+    _SOURCES[name] = lines
+
+
+def set_status(status: Callable[[], dict[str, Any]]) -> None:
+    """The function ReadinessProbe answers /readyz with: a dict with 'ready' and the details
+    (it must not block: a probe never hangs)."""
+    _STATUS[:] = [status]
+
+
+class ReadinessProbe:
+    """ASGI middleware: GET /readyz answers the status given to set_status as JSON, 200 when it
+    says ready, else 503 (the served partition, its age, the last load error and the model,
+    instead of an empty line). Before any status is set, the app answers."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != READYZ_PATH
+            or scope["method"] not in ("GET", "HEAD")
+            or not _STATUS
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            status = _STATUS[0]()
+        except Exception as err:  # a probe answers, whatever went wrong
+            status = {"ready": False, "error": f"{type(err).__name__}: {err}"}
+        body = json.dumps(status, default=str, sort_keys=True).encode("utf-8")
+        headers = [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())]
+        code = 200 if status.get("ready") else 503
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
 
 
 class RequestMetrics:
@@ -65,7 +120,9 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            self._record(route, scope["method"], status, time.perf_counter() - start)
+            method = scope["method"]
+            method = method if method in KNOWN_METHODS else OTHER_METHOD
+            self._record(route, method, status, time.perf_counter() - start)
 
     def _record(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
@@ -112,6 +169,8 @@ class RequestMetrics:
             f"# TYPE {PREFIX}_start_time_seconds gauge",
             f"{PREFIX}_start_time_seconds {self.started}",
         ]
+        for source in list(_SOURCES.values()):
+            lines += source()
         return "\n".join(lines) + "\n"
 
     async def _reply(self, send: Send) -> None:

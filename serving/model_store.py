@@ -10,12 +10,20 @@ Every dataset has its own registered model name; the store keeps them all under 
 name (``churn-risk``) and tells them apart by the ``mlflow_name`` label. The service serves
 CHURN_BENTO_MODEL (an exact tag), else the newest import of CHURN_MODEL_NAME, else the newest
 import when the store holds one registered name only (a Bento carries exactly one model).
+
+The partitions are the truth about which model answers: ``ensure_served_model`` (`churn serve`)
+picks the version and run the newest partition was scored with, from the store or MLflow,
+whether MLflow is reachable or not, and the service follows a new partition's model through
+``find_partition_model``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import bentoml
 
@@ -30,6 +38,10 @@ LABEL_NAME = "mlflow_name"
 NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 # `churn serve` asks MLflow once, briefly: its client would otherwise retry for minutes.
 QUICK_MLFLOW = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class NotAChurnModel(TypeError):
+    """A stored model that does not load as a ChurnModel."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +134,40 @@ def import_champion(
             f"model '{name}' has no champion in {uri or tracking_uri()}; "
             "train one with `churn train` or promote a version with `churn promote`"
         ) from None
+    return _import(version, name, bento_name)
+
+
+def import_version(
+    name: str,
+    version: str,
+    run_id: str | None = None,
+    uri: str | None = None,
+    bento_name: str = BENTO_MODEL_NAME,
+) -> tuple[bentoml.Model, bool]:
+    """Copy version `version` of registered model `name` into the BentoML store (unless it is
+    there already), checking that it comes from run `run_id` when given. Needs MLflow."""
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import configure, tracking_uri
+
+    client = configure(uri)
+    try:
+        found = client.get_model_version(name, str(version))
+    except MlflowException as err:
+        if err.error_code not in NOT_FOUND_CODES:
+            raise
+        raise ValueError(
+            f"model '{name}' has no version {version} in {uri or tracking_uri()}"
+        ) from None
+    if run_id and found.run_id != run_id:
+        raise ValueError(
+            f"model '{name}' version {version} comes from run {found.run_id} in MLflow, not from "
+            f"run {run_id} as the partition says: is this the MLflow store the job used?"
+        )
+    return _import(found, name, bento_name)
+
+
+def _import(version: Any, name: str, bento_name: str) -> tuple[bentoml.Model, bool]:
     existing = find_imported(str(version.version), version.run_id, bento_name, name)
     if existing is not None:
         return existing, False
@@ -143,16 +189,71 @@ def import_champion(
     return bentoml.models.get(stored.tag), True  # the saved entry, not the build folder
 
 
+def find_partition_model(
+    info: dict[str, Any], bento_name: str = BENTO_MODEL_NAME
+) -> bentoml.Model | None:
+    """The store's import of the model a partition was scored with (its run.json's model name,
+    version and, when recorded, run id): the newest such import, or None."""
+    name, version = info.get("model_name"), str(info.get("model_version", ""))
+    run_id = info.get("model_run_id")
+    mine = [
+        m
+        for m in _imports(bento_name)
+        if m.info.labels.get(LABEL_VERSION) == version
+        and (not name or m.info.labels.get(LABEL_NAME) == name)
+        and (not run_id or m.info.labels.get(LABEL_RUN_ID) == run_id)
+    ]
+    return max(mine, key=lambda m: m.info.creation_time) if mine else None
+
+
+def same_model(served: ServedModel, info: dict[str, Any]) -> bool:
+    """Whether the served model is the one a partition's run.json says scored it."""
+    name, run_id = info.get("model_name"), info.get("model_run_id")
+    return (
+        served.version == str(info.get("model_version", ""))
+        and (not name or served.name == name)
+        and (not run_id or served.run_id == run_id)
+    )
+
+
+def model_for_partition(served: ServedModel, info: dict[str, Any]) -> ServedModel:
+    """The model to answer with beside a partition: `served` when it scored the partition, else
+    the store's import of the one that did; LookupError when the store lacks it."""
+    if same_model(served, info):
+        return served
+    stored = find_partition_model(info)
+    if stored is None:
+        raise LookupError(
+            f"the partition was scored by {describe_partition_model(info)}, which is not in "
+            f"the BentoML store (serving {served.name} v{served.version}): import it, for "
+            "example with `churn serve`, or rescore with the served model"
+        )
+    return load_served_model(stored)
+
+
+def describe_partition_model(info: dict[str, Any]) -> str:
+    """'churn-demo v3 (run abc)' for a partition's run.json."""
+    name = info.get("model_name") or "the model"
+    run = f" (run {info['model_run_id']})" if info.get("model_run_id") else ""
+    return f"{name} v{info.get('model_version', '?')}{run}"
+
+
 def load_served_model(stored: bentoml.Model | str) -> ServedModel:
     """The ChurnModel in a BentoML store entry (a Model or a tag), with its MLflow identity."""
     import bentoml.mlflow
 
     if isinstance(stored, str):
         stored = bentoml.models.get(stored)
-    pyfunc = bentoml.mlflow.load_model(stored)
-    model = pyfunc.unwrap_python_model().model
+    try:
+        pyfunc = bentoml.mlflow.load_model(stored)
+        model = getattr(pyfunc.unwrap_python_model(), "model", None)
+    except Exception as err:  # MLflow and the flavours raise many kinds: say which model
+        raise NotAChurnModel(f"BentoML model {stored.tag} cannot be loaded: {err}") from err
     if not isinstance(model, ChurnModel):
-        raise TypeError(f"BentoML model {stored.tag} does not hold a ChurnModel")
+        raise NotAChurnModel(
+            f"BentoML model {stored.tag} is not a churn model (it holds "
+            f"{type(model).__name__}); serve a version trained by `churn train`"
+        )
     model.explainer  # noqa: B018  (built now, not in the first /score_records request)
     labels = stored.info.labels
     return ServedModel(
@@ -164,16 +265,28 @@ def load_served_model(stored: bentoml.Model | str) -> ServedModel:
     )
 
 
-def ensure_champion(name: str, log=print) -> bentoml.Model:
+@contextmanager
+def quick_mlflow() -> Iterator[None]:
+    """MLflow's client asked once, briefly (it would otherwise retry for minutes)."""
+    saved = {key: os.environ.get(key) for key in QUICK_MLFLOW}
+    os.environ.update({k: v for k, v in QUICK_MLFLOW.items() if saved[k] is None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+def ensure_champion(name: str, log: Callable[[str], None] = print) -> bentoml.Model:
     """The champion of registered model `name` in the BentoML store, imported now if needed.
     When MLflow cannot be reached, the newest import of that name already in the store is used,
     with a warning; with none there, it fails (never another dataset's model)."""
     from mlflow.exceptions import MlflowException
 
-    saved = {key: os.environ.get(key) for key in QUICK_MLFLOW}
-    os.environ.update({k: v for k, v in QUICK_MLFLOW.items() if saved[k] is None})
     try:
-        stored, imported = import_champion(name)
+        with quick_mlflow():
+            stored, imported = import_champion(name)
     except (MlflowException, OSError) as err:
         stored = newest_import(name)
         if stored is None:
@@ -183,11 +296,42 @@ def ensure_champion(name: str, log=print) -> bentoml.Model:
             ) from None
         log(f"warning: MLflow unreachable; serving {stored.tag} from the BentoML store ({err})")
         return stored
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
     labels = stored.info.labels
     verb = "imported" if imported else "already in the BentoML store:"
     log(f"champion {name} v{labels.get(LABEL_VERSION)} {verb} {stored.tag}")
+    return stored
+
+
+def ensure_served_model(
+    name: str, partition_info: dict[str, Any] | None, log: Callable[[str], None] = print
+) -> bentoml.Model:
+    """The model to serve: the one the newest partition was scored with (its run.json's
+    version and run id are the truth, so /score and /score_records never disagree), from the
+    BentoML store or else imported from MLflow; without a partition, the champion."""
+    from mlflow.exceptions import MlflowException
+
+    if not partition_info or not partition_info.get("model_version"):
+        return ensure_champion(name, log)
+    scored_by = partition_info.get("model_name")
+    if scored_by and scored_by != name:
+        raise ValueError(
+            f"the newest partition ({partition_info.get('as_of')}) was scored by model "
+            f"'{scored_by}', not '{name}': point --scores at this dataset's partitions"
+        )
+    wanted = describe_partition_model(partition_info)
+    stored = find_partition_model({**partition_info, "model_name": name})
+    if stored is None:
+        try:
+            with quick_mlflow():
+                stored, _ = import_version(
+                    name, partition_info["model_version"], partition_info.get("model_run_id")
+                )
+        except (MlflowException, OSError) as err:
+            raise ValueError(
+                f"the newest partition ({partition_info.get('as_of')}) was scored by {wanted}, "
+                f"which is not in the BentoML store and MLflow cannot be read ({err})"
+            ) from None
+        log(f"imported {wanted}, the model of the newest partition: {stored.tag}")
+    else:
+        log(f"serving {wanted}, the model of the newest partition: {stored.tag}")
     return stored

@@ -8,6 +8,13 @@ weekly run is picked up without a restart, and a lookup is a dict access.
 
 The data folder (CHURN_DATA_DIR, optional) is loaded with each partition: the segment metrics
 are computed from it.
+
+A partition dated in the future, or further past its data's end than the model's horizon (a
+mistyped `churn score --as-of`), is never preferred: the newest plausible one is served and the
+others are listed in ``status()``. A partition is known by its folder's inode and its run.json's
+modification time, so a rerun of the same date (replaced in one atomic step) is picked up; a
+load that saw the folder replaced under it is thrown away and retried. ``status()`` and
+``exposition()`` (for /readyz and /metrics) give the partition's age and the last load error.
 """
 
 from __future__ import annotations
@@ -20,17 +27,17 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.contract import ContractError, Tables
+from features.contract import Tables
 from serving.batch import list_partitions
 
 logger = logging.getLogger("churn.serving")
@@ -39,8 +46,49 @@ SCORES_DIR_ENV = "CHURN_SCORES_DIR"
 DATA_DIR_ENV = "CHURN_DATA_DIR"
 CHECK_EVERY_ENV = "CHURN_PARTITION_CHECK_SECONDS"
 DEFAULT_CHECK_EVERY = 5.0
-_LOAD_ERRORS = (OSError, ValueError, KeyError, pa.ArrowException, ContractError)
 _UNFREEZE_AT_EXIT = False
+# A run date is the day after the last data it uses: tomorrow's date is not "in the future".
+FUTURE_GRACE = timedelta(days=1)
+Stamp = tuple[Path, int, int]  # folder, its inode, run.json's mtime in ns
+
+
+def run_date_problem(
+    as_of: date,
+    data_end: datetime | date | None,
+    horizon_days: int | None,
+    today: date | None = None,
+) -> str | None:
+    """Why a run date should not be scored (or served), or None: it is in the future (after
+    tomorrow, UTC), or further past the data's end than the model's horizon (features would
+    describe customers as they were long before it). The one rule of `churn score` and the
+    service."""
+    from reporting.formatting import duration_days
+
+    today = today or datetime.now(UTC).date()
+    if as_of > today + FUTURE_GRACE:
+        return f"is in the future (today is {today.isoformat()})"
+    if data_end is not None and horizon_days:
+        end = data_end.date() if isinstance(data_end, datetime) else data_end
+        gap = (as_of - end).days
+        if gap > horizon_days:
+            return (
+                f"is {duration_days(gap)} past the data's end ({end.isoformat()}), more than "
+                f"the model's horizon of {horizon_days} days: a mistyped date? (the data's "
+                "customers would be scored as they were on their last day)"
+            )
+    return None
+
+
+def partition_date_problem(info: dict[str, Any], today: date | None = None) -> str | None:
+    """run_date_problem for a partition's run.json (data_end and horizon_days when recorded)."""
+    data_end = info.get("data_end")
+    horizon = info.get("horizon_days")
+    return run_date_problem(
+        date.fromisoformat(str(info["as_of"])),
+        datetime.fromisoformat(str(data_end)) if data_end else None,
+        int(horizon) if horizon else None,
+        today,
+    )
 
 
 @dataclass(frozen=True)
@@ -73,6 +121,7 @@ class Partition:
     columns: dict[str, list[Any]]
     feature_block: FeatureBlock
     loaded_at: float = field(default_factory=time.time)
+    stamp: Stamp | None = None  # what the folder was when it was read (PartitionStore)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -177,25 +226,33 @@ def load_partition(path: Path, data_dir: Path | None = None) -> Partition:
 
 
 class PartitionStore:
-    """The latest complete partition under ``root``, reloaded when a newer one appears."""
+    """The latest complete, plausibly dated partition under ``root``, reloaded when a newer one
+    appears or it is replaced. ``on_load`` runs on a loaded partition before it is swapped in
+    (the service loads the model that scored it there); an error in it keeps the previous one."""
 
     def __init__(
         self,
         root: str | Path,
         data_dir: str | Path | None = None,
         check_every: float = DEFAULT_CHECK_EVERY,
+        on_load: Callable[[Partition], None] | None = None,
     ):
         self.root = Path(root)
         self.data_dir = Path(data_dir) if data_dir else None
         self.check_every = float(check_every)
+        self.on_load = on_load
         self._current: Partition | None = None
         self._next_check = 0.0
         self._loading = threading.Lock()
-        self._failed: tuple[Path, float] | None = None
+        self._failed: Stamp | None = None
+        self._infos: dict[Path, tuple[Stamp, dict[str, Any] | str]] = {}
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.load_errors = 0
+        self.skipped: dict[str, str] = {}  # partition folder -> why it is not served
 
     @classmethod
-    def from_env(cls) -> PartitionStore:
+    def from_env(cls, on_load: Callable[[Partition], None] | None = None) -> PartitionStore:
         root = os.environ.get(SCORES_DIR_ENV)
         if not root:
             raise RuntimeError(
@@ -207,6 +264,7 @@ class PartitionStore:
             root,
             os.environ.get(DATA_DIR_ENV) or None,
             float(check) if check else DEFAULT_CHECK_EVERY,
+            on_load,
         )
 
     def current(self) -> Partition | None:
@@ -224,30 +282,85 @@ class PartitionStore:
         self._check(background=False)
         return self._current
 
-    def _latest(self) -> Path | None:
-        found = list_partitions(self.root)
-        return found[-1][1] if found else None
+    def _info(self, path: Path, stamp: Stamp) -> dict[str, Any] | str:
+        """A partition's run.json (cached while the folder is unchanged), or why it is unreadable."""
+        cached = self._infos.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            info: dict[str, Any] | str = json.loads((path / "run.json").read_text())
+            if not isinstance(info, dict) or "as_of" not in info:
+                info = "run.json has no as_of"
+        except (OSError, ValueError) as err:
+            info = f"run.json cannot be read: {err}"
+        self._infos[path] = (stamp, info)
+        return info
+
+    def _latest(self) -> tuple[Path, Stamp] | None:
+        """The newest partition whose date is plausible; the others are noted in `skipped`."""
+        skipped: dict[str, str] = {}
+        chosen = None
+        for _, path in reversed(list_partitions(self.root)):
+            stamp = _stamp(path)
+            if stamp is None:
+                continue  # replaced or removed while listing
+            info = self._info(path, stamp)
+            if isinstance(info, str):
+                chosen = (path, stamp)  # let the load report it (last_error) and keep the last
+                break
+            try:
+                problem = partition_date_problem(info)
+            except (KeyError, ValueError, TypeError) as err:
+                problem = f"run.json has an unreadable date: {err}"
+            if problem is None:
+                chosen = (path, stamp)
+                break
+            skipped[path.name] = f"run date {info.get('as_of')} {problem}"
+        if skipped != self.skipped:
+            for name, why in skipped.items():
+                if name not in self.skipped:
+                    logger.warning("not serving partition %s: %s", name, why)
+            self.skipped = skipped
+        return chosen
+
+    def newest_info(self) -> dict[str, Any] | None:
+        """The run.json of the partition the store would serve now (None without one)."""
+        latest = self._latest()
+        if latest is None:
+            return None
+        info = self._info(*latest)
+        return info if isinstance(info, dict) else None
 
     def _check(self, background: bool) -> None:
         latest = self._latest()
-        if latest is None or (self._current is not None and self._current.path == latest):
+        if latest is None:
             return
-        stamp = (latest, _mtime(latest / "run.json"))
+        path, stamp = latest
+        if self._current is not None and self._current.stamp == stamp:
+            return
         if stamp == self._failed:
             return  # this exact partition failed to load; wait for it to change
         if not self._loading.acquire(blocking=not background):
             return  # a load is already under way
         if background:
             threading.Thread(
-                target=self._load, args=(latest, stamp), name="partition-load", daemon=True
+                target=self._load, args=(path, stamp), name="partition-load", daemon=True
             ).start()
         else:
-            self._load(latest, stamp)
+            self._load(path, stamp)
 
-    def _load(self, path: Path, stamp: tuple[Path, float]) -> None:
+    def _load(self, path: Path, stamp: Stamp) -> None:
         try:
             started = time.perf_counter()
             partition = load_partition(path, self.data_dir)
+            if _stamp(path) != stamp:
+                # Replaced while it was read: the files may mix two runs. Look again soon.
+                self._next_check = 0.0
+                logger.info("partition %s was replaced while loading; reading it again", path)
+                return
+            partition.stamp = stamp
+            if self.on_load is not None:
+                self.on_load(partition)
             self._current = partition
             self._failed, self.last_error = None, None
             settle_heap()
@@ -257,12 +370,81 @@ class PartitionStore:
                 len(partition),
                 time.perf_counter() - started,
             )
-        except _LOAD_ERRORS as err:
-            # Keep answering from the partition we have; report the broken one once.
-            self._failed, self.last_error = stamp, f"{path}: {err}"
+        except Exception as err:  # a corrupt file raises many kinds of errors
+            # Keep answering from the partition we have; report the broken one (status, metrics).
+            if _stamp(path) != stamp:
+                self._next_check = 0.0  # replaced under us, not broken
+                return
+            self._failed = stamp
+            self.last_error = f"{path.name}: {type(err).__name__}: {err}"[:500]
+            self.last_error_at = time.time()
+            self.load_errors += 1
             logger.error("could not load partition %s: %s", path, err)
         finally:
             self._loading.release()
+
+    def status(self, now: float | None = None) -> dict[str, Any]:
+        """What /readyz shows: the partition served, its age, the last load error, and the
+        partitions not served because of their date."""
+        now = time.time() if now is None else now
+        partition = self._current
+        return {
+            "ready": partition is not None,
+            "partition": None if partition is None else partition.path.name,
+            "as_of": None if partition is None else partition.as_of.isoformat(),
+            "model_version": None if partition is None else partition.model_version,
+            "customers": None if partition is None else len(partition),
+            "partition_age_seconds": None if partition is None else _age(partition, now),
+            "loaded_at": None if partition is None else partition.loaded_at,
+            "last_load_error": self.last_error,
+            "last_load_error_at": self.last_error_at,
+            "load_errors": self.load_errors,
+            "skipped_partitions": dict(self.skipped),
+        }
+
+    def exposition(self, now: float | None = None) -> list[str]:
+        """Prometheus lines: the partition's date and age, its customers, load errors, and
+        whether the newest partition failed to load (a fixed set of series, no free text)."""
+        status = self.status(now)
+        partition = self._current
+        gauges = [
+            ("churn_partition_as_of_timestamp_seconds", "Run date of the partition served.",
+             "gauge", None if partition is None else _midnight(partition.as_of)),
+            ("churn_partition_age_seconds", "Time since the served partition's run date.",
+             "gauge", status["partition_age_seconds"]),
+            ("churn_partition_customers", "Customers in the served partition.",
+             "gauge", status["customers"]),
+            ("churn_partition_load_failing", "1 when the newest partition could not be loaded.",
+             "gauge", int(self.last_error is not None)),
+            ("churn_partition_last_load_error_timestamp_seconds", "When a load last failed.",
+             "gauge", self.last_error_at),
+            ("churn_partition_load_errors_total", "Partition loads that failed.",
+             "counter", self.load_errors),
+            ("churn_partition_skipped", "Partitions not served: dated in the future or far past "
+             "their data.", "gauge", len(self.skipped)),
+        ]  # fmt: skip
+        lines = []
+        for name, help_text, kind, value in gauges:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            lines.append(f"{name} {'NaN' if value is None else value}")
+        return lines
+
+
+def _midnight(day: date) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+
+
+def _age(partition: Partition, now: float) -> float:
+    return round(now - _midnight(partition.as_of), 3)
+
+
+def _stamp(path: Path) -> Stamp | None:
+    """A partition folder's identity: its inode (a rerun swaps in a new folder) and run.json's
+    modification time; None when it is gone."""
+    try:
+        return (path, path.stat().st_ino, (path / "run.json").stat().st_mtime_ns)
+    except OSError:
+        return None
 
 
 def settle_heap() -> None:
@@ -279,10 +461,3 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0

@@ -51,8 +51,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from serving.auth import ErrorShape, GuardSettings, RequestGuard, error_json
-from serving.metrics import RequestMetrics
-from serving.model_store import ServedModel, load_served_model, model_tag
+from serving.metrics import ReadinessProbe, RequestMetrics, set_source, set_status
+from serving.model_store import (
+    ServedModel,
+    load_served_model,
+    model_for_partition,
+    model_tag,
+)
 from serving.monitoring_api import (
     NO_MONITORING_PARAMETERS,
     MonitoringFile,
@@ -84,6 +89,7 @@ from serving.schemas import (
     SegmentsRequest,
     SegmentsResponse,
 )
+from serving.timeouts import install_read_timeout, read_timeout_from_env
 
 DEFAULT_SEGMENT_DAYS = 30
 NO_PARAMETERS = ModelInfoRequest()
@@ -137,12 +143,42 @@ class ChurnService:
         CHURN_ALLOW_OPEN=1) the server stops here and says why."""
         GuardSettings.from_env()
 
+    @bentoml.on_deployment
+    def refuse_to_start_without_its_model() -> None:
+        """Runs once in `bentoml serve`, before any worker: a model that cannot be loaded (not
+        a churn model, artifacts deleted) or a missing CHURN_SCORES_DIR stops the server here
+        with a non-zero exit, instead of workers failing and restarting forever."""
+        check_can_start()
+
     def __init__(self) -> None:
         guard = GuardSettings.from_env()  # the same check for any other way of starting it
         guard.check_start()
         self.served: ServedModel = load_served_model(self.model_ref)
-        self.partitions = PartitionStore.from_env()
+        self.partitions = PartitionStore.from_env(on_load=self._follow_partition_model)
         self.partitions.refresh()
+        set_source("partitions", self.partitions.exposition)
+        set_status(self.status)
+        install_read_timeout(read_timeout_from_env())  # slow clients are cut off
+
+    def _follow_partition_model(self, partition: Partition) -> None:
+        """Serve the model a new partition was scored with (run.json's name, version and run
+        id), from the BentoML store, before the partition is swapped in; when the store lacks
+        it the partition is not served (the error shows in /readyz and /metrics)."""
+        self.served = model_for_partition(self.served, partition.info)
+
+    def status(self) -> dict:
+        """/readyz: the partition served and its age, the last load error, and the model."""
+        self.partitions.current()  # a check for a newer partition when one is due
+        served = self.served
+        return {
+            **self.partitions.status(),
+            "model": {
+                "name": served.name,
+                "version": served.version,
+                "run_id": served.run_id,
+                "bento_model": served.bento_tag,
+            },
+        }
 
     def __is_ready__(self) -> bool:
         return self.partitions.current() is not None
@@ -290,6 +326,18 @@ ROUTE_METHODS = {
 }
 ChurnService.add_asgi_middleware(ErrorShape, methods=ROUTE_METHODS)  # outside the guard
 ChurnService.add_asgi_middleware(RequestGuard)
+ChurnService.add_asgi_middleware(ReadinessProbe)  # /readyz with the partition's status
+
+
+def check_can_start() -> None:
+    """The checks of refuse_to_start_without_its_model: the declared model loads as a churn
+    model and the partitions folder is configured."""
+    try:
+        read_timeout_from_env()
+        load_served_model(model_tag())
+        PartitionStore.from_env()
+    except Exception as err:  # whatever it is, the server stops with one line and exit code 1
+        raise SystemExit(f"churn service cannot start: {type(err).__name__}: {err}") from None
 
 
 # --------------------------------------------------------------------------- docs and GET routes

@@ -82,3 +82,14 @@ def test_plain_numbers_for_csv_columns():
         "4.2", "-0.5", "0.0", "0.0", None, None,
     ]  # fmt: skip
     assert f.percent_number([0.12345], digits=2) == ["12.35"]
+
+
+def test_sizes_in_binary_units():
+    assert f.size_bytes(1) == "1 byte"
+    assert f.size_bytes(512) == "512 bytes"
+    assert f.size_bytes(1536) == "1.5 KiB"
+    assert f.size_bytes(70 * 1024**2) == "70.0 MiB"
+    assert f.size_bytes(3 * 1024**5) == "3,072.0 TiB"
+    assert f.size_bytes(None) == f.MISSING
+    with pytest.raises(ValueError, match="negative"):
+        f.size_bytes(-1)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -200,16 +201,73 @@ def record_promotion(
         f"{'promoted to champion' if promoted else 'not promoted'}: {reason}")  # fmt: skip
 
 
-def force_promote(version: str, reason: str, name: str, uri: str | None = None) -> None:
-    """An analyst's override: make VERSION the champion, recording the reason."""
+def force_promote(
+    version: str,
+    reason: str,
+    name: str,
+    uri: str | None = None,
+    allow_feature_change: bool = False,
+) -> None:
+    """An analyst's override: make VERSION the champion, recording the reason. The version must
+    load as a churn model, be of this registered name, have finished its training run, and
+    build its features as the champion does (the same feature configuration: churn definition,
+    windows, customer attributes; the model kind may differ), unless `allow_feature_change`:
+    a champion the weekly job and the service cannot use is never promoted."""
     if not reason.strip():
         raise ValueError("a reason is required to force a promotion")
     client = configure(uri)
     try:
-        client.get_model_version(name, str(version))
+        found = client.get_model_version(name, str(version))
     except MlflowException:
         raise ValueError(f"model '{name}' has no version {version}") from None
+    check_promotable(client, name, str(version), found, allow_feature_change)
     set_champion(client, name, str(version), f"forced: {reason}", forced=True)
+
+
+def check_promotable(
+    client: MlflowClient, name: str, version: str, found: Any, allow_feature_change: bool
+) -> ChurnModel:
+    """The version's ChurnModel, or a ValueError saying why it cannot be the champion."""
+    label = f"version {version} of '{name}'"
+    if found.tags.get("incomplete"):
+        raise ValueError(f"{label} is incomplete: {found.tags['incomplete']}")
+    try:
+        model = load_churn_model(f"models:/{name}/{version}")
+    except (MlflowException, OSError, AttributeError, TypeError) as err:
+        raise ValueError(f"{label} cannot be loaded as a churn model: {_first_line(err)}") from None
+    if not isinstance(model, ChurnModel):
+        raise ValueError(
+            f"{label} is not a churn model (it holds {type(model).__name__}): the weekly job "
+            "and the service could not use it"
+        )
+    tagged = found.tags.get("registered_name")
+    if tagged and tagged != name:
+        raise ValueError(f"{label} was trained for the registered model '{tagged}', not '{name}'")
+    champion = current_champion_model(client, name)
+    if champion is not None and not allow_feature_change:
+        current, ours = champion[1].feature_config or {}, model.feature_config or {}
+        differ = sorted(k for k in set(current) | set(ours) if current.get(k) != ours.get(k))
+        if differ:
+            raise ValueError(
+                f"{label} builds its features with another configuration than the champion "
+                f"v{champion[0]} (differs in {differ[:6]}): the weekly job's partitions of the "
+                "two would not compare; give --allow-feature-change if that is intended"
+            )
+    return model
+
+
+def current_champion_model(client: MlflowClient, name: str) -> tuple[str, ChurnModel] | None:
+    """The champion's version and model, or None when there is none or it cannot be loaded
+    (then any loadable churn model may replace it)."""
+    try:
+        return current_champion(client, name)
+    except (MlflowException, OSError, AttributeError, TypeError):
+        return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
 
 
 @dataclass
@@ -242,7 +300,8 @@ def log_training_run(
 ) -> LoggedRun:
     """One MLflow run with everything an analyst needs, the model logged and registered."""
     mlflow.set_experiment(experiment)
-    with mlflow.start_run() as run:
+    mark_dead_runs_failed(client, experiment)
+    with mlflow.start_run(tags=process_tags()) as run:
         mlflow.log_params({k: _short(v) for k, v in params.items()})
         mlflow.set_tags(tags)
         mlflow.log_metrics(_flat("test_", metrics))
@@ -271,10 +330,66 @@ def log_training_run(
             input_example=example,
             pip_requirements=pip_requirements(),
         )
-        registered = mlflow.register_model(info.model_uri, name)
-        client.set_model_version_tag(name, registered.version, "run_id", run.info.run_id)
-        client.set_model_version_tag(name, registered.version, "trained_until", model.trained_until)
+        # The version is created with its tags in one call: never a version without them.
+        registered = mlflow.register_model(
+            info.model_uri,
+            name,
+            tags={
+                "run_id": run.info.run_id,
+                "trained_until": model.trained_until,
+                "registered_name": name,
+            },
+        )
         return LoggedRun(run_id=run.info.run_id, version=str(registered.version))
+
+
+RUN_HOST_TAG, RUN_PID_TAG = "churn.host", "churn.pid"
+
+
+def process_tags() -> dict[str, str]:
+    """Which process runs a training run: a later run can tell that it died unfinished."""
+    return {RUN_HOST_TAG: socket.gethostname(), RUN_PID_TAG: str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_dead_runs_failed(
+    client: MlflowClient, experiment: str, log: Callable[[str], None] | None = None
+) -> list[str]:
+    """Runs of `experiment` still RUNNING whose process (on this host) is gone, as a killed
+    `churn train` leaves them: marked FAILED, and a model version they registered is tagged
+    `incomplete` (never promoted by `churn promote`). Returns their run ids."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    host = socket.gethostname()
+    failed = []
+    runs = client.search_runs(
+        [found.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=200
+    )
+    for run in runs:
+        tags = run.data.tags
+        pid = tags.get(RUN_PID_TAG, "")
+        if tags.get(RUN_HOST_TAG) != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        why = f"the training process {pid} on {host} ended before the run finished"
+        client.set_tag(run.info.run_id, "failed_because", why)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+            client.set_model_version_tag(version.name, version.version, "incomplete", why)
+            client.set_model_version_tag(version.name, version.version, "not_promoted_because", why)
+        failed.append(run.info.run_id)
+        if log:
+            log(f"run {run.info.run_id} marked FAILED: {why}")
+    return failed
 
 
 def _short(value: Any) -> str:
@@ -300,6 +415,17 @@ def load_champion(name: str, uri: str | None = None) -> Champion:
             f"model '{name}' has no champion in {tracking_uri() if uri is None else uri}; "
             "train one with `churn train` or promote a version with `churn promote`"
         ) from None
-    return Champion(
-        load_churn_model(f"models:/{name}@{CHAMPION}"), name, str(version.version), version.run_id
-    )
+    try:
+        model = load_churn_model(f"models:/{name}@{CHAMPION}")
+    except (MlflowException, OSError, AttributeError) as err:
+        raise ValueError(
+            f"the champion of '{name}' (v{version.version}, run {version.run_id}) cannot be "
+            f"loaded from MLflow: {_first_line(err)}. Its artifacts may have been deleted; "
+            f"promote a version that loads with `churn promote VERSION --model-name {name}`"
+        ) from None
+    if not isinstance(model, ChurnModel):
+        raise ValueError(
+            f"the champion of '{name}' (v{version.version}) is not a churn model "
+            f"({type(model).__name__}): promote a version trained by `churn train`"
+        )
+    return Champion(model, name, str(version.version), version.run_id)

@@ -1,0 +1,119 @@
+"""Hardening of the weekly job's command line (issue #15, items 3, 6 and 10): a mistyped run
+date is refused unless forced (and then never served), the output folder is checked before the
+work, and system errors are one clear line."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app
+from features import io
+from serving.partitions import PartitionStore
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def mlflow_env(small_champion, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", small_champion.tracking_uri)
+    monkeypatch.chdir(small_champion.root)  # the MLflow store's relative artifact paths
+    return small_champion
+
+
+def score(small, out, as_of: str, *more: str):
+    args = ["score", "--data", small.data_dir, "--as-of", as_of, "--out", out, *more]
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_a_run_date_in_the_future_is_refused_before_any_work(mlflow_env, tmp_path):
+    result = score(mlflow_env, tmp_path / "scores", "2030-01-08")
+    assert result.exit_code == 2
+    assert "error: run date 2030-01-08 is in the future" in result.output
+    assert "--force" in result.output
+    assert not (tmp_path / "scores").exists()
+
+
+def test_a_run_date_far_past_the_data_is_refused_and_when_forced_never_served(mlflow_env, tmp_path):
+    out = tmp_path / "scores"
+    end = mlflow_env.tables.data_end()
+    horizon = mlflow_env.champion.model.horizon_days
+    late = (end + pd.Timedelta(days=horizon + 40)).date().isoformat()
+    result = score(mlflow_env, out, late)
+    assert result.exit_code == 2, result.output
+    assert f"past the data's end ({end.date()})" in result.output
+    real = (end + pd.Timedelta(days=1)).normalize().date().isoformat()
+    assert score(mlflow_env, out, real).exit_code == 0
+    forced = score(mlflow_env, out, late, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "warning: run date" in forced.output
+    store = PartitionStore(out, check_every=60)
+    assert store.refresh().as_of.isoformat() == real
+    assert list(store.status()["skipped_partitions"]) == [f"as_of={late}"]
+
+
+def test_a_file_as_out_is_refused_before_any_work(mlflow_env, tmp_path):
+    out = tmp_path / "scores"
+    out.write_text("a file")
+    result = score(mlflow_env, out, "2024-12-01")
+    assert result.exit_code == 2
+    assert f"error: the output {out} is a file, not a folder" in result.output
+
+
+def test_a_full_disk_is_refused_before_any_work(mlflow_env, tmp_path, monkeypatch):
+    class Full:
+        total, used, free = 10 * 1024**3, 10 * 1024**3 - 4096, 4096
+
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda _: Full)
+    result = score(mlflow_env, tmp_path / "scores", "2024-12-01")
+    assert result.exit_code == 2
+    assert "has 4.0 KiB free; the run needs about 64.0 MiB" in result.output
+
+
+def test_a_system_error_during_the_work_is_one_line_naming_the_file(mlflow_env, tmp_path):
+    from serving import batch
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "x.parquet"))
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(batch, "run_scoring", no_space)
+    try:
+        result = score(mlflow_env, tmp_path / "scores", "2024-12-01")
+    finally:
+        mp.undo()
+    assert result.exit_code == 2
+    assert f"error: No space left on device: {tmp_path / 'x.parquet'}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_terminated_training_closes_its_mlflow_run_as_failed(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = textwrap.dedent(f"""
+        import os, signal
+        import mlflow
+        from churn.cli import stop_cleanly_on_sigterm
+        stop_cleanly_on_sigterm()
+        mlflow.set_tracking_uri({uri!r})
+        with mlflow.start_run() as run:
+            print(run.info.run_id, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # its own store
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 128 + 15, (done.stdout + done.stderr)[-3000:]
+    import mlflow
+
+    run_id = done.stdout.split()[0]
+    assert mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.status == "FAILED"
