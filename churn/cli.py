@@ -844,7 +844,9 @@ def demo(
         Path(run.partition) / "scores.parquet", columns=["customer_id", "churn_probability"]
     ).nlargest(1, "churn_probability")["customer_id"]
     seg = run.segments
-    table, notes = segment_table(seg, ["plan", "risk_band"])
+    table, notes = segment_table(
+        seg, ["plan", "risk_band"], currency=scoring_config_from_file(path).currency
+    )
     typer.echo(
         f"\nSegments: retention from {earlier.date()} to {as_of.date()} (risk bands as of "
         f"{earlier.date()}, so churn by band shows how well they predicted) and predicted risk now:"

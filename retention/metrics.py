@@ -821,6 +821,11 @@ def metrics_from_sums(
     if note:
         out["gross_revenue_churn"] = np.nan
         out["nrr"] = np.nan
+    # A row without customers at t0 (for example those who signed up during the period) has no
+    # base to retain: its revenue of t0's month is not a retention base either.
+    if "customers_start" in out:
+        empty = out["customers_start"].fillna(0).to_numpy() == 0
+        out.loc[empty, [c for c in ("gross_revenue_churn", "nrr") if c in out]] = np.nan
     out["period_start"], out["period_end"] = t0, t1
     return out[["dimension", "segment", "period_start", "period_end", *METRIC_COLUMNS]]
 

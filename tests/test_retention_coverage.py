@@ -274,3 +274,33 @@ def test_the_metrics_plot_shows_nrr_for_subscriptions_and_repeat_purchases_for_o
     assert "repeat_purchase_rate" in default_metric_columns(orders)
     assert "nrr" not in default_metric_columns(orders)
     assert "nrr" in default_metric_columns(orders, subscription=True)
+
+
+def test_a_segment_without_customers_at_the_start_measures_no_revenue_retention():
+    """Customers who signed up during the period have December revenue but were no customers at
+    t0: their row shows no NRR or revenue churn (not 0 % and 100 %)."""
+    from retention.metrics import retention_metrics
+    from tests.factories import make_tables
+
+    customers = [
+        {"customer_id": "old", "signup_at": "2024-10-01", "plan": "basic"},
+        {"customer_id": "new", "signup_at": "2024-12-10", "plan": "pro"},
+    ]
+    activity = [
+        {"customer_id": c, "at": at, "event": "login", "value": 1.0}
+        for c, at in [("old", "2024-10-02"), ("old", "2024-12-20"), ("new", "2024-12-11"),
+                      ("old", "2025-01-15"), ("new", "2025-01-20"), ("old", "2025-02-27")]
+    ]  # fmt: skip
+    revenue = [
+        {"customer_id": c, "at": at, "amount": 50.0, "kind": "invoice", "period": p}
+        for c, at, p in [("old", "2024-12-01", "2024-12-01"), ("new", "2024-12-10", "2024-12-01"),
+                         ("old", "2025-01-01", "2025-01-01"), ("new", "2025-01-10", "2025-01-01"),
+                         ("old", "2025-02-01", "2025-02-01")]
+    ]  # fmt: skip
+    tables = make_tables(customers, activity, revenue=revenue)
+    report = retention_metrics(tables, "2024-12-05", "2025-01-31", by=["plan"])
+    pro = report[(report["dimension"] == "plan") & (report["segment"] == "pro")].iloc[0]
+    basic = report[(report["dimension"] == "plan") & (report["segment"] == "basic")].iloc[0]
+    assert pro["customers_start"] == 0
+    assert np.isnan(pro["nrr"]) and np.isnan(pro["gross_revenue_churn"])
+    assert basic["customers_start"] == 1 and basic["nrr"] == pytest.approx(1.0)
