@@ -36,8 +36,10 @@ from features.signals import build_features
 from reporting.report_html import write_partition_report
 from retention.metrics import (
     ALL,
+    METRIC_COLUMNS,
     MISSING_SEGMENT,
     UNSCORED_SEGMENT,
+    PeriodNotCovered,
     check_period_covered,
     metrics_from_sums,
     per_customer_metrics,
@@ -408,23 +410,33 @@ def segment_report(
     by: list[str],
     *,
     start_scores: pd.DataFrame | None = None,
+    measure_retention: bool = True,
 ) -> pd.DataFrame:
     """Retention metrics over (period_start, as_of] and the risk view, per segment, one table;
     the risk_band rows by the band at the start of the period (see segment_sums_for).
-    Raises PeriodNotCovered (retention.metrics) when the data do not cover the period."""
+    Raises PeriodNotCovered (retention.metrics) when the data do not cover the period, unless
+    measure_retention is False: then the retention columns are left empty (not measured) and
+    the risk view stands alone."""
     churn = model.features_config().churn
     t0, t1 = _report_period(period_start, as_of)
-    check_period_covered(tables, t0, t1, churn_mode=churn.mode, lookback_days=churn.lookback_days)
+    if measure_retention:
+        check_period_covered(
+            tables, t0, t1, churn_mode=churn.mode, lookback_days=churn.lookback_days
+        )
     sums = segment_sums_for(
         tables, scores, features, model, period_start, as_of, by, start_scores=start_scores
     )
-    return report_from_sums(
+    report = report_from_sums(
         sums,
         period_start,
         as_of,
         has_revenue=len(tables.revenue) > 0,
         observed_until=tables.data_end(),
     )
+    if not measure_retention:
+        retention = [c for c in METRIC_COLUMNS if c in report and c != "mrr_note"]
+        report[retention] = np.nan
+    return report
 
 
 def same_model(info: dict, model_version: str, model_info: dict | None) -> bool:
@@ -511,9 +523,16 @@ def run_scoring(
         alerts = write_partition_alerts(tmp, t, previous, settings)
         log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
         start = start_bands(out_dir, period_start) if previous is not None else None
-        segments = segment_report(
-            tables, scored, features, model, period_start, t, by, start_scores=start
-        )
+        try:
+            segments = segment_report(
+                tables, scored, features, model, period_start, t, by, start_scores=start
+            )
+        except PeriodNotCovered as err:  # a run date past the data (forced): risk view only
+            log(f"segment report: retention not measured, the risk view stands alone: {err}")
+            segments = segment_report(
+                tables, scored, features, model, period_start, t, by, start_scores=start,
+                measure_retention=False,
+            )  # fmt: skip
         if start is None:
             log(f"segment report: {band_rows_note(start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments)

@@ -51,6 +51,12 @@ def test_a_run_date_far_past_the_data_is_refused_and_when_forced_never_served(ml
     forced = score(mlflow_env, out, late, "--force")
     assert forced.exit_code == 0, forced.output
     assert "warning: run date" in forced.output
+    # the forced run's period lies after the data: its retention is not measured, the risk
+    # view stands alone (no 100 % CRR for customers nobody observed)
+    assert "retention not measured" in forced.output
+    segments = pd.read_parquet(out / f"as_of={late}" / "segments.parquet")
+    overall = segments[segments["dimension"] == "all"].iloc[0]
+    assert segments["crr"].isna().all() and overall["customers_scored"] > 0
     store = PartitionStore(out, check_every=60)
     assert store.refresh().as_of.isoformat() == real
     assert list(store.status()["skipped_partitions"]) == [f"as_of={late}"]
