@@ -685,18 +685,29 @@ def score_command(
         for line in riskiest_lines(Path(run.partition), 5):
             typer.echo(line)
         # monitoring: new partitions, and those whose horizon has passed
-        _monitor(tables, out, name, segments)
+        _monitor(tables, out, name, segments, partition=Path(run.partition))
     else:
         typer.echo(f"monitoring: run `churn monitor --scores {out} --data {data}`")
 
 
-def _monitor(tables, scores: str | Path, name: str, segments: list[str] | None, out=None) -> None:
-    """Run monitoring over a scores folder and print the latest partitions' verdicts."""
+def _monitor(
+    tables,
+    scores: str | Path,
+    name: str,
+    segments: list[str] | None,
+    out=None,
+    partition: Path | None = None,
+) -> None:
+    """Run monitoring over a scores folder and print the latest partitions' verdicts; with
+    `partition` (this run's), its report.html gets the monitoring that includes this run."""
+    from reporting.report_html import REPORT_FILE, refresh_monitoring
     from serving.monitoring_job import PLOT_FILE, monitor_and_record, summary_lines
 
     result = monitor_and_record(
         tables, scores, name, out=out, segments=segments, log=lambda m: typer.echo(m, err=True)
     )
+    if partition is not None and out is None and (Path(partition) / REPORT_FILE).is_file():
+        refresh_monitoring(Path(partition) / REPORT_FILE, result.entries)
     typer.echo(
         f"monitoring: {len(result.computed)} of {len(result.entries)} partitions examined -> "
         f"{result.path} (plot: {result.path.with_name(PLOT_FILE)})"

@@ -36,6 +36,9 @@ from matplotlib.figure import Figure
 from reporting import formatting as fmt
 
 REPORT_FILE = "report.html"
+MONITORING_FILE = "monitoring.json"  # written by serving.monitoring_job beside the partitions
+MONITORING_START, MONITORING_END = "<!-- monitoring -->", "<!-- /monitoring -->"
+MONITORING_ROWS = 8
 BAND_COLOURS = {"high": "#c0392b", "medium": "#e67e22", "low": "#7f8c8d"}
 BANDS = ("high", "medium", "low")
 MAX_COHORTS = 24  # the latest cohorts in the cohort tables (a readable page at 70+ cohorts)
@@ -75,6 +78,7 @@ class ReportInputs:
     revenue_retention: pd.DataFrame | None = None  # cohort x period pivot of MRR kept
     period_unit: str = "month"
     notes: list[str] = field(default_factory=list)
+    monitoring: list[dict] | None = None  # entries of SCORES/monitoring.json, oldest first
 
 
 # --------------------------------------------------------------------------- pieces
@@ -372,6 +376,8 @@ tbody th{text-align:left;font-weight:600}tr.total{background:#eef3f7}
 .riskiest td:last-child,.alerts td:last-child{text-align:left}
 .riskiest ul{margin:0;padding-left:16px}.pts{color:#c0392b;font-weight:600}
 .ci{color:#777;font-size:11px}.note{color:#666;font-size:13px}
+.monitoring td{text-align:left}.verdict-fine{color:#1e8449;font-weight:600}
+.verdict-watch{color:#d68910;font-weight:600}.verdict-retrain{color:#c0392b;font-weight:600}
 .band{padding:1px 7px;border-radius:9px;color:#fff;font-size:12px}
 .band.high{background:#c0392b}.band.medium{background:#e67e22}.band.low{background:#7f8c8d}
 .cohorts td{min-width:34px;text-align:center;font-size:12px}.cohorts td.na{background:#d5d8dc;color:#888}
@@ -437,8 +443,87 @@ def render_report(inputs: ReportInputs) -> str:
             )
             + "</div>"
         )
+    parts.append(monitoring_section(inputs.monitoring))
     parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+def monitoring_section(entries: list[dict] | None) -> str:
+    """Were past scores right, and do this run's customers look like the training data: the
+    latest partitions' monitoring verdicts (serving.monitoring_job), between markers so that
+    the weekly job can refresh it once this run's own monitoring is done."""
+    parts = [MONITORING_START, "<h2>Monitoring</h2>"]
+    if not entries:
+        parts.append(
+            '<p class="note">Not monitored yet: <code>churn score</code> examines each run after '
+            "writing it (or run <code>churn monitor</code>).</p>"
+        )
+        return "\n".join([*parts, MONITORING_END])
+    parts.append(
+        '<p class="note">Realized churn once a run\'s horizon has passed (with its 95 % '
+        "interval) against what was predicted; before that, the ROC AUC the calibrated "
+        "probabilities imply (CBPE). Drift: features whose distribution moved away from the "
+        "training data (PSI of 0.25 or more).</p>"
+    )
+    rows = []
+    for e in entries[-MONITORING_ROWS:][::-1]:
+        realized, expected = e.get("realized") or {}, e.get("expected") or {}
+        if realized:
+            churn = (
+                f"{fmt.percent(realized.get('realized_rate'))} "
+                f"({fmt.interval(realized.get('realized_rate_lo'), realized.get('realized_rate_hi'))})"
+                f" vs {fmt.percent(realized.get('predicted_rate'))} predicted"
+            )
+            auc = f"{fmt.number(realized.get('roc_auc'), 3)} realized"
+        else:
+            churn = f"not matured; {fmt.percent(expected.get('churn_rate'))} expected"
+            auc = (
+                f"{fmt.number(expected.get('roc_auc'), 3)} expected "
+                f"({fmt.interval(expected.get('roc_auc_lo'), expected.get('roc_auc_hi'), 'number')})"
+            )
+        drifted = ", ".join(e.get("drifted_features") or []) or "none"
+        reason = (e.get("reasons") or [""])[0]
+        verdict = str(e.get("verdict", ""))
+        rows.append(
+            f"<tr><td>{_e(e.get('as_of', ''))}</td>"
+            f'<td><span class="verdict-{_e(verdict)}">{_e(verdict)}</span></td>'
+            f"<td>{_e(churn)}</td><td>{_e(auc)}</td><td>{_e(drifted)}</td><td>{_e(reason)}</td></tr>"
+        )
+    parts.append(
+        '<table class="monitoring"><thead><tr><th>run</th><th>verdict</th><th>churn</th>'
+        "<th>ROC AUC</th><th>drifted features</th><th>why</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+    return "\n".join([*parts, MONITORING_END])
+
+
+def read_monitoring(scores_dir: Path) -> list[dict] | None:
+    """The entries of SCORES/monitoring.json, or None when there is none (or it is unreadable:
+    the report then says it is not monitored rather than failing the run)."""
+    path = Path(scores_dir) / MONITORING_FILE
+    if not path.is_file():
+        return None
+    try:
+        return list(json.loads(path.read_text()).get("partitions", []))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def refresh_monitoring(report: Path, entries: list[dict] | None) -> bool:
+    """Replace the monitoring section of a written report.html (atomically) with `entries`;
+    False when the page has no such section (a report written before it existed)."""
+    from features.io import atomic_file
+
+    report = Path(report)
+    text = report.read_text(encoding="utf-8")
+    start, end = text.find(MONITORING_START), text.find(MONITORING_END)
+    if start < 0 or end < start:
+        return False
+    updated = text[:start] + monitoring_section(entries) + text[end + len(MONITORING_END) :]
+    with atomic_file(report) as tmp:
+        tmp.write_text(updated, encoding="utf-8")
+    return True
 
 
 # --------------------------------------------------------------------------- gathering
@@ -628,6 +713,8 @@ def write_partition_report(
         retention_curve=curve,
         revenue_retention=revenue,
         notes=notes,
+        # the folder being written sits beside the partitions (features.io.atomic_dir)
+        monitoring=read_monitoring(folder.parent),
     )
     path = folder / REPORT_FILE
     path.write_text(render_report(inputs), encoding="utf-8")

@@ -407,6 +407,10 @@ def test_churn_score_monitors_and_churn_monitor_reports(small_champion, tmp_path
         )
         assert result.exit_code == 0, result.output
         assert "monitoring: 1 of" in result.output
+        # this run's report.html shows the monitoring that includes this very run
+        report = (out / f"as_of={as_of}" / "report.html").read_text(encoding="utf-8")
+        assert "<h2>Monitoring</h2>" in report and "Not monitored yet" not in report
+        assert f"<td>{as_of}</td>" in report
     document = json.loads((out / "monitoring.json").read_text())
     first, latest = document["partitions"]
     assert first["matured"] and "realized" in first and not latest["matured"]

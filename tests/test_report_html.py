@@ -18,6 +18,8 @@ from reporting.report_html import (
     Headline,
     ReportInputs,
     cohort_table,
+    monitoring_section,
+    refresh_monitoring,
     render_report,
     revenue_cohort_retention,
     segment_columns,
@@ -130,6 +132,61 @@ def test_headline_figures_show_the_change_since_the_previous_run():
     assert "£5,000" in page and "-£600 since 2024-12-01" in page
     assert "NPS 3 of 10 (detractor)" in page and "+4.2 pts" in page
     assert not EXTERNAL.search(page) and "<script" not in page
+
+
+MONITORED = [
+    {
+        "as_of": "2024-11-01", "verdict": "fine", "drifted_features": [], "reasons": [],
+        "realized": {"realized_rate": 0.052, "realized_rate_lo": 0.041, "realized_rate_hi": 0.065,
+                     "predicted_rate": 0.048, "roc_auc": 0.7412},
+    },
+    {
+        "as_of": "2024-12-01", "verdict": "retrain", "drifted_features": ["revenue_30d"],
+        "reasons": ["major drift of revenue_30d (PSI 0.41)"],
+        "expected": {"churn_rate": 0.031, "roc_auc": 0.731, "roc_auc_lo": 0.70, "roc_auc_hi": 0.76},
+    },
+]  # fmt: skip
+
+
+def test_the_monitoring_section_shows_realized_and_expected_figures_newest_first():
+    section = monitoring_section(MONITORED)
+    assert section.index("2024-12-01") < section.index("2024-11-01")
+    assert "5.2% (4.1–6.5%) vs 4.8% predicted" in section and "0.741 realized" in section
+    assert "not matured; 3.1% expected" in section and "0.731 expected (0.700–0.760)" in section
+    assert "revenue_30d" in section and "major drift of revenue_30d (PSI 0.41)" in section
+    assert "nan" not in section.lower()
+    assert "Not monitored yet" in monitoring_section(None)
+
+
+def test_a_written_report_gets_this_runs_monitoring_in_place(tmp_path):
+    page = render_report(
+        ReportInputs(
+            as_of="2024-12-01",
+            headline=Headline(10, 1, 0.5, None),
+            probabilities=np.array([0.1]),
+            bands=np.array(["low"]),
+            riskiest=pd.DataFrame(
+                columns=[
+                    "customer_id",
+                    "churn_probability",
+                    "risk_band",
+                    "change_points",
+                    "reasons",
+                ]
+            ),
+            segments=pd.DataFrame({"dimension": ["all"], "segment": ["all"]}),
+        )
+    )
+    report = tmp_path / "report.html"
+    report.write_text(page, encoding="utf-8")
+    assert "Not monitored yet" in page
+    assert refresh_monitoring(report, MONITORED)
+    updated = report.read_text(encoding="utf-8")
+    assert "Not monitored yet" not in updated and "retrain" in updated
+    assert updated.count("<h2>Monitoring</h2>") == 1 and updated.endswith("</html>")
+    older = tmp_path / "old.html"
+    older.write_text("<html><body>no section</body></html>")
+    assert not refresh_monitoring(older, MONITORED)
 
 
 # --------------------------------------------------------------------------- in a browser
