@@ -143,7 +143,16 @@ class Tables:
         if "churned_at" in self.customers:
             stamps.append(self.customers["churned_at"].max())
         stamps += [self.feedback["at"].max(), self.revenue["at"].max()]
-        return max(s for s in stamps if pd.notna(s))
+        known = [s for s in stamps if pd.notna(s)]
+        if not known:
+            raise ContractError(
+                "customers",
+                "signup_at",
+                "no dated row",
+                text="the data has no dated row in any table (no customers, activity, feedback "
+                "or revenue): nothing has been observed yet, so there is no date to work from",
+            )
+        return max(known)
 
 
 def empty_table(name: str) -> pd.DataFrame:

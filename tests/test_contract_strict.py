@@ -187,3 +187,16 @@ def activity(at: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(
         {"customer_id": ["a", "b"][: len(at)], "at": at, "event": ["login"] * len(at)}
     )
+
+
+def test_data_without_any_dated_row_says_so_instead_of_a_max_error():
+    from features.contract import ContractError, Tables, empty_table
+
+    tables = Tables(
+        customers=empty_table("customers"),
+        activity=empty_table("activity"),
+        feedback=empty_table("feedback"),
+        revenue=empty_table("revenue"),
+    )
+    with pytest.raises(ContractError, match="no dated row in any table"):
+        tables.data_end()
