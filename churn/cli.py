@@ -833,6 +833,7 @@ def demo(
     )
     from serving.config import scoring_config_from_file
 
+    settings = scoring_config_from_file(path)  # read once: both runs and the table use it
     info = {
         "model_name": champion.name,
         "model_run_id": champion.run_id,
@@ -842,7 +843,7 @@ def demo(
     for run_date in (earlier, as_of):
         run = run_scoring(
             tables, run_date, champion.model, champion.version, out / "scores", model_info=info,
-            log=typer.echo, settings=scoring_config_from_file(path),
+            log=typer.echo, settings=settings,
         )  # fmt: skip
     log_scoring_run(run, champion.name, champion.version)
     typer.echo(
@@ -855,9 +856,7 @@ def demo(
         Path(run.partition) / "scores.parquet", columns=["customer_id", "churn_probability"]
     ).nlargest(1, "churn_probability")["customer_id"]
     seg = run.segments
-    table, notes = segment_table(
-        seg, ["plan", "risk_band"], currency=scoring_config_from_file(path).currency
-    )
+    table, notes = segment_table(seg, ["plan", "risk_band"], currency=settings.currency)
     typer.echo(
         f"\nSegments: retention from {earlier.date()} to {as_of.date()} (risk bands as of "
         f"{earlier.date()}, so churn by band shows how well they predicted) and predicted risk now:"

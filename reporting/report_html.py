@@ -594,54 +594,31 @@ def revenue_cohort_retention(
     observed_until: pd.Timestamp,
     max_period: int = MAX_PERIODS,
 ) -> pd.DataFrame:
-    """Per signup month (from cohorts_from), the share of the cohort's recurring revenue of its
-    first month kept in each later month, net of expansion: sum of the cohort's MRR in month k
-    / its MRR in month 0. A month not complete by observed_until is missing, never 0 %."""
-    from retention.metrics import monthly_mrr
+    """The page's revenue retention by signup month: retention.metrics.revenue_cohort_retention
+    (the one implementation: the share of the cohort's first-month MRR kept, net of expansion;
+    months the data do not cover whole are missing, never 0 %) as cohort rows x period columns,
+    the latest MAX_COHORTS cohorts."""
+    from features.contract import Tables, empty_table
+    from retention.metrics import revenue_cohort_retention as by_cohort
 
-    mrr = monthly_mrr(revenue)
-    if mrr.empty:
-        return pd.DataFrame()
-
-    def month_number(values: pd.Series | pd.Index) -> np.ndarray:
-        stamps = pd.DatetimeIndex(values)
-        return np.asarray(stamps.year * 12 + stamps.month - 1, dtype="int64")
-
-    signup = customers.set_index(customers["customer_id"].astype(str))["signup_at"]
-    cohort_of = pd.Series(month_number(signup), index=signup.index)
-    cohort = cohort_of.reindex(mrr["customer_id"]).to_numpy(dtype="float64")
-    known = ~np.isnan(cohort)
-    cohort = cohort[known].astype("int64")
-    month = month_number(mrr["month"])[known]
-    period = month - cohort
-    first = int(month_number(pd.DatetimeIndex([cohorts_from]))[0])
-    keep = (cohort >= first) & (period >= 0) & (period <= max_period)
-    if not keep.any():
-        return pd.DataFrame()
-    sums = (
-        pd.DataFrame(
-            {
-                "cohort": cohort[keep],
-                "period": period[keep],
-                "mrr": mrr["mrr"].to_numpy()[known][keep],
-            }
-        )
-        .groupby(["cohort", "period"])["mrr"]
-        .sum()
-        .unstack("period")
-        .reindex(columns=range(max_period + 1))
-        .fillna(0.0)  # observed months without revenue: none of it kept (masked below if unseen)
+    tables = Tables(
+        customers=customers,
+        activity=empty_table("activity"),
+        feedback=empty_table("feedback"),
+        revenue=revenue,
     )
-    base = sums[0]
-    share = sums.div(base.where(base > 0), axis=0)
-    # A month counts once it is complete; cells after the data's end are not measured.
-    last_complete = int(month_number(pd.DatetimeIndex([observed_until]))[0]) - 1
-    unseen = share.index.to_numpy()[:, None] + share.columns.to_numpy()[None, :] > last_complete
-    share = share.mask(unseen)
-    months = share.index.to_numpy()
-    share.index = pd.DatetimeIndex(
-        pd.to_datetime({"year": months // 12, "month": months % 12 + 1, "day": 1})
+    result = by_cohort(
+        tables,
+        cohorts_from=cohorts_from,
+        observed_from=cohorts_from,
+        observed_until=observed_until,
+        max_period=max_period,
     )
+    if result.table.empty:
+        return pd.DataFrame()
+    share = result.pivot
+    share.index = pd.DatetimeIndex(share.index)
+    share.columns = [int(c) for c in share.columns]
     share = share.dropna(how="all")
     return share.dropna(axis=1, how="all").tail(MAX_COHORTS)
 
