@@ -89,7 +89,11 @@ from serving.schemas import (
     SegmentsRequest,
     SegmentsResponse,
 )
-from serving.timeouts import install_read_timeout, read_timeout_from_env
+from serving.timeouts import (
+    cancel_answered_request_timers,
+    install_read_timeout,
+    read_timeout_from_env,
+)
 
 DEFAULT_SEGMENT_DAYS = 30
 NO_PARAMETERS = ModelInfoRequest()
@@ -159,6 +163,7 @@ class ChurnService:
         set_source("partitions", self.partitions.exposition)
         set_status(self.status)
         install_read_timeout(read_timeout_from_env())  # slow clients are cut off
+        cancel_answered_request_timers()  # no timer left alive per request (gc pauses)
 
     def _follow_partition_model(self, partition: Partition) -> None:
         """Serve the model a new partition was scored with (run.json's name, version and run
