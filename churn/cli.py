@@ -565,19 +565,12 @@ def _check_run_date(
     run_date: pd.Timestamp, data_end: pd.Timestamp | None, horizon_days: int | None, force: bool
 ) -> None:
     """Refuse a run date in the future or further past the data than the horizon (a mistyped
-    --as-of would otherwise become the partition the service answers from), unless forced."""
-    from serving.partitions import run_date_problem
+    --as-of would otherwise become the partition the service answers from), unless forced:
+    serving.partitions.refuse_run_date, which the Spark engine applies too."""
+    from serving.partitions import refuse_run_date
 
     end = data_end.to_pydatetime() if data_end is not None else None
-    problem = run_date_problem(run_date.date(), end, horizon_days)
-    if problem is None:
-        return
-    if not force:
-        raise ValueError(
-            f"run date {run_date.date()} {problem}; give --force to score it anyway "
-            "(the service will not serve it)"
-        )
-    typer.echo(f"warning: run date {run_date.date()} {problem} (--force)", err=True)
+    refuse_run_date(run_date.date(), end, horizon_days, force, lambda m: typer.echo(m, err=True))
 
 
 def _check_output_folder(out: Path) -> None:
@@ -651,7 +644,7 @@ def score_command(
         spark = get_spark()  # without pyspark: "install with: uv sync --extra spark"
         run = spark_run_scoring(
             spark, data, as_of, champion.model, champion.version, out, model_info=info,
-            segments_by=segments, top=top, buckets=buckets, log=progress,
+            segments_by=segments, top=top, buckets=buckets, log=progress, force=force,
         )  # fmt: skip
     else:
         from features.config import config_path_for_data

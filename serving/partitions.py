@@ -82,6 +82,27 @@ def run_date_problem(
     return None
 
 
+def refuse_run_date(
+    as_of: date,
+    data_end: datetime | date | None,
+    horizon_days: int | None,
+    force: bool,
+    warn: Callable[[str], None],
+) -> None:
+    """The run-date rule of `churn score`, both engines: a run date with a run_date_problem is
+    a ValueError saying to give --force; forced, it is a warning (the service never serves that
+    partition)."""
+    problem = run_date_problem(as_of, data_end, horizon_days)
+    if problem is None:
+        return
+    if not force:
+        raise ValueError(
+            f"run date {as_of} {problem}; give --force to score it anyway "
+            "(the service will not serve it)"
+        )
+    warn(f"warning: run date {as_of} {problem} (--force)")
+
+
 def partition_date_problem(info: dict[str, Any], today: date | None = None) -> str | None:
     """run_date_problem for a partition's run.json (data_end and horizon_days when recorded)."""
     data_end = info.get("data_end")

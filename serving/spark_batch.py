@@ -58,6 +58,7 @@ from serving.batch import (
     run_summary,
     segment_sums_for,
 )
+from serving.partitions import refuse_run_date
 from training.model import ChurnModel
 
 if TYPE_CHECKING:
@@ -225,13 +226,23 @@ def spark_run_scoring(
     top: int = 3,
     buckets: int | None = None,
     log: Log = print,
+    force: bool = False,
 ) -> ScoringRun:
     """serving.batch.run_scoring on Spark: the data folder and the partitions are Parquet paths
-    (local or a cluster's file system); the result has the same rows and values."""
+    (local or a cluster's file system); the result has the same rows and values.
+
+    The run date is checked as `churn score` checks it on the pandas engine
+    (serving.partitions.refuse_run_date: not in the future, not further past the data's end
+    than the model's horizon, unless `force`) once planning has found the data's end, before
+    any bucket runs; run.json records that end (data_end), so the service can apply the same
+    rule to the partition."""
     t = as_of_timestamp(as_of)
     config = model.features_config()
     log(f"planning: reading the tables under {data_dir} ...")
     plan = plan_run(spark, str(data_dir), config, until=t)
+    data_end = pd.Timestamp(plan.observed_until)
+    refuse_run_date(t.date(), data_end.to_pydatetime(), model.horizon_days, force, log)
+    model_info = {"data_end": data_end.isoformat(), **(model_info or {})}
     previous = previous_partition_uri(spark, out_dir, t)
     previous_as_of = previous[0] if previous is not None else None
     by, period_start = report_plan(model, segments_by, previous_as_of, t)

@@ -123,3 +123,42 @@ def test_a_terminated_training_closes_its_mlflow_run_as_failed(tmp_path):
 
     run_id = done.stdout.split()[0]
     assert mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.status == "FAILED"
+
+
+def test_the_spark_engine_refuses_a_run_date_far_past_the_data_as_pandas_does(
+    mlflow_env, tmp_path, monkeypatch
+):
+    """`churn score --engine spark` applies the pandas engine's run-date rule (not only the
+    future one) once planning has found the data's end, before any bucket runs. Spark itself
+    is replaced: the plan reports the data's end as the pandas engine computes it."""
+    from types import SimpleNamespace
+
+    import features.spark_engine
+    import serving.spark_batch
+
+    end = mlflow_env.tables.data_end()
+    planned = []
+    monkeypatch.setattr(features.spark_engine, "get_spark", lambda: "no spark here")
+
+    def plan_run(spark, data_dir, config, until):
+        planned.append(until)
+        return SimpleNamespace(observed_until=end)
+
+    def after_the_check(*args, **kwargs):
+        raise RuntimeError("the run went past the run-date check")
+
+    monkeypatch.setattr(serving.spark_batch, "plan_run", plan_run)
+    monkeypatch.setattr(serving.spark_batch, "previous_partition_uri", after_the_check)
+    horizon = mlflow_env.champion.model.horizon_days
+    late = (end + pd.Timedelta(days=horizon + 40)).date().isoformat()
+    out = tmp_path / "scores"
+    result = score(mlflow_env, out, late, "--engine", "spark")
+    assert result.exit_code == 2, result.output
+    assert f"run date {late} is" in result.output
+    assert f"past the data's end ({end.date()})" in result.output and "--force" in result.output
+    assert len(planned) == 1
+    forced = score(mlflow_env, out, late, "--engine", "spark", "--force")
+    assert "warning: run date" in forced.output
+    assert isinstance(forced.exception, RuntimeError)  # went on to the work
+    real = (end + pd.Timedelta(days=1)).normalize().date().isoformat()
+    assert isinstance(score(mlflow_env, out, real, "--engine", "spark").exception, RuntimeError)
