@@ -9,8 +9,10 @@ names the mapping file, the table, the source, the column and an example raw row
 from __future__ import annotations
 
 import ctypes
+import queue
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +148,7 @@ def _run(
                 if table == "customers":
                     parts.append(df)
                 else:
-                    sink.add(table, i, df)
+                    sink.add(table, i, df, positions)
 
             source_report = _import_source(
                 mapping, source, source_dir, frames, batch_rows, index, emit
@@ -162,8 +164,8 @@ def _run(
                 check_unique_ids(customers)
             except ContractError as err:
                 raise _in_mapping(mapping, err) from None
-            sink.add(table, 0, customers)
             index = _CustomerIndex(customers["customer_id"])
+            sink.customers(customers, index)
     assert customers is not None
     report.describe(summaries, customers["customer_id"])
     report.warnings += [
@@ -182,16 +184,16 @@ class _CustomerIndex:
 
     def __init__(self, ids: pd.Series):
         values = arrow_text(ids)
-        self._ids = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        self.ids = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self.ids)
 
     def positions(self, ids: pd.Series) -> np.ndarray:
         """Per row: the position of its id among the customers' ids, -1 when not one."""
         if not len(ids):
             return np.zeros(0, dtype=np.int64)
-        found = pc.index_in(arrow_text(ids), value_set=self._ids).fill_null(-1)
+        found = pc.index_in(arrow_text(ids), value_set=self.ids).fill_null(-1)
         return np.asarray(found.to_numpy(), dtype=np.int64)
 
 
@@ -201,7 +203,12 @@ class _MemorySink:
     def __init__(self) -> None:
         self._parts: dict[str, dict[int, list[pd.DataFrame]]] = {}
 
-    def add(self, table: str, source: int, df: pd.DataFrame) -> None:
+    def customers(self, df: pd.DataFrame, index: _CustomerIndex) -> None:
+        self.add("customers", 0, df)
+
+    def add(
+        self, table: str, source: int, df: pd.DataFrame, positions: np.ndarray | None = None
+    ) -> None:
         self._parts.setdefault(table, {}).setdefault(source, []).append(df)
 
     def tables_held(self) -> list[str]:
@@ -238,32 +245,61 @@ class _ParquetSink:
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows: dict[str, int] = {}
         self._held = _MemorySink()
+        self._background = _Background()
+        self._index: _CustomerIndex | None = None
         self._streamed = {
             table
             for table, sources in mapping.tables.items()
             if len({tuple(c.name for c in s.columns) for s in sources}) == 1
         }
 
-    def add(self, table: str, source: int, df: pd.DataFrame) -> None:
+    def customers(self, df: pd.DataFrame, index: _CustomerIndex) -> None:
+        """The customers, whole; their ids encode the other tables' customer ids."""
+        self._index = index
+        self._write("customers", df)
+
+    def add(
+        self, table: str, source: int, df: pd.DataFrame, positions: np.ndarray | None = None
+    ) -> None:
+        """One checked batch of a table; positions: each row's customer among the customers
+        (customer_id is then written dictionary-encoded from them, without hashing the ids
+        again: the Parquet writer's own dictionary encoding was a third of the import)."""
         if table not in self._streamed:
             self._held.add(table, source, df)
             return
-        self._write(table, df)
+        self._write(table, df, positions)
 
-    def _write(self, table: str, df: pd.DataFrame) -> None:
+    def _write(self, table: str, df: pd.DataFrame, positions: np.ndarray | None = None) -> None:
         writer = self._writers.get(table)
         if writer is None:
-            arrow = pa.Table.from_pandas(df, preserve_index=False)
+            arrow = self._encoded(pa.Table.from_pandas(df, preserve_index=False), positions)
             writer = pq.ParquetWriter(self.folder / f"{table}.parquet", arrow.schema)
             self._writers[table] = writer
             self.rows[table] = 0
         else:
-            arrow = self._conform(table, df, writer.schema)
+            arrow = self._conform(table, df, writer.schema, positions)
         if arrow.num_rows:
-            writer.write_table(arrow)
+            self._background.submit(writer.write_table, arrow)
             self.rows[table] += arrow.num_rows
 
-    def _conform(self, table: str, df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    def _encoded(self, arrow: pa.Table, positions: np.ndarray | None) -> pa.Table:
+        """customer_id as a dictionary array: the batch's distinct customers (in the order
+        they first appear, as the Parquet writer's own encoding orders them) and each row's
+        index among them, from the id lookup's positions.
+        Read back (features.io.read_table) it is a categorical of the same values."""
+        if positions is None or self._index is None or not len(positions):
+            return arrow
+        distinct = pd.unique(positions)  # in order of first appearance, as Arrow's own
+        remap = np.empty(len(self._index), dtype=np.int32)
+        remap[distinct] = np.arange(len(distinct), dtype=np.int32)
+        ids = pa.DictionaryArray.from_arrays(
+            pa.array(remap[positions]), self._index.ids.take(pa.array(distinct))
+        )
+        return arrow.set_column(arrow.schema.get_field_index("customer_id"), "customer_id", ids)
+
+    def _conform(
+        self, table: str, df: pd.DataFrame, schema: pa.Schema, positions: np.ndarray | None
+    ) -> pa.Table:
         if list(df.columns) != schema.names:
             raise ContractError(
                 table,
@@ -272,7 +308,10 @@ class _ParquetSink:
                 f"{list(df.columns)}",
             )
         try:
-            return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            arrow = self._encoded(pa.Table.from_pandas(df, preserve_index=False), positions)
+            if arrow.schema.equals(schema, check_metadata=False):
+                return arrow
+            return arrow.cast(schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
             column = next(
                 (f.name for f in schema if not _fits(df[f.name], f.type)), schema.names[0]
@@ -289,13 +328,54 @@ class _ParquetSink:
         """Write the held tables, close every file; a table other than customers and activity
         without rows gets no file (as features.io.write_tables does). complete=False: the
         import failed, only close the files."""
-        for table in self._held.tables_held() if complete else ():
-            self._write(table, self._held.joined(table))
-        for table, writer in self._writers.items():
-            writer.close()
+        try:
+            for table in self._held.tables_held() if complete else ():
+                self._write(table, self._held.joined(table))
+        finally:
+            self._background.finish(raise_error=complete)
+            for writer in self._writers.values():
+                writer.close()
+        for table in self._writers:
             if table not in REQUIRED_TABLES and not self.rows[table]:
                 (self.folder / f"{table}.parquet").unlink()
         self._writers.clear()
+
+
+class _Background:
+    """Calls run one after another on one thread, at most `depth` waiting: Parquet encoding
+    (Arrow C++, without the GIL) of one batch overlaps the reading and checking of the next,
+    and memory holds at most `depth` batches more. An error in a call is raised by the next
+    submit or by finish."""
+
+    def __init__(self, depth: int = 1):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="parquet-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    item[0](*item[1])
+                except BaseException as err:  # handed to the importing thread
+                    self._error = err
+
+    def submit(self, call: Callable[..., object], *args: object) -> None:
+        self._raise()
+        self._queue.put((call, args))
+
+    def finish(self, raise_error: bool = True) -> None:
+        """Wait for every call to end; raise the first error (unless the import failed)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _fits(values: pd.Series, kind: pa.DataType) -> bool:
@@ -399,6 +479,7 @@ def _import_source(
     checked_per_batch = source.aggregate is None
     whole = not checked_per_batch or bool(source.sort)
     emitted = False
+    held_positions: list[np.ndarray] = []  # a sorted source's rows' customers, batch by batch
     for frame in _batches(source, source_dir, frames, batch_rows):
         if seen_columns is None:
             seen_columns = list(frame.columns)
@@ -427,6 +508,8 @@ def _import_source(
                 emit(mapped, positions)
                 emitted = True
                 continue
+            if positions is not None:
+                held_positions.append(positions)
         parts.append(mapped)
     if problems:
         raise problems.error(source.table, _where(mapping, source))
@@ -440,13 +523,16 @@ def _import_source(
     del parts
     if source.aggregate is not None:
         df = _aggregate(df, source)
-    positions = None
+    positions = np.concatenate(held_positions) if held_positions else None
     if not checked_per_batch:
         df, positions = _checked(mapping, source, df, index, report, problems)
         if problems:
             raise problems.error(source.table, _where(mapping, source))
-    if source.sort:  # positions stay as they were: the report only uses them as a set
-        df = df.sort_values(list(source.sort), kind="stable", ignore_index=True)
+    if source.sort:
+        df = df.sort_values(list(source.sort), kind="stable")
+        if positions is not None:
+            positions = positions[df.index.to_numpy()]
+        df = df.reset_index(drop=True)
     emit(df, positions)
     return report
 

@@ -153,6 +153,10 @@ def test_written_batch_by_batch_the_output_is_what_the_whole_tables_give(tmp_pat
     write_import(tables, whole, parse_mapping(MAPPING, "m.toml"), tmp_path / "whole")
     got, want = _read_folder(tmp_path / "streamed"), _read_folder(tmp_path / "whole")
     assert list(got) == list(want) == ["activity.parquet", "customers.parquet"]
+    # activity's customer ids are written dictionary-encoded from the id lookup (the same
+    # values; read as a categorical, as features.io.read_table reads every such column)
+    assert isinstance(got["activity.parquet"]["customer_id"].dtype, pd.CategoricalDtype)
+    got["activity.parquet"]["customer_id"] = got["activity.parquet"]["customer_id"].astype("str")
     for name in want:
         pd.testing.assert_frame_equal(got[name], want[name], obj=name)
     assert pq.ParquetFile(tmp_path / "streamed" / "activity.parquet").num_row_groups == 4
@@ -164,10 +168,9 @@ def test_written_batch_by_batch_the_output_is_what_the_whole_tables_give(tmp_pat
         "to": "2024-02-29T22:00:00",
     }
     assert streamed.example_customers_without_activity == ["002"]
-    loaded = load_tables(tmp_path / "streamed")
-    pd.testing.assert_frame_equal(
-        loaded.activity.astype({"customer_id": "str", "event": "str"}), tables.activity
-    )
+    loaded, reference = load_tables(tmp_path / "streamed"), load_tables(tmp_path / "whole")
+    for name in ("customers", "activity"):  # categories too, in the same order
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(reference, name))
 
 
 def test_a_problem_in_a_late_batch_leaves_the_previous_output_and_names_its_row(tmp_path):
@@ -197,3 +200,24 @@ def test_unknown_customers_in_a_late_batch_are_reported_with_their_row_when_stre
     report = _write(_frames(["001"], events), tmp_path / "out", unknown_customers="drop")
     assert report.sources[-1].rows_out == 4
     assert len(pd.read_parquet(tmp_path / "out" / "activity.parquet")) == 4
+
+
+def test_a_sorted_source_keeps_each_rows_customer_when_written(tmp_path):
+    """A sorted source is written whole after its sort: each row's customer (written from the
+    id lookup's positions, which the sort reorders too) is still the row's own."""
+    events = [
+        ("001", "2024-02-05T10:00:00Z", "1"),
+        ("001", "2024-02-04T10:00:00Z", "2"),
+        ("002", "2024-02-03T10:00:00Z", "3"),
+        ("003", "2024-02-02T10:00:00Z", "4"),
+        ("003", "2024-02-01T10:00:00Z", "5"),
+    ]
+    frames = _frames(["001", "002", "003"], events)
+    report = _write(frames, tmp_path / "out", batch_rows=2, sort=["at"])
+    tables, _ = _run(frames, batch_rows=2, sort=["at"])
+    assert report.tables["activity"]["customers"] == 3
+    assert report.customers_without_activity == 0
+    got = pd.read_parquet(tmp_path / "out" / "activity.parquet")
+    assert got["customer_id"].astype("str").tolist() == ["003", "003", "002", "001", "001"]
+    assert got["value"].tolist() == [5.0, 4.0, 3.0, 2.0, 1.0]
+    pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), tables.activity)
