@@ -13,7 +13,8 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from ingest.mapping import (
     label_like_attributes,
 )
 from ingest.report import ImportReport, SourceReport, TableSummary
-from ingest.sources import BATCH_ROWS, batch_to_frame, iter_batches
+from ingest.sources import BATCH_ROWS, batch_to_frame, iter_batches, prefetched
 
 MAX_PROBLEM_EXAMPLES = 3
 
@@ -446,14 +447,14 @@ def _batches(
     source_dir: Path,
     frames: dict[str, pd.DataFrame] | None,
     batch_rows: int,
-) -> Iterator[pd.DataFrame]:
+) -> Generator[pd.DataFrame, None, None]:
     if frames is not None and source.label in frames:
         frame = frames[source.label]
         for start in range(0, max(len(frame), 1), batch_rows):
             yield frame.iloc[start : start + batch_rows].reset_index(drop=True)
         return
-    for batch in iter_batches(source.source, source_dir, batch_rows):
-        yield batch_to_frame(batch)
+    batches = iter_batches(source.source, source_dir, batch_rows)
+    yield from prefetched(batch_to_frame(batch) for batch in batches)
 
 
 def _import_source(
@@ -480,37 +481,38 @@ def _import_source(
     whole = not checked_per_batch or bool(source.sort)
     emitted = False
     held_positions: list[np.ndarray] = []  # a sorted source's rows' customers, batch by batch
-    for frame in _batches(source, source_dir, frames, batch_rows):
-        if seen_columns is None:
-            seen_columns = list(frame.columns)
-            missing = [c for c in needed if c not in frame.columns]
-            if missing:
-                raise ContractError(
-                    source.table,
-                    missing[0],
-                    "column is not in the source",
-                    text=(
-                        f"{_where(mapping, source)}, table '{source.table}': column "
-                        f"'{missing[0]}' is not in the source (it has: {seen_columns})"
-                    ),
-                )
-        report.rows_read += len(frame)
-        before = len(problems)
-        mapped = _map_batch(source, frame, report, problems)
-        del frame
-        if len(problems) > before or (problems and not checked_per_batch):
-            continue  # the rows could not be mapped: nothing to check
-        if checked_per_batch:
-            mapped, positions = _checked(mapping, source, mapped, index, report, problems)
-            if problems:
-                continue
-            if not whole:
-                emit(mapped, positions)
-                emitted = True
-                continue
-            if positions is not None:
-                held_positions.append(positions)
-        parts.append(mapped)
+    with closing(_batches(source, source_dir, frames, batch_rows)) as batches:
+        for frame in batches:
+            if seen_columns is None:
+                seen_columns = list(frame.columns)
+                missing = [c for c in needed if c not in frame.columns]
+                if missing:
+                    raise ContractError(
+                        source.table,
+                        missing[0],
+                        "column is not in the source",
+                        text=(
+                            f"{_where(mapping, source)}, table '{source.table}': column "
+                            f"'{missing[0]}' is not in the source (it has: {seen_columns})"
+                        ),
+                    )
+            report.rows_read += len(frame)
+            before = len(problems)
+            mapped = _map_batch(source, frame, report, problems)
+            del frame
+            if len(problems) > before or (problems and not checked_per_batch):
+                continue  # the rows could not be mapped: nothing to check
+            if checked_per_batch:
+                mapped, positions = _checked(mapping, source, mapped, index, report, problems)
+                if problems:
+                    continue
+                if not whole:
+                    emit(mapped, positions)
+                    emitted = True
+                    continue
+                if positions is not None:
+                    held_positions.append(positions)
+            parts.append(mapped)
     if problems:
         raise problems.error(source.table, _where(mapping, source))
     if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns
