@@ -251,3 +251,31 @@ def test_prefetched_stops_and_closes_its_source_when_the_consumer_stops_early():
     assert [next(reader), next(reader)] == [0, 1]
     reader.close()
     assert closed.is_set()  # close() returns once the producer has stopped
+
+
+@pytest.mark.parametrize("block", [7, 16, 64, 1 << 20])
+def test_csv_blocks_cut_at_line_ends_give_the_rows_of_one_read(monkeypatch, block):
+    """csv_batches cuts the file into blocks at line ends (a line longer than a block, CRLF,
+    a byte-order mark, a last line without a newline): the rows are those of one read."""
+    import io
+
+    import pyarrow as pa
+
+    from ingest import sources
+
+    raw = (
+        b'\xef\xbb\xbfid,ts,note\r\n007,2024-01-01,"a, quoted"\r\n008,,\r\n\r\n'
+        + b"009,2024-01-03,"
+        + b"x" * 40
+        + b"\r\n010,2024-01-04,NA"
+    )
+    monkeypatch.setattr(sources, "BLOCK_BYTES", block)
+    batches = list(sources.csv_batches(io.BufferedReader(io.BytesIO(raw)), ",", "t.csv"))
+    got = pa.Table.from_batches(batches).to_pylist()
+    assert got == [
+        {"id": "007", "ts": "2024-01-01", "note": "a, quoted"},
+        {"id": "008", "ts": None, "note": None},
+        {"id": "009", "ts": "2024-01-03", "note": "x" * 40},
+        {"id": "010", "ts": "2024-01-04", "note": "NA"},
+    ]
+    assert len(batches) > 2 if block < 64 else len(batches) <= 2  # cut into several blocks
