@@ -16,12 +16,9 @@ from __future__ import annotations
 import csv
 import io
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -163,7 +160,7 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
         raise SourceError(f"'{name}' has the column names {duplicated} more than once")
     fh.readline()  # the header, read above
     read_options = pacsv.ReadOptions(
-        column_names=header, block_size=max(BLOCK_BYTES // 4, 1 << 20), encoding="utf8"
+        column_names=header, block_size=BLOCK_BYTES + (1 << 20), use_threads=False
     )
     parse_options = pacsv.ParseOptions(delimiter=delimiter)
     convert_options = pacsv.ConvertOptions(
@@ -179,13 +176,16 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
         cut = data.rfind(b"\n") + 1 if block else len(data)
         rest = data[cut:]
         if cut:
+            chunk = data[:cut]
+            if len(chunk) > BLOCK_BYTES:  # a line longer than a block: one block still
+                read_options.block_size = len(chunk) + 1
             table = pacsv.read_csv(
-                pa.py_buffer(data[:cut]),
+                pa.py_buffer(chunk),
                 read_options=read_options,
                 parse_options=parse_options,
                 convert_options=convert_options,
             )
-            yield from table.combine_chunks().to_batches()
+            yield from table.to_batches()
         if not block:
             return
 
@@ -304,53 +304,3 @@ def batch_to_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
 
 _TEXT = pd.StringDtype("pyarrow", na_value=float("nan"))  # pandas' default str dtype
 _TEXT_TYPES = {pa.string(): _TEXT, pa.large_string(): _TEXT}
-
-
-_END = object()
-T = TypeVar("T")
-
-
-def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
-    """The items of `items`, produced on a thread of their own at most `depth` ahead: reading
-    and parsing the next batch (Arrow's CSV reader, COPY, to_pandas: mostly without the GIL)
-    overlaps the checking of this one. An error in the producer is raised here, in order;
-    when the consumer stops early, the producer stops and its iterator is closed (files and
-    connections it holds with it)."""
-    box: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                box.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((_END, None))
-        except BaseException as err:  # handed to the consumer
-            put((_END, err))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="batch-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, err = box.get()
-            if item is _END:
-                if err is not None:
-                    raise err
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()

@@ -4,8 +4,6 @@ duplicate, and the fast Arrow parsing of ISO 8601 text gives what the pandas pat
 
 from __future__ import annotations
 
-import threading
-
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +15,6 @@ from features.io import load_tables
 from features.types import parse_timestamps
 from ingest.importer import import_with_mapping, run_import, write_import
 from ingest.mapping import parse_mapping
-from ingest.sources import SourceError, prefetched
 
 MAPPING = {
     "customers": {
@@ -224,33 +221,6 @@ def test_a_sorted_source_keeps_each_rows_customer_when_written(tmp_path):
     assert got["customer_id"].astype("str").tolist() == ["003", "003", "002", "001", "001"]
     assert got["value"].tolist() == [5.0, 4.0, 3.0, 2.0, 1.0]
     pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), tables.activity)
-
-
-def test_prefetched_batches_come_in_order_and_a_producer_error_after_them():
-    def produce():
-        yield from range(5)
-        raise SourceError("the source broke after 5 batches")
-
-    got = []
-    with pytest.raises(SourceError, match="after 5 batches"):
-        for item in prefetched(produce()):
-            got.append(item)
-    assert got == [0, 1, 2, 3, 4]
-
-
-def test_prefetched_stops_and_closes_its_source_when_the_consumer_stops_early():
-    closed = threading.Event()
-
-    def produce():
-        try:
-            yield from range(1_000_000)
-        finally:
-            closed.set()
-
-    reader = prefetched(produce())
-    assert [next(reader), next(reader)] == [0, 1]
-    reader.close()
-    assert closed.is_set()  # close() returns once the producer has stopped
 
 
 @pytest.mark.parametrize("block", [7, 16, 64, 1 << 20])
