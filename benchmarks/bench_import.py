@@ -28,6 +28,7 @@ beyond the output changes between the sizes. Results also go to benchmarks/resul
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -251,8 +252,7 @@ def main() -> None:
                     f"{cpu:.2f}x the CPU time"
                 )
     sizes = sorted(by_size)
-    if len(sizes) > 1:
-        small, large = sizes[0], sizes[-1]
+    for small, large in itertools.pairwise(sizes):  # each step up in size
         for name in ("import_csv", "import_pg"):
             if name in by_size[small] and name in by_size[large]:
                 grew = by_size[large][name]["beyond_mb"] - by_size[small][name]["beyond_mb"]
