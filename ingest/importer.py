@@ -261,7 +261,7 @@ class _ParquetSink:
     ) -> None:
         """One checked batch of a table; positions: each row's customer among the customers
         (customer_id is then written dictionary-encoded from them, without hashing the ids
-        again: the Parquet writer's own dictionary encoding was a third of the import)."""
+        again: the Parquet writer's own hashing of the ids was half its time)."""
         if table not in self._streamed:
             self._held.add(table, source, df)
             return
