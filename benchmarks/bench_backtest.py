@@ -43,7 +43,7 @@ from ingest.online_retail import (
     read_online_retail,
 )
 from training.config import TrainConfig
-from training.evaluation import binary_metrics
+from training.evaluation import binary_metrics, fit_logistic_baseline, logistic_scores
 from training.pipeline import default_dates, fit_from_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ RETAIL = next(
 )  # fmt: skip
 RETAIL_CUTS = {60: ["2011-07-01", "2011-08-10", "2011-10-09"], 90: ["2011-07-01", "2011-09-10"]}
 RFM_WINDOWS = (7, 30, 90, 180, 365)
-SCORES = ("project", "rfm_lightgbm", "rfm_logistic", "truth")
+SCORES = ("project", "rfm_lightgbm", "rfm_logistic", "truth", "project_raw", "project_logistic")
 
 
 def before(tables: Tables, cut: pd.Timestamp) -> Tables:
@@ -166,6 +166,15 @@ def run_cut(
     rows = features.merge(labels, on="customer_id", validate="one_to_one")
     y = rows["churned"].to_numpy()
     scores = {"project": model.predict_proba(rows)}
+    # Diagnostics beside it: the booster before calibration (does calibration cost ranking?),
+    # and the project's logistic-regression baseline refit on the same rows as the champion
+    # (the simple model the gate registers when it wins on the holdout).
+    scores["project_raw"] = model.raw_probability(rows)
+    train_rows = fitted.dataset[fitted.dataset["as_of"].isin(fitted.plan.dates)]
+    logistic = fit_logistic_baseline(
+        train_rows, train_rows["churned"].to_numpy(), model.preprocessor, train_config.seed
+    )
+    scores["project_logistic"] = logistic_scores(logistic, rows, model.preprocessor)
 
     dates = default_dates(seen, feature_config, train_config)
     rfm_train = rfm_training_set(seen, dates, feature_config)
@@ -249,6 +258,7 @@ def _print_row(row: dict) -> None:
         f"{row['data']:<10} h={row['horizon']:>3} cut {row['cut']}: project AUC "
         f"{row['project_auc']:.4f} vs best analyst model {best:.4f}"
         + (f", truth {row['truth_auc']:.4f}" if "truth_auc" in row else "")
+        + f"; its logistic baseline {row['project_logistic_auc']:.4f}"
         + f" (fit {row['fit_s']} s)",
         flush=True,
     )

@@ -11,24 +11,28 @@ server started on loopback (tests/pg_server.py; skipped when PostgreSQL is not i
 then runs each step in a fresh Python process so that its peak memory (VmHWM) is its own:
 
 - arrow_csv: pyarrow.csv.read_csv of the events file (types inferred, timestamps parsed);
-- import_csv: ingest.importer.run_import with a mapping over both CSV files (read as text in
-  batches, typed and checked against the contract batch by batch);
+- import_csv: ingest.importer.import_with_mapping (what `churn import` runs) with a mapping
+  over both CSV files: read as text in batches, typed and checked against the contract batch
+  by batch, each checked batch written to the output Parquet as it comes;
 - pg_copy: COPY (select ...) TO STDOUT of the events, the bytes counted and dropped;
-- import_pg: run_import with the events from a SQL query on that server.
+- import_pg: the same with the events from a SQL query on that server.
 
 Prints per step the seconds of the work itself (and, apart, the seconds to import the
-project's modules, which a long-running process pays once), rows per second, peak memory, the
-memory of the imported tables themselves (what the peak cannot go below) and the peak beyond
-them; then the ratios against the baselines measured in the same run, and how the memory
+project's modules, which a long-running process pays once), the CPU seconds of all its
+threads, rows per second, peak memory, the memory of the tables the step holds at its end
+(the baselines' tables; the import holds none: its output is on disk, size shown) and the
+peak beyond them; then the ratios against the baselines measured in the same run, and how the memory
 beyond the output changes between the sizes. Results also go to benchmarks/results/ as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,6 +109,7 @@ def step(name: str, folder: Path, url: str | None) -> dict[str, float]:
 
         result["import_s"] = time.perf_counter() - t
     started = time.perf_counter()
+    cpu_started = time.process_time()  # every thread of the process: the baselines use both cores
     if name == "arrow_csv":
         table = pacsv.read_csv(folder / "events.csv")
         result["rows"] = table.num_rows
@@ -128,7 +133,8 @@ def step(name: str, folder: Path, url: str | None) -> dict[str, float]:
     else:
         import tomllib
 
-        from ingest.importer import run_import
+        from features.io import folder_bytes
+        from ingest.importer import import_with_mapping
         from ingest.mapping import parse_mapping
 
         events = (
@@ -140,13 +146,14 @@ def step(name: str, folder: Path, url: str | None) -> dict[str, float]:
             .replace("}", " }")
         )
         mapping = parse_mapping(tomllib.loads(MAPPING.format(events=events)), "bench")
-        tables, _ = run_import(mapping, folder)
-        result["rows"] = len(tables.activity)
-        result["output_mb"] = (
-            tables.activity.memory_usage(deep=True).sum()
-            + tables.customers.memory_usage(deep=True).sum()
-        ) / 2**20
+        out = folder / f"out-{name}"
+        report = import_with_mapping(mapping, folder, out)
+        result["rows"] = report.tables["activity"]["rows"]
+        result["output_mb"] = 0.0  # written batch by batch: none of it is held at the end
+        result["disk_mb"] = folder_bytes(out) / 2**20
+        shutil.rmtree(out)
     result["seconds"] = time.perf_counter() - started
+    result["cpu_s"] = time.process_time() - cpu_started
     result["peak_mb"] = peak_rss_mb()
     return result
 
@@ -221,27 +228,31 @@ def main() -> None:
     by_size = {rows: run_size(rows, args.customers, args.skip_postgres) for rows in args.rows}
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     header = (
-        f"{'rows':>11} {'step':<11} {'import s':>8} {'seconds':>8} {'rows/s':>12} "
-        f"{'peak MiB':>9} {'output MiB':>11} {'beyond MiB':>11}"
+        f"{'rows':>11} {'step':<11} {'import s':>8} {'seconds':>8} {'CPU s':>7} {'rows/s':>12} "
+        f"{'peak MiB':>9} {'output MiB':>11} {'beyond MiB':>11} {'disk MiB':>9}"
     )
     print("\n" + header)
     for rows, results in by_size.items():
         for name, r in results.items():
             r["beyond_mb"] = r["peak_mb"] - r["output_mb"]
+            disk = f"{r['disk_mb']:9,.0f}" if "disk_mb" in r else f"{'':9}"
             print(
                 f"{rows:>11,} {name:<11} {r['import_s']:8.2f} {r['seconds']:8.2f} "
-                f"{r['rows'] / r['seconds']:12,.0f} {r['peak_mb']:9,.0f} "
-                f"{r['output_mb']:11,.0f} {r['beyond_mb']:11,.0f}"
+                f"{r['cpu_s']:7.2f} {r['rows'] / r['seconds']:12,.0f} {r['peak_mb']:9,.0f} "
+                f"{r['output_mb']:11,.0f} {r['beyond_mb']:11,.0f} {disk}"
             )
     for rows, results in by_size.items():
         for ours, base in PAIRS:
             if ours in results and base in results:
                 ratio = results[ours]["seconds"] / results[base]["seconds"]
+                cpu = results[ours]["cpu_s"] / results[base]["cpu_s"]
                 verdict = "meets" if ratio <= 2 else "MISSES"
-                print(f"{rows:,} rows: {ours} / {base}: {ratio:.2f}x the time ({verdict} 2x)")
+                print(
+                    f"{rows:,} rows: {ours} / {base}: {ratio:.2f}x the time ({verdict} 2x), "
+                    f"{cpu:.2f}x the CPU time"
+                )
     sizes = sorted(by_size)
-    if len(sizes) > 1:
-        small, large = sizes[0], sizes[-1]
+    for small, large in itertools.pairwise(sizes):  # each step up in size
         for name in ("import_csv", "import_pg"):
             if name in by_size[small] and name in by_size[large]:
                 grew = by_size[large][name]["beyond_mb"] - by_size[small][name]["beyond_mb"]

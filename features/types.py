@@ -419,7 +419,10 @@ def parse_numbers(
 def parse_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]:
     """Ids as text, exactly as written (leading zeros kept). Whole numbers from a typed source
     (Parquet int64) become their decimal text; fractions and other types are refused."""
-    empty = pd.Series(pd.NA, index=values.index, dtype="str")
+
+    def empty() -> pd.Series:  # built only when refused: a batch of ids is the common case
+        return pd.Series(pd.NA, index=values.index, dtype="str")
+
     present = values.notna().to_numpy()
     missing = ~present
     problems = []
@@ -431,7 +434,10 @@ def parse_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]
         x = values.to_numpy(dtype="float64", na_value=np.nan)
         frac = present & (x != np.floor(x))
         if frac.any():
-            return empty, [*problems, problem_at(column, "ids must be text or whole numbers", frac)]
+            return empty(), [
+                *problems,
+                problem_at(column, "ids must be text or whole numbers", frac),
+            ]
         text = pd.Series(x, index=values.index).astype("Int64").astype("str")
         return text.where(values.notna()), problems
     if isinstance(values.dtype, pd.StringDtype):
@@ -440,6 +446,9 @@ def parse_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]
         ok = values.map(lambda v: isinstance(v, str | int | np.integer), na_action="ignore")
         notstr = present & ~ok.fillna(True).astype(bool).to_numpy()
         if notstr.any():
-            return empty, [*problems, problem_at(column, "ids must be text", notstr)]
+            return empty(), [*problems, problem_at(column, "ids must be text", notstr)]
         return values.astype("str").where(values.notna()), problems
-    return empty, [*problems, problem_at(column, f"ids must be text, got {values.dtype}", present)]
+    return empty(), [
+        *problems,
+        problem_at(column, f"ids must be text, got {values.dtype}", present),
+    ]

@@ -11,25 +11,36 @@ from __future__ import annotations
 import ctypes
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from features.config import DATA_CONFIG_FILE
 from features.contract import (
+    REQUIRED_TABLES,
     TABLES,
     ContractError,
     Tables,
     check_unique_ids,
     empty_table,
-    ids_in,
     validate_table,
 )
-from features.types import Problem, parse_ids, parse_numbers, parse_timestamps, problem_at
+from features.types import (
+    Problem,
+    arrow_text,
+    parse_ids,
+    parse_numbers,
+    parse_timestamps,
+    problem_at,
+)
 from ingest.mapping import (
     DROP,
     ColumnSpec,
@@ -38,7 +49,7 @@ from ingest.mapping import (
     SourceMapping,
     label_like_attributes,
 )
-from ingest.report import ImportReport, SourceReport
+from ingest.report import ImportReport, SourceReport, TableSummary
 from ingest.sources import BATCH_ROWS, batch_to_frame, iter_batches
 
 MAX_PROBLEM_EXAMPLES = 3
@@ -85,50 +96,258 @@ def run_import(
     Each batch of a source is mapped, checked against the contract (features.contract
     validate_table: the same checks and errors as loading a data folder) and checked for
     customers not in the customers table as soon as it is read, so no check needs the whole
-    table at once: only the checked output rows are kept, and the customer ids (imported
-    first) are the one state carried over. A source with an aggregate is checked after it is
+    table at once: only the checked output rows are kept, and the customers (imported first)
+    are the one table held whole. A source with an aggregate is checked after it is
     aggregated, as its output rows only exist then.
 
     frames: raw frames by source name, used instead of reading those sources (a command that
-    reads a file its own way, such as an Excel workbook, hands the rows over)."""
+    reads a file its own way, such as an Excel workbook, hands the rows over).
+    import_with_mapping writes the checked batches to Parquet as they come instead."""
+    sink = _MemorySink()
+    report = _run(mapping, Path(source_dir), frames, batch_rows, sink)
+    return sink.tables(), report
+
+
+def _run(
+    mapping: Mapping,
+    source_dir: Path,
+    frames: dict[str, pd.DataFrame] | None,
+    batch_rows: int,
+    sink: _MemorySink | _ParquetSink,
+) -> ImportReport:
+    """Import every table into `sink`, customers first (their ids are what the other tables'
+    rows are looked up in); the report's figures are gathered from the checked batches."""
     from features.io import use_regular_memory_pages
 
     use_regular_memory_pages()  # as load_tables: huge pages made the peak 2x the batches' need
     return_freed_memory()
-    source_dir = Path(source_dir)
     report = ImportReport(mapping=mapping.path, sources=[])
-    out: dict[str, pd.DataFrame] = {}
+    summaries: dict[str, TableSummary] = {}
+    customers: pd.DataFrame | None = None
+    index: _CustomerIndex | None = None
     for table in TABLES:
-        parts = []
-        known = out["customers"]["customer_id"] if table != "customers" else None
-        for source in mapping.tables.get(table, ()):
-            df, source_report = _import_source(
-                mapping, source, source_dir, frames, batch_rows, known
-            )
-            source_report.rows_out = len(df)
-            report.sources.append(source_report)
-            parts.append(df)
-        if not parts:
+        sources = mapping.tables.get(table, ())
+        if not sources:
             continue
-        out[table] = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        summary = summaries[table] = TableSummary(table, None if index is None else len(index))
+        held: list[pd.DataFrame] = []  # customers: held whole (checked for repeats, looked up)
+        for i, source in enumerate(sources):
+            parts: list[pd.DataFrame] = []
+            rows_before = summary.rows
+
+            def emit(
+                df: pd.DataFrame,
+                positions: np.ndarray | None,
+                table: str = table,
+                i: int = i,
+                parts: list[pd.DataFrame] = parts,
+                summary: TableSummary = summary,
+            ) -> None:
+                summary.add(df, positions)
+                if table == "customers":
+                    parts.append(df)
+                else:
+                    sink.add(table, i, df, positions)
+
+            source_report = _import_source(
+                mapping, source, source_dir, frames, batch_rows, index, emit
+            )
+            report.sources.append(source_report)
+            source_report.rows_out = summary.rows - rows_before
+            if table == "customers":
+                held.append(_concat(parts))
         if table == "customers":
+            customers = pd.concat(held, ignore_index=True) if len(held) > 1 else held[0]
+            del held
             try:  # a key may repeat across batches and sources
-                check_unique_ids(out[table])
+                check_unique_ids(customers)
             except ContractError as err:
                 raise _in_mapping(mapping, err) from None
-    tables = Tables(
-        customers=out["customers"],
-        activity=out["activity"],
-        feedback=out.get("feedback", empty_table("feedback")),
-        revenue=out.get("revenue", empty_table("revenue")),
-    )
-    report.describe_tables(tables)
+            index = _CustomerIndex(customers["customer_id"])
+            sink.customers(customers, index)
+    assert customers is not None
+    report.describe(summaries, customers["customer_id"])
     report.warnings += [
         f"customer attribute {a!r} is declared as a model feature, and its name looks like the "
         "label (an export-day status or end date holds the future): check it is known before T"
         for a in label_like_attributes(mapping)
     ]
-    return tables, report
+    return report
+
+
+class _CustomerIndex:
+    """The customers' ids, for looking up the customer of each row of the other tables: one
+    Arrow hash lookup per batch gives each row's position among the customers (-1: not a
+    customer), which both finds unknown customers and tells the report which customers a
+    table refers to, without a second pass over the ids."""
+
+    def __init__(self, ids: pd.Series):
+        values = arrow_text(ids)
+        self.ids = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def positions(self, ids: pd.Series) -> np.ndarray:
+        """Per row: the position of its id among the customers' ids, -1 when not one."""
+        if not len(ids):
+            return np.zeros(0, dtype=np.int64)
+        found = pc.index_in(arrow_text(ids), value_set=self.ids).fill_null(-1)
+        return np.asarray(found.to_numpy(), dtype=np.int64)
+
+
+class _MemorySink:
+    """Checked batches kept in memory and joined into Tables (run_import)."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, dict[int, list[pd.DataFrame]]] = {}
+
+    def customers(self, df: pd.DataFrame, index: _CustomerIndex) -> None:
+        self.add("customers", 0, df)
+
+    def add(
+        self, table: str, source: int, df: pd.DataFrame, positions: np.ndarray | None = None
+    ) -> None:
+        self._parts.setdefault(table, {}).setdefault(source, []).append(df)
+
+    def tables_held(self) -> list[str]:
+        return list(self._parts)
+
+    def joined(self, table: str) -> pd.DataFrame:
+        """The table's batches in one frame: each source's joined column by column, then the
+        sources one after the other (columns one source lacks are missing in its rows)."""
+        by_source = self._parts.pop(table)
+        joined = [_concat(parts) for parts in by_source.values()]
+        by_source.clear()
+        return pd.concat(joined, ignore_index=True) if len(joined) > 1 else joined[0]
+
+    def tables(self) -> Tables:
+        out = {table: self.joined(table) for table in self.tables_held()}
+        return Tables(
+            customers=out["customers"],
+            activity=out["activity"],
+            feedback=out.get("feedback", empty_table("feedback")),
+            revenue=out.get("revenue", empty_table("revenue")),
+        )
+
+
+class _ParquetSink:
+    """Checked batches written to one Parquet file per table as they come (a ParquetWriter
+    each), so the output is never held in memory. The schema is the first batch's; a later
+    batch whose columns cannot take it is an error naming the table and the column.
+
+    A table whose sources give different columns (feedback from a survey and from tickets)
+    is held in memory and joined as run_import joins it, then written whole."""
+
+    def __init__(self, folder: Path, mapping: Mapping):
+        self.folder = folder
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self.rows: dict[str, int] = {}
+        self._held = _MemorySink()
+        self._index: _CustomerIndex | None = None
+        self._streamed = {
+            table
+            for table, sources in mapping.tables.items()
+            if len({tuple(c.name for c in s.columns) for s in sources}) == 1
+        }
+
+    def customers(self, df: pd.DataFrame, index: _CustomerIndex) -> None:
+        """The customers, whole; their ids encode the other tables' customer ids."""
+        self._index = index
+        self._write("customers", df)
+
+    def add(
+        self, table: str, source: int, df: pd.DataFrame, positions: np.ndarray | None = None
+    ) -> None:
+        """One checked batch of a table; positions: each row's customer among the customers
+        (customer_id is then written dictionary-encoded from them, without hashing the ids
+        again: the Parquet writer's own hashing of the ids was half its time)."""
+        if table not in self._streamed:
+            self._held.add(table, source, df)
+            return
+        self._write(table, df, positions)
+
+    def _write(self, table: str, df: pd.DataFrame, positions: np.ndarray | None = None) -> None:
+        writer = self._writers.get(table)
+        if writer is None:
+            arrow = self._encoded(pa.Table.from_pandas(df, preserve_index=False), positions)
+            writer = pq.ParquetWriter(self.folder / f"{table}.parquet", arrow.schema)
+            self._writers[table] = writer
+            self.rows[table] = 0
+        else:
+            arrow = self._conform(table, df, writer.schema, positions)
+        if arrow.num_rows:
+            writer.write_table(arrow)
+            self.rows[table] += arrow.num_rows
+
+    def _encoded(self, arrow: pa.Table, positions: np.ndarray | None) -> pa.Table:
+        """customer_id as a dictionary array: the batch's distinct customers (in the order
+        they first appear, as the Parquet writer's own encoding orders them) and each row's
+        index among them, from the id lookup's positions.
+        Read back (features.io.read_table) it is a categorical of the same values."""
+        if positions is None or self._index is None or not len(positions):
+            return arrow
+        distinct = pd.unique(positions)  # in order of first appearance, as Arrow's own
+        remap = np.empty(len(self._index), dtype=np.int32)
+        remap[distinct] = np.arange(len(distinct), dtype=np.int32)
+        ids = pa.DictionaryArray.from_arrays(
+            pa.array(remap[positions]), self._index.ids.take(pa.array(distinct))
+        )
+        return arrow.set_column(arrow.schema.get_field_index("customer_id"), "customer_id", ids)
+
+    def _conform(
+        self, table: str, df: pd.DataFrame, schema: pa.Schema, positions: np.ndarray | None
+    ) -> pa.Table:
+        if list(df.columns) != schema.names:
+            raise ContractError(
+                table,
+                None,
+                f"sources of one table give different columns: {schema.names} and "
+                f"{list(df.columns)}",
+            )
+        try:
+            arrow = self._encoded(pa.Table.from_pandas(df, preserve_index=False), positions)
+            if arrow.schema.equals(schema, check_metadata=False):
+                return arrow
+            return arrow.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+            column = next(
+                (f.name for f in schema if not _fits(df[f.name], f.type)), schema.names[0]
+            )
+            raise ContractError(
+                table,
+                column,
+                f"column '{column}' holds {df[column].dtype} values in a later batch, where "
+                f"the first held {schema.field(column).type} ({str(err).splitlines()[0][:120]})",
+                _first_row(df),
+            ) from None
+
+    def close(self, complete: bool = True) -> None:
+        """Write the held tables, close every file; a table other than customers and activity
+        without rows gets no file (as features.io.write_tables does). complete=False: the
+        import failed, only close the files."""
+        try:
+            for table in self._held.tables_held() if complete else ():
+                self._write(table, self._held.joined(table))
+        finally:
+            for writer in self._writers.values():
+                writer.close()
+        for table in self._writers:
+            if table not in REQUIRED_TABLES and not self.rows[table]:
+                (self.folder / f"{table}.parquet").unlink()
+        self._writers.clear()
+
+
+def _fits(values: pd.Series, kind: pa.DataType) -> bool:
+    try:
+        pa.Array.from_pandas(values, type=kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _first_row(df: pd.DataFrame) -> dict[str, Any] | None:
+    return df.iloc[0].to_dict() if len(df) else None
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
@@ -187,7 +406,7 @@ def _batches(
     source_dir: Path,
     frames: dict[str, pd.DataFrame] | None,
     batch_rows: int,
-) -> Iterator[pd.DataFrame]:
+) -> Generator[pd.DataFrame, None, None]:
     if frames is not None and source.label in frames:
         frame = frames[source.label]
         for start in range(0, max(len(frame), 1), batch_rows):
@@ -203,10 +422,14 @@ def _import_source(
     source_dir: Path,
     frames: dict[str, pd.DataFrame] | None,
     batch_rows: int,
-    known: pd.Series | None,
-) -> tuple[pd.DataFrame, SourceReport]:
-    """One source's rows as checked output rows, and its report. Problems of every batch are
-    collected and raised together; `known`: the customer ids rows may refer to."""
+    index: _CustomerIndex | None,
+    emit: Callable[[pd.DataFrame, np.ndarray | None], None],
+) -> SourceReport:
+    """One source's rows, checked, handed to `emit` batch by batch with each row's position
+    among the customers (None for the customers themselves), and its report. Problems of every
+    batch are collected and raised together (no batch is emitted after the first problem);
+    `index`: the customer ids rows may refer to. A source with an aggregate or a sort is
+    emitted once, whole, as its output rows only exist then."""
     location = "rows handed over" if frames and source.label in frames else None
     report = SourceReport(source.table, source.label, location or source.source.describe())
     problems = _Problems()
@@ -214,66 +437,88 @@ def _import_source(
     needed = source.raw_columns()
     seen_columns: list[str] | None = None
     checked_per_batch = source.aggregate is None
-    for frame in _batches(source, source_dir, frames, batch_rows):
-        if seen_columns is None:
-            seen_columns = list(frame.columns)
-            missing = [c for c in needed if c not in frame.columns]
-            if missing:
-                raise ContractError(
-                    source.table,
-                    missing[0],
-                    "column is not in the source",
-                    text=(
-                        f"{_where(mapping, source)}, table '{source.table}': column "
-                        f"'{missing[0]}' is not in the source (it has: {seen_columns})"
-                    ),
-                )
-        report.rows_read += len(frame)
-        before = len(problems)
-        mapped = _map_batch(source, frame, report, problems)
-        del frame
-        if len(problems) > before or (problems and not checked_per_batch):
-            continue  # the rows could not be mapped: nothing to check
-        if checked_per_batch:
-            mapped = _checked(mapping, source, mapped, known, report, problems)
-        if not problems:
+    whole = not checked_per_batch or bool(source.sort)
+    emitted = False
+    held_positions: list[np.ndarray] = []  # a sorted source's rows' customers, batch by batch
+    with closing(_batches(source, source_dir, frames, batch_rows)) as batches:
+        for frame in batches:
+            if seen_columns is None:
+                seen_columns = list(frame.columns)
+                missing = [c for c in needed if c not in frame.columns]
+                if missing:
+                    raise ContractError(
+                        source.table,
+                        missing[0],
+                        "column is not in the source",
+                        text=(
+                            f"{_where(mapping, source)}, table '{source.table}': column "
+                            f"'{missing[0]}' is not in the source (it has: {seen_columns})"
+                        ),
+                    )
+            report.rows_read += len(frame)
+            before = len(problems)
+            mapped = _map_batch(source, frame, report, problems)
+            del frame
+            if len(problems) > before or (problems and not checked_per_batch):
+                continue  # the rows could not be mapped: nothing to check
+            if checked_per_batch:
+                mapped, positions = _checked(mapping, source, mapped, index, report, problems)
+                if problems:
+                    continue
+                if not whole:
+                    emit(mapped, positions)
+                    emitted = True
+                    continue
+                if positions is not None:
+                    held_positions.append(positions)
             parts.append(mapped)
     if problems:
         raise problems.error(source.table, _where(mapping, source))
-    if seen_columns is None or not parts:  # no rows at all: the columns, typed, still
+    if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns
         empty = pd.DataFrame({c: pd.Series([], dtype="str") for c in needed})
         parts = [_map_batch(source, empty, report, problems)]
         checked_per_batch = False
+    if not parts:
+        return report
     df = _concat(parts)
     del parts
     if source.aggregate is not None:
         df = _aggregate(df, source)
+    positions = np.concatenate(held_positions) if held_positions else None
     if not checked_per_batch:
-        df = _checked(mapping, source, df, known, report, problems)
+        df, positions = _checked(mapping, source, df, index, report, problems)
         if problems:
             raise problems.error(source.table, _where(mapping, source))
     if source.sort:
-        df = df.sort_values(list(source.sort), kind="stable", ignore_index=True)
-    return df, report
+        df = df.sort_values(list(source.sort), kind="stable")
+        if positions is not None:
+            positions = positions[df.index.to_numpy()]
+        df = df.reset_index(drop=True)
+    emit(df, positions)
+    return report
 
 
 def _checked(
     mapping: Mapping,
     source: SourceMapping,
     df: pd.DataFrame,
-    known: pd.Series | None,
+    index: _CustomerIndex | None,
     report: SourceReport,
     problems: _Problems,
-) -> pd.DataFrame:
-    """Output rows checked against the contract: rows of customers not in `known` dropped
-    (counted) or recorded as a problem, then features.contract.validate_table. Problems that
-    carry row counts go to `problems`; any other contract error is raised at once."""
-    if known is not None:
-        unknown = ~ids_in(df["customer_id"], known)
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Output rows checked against the contract, with each row's position among the customers
+    (None without an index): rows of customers not in the index dropped (counted) or recorded
+    as a problem, then features.contract.validate_table. Problems that carry row counts go to
+    `problems`; any other contract error is raised at once."""
+    positions = None
+    if index is not None:
+        positions = index.positions(df["customer_id"])
+        unknown = positions < 0
         if unknown.any():
             if source.unknown_customers == "drop":
                 report.drop("customer not in the customers table", int(unknown.sum()))
                 df = df[~unknown].reset_index(drop=True)
+                positions = positions[~unknown]
             else:
                 problems.add(
                     [
@@ -287,14 +532,14 @@ def _checked(
                     ],
                     df,
                 )
-                return df
+                return df, positions
     try:
-        return validate_table(source.table, df)
+        return validate_table(source.table, df), positions
     except ContractError as err:
         if not err.problems:
             raise _in_mapping(mapping, err) from None
         problems.add(err.problems, df)
-        return df
+        return df, positions
 
 
 def _map_batch(
@@ -550,23 +795,43 @@ def write_import(tables: Tables, report: ImportReport, mapping: Mapping, out: st
     """The tables as Parquet with config.toml, report.md and report.json, written atomically."""
     from features.io import write_tables
 
-    write_tables(
-        tables,
-        out,
-        extra_files={
-            DATA_CONFIG_FILE: config_toml(mapping),
-            "report.md": report.to_markdown(),
-            "report.json": report.to_json(),
-        },
-    )
+    write_tables(tables, out, extra_files=_extra_files(report, mapping))
+
+
+def _extra_files(report: ImportReport, mapping: Mapping) -> dict[str, str | pd.DataFrame]:
+    return {
+        DATA_CONFIG_FILE: config_toml(mapping),
+        "report.md": report.to_markdown(),
+        "report.json": report.to_json(),
+    }
 
 
 def import_with_mapping(
-    mapping: Mapping, source_dir: str | Path, out: str | Path, **kwargs: Any
+    mapping: Mapping,
+    source_dir: str | Path,
+    out: str | Path,
+    *,
+    frames: dict[str, pd.DataFrame] | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> ImportReport:
-    """Run a mapping and write its output folder; returns the report."""
-    tables, report = run_import(mapping, source_dir, **kwargs)
-    write_import(tables, report, mapping, out)
+    """Run a mapping and write its output folder; returns the report.
+
+    Each checked batch is written to its table's Parquet file as it comes (the customers,
+    needed whole to look up the other tables' ids, are written after their checks), inside
+    features.io.atomic_dir's temporary folder: the output is never held in memory, and an
+    error in any batch leaves the previous output folder (or none) as it was."""
+    from features.io import atomic_dir
+
+    with atomic_dir(out) as tmp:
+        sink = _ParquetSink(tmp, mapping)
+        try:
+            report = _run(mapping, Path(source_dir), frames, batch_rows, sink)
+        except BaseException:
+            sink.close(complete=False)  # atomic_dir removes the folder
+            raise
+        sink.close()
+        for name, content in _extra_files(report, mapping).items():
+            (tmp / name).write_text(str(content))
     return report
 
 

@@ -12,10 +12,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
-from features.contract import TABLES, Tables
-from features.types import arrow_text
+from features.contract import TABLES
 
 MAX_EXAMPLE_IDS = 5
 
@@ -40,6 +38,64 @@ class SourceReport:
         return sum(self.dropped.values())
 
 
+class TableSummary:
+    """What the import report says of one table, gathered batch by batch as rows are checked:
+    rows, date range, churn dates (customers), and which customers the rows refer to.
+
+    The customers a table refers to are flags over the customers' positions (one byte per
+    customer), filled from the positions the importer's id lookup already computed, so the
+    state carried across batches does not grow with the rows."""
+
+    def __init__(self, name: str, n_customers: int | None):
+        self.name = name
+        self.time_column = "signup_at" if name == "customers" else "at"
+        self.rows = 0
+        self.first: pd.Timestamp | None = None
+        self.last: pd.Timestamp | None = None
+        self.churned: int | None = None
+        self.last_churned: pd.Timestamp | None = None
+        self.seen = None if n_customers is None else np.zeros(n_customers, dtype=bool)
+
+    def add(self, df: pd.DataFrame, positions: np.ndarray | None) -> None:
+        """One checked batch; positions: each row's customer among the customers' ids (the
+        customers table itself passes None: its ids are unique, one customer per row)."""
+        self.rows += len(df)
+        if self.name == "customers" and "churned_at" in df:
+            self.churned = (self.churned or 0) + int(df["churned_at"].notna().sum())
+            self.last_churned = _latest(self.last_churned, df["churned_at"].max())
+        if not len(df):
+            return
+        times = df[self.time_column]
+        self.first = _earliest(self.first, times.min())
+        self.last = _latest(self.last, times.max())
+        if positions is not None and self.seen is not None:
+            self.seen[positions] = True
+
+    def entry(self) -> dict[str, object]:
+        entry: dict[str, object] = {
+            "rows": self.rows,
+            "customers": self.rows if self.seen is None else int(self.seen.sum()),
+            "from": _iso(self.first),
+            "to": _iso(self.last),
+        }
+        if self.name == "customers" and self.churned is not None:
+            entry["churned"] = self.churned
+            entry["last_churned_at"] = _iso(self.last_churned)
+        return entry
+
+
+def _earliest(a: object, b: object) -> object:
+    if a is None or pd.isna(a):
+        return b
+    return a if pd.isna(b) or a <= b else b
+
+
+def _latest(a: object, b: object) -> object:
+    if a is None or pd.isna(a):
+        return b
+    return a if pd.isna(b) or a >= b else b
+
+
 @dataclass
 class ImportReport:
     mapping: str
@@ -49,28 +105,21 @@ class ImportReport:
     example_customers_without_activity: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def describe_tables(self, tables: Tables) -> None:
-        """Rows, customers and date range of every table, and customers without activity."""
-        distinct = {}
+    def describe(self, summaries: dict[str, TableSummary], customer_ids: pd.Series) -> None:
+        """Rows, customers and date range of every table, and the customers without activity,
+        from the summaries gathered batch by batch while the rows were checked (no second
+        pass over the tables). customer_ids: the customers' ids, in their table's order."""
         for name in TABLES:
-            df: pd.DataFrame = getattr(tables, name)
-            time_col = "signup_at" if name == "customers" else "at"
-            distinct[name] = pc.unique(arrow_text(df["customer_id"]))  # one pass per table
-            entry: dict[str, object] = {
-                "rows": len(df),
-                "customers": len(distinct[name]),
-                "from": _iso(df[time_col].min()) if len(df) else None,
-                "to": _iso(df[time_col].max()) if len(df) else None,
-            }
-            if name == "customers" and "churned_at" in df:
-                entry["churned"] = int(df["churned_at"].notna().sum())
-                entry["last_churned_at"] = _iso(df["churned_at"].max())
-            self.tables[name] = entry
-        ids = tables.customers["customer_id"].astype("str")
-        active = pc.is_in(arrow_text(ids), value_set=distinct["activity"])
-        without = ids[~np.asarray(active.to_numpy(zero_copy_only=False), dtype=bool)]
+            summary = summaries.get(name) or TableSummary(name, len(customer_ids))
+            self.tables[name] = summary.entry()
+        active = summaries["activity"].seen if "activity" in summaries else None
+        if active is None:
+            active = np.zeros(len(customer_ids), dtype=bool)
+        without = customer_ids[~active]
         self.customers_without_activity = len(without)
-        self.example_customers_without_activity = without.head(MAX_EXAMPLE_IDS).tolist()
+        self.example_customers_without_activity = [
+            str(v) for v in without.head(MAX_EXAMPLE_IDS).tolist()
+        ]
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

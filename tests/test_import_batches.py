@@ -5,13 +5,15 @@ duplicate, and the fast Arrow parsing of ISO 8601 text gives what the pandas pat
 from __future__ import annotations
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.contract import ContractError
+from features.io import load_tables
 from features.types import parse_timestamps
-from ingest.importer import run_import
+from ingest.importer import import_with_mapping, run_import, write_import
 from ingest.mapping import parse_mapping
 
 MAPPING = {
@@ -124,3 +126,126 @@ def test_arrow_iso_parsing_agrees_with_the_pandas_path(values):
         (p.problem, p.rows, p.examples) for p in slow_problems
     ]
     pd.testing.assert_series_equal(fast, slow)
+
+
+def _write(frames, out, batch_rows: int = 2, **source_keys: str):
+    raw = {k: dict(v) for k, v in MAPPING.items()}
+    raw["activity"] = {**raw["activity"], **source_keys}
+    return import_with_mapping(
+        parse_mapping(raw, "m.toml"), ".", out, frames=frames, batch_rows=batch_rows
+    )
+
+
+def _read_folder(folder) -> dict[str, pd.DataFrame]:
+    return {p.name: pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))}
+
+
+def test_written_batch_by_batch_the_output_is_what_the_whole_tables_give(tmp_path):
+    """import_with_mapping streams each checked batch to Parquet (several row groups): the
+    files and the report equal those of run_import's tables written whole."""
+    frames = _frames(
+        ["001", "002", "003"],
+        [("001", f"2024-02-0{d}T10:00:00Z", str(d)) for d in range(1, 8)]
+        + [("003", "2024-03-01T00:00:00+02:00", "1")],
+    )
+    streamed = _write(frames, tmp_path / "streamed", batch_rows=2)
+    tables, whole = _run(frames, batch_rows=1000)
+    write_import(tables, whole, parse_mapping(MAPPING, "m.toml"), tmp_path / "whole")
+    got, want = _read_folder(tmp_path / "streamed"), _read_folder(tmp_path / "whole")
+    assert list(got) == list(want) == ["activity.parquet", "customers.parquet"]
+    # activity's customer ids are written dictionary-encoded from the id lookup (the same
+    # values; read as a categorical, as features.io.read_table reads every such column)
+    assert isinstance(got["activity.parquet"]["customer_id"].dtype, pd.CategoricalDtype)
+    got["activity.parquet"]["customer_id"] = got["activity.parquet"]["customer_id"].astype("str")
+    for name in want:
+        pd.testing.assert_frame_equal(got[name], want[name], obj=name)
+    assert pq.ParquetFile(tmp_path / "streamed" / "activity.parquet").num_row_groups == 4
+    assert streamed.to_dict() == whole.to_dict()
+    assert streamed.tables["activity"] == {
+        "rows": 8,
+        "customers": 2,
+        "from": "2024-02-01T10:00:00",
+        "to": "2024-02-29T22:00:00",
+    }
+    assert streamed.example_customers_without_activity == ["002"]
+    loaded, reference = load_tables(tmp_path / "streamed"), load_tables(tmp_path / "whole")
+    for name in ("customers", "activity"):  # categories too, in the same order
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(reference, name))
+
+
+def test_a_problem_in_a_late_batch_leaves_the_previous_output_and_names_its_row(tmp_path):
+    """Earlier batches were already written when the last one fails: the error names the
+    late row, and the output folder keeps what it held before (no temporary folder left)."""
+    events = [("001", f"2024-02-0{d}T10:00:00Z", "1") for d in range(1, 8)]
+    events[6] = ("001", "2024-02-07T10:00:00Z", "-9")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "before.txt").write_text("previous output")
+    with pytest.raises(ContractError) as err:
+        _write(_frames(["001"], events), out, batch_rows=2)
+    text = str(err.value)
+    assert "negative values" in text and "(1 row)" in text and "'value': -9.0" in text
+    assert "'at': '2024-02-07T10:00:00'" in text  # the 7th row, in the 4th batch
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in out.iterdir()] == ["before.txt"]
+
+
+def test_unknown_customers_in_a_late_batch_are_reported_with_their_row_when_streaming(tmp_path):
+    events = [("001", "2024-02-01T10:00:00Z", "1")] * 5
+    events[4] = ("777", "2024-02-05T10:00:00Z", "1")
+    with pytest.raises(ContractError, match="customers not in 'customers' \\(1 row\\)") as err:
+        _write(_frames(["001"], events), tmp_path / "out", batch_rows=2)
+    assert "'customer_id': '777'" in str(err.value)
+    assert not (tmp_path / "out").exists()
+    report = _write(_frames(["001"], events), tmp_path / "out", unknown_customers="drop")
+    assert report.sources[-1].rows_out == 4
+    assert len(pd.read_parquet(tmp_path / "out" / "activity.parquet")) == 4
+
+
+def test_a_sorted_source_keeps_each_rows_customer_when_written(tmp_path):
+    """A sorted source is written whole after its sort: each row's customer (written from the
+    id lookup's positions, which the sort reorders too) is still the row's own."""
+    events = [
+        ("001", "2024-02-05T10:00:00Z", "1"),
+        ("001", "2024-02-04T10:00:00Z", "2"),
+        ("002", "2024-02-03T10:00:00Z", "3"),
+        ("003", "2024-02-02T10:00:00Z", "4"),
+        ("003", "2024-02-01T10:00:00Z", "5"),
+    ]
+    frames = _frames(["001", "002", "003"], events)
+    report = _write(frames, tmp_path / "out", batch_rows=2, sort=["at"])
+    tables, _ = _run(frames, batch_rows=2, sort=["at"])
+    assert report.tables["activity"]["customers"] == 3
+    assert report.customers_without_activity == 0
+    got = pd.read_parquet(tmp_path / "out" / "activity.parquet")
+    assert got["customer_id"].astype("str").tolist() == ["003", "003", "002", "001", "001"]
+    assert got["value"].tolist() == [5.0, 4.0, 3.0, 2.0, 1.0]
+    pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), tables.activity)
+
+
+@pytest.mark.parametrize("block", [7, 16, 64, 1 << 20])
+def test_csv_blocks_cut_at_line_ends_give_the_rows_of_one_read(monkeypatch, block):
+    """csv_batches cuts the file into blocks at line ends (a line longer than a block, CRLF,
+    a byte-order mark, a last line without a newline): the rows are those of one read."""
+    import io
+
+    import pyarrow as pa
+
+    from ingest import sources
+
+    raw = (
+        b'\xef\xbb\xbfid,ts,note\r\n007,2024-01-01,"a, quoted"\r\n008,,\r\n\r\n'
+        + b"009,2024-01-03,"
+        + b"x" * 40
+        + b"\r\n010,2024-01-04,NA"
+    )
+    monkeypatch.setattr(sources, "BLOCK_BYTES", block)
+    batches = list(sources.csv_batches(io.BufferedReader(io.BytesIO(raw)), ",", "t.csv"))
+    got = pa.Table.from_batches(batches).to_pylist()
+    assert got == [
+        {"id": "007", "ts": "2024-01-01", "note": "a, quoted"},
+        {"id": "008", "ts": None, "note": None},
+        {"id": "009", "ts": "2024-01-03", "note": "x" * 40},
+        {"id": "010", "ts": "2024-01-04", "note": "NA"},
+    ]
+    assert len(batches) >= 2 if block < len(raw) else len(batches) <= 2  # cut into blocks

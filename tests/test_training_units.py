@@ -209,11 +209,19 @@ def test_capacity_grows_with_churners_and_shrinks_for_small_data():
     assert small["min_data_in_leaf"] <= 3000 // (2 * small["num_leaves"])
 
 
-def test_rounds_are_the_peak_of_the_mean_fold_curve():
-    a = np.r_[np.linspace(0.6, 0.8, 40), np.linspace(0.8, 0.7, 60)]  # peaks at 40
-    b = np.r_[np.linspace(0.6, 0.76, 60), np.linspace(0.76, 0.75, 10)]  # peaks at 60, stops
+def test_rounds_follow_the_median_fold_curve_not_one_fold_that_creeps_up():
+    """A fold whose flat curve creeps up until 270 rounds drags the peak of the mean curve there;
+    the peak of the median curve (each fold measured from its own best) stays with the others."""
+    a = np.r_[np.linspace(0.6, 0.8, 40), 0.8 - 0.0001 * np.arange(1, 261)]  # best at 40
+    b = np.r_[np.linspace(0.6, 0.78, 50), 0.78 - 0.0001 * np.arange(1, 251)]  # best at 50
+    c = np.r_[np.linspace(0.6, 0.7, 30), 0.7 + 0.0003 * np.arange(1, 241), np.full(30, 0.7)]
+    assert int(np.argmax(np.mean([a, b, c], axis=0))) + 1 == 270  # the peak of the mean
+    assert 40 <= choose_rounds([a, b, c]) <= 50
     assert choose_rounds([a]) == 40
-    assert 40 <= choose_rounds([a, b]) <= 60
+    short = np.r_[np.linspace(0.6, 0.76, 60), np.linspace(0.76, 0.75, 10)]  # stopped early
+    assert 40 <= choose_rounds([a, short]) <= 60  # two folds: the peak of their mean
+    with pytest.raises(ValueError, match="at least one fold"):
+        choose_rounds([])
 
 
 def test_bootstrap_intervals_resample_customers_and_cover_the_estimate():
