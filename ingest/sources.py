@@ -152,8 +152,8 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
     The stream is cut into blocks at line ends here and each block parsed with read_csv (on
     all cores): Arrow's streaming reader (open_csv) reads up to 32 blocks ahead of its
     consumer, so an import slower than the disk held most of the file in memory (+40 MiB per
-    million rows). As with open_csv's default (newlines_in_values off), a line end always
-    ends a row."""
+    million rows). A block ends at the last line end outside a quoted value, so a comment or
+    a ticket's text that spans lines (quoted, as RFC 4180 writes it) stays one value."""
     header = csv_header(fh, delimiter, name)
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
@@ -162,7 +162,7 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
     read_options = pacsv.ReadOptions(
         column_names=header, block_size=BLOCK_BYTES + (1 << 20), use_threads=False
     )
-    parse_options = pacsv.ParseOptions(delimiter=delimiter)
+    parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert_options = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in header},
         null_values=[""],
@@ -173,7 +173,7 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
     while True:
         block = fh.read(BLOCK_BYTES)
         data = rest + block if rest else block
-        cut = data.rfind(b"\n") + 1 if block else len(data)
+        cut = last_row_end(data) if block else len(data)
         rest = data[cut:]
         if cut:
             chunk = data[:cut]
@@ -188,6 +188,19 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
             yield from table.to_batches()
         if not block:
             return
+
+
+def last_row_end(data: bytes, quote: bytes = b'"') -> int:
+    """Where the last complete CSV row of `data` ends: just after its last line end outside a
+    quoted value (one with an even number of quote characters before it; an escaped quote,
+    written twice, keeps the count even), or 0 when there is none yet."""
+    cut = data.rfind(b"\n") + 1
+    odd = data.count(quote, 0, cut) % 2 if quote in data else 0
+    while cut and odd:  # inside a quoted value: step back one line end at a time
+        previous = data.rfind(b"\n", 0, cut - 1) + 1
+        odd ^= data.count(quote, previous, cut) % 2
+        cut = previous
+    return cut
 
 
 def _json_batches(path: Path) -> Iterator[pa.RecordBatch]:

@@ -223,10 +223,11 @@ def test_a_sorted_source_keeps_each_rows_customer_when_written(tmp_path):
     pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), tables.activity)
 
 
-@pytest.mark.parametrize("block", [7, 16, 64, 1 << 20])
+@pytest.mark.parametrize("block", [7, 16, 31, 64, 1 << 20])
 def test_csv_blocks_cut_at_line_ends_give_the_rows_of_one_read(monkeypatch, block):
     """csv_batches cuts the file into blocks at line ends (a line longer than a block, CRLF,
-    a byte-order mark, a last line without a newline): the rows are those of one read."""
+    a byte-order mark, a quoted value over three lines with escaped quotes, a last line
+    without a newline): the rows are those of one read."""
     import io
 
     import pyarrow as pa
@@ -237,7 +238,8 @@ def test_csv_blocks_cut_at_line_ends_give_the_rows_of_one_read(monkeypatch, bloc
         b'\xef\xbb\xbfid,ts,note\r\n007,2024-01-01,"a, quoted"\r\n008,,\r\n\r\n'
         + b"009,2024-01-03,"
         + b"x" * 40
-        + b"\r\n010,2024-01-04,NA"
+        + b'\r\n010,2024-01-04,NA\r\n011,2024-01-05,"two\nlines, ""quoted"" \r\nthree"\n'
+        + b"012,2024-01-06,last"
     )
     monkeypatch.setattr(sources, "BLOCK_BYTES", block)
     batches = list(sources.csv_batches(io.BufferedReader(io.BytesIO(raw)), ",", "t.csv"))
@@ -247,5 +249,7 @@ def test_csv_blocks_cut_at_line_ends_give_the_rows_of_one_read(monkeypatch, bloc
         {"id": "008", "ts": None, "note": None},
         {"id": "009", "ts": "2024-01-03", "note": "x" * 40},
         {"id": "010", "ts": "2024-01-04", "note": "NA"},
+        {"id": "011", "ts": "2024-01-05", "note": 'two\nlines, "quoted" \r\nthree'},
+        {"id": "012", "ts": "2024-01-06", "note": "last"},
     ]
     assert len(batches) >= 2 if block < len(raw) else len(batches) <= 2  # cut into blocks
