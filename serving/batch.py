@@ -478,8 +478,10 @@ def run_scoring(
     """Build features as of the run date with the model's own configuration, score, compare with
     the previous partition, and write this run's partition atomically. Scores and
     contributions are streamed to the partition chunk by chunk; the run keeps only the slim
-    columns (id, probability, band, change) in memory."""
+    columns (id, probability, band, change) in memory. run.json records the data's end
+    (data_end), as the Spark engine's does, so the service can check the run date against it."""
     t = as_of_timestamp(as_of)
+    model_info = {"data_end": tables.data_end().isoformat(), **(model_info or {})}
     config = model.features_config()
     log(f"features as of {t.date()} ...")
     features = build_features(tables, t, config)

@@ -29,7 +29,7 @@ def scored(small_champion, tmp_path):
     return out, first, second
 
 
-def test_each_run_writes_a_complete_partition(scored):
+def test_each_run_writes_a_complete_partition(small_champion, scored):
     out, _, second = scored
     assert [d.date().isoformat() for d, _ in list_partitions(out)] == [RUN_1, RUN_2]
     files = sorted(p.name for p in second.partition.iterdir())
@@ -39,6 +39,8 @@ def test_each_run_writes_a_complete_partition(scored):
     ]  # fmt: skip
     info = json.loads((second.partition / "run.json").read_text())
     assert info["previous_as_of"] == RUN_1 and info["customers_scored"] == len(second.scores)
+    # the data's end, for the service's run-date check (as the Spark engine records it)
+    assert info["data_end"] == small_champion.tables.data_end().isoformat()
 
 
 def test_scores_are_the_models_probabilities_with_positive_drivers(small_champion, scored):
