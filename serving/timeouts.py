@@ -130,10 +130,12 @@ def cancel_answered_request_timers() -> None:
     walked them all: 50-430 ms of CPU each (pauses seen as the soak's p99 of 60-140 ms). A
     cancelled timer drops its callback at once and asyncio discards it.
 
-    Same behaviour otherwise: the handler runs in its own task, a 504 in the same words after
-    the timeout when nothing was sent yet."""
+    Same behaviour otherwise: the handler runs in its own task, and a 504 after the timeout
+    when nothing was sent yet, now in the service's one error shape (code "timeout")."""
     from bentoml._internal.server.http.traffic import TimeoutMiddleware
-    from starlette.responses import JSONResponse
+    from starlette.responses import Response
+
+    from serving.auth import error_json
 
     if getattr(TimeoutMiddleware.__call__, "_cancels_its_timer", False):
         return
@@ -155,9 +157,11 @@ def cancel_answered_request_timers() -> None:
             await waiter
         except TimeoutError:
             if task.cancel():
-                resp = JSONResponse(
-                    {"error": f"Not able to process the request in {self.timeout} seconds"},
+                message = f"not able to process the request in {self.timeout} seconds"
+                resp = Response(
+                    error_json("timeout", message, None),
                     status_code=504,
+                    media_type="application/json",
                 )
                 await resp(scope, receive, send)
         else:

@@ -3,6 +3,7 @@ timeout are cut off; whole requests and keep-alive connections are not affected.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -182,4 +183,11 @@ def test_a_handler_past_the_timeout_still_gets_a_504():
 
     sent, _ = run_through_timeout_middleware(slow, timeout=0.05)
     assert sent[0]["status"] == 504
-    assert b"Not able to process the request in 0.05 seconds" in sent[1]["body"]
+    assert json.loads(sent[1]["body"]) == {  # the service's one error shape
+        "error": {
+            "code": "timeout",
+            "message": "not able to process the request in 0.05 seconds",
+            "field": None,
+            "details": [],
+        }
+    }
