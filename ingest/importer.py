@@ -9,8 +9,10 @@ names the mapping file, the table, the source, the column and an example raw row
 from __future__ import annotations
 
 import ctypes
+import queue
 import re
 import sys
+import threading
 from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -50,7 +52,7 @@ from ingest.mapping import (
     label_like_attributes,
 )
 from ingest.report import ImportReport, SourceReport, TableSummary
-from ingest.sources import BATCH_ROWS, batch_to_frame, iter_batches
+from ingest.sources import BATCH_ROWS, batch_to_frame, iter_batches, prefetched, several_cores
 
 MAX_PROBLEM_EXAMPLES = 3
 
@@ -244,6 +246,7 @@ class _ParquetSink:
         self._writers: dict[str, pq.ParquetWriter] = {}
         self.rows: dict[str, int] = {}
         self._held = _MemorySink()
+        self._background = _Background()
         self._index: _CustomerIndex | None = None
         self._streamed = {
             table
@@ -277,7 +280,7 @@ class _ParquetSink:
         else:
             arrow = self._conform(table, df, writer.schema, positions)
         if arrow.num_rows:
-            writer.write_table(arrow)
+            self._background.submit(writer.write_table, arrow)
             self.rows[table] += arrow.num_rows
 
     def _encoded(self, arrow: pa.Table, positions: np.ndarray | None) -> pa.Table:
@@ -330,12 +333,54 @@ class _ParquetSink:
             for table in self._held.tables_held() if complete else ():
                 self._write(table, self._held.joined(table))
         finally:
+            self._background.finish(raise_error=complete)
             for writer in self._writers.values():
                 writer.close()
         for table in self._writers:
             if table not in REQUIRED_TABLES and not self.rows[table]:
                 (self.folder / f"{table}.parquet").unlink()
         self._writers.clear()
+
+
+class _Background:
+    """Calls run one after another on one thread, at most `depth` waiting: Parquet encoding
+    (Arrow C++, without the GIL) of one batch overlaps the reading and checking of the next,
+    and memory holds at most `depth` batches more. An error in a call is raised by the next
+    submit or by finish. With one core (`threaded` False) each call runs at once instead."""
+
+    def __init__(self, depth: int = 1, threaded: bool | None = None):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="parquet-writer", daemon=True)
+        if several_cores() if threaded is None else threaded:
+            self._thread.start()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    item[0](*item[1])
+                except BaseException as err:  # handed to the importing thread
+                    self._error = err
+
+    def submit(self, call: Callable[..., object], *args: object) -> None:
+        self._raise()
+        if self._thread.is_alive():
+            self._queue.put((call, args))
+        else:
+            call(*args)
+
+    def finish(self, raise_error: bool = True) -> None:
+        """Wait for every call to end; raise the first error (unless the import failed)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if raise_error:
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def _fits(values: pd.Series, kind: pa.DataType) -> bool:
@@ -412,8 +457,8 @@ def _batches(
         for start in range(0, max(len(frame), 1), batch_rows):
             yield frame.iloc[start : start + batch_rows].reset_index(drop=True)
         return
-    for batch in iter_batches(source.source, source_dir, batch_rows):
-        yield batch_to_frame(batch)
+    batches = iter_batches(source.source, source_dir, batch_rows)
+    yield from prefetched(batch_to_frame(batch) for batch in batches)
 
 
 def _import_source(

@@ -4,6 +4,8 @@ duplicate, and the fast Arrow parsing of ISO 8601 text gives what the pandas pat
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -15,6 +17,7 @@ from features.io import load_tables
 from features.types import parse_timestamps
 from ingest.importer import import_with_mapping, run_import, write_import
 from ingest.mapping import parse_mapping
+from ingest.sources import SourceError, prefetched
 
 MAPPING = {
     "customers": {
@@ -223,6 +226,33 @@ def test_a_sorted_source_keeps_each_rows_customer_when_written(tmp_path):
     pd.testing.assert_frame_equal(got.astype({"customer_id": "str"}), tables.activity)
 
 
+def test_prefetched_batches_come_in_order_and_a_producer_error_after_them():
+    def produce():
+        yield from range(5)
+        raise SourceError("the source broke after 5 batches")
+
+    got = []
+    with pytest.raises(SourceError, match="after 5 batches"):
+        for item in prefetched(produce()):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_prefetched_stops_and_closes_its_source_when_the_consumer_stops_early():
+    closed = threading.Event()
+
+    def produce():
+        try:
+            yield from range(1_000_000)
+        finally:
+            closed.set()
+
+    reader = prefetched(produce())
+    assert [next(reader), next(reader)] == [0, 1]
+    reader.close()
+    assert closed.is_set()  # close() returns once the producer has stopped
+
+
 @pytest.mark.parametrize("block", [7, 16, 31, 64, 1 << 20])
 def test_csv_blocks_cut_at_line_ends_give_the_rows_of_one_read(monkeypatch, block):
     """csv_batches cuts the file into blocks at line ends (a line longer than a block, CRLF,
@@ -253,3 +283,35 @@ def test_csv_blocks_cut_at_line_ends_give_the_rows_of_one_read(monkeypatch, bloc
         {"id": "012", "ts": "2024-01-06", "note": "last"},
     ]
     assert len(batches) >= 2 if block < len(raw) else len(batches) <= 2  # cut into blocks
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_background_writer_runs_calls_in_order_and_raises_their_error(threaded):
+    """The Parquet writer's thread (or, on one core, the caller itself) runs the writes in
+    order; a failed write is raised to the importing thread, and nothing runs after it."""
+    from ingest.importer import _Background
+
+    done: list[int] = []
+
+    def write(i: int) -> None:
+        if i == 3:
+            raise OSError("No space left on device")
+        done.append(i)
+
+    background = _Background(threaded=threaded)
+    with pytest.raises(OSError, match="No space left"):
+        for i in range(10):
+            background.submit(write, i)
+        background.finish()
+    background.finish(raise_error=False)
+    assert done == [0, 1, 2]
+
+
+def test_prefetched_on_one_core_reads_in_turn(monkeypatch):
+    from ingest import sources
+
+    monkeypatch.setattr(sources, "several_cores", lambda: False)
+    before = threading.active_count()
+    reader = sources.prefetched(iter(range(3)))
+    assert next(reader) == 0 and threading.active_count() == before  # no reader thread
+    assert list(reader) == [1, 2]
