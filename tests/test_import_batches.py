@@ -315,3 +315,20 @@ def test_prefetched_on_one_core_reads_in_turn(monkeypatch):
     reader = sources.prefetched(iter(range(3)))
     assert next(reader) == 0 and threading.active_count() == before  # no reader thread
     assert list(reader) == [1, 2]
+
+
+def test_only_text_columns_are_dictionary_encoded_in_the_output():
+    import pyarrow as pa
+
+    from ingest.importer import _dictionary_columns
+
+    schema = pa.schema(
+        [
+            ("customer_id", pa.dictionary(pa.int32(), pa.string())),
+            ("at", pa.timestamp("ns", tz="UTC")),
+            ("event", pa.large_string()),
+            ("value", pa.float64()),
+        ]
+    )
+    assert _dictionary_columns(schema) == ["customer_id", "event"]
+    assert _dictionary_columns(pa.schema([("amount", pa.float64())])) is False
