@@ -452,6 +452,8 @@ def monitoring_section(entries: list[dict] | None) -> str:
     """Were past scores right, and do this run's customers look like the training data: the
     latest partitions' monitoring verdicts (serving.monitoring_job), between markers so that
     the weekly job can refresh it once this run's own monitoring is done."""
+    from serving.monitoring_job import entry_in_words  # the terminal's words, too
+
     parts = [MONITORING_START, "<h2>Monitoring</h2>"]
     if not entries:
         parts.append(
@@ -467,22 +469,8 @@ def monitoring_section(entries: list[dict] | None) -> str:
     )
     rows = []
     for e in entries[-MONITORING_ROWS:][::-1]:
-        realized, expected = e.get("realized") or {}, e.get("expected") or {}
-        if realized:
-            churn = (
-                f"{fmt.percent(realized.get('realized_rate'))} "
-                f"({fmt.interval(realized.get('realized_rate_lo'), realized.get('realized_rate_hi'))})"
-                f" vs {fmt.percent(realized.get('predicted_rate'))} predicted"
-            )
-            auc = f"{fmt.number(realized.get('roc_auc'), 3)} realized"
-        else:
-            churn = f"not matured; {fmt.percent(expected.get('churn_rate'))} expected"
-            auc = (
-                f"{fmt.number(expected.get('roc_auc'), 3)} expected "
-                f"({fmt.interval(expected.get('roc_auc_lo'), expected.get('roc_auc_hi'), 'number')})"
-            )
-        drifted = ", ".join(e.get("drifted_features") or []) or "none"
-        reason = (e.get("reasons") or [""])[0]
+        words = entry_in_words(e)
+        churn, auc, drifted, reason = words.churn, words.roc_auc, words.drifted, words.reason
         verdict = str(e.get("verdict", ""))
         rows.append(
             f"<tr><td>{_e(e.get('as_of', ''))}</td>"

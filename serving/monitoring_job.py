@@ -466,28 +466,52 @@ def monitor_and_record(
     return result
 
 
+@dataclass(frozen=True)
+class EntryInWords:
+    """One partition's monitoring as people read it, for the terminal and report.html alike."""
+
+    churn: str  # "5.2% (4.1–6.5%) vs 4.8% predicted", or "not matured; 3.1% expected"
+    roc_auc: str  # "0.741 realized", or "0.731 expected (0.700–0.760)" (CBPE)
+    drifted: str  # the drifted features, or "none"
+    reason: str  # the verdict's first reason, or ""
+
+
+def entry_in_words(entry: dict) -> EntryInWords:
+    """Realized churn against predicted (or, before the horizon has passed, the expected churn
+    and the ROC AUC the probabilities imply), drifted features and the first reason."""
+    from reporting import formatting as fmt
+
+    realized, expected = entry.get("realized") or {}, entry.get("expected") or {}
+    if realized:
+        churn = (
+            f"{fmt.percent(realized.get('realized_rate'))} "
+            f"({fmt.interval(realized.get('realized_rate_lo'), realized.get('realized_rate_hi'))})"
+            f" vs {fmt.percent(realized.get('predicted_rate'))} predicted"
+        )
+        auc = f"{fmt.number(realized.get('roc_auc'), 3)} realized"
+    else:
+        churn = f"not matured; {fmt.percent(expected.get('churn_rate'))} expected"
+        auc = (
+            f"{fmt.number(expected.get('roc_auc'), 3)} expected "
+            f"({fmt.interval(expected.get('roc_auc_lo'), expected.get('roc_auc_hi'), 'number')})"
+        )
+    return EntryInWords(
+        churn=churn,
+        roc_auc=auc,
+        drifted=", ".join(entry.get("drifted_features") or []) or "none",
+        reason=(entry.get("reasons") or [""])[0],
+    )
+
+
 def summary_lines(entries: list[dict], last: int = 8) -> list[str]:
     """The latest partitions as lines people read: date, verdict, realized against predicted
     churn, realized or expected ROC AUC, drifted features, first reason."""
-    from reporting import formatting as fmt
-
     lines = []
     for e in entries[-last:]:
-        realized, expected = e.get("realized") or {}, e.get("expected") or {}
-        if realized:
-            churn = (
-                f"churn {fmt.percent(realized['realized_rate'])} "
-                f"({fmt.interval(realized['realized_rate_lo'], realized['realized_rate_hi'])}) "
-                f"vs {fmt.percent(realized['predicted_rate'])} predicted; "
-                f"ROC AUC {fmt.number(realized['roc_auc'], 3)}"
-            )
-        else:
-            churn = (
-                f"not matured: expected churn {fmt.percent(expected.get('churn_rate'))}, "
-                f"ROC AUC {fmt.number(expected.get('roc_auc'), 3)} "
-                f"({fmt.interval(expected.get('roc_auc_lo'), expected.get('roc_auc_hi'), 'number')})"
-            )
-        drifted = ", ".join(e.get("drifted_features", [])) or "none"
-        reason = f" - {e['reasons'][0]}" if e.get("reasons") else ""
-        lines.append(f"{e['as_of']}  {e['verdict']:<7}  {churn}; drifted: {drifted}{reason}")
+        words = entry_in_words(e)
+        reason = f" - {words.reason}" if words.reason else ""
+        lines.append(
+            f"{e['as_of']}  {e['verdict']:<7}  churn {words.churn}; ROC AUC {words.roc_auc}; "
+            f"drifted: {words.drifted}{reason}"
+        )
     return lines
