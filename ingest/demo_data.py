@@ -58,6 +58,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -716,26 +717,36 @@ def generate_demo(config: DemoConfig | None = None) -> tuple[Tables, pd.DataFram
     return tables, truth
 
 
-def write_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict:
-    """Generate the demo data and write it: the contract's tables (atomically, via write_tables)
-    with the truth as out_dir/truth.parquet and a config.toml whose churn horizon is the
-    simulation step (so labels match the truth), all in one atomic folder swap."""
-    began = time.perf_counter()
-    tables, truth = generate_demo(config)
-    out_dir = Path(out_dir)
+def demo_settings(config: DemoConfig | None = None) -> tuple[FeatureConfig, dict[str, Any]]:
+    """The feature configuration and the [training] settings a demo data folder carries: what
+    `churn train --data` reads from its config.toml (write_demo) and what the backtest benchmark
+    trains with, so that both see the same inputs.
+
+    The generator's attributes are known at signup (plan at signup, not today's plan): they are
+    declared as model features; an export-day snapshot such as a status would not be. The churn
+    horizon is the simulation step (so labels match the truth), and the training dates lie on
+    the simulation's step grid, where the true probabilities are known. model_name: the demo's
+    own registered model (one per dataset, see training.tracking)."""
     cfg = config or DemoConfig()
-    # The generator's attributes are known at signup (plan at signup, not today's plan): they
-    # are declared as model features; an export-day snapshot such as a status would not be.
-    churn = FeatureConfig(customer_attributes=DEMO_CUSTOMER_ATTRIBUTES).with_churn(
+    features = FeatureConfig(customer_attributes=DEMO_CUSTOMER_ATTRIBUTES).with_churn(
         mode="contractual", horizon_days=cfg.step_days
     )
-    # Training dates on the simulation's step grid, where the true probabilities are known.
-    # model_name: the demo's own registered model (one per dataset, see training.tracking).
-    grid = {
+    training = {
         "model_name": DEMO_MODEL_NAME,
         "date_from": str((cfg.start + pd.Timedelta(days=2 * cfg.step_days)).date()),
         "every_days": cfg.step_days,
     }
+    return features, training
+
+
+def write_demo(out_dir: str | Path, config: DemoConfig | None = None) -> dict:
+    """Generate the demo data and write it: the contract's tables (atomically, via write_tables)
+    with the truth as out_dir/truth.parquet and a config.toml of demo_settings, all in one
+    atomic folder swap."""
+    began = time.perf_counter()
+    tables, truth = generate_demo(config)
+    out_dir = Path(out_dir)
+    churn, grid = demo_settings(config)
     # The generator's amounts are in euros: reasons and the report show them with the sign.
     settings = config_to_toml(churn, training=grid, scoring={"currency": "EUR"})
     extra = {"truth.parquet": truth, DATA_CONFIG_FILE: settings}

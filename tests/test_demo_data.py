@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from features.contract import FEEDBACK_KINDS, REVENUE_KINDS, TICKET_STATUSES, validate_tables
+from features.config import config_for_data, config_path_for_data
 from features.io import load_tables
-from ingest.demo_data import HAZARD, DemoConfig, generate_demo, write_demo
+from ingest.demo_data import HAZARD, DemoConfig, demo_settings, generate_demo, write_demo
+from training.config import train_config_from_file
 
 DAY = pd.Timedelta(days=1)
 
@@ -271,4 +273,21 @@ def test_write_demo_writes_tables_and_truth(tmp_path):
     assert len(load_tables(out).customers) == 100
     assert set(pd.read_parquet(out / "truth.parquet")["customer_id"]) <= set(
         load_tables(out).customers["customer_id"]
+    )
+
+
+def test_the_demo_folder_carries_demo_settings(tmp_path):
+    """What `churn train --data` reads from a demo folder is demo_settings, the settings the
+    backtest benchmark trains with: the declared attributes, the step as horizon, the grid."""
+    demo = DemoConfig(n_customers=100, seed=2, months=6)
+    write_demo(tmp_path, demo)
+    features, training = demo_settings(demo)
+    assert config_for_data(tmp_path) == features
+    assert set(features.customer_attributes) == {"plan", "country", "channel", "company_size"}
+    assert features.churn.horizon_days == demo.step_days
+    read = train_config_from_file(config_path_for_data(tmp_path))
+    assert (read.date_from, read.every_days, read.model_name) == (
+        training["date_from"],
+        training["every_days"],
+        training["model_name"],
     )
