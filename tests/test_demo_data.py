@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import FEEDBACK_KINDS, REVENUE_KINDS, TICKET_STATUSES, validate_tables
 from features.config import config_for_data, config_path_for_data
+from features.contract import FEEDBACK_KINDS, REVENUE_KINDS, TICKET_STATUSES, validate_tables
 from features.io import load_tables
 from ingest.demo_data import HAZARD, DemoConfig, demo_settings, generate_demo, write_demo
 from training.config import train_config_from_file
