@@ -10,6 +10,7 @@ import pytest
 
 from features.config import FeatureConfig
 from tests.factories import make_tables, ts
+from training.config import TrainConfig
 from training.evaluation import binary_metrics
 from training.gate import (
     GateRules,
@@ -73,22 +74,47 @@ def test_a_tie_with_a_baseline_is_not_earning_a_place():
     assert not decision.promoted and decision.lost_to.against == "logistic_regression"
 
 
-def test_a_refusal_says_whether_the_loss_is_beyond_the_holdouts_noise():
+def test_a_baseline_ahead_within_the_holdouts_noise_is_a_tie_and_the_model_is_kept():
     baselines = {"logistic_regression": {"roc_auc": 0.7102}, "recency_rule": {"roc_auc": 0.62}}
-    within = judge(
-        measured(0.71), RULES, baselines, differences={"logistic_regression": (-0.012, 0.011)}
-    )
-    assert not within.promoted and within.stage == "baseline"
+    tie = {"logistic_regression": (-0.012, 0.011)}
+    within = judge(measured(0.71), RULES, baselines, differences=tie)
+    assert within.promoted and within.stage == "passed" and within.lost_to is None
     assert (
-        "gain over logistic_regression: -0.0120 to +0.0110, a tie within the holdout's noise"
-        in (within.reason)
+        "logistic_regression 0.7102 ahead within the holdout's noise (95 % interval of the gain "
+        "-0.0120 to +0.0110): the model is kept" in within.reason
     )
+    assert within.tags()["gate_tie_with_logistic_regression"] == "-0.0120 to +0.0110"
+    assert "lost_to_baseline" not in within.tags()
+    # A tie passes the baseline check only: the champion must still be beaten.
+    assert not judge(
+        measured(0.71), RULES, baselines, champion=measured(0.72), differences=tie
+    ).promoted
+    # promotion_ties = "baseline": the tie goes to the baseline, which is then registered.
+    to_baseline = GateRules(metric="roc_auc", ties="baseline")
+    refused = judge(measured(0.71), to_baseline, baselines, differences=tie)
+    assert not refused.promoted and refused.stage == "baseline"
+    assert refused.lost_to.against == "logistic_regression" and not refused.tied_with
+    assert "a tie within the holdout's noise (ties go to the baseline" in refused.reason
+
+
+def test_a_baseline_better_beyond_the_holdouts_noise_always_stops_the_model():
+    baselines = {"logistic_regression": {"roc_auc": 0.7302}, "recency_rule": {"roc_auc": 0.62}}
     beyond = judge(
         measured(0.71), RULES, baselines, differences={"logistic_regression": (-0.03, -0.004)}
     )
+    assert not beyond.promoted and beyond.lost_to.against == "logistic_regression"
     assert "the baseline is better beyond the holdout's noise" in beyond.reason
-    # without the bootstrap the reason states the point estimates only
-    assert "interval" not in judge(measured(0.71), RULES, baselines).reason
+    # Without the bootstrap (or for another metric than ROC AUC) the point estimates decide.
+    plain = judge(measured(0.71), RULES, baselines)
+    assert not plain.promoted and "interval" not in plain.reason
+
+
+def test_promotion_ties_must_name_who_wins():
+    with pytest.raises(ValueError, match="promotion_ties must be one of"):
+        GateRules(ties="coin")
+    with pytest.raises(ValueError, match="promotion_ties must be 'model' or 'baseline'"):
+        TrainConfig(promotion_ties="coin")
+    assert GateRules.from_config(TrainConfig(promotion_ties="baseline")).ties == "baseline"
 
 
 def test_a_holdout_without_churners_is_never_promoted():

@@ -24,11 +24,16 @@ def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def _dataset(folder: Path, seed: int, drop: tuple[str, ...] = ()) -> Path:
-    """A small demo dataset whose config.toml names no model (the name comes from the folder)."""
+def _dataset(
+    folder: Path, seed: int, drop: tuple[str, ...] = (), training: tuple[str, ...] = ()
+) -> Path:
+    """A small demo dataset whose config.toml names no model (the name comes from the folder),
+    with extra `training` settings."""
     write_demo(folder, DemoConfig(n_customers=800, seed=seed))
     config = (folder / "config.toml").read_text()
     lines = [line for line in config.splitlines() if not line.startswith("model_name")]
+    at = lines.index("[training]") + 1
+    lines[at:at] = list(training)
     for column in drop:  # a dataset without the column does not declare it as a feature
         lines = [line.replace(f'"{column}", ', "").replace(f', "{column}"', "") for line in lines]
     (folder / "config.toml").write_text("\n".join(lines))
@@ -48,7 +53,11 @@ def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     shop_a = _dataset(root / "shop_a", seed=1)
-    shop_b = _dataset(root / "shop_b", seed=2, drop=("channel",))
+    # Ties within the holdout's noise go to the baseline here, so that a baseline ahead of
+    # LightGBM at all takes the fallback path (by default the model keeps a tie).
+    shop_b = _dataset(
+        root / "shop_b", seed=2, drop=("channel",), training=('promotion_ties = "baseline"',)
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         mp.setenv("MLFLOW_TRACKING_URI", uri)

@@ -146,13 +146,18 @@ def test_runs_are_logged_with_metrics_baselines_and_plots(trained):
 
 
 def test_the_champion_moves_only_for_a_better_model(gate):
-    """The first run makes a champion: LightGBM, or the baseline registered after it when a
-    baseline beat it on the holdout. The same data and seed again give the same models: none of
-    the second run's versions beats that champion, and each says why."""
+    """The first run makes a champion: LightGBM (ahead of the baselines, or behind one within
+    the holdout's noise), or the baseline registered after it when a baseline beat it beyond
+    that noise. The same data and seed again give the same models: none of the second run's
+    versions beats that champion, and each says why."""
     uri, first, second = gate
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if first.promoted:
-        assert first.promotion_reason.startswith("no champion yet; beats the baselines")
+        assert first.promotion_reason.startswith("no champion yet; ")
+        assert (
+            "beats the baselines" in first.promotion_reason
+            or "ahead within the holdout's noise" in first.promotion_reason
+        )
         champion = first.version
     else:
         assert first.promotion_reason.startswith("loses to the baseline")

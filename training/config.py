@@ -79,6 +79,10 @@ class TrainConfig:
     promotion_min_gain: float = 0.0
     promotion_min_rows: int = 200  # a smaller holdout never promotes (training.gate)
     promotion_min_churners: int = 20  # churners and non-churners the holdout needs at least
+    # A baseline ahead of the model by less than the holdout's noise (its 95 % interval of the
+    # ROC AUC gain spans 0): "model" promotes the model anyway, "baseline" registers the
+    # baseline instead (training.gate).
+    promotion_ties: str = "model"
     # Declared customer attributes that `churn check` flags as label-like stop training unless
     # listed here (an analyst who has checked that the value is known before each date).
     allow_label_like: tuple[str, ...] = ()
@@ -90,6 +94,10 @@ class TrainConfig:
         if self.calibration not in ("auto", "isotonic", "sigmoid"):
             raise ValueError(
                 f"calibration must be 'auto', 'isotonic' or 'sigmoid', got {self.calibration!r}"
+            )
+        if self.promotion_ties not in ("model", "baseline"):
+            raise ValueError(
+                f"promotion_ties must be 'model' or 'baseline', got {self.promotion_ties!r}"
             )
         if self.capacity not in ("auto", "fixed"):
             raise ValueError(f"capacity must be 'auto' or 'fixed', got {self.capacity!r}")

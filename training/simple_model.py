@@ -191,11 +191,11 @@ def register_simple_model(
     model.reference = reference_for(model, dataset, metrics)  # for monitoring (issue 16)
     test = dataset[dataset["as_of"] == dataset["as_of"].max()]
     others = {k: v for k, v in baselines.items() if k != kind}
-    gate = judge(
-        metrics,
+    gate = simple_model_gate(
+        kind,
+        baselines,
         GateRules.from_config(config),
-        baselines=others,
-        champion=champion_metrics,
+        champion_metrics=champion_metrics,
         champion_label=f"champion v{champion[0]}" if champion else "champion",
         champion_problem=champion_problem,
     )
@@ -233,6 +233,26 @@ def register_simple_model(
         client, name, logged.version, gate.promoted, reason, logged.run_id, log, version_tags
     )
     return SimpleResult(kind, logged.run_id, logged.version, gate.promoted, reason, metrics, gate)
+
+
+def simple_model_gate(
+    kind: str,
+    baselines: dict[str, dict[str, float]],
+    rules: GateRules,
+    champion_metrics: dict[str, float] | None = None,
+    champion_label: str = "champion",
+    champion_problem: str | None = None,
+) -> GateDecision:
+    """The gate for the baseline `kind` that beat LightGBM: its holdout figures against the other
+    baselines and the champion, on the same rows."""
+    return judge(
+        baselines[kind],
+        rules,
+        baselines={k: v for k, v in baselines.items() if k != kind},
+        champion=champion_metrics,
+        champion_label=champion_label,
+        champion_problem=champion_problem,
+    )
 
 
 def with_kind(model: ChurnModel) -> str:
