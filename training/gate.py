@@ -110,17 +110,12 @@ class GateDecision:
     def lost_to(self) -> Comparison | None:
         """The baseline that beat the candidate by the most, if any did (a tie within the
         holdout's noise counts only when ties go to the baseline)."""
-        lost = [
-            c for c in self.baselines if c.gain <= 0 and not (c.tie and self.ties_go_to == "model")
-        ]
-        return min(lost, key=lambda c: c.gain) if lost else None
+        return _worst_loss(self.baselines, self.ties_go_to)
 
     @property
     def tied_with(self) -> tuple[Comparison, ...]:
         """Baselines ahead of the candidate within the holdout's noise that did not stop it."""
-        if self.ties_go_to != "model":
-            return ()
-        return tuple(c for c in self.baselines if c.tie)
+        return _ties_kept(self.baselines, self.ties_go_to)
 
     def tags(self) -> dict[str, str]:
         """Tags for the run and the model version: the decision and the numbers behind it."""
@@ -147,6 +142,18 @@ class GateDecision:
         if self.champion is not None:
             out["gate_gain_vs_champion"] = self.champion.gain
         return {k: float(v) for k, v in out.items() if np.isfinite(v)}
+
+
+def _ties_kept(comparisons: tuple[Comparison, ...], ties_go_to: str) -> tuple[Comparison, ...]:
+    """The ties that do not stop the candidate (none when ties go to the baseline)."""
+    return tuple(c for c in comparisons if c.tie) if ties_go_to == "model" else ()
+
+
+def _worst_loss(comparisons: tuple[Comparison, ...], ties_go_to: str) -> Comparison | None:
+    """The baseline ahead of the candidate by the most, leaving out the ties that are kept."""
+    kept = _ties_kept(comparisons, ties_go_to)
+    lost = [c for c in comparisons if c.gain <= 0 and c not in kept]
+    return min(lost, key=lambda c: c.gain) if lost else None
 
 
 def _finite(value: Any) -> bool:
@@ -241,8 +248,7 @@ def judge(
     def decided(decision: GateDecision) -> GateDecision:
         return replace(decision, ties_go_to=rules.ties)
 
-    probe = decided(GateDecision(False, "", metric, "baseline", tuple(compared)))
-    worst = probe.lost_to
+    worst = _worst_loss(tuple(compared), rules.ties)
     if worst is not None:
         reason = (
             f"loses to the baseline {worst.against}: {metric} {worst.other:.4f} against the "
@@ -263,7 +269,7 @@ def judge(
         return decided(
             GateDecision(False, reason, metric, "baseline", tuple(compared), None, tuple(notes))
         )
-    tied = probe.tied_with
+    tied = _ties_kept(tuple(compared), rules.ties)
     if tied:
         beats = (
             f"{metric} {new:.4f}, "
