@@ -12,7 +12,12 @@ Datasets: UCI Online Retail (several cuts, 60- and 90-day horizons) and demo dat
 one simulated business's gap to the truth has a standard error of about 0.006.
 
     uv run python benchmarks/bench_backtest.py [--retail PATH] [--demo-customers 10000]
-        [--demo-seeds 3,4,5,6] [--only retail|demo] [--out benchmarks/results/backtest.csv]
+        [--demo-seeds 3,4,5,6] [--only retail|demo|shapes] [--set linear_share=0]
+        [--out benchmarks/results/backtest.csv]
+
+`--only shapes` cuts Online Retail into 13 shapes of other exports (months of history, 30- to
+120-day horizons, a few hundred customers, an export that starts mid-stream); `--set` changes a
+[training] setting for every run, to measure the defaults against an alternative.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import os
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import lightgbm as lgb
@@ -273,9 +279,10 @@ def registered_champion(seen: Tables, fitted, train_rows: pd.DataFrame, config: 
     return kind, simple.predict_proba
 
 
-def retail_runs(path: Path) -> list[dict]:
+def retail_runs(path: Path, overrides: dict | None = None) -> list[dict]:
     tables, _ = import_online_retail(read_online_retail(path))
-    config = TrainConfig.from_dict(ONLINE_RETAIL_TRAINING)  # what the importer writes: defaults
+    # what the importer writes: the defaults
+    config = TrainConfig.from_dict({**ONLINE_RETAIL_TRAINING, **(overrides or {})})
     results = []
     for horizon, cuts in RETAIL_CUTS.items():
         features = ONLINE_RETAIL_CONFIG.with_churn(horizon_days=horizon)
@@ -285,7 +292,9 @@ def retail_runs(path: Path) -> list[dict]:
     return results
 
 
-def demo_runs(customers: int, seeds: tuple[int, ...] = DEMO_SEEDS) -> list[dict]:
+def demo_runs(
+    customers: int, seeds: tuple[int, ...] = DEMO_SEEDS, overrides: dict | None = None
+) -> list[dict]:
     """9 and 24 months of demo history before the cut, the cut on the simulation's grid, for
     each seed (one simulated business per seed): trained with the data folder's settings
     (ingest.demo_data.demo_settings, what `churn train --data` reads from a demo folder)."""
@@ -297,11 +306,79 @@ def demo_runs(customers: int, seeds: tuple[int, ...] = DEMO_SEEDS) -> list[dict]
             steps = months * 30 // demo.step_days
             cut = demo.start + pd.Timedelta(days=demo.step_days * steps)
             features, training = demo_settings(demo)
-            config = TrainConfig.from_dict(training)
+            config = TrainConfig.from_dict({**training, **(overrides or {})})
             row = run_cut(f"demo {months}m", tables, cut, features, config, truth)
             results.append({**row, "seed": seed})
             _print_row(results[-1])
     return results
+
+
+def shaped_like(
+    tables: Tables, share: float | None = None, start: str | None = None, seed: int = 0
+) -> Tables:
+    """Online Retail as another company's export might look: a random `share` of its customers
+    (a smaller business), or an export that starts at `start` (customers known from then on,
+    their signup the first purchase the export shows)."""
+    customers = tables.customers
+    if share is not None:
+        customers = customers[np.random.default_rng(seed).random(len(customers)) < share]
+    ids = customers["customer_id"]
+
+    def rows(df: pd.DataFrame) -> pd.DataFrame:
+        df = df[df["customer_id"].isin(ids)]
+        if start is not None:
+            df = df[df["at"] >= pd.Timestamp(start)]
+        return df.reset_index(drop=True)
+
+    activity, feedback, revenue = rows(tables.activity), rows(tables.feedback), rows(tables.revenue)
+    if start is not None:
+        first = activity.groupby("customer_id")["at"].min()
+        customers = customers[customers["customer_id"].isin(first.index)].copy()
+        customers["signup_at"] = customers["customer_id"].map(first)
+    return Tables(customers.reset_index(drop=True), activity, feedback, revenue)
+
+
+# Shapes of a purchase log the project may meet (name, customers' share, export start, cut,
+# horizon): months rather than years of history, horizons from 30 to 120 days, a few hundred
+# customers, an export that starts mid-stream.
+SHAPES = (
+    ("4 months", None, None, "2011-04-01", 30),
+    ("4 months", None, None, "2011-04-01", 60),
+    ("5.5 months", None, None, "2011-05-15", 30),
+    ("5.5 months", None, None, "2011-05-15", 60),
+    ("5.5 months", None, None, "2011-05-15", 90),
+    ("7 months", None, None, "2011-07-01", 30),
+    ("9 months", None, None, "2011-09-01", 30),
+    ("30 % of customers", 0.3, None, "2011-08-01", 60),
+    ("30 % of customers", 0.3, None, "2011-10-01", 30),
+    ("15 % of customers", 0.15, None, "2011-09-01", 60),
+    ("export from March", None, "2011-03-01", "2011-09-01", 60),
+    ("export from March", None, "2011-03-01", "2011-10-01", 30),
+    ("12 months", None, None, "2011-08-10", 120),
+)
+
+
+def shape_runs(path: Path, overrides: dict | None = None) -> list[dict]:
+    """Online Retail cut into the shapes above, each trained with the importer's defaults."""
+    tables, _ = import_online_retail(read_online_retail(path))
+    config = TrainConfig.from_dict({**ONLINE_RETAIL_TRAINING, **(overrides or {})})
+    results = []
+    for number, (name, share, start, cut, horizon) in enumerate(SHAPES):
+        shaped = shaped_like(tables, share, start, seed=number)
+        features = ONLINE_RETAIL_CONFIG.with_churn(horizon_days=horizon)
+        results.append(run_cut(name, shaped, pd.Timestamp(cut), features, config))
+        _print_row(results[-1])
+    return results
+
+
+def shapes_summary(results: list[dict]) -> str:
+    """The project minus the better analyst model over the shapes: mean, worst, how many below."""
+    frame = pd.DataFrame(results)
+    over = frame["project_auc"] - frame[["rfm_lightgbm_auc", "rfm_logistic_auc"]].max(axis=1)
+    return (
+        f"project minus best analyst model over {len(frame)} shapes: mean {over.mean():+.4f}, "
+        f"worst {over.min():+.4f}, below at {int((over < 0).sum())}"
+    )
 
 
 def demo_summary(results: list[dict]) -> pd.DataFrame:
@@ -372,18 +449,37 @@ def main() -> None:
         default=DEMO_SEEDS,
         help="simulated businesses, comma-separated (default %(default)s)",
     )
-    parser.add_argument("--only", choices=("retail", "demo"))
+    parser.add_argument(
+        "--only",
+        choices=("retail", "demo", "shapes"),
+        help="one part; shapes (Online Retail cut like other exports) runs only when named",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [training] setting for every run, in TOML (e.g. linear_share=0)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/backtest.csv"))
     args = parser.parse_args()
     print(f"CPUs: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = tomllib.loads(f"value = {value}")["value"]
     results = []
     if args.only in (None, "retail"):
-        results += retail_runs(args.retail)
+        results += retail_runs(args.retail, overrides)
     if args.only in (None, "demo"):
-        results += demo_runs(args.demo_customers, args.demo_seeds)
+        results += demo_runs(args.demo_customers, args.demo_seeds, overrides)
+    if args.only == "shapes":
+        results += shape_runs(args.retail, overrides)
     frame = table(results)
     with pd.option_context("display.width", 250, "display.max_columns", 60):
         print(frame.round(4).to_string(index=False))
+        if args.only == "shapes":
+            print("\n" + shapes_summary(results))
         summary = demo_summary(results)
         if not summary.empty:
             print("\ndemo over the seeds (truth minus project, ROC AUC):")

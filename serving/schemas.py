@@ -191,7 +191,8 @@ class Driver(_Response):
     )
     contribution: float = Field(
         description="Contribution to the log-odds of churn of the raw model, before "
-        "calibration (exact per-row tree contributions; positive raises the risk).",
+        "calibration (exact per-row tree contributions plus the linear term's; positive "
+        "raises the risk).",
         examples=[0.42],
     )
     risk_points: float | None = Field(

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from training.config import TrainConfig
 from training.evaluation import (
     _ranking_metrics,
     binary_metrics,
@@ -14,16 +15,25 @@ from training.evaluation import (
     expected_calibration_error,
     top_share_mask,
 )
-from training.fit import capacity_params, choose_rounds, scale_rounds
+from training.fit import (
+    blended_logit,
+    capacity_params,
+    choose_rounds,
+    fit_linear_term,
+    scale_rounds,
+)
 from training.model import (
+    TIE_BREAK_STD,
+    ChurnModel,
     FeatureInputError,
-    LinearTieBreak,
+    LinearTerm,
     Preprocessor,
     band_thresholds,
     band_warnings,
     calibrate,
     choose_calibration,
     fit_calibrator,
+    linear_spread,
 )
 from training.splits import Fold, plan_backtest, step_for_span, time_folds
 
@@ -279,17 +289,103 @@ def test_rounds_grow_with_the_training_rows_up_to_three_times():
     assert scale_rounds(40, [50_000], 10_000) == 40  # never fewer than the folds' peak
 
 
-def test_the_tie_breaker_orders_equal_booster_scores_and_respects_directions():
+def test_the_linear_term_orders_equal_booster_scores_and_respects_directions():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"events_30d": rng.poisson(3, 2000).astype(float),
                           "noise": rng.normal(size=2000)})  # fmt: skip
     y = (rng.random(2000) < 1 / (1 + np.exp(0.5 * frame["events_30d"] - 1))).astype(int)
-    tie = LinearTieBreak.fit(frame, y, {"events_30d": -1})
+    tie = LinearTerm.fit(frame, y, {"events_30d": -1})
     terms = tie.terms(frame)
     assert np.std(terms.sum(axis=1)) == pytest.approx(1e-3, rel=1e-6)
     assert tie.coef[0] < 0  # more activity, lower risk: its learned direction
     # a direction the data contradicts is dropped, never reversed
-    against = LinearTieBreak.fit(frame, y, {"events_30d": 1})
+    against = LinearTerm.fit(frame, y, {"events_30d": 1})
     assert against.coef[0] == 0.0
     with_missing = frame.assign(events_30d=np.nan)
     assert (tie.terms(with_missing)[:, 0] == 0).all()  # missing adds nothing
+
+
+def _activity_rows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Heavy-tailed counts and spend; churn falls with the log of the orders (as in order data)."""
+    rng = np.random.default_rng(seed)
+    orders = rng.negative_binomial(1, 0.1, n).astype(float)
+    frame = pd.DataFrame({"orders": orders, "spend": orders * rng.lognormal(3, 1, n)})
+    y = (rng.random(n) < 1 / (1 + np.exp(1.2 * np.log1p(orders) - 2))).astype(int)
+    return frame, y
+
+
+def test_the_linear_term_takes_its_share_of_the_score():
+    assert linear_spread(0.0, np.array([-1.0, 1.0])) == TIE_BREAK_STD  # a tie-breaker only
+    assert linear_spread(0.25, np.array([-0.9, 0.9])) == pytest.approx(0.3)  # 1/3 of 0.9
+    assert linear_spread(0.25, np.zeros(5)) == TIE_BREAK_STD  # a booster without splits
+    with pytest.raises(ValueError, match="linear_share"):
+        linear_spread(1.0, np.ones(3))
+    with pytest.raises(ValueError, match="linear_share"):
+        TrainConfig(linear_share=-0.1)
+    frame, y = _activity_rows(4000, 1)
+    params = {"objective": "binary", "num_leaves": 4, "verbosity": -1, "seed": 1}
+    import lightgbm as lgb
+
+    booster = lgb.train(params, lgb.Dataset(frame, y), num_boost_round=30)
+    config = TrainConfig(linear_share=0.25)
+    linear = fit_linear_term(booster, 30, frame, y, config)
+    booster_std = booster.predict(frame, raw_score=True).std()
+    assert linear.terms(frame).sum(axis=1).std() == pytest.approx(booster_std / 3, rel=1e-6)
+    np.testing.assert_allclose(
+        blended_logit(booster, 30, linear, frame),
+        booster.predict(frame, raw_score=True) + linear.terms(frame).sum(axis=1),
+    )
+    assert blended_logit(booster, 30, None, frame) == pytest.approx(
+        booster.predict(frame, raw_score=True)
+    )
+
+
+def test_the_linear_term_reads_counts_on_a_log_scale():
+    """On heavy-tailed counts the log scale ranks customers as their risk does: a linear model
+    on the raw counts is driven by a few customers with hundreds of orders."""
+    frame, y = _orders_and_recency(4000, 2)
+    linear = LinearTerm.fit(frame, y, {}, spread=1.0)
+    assert linear.log_scaled
+    fresh, y_fresh = _orders_and_recency(4000, 3)
+    on_log = binary_metrics(y_fresh, linear.terms(fresh).sum(axis=1))["roc_auc"]
+    raw = LinearTerm(linear.columns, *_raw_fit(frame, y))
+    on_raw = binary_metrics(y_fresh, raw.terms(fresh).sum(axis=1))["roc_auc"]
+    assert on_log > on_raw + 0.01
+
+
+def _orders_and_recency(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Two heavy-tailed signals whose log each moves the risk: how the raw scale weighs one
+    against the other is set by a few extreme customers."""
+    rng = np.random.default_rng(seed)
+    orders = rng.negative_binomial(1, 0.1, n).astype(float)
+    days = rng.lognormal(3, 1.2, n)
+    frame = pd.DataFrame({"orders": orders, "days_since_last": days})
+    log_odds = 1 - 1.2 * np.log1p(orders) + np.log1p(days)
+    return frame, (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
+
+
+def _raw_fit(frame: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.linear_model import LogisticRegression
+
+    x = frame.to_numpy(float)
+    center, scale = np.median(x, axis=0), x.std(axis=0)
+    model = LogisticRegression(C=0.1, solver="newton-cholesky").fit((x - center) / scale, y)
+    return center, scale, model.coef_[0]
+
+
+def test_a_model_saved_with_the_former_tie_breaker_loads_and_scores_as_before():
+    """Models registered before the linear term held `tie_break`: a LinearTieBreak on the raw
+    values, whose pickle lacks `log_scaled`."""
+    frame, y = _activity_rows(500, 4)
+    old = LinearTerm.fit(frame, y, {})
+    state = {k: v for k, v in old.__dict__.items() if k != "log_scaled"}
+    former = LinearTerm.__new__(LinearTerm)
+    former.__dict__.update(state)
+    assert former.log_scaled is False  # read on the raw values, as it was fitted
+    x = frame.to_numpy(float)
+    np.testing.assert_allclose(
+        former.terms(frame), np.nan_to_num((x - old.center) / old.scale) * old.coef
+    )
+    model = ChurnModel.__new__(ChurnModel)
+    model.__setstate__({"tie_break": former, "_booster": None})
+    assert model.linear is former and not hasattr(model, "tie_break")

@@ -65,6 +65,10 @@ class TrainConfig:
     capacity: str = "auto"  # num_leaves and min_data_in_leaf from rows and churners; "fixed"
     monotone: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MONOTONE))
     calibration: str = "auto"  # "sigmoid" (Platt on the logit), "isotonic" (interpolated)
+    # The linear term's share of the score's spread (training.model.LinearTerm): a ridge logistic
+    # regression beside the booster steadies the trees on short histories and small customer
+    # bases. 0: the booster alone (the term then only breaks its ties).
+    linear_share: float = 0.25
     bootstrap: int = 200  # resamples for the holdout's confidence intervals
     risk_bands: dict[str, float] = field(default_factory=lambda: {"high": 0.10, "medium": 0.30})
     # risk_bands: share of the latest date's customers in each band from the top; rest "low".
@@ -101,6 +105,10 @@ class TrainConfig:
             )
         if self.capacity not in ("auto", "fixed"):
             raise ValueError(f"capacity must be 'auto' or 'fixed', got {self.capacity!r}")
+        if not 0.0 <= self.linear_share < 1.0:
+            raise ValueError(
+                f"linear_share must be at least 0 and below 1, got {self.linear_share!r}"
+            )
         if self.test_dates is not None and self.test_dates < 1:
             raise ValueError("test_dates must be at least 1 (or left out: derived)")
         for name in ("every_days", "warmup_days"):

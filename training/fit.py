@@ -6,7 +6,10 @@ training labels) never stops, and calibration on two dates makes plateaus. Here 
 the peak of the median validation curve of folds whose training labels end before their validation
 dates, the calibration is fitted on those folds' out-of-fold predictions with a strictly
 increasing map, the model's capacity follows the number of rows and churners, and the model that
-is registered is refit on every date whose label is complete, with the settings so chosen.
+is registered is refit on every date whose label is complete, with the settings so chosen. Each
+booster gets a linear term fitted on its own training rows (training.model.LinearTerm), in the
+folds, the backtest and the refit alike, so the calibration and the holdout see the score the
+registered model gives.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from training.evaluation import (
 )
 from training.model import (
     ChurnModel,
-    LinearTieBreak,
+    LinearTerm,
     Preprocessor,
     band_thresholds,
     band_warnings,
     calibrate,
     choose_calibration,
     fit_calibrator,
+    linear_spread,
 )
 from training.splits import BacktestPlan, Fold
 
@@ -310,17 +314,41 @@ def _features(dataset: pd.DataFrame, preprocessor: Preprocessor, index: np.ndarr
     return preprocessor.transform(dataset.iloc[index])
 
 
+def fit_linear_term(
+    booster: lgb.Booster, rounds: int, x: pd.DataFrame, y: np.ndarray, config: TrainConfig
+) -> LinearTerm | None:
+    """The linear term beside a booster, fitted on the booster's own training rows, with
+    `config.linear_share` of the score's spread (training.model.LinearTerm)."""
+    booster_logit = booster.predict(x, num_iteration=rounds, raw_score=True)
+    return LinearTerm.fit(x, y, config.monotone, linear_spread(config.linear_share, booster_logit))
+
+
+def blended_logit(
+    booster: lgb.Booster, rounds: int, linear: LinearTerm | None, x: pd.DataFrame
+) -> np.ndarray:
+    """The score's log-odds as the registered model computes them: booster plus linear term."""
+    logit = booster.predict(x, num_iteration=rounds, raw_score=True)
+    return logit if linear is None else logit + linear.terms(x).sum(axis=1)
+
+
 def _fold_predictions(
-    trainer: FoldTrainer, runs: Sequence[FoldRun], rounds: int, preprocessor: Preprocessor
-) -> tuple[np.ndarray, np.ndarray]:
-    index = np.concatenate([r.valid_index for r in runs])
-    raw = np.concatenate(
-        [
-            r.booster.predict(_features(trainer.dataset, preprocessor, r.valid_index), num_iteration=rounds)
-            for r in runs
-        ]
-    )  # fmt: skip
-    return index, raw
+    trainer: FoldTrainer,
+    runs: Sequence[FoldRun],
+    rounds: int,
+    preprocessor: Preprocessor,
+    config: TrainConfig,
+) -> tuple[np.ndarray, np.ndarray, list[LinearTerm | None]]:
+    """Out-of-fold raw probabilities as the registered model would give them (each fold's
+    booster at `rounds` with a linear term fitted on that fold's training rows), and the terms."""
+    dataset, y = trainer.dataset, trainer.y
+    linears, raws = [], []
+    for run in runs:
+        train_x = _features(dataset, preprocessor, run.train_index)
+        linear = fit_linear_term(run.booster, rounds, train_x, y[run.train_index], config)
+        valid_x = _features(dataset, preprocessor, run.valid_index)
+        raws.append(expit(blended_logit(run.booster, rounds, linear, valid_x)))
+        linears.append(linear)
+    return np.concatenate([r.valid_index for r in runs]), np.concatenate(raws), linears
 
 
 def run_backtest(
@@ -337,7 +365,9 @@ def run_backtest(
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.folds]
     fold_rounds = choose_rounds([r.curve for r in runs])
-    cal_index, cal_raw = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
+    cal_index, cal_raw, fold_linears = _fold_predictions(
+        trainer, runs, fold_rounds, preprocessor, config
+    )
     method = choose_calibration(config.calibration, y[cal_index])
     info: dict[str, Any] = {
         "folds": [{"fold": r.fold.describe(), "best": r.best_rounds} for r in runs],
@@ -351,16 +381,17 @@ def run_backtest(
         # LightGBM stops by itself when no split is left: the booster has no more rounds.
         rounds = min(rounds, len(holdout_run.curve))
         test_index = holdout_run.valid_index
-        # Scored as the registered model scores: booster, tie-breaker, calibration.
+        # Scored as the registered model scores: booster, linear term, calibration.
         fit_index = holdout_run.train_index
-        tie_break = LinearTieBreak.fit(
-            _features(dataset, preprocessor, fit_index), y[fit_index], config.monotone
+        linear = fit_linear_term(
+            holdout_run.booster,
+            rounds,
+            _features(dataset, preprocessor, fit_index),
+            y[fit_index],
+            config,
         )
         test_x = _features(dataset, preprocessor, test_index)
-        logit = holdout_run.booster.predict(test_x, num_iteration=rounds, raw_score=True)
-        if tie_break is not None:
-            logit = logit + tie_break.terms(test_x).sum(axis=1)
-        raw = expit(logit)
+        raw = expit(blended_logit(holdout_run.booster, rounds, linear, test_x))
         calibrator = fit_calibrator(method, cal_raw, y[cal_index])
         probability = calibrate(calibrator, raw)
         logistic = fit_logistic_baseline(
@@ -377,13 +408,12 @@ def run_backtest(
         # those customers, calibrated on the other folds' predictions; reported on the last date.
         last = max(plan.pool)
         test_parts, raw_parts, p_parts, logistic_parts = [], [], [], []
-        for run in runs:
+        for run, linear in zip(runs, fold_linears, strict=True):
             keep = run.valid_index[dataset["as_of"].to_numpy()[run.valid_index] == last]
             others = np.isin(cal_index, run.valid_index, invert=True)
             calibrator = fit_calibrator(method, cal_raw[others], y[cal_index][others])
-            fold_raw = run.booster.predict(
-                _features(dataset, preprocessor, keep), num_iteration=rounds
-            )
+            keep_x = _features(dataset, preprocessor, keep)
+            fold_raw = expit(blended_logit(run.booster, rounds, linear, keep_x))
             logistic = fit_logistic_baseline(
                 dataset.iloc[run.train_index], y[run.train_index], preprocessor, config.seed
             )
@@ -484,7 +514,7 @@ def refit(
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.refit_folds]
     fold_rounds = choose_rounds([r.curve for r in runs])
-    cal_index, cal_raw = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
+    cal_index, cal_raw, _ = _fold_predictions(trainer, runs, fold_rounds, preprocessor, config)
     rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in runs], len(dataset))
     method = choose_calibration(config.calibration, y[cal_index])
     calibrator = fit_calibrator(method, cal_raw, y[cal_index])
@@ -493,7 +523,7 @@ def refit(
         trainer.lgb_data,
         num_boost_round=rounds,
     )
-    tie_break = LinearTieBreak.fit(preprocessor.transform(dataset), y, config.monotone)
+    linear = fit_linear_term(booster, rounds, preprocessor.transform(dataset), y, config)
     dates = sorted(dataset["as_of"].unique())
     model = ChurnModel(
         feature_config=feature_config.to_dict(),
@@ -503,7 +533,7 @@ def refit(
         band_thresholds={},
         horizon_days=feature_config.churn.horizon_days,
         trained_until=str(pd.Timestamp(dates[-1]).date()),
-        tie_break=tie_break,
+        linear=linear,
     )
     latest = dataset[dataset["as_of"] == dates[-1]]
     population = model.predict_proba(latest)

@@ -83,32 +83,62 @@ class Preprocessor:
         return pd.DataFrame(out, index=frame.index)
 
 
-# The tie-breaker's spread in log-odds (standard deviation over the training rows): small enough
-# to leave the booster's ranking alone wherever its scores differ by more than a few thousandths,
-# large enough to order customers whose trees all agree (equal booster scores).
+# The linear term's smallest spread in log-odds (standard deviation over the training rows): with
+# `linear_share = 0` it only breaks ties, small enough to leave the booster's ranking alone
+# wherever its scores differ by more than a few thousandths, large enough to order customers
+# whose trees all agree (equal booster scores).
 TIE_BREAK_STD = 1e-3
 
 
+def linear_spread(share: float, booster_logit: np.ndarray) -> float:
+    """The linear term's spread in log-odds for a share of the score: `share` of the blended
+    score's spread is the linear term's, the rest the booster's (share / (1 - share) times the
+    booster's spread over its training rows), never below TIE_BREAK_STD."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"linear_share must be at least 0 and below 1, got {share}")
+    booster_std = float(np.std(booster_logit)) if len(booster_logit) else 0.0
+    return max(share / (1.0 - share) * booster_std, TIE_BREAK_STD)
+
+
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    """sign(x) log(1 + |x|): counts, amounts and day spans are heavy-tailed; on this scale a
+    linear model sees a customer going from 1 to 3 orders as more than one going 101 to 103."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
 @dataclass
-class LinearTieBreak:
-    """A tiny linear term added to the booster's log-odds so that customers the trees cannot
-    tell apart (the same leaf in every tree: exactly equal scores, sometimes for hundreds of
-    customers with different features) are ordered by a ridge logistic regression on the
-    numeric features. Its coefficients respect the monotone constraints (a coefficient against
-    a feature's known direction is zero), it is additive per feature (so it is part of each
-    feature's contribution and drivers still sum to the score), and its spread is
-    TIE_BREAK_STD log-odds: it only reorders customers whose booster scores nearly tie."""
+class LinearTerm:
+    """A ridge logistic regression on the numeric features (signed log1p, then standardised),
+    added to the booster's log-odds with a set spread (training.fit: `linear_share` of the
+    score). Two jobs:
+    - Variance: on months of history or a few thousand customers, trees alone are noisier than
+      a logistic regression (an analyst's afternoon model beat them at 5 of 13 shapes of Online
+      Retail); a quarter of the score from the linear model keeps the ranking near the better
+      of the two (benchmarks/README.md, session 9).
+    - Ties: customers the trees cannot tell apart (the same leaf in every tree: exactly equal
+      scores, sometimes hundreds of customers with different features) are ordered by it.
+    Its coefficients respect the monotone constraints (a coefficient against a feature's known
+    direction is zero), and it is additive per feature (each feature's term is part of its
+    contribution, so drivers still sum to the score); a missing value adds nothing."""
 
     columns: list[str]
     center: np.ndarray
     scale: np.ndarray
-    coef: np.ndarray  # log-odds per standard deviation, already scaled to TIE_BREAK_STD
+    coef: np.ndarray  # log-odds per standard deviation, already scaled to the set spread
+    # Models trained before the linear term saw log-scaled features hold False (then a
+    # tie-breaker on the raw values): read as they were fitted.
+    log_scaled: bool = False
 
     @classmethod
     def fit(
-        cls, transformed: pd.DataFrame, y: np.ndarray, monotone: dict[str, int]
-    ) -> LinearTieBreak | None:
-        """From a Preprocessor's frame; None when there is no numeric signal to order by."""
+        cls,
+        transformed: pd.DataFrame,
+        y: np.ndarray,
+        monotone: dict[str, int],
+        spread: float = TIE_BREAK_STD,
+    ) -> LinearTerm | None:
+        """From a Preprocessor's frame, with `spread` log-odds of standard deviation over these
+        rows; None when there is no numeric signal to order by."""
         columns = [
             c
             for c in transformed.columns
@@ -116,7 +146,7 @@ class LinearTieBreak:
         ]
         if not columns or len(np.unique(y)) < 2:
             return None
-        x = transformed[columns].to_numpy(dtype=float)
+        x = signed_log1p(transformed[columns].to_numpy(dtype=float))
         center = np.nanmedian(x, axis=0)
         scale = np.nanstd(x, axis=0)
         scale = np.where(scale > 0, scale, 1.0)
@@ -126,15 +156,22 @@ class LinearTieBreak:
         direction = np.array([monotone.get(c, 0) for c in columns])
         coef[(direction > 0) & (coef < 0)] = 0.0
         coef[(direction < 0) & (coef > 0)] = 0.0
-        spread = float(np.std(z @ coef))
-        if spread == 0:
+        fitted_spread = float(np.std(z @ coef))
+        if fitted_spread == 0:
             return None
-        return cls(columns, center, scale, coef * (TIE_BREAK_STD / spread))
+        return cls(columns, center, scale, coef * (spread / fitted_spread), log_scaled=True)
 
     def terms(self, transformed: pd.DataFrame) -> np.ndarray:
-        """Per row and column, the log-odds the tie-breaker adds (missing values add 0)."""
+        """Per row and column, the log-odds the term adds (missing values add 0)."""
         x = transformed[self.columns].to_numpy(dtype=float)
+        if self.log_scaled:
+            x = signed_log1p(x)
         return np.nan_to_num((x - self.center) / self.scale, nan=0.0) * self.coef
+
+
+# The class's name in models trained before the linear term carried a share of the score:
+# their pickles refer to it.
+LinearTieBreak = LinearTerm
 
 
 @dataclass
@@ -149,7 +186,8 @@ class ChurnModel:
     horizon_days: int
     trained_until: str
     metrics: dict[str, float] = field(default_factory=dict)
-    tie_break: LinearTieBreak | None = None  # None in models trained before it existed
+    # The linear part of the score (LinearTerm); None in models trained before it existed.
+    linear: LinearTerm | None = None
     # The training distributions for monitoring (training.reference); None in models trained
     # before it existed, for which monitoring says to retrain.
     reference: ReferenceProfile | None = None
@@ -161,6 +199,11 @@ class ChurnModel:
         state["_booster"] = None  # rebuilt from booster_text: portable across pickles
         state["_explainer"] = None  # its tables are rebuilt in a second or two
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "tie_break" in state:  # the linear term's name in models trained before session 9
+            state["linear"] = state.pop("tie_break")
+        self.__dict__.update(state)
 
     @property
     def booster(self) -> lgb.Booster:
@@ -184,12 +227,12 @@ class ChurnModel:
         return FeatureConfig.from_dict(self.feature_config)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
-        """The booster's probability (with the tie-breaker's log-odds), before calibration."""
+        """The booster's probability with the linear term's log-odds, before calibration."""
         transformed = self.preprocessor.transform(frame)
-        if self.tie_break is None:
+        if self.linear is None:
             return self.booster.predict(transformed, num_threads=0)
         logit = self.booster.predict(transformed, raw_score=True, num_threads=0)
-        return _expit(logit + self.tie_break.terms(transformed).sum(axis=1))
+        return _expit(logit + self.linear.terms(transformed).sum(axis=1))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn within the horizon, per row."""
@@ -205,12 +248,12 @@ class ChurnModel:
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row exact feature contributions to the log-odds: LightGBM's pred_contrib values
         (path-dependent TreeSHAP), computed about 10x faster by training.tree_shap, plus the
-        tie-breaker's term of each feature; the last column, 'bias', is the expected value.
+        linear term of each feature; the last column, 'bias', is the expected value.
         They sum to the log-odds of raw_probability."""
         transformed = self.preprocessor.transform(frame)
         out = self._tree_contributions(transformed, frame.index)
-        if self.tie_break is not None:  # its per-feature log-odds belong to those features
-            out[self.tie_break.columns] += self.tie_break.terms(transformed)
+        if self.linear is not None:  # its per-feature log-odds belong to those features
+            out[self.linear.columns] += self.linear.terms(transformed)
         return out
 
     def tree_contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
