@@ -24,11 +24,12 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
+from scipy.special import expit
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from training.config import TrainConfig
 from training.evaluation import binary_metrics, fit_logistic_baseline, logistic_scores
-from training.fit import fit_booster, lgbm_params
+from training.fit import blended_logit, fit_booster, fit_linear_term, lgbm_params
 from training.gate import GateDecision, GateRules, judge
 from training.model import (
     ID_COLUMNS,
@@ -329,7 +330,10 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
         best = int(early.best_iteration or early.current_iteration())
         best_iterations.append(best)
         booster = _fit_rounds(train, preprocessor, config, best)
-        raw[test_idx] = booster.predict(preprocessor.transform(test), num_threads=0)
+        linear = fit_linear_term(
+            booster, best, preprocessor.transform(train), train["churned"].to_numpy(), config
+        )
+        raw[test_idx] = expit(blended_logit(booster, best, linear, preprocessor.transform(test)))
         baseline = fit_logistic_baseline(
             train, train["churned"].to_numpy(), preprocessor, config.seed
         )
@@ -385,10 +389,13 @@ def final_rounds(best_iterations: list[int]) -> int:
 def fit_final_model(
     table: LabeledTable, cv: CrossValidation, config: TrainConfig
 ) -> tuple[ChurnModel, pd.DataFrame]:
-    """Every row, the folds' median rounds; calibrated on the out-of-fold raw predictions."""
+    """Every row, the folds' median rounds, the linear term beside the booster (as in each
+    fold); calibrated on the out-of-fold raw predictions."""
     data = table.features.assign(churned=table.y)
     preprocessor = Preprocessor().fit(data)
-    booster = _fit_rounds(data, preprocessor, config, final_rounds(cv.best_iterations))
+    rounds = final_rounds(cv.best_iterations)
+    booster = _fit_rounds(data, preprocessor, config, rounds)
+    linear = fit_linear_term(booster, rounds, preprocessor.transform(data), table.y, config)
     raw, y = cv.oof["raw_probability"].to_numpy(), table.y
     calibrator = fit_calibrator(config.calibration, raw, y)
     summary = cv_summary(cv.fold_metrics, "model")
@@ -400,6 +407,7 @@ def fit_final_model(
         band_thresholds=band_thresholds(calibrate(calibrator, raw), config.risk_bands),
         horizon_days=0,  # unknown: the label's own period
         trained_until=str(pd.Timestamp.now().date()),
+        linear=linear,
         metrics={
             m: summary[f"{m}_mean"] for m in REPORTED if np.isfinite(summary[f"{m}_mean"])
         },  # cross-validated means
