@@ -154,7 +154,7 @@ def test_online_retail_trains_with_the_defaults_on_what_came_before_a_cut(cut, h
 def test_contributions_sum_to_the_score_with_the_linear_term(nine_months):
     """The weekly job scores from the sum of contributions: it must equal predict_proba."""
     model = nine_months[3].model
-    assert model.linear is not None
+    assert model.linear_term is not None
     rows = nine_months[3].dataset.tail(300)
     logit = model.contributions(rows).sum(axis=1).to_numpy()
     np.testing.assert_allclose(1 / (1 + np.exp(-logit)), model.raw_probability(rows), rtol=1e-9)

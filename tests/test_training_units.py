@@ -364,6 +364,46 @@ def _orders_and_recency(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
 
 
+def test_the_linear_term_weighs_each_level_of_a_category():
+    """A plan that doubles the churn odds gets its own term; a level unseen in training and a
+    missing plan add nothing; a category with too many levels is left to the trees."""
+    rng = np.random.default_rng(5)
+    n = 6000
+    plan = rng.choice(["basic", "pro", "team"], n)
+    orders = rng.poisson(3, n).astype(float)
+    log_odds = -1 + 0.7 * (plan == "basic") - 0.3 * np.log1p(orders)
+    y = (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
+    raw = pd.DataFrame(
+        {"orders": orders, "plan": plan, "account": [f"a{i % 80}" for i in range(n)]}
+    )
+    preprocessor = Preprocessor().fit(raw)
+    transformed = preprocessor.transform(raw)
+    linear = LinearTerm.fit(transformed, y, {}, spread=0.5)
+    assert linear.feature_columns == ["orders", "plan"]  # 80 accounts: left to the trees
+    basic, pro, team = linear.level_coef["plan"]
+    assert basic > max(pro, team) + 0.1
+    terms = linear.terms(transformed)
+    assert terms.sum(axis=1).std() == pytest.approx(0.5, rel=1e-6)
+    odd = preprocessor.transform(raw.head(2).assign(plan=["enterprise", None]))
+    assert (linear.terms(odd)[:, 1] == 0).all()
+
+
+def test_the_linear_term_fits_on_a_sample_of_many_rows(monkeypatch):
+    import lightgbm as lgb
+
+    import training.fit
+
+    frame, y = _orders_and_recency(3000, 6)
+    booster = lgb.train({"objective": "binary", "verbosity": -1}, lgb.Dataset(frame, y), 20)
+    monkeypatch.setattr(training.fit, "LINEAR_FIT_ROWS", 1000)
+    linear = fit_linear_term(booster, 20, frame, y, TrainConfig(linear_share=0.5))
+    on_all = LinearTerm.fit(frame, y, {}, spread=1.0)
+    # the sample's coefficients point the same way as all the rows'
+    assert np.sign(linear.coef).tolist() == np.sign(on_all.coef).tolist()
+    fresh, y_fresh = _orders_and_recency(3000, 7)
+    assert binary_metrics(y_fresh, linear.terms(fresh).sum(axis=1))["roc_auc"] > 0.75
+
+
 def _raw_fit(frame: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from sklearn.linear_model import LogisticRegression
 
@@ -388,4 +428,10 @@ def test_a_model_saved_with_the_former_tie_breaker_loads_and_scores_as_before():
     )
     model = ChurnModel.__new__(ChurnModel)
     model.__setstate__({"tie_break": former, "_booster": None})
-    assert model.linear is former and not hasattr(model, "tie_break")
+    assert model.linear_term is former and not hasattr(model, "tie_break")
+    # a registered logistic regression (training.simple_model) keeps its own `linear` pipeline
+    from training.simple_model import LinearChurnModel
+
+    simple = LinearChurnModel.__new__(LinearChurnModel)
+    simple.__setstate__({"tie_break": None, "linear": "the fitted pipeline", "_booster": None})
+    assert simple.linear == "the fitted pipeline" and simple.linear_term is None

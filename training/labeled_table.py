@@ -407,7 +407,7 @@ def fit_final_model(
         band_thresholds=band_thresholds(calibrate(calibrator, raw), config.risk_bands),
         horizon_days=0,  # unknown: the label's own period
         trained_until=str(pd.Timestamp.now().date()),
-        linear=linear,
+        linear_term=linear,
         metrics={
             m: summary[f"{m}_mean"] for m in REPORTED if np.isfinite(summary[f"{m}_mean"])
         },  # cross-validated means

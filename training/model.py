@@ -108,26 +108,33 @@ def signed_log1p(values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class LinearTerm:
-    """A ridge logistic regression on the numeric features (signed log1p, then standardised),
-    added to the booster's log-odds with a set spread (training.fit: `linear_share` of the
-    score). Two jobs:
+    """A ridge logistic regression on the features (numbers as signed log1p, then standardised;
+    categories one-hot), added to the booster's log-odds with a set spread (training.fit:
+    `linear_share` of the score). Two jobs:
     - Variance: on months of history or a few thousand customers, trees alone are noisier than
-      a logistic regression (an analyst's afternoon model beat them at 5 of 13 shapes of Online
-      Retail); a quarter of the score from the linear model keeps the ranking near the better
-      of the two (benchmarks/README.md, session 9).
+      a logistic regression (an analyst's afternoon model beat them at 3 of 13 shapes of Online
+      Retail by up to 0.014 ROC AUC); a quarter of the score from the linear model keeps the
+      ranking near the better of the two (benchmarks/README.md, session 9).
     - Ties: customers the trees cannot tell apart (the same leaf in every tree: exactly equal
       scores, sometimes hundreds of customers with different features) are ordered by it.
     Its coefficients respect the monotone constraints (a coefficient against a feature's known
     direction is zero), and it is additive per feature (each feature's term is part of its
     contribution, so drivers still sum to the score); a missing value adds nothing."""
 
-    columns: list[str]
+    columns: list[str]  # numeric features
     center: np.ndarray
     scale: np.ndarray
     coef: np.ndarray  # log-odds per standard deviation, already scaled to the set spread
-    # Models trained before the linear term saw log-scaled features hold False (then a
-    # tie-breaker on the raw values): read as they were fitted.
+    # Models trained before the linear term saw log-scaled features and categories hold False
+    # and None (then a tie-breaker on the raw numbers): read as they were fitted.
     log_scaled: bool = False
+    levels: dict[str, list[str]] | None = None  # category -> its levels, in coefficient order
+    level_coef: dict[str, np.ndarray] | None = None  # category -> log-odds per level
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The features whose terms terms() returns, in its column order."""
+        return [*self.columns, *(self.levels or {})]
 
     @classmethod
     def fit(
@@ -138,35 +145,69 @@ class LinearTerm:
         spread: float = TIE_BREAK_STD,
     ) -> LinearTerm | None:
         """From a Preprocessor's frame, with `spread` log-odds of standard deviation over these
-        rows; None when there is no numeric signal to order by."""
+        rows; None when there is no signal to order by."""
+        if len(np.unique(y)) < 2:
+            return None
         columns = [
             c
             for c in transformed.columns
             if pd.api.types.is_float_dtype(transformed[c]) and transformed[c].notna().any()
         ]
-        if not columns or len(np.unique(y)) < 2:
-            return None
+        levels = {
+            c: list(transformed[c].cat.categories)
+            for c in transformed.columns
+            if isinstance(transformed[c].dtype, pd.CategoricalDtype)
+            and 1 < len(transformed[c].cat.categories) <= MAX_LINEAR_LEVELS
+        }
         x = signed_log1p(transformed[columns].to_numpy(dtype=float))
-        center = np.nanmedian(x, axis=0)
-        scale = np.nanstd(x, axis=0)
+        center = np.nanmedian(x, axis=0) if columns else np.zeros(0)
+        scale = np.nanstd(x, axis=0) if columns else np.zeros(0)
         scale = np.where(scale > 0, scale, 1.0)
         z = np.nan_to_num((x - center) / scale, nan=0.0)
-        model = LogisticRegression(C=0.1, solver="newton-cholesky", max_iter=200).fit(z, y)
-        coef = model.coef_[0].copy()
+        onehot = [_one_hot(transformed[c], len(values)) for c, values in levels.items()]
+        design = np.hstack([z, *onehot]) if onehot else z
+        if design.shape[1] == 0:
+            return None
+        model = LogisticRegression(C=0.1, solver="newton-cholesky", max_iter=200)
+        weights = model.fit(design, y).coef_[0].copy()
+        coef = weights[: len(columns)]
         direction = np.array([monotone.get(c, 0) for c in columns])
         coef[(direction > 0) & (coef < 0)] = 0.0
         coef[(direction < 0) & (coef > 0)] = 0.0
-        fitted_spread = float(np.std(z @ coef))
+        fitted_spread = float(np.std(design @ weights))
         if fitted_spread == 0:
             return None
-        return cls(columns, center, scale, coef * (spread / fitted_spread), log_scaled=True)
+        ratio = spread / fitted_spread
+        level_coef, at = {}, len(columns)
+        for c, values in levels.items():
+            level_coef[c] = weights[at : at + len(values)] * ratio
+            at += len(values)
+        return cls(columns, center, scale, coef * ratio, True, levels, level_coef)
 
     def terms(self, transformed: pd.DataFrame) -> np.ndarray:
-        """Per row and column, the log-odds the term adds (missing values add 0)."""
+        """Per row and feature (feature_columns), the log-odds the term adds (missing values
+        and categories unseen in training add 0)."""
         x = transformed[self.columns].to_numpy(dtype=float)
         if self.log_scaled:
             x = signed_log1p(x)
-        return np.nan_to_num((x - self.center) / self.scale, nan=0.0) * self.coef
+        parts = [np.nan_to_num((x - self.center) / self.scale, nan=0.0) * self.coef]
+        for c, values in (self.levels or {}).items():
+            parts.append((_one_hot(transformed[c], len(values)) @ self.level_coef[c])[:, None])
+        return np.hstack(parts)
+
+
+# A category with more levels than this is left to the trees (a one-hot column per level would
+# make the linear model slow and each level's coefficient noise).
+MAX_LINEAR_LEVELS = 50
+
+
+def _one_hot(values: pd.Series, width: int) -> np.ndarray:
+    """0/1 columns per level of a Preprocessor's categorical column; missing: all zero."""
+    codes = values.cat.codes.to_numpy()
+    out = np.zeros((len(codes), width))
+    known = codes >= 0
+    out[np.flatnonzero(known), codes[known]] = 1.0
+    return out
 
 
 # The class's name in models trained before the linear term carried a share of the score:
@@ -187,7 +228,7 @@ class ChurnModel:
     trained_until: str
     metrics: dict[str, float] = field(default_factory=dict)
     # The linear part of the score (LinearTerm); None in models trained before it existed.
-    linear: LinearTerm | None = None
+    linear_term: LinearTerm | None = None
     # The training distributions for monitoring (training.reference); None in models trained
     # before it existed, for which monitoring says to retrain.
     reference: ReferenceProfile | None = None
@@ -201,8 +242,8 @@ class ChurnModel:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if "tie_break" in state:  # the linear term's name in models trained before session 9
-            state["linear"] = state.pop("tie_break")
+        if "tie_break" in state:  # its name in models trained before it had a share
+            state["linear_term"] = state.pop("tie_break")
         self.__dict__.update(state)
 
     @property
@@ -229,10 +270,10 @@ class ChurnModel:
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
         """The booster's probability with the linear term's log-odds, before calibration."""
         transformed = self.preprocessor.transform(frame)
-        if self.linear is None:
+        if self.linear_term is None:
             return self.booster.predict(transformed, num_threads=0)
         logit = self.booster.predict(transformed, raw_score=True, num_threads=0)
-        return _expit(logit + self.linear.terms(transformed).sum(axis=1))
+        return _expit(logit + self.linear_term.terms(transformed).sum(axis=1))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn within the horizon, per row."""
@@ -252,8 +293,8 @@ class ChurnModel:
         They sum to the log-odds of raw_probability."""
         transformed = self.preprocessor.transform(frame)
         out = self._tree_contributions(transformed, frame.index)
-        if self.linear is not None:  # its per-feature log-odds belong to those features
-            out[self.linear.columns] += self.linear.terms(transformed)
+        if self.linear_term is not None:  # its per-feature log-odds belong to those features
+            out[self.linear_term.feature_columns] += self.linear_term.terms(transformed)
         return out
 
     def tree_contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
