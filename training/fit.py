@@ -224,12 +224,27 @@ class FoldTrainer:
         log: Log | None = None,
     ):
         self.dataset, self.config, self.log = dataset, config, log
+        self.preprocessor = preprocessor
         self.params = {**params, "metric": "auc"}
         self.y = dataset["churned"].to_numpy()
         self.lgb_data = lgb.Dataset(
             preprocessor.transform(dataset), self.y, free_raw_data=False, params=self.params
         ).construct()
         self.runs: dict[Fold, FoldRun] = {}
+        self.linear_terms: dict[Fold, LinearTerm | None] = {}  # fitted once per fold
+
+    def linear_term(self, run: FoldRun, rounds: int) -> LinearTerm | None:
+        """The linear term beside this fold's booster at `rounds` (fit_linear_term): the
+        regression is fitted once per fold and scaled for each number of rounds."""
+        rows = run.train_index[linear_rows(len(run.train_index), self.config.seed)]
+        x = self.preprocessor.transform(self.dataset.iloc[rows])
+        if run.fold in self.linear_terms and self.linear_terms[run.fold] is None:
+            return None
+        linear = fit_linear_term(
+            run.booster, rounds, x, self.y[rows], self.config, self.linear_terms.get(run.fold)
+        )
+        self.linear_terms[run.fold] = linear
+        return linear
 
     def run(self, fold: Fold, min_rounds: int = 1) -> FoldRun:
         done = self.runs.get(fold)
@@ -317,21 +332,35 @@ def _features(dataset: pd.DataFrame, preprocessor: Preprocessor, index: np.ndarr
 # The linear term is fitted on at most this many of the booster's training rows (a random
 # sample beyond): a hundred coefficients are settled long before, and a million rows would
 # cost seconds per fold.
-LINEAR_FIT_ROWS = 200_000
+LINEAR_FIT_ROWS = 100_000
+
+
+def linear_rows(rows: int, seed: int) -> np.ndarray:
+    """Positions of the rows the linear term is fitted on: all, or a seeded sample of
+    LINEAR_FIT_ROWS in their order."""
+    if rows <= LINEAR_FIT_ROWS:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, LINEAR_FIT_ROWS, replace=False))
 
 
 def fit_linear_term(
-    booster: lgb.Booster, rounds: int, x: pd.DataFrame, y: np.ndarray, config: TrainConfig
+    booster: lgb.Booster,
+    rounds: int,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    config: TrainConfig,
+    fitted: LinearTerm | None = None,
 ) -> LinearTerm | None:
-    """The linear term beside a booster, fitted on the booster's own training rows, with
-    `config.linear_share` of the score's spread (training.model.LinearTerm)."""
-    if len(x) > LINEAR_FIT_ROWS:
-        sample = np.sort(
-            np.random.default_rng(config.seed).choice(len(x), LINEAR_FIT_ROWS, replace=False)
-        )
-        x, y = x.iloc[sample], y[sample]
+    """The linear term beside a booster at `rounds`, fitted on the booster's own training rows
+    (`fitted`: already fitted on them, only scaled), with `config.linear_share` of the score's
+    spread (training.model.LinearTerm)."""
+    sample = linear_rows(len(x), config.seed)
+    x, y = x.iloc[sample], y[sample]
+    term = fitted if fitted is not None else LinearTerm.fit(x, y, config.monotone)
+    if term is None:
+        return None
     booster_logit = booster.predict(x, num_iteration=rounds, raw_score=True)
-    return LinearTerm.fit(x, y, config.monotone, linear_spread(config.linear_share, booster_logit))
+    return term.scaled_to(linear_spread(config.linear_share, booster_logit))
 
 
 def blended_logit(
@@ -347,16 +376,13 @@ def _fold_predictions(
     runs: Sequence[FoldRun],
     rounds: int,
     preprocessor: Preprocessor,
-    config: TrainConfig,
 ) -> tuple[np.ndarray, np.ndarray, list[LinearTerm | None]]:
     """Out-of-fold raw probabilities as the registered model would give them (each fold's
     booster at `rounds` with a linear term fitted on that fold's training rows), and the terms."""
-    dataset, y = trainer.dataset, trainer.y
     linears, raws = [], []
     for run in runs:
-        train_x = _features(dataset, preprocessor, run.train_index)
-        linear = fit_linear_term(run.booster, rounds, train_x, y[run.train_index], config)
-        valid_x = _features(dataset, preprocessor, run.valid_index)
+        linear = trainer.linear_term(run, rounds)
+        valid_x = _features(trainer.dataset, preprocessor, run.valid_index)
         raws.append(expit(blended_logit(run.booster, rounds, linear, valid_x)))
         linears.append(linear)
     return np.concatenate([r.valid_index for r in runs]), np.concatenate(raws), linears
@@ -376,9 +402,7 @@ def run_backtest(
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.folds]
     fold_rounds = choose_rounds([r.curve for r in runs])
-    cal_index, cal_raw, fold_linears = _fold_predictions(
-        trainer, runs, fold_rounds, preprocessor, config
-    )
+    cal_index, cal_raw, fold_linears = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
     method = choose_calibration(config.calibration, y[cal_index])
     info: dict[str, Any] = {
         "folds": [{"fold": r.fold.describe(), "best": r.best_rounds} for r in runs],
@@ -394,13 +418,7 @@ def run_backtest(
         test_index = holdout_run.valid_index
         # Scored as the registered model scores: booster, linear term, calibration.
         fit_index = holdout_run.train_index
-        linear = fit_linear_term(
-            holdout_run.booster,
-            rounds,
-            _features(dataset, preprocessor, fit_index),
-            y[fit_index],
-            config,
-        )
+        linear = trainer.linear_term(holdout_run, rounds)
         test_x = _features(dataset, preprocessor, test_index)
         raw = expit(blended_logit(holdout_run.booster, rounds, linear, test_x))
         calibrator = fit_calibrator(method, cal_raw, y[cal_index])
@@ -525,7 +543,7 @@ def refit(
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.refit_folds]
     fold_rounds = choose_rounds([r.curve for r in runs])
-    cal_index, cal_raw, _ = _fold_predictions(trainer, runs, fold_rounds, preprocessor, config)
+    cal_index, cal_raw, _ = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
     rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in runs], len(dataset))
     method = choose_calibration(config.calibration, y[cal_index])
     calibrator = fit_calibrator(method, cal_raw, y[cal_index])

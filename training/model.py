@@ -6,6 +6,7 @@ ChurnModel can go from build_features output to calibrated risk, band and driver
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,8 @@ def linear_spread(share: float, booster_logit: np.ndarray) -> float:
 def signed_log1p(values: np.ndarray) -> np.ndarray:
     """sign(x) log(1 + |x|): counts, amounts and day spans are heavy-tailed; on this scale a
     linear model sees a customer going from 1 to 3 orders as more than one going 101 to 103."""
-    return np.sign(values) * np.log1p(np.abs(values))
+    out = np.log1p(np.abs(values))
+    return np.copysign(out, values, out=out)
 
 
 @dataclass
@@ -130,6 +132,7 @@ class LinearTerm:
     log_scaled: bool = False
     levels: dict[str, list[str]] | None = None  # category -> its levels, in coefficient order
     level_coef: dict[str, np.ndarray] | None = None  # category -> log-odds per level
+    spread: float = 0.0  # standard deviation of the summed terms over the fitting rows
 
     @property
     def feature_columns(self) -> list[str]:
@@ -182,7 +185,18 @@ class LinearTerm:
         for c, values in levels.items():
             level_coef[c] = weights[at : at + len(values)] * ratio
             at += len(values)
-        return cls(columns, center, scale, coef * ratio, True, levels, level_coef)
+        return cls(columns, center, scale, coef * ratio, True, levels, level_coef, spread)
+
+    def scaled_to(self, spread: float) -> LinearTerm:
+        """The same regression with `spread` log-odds of standard deviation over its fitting
+        rows (a term fitted once, scaled for boosters of different strength)."""
+        ratio = spread / self.spread
+        return dataclasses.replace(
+            self,
+            coef=self.coef * ratio,
+            level_coef={c: v * ratio for c, v in (self.level_coef or {}).items()},
+            spread=spread,
+        )
 
     def terms(self, transformed: pd.DataFrame) -> np.ndarray:
         """Per row and feature (feature_columns), the log-odds the term adds (missing values
