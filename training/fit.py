@@ -236,10 +236,10 @@ class FoldTrainer:
     def linear_term(self, run: FoldRun, rounds: int) -> LinearTerm | None:
         """The linear term beside this fold's booster at `rounds` (fit_linear_term): the
         regression is fitted once per fold and scaled for each number of rounds."""
+        if run.fold in self.linear_terms and self.linear_terms[run.fold] is None:
+            return None  # no signal a linear model can use on these rows
         rows = run.train_index[linear_rows(len(run.train_index), self.config.seed)]
         x = self.preprocessor.transform(self.dataset.iloc[rows])
-        if run.fold in self.linear_terms and self.linear_terms[run.fold] is None:
-            return None
         linear = fit_linear_term(
             run.booster, rounds, x, self.y[rows], self.config, self.linear_terms.get(run.fold)
         )
@@ -552,7 +552,10 @@ def refit(
         trainer.lgb_data,
         num_boost_round=rounds,
     )
-    linear = fit_linear_term(booster, rounds, preprocessor.transform(dataset), y, config)
+    rows = linear_rows(len(dataset), config.seed)  # transformed only where it is fitted
+    linear = fit_linear_term(
+        booster, rounds, preprocessor.transform(dataset.iloc[rows]), y[rows], config
+    )
     dates = sorted(dataset["as_of"].unique())
     model = ChurnModel(
         feature_config=feature_config.to_dict(),
