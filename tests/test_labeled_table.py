@@ -10,7 +10,12 @@ import pandas as pd
 import pytest
 
 from training.config import TrainConfig
-from training.labeled_table import prepare_labeled_table, read_labeled_table, train_labeled_table
+from training.labeled_table import (
+    cv_difference_interval,
+    prepare_labeled_table,
+    read_labeled_table,
+    train_labeled_table,
+)
 
 TELCO = (
     Path(__file__).resolve().parents[1]
@@ -155,3 +160,29 @@ def test_text_numbers_are_converted_and_reported_other_text_stays_categorical(tm
     assert any("code: 7 of 8 values are numbers" in line for line in lines)
     assert table.conversions == ["total: text read as numbers, 2 blanks as missing"]
     assert len(table.features) == 8  # nothing dropped
+
+
+def _fold_rows(gains: list[float]) -> pd.DataFrame:
+    rows = []
+    for fold, gain in enumerate(gains, start=1):
+        rows.append({"fold": fold, "score": "model", "roc_auc": 0.80 + gain})
+        rows.append({"fold": fold, "score": "logistic_regression", "roc_auc": 0.80})
+    return pd.DataFrame(rows)
+
+
+def test_the_cv_gain_over_a_baseline_has_a_corrected_interval():
+    """Five folds' gains 0.00-0.04: mean 0.02, and Nadeau-Bengio's interval (wider than the
+    naive t interval, since the folds share training rows) spans 0: a tie for the gate."""
+    lo, hi = cv_difference_interval(
+        _fold_rows([0.01, 0.02, 0.03, 0.0, 0.04]), "logistic_regression"
+    )
+    sd = np.std([0.01, 0.02, 0.03, 0.0, 0.04], ddof=1)
+    naive = 2.7764 * sd / np.sqrt(5)
+    assert (lo + hi) / 2 == pytest.approx(0.02)
+    assert hi - lo == pytest.approx(2 * 2.7764 * sd * np.sqrt(1 / 5 + 1 / 4), rel=1e-3)
+    assert 0.02 - naive > 0 > lo  # the naive interval would call it a win
+    lo, hi = cv_difference_interval(
+        _fold_rows([0.030, 0.031, 0.029, 0.030, 0.032]), "logistic_regression"
+    )
+    assert lo > 0  # consistently better: beyond the noise
+    assert all(np.isnan(cv_difference_interval(_fold_rows([0.01]), "logistic_regression")))

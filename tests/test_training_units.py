@@ -435,3 +435,30 @@ def test_a_model_saved_with_the_former_tie_breaker_loads_and_scores_as_before():
     simple = LinearChurnModel.__new__(LinearChurnModel)
     simple.__setstate__({"tie_break": None, "linear": "the fitted pipeline", "_booster": None})
     assert simple.linear == "the fitted pipeline" and simple.linear_term is None
+
+
+def test_the_logistic_baseline_reads_heavy_tailed_numbers_on_a_log_scale():
+    """The gate's baseline is the model an analyst would fit: on days and counts whose log
+    moves the risk, it ranks fresh customers better than the same regression on raw values."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from training.evaluation import fit_logistic, logistic_scores
+
+    def rows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        days = rng.lognormal(3, 1.5, n)
+        orders = rng.negative_binomial(1, 0.05, n).astype(float)
+        log_odds = -1 + 0.8 * np.log1p(days) - 0.8 * np.log1p(orders)
+        frame = pd.DataFrame({"days_since_last_event": days, "orders": orders})
+        return frame, (rng.random(n) < 1 / (1 + np.exp(-log_odds))).astype(int)
+
+    train, y = rows(3000, 1)
+    fresh, y_fresh = rows(3000, 2)
+    preprocessor = Preprocessor().fit(train)
+    baseline = fit_logistic(train, y, preprocessor, 0)
+    on_log = binary_metrics(y_fresh, logistic_scores(baseline, fresh, preprocessor))["roc_auc"]
+    raw = make_pipeline(StandardScaler(), LogisticRegression(C=0.5)).fit(train, y)
+    on_raw = binary_metrics(y_fresh, raw.predict_proba(fresh)[:, 1])["roc_auc"]
+    assert on_log > on_raw + 0.01
