@@ -279,10 +279,14 @@ def registered_champion(seen: Tables, fitted, train_rows: pd.DataFrame, config: 
     return kind, simple.predict_proba
 
 
+def training_config(settings: dict, overrides: dict | None = None) -> TrainConfig:
+    """The [training] settings a data folder carries, with the benchmark's --set overrides."""
+    return TrainConfig.from_dict({**settings, **(overrides or {})})
+
+
 def retail_runs(path: Path, overrides: dict | None = None) -> list[dict]:
     tables, _ = import_online_retail(read_online_retail(path))
-    # what the importer writes: the defaults
-    config = TrainConfig.from_dict({**ONLINE_RETAIL_TRAINING, **(overrides or {})})
+    config = training_config(ONLINE_RETAIL_TRAINING, overrides)  # the importer's: defaults
     results = []
     for horizon, cuts in RETAIL_CUTS.items():
         features = ONLINE_RETAIL_CONFIG.with_churn(horizon_days=horizon)
@@ -306,7 +310,7 @@ def demo_runs(
             steps = months * 30 // demo.step_days
             cut = demo.start + pd.Timedelta(days=demo.step_days * steps)
             features, training = demo_settings(demo)
-            config = TrainConfig.from_dict({**training, **(overrides or {})})
+            config = training_config(training, overrides)
             row = run_cut(f"demo {months}m", tables, cut, features, config, truth)
             results.append({**row, "seed": seed})
             _print_row(results[-1])
@@ -361,7 +365,7 @@ SHAPES = (
 def shape_runs(path: Path, overrides: dict | None = None) -> list[dict]:
     """Online Retail cut into the shapes above, each trained with the importer's defaults."""
     tables, _ = import_online_retail(read_online_retail(path))
-    config = TrainConfig.from_dict({**ONLINE_RETAIL_TRAINING, **(overrides or {})})
+    config = training_config(ONLINE_RETAIL_TRAINING, overrides)
     results = []
     for number, (name, share, start, cut, horizon) in enumerate(SHAPES):
         shaped = shaped_like(tables, share, start, seed=number)
@@ -371,10 +375,15 @@ def shape_runs(path: Path, overrides: dict | None = None) -> list[dict]:
     return results
 
 
+def over_analyst(frame: pd.DataFrame) -> pd.Series:
+    """Per cut, the project's ROC AUC minus the better of the two analyst models'."""
+    return frame["project_auc"] - frame[["rfm_lightgbm_auc", "rfm_logistic_auc"]].max(axis=1)
+
+
 def shapes_summary(results: list[dict]) -> str:
     """The project minus the better analyst model over the shapes: mean, worst, how many below."""
     frame = pd.DataFrame(results)
-    over = frame["project_auc"] - frame[["rfm_lightgbm_auc", "rfm_logistic_auc"]].max(axis=1)
+    over = over_analyst(frame)
     return (
         f"project minus best analyst model over {len(frame)} shapes: mean {over.mean():+.4f}, "
         f"worst {over.min():+.4f}, below at {int((over < 0).sum())}"
@@ -390,8 +399,7 @@ def demo_summary(results: list[dict]) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["gap"] = frame["truth_auc"] - frame["project_auc"]
-    best = frame[["rfm_lightgbm_auc", "rfm_logistic_auc"]].max(axis=1)
-    frame["over_analyst"] = frame["project_auc"] - best
+    frame["over_analyst"] = over_analyst(frame)
     frame["registered_gap"] = frame["truth_auc"] - frame.get("registered_auc", np.nan)
     rows = []
     for data, part in frame.groupby("data", sort=False):

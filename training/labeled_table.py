@@ -35,6 +35,7 @@ from training.gate import GateDecision, GateRules, judge
 from training.model import (
     ID_COLUMNS,
     ChurnModel,
+    LinearTerm,
     Preprocessor,
     band_thresholds,
     calibrate,
@@ -293,10 +294,14 @@ class CrossValidation:
 
 def _fit_rounds(
     train: pd.DataFrame, preprocessor: Preprocessor, config: TrainConfig, rounds: int
-) -> lgb.Booster:
-    """A booster with a fixed number of rounds (no early stopping)."""
-    data = lgb.Dataset(preprocessor.transform(train), train["churned"].to_numpy())
-    return lgb.train(lgbm_params(config, preprocessor), data, num_boost_round=rounds)
+) -> tuple[lgb.Booster, LinearTerm | None]:
+    """A booster with a fixed number of rounds (no early stopping), and the linear term beside
+    it fitted on the same rows (training.fit.fit_linear_term)."""
+    x, y = preprocessor.transform(train), train["churned"].to_numpy()
+    booster = lgb.train(
+        lgbm_params(config, preprocessor), lgb.Dataset(x, y), num_boost_round=rounds
+    )
+    return booster, fit_linear_term(booster, rounds, x, y, config)
 
 
 def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -> CrossValidation:
@@ -330,10 +335,7 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
         early = fit_booster(inner_train, inner_valid, preprocessor, config)
         best = int(early.best_iteration or early.current_iteration())
         best_iterations.append(best)
-        booster = _fit_rounds(train, preprocessor, config, best)
-        linear = fit_linear_term(
-            booster, best, preprocessor.transform(train), train["churned"].to_numpy(), config
-        )
+        booster, linear = _fit_rounds(train, preprocessor, config, best)
         raw[test_idx] = expit(blended_logit(booster, best, linear, preprocessor.transform(test)))
         baseline = fit_logistic_baseline(
             train, train["churned"].to_numpy(), preprocessor, config.seed
@@ -411,8 +413,7 @@ def fit_final_model(
     data = table.features.assign(churned=table.y)
     preprocessor = Preprocessor().fit(data)
     rounds = final_rounds(cv.best_iterations)
-    booster = _fit_rounds(data, preprocessor, config, rounds)
-    linear = fit_linear_term(booster, rounds, preprocessor.transform(data), table.y, config)
+    booster, linear = _fit_rounds(data, preprocessor, config, rounds)
     raw, y = cv.oof["raw_probability"].to_numpy(), table.y
     calibrator = fit_calibrator(config.calibration, raw, y)
     summary = cv_summary(cv.fold_metrics, "model")
