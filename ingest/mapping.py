@@ -368,6 +368,10 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     cases: tuple[tuple[Condition, Any], ...] = ()
     if "cases" in raw:
         entries = _as_list(raw["cases"], here, "cases")
+        _need(
+            bool(entries),
+            f"{here}: 'cases' is empty; a column with one value for every row is {{ value = ... }}",
+        )
         parsed = []
         for i, case in enumerate(entries):
             ok = isinstance(case, dict) and set(case) == {"when", "value"}

@@ -203,6 +203,20 @@ def test_mapping_mistakes_are_named():
                 "features": {"customer_attributes": ["status"]},
             }
         )
+    # An empty list of cases (a constant written as cases) is named, not an assertion later.
+    constant_as_cases = {
+        "customers": {"source": "a.csv", "columns": {"customer_id": "id", "signup_at": "c"}},
+        "activity": {
+            "source": "a.csv",
+            "columns": {
+                "customer_id": "id",
+                "at": "c",
+                "event": {"cases": [], "default": "purchase"},
+            },
+        },
+    }
+    with pytest.raises(MappingError, match=r"'cases' is empty.*\{ value = \.\.\. \}"):
+        parse_mapping(constant_as_cases)
 
 
 # --- a contract folder mapped back with an identity mapping is unchanged ---------------------
