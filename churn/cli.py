@@ -673,6 +673,8 @@ def score_command(
         "risk bands: "
         + ", ".join(f"{band} {bands.get(band, 0):,}" for band in ("high", "medium", "low"))
     )
+    for note in run.summary.get("band_notes", []):
+        typer.echo(f"  note: {note}")
     if engine == "pandas":  # a Spark partition may be a cluster URI
         typer.echo("riskiest customers (reasons with their risk points):")
         for line in riskiest_lines(Path(run.partition), 5):

@@ -100,14 +100,21 @@ def run_summary(
     model_version: str,
     model_info: dict | None,
     segments: pd.DataFrame,
+    model: ChurnModel | None = None,
 ) -> dict:
     """run.json: the run date, the model, and the headline figures (from the report's 'all' row;
     the customers in each band now from its band shares: the report's risk_band rows group
-    customers by the band they had at the start of the period)."""
+    customers by the band they had at the start of the period). With the model, `band_notes`
+    says which of its risk bands holds nobody today (empty_band_notes)."""
     everyone = segments[segments["dimension"] == ALL].iloc[0]
     scored = int(everyone["customers_scored"])
     shares = {c[len("share_") :]: everyone[c] for c in segments.columns if c.startswith("share_")}
-    return {
+    bands = {
+        band: round(float(share) * scored)
+        for band, share in shares.items()
+        if pd.notna(share) and round(float(share) * scored) > 0
+    }
+    summary = {
         "as_of": as_of.date().isoformat(),
         "previous_as_of": previous_as_of.date().isoformat() if previous_as_of is not None else None,
         "model_version": str(model_version),
@@ -115,12 +122,30 @@ def run_summary(
         "customers_scored": scored,
         "mean_risk": float(everyone["mean_risk"]),
         "expected_churners": float(everyone["expected_churners"]),
-        "bands": {
-            band: round(float(share) * scored)
-            for band, share in shares.items()
-            if pd.notna(share) and round(float(share) * scored) > 0
-        },
+        "bands": bands,
     }
+    if model is not None:
+        summary["band_notes"] = empty_band_notes(bands, scored, model, as_of)
+    return summary
+
+
+def empty_band_notes(
+    bands: dict[str, int], scored: int, model: ChurnModel, as_of: pd.Timestamp
+) -> list[str]:
+    """Why a risk band above 'low' holds nobody on a run date. Bands are fixed probability
+    thresholds, set at training as shares of the customers of the last training date (so a
+    band means the same risk from week to week); when the risk of the scored customers has
+    moved since, a band can empty, and a reader of "high 0" should learn why, not guess."""
+    notes = []
+    for band, threshold in model.band_thresholds.items():
+        if scored and bands.get(band, 0) == 0:
+            notes.append(
+                f"risk band '{band}' holds none of the {scored:,} customers scored on "
+                f"{as_of.date()}: it starts at {threshold:.1%}, a threshold set on the customers "
+                f"of {model.trained_until} (the model's last training date), and nobody reaches "
+                "it now. The risk has moved since training: read the probabilities, or retrain."
+            )
+    return notes
 
 
 def partition_path(out_dir: str | Path, as_of: pd.Timestamp) -> Path:
@@ -537,7 +562,7 @@ def run_scoring(
             )  # fmt: skip
         if start is None:
             log(f"segment report: {band_rows_note(start)}")
-        summary = run_summary(t, previous_as_of, model_version, model_info, segments)
+        summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
         write_partition_report(

@@ -287,7 +287,7 @@ def spark_run_scoring(
             risk=combine_segment_sums([_from_ipc(r[1]) for r in parts], dimensions),
         )
         segments = report_from_sums(sums, period_start, t, has_revenue, plan.observed_until)
-        summary = run_summary(t, previous_as_of, model_version, model_info, segments)
+        summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), sink)
         write_bytes(spark, f"{tmp}/{SEGMENTS_FILE}", sink.getvalue().to_pybytes())

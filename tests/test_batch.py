@@ -3,6 +3,7 @@ atomic writes and identical reruns."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -216,3 +217,23 @@ def test_score_command_uses_the_champion_and_logs_the_run(small_champion, tmp_pa
     assert re.fullmatch(r"  \S+  +\d+\.\d%  (high|medium|low)", first), first
     assert re.fullmatch(r" +\+\d+\.\d pts  [A-Z0-9][^_]+", second), second
     assert (tmp_path / "s" / "as_of=2024-12-15" / "scores.parquet").exists()
+
+
+def test_a_risk_band_nobody_reaches_is_explained_in_run_json(small_champion, tmp_path):
+    """Bands are thresholds set at training; when today's customers all fall below the 'high'
+    one, run.json says so and why (no silent "high 0")."""
+    champion = small_champion.champion
+    model = dataclasses.replace(champion.model, band_thresholds={"high": 0.999, "medium": 0.0})
+    run = run_scoring(
+        small_champion.tables, RUN_1, model, champion.version, tmp_path, log=lambda _: None
+    )
+    info = json.loads((run.partition / "run.json").read_text())
+    assert "high" not in info["bands"] and info["bands"]["medium"] == info["customers_scored"]
+    [note] = info["band_notes"]
+    assert note.startswith(f"risk band 'high' holds none of the {info['customers_scored']:,}")
+    assert "99.9%" in note and model.trained_until in note
+    normal = run_scoring(
+        small_champion.tables, RUN_1, champion.model, champion.version, tmp_path / "b",
+        log=lambda _: None,
+    )  # fmt: skip
+    assert normal.summary["band_notes"] == []
