@@ -104,6 +104,18 @@ def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.n
     return mask
 
 
+def lapsed_count(tables: Tables, as_of: object, churn: ChurnDefinition) -> int:
+    """Non-contractual churn: customers signed up before T and not churned before T, without
+    qualifying activity in the lookback window: churned already under the definition, so not
+    scored at T (eligible_mask). Contractual churn: 0 (every current customer is scored)."""
+    if churn.mode != "non_contractual":
+        return 0
+    prep = prepare(tables)
+    t = as_of_timestamp(as_of).value
+    current = (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at >= t))
+    return int(current.sum() - eligible_mask(tables, as_of, churn).sum())
+
+
 def label_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
     """Per customer (all of them): churned in [T, T + horizon) under the churn definition.
 

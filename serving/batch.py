@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from features.contract import Tables
 from features.io import atomic_dir
+from features.labels import lapsed_count
 from features.prepared import as_of_timestamp
 from features.signals import build_features
 from reporting.report_html import write_partition_report
@@ -563,6 +564,7 @@ def run_scoring(
         if start is None:
             log(f"segment report: {band_rows_note(start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
         write_partition_report(

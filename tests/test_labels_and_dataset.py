@@ -7,7 +7,7 @@ import pytest
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.dataset import build_training_set, observation_dates, parse_days, write_training_set
-from features.labels import build_labels
+from features.labels import build_labels, lapsed_count
 from features.signals import build_features
 from tests.factories import make_tables
 
@@ -99,6 +99,19 @@ def test_non_contractual_label_is_no_qualifying_activity_in_horizon(tables):
     )
     labels = build_labels(tables, "2024-03-01", only_login)
     assert set(labels["customer_id"]) == {"stays", "leaves"}
+
+
+def test_lapsed_customers_are_counted_not_dropped_silently(tables):
+    """Current customers at T without qualifying activity in the lookback are not scored; the
+    scoring job reports how many (left_at_t: no activity; with logins only, leaves_later too).
+    'new' signs up after T: not a customer yet, not lapsed."""
+    churn = ChurnDefinition(mode="non_contractual", horizon_days=30, lookback_days=30)
+    assert lapsed_count(tables, "2024-03-01", churn) == 1
+    only_login = ChurnDefinition(
+        mode="non_contractual", horizon_days=30, lookback_days=30, qualifying_events=("login",)
+    )
+    assert lapsed_count(tables, "2024-03-01", only_login) == 2
+    assert lapsed_count(tables, "2024-03-01", ChurnDefinition(horizon_days=30)) == 0
 
 
 def test_label_needs_the_whole_horizon_in_the_data(tables):
