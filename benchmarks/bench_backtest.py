@@ -305,9 +305,12 @@ def retail_runs(path: Path, overrides: dict | None = None) -> list[dict]:
 
 
 def read_cdnow(path: Path) -> pd.DataFrame:
-    """CDNOW_master.txt as published: whitespace-separated, no header; every column as text
-    (the mapping declares the types: ids keep their leading zeros)."""
+    """CDNOW_master.txt: whitespace-separated, every column as text (the mapping declares the
+    types: ids keep their leading zeros). The original file has no header; the copy in the
+    lifetimes package has one (customer_id date number_of_cds dollar_value): it is skipped."""
     raw = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False)
+    if len(raw) and not str(raw.iloc[0, 0]).isdigit():
+        raw = raw.iloc[1:].reset_index(drop=True)
     if raw.shape[1] != len(CDNOW_COLUMNS):
         raise ValueError(
             f"'{path}': expected {len(CDNOW_COLUMNS)} columns {CDNOW_COLUMNS}, found "

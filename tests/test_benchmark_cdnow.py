@@ -25,9 +25,11 @@ LINES = """\
 """
 
 
-def test_cdnow_lines_map_onto_the_contract_with_their_ids_and_days(tmp_path):
+@pytest.mark.parametrize("header", ["", "customer_id date number_of_cds dollar_value\n"])
+def test_cdnow_lines_map_onto_the_contract_with_their_ids_and_days(tmp_path, header):
+    """The original file (no header) and the lifetimes package's copy (a header line)."""
     path = tmp_path / "CDNOW_master.txt"
-    path.write_text(LINES)
+    path.write_text(header + LINES)
     raw = bench_backtest.read_cdnow(path)
     tables, report = run_import(
         load_mapping(bench_backtest.CDNOW_MAPPING), ".", frames={"purchases": raw}
