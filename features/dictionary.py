@@ -237,6 +237,8 @@ def _value_window(window: int) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         v = float(value)
         if round(v, 2) == 0:
+            if _ctx(context, f"events_{window}d") == 0:  # no value because no activity
+                return f"No activity in the last {_days(window)}"
             return f"No activity value in the last {_days(window)}"
         shown = fmt.number(v, 0 if abs(v) >= 100 else 1)
         return f"Activity value {shown} in the last {_days(window)}"
@@ -247,8 +249,8 @@ def _value_window(window: int) -> Sentence:
 def _active_days(window: int) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         n = round(float(value))
-        if n == 0:
-            return f"Not active on any of the last {_days(window)}"
+        if n == 0:  # said as the events' zero says it: one fact, one sentence
+            return f"No activity in the last {_days(window)}"
         return f"Active on {fmt.count(n)} of the last {_days(window)}"
 
     return sentence
@@ -495,9 +497,10 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
             f"Active days in {_days(_w(m))}", "days", LOWERS, _active_days(_w(m)))),
         (r"event_types_(?P<w>\d+)d", _windowed(
             "Kinds of activity", "event types", LOWERS, "kind of activity",
-            "No activity of any kind in the last {w}", "kinds of activity")),
+            "No activity in the last {w}", "kinds of activity")),
         (r"value_(?P<w>\d+)d", lambda m: _entry(
-            f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)))),
+            f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)),
+            context=(f"events_{_w(m)}d",))),
         (r"events_trend_(?P<w>\d+)d", _trend_entry("Activity", "Activity")),
         (r"value_trend_(?P<w>\d+)d", _trend_entry("Activity value", "Activity value")),
         (r"revenue_trend_(?P<w>\d+)d", _trend_entry("Revenue", "Revenue")),

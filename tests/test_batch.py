@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from features.signals import build_features
 from serving import batch
 from serving.batch import list_partitions, run_scoring
-from training.drivers import moved_drivers, top_drivers
+from training.drivers import merge_inactivity, moved_drivers, top_drivers
 
 RUN_1, RUN_2 = "2024-12-01", "2024-12-08"
 
@@ -126,7 +126,9 @@ def test_drivers_are_the_largest_positive_contributions_with_their_values():
     assert [[(d["feature"], d["value"], d["value_text"]) for d in row] for row in got] == [
         [("failed_payments_90d", 2.0, None), ("days_since_last_event", 34.2, None)],
         [],
-        [("plan", None, "basic"), ("days_since_last_event", None, None), ("events_30d", 0.0, None)],
+        # no event in 30 days: events_30d's contribution is the recency's fact, one driver
+        [("plan", None, "basic"), ("days_since_last_event", None, None),
+         ("failed_payments_90d", 2.5, None)],
     ]  # fmt: skip
     first, third = got[0], got[2]
     assert [d["contribution"] for d in first] == [2.0, 0.5]
@@ -134,9 +136,8 @@ def test_drivers_are_the_largest_positive_contributions_with_their_values():
     assert first[0]["reason"] == "2 failed payments in the last 90 days"
     assert first[0]["label"] == "Failed payments in 90 days"
     assert first[1]["reason"] == "No activity in the last 34 days (usually active every 3 days)"
-    assert [d["reason"] for d in third] == [
-        "Plan: basic", "No activity recorded yet", "No activity in the last 30 days",
-    ]  # fmt: skip
+    assert [d["reason"] for d in third][:2] == ["Plan: basic", "No activity recorded yet"]
+    assert [d["contribution"] for d in third] == [3.0, 2.0, 0.2]
     moved = moved_drivers(np.array([[0.0, -2.0, 1.0], [0.0, 0.0, 0.0]]), ["a", "b", "c"], 2)
     assert moved.to_pylist() == [
         [{"feature": "b", "change": -2.0}, {"feature": "c", "change": 1.0}],
@@ -237,3 +238,57 @@ def test_a_risk_band_nobody_reaches_is_explained_in_run_json(small_champion, tmp
         log=lambda _: None,
     )  # fmt: skip
     assert normal.summary["band_notes"] == []
+
+
+INACTIVE_NAMES = [
+    "days_since_last_event", "events_30d", "active_days_30d", "value_30d", "purchase_events_30d",
+    "events_90d", "active_days_90d", "value_90d", "purchase_events_90d", "revenue_total",
+]  # fmt: skip
+
+
+def inactive_rows() -> pd.DataFrame:
+    """Row 0 bought nothing for 120 days; row 1 bought 20 days ago (nothing to merge); row 2
+    bought 45 days ago (only the 30-day window is empty)."""
+    return pd.DataFrame(
+        {
+            "days_since_last_event": [120.0, 20.0, 45.0],
+            "events_30d": [0.0, 2.0, 0.0], "active_days_30d": [0.0, 1.0, 0.0],
+            "value_30d": [0.0, 3.0, 0.0], "purchase_events_30d": [0.0, 2.0, 0.0],
+            "events_90d": [0.0, 5.0, 1.0], "active_days_90d": [0.0, 3.0, 1.0],
+            "value_90d": [0.0, 9.0, 1.0], "purchase_events_90d": [0.0, 5.0, 1.0],
+            "revenue_total": [12.0, 300.0, 40.0],
+            "active_gap_median_days": [30.0, 10.0, 20.0],
+        }
+    )  # fmt: skip
+
+
+def test_an_empty_activity_window_is_one_driver_not_a_sentence_per_feature():
+    """The CDNOW case: 'No activity value in the last 90 days' and 'Not active on any of the
+    last 90 days' beside each other said one thing twice. Now the window's zeros add to the
+    recency, whose sentence says it once, with their points together."""
+    rng = np.random.default_rng(1)
+    contrib = rng.uniform(0.1, 1.0, (3, len(INACTIVE_NAMES)))
+    points = contrib * 7
+    got = top_drivers(contrib, INACTIVE_NAMES, inactive_rows(), 3, points).to_pylist()
+    row0 = got[0]
+    assert row0[0]["feature"] == "days_since_last_event"
+    assert row0[0]["contribution"] == pytest.approx(contrib[0, :9].sum())
+    assert row0[0]["risk_points"] == pytest.approx(points[0, :9].sum())
+    assert row0[0]["reason"] == "No activity in the last 4 months (usually active every 30 days)"
+    assert [d["feature"] for d in row0[1:]] == ["revenue_total"]  # nothing else is positive
+    untouched = sorted(range(len(INACTIVE_NAMES)), key=lambda j: -contrib[1, j])[:3]
+    assert [d["feature"] for d in got[1]] == [INACTIVE_NAMES[j] for j in untouched]
+    merged = [d["feature"] for d in got[2]]
+    assert not {"events_30d", "active_days_30d", "value_30d", "purchase_events_30d"} & set(merged)
+    assert got[2][0]["contribution"] == pytest.approx(contrib[2, :5].sum())
+
+
+def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
+    names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
+    contrib = np.full((3, len(names)), 0.5)
+    merged, points = merge_inactivity(contrib, contrib * 2, names, inactive_rows())
+    assert merged[0, names.index("events_90d")] == pytest.approx(0.5 * 8)
+    assert merged[2, names.index("events_30d")] == pytest.approx(0.5 * 4)
+    np.testing.assert_allclose(merged.sum(axis=1), contrib.sum(axis=1))  # nothing lost
+    np.testing.assert_allclose(points, merged * 2)
+    np.testing.assert_array_equal(merged[1], contrib[1])

@@ -9,10 +9,18 @@ the feature's number (null for a categorical attribute, whose level is value_tex
 missing value), contribution is in log-odds of the raw model, risk_points is its share of the
 calibrated probability in percentage points (see risk_points), and label and reason come from
 the feature dictionary (features.dictionary; a column build_features does not make is
-described from its own name)."""
+described from its own name).
+
+One fact, one driver: a customer with no activity in a window has a zero in every activity
+feature of that window (events, active days, kinds of activity, value, events per type) and in
+those of the shorter windows; shown one by one they would fill the top reasons with the same
+sentence. Their contributions are added to the recency feature's (days since the last event:
+"No activity in the last 120 days"), or without it to the longest such window's event count,
+and ranked as one driver (merge_inactivity)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -112,6 +120,49 @@ def _driver_values(
     return number, text, labels, reasons
 
 
+# A window's activity features: zero in all of them when there was no event in the window.
+_ACTIVITY_WINDOW = re.compile(r"(?:events|active_days|event_types|value|.+_events)_(?P<w>\d+)d")
+RECENCY_FEATURE = "days_since_last_event"
+
+
+def merge_inactivity(
+    contrib: np.ndarray, points: np.ndarray, names: list[str], values: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Contributions and risk points for ranking drivers, with the activity features of every
+    window the row had no event in moved onto one feature (see the module docstring): the
+    recency feature when the model has it, else the longest empty window's event count. Rows
+    and features the rule does not touch keep their values; each row's sum is unchanged."""
+    windows: dict[int, list[int]] = {}
+    for j, name in enumerate(names):
+        match = _ACTIVITY_WINDOW.fullmatch(name)
+        if match:
+            windows.setdefault(int(match.group("w")), []).append(j)
+    counted = {w: f"events_{w}d" for w in windows if f"events_{w}d" in values.columns}
+    if not counted:
+        return contrib, points
+    n = len(contrib)
+    empty = {
+        w: values[col].to_numpy(dtype="float64", na_value=np.nan) == 0 for w, col in counted.items()
+    }
+    if RECENCY_FEATURE in names:
+        target = np.full(n, names.index(RECENCY_FEATURE))
+    else:
+        target = np.full(n, -1)
+        for w in sorted(counted):  # the longest empty window last: it wins
+            target[empty[w]] = names.index(counted[w])
+    merged_contrib, merged_points = contrib.copy(), points.copy()
+    for w in counted:
+        rows = np.flatnonzero(empty[w])
+        for j in windows[w]:
+            move = rows[target[rows] != j]
+            to = target[move]
+            merged_contrib[move, to] += contrib[move, j]
+            merged_points[move, to] += points[move, j]
+            merged_contrib[move, j] = 0.0
+            merged_points[move, j] = 0.0
+    return merged_contrib, merged_points
+
+
 def _ranked_lists(keep: np.ndarray, children: list[pa.Array], list_type: pa.DataType) -> pa.Array:
     """A list per row of the kept entries (children in row-major order) as structs."""
     offsets = np.zeros(len(keep) + 1, dtype=np.int32)
@@ -133,7 +184,9 @@ def top_drivers(
     """Per row, the `top` features with the largest positive contribution to the risk: a list
     of driver records (DRIVER_TYPE), largest first. points: risk_points of the same shape as
     contrib; attributes: the declared customer attributes (the dictionary describes them from
-    their own name); currency: for amounts in the reasons."""
+    their own name); currency: for amounts in the reasons. A row's empty activity windows make
+    one driver (merge_inactivity)."""
+    contrib, points = merge_inactivity(contrib, points, names, values)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)
     keep = picked > 0
