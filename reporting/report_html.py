@@ -611,6 +611,19 @@ def revenue_cohort_retention(
     return share.dropna(axis=1, how="all").tail(MAX_COHORTS)
 
 
+def run_notes(summary: dict[str, Any]) -> list[str]:
+    """What run.json says a reader of the figures should know: customers not scored because
+    they had lapsed already, and risk bands that hold nobody (serving.batch.empty_band_notes)."""
+    notes = []
+    lapsed = int(summary.get("customers_lapsed", 0))
+    if lapsed:
+        notes.append(
+            f"Not scored: {fmt.count(lapsed)} customers without qualifying activity in the "
+            "model's lookback window, churned already under its churn definition."
+        )
+    return notes + [f"{note[0].upper()}{note[1:]}" for note in summary.get("band_notes", [])]
+
+
 def write_partition_report(
     folder: Path,
     tables: Any,
@@ -632,6 +645,7 @@ def write_partition_report(
     scores = pq.read_table(folder / "scores.parquet", columns=["churn_probability", "risk_band"])
     notes = [n for n in segments.get("mrr_note", pd.Series(dtype=str)).dropna().unique() if n]
     notes = [f"Net revenue retention not measured: {notes[0]}."] if notes else []
+    notes += run_notes(summary)
     retention = sizes = curve = revenue = None
     activity = tables.activity
     if len(activity):

@@ -233,6 +233,7 @@ def test_a_risk_band_nobody_reaches_is_explained_in_run_json(small_champion, tmp
     [note] = info["band_notes"]
     assert note.startswith(f"risk band 'high' holds none of the {info['customers_scored']:,}")
     assert "99.9%" in note and model.trained_until in note
+    assert "Risk band &#x27;high&#x27; holds none" in (run.partition / "report.html").read_text()
     normal = run_scoring(
         small_champion.tables, RUN_1, champion.model, champion.version, tmp_path / "b",
         log=lambda _: None,

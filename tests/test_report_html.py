@@ -22,6 +22,7 @@ from reporting.report_html import (
     refresh_monitoring,
     render_report,
     revenue_cohort_retention,
+    run_notes,
     segment_columns,
     segment_table,
 )
@@ -266,3 +267,14 @@ def test_the_weekly_report_renders_in_a_browser_without_errors(small_champion, t
     assert (Path(runs[0].partition) / "report.html").is_file()
     first = (Path(runs[0].partition) / "report.html").read_text(encoding="utf-8")
     assert "first run: no previous run to compare with" in first
+
+
+def test_run_notes_name_lapsed_customers_and_empty_bands():
+    summary = {"customers_lapsed": 18649, "band_notes": ["risk band 'high' holds none of the"]}
+    assert run_notes(summary) == [
+        "Not scored: 18,649 customers without qualifying activity in the model's lookback "
+        "window, churned already under its churn definition.",
+        "Risk band 'high' holds none of the",
+    ]
+    assert run_notes({"customers_lapsed": 0, "band_notes": []}) == []
+    assert run_notes({}) == []  # a run.json written before these keys existed
