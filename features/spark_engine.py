@@ -398,6 +398,20 @@ def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig,
     return lookback_from_quantile(float("nan") if quantile is None else float(quantile))
 
 
+def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
+    """Customers signed up before T and not churned before T (as features.labels counts them
+    for lapsed_count): one Spark job on the customers table."""
+    from pyspark.sql import functions as F
+
+    customers, info = plan.frames["customers"], plan.infos["customers"]
+    t = F.lit(as_of_timestamp(as_of).value)
+    current = _as_ns(customers, info, "signup_at") < t
+    if "churned_at" in customers.columns:
+        churned = _as_ns(customers, info, "churned_at")
+        current = current & (churned.isNull() | (churned >= t))
+    return int(customers.where(current).count())
+
+
 def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -> list[int]:
     """The latest `at` of feedback and revenue, in one Spark job."""
     from pyspark.sql import functions as F

@@ -29,6 +29,7 @@ from features.spark_engine import (
     BucketJob,
     BucketTables,
     atomic_output,
+    current_customers,
     delete_path,
     list_folder,
     output_schema,
@@ -288,6 +289,9 @@ def spark_run_scoring(
         )
         segments = report_from_sums(sums, period_start, t, has_revenue, plan.observed_until)
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        summary["customers_lapsed"] = (
+            current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
+        )  # as serving.batch counts them (features.labels.lapsed_count)
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), sink)
         write_bytes(spark, f"{tmp}/{SEGMENTS_FILE}", sink.getvalue().to_pybytes())
