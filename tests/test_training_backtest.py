@@ -102,6 +102,28 @@ def test_the_hindsight_interval_tells_noise_from_a_loss():
     assert loss[0] > 0.1
 
 
+def test_the_hindsight_interval_reads_a_sample_of_a_large_holdout(monkeypatch):
+    """Beyond HINDSIGHT_CUSTOMERS holdout customers the interval comes from a seeded sample of
+    whole customers (every row of a sampled customer): same verdicts, bounded cost."""
+    import training.fit as fit
+
+    rng = np.random.default_rng(1)
+    customers = np.repeat(np.arange(3000), 2)  # two dates per customer
+    y = (rng.random(6000) < 0.1).astype(int)
+    signal = y + rng.normal(0, 1.0, 6000)
+    seen: list[int] = []
+
+    class Booster:
+        def predict(self, x, num_iteration, raw_score):
+            seen.append(len(x))
+            return x["signal"].to_numpy() + (rng.normal(0, 3, len(x)) if num_iteration == 10 else 0)
+
+    x = pd.DataFrame({"signal": signal})
+    monkeypatch.setattr(fit, "HINDSIGHT_CUSTOMERS", 1000)
+    loss = hindsight_gain_interval(Booster(), 10, 100, x, y, customers, TrainConfig())
+    assert set(seen) == {2000} and loss[0] > 0  # 1,000 customers, both their rows
+
+
 def test_the_refit_includes_the_latest_complete_date(nine_months):
     tables, features, config, fitted = nine_months
     latest = max(default_dates(tables, features, config))
