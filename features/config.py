@@ -96,6 +96,10 @@ class FeatureConfig:
     subscription_signals: bool | None = None
     long_open_ticket_days: int = 7
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
+    # Non-contractual churn: the BG/NBD parameters (r, alpha, a, b) of the customer base, for
+    # the no_activity_chance feature (features.buying_process). None: resolved from the data
+    # (recorded with the model); (): none (contractual churn, or too little data to fit).
+    buying_process: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.windows or any(w <= 0 for w in self.windows):
@@ -115,6 +119,14 @@ class FeatureConfig:
             )
         if len(set(attributes)) != len(attributes):
             raise ValueError(f"customer_attributes lists a column twice: {list(attributes)}")
+        process = self.buying_process
+        if process is not None and (
+            len(process) not in (0, 4) or not all(float(v) > 0 for v in process)
+        ):
+            raise ValueError(
+                "buying_process must be four positive numbers (r, alpha, a, b) or empty, "
+                f"got {process!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,7 +159,7 @@ class FeatureConfig:
             if churn.get("qualifying_events") is not None:
                 churn["qualifying_events"] = tuple(churn["qualifying_events"])
             churn = ChurnDefinition(**churn)
-        for key in ("windows", "event_types", "customer_attributes"):
+        for key in ("windows", "event_types", "customer_attributes", "buying_process"):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 raw[key] = tuple(raw[key])
         return cls(churn=churn, **raw)

@@ -472,6 +472,18 @@ def _trend_entry(what: str, label: str) -> EntryFactory:
     return make
 
 
+def _no_activity_chance(horizon: int) -> Sentence:
+    """The BG/NBD chance (features.buying_process) in words, with the horizon it covers."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        return (
+            f"Chance of no activity in the next {_days(horizon)}: "
+            f"{fmt.percent(float(value), 0)} (from the customer's own buying rhythm)"
+        )
+
+    return sentence
+
+
 def _windowed(
     label: str, unit: str, direction: int, singular: str, none: str, plural: str | None = None
 ) -> EntryFactory:
@@ -501,6 +513,9 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
         (r"value_(?P<w>\d+)d", lambda m: _entry(
             f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)),
             context=(f"events_{_w(m)}d",))),
+        (r"no_activity_chance_(?P<w>\d+)d", lambda m: _entry(
+            f"Chance of no activity in the next {_days(_w(m))} (BG/NBD)", "share", RAISES,
+            _no_activity_chance(_w(m)), "Too little activity to estimate the buying pattern")),
         (r"events_trend_(?P<w>\d+)d", _trend_entry("Activity", "Activity")),
         (r"value_trend_(?P<w>\d+)d", _trend_entry("Activity value", "Activity value")),
         (r"revenue_trend_(?P<w>\d+)d", _trend_entry("Revenue", "Revenue")),

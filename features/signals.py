@@ -16,6 +16,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from features.buying_process import (
+    distinct_triples,
+    fit_buying_process,
+    no_purchase_probability,
+)
 from features.config import RESERVED_CUSTOMER_COLUMNS, FeatureConfig
 from features.contract import Tables
 from features.labels import eligible_mask, resolve_lookback
@@ -40,7 +45,7 @@ from features.prepared import (
 def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> FeatureConfig:
     """Fill what the configuration leaves to the data, using only rows dated before `until`:
     the event types that get their own counts, whether there are subscriptions, and the
-    non-contractual lookback. The declared customer attributes must be columns of the
+    non-contractual lookback and buying process (features.buying_process). The declared customer attributes must be columns of the
     customers table."""
     t = as_of_timestamp(until).value
     check_customer_attributes(tables.customers, config)
@@ -48,6 +53,11 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         config = replace(config, churn=resolve_lookback(tables, config.churn, until))
     if config.subscription_signals is None:
         config = replace(config, subscription_signals=has_subscriptions(tables, config, until))
+    if config.buying_process is None:  # recorded, like the lookback
+        fitted: tuple[float, ...] = ()
+        if config.churn.mode == "non_contractual":
+            fitted = data_buying_process(tables, config.churn.qualifying_events, until)
+        config = replace(config, buying_process=fitted)
     if config.event_types is None:
         act = prepare(tables).activity
         counts = _code_counts(act.event[_rows(act, None, t)], len(act.event_names))
@@ -300,17 +310,10 @@ def _history_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
 
     An active day is a day with a qualifying event; gaps are the days between consecutive
     active days. Recency here is in whole days (T minus the start of the active day)."""
-    n = prep.n_customers
     qualifying = config.churn.qualifying_events
     days = active_days(prep, qualifying)
-    t_day = t // DAY_NS - days.day0  # days before T are those below t_day (T is a midnight)
-    first = days.start[:-1]
-    count = active_day_counts(days, n, t)  # a prefix of each customer's pairs
+    count, first_day, last_day, t_day = _active_span(prep, t, qualifying)
     has = count > 0
-    first_day = last_day = np.zeros(n, dtype=np.int64)  # read only where has
-    if len(days.key):
-        first_day = days.key[np.where(has, first, 0)] % days.span
-        last_day = days.key[np.where(has, first + count - 1, 0)] % days.span
     out: dict[str, np.ndarray] = {}
     out["lifetime_events"] = _events_before(prep, days, t, qualifying)
     out["lifetime_active_days"] = count.astype("float64")
@@ -326,7 +329,52 @@ def _history_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
         out["active_gap_median_days"] = median
         out["overdue_ratio"] = np.where(gaps > 0, since_last / median, np.nan)
         out["active_day_rate"] = np.where(has, count / since_first, np.nan)
+    if config.churn.mode == "non_contractual":
+        name = f"no_activity_chance_{config.churn.horizon_days}d"
+        out[name] = np.full(len(count), np.nan)
+        if config.buying_process:  # None: unresolved; (): no parameters for this data
+            out[name][has] = no_purchase_probability(
+                config.buying_process,  # type: ignore[arg-type]
+                count[has] - 1,
+                (last_day - first_day)[has],
+                (t_day - first_day)[has],
+                config.churn.horizon_days,
+            )
     return out
+
+
+def _active_span(
+    prep: Prepared, t: int, qualifying: tuple[str, ...] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per customer, from qualifying activity before T: active days, first and last active day
+    (days since the data's first active day; read only where the count is positive), and T's
+    day on that scale (T is a midnight: the days before it are those below)."""
+    n = prep.n_customers
+    days = active_days(prep, qualifying)
+    t_day = t // DAY_NS - days.day0
+    first = days.start[:-1]
+    count = active_day_counts(days, n, t)  # a prefix of each customer's pairs
+    has = count > 0
+    first_day = last_day = np.zeros(n, dtype=np.int64)
+    if len(days.key):
+        first_day = (days.key[np.where(has, first, 0)] % days.span).astype(np.int64)
+        last_day = (days.key[np.where(has, first + count - 1, 0)] % days.span).astype(np.int64)
+    return count, first_day, last_day, int(t_day)
+
+
+def data_buying_process(
+    tables: Tables, qualifying: tuple[str, ...] | None, until: object
+) -> tuple[float, ...]:
+    """The BG/NBD parameters of the customer base (features.buying_process) from qualifying
+    activity before `until`: every customer with a purchase by then; () when they cannot be
+    fitted."""
+    prep = prepare(tables)
+    count, first_day, last_day, t_day = _active_span(prep, as_of_timestamp(until).value, qualifying)
+    has = count > 0
+    triples, counts = distinct_triples(
+        count[has] - 1, (last_day - first_day)[has], t_day - first_day[has]
+    )
+    return fit_buying_process(triples, counts) or ()
 
 
 def _events_before(

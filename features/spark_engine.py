@@ -53,6 +53,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -398,6 +399,43 @@ def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig,
     return lookback_from_quantile(float("nan") if quantile is None else float(quantile))
 
 
+def _buying_process(
+    activity: DataFrame, info: TableInput, config: FeatureConfig, until: int
+) -> tuple[float, ...]:
+    """features.signals.data_buying_process on Spark: per customer, the distinct active days
+    before `until` (qualifying events only) as (repeat days, first to last day, first day to
+    `until`), counted per distinct triple, and the same fit on the collected counts."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from features.buying_process import fit_buying_process
+    from features.prepared import DAY_NS
+
+    at = _as_ns(activity, info, "at")
+    rows = activity.where(at < F.lit(until))
+    if config.churn.qualifying_events is not None:
+        event = F.col("event")
+        if isinstance(activity.schema["event"].dataType, T.BooleanType):
+            event = F.when(event, "True").otherwise("False")
+        rows = rows.where(event.cast("string").isin(list(config.churn.qualifying_events)))
+    days = rows.select(
+        _customer_key(rows, "activity").alias("customer"),
+        ((at - F.pmod(at, F.lit(DAY_NS))) / F.lit(DAY_NS)).cast("long").alias("day"),
+    ).distinct()
+    spans = days.groupBy("customer").agg(
+        (F.count("day") - 1).alias("x"),
+        (F.max("day") - F.min("day")).alias("tx"),
+        (F.lit(until // DAY_NS) - F.min("day")).alias("age"),
+    )
+    counted = spans.groupBy("x", "tx", "age").count().collect()
+    if not counted:
+        return ()
+    triples = np.array([[r["x"], r["tx"], r["age"]] for r in counted], dtype=np.int64)
+    counts = np.array([r["count"] for r in counted], dtype=np.int64)
+    order = np.lexsort(triples.T[::-1])  # as np.unique orders them: the same sums in the fit
+    return fit_buying_process(triples[order], counts[order]) or ()
+
+
 def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
     """Customers signed up before T and not churned before T (as features.labels counts them
     for lapsed_count): one Spark job on the customers table."""
@@ -535,6 +573,13 @@ def plan_run(
         config = replace(
             config, subscription_signals=_has_subscriptions(frames, infos, config, until)
         )
+    if config.buying_process is None:  # as features.signals.resolve_config
+        fitted: tuple[float, ...] = ()
+        if churn.mode == "non_contractual":
+            fitted = _buying_process(
+                frames["activity"], infos["activity"], config, as_of_timestamp(until).value
+            )
+        config = replace(config, buying_process=fitted)
     from features.signals import check_customer_attributes
 
     check_customer_attributes(pd.DataFrame(columns=frames["customers"].columns), config)

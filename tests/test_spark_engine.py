@@ -145,8 +145,11 @@ def test_a_lookback_left_to_the_data_and_history_signals_equal_the_pandas_engine
     tables = load_tables(demo)
     expected_config = resolve_config(tables, config, until="2024-06-01")
     assert resolved == expected_config and resolved.churn.lookback_days is not None
+    assert len(resolved.buying_process) == 4  # the same BG/NBD fit from Spark's counts
     expected = build_features(tables, "2024-06-01", config)
     assert "overdue_ratio" in expected and rows == len(expected)
+    chance = f"no_activity_chance_{config.churn.horizon_days}d"
+    assert expected[chance].notna().all() and expected[chance].between(0, 1).all()
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 
 
