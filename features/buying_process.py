@@ -15,7 +15,10 @@ The parameters are a property of the customer base at a date, like the non-contr
 lookback: resolve_config fits them once on the qualifying activity before the last training
 date (all customers with a purchase by then, lapsed ones included: they are what tells a
 dropout from a long gap) and records them in the configuration that travels with the model, so
-training, the weekly job, the service and the Spark engine compute the same feature. The fit
+training, the weekly job, the service and the Spark engine compute the same feature. For the
+training rows of earlier dates this is a look-ahead of four population numbers (how customers
+in general buy, fitted on thousands of customers), never of a customer's own future; the
+lookback is resolved the same way. The fit
 sees each customer as one (x, t_x, T) triple in whole days; equal triples are counted once with
 a weight, so the fit costs the number of distinct triples, not of customers. Time is in weeks
 inside the model (days / 7), as in the literature.
