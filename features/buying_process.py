@@ -50,20 +50,45 @@ def distinct_triples(
     return triples, counts
 
 
+# The likelihood is evaluated a few hundred times: beyond this many distinct triples, times are
+# binned (to whole weeks, then 4 weeks, ...) so the fit stays near a second for millions of
+# customers; the bins are far finer than the parameters can resolve.
+MAX_TRIPLES = 20_000
+
+
+def _coarsened(triples: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At most MAX_TRIPLES distinct triples: t_x and T moved to the middle of bins of 7, 28,
+    84, ... days until they fit (a one-time buyer's t_x stays 0; deterministic: both engines
+    pass the same sorted counts)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    width = 7
+    while len(triples) > MAX_TRIPLES:
+        binned = triples.copy()
+        binned[:, 1:] = binned[:, 1:] // width * width + width // 2
+        binned[:, 1] = np.where(binned[:, 0] > 0, binned[:, 1], 0)
+        binned[:, 2] = np.maximum(binned[:, 2], binned[:, 1])
+        triples, inverse = np.unique(binned, axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
+        width *= 4 if width == 7 else 3
+    return triples, counts
+
+
 def _neg_log_likelihood(
     log_params: np.ndarray, x: np.ndarray, tx: np.ndarray, age: np.ndarray, weight: np.ndarray
 ) -> float:
+    """The BG/NBD negative log-likelihood of weighted (x, t_x, T) rows (Fader, Hardie & Lee
+    2005, eq. 6); huge where the optimiser wanders out of the numbers' range."""
     r, alpha, a, b = np.exp(log_params)
-    part1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    part2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-    part3 = -(r + x) * np.log(alpha + age)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        part1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+        part2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+        part3 = -(r + x) * np.log(alpha + age)
         part4 = np.where(
             x > 0,
             np.log(a) - np.log(np.maximum(b + x - 1, 1e-12)) - (r + x) * np.log(alpha + tx),
             -np.inf,
         )
-    value = -float(np.sum(weight * (part1 + part2 + np.logaddexp(part3, part4))))
+        value = -float(np.sum(weight * (part1 + part2 + np.logaddexp(part3, part4))))
     return value if np.isfinite(value) else 1e300
 
 
@@ -73,7 +98,8 @@ def fit_buying_process(
     """Maximum-likelihood (r, alpha, a, b) from distinct (x, t_x, T) triples in days and their
     customer counts; alpha per week. None with too few customers or repeat buyers to tell the
     parameters apart, or when the optimiser does not settle."""
-    triples = np.asarray(triples, dtype=float).reshape(-1, 3)
+    triples, counts = _coarsened(np.asarray(triples, dtype=np.int64).reshape(-1, 3), counts)
+    triples = triples.astype(float)
     counts = np.asarray(counts, dtype=float)
     if counts.sum() < MIN_CUSTOMERS or counts[triples[:, 0] > 0].sum() < MIN_REPEAT_BUYERS:
         return None
@@ -93,6 +119,8 @@ def fit_buying_process(
     # A customer base without dropouts drives a (or b) towards 0: kept just above it, where the
     # formulas hold and the model is the plain NBD it tends to.
     r, alpha, a, b = (float(v) for v in np.clip(np.exp(result.x), PARAM_MIN, PARAM_MAX))
+    if not (PARAM_MIN < r < PARAM_MAX and PARAM_MIN < alpha < PARAM_MAX):
+        return None  # purchase rates the data cannot pin down: no parameters, no feature
     return r, alpha, a, b
 
 

@@ -108,3 +108,17 @@ def test_a_buying_process_that_is_not_four_positive_numbers_is_refused():
         FeatureConfig(buying_process=(0.2, -1.0, 0.5, 1.0))
     with pytest.raises(ValueError, match="four positive numbers"):
         FeatureConfig.from_dict({"buying_process": [1.0, 2.0]})
+
+
+def test_many_distinct_customers_are_binned_with_their_counts_and_the_same_answer(monkeypatch):
+    """Beyond MAX_TRIPLES distinct (x, t_x, T) the times are binned (weeks, then coarser):
+    every customer still counts once, and the parameters barely move."""
+    import features.buying_process as bp
+
+    triples, counts = distinct_triples(*simulate(8000))
+    exact = fit_buying_process(triples, counts)
+    monkeypatch.setattr(bp, "MAX_TRIPLES", 3000)  # 3,429 distinct: binned to weeks
+    binned, binned_counts = bp._coarsened(triples, counts)
+    assert len(binned) <= 3000 and binned_counts.sum() == counts.sum()
+    assert (binned[:, 2] >= binned[:, 1]).all() and (binned[binned[:, 0] == 0, 1] == 0).all()
+    assert fit_buying_process(triples, counts) == pytest.approx(exact, rel=0.1)
