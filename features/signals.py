@@ -45,8 +45,8 @@ from features.prepared import (
 def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> FeatureConfig:
     """Fill what the configuration leaves to the data, using only rows dated before `until`:
     the event types that get their own counts, whether there are subscriptions, and the
-    non-contractual lookback and buying process (features.buying_process). The declared customer attributes must be columns of the
-    customers table."""
+    non-contractual lookback and buying process (features.buying_process). The declared customer
+    attributes must be columns of the customers table."""
     t = as_of_timestamp(until).value
     check_customer_attributes(tables.customers, config)
     if config.churn.lookback_days is None:  # recorded, so it travels with the model

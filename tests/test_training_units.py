@@ -221,17 +221,34 @@ def test_capacity_grows_with_churners_and_shrinks_for_small_data():
 
 def test_rounds_follow_the_median_fold_curve_not_one_fold_that_creeps_up():
     """A fold whose flat curve creeps up until 270 rounds drags the peak of the mean curve there;
-    the peak of the median curve (each fold measured from its own best) stays with the others."""
+    the median curve (each fold measured from its own best) stays with the others."""
     a = np.r_[np.linspace(0.6, 0.8, 40), 0.8 - 0.0001 * np.arange(1, 261)]  # best at 40
     b = np.r_[np.linspace(0.6, 0.78, 50), 0.78 - 0.0001 * np.arange(1, 251)]  # best at 50
     c = np.r_[np.linspace(0.6, 0.7, 30), 0.7 + 0.0003 * np.arange(1, 241), np.full(30, 0.7)]
     assert int(np.argmax(np.mean([a, b, c], axis=0))) + 1 == 270  # the peak of the mean
-    assert 40 <= choose_rounds([a, b, c]) <= 50
-    assert choose_rounds([a]) == 40
+    assert 40 <= choose_rounds([a, b, c]) <= 60
+    # one fold: its plateau within 0.001 of the best runs from 40 to 50 rounds
+    assert 44 <= choose_rounds([a]) <= 45  # sqrt(40 x 50)
     short = np.r_[np.linspace(0.6, 0.76, 60), np.linspace(0.76, 0.75, 10)]  # stopped early
-    assert 40 <= choose_rounds([a, short]) <= 60  # two folds: the peak of their mean
+    assert 40 <= choose_rounds([a, short]) <= 65  # two folds: the mean
     with pytest.raises(ValueError, match="at least one fold"):
         choose_rounds([])
+
+
+def test_rounds_on_a_flat_curve_are_the_middle_of_its_plateau_not_its_noisy_peak():
+    """Curves flat within 0.001 from 8 to 80 rounds, each peaking early by noise (Online Retail,
+    2011-09-01: customer folds put the peak at 11 rounds where the holdout was best at 40): the
+    rounds are the geometric middle of the plateau, not where noise put the peak."""
+    rounds = np.arange(1, 201)
+    rise = 0.74 - 0.04 * np.exp(-rounds / 2.0)  # reaches its plateau within 8 rounds
+    fall = np.where(rounds > 80, 0.0001 * (rounds - 80), 0.0)  # then slowly worse after 80
+    noise = np.random.default_rng(0).normal(0, 0.0002, (4, 200))
+    noise[:, 10] += 0.0006  # every fold's peak at 11 rounds
+    curves = list(rise - fall + noise)
+    chosen = choose_rounds(curves)
+    peak = int(np.argmax(np.median([c - c.max() for c in curves], axis=0))) + 1
+    assert peak == 11
+    assert 20 <= chosen <= 35
 
 
 def test_bootstrap_intervals_resample_customers_and_cover_the_estimate():
