@@ -134,6 +134,18 @@ def test_the_refit_includes_the_latest_complete_date(nine_months):
     assert pd.Timestamp(fitted.evaluation.holdout.dates[0]) == latest
 
 
+def test_the_refit_takes_its_rounds_from_the_fold_nearest_it_in_time(nine_months):
+    """The holdout fold (every date before the holdout -> the latest complete date) chooses the
+    refit's rounds, scaled to the refit's rows: near the holdout's best in hindsight, not where
+    the older selection folds peak."""
+    from training.fit import MAX_ROUNDS_SCALE
+
+    _, _, _, fitted = nine_months
+    assert fitted.refit.rounds_from == "holdout fold"
+    best_on_latest = fitted.evaluation.rounds["hindsight"]
+    assert best_on_latest / 2 <= fitted.refit.rounds <= 2 * MAX_ROUNDS_SCALE * best_on_latest
+
+
 def test_baselines_and_truth_are_scored_on_the_holdout_rows(nine_months):
     holdout = nine_months[3].evaluation.holdout
     assert set(holdout.metrics) == {"candidate", "logistic_regression", "recency_rule", "truth"}
@@ -169,6 +181,7 @@ def test_a_history_shorter_than_horizon_plus_dates_trains_and_says_it_has_no_hon
     assert fitted.evaluation.holdout.kind == "customer folds (no time holdout)"
     assert np.isfinite(fitted.evaluation.metrics["roc_auc"])
     assert fitted.refit.trained_until == str(max(fitted.plan.dates).date())
+    assert fitted.refit.rounds_from == "selection folds"  # no holdout fold to choose them
 
 
 @pytest.mark.skipif(RAW is None, reason="../shared/data/online_retail is not present")
