@@ -817,11 +817,14 @@ def _mode(df: pd.DataFrame, by: list[str], col: str) -> pd.Series:
 
 
 def config_toml(mapping: Mapping) -> str:
-    """The output's config.toml: the mapping's [features] (with [features.churn]) and
-    [training] sections, as features/config.py and training/config.py read them."""
+    """The output's config.toml: the mapping's [features] (with [features.churn]),
+    [training] and [scoring] sections, as features/config.py, training/config.py and
+    serving/config.py read them."""
     lines: list[str] = []
     if mapping.training:
         lines += _section("training", mapping.training)
+    if mapping.scoring:
+        lines += _section("scoring", mapping.scoring)
     features = {k: v for k, v in mapping.features.items() if k != "churn"}
     churn = mapping.features.get("churn", {})
     if features or churn:

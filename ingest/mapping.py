@@ -43,7 +43,7 @@ AGGREGATIONS = ("min", "max", "sum", "first", "last", "count", "mode")
 DROP = "drop"  # a value map's target that drops the row (counted in the import report)
 UNMAPPED = ("error", "keep", "drop")
 
-TOP_KEYS = {"mapping", "features", "training", *TABLES}
+TOP_KEYS = {"mapping", "features", "training", "scoring", *TABLES}
 MAPPING_KEYS = {"description"}
 SOURCE_KEYS = {"source", "name", "drop", "columns", "aggregate", "sort", "unknown_customers"}
 SOURCE_TABLE_KEYS = {"path", "format", "delimiter", "url", "url_env", "query"}
@@ -162,6 +162,7 @@ class Mapping:
     features: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    scoring: dict[str, Any] = field(default_factory=dict)  # currency, alerts (serving.config)
 
     def customer_attributes(self) -> list[str]:
         return list(self.features.get("customer_attributes", []) or [])
@@ -189,6 +190,7 @@ def parse_mapping(raw: dict[str, Any], path: str = "<mapping>") -> Mapping:
     _no_unknown(meta, MAPPING_KEYS, f"{where} [mapping]")
     features = _parse_features(raw.get("features", {}), where)
     training = _parse_training(raw.get("training", {}), where)
+    scoring = _parse_scoring(raw.get("scoring", {}), where)
     tables: dict[str, tuple[SourceMapping, ...]] = {}
     for table in TABLES:
         if table not in raw:
@@ -205,7 +207,8 @@ def parse_mapping(raw: dict[str, Any], path: str = "<mapping>") -> Mapping:
         )
     for table in ("customers", "activity"):
         _need(table in tables, f"{where}: the contract needs a [{table}] table; none is mapped")
-    mapping = Mapping(path, tables, features, training, str(meta.get("description", "")))
+    description = str(meta.get("description", ""))
+    mapping = Mapping(path, tables, features, training, description, scoring)
     _check_attributes(mapping, where)
     return mapping
 
@@ -455,6 +458,19 @@ def _parse_training(raw: Any, where: str) -> dict[str, Any]:
 
     _need(isinstance(raw, dict), f"{where}: [training] must be a table")
     _no_unknown(raw, set(TrainConfig.__dataclass_fields__), f"{where} [training]")
+    return dict(raw)
+
+
+def _parse_scoring(raw: Any, where: str) -> dict[str, Any]:
+    """The weekly job's [scoring] settings (serving.config.ScoringConfig), checked here so a
+    bad currency or alert setting fails the import, not the first scoring run."""
+    from serving.config import ScoringConfig
+
+    _need(isinstance(raw, dict), f"{where}: [scoring] must be a table")
+    try:
+        ScoringConfig.from_dict(dict(raw))
+    except (TypeError, ValueError) as err:
+        raise MappingError(f"{where}: {err}") from None
     return dict(raw)
 
 

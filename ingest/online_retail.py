@@ -55,6 +55,7 @@ ONLINE_RETAIL_CONFIG = FeatureConfig(
 # warm-up, the holdout and the folds from the span of the data and the horizon
 # (training.pipeline, training.splits).
 ONLINE_RETAIL_TRAINING: dict[str, object] = {"model_name": "churn-online-retail"}
+ONLINE_RETAIL_CURRENCY = "GBP"  # UnitPrice is in pounds sterling
 
 
 PRESET = Path(__file__).with_name("presets") / "orders.toml"
@@ -108,10 +109,12 @@ def read_online_retail(path: str | Path) -> pd.DataFrame:
 def online_retail_mapping() -> Mapping:
     """The orders mapping with the Online Retail preset (examples/orders/mapping.toml), its
     models registered as churn-online-retail (the generic example names none: a copy of it
-    takes its name from the user's data folder)."""
+    takes its name from the user's data folder), its amounts in pounds sterling (a UK shop:
+    reasons and the report read "£15", not "15")."""
     mapping = load_mapping(PRESET)
     named = {**mapping.training, "model_name": ONLINE_RETAIL_TRAINING["model_name"]}
-    return dataclasses.replace(mapping, training=named)
+    scoring = {**mapping.scoring, "currency": ONLINE_RETAIL_CURRENCY}
+    return dataclasses.replace(mapping, training=named, scoring=scoring)
 
 
 def import_online_retail(raw: pd.DataFrame) -> tuple[Tables, ImportReport]:

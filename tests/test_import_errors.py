@@ -3,6 +3,7 @@ table, the source, the column and an example row (or the key of the mapping that
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -217,6 +218,26 @@ def test_mapping_mistakes_are_named():
     }
     with pytest.raises(MappingError, match=r"'cases' is empty.*\{ value = \.\.\. \}"):
         parse_mapping(constant_as_cases)
+
+
+def test_the_scoring_section_is_checked_at_import_and_written_to_the_folder_config():
+    """[scoring] (currency, alerts) travels from the mapping into config.toml; a wrong value
+    fails the import naming the setting, not the first weekly run."""
+    from ingest.importer import config_toml
+    from serving.config import ScoringConfig
+
+    tables = {
+        "customers": {"source": "a.csv", "columns": {"customer_id": "id", "signup_at": "c"}},
+        "activity": {"source": "b.csv", "columns": {"customer_id": "u", "at": "t", "event": "e"}},
+    }
+    mapping = parse_mapping({**tables, "scoring": {"currency": "USD"}})
+    written = tomllib.loads(config_toml(mapping))
+    assert ScoringConfig.from_dict(written["scoring"]).currency == "USD"
+    assert "scoring" not in tomllib.loads(config_toml(parse_mapping(tables)))
+    with pytest.raises(MappingError, match=r"\[scoring\] currency must be a code"):
+        parse_mapping({**tables, "scoring": {"currency": 5}})
+    with pytest.raises(MappingError, match=r"unknown \[scoring\] settings \['currncy'\]"):
+        parse_mapping({**tables, "scoring": {"currncy": "USD"}})
 
 
 # --- a contract folder mapped back with an identity mapping is unchanged ---------------------

@@ -23,6 +23,7 @@ from ingest.online_retail import (
     import_online_retail,
     read_online_retail,
 )
+from serving.config import scoring_config_from_file
 from training.config import train_config_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +142,7 @@ def test_import_online_retail_is_the_orders_mapping_with_its_preset(sample, tmp_
     assert feature_config_from_file(config_file) == ONLINE_RETAIL_CONFIG
     training = train_config_from_file(config_file)
     assert {k: getattr(training, k) for k in ONLINE_RETAIL_TRAINING} == ONLINE_RETAIL_TRAINING
+    assert scoring_config_from_file(config_file).currency == "GBP"  # a UK shop's pounds
 
 
 @pytest.mark.slow

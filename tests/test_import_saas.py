@@ -129,6 +129,7 @@ def test_config_declares_contractual_churn_and_never_the_crm_status(imported):
     attributes = config["features"]["customer_attributes"]
     assert "status" not in attributes and "mrr" not in attributes
     assert set(attributes) <= set(load_tables(out).customers.columns)
+    assert config["scoring"]["currency"] == "USD"  # reasons read "$49", not "49"
 
 
 def test_trains_end_to_end_on_the_imported_folder(imported, tmp_path, monkeypatch):
