@@ -237,6 +237,10 @@ def run_cut(
         m = binary_metrics(y, p)
         result.update({f"{score}_auc": m["roc_auc"], f"{score}_pr": m["pr_auc"],
                        f"{score}_lift": m["lift_top_decile"]})  # fmt: skip
+    # Calibration at the cut: the probabilities people read, against what happened.
+    for score in ("project", "project_logistic"):
+        m = binary_metrics(y, scores[score])
+        result.update({f"{score}_log_loss": m["log_loss"], f"{score}_ece": m["ece"]})
     _values, counts = np.unique(scores["project"], return_counts=True)
     result["max_tie_share"] = counts.max() / len(y)
     holdout = fitted.evaluation.holdout

@@ -187,10 +187,17 @@ def test_plain_isotonic_would_have_tied_customers():
     assert counts.max() <= 0.01 * len(raw)
 
 
-def test_auto_calibration_depends_on_the_number_of_churners():
-    assert choose_calibration("auto", np.r_[np.ones(200), np.zeros(5000)]) == "sigmoid"
-    assert choose_calibration("auto", np.r_[np.ones(1500), np.zeros(5000)]) == "isotonic"
-    assert choose_calibration("sigmoid", np.r_[np.ones(1500), np.zeros(5000)]) == "sigmoid"
+def test_auto_calibration_is_platt_and_isotonic_only_when_configured():
+    """Isotonic's end blocks follow the calibration rows' tails (here: the lowest tenth never
+    churned); Platt, the default, keeps those customers at a rate a later date can hold."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, 20_000)
+    rate = np.where(z < np.quantile(z, 0.1), 0.0, np.where(z < 0, 0.2, 0.5))
+    raw, y = 1 / (1 + np.exp(-z)), (rng.random(len(z)) < rate).astype(int)
+    assert choose_calibration("auto") == "sigmoid" and choose_calibration("isotonic") == "isotonic"
+    lowest = raw.min() * np.ones(1)
+    assert calibrate(fit_calibrator("isotonic", raw, y), lowest)[0] < 0.001
+    assert calibrate(fit_calibrator("auto", raw, y), lowest)[0] > 0.01
     with pytest.raises(ValueError, match="only one class"):
         fit_calibrator("auto", np.linspace(0, 1, 10), np.zeros(10))
 

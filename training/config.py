@@ -64,7 +64,7 @@ class TrainConfig:
     lgbm_params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_LGBM_PARAMS))
     capacity: str = "auto"  # num_leaves and min_data_in_leaf from rows and churners; "fixed"
     monotone: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MONOTONE))
-    calibration: str = "auto"  # "sigmoid" (Platt on the logit), "isotonic" (interpolated)
+    calibration: str = "auto"  # "auto" = "sigmoid" (Platt on the logit); "isotonic" (interpolated)
     # The linear term's share of the score's spread (training.model.LinearTerm): a ridge logistic
     # regression beside the booster steadies the trees on short histories and small customer
     # bases. 0: the booster alone (the term then only breaks its ties).

@@ -467,7 +467,7 @@ def run_backtest(
     runs = [trainer.run(f) for f in plan.folds]
     fold_rounds = choose_rounds([r.curve for r in runs])
     cal_index, cal_raw, fold_linears = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
-    method = choose_calibration(config.calibration, y[cal_index])
+    method = choose_calibration(config.calibration)
     info: dict[str, Any] = {
         "folds": [{"fold": r.fold.describe(), "best": r.best_rounds} for r in runs],
         "chosen_on_folds": fold_rounds,
@@ -627,7 +627,7 @@ def refit(
     fold_rounds = choose_rounds([r.curve for r in chosen_on])
     cal_index, cal_raw, _ = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
     rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in chosen_on], len(dataset))
-    method = choose_calibration(config.calibration, y[cal_index])
+    method = choose_calibration(config.calibration)
     calibrator = fit_calibrator(method, cal_raw, y[cal_index])
     booster = lgb.train(
         {k: v for k, v in trainer.params.items() if k != "metric"},
