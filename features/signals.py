@@ -329,17 +329,18 @@ def _history_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
         out["active_gap_median_days"] = median
         out["overdue_ratio"] = np.where(gaps > 0, since_last / median, np.nan)
         out["active_day_rate"] = np.where(has, count / since_first, np.nan)
-    if config.churn.mode == "non_contractual":
+    # Without parameters (contractual churn, or too little data to fit them) no column: a
+    # column of missing values would measure nothing.
+    if config.churn.mode == "non_contractual" and config.buying_process:
         name = f"no_activity_chance_{config.churn.horizon_days}d"
         out[name] = np.full(len(count), np.nan)
-        if config.buying_process:  # None: unresolved; (): no parameters for this data
-            out[name][has] = no_purchase_probability(
-                config.buying_process,  # type: ignore[arg-type]
-                count[has] - 1,
-                (last_day - first_day)[has],
-                (t_day - first_day)[has],
-                config.churn.horizon_days,
-            )
+        out[name][has] = no_purchase_probability(
+            config.buying_process,  # type: ignore[arg-type]
+            count[has] - 1,
+            (last_day - first_day)[has],
+            (t_day - first_day)[has],
+            config.churn.horizon_days,
+        )
     return out
 
 

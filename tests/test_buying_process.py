@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,6 +102,11 @@ def test_resolved_with_the_lookback_and_a_feature_of_non_contractual_data_only()
     assert not any(
         c.startswith("no_activity_chance")
         for c in build_features(tables, "2024-05-01", contractual)
+    )
+    # Too little data to fit (or `buying_process = []`): no column rather than one of NaN.
+    unfitted = replace(resolved, buying_process=())
+    assert not any(
+        c.startswith("no_activity_chance") for c in build_features(tables, "2024-05-01", unfitted)
     )
 
 
