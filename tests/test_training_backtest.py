@@ -141,9 +141,28 @@ def test_the_refit_takes_its_rounds_from_the_fold_nearest_it_in_time(nine_months
     from training.fit import MAX_ROUNDS_SCALE
 
     _, _, _, fitted = nine_months
-    assert fitted.refit.rounds_from == "holdout fold"
+    assert fitted.refit.rounds_from == "holdout fold"  # 134 churners on the holdout date
     best_on_latest = fitted.evaluation.rounds["hindsight"]
     assert best_on_latest / 2 <= fitted.refit.rounds <= 2 * MAX_ROUNDS_SCALE * best_on_latest
+
+
+def test_a_holdout_with_few_churners_does_not_choose_the_refit_rounds_alone():
+    """A small business (1,200 customers): the holdout date has a few dozen churners, too few
+    for its curve alone; the selection folds choose with it, and the run says why."""
+    demo = DemoConfig(n_customers=1200, seed=5, months=10)
+    tables, _ = generate_demo(demo)
+    features = FeatureConfig().with_churn(mode="contractual", horizon_days=demo.step_days)
+    config = TrainConfig(
+        date_from=str((demo.start + pd.Timedelta(days=60)).date()), every_days=demo.step_days
+    )
+    messages: list[str] = []
+    fitted = fit_from_tables(tables, features, config, log=messages.append)
+    assert fitted.plan.honest
+    churners = int(fitted.evaluation.test["churned"].sum())  # the holdout date's
+    assert churners < 100
+    assert fitted.refit.rounds_from.startswith("selection and holdout folds: the holdout has")
+    assert f"{churners:,} churners" in fitted.refit.rounds_from
+    assert any(fitted.refit.rounds_from in m for m in messages)
 
 
 def test_baselines_and_truth_are_scored_on_the_holdout_rows(nine_months):

@@ -598,6 +598,31 @@ def _truth_on(test: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray | None:
 # --------------------------------------------------------------------------------- refit
 
 
+# A holdout fold whose validation rows hold fewer churners (or non-churners) than this chooses
+# the refit's rounds together with the selection folds: its curve alone moves by noise from one
+# round to the next (18 churners in the SaaS example's holdout).
+REFIT_ROUNDS_MIN_EVENTS = 100
+
+
+def refit_rounds_folds(
+    plan: BacktestPlan, trainer: FoldTrainer, runs: Sequence[FoldRun]
+) -> tuple[list[FoldRun], str]:
+    """The folds whose curves choose the refit's rounds, and the words for them: the holdout
+    fold (refit's docstring), unless it has fewer than REFIT_ROUNDS_MIN_EVENTS churners or
+    non-churners; then every refit fold, as without a holdout."""
+    if not plan.honest:
+        return list(runs), "selection folds"
+    holdout = trainer.run(plan.holdout_fold)
+    churners = int(trainer.y[holdout.valid_index].sum())
+    events = min(churners, len(holdout.valid_index) - churners)
+    if events < REFIT_ROUNDS_MIN_EVENTS:
+        return list(runs), (
+            f"selection and holdout folds: the holdout has {churners:,} churners among "
+            f"{len(holdout.valid_index):,} rows, too few to choose alone"
+        )
+    return [holdout], "holdout fold"
+
+
 def refit(
     dataset: pd.DataFrame,
     plan: BacktestPlan,
@@ -608,8 +633,8 @@ def refit(
     log: Log | None = None,
 ) -> tuple[ChurnModel, Refit]:
     """The registered model: every observation date with a complete label; its rounds from
-    the holdout fold's validation curve when there is a time holdout (refit_rounds), else from
-    the selection folds; calibrated on the selection and holdout folds' out-of-fold predictions;
+    the holdout fold's validation curve when there is a time holdout with enough churners
+    (refit_rounds_folds), else from the selection folds (and the holdout fold); calibrated on the selection and holdout folds' out-of-fold predictions;
     bands from the quantiles of the latest date's customers.
 
     Why the holdout fold alone chooses the refit's rounds: it is the fold nearest the refit in
@@ -623,7 +648,7 @@ def refit(
     would score the holdout with settings fitted on it): its rounds stay the selection folds'."""
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.refit_folds]
-    chosen_on = [trainer.run(plan.holdout_fold)] if plan.honest else runs
+    chosen_on, rounds_from = refit_rounds_folds(plan, trainer, runs)
     fold_rounds = choose_rounds([r.curve for r in chosen_on])
     cal_index, cal_raw, _ = _fold_predictions(trainer, runs, fold_rounds, preprocessor)
     rounds = scale_rounds(fold_rounds, [len(r.train_index) for r in chosen_on], len(dataset))
@@ -666,7 +691,7 @@ def refit(
         rounds=rounds,
         calibration=method,
         calibration_rows=len(cal_index),
-        rounds_from="holdout fold" if plan.honest else "selection folds",
+        rounds_from=rounds_from,
         params={k: v for k, v in trainer.params.items() if k != "monotone_constraints"},
         band_warnings=warnings,
     )
