@@ -369,16 +369,14 @@ def _activity_stats(
     return latest, tuple(sorted(name for _, name in ranked[: config.max_event_types]))
 
 
-def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig, until: int) -> int:
-    """features.labels.data_lookback_days on Spark: the distinct active days of each customer
-    before `until` (qualifying events only), the median gap between consecutive ones per
-    customer, and the quantile of those medians that lookback_from_gaps takes (exact
-    percentiles with linear interpolation, as numpy's median and quantile)."""
-    from pyspark.sql import Window
+def _active_days_before(
+    activity: DataFrame, info: TableInput, config: FeatureConfig, until: int
+) -> DataFrame:
+    """(customer, day): the distinct days before `until` with qualifying activity (days since
+    the epoch), what the lookback and the buying process are resolved from."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from features.labels import LOOKBACK_QUANTILE, lookback_from_quantile
     from features.prepared import DAY_NS
 
     at = _as_ns(activity, info, "at")
@@ -388,10 +386,23 @@ def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig,
         if isinstance(activity.schema["event"].dataType, T.BooleanType):
             event = F.when(event, "True").otherwise("False")
         rows = rows.where(event.cast("string").isin(list(config.churn.qualifying_events)))
-    days = rows.select(
+    return rows.select(
         _customer_key(rows, "activity").alias("customer"),
         ((at - F.pmod(at, F.lit(DAY_NS))) / F.lit(DAY_NS)).cast("long").alias("day"),
     ).distinct()
+
+
+def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig, until: int) -> int:
+    """features.labels.data_lookback_days on Spark: the distinct active days of each customer
+    before `until` (qualifying events only), the median gap between consecutive ones per
+    customer, and the quantile of those medians that lookback_from_gaps takes (exact
+    percentiles with linear interpolation, as numpy's median and quantile)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from features.labels import LOOKBACK_QUANTILE, lookback_from_quantile
+
+    days = _active_days_before(activity, info, config, until)
     previous = F.lag("day").over(Window.partitionBy("customer").orderBy("day"))
     gaps = days.select("customer", (F.col("day") - previous).alias("gap")).where("gap IS NOT NULL")
     medians = gaps.groupBy("customer").agg(F.expr("percentile(gap, 0.5)").alias("median"))
@@ -406,22 +417,11 @@ def _buying_process(
     before `until` (qualifying events only) as (repeat days, first to last day, first day to
     `until`), counted per distinct triple, and the same fit on the collected counts."""
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     from features.buying_process import fit_buying_process
     from features.prepared import DAY_NS
 
-    at = _as_ns(activity, info, "at")
-    rows = activity.where(at < F.lit(until))
-    if config.churn.qualifying_events is not None:
-        event = F.col("event")
-        if isinstance(activity.schema["event"].dataType, T.BooleanType):
-            event = F.when(event, "True").otherwise("False")
-        rows = rows.where(event.cast("string").isin(list(config.churn.qualifying_events)))
-    days = rows.select(
-        _customer_key(rows, "activity").alias("customer"),
-        ((at - F.pmod(at, F.lit(DAY_NS))) / F.lit(DAY_NS)).cast("long").alias("day"),
-    ).distinct()
+    days = _active_days_before(activity, info, config, until)
     spans = days.groupBy("customer").agg(
         (F.count("day") - 1).alias("x"),
         (F.max("day") - F.min("day")).alias("tx"),
