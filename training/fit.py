@@ -5,8 +5,9 @@ Why this order: early stopping on dates right after the training dates (whose la
 training labels) never stops, and calibration on two dates makes plateaus. Here the rounds are
 the middle of the plateau of the median validation curve of folds whose training labels end
 before their validation dates, the calibration is fitted on those folds' out-of-fold predictions
-with a strictly increasing map, the model's capacity follows the number of rows and churners, and the model that
-is registered is refit on every date whose label is complete, with the settings so chosen. Each
+with a strictly increasing map, the model's capacity follows the number of rows and churners,
+and the model that is registered is refit on every date whose label is complete, with the
+settings so chosen (its rounds from the fold nearest it in time: refit). Each
 booster gets a linear term fitted on its own training rows (training.model.LinearTerm), in the
 folds, the backtest and the refit alike, so the calibration and the holdout see the score the
 registered model gives.
@@ -634,8 +635,9 @@ def refit(
 ) -> tuple[ChurnModel, Refit]:
     """The registered model: every observation date with a complete label; its rounds from
     the holdout fold's validation curve when there is a time holdout with enough churners
-    (refit_rounds_folds), else from the selection folds (and the holdout fold); calibrated on the selection and holdout folds' out-of-fold predictions;
-    bands from the quantiles of the latest date's customers.
+    (refit_rounds_folds), else from the selection folds (and the holdout fold); calibrated on
+    the selection and holdout folds' out-of-fold predictions; bands from the quantiles of the
+    latest date's customers.
 
     Why the holdout fold alone chooses the refit's rounds: it is the fold nearest the refit in
     time and rows (trained on every date before the holdout, validated on the latest complete
