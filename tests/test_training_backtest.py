@@ -76,6 +76,8 @@ def test_rounds_chosen_on_purged_folds_are_near_the_best_on_the_holdout(nine_mon
     the bootstrap interval of the best round's gain over the chosen one reaches 0."""
     rounds = nine_months[3].evaluation.rounds
     assert nine_months[3].plan.honest
+    # the selection fold nearest the holdout chose them (two time folds, the later one alone)
+    assert rounds["rounds_from"].startswith("the latest fold, ")
     within_2x = rounds["hindsight"] / 2 <= rounds["chosen"] <= 2 * rounds["hindsight"]
     low, high = rounds["hindsight_gain_interval"]
     assert low <= rounds["hindsight_auc"] - rounds["chosen_auc"] <= high
@@ -141,7 +143,8 @@ def test_the_refit_takes_its_rounds_from_the_fold_nearest_it_in_time(nine_months
     from training.fit import MAX_ROUNDS_SCALE
 
     _, _, _, fitted = nine_months
-    assert fitted.refit.rounds_from == "holdout fold"  # 134 churners on the holdout date
+    # the holdout fold: 134 churners on the latest complete date
+    assert fitted.refit.rounds_from == f"the latest fold, {fitted.refit.trained_until}"
     best_on_latest = fitted.evaluation.rounds["hindsight"]
     assert best_on_latest / 2 <= fitted.refit.rounds <= 2 * MAX_ROUNDS_SCALE * best_on_latest
 
@@ -160,7 +163,7 @@ def test_a_holdout_with_few_churners_does_not_choose_the_refit_rounds_alone():
     assert fitted.plan.honest
     churners = int(fitted.evaluation.test["churned"].sum())  # the holdout date's
     assert churners < 100
-    assert fitted.refit.rounds_from.startswith("selection and holdout folds: the holdout has")
+    assert fitted.refit.rounds_from.startswith("all folds: the latest, ")
     assert f"{churners:,} churners" in fitted.refit.rounds_from
     assert any(fitted.refit.rounds_from in m for m in messages)
 
@@ -200,7 +203,7 @@ def test_a_history_shorter_than_horizon_plus_dates_trains_and_says_it_has_no_hon
     assert fitted.evaluation.holdout.kind == "customer folds (no time holdout)"
     assert np.isfinite(fitted.evaluation.metrics["roc_auc"])
     assert fitted.refit.trained_until == str(max(fitted.plan.dates).date())
-    assert fitted.refit.rounds_from == "selection folds"  # no holdout fold to choose them
+    assert fitted.refit.rounds_from == "all folds"  # customer folds: none is later
 
 
 @pytest.mark.skipif(RAW is None, reason="../shared/data/online_retail is not present")
