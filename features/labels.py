@@ -88,6 +88,11 @@ def resolve_lookback(tables: Tables, churn: ChurnDefinition, until: object) -> C
     return replace(churn, lookback_days=data_lookback_days(tables, churn.qualifying_events, until))
 
 
+def _current(prep: Prepared, t: int) -> np.ndarray:
+    """Customers signed up before T and not churned before T (churned_at at T: still one)."""
+    return (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at >= t))
+
+
 def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
     """Customers scored at T: signed up before T, not churned before T and, for non-contractual
     churn, with qualifying activity in the lookback window [T - lookback, T).
@@ -97,7 +102,7 @@ def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.n
     from the rows before T (resolve_config resolves it once for a whole training set)."""
     prep = prepare(tables)
     t = as_of_timestamp(as_of).value
-    mask = (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at >= t))
+    mask = _current(prep, t)
     if churn.mode == "non_contractual":
         lookback = resolve_lookback(tables, churn, as_of).lookback_days or 0
         mask &= _active_between(prep, churn, t - lookback * DAY_NS, t)
@@ -110,10 +115,8 @@ def lapsed_count(tables: Tables, as_of: object, churn: ChurnDefinition) -> int:
     scored at T (eligible_mask). Contractual churn: 0 (every current customer is scored)."""
     if churn.mode != "non_contractual":
         return 0
-    prep = prepare(tables)
     t = as_of_timestamp(as_of).value
-    current = (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at >= t))
-    return int(current.sum() - eligible_mask(tables, as_of, churn).sum())
+    return int(_current(prepare(tables), t).sum() - eligible_mask(tables, as_of, churn).sum())
 
 
 def label_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:

@@ -46,7 +46,7 @@ from training.model import (
     fit_calibrator,
     linear_spread,
 )
-from training.splits import BacktestPlan, Fold
+from training.splits import BacktestPlan, Fold, dates_text
 
 Log = Callable[[str], None]
 
@@ -633,15 +633,10 @@ def nearest_fold_runs(runs: Sequence[FoldRun], y: np.ndarray) -> tuple[list[Fold
     churners = int(y[latest.valid_index].sum())
     if min(churners, len(latest.valid_index) - churners) < NEAREST_FOLD_MIN_EVENTS:
         return runs, (
-            f"all folds: the latest, {_dates_text(latest.fold.valid)}, has {churners:,} "
+            f"all folds: the latest, {dates_text(latest.fold.valid)}, has {churners:,} "
             f"churners among {len(latest.valid_index):,} rows, too few to choose alone"
         )
-    return [latest], f"the latest fold, {_dates_text(latest.fold.valid)}"
-
-
-def _dates_text(dates: Sequence[pd.Timestamp]) -> str:
-    days = sorted(pd.Timestamp(d).date() for d in dates)
-    return str(days[0]) if len(days) == 1 else f"{days[0]}..{days[-1]}"
+    return [latest], f"the latest fold, {dates_text(latest.fold.valid)}"
 
 
 def refit(

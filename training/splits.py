@@ -52,7 +52,7 @@ class Fold:
         return train, valid
 
     def describe(self) -> str:
-        what = f"{_span(self.train)} -> {_span(self.valid)}"
+        what = f"{dates_text(self.train)} -> {dates_text(self.valid)}"
         return what if self.group is None else f"{what}, customer group {self.group}/{self.groups}"
 
 
@@ -82,9 +82,11 @@ class BacktestPlan:
         return (*self.folds, self.holdout_fold) if self.holdout else self.folds
 
     def describe(self) -> str:
-        parts = [f"{len(self.dates)} observation dates {_span(self.dates)}"]
+        parts = [f"{len(self.dates)} observation dates {dates_text(self.dates)}"]
         if self.holdout:
-            parts.append(f"holdout {_span(self.holdout)} (model trained on {_span(self.pool)})")
+            parts.append(
+                f"holdout {dates_text(self.holdout)} (model trained on {dates_text(self.pool)})"
+            )
         else:
             parts.append("no time holdout")
         kinds = sorted({f.kind for f in self.folds})
@@ -168,7 +170,7 @@ def plan_backtest(
     pool = tuple(purged_before(ordered, holdout[0], horizon_days)) if holdout else ()
     if len(pool) < min_train:
         notes.append(
-            f"no honest holdout: the {len(ordered)} observation dates {_span(ordered)} leave "
+            f"no honest holdout: the {len(ordered)} observation dates {dates_text(ordered)} leave "
             f"{len(pool)} date(s) whose {horizon_days}-day label ends before the last date "
             f"(at least {min_train} needed); figures come from customer folds over the same "
             "dates (other customers, same period: optimistic when behaviour drifts)"
@@ -177,14 +179,15 @@ def plan_backtest(
     folds = time_folds(pool, horizon_days, spacing, max_folds, min_train)
     if not folds:
         notes.append(
-            f"no purged time fold fits in {_span(pool)}: rounds and calibration are chosen on "
+            f"no purged time fold fits in {dates_text(pool)}: rounds and calibration are chosen on "
             f"{customer_groups_n} customer folds"
         )
         folds = customer_folds(pool, customer_groups_n)
     return BacktestPlan(ordered, horizon_days, tuple(holdout), pool, tuple(folds), tuple(notes))
 
 
-def _span(dates: Sequence[pd.Timestamp]) -> str:
+def dates_text(dates: Sequence[pd.Timestamp]) -> str:
+    """Dates in words: one date, or 'first..last (count)'."""
     if not len(dates):
         return "(none)"
     first, last = min(dates), max(dates)
