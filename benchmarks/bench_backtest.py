@@ -483,6 +483,7 @@ def table(results: list[dict]) -> pd.DataFrame:
     cols = ["data", "seed", "horizon", "cut", "rows", "churners"]
     for metric in ("auc", "pr", "lift"):
         cols += [f"{s}_{metric}" for s in SCORES if f"{s}_{metric}" in frame]
+    cols += [f"{s}_{m}" for s in ("project", "project_logistic") for m in ("log_loss", "ece")]
     cols += ["registered", "backtest_auc", "backtest_ci", "backtest_logistic_auc", "rounds_backtest",
              "rounds_hindsight", "rounds", "leaves", "max_tie_share", "trained_until", "fit_s"]  # fmt: skip
     return frame[[c for c in cols if c in frame]]

@@ -637,6 +637,11 @@ def score_command(
         "horizon_days": int(champion.model.horizon_days),
     }
     progress = lambda m: typer.echo(m, err=True)  # noqa: E731
+    from features.config import config_path_for_data
+    from serving.config import scoring_config_from_file
+
+    # a cluster URI has no local config.toml: the defaults
+    settings = scoring_config_from_file(config_path_for_data(data, config))
     if engine == "spark":
         from features.spark_engine import get_spark
         from serving.spark_batch import spark_run_scoring
@@ -645,13 +650,11 @@ def score_command(
         run = spark_run_scoring(
             spark, data, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, buckets=buckets, log=progress, force=force,
+            currency=settings.currency,
         )  # fmt: skip
     else:
-        from features.config import config_path_for_data
         from features.io import load_tables
-        from serving.config import scoring_config_from_file
 
-        settings = scoring_config_from_file(config_path_for_data(data, config))
         tables = load_tables(data)
         _check_champion_fits(champion, tables, data)
         data_end = tables.data_end()

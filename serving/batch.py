@@ -247,7 +247,7 @@ def iter_scores(
     probability delta and the drivers that moved most: both runs' features explained by the
     current model (so the movement is the customer's, not the model's), compared at float32."""
     names = model.feature_names
-    attributes = model.features_config().customer_attributes
+    reason_settings = model.reason_settings()
     previous = previous or PreviousRun()
     lookup = _previous_contributions(model, previous)
     for start in range(0, len(features), chunk_rows):
@@ -273,7 +273,7 @@ def iter_scores(
                 pa.array(probability, pa.float64()),
                 pa.array(model.risk_band(probability), pa.string()),
                 top_drivers(
-                    current, names, chunk, top, points, attributes=attributes, currency=currency
+                    current, names, chunk, top, points, currency=currency, **reason_settings
                 ),
                 pa.array(np.full(len(chunk), str(model_version), dtype=object), pa.string()),
                 pa.array(before_p, pa.float64(), from_pandas=True),

@@ -475,6 +475,11 @@ class FeatureInfo(_Response):
     levels: list[str] | None = Field(
         default=None, description="Categorical: the levels known at training."
     )
+    grouped_levels: list[str] | None = Field(
+        default=None,
+        description="Categorical: the levels fewer than the model's minimum of customers had "
+        "in training, scored together as one level (as is a level never seen in training).",
+    )
 
 
 class PartitionInfo(_Response):

@@ -293,8 +293,13 @@ class ChurnService:
             risk_bands={k: float(v) for k, v in model.band_thresholds.items()},
             features=[FeatureInfo(name=n, kind="numeric") for n in pre.numeric]
             + [
-                FeatureInfo(name=n, kind="categorical", levels=list(levels))
-                for n, levels in pre.categorical.items()
+                FeatureInfo(
+                    name=n,
+                    kind="categorical",
+                    levels=pre.known_levels(n),
+                    grouped_levels=list(getattr(pre, "grouped", {}).get(n, [])) or None,
+                )
+                for n in pre.categorical
             ],
             partition=None
             if partition is None
@@ -592,7 +597,9 @@ def records_frame(
     model = served.model
     names = model.feature_names
     numeric = model.preprocessor.numeric
-    levels = model.preprocessor.categorical
+    levels = {
+        name: model.preprocessor.known_levels(name) for name in model.preprocessor.categorical
+    }
     numeric_set = set(numeric)
     rows = []
     for i, record in enumerate(records):

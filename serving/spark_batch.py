@@ -134,6 +134,7 @@ def _scoring_rows(
     top: int,
     has_previous: bool,
     feature_schema: pa.Schema,
+    currency: str | None,
 ) -> Callable[[BucketTables, BucketJob], pa.Table]:
     def build(tables: BucketTables, job: BucketJob) -> pa.Table:
         from features.signals import build_features
@@ -151,7 +152,7 @@ def _scoring_rows(
                 features=rows.drop(columns=["churn_probability", "risk_band", "_in_features"]),
             )
             start = scores[["customer_id", "risk_band"]]
-        chunks = list(iter_scores(model, features, model_version, before, top))
+        chunks = list(iter_scores(model, features, model_version, before, top, currency=currency))
         score_table = (
             pa.concat_tables([s for s, _ in chunks]) if chunks else SCORES_SCHEMA.empty_table()
         )
@@ -228,6 +229,7 @@ def spark_run_scoring(
     buckets: int | None = None,
     log: Log = print,
     force: bool = False,
+    currency: str | None = None,
 ) -> ScoringRun:
     """serving.batch.run_scoring on Spark: the data folder and the partitions are Parquet paths
     (local or a cluster's file system); the result has the same rows and values.
@@ -236,7 +238,7 @@ def spark_run_scoring(
     (serving.partitions.refuse_run_date: not in the future, not further past the data's end
     than the model's horizon, unless `force`) once planning has found the data's end, before
     any bucket runs; run.json records that end (data_end), so the service can apply the same
-    rule to the partition."""
+    rule to the partition. currency: for amounts in the reasons (the [scoring] section)."""
     t = as_of_timestamp(as_of)
     config = model.features_config()
     log(f"planning: reading the tables under {data_dir} ...")
@@ -258,7 +260,7 @@ def spark_run_scoring(
     model_ref = spark.sparkContext.broadcast(model)
     build = _scoring_rows(
         t, period_start, by, model_ref, str(model_version), top, previous is not None,
-        feature_schema,
+        feature_schema, currency,
     )  # fmt: skip
     rows = run_buckets(spark, plan, build, schema, buckets)
 

@@ -113,6 +113,22 @@ def test_drivers_moved_from_stored_contributions_equal_a_recomputation(
         assert [dict(d) for d in a] == [dict(d) for d in b]
 
 
+def test_a_rare_level_driver_says_it_is_scored_with_the_other_rare_levels():
+    contrib = np.array([[1.0, 0.1], [1.0, 0.1], [1.0, 0.1]])
+    values = pd.DataFrame({"country": ["USA", "United Kingdom", "Narnia"], "x": [1.0, 2.0, 3.0]})
+    got = top_drivers(
+        contrib, ["country", "x"], values, 1, contrib * 10, attributes=("country",),
+        named_levels={"country": {"United Kingdom"}}, min_level_customers=30,
+    ).to_pylist()  # fmt: skip
+    note = "(rare: fewer than 30 customers in training; scored with the other rare values)"
+    assert [row[0]["reason"] for row in got] == [
+        f"Country: USA {note}",
+        "Country: United Kingdom",
+        f"Country: Narnia {note}",
+    ]
+    assert [row[0]["value_text"] for row in got] == ["USA", "United Kingdom", "Narnia"]
+
+
 def test_drivers_are_the_largest_positive_contributions_with_their_values():
     contrib = np.array([[0.5, -1.0, 2.0, 0.0], [-0.1, -0.2, -0.3, -0.4], [1.0, 1.0, 0.2, 3.0]])
     points = contrib * 10

@@ -10,6 +10,7 @@ import pytest
 from features.dataset import build_training_set, observation_dates
 from features.signals import build_features
 from ingest.online_retail import ONLINE_RETAIL_CONFIG, import_online_retail, read_online_retail
+from training.model import OTHER_LEVEL, Preprocessor
 
 RAW = (
     Path(__file__).resolve().parents[1]
@@ -75,6 +76,23 @@ def test_features_and_labels_build_for_several_dates(imported):
     assert (frame["days_since_last_active"] <= lookback).all()
     assert (frame["days_since_last_active"] > 90).any()  # beyond the former fixed 90 days
     assert frame.groupby("as_of")["churned"].mean().between(0.2, 0.6).all()
+
+
+def test_countries_of_few_customers_are_one_level_for_the_model(imported):
+    """27 of 37 countries have fewer than 10 customers; repeated over the observation dates
+    their rows would pass LightGBM's minimum per category and the model learn 4 customers."""
+    tables, _ = imported
+    dates = observation_dates("2011-03-01", "2011-09-01", 14)
+    frame, _ = build_training_set(tables, dates, ONLINE_RETAIL_CONFIG)
+    usa = frame.loc[frame["country"] == "USA", "customer_id"]
+    assert usa.nunique() < 5 and len(usa) > usa.nunique()  # the same customers on many dates
+    pre = Preprocessor().fit(frame)
+    assert pre.categorical["country"] == ["France", "Germany", "United Kingdom", OTHER_LEVEL]
+    assert {"USA", "Canada", "EIRE", "Spain"} <= set(pre.grouped["country"])
+    rows = frame[frame["country"].isin(["USA", "Germany"])]
+    scored = pre.transform(rows)["country"].astype(str)
+    assert set(scored[rows["country"] == "USA"]) == {OTHER_LEVEL}
+    assert set(scored[rows["country"] == "Germany"]) == {"Germany"}
 
 
 def test_churn_share_at_the_last_full_horizon_matches_the_readme(raw, imported):

@@ -223,6 +223,41 @@ def test_bad_feature_values_are_invalid_arguments_naming_the_field(svc, partitio
     assert err.value.field == field and err.value.error_code == 400
 
 
+def test_records_may_name_a_rare_level_the_model_scores_in_its_group(env, partition):
+    """A level fewer customers had than the model's minimum is known (it was seen in training)
+    and scored as the group; a level never seen is still refused, with the known list."""
+    import copy
+    from types import SimpleNamespace
+
+    from serving.schemas import FeatureRecord, InvalidField
+    from serving.service import records_frame
+    from training.model import OTHER_LEVEL
+
+    _, features = partition
+    model = copy.deepcopy(env["small"].champion.model)
+    customers = features["country"].value_counts()
+    model.preprocessor.min_level_customers = int(customers.iloc[-3]) + 1  # the 3 rarest
+    model.preprocessor.fit(features.reset_index()[[*model.feature_names, "customer_id"]])
+    rare = sorted(customers.index[-3:])
+    assert model.preprocessor.grouped == {"country": rare}
+    served = SimpleNamespace(model=model)
+    cid = a_customer_with_history(partition)
+    record = FeatureRecord(base_customer_id=cid, features={"country": rare[0]})
+    frame = records_frame(
+        served,
+        [record],
+        SimpleNamespace(feature_row=lambda _: features.loc[cid].to_dict(), as_of="x"),
+    )
+    assert frame["country"].tolist() == [rare[0]]
+    assert model.preprocessor.transform(frame)["country"].tolist() == [OTHER_LEVEL]
+    with pytest.raises(InvalidField, match=rf"unknown level 'Narnia'; known: .*'{rare[0]}'"):
+        records_frame(
+            served,
+            [FeatureRecord(base_customer_id=cid, features={"country": "Narnia"})],
+            SimpleNamespace(feature_row=lambda _: features.loc[cid].to_dict(), as_of="x"),
+        )
+
+
 def test_records_without_all_features_or_base_are_rejected(svc):
     from serving.schemas import FeatureRecord, InvalidField, ScoreRecordsRequest
 

@@ -228,6 +228,7 @@ def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
     spark, small_champion, tmp_path
 ):
     from serving.batch import list_partitions, run_scoring
+    from serving.config import ScoringConfig
     from serving.spark_batch import spark_run_scoring
 
     champion = small_champion.champion
@@ -236,12 +237,18 @@ def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
     runs = ("2024-12-01", "2024-12-08")
     pandas_out, spark_out = tmp_path / "pandas", tmp_path / "spark"
     quiet = lambda _: None  # noqa: E731
+    settings = ScoringConfig(currency="EUR")  # amounts in the reasons carry it on both engines
     for run in runs:
-        run_scoring(small_champion.tables, run, model, version, pandas_out, log=quiet)
-        result = spark_run_scoring(
-            spark, str(data), run, model, version, str(spark_out), buckets=3, log=quiet
+        run_scoring(
+            small_champion.tables, run, model, version, pandas_out, log=quiet, settings=settings
         )
+        result = spark_run_scoring(
+            spark, str(data), run, model, version, str(spark_out), buckets=3, log=quiet,
+            currency=settings.currency,
+        )  # fmt: skip
         assert result.summary["customers_scored"] > 1000
+    reasons = pd.read_parquet(spark_out / f"as_of={runs[0]}" / "scores.parquet")["drivers"]
+    assert any("€" in d["reason"] for row in reasons for d in row)
     assert [p.name for _, p in list_partitions(spark_out)] == [f"as_of={r}" for r in runs]
     for run in runs:
         assert_same_partition(spark_out / f"as_of={run}", pandas_out / f"as_of={run}")

@@ -23,6 +23,7 @@ from training.fit import (
     scale_rounds,
 )
 from training.model import (
+    OTHER_LEVEL,
     TIE_BREAK_STD,
     ChurnModel,
     FeatureInputError,
@@ -124,7 +125,7 @@ def test_preprocessor_fixes_feature_order_and_categories():
     train = pd.DataFrame(
         {"customer_id": ["a", "b"], "x": [1, 2], "plan": ["pro", "basic"], "churned": [0, 1]}
     )
-    pre = Preprocessor().fit(train)
+    pre = Preprocessor(min_level_customers=1).fit(train)
     assert pre.feature_names_ == ["x", "plan"]
     scored = pre.transform(
         pd.DataFrame({"plan": ["enterprise", "pro"], "x": [3, None], "extra": [1, 1]})
@@ -133,6 +134,48 @@ def test_preprocessor_fixes_feature_order_and_categories():
     assert list(scored["plan"].cat.categories) == ["basic", "pro"]
     assert pd.isna(scored["plan"].iloc[0]) and scored["plan"].iloc[1] == "pro"
     assert scored["x"].dtype == "float64" and np.isnan(scored["x"].iloc[1])
+
+
+def _countries(customers: dict[str, int], dates: int) -> pd.DataFrame:
+    """Rows of customers with a country, each repeated over `dates` observation dates."""
+    ids = [(f"{country}-{i:03d}", country) for country, n in customers.items() for i in range(n)]
+    return pd.DataFrame(
+        [
+            {"as_of": d, "customer_id": c, "country": country, "x": float(d), "churned": 0}
+            for d in range(dates)
+            for c, country in ids
+        ]
+    )
+
+
+def test_preprocessor_scores_levels_of_few_customers_as_one_level():
+    # USA has 4 customers but 120 rows over 30 dates: rows do not make a level common
+    train = _countries({"uk": 40, "usa": 4, "canada": 3}, dates=30)
+    pre = Preprocessor().fit(train)
+    assert pre.categorical["country"] == ["uk", OTHER_LEVEL]
+    assert pre.grouped == {"country": ["canada", "usa"]}
+    assert pre.known_levels("country") == ["canada", "uk", "usa"]
+    assert pre.named_levels() == {"country": {"uk"}}
+    scored = pre.transform(
+        pd.DataFrame({"x": [1.0] * 5, "country": ["usa", "canada", "uk", "narnia", None]})
+    )
+    assert scored["country"].tolist()[:4] == [OTHER_LEVEL, OTHER_LEVEL, "uk", OTHER_LEVEL]
+    assert pd.isna(scored["country"].iloc[4])  # missing stays missing
+
+
+def test_preprocessor_keeps_a_lone_rare_level_by_its_name():
+    pre = Preprocessor().fit(_countries({"uk": 40, "de": 35, "usa": 4}, dates=3))
+    assert pre.categorical["country"] == ["de", "uk", "usa"]
+    assert pre.grouped == {} and pre.named_levels() == {}
+    assert pd.isna(pre.transform(pd.DataFrame({"x": [1.0], "country": ["narnia"]}))["country"][0])
+
+
+def test_preprocessor_pickled_before_level_groups_still_transforms():
+    pre = Preprocessor(min_level_customers=1).fit(_countries({"uk": 2, "usa": 1}, dates=2))
+    del pre.grouped  # as unpickled from a model trained before the groups
+    scored = pre.transform(pd.DataFrame({"x": [1.0, 2.0], "country": ["usa", "narnia"]}))
+    assert scored["country"].iloc[0] == "usa" and pd.isna(scored["country"].iloc[1])
+    assert pre.named_levels() == {} and pre.known_levels("country") == ["uk", "usa"]
 
 
 def test_preprocessor_names_missing_and_bad_columns():

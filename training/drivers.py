@@ -21,7 +21,7 @@ and ranked as one driver (merge_inactivity)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -85,11 +85,14 @@ def _driver_values(
     cols: np.ndarray,
     attributes: Sequence[str],
     currency: str | None,
+    named_levels: Mapping[str, Collection[str]],
+    min_level_customers: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For the drivers at (rows[k], cols[k]): the number (NaN for text or missing), the text of
     a categorical value (None otherwise), the dictionary's label and the reason in words with
     the row's other feature values as context. Sentences are built feature by feature from
-    column arrays (no per-row frame access)."""
+    column arrays (no per-row frame access). A level the model scores in its group of rare
+    levels says so (rare_level_note)."""
     number = np.full(len(rows), np.nan)
     text = np.full(len(rows), None, dtype=object)
     labels = np.empty(len(rows), dtype=object)
@@ -112,12 +115,25 @@ def _driver_values(
         context_columns = [
             values[c].to_numpy(dtype="float64", na_value=np.nan)[picked_rows] for c in context_names
         ]
+        named = named_levels.get(names[j])
         sentences = []
         for k, value in enumerate(shown):
             context = {c: col[k] for c, col in zip(context_names, context_columns, strict=True)}
-            sentences.append(entry.text(value, context, currency))
+            sentence = entry.text(value, context, currency)
+            if named is not None and value is not None and value not in named:
+                sentence = f"{sentence} {rare_level_note(min_level_customers)}"
+            sentences.append(sentence)
         reasons[where] = sentences
     return number, text, labels, reasons
+
+
+def rare_level_note(min_customers: int) -> str:
+    """What a reason adds to a level the model scores with the other rare levels (the
+    Preprocessor's group: the level's own effect is not known, the group's is)."""
+    return (
+        f"(rare: fewer than {min_customers} customers in training; "
+        "scored with the other rare values)"
+    )
 
 
 # A window's activity features: zero in all of them when there was no event in the window.
@@ -180,11 +196,15 @@ def top_drivers(
     *,
     attributes: Sequence[str] = (),
     currency: str | None = None,
+    named_levels: Mapping[str, Collection[str]] | None = None,
+    min_level_customers: int = 0,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk: a list
     of driver records (DRIVER_TYPE), largest first. points: risk_points of the same shape as
     contrib; attributes: the declared customer attributes (the dictionary describes them from
-    their own name); currency: for amounts in the reasons. A row's empty activity windows make
+    their own name); currency: for amounts in the reasons; named_levels: per category whose
+    rare levels the model scores as one, the levels it scores by name (Preprocessor.
+    named_levels; min_level_customers words the others). A row's empty activity windows make
     one driver (merge_inactivity)."""
     contrib, points = merge_inactivity(contrib, points, names, values)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
@@ -192,7 +212,9 @@ def top_drivers(
     keep = picked > 0
     rows = np.broadcast_to(np.arange(len(contrib))[:, None], order.shape)[keep]
     cols = order[keep]
-    number, text, labels, reasons = _driver_values(values, names, rows, cols, attributes, currency)
+    number, text, labels, reasons = _driver_values(
+        values, names, rows, cols, attributes, currency, named_levels or {}, min_level_customers
+    )
     children = [
         pa.array(np.asarray(names, dtype=object)[cols], pa.string()),
         pa.array(labels, pa.string()),

@@ -29,32 +29,67 @@ class FeatureInputError(ValueError):
     """Feature records do not match what the model was trained on."""
 
 
+# A category level held by fewer distinct customers than this is scored with the other rare
+# levels as one level, OTHER_LEVEL. Rows repeat each customer over every observation date, so
+# a country with 4 customers has over 100 rows on 28 dates: enough for LightGBM's minimum rows
+# per category, and its split then learns those 4 customers (on Online Retail "Country: USA"
+# and "Country: Canada", 4 customers each, were the top reasons of the riskiest customers).
+MIN_LEVEL_CUSTOMERS = 30
+OTHER_LEVEL = "(other)"
+
+
 @dataclass
 class Preprocessor:
-    """Fixed feature order and fixed category levels, learned at training time."""
+    """Fixed feature order and fixed category levels, learned at training time.
+
+    A category's rare levels (fewer than min_level_customers distinct customers; two or more
+    of them) are scored as one level, OTHER_LEVEL, and so is a level never seen in training;
+    `grouped` keeps, per category, the training levels in that group (for the reasons and the
+    service's list of accepted levels)."""
 
     numeric: list[str] = field(default_factory=list)
     categorical: dict[str, list[str]] = field(default_factory=dict)
     feature_names_: list[str] = field(default_factory=list)
+    grouped: dict[str, list[str]] = field(default_factory=dict)
+    min_level_customers: int = MIN_LEVEL_CUSTOMERS
 
     def fit(self, frame: pd.DataFrame) -> Preprocessor:
         columns = [c for c in frame.columns if c not in ID_COLUMNS]
-        self.numeric, self.categorical = [], {}
+        self.numeric, self.categorical, self.grouped = [], {}, {}
         for col in columns:
             values = frame[col]
             if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
                 self.numeric.append(col)
+                continue
+            customers = _customers_per_level(frame, col)
+            rare = sorted(customers.index[customers < self.min_level_customers])
+            if len(rare) >= 2:  # one rare level alone is already scored by itself
+                self.grouped[col] = rare
+                named = sorted(customers.index[customers >= self.min_level_customers])
+                self.categorical[col] = [*named, OTHER_LEVEL]
             else:
-                levels = sorted(str(v) for v in values.dropna().unique())
-                self.categorical[col] = levels
+                self.categorical[col] = sorted(customers.index)
         self.feature_names_ = [*self.numeric, *self.categorical]
         if not self.feature_names_:
             raise FeatureInputError("no feature columns to train on")
         return self
 
+    def known_levels(self, col: str) -> list[str]:
+        """The training levels of a category, grouped ones included (what a caller may send)."""
+        grouped = getattr(self, "grouped", {}).get(col, [])
+        return sorted([*(v for v in self.categorical[col] if v != OTHER_LEVEL), *grouped])
+
+    def named_levels(self) -> dict[str, set[str]]:
+        """Per category with a group of rare levels: the levels scored by their own name (any
+        other value is scored as OTHER_LEVEL)."""
+        return {
+            col: set(self.categorical[col]) - {OTHER_LEVEL} for col in getattr(self, "grouped", {})
+        }
+
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Columns in training order; numbers as float64; categories with the training levels
-        (an unseen level becomes missing, never a new column)."""
+        (an unseen level is OTHER_LEVEL where the category has one, else missing; never a new
+        column)."""
         if not self.feature_names_:
             raise RuntimeError("Preprocessor is not fitted")
         missing = [c for c in self.feature_names_ if c not in frame.columns]
@@ -79,9 +114,20 @@ class Preprocessor:
             out[col] = arr
         for col, levels in self.categorical.items():
             values = frame[col].astype("str").where(frame[col].notna())
-            known = values.where(values.isin(levels))  # an unseen level is missing
+            if OTHER_LEVEL in levels:  # a rare or unseen level
+                values = values.where(values.isin(levels) | values.isna(), OTHER_LEVEL)
+            known = values.where(values.isin(levels))  # without a group, unseen is missing
             out[col] = pd.Categorical(known, categories=levels)
         return pd.DataFrame(out, index=frame.index)
+
+
+def _customers_per_level(frame: pd.DataFrame, col: str) -> pd.Series:
+    """Distinct customers per level of a categorical column (rows when there are no ids)."""
+    values = frame[col].astype("str").where(frame[col].notna())
+    if "customer_id" not in frame:
+        return values.value_counts()
+    pairs = pd.DataFrame({"customer_id": frame["customer_id"].to_numpy(), "level": values})
+    return pairs.dropna().drop_duplicates().groupby("level")["customer_id"].size()
 
 
 # The linear term's smallest spread in log-odds (standard deviation over the training rows): with
@@ -331,10 +377,18 @@ class ChurnModel:
         contrib = self.contributions(frame)
         matrix = contrib[self.feature_names].to_numpy()
         points = risk_points(matrix, contrib["bias"].to_numpy(), self.probability_of_logit)
-        attributes = self.features_config().customer_attributes
         return top_drivers(
-            matrix, self.feature_names, frame, top, points, attributes=attributes
+            matrix, self.feature_names, frame, top, points, **self.reason_settings()
         ).to_pylist()
+
+    def reason_settings(self) -> dict[str, Any]:
+        """What training.drivers.top_drivers needs from the model to word reasons: the declared
+        customer attributes and the categories' rare-level groups."""
+        return {
+            "attributes": self.features_config().customer_attributes,
+            "named_levels": self.preprocessor.named_levels(),
+            "min_level_customers": getattr(self.preprocessor, "min_level_customers", 0),
+        }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
         """customer_id, churn_probability, risk_band and drivers for feature records."""
