@@ -14,6 +14,7 @@ from training.labeled_table import (
     cv_difference_interval,
     prepare_labeled_table,
     read_labeled_table,
+    table_capacity,
     train_labeled_table,
 )
 
@@ -82,6 +83,10 @@ def test_telco_cross_validated_model_is_logged_and_loads_back(mlflow_here):
     assert table.loc["roc_auc", "logistic mean"] >= 0.83
     assert (table["model std"] > 0).all()
 
+    # Tree size follows the churners, as for event data (15 configured leaves lost to it).
+    assert "capacity from 7,043 rows and 1,869 churners: 4 leaves, at least 75 rows per leaf" in (
+        "\n".join(lines)
+    )
     # The blank TotalCharges are converted explicitly and said so.
     assert "TotalCharges: text read as numbers, 11 blanks as missing" in "\n".join(lines)
     assert result.conversions == ["TotalCharges: text read as numbers, 11 blanks as missing"]
@@ -94,6 +99,8 @@ def test_telco_cross_validated_model_is_logged_and_loads_back(mlflow_here):
     assert run.data.tags["mode"] == "labeled_table"
     assert run.data.metrics["cv_roc_auc_mean"] == pytest.approx(table.loc["roc_auc", "model mean"])
     assert "cv_baseline_logistic_regression_roc_auc_std" in run.data.metrics
+    assert run.data.params["lgbm.num_leaves"] == "4"
+    assert run.data.params["lgbm.min_data_in_leaf"] == "75"
 
     # One call loads it back; a raw record (numbers as text, as in the file) is scored.
     model = load_churn_model("models:/telco-churn@champion")
@@ -168,6 +175,12 @@ def _fold_rows(gains: list[float]) -> pd.DataFrame:
         rows.append({"fold": fold, "score": "model", "roc_auc": 0.80 + gain})
         rows.append({"fold": fold, "score": "logistic_regression", "roc_auc": 0.80})
     return pd.DataFrame(rows)
+
+
+def test_tree_size_follows_the_churners_unless_fixed():
+    y = np.r_[np.ones(300), np.zeros(2700)]
+    assert table_capacity(y, TrainConfig()) == {"num_leaves": 4, "min_data_in_leaf": 200}
+    assert table_capacity(y, TrainConfig(capacity="fixed")) == {}
 
 
 def test_the_cv_gain_over_a_baseline_has_a_corrected_interval():

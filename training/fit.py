@@ -139,9 +139,11 @@ def fit_booster(
     preprocessor: Preprocessor,
     config: TrainConfig,
     log: Log | None = None,
+    capacity: dict[str, Any] | None = None,
 ) -> lgb.Booster:
     """Gradient boosting on the train rows, early-stopped on the validation rows (the labeled
-    table's inner split; event data uses the fold machinery below)."""
+    table's inner split; event data uses the fold machinery below); `capacity` as in
+    lgbm_params."""
     for name, part in (("train", train), ("validation", validation)):
         if part["churned"].nunique() < 2:
             raise ValueError(
@@ -158,7 +160,7 @@ def fit_booster(
     if log is not None:
         callbacks.append(_log_every(50, log))
     return lgb.train(
-        lgbm_params(config, preprocessor),
+        lgbm_params(config, preprocessor, capacity),
         dtrain,
         num_boost_round=config.num_boost_round,
         valid_sets=[dvalid],

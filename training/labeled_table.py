@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -30,7 +31,13 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from training.config import TrainConfig
 from training.evaluation import binary_metrics, fit_logistic_baseline, logistic_scores
-from training.fit import blended_logit, fit_booster, fit_linear_term, lgbm_params
+from training.fit import (
+    blended_logit,
+    capacity_params,
+    fit_booster,
+    fit_linear_term,
+    lgbm_params,
+)
 from training.gate import GateDecision, GateRules, judge
 from training.model import (
     ID_COLUMNS,
@@ -290,17 +297,33 @@ class CrossValidation:
     fold_metrics: pd.DataFrame
     oof: pd.DataFrame
     best_iterations: list[int]
+    capacity: dict[str, Any]  # num_leaves and min_data_in_leaf of every booster (table_capacity)
+
+
+def table_capacity(y: np.ndarray, config: TrainConfig) -> dict[str, Any]:
+    """Tree size from the table's rows and churners, by the rule event data uses
+    (training.fit.capacity_params; one row per customer), unless [training] capacity =
+    "fixed". On the Telco table (1,869 churners of 7,043) the configured 15 leaves cross-
+    validated 0.0008 ROC AUC below these 4 (mean over 3 seeds), and below the logistic
+    regression at 2 of the 3."""
+    if config.capacity != "auto":
+        return {}
+    churners = int(y.sum())
+    return capacity_params(len(y), churners, min(churners, len(y) - churners))
 
 
 def _fit_rounds(
-    train: pd.DataFrame, preprocessor: Preprocessor, config: TrainConfig, rounds: int
+    train: pd.DataFrame,
+    preprocessor: Preprocessor,
+    config: TrainConfig,
+    rounds: int,
+    capacity: dict[str, Any],
 ) -> tuple[lgb.Booster, LinearTerm | None]:
     """A booster with a fixed number of rounds (no early stopping), and the linear term beside
     it fitted on the same rows (training.fit.fit_linear_term)."""
     x, y = preprocessor.transform(train), train["churned"].to_numpy()
-    booster = lgb.train(
-        lgbm_params(config, preprocessor), lgb.Dataset(x, y), num_boost_round=rounds
-    )
+    params = lgbm_params(config, preprocessor, capacity)
+    booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds)
     return booster, fit_linear_term(booster, rounds, x, y, config)
 
 
@@ -315,6 +338,12 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
         raise ValueError(
             f"the label's smaller class has only {minority} rows; {config.cv_folds}-fold "
             f"cross-validation needs at least {2 * config.cv_folds}"
+        )
+    capacity = table_capacity(y, config)
+    if capacity:
+        log(
+            f"capacity from {len(y):,} rows and {int(y.sum()):,} churners: "
+            f"{capacity['num_leaves']} leaves, at least {capacity['min_data_in_leaf']} rows per leaf"
         )
     data = table.features.assign(churned=y)
     folds = StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed)
@@ -332,10 +361,10 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
             stratify=train["churned"],
             random_state=config.seed + k,
         )
-        early = fit_booster(inner_train, inner_valid, preprocessor, config)
+        early = fit_booster(inner_train, inner_valid, preprocessor, config, capacity=capacity)
         best = int(early.best_iteration or early.current_iteration())
         best_iterations.append(best)
-        booster, linear = _fit_rounds(train, preprocessor, config, best)
+        booster, linear = _fit_rounds(train, preprocessor, config, best, capacity)
         raw[test_idx] = expit(blended_logit(booster, best, linear, preprocessor.transform(test)))
         baseline = fit_logistic_baseline(
             train, train["churned"].to_numpy(), preprocessor, config.seed
@@ -368,7 +397,9 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
             "logistic_regression": logistic,
         }
     )
-    return CrossValidation(fold_metrics=fold_metrics, oof=oof, best_iterations=best_iterations)
+    return CrossValidation(
+        fold_metrics=fold_metrics, oof=oof, best_iterations=best_iterations, capacity=capacity
+    )
 
 
 def cv_summary(fold_metrics: pd.DataFrame, score: str) -> dict[str, float]:
@@ -413,7 +444,7 @@ def fit_final_model(
     data = table.features.assign(churned=table.y)
     preprocessor = Preprocessor().fit(data)
     rounds = final_rounds(cv.best_iterations)
-    booster, linear = _fit_rounds(data, preprocessor, config, rounds)
+    booster, linear = _fit_rounds(data, preprocessor, config, rounds, cv.capacity)
     raw, y = cv.oof["raw_probability"].to_numpy(), table.y
     calibrator = fit_calibrator(config.calibration, raw, y)
     summary = cv_summary(cv.fold_metrics, "model")
@@ -568,7 +599,7 @@ def train_labeled_table(
         )
         params = {
             **{f"train.{k}": v for k, v in config.to_dict().items() if k != "lgbm_params"},
-            **{f"lgbm.{k}": v for k, v in config.lgbm_params.items()},
+            **{f"lgbm.{k}": v for k, v in {**config.lgbm_params, **cv.capacity}.items()},
             "labeled_table.path": str(path),
             "labeled_table.id_column": id_column,
             "labeled_table.label_column": label_column,
