@@ -156,6 +156,10 @@ def test_preprocessor_scores_levels_of_few_customers_as_one_level():
     assert pre.grouped == {"country": ["canada", "usa"]}
     assert pre.known_levels("country") == ["canada", "uk", "usa"]
     assert pre.named_levels() == {"country": {"uk"}}
+    assert pre.grouping_notes() == [
+        "country: 2 levels that fewer than 30 customers had are scored as one level, (other) "
+        "(e.g. canada, usa); 1 by name"
+    ]
     scored = pre.transform(
         pd.DataFrame({"x": [1.0] * 5, "country": ["usa", "canada", "uk", "narnia", None]})
     )

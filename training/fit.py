@@ -743,6 +743,8 @@ def fit_churn_model(
             f"capacity from {len(fit_rows):,} rows and {churners:,} churners: "
             f"{params['num_leaves']} leaves, at least {params['min_data_in_leaf']} rows per leaf"
         )
+        for line in preprocessor.grouping_notes():
+            log(line)
     trainer = FoldTrainer(dataset, preprocessor, params, config, log)
     backtest = run_backtest(dataset, plan, preprocessor, trainer, config, log, truth)
     model, summary = refit(dataset, plan, preprocessor, trainer, feature_config, config, log)

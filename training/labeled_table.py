@@ -346,6 +346,8 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
             f"{capacity['num_leaves']} leaves, at least {capacity['min_data_in_leaf']} rows per leaf"
         )
     data = table.features.assign(churned=y)
+    for line in Preprocessor().fit(data).grouping_notes():
+        log(line)
     folds = StratifiedKFold(config.cv_folds, shuffle=True, random_state=config.seed)
     fold_of = np.zeros(len(y), dtype=int)
     raw = np.zeros(len(y))

@@ -86,6 +86,15 @@ class Preprocessor:
             col: set(self.categorical[col]) - {OTHER_LEVEL} for col in getattr(self, "grouped", {})
         }
 
+    def grouping_notes(self) -> list[str]:
+        """A line per category with a group of rare levels, for the training log."""
+        return [
+            f"{col}: {len(rare)} levels that fewer than {self.min_level_customers} customers had "
+            f"are scored as one level, {OTHER_LEVEL} (e.g. {', '.join(rare[:3])}); "
+            f"{len(self.categorical[col]) - 1} by name"
+            for col, rare in getattr(self, "grouped", {}).items()
+        ]
+
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Columns in training order; numbers as float64; categories with the training levels
         (an unseen level is OTHER_LEVEL where the category has one, else missing; never a new
