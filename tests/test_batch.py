@@ -300,6 +300,39 @@ def test_an_empty_activity_window_is_one_driver_not_a_sentence_per_feature():
     assert got[2][0]["contribution"] == pytest.approx(contrib[2, :5].sum())
 
 
+def test_the_trend_of_an_empty_window_is_part_of_the_inactivity_fact():
+    """The demo case: 'Activity down 100% on the previous 30 days' (or, with nothing before
+    either, 'No activity in the last 60 days') beside 'No activity in the last 42 days'."""
+    names = ["days_since_last_event", "events_30d", "events_trend_30d", "value_trend_30d"]
+    values = pd.DataFrame(
+        {"days_since_last_event": [42.0, 64.0, 5.0], "events_30d": [0.0, 0.0, 3.0],
+         "events_trend_30d": [-1.0, np.nan, -0.5], "value_trend_30d": [-1.0, np.nan, -0.2]}
+    )  # fmt: skip
+    contrib = np.array([[0.4, 0.1, 0.3, 0.2], [0.4, 0.1, 0.3, 0.2], [0.4, 0.1, 0.3, 0.2]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [[d["feature"] for d in row] for row in got] == [
+        ["days_since_last_event"], ["days_since_last_event"],
+        ["days_since_last_event", "events_trend_30d", "value_trend_30d"],
+    ]  # fmt: skip
+    assert got[0][0]["contribution"] == pytest.approx(1.0)
+    assert got[2][1]["reason"] == "Activity down 67% on the previous 30 days"
+
+
+def test_the_recency_against_the_usual_gap_is_the_recencys_driver():
+    names = ["days_since_last_event", "overdue_ratio", "tickets_open"]
+    values = pd.DataFrame(
+        {"days_since_last_event": [42.0, 3.0], "overdue_ratio": [10.5, 0.75],
+         "tickets_open": [1.0, 1.0], "active_gap_median_days": [4.0, 4.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.5, 0.2, 0.3], [-0.2, 0.4, 0.3]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [[(d["feature"], round(d["contribution"], 6)) for d in row] for row in got] == [
+        [("days_since_last_event", 0.7), ("tickets_open", 0.3)],
+        [("tickets_open", 0.3), ("days_since_last_event", 0.2)],
+    ]
+    assert got[0][0]["reason"] == "No activity in the last 42 days (usually active every 4 days)"
+
+
 def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
     contrib = np.full((3, len(names)), 0.5)
