@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from features.signals import build_features
 from serving import batch
 from serving.batch import list_partitions, run_scoring
-from training.drivers import merge_inactivity, moved_drivers, top_drivers
+from training.drivers import merge_same_facts, moved_drivers, top_drivers
 
 RUN_1, RUN_2 = "2024-12-01", "2024-12-08"
 
@@ -333,10 +333,25 @@ def test_the_recency_against_the_usual_gap_is_the_recencys_driver():
     assert got[0][0]["reason"] == "No activity in the last 42 days (usually active every 4 days)"
 
 
+def test_the_last_nps_response_is_one_driver():
+    """Its score, flags and age are one response; without one, no average either."""
+    names = ["nps_last", "nps_detractor", "nps_promoter", "days_since_nps", "nps_mean"]
+    values = pd.DataFrame(
+        {"nps_last": [6.0, np.nan], "nps_detractor": [1.0, np.nan], "nps_promoter": [0.0, np.nan],
+         "days_since_nps": [240.0, np.nan], "nps_mean": [7.5, np.nan], "nps_responses": [2.0, 0.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.1, 0.3, 0.05, 0.2, 0.15], [0.1, 0.1, 0.1, 0.1, 0.05]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [[(d["reason"], round(d["contribution"], 6)) for d in row] for row in got] == [
+        [("NPS 6 of 10 (detractor), 8 months ago", 0.65), ("Average NPS 7.5 of 10 over 2 responses", 0.15)],
+        [("No NPS response yet", 0.45)],
+    ]  # fmt: skip
+
+
 def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
     contrib = np.full((3, len(names)), 0.5)
-    merged, points = merge_inactivity(contrib, contrib * 2, names, inactive_rows())
+    merged, points = merge_same_facts(contrib, contrib * 2, names, inactive_rows())
     assert merged[0, names.index("events_90d")] == pytest.approx(0.5 * 8)
     assert merged[2, names.index("events_30d")] == pytest.approx(0.5 * 4)
     np.testing.assert_allclose(merged.sum(axis=1), contrib.sum(axis=1))  # nothing lost

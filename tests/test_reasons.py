@@ -19,7 +19,7 @@ from features.dictionary import DEPENDS, LOWERS, RAISES, UnknownFeature, describ
 from features.io import load_tables
 from features.signals import build_features, feature_names, resolve_config
 from ingest.demo_data import DemoConfig, write_demo
-from training.drivers import merge_inactivity, risk_points
+from training.drivers import merge_same_facts, risk_points
 from training.model import LogitCalibrator, calibrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,9 +200,9 @@ def test_risk_points_of_the_trained_model_add_up_to_its_probability(small_champi
     np.testing.assert_allclose(
         points.sum(axis=1), 100 * (model.predict_proba(frame) - p_base), atol=1e-6
     )
-    # Drivers rank each empty activity window as one fact (training.drivers.merge_inactivity):
+    # Drivers rank each empty activity window as one fact (training.drivers.merge_same_facts):
     # a driver's points are its fact's, and the facts' points still sum to the same.
-    _, fact_points = merge_inactivity(
+    _, fact_points = merge_same_facts(
         contrib[model.feature_names].to_numpy(), points, model.feature_names, frame
     )
     np.testing.assert_allclose(fact_points.sum(axis=1), points.sum(axis=1), atol=1e-9)

@@ -16,8 +16,9 @@ feature of that window (events, active days, kinds of activity, value, events pe
 trends against the window before are -100 % or missing) and in those of the shorter windows; shown one by one they would fill the top reasons with the same
 sentence. Their contributions are added to the recency feature's (days since the last event:
 "No activity in the last 120 days"), or without it to the longest such window's event count,
-and ranked as one driver (merge_inactivity). So is the recency against the customer's usual
-gap, whose fact the recency's sentence already states."""
+and ranked as one driver (merge_same_facts). So are the features whose fact another's
+sentence already states (SAME_FACT): the recency against the customer's usual gap, and the
+last NPS response's flags and age."""
 
 from __future__ import annotations
 
@@ -145,21 +146,32 @@ _ACTIVITY_WINDOW = re.compile(
     r"(?:events|active_days|event_types|value|.+_events|events_trend|value_trend)_(?P<w>\d+)d"
 )
 RECENCY_FEATURE = "days_since_last_event"
-# The time since the last activity against the usual gap: the recency's sentence already says
-# both ("No activity in the last 42 days (usually active every 4 days)"), so its contribution
-# is the recency's, for every row ("Inactive for 10.5 times the usual gap (42 days since the
-# last, usually every 4 days)" was the demo's third reason under that one).
-RECENCY_RELATIVE = "overdue_ratio"
+# Features whose fact another feature's sentence already states, for every row: their
+# contributions are that feature's. The recency against the usual gap is the recency's ("No
+# activity in the last 42 days (usually active every 4 days)"; "Inactive for 10.5 times the
+# usual gap (42 days since the last, usually every 4 days)" was the demo's third reason under
+# it); the last NPS response's flags and age are its score's ("NPS 6 of 10 (detractor), 8
+# months ago" had "Last NPS response 8 months ago (score 6 of 10)" under it).
+SAME_FACT = {
+    "overdue_ratio": RECENCY_FEATURE,
+    "nps_detractor": "nps_last",
+    "nps_promoter": "nps_last",
+    "days_since_nps": "nps_last",
+}
+# The same, on the rows where the holder is missing: without a last NPS response there is no
+# average and no count either, and "No NPS response yet" is one fact.
+SAME_FACT_WHEN_MISSING = {"nps_mean": "nps_last", "nps_responses": "nps_last"}
 
 
-def merge_inactivity(
+def merge_same_facts(
     contrib: np.ndarray, points: np.ndarray, names: list[str], values: pd.DataFrame
 ) -> tuple[np.ndarray, np.ndarray]:
     """Contributions and risk points for ranking drivers, with the activity features of every
     window the row had no event in moved onto one feature (see the module docstring): the
     recency feature when the model has it, else the longest empty window's event count; and
-    the recency against the usual gap moved onto the recency (RECENCY_RELATIVE). Rows and
-    features the rules do not touch keep their values; each row's sum is unchanged."""
+    the features of SAME_FACT (SAME_FACT_WHEN_MISSING: where it is missing) moved onto the
+    feature whose sentence states their fact. Rows and features the rules do not touch keep
+    their values; each row's sum is unchanged."""
     windows: dict[int, list[int]] = {}
     for j, name in enumerate(names):
         match = _ACTIVITY_WINDOW.fullmatch(name)
@@ -167,12 +179,20 @@ def merge_inactivity(
             windows.setdefault(int(match.group("w")), []).append(j)
     counted = {w: f"events_{w}d" for w in windows if f"events_{w}d" in values.columns}
     merged_contrib, merged_points = contrib.copy(), points.copy()
-    if RECENCY_FEATURE in names and RECENCY_RELATIVE in names:
-        to, j = names.index(RECENCY_FEATURE), names.index(RECENCY_RELATIVE)
-        merged_contrib[:, to] += contrib[:, j]
-        merged_points[:, to] += points[:, j]
-        merged_contrib[:, j] = 0.0
-        merged_points[:, j] = 0.0
+    every_row = np.ones(len(contrib), dtype=bool)
+    rules = [(f, h, every_row) for f, h in SAME_FACT.items()]
+    rules += [
+        (f, h, values[h].isna().to_numpy())
+        for f, h in SAME_FACT_WHEN_MISSING.items()
+        if h in values.columns
+    ]
+    for feature, holder, rows in rules:
+        if feature in names and holder in names:
+            to, j = names.index(holder), names.index(feature)
+            merged_contrib[rows, to] += contrib[rows, j]
+            merged_points[rows, to] += points[rows, j]
+            merged_contrib[rows, j] = 0.0
+            merged_points[rows, j] = 0.0
     if not counted:
         return merged_contrib, merged_points
     n = len(contrib)
@@ -223,8 +243,8 @@ def top_drivers(
     their own name); currency: for amounts in the reasons; named_levels: per category whose
     rare levels the model scores as one, the levels it scores by name (Preprocessor.
     named_levels; min_level_customers words the others). A row's empty activity windows make
-    one driver (merge_inactivity)."""
-    contrib, points = merge_inactivity(contrib, points, names, values)
+    one driver (merge_same_facts)."""
+    contrib, points = merge_same_facts(contrib, points, names, values)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)
     keep = picked > 0
