@@ -13,9 +13,10 @@ described from its own name).
 
 One fact, one driver: a customer with no activity in a window has a zero in every activity
 feature of that window (events, active days, kinds of activity, value, events per type; its
-trends against the window before are -100 % or missing) and in those of the shorter windows; shown one by one they would fill the top reasons with the same
-sentence. Their contributions are added to the recency feature's (days since the last event:
-"No activity in the last 120 days"), or without it to the longest such window's event count,
+trends against the window before are -100 % or missing) and in those of the shorter windows;
+shown one by one they would fill the top reasons with the same sentence. Their contributions
+are added to the recency feature's (days since the last event: "No activity in the last 120
+days"), or without it to the longest such window's event count,
 and ranked as one driver (merge_same_facts). So are the features whose fact another's
 sentence already states (SAME_FACT): the recency against the customer's usual gap, and the
 last NPS response's flags and age."""

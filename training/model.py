@@ -31,7 +31,7 @@ class FeatureInputError(ValueError):
 
 # A category level held by fewer distinct customers than this is scored with the other rare
 # levels as one level, OTHER_LEVEL. Rows repeat each customer over every observation date, so
-# a country with 4 customers has over 100 rows on 28 dates: enough for LightGBM's minimum rows
+# a country with 4 customers has over 50 rows on 28 dates: enough for LightGBM's minimum rows
 # per category, and its split then learns those 4 customers (on Online Retail "Country: USA"
 # and "Country: Canada", 4 customers each, were the top reasons of the riskiest customers).
 MIN_LEVEL_CUSTOMERS = 30
