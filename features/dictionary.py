@@ -566,9 +566,20 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
 ]  # fmt: skip
 
 
+def _column_words(name: str) -> str:
+    """A column name as words: "company_size" -> "Company size", "TotalCharges" -> "Total
+    charges", "MonthlyMRR" -> "Monthly MRR" (an all-capitals word is an acronym, kept)."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+    words = spaced.replace("_", " ").split()
+    if not words:
+        return name
+    words = [w if w.isupper() and len(w) > 1 else w.lower() for w in words]
+    return words[0][:1].upper() + words[0][1:] + "".join(f" {w}" for w in words[1:])
+
+
 def _attribute_entry(name: str) -> FeatureEntry:
     """A declared customer attribute (plan, country, ...): its own name, its value as it is."""
-    label = name.replace("_", " ").strip().capitalize() or name
+    label = _column_words(name)
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         if isinstance(value, float | int) and not isinstance(value, bool):

@@ -279,5 +279,9 @@ def test_a_column_build_features_does_not_make_reads_by_its_own_name_at_run_time
     assert describe("contract_type", strict=False).text("Month-to-month") == (
         "Contract type: Month-to-month"
     )
+    # Exported column names in camel case read as words; an acronym stays one (Telco's table).
+    assert describe("TotalCharges", strict=False).text(29.85) == "Total charges: 29.85"
+    assert describe("TechSupport", strict=False).text("No") == "Tech support: No"
+    assert describe("MonthlyMRR", strict=False).label == "Monthly MRR"
     with pytest.raises(UnknownFeature):
         describe("logins_30d")
