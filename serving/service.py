@@ -297,7 +297,7 @@ class ChurnService:
                     name=n,
                     kind="categorical",
                     levels=pre.known_levels(n),
-                    grouped_levels=list(getattr(pre, "grouped", {}).get(n, [])) or None,
+                    grouped_levels=pre.grouped.get(n) or None,
                 )
                 for n in pre.categorical
             ],

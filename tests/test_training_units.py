@@ -3,6 +3,8 @@ preprocessing, bands and the promotion rule."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -176,7 +178,8 @@ def test_preprocessor_keeps_a_lone_rare_level_by_its_name():
 
 def test_preprocessor_pickled_before_level_groups_still_transforms():
     pre = Preprocessor(min_level_customers=1).fit(_countries({"uk": 2, "usa": 1}, dates=2))
-    del pre.grouped  # as unpickled from a model trained before the groups
+    del pre.grouped, pre.min_level_customers  # as a model trained before the groups
+    pre = pickle.loads(pickle.dumps(pre))
     scored = pre.transform(pd.DataFrame({"x": [1.0, 2.0], "country": ["usa", "narnia"]}))
     assert scored["country"].iloc[0] == "usa" and pd.isna(scored["country"].iloc[1])
     assert pre.named_levels() == {} and pre.known_levels("country") == ["uk", "usa"]

@@ -101,6 +101,14 @@ def capacity_params(rows: int, churners: int, customers: int | None = None) -> d
     return {"num_leaves": leaves, "min_data_in_leaf": min_leaf}
 
 
+def configured_capacity(
+    config: TrainConfig, rows: int, churners: int, customers: int | None = None
+) -> dict[str, Any]:
+    """capacity_params when `[training] capacity = "auto"` (the default); nothing with
+    "fixed" (the configured lgbm_params stand)."""
+    return capacity_params(rows, churners, customers) if config.capacity == "auto" else {}
+
+
 # Below this many training rows one thread is faster: a tree's histograms take milliseconds,
 # and OpenMP threads that wait for a busy core cost milliseconds per round (10x slower seen on
 # a shared 2-core machine).
@@ -733,9 +741,7 @@ def fit_churn_model(
     churners = int(fit_rows["churned"].sum())
     classes = fit_rows.groupby("churned")["customer_id"].nunique()
     customers = int(classes.min()) if len(classes) == 2 else 0
-    capacity = (
-        capacity_params(len(fit_rows), churners, customers) if config.capacity == "auto" else {}
-    )
+    capacity = configured_capacity(config, len(fit_rows), churners, customers)
     params = lgbm_params(config, preprocessor, capacity, rows=len(dataset))
     if log:
         log(

@@ -74,17 +74,19 @@ class Preprocessor:
             raise FeatureInputError("no feature columns to train on")
         return self
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Models pickled before the level groups have none, as they were trained."""
+        self.__dict__.update({"grouped": {}, "min_level_customers": 0, **state})
+
     def known_levels(self, col: str) -> list[str]:
         """The training levels of a category, grouped ones included (what a caller may send)."""
-        grouped = getattr(self, "grouped", {}).get(col, [])
+        grouped = self.grouped.get(col, [])
         return sorted([*(v for v in self.categorical[col] if v != OTHER_LEVEL), *grouped])
 
     def named_levels(self) -> dict[str, set[str]]:
         """Per category with a group of rare levels: the levels scored by their own name (any
         other value is scored as OTHER_LEVEL)."""
-        return {
-            col: set(self.categorical[col]) - {OTHER_LEVEL} for col in getattr(self, "grouped", {})
-        }
+        return {col: set(self.categorical[col]) - {OTHER_LEVEL} for col in self.grouped}
 
     def grouping_notes(self) -> list[str]:
         """A line per category with a group of rare levels, for the training log."""
@@ -92,7 +94,7 @@ class Preprocessor:
             f"{col}: {len(rare)} levels that fewer than {self.min_level_customers} customers had "
             f"are scored as one level, {OTHER_LEVEL} (e.g. {', '.join(rare[:3])}); "
             f"{len(self.categorical[col]) - 1} by name"
-            for col, rare in getattr(self, "grouped", {}).items()
+            for col, rare in self.grouped.items()
         ]
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -396,7 +398,7 @@ class ChurnModel:
         return {
             "attributes": self.features_config().customer_attributes,
             "named_levels": self.preprocessor.named_levels(),
-            "min_level_customers": getattr(self.preprocessor, "min_level_customers", 0),
+            "min_level_customers": self.preprocessor.min_level_customers,
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
