@@ -721,6 +721,8 @@ def _column(
         assert spec.column is not None
         raw = mapped if mapped is not None else frame[spec.column]
         label = spec.column if spec.column == spec.name else f"{spec.column} (as {spec.name})"
+    if spec.when is not None:  # parsed only where it holds: the other rows are missing
+        raw = raw.where(_holds(spec.when, frame, problems))
     if spec.type != "as_is" and raw.dtype == object and spec.value is None:
         raw = raw.infer_objects()
     if spec.type == "id":

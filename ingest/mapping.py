@@ -22,6 +22,9 @@ key and where it is, so a typo never silently does nothing.
     at = { column = "created", unit = "s" }
     amount = { column = "amount_paid", scale = 0.01, negate_when = { column = "status", in = ["refunded"] } }
     kind = { column = "status", map = { paid = "invoice", refunded = "refund", void = "drop" } }
+
+A column with `when = { ... }` has a value only on the rows where the condition holds (a
+cancellation date from the cancellation event of an event log; aggregated with "min").
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ COLUMN_KEYS = {
     "negate_when",
     "map",
     "unmapped",
+    "when",
 }
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
 NUMBER_COLUMNS = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
@@ -115,6 +119,9 @@ class ColumnSpec:
     negate_when: Condition | None = None
     map: dict[str, Any] | None = None
     unmapped: str = "error"
+    # Only on the rows where this holds does the column have a value; missing elsewhere (a
+    # cancellation date taken from the one event that says so, in a log of every event).
+    when: Condition | None = None
 
     def raw_columns(self) -> list[str]:
         """The raw columns this output column reads."""
@@ -124,6 +131,8 @@ class ColumnSpec:
             cols.append(self.times)
         if self.negate_when:
             cols.append(self.negate_when.column)
+        if self.when:
+            cols.append(self.when.column)
         return cols
 
 
@@ -391,6 +400,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     scale = raw.get("scale", 1.0)
     _need(isinstance(scale, int | float) and scale > 0, f"{here}: scale is a positive number")
     negate = raw.get("negate_when")
+    when = raw.get("when")
     return ColumnSpec(
         name=name,
         type=ctype,
@@ -405,6 +415,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         negate_when=_parse_condition(negate, f"{here} negate_when") if negate else None,
         map={str(k): v for k, v in value_map.items()} if value_map else None,
         unmapped=unmapped,
+        when=_parse_condition(when, f"{here} when") if when is not None else None,
     )
 
 

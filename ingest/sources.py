@@ -206,9 +206,83 @@ def last_row_end(data: bytes, quote: bytes = b'"') -> int:
     return cut
 
 
-def _json_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
-    yield from reader
+def _json_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """JSON lines through pyarrow's reader (each key keeps its JSON type). A key whose values
+    are of more than one JSON type (`"ts": 1539000000000` on one line, `"ts": "yesterday"` on
+    another), which pyarrow refuses, is read as text from the line where pyarrow stopped, so
+    the mapping's declared type decides, and a bad value is an error naming its row."""
+    done = 0
+    try:
+        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
+        for batch in reader:
+            done += batch.num_rows
+            yield batch
+        return
+    except pa.ArrowInvalid as err:
+        if "changed from" not in str(err):
+            raise SourceError(f"'{path.name}' is not valid JSON lines: {err}") from None
+    yield from _json_lines_as_read(path, skip=done, batch_rows=batch_rows)
+
+
+def _json_lines_as_read(path: Path, skip: int, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The records of a JSON-lines file after its first `skip`, in batches: a key whose values
+    all have one JSON type keeps it; one with several is text (numbers as JSON writes them)."""
+    import json
+
+    rows: list[dict] = []
+    seen = 0
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            seen += 1
+            if seen <= skip:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise SourceError(
+                    f"'{path.name}' line {number} is not JSON ({err}): {line[:200]!r}"
+                ) from None
+            if not isinstance(record, dict):
+                raise SourceError(
+                    f"'{path.name}' line {number} is not a JSON object: {line[:200]!r}"
+                )
+            rows.append(record)
+            if len(rows) >= batch_rows:
+                yield _records_batch(rows)
+                rows = []
+    if rows:
+        yield _records_batch(rows)
+
+
+def _records_batch(rows: list[dict]) -> pa.RecordBatch:
+    import json
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    columns = {}
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        kinds = {_json_kind(v) for v in values if v is not None}
+        if len(kinds) > 1 or kinds & {"object"}:
+            values = [
+                v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+                for v in values
+            ]
+            columns[key] = pa.array(values, type=pa.string())
+        else:
+            columns[key] = pa.array(values)
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    return "object"  # lists and nested objects: kept as their JSON text
 
 
 def sql_batches(url: str, query: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:

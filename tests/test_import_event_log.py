@@ -1,0 +1,146 @@
+"""A product's event log as the only export (like Sparkify's or a Segment dump): the customers,
+their signup and their cancellation all come from the one log, the cancellation being the event
+that says so (`when` on a column: a value only on the rows where a condition holds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import ContractError
+from ingest.importer import run_import
+from ingest.mapping import MappingError, load_mapping
+from ingest.sources import SourceError
+
+MAPPING = """
+[features.churn]
+mode = "contractual"
+horizon_days = 30
+
+[customers]
+source = "events.jsonl"
+drop = [{ column = "userId", missing = true, reason = "logged-out page views" }]
+
+[customers.columns]
+customer_id = "userId"
+signup_at = { column = "registration", unit = "ms" }
+churned_at = { column = "ts", unit = "ms", when = { column = "page", equals = "Cancellation Confirmation" } }
+level = "level"
+
+[customers.aggregate]
+by = ["customer_id"]
+signup_at = "min"
+churned_at = "min"
+level = "last"
+
+[activity]
+source = "events.jsonl"
+drop = [{ column = "userId", missing = true, reason = "logged-out page views" }]
+
+[activity.columns]
+customer_id = "userId"
+at = { column = "ts", unit = "ms" }
+event = { column = "page", map = { NextSong = "song", "Thumbs Down" = "thumbs_down", "Cancellation Confirmation" = "cancellation" }, unmapped = "keep" }
+"""
+
+MS = 1_000
+REGISTERED = 1_530_000_000 * MS  # 2018-06-26
+CANCELLED = 1_539_000_000 * MS  # 2018-10-08 12:00 UTC
+
+
+def _event(user: str | None, ts: int, page: str, level: str = "free") -> dict:
+    return {"userId": user, "ts": ts, "page": page, "level": level, "registration": REGISTERED}
+
+
+def _log(tmp_path: Path, events: list[dict], mapping: str = MAPPING) -> Path:
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    path = tmp_path / "mapping.toml"
+    path.write_text(mapping)
+    return path
+
+
+EVENTS = [
+    _event("0042", CANCELLED - 86_400 * MS, "NextSong"),
+    _event("0042", CANCELLED - 3_600 * MS, "Thumbs Down", "paid"),
+    _event("0042", CANCELLED, "Cancellation Confirmation", "paid"),
+    _event("0043", CANCELLED - 86_400 * MS, "NextSong"),
+    _event("0043", CANCELLED + 86_400 * MS, "Home", "paid"),
+    _event(None, CANCELLED, "Home"),  # logged out: no customer
+]
+
+
+def test_the_cancellation_date_comes_from_the_event_that_says_so(tmp_path):
+    tables, report = run_import(load_mapping(_log(tmp_path, EVENTS)), tmp_path)
+    customers = tables.customers.set_index("customer_id")
+    assert list(customers.index) == ["0042", "0043"]  # ids as written
+    assert customers.loc["0042", "churned_at"] == pd.Timestamp("2018-10-08 12:00")
+    assert pd.isna(customers.loc["0043", "churned_at"])  # never cancelled: still a customer
+    assert (customers["signup_at"] == pd.Timestamp("2018-06-26 08:00")).all()
+    assert customers.loc["0042", "level"] == "paid"
+    events = tables.activity.groupby("customer_id")["event"].apply(list).to_dict()
+    assert events["0042"] == ["song", "thumbs_down", "cancellation"]
+    assert events["0043"] == ["song", "Home"]  # kept as named: unmapped = "keep"
+    dropped = {s.table: s.dropped for s in report.sources}
+    assert dropped == {t: {"logged-out page views": 1} for t in ("customers", "activity")}
+
+
+def test_the_first_of_two_cancellations_is_the_churn_date_with_min(tmp_path):
+    again = _event("0042", CANCELLED + 7 * 86_400 * MS, "Cancellation Confirmation")
+    tables, _ = run_import(load_mapping(_log(tmp_path, [*EVENTS, again])), tmp_path)
+    churned = tables.customers.set_index("customer_id")["churned_at"]
+    assert churned["0042"] == pd.Timestamp("2018-10-08 12:00")
+
+
+def test_a_bad_value_where_the_condition_holds_is_an_error_naming_the_row(tmp_path):
+    broken = [*EVENTS[:2], {**EVENTS[2], "ts": "yesterday"}]
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(_log(tmp_path, broken)), tmp_path)
+    text = str(err.value)
+    assert "customers" in text and "ts (as churned_at)" in text and "yesterday" in text
+
+
+def test_when_is_checked_like_any_condition(tmp_path):
+    typo = MAPPING.replace('equals = "Cancellation Confirmation"', 'equal = "Cancel"')
+    with pytest.raises(MappingError, match=r"churned_at' when.*'equal'"):
+        load_mapping(_log(tmp_path, EVENTS, typo))
+    absent = MAPPING.replace('when = { column = "page"', 'when = { column = "pagename"')
+    with pytest.raises(ContractError, match="pagename"):
+        run_import(load_mapping(_log(tmp_path, EVENTS, absent)), tmp_path)
+
+
+def test_a_key_with_numbers_on_some_lines_and_text_on_others_is_read_as_declared(tmp_path):
+    # Logs written by two versions of a tracker: ts a number here, a quoted number there.
+    mixed = [*EVENTS[:3], {**EVENTS[3], "ts": str(EVENTS[3]["ts"])}, *EVENTS[4:]]
+    tables, _ = run_import(load_mapping(_log(tmp_path, mixed)), tmp_path)
+    (tmp_path / "typed").mkdir()
+    typed = tmp_path / "typed"
+    expected, _ = run_import(load_mapping(_log(typed, EVENTS)), typed)
+    pd.testing.assert_frame_equal(tables.activity, expected.activity)
+    pd.testing.assert_frame_equal(tables.customers, expected.customers)
+
+
+def test_a_line_that_is_not_json_is_named_with_its_number(tmp_path):
+    path = _log(tmp_path, EVENTS)
+    text = (tmp_path / "events.jsonl").read_text().splitlines()
+    text.insert(3, '{"userId": "0044", "ts": 1539000000000, "page": "Home"')  # cut short
+    (tmp_path / "events.jsonl").write_text("\n".join(text) + "\n")
+    with pytest.raises(SourceError, match=r"'events\.jsonl' is not valid JSON lines.*row 3"):
+        run_import(load_mapping(path), tmp_path)
+
+
+def test_text_after_the_first_blocks_continues_from_the_line_pyarrow_stopped_at(
+    tmp_path, monkeypatch
+):
+    import ingest.sources
+
+    monkeypatch.setattr(ingest.sources, "BLOCK_BYTES", 256)  # a few lines per block
+    songs = [_event("0043", CANCELLED - k * 60 * MS, "NextSong") for k in range(40, 0, -1)]
+    late = [{**e, "ts": str(e["ts"])} for e in EVENTS[:3]]  # quoted by a later tracker
+    tables, _ = run_import(load_mapping(_log(tmp_path, [*songs, *late])), tmp_path)
+    counts = tables.activity["customer_id"].value_counts()
+    assert counts.to_dict() == {"0043": 40, "0042": 3}  # every line once, none skipped
+    churned = tables.customers.set_index("customer_id")["churned_at"]
+    assert churned["0042"] == pd.Timestamp("2018-10-08 12:00")
