@@ -52,6 +52,24 @@ def test_a_first_model_that_beats_the_baselines_becomes_champion():
     }
 
 
+def test_a_model_that_ranks_no_better_than_chance_is_never_promoted():
+    weak = {"logistic_regression": {"roc_auc": 0.40}, "recency_rule": {"roc_auc": 0.45}}
+    coin = judge(measured(0.48), RULES, weak)
+    assert not coin.promoted and coin.stage == "chance"
+    assert "no better than chance" in coin.reason and "ROC AUC 0.4800" in coin.reason
+    # Above 0.5, but the holdout cannot tell it from a coin: its interval reaches below 0.5.
+    unsure = judge(measured(0.55), RULES, weak, auc_interval=(0.47, 0.63))
+    assert not unsure.promoted and unsure.stage == "chance"
+    assert "95 % interval 0.4700 to 0.6300" in unsure.reason
+    assert judge(measured(0.55), RULES, weak, auc_interval=(0.51, 0.60)).promoted
+    # Neither a champion in place nor a small holdout's leniency lets it through.
+    assert not judge(measured(0.49), RULES, weak, champion=measured(0.40)).promoted
+    assert judge(measured(0.49, rows=150, churners=12), RULES, weak).stage == "chance"
+    # A baseline that beats it is still named, so the simple model can be registered instead.
+    lost = judge(measured(0.48), RULES, {"recency_rule": {"roc_auc": 0.70}})
+    assert lost.stage == "baseline" and lost.lost_to.against == "recency_rule"
+
+
 def test_a_candidate_below_a_baseline_is_not_promoted_and_names_the_winner_and_the_gap():
     baselines = {"logistic_regression": {"roc_auc": 0.70}, "recency_rule": {"roc_auc": 0.74}}
     decision = judge(measured(0.71), RULES, baselines, champion=None)

@@ -15,7 +15,10 @@ A candidate is promoted only when all of these hold, checked in this order:
    this check and the reason says so, unless `ties` is "baseline". Why: the backtest benchmark
    (benchmarks/README.md) found the point-estimate rule handing 5 of 13 cuts to the logistic
    regression on ties, which then scored 0.016-0.021 ROC AUC below LightGBM at 4 of them;
-4. it beats the champion by more than `min_gain`, when there is one, and the champion could be
+4. it ranks better than chance: ROC AUC above 0.5 on the holdout, and the lower end of its
+   95 % interval above 0.5 when the holdout's bootstrap gives one (scores that cannot be told
+   from a coin's would be read as if they meant something);
+5. it beats the champion by more than `min_gain`, when there is one, and the champion could be
    scored on this data (a champion that cannot is reported and not replaced automatically).
 """
 
@@ -37,6 +40,7 @@ EPOCH_SHARE = 0.01  # more than 1 % of a column before 1971 is a unit or parsing
 MAX_SPAN_YEARS = 50  # customer data spanning more than this mixes units or placeholders
 FUTURE_SLACK = pd.Timedelta(days=1)  # time zones and clock skew
 TIE_WINNERS = ("model", "baseline")
+CHANCE_AUC = 0.5  # a ROC AUC at or below it ranks no better than a coin
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class GateDecision:
     promoted: bool
     reason: str
     metric: str
-    stage: str  # data, holdout, baseline, champion, or passed
+    stage: str  # data, holdout, baseline, chance, champion, or passed
     baselines: tuple[Comparison, ...] = ()
     champion: Comparison | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -188,6 +192,27 @@ def holdout_problems(metrics: dict[str, float], rules: GateRules) -> list[str]:
     return problems
 
 
+def below_chance(metrics: dict[str, float], interval: tuple[float, float] | None = None) -> str:
+    """Why the candidate's ranking cannot be told from chance on the holdout (its ROC AUC at or
+    below 0.5, or the lower end of its 95 % interval, `interval`, at or below 0.5); empty when
+    it can, or when there is no ROC AUC."""
+    auc = metrics.get("roc_auc")
+    if not _finite(auc):
+        return ""
+    auc = float(auc)
+    known = interval is not None and all(map(_finite, interval))
+    if auc > CHANCE_AUC and not (known and interval[0] <= CHANCE_AUC):
+        return ""
+    text = f"ROC AUC {auc:.4f}"
+    if known:
+        text += f", 95 % interval {interval[0]:.4f} to {interval[1]:.4f}"
+    return (
+        f"the model ranks churners no better than chance on the holdout ({text}; 0.5 is a "
+        "coin). More history, more customers or a longer horizon give it more churners to "
+        "learn from"
+    )
+
+
 def judge(
     candidate: dict[str, float],
     rules: GateRules,
@@ -197,6 +222,7 @@ def judge(
     champion_problem: str | None = None,
     data_problems: list[str] | None = None,
     differences: dict[str, tuple[float, float]] | None = None,
+    auc_interval: tuple[float, float] | None = None,
 ) -> GateDecision:
     """Decide on a candidate (see the module docstring for the order of the checks).
 
@@ -206,7 +232,8 @@ def judge(
     (the holdout's paired bootstrap: 95 % interval of the candidate's ROC AUC minus each
     baseline's) tell a baseline ahead within the holdout's noise (a tie: the interval spans 0,
     decided by rules.ties) from one better beyond it (always a refusal); without them the point
-    estimates decide."""
+    estimates decide. auc_interval: the 95 % interval of the candidate's own ROC AUC on the
+    holdout (below_chance)."""
     metric = rules.metric
     if data_problems:
         return GateDecision(
@@ -268,6 +295,13 @@ def judge(
         reason += besides
         return decided(
             GateDecision(False, reason, metric, "baseline", tuple(compared), None, tuple(notes))
+        )
+    chance = below_chance(candidate, auc_interval)
+    if chance:
+        return decided(
+            GateDecision(
+                False, chance + besides, metric, "chance", tuple(compared), None, tuple(notes)
+            )
         )
     tied = _ties_kept(tuple(compared), rules.ties)
     if tied:
