@@ -382,11 +382,36 @@ def _check_range(parsed: pd.Series, column: str, now: object) -> list[Problem]:
     return problems
 
 
+DECIMAL_MARKS = (".", ",")
+THOUSANDS_MARKS = (".", ",", " ", "'", "_")
+
+
+def number_pattern(decimal: str = ".", thousands: str | None = None) -> str:
+    """The regular expression a number written with these marks matches as a whole: digits
+    grouped by three after the first group when `thousands` is given (1.234.567,89), a
+    `decimal` mark and digits after it, a sign; with the dot, an exponent too."""
+    d = re.escape(decimal)
+    if thousands is None:
+        whole = r"\d+"
+    else:
+        t = "[ \u00a0\u202f]" if thousands == " " else re.escape(thousands)
+        whole = rf"\d{{1,3}}(?:{t}\d{{3}})+|\d+"
+    exponent = r"(?:[eE][+-]?\d+)?" if decimal == "." else ""
+    return rf"[+-]?(?:(?:{whole})(?:{d}\d*)?|{d}\d+){exponent}"
+
+
 def parse_numbers(
-    values: pd.Series, column: str, *, scale: float = 1.0
+    values: pd.Series,
+    column: str,
+    *,
+    scale: float = 1.0,
+    decimal: str = ".",
+    thousands: str | None = None,
 ) -> tuple[pd.Series, list[Problem]]:
     """The column as float64 (multiplied by scale, e.g. 0.01 for cents), and its problems:
-    text that is not a number, true/false, and infinite values are refused, not coerced."""
+    text that is not a number, true/false, and infinite values are refused, not coerced.
+    Text is read with the declared marks (decimal "," and thousands "." read 1.234,56 as
+    1234.56); a value that does not follow them is refused, never read the other way."""
     empty = pd.Series(np.nan, index=values.index, dtype="float64")
     present = values.notna().to_numpy()
     if pd.api.types.is_bool_dtype(values.dtype):
@@ -395,18 +420,25 @@ def parse_numbers(
         x = values.astype("float64")
     elif is_text(values):
         text = values.astype("str").str.strip().where(values.notna())
-        number = _matches(text, r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", present)
+        number = _matches(text, number_pattern(decimal, thousands), present)
         bad = present & ~number
         if bad.any():
-            return empty, [
-                problem_at(
-                    column,
-                    "text that is not a number",
-                    bad,
-                    "write numbers with a dot for decimals and no thousands separator or "
-                    "currency sign",
-                )
-            ]
+            marks = f'decimal = "{decimal}"' + (
+                f', thousands = "{thousands}"' if thousands is not None else ""
+            )
+            hint = (
+                f"the column is declared with {marks}: write its numbers that way, without a "
+                "currency sign"
+                if (decimal, thousands) != (".", None)
+                else "write numbers with a dot for decimals and no thousands separator or "
+                'currency sign, or declare the marks: decimal = ",", thousands = "."'
+            )
+            return empty, [problem_at(column, "text that is not a number", bad, hint)]
+        if thousands is not None:
+            gone = "[ \u00a0\u202f]" if thousands == " " else re.escape(thousands)
+            text = text.str.replace(gone, "", regex=True)
+        if decimal != ".":
+            text = text.str.replace(decimal, ".", regex=False)
         x = pd.to_numeric(text).astype("float64")
     else:
         return empty, [problem_at(column, f"a {values.dtype} column cannot hold numbers", present)]

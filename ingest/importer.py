@@ -746,7 +746,9 @@ def _column(
         else:  # ISO 8601 or epoch numbers: vectorised (Arrow, numpy) already
             values, found = parse_timestamps(raw, label, spec.timestamp)
     elif spec.type == "number":
-        values, found = parse_numbers(raw, label, scale=spec.scale)
+        values, found = parse_numbers(
+            raw, label, scale=spec.scale, decimal=spec.decimal, thousands=spec.thousands
+        )
         if spec.times is not None and not found:
             other, found = parse_numbers(frame[spec.times], spec.times)
             values = values * other

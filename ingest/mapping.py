@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import REQUIRED_COLUMNS, TABLES, TIMESTAMP_COLUMNS
-from features.types import EPOCH_UNITS, TimestampSpec
+from features.types import DECIMAL_MARKS, EPOCH_UNITS, THOUSANDS_MARKS, TimestampSpec
 from ingest.sources import FILE_FORMATS, SourceSpec
 
 ColumnType = Literal["id", "text", "timestamp", "number", "as_is"]
@@ -67,7 +67,10 @@ COLUMN_KEYS = {
     "map",
     "unmapped",
     "when",
+    "decimal",
+    "thousands",
 }
+NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
 NUMBER_COLUMNS = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
 TEXT_COLUMNS = ("event", "kind", "status", "text")
@@ -119,6 +122,8 @@ class ColumnSpec:
     negate_when: Condition | None = None
     map: dict[str, Any] | None = None
     unmapped: str = "error"
+    decimal: str = "."  # number text: 1.234,56 is decimal = ",", thousands = "."
+    thousands: str | None = None
     # Only on the rows where this holds does the column have a value; missing elsewhere (a
     # cancellation date taken from the one event that says so, in a log of every event).
     when: Condition | None = None
@@ -338,7 +343,7 @@ def default_type(table: str, name: str, raw: dict[str, Any]) -> ColumnType:
         return "text"
     if any(k in raw for k in ("format", "unit", "dayfirst", "timezone")):
         return "timestamp"
-    if any(k in raw for k in ("scale", "times", "abs", "negate_when")):
+    if any(k in raw for k in NUMBER_KEYS):
         return "number"
     return "as_is"
 
@@ -361,7 +366,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     )
     ts_keys = [k for k in ("format", "unit", "dayfirst", "timezone") if k in raw]
     _need(not ts_keys or ctype == "timestamp", f"{here}: {ts_keys} are for timestamp columns")
-    num_keys = [k for k in ("scale", "times", "abs", "negate_when") if k in raw]
+    num_keys = [k for k in NUMBER_KEYS if k in raw]
     _need(not num_keys or ctype == "number", f"{here}: {num_keys} are for number columns")
     timestamp = None
     if ctype == "timestamp":
@@ -399,6 +404,12 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     _need("unmapped" not in raw or value_map is not None, f"{here}: 'unmapped' goes with 'map'")
     scale = raw.get("scale", 1.0)
     _need(isinstance(scale, int | float) and scale > 0, f"{here}: scale is a positive number")
+    decimal, thousands = raw.get("decimal", "."), raw.get("thousands")
+    _need(decimal in DECIMAL_MARKS, f"{here}: decimal is one of {DECIMAL_MARKS}")
+    _need(
+        thousands is None or (thousands in THOUSANDS_MARKS and thousands != decimal),
+        f"{here}: thousands is one of {THOUSANDS_MARKS}, not the decimal mark {decimal!r}",
+    )
     negate = raw.get("negate_when")
     when = raw.get("when")
     return ColumnSpec(
@@ -415,6 +426,8 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         negate_when=_parse_condition(negate, f"{here} negate_when") if negate else None,
         map={str(k): v for k, v in value_map.items()} if value_map else None,
         unmapped=unmapped,
+        decimal=decimal,
+        thousands=thousands,
         when=_parse_condition(when, f"{here} when") if when is not None else None,
     )
 

@@ -110,6 +110,43 @@ def test_amounts_as_text_with_commas_are_refused_not_coerced():
     assert "text that is not a number" in problems[0].problem
 
 
+@pytest.mark.parametrize(
+    ("decimal", "thousands", "text", "expected"),
+    [
+        (",", ".", ["1.234,56", "49,90", "-3", "1.234.567"], [1234.56, 49.9, -3.0, 1234567.0]),
+        (",", None, ["1234,56", ",5"], [1234.56, 0.5]),
+        (".", ",", ["1,234.56", "12"], [1234.56, 12.0]),
+        (",", " ", ["1 234,5", "1\u00a0234,5", "1\u202f234"], [1234.5, 1234.5, 1234.0]),
+        (".", "'", ["1'234.50"], [1234.5]),
+    ],
+)
+def test_numbers_written_with_declared_marks_are_read(decimal, thousands, text, expected):
+    values, problems = parse_numbers(
+        pd.Series(text), "amount", decimal=decimal, thousands=thousands
+    )
+    assert problems == [] and values.tolist() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("decimal", "thousands", "text"),
+    [
+        (",", ".", "1,234.56"),  # the other convention: refused, never read as 1.23456
+        (",", ".", "1.23"),  # not groups of three: a dot decimal, not a thousands mark
+        (",", None, "1.234,56"),  # thousands mark not declared
+        (".", None, "12,50"),
+        (",", ".", "49,90 €"),
+    ],
+)
+def test_numbers_that_do_not_follow_the_declared_marks_are_refused(decimal, thousands, text):
+    _, problems = parse_numbers(
+        pd.Series(["1", text]), "amount", decimal=decimal, thousands=thousands
+    )
+    assert problems[0].rows == 1 and problems[0].examples == [1]
+    declared = (decimal, thousands) != (".", None)
+    assert ("is declared with" in problems[0].hint) is declared  # else: how to declare them
+    assert "decimal = " in problems[0].hint
+
+
 def test_an_empty_activity_table_is_refused(tmp_path):
     with pytest.raises(ContractError, match=r"table 'activity'.*has no rows"):
         load_tables(write_folder(tmp_path / "d", CUSTOMERS, "customer_id,at,event\n"))

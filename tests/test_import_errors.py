@@ -326,3 +326,52 @@ def test_parsing_distinct_values_once_gives_the_row_by_row_result_and_counts():
     bad[[5, 50, 500]] = "03/02/2024"
     _, found = _parse_distinct(lambda v: parse_timestamps(v, "at"), bad)
     assert found[0].rows == 3 and found[0].examples == [5, 50, 500]
+
+
+GERMAN_INVOICES = "Kundennummer;Datum;Betrag\n007;20240301;1.234,56\n007;20240305;49,90\n"
+
+
+def _german(tmp_path: Path, amount: str) -> Path:
+    mapping = _customers() + (
+        '\n[revenue]\nsource = { path = "invoices.csv", delimiter = ";" }\n[revenue.columns]\n'
+        'customer_id = "Kundennummer"\nat = { column = "Datum", format = "%Y%m%d" }\n'
+        f"amount = {amount}\n"
+    )
+    crm = "\ufeffid,created\n007,2024-01-05\n"  # a byte-order mark, as Excel writes
+    return _files(
+        tmp_path, mapping, {"crm.csv": crm, "events.csv": EVENTS, "invoices.csv": GERMAN_INVOICES}
+    )
+
+
+def test_a_german_export_reads_with_its_decimal_and_thousands_marks_declared(tmp_path):
+    path = _german(tmp_path, '{ column = "Betrag", decimal = ",", thousands = "." }')
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.revenue["amount"].tolist() == pytest.approx([1234.56, 49.90])
+    assert tables.revenue["at"].tolist() == [pd.Timestamp("2024-03-01"), pd.Timestamp("2024-03-05")]
+    assert tables.customers["customer_id"].tolist() == ["007"]
+
+
+def test_a_german_export_without_the_marks_is_refused_with_the_declaration_to_add(tmp_path):
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(_german(tmp_path, '"Betrag"')), tmp_path)
+    text = str(err.value)
+    assert "revenue" in text and "Betrag (as amount)" in text and "'1.234,56'" in text
+    assert 'decimal = ","' in text
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ('{ column = "Betrag", decimal = ";" }', "decimal is one of"),
+        ('{ column = "Betrag", decimal = ",", thousands = "," }', "not the decimal mark"),
+    ],
+)
+def test_bad_number_marks_are_mapping_errors(tmp_path, amount, message):
+    with pytest.raises(MappingError, match=message):
+        load_mapping(_german(tmp_path, amount))
+
+
+def test_number_marks_belong_to_number_columns(tmp_path):
+    mapping = _customers(signup_at='{ column = "created", decimal = "," }')
+    with pytest.raises(MappingError, match="for number columns"):
+        parse_mapping(tomllib.loads(mapping), "m.toml")
