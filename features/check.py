@@ -196,6 +196,7 @@ def check_tables(
     report.customers_measured = int(measured.sum())
     report.churned_customers = int((measured & churned).sum())
     report.findings += _churn_findings(report, tables, config)
+    report.findings += _lifecycle_findings(tables, churn)
     report.label_like = label_like_attributes(tables, config)
     declared = set(getattr(config, "customer_attributes", ()) or ())
     for flag in report.label_like:
@@ -633,6 +634,59 @@ def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) 
                 f"least {MIN_OBSERVATION_DATES}): shorten the horizon or wait for more data",
             )
         )
+    return found
+
+
+LIFECYCLE_SLACK = pd.Timedelta(days=1)  # time zones and end-of-day stamps
+
+
+def _lifecycle_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]:
+    """Activity outside the customer's life as the customers table tells it: before the signup
+    (a signup date read the wrong way round, in another zone, or set after a trial), and, for
+    contractual churn, after the churn date (a date that is not the end of service, or
+    customers who came back). Neither is refused: both are counted, with an example."""
+    customers, act = tables.customers, tables.activity
+    ids = act["customer_id"]
+    position = pd.Index(customers["customer_id"]).get_indexer(ids)
+    known = position >= 0  # validated tables have no others
+    at = act["at"].to_numpy()
+    found = []
+    signup = customers["signup_at"].to_numpy()[position]
+    early = known & (at < signup - LIFECYCLE_SLACK.to_timedelta64())
+    if early.any():
+        who = ids[early].nunique()
+        found.append(
+            Finding(
+                "warning",
+                "before_signup",
+                f"{int(early.sum()):,} activity rows of {who:,} customers are dated more than a "
+                f"day before the customer's signup_at (e.g. {_example(act, early)}): a signup "
+                "date read the wrong way round or in another time zone, or set after a trial? "
+                "The features count those rows as the customer's history",
+                "activity",
+                "at",
+            )
+        )
+    if churn.mode == "contractual" and "churned_at" in customers:
+        ended = customers["churned_at"].to_numpy()[position]
+        with np.errstate(invalid="ignore"):
+            late = known & (at > ended + LIFECYCLE_SLACK.to_timedelta64())  # NaT: never
+        if late.any():
+            who = ids[late].nunique()
+            churned = int(customers["churned_at"].notna().sum())
+            found.append(
+                Finding(
+                    "warning",
+                    "after_churn",
+                    f"{who:,} of {churned:,} churned customers are active more than a day after "
+                    f"their churned_at ({int(late.sum()):,} activity rows, e.g. "
+                    f"{_example(act, late)}): is churned_at the end of service, or the day the "
+                    "cancellation was asked for or the record last changed? Customers who came "
+                    "back count as churned at that date",
+                    "activity",
+                    "at",
+                )
+            )
     return found
 
 

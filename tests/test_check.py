@@ -437,3 +437,28 @@ def test_online_retail_import_checks_clean_with_its_churn_share():
     assert set(report.event_types) == {"purchase", "cancellation"}
     activity = next(p for p in report.tables if p.name == "activity")
     assert activity.gap_months == [] and len(activity.rows_per_month) == 13
+
+
+def test_activity_before_signup_and_after_churn_is_counted_with_an_example(clean):
+    customers, activity, revenue = (df.copy() for df in clean)
+    assert not {"before_signup", "after_churn"} & codes(
+        check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    )
+    churner = customers["churned_at"].notna().idxmax()
+    cid = customers.loc[churner, "customer_id"]
+    came_back = activity[activity["customer_id"] == cid].iloc[[0]].copy()
+    came_back["at"] = customers.loc[churner, "churned_at"] + pd.Timedelta(days=20)
+    came_back = came_back[came_back["at"] < END]
+    # Day and month swapped on one signup: 2023-02-05 written for 2023-05-02.
+    late_signup = customers.index[~customers.index.isin([churner])][0]
+    customers.loc[late_signup, "signup_at"] += pd.Timedelta(days=60)
+    report = check_tables(
+        tables_of(customers, pd.concat([activity, came_back]), revenue), CONTRACTUAL
+    )
+    found = {f.code: f for f in report.findings}
+    assert found["after_churn"].level == "warning"
+    assert found["after_churn"].message.startswith("1 of ")
+    assert cid in found["after_churn"].message
+    early = found["before_signup"]
+    assert early.table == "activity" and " of 1 customers are dated" in early.message
+    assert customers.loc[late_signup, "customer_id"] in early.message
