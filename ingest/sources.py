@@ -123,7 +123,7 @@ def iter_batches(
             else:
                 yield from _json_batches(path)
         return
-    yield from sql_batches(database_url(spec), spec.query or "", batch_rows)
+    yield from sql_batches(database_url(spec), spec.query or "", batch_rows, files=source_dir)
 
 
 def database_url(spec: SourceSpec) -> str:
@@ -285,9 +285,12 @@ def _json_kind(value: object) -> str:
     return "object"  # lists and nested objects: kept as their JSON text
 
 
-def sql_batches(url: str, query: str, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+def sql_batches(
+    url: str, query: str, batch_rows: int = BATCH_ROWS, files: Path | None = None
+) -> Iterator[pa.RecordBatch]:
     """Record batches of a query's result: PostgreSQL by COPY, DuckDB natively, other
-    databases through SQLAlchemy with a server-side cursor."""
+    databases through SQLAlchemy with a server-side cursor. `files`: the folder a DuckDB
+    query's relative file names are found in (read_csv('members.csv') under --source)."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
@@ -295,7 +298,7 @@ def sql_batches(url: str, query: str, batch_rows: int = BATCH_ROWS) -> Iterator[
     if backend == "postgresql":
         yield from _postgres_batches(parsed.set(drivername="postgresql"), query)
     elif backend == "duckdb":
-        yield from _duckdb_batches(parsed.database or ":memory:", query, batch_rows)
+        yield from _duckdb_batches(parsed.database or ":memory:", query, batch_rows, files)
     else:
         yield from _sqlalchemy_batches(url, query, batch_rows)
 
@@ -346,10 +349,14 @@ def _postgres_batches(url, query: str) -> Iterator[pa.RecordBatch]:
         yield from csv_batches(stream, ",", "COPY output")
 
 
-def _duckdb_batches(database: str, query: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _duckdb_batches(
+    database: str, query: str, batch_rows: int, files: Path | None = None
+) -> Iterator[pa.RecordBatch]:
     import duckdb
 
     with duckdb.connect(database, read_only=database != ":memory:") as con:
+        if files is not None:  # read_csv('members.csv') in the query: under the source folder
+            con.execute("SET file_search_path = ?", [str(Path(files).resolve())])
         relation = con.sql(query)
         # DuckDB 2.x: a relation's to_arrow_reader; 1.x: fetch_record_batch on the result.
         if hasattr(relation, "to_arrow_reader"):

@@ -176,3 +176,50 @@ event = "name"
     assert tables.customers["mrr"].tolist() == [99.5]
     assert tables.activity["customer_id"].tolist() == ["42"]
     assert report.sources[0].rows_read == 1
+
+
+KKBOX_MAPPING = '''
+[customers]
+source = { url = "duckdb:///:memory:", query = """
+  select m.msno, m.registration_init_time,
+         min(t.transaction_date) filter (where t.is_cancel = '1') as canceled
+  from read_csv('members.csv', all_varchar = true) m
+  left join read_csv('transactions.csv', all_varchar = true) t using (msno)
+  group by all order by m.msno
+""" }
+[customers.columns]
+customer_id = "msno"
+signup_at = { column = "registration_init_time", format = "%Y%m%d" }
+churned_at = { column = "canceled", format = "%Y%m%d" }
+
+[activity]
+source = "user_logs.csv"
+[activity.columns]
+customer_id = "msno"
+at = { column = "date", format = "%Y%m%d" }
+event = { value = "listen" }
+'''
+
+
+def test_a_duckdb_query_joins_exports_found_under_the_source_folder(tmp_path, monkeypatch):
+    # Members in one export, cancellations in the billing export: joined in the query, whose
+    # file names are found under --source whatever the working directory.
+    source = tmp_path / "exports"
+    source.mkdir()
+    (source / "members.csv").write_text(
+        "msno,registration_init_time\n0001,20150105\n0002,20160301\n"
+    )
+    (source / "transactions.csv").write_text(
+        "msno,transaction_date,is_cancel\n0001,20170101,0\n0001,20170201,1\n0002,20170115,0\n"
+    )
+    (source / "user_logs.csv").write_text("msno,date\n0001,20170105\n0002,20170120\n")
+    (tmp_path / "mapping.toml").write_text(KKBOX_MAPPING)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tables, _ = run_import(load_mapping(tmp_path / "mapping.toml"), source)
+    customers = tables.customers.set_index("customer_id")
+    assert list(customers.index) == ["0001", "0002"]  # all_varchar: leading zeros kept
+    assert customers.loc["0001", "churned_at"] == pd.Timestamp("2017-02-01")
+    assert pd.isna(customers.loc["0002", "churned_at"])
+    assert customers.loc["0002", "signup_at"] == pd.Timestamp("2016-03-01")
