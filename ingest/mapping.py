@@ -49,7 +49,7 @@ UNMAPPED = ("error", "keep", "drop")
 TOP_KEYS = {"mapping", "features", "training", "scoring", *TABLES}
 MAPPING_KEYS = {"description"}
 SOURCE_KEYS = {"source", "name", "drop", "columns", "aggregate", "sort", "unknown_customers"}
-SOURCE_TABLE_KEYS = {"path", "format", "delimiter", "url", "url_env", "query"}
+SOURCE_TABLE_KEYS = {"path", "format", "delimiter", "sheet", "url", "url_env", "query"}
 COLUMN_KEYS = {
     "column",
     "value",
@@ -290,6 +290,8 @@ def _parse_source_spec(raw: Any, where: str) -> SourceSpec:
             spec.format in (None, *FILE_FORMATS),
             f"{where}: format must be one of {FILE_FORMATS}, got {spec.format!r}",
         )
+        excel = spec.format == "xlsx" or (spec.format is None and spec.path.endswith(".xlsx"))
+        _need(spec.sheet is None or excel, f"{where}: 'sheet' is for Excel workbooks (.xlsx)")
         return spec
     _need(
         (spec.url is None) != (spec.url_env is None),

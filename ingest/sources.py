@@ -3,8 +3,9 @@
 Every source is read in batches of Arrow record batches, so an import holds one batch of raw
 rows at a time beside its output. CSV files are read with every column as text (pyarrow's CSV
 reader with declared string types): ids keep their leading zeros, and nothing is guessed per
-row; the mapping then declares the types. Parquet, JSON lines and SQL results keep the types
-their source declares (a Parquet timestamp is a timestamp, a JSON string is text).
+row; the mapping then declares the types. Parquet, JSON lines, Excel sheets and SQL results
+keep the types their source declares (a Parquet timestamp is a timestamp, a JSON string is
+text); a JSON key or an Excel column whose values mix types is text.
 
 PostgreSQL queries are streamed with ``COPY (query) TO STDOUT`` into the same CSV reader (the
 fastest way out of the server, and the same all-text typing as files). Other SQLAlchemy URLs
@@ -14,6 +15,7 @@ are read through SQLAlchemy with a server-side cursor; ``duckdb:///path`` throug
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import os
 import queue
@@ -33,7 +35,7 @@ BATCH_ROWS = 1_000_000  # rows per batch for Parquet and SQL; CSV batches follow
 # CSV batches: ~350,000 rows of 3 short columns. 4 MiB blocks took twice the time (more
 # batches, each hashing the customer ids) for ~20 MiB less peak memory.
 BLOCK_BYTES = 16 << 20
-FILE_FORMATS = ("csv", "parquet", "jsonl")
+FILE_FORMATS = ("csv", "parquet", "jsonl", "xlsx")
 SUFFIX_FORMATS = {
     ".csv": "csv",
     ".tsv": "csv",
@@ -43,6 +45,7 @@ SUFFIX_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "jsonl",
+    ".xlsx": "xlsx",
 }
 
 
@@ -56,8 +59,9 @@ class SourceSpec:
     URL (or on the URL in an environment variable), or a frame handed over by name."""
 
     path: str | None = None
-    format: str | None = None  # csv, parquet, jsonl; None: from the file's suffix
+    format: str | None = None  # csv, parquet, jsonl, xlsx; None: from the file's suffix
     delimiter: str = ","
+    sheet: str | None = None  # an Excel workbook's sheet; None: its first
     url: str | None = None
     url_env: str | None = None
     query: str | None = None
@@ -120,6 +124,8 @@ def iter_batches(
                     yield from csv_batches(fh, spec.delimiter, path.name)
             elif fmt == "parquet":
                 yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            elif fmt == "xlsx":
+                yield _excel_batch(path, spec.sheet)
             else:
                 yield from _json_batches(path)
         return
@@ -273,6 +279,40 @@ def _records_batch(rows: list[dict]) -> pa.RecordBatch:
         else:
             columns[key] = pa.array(values)
     return pa.RecordBatch.from_pydict(columns)
+
+
+def _excel_batch(path: Path, sheet: str | None) -> pa.RecordBatch:
+    """One sheet of an Excel workbook (.xlsx, as CRMs export reports), each column with the
+    type its cells have (dates, numbers, text); a column whose cells mix types is text (a
+    date typed in a text cell beside date cells), so the mapping's declared type decides."""
+    try:
+        frame = pd.read_excel(path, sheet_name=sheet or 0, dtype=object, engine="openpyxl")
+    except ValueError as err:  # no such sheet
+        raise SourceError(f"'{path.name}': {err}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    columns = {}
+    for name in frame.columns:
+        values = frame[name].where(frame[name].notna(), None).tolist()
+        kinds = {_cell_kind(v) for v in values if v is not None}
+        if len(kinds) > 1 or kinds & {"other"}:
+            columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
+        elif kinds == {"time"}:
+            columns[name] = pa.array(pd.to_datetime(pd.Series(values, dtype=object)))
+        else:
+            columns[name] = pa.array(values)
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def _cell_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, pd.Timestamp | datetime.datetime):
+        return "time"
+    return "other"  # a time of day, a duration: as text
 
 
 def _json_kind(value: object) -> str:
