@@ -190,6 +190,36 @@ class _CustomerIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def near_misses(self, unknown: pd.Series, limit: int = 10_000) -> str:
+        """Words for unknown ids that match a customer's id once surrounding spaces, letter
+        case or leading zeros are ignored (two exports writing one id two ways), with an
+        example; empty when none does. Run only on the error path."""
+
+        def loose(text: str) -> str:
+            return text.strip().lower().lstrip("0")
+
+        known: dict[str, str] = {}
+        for value in self.ids.to_pylist():
+            if value is not None:
+                known.setdefault(loose(value), value)
+        distinct = pd.unique(unknown.dropna().astype("str"))[:limit]
+        matched = [(v, known[loose(v)]) for v in distinct if loose(v) in known]
+        if not matched:
+            return ""
+        ours, theirs = matched[0]
+        spaces = any(a.strip() == b.strip() for a, b in matched)
+        fix = (
+            "; trim = true on the customer_id column (here and in the customers) drops "
+            "surrounding spaces"
+            if spaces
+            else ""
+        )
+        return (
+            f"{len(matched):,} of the {len(distinct):,} unknown ids match a customer's id once "
+            f"spaces, letter case or leading zeros are ignored (e.g. {ours!r} here, {theirs!r} "
+            f"in the customers): the exports write ids differently{fix}"
+        )
+
     def positions(self, ids: pd.Series) -> np.ndarray:
         """Per row: the position of its id among the customers' ids, -1 when not one."""
         if not len(ids):
@@ -583,14 +613,18 @@ def _checked(
                 df = df[~unknown].reset_index(drop=True)
                 positions = positions[~unknown]
             else:
+                near = index.near_misses(df["customer_id"][unknown])
+                hint = (
+                    'drop them with unknown_customers = "drop" on this source, or map those '
+                    "customers"
+                )
                 problems.add(
                     [
                         problem_at(
                             "customer_id",
                             "rows refer to customers not in 'customers'",
                             unknown,
-                            'drop them with unknown_customers = "drop" on this source, or map '
-                            "those customers",
+                            f"{near}; or {hint}" if near else hint,
                         )
                     ],
                     df,
@@ -725,6 +759,11 @@ def _column(
         raw = raw.where(_holds(spec.when, frame, problems))
     if spec.type != "as_is" and raw.dtype == object and spec.value is None:
         raw = raw.infer_objects()
+    if spec.trim:  # declared: surrounding spaces are not part of the value
+        if isinstance(raw.dtype, pd.StringDtype):
+            raw = raw.str.strip()
+        elif raw.dtype == object:
+            raw = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
     if spec.type == "id":
         if isinstance(raw.dtype, pd.StringDtype):  # text already: nothing to parse per value
             values, found = parse_ids(raw, label)

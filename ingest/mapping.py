@@ -69,6 +69,7 @@ COLUMN_KEYS = {
     "when",
     "decimal",
     "thousands",
+    "trim",
 }
 NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
@@ -122,6 +123,7 @@ class ColumnSpec:
     negate_when: Condition | None = None
     map: dict[str, Any] | None = None
     unmapped: str = "error"
+    trim: bool = False  # id and text columns: surrounding spaces dropped
     decimal: str = "."  # number text: 1.234,56 is decimal = ",", thousands = "."
     thousands: str | None = None
     # Only on the rows where this holds does the column have a value; missing elsewhere (a
@@ -412,6 +414,9 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         thousands is None or (thousands in THOUSANDS_MARKS and thousands != decimal),
         f"{here}: thousands is one of {THOUSANDS_MARKS}, not the decimal mark {decimal!r}",
     )
+    trim = raw.get("trim", False)
+    _need(trim in (True, False), f"{here}: trim is true or false")
+    _need(not trim or ctype in ("id", "text"), f"{here}: 'trim' is for id and text columns")
     negate = raw.get("negate_when")
     when = raw.get("when")
     return ColumnSpec(
@@ -430,6 +435,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         unmapped=unmapped,
         decimal=decimal,
         thousands=thousands,
+        trim=bool(trim),
         when=_parse_condition(when, f"{here} when") if when is not None else None,
     )
 

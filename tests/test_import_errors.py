@@ -375,3 +375,23 @@ def test_number_marks_belong_to_number_columns(tmp_path):
     mapping = _customers(signup_at='{ column = "created", decimal = "," }')
     with pytest.raises(MappingError, match="for number columns"):
         parse_mapping(tomllib.loads(mapping), "m.toml")
+
+
+def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_path):
+    crm = "id,created\n007,2024-01-05\n008 ,2024-01-06\nABC,2024-01-07\n"
+    events = "user,ts,name\n008,2024-03-01T10:00:00Z,login\nabc,2024-03-01T10:00:00Z,login\n"
+    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": events})
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert "2 of the 2 unknown ids match a customer's id once spaces, letter case" in text
+    assert "'008' here, '008 ' in the customers" in text and "trim = true" in text
+    trimmed = _customers(customer_id='{ column = "id", trim = true }')
+    events = "user,ts,name\n008,2024-03-01T10:00:00Z,login\n"
+    path = _files(tmp_path, trimmed, {"crm.csv": crm, "events.csv": events})
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["customer_id"].tolist() == ["007", "008", "ABC"]
+    with pytest.raises(MappingError, match="'trim' is for id and text columns"):
+        parse_mapping(
+            tomllib.loads(_customers(signup_at='{ column = "created", trim = true }')), "m.toml"
+        )
