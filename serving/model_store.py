@@ -122,7 +122,7 @@ def import_champion(
     already. Returns the stored model and whether it was imported now. Needs MLflow."""
     from mlflow.exceptions import MlflowException
 
-    from training.tracking import CHAMPION, configure, tracking_uri
+    from training.tracking import CHAMPION, configure, no_champion_message, tracking_uri
 
     client = configure(uri)
     try:
@@ -130,10 +130,7 @@ def import_champion(
     except MlflowException as err:
         if err.error_code not in NOT_FOUND_CODES:
             raise  # MLflow unreachable or failing: not the same as "no champion"
-        raise ValueError(
-            f"model '{name}' has no champion in {uri or tracking_uri()}; "
-            "train one with `churn train` or promote a version with `churn promote`"
-        ) from None
+        raise ValueError(no_champion_message(client, name, uri or tracking_uri())) from None
     return _import(version, name, bento_name)
 
 

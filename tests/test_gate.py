@@ -58,11 +58,15 @@ def test_a_model_that_ranks_no_better_than_chance_is_never_promoted():
     assert not coin.promoted and coin.stage == "chance"
     assert "no better than chance" in coin.reason and "ROC AUC 0.4800" in coin.reason
     # Above 0.5, but the holdout cannot tell it from a coin: its interval reaches below 0.5.
-    unsure = judge(measured(0.55), RULES, weak, auc_interval=(0.47, 0.63))
+    # It does not replace a champion; as the first one it serves, and the reason says so.
+    unsure = judge(measured(0.55), RULES, weak, champion=measured(0.52), auc_interval=(0.47, 0.63))
     assert not unsure.promoted and unsure.stage == "chance"
     assert "95 % interval 0.4700 to 0.6300" in unsure.reason
-    assert judge(measured(0.55), RULES, weak, auc_interval=(0.51, 0.60)).promoted
-    # Neither a champion in place nor a small holdout's leniency lets it through.
+    first = judge(measured(0.55), RULES, weak, auc_interval=(0.47, 0.63))
+    assert first.promoted and "cannot be told from chance" in first.reason
+    sure = judge(measured(0.55), RULES, weak, champion=measured(0.52), auc_interval=(0.51, 0.6))
+    assert sure.promoted and "chance" not in sure.reason
+    # Neither a champion in place nor a small holdout's leniency lets a coin through.
     assert not judge(measured(0.49), RULES, weak, champion=measured(0.40)).promoted
     assert judge(measured(0.49, rows=150, churners=12), RULES, weak).stage == "chance"
     # A baseline that beats it is still named, so the simple model can be registered instead.
@@ -370,3 +374,20 @@ def test_the_service_never_picks_another_datasets_model_by_default(monkeypatch):
         model_store.model_tag()
     monkeypatch.setenv(model_store.MODEL_TAG_ENV, "churn-risk:abc")
     assert model_store.model_tag() == "churn-risk:abc"
+
+
+def test_scoring_without_a_champion_says_why_the_latest_version_was_not_promoted(tmp_path):
+    from training.tracking import configure, load_champion
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = configure(uri)
+    with pytest.raises(ValueError, match="has no champion") as err:
+        load_champion("churn-shop", uri)
+    assert "was not promoted" not in str(err.value)  # no version at all
+    client.create_registered_model("churn-shop")
+    version = client.create_model_version("churn-shop", source=str(tmp_path)).version
+    why = "the model ranks churners no better than chance on the holdout (ROC AUC 0.4312)"
+    client.set_model_version_tag("churn-shop", version, "not_promoted_because", why)
+    with pytest.raises(ValueError) as err:
+        load_champion("churn-shop", uri)
+    assert f"Version {version} was not promoted: {why}" in str(err.value)

@@ -15,9 +15,11 @@ A candidate is promoted only when all of these hold, checked in this order:
    this check and the reason says so, unless `ties` is "baseline". Why: the backtest benchmark
    (benchmarks/README.md) found the point-estimate rule handing 5 of 13 cuts to the logistic
    regression on ties, which then scored 0.016-0.021 ROC AUC below LightGBM at 4 of them;
-4. it ranks better than chance: ROC AUC above 0.5 on the holdout, and the lower end of its
-   95 % interval above 0.5 when the holdout's bootstrap gives one (scores that cannot be told
-   from a coin's would be read as if they meant something);
+4. it ranks better than chance: ROC AUC above 0.5 on the holdout (scores no better than a
+   coin's would be read as if they meant something). To replace a champion, the lower end of
+   its 95 % interval must be above 0.5 too; a first champion whose interval reaches 0.5 is
+   promoted, like one on a small holdout, so that a small business gets scores at all, and
+   the reason says the figures cannot be told from chance;
 5. it beats the champion by more than `min_gain`, when there is one, and the champion could be
    scored on this data (a champion that cannot is reported and not replaced automatically).
 """
@@ -296,7 +298,7 @@ def judge(
         return decided(
             GateDecision(False, reason, metric, "baseline", tuple(compared), None, tuple(notes))
         )
-    chance = below_chance(candidate, auc_interval)
+    chance = below_chance(candidate, None if first else auc_interval)
     if chance:
         return decided(
             GateDecision(
@@ -329,6 +331,12 @@ def judge(
             reason += (
                 f" (a small holdout: {'; '.join(holdout_problems(candidate, rules))}; "
                 "the figures are uncertain)"
+            )
+        if below_chance(candidate, auc_interval):
+            lo, hi = auc_interval  # type: ignore[misc]
+            reason += (
+                f" (its ROC AUC cannot be told from chance on this holdout: 95 % interval "
+                f"{lo:.4f} to {hi:.4f}; read its scores as uncertain)"
             )
         return decided(
             GateDecision(True, reason, metric, "passed", tuple(compared), None, tuple(notes))

@@ -405,16 +405,32 @@ class Champion:
     run_id: str
 
 
+def no_champion_message(client: MlflowClient, name: str, uri: str) -> str:
+    """Why there is nothing to score with: no champion, and why the latest version was not
+    promoted when one was trained (the gate's reason, e.g. no better than chance)."""
+    text = (
+        f"model '{name}' has no champion in {uri}; train one with `churn train` or promote a "
+        "version with `churn promote`"
+    )
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return text
+    if not versions:
+        return text
+    latest = max(versions, key=lambda v: int(v.version))
+    why = (latest.tags or {}).get("not_promoted_because")
+    return text + (f". Version {latest.version} was not promoted: {why}" if why else "")
+
+
 def load_champion(name: str, uri: str | None = None) -> Champion:
     """The registered champion of `name`, with its version and training run id."""
     client = configure(uri)
     try:
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        raise ValueError(
-            f"model '{name}' has no champion in {tracking_uri() if uri is None else uri}; "
-            "train one with `churn train` or promote a version with `churn promote`"
-        ) from None
+        where = tracking_uri() if uri is None else uri
+        raise ValueError(no_champion_message(client, name, where)) from None
     try:
         model = load_churn_model(f"models:/{name}@{CHAMPION}")
     except (MlflowException, OSError, AttributeError) as err:
