@@ -129,6 +129,21 @@ def test_a_rare_level_driver_says_it_is_scored_with_the_other_rare_levels():
     assert [row[0]["value_text"] for row in got] == ["USA", "United Kingdom", "Narnia"]
 
 
+def test_a_contribution_worth_less_than_a_twentieth_of_a_point_is_no_reason():
+    contrib = np.array([[0.5, 0.01, 0.2], [0.002, 0.001, 0.0]])
+    points = np.array([[3.0, 0.04, 0.05], [0.02, 0.01, 0.0]])  # a weak model's average customer
+    names = ["days_since_last_event", "events_30d", "failed_payments_90d"]
+    values = pd.DataFrame(
+        {"days_since_last_event": [3.0, 4.0], "events_30d": [2.0, 3.0],
+         "failed_payments_90d": [1.0, 0.0]}
+    )  # fmt: skip
+    got = top_drivers(contrib, names, values, 3, points).to_pylist()
+    assert [[d["feature"] for d in row] for row in got] == [
+        ["days_since_last_event", "failed_payments_90d"],
+        [],
+    ]
+
+
 def test_drivers_are_the_largest_positive_contributions_with_their_values():
     contrib = np.array([[0.5, -1.0, 2.0, 0.0], [-0.1, -0.2, -0.3, -0.4], [1.0, 1.0, 0.2, 3.0]])
     points = contrib * 10

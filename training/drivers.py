@@ -42,6 +42,9 @@ DRIVER_FIELDS = [
     pa.field("reason", pa.string()),
 ]
 DRIVER_TYPE = pa.list_(pa.struct(DRIVER_FIELDS))
+# A feature that raises the probability by less than this (percentage points) is not a reason:
+# shown, it reads "0.0 pts" (a customer at the average risk of a weak model has dozens).
+MIN_DRIVER_POINTS = 0.05
 MOVED_TYPE = pa.list_(pa.struct([("feature", pa.string()), ("change", pa.float64())]))
 
 
@@ -238,8 +241,9 @@ def top_drivers(
     named_levels: Mapping[str, Collection[str]] | None = None,
     min_level_customers: int = 0,
 ) -> pa.Array:
-    """Per row, the `top` features with the largest positive contribution to the risk: a list
-    of driver records (DRIVER_TYPE), largest first. points: risk_points of the same shape as
+    """Per row, the `top` features with the largest positive contribution to the risk that
+    raise the probability by at least MIN_DRIVER_POINTS: a list of driver records
+    (DRIVER_TYPE), largest first. points: risk_points of the same shape as
     contrib; attributes: the declared customer attributes (the dictionary describes them from
     their own name); currency: for amounts in the reasons; named_levels: per category whose
     rare levels the model scores as one, the levels it scores by name (Preprocessor.
@@ -248,7 +252,8 @@ def top_drivers(
     contrib, points = merge_same_facts(contrib, points, names, values)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)
-    keep = picked > 0
+    picked_points = np.take_along_axis(points, order, axis=1)
+    keep = (picked > 0) & (picked_points >= MIN_DRIVER_POINTS)
     rows = np.broadcast_to(np.arange(len(contrib))[:, None], order.shape)[keep]
     cols = order[keep]
     number, text, labels, reasons = _driver_values(
@@ -260,7 +265,7 @@ def top_drivers(
         pa.array(number, pa.float64(), from_pandas=True),
         pa.array(text, pa.string()),
         pa.array(picked[keep], pa.float64()),
-        pa.array(np.take_along_axis(points, order, axis=1)[keep], pa.float64()),
+        pa.array(picked_points[keep], pa.float64()),
         pa.array(reasons, pa.string()),
     ]
     return _ranked_lists(keep, children, DRIVER_TYPE)
