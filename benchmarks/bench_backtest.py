@@ -72,6 +72,8 @@ CDNOW_MAPPING = Path(__file__).with_name("cdnow_mapping.toml")
 CDNOW_CUTS = ("1997-07-01", "1997-10-01", "1998-01-01", "1998-03-01")
 CDNOW_COLUMNS = ("customer_id", "date", "cds", "dollars")
 RFM_WINDOWS = (7, 30, 90, 180, 365)
+# Scores whose probabilities are compared with what happened (log loss, ECE at the cut).
+CALIBRATED = ("project", "project_logistic", "rfm_lightgbm", "rfm_logistic")
 DEMO_SEEDS = (3, 4, 5, 6)
 TRUTH_TARGET = 0.01  # the target: the demo model within 0.01 ROC AUC of the truth
 SCORES = (
@@ -238,7 +240,7 @@ def run_cut(
         result.update({f"{score}_auc": m["roc_auc"], f"{score}_pr": m["pr_auc"],
                        f"{score}_lift": m["lift_top_decile"]})  # fmt: skip
     # Calibration at the cut: the probabilities people read, against what happened.
-    for score in ("project", "project_logistic"):
+    for score in CALIBRATED:
         m = binary_metrics(y, scores[score])
         result.update({f"{score}_log_loss": m["log_loss"], f"{score}_ece": m["ece"]})
     _values, counts = np.unique(scores["project"], return_counts=True)
@@ -484,7 +486,7 @@ def table(results: list[dict]) -> pd.DataFrame:
     cols = ["data", "seed", "horizon", "cut", "rows", "churners"]
     for metric in ("auc", "pr", "lift"):
         cols += [f"{s}_{metric}" for s in SCORES if f"{s}_{metric}" in frame]
-    cols += [f"{s}_{m}" for s in ("project", "project_logistic") for m in ("log_loss", "ece")]
+    cols += [f"{s}_{m}" for s in CALIBRATED for m in ("log_loss", "ece")]
     cols += ["registered", "backtest_auc", "backtest_ci", "backtest_logistic_auc", "rounds_backtest",
              "rounds_hindsight", "rounds", "leaves", "max_tie_share", "trained_until", "fit_s"]  # fmt: skip
     return frame[[c for c in cols if c in frame]]
