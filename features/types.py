@@ -26,6 +26,9 @@ FUTURE_SLACK = pd.Timedelta(days=2)  # exports stamped in a zone ahead of UTC, c
 MAX_EXAMPLES = 3
 
 
+DST_POLICIES = (None, "earlier", "later")
+
+
 @dataclass(frozen=True)
 class TimestampSpec:
     """How to read one timestamp column, as an import mapping declares it.
@@ -38,8 +41,14 @@ class TimestampSpec:
     unit: EpochUnit | None = None
     dayfirst: bool | None = None
     timezone: str | None = None
+    # Local times at a daylight-saving change: None refuses them (named rows); "earlier" reads
+    # an ambiguous time (it happened twice) as the first instant and one in the spring gap as
+    # the last instant before it; "later" the second instant and the first after the gap.
+    dst: str | None = None
 
     def __post_init__(self) -> None:
+        if self.dst not in DST_POLICIES:
+            raise ValueError(f"dst must be one of {DST_POLICIES[1:]}, got {self.dst!r}")
         if self.unit is not None and self.unit not in EPOCH_UNITS:
             raise ValueError(f"epoch unit must be one of {EPOCH_UNITS}, got {self.unit!r}")
         if self.format is not None and self.unit is not None:
@@ -109,9 +118,14 @@ def parse_timestamps(
     return parsed.astype("datetime64[ns]"), []
 
 
-def _as_utc_naive(parsed: pd.Series, timezone: str | None) -> pd.Series:
+def _as_utc_naive(parsed: pd.Series, timezone: str | None, dst: str | None = None) -> pd.Series:
     if getattr(parsed.dt, "tz", None) is None and timezone:
-        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        if dst is None:
+            parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+        else:  # declared: True marks the daylight-saving (first) reading of an ambiguous time
+            first = np.full(len(parsed), dst == "earlier")
+            gap = "shift_backward" if dst == "earlier" else "shift_forward"
+            parsed = parsed.dt.tz_localize(timezone, ambiguous=first, nonexistent=gap)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed
@@ -120,7 +134,7 @@ def _as_utc_naive(parsed: pd.Series, timezone: str | None) -> pd.Series:
 def _from_datetimes(
     values: pd.Series, column: str, spec: TimestampSpec
 ) -> tuple[pd.Series, list[Problem]]:
-    parsed = _as_utc_naive(values, spec.timezone)
+    parsed = _as_utc_naive(values, spec.timezone, spec.dst)
     lost = values.notna().to_numpy() & parsed.isna().to_numpy()
     if lost.any():
         return parsed, [_zone_gap_problem(column, spec, lost)]
@@ -133,7 +147,8 @@ def _zone_gap_problem(column: str, spec: TimestampSpec, lost: np.ndarray) -> Pro
         f"local times that do not exist or are ambiguous in {spec.timezone} "
         "(a daylight-saving change)",
         lost,
-        "export the times in UTC or with their offset",
+        'export the times in UTC or with their offset, or declare dst = "earlier" or "later" '
+        "(which reading of such a time to take; an hour either way)",
     )
 
 
@@ -277,7 +292,7 @@ def _iso_with_arrow(values: pd.Series, spec: TimestampSpec) -> pd.Series | None:
         naive.to_numpy(zero_copy_only=False), index=values.index, dtype="datetime64[ns]"
     )
     if spec.timezone:
-        result = _as_utc_naive(result, spec.timezone)
+        result = _as_utc_naive(result, spec.timezone, spec.dst)
         if (result.isna().to_numpy() & values.notna().to_numpy()).any():
             return None  # a daylight-saving gap: the pandas path names the rows
     return result
@@ -328,7 +343,7 @@ def _text_result(
         return empty, [problem_at(column, f"text that cannot be read as {how}", bad)]
     if parsed.dtype == object:  # several offsets without utc=True: pandas keeps objects
         parsed = pd.to_datetime(parsed, utc=True)
-    result = _as_utc_naive(parsed, spec.timezone)
+    result = _as_utc_naive(parsed, spec.timezone, spec.dst)
     lost = present & result.isna().to_numpy()
     if lost.any():
         return empty, [_zone_gap_problem(column, spec, lost)]

@@ -37,7 +37,13 @@ from typing import Any, Literal
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import REQUIRED_COLUMNS, TABLES, TIMESTAMP_COLUMNS
-from features.types import DECIMAL_MARKS, EPOCH_UNITS, THOUSANDS_MARKS, TimestampSpec
+from features.types import (
+    DECIMAL_MARKS,
+    DST_POLICIES,
+    EPOCH_UNITS,
+    THOUSANDS_MARKS,
+    TimestampSpec,
+)
 from ingest.sources import FILE_FORMATS, SourceSpec
 
 ColumnType = Literal["id", "text", "timestamp", "number", "as_is"]
@@ -70,6 +76,7 @@ COLUMN_KEYS = {
     "decimal",
     "thousands",
     "trim",
+    "dst",
 }
 NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
@@ -345,7 +352,7 @@ def default_type(table: str, name: str, raw: dict[str, Any]) -> ColumnType:
         return "number"
     if name in TEXT_COLUMNS:
         return "text"
-    if any(k in raw for k in ("format", "unit", "dayfirst", "timezone")):
+    if any(k in raw for k in ("format", "unit", "dayfirst", "timezone", "dst")):
         return "timestamp"
     if any(k in raw for k in NUMBER_KEYS):
         return "number"
@@ -368,7 +375,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         contract_type == "as_is" or ctype == contract_type,
         f"{here}: the contract's '{name}' is of type {contract_type}, not {ctype}",
     )
-    ts_keys = [k for k in ("format", "unit", "dayfirst", "timezone") if k in raw]
+    ts_keys = [k for k in ("format", "unit", "dayfirst", "timezone", "dst") if k in raw]
     _need(not ts_keys or ctype == "timestamp", f"{here}: {ts_keys} are for timestamp columns")
     num_keys = [k for k in NUMBER_KEYS if k in raw]
     _need(not num_keys or ctype == "number", f"{here}: {num_keys} are for number columns")
@@ -385,7 +392,10 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         timezone = raw.get("timezone")
         if timezone is not None:
             _check_zone(timezone, here)
-        timestamp = TimestampSpec(raw.get("format"), unit, dayfirst, timezone)
+        dst = raw.get("dst")
+        _need(dst in DST_POLICIES, f"{here}: dst is one of {DST_POLICIES[1:]}")
+        _need(dst is None or timezone is not None, f"{here}: 'dst' goes with 'timezone'")
+        timestamp = TimestampSpec(raw.get("format"), unit, dayfirst, timezone, dst)
     cases: tuple[tuple[Condition, Any], ...] = ()
     if "cases" in raw:
         entries = _as_list(raw["cases"], here, "cases")

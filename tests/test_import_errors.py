@@ -395,3 +395,43 @@ def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_pat
         parse_mapping(
             tomllib.loads(_customers(signup_at='{ column = "created", trim = true }')), "m.toml"
         )
+
+
+# Local Berlin times across both daylight-saving changes of 2024: 02:30 on 27 October happened
+# twice (CEST, then CET); 02:30 on 31 March never did (the clocks jumped from 02:00 to 03:00).
+BERLIN_EVENTS = (
+    "user,ts,name\n007,2024-10-27 02:30,login\n007,2024-03-31 02:30,login\n"
+    "007,2024-03-02 11:00,login\n"
+)
+
+
+def _berlin(tmp_path: Path, at: str) -> Path:
+    mapping = _customers().replace('at = "ts"', f"at = {at}")
+    return _files(
+        tmp_path, mapping, {"crm.csv": "id,created\n007,2024-01-05\n", "events.csv": BERLIN_EVENTS}
+    )
+
+
+def test_local_times_at_a_daylight_saving_change_are_refused_unless_a_reading_is_declared(
+    tmp_path,
+):
+    path = _berlin(tmp_path, '{ column = "ts", timezone = "Europe/Berlin" }')
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert "ambiguous in Europe/Berlin" in text and "(2 rows)" in text and 'dst = "earlier"' in text
+    expected = {
+        "earlier": ["2024-10-27 00:30", "2024-03-31 00:59:59.999999999", "2024-03-02 10:00"],
+        "later": ["2024-10-27 01:30", "2024-03-31 01:00", "2024-03-02 10:00"],
+    }
+    for dst, times in expected.items():
+        path = _berlin(tmp_path, f'{{ column = "ts", timezone = "Europe/Berlin", dst = "{dst}" }}')
+        tables, _ = run_import(load_mapping(path), tmp_path)
+        assert tables.activity["at"].tolist() == [pd.Timestamp(t) for t in times], dst
+
+
+def test_dst_needs_a_timezone_and_a_known_reading(tmp_path):
+    with pytest.raises(MappingError, match="'dst' goes with 'timezone'"):
+        load_mapping(_berlin(tmp_path, '{ column = "ts", dst = "earlier" }'))
+    with pytest.raises(MappingError, match="dst is one of"):
+        load_mapping(_berlin(tmp_path, '{ column = "ts", timezone = "Europe/Berlin", dst = "x" }'))
