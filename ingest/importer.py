@@ -52,7 +52,14 @@ from ingest.mapping import (
     label_like_attributes,
 )
 from ingest.report import ImportReport, SourceReport, TableSummary
-from ingest.sources import BATCH_ROWS, batch_to_frame, iter_batches, prefetched, several_cores
+from ingest.sources import (
+    BATCH_ROWS,
+    SourceError,
+    batch_to_frame,
+    iter_batches,
+    prefetched,
+    several_cores,
+)
 
 MAX_PROBLEM_EXAMPLES = 3
 
@@ -506,7 +513,10 @@ def _batches(
             yield frame.iloc[start : start + batch_rows].reset_index(drop=True)
         return
     batches = iter_batches(source.source, source_dir, batch_rows)
-    yield from prefetched(batch_to_frame(batch) for batch in batches)
+    try:
+        yield from prefetched(batch_to_frame(batch) for batch in batches)
+    except SourceError as err:  # named with its table, as the contract's errors are
+        raise SourceError(f"table '{source.table}' ({source.source.describe()}): {err}") from None
 
 
 def _import_source(

@@ -55,7 +55,16 @@ UNMAPPED = ("error", "keep", "drop")
 TOP_KEYS = {"mapping", "features", "training", "scoring", *TABLES}
 MAPPING_KEYS = {"description"}
 SOURCE_KEYS = {"source", "name", "drop", "columns", "aggregate", "sort", "unknown_customers"}
-SOURCE_TABLE_KEYS = {"path", "format", "delimiter", "sheet", "url", "url_env", "query"}
+SOURCE_TABLE_KEYS = {
+    "path",
+    "format",
+    "delimiter",
+    "encoding",
+    "sheet",
+    "url",
+    "url_env",
+    "query",
+}
 COLUMN_KEYS = {
     "column",
     "value",
@@ -284,6 +293,18 @@ def _as_list(value: Any, where: str, key: str) -> list[Any]:
     return value
 
 
+def _line_encoding(encoding: Any) -> bool:
+    """A text encoding Python knows that writes a line end as the byte b"\\n" (the CSV reader
+    cuts blocks at those bytes: UTF-16 is out)."""
+    import codecs
+
+    try:
+        codecs.lookup(str(encoding))
+        return "a\n".encode(str(encoding)) == b"a\n"
+    except (LookupError, UnicodeError):
+        return False
+
+
 def _parse_source_spec(raw: Any, where: str) -> SourceSpec:
     if isinstance(raw, str):
         return SourceSpec(path=raw)
@@ -298,6 +319,11 @@ def _parse_source_spec(raw: Any, where: str) -> SourceSpec:
         _need(
             spec.format in (None, *FILE_FORMATS),
             f"{where}: format must be one of {FILE_FORMATS}, got {spec.format!r}",
+        )
+        _need(
+            _line_encoding(spec.encoding),
+            f"{where}: unknown or unsupported encoding "
+            f"{spec.encoding!r} (e.g. 'utf-8', 'cp1252', 'latin-1')",
         )
         excel = spec.format == "xlsx" or (spec.format is None and spec.path.endswith(".xlsx"))
         _need(spec.sheet is None or excel, f"{where}: 'sheet' is for Excel workbooks (.xlsx)")

@@ -61,6 +61,7 @@ class SourceSpec:
     path: str | None = None
     format: str | None = None  # csv, parquet, jsonl, xlsx; None: from the file's suffix
     delimiter: str = ","
+    encoding: str = "utf-8"  # a CSV's text encoding (cp1252: Excel on Windows)
     sheet: str | None = None  # an Excel workbook's sheet; None: its first
     url: str | None = None
     url_env: str | None = None
@@ -121,7 +122,7 @@ def iter_batches(
             fmt = file_format(spec, path)
             if fmt == "csv":
                 with path.open("rb", buffering=1 << 20) as fh:
-                    yield from csv_batches(fh, spec.delimiter, path.name)
+                    yield from csv_batches(fh, spec.delimiter, path.name, spec.encoding)
             elif fmt == "parquet":
                 yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
             elif fmt == "xlsx":
@@ -143,15 +144,42 @@ def database_url(spec: SourceSpec) -> str:
     return spec.url
 
 
-def csv_header(fh: io.BufferedReader, delimiter: str, name: str) -> list[str]:
+def csv_header(
+    fh: io.BufferedReader, delimiter: str, name: str, encoding: str = "utf-8"
+) -> list[str]:
     """The column names on a CSV's first line, peeked: the stream stays where it was."""
     first = fh.peek(1 << 16).split(b"\n", 1)[0]
     if not first.strip():
         raise SourceError(f"'{name}' is empty: expected a header line")
-    return next(csv.reader([first.decode("utf-8-sig").rstrip("\r")], delimiter=delimiter))
+    text = _decoded(first, encoding, name, 0)
+    return next(csv.reader([text.removeprefix("\ufeff").rstrip("\r")], delimiter=delimiter))
 
 
-def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa.RecordBatch]:
+def _decoded(data: bytes, encoding: str, name: str, lines_before: int) -> str:
+    """data as text; bytes the encoding cannot read are a SourceError naming the file, the
+    line and the bytes, with the declaration to add (Excel on Windows writes cp1252)."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = lines_before + data.count(b"\n", 0, err.start) + 1
+        start = data.rfind(b"\n", 0, err.start) + 1
+        end = data.find(b"\n", err.start)
+        shown = data[start : end if end >= 0 else len(data)][:200]
+        hint = (
+            'declare the file\'s encoding: source = { path = ..., encoding = "cp1252" } (Excel '
+            'on Windows) or "latin-1"'
+            if encoding.replace("-", "").lower() in ("utf8", "utf8sig")
+            else "check the declared encoding"
+        )
+        raise SourceError(
+            f"'{name}' line {line} is not {encoding} text (byte {data[err.start : err.start + 1]!r}"
+            f" in {shown!r}): {hint}"
+        ) from None
+
+
+def csv_batches(
+    fh: io.BufferedReader, delimiter: str, name: str, encoding: str = "utf-8"
+) -> Iterator[pa.RecordBatch]:
     """Record batches of a CSV stream with every column read as text, one per BLOCK_BYTES of
     the file.
 
@@ -163,14 +191,18 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
     consumer, so an import slower than the disk held most of the file in memory (+40 MiB per
     million rows). A block ends at the last line end outside a quoted value, so a comment or
     a ticket's text that spans lines (quoted, as RFC 4180 writes it) stays one value."""
-    header = csv_header(fh, delimiter, name)
+    header = csv_header(fh, delimiter, name, encoding)
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise SourceError(f"'{name}' has the column names {duplicated} more than once")
     fh.readline()  # the header, read above
     read_options = pacsv.ReadOptions(
-        column_names=header, block_size=BLOCK_BYTES + (1 << 20), use_threads=False
+        column_names=header,
+        block_size=BLOCK_BYTES + (1 << 20),
+        use_threads=False,
+        encoding="utf8" if encoding.replace("-", "").lower() in ("utf8", "utf8sig") else encoding,
     )
+    lines = 1
     parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert_options = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in header},
@@ -188,12 +220,19 @@ def csv_batches(fh: io.BufferedReader, delimiter: str, name: str) -> Iterator[pa
             chunk = data[:cut]
             if len(chunk) > BLOCK_BYTES:  # a line longer than a block: one block still
                 read_options.block_size = len(chunk) + 1
-            table = pacsv.read_csv(
-                pa.py_buffer(chunk),
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
-            )
+            try:
+                table = pacsv.read_csv(
+                    pa.py_buffer(chunk),
+                    read_options=read_options,
+                    parse_options=parse_options,
+                    convert_options=convert_options,
+                )
+            except pa.ArrowInvalid as err:
+                if "UTF8" not in str(err) and "utf8" not in str(err).lower():
+                    raise
+                _decoded(chunk, encoding, name, lines)  # raises, naming the line
+                raise
+            lines += chunk.count(b"\n")
             yield from table.to_batches()
         if not block:
             return

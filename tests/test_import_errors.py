@@ -15,6 +15,7 @@ from features.contract import ContractError, validate_tables
 from features.io import write_tables
 from ingest.importer import run_import
 from ingest.mapping import MappingError, load_mapping, parse_mapping
+from ingest.sources import SourceError
 
 ACTIVITY = """
 [activity]
@@ -435,3 +436,28 @@ def test_dst_needs_a_timezone_and_a_known_reading(tmp_path):
         load_mapping(_berlin(tmp_path, '{ column = "ts", dst = "earlier" }'))
     with pytest.raises(MappingError, match="dst is one of"):
         load_mapping(_berlin(tmp_path, '{ column = "ts", timezone = "Europe/Berlin", dst = "x" }'))
+
+
+def test_a_windows_export_is_named_by_line_until_its_encoding_is_declared(tmp_path):
+    crm = "id,created,owner\n007,2024-01-05,Anna\n008,2024-01-06,J\xfcrgen M\xfcller\n".encode(
+        "cp1252"
+    )
+    mapping = _customers(owner='"owner"')
+    path = _files(tmp_path, mapping, {"events.csv": EVENTS})
+    (tmp_path / "crm.csv").write_bytes(crm)
+    with pytest.raises(SourceError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert "table 'customers'" in text and "'crm.csv' line 3 is not utf-8 text" in text
+    assert "b'\\xfc'" in text and 'encoding = "cp1252"' in text
+    declared = mapping.replace(
+        'source = "crm.csv"', 'source = { path = "crm.csv", encoding = "cp1252" }'
+    )
+    path = _files(tmp_path, declared, {"events.csv": EVENTS})
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["owner"].tolist() == ["Anna", "J\xfcrgen M\xfcller"]
+    utf16 = mapping.replace(
+        'source = "crm.csv"', 'source = { path = "crm.csv", encoding = "utf-16" }'
+    )
+    with pytest.raises(MappingError, match="unsupported encoding 'utf-16'"):
+        load_mapping(_files(tmp_path, utf16, {}))
