@@ -197,6 +197,10 @@ def check_tables(
     report.churned_customers = int((measured & churned).sum())
     report.findings += _churn_findings(report, tables, config)
     report.findings += _lifecycle_findings(tables, churn)
+    report.findings += [
+        Finding("warning", "stale_table", text, text.split("'")[1], "at")
+        for text in stale_tables(tables, tables.data_end() + pd.Timedelta(microseconds=1))
+    ]
     report.label_like = label_like_attributes(tables, config)
     declared = set(getattr(config, "customer_attributes", ()) or ())
     for flag in report.label_like:
@@ -634,6 +638,53 @@ def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) 
                 f"least {MIN_OBSERVATION_DATES}): shorten the horizon or wait for more data",
             )
         )
+    return found
+
+
+STALE_MIN_DAYS = 7  # a table ending this much before the others (and the run date) is stale
+STALE_GAPS = 4  # ... and more than this many of its usual gaps between days with rows
+STALE_MIN_DAYS_WITH_ROWS = 10  # fewer: too sparse to have a usual rhythm
+
+
+def stale_tables(tables: Tables, as_of: object) -> list[str]:
+    """Event tables whose rows stop well before the run date while another table runs on: a
+    billing export taken a month before the events. Their features (payments, revenue, NPS,
+    tickets in the last days) would read as if nothing had happened since, for everyone, and
+    no error says so. One sentence per stale table, with its end, its usual rhythm and the
+    run date to use instead; empty when the tables end together."""
+    t = pd.Timestamp(as_of)
+    ends, rhythm = {}, {}
+    for name in ("activity", "feedback", "revenue"):
+        at = getattr(tables, name)["at"]
+        at = at[at < t]
+        if at.empty:
+            continue
+        days = np.unique(at.to_numpy().astype("datetime64[D]"))
+        ends[name] = pd.Timestamp(at.max())
+        if len(days) >= STALE_MIN_DAYS_WITH_ROWS:
+            recent = days[days >= days[-1] - np.timedelta64(180, "D")]
+            gaps = np.diff(recent).astype(int) if len(recent) > 1 else np.diff(days).astype(int)
+            rhythm[name] = float(np.median(gaps)) if len(gaps) else np.nan
+    if len(ends) < 2:
+        return []
+    freshest = max(ends, key=lambda k: ends[k])
+    found = []
+    for name, end in ends.items():
+        lag = (t - end) / pd.Timedelta(days=1)
+        ahead = (ends[freshest] - end) / pd.Timedelta(days=1)
+        usual = rhythm.get(name)
+        if usual is None or not np.isfinite(usual):
+            continue
+        if ahead >= STALE_MIN_DAYS and lag > max(STALE_MIN_DAYS, STALE_GAPS * usual):
+            every = "every day" if usual <= 1 else f"every {usual:g} days"
+            found.append(
+                f"table '{name}' ends {end.date()}, {lag:.0f} days before {t.date()}, though it "
+                f"usually has rows {every} and '{freshest}' runs to {ends[freshest].date()}: "
+                f"its features (counts and amounts of the last days) read as if nothing had "
+                f"happened since, for every customer. An export taken earlier than the others? "
+                f"Re-export it, or score as of {(end + pd.Timedelta(days=1)).date()} (if the "
+                "table really stopped, a survey that ended, this is as it should be)"
+            )
     return found
 
 

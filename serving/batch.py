@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.check import stale_tables
 from features.contract import Tables
 from features.io import atomic_dir
 from features.labels import lapsed_count
@@ -509,6 +510,9 @@ def run_scoring(
     t = as_of_timestamp(as_of)
     model_info = {"data_end": tables.data_end().isoformat(), **(model_info or {})}
     config = model.features_config()
+    stale = stale_tables(tables, t)
+    for warning in stale:
+        log(f"warning: {warning}")
     log(f"features as of {t.date()} ...")
     features = build_features(tables, t, config)
     if features.empty:
@@ -565,6 +569,7 @@ def run_scoring(
             log(f"segment report: {band_rows_note(start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
+        summary["stale_tables"] = stale
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
         write_partition_report(

@@ -372,3 +372,18 @@ def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     np.testing.assert_allclose(merged.sum(axis=1), contrib.sum(axis=1))  # nothing lost
     np.testing.assert_allclose(points, merged * 2)
     np.testing.assert_array_equal(merged[1], contrib[1])
+
+
+def test_a_run_past_the_end_of_one_export_warns_and_records_it(small_champion, tmp_path):
+    tables = small_champion.tables
+    billing_end = pd.Timestamp(RUN_1) - pd.Timedelta(days=30)
+    early = dataclasses.replace(tables, revenue=tables.revenue[tables.revenue["at"] < billing_end])
+    model, version = small_champion.champion.model, small_champion.champion.version
+    lines: list[str] = []
+    run = run_scoring(early, RUN_1, model, version, tmp_path / "scores", log=lines.append)
+    warned = [line for line in lines if line.startswith("warning: table 'revenue' ends ")]
+    assert len(warned) == 1 and f"score as of {billing_end.date()}" in warned[0]
+    recorded = json.loads((run.partition / "run.json").read_text())["stale_tables"]
+    assert recorded == [warned[0].removeprefix("warning: ")]
+    fresh = run_scoring(tables, RUN_1, model, version, tmp_path / "fresh", log=lambda _: None)
+    assert fresh.summary["stale_tables"] == []

@@ -16,6 +16,7 @@ from features.check import (
     churn_share_by_month,
     label_like_attributes,
     month_counts,
+    stale_tables,
 )
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import Tables, validate_tables
@@ -88,7 +89,14 @@ def subscriptions(
     )
     if skip_month is not None:
         activity = activity[activity["at"].dt.strftime("%Y-%m") != skip_month]
-    monthly = activity.drop_duplicates("customer_id").copy()  # one invoice each is enough here
+    # An invoice at each customer's first and last activity is enough here (the billing
+    # export runs as long as the events do).
+    monthly = pd.concat(
+        [
+            activity.drop_duplicates("customer_id"),
+            activity.drop_duplicates("customer_id", keep="last"),
+        ]
+    ).sort_values("at")
     amount = rng.uniform(20, 500, len(monthly)).round(2)
     revenue = pd.DataFrame(
         {
@@ -235,7 +243,8 @@ def test_a_month_without_rows_is_shown_and_warned_about():
     assert activity.rows_per_month["2023-08"] > 0
     assert activity.gap_months == ["2023-09"]
     gap = [f for f in report.findings if f.code == "month_gap"]
-    assert [(f.table, f.column) for f in gap] == [("activity", "at")]
+    # the invoices, drawn from the events, miss the month too
+    assert [(f.table, f.column) for f in gap] == [("activity", "at"), ("revenue", "at")]
     assert "2023-09" in gap[0].message
     assert "0!" in report.to_text()  # the month grid marks the gap
 
@@ -462,3 +471,17 @@ def test_activity_before_signup_and_after_churn_is_counted_with_an_example(clean
     early = found["before_signup"]
     assert early.table == "activity" and " of 1 customers are dated" in early.message
     assert customers.loc[late_signup, "customer_id"] in early.message
+
+
+def test_a_table_that_stops_weeks_before_the_others_is_stale_for_a_later_run(clean):
+    customers, activity, revenue = clean
+    assert stale_tables(tables_of(customers, activity, revenue), END) == []
+    cut = END - pd.Timedelta(days=30)
+    early = revenue[revenue["at"] < cut]  # the billing export taken a month before the events
+    tables = tables_of(customers, activity, early)
+    found = stale_tables(tables, END)
+    assert len(found) == 1 and found[0].startswith("table 'revenue' ends ")
+    assert "though it usually has rows every" in found[0] and "'activity' runs to" in found[0]
+    # Scored as of the day after the billing export's end, nothing is stale.
+    assert stale_tables(tables, early["at"].max() + pd.Timedelta(days=1)) == []
+    assert "stale_table" in codes(check_tables(tables, CONTRACTUAL))
