@@ -646,12 +646,12 @@ STALE_GAPS = 4  # ... and more than this many of its usual gaps between days wit
 STALE_MIN_DAYS_WITH_ROWS = 10  # fewer: too sparse to have a usual rhythm
 
 
-def stale_tables(tables: Tables, as_of: object) -> list[str]:
+def stale_tables(tables: Tables, as_of: object, remedy: str = "score as of") -> list[str]:
     """Event tables whose rows stop well before the run date while another table runs on: a
     billing export taken a month before the events. Their features (payments, revenue, NPS,
     tickets in the last days) would read as if nothing had happened since, for everyone, and
     no error says so. One sentence per stale table, with its end, its usual rhythm and the
-    run date to use instead; empty when the tables end together."""
+    run date to use instead (`remedy` words it); empty when the tables end together."""
     t = pd.Timestamp(as_of)
     ends, rhythm = {}, {}
     for name in ("activity", "feedback", "revenue"):
@@ -682,7 +682,7 @@ def stale_tables(tables: Tables, as_of: object) -> list[str]:
                 f"usually has rows {every} and '{freshest}' runs to {ends[freshest].date()}: "
                 f"its features (counts and amounts of the last days) read as if nothing had "
                 f"happened since, for every customer. An export taken earlier than the others? "
-                f"Re-export it, or score as of {(end + pd.Timedelta(days=1)).date()} (if the "
+                f"Re-export it, or {remedy} {(end + pd.Timedelta(days=1)).date()} (if the "
                 "table really stopped, a survey that ended, this is as it should be)"
             )
     return found

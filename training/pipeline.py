@@ -12,6 +12,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
+from features.check import stale_tables
 from features.config import FeatureConfig
 from features.contract import Tables
 from features.dataset import build_training_set, observation_dates
@@ -197,6 +198,10 @@ def fit_from_tables(
     """Observation dates, training set, backtest plan, backtest and refit (no MLflow)."""
     refuse_label_like_attributes(tables, feature_config, config.allow_label_like)
     dates = default_dates(tables, feature_config, config)
+    # An export that stops before the last observation dates: their features read as if
+    # nothing had happened since (features.check.stale_tables).
+    for warning in stale_tables(tables, max(dates), "train on data up to") if dates else []:
+        log(f"warning: {warning}")
 
     def progress(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
         log(f"  features {i}/{total} as of {as_of.date()}: {rows:,} customers")
