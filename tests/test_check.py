@@ -485,3 +485,24 @@ def test_a_table_that_stops_weeks_before_the_others_is_stale_for_a_later_run(cle
     # Scored as of the day after the billing export's end, nothing is stale.
     assert stale_tables(tables, early["at"].max() + pd.Timedelta(days=1)) == []
     assert "stale_table" in codes(check_tables(tables, CONTRACTUAL))
+
+
+def test_training_warns_about_a_stale_export_before_any_work(clean):
+    from training.config import TrainConfig
+    from training.pipeline import fit_from_tables
+
+    customers, activity, revenue = clean
+    tables = tables_of(customers, activity, revenue[revenue["at"] < END - pd.Timedelta(days=120)])
+
+    class Stop(Exception):
+        pass
+
+    def log(line: str) -> None:
+        if line.startswith("warning: table 'revenue' ends "):
+            assert "or train on data up to" in line
+            raise Stop
+        if line.startswith("  features"):
+            raise AssertionError("features were built before the warning")
+
+    with pytest.raises(Stop):
+        fit_from_tables(tables, CONTRACTUAL, TrainConfig(), log=log)
