@@ -176,6 +176,7 @@ def _run(
             sink.customers(customers, index)
     assert customers is not None
     report.describe(summaries, customers["customer_id"])
+    report.warnings += currency_warnings(report.sources)
     report.warnings += [
         f"customer attribute {a!r} is declared as a model feature, and its name looks like the "
         "label (an export-day status or end date holds the future): check it is known before T"
@@ -662,6 +663,8 @@ def _map_batch(
     for spec in source.columns:
         if spec.map is not None:
             mapped[spec.name] = _apply_map(spec, frame, keep, report, problems)
+    if source.table == "revenue":
+        _count_currencies(source, frame, keep, report)
     if not keep.all():
         frame = frame[keep].reset_index(drop=True)
         mapped = {k: v[keep].reset_index(drop=True) for k, v in mapped.items()}
@@ -669,6 +672,45 @@ def _map_batch(
         spec.name: _column(spec, frame, mapped.get(spec.name), problems) for spec in source.columns
     }
     return pd.DataFrame(columns, index=frame.index)
+
+
+CURRENCY_COLUMN = re.compile(
+    r"(?i)^(?:.*[_ .-])?(?:currency|ccy|curr|w(?:ae|ä)hrung|devise|moneda|valuta)(?:[_ .-].*)?$"
+)
+
+
+def _count_currencies(
+    source: SourceMapping, frame: pd.DataFrame, keep: np.ndarray, report: SourceReport
+) -> None:
+    """Values of the raw currency columns the mapping does not read, over the kept rows."""
+    used = set(source.raw_columns())
+    for column in frame.columns:
+        if column in used or not CURRENCY_COLUMN.match(str(column)):
+            continue
+        counts = _text(frame[column])[keep].value_counts()
+        seen = report.currencies.setdefault(str(column), {})
+        for value, n in counts.items():
+            seen[str(value)] = seen.get(str(value), 0) + int(n)
+
+
+def currency_warnings(sources: list[SourceReport]) -> list[str]:
+    """A warning per revenue source whose kept rows carry more than one currency in a column
+    the mapping leaves alone: their amounts would be added up as if one currency."""
+    found = []
+    for source in sources:
+        for column, counts in source.currencies.items():
+            if len(counts) < 2:
+                continue
+            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+            listed = ", ".join(f"{v} ({n:,} rows)" for v, n in ranked[:5])
+            main = ranked[0][0]
+            found.append(
+                f"revenue source '{source.label}' has {len(counts)} currencies in column "
+                f"'{column}': {listed}. Their amounts are added up as if one currency: convert "
+                f'them, or keep one with drop = [{{ column = "{column}", not_in = '
+                f'["{main}"], reason = "other currencies" }}]'
+            )
+    return found
 
 
 def _text(values: pd.Series) -> pd.Series:

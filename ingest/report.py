@@ -28,6 +28,9 @@ class SourceReport:
     rows_read: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     rows_out: int = 0
+    # Revenue sources: the kept rows per value of a currency column the mapping does not read
+    # (amounts of several currencies would be added up as one: warned about).
+    currencies: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def drop(self, reason: str, count: int) -> None:
         if count:

@@ -461,3 +461,34 @@ def test_a_windows_export_is_named_by_line_until_its_encoding_is_declared(tmp_pa
     )
     with pytest.raises(MappingError, match="unsupported encoding 'utf-16'"):
         load_mapping(_files(tmp_path, utf16, {}))
+
+
+def test_revenue_in_several_currencies_is_warned_about_with_the_rule_to_keep_one(tmp_path):
+    invoices = (
+        "customer,created,amount_paid,currency\n007,2024-02-01,4900,eur\n"
+        "007,2024-03-01,4900,eur\n007,2024-03-05,5500,usd\n"
+    )
+    revenue = (
+        '\n[revenue]\nsource = "invoices.csv"\n[revenue.columns]\ncustomer_id = "customer"\n'
+        'at = "created"\namount = { column = "amount_paid", scale = 0.01 }\n'
+    )
+    files = {
+        "crm.csv": "id,created\n007,2024-01-05\n",
+        "events.csv": EVENTS,
+        "invoices.csv": invoices,
+    }
+    path = _files(tmp_path, _customers() + revenue, files)
+    _, report = run_import(load_mapping(path), tmp_path)
+    (warning,) = [w for w in report.warnings if "currencies" in w]
+    assert "2 currencies in column 'currency': eur (2 rows), usd (1 rows)" in warning
+    assert 'not_in = ["eur"]' in warning
+    # The rule it suggests keeps the euro rows, and the warning goes.
+    kept = revenue.replace(
+        "[revenue.columns]",
+        'drop = [{ column = "currency", not_in = ["eur"], reason = "other currencies" }]\n'
+        "[revenue.columns]",
+    )
+    path = _files(tmp_path, _customers() + kept, files)
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert not [w for w in report.warnings if "currencies" in w]
+    assert tables.revenue["amount"].tolist() == [49.0, 49.0]
