@@ -649,21 +649,35 @@ STALE_MIN_DAYS_WITH_ROWS = 10  # fewer: too sparse to have a usual rhythm
 def stale_tables(tables: Tables, as_of: object, remedy: str = "score as of") -> list[str]:
     """Event tables whose rows stop well before the run date while another table runs on: a
     billing export taken a month before the events. Their features (payments, revenue, NPS,
-    tickets in the last days) would read as if nothing had happened since, for everyone, and
-    no error says so. One sentence per stale table, with its end, its usual rhythm and the
+    tickets in the last days) would read as if nothing had happened since, for every customer,
+    and no error says so. One sentence per stale table, with its end, its usual rhythm and the
     run date to use instead (`remedy` words it); empty when the tables end together."""
     t = pd.Timestamp(as_of)
-    ends, rhythm = {}, {}
-    for name in ("activity", "feedback", "revenue"):
+    days = {}
+    for name in EVENT_TABLES:
         at = getattr(tables, name)["at"]
         at = at[at < t]
-        if at.empty:
-            continue
-        days = np.unique(at.to_numpy().astype("datetime64[D]"))
-        ends[name] = pd.Timestamp(at.max())
-        if len(days) >= STALE_MIN_DAYS_WITH_ROWS:
-            recent = days[days >= days[-1] - np.timedelta64(180, "D")]
-            gaps = np.diff(recent).astype(int) if len(recent) > 1 else np.diff(days).astype(int)
+        if not at.empty:
+            days[name] = (np.unique(at.to_numpy().astype("datetime64[D]")), pd.Timestamp(at.max()))
+    return stale_from_days(days, t, remedy)
+
+
+EVENT_TABLES = ("activity", "feedback", "revenue")
+
+
+def stale_from_days(
+    days: dict[str, tuple[np.ndarray, pd.Timestamp]], as_of: object, remedy: str = "score as of"
+) -> list[str]:
+    """stale_tables from each table's distinct days with rows before the run date and its last
+    timestamp (what the Spark engine collects, so both engines say the same)."""
+    t = pd.Timestamp(as_of)
+    ends, rhythm = {}, {}
+    for name, (distinct, last) in days.items():
+        ends[name] = pd.Timestamp(last)
+        distinct = np.sort(np.asarray(distinct, dtype="datetime64[D]"))
+        if len(distinct) >= STALE_MIN_DAYS_WITH_ROWS:
+            recent = distinct[distinct >= distinct[-1] - np.timedelta64(180, "D")]
+            gaps = np.diff(recent if len(recent) > 1 else distinct).astype(int)
             rhythm[name] = float(np.median(gaps)) if len(gaps) else np.nan
     if len(ends) < 2:
         return []

@@ -19,10 +19,12 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from features.check import EVENT_TABLES, stale_from_days
 from features.contract import Tables
 from features.prepared import as_of_timestamp
 from features.spark_engine import (
@@ -215,6 +217,28 @@ def _previous_frame(spark: SparkSession, partition: str) -> DataFrame:
     return features.join(scores, on="customer_id", how="full_outer")
 
 
+DAY_NS = 86_400 * 10**9
+
+
+def _table_days(frames: dict[str, Any], t: pd.Timestamp) -> dict[str, tuple[Any, pd.Timestamp]]:
+    """Per event table: its distinct days with rows before t and its last timestamp before t
+    (features.check.stale_from_days), computed by Spark: a few thousand days at most."""
+    from pyspark.sql import functions as F
+
+    found = {}
+    for name in EVENT_TABLES:
+        frame = frames.get(name)
+        if frame is None:
+            continue
+        before = frame.where(F.col("at") < F.lit(t.value))  # "at": nanoseconds since 1970
+        day = F.floor(F.col("at") / F.lit(DAY_NS)).cast("long").alias("day")
+        rows = before.groupBy(day).agg(F.max("at").alias("last")).collect()
+        if rows:
+            days = np.array([r["day"] for r in rows], dtype="int64").astype("datetime64[D]")
+            found[name] = (days, pd.Timestamp(max(r["last"] for r in rows), unit="ns"))
+    return found
+
+
 def spark_run_scoring(
     spark: SparkSession,
     data_dir: str,
@@ -246,6 +270,9 @@ def spark_run_scoring(
     data_end = pd.Timestamp(plan.observed_until)
     refuse_run_date(t.date(), data_end.to_pydatetime(), model.horizon_days, force, log)
     model_info = {"data_end": data_end.isoformat(), **(model_info or {})}
+    stale = stale_from_days(_table_days(plan.frames, t), t)
+    for warning in stale:
+        log(f"warning: {warning}")
     previous = previous_partition_uri(spark, out_dir, t)
     previous_as_of = previous[0] if previous is not None else None
     by, period_start = report_plan(model, segments_by, previous_as_of, t)
@@ -294,6 +321,7 @@ def spark_run_scoring(
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
         )  # as serving.batch counts them (features.labels.lapsed_count)
+        summary["stale_tables"] = stale
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), sink)
         write_bytes(spark, f"{tmp}/{SEGMENTS_FILE}", sink.getvalue().to_pybytes())

@@ -292,3 +292,22 @@ def test_score_command_on_spark(spark, small_champion, tmp_path, monkeypatch):
         len(pd.read_parquet(out / "as_of=2024-12-15" / "scores.parquet"))
         == (info["customers_scored"])
     )
+
+
+def test_a_stale_export_is_named_the_same_by_both_engines(spark, demo, tmp_path):
+    from features.check import stale_from_days, stale_tables
+    from features.io import write_tables
+    from features.spark_engine import plan_run
+    from serving.spark_batch import _table_days
+
+    tables = load_tables(demo)
+    run = tables.data_end().normalize() + pd.Timedelta(days=1)
+    early = replace(
+        tables, revenue=tables.revenue[tables.revenue["at"] < run - pd.Timedelta(days=40)]
+    )
+    write_tables(early, tmp_path / "early")
+    config = resolve_config(early, config_for_data(demo), run)
+    plan = plan_run(spark, str(tmp_path / "early"), config, until=run)
+    expected = stale_tables(early, run)
+    assert len(expected) == 1 and expected[0].startswith("table 'revenue' ends")
+    assert stale_from_days(_table_days(plan.frames, run), run) == expected
