@@ -308,8 +308,8 @@ def _records_batch(rows: list[dict]) -> pa.RecordBatch:
     columns = {}
     for key in keys:
         values = [row.get(key) for row in rows]
-        kinds = {_json_kind(v) for v in values if v is not None}
-        if len(kinds) > 1 or kinds & {"object"}:
+        kinds = {_value_kind(v) for v in values if v is not None}
+        if len(kinds) > 1 or kinds & {"other"}:
             values = [
                 v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
                 for v in values
@@ -332,7 +332,7 @@ def _excel_batch(path: Path, sheet: str | None) -> pa.RecordBatch:
     columns = {}
     for name in frame.columns:
         values = frame[name].where(frame[name].notna(), None).tolist()
-        kinds = {_cell_kind(v) for v in values if v is not None}
+        kinds = {_value_kind(v) for v in values if v is not None}
         if len(kinds) > 1 or kinds & {"other"}:
             columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
         elif kinds == {"time"}:
@@ -342,7 +342,8 @@ def _excel_batch(path: Path, sheet: str | None) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict(columns)
 
 
-def _cell_kind(value: object) -> str:
+def _value_kind(value: object) -> str:
+    """The type of one JSON value or Excel cell; a column of one kind keeps it."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
@@ -351,17 +352,7 @@ def _cell_kind(value: object) -> str:
         return "text"
     if isinstance(value, pd.Timestamp | datetime.datetime):
         return "time"
-    return "other"  # a time of day, a duration: as text
-
-
-def _json_kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    return "object"  # lists and nested objects: kept as their JSON text
+    return "other"  # JSON lists and objects, an Excel time of day: kept as text
 
 
 def sql_batches(

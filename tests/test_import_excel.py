@@ -12,22 +12,19 @@ from features.contract import ContractError
 from ingest.importer import run_import
 from ingest.mapping import MappingError, load_mapping
 from ingest.sources import SourceError
+from tests.test_import_errors import ACTIVITY
 
-MAPPING = """
+MAPPING = (
+    """
 [customers]
 source = { path = "crm.xlsx", sheet = "Customers" }
 [customers.columns]
 customer_id = "Account Number"
 signup_at = { column = "Created", dayfirst = true }
 mrr = { column = "MRR", type = "number" }
-
-[activity]
-source = "events.csv"
-[activity.columns]
-customer_id = "user"
-at = "ts"
-event = "name"
 """
+    + ACTIVITY
+)
 
 
 def _workbook(tmp_path: Path, created: list, mapping: str = MAPPING) -> Path:
