@@ -270,9 +270,6 @@ def spark_run_scoring(
     data_end = pd.Timestamp(plan.observed_until)
     refuse_run_date(t.date(), data_end.to_pydatetime(), model.horizon_days, force, log)
     model_info = {"data_end": data_end.isoformat(), **(model_info or {})}
-    stale = stale_from_days(_table_days(plan.frames, t), t)
-    for warning in stale:
-        log(f"warning: {warning}")
     previous = previous_partition_uri(spark, out_dir, t)
     previous_as_of = previous[0] if previous is not None else None
     by, period_start = report_plan(model, segments_by, previous_as_of, t)
@@ -280,6 +277,9 @@ def spark_run_scoring(
     if previous is not None:
         log(f"previous run: {previous[0].date()}")
         plan.extras[PREVIOUS] = _previous_frame(spark, previous[1])
+    stale = stale_from_days(_table_days(plan.frames, t), t)
+    for warning in stale:
+        log(f"warning: {warning}")
     has_revenue = "revenue" in plan.frames and bool(plan.frames["revenue"].limit(1).count())
 
     feature_schema = output_schema(plan.config, plan.segment_types, with_labels=False)
