@@ -273,7 +273,7 @@ def registered_champion(seen: Tables, fitted, train_rows: pd.DataFrame, config: 
         baselines=evaluation.baselines,
         data_problems=data_problems(seen),
         differences=evaluation.holdout.differences,
-        auc_interval=evaluation.holdout.intervals.get("candidate", {}).get("roc_auc"),
+        auc_interval=evaluation.holdout.auc_interval,
     )
     if gate.promoted:
         return "lightgbm", fitted.model.predict_proba

@@ -197,9 +197,10 @@ def check_tables(
     report.churned_customers = int((measured & churned).sum())
     report.findings += _churn_findings(report, tables, config)
     report.findings += _lifecycle_findings(tables, churn)
+    end = tables.data_end() + pd.Timedelta(microseconds=1)  # every row is before it
     report.findings += [
-        Finding("warning", "stale_table", text, text.split("'")[1], "at")
-        for text in stale_tables(tables, tables.data_end() + pd.Timedelta(microseconds=1))
+        Finding("warning", "stale_table", text, table, "at")
+        for table, text in _stale(_days_with_rows(tables, end), end, "score as of")
     ]
     report.label_like = label_like_attributes(tables, config)
     declared = set(getattr(config, "customer_attributes", ()) or ())
@@ -646,23 +647,16 @@ STALE_GAPS = 4  # ... and more than this many of its usual gaps between days wit
 STALE_MIN_DAYS_WITH_ROWS = 10  # fewer: too sparse to have a usual rhythm
 
 
+EVENT_TABLES = ("activity", "feedback", "revenue")
+
+
 def stale_tables(tables: Tables, as_of: object, remedy: str = "score as of") -> list[str]:
     """Event tables whose rows stop well before the run date while another table runs on: a
     billing export taken a month before the events. Their features (payments, revenue, NPS,
     tickets in the last days) would read as if nothing had happened since, for every customer,
     and no error says so. One sentence per stale table, with its end, its usual rhythm and the
     run date to use instead (`remedy` words it); empty when the tables end together."""
-    t = pd.Timestamp(as_of)
-    days = {}
-    for name in EVENT_TABLES:
-        at = getattr(tables, name)["at"]
-        at = at[at < t]
-        if not at.empty:
-            days[name] = (np.unique(at.to_numpy().astype("datetime64[D]")), pd.Timestamp(at.max()))
-    return stale_from_days(days, t, remedy)
-
-
-EVENT_TABLES = ("activity", "feedback", "revenue")
+    return [text for _, text in _stale(_days_with_rows(tables, as_of), as_of, remedy)]
 
 
 def stale_from_days(
@@ -670,6 +664,24 @@ def stale_from_days(
 ) -> list[str]:
     """stale_tables from each table's distinct days with rows before the run date and its last
     timestamp (what the Spark engine collects, so both engines say the same)."""
+    return [text for _, text in _stale(days, as_of, remedy)]
+
+
+def _days_with_rows(tables: Tables, as_of: object) -> dict[str, tuple[np.ndarray, pd.Timestamp]]:
+    t = pd.Timestamp(as_of)
+    days = {}
+    for name in EVENT_TABLES:
+        at = getattr(tables, name)["at"]
+        at = at[at < t]
+        if not at.empty:
+            days[name] = (np.unique(at.to_numpy().astype("datetime64[D]")), pd.Timestamp(at.max()))
+    return days
+
+
+def _stale(
+    days: dict[str, tuple[np.ndarray, pd.Timestamp]], as_of: object, remedy: str
+) -> list[tuple[str, str]]:
+    """(table, sentence) per stale table (stale_tables)."""
     t = pd.Timestamp(as_of)
     ends, rhythm = {}, {}
     for name, (distinct, last) in days.items():
@@ -692,12 +704,15 @@ def stale_from_days(
         if ahead >= STALE_MIN_DAYS and lag > max(STALE_MIN_DAYS, STALE_GAPS * usual):
             every = "every day" if usual <= 1 else f"every {usual:g} days"
             found.append(
-                f"table '{name}' ends {end.date()}, {lag:.0f} days before {t.date()}, though it "
-                f"usually has rows {every} and '{freshest}' runs to {ends[freshest].date()}: "
-                f"its features (counts and amounts of the last days) read as if nothing had "
-                f"happened since, for every customer. An export taken earlier than the others? "
-                f"Re-export it, or {remedy} {(end + pd.Timedelta(days=1)).date()} (if the "
-                "table really stopped, a survey that ended, this is as it should be)"
+                (
+                    name,
+                    f"table '{name}' ends {end.date()}, {lag:.0f} days before {t.date()}, though it "
+                    f"usually has rows {every} and '{freshest}' runs to {ends[freshest].date()}: "
+                    f"its features (counts and amounts of the last days) read as if nothing had "
+                    f"happened since, for every customer. An export taken earlier than the others? "
+                    f"Re-export it, or {remedy} {(end + pd.Timedelta(days=1)).date()} (if the "
+                    "table really stopped, a survey that ended, this is as it should be)",
+                )
             )
     return found
 

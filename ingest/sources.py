@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import io
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -155,6 +156,10 @@ def csv_header(
     return next(csv.reader([text.removeprefix("\ufeff").rstrip("\r")], delimiter=delimiter))
 
 
+def _is_utf8(encoding: str) -> bool:
+    return encoding.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
+
+
 def _decoded(data: bytes, encoding: str, name: str, lines_before: int) -> str:
     """data as text; bytes the encoding cannot read are a SourceError naming the file, the
     line and the bytes, with the declaration to add (Excel on Windows writes cp1252)."""
@@ -168,7 +173,7 @@ def _decoded(data: bytes, encoding: str, name: str, lines_before: int) -> str:
         hint = (
             'declare the file\'s encoding: source = { path = ..., encoding = "cp1252" } (Excel '
             'on Windows) or "latin-1"'
-            if encoding.replace("-", "").lower() in ("utf8", "utf8sig")
+            if _is_utf8(encoding)
             else "check the declared encoding"
         )
         raise SourceError(
@@ -200,7 +205,7 @@ def csv_batches(
         column_names=header,
         block_size=BLOCK_BYTES + (1 << 20),
         use_threads=False,
-        encoding="utf8" if encoding.replace("-", "").lower() in ("utf8", "utf8sig") else encoding,
+        encoding="utf8" if _is_utf8(encoding) else encoding,
     )
     lines = 1
     parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
@@ -305,19 +310,23 @@ def _records_batch(rows: list[dict]) -> pa.RecordBatch:
     import json
 
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    columns = {}
-    for key in keys:
-        values = [row.get(key) for row in rows]
-        kinds = {_value_kind(v) for v in values if v is not None}
-        if len(kinds) > 1 or kinds & {"other"}:
-            values = [
-                v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-                for v in values
-            ]
-            columns[key] = pa.array(values, type=pa.string())
-        else:
-            columns[key] = pa.array(values)
-    return pa.RecordBatch.from_pydict(columns)
+    as_json = functools.partial(json.dumps, ensure_ascii=False)
+    return pa.RecordBatch.from_pydict(
+        {key: _typed_or_text([row.get(key) for row in rows], as_json) for key in keys}
+    )
+
+
+def _typed_or_text(values: list, text_of: Callable[[object], str]) -> pa.Array:
+    """One column of JSON values or Excel cells: of one kind, typed as that kind; of several
+    (or lists, objects, times of day), text (`text_of` writes the values that are not)."""
+    kinds = {_value_kind(v) for v in values if v is not None}
+    if len(kinds) > 1 or "other" in kinds:
+        return pa.array(
+            [v if v is None or isinstance(v, str) else text_of(v) for v in values], pa.string()
+        )
+    if kinds == {"time"}:
+        return pa.array(pd.to_datetime(pd.Series(values, dtype=object)))
+    return pa.array(values)
 
 
 def _excel_batch(path: Path, sheet: str | None) -> pa.RecordBatch:
@@ -328,18 +337,12 @@ def _excel_batch(path: Path, sheet: str | None) -> pa.RecordBatch:
         frame = pd.read_excel(path, sheet_name=sheet or 0, dtype=object, engine="openpyxl")
     except ValueError as err:  # no such sheet
         raise SourceError(f"'{path.name}': {err}") from None
-    frame.columns = [str(c) for c in frame.columns]
-    columns = {}
-    for name in frame.columns:
-        values = frame[name].where(frame[name].notna(), None).tolist()
-        kinds = {_value_kind(v) for v in values if v is not None}
-        if len(kinds) > 1 or kinds & {"other"}:
-            columns[name] = pa.array([None if v is None else str(v) for v in values], pa.string())
-        elif kinds == {"time"}:
-            columns[name] = pa.array(pd.to_datetime(pd.Series(values, dtype=object)))
-        else:
-            columns[name] = pa.array(values)
-    return pa.RecordBatch.from_pydict(columns)
+    return pa.RecordBatch.from_pydict(
+        {
+            str(name): _typed_or_text(column.where(column.notna(), None).tolist(), str)
+            for name, column in frame.items()
+        }
+    )
 
 
 def _value_kind(value: object) -> str:

@@ -187,8 +187,13 @@ class HoldoutComparison:
         """Both classes present, so ranking metrics are defined."""
         return 0 < self.churners < self.rows
 
+    @property
+    def auc_interval(self) -> tuple[float, float] | None:
+        """The 95 % interval of the candidate's ROC AUC, when the bootstrap gave one."""
+        return self.intervals.get("candidate", {}).get("roc_auc")
+
     def summary(self) -> str:
-        lo, hi = self.intervals.get("candidate", {}).get("roc_auc", (np.nan, np.nan))
+        lo, hi = self.auc_interval or (np.nan, np.nan)
         auc = self.metrics.get("candidate", {}).get("roc_auc", np.nan)
         return (
             f"{self.rows:,} rows, {self.churners:,} churners on {', '.join(self.dates)}; "

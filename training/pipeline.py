@@ -245,7 +245,7 @@ def train_from_tables(
         champion_problem=champion_problem,
         data_problems=data_problems(tables),
         differences=evaluation.holdout.differences,
-        auc_interval=evaluation.holdout.intervals.get("candidate", {}).get("roc_auc"),
+        auc_interval=evaluation.holdout.auc_interval,
     )
     promoted, reason = gate.promoted, gate.reason
     holdout_start = pd.Timestamp(evaluation.holdout.dates[0])
