@@ -177,6 +177,7 @@ def _run(
     assert customers is not None
     report.describe(summaries, customers["customer_id"])
     report.warnings += currency_warnings(report.sources)
+    report.warnings += [w for source in report.sources for w in source.warnings]
     report.warnings += [
         f"customer attribute {a!r} is declared as a model feature, and its name looks like the "
         "label (an export-day status or end date holds the future): check it is known before T"
@@ -587,7 +588,7 @@ def _import_source(
     df = _concat(parts)
     del parts
     if source.aggregate is not None:
-        df = _aggregate(df, source)
+        df = _aggregate(df, source, report)
     positions = np.concatenate(held_positions) if held_positions else None
     if not checked_per_batch:
         df, positions = _checked(mapping, source, df, index, report, problems)
@@ -885,7 +886,9 @@ def _as_text(values: pd.Series) -> pd.Series:
     return values.astype("str").where(values.notna()).astype("str")
 
 
-def _aggregate(df: pd.DataFrame, source: SourceMapping) -> pd.DataFrame:
+def _aggregate(
+    df: pd.DataFrame, source: SourceMapping, report: SourceReport | None = None
+) -> pd.DataFrame:
     """Rows grouped by the aggregate's columns (in order of first appearance)."""
     assert source.aggregate is not None
     by = list(source.aggregate.by)
@@ -896,10 +899,47 @@ def _aggregate(df: pd.DataFrame, source: SourceMapping) -> pd.DataFrame:
             result[col] = _mode(df, by, col)
         elif fn == "count":
             result[col] = grouped[col].count().astype("float64")
+        elif fn == "max_if_all":  # empty while any row is empty (a subscription still running)
+            result[col] = grouped[col].max().where(grouped[col].count() == grouped.size())
         else:
             result[col] = grouped[col].agg(fn)
+    if report is not None:
+        report.warnings += _open_end_warnings(df, source, grouped, result)
     names = [c.name for c in source.columns]
     return result.reset_index()[names]
+
+
+# Aggregations that skip empty values: on an end date they read a customer with one ended and
+# one running subscription as ended.
+SKIPPING_EMPTY = ("min", "max", "first", "last")
+
+
+def _open_end_warnings(
+    df: pd.DataFrame, source: SourceMapping, grouped: Any, result: pd.DataFrame
+) -> list[str]:
+    """A warning when the customers' churned_at is aggregated with a function that skips empty
+    values, its column has no `when` (so an empty value is not simply another kind of row), and
+    some customers have both rows with a date and rows without: a subscriptions export where
+    an empty end date is a subscription still running, whose customer has not churned."""
+    fn = source.aggregate.functions.get("churned_at") if source.aggregate else None
+    spec = next((c for c in source.columns if c.name == "churned_at"), None)
+    if source.table != "customers" or fn not in SKIPPING_EMPTY or spec is None or spec.when:
+        return []
+    filled = grouped["churned_at"].count()
+    mixed = (filled > 0) & (filled < grouped.size())
+    if not mixed.any():
+        return []
+    example = mixed[mixed].index[0]
+    rows = int(grouped.size()[example])
+    customer = example[0] if isinstance(example, tuple) else example
+    return [
+        f"customers source '{source.label}': {int(mixed.sum()):,} customers have rows with a "
+        f"churned_at and rows without (e.g. customer {customer}: {int(filled[example])} of "
+        f'{rows} rows have one), and churned_at = "{fn}" counts them as churned on '
+        f"{result.loc[example, 'churned_at']}. If an empty churned_at is a subscription still "
+        'running, use churned_at = "max_if_all" (churned when the last one ended); if only '
+        "some kinds of rows carry the date, declare them with `when` on the column"
+    ]
 
 
 def _mode(df: pd.DataFrame, by: list[str], col: str) -> pd.Series:

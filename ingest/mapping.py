@@ -48,7 +48,10 @@ from ingest.sources import FILE_FORMATS, SourceSpec
 
 ColumnType = Literal["id", "text", "timestamp", "number", "as_is"]
 COLUMN_TYPES = ("id", "text", "timestamp", "number", "as_is")
-AGGREGATIONS = ("min", "max", "sum", "first", "last", "count", "mode")
+# max_if_all: the largest value when every row of the group has one, else empty (churned_at
+# over a subscriptions export: churned when the last subscription ended, not while one runs).
+# min, max, first and last skip empty values; mode ties go to the smallest value.
+AGGREGATIONS = ("min", "max", "max_if_all", "sum", "first", "last", "count", "mode")
 DROP = "drop"  # a value map's target that drops the row (counted in the import report)
 UNMAPPED = ("error", "keep", "drop")
 

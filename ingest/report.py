@@ -31,6 +31,9 @@ class SourceReport:
     # Revenue sources: the kept rows per value of a currency column the mapping does not read
     # (amounts of several currencies would be added up as one: warned about).
     currencies: dict[str, dict[str, int]] = field(default_factory=dict)
+    # What the import report warns about this source (e.g. an aggregation that reads running
+    # subscriptions as ended).
+    warnings: list[str] = field(default_factory=list)
 
     def drop(self, reason: str, count: int) -> None:
         if count:
