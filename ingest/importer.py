@@ -173,6 +173,7 @@ def _run(
             except ContractError as err:
                 raise _in_mapping(mapping, err) from None
             index = _CustomerIndex(customers["customer_id"])
+            report.warnings += index.case_or_space_twins()
             sink.customers(customers, index)
     assert customers is not None
     report.describe(summaries, customers["customer_id"])
@@ -217,10 +218,16 @@ class _CustomerIndex:
             return ""
         ours, theirs = matched[0]
         spaces = any(a.strip() == b.strip() for a, b in matched)
+        case = any(
+            a.strip().lower() == b.strip().lower() and a.strip() != b.strip() for a, b in matched
+        )
+        declared = [
+            *(["trim = true drops surrounding spaces"] if spaces else []),
+            *(["lower = true ignores letter case (emails)"] if case else []),
+        ]
         fix = (
-            "; trim = true on the customer_id column (here and in the customers) drops "
-            "surrounding spaces"
-            if spaces
+            f"; on the customer_id column (here and in the customers) {' and '.join(declared)}"
+            if declared
             else ""
         )
         return (
@@ -228,6 +235,25 @@ class _CustomerIndex:
             f"spaces, letter case or leading zeros are ignored (e.g. {ours!r} here, {theirs!r} "
             f"in the customers): the exports write ids differently{fix}"
         )
+
+    def case_or_space_twins(self) -> list[str]:
+        """A warning when customer ids differ from another only by letter case or surrounding
+        spaces ('Ann@x.com' and 'ann@x.com'): counted as different customers, each with part
+        of the history. Ids whose case matters (Stripe's cus_...) rarely collide that way."""
+        loose = pc.utf8_lower(pc.utf8_trim_whitespace(self.ids))
+        if not pc.any(pc.not_equal(loose, self.ids)).as_py():
+            return []  # no id changes when case and spaces are ignored: no two can meet
+        frame = pd.DataFrame({"loose": loose.to_pandas(), "id": self.ids.to_pandas()})
+        twins = frame[frame["loose"].duplicated(keep=False) & frame["loose"].notna()]
+        if twins.empty:
+            return []
+        first = twins[twins["loose"] == twins["loose"].iloc[0]]["id"].tolist()
+        return [
+            f"{len(twins):,} customer ids differ from another only by letter case or surrounding "
+            f"spaces (e.g. {first[0]!r} and {first[1]!r}): they are counted as different "
+            "customers, each with part of the history. If they are one customer (emails), "
+            "declare lower = true (and trim = true) on customer_id in every table"
+        ]
 
     def positions(self, ids: pd.Series) -> np.ndarray:
         """Per row: the position of its id among the customers' ids, -1 when not one."""
@@ -813,10 +839,9 @@ def _column(
     if spec.type != "as_is" and raw.dtype == object and spec.value is None:
         raw = raw.infer_objects()
     if spec.trim:  # declared: surrounding spaces are not part of the value
-        if isinstance(raw.dtype, pd.StringDtype):
-            raw = raw.str.strip()
-        elif raw.dtype == object:
-            raw = raw.map(lambda v: v.strip() if isinstance(v, str) else v)
+        raw = _text_op(raw, "strip")
+    if spec.lower:  # declared: letter case is not part of the value (emails)
+        raw = _text_op(raw, "lower")
     if spec.type == "id":
         if isinstance(raw.dtype, pd.StringDtype):  # text already: nothing to parse per value
             values, found = parse_ids(raw, label)
@@ -878,6 +903,16 @@ def _parse_distinct(
     if found:
         return parse(raw)
     return pd.Series(parsed.array.take(codes), index=raw.index, name=raw.name), []
+
+
+def _text_op(values: pd.Series, name: str) -> pd.Series:
+    """A str method ("strip", "lower") on the text values of a column (numbers and missing
+    values left as they are)."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return getattr(values.str, name)()
+    if values.dtype == object:
+        return values.map(lambda v: getattr(v, name)() if isinstance(v, str) else v)
+    return values
 
 
 def _as_text(values: pd.Series) -> pd.Series:

@@ -88,6 +88,7 @@ COLUMN_KEYS = {
     "decimal",
     "thousands",
     "trim",
+    "lower",
     "dst",
 }
 NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
@@ -143,6 +144,7 @@ class ColumnSpec:
     map: dict[str, Any] | None = None
     unmapped: str = "error"
     trim: bool = False  # id and text columns: surrounding spaces dropped
+    lower: bool = False  # id and text columns: letter case ignored (emails as customer ids)
     decimal: str = "."  # number text: 1.234,56 is decimal = ",", thousands = "."
     thousands: str | None = None
     # Only on the rows where this holds does the column have a value; missing elsewhere (a
@@ -456,6 +458,9 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     trim = raw.get("trim", False)
     _need(trim in (True, False), f"{here}: trim is true or false")
     _need(not trim or ctype in ("id", "text"), f"{here}: 'trim' is for id and text columns")
+    lower = raw.get("lower", False)
+    _need(lower in (True, False), f"{here}: lower is true or false")
+    _need(not lower or ctype in ("id", "text"), f"{here}: 'lower' is for id and text columns")
     negate = raw.get("negate_when")
     when = raw.get("when")
     return ColumnSpec(
@@ -475,6 +480,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         decimal=decimal,
         thousands=thousands,
         trim=bool(trim),
+        lower=bool(lower),
         when=_parse_condition(when, f"{here} when") if when is not None else None,
     )
 

@@ -386,7 +386,8 @@ def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_pat
         run_import(load_mapping(path), tmp_path)
     text = str(err.value)
     assert "2 of the 2 unknown ids match a customer's id once spaces, letter case" in text
-    assert "'008' here, '008 ' in the customers" in text and "trim = true" in text
+    assert "'008' here, '008 ' in the customers" in text and "trim = true drops" in text
+    assert "lower = true ignores letter case" in text  # abc and ABC
     trimmed = _customers(customer_id='{ column = "id", trim = true }')
     events = "user,ts,name\n008,2024-03-01T10:00:00Z,login\n"
     path = _files(tmp_path, trimmed, {"crm.csv": crm, "events.csv": events})
@@ -396,6 +397,37 @@ def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_pat
         parse_mapping(
             tomllib.loads(_customers(signup_at='{ column = "created", trim = true }')), "m.toml"
         )
+
+
+def test_emails_in_two_cases_are_one_customer_when_lower_is_declared(tmp_path):
+    crm = "id,created\nAnn@Shop.com,2024-01-05\nbob@shop.com,2024-01-06\n"
+    events = "user,ts,name\nann@shop.com ,2024-03-01T10:00:00Z,login\nBOB@shop.com,2024-03-02T10:00:00Z,login\n"
+    column = '{ column = "id", lower = true, trim = true }'
+    mapping = _customers(customer_id=column).replace(
+        'customer_id = "user"', f"customer_id = {column.replace('id', 'user', 1)}"
+    )
+    path = _files(tmp_path, mapping, {"crm.csv": crm, "events.csv": events})
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["customer_id"].tolist() == ["ann@shop.com", "bob@shop.com"]
+    assert tables.activity["customer_id"].tolist() == ["ann@shop.com", "bob@shop.com"]
+    assert report.warnings == []
+    with pytest.raises(MappingError, match="'lower' is for id and text columns"):
+        parse_mapping(
+            tomllib.loads(_customers(signup_at='{ column = "created", lower = true }')), "m.toml"
+        )
+
+
+def test_customer_ids_that_differ_only_by_case_or_spaces_are_warned_about(tmp_path):
+    # One shop export, the customer keyed by the email typed at checkout: two spellings of
+    # one customer become two customers, each with part of the history.
+    crm = "id,created\nann@shop.com,2024-01-05\nAnn@Shop.com,2024-02-05\nbob@shop.com,2024-01-06\n"
+    events = "user,ts,name\nbob@shop.com,2024-03-02T10:00:00Z,login\n"
+    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": events})
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert len(tables.customers) == 3  # as declared: ids are taken as written
+    (warning,) = report.warnings
+    assert "2 customer ids differ from another only by letter case" in warning
+    assert "'ann@shop.com' and 'Ann@Shop.com'" in warning and "lower = true" in warning
 
 
 # Local Berlin times across both daylight-saving changes of 2024: 02:30 on 27 October happened
