@@ -231,7 +231,13 @@ def _from_text(
     # applies it to every row (no per-row guessing); rows in another format fail below.
     parsed = pd.to_datetime(text, dayfirst=spec.dayfirst, errors="coerce")
     order = "day-first" if spec.dayfirst else "month-first"
-    return _text_result(text, parsed, present, column, spec, f"one {order} format")
+    first = text[present].iloc[0]
+    hint = (
+        f"the format is taken from the first value ({first!r}) and every row must be written "
+        "the same way (with or without a time); declare format = \"...\" for the form most "
+        "rows have"
+    )
+    return _text_result(text, parsed, present, column, spec, f"one {order} format", hint)
 
 
 def _matches(
@@ -336,11 +342,12 @@ def _text_result(
     column: str,
     spec: TimestampSpec,
     how: str,
+    hint: str | None = None,
 ) -> tuple[pd.Series, list[Problem]]:
     empty = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     bad = present & parsed.isna().to_numpy()
     if bad.any():
-        return empty, [problem_at(column, f"text that cannot be read as {how}", bad)]
+        return empty, [problem_at(column, f"text that cannot be read as {how}", bad, hint)]
     if parsed.dtype == object:  # several offsets without utc=True: pandas keeps objects
         parsed = pd.to_datetime(parsed, utc=True)
     result = _as_utc_naive(parsed, spec.timezone, spec.dst)

@@ -77,6 +77,16 @@ def test_ambiguous_day_month_order_names_both_ways():
     ]
 
 
+def test_day_first_dates_written_two_ways_name_the_row_and_the_way_out():
+    # A German CRM: a time on some rows only. One format per column, never a guess per row.
+    values = pd.Series(["05.01.2024", "06.01.2024 13:45", "07.01.2024"])
+    parsed, problems = parse_timestamps(values, "created", TimestampSpec(dayfirst=True))
+    assert parsed.isna().all()
+    (problem,) = problems
+    assert problem.rows == 1 and problem.examples == [1]
+    assert "from the first value ('05.01.2024')" in problem.hint and "format =" in problem.hint
+
+
 def test_mixed_time_zones_are_refused():
     act = activity(at=["2024-03-01T10:00:00Z", "2024-03-01 10:00:00"])
     with pytest.raises(ContractError, match=r"column 'at': mixes times with a time zone"):
