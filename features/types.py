@@ -234,7 +234,7 @@ def _from_text(
     first = text[present].iloc[0]
     hint = (
         f"the format is taken from the first value ({first!r}) and every row must be written "
-        "the same way (with or without a time); declare format = \"...\" for the form most "
+        'the same way (with or without a time); declare format = "..." for the form most '
         "rows have"
     )
     return _text_result(text, parsed, present, column, spec, f"one {order} format", hint)

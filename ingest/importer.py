@@ -56,7 +56,8 @@ from ingest.sources import (
     BATCH_ROWS,
     SourceError,
     batch_to_frame,
-    iter_batches,
+    iter_part_batches,
+    part_count,
     prefetched,
     several_cores,
 )
@@ -139,6 +140,7 @@ def _run(
         if not sources:
             continue
         summary = summaries[table] = TableSummary(table, None if index is None else len(index))
+        repeat_filters = _repeat_filters(sources, source_dir, frames)
         held: list[pd.DataFrame] = []  # customers: held whole (checked for repeats, looked up)
         for i, source in enumerate(sources):
             parts: list[pd.DataFrame] = []
@@ -159,7 +161,7 @@ def _run(
                     sink.add(table, i, df, positions)
 
             source_report = _import_source(
-                mapping, source, source_dir, frames, batch_rows, index, emit
+                mapping, source, source_dir, frames, batch_rows, index, emit, repeat_filters[i]
             )
             report.sources.append(source_report)
             source_report.rows_out = summary.rows - rows_before
@@ -185,6 +187,137 @@ def _run(
         for a in label_like_attributes(mapping)
     ]
     return report
+
+
+REPEATED_ROW = "repeats a row of an earlier file or source (overlapping exports)"
+
+
+def _repeat_filters(
+    sources: tuple[SourceMapping, ...], source_dir: Path, frames: dict[str, pd.DataFrame] | None
+) -> list[_RepeatFilter | None]:
+    """Per source of a table, the filter of rows that repeat an earlier part: one shared by
+    the sources that read the same raw columns (one export's layout) when they read more than
+    one file or query between them; None where a source has no earlier part to repeat or
+    says repeats = "keep"."""
+    layouts: dict[tuple[str, ...], list[int]] = {}
+    for i, source in enumerate(sources):
+        if source.repeats == "drop":
+            layouts.setdefault(tuple(sorted(source.raw_columns())), []).append(i)
+    filters: list[_RepeatFilter | None] = [None] * len(sources)
+    for members in layouts.values():
+        parts = sum(
+            1
+            if frames is not None and sources[i].label in frames
+            else part_count(sources[i].source, source_dir)
+            for i in members
+        )
+        if parts > 1:
+            shared = _RepeatFilter()
+            for i in members:
+                filters[i] = shared
+    return filters
+
+
+def _time_range(mapped: pd.DataFrame) -> tuple[object, object] | None:
+    """The first and last time of a mapped batch (its table's time column); None when it has
+    none, which makes every batch a candidate."""
+    column = "signup_at" if "signup_at" in mapped else "at"
+    if column not in mapped or not pd.api.types.is_datetime64_any_dtype(mapped[column].dtype):
+        return None
+    times = mapped[column]
+    if times.isna().any():
+        return None
+    return times.min(), times.max()
+
+
+def _widened(span: tuple | None, more: tuple | None, *, unknown: tuple = (None, None)) -> tuple:
+    """The span covering both; (None, None) (unknown) absorbs everything."""
+    if span == unknown or more is None:
+        return unknown
+    if span is None:
+        return more
+    return min(span[0], more[0]), max(span[1], more[1])
+
+
+def _overlap(times: tuple | None, span: tuple | None) -> bool:
+    if times is None or span is None or span == (None, None):
+        return True
+    return not (times[1] < span[0] or times[0] > span[1])
+
+
+class _RepeatFilter:
+    """Rows that repeat exactly (every mapped column) a row of an earlier file of the source,
+    or of another source of the table with the same layout: overlapping exports, such as a
+    "last 90 days" export taken every month, or Online Retail II's two yearly sheets that
+    share 1-9 December 2010. Each would count twice in the features, so they are dropped and
+    counted. Repeats within one file are kept (two identical line items can both be real) and
+    left to `churn check`.
+
+    Rows are compared by a 64-bit hash of their mapped values (8 bytes a row, held only for
+    tables fed by more than one file), kept in sorted runs whose sizes halve from the first
+    (a finished file's run is merged into the last while that is not larger): a year of daily
+    files costs a sort of each row a few times, not once per file."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []  # sorted hashes of the finished parts
+        self.current: list[np.ndarray] = []
+        self.part: tuple[str, str] | None = None
+        self.found: dict[tuple[str, str], int] = {}  # (source, file) -> rows dropped
+        # The times the finished parts' rows span, and the current part's: a batch outside
+        # the former cannot repeat any of their rows.
+        self.earlier_span: tuple[object, object] | None = None
+        self.current_span: tuple[object, object] | None = None
+
+    def dropped_from(
+        self, mapped: pd.DataFrame, source: str, part: str, report: SourceReport
+    ) -> pd.DataFrame:
+        """The batch without the rows an earlier part had; those counted in the report."""
+        if (source, part) != self.part:
+            self._finish_part()
+            self.part = (source, part)
+        if not len(mapped):
+            return mapped
+        hashes = pd.util.hash_pandas_object(mapped, index=False).to_numpy()
+        self.current.append(hashes)
+        times = _time_range(mapped)
+        self.current_span = _widened(self.current_span, times)
+        if not self.runs or not _overlap(times, self.earlier_span):
+            return mapped  # e.g. the next day's file: no row of it can be an earlier row
+        order = np.argsort(hashes)  # looked up in order: each run is read front to back
+        ordered = hashes[order]
+        hit = np.zeros(len(hashes), dtype=bool)
+        for run in self.runs:
+            at = np.minimum(np.searchsorted(run, ordered), len(run) - 1)
+            hit |= run[at] == ordered
+        if not hit.any():
+            return mapped
+        repeated = np.empty(len(hashes), dtype=bool)
+        repeated[order] = hit
+        count = int(hit.sum())
+        report.drop(REPEATED_ROW, count)
+        self.found[(source, part)] = self.found.get((source, part), 0) + count
+        return mapped[~repeated].reset_index(drop=True)
+
+    def _finish_part(self) -> None:
+        if not self.current:
+            return
+        run = np.sort(np.concatenate(self.current), kind="stable")  # radix sort for integers
+        self.current = []
+        self.earlier_span = _widened(self.earlier_span, self.current_span)
+        self.current_span = None
+        while self.runs and len(self.runs[-1]) <= len(run):
+            run = np.sort(np.concatenate([self.runs.pop(), run]), kind="stable")
+        self.runs.append(run)
+
+    def warnings(self, source: SourceMapping) -> list[str]:
+        """One line per file of this source that repeated earlier rows."""
+        return [
+            f"{source.table} source '{source.label}': {count:,} rows of '{part}' repeat rows of "
+            "an earlier file or source exactly (overlapping exports?); dropped, so that they "
+            "count once"
+            for (label, part), count in self.found.items()
+            if label == source.label
+        ]
 
 
 class _CustomerIndex:
@@ -534,15 +667,16 @@ def _batches(
     source_dir: Path,
     frames: dict[str, pd.DataFrame] | None,
     batch_rows: int,
-) -> Generator[pd.DataFrame, None, None]:
+) -> Generator[tuple[str, pd.DataFrame], None, None]:
+    """The source's raw rows, batch by batch, each with the part (file) it came from."""
     if frames is not None and source.label in frames:
         frame = frames[source.label]
         for start in range(0, max(len(frame), 1), batch_rows):
-            yield frame.iloc[start : start + batch_rows].reset_index(drop=True)
+            yield source.label, frame.iloc[start : start + batch_rows].reset_index(drop=True)
         return
-    batches = iter_batches(source.source, source_dir, batch_rows)
+    batches = iter_part_batches(source.source, source_dir, batch_rows)
     try:
-        yield from prefetched(batch_to_frame(batch) for batch in batches)
+        yield from prefetched((part, batch_to_frame(batch)) for part, batch in batches)
     except SourceError as err:  # named with its table, as the contract's errors are
         raise SourceError(f"table '{source.table}' ({source.source.describe()}): {err}") from None
 
@@ -555,6 +689,7 @@ def _import_source(
     batch_rows: int,
     index: _CustomerIndex | None,
     emit: Callable[[pd.DataFrame, np.ndarray | None], None],
+    repeats: _RepeatFilter | None = None,
 ) -> SourceReport:
     """One source's rows, checked, handed to `emit` batch by batch with each row's position
     among the customers (None for the customers themselves), and its report. Problems of every
@@ -572,7 +707,7 @@ def _import_source(
     emitted = False
     held_positions: list[np.ndarray] = []  # a sorted source's rows' customers, batch by batch
     with closing(_batches(source, source_dir, frames, batch_rows)) as batches:
-        for frame in batches:
+        for part, frame in batches:
             if seen_columns is None:
                 seen_columns = list(frame.columns)
                 missing = [c for c in needed if c not in frame.columns]
@@ -590,6 +725,8 @@ def _import_source(
             before = len(problems)
             mapped = _map_batch(source, frame, report, problems)
             del frame
+            if repeats is not None and len(problems) == before:
+                mapped = repeats.dropped_from(mapped, source.label, part, report)
             if len(problems) > before or (problems and not checked_per_batch):
                 continue  # the rows could not be mapped: nothing to check
             if checked_per_batch:
@@ -605,6 +742,8 @@ def _import_source(
             parts.append(mapped)
     if problems:
         raise problems.error(source.table, _where(mapping, source))
+    if repeats is not None:
+        report.warnings += repeats.warnings(source)
     if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns
         empty = pd.DataFrame({c: pd.Series([], dtype="str") for c in needed})
         parts = [_map_batch(source, empty, report, problems)]

@@ -57,7 +57,16 @@ UNMAPPED = ("error", "keep", "drop")
 
 TOP_KEYS = {"mapping", "features", "training", "scoring", *TABLES}
 MAPPING_KEYS = {"description"}
-SOURCE_KEYS = {"source", "name", "drop", "columns", "aggregate", "sort", "unknown_customers"}
+SOURCE_KEYS = {
+    "source",
+    "name",
+    "drop",
+    "columns",
+    "aggregate",
+    "sort",
+    "unknown_customers",
+    "repeats",
+}
 SOURCE_TABLE_KEYS = {
     "path",
     "format",
@@ -182,6 +191,9 @@ class SourceMapping:
     aggregate: Aggregate | None = None
     sort: tuple[str, ...] = ()
     unknown_customers: str = "error"  # or "drop": rows of customers not in customers
+    # Rows repeating a row of an earlier file of this source, or of another source of the
+    # table that reads the same raw columns (overlapping exports): "drop" (counted) or "keep".
+    repeats: str = "drop"
 
     def raw_columns(self) -> list[str]:
         cols = [r.condition.column for r in self.drop]
@@ -290,7 +302,9 @@ def _parse_source(
         unknown in ("error", "drop") and (table != "customers" or unknown == "error"),
         f"{here}: unknown_customers must be 'error' or 'drop' (activity, feedback, revenue)",
     )
-    return SourceMapping(table, label, source, columns, drops, aggregate, sort, unknown)
+    repeats = raw.get("repeats", "drop")
+    _need(repeats in ("drop", "keep"), f"{here}: repeats must be 'drop' or 'keep'")
+    return SourceMapping(table, label, source, columns, drops, aggregate, sort, unknown, repeats)
 
 
 def _as_list(value: Any, where: str, key: str) -> list[Any]:

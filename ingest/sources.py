@@ -118,20 +118,38 @@ def iter_batches(
     spec: SourceSpec, source_dir: Path, batch_rows: int = BATCH_ROWS
 ) -> Iterator[pa.RecordBatch]:
     """The source's rows as Arrow record batches, in source order."""
+    for _part, batch in iter_part_batches(spec, source_dir, batch_rows):
+        yield batch
+
+
+def iter_part_batches(
+    spec: SourceSpec, source_dir: Path, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """The source's rows as Arrow record batches, in source order, each with the part it came
+    from: the file's name (a glob reads several), or the query."""
     if spec.path is not None:
         for path in resolve_files(spec, source_dir):
             fmt = file_format(spec, path)
             if fmt == "csv":
                 with path.open("rb", buffering=1 << 20) as fh:
-                    yield from csv_batches(fh, spec.delimiter, path.name, spec.encoding)
+                    for batch in csv_batches(fh, spec.delimiter, path.name, spec.encoding):
+                        yield path.name, batch
             elif fmt == "parquet":
-                yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                    yield path.name, batch
             elif fmt == "xlsx":
-                yield _excel_batch(path, spec.sheet)
+                yield path.name, _excel_batch(path, spec.sheet)
             else:
-                yield from _json_batches(path)
+                for batch in _json_batches(path):
+                    yield path.name, batch
         return
-    yield from sql_batches(database_url(spec), spec.query or "", batch_rows, files=source_dir)
+    for batch in sql_batches(database_url(spec), spec.query or "", batch_rows, files=source_dir):
+        yield "query", batch
+
+
+def part_count(spec: SourceSpec, source_dir: Path) -> int:
+    """How many parts (files; a query is one) the source reads."""
+    return len(resolve_files(spec, source_dir)) if spec.path is not None else 1
 
 
 def database_url(spec: SourceSpec) -> str:

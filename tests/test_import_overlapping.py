@@ -1,0 +1,175 @@
+"""Overlapping exports: the same rows in two files of one table (a "last 90 days" export taken
+every month; Online Retail II's two yearly sheets share 1-9 December 2010). Rows that repeat a
+row of an earlier file or source exactly are dropped and counted, so that they count once;
+repeats inside one file are kept (two identical line items can both be real)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.importer import REPEATED_ROW, run_import
+from ingest.mapping import MappingError, load_mapping
+
+CUSTOMERS = """
+[customers]
+source = "crm.csv"
+[customers.columns]
+customer_id = "id"
+signup_at = "created"
+"""
+
+CRM = "id,created\n001,2024-01-01\n002,2024-01-02\n"
+
+JANUARY = """user,ts,name
+001,2024-01-10T10:00:00Z,login
+001,2024-01-10T10:00:00Z,login
+002,2024-01-30T09:00:00Z,login
+002,2024-01-31T09:00:00Z,export
+"""
+# The February export starts two days early: the last two January rows again.
+FEBRUARY = """user,ts,name
+002,2024-01-30T09:00:00Z,login
+002,2024-01-31T09:00:00Z,export
+001,2024-02-03T11:00:00Z,login
+"""
+
+
+def _import(tmp_path: Path, mapping: str, files: dict[str, str]):
+    for name, text in {"crm.csv": CRM, **files}.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "mapping.toml").write_text(CUSTOMERS + mapping)
+    return run_import(load_mapping(tmp_path / "mapping.toml"), tmp_path)
+
+
+ONE_GLOB = """
+[activity]
+name = "product events"
+source = "events_*.csv"
+[activity.columns]
+customer_id = "user"
+at = "ts"
+event = "name"
+"""
+
+
+def test_rows_of_an_overlapping_monthly_export_count_once(tmp_path):
+    files = {"events_2024-01.csv": JANUARY, "events_2024-02.csv": FEBRUARY}
+    tables, report = _import(tmp_path, ONE_GLOB, files)
+    events = tables.activity.sort_values("at")
+    assert events["customer_id"].tolist() == ["001", "001", "002", "002", "001"]
+    (source,) = [s for s in report.sources if s.table == "activity"]
+    assert source.rows_read == 7 and source.dropped == {REPEATED_ROW: 2}
+    (warning,) = report.warnings
+    assert "activity source 'product events': 2 rows of 'events_2024-02.csv'" in warning
+    assert "overlapping exports" in warning
+
+
+def test_identical_rows_inside_one_file_are_kept(tmp_path):
+    tables, report = _import(tmp_path, ONE_GLOB, {"events_2024-01.csv": JANUARY})
+    assert len(tables.activity) == 4  # 001's two logins at 10:00 both stay
+    assert report.warnings == [] and not any(s.dropped for s in report.sources)
+
+
+def test_two_sources_of_one_table_that_overlap_count_once(tmp_path):
+    two = ONE_GLOB.replace("[activity]", "[[activity]]").replace(
+        '"events_*.csv"', '"events_2024-01.csv"'
+    ) + ONE_GLOB.replace("[activity]", "[[activity]]").replace(
+        '"events_*.csv"', '"events_2024-02.csv"'
+    ).replace("product events", "february")
+    files = {"events_2024-01.csv": JANUARY, "events_2024-02.csv": FEBRUARY}
+    tables, report = _import(tmp_path, two, files)
+    assert len(tables.activity) == 5
+    assert [s.dropped for s in report.sources if s.table == "activity"] == [{}, {REPEATED_ROW: 2}]
+
+
+def test_order_lines_in_two_overlapping_files_are_not_summed_twice(tmp_path):
+    lines = """invoice,customer,at,qty,price
+A1,001,2024-01-30T10:00:00Z,2,1.50
+A1,001,2024-01-30T10:00:00Z,2,1.50
+A1,001,2024-01-30T10:00:00Z,1,4.00
+"""
+    later = """invoice,customer,at,qty,price
+A1,001,2024-01-30T10:00:00Z,2,1.50
+A1,001,2024-01-30T10:00:00Z,2,1.50
+A1,001,2024-01-30T10:00:00Z,1,4.00
+A2,002,2024-02-02T10:00:00Z,1,9.99
+"""
+    mapping = """
+[activity]
+source = "orders_*.csv"
+[activity.columns]
+customer_id = "customer"
+at = "at"
+event = { value = "purchase" }
+
+[revenue]
+source = "orders_*.csv"
+[revenue.columns]
+invoice = "invoice"
+customer_id = "customer"
+at = "at"
+amount = { column = "qty", times = "price" }
+[revenue.aggregate]
+by = ["invoice", "customer_id", "at"]
+amount = "sum"
+"""
+    tables, report = _import(tmp_path, mapping, {"orders_1.csv": lines, "orders_2.csv": later})
+    amounts = tables.revenue.set_index("customer_id")["amount"]
+    assert amounts["001"] == 10.0  # 2 x 1.50 twice (both lines are real) + 4.00, once
+    assert amounts["002"] == 9.99
+    revenue = next(s for s in report.sources if s.table == "revenue")
+    assert revenue.dropped == {REPEATED_ROW: 3}
+
+
+def test_sources_of_other_layouts_and_declared_repeats_are_kept(tmp_path):
+    # Web and app visits from two systems, by day: the same customer-day in both is two
+    # visits, not an overlap. The sources read different columns: not compared.
+    web = "user,day\n001,2024-01-10\n"
+    app = "account,date,platform\n001,2024-01-10,ios\n"
+    mapping = """
+[[activity]]
+source = "web.csv"
+[activity.columns]
+customer_id = "user"
+at = "day"
+event = { value = "visit" }
+
+[[activity]]
+source = "app.csv"
+[activity.columns]
+customer_id = "account"
+at = "date"
+event = { value = "visit" }
+"""
+    tables, report = _import(tmp_path, mapping, {"web.csv": web, "app.csv": app})
+    assert len(tables.activity) == 2 and report.warnings == []
+    # One layout in two files, declared as partitions whose equal rows are real.
+    kept = ONE_GLOB.replace('source = "events_*.csv"', 'source = "events_*.csv"\nrepeats = "keep"')
+    files = {"events_2024-01.csv": JANUARY, "events_2024-02.csv": FEBRUARY}
+    tables, report = _import(tmp_path, kept, files)
+    assert len(tables.activity) == 7 and report.warnings == []
+
+
+def test_repeats_is_drop_or_keep(tmp_path):
+    bad = ONE_GLOB.replace('source = "events_*.csv"', 'source = "events_*.csv"\nrepeats = "no"')
+    with pytest.raises(MappingError, match="repeats must be 'drop' or 'keep'"):
+        _import(tmp_path, bad, {"events_2024-01.csv": JANUARY})
+
+
+def test_a_repeat_of_any_earlier_file_is_found_among_many_daily_files(tmp_path):
+    days = {
+        f"events_2024-01-{d:02d}.csv": f"user,ts,name\n00{1 + d % 2},2024-01-{d:02d}T0{h}:00:00Z,login\n"
+        for d in range(1, 8)
+        for h in [d % 3]
+    }
+    # A re-run of the export of the 1st and the 3rd, saved under a later name.
+    days["events_2024-01-99.csv"] = (
+        "user,ts,name\n002,2024-01-01T01:00:00Z,login\n002,2024-01-03T00:00:00Z,login\n"
+        "001,2024-01-31T00:00:00Z,login\n"
+    )
+    tables, report = _import(tmp_path, ONE_GLOB, days)
+    assert len(tables.activity) == 8  # 7 days and the one new row
+    (warning,) = report.warnings
+    assert "2 rows of 'events_2024-01-99.csv'" in warning
