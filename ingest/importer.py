@@ -64,6 +64,10 @@ from ingest.sources import (
 
 MAX_PROBLEM_EXAMPLES = 3
 
+# Raw rows handed over instead of reading a source: one frame, or named parts (the sheets of
+# a workbook), which are to the import what the files of a glob are.
+Handed = pd.DataFrame | dict[str, pd.DataFrame]
+
 
 @dataclass
 class _Problems:
@@ -98,7 +102,7 @@ def run_import(
     mapping: Mapping,
     source_dir: str | Path,
     *,
-    frames: dict[str, pd.DataFrame] | None = None,
+    frames: dict[str, Handed] | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> tuple[Tables, ImportReport]:
     """The contract's tables from the mapping's sources, checked, and the import report.
@@ -121,7 +125,7 @@ def run_import(
 def _run(
     mapping: Mapping,
     source_dir: Path,
-    frames: dict[str, pd.DataFrame] | None,
+    frames: dict[str, Handed] | None,
     batch_rows: int,
     sink: _MemorySink | _ParquetSink,
 ) -> ImportReport:
@@ -192,8 +196,12 @@ def _run(
 REPEATED_ROW = "repeats a row of an earlier file or source (overlapping exports)"
 
 
+def _handed_parts(handed: Handed) -> int:
+    return len(handed) if isinstance(handed, dict) else 1
+
+
 def _repeat_filters(
-    sources: tuple[SourceMapping, ...], source_dir: Path, frames: dict[str, pd.DataFrame] | None
+    sources: tuple[SourceMapping, ...], source_dir: Path, frames: dict[str, Handed] | None
 ) -> list[_RepeatFilter | None]:
     """Per source of a table, the filter of rows that repeat an earlier part: one shared by
     the sources that read the same raw columns (one export's layout) when they read more than
@@ -206,7 +214,7 @@ def _repeat_filters(
     filters: list[_RepeatFilter | None] = [None] * len(sources)
     for members in layouts.values():
         parts = sum(
-            1
+            _handed_parts(frames[sources[i].label])
             if frames is not None and sources[i].label in frames
             else part_count(sources[i].source, source_dir)
             for i in members
@@ -665,14 +673,16 @@ def _where(mapping: Mapping, source: SourceMapping) -> str:
 def _batches(
     source: SourceMapping,
     source_dir: Path,
-    frames: dict[str, pd.DataFrame] | None,
+    frames: dict[str, Handed] | None,
     batch_rows: int,
 ) -> Generator[tuple[str, pd.DataFrame], None, None]:
     """The source's raw rows, batch by batch, each with the part (file) it came from."""
     if frames is not None and source.label in frames:
-        frame = frames[source.label]
-        for start in range(0, max(len(frame), 1), batch_rows):
-            yield source.label, frame.iloc[start : start + batch_rows].reset_index(drop=True)
+        handed = frames[source.label]
+        parts = handed if isinstance(handed, dict) else {source.label: handed}
+        for part, frame in parts.items():
+            for start in range(0, max(len(frame), 1), batch_rows):
+                yield part, frame.iloc[start : start + batch_rows].reset_index(drop=True)
         return
     batches = iter_part_batches(source.source, source_dir, batch_rows)
     try:
@@ -685,7 +695,7 @@ def _import_source(
     mapping: Mapping,
     source: SourceMapping,
     source_dir: Path,
-    frames: dict[str, pd.DataFrame] | None,
+    frames: dict[str, Handed] | None,
     batch_rows: int,
     index: _CustomerIndex | None,
     emit: Callable[[pd.DataFrame, np.ndarray | None], None],
@@ -1186,7 +1196,7 @@ def import_with_mapping(
     source_dir: str | Path,
     out: str | Path,
     *,
-    frames: dict[str, pd.DataFrame] | None = None,
+    frames: dict[str, Handed] | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> ImportReport:
     """Run a mapping and write its output folder; returns the report.

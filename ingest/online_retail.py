@@ -16,6 +16,7 @@ module reads the raw file and holds the preset's settings as objects for the lib
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import ContractError, Tables
-from ingest.importer import run_import
+from ingest.importer import REPEATED_ROW, run_import
 from ingest.mapping import Mapping, load_mapping
 from ingest.report import ImportReport as MappingReport
 from ingest.sources import csv_batches
@@ -60,12 +61,14 @@ ONLINE_RETAIL_CURRENCY = "GBP"  # UnitPrice is in pounds sterling
 
 PRESET = Path(__file__).with_name("presets") / "orders.toml"
 SOURCE_NAME = "lines"  # the mapping's name for the raw invoice lines
+NO_CUSTOMER = "no CustomerID: the line cannot be attributed"  # the preset's drop reason
 
 
 @dataclass(frozen=True)
 class ImportReport:
     raw_rows: int
     dropped_without_customer: int
+    repeated_rows: int  # rows of a later sheet that repeat a row of an earlier one
     customers: int
     invoices: int
     activity_rows: int
@@ -75,6 +78,11 @@ class ImportReport:
         return [
             f"raw rows: {self.raw_rows:,}",
             f"dropped rows without a CustomerID: {self.dropped_without_customer:,}",
+            *(
+                [f"dropped rows repeating a row of an earlier sheet: {self.repeated_rows:,}"]
+                if self.repeated_rows
+                else []
+            ),
             f"customers: {self.customers:,}",
             f"invoices with a customer: {self.invoices:,}",
             f"activity rows: {self.activity_rows:,}",
@@ -82,9 +90,16 @@ class ImportReport:
         ]
 
 
-def read_online_retail(path: str | Path) -> pd.DataFrame:
-    """Read the raw file (Parquet, CSV or Excel as published by UCI). A CSV is read with every
-    column as text: the mapping declares the types (InvoiceDate is month-first)."""
+# Online Retail II (UCI 502: the same shop, 2009-12-01 to 2011-12-09) names three columns
+# differently; its rows are read under the names of the first data set.
+ONLINE_RETAIL_II_NAMES = {"Invoice": "InvoiceNo", "Price": "UnitPrice", "Customer ID": "CustomerID"}
+
+
+def read_online_retail(path: str | Path) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    """Read the raw file (Parquet, CSV or Excel as published by UCI; Online Retail or Online
+    Retail II). A CSV is read with every column as text: the mapping declares the types. A
+    workbook of several sheets (Online Retail II: one per year) gives the sheets by name: they
+    are imported as the files of one export, so the rows the sheets share count once."""
     path = Path(path)
     if path.is_dir():
         candidates = (
@@ -102,41 +117,85 @@ def read_online_retail(path: str | Path) -> pd.DataFrame:
             batches = list(csv_batches(fh, ",", path.name))
         return pa.Table.from_batches(batches).to_pandas()
     if path.suffix in (".xlsx", ".xls"):
-        return pd.read_excel(path, dtype={"InvoiceNo": "str", "StockCode": "str"})
+        text = {"InvoiceNo": "str", "Invoice": "str", "StockCode": "str"}
+        sheets = pd.read_excel(path, sheet_name=None, dtype=text)
+        return next(iter(sheets.values())) if len(sheets) == 1 else sheets
     return pd.read_parquet(path)
 
 
-def online_retail_mapping() -> Mapping:
+def online_retail_mapping(iso_dates: bool = False) -> Mapping:
     """The orders mapping with the Online Retail preset (examples/orders/mapping.toml), its
     models registered as churn-online-retail (the generic example names none: a copy of it
     takes its name from the user's data folder), its amounts in pounds sterling (a UK shop:
-    reasons and the report read "£15", not "15")."""
+    reasons and the report read "£15", not "15"). iso_dates: InvoiceDate is written
+    2009-12-01 07:45:00 (Online Retail II's CSV) rather than 12/1/2010 8:26; every row is
+    still read strictly as ISO 8601."""
     mapping = load_mapping(PRESET)
     named = {**mapping.training, "model_name": ONLINE_RETAIL_TRAINING["model_name"]}
     scoring = {**mapping.scoring, "currency": ONLINE_RETAIL_CURRENCY}
-    return dataclasses.replace(mapping, training=named, scoring=scoring)
+    mapping = dataclasses.replace(mapping, training=named, scoring=scoring)
+    if not iso_dates:
+        return mapping
+
+    def iso(spec):
+        if spec.timestamp is None or spec.timestamp.format is None:
+            return spec
+        return dataclasses.replace(spec, timestamp=dataclasses.replace(spec.timestamp, format=None))
+
+    tables = {
+        table: tuple(
+            dataclasses.replace(source, columns=tuple(iso(c) for c in source.columns))
+            for source in sources
+        )
+        for table, sources in mapping.tables.items()
+    }
+    return dataclasses.replace(mapping, tables=tables)
 
 
-def import_online_retail(raw: pd.DataFrame) -> tuple[Tables, ImportReport]:
+def _written_iso(frames: dict[str, pd.DataFrame]) -> bool:
+    """Whether the invoice dates are text that starts like ISO 8601 (2009-12-01), judged on
+    the first date: the import then reads every row strictly in that one form."""
+    for frame in frames.values():
+        dates = frame["InvoiceDate"].dropna()
+        if len(dates):
+            first = dates.iloc[0]
+            return isinstance(first, str) and bool(re.match(r"\d{4}-\d{2}-\d{2}", first.strip()))
+    return False
+
+
+def import_online_retail(
+    raw: pd.DataFrame | dict[str, pd.DataFrame],
+) -> tuple[Tables, ImportReport]:
     """The contract's tables from raw invoice lines (the orders mapping), and a report."""
     tables, _, report = import_online_retail_full(raw)
     return tables, report
 
 
 def import_online_retail_full(
-    raw: pd.DataFrame,
+    raw: pd.DataFrame | dict[str, pd.DataFrame],
 ) -> tuple[Tables, MappingReport, ImportReport]:
-    """As import_online_retail, with the mapping's full import report as well."""
-    missing = [c for c in RAW_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ContractError(
-            "online_retail", missing[0], f"required column is missing (has: {list(raw.columns)})"
-        )
-    tables, full = run_import(online_retail_mapping(), ".", frames={SOURCE_NAME: raw})
+    """As import_online_retail, with the mapping's full import report as well. `raw`: the
+    invoice lines, or the sheets of a workbook by name (rows repeated across sheets count
+    once, see ingest.importer)."""
+    frames = raw if isinstance(raw, dict) else {SOURCE_NAME: raw}
+    frames = {name: frame.rename(columns=ONLINE_RETAIL_II_NAMES) for name, frame in frames.items()}
+    for name, frame in frames.items():
+        missing = [c for c in RAW_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ContractError(
+                "online_retail",
+                missing[0],
+                f"required column is missing from {name!r} (has: {list(frame.columns)})",
+            )
+    handed = frames[SOURCE_NAME] if list(frames) == [SOURCE_NAME] else frames
+    mapping = online_retail_mapping(iso_dates=_written_iso(frames))
+    tables, full = run_import(mapping, ".", frames={SOURCE_NAME: handed})
     lines = full.sources[0]  # the customers' read of the lines
     report = ImportReport(
         raw_rows=lines.rows_read,
-        dropped_without_customer=lines.rows_dropped,
+        dropped_without_customer=lines.dropped.get(NO_CUSTOMER, 0),
+        # each table's read of the lines counts them; the revenue's reads every column used
+        repeated_rows=max(s.dropped.get(REPEATED_ROW, 0) for s in full.sources),
         customers=len(tables.customers),
         invoices=int(tables.activity["invoice"].nunique()),
         activity_rows=len(tables.activity),
