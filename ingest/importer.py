@@ -320,9 +320,10 @@ class _RepeatFilter:
     def warnings(self, source: SourceMapping) -> list[str]:
         """One line per file of this source that repeated earlier rows."""
         return [
-            f"{source.table} source '{source.label}': {count:,} rows of '{part}' repeat rows of "
-            "an earlier file or source exactly (overlapping exports?); dropped, so that they "
-            "count once"
+            f"{source.table} source '{source.label}': {count:,} "
+            f"{'row' if count == 1 else 'rows'} of '{part}' "
+            f"{'repeats a row' if count == 1 else 'repeat rows'} of an earlier file or source "
+            "exactly (overlapping exports?); dropped, so that they count once"
             for (label, part), count in self.found.items()
             if label == source.label
         ]
