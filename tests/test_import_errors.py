@@ -394,10 +394,13 @@ def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_pat
     path = _files(tmp_path, trimmed, {"crm.csv": crm, "events.csv": events})
     tables, _ = run_import(load_mapping(path), tmp_path)
     assert tables.customers["customer_id"].tolist() == ["007", "008", "ABC"]
-    with pytest.raises(MappingError, match="'trim' is for id and text columns"):
-        parse_mapping(
-            tomllib.loads(_customers(signup_at='{ column = "created", trim = true }')), "m.toml"
-        )
+
+
+@pytest.mark.parametrize("key", ["trim", "lower"])
+def test_trim_and_lower_are_for_id_and_text_columns(key):
+    with pytest.raises(MappingError, match=f"'{key}' is for id and text columns"):
+        mapping = _customers(signup_at=f'{{ column = "created", {key} = true }}')
+        parse_mapping(tomllib.loads(mapping), "m.toml")
 
 
 def test_emails_in_two_cases_are_one_customer_when_lower_is_declared(tmp_path):
@@ -412,10 +415,6 @@ def test_emails_in_two_cases_are_one_customer_when_lower_is_declared(tmp_path):
     assert tables.customers["customer_id"].tolist() == ["ann@shop.com", "bob@shop.com"]
     assert tables.activity["customer_id"].tolist() == ["ann@shop.com", "bob@shop.com"]
     assert report.warnings == []
-    with pytest.raises(MappingError, match="'lower' is for id and text columns"):
-        parse_mapping(
-            tomllib.loads(_customers(signup_at='{ column = "created", lower = true }')), "m.toml"
-        )
 
 
 def test_customer_ids_that_differ_only_by_case_or_spaces_are_warned_about(tmp_path):

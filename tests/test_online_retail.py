@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from features.dataset import build_training_set, observation_dates
 from features.signals import build_features
 from ingest.online_retail import ONLINE_RETAIL_CONFIG, import_online_retail, read_online_retail
+from tests.shared_data import ONLINE_RETAIL, needs_online_retail
 from training.model import OTHER_LEVEL, Preprocessor
 
-RAW = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "online_retail"
-    / "online_retail.parquet"
-)
-pytestmark = pytest.mark.skipif(
-    not RAW.exists(), reason="../shared/data/online_retail is not present"
-)
+RAW = ONLINE_RETAIL
+pytestmark = needs_online_retail
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ sheets share count once. Built from the real Online Retail lines in ../shared/da
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -15,17 +13,10 @@ from churn.cli import app
 from features.contract import ContractError
 from features.io import load_tables
 from ingest.online_retail import import_online_retail, read_online_retail
+from tests.shared_data import ONLINE_RETAIL, needs_online_retail
 
-RAW = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "online_retail"
-    / "online_retail.parquet"
-)
-pytestmark = pytest.mark.skipif(
-    not RAW.exists(), reason="../shared/data/online_retail is not present"
-)
+RAW = ONLINE_RETAIL
+pytestmark = needs_online_retail
 
 II_NAMES = {"InvoiceNo": "Invoice", "UnitPrice": "Price", "CustomerID": "Customer ID"}
 
