@@ -226,6 +226,16 @@ def _repeat_filters(
     return filters
 
 
+def _row_hashes(mapped: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each mapped row's values; values pandas cannot hash (lists, dicts of
+    an `as_is` column from JSON lines) by their text."""
+    try:
+        return pd.util.hash_pandas_object(mapped, index=False).to_numpy()
+    except TypeError:
+        texts = {c: mapped[c].map(repr) if mapped[c].dtype == object else mapped[c] for c in mapped}
+        return pd.util.hash_pandas_object(pd.DataFrame(texts), index=False).to_numpy()
+
+
 def _time_range(mapped: pd.DataFrame) -> tuple[object, object] | None:
     """The first and last time of a mapped batch (its table's time column); None when it has
     none, which makes every batch a candidate."""
@@ -285,7 +295,7 @@ class _RepeatFilter:
             self.part = (source, part)
         if not len(mapped):
             return mapped
-        hashes = pd.util.hash_pandas_object(mapped, index=False).to_numpy()
+        hashes = _row_hashes(mapped)
         self.current.append(hashes)
         times = _time_range(mapped)
         self.current_span = _widened(self.current_span, times)

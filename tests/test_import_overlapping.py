@@ -173,3 +173,17 @@ def test_a_repeat_of_any_earlier_file_is_found_among_many_daily_files(tmp_path):
     assert len(tables.activity) == 8  # 7 days and the one new row
     (warning,) = report.warnings
     assert "2 rows of 'events_2024-01-99.csv'" in warning
+
+
+def test_rows_with_nested_values_are_compared_by_their_text(tmp_path):
+    # JSON lines with a nested object kept as it is: compared, not a crash.
+    line = '{"user": "001", "ts": "2024-01-10T10:00:00Z", "name": "login", "props": {"a": [1, 2]}}'
+    other = line.replace('"a": [1, 2]', '"a": [3]')
+    mapping = (
+        ONE_GLOB.replace('"events_*.csv"', '"events_*.jsonl"')
+        + 'props = { column = "props", type = "as_is" }\n'
+    )
+    files = {"events_1.jsonl": line + "\n", "events_2.jsonl": line + "\n" + other + "\n"}
+    tables, report = _import(tmp_path, mapping, files)
+    assert len(tables.activity) == 2  # the repeat of the first line dropped, the other kept
+    assert "1 row of 'events_2.jsonl' repeats a row" in report.warnings[0]
