@@ -114,34 +114,29 @@ def file_format(spec: SourceSpec, path: Path) -> str:
     return found
 
 
-def iter_batches(
-    spec: SourceSpec, source_dir: Path, batch_rows: int = BATCH_ROWS
-) -> Iterator[pa.RecordBatch]:
-    """The source's rows as Arrow record batches, in source order."""
-    for _part, batch in iter_part_batches(spec, source_dir, batch_rows):
-        yield batch
-
-
 def iter_part_batches(
     spec: SourceSpec, source_dir: Path, batch_rows: int = BATCH_ROWS
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """The source's rows as Arrow record batches, in source order, each with the part it came
-    from: the file's name (a glob reads several), or the query."""
+    from: the file's path under source_dir (a glob reads several), or the query."""
     if spec.path is not None:
         for path in resolve_files(spec, source_dir):
             fmt = file_format(spec, path)
+            name = (
+                str(path.relative_to(source_dir)) if path.is_relative_to(source_dir) else str(path)
+            )
             if fmt == "csv":
                 with path.open("rb", buffering=1 << 20) as fh:
                     for batch in csv_batches(fh, spec.delimiter, path.name, spec.encoding):
-                        yield path.name, batch
+                        yield name, batch
             elif fmt == "parquet":
                 for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-                    yield path.name, batch
+                    yield name, batch
             elif fmt == "xlsx":
-                yield path.name, _excel_batch(path, spec.sheet)
+                yield name, _excel_batch(path, spec.sheet)
             else:
                 for batch in _json_batches(path):
-                    yield path.name, batch
+                    yield name, batch
         return
     for batch in sql_batches(database_url(spec), spec.query or "", batch_rows, files=source_dir):
         yield "query", batch

@@ -187,3 +187,13 @@ def test_rows_with_nested_values_are_compared_by_their_text(tmp_path):
     tables, report = _import(tmp_path, mapping, files)
     assert len(tables.activity) == 2  # the repeat of the first line dropped, the other kept
     assert "1 row of 'events_2.jsonl' repeats a row" in report.warnings[0]
+
+
+def test_files_of_one_name_in_two_folders_are_two_parts(tmp_path):
+    (tmp_path / "2024-01").mkdir()
+    (tmp_path / "2024-02").mkdir()
+    files = {"2024-01/events.csv": JANUARY, "2024-02/events.csv": FEBRUARY}
+    mapping = ONE_GLOB.replace('"events_*.csv"', '"*/events.csv"')
+    tables, report = _import(tmp_path, mapping, files)
+    assert len(tables.activity) == 5
+    assert "2 rows of '2024-02/events.csv' repeat rows" in report.warnings[0]
