@@ -339,6 +339,9 @@ class _RepeatFilter:
         ]
 
 
+ZERO_FRACTION = re.compile(r"\.0+$")  # 13085.0: a float column saved as text
+
+
 class _CustomerIndex:
     """The customers' ids, for looking up the customer of each row of the other tables: one
     Arrow hash lookup per batch gives each row's position among the customers (-1: not a
@@ -354,11 +357,12 @@ class _CustomerIndex:
 
     def near_misses(self, unknown: pd.Series, limit: int = 10_000) -> str:
         """Words for unknown ids that match a customer's id once surrounding spaces, letter
-        case or leading zeros are ignored (two exports writing one id two ways), with an
-        example; empty when none does. Run only on the error path."""
+        case, leading zeros or a zero fraction (13085.0) are ignored (two exports writing one
+        id two ways), with an example and the declarations that fix it; empty when none does.
+        Run only on the error path."""
 
         def loose(text: str) -> str:
-            return text.strip().lower().lstrip("0")
+            return ZERO_FRACTION.sub("", text.strip().lower()).lstrip("0")
 
         known: dict[str, str] = {}
         for value in self.ids.to_pylist():
@@ -373,9 +377,13 @@ class _CustomerIndex:
         case = any(
             a.strip().lower() == b.strip().lower() and a.strip() != b.strip() for a, b in matched
         )
+        whole = any(
+            ZERO_FRACTION.search(a.strip()) or ZERO_FRACTION.search(b.strip()) for a, b in matched
+        )
         declared = [
             *(["trim = true drops surrounding spaces"] if spaces else []),
             *(["lower = true ignores letter case (emails)"] if case else []),
+            *(["whole = true reads 13085.0 as 13085 (where it is written so)"] if whole else []),
         ]
         fix = (
             f"; on the customer_id column (here and in the customers) {' and '.join(declared)}"
@@ -384,7 +392,7 @@ class _CustomerIndex:
         )
         return (
             f"{len(matched):,} of the {len(distinct):,} unknown ids match a customer's id once "
-            f"spaces, letter case or leading zeros are ignored (e.g. {ours!r} here, {theirs!r} "
+            f"spaces, letter case, leading zeros or a .0 are ignored (e.g. {ours!r} here, {theirs!r} "
             f"in the customers): the exports write ids differently{fix}"
         )
 
@@ -1002,6 +1010,10 @@ def _column(
         raw = _text_op(raw, "strip")
     if spec.lower:  # declared: letter case is not part of the value (emails)
         raw = _text_op(raw, "lower")
+    if spec.whole:  # declared: 13085.0 is the id 13085 (a float column saved as text)
+        raw, found = _whole_ids(raw, label)
+        if found:
+            problems.add(found, frame)
     if spec.type == "id":
         if isinstance(raw.dtype, pd.StringDtype):  # text already: nothing to parse per value
             values, found = parse_ids(raw, label)
@@ -1063,6 +1075,23 @@ def _parse_distinct(
     if found:
         return parse(raw)
     return pd.Series(parsed.array.take(codes), index=raw.index, name=raw.name), []
+
+
+WHOLE_WITH_ZEROS = r"^\s*[+-]?\d+\.0+\s*$"
+WITH_FRACTION = r"^\s*[+-]?\d*\.\d+\s*$"
+
+
+def _whole_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]:
+    """Ids written as whole numbers with a zero fraction (13085.0) without it; ids with any
+    other fraction (13085.5) are a problem (no id is rounded)."""
+    if not pd.api.types.is_string_dtype(values.dtype):
+        return values, []  # numbers: parse_ids takes whole floats and refuses fractions
+    text = values.astype("str")
+    zeros = text.str.match(WHOLE_WITH_ZEROS).fillna(False).to_numpy(dtype=bool)
+    other = text.str.match(WITH_FRACTION).fillna(False).to_numpy(dtype=bool) & ~zeros
+    if other.any():
+        return values, [problem_at(column, "ids with a fraction other than .0", other)]
+    return text.where(~zeros, text.str.strip().str.replace(r"\.0+$", "", regex=True)), []
 
 
 def _text_op(values: pd.Series, name: str) -> pd.Series:

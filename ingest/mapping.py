@@ -98,6 +98,7 @@ COLUMN_KEYS = {
     "thousands",
     "trim",
     "lower",
+    "whole",
     "dst",
 }
 NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
@@ -154,6 +155,9 @@ class ColumnSpec:
     unmapped: str = "error"
     trim: bool = False  # id and text columns: surrounding spaces dropped
     lower: bool = False  # id and text columns: letter case ignored (emails as customer ids)
+    # id columns: 13085.0 (a float column saved as text by pandas or Excel) read as 13085;
+    # any other fraction is refused
+    whole: bool = False
     decimal: str = "."  # number text: 1.234,56 is decimal = ",", thousands = "."
     thousands: str | None = None
     # Only on the rows where this holds does the column have a value; missing elsewhere (a
@@ -475,6 +479,9 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     lower = raw.get("lower", False)
     _need(lower in (True, False), f"{here}: lower is true or false")
     _need(not lower or ctype in ("id", "text"), f"{here}: 'lower' is for id and text columns")
+    whole = raw.get("whole", False)
+    _need(whole in (True, False), f"{here}: whole is true or false")
+    _need(not whole or ctype == "id", f"{here}: 'whole' is for id columns")
     negate = raw.get("negate_when")
     when = raw.get("when")
     return ColumnSpec(
@@ -495,6 +502,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         thousands=thousands,
         trim=bool(trim),
         lower=bool(lower),
+        whole=bool(whole),
         when=_parse_condition(when, f"{here} when") if when is not None else None,
     )
 

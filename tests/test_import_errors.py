@@ -524,3 +524,28 @@ def test_revenue_in_several_currencies_is_warned_about_with_the_rule_to_keep_one
     tables, report = run_import(load_mapping(path), tmp_path)
     assert not [w for w in report.warnings if "currencies" in w]
     assert tables.revenue["amount"].tolist() == [49.0, 49.0]
+
+
+def test_ids_saved_from_a_float_column_are_named_and_whole_reads_them(tmp_path):
+    # The CRM writes 13085; the orders went through pandas or Excel as floats: 13085.0.
+    crm = "id,created\n13085,2024-01-05\n00042,2024-01-06\n"
+    events = "user,ts,name\n13085.0,2024-03-01T10:00:00Z,login\n00042,2024-03-02T10:00:00Z,login\n"
+    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": events})
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert "'13085.0' here, '13085' in the customers" in text and "whole = true" in text
+    mapping = _customers().replace(
+        'customer_id = "user"', 'customer_id = { column = "user", whole = true }'
+    )
+    path = _files(tmp_path, mapping, {"crm.csv": crm, "events.csv": events})
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.activity["customer_id"].tolist() == ["13085", "00042"]  # zeros in front kept
+    bad = events.replace("13085.0", "13085.5")
+    path = _files(tmp_path, mapping, {"crm.csv": crm, "events.csv": bad})
+    with pytest.raises(ContractError, match=r"ids with a fraction other than \.0.*13085\.5"):
+        run_import(load_mapping(path), tmp_path)
+    with pytest.raises(MappingError, match="'whole' is for id columns"):
+        parse_mapping(
+            tomllib.loads(_customers(signup_at='{ column = "created", whole = true }')), "m.toml"
+        )
