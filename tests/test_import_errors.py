@@ -379,13 +379,18 @@ def test_number_marks_belong_to_number_columns(tmp_path):
         parse_mapping(tomllib.loads(mapping), "m.toml")
 
 
-def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_path):
-    crm = "id,created\n007,2024-01-05\n008 ,2024-01-06\nABC,2024-01-07\n"
-    events = "user,ts,name\n008,2024-03-01T10:00:00Z,login\nabc,2024-03-01T10:00:00Z,login\n"
+def _unknown_ids_error(tmp_path: Path, crm: str, events: str) -> str:
+    """The error text of importing events whose ids the customers write another way."""
     path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": events})
     with pytest.raises(ContractError) as err:
         run_import(load_mapping(path), tmp_path)
-    text = str(err.value)
+    return str(err.value)
+
+
+def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_path):
+    crm = "id,created\n007,2024-01-05\n008 ,2024-01-06\nABC,2024-01-07\n"
+    events = "user,ts,name\n008,2024-03-01T10:00:00Z,login\nabc,2024-03-01T10:00:00Z,login\n"
+    text = _unknown_ids_error(tmp_path, crm, events)
     assert "2 of the 2 unknown ids match a customer's id once spaces, letter case" in text
     assert "'008' here, '008 ' in the customers" in text and "trim = true drops" in text
     assert "lower = true ignores letter case" in text  # abc and ABC
@@ -530,10 +535,7 @@ def test_ids_saved_from_a_float_column_are_named_and_whole_reads_them(tmp_path):
     # The CRM writes 13085; the orders went through pandas or Excel as floats: 13085.0.
     crm = "id,created\n13085,2024-01-05\n00042,2024-01-06\n"
     events = "user,ts,name\n13085.0,2024-03-01T10:00:00Z,login\n00042,2024-03-02T10:00:00Z,login\n"
-    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": events})
-    with pytest.raises(ContractError) as err:
-        run_import(load_mapping(path), tmp_path)
-    text = str(err.value)
+    text = _unknown_ids_error(tmp_path, crm, events)
     assert "'13085.0' here, '13085' in the customers" in text and "whole = true" in text
     mapping = _customers().replace(
         'customer_id = "user"', 'customer_id = { column = "user", whole = true }'
