@@ -267,7 +267,7 @@ class _RepeatFilter:
     """Rows that repeat exactly (every mapped column) a row of an earlier file of the source,
     or of another source of the table with the same layout: overlapping exports, such as a
     "last 90 days" export taken every month, or Online Retail II's two yearly sheets that
-    share 1-9 December 2010. Each would count twice in the features, so they are dropped and
+    meet in December 2010. Each would count twice in the features, so they are dropped and
     counted. Repeats within one file are kept (two identical line items can both be real) and
     left to `churn check`.
 

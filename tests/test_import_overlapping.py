@@ -1,5 +1,5 @@
 """Overlapping exports: the same rows in two files of one table (a "last 90 days" export taken
-every month; Online Retail II's two yearly sheets share 1-9 December 2010). Rows that repeat a
+every month; two yearly sheets that meet in the same month). Rows that repeat a
 row of an earlier file or source exactly are dropped and counted, so that they count once;
 repeats inside one file are kept (two identical line items can both be real)."""
 

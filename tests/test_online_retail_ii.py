@@ -1,7 +1,8 @@
-"""Online Retail II (UCI 502), as published: a workbook with a sheet per year whose sheets share
-the first days of December 2010, with columns Invoice, Price and Customer ID, or the CSV made
-from it (ISO dates, ids written 13085.0). `churn import online-retail` reads both; the rows the
-sheets share count once. Built from the real Online Retail lines in ../shared/data."""
+"""Online Retail II (UCI 502), as published: a workbook with a sheet per year (the years meet in
+December 2010; here the sheets share its first days), with columns Invoice, Price and Customer
+ID, or the CSV made from it (ISO dates, ids written 13085.0). `churn import online-retail` reads
+both; rows the sheets share count once. Built from the real Online Retail lines in
+../shared/data."""
 
 from __future__ import annotations
 
