@@ -656,7 +656,7 @@ def stale_tables(tables: Tables, as_of: object, remedy: str = "score as of") -> 
     tickets in the last days) would read as if nothing had happened since, for every customer,
     and no error says so. One sentence per stale table, with its end, its usual rhythm and the
     run date to use instead (`remedy` words it); empty when the tables end together."""
-    return [text for _, text in _stale(_days_with_rows(tables, as_of), as_of, remedy)]
+    return stale_from_days(_days_with_rows(tables, as_of), as_of, remedy)
 
 
 def stale_from_days(

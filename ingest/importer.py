@@ -183,7 +183,6 @@ def _run(
             sink.customers(customers, index)
     assert customers is not None
     report.describe(summaries, customers["customer_id"])
-    report.warnings += currency_warnings(report.sources)
     report.warnings += [w for source in report.sources for w in source.warnings]
     report.warnings += [
         f"customer attribute {a!r} is declared as a model feature, and its name looks like the "
@@ -236,9 +235,12 @@ def _row_hashes(mapped: pd.DataFrame) -> np.ndarray:
         return pd.util.hash_pandas_object(pd.DataFrame(texts), index=False).to_numpy()
 
 
-def _time_range(mapped: pd.DataFrame) -> tuple[object, object] | None:
-    """The first and last time of a mapped batch (its table's time column); None when it has
-    none, which makes every batch a candidate."""
+Span = tuple[pd.Timestamp, pd.Timestamp]
+
+
+def _time_range(mapped: pd.DataFrame) -> Span | None:
+    """The first and last time of a mapped batch (its table's time column); None when a row
+    has none."""
     column = "signup_at" if "signup_at" in mapped else "at"
     if column not in mapped or not pd.api.types.is_datetime64_any_dtype(mapped[column].dtype):
         return None
@@ -248,19 +250,8 @@ def _time_range(mapped: pd.DataFrame) -> tuple[object, object] | None:
     return times.min(), times.max()
 
 
-def _widened(span: tuple | None, more: tuple | None, *, unknown: tuple = (None, None)) -> tuple:
-    """The span covering both; (None, None) (unknown) absorbs everything."""
-    if span == unknown or more is None:
-        return unknown
-    if span is None:
-        return more
-    return min(span[0], more[0]), max(span[1], more[1])
-
-
-def _overlap(times: tuple | None, span: tuple | None) -> bool:
-    if times is None or span is None or span == (None, None):
-        return True
-    return not (times[1] < span[0] or times[0] > span[1])
+def _union(span: Span | None, more: Span) -> Span:
+    return more if span is None else (min(span[0], more[0]), max(span[1], more[1]))
 
 
 class _RepeatFilter:
@@ -282,9 +273,11 @@ class _RepeatFilter:
         self.part: tuple[str, str] | None = None
         self.found: dict[tuple[str, str], int] = {}  # (source, file) -> rows dropped
         # The times the finished parts' rows span, and the current part's: a batch outside
-        # the former cannot repeat any of their rows.
-        self.earlier_span: tuple[object, object] | None = None
-        self.current_span: tuple[object, object] | None = None
+        # the former cannot repeat any of their rows. A batch without times anywhere: every
+        # later batch is looked up.
+        self.earlier_span: Span | None = None
+        self.current_span: Span | None = None
+        self.untimed = False
 
     def dropped_from(
         self, mapped: pd.DataFrame, source: str, part: str, report: SourceReport
@@ -298,8 +291,16 @@ class _RepeatFilter:
         hashes = _row_hashes(mapped)
         self.current.append(hashes)
         times = _time_range(mapped)
-        self.current_span = _widened(self.current_span, times)
-        if not self.runs or not _overlap(times, self.earlier_span):
+        if times is None:
+            self.untimed = True
+        else:
+            self.current_span = _union(self.current_span, times)
+        apart = (
+            times is not None
+            and self.earlier_span is not None
+            and (times[1] < self.earlier_span[0] or times[0] > self.earlier_span[1])
+        )
+        if not self.runs or (apart and not self.untimed):
             return mapped  # e.g. the next day's file: no row of it can be an earlier row
         order = np.argsort(hashes)  # looked up in order: each run is read front to back
         ordered = hashes[order]
@@ -321,7 +322,8 @@ class _RepeatFilter:
             return
         run = np.sort(np.concatenate(self.current), kind="stable")  # radix sort for integers
         self.current = []
-        self.earlier_span = _widened(self.earlier_span, self.current_span)
+        if self.current_span is not None:
+            self.earlier_span = _union(self.earlier_span, self.current_span)
         self.current_span = None
         while self.runs and len(self.runs[-1]) <= len(run):
             run = np.sort(np.concatenate([self.runs.pop(), run]), kind="stable")
@@ -771,6 +773,7 @@ def _import_source(
             parts.append(mapped)
     if problems:
         raise problems.error(source.table, _where(mapping, source))
+    report.warnings += currency_warnings([report])
     if repeats is not None:
         report.warnings += repeats.warnings(source)
     if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns

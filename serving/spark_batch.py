@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from features.check import EVENT_TABLES, stale_from_days
 from features.contract import Tables
-from features.prepared import as_of_timestamp
+from features.prepared import DAY_NS, as_of_timestamp
 from features.spark_engine import (
     BucketJob,
     BucketTables,
@@ -215,9 +215,6 @@ def _previous_frame(spark: SparkSession, partition: str) -> DataFrame:
         "customer_id", "churn_probability", "risk_band"
     )
     return features.join(scores, on="customer_id", how="full_outer")
-
-
-DAY_NS = 86_400 * 10**9
 
 
 def _table_days(frames: dict[str, Any], t: pd.Timestamp) -> dict[str, tuple[Any, pd.Timestamp]]:
