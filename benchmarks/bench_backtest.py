@@ -4,8 +4,9 @@ For each cut date: give the project only the data recorded before the cut, train
 defaults (the data folder's configuration, as `churn train --data` would), score every eligible
 customer at the cut, and compare with what happened in the horizon after it, beside models an
 analyst writes in an afternoon on the same rows: a LightGBM and a logistic regression on
-recency, frequency, tenure, money and counts over 7-365 days (computed here, not by the
-project), the project's own backtest figures, and on demo data the generator's truth.
+recency, frequency, tenure, money and counts over 7-365 days, and where the data has them
+failed payments over 90 days, the last NPS score and the tickets open (computed here, not by
+the project), the project's own backtest figures, and on demo data the generator's truth.
 
 Datasets: UCI Online Retail (several cuts, 60- and 90-day horizons), demo data with 9 and
 24 months of history before the cut (30-day horizon: the simulation step), for several seeds
@@ -15,19 +16,26 @@ after (not in ../shared/data; the lifetimes package on PyPI ships it:
 `pip download lifetimes==0.11.3 --no-deps` and unzip lifetimes/datasets/CDNOW_master.txt).
 
     uv run python benchmarks/bench_backtest.py [--retail PATH] [--demo-customers 10000]
-        [--demo-seeds 3,4,5,6] [--cdnow CDNOW_master.txt] [--only retail|demo|shapes|cdnow]
+        [--demo-seeds 3,4,5,6] [--cdnow CDNOW_master.txt]
+        [--only retail|demo|shapes|cdnow|saas|events] [--example-seeds 0,1,2]
         [--set linear_share=0] [--out benchmarks/results/backtest.csv]
 
 `--only shapes` cuts Online Retail into 13 shapes of other exports (months of history, 30- to
-120-day horizons, a few hundred customers, an export that starts mid-stream); `--set` changes a
-[training] setting for every run, to measure the defaults against an alternative.
+120-day horizons, a few hundred customers, an export that starts mid-stream); `--only saas` and
+`--only events` generate the examples' raw exports (examples/saas: a SaaS company's CRM, Stripe,
+Segment, NPS and Zendesk exports, 2,000 customers from January 2023, 30- and 90-day horizons;
+examples/events: a streaming app's event log, 4,000 listeners over 6 months) for each seed,
+import them through their mappings and cut them; `--set` changes a [training] setting for every
+run, to measure the defaults against an alternative.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -117,7 +125,9 @@ def rfm_features(tables: Tables, as_of: pd.Timestamp, config: FeatureConfig) -> 
     events = config.churn.qualifying_events
     if events is not None:
         act = act[act["event"].isin(events)]
+    billing = "kind" in tables.revenue and tables.revenue["kind"].eq("failed_payment").any()
     rev = tables.revenue[tables.revenue["at"] < as_of]
+    failed = rev["kind"].eq("failed_payment") if billing else pd.Series(False, index=rev.index)
     out = pd.DataFrame(index=pd.Index(ids[eligible], name="customer_id"))
     age = (as_of - act["at"]).dt.total_seconds() / 86_400
     grouped = age.groupby(act["customer_id"].to_numpy())
@@ -128,15 +138,37 @@ def rfm_features(tables: Tables, as_of: pd.Timestamp, config: FeatureConfig) -> 
         out[f"events_{w}d"] = (age < w).groupby(act["customer_id"].to_numpy()).sum()
     rev_age = (as_of - rev["at"]).dt.total_seconds() / 86_400
     rev_ids = rev["customer_id"].to_numpy()
-    out["money"] = rev["amount"].groupby(rev_ids).sum()
+    paid = rev["amount"].where(~failed, 0.0)  # a failed payment brought no money
+    out["money"] = paid.groupby(rev_ids).sum()
     for w in (30, 90, 365):
-        out[f"money_{w}d"] = rev["amount"].where(rev_age < w, 0.0).groupby(rev_ids).sum()
+        out[f"money_{w}d"] = paid.where(rev_age < w, 0.0).groupby(rev_ids).sum()
     out["order_value"] = out["money"] / out["frequency"]
+    if billing:  # subscription billing: the payments that failed lately
+        out["failed_payments_90d"] = (failed & (rev_age < 90)).groupby(rev_ids).sum()
+    out = out.join(feedback_columns(tables.feedback, as_of))
     signup = tables.customers.set_index("customer_id")["signup_at"]
     out["age"] = (as_of - signup.reindex(out.index)).dt.total_seconds() / 86_400
-    counts = [c for c in out.columns if c.startswith("events_") or c == "frequency"]
-    out[counts] = out[counts].fillna(0)
+    counts = [c for c in out.columns if c.startswith(("events_", "failed_", "tickets_"))]
+    out[[*counts, "frequency"]] = out[[*counts, "frequency"]].fillna(0)
     return out.reset_index()
+
+
+def feedback_columns(feedback: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The analyst's feedback columns where the export has them: the last NPS score before T
+    and the support tickets open at T (opened before T, not resolved before T)."""
+    columns = {}
+    if "score" in feedback and feedback["kind"].eq("nps").any():
+        nps = feedback[feedback["kind"].eq("nps") & feedback["score"].notna()]
+        nps = nps[nps["at"] < as_of].sort_values("at")
+        columns["nps_last"] = nps.groupby("customer_id")["score"].last()
+    if feedback["kind"].eq("ticket").any():
+        tickets = feedback[feedback["kind"].eq("ticket") & (feedback["at"] < as_of)]
+        resolved = tickets.get("resolved_at", pd.Series(pd.NaT, index=tickets.index))
+        still_open = resolved.isna() | (resolved >= as_of)
+        columns["tickets_open"] = still_open.groupby(tickets["customer_id"]).sum()
+    if not columns:
+        return pd.DataFrame(index=pd.Index([], name="customer_id"))
+    return pd.DataFrame(columns).rename_axis("customer_id")
 
 
 def rfm_training_set(
@@ -340,6 +372,49 @@ def cdnow_runs(path: Path, overrides: dict | None = None) -> list[dict]:
     return results
 
 
+def example_tables(example: str, size: int, seed: int) -> tuple[Tables, FeatureConfig, dict]:
+    """An example's raw exports (examples/<example>/generate.py: day-first dates, cents, unix
+    times, JSON lines, statuses named by other tools) imported through its mapping, as
+    `churn import` maps a company's exports: the tables, the features and [training] settings."""
+    folder = ROOT / "examples" / example
+    spec = importlib.util.spec_from_file_location(f"{example}_generate", folder / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    mapping = load_mapping(folder / "mapping.toml")
+    with tempfile.TemporaryDirectory() as tmp:
+        generate.write_sample(tmp, size, seed=seed)
+        tables, _ = run_import(mapping, tmp)
+    return tables, FeatureConfig.from_dict(mapping.features), mapping.training
+
+
+# The example exports (examples/): the SaaS company (2,000 customers from January 2023, the
+# issue's "15 months" at the first cut) and the streaming app's event log (from June 2018).
+EXAMPLE_CUTS = {
+    "saas": {30: ("2024-04-01", "2024-07-01", "2024-10-01"), 90: ("2024-04-01", "2024-07-01")},
+    "events": {30: ("2018-10-01", "2018-10-31")},
+}
+EXAMPLE_SIZES = {"saas": 2_000, "events": 4_000}
+EXAMPLE_SEEDS = (0, 1, 2)
+
+
+def example_runs(
+    example: str, seeds: tuple[int, ...] = EXAMPLE_SEEDS, overrides: dict | None = None
+) -> list[dict]:
+    """An example's exports for several seeds, cut at EXAMPLE_CUTS, trained with its mapping's
+    settings (the horizon set per cut)."""
+    results = []
+    for seed in seeds:
+        tables, features, training = example_tables(example, EXAMPLE_SIZES[example], seed)
+        config = training_config(training, overrides)
+        for horizon, cuts in EXAMPLE_CUTS[example].items():
+            for cut in cuts:
+                row = run_cut(example, tables, pd.Timestamp(cut),
+                              features.with_churn(horizon_days=horizon), config)  # fmt: skip
+                results.append({**row, "seed": seed})
+                _print_row(results[-1])
+    return results
+
+
 def demo_runs(
     customers: int, seeds: tuple[int, ...] = DEMO_SEEDS, overrides: dict | None = None
 ) -> list[dict]:
@@ -425,11 +500,11 @@ def over_analyst(frame: pd.DataFrame) -> pd.Series:
 
 
 def shapes_summary(results: list[dict]) -> str:
-    """The project minus the better analyst model over the shapes: mean, worst, how many below."""
+    """The project minus the better analyst model over the cuts: mean, worst, how many below."""
     frame = pd.DataFrame(results)
     over = over_analyst(frame)
     return (
-        f"project minus best analyst model over {len(frame)} shapes: mean {over.mean():+.4f}, "
+        f"project minus best analyst model over {len(frame)} cuts: mean {over.mean():+.4f}, "
         f"worst {over.min():+.4f}, below at {int((over < 0).sum())}"
     )
 
@@ -504,8 +579,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("retail", "demo", "shapes", "cdnow"),
-        help="one part; shapes (Online Retail cut like other exports) runs only when named",
+        choices=("retail", "demo", "shapes", "cdnow", "saas", "events"),
+        help="one part; shapes (Online Retail cut like other exports), saas and events (the "
+        "examples' exports) run only when named",
+    )
+    parser.add_argument(
+        "--example-seeds",
+        type=lambda text: tuple(int(v) for v in text.split(",")),
+        default=EXAMPLE_SEEDS,
+        help="seeds of the examples' generators for --only saas|events (default %(default)s)",
     )
     parser.add_argument(
         "--cdnow",
@@ -533,6 +615,8 @@ def main() -> None:
         results += demo_runs(args.demo_customers, args.demo_seeds, overrides)
     if args.only == "shapes":
         results += shape_runs(args.retail, overrides)
+    if args.only in ("saas", "events"):
+        results += example_runs(args.only, args.example_seeds, overrides)
     if args.only == "cdnow" and args.cdnow is None:
         parser.error("--only cdnow needs --cdnow PATH (CDNOW_master.txt)")
     if args.only in (None, "cdnow") and args.cdnow is not None:
@@ -540,7 +624,7 @@ def main() -> None:
     frame = table(results)
     with pd.option_context("display.width", 250, "display.max_columns", 60):
         print(frame.round(4).to_string(index=False))
-        if args.only == "shapes":
+        if args.only in ("shapes", "saas", "events"):
             print("\n" + shapes_summary(results))
         summary = demo_summary(results)
         if not summary.empty:

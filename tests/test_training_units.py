@@ -22,6 +22,7 @@ from training.fit import (
     capacity_params,
     choose_rounds,
     fit_linear_term,
+    hindsight_line,
     scale_rounds,
 )
 from training.model import (
@@ -31,6 +32,7 @@ from training.model import (
     FeatureInputError,
     LinearTerm,
     Preprocessor,
+    ScoreTransfer,
     band_thresholds,
     band_warnings,
     calibrate,
@@ -250,6 +252,38 @@ def test_auto_calibration_is_platt_and_isotonic_only_when_configured():
     assert calibrate(fit_calibrator("auto", raw, y), lowest)[0] > 0.01
     with pytest.raises(ValueError, match="only one class"):
         fit_calibrator("auto", np.linspace(0, 1, 10), np.zeros(10))
+
+
+@pytest.mark.parametrize("method", ["sigmoid", "isotonic"])
+def test_a_calibration_carried_to_a_wider_model_gives_what_the_fold_models_would(method):
+    """The calibration is fitted on fold models' scores; the refit trained on more rows with
+    more rounds gives the same customers log-odds twice as spread and shifted. Carried over by
+    ScoreTransfer, the refit's probabilities are the fold models' calibrated ones; applied as
+    fitted, they are overconfident and off the churn rate."""
+    rng = np.random.default_rng(4)
+    fold_logit = rng.normal(-2.5, 0.8, 20_000)
+    y = (rng.random(len(fold_logit)) < 1 / (1 + np.exp(-fold_logit))).astype(int)
+    calibrator = fit_calibrator(method, 1 / (1 + np.exp(-fold_logit)), y)
+    refit_logit = -1.0 + 2.0 * (fold_logit + 2.5)  # the same order, twice the spread
+    transfer = ScoreTransfer.between([fold_logit[:10_000], fold_logit[10_000:]], refit_logit)
+    assert transfer.factor == pytest.approx(0.5, rel=0.02)
+    refit_raw = 1 / (1 + np.exp(-refit_logit))
+    carried = calibrate(calibrator.transferred(transfer), refit_raw)
+    wanted = calibrate(calibrator, 1 / (1 + np.exp(-fold_logit)))
+    np.testing.assert_allclose(carried, wanted, atol=0.004)
+    assert carried.mean() == pytest.approx(y.mean(), abs=0.005)
+    assert abs(calibrate(calibrator, refit_raw).mean() - y.mean()) > 0.05  # as fitted: off
+    assert (np.diff(carried[np.argsort(refit_logit)]) >= 0).all()  # the ranking is kept
+
+
+def test_a_score_transfer_between_models_without_spread_changes_nothing():
+    transfer = ScoreTransfer.between([np.full(5, -2.0)], np.linspace(-3, 1, 5))
+    assert transfer.factor == 1.0 and transfer.fitted_mean == transfer.model_mean
+    calibrator = fit_calibrator("sigmoid", *_scores(2_000))
+    raw = np.linspace(0.01, 0.9, 50)
+    np.testing.assert_allclose(
+        calibrate(calibrator.transferred(transfer), raw), calibrate(calibrator, raw)
+    )
 
 
 def test_a_calibration_slice_that_ranks_backwards_keeps_the_order_at_the_base_rate():
@@ -536,3 +570,17 @@ def test_the_logistic_baseline_reads_heavy_tailed_numbers_on_a_log_scale():
     raw = make_pipeline(StandardScaler(), LogisticRegression(C=0.5)).fit(train, y)
     on_raw = binary_metrics(y_fresh, raw.predict_proba(fresh)[:, 1])["roc_auc"]
     assert on_log > on_raw + 0.01
+
+
+@pytest.mark.parametrize(
+    ("gain", "interval", "verdict"),
+    [
+        (0.0012, (-0.0008, 0.0033), "within the noise"),
+        (0.0001, (0.00002, 0.0003), "negligible"),
+        (0.0150, (0.0060, 0.0240), "a measurable loss"),
+    ],
+)
+def test_the_hindsight_line_tells_noise_a_negligible_loss_and_a_real_one(gain, interval, verdict):
+    info = {"hindsight": 136, "chosen": 134, "hindsight_auc": 0.74 + gain, "chosen_auc": 0.74}
+    line = hindsight_line({**info, "hindsight_gain_interval": interval})
+    assert line.endswith(verdict) and f"{gain:+.4f} over the chosen 134" in line
