@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from features.signals import build_features
 from serving import batch
 from serving.batch import list_partitions, run_scoring
-from training.drivers import merge_same_facts, moved_drivers, top_drivers
+from training.drivers import NEVER_ON_THE_SAFE_SIDE, merge_same_facts, moved_drivers, top_drivers
 
 RUN_1, RUN_2 = "2024-12-01", "2024-12-08"
 
@@ -57,6 +57,20 @@ def test_scores_are_the_models_probabilities_with_positive_drivers(small_champio
     for drivers in written["drivers"].head(200):
         assert len(drivers) <= 3
         assert all(d["contribution"] > 0 and d["feature"] in model.feature_names for d in drivers)
+    # no reason states a value on the typical customer's lower-risk side (training.reference)
+    sides = model.reference.reason_sides
+    assert {"events_90d", "tenure_days"} <= set(sides)
+    shown = [
+        d
+        for drivers in written["drivers"]
+        for d in drivers
+        if d["feature"] in sides and d["value"] is not None  # a missing value has its own words
+    ]
+    assert shown
+    for d in shown:
+        median, direction = sides[d["feature"]]
+        safe = d["value"] > median if direction < 0 else d["value"] < median
+        assert d["feature"] in NEVER_ON_THE_SAFE_SIDE or not safe, d
 
 
 def test_second_run_reports_the_change_since_the_previous_one(scored):
@@ -127,6 +141,34 @@ def test_a_rare_level_driver_says_it_is_scored_with_the_other_rare_levels():
         f"Country: Narnia {note}",
     ]
     assert [row[0]["value_text"] for row in got] == ["USA", "United Kingdom", "Narnia"]
+
+
+def test_a_value_on_the_typical_customers_lower_risk_side_is_no_reason():
+    """117 logins when the median customer has 10 does not read as a risk, whatever the
+    contribution: the next reason takes its place. Below the median, at it, or missing, the
+    value stays a reason; so does the recency, whose sentence carries the customer's own gap."""
+    names = ["login_events_90d", "failed_payments_90d", "days_since_last_event"]
+    contrib = np.array([[2.0, 1.0, 0.5], [2.0, 1.0, 0.5], [2.0, 1.0, 0.5], [2.0, 1.0, 0.5]])
+    values = pd.DataFrame(
+        {"login_events_90d": [117.0, 3.0, 10.0, np.nan], "failed_payments_90d": [1.0, 0.0, 0.0, 2.0],
+         "days_since_last_event": [1.0, 1.0, 1.0, 1.0]}
+    )  # fmt: skip
+    typical = {
+        "login_events_90d": (10.0, -1),  # more logins go with a lower risk
+        "failed_payments_90d": (0.0, 1),
+        "days_since_last_event": (20.0, 1),  # below the median, but stated against own gap
+    }
+    got = top_drivers(contrib, names, values, 2, contrib * 10, typical=typical).to_pylist()
+    assert [[d["feature"] for d in row] for row in got] == [
+        ["failed_payments_90d", "days_since_last_event"],
+        ["login_events_90d", "failed_payments_90d"],  # 3 logins: fewer than typical
+        ["login_events_90d", "failed_payments_90d"],  # at the median: on neither side
+        ["login_events_90d", "failed_payments_90d"],  # missing: its own sentence
+    ]
+    assert got[0][0]["reason"] == "1 failed payment in the last 90 days"
+    # without the typical values the ranking is the contributions' alone, as before
+    plain = top_drivers(contrib, names, values, 1, contrib * 10).to_pylist()
+    assert [row[0]["feature"] for row in plain] == ["login_events_90d"] * 4
 
 
 def test_a_contribution_worth_less_than_a_twentieth_of_a_point_is_no_reason():

@@ -27,7 +27,7 @@ from serving.monitoring import (
     verdict,
     wilson_interval,
 )
-from training.reference import SCORE, FeatureProfile, build_reference
+from training.reference import SCORE, FeatureProfile, build_reference, reason_sides
 
 # ------------------------------------------------------------------------------- drift units
 
@@ -86,6 +86,32 @@ def test_categorical_chi2_equals_scipy_on_the_counts():
     expected = chi2_contingency(table, correction=False)
     assert statistic == pytest.approx(expected.statistic)
     assert p_value == pytest.approx(expected.pvalue)
+
+
+def test_reason_sides_are_the_median_and_the_direction_of_the_probability():
+    rng = np.random.default_rng(0)
+    n = 2_000
+    logins = rng.poisson(10, n).astype(float)
+    tickets = rng.poisson(1, n).astype(float)
+    probability = 1 / (1 + np.exp(0.3 * logins - 0.5 * tickets))
+    frame = pd.DataFrame(
+        {"login_events_90d": logins, "tickets_90d": tickets,
+         "nps_last": rng.integers(0, 11, n).astype(float),  # unrelated: the dictionary's -1
+         "comments_90d": rng.poisson(2, n).astype(float),  # unrelated, no direction known
+         "seats": np.full(n, np.nan)}
+    )  # fmt: skip
+    sides = reason_sides(frame, list(frame.columns), probability)
+    assert sides["login_events_90d"] == (float(np.median(logins)), -1)
+    assert sides["tickets_90d"] == (float(np.median(tickets)), 1)
+    assert sides["nps_last"][1] == -1
+    assert "comments_90d" not in sides and "seats" not in sides
+    # the dictionary's direction is what readers expect, whatever the rows' correlation
+    flipped = 1 / (1 + np.exp(0.5 * tickets - 0.3 * logins))
+    sides_flipped = reason_sides(frame, ["tickets_90d", "login_events_90d"], flipped)
+    assert sides_flipped["tickets_90d"][1] == 1
+    assert sides_flipped["login_events_90d"][1] == 1  # no direction in the dictionary: the data's
+    reference = build_reference(frame, list(frame.columns), [], probability)
+    assert reference.reason_sides == sides
 
 
 def test_feature_drift_names_the_missing_feature():

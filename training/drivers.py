@@ -19,7 +19,12 @@ are added to the recency feature's (days since the last event: "No activity in t
 days"), or without it to the longest such window's event count,
 and ranked as one driver (merge_same_facts). So are the features whose fact another's
 sentence already states (SAME_FACT): the recency against the customer's usual gap, and the
-last NPS response's flags and age."""
+last NPS response's flags and age.
+
+A reason states a risk: a value on the typical customer's lower-risk side (more logins than the
+median customer, no failed payment where the median has none) is never one, whatever its
+contribution (on_the_safe_side, with the medians and directions stored in the model's
+reference profile, training.reference.reason_sides)."""
 
 from __future__ import annotations
 
@@ -165,6 +170,13 @@ SAME_FACT = {
 # The same, on the rows where the holder is missing: without a last NPS response there is no
 # average and no count either, and "No NPS response yet" is one fact.
 SAME_FACT_WHEN_MISSING = {"nps_mean": "nps_last", "nps_responses": "nps_last"}
+# Reasons never left out for a value on the typical customer's lower-risk side
+# (on_the_safe_side): the features whose driver may hold other features' contributions
+# (merge_same_facts), and those whose sentence measures the customer against their own usual
+# gap ("Last active 20 days ago (usually active every 2 days)" is a reason where the median
+# customer was last active 40 days ago).
+FACT_HOLDERS = frozenset({RECENCY_FEATURE, *SAME_FACT.values(), *SAME_FACT_WHEN_MISSING.values()})
+NEVER_ON_THE_SAFE_SIDE = FACT_HOLDERS | {"days_since_last_active", "overdue_ratio"}
 
 
 def merge_same_facts(
@@ -221,6 +233,32 @@ def merge_same_facts(
     return merged_contrib, merged_points
 
 
+def on_the_safe_side(
+    names: list[str], values: pd.DataFrame, typical: Mapping[str, tuple[float, int]]
+) -> np.ndarray:
+    """(rows, features): True where the row's value is on the side of the typical customer's
+    (the median of the model's latest training rows) that goes with a lower risk: above it for
+    a feature whose higher values go with a lower risk, below it for one whose higher values go
+    with a higher risk. Such a value does not read as a reason for risk whatever its
+    contribution ("117 login events in the last 90 days", when the median customer has 10): a
+    positive contribution there is credit shared among correlated features (the 90-day count
+    as the base of a trend), and the words would say the opposite of what the customer does.
+    A value at the median, a missing value, and the features of NEVER_ON_THE_SAFE_SIDE (merged facts,
+    the recency against the customer's own gap) are never on the safe side."""
+    safe = np.zeros((len(values), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        if name not in typical or name in NEVER_ON_THE_SAFE_SIDE or name not in values.columns:
+            continue
+        column = values[name]
+        if not (pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column)):
+            continue
+        median, direction = typical[name]
+        x = column.to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            safe[:, j] = x > median if direction < 0 else x < median
+    return safe
+
+
 def _ranked_lists(keep: np.ndarray, children: list[pa.Array], list_type: pa.DataType) -> pa.Array:
     """A list per row of the kept entries (children in row-major order) as structs."""
     offsets = np.zeros(len(keep) + 1, dtype=np.int32)
@@ -240,6 +278,7 @@ def top_drivers(
     currency: str | None = None,
     named_levels: Mapping[str, Collection[str]] | None = None,
     min_level_customers: int = 0,
+    typical: Mapping[str, tuple[float, int]] | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS: a list of driver records
@@ -247,9 +286,13 @@ def top_drivers(
     contrib; attributes: the declared customer attributes (the dictionary describes them from
     their own name); currency: for amounts in the reasons; named_levels: per category whose
     rare levels the model scores as one, the levels it scores by name (Preprocessor.
-    named_levels; min_level_customers words the others). A row's empty activity windows make
+    named_levels; min_level_customers words the others); typical: per feature, the reference
+    rows' median and direction (training.reference.reason_sides): a value on the median's
+    lower-risk side is not a reason (on_the_safe_side). A row's empty activity windows make
     one driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
+    if typical:
+        contrib = np.where(on_the_safe_side(names, values, typical), 0.0, contrib)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)
     picked_points = np.take_along_axis(points, order, axis=1)

@@ -394,11 +394,14 @@ class ChurnModel:
 
     def reason_settings(self) -> dict[str, Any]:
         """What training.drivers.top_drivers needs from the model to word reasons: the declared
-        customer attributes and the categories' rare-level groups."""
+        customer attributes, the categories' rare-level groups and the typical customer's
+        values with their directions (from the reference profile; None in models trained
+        before it, whose reasons are ranked as they were)."""
         return {
             "attributes": self.features_config().customer_attributes,
             "named_levels": self.preprocessor.named_levels(),
             "min_level_customers": self.preprocessor.min_level_customers,
+            "typical": getattr(self.reference, "reason_sides", None),
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
