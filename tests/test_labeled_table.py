@@ -112,6 +112,10 @@ def test_telco_cross_validated_model_is_logged_and_loads_back(mlflow_here):
         scored["churn_probability"], result.model.predict_proba(record), rtol=1e-9
     )
     assert model.feature_config == {} and model.horizon_days == 0
+    # the table's profile goes with it: the typical customer that reasons are measured against
+    # (a longer tenure goes with a lower risk; the median customer has 29 months)
+    assert model.reference.rows == 7043
+    assert model.reference.reason_sides["tenure"] == (29.0, -1)
 
 
 def test_missing_label_column_is_named(mlflow_here):

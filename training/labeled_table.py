@@ -50,6 +50,7 @@ from training.model import (
 )
 from training.pipeline import keep_plots
 from training.plots import calibration_table, gains_table, model_report_plots
+from training.reference import build_reference
 from training.tracking import (
     configure,
     current_champion,
@@ -438,7 +439,7 @@ def fit_final_model(
     table: LabeledTable, cv: CrossValidation, config: TrainConfig
 ) -> tuple[ChurnModel, pd.DataFrame]:
     """Every row, the folds' median rounds, the linear term beside the booster (as in each
-    fold); calibrated on the out-of-fold raw predictions."""
+    fold); calibrated on the out-of-fold raw predictions; the table's reference profile."""
     data = table.features.assign(churned=table.y)
     preprocessor = Preprocessor().fit(data)
     rounds = final_rounds(cv.best_iterations)
@@ -458,6 +459,15 @@ def fit_final_model(
         metrics={
             m: summary[f"{m}_mean"] for m in REPORTED if np.isfinite(summary[f"{m}_mean"])
         },  # cross-validated means
+    )
+    # The table's profile: what monitoring compares new records with, and the typical
+    # customer's values that reasons are measured against (training.reference.reason_sides).
+    model.reference = build_reference(
+        table.features,
+        list(preprocessor.numeric),
+        list(preprocessor.categorical),
+        model.predict_proba(table.features),
+        backtest=model.metrics,
     )
     importance = pd.DataFrame(
         {
