@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.config import FeatureConfig
 from features.contract import Tables
 from features.io import ParquetChunkWriter, atomic_file
-from features.labels import build_labels, check_horizon_observed
+from features.labels import build_labels, check_horizon_observed, eligible_mask
 from features.prepared import as_of_timestamp
 from features.signals import build_features, resolve_config
 
@@ -43,10 +44,35 @@ def parse_days(text: str) -> int:
         raise ValueError(f"'{text}' is not a duration in days (use e.g. 30d or 4w)") from None
 
 
+def training_rows(tables: Tables, dates: Sequence[object], config: FeatureConfig) -> int:
+    """How many rows a training set over these dates has (customers eligible at each date),
+    counted without building a feature. The configuration must be resolved."""
+    return int(sum(eligible_mask(tables, d, config.churn).sum() for d in dates))
+
+
+def in_customer_sample(customer_ids: pd.Series | np.ndarray, share: float, seed: int) -> np.ndarray:
+    """True for the customers of a random `share` of all customers, drawn by a hash of the id
+    and the seed: the same customers at every date (whole histories, so nothing in a kept
+    customer's rows changes) and in every run, whatever the order of the rows."""
+    if share >= 1.0:
+        return np.ones(len(customer_ids), dtype=bool)
+    ids = np.asarray(customer_ids, dtype=object).astype(str)
+    hashed = pd.util.hash_array(ids, hash_key=f"{seed % 10**16:016d}")
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(2**53) < share
+
+
 def iter_snapshots(
-    tables: Tables, dates: Sequence[object], config: FeatureConfig, progress: Progress | None = None
+    tables: Tables,
+    dates: Sequence[object],
+    config: FeatureConfig,
+    progress: Progress | None = None,
+    customer_share: float = 1.0,
+    seed: int = 0,
 ) -> Iterator[pd.DataFrame]:
     """For each observation date: its rows of features and label (as_of, customer_id, ..., churned).
+    With customer_share below 1, only the rows of that random share of customers
+    (in_customer_sample); features are built for everyone, so each kept row is what it would be
+    in the whole set.
 
     The configuration must be resolved (resolve_config) so every date yields the same columns."""
     if config.event_types is None:
@@ -58,6 +84,9 @@ def iter_snapshots(
         features = build_features(tables, d, config)
         labels = build_labels(tables, d, config.churn)
         rows = features.assign(churned=labels["churned"].to_numpy())
+        if customer_share < 1.0:
+            kept = in_customer_sample(rows["customer_id"], customer_share, seed)
+            rows = rows[kept].reset_index(drop=True)
         rows.insert(0, "as_of", d)
         if progress is not None:
             progress(i, len(dates), d, len(rows))
@@ -69,14 +98,17 @@ def build_training_set(
     dates: Sequence[object],
     config: FeatureConfig | None = None,
     progress: Progress | None = None,
+    customer_share: float = 1.0,
+    seed: int = 0,
 ) -> tuple[pd.DataFrame, FeatureConfig]:
-    """The whole training set in memory, with the resolved configuration that made it."""
+    """The whole training set in memory, with the resolved configuration that made it
+    (customer_share, seed: only a random share of the customers' rows, see iter_snapshots)."""
     if not dates:
         raise ValueError("no observation dates given")
     config = resolve_config(
         tables, config or FeatureConfig(), until=max(as_of_timestamp(d) for d in dates)
     )
-    frames = list(iter_snapshots(tables, dates, config, progress))
+    frames = list(iter_snapshots(tables, dates, config, progress, customer_share, seed))
     return pd.concat(frames, ignore_index=True), config
 
 

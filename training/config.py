@@ -38,6 +38,9 @@ DEFAULT_MONOTONE: dict[str, int] = {
 }
 
 
+# A smaller budget of training rows would leave too few churners to learn from.
+MIN_TRAINING_ROWS = 1_000
+
 # Settings of the former fixed split (train < validation < calibration < test), still found in
 # config files written before the backtest planned its roles from the data: accepted, ignored.
 LEGACY_SETTINGS = ("validation_dates", "calibration_dates", "purge")
@@ -92,6 +95,10 @@ class TrainConfig:
     allow_label_like: tuple[str, ...] = ()
     experiment: str = "churn"
     min_segment_rows: int = 200
+    # At most this many training rows (customers x observation dates): above it, the rows of a
+    # random share of the customers (whole histories), so that memory stays bounded (about 6 GB
+    # per million rows of ~80 features at the peak). Every customer is still scored. 0: all.
+    max_training_rows: int | None = 2_000_000
     cv_folds: int = 5  # labeled-table mode
 
     def __post_init__(self) -> None:
@@ -102,6 +109,11 @@ class TrainConfig:
         if self.promotion_ties not in ("model", "baseline"):
             raise ValueError(
                 f"promotion_ties must be 'model' or 'baseline', got {self.promotion_ties!r}"
+            )
+        if self.max_training_rows and self.max_training_rows < MIN_TRAINING_ROWS:
+            raise ValueError(
+                f"max_training_rows must be at least {MIN_TRAINING_ROWS:,} (or 0 for no limit), "
+                f"got {self.max_training_rows!r}"
             )
         if self.capacity not in ("auto", "fixed"):
             raise ValueError(f"capacity must be 'auto' or 'fixed', got {self.capacity!r}")

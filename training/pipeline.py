@@ -15,9 +15,9 @@ from mlflow.entities import Metric
 from features.check import stale_tables
 from features.config import FeatureConfig
 from features.contract import Tables
-from features.dataset import build_training_set, observation_dates
+from features.dataset import build_training_set, observation_dates, training_rows
 from features.labels import last_labeled_date
-from features.signals import build_features
+from features.signals import build_features, resolve_config
 from training.config import TrainConfig
 from training.evaluation import HoldoutComparison
 from training.fit import Evaluation, Refit, fit_churn_model
@@ -186,6 +186,31 @@ class Fitted:
     model: ChurnModel
     evaluation: Evaluation
     refit: Refit
+    customer_share: float = 1.0  # of the customers whose rows were trained on (customer_share)
+
+
+def customer_share(
+    tables: Tables,
+    dates: list[pd.Timestamp],
+    feature_config: FeatureConfig,
+    config: TrainConfig,
+    log: Log = print,
+) -> float:
+    """The share of customers whose rows make the training set: 1, or what keeps the rows
+    (customers eligible at each date, counted before any feature is built) within
+    config.max_training_rows, which the log then says."""
+    if not dates or not config.max_training_rows:  # 0 or None: no limit
+        return 1.0
+    rows = training_rows(tables, dates, feature_config)
+    if rows <= config.max_training_rows:
+        return 1.0
+    share = config.max_training_rows / rows
+    log(
+        f"{rows:,} training rows over {len(dates)} dates exceed max_training_rows "
+        f"({config.max_training_rows:,}): training on the rows of a random {share:.1%} of the "
+        "customers (the same customers at every date); every customer is still scored"
+    )
+    return share
 
 
 def fit_from_tables(
@@ -206,13 +231,17 @@ def fit_from_tables(
     def progress(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
         log(f"  features {i}/{total} as of {as_of.date()}: {rows:,} customers")
 
-    dataset, resolved = build_training_set(tables, dates, feature_config, progress)
+    resolved = resolve_config(tables, feature_config, until=max(dates)) if dates else feature_config
+    share = customer_share(tables, dates, resolved, config, log)
+    dataset, resolved = build_training_set(
+        tables, dates, resolved, progress, customer_share=share, seed=config.seed
+    )
     plan = plan_for(dataset, resolved.churn.horizon_days, config, log)
     model, evaluation, refit = fit_churn_model(dataset, plan, resolved, config, log, truth)
     candidate = evaluation.holdout.intervals.get("candidate", {})
     backtest = backtest_figures(evaluation.metrics, candidate)
     model.reference = reference_for(model, dataset[dataset["as_of"].isin(plan.dates)], backtest)
-    return Fitted(dataset, resolved, plan, model, evaluation, refit)
+    return Fitted(dataset, resolved, plan, model, evaluation, refit, share)
 
 
 def train_from_tables(
@@ -280,6 +309,8 @@ def train_from_tables(
             "best_iteration": evaluation.best_iteration,
             "backtest.rounds": evaluation.rounds,
             "n_features": len(model.feature_names),
+            "training_rows": len(dataset),
+            "training_customer_share": round(fitted.customer_share, 6),
         }
         tags = {
             "data_fingerprint": data_fingerprint(tables),

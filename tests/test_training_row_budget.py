@@ -1,0 +1,79 @@
+"""A budget of training rows: above config.max_training_rows, the rows of a random share of the
+customers (whole histories), counted before any feature is built; every customer still scored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.dataset import build_training_set, in_customer_sample, training_rows
+from features.signals import build_features, resolve_config
+from ingest.demo_data import DemoConfig, demo_settings, generate_demo
+from training.config import TrainConfig
+from training.pipeline import customer_share, default_dates, fit_from_tables
+
+
+@pytest.fixture(scope="module")
+def demo():
+    config = DemoConfig(n_customers=800, seed=5, months=12)
+    tables, _ = generate_demo(config)
+    features, training = demo_settings(config)
+    return tables, features, training
+
+
+def test_the_sample_is_the_same_customers_whatever_the_order_and_about_the_share():
+    ids = pd.Series([f"{i:06d}" for i in range(20_000)])
+    kept = in_customer_sample(ids, 0.3, seed=42)
+    assert 0.28 < kept.mean() < 0.32
+    shuffled = ids.sample(frac=1.0, random_state=1)
+    again = in_customer_sample(shuffled, 0.3, seed=42)
+    assert set(shuffled[again]) == set(ids[kept])
+    assert set(ids[in_customer_sample(ids, 0.3, seed=7)]) != set(ids[kept])  # the seed draws
+    assert in_customer_sample(ids, 1.0, seed=42).all()
+
+
+def test_a_training_set_over_the_budget_keeps_whole_histories_of_a_share_of_customers(demo):
+    tables, features, training = demo
+    config = TrainConfig.from_dict(training)
+    dates = default_dates(tables, features, config)
+    resolved = resolve_config(tables, features, until=max(dates))
+    rows = training_rows(tables, dates, resolved)
+    full, _ = build_training_set(tables, dates, resolved)
+    assert rows == len(full)  # counted without building a feature
+
+    assert customer_share(tables, dates, resolved, config, log=print) == 1.0
+    lines: list[str] = []
+    budget = TrainConfig.from_dict(training | {"max_training_rows": rows // 3})
+    share = customer_share(tables, dates, resolved, budget, log=lines.append)
+    assert share == pytest.approx((rows // 3) / rows)
+    assert len(lines) == 1 and f"{rows:,} training rows" in lines[0]
+    assert f"random {share:.1%} of the customers" in lines[0]
+
+    sampled, _ = build_training_set(tables, dates, resolved, customer_share=share, seed=3)
+    assert 0.8 * rows / 3 < len(sampled) < 1.2 * rows / 3
+    kept = set(sampled["customer_id"])
+    # each kept customer's rows are exactly the whole set's: every date, every value
+    expected = full[full["customer_id"].isin(kept)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sampled, expected)
+
+
+def test_a_budget_of_rows_trains_on_a_share_and_scores_everyone(demo):
+    tables, features, training = demo
+    config = TrainConfig.from_dict(training | {"max_training_rows": 3_000})
+    lines: list[str] = []
+    fitted = fit_from_tables(tables, features, config, log=lines.append)
+    assert fitted.customer_share < 1.0
+    assert len(fitted.dataset) < 3_600
+    assert any("exceed max_training_rows (3,000)" in line for line in lines)
+    as_of = fitted.dataset["as_of"].max()
+    everyone = build_features(tables, as_of, fitted.model.features_config())
+    p = fitted.model.predict_proba(everyone)
+    assert len(p) == len(everyone) > fitted.dataset["customer_id"].nunique()
+    assert np.isfinite(p).all()
+
+
+def test_a_budget_too_small_to_learn_from_is_refused_and_zero_means_none():
+    with pytest.raises(ValueError, match="max_training_rows must be at least 1,000"):
+        TrainConfig(max_training_rows=500)
+    assert TrainConfig(max_training_rows=0).max_training_rows == 0
