@@ -13,12 +13,14 @@ monitoring compares realized performance with.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from features.dictionary import describe
 
@@ -141,8 +143,8 @@ class ReferenceProfile:
     dates: list[str]
     backtest: dict[str, float] = field(default_factory=dict)
     # Per numeric feature with a direction: (the rows' median, +1 when a higher value goes with
-    # a higher probability, -1 when with a lower one). What a reason is measured against
-    # (training.drivers.top_drivers): absent from profiles built before it (read with getattr).
+    # a higher risk, -1 when with a lower one; see reason_sides). What a reason is measured
+    # against (training.drivers.top_drivers): absent from profiles built before it (getattr).
     reason_sides: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
@@ -219,22 +221,14 @@ def reason_sides(
             sample = x[picked]
             known = ~np.isnan(sample)
             if known.sum() > 2:
-                rho = _correlation(
-                    pd.Series(sample[known]).rank().to_numpy(),
-                    pd.Series(score[known]).rank().to_numpy(),
-                )
-                if abs(rho) >= MIN_DIRECTION_CORRELATION:
+                with warnings.catch_warnings():  # a constant column: no correlation (NaN)
+                    warnings.simplefilter("ignore", stats.ConstantInputWarning)
+                    rho = stats.spearmanr(sample[known], score[known]).statistic
+                if np.isfinite(rho) and abs(rho) >= MIN_DIRECTION_CORRELATION:
                     direction = int(np.sign(rho))
         if direction != 0:
             sides[name] = (float(np.median(x[present])), direction)
     return sides
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two arrays; 0 when either is constant."""
-    a, b = a - a.mean(), b - b.mean()
-    scale = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / scale) if scale > 0 else 0.0
 
 
 REFERENCE_MAX_ROWS = 200_000
