@@ -11,7 +11,14 @@ from features.dataset import build_training_set, in_customer_sample, training_ro
 from features.signals import build_features, resolve_config
 from ingest.demo_data import DemoConfig, demo_settings, generate_demo
 from training.config import TrainConfig
-from training.pipeline import customer_share, default_dates, fit_from_tables
+from training.pipeline import (
+    PEAK_BYTES_BESIDES,
+    PEAK_BYTES_PER_ROW,
+    customer_share,
+    default_dates,
+    fit_from_tables,
+    memory_warning,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +84,25 @@ def test_a_budget_too_small_to_learn_from_is_refused_and_zero_means_none():
     with pytest.raises(ValueError, match="max_training_rows must be at least 1,000"):
         TrainConfig(max_training_rows=500)
     assert TrainConfig(max_training_rows=0).max_training_rows == 0
+
+
+def test_a_training_set_too_large_for_the_machine_is_warned_with_a_budget_that_fits(demo):
+    assert memory_warning(1_000_000, 24 * 2**30) is None  # about 6 GB of 24
+    assert memory_warning(1_000_000, None) is None  # memory unknown: nothing to say
+    text = memory_warning(2_000_000, 8 * 2**30)
+    assert "2,000,000 training rows need about 10.6 GB" in text and "has 8.0 GB" in text
+    fits = int(text.split("max_training_rows = ")[1].split()[0])
+    assert 1_000_000 <= fits < 2_000_000 and memory_warning(fits, 8 * 2**30) is None
+
+    tables, features, training = demo
+    config = TrainConfig.from_dict(training)
+    dates = default_dates(tables, features, config)
+    resolved = resolve_config(tables, features, until=max(dates))
+    lines: list[str] = []
+    rows = training_rows(tables, dates, resolved)
+    tiny = (rows * PEAK_BYTES_PER_ROW + PEAK_BYTES_BESIDES) // 2  # a machine half too small
+    assert customer_share(tables, dates, resolved, config, lines.append, memory=tiny) == 1.0
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {rows:,} training rows need")
+    lines.clear()
+    customer_share(tables, dates, resolved, config, lines.append, memory=64 * 2**30)
+    assert lines == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,27 +191,70 @@ class Fitted:
     customer_share: float = 1.0  # of the customers whose rows were trained on (customer_share)
 
 
+# Peak memory of a training run per training row and besides them, measured with ~80 features
+# (100,000 demo customers: 0.5 M rows 3.3 GB, 1.1 M rows 6.2 GB; benchmarks/README.md, session 16).
+PEAK_BYTES_PER_ROW = 5_300
+PEAK_BYTES_BESIDES = 700 * 2**20
+MEMORY_SHARE = 0.8  # of the machine's memory a run may count on
+
+
+def machine_memory() -> int | None:
+    """The memory this process may use, in bytes: the machine's, or a smaller cgroup (container)
+    limit; None where neither can be read."""
+    sizes = []
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        sizes.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    with contextlib.suppress(OSError):
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()  # "max": no limit
+        if limit.isdigit():
+            sizes.append(int(limit))
+    return min(sizes) if sizes else None
+
+
+def memory_warning(rows: int, memory: int | None) -> str | None:
+    """A warning, with the max_training_rows that would fit, when a training set of `rows` rows
+    would need more than MEMORY_SHARE of the machine's memory at its peak (PEAK_BYTES_PER_ROW)."""
+    if memory is None:
+        return None
+    need = rows * PEAK_BYTES_PER_ROW + PEAK_BYTES_BESIDES
+    usable = MEMORY_SHARE * memory
+    if need <= usable:
+        return None
+    fits = max(int((usable - PEAK_BYTES_BESIDES) / PEAK_BYTES_PER_ROW) // 10_000 * 10_000, 0)
+    gib = 2**30
+    return (
+        f"warning: {rows:,} training rows need about {need / gib:.1f} GB at the peak and this "
+        f"machine has {memory / gib:.1f} GB; the run may run out of memory: set [training] "
+        f"max_training_rows = {fits} (or lower) to train on a share of the customers"
+    )
+
+
 def customer_share(
     tables: Tables,
     dates: list[pd.Timestamp],
     feature_config: FeatureConfig,
     config: TrainConfig,
     log: Log = print,
+    memory: int | None = None,
 ) -> float:
     """The share of customers whose rows make the training set: 1, or what keeps the rows
     (customers eligible at each date, counted before any feature is built) within
-    config.max_training_rows, which the log then says."""
-    if not dates or not config.max_training_rows:  # 0 or None: no limit
+    config.max_training_rows, which the log then says. It warns when the rows kept would not
+    fit in the machine's memory (`memory`: bytes, default machine_memory())."""
+    if not dates:
         return 1.0
     rows = training_rows(tables, dates, feature_config)
-    if rows <= config.max_training_rows:
-        return 1.0
-    share = config.max_training_rows / rows
-    log(
-        f"{rows:,} training rows over {len(dates)} dates exceed max_training_rows "
-        f"({config.max_training_rows:,}): training on the rows of a random {share:.1%} of the "
-        "customers (the same customers at every date); every customer is still scored"
-    )
+    share = 1.0
+    if config.max_training_rows and rows > config.max_training_rows:  # 0 or None: no limit
+        share = config.max_training_rows / rows
+        log(
+            f"{rows:,} training rows over {len(dates)} dates exceed max_training_rows "
+            f"({config.max_training_rows:,}): training on the rows of a random {share:.1%} of "
+            "the customers (the same customers at every date); every customer is still scored"
+        )
+    warning = memory_warning(round(rows * share), memory or machine_memory())
+    if warning:
+        log(warning)
     return share
 
 
