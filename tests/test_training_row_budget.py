@@ -93,6 +93,13 @@ def test_a_training_set_too_large_for_the_machine_is_warned_with_a_budget_that_f
     assert "2,000,000 training rows need about 10.6 GB" in text and "has 8.0 GB" in text
     fits = int(text.split("max_training_rows = ")[1].split()[0])
     assert 1_000_000 <= fits < 2_000_000 and memory_warning(fits, 8 * 2**30) is None
+    # twice the features: about twice the memory per row, and a budget half as large
+    wide = memory_warning(2_000_000, 8 * 2**30, features=164)
+    assert "need about 20.4 GB" in wide
+    assert int(wide.split("max_training_rows = ")[1].split()[0]) == pytest.approx(
+        fits / 2, rel=0.05
+    )
+    assert memory_warning(2_000_000, 8 * 2**30, features=20) == text  # never scaled down
 
     tables, features, training = demo
     config = TrainConfig.from_dict(training)

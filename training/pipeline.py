@@ -19,7 +19,7 @@ from features.config import FeatureConfig
 from features.contract import Tables
 from features.dataset import build_training_set, observation_dates, training_rows
 from features.labels import last_labeled_date
-from features.signals import build_features, resolve_config
+from features.signals import build_features, feature_names, resolve_config
 from training.config import TrainConfig
 from training.evaluation import HoldoutComparison
 from training.fit import Evaluation, Refit, fit_churn_model
@@ -191,9 +191,12 @@ class Fitted:
     customer_share: float = 1.0  # of the customers whose rows were trained on (customer_share)
 
 
-# Peak memory of a training run per training row and besides them, measured with ~80 features
+# Peak memory of a training run per training row and besides them, measured with 82 features
 # (100,000 demo customers: 0.5 M rows 3.3 GB, 1.1 M rows 6.2 GB; benchmarks/README.md, session 16).
+# The rows' share is the feature matrix's copies, so wider data scales it up; narrower data is
+# not scaled down (the estimate stays on the safe side where it was not measured).
 PEAK_BYTES_PER_ROW = 5_300
+PEAK_BYTES_FEATURES = 82
 PEAK_BYTES_BESIDES = 700 * 2**20
 MEMORY_SHARE = 0.8  # of the machine's memory a run may count on
 
@@ -211,16 +214,20 @@ def machine_memory() -> int | None:
     return min(sizes) if sizes else None
 
 
-def memory_warning(rows: int, memory: int | None) -> str | None:
+def memory_warning(
+    rows: int, memory: int | None, features: int = PEAK_BYTES_FEATURES
+) -> str | None:
     """A warning, with the max_training_rows that would fit, when a training set of `rows` rows
-    would need more than MEMORY_SHARE of the machine's memory at its peak (PEAK_BYTES_PER_ROW)."""
+    of `features` features would need more than MEMORY_SHARE of the machine's memory at its
+    peak (PEAK_BYTES_PER_ROW, scaled up for more than PEAK_BYTES_FEATURES features)."""
     if memory is None:
         return None
-    need = rows * PEAK_BYTES_PER_ROW + PEAK_BYTES_BESIDES
+    per_row = PEAK_BYTES_PER_ROW * max(features, PEAK_BYTES_FEATURES) / PEAK_BYTES_FEATURES
+    need = rows * per_row + PEAK_BYTES_BESIDES
     usable = MEMORY_SHARE * memory
     if need <= usable:
         return None
-    fits = max(int((usable - PEAK_BYTES_BESIDES) / PEAK_BYTES_PER_ROW) // 10_000 * 10_000, 0)
+    fits = max(int((usable - PEAK_BYTES_BESIDES) / per_row) // 10_000 * 10_000, 0)
     gib = 2**30
     return (
         f"warning: {rows:,} training rows need about {need / gib:.1f} GB at the peak and this "
@@ -240,7 +247,8 @@ def customer_share(
     """The share of customers whose rows make the training set: 1, or what keeps the rows
     (customers eligible at each date, counted before any feature is built) within
     config.max_training_rows, which the log then says. It warns when the rows kept would not
-    fit in the machine's memory (`memory`: bytes, default machine_memory())."""
+    fit in the machine's memory (`memory`: bytes, default machine_memory()). `feature_config`
+    is resolved (resolve_config): its features size the estimate."""
     if not dates:
         return 1.0
     rows = training_rows(tables, dates, feature_config)
@@ -252,7 +260,9 @@ def customer_share(
             f"({config.max_training_rows:,}): training on the rows of a random {share:.1%} of "
             "the customers (the same customers at every date); every customer is still scored"
         )
-    warning = memory_warning(round(rows * share), memory or machine_memory())
+    warning = memory_warning(
+        round(rows * share), memory or machine_memory(), len(feature_names(feature_config))
+    )
     if warning:
         log(warning)
     return share
