@@ -15,6 +15,7 @@ from features.check import (
     check_tables,
     churn_share_by_month,
     label_like_attributes,
+    late_churn_records,
     month_counts,
     stale_tables,
 )
@@ -485,6 +486,47 @@ def test_a_table_that_stops_weeks_before_the_others_is_stale_for_a_later_run(cle
     # Scored as of the day after the billing export's end, nothing is stale.
     assert stale_tables(tables, early["at"].max() + pd.Timedelta(days=1)) == []
     assert "stale_table" in codes(check_tables(tables, CONTRACTUAL))
+
+
+def test_churn_recorded_late_is_warned_about_with_the_observed_until_to_set():
+    """A subscription export that records a churn only weeks after it (a lapse counts once the
+    grace period is over): churned_at stops while churn went on. Left at the data's end,
+    observed_until would label those weeks' churners as staying; training says so first."""
+    from training.config import TrainConfig
+    from training.pipeline import fit_from_tables
+
+    customers, activity, revenue = subscriptions(n=1200, seed=3)
+    churn = CONTRACTUAL.churn
+    on_time = tables_of(customers, activity, revenue)
+    assert late_churn_records(on_time, churn, END) is None
+    recorded = customers["churned_at"] < END - pd.Timedelta(days=45)
+    late = tables_of(
+        customers.assign(churned_at=customers["churned_at"].where(recorded)), activity, revenue
+    )
+    last = late.customers["churned_at"].max()
+    text = late_churn_records(late, churn, END)
+    assert text.startswith(f"customers.churned_at ends on {last.date()}, ")
+    expected_until = (last + pd.Timedelta(days=1)).normalize().date()
+    assert f'observed_until = "{expected_until}"' in text
+    # Label windows that end by the last recorded churn, or a configured observed_until: quiet.
+    assert late_churn_records(late, churn, last) is None
+    configured = ChurnDefinition(
+        mode="contractual", horizon_days=30, observed_until=str(expected_until)
+    )
+    assert late_churn_records(late, configured, END) is None
+    assert late_churn_records(late, ChurnDefinition(mode="non_contractual"), END) is None
+
+    class Stop(Exception):
+        pass
+
+    def log(line: str) -> None:
+        if line.startswith("warning: customers.churned_at ends on"):
+            raise Stop
+        if line.startswith("  features"):
+            raise AssertionError("features were built before the warning")
+
+    with pytest.raises(Stop):
+        fit_from_tables(late, CONTRACTUAL, TrainConfig(), log=log)
 
 
 def test_training_warns_about_a_stale_export_before_any_work(clean):

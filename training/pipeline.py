@@ -14,7 +14,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from features.check import stale_tables
+from features.check import late_churn_records, stale_tables
 from features.config import FeatureConfig
 from features.contract import Tables
 from features.dataset import build_training_set, observation_dates, training_rows
@@ -282,6 +282,10 @@ def fit_from_tables(
     # nothing had happened since (features.check.stale_tables).
     for warning in stale_tables(tables, max(dates), "train on data up to") if dates else []:
         log(f"warning: {warning}")
+    horizon = pd.Timedelta(days=feature_config.churn.horizon_days)
+    late = late_churn_records(tables, feature_config.churn, max(dates) + horizon) if dates else None
+    if late:
+        log(f"warning: {late}")
 
     def progress(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
         log(f"  features {i}/{total} as of {as_of.date()}: {rows:,} customers")
