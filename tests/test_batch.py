@@ -405,6 +405,40 @@ def test_the_last_nps_response_is_one_driver():
     ]  # fmt: skip
 
 
+def test_values_that_state_one_fact_make_one_reason():
+    """A KKBox-shaped export read "1 cancel event in the last 30 days" beside "... in the last 90
+    days", and "Customer for 37 days" beside "First activity 37 days ago"."""
+    names = [
+        "cancel_events_7d",
+        "cancel_events_30d",
+        "cancel_events_90d",
+        "tickets_30d",
+        "tickets_90d",
+        "tenure_days",
+        "days_since_first_event",
+    ]
+    values = pd.DataFrame(
+        {"cancel_events_7d": [0.0, 1.0], "cancel_events_30d": [1.0, 1.0],
+         "cancel_events_90d": [1.0, 2.0], "tickets_30d": [0.0, 1.0], "tickets_90d": [0.0, 2.0],
+         "tenure_days": [37.4, 400.0], "days_since_first_event": [37.0, 200.0]}
+    )  # fmt: skip
+    contrib = np.array(
+        [[0.05, 0.3, 0.2, 0.1, 0.15, 0.25, 0.35], [0.05, 0.3, 0.2, 0.1, 0.15, 0.25, 0.35]]
+    )
+    got = top_drivers(contrib, names, values, 7, contrib * 10).to_pylist()
+    assert [[(d["reason"], round(d["contribution"], 6)) for d in row] for row in got] == [
+        [("Customer for 37 days", 0.6), ("1 cancel event in the last 30 days", 0.5),
+         ("No support tickets in the last 90 days", 0.25), ("No cancel events in the last 7 days", 0.05)],
+        # Different values are different facts; the one cancel is said by its shortest window.
+        [("1 cancel event in the last 7 days", 0.35), ("First activity 7 months ago", 0.35),
+         ("Customer for 13 months", 0.25), ("2 cancel events in the last 90 days", 0.2),
+         ("2 support tickets in the last 90 days", 0.15), ("1 support ticket in the last 30 days", 0.1)],
+    ]  # fmt: skip
+    merged, points = merge_same_facts(contrib, contrib * 2, names, values)
+    np.testing.assert_allclose(merged.sum(axis=1), contrib.sum(axis=1))  # nothing lost
+    np.testing.assert_allclose(points, merged * 2)
+
+
 def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
     contrib = np.full((3, len(names)), 0.5)

@@ -19,7 +19,9 @@ are added to the recency feature's (days since the last event: "No activity in t
 days"), or without it to the longest such window's event count,
 and ranked as one driver (merge_same_facts). So are the features whose fact another's
 sentence already states (SAME_FACT): the recency against the customer's usual gap, and the
-last NPS response's flags and age.
+last NPS response's flags and age; and, where the values agree, the first activity at signup
+("Customer for 37 days" and "First activity 37 days ago") and a count over nested windows ("1
+cancel event in the last 30 days" and "... in the last 90 days": same_value_facts).
 
 A reason states a risk: a value on the typical customer's lower-risk side (more logins than the
 median customer, no failed payment where the median has none) is never one, whatever its
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -170,6 +173,22 @@ SAME_FACT = {
 # The same, on the rows where the holder is missing: without a last NPS response there is no
 # average and no count either, and "No NPS response yet" is one fact.
 SAME_FACT_WHEN_MISSING = {"nps_mean": "nps_last", "nps_responses": "nps_last"}
+# Features that state another's fact on the rows where the two values agree (see
+# same_value_facts): the first activity at signup ("Customer for 37 days" beside "First
+# activity 37 days ago" on a subscription export), the first and last active day of the
+# qualifying events where they are the first and last event. Listed in the order they are
+# merged, so that a chain ends at the last holder.
+SAME_FACT_WHEN_EQUAL = (
+    ("days_since_first_active", "days_since_first_event"),
+    ("days_since_first_event", "tenure_days"),
+    ("days_since_last_active", RECENCY_FEATURE),
+)
+# Counts and sums over nested windows: equal values over 30 and 90 days say one fact ("1 cancel
+# event in the last 30 days" beside "... in the last 90 days").
+_NESTED_WINDOW = re.compile(
+    r"(?P<family>events|active_days|event_types|value|.+_events|revenue|payments|tickets)"
+    r"_(?P<w>\d+)d"
+)
 # Reasons never left out for a value on the typical customer's lower-risk side
 # (on_the_safe_side): the features whose driver may hold other features' contributions
 # (merge_same_facts), and those whose sentence measures the customer against their own usual
@@ -187,13 +206,8 @@ def merge_same_facts(
     recency feature when the model has it, else the longest empty window's event count; and
     the features of SAME_FACT (SAME_FACT_WHEN_MISSING: where it is missing) moved onto the
     feature whose sentence states their fact. Rows and features the rules do not touch keep
-    their values; each row's sum is unchanged."""
-    windows: dict[int, list[int]] = {}
-    for j, name in enumerate(names):
-        match = _ACTIVITY_WINDOW.fullmatch(name)
-        if match:
-            windows.setdefault(int(match.group("w")), []).append(j)
-    counted = {w: f"events_{w}d" for w in windows if f"events_{w}d" in values.columns}
+    their values; each row's sum is unchanged. Last, the features whose values agree with
+    another's that states the same fact (same_value_facts)."""
     merged_contrib, merged_points = contrib.copy(), points.copy()
     every_row = np.ones(len(contrib), dtype=bool)
     rules = [(f, h, every_row) for f, h in SAME_FACT.items()]
@@ -209,8 +223,74 @@ def merge_same_facts(
             merged_points[rows, to] += points[rows, j]
             merged_contrib[rows, j] = 0.0
             merged_points[rows, j] = 0.0
+    _merge_empty_windows(contrib, points, merged_contrib, merged_points, names, values)
+    same_value_facts(merged_contrib, merged_points, names, values)
+    return merged_contrib, merged_points
+
+
+def _move(contrib: np.ndarray, points: np.ndarray, rows: np.ndarray, j: int, to: int) -> None:
+    """Add feature j's contributions and points to feature `to`'s on `rows`, in place."""
+    contrib[rows, to] += contrib[rows, j]
+    points[rows, to] += points[rows, j]
+    contrib[rows, j] = 0.0
+    points[rows, j] = 0.0
+
+
+def same_value_facts(
+    contrib: np.ndarray, points: np.ndarray, names: list[str], values: pd.DataFrame
+) -> None:
+    """In place: on the rows where two features state one fact because their values agree,
+    the contributions and points of one move onto the other (each row's sum is unchanged).
+
+    - SAME_FACT_WHEN_EQUAL: two durations in days that agree within a day, or within 5 % for
+      longer ones (the sentences round them alike: "5 months").
+    - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
+      a non-zero value is said by the shortest window that has it ("1 cancel event in the last
+      30 days" holds the 90 days' count), a zero by the longest ("No tickets in the last 90
+      days" holds the 30 days')."""
+
+    def column(name: str) -> np.ndarray:
+        return values[name].to_numpy(dtype="float64", na_value=np.nan)
+
+    for feature, holder in SAME_FACT_WHEN_EQUAL:
+        if feature in names and holder in names and {feature, holder} <= set(values.columns):
+            a, b = column(feature), column(holder)
+            with np.errstate(invalid="ignore"):
+                same = np.abs(a - b) <= np.maximum(1.0, 0.05 * np.maximum(a, b))
+            _move(contrib, points, np.flatnonzero(same), names.index(feature), names.index(holder))
+    families: dict[str, list[tuple[int, int]]] = {}
+    for j, name in enumerate(names):
+        match = _NESTED_WINDOW.fullmatch(name)
+        if match and name in values.columns:
+            families.setdefault(match.group("family"), []).append((int(match.group("w")), j))
+    for windows in families.values():
+        windows.sort()
+        for (_, short), (_, long_) in reversed(list(pairwise(windows))):
+            a, b = column(names[short]), column(names[long_])
+            _move(contrib, points, np.flatnonzero((a == b) & (a != 0)), long_, short)
+        for (_, short), (_, long_) in pairwise(windows):
+            a, b = column(names[short]), column(names[long_])
+            _move(contrib, points, np.flatnonzero((a == b) & (a == 0)), short, long_)
+
+
+def _merge_empty_windows(
+    contrib: np.ndarray,
+    points: np.ndarray,
+    merged_contrib: np.ndarray,
+    merged_points: np.ndarray,
+    names: list[str],
+    values: pd.DataFrame,
+) -> None:
+    """In place on merged_*: the activity features of every window the row had no event in
+    moved onto the recency feature, or without it the longest empty window's event count."""
+    windows: dict[int, list[int]] = {}
+    for j, name in enumerate(names):
+        match = _ACTIVITY_WINDOW.fullmatch(name)
+        if match:
+            windows.setdefault(int(match.group("w")), []).append(j)
+    counted = {w: f"events_{w}d" for w in windows if f"events_{w}d" in values.columns}
     if not counted:
-        return merged_contrib, merged_points
+        return
     n = len(contrib)
     empty = {
         w: values[col].to_numpy(dtype="float64", na_value=np.nan) == 0 for w, col in counted.items()
@@ -230,7 +310,6 @@ def merge_same_facts(
             merged_points[move, to] += points[move, j]
             merged_contrib[move, j] = 0.0
             merged_points[move, j] = 0.0
-    return merged_contrib, merged_points
 
 
 def on_the_safe_side(
