@@ -260,16 +260,17 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
         '"customer_id","churn_probability_pct","risk_band","reason_1","reason_2","reason_3",'
         '"change_pts"'
     )
-    assert lines[1].startswith('"000123",12.3,"medium","No activity in the last 30 days",')
+    assert lines[2].startswith('"000123",12.3,"medium","No activity in the last 30 days",')
     with (tmp_path / "scores.csv").open(newline="", encoding="utf-8") as fh:
         back = list(csv.DictReader(fh))
-    assert [r["customer_id"] for r in back] == ["000123", "0042", "7"]
-    assert [r["churn_probability_pct"] for r in back] == ["12.3", "50", "0"]
-    assert back[0]["reason_2"] == 'Plan: "pro", annual' and back[0]["reason_3"] == ""
-    assert [back[1][f"reason_{k}"] for k in (1, 2, 3)] == ["A", "B", "C"]
-    assert [r["change_pts"] for r in back] == ["2.3", "", ""]
+    # Riskiest first, across the batches of scores.parquet.
+    assert [r["customer_id"] for r in back] == ["0042", "000123", "7"]
+    assert [r["churn_probability_pct"] for r in back] == ["50", "12.3", "0"]
+    assert back[1]["reason_2"] == 'Plan: "pro", annual' and back[1]["reason_3"] == ""
+    assert [back[0][f"reason_{k}"] for k in (1, 2, 3)] == ["A", "B", "C"]
+    assert [r["change_pts"] for r in back] == ["", "2.3", ""]
     frame = pd.read_csv(tmp_path / "scores.csv", dtype={"customer_id": str})
-    assert frame["customer_id"].tolist() == ["000123", "0042", "7"]
+    assert frame["customer_id"].tolist() == ["0042", "000123", "7"]
 
 
 def test_a_column_build_features_does_not_make_reads_by_its_own_name_at_run_time():
