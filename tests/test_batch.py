@@ -95,6 +95,9 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scor
         "customer_id", "churn_probability_pct", "risk_band", "reason_1", "reason_2", "reason_3",
         "change_pts",
     ]  # fmt: skip
+    # Riskiest first: the same customers as scores.parquet, in the order of their risk.
+    parquet = parquet.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
+    parquet = parquet.reset_index(drop=True)
     assert csv["customer_id"].tolist() == parquet["customer_id"].tolist()
     np.testing.assert_allclose(
         csv["churn_probability_pct"].astype(float), parquet["churn_probability"] * 100, atol=0.05
