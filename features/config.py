@@ -94,6 +94,9 @@ class FeatureConfig:
     # "last payment change" only says "bought twice"). None: resolved from the data (contractual
     # churn, or revenue rows with a period).
     subscription_signals: bool | None = None
+    # Days until the latest payment's paid period ends (negative: ended, not renewed), from
+    # revenue.period_end. None: resolved from the data (revenue rows with a period_end).
+    paid_period_signals: bool | None = None
     long_open_ticket_days: int = 7
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
     # Non-contractual churn: the BG/NBD parameters (r, alpha, a, b) of the customer base, for

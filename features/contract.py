@@ -35,7 +35,7 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("signup_at", "churned_at"),
     "activity": ("at",),
     "feedback": ("at", "resolved_at"),
-    "revenue": ("at", "period"),
+    "revenue": ("at", "period", "period_end"),
 }
 
 
@@ -277,6 +277,8 @@ def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
             cols["kind"] = pa.Column(checks=pa.Check.isin(REVENUE_KINDS), nullable=True)
         if "period" in df:
             cols["period"] = ts_opt
+        if "period_end" in df:
+            cols["period_end"] = ts_opt
     return pa.DataFrameSchema(cols, name=table, strict=False)
 
 
@@ -439,6 +441,12 @@ def _rule_problems(table: str, df: pd.DataFrame) -> list[Problem]:
             "resolved_at",
             "closed tickets need resolved_at (when they were closed) to be used point-in-time",
             (df["kind"] == "ticket") & (df["status"] == "closed") & resolved.isna(),
+        )
+    if table == "revenue" and "period" in df and "period_end" in df:
+        add(
+            "period_end",
+            "paid periods that end before they start (period_end < period)",
+            df["period_end"] < df["period"],
         )
     if table == "revenue":
         kind = df["kind"] if "kind" in df else pd.Series("invoice", index=df.index)

@@ -208,6 +208,16 @@ def _overdue(value: Any, context: Context, currency: str | None) -> str:
     return f"Inactive for {fmt.number(ratio, 1)} times the usual gap{detail}"
 
 
+def _paid_until(value: Any, context: Context, currency: str | None) -> str:
+    """Days until the latest payment's paid period ends; negative: it ended that long ago."""
+    days = float(value)
+    if abs(days) * 24 < 1:
+        return "Paid period ends today"
+    if days > 0:
+        return f"Paid period ends in {fmt.duration_days(days)}"
+    return f"Paid period ended {fmt.duration_days(-days)} ago, not renewed"
+
+
 def _tenure(value: Any, context: Context, currency: str | None) -> str:
     return f"Customer for {fmt.duration_days(float(value))}"
 
@@ -407,6 +417,10 @@ _FIXED: dict[str, FeatureEntry] = {
     ),
     "days_since_last_payment": _entry(
         "Days since last payment", "days", RAISES, _ago("Last payment"), "No payment recorded yet"
+    ),
+    "days_until_paid_period_ends": _entry(
+        "Days until the paid period ends", "days", LOWERS, _paid_until,
+        "No paid period recorded yet",
     ),
     "nps_last": _entry(
         "Last NPS score", "score of 10", LOWERS, _nps_last, "No NPS response yet",

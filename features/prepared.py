@@ -133,6 +133,7 @@ class RevenueArrays:
     is_refund: np.ndarray
     is_failed: np.ndarray
     change: np.ndarray  # NaN for a customer's first payment and for non-payments
+    period_end: np.ndarray  # int64 ns: when the paid period ends; NAT where not given
 
 
 @dataclass
@@ -460,6 +461,11 @@ def _prepare_revenue(tables: Tables) -> RevenueArrays:
         is_refund=is_refund,
         is_failed=is_failed,
         change=change,
+        period_end=(
+            to_ns(rev["period_end"])
+            if "period_end" in rev
+            else np.full(len(rev), NAT, dtype=np.int64)
+        ),
     )
 
 

@@ -53,6 +53,8 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         config = replace(config, churn=resolve_lookback(tables, config.churn, until))
     if config.subscription_signals is None:
         config = replace(config, subscription_signals=has_subscriptions(tables, config, until))
+    if config.paid_period_signals is None:
+        config = replace(config, paid_period_signals=has_paid_periods(tables, until))
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
         if config.churn.mode == "non_contractual":
@@ -65,6 +67,15 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i] > 0]
         config = replace(config, event_types=tuple(sorted(top)))
     return config
+
+
+def has_paid_periods(tables: Tables, until: object) -> bool:
+    """Revenue rows dated before `until` that say when the period they pay for ends
+    (revenue.period_end: a subscription's "paid until" or expiry date)."""
+    revenue = tables.revenue
+    if "period_end" not in revenue:
+        return False
+    return bool(revenue["period_end"][revenue["at"] < as_of_timestamp(until)].notna().any())
 
 
 def has_subscriptions(tables: Tables, config: FeatureConfig, until: object) -> bool:
@@ -485,6 +496,14 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     out["days_since_last_payment"] = _days_since(
         t, _latest(rev.customer[before], rev.at[before], rev.is_payment[before], n)
     )
+    if config.paid_period_signals:
+        # The end of the latest payment's paid period, as known at T: a subscription that ran
+        # out and was not renewed is behind by as many days, whether or not its churn is
+        # recorded yet (an export that records a lapse 30 days after expiry).
+        ends = rev.period_end[before]
+        dated = _last_row(rev.customer[before], rev.is_payment[before] & (ends != NAT), n)
+        end = np.where(dated >= 0, ends[np.maximum(dated, 0)] if len(ends) else NAT, NAT)
+        out["days_until_paid_period_ends"] = np.where(end == NAT, np.nan, (end - t) / DAY_NS)
     return out
 
 
@@ -562,6 +581,6 @@ def _empty_prepared() -> Prepared:
         signup_at=i64,
         churned_at=i64,
         activity=ActivityArrays(i64, i64, i64, np.zeros(0, dtype=object), f64, True, i64),
-        revenue=RevenueArrays(i64, i64, f64, b, b, b, f64),
+        revenue=RevenueArrays(i64, i64, f64, b, b, b, f64, i64),
         feedback=FeedbackArrays(i64, i64, i64, f64, i64, b, b),
     )

@@ -481,6 +481,19 @@ def _has_subscriptions(
     return bool(revenue.where(before & F.col("period").isNotNull()).limit(1).count())
 
 
+def _has_paid_periods(
+    frames: dict[str, DataFrame], infos: dict[str, TableInput], until: Any
+) -> bool:
+    """Revenue rows before `until` with a period_end (as features.signals.has_paid_periods)."""
+    from pyspark.sql import functions as F
+
+    revenue = frames.get("revenue")
+    if revenue is None or "period_end" not in revenue.columns:
+        return False
+    before = _as_ns(revenue, infos["revenue"], "at") < as_of_timestamp(until).value
+    return bool(revenue.where(before & F.col("period_end").isNotNull()).limit(1).count())
+
+
 def output_schema(
     config: FeatureConfig, segment_types: dict[str, str], with_labels: bool
 ) -> pa.Schema:
@@ -573,6 +586,8 @@ def plan_run(
         config = replace(
             config, subscription_signals=_has_subscriptions(frames, infos, config, until)
         )
+    if config.paid_period_signals is None:  # as features.signals.has_paid_periods
+        config = replace(config, paid_period_signals=_has_paid_periods(frames, infos, until))
     if config.buying_process is None:  # as features.signals.resolve_config
         fitted: tuple[float, ...] = ()
         if churn.mode == "non_contractual":

@@ -154,3 +154,59 @@ def test_history_signals_equal_a_plain_pandas_reference(monkeypatch, use_bitmap)
         assert (silent["lifetime_events"] == 0).all()
         assert silent["active_gap_median_days"].isna().all()
     assert len(expected) == n  # the last date sees everyone's history
+
+
+def subscription_tables(period_end: bool = True):
+    """Monthly invoices with the end of the paid period (a Stripe or KKBox export's expiry)."""
+    customers = [{"customer_id": c, "signup_at": "2023-12-01"} for c in ("renews", "lapsed", "x")]
+    rows = [
+        ("renews", "2024-01-01", 10.0, "invoice", "2024-02-01"),
+        ("renews", "2024-02-01", 10.0, "invoice", "2024-03-01"),
+        ("renews", "2024-03-01", 10.0, "invoice", "2024-04-01"),  # at T: not known yet
+        ("lapsed", "2024-01-01", 10.0, "invoice", "2024-01-21"),
+        ("lapsed", "2024-01-21", 0.0, "failed_payment", "2024-02-21"),  # not paid: not a period
+        ("lapsed", "2024-01-25", -10.0, "refund", "2024-03-25"),  # a refund pays no period
+        ("x", "2024-02-10", 10.0, "invoice", None),  # no end given
+    ]
+    revenue = [
+        {"customer_id": c, "at": at, "amount": amount, "kind": kind, "period": at,
+         "period_end": end}
+        for c, at, amount, kind, end in rows
+    ]  # fmt: skip
+    if not period_end:
+        for row in revenue:
+            del row["period_end"]
+    return make_tables(customers, revenue=revenue)
+
+
+def test_days_until_the_paid_period_ends_from_the_latest_payment_before_t():
+    tables = subscription_tables()
+    config = resolve_config(tables, FeatureConfig(), until=T)
+    assert config.paid_period_signals is True
+    frame = build_features(tables, T, config).set_index("customer_id")
+    days = frame["days_until_paid_period_ends"]
+    assert days["renews"] == 0  # paid until T; the renewal at T is the label's side
+    assert days["lapsed"] == -40  # ended 2024-01-21, nothing paid since
+    assert np.isnan(days["x"])
+    # The renewal counts from the next day on.
+    later = build_features(tables, "2024-03-02", config).set_index("customer_id")
+    assert later.loc["renews", "days_until_paid_period_ends"] == 30
+    # Without period_end in the export: no column (a column of NaN measures nothing).
+    plain = resolve_config(subscription_tables(period_end=False), FeatureConfig(), until=T)
+    assert plain.paid_period_signals is False
+    assert "days_until_paid_period_ends" not in feature_names(plain)
+    # Only rows before the date decide: before the first invoice, no paid period is known.
+    assert resolve_config(tables, FeatureConfig(), until="2024-01-01").paid_period_signals is False
+
+
+def test_a_paid_period_that_ends_before_it_starts_is_a_contract_error():
+    from features.contract import ContractError
+
+    tables = subscription_tables()
+    bad = tables.revenue.copy()
+    bad.loc[0, "period_end"] = pd.Timestamp("2023-12-01")
+    with pytest.raises(ContractError) as error:
+        make_tables(tables.customers.to_dict("records"), revenue=bad.to_dict("records"))
+    text = str(error.value)
+    assert "revenue" in text and "period_end" in text and "end before they start" in text
+    assert "renews" in text

@@ -75,9 +75,10 @@ def test_training_set_equals_the_pandas_engine(spark, demo, tmp_path):
 
 def awkward_copy(demo: Path, out: Path) -> Path:
     """The demo data written the ways real data comes: tables split over several files in
-    shuffled order, integer customer ids in some tables, microsecond timestamps, segments with
-    missing values (a bool with nulls is object in pandas), and rows of one customer that share
-    a timestamp (which the pandas engine resolves by file order)."""
+        shuffled order, integer customer ids in some tables, microsecond timestamps, segments with
+        missing values (a bool with nulls is object in pandas), and rows of one customer that share
+        a timestamp (which the pandas engine resolves by file order), and paid periods' ends on most
+    invoices."""
     rng = np.random.default_rng(0)
     out.mkdir()
     customers = pd.read_parquet(demo / "customers.parquet")
@@ -104,6 +105,10 @@ def awkward_copy(demo: Path, out: Path) -> Path:
     revenue["customer_id"] = revenue["customer_id"].astype(str).str[1:].astype("int64")
     invoices = revenue[revenue["kind"].astype(str) == "invoice"].sample(80, random_state=3)
     revenue = pd.concat([revenue, invoices.assign(amount=invoices["amount"] * 1.5)])
+    # The end of the paid period, where the export gives one.
+    revenue["period_end"] = (revenue["period"] + pd.DateOffset(months=1)).where(
+        rng.random(len(revenue)) < 0.8
+    )
     revenue.to_parquet(out / "revenue.parquet", index=False)
 
     feedback = pd.read_parquet(demo / "feedback.parquet")
@@ -128,6 +133,7 @@ def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path)
     rows, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
     expected = build_features(load_tables(data), "2024-06-01", config)
     assert set(declared) <= set(resolved.customer_attributes) and set(declared) <= set(expected)
+    assert resolved.paid_period_signals and "days_until_paid_period_ends" in expected
     assert rows == len(expected)
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 
