@@ -14,6 +14,7 @@ from training.config import TrainConfig
 from training.evaluation import binary_metrics
 from training.gate import (
     GateRules,
+    champion_holdout,
     champion_problems,
     data_problems,
     judge,
@@ -209,6 +210,72 @@ def test_a_champion_that_cannot_be_scored_is_reported_and_not_replaced():
     decision = judge(measured(0.9), RULES, BASELINES, champion_problem="needs column 'channel'")
     assert not decision.promoted and decision.stage == "champion"
     assert decision.reason == "needs column 'channel'; not compared, not promoted"
+
+
+def _holdout(dates: list[str], rows_per_date: int = 300, churners_per_date: int = 30):
+    """A candidate's holdout rows over observation dates (as_of, churned, churn_probability)."""
+    rng = np.random.default_rng(0)
+    parts = []
+    for date in dates:
+        churned = np.r_[np.ones(churners_per_date), np.zeros(rows_per_date - churners_per_date)]
+        parts.append(
+            pd.DataFrame({"as_of": pd.Timestamp(date), "churned": churned,
+                          "churn_probability": 0.3 * churned + rng.random(rows_per_date)})
+        )  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_the_champion_is_compared_only_on_holdout_dates_it_was_not_trained_on():
+    holdout = _holdout(["2024-05-01", "2024-05-15", "2024-06-01"])
+    # Trained before the holdout: every row.
+    before = champion_holdout(holdout, "2024-04-01", RULES, "2024-06-01")
+    assert before.rows is holdout and before.candidate is None and before.not_comparable is None
+    # Trained into it: the rows after its last date, with the candidate's figures on them.
+    into = champion_holdout(holdout, "2024-05-01", RULES, "2024-06-01")
+    assert len(into.rows) == 600 and (into.rows["as_of"] > pd.Timestamp("2024-05-01")).all()
+    assert into.candidate["rows"] == 600
+    decision = judge(
+        measured(0.70), RULES, BASELINES, champion=measured(0.74), champion_label="champion v3",
+        candidate_vs_champion=measured(0.75, rows=600),
+    )  # fmt: skip
+    assert decision.promoted and decision.champion.gain == pytest.approx(0.01)
+    assert "beats champion v3 0.7400 on the 600 holdout rows after its training dates" in (
+        decision.reason
+    )
+
+
+def test_a_champion_trained_on_the_whole_holdout_is_not_compared_and_later_data_replaces_it():
+    holdout = _holdout(["2024-05-01", "2024-05-15", "2024-06-01"])
+    later = champion_holdout(holdout, "2024-06-01", RULES, "2024-06-15", "champion v3")
+    assert later.rows is None and later.replaces
+    assert later.not_comparable.startswith(
+        "champion v3 was trained on the holdout's dates (up to 2024-06-01) and after them "
+        "no holdout rows are left: it cannot be compared fairly; the candidate, trained on "
+        "later data (up to 2024-06-15), replaces it"
+    )
+    decision = judge(measured(0.71), RULES, BASELINES, champion_not_comparable=later.not_comparable)
+    assert decision.promoted and decision.reason.startswith(later.not_comparable)
+    assert "beats the baselines" in decision.reason
+    # It still has to beat the baselines and chance, with the full holdout a replacement needs.
+    lost = judge(measured(0.60), RULES, BASELINES, champion_not_comparable=later.not_comparable)
+    assert not lost.promoted and lost.stage == "baseline"
+    small = judge(
+        measured(0.9, rows=100), RULES, BASELINES, champion_not_comparable=later.not_comparable
+    )
+    assert not small.promoted and small.stage == "holdout"
+    # Too few rows after its training: one date of 300 rows, 10 churners.
+    few = champion_holdout(_holdout(["2024-05-01", "2024-06-01"], 300, 10), "2024-05-01",
+                           RULES, "2024-06-01")  # fmt: skip
+    assert few.rows is None and few.replaces and "10 churners among 300" in few.not_comparable
+    # The same dates again (a retrain on the same data) or older ones: the champion is kept.
+    same = champion_holdout(holdout, "2024-06-01", RULES, "2024-06-01")
+    assert not same.replaces and "trained on the same dates" in same.not_comparable
+    older = champion_holdout(holdout, "2024-06-01", RULES, "2024-05-01")
+    assert not older.replaces and "trained on older data (up to 2024-05-01): kept" in (
+        older.not_comparable
+    )
+    kept = judge(measured(0.9), RULES, BASELINES, champion_problem=same.not_comparable)
+    assert not kept.promoted and kept.stage == "champion"
 
 
 # --------------------------------------------------------------------------- broken data

@@ -149,7 +149,8 @@ def test_the_champion_moves_only_for_a_better_model(gate):
     """The first run makes a champion: LightGBM (ahead of the baselines, or behind one within
     the holdout's noise), or the baseline registered after it when a baseline beat it beyond
     that noise. The same data and seed again give the same models: none of the second run's
-    versions beats that champion, and each says why."""
+    versions replaces that champion, and each says why (trained on the same dates, the champion
+    cannot be compared on a holdout it learnt; training.gate.champion_holdout)."""
     uri, first, second = gate
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     if first.promoted:
@@ -171,7 +172,11 @@ def test_the_champion_moves_only_for_a_better_model(gate):
             reason = client.get_model_version(DEMO_MODEL_NAME, result.version).tags[
                 "not_promoted_because"
             ]
-            assert "does not beat" in reason or "loses to the baseline" in reason
+            assert (
+                "does not beat" in reason
+                or "loses to the baseline" in reason
+                or "trained on the same dates, so nothing tells them apart" in reason
+            ), reason
 
 
 def test_an_analyst_can_force_a_promotion_with_a_reason(gate):

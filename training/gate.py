@@ -22,6 +22,12 @@ A candidate is promoted only when all of these hold, checked in this order:
    the reason says the figures cannot be told from chance;
 5. it beats the champion by more than `min_gain`, when there is one, and the champion could be
    scored on this data (a champion that cannot is reported and not replaced automatically).
+   Both are measured on the holdout rows dated after the champion's last training date
+   (champion_holdout): on the dates it was trained on, a champion would be scored on labels
+   it learnt, and a retrain on the same history could never replace it. When too few of those
+   rows remain to measure (a retrain on the same data, a week's new data), the champion is
+   not compared: a candidate trained on later data replaces it once it passes checks 1-4,
+   and the reason says so; one trained on the same or older dates does not.
 """
 
 from __future__ import annotations
@@ -225,6 +231,8 @@ def judge(
     data_problems: list[str] | None = None,
     differences: dict[str, tuple[float, float]] | None = None,
     auc_interval: tuple[float, float] | None = None,
+    candidate_vs_champion: dict[str, float] | None = None,
+    champion_not_comparable: str | None = None,
 ) -> GateDecision:
     """Decide on a candidate (see the module docstring for the order of the checks).
 
@@ -235,14 +243,17 @@ def judge(
     baseline's) tell a baseline ahead within the holdout's noise (a tie: the interval spans 0,
     decided by rules.ties) from one better beyond it (always a refusal); without them the point
     estimates decide. auc_interval: the 95 % interval of the candidate's own ROC AUC on the
-    holdout (below_chance)."""
+    holdout (below_chance). candidate_vs_champion: the candidate's metrics on the rows the
+    champion was measured on, when not the whole holdout (champion_holdout);
+    champion_not_comparable: why the champion cannot be compared fairly here (trained on the
+    holdout's dates) and is replaced on checks 1-4 alone, as the module docstring says."""
     metric = rules.metric
     if data_problems:
         return GateDecision(
             False, "the data looks broken: " + "; ".join(data_problems), metric, "data"
         )
     problems = holdout_problems(candidate, rules)
-    first = champion is None and champion_problem is None
+    first = champion is None and champion_problem is None and champion_not_comparable is None
     small = first and bool(problems) and _finite(candidate.get(metric))
     if small:
         # No model serves yet: a small holdout that still measures (both classes, a finite
@@ -325,6 +336,11 @@ def judge(
         return decided(
             GateDecision(False, reason, metric, "champion", tuple(compared), None, tuple(notes))
         )
+    if champion_not_comparable:
+        reason = champion_not_comparable + (f"; {beats}" if beats else "")
+        return decided(
+            GateDecision(True, reason, metric, "passed", tuple(compared), None, tuple(notes))
+        )
     if champion is None:
         reason = "no champion yet" + (f"; {beats}" if beats else "")
         if small:
@@ -347,11 +363,16 @@ def judge(
         return decided(
             GateDecision(True, reason, metric, "passed", tuple(compared), None, tuple(notes))
         )
-    versus = Comparison("champion", new, float(old), _gain(new, float(old), metric))
+    mine = float((candidate_vs_champion or candidate).get(metric, float("nan")))
+    versus = Comparison("champion", mine, float(old), _gain(mine, float(old), metric))
     promoted = versus.gain > rules.min_gain
     verdict = "beats" if promoted else "does not beat"
+    rows = ""
+    if candidate_vs_champion is not None:
+        shown = int(candidate_vs_champion.get("rows", 0))
+        rows = f" on the {shown:,} holdout rows after its training dates"
     reason = (
-        f"candidate {metric} {new:.4f} {verdict} {champion_label} {old:.4f} "
+        f"candidate {metric} {mine:.4f} {verdict} {champion_label} {old:.4f}{rows} "
         f"(gain {versus.gain:+.4f}, must exceed {rules.min_gain:+.4f})"
     )
     if beats:
@@ -464,6 +485,61 @@ def champion_problems(champion: Any, tables: Tables, feature_config: Any) -> lis
     return problems
 
 
+@dataclass(frozen=True)
+class ChampionHoldout:
+    """Where a champion can be compared with the candidate (champion_holdout): rows (None when
+    it cannot be compared fairly), the candidate's metrics on them when they are not the whole
+    holdout, and otherwise why not, with whether the candidate replaces it all the same."""
+
+    rows: pd.DataFrame | None
+    candidate: dict[str, float] | None = None
+    not_comparable: str | None = None
+    replaces: bool = False
+
+
+def champion_holdout(
+    holdout: pd.DataFrame,
+    trained_until: str | None,
+    rules: GateRules,
+    candidate_trained_until: str | None,
+    label: str = "the champion",
+) -> ChampionHoldout:
+    """The holdout rows (as_of, churned, churn_probability: the candidate's) a champion can be
+    compared on fairly: those dated after its last training date; all of them when it was
+    trained before the holdout or its dates are unknown. When too few remain to measure
+    (holdout_problems), it is not compared: the candidate replaces it when trained on later
+    data (candidate_trained_until > trained_until), else it is kept."""
+    if trained_until is None or "as_of" not in holdout:
+        return ChampionHoldout(holdout)
+    until = pd.Timestamp(trained_until)
+    unseen = holdout[pd.to_datetime(holdout["as_of"]) > until]
+    if len(unseen) == len(holdout):
+        return ChampionHoldout(holdout)
+    problems = ["no holdout rows are left"]
+    if len(unseen):
+        y, p = unseen["churned"].to_numpy(), unseen["churn_probability"].to_numpy()
+        metrics = binary_metrics(y, p)
+        problems = holdout_problems(metrics, rules)
+    if not problems:
+        return ChampionHoldout(unseen, metrics)
+    why = (
+        f"{label} was trained on the holdout's dates (up to {until.date()}) and after them "
+        f"{'; '.join(problems)}: it cannot be compared fairly"
+    )
+    mine = None if candidate_trained_until is None else pd.Timestamp(candidate_trained_until)
+    newer = mine is not None and mine > until
+    if newer:
+        why += f"; the candidate, trained on later data (up to {mine.date()}), replaces it"
+    elif mine is not None and mine == until:
+        why += (
+            "; the candidate was trained on the same dates, so nothing tells them apart: kept "
+            "(churn promote replaces it by hand)"
+        )
+    else:
+        why += f"; the candidate was trained on older data (up to {candidate_trained_until}): kept"
+    return ChampionHoldout(None, None, why, newer)
+
+
 def measure_champion(
     champion: tuple[str, Any] | None,
     name: str,
@@ -487,11 +563,16 @@ def measure_champion(
             problems = [str(err)]
         else:
             return binary_metrics(holdout["churned"].to_numpy(), probability), None
-    problem = f"the champion of '{name}' (v{version}) cannot be scored on this data: " + "; ".join(
-        problems
-    )
+    problem = cannot_score(name, version, problems)
     log(f"warning: {problem}")
     return None, problem
+
+
+def cannot_score(name: str, version: str, problems: list[str]) -> str:
+    """The words for a champion that cannot be scored on this data (champion_problems)."""
+    return f"the champion of '{name}' (v{version}) cannot be scored on this data: " + "; ".join(
+        problems
+    )
 
 
 class LabelLikeAttributeError(ValueError):

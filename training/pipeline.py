@@ -24,8 +24,12 @@ from training.config import TrainConfig
 from training.evaluation import HoldoutComparison
 from training.fit import Evaluation, Refit, fit_churn_model
 from training.gate import (
+    ChampionHoldout,
     GateDecision,
     GateRules,
+    cannot_score,
+    champion_holdout,
+    champion_problems,
     data_problems,
     judge,
     measure_champion,
@@ -321,12 +325,33 @@ def train_from_tables(
     name = require_model_name(config.model_name)
     client = configure(tracking_uri)
     champion = current_champion(client, name)
-    champion_metrics, champion_problem = measure_champion(
-        champion, name, tables, resolved, evaluation.test, champion_on_test, log
-    )
+    rules = GateRules.from_config(config)
+    fair = ChampionHoldout(evaluation.test)
+    if champion is not None:
+        fair = champion_holdout(
+            evaluation.test,
+            champion[1].trained_until,
+            rules,
+            model.trained_until,
+            f"champion v{champion[0]}",
+        )
+    champion_metrics, champion_problem, not_comparable = None, None, None
+    if fair.rows is not None:
+        champion_metrics, champion_problem = measure_champion(
+            champion, name, tables, resolved, fair.rows, champion_on_test, log
+        )
+    elif champion is not None:  # not compared; one that does not fit this data is still said
+        misfit = champion_problems(champion[1], tables, resolved)
+        if misfit:
+            champion_problem = cannot_score(name, champion[0], misfit)
+            log(f"warning: {champion_problem}")
+        elif fair.replaces:
+            not_comparable = fair.not_comparable
+        else:
+            champion_problem = fair.not_comparable
     gate = judge(
         evaluation.metrics,
-        GateRules.from_config(config),
+        rules,
         baselines=evaluation.baselines,
         champion=champion_metrics,
         champion_label=f"champion v{champion[0]}" if champion else "champion",
@@ -334,11 +359,10 @@ def train_from_tables(
         data_problems=data_problems(tables),
         differences=evaluation.holdout.differences,
         auc_interval=evaluation.holdout.auc_interval,
+        candidate_vs_champion=fair.candidate,
+        champion_not_comparable=not_comparable,
     )
     promoted, reason = gate.promoted, gate.reason
-    holdout_start = pd.Timestamp(evaluation.holdout.dates[0])
-    if champion_metrics is not None and pd.Timestamp(champion[1].trained_until) >= holdout_start:
-        reason += f" (note: the champion was trained on data up to {champion[1].trained_until}, into the holdout dates)"
 
     latest = dataset[dataset["as_of"] == dataset["as_of"].max()]
     sample = latest.sample(n=min(len(latest), 2000), random_state=config.seed)
@@ -419,6 +443,8 @@ def train_from_tables(
             feature_config=resolved, config=config, name=name, baselines=evaluation.baselines,
             champion=champion, champion_metrics=champion_metrics, champion_problem=champion_problem,
             lost_run_id=logged.run_id, lost_version=logged.version, client=client, log=log,
+            champion_rows=fair.rows if fair.candidate is not None else None,
+            champion_not_comparable=not_comparable,
         )  # fmt: skip
     return TrainingResult(
         run_id=logged.run_id,

@@ -26,7 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
-from training.evaluation import fit_logistic, sklearn_frame
+from training.evaluation import binary_metrics, fit_logistic, sklearn_frame
 from training.gate import GateDecision, GateRules, judge
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
 from training.reference import reference_for
@@ -169,12 +169,17 @@ def register_simple_model(
     lost_version: str,
     client: MlflowClient,
     log: Callable[[str], None] = print,
+    champion_rows: pd.DataFrame | None = None,
+    champion_not_comparable: str | None = None,
 ) -> SimpleResult:
     """Register the baseline that won as a LinearChurnModel, gated (against the other baselines
     and the champion) on its backtest figures: the baseline was fitted on the dates before the
     holdout and measured on the same holdout rows as LightGBM. Like LightGBM, the registered
     model is then refit on every complete observation date (calibrated with a sigmoid, which
-    keeps its ranking), logged as its own MLflow run and registered under the same name."""
+    keeps its ranking), logged as its own MLflow run and registered under the same name.
+    champion_rows: the holdout rows the champion was measured on when not all of them
+    (training.gate.champion_holdout), with the baseline's scores in the column `kind`;
+    champion_not_comparable: why the champion is not compared (the gate's argument)."""
     from training.tracking import input_example, log_training_run, record_promotion
 
     model = fit_simple_model(
@@ -191,6 +196,11 @@ def register_simple_model(
     model.reference = reference_for(model, dataset, metrics)  # for monitoring (issue 16)
     test = dataset[dataset["as_of"] == dataset["as_of"].max()]
     others = {k: v for k, v in baselines.items() if k != kind}
+    versus = None
+    if champion_rows is not None and kind in champion_rows:
+        versus = binary_metrics(
+            champion_rows["churned"].to_numpy(), champion_rows[kind].to_numpy(dtype="float64")
+        )
     gate = simple_model_gate(
         kind,
         baselines,
@@ -198,6 +208,8 @@ def register_simple_model(
         champion_metrics=champion_metrics,
         champion_label=f"champion v{champion[0]}" if champion else "champion",
         champion_problem=champion_problem,
+        candidate_vs_champion=versus,
+        champion_not_comparable=champion_not_comparable,
     )
     reason = f"{kind} as the model (it beat LightGBM v{lost_version}): {gate.reason}"
     tags = {
@@ -242,9 +254,12 @@ def simple_model_gate(
     champion_metrics: dict[str, float] | None = None,
     champion_label: str = "champion",
     champion_problem: str | None = None,
+    candidate_vs_champion: dict[str, float] | None = None,
+    champion_not_comparable: str | None = None,
 ) -> GateDecision:
     """The gate for the baseline `kind` that beat LightGBM: its holdout figures against the other
-    baselines and the champion, on the same rows."""
+    baselines and the champion, on the same rows (candidate_vs_champion: its figures on the
+    rows the champion was measured on, when not the whole holdout)."""
     return judge(
         baselines[kind],
         rules,
@@ -252,6 +267,8 @@ def simple_model_gate(
         champion=champion_metrics,
         champion_label=champion_label,
         champion_problem=champion_problem,
+        candidate_vs_champion=candidate_vs_champion,
+        champion_not_comparable=champion_not_comparable,
     )
 
 
