@@ -271,8 +271,8 @@ def test_a_champion_trained_on_the_whole_holdout_is_not_compared_and_later_data_
     same = champion_holdout(holdout, "2024-06-01", RULES, "2024-06-01")
     assert not same.replaces and "trained on the same dates" in same.not_comparable
     older = champion_holdout(holdout, "2024-06-01", RULES, "2024-05-01")
-    assert not older.replaces and "trained on older data (up to 2024-05-01): kept" in (
-        older.not_comparable
+    assert not older.replaces and older.not_comparable.endswith(
+        "trained on older data (up to 2024-05-01)"
     )
     kept = judge(measured(0.9), RULES, BASELINES, champion_problem=same.not_comparable)
     assert not kept.promoted and kept.stage == "champion"

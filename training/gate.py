@@ -532,11 +532,11 @@ def champion_holdout(
         why += f"; the candidate, trained on later data (up to {mine.date()}), replaces it"
     elif mine is not None and mine == until:
         why += (
-            "; the candidate was trained on the same dates, so nothing tells them apart: kept "
+            "; the candidate was trained on the same dates, so nothing tells them apart "
             "(churn promote replaces it by hand)"
         )
     else:
-        why += f"; the candidate was trained on older data (up to {candidate_trained_until}): kept"
+        why += f"; the candidate was trained on older data (up to {candidate_trained_until})"
     return ChampionHoldout(None, None, why, newer)
 
 
