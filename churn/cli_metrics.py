@@ -377,6 +377,8 @@ def metrics_command(
     mode, lookback, qualifying = _churn_definition(
         data, config, tables, churn_mode, lookback_days, events
     )
+    defined = _data_churn(data, config)
+    observed_until = defined.observed_until if defined is not None else None
     try:
         result = retention_metrics(
             tables,
@@ -390,6 +392,7 @@ def metrics_command(
             min_group_size=min_group_size,
             gross_margin=gross_margin,
             scores=_load_scores(scores),
+            churn_observed_until=observed_until,
         )
     except MetricsInputError as err:
         raise _fail(err) from None

@@ -288,6 +288,7 @@ def check_period_covered(
     *,
     churn_mode: ChurnMode = "contractual",
     lookback_days: int = 90,
+    churn_observed_until: Instant | None = None,
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Raise PeriodNotCovered when the data does not cover the period (t0, t1]; else return the
     covered span (data_coverage).
@@ -295,9 +296,23 @@ def check_period_covered(
     The period must end by the end of the data's last day and start on or after its first day;
     with non-contractual churn the lookback window before t0 (who was a customer at t0) must be
     covered as well. Past the data, nobody is seen leaving (CRR 100 %, churn 0 %); before it,
-    nobody is seen at all."""
+    nobody is seen at all. With contractual churn and churn_observed_until (the churn
+    definition's observed_until: an export that records churn late), the period must end by
+    it too: after it the churns are not recorded yet, and the period would read churn 0 %
+    beside the revenue its leavers no longer pay."""
     t0, t1 = _check_period(t0, t1)
     start, end = data_coverage(tables)
+    if churn_mode == "contractual" and churn_observed_until is not None:
+        known = _timestamp(churn_observed_until, "churn_observed_until")
+        if t1 > known:
+            raise PeriodNotCovered(
+                f"the period ({t0} .. {t1}] ends after the day churn is recorded until "
+                f"([features.churn] observed_until = {known.date()}): churns after it are not "
+                f"recorded yet, so retention over it is not measured; end the period on "
+                f"{(known - pd.Timedelta(1, 'ns')).date()} or earlier",
+                start,
+                min(end, known),
+            )
     if t1 > end:
         raise PeriodNotCovered(
             f"the period ({t0} .. {t1}] ends after the data's last record "
@@ -719,8 +734,10 @@ def retention_metrics(
     gross_margin: float = 1.0,
     scores: pd.DataFrame | None = None,
     confidence: float = 0.95,
+    churn_observed_until: Instant | None = None,
 ) -> pd.DataFrame:
     """Retention metrics over (t0, t1] for the whole base and for each segment of ``by``.
+    churn_observed_until: the churn definition's observed_until (check_period_covered).
 
     One row per segment: ``dimension`` ('all' or the segment name) and ``segment`` (its value).
 
@@ -740,7 +757,14 @@ def retention_metrics(
       saying why when churn is 0 or there is nothing to divide by.
     """
     t0, t1 = _check_period(t0, t1)
-    check_period_covered(tables, t0, t1, churn_mode=churn_mode, lookback_days=lookback_days)
+    check_period_covered(
+        tables,
+        t0,
+        t1,
+        churn_mode=churn_mode,
+        lookback_days=lookback_days,
+        churn_observed_until=churn_observed_until,
+    )
     labels = segment_labels(tables, by, scores=scores)
     parts = per_customer_metrics(
         tables,

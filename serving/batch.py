@@ -448,7 +448,12 @@ def segment_report(
     t0, t1 = _report_period(period_start, as_of)
     if measure_retention:
         check_period_covered(
-            tables, t0, t1, churn_mode=churn.mode, lookback_days=churn.lookback_days
+            tables,
+            t0,
+            t1,
+            churn_mode=churn.mode,
+            lookback_days=churn.lookback_days,
+            churn_observed_until=churn.observed_until,
         )
     sums = segment_sums_for(
         tables, scores, features, model, period_start, as_of, by, start_scores=start_scores

@@ -303,6 +303,35 @@ def test_a_period_after_the_data_is_not_measured():
     assert row(retention_metrics(t, "2024-01-15", "2024-03-06 23:00")).customers_start == 5
 
 
+def test_churn_metrics_stop_where_churn_is_recorded_until(tmp_path):
+    """An export that records churn late ([features.churn] observed_until): `churn metrics`
+    over a period past it is refused, naming the setting; before it, measured."""
+    t = mrr_tables(covers=None)
+    with pytest.raises(PeriodNotCovered, match="observed_until = 2024-02-20"):
+        retention_metrics(t, "2024-01-15", "2024-03-01", churn_observed_until="2024-02-20")
+    assert (
+        row(
+            retention_metrics(t, "2024-01-15", "2024-02-19", churn_observed_until="2024-02-20")
+        ).customers_start
+        == row(retention_metrics(t, "2024-01-15", "2024-02-19")).customers_start
+    )
+    # Non-contractual churn has no recorded churn date: nothing to wait for.
+    retention_metrics(
+        t, "2024-01-15", "2024-03-01", churn_mode="non_contractual", lookback_days=10,
+        churn_observed_until="2024-02-20",
+    )  # fmt: skip
+    app = typer.Typer()
+    register(app)
+    write_tables(t, tmp_path / "data")
+    (tmp_path / "data" / "config.toml").write_text(
+        '[features.churn]\nmode = "contractual"\nobserved_until = "2024-02-20"\n'
+    )
+    args = ["metrics", "--data", str(tmp_path / "data"), "--from", "2024-01-15"]
+    res = CliRunner().invoke(app, [*args, "--to", "2024-03-01"])
+    assert res.exit_code == 2 and "2024-02-19 or earlier" in res.output, res.output
+    assert CliRunner().invoke(app, [*args, "--to", "2024-02-19"]).exit_code == 0
+
+
 def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_path):
     app = typer.Typer()
     register(app)

@@ -99,6 +99,29 @@ def test_a_report_period_after_the_data_is_refused():
         )
 
 
+class LateChurnModel:
+    """A model of an export that records churn late: churn is known until 2024-03-18."""
+
+    def features_config(self) -> FeatureConfig:
+        return FeatureConfig().with_churn(
+            mode="contractual", horizon_days=30, observed_until="2024-03-18"
+        )
+
+
+def test_a_report_period_past_the_day_churn_is_recorded_until_is_not_measured():
+    """c's churn on 2024-03-20 would not be in such an export yet: the period would read
+    churn 0 % beside the revenue its leavers no longer pay. Refused, naming the setting and
+    the last day that works; by then, measured."""
+    with pytest.raises(PeriodNotCovered, match="observed_until = 2024-03-18") as err:
+        segment_report(bands_tables(), NOW, FEATURES, LateChurnModel(), START, RUN, ["plan"])
+    assert "end the period on 2024-03-17 or earlier" in str(err.value)
+    assert err.value.covered_until == T("2024-03-18")
+    early = segment_report(
+        bands_tables(), NOW, FEATURES, LateChurnModel(), START, T("2024-03-18"), ["plan"]
+    )
+    assert early.set_index("dimension").loc["all", "lost"] == 1  # a, on 2024-03-15
+
+
 def test_start_bands_come_from_the_newest_partition_on_or_before_the_start(tmp_path):
     for day, band in (("2024-02-01", "low"), ("2024-03-01", "high"), ("2024-03-08", "medium")):
         part = tmp_path / f"as_of={day}"
