@@ -442,6 +442,31 @@ def test_values_that_state_one_fact_make_one_reason():
     np.testing.assert_allclose(points, merged * 2)
 
 
+def test_a_window_without_payments_is_the_last_payments_age_and_no_activity_is_said_once():
+    """From a KKBox-shaped export: "No payments in the last 30 days" beside "Last payment 31 days
+    ago" (790 rows), "No activity recorded yet" beside "No active day recorded yet"."""
+    names = [
+        "payments_30d",
+        "revenue_30d",
+        "days_since_last_payment",
+        "days_since_last_event",
+        "days_since_last_active",
+    ]
+    values = pd.DataFrame(
+        {"payments_30d": [0.0, 0.0], "revenue_30d": [0.0, -149.0],
+         "days_since_last_payment": [31.0, 40.0], "days_since_last_event": [np.nan, 3.0],
+         "days_since_last_active": [np.nan, 12.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.2, 0.1, 0.3, 0.25, 0.15], [0.2, 0.1, 0.3, 0.25, 0.15]])
+    got = top_drivers(contrib, names, values, 5, contrib * 10).to_pylist()
+    assert [[(d["reason"], round(d["contribution"], 6)) for d in row] for row in got] == [
+        [("Last payment 31 days ago", 0.6), ("No activity recorded yet", 0.4)],
+        # Net refunds are their own fact; the last active day 12 days ago is not the last event.
+        [("Last payment 40 days ago", 0.5), ("No activity in the last 3 days", 0.25),
+         ("Last active 12 days ago", 0.15), ("Net refunds of 149 in the last 30 days", 0.1)],
+    ]  # fmt: skip
+
+
 def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
     contrib = np.full((3, len(names)), 0.5)

@@ -189,6 +189,10 @@ _NESTED_WINDOW = re.compile(
     r"(?P<family>events|active_days|event_types|value|.+_events|revenue|payments|tickets)"
     r"_(?P<w>\d+)d"
 )
+# A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
+# days") says what the last payment's age says ("Last payment 31 days ago").
+PAYMENT_RECENCY = "days_since_last_payment"
+_PAYMENT_WINDOW = re.compile(r"(?:payments|revenue)_(?P<w>\d+)d")
 # Reasons never left out for a value on the typical customer's lower-risk side
 # (on_the_safe_side): the features whose driver may hold other features' contributions
 # (merge_same_facts), and those whose sentence measures the customer against their own usual
@@ -244,6 +248,8 @@ def same_value_facts(
 
     - SAME_FACT_WHEN_EQUAL: two durations in days that agree within a day, or within 5 % for
       longer ones (the sentences round them alike: "5 months").
+    - Both missing: "No activity recorded yet" once, not again as "No active day recorded yet".
+    - A window without payments: its payment count and revenue are the last payment's age.
     - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
       a non-zero value is said by the shortest window that has it ("1 cancel event in the last
       30 days" holds the 90 days' count), a zero by the longest ("No tickets in the last 90
@@ -257,7 +263,18 @@ def same_value_facts(
             a, b = column(feature), column(holder)
             with np.errstate(invalid="ignore"):
                 same = np.abs(a - b) <= np.maximum(1.0, 0.05 * np.maximum(a, b))
+            if holder != "tenure_days":  # "No activity recorded yet" once; tenure is signup's
+                same |= np.isnan(a) & np.isnan(b)
             _move(contrib, points, np.flatnonzero(same), names.index(feature), names.index(holder))
+    if PAYMENT_RECENCY in names:  # "No payments in the last 30 days": the last payment's age
+        to = names.index(PAYMENT_RECENCY)
+        for j, name in enumerate(names):
+            match = _PAYMENT_WINDOW.fullmatch(name)
+            if match and name in values.columns:
+                count = f"payments_{match.group('w')}d"
+                if count in values.columns:
+                    empty = (column(count) == 0) & (column(name) == 0)  # refunds say more
+                    _move(contrib, points, np.flatnonzero(empty), j, to)
     families: dict[str, list[tuple[int, int]]] = {}
     for j, name in enumerate(names):
         match = _NESTED_WINDOW.fullmatch(name)

@@ -72,6 +72,9 @@ class TrainingResult:
     refit: Refit
     champion_version: str | None = None
     champion_metrics: dict[str, float] | None = None
+    # The candidate on the rows the champion was measured on, when not the whole holdout (those
+    # after the champion's training dates: training.gate.champion_holdout).
+    candidate_vs_champion: dict[str, float] | None = None
     plots: list[Path] = field(default_factory=list)
     gate: GateDecision | None = None
     model_name: str = ""
@@ -85,6 +88,8 @@ class TrainingResult:
         """Candidate, champion, baselines (and the demo's truth) side by side on the same rows."""
         columns = {"candidate": self.evaluation.metrics}
         if self.champion_metrics is not None:
+            if self.candidate_vs_champion is not None:  # the rows after its training dates
+                columns["candidate, champion's rows"] = self.candidate_vs_champion
             columns[f"champion (v{self.champion_version})"] = self.champion_metrics
         columns.update(self.evaluation.baselines)
         if "truth" in self.holdout.metrics:
@@ -457,6 +462,7 @@ def train_from_tables(
         refit=refit,
         champion_version=champion[0] if champion else None,
         champion_metrics=champion_metrics,
+        candidate_vs_champion=fair.candidate if champion_metrics is not None else None,
         plots=kept_plots,
         gate=gate,
         model_name=name,
