@@ -1,6 +1,8 @@
 """Monitoring, as pure functions over one scored partition: realized performance once the labels
 have matured, drift against the model's training distributions, the performance expected from
-the calibrated probabilities before the labels exist (CBPE), and a verdict.
+the calibrated probabilities before the labels exist (CBPE), and a verdict. Whole-history
+features of an export that starts after many of its customers grow with the export's age: their
+PSI is shown and does not count as drift (export_start_censored).
 
 Definitions follow the known libraries so that the figures mean what readers expect:
 - PSI over the training rows' quantile bins (training.reference), with empty bins counted as
@@ -37,6 +39,31 @@ TOP_FEATURES = 10  # drift of one of the model's 10 most important features can 
 LEVEL = 0.95
 NO_REFERENCE = "no reference distributions: retrain"
 REALIZED_METRICS = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "ece", "log_loss")
+
+
+# Whole-history features: on an export that starts after many customers did, they are capped
+# at the export's age (a customer active since before it "first" appears on its first day) and
+# grow with it from one run to the next; the oldest cohort of a business that launched with a
+# crowd does the same. Their PSI then measures the calendar, not the customers: a KKBox-shaped
+# export read "watch (feature days_since_first_event: PSI 1.97)" on every run. Such a move is
+# shown (grows_with_export) and kept out of the verdict (export_start_censored).
+GROWS_WITH_EXPORT = frozenset(
+    {"days_since_first_event", "days_since_first_active", "lifetime_events",
+     "lifetime_active_days", "revenue_total", "active_day_rate"}
+)  # fmt: skip
+GROWS_WITH_EXPORT_PREFIXES = ("no_activity_chance_",)
+
+
+def export_start_censored(reference: ReferenceProfile) -> bool:
+    """Whether the reference rows' first activities piled up at the export's start
+    (training.reference.first_activity_piles_up): then the whole-history features
+    (GROWS_WITH_EXPORT) grow with the export's age rather than with the customers."""
+    return bool(getattr(reference, "export_start_censored", False))
+
+
+def grows_with_export(name: str) -> bool:
+    """A whole-history feature, whose values grow with an export's age (GROWS_WITH_EXPORT)."""
+    return name in GROWS_WITH_EXPORT or name.startswith(GROWS_WITH_EXPORT_PREFIXES)
 
 
 # ---------------------------------------------------------------------------------- drift
@@ -134,6 +161,11 @@ def feature_drift(
     ranks = importance_ranks(importance or {})
     out["importance_rank"] = out["feature"].map(ranks).astype("float64")
     out["top"] = (out["importance_rank"] <= TOP_FEATURES) | (out["feature"] == SCORE)
+    # Whole-history features of an export that starts after its customers: the calendar moves
+    # them, so their PSI is shown and is no drift (export_start_censored).
+    censored = export_start_censored(reference)
+    out["grows_with_export"] = [censored and grows_with_export(f) for f in out["feature"]]
+    out.loc[out["grows_with_export"], "drifted"] = False
     return out.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -375,6 +407,8 @@ def verdict(
             f"expected ROC AUC (CBPE) {expected.roc_auc:.3f} is below the backtest's {span}"
         )
     for row in drift.itertuples():
+        if getattr(row, "grows_with_export", False):  # the export's age, not the customers
+            continue
         what = "the score" if row.feature == SCORE else f"top feature {row.feature}"
         text = f"{what}: PSI {row.psi:.2f}"
         if row.top and row.psi_band == "major":

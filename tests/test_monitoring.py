@@ -141,6 +141,48 @@ def test_feature_drift_ranks_top_features_and_includes_the_score():
     assert verdict({}, feature_drift(reference, frame, p, importance)).status == "fine"
 
 
+def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_are_no_drift():
+    """A quarter of the customers were active before the export's first day: at every training
+    date their first activity is that day, and at a later run all of them are older than any
+    training row. The PSI is shown, marked grows_with_export, and calls for nothing; another
+    feature's drift still does, and where first activities do not pile up at the export's start
+    the same move is drift."""
+    rng = np.random.default_rng(3)
+
+    def rows(export_age: float, n: int, piled: bool = True) -> pd.DataFrame:
+        old = rng.random(n) < (0.25 if piled else 0.0)
+        first = np.where(old, export_age, rng.uniform(0, export_age, n))
+        return pd.DataFrame({"days_since_first_event": first, "lifetime_events": first / 4,
+                             "x": rng.normal(size=n)})  # fmt: skip
+
+    def training(piled: bool) -> pd.DataFrame:
+        dates = pd.date_range("2024-01-01", periods=10, freq="30D")
+        return pd.concat(
+            [rows(100 + 30 * k, 400, piled).assign(as_of=d) for k, d in enumerate(dates)],
+            ignore_index=True,
+        )
+
+    names = ["days_since_first_event", "lifetime_events", "x"]
+    frame = training(piled=True)
+    p = rng.uniform(0.01, 0.3, len(frame))
+    reference = build_reference(frame, names, [], p)
+    assert reference.export_start_censored
+    later = rows(430, len(frame))
+    drift = feature_drift(reference, later, p).set_index("feature")
+    assert drift.loc["days_since_first_event", "psi"] >= 0.25
+    assert drift.loc[["days_since_first_event", "lifetime_events"], "grows_with_export"].all()
+    assert not drift["drifted"].any()
+    backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
+    assert verdict(backtest, drift.reset_index()).status == "fine"
+    moved = verdict(backtest, feature_drift(reference, later.assign(x=later["x"] + 3), p))
+    assert moved.status == "watch" and "feature x" in " ".join(moved.reasons)
+    # First activities spread over the history (the customers all signed up within it).
+    fresh = build_reference(training(piled=False), names, [], p)
+    assert not fresh.export_start_censored
+    drift = feature_drift(fresh, later, p).set_index("feature")
+    assert not drift["grows_with_export"].any() and drift.loc["days_since_first_event", "drifted"]
+
+
 # ---------------------------------------------------------------------------- realized units
 
 

@@ -146,6 +146,9 @@ class ReferenceProfile:
     # a higher risk, -1 when with a lower one; see reason_sides). What a reason is measured
     # against (training.drivers.top_drivers): absent from profiles built before it (getattr).
     reason_sides: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # The export starts after many customers did (first_activity_piles_up): whole-history
+    # features grow with its age (serving.monitoring). Absent from older profiles (getattr).
+    export_start_censored: bool = False
 
 
 def build_reference(
@@ -176,7 +179,30 @@ def build_reference(
         dates=dates,
         backtest={k: float(v) for k, v in (backtest or {}).items() if np.isfinite(v)},
         reason_sides=reason_sides(rows, numeric, probability),
+        export_start_censored=first_activity_piles_up(rows),
     )
+
+
+# At least this share of the rows had their first activity within CENSORED_DAYS of the oldest
+# first activity of their observation date: the export's first days, not the customers' own.
+CENSORED_SHARE = 0.05
+CENSORED_DAYS = 7.0
+
+
+def first_activity_piles_up(rows: pd.DataFrame) -> bool:
+    """Whether the rows' first activities pile up at the start of the export (or of the
+    business): at least CENSORED_SHARE of them within CENSORED_DAYS of the oldest first
+    activity of their observation date (`as_of`; one group without it). Then every
+    whole-history feature is capped by the export's age and grows with it."""
+    if "days_since_first_event" not in rows or not len(rows):
+        return False
+    x = rows["days_since_first_event"].to_numpy(dtype="float64", na_value=np.nan)
+    groups = rows["as_of"].to_numpy() if "as_of" in rows else np.zeros(len(rows))
+    oldest = pd.Series(x).groupby(groups).transform("max").to_numpy()
+    present = ~np.isnan(x)
+    if not present.any():
+        return False
+    return float(np.mean(x[present] >= oldest[present] - CENSORED_DAYS)) >= CENSORED_SHARE
 
 
 # A rank correlation weaker than this between a feature and the probability says nothing of
