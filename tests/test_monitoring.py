@@ -176,6 +176,10 @@ def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_a
     assert verdict(backtest, drift.reset_index()).status == "fine"
     moved = verdict(backtest, feature_drift(reference, later.assign(x=later["x"] + 3), p))
     assert moved.status == "watch" and "feature x" in " ".join(moved.reasons)
+    # A few older rows before the pile-up (annual plans paid before the logs begin): still one.
+    stray = frame.copy()
+    stray.loc[stray.index[::50], "days_since_first_event"] += 300
+    assert build_reference(stray, names, [], p).export_start_censored
     # First activities spread over the history (the customers all signed up within it).
     fresh = build_reference(training(piled=False), names, [], p)
     assert not fresh.export_start_censored

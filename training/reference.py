@@ -183,26 +183,40 @@ def build_reference(
     )
 
 
-# At least this share of the rows had their first activity within CENSORED_DAYS of the oldest
-# first activity of their observation date: the export's first days, not the customers' own.
+# At least this share of the rows had their first activity within one CENSORED_DAYS span:
+# the export's first days, not the customers' own (a steady business spreads first activities
+# over its history: two years put about 1 % of them in a week).
 CENSORED_SHARE = 0.05
 CENSORED_DAYS = 7.0
+PILE_UP_FACTOR = 5.0  # times the rows a span holds when first activities spread evenly
 
 
 def first_activity_piles_up(rows: pd.DataFrame) -> bool:
-    """Whether the rows' first activities pile up at the start of the export (or of the
-    business): at least CENSORED_SHARE of them within CENSORED_DAYS of the oldest first
-    activity of their observation date (`as_of`; one group without it). Then every
-    whole-history feature is capped by the export's age and grows with it."""
+    """Whether the rows' first activities pile up in a few days (the export's start, or a
+    business's launch): at least CENSORED_SHARE of them within one CENSORED_DAYS span of their
+    observation date (`as_of`; one group without it), where that is PILE_UP_FACTOR times what a
+    span holds when they spread evenly over the history. Then every whole-history feature is capped
+    by the export's age and grows with it. The pile-up need not be the oldest first activity: a
+    few older rows (payments of annual plans from before the logs begin) sit before it."""
     if "days_since_first_event" not in rows or not len(rows):
         return False
     x = rows["days_since_first_event"].to_numpy(dtype="float64", na_value=np.nan)
     groups = rows["as_of"].to_numpy() if "as_of" in rows else np.zeros(len(rows))
-    oldest = pd.Series(x).groupby(groups).transform("max").to_numpy()
     present = ~np.isnan(x)
     if not present.any():
         return False
-    return float(np.mean(x[present] >= oldest[present] - CENSORED_DAYS)) >= CENSORED_SHARE
+    piled = 0
+    for _, days in pd.Series(x[present]).groupby(groups[present]):
+        values = days.to_numpy()
+        # Spans of CENSORED_DAYS, twice with shifted edges: a pile-up split by an edge counts.
+        most = max(
+            int(np.bincount(np.floor((values + shift) / CENSORED_DAYS).astype(np.int64)).max())
+            for shift in (0.0, CENSORED_DAYS / 2)
+        )
+        spread = len(values) * CENSORED_DAYS / (float(values.max()) + CENSORED_DAYS)
+        if most >= PILE_UP_FACTOR * spread:  # far above first activities spread evenly
+            piled += most
+    return piled / int(present.sum()) >= CENSORED_SHARE
 
 
 # A rank correlation weaker than this between a feature and the probability says nothing of
