@@ -498,8 +498,7 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     )
     if config.paid_period_signals:
         # The end of the latest payment's paid period, as known at T: a subscription that ran
-        # out and was not renewed is behind by as many days, whether or not its churn is
-        # recorded yet (an export that records a lapse 30 days after expiry).
+        # out and was not renewed (yet: late payers renew after it) is behind by as many days.
         ends = rev.period_end[before]
         dated = _last_row(rev.customer[before], rev.is_payment[before] & (ends != NAT), n)
         end = np.where(dated >= 0, ends[np.maximum(dated, 0)] if len(ends) else NAT, NAT)
