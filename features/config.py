@@ -98,6 +98,9 @@ class FeatureConfig:
     # revenue.period_end. None: resolved from the data (revenue rows with a period_end).
     paid_period_signals: bool | None = None
     long_open_ticket_days: int = 7
+    # What activity.value measures, for the reasons ("seconds listened": "6,861 seconds listened
+    # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
+    value_unit: str | None = None
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
     # Non-contractual churn: the BG/NBD parameters (r, alpha, a, b) of the customer base, for
     # the no_activity_chance feature (features.buying_process). None: resolved from the data

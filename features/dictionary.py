@@ -243,17 +243,45 @@ def _active_rate(value: Any, context: Context, currency: str | None) -> str:
     return f"Active on {fmt.percent(float(value), 0)} of days since the first activity"
 
 
-def _value_window(window: int) -> Sentence:
+def _value_window(window: int, unit: str | None = None) -> Sentence:
+    """activity.value summed over the window; `unit` says what it measures ("seconds
+    listened": "6,861 seconds listened in the last 30 days"), else "Activity value 6,861"."""
+
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         v = float(value)
         if round(v, 2) == 0:
             if _ctx(context, f"events_{window}d") == 0:  # no value because no activity
                 return f"No activity in the last {_days(window)}"
-            return f"No activity value in the last {_days(window)}"
+            return f"No {unit or 'activity value'} in the last {_days(window)}"
         shown = fmt.number(v, 0 if abs(v) >= 100 else 1)
+        if unit:
+            return f"{shown} {unit} in the last {_days(window)}"
         return f"Activity value {shown} in the last {_days(window)}"
 
     return sentence
+
+
+_VALUE_WINDOW = re.compile(r"value_(?P<w>\d+)d")
+_VALUE_TREND = re.compile(r"value_trend_(?P<w>\d+)d")
+
+
+@lru_cache(maxsize=256)
+def _value_entry(feature: str, unit: str) -> FeatureEntry | None:
+    """The activity-value features in the words of the configured unit (FeatureConfig.
+    value_unit); None for any other feature."""
+    words = unit.strip()
+    match = _VALUE_WINDOW.fullmatch(feature)
+    if match:
+        w = _w(match)
+        return _entry(
+            f"{words[:1].upper()}{words[1:]} in {_days(w)}", words, LOWERS, _value_window(w, words),
+            context=(f"events_{w}d",),
+        )  # fmt: skip
+    match = _VALUE_TREND.fullmatch(feature)
+    if match:
+        capital = f"{words[:1].upper()}{words[1:]}"
+        return _trend_entry(capital, capital)(match)
+    return None
 
 
 def _active_days(window: int) -> Sentence:
@@ -614,16 +642,24 @@ def _lookup(feature: str) -> FeatureEntry | None:
     return None
 
 
-def describe(feature: str, attributes: Sequence[str] = (), *, strict: bool = True) -> FeatureEntry:
+def describe(
+    feature: str,
+    attributes: Sequence[str] = (),
+    *,
+    strict: bool = True,
+    value_unit: str | None = None,
+) -> FeatureEntry:
     """The dictionary entry of a feature; `attributes` are the declared customer attributes
     (FeatureConfig.customer_attributes), described from their own name. A name that matches
     no entry raises UnknownFeature naming it; with strict=False it is described like an
     attribute, from its own name ("Logins 30d: 5"), for models trained on columns that
     build_features does not make (a training set brought as a table): the weekly job still
-    runs, and the tests, which are strict, name the missing entry."""
+    runs, and the tests, which are strict, name the missing entry. value_unit: what
+    activity.value measures ([features] value_unit), for the activity-value features' words."""
     if feature in attributes:
         return _attribute_entry(feature)
-    entry = _lookup(feature)
+    entry = _value_entry(feature, value_unit) if value_unit else None
+    entry = entry or _lookup(feature)
     if entry is None and not strict:
         return _attribute_entry(feature)
     if entry is None:

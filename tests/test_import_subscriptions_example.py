@@ -46,6 +46,7 @@ def test_the_subscription_example_imports_with_churn_known_30_days_after_the_exp
     assert (tables.revenue["period_end"] >= tables.revenue["period"]).all()
     # The features see the paid period and the auto-renewals; nothing breaks the contract.
     config = FeatureConfig.from_dict(mapping.features)
+    assert config.value_unit == "seconds listened"
     frame = build_features(tables, "2016-05-01", config)
     days = frame["days_until_paid_period_ends"]
     assert days.notna().mean() > 0.9 and (days < 0).any() and (days > 0).any()

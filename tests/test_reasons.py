@@ -286,3 +286,33 @@ def test_a_column_build_features_does_not_make_reads_by_its_own_name_at_run_time
     assert describe("MonthlyMRR", strict=False).label == "Monthly MRR"
     with pytest.raises(UnknownFeature):
         describe("logins_30d")
+
+
+def test_the_activity_value_is_worded_in_the_configured_unit():
+    """A KKBox-shaped export's "Activity value 6,861 in the last 30 days" were seconds listened:
+    [features] value_unit names them, and the model's reasons use it."""
+    import numpy as np
+
+    from features.dictionary import describe
+    from training.drivers import top_drivers
+
+    unit = "seconds listened"
+    assert describe("value_30d", value_unit=unit).text(6861.2) == (
+        "6,861 seconds listened in the last 30 days"
+    )
+    assert describe("value_30d", value_unit=unit).label == "Seconds listened in 30 days"
+    assert describe("value_30d", value_unit=unit).text(0.0, {"events_30d": 3}) == (
+        "No seconds listened in the last 30 days"
+    )
+    assert describe("value_trend_30d", value_unit=unit).text(-0.25) == (
+        "Seconds listened down 40% on the previous 30 days"
+    )
+    assert describe("value_30d").text(6861.2) == "Activity value 6,861 in the last 30 days"
+    assert describe("events_30d", value_unit=unit).text(4.0) == describe("events_30d").text(4.0)
+    values = pd.DataFrame({"value_30d": [120.0], "events_30d": [2.0]})
+    got = top_drivers(np.array([[0.4, 0.1]]), ["value_30d", "events_30d"], values, 2,
+                      np.array([[4.0, 1.0]]), value_unit=unit).to_pylist()  # fmt: skip
+    assert got[0][0]["reason"] == "120 seconds listened in the last 30 days"
+    assert got[0][0]["label"] == "Seconds listened in 30 days"
+    config = FeatureConfig.from_dict({"value_unit": unit})
+    assert config.value_unit == unit and FeatureConfig().value_unit is None

@@ -101,6 +101,7 @@ def _driver_values(
     currency: str | None,
     named_levels: Mapping[str, Collection[str]],
     min_level_customers: int,
+    value_unit: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For the drivers at (rows[k], cols[k]): the number (NaN for text or missing), the text of
     a categorical value (None otherwise), the dictionary's label and the reason in words with
@@ -114,7 +115,7 @@ def _driver_values(
     for j in np.unique(cols):
         where = np.flatnonzero(cols == j)
         picked_rows = rows[where]
-        entry = describe(names[j], attributes, strict=False)
+        entry = describe(names[j], attributes, strict=False, value_unit=value_unit)
         labels[where] = entry.label
         column = values[names[j]]
         if pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column):
@@ -375,6 +376,7 @@ def top_drivers(
     named_levels: Mapping[str, Collection[str]] | None = None,
     min_level_customers: int = 0,
     typical: Mapping[str, tuple[float, int]] | None = None,
+    value_unit: str | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS: a list of driver records
@@ -384,8 +386,9 @@ def top_drivers(
     rare levels the model scores as one, the levels it scores by name (Preprocessor.
     named_levels; min_level_customers words the others); typical: per feature, the reference
     rows' median and direction (training.reference.reason_sides): a value on the median's
-    lower-risk side is not a reason (on_the_safe_side). A row's empty activity windows make
-    one driver (merge_same_facts)."""
+    lower-risk side is not a reason (on_the_safe_side); value_unit: what activity.value measures
+    (FeatureConfig.value_unit), for its sentences. A row's empty activity windows make one
+    driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
     if typical:
         contrib = np.where(on_the_safe_side(names, values, typical), 0.0, contrib)
@@ -396,7 +399,15 @@ def top_drivers(
     rows = np.broadcast_to(np.arange(len(contrib))[:, None], order.shape)[keep]
     cols = order[keep]
     number, text, labels, reasons = _driver_values(
-        values, names, rows, cols, attributes, currency, named_levels or {}, min_level_customers
+        values,
+        names,
+        rows,
+        cols,
+        attributes,
+        currency,
+        named_levels or {},
+        min_level_customers,
+        value_unit,
     )
     children = [
         pa.array(np.asarray(names, dtype=object)[cols], pa.string()),
