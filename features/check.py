@@ -26,8 +26,10 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables
+from features.dictionary import describe
 from features.labels import eligible_mask, label_mask, resolve_lookback
 from features.prepared import DAY_NS, prepare, to_ns
+from reporting import formatting as fmt
 
 # Reserved customer columns: the key, the signup and the contractual churn date itself.
 RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
@@ -191,6 +193,7 @@ def check_tables(
     report.event_types = {str(k): int(v) for k, v in events.items() if v > 0}
     report.findings += _activity_findings(report, churn)
     report.findings += _amount_findings(tables)
+    report.findings += _attribute_findings(tables, config)
     report.churn_by_month = churn_share_by_month(tables, config)
     measured, churned = churned_ever(tables, config)
     report.customers_measured = int(measured.sum())
@@ -588,6 +591,69 @@ def _amount_findings(tables: Tables) -> list[Finding]:
                     "in the mapping)",
                     name,
                     col,
+                )
+            )
+    return found
+
+
+# A declared numeric attribute's values that look like placeholders or entry errors: below 0
+# where at least 95 % are not, or more than FAR_ABOVE_IQRS interquartile ranges of log10 above
+# the upper quartile of the positive values (a long tail of company sizes or MRR stays inside;
+# a KKBox age of 1,051 among 20-40 does not). Needs MIN_ATTRIBUTE_VALUES values to judge.
+FAR_ABOVE_IQRS = 5.0
+MIN_ATTRIBUTE_VALUES = 200
+
+
+def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
+    """Declared numeric customer attributes (model features, so reasons: "Bd: 1,051") with
+    values that look like placeholders or entry errors: negative where nearly all are not, or
+    far above the rest. Counted with examples; the remedy is a value map to missing in the
+    import mapping, or leaving the attribute out."""
+    customers = tables.customers
+    found = []
+    for name in getattr(config, "customer_attributes", ()) or ():
+        if name not in customers or not pd.api.types.is_numeric_dtype(customers[name]):
+            continue
+        if pd.api.types.is_bool_dtype(customers[name]):
+            continue
+        x = customers[name].to_numpy(dtype="float64", na_value=np.nan)
+        present = ~np.isnan(x)
+        if present.sum() < MIN_ATTRIBUTE_VALUES:
+            continue
+        values = x[present]
+        parts = []
+        negative = present & (x < 0)
+        if 0 < negative.sum() <= 0.05 * present.sum():
+            parts.append(
+                f"{int(negative.sum()):,} below 0 (e.g. {fmt.number(float(x[negative][0]))}) "
+                "where the others are 0 or more"
+            )
+        positive = values[values > 0]
+        far = np.zeros(len(x), dtype=bool)
+        if len(positive) >= MIN_ATTRIBUTE_VALUES:
+            q1, q3 = np.quantile(np.log10(positive), [0.25, 0.75])
+            limit = 10 ** (q3 + FAR_ABOVE_IQRS * (q3 - q1)) if q3 > q1 else np.inf
+            far = present & (x > limit)
+            if far.any():
+                low, high = (fmt.number(10**q, 0 if q >= 1 else 2) for q in (q1, q3))
+                parts.append(
+                    f"{int(far.sum()):,} far above the typical {low}-{high} "
+                    f"(e.g. {fmt.number(float(x[far][0]))})"
+                )
+        if parts:
+            odd = negative | far
+            shown = describe(name, [name]).text(float(x[odd][0]))
+            found.append(
+                Finding(
+                    "warning",
+                    "odd_attribute_values",
+                    f"declared customer attribute '{name}' has values that look like "
+                    f"placeholders or entry errors: {'; '.join(parts)}, e.g. "
+                    f"{_example(customers, odd)}. It is a model feature, so they become "
+                    f'reasons ("{shown}"): map them to missing in the import mapping (a value '
+                    "map), or leave the attribute out",
+                    "customers",
+                    name,
                 )
             )
     return found

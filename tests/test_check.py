@@ -269,6 +269,29 @@ def test_amounts_in_cents_are_flagged_and_currency_units_are_not():
     assert "cents" not in codes(units)
 
 
+def test_declared_numeric_attributes_with_junk_values_are_flagged_and_long_tails_are_not(clean):
+    """A KKBox export's age column holds 0, -40, 1051 and 2015 beside ages of 20-40: declared
+    as a feature, they read as reasons ("Bd: 1,051"). A long tail of seats is no such thing."""
+    customers, activity, revenue = clean
+    rng = np.random.default_rng(4)
+    n = len(customers)
+    age = np.clip(rng.normal(29, 8, n).round(), 14, 70)
+    junk = rng.random(n) < 0.1
+    age[junk] = rng.choice([0.0, 0.0, -40.0, 1051.0, 2015.0], int(junk.sum()))
+    seats = np.round(np.exp(rng.normal(2, 1.5, n)))  # 1 to several hundred
+    customers = customers.assign(bd=age, seats=seats)
+    config = FeatureConfig(customer_attributes=("plan", "bd", "seats"))
+    found = [f for f in check_tables(tables_of(customers, activity, revenue), config).findings
+             if f.code == "odd_attribute_values"]  # fmt: skip
+    assert [(f.table, f.column) for f in found] == [("customers", "bd")]
+    text = found[0].message
+    assert "below 0 (e.g. -40)" in text and "far above the typical" in text
+    assert 'reasons ("Bd: ' in text and "map them to missing" in text
+    # Undeclared, the column is no feature and no reason: nothing to say.
+    plain = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    assert "odd_attribute_values" not in codes(plain)
+
+
 def test_a_column_named_in_cents_is_flagged(clean):
     customers, activity, revenue = clean
     tables = tables_of(customers.assign(mrr_cents=1999), activity, revenue)
