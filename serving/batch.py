@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.check import stale_tables
+from features.config import ChurnDefinition
 from features.contract import Tables
 from features.io import atomic_dir
 from features.labels import lapsed_count
@@ -427,6 +428,29 @@ def report_from_sums(
     return metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
 
 
+def paid_period_ended(
+    features: pd.DataFrame, churn: ChurnDefinition, as_of: pd.Timestamp
+) -> tuple[int, str | None]:
+    """Scored customers whose latest paid period ended before the run date without a renewal in
+    the data (days_until_paid_period_ends below 0), and a warning where that misleads: with
+    churn recorded late ([features.churn] observed_until), many of them have left already, and
+    no training date showed the model such a member leave (by then their churn was recorded),
+    so it scores them as late payers, low (a KKBox-shaped export: 147 of 334 had left; median
+    1.5 %). Without observed_until churn is recorded as it happens: no warning."""
+    if "days_until_paid_period_ends" not in features:
+        return 0, None
+    ended = int((features["days_until_paid_period_ends"] < 0).sum())
+    if not ended or churn.mode != "contractual" or churn.observed_until is None:
+        return ended, None
+    return ended, (
+        f"{ended:,} of {len(features):,} scored customers' paid period ended before "
+        f"{as_of.date()} without a renewal in the data; churn is recorded only until "
+        f"{churn.observed_until} ([features.churn] observed_until), so many of them may have "
+        "left already, and the model, which never saw such a customer leave, scores them as "
+        "late payers: find them in features.parquet (days_until_paid_period_ends below 0)"
+    )
+
+
 def segment_report(
     tables: Tables,
     scores: pd.DataFrame,
@@ -524,6 +548,9 @@ def run_scoring(
         raise ValueError(
             f"no customers are eligible on {t.date()}: check the run date against the data"
         )
+    ended, ended_warning = paid_period_ended(features, config.churn, t)
+    if ended_warning:
+        log(f"warning: {ended_warning}")
     previous = previous_partition(out_dir, t)
     before = PreviousRun()
     if previous is not None:
@@ -574,6 +601,7 @@ def run_scoring(
             log(f"segment report: {band_rows_note(start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
+        summary["paid_period_ended"] = ended
         summary["stale_tables"] = stale
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)

@@ -491,3 +491,24 @@ def test_a_run_past_the_end_of_one_export_warns_and_records_it(small_champion, t
     assert recorded == [warned[0].removeprefix("warning: ")]
     fresh = run_scoring(tables, RUN_1, model, version, tmp_path / "fresh", log=lambda _: None)
     assert fresh.summary["stale_tables"] == []
+
+
+def test_customers_whose_paid_period_ended_are_counted_and_warned_about_where_churn_is_late():
+    from features.config import ChurnDefinition
+    from serving.batch import paid_period_ended
+
+    features = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "days_until_paid_period_ends": [12.0, -3.0, -25.0, np.nan],
+        }
+    )
+    late = ChurnDefinition(horizon_days=30, observed_until="2016-06-01")
+    count, warning = paid_period_ended(features, late, pd.Timestamp("2016-07-01"))
+    assert count == 2
+    assert warning.startswith("2 of 4 scored customers' paid period ended before 2016-07-01")
+    assert "observed_until" in warning and "days_until_paid_period_ends below 0" in warning
+    # Churn recorded as it happens: counted, nothing to warn about; no such feature: nothing.
+    assert paid_period_ended(features, ChurnDefinition(), pd.Timestamp("2016-07-01")) == (2, None)
+    plain = features.drop(columns="days_until_paid_period_ends")
+    assert paid_period_ended(plain, late, pd.Timestamp("2016-07-01")) == (0, None)
