@@ -432,22 +432,32 @@ def paid_period_ended(
     features: pd.DataFrame, churn: ChurnDefinition, as_of: pd.Timestamp
 ) -> tuple[int, str | None]:
     """Scored customers whose latest paid period ended before the run date without a renewal in
-    the data (days_until_paid_period_ends below 0), and a warning where that misleads: with
-    churn recorded late ([features.churn] observed_until), many of them have left already, and
-    no training date showed the model such a member leave (by then their churn was recorded),
-    so it scores them as late payers, low (a KKBox-shaped export: 147 of 334 had left; median
-    1.5 %). Without observed_until churn is recorded as it happens: no warning."""
-    if "days_until_paid_period_ends" not in features:
+    the data (days_until_paid_period_ends below 0), and the warning of paid_period_warning."""
+    if PAID_PERIOD_FEATURE not in features:
         return 0, None
-    ended = int((features["days_until_paid_period_ends"] < 0).sum())
+    ended = int((features[PAID_PERIOD_FEATURE] < 0).sum())
+    return ended, paid_period_warning(ended, len(features), churn, as_of)
+
+
+PAID_PERIOD_FEATURE = "days_until_paid_period_ends"
+
+
+def paid_period_warning(
+    ended: int, scored: int, churn: ChurnDefinition, as_of: pd.Timestamp
+) -> str | None:
+    """Where `ended` of the `scored` customers' paid period ended unrenewed and churn is recorded
+    late ([features.churn] observed_until), many of them have left already, and no training date
+    showed the model such a member leave (by then their churn was recorded), so it scores them as
+    late payers, low (a KKBox-shaped export: 147 of 334 had left; median 1.5 %). Without
+    observed_until churn is recorded as it happens: None. One text for both engines."""
     if not ended or churn.mode != "contractual" or churn.observed_until is None:
-        return ended, None
-    return ended, (
-        f"{ended:,} of {len(features):,} scored customers' paid period ended before "
+        return None
+    return (
+        f"{ended:,} of {scored:,} scored customers' paid period ended before "
         f"{as_of.date()} without a renewal in the data; churn is recorded only until "
         f"{churn.observed_until} ([features.churn] observed_until), so many of them may have "
         "left already, and the model, which never saw such a customer leave, scores them as "
-        "late payers: find them in features.parquet (days_until_paid_period_ends below 0)"
+        f"late payers: find them in features.parquet ({PAID_PERIOD_FEATURE} below 0)"
     )
 
 

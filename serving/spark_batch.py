@@ -45,6 +45,7 @@ from retention.metrics import combine_segment_sums, segment_labels
 from serving.batch import (
     CONTRIBUTIONS_FILE,
     FEATURES_FILE,
+    PAID_PERIOD_FEATURE,
     PARTITION_PREFIX,
     RUN_FILE,
     SCORES_FILE,
@@ -55,6 +56,7 @@ from serving.batch import (
     ScoringRun,
     SegmentSums,
     iter_scores,
+    paid_period_warning,
     report_from_sums,
     report_plan,
     report_segments,
@@ -319,6 +321,13 @@ def spark_run_scoring(
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
         )  # as serving.batch counts them (features.labels.lapsed_count)
         summary["stale_tables"] = stale
+        ended = 0  # as serving.batch.paid_period_ended counts them
+        if PAID_PERIOD_FEATURE in feature_schema.names:
+            ended = customers.where(customers[FEATURE_PREFIX + PAID_PERIOD_FEATURE] < 0).count()
+            warning = paid_period_warning(ended, scored, config.churn, t)
+            if warning:
+                log(f"warning: {warning}")
+        summary["paid_period_ended"] = ended
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pandas(segments, preserve_index=False), sink)
         write_bytes(spark, f"{tmp}/{SEGMENTS_FILE}", sink.getvalue().to_pybytes())
