@@ -520,7 +520,7 @@ def _no_activity_chance(horizon: int) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         return (
             f"Chance of no activity in the next {_days(horizon)}: "
-            f"{fmt.percent(float(value), 0)} (from the customer's own buying rhythm)"
+            f"{fmt.percent(float(value), 0)} (from the customer's own rhythm of activity)"
         )
 
     return sentence

@@ -442,6 +442,23 @@ def test_values_that_state_one_fact_make_one_reason():
     np.testing.assert_allclose(points, merged * 2)
 
 
+def test_too_few_active_days_for_a_usual_gap_is_said_once():
+    """A mobile game's new players: "Too few active days to measure a usual gap" filled two of
+    three reasons (the mean and the median gap, both missing)."""
+    names = ["active_gap_mean_days", "active_gap_median_days", "days_since_last_event"]
+    values = pd.DataFrame(
+        {"active_gap_mean_days": [np.nan, 6.2], "active_gap_median_days": [np.nan, 6.0],
+         "days_since_last_event": [2.0, 2.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [[(d["feature"], round(d["contribution"], 6)) for d in row] for row in got] == [
+        [("active_gap_median_days", 0.5), ("days_since_last_event", 0.1)],
+        [("active_gap_median_days", 0.5), ("days_since_last_event", 0.1)],
+    ]
+    assert got[0][0]["reason"] == "Too few active days to measure a usual gap"
+
+
 def test_a_window_without_payments_is_the_last_payments_age_and_no_activity_is_said_once():
     """From a KKBox-shaped export: "No payments in the last 30 days" beside "Last payment 31 days
     ago" (790 rows), "No activity recorded yet" beside "No active day recorded yet"."""

@@ -145,7 +145,7 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
         ("failed_payments_90d", 2.0, {}, "2 failed payments in the last 90 days"),
         ("failed_payments_90d", 1.0, {}, "1 failed payment in the last 90 days"),
         ("no_activity_chance_91d", 0.834, {},
-         "Chance of no activity in the next 91 days: 83% (from the customer's own buying rhythm)"),
+         "Chance of no activity in the next 91 days: 83% (from the customer's own rhythm of activity)"),
         ("events_trend_30d", -1.0, {}, "Activity down 100% on the previous 30 days"),
         ("events_trend_30d", 0.0, {}, "Activity unchanged on the previous 30 days"),
         ("events_trend_30d", -0.5, {}, "Activity down 67% on the previous 30 days"),

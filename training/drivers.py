@@ -175,11 +175,14 @@ SAME_FACT = {
 # average and no count either, and "No NPS response yet" is one fact.
 SAME_FACT_WHEN_MISSING = {"nps_mean": "nps_last", "nps_responses": "nps_last"}
 # Features that state another's fact on the rows where the two values agree (see
-# same_value_facts): the first activity at signup ("Customer for 37 days" beside "First
+# same_value_facts): the mean and the usual gap between active days (a game's players without
+# two active days read "Too few active days to measure a usual gap" twice), the first activity
+# at signup ("Customer for 37 days" beside "First
 # activity 37 days ago" on a subscription export), the first and last active day of the
 # qualifying events where they are the first and last event. Listed in the order they are
 # merged, so that a chain ends at the last holder.
 SAME_FACT_WHEN_EQUAL = (
+    ("active_gap_mean_days", "active_gap_median_days"),  # "Too few active days ..." once
     ("days_since_first_active", "days_since_first_event"),
     ("days_since_first_event", "tenure_days"),
     ("days_since_last_active", RECENCY_FEATURE),
