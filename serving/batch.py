@@ -428,6 +428,9 @@ def report_from_sums(
     return metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
 
 
+PAID_PERIOD_FEATURE = "days_until_paid_period_ends"
+
+
 def paid_period_ended(
     features: pd.DataFrame, churn: ChurnDefinition, as_of: pd.Timestamp
 ) -> tuple[int, str | None]:
@@ -437,9 +440,6 @@ def paid_period_ended(
         return 0, None
     ended = int((features[PAID_PERIOD_FEATURE] < 0).sum())
     return ended, paid_period_warning(ended, len(features), churn, as_of)
-
-
-PAID_PERIOD_FEATURE = "days_until_paid_period_ends"
 
 
 def paid_period_warning(

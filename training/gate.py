@@ -545,17 +545,21 @@ def measure_champion(
     name: str,
     tables: Tables,
     feature_config: Any,
-    holdout: pd.DataFrame,
+    holdout: pd.DataFrame | None,
     score: Callable[[Any, Tables, pd.DataFrame], np.ndarray],
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, float] | None, str | None]:
     """The champion's metrics on the candidate's holdout rows (score(model, tables, holdout)
     gives its probabilities), or why it cannot be measured here. A champion that does not fit
-    this data is reported (logged, and returned as the problem), never a crash of the run."""
+    this data is reported (logged, and returned as the problem), never a crash of the run.
+    holdout None: the champion is not compared (champion_holdout), only checked against the
+    data: (None, None) when it fits."""
     if champion is None:
         return None, None
     version, model = champion
     problems = champion_problems(model, tables, feature_config)
+    if not problems and holdout is None:
+        return None, None
     if not problems:
         try:
             probability = score(model, tables, holdout)
@@ -563,16 +567,11 @@ def measure_champion(
             problems = [str(err)]
         else:
             return binary_metrics(holdout["churned"].to_numpy(), probability), None
-    problem = cannot_score(name, version, problems)
-    log(f"warning: {problem}")
-    return None, problem
-
-
-def cannot_score(name: str, version: str, problems: list[str]) -> str:
-    """The words for a champion that cannot be scored on this data (champion_problems)."""
-    return f"the champion of '{name}' (v{version}) cannot be scored on this data: " + "; ".join(
+    problem = f"the champion of '{name}' (v{version}) cannot be scored on this data: " + "; ".join(
         problems
     )
+    log(f"warning: {problem}")
+    return None, problem
 
 
 class LabelLikeAttributeError(ValueError):

@@ -27,9 +27,7 @@ from training.gate import (
     ChampionHoldout,
     GateDecision,
     GateRules,
-    cannot_score,
     champion_holdout,
-    champion_problems,
     data_problems,
     judge,
     measure_champion,
@@ -362,17 +360,13 @@ def train_from_tables(
             model.trained_until,
             f"champion v{champion[0]}",
         )
-    champion_metrics, champion_problem, not_comparable = None, None, None
-    if fair.rows is not None:
-        champion_metrics, champion_problem = measure_champion(
-            champion, name, tables, resolved, fair.rows, champion_on_test, log
-        )
-    elif champion is not None:  # not compared; one that does not fit this data is still said
-        misfit = champion_problems(champion[1], tables, resolved)
-        if misfit:
-            champion_problem = cannot_score(name, champion[0], misfit)
-            log(f"warning: {champion_problem}")
-        elif fair.replaces:
+    # Not compared (fair.rows None): a champion that does not fit this data is still said.
+    champion_metrics, champion_problem = measure_champion(
+        champion, name, tables, resolved, fair.rows, champion_on_test, log
+    )
+    not_comparable = None
+    if champion_problem is None and fair.not_comparable is not None:
+        if fair.replaces:
             not_comparable = fair.not_comparable
         else:
             champion_problem = fair.not_comparable
