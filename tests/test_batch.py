@@ -176,7 +176,7 @@ def test_a_value_on_the_typical_customers_lower_risk_side_is_no_reason():
 
 def test_a_contribution_worth_less_than_a_twentieth_of_a_point_is_no_reason():
     contrib = np.array([[0.5, 0.01, 0.2], [0.002, 0.001, 0.0]])
-    points = np.array([[3.0, 0.04, 0.05], [0.02, 0.01, 0.0]])  # a weak model's average customer
+    points = np.array([[3.0, 0.04, 1.2], [0.02, 0.01, 0.0]])  # a weak model's average customer
     names = ["days_since_last_event", "events_30d", "failed_payments_90d"]
     values = pd.DataFrame(
         {"days_since_last_event": [3.0, 4.0], "events_30d": [2.0, 3.0],
@@ -189,8 +189,21 @@ def test_a_contribution_worth_less_than_a_twentieth_of_a_point_is_no_reason():
     ]
 
 
+def test_a_contribution_far_below_the_first_reason_is_no_reason():
+    """A player's tiny country effect (0.07 points) beside an absence worth 3.6 points: below a
+    tenth of the first reason, it is not shown; a second reason of some weight still is."""
+    names = ["days_since_last_event", "country", "events_30d"]
+    contrib = np.array([[1.2, 0.023, 0.4]])
+    points = contrib * 3.0  # 3.6, 0.07 and 1.2 points
+    values = pd.DataFrame(
+        {"days_since_last_event": [12.0], "country": pd.Series(["IN"]), "events_30d": [1.0]}
+    )
+    got = top_drivers(contrib, names, values, 3, points, attributes=("country",)).to_pylist()
+    assert [d["feature"] for d in got[0]] == ["days_since_last_event", "events_30d"]
+
+
 def test_drivers_are_the_largest_positive_contributions_with_their_values():
-    contrib = np.array([[0.5, -1.0, 2.0, 0.0], [-0.1, -0.2, -0.3, -0.4], [1.0, 1.0, 0.2, 3.0]])
+    contrib = np.array([[0.5, -1.0, 2.0, 0.0], [-0.1, -0.2, -0.3, -0.4], [1.0, 1.0, 0.4, 3.0]])
     points = contrib * 10
     names = ["days_since_last_event", "events_30d", "failed_payments_90d", "plan"]
     values = pd.DataFrame(
@@ -213,7 +226,7 @@ def test_drivers_are_the_largest_positive_contributions_with_their_values():
     assert first[0]["label"] == "Failed payments in 90 days"
     assert first[1]["reason"] == "No activity in the last 34 days (usually active every 3 days)"
     assert [d["reason"] for d in third][:2] == ["Plan: basic", "No activity recorded yet"]
-    assert [d["contribution"] for d in third] == [3.0, 2.0, 0.2]
+    assert [d["contribution"] for d in third] == [3.0, 2.0, 0.4]
     moved = moved_drivers(np.array([[0.0, -2.0, 1.0], [0.0, 0.0, 0.0]]), ["a", "b", "c"], 2)
     assert moved.to_pylist() == [
         [{"feature": "b", "change": -2.0}, {"feature": "c", "change": 1.0}],
@@ -345,6 +358,7 @@ def test_an_empty_activity_window_is_one_driver_not_a_sentence_per_feature():
     recency, whose sentence says it once, with their points together."""
     rng = np.random.default_rng(1)
     contrib = rng.uniform(0.1, 1.0, (3, len(INACTIVE_NAMES)))
+    contrib[:, INACTIVE_NAMES.index("revenue_total")] += 1.0  # a reason beside the merged one
     points = contrib * 7
     got = top_drivers(contrib, INACTIVE_NAMES, inactive_rows(), 3, points).to_pylist()
     row0 = got[0]
@@ -426,14 +440,14 @@ def test_values_that_state_one_fact_make_one_reason():
          "tenure_days": [37.4, 400.0], "days_since_first_event": [37.0, 200.0]}
     )  # fmt: skip
     contrib = np.array(
-        [[0.05, 0.3, 0.2, 0.1, 0.15, 0.25, 0.35], [0.05, 0.3, 0.2, 0.1, 0.15, 0.25, 0.35]]
+        [[0.07, 0.3, 0.2, 0.1, 0.15, 0.25, 0.35], [0.07, 0.3, 0.2, 0.1, 0.15, 0.25, 0.35]]
     )
     got = top_drivers(contrib, names, values, 7, contrib * 10).to_pylist()
     assert [[(d["reason"], round(d["contribution"], 6)) for d in row] for row in got] == [
         [("Customer for 37 days", 0.6), ("1 cancel event in the last 30 days", 0.5),
-         ("No support tickets in the last 90 days", 0.25), ("No cancel events in the last 7 days", 0.05)],
+         ("No support tickets in the last 90 days", 0.25), ("No cancel events in the last 7 days", 0.07)],
         # Different values are different facts; the one cancel is said by its shortest window.
-        [("1 cancel event in the last 7 days", 0.35), ("First activity 7 months ago", 0.35),
+        [("1 cancel event in the last 7 days", 0.37), ("First activity 7 months ago", 0.35),
          ("Customer for 13 months", 0.25), ("2 cancel events in the last 90 days", 0.2),
          ("2 support tickets in the last 90 days", 0.15), ("1 support ticket in the last 30 days", 0.1)],
     ]  # fmt: skip

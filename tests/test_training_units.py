@@ -202,6 +202,36 @@ def test_band_thresholds_follow_cumulative_shares():
     assert thresholds == {"high": pytest.approx(0.9), "medium": pytest.approx(0.7)}
 
 
+def test_band_ceilings_keep_likely_leavers_out_of_low():
+    """Where 82 % of the customers churn (a mobile game's lapsed players), the top 10 % alone
+    start above 99 %: a player at 99 % would read 'low'. The ceilings put everyone at 50 % or
+    more in 'high' and 25-50 % in 'medium'; below the ceilings the shares decide as before."""
+    rng = np.random.default_rng(0)
+    mostly_leaving = np.r_[rng.uniform(0.97, 0.9999, 820), rng.uniform(0.02, 0.6, 180)]
+    ceilings = {"high": 0.5, "medium": 0.25}
+    shares = {"high": 0.10, "medium": 0.30}
+    thresholds = band_thresholds(mostly_leaving, shares, ceilings)
+    assert thresholds == {"high": 0.5, "medium": 0.25}
+    assert band_thresholds(mostly_leaving, shares)["high"] > 0.99  # the rank alone
+    model = ChurnModel.__new__(ChurnModel)
+    model.band_thresholds = thresholds
+    bands = model.risk_band(np.array([0.99, 0.5, 0.3, 0.1]))
+    assert list(bands) == ["high", "high", "medium", "low"]
+    rare = np.linspace(0.001, 0.2, 1000)  # a SaaS with few churners: the ceilings do not bind
+    assert band_thresholds(rare, shares, ceilings) == band_thresholds(rare, shares)
+
+
+def test_band_settings_are_checked():
+    with pytest.raises(ValueError, match="cumulative from the top"):
+        TrainConfig(risk_bands={"high": 0.3, "medium": 0.1})
+    with pytest.raises(ValueError, match=r"'high' .* is below 'medium'"):
+        TrainConfig(risk_band_ceilings={"high": 0.2, "medium": 0.4})
+    with pytest.raises(ValueError, match=r"names bands \['urgent'\]"):
+        TrainConfig(risk_band_ceilings={"urgent": 0.9})
+    with pytest.raises(ValueError, match="above 0 and at most 1"):
+        TrainConfig(risk_bands={"high": 0.0, "medium": 0.3})
+
+
 def _scores(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Raw booster-like probabilities and labels drawn from a known, slightly miscalibrated
     relation (the true probability is the raw one squared towards zero)."""
@@ -296,8 +326,11 @@ def test_a_calibration_slice_that_ranks_backwards_keeps_the_order_at_the_base_ra
 
 def test_empty_risk_bands_are_reported():
     bands = np.array(["high"] * 10 + ["low"] * 90, dtype=object)
-    warnings = band_warnings(bands, ["high", "medium", "low"], "the test customers")
+    warnings = band_warnings(bands, {"high": 0.5, "medium": 0.5}, "the test customers")
     assert len(warnings) == 1 and "'medium' is empty on the test customers" in warnings[0]
+    assert "threshold (50.0%) coincides with the next band's" in warnings[0]
+    warnings = band_warnings(bands, {"high": 0.5, "medium": 0.25}, "the test customers")
+    assert "nobody's probability lies in [25.0%, 50.0%)" in warnings[0]
 
 
 def test_capacity_grows_with_churners_and_shrinks_for_small_data():

@@ -75,6 +75,12 @@ class TrainConfig:
     bootstrap: int = 200  # resamples for the holdout's confidence intervals
     risk_bands: dict[str, float] = field(default_factory=lambda: {"high": 0.10, "medium": 0.30})
     # risk_bands: share of the latest date's customers in each band from the top; rest "low".
+    # risk_band_ceilings: a band's probability threshold is never above this, so that a
+    # customer more likely to leave than stay is "high" (and one in four "medium") whatever
+    # their rank: where most customers churn, the top 10 % alone would call 99 % "low".
+    risk_band_ceilings: dict[str, float] = field(
+        default_factory=lambda: {"high": 0.50, "medium": 0.25}
+    )
     # The registered model name, one per dataset; None: derived from the data folder
     # (training.tracking.model_name_for_data), as `churn train` and the notebook do.
     model_name: str | None = None
@@ -129,6 +135,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {value}")
         if self.folds < 1 or self.min_train_dates < 1:
             raise ValueError("folds and min_train_dates must be at least 1")
+        _check_bands("risk_bands", self.risk_bands, self.risk_bands)
+        _check_bands("risk_band_ceilings", self.risk_band_ceilings, self.risk_bands)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +160,31 @@ class TrainConfig:
         if "lgbm_params" in raw:
             raw["lgbm_params"] = {**DEFAULT_LGBM_PARAMS, **raw["lgbm_params"]}
         return cls(**raw)
+
+
+RISK_BANDS = ("high", "medium")  # from the top; the rest is "low"
+
+
+def _check_bands(name: str, values: dict[str, float], bands: dict[str, float]) -> None:
+    """Band settings name bands of risk_bands, lie in (0, 1] and do not cross: 'high' has the
+    smaller cumulative share and the larger probability ceiling."""
+    unknown = [band for band in values if band not in RISK_BANDS or band not in bands]
+    if unknown:
+        raise ValueError(
+            f"{name} names bands {unknown}; the bands are {[b for b in RISK_BANDS if b in bands]}"
+        )
+    bad = {band: v for band, v in values.items() if not (0.0 < float(v) <= 1.0)}
+    if bad:
+        raise ValueError(f"{name} must lie above 0 and at most 1, got {bad}")
+    if "high" in values and "medium" in values:
+        high, medium = float(values["high"]), float(values["medium"])
+        if name == "risk_bands" and medium < high:
+            raise ValueError(
+                f"risk_bands: 'medium' ({medium}) is below 'high' ({high}); the shares are "
+                "cumulative from the top"
+            )
+        if name == "risk_band_ceilings" and high < medium:
+            raise ValueError(f"risk_band_ceilings: 'high' ({high}) is below 'medium' ({medium})")
 
 
 def train_config_from_file(path: str | Path | None) -> TrainConfig:

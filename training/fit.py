@@ -734,10 +734,12 @@ def refit(
     )
     latest = dataset[dataset["as_of"] == dates[-1]]
     population = model.predict_proba(latest)
-    model.band_thresholds = band_thresholds(population, config.risk_bands)
+    model.band_thresholds = band_thresholds(
+        population, config.risk_bands, config.risk_band_ceilings
+    )
     warnings = band_warnings(
         model.risk_band(population),
-        [*config.risk_bands, "low"],
+        model.band_thresholds,
         f"the customers of {pd.Timestamp(dates[-1]).date()}",
     )
     summary = Refit(

@@ -452,7 +452,9 @@ def fit_final_model(
         preprocessor=preprocessor,
         booster_text=booster.model_to_string(),
         calibrator=calibrator,
-        band_thresholds=band_thresholds(calibrate(calibrator, raw), config.risk_bands),
+        band_thresholds=band_thresholds(
+            calibrate(calibrator, raw), config.risk_bands, config.risk_band_ceilings
+        ),
         horizon_days=0,  # unknown: the label's own period
         trained_until=str(pd.Timestamp.now().date()),
         linear_term=linear,

@@ -603,23 +603,46 @@ def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
     raise ValueError(f"calibration must be 'auto', 'sigmoid' or 'isotonic', got {method!r}")
 
 
-def band_thresholds(calibrated: np.ndarray, shares: dict[str, float]) -> dict[str, float]:
+def band_thresholds(
+    calibrated: np.ndarray,
+    shares: dict[str, float],
+    ceilings: dict[str, float] | None = None,
+) -> dict[str, float]:
     """Probability cut-offs: band 'high' with share 0.10 starts at the 90th percentile of the
-    reference population's probabilities; shares are cumulative from the top."""
+    reference population's probabilities (shares are cumulative from the top), but never above
+    its ceiling (TrainConfig.risk_band_ceilings): where most customers churn, a rank alone would
+    put a customer at 99 % in 'low'."""
+    ceilings = ceilings or {}
     if not len(calibrated):
-        return {name: 1.0 for name in shares}
-    return {name: float(np.quantile(calibrated, 1 - share)) for name, share in shares.items()}
+        return {name: float(ceilings.get(name, 1.0)) for name in shares}
+    return {
+        name: min(float(np.quantile(calibrated, 1 - share)), float(ceilings.get(name, 1.0)))
+        for name, share in shares.items()
+    }
 
 
-def band_warnings(bands: np.ndarray, names: Sequence[str], where: str) -> list[str]:
-    """A warning per band that holds nobody (ties at a threshold, or thresholds that coincide)."""
+def band_warnings(bands: np.ndarray, thresholds: dict[str, float], where: str) -> list[str]:
+    """A warning per band that holds nobody, with the probabilities the band spans (ties at a
+    threshold, thresholds that coincide, or nobody between a ceiling and the next band)."""
     counts = pd.Series(bands).value_counts()
-    return [
-        f"risk band '{name}' is empty on {where} ({len(bands):,} customers): its probability "
-        "threshold coincides with the next band's"
-        for name in names
-        if counts.get(name, 0) == 0
-    ]
+    spans: dict[str, tuple[float, float | None]] = {}  # band -> [lowest, next band's) or None
+    upper: float | None = None
+    for name, threshold in thresholds.items():  # from the top: 'high', then 'medium'
+        spans[name] = (threshold, upper)
+        upper = threshold
+    spans["low"] = (0.0, upper)
+    out = []
+    for name, (low, high) in spans.items():
+        if counts.get(name, 0):
+            continue
+        if high is None:
+            why = f"nobody's probability reaches its threshold ({low:.1%})"
+        elif low >= high:
+            why = f"its threshold ({low:.1%}) coincides with the next band's"
+        else:
+            why = f"nobody's probability lies in [{low:.1%}, {high:.1%})"
+        out.append(f"risk band '{name}' is empty on {where} ({len(bands):,} customers): {why}")
+    return out
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -132,7 +132,9 @@ def fit_simple_model(
     )
     raw = model.raw_probability(calibration)
     model.calibrator = fit_calibrator("sigmoid", raw, calibration["churned"].to_numpy())
-    model.band_thresholds = band_thresholds(calibrate(model.calibrator, raw), config.risk_bands)
+    model.band_thresholds = band_thresholds(
+        calibrate(model.calibrator, raw), config.risk_bands, config.risk_band_ceilings
+    )
     return model
 
 
