@@ -382,7 +382,8 @@ def verdict(
     model's top features; realized churn outside the interval a calibrated model gives and a
     calibration error above what chance gives on this many customers.
     watch: the realized AUC below the backtest interval (its own interval overlapping it); the
-    expected AUC (CBPE) below the backtest interval; moderate drift (0.1-0.25) of the score or a
+    expected AUC's interval (CBPE: where a calibrated model's realized AUC falls) wholly below
+    the backtest interval; moderate drift (0.1-0.25) of the score or a
     top feature, or major drift of another feature; one of the two calibration signs.
     fine: none of these."""
     if drift is None or backtest is None:
@@ -402,9 +403,14 @@ def verdict(
             retrain.append(text)
         elif auc < lo:
             watch.append(text)
-    if expected is not None and np.isfinite(lo) and expected.roc_auc < lo:
+    # The expected AUC is a forecast with chance in it: only when even its interval's top lies
+    # below the backtest's would the realized AUC most likely fall below it (a game scored at
+    # 0.988 expected, 0.984-0.990, against a backtest of 0.989-0.993 realized 0.993).
+    if expected is not None and np.isfinite(lo) and expected.roc_auc_hi < lo:
         watch.append(
-            f"expected ROC AUC (CBPE) {expected.roc_auc:.3f} is below the backtest's {span}"
+            f"expected ROC AUC (CBPE) {expected.roc_auc:.3f} "
+            f"({fmt.interval(expected.roc_auc_lo, expected.roc_auc_hi, 'number')}) is below "
+            f"the backtest's {span}"
         )
     for row in drift.itertuples():
         if getattr(row, "grows_with_export", False):  # the export's age, not the customers

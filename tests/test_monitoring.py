@@ -15,6 +15,7 @@ from scipy.stats import chi2_contingency, ks_2samp
 from serving.monitoring import (
     NO_REFERENCE,
     TOP_FEATURES,
+    Expected,
     cbpe,
     chi2_test,
     drift_row,
@@ -287,6 +288,23 @@ def test_realized_auc_far_below_the_backtest_calls_for_a_retrain():
     near = {"roc_auc": 0.72, "roc_auc_lo": 0.66, "roc_auc_hi": 0.78, "ece": float("nan")}
     judged = verdict(backtest, drift, near)
     assert judged.status == "watch" and "0.720" in judged.reasons[0]
+
+
+def test_expected_auc_watches_only_when_its_interval_is_below_the_backtest():
+    """A mobile game scored 0.988 expected (0.984-0.990) against a backtest of 0.989-0.993 and
+    realized 0.993: chance, not a warning. An interval wholly below the backtest's is one."""
+    backtest = {"roc_auc_lo": 0.989, "roc_auc_hi": 0.993}
+    drift = pd.DataFrame(columns=["feature", "psi", "psi_band", "top"])
+    nan = float("nan")
+    near = Expected(0.988, 0.984, 0.990, 0.82, 0.81, 0.83, 0.01, 200)
+    assert verdict(backtest, drift, None, near).status == "fine"
+    below = Expected(0.975, 0.970, 0.980, 0.82, 0.81, 0.83, 0.01, 200)
+    judged = verdict(backtest, drift, None, below)
+    assert judged.status == "watch"
+    assert judged.reasons == [
+        "expected ROC AUC (CBPE) 0.975 (0.970–0.980) is below the backtest's 0.989–0.993"
+    ]
+    assert verdict(backtest, drift, None, Expected(*[nan] * 7, 0)).status == "fine"
 
 
 def test_a_model_pickled_before_reference_distributions_loads_without_them():
