@@ -180,11 +180,19 @@ def check_tables(
         profile = profile_table(name, df, known, now)
         report.tables.append(profile)
         report.findings += _table_findings(profile, df, now)
-    for empty in ("customers", "activity"):
-        if len(getattr(tables, empty)) == 0:
-            report.findings.append(
-                Finding("error", "no_rows", f"table '{empty}' has no rows: nothing to learn", empty)
+    if tables.customers.empty:
+        report.findings.append(
+            Finding(
+                "error", "no_rows", "table 'customers' has no rows: nothing to learn", "customers"
             )
+        )
+    if tables.activity.empty and (churn.mode != "contractual" or tables.revenue.empty):
+        text = (
+            "table 'activity' has no rows, and non-contractual churn is read from activity"
+            if churn.mode != "contractual"
+            else "tables 'activity' and 'revenue' have no rows: no behaviour to learn from"
+        )
+        report.findings.append(Finding("error", "no_rows", text, "activity"))
     if report.errors:  # no rows, or rows of unknown customers: labels cannot be computed
         return report
     with_activity = np.bincount(prepare(tables).activity.customer, minlength=len(known)) > 0
@@ -302,7 +310,7 @@ def observation_months(tables: Tables, config: FeatureConfig) -> list[pd.Timesta
     """First days of months T after the data starts (and, non-contractual, after a whole
     lookback) with T + horizon inside the observed data."""
     churn = _churn(config)
-    start = tables.activity["at"].min()  # the event history: signups often reach further back
+    start = tables.history_start()  # the recorded history: signups often reach further back
     if churn.mode == "non_contractual":
         start += pd.Timedelta(days=churn.lookback_days)
     last = _observed_end(tables, config) - pd.Timedelta(days=churn.horizon_days)
@@ -531,6 +539,8 @@ def _activity_findings(report: CheckReport, churn: ChurnDefinition) -> list[Find
                 )
             )
     n_customers = report.tables[0].rows
+    if report.customers_without_activity == n_customers and churn.mode == "contractual":
+        return found  # a billing-only export: no activity table, not customers who look idle
     if report.customers_without_activity >= WITHOUT_ACTIVITY_SHARE * n_customers:
         found.append(
             Finding(
@@ -689,7 +699,7 @@ def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) 
         )
     dates = len(report.churn_by_month)
     if dates < MIN_OBSERVATION_DATES:
-        start = tables.activity["at"].min()
+        start = tables.history_start()
         end = _observed_end(tables, config)
         months = (end - start) / pd.Timedelta(days=30.4375)
         lookback = (

@@ -137,6 +137,25 @@ class Tables:
     # Derived arrays (integer customer positions, parsed times) computed once per Tables.
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def history_start(self) -> pd.Timestamp:
+        """Where the recorded history begins: the activity table's first row; without activity
+        (a billing-only export) the earliest revenue or feedback row, and without those the
+        earliest signup. The customers table is a snapshot whose signups may reach back years
+        before the history starts, so it does not start it while other rows exist."""
+        first = self.activity["at"].min() if len(self.activity) else pd.NaT
+        if pd.isna(first):
+            candidates = [self.revenue["at"].min(), self.feedback["at"].min()]
+            candidates = [c for c in candidates if pd.notna(c)]
+            first = min(candidates) if candidates else self.customers["signup_at"].min()
+        if pd.isna(first):
+            raise ContractError(
+                "customers",
+                "signup_at",
+                "no dated row",
+                text="the data has no dated row in any table: there is no date to start from",
+            )
+        return pd.Timestamp(first)
+
     def data_end(self) -> pd.Timestamp:
         """The latest timestamp anywhere in the data: the edge of what has been observed."""
         stamps = [self.customers["signup_at"].max(), self.activity["at"].max()]

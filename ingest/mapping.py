@@ -258,8 +258,16 @@ def parse_mapping(raw: dict[str, Any], path: str = "<mapping>") -> Mapping:
         tables[table] = tuple(
             _parse_source(table, i, entry, where, len(entries)) for i, entry in enumerate(entries)
         )
-    for table in ("customers", "activity"):
-        _need(table in tables, f"{where}: the contract needs a [{table}] table; none is mapped")
+    _need("customers" in tables, f"{where}: the contract needs a [customers] table; none is mapped")
+    # A billing-only export (a telecom's, a gym's) has no product events: contractual churn is
+    # learnt from the customers and their payments, and the activity table is written empty.
+    # Churn read from activity cannot be.
+    mode = features.get("churn", {}).get("mode", ChurnDefinition.mode)
+    _need(
+        "activity" in tables or mode == "contractual",
+        f"{where}: non-contractual churn is read from the customers' activity: map an [activity] "
+        'table, or set [features.churn] mode = "contractual" with churned_at in [customers]',
+    )
     description = str(meta.get("description", ""))
     mapping = Mapping(path, tables, features, training, description, scoring)
     _check_attributes(mapping, where)

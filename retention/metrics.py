@@ -271,12 +271,7 @@ def data_coverage(tables: Tables) -> tuple[pd.Timestamp, pd.Timestamp]:
     The customers table is a snapshot that may reach back years before the activity starts
     (signups from 2018, events from 2023), so it does not extend the span; without any activity
     the earliest revenue or feedback row starts it, and without those the earliest signup."""
-    first = tables.activity["at"].min() if len(tables.activity) else pd.NaT
-    if pd.isna(first):
-        candidates = [tables.revenue["at"].min(), tables.feedback["at"].min()]
-        candidates = [c for c in candidates if pd.notna(c)]
-        first = min(candidates) if candidates else tables.customers["signup_at"].min()
-    start = pd.Timestamp(first).normalize()
+    start = tables.history_start().normalize()
     end = tables.data_end().normalize() + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
     return start, end
 

@@ -157,9 +157,16 @@ def test_numbers_that_do_not_follow_the_declared_marks_are_refused(decimal, thou
     assert "decimal = " in problems[0].hint
 
 
-def test_an_empty_activity_table_is_refused(tmp_path):
+def test_an_empty_activity_table_loads_but_empty_customers_do_not(tmp_path):
+    """A billing-only export has no events (tests/test_import_billing_only.py); a table that a
+    caller needs rows in is still refused, and so is an empty customers table."""
+    folder = write_folder(tmp_path / "d", CUSTOMERS, "customer_id,at,event\n")
+    assert load_tables(folder).activity.empty
     with pytest.raises(ContractError, match=r"table 'activity'.*has no rows"):
-        load_tables(write_folder(tmp_path / "d", CUSTOMERS, "customer_id,at,event\n"))
+        load_tables(folder, need_rows=("customers", "activity"))
+    empty = write_folder(tmp_path / "e", "customer_id,signup_at\n", "customer_id,at,event\n")
+    with pytest.raises(ContractError, match=r"table 'customers'.*has no rows"):
+        load_tables(empty)
 
 
 def test_parquet_and_csv_of_one_table_side_by_side_is_refused(tmp_path):

@@ -181,9 +181,24 @@ def test_unknown_mapping_keys_are_errors_naming_the_key(tmp_path, mapping, key):
 
 
 def test_mapping_mistakes_are_named():
-    with pytest.raises(MappingError, match="needs a \\[activity\\] table"):
+    with pytest.raises(MappingError, match="needs a \\[customers\\] table"):
         parse_mapping(
-            {"customers": {"source": "a.csv", "columns": {"customer_id": "id", "signup_at": "c"}}}
+            {
+                "activity": {
+                    "source": "a.csv",
+                    "columns": {"customer_id": "id", "at": "t", "event": "e"},
+                }
+            }
+        )
+    with pytest.raises(MappingError, match="non-contractual churn is read from"):
+        parse_mapping(
+            {
+                "features": {"churn": {"mode": "non_contractual"}},
+                "customers": {
+                    "source": "a.csv",
+                    "columns": {"customer_id": "id", "signup_at": "c"},
+                },
+            }
         )
     base = {
         "source": "a.csv",

@@ -134,7 +134,7 @@ def first_recorded_churn(tables: Tables, feature_config: FeatureConfig) -> pd.Ti
 def default_dates(
     tables: Tables, feature_config: FeatureConfig, config: TrainConfig
 ) -> list[pd.Timestamp]:
-    """Observation dates from config, or from the first activity + warmup to the last date whose
+    """Observation dates from config, or from the first record (Tables.history_start) + warmup to the last date whose
     label horizon lies inside the data (and before observed_until), every `every_days` (derived
     from the span when not set), aligned to end on the last one; with contractual churn, from
     no earlier than the first date whose label window holds a recorded churn
@@ -150,8 +150,8 @@ def default_dates(
                 "use an earlier date_from or leave it out"
             )
         return observation_dates(start, end, config.every_days or step_for_span(start, end))
-    # Warm up from the first activity: signups may predate the recorded history by years.
-    first = tables.activity["at"].min().normalize()
+    # Warm up from the first record: signups may predate the recorded history by years.
+    first = tables.history_start().normalize()
     warmup = config.warmup_days or derived_warmup(first, end, feature_config)
     start = first + pd.Timedelta(days=warmup)
     recorded = first_recorded_churn(tables, feature_config)
@@ -159,7 +159,7 @@ def default_dates(
         start = min(recorded, end)
     if start > end:
         raise ValueError(
-            f"the data spans too little time: first usable date {start.date()} (first activity "
+            f"the data spans too little time: first usable date {start.date()} (first record "
             f"{first.date()} + {warmup} days of history) is after the last date with a complete "
             f"{feature_config.churn.horizon_days}-day label, {end.date()}"
         )
