@@ -167,6 +167,28 @@ def test_a_category_that_marks_churned_customers_is_flagged_even_when_the_auc_is
     assert "marks churned customers" in flags["note"]
 
 
+def test_a_strong_real_effect_is_not_a_label_but_a_category_of_no_churner_is(clean):
+    """Annual plans in a short export: few reach their first renewal, so few churn (1.8 % of
+    the category against the base rate), yet the plan is known at signup. A category in which
+    nobody churned where chance would put many is what an export-day 'active' status looks
+    like."""
+    customers, activity, revenue = clean
+    churned = customers["churned_at"].notna().to_numpy()
+    stayers = np.flatnonzero(~churned)
+    leavers = np.flatnonzero(churned)
+    size = 150  # chance would put 150 x base of them among the churners
+    annual = np.full(len(customers), "monthly", dtype=object)
+    annual[stayers[: size - 2]] = "annual"
+    annual[leavers[:2]] = "annual"  # 2 of `size` churned: under 2 %, over 1 %
+    assert 0.01 < 2 / size < 0.02
+    flags = flagged(tables_of(customers.assign(billing=annual), activity, revenue))
+    assert "billing" not in flags
+    snapshot = np.full(len(customers), "monthly", dtype=object)
+    snapshot[stayers[:size]] = "active_annual"  # nobody of them churned
+    flags = flagged(tables_of(customers.assign(billing=snapshot), activity, revenue))
+    assert "marks active customers" in flags["billing"]
+
+
 def test_innocent_plan_is_not_flagged_and_a_suspicious_name_alone_is_said_to_be_the_name(clean):
     customers, activity, revenue = clean
     flags = flagged(tables_of(customers, activity, revenue))
