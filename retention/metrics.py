@@ -473,23 +473,76 @@ def customer_flows(
 
 
 def monthly_mrr(revenue: pd.DataFrame) -> pd.DataFrame:
-    """MRR per customer and month: invoice amounts summed by the month they pay for.
+    """MRR per customer and month: invoice amounts summed by the months they pay for.
 
-    Rows count when kind is 'invoice' or missing (no kind column: all rows). The month is the
-    row's ``period`` (rows whose period is missing are not recurring and are left out); without
-    a period column it is the month of ``at``. Returns customer_id, month (month start), mrr.
+    Rows count when kind is 'invoice' or missing (no kind column: all rows). The months are
+    those of the row's ``period`` and, with a ``period_end``, the months up to it in equal
+    shares (an annual invoice is a twelfth of its amount in each of its 12 months:
+    _mrr_rows); rows whose period is missing are not recurring and are left out; without a
+    period column it is the month of ``at``. Returns customer_id, month (month start), mrr.
     """
     inv = revenue.loc[_invoice_mask(revenue)]
-    month = _mrr_month_ordinal(inv)
-    ok = month != np.iinfo(np.int64).min
+    row, month, amount = _mrr_rows(inv)
     out = pd.DataFrame(
         {
-            "customer_id": inv["customer_id"].astype("str").to_numpy()[ok],
-            "month": _ordinal_start(month[ok], "month"),
-            "mrr": inv["amount"].to_numpy(dtype="float64")[ok],
+            "customer_id": inv["customer_id"].astype("str").to_numpy()[row],
+            "month": _ordinal_start(month, "month"),
+            "mrr": amount,
         }
     )
     return out.groupby(["customer_id", "month"], as_index=False, sort=True)["mrr"].sum()
+
+
+AVERAGE_MONTH_NS = int(pd.Timedelta(days=365.25 / 12).value)
+
+
+def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each invoice row spread over the calendar months it pays for: (its position among the
+    rows, the month ordinal, its share of the amount), one entry per row and month.
+
+    An invoice with ``period`` and ``period_end`` pays for round((period_end - period) /
+    average month) months, at least one, from its period's month, in equal shares: a yearly
+    plan's invoice of 1,200 is 100 in each of 12 months, so the months between renewals do not
+    read as churn and the renewal month as a twelvefold expansion. Otherwise the row pays for
+    its period's month (without a period column, the month of ``at``); rows without a period
+    are left out (not recurring)."""
+    missing = np.iinfo(np.int64).min
+    month = _mrr_month_ordinal(invoices)
+    months = np.ones(len(month), dtype=np.int64)
+    if "period" in invoices and "period_end" in invoices:
+        start, end = _ns(invoices["period"]), _ns(invoices["period_end"])
+        spans = (start != missing) & (end != missing)
+        covered = np.rint((end[spans] - start[spans]) / AVERAGE_MONTH_NS).astype(np.int64)
+        months[spans] = np.maximum(covered, 1)
+    row = np.flatnonzero(month != missing)
+    counts = months[row]
+    expanded = np.repeat(row, counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    offset = np.arange(len(expanded), dtype=np.int64) - first
+    amount = invoices["amount"].to_numpy(dtype="float64")
+    return expanded, month[expanded] + offset, amount[expanded] / months[expanded]
+
+
+def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | None:
+    """Per customer, the monthly revenue of the invoices issued before `as_of` whose paid
+    period ([period, period_end)) holds the instant just before it, each its amount over the
+    months it pays for (_mrr_rows): what a customer pays per month now, for revenue at risk.
+    An annual customer who paid 1,200 ten months ago pays 100 a month, where the revenue of the
+    last 30 days reads 0. None when the revenue rows carry no paid period (a shop: revenue of
+    the last 30 days stands in)."""
+    if "period" not in revenue or "period_end" not in revenue:
+        return None
+    inv = revenue.loc[_invoice_mask(revenue)]
+    spans = inv["period"].notna() & inv["period_end"].notna()
+    if not spans.any():
+        return None
+    row, _, amount = _mrr_rows(inv)
+    t = _timestamp(as_of, "as_of").value - 1
+    at, start, end = (_ns(inv[c])[row] for c in ("at", "period", "period_end"))
+    now = spans.to_numpy()[row] & (at <= t) & (start <= t) & (t < end)
+    _, first = np.unique(row[now], return_index=True)  # one entry per invoice, not per month
+    ids = inv["customer_id"].astype("str").to_numpy()[row[now]][first]
+    return pd.Series(amount[now][first], index=ids).groupby(level=0).sum()
 
 
 def _invoice_mask(revenue: pd.DataFrame) -> np.ndarray:
@@ -523,9 +576,8 @@ def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
     n = len(customers)
     rev = tables.revenue
     inv = rev.loc[_invoice_mask(rev)]
-    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))
-    month = _mrr_month_ordinal(inv)
-    amount = inv["amount"].to_numpy(dtype="float64")
+    row, month, amount = _mrr_rows(inv)
+    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))[row]
     m0, m1 = _instant_ordinal(t0, "month"), _instant_ordinal(t1, "month")
     ok = codes >= 0
     start = np.bincount(codes[ok & (month == m0)], amount[ok & (month == m0)], minlength=n)
@@ -1466,7 +1518,7 @@ def revenue_cohort_retention(
     """Per signup-month cohort, the share of the cohort's starting MRR kept in each later month,
     net of expansion: NRR (DESIGN.md) with t0 the signup month and t1 the month N later.
 
-    MRR as in :func:`monthly_mrr` (invoices by the month they pay for). The base is the
+    MRR as in :func:`monthly_mrr` (invoices by the months they pay for). The base is the
     cohort's customers with MRR in their signup month; a cohort whose signup month the data do
     not cover has no base and is left out. A month counts when the data cover it whole
     (``partial_periods``: when they overlap it); invoices dated outside [observed_from,
@@ -1487,13 +1539,11 @@ def revenue_cohort_retention(
 
     rev = tables.revenue
     inv = rev.loc[_invoice_mask(rev)]
-    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))
-    month = _mrr_month_ordinal(inv)
-    at = _ns(inv["at"])
-    ok = (codes >= 0) & (month != np.iinfo(np.int64).min)
-    ok &= (at >= since.value) & (at <= until.value) & (month <= last)
-    codes, month = codes[ok], month[ok]
-    amount = inv["amount"].to_numpy(dtype="float64")[ok]
+    row, month, amount = _mrr_rows(inv)
+    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))[row]
+    at = _ns(inv["at"])[row]
+    ok = (codes >= 0) & (at >= since.value) & (at <= until.value) & (month <= last)
+    codes, month, amount = codes[ok], month[ok], amount[ok]
     offset = month - signup_month[codes]
     ok = in_scope[codes] & (offset >= 0)
     if max_period is not None:

@@ -45,6 +45,7 @@ from retention.metrics import (
     PeriodNotCovered,
     check_period_covered,
     metrics_from_sums,
+    paid_monthly_revenue,
     per_customer_metrics,
     risk_from_sums,
     risk_parts,
@@ -374,9 +375,11 @@ def segment_sums_for(
     by band measures how well the bands predicted; customers without a band then form the
     row 'not scored at the start'. Without start_scores there are no risk_band rows."""
     churn = model.features_config().churn
-    revenue = (
-        features.set_index("customer_id")["revenue_30d"] if "revenue_30d" in features else None
-    )
+    # What a customer pays per month now: the paid period holding the run date (an annual
+    # plan's twelfth), else the revenue of the last 30 days (a shop's orders).
+    revenue = paid_monthly_revenue(tables.revenue, as_of)
+    if revenue is None and "revenue_30d" in features:
+        revenue = features.set_index("customer_id")["revenue_30d"]
     scored = scores.assign(
         monthly_revenue=revenue.reindex(scores["customer_id"]).fillna(0.0).to_numpy()
         if revenue is not None

@@ -31,6 +31,7 @@ from retention.metrics import (
     mrr_comparison_note,
     mrr_movements,
     nps_summary,
+    paid_monthly_revenue,
     parse_brackets,
     purchase_counts,
     retention_curve,
@@ -273,6 +274,57 @@ def test_mrr_without_a_period_column_uses_the_month_of_at():
     assert m.nrr == pytest.approx(300 / 380)
     monthly = monthly_mrr(t.revenue)
     assert monthly.set_index(["customer_id", "month"]).loc[("E", T("2024-01-01")), "mrr"] == 30
+
+
+def annual_tables():
+    """F pays 1,200 a year from 2023-06-10 and renews on 2024-06-10; G pays 100 a month until
+    it leaves after its April invoice; H pays 300 a quarter."""
+    customers = pd.DataFrame(
+        {"customer_id": list("FGH"), "signup_at": [T("2023-06-01")] * 3, "churned_at": pd.NaT}
+    )
+    rows = [("F", "2023-06-10", 1200.0, "2023-06-10", "2024-06-10"),
+            ("F", "2024-06-10", 1200.0, "2024-06-10", "2025-06-10")]  # fmt: skip
+    rows += [
+        ("G", f"2024-{m:02d}-05", 100.0, f"2024-{m:02d}-05", f"2024-{m + 1:02d}-05")
+        for m in range(1, 5)
+    ]
+    rows += [("H", "2024-01-20", 300.0, "2024-01-20", "2024-04-20"),
+             ("H", "2024-04-20", 300.0, "2024-04-20", "2024-07-20")]  # fmt: skip
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "period", "period_end"])
+    revenue = revenue.assign(kind="invoice")
+    for col in ("at", "period", "period_end"):
+        revenue[col] = pd.to_datetime(revenue[col])
+    return tables_of(customers, revenue=revenue)
+
+
+def test_an_invoice_for_several_months_is_spread_over_them():
+    """An annual plan is a twelfth of its invoice each month: between renewals it is not churned
+    MRR, and the renewal is not a twelvefold expansion (it was: F read 1,200 in June, 0 from
+    July, and a churned customer in every period that did not hold a renewal)."""
+    t = annual_tables()
+    monthly = monthly_mrr(t.revenue).set_index(["customer_id", "month"])["mrr"]
+    f = monthly.loc["F"]
+    assert len(f) == 24 and (f == 100).all()  # June 2023 .. May 2025
+    assert f.index.min() == T("2023-06-01") and f.index.max() == T("2025-05-01")
+    assert (monthly.loc["H"] == 100).all() and len(monthly.loc["H"]) == 6
+    assert (monthly.loc["G"] == 100).all() and len(monthly.loc["G"]) == 4  # monthly: as before
+    mov = mrr_movements(t, "2024-02-15", "2024-05-15")
+    assert mov.loc["F", ["mrr_start", "mrr_end", "churned_mrr"]].tolist() == [100, 100, 0]
+    assert mov.loc["G", "churned_mrr"] == 100  # no invoice for May
+    m = row(retention_metrics(t, "2024-02-15", "2024-05-15"))
+    assert m.mrr_start == 300 and m.churned_mrr == 100
+    assert m.nrr == pytest.approx(200 / 300)
+
+
+def test_paid_monthly_revenue_is_the_share_of_the_period_paid_for_now():
+    t = annual_tables()
+    now = paid_monthly_revenue(t.revenue, "2024-03-01")
+    assert now.to_dict() == {"F": 100.0, "G": 100.0, "H": 100.0}
+    later = paid_monthly_revenue(t.revenue, "2024-05-20")  # G's last period ended 2024-05-05
+    assert later.to_dict() == {"F": 100.0, "H": 100.0}
+    # an invoice issued after the date is not known yet, though its period holds the date
+    assert paid_monthly_revenue(t.revenue, "2024-06-10").to_dict() == {"F": 100.0, "H": 100.0}
+    assert paid_monthly_revenue(mrr_tables().revenue, "2024-03-10") is None  # no period_end
 
 
 def test_nrr_needs_a_period_that_ends_in_a_later_month():
