@@ -28,7 +28,8 @@ from serving.monitoring import (
     verdict,
     wilson_interval,
 )
-from training.reference import SCORE, FeatureProfile, build_reference, reason_sides
+from training.drivers import top_drivers
+from training.reference import SCORE, FeatureProfile, build_reference, reason_sides, safe_levels
 
 # ------------------------------------------------------------------------------- drift units
 
@@ -113,6 +114,29 @@ def test_reason_sides_are_the_median_and_the_direction_of_the_probability():
     assert sides_flipped["login_events_90d"][1] == 1  # no direction in the dictionary: the data's
     reference = build_reference(frame, list(frame.columns), [], probability)
     assert reference.reason_sides == sides
+
+
+def test_safe_levels_are_the_categories_scored_below_the_mean():
+    """The billing export's case: premium customers are scored below the average, so "Plan at
+    signup: premium_monthly" is no reason for risk, however the credit was shared; a level of
+    too few rows is not judged, and a missing value is never a level."""
+    plan = np.array(
+        ["basic"] * 600 + ["premium"] * 300 + ["trial"] * 10 + [None] * 90, dtype=object
+    )
+    probability = np.r_[
+        np.full(600, 0.06), np.full(300, 0.02), np.full(10, 0.001), np.full(90, 0.01)
+    ]
+    frame = pd.DataFrame({"plan": pd.Series(plan, dtype="string"), "x": np.arange(1000.0)})
+    assert safe_levels(frame, ["plan"], probability) == {"plan": ("premium",)}
+    reference = build_reference(frame, ["x"], ["plan"], probability)
+    assert reference.safe_levels == {"plan": ("premium",)}
+    contrib = np.array([[0.3, 0.1], [0.3, 0.1]])
+    values = pd.DataFrame({"plan": ["premium", "basic"], "x": [1.0, 1.0]})
+    got = top_drivers(
+        contrib, ["plan", "x"], values, 2, contrib * 10, attributes=("plan",),
+        safe_levels=reference.safe_levels,
+    ).to_pylist()  # fmt: skip
+    assert [[d["feature"] for d in row] for row in got] == [["x"], ["plan", "x"]]
 
 
 def test_feature_drift_names_the_missing_feature():

@@ -337,7 +337,10 @@ def _merge_empty_windows(
 
 
 def on_the_safe_side(
-    names: list[str], values: pd.DataFrame, typical: Mapping[str, tuple[float, int]]
+    names: list[str],
+    values: pd.DataFrame,
+    typical: Mapping[str, tuple[float, int]],
+    safe_levels: Mapping[str, Collection[str]] | None = None,
 ) -> np.ndarray:
     """(rows, features): True where the row's value is on the side of the typical customer's
     (the median of the model's latest training rows) that goes with a lower risk: above it for
@@ -347,9 +350,14 @@ def on_the_safe_side(
     positive contribution there is credit shared among correlated features (the 90-day count
     as the base of a trend), and the words would say the opposite of what the customer does.
     A value at the median, a missing value, and the features of NEVER_ON_THE_SAFE_SIDE (merged facts,
-    the recency against the customer's own gap) are never on the safe side."""
+    the recency against the customer's own gap) are never on the safe side. A category's level
+    is on it when it is one of safe_levels[name] (scored below average on the reference rows)."""
     safe = np.zeros((len(values), len(names)), dtype=bool)
     for j, name in enumerate(names):
+        if safe_levels and name in safe_levels and name in values.columns:
+            levels = values[name].astype("string")
+            safe[:, j] = levels.isin(list(safe_levels[name])).to_numpy(dtype=bool, na_value=False)
+            continue
         if name not in typical or name in NEVER_ON_THE_SAFE_SIDE or name not in values.columns:
             continue
         column = values[name]
@@ -383,6 +391,7 @@ def top_drivers(
     min_level_customers: int = 0,
     typical: Mapping[str, tuple[float, int]] | None = None,
     value_unit: str | None = None,
+    safe_levels: Mapping[str, Collection[str]] | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -394,11 +403,13 @@ def top_drivers(
     named_levels; min_level_customers words the others); typical: per feature, the reference
     rows' median and direction (training.reference.reason_sides): a value on the median's
     lower-risk side is not a reason (on_the_safe_side); value_unit: what activity.value measures
-    (FeatureConfig.value_unit), for its sentences. A row's empty activity windows make one
+    (FeatureConfig.value_unit), for its sentences; safe_levels: per category, the levels the
+    model scores below average (training.reference.safe_levels), which are no reason either. A row's empty activity windows make one
     driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
-    if typical:
-        contrib = np.where(on_the_safe_side(names, values, typical), 0.0, contrib)
+    if typical or safe_levels:
+        safe = on_the_safe_side(names, values, typical or {}, safe_levels)
+        contrib = np.where(safe, 0.0, contrib)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)
     picked_points = np.take_along_axis(points, order, axis=1)

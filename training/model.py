@@ -402,6 +402,7 @@ class ChurnModel:
             "named_levels": self.preprocessor.named_levels(),
             "min_level_customers": self.preprocessor.min_level_customers,
             "typical": getattr(self.reference, "reason_sides", None),
+            "safe_levels": getattr(self.reference, "safe_levels", None),
             "value_unit": getattr(self.features_config(), "value_unit", None),
         }
 
