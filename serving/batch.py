@@ -452,8 +452,12 @@ def paid_period_warning(
     late ([features.churn] observed_until), many of them have left already, and no training date
     showed the model such a member leave (by then their churn was recorded), so it scores them as
     late payers, low (a KKBox-shaped export: 147 of 334 had left; median 1.5 %). Without
-    observed_until churn is recorded as it happens: None. One text for both engines."""
+    observed_until churn is recorded as it happens: None; so it is when observed_until is the
+    run date or later (a billing export that records cancellations at once and declares its
+    export day). One text for both engines."""
     if not ended or churn.mode != "contractual" or churn.observed_until is None:
+        return None
+    if pd.Timestamp(churn.observed_until) >= as_of.normalize():
         return None
     return (
         f"{ended:,} of {scored:,} scored customers' paid period ended before "

@@ -541,5 +541,7 @@ def test_customers_whose_paid_period_ended_are_counted_and_warned_about_where_ch
     assert "observed_until" in warning and "days_until_paid_period_ends below 0" in warning
     # Churn recorded as it happens: counted, nothing to warn about; no such feature: nothing.
     assert paid_period_ended(features, ChurnDefinition(), pd.Timestamp("2016-07-01")) == (2, None)
+    on_time = ChurnDefinition(horizon_days=30, observed_until="2016-07-01")  # the export day
+    assert paid_period_ended(features, on_time, pd.Timestamp("2016-07-01")) == (2, None)
     plain = features.drop(columns="days_until_paid_period_ends")
     assert paid_period_ended(plain, late, pd.Timestamp("2016-07-01")) == (0, None)
