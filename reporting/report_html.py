@@ -648,26 +648,34 @@ def write_partition_report(
     notes += run_notes(summary)
     retention = sizes = curve = revenue = None
     activity = tables.activity
-    if len(activity):
-        start = pd.Timestamp(activity["at"].min())
-        # Only cohorts that signed up once the activity data had started: their every period
+    if len(activity) or len(tables.revenue):
+        start = tables.history_start()
+        # Only cohorts that signed up once the recorded history had started: their every period
         # is covered by the data (an earlier cohort's first periods were never recorded).
         cohorts_from = (start.tz_localize(None).to_period("M") + 1).to_timestamp()
         if start.tzinfo is not None:
             cohorts_from = cohorts_from.tz_localize(start.tzinfo)
-        result = cohort_retention(
-            tables,
-            cohorts_from=cohorts_from,
-            activity_events=activity_events,
-            max_period=MAX_PERIODS,
-        )
-        if not result.table.empty:
-            pivot = result.pivot
-            retention = pivot.tail(MAX_COHORTS)
-            sizes = result.sizes
-            curve = retention_curve(result)
-        else:
-            notes.append("No signup cohort since the activity data started: no retention table.")
+        if len(activity):
+            result = cohort_retention(
+                tables,
+                cohorts_from=cohorts_from,
+                activity_events=activity_events,
+                max_period=MAX_PERIODS,
+            )
+            if not result.table.empty:
+                pivot = result.pivot
+                retention = pivot.tail(MAX_COHORTS)
+                sizes = result.sizes
+                curve = retention_curve(result)
+            else:
+                notes.append(
+                    "No signup cohort since the activity data started: no retention table."
+                )
+        else:  # a billing-only export: retention by activity measures nothing
+            notes.append(
+                "No activity in the data: retention by activity is not measured; revenue "
+                "retention is."
+            )
         if len(tables.revenue):
             revenue = revenue_cohort_retention(
                 tables.revenue, tables.customers, cohorts_from, tables.data_end()

@@ -18,6 +18,8 @@ from features.io import load_tables
 from features.signals import build_features
 from ingest.importer import import_with_mapping, run_import
 from ingest.mapping import MappingError, load_mapping, parse_mapping
+from retention.metrics import paid_monthly_revenue
+from serving.batch import run_scoring
 from training.config import TrainConfig
 from training.pipeline import fit_from_tables
 
@@ -134,6 +136,20 @@ def test_a_billing_only_export_imports_checks_trains_and_explains_by_payments(tm
     reasons = [d["reason"] for row in drivers for d in row]
     assert any("failed payment" in r for r in reasons)
     assert not [r for r in reasons if "activity" in r.lower() or "event" in r.lower()]
+
+    # The weekly job: revenue at risk from what each customer pays per month now, the report's
+    # revenue retention by cohort, and no retention-by-activity table that measures nothing.
+    run = run_scoring(
+        tables, "2024-06-01", fitted.model, "1", tmp_path / "scores", log=lambda _: None
+    )
+    overall = run.segments[run.segments["dimension"] == "all"].iloc[0]
+    monthly = paid_monthly_revenue(tables.revenue, "2024-06-01")
+    paying = monthly.reindex(frame["customer_id"]).fillna(0.0).to_numpy()
+    assert set(np.round(paying, 2)) == {0.0, 29.0}  # a month's invoice, or a failed one
+    expected = (fitted.model.predict_proba(frame) * paying).sum()
+    assert overall["revenue_at_risk"] == pytest.approx(expected)
+    page = (Path(run.partition) / "report.html").read_text()
+    assert "retention by activity is not measured" in page
 
 
 def test_churn_read_from_activity_needs_an_activity_table(tmp_path):
