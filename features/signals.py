@@ -22,7 +22,7 @@ from features.buying_process import (
     no_purchase_probability,
 )
 from features.config import RESERVED_CUSTOMER_COLUMNS, FeatureConfig
-from features.contract import ContractError, Tables
+from features.contract import Tables
 from features.labels import eligible_mask, resolve_lookback
 from features.prepared import (
     BLOCK_ROWS,
@@ -49,13 +49,6 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
     attributes must be columns of the customers table."""
     t = as_of_timestamp(until).value
     check_customer_attributes(tables.customers, config)
-    if config.churn.mode == "non_contractual" and tables.activity.empty:
-        raise ContractError(
-            "activity",
-            None,
-            "the table has no rows, and non-contractual churn is read from activity: map the "
-            "customers' events, or use contractual churn (churned_at in customers)",
-        )
     if config.churn.lookback_days is None:  # recorded, so it travels with the model
         config = replace(config, churn=resolve_lookback(tables, config.churn, until))
     if config.subscription_signals is None:

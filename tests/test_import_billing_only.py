@@ -164,7 +164,7 @@ def test_churn_read_from_activity_needs_an_activity_table(tmp_path):
     tables, _ = run_import(_mapping(tmp_path), source)
     config = FeatureConfig.from_dict(mapping_features(text))
     with pytest.raises(ContractError, match=r"table 'activity'.*non-contractual churn is read"):
-        build_features(tables, "2024-03-01", config)
+        fit_from_tables(tables, config, TrainConfig(), log=lambda _: None)
     report = check_tables(tables, config)
     assert [f.message for f in report.errors] == [
         "table 'activity' has no rows, and non-contractual churn is read from activity"

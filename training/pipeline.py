@@ -16,7 +16,7 @@ from mlflow.entities import Metric
 
 from features.check import late_churn_records, stale_tables
 from features.config import FeatureConfig
-from features.contract import Tables
+from features.contract import ContractError, Tables
 from features.dataset import build_training_set, observation_dates, training_rows
 from features.labels import last_labeled_date
 from features.signals import build_features, feature_names, resolve_config
@@ -305,6 +305,13 @@ def fit_from_tables(
     truth: pd.DataFrame | None = None,
 ) -> Fitted:
     """Observation dates, training set, backtest plan, backtest and refit (no MLflow)."""
+    if feature_config.churn.mode == "non_contractual" and tables.activity.empty:
+        raise ContractError(
+            "activity",
+            None,
+            "the table has no rows, and non-contractual churn is read from activity: map the "
+            "customers' events, or use contractual churn (churned_at in customers)",
+        )
     refuse_label_like_attributes(tables, feature_config, config.allow_label_like)
     dates = default_dates(tables, feature_config, config)
     # An export that stops before the last observation dates: their features read as if
