@@ -632,7 +632,12 @@ def purchase_counts(
 
 
 def period_revenue(tables: Tables, t0: Instant, t1: Instant) -> pd.Series:
-    """Net revenue per customer in (t0, t1]: invoices, orders and refunds (failed payments out)."""
+    """Net revenue per customer in (t0, t1]: invoices, orders and refunds (failed payments out).
+
+    A row with a paid period ([period, period_end)) issued by t1 counts with the share of that
+    period inside (t0, t1], as revenue is earned: an annual plan's 1,200 is 300 in a quarter, not
+    1,200 in the quarter that holds its renewal and 0 in the others (a billing export's
+    lifetime value of an annual plan read 21,942). Other rows count when dated in (t0, t1]."""
     t0, t1 = _check_period(t0, t1)
     customers = tables.customers
     rev = tables.revenue
@@ -642,12 +647,19 @@ def period_revenue(tables: Tables, t0: Instant, t1: Instant) -> pd.Series:
         else np.ones(len(rev), dtype=bool)
     )
     at = _ns(rev["at"])
+    amount = rev["amount"].to_numpy(dtype="float64")
     mask = kind_ok & (at > t0.value) & (at <= t1.value)
+    if "period" in rev and "period_end" in rev:
+        missing = np.iinfo(np.int64).min
+        start, end = _ns(rev["period"]), _ns(rev["period_end"])
+        spans = kind_ok & (start != missing) & (end != missing) & (end > start)
+        overlap = np.minimum(end, t1.value + 1) - np.maximum(start, t0.value + 1)
+        share = np.where(spans, np.clip(overlap, 0, None) / np.maximum(end - start, 1), 0.0)
+        mask = np.where(spans, (at <= t1.value) & (share > 0), mask)
+        amount = np.where(spans, amount * share, amount)
     codes = _customer_codes(rev["customer_id"], pd.Index(customers["customer_id"]))
     mask &= codes >= 0
-    total = np.bincount(
-        codes[mask], rev["amount"].to_numpy(dtype="float64")[mask], minlength=len(customers)
-    )
+    total = np.bincount(codes[mask], amount[mask], minlength=len(customers))
     return pd.Series(
         total, index=pd.Index(customers["customer_id"], name="customer_id"), name="revenue"
     )

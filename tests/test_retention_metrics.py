@@ -316,6 +316,26 @@ def test_an_invoice_for_several_months_is_spread_over_them():
     assert m.nrr == pytest.approx(200 / 300)
 
 
+def test_revenue_of_a_period_is_the_share_of_each_paid_period_inside_it():
+    """F's annual 1,200 paid on 2023-06-10 earns 1,200 x (days of Feb-Apr 2024 in its year) /
+    366 in that quarter; H's quarterly 300 from 2024-01-20 and 2024-04-20 earn their shares;
+    G's monthly 100s count as the days of their months inside the period."""
+    from retention.metrics import period_revenue
+
+    t = annual_tables()
+    got = period_revenue(t, "2024-01-31 23:59:59.999999999", "2024-04-30 23:59:59.999999999")
+    days = lambda a, b: (T(b) - T(a)).days  # noqa: E731
+    assert got["F"] == pytest.approx(1200 * days("2024-02-01", "2024-05-01") / 366)
+    h = 300 * days("2024-02-01", "2024-04-20") / 91 + 300 * days("2024-04-20", "2024-05-01") / 91
+    assert got["H"] == pytest.approx(h)
+    g = 100 * (
+        days("2024-02-01", "2024-02-05") / 31 + 1 + 1 + days("2024-04-05", "2024-05-01") / 30
+    )
+    assert got["G"] == pytest.approx(g)
+    # an invoice issued after the period is not counted, even for a period that overlaps it
+    assert period_revenue(t, "2024-06-01", "2024-06-09")["F"] == pytest.approx(1200 * 8 / 366)
+
+
 def test_paid_monthly_revenue_is_the_share_of_the_period_paid_for_now():
     t = annual_tables()
     now = paid_monthly_revenue(t.revenue, "2024-03-01")
