@@ -138,6 +138,20 @@ def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path)
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 
 
+def test_a_billing_only_folder_gives_the_pandas_engines_features(spark, demo, tmp_path):
+    """A billing-only export: the activity table is there, empty (ingest writes it so)."""
+    data = tmp_path / "billing"
+    shutil.copytree(demo, data)
+    activity = pq.read_table(data / "activity.parquet")
+    pq.write_table(activity.slice(0, 0), data / "activity.parquet")
+    config = config_for_data(data)
+    out = tmp_path / "features.parquet"
+    rows, _ = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
+    expected = build_features(load_tables(data), "2024-06-01", config)
+    assert rows == len(expected) and expected["days_since_last_event"].isna().all()
+    assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
+
+
 def test_a_lookback_left_to_the_data_and_history_signals_equal_the_pandas_engine(
     spark, demo, tmp_path
 ):
