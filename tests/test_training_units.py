@@ -230,6 +230,10 @@ def test_band_settings_are_checked():
         TrainConfig(risk_band_ceilings={"urgent": 0.9})
     with pytest.raises(ValueError, match="above 0 and at most 1"):
         TrainConfig(risk_bands={"high": 0.0, "medium": 0.3})
+    only_high = TrainConfig(risk_bands={"high": 0.2})  # the default ceilings still take
+    assert band_thresholds(
+        np.linspace(0, 1, 101), only_high.risk_bands, only_high.risk_band_ceilings
+    ) == {"high": 0.5}
 
 
 def _scores(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

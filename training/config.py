@@ -135,8 +135,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {value}")
         if self.folds < 1 or self.min_train_dates < 1:
             raise ValueError("folds and min_train_dates must be at least 1")
-        _check_bands("risk_bands", self.risk_bands, self.risk_bands)
-        _check_bands("risk_band_ceilings", self.risk_band_ceilings, self.risk_bands)
+        _check_bands("risk_bands", self.risk_bands)
+        _check_bands("risk_band_ceilings", self.risk_band_ceilings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,14 +165,13 @@ class TrainConfig:
 RISK_BANDS = ("high", "medium")  # from the top; the rest is "low"
 
 
-def _check_bands(name: str, values: dict[str, float], bands: dict[str, float]) -> None:
-    """Band settings name bands of risk_bands, lie in (0, 1] and do not cross: 'high' has the
-    smaller cumulative share and the larger probability ceiling."""
-    unknown = [band for band in values if band not in RISK_BANDS or band not in bands]
+def _check_bands(name: str, values: dict[str, float]) -> None:
+    """Band settings name the bands above 'low', lie in (0, 1] and do not cross: 'high' has the
+    smaller cumulative share and the larger probability ceiling. A ceiling of a band that
+    risk_bands leaves out is not used."""
+    unknown = [band for band in values if band not in RISK_BANDS]
     if unknown:
-        raise ValueError(
-            f"{name} names bands {unknown}; the bands are {[b for b in RISK_BANDS if b in bands]}"
-        )
+        raise ValueError(f"{name} names bands {unknown}; the bands are {list(RISK_BANDS)}")
     bad = {band: v for band, v in values.items() if not (0.0 < float(v) <= 1.0)}
     if bad:
         raise ValueError(f"{name} must lie above 0 and at most 1, got {bad}")
