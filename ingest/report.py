@@ -108,6 +108,7 @@ class ImportReport:
     sources: list[SourceReport]
     tables: dict[str, dict[str, object]] = field(default_factory=dict)
     customers_without_activity: int = 0
+    activity_mapped: bool = True  # False: a billing-only export (no [activity] in the mapping)
     example_customers_without_activity: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -118,7 +119,8 @@ class ImportReport:
         for name in TABLES:
             summary = summaries.get(name) or TableSummary(name, len(customer_ids))
             self.tables[name] = summary.entry()
-        active = summaries["activity"].seen if "activity" in summaries else None
+        self.activity_mapped = "activity" in summaries
+        active = summaries["activity"].seen if self.activity_mapped else None
         if active is None:
             active = np.zeros(len(customer_ids), dtype=bool)
         without = customer_ids[~active]
@@ -126,6 +128,14 @@ class ImportReport:
         self.example_customers_without_activity = [
             str(v) for v in without.head(MAX_EXAMPLE_IDS).tolist()
         ]
+
+    def _activity_line(self) -> str:
+        if not self.activity_mapped:
+            return (
+                "no activity mapped (a billing-only export): the activity table is empty, and "
+                "the model learns from the customers, their payments and their feedback"
+            )
+        return f"customers without any activity: {self.customers_without_activity:,}"
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -147,7 +157,7 @@ class ImportReport:
         for name, t in self.tables.items():
             if t["rows"]:
                 lines.append(f"{name:<9} {t['rows']:,} rows, {t['from']} .. {t['to']}")
-        lines.append(f"customers without any activity: {self.customers_without_activity:,}")
+        lines.append(self._activity_line())
         lines += [f"warning: {w}" for w in self.warnings]
         return lines
 
@@ -179,14 +189,17 @@ class ImportReport:
         churned = self.tables.get("customers", {}).get("churned")
         if churned is not None:
             out.append(f"\nCustomers with a churn date: {churned:,}.")
-        out.append(
-            f"\nCustomers without any activity: {self.customers_without_activity:,}"
-            + (
-                " (for example " + ", ".join(self.example_customers_without_activity) + ")."
-                if self.example_customers_without_activity
-                else "."
+        if not self.activity_mapped:
+            out.append(f"\n{self._activity_line()}.")
+        else:
+            out.append(
+                f"\nCustomers without any activity: {self.customers_without_activity:,}"
+                + (
+                    " (for example " + ", ".join(self.example_customers_without_activity) + ")."
+                    if self.example_customers_without_activity
+                    else "."
+                )
             )
-        )
         if self.warnings:
             out.append("\n## Warnings\n")
             out += [f"- {w}" for w in self.warnings]
