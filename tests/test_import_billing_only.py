@@ -23,7 +23,9 @@ from ingest.mapping import MappingError, load_mapping, parse_mapping
 from retention.metrics import paid_monthly_revenue
 from serving.batch import run_scoring
 from training.config import TrainConfig
+from training.evaluation import recency_feature
 from training.pipeline import fit_from_tables
+from training.simple_model import fit_simple_model
 
 MAPPING = Path(__file__).resolve().parents[1] / "examples" / "billing" / "mapping.toml"
 
@@ -52,6 +54,14 @@ def test_a_billing_only_export_imports_checks_trains_and_explains_by_payments(bi
     assert "plan_at_signup" not in dict(report.label_like)  # annual plans: a real effect
 
     fitted = fit_from_tables(tables, config, TrainConfig(bootstrap=20), log=lambda _: None)
+    # the recency rule goes by the last payment where nobody has an event (it had read 0.5)
+    assert recency_feature(fitted.dataset) == "days_since_last_payment"
+    assert fitted.evaluation.baselines["recency_rule"]["roc_auc"] != 0.5
+    simple = fit_simple_model(
+        "recency_rule", fitted.dataset, fitted.dataset, fitted.model.preprocessor,
+        fitted.feature_config, TrainConfig(), "2024-05-01",
+    )  # fmt: skip
+    assert simple.feature_names == ["days_since_last_payment"]
     frame = build_features(tables, "2024-06-01", fitted.feature_config)
     assert len(frame) > 300 and frame["failed_payments_90d"].gt(0).any()
     risk = pd.Series(fitted.model.predict_proba(frame), index=frame.index)

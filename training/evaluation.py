@@ -147,12 +147,28 @@ def sklearn_frame(frame: pd.DataFrame, preprocessor: Preprocessor) -> pd.DataFra
     return out
 
 
+LAST_EVENT = "days_since_last_event"
+LAST_PAYMENT = "days_since_last_payment"
+
+
+def recency_feature(frame: pd.DataFrame) -> str:
+    """The recency the rule goes by: days since the last event, or, where no row has one (a
+    billing-only export, no activity), days since the last payment, so that the baseline
+    measures something (it had scored everyone alike: ROC AUC 0.5)."""
+    has_events = LAST_EVENT in frame and frame[LAST_EVENT].notna().any()
+    if not has_events and LAST_PAYMENT in frame and frame[LAST_PAYMENT].notna().any():
+        return LAST_PAYMENT
+    return LAST_EVENT
+
+
 def recency_rule(frame: pd.DataFrame) -> np.ndarray:
-    """The rule a CS team uses without a model: the longer since the last activity, the riskier.
-    Never-active customers rank as the riskiest."""
-    if "days_since_last_event" not in frame:
-        raise ValueError("the recency baseline needs the feature 'days_since_last_event'")
-    days = frame["days_since_last_event"].to_numpy(dtype=float)
+    """The rule a CS team uses without a model: the longer since the last activity (in a
+    billing-only export, the last payment: recency_feature), the riskier. Customers without
+    one rank as the riskiest."""
+    feature = recency_feature(frame)
+    if feature not in frame:
+        raise ValueError(f"the recency baseline needs the feature '{feature}'")
+    days = frame[feature].to_numpy(dtype=float)
     top = np.nanmax(days) if np.isfinite(days).any() else 0.0
     return np.where(np.isnan(days), top + 1.0, days)
 

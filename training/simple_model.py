@@ -26,13 +26,19 @@ from sklearn.pipeline import Pipeline
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
-from training.evaluation import binary_metrics, fit_logistic, sklearn_frame
+from training.evaluation import (
+    LAST_EVENT,
+    binary_metrics,
+    fit_logistic,
+    recency_feature,
+    sklearn_frame,
+)
 from training.gate import GateDecision, GateRules, judge
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
 from training.reference import reference_for
 from training.splits import BacktestPlan
 
-RECENCY_FEATURE = "days_since_last_event"
+RECENCY_FEATURE = LAST_EVENT
 SIMPLE_KINDS = ("logistic_regression", "recency_rule")
 
 
@@ -94,9 +100,10 @@ def fit_linear(
     return model, np.asarray(design, dtype=float).mean(axis=0)
 
 
-def recency_preprocessor() -> Preprocessor:
-    """The recency model's only input: days since the last event."""
-    return Preprocessor(numeric=[RECENCY_FEATURE], categorical={}, feature_names_=[RECENCY_FEATURE])
+def recency_preprocessor(feature: str = RECENCY_FEATURE) -> Preprocessor:
+    """The recency model's only input: days since the last event (or last payment, where the
+    data have no activity: training.evaluation.recency_feature)."""
+    return Preprocessor(numeric=[feature], categorical={}, feature_names_=[feature])
 
 
 def fit_simple_model(
@@ -114,9 +121,10 @@ def fit_simple_model(
     if kind not in SIMPLE_KINDS:
         raise ValueError(f"simple model kind must be one of {SIMPLE_KINDS}, got {kind!r}")
     recency = kind == "recency_rule"
-    pre = recency_preprocessor() if recency else preprocessor
-    if recency and RECENCY_FEATURE not in train:
-        raise ValueError(f"the recency model needs the feature '{RECENCY_FEATURE}'")
+    feature = recency_feature(train)
+    pre = recency_preprocessor(feature) if recency else preprocessor
+    if recency and feature not in train:
+        raise ValueError(f"the recency model needs the feature '{feature}'")
     linear, means = fit_linear(train, pre, config.seed, recency=recency)
     model = LinearChurnModel(
         feature_config=feature_config.to_dict(),
