@@ -468,9 +468,28 @@ def test_too_few_active_days_for_a_usual_gap_is_said_once():
     got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
     assert [[(d["feature"], round(d["contribution"], 6)) for d in row] for row in got] == [
         [("active_gap_median_days", 0.5), ("days_since_last_event", 0.1)],
-        [("active_gap_median_days", 0.5), ("days_since_last_event", 0.1)],
+        # the recency's sentence states the usual gap: one reason (a telecom export read
+        # "(usually active every 5 months)" in its first reason and again as its third)
+        [("days_since_last_event", 0.6)],
     ]
     assert got[0][0]["reason"] == "Too few active days to measure a usual gap"
+    assert "(usually active every 6 days)" in got[1][0]["reason"]
+
+
+def test_no_activity_over_the_whole_history_is_said_once():
+    """ "No activity so far" (lifetime events 0) beside "No activity recorded yet" (no recency)
+    was one fact twice on a telecom export."""
+    names = ["lifetime_events", "lifetime_active_days", "days_since_last_event", "tenure_days"]
+    values = pd.DataFrame(
+        {"lifetime_events": [0.0], "lifetime_active_days": [0.0],
+         "days_since_last_event": [np.nan], "tenure_days": [400.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1, 0.05]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [(d["feature"], round(d["contribution"], 6)) for d in got[0]] == [
+        ("days_since_last_event", 0.6)
+    ]
+    assert got[0][0]["reason"] == "No activity recorded yet"
 
 
 def test_a_window_without_payments_is_the_last_payments_age_and_no_activity_is_said_once():

@@ -162,6 +162,8 @@ _ACTIVITY_WINDOW = re.compile(
     r"(?:events|active_days|event_types|value|.+_events|events_trend|value_trend)_(?P<w>\d+)d"
 )
 RECENCY_FEATURE = "days_since_last_event"
+LIFETIME_ACTIVITY = ("lifetime_events", "lifetime_active_days")
+LIFETIME_WINDOW = 1 << 30  # the whole history, longer than any window in days
 # Features whose fact another feature's sentence already states, for every row: their
 # contributions are that feature's. The recency against the usual gap is the recency's ("No
 # activity in the last 42 days (usually active every 4 days)"; "Inactive for 10.5 times the
@@ -256,6 +258,7 @@ def same_value_facts(
     - SAME_FACT_WHEN_EQUAL: two durations in days that agree within a day, or within 5 % for
       longer ones (the sentences round them alike: "5 months").
     - Both missing: "No activity recorded yet" once, not again as "No active day recorded yet".
+    - The usual gap, where the recency is known: the recency's sentence states it.
     - A window without payments: its payment count and revenue are the last payment's age.
     - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
       a non-zero value is said by the shortest window that has it ("1 cancel event in the last
@@ -273,6 +276,12 @@ def same_value_facts(
             if holder != "tenure_days":  # "No activity recorded yet" once; tenure is signup's
                 same |= np.isnan(a) & np.isnan(b)
             _move(contrib, points, np.flatnonzero(same), names.index(feature), names.index(holder))
+    # The recency's sentence states the usual gap ("No activity in the last 5 months (usually
+    # active every 5 months)"): a second reason "Usually active every 5 months" says it again.
+    gap = "active_gap_median_days"
+    if {gap, RECENCY_FEATURE} <= set(names) and {gap, RECENCY_FEATURE} <= set(values.columns):
+        both = np.isfinite(column(gap)) & np.isfinite(column(RECENCY_FEATURE))
+        _move(contrib, points, np.flatnonzero(both), names.index(gap), names.index(RECENCY_FEATURE))
     if PAYMENT_RECENCY in names:  # "No payments in the last 30 days": the last payment's age
         to = names.index(PAYMENT_RECENCY)
         for j, name in enumerate(names):
@@ -313,6 +322,12 @@ def _merge_empty_windows(
         if match:
             windows.setdefault(int(match.group("w")), []).append(j)
     counted = {w: f"events_{w}d" for w in windows if f"events_{w}d" in values.columns}
+    # The whole history as the longest window: "No activity so far" beside "No activity
+    # recorded yet" said one fact twice.
+    lifetime = [names.index(n) for n in LIFETIME_ACTIVITY if n in names]
+    if "lifetime_events" in values.columns and lifetime:
+        windows[LIFETIME_WINDOW] = lifetime
+        counted[LIFETIME_WINDOW] = "lifetime_events"
     if not counted:
         return
     n = len(contrib)
