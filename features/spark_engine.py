@@ -484,14 +484,24 @@ def _has_subscriptions(
 def _has_paid_periods(
     frames: dict[str, DataFrame], infos: dict[str, TableInput], until: Any
 ) -> bool:
-    """Revenue rows before `until` with a period_end (as features.signals.has_paid_periods)."""
+    """Revenue rows before `until` with a period_end, billed in advance (as
+    features.signals.has_paid_periods)."""
     from pyspark.sql import functions as F
+
+    from features.signals import ADVANCE_BILLING_SHARE
 
     revenue = frames.get("revenue")
     if revenue is None or "period_end" not in revenue.columns:
         return False
-    before = _as_ns(revenue, infos["revenue"], "at") < as_of_timestamp(until).value
-    return bool(revenue.where(before & F.col("period_end").isNotNull()).limit(1).count())
+    at = _as_ns(revenue, infos["revenue"], "at")
+    ends = _as_ns(revenue, infos["revenue"], "period_end")
+    rows = revenue.where((at < as_of_timestamp(until).value) & F.col("period_end").isNotNull())
+    counts = rows.agg(
+        F.count(F.lit(1)).alias("rows"), F.sum(F.when(at < ends, 1).otherwise(0)).alias("ahead")
+    ).first()
+    if not counts or not counts["rows"]:
+        return False
+    return bool(counts["ahead"] / counts["rows"] >= ADVANCE_BILLING_SHARE)
 
 
 def output_schema(

@@ -528,9 +528,14 @@ def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | N
     period ([period, period_end)) holds the instant just before it, each its amount over the
     months it pays for (_mrr_rows): what a customer pays per month now, for revenue at risk.
     An annual customer who paid 1,200 ten months ago pays 100 a month, where the revenue of the
-    last 30 days reads 0. None when the revenue rows carry no paid period (a shop: revenue of
-    the last 30 days stands in)."""
+    last 30 days reads 0. None when the revenue rows carry no paid period (a shop), or bill in
+    arrears (a postpaid bill after its month: no bill holds the run date yet); the revenue of
+    the last 30 days stands in."""
+    from features.signals import billed_in_advance
+
     if "period" not in revenue or "period_end" not in revenue:
+        return None
+    if not billed_in_advance(revenue, as_of):
         return None
     inv = revenue.loc[_invoice_mask(revenue)]
     spans = inv["period"].notna() & inv["period_end"].notna()

@@ -199,6 +199,23 @@ def test_days_until_the_paid_period_ends_from_the_latest_payment_before_t():
     assert resolve_config(tables, FeatureConfig(), until="2024-01-01").paid_period_signals is False
 
 
+def test_bills_in_arrears_are_no_paid_period():
+    """A telecom's postpaid bill comes after the month it bills: its period end says what was
+    used, not until when the customer has paid ("Paid period ended 4 days ago, not renewed"
+    for 953 subscribers whose next bill was not due yet). Billed mostly in arrears: no
+    paid-period signals; in advance (the subscription export above): they are there."""
+    customers = [{"customer_id": c, "signup_at": "2023-12-01"} for c in ("a", "b")]
+    revenue = [
+        {"customer_id": c, "at": f"2024-{m + 1:02d}-05", "amount": 30.0, "kind": "invoice",
+         "period": f"2024-{m:02d}-01", "period_end": f"2024-{m + 1:02d}-01"}
+        for c in ("a", "b") for m in (1, 2, 3)
+    ]  # fmt: skip
+    arrears = make_tables(customers, revenue=revenue)
+    assert resolve_config(arrears, FeatureConfig(), until=T).paid_period_signals is False
+    assert "days_until_paid_period_ends" not in build_features(arrears, T)
+    assert resolve_config(subscription_tables(), FeatureConfig(), until=T).paid_period_signals
+
+
 def test_a_paid_period_that_ends_before_it_starts_is_a_contract_error():
     from features.contract import ContractError
 

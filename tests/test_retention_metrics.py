@@ -345,6 +345,8 @@ def test_paid_monthly_revenue_is_the_share_of_the_period_paid_for_now():
     # an invoice issued after the date is not known yet, though its period holds the date
     assert paid_monthly_revenue(t.revenue, "2024-06-10").to_dict() == {"F": 100.0, "H": 100.0}
     assert paid_monthly_revenue(mrr_tables().revenue, "2024-03-10") is None  # no period_end
+    arrears = t.revenue.assign(at=t.revenue["period_end"] + pd.Timedelta(days=4))  # postpaid
+    assert paid_monthly_revenue(arrears, "2024-05-20") is None  # the last 30 days stand in
 
 
 def test_nrr_needs_a_period_that_ends_in_a_later_month():
