@@ -758,7 +758,7 @@ def refit(
     if log:
         log(
             f"refit on {summary.dates} dates {summary.trained_from}..{summary.trained_until} "
-            f"({summary.rows:,} rows, {summary.churners:,} churners): {rounds} rounds "
+            f"({summary.rows:,} rows, {summary.churners:,} churn labels): {rounds} rounds "
             f"(from {summary.rounds_from}), "
             f"{method} calibration on {len(cal_index):,} out-of-fold rows (their log-odds "
             f"spread {transfer.factor:.2f}x the refit's on the training rows)"
@@ -791,7 +791,8 @@ def fit_churn_model(
     if log:
         log(
             f"training set {len(dataset):,} rows x {len(preprocessor.feature_names_)} features; "
-            f"capacity from {len(fit_rows):,} rows and {churners:,} churners: "
+            f"capacity from {len(fit_rows):,} rows (customers x dates) and {churners:,} churn "
+            f"labels ({int(classes.get(1, 0)):,} customers): "
             f"{params['num_leaves']} leaves, at least {params['min_data_in_leaf']} rows per leaf"
         )
         for line in preprocessor.grouping_notes():
