@@ -469,16 +469,46 @@ def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -
 def _has_subscriptions(
     frames: dict[str, DataFrame], infos: dict[str, TableInput], config: FeatureConfig, until: Any
 ) -> bool:
-    """Contractual churn, or revenue rows before `until` with a period (one small Spark job)."""
+    """Contractual churn, or revenue rows before `until` with a period; and payments whose
+    amount mostly repeats (as features.signals.has_subscriptions)."""
     from pyspark.sql import functions as F
 
-    if config.churn.mode == "contractual":
-        return True
     revenue = frames.get("revenue")
-    if revenue is None or "period" not in revenue.columns:
+    if config.churn.mode != "contractual":
+        if revenue is None or "period" not in revenue.columns:
+            return False
+        before = _as_ns(revenue, infos["revenue"], "at") < as_of_timestamp(until).value
+        if not revenue.where(before & F.col("period").isNotNull()).limit(1).count():
+            return False
+    return not _metered_amounts(revenue, infos.get("revenue"), until)
+
+
+def _metered_amounts(revenue: DataFrame | None, info: TableInput | None, until: Any) -> bool:
+    """As features.signals.metered_amounts: consecutive payments of a customer (time order)
+    before `until` that differ in amount, more than METERED_SHARE of them."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from features.signals import METERED_SHARE
+
+    if revenue is None or info is None:
         return False
-    before = _as_ns(revenue, infos["revenue"], "at") < as_of_timestamp(until).value
-    return bool(revenue.where(before & F.col("period").isNotNull()).limit(1).count())
+    at = _as_ns(revenue, info, "at")
+    payment = F.lit(True)
+    if "kind" in revenue.columns:
+        payment = F.col("kind").isNull() | ~F.col("kind").isin("refund", "failed_payment")
+    paid = revenue.where(payment).select("customer_id", at.alias("_at"), "amount")
+    order = Window.partitionBy("customer_id").orderBy("_at")
+    pairs = paid.withColumn("_previous", F.lag("amount").over(order)).where(
+        (F.col("_at") < as_of_timestamp(until).value) & F.col("_previous").isNotNull()
+    )
+    counts = pairs.agg(
+        F.count(F.lit(1)).alias("pairs"),
+        F.sum(F.when(F.col("amount") != F.col("_previous"), 1).otherwise(0)).alias("changed"),
+    ).first()
+    if not counts or not counts["pairs"]:
+        return False
+    return bool(counts["changed"] / counts["pairs"] > METERED_SHARE)
 
 
 def _has_paid_periods(

@@ -88,12 +88,16 @@ def test_subscription_signals_only_where_the_data_has_subscriptions():
     names = feature_names(orders)
     assert "last_payment_change" not in names and "upgrades_90d" not in names
     assert "mean_payment_amount" in names and "revenue_total" in names
-    periods = resolve_config(shop_tables(period=True), SHOP, until=T)
+    # periods, but every order a different amount: bills that follow usage (metered_amounts)
+    assert resolve_config(shop_tables(period=True), SHOP, until=T).subscription_signals is False
+    steady = shop_tables(period=True)
+    steady.revenue.loc[steady.revenue["kind"] == "order", "amount"] = 30.0
+    periods = resolve_config(steady, SHOP, until=T)
     assert periods.subscription_signals is True
     assert {"last_payment_change", "upgrades_90d", "downgrades_90d"} <= set(
-        build_features(shop_tables(period=True), T, periods).columns
+        build_features(steady, T, periods).columns
     )
-    contractual = resolve_config(shop_tables(), FeatureConfig(), until=T)
+    contractual = resolve_config(steady, FeatureConfig(), until=T)
     assert contractual.subscription_signals is True
 
 
@@ -214,6 +218,33 @@ def test_bills_in_arrears_are_no_paid_period():
     assert resolve_config(arrears, FeatureConfig(), until=T).paid_period_signals is False
     assert "days_until_paid_period_ends" not in build_features(arrears, T)
     assert resolve_config(subscription_tables(), FeatureConfig(), until=T).paid_period_signals
+
+
+def test_bills_that_follow_usage_are_no_plan_changes():
+    """A telecom's bills vary with minutes and roaming: a lower bill is no downgrade (711 of
+    3,590 subscribers read "1 downgrade in the last 90 days" without a tariff change). Where
+    most consecutive payments differ, the subscription signals are left out."""
+    customers = [{"customer_id": c, "signup_at": "2023-12-01"} for c in ("a", "b")]
+    bills = {"a": [24.99, 29.99, 27.5, 31.0], "b": [40.0, 38.2, 45.9, 41.0]}
+    revenue = [
+        {"customer_id": c, "at": f"2024-{m + 1:02d}-05", "amount": amount, "kind": "invoice"}
+        for c, amounts in bills.items() for m, amount in enumerate(amounts[:2])
+    ]  # fmt: skip
+    revenue += [
+        {"customer_id": c, "at": f"2023-{m + 9:02d}-05", "amount": amount, "kind": "invoice"}
+        for c, amounts in bills.items() for m, amount in enumerate(amounts[2:])
+    ]  # fmt: skip
+    metered = make_tables(customers, revenue=revenue)
+    contractual = FeatureConfig().with_churn(mode="contractual")
+    config = resolve_config(metered, contractual, until=T)
+    assert config.subscription_signals is False
+    assert not {"downgrades_90d", "upgrades_90d", "last_payment_change"} & set(
+        feature_names(config)
+    )
+    steady = make_tables(
+        customers, revenue=[{**row, "amount": 29.99} for row in revenue]
+    )  # a price rise or a plan change now and then is what the signals are for
+    assert resolve_config(steady, contractual, until=T).subscription_signals is True
 
 
 def test_a_paid_period_that_ends_before_it_starts_is_a_contract_error():

@@ -153,19 +153,23 @@ def test_a_billing_only_folder_gives_the_pandas_engines_features(spark, demo, tm
 
 
 def test_bills_in_arrears_give_no_paid_period_on_both_engines(spark, demo, tmp_path):
-    """Invoices issued after the period they bill (postpaid): no paid-period signals."""
+    """Invoices issued after the period they bill, for amounts that follow usage (postpaid):
+    no paid-period signals and no plan changes, on both engines."""
     data = tmp_path / "arrears"
     shutil.copytree(demo, data)
     revenue = pd.read_parquet(data / "revenue.parquet")
     revenue["period_end"] = revenue["period"] + pd.DateOffset(months=1)
     issued = revenue["period_end"] + pd.Timedelta(days=3)
     revenue = revenue.assign(at=issued.where(revenue["period_end"].notna(), revenue["at"]))
+    varied = np.random.default_rng(0).uniform(0.7, 1.3, len(revenue))  # bills follow usage
+    revenue["amount"] = (revenue["amount"] * varied).round(2)
     revenue[revenue["at"] < pd.Timestamp("2024-12-01")].to_parquet(data / "revenue.parquet")
     config = config_for_data(data)
     out = tmp_path / "features.parquet"
     _, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
     expected = build_features(load_tables(data), "2024-06-01", config)
     assert not resolved.paid_period_signals and "days_until_paid_period_ends" not in expected
+    assert not resolved.subscription_signals and "downgrades_90d" not in expected
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 
 
