@@ -476,6 +476,23 @@ def test_too_few_active_days_for_a_usual_gap_is_said_once():
     assert "(usually active every 6 days)" in got[1][0]["reason"]
 
 
+def test_no_payment_is_said_once_not_again_as_no_paid_period():
+    names = ["days_until_paid_period_ends", "days_since_last_payment", "tenure_days"]
+    values = pd.DataFrame(
+        {"days_until_paid_period_ends": [np.nan, np.nan], "days_since_last_payment": [np.nan, 12.0],
+         "tenure_days": [400.0, 400.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [d["reason"] for d in got[0]][:1] == ["No payment recorded yet"]
+    assert got[0][0]["contribution"] == pytest.approx(0.5)
+    # payments without a period end: two facts, both said
+    assert [d["reason"] for d in got[1]][:2] == [
+        "No paid period recorded yet",
+        "Last payment 12 days ago",
+    ]
+
+
 def test_no_activity_over_the_whole_history_is_said_once():
     """ "No activity so far" (lifetime events 0) beside "No activity recorded yet" (no recency)
     was one fact twice on a telecom export."""

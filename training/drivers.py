@@ -178,7 +178,13 @@ SAME_FACT = {
 }
 # The same, on the rows where the holder is missing: without a last NPS response there is no
 # average and no count either, and "No NPS response yet" is one fact.
-SAME_FACT_WHEN_MISSING = {"nps_mean": "nps_last", "nps_responses": "nps_last"}
+# Without any payment, "No paid period recorded yet" is "No payment recorded yet" again (1,407
+# prepaid subscribers of a mobile operator read it as a reason).
+SAME_FACT_WHEN_MISSING = {
+    "nps_mean": "nps_last",
+    "nps_responses": "nps_last",
+    "days_until_paid_period_ends": "days_since_last_payment",
+}
 # Features that state another's fact on the rows where the two values agree (see
 # same_value_facts): the mean and the usual gap between active days (a game's players without
 # two active days read "Too few active days to measure a usual gap" twice), the first activity
@@ -207,7 +213,11 @@ _PAYMENT_WINDOW = re.compile(r"(?:payments|revenue)_(?P<w>\d+)d")
 # (merge_same_facts), and those whose sentence measures the customer against their own usual
 # gap ("Last active 20 days ago (usually active every 2 days)" is a reason where the median
 # customer was last active 40 days ago).
-FACT_HOLDERS = frozenset({RECENCY_FEATURE, *SAME_FACT.values(), *SAME_FACT_WHEN_MISSING.values()})
+# The last payment's age holds "No paid period recorded yet" only where it is missing itself,
+# and a missing value is never on the safe side: it stays subject to the rule elsewhere.
+FACT_HOLDERS = frozenset(
+    {RECENCY_FEATURE, *SAME_FACT.values(), *SAME_FACT_WHEN_MISSING.values()} - {PAYMENT_RECENCY}
+)
 NEVER_ON_THE_SAFE_SIDE = FACT_HOLDERS | {"days_since_last_active", "overdue_ratio"}
 
 
