@@ -204,6 +204,7 @@ def check_tables(
     report.event_types = {str(k): int(v) for k, v in events.items() if v > 0}
     report.findings += _activity_findings(report, churn)
     report.findings += _amount_findings(tables)
+    report.findings += _period_end_findings(tables)
     report.findings += _attribute_findings(tables, config)
     report.churn_by_month = churn_share_by_month(tables, config)
     measured, churned = churned_ever(tables, config)
@@ -557,6 +558,46 @@ def _activity_findings(report: CheckReport, churn: ChurnDefinition) -> list[Find
             )
         )
     return found
+
+
+PERIOD_OVERLAP_DAYS = 7  # a paid period may run this far past the next invoice (late renewal)
+PERIOD_OVERLAP_SHARE = 0.5  # of the invoices followed by another: ones whose period runs on
+
+
+def _period_end_findings(tables: Tables) -> list[Finding]:
+    """revenue.period_end that is not the end of the period an invoice pays: where most
+    invoices are followed by the customer's next one long before their period_end, the column
+    holds something else (a contract's minimum-term end: a mobile operator's mapping read "Paid
+    period ends in 9 weeks" and spread each monthly bill over the term in the revenue metrics)."""
+    rev = tables.revenue
+    if "period_end" not in rev or rev["period_end"].isna().all():
+        return []
+    kind = rev["kind"] if "kind" in rev else pd.Series(pd.NA, index=rev.index)
+    paid = rev[~kind.isin(["refund", "failed_payment"]).to_numpy(dtype=bool)]
+    paid = paid.sort_values(["customer_id", "at"], kind="stable")
+    following = paid.groupby("customer_id", sort=False, observed=True)["at"].shift(-1)
+    known = following.notna() & paid["period_end"].notna()
+    if not known.any():
+        return []
+    runs_on = paid["period_end"] > following + pd.Timedelta(days=PERIOD_OVERLAP_DAYS)
+    share = float(runs_on[known].mean())
+    if share <= PERIOD_OVERLAP_SHARE:
+        return []
+    example = paid[known & runs_on].iloc[0]
+    return [
+        Finding(
+            "warning",
+            "period_end_not_paid_period",
+            f"{share:.0%} of the invoices that the customer's next one follows have a period_end "
+            f"more than {PERIOD_OVERLAP_DAYS} days after that next invoice (e.g. customer "
+            f"{example['customer_id']}: invoice of {example['at']:%Y-%m-%d}, period_end "
+            f"{example['period_end']:%Y-%m-%d}): period_end should be the end of the period an "
+            "invoice pays (a subscription's paid-until date), not a contract's term end; map it "
+            "so, or leave it out",
+            "revenue",
+            "period_end",
+        )
+    ]
 
 
 def _amount_findings(tables: Tables) -> list[Finding]:

@@ -314,6 +314,28 @@ def test_declared_numeric_attributes_with_junk_values_are_flagged_and_long_tails
     assert "odd_attribute_values" not in codes(plain)
 
 
+def test_a_period_end_that_is_a_contract_term_is_flagged(clean):
+    """A mobile operator's mapping put the 24-month minimum term's end into period_end of its
+    monthly bills: "Paid period ends in 9 weeks", and each bill spread over the term. Monthly
+    bills whose period ends at the next one (a subscription's paid-until) are no such thing."""
+    customers, activity, _ = clean
+    ids = customers["customer_id"].iloc[:40]
+    months = pd.date_range("2024-01-05", periods=6, freq="MS") + pd.Timedelta(days=4)
+    bills = pd.DataFrame(
+        [(c, at, 24.99) for c in ids for at in months], columns=["customer_id", "at", "amount"]
+    )
+    paid_until = bills.assign(period=bills["at"], period_end=bills["at"] + pd.DateOffset(months=1))
+    term = paid_until.assign(period_end=pd.Timestamp("2025-06-30"))
+    flagged = check_tables(tables_of(customers, activity, term), CONTRACTUAL).findings
+    found = [f for f in flagged if f.code == "period_end_not_paid_period"]
+    assert [(f.table, f.column) for f in found] == [("revenue", "period_end")]
+    assert (
+        "100% of the invoices" in found[0].message and "period_end 2025-06-30" in found[0].message
+    )
+    fine = check_tables(tables_of(customers, activity, paid_until), CONTRACTUAL)
+    assert "period_end_not_paid_period" not in codes(fine)
+
+
 def test_a_column_named_in_cents_is_flagged(clean):
     customers, activity, revenue = clean
     tables = tables_of(customers.assign(mrr_cents=1999), activity, revenue)
