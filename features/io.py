@@ -328,8 +328,8 @@ def use_regular_memory_pages() -> bool:
 def load_tables(data_dir: str | Path, *, need_rows: tuple[str, ...] = ("customers",)) -> Tables:
     """Load and validate the contract's tables from a folder; feedback and revenue are optional.
     The tables in `need_rows` must have rows. The activity table may be empty: a billing-only
-    export learns contractual churn from customers and revenue (features.signals.resolve_config
-    refuses non-contractual churn without activity).
+    export learns contractual churn from customers and revenue (training.pipeline.
+    fit_from_tables refuses non-contractual churn without activity).
 
     The process uses regular memory pages from here on (see use_regular_memory_pages)."""
     data_dir = Path(data_dir)

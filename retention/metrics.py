@@ -508,12 +508,7 @@ def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     are left out (not recurring)."""
     missing = np.iinfo(np.int64).min
     month = _mrr_month_ordinal(invoices)
-    months = np.ones(len(month), dtype=np.int64)
-    if "period" in invoices and "period_end" in invoices:
-        start, end = _ns(invoices["period"]), _ns(invoices["period_end"])
-        spans = (start != missing) & (end != missing)
-        covered = np.rint((end[spans] - start[spans]) / AVERAGE_MONTH_NS).astype(np.int64)
-        months[spans] = np.maximum(covered, 1)
+    months = _months_paid(invoices)
     row = np.flatnonzero(month != missing)
     counts = months[row]
     expanded = np.repeat(row, counts)
@@ -523,10 +518,23 @@ def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return expanded, month[expanded] + offset, amount[expanded] / months[expanded]
 
 
+def _months_paid(invoices: pd.DataFrame) -> np.ndarray:
+    """Per row, the calendar months it pays for: round((period_end - period) / average month),
+    at least one; one where either is missing."""
+    missing = np.iinfo(np.int64).min
+    months = np.ones(len(invoices), dtype=np.int64)
+    if "period" in invoices and "period_end" in invoices:
+        start, end = _ns(invoices["period"]), _ns(invoices["period_end"])
+        spans = (start != missing) & (end != missing)
+        covered = np.rint((end[spans] - start[spans]) / AVERAGE_MONTH_NS).astype(np.int64)
+        months[spans] = np.maximum(covered, 1)
+    return months
+
+
 def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | None:
     """Per customer, the monthly revenue of the invoices issued before `as_of` whose paid
     period ([period, period_end)) holds the instant just before it, each its amount over the
-    months it pays for (_mrr_rows): what a customer pays per month now, for revenue at risk.
+    months it pays for (_months_paid): what a customer pays per month now, for revenue at risk.
     An annual customer who paid 1,200 ten months ago pays 100 a month, where the revenue of the
     last 30 days reads 0. None when the revenue rows carry no paid period (a shop), or bill in
     arrears (a postpaid bill after its month: no bill holds the run date yet); the revenue of
@@ -541,13 +549,12 @@ def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | N
     spans = inv["period"].notna() & inv["period_end"].notna()
     if not spans.any():
         return None
-    row, _, amount = _mrr_rows(inv)
     t = _timestamp(as_of, "as_of").value - 1
-    at, start, end = (_ns(inv[c])[row] for c in ("at", "period", "period_end"))
-    now = spans.to_numpy()[row] & (at <= t) & (start <= t) & (t < end)
-    _, first = np.unique(row[now], return_index=True)  # one entry per invoice, not per month
-    ids = inv["customer_id"].astype("str").to_numpy()[row[now]][first]
-    return pd.Series(amount[now][first], index=ids).groupby(level=0).sum()
+    at, start, end = (_ns(inv[c]) for c in ("at", "period", "period_end"))
+    now = spans.to_numpy() & (at <= t) & (start <= t) & (t < end)
+    monthly = inv["amount"].to_numpy(dtype="float64")[now] / _months_paid(inv)[now]
+    ids = inv["customer_id"].astype("str").to_numpy()[now]
+    return pd.Series(monthly, index=ids).groupby(level=0).sum()
 
 
 def _invoice_mask(revenue: pd.DataFrame) -> np.ndarray:

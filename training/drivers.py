@@ -188,10 +188,9 @@ SAME_FACT_WHEN_MISSING = {
 # Features that state another's fact on the rows where the two values agree (see
 # same_value_facts): the mean and the usual gap between active days (a game's players without
 # two active days read "Too few active days to measure a usual gap" twice), the first activity
-# at signup ("Customer for 37 days" beside "First
-# activity 37 days ago" on a subscription export), the first and last active day of the
-# qualifying events where they are the first and last event. Listed in the order they are
-# merged, so that a chain ends at the last holder.
+# at signup ("Customer for 37 days" beside "First activity 37 days ago" on a subscription
+# export), the first and last active day of the qualifying events where they are the first and
+# last event. Listed in the order they are merged, so that a chain ends at the last holder.
 SAME_FACT_WHEN_EQUAL = (
     ("active_gap_mean_days", "active_gap_median_days"),  # "Too few active days ..." once
     ("days_since_first_active", "days_since_first_event"),
@@ -429,8 +428,8 @@ def top_drivers(
     rows' median and direction (training.reference.reason_sides): a value on the median's
     lower-risk side is not a reason (on_the_safe_side); value_unit: what activity.value measures
     (FeatureConfig.value_unit), for its sentences; safe_levels: per category, the levels the
-    model scores below average (training.reference.safe_levels), which are no reason either. A row's empty activity windows make one
-    driver (merge_same_facts)."""
+    model scores below average (training.reference.safe_levels), which are no reason either.
+    A row's empty activity windows make one driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
     if typical or safe_levels:
         safe = on_the_safe_side(names, values, typical or {}, safe_levels)

@@ -134,11 +134,11 @@ def first_recorded_churn(tables: Tables, feature_config: FeatureConfig) -> pd.Ti
 def default_dates(
     tables: Tables, feature_config: FeatureConfig, config: TrainConfig
 ) -> list[pd.Timestamp]:
-    """Observation dates from config, or from the first record (Tables.history_start) + warmup to the last date whose
-    label horizon lies inside the data (and before observed_until), every `every_days` (derived
-    from the span when not set), aligned to end on the last one; with contractual churn, from
-    no earlier than the first date whose label window holds a recorded churn
-    (first_recorded_churn)."""
+    """Observation dates from config, or from the first record (Tables.history_start) + warmup
+    to the last date whose label horizon lies inside the data (and before observed_until),
+    every `every_days` (derived from the span when not set), aligned to end on the last one;
+    with contractual churn, from no earlier than the first date whose label window holds a
+    recorded churn (first_recorded_churn)."""
     last_full = last_labeled_date(tables, feature_config.churn)  # observed_until, else data end
     end = pd.Timestamp(config.date_to) if config.date_to else last_full
     if config.date_from:

@@ -295,12 +295,12 @@ def safe_levels(
     for name in categorical:
         if name not in rows:
             continue
-        text = rows[name].astype("string").to_numpy(dtype=object, na_value=None)
-        known = np.array([v is not None for v in text], dtype=bool)
+        levels = rows[name].astype("string")
+        known = levels.notna().to_numpy()
         if not known.any():
             continue
-        frame = pd.DataFrame({"level": text[known], "p": score[known]})
-        stats_ = frame.groupby("level", sort=True)["p"].agg(["mean", "size"])
+        by_level = pd.Series(score[known]).groupby(levels[known].to_numpy(), sort=True)
+        stats_ = by_level.agg(["mean", "size"])
         safe = stats_[(stats_["size"] >= MIN_LEVEL_ROWS) & (stats_["mean"] < overall)]
         if len(safe):
             out[name] = tuple(str(level) for level in safe.index)

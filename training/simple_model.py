@@ -38,7 +38,6 @@ from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate,
 from training.reference import reference_for
 from training.splits import BacktestPlan
 
-RECENCY_FEATURE = LAST_EVENT
 SIMPLE_KINDS = ("logistic_regression", "recency_rule")
 
 
@@ -100,7 +99,7 @@ def fit_linear(
     return model, np.asarray(design, dtype=float).mean(axis=0)
 
 
-def recency_preprocessor(feature: str = RECENCY_FEATURE) -> Preprocessor:
+def recency_preprocessor(feature: str = LAST_EVENT) -> Preprocessor:
     """The recency model's only input: days since the last event (or last payment, where the
     data have no activity: training.evaluation.recency_feature)."""
     return Preprocessor(numeric=[feature], categorical={}, feature_names_=[feature])
