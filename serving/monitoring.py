@@ -2,7 +2,8 @@
 have matured, drift against the model's training distributions, the performance expected from
 the calibrated probabilities before the labels exist (CBPE), and a verdict. Whole-history
 features of an export that starts after many of its customers grow with the export's age: their
-PSI is shown and does not count as drift (export_start_censored).
+PSI is shown and does not count as drift (export_start_censored). Nor does a PSI no larger than
+one of the training dates showed against all of them (ReferenceProfile.dates_psi).
 
 Definitions follow the known libraries so that the figures mean what readers expect:
 - PSI over the training rows' quantile bins (training.reference), with empty bins counted as
@@ -31,10 +32,10 @@ from scipy.stats import binomtest, chi2_contingency, norm, rankdata
 
 from reporting import formatting as fmt
 from training.evaluation import binary_metrics, quantile_bins
-from training.reference import SCORE, FeatureProfile, ReferenceProfile
+from training.reference import SCORE, FeatureProfile, ReferenceProfile, psi
 
 PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
-EMPTY_BIN_SHARE = 1e-4  # Evidently's PSI: an empty bin counts as this share
+MAX_OUTSIDE_SHARE = 0.01  # a partition within the training dates' spread: at most 1 % new values
 TOP_FEATURES = 10  # drift of one of the model's 10 most important features can call a retrain
 LEVEL = 0.95
 NO_REFERENCE = "no reference distributions: retrain"
@@ -44,12 +45,15 @@ REALIZED_METRICS = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "ece", "log
 # Whole-history features: on an export that starts after many customers did, they are capped
 # at the export's age (a customer active since before it "first" appears on its first day) and
 # grow with it from one run to the next; the oldest cohort of a business that launched with a
-# crowd does the same. Their PSI then measures the calendar, not the customers: a KKBox-shaped
-# export read "watch (feature days_since_first_event: PSI 1.97)" on every run. Such a move is
-# shown (grows_with_export) and kept out of the verdict (export_start_censored).
+# crowd does the same. So does the time since the last ticket or survey answer: before the
+# export there is none to see, and more customers have had one the older the export is. Their
+# PSI then measures the calendar, not the customers: a KKBox-shaped export read "watch
+# (feature days_since_first_event: PSI 1.97)" on every run. Such a move is shown
+# (grows_with_export) and kept out of the verdict (export_start_censored).
 GROWS_WITH_EXPORT = frozenset(
     {"days_since_first_event", "days_since_first_active", "lifetime_events",
-     "lifetime_active_days", "revenue_total", "active_day_rate"}
+     "lifetime_active_days", "revenue_total", "active_day_rate",
+     "days_since_ticket", "days_since_nps"}
 )  # fmt: skip
 GROWS_WITH_EXPORT_PREFIXES = ("no_activity_chance_",)
 
@@ -67,14 +71,6 @@ def grows_with_export(name: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------- drift
-
-
-def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
-    """Population stability index: sum over bins of (current - reference) * ln(current /
-    reference), with empty bins counted as 0.0001 (Evidently's convention)."""
-    ref = np.where(np.asarray(reference_shares, float) > 0, reference_shares, EMPTY_BIN_SHARE)
-    cur = np.where(np.asarray(current_shares, float) > 0, current_shares, EMPTY_BIN_SHARE)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
 def psi_band(value: float) -> str:
@@ -136,6 +132,7 @@ def drift_row(profile: FeatureProfile, values: pd.Series | np.ndarray) -> dict[s
         "missing_reference": profile.missing_share,
         "missing_current": float(counts[-1] / total) if total else float("nan"),
         "rows": int(total),
+        "outside_training_range": profile.outside_share(values),
     }
 
 
@@ -166,6 +163,17 @@ def feature_drift(
     censored = export_start_censored(reference)
     out["grows_with_export"] = [censored and grows_with_export(f) for f in out["feature"]]
     out.loc[out["grows_with_export"], "drifted"] = False
+    # No more than one training date differed from all of them (ReferenceProfile.dates_psi),
+    # inside the values training had: the model has seen such a population (monthly data
+    # scored on the 1st, trained mid-month). PSI cannot tell values just above the top bin's
+    # edge from values far beyond the training range, hence the range.
+    out["dates_psi"] = out["feature"].map(getattr(reference, "dates_psi", None) or {})
+    out["dates_psi"] = out["dates_psi"].astype("float64")
+    out["within_training_dates"] = (
+        (out["psi"] <= out["dates_psi"])
+        & (out["outside_training_range"].fillna(0.0) <= MAX_OUTSIDE_SHARE)
+    ).astype(bool)
+    out.loc[out["within_training_dates"], "drifted"] = False
     return out.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -379,7 +387,7 @@ def verdict(
 
     retrain: no reference distributions stored with the model; the realized ROC AUC's interval
     lies wholly below the backtest's; major drift (PSI >= 0.25) of the score or of one of the
-    model's top features; realized churn outside the interval a calibrated model gives and a
+    model's top features, beyond what one training date differed from all of them by; realized churn outside the interval a calibrated model gives and a
     calibration error above what chance gives on this many customers.
     watch: the realized AUC below the backtest interval (its own interval overlapping it); the
     expected AUC's interval (CBPE: where a calibrated model's realized AUC falls) wholly below
@@ -414,6 +422,8 @@ def verdict(
         )
     for row in drift.itertuples():
         if getattr(row, "grows_with_export", False):  # the export's age, not the customers
+            continue
+        if getattr(row, "within_training_dates", False):  # a training date differed as much
             continue
         what = "the score" if row.feature == SCORE else f"top feature {row.feature}"
         text = f"{what}: PSI {row.psi:.2f}"

@@ -25,7 +25,8 @@ class DriftRow(BaseModel):
     feature: str = Field(description="Feature name, or churn_probability for the score.")
     psi: float | None = Field(description="Population stability index against training.")
     psi_band: str = Field(description="stable (< 0.1), moderate (0.1-0.25) or major (>= 0.25).")
-    drifted: bool = Field(description="PSI of 0.25 or more.")
+    drifted: bool = Field(description="PSI of 0.25 or more, and more than one training date "
+                          "differed from all of them by.")  # fmt: skip
     test: str = Field(description="ks (numbers) or chi2 (categories).")
     p_value: float | None = Field(description="The test's p-value (small at any size of shift "
                                   "when there are many customers).")  # fmt: skip

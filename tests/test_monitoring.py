@@ -205,11 +205,56 @@ def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_a
     stray = frame.copy()
     stray.loc[stray.index[::50], "days_since_first_event"] += 300
     assert build_reference(stray, names, [], p).export_start_censored
-    # First activities spread over the history (the customers all signed up within it).
-    fresh = build_reference(training(piled=False), names, [], p)
+    # First activities spread over the history (the customers all signed up within it), the
+    # reference being the last 90 days of dates (training.reference.reference_for): a partition
+    # much older than any of them has drifted.
+    recent = training(piled=False).query("as_of >= '2024-08-28'")
+    fresh = build_reference(recent, names, [], p[: len(recent)])
     assert not fresh.export_start_censored
-    drift = feature_drift(fresh, later, p).set_index("feature")
+    later = rows(600, len(recent), piled=False)
+    drift = feature_drift(fresh, later, p[: len(recent)]).set_index("feature")
     assert not drift["grows_with_export"].any() and drift.loc["days_since_first_event", "drifted"]
+    assert (
+        drift.loc["days_since_first_event", "psi"]
+        > drift.loc["days_since_first_event", "dates_psi"]
+    )
+
+
+def test_a_partition_that_differs_no_more_than_a_training_date_did_has_not_drifted():
+    """Monthly usage stamped at each month's end, training dates a week apart and a run on the
+    1st (a mobile operator's export): days since the last event is about 1 for everyone on the
+    1st, 1 to 30 over the training dates. The PSI is major, yet a training date near a month's
+    start differed from all of them as much: shown, no drift. Everyone silent for two months
+    is beyond any training date: retrain."""
+    rng = np.random.default_rng(5)
+    dates = pd.date_range("2024-05-06", periods=13, freq="7D")
+
+    def rows(as_of: pd.Timestamp, n: int = 300) -> pd.DataFrame:
+        month_end = as_of - pd.Timedelta(days=as_of.day)  # last day of the previous month
+        since = (as_of - month_end).days + rng.integers(0, 2, n)
+        return pd.DataFrame({"days_since_last_event": since.astype(float),
+                             "x": rng.normal(size=n), "as_of": as_of})  # fmt: skip
+
+    frame = pd.concat([rows(d) for d in dates], ignore_index=True)
+    p = rng.uniform(0.01, 0.3, len(frame))
+    names = ["days_since_last_event", "x"]
+    reference = build_reference(frame, names, [], p)
+    assert reference.dates_psi["days_since_last_event"] >= 0.25
+    assert reference.dates_psi["x"] < 0.1
+    importance = {"days_since_last_event": 2.0, "x": 1.0}
+    backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
+    first = rows(pd.Timestamp("2024-08-01"))
+    drift = feature_drift(reference, first, p[:300], importance).set_index("feature")
+    assert drift.loc["days_since_last_event", "psi"] >= 0.25
+    assert drift.loc["days_since_last_event", "within_training_dates"]
+    assert not drift["drifted"].any()
+    assert verdict(backtest, drift.reset_index()).status == "fine"
+    silent = first.assign(days_since_last_event=first["days_since_last_event"] + 60)
+    judged = verdict(backtest, feature_drift(reference, silent, p[:300], importance))
+    assert judged.status == "retrain" and "days_since_last_event" in judged.reasons[0]
+    # One date, or dates of too few rows, measure no spread: the bands alone decide.
+    assert build_reference(frame[frame["as_of"] == dates[0]], names, [], p[:300]).dates_psi == {}
+    assert build_reference(frame.iloc[::10], names, [], p[::10]).dates_psi == {}
 
 
 # ---------------------------------------------------------------------------- realized units

@@ -31,6 +31,7 @@ CDF_POINTS = 101
 if TYPE_CHECKING:
     from training.model import ChurnModel
 
+EMPTY_BIN_SHARE = 1e-4  # Evidently's PSI: an empty bin counts as this share
 SCORE = "churn_probability"  # the score's profile is stored under this name
 OTHER = "(other)"  # categories the training rows did not have
 MISSING = "(missing)"
@@ -125,10 +126,32 @@ class FeatureProfile:
         cdf = below / len(present) if len(present) else np.zeros(len(grid))
         return np.r_[counts, missing.sum()].astype(float), cdf, len(present)
 
+    def outside_share(self, values: pd.Series | np.ndarray) -> float:
+        """The share of the present values that the training rows never had: numbers below
+        their least or above their largest value, categories not among their levels (NaN when
+        none is present)."""
+        if self.kind == "numeric":
+            x = _numbers(self.name, values)
+            present = x[~np.isnan(x)]
+            if not len(present) or not len(self.grid):
+                return float("nan")
+            return float(np.mean((present < self.grid[0]) | (present > self.grid[-1])))
+        counts = self.counts(values)
+        present = counts[:-1].sum()
+        return float(counts[-2] / present) if present else float("nan")
+
     def current_cdf(self, values: pd.Series | np.ndarray) -> tuple[np.ndarray, int]:
         """Numbers only: the new values' share below each grid point, and how many are present."""
         _, cdf, n = self.numeric_summary(values)
         return cdf, n
+
+
+def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
+    """Population stability index: sum over bins of (current - reference) * ln(current /
+    reference), with empty bins counted as 0.0001 (Evidently's convention)."""
+    ref = np.where(np.asarray(reference_shares, float) > 0, reference_shares, EMPTY_BIN_SHARE)
+    cur = np.where(np.asarray(current_shares, float) > 0, current_shares, EMPTY_BIN_SHARE)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
 @dataclass
@@ -152,6 +175,10 @@ class ReferenceProfile:
     # The export starts after many customers did (first_activity_piles_up): whole-history
     # features grow with its age (serving.monitoring). Absent from older profiles (getattr).
     export_start_censored: bool = False
+    # Per feature (and the score): the PSI the reference dates' rows show against all of them
+    # (dates_psi: the largest, or the mean plus three standard deviations). How much the training dates already differ among themselves, which a
+    # weekly partition may differ by without drifting. Absent from older profiles (getattr).
+    dates_psi: dict[str, float] = field(default_factory=dict)
 
 
 def build_reference(
@@ -175,16 +202,60 @@ def build_reference(
         if "as_of" in rows
         else []
     )
+    score = FeatureProfile.fit(SCORE, probability, "numeric")
+    columns = {name: rows[name] for name in features} | {SCORE: pd.Series(probability)}
     return ReferenceProfile(
         features=features,
-        score=FeatureProfile.fit(SCORE, probability, "numeric"),
+        score=score,
         rows=len(rows),
         dates=dates,
+        dates_psi=dates_psi(features | {SCORE: score}, columns, rows.get("as_of")),
         backtest={k: float(v) for k, v in (backtest or {}).items() if np.isfinite(v)},
         reason_sides=reason_sides(rows, numeric, probability),
         safe_levels=safe_levels(rows, categorical, probability),
         export_start_censored=first_activity_piles_up(rows),
     )
+
+
+MIN_DATE_ROWS = 50  # a date of fewer rows is left out of dates_psi (its PSI is mostly noise)
+
+
+def dates_psi(
+    profiles: dict[str, FeatureProfile],
+    columns: dict[str, pd.Series],
+    as_of: pd.Series | None,
+) -> dict[str, float]:
+    """Per profile, the PSI a partition may show and still be like the training dates: the
+    largest PSI of one observation date's rows against the profile of all the rows, or the mean
+    of those PSIs plus three standard deviations when that is more (NannyML's default threshold
+    from the reference chunks). Dates of fewer than MIN_DATE_ROWS rows are left out; {} with
+    fewer than two dates.
+
+    The training dates of a model differ among themselves: with monthly usage stamped at each
+    month's end, days since the last event is about 1 on the 1st and about 15 mid-month, and a
+    model trained over both has learned both. A partition that differs from the reference no
+    more than one of its own dates did has not drifted (NannyML sets its drift thresholds from
+    the spread of the reference period's chunks in the same way)."""
+    if as_of is None:
+        return {}
+    codes, uniques = pd.factorize(pd.Series(as_of).reset_index(drop=True), sort=True)
+    sizes = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    kept = [k for k in range(len(uniques)) if sizes[k] >= MIN_DATE_ROWS]
+    if len(kept) < 2:
+        return {}
+    groups = [np.flatnonzero(codes == k) for k in kept]
+    out: dict[str, float] = {}
+    for name, profile in profiles.items():
+        values = pd.Series(columns[name]).reset_index(drop=True)
+        each = []
+        for index in groups:
+            counts = profile.counts(values.iloc[index])
+            total = counts.sum()
+            if total:
+                each.append(psi(np.asarray(profile.bin_shares), counts / total))
+        if each:
+            out[name] = float(max(max(each), np.mean(each) + 3 * np.std(each)))
+    return out
 
 
 # At least this share of the rows had their first activity within one CENSORED_DAYS span:
