@@ -1,7 +1,7 @@
 """Benchmark: monitoring 52 weekly partitions of 100,000 customers (issue 16).
 
     uv run python benchmarks/bench_monitoring.py [--customers 200000] [--partitions 52]
-                                                 [--events-per-customer 10]
+                                                 [--events-per-customer 10] [--reference-only]
 
 Target: serving.monitoring_job.run_monitoring over 52 partitions of 100,000 customers in under
 a minute on this machine (2 cores): for each partition drift of every feature and of the score
@@ -104,12 +104,54 @@ def write_partitions(data: Path, model, partitions: int, customers: int) -> Path
     return root
 
 
+def reference_cost(rows: int = 200_000, features: int = 80, dates: int = 13) -> dict:
+    """What the training dates' own drift (training.reference.dates_psi) adds to building a
+    model's reference profile: build_reference on the same rows with their observation dates
+    and without them (the baseline: no per-date PSI), timed in the same run. Synthetic rows of
+    the reference's largest size (REFERENCE_MAX_ROWS, 13 weekly dates of the last 90 days)."""
+    import numpy as np
+    import pandas as pd
+
+    from training.reference import build_reference
+
+    rng = np.random.default_rng(0)
+    names = [f"f{k}" for k in range(features)]
+    frame = pd.DataFrame(rng.lognormal(size=(rows, features)), columns=names)
+    frame.iloc[rng.random(rows) < 0.2, 0] = np.nan
+    frame["as_of"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(
+        7 * rng.integers(0, dates, rows), "D"
+    )
+    probability = rng.uniform(0.01, 0.5, rows)
+    timings = {}
+    for name, data in (("without_dates", frame.drop(columns="as_of")), ("with_dates", frame)):
+        started = time.perf_counter()
+        reference = build_reference(data, names, [], probability)
+        timings[name] = time.perf_counter() - started
+    return {
+        "reference_rows": rows,
+        "reference_features": features,
+        "reference_dates": dates,
+        "build_reference_s": round(timings["without_dates"], 2),
+        "with_dates_psi_s": round(timings["with_dates"], 2),
+        "ratio": round(timings["with_dates"] / timings["without_dates"], 2),
+        "dates_psi_profiles": len(reference.dates_psi),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=52)
     parser.add_argument("--events-per-customer", type=float, default=10)
+    parser.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="only time building a reference profile with and without per-date PSI",
+    )
     args = parser.parse_args()
+    if args.reference_only:
+        print(json.dumps(reference_cost(), indent=1))
+        return
 
     from features.io import load_tables
     from serving.monitoring_job import MONITORING_FILE, run_monitoring

@@ -203,6 +203,9 @@ def check_tables(
     events = tables.activity["event"].value_counts(sort=True)
     report.event_types = {str(k): int(v) for k, v in events.items() if v > 0}
     report.findings += _activity_findings(report, churn)
+    period_starts = None if config.activity_totals else period_start_warning(tables.activity)
+    if period_starts:
+        report.findings.append(Finding("warning", "period_starts", period_starts, "activity", "at"))
     report.findings += _amount_findings(tables)
     report.findings += _period_end_findings(tables)
     report.findings += _attribute_findings(tables, config)
@@ -511,6 +514,94 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
                 )
             )
     return found
+
+
+# Period totals stamped at the period's start (a month's usage at 2024-07-01 00:00): at least
+# this share of the rows at the first instant of a month, or at midnight on one weekday. Events
+# with a date and no time put 1/30 of their rows on the 1st and 1/7 on each weekday.
+PERIOD_START_MONTH_SHARE = 0.3
+PERIOD_START_WEEK_SHARE = 0.5
+PERIOD_START_MIN_PERIODS = 3  # distinct months (weeks) such rows fall in
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass
+class PeriodStarts:
+    """Counts, over batches of activity times, of the rows stamped at the first instant of a
+    month or at midnight of each weekday, to tell period totals from events (`found`)."""
+
+    rows: int = 0
+    month_starts: int = 0
+    weekday_midnights: list[int] = field(default_factory=lambda: [0] * 7)
+    months: set[int] = field(default_factory=set)
+    weeks: dict[int, set[int]] = field(default_factory=lambda: {d: set() for d in range(7)})
+    example: pd.Timestamp | None = None
+
+    def add(self, at: pd.Series) -> None:
+        at = pd.Series(at).dropna()
+        if not len(at):
+            return
+        self.rows += len(at)
+        midnight = to_ns(at) % DAY_NS == 0
+        first = midnight & (at.dt.day == 1).to_numpy()
+        self.month_starts += int(first.sum())
+        month_index = (at.dt.year * 12 + at.dt.month - 1).to_numpy()
+        self.months.update(np.unique(month_index[first]).tolist())
+        weekday = at.dt.day_of_week.to_numpy()
+        week_index = to_ns(at) // (7 * DAY_NS)
+        for d in range(7):
+            on = midnight & (weekday == d)
+            self.weekday_midnights[d] += int(on.sum())
+            if on.any():
+                self.weeks[d].update(np.unique(week_index[on]).tolist())
+        if self.example is None and first.any():
+            self.example = at[first].iloc[0]
+
+    def found(self) -> str | None:
+        """'month' or 'week' when the rows look like totals stamped at their period's start,
+        else None."""
+        if self.rows < MIN_ROWS_FOR_TIME_CHECKS:
+            return None
+        if (
+            self.month_starts >= PERIOD_START_MONTH_SHARE * self.rows
+            and len(self.months) >= PERIOD_START_MIN_PERIODS
+        ):
+            return "month"
+        day = int(np.argmax(self.weekday_midnights))
+        if (
+            self.weekday_midnights[day] >= PERIOD_START_WEEK_SHARE * self.rows
+            and len(self.weeks[day]) >= PERIOD_START_MIN_PERIODS
+        ):
+            return "week"
+        return None
+
+    def describe(self, remedy: str) -> str | None:
+        """The warning, with what to do (`remedy`), when found() finds period totals."""
+        period = self.found()
+        if period is None:
+            return None
+        if period == "month":
+            share, where = self.month_starts / self.rows, "the first instant of a month"
+            example = f" (e.g. {self.example:%Y-%m-%d %H:%M})" if self.example is not None else ""
+        else:
+            day = int(np.argmax(self.weekday_midnights))
+            share, where = self.weekday_midnights[day] / self.rows, f"midnight of a {WEEKDAYS[day]}"
+            example = ""
+        return (
+            f"{_pct(share)} of {self.rows:,} activity rows are stamped at {where}"
+            f"{example}: totals of the {period} that starts there? Features on a date inside "
+            f"the {period} would count what happened after it; {remedy}"
+        )
+
+
+def period_start_warning(activity: pd.DataFrame) -> str | None:
+    """The warning of PeriodStarts for a contract activity table (None when it has events)."""
+    starts = PeriodStarts()
+    starts.add(activity["at"])
+    return starts.describe(
+        "stamp each total at the end of its period (an import mapping declares covers = "
+        f'"{starts.found()}" on activity.at)'
+    )
 
 
 def _activity_findings(report: CheckReport, churn: ChurnDefinition) -> list[Finding]:

@@ -101,6 +101,9 @@ class FeatureConfig:
     # What activity.value measures, for the reasons ("seconds listened": "6,861 seconds listened
     # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
     value_unit: str | None = None
+    # Activity rows are totals of this period ("day", "week", "month": a month's usage per row),
+    # each stamped at its period's end; the import sets it from `covers` on activity.at.
+    activity_totals: str | None = None
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
     # Non-contractual churn: the BG/NBD parameters (r, alpha, a, b) of the customer base, for
     # the no_activity_chance feature (features.buying_process). None: resolved from the data
@@ -125,6 +128,11 @@ class FeatureConfig:
             )
         if len(set(attributes)) != len(attributes):
             raise ValueError(f"customer_attributes lists a column twice: {list(attributes)}")
+        if self.activity_totals not in (None, "day", "week", "month"):
+            raise ValueError(
+                "activity_totals must be 'day', 'week' or 'month' (the period each activity row "
+                f"totals), got {self.activity_totals!r}"
+            )
         process = self.buying_process
         if process is not None and (
             len(process) not in (0, 4) or not all(float(v) > 0 for v in process)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features.check import PeriodStarts
 from features.config import DATA_CONFIG_FILE
 from features.contract import (
     REQUIRED_TABLES,
@@ -714,6 +715,15 @@ def _batches(
         raise SourceError(f"table '{source.table}' ({source.source.describe()}): {err}") from None
 
 
+def _period_starts(source: SourceMapping) -> PeriodStarts | None:
+    """A counter of the source's activity times stamped at a period's start (period totals
+    that features would count early), for activity sources that do not declare `covers`."""
+    if source.table != "activity":
+        return None
+    at = next((c for c in source.columns if c.name == "at"), None)
+    return PeriodStarts() if at is not None and at.covers is None else None
+
+
 def _import_source(
     mapping: Mapping,
     source: SourceMapping,
@@ -739,6 +749,7 @@ def _import_source(
     whole = not checked_per_batch or bool(source.sort)
     emitted = False
     held_positions: list[np.ndarray] = []  # a sorted source's rows' customers, batch by batch
+    starts = _period_starts(source)
     with closing(_batches(source, source_dir, frames, batch_rows)) as batches:
         for part, frame in batches:
             if seen_columns is None:
@@ -758,6 +769,8 @@ def _import_source(
             before = len(problems)
             mapped = _map_batch(source, frame, report, problems)
             del frame
+            if starts is not None and len(problems) == before:
+                starts.add(mapped["at"])
             if repeats is not None and len(problems) == before:
                 mapped = repeats.dropped_from(mapped, source.label, part, report)
             if len(problems) > before or (problems and not checked_per_batch):
@@ -776,6 +789,10 @@ def _import_source(
     if problems:
         raise problems.error(source.table, _where(mapping, source))
     report.warnings += currency_warnings([report])
+    if starts is not None:
+        period = starts.found()
+        text = starts.describe(f'declare covers = "{period}" on this source\'s at')
+        report.warnings += [text] if text else []
     if repeats is not None:
         report.warnings += repeats.warnings(source)
     if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns
@@ -1039,6 +1056,9 @@ def _column(
             )
         else:  # ISO 8601 or epoch numbers: vectorised (Arrow, numpy) already
             values, found = parse_timestamps(raw, label, spec.timestamp)
+        if spec.covers is not None and not found:
+            zone = spec.timestamp.timezone if spec.timestamp is not None else None
+            values = period_end(values, spec.covers, zone)
     elif spec.type == "number":
         values, found = parse_numbers(
             raw, label, scale=spec.scale, decimal=spec.decimal, thousands=spec.thousands
@@ -1057,6 +1077,28 @@ def _column(
     if found:
         problems.add(found, frame)
     return values
+
+
+PERIOD_OFFSETS = {
+    "day": pd.DateOffset(days=1),
+    "week": pd.DateOffset(weeks=1),
+    "month": pd.DateOffset(months=1),
+}
+
+
+def period_end(starts: pd.Series, period: str, timezone: str | None = None) -> pd.Series:
+    """The end of the period (ingest.mapping.PERIODS) that starts at each time (naive UTC): a
+    month's total stamped 2024-07-01 is known at 2024-08-01, a billing cycle's from the 15th at
+    the next 15th. In the declared zone's calendar when there is one (a Berlin month ends at
+    22:00 or 23:00 UTC)."""
+    offset = PERIOD_OFFSETS[period]
+    if timezone is None:
+        return starts + offset
+    local = starts.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
+    # An end that falls in a daylight-saving change is read as its later instant: never early.
+    later = np.zeros(len(local), dtype=bool)
+    ends = (local + offset).dt.tz_localize(timezone, ambiguous=later, nonexistent="shift_forward")
+    return ends.dt.tz_convert("UTC").dt.tz_localize(None)
 
 
 DISTINCT_MIN_ROWS = 50_000
@@ -1180,6 +1222,15 @@ def _mode(df: pd.DataFrame, by: list[str], col: str) -> pd.Series:
     return top.set_index(by)[col]
 
 
+def activity_totals(mapping: Mapping) -> str | None:
+    """The period activity rows total, when an activity source declares `covers` on `at`."""
+    for source in mapping.tables.get("activity", ()):
+        for column in source.columns:
+            if column.name == "at" and column.covers:
+                return column.covers
+    return None
+
+
 def config_toml(mapping: Mapping) -> str:
     """The output's config.toml: the mapping's [features] (with [features.churn]),
     [training] and [scoring] sections, as features/config.py, training/config.py and
@@ -1190,6 +1241,9 @@ def config_toml(mapping: Mapping) -> str:
     if mapping.scoring:
         lines += _section("scoring", mapping.scoring)
     features = {k: v for k, v in mapping.features.items() if k != "churn"}
+    totals = activity_totals(mapping)
+    if totals and "activity_totals" not in features:
+        features["activity_totals"] = totals
     churn = mapping.features.get("churn", {})
     if features or churn:
         lines += _section("features", features)

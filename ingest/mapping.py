@@ -25,6 +25,11 @@ key and where it is, so a typo never silently does nothing.
 
 A column with `when = { ... }` has a value only on the rows where the condition holds (a
 cancellation date from the cancellation event of an event log; aggregated with "min").
+
+Period totals (a month's usage per row) stamped at the period's start are declared with
+`covers`: `at = { column = "month", format = "%Y-%m", covers = "month" }` stamps each row at its
+month's end, when the total is known; left at the start, a feature on the 15th would count the
+whole month.
 """
 
 from __future__ import annotations
@@ -100,7 +105,12 @@ COLUMN_KEYS = {
     "lower",
     "whole",
     "dst",
+    "covers",
 }
+# A timestamp that starts the period a row totals (a month's usage stamped at the month's first
+# instant) is moved to the period's end: the first instant the total is known. Left at the
+# start, features on dates inside the period would count usage from after them.
+PERIODS = ("day", "week", "month")
 NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
 NUMBER_COLUMNS = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
@@ -163,6 +173,9 @@ class ColumnSpec:
     # Only on the rows where this holds does the column have a value; missing elsewhere (a
     # cancellation date taken from the one event that says so, in a log of every event).
     when: Condition | None = None
+    # timestamp columns: the row totals the day, week or month that starts at the time; it is
+    # stamped at the period's end (PERIODS)
+    covers: str | None = None
 
     def raw_columns(self) -> list[str]:
         """The raw columns this output column reads."""
@@ -409,7 +422,7 @@ def default_type(table: str, name: str, raw: dict[str, Any]) -> ColumnType:
         return "number"
     if name in TEXT_COLUMNS:
         return "text"
-    if any(k in raw for k in ("format", "unit", "dayfirst", "timezone", "dst")):
+    if any(k in raw for k in ("format", "unit", "dayfirst", "timezone", "dst", "covers")):
         return "timestamp"
     if any(k in raw for k in NUMBER_KEYS):
         return "number"
@@ -432,7 +445,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         contract_type == "as_is" or ctype == contract_type,
         f"{here}: the contract's '{name}' is of type {contract_type}, not {ctype}",
     )
-    ts_keys = [k for k in ("format", "unit", "dayfirst", "timezone", "dst") if k in raw]
+    ts_keys = [k for k in ("format", "unit", "dayfirst", "timezone", "dst", "covers") if k in raw]
     _need(not ts_keys or ctype == "timestamp", f"{here}: {ts_keys} are for timestamp columns")
     num_keys = [k for k in NUMBER_KEYS if k in raw]
     _need(not num_keys or ctype == "number", f"{here}: {num_keys} are for number columns")
@@ -490,6 +503,8 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     whole = raw.get("whole", False)
     _need(whole in (True, False), f"{here}: whole is true or false")
     _need(not whole or ctype == "id", f"{here}: 'whole' is for id columns")
+    covers = raw.get("covers")
+    _need(covers in (None, *PERIODS), f"{here}: covers is one of {PERIODS}")
     negate = raw.get("negate_when")
     when = raw.get("when")
     return ColumnSpec(
@@ -512,6 +527,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         lower=bool(lower),
         whole=bool(whole),
         when=_parse_condition(when, f"{here} when") if when is not None else None,
+        covers=covers,
     )
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from features.check import late_churn_records, stale_tables
+from features.check import late_churn_records, period_start_warning, stale_tables
 from features.config import FeatureConfig
 from features.contract import ContractError, Tables
 from features.dataset import build_training_set, observation_dates, training_rows
@@ -318,6 +318,9 @@ def fit_from_tables(
     # nothing had happened since (features.check.stale_tables).
     for warning in stale_tables(tables, max(dates), "train on data up to") if dates else []:
         log(f"warning: {warning}")
+    totals = None if feature_config.activity_totals else period_start_warning(tables.activity)
+    if totals:
+        log(f"warning: {totals}")
     horizon = pd.Timedelta(days=feature_config.churn.horizon_days)
     late = late_churn_records(tables, feature_config.churn, max(dates) + horizon) if dates else None
     if late:

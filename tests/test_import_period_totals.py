@@ -1,0 +1,153 @@
+"""Activity exported as period totals (a mobile operator's monthly usage: one row per subscriber
+and month, the month written "2024-07"). Stamped at the month's first instant, a feature on the
+15th would count the whole month, including the half after it: a leak nothing showed. The import
+and `churn check` now say so, and `covers = "month"` stamps each total at its month's end."""
+
+from __future__ import annotations
+
+import tomllib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.check import PeriodStarts, check_tables, period_start_warning
+from features.config import FeatureConfig
+from features.signals import build_features
+from ingest.importer import config_toml, period_end, run_import
+from ingest.mapping import MappingError, parse_mapping
+
+MONTHS = [f"2024-{m:02d}" for m in range(1, 9)]
+
+
+def raw_exports(n: int = 40) -> dict[str, pd.DataFrame]:
+    ids = [f"0049151{k:05d}" for k in range(n)]  # leading zeros
+    customers = pd.DataFrame({"msisdn": ids, "activated": "01.12.2023"})
+    rng = np.random.default_rng(0)
+    usage = pd.DataFrame(
+        [(i, m, float(rng.integers(50, 500))) for i in ids for m in MONTHS],
+        columns=["msisdn", "month", "minutes"],
+    )
+    return {"subscribers": customers, "usage": usage}
+
+
+def mapping(covers: str | None = None) -> dict:
+    at = {"column": "month", "format": "%Y-%m"} | ({"covers": covers} if covers else {})
+    return {
+        "features": {"value_unit": "minutes", "churn": {"mode": "contractual"}},
+        "customers": {
+            "source": "subscribers.csv",
+            "name": "subscribers",
+            "columns": {
+                "customer_id": "msisdn",
+                "signup_at": {"column": "activated", "dayfirst": True},
+            },
+        },
+        "activity": {
+            "source": "usage.csv",
+            "name": "usage",
+            "columns": {
+                "customer_id": "msisdn",
+                "at": at,
+                "event": {"value": "usage"},
+                "value": "minutes",
+            },
+        },
+    }
+
+
+def minutes_of(month: str, ids: pd.Index) -> np.ndarray:
+    """Each customer's minutes in the raw export for one month ("2024-07")."""
+    usage = raw_exports()["usage"]
+    return usage[usage["month"] == month].set_index("msisdn")["minutes"].loc[ids].to_numpy()
+
+
+def imported(covers: str | None = None):
+    frames = raw_exports()
+    return run_import(parse_mapping(mapping(covers), "m.toml"), ".", frames=frames)
+
+
+def test_month_totals_stamped_at_the_month_start_are_warned_at_import_check_and_training():
+    tables, report = imported()
+    usage = next(s for s in report.sources if s.label == "usage")
+    assert any('covers = "month"' in w and "100.0%" in w for w in usage.warnings), usage.warnings
+    config = FeatureConfig.from_dict(mapping()["features"])
+    found = [f for f in check_tables(tables, config).findings if f.code == "period_starts"]
+    assert len(found) == 1 and found[0].table == "activity" and found[0].column == "at"
+    assert "totals of the month" in found[0].message
+    # The leak itself: on the 15th of July the whole of July's total already counts.
+    july = build_features(tables, pd.Timestamp("2024-07-15"), config).set_index("customer_id")
+    assert (july["value_30d"] == minutes_of("2024-07", july.index)).all()
+
+
+def test_covers_month_stamps_each_total_at_its_month_end_and_features_wait_for_it():
+    tables, report = imported("month")
+    assert not [w for s in report.sources for w in s.warnings]
+    stamps = sorted(tables.activity["at"].unique())
+    assert pd.Timestamp(stamps[0]) == pd.Timestamp("2024-02-01")  # January's total
+    assert pd.Timestamp(stamps[-1]) == pd.Timestamp("2024-09-01")  # August's
+    mapped = parse_mapping(mapping("month"), "m.toml")
+    config = FeatureConfig.from_dict(tomllib.loads(config_toml(mapped))["features"])
+    assert config.activity_totals == "month"
+    assert not [f for f in check_tables(tables, config).findings if f.code == "period_starts"]
+    mid = build_features(tables, pd.Timestamp("2024-07-15"), config).set_index("customer_id")
+    ids = mid.index
+    assert (mid["value_30d"] == minutes_of("2024-06", ids)).all()  # July's is not known yet
+    start = build_features(tables, pd.Timestamp("2024-08-01"), config).set_index("customer_id")
+    assert (start.loc[ids, "events_7d"] == 0).all()  # stamped at 2024-08-01: counts after it
+    after = build_features(tables, pd.Timestamp("2024-08-02"), config).set_index("customer_id")
+    assert (after.loc[ids, "value_7d"] == minutes_of("2024-07", ids)).all()
+
+
+def test_period_end_follows_the_declared_zone_and_billing_cycles():
+    starts = pd.Series(pd.to_datetime(["2024-01-31", "2024-07-15", "2024-02-29"]))
+    assert period_end(starts, "month").tolist() == list(
+        pd.to_datetime(["2024-02-29", "2024-08-15", "2024-03-29"])
+    )
+    assert period_end(starts.iloc[:1], "week").iloc[0] == pd.Timestamp("2024-02-07")
+    assert period_end(starts.iloc[:1], "day").iloc[0] == pd.Timestamp("2024-02-01")
+    # A Berlin month: 2024-07-01 00:00 local is 2024-06-30 22:00 UTC; it ends 2024-07-31 22:00.
+    berlin = pd.Series([pd.Timestamp("2024-06-30 22:00"), pd.Timestamp("2024-02-29 23:00")])
+    assert period_end(berlin, "month", "Europe/Berlin").tolist() == [
+        pd.Timestamp("2024-07-31 22:00"),
+        pd.Timestamp("2024-03-31 22:00"),  # across the change to summer time: 23:00 -> 22:00
+    ]
+
+
+def test_events_are_not_period_totals_but_weekly_totals_are():
+    rng = np.random.default_rng(1)
+    days = pd.Series(pd.date_range("2024-01-01", "2024-06-30", freq="D"))
+    dated = pd.DataFrame({"at": days.sample(2000, replace=True, random_state=1).to_numpy()})
+    assert period_start_warning(dated) is None  # dates without a time: 1/30 on the 1st
+    timed = dated.assign(at=dated["at"] + pd.to_timedelta(rng.integers(0, 86400, 2000), "s"))
+    assert period_start_warning(timed) is None
+    month_ends = pd.DataFrame({"at": pd.date_range("2024-01-31", periods=6, freq="ME").repeat(20)})
+    assert period_start_warning(month_ends) is None  # stamped when known: no leak
+    mondays = pd.DataFrame({"at": pd.date_range("2024-01-01", periods=12, freq="W-MON").repeat(9)})
+    assert "midnight of a Monday" in period_start_warning(mondays)
+    counter = PeriodStarts()
+    for part in np.array_split(mondays["at"], 4):  # batch by batch, as the importer reads
+        counter.add(part)
+    assert counter.found() == "week"
+    # Two months of totals are too few to tell from chance.
+    two = pd.DataFrame({"at": pd.to_datetime(["2024-01-01", "2024-02-01"]).repeat(30)})
+    assert period_start_warning(two) is None
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"column": "month", "format": "%Y-%m", "covers": "year"}, "covers is one of"),
+        ({"column": "minutes", "covers": "month"}, r"\[.covers.\] are for timestamp columns"),
+    ],
+)
+def test_covers_is_checked_in_the_mapping(column, message):
+    raw = mapping()
+    raw["activity"]["columns"]["at" if column["column"] == "month" else "value"] = column
+    with pytest.raises(MappingError, match=message):
+        parse_mapping(raw, "m.toml")
+
+
+def test_activity_totals_is_a_known_period():
+    with pytest.raises(ValueError, match="activity_totals must be"):
+        FeatureConfig(activity_totals="quarter")
