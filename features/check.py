@@ -589,8 +589,8 @@ class PeriodStarts:
             example = ""
         return (
             f"{_pct(share)} of {self.rows:,} activity rows are stamped at {where}"
-            f"{example}: totals of the {period} that starts there? Features on a date inside "
-            f"the {period} would count what happened after it; {remedy}"
+            f"{example}: totals of the {period} that starts there? A feature on a date inside "
+            f"the {period} would count activity from after that date; {remedy}"
         )
 
 
@@ -599,7 +599,7 @@ def period_start_warning(activity: pd.DataFrame) -> str | None:
     starts = PeriodStarts()
     starts.add(activity["at"])
     return starts.describe(
-        "stamp each total at the end of its period (an import mapping declares covers = "
+        "stamp each total at the last second of its period (an import mapping declares covers = "
         f'"{starts.found()}" on activity.at)'
     )
 

@@ -102,7 +102,7 @@ class FeatureConfig:
     # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
     value_unit: str | None = None
     # Activity rows are totals of this period ("day", "week", "month": a month's usage per row),
-    # each stamped at its period's end; the import sets it from `covers` on activity.at.
+    # each stamped at its period's last second; the import sets it from `covers` on activity.at.
     activity_totals: str | None = None
     churn: ChurnDefinition = field(default_factory=ChurnDefinition)
     # Non-contractual churn: the BG/NBD parameters (r, alpha, a, b) of the customer base, for

@@ -1086,19 +1086,24 @@ PERIOD_OFFSETS = {
 }
 
 
+LAST_SECOND = pd.Timedelta(seconds=1)
+
+
 def period_end(starts: pd.Series, period: str, timezone: str | None = None) -> pd.Series:
-    """The end of the period (ingest.mapping.PERIODS) that starts at each time (naive UTC): a
-    month's total stamped 2024-07-01 is known at 2024-08-01, a billing cycle's from the 15th at
-    the next 15th. In the declared zone's calendar when there is one (a Berlin month ends at
-    22:00 or 23:00 UTC)."""
+    """The last second of the period (ingest.mapping.PERIODS) that starts at each time (naive
+    UTC): a month's total stamped 2024-07-01 is stamped 2024-07-31 23:59:59, a billing cycle's
+    from the 15th at the next 14th's last second. Features as of T count rows strictly before
+    T, so the total of a month counts from the next month's first instant on, and not before.
+    In the declared zone's calendar when there is one (a Berlin month ends at 22:00 or 23:00
+    UTC)."""
     offset = PERIOD_OFFSETS[period]
     if timezone is None:
-        return starts + offset
+        return starts + offset - LAST_SECOND
     local = starts.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
     # An end that falls in a daylight-saving change is read as its later instant: never early.
     later = np.zeros(len(local), dtype=bool)
     ends = (local + offset).dt.tz_localize(timezone, ambiguous=later, nonexistent="shift_forward")
-    return ends.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ends.dt.tz_convert("UTC").dt.tz_localize(None) - LAST_SECOND
 
 
 DISTINCT_MIN_ROWS = 50_000

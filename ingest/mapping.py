@@ -28,8 +28,8 @@ cancellation date from the cancellation event of an event log; aggregated with "
 
 Period totals (a month's usage per row) stamped at the period's start are declared with
 `covers`: `at = { column = "month", format = "%Y-%m", covers = "month" }` stamps each row at its
-month's end, when the total is known; left at the start, a feature on the 15th would count the
-whole month.
+month's last second, so that it counts from the next month on, when the total is known; left at
+the start, a feature on the 15th would count the whole month.
 """
 
 from __future__ import annotations
@@ -108,8 +108,9 @@ COLUMN_KEYS = {
     "covers",
 }
 # A timestamp that starts the period a row totals (a month's usage stamped at the month's first
-# instant) is moved to the period's end: the first instant the total is known. Left at the
-# start, features on dates inside the period would count usage from after them.
+# instant) is moved to the period's last second: features count it from the period's end on,
+# when the total is known. Left at the start, features on dates inside the period would count
+# usage from after them.
 PERIODS = ("day", "week", "month")
 NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
@@ -174,7 +175,7 @@ class ColumnSpec:
     # cancellation date taken from the one event that says so, in a log of every event).
     when: Condition | None = None
     # timestamp columns: the row totals the day, week or month that starts at the time; it is
-    # stamped at the period's end (PERIODS)
+    # stamped at the period's last second (PERIODS)
     covers: str | None = None
 
     def raw_columns(self) -> list[str]:

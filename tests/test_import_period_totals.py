@@ -84,8 +84,8 @@ def test_covers_month_stamps_each_total_at_its_month_end_and_features_wait_for_i
     tables, report = imported("month")
     assert not [w for s in report.sources for w in s.warnings]
     stamps = sorted(tables.activity["at"].unique())
-    assert pd.Timestamp(stamps[0]) == pd.Timestamp("2024-02-01")  # January's total
-    assert pd.Timestamp(stamps[-1]) == pd.Timestamp("2024-09-01")  # August's
+    assert pd.Timestamp(stamps[0]) == pd.Timestamp("2024-01-31 23:59:59")  # January's total
+    assert pd.Timestamp(stamps[-1]) == pd.Timestamp("2024-08-31 23:59:59")  # August's
     mapped = parse_mapping(mapping("month"), "m.toml")
     config = FeatureConfig.from_dict(tomllib.loads(config_toml(mapped))["features"])
     assert config.activity_totals == "month"
@@ -93,24 +93,27 @@ def test_covers_month_stamps_each_total_at_its_month_end_and_features_wait_for_i
     mid = build_features(tables, pd.Timestamp("2024-07-15"), config).set_index("customer_id")
     ids = mid.index
     assert (mid["value_30d"] == minutes_of("2024-06", ids)).all()  # July's is not known yet
+    # A run on the 1st sees the month just ended (a run date is its first instant): the
+    # period's end itself would be no row before it, and everyone would look idle.
     start = build_features(tables, pd.Timestamp("2024-08-01"), config).set_index("customer_id")
-    assert (start.loc[ids, "events_7d"] == 0).all()  # stamped at 2024-08-01: counts after it
-    after = build_features(tables, pd.Timestamp("2024-08-02"), config).set_index("customer_id")
-    assert (after.loc[ids, "value_7d"] == minutes_of("2024-07", ids)).all()
+    assert (start.loc[ids, "value_7d"] == minutes_of("2024-07", ids)).all()
+    last_day = build_features(tables, pd.Timestamp("2024-07-31"), config)
+    assert (last_day["value_7d"] == 0).all()
 
 
 def test_period_end_follows_the_declared_zone_and_billing_cycles():
+    second = pd.Timedelta(seconds=1)
     starts = pd.Series(pd.to_datetime(["2024-01-31", "2024-07-15", "2024-02-29"]))
     assert period_end(starts, "month").tolist() == list(
-        pd.to_datetime(["2024-02-29", "2024-08-15", "2024-03-29"])
+        pd.to_datetime(["2024-02-29", "2024-08-15", "2024-03-29"]) - second
     )
-    assert period_end(starts.iloc[:1], "week").iloc[0] == pd.Timestamp("2024-02-07")
-    assert period_end(starts.iloc[:1], "day").iloc[0] == pd.Timestamp("2024-02-01")
+    assert period_end(starts.iloc[:1], "week").iloc[0] == pd.Timestamp("2024-02-07") - second
+    assert period_end(starts.iloc[:1], "day").iloc[0] == pd.Timestamp("2024-02-01") - second
     # A Berlin month: 2024-07-01 00:00 local is 2024-06-30 22:00 UTC; it ends 2024-07-31 22:00.
     berlin = pd.Series([pd.Timestamp("2024-06-30 22:00"), pd.Timestamp("2024-02-29 23:00")])
     assert period_end(berlin, "month", "Europe/Berlin").tolist() == [
-        pd.Timestamp("2024-07-31 22:00"),
-        pd.Timestamp("2024-03-31 22:00"),  # across the change to summer time: 23:00 -> 22:00
+        pd.Timestamp("2024-07-31 22:00") - second,
+        pd.Timestamp("2024-03-31 22:00") - second,  # into summer time: 23:00 -> 22:00 UTC
     ]
 
 
