@@ -387,8 +387,9 @@ def verdict(
 
     retrain: no reference distributions stored with the model; the realized ROC AUC's interval
     lies wholly below the backtest's; major drift (PSI >= 0.25) of the score or of one of the
-    model's top features, beyond what one training date differed from all of them by; realized churn outside the interval a calibrated model gives and a
-    calibration error above what chance gives on this many customers.
+    model's top features, beyond what one training date differed from all of them by
+    (within_training_dates); realized churn outside the interval a calibrated model gives and
+    a calibration error above what chance gives on this many customers.
     watch: the realized AUC below the backtest interval (its own interval overlapping it); the
     expected AUC's interval (CBPE: where a calibrated model's realized AUC falls) wholly below
     the backtest interval; moderate drift (0.1-0.25) of the score or a

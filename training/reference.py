@@ -176,8 +176,9 @@ class ReferenceProfile:
     # features grow with its age (serving.monitoring). Absent from older profiles (getattr).
     export_start_censored: bool = False
     # Per feature (and the score): the PSI the reference dates' rows show against all of them
-    # (dates_psi: the largest, or the mean plus three standard deviations). How much the training dates already differ among themselves, which a
-    # weekly partition may differ by without drifting. Absent from older profiles (getattr).
+    # (dates_psi: the largest, or the mean plus three standard deviations). How much the
+    # training dates already differ among themselves, which a weekly partition may differ by
+    # without drifting. Absent from older profiles (getattr).
     dates_psi: dict[str, float] = field(default_factory=dict)
 
 
