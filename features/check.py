@@ -542,13 +542,14 @@ class PeriodStarts:
         if not len(at):
             return
         self.rows += len(at)
-        midnight = to_ns(at) % DAY_NS == 0
+        ns = to_ns(at)
+        midnight = ns % DAY_NS == 0
         first = midnight & (at.dt.day == 1).to_numpy()
         self.month_starts += int(first.sum())
         month_index = (at.dt.year * 12 + at.dt.month - 1).to_numpy()
         self.months.update(np.unique(month_index[first]).tolist())
         weekday = at.dt.day_of_week.to_numpy()
-        week_index = to_ns(at) // (7 * DAY_NS)
+        week_index = ns // (7 * DAY_NS)
         for d in range(7):
             on = midnight & (weekday == d)
             self.weekday_midnights[d] += int(on.sum())
@@ -576,7 +577,8 @@ class PeriodStarts:
         return None
 
     def describe(self, remedy: str) -> str | None:
-        """The warning, with what to do (`remedy`), when found() finds period totals."""
+        """The warning, with what to do (`remedy`, where '{period}' names the period found),
+        when found() finds period totals."""
         period = self.found()
         if period is None:
             return None
@@ -590,7 +592,8 @@ class PeriodStarts:
         return (
             f"{_pct(share)} of {self.rows:,} activity rows are stamped at {where}"
             f"{example}: totals of the {period} that starts there? A feature on a date inside "
-            f"the {period} would count activity from after that date; {remedy}"
+            f"the {period} would count activity from after that date; "
+            + remedy.format(period=period)
         )
 
 
@@ -600,7 +603,7 @@ def period_start_warning(activity: pd.DataFrame) -> str | None:
     starts.add(activity["at"])
     return starts.describe(
         "stamp each total at the last second of its period (an import mapping declares covers = "
-        f'"{starts.found()}" on activity.at)'
+        '"{period}" on activity.at)'
     )
 
 

@@ -74,6 +74,11 @@ def _iso_date(value: object) -> str:
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+# The periods an activity row may total (a month's usage in one row): `covers` on an import
+# mapping's activity.at, and FeatureConfig.activity_totals.
+ACTIVITY_PERIODS = ("day", "week", "month")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Which behavioural signals to compute, and over which windows (in days before T).
@@ -128,7 +133,7 @@ class FeatureConfig:
             )
         if len(set(attributes)) != len(attributes):
             raise ValueError(f"customer_attributes lists a column twice: {list(attributes)}")
-        if self.activity_totals not in (None, "day", "week", "month"):
+        if self.activity_totals not in (None, *ACTIVITY_PERIODS):
             raise ValueError(
                 "activity_totals must be 'day', 'week' or 'month' (the period each activity row "
                 f"totals), got {self.activity_totals!r}"

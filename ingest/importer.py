@@ -789,10 +789,8 @@ def _import_source(
     if problems:
         raise problems.error(source.table, _where(mapping, source))
     report.warnings += currency_warnings([report])
-    if starts is not None:
-        period = starts.found()
-        text = starts.describe(f'declare covers = "{period}" on this source\'s at')
-        report.warnings += [text] if text else []
+    text = starts.describe('declare covers = "{period}" on this source\'s at') if starts else None
+    report.warnings += [text] if text else []
     if repeats is not None:
         report.warnings += repeats.warnings(source)
     if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns
@@ -1090,7 +1088,7 @@ LAST_SECOND = pd.Timedelta(seconds=1)
 
 
 def period_end(starts: pd.Series, period: str, timezone: str | None = None) -> pd.Series:
-    """The last second of the period (ingest.mapping.PERIODS) that starts at each time (naive
+    """The last second of the period (features.config.ACTIVITY_PERIODS) that starts at each time (naive
     UTC): a month's total stamped 2024-07-01 is stamped 2024-07-31 23:59:59, a billing cycle's
     from the 15th at the next 14th's last second. Features as of T count rows strictly before
     T, so the total of a month counts from the next month's first instant on, and not before.

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from features.config import ChurnDefinition, FeatureConfig
+from features.config import ACTIVITY_PERIODS, ChurnDefinition, FeatureConfig
 from features.contract import REQUIRED_COLUMNS, TABLES, TIMESTAMP_COLUMNS
 from features.types import (
     DECIMAL_MARKS,
@@ -107,11 +107,11 @@ COLUMN_KEYS = {
     "dst",
     "covers",
 }
-# A timestamp that starts the period a row totals (a month's usage stamped at the month's first
-# instant) is moved to the period's last second: features count it from the period's end on,
-# when the total is known. Left at the start, features on dates inside the period would count
-# usage from after them.
-PERIODS = ("day", "week", "month")
+# Options of timestamp columns. `covers`: the time starts the period a row totals (a month's
+# usage stamped at the month's first instant; ACTIVITY_PERIODS), and it is moved to the
+# period's last second: features count it from the period's end on, when the total is known.
+# Left at the start, features on dates inside the period would count usage from after them.
+TIMESTAMP_KEYS = ("format", "unit", "dayfirst", "timezone", "dst", "covers")
 NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
 NUMBER_COLUMNS = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
@@ -175,7 +175,7 @@ class ColumnSpec:
     # cancellation date taken from the one event that says so, in a log of every event).
     when: Condition | None = None
     # timestamp columns: the row totals the day, week or month that starts at the time; it is
-    # stamped at the period's last second (PERIODS)
+    # stamped at the period's last second (ACTIVITY_PERIODS)
     covers: str | None = None
 
     def raw_columns(self) -> list[str]:
@@ -423,7 +423,7 @@ def default_type(table: str, name: str, raw: dict[str, Any]) -> ColumnType:
         return "number"
     if name in TEXT_COLUMNS:
         return "text"
-    if any(k in raw for k in ("format", "unit", "dayfirst", "timezone", "dst", "covers")):
+    if any(k in raw for k in TIMESTAMP_KEYS):
         return "timestamp"
     if any(k in raw for k in NUMBER_KEYS):
         return "number"
@@ -446,7 +446,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         contract_type == "as_is" or ctype == contract_type,
         f"{here}: the contract's '{name}' is of type {contract_type}, not {ctype}",
     )
-    ts_keys = [k for k in ("format", "unit", "dayfirst", "timezone", "dst", "covers") if k in raw]
+    ts_keys = [k for k in TIMESTAMP_KEYS if k in raw]
     _need(not ts_keys or ctype == "timestamp", f"{here}: {ts_keys} are for timestamp columns")
     num_keys = [k for k in NUMBER_KEYS if k in raw]
     _need(not num_keys or ctype == "number", f"{here}: {num_keys} are for number columns")
@@ -505,7 +505,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     _need(whole in (True, False), f"{here}: whole is true or false")
     _need(not whole or ctype == "id", f"{here}: 'whole' is for id columns")
     covers = raw.get("covers")
-    _need(covers in (None, *PERIODS), f"{here}: covers is one of {PERIODS}")
+    _need(covers in (None, *ACTIVITY_PERIODS), f"{here}: covers is one of {ACTIVITY_PERIODS}")
     negate = raw.get("negate_when")
     when = raw.get("when")
     return ColumnSpec(
