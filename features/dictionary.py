@@ -284,6 +284,163 @@ def _value_entry(feature: str, unit: str) -> FeatureEntry | None:
     return None
 
 
+# --------------------------------------------------------------------------- period totals
+
+# Activity exported as totals per week or month (FeatureConfig.activity_totals, the mapping's
+# `covers`) is dated at each period's end: one record per period, so "active days" count
+# periods with a record and the usual gap is a period. The sentences below say so in the
+# period's words: "Active on 3% of days" would describe the export's cadence, not the
+# customer. Day totals read as dated events and keep the sentences above.
+_PERIOD_DAYS = {"week": 7.0, "month": 30.4375}
+_PERIODICALLY = {"week": "weekly", "month": "monthly"}
+
+
+def _every_period(gap_days: float, period: str) -> str:
+    """A usual gap between records in periods: 'every month', 'every 2 months'."""
+    n = max(1, round(gap_days / _PERIOD_DAYS[period]))
+    return f"every {period}" if n == 1 else f"every {n} {period}s"
+
+
+def _recorded_recency(period: str, last: str) -> Sentence:
+    """Days since the last activity record; `last`: 'since' for days_since_last_event (the
+    exact time) or 'last' for days_since_last_active (whole days)."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        days = float(value)
+        if days < 1:
+            text = "Activity recorded within the last day"
+        elif last == "since":
+            text = f"No activity recorded in the last {fmt.duration_days(days)}"
+        else:
+            text = f"Activity last recorded {fmt.duration_days(days)} ago"
+        gap = _ctx(context, "active_gap_median_days")
+        return text + (f" (usually {_every_period(gap, period)})" if gap is not None else "")
+
+    return sentence
+
+
+def _recorded_gap(prefix: str, period: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        return f"{prefix} {_every_period(float(value), period)}"
+
+    return sentence
+
+
+def _recorded_overdue(period: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        ratio = float(value)
+        since = _ctx(context, "days_since_last_active")
+        if since is None:
+            since = _ctx(context, "days_since_last_event")
+        gap = _ctx(context, "active_gap_median_days")
+        detail = ""
+        if since is not None and gap is not None:
+            last = "within the last day" if since < 1 else f"{fmt.duration_days(since)} ago"
+            detail = f" (the last {last}, usually {_every_period(gap, period)})"
+        if ratio < 1:
+            return f"Within the usual gap between activity records{detail}"
+        return f"No activity recorded for {fmt.number(ratio, 1)} times the usual gap{detail}"
+
+    return sentence
+
+
+def _recorded_rate(period: str) -> Sentence:
+    """The share of days with a record, said as the records and the span they cover: with one
+    record per period a share of days says only how long the period is. A record may also be
+    a dated event beside the totals, so the count is of dates, not of periods."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        count = _ctx(context, "lifetime_active_days")
+        since = _ctx(context, "days_since_first_active")
+        if since is None:
+            since = _ctx(context, "days_since_first_event")
+        if count is None or since is None or since < 1:
+            return (
+                f"Activity recorded on {fmt.percent(float(value), 0)} of days since the first "
+                f"(usage reported {_PERIODICALLY[period]})"
+            )
+        reported = f"(usage reported {_PERIODICALLY[period]})"
+        if round(count) == 1:
+            return f"Activity recorded once, {fmt.duration_days(since)} ago {reported}"
+        return (
+            f"Activity recorded on {_n(count, 'date')} in the {fmt.duration_days(since)} since "
+            f"the first {reported}"
+        )
+
+    return sentence
+
+
+def _recorded_dates(period: str, window: int | None) -> Sentence:
+    """Days with an activity record, in a window or over the whole history."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        n = round(float(value))
+        where = f"in the last {_days(window)}" if window else "over the whole history"
+        if n == 0:
+            return f"No activity recorded {where}"
+        return (
+            f"Activity recorded on {_n(n, 'date')} {where} (usage reported {_PERIODICALLY[period]})"
+        )
+
+    return sentence
+
+
+_ACTIVE_DAYS_WINDOW = re.compile(r"active_days_(?P<w>\d+)d")
+
+
+@lru_cache(maxsize=256)
+def _totals_entry(feature: str, period: str) -> FeatureEntry | None:
+    """The day-based activity features in the words of activity recorded as totals per week or
+    month (see _PERIOD_DAYS); None for any other feature or period."""
+    if period not in _PERIOD_DAYS:
+        return None
+    gap = ("active_gap_median_days",)
+    fixed = {
+        "days_since_last_event": _entry(
+            "Days since the last activity record", "days", RAISES,
+            _recorded_recency(period, "since"), "No activity recorded yet", context=gap,
+        ),
+        "days_since_last_active": _entry(
+            "Days since the last activity record", "days", RAISES,
+            _recorded_recency(period, "last"), "No activity recorded yet", context=gap,
+        ),
+        "active_gap_mean_days": _entry(
+            "Mean gap between activity records", "days", RAISES,
+            _recorded_gap("Activity recorded on average", period),
+            "Too few activity records to measure a usual gap",
+        ),
+        "active_gap_median_days": _entry(
+            "Usual gap between activity records", "days", RAISES,
+            _recorded_gap("Activity usually recorded", period),
+            "Too few activity records to measure a usual gap",
+        ),
+        "overdue_ratio": _entry(
+            "Time since the last activity record against the usual gap", "ratio", RAISES,
+            _recorded_overdue(period), "Too few activity records to measure a usual gap",
+            context=("days_since_last_active", "days_since_last_event", *gap),
+        ),
+        "active_day_rate": _entry(
+            "Share of days with an activity record", "share", LOWERS, _recorded_rate(period),
+            "No activity recorded yet",
+            context=("lifetime_active_days", "days_since_first_active", "days_since_first_event"),
+        ),
+        "lifetime_active_days": _entry(
+            "Dates with an activity record over the whole history", "days", LOWERS,
+            _recorded_dates(period, None),
+        ),
+    }  # fmt: skip
+    if feature in fixed:
+        return fixed[feature]
+    match = _ACTIVE_DAYS_WINDOW.fullmatch(feature)
+    if match:
+        w = _w(match)
+        return _entry(
+            f"Dates with an activity record in {_days(w)}", "days", LOWERS,
+            _recorded_dates(period, w),
+        )  # fmt: skip
+    return None
+
+
 def _active_days(window: int) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         n = round(float(value))
@@ -648,6 +805,7 @@ def describe(
     *,
     strict: bool = True,
     value_unit: str | None = None,
+    activity_totals: str | None = None,
 ) -> FeatureEntry:
     """The dictionary entry of a feature; `attributes` are the declared customer attributes
     (FeatureConfig.customer_attributes), described from their own name. A name that matches
@@ -655,10 +813,14 @@ def describe(
     attribute, from its own name ("Logins 30d: 5"), for models trained on columns that
     build_features does not make (a training set brought as a table): the weekly job still
     runs, and the tests, which are strict, name the missing entry. value_unit: what
-    activity.value measures ([features] value_unit), for the activity-value features' words."""
+    activity.value measures ([features] value_unit), for the activity-value features' words;
+    activity_totals: the period each activity row totals ([features] activity_totals), for the
+    day-based activity features' words."""
     if feature in attributes:
         return _attribute_entry(feature)
     entry = _value_entry(feature, value_unit) if value_unit else None
+    if entry is None and activity_totals:
+        entry = _totals_entry(feature, activity_totals)
     entry = entry or _lookup(feature)
     if entry is None and not strict:
         return _attribute_entry(feature)

@@ -13,9 +13,11 @@ import pytest
 
 from features.check import PeriodStarts, check_tables, period_start_warning
 from features.config import FeatureConfig
+from features.dictionary import describe
 from features.signals import build_features
 from ingest.importer import config_toml, period_end, run_import
 from ingest.mapping import MappingError, parse_mapping
+from training.drivers import top_drivers
 
 MONTHS = [f"2024-{m:02d}" for m in range(1, 9)]
 
@@ -154,3 +156,60 @@ def test_covers_is_checked_in_the_mapping(column, message):
 def test_activity_totals_is_a_known_period():
     with pytest.raises(ValueError, match="activity_totals must be"):
         FeatureConfig(activity_totals="quarter")
+
+
+def test_reasons_on_month_totals_speak_of_records_and_months_not_of_days_active():
+    """With one record per month, "Active on 4% of days" and "Active within the last hour"
+    would describe the export's cadence; the reasons count records and gaps in months."""
+    frames = raw_exports()
+    quiet = frames["usage"]["msisdn"].eq(frames["usage"]["msisdn"].iloc[0]) & frames["usage"][
+        "month"
+    ].isin(["2024-03", "2024-07", "2024-08"])
+    frames["usage"] = frames["usage"][~quiet]  # the first subscriber skips March, July, August
+    tables, _ = run_import(parse_mapping(mapping("month"), "m.toml"), ".", frames=frames)
+    config = FeatureConfig.from_dict(mapping("month")["features"] | {"activity_totals": "month"})
+    rows = build_features(tables, pd.Timestamp("2024-09-01"), config).set_index("customer_id")
+    names = [
+        "active_day_rate", "days_since_last_event", "active_gap_median_days", "overdue_ratio",
+        "lifetime_active_days", "active_days_30d",
+    ]  # fmt: skip
+
+    def said(customer: str, totals: str | None = "month") -> dict[str, str]:
+        ctx = rows.loc[customer].to_dict()
+        return {n: describe(n, activity_totals=totals).text(ctx[n], ctx) for n in names}
+
+    regular = said(rows.index[1])
+    assert regular == {
+        "active_day_rate": "Activity recorded on 8 dates in the 7 months since the first "
+        "(usage reported monthly)",
+        "days_since_last_event": "Activity recorded within the last day (usually every month)",
+        "active_gap_median_days": "Activity usually recorded every month",
+        "overdue_ratio": "Within the usual gap between activity records (the last within "
+        "the last day, usually every month)",
+        "lifetime_active_days": "Activity recorded on 8 dates over the whole history "
+        "(usage reported monthly)",
+        "active_days_30d": "Activity recorded on 1 date in the last 30 days "
+        "(usage reported monthly)",
+    }
+    skipping = said(rows.index[0])
+    assert skipping["active_day_rate"].startswith("Activity recorded on 5 dates in the 7 months")
+    assert skipping["days_since_last_event"] == (
+        "No activity recorded in the last 9 weeks (usually every month)"  # since 30 June
+    )
+    assert skipping["active_days_30d"] == "No activity recorded in the last 30 days"
+    once = rows.loc[rows.index[1]].to_dict() | {"lifetime_active_days": 1.0}
+    assert describe("active_day_rate", activity_totals="month").text(0.005, once) == (
+        "Activity recorded once, 7 months ago (usage reported monthly)"
+    )
+    # Without the setting the same values read as days, which here says nothing of the customer.
+    assert said(rows.index[1], None)["active_day_rate"] == (
+        "Active on 4% of days since the first activity"
+    )
+    # The model's reasons carry the setting (reason_settings -> top_drivers).
+    values = rows.loc[[rows.index[0]], ["days_since_last_event", "active_gap_median_days"]]
+    got = top_drivers(
+        np.array([[0.4, 0.0]]), list(values.columns), values, 1, np.array([[4.0, 0.0]]),
+        activity_totals="month",
+    ).to_pylist()  # fmt: skip
+    assert got[0][0]["reason"] == "No activity recorded in the last 9 weeks (usually every month)"
+    assert got[0][0]["label"] == "Days since the last activity record"

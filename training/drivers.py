@@ -105,6 +105,7 @@ def _driver_values(
     named_levels: Mapping[str, Collection[str]],
     min_level_customers: int,
     value_unit: str | None = None,
+    activity_totals: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For the drivers at (rows[k], cols[k]): the number (NaN for text or missing), the text of
     a categorical value (None otherwise), the dictionary's label and the reason in words with
@@ -118,7 +119,13 @@ def _driver_values(
     for j in np.unique(cols):
         where = np.flatnonzero(cols == j)
         picked_rows = rows[where]
-        entry = describe(names[j], attributes, strict=False, value_unit=value_unit)
+        entry = describe(
+            names[j],
+            attributes,
+            strict=False,
+            value_unit=value_unit,
+            activity_totals=activity_totals,
+        )
         labels[where] = entry.label
         column = values[names[j]]
         if pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column):
@@ -416,6 +423,7 @@ def top_drivers(
     typical: Mapping[str, tuple[float, int]] | None = None,
     value_unit: str | None = None,
     safe_levels: Mapping[str, Collection[str]] | None = None,
+    activity_totals: str | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -428,8 +436,9 @@ def top_drivers(
     rows' median and direction (training.reference.reason_sides): a value on the median's
     lower-risk side is not a reason (on_the_safe_side); value_unit: what activity.value measures
     (FeatureConfig.value_unit), for its sentences; safe_levels: per category, the levels the
-    model scores below average (training.reference.safe_levels), which are no reason either.
-    A row's empty activity windows make one driver (merge_same_facts)."""
+    model scores below average (training.reference.safe_levels), which are no reason either;
+    activity_totals: the period an activity row totals (FeatureConfig.activity_totals), for the
+    day-based activity features' sentences. A row's empty activity windows make one driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
     if typical or safe_levels:
         safe = on_the_safe_side(names, values, typical or {}, safe_levels)
@@ -455,6 +464,7 @@ def top_drivers(
         named_levels or {},
         min_level_customers,
         value_unit,
+        activity_totals,
     )
     children = [
         pa.array(np.asarray(names, dtype=object)[cols], pa.string()),

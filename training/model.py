@@ -404,6 +404,7 @@ class ChurnModel:
             "typical": getattr(self.reference, "reason_sides", None),
             "safe_levels": getattr(self.reference, "safe_levels", None),
             "value_unit": getattr(self.features_config(), "value_unit", None),
+            "activity_totals": getattr(self.features_config(), "activity_totals", None),
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
