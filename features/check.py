@@ -24,15 +24,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.config import ChurnDefinition, FeatureConfig
+from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureConfig
 from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables
 from features.dictionary import describe
 from features.labels import eligible_mask, label_mask, resolve_lookback
 from features.prepared import DAY_NS, prepare, to_ns
 from reporting import formatting as fmt
 
-# Reserved customer columns: the key, the signup and the contractual churn date itself.
-RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at")
 # Words in an attribute's name that suggest it holds the customer's state on export day.
 # Exact tokens: short words that are parts of innocent words ("weekend", "statement").
 LABEL_NAME_TOKENS = frozenset(
@@ -990,7 +988,8 @@ def _lifecycle_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]
     """Activity outside the customer's life as the customers table tells it: before the signup
     (a signup date read the wrong way round, in another zone, or set after a trial), and, for
     contractual churn, after the churn date (a date that is not the end of service, or
-    customers who came back). Neither is refused: both are counted, with an example."""
+    customers who came back); and an end of service without churn (ended_at) before the
+    churn date, which hides the churn. None is refused: each is counted, with an example."""
     customers, act = tables.customers, tables.activity
     ids = act["customer_id"]
     position = pd.Index(customers["customer_id"]).get_indexer(ids)
@@ -1031,6 +1030,21 @@ def _lifecycle_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]
                     "back count as churned at that date",
                     "activity",
                     "at",
+                )
+            )
+    if "ended_at" in customers and "churned_at" in customers:
+        both = (customers["ended_at"] < customers["churned_at"]).to_numpy()
+        if both.any():
+            found.append(
+                Finding(
+                    "warning",
+                    "ended_before_churn",
+                    f"{int(both.sum()):,} customers have an ended_at before their churned_at "
+                    f"(e.g. {_example(customers, both)}): a customer is scored until the earlier "
+                    "of the two, so their churn never counts. Is ended_at the end of service "
+                    "without churn (a deactivation), or the same end as churned_at?",
+                    "customers",
+                    "ended_at",
                 )
             )
     return found

@@ -32,7 +32,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "revenue": ("customer_id", "at", "amount"),
 }
 TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("signup_at", "churned_at"),
+    "customers": ("signup_at", "churned_at", "ended_at"),
     "activity": ("at",),
     "feedback": ("at", "resolved_at"),
     "revenue": ("at", "period", "period_end"),
@@ -159,8 +159,9 @@ class Tables:
     def data_end(self) -> pd.Timestamp:
         """The latest timestamp anywhere in the data: the edge of what has been observed."""
         stamps = [self.customers["signup_at"].max(), self.activity["at"].max()]
-        if "churned_at" in self.customers:
-            stamps.append(self.customers["churned_at"].max())
+        for ends in ("churned_at", "ended_at"):
+            if ends in self.customers:
+                stamps.append(self.customers[ends].max())
         stamps += [self.feedback["at"].max(), self.revenue["at"].max()]
         known = [s for s in stamps if pd.notna(s)]
         if not known:
@@ -270,8 +271,9 @@ def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
     cols: dict[str, pa.Column] = {}
     if table == "customers":
         cols = {"customer_id": pa.Column(unique=True), "signup_at": ts}
-        if "churned_at" in df:
-            cols["churned_at"] = ts_opt
+        for ends in ("churned_at", "ended_at"):
+            if ends in df:
+                cols[ends] = ts_opt
     elif table == "activity":
         cols = {"customer_id": pa.Column(), "at": ts, "event": pa.Column(nullable=False)}
         if "value" in df:
@@ -441,6 +443,8 @@ def _rule_problems(table: str, df: pd.DataFrame) -> list[Problem]:
                 problems.append(found)
     if table == "customers" and "churned_at" in df:
         add("churned_at", "churned before signing up", df["churned_at"] < df["signup_at"])
+    if table == "customers" and "ended_at" in df:
+        add("ended_at", "ended before signing up", df["ended_at"] < df["signup_at"])
     if table == "activity" and "value" in df:
         add(
             "value",

@@ -89,12 +89,18 @@ def resolve_lookback(tables: Tables, churn: ChurnDefinition, until: object) -> C
 
 
 def _current(prep: Prepared, t: int) -> np.ndarray:
-    """Customers signed up before T and not churned before T (churned_at at T: still one)."""
-    return (prep.signup_at < t) & ((prep.churned_at == NAT) | (prep.churned_at >= t))
+    """Customers signed up before T, not churned before T (churned_at at T: still one) and
+    whose service did not end otherwise before T (customers.ended_at: a dormant SIM the
+    operator deactivated, an account merged into another; not churn, but no customer either)."""
+    return (
+        (prep.signup_at < t)
+        & ((prep.churned_at == NAT) | (prep.churned_at >= t))
+        & ((prep.ended_at == NAT) | (prep.ended_at >= t))
+    )
 
 
 def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
-    """Customers scored at T: signed up before T, not churned before T and, for non-contractual
+    """Customers scored at T: signed up before T, not churned or ended before T and, for non-contractual
     churn, with qualifying activity in the lookback window [T - lookback, T).
 
     A customer whose churned_at is T itself is still a customer before T: eligible at T, and

@@ -177,6 +177,7 @@ class Prepared:
     n_customers: int
     signup_at: np.ndarray
     churned_at: np.ndarray
+    ended_at: np.ndarray  # the end of service without churn (customers.ended_at); NAT: none
     activity: ActivityArrays
     revenue: RevenueArrays
     feedback: FeedbackArrays
@@ -190,15 +191,16 @@ def prepare(tables: Tables) -> Prepared:
     if cached is not None:
         return cached
     customers = tables.customers
-    churned = (
-        customers["churned_at"]
-        if "churned_at" in customers
-        else pd.Series(pd.NaT, index=customers.index)
-    )
+
+    def stamps(column: str) -> np.ndarray:
+        values = customers[column] if column in customers else pd.Series(pd.NaT, customers.index)
+        return to_ns(values.astype("datetime64[ns]"))
+
     prepared = Prepared(
         n_customers=len(customers),
         signup_at=to_ns(customers["signup_at"]),
-        churned_at=to_ns(churned.astype("datetime64[ns]")),
+        churned_at=stamps("churned_at"),
+        ended_at=stamps("ended_at"),
         activity=_prepare_activity(tables),
         revenue=_prepare_revenue(tables),
         feedback=_prepare_feedback(tables),

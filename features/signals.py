@@ -612,6 +612,7 @@ def _empty_prepared() -> Prepared:
         n_customers=0,
         signup_at=i64,
         churned_at=i64,
+        ended_at=i64,
         activity=ActivityArrays(i64, i64, i64, np.zeros(0, dtype=object), f64, True, i64),
         revenue=RevenueArrays(i64, i64, f64, b, b, b, f64, i64),
         feedback=FeedbackArrays(i64, i64, i64, f64, i64, b, b),

@@ -71,7 +71,7 @@ TABLE_CODES = {name: i for i, name in enumerate(TABLES)}
 EXTRA_CODE_BASE = len(TABLES)  # extras are tagged after the contract's tables
 # Timestamp columns that decide something on the driver (data end, event types as of T).
 DRIVER_TIMESTAMPS = {
-    "customers": ("signup_at", "churned_at"),
+    "customers": ("signup_at", "churned_at", "ended_at"),
     "activity": ("at",),
     "feedback": ("at",),
     "revenue": ("at",),
@@ -437,16 +437,17 @@ def _buying_process(
 
 
 def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
-    """Customers signed up before T and not churned before T (as features.labels counts them
-    for lapsed_count): one Spark job on the customers table."""
+    """Customers signed up before T and not churned or ended before T (as features.labels
+    counts them for lapsed_count): one Spark job on the customers table."""
     from pyspark.sql import functions as F
 
     customers, info = plan.frames["customers"], plan.infos["customers"]
     t = F.lit(as_of_timestamp(as_of).value)
     current = _as_ns(customers, info, "signup_at") < t
-    if "churned_at" in customers.columns:
-        churned = _as_ns(customers, info, "churned_at")
-        current = current & (churned.isNull() | (churned >= t))
+    for ends in ("churned_at", "ended_at"):
+        if ends in customers.columns:
+            end = _as_ns(customers, info, ends)
+            current = current & (end.isNull() | (end >= t))
     return int(customers.where(current).count())
 
 

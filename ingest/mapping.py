@@ -40,7 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from features.config import ACTIVITY_PERIODS, ChurnDefinition, FeatureConfig
+from features.config import (
+    ACTIVITY_PERIODS,
+    RESERVED_CUSTOMER_COLUMNS,
+    ChurnDefinition,
+    FeatureConfig,
+)
 from features.contract import REQUIRED_COLUMNS, TABLES, TIMESTAMP_COLUMNS
 from features.types import (
     DECIMAL_MARKS,
@@ -608,7 +613,7 @@ def _check_attributes(mapping: Mapping, where: str) -> None:
             f"customers table (mapped: {sorted(names)})",
         )
         _need(
-            attr not in ("customer_id", "signup_at", "churned_at"),
+            attr not in RESERVED_CUSTOMER_COLUMNS,
             f"{where} [features] customer_attributes: {attr!r} cannot be a model feature",
         )
 

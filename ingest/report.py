@@ -60,6 +60,7 @@ class TableSummary:
         self.last: pd.Timestamp | None = None
         self.churned: int | None = None
         self.last_churned: pd.Timestamp | None = None
+        self.ended: int | None = None  # customers.ended_at: service ended without churn
         self.seen = None if n_customers is None else np.zeros(n_customers, dtype=bool)
 
     def add(self, df: pd.DataFrame, positions: np.ndarray | None) -> None:
@@ -69,6 +70,8 @@ class TableSummary:
         if self.name == "customers" and "churned_at" in df:
             self.churned = (self.churned or 0) + int(df["churned_at"].notna().sum())
             self.last_churned = _latest(self.last_churned, df["churned_at"].max())
+        if self.name == "customers" and "ended_at" in df:
+            self.ended = (self.ended or 0) + int(df["ended_at"].notna().sum())
         if not len(df):
             return
         times = df[self.time_column]
@@ -87,6 +90,8 @@ class TableSummary:
         if self.name == "customers" and self.churned is not None:
             entry["churned"] = self.churned
             entry["last_churned_at"] = _iso(self.last_churned)
+        if self.name == "customers" and self.ended is not None:
+            entry["ended"] = self.ended
         return entry
 
 
@@ -189,6 +194,12 @@ class ImportReport:
         churned = self.tables.get("customers", {}).get("churned")
         if churned is not None:
             out.append(f"\nCustomers with a churn date: {churned:,}.")
+        ended = self.tables.get("customers", {}).get("ended")
+        if ended is not None:
+            out.append(
+                f"\nCustomers whose service ended without churn (ended_at): {ended:,}; they "
+                "are not scored from that date on."
+            )
         if not self.activity_mapped:
             out.append(f"\n{self._activity_line()}.")
         else:

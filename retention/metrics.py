@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.config import RESERVED_CUSTOMER_COLUMNS
 from features.contract import Tables
 
 ChurnMode = Literal["contractual", "non_contractual"]
@@ -44,7 +45,7 @@ DEFAULT_BRACKETS: tuple[tuple[int, int], ...] = ((1, 7), (8, 30), (31, 90))
 MISSING_SEGMENT = "(missing)"
 UNSCORED_SEGMENT = "(unscored)"
 ALL = "all"
-_RESERVED_COLUMNS = frozenset({"customer_id", "signup_at", "churned_at"})
+_RESERVED_COLUMNS = frozenset(RESERVED_CUSTOMER_COLUMNS)
 
 _NS_PER_DAY = 86_400 * 10**9
 _AVG_MONTH_DAYS = 365.2425 / 12
@@ -409,7 +410,8 @@ def customer_flows(
     """Who was a customer at t0 and t1, who was won and who was lost, per customer (0/1).
 
     contractual: a customer is active at t when signup_at <= t and (churned_at is NaT or
-    churned_at > t). at_start = active at t0, at_end = active at t1, lost = at_start and not
+    churned_at > t) and (ended_at, when the table has it, is NaT or > t): a service that ended
+    without churn (a deactivated SIM) leaves the base too, so it counts among the lost. at_start = active at t0, at_end = active at t1, lost = at_start and not
     at_end, new = at_end and not at_start, acquired_and_lost = signed up in (t0, t1] and gone by
     t1 (in neither S nor E). Requires customers.churned_at.
 
@@ -436,9 +438,11 @@ def customer_flows(
                 "for data without it (a shop) use churn_mode='non_contractual'"
             )
         signup = _ns(customers["signup_at"])
-        churned = _ns(customers["churned_at"], never=_NEVER)
-        at_start = (signup <= a) & (churned > a)
-        at_end = (signup <= b) & (churned > b)
+        gone = _ns(customers["churned_at"], never=_NEVER)
+        if "ended_at" in customers:  # service ended without churn: no customer from then on
+            gone = np.minimum(gone, _ns(customers["ended_at"], never=_NEVER))
+        at_start = (signup <= a) & (gone > a)
+        at_end = (signup <= b) & (gone > b)
         acquired_and_lost = (signup > a) & (signup <= b) & ~at_end
     else:
         if lookback_days <= 0:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.check import EVENT_TABLES, stale_from_days
-from features.contract import Tables
+from features.contract import TIMESTAMP_COLUMNS, Tables
 from features.prepared import DAY_NS, as_of_timestamp
 from features.spark_engine import (
     BucketJob,
@@ -201,7 +201,7 @@ def _scoring_rows(
 def _check_segments(plan_customers: DataFrame, by: list[str]) -> None:
     """Unknown segment names fail on the driver, with segment_labels' own message."""
     columns = {
-        c: pd.Series(dtype="datetime64[ns]" if c in ("signup_at", "churned_at") else object)
+        c: pd.Series(dtype="datetime64[ns]" if c in TIMESTAMP_COLUMNS["customers"] else object)
         for c in plan_customers.columns
     }
     empty = Tables(customers=pd.DataFrame(columns), activity=pd.DataFrame())

@@ -541,6 +541,24 @@ def test_activity_before_signup_and_after_churn_is_counted_with_an_example(clean
     assert customers.loc[late_signup, "customer_id"] in early.message
 
 
+def test_an_end_without_churn_before_the_churn_date_is_warned_about(clean):
+    customers, activity, revenue = (df.copy() for df in clean)
+    churner = customers["churned_at"].notna().idxmax()
+    customers["ended_at"] = pd.NaT
+    assert "ended_before_churn" not in codes(
+        check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    )
+    customers.loc[churner, "ended_at"] = customers.loc[churner, "churned_at"] - pd.Timedelta(days=5)
+    found = {
+        f.code: f
+        for f in check_tables(tables_of(customers, activity, revenue), CONTRACTUAL).findings
+    }
+    hidden = found["ended_before_churn"]
+    assert hidden.level == "warning" and (hidden.table, hidden.column) == ("customers", "ended_at")
+    assert hidden.message.startswith("1 customers have an ended_at before their churned_at")
+    assert customers.loc[churner, "customer_id"] in hidden.message
+
+
 def test_a_table_that_stops_weeks_before_the_others_is_stale_for_a_later_run(clean):
     customers, activity, revenue = clean
     assert stale_tables(tables_of(customers, activity, revenue), END) == []

@@ -109,6 +109,16 @@ def test_churn_before_signup_is_rejected():
         validate_table("customers", customers(churned_at=["2023-01-01", None]))
 
 
+def test_an_end_of_service_is_a_timestamp_and_not_before_signup():
+    typed = validate_table("customers", customers(ended_at=[None, "2024-05-01"]))
+    assert str(typed["ended_at"].dtype) == "datetime64[ns]"
+    with pytest.raises(ContractError, match="'ended_at': ended before signing up") as err:
+        validate_table("customers", customers(ended_at=["2023-01-01", None]))
+    assert "example row" in str(err.value)
+    with pytest.raises(ContractError, match="ended_at"):
+        validate_table("customers", customers(ended_at=["soon", None]))
+
+
 def test_missing_customer_id_is_counted():
     with pytest.raises(ContractError, match="1 rows have no value"):
         validate_tables(customers(), activity(customer_id=["a", None]))

@@ -102,3 +102,61 @@ def test_an_end_date_declared_on_some_rows_only_is_not_warned_about(tmp_path):
     path.write_text(text)
     _, report = run_import(load_mapping(path), tmp_path)
     assert report.warnings == []
+
+
+ENDS = """\
+msisdn,activated,status,end_date
+0049151000001,2024-01-03,ACTIVE,
+0049151000002,2024-01-04,PORTED_OUT,2024-04-10
+0049151000003,2024-01-05,DEACTIVATED,2024-03-02
+0049151000004,2024-02-01,DEACTIVATED,2024-05-20
+"""
+
+ENDS_MAPPING = """
+[features.churn]
+mode = "contractual"
+horizon_days = 30
+
+[customers]
+source = "subscribers.csv"
+
+[customers.columns]
+customer_id = "msisdn"
+signup_at = "activated"
+# One end date, two meanings: a port-out is churn; the operator deactivating a dormant SIM
+# ends the service without churn.
+churned_at = { column = "end_date", when = { column = "status", in = ["PORTED_OUT"] } }
+ended_at = { column = "end_date", when = { column = "status", in = ["DEACTIVATED"] } }
+
+[activity]
+source = "logins.csv"
+
+[activity.columns]
+customer_id = "msisdn"
+at = "at"
+event = { value = "call" }
+"""
+
+
+def test_an_end_of_service_that_is_not_churn_maps_to_ended_at(tmp_path):
+    """A telecom's one end date: churn when the number was ported out, an end without churn
+    when the operator deactivated it. From ended_at on the subscriber is not scored."""
+    from features.config import FeatureConfig
+    from features.signals import build_features
+
+    (tmp_path / "subscribers.csv").write_text(ENDS)
+    (tmp_path / "logins.csv").write_text("msisdn,at\n0049151000001,2024-03-01 10:00\n")
+    path = tmp_path / "mapping.toml"
+    path.write_text(ENDS_MAPPING)
+    tables, report = run_import(load_mapping(path), tmp_path)
+    customers = tables.customers.set_index("customer_id")
+    assert customers["churned_at"].notna().tolist() == [False, True, False, False]
+    assert customers["ended_at"].tolist()[2:] == [
+        pd.Timestamp("2024-03-02"),
+        pd.Timestamp("2024-05-20"),
+    ]
+    assert report.tables["customers"]["ended"] == 2
+    assert "service ended without churn (ended_at): 2" in report.to_markdown()
+    config = FeatureConfig().with_churn(mode="contractual")
+    scored = build_features(tables, "2024-04-01", config)["customer_id"].tolist()
+    assert scored == ["0049151000001", "0049151000002", "0049151000004"]

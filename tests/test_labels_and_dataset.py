@@ -164,3 +164,26 @@ def test_a_failed_training_set_leaves_the_previous_file_whole(tables, tmp_path):
         write_training_set(tables, ["2024-03-01", "2024-12-01"], out)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]
+
+
+def test_a_service_ended_without_churn_is_no_customer_from_then_on_and_no_churner():
+    """customers.ended_at: a dormant prepaid SIM deactivated by the operator, an account
+    merged into another. From its end on the customer is neither scored nor a training row;
+    an end inside the label window is not churn (churn is what churned_at says)."""
+    tables = make_tables(
+        [
+            {"customer_id": "ended_before", "signup_at": "2024-01-01", "ended_at": "2024-02-20"},
+            {"customer_id": "ended_at_t", "signup_at": "2024-01-01", "ended_at": "2024-03-01"},
+            {"customer_id": "ends_in_window", "signup_at": "2024-01-01", "ended_at": "2024-03-15"},
+            {"customer_id": "churns", "signup_at": "2024-01-01", "churned_at": "2024-03-10"},
+            {"customer_id": "anchor", "signup_at": "2024-01-01", "churned_at": "2024-06-01"},
+        ]
+    )
+    churn = ChurnDefinition(horizon_days=30)
+    labels = build_labels(tables, "2024-03-01", churn).set_index("customer_id")["churned"]
+    assert labels.to_dict() == {"ended_at_t": 0, "ends_in_window": 0, "churns": 1, "anchor": 0}
+    features = build_features(tables, "2024-03-01", FeatureConfig().with_churn(mode="contractual"))
+    assert "ended_before" not in set(features["customer_id"])
+    assert "ended_at" not in features.columns  # a role of its own, never a feature or segment
+    with pytest.raises(ValueError, match="customer_attributes cannot hold"):
+        FeatureConfig(customer_attributes=("ended_at",))

@@ -144,6 +144,27 @@ def test_contractual_boundaries_on_the_period_edges():
     assert m.crr == pytest.approx(2 / 3)
 
 
+def test_a_service_that_ended_without_churn_leaves_the_base():
+    """customers.ended_at (a deactivated SIM): not churn for the model, but no customer kept
+    either, so CRR counts it among the lost, from its end on."""
+    t0, t1 = T("2024-01-01"), T("2024-02-01")
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["kept", "ended_inside", "ended_before", "ends_after"],
+            "signup_at": [T("2023-06-01")] * 4,
+            "churned_at": [pd.NaT] * 4,
+            "ended_at": [pd.NaT, T("2024-01-15"), T("2023-12-01"), T("2024-03-01")],
+        }
+    )
+    flows = customer_flows(tables_of(customers), t0, t1, churn_mode="contractual")
+    assert flows["at_start"].to_dict() == {
+        "kept": 1, "ended_inside": 1, "ended_before": 0, "ends_after": 1,
+    }  # fmt: skip
+    assert flows.index[flows["lost"] == 1].tolist() == ["ended_inside"]
+    m = row(retention_metrics(tables_of(customers), t0, t1))
+    assert (m.customers_start, m.lost, m.customers_end) == (3, 1, 2)
+
+
 def test_non_contractual_lost_means_no_activity_after_a_lookback_visit():
     """Lookback (t0 - 30 days, t0], period (t0, t1]; a return after a gap is new and reactivated."""
     t0, t1 = T("2024-04-01"), T("2024-05-01")

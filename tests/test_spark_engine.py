@@ -90,6 +90,9 @@ def awkward_copy(demo: Path, out: Path) -> Path:
     customers["seats"] = pd.array(rng.integers(1, 50, n), dtype="Int64")
     customers.loc[rng.random(n) < 0.1, "seats"] = pd.NA
     customers["region"] = customers["country"].where(rng.random(n) < 0.9)
+    # Service that ended without churn (a deactivated SIM): no customer from then on.
+    ended = customers["churned_at"].isna() & (rng.random(n) < 0.15)
+    customers["ended_at"] = (customers["signup_at"] + pd.Timedelta(days=200)).where(ended)
     customers = customers.sample(frac=1, random_state=1)
     (out / "customers").mkdir()
     customers.iloc[: n // 2].to_parquet(out / "customers" / "part-b.parquet", index=False)
@@ -136,6 +139,9 @@ def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path)
     assert resolved.paid_period_signals and "days_until_paid_period_ends" in expected
     assert rows == len(expected)
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
+    customers = load_tables(data).customers
+    gone = customers.loc[customers["ended_at"] < pd.Timestamp("2024-06-01"), "customer_id"]
+    assert len(gone) and not set(gone) & set(expected["customer_id"])
 
 
 def test_a_billing_only_folder_gives_the_pandas_engines_features(spark, demo, tmp_path):
