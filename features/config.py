@@ -94,6 +94,10 @@ class FeatureConfig:
     event_types: tuple[str, ...] | None = None  # per-type counts; None: resolved from the data
     max_event_types: int = 20
     customer_attributes: tuple[str, ...] = ()  # declared attributes that are model features
+    # Declared attributes that are dates (a contract's minimum-term end, a renewal date): their
+    # feature is the days from T to the date (negative: past). None: resolved from the data
+    # (the declared attributes the customers table holds as timestamps).
+    date_attributes: tuple[str, ...] | None = None
     max_segment_categories: int = 100  # text attributes with more values are no segment
     # Upgrades, downgrades and the last payment change: only for subscriptions (on order data
     # "last payment change" only says "bought twice"). None: resolved from the data (contractual
@@ -133,6 +137,12 @@ class FeatureConfig:
             )
         if len(set(attributes)) != len(attributes):
             raise ValueError(f"customer_attributes lists a column twice: {list(attributes)}")
+        dates = self.date_attributes
+        if dates is not None and not set(dates) <= set(attributes):
+            raise ValueError(
+                f"date_attributes {sorted(set(dates) - set(attributes))} are not among the "
+                f"declared customer_attributes {list(attributes)}"
+            )
         if self.activity_totals not in (None, *ACTIVITY_PERIODS):
             raise ValueError(
                 "activity_totals must be 'day', 'week' or 'month' (the period each activity row "
@@ -178,7 +188,13 @@ class FeatureConfig:
             if churn.get("qualifying_events") is not None:
                 churn["qualifying_events"] = tuple(churn["qualifying_events"])
             churn = ChurnDefinition(**churn)
-        for key in ("windows", "event_types", "customer_attributes", "buying_process"):
+        for key in (
+            "windows",
+            "event_types",
+            "customer_attributes",
+            "date_attributes",
+            "buying_process",
+        ):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 raw[key] = tuple(raw[key])
         return cls(churn=churn, **raw)

@@ -788,6 +788,22 @@ def _attribute_entry(name: str) -> FeatureEntry:
     return _entry(label, "category", DEPENDS, sentence, f"{label}: unknown")
 
 
+def _date_attribute_entry(name: str) -> FeatureEntry:
+    """A declared date attribute (a minimum-term end): its value is the days from T to the
+    date, said as "Min term end in 6 weeks" or "Min term end 3 months ago"."""
+    label = _column_words(name)
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        days = float(value)
+        if abs(days) < 1:
+            return f"{label} today"
+        if days > 0:
+            return f"{label} in {fmt.duration_days(days)}"
+        return f"{label} {fmt.duration_days(-days)} ago"
+
+    return _entry(label, "days from T", DEPENDS, sentence, f"{label}: none recorded")
+
+
 @lru_cache(maxsize=4096)
 def _lookup(feature: str) -> FeatureEntry | None:
     if feature in _FIXED:
@@ -806,6 +822,7 @@ def describe(
     strict: bool = True,
     value_unit: str | None = None,
     activity_totals: str | None = None,
+    date_attributes: Sequence[str] = (),
 ) -> FeatureEntry:
     """The dictionary entry of a feature; `attributes` are the declared customer attributes
     (FeatureConfig.customer_attributes), described from their own name. A name that matches
@@ -815,7 +832,10 @@ def describe(
     runs, and the tests, which are strict, name the missing entry. value_unit: what
     activity.value measures ([features] value_unit), for the activity-value features' words;
     activity_totals: the period each activity row totals ([features] activity_totals), for the
-    day-based activity features' words."""
+    day-based activity features' words; date_attributes: the declared attributes that are dates
+    (FeatureConfig.date_attributes), whose values are days from T."""
+    if feature in date_attributes:
+        return _date_attribute_entry(feature)
     if feature in attributes:
         return _attribute_entry(feature)
     entry = _value_entry(feature, value_unit) if value_unit else None

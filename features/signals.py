@@ -39,6 +39,7 @@ from features.prepared import (
     prepare,
     qualifying_rows,
     reduce_at,
+    to_ns,
 )
 
 
@@ -49,6 +50,10 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
     attributes must be columns of the customers table."""
     t = as_of_timestamp(until).value
     check_customer_attributes(tables.customers, config)
+    if config.date_attributes is None:  # recorded, so that scoring reads them as dates too
+        customers = tables.customers
+        dates = [c for c in config.customer_attributes if is_date_column(customers[c])]
+        config = replace(config, date_attributes=tuple(dates))
     if config.churn.lookback_days is None:  # recorded, so it travels with the model
         config = replace(config, churn=resolve_lookback(tables, config.churn, until))
     if config.subscription_signals is None:
@@ -122,8 +127,15 @@ def metered_amounts(tables: Tables, until: object) -> bool:
     return bool((rev.change[before] != 0).mean() > METERED_SHARE)
 
 
+def is_date_column(values: pd.Series) -> bool:
+    """A customers column of timestamps (a date attribute, when declared)."""
+    return pd.api.types.is_datetime64_any_dtype(values)
+
+
 def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) -> None:
-    """A declared customer attribute that the customers table lacks is an error naming it."""
+    """A declared customer attribute that the customers table lacks is an error naming it, and
+    so is a date attribute of the model's that the table does not hold as timestamps (its days
+    from T would otherwise be read as text)."""
     missing = [c for c in config.customer_attributes if c not in customers.columns]
     if missing:
         have = [c for c in customers.columns if c not in RESERVED_CUSTOMER_COLUMNS]
@@ -131,6 +143,14 @@ def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) ->
             f"table 'customers': declared customer attribute '{missing[0]}' "
             f"([features] customer_attributes) is not a column; its attributes are {have}"
         )
+    for col in config.date_attributes or ():
+        values = customers[col]
+        if len(values) and not is_date_column(values):
+            raise ValueError(
+                f"table 'customers', column '{col}': a date attribute of the model, but the "
+                f"table holds {values.dtype} (e.g. {values.dropna().iloc[:1].tolist()}); map "
+                f'it as a timestamp (type = "timestamp" in the import mapping)'
+            )
 
 
 def _code_counts(codes: np.ndarray, length: int) -> np.ndarray:
@@ -184,7 +204,8 @@ def build_features(
 ) -> pd.DataFrame:
     """One row per customer eligible at T (see features.labels.eligible_mask) with the
     behavioural signals of DESIGN.md: customer_id, then features, then the declared customer
-    attributes (config.customer_attributes; the other attributes are not features)."""
+    attributes (config.customer_attributes; the other attributes are not features; a date
+    attribute as the days from T to its date)."""
     t = as_of_timestamp(as_of)
     config = resolve_config(tables, config or FeatureConfig(), until=t)
     prep = prepare(tables)
@@ -192,8 +213,19 @@ def build_features(
     frame = _eligible_frame(_feature_columns(prep, t.value, config), eligible)
     frame.insert(0, "customer_id", _text_values(tables.customers["customer_id"])[eligible])
     for col in config.customer_attributes:
-        frame[col] = _segment_values(tables.customers[col])[eligible]
+        values = tables.customers[col]
+        if col in (config.date_attributes or ()):
+            frame[col] = _days_from(values, t)[eligible]
+        else:
+            frame[col] = _segment_values(values)[eligible]
     return frame
+
+
+def _days_from(values: pd.Series, t: pd.Timestamp) -> np.ndarray:
+    """A date attribute as days from T (negative: before T), so that a minimum-term end reads
+    the same on every observation date; NaN where it has none."""
+    stamps = to_ns(values.astype("datetime64[ns]"))
+    return np.where(stamps == NAT, np.nan, (stamps - t.value) / DAY_NS)
 
 
 def _eligible_frame(columns: dict[str, np.ndarray], eligible: np.ndarray) -> pd.DataFrame:

@@ -344,6 +344,17 @@ def _customer_stats(
     return latest, chosen, types, object_columns
 
 
+def _timestamp_columns(df: DataFrame, info: TableInput) -> set[str]:
+    """Columns the pandas engine reads as datetime64: Spark timestamps and Parquet
+    TIMESTAMP(NANOS) (int64 in Spark)."""
+    from pyspark.sql import types as T
+
+    stamps = (T.TimestampType, T.TimestampNTZType)
+    return {f.name for f in df.schema.fields if isinstance(f.dataType, stamps)} | set(
+        info.nanos_columns
+    )
+
+
 def _activity_stats(
     activity: DataFrame, info: TableInput, config: FeatureConfig, until: int
 ) -> tuple[list[int], tuple[str, ...]]:
@@ -636,11 +647,15 @@ def plan_run(
                 frames["activity"], infos["activity"], config, as_of_timestamp(until).value
             )
         config = replace(config, buying_process=fitted)
+    if config.date_attributes is None:  # as features.signals.resolve_config
+        stamps = _timestamp_columns(frames["customers"], infos["customers"])
+        dates = tuple(c for c in config.customer_attributes if c in stamps)
+        config = replace(config, date_attributes=dates)
     from features.signals import check_customer_attributes
 
     check_customer_attributes(pd.DataFrame(columns=frames["customers"].columns), config)
     for col in config.customer_attributes:  # only declared attributes are features
-        types.setdefault(col, "string")
+        types.setdefault(col, "double" if col in config.date_attributes else "string")
     return Plan(frames, infos, config, observed_until, types, object_columns)
 
 

@@ -83,3 +83,41 @@ def test_undeclared_attributes_remain_segments_of_the_reports(tables):
     report = retention_metrics(tables, "2024-02-03", "2024-03-31", by=["plan"])
     basic = report[(report["dimension"] == "plan") & (report["segment"] == "basic")].iloc[0]
     assert basic["customers_start"] == 2 and basic["lost"] == 1
+
+
+def test_a_declared_date_attribute_is_the_days_from_t_to_it():
+    """A contract's minimum-term end is worth what it is relative to T: 45 days ahead on one
+    observation date and 15 a month later. As text it would be a category per date."""
+    import numpy as np
+    import pandas as pd
+
+    from features.dictionary import describe
+
+    customers = [
+        {"customer_id": "locked", "signup_at": "2023-01-01", "term_end": "2024-04-15"},
+        {"customer_id": "past", "signup_at": "2023-01-01", "term_end": "2024-01-31"},
+        {"customer_id": "none", "signup_at": "2023-01-01", "term_end": None},
+    ]
+    activity = [{"customer_id": "locked", "at": "2024-05-20", "event": "call", "value": 1.0}]
+    tables = make_tables(customers, activity)
+    tables.customers["term_end"] = pd.to_datetime(tables.customers["term_end"])
+    config = FeatureConfig(customer_attributes=("term_end",))
+    march = build_features(tables, T, config).set_index("customer_id")["term_end"]
+    assert march["locked"] == 45 and march["past"] == -30 and np.isnan(march["none"])
+    april = build_features(tables, "2024-04-01", config).set_index("customer_id")["term_end"]
+    assert april["locked"] == 14
+    training, resolved = build_training_set(tables, [T], config)
+    assert resolved.date_attributes == ("term_end",)
+    assert training["term_end"].dtype == "float64"
+    assert FeatureConfig.from_dict(resolved.to_dict()) == resolved
+    entry = describe("term_end", ("term_end",), date_attributes=("term_end",))
+    assert (
+        entry.text(45.0) == "Term end in 45 days" and entry.text(-92.0) == "Term end 3 months ago"
+    )
+    assert entry.text(0.2) == "Term end today" and entry.text(np.nan) == "Term end: none recorded"
+    # Scoring data that holds the model's date attribute as text is an error, not a category.
+    as_text = make_tables([{**c, "term_end": c["term_end"] or ""} for c in customers], activity)
+    with pytest.raises(ValueError, match="'term_end': a date attribute of the model"):
+        build_features(as_text, T, resolved)
+    with pytest.raises(ValueError, match="date_attributes"):
+        FeatureConfig(customer_attributes=("plan",), date_attributes=("term_end",))

@@ -93,6 +93,9 @@ def awkward_copy(demo: Path, out: Path) -> Path:
     # Service that ended without churn (a deactivated SIM): no customer from then on.
     ended = customers["churned_at"].isna() & (rng.random(n) < 0.15)
     customers["ended_at"] = (customers["signup_at"] + pd.Timedelta(days=200)).where(ended)
+    # A contract's renewal date, declared as a model feature: days from T on both engines.
+    renews = customers["signup_at"] + pd.to_timedelta(rng.integers(300, 800, n), unit="D")
+    customers["renews_at"] = renews.where(rng.random(n) < 0.8)
     customers = customers.sample(frac=1, random_state=1)
     (out / "customers").mkdir()
     customers.iloc[: n // 2].to_parquet(out / "customers" / "part-b.parquet", index=False)
@@ -130,13 +133,14 @@ def awkward_copy(demo: Path, out: Path) -> Path:
 def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path):
     data = awkward_copy(demo, tmp_path / "awkward")
     config = config_for_data(data)
-    declared = ("is_partner", "seats", "region")
+    declared = ("is_partner", "seats", "region", "renews_at")
     config = replace(config, customer_attributes=(*config.customer_attributes, *declared))
     out = tmp_path / "features.parquet"
     rows, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
     expected = build_features(load_tables(data), "2024-06-01", config)
     assert set(declared) <= set(resolved.customer_attributes) and set(declared) <= set(expected)
     assert resolved.paid_period_signals and "days_until_paid_period_ends" in expected
+    assert resolved.date_attributes == ("renews_at",) and expected["renews_at"].dtype == "float64"
     assert rows == len(expected)
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
     customers = load_tables(data).customers

@@ -106,6 +106,7 @@ def _driver_values(
     min_level_customers: int,
     value_unit: str | None = None,
     activity_totals: str | None = None,
+    date_attributes: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For the drivers at (rows[k], cols[k]): the number (NaN for text or missing), the text of
     a categorical value (None otherwise), the dictionary's label and the reason in words with
@@ -125,6 +126,7 @@ def _driver_values(
             strict=False,
             value_unit=value_unit,
             activity_totals=activity_totals,
+            date_attributes=date_attributes,
         )
         labels[where] = entry.label
         column = values[names[j]]
@@ -424,6 +426,7 @@ def top_drivers(
     value_unit: str | None = None,
     safe_levels: Mapping[str, Collection[str]] | None = None,
     activity_totals: str | None = None,
+    date_attributes: Sequence[str] = (),
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -438,7 +441,8 @@ def top_drivers(
     (FeatureConfig.value_unit), for its sentences; safe_levels: per category, the levels the
     model scores below average (training.reference.safe_levels), which are no reason either;
     activity_totals: the period an activity row totals (FeatureConfig.activity_totals), for the
-    day-based activity features' sentences. A row's empty activity windows make one driver (merge_same_facts)."""
+    day-based activity features' sentences; date_attributes: the declared attributes that are
+    dates (FeatureConfig.date_attributes), said as days from T. A row's empty activity windows make one driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
     if typical or safe_levels:
         safe = on_the_safe_side(names, values, typical or {}, safe_levels)
@@ -465,6 +469,7 @@ def top_drivers(
         min_level_customers,
         value_unit,
         activity_totals,
+        date_attributes,
     )
     children = [
         pa.array(np.asarray(names, dtype=object)[cols], pa.string()),

@@ -405,6 +405,7 @@ class ChurnModel:
             "safe_levels": getattr(self.reference, "safe_levels", None),
             "value_unit": getattr(self.features_config(), "value_unit", None),
             "activity_totals": getattr(self.features_config(), "activity_totals", None),
+            "date_attributes": getattr(self.features_config(), "date_attributes", None) or (),
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
