@@ -105,11 +105,11 @@ def test_an_end_date_declared_on_some_rows_only_is_not_warned_about(tmp_path):
 
 
 ENDS = """\
-msisdn,activated,status,end_date
-0049151000001,2024-01-03,ACTIVE,
-0049151000002,2024-01-04,PORTED_OUT,2024-04-10
-0049151000003,2024-01-05,DEACTIVATED,2024-03-02
-0049151000004,2024-02-01,DEACTIVATED,2024-05-20
+msisdn,activated,status,end_date,min_term_end
+0049151000001,2024-01-03,ACTIVE,,03.05.2024
+0049151000002,2024-01-04,PORTED_OUT,2024-04-10,04.01.2026
+0049151000003,2024-01-05,DEACTIVATED,2024-03-02,
+0049151000004,2024-02-01,DEACTIVATED,2024-05-20,
 """
 
 ENDS_MAPPING = """
@@ -160,3 +160,26 @@ def test_an_end_of_service_that_is_not_churn_maps_to_ended_at(tmp_path):
     config = FeatureConfig().with_churn(mode="contractual")
     scored = build_features(tables, "2024-04-01", config)["customer_id"].tolist()
     assert scored == ["0049151000001", "0049151000002", "0049151000004"]
+
+
+def test_a_minimum_term_end_mapped_as_a_timestamp_is_a_date_attribute(tmp_path):
+    """The CRM's minimum-term end (day first) declared as a model feature: days from T."""
+    from features.config import FeatureConfig
+    from features.signals import build_features
+
+    (tmp_path / "subscribers.csv").write_text(ENDS)
+    (tmp_path / "logins.csv").write_text("msisdn,at\n0049151000001,2024-03-01 10:00\n")
+    path = tmp_path / "mapping.toml"
+    path.write_text(
+        ENDS_MAPPING.replace(
+            "[activity]",
+            'min_term_end = { column = "min_term_end", dayfirst = true }\n\n[activity]',
+            1,
+        )
+    )
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    config = FeatureConfig(customer_attributes=("min_term_end",)).with_churn(mode="contractual")
+    rows = build_features(tables, "2024-04-01", config).set_index("customer_id")
+    days = rows["min_term_end"]
+    assert days["0049151000001"] == 32 and days["0049151000002"] == 643
+    assert pd.isna(days["0049151000004"])  # no term: missing, not a category
