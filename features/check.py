@@ -756,7 +756,7 @@ def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
     far above the rest. Counted with examples; the remedy is a value map to missing in the
     import mapping, or leaving the attribute out."""
     customers = tables.customers
-    found = []
+    found = [f for f in map(_dates_as_text, _declared_text(customers, config)) if f]
     for name in getattr(config, "customer_attributes", ()) or ():
         if name not in customers or not pd.api.types.is_numeric_dtype(customers[name]):
             continue
@@ -803,6 +803,48 @@ def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
                 )
             )
     return found
+
+
+DATE_TEXT_SHARE = 0.9  # of a declared text attribute's values that read as dates
+MIN_DATE_TEXT_VALUES = 20
+# 2024-05-01, 01.05.2024, 5/1/24, with a time after it or not
+DATE_TEXT = r"\s*(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?:[ T].*)?"
+
+
+def _declared_text(customers: pd.DataFrame, config: FeatureConfig) -> list[pd.Series]:
+    """The declared customer attributes held as text."""
+    return [
+        customers[name]
+        for name in getattr(config, "customer_attributes", ()) or ()
+        if name in customers
+        and (
+            pd.api.types.is_string_dtype(customers[name])
+            or pd.api.types.is_object_dtype(customers[name])
+        )
+    ]
+
+
+def _dates_as_text(values: pd.Series) -> Finding | None:
+    """A declared attribute whose text values are nearly all dates ("2024-05-01"): as text it is
+    one category per date, and the model learns nothing it can use on a later date; mapped as a
+    timestamp it is the days from T to the date (a minimum-term end, a renewal)."""
+    present = values.dropna().astype("str")
+    present = present[present.str.strip() != ""]
+    if len(present) < MIN_DATE_TEXT_VALUES:
+        return None
+    sample = present.iloc[:1000]
+    if sample.str.fullmatch(DATE_TEXT).mean() < DATE_TEXT_SHARE:
+        return None
+    return Finding(
+        "warning",
+        "dates_as_text",
+        f"declared customer attribute '{values.name}' holds dates as text (e.g. "
+        f"'{sample.iloc[0]}'): as text each date is a category of its own. Map it as a "
+        f'timestamp (`{values.name} = {{ column = "...", type = "timestamp" }}`, with '
+        "`dayfirst` or `format` as its dates need) and it becomes the days from T to the date",
+        "customers",
+        str(values.name),
+    )
 
 
 def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) -> list[Finding]:

@@ -314,6 +314,26 @@ def test_declared_numeric_attributes_with_junk_values_are_flagged_and_long_tails
     assert "odd_attribute_values" not in codes(plain)
 
 
+def test_a_declared_attribute_of_dates_held_as_text_is_flagged_with_the_mapping_that_fixes_it(
+    clean,
+):
+    """A CRM's contract end exported as "31.05.2025" and mapped as it comes: one category per
+    date. Mapped as a timestamp it would be the days from T to the date."""
+    customers, activity, revenue = clean
+    n = len(customers)
+    days = pd.to_timedelta(np.arange(n) % 700, unit="D")
+    ends = (pd.Timestamp("2024-06-01") + days).strftime("%d.%m.%Y")
+    customers = customers.assign(contract_end=ends, plan_name=["basic", "pro"] * (n // 2))
+    config = FeatureConfig(customer_attributes=("plan", "contract_end", "plan_name"))
+    found = [f for f in check_tables(tables_of(customers, activity, revenue), config).findings
+             if f.code == "dates_as_text"]  # fmt: skip
+    assert [(f.table, f.column) for f in found] == [("customers", "contract_end")]
+    assert "holds dates as text (e.g. '01.06.2024')" in found[0].message
+    assert 'type = "timestamp"' in found[0].message and "days from T" in found[0].message
+    undeclared = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    assert "dates_as_text" not in codes(undeclared)
+
+
 def test_a_period_end_that_is_a_contract_term_is_flagged(clean):
     """A mobile operator's mapping put the 24-month minimum term's end into period_end of its
     monthly bills: "Paid period ends in 9 weeks", and each bill spread over the term. Monthly
