@@ -354,12 +354,10 @@ def _recorded_rate(period: str) -> Sentence:
         since = _ctx(context, "days_since_first_active")
         if since is None:
             since = _ctx(context, "days_since_first_event")
-        if count is None or since is None or since < 1:
-            return (
-                f"Activity recorded on {fmt.percent(float(value), 0)} of days since the first "
-                f"(usage reported {_PERIODICALLY[period]})"
-            )
         reported = f"(usage reported {_PERIODICALLY[period]})"
+        if count is None or since is None or since < 1:
+            share = fmt.percent(float(value), 0)
+            return f"Activity recorded on {share} of days since the first {reported}"
         if round(count) == 1:
             return f"Activity recorded once, {fmt.duration_days(since)} ago {reported}"
         return (

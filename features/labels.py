@@ -100,8 +100,8 @@ def _current(prep: Prepared, t: int) -> np.ndarray:
 
 
 def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
-    """Customers scored at T: signed up before T, not churned or ended before T and, for non-contractual
-    churn, with qualifying activity in the lookback window [T - lookback, T).
+    """Customers scored at T: signed up before T, not churned or ended before T and, for
+    non-contractual churn, with qualifying activity in the lookback window [T - lookback, T).
 
     A customer whose churned_at is T itself is still a customer before T: eligible at T, and
     its label (churned_at in [T, T + horizon)) is 1. A lookback left to the data is resolved

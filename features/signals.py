@@ -222,8 +222,11 @@ def build_features(
 
 
 def _days_from(values: pd.Series, t: pd.Timestamp) -> np.ndarray:
-    """A date attribute as days from T (negative: before T), so that a minimum-term end reads
-    the same on every observation date; NaN where it has none."""
+    """A date attribute as days from T (negative: before T), so that a minimum-term end 45 days
+    ahead means the same on every observation date; NaN where it has none. A zoned column is
+    read in UTC, as the contract stores times."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     stamps = to_ns(values.astype("datetime64[ns]"))
     return np.where(stamps == NAT, np.nan, (stamps - t.value) / DAY_NS)
 
