@@ -472,6 +472,16 @@ class ModelInfoRequest(_Request):
 class FeatureInfo(_Response):
     name: str = Field(description="Feature name.", examples=["tenure_days"])
     kind: Literal["numeric", "categorical"] = Field(description="How the model reads it.")
+    label: str | None = Field(
+        default=None, description="What it measures, in words.", examples=["Tenure"]
+    )
+    unit: str | None = Field(
+        default=None,
+        description="What its value counts: days, events, money, share, category, ...; a "
+        "date attribute (a contract's minimum-term end) is sent as 'days from T': the days from "
+        "the scoring date to the date, negative once it has passed.",
+        examples=["days"],
+    )
     levels: list[str] | None = Field(
         default=None, description="Categorical: the levels known at training."
     )

@@ -50,6 +50,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from features.dictionary import describe
 from serving.auth import ErrorShape, GuardSettings, RequestGuard, error_json
 from serving.metrics import ReadinessProbe, RequestMetrics, set_source, set_status
 from serving.model_store import (
@@ -282,6 +283,19 @@ class ChurnService:
         served, model = self.served, self.served.model
         partition = self.partitions.current()
         pre = model.preprocessor
+        settings = model.reason_settings()
+
+        def words(name: str) -> dict[str, str]:
+            entry = describe(
+                name,
+                settings["attributes"],
+                strict=False,
+                value_unit=settings["value_unit"],
+                activity_totals=settings["activity_totals"],
+                date_attributes=settings["date_attributes"],
+            )
+            return {"label": entry.label, "unit": entry.unit}
+
         return ModelInfo(
             name=served.name,
             version=served.version,
@@ -291,11 +305,12 @@ class ChurnService:
             horizon_days=int(model.horizon_days),
             metrics={k: _finite(v) for k, v in model.metrics.items()},
             risk_bands={k: float(v) for k, v in model.band_thresholds.items()},
-            features=[FeatureInfo(name=n, kind="numeric") for n in pre.numeric]
+            features=[FeatureInfo(name=n, kind="numeric", **words(n)) for n in pre.numeric]
             + [
                 FeatureInfo(
                     name=n,
                     kind="categorical",
+                    **words(n),
                     levels=pre.known_levels(n),
                     grouped_levels=pre.grouped.get(n) or None,
                 )

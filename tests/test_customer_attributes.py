@@ -115,6 +115,12 @@ def test_a_declared_date_attribute_is_the_days_from_t_to_it():
         entry.text(45.0) == "Term end in 45 days" and entry.text(-92.0) == "Term end 3 months ago"
     )
     assert entry.text(0.2) == "Term end today" and entry.text(np.nan) == "Term end: none recorded"
+    from training.drivers import top_drivers
+
+    values = march.to_frame().iloc[:1]
+    said = top_drivers(np.array([[0.3]]), ["term_end"], values, 1, np.array([[3.0]]),
+                       attributes=("term_end",), date_attributes=("term_end",)).to_pylist()  # fmt: skip
+    assert said[0][0]["reason"] == "Term end in 45 days"
     # Scoring data that holds the model's date attribute as text is an error, not a category.
     as_text = make_tables([{**c, "term_end": c["term_end"] or ""} for c in customers], activity)
     with pytest.raises(ValueError, match="'term_end': a date attribute of the model"):

@@ -332,6 +332,8 @@ def test_model_info_reports_version_training_date_metrics_and_features(svc, env)
     assert info.bento_model == str(env["stored"].tag)
     assert info.trained_until == champion.model.trained_until
     assert [f.name for f in info.features] == champion.model.feature_names
+    tenure = next(f for f in info.features if f.name == "tenure_days")
+    assert (tenure.label, tenure.unit) == ("Tenure", "days")  # what a client sends, in words
     assert "roc_auc" in info.metrics and info.partition.as_of.isoformat() == RUN_2
 
 
