@@ -724,6 +724,64 @@ def _period_starts(source: SourceMapping) -> PeriodStarts | None:
     return PeriodStarts() if at is not None and at.covers is None else None
 
 
+ZONED_DATES_MIN = 20  # values of a column before its zoned dates are warned about
+ZONED_DATES_SHARE = 0.99  # of them at local midnight: dates without a time
+
+
+class ZonedDates:
+    """Counts, batch by batch, a source's timestamp columns with a declared time zone whose
+    values are all local midnights (dates without a time) that fall on the previous day in
+    UTC: a zone east of UTC turns "2024-07-01" into 2024-06-30 22:00. The contract stores UTC,
+    so retention counts such a signup in the June cohort, an invoice's period in June's MRR, and
+    features on 1 July count that day's events (a date says the day, not the hour)."""
+
+    def __init__(self, source: SourceMapping):
+        self.zones = {
+            c.name: c.timestamp.timezone
+            for c in source.columns
+            if c.type == "timestamp"
+            and c.timestamp is not None
+            and c.timestamp.timezone
+            and c.covers is None
+        }
+        self.counts = {name: [0, 0, 0] for name in self.zones}  # values, midnights, day before
+        self.example: dict[str, pd.Timestamp] = {}
+
+    def add(self, mapped: pd.DataFrame) -> None:
+        for name, zone in self.zones.items():
+            if name not in mapped:
+                continue
+            utc = mapped[name].dropna()
+            if utc.empty:
+                continue
+            local = utc.dt.tz_localize("UTC").dt.tz_convert(zone).dt.tz_localize(None)
+            midnight = local == local.dt.normalize()
+            before = midnight & (utc.dt.normalize() < local)
+            counts = self.counts[name]
+            counts[0] += len(utc)
+            counts[1] += int(midnight.sum())
+            counts[2] += int(before.sum())
+            if before.any() and name not in self.example:
+                self.example[name] = local[before].iloc[0]
+
+    def warnings(self, label: str) -> list[str]:
+        out = []
+        for name, (n, midnights, before) in self.counts.items():
+            if n < ZONED_DATES_MIN or midnights < ZONED_DATES_SHARE * n or before < midnights / 2:
+                continue
+            day = self.example[name]
+            stored = day.tz_localize(self.zones[name]).tz_convert("UTC").tz_localize(None)
+            out.append(
+                f"source '{label}', column '{name}': its values are dates without a time, and "
+                f"timezone '{self.zones[name]}' is declared, so each is stored as its local "
+                f"midnight in UTC ({day.date()} as {stored}), on the day before: retention "
+                "counts a signup on the 1st in the previous month's cohort and an invoice's "
+                "period in the previous month's MRR, and features on a date count that date's "
+                "rows. Leave timezone off columns of dates"
+            )
+        return out
+
+
 def _import_source(
     mapping: Mapping,
     source: SourceMapping,
@@ -750,6 +808,7 @@ def _import_source(
     emitted = False
     held_positions: list[np.ndarray] = []  # a sorted source's rows' customers, batch by batch
     starts = _period_starts(source)
+    zoned = ZonedDates(source)
     with closing(_batches(source, source_dir, frames, batch_rows)) as batches:
         for part, frame in batches:
             if seen_columns is None:
@@ -771,6 +830,8 @@ def _import_source(
             del frame
             if starts is not None and len(problems) == before:
                 starts.add(mapped["at"])
+            if zoned.zones and len(problems) == before:
+                zoned.add(mapped)
             if repeats is not None and len(problems) == before:
                 mapped = repeats.dropped_from(mapped, source.label, part, report)
             if len(problems) > before or (problems and not checked_per_batch):
@@ -791,6 +852,7 @@ def _import_source(
     report.warnings += currency_warnings([report])
     text = starts.describe('declare covers = "{period}" on this source\'s at') if starts else None
     report.warnings += [text] if text else []
+    report.warnings += zoned.warnings(source.label)
     if repeats is not None:
         report.warnings += repeats.warnings(source)
     if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns

@@ -213,3 +213,42 @@ def test_reasons_on_month_totals_speak_of_records_and_months_not_of_days_active(
     ).to_pylist()  # fmt: skip
     assert got[0][0]["reason"] == "No activity recorded in the last 9 weeks (usually every month)"
     assert got[0][0]["label"] == "Days since the last activity record"
+
+
+def test_dates_without_a_time_declared_in_a_zone_east_of_utc_are_warned_about():
+    """ "2024-07-01" in Europe/Berlin is stored as 2024-06-30 22:00 UTC: July's invoice would be
+    June's MRR and a signup on the 1st the previous month's cohort. The import says so, for
+    date columns only: times of day and zones west of UTC keep their day."""
+    n = 30
+    ids = [f"{k:03d}" for k in range(n)]
+    days = [f"2024-07-{1 + k % 28:02d}" for k in range(n)]
+    frames = {
+        "c.csv": pd.DataFrame({"id": ids, "signup": days}),
+        "a.csv": pd.DataFrame({"id": ids, "at": [f"{d} 10:30" for d in days]}),
+        "r.csv": pd.DataFrame({"id": ids, "at": days, "amount": "10", "period": "2024-07-01"}),
+    }
+
+    def zoned(column: str, zone: str) -> dict:
+        return {"column": column, "timezone": zone}
+
+    def run(zone: str):
+        raw = {
+            "features": {"churn": {"mode": "contractual"}},
+            "customers": {"source": "c.csv", "columns": {
+                "customer_id": "id", "signup_at": zoned("signup", zone)}},
+            "activity": {"source": "a.csv", "columns": {
+                "customer_id": "id", "at": zoned("at", zone), "event": {"value": "login"}}},
+            "revenue": {"source": "r.csv", "columns": {
+                "customer_id": "id", "at": zoned("at", zone), "amount": "amount",
+                "period": zoned("period", zone)}},
+        }  # fmt: skip
+        return run_import(parse_mapping(raw, "m.toml"), ".", frames=frames)
+
+    tables, report = run("Europe/Berlin")
+    assert tables.revenue["period"].iloc[0] == pd.Timestamp("2024-06-30 22:00")
+    warned = [w for w in report.warnings if "dates without a time" in w]
+    assert [w.split("'")[3] for w in warned] == ["signup_at", "at", "period"]  # not activity.at
+    assert "(2024-07-01 as 2024-06-30 22:00:00)" in warned[0]
+    assert "Leave timezone off columns of dates" in warned[0]
+    _, west = run("America/New_York")
+    assert not [w for w in west.warnings if "dates without a time" in w]
