@@ -18,7 +18,7 @@ import typer
 
 from churn.cli_metrics import register as register_metrics_commands
 from churn.options import BucketsOption, ConfigFile, DataUri, EngineOption
-from features.config import FeatureConfig, config_for_data
+from features.config import FeatureConfig, config_for_data, config_path_for_data
 from features.contract import ContractError
 
 MODEL_NAME_ENV = "CHURN_MODEL_NAME"  # the same variable the service reads
@@ -355,19 +355,21 @@ def check_command(
     Exit 2 on errors (broken data, no rows), 1 on warnings with --strict, else 0."""
     from features.check import check_tables, error_report
     from features.io import atomic_file, load_tables
+    from training.config import train_config_from_file
 
     if out is not None and out.suffix not in (".md", ".json"):
         typer.echo(f"error: --out '{out}' must end in .md or .json", err=True)
         raise typer.Exit(code=2)
     try:
         feature_config = config_for_data(data, config)
+        allowed = train_config_from_file(config_path_for_data(data, config)).allow_label_like
         tables = load_tables(data)
     except ContractError as err:
         report = error_report(str(data), f"the data breaks the contract: {err}")
     except (ValueError, FileNotFoundError) as err:
         report = error_report(str(data), str(err), code="input")
     else:
-        report = check_tables(tables, feature_config, data=str(data))
+        report = check_tables(tables, feature_config, data=str(data), allow_label_like=allowed)
     typer.echo(report.to_text())
     if out is not None:
         with atomic_file(out) as tmp:

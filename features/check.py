@@ -166,11 +166,18 @@ class CheckReport:
 
 
 def check_tables(
-    tables: Tables, config: FeatureConfig, *, data: str = "", now: pd.Timestamp | None = None
+    tables: Tables,
+    config: FeatureConfig,
+    *,
+    data: str = "",
+    now: pd.Timestamp | None = None,
+    allow_label_like: tuple[str, ...] = (),
 ) -> CheckReport:
     """Profile validated tables under the folder's churn definition and collect the findings.
 
-    `now` (naive UTC) is the instant after which rows count as dated in the future."""
+    `now` (naive UTC) is the instant after which rows count as dated in the future;
+    `allow_label_like`: declared attributes confirmed as known before each date ([training]
+    allow_label_like), which training uses despite looking like the label."""
     config = _resolved(tables, config)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
     churn = _churn(config)
@@ -212,7 +219,7 @@ def check_tables(
     report.customers_measured = int(measured.sum())
     report.churned_customers = int((measured & churned).sum())
     report.findings += _churn_findings(report, tables, config)
-    report.findings += _lifecycle_findings(tables, churn)
+    report.findings += _lifecycle_findings(tables, churn, config.activity_totals)
     end = tables.data_end() + pd.Timedelta(microseconds=1)  # every row is before it
     report.findings += [
         Finding("warning", "stale_table", text, table, "at")
@@ -221,11 +228,12 @@ def check_tables(
     report.label_like = label_like_attributes(tables, config)
     declared = set(getattr(config, "customer_attributes", ()) or ())
     for flag in report.label_like:
-        use = (
-            "declared as a model feature: training will refuse it"
-            if flag.name in declared
-            else "keep it out of the model's features"
-        )
+        if flag.name in allow_label_like:
+            use = "declared as a model feature and allowed ([training] allow_label_like)"
+        elif flag.name in declared:
+            use = "declared as a model feature: training will refuse it"
+        else:
+            use = "keep it out of the model's features"
         report.findings.append(
             Finding(
                 "warning",
@@ -1024,14 +1032,21 @@ def _stale(
 
 
 LIFECYCLE_SLACK = pd.Timedelta(days=1)  # time zones and end-of-day stamps
+# Activity totals are stamped at their period's end: a month's total of a customer who churned
+# on the 10th is dated on the 31st, and covers days before the churn.
+TOTALS_SLACK_DAYS = {"day": 0, "week": 7, "month": 31}
 
 
-def _lifecycle_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]:
+def _lifecycle_findings(
+    tables: Tables, churn: ChurnDefinition, activity_totals: str | None = None
+) -> list[Finding]:
     """Activity outside the customer's life as the customers table tells it: before the signup
     (a signup date read the wrong way round, in another zone, or set after a trial), and, for
     contractual churn, after the churn date (a date that is not the end of service, or
     customers who came back); and an end of service without churn (ended_at) before the
-    churn date, which hides the churn. None is refused: each is counted, with an example."""
+    churn date, which hides the churn. None is refused: each is counted, with an example.
+    With activity_totals, a total stamped up to one period after the churn date is no
+    activity after it."""
     customers, act = tables.customers, tables.activity
     ids = act["customer_id"]
     position = pd.Index(customers["customer_id"]).get_indexer(ids)
@@ -1056,8 +1071,9 @@ def _lifecycle_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]
         )
     if churn.mode == "contractual" and "churned_at" in customers:
         ended = customers["churned_at"].to_numpy()[position]
+        slack = LIFECYCLE_SLACK + pd.Timedelta(days=TOTALS_SLACK_DAYS.get(activity_totals, 0))
         with np.errstate(invalid="ignore"):
-            late = known & (at > ended + LIFECYCLE_SLACK.to_timedelta64())  # NaT: never
+            late = known & (at > ended + slack.to_timedelta64())  # NaT: never
         if late.any():
             who = ids[late].nunique()
             churned = int(customers["churned_at"].notna().sum())
@@ -1065,8 +1081,8 @@ def _lifecycle_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]
                 Finding(
                     "warning",
                     "after_churn",
-                    f"{who:,} of {churned:,} churned customers are active more than a day after "
-                    f"their churned_at ({int(late.sum()):,} activity rows, e.g. "
+                    f"{who:,} of {churned:,} churned customers are active more than "
+                    f"{fmt.duration_days(slack / pd.Timedelta(days=1))} after their churned_at ({int(late.sum()):,} activity rows, e.g. "
                     f"{_example(act, late)}): is churned_at the end of service, or the day the "
                     "cancellation was asked for or the record last changed? Customers who came "
                     "back count as churned at that date",

@@ -142,6 +142,26 @@ def test_a_crm_status_exported_on_the_last_day_is_flagged_by_name_and_by_separat
     assert "value 'canceled'" in flags["status"]
 
 
+def test_a_declared_label_like_attribute_says_whether_training_refuses_or_allows_it(clean):
+    customers, activity, revenue = clean
+    ends = customers["signup_at"] + pd.Timedelta(days=365)
+    tables = tables_of(customers.assign(renewal_end=ends), activity, revenue)
+    config = FeatureConfig(customer_attributes=("renewal_end",), churn=CONTRACTUAL.churn)
+
+    def said(**kw) -> str:
+        report = check_tables(tables, config, **kw)
+        return next(
+            f.message
+            for f in report.findings
+            if f.code == "label_like" and f.column == "renewal_end"
+        )
+
+    assert said().endswith("declared as a model feature: training will refuse it")
+    assert said(allow_label_like=("renewal_end",)).endswith(
+        "declared as a model feature and allowed ([training] allow_label_like)"
+    )
+
+
 def test_a_leaking_attribute_with_an_innocent_name_is_flagged_by_separation(clean):
     """Today's MRR is 0 for canceled customers: it separates although its name says nothing."""
     customers, activity, revenue = clean

@@ -252,3 +252,25 @@ def test_dates_without_a_time_declared_in_a_zone_east_of_utc_are_warned_about():
     assert "Leave timezone off columns of dates" in warned[0]
     _, west = run("America/New_York")
     assert not [w for w in west.warnings if "dates without a time" in w]
+
+
+def test_a_month_total_dated_after_a_churn_in_that_month_is_no_activity_after_it():
+    """A subscriber who left on 10 August has August's total dated 31 August 23:59:59: usage
+    before the churn, not a customer who came back. A total a month later is."""
+    tables, _ = imported("month")
+    config = FeatureConfig.from_dict(mapping("month")["features"] | {"activity_totals": "month"})
+    customers = tables.customers.copy()
+    customers.loc[0, "churned_at"] = pd.Timestamp("2024-08-10")
+    same_month = check_tables(replace_customers(tables, customers), config)
+    assert "after_churn" not in {f.code for f in same_month.findings}
+    customers.loc[0, "churned_at"] = pd.Timestamp("2024-07-10")  # August's total is after it
+    found = {f.code: f for f in check_tables(replace_customers(tables, customers), config).findings}
+    assert found["after_churn"].message.startswith(
+        "1 of 1 churned customers are active more than 32 days after their churned_at"
+    )
+
+
+def replace_customers(tables, customers):
+    from features.contract import validate_tables
+
+    return validate_tables(customers, tables.activity, tables.feedback, tables.revenue)
