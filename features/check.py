@@ -214,6 +214,10 @@ def check_tables(
     report.findings += _amount_findings(tables)
     report.findings += _period_end_findings(tables)
     report.findings += _attribute_findings(tables, config)
+    report.findings += [
+        Finding("warning", "churn_anchored_date", text, "customers", name)
+        for name, text in churn_anchored_dates(tables, config)
+    ]
     report.churn_by_month = churn_share_by_month(tables, config)
     measured, churned = churned_ever(tables, config)
     report.customers_measured = int(measured.sum())
@@ -853,6 +857,63 @@ def _dates_as_text(values: pd.Series) -> Finding | None:
         "customers",
         str(values.name),
     )
+
+
+ANCHOR_WINDOW_DAYS = (-31, 366)  # a date this far from the churn date is the churn's term
+ANCHORED_SHARE = 0.9  # of churned customers (dates on their churn), and of the others (dates
+# still ahead on the export day): a snapshot of the current term
+
+
+def churn_anchored_dates(tables: Tables, config: FeatureConfig) -> list[tuple[str, str]]:
+    """Declared date attributes that look like an export-day snapshot of the current term:
+    (name, sentence). For nearly every churned customer the date lies in the year after the
+    churn (the term that ended with it), for nearly every other customer it is still ahead on
+    the export day. A renewal date that moves on at each renewal then shows the next term on
+    observation dates before the renewal: in training only churners have a near date, and
+    the model calls near renewals certain (a B2B export: 58 % predicted, 20 % churned).
+    Invoices that say until when they pay (revenue.period_end) tell the same as of each date.
+    A date that never moves (a fixed term) is the same pattern without the leak: hence a
+    warning, which asks."""
+    customers = tables.customers
+    if "churned_at" not in customers:
+        return []
+    churned = customers["churned_at"]
+    end = tables.data_end() - pd.Timedelta(days=-ANCHOR_WINDOW_DAYS[0])
+    out = []
+    for name in getattr(config, "customer_attributes", ()) or ():
+        if name not in customers or not pd.api.types.is_datetime64_any_dtype(customers[name]):
+            continue
+        dates = customers[name]
+        gone = churned.notna() & dates.notna()
+        kept = churned.isna() & dates.notna()
+        if gone.sum() < MIN_DATE_TEXT_VALUES or kept.sum() < MIN_DATE_TEXT_VALUES:
+            continue
+        days = (dates[gone] - churned[gone]) / pd.Timedelta(days=1)
+        low, high = ANCHOR_WINDOW_DAYS
+        on_churn = float(((days >= low) & (days <= high)).mean())
+        ahead = float((dates[kept] >= end).mean())
+        if on_churn < ANCHORED_SHARE or ahead < ANCHORED_SHARE:
+            continue
+        paid = "period_end" in tables.revenue and tables.revenue["period_end"].notna().any()
+        remedy = (
+            "the invoices' period_end already says, as of each date, until when a customer "
+            "has paid: leave it out of customer_attributes"
+            if paid
+            else "where the export has each term's end as of its date, map that instead "
+            "(revenue.period_end on the term's invoices)"
+        )
+        out.append(
+            (
+                name,
+                f"declared date attribute '{name}' looks like the export day's current term: "
+                f"it lies in the year after the churn date for {on_churn:.0%} of churned "
+                f"customers and is still ahead on the export day for {ahead:.0%} of the "
+                "others. If it moves on when a customer renews, then on observation dates "
+                "before a renewal it already shows the next term, only churners have a near "
+                "date, and near dates' probabilities come out too high; " + remedy,
+            )
+        )
+    return out
 
 
 def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) -> list[Finding]:

@@ -22,6 +22,9 @@ from features.check import (
 from features.config import ChurnDefinition, FeatureConfig
 from features.contract import Tables, validate_tables
 from features.io import write_tables
+from training.config import TrainConfig
+from training.gate import LabelLikeAttributeError
+from training.pipeline import fit_from_tables
 
 CONTRACTUAL = FeatureConfig(churn=ChurnDefinition(mode="contractual", horizon_days=30))
 # ../shared/data beside the project (a git worktree may sit one folder deeper)
@@ -160,6 +163,36 @@ def test_a_declared_label_like_attribute_says_whether_training_refuses_or_allows
     assert said(allow_label_like=("renewal_end",)).endswith(
         "declared as a model feature and allowed ([training] allow_label_like)"
     )
+
+
+def test_a_date_attribute_that_is_the_export_days_current_term_is_warned_about(clean):
+    """A CRM's renewal date on the export day: for churned customers the term that ended with
+    the churn, for the others the next one, even on observation dates before they renewed."""
+    customers, activity, revenue = clean
+    rng = np.random.default_rng(3)
+    gone = customers["churned_at"].notna()
+    ahead = pd.Timestamp(activity["at"].max()) + pd.to_timedelta(
+        rng.integers(1, 365, len(customers)), unit="D"
+    )
+    after_churn = customers["churned_at"] + pd.to_timedelta(
+        rng.integers(1, 60, len(customers)), unit="D"
+    )
+    customers = customers.assign(renewal_date=ahead.where(~gone, after_churn))
+    config = FeatureConfig(customer_attributes=("renewal_date",), churn=CONTRACTUAL.churn)
+    tables = tables_of(customers, activity, revenue)
+    found = [f for f in check_tables(tables, config).findings if f.code == "churn_anchored_date"]
+    assert [f.column for f in found] == ["renewal_date"]
+    assert "in the year after the churn date for 100% of churned customers" in found[0].message
+    messages: list[str] = []
+    with pytest.raises(LabelLikeAttributeError):  # still refused unless allowed; warned first
+        fit_from_tables(tables, config, TrainConfig(), log=messages.append)
+    assert any("looks like the export day's current term" in m for m in messages)
+    # Spread around the churn (a term end some churners left long before): no warning.
+    spread = customers.assign(
+        renewal_date=ahead.where(~gone, after_churn - pd.Timedelta(days=400) * (gone.cumsum() % 2))
+    )
+    quiet = check_tables(tables_of(spread, activity, revenue), config)
+    assert "churn_anchored_date" not in codes(quiet)
 
 
 def test_a_leaking_attribute_with_an_innocent_name_is_flagged_by_separation(clean):

@@ -14,7 +14,12 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from features.check import late_churn_records, period_start_warning, stale_tables
+from features.check import (
+    churn_anchored_dates,
+    late_churn_records,
+    period_start_warning,
+    stale_tables,
+)
 from features.config import FeatureConfig
 from features.contract import ContractError, Tables
 from features.dataset import build_training_set, observation_dates, training_rows
@@ -312,6 +317,8 @@ def fit_from_tables(
             "the table has no rows, and non-contractual churn is read from activity: map the "
             "customers' events, or use contractual churn (churned_at in customers)",
         )
+    for _, text in churn_anchored_dates(tables, feature_config):  # said even when refused
+        log(f"warning: {text}")
     refuse_label_like_attributes(tables, feature_config, config.allow_label_like)
     dates = default_dates(tables, feature_config, config)
     # An export that stops before the last observation dates: their features read as if
