@@ -799,7 +799,10 @@ def _date_attribute_entry(name: str) -> FeatureEntry:
             return f"{label} in {fmt.duration_days(days)}"
         return f"{label} {fmt.duration_days(-days)} ago"
 
-    return _entry(label, "days from T", DEPENDS, sentence, f"{label}: none recorded")
+    # Missing: no such date (a monthly plan has no renewal date), said as a fact, not a gap.
+    first = label.split(" ")[0]
+    none = f"No {label if first.isupper() and len(first) > 1 else label[:1].lower() + label[1:]}"
+    return _entry(label, "days from T", DEPENDS, sentence, none)
 
 
 @lru_cache(maxsize=4096)

@@ -114,7 +114,8 @@ def test_a_declared_date_attribute_is_the_days_from_t_to_it():
     assert (
         entry.text(45.0) == "Term end in 45 days" and entry.text(-92.0) == "Term end 3 months ago"
     )
-    assert entry.text(0.2) == "Term end today" and entry.text(np.nan) == "Term end: none recorded"
+    assert entry.text(0.2) == "Term end today" and entry.text(np.nan) == "No term end"
+    assert describe("MRR_end", date_attributes=("MRR_end",)).missing == "No MRR end"
     from training.drivers import top_drivers
 
     values = march.to_frame().iloc[:1]
