@@ -194,12 +194,18 @@ def _last_active(value: Any, context: Context, currency: str | None) -> str:
     return text + (f" (usually active {_every(gap)})" if gap is not None else "")
 
 
-def _overdue(value: Any, context: Context, currency: str | None) -> str:
-    ratio = float(value)
+def _since_and_gap(context: Context) -> tuple[float | None, float | None]:
+    """The days since the last activity (of the qualifying events when the churn definition
+    names them) and the usual gap between active days, from the customer's other features."""
     since = _ctx(context, "days_since_last_active")
     if since is None:
         since = _ctx(context, "days_since_last_event")
-    gap = _ctx(context, "active_gap_median_days")
+    return since, _ctx(context, "active_gap_median_days")
+
+
+def _overdue(value: Any, context: Context, currency: str | None) -> str:
+    ratio = float(value)
+    since, gap = _since_and_gap(context)
     detail = ""
     if since is not None and gap is not None:
         detail = f" ({fmt.duration_days(since)} since the last, usually {_every(gap)})"
@@ -329,10 +335,7 @@ def _recorded_gap(prefix: str, period: str) -> Sentence:
 def _recorded_overdue(period: str) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         ratio = float(value)
-        since = _ctx(context, "days_since_last_active")
-        if since is None:
-            since = _ctx(context, "days_since_last_event")
-        gap = _ctx(context, "active_gap_median_days")
+        since, gap = _since_and_gap(context)
         detail = ""
         if since is not None and gap is not None:
             last = "within the last day" if since < 1 else f"{fmt.duration_days(since)} ago"
