@@ -395,6 +395,11 @@ class _CustomerIndex:
             if declared
             else ""
         )
+        padded = [b for a, b in matched if a.strip().lstrip("0") == a.strip() != b.strip()]
+        widths = {len(b.strip()) for b in padded if b.strip().isdigit()}
+        if padded and len(widths) == 1:
+            width = widths.pop()
+            fix += f"; zero_pad = {width} on this source's customer_id restores the leading zeros"
         return (
             f"{len(matched):,} of the {len(distinct):,} unknown ids match a customer's id once "
             f"spaces, letter case, leading zeros or a .0 are ignored (e.g. {ours!r} here, {theirs!r} "
@@ -1096,6 +1101,8 @@ def _column(
         raw, found = _whole_ids(raw, label)
         if found:
             problems.add(found, frame)
+    if spec.zero_pad:  # declared: 91943 is the id 0091943 (stored as a number somewhere)
+        raw = _zero_padded(raw, spec.zero_pad)
     if spec.type == "id":
         if isinstance(raw.dtype, pd.StringDtype):  # text already: nothing to parse per value
             values, found = parse_ids(raw, label)
@@ -1204,6 +1211,18 @@ def _whole_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]
     if other.any():
         return values, [problem_at(column, "ids with a fraction other than .0", other)]
     return text.where(~zeros, text.str.strip().str.replace(r"\.0+$", "", regex=True)), []
+
+
+def _zero_padded(values: pd.Series, width: int) -> pd.Series:
+    """Ids of digits shorter than `width`, left-padded with zeros; other ids and missing
+    values as they are. Integer columns are read as their digits first."""
+    if pd.api.types.is_integer_dtype(values.dtype):
+        values = values.astype("Int64").astype("string")
+    if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+        return values
+    text = values.astype("string")
+    digits = text.str.fullmatch(r"\d+").fillna(False).to_numpy(dtype=bool)
+    return text.where(~digits, text.str.zfill(width))
 
 
 def _text_op(values: pd.Series, name: str) -> pd.Series:

@@ -109,6 +109,7 @@ COLUMN_KEYS = {
     "trim",
     "lower",
     "whole",
+    "zero_pad",
     "dst",
     "covers",
 }
@@ -174,6 +175,9 @@ class ColumnSpec:
     # id columns: 13085.0 (a float column saved as text by pandas or Excel) read as 13085;
     # any other fraction is refused
     whole: bool = False
+    # id columns: ids of digits shorter than this many, left-padded with zeros (a billing
+    # system or a spreadsheet that stored them as numbers wrote 91943 for 0091943)
+    zero_pad: int | None = None
     decimal: str = "."  # number text: 1.234,56 is decimal = ",", thousands = "."
     thousands: str | None = None
     # Only on the rows where this holds does the column have a value; missing elsewhere (a
@@ -509,6 +513,13 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     whole = raw.get("whole", False)
     _need(whole in (True, False), f"{here}: whole is true or false")
     _need(not whole or ctype == "id", f"{here}: 'whole' is for id columns")
+    zero_pad = raw.get("zero_pad")
+    _need(
+        zero_pad is None or (isinstance(zero_pad, int) and not isinstance(zero_pad, bool)
+                             and 1 <= zero_pad <= 64),
+        f"{here}: zero_pad is the number of digits of an id (1 to 64), got {zero_pad!r}",
+    )  # fmt: skip
+    _need(zero_pad is None or ctype == "id", f"{here}: 'zero_pad' is for id columns")
     covers = raw.get("covers")
     _need(covers in (None, *ACTIVITY_PERIODS), f"{here}: covers is one of {ACTIVITY_PERIODS}")
     negate = raw.get("negate_when")
@@ -532,6 +543,7 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
         trim=bool(trim),
         lower=bool(lower),
         whole=bool(whole),
+        zero_pad=zero_pad,
         when=_parse_condition(when, f"{here} when") if when is not None else None,
         covers=covers,
     )

@@ -416,6 +416,29 @@ def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_pat
     assert tables.customers["customer_id"].tolist() == ["007", "008", "ABC"]
 
 
+def test_ids_that_lost_their_leading_zeros_get_them_back_by_declaration(tmp_path):
+    """A billing system that stores account ids as numbers writes 12345 for 0012345: the
+    error names zero_pad, and declared, the rows meet their customers."""
+    crm = "id,created\n0012345,2024-01-05\n0012346,2024-01-06\nA-17,2024-01-07\n"
+    events = "user,ts,name\n12345,2024-03-01T10:00:00Z,login\n12346,2024-03-02T10:00:00Z,login\n"
+    text = _unknown_ids_error(tmp_path, crm, events)
+    assert "'12345' here, '0012345' in the customers" in text
+    assert "zero_pad = 7 on this source's customer_id restores the leading zeros" in text
+    padded = _customers().replace(
+        'customer_id = "user"', 'customer_id = { column = "user", zero_pad = 7 }'
+    )
+    path = _files(tmp_path, padded, {"crm.csv": crm, "events.csv": events})
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.activity["customer_id"].tolist() == ["0012345", "0012346"]
+    assert tables.customers["customer_id"].tolist() == ["0012345", "0012346", "A-17"]
+    with pytest.raises(MappingError, match="'zero_pad' is for id columns"):
+        parse_mapping(
+            tomllib.loads(_customers(signup_at='{ column = "created", zero_pad = 3 }')), "m"
+        )
+    with pytest.raises(MappingError, match="zero_pad is the number of digits"):
+        parse_mapping(tomllib.loads(_customers(customer_id='{ column = "id", zero_pad = 0 }')), "m")
+
+
 @pytest.mark.parametrize("key", ["trim", "lower"])
 def test_trim_and_lower_are_for_id_and_text_columns(key):
     with pytest.raises(MappingError, match=f"'{key}' is for id and text columns"):
