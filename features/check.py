@@ -237,7 +237,7 @@ def check_tables(
         elif flag.name in declared:
             use = "declared as a model feature: training will refuse it"
         else:
-            use = "keep it out of the model's features"
+            use = "a segment of the reports only, as it should stay: do not declare it"
         report.findings.append(
             Finding(
                 "warning",

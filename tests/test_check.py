@@ -160,6 +160,10 @@ def test_a_declared_label_like_attribute_says_whether_training_refuses_or_allows
         )
 
     assert said().endswith("declared as a model feature: training will refuse it")
+    undeclared = check_tables(tables, CONTRACTUAL).findings
+    assert next(f for f in undeclared if f.column == "renewal_end").message.endswith(
+        "a segment of the reports only, as it should stay: do not declare it"
+    )
     assert said(allow_label_like=("renewal_end",)).endswith(
         "declared as a model feature and allowed ([training] allow_label_like)"
     )
