@@ -818,7 +818,7 @@ def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
 
 
 DATE_TEXT_SHARE = 0.9  # of a declared text attribute's values that read as dates
-MIN_DATE_TEXT_VALUES = 20
+MIN_DATE_VALUES = 20  # values a check of dates needs (declared text, churned and kept)
 # 2024-05-01, 01.05.2024, 5/1/24, with a time after it or not
 DATE_TEXT = r"\s*(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?:[ T].*)?"
 
@@ -842,7 +842,7 @@ def _dates_as_text(values: pd.Series) -> Finding | None:
     timestamp it is the days from T to the date (a minimum-term end, a renewal)."""
     present = values.dropna().astype("str")
     present = present[present.str.strip() != ""]
-    if len(present) < MIN_DATE_TEXT_VALUES:
+    if len(present) < MIN_DATE_VALUES:
         return None
     sample = present.iloc[:1000]
     if sample.str.fullmatch(DATE_TEXT).mean() < DATE_TEXT_SHARE:
@@ -886,7 +886,7 @@ def churn_anchored_dates(tables: Tables, config: FeatureConfig) -> list[tuple[st
         dates = customers[name]
         gone = churned.notna() & dates.notna()
         kept = churned.isna() & dates.notna()
-        if gone.sum() < MIN_DATE_TEXT_VALUES or kept.sum() < MIN_DATE_TEXT_VALUES:
+        if gone.sum() < MIN_DATE_VALUES or kept.sum() < MIN_DATE_VALUES:
             continue
         days = (dates[gone] - churned[gone]) / pd.Timedelta(days=1)
         low, high = ANCHOR_WINDOW_DAYS
@@ -1143,8 +1143,8 @@ def _lifecycle_findings(
                     "warning",
                     "after_churn",
                     f"{who:,} of {churned:,} churned customers are active more than "
-                    f"{fmt.duration_days(slack / pd.Timedelta(days=1))} after their churned_at ({int(late.sum()):,} activity rows, e.g. "
-                    f"{_example(act, late)}): is churned_at the end of service, or the day the "
+                    f"{fmt.duration_days(slack / pd.Timedelta(days=1))} after their churned_at "
+                    f"({int(late.sum()):,} activity rows, e.g. {_example(act, late)}): is churned_at the end of service, or the day the "
                     "cancellation was asked for or the record last changed? Customers who came "
                     "back count as churned at that date",
                     "activity",

@@ -28,6 +28,9 @@ Context = Mapping[str, Any]
 Sentence = Callable[[Any, Context, "str | None"], str]
 
 RAISES, LOWERS, DEPENDS = 1, -1, 0  # direction: what a higher value usually does to the risk
+# describe()'s keywords that a model's feature configuration fills (FeatureConfig fields of
+# the same names; ChurnModel.reason_settings carries them): the words its features are said in.
+WORDING = ("value_unit", "activity_totals", "date_attributes")
 
 
 class UnknownFeature(KeyError):
@@ -880,6 +883,7 @@ __all__ = [
     "DEPENDS",
     "LOWERS",
     "RAISES",
+    "WORDING",
     "FeatureEntry",
     "UnknownFeature",
     "describe",

@@ -759,7 +759,7 @@ class ZonedDates:
             utc = mapped[name].dropna()
             if utc.empty:
                 continue
-            local = utc.dt.tz_localize("UTC").dt.tz_convert(zone).dt.tz_localize(None)
+            local = _local_time(utc, zone)
             midnight = local == local.dt.normalize()
             before = midnight & (utc.dt.normalize() < local)
             counts = self.counts[name]
@@ -1146,6 +1146,11 @@ def _column(
     return values
 
 
+def _local_time(utc: pd.Series, zone: str) -> pd.Series:
+    """Naive UTC times as the naive wall-clock times of a zone."""
+    return utc.dt.tz_localize("UTC").dt.tz_convert(zone).dt.tz_localize(None)
+
+
 PERIOD_OFFSETS = {
     "day": pd.DateOffset(days=1),
     "week": pd.DateOffset(weeks=1),
@@ -1157,16 +1162,16 @@ LAST_SECOND = pd.Timedelta(seconds=1)
 
 
 def period_end(starts: pd.Series, period: str, timezone: str | None = None) -> pd.Series:
-    """The last second of the period (features.config.ACTIVITY_PERIODS) that starts at each time (naive
-    UTC): a month's total stamped 2024-07-01 is stamped 2024-07-31 23:59:59, a billing cycle's
-    from the 15th at the next 14th's last second. Features as of T count rows strictly before
-    T, so the total of a month counts from the next month's first instant on, and not before.
-    In the declared zone's calendar when there is one (a Berlin month ends at 22:00 or 23:00
-    UTC)."""
+    """The last second of the period (features.config.ACTIVITY_PERIODS) that starts at each
+    time (naive UTC): a month's total stamped 2024-07-01 is stamped 2024-07-31 23:59:59, a
+    billing cycle's from the 15th at the next 14th's last second. Features as of T count rows
+    strictly before T, so the total of a month counts from the next month's first instant on,
+    and not before. In the declared zone's calendar when there is one (a Berlin month ends at
+    22:00 or 23:00 UTC)."""
     offset = PERIOD_OFFSETS[period]
     if timezone is None:
         return starts + offset - LAST_SECOND
-    local = starts.dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
+    local = _local_time(starts, timezone)
     # An end that falls in a daylight-saving change is read as its later instant: never early.
     later = np.zeros(len(local), dtype=bool)
     ends = (local + offset).dt.tz_localize(timezone, ambiguous=later, nonexistent="shift_forward")

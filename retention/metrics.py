@@ -411,9 +411,10 @@ def customer_flows(
 
     contractual: a customer is active at t when signup_at <= t and (churned_at is NaT or
     churned_at > t) and (ended_at, when the table has it, is NaT or > t): a service that ended
-    without churn (a deactivated SIM) leaves the base too, so it counts among the lost. at_start = active at t0, at_end = active at t1, lost = at_start and not
-    at_end, new = at_end and not at_start, acquired_and_lost = signed up in (t0, t1] and gone by
-    t1 (in neither S nor E). Requires customers.churned_at.
+    without churn (a deactivated SIM) leaves the base too, so it counts among the lost.
+    at_start = active at t0, at_end = active at t1, lost = at_start and not at_end, new =
+    at_end and not at_start, acquired_and_lost = signed up in (t0, t1] and gone by t1 (in
+    neither S nor E). Requires customers.churned_at.
 
     non_contractual (shops, apps): at_start = had activity in the lookback window
     (t0 - lookback_days, t0]; at_end = had activity in (t0, t1]; lost = at_start without activity

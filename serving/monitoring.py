@@ -132,7 +132,9 @@ def drift_row(profile: FeatureProfile, values: pd.Series | np.ndarray) -> dict[s
         "missing_reference": profile.missing_share,
         "missing_current": float(counts[-1] / total) if total else float("nan"),
         "rows": int(total),
-        "outside_training_range": profile.outside_share(values),
+        "outside_training_range": profile.outside_share(
+            values, None if profile.kind == "numeric" else counts
+        ),
     }
 
 

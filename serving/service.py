@@ -50,7 +50,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from features.dictionary import describe
+from features.dictionary import WORDING, describe
 from serving.auth import ErrorShape, GuardSettings, RequestGuard, error_json
 from serving.metrics import ReadinessProbe, RequestMetrics, set_source, set_status
 from serving.model_store import (
@@ -285,15 +285,10 @@ class ChurnService:
         pre = model.preprocessor
         settings = model.reason_settings()
 
+        wording = {k: settings[k] for k in WORDING}
+
         def words(name: str) -> dict[str, str]:
-            entry = describe(
-                name,
-                settings["attributes"],
-                strict=False,
-                value_unit=settings["value_unit"],
-                activity_totals=settings["activity_totals"],
-                date_attributes=settings["date_attributes"],
-            )
+            entry = describe(name, settings["attributes"], strict=False, **wording)
             return {"label": entry.label, "unit": entry.unit}
 
         return ModelInfo(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,15 +105,14 @@ def _driver_values(
     currency: str | None,
     named_levels: Mapping[str, Collection[str]],
     min_level_customers: int,
-    value_unit: str | None = None,
-    activity_totals: str | None = None,
-    date_attributes: Sequence[str] = (),
+    wording: Mapping[str, Any],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For the drivers at (rows[k], cols[k]): the number (NaN for text or missing), the text of
     a categorical value (None otherwise), the dictionary's label and the reason in words with
     the row's other feature values as context. Sentences are built feature by feature from
     column arrays (no per-row frame access). A level the model scores in its group of rare
-    levels says so (rare_level_note)."""
+    levels says so (rare_level_note). wording: describe()'s keywords from the model's
+    configuration (features.dictionary.WORDING)."""
     number = np.full(len(rows), np.nan)
     text = np.full(len(rows), None, dtype=object)
     labels = np.empty(len(rows), dtype=object)
@@ -120,14 +120,7 @@ def _driver_values(
     for j in np.unique(cols):
         where = np.flatnonzero(cols == j)
         picked_rows = rows[where]
-        entry = describe(
-            names[j],
-            attributes,
-            strict=False,
-            value_unit=value_unit,
-            activity_totals=activity_totals,
-            date_attributes=date_attributes,
-        )
+        entry = describe(names[j], attributes, strict=False, **wording)
         labels[where] = entry.label
         column = values[names[j]]
         if pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column):
@@ -442,7 +435,8 @@ def top_drivers(
     model scores below average (training.reference.safe_levels), which are no reason either;
     activity_totals: the period an activity row totals (FeatureConfig.activity_totals), for the
     day-based activity features' sentences; date_attributes: the declared attributes that are
-    dates (FeatureConfig.date_attributes), said as days from T. A row's empty activity windows make one driver (merge_same_facts)."""
+    dates (FeatureConfig.date_attributes), said as days from T. A row's empty activity windows
+    make one driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
     if typical or safe_levels:
         safe = on_the_safe_side(names, values, typical or {}, safe_levels)
@@ -467,9 +461,11 @@ def top_drivers(
         currency,
         named_levels or {},
         min_level_customers,
-        value_unit,
-        activity_totals,
-        date_attributes,
+        {
+            "value_unit": value_unit,
+            "activity_totals": activity_totals,
+            "date_attributes": date_attributes,
+        },
     )
     children = [
         pa.array(np.asarray(names, dtype=object)[cols], pa.string()),

@@ -126,17 +126,19 @@ class FeatureProfile:
         cdf = below / len(present) if len(present) else np.zeros(len(grid))
         return np.r_[counts, missing.sum()].astype(float), cdf, len(present)
 
-    def outside_share(self, values: pd.Series | np.ndarray) -> float:
+    def outside_share(
+        self, values: pd.Series | np.ndarray, counts: np.ndarray | None = None
+    ) -> float:
         """The share of the present values that the training rows never had: numbers below
         their least or above their largest value, categories not among their levels (NaN when
-        none is present)."""
+        none is present). counts: the categories' counts (self.counts), when already taken."""
         if self.kind == "numeric":
             x = _numbers(self.name, values)
             present = x[~np.isnan(x)]
             if not len(present) or not len(self.grid):
                 return float("nan")
             return float(np.mean((present < self.grid[0]) | (present > self.grid[-1])))
-        counts = self.counts(values)
+        counts = self.counts(values) if counts is None else counts
         present = counts[:-1].sum()
         return float(counts[-2] / present) if present else float("nan")
 
