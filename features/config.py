@@ -106,6 +106,13 @@ class FeatureConfig:
     # Days until the latest payment's paid period ends (negative: ended, not renewed), from
     # revenue.period_end. None: resolved from the data (revenue rows with a period_end).
     paid_period_signals: bool | None = None
+    # Active users per account (distinct activity.user_id in each window, and their trend), for
+    # accounts that several people use (B2B products). None: resolved from the data (activity
+    # rows with a user_id).
+    user_signals: bool | None = None
+    # The customers-table column holding each account's licensed seats: adds the share of seats
+    # active in the trend window (license utilization). Needs activity.user_id.
+    seats_attribute: str | None = None
     long_open_ticket_days: int = 7
     # What activity.value measures, for the reasons ("seconds listened": "6,861 seconds listened
     # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
@@ -142,6 +149,11 @@ class FeatureConfig:
             raise ValueError(
                 f"date_attributes {sorted(set(dates) - set(attributes))} are not among the "
                 f"declared customer_attributes {list(attributes)}"
+            )
+        seats = self.seats_attribute
+        if seats is not None and (not isinstance(seats, str) or seats in RESERVED_CUSTOMER_COLUMNS):
+            raise ValueError(
+                f"seats_attribute must name a customers-table column of seat counts, got {seats!r}"
             )
         if self.activity_totals not in (None, *ACTIVITY_PERIODS):
             raise ValueError(

@@ -278,6 +278,8 @@ def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
         cols = {"customer_id": pa.Column(), "at": ts, "event": pa.Column(nullable=False)}
         if "value" in df:
             cols["value"] = pa.Column(float, pa.Check.ge(0), nullable=True)
+        if "user_id" in df:  # the person acting for the account (B2B): optional per row
+            cols["user_id"] = pa.Column(nullable=True)
     elif table == "feedback":
         cols = {
             "customer_id": pa.Column(),

@@ -687,6 +687,26 @@ def _no_activity_chance(horizon: int) -> Sentence:
     return sentence
 
 
+def _seats_in_use(window: int) -> Sentence:
+    """The share of an account's seats with an active user in the window, with the counts when
+    the active users are known: "3 of 20 seats in use in the last 30 days (15%)"."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        share = float(value)
+        if share <= 0:
+            return f"No seat in use in the last {_days(window)}"
+        users = _ctx(context, f"active_users_{window}d")
+        if users is None:
+            return f"{fmt.percent(share, 0)} of seats in use in the last {_days(window)}"
+        seats = round(users / share)
+        return (
+            f"{int(users):,} of {seats:,} seats in use in the last {_days(window)} "
+            f"({fmt.percent(share, 0)})"
+        )
+
+    return sentence
+
+
 def _windowed(
     label: str, unit: str, direction: int, singular: str, none: str, plural: str | None = None
 ) -> EntryFactory:
@@ -720,6 +740,12 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
             f"Chance of no activity in the next {_days(_w(m))} (BG/NBD)", "share", RAISES,
             _no_activity_chance(_w(m)), "Too little activity to estimate the buying pattern")),
         (r"events_trend_(?P<w>\d+)d", _trend_entry("Activity", "Activity")),
+        (r"active_users_trend_(?P<w>\d+)d", _trend_entry("Active users", "Active users")),
+        (r"active_users_(?P<w>\d+)d", _windowed(
+            "Active users", "users", LOWERS, "active user", "No active user in the last {w}")),
+        (r"seat_utilization_(?P<w>\d+)d", lambda m: _entry(
+            f"Seats in use in {_days(_w(m))}", "share of seats", LOWERS, _seats_in_use(_w(m)),
+            "Seats unknown", context=(f"active_users_{_w(m)}d",))),
         (r"value_trend_(?P<w>\d+)d", _trend_entry("Activity value", "Activity value")),
         (r"revenue_trend_(?P<w>\d+)d", _trend_entry("Revenue", "Revenue")),
         (r"revenue_(?P<w>\d+)d", lambda m: _entry(

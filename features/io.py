@@ -54,8 +54,8 @@ def find_table_file(data_dir: Path, name: str) -> Path | None:
     return found[0] if found else None
 
 
-DICTIONARY_COLUMNS = ("customer_id", "event", "kind")
-TEXT_COLUMNS = ("customer_id", "event", "kind", "status", "text")
+DICTIONARY_COLUMNS = ("customer_id", "event", "kind", "user_id")
+TEXT_COLUMNS = ("customer_id", "event", "kind", "status", "text", "user_id")
 PLAIN_NUMBER = r"[+-]?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|[+-]?0?\.\d+"
 
 

@@ -120,6 +120,11 @@ class ActivityArrays:
     value: np.ndarray  # missing values as 0
     time_ordered: bool  # at never decreases: time windows are row ranges (searchsorted)
     first_at: np.ndarray  # per customer: time of the first event, NO_EVENT where none
+    # activity.user_id: per row, the code of its (customer, user) pair; rows without a user
+    # get the extra last code. pair_customer: each pair's customer position, n_customers for
+    # the extra code (a bin to drop). None without a user_id column.
+    user_pair: np.ndarray | None = None
+    pair_customer: np.ndarray | None = None
 
 
 @dataclass
@@ -395,6 +400,11 @@ def _prepare_activity(tables: Tables) -> ActivityArrays:
     customer = customer_positions(tables.customers, act["customer_id"])
     first_at = np.full(len(tables.customers), NO_EVENT, dtype=np.int64)
     reduce_at(np.minimum, first_at, customer, at, slice(None))
+    pairs = (
+        _user_pairs(customer, act["user_id"], len(tables.customers))
+        if "user_id" in act
+        else (None, None)
+    )
     return ActivityArrays(
         customer=customer,
         at=at,
@@ -403,7 +413,25 @@ def _prepare_activity(tables: Tables) -> ActivityArrays:
         value=value,
         time_ordered=is_time_ordered(at),
         first_at=first_at,
+        user_pair=pairs[0],
+        pair_customer=pairs[1],
     )
+
+
+def _user_pairs(
+    customer: np.ndarray, user_id: pd.Series, n_customers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(customer, user) pairs coded per row (ActivityArrays.user_pair): a user who acts for two
+    accounts counts in each; rows without a user_id get the extra last code."""
+    user, _ = _coded(user_id)  # -1: no user_id
+    user = user.astype(np.int64)
+    has_user = user >= 0
+    width = int(user.max(initial=-1)) + 1  # users per customer, so pairs' keys are unique
+    codes, keys = pd.factorize(customer[has_user].astype(np.int64) * width + user[has_user])
+    pair = np.full(len(user), len(keys), dtype=np.int64)
+    pair[has_user] = codes
+    pair_customer = np.append(np.asarray(keys, dtype=np.int64) // max(width, 1), n_customers)
+    return pair, pair_customer
 
 
 BLOCK_ROWS = 1 << 20

@@ -22,7 +22,7 @@ from features.buying_process import (
     no_purchase_probability,
 )
 from features.config import RESERVED_CUSTOMER_COLUMNS, FeatureConfig
-from features.contract import Tables
+from features.contract import ContractError, Tables
 from features.labels import eligible_mask, resolve_lookback
 from features.prepared import (
     BLOCK_ROWS,
@@ -60,6 +60,9 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         config = replace(config, subscription_signals=has_subscriptions(tables, config, until))
     if config.paid_period_signals is None:
         config = replace(config, paid_period_signals=has_paid_periods(tables, until))
+    if config.user_signals is None:
+        config = replace(config, user_signals=has_users(tables.activity, until))
+    _seats_need_users(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
         if config.churn.mode == "non_contractual":
@@ -72,6 +75,14 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i] > 0]
         config = replace(config, event_types=tuple(sorted(top)))
     return config
+
+
+def has_users(activity: pd.DataFrame, until: object) -> bool:
+    """Activity rows dated before `until` that say which user acted (activity.user_id): an
+    account that several people use, whose active users are signals of their own."""
+    if "user_id" not in activity:
+        return False
+    return bool(activity["user_id"][activity["at"] < as_of_timestamp(until)].notna().any())
 
 
 ADVANCE_BILLING_SHARE = 0.5  # of the rows with a period end: issued before it ends
@@ -135,7 +146,7 @@ def is_date_column(values: pd.Series) -> bool:
 def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) -> None:
     """A declared customer attribute that the customers table lacks is an error naming it, and
     so is a date attribute of the model's that the table does not hold as timestamps (its days
-    from T would otherwise be read as text)."""
+    from T would otherwise be read as text), and a seats attribute that is not numbers."""
     missing = [c for c in config.customer_attributes if c not in customers.columns]
     if missing:
         have = [c for c in customers.columns if c not in RESERVED_CUSTOMER_COLUMNS]
@@ -151,6 +162,32 @@ def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) ->
                 f"table holds {values.dtype} (e.g. {values.dropna().iloc[:1].tolist()}); map "
                 f'it as a timestamp (type = "timestamp" in the import mapping)'
             )
+    seats = config.seats_attribute
+    _seats_need_users(config)
+    if seats is not None:
+        if seats not in customers.columns:
+            raise ValueError(
+                f"table 'customers': seats_attribute '{seats}' ([features]) is not a column"
+            )
+        values = customers[seats]
+        if len(values) and not pd.api.types.is_numeric_dtype(values):
+            raise ValueError(
+                f"table 'customers', column '{seats}': seats_attribute holds the seats as "
+                f"numbers, but the table holds {values.dtype} (e.g. "
+                f'{values.dropna().iloc[:1].tolist()}); map it with type = "number"'
+            )
+
+
+def _seats_need_users(config: FeatureConfig) -> None:
+    """The share of seats in use counts users: a seats attribute without activity.user_id (once
+    resolved) is an error, not a column of NaN."""
+    if config.seats_attribute and config.user_signals is False:
+        raise ContractError(
+            "activity",
+            "user_id",
+            f"seats_attribute '{config.seats_attribute}' asks for the share of seats in use, "
+            "which needs who acted: map the activity's user id as user_id",
+        )
 
 
 def _code_counts(codes: np.ndarray, length: int) -> np.ndarray:
@@ -210,7 +247,10 @@ def build_features(
     config = resolve_config(tables, config or FeatureConfig(), until=t)
     prep = prepare(tables)
     eligible = eligible_mask(tables, t, config.churn)
-    frame = _eligible_frame(_feature_columns(prep, t.value, config), eligible)
+    seats = None
+    if config.seats_attribute:
+        seats = tables.customers[config.seats_attribute].to_numpy(dtype="float64", na_value=np.nan)
+    frame = _eligible_frame(_feature_columns(prep, t.value, config, seats), eligible)
     frame.insert(0, "customer_id", _text_values(tables.customers["customer_id"])[eligible])
     for col in config.customer_attributes:
         values = tables.customers[col]
@@ -259,12 +299,15 @@ def _text_values(values: pd.Series) -> np.ndarray | pd.api.extensions.ExtensionA
     return values.to_numpy()
 
 
-def _feature_columns(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
-    """The feature columns for every customer, in their order."""
+def _feature_columns(
+    prep: Prepared, t: int, config: FeatureConfig, seats: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The feature columns for every customer, in their order; `seats`: each customer's seats
+    (config.seats_attribute) when the configuration names them."""
     cols: dict[str, np.ndarray] = {}
     signup = prep.signup_at
     cols["tenure_days"] = np.where(signup == NAT, np.nan, (t - signup) / DAY_NS)
-    cols.update(_activity_signals(prep, t, config))
+    cols.update(_activity_signals(prep, t, config, seats))
     cols.update(_history_signals(prep, t, config))
     cols.update(_revenue_signals(prep, t, config))
     cols.update(_feedback_signals(prep, t, config))
@@ -321,7 +364,9 @@ def _rows(act: ActivityArrays, start: int | None, end: int) -> slice | np.ndarra
     return mask
 
 
-def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
+def _activity_signals(
+    prep: Prepared, t: int, config: FeatureConfig, seats: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     act, n = prep.activity, prep.n_customers
     before = _rows(act, None, t)
     out: dict[str, np.ndarray] = {}
@@ -379,6 +424,49 @@ def _activity_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     out[f"value_trend_{tw}d"] = _trend(
         _count(act.customer, recent, n, act.value), _count(act.customer, prior, n, act.value)
     )
+    if config.user_signals:
+        out.update(_user_signals(act, n, t, config, seats))
+    return out
+
+
+def _user_signals(
+    act: ActivityArrays, n: int, t: int, config: FeatureConfig, seats: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """Active users per account: the distinct activity.user_id with an event in each window,
+    their trend (the trend window against the one before) and, with a seats attribute, the
+    share of the account's seats active in the trend window (license utilization)."""
+    if act.user_pair is None or act.pair_customer is None:
+        raise ContractError(
+            "activity",
+            "user_id",
+            "the model counts active users per account (it was trained on activity with a "
+            "user_id column), but this activity table has no user_id column: map it as in "
+            "training, or retrain",
+        )
+    n_pairs = len(act.pair_customer)
+    tw = config.trend_window
+
+    def last_seen(start: int, end: int) -> np.ndarray:
+        """Per (customer, user) pair: its latest event in [start, end), NAT where none."""
+        last = np.full(n_pairs, NAT, dtype=np.int64)
+        reduce_at(np.maximum, last, act.user_pair, act.at, _rows(act, start, end))
+        return last
+
+    def users(last: np.ndarray, since: int) -> np.ndarray:
+        active = act.pair_customer[last >= since]
+        return np.bincount(active, minlength=n + 1)[:n].astype("float64")
+
+    longest = max(max(config.windows), tw)
+    recent = last_seen(t - longest * DAY_NS, t)
+    out = {f"active_users_{w}d": users(recent, t - w * DAY_NS) for w in config.windows}
+    in_trend = users(recent, t - tw * DAY_NS)
+    before = users(last_seen(t - 2 * tw * DAY_NS, t - tw * DAY_NS), t - 2 * tw * DAY_NS)
+    out[f"active_users_trend_{tw}d"] = _trend(in_trend, before)
+    if config.seats_attribute:
+        if seats is None:
+            seats = np.full(n, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[f"seat_utilization_{tw}d"] = np.where(seats > 0, in_trend / seats, np.nan)
     return out
 
 
@@ -648,7 +736,9 @@ def _empty_prepared() -> Prepared:
         signup_at=i64,
         churned_at=i64,
         ended_at=i64,
-        activity=ActivityArrays(i64, i64, i64, np.zeros(0, dtype=object), f64, True, i64),
+        activity=ActivityArrays(
+            i64, i64, i64, np.zeros(0, dtype=object), f64, True, i64, i64, np.zeros(1, np.int64)
+        ),
         revenue=RevenueArrays(i64, i64, f64, b, b, b, f64, i64),
         feedback=FeedbackArrays(i64, i64, i64, f64, i64, b, b),
     )

@@ -60,6 +60,7 @@ import pyarrow.compute as pc
 
 from features.config import DATA_CONFIG_FILE, FeatureConfig, feature_config_from_file
 from features.contract import REQUIRED_COLUMNS, REQUIRED_TABLES, TABLES, ContractError, Tables
+from features.io import DICTIONARY_COLUMNS  # read dictionary-encoded in the workers too
 from features.prepared import as_of_timestamp
 
 if TYPE_CHECKING:  # pyspark is an optional dependency: imported only when a Spark job runs
@@ -76,7 +77,6 @@ DRIVER_TIMESTAMPS = {
     "feedback": ("at",),
     "revenue": ("at",),
 }
-DICTIONARY_COLUMNS = ("customer_id", "event", "kind")  # read dictionary-encoded, as features.io
 NS_PER_DAY = 86_400 * 10**9
 
 
@@ -546,6 +546,17 @@ def _has_paid_periods(
     return bool(counts["ahead"] / counts["rows"] >= ADVANCE_BILLING_SHARE)
 
 
+def _has_users(activity: DataFrame, info: TableInput, until: Any) -> bool:
+    """Activity rows before `until` with a user_id (as features.signals.has_users)."""
+    from pyspark.sql import functions as F
+
+    if "user_id" not in activity.columns:
+        return False
+    at = _as_ns(activity, info, "at")
+    rows = activity.where((at < as_of_timestamp(until).value) & F.col("user_id").isNotNull())
+    return bool(rows.limit(1).count())
+
+
 def output_schema(
     config: FeatureConfig, segment_types: dict[str, str], with_labels: bool
 ) -> pa.Schema:
@@ -640,6 +651,10 @@ def plan_run(
         )
     if config.paid_period_signals is None:  # as features.signals.has_paid_periods
         config = replace(config, paid_period_signals=_has_paid_periods(frames, infos, until))
+    if config.user_signals is None:  # as features.signals.has_users
+        config = replace(
+            config, user_signals=_has_users(frames["activity"], infos["activity"], until)
+        )
     if config.buying_process is None:  # as features.signals.resolve_config
         fitted: tuple[float, ...] = ()
         if churn.mode == "non_contractual":

@@ -470,9 +470,13 @@ def parse_numbers(
     return x * scale if scale != 1.0 else x, []
 
 
-def parse_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]:
+def parse_ids(
+    values: pd.Series, column: str, optional: bool = False
+) -> tuple[pd.Series, list[Problem]]:
     """Ids as text, exactly as written (leading zeros kept). Whole numbers from a typed source
-    (Parquet int64) become their decimal text; fractions and other types are refused."""
+    (Parquet int64) become their decimal text; fractions and other types are refused. A row
+    without an id is refused unless the id is `optional` (activity.user_id: an event the
+    system sent for the account, not a person)."""
 
     def empty() -> pd.Series:  # built only when refused: a batch of ids is the common case
         return pd.Series(pd.NA, index=values.index, dtype="str")
@@ -480,7 +484,7 @@ def parse_ids(values: pd.Series, column: str) -> tuple[pd.Series, list[Problem]]
     present = values.notna().to_numpy()
     missing = ~present
     problems = []
-    if missing.any():
+    if missing.any() and not optional:
         problems.append(problem_at(column, "rows without an id", missing))
     if pd.api.types.is_integer_dtype(values.dtype):
         return values.astype("str").where(values.notna()), problems

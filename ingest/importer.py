@@ -1104,10 +1104,11 @@ def _column(
     if spec.zero_pad:  # declared: 91943 is the id 0091943 (stored as a number somewhere)
         raw = _zero_padded(raw, spec.zero_pad)
     if spec.type == "id":
+        optional = spec.name != "customer_id"  # only the customer's own id is required
         if isinstance(raw.dtype, pd.StringDtype):  # text already: nothing to parse per value
-            values, found = parse_ids(raw, label)
+            values, found = parse_ids(raw, label, optional)
         else:
-            values, found = _parse_distinct(lambda v: parse_ids(v, label), raw)
+            values, found = _parse_distinct(lambda v: parse_ids(v, label, optional), raw)
     elif spec.type == "timestamp":
         if raw.dtype == object:
             raw = raw.astype("str").where(raw.notna())

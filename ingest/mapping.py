@@ -122,6 +122,8 @@ NUMBER_KEYS = ("scale", "times", "abs", "negate_when", "decimal", "thousands")
 CONDITION_OPS = ("in", "not_in", "equals", "matches", "missing", "below", "above")
 NUMBER_COLUMNS = {"activity": ("value",), "feedback": ("score",), "revenue": ("amount",)}
 TEXT_COLUMNS = ("event", "kind", "status", "text")
+# Ids: text as they come (000123 keeps its zeros); activity.user_id is who acted for the account.
+ID_COLUMNS = {"activity": ("customer_id", "user_id")}
 
 
 class MappingError(ValueError):
@@ -424,7 +426,7 @@ def _parse_drop(raw: Any, where: str) -> DropRule:
 def default_type(table: str, name: str, raw: dict[str, Any]) -> ColumnType:
     """The type a column has unless declared: the contract's for its own columns; a timestamp
     or a number when timestamp or number options are given; else the value as it comes."""
-    if name == "customer_id":
+    if name in ID_COLUMNS.get(table, ("customer_id",)):
         return "id"
     if name in TIMESTAMP_COLUMNS.get(table, ()):
         return "timestamp"

@@ -103,6 +103,10 @@ def awkward_copy(demo: Path, out: Path) -> Path:
 
     activity = pd.read_parquet(demo / "activity.parquet").sample(frac=1, random_state=2)
     activity["customer_id"] = activity["customer_id"].astype(str).str[1:].str.lstrip("0")
+    # Who acted for the account: ids with leading zeros, some acting for two accounts, some
+    # rows without one.
+    users = pd.Series([f"{u:05d}" for u in rng.integers(0, 900, len(activity))])
+    activity["user_id"] = users.where(rng.random(len(activity)) < 0.95).to_numpy()
     (out / "activity").mkdir()
     for i, chunk in enumerate(np.array_split(np.arange(len(activity)), 3)):
         activity.iloc[chunk].to_parquet(out / "activity" / f"{i}.parquet", index=False)
@@ -134,13 +138,19 @@ def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path)
     data = awkward_copy(demo, tmp_path / "awkward")
     config = config_for_data(data)
     declared = ("is_partner", "seats", "region", "renews_at")
-    config = replace(config, customer_attributes=(*config.customer_attributes, *declared))
+    config = replace(
+        config,
+        customer_attributes=(*config.customer_attributes, *declared),
+        seats_attribute="seats",
+    )
     out = tmp_path / "features.parquet"
     rows, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
     expected = build_features(load_tables(data), "2024-06-01", config)
     assert set(declared) <= set(resolved.customer_attributes) and set(declared) <= set(expected)
     assert resolved.paid_period_signals and "days_until_paid_period_ends" in expected
     assert resolved.date_attributes == ("renews_at",) and expected["renews_at"].dtype == "float64"
+    assert resolved.user_signals and expected["active_users_30d"].max() > 1
+    assert expected["seat_utilization_30d"].notna().sum() > 0
     assert rows == len(expected)
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
     customers = load_tables(data).customers
