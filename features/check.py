@@ -1053,6 +1053,16 @@ def _days_with_rows(tables: Tables, as_of: object) -> dict[str, tuple[np.ndarray
     return days
 
 
+# Invoices that are issued and not paid yet are the export's last days: a mapping that drops
+# them (Stripe's status 'open') ends the revenue table early, while the training dates saw the
+# same invoices, settled since, from their issue date on.
+UNPAID_INVOICES = (
+    ". Or does the mapping drop the invoices issued but not paid yet (Stripe's status 'open')? "
+    "An invoice counts from when it is issued, as the older ones did: map them as invoices of "
+    "the amount billed (amount_due)"
+)
+
+
 def _stale(
     days: dict[str, tuple[np.ndarray, pd.Timestamp]], as_of: object, remedy: str
 ) -> list[tuple[str, str]]:
@@ -1086,7 +1096,8 @@ def _stale(
                     f"its features (counts and amounts of the last days) read as if nothing had "
                     f"happened since, for every customer. An export taken earlier than the others? "
                     f"Re-export it, or {remedy} {(end + pd.Timedelta(days=1)).date()} (if the "
-                    "table really stopped, a survey that ended, this is as it should be)",
+                    "table really stopped, a survey that ended, this is as it should be)"
+                    + (UNPAID_INVOICES if name == "revenue" else ""),
                 )
             )
     return found

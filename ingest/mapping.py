@@ -20,8 +20,8 @@ key and where it is, so a typo never silently does nothing.
     source = "stripe_invoices.csv"
     [revenue.columns]
     at = { column = "created", unit = "s" }
-    amount = { column = "amount_paid", scale = 0.01, negate_when = { column = "status", in = ["refunded"] } }
-    kind = { column = "status", map = { paid = "invoice", refunded = "refund", void = "drop" } }
+    amount = { column = "amount_due", scale = 0.01, negate_when = { column = "status", in = ["refunded"] } }
+    kind = { column = "status", map = { paid = "invoice", open = "invoice", refunded = "refund", void = "drop" } }
 
 A column with `when = { ... }` has a value only on the rows where the condition holds (a
 cancellation date from the cancellation event of an event log; aggregated with "min").

@@ -62,20 +62,24 @@ def test_stripe_seconds_and_cents_statuses_and_refunds(imported):
     raw_dir, out, _ = imported
     revenue = load_tables(out).revenue
     invoices = _raw(raw_dir, "stripe_invoices.csv")
-    kept = [r for r in invoices if r["status"] not in ("open", "void")]
+    kept = [r for r in invoices if r["status"] != "void"]
     assert len(revenue) == len(kept)
     assert revenue["at"].min() >= pd.Timestamp("2023-01-01")  # not 1970: seconds were declared
     by_id = revenue.set_index("invoice_id")
     for row in kept[:200]:
         got = by_id.loc[row["id"]]
         assert got["at"] == pd.Timestamp(int(row["created"]), unit="s")
-        expected = int(row["amount_paid"]) / 100
+        expected = int(row["amount_due"]) / 100
         if row["status"] == "refunded":
             assert got["kind"] == "refund" and got["amount"] == -expected
         else:
-            kind = {"paid": "invoice", "uncollectible": "failed_payment"}[row["status"]]
-            assert got["kind"] == kind and got["amount"] == expected
+            kind = {"paid": "invoice", "open": "invoice", "uncollectible": "failed_payment"}
+            assert got["kind"] == kind[row["status"]] and got["amount"] == expected
     assert (revenue["kind"] == "refund").any()
+    # Issued and not paid yet: an invoice of what it bills, as the settled ones were when issued.
+    issued = [r for r in invoices if r["status"] == "open"]
+    assert issued and all(by_id.loc[r["id"], "kind"] == "invoice" for r in issued)
+    assert all(by_id.loc[r["id"], "amount"] == int(r["amount_due"]) / 100 for r in issued)
 
 
 def test_feedback_nps_in_utc_and_zendesk_statuses(imported):
@@ -104,7 +108,6 @@ def test_report_counts_every_dropped_row_with_its_reason(imported):
     stripe = sources["stripe"]
     assert stripe["rows_read"] == len(invoices)
     assert stripe["dropped"] == {
-        "status = 'open' (mapped to drop)": sum(r["status"] == "open" for r in invoices),
         "status = 'void' (mapped to drop)": sum(r["status"] == "void" for r in invoices),
     }
     assert stripe["rows_read"] - sum(stripe["dropped"].values()) == stripe["rows_out"]
