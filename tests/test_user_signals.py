@@ -96,10 +96,10 @@ def test_seats_errors_name_the_table_and_column():
     with pytest.raises(ContractError, match="user_id") as err:
         build_features(account_tables(user_ids=False), T, FeatureConfig(seats_attribute="seats"))
     assert err.value.table == "activity"
-    with pytest.raises(ValueError, match="'licenses'.*is not a column"):
+    with pytest.raises(ValueError, match=r"'licenses'.*is not a column"):
         build_features(account_tables(), T, FeatureConfig(seats_attribute="licenses"))
     text = account_tables(seats=("10", "4", None))
-    with pytest.raises(ValueError, match="column 'seats'.*numbers.*'10'"):
+    with pytest.raises(ValueError, match=r"column 'seats'.*numbers.*'10'"):
         build_features(text, T, FeatureConfig(seats_attribute="seats"))
     with pytest.raises(ValueError, match="seats_attribute"):
         FeatureConfig(seats_attribute="signup_at")
