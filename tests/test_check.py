@@ -647,7 +647,9 @@ def test_a_table_that_stops_weeks_before_the_others_is_stale_for_a_later_run(cle
     assert "though it usually has rows every" in found[0] and "'activity' runs to" in found[0]
     # Billing that stops early may be the unpaid invoices left out: the words say how to map them.
     assert "Stripe's status 'open'" in found[0] and "amount_due" in found[0]
-    stale_activity = stale_tables(tables_of(customers, activity[activity["at"] < cut], revenue), END)
+    stale_activity = stale_tables(
+        tables_of(customers, activity[activity["at"] < cut], revenue), END
+    )
     assert stale_activity[0].startswith("table 'activity'") and "'open'" not in stale_activity[0]
     # Scored as of the day after the billing export's end, nothing is stale.
     assert stale_tables(tables, early["at"].max() + pd.Timedelta(days=1)) == []

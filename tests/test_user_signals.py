@@ -63,7 +63,9 @@ def test_active_users_trend_and_seats_in_use_worked_by_hand():
     assert f.loc["001", "seat_utilization_30d"] == pytest.approx(2 / 10)
     # 002: an event without a user in the window is no active user; u1 in February.
     assert f.loc["002", "active_users_30d"] == 0 and f.loc["002", "active_users_90d"] == 1
-    assert f.loc["002", "active_users_trend_30d"] == -1 and f.loc["002", "seat_utilization_30d"] == 0
+    assert (
+        f.loc["002", "active_users_trend_30d"] == -1 and f.loc["002", "seat_utilization_30d"] == 0
+    )
     # 003: u1 of account 001 also acts for 003 (counted in each); seats unknown: NaN, not 0.
     assert f.loc["003", "active_users_30d"] == 1 and np.isnan(f.loc["003", "seat_utilization_30d"])
     assert list(frame.columns[1:]) == feature_names(
