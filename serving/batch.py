@@ -428,7 +428,11 @@ def report_from_sums(
         sums.metrics, t0, t1, has_revenue=has_revenue, observed_until=observed_until
     )
     risk = risk_from_sums(sums.risk)
-    return metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
+    report = metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
+    # Said as the run dates ([previous run, this run): the run date is excluded, as features
+    # exclude T), not as the instants just before them (2024-10-31 23:59:59.999999999).
+    report["period_start"], report["period_end"] = pd.Timestamp(period_start), pd.Timestamp(as_of)
+    return report
 
 
 PAID_PERIOD_FEATURE = "days_until_paid_period_ends"

@@ -694,7 +694,8 @@ def weekly_report(
         available = sorted(dimensions - {"all", "risk_band"})
         raise InvalidField("by", f"{unknown} not in the weekly report (it has {available}); {hint}")
     report = report[report["dimension"].isin(["all", *by, "risk_band"])]
-    # The job's period ends just before its run date (the report may store that instant).
+    # The job's period ends just before its run date (reports of earlier versions stored that
+    # instant; now the run dates themselves).
     start = pd.Timestamp(report["period_start"].iloc[0]).ceil("D").date()
     end = pd.Timestamp(report["period_end"].iloc[0]).ceil("D").date()
     return report, start, end

@@ -244,6 +244,9 @@ def test_segment_report_has_retention_metrics_and_the_risk_view(scored):
         seg.columns
     )
     assert set(seg["dimension"]) >= {"all", "plan", "risk_band"}
+    # The period said as the run dates: from the previous run to this one (excluded).
+    assert (seg["period_start"] == pd.Timestamp(RUN_1)).all()
+    assert (seg["period_end"] == pd.Timestamp(RUN_2)).all()
 
 
 def test_a_rerun_for_the_same_date_gives_identical_results(small_champion, scored):
