@@ -227,6 +227,20 @@ def _paid_until(value: Any, context: Context, currency: str | None) -> str:
     return f"Paid period ended {fmt.duration_days(-days)} ago, not renewed"
 
 
+def _last_payment(value: Any, context: Context, currency: str | None) -> str:
+    """Days since the last payment, with the period it paid for where the invoices say: an
+    annual plan's "Last payment 12 months ago" is no lapse while its period runs."""
+    text = _ago("Last payment")(value, context, currency)
+    until = _ctx(context, "days_until_paid_period_ends")
+    if until is None:
+        return text
+    if abs(until) * 24 < 1:
+        return f"{text}, for a period that ends today"
+    if until > 0:
+        return f"{text}, for a period that ends in {fmt.duration_days(until)}"
+    return f"{text}, for a period that ended {fmt.duration_days(-until)} ago"
+
+
 def _tenure(value: Any, context: Context, currency: str | None) -> str:
     return f"Customer for {fmt.duration_days(float(value))}"
 
@@ -605,7 +619,8 @@ _FIXED: dict[str, FeatureEntry] = {
         "No earlier payment to compare the last one with",
     ),
     "days_since_last_payment": _entry(
-        "Days since last payment", "days", RAISES, _ago("Last payment"), "No payment recorded yet"
+        "Days since last payment", "days", RAISES, _last_payment, "No payment recorded yet",
+        context=("days_until_paid_period_ends",),
     ),
     "days_until_paid_period_ends": _entry(
         "Days until the paid period ends", "days", LOWERS, _paid_until,

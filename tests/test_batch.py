@@ -496,6 +496,24 @@ def test_no_payment_is_said_once_not_again_as_no_paid_period():
     ]
 
 
+def test_the_last_payment_says_the_period_it_paid_for_once():
+    """An annual plan near its renewal: "Last payment 12 months ago" and "Paid period ends in 11
+    days" were two reasons for one fact (a B2B export's riskiest accounts)."""
+    names = ["days_until_paid_period_ends", "days_since_last_payment", "tenure_days"]
+    values = pd.DataFrame(
+        {"days_until_paid_period_ends": [11.0, -9.0, np.nan],
+         "days_since_last_payment": [354.0, 40.0, 40.0], "tenure_days": [800.0, 400.0, 400.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1]] * 3)
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [[(d["reason"], round(d["contribution"], 6)) for d in row][:1] for row in got] == [
+        [("Last payment 12 months ago, for a period that ends in 11 days", 0.5)],
+        [("Last payment 40 days ago, for a period that ended 9 days ago", 0.5)],
+        [("No paid period recorded yet", 0.3)],  # payments that pay no period: two facts
+    ]
+    assert [d["feature"] for d in got[0]] == ["days_since_last_payment", "tenure_days"]
+
+
 def test_no_activity_over_the_whole_history_is_said_once():
     """ "No activity so far" (lifetime events 0) beside "No activity recorded yet" (no recency)
     was one fact twice on a telecom export."""

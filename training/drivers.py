@@ -187,6 +187,10 @@ SAME_FACT_WHEN_MISSING = {
     "nps_responses": "nps_last",
     "days_until_paid_period_ends": "days_since_last_payment",
 }
+# The same, on the rows where both are known: the last payment's sentence states the end of the
+# period it paid for ("Last payment 12 months ago, for a period that ends in 11 days": an
+# annual plan near its renewal had "Paid period ends in 11 days" as a second reason under it).
+SAME_FACT_WHEN_BOTH_KNOWN = {"days_until_paid_period_ends": "days_since_last_payment"}
 # Features that state another's fact on the rows where the two values agree (see
 # same_value_facts): the mean and the usual gap between active days (a game's players without
 # two active days read "Too few active days to measure a usual gap" twice), the first activity
@@ -228,8 +232,9 @@ def merge_same_facts(
     """Contributions and risk points for ranking drivers, with the activity features of every
     window the row had no event in moved onto one feature (see the module docstring): the
     recency feature when the model has it, else the longest empty window's event count; and
-    the features of SAME_FACT (SAME_FACT_WHEN_MISSING: where it is missing) moved onto the
-    feature whose sentence states their fact. Rows and features the rules do not touch keep
+    the features of SAME_FACT (SAME_FACT_WHEN_MISSING: where it is missing;
+    SAME_FACT_WHEN_BOTH_KNOWN: where both are known) moved onto the feature whose sentence
+    states their fact. Rows and features the rules do not touch keep
     their values; each row's sum is unchanged. Last, the features whose values agree with
     another's that states the same fact (same_value_facts)."""
     merged_contrib, merged_points = contrib.copy(), points.copy()
@@ -239,6 +244,11 @@ def merge_same_facts(
         (f, h, values[h].isna().to_numpy())
         for f, h in SAME_FACT_WHEN_MISSING.items()
         if h in values.columns
+    ]
+    rules += [
+        (f, h, (values[f].notna() & values[h].notna()).to_numpy())
+        for f, h in SAME_FACT_WHEN_BOTH_KNOWN.items()
+        if {f, h} <= set(values.columns)
     ]
     for feature, holder, rows in rules:
         if feature in names and holder in names:
