@@ -880,8 +880,11 @@ def churn_anchored_dates(tables: Tables, config: FeatureConfig) -> list[tuple[st
     churned = customers["churned_at"]
     end = tables.data_end() - pd.Timedelta(days=-ANCHOR_WINDOW_DAYS[0])
     out = []
+    cycled = {column for column, _ in getattr(config, "date_cycles", ()) or ()}
     for name in getattr(config, "customer_attributes", ()) or ():
         if name not in customers or not pd.api.types.is_datetime64_any_dtype(customers[name]):
+            continue
+        if name in cycled:  # rolled back to the renewal due at each date: nothing leaks
             continue
         dates = customers[name]
         gone = churned.notna() & dates.notna()
@@ -895,12 +898,15 @@ def churn_anchored_dates(tables: Tables, config: FeatureConfig) -> list[tuple[st
         if on_churn < ANCHORED_SHARE or ahead < ANCHORED_SHARE:
             continue
         paid = "period_end" in tables.revenue and tables.revenue["period_end"].notna().any()
+        cycle = f'[features] date_cycles = {{ {name} = "year" }} (or "month", "quarter")'
         remedy = (
             "the invoices' period_end already says, as of each date, until when a customer "
-            "has paid: leave it out of customer_attributes"
+            f"has paid: leave it out of customer_attributes, or, if it moves on by whole "
+            f"terms, declare {cycle}, which reads it as the renewal due at each date"
             if paid
-            else "where the export has each term's end as of its date, map that instead "
-            "(revenue.period_end on the term's invoices)"
+            else f"if it moves on by whole terms, declare {cycle}, which reads it as the "
+            "renewal due at each date; where the export has each term's end as of its date, "
+            "map that instead (revenue.period_end on the term's invoices)"
         )
         out.append(
             (

@@ -74,6 +74,9 @@ def _iso_date(value: object) -> str:
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+# The cycles a renewal date may move on by (FeatureConfig.date_cycles), in months.
+CYCLE_MONTHS = {"month": 1, "quarter": 3, "year": 12}
+
 # The periods an activity row may total (a month's usage in one row): `covers` on an import
 # mapping's activity.at, and FeatureConfig.activity_totals.
 ACTIVITY_PERIODS = ("day", "week", "month")
@@ -98,6 +101,11 @@ class FeatureConfig:
     # feature is the days from T to the date (negative: past). None: resolved from the data
     # (the declared attributes the customers table holds as timestamps).
     date_attributes: tuple[str, ...] | None = None
+    # Date attributes that move on by whole cycles at each renewal (a CRM's next renewal date):
+    # (column, "month" | "quarter" | "year") pairs; as of each date T such a date is rolled
+    # back to its first occurrence on or after T, the renewal due then. The export day's value,
+    # which already shows the terms renewed since, would tell who renewed (features.signals).
+    date_cycles: tuple[tuple[str, str], ...] = ()
     max_segment_categories: int = 100  # text attributes with more values are no segment
     # Upgrades, downgrades and the last payment change: only for subscriptions (on order data
     # "last payment change" only says "bought twice"). None: resolved from the data (contractual
@@ -155,6 +163,19 @@ class FeatureConfig:
             raise ValueError(
                 f"seats_attribute must name a customers-table column of seat counts, got {seats!r}"
             )
+        cycles = self.date_cycles
+        if not all(isinstance(c, tuple) and len(c) == 2 for c in cycles):
+            raise ValueError(f"date_cycles must map columns to cycles, got {cycles!r}")
+        for column, cycle in cycles:
+            if column not in attributes:
+                raise ValueError(
+                    f"date_cycles names '{column}', which is not among the declared "
+                    f"customer_attributes {list(attributes)}"
+                )
+            if cycle not in CYCLE_MONTHS:
+                raise ValueError(
+                    f"date_cycles: '{column}' = {cycle!r}; a cycle is one of {list(CYCLE_MONTHS)}"
+                )
         if self.activity_totals not in (None, *ACTIVITY_PERIODS):
             raise ValueError(
                 "activity_totals must be 'day', 'week' or 'month' (the period each activity row "
@@ -209,6 +230,16 @@ class FeatureConfig:
         ):
             if raw.get(key) is not None and not isinstance(raw[key], str):
                 raw[key] = tuple(raw[key])
+        cycles = raw.get("date_cycles")
+        if cycles is not None:  # a TOML table { renewal_date = "year" }, or stored pairs
+            pairs = cycles.items() if isinstance(cycles, dict) else cycles
+            try:
+                raw["date_cycles"] = tuple((str(c), str(v)) for c, v in pairs)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f'date_cycles must map columns to cycles ({{ renewal_date = "year" }}), '
+                    f"got {cycles!r}"
+                ) from None
         return cls(churn=churn, **raw)
 
     def with_churn(self, **changes: Any) -> FeatureConfig:

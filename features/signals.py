@@ -21,7 +21,7 @@ from features.buying_process import (
     fit_buying_process,
     no_purchase_probability,
 )
-from features.config import RESERVED_CUSTOMER_COLUMNS, FeatureConfig
+from features.config import CYCLE_MONTHS, RESERVED_CUSTOMER_COLUMNS, FeatureConfig
 from features.contract import ContractError, Tables
 from features.labels import eligible_mask, resolve_lookback
 from features.prepared import (
@@ -54,6 +54,7 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         customers = tables.customers
         dates = [c for c in config.customer_attributes if is_date_column(customers[c])]
         config = replace(config, date_attributes=tuple(dates))
+    check_date_cycles(config)
     if config.churn.lookback_days is None:  # recorded, so it travels with the model
         config = replace(config, churn=resolve_lookback(tables, config.churn, until))
     if config.subscription_signals is None:
@@ -178,6 +179,19 @@ def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) ->
             )
 
 
+def check_date_cycles(config: FeatureConfig) -> None:
+    """A cycle is for a date attribute: one the customers table holds as text (or numbers)
+    cannot be rolled back, and is an error naming it."""
+    dates = set(config.date_attributes or ())
+    for column, _ in config.date_cycles:
+        if config.date_attributes is not None and column not in dates:
+            raise ValueError(
+                f"table 'customers', column '{column}': [features] date_cycles rolls back a "
+                "date, but the table does not hold this attribute as timestamps; map it as a "
+                'timestamp (type = "timestamp" in the import mapping)'
+            )
+
+
 def _seats_need_users(config: FeatureConfig) -> None:
     """The share of seats in use counts users: a seats attribute without activity.user_id (once
     resolved) is an error, not a column of NaN."""
@@ -252,23 +266,54 @@ def build_features(
         seats = tables.customers[config.seats_attribute].to_numpy(dtype="float64", na_value=np.nan)
     frame = _eligible_frame(_feature_columns(prep, t.value, config, seats), eligible)
     frame.insert(0, "customer_id", _text_values(tables.customers["customer_id"])[eligible])
+    cycles = dict(config.date_cycles)
     for col in config.customer_attributes:
         values = tables.customers[col]
         if col in (config.date_attributes or ()):
-            frame[col] = _days_from(values, t)[eligible]
+            frame[col] = _days_from(values, t, cycles.get(col))[eligible]
         else:
             frame[col] = _segment_values(values)[eligible]
     return frame
 
 
-def _days_from(values: pd.Series, t: pd.Timestamp) -> np.ndarray:
+def _days_from(values: pd.Series, t: pd.Timestamp, cycle: str | None = None) -> np.ndarray:
     """A date attribute as days from T (negative: before T), so that a minimum-term end 45 days
     ahead means the same on every observation date; NaN where it has none. A zoned column is
-    read in UTC, as the contract stores times."""
+    read in UTC, as the contract stores times. With a `cycle` (FeatureConfig.date_cycles) a
+    date after T is first rolled back to its first occurrence on or after T (roll_back)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    stamps = to_ns(values.astype("datetime64[ns]"))
+    values = values.astype("datetime64[ns]")
+    if cycle is not None:
+        values = roll_back(values, t, CYCLE_MONTHS[cycle])
+    stamps = to_ns(values)
     return np.where(stamps == NAT, np.nan, (stamps - t.value) / DAY_NS)
+
+
+def roll_back(dates: pd.Series, t: pd.Timestamp, months: int) -> pd.Series:
+    """Each date after T moved back by whole cycles of `months` to its first occurrence on or
+    after T: a renewal date that the CRM moves on by a year at each renewal, read as of T, is
+    the renewal due then (2025-06-01 on the export day is 2024-06-01 as of 2024-05-01, as for
+    a customer who churned at that renewal and whose date stayed). Dates on or before T, and
+    missing ones, stay as they are. Month ends clamp (31 January less a month: 31 December,
+    less two: 30 November)."""
+    later = (dates > t).to_numpy()
+    if not later.any():
+        return dates
+    d = dates[later]
+    apart = (d.dt.year - t.year) * 12 + (d.dt.month - t.month)  # whole months, >= 0
+    cycles = (apart // months).to_numpy()
+    rolled = d.copy()
+    for k in np.unique(cycles):
+        rows = cycles == k
+        back = d[rows] - pd.DateOffset(months=int(k) * months)
+        early = (back < t).to_numpy()  # T's month, before T's day: one cycle less
+        if early.any():
+            back[early] = d[rows][early] - pd.DateOffset(months=(int(k) - 1) * months)
+        rolled[rows] = back
+    out = dates.copy()
+    out[later] = rolled
+    return out
 
 
 def _eligible_frame(columns: dict[str, np.ndarray], eligible: np.ndarray) -> pd.DataFrame:

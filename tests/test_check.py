@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,10 @@ def test_a_date_attribute_that_is_the_export_days_current_term_is_warned_about(c
     with pytest.raises(LabelLikeAttributeError):  # still refused unless allowed; warned first
         fit_from_tables(tables, config, TrainConfig(), log=messages.append)
     assert any("looks like the export day's current term" in m for m in messages)
+    assert 'date_cycles = { renewal_date = "year" }' in found[0].message
+    # Declared as moving on by whole terms, it is read as the renewal due at each date: quiet.
+    cycled = replace(config, date_cycles=(("renewal_date", "year"),))
+    assert "churn_anchored_date" not in codes(check_tables(tables, cycled))
     # Spread around the churn (a term end some churners left long before): no warning.
     spread = customers.assign(
         renewal_date=ahead.where(~gone, after_churn - pd.Timedelta(days=400) * (gone.cumsum() % 2))

@@ -128,3 +128,41 @@ def test_a_declared_date_attribute_is_the_days_from_t_to_it():
         build_features(as_text, T, resolved)
     with pytest.raises(ValueError, match="date_attributes"):
         FeatureConfig(customer_attributes=("plan",), date_attributes=("term_end",))
+
+
+def test_a_renewal_date_that_moves_on_by_terms_is_read_as_the_renewal_due_at_t():
+    """A CRM's next renewal date on the export day already shows the terms renewed since: on
+    2024-05-01 the renewed customer's 2025-06-01 and the churned one's 2024-06-01 are the same
+    renewal, 31 days ahead. Rolled back by whole years, they read the same; as they are, only
+    the churner has a near date (the leak the current-term warning names)."""
+    import pandas as pd
+
+    customers = [
+        {"customer_id": "renewed", "signup_at": "2022-06-01", "renewal": "2025-06-01"},
+        {"customer_id": "churner", "signup_at": "2022-06-01", "renewal": "2024-06-01",
+         "churned_at": "2024-06-01"},
+        {"customer_id": "monthly", "signup_at": "2023-01-01", "renewal": None},
+        {"customer_id": "late", "signup_at": "2023-01-01", "renewal": "2026-04-30"},
+    ]  # fmt: skip
+    activity = [{"customer_id": "renewed", "at": "2024-07-20", "event": "call", "value": 1.0}]
+    tables = make_tables(customers, activity)
+    tables.customers["renewal"] = pd.to_datetime(tables.customers["renewal"])
+    plain = FeatureConfig(customer_attributes=("renewal",))
+    cycled = FeatureConfig.from_dict(
+        {"customer_attributes": ["renewal"], "date_cycles": {"renewal": "year"}}
+    )
+    as_is = build_features(tables, "2024-05-01", plain).set_index("customer_id")["renewal"]
+    assert as_is["renewed"] == 396 and as_is["churner"] == 31
+    rolled = build_features(tables, "2024-05-01", cycled).set_index("customer_id")["renewal"]
+    assert rolled["renewed"] == rolled["churner"] == 31
+    assert rolled["late"] == 364 and pd.isna(rolled["monthly"])  # 2025-04-30; none stays none
+    # The cycle travels with the model, and a cycle for a date held as text is an error.
+    _, resolved = build_training_set(tables, ["2024-05-01"], cycled)
+    assert FeatureConfig.from_dict(resolved.to_dict()).date_cycles == (("renewal", "year"),)
+    as_text = make_tables([{**c, "renewal": c["renewal"] or ""} for c in customers], activity)
+    with pytest.raises(ValueError, match=r"column 'renewal': .*date_cycles rolls back a date"):
+        build_features(as_text, "2024-05-01", cycled)
+    with pytest.raises(ValueError, match="a cycle is one of"):
+        FeatureConfig(customer_attributes=("renewal",), date_cycles=(("renewal", "weekly"),))
+    with pytest.raises(ValueError, match="not among the declared customer_attributes"):
+        FeatureConfig(date_cycles=(("renewal", "year"),))

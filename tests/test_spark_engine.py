@@ -142,6 +142,7 @@ def test_features_equal_the_pandas_engine_on_awkward_data(spark, demo, tmp_path)
         config,
         customer_attributes=(*config.customer_attributes, *declared),
         seats_attribute="seats",
+        date_cycles=(("renews_at", "year"),),
     )
     out = tmp_path / "features.parquet"
     rows, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
