@@ -189,8 +189,9 @@ def test_a_date_attribute_that_is_the_export_days_current_term_is_warned_about(c
     assert [f.column for f in found] == ["renewal_date"]
     assert "in the year after the churn date for 100% of churned customers" in found[0].message
     messages: list[str] = []
-    with pytest.raises(LabelLikeAttributeError):  # still refused unless allowed; warned first
+    with pytest.raises(LabelLikeAttributeError) as refused:  # refused unless allowed; warned
         fit_from_tables(tables, config, TrainConfig(), log=messages.append)
+    assert 'date_cycles = { renewal_date = "year" }' in str(refused.value)
     assert any("looks like the export day's current term" in m for m in messages)
     assert 'date_cycles = { renewal_date = "year" }' in found[0].message
     # Declared as moving on by whole terms, it is read as the renewal due at each date: quiet.

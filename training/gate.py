@@ -600,9 +600,24 @@ def refuse_label_like_attributes(
     if flagged:
         names = ", ".join(f"'{f.name}' ({f.reason})" for f in flagged)
         listed = ", ".join(f'"{f.name}"' for f in flagged)
+        customers = tables.customers
+        cycled = {c for c, _ in feature_config.date_cycles}
+        dates = [
+            f.name
+            for f in flagged
+            if f.name in customers
+            and pd.api.types.is_datetime64_any_dtype(customers[f.name])
+            and f.name not in cycled
+        ]
+        renewal = (
+            f"; a date that moves on by whole terms (a CRM's next renewal date) reads as the "
+            f'renewal due at each date with [features] date_cycles = {{ {dates[0]} = "year" }}'
+            if dates
+            else ""
+        )
         raise LabelLikeAttributeError(
             f"declared customer attributes look like the label: {names}. Remove them from "
             "[features] customer_attributes (they stay segments), or, if each value was known "
             f"before every observation date, allow them: [training] allow_label_like = [{listed}] "
-            "or churn train --allow-label-like NAME"
+            f"or churn train --allow-label-like NAME{renewal}"
         )
