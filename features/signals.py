@@ -62,7 +62,7 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
     if config.paid_period_signals is None:
         config = replace(config, paid_period_signals=has_paid_periods(tables, until))
     if config.user_signals is None:
-        config = replace(config, user_signals=has_users(tables.activity, until))
+        config = replace(config, user_signals=has_users(tables, until))
     _seats_need_users(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
@@ -78,12 +78,15 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
     return config
 
 
-def has_users(activity: pd.DataFrame, until: object) -> bool:
+def has_users(tables: Tables, until: object) -> bool:
     """Activity rows dated before `until` that say which user acted (activity.user_id): an
     account that several people use, whose active users are signals of their own."""
-    if "user_id" not in activity:
+    act = prepare(tables).activity
+    if act.user_pair is None or act.pair_customer is None:
         return False
-    return bool(activity["user_id"][activity["at"] < as_of_timestamp(until)].notna().any())
+    no_user = len(act.pair_customer) - 1  # the extra last pair: rows without a user_id
+    rows = act.user_pair[_rows(act, None, as_of_timestamp(until).value)]
+    return bool((rows != no_user).any())
 
 
 ADVANCE_BILLING_SHARE = 0.5  # of the rows with a period end: issued before it ends
@@ -491,22 +494,18 @@ def _user_signals(
     n_pairs = len(act.pair_customer)
     tw = config.trend_window
 
-    def last_seen(start: int, end: int) -> np.ndarray:
-        """Per (customer, user) pair: its latest event in [start, end), NAT where none."""
-        last = np.full(n_pairs, NAT, dtype=np.int64)
-        reduce_at(np.maximum, last, act.user_pair, act.at, _rows(act, start, end))
-        return last
+    def users(start: int, end: int) -> np.ndarray:
+        """Distinct users per customer with an event in [start, end): the (customer, user)
+        pairs seen there, counted per customer (the extra last pair, no user, dropped)."""
+        seen = np.zeros(n_pairs, dtype=bool)
+        seen[act.user_pair[_rows(act, start, end)]] = True
+        return np.bincount(act.pair_customer[seen], minlength=n + 1)[:n].astype("float64")
 
-    def users(last: np.ndarray, since: int) -> np.ndarray:
-        active = act.pair_customer[last >= since]
-        return np.bincount(active, minlength=n + 1)[:n].astype("float64")
-
-    longest = max(max(config.windows), tw)
-    recent = last_seen(t - longest * DAY_NS, t)
-    out = {f"active_users_{w}d": users(recent, t - w * DAY_NS) for w in config.windows}
-    in_trend = users(recent, t - tw * DAY_NS)
-    before = users(last_seen(t - 2 * tw * DAY_NS, t - tw * DAY_NS), t - 2 * tw * DAY_NS)
-    out[f"active_users_trend_{tw}d"] = _trend(in_trend, before)
+    out = {f"active_users_{w}d": users(t - w * DAY_NS, t) for w in config.windows}
+    in_trend = out.get(f"active_users_{tw}d")
+    if in_trend is None:
+        in_trend = users(t - tw * DAY_NS, t)
+    out[f"active_users_trend_{tw}d"] = _trend(in_trend, users(t - 2 * tw * DAY_NS, t - tw * DAY_NS))
     if config.seats_attribute:
         if seats is None:
             seats = np.full(n, np.nan)
