@@ -46,6 +46,9 @@ AUC_FLAG = 0.95  # single-attribute ROC AUC against churned-ever that flags an a
 # against 9 % overall, are a real effect known at signup, and were refused at 2 %)
 PURE_SHARE = 0.01
 PURE_MIN_EXPECTED = 10  # ... where chance would have put >= 10 customers of the other class
+# ... and holding at most this share of them: at a 98 % churn rate a plain value is 99 % churned
+# by chance (an order export's 'boleto' payments: 28 active customers of 65 expected).
+PURE_OF_EXPECTED = 0.1
 MIN_CATEGORY_CUSTOMERS = 20  # rarer categories are pooled before the AUC (no overfit ids)
 MIN_CLASS_CUSTOMERS = 10  # churned and active customers needed to measure separation
 DATE_AFTER_SIGNUP_SHARE = 0.5  # a date attribute after signup for most customers
@@ -1229,8 +1232,20 @@ def _separation_reasons(values: pd.Series, churned: np.ndarray) -> list[str]:
         hits = np.bincount(codes, weights=churned, minlength=len(names))
         share = hits / np.maximum(total, 1)
         big = total >= MIN_CATEGORY_CUSTOMERS
-        marks_churned = big & (share >= 1 - PURE_SHARE) & (total * (1 - base) >= PURE_MIN_EXPECTED)
-        marks_active = big & (share <= PURE_SHARE) & (total * base >= PURE_MIN_EXPECTED)
+        others = total - hits  # active customers with the value
+        expected_others, expected_hits = total * (1 - base), total * base
+        marks_churned = (
+            big
+            & (share >= 1 - PURE_SHARE)
+            & (expected_others >= PURE_MIN_EXPECTED)
+            & (others <= PURE_OF_EXPECTED * expected_others)
+        )
+        marks_active = (
+            big
+            & (share <= PURE_SHARE)
+            & (expected_hits >= PURE_MIN_EXPECTED)
+            & (hits <= PURE_OF_EXPECTED * expected_hits)
+        )
         # the largest category that marks churned customers, else active ones: one is enough
         for word, mask in (("churned", marks_churned), ("active", marks_active)):
             if mask.any():

@@ -252,6 +252,32 @@ def test_a_strong_real_effect_is_not_a_label_but_a_category_of_no_churner_is(cle
     assert "marks active customers" in flags["billing"]
 
 
+def test_a_value_that_is_99_percent_churned_by_chance_at_a_98_percent_rate_is_not_flagged():
+    """An order export where 98 % never buy again: 'boleto' payers are 99.2 % churned by
+    chance (8 active where 20 were expected). Flagged, training refused a harmless attribute,
+    and another one at the next cut. An attribute that holds the label still is."""
+    n = 2000
+    churned = np.zeros(n, dtype=bool)
+    churned[:992] = True  # boleto: 992 of 1,000
+    churned[1000:1968] = True  # card: 968 of 1,000
+    pay = np.where(np.arange(n) < 1000, "boleto", "card")
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"{i:05d}" for i in range(n)],
+            "signup_at": pd.Timestamp("2024-01-01"),
+            "churned_at": pd.Series(pd.Timestamp("2024-03-01"), index=range(n)).where(churned),
+            "pay": pay,
+            "export_flag": np.where(churned, "x", np.where(np.arange(n) % 2 == 0, "y", "z")),
+        }
+    )
+    activity = pd.DataFrame(
+        {"customer_id": customers["customer_id"], "at": pd.Timestamp("2024-02-01"), "event": "buy"}
+    )
+    flags = flagged(validate_tables(customers=customers, activity=activity))
+    assert "pay" not in flags
+    assert "marks churned customers" in flags["export_flag"]
+
+
 def test_innocent_plan_is_not_flagged_and_a_suspicious_name_alone_is_said_to_be_the_name(clean):
     customers, activity, revenue = clean
     flags = flagged(tables_of(customers, activity, revenue))
