@@ -514,6 +514,25 @@ def test_the_last_payment_says_the_period_it_paid_for_once():
     assert [d["feature"] for d in got[0]] == ["days_since_last_payment", "tenure_days"]
 
 
+def test_an_orders_last_payment_and_last_active_day_are_said_once():
+    """An order export: the last order is the last payment and the last active day. "Last
+    payment 5 months ago" beside "Last active 5 months ago" was one fact twice (891 customers);
+    a payment on another day is its own fact."""
+    names = ["days_since_last_payment", "days_since_last_active", "days_since_last_event"]
+    values = pd.DataFrame(
+        {"days_since_last_payment": [150.0, 20.0], "days_since_last_active": [151.0, 90.0],
+         "days_since_last_event": [40.0, 3.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [(d["feature"], round(d["contribution"], 6)) for d in got[0]] == [
+        ("days_since_last_active", 0.5), ("days_since_last_event", 0.1)
+    ]  # fmt: skip
+    assert [d["feature"] for d in got[1]][:2] == [
+        "days_since_last_payment", "days_since_last_active"
+    ]  # fmt: skip
+
+
 def test_no_activity_over_the_whole_history_is_said_once():
     """ "No activity so far" (lifetime events 0) beside "No activity recorded yet" (no recency)
     was one fact twice on a telecom export."""

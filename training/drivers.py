@@ -212,6 +212,7 @@ _NESTED_WINDOW = re.compile(
 # A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
 # days") says what the last payment's age says ("Last payment 31 days ago").
 PAYMENT_RECENCY = "days_since_last_payment"
+PAID_PERIOD = "days_until_paid_period_ends"
 _PAYMENT_WINDOW = re.compile(r"(?:payments|revenue)_(?P<w>\d+)d")
 # Reasons never left out for a value on the typical customer's lower-risk side
 # (on_the_safe_side): the features whose driver may hold other features' contributions
@@ -279,6 +280,8 @@ def same_value_facts(
     - SAME_FACT_WHEN_EQUAL: two durations in days that agree within a day, or within 5 % for
       longer ones (the sentences round them alike: "5 months").
     - Both missing: "No activity recorded yet" once, not again as "No active day recorded yet".
+    - Without paid periods (orders), the last payment's age where it is the last active day's
+      (or the last event's).
     - The usual gap, where the recency is known: the recency's sentence states it.
     - A window without payments: its payment count and revenue are the last payment's age.
     - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
@@ -289,6 +292,17 @@ def same_value_facts(
     def column(name: str) -> np.ndarray:
         return values[name].to_numpy(dtype="float64", na_value=np.nan)
 
+    # Orders are payments and activity at once: "Last payment 5 months ago" beside "Last
+    # active 5 months ago" (891 customers of an order export). Where payments pay for periods
+    # the last payment's sentence says more (the period's end) and it stays on its own.
+    if PAYMENT_RECENCY in names and PAID_PERIOD not in names:
+        holder = "days_since_last_active" if "days_since_last_active" in names else RECENCY_FEATURE
+        if holder in names and {PAYMENT_RECENCY, holder} <= set(values.columns):
+            a, b = column(PAYMENT_RECENCY), column(holder)
+            with np.errstate(invalid="ignore"):
+                same = np.abs(a - b) <= np.maximum(1.0, 0.05 * np.maximum(a, b))
+            _move(contrib, points, np.flatnonzero(same), names.index(PAYMENT_RECENCY),
+                  names.index(holder))  # fmt: skip
     for feature, holder in SAME_FACT_WHEN_EQUAL:
         if feature in names and holder in names and {feature, holder} <= set(values.columns):
             a, b = column(feature), column(holder)
