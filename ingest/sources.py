@@ -381,12 +381,31 @@ def sql_batches(
 
     parsed = make_url(url)
     backend = parsed.get_backend_name()
+    try:
+        if backend == "postgresql":
+            yield from _postgres_batches(parsed.set(drivername="postgresql"), query)
+        elif backend == "duckdb":
+            yield from _duckdb_batches(parsed.database or ":memory:", query, batch_rows, files)
+        else:
+            yield from _sqlalchemy_batches(url, query, batch_rows)
+    except _query_errors(backend) as err:  # a typo in the query, a file it cannot find
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SourceError(f"the {backend} query failed: {first}") from None
+
+
+def _query_errors(backend: str) -> tuple[type[BaseException], ...]:
+    """The errors a database driver raises for a query that cannot run (not our own)."""
+    if backend == "duckdb":
+        import duckdb
+
+        return (duckdb.Error,)
     if backend == "postgresql":
-        yield from _postgres_batches(parsed.set(drivername="postgresql"), query)
-    elif backend == "duckdb":
-        yield from _duckdb_batches(parsed.database or ":memory:", query, batch_rows, files)
-    else:
-        yield from _sqlalchemy_batches(url, query, batch_rows)
+        import psycopg
+
+        return (psycopg.Error,)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (SQLAlchemyError,)
 
 
 class _ChunkStream(io.RawIOBase):

@@ -223,3 +223,20 @@ def test_a_duckdb_query_joins_exports_found_under_the_source_folder(tmp_path, mo
     assert customers.loc["0001", "churned_at"] == pd.Timestamp("2017-02-01")
     assert pd.isna(customers.loc["0002", "churned_at"])
     assert customers.loc["0002", "signup_at"] == pd.Timestamp("2016-03-01")
+
+
+def test_a_query_that_cannot_run_is_a_source_error_naming_the_table(tmp_path):
+    """A typo in a mapping's query, or a file it cannot find, is an error naming the mapping's
+    table and source, not a driver's traceback."""
+    source = tmp_path / "exports"
+    source.mkdir()
+    (source / "members.csv").write_text("msno,registration_init_time\n0001,20150105\n")
+    (source / "user_logs.csv").write_text("msno,date\n0001,20170105\n")
+    (tmp_path / "mapping.toml").write_text(KKBOX_MAPPING)  # no transactions.csv
+    with pytest.raises(SourceError, match=r"^table 'customers' .*the duckdb query failed: "):
+        run_import(load_mapping(tmp_path / "mapping.toml"), source)
+    (source / "transactions.csv").write_text("msno,transaction_date,is_cancel\n")
+    typo = KKBOX_MAPPING.replace("group by all", "group by all at")
+    (tmp_path / "mapping.toml").write_text(typo)
+    with pytest.raises(SourceError, match="the duckdb query failed: Parser Error"):
+        run_import(load_mapping(tmp_path / "mapping.toml"), source)
