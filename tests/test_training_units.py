@@ -35,6 +35,7 @@ from training.model import (
     ScoreTransfer,
     band_thresholds,
     band_warnings,
+    bands_rank_only,
     calibrate,
     choose_calibration,
     fit_calibrator,
@@ -219,6 +220,28 @@ def test_band_ceilings_keep_likely_leavers_out_of_low():
     assert list(bands) == ["high", "high", "medium", "low"]
     rare = np.linspace(0.001, 0.2, 1000)  # a SaaS with few churners: the ceilings do not bind
     assert band_thresholds(rare, shares, ceilings) == band_thresholds(rare, shares)
+
+
+def test_where_nearly_everyone_is_above_the_ceiling_the_bands_rank():
+    """An order export where 98 % never buy again: every customer above 50 % was 'high', with an
+    alert each. Past RANK_ABOVE_CEILING_SHARE the shares alone decide; below it (the game
+    above, 85 %) the ceilings still bind."""
+    rng = np.random.default_rng(1)
+    never_back = rng.uniform(0.9, 0.999, 1000)
+    ceilings = {"high": 0.5, "medium": 0.25}
+    shares = {"high": 0.10, "medium": 0.30}
+    assert bands_rank_only(never_back, ceilings) == 1.0
+    thresholds = band_thresholds(never_back, shares, ceilings)
+    assert thresholds == band_thresholds(never_back, shares)
+    model = ChurnModel.__new__(ChurnModel)
+    model.band_thresholds = thresholds
+    counts = pd.Series(model.risk_band(never_back)).value_counts()
+    assert counts["high"] == pytest.approx(100, abs=2) and counts["low"] == pytest.approx(
+        700, abs=2
+    )
+    game = np.r_[rng.uniform(0.97, 0.9999, 850), rng.uniform(0.02, 0.4, 150)]
+    assert bands_rank_only(game, ceilings) is None
+    assert band_thresholds(game, shares, ceilings) == ceilings
 
 
 def test_band_settings_are_checked():

@@ -42,6 +42,7 @@ from training.model import (
     ScoreTransfer,
     band_thresholds,
     band_warnings,
+    bands_rank_only,
     calibrate,
     choose_calibration,
     fit_calibrator,
@@ -742,6 +743,14 @@ def refit(
         model.band_thresholds,
         f"the customers of {pd.Timestamp(dates[-1]).date()}",
     )
+    above = bands_rank_only(population, config.risk_band_ceilings)
+    if above is not None:
+        warnings.append(
+            f"{above:.0%} of the customers of {pd.Timestamp(dates[-1]).date()} are at or above "
+            f"the 'high' ceiling ({config.risk_band_ceilings['high']:.0%}): the bands rank them "
+            f"instead ('high' from {model.band_thresholds.get('high', 1.0):.1%}, the top "
+            f"{config.risk_bands.get('high', 0):.0%}), so that they single customers out"
+        )
     summary = Refit(
         trained_from=str(pd.Timestamp(dates[0]).date()),
         trained_until=str(pd.Timestamp(dates[-1]).date()),

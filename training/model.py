@@ -606,6 +606,22 @@ def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
     raise ValueError(f"calibration must be 'auto', 'sigmoid' or 'isotonic', got {method!r}")
 
 
+# Above this share of the reference population over the 'high' ceiling, the ceilings single
+# nobody out: an order export where 98 % never buy again had every customer 'high' and an
+# alert each. The bands then rank (a mobile game's 85 % stay 'high' by the ceiling).
+RANK_ABOVE_CEILING_SHARE = 0.9
+
+
+def bands_rank_only(calibrated: np.ndarray, ceilings: dict[str, float] | None) -> float | None:
+    """The share of the reference population at or above the 'high' ceiling when it exceeds
+    RANK_ABOVE_CEILING_SHARE (the bands then rank, band_thresholds); None otherwise."""
+    high = (ceilings or {}).get("high")
+    if high is None or not len(calibrated):
+        return None
+    share = float((np.asarray(calibrated) >= high).mean())
+    return share if share > RANK_ABOVE_CEILING_SHARE else None
+
+
 def band_thresholds(
     calibrated: np.ndarray,
     shares: dict[str, float],
@@ -614,10 +630,13 @@ def band_thresholds(
     """Probability cut-offs: band 'high' with share 0.10 starts at the 90th percentile of the
     reference population's probabilities (shares are cumulative from the top), but never above
     its ceiling (TrainConfig.risk_band_ceilings): where most customers churn, a rank alone would
-    put a customer at 99 % in 'low'."""
+    put a customer at 99 % in 'low'. Where nearly everyone is above the 'high' ceiling
+    (bands_rank_only), the shares alone decide."""
     ceilings = ceilings or {}
     if not len(calibrated):
         return {name: float(ceilings.get(name, 1.0)) for name in shares}
+    if bands_rank_only(calibrated, ceilings) is not None:
+        ceilings = {}
     return {
         name: min(float(np.quantile(calibrated, 1 - share)), float(ceilings.get(name, 1.0)))
         for name, share in shares.items()
