@@ -47,7 +47,7 @@ AUC_FLAG = 0.95  # single-attribute ROC AUC against churned-ever that flags an a
 PURE_SHARE = 0.01
 PURE_MIN_EXPECTED = 10  # ... where chance would have put >= 10 customers of the other class
 # ... and holding at most this share of them: at a 98 % churn rate a plain value is 99 % churned
-# by chance (an order export's 'boleto' payments: 28 active customers of 65 expected).
+# by chance (an order export's 'boleto' payers: 3,211 of 3,239 churned, 99 % as overall).
 PURE_OF_EXPECTED = 0.1
 MIN_CATEGORY_CUSTOMERS = 20  # rarer categories are pooled before the AUC (no overfit ids)
 MIN_CLASS_CUSTOMERS = 10  # churned and active customers needed to measure separation
