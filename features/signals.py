@@ -54,7 +54,6 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         customers = tables.customers
         dates = [c for c in config.customer_attributes if is_date_column(customers[c])]
         config = replace(config, date_attributes=tuple(dates))
-    check_date_cycles(config)
     if config.churn.lookback_days is None:  # recorded, so it travels with the model
         config = replace(config, churn=resolve_lookback(tables, config.churn, until))
     if config.subscription_signals is None:
@@ -63,7 +62,7 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         config = replace(config, paid_period_signals=has_paid_periods(tables, until))
     if config.user_signals is None:
         config = replace(config, user_signals=has_users(tables, until))
-    _seats_need_users(config)
+    check_resolved(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
         if config.churn.mode == "non_contractual":
@@ -167,7 +166,6 @@ def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) ->
                 f'it as a timestamp (type = "timestamp" in the import mapping)'
             )
     seats = config.seats_attribute
-    _seats_need_users(config)
     if seats is not None:
         if seats not in customers.columns:
             raise ValueError(
@@ -182,9 +180,11 @@ def check_customer_attributes(customers: pd.DataFrame, config: FeatureConfig) ->
             )
 
 
-def check_date_cycles(config: FeatureConfig) -> None:
-    """A cycle is for a date attribute: one the customers table holds as text (or numbers)
-    cannot be rolled back, and is an error naming it."""
+def check_resolved(config: FeatureConfig) -> None:
+    """What the data decided must fit what was declared (both engines call this once the
+    configuration is resolved): a cycle is for a date attribute (one the customers table holds
+    as text cannot be rolled back), and the share of seats in use counts users (a seats
+    attribute without activity.user_id would be a column of NaN). Errors name the column."""
     dates = set(config.date_attributes or ())
     for column, _ in config.date_cycles:
         if config.date_attributes is not None and column not in dates:
@@ -193,11 +193,6 @@ def check_date_cycles(config: FeatureConfig) -> None:
                 "date, but the table does not hold this attribute as timestamps; map it as a "
                 'timestamp (type = "timestamp" in the import mapping)'
             )
-
-
-def _seats_need_users(config: FeatureConfig) -> None:
-    """The share of seats in use counts users: a seats attribute without activity.user_id (once
-    resolved) is an error, not a column of NaN."""
     if config.seats_attribute and config.user_signals is False:
         raise ContractError(
             "activity",

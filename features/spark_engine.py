@@ -666,10 +666,10 @@ def plan_run(
         stamps = _timestamp_columns(frames["customers"], infos["customers"])
         dates = tuple(c for c in config.customer_attributes if c in stamps)
         config = replace(config, date_attributes=dates)
-    from features.signals import check_customer_attributes, check_date_cycles
+    from features.signals import check_customer_attributes, check_resolved
 
     check_customer_attributes(pd.DataFrame(columns=frames["customers"].columns), config)
-    check_date_cycles(config)
+    check_resolved(config)
     for col in config.customer_attributes:  # only declared attributes are features
         types.setdefault(col, "double" if col in config.date_attributes else "string")
     return Plan(frames, infos, config, observed_until, types, object_columns)

@@ -164,6 +164,8 @@ _ACTIVITY_WINDOW = re.compile(
     r"(?:events|active_days|event_types|value|.+_events|events_trend|value_trend)_(?P<w>\d+)d"
 )
 RECENCY_FEATURE = "days_since_last_event"
+PAYMENT_RECENCY = "days_since_last_payment"
+PAID_PERIOD = "days_until_paid_period_ends"
 LIFETIME_ACTIVITY = ("lifetime_events", "lifetime_active_days")
 LIFETIME_WINDOW = 1 << 30  # the whole history, longer than any window in days
 # Features whose fact another feature's sentence already states, for every row: their
@@ -185,12 +187,12 @@ SAME_FACT = {
 SAME_FACT_WHEN_MISSING = {
     "nps_mean": "nps_last",
     "nps_responses": "nps_last",
-    "days_until_paid_period_ends": "days_since_last_payment",
+    PAID_PERIOD: PAYMENT_RECENCY,
 }
 # The same, on the rows where both are known: the last payment's sentence states the end of the
 # period it paid for ("Last payment 12 months ago, for a period that ends in 11 days": an
 # annual plan near its renewal had "Paid period ends in 11 days" as a second reason under it).
-SAME_FACT_WHEN_BOTH_KNOWN = {"days_until_paid_period_ends": "days_since_last_payment"}
+SAME_FACT_WHEN_BOTH_KNOWN = {PAID_PERIOD: PAYMENT_RECENCY}
 # Features that state another's fact on the rows where the two values agree (see
 # same_value_facts): the mean and the usual gap between active days (a game's players without
 # two active days read "Too few active days to measure a usual gap" twice), the first activity
@@ -211,8 +213,6 @@ _NESTED_WINDOW = re.compile(
 )
 # A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
 # days") says what the last payment's age says ("Last payment 31 days ago").
-PAYMENT_RECENCY = "days_since_last_payment"
-PAID_PERIOD = "days_until_paid_period_ends"
 _PAYMENT_WINDOW = re.compile(r"(?:payments|revenue)_(?P<w>\d+)d")
 # Reasons never left out for a value on the typical customer's lower-risk side
 # (on_the_safe_side): the features whose driver may hold other features' contributions
@@ -263,6 +263,13 @@ def merge_same_facts(
     return merged_contrib, merged_points
 
 
+def _same_duration(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two durations in days that the sentences say alike: within a day, or within 5 % for
+    longer ones ("5 months"); False where either is missing."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(a - b) <= np.maximum(1.0, 0.05 * np.maximum(a, b))
+
+
 def _move(contrib: np.ndarray, points: np.ndarray, rows: np.ndarray, j: int, to: int) -> None:
     """Add feature j's contributions and points to feature `to`'s on `rows`, in place."""
     contrib[rows, to] += contrib[rows, j]
@@ -298,16 +305,13 @@ def same_value_facts(
     if PAYMENT_RECENCY in names and PAID_PERIOD not in names:
         holder = "days_since_last_active" if "days_since_last_active" in names else RECENCY_FEATURE
         if holder in names and {PAYMENT_RECENCY, holder} <= set(values.columns):
-            a, b = column(PAYMENT_RECENCY), column(holder)
-            with np.errstate(invalid="ignore"):
-                same = np.abs(a - b) <= np.maximum(1.0, 0.05 * np.maximum(a, b))
+            same = _same_duration(column(PAYMENT_RECENCY), column(holder))
             _move(contrib, points, np.flatnonzero(same), names.index(PAYMENT_RECENCY),
                   names.index(holder))  # fmt: skip
     for feature, holder in SAME_FACT_WHEN_EQUAL:
         if feature in names and holder in names and {feature, holder} <= set(values.columns):
             a, b = column(feature), column(holder)
-            with np.errstate(invalid="ignore"):
-                same = np.abs(a - b) <= np.maximum(1.0, 0.05 * np.maximum(a, b))
+            same = _same_duration(a, b)
             if holder != "tenure_days":  # "No activity recorded yet" once; tenure is signup's
                 same |= np.isnan(a) & np.isnan(b)
             _move(contrib, points, np.flatnonzero(same), names.index(feature), names.index(holder))
