@@ -52,6 +52,12 @@ PURE_OF_EXPECTED = 0.1
 MIN_CATEGORY_CUSTOMERS = 20  # rarer categories are pooled before the AUC (no overfit ids)
 MIN_CLASS_CUSTOMERS = 10  # churned and active customers needed to measure separation
 DATE_AFTER_SIGNUP_SHARE = 0.5  # a date attribute after signup for most customers
+# A numeric attribute whose rank correlation with a customer's totals over the whole data
+# (events, payments, revenue) is at least this, and higher by RUNNING_TOTAL_MARGIN than with
+# the totals before the middle of the history, is a running total of the export day.
+RUNNING_TOTAL_RHO = 0.95
+RUNNING_TOTAL_MARGIN = 0.02
+MIN_RUNNING_TOTAL_CUSTOMERS = 50
 MIN_CHURNERS = 50  # fewer churned customers: warn that the model has little to learn from
 MIN_OBSERVATION_DATES = 6  # fewer monthly dates with a complete label: a short history
 CENTS_MEDIAN = 1000.0  # whole-number amounts with a typical value in the thousands
@@ -233,6 +239,12 @@ def check_tables(
         for table, text in _stale(_days_with_rows(tables, end), end, "score as of")
     ]
     report.label_like = label_like_attributes(tables, config)
+    # An attribute that holds the future is left out, not cleaned: its odd values (a running
+    # total's heavy buyers) are no entry errors to map to missing.
+    flagged = {flag.name for flag in report.label_like}
+    report.findings = [
+        f for f in report.findings if not (f.code == "odd_attribute_values" and f.column in flagged)
+    ]
     declared = set(getattr(config, "customer_attributes", ()) or ())
     for flag in report.label_like:
         if flag.name in allow_label_like:
@@ -275,6 +287,7 @@ def label_like_attributes(tables: Tables, config: FeatureConfig) -> list[LabelLi
     measured, churned = churned_ever(tables, config)
     y = churned[measured]
     can_measure = int(y.sum()) >= MIN_CLASS_CUSTOMERS and int((~y).sum()) >= MIN_CLASS_CUSTOMERS
+    totals: RunningTotals | None = None
     flags = []
     for col in attributes:
         reasons = []
@@ -284,6 +297,9 @@ def label_like_attributes(tables: Tables, config: FeatureConfig) -> list[LabelLi
         values = customers[col]
         if pd.api.types.is_datetime64_any_dtype(values):
             reasons += _date_reasons(values, customers["signup_at"])
+        elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            totals = totals or running_totals(tables, config)
+            reasons += _running_total_reasons(values.to_numpy(dtype=float, na_value=np.nan), totals)
         if can_measure:
             reasons += _separation_reasons(values[measured].reset_index(drop=True), y)
         if reasons:
@@ -1212,6 +1228,90 @@ def _date_reasons(values: pd.Series, signup_at: pd.Series) -> list[str]:
     return [
         f"a date after signup for {after:,} of {int(present.sum()):,} customers "
         "(an end, cancel or last-seen date recorded on export day holds the future)"
+    ]
+
+
+@dataclass(frozen=True)
+class RunningTotals:
+    """Per customer, what it did over the whole data and before the middle of the history:
+    the totals an attribute exported on the last day would count if it is a running total."""
+
+    middle: pd.Timestamp
+    whole: dict[str, np.ndarray]  # "events", "payments", "revenue" -> per customer
+    before: dict[str, np.ndarray]  # the same, from rows before `middle`
+    active: np.ndarray  # customers with a row in the whole data
+    active_before: np.ndarray  # customers with a row before `middle`
+
+
+def running_totals(tables: Tables, config: FeatureConfig) -> RunningTotals:
+    """The qualifying events, payments and revenue per customer over the whole data and before
+    the middle of the recorded history (see RunningTotals)."""
+    prep = prepare(tables)
+    act, rev, n = prep.activity, prep.revenue, prep.n_customers
+    start, end = tables.history_start(), tables.data_end()
+    middle = (start + (end - start) / 2).normalize()
+    mid = to_ns(pd.Series([middle]))[0]
+    qualifying = _churn(config).qualifying_events
+    events = np.ones(len(act.at), dtype=bool)
+    if qualifying is not None:
+        events = np.isin(act.event_names, np.asarray(qualifying, dtype=object))[act.event]
+    whole: dict[str, np.ndarray] = {}
+    before: dict[str, np.ndarray] = {}
+    for name, customer, at, keep, weights in (
+        ("events", act.customer, act.at, events, None),
+        ("payments", rev.customer, rev.at, rev.is_payment, None),
+        ("revenue", rev.customer, rev.at, np.ones(len(rev.at), dtype=bool), rev.amount),
+    ):
+        for out, rows in ((whole, keep), (before, keep & (at < mid))):
+            w = None if weights is None else weights[rows]
+            out[name] = np.bincount(customer[rows], weights=w, minlength=n).astype(float)
+    has = np.bincount(act.customer, minlength=n) + np.bincount(rev.customer, minlength=n)
+    has_before = np.bincount(act.customer[act.at < mid], minlength=n) + np.bincount(
+        rev.customer[rev.at < mid], minlength=n
+    )
+    return RunningTotals(middle, whole, before, has > 0, has_before > 0)
+
+
+def _rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho of two arrays without missing values; NaN when either is constant."""
+    if len(a) < MIN_RUNNING_TOTAL_CUSTOMERS:
+        return math.nan
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+_TOTAL_WORDS = {"events": "number of events", "payments": "number of payments",
+                "revenue": "revenue"}  # fmt: skip
+
+
+def _running_total_reasons(values: np.ndarray, totals: RunningTotals) -> list[str]:
+    """A numeric attribute that counts what the customer did up to the export day (a shop's
+    Total Spent or Total Orders, a CRM's lifetime value): it ranks customers almost exactly as
+    their totals over the whole data do, and less so than their totals at an earlier date.
+    As a feature it tells each training date the purchases made after it."""
+    present = ~np.isnan(values)
+    rows = present & totals.active
+    rhos = {
+        name: _rank_correlation(values[rows], whole[rows]) for name, whole in totals.whole.items()
+    }
+    name = max(rhos, key=lambda k: -math.inf if math.isnan(rhos[k]) else rhos[k])
+    rho = rhos[name]
+    if not rho >= RUNNING_TOTAL_RHO:
+        return []
+    rows = present & totals.active_before
+    rho_before = _rank_correlation(values[rows], totals.before[name][rows])
+    if rho_before >= rho - RUNNING_TOTAL_MARGIN:  # as close before: a trait, not a total
+        return []
+    what = _TOTAL_WORDS[name]
+    earlier = "" if math.isnan(rho_before) else (
+        f", {rho_before:.2f} with their {what} before {totals.middle:%Y-%m-%d}"
+    )  # fmt: skip
+    return [
+        f"it ranks customers as their {what} over the whole data does (rank correlation "
+        f"{rho:.2f}{earlier}): a running total exported on the last day (like a shop's "
+        "Total Spent or Total Orders) counts what customers did after each training date"
     ]
 
 

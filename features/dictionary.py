@@ -657,6 +657,9 @@ _FIXED: dict[str, FeatureEntry] = {
         "Average review score", "score of 5", LOWERS,
         _score_of("Average review", 5, "reviews", "review"), "No review yet", context=("reviews",),
     ),
+    "review_last": _entry(
+        "Last review score", "score of 5", LOWERS, _score_of("Last review", 5), "No review yet"
+    ),
     "reviews": _entry(
         "Reviews", "reviews", DEPENDS, _count_sentence("review", none="No review yet")
     ),

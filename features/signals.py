@@ -737,6 +737,10 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
         _count(fb.customer, review, n, score), _count(fb.customer, review, n)
     )
     out["reviews"] = _count(fb.customer, review, n)
+    last = _last_row(fb.customer, review, n)
+    out["review_last"] = np.where(
+        last >= 0, fb.score[np.where(last >= 0, last, 0)] if len(fb.score) else 0.0, np.nan
+    )
 
     ticket = before & (fb.kind == 3)
     for w in config.windows:

@@ -143,6 +143,23 @@ def test_feedback_nps_tickets_and_text(tables):
     assert b["negative_comments_90d"] == 0 and b["comments_90d"] == 1 and b["review_mean"] == 5
 
 
+def test_last_review_is_the_latest_score_before_t():
+    tables = make_tables(
+        [{"customer_id": "a", "signup_at": "2024-01-01"}],
+        [{"customer_id": "a", "at": "2024-03-01", "event": "purchase", "value": 1.0}],
+        [
+            {"customer_id": "a", "at": "2024-02-01", "kind": "review", "score": 5.0},
+            {"customer_id": "a", "at": "2024-03-05", "kind": "review", "score": 1.0},
+            {"customer_id": "a", "at": "2024-04-01", "kind": "review", "score": 4.0},  # at T
+            {"customer_id": "a", "at": "2024-03-20", "kind": "csat", "score": 3.0},
+        ],
+        [],
+    )
+    a = row(build_features(tables, T), "a")
+    assert a["review_last"] == 1 and a["review_mean"] == 3 and a["reviews"] == 2
+    assert math.isnan(row(build_features(tables, "2024-02-01"), "a")["review_last"])
+
+
 def test_no_history_gives_zero_counts_and_missing_recency(tables):
     b = row(build_features(tables, T), "b")
     assert b["tickets_open"] == 0 and b["events_7d"] == 0

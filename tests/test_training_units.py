@@ -370,6 +370,16 @@ def test_capacity_grows_with_churners_and_shrinks_for_small_data():
     assert small["min_data_in_leaf"] <= 3000 // (2 * small["num_leaves"])
 
 
+def test_capacity_follows_the_rarer_class_when_most_customers_churn():
+    """An order export where 98 % never buy again: the returners are the rare class, and a
+    leaf of 20 rows would hold about half a returner."""
+    rows, returners = 74_480, 1_681
+    params = capacity_params(rows=rows, churners=rows - returners, customers=1_500)
+    assert params["num_leaves"] == 4
+    assert params["min_data_in_leaf"] == round(20 / (returners / rows))
+    assert params == capacity_params(rows=rows, churners=returners, customers=1_500)
+
+
 def test_rounds_follow_the_median_fold_curve_not_one_fold_that_creeps_up():
     """A fold whose flat curve creeps up until 270 rounds drags the peak of the mean curve there;
     the median curve (each fold measured from its own best) stays with the others."""

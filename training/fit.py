@@ -95,7 +95,7 @@ def capacity_params(rows: int, churners: int, customers: int | None = None) -> d
     rows, at most what lets every leaf be used). `churners` counts rows; the same customer on
     many dates is one customer's information, so with `customers` (distinct customers of the
     smaller class) the leaves follow those. Small data with few churners gets small trees."""
-    churners = max(int(churners), 1)
+    churners = max(min(int(churners), int(rows) - int(churners)), 1)
     rate = churners / max(int(rows), 1)
     independent = churners if customers is None else max(int(customers), 1)
     leaves = int(np.clip(independent // 1000, 4, 31))
