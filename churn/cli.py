@@ -19,7 +19,7 @@ import typer
 from churn.cli_metrics import register as register_metrics_commands
 from churn.options import BucketsOption, ConfigFile, DataUri, EngineOption
 from features.config import FeatureConfig, config_for_data, config_path_for_data
-from features.contract import ContractError
+from features.contract import ContractError, Tables
 
 MODEL_NAME_ENV = "CHURN_MODEL_NAME"  # the same variable the service reads
 ModelName = Annotated[
@@ -369,6 +369,9 @@ def check_command(
     except (ValueError, FileNotFoundError) as err:
         report = error_report(str(data), str(err), code="input")
     else:
+        feature_config = _lookback_as_training(
+            tables, feature_config, config_path_for_data(data, config)
+        )
         report = check_tables(tables, feature_config, data=str(data), allow_label_like=allowed)
     typer.echo(report.to_text())
     if out is not None:
@@ -380,6 +383,31 @@ def check_command(
         reason = "errors" if report.errors else "warnings (--strict)"
         typer.echo(f"churn check failed: {reason}", err=True)
     raise typer.Exit(code=code)
+
+
+def _lookback_as_training(
+    tables: Tables, feature_config: FeatureConfig, config_path: Path | None
+) -> FeatureConfig:
+    """The configuration with a non-contractual lookback left to the data resolved as `churn
+    train` resolves it (at its last observation date), so that check and the model say one
+    lookback (check had said 119 days where the model scored with 105). Unchanged when the
+    lookback is set, or the training dates cannot be planned (check says why)."""
+    from dataclasses import replace
+
+    from features.labels import resolve_lookback
+    from training.config import train_config_from_file
+    from training.pipeline import default_dates
+
+    churn = feature_config.churn
+    if churn.mode != "non_contractual" or churn.lookback_days is not None:
+        return feature_config
+    try:
+        dates = default_dates(tables, feature_config, train_config_from_file(config_path))
+    except ValueError:
+        return feature_config
+    if not dates:
+        return feature_config
+    return replace(feature_config, churn=resolve_lookback(tables, churn, max(dates)))
 
 
 def generator_truth(data_dir: Path) -> pd.DataFrame | None:

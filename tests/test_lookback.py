@@ -71,3 +71,37 @@ def test_a_configured_lookback_is_kept(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(config_to_toml(FeatureConfig().with_churn(mode="non_contractual")))
     assert feature_config_from_file(path).churn.lookback_days is None  # left to the data
+
+
+def test_check_says_the_lookback_training_will_use(tmp_path):
+    """`churn check` resolved the lookback at the end of the data, training at its last
+    observation date: a shop's check said 119 days where the model scored with 105. A buyer
+    whose second order comes after the last training date widens the gaps only at the end."""
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+    from features.io import write_tables
+    from training.config import TrainConfig
+    from training.pipeline import default_dates
+
+    buyers = {f"w{i}": 7 for i in range(5)} | {f"m{i}": 30 for i in range(5)}
+    tables = shop(buyers)
+    late = pd.DataFrame(
+        {"customer_id": [f"late{i}" for i in range(5) for _ in range(2)],
+         "at": [pd.Timestamp(d) for _ in range(5) for d in ("2024-01-02", "2024-05-25")],
+         "event": "purchase", "value": 1.0}
+    )  # fmt: skip
+    tables = make_tables(
+        [{"customer_id": c, "signup_at": "2023-12-01"}
+         for c in [*buyers, *late["customer_id"].unique()]],
+        [*tables.activity.astype({"customer_id": str}).to_dict("records"),
+         *late.to_dict("records")],
+    )  # fmt: skip
+    config = FeatureConfig().with_churn(mode="non_contractual", horizon_days=30)
+    last = max(default_dates(tables, config, TrainConfig()))
+    training = data_lookback_days(tables, ("purchase",), last)
+    at_end = data_lookback_days(tables, ("purchase",), tables.data_end().normalize())
+    assert training != at_end  # the test can tell the two apart
+    write_tables(tables, tmp_path / "data", {"config.toml": config_to_toml(config)})
+    result = CliRunner().invoke(app, ["check", "--data", str(tmp_path / "data")])
+    assert f"lookback {training} days" in result.output, result.output
