@@ -21,12 +21,29 @@ NAT = np.iinfo(np.int64).min
 NO_EVENT = np.iinfo(np.int64).max  # first_at of a customer without events
 
 NEGATIVE_WORDS = (
-    # English and German words that mark a complaint in a free-text comment.
+    # Words that mark a complaint in a free-text comment (a review, a survey answer, a ticket),
+    # matched anywhere in it regardless of case: stems and phrases chosen not to occur inside
+    # ordinary words ("late" is in "template", "lent" in "excellent": left out).
+    # English
     "expensive", "cancel", "slow", "bug", "broken", "crash", "never answered", "no answer",
     "waiting", "disappointed", "terrible", "awful", "bad", "worse", "worst", "useless",
     "frustrat", "annoy", "unhappy", "switch", "competitor", "refund", "complain", "poor",
+    "never arrived", "not received", "damaged", "defective", "scam", "rude",
+    # German
     "teuer", "kündig", "langsam", "fehler", "absturz", "keine antwort", "enttäusch",
-    "schlecht", "nutzlos", "ärger", "unzufrieden", "wechsel", "beschwerde",
+    "schlecht", "nutzlos", "ärger", "unzufrieden", "wechsel", "beschwerde", "nicht erhalten",
+    "kaputt", "defekt", "verspät", "betrug",
+    # Portuguese (a Brazilian marketplace's reviews, with and without accents)
+    "não recebi", "nao recebi", "não chegou", "nao chegou", "nunca chegou", "defeito",
+    "atrasou", "atrasad", "atraso", "péssim", "pessim", "ruim", "demorou", "não recomendo",
+    "nao recomendo", "devolv", "devoluç", "devoluc", "reembolso", "reclama", "insatisf",
+    "decepcion", "quebrad", "errado",
+    # Spanish
+    "no llegó", "no llego", "nunca llegó", "nunca llego", "defectuos", "no recomiendo",
+    "queja", "estafa", "pésimo", "malísim",
+    # French
+    "déçu", "jamais reçu", "pas reçu", "pas recu", "remboursement", "arnaque", "mauvais",
+    "résili", "plainte", "en retard", "défectueu", "cassé",
 )  # fmt: skip
 _NEGATIVE_RE = re.compile("|".join(re.escape(w) for w in NEGATIVE_WORDS), re.IGNORECASE)
 
@@ -62,7 +79,8 @@ def to_ns(values: pd.Series) -> np.ndarray:
 
 def comment_flags(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Per row: has a comment (non-blank text), and the comment contains a complaint word
-    (English or German lexicon). Only the rows with text are searched: most have none."""
+    (NEGATIVE_WORDS: English, German, Portuguese, Spanish and French). Only the rows with text
+    are searched: most have none."""
     present = text.notna().to_numpy(dtype=bool)
     has_text = np.zeros(len(text), dtype=bool)
     negative = np.zeros(len(text), dtype=bool)

@@ -209,3 +209,25 @@ def test_an_empty_customer_base_gives_an_empty_frame_with_all_columns():
     frame = build_features(tables, T)
     assert frame.empty and "events_30d" in frame.columns
     assert np.all(frame.columns[:2] == ["customer_id", "tenure_days"])
+
+
+def test_complaints_are_found_in_the_languages_of_real_reviews():
+    """A Brazilian marketplace's reviews are in Portuguese (often without accents): none was
+    counted as a complaint before. Praise in the same languages is not one."""
+    from features.prepared import comment_flags
+
+    complaints = [
+        "Ainda não recebi o produto.", "nao recebi ate agora", "Produto veio com defeito",
+        "Entrega atrasou muito, péssimo atendimento.", "Não recomendo, demorou demais.",
+        "El pedido no llegó", "Producto defectuoso, no recomiendo", "Très déçu, jamais reçu",
+        "Paket nicht erhalten, Gerät kaputt", "Item arrived damaged", "It never arrived",
+    ]  # fmt: skip
+    praise = [
+        "Produto chegou antes do prazo, muito bom.", "Recomendo a loja, entrega rápida.",
+        "Ótimo produto, bem embalado.", "Tudo certo, chegou direitinho.", "Excelente qualidade!",
+        "Muy buen producto, llegó rápido", "Excellent, je recommande", "Great template",
+        "Alles bestens, schnell geliefert",
+    ]  # fmt: skip
+    has_text, negative = comment_flags(pd.Series([*complaints, *praise, None, "  "]))
+    assert negative.tolist() == [True] * len(complaints) + [False] * (len(praise) + 2)
+    assert has_text.tolist() == [True] * (len(complaints) + len(praise)) + [False, False]
