@@ -621,3 +621,24 @@ def test_customers_whose_paid_period_ended_are_counted_and_warned_about_where_ch
     assert paid_period_ended(features, on_time, pd.Timestamp("2016-07-01")) == (2, None)
     plain = features.drop(columns="days_until_paid_period_ends")
     assert paid_period_ended(plain, late, pd.Timestamp("2016-07-01")) == (0, None)
+
+
+def test_a_single_review_is_said_once_and_no_review_once():
+    """A marketplace's buyers review one order: "Average review 2 of 5 over 1 review" had "Last
+    review 2 of 5" under it (1,061 buyers). Differing scores are two facts; without any review,
+    "No review yet" is said once, not three times."""
+    names = ["review_mean", "review_last", "reviews", "tenure_days"]
+    values = pd.DataFrame(
+        {"review_mean": [2.0, 3.0, np.nan], "review_last": [2.0, 1.0, np.nan],
+         "reviews": [1.0, 2.0, 0.0], "tenure_days": [100.0, 100.0, 100.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1, 0.05]] * 3)
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [(d["reason"], round(d["contribution"], 6)) for d in got[0]][:1] == [
+        ("Average review 2 of 5 over 1 review", 0.5)
+    ]
+    assert "Last review 2 of 5" not in [d["reason"] for d in got[0]]
+    assert [d["reason"] for d in got[1]][:2] == [
+        "Average review 3 of 5 over 2 reviews", "Last review 1 of 5"
+    ]  # fmt: skip
+    assert [d["reason"] for d in got[2]].count("No review yet") == 1
