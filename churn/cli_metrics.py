@@ -153,7 +153,7 @@ def _churn_definition(
         until = (tables.data_end() + pd.Timedelta(days=1)).normalize()
         events_ = tuple(qualifying) if qualifying else None
         lookback = (
-            data_lookback_days(tables, events_, until)
+            data_lookback_days(tables, events_, until, churn.horizon_days if churn else 0)
             if mode == "non_contractual"
             else DEFAULT_LOOKBACK_DAYS  # contractual churn has no use for it
         )

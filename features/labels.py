@@ -43,41 +43,49 @@ def _active_between(
 
 # Data-derived lookback: the LOOKBACK_QUANTILE of the customers' median gaps between active
 # days, rounded up to whole weeks, within LOOKBACK_RANGE days; DEFAULT_LOOKBACK_DAYS when no
-# customer has two active days yet.
+# customer has two active days yet; never shorter than the horizon.
 LOOKBACK_QUANTILE = 0.9
 LOOKBACK_RANGE = (28, 365)
 DEFAULT_LOOKBACK_DAYS = 90
 
 
-def lookback_from_quantile(gap_quantile: float) -> int:
+def lookback_from_quantile(gap_quantile: float, horizon_days: int = 0) -> int:
     """A lookback in days from a high quantile of typical gaps: whole weeks, rounded up, within
-    LOOKBACK_RANGE (NaN: DEFAULT_LOOKBACK_DAYS)."""
-    if not np.isfinite(gap_quantile):
-        return DEFAULT_LOOKBACK_DAYS
-    days = 7 * int(np.ceil(gap_quantile / 7))
-    return int(np.clip(days, *LOOKBACK_RANGE))
+    LOOKBACK_RANGE (NaN: DEFAULT_LOOKBACK_DAYS), and at least the horizon.
+
+    Why the horizon: gaps longer than the history cannot be seen, so months of history make
+    the typical gap look short. A shop with 6 months of data got 35 days where its full
+    history gave 105 (horizon 90), and left unscored, as "churned already", buyers whose last
+    order was 35 to 90 days ago: 20 to 37 % of those 30 to 60 days out bought again within
+    the horizon, 30 % of the next quarter's buyers were not scored. A customer who bought
+    within the last horizon is as current as the label's own window."""
+    days = DEFAULT_LOOKBACK_DAYS
+    if np.isfinite(gap_quantile):
+        days = int(np.clip(7 * int(np.ceil(gap_quantile / 7)), *LOOKBACK_RANGE))
+    return max(days, int(horizon_days))
 
 
-def lookback_from_gaps(median_gaps: np.ndarray) -> int:
+def lookback_from_gaps(median_gaps: np.ndarray, horizon_days: int = 0) -> int:
     """The non-contractual lookback for customers whose median gaps between active days (in
     days; NaN for a customer with fewer than two) are given: long enough that it holds the
     typical gap of LOOKBACK_QUANTILE of them, so a regular customer between two purchases
-    still counts as a customer. Pure: the Spark engine feeds it its own quantile."""
+    still counts as a customer, and at least the horizon (lookback_from_quantile). Pure: the
+    Spark engine feeds it its own quantile."""
     gaps = np.asarray(median_gaps, dtype="float64")
     gaps = gaps[np.isfinite(gaps)]
-    if not len(gaps):
-        return DEFAULT_LOOKBACK_DAYS
-    return lookback_from_quantile(float(np.quantile(gaps, LOOKBACK_QUANTILE)))
+    quantile = float(np.quantile(gaps, LOOKBACK_QUANTILE)) if len(gaps) else float("nan")
+    return lookback_from_quantile(quantile, horizon_days)
 
 
 def data_lookback_days(
-    tables: Tables, qualifying_events: tuple[str, ...] | None, until: object
+    tables: Tables, qualifying_events: tuple[str, ...] | None, until: object, horizon_days: int = 0
 ) -> int:
-    """The lookback the data calls for, from qualifying activity dated before `until`."""
+    """The lookback the data calls for, from qualifying activity dated before `until`, at least
+    `horizon_days`."""
     prep = prepare(tables)
     days = active_days(prep, qualifying_events)
     count = active_day_counts(days, prep.n_customers, as_of_timestamp(until).value)
-    return lookback_from_gaps(median_gaps(days, count))
+    return lookback_from_gaps(median_gaps(days, count), horizon_days)
 
 
 def resolve_lookback(tables: Tables, churn: ChurnDefinition, until: object) -> ChurnDefinition:
@@ -85,7 +93,8 @@ def resolve_lookback(tables: Tables, churn: ChurnDefinition, until: object) -> C
     non-contractual and has none configured (contractual churn does not use it)."""
     if churn.mode != "non_contractual" or churn.lookback_days is not None:
         return churn
-    return replace(churn, lookback_days=data_lookback_days(tables, churn.qualifying_events, until))
+    days = data_lookback_days(tables, churn.qualifying_events, until, churn.horizon_days)
+    return replace(churn, lookback_days=days)
 
 
 def _current(prep: Prepared, t: int) -> np.ndarray:

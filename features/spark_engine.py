@@ -418,7 +418,8 @@ def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig,
     gaps = days.select("customer", (F.col("day") - previous).alias("gap")).where("gap IS NOT NULL")
     medians = gaps.groupBy("customer").agg(F.expr("percentile(gap, 0.5)").alias("median"))
     quantile = medians.agg(F.expr(f"percentile(median, {LOOKBACK_QUANTILE})")).first()[0]
-    return lookback_from_quantile(float("nan") if quantile is None else float(quantile))
+    gap = float("nan") if quantile is None else float(quantile)
+    return lookback_from_quantile(gap, config.churn.horizon_days)
 
 
 def _buying_process(

@@ -16,6 +16,7 @@ from features.labels import (
     data_lookback_days,
     eligible_mask,
     lookback_from_gaps,
+    resolve_lookback,
 )
 from tests.factories import make_tables
 
@@ -40,6 +41,21 @@ def shop(every_days: dict[str, int], until: str = "2024-06-01"):
         for day in pd.date_range("2024-01-01", until, freq=f"{step}D", inclusive="left")
     ]
     return make_tables(customers, activity)
+
+
+def test_the_lookback_is_never_shorter_than_the_horizon():
+    """Months of history hide the long gaps: weekly and monthly buyers alone give 35 days, and
+    with a 90-day horizon customers who bought 40 days ago were "churned already"."""
+    assert lookback_from_gaps(np.full(20, 30.0)) == 35
+    assert lookback_from_gaps(np.full(20, 30.0), horizon_days=90) == 90
+    assert lookback_from_gaps(np.full(20, 200.0), horizon_days=90) == 203  # longer gaps: kept
+    assert lookback_from_gaps(np.array([np.nan]), horizon_days=120) == 120
+    tables = shop({"weekly": 7, "monthly": 30}, until="2024-04-20")  # last orders in April
+    churn = FeatureConfig().with_churn(mode="non_contractual", horizon_days=90).churn
+    resolved = resolve_lookback(tables, churn, "2024-06-01")
+    assert resolved.lookback_days == 90
+    assert eligible_mask(tables, "2024-06-01", resolved).all()
+    assert not eligible_mask(tables, "2024-06-01", replace(churn, lookback_days=35)).any()
 
 
 def test_the_data_lookback_follows_the_customers_rhythm_before_the_date():
@@ -99,8 +115,8 @@ def test_check_says_the_lookback_training_will_use(tmp_path):
     )  # fmt: skip
     config = FeatureConfig().with_churn(mode="non_contractual", horizon_days=30)
     last = max(default_dates(tables, config, TrainConfig()))
-    training = data_lookback_days(tables, ("purchase",), last)
-    at_end = data_lookback_days(tables, ("purchase",), tables.data_end().normalize())
+    training = data_lookback_days(tables, ("purchase",), last, 30)
+    at_end = data_lookback_days(tables, ("purchase",), tables.data_end().normalize(), 30)
     assert training != at_end  # the test can tell the two apart
     write_tables(tables, tmp_path / "data", {"config.toml": config_to_toml(config)})
     result = CliRunner().invoke(app, ["check", "--data", str(tmp_path / "data")])

@@ -105,6 +105,8 @@ def test_metrics_on_a_hand_made_holdout():
     assert m["roc_auc"] == 1.0 and m["pr_auc"] == 1.0
     assert m["lift_top_decile"] == pytest.approx(1 / 0.2)  # top 10 rows all churn, base 20 %
     assert m["recall_top_decile"] == pytest.approx(0.5)
+    # the 10 rows least at risk all stay, where 80 % stay overall
+    assert m["retained_lift_bottom_decile"] == pytest.approx(1 / 0.8)
     assert m["rows"] == 100 and m["positive_rate"] == pytest.approx(0.2)
     assert m["ece"] == pytest.approx(expected_calibration_error(y, p))
 

@@ -17,10 +17,11 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from training.model import Preprocessor, signed_log1p
 
 METRIC_NAMES = (
-    "roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile", "recall_top_decile", "ece", "positive_rate", "rows",
+    "roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile", "recall_top_decile",
+    "retained_lift_bottom_decile", "ece", "positive_rate", "rows",
 )  # fmt: skip
 HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False, "brier": False, "lift_top_decile": True,
-                    "recall_top_decile": True, "ece": False}  # fmt: skip
+                    "recall_top_decile": True, "retained_lift_bottom_decile": True, "ece": False}  # fmt: skip
 
 
 def top_share_mask(score: np.ndarray, share: float = 0.10) -> np.ndarray:
@@ -61,6 +62,11 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     both = len(np.unique(y)) == 2
     base = y.mean() if len(y) else float("nan")
     top = top_share_mask(p) if len(y) else np.zeros(0, bool)
+    # The other end: where most customers churn (an order export: 98 % never buy again) the
+    # top decile's lift cannot exceed 1 / rate (1.02); who stays is the rare class, and the
+    # 10 % least at risk are the list of likely returners.
+    bottom = top_share_mask(-p) if len(y) else np.zeros(0, bool)
+    kept = 1.0 - base
     clipped = np.clip(p, 1e-7, 1 - 1e-7)
     return {
         "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
@@ -69,6 +75,9 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "brier": float(brier_score_loss(y, clipped)) if len(y) else float("nan"),
         "lift_top_decile": float(y[top].mean() / base) if base > 0 else float("nan"),
         "recall_top_decile": float(y[top].sum() / y.sum()) if y.sum() > 0 else float("nan"),
+        "retained_lift_bottom_decile": float((1 - y[bottom]).mean() / kept)
+        if kept > 0
+        else float("nan"),
         "ece": expected_calibration_error(y, p),
         "positive_rate": float(base),
         "rows": float(len(y)),

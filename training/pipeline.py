@@ -105,6 +105,7 @@ class TrainingResult:
                 "brier",
                 "lift_top_decile",
                 "recall_top_decile",
+                "retained_lift_bottom_decile",
                 "ece",
                 "rows",
             ]
