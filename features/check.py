@@ -1182,11 +1182,15 @@ def _lifecycle_findings(
                     f"{fmt.duration_days(slack / pd.Timedelta(days=1))} after their churned_at "
                     f"({int(late.sum()):,} activity rows, e.g. {_example(act, late)}): is churned_at the end of service, or the day the "
                     "cancellation was asked for or the record last changed? Customers who came "
-                    "back count as churned at that date",
+                    "back count as churned at that date. (A product with a free tier is used "
+                    "after the subscription lapsed: that activity is no error, and its events "
+                    "are features like any other)",
                     "activity",
                     "at",
                 )
             )
+    if churn.mode == "contractual" and "churned_at" in customers:
+        found += _paid_after_churn(tables)
     if "ended_at" in customers and "churned_at" in customers:
         both = (customers["ended_at"] < customers["churned_at"]).to_numpy()
         if both.any():
@@ -1203,6 +1207,44 @@ def _lifecycle_findings(
                 )
             )
     return found
+
+
+def _paid_after_churn(tables: Tables) -> list[Finding]:
+    """Contractual churn: payments more than a day after the customer's churned_at, which a
+    subscriber who lapsed and came back makes (an app's users re-subscribe). One churned_at per
+    customer cannot say both lapses: the mapping chooses which is lost (README, "Subscribers
+    who come back")."""
+    customers, rev = tables.customers, tables.revenue
+    if rev.empty:
+        return []
+    position = pd.Index(customers["customer_id"]).get_indexer(rev["customer_id"])
+    churned_at = customers["churned_at"].to_numpy()[position]
+    kind = rev["kind"] if "kind" in rev else pd.Series(None, index=rev.index, dtype=object)
+    paid = ~kind.isin(("refund", "failed_payment")).to_numpy() & (rev["amount"] > 0).to_numpy()
+    with np.errstate(invalid="ignore"):
+        late = (
+            paid
+            & (position >= 0)
+            & (rev["at"].to_numpy() > churned_at + LIFECYCLE_SLACK.to_timedelta64())
+        )
+    if not late.any():
+        return []
+    who = rev["customer_id"][late].nunique()
+    churned = int(customers["churned_at"].notna().sum())
+    return [
+        Finding(
+            "warning",
+            "paid_after_churn",
+            f"{who:,} of {churned:,} churned customers paid again after their churned_at "
+            f"({int(late.sum()):,} payments, e.g. {_example(rev, late)}): subscribers who "
+            "lapsed and came back? A customer has one churned_at: with the last lapse, the "
+            "earlier ones are no churn in the labels and the months between count as "
+            "subscribed; with the first, the customer is not scored after it. One customer "
+            'per subscription spell keeps both (README, "Subscribers who come back")',
+            "revenue",
+            "at",
+        )
+    ]
 
 
 # --------------------------------------------------------------------------------------------

@@ -975,12 +975,23 @@ def _count_currencies(
             seen[str(value)] = seen.get(str(value), 0) + int(n)
 
 
+# A currency as exports write it: an ISO 4217 code (USD, eur) or a symbol.
+CURRENCY_VALUE = re.compile(r"^\s*(?:[A-Za-z]{3}|[€$£¥₹₩₽]|R\$)\s*$")
+# A column named like a currency whose values are mostly something else (RevenueCat's
+# price_in_purchased_currency holds prices) is no currency column.
+CURRENCY_VALUE_SHARE = 0.9
+
+
 def currency_warnings(sources: list[SourceReport]) -> list[str]:
     """A warning per revenue source whose kept rows carry more than one currency in a column
     the mapping leaves alone: their amounts would be added up as if one currency."""
     found = []
     for source in sources:
         for column, counts in source.currencies.items():
+            codes = {v: n for v, n in counts.items() if CURRENCY_VALUE.match(v)}
+            if sum(codes.values()) < CURRENCY_VALUE_SHARE * sum(counts.values()):
+                continue
+            counts = codes
             if len(counts) < 2:
                 continue
             ranked = sorted(counts.items(), key=lambda kv: -kv[1])
@@ -990,7 +1001,9 @@ def currency_warnings(sources: list[SourceReport]) -> list[str]:
                 f"revenue source '{source.label}' has {len(counts)} currencies in column "
                 f"'{column}': {listed}. Their amounts are added up as if one currency: convert "
                 f'them, or keep one with drop = [{{ column = "{column}", not_in = '
-                f'["{main}"], reason = "other currencies" }}]'
+                f'["{main}"], reason = "other currencies" }}]. If the amount column is '
+                "already in one currency (converted by the tool, like RevenueCat's price in "
+                f'USD), read this column into the table to say so: purchase_currency = "{column}"'
             )
     return found
 

@@ -650,6 +650,29 @@ def test_activity_before_signup_and_after_churn_is_counted_with_an_example(clean
     assert customers.loc[late_signup, "customer_id"] in early.message
 
 
+def test_a_subscriber_who_paid_again_after_churning_is_warned_about(clean):
+    """A subscription app's users lapse and re-subscribe: one churned_at per customer loses one
+    of the two, and the check says so with the payment, naming the way out."""
+    customers, activity, revenue = (df.copy() for df in clean)
+    assert "paid_after_churn" not in codes(
+        check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    )
+    churner = customers["churned_at"].notna().idxmax()
+    cid = customers.loc[churner, "customer_id"]
+    again = revenue[revenue["customer_id"] == cid].iloc[[0]].copy()
+    again["at"] = customers.loc[churner, "churned_at"] + pd.Timedelta(days=10)
+    refund = again.assign(kind="refund", amount=-again["amount"])  # a refund is no payment
+    found = {
+        f.code: f
+        for f in check_tables(
+            tables_of(customers, activity, pd.concat([revenue, again, refund])), CONTRACTUAL
+        ).findings
+    }
+    warning = found["paid_after_churn"]
+    assert warning.message.startswith("1 of ") and "(1 payments, e.g." in warning.message
+    assert cid in warning.message and "Subscribers who come back" in warning.message
+
+
 def test_an_end_without_churn_before_the_churn_date_is_warned_about(clean):
     customers, activity, revenue = (df.copy() for df in clean)
     churner = customers["churned_at"].notna().idxmax()

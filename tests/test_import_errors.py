@@ -567,6 +567,36 @@ def test_revenue_in_several_currencies_is_warned_about_with_the_rule_to_keep_one
     tables, report = run_import(load_mapping(path), tmp_path)
     assert not [w for w in report.warnings if "currencies" in w]
     assert tables.revenue["amount"].tolist() == [49.0, 49.0]
+    # Amounts the tool already converted: reading the column says so, and the warning goes.
+    read = revenue + 'purchase_currency = "currency"\n'
+    tables, report = run_import(
+        load_mapping(_files(tmp_path, _customers() + read, files)), tmp_path
+    )
+    assert not [w for w in report.warnings if "currencies" in w]
+    assert tables.revenue["purchase_currency"].tolist() == ["eur", "eur", "usd"]
+
+
+def test_a_price_column_named_like_a_currency_is_no_currency(tmp_path):
+    """RevenueCat's price_in_purchased_currency holds prices: "25 currencies in column
+    'price_in_purchased_currency': 4.99 (8,443 rows), 0.0 ..." was a warning with advice to
+    keep the rows priced 4.99."""
+    invoices = (
+        "customer,created,price,currency,price_in_purchased_currency\n"
+        "007,2024-02-01,4.99,USD,4.99\n007,2024-03-01,4.99,USD,4.99\n"
+        "007,2024-03-05,5.49,EUR,4.99\n007,2024-03-09,0.0,USD,0.0\n"
+    )
+    revenue = (
+        '\n[revenue]\nsource = "invoices.csv"\n[revenue.columns]\ncustomer_id = "customer"\n'
+        'at = "created"\namount = { column = "price", type = "number" }\n'
+    )
+    files = {
+        "crm.csv": "id,created\n007,2024-01-05\n",
+        "events.csv": EVENTS,
+        "invoices.csv": invoices,
+    }
+    _, report = run_import(load_mapping(_files(tmp_path, _customers() + revenue, files)), tmp_path)
+    warnings = [w for w in report.warnings if "currencies" in w]
+    assert len(warnings) == 1 and "column 'currency': USD (3 rows), EUR (1 rows)" in warnings[0]
 
 
 def test_ids_saved_from_a_float_column_are_named_and_whole_reads_them(tmp_path):
