@@ -656,3 +656,26 @@ def test_the_hindsight_line_tells_noise_a_negligible_loss_and_a_real_one(gain, i
     info = {"hindsight": 136, "chosen": 134, "hindsight_auc": 0.74 + gain, "chosen_auc": 0.74}
     line = hindsight_line({**info, "hindsight_gain_interval": interval})
     assert line.endswith(verdict) and f"{gain:+.4f} over the chosen 134" in line
+
+
+def test_mlflow_noise_about_choices_made_on_purpose_is_left_out(caplog):
+    """Every `churn train` printed MLflow's CloudPickle caution and its pip-version warning;
+    other MLflow warnings still reach the user."""
+    import logging
+
+    from training.tracking import quiet_mlflow
+
+    quiet_mlflow()
+    quiet_mlflow()  # idempotent: one filter
+    logger = logging.getLogger("mlflow.pyfunc")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="mlflow"):
+        logger.warning("Passing a Python object as `python_model` causes it to be serialized")
+        logging.getLogger("mlflow.utils.environment").warning(
+            "Failed to resolve installed pip version. ``pip`` will be added"
+        )
+        logger.warning("Model signature does not match the input example")
+        logging.getLogger("mlflow.store").info("Creating initial MLflow database tables...")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Model signature does not match the input example"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -101,7 +102,34 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+# MLflow's messages about choices made here on purpose, printed on every training run: the
+# model is a Python object (its scoring code is this package, pinned by the requirements),
+# and the environment is described by pip_requirements, not by pip's own version.
+KNOWN_MLFLOW_NOISE = (
+    "Passing a Python object as `python_model`",
+    "Failed to resolve installed pip version",
+)
+
+
+class _KnownNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(noise in message for noise in KNOWN_MLFLOW_NOISE)
+
+
+def quiet_mlflow() -> None:
+    """MLflow's log at warnings and above (its INFO lines on creating tables and experiments
+    say nothing a user acts on), without KNOWN_MLFLOW_NOISE. Idempotent."""
+    root = logging.getLogger("mlflow")
+    root.setLevel(logging.WARNING)
+    for name in ("mlflow.pyfunc", "mlflow.utils.environment"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _KnownNoise) for f in logger.filters):
+            logger.addFilter(_KnownNoise())
+
+
 def configure(uri: str | None = None) -> MlflowClient:
+    quiet_mlflow()
     uri = uri or tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
