@@ -28,7 +28,7 @@ from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureC
 from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables
 from features.dictionary import describe
 from features.labels import eligible_mask, label_mask, resolve_lookback
-from features.prepared import DAY_NS, prepare, to_ns
+from features.prepared import DAY_NS, prepare, qualifying_rows, to_ns
 from reporting import formatting as fmt
 
 # Words in an attribute's name that suggest it holds the customer's state on export day.
@@ -1293,10 +1293,9 @@ def running_totals(tables: Tables, config: FeatureConfig) -> RunningTotals:
     start, end = tables.history_start(), tables.data_end()
     middle = (start + (end - start) / 2).normalize()
     mid = to_ns(pd.Series([middle]))[0]
-    qualifying = _churn(config).qualifying_events
-    events = np.ones(len(act.at), dtype=bool)
-    if qualifying is not None:
-        events = np.isin(act.event_names, np.asarray(qualifying, dtype=object))[act.event]
+    events = qualifying_rows(act, _churn(config).qualifying_events)
+    if events is None:
+        events = np.ones(len(act.at), dtype=bool)
     whole: dict[str, np.ndarray] = {}
     before: dict[str, np.ndarray] = {}
     for name, customer, at, keep, weights in (

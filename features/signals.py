@@ -31,6 +31,7 @@ from features.prepared import (
     NO_EVENT,
     ActiveDays,
     ActivityArrays,
+    FeedbackArrays,
     Prepared,
     active_day_counts,
     active_days,
@@ -701,6 +702,15 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     return out
 
 
+def _last_score(fb: FeedbackArrays, mask: np.ndarray, n: int) -> np.ndarray:
+    """Per customer, the score of its last masked feedback row (rows are in time order); NaN
+    where none."""
+    last = _last_row(fb.customer, mask, n)
+    if not len(fb.score):
+        return np.full(n, np.nan)
+    return np.where(last >= 0, fb.score[np.maximum(last, 0)], np.nan)
+
+
 def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str, np.ndarray]:
     fb, n = prep.feedback, prep.n_customers
     before = fb.at < t
@@ -711,9 +721,8 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     out: dict[str, np.ndarray] = {}
 
     nps = scored & (fb.kind == 0)
-    last = _last_row(fb.customer, nps, n)
-    has = last >= 0
-    last_score = np.where(has, fb.score[np.where(has, last, 0)] if len(fb.score) else 0.0, np.nan)
+    last_score = _last_score(fb, nps, n)
+    has = ~np.isnan(last_score)
     out["nps_last"] = last_score
     out["nps_mean"] = _mean(_count(fb.customer, nps, n, score), _count(fb.customer, nps, n))
     out["nps_responses"] = _count(fb.customer, nps, n)
@@ -727,20 +736,14 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
         _count(fb.customer, csat_w, n, score), _count(fb.customer, csat_w, n)
     )
     out[f"csat_responses_{long_w}d"] = _count(fb.customer, csat_w, n)
-    last = _last_row(fb.customer, csat, n)
-    out["csat_last"] = np.where(
-        last >= 0, fb.score[np.where(last >= 0, last, 0)] if len(fb.score) else 0.0, np.nan
-    )
+    out["csat_last"] = _last_score(fb, csat, n)
 
     review = scored & (fb.kind == 2)
     out["review_mean"] = _mean(
         _count(fb.customer, review, n, score), _count(fb.customer, review, n)
     )
     out["reviews"] = _count(fb.customer, review, n)
-    last = _last_row(fb.customer, review, n)
-    out["review_last"] = np.where(
-        last >= 0, fb.score[np.where(last >= 0, last, 0)] if len(fb.score) else 0.0, np.nan
-    )
+    out["review_last"] = _last_score(fb, review, n)
 
     ticket = before & (fb.kind == 3)
     for w in config.windows:
@@ -769,7 +772,7 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
 
 def _empty_prepared() -> Prepared:
     """A Prepared with no customers and no rows, to read off the feature columns."""
-    from features.prepared import FeedbackArrays, RevenueArrays
+    from features.prepared import RevenueArrays
 
     i64 = np.zeros(0, dtype=np.int64)
     f64 = np.zeros(0, dtype=np.float64)

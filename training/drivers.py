@@ -326,9 +326,10 @@ def same_value_facts(
             if holder != "tenure_days":  # "No activity recorded yet" once; tenure is signup's
                 same |= np.isnan(a) & np.isnan(b)
             _move(contrib, points, np.flatnonzero(same), names.index(feature), names.index(holder))
-    for feature, holder in SAME_FACT_WHEN_SAME_SCORE:
-        if isinstance(holder, re.Pattern):
-            holder = next((n for n in names if holder.fullmatch(n)), "")
+    for feature, named in SAME_FACT_WHEN_SAME_SCORE:
+        holder = (
+            named if isinstance(named, str) else next((n for n in names if named.fullmatch(n)), "")
+        )
         if feature in names and holder in names and {feature, holder} <= set(values.columns):
             a, b = column(feature), column(holder)
             same = (a == b) | (np.isnan(a) & np.isnan(b))  # "No review yet" once
