@@ -28,11 +28,13 @@ NEGATIVE_WORDS = (
     "expensive", "cancel", "slow", "bug", "broken", "crash", "never answered", "no answer",
     "waiting", "disappointed", "terrible", "awful", "bad", "worse", "worst", "useless",
     "frustrat", "annoy", "unhappy", "switch", "competitor", "refund", "complain", "poor",
-    "never arrived", "not received", "damaged", "defective", "scam", "rude",
+    "never arrived", "not received", "damaged", "defective", "scam", "rude", "unacceptable",
+    "ridiculous",
     # German
     "teuer", "kündig", "langsam", "fehler", "absturz", "keine antwort", "enttäusch",
     "schlecht", "nutzlos", "ärger", "unzufrieden", "wechsel", "beschwerde", "nicht erhalten",
-    "kaputt", "defekt", "verspät", "betrug",
+    "kaputt", "defekt", "verspät", "betrug", "unverschämt", "frechheit", "nicht nachvollziehbar",
+    "inakzeptabel", "unakzeptabel", "katastroph",
     # Portuguese (a Brazilian marketplace's reviews, with and without accents)
     "não recebi", "nao recebi", "não chegou", "nao chegou", "nunca chegou", "defeito",
     "atrasou", "atrasad", "atraso", "péssim", "pessim", "ruim", "demorou", "não recomendo",

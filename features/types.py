@@ -455,6 +455,13 @@ def parse_numbers(
                 else "write numbers with a dot for decimals and no thousands separator or "
                 'currency sign, or declare the marks: decimal = ",", thousands = "."'
             )
+            # 2.093,97 under decimal = "," alone: the marks are right but one is undeclared.
+            other = "." if decimal == "," else ","
+            if thousands is None and decimal != ".":
+                with_mark = _matches(text, number_pattern(decimal, other), bad)
+                if with_mark[bad].all():
+                    hint = f'these numbers have a thousands mark: declare thousands = "{other}" too'
+
             return empty, [problem_at(column, "text that is not a number", bad, hint)]
         if thousands is not None:
             gone = "[ \u00a0\u202f]" if thousands == " " else re.escape(thousands)

@@ -142,7 +142,6 @@ def test_numbers_written_with_declared_marks_are_read(decimal, thousands, text, 
     [
         (",", ".", "1,234.56"),  # the other convention: refused, never read as 1.23456
         (",", ".", "1.23"),  # not groups of three: a dot decimal, not a thousands mark
-        (",", None, "1.234,56"),  # thousands mark not declared
         (".", None, "12,50"),
         (",", ".", "49,90 €"),
     ],
@@ -155,6 +154,16 @@ def test_numbers_that_do_not_follow_the_declared_marks_are_refused(decimal, thou
     declared = (decimal, thousands) != (".", None)
     assert ("is declared with" in problems[0].hint) is declared  # else: how to declare them
     assert "decimal = " in problems[0].hint
+
+
+def test_a_thousands_mark_left_undeclared_is_named():
+    """A German bank's 2.093,97 under decimal = "," alone: the hint said "write its numbers
+    that way" of numbers written that way; it names the missing declaration."""
+    _, problems = parse_numbers(pd.Series(["5,90", "2.093,97"]), "Betrag", decimal=",")
+    assert problems[0].examples == [1]
+    assert problems[0].hint == 'these numbers have a thousands mark: declare thousands = "." too'
+    _, problems = parse_numbers(pd.Series(["2.093,97", "49,90 €"]), "Betrag", decimal=",")
+    assert "is declared with" in problems[0].hint  # not every refused value has a mark
 
 
 def test_an_empty_activity_table_loads_but_empty_customers_do_not(tmp_path):

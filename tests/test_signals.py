@@ -221,6 +221,7 @@ def test_complaints_are_found_in_the_languages_of_real_reviews():
         "Entrega atrasou muito, péssimo atendimento.", "Não recomendo, demorou demais.",
         "El pedido no llegó", "Producto defectuoso, no recomiendo", "Très déçu, jamais reçu",
         "Paket nicht erhalten, Gerät kaputt", "Item arrived damaged", "It never arrived",
+        "Unverschämt!", "Die Gebühr ist nicht nachvollziehbar",
     ]  # fmt: skip
     praise = [
         "Produto chegou antes do prazo, muito bom.", "Recomendo a loja, entrega rápida.",

@@ -213,3 +213,40 @@ def test_training_errors_say_what_to_change(demo, tmp_path):
         train_from_tables(
             tables, features, late, log=lambda _: None, tracking_uri=f"sqlite:///{tmp_path}/m.db"
         )
+
+
+def test_the_linear_share_is_chosen_on_the_selection_folds_only_for_a_clear_gain(
+    small_champion, monkeypatch
+):
+    """The alternative share is taken where the selection folds' out-of-fold ROC AUC gains at
+    least MIN_SHARE_GAIN (an order export whose hazard is log-linear: +0.003 at two cuts);
+    otherwise, or without an alternative, the configured share stays and no fold is trained."""
+    from dataclasses import replace
+
+    from training import fit as fit_module
+    from training.fit import FoldTrainer, choose_linear_share, configured_capacity, lgbm_params
+    from training.model import Preprocessor
+
+    tables = small_champion.tables
+    path = config_path_for_data(small_champion.data_dir)
+    features, config = feature_config_from_file(path), train_config_from_file(path)
+    dataset, resolved = build_training_set(
+        tables, default_dates(tables, features, config), features
+    )
+    plan = plan_for(dataset, resolved.churn.horizon_days, config)
+    dataset = dataset[dataset["as_of"].isin(plan.dates)].reset_index(drop=True)
+    pre = Preprocessor().fit(dataset)
+    params = lgbm_params(config, pre, configured_capacity(config, len(dataset), 100, 100))
+    trainer = FoldTrainer(dataset, pre, params, config)
+
+    none = replace(config, linear_share_alternative=None)
+    assert choose_linear_share(trainer, plan, none) is none and trainer.runs == {}
+    lines: list[str] = []
+    monkeypatch.setattr(fit_module, "MIN_SHARE_GAIN", -1.0)  # any difference is a gain
+    assert choose_linear_share(trainer, plan, config, lines.append).linear_share == 0.5
+    assert lines[0].startswith("linear share 0.5 (selection folds' ROC AUC: 0.25 -> 0.")
+    monkeypatch.setattr(fit_module, "MIN_SHARE_GAIN", 1.0)  # no difference is enough
+    assert choose_linear_share(trainer, plan, config).linear_share == 0.25
+    assert trainer.config is config  # the trainer scores with the configured share again
+    with pytest.raises(ValueError, match="linear_share_alternative must be at least 0"):
+        replace(config, linear_share_alternative=1.5)

@@ -16,13 +16,14 @@ registered model gives.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from sklearn.metrics import roc_auc_score
 
 from features.config import FeatureConfig
 from training.config import TrainConfig
@@ -779,6 +780,47 @@ def refit(
     return model, summary
 
 
+# The alternative linear share must beat the configured one by this much ROC AUC on the
+# selection folds (their mean): below it the difference is fold noise.
+MIN_SHARE_GAIN = 0.002
+
+
+def choose_linear_share(
+    trainer: FoldTrainer, plan: BacktestPlan, config: TrainConfig, log: Log | None = None
+) -> TrainConfig:
+    """The configuration with the linear share the selection folds prefer: the configured
+    `linear_share`, or `linear_share_alternative` where its out-of-fold ROC AUC (each fold's
+    booster at the rounds the folds choose, with its linear term) is higher by MIN_SHARE_GAIN
+    on average over the folds. The folds are trained once; the holdout is not looked at."""
+    other = config.linear_share_alternative
+    if other is None or other == config.linear_share:
+        return config
+    runs = [trainer.run(fold) for fold in plan.folds]
+    chosen_on, _ = nearest_fold_runs(runs, trainer.y)
+    rounds = choose_rounds([r.curve for r in chosen_on])
+    scores: dict[float, float] = {}
+    for share in (config.linear_share, other):
+        trainer.config = replace(config, linear_share=share)
+        aucs = []
+        for run in runs:
+            y = trainer.y[run.valid_index]
+            if len(np.unique(y)) < 2:
+                continue
+            x = _features(trainer.dataset, trainer.preprocessor, run.valid_index)
+            linear = trainer.linear_term(run, rounds)
+            aucs.append(roc_auc_score(y, blended_logit(run.booster, rounds, linear, x)))
+        scores[share] = float(np.mean(aucs)) if aucs else float("nan")
+    trainer.config = config
+    better = scores[other] - scores[config.linear_share] >= MIN_SHARE_GAIN
+    if log:
+        log(
+            f"linear share {other if better else config.linear_share} (selection folds' ROC AUC: "
+            + ", ".join(f"{k} -> {v:.4f}" for k, v in scores.items())
+            + ")"
+        )
+    return replace(config, linear_share=other) if better else config
+
+
 def fit_churn_model(
     dataset: pd.DataFrame,
     plan: BacktestPlan,
@@ -809,6 +851,8 @@ def fit_churn_model(
         for line in preprocessor.grouping_notes():
             log(line)
     trainer = FoldTrainer(dataset, preprocessor, params, config, log)
+    config = choose_linear_share(trainer, plan, config, log)
+    trainer.config = config
     backtest = run_backtest(dataset, plan, preprocessor, trainer, config, log, truth)
     model, summary = refit(dataset, plan, preprocessor, trainer, feature_config, config, log)
     model.metrics = {k: v for k, v in backtest.evaluation.metrics.items() if np.isfinite(v)}
