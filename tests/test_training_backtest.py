@@ -132,6 +132,7 @@ def test_the_refit_includes_the_latest_complete_date(nine_months):
     assert latest + pd.Timedelta(days=30) <= tables.data_end()
     assert fitted.refit.trained_until == str(latest.date()) == fitted.model.trained_until
     assert fitted.refit.rows == len(fitted.dataset) and fitted.refit.dates == len(fitted.plan.dates)
+    assert fitted.refit.linear_share in (0.25, 0.5)  # recorded: refit.linear_share in MLflow
     # the backtest model did not see the holdout date; the refit did
     assert pd.Timestamp(fitted.evaluation.holdout.dates[0]) == latest
 

@@ -85,6 +85,7 @@ class Refit:
     params: dict[str, Any]
     rounds_from: str = ""  # the folds whose validation curves chose the rounds
     band_warnings: list[str] = field(default_factory=list)
+    linear_share: float = 0.25  # the share the model has (choose_linear_share)
 
     def as_params(self) -> dict[str, Any]:
         return {f"refit.{k}": v for k, v in self.__dict__.items() if k != "params"}
@@ -766,6 +767,7 @@ def refit(
         rounds_from=rounds_from,
         params={k: v for k, v in trainer.params.items() if k != "monotone_constraints"},
         band_warnings=warnings,
+        linear_share=config.linear_share,
     )
     if log:
         log(
