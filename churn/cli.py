@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import pandas as pd
 import typer
@@ -20,6 +20,9 @@ from churn.cli_metrics import register as register_metrics_commands
 from churn.options import BucketsOption, ConfigFile, DataUri, EngineOption
 from features.config import FeatureConfig, config_for_data, config_path_for_data
 from features.contract import ContractError, Tables
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 MODEL_NAME_ENV = "CHURN_MODEL_NAME"  # the same variable the service reads
 ModelName = Annotated[
@@ -362,17 +365,17 @@ def check_command(
         raise typer.Exit(code=2)
     try:
         feature_config = config_for_data(data, config)
-        allowed = train_config_from_file(config_path_for_data(data, config)).allow_label_like
+        train_config = train_config_from_file(config_path_for_data(data, config))
         tables = load_tables(data)
     except ContractError as err:
         report = error_report(str(data), f"the data breaks the contract: {err}")
     except (ValueError, FileNotFoundError) as err:
         report = error_report(str(data), str(err), code="input")
     else:
-        feature_config = _lookback_as_training(
-            tables, feature_config, config_path_for_data(data, config)
+        feature_config = _lookback_as_training(tables, feature_config, train_config)
+        report = check_tables(
+            tables, feature_config, data=str(data), allow_label_like=train_config.allow_label_like
         )
-        report = check_tables(tables, feature_config, data=str(data), allow_label_like=allowed)
     typer.echo(report.to_text())
     if out is not None:
         with atomic_file(out) as tmp:
@@ -386,7 +389,7 @@ def check_command(
 
 
 def _lookback_as_training(
-    tables: Tables, feature_config: FeatureConfig, config_path: Path | None
+    tables: Tables, feature_config: FeatureConfig, train_config: TrainConfig
 ) -> FeatureConfig:
     """The configuration with a non-contractual lookback left to the data resolved as `churn
     train` resolves it (at its last observation date), so that check and the model say one
@@ -395,14 +398,13 @@ def _lookback_as_training(
     from dataclasses import replace
 
     from features.labels import resolve_lookback
-    from training.config import train_config_from_file
     from training.pipeline import default_dates
 
     churn = feature_config.churn
     if churn.mode != "non_contractual" or churn.lookback_days is not None:
         return feature_config
     try:
-        dates = default_dates(tables, feature_config, train_config_from_file(config_path))
+        dates = default_dates(tables, feature_config, train_config)
     except ValueError:
         return feature_config
     if not dates:

@@ -687,6 +687,14 @@ PERIOD_OVERLAP_DAYS = 7  # a paid period may run this far past the next invoice 
 PERIOD_OVERLAP_SHARE = 0.5  # of the invoices followed by another: ones whose period runs on
 
 
+def _payments(revenue: pd.DataFrame) -> np.ndarray:
+    """Per revenue row: a payment (any kind but refund and failed_payment; a missing kind is
+    an invoice), as features.prepared reads the kinds."""
+    if "kind" not in revenue:
+        return np.ones(len(revenue), dtype=bool)
+    return ~revenue["kind"].isin(["refund", "failed_payment"]).to_numpy(dtype=bool)
+
+
 def _period_end_findings(tables: Tables) -> list[Finding]:
     """revenue.period_end that is not the end of the period an invoice pays: where most
     invoices are followed by the customer's next one long before their period_end, the column
@@ -695,8 +703,7 @@ def _period_end_findings(tables: Tables) -> list[Finding]:
     rev = tables.revenue
     if "period_end" not in rev or rev["period_end"].isna().all():
         return []
-    kind = rev["kind"] if "kind" in rev else pd.Series(pd.NA, index=rev.index)
-    paid = rev[~kind.isin(["refund", "failed_payment"]).to_numpy(dtype=bool)]
+    paid = rev[_payments(rev)]
     paid = paid.sort_values(["customer_id", "at"], kind="stable")
     following = paid.groupby("customer_id", sort=False, observed=True)["at"].shift(-1)
     known = following.notna() & paid["period_end"].notna()
@@ -1219,8 +1226,7 @@ def _paid_after_churn(tables: Tables) -> list[Finding]:
         return []
     position = pd.Index(customers["customer_id"]).get_indexer(rev["customer_id"])
     churned_at = customers["churned_at"].to_numpy()[position]
-    kind = rev["kind"] if "kind" in rev else pd.Series(None, index=rev.index, dtype=object)
-    paid = ~kind.isin(("refund", "failed_payment")).to_numpy() & (rev["amount"] > 0).to_numpy()
+    paid = _payments(rev) & (rev["amount"] > 0).to_numpy()
     with np.errstate(invalid="ignore"):
         late = (
             paid
