@@ -645,7 +645,9 @@ def log_scoring_run(
 
     import mlflow
 
-    mlflow.set_experiment(experiment)
+    from training.tracking import use_experiment
+
+    use_experiment(experiment)
     with mlflow.start_run(run_name=f"score {run.as_of.date()}") as active:
         mlflow.log_params({"as_of": run.as_of.date().isoformat(), "model_name": model_name,
                            "model_version": model_version, "partition": str(run.partition)})  # fmt: skip

@@ -344,9 +344,10 @@ def log_monitoring(
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    from training.tracking import experiment_id
+
     client = client or MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = experiment_id(client, experiment)
     run_ids = {}
     for entry in entries:
         if entry["as_of"] not in computed:

@@ -128,6 +128,40 @@ def quiet_mlflow() -> None:
             logger.addFilter(_KnownNoise())
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: the folder `mlruns` beside a SQLite store
+    (sqlite:///path/mlflow.db), so that a store and its models stay together whichever folder
+    `churn train` runs from (MLflow's default is ./mlruns of the first run's working folder);
+    None for other stores (a tracking server has its own artifact root)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    database = Path(uri[len(prefix) :].split("?", 1)[0])
+    return (database.resolve().parent / "mlruns").as_uri()
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of experiment `name`, created when missing with its artifacts beside a SQLite
+    store (artifact_root). Two processes creating it at once both get the one experiment."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_root(client.tracking_uri))
+    except MlflowException:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def use_experiment(name: str) -> str:
+    """Make `name` the active experiment of the configured store (experiment_id); its id."""
+    identifier = experiment_id(MlflowClient(), name)
+    mlflow.set_experiment(experiment_id=identifier)
+    return identifier
+
+
 def configure(uri: str | None = None) -> MlflowClient:
     quiet_mlflow()
     uri = uri or tracking_uri()
@@ -327,7 +361,7 @@ def log_training_run(
     extra_metrics: dict[str, float] | None = None,
 ) -> LoggedRun:
     """One MLflow run with everything an analyst needs, the model logged and registered."""
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     mark_dead_runs_failed(client, experiment)
     with mlflow.start_run(tags=process_tags()) as run:
         mlflow.log_params({k: _short(v) for k, v in params.items()})
