@@ -25,6 +25,7 @@ from serving.batch import FEATURES_FILE, RUN_FILE, SCORES_FILE, list_partitions
 from serving.monitoring import (
     cbpe,
     feature_drift,
+    no_newer_labels,
     realized_by_group,
     realized_metrics,
     verdict,
@@ -177,7 +178,15 @@ def examine_partition(
         entry["realized"] = realized
         dims = [d for d in dims if d in frame.columns]
         entry["realized_by_group"] = _records(realized_by_group(frame, dims))
-    judged = verdict(reference.backtest if reference else None, drift, realized, expected)
+    judged = verdict(
+        reference.backtest if reference else None,
+        drift,
+        realized,
+        expected,
+        no_newer=no_newer_labels(
+            [*(reference.dates if reference else []), model.trained_until], horizon, matured_until
+        ),
+    )
     entry["verdict"] = judged.status
     entry["reasons"] = judged.reasons
     return entry

@@ -21,6 +21,7 @@ from serving.monitoring import (
     drift_row,
     expected_roc_auc,
     feature_drift,
+    no_newer_labels,
     psi,
     psi_band,
     realized_by_group,
@@ -164,6 +165,42 @@ def test_feature_drift_ranks_top_features_and_includes_the_score():
     judged = verdict({"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}, top_moves)
     assert judged.status == "retrain" and "top feature f0" in judged.reasons[0]
     assert verdict({}, feature_drift(reference, frame, p, importance)).status == "fine"
+
+
+def test_a_retrain_is_advised_only_when_it_would_see_newer_labels():
+    """A model trained on every date whose label is complete: its first partitions differ from
+    its training rows by a horizon at least (a 5-month shop export's tenure, PSI 1.65: "retrain"
+    the day the model was trained). Drift then calls a watch, which says so; once the next
+    training date's label is in, a retrain again."""
+    dates = [str(d.date()) for d in pd.date_range("2024-01-05", "2024-03-29", freq="7D")]
+    horizon = 60
+    # the last date 2024-03-29, step 7 days: the next date's label is complete on 2024-06-04
+    assert no_newer_labels(dates, horizon, pd.Timestamp("2024-06-04")) is None
+    why = no_newer_labels(dates, horizon, pd.Timestamp("2024-06-03"))
+    assert why == (
+        "a retrain would see no newer labels: the model was trained on dates until 2024-03-29, "
+        "and the next date's 60-day label (2024-04-05) is complete on 2024-06-04"
+    )
+    # one date: the step is the horizon
+    assert no_newer_labels(["2024-03-29"], horizon, pd.Timestamp("2024-07-26")) is not None
+    assert no_newer_labels(["2024-03-29"], horizon, pd.Timestamp("2024-07-27")) is None
+    assert no_newer_labels([], horizon, pd.Timestamp("2024-06-03")) is None
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({f"f{i}": rng.normal(size=2000) for i in range(3)})
+    p = rng.uniform(0.01, 0.3, 2000)
+    reference = build_reference(frame, list(frame.columns), [], p)
+    importance = {"f0": 3.0, "f1": 2.0, "f2": 1.0}
+    moved = feature_drift(reference, frame.assign(f0=frame["f0"] + 3), p, importance)
+    backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
+    assert verdict(backtest, moved).status == "retrain"
+    judged = verdict(backtest, moved, no_newer=why)
+    assert judged.status == "watch"
+    assert "top feature f0" in judged.reasons[0] and judged.reasons[1] == why
+    # nothing to retrain for: the reason is not added
+    assert verdict(backtest, feature_drift(reference, frame, p, importance), no_newer=why) == (
+        verdict(backtest, feature_drift(reference, frame, p, importance))
+    )
 
 
 def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_are_no_drift():
@@ -502,6 +539,32 @@ def test_a_model_without_reference_distributions_is_told_to_retrain(demo_runs, t
     )
     assert all(e["verdict"] == "retrain" and e["reasons"] == [NO_REFERENCE] for e in result.entries)
     assert "realized" in result.entries[0]  # realized performance needs no reference
+
+
+def test_drift_on_a_model_trained_on_the_latest_labels_is_a_watch(demo_runs, tmp_path):
+    """The planted change read by a model whose last training date is the latest with a
+    complete label: the drifted partitions say "watch" and why, not "retrain"."""
+    from dataclasses import replace as copy_with
+
+    from features.labels import observation_end
+    from serving.monitoring_job import run_monitoring
+
+    model, runs = demo_runs
+    tables, scores, before = runs["drift"]
+    assert any(e["verdict"] == "retrain" for e in before.entries)
+    churn = model.features_config().churn
+    observed, _ = observation_end(tables, churn)
+    latest = observed - pd.Timedelta(days=int(churn.horizon_days))
+    fresh = copy_with(model, trained_until=str(latest.date()))
+    result = run_monitoring(
+        tables, scores, lambda info: (fresh, "1"), out=tmp_path / "m.json", log=lambda _: None
+    )
+    for old, new in zip(before.entries, result.entries, strict=True):
+        if old["verdict"] == "retrain":
+            assert new["verdict"] == "watch", new["as_of"]
+            assert any(r.startswith("a retrain would see no newer labels") for r in new["reasons"])
+        else:
+            assert new["verdict"] == old["verdict"]
 
 
 def test_the_service_answer_is_read_from_the_monitoring_file(demo_runs, tmp_path):
