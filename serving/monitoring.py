@@ -40,6 +40,7 @@ MAX_OUTSIDE_SHARE = 0.01  # a partition within the training dates' spread: at mo
 TOP_FEATURES = 10  # drift of one of the model's 10 most important features can call a retrain
 LEVEL = 0.95
 NO_REFERENCE = "no reference distributions: retrain"
+NO_NEWER_LABELS = "a retrain would see no newer labels:"  # how no_newer_labels starts
 REALIZED_METRICS = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "ece", "log_loss")
 
 
@@ -400,7 +401,7 @@ def no_newer_labels(
     if following + horizon <= observed_until:
         return None
     return (
-        f"a retrain would see no newer labels: the model was trained on dates until "
+        f"{NO_NEWER_LABELS} the model was trained on dates until "
         f"{stamps[-1].date()}, and the next date's {horizon_days}-day label "
         f"({following.date()}) is complete on {(following + horizon).date()}"
     )

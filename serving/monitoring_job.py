@@ -23,6 +23,7 @@ from features.io import atomic_file
 from features.labels import label_mask, observation_end
 from serving.batch import FEATURES_FILE, RUN_FILE, SCORES_FILE, list_partitions
 from serving.monitoring import (
+    NO_NEWER_LABELS,
     cbpe,
     feature_drift,
     no_newer_labels,
@@ -245,10 +246,9 @@ def run_monitoring(
         )
         entries.append(entry)
         computed.append(entry["as_of"])
-        log(
-            f"  {entry['as_of']}: {entry['verdict']}"
-            + (f" ({entry['reasons'][0]})" if entry["reasons"] else "")
-        )
+        shown = entry["reasons"][:1]
+        shown += [r for r in entry["reasons"][1:] if r.startswith(NO_NEWER_LABELS)]
+        log(f"  {entry['as_of']}: {entry['verdict']}" + (f" ({'; '.join(shown)})" if shown else ""))
     document = {
         "generated_at": pd.Timestamp.now("UTC").isoformat(),
         "observed_until": str(observed) if observed is not None else None,
