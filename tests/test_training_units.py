@@ -206,16 +206,17 @@ def test_band_thresholds_follow_cumulative_shares():
 
 
 def test_band_ceilings_keep_likely_leavers_out_of_low():
-    """Where 82 % of the customers churn (a mobile game's lapsed players), the top 10 % alone
-    start above 99 %: a player at 99 % would read 'low'. The ceilings put everyone at 50 % or
-    more in 'high' and 25-50 % in 'medium'; below the ceilings the shares decide as before."""
+    """Where a third of the customers are near-certain leavers (lapsed players), the top 10 %
+    alone start above 98 %: a player at 98 % would read 'low'. The ceilings put everyone at 50 %
+    or more in 'high' and 25-50 % in 'medium'; below the ceilings the shares decide as before.
+    (Where most customers are above the 'high' ceiling, the bands rank: the test below.)"""
     rng = np.random.default_rng(0)
-    mostly_leaving = np.r_[rng.uniform(0.97, 0.9999, 820), rng.uniform(0.02, 0.6, 180)]
+    mostly_leaving = np.r_[rng.uniform(0.97, 0.9999, 350), rng.uniform(0.02, 0.45, 650)]
     ceilings = {"high": 0.5, "medium": 0.25}
     shares = {"high": 0.10, "medium": 0.30}
     thresholds = band_thresholds(mostly_leaving, shares, ceilings)
     assert thresholds == {"high": 0.5, "medium": 0.25}
-    assert band_thresholds(mostly_leaving, shares)["high"] > 0.99  # the rank alone
+    assert band_thresholds(mostly_leaving, shares)["high"] > 0.98  # the rank alone
     model = ChurnModel.__new__(ChurnModel)
     model.band_thresholds = thresholds
     bands = model.risk_band(np.array([0.99, 0.5, 0.3, 0.1]))
@@ -224,10 +225,11 @@ def test_band_ceilings_keep_likely_leavers_out_of_low():
     assert band_thresholds(rare, shares, ceilings) == band_thresholds(rare, shares)
 
 
-def test_where_nearly_everyone_is_above_the_ceiling_the_bands_rank():
+def test_where_most_customers_are_above_the_ceiling_the_bands_rank():
     """An order export where 98 % never buy again: every customer above 50 % was 'high', with an
-    alert each. Past RANK_ABOVE_CEILING_SHARE the shares alone decide; below it (the game
-    above, 85 %) the ceilings still bind."""
+    alert each; a shop log where 55 % do not buy again had half its buyers 'high'. Past
+    RANK_ABOVE_CEILING_SHARE (half the customers) the shares alone decide; below it the
+    ceilings still bind (40 % above 50 %: all of them 'high')."""
     rng = np.random.default_rng(1)
     never_back = rng.uniform(0.9, 0.999, 1000)
     ceilings = {"high": 0.5, "medium": 0.25}
@@ -241,9 +243,17 @@ def test_where_nearly_everyone_is_above_the_ceiling_the_bands_rank():
     assert counts["high"] == pytest.approx(100, abs=2) and counts["low"] == pytest.approx(
         700, abs=2
     )
-    game = np.r_[rng.uniform(0.97, 0.9999, 850), rng.uniform(0.02, 0.4, 150)]
-    assert bands_rank_only(game, ceilings) is None
-    assert band_thresholds(game, shares, ceilings) == ceilings
+    shop = np.r_[rng.uniform(0.55, 0.95, 550), rng.uniform(0.05, 0.45, 450)]
+    assert bands_rank_only(shop, ceilings) == pytest.approx(0.55)
+    model.band_thresholds = band_thresholds(shop, shares, ceilings)
+    counts = pd.Series(model.risk_band(shop)).value_counts()
+    assert counts["high"] == pytest.approx(100, abs=2)
+    assert counts["medium"] == pytest.approx(200, abs=2)
+    mixed = np.r_[rng.uniform(0.55, 0.95, 400), rng.uniform(0.05, 0.45, 600)]
+    assert bands_rank_only(mixed, ceilings) is None
+    assert band_thresholds(mixed, shares, ceilings)["high"] == 0.5
+    model.band_thresholds = band_thresholds(mixed, shares, ceilings)
+    assert (model.risk_band(mixed) == "high").sum() == 400
 
 
 def test_band_settings_are_checked():
@@ -257,7 +267,7 @@ def test_band_settings_are_checked():
         TrainConfig(risk_bands={"high": 0.0, "medium": 0.3})
     only_high = TrainConfig(risk_bands={"high": 0.2})  # the default ceilings still take
     assert band_thresholds(
-        np.linspace(0, 1, 101), only_high.risk_bands, only_high.risk_band_ceilings
+        np.linspace(0, 0.8, 101), only_high.risk_bands, only_high.risk_band_ceilings
     ) == {"high": 0.5}
 
 
