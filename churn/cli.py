@@ -701,15 +701,13 @@ def score_command(
     typer.echo(
         f"scored {run.summary['customers_scored']:,} customers as of {run.as_of.date()} -> {run.partition} (MLflow run {run_id})"
     )
-    lapsed = run.summary.get("customers_lapsed", 0)
-    if lapsed:
-        churn = champion.model.features_config().churn
-        events = " or ".join(f"'{e}'" for e in churn.qualifying_events or ()) or "any"
-        typer.echo(
-            f"not scored: {lapsed:,} customers without {events} activity in the "
-            f"{churn.lookback_days} days before {run.as_of.date()} (the model's lookback): "
-            "churned already under its churn definition"
-        )
+    from reporting.report_html import not_scored_note
+
+    unscored = not_scored_note(
+        run.summary, champion.model.features_config().churn, str(run.as_of.date())
+    )
+    if unscored:
+        typer.echo(f"not scored: {unscored}")
     if Path(str(run.partition), "report.html").is_file():
         typer.echo(f"report: {Path(str(run.partition), 'report.html')}")
     bands = run.summary["bands"]

@@ -134,6 +134,23 @@ def lapsed_count(tables: Tables, as_of: object, churn: ChurnDefinition) -> int:
     return int(_current(prepare(tables), t).sum() - eligible_mask(tables, as_of, churn).sum())
 
 
+def never_active_count(tables: Tables, as_of: object, churn: ChurnDefinition) -> int:
+    """Non-contractual churn: the customers of lapsed_count with no qualifying activity at all
+    before T (browsers who never bought): not lapsed buyers, and no churn of theirs either.
+    Contractual churn: 0."""
+    if churn.mode != "non_contractual":
+        return 0
+    prep = prepare(tables)
+    t = as_of_timestamp(as_of).value
+    return int((_current(prep, t) & ~ever_active_before(tables, as_of, churn)).sum())
+
+
+def ever_active_before(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
+    """Per customer (all of them): any qualifying activity before T."""
+    t = as_of_timestamp(as_of).value
+    return _active_between(prepare(tables), churn, np.iinfo(np.int64).min, t)
+
+
 def label_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
     """Per customer (all of them): churned in [T, T + horizon) under the churn definition.
 

@@ -463,6 +463,23 @@ def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
     return int(customers.where(current).count())
 
 
+def current_never_active(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> int:
+    """Customers signed up before T and not churned or ended before T without qualifying
+    activity before T (as features.labels.never_active_count counts them): one Spark job."""
+    from pyspark.sql import functions as F
+
+    customers, info = plan.frames["customers"], plan.infos["customers"]
+    t = as_of_timestamp(as_of).value
+    current = _as_ns(customers, info, "signup_at") < F.lit(t)
+    for ends in ("churned_at", "ended_at"):
+        if ends in customers.columns:
+            end = _as_ns(customers, info, ends)
+            current = current & (end.isNull() | (end >= F.lit(t)))
+    ids = customers.where(current).select(_customer_key(customers, "customers").alias("customer"))
+    active = _active_days_before(plan.frames["activity"], plan.infos["activity"], config, t)
+    return int(ids.join(active.select("customer").distinct(), "customer", "left_anti").count())
+
+
 def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -> list[int]:
     """The latest `at` of feedback and revenue, in one Spark job."""
     from pyspark.sql import functions as F

@@ -33,7 +33,7 @@ from features.check import stale_tables
 from features.config import ChurnDefinition
 from features.contract import Tables
 from features.io import atomic_dir
-from features.labels import lapsed_count
+from features.labels import lapsed_count, never_active_count
 from features.prepared import as_of_timestamp
 from features.signals import build_features
 from reporting.report_html import write_partition_report
@@ -622,6 +622,7 @@ def run_scoring(
             log(f"segment report: {band_rows_note(start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
+        summary["customers_never_active"] = never_active_count(tables, t, config.churn)
         summary["paid_period_ended"] = ended
         summary["stale_tables"] = stale
         features.to_parquet(tmp / FEATURES_FILE, index=False)

@@ -32,6 +32,7 @@ from features.spark_engine import (
     BucketTables,
     atomic_output,
     current_customers,
+    current_never_active,
     delete_path,
     list_folder,
     output_schema,
@@ -320,6 +321,9 @@ def spark_run_scoring(
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
         )  # as serving.batch counts them (features.labels.lapsed_count)
+        summary["customers_never_active"] = (
+            current_never_active(plan, config, t) if config.churn.mode == "non_contractual" else 0
+        )  # features.labels.never_active_count
         summary["stale_tables"] = stale
         ended = 0  # as serving.batch.paid_period_ended counts them
         if PAID_PERIOD_FEATURE in feature_schema.names:

@@ -15,6 +15,7 @@ from churn.cli import app
 from features.check import (
     check_tables,
     churn_share_by_month,
+    churned_ever,
     label_like_attributes,
     late_churn_records,
     month_counts,
@@ -319,6 +320,33 @@ def test_non_contractual_churned_ever_is_no_qualifying_activity_in_the_last_hori
     customers["is_lapsed"] = lapsed.to_numpy()
     flags = flagged(tables_of(customers, activity, revenue), config)
     assert "ROC AUC 1.000" in flags["is_lapsed"]
+
+
+def test_customers_who_never_qualified_have_no_churn_to_measure():
+    """Non-contractual: a customer without qualifying activity before the last horizon (a
+    browser who never bought) is neither churned nor retained (a shop log counted 11,877 of
+    15,767 "churned" where 8,817 had ever bought)."""
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["buyer", "lapsed", "browser"],
+            "signup_at": pd.to_datetime(["2023-01-01"] * 3),
+        }
+    )
+    activity = pd.DataFrame(
+        {
+            "customer_id": ["buyer", "buyer", "lapsed", "browser"],
+            "at": pd.to_datetime(["2023-02-01", "2023-06-10", "2023-02-01", "2023-06-20"]),
+            "event": ["purchase", "purchase", "purchase", "view"],
+        }
+    )
+    config = FeatureConfig(
+        churn=ChurnDefinition(
+            mode="non_contractual", horizon_days=60, qualifying_events=("purchase",)
+        )
+    )
+    measured, churned = churned_ever(tables_of(customers, activity), config)
+    assert list(measured) == [True, True, False]
+    assert list(churned) == [False, True, False]
 
 
 # --- the profile and its warnings --------------------------------------------------------

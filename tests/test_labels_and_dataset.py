@@ -7,7 +7,7 @@ import pytest
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.dataset import build_training_set, observation_dates, parse_days, write_training_set
-from features.labels import build_labels, lapsed_count
+from features.labels import build_labels, lapsed_count, never_active_count
 from features.signals import build_features
 from tests.factories import make_tables
 
@@ -112,6 +112,39 @@ def test_lapsed_customers_are_counted_not_dropped_silently(tables):
     )
     assert lapsed_count(tables, "2024-03-01", only_login) == 2
     assert lapsed_count(tables, "2024-03-01", ChurnDefinition(horizon_days=30)) == 0
+
+
+def test_unscored_customers_who_never_qualified_are_told_apart_from_lapsed_ones(tables):
+    """Of the customers left unscored, those without any qualifying activity before T are not
+    lapsed buyers (a shop log's browsers read "churned already"): counted apart, and said so."""
+    from reporting.report_html import not_scored_note, run_notes
+
+    short = ChurnDefinition(mode="non_contractual", horizon_days=30, lookback_days=10)
+    # leaves_later's last event is 2024-02-01, before the 10 days; left_at_t has none at all
+    assert lapsed_count(tables, "2024-03-01", short) == 2
+    assert never_active_count(tables, "2024-03-01", short) == 1
+    only_login = ChurnDefinition(
+        mode="non_contractual", horizon_days=30, lookback_days=30, qualifying_events=("login",)
+    )
+    assert never_active_count(tables, "2024-03-01", only_login) == 2  # reports are no logins
+    assert never_active_count(tables, "2024-03-01", ChurnDefinition(horizon_days=30)) == 0
+    summary = {"customers_lapsed": 2, "customers_never_active": 1}
+    assert not_scored_note(summary, short, "2024-03-01") == (
+        "2 customers without qualifying activity in the 10 days before 2024-03-01 (the model's "
+        "lookback): 1 had some before, churned already under the churn definition; 1 never had "
+        "any, not buyers yet"
+    )
+    assert not_scored_note(
+        {"customers_lapsed": 2, "customers_never_active": 2}, only_login, "2024-03-01"
+    ) == (
+        "2 customers without 'login' activity in the 30 days before 2024-03-01 (the model's "
+        "lookback): 2 never had any, not buyers yet"
+    )
+    assert run_notes({"customers_lapsed": 2, "customers_never_active": 0}) == [
+        "Not scored: 2 customers without qualifying activity in the model's lookback window: "
+        "2 had some before, churned already under the churn definition."
+    ]
+    assert not_scored_note({"customers_lapsed": 0, "customers_never_active": 0}) is None
 
 
 def test_label_needs_the_whole_horizon_in_the_data(tables):

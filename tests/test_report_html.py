@@ -273,7 +273,7 @@ def test_run_notes_name_lapsed_customers_and_empty_bands():
     summary = {"customers_lapsed": 18649, "band_notes": ["risk band 'high' holds none of the"]}
     assert run_notes(summary) == [
         "Not scored: 18,649 customers without qualifying activity in the model's lookback "
-        "window, churned already under its churn definition.",
+        "window: churned already under the churn definition.",
         "Risk band 'high' holds none of the",
     ]
     assert run_notes({"customers_lapsed": 0, "band_notes": []}) == []
