@@ -213,6 +213,14 @@ def test_a_lookback_left_to_the_data_and_history_signals_equal_the_pandas_engine
     chance = f"no_activity_chance_{config.churn.horizon_days}d"
     assert expected[chance].notna().all() and expected[chance].between(0, 1).all()
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
+    # The unscored customers who never had qualifying activity: counted alike
+    from features.labels import never_active_count
+    from features.spark_engine import current_never_active, plan_run
+
+    t = pd.Timestamp("2024-06-01")
+    never = never_active_count(tables, t, resolved.churn)
+    assert never > 0
+    assert current_never_active(plan_run(spark, str(demo), resolved, until=t), resolved, t) == never
 
 
 def test_cli_spark_engine_and_a_contract_error_that_keeps_the_previous_output(
