@@ -67,7 +67,7 @@ MAX_CHURN_MONTHS = 120  # the churn table covers at most the last ten years of d
 MIN_ROWS_FOR_TIME_CHECKS = 10  # midnight/one-day checks need some rows to mean anything
 WITHOUT_ACTIVITY_SHARE = 0.05  # warn when this share of customers has no activity at all
 
-Level = Literal["error", "warning"]
+Level = Literal["error", "warning", "note"]  # a note is information, never a failure
 
 
 class LabelLike(NamedTuple):
@@ -142,6 +142,10 @@ class CheckReport:
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level == "warning"]
 
+    @property
+    def notes(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "note"]
+
     def exit_code(self, strict: bool = False) -> int:
         """2 on errors, 1 on warnings when strict, else 0."""
         if self.errors:
@@ -157,6 +161,7 @@ class CheckReport:
         out["label_like"] = [{"name": f.name, "reason": f.reason} for f in self.label_like]
         out["errors"] = len(self.errors)
         out["warnings"] = len(self.warnings)
+        out["notes"] = len(self.notes)
         return out
 
     def to_json(self) -> str:
@@ -524,13 +529,16 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
             continue
         ns = to_ns(values)
         if (ns % DAY_NS == 0).all() and col in ("at", "resolved_at"):
+            # A note, not a warning: daily exports are dates, which the contract reads as
+            # midnight (a SaaS export's 448,486 usage rows failed `--strict` for it).
             found.append(
                 Finding(
-                    "warning",
+                    "note",
                     "midnight",
                     f"all {len(values):,} timestamps are at midnight: dates without a time of "
-                    "day (a day's rows count on that day) or times lost in the export; check "
-                    "the time zone",
+                    "day. A day's rows count on that day: features as of T use the days before "
+                    "T, and the rows of T itself fall in T's label window. If the export had "
+                    "times of day, they were lost on the way",
                     p.name,
                     col,
                 )
@@ -1611,7 +1619,10 @@ def _render(report: CheckReport, *, markdown: bool) -> list[str]:
             f"churned by the end of the data: {report.churned_customers:,} of "
             f"{report.customers_measured:,} customers"
         )
-    for level, items in (("Errors", report.errors), ("Warnings", report.warnings)):
+    sections = [("Errors", report.errors), ("Warnings", report.warnings)]
+    if report.notes:
+        sections.append(("Notes", report.notes))
+    for level, items in sections:
         lines.append(h(f"{level} ({len(items)})"))
         for f in items:
             where = ".".join(x for x in (f.table, f.column) if x)

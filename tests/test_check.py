@@ -480,15 +480,22 @@ def test_a_column_named_in_cents_is_flagged(clean):
     assert [(f.table, f.column) for f in found] == [("customers", "mrr_cents")]
 
 
-def test_timestamps_all_at_midnight_are_flagged():
+def test_timestamps_all_at_midnight_are_noted_without_failing_strict():
+    """Daily exports are dates: said as a note (how a day's rows count), which `--strict`
+    does not fail on (a SaaS export's usage rows did)."""
     midnight = check_tables(tables_of(*subscriptions(midnight=True)), CONTRACTUAL)
     timed = check_tables(tables_of(*subscriptions()), CONTRACTUAL)
     # revenue is stamped from the same dates here
-    assert [(f.table, f.column) for f in midnight.findings if f.code == "midnight"] == [
+    assert [(f.table, f.column) for f in midnight.notes if f.code == "midnight"] == [
         ("activity", "at"),
         ("revenue", "at"),
     ]
-    assert "midnight" not in codes(timed)
+    assert not [f for f in midnight.warnings if f.code == "midnight"]
+    assert midnight.exit_code(strict=True) == timed.exit_code(strict=True)
+    text = midnight.to_text()
+    assert "Notes (2)" in text and "the rows of T itself fall in T's label window" in text
+    assert midnight.to_dict()["notes"] == 2
+    assert "midnight" not in codes(timed) and "Notes" not in timed.to_text()
 
 
 def test_signups_all_on_one_day_and_a_single_event_type_are_flagged():
