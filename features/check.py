@@ -28,7 +28,7 @@ from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureC
 from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables
 from features.dictionary import describe
 from features.labels import eligible_mask, ever_active_before, label_mask, resolve_lookback
-from features.prepared import DAY_NS, prepare, qualifying_rows, to_ns
+from features.prepared import DAY_NS, NAT, prepare, qualifying_rows, to_ns
 from reporting import formatting as fmt
 
 # Words in an attribute's name that suggest it holds the customer's state on export day.
@@ -222,6 +222,7 @@ def check_tables(
     events = tables.activity["event"].value_counts(sort=True)
     report.event_types = {str(k): int(v) for k, v in events.items() if v > 0}
     report.findings += _activity_findings(report, churn)
+    report.findings += _customers_without_rows(tables, churn)
     period_starts = None if config.activity_totals else period_start_warning(tables.activity)
     if period_starts:
         report.findings.append(Finding("warning", "period_starts", period_starts, "activity", "at"))
@@ -693,6 +694,46 @@ def _activity_findings(report: CheckReport, churn: ChurnDefinition) -> list[Find
             )
         )
     return found
+
+
+# Current customers of a contractual export with no row in any table for this long before the
+# data's end: scored from their signup date and attributes alone. A warning from this share of
+# the current customers on (a mapping's join that made a phantom customer: a SaaS export's
+# spells query gave 52 such "customers", scored "low" for a year), a note below it.
+SILENT_CUSTOMER_DAYS = 30
+SILENT_CUSTOMER_SHARE = 0.01
+
+
+def _customers_without_rows(tables: Tables, churn: ChurnDefinition) -> list[Finding]:
+    """Contractual churn: current customers at the data's end, signed up SILENT_CUSTOMER_DAYS
+    before it or more, without any activity, payment or feedback: counted with an example."""
+    if churn.mode != "contractual":
+        return []  # non-contractual: customers without qualifying activity are not scored
+    prep = prepare(tables)
+    end = tables.data_end()
+    t = end.value
+    n = prep.n_customers
+    seen = np.zeros(n, dtype=bool)
+    for rows in (prep.activity.customer, prep.revenue.customer, prep.feedback.customer):
+        seen[rows] = True
+    current = (prep.signup_at <= t - SILENT_CUSTOMER_DAYS * DAY_NS) & (
+        ((prep.churned_at == NAT) | (prep.churned_at >= t))
+        & ((prep.ended_at == NAT) | (prep.ended_at >= t))
+    )
+    silent = current & ~seen
+    if not silent.any():
+        return []
+    share = silent.sum() / max(int(current.sum()), 1)
+    level: Level = "warning" if share >= SILENT_CUSTOMER_SHARE else "note"
+    text = (
+        f"{int(silent.sum()):,} of {int(current.sum()):,} current customers signed up "
+        f"{SILENT_CUSTOMER_DAYS} days or more before the data's end ({end.date()}) have no "
+        "activity, no payment and no feedback at all: they are scored from their signup date "
+        "and attributes alone. Customers who never used the product? Or rows a mapping's join "
+        f"made (a spell or account with nothing of its own)? Example row: "
+        f"{_example(tables.customers, silent)}"
+    )
+    return [Finding(level, "customers_without_rows", text, "customers", "customer_id")]
 
 
 PERIOD_OVERLAP_DAYS = 7  # a paid period may run this far past the next invoice (late renewal)
@@ -1535,7 +1576,10 @@ def _example(df: pd.DataFrame, mask: pd.Series | np.ndarray) -> dict[str, Any]:
     if not len(idx):
         return {}
     row = df.iloc[int(idx[0])]
-    return {k: (v.isoformat() if isinstance(v, pd.Timestamp) else v) for k, v in row.items()}
+    return {
+        k: (v.isoformat() if isinstance(v, pd.Timestamp) else None if fmt.is_missing(v) else v)
+        for k, v in row.items()
+    }
 
 
 def _month_runs(months: list[str]) -> str:

@@ -806,3 +806,39 @@ def test_training_warns_about_a_stale_export_before_any_work(clean):
 
     with pytest.raises(Stop):
         fit_from_tables(tables, CONTRACTUAL, TrainConfig(), log=log)
+
+
+def test_current_customers_without_any_row_are_counted_with_an_example():
+    """A contractual export's customers with no activity, payment or feedback for a month or
+    more are scored from signup and attributes alone (a mapping's join made 52 such spells of a
+    SaaS export, scored "low" for a year): a warning from 1 % of the current customers, a note
+    below; a customer with only payments, or signed up in the last month, is not counted."""
+    customers, activity, revenue = subscriptions(seed=4)
+    end = activity["at"].max()
+    current = customers["churned_at"].isna()
+    phantoms = customers[current].head(10).copy()
+    phantoms["customer_id"] = [f"{c}#2" for c in phantoms["customer_id"]]
+    phantoms["signup_at"] = end - pd.Timedelta(days=200)
+    paying = phantoms.head(1).assign(customer_id="pays_only")
+    fresh = phantoms.head(1).assign(customer_id="fresh", signup_at=end - pd.Timedelta(days=5))
+    payment = revenue.head(1).assign(customer_id="pays_only")
+    found = check_tables(
+        tables_of(
+            pd.concat([customers, phantoms, paying, fresh], ignore_index=True),
+            activity,
+            pd.concat([revenue, payment], ignore_index=True),
+        ),
+        CONTRACTUAL,
+    )
+    silent = [f for f in found.findings if f.code == "customers_without_rows"]
+    assert len(silent) == 1 and silent[0].level == "warning"
+    assert silent[0].message.startswith("10 of ") and "current customers" in silent[0].message
+    assert "#2" in silent[0].message and "NaT" not in silent[0].message  # the example row
+    one = check_tables(
+        tables_of(pd.concat([customers, phantoms.head(1)], ignore_index=True), activity, revenue),
+        CONTRACTUAL,
+    )
+    assert [f.level for f in one.findings if f.code == "customers_without_rows"] == ["note"]
+    shop = FeatureConfig(churn=ChurnDefinition(mode="non_contractual", horizon_days=60))
+    both = tables_of(pd.concat([customers.drop(columns="churned_at"), phantoms.drop(columns="churned_at")], ignore_index=True), activity, revenue)  # fmt: skip
+    assert "customers_without_rows" not in codes(check_tables(both, shop))
