@@ -30,7 +30,7 @@ Sentence = Callable[[Any, Context, "str | None"], str]
 RAISES, LOWERS, DEPENDS = 1, -1, 0  # direction: what a higher value usually does to the risk
 # describe()'s keywords that a model's feature configuration fills (FeatureConfig fields of
 # the same names; ChurnModel.reason_settings carries them): the words its features are said in.
-WORDING = ("value_unit", "activity_totals", "date_attributes")
+WORDING = ("value_unit", "activity_totals", "date_attributes", "qualifying_events")
 
 
 class UnknownFeature(KeyError):
@@ -401,6 +401,110 @@ def _recorded_dates(period: str, window: int | None) -> Sentence:
         )
 
     return sentence
+
+
+# The churn definition's qualifying events (a shop's "purchase") in the words of the features
+# measured on them: the whole-history signals (features.signals._history_signals). Said as
+# "active", they mixed two meanings: "No activity in the last 35 days (usually active every 4
+# days)" took its 35 days from any event, views included, and its 4 from purchase days.
+def qualifying_noun(events: Sequence[str]) -> str:
+    """The qualifying events as a noun: ('purchase',) -> 'purchase'; ('export', 'api_call')
+    -> 'export or api call'."""
+    return " or ".join(_words(str(e)) for e in events)
+
+
+def _last_of(noun: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        days = float(value)
+        text = (
+            f"Last {noun} yesterday" if days <= 1 else f"Last {noun} {fmt.duration_days(days)} ago"
+        )
+        if days < 1:
+            text = f"Last {noun} today"
+        gap = _ctx(context, "active_gap_median_days")
+        return text + (f" (usually {_every(gap)})" if gap is not None else "")
+
+    return sentence
+
+
+def _recency_beside(noun: str) -> Sentence:
+    """Any activity's recency, with the usual gap between the qualifying events' days said as
+    theirs."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        text = _recency(value, {}, currency)
+        gap = _ctx(context, "active_gap_median_days")
+        return text + (f" (usually a {noun} {_every(gap)})" if gap is not None else "")
+
+    return sentence
+
+
+def _overdue_of(noun: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        ratio = float(value)
+        since, gap = _since_and_gap(context)
+        detail = ""
+        if since is not None and gap is not None:
+            detail = f" ({fmt.duration_days(since)} since the last {noun}, usually {_every(gap)})"
+        if ratio < 1:
+            return f"Within the usual gap between {noun}s{detail}"
+        return f"No {noun} for {fmt.number(ratio, 1)} times the usual gap{detail}"
+
+    return sentence
+
+
+def _rate_of(noun: str) -> Sentence:
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        return f"A {noun} on {fmt.percent(float(value), 0)} of days since the first"
+
+    return sentence
+
+
+@lru_cache(maxsize=256)
+def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | None:
+    """The features measured on the qualifying events, in their words ("Last purchase 20 days
+    ago (usually every 4 days)"); None for any other feature."""
+    if not events:
+        return None
+    noun = qualifying_noun(events)
+    gap = ("active_gap_median_days",)
+    none = f"No {noun} yet"
+    too_few = f"Too few {noun}s to measure a usual gap"
+    entries = {
+        "days_since_last_event": _entry(
+            "Days since last activity", "days", RAISES, _recency_beside(noun),
+            "No activity recorded yet", context=gap,
+        ),
+        "lifetime_events": _entry(
+            f"{noun.capitalize()} events over the whole history", "events", LOWERS,
+            _count_sentence(f"{noun} event", none=f"No {noun} so far", where="over the whole history"),
+        ),
+        "lifetime_active_days": _entry(
+            f"Days with a {noun} over the whole history", "days", LOWERS,
+            _count_sentence(f"day with a {noun}", f"days with a {noun}", none=f"No {noun} so far", where="over the whole history"),
+        ),
+        "days_since_first_active": _entry(
+            f"Days since the first {noun}", "days", LOWERS, _ago(f"First {noun}"), none
+        ),
+        "days_since_last_active": _entry(
+            f"Days since the last {noun}", "days", RAISES, _last_of(noun), none, context=gap
+        ),
+        "active_gap_mean_days": _entry(
+            f"Mean gap between {noun}s", "days", RAISES, _gap(f"A {noun} on average"), too_few
+        ),
+        "active_gap_median_days": _entry(
+            f"Usual gap between {noun}s", "days", RAISES, _gap(f"Usually a {noun}"), too_few
+        ),
+        "overdue_ratio": _entry(
+            f"Time since the last {noun} against the usual gap", "ratio", RAISES,
+            _overdue_of(noun), too_few,
+            context=("days_since_last_active", "days_since_last_event", *gap),
+        ),
+        "active_day_rate": _entry(
+            f"Share of days with a {noun}", "share", LOWERS, _rate_of(noun), none
+        ),
+    }  # fmt: skip
+    return entries.get(feature)
 
 
 _ACTIVE_DAYS_WINDOW = re.compile(r"active_days_(?P<w>\d+)d")
@@ -874,6 +978,7 @@ def describe(
     value_unit: str | None = None,
     activity_totals: str | None = None,
     date_attributes: Sequence[str] = (),
+    qualifying_events: Sequence[str] | None = None,
 ) -> FeatureEntry:
     """The dictionary entry of a feature; `attributes` are the declared customer attributes
     (FeatureConfig.customer_attributes), described from their own name. A name that matches
@@ -884,7 +989,9 @@ def describe(
     activity.value measures ([features] value_unit), for the activity-value features' words;
     activity_totals: the period each activity row totals ([features] activity_totals), for the
     day-based activity features' words; date_attributes: the declared attributes that are dates
-    (FeatureConfig.date_attributes), whose values are days from T."""
+    (FeatureConfig.date_attributes), whose values are days from T; qualifying_events: the churn
+    definition's qualifying events (ChurnDefinition.qualifying_events), for the words of the
+    features measured on them (_qualifying_entry)."""
     if feature in date_attributes:
         return _date_attribute_entry(feature)
     if feature in attributes:
@@ -892,6 +999,8 @@ def describe(
     entry = _value_entry(feature, value_unit) if value_unit else None
     if entry is None and activity_totals:
         entry = _totals_entry(feature, activity_totals)
+    if entry is None and qualifying_events:
+        entry = _qualifying_entry(feature, tuple(qualifying_events))
     entry = entry or _lookup(feature)
     if entry is None and not strict:
         return _attribute_entry(feature)

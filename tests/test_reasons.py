@@ -316,3 +316,52 @@ def test_the_activity_value_is_worded_in_the_configured_unit():
     assert got[0][0]["label"] == "Seconds listened in 30 days"
     config = FeatureConfig.from_dict({"value_unit": unit})
     assert config.value_unit == unit and FeatureConfig().value_unit is None
+
+
+def test_the_features_of_the_qualifying_events_are_worded_as_them():
+    """A shop log's "No activity in the last 35 days (usually active every 4 days)" took its 35
+    days from any event, views included, and its 4 from purchase days: with qualifying events
+    the features measured on them say so, and the recency of any activity names whose gap it
+    quotes. Without them the words are as before."""
+    import numpy as np
+
+    from features.dictionary import describe, qualifying_noun
+    from training.drivers import top_drivers
+
+    shop = {"qualifying_events": ("purchase",)}
+    gap = {"active_gap_median_days": 4.0}
+    assert describe("days_since_last_event", **shop).text(35.0, gap) == (
+        "No activity in the last 35 days (usually a purchase every 4 days)"
+    )
+    assert describe("days_since_last_active", **shop).text(20.0, gap) == (
+        "Last purchase 20 days ago (usually every 4 days)"
+    )
+    assert describe("days_since_last_active", **shop).missing == "No purchase yet"
+    assert describe("active_gap_median_days", **shop).text(4.0) == "Usually a purchase every 4 days"
+    assert describe("active_gap_median_days", **shop).missing == (
+        "Too few purchases to measure a usual gap"
+    )
+    context = {"days_since_last_active": 20.0, **gap}
+    assert describe("overdue_ratio", **shop).text(5.0, context) == (
+        "No purchase for 5 times the usual gap (20 days since the last purchase, usually every "
+        "4 days)"
+    )
+    assert describe("lifetime_active_days", **shop).text(1.0) == (
+        "1 day with a purchase over the whole history"
+    )
+    assert describe("lifetime_events", **shop).text(0.0) == "No purchase so far"
+    assert describe("days_since_first_active", **shop).text(38.0) == "First purchase 38 days ago"
+    assert (
+        describe("active_day_rate", **shop).text(0.25)
+        == "A purchase on 25% of days since the first"
+    )
+    assert qualifying_noun(("export", "api_call")) == "export or api call"
+    assert describe("days_since_last_event").text(35.0, gap) == (
+        "No activity in the last 35 days (usually active every 4 days)"
+    )
+    assert describe("events_30d", **shop).text(3.0) == describe("events_30d").text(3.0)
+    values = pd.DataFrame({"days_since_last_active": [20.0], "active_gap_median_days": [4.0]})
+    got = top_drivers(np.array([[0.4, 0.1]]), ["days_since_last_active", "active_gap_median_days"],
+                      values, 1, np.array([[4.0, 1.0]]), qualifying_events=("purchase",)).to_pylist()  # fmt: skip
+    assert got[0][0]["reason"] == "Last purchase 20 days ago (usually every 4 days)"
+    assert got[0][0]["label"] == "Days since the last purchase"

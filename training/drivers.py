@@ -467,6 +467,7 @@ def top_drivers(
     safe_levels: Mapping[str, Collection[str]] | None = None,
     activity_totals: str | None = None,
     date_attributes: Sequence[str] = (),
+    qualifying_events: Sequence[str] = (),
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -482,7 +483,9 @@ def top_drivers(
     model scores below average (training.reference.safe_levels), which are no reason either;
     activity_totals: the period an activity row totals (FeatureConfig.activity_totals), for the
     day-based activity features' sentences; date_attributes: the declared attributes that are
-    dates (FeatureConfig.date_attributes), said as days from T. A row's empty activity windows
+    dates (FeatureConfig.date_attributes), said as days from T; qualifying_events: the churn
+    definition's (ChurnDefinition.qualifying_events), for the words of the features measured on
+    them. A row's empty activity windows
     make one driver (merge_same_facts)."""
     contrib, points = merge_same_facts(contrib, points, names, values)
     if typical or safe_levels:
@@ -512,6 +515,7 @@ def top_drivers(
             "value_unit": value_unit,
             "activity_totals": activity_totals,
             "date_attributes": date_attributes,
+            "qualifying_events": tuple(qualifying_events),
         },
     )
     children = [

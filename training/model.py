@@ -406,6 +406,7 @@ class ChurnModel:
             "value_unit": getattr(self.features_config(), "value_unit", None),
             "activity_totals": getattr(self.features_config(), "activity_totals", None),
             "date_attributes": getattr(self.features_config(), "date_attributes", None) or (),
+            "qualifying_events": self.features_config().churn.qualifying_events or (),
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
