@@ -574,6 +574,33 @@ def test_a_window_without_payments_is_the_last_payments_age_and_no_activity_is_s
     ]  # fmt: skip
 
 
+def test_no_payment_while_the_paid_period_runs_is_no_reason():
+    """An annual plan's invoice 40 days back read "Revenue down 100% on the previous 30 days"
+    (78 annual payers of a SaaS export, 3 % of whom churned against 10 %): inside a paid period
+    that still runs no payment was due. Once the period has ended, the empty window is the last
+    payment's age as before."""
+    names = [
+        "payments_30d",
+        "revenue_30d",
+        "revenue_trend_30d",
+        "days_since_last_payment",
+        "days_until_paid_period_ends",
+        "tickets_30d",
+    ]
+    values = pd.DataFrame(
+        {"payments_30d": [0.0, 0.0], "revenue_30d": [0.0, 0.0],
+         "revenue_trend_30d": [-1.0, -1.0], "days_since_last_payment": [40.0, 400.0],
+         "days_until_paid_period_ends": [325.0, -35.0], "tickets_30d": [2.0, 2.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.2, 0.1, 0.3, 0.05, 0.0, 0.04], [0.2, 0.1, 0.3, 0.05, 0.0, 0.04]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    running = [d["feature"] for d in got[0]]
+    assert "revenue_trend_30d" not in running and "payments_30d" not in running
+    assert "revenue_30d" not in running and running[0] == "days_since_last_payment"
+    ended = [(d["feature"], round(d["contribution"], 6)) for d in got[1]]
+    assert ended[:2] == [("days_since_last_payment", 0.35), ("revenue_trend_30d", 0.3)]
+
+
 def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
     contrib = np.full((3, len(names)), 0.5)
