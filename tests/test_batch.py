@@ -601,6 +601,27 @@ def test_no_payment_while_the_paid_period_runs_is_no_reason():
     assert ended[:2] == [("days_since_last_payment", 0.35), ("revenue_trend_30d", 0.3)]
 
 
+def test_a_downgrade_is_said_once_by_the_last_payments_change():
+    """A SaaS export's 44 customers read "Last payment down 61% on the one before" beside
+    "Revenue down 61% on the previous 30 days" and "1 downgrade in the last 90 days": one
+    downgrade. A trend that is not the payment's change, or a downgrade before the last
+    payment, stays its own fact."""
+    names = ["last_payment_change", "revenue_trend_30d", "downgrades_90d", "tickets_30d"]
+    values = pd.DataFrame(
+        {"last_payment_change": [-0.61, -0.61, -0.61], "revenue_trend_30d": [-0.613, -0.2, -0.61],
+         "downgrades_90d": [1.0, 1.0, 2.0], "days_since_last_payment": [12.0, 120.0, 12.0],
+         "tickets_30d": [1.0, 1.0, 1.0]}
+    )  # fmt: skip
+    contrib = np.tile([0.2, 0.3, 0.25, 0.1], (3, 1))
+    merged, _ = merge_same_facts(contrib, contrib * 10, names, values)
+    np.testing.assert_allclose(merged[0], [0.75, 0.0, 0.0, 0.1])
+    np.testing.assert_allclose(merged[1], [0.2, 0.3, 0.25, 0.1])  # last payment 120 days ago
+    np.testing.assert_allclose(merged[2], [0.5, 0.0, 0.25, 0.1])  # two downgrades: one is older
+    got = top_drivers(contrib[:1], names, values.iloc[:1], 3, contrib[:1] * 10).to_pylist()
+    assert [d["reason"] for d in got[0]][0] == "Last payment down 61% on the one before"
+    assert len(got[0]) == 2
+
+
 def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
     contrib = np.full((3, len(names)), 0.5)

@@ -302,6 +302,8 @@ def same_value_facts(
       (or the last event's).
     - The usual gap, where the recency is known: the recency's sentence states it.
     - A window without payments: its payment count and revenue are the last payment's age.
+    - A plan change: the revenue trend and the window's one downgrade or upgrade that are the
+      last payment's change (_one_price_change).
     - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
       a non-zero value is said by the shortest window that has it ("1 cancel event in the last
       30 days" holds the 90 days' count), a zero by the longest ("No tickets in the last 90
@@ -350,6 +352,7 @@ def same_value_facts(
                 if count in values.columns:
                     empty = (column(count) == 0) & (column(name) == 0)  # refunds say more
                     _move(contrib, points, np.flatnonzero(empty & ~covered), j, to)
+    _one_price_change(contrib, points, names, values)
     families: dict[str, list[tuple[int, int]]] = {}
     for j, name in enumerate(names):
         match = _NESTED_WINDOW.fullmatch(name)
@@ -363,6 +366,44 @@ def same_value_facts(
         for (_, short), (_, long_) in pairwise(windows):
             a, b = column(names[short]), column(names[long_])
             _move(contrib, points, np.flatnonzero((a == b) & (a == 0)), short, long_)
+
+
+PRICE_CHANGE = "last_payment_change"
+_PLAN_CHANGES = re.compile(r"(?P<kind>downgrades|upgrades)_(?P<w>\d+)d")
+_WINDOWED_TREND = re.compile(r"revenue_trend_(?P<w>\d+)d")
+
+
+def _one_price_change(
+    contrib: np.ndarray, points: np.ndarray, names: list[str], values: pd.DataFrame
+) -> None:
+    """In place: a plan change said once, by the last payment's change ("Last payment down 61%
+    on the one before"). On a SaaS export 44 customers read it beside "Revenue down 61% on the
+    previous 30 days" and "1 downgrade in the last 90 days", three sentences for one downgrade.
+    - The revenue trend, where it is the last payment's change (within a percentage point).
+    - One downgrade (upgrade) in a window, where the last payment fell (rose) within it: the
+      downgrade is that payment's."""
+    if PRICE_CHANGE not in names or PRICE_CHANGE not in values.columns:
+        return
+    to = names.index(PRICE_CHANGE)
+    change = values[PRICE_CHANGE].to_numpy(dtype="float64", na_value=np.nan)
+    since = (
+        values[PAYMENT_RECENCY].to_numpy(dtype="float64", na_value=np.nan)
+        if PAYMENT_RECENCY in values.columns
+        else np.full(len(values), np.nan)
+    )
+    with np.errstate(invalid="ignore"):
+        for j, name in enumerate(names):
+            if name not in values.columns:
+                continue
+            x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+            if _WINDOWED_TREND.fullmatch(name):
+                same = (change != 0) & (np.abs(x - change) < 0.01)
+            elif match := _PLAN_CHANGES.fullmatch(name):
+                sign = -1 if match.group("kind") == "downgrades" else 1
+                same = (x == 1) & (np.sign(change) == sign) & (since < int(match.group("w")))
+            else:
+                continue
+            _move(contrib, points, np.flatnonzero(same), j, to)
 
 
 def _merge_empty_windows(
