@@ -618,7 +618,7 @@ def test_a_downgrade_is_said_once_by_the_last_payments_change():
     np.testing.assert_allclose(merged[1], [0.2, 0.3, 0.25, 0.1])  # last payment 120 days ago
     np.testing.assert_allclose(merged[2], [0.5, 0.0, 0.25, 0.1])  # two downgrades: one is older
     got = top_drivers(contrib[:1], names, values.iloc[:1], 3, contrib[:1] * 10).to_pylist()
-    assert [d["reason"] for d in got[0]][0] == "Last payment down 61% on the one before"
+    assert got[0][0]["reason"] == "Last payment down 61% on the one before"
     assert len(got[0]) == 2
 
 

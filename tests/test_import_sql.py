@@ -240,3 +240,56 @@ def test_a_query_that_cannot_run_is_a_source_error_naming_the_table(tmp_path):
     (tmp_path / "mapping.toml").write_text(typo)
     with pytest.raises(SourceError, match="the duckdb query failed: Parser Error"):
         run_import(load_mapping(tmp_path / "mapping.toml"), source)
+
+
+def test_the_readmes_invoices_from_a_subscriptions_table_run(tmp_path):
+    """The README's DuckDB recipe, as written there: monthly invoices up to a subscription's end
+    or the export's date, an annual plan's one invoice a year, each with its period's end."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index("-- invoices from a subscriptions table")
+    query = readme[start : readme.index("```", start)]
+    source = tmp_path / "exports"
+    source.mkdir()
+    (source / "subscriptions.csv").write_text(
+        "subscription_id,account_id,start_date,end_date,mrr_amount,arr_amount,billing_frequency\n"
+        "S1,A-01,2024-01-15,,49.0,588.0,monthly\n"
+        "S2,A-02,2023-07-01,,99.0,1188.0,annual\n"
+        "S3,A-03,2024-02-10,2024-04-20,29.0,348.0,monthly\n"
+    )
+    (source / "accounts.csv").write_text(
+        "account_id,signup_date\nA-01,2024-01-15\nA-02,2023-07-01\nA-03,2024-02-10\n"
+    )
+    mapping = f'''
+[customers]
+source = "accounts.csv"
+[customers.columns]
+customer_id = "account_id"
+signup_at = "signup_date"
+
+[activity]
+source = "accounts.csv"
+[activity.columns]
+customer_id = "account_id"
+at = "signup_date"
+event = {{ value = "signup" }}
+
+[revenue]
+source = {{ url = "duckdb:///:memory:", query = """{query}""" }}
+[revenue.columns]
+customer_id = "account_id"
+at = "invoice_date"
+amount = {{ column = "amount", type = "number" }}
+kind = {{ value = "invoice" }}
+period_end = "period_end"
+'''
+    (tmp_path / "mapping.toml").write_text(mapping)
+    tables, _ = run_import(load_mapping(tmp_path / "mapping.toml"), source)
+    invoices = tables.revenue.sort_values(["customer_id", "at"])
+    per_account = invoices.groupby("customer_id")["at"].count().to_dict()
+    assert per_account == {"A-01": 5, "A-02": 1, "A-03": 3}  # Jan..May; one year; Feb..Apr
+    annual = invoices[invoices["customer_id"] == "A-02"].iloc[0]
+    assert annual["amount"] == 1188.0 and annual["period_end"] == pd.Timestamp("2024-07-01")
+    last = invoices[invoices["customer_id"] == "A-01"].iloc[-1]
+    assert last["at"] == pd.Timestamp("2024-05-15") and last["period_end"] == pd.Timestamp(
+        "2024-06-15"
+    )
