@@ -586,13 +586,15 @@ def test_no_payment_while_the_paid_period_runs_is_no_reason():
         "days_since_last_payment",
         "days_until_paid_period_ends",
         "tickets_30d",
+        "plan",
     ]
     values = pd.DataFrame(
         {"payments_30d": [0.0, 0.0], "revenue_30d": [0.0, 0.0],
          "revenue_trend_30d": [-1.0, -1.0], "days_since_last_payment": [40.0, 400.0],
-         "days_until_paid_period_ends": [325.0, -35.0], "tickets_30d": [2.0, 2.0]}
+         "days_until_paid_period_ends": [325.0, -35.0], "tickets_30d": [2.0, 2.0],
+         "plan": ["annual", "monthly"]}
     )  # fmt: skip
-    contrib = np.array([[0.2, 0.1, 0.3, 0.05, 0.0, 0.04], [0.2, 0.1, 0.3, 0.05, 0.0, 0.04]])
+    contrib = np.tile([0.2, 0.1, 0.3, 0.05, 0.0, 0.04, 0.0], (2, 1))
     got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
     running = [d["feature"] for d in got[0]]
     assert "revenue_trend_30d" not in running and "payments_30d" not in running
@@ -606,17 +608,17 @@ def test_a_downgrade_is_said_once_by_the_last_payments_change():
     "Revenue down 61% on the previous 30 days" and "1 downgrade in the last 90 days": one
     downgrade. A trend that is not the payment's change, or a downgrade before the last
     payment, stays its own fact."""
-    names = ["last_payment_change", "revenue_trend_30d", "downgrades_90d", "tickets_30d"]
+    names = ["last_payment_change", "revenue_trend_30d", "downgrades_90d", "tickets_30d", "plan"]
     values = pd.DataFrame(
         {"last_payment_change": [-0.61, -0.61, -0.61], "revenue_trend_30d": [-0.613, -0.2, -0.61],
          "downgrades_90d": [1.0, 1.0, 2.0], "days_since_last_payment": [12.0, 120.0, 12.0],
-         "tickets_30d": [1.0, 1.0, 1.0]}
+         "tickets_30d": [1.0, 1.0, 1.0], "plan": ["pro", "team", "pro"]}
     )  # fmt: skip
-    contrib = np.tile([0.2, 0.3, 0.25, 0.1], (3, 1))
+    contrib = np.tile([0.2, 0.3, 0.25, 0.1, 0.01], (3, 1))
     merged, _ = merge_same_facts(contrib, contrib * 10, names, values)
-    np.testing.assert_allclose(merged[0], [0.75, 0.0, 0.0, 0.1])
-    np.testing.assert_allclose(merged[1], [0.2, 0.3, 0.25, 0.1])  # last payment 120 days ago
-    np.testing.assert_allclose(merged[2], [0.5, 0.0, 0.25, 0.1])  # two downgrades: one is older
+    np.testing.assert_allclose(merged[0], [0.75, 0.0, 0.0, 0.1, 0.01])
+    np.testing.assert_allclose(merged[1], [0.2, 0.3, 0.25, 0.1, 0.01])  # paid 120 days ago
+    np.testing.assert_allclose(merged[2], [0.5, 0.0, 0.25, 0.1, 0.01])  # two: one is older
     got = top_drivers(contrib[:1], names, values.iloc[:1], 3, contrib[:1] * 10).to_pylist()
     assert got[0][0]["reason"] == "Last payment down 61% on the one before"
     assert len(got[0]) == 2

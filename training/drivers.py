@@ -393,16 +393,15 @@ def _one_price_change(
     )
     with np.errstate(invalid="ignore"):
         for j, name in enumerate(names):
-            if name not in values.columns:
+            trend, plan = _WINDOWED_TREND.fullmatch(name), _PLAN_CHANGES.fullmatch(name)
+            if not (trend or plan) or name not in values.columns:
                 continue
             x = values[name].to_numpy(dtype="float64", na_value=np.nan)
-            if _WINDOWED_TREND.fullmatch(name):
-                same = (change != 0) & (np.abs(x - change) < 0.01)
-            elif match := _PLAN_CHANGES.fullmatch(name):
-                sign = -1 if match.group("kind") == "downgrades" else 1
-                same = (x == 1) & (np.sign(change) == sign) & (since < int(match.group("w")))
+            if plan:
+                sign = -1 if plan.group("kind") == "downgrades" else 1
+                same = (x == 1) & (np.sign(change) == sign) & (since < int(plan.group("w")))
             else:
-                continue
+                same = (change != 0) & (np.abs(x - change) < 0.01)
             _move(contrib, points, np.flatnonzero(same), j, to)
 
 
@@ -474,14 +473,12 @@ def nothing_due_yet(names: list[str], values: pd.DataFrame) -> np.ndarray:
     if not covered.any():
         return out
     for j, name in enumerate(names):
-        if name not in values.columns:
+        window, trend = _PAYMENT_WINDOW.fullmatch(name), _REVENUE_TREND.fullmatch(name)
+        if not (window or trend) or name not in values.columns:
             continue
         x = values[name].to_numpy(dtype="float64", na_value=np.nan)
         with np.errstate(invalid="ignore"):
-            if _PAYMENT_WINDOW.fullmatch(name):
-                out[:, j] = covered & (x == 0)
-            elif _REVENUE_TREND.fullmatch(name):
-                out[:, j] = covered & (x <= -0.999)
+            out[:, j] = covered & ((x == 0) if window else (x <= -0.999))
     return out
 
 
