@@ -589,16 +589,18 @@ def test_no_payment_while_the_paid_period_runs_is_no_reason():
         "plan",
     ]
     values = pd.DataFrame(
-        {"payments_30d": [0.0, 0.0], "revenue_30d": [0.0, 0.0],
-         "revenue_trend_30d": [-1.0, -1.0], "days_since_last_payment": [40.0, 400.0],
-         "days_until_paid_period_ends": [325.0, -35.0], "tickets_30d": [2.0, 2.0],
-         "plan": ["annual", "monthly"]}
+        {"payments_30d": [0.0, 0.0, 0.0], "revenue_30d": [0.0, 0.0, 0.0],
+         "revenue_trend_30d": [-1.0, -1.0, np.nan],
+         "days_since_last_payment": [40.0, 400.0, 270.0],
+         "days_until_paid_period_ends": [325.0, -35.0, 95.0], "tickets_30d": [2.0, 2.0, 2.0],
+         "plan": ["annual", "monthly", "annual"]}
     )  # fmt: skip
-    contrib = np.tile([0.2, 0.1, 0.3, 0.05, 0.0, 0.04, 0.0], (2, 1))
+    contrib = np.tile([0.2, 0.1, 0.3, 0.05, 0.0, 0.04, 0.0], (3, 1))
     got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
-    running = [d["feature"] for d in got[0]]
-    assert "revenue_trend_30d" not in running and "payments_30d" not in running
-    assert "revenue_30d" not in running and running[0] == "days_since_last_payment"
+    for row in (0, 2):  # revenue down 100 %, and none in either window
+        running = [d["feature"] for d in got[row]]
+        assert "revenue_trend_30d" not in running and "payments_30d" not in running
+        assert "revenue_30d" not in running and running[0] == "days_since_last_payment"
     ended = [(d["feature"], round(d["contribution"], 6)) for d in got[1]]
     assert ended[:2] == [("days_since_last_payment", 0.35), ("revenue_trend_30d", 0.3)]
 
