@@ -8,7 +8,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | customer_id | the id as text, exactly as in the data (leading zeros kept) |
 | churn_probability_pct | the churn probability in percent, one decimal (12.3) |
 | risk_band | high, medium or low |
-| reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer) |
+| reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
 
 Numbers are plain, unquoted numbers (no % sign, no thousands separator, a dot for decimals;

@@ -626,6 +626,18 @@ def test_a_downgrade_is_said_once_by_the_last_payments_change():
     assert len(got[0]) == 2
 
 
+def test_a_customer_below_the_typical_risk_has_no_reason_for_risk():
+    """Points add up to the change from the base probability: a row whose sum is not positive
+    is below the typical customer's risk, and a feature that raises it a little is no reason
+    ("No alerts events in the last 30 days" at 3 %, on customers who churned at 0 %)."""
+    names = ["tickets_30d", "events_30d"]
+    values = pd.DataFrame({"tickets_30d": [3.0, 3.0], "events_30d": [40.0, 2.0]})
+    contrib = np.array([[0.3, -0.9], [0.3, 0.2]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert got[0] == []
+    assert [d["feature"] for d in got[1]] == ["tickets_30d", "events_30d"]
+
+
 def test_without_the_recency_feature_the_longest_empty_window_holds_the_fact():
     names = [n for n in INACTIVE_NAMES if n != "days_since_last_event"]
     contrib = np.full((3, len(names)), 0.5)
