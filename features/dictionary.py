@@ -30,7 +30,7 @@ Sentence = Callable[[Any, Context, "str | None"], str]
 RAISES, LOWERS, DEPENDS = 1, -1, 0  # direction: what a higher value usually does to the risk
 # describe()'s keywords that a model's feature configuration fills (FeatureConfig fields of
 # the same names; ChurnModel.reason_settings carries them): the words its features are said in.
-WORDING = ("value_unit", "activity_totals", "date_attributes", "qualifying_events")
+WORDING = ("value_unit", "activity_totals", "date_attributes", "qualifying_events", "orders")
 
 
 class UnknownFeature(KeyError):
@@ -507,6 +507,34 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     return entries.get(feature)
 
 
+# Under non-contractual churn the revenue rows are orders: "Last order of $136", not "Last
+# payment of $136" (billing words, which read oddly to a shop's marketing team).
+_ORDER_WINDOW = re.compile(r"payments_(?P<w>\d+)d")
+
+
+@lru_cache(maxsize=64)
+def _order_entry(feature: str) -> FeatureEntry | None:
+    """The payment features in the words of orders; None for any other feature."""
+    fixed = {
+        "last_payment_amount": _entry(
+            "Last order", "money", DEPENDS, _money_sentence("Last order of "), "No order yet"
+        ),
+        "mean_payment_amount": _entry(
+            "Average order", "money", DEPENDS, _money_sentence("Average order of "),
+            "No order yet",
+        ),
+        "days_since_last_payment": _entry(
+            "Days since last order", "days", RAISES, _ago("Last order"), "No order yet"
+        ),
+    }  # fmt: skip
+    if feature in fixed:
+        return fixed[feature]
+    match = _ORDER_WINDOW.fullmatch(feature)
+    if match:
+        return _windowed("Orders", "orders", LOWERS, "order", "No orders in the last {w}")(match)
+    return None
+
+
 _ACTIVE_DAYS_WINDOW = re.compile(r"active_days_(?P<w>\d+)d")
 
 
@@ -979,6 +1007,7 @@ def describe(
     activity_totals: str | None = None,
     date_attributes: Sequence[str] = (),
     qualifying_events: Sequence[str] | None = None,
+    orders: bool = False,
 ) -> FeatureEntry:
     """The dictionary entry of a feature; `attributes` are the declared customer attributes
     (FeatureConfig.customer_attributes), described from their own name. A name that matches
@@ -991,7 +1020,8 @@ def describe(
     day-based activity features' words; date_attributes: the declared attributes that are dates
     (FeatureConfig.date_attributes), whose values are days from T; qualifying_events: the churn
     definition's qualifying events (ChurnDefinition.qualifying_events), for the words of the
-    features measured on them (_qualifying_entry)."""
+    features measured on them (_qualifying_entry); orders: the revenue rows are orders
+    (non-contractual churn), for the payment features' words (_order_entry)."""
     if feature in date_attributes:
         return _date_attribute_entry(feature)
     if feature in attributes:
@@ -1001,6 +1031,8 @@ def describe(
         entry = _totals_entry(feature, activity_totals)
     if entry is None and qualifying_events:
         entry = _qualifying_entry(feature, tuple(qualifying_events))
+    if entry is None and orders:
+        entry = _order_entry(feature)
     entry = entry or _lookup(feature)
     if entry is None and not strict:
         return _attribute_entry(feature)

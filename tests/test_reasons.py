@@ -365,3 +365,21 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
                       values, 1, np.array([[4.0, 1.0]]), qualifying_events=("purchase",)).to_pylist()  # fmt: skip
     assert got[0][0]["reason"] == "Last purchase 20 days ago (usually every 4 days)"
     assert got[0][0]["label"] == "Days since the last purchase"
+
+
+def test_a_shops_revenue_rows_are_said_as_orders():
+    """Under non-contractual churn the payments are orders: "Last order of $136" (a shop log's
+    marketing team read "Last payment of $136" as billing words)."""
+    from features.dictionary import describe
+
+    shop = {"orders": True}
+    assert describe("last_payment_amount", **shop).text(136.0, {}, "USD") == "Last order of $136"
+    assert describe("mean_payment_amount", **shop).text(31.0, {}, "USD") == "Average order of $31"
+    assert describe("days_since_last_payment", **shop).text(150.0) == "Last order 5 months ago"
+    assert describe("payments_90d", **shop).text(1.0) == "1 order in the last 90 days"
+    assert describe("payments_90d", **shop).text(0.0) == "No orders in the last 90 days"
+    assert describe("last_payment_amount", **shop).missing == "No order yet"
+    assert describe("failed_payments_90d", **shop).text(1.0) == describe(
+        "failed_payments_90d"
+    ).text(1.0)
+    assert describe("last_payment_amount").text(136.0, {}, "USD") == "Last payment of $136"

@@ -543,6 +543,7 @@ def top_drivers(
     activity_totals: str | None = None,
     date_attributes: Sequence[str] = (),
     qualifying_events: Sequence[str] = (),
+    orders: bool = False,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -564,7 +565,8 @@ def top_drivers(
     day-based activity features' sentences; date_attributes: the declared attributes that are
     dates (FeatureConfig.date_attributes), said as days from T; qualifying_events: the churn
     definition's (ChurnDefinition.qualifying_events), for the words of the features measured on
-    them. A row's empty activity windows
+    them; orders: the revenue rows are orders (non-contractual churn), said as orders. A row's
+    empty activity windows
     make one driver (merge_same_facts)."""
     above_typical = np.asarray(points).sum(axis=1) > 0  # merges keep each row's sum
     contrib, points = merge_same_facts(contrib, points, names, values)
@@ -598,6 +600,7 @@ def top_drivers(
             "activity_totals": activity_totals,
             "date_attributes": date_attributes,
             "qualifying_events": tuple(qualifying_events),
+            "orders": orders,
         },
     )
     children = [

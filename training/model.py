@@ -407,6 +407,7 @@ class ChurnModel:
             "activity_totals": getattr(self.features_config(), "activity_totals", None),
             "date_attributes": getattr(self.features_config(), "date_attributes", None) or (),
             "qualifying_events": self.features_config().churn.qualifying_events or (),
+            "orders": self.features_config().churn.mode == "non_contractual",
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
