@@ -469,8 +469,11 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
             Finding(
                 "warning",
                 "duplicate_rows",
-                f"{p.duplicate_rows:,} rows repeat another row exactly (counted twice in "
-                f"features); example row: {example}",
+                f"{p.duplicate_rows:,} rows repeat another row in every column of the table "
+                f"(counted twice in features); example row: {example}. Two real events can "
+                "look alike once the columns that told them apart were left out of the "
+                "mapping (two products put in the cart in one second): map such a column, or "
+                "drop the repeats in the source's query",
                 p.name,
             )
         )
