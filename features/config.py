@@ -118,6 +118,11 @@ class FeatureConfig:
     # accounts that several people use (B2B products). None: resolved from the data (activity
     # rows with a user_id).
     user_signals: bool | None = None
+    # The kinds of feedback the data has (nps, csat, review, ticket): each kind's signals only
+    # where it has rows, so that no feature is a column of missing values (a shop's behaviour
+    # log had 30 NPS, CSAT and ticket columns, all empty). None: resolved from the data (rows
+    # dated before the last observation date).
+    feedback_kinds: tuple[str, ...] | None = None
     # The customers-table column holding each account's licensed seats: adds the share of seats
     # active in the trend window (license utilization). Needs activity.user_id.
     seats_attribute: str | None = None
@@ -135,6 +140,14 @@ class FeatureConfig:
     buying_process: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        from features.contract import FEEDBACK_KINDS
+
+        unknown_kinds = set(self.feedback_kinds or ()) - set(FEEDBACK_KINDS)
+        if isinstance(self.feedback_kinds, str) or unknown_kinds:
+            raise ValueError(
+                f"feedback_kinds lists kinds of feedback from {list(FEEDBACK_KINDS)}, got "
+                f"{self.feedback_kinds!r}"
+            )
         if not self.windows or any(w <= 0 for w in self.windows):
             raise ValueError(f"feature windows must be positive day counts, got {self.windows}")
         if self.trend_window <= 0:
@@ -224,6 +237,7 @@ class FeatureConfig:
         for key in (
             "windows",
             "event_types",
+            "feedback_kinds",
             "customer_attributes",
             "date_attributes",
             "buying_process",

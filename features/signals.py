@@ -22,7 +22,7 @@ from features.buying_process import (
     no_purchase_probability,
 )
 from features.config import CYCLE_MONTHS, RESERVED_CUSTOMER_COLUMNS, FeatureConfig
-from features.contract import ContractError, Tables
+from features.contract import FEEDBACK_KINDS, ContractError, Tables
 from features.labels import eligible_mask, resolve_lookback
 from features.prepared import (
     BLOCK_ROWS,
@@ -63,6 +63,8 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         config = replace(config, paid_period_signals=has_paid_periods(tables, until))
     if config.user_signals is None:
         config = replace(config, user_signals=has_users(tables, until))
+    if config.feedback_kinds is None:
+        config = replace(config, feedback_kinds=feedback_kinds(tables, until))
     check_resolved(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
@@ -87,6 +89,15 @@ def has_users(tables: Tables, until: object) -> bool:
     no_user = len(act.pair_customer) - 1  # the extra last pair: rows without a user_id
     rows = act.user_pair[_rows(act, None, as_of_timestamp(until).value)]
     return bool((rows != no_user).any())
+
+
+def feedback_kinds(tables: Tables, until: object) -> tuple[str, ...]:
+    """The kinds of feedback (FEEDBACK_KINDS order) with rows dated before `until`: their
+    signals are features; the others would be columns of missing values."""
+    fb = prepare(tables).feedback
+    before = fb.kind[fb.at < as_of_timestamp(until).value]
+    present = np.bincount(before.astype(np.int64), minlength=len(FEEDBACK_KINDS)) > 0
+    return tuple(kind for kind, has in zip(FEEDBACK_KINDS, present, strict=False) if has)
 
 
 ADVANCE_BILLING_SHARE = 0.5  # of the rows with a period end: issued before it ends
@@ -244,7 +255,11 @@ def segment_columns(customers: pd.DataFrame, config: FeatureConfig) -> list[str]
 def feature_names(config: FeatureConfig) -> list[str]:
     """The feature columns build_features returns for a resolved configuration, in order:
     the behavioural signals, then the declared customer attributes."""
-    if config.event_types is None or config.subscription_signals is None:
+    if (
+        config.event_types is None
+        or config.subscription_signals is None
+        or config.feedback_kinds is None
+    ):
         raise ValueError("resolve the configuration first (resolve_config) to know its features")
     return [*_feature_columns(_empty_prepared(), 0, config), *config.customer_attributes]
 
@@ -719,7 +734,36 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     long_w = max(config.windows)
     in_long = before & (fb.at >= t - long_w * DAY_NS)
     out: dict[str, np.ndarray] = {}
+    kinds = set(FEEDBACK_KINDS if config.feedback_kinds is None else config.feedback_kinds)
+    if "nps" in kinds:
+        out.update(_nps_signals(fb, scored, score, n, t))
+    if "csat" in kinds:
+        csat = scored & (fb.kind == 1)
+        csat_w = csat & in_long
+        out[f"csat_mean_{long_w}d"] = _mean(
+            _count(fb.customer, csat_w, n, score), _count(fb.customer, csat_w, n)
+        )
+        out[f"csat_responses_{long_w}d"] = _count(fb.customer, csat_w, n)
+        out["csat_last"] = _last_score(fb, csat, n)
+    if "review" in kinds:
+        review = scored & (fb.kind == 2)
+        out["review_mean"] = _mean(
+            _count(fb.customer, review, n, score), _count(fb.customer, review, n)
+        )
+        out["reviews"] = _count(fb.customer, review, n)
+        out["review_last"] = _last_score(fb, review, n)
+    if "ticket" in kinds:
+        out.update(_ticket_signals(fb, before, n, t, config))
+    if kinds:  # comments come with any kind of feedback
+        out[f"comments_{long_w}d"] = _count(fb.customer, in_long & fb.has_text, n)
+        out[f"negative_comments_{long_w}d"] = _count(fb.customer, in_long & fb.negative_text, n)
+    return out
 
+
+def _nps_signals(
+    fb: FeedbackArrays, scored: np.ndarray, score: np.ndarray, n: int, t: int
+) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
     nps = scored & (fb.kind == 0)
     last_score = _last_score(fb, nps, n)
     has = ~np.isnan(last_score)
@@ -729,22 +773,14 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
     out["nps_detractor"] = np.where(has, (last_score <= 6).astype("float64"), np.nan)
     out["nps_promoter"] = np.where(has, (last_score >= 9).astype("float64"), np.nan)
     out["days_since_nps"] = _days_since(t, _latest(fb.customer, fb.at, nps, n))
+    return out
 
-    csat = scored & (fb.kind == 1)
-    csat_w = csat & in_long
-    out[f"csat_mean_{long_w}d"] = _mean(
-        _count(fb.customer, csat_w, n, score), _count(fb.customer, csat_w, n)
-    )
-    out[f"csat_responses_{long_w}d"] = _count(fb.customer, csat_w, n)
-    out["csat_last"] = _last_score(fb, csat, n)
 
-    review = scored & (fb.kind == 2)
-    out["review_mean"] = _mean(
-        _count(fb.customer, review, n, score), _count(fb.customer, review, n)
-    )
-    out["reviews"] = _count(fb.customer, review, n)
-    out["review_last"] = _last_score(fb, review, n)
-
+def _ticket_signals(
+    fb: FeedbackArrays, before: np.ndarray, n: int, t: int, config: FeatureConfig
+) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    long_w = max(config.windows)
     ticket = before & (fb.kind == 3)
     for w in config.windows:
         out[f"tickets_{w}d"] = _count(fb.customer, ticket & (fb.at >= t - w * DAY_NS), n)
@@ -764,9 +800,6 @@ def _feedback_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str
         _count(fb.customer, resolved, n, hours), _count(fb.customer, resolved, n)
     )
     out["days_since_ticket"] = _days_since(t, _latest(fb.customer, fb.at, ticket, n))
-
-    out[f"comments_{long_w}d"] = _count(fb.customer, in_long & fb.has_text, n)
-    out[f"negative_comments_{long_w}d"] = _count(fb.customer, in_long & fb.negative_text, n)
     return out
 
 

@@ -564,6 +564,24 @@ def _has_paid_periods(
     return bool(counts["ahead"] / counts["rows"] >= ADVANCE_BILLING_SHARE)
 
 
+def _feedback_kinds(
+    frames: dict[str, DataFrame], infos: dict[str, TableInput], until: Any
+) -> tuple[str, ...]:
+    """The kinds of feedback with rows before `until`, in FEEDBACK_KINDS order (as
+    features.signals.feedback_kinds): one Spark job."""
+    from pyspark.sql import functions as F
+
+    from features.contract import FEEDBACK_KINDS
+
+    feedback = frames.get("feedback")
+    if feedback is None:
+        return ()
+    before = _as_ns(feedback, infos["feedback"], "at") < as_of_timestamp(until).value
+    rows = feedback.where(before).select(F.col("kind").cast("string").alias("kind")).distinct()
+    present = {r["kind"] for r in rows.collect()}
+    return tuple(kind for kind in FEEDBACK_KINDS if kind in present)
+
+
 def _has_users(activity: DataFrame, info: TableInput, until: Any) -> bool:
     """Activity rows before `until` with a user_id (as features.signals.has_users)."""
     from pyspark.sql import functions as F
@@ -673,6 +691,8 @@ def plan_run(
         config = replace(
             config, user_signals=_has_users(frames["activity"], infos["activity"], until)
         )
+    if config.feedback_kinds is None:  # as features.signals.feedback_kinds
+        config = replace(config, feedback_kinds=_feedback_kinds(frames, infos, until))
     if config.buying_process is None:  # as features.signals.resolve_config
         fitted: tuple[float, ...] = ()
         if churn.mode == "non_contractual":

@@ -217,7 +217,14 @@ def test_risk_points_of_the_trained_model_add_up_to_its_probability(small_champi
 
 def test_feature_config_defaults_are_covered():
     """The default configuration's names (before any data) have entries too."""
-    config = replace(FeatureConfig(), event_types=("login",), subscription_signals=True)
+    from features.contract import FEEDBACK_KINDS
+
+    config = replace(
+        FeatureConfig(),
+        event_types=("login",),
+        subscription_signals=True,
+        feedback_kinds=FEEDBACK_KINDS,
+    )
     for name in feature_names(config):
         describe(name)
 

@@ -157,7 +157,10 @@ def test_last_review_is_the_latest_score_before_t():
     )
     a = row(build_features(tables, T), "a")
     assert a["review_last"] == 1 and a["review_mean"] == 3 and a["reviews"] == 2
-    assert math.isnan(row(build_features(tables, "2024-02-01"), "a")["review_last"])
+    config = resolve_config(tables, FeatureConfig(), until=T)  # as a training set resolves it
+    assert math.isnan(row(build_features(tables, "2024-02-01", config), "a")["review_last"])
+    # resolved on its own date, the data has no review yet: no review columns at all
+    assert "review_last" not in build_features(tables, "2024-02-01")
 
 
 def test_no_history_gives_zero_counts_and_missing_recency(tables):

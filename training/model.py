@@ -335,8 +335,14 @@ class ChurnModel:
         return list(self.preprocessor.feature_names_)
 
     def features_config(self) -> FeatureConfig:
-        """The resolved feature configuration to build this model's inputs with."""
-        return FeatureConfig.from_dict(self.feature_config)
+        """The resolved feature configuration to build this model's inputs with. Models trained
+        before feedback_kinds had every kind's signals: read so, they get the same columns."""
+        stored = dict(self.feature_config)
+        if "feedback_kinds" not in stored:
+            from features.contract import FEEDBACK_KINDS
+
+            stored["feedback_kinds"] = FEEDBACK_KINDS
+        return FeatureConfig.from_dict(stored)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
         """The booster's probability with the linear term's log-odds, before calibration."""
