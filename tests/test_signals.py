@@ -235,3 +235,29 @@ def test_complaints_are_found_in_the_languages_of_real_reviews():
     has_text, negative = comment_flags(pd.Series([*complaints, *praise, None, "  "]))
     assert negative.tolist() == [True] * len(complaints) + [False] * (len(praise) + 2)
     assert has_text.tolist() == [True] * (len(complaints) + len(praise)) + [False, False]
+
+
+def test_feedback_signals_only_for_the_kinds_the_data_has():
+    """No column of missing values: a folder without feedback has no NPS, CSAT, review or ticket
+    features; one with tickets only has the ticket signals and comments. A model stored before
+    feedback_kinds existed reads as having every kind, so it gets the columns it was trained on."""
+    from features.contract import FEEDBACK_KINDS
+    from training.model import ChurnModel
+
+    customers = [{"customer_id": "a", "signup_at": "2024-01-01"}]
+    activity = [{"customer_id": "a", "at": "2024-03-01", "event": "login", "value": 1.0}]
+    none = make_tables(customers, activity, [], [])
+    frame = build_features(none, T)
+    assert not [c for c in frame.columns if c.startswith(("nps", "csat", "review", "ticket", "comments", "negative_comments", "days_since_nps", "days_since_ticket"))]  # fmt: skip
+    assert resolve_config(none, FeatureConfig(), until=T).feedback_kinds == ()
+    tickets = make_tables(customers, activity, [{"customer_id": "a", "at": "2024-03-02", "kind": "ticket"}], [])  # fmt: skip
+    config = resolve_config(tickets, FeatureConfig(), until=T)
+    assert config.feedback_kinds == ("ticket",)
+    names = feature_names(config)
+    assert "tickets_open" in names and "comments_90d" in names and "nps_last" not in names
+    legacy = ChurnModel.__new__(ChurnModel)
+    legacy.feature_config = {k: v for k, v in config.to_dict().items() if k != "feedback_kinds"}
+    assert legacy.features_config().feedback_kinds == FEEDBACK_KINDS
+    assert "nps_last" in feature_names(legacy.features_config())
+    with pytest.raises(ValueError, match="feedback_kinds lists kinds of feedback"):
+        FeatureConfig(feedback_kinds=("survey",))
