@@ -504,7 +504,17 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
             f"Share of days with a {noun}", "share", LOWERS, _rate_of(noun), none
         ),
     }  # fmt: skip
+    chance = _NO_ACTIVITY_CHANCE.fullmatch(feature)
+    if chance:
+        w = _w(chance)
+        return _entry(
+            f"Chance of no {noun} in the next {_days(w)} (BG/NBD)", "share", RAISES,
+            _no_activity_chance(w, noun), f"Too few {noun}s to estimate the buying pattern",
+        )  # fmt: skip
     return entries.get(feature)
+
+
+_NO_ACTIVITY_CHANCE = re.compile(r"no_activity_chance_(?P<w>\d+)d")
 
 
 # Under non-contractual churn the revenue rows are orders: "Last order of $136", not "Last
@@ -825,13 +835,15 @@ def _trend_entry(what: str, label: str) -> EntryFactory:
     return make
 
 
-def _no_activity_chance(horizon: int) -> Sentence:
-    """The BG/NBD chance (features.buying_process) in words, with the horizon it covers."""
+def _no_activity_chance(horizon: int, noun: str | None = None) -> Sentence:
+    """The BG/NBD chance (features.buying_process) in words, with the horizon it covers;
+    `noun`: what the rhythm counts, the qualifying events ("purchase"), else any activity."""
+    what, rhythm = (noun, f"{noun}s") if noun else ("activity", "activity")
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         return (
-            f"Chance of no activity in the next {_days(horizon)}: "
-            f"{fmt.percent(float(value), 0)} (from the customer's own rhythm of activity)"
+            f"Chance of no {what} in the next {_days(horizon)}: "
+            f"{fmt.percent(float(value), 0)} (from the customer's own rhythm of {rhythm})"
         )
 
     return sentence

@@ -362,6 +362,10 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
         describe("active_day_rate", **shop).text(0.25)
         == "A purchase on 25% of days since the first"
     )
+    assert describe("no_activity_chance_60d", **shop).text(0.83) == (
+        "Chance of no purchase in the next 60 days: 83% (from the customer's own rhythm of "
+        "purchases)"
+    )
     assert qualifying_noun(("export", "api_call")) == "export or api call"
     assert describe("days_since_last_event").text(35.0, gap) == (
         "No activity in the last 35 days (usually active every 4 days)"
