@@ -97,7 +97,11 @@ def client(env):
 
 def a_customer_with_history(partition) -> str:
     scores, _ = partition
-    moved = scores[scores["previous_probability"].notna() & scores["drivers_moved"].map(len).gt(0)]
+    moved = scores[
+        scores["previous_probability"].notna()
+        & scores["drivers_moved"].map(len).gt(0)
+        & scores["drivers"].map(len).gt(0)  # above the typical customer's risk: reasons
+    ]
     return str(moved.index[0])
 
 
