@@ -464,10 +464,10 @@ def paid_period_runs(values: pd.DataFrame) -> np.ndarray:
 
 def nothing_due_yet(names: list[str], values: pd.DataFrame) -> np.ndarray:
     """(rows, features): True where a window without payments, or revenue down 100 % on the
-    window before (or none in either), falls inside a paid period that still runs: no payment was due, so it is
-    no reason for risk. An annual plan's invoice 40 days back read "Revenue down 100% on the
-    previous 30 days" for 78 annual payers of a SaaS export, of whom 3 % churned (10 % overall);
-    a monthly plan billed on the 1st read it after a 31-day month."""
+    window before (or none in either), falls inside a paid period that still runs: no payment
+    was due, so it is no reason for risk. An annual plan's invoice 40 days back read "Revenue
+    down 100% on the previous 30 days" for 78 annual payers of a SaaS export, of whom 3 %
+    churned (10 % overall); a monthly plan billed on the 1st read it after a 31-day month."""
     out = np.zeros((len(values), len(names)), dtype=bool)
     covered = paid_period_runs(values)
     if not covered.any():
