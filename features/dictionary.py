@@ -477,11 +477,16 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
         ),
         "lifetime_events": _entry(
             f"{noun.capitalize()} events over the whole history", "events", LOWERS,
-            _count_sentence(f"{noun} event", none=f"No {noun} so far", where="over the whole history"),
+            _count_sentence(
+                f"{noun} event", none=f"No {noun} so far", where="over the whole history"
+            ),
         ),
         "lifetime_active_days": _entry(
             f"Days with a {noun} over the whole history", "days", LOWERS,
-            _count_sentence(f"day with a {noun}", f"days with a {noun}", none=f"No {noun} so far", where="over the whole history"),
+            _count_sentence(
+                f"day with a {noun}", f"days with a {noun}", none=f"No {noun} so far",
+                where="over the whole history",
+            ),
         ),
         "days_since_first_active": _entry(
             f"Days since the first {noun}", "days", LOWERS, _ago(f"First {noun}"), none

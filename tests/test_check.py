@@ -840,5 +840,6 @@ def test_current_customers_without_any_row_are_counted_with_an_example():
     )
     assert [f.level for f in one.findings if f.code == "customers_without_rows"] == ["note"]
     shop = FeatureConfig(churn=ChurnDefinition(mode="non_contractual", horizon_days=60))
-    both = tables_of(pd.concat([customers.drop(columns="churned_at"), phantoms.drop(columns="churned_at")], ignore_index=True), activity, revenue)  # fmt: skip
+    everyone = pd.concat([customers, phantoms], ignore_index=True).drop(columns="churned_at")
+    both = tables_of(everyone, activity, revenue)
     assert "customers_without_rows" not in codes(check_tables(both, shop))

@@ -372,8 +372,11 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
     )
     assert describe("events_30d", **shop).text(3.0) == describe("events_30d").text(3.0)
     values = pd.DataFrame({"days_since_last_active": [20.0], "active_gap_median_days": [4.0]})
-    got = top_drivers(np.array([[0.4, 0.1]]), ["days_since_last_active", "active_gap_median_days"],
-                      values, 1, np.array([[4.0, 1.0]]), qualifying_events=("purchase",)).to_pylist()  # fmt: skip
+    names = ["days_since_last_active", "active_gap_median_days"]
+    contrib = np.array([[0.4, 0.1]])
+    got = top_drivers(
+        contrib, names, values, 1, contrib * 10, qualifying_events=("purchase",)
+    ).to_pylist()
     assert got[0][0]["reason"] == "Last purchase 20 days ago (usually every 4 days)"
     assert got[0][0]["label"] == "Days since the last purchase"
 
