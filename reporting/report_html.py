@@ -80,6 +80,9 @@ class ReportInputs:
     retention_curve: pd.DataFrame | None = None  # period, retention, retention_low/high
     revenue_retention: pd.DataFrame | None = None  # cohort x period pivot of MRR kept
     period_unit: str = "month"
+    # What starts a customer's cohort: "signup", or under non-contractual churn the first
+    # qualifying event, named here ("purchase"): a shop's cohorts are its buyers'
+    cohort_start: str = "signup"
     notes: list[str] = field(default_factory=list)
     monitoring: list[dict] | None = None  # entries of SCORES/monitoring.json, oldest first
 
@@ -417,17 +420,24 @@ def render_report(inputs: ReportInputs) -> str:
         + "</div>",
     ]
     parts += [f'<p class="note">{_e(n)}</p>' for n in inputs.notes]
-    parts.append("<h2>Retention by signup cohort</h2>")
+    by_signup = inputs.cohort_start == "signup"
+    start = "signup" if by_signup else f"first {inputs.cohort_start}"
+    parts.append(f"<h2>Retention by {start} cohort</h2>")
     if inputs.retention_curve is not None and not inputs.retention_curve.empty:
         parts.append(retention_curve_plot(inputs.retention_curve, inputs.period_unit))
+    active = (
+        "active"
+        if inputs.cohort_start in ("signup", "activity")
+        else f"with a {inputs.cohort_start}"
+    )
     parts.append(
         '<div class="scroll">'
         + cohort_table(
             inputs.retention,
             inputs.retention_sizes,
             inputs.period_unit,
-            f"Customers active in each {inputs.period_unit} since signup (grey: not covered "
-            "by the data)",
+            f"Customers {active} in each {inputs.period_unit} since their {start} (grey: not "
+            "covered by the data)",
             "customers",
         )
         + "</div>"
@@ -680,6 +690,14 @@ def write_partition_report(
     notes += run_notes(summary)
     retention = sizes = curve = revenue = None
     activity = tables.activity
+    # Non-contractual: cohorts of buyers, from their first qualifying event (a shop log's
+    # cohorts by first visit read 20 % in their first month: most visitors never buy).
+    buyers = churn_mode == "non_contractual"
+    cohort_start = "signup"
+    if buyers:
+        from features.dictionary import qualifying_noun
+
+        cohort_start = qualifying_noun(activity_events) if activity_events else "activity"
     if len(activity) or len(tables.revenue):
         start = tables.history_start()
         # Only cohorts that signed up once the recorded history had started: their every period
@@ -693,6 +711,7 @@ def write_partition_report(
                 cohorts_from=cohorts_from,
                 activity_events=activity_events,
                 max_period=MAX_PERIODS,
+                anchor="first_activity" if buyers else "signup",
             )
             if not result.table.empty:
                 pivot = result.pivot
@@ -700,9 +719,7 @@ def write_partition_report(
                 sizes = result.sizes
                 curve = retention_curve(result)
             else:
-                notes.append(
-                    "No signup cohort since the activity data started: no retention table."
-                )
+                notes.append("No cohort since the activity data started: no retention table.")
         else:  # a billing-only export: retention by activity measures nothing
             notes.append(
                 "No activity in the data: retention by activity is not measured; revenue "
@@ -731,6 +748,7 @@ def write_partition_report(
         retention_sizes=sizes,
         retention_curve=curve,
         revenue_retention=revenue,
+        cohort_start=cohort_start,
         notes=notes,
         # the folder being written sits beside the partitions (features.io.atomic_dir)
         monitoring=read_monitoring(folder.parent),

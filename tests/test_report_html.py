@@ -278,3 +278,42 @@ def test_run_notes_name_lapsed_customers_and_empty_bands():
     ]
     assert run_notes({"customers_lapsed": 0, "band_notes": []}) == []
     assert run_notes({}) == []  # a run.json written before these keys existed
+
+
+def test_a_shops_cohorts_are_its_buyers_from_their_first_purchase(tmp_path):
+    """Non-contractual: the cohort table starts customers at their first purchase (a shop log's
+    cohorts by first visit read 20 % in their first month, as most visitors never buy); its
+    first month is then every buyer, and later months say who bought again."""
+    from reporting.report_html import write_partition_report
+    from tests.factories import make_tables
+
+    customers, activity = [], []
+    for i in range(40):
+        cid = f"c{i:02d}"
+        customers.append({"customer_id": cid, "signup_at": "2024-01-03"})
+        activity.append({"customer_id": cid, "at": "2024-01-05", "event": "view", "value": 1.0})
+        if i < 10:  # a quarter buy in February, half of them again in March
+            activity.append({"customer_id": cid, "at": "2024-02-10", "event": "purchase", "value": 1.0})  # fmt: skip
+            if i < 5:
+                activity.append({"customer_id": cid, "at": "2024-03-12", "event": "purchase", "value": 1.0})  # fmt: skip
+    activity.append({"customer_id": "c39", "at": "2024-05-31", "event": "view", "value": 1.0})
+    tables = make_tables(customers, activity)
+    folder = tmp_path / "as_of=2024-06-01"
+    folder.mkdir()
+    pd.DataFrame(
+        {"customer_id": ["c00"], "churn_probability": [0.4], "risk_band": ["high"],
+         "probability_delta": [np.nan], "drivers": [[]]}
+    ).to_parquet(folder / "scores.parquet")  # fmt: skip
+    segments = pd.DataFrame({"dimension": ["all"], "segment": ["all"], "customers_scored": [1]})
+    summary = {"as_of": "2024-06-01", "customers_scored": 1, "mean_risk": 0.4,
+               "expected_churners": 0.4, "bands": {"high": 1}}  # fmt: skip
+    page = write_partition_report(
+        folder, tables, segments, summary, None, churn_mode="non_contractual",
+        activity_events=("purchase",),
+    ).read_text(encoding="utf-8")  # fmt: skip
+    assert "Retention by first purchase cohort" in page
+    assert "Customers with a purchase in each month since their first purchase" in page
+    table = page[page.index('<table class="cohorts">') :]
+    table = table[: table.index("</table>")]
+    assert "2024-02" in table and "2024-01" not in table  # the buyers' cohort, not the visitors'
+    assert ">100%<" in table and ">50%<" in table  # month 0: every buyer; month 1: half again
