@@ -1579,10 +1579,17 @@ def _example(df: pd.DataFrame, mask: pd.Series | np.ndarray) -> dict[str, Any]:
     if not len(idx):
         return {}
     row = df.iloc[int(idx[0])]
-    return {
-        k: (v.isoformat() if isinstance(v, pd.Timestamp) else None if fmt.is_missing(v) else v)
-        for k, v in row.items()
-    }
+    return {k: _plain_value(v) for k, v in row.items()}
+
+
+def _plain_value(value: Any) -> Any:
+    """A value as an example row shows it: timestamps as ISO text, numpy numbers as Python's
+    (14.0, not np.float64(14.0)), missing values as None."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if fmt.is_missing(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _month_runs(months: list[str]) -> str:

@@ -187,6 +187,8 @@ def _run(
         sink.add("activity", 0, empty_table("activity"))
     report.describe(summaries, customers["customer_id"])
     report.warnings += [w for source in report.sources for w in source.warnings]
+    mixed = mixed_totals_note(mapping)
+    report.warnings += [mixed] if mixed else []
     report.warnings += [
         f"customer attribute {a!r} is declared as a model feature, and its name looks like the "
         "label (an export-day status or end date holds the future): check it is known before T"
@@ -1325,13 +1327,33 @@ def _mode(df: pd.DataFrame, by: list[str], col: str) -> pd.Series:
     return top.set_index(by)[col]
 
 
+def _covers(source: SourceMapping) -> str | None:
+    return next((c.covers for c in source.columns if c.name == "at" and c.covers), None)
+
+
 def activity_totals(mapping: Mapping) -> str | None:
-    """The period activity rows total, when an activity source declares `covers` on `at`."""
-    for source in mapping.tables.get("activity", ()):
-        for column in source.columns:
-            if column.name == "at" and column.covers:
-                return column.covers
-    return None
+    """The period activity rows total, when every activity source declares the same `covers`
+    on `at`. Where one source totals months and another holds events (a bank's month-end
+    balances beside its ledger), the activity is events, and its words are events' ("Active on
+    4 of the last 30 days"), not "Activity recorded on 3 dates ... (usage reported monthly)";
+    each total still counts from its period's end (mixed_totals_note says so)."""
+    periods = {_covers(source) for source in mapping.tables.get("activity", ())}
+    return periods.pop() if len(periods) == 1 else None
+
+
+def mixed_totals_note(mapping: Mapping) -> str | None:
+    """The import report's words for activity sources that total periods beside sources of
+    events (activity_totals is then None), or None."""
+    sources = mapping.tables.get("activity", ())
+    totals = {s.label: _covers(s) for s in sources if _covers(s)}
+    if not totals or (len(totals) == len(sources) and len(set(totals.values())) == 1):
+        return None
+    listed = ", ".join(f"'{label}' ({period})" for label, period in totals.items())
+    return (
+        f"activity source(s) {listed} total a period beside sources of events: each total "
+        "counts from its period's end, and activity is worded as events (no [features] "
+        "activity_totals)"
+    )
 
 
 def config_toml(mapping: Mapping) -> str:

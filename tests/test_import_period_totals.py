@@ -274,3 +274,34 @@ def replace_customers(tables, customers):
     from features.contract import validate_tables
 
     return validate_tables(customers, tables.activity, tables.feedback, tables.revenue)
+
+
+def test_period_totals_beside_events_are_worded_as_events():
+    """A bank's month-end balances (covers = "month") beside its ledger of events: activity is
+    events ("(usage reported monthly)" was said of daily card payments), each total still
+    counted from its month's end, and the import report says so."""
+    frames = raw_exports()
+    frames["calls"] = pd.DataFrame(
+        {"msisdn": frames["subscribers"]["msisdn"], "at": "2024-03-05 10:00:00"}
+    )
+    mixed = mapping("month")
+    mixed["activity"] = [
+        mixed["activity"],
+        {
+            "source": "calls.csv",
+            "name": "calls",
+            "columns": {"customer_id": "msisdn", "at": "at", "event": {"value": "call"}},
+        },
+    ]
+    parsed = parse_mapping(mixed, "m.toml")
+    tables, report = run_import(parsed, ".", frames=frames)
+    assert pd.Timestamp("2024-01-31 23:59:59") in set(tables.activity["at"])  # still at its end
+    config = tomllib.loads(config_toml(parsed))["features"]
+    assert "activity_totals" not in config
+    assert any(
+        "'usage' (month) total a period beside sources of events" in w for w in report.warnings
+    )
+    only_totals = parse_mapping(mapping("month"), "m.toml")
+    assert tomllib.loads(config_toml(only_totals))["features"]["activity_totals"] == "month"
+    _, alone = run_import(only_totals, ".", frames=raw_exports())
+    assert not [w for w in alone.warnings if "total a period" in w]
