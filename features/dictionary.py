@@ -206,15 +206,24 @@ def _since_and_gap(context: Context) -> tuple[float | None, float | None]:
     return since, _ctx(context, "active_gap_median_days")
 
 
-def _overdue(value: Any, context: Context, currency: str | None) -> str:
-    ratio = float(value)
-    since, gap = _since_and_gap(context)
-    detail = ""
-    if since is not None and gap is not None:
-        detail = f" ({fmt.duration_days(since)} since the last, usually {_every(gap)})"
-    if ratio < 1:
-        return f"Within the usual gap between active days{detail}"
-    return f"Inactive for {fmt.number(ratio, 1)} times the usual gap{detail}"
+def _overdue_of(noun: str | None = None) -> Sentence:
+    """The recency against the usual gap, of active days, or of the qualifying events named
+    by `noun` ("No purchase for 5 times the usual gap (20 days since the last purchase, ...)")."""
+    last = f"the last {noun}" if noun else "the last"
+    between = f"{noun}s" if noun else "active days"
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        ratio = float(value)
+        since, gap = _since_and_gap(context)
+        detail = ""
+        if since is not None and gap is not None:
+            detail = f" ({fmt.duration_days(since)} since {last}, usually {_every(gap)})"
+        if ratio < 1:
+            return f"Within the usual gap between {between}{detail}"
+        times = f"{fmt.number(ratio, 1)} times the usual gap{detail}"
+        return f"No {noun} for {times}" if noun else f"Inactive for {times}"
+
+    return sentence
 
 
 def _paid_until(value: Any, context: Context, currency: str | None) -> str:
@@ -435,20 +444,6 @@ def _recency_beside(noun: str) -> Sentence:
         text = _recency(value, {}, currency)
         gap = _ctx(context, "active_gap_median_days")
         return text + (f" (usually a {noun} {_every(gap)})" if gap is not None else "")
-
-    return sentence
-
-
-def _overdue_of(noun: str) -> Sentence:
-    def sentence(value: Any, context: Context, currency: str | None) -> str:
-        ratio = float(value)
-        since, gap = _since_and_gap(context)
-        detail = ""
-        if since is not None and gap is not None:
-            detail = f" ({fmt.duration_days(since)} since the last {noun}, usually {_every(gap)})"
-        if ratio < 1:
-            return f"Within the usual gap between {noun}s{detail}"
-        return f"No {noun} for {fmt.number(ratio, 1)} times the usual gap{detail}"
 
     return sentence
 
@@ -745,7 +740,7 @@ _FIXED: dict[str, FeatureEntry] = {
         "Too few active days to measure a usual gap",
     ),
     "overdue_ratio": _entry(
-        "Time since last activity against the usual gap", "ratio", RAISES, _overdue,
+        "Time since last activity against the usual gap", "ratio", RAISES, _overdue_of(),
         "Too few active days to measure a usual gap",
         context=("days_since_last_active", "days_since_last_event", "active_gap_median_days"),
     ),
