@@ -25,10 +25,16 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureConfig
-from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables
+from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables, plain_value
 from features.dictionary import describe
-from features.labels import eligible_mask, ever_active_before, label_mask, resolve_lookback
-from features.prepared import DAY_NS, NAT, prepare, qualifying_rows, to_ns
+from features.labels import (
+    current_mask,
+    eligible_mask,
+    ever_active_before,
+    label_mask,
+    resolve_lookback,
+)
+from features.prepared import DAY_NS, prepare, qualifying_rows, to_ns
 from reporting import formatting as fmt
 
 # Words in an attribute's name that suggest it holds the customer's state on export day.
@@ -714,15 +720,11 @@ def _customers_without_rows(tables: Tables, churn: ChurnDefinition) -> list[Find
         return []  # non-contractual: customers without qualifying activity are not scored
     prep = prepare(tables)
     end = tables.data_end()
-    t = end.value
-    n = prep.n_customers
-    seen = np.zeros(n, dtype=bool)
+    seen = np.zeros(prep.n_customers, dtype=bool)
     for rows in (prep.activity.customer, prep.revenue.customer, prep.feedback.customer):
         seen[rows] = True
-    current = (prep.signup_at <= t - SILENT_CUSTOMER_DAYS * DAY_NS) & (
-        ((prep.churned_at == NAT) | (prep.churned_at >= t))
-        & ((prep.ended_at == NAT) | (prep.ended_at >= t))
-    )
+    signed_up = prep.signup_at <= end.value - SILENT_CUSTOMER_DAYS * DAY_NS
+    current = current_mask(tables, end) & signed_up
     silent = current & ~seen
     if not silent.any():
         return []
@@ -1583,13 +1585,9 @@ def _example(df: pd.DataFrame, mask: pd.Series | np.ndarray) -> dict[str, Any]:
 
 
 def _plain_value(value: Any) -> Any:
-    """A value as an example row shows it: timestamps as ISO text, numpy numbers as Python's
-    (14.0, not np.float64(14.0)), missing values as None."""
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if fmt.is_missing(value):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
+    """A value as an example row shows it: as an error message shows it (features.contract:
+    timestamps as ISO text, 14.0 not np.float64(14.0)), and missing values as None."""
+    return None if fmt.is_missing(value) else plain_value(value)
 
 
 def _month_runs(months: list[str]) -> str:

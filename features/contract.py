@@ -108,7 +108,7 @@ def _problem_line(table: str | None, p: Problem, frame: pd.DataFrame, source: st
 
 
 def _row(frame: pd.DataFrame, position: int) -> dict:
-    return {k: _plain(v) for k, v in frame.iloc[int(position)].items()}
+    return {k: plain_value(v) for k, v in frame.iloc[int(position)].items()}
 
 
 def _short(example: object) -> str:
@@ -192,10 +192,10 @@ def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> dict:
     """The first offending row as a plain dict, for error messages."""
     idx = np.flatnonzero(np.asarray(mask))
     row = df.iloc[int(idx[0])]
-    return {k: _plain(v) for k, v in row.items()}
+    return {k: plain_value(v) for k, v in row.items()}
 
 
-def _plain(value: object) -> object:
+def plain_value(value: object) -> object:
     """A value as it reads best in an error message: timestamps as ISO text, numpy as Python."""
     if isinstance(value, pd.Timestamp):
         return value.isoformat()

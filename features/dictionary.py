@@ -179,22 +179,40 @@ def _words(slug: str) -> str:
 # --------------------------------------------------------------------------- activity
 
 
-def _recency(value: Any, context: Context, currency: str | None) -> str:
-    days = float(value)
-    text = (
-        "Active within the last hour"
-        if days * 24 < 1
-        else f"No activity in the last {fmt.duration_days(days)}"
-    )
+def _usual_gap(context: Context, usually: str) -> str:
+    """ " (usually active every 4 days)": the usual gap between active days, when known."""
     gap = _ctx(context, "active_gap_median_days")
-    return text + (f" (usually active {_every(gap)})" if gap is not None else "")
+    return f" ({usually} {_every(gap)})" if gap is not None else ""
 
 
-def _last_active(value: Any, context: Context, currency: str | None) -> str:
-    days = float(value)
-    text = "Last active yesterday" if days <= 1 else f"Last active {fmt.duration_days(days)} ago"
-    gap = _ctx(context, "active_gap_median_days")
-    return text + (f" (usually active {_every(gap)})" if gap is not None else "")
+def _recency_of(noun: str | None = None) -> Sentence:
+    """Any activity's recency, with the usual gap between active days, or between the
+    qualifying events named by `noun` ("(usually a purchase every 4 days)")."""
+    usually = f"usually a {noun}" if noun else "usually active"
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        days = float(value)
+        text = (
+            "Active within the last hour"
+            if days * 24 < 1
+            else f"No activity in the last {fmt.duration_days(days)}"
+        )
+        return text + _usual_gap(context, usually)
+
+    return sentence
+
+
+def _last_of(noun: str | None = None) -> Sentence:
+    """The last active day, or the last of the qualifying events named by `noun` ("Last
+    purchase 20 days ago (usually every 4 days)"), with the usual gap."""
+    what, usually = (f"Last {noun}", "usually") if noun else ("Last active", "usually active")
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        days = float(value)
+        text = f"{what} yesterday" if days <= 1 else f"{what} {fmt.duration_days(days)} ago"
+        return text + _usual_gap(context, usually)
+
+    return sentence
 
 
 def _since_and_gap(context: Context) -> tuple[float | None, float | None]:
@@ -422,32 +440,6 @@ def qualifying_noun(events: Sequence[str]) -> str:
     return " or ".join(_words(str(e)) for e in events)
 
 
-def _last_of(noun: str) -> Sentence:
-    def sentence(value: Any, context: Context, currency: str | None) -> str:
-        days = float(value)
-        text = (
-            f"Last {noun} yesterday" if days <= 1 else f"Last {noun} {fmt.duration_days(days)} ago"
-        )
-        if days < 1:
-            text = f"Last {noun} today"
-        gap = _ctx(context, "active_gap_median_days")
-        return text + (f" (usually {_every(gap)})" if gap is not None else "")
-
-    return sentence
-
-
-def _recency_beside(noun: str) -> Sentence:
-    """Any activity's recency, with the usual gap between the qualifying events' days said as
-    theirs."""
-
-    def sentence(value: Any, context: Context, currency: str | None) -> str:
-        text = _recency(value, {}, currency)
-        gap = _ctx(context, "active_gap_median_days")
-        return text + (f" (usually a {noun} {_every(gap)})" if gap is not None else "")
-
-    return sentence
-
-
 def _rate_of(noun: str) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         return f"A {noun} on {fmt.percent(float(value), 0)} of days since the first"
@@ -467,7 +459,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     too_few = f"Too few {noun}s to measure a usual gap"
     entries = {
         "days_since_last_event": _entry(
-            "Days since last activity", "days", RAISES, _recency_beside(noun),
+            "Days since last activity", "days", RAISES, _recency_of(noun),
             "No activity recorded yet", context=gap,
         ),
         "lifetime_events": _entry(
@@ -504,7 +496,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
             f"Share of days with a {noun}", "share", LOWERS, _rate_of(noun), none
         ),
     }  # fmt: skip
-    chance = _NO_ACTIVITY_CHANCE.fullmatch(feature)
+    chance = re.fullmatch(_NO_ACTIVITY_CHANCE, feature)
     if chance:
         w = _w(chance)
         return _entry(
@@ -514,7 +506,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     return entries.get(feature)
 
 
-_NO_ACTIVITY_CHANCE = re.compile(r"no_activity_chance_(?P<w>\d+)d")
+_NO_ACTIVITY_CHANCE = r"no_activity_chance_(?P<w>\d+)d"
 
 
 # Under non-contractual churn the revenue rows are orders: "Last order of $136", not "Last
@@ -706,7 +698,7 @@ def _w(match: re.Match[str]) -> int:
 _FIXED: dict[str, FeatureEntry] = {
     "tenure_days": _entry("Tenure", "days", LOWERS, _tenure, "Signup date unknown"),
     "days_since_last_event": _entry(
-        "Days since last activity", "days", RAISES, _recency, "No activity recorded yet",
+        "Days since last activity", "days", RAISES, _recency_of(), "No activity recorded yet",
         context=("active_gap_median_days",),
     ),
     "days_since_first_event": _entry(
@@ -728,7 +720,7 @@ _FIXED: dict[str, FeatureEntry] = {
         "No active day recorded yet",
     ),
     "days_since_last_active": _entry(
-        "Days since last active day", "days", RAISES, _last_active, "No active day recorded yet",
+        "Days since last active day", "days", RAISES, _last_of(), "No active day recorded yet",
         context=("active_gap_median_days",),
     ),
     "active_gap_mean_days": _entry(
@@ -898,7 +890,7 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
         (r"value_(?P<w>\d+)d", lambda m: _entry(
             f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)),
             context=(f"events_{_w(m)}d",))),
-        (r"no_activity_chance_(?P<w>\d+)d", lambda m: _entry(
+        (_NO_ACTIVITY_CHANCE, lambda m: _entry(
             f"Chance of no activity in the next {_days(_w(m))} (BG/NBD)", "share", RAISES,
             _no_activity_chance(_w(m)), "Too little activity to estimate the buying pattern")),
         (r"events_trend_(?P<w>\d+)d", _trend_entry("Activity", "Activity")),

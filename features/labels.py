@@ -108,6 +108,12 @@ def _current(prep: Prepared, t: int) -> np.ndarray:
     )
 
 
+def current_mask(tables: Tables, at: pd.Timestamp) -> np.ndarray:
+    """Per customer (all of them): a customer at the instant `at` (_current), whatever the
+    churn definition."""
+    return _current(prepare(tables), at.value)
+
+
 def eligible_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
     """Customers scored at T: signed up before T, not churned or ended before T and, for
     non-contractual churn, with qualifying activity in the lookback window [T - lookback, T).
@@ -140,9 +146,8 @@ def never_active_count(tables: Tables, as_of: object, churn: ChurnDefinition) ->
     Contractual churn: 0."""
     if churn.mode != "non_contractual":
         return 0
-    prep = prepare(tables)
-    t = as_of_timestamp(as_of).value
-    return int((_current(prep, t) & ~ever_active_before(tables, as_of, churn)).sum())
+    current = current_mask(tables, as_of_timestamp(as_of))
+    return int((current & ~ever_active_before(tables, as_of, churn)).sum())
 
 
 def ever_active_before(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:

@@ -448,9 +448,9 @@ def _buying_process(
     return fit_buying_process(triples[order], counts[order]) or ()
 
 
-def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
-    """Customers signed up before T and not churned or ended before T (as features.labels
-    counts them for lapsed_count): one Spark job on the customers table."""
+def _current(plan: Plan, as_of: pd.Timestamp) -> DataFrame:
+    """The customers table's rows signed up before T and not churned or ended before T (as
+    features.labels._current)."""
     from pyspark.sql import functions as F
 
     customers, info = plan.frames["customers"], plan.infos["customers"]
@@ -460,22 +460,21 @@ def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
         if ends in customers.columns:
             end = _as_ns(customers, info, ends)
             current = current & (end.isNull() | (end >= t))
-    return int(customers.where(current).count())
+    return customers.where(current)
+
+
+def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
+    """Customers signed up before T and not churned or ended before T (as features.labels
+    counts them for lapsed_count): one Spark job on the customers table."""
+    return int(_current(plan, as_of).count())
 
 
 def current_never_active(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> int:
     """Customers signed up before T and not churned or ended before T without qualifying
     activity before T (as features.labels.never_active_count counts them): one Spark job."""
-    from pyspark.sql import functions as F
-
-    customers, info = plan.frames["customers"], plan.infos["customers"]
+    current = _current(plan, as_of)
+    ids = current.select(_customer_key(current, "customers").alias("customer"))
     t = as_of_timestamp(as_of).value
-    current = _as_ns(customers, info, "signup_at") < F.lit(t)
-    for ends in ("churned_at", "ended_at"):
-        if ends in customers.columns:
-            end = _as_ns(customers, info, ends)
-            current = current & (end.isNull() | (end >= F.lit(t)))
-    ids = customers.where(current).select(_customer_key(customers, "customers").alias("customer"))
     active = _active_days_before(plan.frames["activity"], plan.infos["activity"], config, t)
     return int(ids.join(active.select("customer").distinct(), "customer", "left_anti").count())
 

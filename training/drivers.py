@@ -369,8 +369,8 @@ def same_value_facts(
 
 
 PRICE_CHANGE = "last_payment_change"
+_REVENUE_TREND = re.compile(r"revenue_trend_\d+d")
 _PLAN_CHANGES = re.compile(r"(?P<kind>downgrades|upgrades)_(?P<w>\d+)d")
-_WINDOWED_TREND = re.compile(r"revenue_trend_(?P<w>\d+)d")
 
 
 def _one_price_change(
@@ -393,7 +393,7 @@ def _one_price_change(
     )
     with np.errstate(invalid="ignore"):
         for j, name in enumerate(names):
-            trend, plan = _WINDOWED_TREND.fullmatch(name), _PLAN_CHANGES.fullmatch(name)
+            trend, plan = _REVENUE_TREND.fullmatch(name), _PLAN_CHANGES.fullmatch(name)
             if not (trend or plan) or name not in values.columns:
                 continue
             x = values[name].to_numpy(dtype="float64", na_value=np.nan)
@@ -448,9 +448,6 @@ def _merge_empty_windows(
             merged_points[move, to] += points[move, j]
             merged_contrib[move, j] = 0.0
             merged_points[move, j] = 0.0
-
-
-_REVENUE_TREND = re.compile(r"revenue_trend_\d+d")
 
 
 def paid_period_runs(values: pd.DataFrame) -> np.ndarray:

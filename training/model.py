@@ -403,17 +403,18 @@ class ChurnModel:
         customer attributes, the categories' rare-level groups and the typical customer's
         values with their directions (from the reference profile; None in models trained
         before it, whose reasons are ranked as they were)."""
+        config = self.features_config()
         return {
-            "attributes": self.features_config().customer_attributes,
+            "attributes": config.customer_attributes,
             "named_levels": self.preprocessor.named_levels(),
             "min_level_customers": self.preprocessor.min_level_customers,
             "typical": getattr(self.reference, "reason_sides", None),
             "safe_levels": getattr(self.reference, "safe_levels", None),
-            "value_unit": getattr(self.features_config(), "value_unit", None),
-            "activity_totals": getattr(self.features_config(), "activity_totals", None),
-            "date_attributes": getattr(self.features_config(), "date_attributes", None) or (),
-            "qualifying_events": self.features_config().churn.qualifying_events or (),
-            "orders": self.features_config().churn.mode == "non_contractual",
+            "value_unit": config.value_unit,
+            "activity_totals": config.activity_totals,
+            "date_attributes": config.date_attributes or (),
+            "qualifying_events": config.churn.qualifying_events or (),
+            "orders": config.churn.mode == "non_contractual",
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
