@@ -30,7 +30,14 @@ from serving.monitoring import (
     wilson_interval,
 )
 from training.drivers import top_drivers
-from training.reference import SCORE, FeatureProfile, build_reference, reason_sides, safe_levels
+from training.reference import (
+    SCORE,
+    FeatureProfile,
+    build_reference,
+    levels_without_evidence,
+    reason_sides,
+    safe_levels,
+)
 
 # ------------------------------------------------------------------------------- drift units
 
@@ -115,6 +122,43 @@ def test_reason_sides_are_the_median_and_the_direction_of_the_probability():
     assert sides_flipped["login_events_90d"][1] == 1  # no direction in the dictionary: the data's
     reference = build_reference(frame, list(frame.columns), [], probability)
     assert reference.reason_sides == sides
+
+
+def test_a_level_without_more_churners_is_no_reason():
+    """A level the model learned from noise ("Country: DE", whose customers churned as often as
+    the others) is no reason for risk; a level whose customers churned far more is one. A
+    customer counts once however many observation dates repeat it, so 50 dates of one churner
+    are no evidence; a frame without churners leaves every level to the model's scores."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    country = rng.choice(["US", "DE", "FR"], n)
+    plan = rng.choice(["basic", "pro"], n)
+    churned = rng.random(n) < np.where(plan == "basic", 0.20, 0.08)
+    frame = pd.DataFrame(
+        {
+            "country": pd.Series(country, dtype="string"),
+            "plan": pd.Series(plan, dtype="string"),
+            "customer_id": np.arange(n).astype(str),
+            "churned": churned,
+        }
+    )
+    # a model that overfits the noise: every country above the mean for some rows
+    probability = np.where(country == "DE", 0.2, 0.1) + np.where(plan == "basic", 0.1, 0.0)
+    levels = safe_levels(
+        frame, ["country", "plan"], probability, frame["churned"].to_numpy(),
+        frame["customer_id"].to_numpy(),
+    )  # fmt: skip
+    assert "DE" in levels["country"] and "basic" not in levels["plan"]
+    assert levels["plan"] == ("pro",)
+    reference = build_reference(frame, [], ["country", "plan"], probability)
+    assert reference.safe_levels == levels
+    # one churning customer repeated over 50 dates is one person, not 50 churners
+    repeated = pd.Series(["rare"] * 50 + ["common"] * 500, dtype="string")
+    labels = np.r_[np.ones(50, bool), rng.random(500) < 0.1]
+    who = np.r_[np.zeros(50, int), np.arange(1, 501)]
+    assert "rare" in levels_without_evidence(repeated, labels, who)
+    assert "rare" not in levels_without_evidence(repeated, labels)  # as 50 customers: evidence
+    assert levels_without_evidence(repeated, np.zeros(550, bool), who) == set()
 
 
 def test_safe_levels_are_the_categories_scored_below_the_mean():
