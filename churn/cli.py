@@ -862,8 +862,8 @@ def demo(
     _print_training(result)
     champion = load_champion(train_config.model_name)
     as_of = (tables.data_end() + pd.Timedelta(days=1)).normalize()
-    # a run one month earlier gives the bands at the start of the period the table measures
-    earlier = as_of - pd.DateOffset(months=1)
+    # a run one horizon earlier gives the bands at the start of the period the table measures
+    earlier = as_of - pd.Timedelta(days=int(champion.model.horizon_days))
     typer.echo(
         f"\n3. scoring every customer as of {earlier.date()} and {as_of.date()} with champion "
         f"version {champion.version}"
@@ -900,7 +900,7 @@ def demo(
     )
     typer.echo(table.to_string(index=False))
     if "risk_band" not in set(seg["dimension"]):
-        notes.append(band_rows_note(None))
+        notes.append(band_rows_note(None, earlier))
     for note in notes:
         typer.echo(note)
     typer.echo(

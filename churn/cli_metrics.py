@@ -310,6 +310,20 @@ def segment_table(
     return view, notes
 
 
+def short_period_note(mode: str, days: int, horizon_days: int | None) -> str:
+    """Under non-contractual churn a customer at the start is lost when the period has no
+    qualifying event: over a period shorter than the churn horizon that is not churn under the
+    definition ("no purchase this week" read 70 % where 10 % of a grocery's customers had gone
+    the 30-day horizon without one). "" when the period is long enough or churn is contractual."""
+    if mode != "non_contractual" or horizon_days is None or days >= horizon_days:
+        return ""
+    return (
+        f"note: the period ({days} days) is shorter than the churn horizon ({horizon_days} days): "
+        f"'lost' counts customers without a qualifying event in {days} days, not customers "
+        f"churned under the definition; measure churn over {horizon_days} days or more"
+    )
+
+
 def metrics_command(
     data: Annotated[Path, typer.Option("--data", help="Folder with the contract's tables.")],
     start: Annotated[
@@ -399,7 +413,11 @@ def metrics_command(
     how = "contractual" if mode == "contractual" else f"non-contractual, lookback {lookback} days"
     if qualifying:
         how += f", events {', '.join(qualifying)}"
-    typer.echo(f"Retention metrics for ({t0} .. {t1}], churn {how}")
+    days = (t1 - t0).ceil("D").days
+    typer.echo(f"Retention metrics from {t0.date()} to {t1.date()} ({days} days), churn {how}")
+    short = short_period_note(mode, days, defined.horizon_days if defined is not None else None)
+    if short:
+        typer.echo(short)
     typer.echo(format_metrics(result))
     notes = [n for n in result["mrr_note"].unique() if n]
     if notes:

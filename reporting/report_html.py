@@ -236,6 +236,26 @@ def segment_columns(segments: pd.DataFrame, churn_mode: str) -> list[tuple[str, 
     return chosen
 
 
+def segment_period_line(segments: pd.DataFrame) -> str:
+    """What period the segment table's retention figures cover, and the bands they judge ("" for
+    a table without its period)."""
+    if segments.empty or not {"period_start", "period_end"} <= set(segments.columns):
+        return ""
+    start = pd.Timestamp(segments["period_start"].iloc[0])
+    end = pd.Timestamp(segments["period_end"].iloc[0])
+    last = (end - pd.Timedelta(days=1)).date()
+    bands = (
+        f"; the risk_band rows group customers by their band on {start.date()}"
+        if "risk_band" in set(segments["dimension"])
+        else ""
+    )
+    return (
+        f'<p class="note">Retention from {start.date()} to {last} ({(end - start).days} days: '
+        f"the churn horizon before this run){bands}. Mean risk, expected churners and the bands "
+        "are this run's, for the horizon ahead.</p>"
+    )
+
+
 def segment_table(segments: pd.DataFrame, currency: str | None, churn_mode: str) -> str:
     """The segment report as an HTML table: formatted numbers, intervals under their rate."""
     columns = segment_columns(segments, churn_mode)
@@ -415,6 +435,7 @@ def render_report(inputs: ReportInputs) -> str:
         "<h2>Riskiest customers</h2>",
         riskiest_table(inputs.riskiest),
         "<h2>Segments</h2>",
+        segment_period_line(inputs.segments),
         '<div class="scroll">'
         + segment_table(inputs.segments, inputs.currency, inputs.churn_mode)
         + "</div>",

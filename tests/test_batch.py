@@ -234,7 +234,7 @@ def test_drivers_are_the_largest_positive_contributions_with_their_values():
     ]
 
 
-def test_segment_report_has_retention_metrics_and_the_risk_view(scored):
+def test_segment_report_has_retention_metrics_and_the_risk_view(small_champion, scored):
     _, _, second = scored
     seg = pd.read_parquet(second.partition / "segments.parquet")
     overall = seg[seg["dimension"] == "all"].iloc[0]
@@ -243,10 +243,28 @@ def test_segment_report_has_retention_metrics_and_the_risk_view(scored):
     assert {"crr", "churn_rate", "nrr", "revenue_at_risk", "share_high", "mean_risk"} <= set(
         seg.columns
     )
-    assert set(seg["dimension"]) >= {"all", "plan", "risk_band"}
-    # The period said as the run dates: from the previous run to this one (excluded).
-    assert (seg["period_start"] == pd.Timestamp(RUN_1)).all()
+    # The period is the churn horizon before the run (this one excluded), whenever the previous
+    # run was: a week's "churn" beside the horizon's risk read 83 % against 57 %. No run was
+    # scored a horizon back, so no band has had its horizon yet: no risk_band rows.
+    horizon = pd.Timedelta(days=int(small_champion.champion.model.horizon_days))
+    assert (seg["period_start"] == pd.Timestamp(RUN_2) - horizon).all()
     assert (seg["period_end"] == pd.Timestamp(RUN_2)).all()
+    assert set(seg["dimension"]) >= {"all", "plan"} and "risk_band" not in set(seg["dimension"])
+
+
+def test_the_bands_are_measured_one_horizon_after_they_were_scored(small_champion, scored):
+    """A run one horizon after the first groups the churn of that horizon by the first run's
+    bands: each band's churn beside the risk it was given."""
+    out, first, _ = scored
+    model, version = small_champion.champion.model, small_champion.champion.version
+    later = pd.Timestamp(RUN_1) + pd.Timedelta(days=int(model.horizon_days))
+    third = run_scoring(small_champion.tables, later, model, version, out, log=lambda _: None)
+    seg = third.segments
+    assert (seg["period_start"] == pd.Timestamp(RUN_1)).all()
+    bands = seg[seg["dimension"] == "risk_band"].set_index("segment")
+    counts = first.scores["risk_band"].value_counts()
+    for band in counts.index:
+        assert bands.loc[band, "customers_start"] <= counts[band]
 
 
 def test_a_rerun_for_the_same_date_gives_identical_results(small_champion, scored):

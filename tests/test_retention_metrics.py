@@ -1066,6 +1066,7 @@ def test_cli_metrics_prints_and_writes_csv_parquet_and_png(cli, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert "plan=free" in res.output and "contractual" in res.output
+    assert "Retention metrics from 2024-01-01 to 2024-01-31 (31 days)" in res.output
     written = pd.read_csv(tmp_path / "m.csv")
     assert written.loc[written["segment"] == "all", "customers_start"].item() == 52
     assert written.loc[written["segment"] == "free", "small_group"].item()
@@ -1083,6 +1084,20 @@ def test_cli_metrics_prints_and_writes_csv_parquet_and_png(cli, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert pd.read_parquet(tmp_path / "m.parquet")["crr"].iloc[0] == pytest.approx(45 / 52)
+
+
+def test_a_non_contractual_period_shorter_than_the_horizon_is_said_not_to_be_churn():
+    """A week of a grocery whose churn is 30 days without a purchase: "lost" there is no
+    purchase this week (70 %), not churn (10 %); contractual churn and a long period say
+    nothing."""
+    from churn.cli_metrics import short_period_note
+
+    note = short_period_note("non_contractual", 7, 30)
+    assert "(7 days) is shorter than the churn horizon (30 days)" in note
+    assert "over 30 days or more" in note
+    assert short_period_note("non_contractual", 30, 30) == ""
+    assert short_period_note("contractual", 7, 30) == ""
+    assert short_period_note("non_contractual", 7, None) == ""
 
 
 def test_cli_rejects_unknown_by_column_and_backwards_period(cli, tmp_path):

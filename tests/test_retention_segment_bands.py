@@ -86,8 +86,9 @@ def test_without_a_partition_at_the_start_there_are_no_band_rows_and_a_reason():
     seg = report(None)
     assert "risk_band" not in set(seg["dimension"])
     assert set(seg["dimension"]) == {"all", "plan"}
-    assert "no partition was scored at the start" in band_rows_note(None)
-    assert band_rows_note(START_SCORES) == ""
+    note = band_rows_note(None, pd.Timestamp("2024-03-01"))
+    assert "no partition was scored at the start" in note and "2024-03-01" in note
+    assert band_rows_note(START_SCORES, pd.Timestamp("2024-03-01")) == ""
     summary = run_summary(RUN, None, "1", None, seg)
     assert summary["bands"] == {"high": 1, "low": 2, "medium": 1}  # today's bands
 

@@ -315,14 +315,16 @@ def test_without_the_data_folder_segments_come_from_the_weekly_report(env, monke
     monkeypatch.delenv("CHURN_DATA_DIR")
     svc = ChurnService()
     response = svc.segments(SegmentsRequest(by=["plan"]))
-    assert (response.period_start.isoformat(), response.period_end.isoformat()) == (RUN_1, RUN_2)
+    start = (pd.Timestamp(RUN_2) - pd.Timedelta(days=30)).date().isoformat()  # one horizon
+    assert (response.period_start.isoformat(), response.period_end.isoformat()) == (start, RUN_2)
     weekly = pd.read_parquet(env["scores"] / f"as_of={RUN_2}" / "segments.parquet")
     basic = weekly[(weekly["dimension"] == "plan") & (weekly["segment"] == "basic")].iloc[0]
     row = next(r for r in response.segments if (r.dimension, r.segment) == ("plan", "basic"))
     assert (
         row.crr == pytest.approx(basic["crr"]) and row.customers_scored == basic["customers_scored"]
     )
-    assert {r.dimension for r in response.segments} == {"all", "plan", "risk_band"}
+    # no run was scored a horizon before the weekly run: no band has been measured yet
+    assert {r.dimension for r in response.segments} == {"all", "plan"}
     with pytest.raises(InvalidField, match=r"^period_start: .*CHURN_DATA_DIR"):
         svc.segments(SegmentsRequest(by=["plan"], period_end=date(2024, 12, 1)))
     with pytest.raises(InvalidField, match=r"^by: \['signup_cohort'\] not in the weekly report"):
