@@ -426,6 +426,14 @@ def test_the_recency_against_the_usual_gap_is_the_recencys_driver():
         [("tickets_open", 0.3), ("days_since_last_event", 0.2)],
     ]
     assert got[0][0]["reason"] == "No activity in the last 42 days (usually active every 4 days)"
+    # the BG/NBD chance of no purchase is that fact again, as a second probability: one driver
+    names = [*names, "no_activity_chance_30d"]
+    values["no_activity_chance_30d"] = [1.0, 0.2]
+    contrib = np.array([[0.5, 0.2, 0.3, 0.6], [-0.2, 0.4, 0.3, 0.0]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [(d["feature"], round(d["contribution"], 6)) for d in got[0]] == [
+        ("days_since_last_event", 1.3), ("tickets_open", 0.3)
+    ]  # fmt: skip
 
 
 def test_the_last_nps_response_is_one_driver():
