@@ -645,6 +645,17 @@ def revenue_cohort_retention(
     return share.dropna(axis=1, how="all").tail(MAX_COHORTS)
 
 
+def measured_cohorts(pivot: pd.DataFrame, from_first_event: bool) -> pd.DataFrame:
+    """The cohort table without what measures nothing: cohorts counted from their first
+    qualifying event are all active in their month 0 (100 % by construction), so that column
+    goes, and a cohort with no later month observed goes with it (a grocery's 4-month export
+    showed one cell, "2000-12 | 3,282 | 100%"). Cohorts by signup keep month 0 (who was active
+    in the month they signed up)."""
+    if not from_first_event or 0 not in pivot.columns:
+        return pivot
+    return pivot.drop(columns=0).dropna(how="all")
+
+
 def not_scored_note(
     summary: dict[str, Any], churn: ChurnDefinition | None = None, as_of: str | None = None
 ) -> str | None:
@@ -734,11 +745,16 @@ def write_partition_report(
                 max_period=MAX_PERIODS,
                 anchor="first_activity" if buyers else "signup",
             )
-            if not result.table.empty:
-                pivot = result.pivot
+            pivot = measured_cohorts(result.pivot, buyers) if not result.table.empty else None
+            if pivot is not None and not pivot.empty:
                 retention = pivot.tail(MAX_COHORTS)
                 sizes = result.sizes
                 curve = retention_curve(result)
+            elif buyers and not result.table.empty:
+                notes.append(
+                    f"No cohort has a whole month after its first {cohort_start} inside the data "
+                    "yet: no retention table."
+                )
             else:
                 notes.append("No cohort since the activity data started: no retention table.")
         else:  # a billing-only export: retention by activity measures nothing

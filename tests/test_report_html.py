@@ -316,4 +316,20 @@ def test_a_shops_cohorts_are_its_buyers_from_their_first_purchase(tmp_path):
     table = page[page.index('<table class="cohorts">') :]
     table = table[: table.index("</table>")]
     assert "2024-02" in table and "2024-01" not in table  # the buyers' cohort, not the visitors'
-    assert ">100%<" in table and ">50%<" in table  # month 0: every buyer; month 1: half again
+    # month 0 is every buyer by construction, so it is no column; month 1: half bought again
+    assert ">100%<" not in table and ">50%<" in table
+
+
+def test_cohorts_from_a_first_purchase_keep_only_what_they_measure():
+    """Month 0 of a cohort counted from its first purchase is 100 % by construction: the column
+    goes, and a cohort with no later month goes with it; cohorts by signup keep month 0."""
+    from reporting.report_html import measured_cohorts
+
+    pivot = pd.DataFrame(
+        {0: [1.0, 1.0, 1.0], 1: [0.5, 0.4, np.nan], 2: [0.3, np.nan, np.nan]},
+        index=pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01"]),
+    )
+    kept = measured_cohorts(pivot, from_first_event=True)
+    assert list(kept.columns) == [1, 2] and len(kept) == 2
+    assert measured_cohorts(pivot, from_first_event=False).equals(pivot)
+    assert measured_cohorts(pivot[[0]].iloc[2:], from_first_event=True).empty
