@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -293,8 +294,20 @@ def summary_table(entries: list[dict]) -> pd.DataFrame:
 
 
 def plot_monitoring(entries: list[dict], out: str | Path) -> Path:
-    """A PNG with realized against predicted churn over time (Wilson intervals), realized
-    against expected (CBPE) ROC AUC, and the largest PSI per run with the 0.1 / 0.25 bands."""
+    """A PNG of monitoring_figure."""
+    import matplotlib.pyplot as plt
+
+    fig = monitoring_figure(entries)
+    path = Path(out)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path
+
+
+def monitoring_figure(entries: list[dict]) -> Any:
+    """Realized against predicted churn over time (Wilson intervals), realized against expected
+    (CBPE) ROC AUC, and the largest PSI per run with the 0.1 / 0.25 bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -320,7 +333,7 @@ def plot_monitoring(entries: list[dict], out: str | Path) -> Path:
         alpha=0.25,
         label="expected if calibrated (CBPE, 95 %)",
     )
-    ax.plot(table["as_of"], table["expected_roc_auc"], "-", label="expected ROC AUC (CBPE)")
+    ax.plot(table["as_of"], table["expected_roc_auc"], "o-", label="expected ROC AUC (CBPE)")
     ax.plot(done["as_of"], done["realized_roc_auc"], "s", label="realized ROC AUC")
     ax.set_ylabel("ROC AUC")
     ax.legend(loc="best", fontsize=8)
@@ -331,13 +344,18 @@ def plot_monitoring(entries: list[dict], out: str | Path) -> Path:
     ax.axhline(0.25, color="red", linestyle="--", linewidth=1)
     ax.set_ylabel("PSI")
     ax.legend(loc="best", fontsize=8)
+    if done.empty:  # say why the realized marks are missing rather than leave them out
+        for ax in axes[:2]:
+            ax.text(
+                0.5, 0.06, "realized figures appear once a run's horizon has passed",
+                transform=ax.transAxes, ha="center", fontsize=8, color="#555",
+            )  # fmt: skip
+    if len(table) == 1:  # one run: a week either side, not matplotlib's five years around it
+        day = pd.Timestamp(table["as_of"].iloc[0])
+        axes[-1].set_xlim(day - pd.Timedelta(days=7), day + pd.Timedelta(days=7))
     fig.autofmt_xdate()
     fig.tight_layout()
-    path = Path(out)
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def log_monitoring(

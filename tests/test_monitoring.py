@@ -693,3 +693,20 @@ def test_churn_score_monitors_and_churn_monitor_reports(small_champion, tmp_path
         app, ["monitor", "--scores", str(tmp_path / "nope"), "--data", data]
     )
     assert missing.exit_code == 2 and "no folder of scored partitions" in missing.output
+
+
+def test_the_plot_of_one_unmatured_run_spans_two_weeks_and_says_why_no_realized_mark():
+    """A first run: matplotlib's default put one point on a 1999-2003 axis, and the ROC AUC
+    panel was empty without a word."""
+    from serving.monitoring_job import monitoring_figure
+
+    entry = {
+        "as_of": "2001-01-29", "verdict": "watch", "matured": False, "customers": 7515,
+        "expected": {"churn_rate": 0.357, "roc_auc": 0.74, "roc_auc_lo": 0.73, "roc_auc_hi": 0.75},
+        "psi_score": 0.02, "psi_max": 0.8,
+    }  # fmt: skip
+    fig = monitoring_figure([entry])
+    low, high = fig.axes[-1].get_xlim()
+    assert high - low == pytest.approx(14.0)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert texts.count("realized figures appear once a run's horizon has passed") == 2
