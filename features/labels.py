@@ -16,6 +16,7 @@ from features.contract import Tables
 from features.prepared import (
     DAY_NS,
     NAT,
+    ActiveDays,
     Prepared,
     active_day_counts,
     active_days,
@@ -49,7 +50,14 @@ LOOKBACK_RANGE = (28, 365)
 DEFAULT_LOOKBACK_DAYS = 90
 
 
-def lookback_from_quantile(gap_quantile: float, horizon_days: int = 0) -> int:
+# The share of returning buyers the lookback should hold: a customer whose next qualifying event
+# comes after a pause longer than the lookback is "churned already" when scored in that pause.
+RETURN_QUANTILE = 0.95
+
+
+def lookback_from_quantile(
+    gap_quantile: float, horizon_days: int = 0, return_quantile: float = float("nan")
+) -> int:
     """A lookback in days from a high quantile of typical gaps: whole weeks, rounded up, within
     LOOKBACK_RANGE (NaN: DEFAULT_LOOKBACK_DAYS), and at least the horizon.
 
@@ -58,14 +66,47 @@ def lookback_from_quantile(gap_quantile: float, horizon_days: int = 0) -> int:
     history gave 105 (horizon 90), and left unscored, as "churned already", buyers whose last
     order was 35 to 90 days ago: 20 to 37 % of those 30 to 60 days out bought again within
     the horizon, 30 % of the next quarter's buyers were not scored. A customer who bought
-    within the last horizon is as current as the label's own window."""
+    within the last horizon is as current as the label's own window.
+
+    return_quantile (RETURN_QUANTILE of returning_recency, in days; NaN: not measured): the
+    lookback also holds the pause after which that share of the customers who came back did
+    so. Typical gaps say how often regular customers buy, not how long the others pause: a
+    grocery's 4-month export gave 26 days (so 30, its horizon), and 11 % of the next month's
+    returning buyers had paused longer (451 buyers scored as "churned already")."""
     days = DEFAULT_LOOKBACK_DAYS
     if np.isfinite(gap_quantile):
-        days = int(np.clip(7 * int(np.ceil(gap_quantile / 7)), *LOOKBACK_RANGE))
+        days = _weeks_in_range(gap_quantile)
+    if np.isfinite(return_quantile):
+        days = max(days, _weeks_in_range(return_quantile))
     return max(days, int(horizon_days))
 
 
-def lookback_from_gaps(median_gaps: np.ndarray, horizon_days: int = 0) -> int:
+def _weeks_in_range(days: float) -> int:
+    """Days rounded up to whole weeks, within LOOKBACK_RANGE."""
+    return int(np.clip(7 * int(np.ceil(days / 7)), *LOOKBACK_RANGE))
+
+
+def returning_recency(days: ActiveDays, n: int, until: int, horizon_days: int) -> np.ndarray:
+    """The pauses of the customers who came back, at the last date whose horizon ends by
+    `until` (a midnight, ns): for T = until - horizon, the days from each customer's last
+    active day before T to T, over the customers with an active day before T and one in
+    [T, until). Empty without a horizon or a day before T."""
+    if horizon_days <= 0:
+        return np.empty(0)
+    t = until - horizon_days * DAY_NS
+    before = active_day_counts(days, n, t)
+    by_end = active_day_counts(days, n, until)
+    back = np.flatnonzero((before > 0) & (by_end > before))
+    if not len(back):
+        return np.empty(0)
+    last_key = days.key[days.start[back] + before[back] - 1].astype(np.int64)
+    last_day = last_key - back.astype(np.int64) * days.span + days.day0
+    return (t // DAY_NS - last_day).astype("float64")
+
+
+def lookback_from_gaps(
+    median_gaps: np.ndarray, horizon_days: int = 0, return_quantile: float = float("nan")
+) -> int:
     """The non-contractual lookback for customers whose median gaps between active days (in
     days; NaN for a customer with fewer than two) are given: long enough that it holds the
     typical gap of LOOKBACK_QUANTILE of them, so a regular customer between two purchases
@@ -74,7 +115,7 @@ def lookback_from_gaps(median_gaps: np.ndarray, horizon_days: int = 0) -> int:
     gaps = np.asarray(median_gaps, dtype="float64")
     gaps = gaps[np.isfinite(gaps)]
     quantile = float(np.quantile(gaps, LOOKBACK_QUANTILE)) if len(gaps) else float("nan")
-    return lookback_from_quantile(quantile, horizon_days)
+    return lookback_from_quantile(quantile, horizon_days, return_quantile)
 
 
 def data_lookback_days(
@@ -84,8 +125,11 @@ def data_lookback_days(
     `horizon_days`."""
     prep = prepare(tables)
     days = active_days(prep, qualifying_events)
-    count = active_day_counts(days, prep.n_customers, as_of_timestamp(until).value)
-    return lookback_from_gaps(median_gaps(days, count), horizon_days)
+    t = as_of_timestamp(until).value
+    count = active_day_counts(days, prep.n_customers, t)
+    pauses = returning_recency(days, prep.n_customers, t, horizon_days)
+    back = float(np.quantile(pauses, RETURN_QUANTILE)) if len(pauses) else float("nan")
+    return lookback_from_gaps(median_gaps(days, count), horizon_days, back)
 
 
 def resolve_lookback(tables: Tables, churn: ChurnDefinition, until: object) -> ChurnDefinition:

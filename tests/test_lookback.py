@@ -121,3 +121,34 @@ def test_check_says_the_lookback_training_will_use(tmp_path):
     write_tables(tables, tmp_path / "data", {"config.toml": config_to_toml(config)})
     result = CliRunner().invoke(app, ["check", "--data", str(tmp_path / "data")])
     assert f"lookback {training} days" in result.output, result.output
+
+
+def test_the_lookback_holds_the_pauses_after_which_customers_came_back():
+    """A grocery's short export: weekly shoppers set the typical gap (4 weeks at most), yet
+    some buyers come back after pausing 42 days; with a 30-day horizon they would be
+    "churned already" in their pause. The pause of 95 % of the customers who came back within
+    the last complete horizon is held (6 weeks). Without a horizon nothing is measured."""
+    weekly = {f"w{i}": 7 for i in range(30)}
+    tables = shop(weekly, until="2024-05-01")
+    # weekly until 2024-02-19 too, then 42 days' pause before 2024-04-01 and back on 04-10
+    days = [*pd.date_range("2024-01-01", "2024-02-19", freq="7D"), pd.Timestamp("2024-04-10")]
+    pausing = [
+        {"customer_id": f"p{i}", "at": day, "event": "purchase", "value": 1.0}
+        for i in range(10)
+        for day in days
+    ]
+    tables = make_tables(
+        [{"customer_id": c, "signup_at": "2023-12-01"} for c in [*weekly, *(f"p{i}" for i in range(10))]],
+        [*tables.activity.astype({"customer_id": str}).to_dict("records"), *pausing],
+    )  # fmt: skip
+    from features.labels import returning_recency
+    from features.prepared import active_days, as_of_timestamp, prepare
+
+    prep = prepare(tables)
+    until = as_of_timestamp("2024-05-01").value
+    pauses = returning_recency(active_days(prep, ("purchase",)), prep.n_customers, until, 30)
+    assert len(pauses) == 40 and sorted(set(pauses)) == [7.0, 42.0]
+    assert data_lookback_days(tables, ("purchase",), "2024-05-01", 30) == 42  # 6 weeks
+    assert data_lookback_days(tables, ("purchase",), "2024-05-01") == 28  # no horizon: gaps only
+    assert lookback_from_gaps(np.full(20, 7.0), 30, 41.0) == 42
+    assert lookback_from_gaps(np.full(20, 7.0), 30, float("nan")) == 30
