@@ -366,11 +366,43 @@ def _feature_columns(
     cols: dict[str, np.ndarray] = {}
     signup = prep.signup_at
     cols["tenure_days"] = np.where(signup == NAT, np.nan, (t - signup) / DAY_NS)
-    cols.update(_activity_signals(prep, t, config, seats))
-    cols.update(_history_signals(prep, t, config))
+    t_activity = activity_as_of(t, config.activity_totals)
+    cols.update(_activity_signals(prep, t_activity, config, seats))
+    cols.update(_history_signals(prep, t_activity, config))
     cols.update(_revenue_signals(prep, t, config))
     cols.update(_feedback_signals(prep, t, config))
     return cols
+
+
+MONTH_DAYS = 30.4375
+
+
+def activity_as_of(t: int, totals: str | None) -> int:
+    """The instant activity features are measured at: T, or for monthly totals (stamped at each
+    month's last second, FeatureConfig.activity_totals) the start of T's month, one day later
+    when T is past it (a month that ends in a zone behind UTC is stamped hours after the UTC
+    month's end). No month total is stamped between that instant and T, so the features read
+    the same whichever day of the month T is, and the whole months before it."""
+    if totals != "month":
+        return t
+    month_start = pd.Timestamp(t).normalize().replace(day=1).value
+    return min(t, month_start + DAY_NS)
+
+
+def window_start(t: int, days: int, totals: str | None, back: int = 1) -> int:
+    """The start of the window of `days` ending at T, `back` windows back (2: the one before
+    it, for trends). Activity exported as period totals counts whole periods: a window is the
+    nearest whole number of weeks (at least one), or of calendar months back from T (see
+    activity_as_of), so each window holds the same number of totals. In days, the 30 days
+    before 1 March held both January's and February's totals (stamped 01-31 23:59:59 and
+    02-29 23:59:59), the 30 before that none: a bank's snapshot export read every customer's
+    activity as doubled, and its churn as a third of what it was."""
+    if totals == "month":
+        months = max(1, round(days / MONTH_DAYS)) * back
+        return (pd.Timestamp(t) - pd.DateOffset(months=months)).value
+    if totals == "week":
+        days = 7 * max(1, round(days / 7))
+    return t - back * days * DAY_NS
 
 
 def _count(
@@ -443,8 +475,11 @@ def _activity_signals(
     n_types_all = max(len(act.event_names), 1)
     # The rows of the longest window, prepared once; each window is a part of them (the last
     # rows when activity is in time order, a mask otherwise).
-    longest = max(config.windows)
-    rows = _rows(act, t - longest * DAY_NS, t)
+    totals = config.activity_totals
+    starts = {w: window_start(t, w, totals) for w in config.windows}
+    spans = {w: -(-(t - start) // DAY_NS) for w, start in starts.items()}  # whole days, up
+    longest = max(spans.values())
+    rows = _rows(act, min(starts.values()), t)
     at = act.at[rows]
     cust = act.customer[rows].astype(np.int64)  # int64: the flat indices below overflow int32
     event = act.event[rows]
@@ -455,11 +490,11 @@ def _activity_signals(
     seen_day[cust * longest + (days_back - 1)] = True
     days_seen = seen_day.reshape(n, longest)  # column d: active d + 1 days before T
     for w in config.windows:
-        start = t - w * DAY_NS
+        start = starts[w]
         in_w = slice(int(np.searchsorted(at, start)), len(at)) if act.time_ordered else at >= start
         c = cust[in_w]
         out[f"events_{w}d"] = np.bincount(c, minlength=n).astype("float64")
-        out[f"active_days_{w}d"] = days_seen[:, :w].sum(axis=1).astype("float64")
+        out[f"active_days_{w}d"] = days_seen[:, : spans[w]].sum(axis=1).astype("float64")
         seen_type = np.zeros(n * n_types_all, dtype=bool)
         seen_type[c * n_types_all + event[in_w]] = True
         out[f"event_types_{w}d"] = seen_type.reshape(n, n_types_all).sum(axis=1).astype("float64")
@@ -475,8 +510,9 @@ def _activity_signals(
                 out[f"{slug}_events_{w}d"] = per_type[:, i].astype("float64")
 
     tw = config.trend_window
-    recent = _rows(act, t - tw * DAY_NS, t)
-    prior = _rows(act, t - 2 * tw * DAY_NS, t - tw * DAY_NS)
+    recent_start = window_start(t, tw, totals)
+    recent = _rows(act, recent_start, t)
+    prior = _rows(act, window_start(t, tw, totals, back=2), recent_start)
     out[f"events_trend_{tw}d"] = _trend(
         _count(act.customer, recent, n), _count(act.customer, prior, n)
     )
@@ -512,11 +548,14 @@ def _user_signals(
         seen[act.user_pair[_rows(act, start, end)]] = True
         return np.bincount(act.pair_customer[seen], minlength=n + 1)[:n].astype("float64")
 
-    out = {f"active_users_{w}d": users(t - w * DAY_NS, t) for w in config.windows}
+    totals = config.activity_totals
+    out = {f"active_users_{w}d": users(window_start(t, w, totals), t) for w in config.windows}
+    recent_start = window_start(t, tw, totals)
     in_trend = out.get(f"active_users_{tw}d")
     if in_trend is None:
-        in_trend = users(t - tw * DAY_NS, t)
-    out[f"active_users_trend_{tw}d"] = _trend(in_trend, users(t - 2 * tw * DAY_NS, t - tw * DAY_NS))
+        in_trend = users(recent_start, t)
+    before = users(window_start(t, tw, totals, back=2), recent_start)
+    out[f"active_users_trend_{tw}d"] = _trend(in_trend, before)
     if config.seats_attribute:
         if seats is None:
             seats = np.full(n, np.nan)

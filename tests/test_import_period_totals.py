@@ -99,8 +99,29 @@ def test_covers_month_stamps_each_total_at_its_month_end_and_features_wait_for_i
     # period's end itself would be no row before it, and everyone would look idle.
     start = build_features(tables, pd.Timestamp("2024-08-01"), config).set_index("customer_id")
     assert (start.loc[ids, "value_7d"] == minutes_of("2024-07", ids)).all()
-    last_day = build_features(tables, pd.Timestamp("2024-07-31"), config)
-    assert (last_day["value_7d"] == 0).all()
+    # Windows count whole months: on the last day of July the "7-day" window is still June's
+    # total, as on the 15th; every day of a month reads the same.
+    last_day = build_features(tables, pd.Timestamp("2024-07-31"), config).set_index("customer_id")
+    assert (last_day.loc[ids, "value_7d"] == minutes_of("2024-06", ids)).all()
+    assert last_day.loc[ids].equals(mid.loc[ids].assign(tenure_days=last_day.loc[ids, "tenure_days"]))
+
+
+def test_windows_over_month_totals_hold_whole_months_after_a_short_february():
+    """In days, the 30 days before 1 March 2024 held January's total (01-31 23:59:59) and
+    February's, the 30 before them none: a bank's snapshot export read every customer's
+    activity as doubled and its trend as +100 %, and expected a third of its churners."""
+    tables, _ = imported("month")
+    mapped = parse_mapping(mapping("month"), "m.toml")
+    config = FeatureConfig.from_dict(tomllib.loads(config_toml(mapped))["features"])
+    march = build_features(tables, pd.Timestamp("2024-03-01"), config).set_index("customer_id")
+    ids = march.index
+    assert (march["value_30d"] == minutes_of("2024-02", ids)).all()
+    assert (march["events_30d"] == 1).all()
+    three = sum(minutes_of(m, ids) for m in ("2023-12", "2024-01", "2024-02") if m >= "2024-01")
+    assert (march["value_90d"] == three).all()  # December is before the export
+    feb, jan = minutes_of("2024-02", ids), minutes_of("2024-01", ids)
+    trend = march[f"value_trend_{config.trend_window}d"].to_numpy()
+    assert np.allclose(trend, (feb - jan) / (feb + jan))
 
 
 def test_period_end_follows_the_declared_zone_and_billing_cycles():
