@@ -103,7 +103,9 @@ def test_covers_month_stamps_each_total_at_its_month_end_and_features_wait_for_i
     # total, as on the 15th; every day of a month reads the same.
     last_day = build_features(tables, pd.Timestamp("2024-07-31"), config).set_index("customer_id")
     assert (last_day.loc[ids, "value_7d"] == minutes_of("2024-06", ids)).all()
-    assert last_day.loc[ids].equals(mid.loc[ids].assign(tenure_days=last_day.loc[ids, "tenure_days"]))
+    assert last_day.loc[ids].equals(
+        mid.loc[ids].assign(tenure_days=last_day.loc[ids, "tenure_days"])
+    )
 
 
 def test_windows_over_month_totals_hold_whole_months_after_a_short_february():

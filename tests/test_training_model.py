@@ -129,6 +129,25 @@ def test_same_data_config_and_seed_give_the_same_model(small_champion):
     assert ev_a.metrics == ev_b.metrics
 
 
+def test_a_recency_rule_that_ranks_nobody_is_no_baseline(small_champion):
+    """Monthly totals stamp every customer's last record at the same month end: the recency rule
+    scored ROC AUC 0.5 with no probabilities and the gate said the model "beats" it. It is left
+    out of the comparison, and the holdout says why."""
+    from training.fit import RECENCY_RULE_LEFT_OUT
+
+    tables = small_champion.tables
+    path = config_path_for_data(small_champion.data_dir)
+    features, config = feature_config_from_file(path), train_config_from_file(path)
+    dates = default_dates(tables, features, config)
+    dataset, resolved = build_training_set(tables, dates, features)
+    dataset["days_since_last_event"] = 0.5  # as of a month's first instant, every customer
+    plan = plan_for(dataset, resolved.churn.horizon_days, config)
+    _, evaluation, _ = fit_churn_model(dataset, plan, resolved, config)
+    assert "recency_rule" not in evaluation.holdout.metrics
+    assert "logistic_regression" in evaluation.holdout.metrics
+    assert RECENCY_RULE_LEFT_OUT in evaluation.holdout.notes
+
+
 def test_runs_are_logged_with_metrics_baselines_and_plots(trained):
     uri, first = trained
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

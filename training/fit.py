@@ -91,6 +91,15 @@ class Refit:
         return {f"refit.{k}": v for k, v in self.__dict__.items() if k != "params"}
 
 
+# Where every holdout customer has the same recency (activity exported as monthly totals, each
+# customer's last one stamped at the same month end) the rule ranks nobody: ROC AUC 0.5 and no
+# probabilities. It is no baseline then, and the gate's words do not list it.
+RECENCY_RULE_LEFT_OUT = (
+    "the recency rule is left out: every holdout customer has the same time since the last "
+    "activity, so it ranks nobody"
+)
+
+
 def capacity_params(rows: int, churners: int, customers: int | None = None) -> dict[str, Any]:
     """Tree size from the data: about one leaf per 1,000 churning customers (4 to 31 leaves), and
     leaves that hold enough rows to contain about 20 churners at the base rate (at least 20
@@ -588,6 +597,10 @@ def run_backtest(
     y_test = y[test_index]
     recency = recency_rule(test)
     scores = {"candidate": probability, "logistic_regression": logistic_p, "recency_rule": recency}
+    notes = list(plan.notes)
+    if len(np.unique(recency)) < 2:  # ranks nobody: no baseline to beat or to promote
+        del scores["recency_rule"]
+        notes.append(RECENCY_RULE_LEFT_OUT)
     if truth is not None:
         truth_p = _truth_on(test, truth)
         if truth_p is not None:
@@ -600,7 +613,7 @@ def run_backtest(
         scores=scores,
         clusters=test["customer_id"].to_numpy(),
         probability_scores=("candidate", "logistic_regression", "truth"),
-        notes=list(plan.notes),
+        notes=notes,
         reps=config.bootstrap,
         seed=config.seed,
     )

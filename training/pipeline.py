@@ -412,6 +412,8 @@ def train_from_tables(
             "logistic regression": evaluation.test["logistic_regression"].to_numpy(),
             "recency rule": evaluation.test["recency_rule"].to_numpy(),
         }
+        if "recency_rule" not in evaluation.holdout.metrics:  # it ranked nobody
+            del scores["recency rule"]
         if "true_probability" in evaluation.test:
             scores["truth"] = evaluation.test["true_probability"].to_numpy()
         plots = model_report_plots(
