@@ -357,8 +357,8 @@ def _recorded_recency(period: str, last: str) -> Sentence:
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
-        if days < 1:
-            text = "Activity recorded within the last day"
+        if days < 2:  # measured from the start of T's period (features.signals.activity_as_of)
+            text = f"Activity recorded for the latest {period}"
         elif last == "since":
             text = f"No activity recorded in the last {fmt.duration_days(days)}"
         else:
@@ -382,8 +382,12 @@ def _recorded_overdue(period: str) -> Sentence:
         since, gap = _since_and_gap(context)
         detail = ""
         if since is not None and gap is not None:
-            last = "within the last day" if since < 1 else f"{fmt.duration_days(since)} ago"
-            detail = f" (the last {last}, usually {_every_period(gap, period)})"
+            every = _every_period(gap, period)
+            detail = (
+                f" (recorded for the latest {period}, usually {every})"
+                if since < 2
+                else f" (the last {fmt.duration_days(since)} ago, usually {every})"
+            )
         if ratio < 1:
             return f"Within the usual gap between activity records{detail}"
         return f"No activity recorded for {fmt.number(ratio, 1)} times the usual gap{detail}"
@@ -538,6 +542,51 @@ def _order_entry(feature: str) -> FeatureEntry | None:
 
 
 _ACTIVE_DAYS_WINDOW = re.compile(r"active_days_(?P<w>\d+)d")
+
+
+# Activity windows and trends, which count whole periods over totals (features.signals.
+# window_start); the per-type counts ("<type>_events_30d") and active users included.
+_ACTIVITY_WINDOW = re.compile(
+    r"(?P<family>events|active_days|event_types|value|active_users|seat_utilization|"
+    r"(?P<typed>.+)_events|(?:events|value|active_users)_trend)_(?P<w>\d+)d"
+)
+_NOT_ACTIVITY = re.compile(r"(?:revenue|payments|refunds?|refund_amount|failed_payments|tickets)_")
+
+
+def _periods(window: int, period: str, label: bool = False) -> str:
+    """A window of days in the whole periods it counts over totals: "month", "3 months" ("1
+    month" in a label: "Records in 1 month")."""
+    n = max(1, round(window / _PERIOD_DAYS[period]))
+    return f"{n} {period}s" if n > 1 else (f"1 {period}" if label else period)
+
+
+def _in_whole_periods(feature: str, entry: FeatureEntry, period: str) -> FeatureEntry:
+    """An activity window's entry in the words of the whole periods it counts over totals:
+    "No activity in the last 30 days" is "No activity in the last month", and its events are
+    records ("3 records in the last 3 months": a bank's monthly snapshots read "3 events in the
+    last 90 days"). Any other entry unchanged."""
+    match = _ACTIVITY_WINDOW.fullmatch(feature)
+    if match is None or _NOT_ACTIVITY.match(feature):
+        return entry
+    days = _days(_w(match))
+    counts = match["family"] == "events" or match["typed"] is not None
+
+    def words(text: str, label: bool = False) -> str:
+        text = text.replace(days, _periods(_w(match), period, label))
+        if counts:
+            text = re.sub(r"\bevents\b", "records", re.sub(r"\bevent\b", "record", text))
+            text = text.replace("Events", "Records")
+        return text
+
+    original = entry.sentence
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        return words(original(value, context, currency))
+
+    return FeatureEntry(
+        words(entry.label, label=True), entry.unit, entry.direction, sentence,
+        words(entry.missing), entry.context,
+    )  # fmt: skip
 
 
 @lru_cache(maxsize=256)
@@ -1038,6 +1087,8 @@ def describe(
     if entry is None and orders:
         entry = _order_entry(feature)
     entry = entry or _lookup(feature)
+    if entry is not None and activity_totals in _PERIOD_DAYS:
+        entry = _in_whole_periods(feature, entry, activity_totals)
     if entry is None and not strict:
         return _attribute_entry(feature)
     if entry is None:

@@ -205,21 +205,20 @@ def test_reasons_on_month_totals_speak_of_records_and_months_not_of_days_active(
     assert regular == {
         "active_day_rate": "Activity recorded on 8 dates in the 7 months since the first "
         "(usage reported monthly)",
-        "days_since_last_event": "Activity recorded within the last day (usually every month)",
+        "days_since_last_event": "Activity recorded for the latest month (usually every month)",
         "active_gap_median_days": "Activity usually recorded every month",
-        "overdue_ratio": "Within the usual gap between activity records (the last within "
-        "the last day, usually every month)",
+        "overdue_ratio": "Within the usual gap between activity records (recorded for the "
+        "latest month, usually every month)",
         "lifetime_active_days": "Activity recorded on 8 dates over the whole history "
         "(usage reported monthly)",
-        "active_days_30d": "Activity recorded on 1 date in the last 30 days "
-        "(usage reported monthly)",
+        "active_days_30d": "Activity recorded on 1 date in the last month (usage reported monthly)",
     }
     skipping = said(rows.index[0])
     assert skipping["active_day_rate"].startswith("Activity recorded on 5 dates in the 7 months")
     assert skipping["days_since_last_event"] == (
         "No activity recorded in the last 9 weeks (usually every month)"  # since 30 June
     )
-    assert skipping["active_days_30d"] == "No activity recorded in the last 30 days"
+    assert skipping["active_days_30d"] == "No activity recorded in the last month"
     once = rows.loc[rows.index[1]].to_dict() | {"lifetime_active_days": 1.0}
     assert describe("active_day_rate", activity_totals="month").text(0.005, once) == (
         "Activity recorded once, 7 months ago (usage reported monthly)"
@@ -236,6 +235,13 @@ def test_reasons_on_month_totals_speak_of_records_and_months_not_of_days_active(
     ).to_pylist()  # fmt: skip
     assert got[0][0]["reason"] == "No activity recorded in the last 9 weeks (usually every month)"
     assert got[0][0]["label"] == "Days since the last activity record"
+    # A record for the latest month is activity, no reason for risk, whatever the contribution
+    recent = rows.loc[[rows.index[1]], ["days_since_last_event", "active_gap_median_days"]]
+    got = top_drivers(
+        np.array([[0.4, 0.0]]), list(recent.columns), recent, 1, np.array([[4.0, 0.0]]),
+        activity_totals="month",
+    ).to_pylist()  # fmt: skip
+    assert got == [[]]
 
 
 def test_dates_without_a_time_declared_in_a_zone_east_of_utc_are_warned_about():
