@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from reporting import formatting as fmt
 
 Context = Mapping[str, Any]
@@ -345,6 +347,14 @@ _PERIOD_DAYS = {"week": 7.0, "month": 30.4375}
 _PERIODICALLY = {"week": "weekly", "month": "monthly"}
 
 
+def in_latest_period(days: float | np.ndarray, period: str) -> Any:
+    """Days since the last record, measured at the start of T's period (features.signals.
+    activity_as_of), that put the record in the latest whole period: less than 90 % of a
+    period (a total stamped at the month's end is a second old, a snapshot of the 28th three
+    days; a customer without one for the latest month is at least 28 days)."""
+    return days < 0.9 * _PERIOD_DAYS[period]
+
+
 def _every_period(gap_days: float, period: str) -> str:
     """A usual gap between records in periods: 'every month', 'every 2 months'."""
     n = max(1, round(gap_days / _PERIOD_DAYS[period]))
@@ -357,7 +367,7 @@ def _recorded_recency(period: str, last: str) -> Sentence:
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
-        if days < 2:  # measured from the start of T's period (features.signals.activity_as_of)
+        if in_latest_period(days, period):
             text = f"Activity recorded for the latest {period}"
         elif last == "since":
             text = f"No activity recorded in the last {fmt.duration_days(days)}"
@@ -385,7 +395,7 @@ def _recorded_overdue(period: str) -> Sentence:
             every = _every_period(gap, period)
             detail = (
                 f" (recorded for the latest {period}, usually {every})"
-                if since < 2
+                if in_latest_period(since, period)
                 else f" (the last {fmt.duration_days(since)} ago, usually {every})"
             )
         if ratio < 1:

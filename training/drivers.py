@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.dictionary import describe
+from features.dictionary import describe, in_latest_period
 
 DRIVER_FIELDS = [
     pa.field("feature", pa.string()),
@@ -487,10 +487,6 @@ def nothing_due_yet(names: list[str], values: pd.DataFrame) -> np.ndarray:
     return out
 
 
-# Over monthly or weekly totals, activity is measured at the start of T's period (features.signals.
-# activity_as_of), so the last record of a customer active in the latest period is at most this
-# many days old: a fact of activity, no reason for risk.
-LATEST_PERIOD_DAYS = 2.0
 _RECENCY_OF_RECORDS = ("days_since_last_event", "days_since_last_active")
 
 
@@ -508,7 +504,7 @@ def recorded_in_the_latest_period(
         if name in _RECENCY_OF_RECORDS and name in values.columns:
             x = values[name].to_numpy(dtype="float64", na_value=np.nan)
             with np.errstate(invalid="ignore"):
-                out[:, j] = x < LATEST_PERIOD_DAYS
+                out[:, j] = in_latest_period(x, activity_totals)
     return out
 
 
