@@ -379,6 +379,19 @@ def _recorded_recency(period: str, last: str) -> Sentence:
     return sentence
 
 
+def _first_record(period: str) -> Sentence:
+    """Days since the first activity record: a first total for the latest period is a new
+    customer's first month, not "First activity within the last hour"."""
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        days = float(value)
+        if in_latest_period(days, period):
+            return f"First activity recorded for the latest {period}"
+        return f"First activity recorded {fmt.duration_days(days)} ago"
+
+    return sentence
+
+
 def _recorded_gap(prefix: str, period: str) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         return f"{prefix} {_every_period(float(value), period)}"
@@ -582,6 +595,8 @@ def _in_whole_periods(feature: str, entry: FeatureEntry, period: str) -> Feature
     counts = match["family"] == "events" or match["typed"] is not None
 
     def words(text: str, label: bool = False) -> str:
+        # a trend's missing text names both windows ("No activity in the last 60 days")
+        text = text.replace(_days(2 * _w(match)), _periods(2 * _w(match), period, label))
         text = text.replace(days, _periods(_w(match), period, label))
         if counts:
             text = re.sub(r"\bevents\b", "records", re.sub(r"\bevent\b", "record", text))
@@ -638,6 +653,10 @@ def _totals_entry(feature: str, period: str) -> FeatureEntry | None:
         "lifetime_active_days": _entry(
             "Dates with an activity record over the whole history", "days", LOWERS,
             _recorded_dates(period, None),
+        ),
+        "days_since_first_event": _entry(
+            "Days since the first activity record", "days", LOWERS, _first_record(period),
+            "No activity recorded yet",
         ),
     }  # fmt: skip
     if feature in fixed:

@@ -334,3 +334,24 @@ def test_period_totals_beside_events_are_worded_as_events():
     assert tomllib.loads(config_toml(only_totals))["features"]["activity_totals"] == "month"
     _, alone = run_import(only_totals, ".", frames=raw_exports())
     assert not [w for w in alone.warnings if "total a period" in w]
+
+
+def test_window_words_over_month_totals_say_months_and_records():
+    """A bank's monthly snapshots read "3 events in the last 90 days", "No products held in the
+    last 60 days" and "First activity within the last hour"."""
+    words = {
+        (f, v): describe(f, activity_totals="month", value_unit="products held").text(v, {})
+        for f, v in [
+            ("events_90d", 3.0), ("events_30d", 1.0), ("value_trend_30d", np.nan),
+            ("days_since_first_event", 1e-5), ("events_trend_30d", -0.5),
+        ]
+    }  # fmt: skip
+    assert words[("events_90d", 3.0)] == "3 records in the last 3 months"
+    assert words[("events_30d", 1.0)] == "1 record in the last month"
+    assert words[("value_trend_30d", np.nan)] == "No products held in the last 2 months"
+    assert words[("days_since_first_event", 1e-5)] == "First activity recorded for the latest month"
+    assert words[("events_trend_30d", -0.5)] == "Activity down 67% on the previous month"
+    assert describe("events_90d", activity_totals="month").label == "Records in 3 months"
+    assert describe("revenue_30d", activity_totals="month").text(0.0, {}) == (
+        "No revenue in the last 30 days"  # payments are events, in days
+    )
