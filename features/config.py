@@ -77,6 +77,11 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The cycles a renewal date may move on by (FeatureConfig.date_cycles), in months.
 CYCLE_MONTHS = {"month": 1, "quarter": 3, "year": 12}
 
+# The kinds of revenue rows whose signals are features where the data has them (FeatureConfig.
+# revenue_kinds): payments (invoices and orders: revenue, payment counts and recency, order
+# value, paid periods), refunds, failed payments.
+REVENUE_SIGNAL_KINDS = ("payment", "refund", "failed_payment")
+
 # The periods an activity row may total (a month's usage in one row): `covers` on an import
 # mapping's activity.at, and FeatureConfig.activity_totals.
 ACTIVITY_PERIODS = ("day", "week", "month")
@@ -123,6 +128,11 @@ class FeatureConfig:
     # log had 30 NPS, CSAT and ticket columns, all empty). None: resolved from the data (rows
     # dated before the last observation date).
     feedback_kinds: tuple[str, ...] | None = None
+    # The kinds of revenue rows the data has (REVENUE_SIGNAL_KINDS: payments, refunds, failed
+    # payments): each kind's signals only where it has rows (a bank's snapshots without revenue
+    # had 5 columns of missing values and 20 of zeros; a shop without refunds a refunds column of
+    # zeros). None: resolved from the data (rows dated before the last observation date).
+    revenue_kinds: tuple[str, ...] | None = None
     # The customers-table column holding each account's licensed seats: adds the share of seats
     # active in the trend window (license utilization). Needs activity.user_id.
     seats_attribute: str | None = None
@@ -147,6 +157,12 @@ class FeatureConfig:
             raise ValueError(
                 f"feedback_kinds lists kinds of feedback from {list(FEEDBACK_KINDS)}, got "
                 f"{self.feedback_kinds!r}"
+            )
+        unknown_kinds = set(self.revenue_kinds or ()) - set(REVENUE_SIGNAL_KINDS)
+        if isinstance(self.revenue_kinds, str) or unknown_kinds:
+            raise ValueError(
+                f"revenue_kinds lists kinds of revenue rows from {list(REVENUE_SIGNAL_KINDS)}, "
+                f"got {self.revenue_kinds!r}"
             )
         if not self.windows or any(w <= 0 for w in self.windows):
             raise ValueError(f"feature windows must be positive day counts, got {self.windows}")
@@ -238,6 +254,7 @@ class FeatureConfig:
             "windows",
             "event_types",
             "feedback_kinds",
+            "revenue_kinds",
             "customer_attributes",
             "date_attributes",
             "buying_process",

@@ -21,7 +21,12 @@ from features.buying_process import (
     fit_buying_process,
     no_purchase_probability,
 )
-from features.config import CYCLE_MONTHS, RESERVED_CUSTOMER_COLUMNS, FeatureConfig
+from features.config import (
+    CYCLE_MONTHS,
+    RESERVED_CUSTOMER_COLUMNS,
+    REVENUE_SIGNAL_KINDS,
+    FeatureConfig,
+)
 from features.contract import FEEDBACK_KINDS, ContractError, Tables
 from features.labels import eligible_mask, resolve_lookback
 from features.prepared import (
@@ -65,6 +70,8 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         config = replace(config, user_signals=has_users(tables, until))
     if config.feedback_kinds is None:
         config = replace(config, feedback_kinds=feedback_kinds(tables, until))
+    if config.revenue_kinds is None:
+        config = replace(config, revenue_kinds=revenue_kinds(tables, until))
     check_resolved(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
@@ -98,6 +105,19 @@ def feedback_kinds(tables: Tables, until: object) -> tuple[str, ...]:
     before = fb.kind[fb.at < as_of_timestamp(until).value]
     present = np.bincount(before.astype(np.int64), minlength=len(FEEDBACK_KINDS)) > 0
     return tuple(kind for kind, has in zip(FEEDBACK_KINDS, present, strict=False) if has)
+
+
+def revenue_kinds(tables: Tables, until: object) -> tuple[str, ...]:
+    """The kinds of revenue rows (REVENUE_SIGNAL_KINDS order) dated before `until`: their
+    signals are features; the others would be columns of zeros or missing values."""
+    rev = prepare(tables).revenue
+    before = rev.at < as_of_timestamp(until).value
+    present = {
+        "payment": bool((rev.is_payment & before).any()),
+        "refund": bool((rev.is_refund & before).any()),
+        "failed_payment": bool((rev.is_failed & before).any()),
+    }
+    return tuple(kind for kind in REVENUE_SIGNAL_KINDS if present[kind])
 
 
 ADVANCE_BILLING_SHARE = 0.5  # of the rows with a period end: issued before it ends
@@ -259,6 +279,7 @@ def feature_names(config: FeatureConfig) -> list[str]:
         config.event_types is None
         or config.subscription_signals is None
         or config.feedback_kinds is None
+        or config.revenue_kinds is None
     ):
         raise ValueError("resolve the configuration first (resolve_config) to know its features")
     return [*_feature_columns(_empty_prepared(), 0, config), *config.customer_attributes]
@@ -701,8 +722,18 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
         w = None if weights is None else weights[rows]
         return _count(rev.customer[rows], mask[rows], n, w)
 
-    counted = rev.is_payment | rev.is_refund
+    kinds = set(REVENUE_SIGNAL_KINDS if config.revenue_kinds is None else config.revenue_kinds)
     out: dict[str, np.ndarray] = {}
+    long_w = max(config.windows)
+    in_long = since(t - long_w * DAY_NS)
+    if "refund" in kinds:
+        out[f"refunds_{long_w}d"] = count(in_long, rev.is_refund)
+        out[f"refund_amount_{long_w}d"] = np.abs(count(in_long, rev.is_refund, rev.amount))
+    if "failed_payment" in kinds:
+        out[f"failed_payments_{long_w}d"] = count(in_long, rev.is_failed)
+    if "payment" not in kinds:
+        return out
+    counted = rev.is_payment | rev.is_refund
     for w in config.windows:
         in_w = since(t - w * DAY_NS)
         out[f"revenue_{w}d"] = count(in_w, counted, rev.amount)
@@ -715,11 +746,6 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     out[f"revenue_trend_{tw}d"] = _trend(
         count(recent, counted, rev.amount), count(prior, counted, rev.amount)
     )
-    long_w = max(config.windows)
-    in_long = since(t - long_w * DAY_NS)
-    out[f"refunds_{long_w}d"] = count(in_long, rev.is_refund)
-    out[f"refund_amount_{long_w}d"] = np.abs(count(in_long, rev.is_refund, rev.amount))
-    out[f"failed_payments_{long_w}d"] = count(in_long, rev.is_failed)
     changed = np.nan_to_num(rev.change[in_long], nan=0.0)
     paid = rev.is_payment[in_long]
     customer = rev.customer[in_long]

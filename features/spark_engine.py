@@ -581,6 +581,31 @@ def _feedback_kinds(
     return tuple(kind for kind in FEEDBACK_KINDS if kind in present)
 
 
+def _revenue_kinds(
+    frames: dict[str, DataFrame], infos: dict[str, TableInput], until: Any
+) -> tuple[str, ...]:
+    """The kinds of revenue rows before `until`, in REVENUE_SIGNAL_KINDS order (as
+    features.signals.revenue_kinds: a row without a kind, an invoice or an order is a
+    payment): one Spark job."""
+    from pyspark.sql import functions as F
+
+    from features.config import REVENUE_SIGNAL_KINDS
+
+    revenue = frames.get("revenue")
+    if revenue is None:
+        return ()
+    before = _as_ns(revenue, infos["revenue"], "at") < as_of_timestamp(until).value
+    kind = F.col("kind").cast("string") if "kind" in revenue.columns else F.lit(None)
+    signal = (
+        F.when(kind == "refund", "refund")
+        .when(kind == "failed_payment", "failed_payment")
+        .otherwise("payment")
+    )
+    rows = revenue.where(before).select(signal.alias("kind")).distinct()
+    present = {r["kind"] for r in rows.collect()}
+    return tuple(k for k in REVENUE_SIGNAL_KINDS if k in present)
+
+
 def _has_users(activity: DataFrame, info: TableInput, until: Any) -> bool:
     """Activity rows before `until` with a user_id (as features.signals.has_users)."""
     from pyspark.sql import functions as F
@@ -692,6 +717,8 @@ def plan_run(
         )
     if config.feedback_kinds is None:  # as features.signals.feedback_kinds
         config = replace(config, feedback_kinds=_feedback_kinds(frames, infos, until))
+    if config.revenue_kinds is None:  # as features.signals.revenue_kinds
+        config = replace(config, revenue_kinds=_revenue_kinds(frames, infos, until))
     if config.buying_process is None:  # as features.signals.resolve_config
         fitted: tuple[float, ...] = ()
         if churn.mode == "non_contractual":

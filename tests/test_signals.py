@@ -263,3 +263,43 @@ def test_feedback_signals_only_for_the_kinds_the_data_has():
     assert "nps_last" in feature_names(legacy.features_config())
     with pytest.raises(ValueError, match="feedback_kinds lists kinds of feedback"):
         FeatureConfig(feedback_kinds=("survey",))
+
+
+def test_revenue_signals_only_for_the_kinds_the_data_has():
+    """A bank's snapshots without revenue had 5 revenue columns of missing values and 20 of
+    zeros; a shop without refunds a refunds column of zeros. Each kind of revenue row has its
+    signals where the data has such rows; a model stored before revenue_kinds gets them all."""
+    from features.config import REVENUE_SIGNAL_KINDS
+    from training.model import ChurnModel
+
+    customers = [{"customer_id": "a", "signup_at": "2024-01-01"}]
+    activity = [{"customer_id": "a", "at": "2024-03-01", "event": "login", "value": 1.0}]
+    none = make_tables(customers, activity, [], [])
+    assert resolve_config(none, FeatureConfig(), until=T).revenue_kinds == ()
+    frame = build_features(none, T)
+    revenue = ("revenue", "payments", "refund", "failed_payments", "last_payment",
+               "mean_payment", "days_since_last_payment")  # fmt: skip
+    assert not [c for c in frame.columns if c.startswith(revenue)]
+    paid = make_tables(
+        customers, activity, [], [{"customer_id": "a", "at": "2024-02-01", "amount": 10.0}]
+    )
+    config = resolve_config(paid, FeatureConfig(), until=T)
+    assert config.revenue_kinds == ("payment",)
+    names = feature_names(config)
+    assert "revenue_30d" in names and "days_since_last_payment" in names
+    assert not [n for n in names if n.startswith(("refund", "failed_payments"))]
+    late = make_tables(
+        customers, activity, [],
+        [{"customer_id": "a", "at": "2024-02-01", "amount": 10.0},
+         {"customer_id": "a", "at": "2024-02-03", "amount": 10.0, "kind": "failed_payment"},
+         {"customer_id": "a", "at": "2024-09-01", "amount": -10.0, "kind": "refund"}],
+    )  # fmt: skip
+    assert resolve_config(late, FeatureConfig(), until=T).revenue_kinds == (
+        "payment", "failed_payment"  # the refund is after T: not known then
+    )  # fmt: skip
+    legacy = ChurnModel.__new__(ChurnModel)
+    legacy.feature_config = {k: v for k, v in config.to_dict().items() if k != "revenue_kinds"}
+    assert legacy.features_config().revenue_kinds == REVENUE_SIGNAL_KINDS
+    assert "refunds_90d" in feature_names(legacy.features_config())
+    with pytest.raises(ValueError, match="revenue_kinds lists kinds of revenue rows"):
+        FeatureConfig(revenue_kinds=("chargeback",))

@@ -336,12 +336,17 @@ class ChurnModel:
 
     def features_config(self) -> FeatureConfig:
         """The resolved feature configuration to build this model's inputs with. Models trained
-        before feedback_kinds had every kind's signals: read so, they get the same columns."""
+        before feedback_kinds (revenue_kinds) had every kind's signals: read so, they get the same
+        columns."""
         stored = dict(self.feature_config)
         if "feedback_kinds" not in stored:
             from features.contract import FEEDBACK_KINDS
 
             stored["feedback_kinds"] = FEEDBACK_KINDS
+        if "revenue_kinds" not in stored:
+            from features.config import REVENUE_SIGNAL_KINDS
+
+            stored["revenue_kinds"] = REVENUE_SIGNAL_KINDS
         return FeatureConfig.from_dict(stored)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
