@@ -86,16 +86,15 @@ def _weeks_in_range(days: float) -> int:
     return int(np.clip(7 * int(np.ceil(days / 7)), *LOOKBACK_RANGE))
 
 
-def returning_recency(days: ActiveDays, n: int, until: int, horizon_days: int) -> np.ndarray:
-    """The pauses of the customers who came back, at the last date whose horizon ends by
-    `until` (a midnight, ns): for T = until - horizon, the days from each customer's last
-    active day before T to T, over the customers with an active day before T and one in
-    [T, until). Empty without a horizon or a day before T."""
+def returning_recency(days: ActiveDays, n: int, t: int, horizon_days: int) -> np.ndarray:
+    """The pauses of the customers who came back within the horizon after T (a midnight, ns;
+    the last observation date, whose label window training reads anyway): the days from each
+    customer's last active day before T to T, over the customers with an active day before T
+    and one in [T, T + horizon). Empty without a horizon or such a customer."""
     if horizon_days <= 0:
         return np.empty(0)
-    t = until - horizon_days * DAY_NS
     before = active_day_counts(days, n, t)
-    by_end = active_day_counts(days, n, until)
+    by_end = active_day_counts(days, n, t + horizon_days * DAY_NS)
     back = np.flatnonzero((before > 0) & (by_end > before))
     if not len(back):
         return np.empty(0)
@@ -121,8 +120,9 @@ def lookback_from_gaps(
 def data_lookback_days(
     tables: Tables, qualifying_events: tuple[str, ...] | None, until: object, horizon_days: int = 0
 ) -> int:
-    """The lookback the data calls for, from qualifying activity dated before `until`, at least
-    `horizon_days`."""
+    """The lookback the data calls for, from qualifying activity dated before `until` (the
+    customers' typical gaps) and in the horizon after it (the pauses of those who came back:
+    the last observation date's label window), at least `horizon_days`."""
     prep = prepare(tables)
     days = active_days(prep, qualifying_events)
     t = as_of_timestamp(until).value

@@ -411,15 +411,28 @@ def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig,
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from features.labels import LOOKBACK_QUANTILE, lookback_from_quantile
+    from features.labels import LOOKBACK_QUANTILE, RETURN_QUANTILE, lookback_from_quantile
+    from features.prepared import DAY_NS
 
-    days = _active_days_before(activity, info, config, until)
+    horizon = config.churn.horizon_days
+    days = _active_days_before(activity, info, config, until + max(horizon, 0) * DAY_NS)
+    t_day = until // DAY_NS
+    before = days.where(F.col("day") < t_day)
     previous = F.lag("day").over(Window.partitionBy("customer").orderBy("day"))
-    gaps = days.select("customer", (F.col("day") - previous).alias("gap")).where("gap IS NOT NULL")
+    gaps = before.select("customer", (F.col("day") - previous).alias("gap")).where(
+        "gap IS NOT NULL"
+    )
     medians = gaps.groupBy("customer").agg(F.expr("percentile(gap, 0.5)").alias("median"))
     quantile = medians.agg(F.expr(f"percentile(median, {LOOKBACK_QUANTILE})")).first()[0]
     gap = float("nan") if quantile is None else float(quantile)
-    return lookback_from_quantile(gap, config.churn.horizon_days)
+    back = float("nan")
+    if horizon > 0:  # as features.labels.returning_recency
+        last = before.groupBy("customer").agg(F.max("day").alias("last"))
+        came_back = days.where(F.col("day") >= t_day).select("customer").distinct()
+        pauses = last.join(came_back, "customer").select((F.lit(t_day) - F.col("last")).alias("p"))
+        found = pauses.agg(F.expr(f"percentile(p, {RETURN_QUANTILE})")).first()[0]
+        back = float("nan") if found is None else float(found)
+    return lookback_from_quantile(gap, horizon, back)
 
 
 def _buying_process(

@@ -127,7 +127,7 @@ def test_the_lookback_holds_the_pauses_after_which_customers_came_back():
     """A grocery's short export: weekly shoppers set the typical gap (4 weeks at most), yet
     some buyers come back after pausing 42 days; with a 30-day horizon they would be
     "churned already" in their pause. The pause of 95 % of the customers who came back within
-    the last complete horizon is held (6 weeks). Without a horizon nothing is measured."""
+    the horizon after the last observation date (its label window) is held (6 weeks). Without a horizon nothing is measured."""
     weekly = {f"w{i}": 7 for i in range(30)}
     tables = shop(weekly, until="2024-05-01")
     # weekly until 2024-02-19 too, then 42 days' pause before 2024-04-01 and back on 04-10
@@ -145,10 +145,12 @@ def test_the_lookback_holds_the_pauses_after_which_customers_came_back():
     from features.prepared import active_days, as_of_timestamp, prepare
 
     prep = prepare(tables)
-    until = as_of_timestamp("2024-05-01").value
-    pauses = returning_recency(active_days(prep, ("purchase",)), prep.n_customers, until, 30)
+    last_date = as_of_timestamp("2024-04-01").value  # the last observation date
+    pauses = returning_recency(active_days(prep, ("purchase",)), prep.n_customers, last_date, 30)
     assert len(pauses) == 40 and sorted(set(pauses)) == [7.0, 42.0]
-    assert data_lookback_days(tables, ("purchase",), "2024-05-01", 30) == 42  # 6 weeks
-    assert data_lookback_days(tables, ("purchase",), "2024-05-01") == 28  # no horizon: gaps only
+    assert data_lookback_days(tables, ("purchase",), "2024-04-01", 30) == 42  # 6 weeks
+    assert data_lookback_days(tables, ("purchase",), "2024-04-01") == 28  # no horizon: gaps only
+    # at the data's end nobody has come back yet: the typical gaps alone (and the horizon)
+    assert data_lookback_days(tables, ("purchase",), "2024-05-01", 30) == 30
     assert lookback_from_gaps(np.full(20, 7.0), 30, 41.0) == 42
     assert lookback_from_gaps(np.full(20, 7.0), 30, float("nan")) == 30
