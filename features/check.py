@@ -501,7 +501,12 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
                 "month_gap",
                 f"no rows in {_month_runs(gaps)} inside {p.first[:10]} .. {p.last[:10]}, "
                 f"though the months around have {MIN_ROWS_FOR_TIME_CHECKS} or more a month: "
-                "a missing export looks like churn",
+                + (
+                    "no customer signed up then, or the customers export misses that month "
+                    "(its customers are then missing from every table's figures)"
+                    if p.name == "customers"
+                    else "a missing export looks like churn"
+                ),
                 p.name,
                 p.time_column,
             )

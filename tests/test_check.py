@@ -843,3 +843,18 @@ def test_current_customers_without_any_row_are_counted_with_an_example():
     everyone = pd.concat([customers, phantoms], ignore_index=True).drop(columns="churned_at")
     both = tables_of(everyone, activity, revenue)
     assert "customers_without_rows" not in codes(check_tables(both, shop))
+
+
+def test_a_month_without_signups_is_worded_as_signups_not_as_churn(clean):
+    """A month without rows in the customers table is no missing activity: "a missing export
+    looks like churn" read wrong for a bank whose snapshots start with its old customers."""
+    customers, activity, revenue = (df.copy() for df in clean)
+    months = customers["signup_at"].dt.to_period("M").astype(str)
+    customers.loc[months == "2023-03", "signup_at"] -= pd.Timedelta(days=31)  # into February
+    found = [
+        f for f in check_tables(tables_of(customers, activity, revenue), CONTRACTUAL).findings
+        if f.code == "month_gap" and f.table == "customers"
+    ]  # fmt: skip
+    assert len(found) == 1 and "2023-03" in found[0].message
+    assert "no customer signed up then" in found[0].message
+    assert "looks like churn" not in found[0].message
