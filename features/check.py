@@ -185,6 +185,22 @@ class CheckReport:
 # Entry points
 
 
+def value_unit_note(activity: pd.DataFrame, config: FeatureConfig) -> str | None:
+    """Activity values that measure something (not all 1: quantities, minutes, amounts) without
+    [features] value_unit: the reasons then read "Activity value 4 in the last 30 days" (a
+    grocery's items bought). None when the unit is declared or the values count events."""
+    if config.value_unit or "value" not in activity or activity.empty:
+        return None
+    values = pd.to_numeric(activity["value"], errors="coerce").dropna()
+    if values.empty or bool((values == 1).all()):
+        return None
+    return (
+        'activity values are not all 1 but have no unit: reasons read "Activity value 4 in the '
+        'last 30 days"; declare what they measure, [features] value_unit = "items" (or '
+        '"minutes", "EUR"), for "4 items in the last 30 days"'
+    )
+
+
 def check_tables(
     tables: Tables,
     config: FeatureConfig,
@@ -233,6 +249,9 @@ def check_tables(
     if period_starts:
         report.findings.append(Finding("warning", "period_starts", period_starts, "activity", "at"))
     report.findings += _amount_findings(tables)
+    unit = value_unit_note(tables.activity, config)
+    if unit:
+        report.findings.append(Finding("note", "value_unit", unit, "activity", "value"))
     report.findings += _period_end_findings(tables)
     report.findings += _attribute_findings(tables, config)
     report.findings += [

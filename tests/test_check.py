@@ -858,3 +858,25 @@ def test_a_month_without_signups_is_worded_as_signups_not_as_churn(clean):
     assert len(found) == 1 and "2023-03" in found[0].message
     assert "no customer signed up then" in found[0].message
     assert "looks like churn" not in found[0].message
+
+
+def test_activity_values_without_a_unit_get_a_note(clean):
+    """A grocery's items bought read "Activity value 4 in the last 30 days": check says to declare
+    value_unit, as a note (no failure under --strict); declared, or values that only count
+    events (all 1), say nothing."""
+    from dataclasses import replace
+
+    customers, activity, revenue = (df.copy() for df in clean)
+    activity["value"] = 1.0
+    assert "value_unit" not in codes(
+        check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    )
+    activity["value"] = np.arange(len(activity)) % 7 + 1.0
+    report = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    note = next(f for f in report.findings if f.code == "value_unit")
+    assert note.level == "note" and 'value_unit = "items"' in note.message
+    assert (note.table, note.column) == ("activity", "value")
+    declared = replace(CONTRACTUAL, value_unit="items")
+    assert "value_unit" not in codes(
+        check_tables(tables_of(customers, activity, revenue), declared)
+    )
