@@ -1172,3 +1172,30 @@ def test_cli_retention_writes_table_and_plots(cli, tmp_path):
     assert set(table["segment"]) == {"pro", "free"}
     assert (tmp_path / "plots" / "retention_heatmap.png").read_bytes()[:8] == PNG_MAGIC
     assert (tmp_path / "plots" / "retention_curves.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_cli_retention_starts_at_the_month_of_the_first_record(tmp_path):
+    """A snapshot export recording from 2024-01 on, of customers who signed up since 2019: the
+    cohorts before 2024-01 were never observed in their first periods (a bank's export printed
+    240 such rows); they are left out unless --from asks for them, and the output says so."""
+    app = typer.Typer()
+    register(app)
+    customers = pd.DataFrame(
+        {"customer_id": [f"c{i}" for i in range(60)],
+         "signup_at": [T("2019-03-05")] * 30 + [T("2024-01-10")] * 30, "churned_at": pd.NaT}
+    )  # fmt: skip
+    activity = pd.DataFrame(
+        {"customer_id": list(customers["customer_id"]) * 3,
+         "at": [T(d) for d in ("2024-01-15", "2024-02-15", "2024-03-15") for _ in range(60)],
+         "event": "login"}
+    )  # fmt: skip
+    write_tables(tables_of(customers, activity), tmp_path / "data")
+    runner = CliRunner()
+    data = str(tmp_path / "data")
+    res = runner.invoke(app, ["retention", "--data", data])
+    assert res.exit_code == 0, res.output
+    assert "cohorts from 2024-01, the month of the data's first record" in res.output
+    assert "2019-03" not in res.output and "2024-01" in res.output
+    res = runner.invoke(app, ["retention", "--data", data, "--from", "2019-01-01"])
+    assert res.exit_code == 0, res.output
+    assert "2019-03" in res.output and "cohorts from" not in res.output
