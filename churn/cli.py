@@ -409,7 +409,9 @@ def _lookback_as_training(
         return feature_config
     if not dates:
         return feature_config
-    return replace(feature_config, churn=resolve_lookback(tables, churn, max(dates)))
+    last = max(dates)
+    labels_until = last + pd.Timedelta(days=churn.horizon_days)  # as the training set reads
+    return replace(feature_config, churn=resolve_lookback(tables, churn, last, labels_until))
 
 
 def generator_truth(data_dir: Path) -> pd.DataFrame | None:

@@ -93,6 +93,17 @@ def iter_snapshots(
         yield rows
 
 
+def _resolved_for_dates(
+    tables: Tables, config: FeatureConfig | None, dates: Sequence[object]
+) -> FeatureConfig:
+    """The configuration resolved for a training set: from the rows before its last date, and
+    the lookback also from the returns in that date's label window (rows the labels read)."""
+    config = config or FeatureConfig()
+    last = max(as_of_timestamp(d) for d in dates)
+    labels_until = last + pd.Timedelta(days=config.churn.horizon_days)
+    return resolve_config(tables, config, until=last, labels_until=labels_until)
+
+
 def build_training_set(
     tables: Tables,
     dates: Sequence[object],
@@ -105,9 +116,7 @@ def build_training_set(
     (customer_share, seed: only a random share of the customers' rows, see iter_snapshots)."""
     if not dates:
         raise ValueError("no observation dates given")
-    config = resolve_config(
-        tables, config or FeatureConfig(), until=max(as_of_timestamp(d) for d in dates)
-    )
+    config = _resolved_for_dates(tables, config, dates)
     frames = list(iter_snapshots(tables, dates, config, progress, customer_share, seed))
     return pd.concat(frames, ignore_index=True), config
 
@@ -123,9 +132,7 @@ def write_training_set(
     date), replacing `out` only when every date is written. Returns rows written and config."""
     if not dates:
         raise ValueError("no observation dates given")
-    config = resolve_config(
-        tables, config or FeatureConfig(), until=max(as_of_timestamp(d) for d in dates)
-    )
+    config = _resolved_for_dates(tables, config, dates)
     with atomic_file(out) as tmp:
         writer = ParquetChunkWriter(tmp)
         try:

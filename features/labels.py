@@ -86,15 +86,16 @@ def _weeks_in_range(days: float) -> int:
     return int(np.clip(7 * int(np.ceil(days / 7)), *LOOKBACK_RANGE))
 
 
-def returning_recency(days: ActiveDays, n: int, t: int, horizon_days: int) -> np.ndarray:
-    """The pauses of the customers who came back within the horizon after T (a midnight, ns;
-    the last observation date, whose label window training reads anyway): the days from each
-    customer's last active day before T to T, over the customers with an active day before T
-    and one in [T, T + horizon). Empty without a horizon or such a customer."""
+def returning_recency(days: ActiveDays, n: int, until: int, horizon_days: int) -> np.ndarray:
+    """The pauses of the customers who came back in the last horizon before `until` (a
+    midnight, ns): for T = until - horizon, the days from each customer's last active day
+    before T to T, over the customers with an active day before T and one in [T, until).
+    Only rows before `until`. Empty without a horizon or such a customer."""
     if horizon_days <= 0:
         return np.empty(0)
+    t = until - horizon_days * DAY_NS
     before = active_day_counts(days, n, t)
-    by_end = active_day_counts(days, n, t + horizon_days * DAY_NS)
+    by_end = active_day_counts(days, n, until)
     back = np.flatnonzero((before > 0) & (by_end > before))
     if not len(back):
         return np.empty(0)
@@ -118,26 +119,38 @@ def lookback_from_gaps(
 
 
 def data_lookback_days(
-    tables: Tables, qualifying_events: tuple[str, ...] | None, until: object, horizon_days: int = 0
+    tables: Tables,
+    qualifying_events: tuple[str, ...] | None,
+    until: object,
+    horizon_days: int = 0,
+    labels_until: object | None = None,
 ) -> int:
-    """The lookback the data calls for, from qualifying activity dated before `until` (the
-    customers' typical gaps) and in the horizon after it (the pauses of those who came back:
-    the last observation date's label window), at least `horizon_days`."""
+    """The lookback the data calls for, at least `horizon_days`: the customers' typical gaps from
+    qualifying activity dated before `until`, and the pauses of those who came back in the last
+    horizon before `labels_until` (default `until`; a training set passes the end of its last
+    date's label window, rows it reads anyway: the pauses seen before the last date alone are
+    cut short by a short export's start)."""
     prep = prepare(tables)
     days = active_days(prep, qualifying_events)
     t = as_of_timestamp(until).value
     count = active_day_counts(days, prep.n_customers, t)
-    pauses = returning_recency(days, prep.n_customers, t, horizon_days)
+    end = t if labels_until is None else max(t, as_of_timestamp(labels_until).value)
+    pauses = returning_recency(days, prep.n_customers, end, horizon_days)
     back = float(np.quantile(pauses, RETURN_QUANTILE)) if len(pauses) else float("nan")
     return lookback_from_gaps(median_gaps(days, count), horizon_days, back)
 
 
-def resolve_lookback(tables: Tables, churn: ChurnDefinition, until: object) -> ChurnDefinition:
-    """The churn definition with its lookback resolved from the data before `until` when it is
-    non-contractual and has none configured (contractual churn does not use it)."""
+def resolve_lookback(
+    tables: Tables, churn: ChurnDefinition, until: object, labels_until: object | None = None
+) -> ChurnDefinition:
+    """The churn definition with its lookback resolved from the data before `until` (and the
+    returns before `labels_until`, see data_lookback_days) when it is non-contractual and has
+    none configured (contractual churn does not use it)."""
     if churn.mode != "non_contractual" or churn.lookback_days is not None:
         return churn
-    days = data_lookback_days(tables, churn.qualifying_events, until, churn.horizon_days)
+    days = data_lookback_days(
+        tables, churn.qualifying_events, until, churn.horizon_days, labels_until
+    )
     return replace(churn, lookback_days=days)
 
 

@@ -49,11 +49,15 @@ from features.prepared import (
 )
 
 
-def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> FeatureConfig:
+def resolve_config(
+    tables: Tables, config: FeatureConfig, until: object, labels_until: object | None = None
+) -> FeatureConfig:
     """Fill what the configuration leaves to the data, using only rows dated before `until`:
     the event types that get their own counts, whether there are subscriptions, and the
     non-contractual lookback and buying process (features.buying_process). The declared customer
-    attributes must be columns of the customers table."""
+    attributes must be columns of the customers table. labels_until: the end of a training set's
+    last label window, whose returns the lookback also reads (features.labels.
+    data_lookback_days)."""
     t = as_of_timestamp(until).value
     check_customer_attributes(tables.customers, config)
     if config.date_attributes is None:  # recorded, so that scoring reads them as dates too
@@ -61,7 +65,7 @@ def resolve_config(tables: Tables, config: FeatureConfig, until: object) -> Feat
         dates = [c for c in config.customer_attributes if is_date_column(customers[c])]
         config = replace(config, date_attributes=tuple(dates))
     if config.churn.lookback_days is None:  # recorded, so it travels with the model
-        config = replace(config, churn=resolve_lookback(tables, config.churn, until))
+        config = replace(config, churn=resolve_lookback(tables, config.churn, until, labels_until))
     if config.subscription_signals is None:
         config = replace(config, subscription_signals=has_subscriptions(tables, config, until))
     if config.paid_period_signals is None:

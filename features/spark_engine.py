@@ -403,7 +403,9 @@ def _active_days_before(
     ).distinct()
 
 
-def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig, until: int) -> int:
+def _lookback_days(
+    activity: DataFrame, info: TableInput, config: FeatureConfig, until: int, labels_until: int
+) -> int:
     """features.labels.data_lookback_days on Spark: the distinct active days of each customer
     before `until` (qualifying events only), the median gap between consecutive ones per
     customer, and the quantile of those medians that lookback_from_gaps takes (exact
@@ -415,9 +417,8 @@ def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig,
     from features.prepared import DAY_NS
 
     horizon = config.churn.horizon_days
-    days = _active_days_before(activity, info, config, until + max(horizon, 0) * DAY_NS)
-    t_day = until // DAY_NS
-    before = days.where(F.col("day") < t_day)
+    days = _active_days_before(activity, info, config, labels_until)
+    before = days.where(F.col("day") < until // DAY_NS)
     previous = F.lag("day").over(Window.partitionBy("customer").orderBy("day"))
     gaps = before.select("customer", (F.col("day") - previous).alias("gap")).where(
         "gap IS NOT NULL"
@@ -426,8 +427,9 @@ def _lookback_days(activity: DataFrame, info: TableInput, config: FeatureConfig,
     quantile = medians.agg(F.expr(f"percentile(median, {LOOKBACK_QUANTILE})")).first()[0]
     gap = float("nan") if quantile is None else float(quantile)
     back = float("nan")
-    if horizon > 0:  # as features.labels.returning_recency
-        last = before.groupBy("customer").agg(F.max("day").alias("last"))
+    if horizon > 0:  # as features.labels.returning_recency, before labels_until
+        t_day = labels_until // DAY_NS - horizon
+        last = days.where(F.col("day") < t_day).groupBy("customer").agg(F.max("day").alias("last"))
         came_back = days.where(F.col("day") >= t_day).select("customer").distinct()
         pauses = last.join(came_back, "customer").select((F.lit(t_day) - F.col("last")).alias("p"))
         found = pauses.agg(F.expr(f"percentile(p, {RETURN_QUANTILE})")).first()[0]
@@ -687,10 +689,15 @@ class Plan:
 
 
 def plan_run(
-    spark: SparkSession, data_dir: str, config: FeatureConfig | None, until: pd.Timestamp
+    spark: SparkSession,
+    data_dir: str,
+    config: FeatureConfig | None,
+    until: pd.Timestamp,
+    labels_until: pd.Timestamp | None = None,
 ) -> Plan:
     """Read the tables, check what can be checked from their schemas, and resolve the
-    configuration over the whole data set (as resolve_config does with `until`)."""
+    configuration over the whole data set (as resolve_config does with `until` and
+    `labels_until`)."""
     from dataclasses import replace
 
     configure_session(spark)
@@ -714,9 +721,9 @@ def plan_run(
         config = replace(config, event_types=event_types)
     churn = config.churn
     if churn.mode == "non_contractual" and churn.lookback_days is None:  # as resolve_lookback
-        lookback = _lookback_days(
-            frames["activity"], infos["activity"], config, as_of_timestamp(until).value
-        )
+        t = as_of_timestamp(until).value
+        end = t if labels_until is None else max(t, as_of_timestamp(labels_until).value)
+        lookback = _lookback_days(frames["activity"], infos["activity"], config, t, end)
         config = config.with_churn(lookback_days=lookback)
     if config.subscription_signals is None:  # as features.signals.has_subscriptions
         config = replace(
@@ -1049,7 +1056,8 @@ def spark_training_set(
     if not dates:
         raise ValueError("no observation dates given")
     stamps = tuple(as_of_timestamp(d) for d in dates)
-    plan = plan_run(spark, data_dir, config, until=max(stamps))
+    horizon = pd.Timedelta(days=(config or FeatureConfig()).churn.horizon_days)
+    plan = plan_run(spark, data_dir, config, until=max(stamps), labels_until=max(stamps) + horizon)
     edge = BucketTables(
         customers=pd.DataFrame(), activity=pd.DataFrame(), observed_until=plan.observed_until
     )

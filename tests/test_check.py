@@ -638,8 +638,8 @@ def test_check_command_prints_contract_errors_without_a_traceback(tmp_path, clea
 @pytest.mark.skipif(not RETAIL.exists(), reason="shared Online Retail data not present")
 def test_online_retail_import_checks_clean_with_its_churn_share():
     """The UCI data: ~40-49 % churn per 90-day horizon, no label-like attribute (country), times of
-    day present, purchases and cancellations. Its one warning is true: a year of history, an
-    24-week lookback (from the data) and a 90-day horizon leave few complete monthly dates."""
+    day present, purchases and cancellations. Its one warning is true: a year of history, a
+    33-week lookback (from the data) and a 90-day horizon leave few complete monthly dates."""
     from ingest.online_retail import (
         ONLINE_RETAIL_CONFIG,
         import_online_retail,
@@ -652,9 +652,10 @@ def test_online_retail_import_checks_clean_with_its_churn_share():
     assert [w.code for w in report.warnings] == ["short_history"]
     assert label_like_attributes(tables, ONLINE_RETAIL_CONFIG) == []
     shares = [m.share for m in report.churn_by_month]
-    assert report.definition["lookback_days"] == 168  # 24 weeks, from the whole year
-    assert report.churn_by_month[0].as_of == "2011-06-01"
-    assert len(shares) == 4 and all(0.35 < s < 0.5 for s in shares)
+    assert report.definition["lookback_days"] == 231  # 33 weeks: 95 % of returning buyers' pauses
+    # months whose whole lookback the year covers, with a complete 90-day label
+    assert report.churn_by_month[0].as_of == "2011-08-01"
+    assert len(shares) == 2 and all(0.35 < s < 0.5 for s in shares)
     assert set(report.event_types) == {"purchase", "cancellation"}
     activity = next(p for p in report.tables if p.name == "activity")
     assert activity.gap_months == [] and len(activity.rows_per_month) == 13

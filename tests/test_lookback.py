@@ -115,7 +115,7 @@ def test_check_says_the_lookback_training_will_use(tmp_path):
     )  # fmt: skip
     config = FeatureConfig().with_churn(mode="non_contractual", horizon_days=30)
     last = max(default_dates(tables, config, TrainConfig()))
-    training = data_lookback_days(tables, ("purchase",), last, 30)
+    training = data_lookback_days(tables, ("purchase",), last, 30, last + pd.Timedelta(days=30))
     at_end = data_lookback_days(tables, ("purchase",), tables.data_end().normalize(), 30)
     assert training != at_end  # the test can tell the two apart
     write_tables(tables, tmp_path / "data", {"config.toml": config_to_toml(config)})
@@ -127,7 +127,7 @@ def test_the_lookback_holds_the_pauses_after_which_customers_came_back():
     """A grocery's short export: weekly shoppers set the typical gap (4 weeks at most), yet
     some buyers come back after pausing 42 days; with a 30-day horizon they would be
     "churned already" in their pause. The pause of 95 % of the customers who came back within
-    the horizon after the last observation date (its label window) is held (6 weeks). Without a horizon nothing is measured."""
+    the last complete horizon is held (6 weeks). Without a horizon nothing is measured."""
     weekly = {f"w{i}": 7 for i in range(30)}
     tables = shop(weekly, until="2024-05-01")
     # weekly until 2024-02-19 too, then 42 days' pause before 2024-04-01 and back on 04-10
@@ -145,12 +145,19 @@ def test_the_lookback_holds_the_pauses_after_which_customers_came_back():
     from features.prepared import active_days, as_of_timestamp, prepare
 
     prep = prepare(tables)
-    last_date = as_of_timestamp("2024-04-01").value  # the last observation date
-    pauses = returning_recency(active_days(prep, ("purchase",)), prep.n_customers, last_date, 30)
+    until = as_of_timestamp("2024-05-01").value
+    pauses = returning_recency(active_days(prep, ("purchase",)), prep.n_customers, until, 30)
     assert len(pauses) == 40 and sorted(set(pauses)) == [7.0, 42.0]
-    assert data_lookback_days(tables, ("purchase",), "2024-04-01", 30) == 42  # 6 weeks
-    assert data_lookback_days(tables, ("purchase",), "2024-04-01") == 28  # no horizon: gaps only
-    # at the data's end nobody has come back yet: the typical gaps alone (and the horizon)
-    assert data_lookback_days(tables, ("purchase",), "2024-05-01", 30) == 30
+    assert data_lookback_days(tables, ("purchase",), "2024-05-01", 30) == 42  # 6 weeks
+    assert data_lookback_days(tables, ("purchase",), "2024-05-01") == 28  # no horizon: gaps only
+    # From the rows before 2024-04-01 alone nobody has come back yet: the typical gaps and the
+    # horizon. A training set whose last date is 2024-03-30 reads its labels to 2024-04-29,
+    # and the returns among them (labels_until).
+    assert data_lookback_days(tables, ("purchase",), "2024-04-01", 30) == 30
+    assert data_lookback_days(tables, ("purchase",), "2024-04-01", 30, "2024-05-01") == 42
+    frame, resolved = build_training_set(
+        tables, ["2024-03-30"], FeatureConfig().with_churn(mode="non_contractual", horizon_days=30)
+    )
+    assert resolved.churn.lookback_days == 42 and frame["as_of"].nunique() == 1
     assert lookback_from_gaps(np.full(20, 7.0), 30, 41.0) == 42
     assert lookback_from_gaps(np.full(20, 7.0), 30, float("nan")) == 30

@@ -217,6 +217,7 @@ def test_risk_points_of_the_trained_model_add_up_to_its_probability(small_champi
 
 def test_feature_config_defaults_are_covered():
     """The default configuration's names (before any data) have entries too."""
+    from features.config import REVENUE_SIGNAL_KINDS
     from features.contract import FEEDBACK_KINDS
 
     config = replace(
@@ -224,6 +225,7 @@ def test_feature_config_defaults_are_covered():
         event_types=("login",),
         subscription_signals=True,
         feedback_kinds=FEEDBACK_KINDS,
+        revenue_kinds=REVENUE_SIGNAL_KINDS,
     )
     for name in feature_names(config):
         describe(name)
