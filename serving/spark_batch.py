@@ -56,6 +56,7 @@ from serving.batch import (
     PreviousRun,
     ScoringRun,
     SegmentSums,
+    band_rows_note,
     iter_scores,
     paid_period_warning,
     report_from_sums,
@@ -74,6 +75,7 @@ KIND = "_kind"  # 0: a customer's features and score; 1: a bucket's segment sums
 CUSTOMER_ROW, SUMS_ROW = 0, 1
 FEATURE_PREFIX, SCORE_PREFIX, CONTRIB_PREFIX = "feature__", "score__", "contribution__"
 PREVIOUS = "previous"  # the extra table: the previous run's features and probability
+START = "start_bands"  # the extra table: the bands of the run one horizon back (report_plan)
 
 
 def _partition_uri(out_dir: str, as_of: pd.Timestamp) -> str:
@@ -140,6 +142,7 @@ def _scoring_rows(
     has_previous: bool,
     feature_schema: pa.Schema,
     currency: str | None,
+    has_start: bool = False,
 ) -> Callable[[BucketTables, BucketJob], pa.Table]:
     def build(tables: BucketTables, job: BucketJob) -> pa.Table:
         from features.signals import build_features
@@ -147,7 +150,9 @@ def _scoring_rows(
         model: ChurnModel = model_ref.value
         features = build_features(tables, as_of, job.config)
         before = PreviousRun()
-        start = None  # the band at the period's start: from the previous partition
+        # the band at the period's start: from the partition scored then (serving.batch.
+        # start_bands), when the run has a previous one
+        start = tables.extras[START][["customer_id", "risk_band"]] if has_start else None
         if has_previous:
             previous = tables.extras[PREVIOUS]
             scores = previous[previous["churn_probability"].notna()]
@@ -156,7 +161,6 @@ def _scoring_rows(
                 scores[["customer_id", "churn_probability"]],
                 features=rows.drop(columns=["churn_probability", "risk_band", "_in_features"]),
             )
-            start = scores[["customer_id", "risk_band"]]
         chunks = list(iter_scores(model, features, model_version, before, top, currency=currency))
         score_table = (
             pa.concat_tables([s for s, _ in chunks]) if chunks else SCORES_SCHEMA.empty_table()
@@ -274,9 +278,18 @@ def spark_run_scoring(
     previous_as_of = previous[0] if previous is not None else None
     by, period_start = report_plan(model, segments_by, previous_as_of, t)
     _check_segments(plan.frames["customers"], by)
+    start = None
     if previous is not None:
         log(f"previous run: {previous[0].date()}")
         plan.extras[PREVIOUS] = _previous_frame(spark, previous[1])
+        # as serving.batch.start_bands: the newest partition on or before the period's start
+        start = previous_partition_uri(spark, out_dir, period_start + pd.Timedelta(1, "ns"))
+    if start is not None:
+        plan.extras[START] = spark.read.parquet(f"{start[1]}/{SCORES_FILE}").select(
+            "customer_id", "risk_band"
+        )
+    else:
+        log(f"segment report: {band_rows_note(None, period_start)}")
     stale = stale_from_days(_table_days(plan.frames, t), t)
     for warning in stale:
         log(f"warning: {warning}")
@@ -287,7 +300,7 @@ def spark_run_scoring(
     model_ref = spark.sparkContext.broadcast(model)
     build = _scoring_rows(
         t, period_start, by, model_ref, str(model_version), top, previous is not None,
-        feature_schema, currency,
+        feature_schema, currency, has_start=start is not None,
     )  # fmt: skip
     rows = run_buckets(spark, plan, build, schema, buckets)
 
