@@ -397,7 +397,7 @@ def _lookback_as_training(
     lookback is set, or the training dates cannot be planned (check says why)."""
     from dataclasses import replace
 
-    from features.labels import resolve_lookback
+    from features.labels import label_window_end, resolve_lookback
     from training.pipeline import default_dates
 
     churn = feature_config.churn
@@ -410,7 +410,7 @@ def _lookback_as_training(
     if not dates:
         return feature_config
     last = max(dates)
-    labels_until = last + pd.Timedelta(days=churn.horizon_days)  # as the training set reads
+    labels_until = label_window_end(last, churn.horizon_days)  # as the training set reads
     return replace(feature_config, churn=resolve_lookback(tables, churn, last, labels_until))
 
 

@@ -28,6 +28,7 @@ from retention.metrics import (
     RevenueRetention,
     cohort_cell,
     cohort_retention,
+    month_of,
     parse_brackets,
     retention_metrics,
     revenue_cohort_retention,
@@ -437,17 +438,6 @@ def metrics_command(
 # --------------------------------------------------------------------------- retention
 
 
-def first_whole_cohort(history_start: pd.Timestamp) -> pd.Timestamp:
-    """The month of the data's first record: the first cohort shown by default. A snapshot export
-    that starts in 2015 holds customers who signed up from 1995 on; their cohorts were never
-    observed in their first periods (240 rows of blanks, then 100 % in the first recorded
-    month, as those who had left are absent)."""
-    start = pd.Timestamp(history_start)
-    naive = start.tz_localize(None) if start.tzinfo is not None else start
-    first = naive.to_period("M").to_timestamp()
-    return first.tz_localize(start.tzinfo) if start.tzinfo is not None else first
-
-
 def format_retention(result: CohortRetention) -> str:
     """Cohort rows x period columns in percent, with the cohort size; small cohorts marked *."""
     table = result.table
@@ -597,7 +587,7 @@ def retention_command(
     tables = _load(data)
     recorded_from = None
     if c0 is None and (len(tables.activity) or len(tables.revenue)):
-        c0 = recorded_from = first_whole_cohort(tables.history_start())
+        c0 = recorded_from = month_of(tables.history_start())
     churn = _data_churn(data, config)
     qualifying = _split(events) or (
         list(churn.qualifying_events) if churn is not None and churn.qualifying_events else None

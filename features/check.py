@@ -191,7 +191,7 @@ def value_unit_note(activity: pd.DataFrame, config: FeatureConfig) -> str | None
     grocery's items bought). None when the unit is declared or the values count events."""
     if config.value_unit or "value" not in activity or activity.empty:
         return None
-    values = pd.to_numeric(activity["value"], errors="coerce").dropna()
+    values = activity["value"].dropna()
     if values.empty or bool((values == 1).all()):
         return None
     return (

@@ -85,6 +85,9 @@ REVENUE_SIGNAL_KINDS = ("payment", "refund", "failed_payment")
 # The periods an activity row may total (a month's usage in one row): `covers` on an import
 # mapping's activity.at, and FeatureConfig.activity_totals.
 ACTIVITY_PERIODS = ("day", "week", "month")
+# The length of the periods that activity windows over totals count whole (features.signals.
+# window_start) and that reasons say them in (features.dictionary), in days.
+PERIOD_DAYS = {"week": 7.0, "month": 30.4375}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,12 @@ import pandas as pd
 from features.config import FeatureConfig
 from features.contract import Tables
 from features.io import ParquetChunkWriter, atomic_file
-from features.labels import build_labels, check_horizon_observed, eligible_mask
+from features.labels import (
+    build_labels,
+    check_horizon_observed,
+    eligible_mask,
+    label_window_end,
+)
 from features.prepared import as_of_timestamp
 from features.signals import build_features, resolve_config
 
@@ -100,7 +105,7 @@ def _resolved_for_dates(
     the lookback also from the returns in that date's label window (rows the labels read)."""
     config = config or FeatureConfig()
     last = max(as_of_timestamp(d) for d in dates)
-    labels_until = last + pd.Timedelta(days=config.churn.horizon_days)
+    labels_until = label_window_end(last, config.churn.horizon_days)
     return resolve_config(tables, config, until=last, labels_until=labels_until)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from features.config import PERIOD_DAYS
 from reporting import formatting as fmt
 
 Context = Mapping[str, Any]
@@ -343,7 +344,6 @@ def _value_entry(feature: str, unit: str) -> FeatureEntry | None:
 # periods with a record and the usual gap is a period. The sentences below say so in the
 # period's words: "Active on 3% of days" would describe the export's cadence, not the
 # customer. Day totals read as dated events and keep the sentences above.
-_PERIOD_DAYS = {"week": 7.0, "month": 30.4375}
 _PERIODICALLY = {"week": "weekly", "month": "monthly"}
 
 
@@ -352,12 +352,12 @@ def in_latest_period(days: float | np.ndarray, period: str) -> Any:
     activity_as_of), that put the record in the latest whole period: less than 90 % of a
     period (a total stamped at the month's end is a second old, a snapshot of the 28th three
     days; a customer without one for the latest month is at least 28 days)."""
-    return days < 0.9 * _PERIOD_DAYS[period]
+    return days < 0.9 * PERIOD_DAYS[period]
 
 
 def _every_period(gap_days: float, period: str) -> str:
     """A usual gap between records in periods: 'every month', 'every 2 months'."""
-    n = max(1, round(gap_days / _PERIOD_DAYS[period]))
+    n = max(1, round(gap_days / PERIOD_DAYS[period]))
     return f"every {period}" if n == 1 else f"every {n} {period}s"
 
 
@@ -523,7 +523,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
             f"Share of days with a {noun}", "share", LOWERS, _rate_of(noun), none
         ),
     }  # fmt: skip
-    chance = re.fullmatch(_NO_ACTIVITY_CHANCE, feature)
+    chance = NO_ACTIVITY_CHANCE.fullmatch(feature)
     if chance:
         w = _w(chance)
         return _entry(
@@ -533,7 +533,8 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     return entries.get(feature)
 
 
-_NO_ACTIVITY_CHANCE = r"no_activity_chance_(?P<w>\d+)d"
+# The BG/NBD chance of no qualifying event over the horizon (features.signals._history_signals).
+NO_ACTIVITY_CHANCE = re.compile(r"no_activity_chance_(?P<w>\d+)d")
 
 
 # Under non-contractual churn the revenue rows are orders: "Last order of $136", not "Last
@@ -579,7 +580,7 @@ _NOT_ACTIVITY = re.compile(r"(?:revenue|payments|refunds?|refund_amount|failed_p
 def _periods(window: int, period: str, label: bool = False) -> str:
     """A window of days in the whole periods it counts over totals: "month", "3 months" ("1
     month" in a label: "Records in 1 month")."""
-    n = max(1, round(window / _PERIOD_DAYS[period]))
+    n = max(1, round(window / PERIOD_DAYS[period]))
     return f"{n} {period}s" if n > 1 else (f"1 {period}" if label else period)
 
 
@@ -617,8 +618,8 @@ def _in_whole_periods(feature: str, entry: FeatureEntry, period: str) -> Feature
 @lru_cache(maxsize=256)
 def _totals_entry(feature: str, period: str) -> FeatureEntry | None:
     """The day-based activity features in the words of activity recorded as totals per week or
-    month (see _PERIOD_DAYS); None for any other feature or period."""
-    if period not in _PERIOD_DAYS:
+    month (see PERIOD_DAYS); None for any other feature or period."""
+    if period not in PERIOD_DAYS:
         return None
     gap = ("active_gap_median_days",)
     fixed = {
@@ -968,7 +969,7 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
         (r"value_(?P<w>\d+)d", lambda m: _entry(
             f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)),
             context=(f"events_{_w(m)}d",))),
-        (_NO_ACTIVITY_CHANCE, lambda m: _entry(
+        (NO_ACTIVITY_CHANCE, lambda m: _entry(
             f"Chance of no activity in the next {_days(_w(m))} (BG/NBD)", "share", RAISES,
             _no_activity_chance(_w(m)), "Too little activity to estimate the buying pattern")),
         (r"events_trend_(?P<w>\d+)d", _trend_entry("Activity", "Activity")),
@@ -1116,7 +1117,7 @@ def describe(
     if entry is None and orders:
         entry = _order_entry(feature)
     entry = entry or _lookup(feature)
-    if entry is not None and activity_totals in _PERIOD_DAYS:
+    if entry is not None and activity_totals in PERIOD_DAYS:
         entry = _in_whole_periods(feature, entry, activity_totals)
     if entry is None and not strict:
         return _attribute_entry(feature)

@@ -118,6 +118,17 @@ def lookback_from_gaps(
     return lookback_from_quantile(quantile, horizon_days, return_quantile)
 
 
+def label_window_end(last_date: object, horizon_days: int) -> pd.Timestamp:
+    """The end of the label window of a training set's last observation date: the rows its
+    labels read, whose returns the lookback measures too (data_lookback_days' labels_until)."""
+    return as_of_timestamp(last_date) + pd.Timedelta(days=horizon_days)
+
+
+def returns_until(until: int, labels_until: object | None) -> int:
+    """Where the returns the lookback measures end (ns): labels_until, never before `until`."""
+    return until if labels_until is None else max(until, as_of_timestamp(labels_until).value)
+
+
 def data_lookback_days(
     tables: Tables,
     qualifying_events: tuple[str, ...] | None,
@@ -134,7 +145,7 @@ def data_lookback_days(
     days = active_days(prep, qualifying_events)
     t = as_of_timestamp(until).value
     count = active_day_counts(days, prep.n_customers, t)
-    end = t if labels_until is None else max(t, as_of_timestamp(labels_until).value)
+    end = returns_until(t, labels_until)
     pauses = returning_recency(days, prep.n_customers, end, horizon_days)
     back = float(np.quantile(pauses, RETURN_QUANTILE)) if len(pauses) else float("nan")
     return lookback_from_gaps(median_gaps(days, count), horizon_days, back)

@@ -23,6 +23,7 @@ from features.buying_process import (
 )
 from features.config import (
     CYCLE_MONTHS,
+    PERIOD_DAYS,
     RESERVED_CUSTOMER_COLUMNS,
     REVENUE_SIGNAL_KINDS,
     FeatureConfig,
@@ -399,9 +400,6 @@ def _feature_columns(
     return cols
 
 
-MONTH_DAYS = 30.4375
-
-
 def activity_as_of(t: int, totals: str | None) -> int:
     """The instant activity features are measured at: T, or for monthly totals (stamped at each
     month's last second, FeatureConfig.activity_totals) the start of T's month, one day later
@@ -423,10 +421,10 @@ def window_start(t: int, days: int, totals: str | None, back: int = 1) -> int:
     02-29 23:59:59), the 30 before that none: a bank's snapshot export read every customer's
     activity as doubled, and its churn as a third of what it was."""
     if totals == "month":
-        months = max(1, round(days / MONTH_DAYS)) * back
+        months = max(1, round(days / PERIOD_DAYS["month"])) * back
         return (pd.Timestamp(t) - pd.DateOffset(months=months)).value
     if totals == "week":
-        days = 7 * max(1, round(days / 7))
+        days = int(PERIOD_DAYS["week"]) * max(1, round(days / PERIOD_DAYS["week"]))
     return t - back * days * DAY_NS
 
 

@@ -408,8 +408,10 @@ def _lookback_days(
 ) -> int:
     """features.labels.data_lookback_days on Spark: the distinct active days of each customer
     before `until` (qualifying events only), the median gap between consecutive ones per
-    customer, and the quantile of those medians that lookback_from_gaps takes (exact
-    percentiles with linear interpolation, as numpy's median and quantile)."""
+    customer, the pauses of the customers who came back in the last horizon before
+    `labels_until` (features.labels.returning_recency), and the quantiles of those that
+    lookback_from_quantile takes (exact percentiles with linear interpolation, as numpy's
+    median and quantile)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -721,8 +723,10 @@ def plan_run(
         config = replace(config, event_types=event_types)
     churn = config.churn
     if churn.mode == "non_contractual" and churn.lookback_days is None:  # as resolve_lookback
+        from features.labels import returns_until
+
         t = as_of_timestamp(until).value
-        end = t if labels_until is None else max(t, as_of_timestamp(labels_until).value)
+        end = returns_until(t, labels_until)
         lookback = _lookback_days(frames["activity"], infos["activity"], config, t, end)
         config = config.with_churn(lookback_days=lookback)
     if config.subscription_signals is None:  # as features.signals.has_subscriptions
@@ -1051,13 +1055,14 @@ def spark_training_set(
     """features.dataset.write_training_set on Spark: one row per (customer, observation date),
     features as of the date and the label, as a Parquet folder at out. Returns rows and the
     resolved configuration."""
-    from features.labels import check_horizon_observed
+    from features.labels import check_horizon_observed, label_window_end
 
     if not dates:
         raise ValueError("no observation dates given")
     stamps = tuple(as_of_timestamp(d) for d in dates)
-    horizon = pd.Timedelta(days=(config or FeatureConfig()).churn.horizon_days)
-    plan = plan_run(spark, data_dir, config, until=max(stamps), labels_until=max(stamps) + horizon)
+    horizon = (config or FeatureConfig()).churn.horizon_days
+    labels_until = label_window_end(max(stamps), horizon)
+    plan = plan_run(spark, data_dir, config, until=max(stamps), labels_until=labels_until)
     edge = BucketTables(
         customers=pd.DataFrame(), activity=pd.DataFrame(), observed_until=plan.observed_until
     )

@@ -713,7 +713,7 @@ def write_partition_report(
 ) -> Path:
     """Gather a partition's figures (its scores already written into ``folder``), the previous
     partition's headline and the data's cohort retention, and write report.html."""
-    from retention.metrics import cohort_retention, retention_curve
+    from retention.metrics import cohort_retention, month_of, retention_curve
 
     folder = Path(folder)
     scores = pq.read_table(folder / "scores.parquet", columns=["churn_probability", "risk_band"])
@@ -734,9 +734,7 @@ def write_partition_report(
         start = tables.history_start()
         # Only cohorts that signed up once the recorded history had started: their every period
         # is covered by the data (an earlier cohort's first periods were never recorded).
-        cohorts_from = (start.tz_localize(None).to_period("M") + 1).to_timestamp()
-        if start.tzinfo is not None:
-            cohorts_from = cohorts_from.tz_localize(start.tzinfo)
+        cohorts_from = month_of(start, months_after=1)
         if len(activity):
             result = cohort_retention(
                 tables,

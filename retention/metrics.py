@@ -1080,6 +1080,16 @@ def _check_brackets(brackets: Sequence[tuple[int, int]]) -> tuple[tuple[int, int
     return checked
 
 
+def month_of(instant: pd.Timestamp, months_after: int = 0) -> pd.Timestamp:
+    """The first instant of the month holding `instant`, `months_after` months on, in its zone:
+    where cohorts start in a recorded history (the month of its first record, or the next one,
+    whose every period the data covers)."""
+    start = pd.Timestamp(instant)
+    naive = start.tz_localize(None) if start.tzinfo is not None else start
+    first = (naive.to_period("M") + months_after).to_timestamp()
+    return first.tz_localize(start.tzinfo) if start.tzinfo is not None else first
+
+
 def cohort_retention(
     tables: Tables,
     *,

@@ -345,14 +345,11 @@ def band_rows_note(start_scores: pd.DataFrame | None, period_start: pd.Timestamp
 
 
 def report_plan(
-    model: ChurnModel,
-    segments_by: list[str] | None,
-    previous_as_of: pd.Timestamp | None,
-    as_of: pd.Timestamp,
+    model: ChurnModel, segments_by: list[str] | None, as_of: pd.Timestamp
 ) -> tuple[list[str], pd.Timestamp]:
     """A run's report: its segments (those asked for, else the model's categorical features)
     and the start of its period: one label horizon before the run, whenever the previous run
-    was (previous_as_of is not used).
+    was.
 
     Why the horizon: the risk is the chance of churn within it, and under non-contractual churn
     a customer is lost after a horizon without a qualifying event. Over the week since the
@@ -360,7 +357,6 @@ def report_plan(
     customers had gone 30 days without one, and its high band's 57 % risk for 30 days sat beside
     83 % "churn" in 7 days. Over one horizon the retention figures follow the churn definition,
     and the risk_band rows (the bands of the run one horizon back) measure what they predicted."""
-    del previous_as_of
     by = segments_by if segments_by is not None else list(model.preprocessor.categorical)
     horizon = pd.Timedelta(days=model.features_config().churn.horizon_days)
     return by, as_of - horizon
@@ -588,7 +584,7 @@ def run_scoring(
         log(f"previous run: {previous[0].date()}")
         before = read_previous(previous[1], model, model_version, model_info)
     previous_as_of = previous[0] if previous is not None else None
-    by, period_start = report_plan(model, segments_by, previous_as_of, t)
+    by, period_start = report_plan(model, segments_by, t)
     target = partition_path(out_dir, t)
     log(f"scoring {len(features):,} customers with model version {model_version}")
     with atomic_dir(target) as tmp:

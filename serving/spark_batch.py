@@ -276,7 +276,7 @@ def spark_run_scoring(
     model_info = {"data_end": data_end.isoformat(), **(model_info or {})}
     previous = previous_partition_uri(spark, out_dir, t)
     previous_as_of = previous[0] if previous is not None else None
-    by, period_start = report_plan(model, segments_by, previous_as_of, t)
+    by, period_start = report_plan(model, segments_by, t)
     _check_segments(plan.frames["customers"], by)
     start = None
     if previous is not None:

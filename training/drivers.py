@@ -19,8 +19,8 @@ are added to the recency feature's (days since the last event: "No activity in t
 days"), or without it to the longest such window's event count,
 and ranked as one driver (merge_same_facts). So are the features whose fact another's
 sentence already states (SAME_FACT): the recency against the customer's usual gap and the
-BG/NBD chance of no purchase, and the last NPS response's flags and age; and, where the values agree, the first activity at signup
-("Customer for 37 days" and "First activity 37 days ago") and a count over nested windows ("1
+BG/NBD chance of no purchase, and the last NPS response's flags and age; and, where the values
+agree, the first activity at signup ("Customer for 37 days" and "First activity 37 days ago") and a count over nested windows ("1
 cancel event in the last 30 days" and "... in the last 90 days": same_value_facts).
 
 A reason states a risk: a value on the typical customer's lower-risk side (more logins than the
@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.dictionary import describe, in_latest_period
+from features.dictionary import NO_ACTIVITY_CHANCE, describe, in_latest_period
 
 DRIVER_FIELDS = [
     pa.field("feature", pa.string()),
@@ -180,11 +180,6 @@ SAME_FACT = {
     "nps_promoter": "nps_last",
     "days_since_nps": "nps_last",
 }
-# The BG/NBD chance of no qualifying event over the horizon is the recency against the
-# customer's own rhythm once more, as a probability beside the model's: a grocery's buyer at
-# 78 % read "Chance of no purchase in the next 30 days: 100%" as a reason. Its contribution is
-# the recency's ("Last purchase 40 days ago (usually every 9 days)").
-CHANCE_OF_NO_ACTIVITY = re.compile(r"no_activity_chance_\d+d")
 # The same, on the rows where the holder is missing: without a last NPS response there is no
 # average and no count either, and "No NPS response yet" is one fact (and "No review yet").
 # Without any payment, "No paid period recorded yet" is "No payment recorded yet" again (1,407
@@ -256,7 +251,11 @@ def merge_same_facts(
     merged_contrib, merged_points = contrib.copy(), points.copy()
     every_row = np.ones(len(contrib), dtype=bool)
     rules = [(f, h, every_row) for f, h in SAME_FACT.items()]
-    rules += [(f, RECENCY_FEATURE, every_row) for f in names if CHANCE_OF_NO_ACTIVITY.fullmatch(f)]
+    # The BG/NBD chance of no qualifying event is the recency against the customer's own
+    # rhythm once more, as a probability beside the model's: a grocery's buyer at 78 % read
+    # "Chance of no purchase in the next 30 days: 100%" as a reason. Its contribution is the
+    # recency's ("Last purchase 40 days ago (usually every 9 days)").
+    rules += [(f, RECENCY_FEATURE, every_row) for f in names if NO_ACTIVITY_CHANCE.fullmatch(f)]
     rules += [
         (f, h, values[h].isna().to_numpy())
         for f, h in SAME_FACT_WHEN_MISSING.items()
@@ -487,7 +486,7 @@ def nothing_due_yet(names: list[str], values: pd.DataFrame) -> np.ndarray:
     return out
 
 
-_RECENCY_OF_RECORDS = ("days_since_last_event", "days_since_last_active")
+_RECENCY_OF_RECORDS = (RECENCY_FEATURE, "days_since_last_active")
 
 
 def recorded_in_the_latest_period(
