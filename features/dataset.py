@@ -98,11 +98,14 @@ def iter_snapshots(
         yield rows
 
 
-def _resolved_for_dates(
+def resolved_for_training(
     tables: Tables, config: FeatureConfig | None, dates: Sequence[object]
 ) -> FeatureConfig:
-    """The configuration resolved for a training set: from the rows before its last date, and
-    the lookback also from the returns in that date's label window (rows the labels read)."""
+    """The configuration resolved for a training set on `dates`: from the rows before its last
+    date, and the lookback also from the returns in that date's label window (rows the labels
+    read). The one resolution of a training set: training sized its rows with a configuration
+    resolved without those returns, which then travelled with the model (a grocery's check
+    said a 42-day lookback, the model scored with 30 and left 1,043 more recent buyers unscored)."""
     config = config or FeatureConfig()
     last = max(as_of_timestamp(d) for d in dates)
     labels_until = label_window_end(last, config.churn.horizon_days)
@@ -121,7 +124,7 @@ def build_training_set(
     (customer_share, seed: only a random share of the customers' rows, see iter_snapshots)."""
     if not dates:
         raise ValueError("no observation dates given")
-    config = _resolved_for_dates(tables, config, dates)
+    config = resolved_for_training(tables, config, dates)
     frames = list(iter_snapshots(tables, dates, config, progress, customer_share, seed))
     return pd.concat(frames, ignore_index=True), config
 
@@ -137,7 +140,7 @@ def write_training_set(
     date), replacing `out` only when every date is written. Returns rows written and config."""
     if not dates:
         raise ValueError("no observation dates given")
-    config = _resolved_for_dates(tables, config, dates)
+    config = resolved_for_training(tables, config, dates)
     with atomic_file(out) as tmp:
         writer = ParquetChunkWriter(tmp)
         try:

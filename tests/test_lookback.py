@@ -161,3 +161,35 @@ def test_the_lookback_holds_the_pauses_after_which_customers_came_back():
     assert resolved.churn.lookback_days == 42 and frame["as_of"].nunique() == 1
     assert lookback_from_gaps(np.full(20, 7.0), 30, 41.0) == 42
     assert lookback_from_gaps(np.full(20, 7.0), 30, float("nan")) == 30
+
+
+def test_training_records_the_lookback_its_training_set_was_built_with():
+    """`churn train` resolved the lookback before building the training set, from the rows
+    before the last date alone, and that lookback travelled with the model: a grocery's check
+    said 42 days, its model scored with 30 and left out the buyers who pause for 6 weeks.
+    The returns in the last date's label window count in training as in the check."""
+    from training.config import TrainConfig
+    from training.pipeline import default_dates, fit_from_tables
+
+    def buyer(customer: str, days) -> list[dict]:
+        return [{"customer_id": customer, "at": d, "event": "purchase", "value": 1.0} for d in days]
+
+    weekly = [
+        buyer(f"w{i}", pd.date_range("2024-01-02", "2024-05-01", freq="7D", inclusive="left"))
+        for i in range(60)
+    ]
+    stopping = [
+        buyer(f"s{i}", pd.date_range("2024-01-02", f"2024-0{2 + i % 3}-1{i % 9}", freq="7D"))
+        for i in range(40)
+    ]
+    pause = [*pd.date_range("2024-01-02", "2024-02-20", freq="7D"), pd.Timestamp("2024-04-10")]
+    pausing = [buyer(f"p{i}", pause) for i in range(20)]
+    rows = [row for rows in [*weekly, *stopping, *pausing] for row in rows]
+    customers = sorted({row["customer_id"] for row in rows})
+    tables = make_tables([{"customer_id": c, "signup_at": "2023-12-01"} for c in customers], rows)
+    config = FeatureConfig().with_churn(mode="non_contractual", horizon_days=30)
+    last = max(default_dates(tables, config, TrainConfig()))
+    assert data_lookback_days(tables, ("purchase",), last, 30) == 30  # before the last date
+    fitted = fit_from_tables(tables, config, TrainConfig(), log=lambda _: None)
+    assert fitted.feature_config.churn.lookback_days == 42
+    assert fitted.model.features_config().churn.lookback_days == 42

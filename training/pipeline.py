@@ -22,9 +22,14 @@ from features.check import (
 )
 from features.config import FeatureConfig
 from features.contract import ContractError, Tables
-from features.dataset import build_training_set, observation_dates, training_rows
+from features.dataset import (
+    build_training_set,
+    observation_dates,
+    resolved_for_training,
+    training_rows,
+)
 from features.labels import last_labeled_date
-from features.signals import build_features, feature_names, resolve_config
+from features.signals import build_features, feature_names
 from training.config import TrainConfig
 from training.evaluation import HoldoutComparison
 from training.fit import Evaluation, Refit, fit_churn_model
@@ -337,7 +342,7 @@ def fit_from_tables(
     def progress(i: int, total: int, as_of: pd.Timestamp, rows: int) -> None:
         log(f"  features {i}/{total} as of {as_of.date()}: {rows:,} customers")
 
-    resolved = resolve_config(tables, feature_config, until=max(dates)) if dates else feature_config
+    resolved = resolved_for_training(tables, feature_config, dates) if dates else feature_config
     share = customer_share(tables, dates, resolved, config, log)
     dataset, resolved = build_training_set(
         tables, dates, resolved, progress, customer_share=share, seed=config.seed
