@@ -323,9 +323,12 @@ def headline_cards(inputs: ReportInputs) -> str:
         ),
     ]
     if now.alerts is not None:
-        cards.append(
-            _card("Alerts", fmt.count(now.alerts), None, "newly high, risen or new top reason")
+        what = (
+            "newly high, risen or new top reason"
+            if inputs.previous_as_of
+            else "the high band: a first run has nothing to compare with"
         )
+        cards.append(_card("Alerts", fmt.count(now.alerts), None, what))
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
@@ -354,16 +357,23 @@ KIND_WORDS = {
     "rose": "risk rose",
     "new_top_reason": "new top reason",
 }
+# A first run (no previous run) alerts on the high band (serving.alerts): nobody "entered" it,
+# as a grocery's first report said of 2,843 customers.
+FIRST_RUN_KIND_WORDS = KIND_WORDS | {"entered_high": "in the high band"}
 
 
 def alerts_table(alerts: pd.DataFrame, limit: int = 15) -> str:
     if alerts is None or alerts.empty:
         return '<p class="note">No alerts this week.</p>'
-    counts = {k: int(sum(k in list(ks) for ks in alerts["kinds"])) for k in KIND_WORDS}
-    summary = ", ".join(f"{fmt.count(n)} {KIND_WORDS[k]}" for k, n in counts.items() if n)
+    first_run = bool(alerts["previous_as_of"].isna().all())
+    words = FIRST_RUN_KIND_WORDS if first_run else KIND_WORDS
+    counts = {k: int(sum(k in list(ks) for ks in alerts["kinds"])) for k in words}
+    summary = ", ".join(f"{fmt.count(n)} {words[k]}" for k, n in counts.items() if n)
+    if first_run:
+        summary += " (a first run: no previous run to compare with)"
     rows = []
     for r in alerts.head(limit).to_dict("records"):
-        kinds = ", ".join(KIND_WORDS.get(k, k) for k in r["kinds"])
+        kinds = ", ".join(words.get(k, k) for k in r["kinds"])
         before = fmt.probability(r["previous_probability"])
         rows.append(
             f"<tr><th>{_e(r['customer_id'])}</th><td>{_e(kinds)}</td>"

@@ -17,6 +17,7 @@ import pytest
 from reporting.report_html import (
     Headline,
     ReportInputs,
+    alerts_table,
     cohort_table,
     monitoring_section,
     refresh_monitoring,
@@ -133,6 +134,49 @@ def test_headline_figures_show_the_change_since_the_previous_run():
     assert "£5,000" in page and "-£600 since 2024-12-01" in page
     assert "NPS 3 of 10 (detractor)" in page and "+4.2 pts" in page
     assert not EXTERNAL.search(page) and "<script" not in page
+
+
+def test_a_first_runs_alerts_say_the_band_not_that_anyone_entered_it():
+    """The first run alerts on the high band (serving.alerts): with no previous run, nobody
+    "entered" it (a grocery's first report said so of 2,843 customers)."""
+
+    def alerts(previous_as_of: object) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "customer_id": ["00291541", "00108202"],
+                "kinds": [["entered_high"], ["entered_high"]],
+                "churn_probability": [0.927, 0.926],
+                "previous_probability": [np.nan, 0.4 if previous_as_of else np.nan],
+                "reason": ["No activity in the last 36 days", None],
+                "previous_as_of": [previous_as_of, previous_as_of],
+            }
+        )
+
+    first = alerts_table(alerts(None))
+    assert "entered" not in first and "2 in the high band" in first
+    assert "a first run: no previous run to compare with" in first
+    later = alerts_table(alerts(pd.Timestamp("2001-01-22").date()))
+    assert "2 entered the high band" in later and "first run" not in later
+    page = render_report(
+        ReportInputs(
+            as_of="2001-01-29",
+            headline=Headline(8558, 2, 3395.1, 0.0, alerts=2),
+            probabilities=np.array([0.927, 0.926]),
+            bands=np.array(["high", "high"]),
+            riskiest=pd.DataFrame(
+                columns=[
+                    "customer_id",
+                    "churn_probability",
+                    "risk_band",
+                    "change_points",
+                    "reasons",
+                ]
+            ),
+            segments=pd.DataFrame({"dimension": ["all"], "segment": ["all"]}),
+            alerts=alerts(None),
+        )
+    )
+    assert "newly high" not in page and "a first run has nothing to compare with" in page
 
 
 MONITORED = [
