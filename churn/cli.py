@@ -372,9 +372,14 @@ def check_command(
     except (ValueError, FileNotFoundError) as err:
         report = error_report(str(data), str(err), code="input")
     else:
-        feature_config = _lookback_as_training(tables, feature_config, train_config)
+        dates = _training_dates(tables, feature_config, train_config)
+        feature_config = _lookback_as_training(tables, feature_config, dates)
         report = check_tables(
-            tables, feature_config, data=str(data), allow_label_like=train_config.allow_label_like
+            tables,
+            feature_config,
+            data=str(data),
+            allow_label_like=train_config.allow_label_like,
+            training_dates=dates,
         )
     typer.echo(report.to_text())
     if out is not None:
@@ -388,26 +393,32 @@ def check_command(
     raise typer.Exit(code=code)
 
 
-def _lookback_as_training(
+def _training_dates(
     tables: Tables, feature_config: FeatureConfig, train_config: TrainConfig
+) -> list[pd.Timestamp]:
+    """The observation dates `churn train` would learn from; none when they cannot be planned
+    (check says why)."""
+    from training.pipeline import default_dates
+
+    try:
+        return default_dates(tables, feature_config, train_config)
+    except ValueError:
+        return []
+
+
+def _lookback_as_training(
+    tables: Tables, feature_config: FeatureConfig, dates: list[pd.Timestamp]
 ) -> FeatureConfig:
     """The configuration with a non-contractual lookback left to the data resolved as `churn
-    train` resolves it (at its last observation date), so that check and the model say one
-    lookback (check had said 119 days where the model scored with 105). Unchanged when the
-    lookback is set, or the training dates cannot be planned (check says why)."""
+    train` resolves it (at its last observation date, `dates`: _training_dates), so that check
+    and the model say one lookback (check had said 119 days where the model scored with 105).
+    Unchanged when the lookback is set, or there are no training dates."""
     from dataclasses import replace
 
     from features.labels import label_window_end, resolve_lookback
-    from training.pipeline import default_dates
 
     churn = feature_config.churn
-    if churn.mode != "non_contractual" or churn.lookback_days is not None:
-        return feature_config
-    try:
-        dates = default_dates(tables, feature_config, train_config)
-    except ValueError:
-        return feature_config
-    if not dates:
+    if churn.mode != "non_contractual" or churn.lookback_days is not None or not dates:
         return feature_config
     last = max(dates)
     labels_until = label_window_end(last, churn.horizon_days)  # as the training set reads

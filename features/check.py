@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -208,12 +209,15 @@ def check_tables(
     data: str = "",
     now: pd.Timestamp | None = None,
     allow_label_like: tuple[str, ...] = (),
+    training_dates: Sequence[pd.Timestamp] | None = None,
 ) -> CheckReport:
     """Profile validated tables under the folder's churn definition and collect the findings.
 
     `now` (naive UTC) is the instant after which rows count as dated in the future;
     `allow_label_like`: declared attributes confirmed as known before each date ([training]
-    allow_label_like), which training uses despite looking like the label."""
+    allow_label_like), which training uses despite looking like the label; `training_dates`:
+    the observation dates `churn train` would learn from (training.pipeline.default_dates),
+    which a short history's warning names."""
     config = _resolved(tables, config)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
     churn = _churn(config)
@@ -262,7 +266,7 @@ def check_tables(
     measured, churned = churned_ever(tables, config)
     report.customers_measured = int(measured.sum())
     report.churned_customers = int((measured & churned).sum())
-    report.findings += _churn_findings(report, tables, config)
+    report.findings += _churn_findings(report, tables, config, training_dates)
     report.findings += _lifecycle_findings(tables, churn, config.activity_totals)
     end = tables.data_end() + pd.Timedelta(microseconds=1)  # every row is before it
     report.findings += [
@@ -1030,7 +1034,12 @@ def churn_anchored_dates(tables: Tables, config: FeatureConfig) -> list[tuple[st
     return out
 
 
-def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) -> list[Finding]:
+def _churn_findings(
+    report: CheckReport,
+    tables: Tables,
+    config: FeatureConfig,
+    training_dates: Sequence[pd.Timestamp] | None = None,
+) -> list[Finding]:
     churn = _churn(config)
     found = []
     if churn.mode == "contractual" and (
@@ -1073,10 +1082,26 @@ def _churn_findings(report: CheckReport, tables: Tables, config: FeatureConfig) 
                 f"short history: {months:.1f} months of activity for a {churn.horizon_days}-day "
                 f"horizon{lookback} leave {dates} monthly observation date"
                 f"{'s' if dates != 1 else ''} with a complete label (a backtest wants at "
-                f"least {MIN_OBSERVATION_DATES}): shorten the horizon or wait for more data",
+                f"least {MIN_OBSERVATION_DATES}): shorten the horizon or wait for more data"
+                + _training_dates_note(training_dates),
             )
         )
     return found
+
+
+def _training_dates_note(dates: Sequence[pd.Timestamp] | None) -> str:
+    """What `churn train` does with a short history: the observation dates it learns from (a
+    grocery's 3 months read "0 monthly observation dates", and training used 5 weekly ones)."""
+    if not dates:
+        return ""
+    dates = sorted(pd.Timestamp(d) for d in dates)
+    if len(dates) == 1:
+        return f"; churn train learns from one observation date, {dates[0].date()}"
+    step = (dates[1] - dates[0]).days
+    return (
+        f"; churn train learns from {len(dates)} observation dates, every {step} days from "
+        f"{dates[0].date()} to {dates[-1].date()}"
+    )
 
 
 LATE_CHURN_MIN_EXPECTED = 10  # churns the quiet days before the data's end should have held

@@ -539,7 +539,15 @@ def test_few_churners_and_a_short_history_are_said_with_their_numbers():
     assert f"only {churners} of {len(customers)} customers churned" in few.message
     short = next(f for f in report.findings if f.code == "short_history")
     assert f"leave {len(report.churn_by_month)} monthly observation date" in short.message
-    assert "300-day horizon" in short.message
+    assert "300-day horizon" in short.message and "churn train" not in short.message
+    # Told the dates training would use, the warning names them: training may still learn from
+    # weekly dates where no monthly one is left.
+    weekly = list(pd.date_range("2024-01-05", periods=5, freq="7D"))
+    told = check_tables(tables_of(customers, activity, revenue), config, training_dates=weekly)
+    short = next(f for f in told.findings if f.code == "short_history")
+    assert short.message.endswith(
+        "; churn train learns from 5 observation dates, every 7 days from 2024-01-05 to 2024-02-02"
+    )
 
 
 def test_rows_of_unknown_customers_and_empty_activity_are_errors(clean):
