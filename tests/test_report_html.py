@@ -41,6 +41,13 @@ EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 # --------------------------------------------------------------------------- pieces
 
 
+def no_riskiest() -> pd.DataFrame:
+    """The riskiest customers' table of a report that lists none."""
+    return pd.DataFrame(
+        columns=["customer_id", "churn_probability", "risk_band", "change_points", "reasons"]
+    )
+
+
 def test_revenue_cohort_retention_is_the_share_of_first_month_revenue_kept():
     """Jan cohort (A, B): 200 in January, 100 in February (B left), 150 in March (A expanded):
     100 %, 50 %, 75 %. Feb cohort (C): 50 then 50. April is not complete: missing, not 0 %. A
@@ -163,15 +170,7 @@ def test_a_first_runs_alerts_say_the_band_not_that_anyone_entered_it():
             headline=Headline(8558, 2, 3395.1, 0.0, alerts=2),
             probabilities=np.array([0.927, 0.926]),
             bands=np.array(["high", "high"]),
-            riskiest=pd.DataFrame(
-                columns=[
-                    "customer_id",
-                    "churn_probability",
-                    "risk_band",
-                    "change_points",
-                    "reasons",
-                ]
-            ),
+            riskiest=no_riskiest(),
             segments=pd.DataFrame({"dimension": ["all"], "segment": ["all"]}),
             alerts=alerts(None),
         )
@@ -210,15 +209,7 @@ def test_a_written_report_gets_this_runs_monitoring_in_place(tmp_path):
             headline=Headline(10, 1, 0.5, None),
             probabilities=np.array([0.1]),
             bands=np.array(["low"]),
-            riskiest=pd.DataFrame(
-                columns=[
-                    "customer_id",
-                    "churn_probability",
-                    "risk_band",
-                    "change_points",
-                    "reasons",
-                ]
-            ),
+            riskiest=no_riskiest(),
             segments=pd.DataFrame({"dimension": ["all"], "segment": ["all"]}),
         )
     )
