@@ -269,3 +269,37 @@ def test_the_linear_share_is_chosen_on_the_selection_folds_only_for_a_clear_gain
     assert trainer.config is config  # the trainer scores with the configured share again
     with pytest.raises(ValueError, match="linear_share_alternative must be at least 0"):
         replace(config, linear_share_alternative=1.5)
+
+
+def test_a_folds_rows_are_binned_as_all_rows_and_train_the_same_trees():
+    """FoldTrainer.rows: a fold's rows as a Dataset of their own binned by all the rows' bins
+    (LightGBM's Dataset.subset crashed the process on a shop's fold). The trees are those a
+    subset of the same rows trains."""
+    import lightgbm as lgb
+
+    from training.config import TrainConfig
+    from training.fit import FoldTrainer, lgbm_params
+    from training.model import Preprocessor
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    dataset = pd.DataFrame(
+        {
+            "as_of": pd.Timestamp("2024-01-01"),
+            "customer_id": [f"c{i}" for i in range(n)],
+            "days_since_last_event": rng.exponential(20, n),
+            "events_30d": rng.poisson(3, n).astype(float),
+            "plan": rng.choice(["basic", "pro"], n),
+        }
+    )
+    dataset["churned"] = (rng.random(n) < 1 / (1 + np.exp(2 - dataset["days_since_last_event"] / 15))).astype(int)  # fmt: skip
+    pre = Preprocessor().fit(dataset)
+    config = TrainConfig()
+    trainer = FoldTrainer(dataset, pre, lgbm_params(config, pre), config)
+    index = np.flatnonzero(rng.random(n) < 0.6)
+    params = {**trainer.params, "verbosity": -1}
+    own = lgb.train(params, trainer.rows(index), num_boost_round=20)
+    subset = lgb.train(params, trainer.lgb_data.subset(index.tolist()), num_boost_round=20)
+    x = pre.transform(dataset)
+    np.testing.assert_array_equal(own.predict(x), subset.predict(x))
+    assert own.num_trees() == 20
