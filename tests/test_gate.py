@@ -18,6 +18,7 @@ from training.gate import (
     champion_problems,
     data_problems,
     judge,
+    lookback_moved_with_the_data,
     measure_champion,
 )
 from training.tracking import (
@@ -341,6 +342,84 @@ def test_a_champion_of_another_dataset_is_recognised_before_scoring():
     assert champion_problems(_Model(None), tables, ours) == [
         "the champion was trained on a labeled table, not on event data"
     ]
+
+
+class _Trained(_Model):
+    def __init__(self, config: FeatureConfig, trained_until: str):
+        super().__init__(config)
+        self.trained_until = trained_until
+
+
+def test_a_lookback_the_data_moved_is_no_new_churn_definition():
+    """A non-contractual lookback left to the data is resolved at each training and moves as
+    the export grows: a champion that differs only in it is replaced uncompared by a candidate
+    trained on the same or later dates. A lookback the user set, another horizon, or an older
+    candidate: not so."""
+    tables = make_tables(_customers(), _activity())
+    shop = FeatureConfig().with_churn(mode="non_contractual", horizon_days=30)
+    ours = shop.with_churn(lookback_days=203)
+    champion = _Trained(shop.with_churn(lookback_days=147), "2018-01-03")
+    moved = lookback_moved_with_the_data(champion, "2018-01-31", tables, ours, shop)
+    assert moved is not None and moved.startswith(
+        "the champion predicts churn with a 147-day lookback, this run with 203 days, both "
+        "resolved from the data"
+    )
+    assert moved.endswith("the candidate, trained on data up to 2018-01-31, replaces it")
+    assert lookback_moved_with_the_data(champion, "2018-01-03", tables, ours, shop) is not None
+    assert lookback_moved_with_the_data(champion, "2017-12-01", tables, ours, shop) is None
+    configured = shop.with_churn(lookback_days=203)  # the user's definition changed
+    assert lookback_moved_with_the_data(champion, "2018-01-31", tables, ours, configured) is None
+    other = _Trained(shop.with_churn(lookback_days=147, horizon_days=90), "2018-01-03")
+    assert lookback_moved_with_the_data(other, "2018-01-31", tables, ours, shop) is None
+    same = _Trained(ours, "2018-01-03")
+    assert lookback_moved_with_the_data(same, "2018-01-31", tables, ours, shop) is None
+
+
+def test_a_retrain_whose_data_moved_the_lookback_replaces_the_champion(tmp_path):
+    """Through the training run: a shop's champion resolved a 30-day lookback; a month later
+    the returns in the last label window call for 42, and the retrain is promoted (before: "not
+    compared, not promoted", for ever). Setting 42 days in the configuration is a new churn
+    definition: the champion is kept."""
+    import shutil
+
+    from training.pipeline import train_from_tables
+
+    def buyer(customer: str, days, value: float = 1.0) -> list[dict]:
+        return [{"customer_id": customer, "at": d, "event": "purchase", "value": value} for d in days]  # fmt: skip
+
+    weekly = pd.date_range("2024-01-02", "2024-06-01", freq="7D", inclusive="left")
+    pause = [*pd.date_range("2024-01-02", "2024-02-20", freq="7D"), pd.Timestamp("2024-04-10")]
+    rows = [
+        *(r for i in range(300) for r in buyer(f"w{i}", weekly)),
+        *(r for i in range(200) for r in buyer(
+            f"s{i}", pd.date_range("2024-01-02", f"2024-0{2 + i % 4}-1{i % 9}", freq="7D"))),
+        *(r for i in range(100) for r in buyer(f"p{i}", pause, 5.0)),  # back after 6 weeks
+    ]  # fmt: skip
+
+    def until(end: str):
+        kept = [r for r in rows if r["at"] < pd.Timestamp(end)]
+        ids = sorted({r["customer_id"] for r in kept})
+        return make_tables([{"customer_id": c, "signup_at": "2023-12-01"} for c in ids], kept)
+
+    shop = FeatureConfig().with_churn(mode="non_contractual", horizon_days=30)
+    config = TrainConfig(model_name="shop")
+    quiet = lambda _: None  # noqa: E731
+    first_db, second_db = tmp_path / "a.db", tmp_path / "b.db"
+    first = train_from_tables(until("2024-04-05"), shop, config, quiet, f"sqlite:///{first_db}")
+    assert first.promoted and first.model.features_config().churn.lookback_days == 30
+    shutil.copy(first_db, second_db)
+    later = until("2024-05-01")
+    retrain = train_from_tables(later, shop, config, quiet, f"sqlite:///{first_db}")
+    assert retrain.model.features_config().churn.lookback_days == 42
+    assert retrain.promoted, retrain.promotion_reason
+    assert "both resolved from the data" in retrain.promotion_reason
+    assert retrain.champion_metrics is None
+    redefined = shop.with_churn(lookback_days=42)
+    kept = train_from_tables(later, redefined, config, quiet, f"sqlite:///{second_db}")
+    assert not kept.promoted and kept.promotion_reason.startswith(
+        "the champion of 'shop' (v1) cannot be scored on this data: the champion predicts churn "
+        "with lookback_days 30, this run 42; not compared, not promoted"
+    )
 
 
 def test_measure_champion_reports_a_scoring_failure_instead_of_crashing():

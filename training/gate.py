@@ -485,6 +485,40 @@ def champion_problems(champion: Any, tables: Tables, feature_config: Any) -> lis
     return problems
 
 
+def lookback_moved_with_the_data(
+    champion: Any,
+    trained_until: str | None,
+    tables: Tables,
+    feature_config: FeatureConfig,
+    configured: FeatureConfig,
+) -> str | None:
+    """Why a champion that differs from this run only in its non-contractual lookback is
+    replaced uncompared, or None. The configuration leaves the lookback to the data
+    (`configured`: the run's configuration before it is resolved), and each training resolves
+    it from the customers' gaps and returns, which move as the export grows: it is the data's,
+    not a new churn definition of the user's, and a champion kept for it would never be
+    replaced (an Olist-shaped shop's retrain: 147 days then, 203 now, "not compared, not
+    promoted"). It cannot be compared on this run's rows either: it counts other customers as
+    customers. Replaced by a candidate trained on the same or later dates (`trained_until`:
+    the candidate's), which must still pass the gate's other checks; otherwise kept."""
+    if configured.churn.lookback_days is not None or not getattr(champion, "feature_config", None):
+        return None
+    theirs, ours = champion.features_config().churn, feature_config.churn
+    if theirs.mode != "non_contractual" or theirs.lookback_days == ours.lookback_days:
+        return None
+    same_lookback = replace(feature_config, churn=replace(ours, lookback_days=theirs.lookback_days))
+    if champion_problems(champion, tables, same_lookback):
+        return None  # it differs in more than the lookback
+    if champion.trained_until and trained_until and trained_until < champion.trained_until:
+        return None
+    return (
+        f"the champion predicts churn with a {theirs.lookback_days}-day lookback, this run with "
+        f"{ours.lookback_days} days, both resolved from the data (the customers' gaps and "
+        "returns, which move as the export grows): not compared; the candidate, trained on "
+        f"data up to {trained_until}, replaces it"
+    )
+
+
 @dataclass(frozen=True)
 class ChampionHoldout:
     """Where a champion can be compared with the candidate (champion_holdout): rows (None when

@@ -40,6 +40,7 @@ from training.gate import (
     champion_holdout,
     data_problems,
     judge,
+    lookback_moved_with_the_data,
     measure_champion,
     refuse_label_like_attributes,
 )
@@ -383,12 +384,22 @@ def train_from_tables(
             model.trained_until,
             f"champion v{champion[0]}",
         )
-    # Not compared (fair.rows None): a champion that does not fit this data is still said.
-    champion_metrics, champion_problem = measure_champion(
-        champion, name, tables, resolved, fair.rows, champion_on_test, log
+    moved = (
+        lookback_moved_with_the_data(
+            champion[1], model.trained_until, tables, resolved, feature_config
+        )
+        if champion is not None
+        else None
     )
-    not_comparable = None
-    if champion_problem is None and fair.not_comparable is not None:
+    not_comparable = moved
+    if moved is not None:
+        champion_metrics, champion_problem = None, None
+    else:
+        # Not compared (fair.rows None): a champion that does not fit this data is still said.
+        champion_metrics, champion_problem = measure_champion(
+            champion, name, tables, resolved, fair.rows, champion_on_test, log
+        )
+    if moved is None and champion_problem is None and fair.not_comparable is not None:
         if fair.replaces:
             not_comparable = fair.not_comparable
         else:
