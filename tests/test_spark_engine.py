@@ -324,6 +324,19 @@ def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
         assert_same_partition(spark_out / f"as_of={run}", pandas_out / f"as_of={run}")
     moved = pd.read_parquet(spark_out / f"as_of={runs[1]}" / "scores.parquet")["drivers_moved"]
     assert sum(len(m) for m in moved) > 0  # the second run did compare with the first
+    # One horizon after the first run, both engines group that horizon's churn by the first
+    # run's bands (the segment report's risk_band rows).
+    later = str((pd.Timestamp(runs[0]) + pd.Timedelta(days=int(model.horizon_days))).date())
+    run_scoring(
+        small_champion.tables, later, model, version, pandas_out, log=quiet, settings=settings
+    )
+    spark_run_scoring(
+        spark, str(data), later, model, version, str(spark_out), buckets=3, log=quiet,
+        currency=settings.currency,
+    )  # fmt: skip
+    bands = pd.read_parquet(spark_out / f"as_of={later}" / "segments.parquet")
+    assert (bands["dimension"] == "risk_band").sum() >= 2
+    assert_same_partition(spark_out / f"as_of={later}", pandas_out / f"as_of={later}")
 
     # A contract error in a worker: the error reaches the caller, the partition stays whole.
     broken = tmp_path / "broken"
