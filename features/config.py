@@ -136,6 +136,13 @@ class FeatureConfig:
     # had 5 columns of missing values and 20 of zeros; a shop without refunds a refunds column of
     # zeros). None: resolved from the data (rows dated before the last observation date).
     revenue_kinds: tuple[str, ...] | None = None
+    # Revenue windows of a month or more ("month": the 30 and 90 days before T are the last 1 and
+    # 3 calendar months, so each holds as many monthly debits whatever T's day; "day": days, as
+    # models trained before it). A gym's members, debited on the 1st, read "No payments in the
+    # last 30 days" on every 1 August (the 30 days from 2 July miss 1 July) and "+100 %" revenue
+    # on 1 October (August's debit on the 1st falls outside the 30 days before 1 September).
+    # None: "month".
+    revenue_windows: str | None = None
     # The customers-table column holding each account's licensed seats: adds the share of seats
     # active in the trend window (license utilization). Needs activity.user_id.
     seats_attribute: str | None = None
@@ -167,6 +174,8 @@ class FeatureConfig:
                 f"revenue_kinds lists kinds of revenue rows from {list(REVENUE_SIGNAL_KINDS)}, "
                 f"got {self.revenue_kinds!r}"
             )
+        if self.revenue_windows not in (None, "day", "month"):
+            raise ValueError(f'revenue_windows is "day" or "month", got {self.revenue_windows!r}')
         if not self.windows or any(w <= 0 for w in self.windows):
             raise ValueError(f"feature windows must be positive day counts, got {self.windows}")
         if self.trend_window <= 0:

@@ -33,7 +33,14 @@ Sentence = Callable[[Any, Context, "str | None"], str]
 RAISES, LOWERS, DEPENDS = 1, -1, 0  # direction: what a higher value usually does to the risk
 # describe()'s keywords that a model's feature configuration fills (FeatureConfig fields of
 # the same names; ChurnModel.reason_settings carries them): the words its features are said in.
-WORDING = ("value_unit", "activity_totals", "date_attributes", "qualifying_events", "orders")
+WORDING = (
+    "value_unit",
+    "activity_totals",
+    "date_attributes",
+    "qualifying_events",
+    "orders",
+    "revenue_windows",
+)
 
 
 class UnknownFeature(KeyError):
@@ -615,6 +622,40 @@ def _in_whole_periods(feature: str, entry: FeatureEntry, period: str) -> Feature
     )  # fmt: skip
 
 
+# Revenue windows counted in calendar months (FeatureConfig.revenue_windows "month"): 30 days are
+# the last month, 90 the last 3 (features.signals.revenue_window_start).
+_REVENUE_WINDOW = re.compile(
+    r"(?:revenue|payments|refunds|refund_amount|failed_payments|downgrades|upgrades|"
+    r"revenue_trend)_(?P<w>\d+)d"
+)
+
+
+def _revenue_in_months(feature: str, entry: FeatureEntry) -> FeatureEntry:
+    """A revenue window's entry in the calendar months it counts: "No payments in the last
+    30 days" is "No payments in the last month"; a window shorter than MONTH_WINDOW_DAYS, or any
+    other entry, unchanged."""
+    from features.signals import MONTH_WINDOW_DAYS
+
+    match = _REVENUE_WINDOW.fullmatch(feature)
+    if match is None or _w(match) < MONTH_WINDOW_DAYS:
+        return entry
+    w = _w(match)
+
+    def words(text: str, label: bool = False) -> str:
+        text = text.replace(_days(2 * w), _periods(2 * w, "month", label))  # a trend's two
+        return text.replace(_days(w), _periods(w, "month", label))
+
+    original = entry.sentence
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        return words(original(value, context, currency))
+
+    return FeatureEntry(
+        words(entry.label, label=True), entry.unit, entry.direction, sentence,
+        words(entry.missing), entry.context,
+    )  # fmt: skip
+
+
 @lru_cache(maxsize=256)
 def _totals_entry(feature: str, period: str) -> FeatureEntry | None:
     """The day-based activity features in the words of activity recorded as totals per week or
@@ -1091,6 +1132,7 @@ def describe(
     date_attributes: Sequence[str] = (),
     qualifying_events: Sequence[str] | None = None,
     orders: bool = False,
+    revenue_windows: str | None = None,
 ) -> FeatureEntry:
     """The dictionary entry of a feature; `attributes` are the declared customer attributes
     (FeatureConfig.customer_attributes), described from their own name. A name that matches
@@ -1104,7 +1146,8 @@ def describe(
     (FeatureConfig.date_attributes), whose values are days from T; qualifying_events: the churn
     definition's qualifying events (ChurnDefinition.qualifying_events), for the words of the
     features measured on them (_qualifying_entry); orders: the revenue rows are orders
-    (non-contractual churn), for the payment features' words (_order_entry)."""
+    (non-contractual churn), for the payment features' words (_order_entry); revenue_windows:
+    "month" when revenue windows count calendar months (FeatureConfig.revenue_windows)."""
     if feature in date_attributes:
         return _date_attribute_entry(feature)
     if feature in attributes:
@@ -1119,6 +1162,8 @@ def describe(
     entry = entry or _lookup(feature)
     if entry is not None and activity_totals in PERIOD_DAYS:
         entry = _in_whole_periods(feature, entry, activity_totals)
+    if entry is not None and revenue_windows == "month":
+        entry = _revenue_in_months(feature, entry)
     if entry is None and not strict:
         return _attribute_entry(feature)
     if entry is None:

@@ -77,6 +77,8 @@ def resolve_config(
         config = replace(config, feedback_kinds=feedback_kinds(tables, until))
     if config.revenue_kinds is None:
         config = replace(config, revenue_kinds=revenue_kinds(tables, until))
+    if config.revenue_windows is None:  # recorded: models trained before it count days
+        config = replace(config, revenue_windows="month")
     check_resolved(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
@@ -428,6 +430,21 @@ def window_start(t: int, days: int, totals: str | None, back: int = 1) -> int:
     return t - back * days * DAY_NS
 
 
+MONTH_WINDOW_DAYS = 28  # revenue windows this long or longer count calendar months
+
+
+def revenue_window_start(t: int, days: int, windows: str | None, back: int = 1) -> int:
+    """The start of the revenue window of `days` ending at T, `back` windows back (2: the one
+    before it, for the trend): with revenue_windows "month" a window of MONTH_WINDOW_DAYS or more
+    is the nearest whole number of calendar months (30 days: 1, 90: 3), so a debit on a fixed
+    day of the month falls in every window once, whatever T's day; shorter ones, and all with
+    "day", count days (FeatureConfig.revenue_windows)."""
+    if windows == "month" and days >= MONTH_WINDOW_DAYS:
+        months = round(days / PERIOD_DAYS["month"]) * back
+        return (pd.Timestamp(t) - pd.DateOffset(months=months)).value
+    return t - back * days * DAY_NS
+
+
 def _count(
     customer: np.ndarray, mask: slice | np.ndarray, n: int, weights: np.ndarray | None = None
 ) -> np.ndarray:
@@ -726,8 +743,13 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
 
     kinds = set(REVENUE_SIGNAL_KINDS if config.revenue_kinds is None else config.revenue_kinds)
     out: dict[str, np.ndarray] = {}
+    months = config.revenue_windows
+
+    def start(days: int, back: int = 1) -> int:
+        return revenue_window_start(t, days, months, back)
+
     long_w = max(config.windows)
-    in_long = since(t - long_w * DAY_NS)
+    in_long = since(start(long_w))
     if "refund" in kinds:
         out[f"refunds_{long_w}d"] = count(in_long, rev.is_refund)
         out[f"refund_amount_{long_w}d"] = np.abs(count(in_long, rev.is_refund, rev.amount))
@@ -737,14 +759,14 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
         return out
     counted = rev.is_payment | rev.is_refund
     for w in config.windows:
-        in_w = since(t - w * DAY_NS)
+        in_w = since(start(w))
         out[f"revenue_{w}d"] = count(in_w, counted, rev.amount)
         out[f"payments_{w}d"] = count(in_w, rev.is_payment)
     before = slice(0, end)
     out["revenue_total"] = count(before, counted, rev.amount)
     tw = config.trend_window
-    recent = since(t - tw * DAY_NS)
-    prior = since(t - 2 * tw * DAY_NS, stop=recent.start)
+    recent = since(start(tw))
+    prior = since(start(tw, back=2), stop=recent.start)
     out[f"revenue_trend_{tw}d"] = _trend(
         count(recent, counted, rev.amount), count(prior, counted, rev.amount)
     )

@@ -743,6 +743,8 @@ def plan_run(
         config = replace(config, feedback_kinds=_feedback_kinds(frames, infos, until))
     if config.revenue_kinds is None:  # as features.signals.revenue_kinds
         config = replace(config, revenue_kinds=_revenue_kinds(frames, infos, until))
+    if config.revenue_windows is None:  # as features.signals.resolve_config
+        config = replace(config, revenue_windows="month")
     if config.buying_process is None:  # as features.signals.resolve_config
         fitted: tuple[float, ...] = ()
         if churn.mode == "non_contractual":

@@ -118,8 +118,12 @@ def test_activity_recency_frequency_breadth_and_trend(tables):
 
 def test_revenue_level_change_refunds_and_failed_payments(tables):
     a = row(build_features(tables, T), "a")
-    assert a["revenue_30d"] == pytest.approx(-20.0)  # the refund; 2024-03-01 is 31 days before T
-    assert a["revenue_90d"] == pytest.approx(140.0)  # invoices of Feb and Mar, less the refund
+    assert a["revenue_30d"] == pytest.approx(40.0)  # March: its invoice, less the refund
+    assert a["revenue_90d"] == pytest.approx(240.0)  # January to March
+    # Counted in days (models trained before revenue_windows), 2024-03-01 is 31 days before T.
+    days = row(build_features(tables, T, FeatureConfig(revenue_windows="day")), "a")
+    assert days["revenue_30d"] == pytest.approx(-20.0)  # the refund alone
+    assert days["revenue_90d"] == pytest.approx(140.0)  # invoices of Feb and Mar, less the refund
     assert a["revenue_total"] == pytest.approx(240.0)
     assert a["refunds_90d"] == 1 and a["refund_amount_90d"] == 20.0
     assert a["failed_payments_90d"] == 1
@@ -303,3 +307,50 @@ def test_revenue_signals_only_for_the_kinds_the_data_has():
     assert "refunds_90d" in feature_names(legacy.features_config())
     with pytest.raises(ValueError, match="revenue_kinds lists kinds of revenue rows"):
         FeatureConfig(revenue_kinds=("chargeback",))
+
+
+def test_monthly_debits_fall_in_every_revenue_window_once_whatever_the_day():
+    """A gym debits every member on the 1st. Counted in days, the 30 days before 1 August (from
+    2 July) held no debit, and on 1 October the trend read +100 % (August's debit on the 1st lay
+    outside the 30 days before 1 September): a drift alarm on the 1st of the month, and scores
+    on features training never saw. Calendar months hold one debit each, whatever T's day."""
+    customers = [{"customer_id": "m1", "signup_at": "2024-01-01"}]
+    revenue = [
+        {"customer_id": "m1", "at": day, "amount": 29.9, "kind": "invoice"}
+        for day in pd.date_range("2024-01-01", "2024-12-01", freq="MS")
+    ]
+    tables = make_tables(customers, [], [], revenue)
+    for t in ("2024-08-01", "2024-10-01", "2024-07-02", "2024-09-17"):
+        m1 = row(build_features(tables, t), "m1")
+        assert m1["payments_30d"] == 1 and m1["payments_90d"] == 3, t
+        assert m1["revenue_trend_30d"] == pytest.approx(0.0), t
+    days = FeatureConfig(revenue_windows="day")
+    assert row(build_features(tables, "2024-08-01", days), "m1")["payments_30d"] == 0
+    # A model stored before revenue_windows counted days, and is scored so.
+    from training.model import ChurnModel
+
+    legacy = ChurnModel.__new__(ChurnModel)
+    stored = resolve_config(tables, FeatureConfig(), "2024-08-01").to_dict()
+    legacy.feature_config = {k: v for k, v in stored.items() if k != "revenue_windows"}
+    assert legacy.features_config().revenue_windows == "day"
+    assert row(build_features(tables, "2024-10-01", days), "m1")["revenue_trend_30d"] == 1.0
+    assert resolve_config(tables, FeatureConfig(), "2024-08-01").revenue_windows == "month"
+    with pytest.raises(ValueError, match='revenue_windows is "day" or "month"'):
+        FeatureConfig(revenue_windows="week")
+
+
+def test_revenue_windows_in_months_are_said_in_months():
+    """Reasons over revenue windows counted in calendar months say months; those of models that
+    count days still say days."""
+    from features.dictionary import describe
+
+    def said(feature: str, value: float, windows: str | None) -> str:
+        return describe(feature, revenue_windows=windows).text(value, {}, "EUR")
+
+    assert said("payments_30d", 0.0, "month") == "No payments in the last month"
+    assert said("payments_30d", 0.0, "day") == "No payments in the last 30 days"
+    assert said("failed_payments_90d", 2.0, "month") == "2 failed payments in the last 3 months"
+    assert "3 months" in describe("revenue_90d", revenue_windows="month").label
+    trend = said("revenue_trend_30d", float("nan"), "month")
+    assert "days" not in trend, trend
+    assert said("payments_7d", 0.0, "month") == said("payments_7d", 0.0, "day")

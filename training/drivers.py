@@ -567,6 +567,7 @@ def top_drivers(
     date_attributes: Sequence[str] = (),
     qualifying_events: Sequence[str] = (),
     orders: bool = False,
+    revenue_windows: str | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -588,7 +589,8 @@ def top_drivers(
     day-based activity features' sentences; date_attributes: the declared attributes that are
     dates (FeatureConfig.date_attributes), said as days from T; qualifying_events: the churn
     definition's (ChurnDefinition.qualifying_events), for the words of the features measured on
-    them; orders: the revenue rows are orders (non-contractual churn), said as orders. A row's
+    them; orders: the revenue rows are orders (non-contractual churn), said as orders;
+    revenue_windows: "month" when revenue windows count calendar months, said so. A row's
     empty activity windows
     make one driver (merge_same_facts)."""
     above_typical = np.asarray(points).sum(axis=1) > 0  # merges keep each row's sum
@@ -626,6 +628,7 @@ def top_drivers(
             "date_attributes": date_attributes,
             "qualifying_events": tuple(qualifying_events),
             "orders": orders,
+            "revenue_windows": revenue_windows,
         },
     )
     children = [

@@ -337,7 +337,7 @@ class ChurnModel:
     def features_config(self) -> FeatureConfig:
         """The resolved feature configuration to build this model's inputs with. Models trained
         before feedback_kinds (revenue_kinds) had every kind's signals: read so, they get the same
-        columns."""
+        columns; those trained before revenue_windows counted revenue windows in days."""
         stored = dict(self.feature_config)
         if "feedback_kinds" not in stored:
             from features.contract import FEEDBACK_KINDS
@@ -347,6 +347,7 @@ class ChurnModel:
             from features.config import REVENUE_SIGNAL_KINDS
 
             stored["revenue_kinds"] = REVENUE_SIGNAL_KINDS
+        stored.setdefault("revenue_windows", "day")
         return FeatureConfig.from_dict(stored)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
@@ -420,6 +421,7 @@ class ChurnModel:
             "date_attributes": config.date_attributes or (),
             "qualifying_events": config.churn.qualifying_events or (),
             "orders": config.churn.mode == "non_contractual",
+            "revenue_windows": config.revenue_windows,
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
