@@ -1080,12 +1080,20 @@ def _column_words(name: str) -> str:
     return words[0][:1].upper() + words[0][1:] + "".join(f" {w}" for w in words[1:])
 
 
+# An attribute named as a year (birth_year, founded_year, Geburtsjahr): a whole-number value is
+# a year, said without a thousands separator (a gym's reasons read "Birth year: 1,962").
+_YEAR_NAME = re.compile(r"(?:^|_)(?:year|jahr)(?:$|_)|(?:year|jahr)$", re.IGNORECASE)
+
+
 def _attribute_entry(name: str) -> FeatureEntry:
     """A declared customer attribute (plan, country, ...): its own name, its value as it is."""
     label = _column_words(name)
+    year = bool(_YEAR_NAME.search(name))
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         if isinstance(value, float | int) and not isinstance(value, bool):
+            if year and float(value).is_integer():
+                return f"{label}: {int(value)}"
             return f"{label}: {fmt.number(value, 2)}"
         return f"{label}: {value}"
 

@@ -399,3 +399,13 @@ def test_a_shops_revenue_rows_are_said_as_orders():
         "failed_payments_90d"
     ).text(1.0)
     assert describe("last_payment_amount").text(136.0, {}, "USD") == "Last payment of $136"
+
+
+def test_an_attribute_named_as_a_year_is_said_as_a_year():
+    """A gym's reasons read "Birth year: 1,962"; a count keeps its thousands separator."""
+    from features.dictionary import describe
+
+    assert describe("birth_year", ["birth_year"]).text(1962.0, {}) == "Birth year: 1962"
+    assert describe("Geburtsjahr", ["Geburtsjahr"]).text(1962, {}) == "Geburtsjahr: 1962"
+    assert describe("seats", ["seats"]).text(1962.0, {}) == "Seats: 1,962"
+    assert describe("birth_year", ["birth_year"]).text(1962.5, {}) == "Birth year: 1,962.50"
