@@ -591,6 +591,20 @@ def _periods(window: int, period: str, label: bool = False) -> str:
     return f"{n} {period}s" if n > 1 else (f"1 {period}" if label else period)
 
 
+def _reworded(entry: FeatureEntry, words: Callable[..., str]) -> FeatureEntry:
+    """The entry with `words` (text, label=False) -> text applied to its label, sentences and
+    missing text."""
+    original = entry.sentence
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        return words(original(value, context, currency))
+
+    return FeatureEntry(
+        words(entry.label, label=True), entry.unit, entry.direction, sentence,
+        words(entry.missing), entry.context,
+    )  # fmt: skip
+
+
 def _in_whole_periods(feature: str, entry: FeatureEntry, period: str) -> FeatureEntry:
     """An activity window's entry in the words of the whole periods it counts over totals:
     "No activity in the last 30 days" is "No activity in the last month", and its events are
@@ -611,15 +625,7 @@ def _in_whole_periods(feature: str, entry: FeatureEntry, period: str) -> Feature
             text = text.replace("Events", "Records")
         return text
 
-    original = entry.sentence
-
-    def sentence(value: Any, context: Context, currency: str | None) -> str:
-        return words(original(value, context, currency))
-
-    return FeatureEntry(
-        words(entry.label, label=True), entry.unit, entry.direction, sentence,
-        words(entry.missing), entry.context,
-    )  # fmt: skip
+    return _reworded(entry, words)
 
 
 # Revenue windows counted in calendar months (FeatureConfig.revenue_windows "month"): 30 days are
@@ -645,15 +651,7 @@ def _revenue_in_months(feature: str, entry: FeatureEntry) -> FeatureEntry:
         text = text.replace(_days(2 * w), _periods(2 * w, "month", label))  # a trend's two
         return text.replace(_days(w), _periods(w, "month", label))
 
-    original = entry.sentence
-
-    def sentence(value: Any, context: Context, currency: str | None) -> str:
-        return words(original(value, context, currency))
-
-    return FeatureEntry(
-        words(entry.label, label=True), entry.unit, entry.direction, sentence,
-        words(entry.missing), entry.context,
-    )  # fmt: skip
+    return _reworded(entry, words)
 
 
 @lru_cache(maxsize=256)
