@@ -143,6 +143,12 @@ class FeatureConfig:
     # on 1 October (August's debit on the 1st falls outside the 30 days before 1 September).
     # None: "month".
     revenue_windows: str | None = None
+    # Which payment changes are upgrades and downgrades ("lasting": not undone by the next
+    # payment before T and no return to the amount two payments back, so a one-off fee is none;
+    # "any": every change, as models trained before it). A gym's freeze fee (5,00 between two
+    # 29,90) and a returned debit's surcharge read "1 downgrade in the last 90 days" for members
+    # who never changed plan. None: "lasting".
+    payment_changes: str | None = None
     # The customers-table column holding each account's licensed seats: adds the share of seats
     # active in the trend window (license utilization). Needs activity.user_id.
     seats_attribute: str | None = None
@@ -174,6 +180,8 @@ class FeatureConfig:
                 f"revenue_kinds lists kinds of revenue rows from {list(REVENUE_SIGNAL_KINDS)}, "
                 f"got {self.revenue_kinds!r}"
             )
+        if self.payment_changes not in (None, "lasting", "any"):
+            raise ValueError(f'payment_changes is "lasting" or "any", got {self.payment_changes!r}')
         if self.revenue_windows not in (None, "day", "month"):
             raise ValueError(f'revenue_windows is "day" or "month", got {self.revenue_windows!r}')
         if not self.windows or any(w <= 0 for w in self.windows):

@@ -159,6 +159,11 @@ class RevenueArrays:
     is_failed: np.ndarray
     change: np.ndarray  # NaN for a customer's first payment and for non-payments
     period_end: np.ndarray  # int64 ns: when the paid period ends; NAT where not given
+    # Per payment, the customer's next payment (amount; time, NAT where none) and the amount two
+    # payments back (NaN where none): whether a change held (features.signals' level shifts).
+    next_amount: np.ndarray | None = None
+    next_at: np.ndarray | None = None
+    amount_two_back: np.ndarray | None = None
 
 
 @dataclass
@@ -497,20 +502,34 @@ def _prepare_revenue(tables: Tables) -> RevenueArrays:
     amount = rev["amount"].to_numpy(dtype="float64")
     # Previous payment of the same customer, in time order: upgrades and downgrades.
     change = np.full(len(rev), np.nan)
+    next_amount, two_back = np.full(len(rev), np.nan), np.full(len(rev), np.nan)
+    at_ns = to_ns(rev["at"])
+    next_at = np.full(len(rev), NAT, dtype=np.int64)
     pay_idx = np.flatnonzero(is_payment)
     if len(pay_idx):
         paid = amount[pay_idx]
         # The customer's payment before (rows are in time order): a hashed group-by shift.
-        previous = pd.Series(paid).groupby(customer[pay_idx], sort=False).shift().to_numpy()
+        grouped = pd.Series(paid).groupby(customer[pay_idx], sort=False)
+        previous = grouped.shift().to_numpy()
         change[pay_idx] = paid - previous  # NaN for each customer's first payment
+        next_amount[pay_idx] = grouped.shift(-1).to_numpy()
+        two_back[pay_idx] = grouped.shift(2).to_numpy()
+        # The next payment's position (small, exact as a float), then its time.
+        order = pd.Series(np.arange(len(pay_idx), dtype=np.float64))
+        later = order.groupby(customer[pay_idx], sort=False).shift(-1).to_numpy()
+        has = ~np.isnan(later)
+        next_at[pay_idx[has]] = at_ns[pay_idx][later[has].astype(np.int64)]
     return RevenueArrays(
         customer=customer,
-        at=to_ns(rev["at"]),
+        at=at_ns,
         amount=amount,
         is_payment=is_payment,
         is_refund=is_refund,
         is_failed=is_failed,
         change=change,
+        next_amount=next_amount,
+        next_at=next_at,
+        amount_two_back=two_back,
         period_end=(
             to_ns(rev["period_end"])
             if "period_end" in rev

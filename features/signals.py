@@ -39,6 +39,7 @@ from features.prepared import (
     ActivityArrays,
     FeedbackArrays,
     Prepared,
+    RevenueArrays,
     active_day_counts,
     active_days,
     as_of_timestamp,
@@ -79,6 +80,8 @@ def resolve_config(
         config = replace(config, revenue_kinds=revenue_kinds(tables, until))
     if config.revenue_windows is None:  # recorded: models trained before it count days
         config = replace(config, revenue_windows="month")
+    if config.payment_changes is None:  # recorded: models trained before it count any change
+        config = replace(config, payment_changes="lasting")
     check_resolved(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
@@ -772,6 +775,8 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
     )
     changed = np.nan_to_num(rev.change[in_long], nan=0.0)
     paid = rev.is_payment[in_long]
+    if config.payment_changes != "any" and rev.next_at is not None:
+        paid = paid & lasting_changes(rev, in_long, t)
     customer = rev.customer[in_long]
     if config.subscription_signals:
         out[f"downgrades_{long_w}d"] = _count(customer, paid & (changed < 0), n)
@@ -804,6 +809,21 @@ def _revenue_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[str,
         end = np.where(dated >= 0, ends[np.maximum(dated, 0)] if len(ends) else NAT, NAT)
         out["days_until_paid_period_ends"] = np.where(end == NAT, np.nan, (end - t) / DAY_NS)
     return out
+
+
+def lasting_changes(rev: RevenueArrays, rows: slice, t: int) -> np.ndarray:
+    """Of the payments in `rows`, those whose change is no one-off (FeatureConfig.
+    payment_changes "lasting"): not undone by the customer's next payment before T (back to the
+    amount before it), and no return to the amount two payments back. Between monthly fees of
+    29,90, a freeze's 5,00 and the 29,90 after it are no plan changes; the latest change counts
+    at once, as a downgrade that precedes a cancellation should."""
+    amount, upcoming = rev.amount[rows], rev.next_amount[rows]
+    before = amount - rev.change[rows]
+    next_known = (rev.next_at[rows] != NAT) & (rev.next_at[rows] < t)
+    undone = next_known & ~np.isclose(upcoming, amount) & np.isclose(upcoming, before)
+    back = rev.amount_two_back[rows]
+    returned = ~np.isnan(back) & np.isclose(amount, back)
+    return ~undone & ~returned
 
 
 def _last_score(fb: FeedbackArrays, mask: np.ndarray, n: int) -> np.ndarray:
@@ -894,7 +914,6 @@ def _ticket_signals(
 
 def _empty_prepared() -> Prepared:
     """A Prepared with no customers and no rows, to read off the feature columns."""
-    from features.prepared import RevenueArrays
 
     i64 = np.zeros(0, dtype=np.int64)
     f64 = np.zeros(0, dtype=np.float64)
@@ -907,6 +926,6 @@ def _empty_prepared() -> Prepared:
         activity=ActivityArrays(
             i64, i64, i64, np.zeros(0, dtype=object), f64, True, i64, i64, np.zeros(1, np.int64)
         ),
-        revenue=RevenueArrays(i64, i64, f64, b, b, b, f64, i64),
+        revenue=RevenueArrays(i64, i64, f64, b, b, b, f64, i64, f64, i64, f64),
         feedback=FeedbackArrays(i64, i64, i64, f64, i64, b, b),
     )

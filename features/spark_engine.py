@@ -745,6 +745,8 @@ def plan_run(
         config = replace(config, revenue_kinds=_revenue_kinds(frames, infos, until))
     if config.revenue_windows is None:  # as features.signals.resolve_config
         config = replace(config, revenue_windows="month")
+    if config.payment_changes is None:  # as features.signals.resolve_config
+        config = replace(config, payment_changes="lasting")
     if config.buying_process is None:  # as features.signals.resolve_config
         fitted: tuple[float, ...] = ()
         if churn.mode == "non_contractual":

@@ -331,8 +331,10 @@ def test_monthly_debits_fall_in_every_revenue_window_once_whatever_the_day():
 
     legacy = ChurnModel.__new__(ChurnModel)
     stored = resolve_config(tables, FeatureConfig(), "2024-08-01").to_dict()
-    legacy.feature_config = {k: v for k, v in stored.items() if k != "revenue_windows"}
+    new = ("revenue_windows", "payment_changes")
+    legacy.feature_config = {k: v for k, v in stored.items() if k not in new}
     assert legacy.features_config().revenue_windows == "day"
+    assert legacy.features_config().payment_changes == "any"
     assert row(build_features(tables, "2024-10-01", days), "m1")["revenue_trend_30d"] == 1.0
     assert resolve_config(tables, FeatureConfig(), "2024-08-01").revenue_windows == "month"
     with pytest.raises(ValueError, match='revenue_windows is "day" or "month"'):
@@ -354,3 +356,37 @@ def test_revenue_windows_in_months_are_said_in_months():
     trend = said("revenue_trend_30d", float("nan"), "month")
     assert "days" not in trend, trend
     assert said("payments_7d", 0.0, "month") == said("payments_7d", 0.0, "day")
+
+
+def test_a_one_off_fee_is_no_plan_change_and_a_held_change_is():
+    """A gym member pays 29,90 a month; a freeze costs 5,00 once, a returned debit 7,50 more
+    once: "1 downgrade in the last 90 days" for members who never changed plan. A change the
+    next payment undoes is none, nor is a return to the usual fee; a fresh one counts at once."""
+    customers = [{"customer_id": c, "signup_at": "2024-01-01"} for c in ("frozen", "downsized")]
+    fees = {
+        "frozen": [29.9, 29.9, 5.0, 29.9, 29.9, 37.4, 29.9],
+        "downsized": [29.9] * 4 + [19.9] * 3,
+    }
+    revenue = [
+        {"customer_id": c, "at": day, "amount": amount, "kind": "invoice"}
+        for c, amounts in fees.items()
+        for day, amount in zip(pd.date_range("2024-01-01", periods=7, freq="MS"), amounts, strict=True)
+    ]  # fmt: skip
+    tables = make_tables(customers, [], [], revenue)
+    config = FeatureConfig().with_churn(mode="contractual", horizon_days=30)
+    features = build_features(tables, "2024-08-01", config).set_index("customer_id")
+    assert features.loc["frozen", ["downgrades_90d", "upgrades_90d"]].tolist() == [0, 0]
+    assert features.loc["downsized", ["downgrades_90d", "upgrades_90d"]].tolist() == [1, 0]
+    # On 1 June the 19,90 of 1 May is the latest payment: a downgrade at once.
+    june = build_features(tables, "2024-06-01", config).set_index("customer_id")
+    assert june.loc["downsized", "downgrades_90d"] == 1
+    any_change = build_features(tables, "2024-08-01", replace_changes(config, "any"))
+    assert any_change.set_index("customer_id").loc["frozen", "downgrades_90d"] == 1
+    with pytest.raises(ValueError, match='payment_changes is "lasting" or "any"'):
+        FeatureConfig(payment_changes="all")
+
+
+def replace_changes(config: FeatureConfig, changes: str) -> FeatureConfig:
+    from dataclasses import replace
+
+    return replace(config, payment_changes=changes)

@@ -337,7 +337,8 @@ class ChurnModel:
     def features_config(self) -> FeatureConfig:
         """The resolved feature configuration to build this model's inputs with. Models trained
         before feedback_kinds (revenue_kinds) had every kind's signals: read so, they get the same
-        columns; those trained before revenue_windows counted revenue windows in days."""
+        columns; those trained before revenue_windows (payment_changes) counted revenue windows in
+        days (every payment change)."""
         stored = dict(self.feature_config)
         if "feedback_kinds" not in stored:
             from features.contract import FEEDBACK_KINDS
@@ -348,6 +349,7 @@ class ChurnModel:
 
             stored["revenue_kinds"] = REVENUE_SIGNAL_KINDS
         stored.setdefault("revenue_windows", "day")
+        stored.setdefault("payment_changes", "any")
         return FeatureConfig.from_dict(stored)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
