@@ -442,10 +442,8 @@ def revenue_window_start(t: int, days: int, windows: str | None, back: int = 1) 
     is the nearest whole number of calendar months (30 days: 1, 90: 3), so a debit on a fixed
     day of the month falls in every window once, whatever T's day; shorter ones, and all with
     "day", count days (FeatureConfig.revenue_windows)."""
-    if windows == "month" and days >= MONTH_WINDOW_DAYS:
-        months = round(days / PERIOD_DAYS["month"]) * back
-        return (pd.Timestamp(t) - pd.DateOffset(months=months)).value
-    return t - back * days * DAY_NS
+    months = windows == "month" and days >= MONTH_WINDOW_DAYS
+    return window_start(t, days, "month" if months else None, back)
 
 
 def _count(

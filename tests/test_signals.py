@@ -94,6 +94,15 @@ def tables():
     return make_tables(customers, activity, feedback, revenue)
 
 
+def stored_before(config: FeatureConfig, *settings: str):
+    """A model whose stored configuration predates `settings` (they are absent from it)."""
+    from training.model import ChurnModel
+
+    legacy = ChurnModel.__new__(ChurnModel)
+    legacy.feature_config = {k: v for k, v in config.to_dict().items() if k not in settings}
+    return legacy
+
+
 def row(frame: pd.DataFrame, customer: str) -> pd.Series:
     return frame.set_index("customer_id").loc[customer]
 
@@ -246,7 +255,6 @@ def test_feedback_signals_only_for_the_kinds_the_data_has():
     features; one with tickets only has the ticket signals and comments. A model stored before
     feedback_kinds existed reads as having every kind, so it gets the columns it was trained on."""
     from features.contract import FEEDBACK_KINDS
-    from training.model import ChurnModel
 
     customers = [{"customer_id": "a", "signup_at": "2024-01-01"}]
     activity = [{"customer_id": "a", "at": "2024-03-01", "event": "login", "value": 1.0}]
@@ -261,8 +269,7 @@ def test_feedback_signals_only_for_the_kinds_the_data_has():
     assert config.feedback_kinds == ("ticket",)
     names = feature_names(config)
     assert "tickets_open" in names and "comments_90d" in names and "nps_last" not in names
-    legacy = ChurnModel.__new__(ChurnModel)
-    legacy.feature_config = {k: v for k, v in config.to_dict().items() if k != "feedback_kinds"}
+    legacy = stored_before(config, "feedback_kinds")
     assert legacy.features_config().feedback_kinds == FEEDBACK_KINDS
     assert "nps_last" in feature_names(legacy.features_config())
     with pytest.raises(ValueError, match="feedback_kinds lists kinds of feedback"):
@@ -274,7 +281,6 @@ def test_revenue_signals_only_for_the_kinds_the_data_has():
     zeros; a shop without refunds a refunds column of zeros. Each kind of revenue row has its
     signals where the data has such rows; a model stored before revenue_kinds gets them all."""
     from features.config import REVENUE_SIGNAL_KINDS
-    from training.model import ChurnModel
 
     customers = [{"customer_id": "a", "signup_at": "2024-01-01"}]
     activity = [{"customer_id": "a", "at": "2024-03-01", "event": "login", "value": 1.0}]
@@ -301,8 +307,7 @@ def test_revenue_signals_only_for_the_kinds_the_data_has():
     assert resolve_config(late, FeatureConfig(), until=T).revenue_kinds == (
         "payment", "failed_payment"  # the refund is after T: not known then
     )  # fmt: skip
-    legacy = ChurnModel.__new__(ChurnModel)
-    legacy.feature_config = {k: v for k, v in config.to_dict().items() if k != "revenue_kinds"}
+    legacy = stored_before(config, "revenue_kinds")
     assert legacy.features_config().revenue_kinds == REVENUE_SIGNAL_KINDS
     assert "refunds_90d" in feature_names(legacy.features_config())
     with pytest.raises(ValueError, match="revenue_kinds lists kinds of revenue rows"):
@@ -327,12 +332,8 @@ def test_monthly_debits_fall_in_every_revenue_window_once_whatever_the_day():
     days = FeatureConfig(revenue_windows="day")
     assert row(build_features(tables, "2024-08-01", days), "m1")["payments_30d"] == 0
     # A model stored before revenue_windows counted days, and is scored so.
-    from training.model import ChurnModel
-
-    legacy = ChurnModel.__new__(ChurnModel)
-    stored = resolve_config(tables, FeatureConfig(), "2024-08-01").to_dict()
-    new = ("revenue_windows", "payment_changes")
-    legacy.feature_config = {k: v for k, v in stored.items() if k not in new}
+    stored = resolve_config(tables, FeatureConfig(), "2024-08-01")
+    legacy = stored_before(stored, "revenue_windows", "payment_changes")
     assert legacy.features_config().revenue_windows == "day"
     assert legacy.features_config().payment_changes == "any"
     assert row(build_features(tables, "2024-10-01", days), "m1")["revenue_trend_30d"] == 1.0
