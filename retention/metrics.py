@@ -505,12 +505,13 @@ def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """Each invoice row spread over the calendar months it pays for: (its position among the
     rows, the month ordinal, its share of the amount), one entry per row and month.
 
-    An invoice with ``period`` and ``period_end`` pays for round((period_end - period) /
-    average month) months, at least one, from its period's month, in equal shares: a yearly
-    plan's invoice of 1,200 is 100 in each of 12 months, so the months between renewals do not
-    read as churn and the renewal month as a twelvefold expansion. Otherwise the row pays for
-    its period's month (without a period column, the month of ``at``); rows without a period
-    are left out (not recurring)."""
+    An invoice with a paid period (_paid_spans: [period or at, period_end)) pays for
+    round((period_end - start) / average month) months, at least one, from its start's month,
+    in equal shares: a yearly plan's invoice of 1,200 is 100 in each of 12 months, so the
+    months between renewals do not read as churn and the renewal month as a twelvefold
+    expansion. Otherwise the row pays for its period's month (with neither column, the month of
+    ``at``); where the export says which invoices pay a period, the others are left out (not
+    recurring: a gym's one-off starter pack)."""
     missing = np.iinfo(np.int64).min
     month = _mrr_month_ordinal(invoices)
     months = _months_paid(invoices)
@@ -523,22 +524,37 @@ def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return expanded, month[expanded] + offset, amount[expanded] / months[expanded]
 
 
-def _months_paid(invoices: pd.DataFrame) -> np.ndarray:
-    """Per row, the calendar months it pays for: round((period_end - period) / average month),
-    at least one; one where either is missing."""
+def _paid_spans(revenue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the period it pays for as int64 ns (start, end, known): [period, period_end),
+    or [at, period_end) where the row has a period_end but no period. An export that gives
+    only the end (a gym's "paid until", the README's invoices generated from a subscriptions
+    table) pays from the invoice's date; read as having no period, a yearly plan's 334.80 was
+    all in its renewal month and the segment's NRR 0 %. known: both ends, end after start."""
     missing = np.iinfo(np.int64).min
+    n = len(revenue)
+    if "period_end" not in revenue:
+        none = np.full(n, missing, dtype=np.int64)
+        return none, none, np.zeros(n, dtype=bool)
+    end = _ns(revenue["period_end"])
+    start = _ns(revenue["period"]) if "period" in revenue else np.full(n, missing, dtype=np.int64)
+    start = np.where(start == missing, _ns(revenue["at"]), start)
+    known = (start != missing) & (end != missing) & (end > start)
+    return start, end, known
+
+
+def _months_paid(invoices: pd.DataFrame) -> np.ndarray:
+    """Per row, the calendar months it pays for: round((period_end - start) / average month)
+    over its paid period (_paid_spans), at least one; one where the period is not known."""
     months = np.ones(len(invoices), dtype=np.int64)
-    if "period" in invoices and "period_end" in invoices:
-        start, end = _ns(invoices["period"]), _ns(invoices["period_end"])
-        spans = (start != missing) & (end != missing)
-        covered = np.rint((end[spans] - start[spans]) / AVERAGE_MONTH_NS).astype(np.int64)
-        months[spans] = np.maximum(covered, 1)
+    start, end, known = _paid_spans(invoices)
+    covered = np.rint((end[known] - start[known]) / AVERAGE_MONTH_NS).astype(np.int64)
+    months[known] = np.maximum(covered, 1)
     return months
 
 
 def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | None:
     """Per customer, the monthly revenue of the invoices issued before `as_of` whose paid
-    period ([period, period_end)) holds the instant just before it, each its amount over the
+    period (_paid_spans: [period or at, period_end)) holds the instant just before it, each its amount over the
     months it pays for (_months_paid): what a customer pays per month now, for revenue at risk.
     An annual customer who paid 1,200 ten months ago pays 100 a month, where the revenue of the
     last 30 days reads 0. None when the revenue rows carry no paid period (a shop), or bill in
@@ -546,17 +562,17 @@ def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | N
     the last 30 days stands in."""
     from features.signals import billed_in_advance
 
-    if "period" not in revenue or "period_end" not in revenue:
+    if "period_end" not in revenue:
         return None
     if not billed_in_advance(revenue, as_of):
         return None
     inv = revenue.loc[_invoice_mask(revenue)]
-    spans = inv["period"].notna() & inv["period_end"].notna()
+    start, end, spans = _paid_spans(inv)
     if not spans.any():
         return None
     t = _timestamp(as_of, "as_of").value - 1
-    at, start, end = (_ns(inv[c]) for c in ("at", "period", "period_end"))
-    now = spans.to_numpy() & (at <= t) & (start <= t) & (t < end)
+    at = _ns(inv["at"])
+    now = spans & (at <= t) & (start <= t) & (t < end)
     monthly = inv["amount"].to_numpy(dtype="float64")[now] / _months_paid(inv)[now]
     ids = inv["customer_id"].astype("str").to_numpy()[now]
     return pd.Series(monthly, index=ids).groupby(level=0).sum()
@@ -570,10 +586,17 @@ def _invoice_mask(revenue: pd.DataFrame) -> np.ndarray:
 
 
 def _mrr_month_ordinal(invoices: pd.DataFrame) -> np.ndarray:
-    """Month number paid for, per invoice row; the NaT sentinel where period is missing."""
+    """Month number paid for, per invoice row: of its paid period's start (_paid_spans), else
+    of its period; with neither column, of ``at``. The NaT sentinel where the export says
+    which invoices pay a period (a period or period_end on some row) and this one pays none."""
     missing = np.iinfo(np.int64).min
-    col = "period" if "period" in invoices else "at"
-    ns = _ns(invoices[col])
+    start, _, known = _paid_spans(invoices)
+    if "period" in invoices:
+        ns = np.where(known, start, _ns(invoices["period"]))
+    elif known.any():
+        ns = np.where(known, start, missing)
+    else:
+        ns = _ns(invoices["at"])
     out = np.full(len(ns), missing, dtype="int64")
     ok = ns != missing
     out[ok] = _unit_ordinal(ns[ok], "month")
@@ -651,10 +674,11 @@ def purchase_counts(
 def period_revenue(tables: Tables, t0: Instant, t1: Instant) -> pd.Series:
     """Net revenue per customer in (t0, t1]: invoices, orders and refunds (failed payments out).
 
-    A row with a paid period ([period, period_end)) issued by t1 counts with the share of that
-    period inside (t0, t1], as revenue is earned: an annual plan's 1,200 is 300 in a quarter, not
-    1,200 in the quarter that holds its renewal and 0 in the others (a billing export's
-    lifetime value of an annual plan read 21,942). Other rows count when dated in (t0, t1]."""
+    A row with a paid period (_paid_spans: [period or at, period_end)) issued by t1 counts
+    with the share of that period inside (t0, t1], as revenue is earned: an annual plan's 1,200
+    is 300 in a quarter, not 1,200 in the quarter that holds its renewal and 0 in the others (a
+    billing export's lifetime value of an annual plan read 21,942). Other rows count when
+    dated in (t0, t1]."""
     t0, t1 = _check_period(t0, t1)
     customers = tables.customers
     rev = tables.revenue
@@ -666,10 +690,9 @@ def period_revenue(tables: Tables, t0: Instant, t1: Instant) -> pd.Series:
     at = _ns(rev["at"])
     amount = rev["amount"].to_numpy(dtype="float64")
     mask = kind_ok & (at > t0.value) & (at <= t1.value)
-    if "period" in rev and "period_end" in rev:
-        missing = np.iinfo(np.int64).min
-        start, end = _ns(rev["period"]), _ns(rev["period_end"])
-        spans = kind_ok & (start != missing) & (end != missing) & (end > start)
+    if "period_end" in rev:
+        start, end, spans = _paid_spans(rev)
+        spans &= kind_ok
         overlap = np.minimum(end, t1.value + 1) - np.maximum(start, t0.value + 1)
         share = np.where(spans, np.clip(overlap, 0, None) / np.maximum(end - start, 1), 0.0)
         mask = np.where(spans, (at <= t1.value) & (share > 0), mask)

@@ -370,6 +370,38 @@ def test_paid_monthly_revenue_is_the_share_of_the_period_paid_for_now():
     assert paid_monthly_revenue(arrears, "2024-05-20") is None  # the last 30 days stand in
 
 
+def test_a_period_end_without_a_period_pays_from_the_invoice_date():
+    """An export that says only until when an invoice pays (a gym's yearly fee with its
+    period_end, no period column) spreads it from the invoice's date like one with both: the
+    yearly plan had read NRR 0 % and revenue churn 100 % where its members all stayed. A
+    one-off invoice without a period_end (a starter pack) is then no recurring revenue."""
+    t = annual_tables()
+    assert (t.revenue["period"] == t.revenue["at"]).all()
+    only_end = t.revenue.drop(columns="period")
+    starter = pd.DataFrame(
+        {"customer_id": ["G"], "at": [T("2024-02-20")], "amount": [19.9], "kind": ["invoice"]}
+    )
+    with_starter = pd.concat([only_end, starter], ignore_index=True)
+    u = tables_of(t.customers, revenue=with_starter)
+    pd.testing.assert_frame_equal(monthly_mrr(u.revenue), monthly_mrr(t.revenue))
+    pd.testing.assert_frame_equal(
+        mrr_movements(u, "2024-02-15", "2024-05-15"), mrr_movements(t, "2024-02-15", "2024-05-15")
+    )
+    m = row(retention_metrics(u, "2024-02-15", "2024-05-15"))
+    assert m.mrr_start == 300 and m.nrr == pytest.approx(200 / 300)
+    assert paid_monthly_revenue(u.revenue, "2024-03-01").to_dict() == {
+        "F": 100.0,
+        "G": 100.0,
+        "H": 100.0,
+    }
+    from retention.metrics import period_revenue
+
+    quarter = ("2024-01-31 23:59:59.999999999", "2024-04-30 23:59:59.999999999")
+    got, expected = period_revenue(u, *quarter), period_revenue(t, *quarter)
+    assert got["F"] == pytest.approx(expected["F"]) and got["H"] == pytest.approx(expected["H"])
+    assert got["G"] == pytest.approx(expected["G"] + 19.9)  # revenue, though not recurring
+
+
 def test_nrr_needs_a_period_that_ends_in_a_later_month():
     """MRR is counted per calendar month: within March nothing can move, so GRC and NRR are
     not measured (NaN, with the reason) instead of a meaningless 100 %."""
