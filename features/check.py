@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureConfig
 from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables, plain_value
-from features.dictionary import describe
+from features.dictionary import attribute_value_text, describe
 from features.labels import (
     current_mask,
     eligible_mask,
@@ -872,6 +872,44 @@ def _amount_findings(tables: Tables) -> list[Finding]:
 # a KKBox age of 1,051 among 20-40 does not). Needs MIN_ATTRIBUTE_VALUES values to judge.
 FAR_ABOVE_IQRS = 5.0
 MIN_ATTRIBUTE_VALUES = 200
+# A placeholder at an edge of the values: the lowest or highest value, held by at least
+# PLACEHOLDER_MIN_ROWS rows and at most PLACEHOLDER_MAX_SHARE of them, and at least
+# PLACEHOLDER_GAP_IQRS interquartile ranges from the next value, in an attribute of at least
+# PLACEHOLDER_MIN_DISTINCT values (a gym's birth year 1900 for 0.7 % of members, the next
+# 1944; an age of 0 beside 14-70). A real extreme is rarely repeated exactly, far from the rest.
+PLACEHOLDER_MIN_ROWS = 5
+PLACEHOLDER_MAX_SHARE = 0.05
+PLACEHOLDER_GAP_IQRS = 0.75
+PLACEHOLDER_MIN_DISTINCT = 20
+
+
+def _missing_map(values: np.ndarray) -> str:
+    """The value map that makes the first three distinct of `values` missing in the import
+    (a value mapped to "" is missing), as an export writes whole numbers: "1900"."""
+    distinct = list(dict.fromkeys(float(v) for v in values))[:3]
+    texts = [str(int(v)) if v.is_integer() else repr(v) for v in distinct]
+    entries = ", ".join(f'"{t}" = ""' for t in texts)
+    return f'map = {{ {entries} }}, unmapped = "keep"'
+
+
+def _edge_placeholders(x: np.ndarray) -> list[tuple[float, float, int]]:
+    """The edge values of `x` (no NaN) that look like placeholders (see PLACEHOLDER_*):
+    (value, the nearest other value, rows)."""
+    distinct, counts = np.unique(x, return_counts=True)
+    if len(distinct) < PLACEHOLDER_MIN_DISTINCT:
+        return []
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    if q3 <= q1:
+        return []
+    found = []
+    for edge, nearest in ((0, 1), (-1, -2)):
+        rows = int(counts[edge])
+        apart = abs(float(distinct[nearest] - distinct[edge]))
+        if PLACEHOLDER_MIN_ROWS <= rows <= PLACEHOLDER_MAX_SHARE * len(
+            x
+        ) and apart >= PLACEHOLDER_GAP_IQRS * (q3 - q1):
+            found.append((float(distinct[edge]), float(distinct[nearest]), rows))
+    return found
 
 
 def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
@@ -910,8 +948,16 @@ def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
                     f"{int(far.sum()):,} far above the typical {low}-{high} "
                     f"(e.g. {fmt.number(float(x[far][0]))})"
                 )
+        odd = negative | far
+        for value, nearest, rows in _edge_placeholders(values):
+            if odd[present & (x == value)].any():
+                continue
+            odd |= present & (x == value)
+            parts.append(
+                f"{rows:,} at {attribute_value_text(name, value)}, apart from the others (the "
+                f"nearest other value is {attribute_value_text(name, nearest)})"
+            )
         if parts:
-            odd = negative | far
             shown = describe(name, [name]).text(float(x[odd][0]))
             found.append(
                 Finding(
@@ -920,8 +966,8 @@ def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
                     f"declared customer attribute '{name}' has values that look like "
                     f"placeholders or entry errors: {'; '.join(parts)}, e.g. "
                     f"{_example(customers, odd)}. It is a model feature, so they become "
-                    f'reasons ("{shown}"): map them to missing in the import mapping (a value '
-                    "map), or leave the attribute out",
+                    f'reasons ("{shown}"): map them to missing in the import mapping '
+                    f"({_missing_map(x[odd])} on its column), or leave the attribute out",
                     "customers",
                     name,
                 )

@@ -1083,17 +1083,22 @@ def _column_words(name: str) -> str:
 _YEAR_NAME = re.compile(r"(?:^|_)(?:year|jahr)(?:$|_)|(?:year|jahr)$", re.IGNORECASE)
 
 
+def attribute_value_text(name: str, value: Any) -> str:
+    """A declared attribute's value in words: a number with its separators ("1,051"), a year
+    without ("1962", for an attribute named as a year), anything else as it is."""
+    if isinstance(value, float | int | np.number) and not isinstance(value, bool | np.bool_):
+        if _YEAR_NAME.search(name) and float(value).is_integer():
+            return str(int(value))
+        return fmt.number(float(value), 2)
+    return str(value)
+
+
 def _attribute_entry(name: str) -> FeatureEntry:
     """A declared customer attribute (plan, country, ...): its own name, its value as it is."""
     label = _column_words(name)
-    year = bool(_YEAR_NAME.search(name))
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
-        if isinstance(value, float | int) and not isinstance(value, bool):
-            if year and float(value).is_integer():
-                return f"{label}: {int(value)}"
-            return f"{label}: {fmt.number(value, 2)}"
-        return f"{label}: {value}"
+        return f"{label}: {attribute_value_text(name, value)}"
 
     return _entry(label, "category", DEPENDS, sentence, f"{label}: unknown")
 

@@ -1050,7 +1050,8 @@ def _apply_map(
     problems: _Problems,
 ) -> pd.Series:
     """The raw column through its value map; rows mapped to "drop" are taken out of keep and
-    counted per value; values the map does not know are an error unless declared otherwise."""
+    counted per value, rows mapped to "" are missing; values the map does not know are an
+    error unless declared otherwise."""
     assert spec.map is not None and spec.column is not None
     raw = frame[spec.column]
     text = _text(raw)
@@ -1079,6 +1080,9 @@ def _apply_map(
             keep &= ~unknown
         else:
             result = result.where(known | ~present, text.astype("object"))
+    # mapped to "": missing, as an empty cell is (a placeholder birth year of 1900)
+    empty = result.map(lambda value: isinstance(value, str) and not value.strip())
+    result = result.where(~empty.to_numpy(dtype=bool), None)
     dropped = keep & (result == DROP).to_numpy(dtype=bool, na_value=False)
     if dropped.any():
         for value, n in text[dropped].value_counts().items():

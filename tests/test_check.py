@@ -431,6 +431,32 @@ def test_declared_numeric_attributes_with_junk_values_are_flagged_and_long_tails
     assert "odd_attribute_values" not in codes(plain)
 
 
+def test_a_placeholder_at_the_edge_of_a_declared_attribute_is_flagged(clean):
+    """A gym's export held birth year 1900 for 0.7 % of members beside 1944-2008: neither
+    negative nor far above, it went unflagged and became a reason. A value repeated at an edge,
+    far from the next, is; a real extreme (one oldest member) and a long tail of seats are not."""
+    customers, activity, revenue = clean
+    rng = np.random.default_rng(11)
+    n = len(customers)
+    born = rng.integers(1944, 2009, n).astype("float64")
+    placeholder = rng.random(n) < 0.02
+    born[placeholder] = 1900.0
+    born[np.flatnonzero(~placeholder)[0]] = 1932.0  # the oldest real member: one row
+    seats = np.round(np.exp(rng.normal(2, 1.5, n)))
+    customers = customers.assign(birth_year=born, seats=seats)
+    config = FeatureConfig(customer_attributes=("birth_year", "seats"))
+    found = [f for f in check_tables(tables_of(customers, activity, revenue), config).findings
+             if f.code == "odd_attribute_values"]  # fmt: skip
+    assert [(f.table, f.column) for f in found] == [("customers", "birth_year")]
+    text = found[0].message
+    assert f"{int(placeholder.sum()):,} at 1900, apart from the others" in text
+    assert "the nearest other value is 1932" in text and 'reasons ("Birth year: 1900")' in text
+    # the one real extreme alone, without the placeholder: nothing to say
+    real = customers.assign(birth_year=np.where(placeholder, 1950.0, born))
+    quiet = check_tables(tables_of(real, activity, revenue), config)
+    assert "odd_attribute_values" not in codes(quiet)
+
+
 def test_a_declared_attribute_of_dates_held_as_text_is_flagged_with_the_mapping_that_fixes_it(
     clean,
 ):

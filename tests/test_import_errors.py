@@ -121,6 +121,23 @@ kind = { column = "status", map = { paid = "invoice", void = "drop" } }
     }
 
 
+def test_a_placeholder_mapped_to_empty_text_is_missing_and_other_numbers_are_kept(tmp_path):
+    """`churn check` says to map a placeholder birth year to missing: `map = { "1900" = "" }`
+    with `unmapped = "keep"`. It had been refused as "text that is not a number"."""
+    year = '{ column = "born", type = "number", map = { "1900" = "" }, unmapped = "keep" }'
+    crm = "id,created,born\n007,2024-01-01,1900\n008,2024-01-02,1962\n009,2024-01-03,\n"
+    path = _files(tmp_path, _customers(born=year), {"crm.csv": crm, "events.csv": EVENTS})
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    born = tables.customers.set_index("customer_id")["born"]
+    assert born.isna().to_dict() == {"007": True, "008": False, "009": True}
+    assert born["008"] == 1962
+    # a value that is still no number is refused, naming it
+    path.write_text(_customers(born=year.replace('"1900" = ""', '"1900" = "n/a"')))
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    assert "'born': '1900'" in str(err.value)
+
+
 def test_ids_keep_leading_zeros_from_csv_and_events_refer_to_them(tmp_path):
     crm = "id,created\n007,2024-01-01\n0070,2024-01-02\n70,2024-01-03\n"
     events = "user,ts,name\n007,2024-01-05T10:00:00Z,login\n0070,2024-01-06T10:00:00Z,login\n"
