@@ -1369,41 +1369,76 @@ def _lifecycle_findings(
     return found
 
 
+# A payment after churned_at that follows the customer's previous one within this many times
+# their usual gap between payments (at least NOTICE_GAP_MIN_DAYS) continues the subscription:
+# members pay on through a notice period when churned_at is the day notice was given.
+NOTICE_GAP_FACTOR = 1.5
+NOTICE_GAP_MIN_DAYS = 35
+
+
 def _paid_after_churn(tables: Tables) -> list[Finding]:
-    """Contractual churn: payments more than a day after the customer's churned_at, which a
-    subscriber who lapsed and came back makes (an app's users re-subscribe). One churned_at per
-    customer cannot say both lapses: the mapping chooses which is lost (README, "Subscribers
-    who come back")."""
+    """Contractual churn: payments more than a day after the customer's churned_at. Paid on
+    without a break, they are a notice period (a gym's members pay until the contract ends,
+    churned_at being the day notice was received): nothing to fix. After a break, a subscriber
+    lapsed and came back (an app's users re-subscribe): one churned_at per customer cannot say
+    both lapses, and the mapping chooses which is lost (README, "Subscribers who come back")."""
     customers, rev = tables.customers, tables.revenue
     if rev.empty:
         return []
     position = pd.Index(customers["customer_id"]).get_indexer(rev["customer_id"])
     churned_at = customers["churned_at"].to_numpy()[position]
-    paid = _payments(rev) & (rev["amount"] > 0).to_numpy()
+    paid = _payments(rev) & (rev["amount"] > 0).to_numpy() & (position >= 0)
     with np.errstate(invalid="ignore"):
-        late = (
-            paid
-            & (position >= 0)
-            & (rev["at"].to_numpy() > churned_at + LIFECYCLE_SLACK.to_timedelta64())
-        )
+        late = paid & (rev["at"].to_numpy() > churned_at + LIFECYCLE_SLACK.to_timedelta64())
     if not late.any():
         return []
     who = rev["customer_id"][late].nunique()
     churned = int(customers["churned_at"].notna().sum())
-    return [
-        Finding(
-            "warning",
-            "paid_after_churn",
-            f"{who:,} of {churned:,} churned customers paid again after their churned_at "
-            f"({int(late.sum()):,} payments, e.g. {_example(rev, late)}): subscribers who "
-            "lapsed and came back? A customer has one churned_at: with the last lapse, the "
-            "earlier ones are no churn in the labels and the months between count as "
-            "subscribed; with the first, the customer is not scored after it. One customer "
-            'per subscription spell keeps both (README, "Subscribers who come back")',
-            "revenue",
-            "at",
+    continued = _paid_on_without_a_break(position[paid], rev["at"].to_numpy()[paid], late[paid])
+    came_back = who - continued
+    said = (
+        f"{who:,} of {churned:,} churned customers paid again after their churned_at "
+        f"({int(late.sum()):,} payments, e.g. {_example(rev, late)})"
+    )
+    parts = []
+    if continued:
+        parts.append(
+            f"{continued:,} of them paid on without a break, as members do through a notice "
+            "period: if churned_at is the day notice was given, that is expected (they are "
+            "not scored after it, and the notice is what the model learns to foresee)"
         )
-    ]
+    if came_back:
+        parts.append(
+            f"{came_back:,} paid again after a break: subscribers who lapsed and came back? A "
+            "customer has one churned_at: with the last lapse, the earlier ones are no churn in "
+            "the labels and the months between count as subscribed; with the first, the "
+            "customer is not scored after it. One customer per subscription spell keeps both "
+            '(README, "Subscribers who come back")'
+        )
+    return [Finding("warning", "paid_after_churn", f"{said}: {'; '.join(parts)}", "revenue", "at")]
+
+
+def _paid_on_without_a_break(customer: np.ndarray, at: np.ndarray, late: np.ndarray) -> int:
+    """Customers whose first payment after churned_at follows their previous payment within
+    NOTICE_GAP_FACTOR times their median gap between the payments before it (at least
+    NOTICE_GAP_MIN_DAYS). Arguments: the payments' customer positions, dates and lateness."""
+    order = np.lexsort((at, customer))
+    customer, at, late = customer[order], at[order].astype("datetime64[ns]"), late[order]
+    same = np.r_[False, customer[1:] == customer[:-1]]
+    gap = np.full(len(at), np.nan)
+    gap[same] = (at[1:][same[1:]] - at[:-1][same[1:]]) / np.timedelta64(1, "D")
+    usual = (
+        pd.Series(gap[~late & same]).groupby(customer[~late & same]).median()
+        if (~late & same).any()
+        else pd.Series(dtype="float64")
+    )
+    first_late = late & ~np.r_[False, late[:-1] & same[1:]]
+    c, g = customer[first_late], gap[first_late]
+    limit = np.maximum(
+        usual.reindex(c).to_numpy(dtype="float64") * NOTICE_GAP_FACTOR, NOTICE_GAP_MIN_DAYS
+    )
+    limit = np.where(np.isnan(limit), NOTICE_GAP_MIN_DAYS, limit)
+    return int(np.unique(c[g <= limit]).size)
 
 
 # --------------------------------------------------------------------------------------------

@@ -730,7 +730,8 @@ def test_a_subscriber_who_paid_again_after_churning_is_warned_about(clean):
     churner = customers["churned_at"].notna().idxmax()
     cid = customers.loc[churner, "customer_id"]
     again = revenue[revenue["customer_id"] == cid].iloc[[0]].copy()
-    again["at"] = customers.loc[churner, "churned_at"] + pd.Timedelta(days=10)
+    last_paid = revenue.loc[revenue["customer_id"] == cid, "at"].max()
+    again["at"] = max(customers.loc[churner, "churned_at"], last_paid) + pd.Timedelta(days=100)
     refund = again.assign(kind="refund", amount=-again["amount"])  # a refund is no payment
     found = {
         f.code: f
@@ -741,6 +742,30 @@ def test_a_subscriber_who_paid_again_after_churning_is_warned_about(clean):
     warning = found["paid_after_churn"]
     assert warning.message.startswith("1 of ") and "(1 payments, e.g." in warning.message
     assert cid in warning.message and "Subscribers who come back" in warning.message
+    assert "1 paid again after a break" in warning.message and "notice" not in warning.message
+
+
+def test_payments_through_a_notice_period_are_told_apart_from_a_comeback(clean):
+    """A gym's members give notice (churned_at) and pay on monthly until the contract ends:
+    the check had asked whether they "lapsed and came back". Paid on without a break, it says
+    that a notice period is expected; only a payment after a break reads as a comeback."""
+    customers, activity, revenue = (df.copy() for df in clean)
+    churned_at = customers.set_index("customer_id")["churned_at"].dropna()
+    churners = churned_at[churned_at < END - pd.Timedelta(days=70)].index[:3].tolist()
+    rows = []
+    for cid in churners:  # monthly debits: five up to the notice day, two after it
+        first = churned_at[cid] - pd.DateOffset(months=4)
+        at = [first + pd.DateOffset(months=k) for k in range(7)]
+        rows.append(pd.DataFrame({"customer_id": cid, "at": at, "amount": 29.9}))
+    revenue = revenue[~revenue["customer_id"].isin(churners)]
+    notice = pd.concat([revenue, *rows])
+    found = {
+        f.code: f
+        for f in check_tables(tables_of(customers, activity, notice), CONTRACTUAL).findings
+    }
+    text = found["paid_after_churn"].message
+    assert text.startswith("3 of ") and "3 of them paid on without a break" in text
+    assert "notice period" in text and "after a break" not in text
 
 
 def test_an_end_without_churn_before_the_churn_date_is_warned_about(clean):
