@@ -37,6 +37,7 @@ from training.reference import (
     levels_without_evidence,
     reason_sides,
     safe_levels,
+    said_by_categories,
 )
 
 # ------------------------------------------------------------------------------- drift units
@@ -182,6 +183,49 @@ def test_safe_levels_are_the_categories_scored_below_the_mean():
         safe_levels=reference.safe_levels,
     ).to_pylist()  # fmt: skip
     assert [[d["feature"] for d in row] for row in got] == [["x"], ["plan", "x"]]
+
+
+def test_a_fee_the_plan_fixes_is_said_once_by_the_plan():
+    """A gym's members read "Plan: Flex Monatlich" beside "Average payment of €39": the plan
+    fixes the fee, so the reference records the fee as said by the plan, and the reasons say
+    the plan alone, with both contributions. An amount that follows seats within each plan,
+    and a category of as many levels as rows, say no such thing."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    plan = rng.choice(["Basic", "Flex", "Premium", "Jahresabo"], n)
+    fee = pd.Series(plan).map({"Basic": 29.9, "Flex": 39.9, "Premium": 24.9, "Jahresabo": 334.8})
+    one_off = rng.random(n) < 0.05  # a starter pack or a freeze fee in the average
+    average = np.where(one_off, fee.to_numpy() * 0.8, fee.to_numpy())
+    seats = rng.integers(1, 60, n)
+    frame = pd.DataFrame(
+        {
+            "plan": pd.Series(plan, dtype="string"),
+            "mean_payment_amount": average,
+            "seat_amount": np.where(plan == "Jahresabo", 300.0, 10.0) + seats * 2.0,
+            "member": pd.Series([f"m{i}" for i in range(n)], dtype="string"),
+            "tenure_days": rng.uniform(10, 700, n),
+        }
+    )
+    numeric = ["mean_payment_amount", "seat_amount", "tenure_days"]
+    said = said_by_categories(frame, numeric, ["plan", "member"])
+    assert said == {"mean_payment_amount": "plan"}
+    reference = build_reference(frame, numeric, ["plan", "member"], rng.uniform(0.01, 0.3, n))
+    assert reference.said_by == said
+    names = ["plan", "mean_payment_amount", "tenure_days"]
+    contrib = np.array([[0.3, 0.25, 0.2], [0.3, 0.25, 0.2]])
+    values = pd.DataFrame(
+        {"plan": ["Flex", None], "mean_payment_amount": [39.9, 39.9], "tenure_days": [40.0, 40.0]}
+    )
+    got = top_drivers(
+        contrib, names, values, 3, contrib * 10, attributes=("plan",), said_by=said,
+    ).to_pylist()  # fmt: skip
+    assert [[d["feature"] for d in row] for row in got] == [
+        ["plan", "tenure_days"],
+        ["plan", "mean_payment_amount", "tenure_days"],  # no plan known: the amount says it
+    ]
+    assert got[0][0]["contribution"] == pytest.approx(0.55)
+    before = top_drivers(contrib, names, values, 3, contrib * 10, attributes=("plan",))
+    assert [d["feature"] for d in before.to_pylist()[0]] == names  # models without said_by
 
 
 def test_feature_drift_names_the_missing_feature():

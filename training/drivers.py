@@ -238,7 +238,11 @@ NEVER_ON_THE_SAFE_SIDE = FACT_HOLDERS | {"days_since_last_active", "overdue_rati
 
 
 def merge_same_facts(
-    contrib: np.ndarray, points: np.ndarray, names: list[str], values: pd.DataFrame
+    contrib: np.ndarray,
+    points: np.ndarray,
+    names: list[str],
+    values: pd.DataFrame,
+    said_by: Mapping[str, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Contributions and risk points for ranking drivers, with the activity features of every
     window the row had no event in moved onto one feature (see the module docstring): the
@@ -246,8 +250,10 @@ def merge_same_facts(
     the features of SAME_FACT (SAME_FACT_WHEN_MISSING: where it is missing;
     SAME_FACT_WHEN_BOTH_KNOWN: where both are known) moved onto the feature whose sentence
     states their fact. Rows and features the rules do not touch keep
-    their values; each row's sum is unchanged. Last, the features whose values agree with
-    another's that states the same fact (same_value_facts)."""
+    their values; each row's sum is unchanged. said_by (training.reference.said_by_categories):
+    a numeric feature that a category nearly determines moves onto that category where it is
+    known ("Plan: Flex" says the average payment of 39.90). Last, the features whose values
+    agree with another's that states the same fact (same_value_facts)."""
     merged_contrib, merged_points = contrib.copy(), points.copy()
     every_row = np.ones(len(contrib), dtype=bool)
     rules = [(f, h, every_row) for f, h in SAME_FACT.items()]
@@ -265,6 +271,11 @@ def merge_same_facts(
         (f, h, (values[f].notna() & values[h].notna()).to_numpy())
         for f, h in SAME_FACT_WHEN_BOTH_KNOWN.items()
         if {f, h} <= set(values.columns)
+    ]
+    rules += [
+        (f, h, values[h].notna().to_numpy())
+        for f, h in (said_by or {}).items()
+        if h in values.columns
     ]
     for feature, holder, rows in rules:
         if feature in names and holder in names:
@@ -568,6 +579,7 @@ def top_drivers(
     qualifying_events: Sequence[str] = (),
     orders: bool = False,
     revenue_windows: str | None = None,
+    said_by: Mapping[str, str] | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -590,11 +602,12 @@ def top_drivers(
     dates (FeatureConfig.date_attributes), said as days from T; qualifying_events: the churn
     definition's (ChurnDefinition.qualifying_events), for the words of the features measured on
     them; orders: the revenue rows are orders (non-contractual churn), said as orders;
-    revenue_windows: "month" when revenue windows count calendar months, said so. A row's
+    revenue_windows: "month" when revenue windows count calendar months, said so; said_by:
+    per numeric feature, the category that states its fact (merge_same_facts). A row's
     empty activity windows
     make one driver (merge_same_facts)."""
     above_typical = np.asarray(points).sum(axis=1) > 0  # merges keep each row's sum
-    contrib, points = merge_same_facts(contrib, points, names, values)
+    contrib, points = merge_same_facts(contrib, points, names, values, said_by)
     safe = nothing_due_yet(names, values) | recorded_in_the_latest_period(
         names, values, activity_totals
     )

@@ -409,8 +409,9 @@ class ChurnModel:
     def reason_settings(self) -> dict[str, Any]:
         """What training.drivers.top_drivers needs from the model to word reasons: the declared
         customer attributes, the categories' rare-level groups and the typical customer's
-        values with their directions (from the reference profile; None in models trained
-        before it, whose reasons are ranked as they were)."""
+        values with their directions and the numeric features a category states (from the
+        reference profile; None in models trained before it, whose reasons are ranked as they
+        were)."""
         config = self.features_config()
         return {
             "attributes": config.customer_attributes,
@@ -424,6 +425,7 @@ class ChurnModel:
             "qualifying_events": config.churn.qualifying_events or (),
             "orders": config.churn.mode == "non_contractual",
             "revenue_windows": config.revenue_windows,
+            "said_by": getattr(self.reference, "said_by", None),
         }
 
     def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
