@@ -358,15 +358,15 @@ INACTIVE_NAMES = [
 
 
 def inactive_rows() -> pd.DataFrame:
-    """Row 0 bought nothing for 120 days; row 1 bought 20 days ago (nothing to merge); row 2
-    bought 45 days ago (only the 30-day window is empty)."""
+    """Row 0 bought nothing for 120 days; row 1 bought 20 days ago and did more besides
+    (nothing to merge); row 2 bought 45 days ago (only the 30-day window is empty)."""
     return pd.DataFrame(
         {
             "days_since_last_event": [120.0, 20.0, 45.0],
             "events_30d": [0.0, 2.0, 0.0], "active_days_30d": [0.0, 1.0, 0.0],
-            "value_30d": [0.0, 3.0, 0.0], "purchase_events_30d": [0.0, 2.0, 0.0],
+            "value_30d": [0.0, 3.0, 0.0], "purchase_events_30d": [0.0, 1.0, 0.0],
             "events_90d": [0.0, 5.0, 1.0], "active_days_90d": [0.0, 3.0, 1.0],
-            "value_90d": [0.0, 9.0, 1.0], "purchase_events_90d": [0.0, 5.0, 1.0],
+            "value_90d": [0.0, 9.0, 1.0], "purchase_events_90d": [0.0, 3.0, 1.0],
             "revenue_total": [12.0, 300.0, 40.0],
             "active_gap_median_days": [30.0, 10.0, 20.0],
         }
@@ -393,6 +393,21 @@ def test_an_empty_activity_window_is_one_driver_not_a_sentence_per_feature():
     merged = [d["feature"] for d in got[2]]
     assert not {"events_30d", "active_days_30d", "value_30d", "purchase_events_30d"} & set(merged)
     assert got[2][0]["contribution"] == pytest.approx(contrib[2, :5].sum())
+
+
+def test_a_window_of_one_event_type_is_said_by_that_type():
+    """A gym's door log has one event type: "3 events in the last 90 days" is said as "3
+    checkin events in the last 90 days". Where other events happened too, the total stays."""
+    names = ["events_90d", "checkin_events_90d", "tenure_days"]
+    values = pd.DataFrame(
+        {"events_90d": [3.0, 5.0], "checkin_events_90d": [3.0, 2.0], "tenure_days": [400.0] * 2}
+    )
+    contrib = np.array([[0.4, 0.1, 0.2], [0.4, 0.1, 0.2]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [d["feature"] for d in got[0]] == ["checkin_events_90d", "tenure_days"]
+    assert got[0][0]["reason"] == "3 checkin events in the last 90 days"
+    assert got[0][0]["contribution"] == pytest.approx(0.5)
+    assert [d["feature"] for d in got[1]] == names[:1] + names[2:] + names[1:2]
 
 
 def test_the_trend_of_an_empty_window_is_part_of_the_inactivity_fact():

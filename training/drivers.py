@@ -221,6 +221,7 @@ _NESTED_WINDOW = re.compile(
     r"(?P<family>events|active_days|event_types|value|.+_events|revenue|payments|tickets)"
     r"_(?P<w>\d+)d"
 )
+_TYPED_EVENTS = re.compile(r".+_events_(?P<w>\d+)d")
 # A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
 # days") says what the last payment's age says ("Last payment 31 days ago").
 _PAYMENT_WINDOW = re.compile(r"(?:payments|revenue)_(?P<w>\d+)d")
@@ -320,6 +321,7 @@ def same_value_facts(
     - A window without payments: its payment count and revenue are the last payment's age.
     - A plan change: the revenue trend and the window's one downgrade or upgrade that are the
       last payment's change (_one_price_change).
+    - A window's event count where all its events are of one type: that type's count.
     - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
       a non-zero value is said by the shortest window that has it ("1 cancel event in the last
       30 days" holds the 90 days' count), a zero by the longest ("No tickets in the last 90
@@ -369,6 +371,14 @@ def same_value_facts(
                     empty = (column(count) == 0) & (column(name) == 0)  # refunds say more
                     _move(contrib, points, np.flatnonzero(empty & ~covered), j, to)
     _one_price_change(contrib, points, names, values)
+    # Every event of the window of one type: that type's count says it by its name ("3
+    # checkin events in the last 90 days", where a gym's door log read "3 events").
+    for j, name in enumerate(names):
+        match = _TYPED_EVENTS.fullmatch(name)
+        total = f"events_{match.group('w')}d" if match else ""
+        if match and total in names and {name, total} <= set(values.columns):
+            a, b = column(name), column(total)
+            _move(contrib, points, np.flatnonzero((a == b) & (a > 0)), names.index(total), j)
     families: dict[str, list[tuple[int, int]]] = {}
     for j, name in enumerate(names):
         match = _NESTED_WINDOW.fullmatch(name)
