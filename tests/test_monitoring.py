@@ -37,6 +37,7 @@ from training.reference import (
     levels_without_evidence,
     reason_sides,
     safe_levels,
+    safe_ranges,
     said_by_categories,
 )
 
@@ -226,6 +227,41 @@ def test_a_fee_the_plan_fixes_is_said_once_by_the_plan():
     assert got[0][0]["contribution"] == pytest.approx(0.55)
     before = top_drivers(contrib, names, values, 3, contrib * 10, attributes=("plan",))
     assert [d["feature"] for d in before.to_pylist()[0]] == names  # models without said_by
+
+
+def test_a_numeric_attribute_is_a_reason_only_in_ranges_whose_customers_churned_more():
+    """A gym's "Birth year: 1962" was a reason for members who churned less than the others:
+    the model's response over birth year was U-shaped by a point. A quantile range of values
+    is a reason only with evidence that its customers churned more (as a category's level)."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    born = rng.integers(1950, 2007, n).astype("float64")
+    churn_p = np.where(born >= 1996, 0.30, 0.10)  # the young churn more; the rest alike
+    frame = pd.DataFrame(
+        {
+            "birth_year": born,
+            "churned": rng.random(n) < churn_p,
+            "customer_id": [f"c{i}" for i in range(n)],
+        }
+    )
+    ranges = safe_ranges(frame, ["birth_year"], frame["churned"].to_numpy())
+    assert ranges["birth_year"][0][0] == -np.inf  # the oldest: no evidence, no reason
+    assert 1980 < max(high for _, high in ranges["birth_year"]) < 1996
+    assert safe_ranges(frame, ["birth_year"], None) == {}
+    # a name the dictionary does not know: an attribute
+    reference = build_reference(frame, ["birth_year"], [], churn_p)
+    assert reference.safe_ranges == ranges
+    values = pd.DataFrame({"birth_year": [1962.0, 2004.0, 1930.0, np.nan]})
+    got = top_drivers(
+        np.full((4, 1), 0.4), ["birth_year"], values, 1, np.full((4, 1), 4.0),
+        attributes=("birth_year",), safe_ranges=ranges,
+    ).to_pylist()  # fmt: skip
+    assert [[d["reason"] for d in row] for row in got] == [
+        [],
+        ["Birth year: 2004"],
+        [],
+        ["Birth year: unknown"],
+    ]
 
 
 def test_feature_drift_names_the_missing_feature():

@@ -533,6 +533,7 @@ def on_the_safe_side(
     values: pd.DataFrame,
     typical: Mapping[str, tuple[float, int]],
     safe_levels: Mapping[str, Collection[str]] | None = None,
+    safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
 ) -> np.ndarray:
     """(rows, features): True where the row's value is on the side of the typical customer's
     (the median of the model's latest training rows) that goes with a lower risk: above it for
@@ -543,9 +544,16 @@ def on_the_safe_side(
     as the base of a trend), and the words would say the opposite of what the customer does.
     A value at the median, a missing value, and the features of NEVER_ON_THE_SAFE_SIDE (merged facts,
     the recency against the customer's own gap) are never on the safe side. A category's level
-    is on it when it is one of safe_levels[name] (scored below average on the reference rows)."""
+    is on it when it is one of safe_levels[name] (scored below average on the reference rows);
+    a numeric attribute's value when it lies in one of safe_ranges[name] (whose customers did
+    not churn more often: training.reference.safe_ranges)."""
     safe = np.zeros((len(values), len(names)), dtype=bool)
     for j, name in enumerate(names):
+        if safe_ranges and name in safe_ranges and name in values.columns:
+            x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+            for low, high in safe_ranges[name]:
+                with np.errstate(invalid="ignore"):
+                    safe[:, j] |= (x >= low) & (x <= high)
         if safe_levels and name in safe_levels and name in values.columns:
             levels = values[name].astype("string")
             safe[:, j] = levels.isin(list(safe_levels[name])).to_numpy(dtype=bool, na_value=False)
@@ -558,7 +566,7 @@ def on_the_safe_side(
         median, direction = typical[name]
         x = column.to_numpy(dtype="float64", na_value=np.nan)
         with np.errstate(invalid="ignore"):
-            safe[:, j] = x > median if direction < 0 else x < median
+            safe[:, j] |= x > median if direction < 0 else x < median
     return safe
 
 
@@ -590,6 +598,7 @@ def top_drivers(
     orders: bool = False,
     revenue_windows: str | None = None,
     said_by: Mapping[str, str] | None = None,
+    safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -613,7 +622,9 @@ def top_drivers(
     definition's (ChurnDefinition.qualifying_events), for the words of the features measured on
     them; orders: the revenue rows are orders (non-contractual churn), said as orders;
     revenue_windows: "month" when revenue windows count calendar months, said so; said_by:
-    per numeric feature, the category that states its fact (merge_same_facts). A row's
+    per numeric feature, the category that states its fact (merge_same_facts); safe_ranges:
+    per numeric attribute, the value ranges without evidence of more churn, no reason either
+    (training.reference.safe_ranges). A row's
     empty activity windows
     make one driver (merge_same_facts)."""
     above_typical = np.asarray(points).sum(axis=1) > 0  # merges keep each row's sum
@@ -621,8 +632,8 @@ def top_drivers(
     safe = nothing_due_yet(names, values) | recorded_in_the_latest_period(
         names, values, activity_totals
     )
-    if typical or safe_levels:
-        safe |= on_the_safe_side(names, values, typical or {}, safe_levels)
+    if typical or safe_levels or safe_ranges:
+        safe |= on_the_safe_side(names, values, typical or {}, safe_levels, safe_ranges)
     contrib = np.where(safe, 0.0, contrib)
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)

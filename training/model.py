@@ -419,6 +419,7 @@ class ChurnModel:
             "min_level_customers": self.preprocessor.min_level_customers,
             "typical": getattr(self.reference, "reason_sides", None),
             "safe_levels": getattr(self.reference, "safe_levels", None),
+            "safe_ranges": getattr(self.reference, "safe_ranges", None),
             "value_unit": config.value_unit,
             "activity_totals": config.activity_totals,
             "date_attributes": config.date_attributes or (),
