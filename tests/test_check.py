@@ -96,19 +96,19 @@ def subscriptions(
     if skip_month is not None:
         activity = activity[activity["at"].dt.strftime("%Y-%m") != skip_month]
     # An invoice at each customer's first and last activity is enough here (the billing
-    # export runs as long as the events do).
-    monthly = pd.concat(
-        [
-            activity.drop_duplicates("customer_id"),
-            activity.drop_duplicates("customer_id", keep="last"),
-        ]
-    ).sort_values("at")
-    amount = rng.uniform(20, 500, len(monthly)).round(2)
+    # export runs as long as the events do); the last is no renewal of the first at its price.
+    first = activity.drop_duplicates("customer_id")
+    last = activity.drop_duplicates("customer_id", keep="last")
+    amount = rng.uniform(20, 500, len(first)).round(2)
+    later = (amount * rng.uniform(1.5, 3.0, len(first))).round(2)
+    invoices = pd.concat([first.assign(amount=amount), last.assign(amount=later)]).sort_values(
+        "at", kind="stable"
+    )
     revenue = pd.DataFrame(
         {
-            "customer_id": monthly["customer_id"],
-            "at": monthly["at"],
-            "amount": (amount * 100).round() if cents else amount,
+            "customer_id": invoices["customer_id"],
+            "at": invoices["at"],
+            "amount": (invoices["amount"] * 100).round() if cents else invoices["amount"],
         }
     )
     return customers, activity.reset_index(drop=True), revenue
@@ -743,6 +743,45 @@ def test_a_subscriber_who_paid_again_after_churning_is_warned_about(clean):
     assert warning.message.startswith("1 of ") and "(1 payments, e.g." in warning.message
     assert cid in warning.message and "Subscribers who come back" in warning.message
     assert "1 paid again after a break" in warning.message and "notice" not in warning.message
+
+
+def test_yearly_invoices_without_a_period_end_are_flagged_with_the_mapping_that_fixes_them(
+    clean,
+):
+    """A gym's yearly plan paid 334.80 once a year, beside a 19.90 starter pack: without a
+    period_end its NRR read 0 % and its revenue churn 100 %. The check names such customers
+    and the column to map; with the period_end mapped, or monthly invoices only, it is quiet."""
+    customers, activity, _ = (df.copy() for df in clean)
+    signup = customers.set_index("customer_id")["signup_at"].dt.normalize()
+    ids = customers["customer_id"].head(120).tolist()
+
+    def invoices(cid: str, amount: float, months: list[int]) -> list[dict]:
+        return [
+            {"customer_id": cid, "at": signup[cid] + pd.DateOffset(months=m), "amount": amount,
+             "kind": "invoice"}
+            for m in months
+        ]  # fmt: skip
+
+    monthly = [row for cid in ids[20:] for row in invoices(cid, 29.9, list(range(10)))]
+    yearly = [
+        row for cid in ids[:20] for row in invoices(cid, 19.9, [0]) + invoices(cid, 334.8, [0, 12])
+    ]
+    revenue = pd.DataFrame(monthly)
+    mixed = pd.DataFrame(monthly + yearly)
+    found = {
+        f.code: f for f in check_tables(tables_of(customers, activity, mixed), CONTRACTUAL).findings
+    }
+    warning = found["yearly_invoices_without_period_end"]
+    assert (warning.table, warning.column) == ("revenue", "period_end")
+    assert warning.message.startswith("20 of the 120 customers") and "334.80" in warning.message
+    assert "interval 1 year" in warning.message
+    spread = mixed.assign(period_end=mixed["at"] + pd.DateOffset(years=1))
+    assert "yearly_invoices_without_period_end" not in codes(
+        check_tables(tables_of(customers, activity, spread), CONTRACTUAL)
+    )
+    assert "yearly_invoices_without_period_end" not in codes(
+        check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    )
 
 
 def test_payments_through_a_notice_period_are_told_apart_from_a_comeback(clean):
