@@ -654,7 +654,8 @@ def retention_command(
             max_period=max_period,
         )
         typer.echo(
-            "\nrevenue retention (% of the starting MRR kept, net of expansion), signup month "
+            "\nrevenue retention (% of the starting MRR kept, net of expansion; month 0 is a "
+            "customer's first paid month, the signup month or the next), signup month "
             f"cohorts, data {money_kept.observed_from:%Y-%m-%d} to {money_kept.observed_until}"
         )
         typer.echo(format_revenue_retention(money_kept))

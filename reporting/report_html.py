@@ -627,7 +627,7 @@ def revenue_cohort_retention(
     max_period: int = MAX_PERIODS,
 ) -> pd.DataFrame:
     """The page's revenue retention by signup month: retention.metrics.revenue_cohort_retention
-    (the one implementation: the share of the cohort's first-month MRR kept, net of expansion;
+    (the one implementation: the share of the cohort's first-paid-month MRR kept, net of expansion;
     months the data do not cover whole are missing, never 0 %) as cohort rows x period columns,
     the latest MAX_COHORTS cohorts."""
     from features.contract import Tables, empty_table

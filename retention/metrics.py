@@ -1567,6 +1567,9 @@ class RevenueRetention:
         return self.table.pivot(index="cohort", columns="period", values="retention")
 
 
+FIRST_PAID_MONTHS = 1  # a customer's first paid month may follow the signup month by this many
+
+
 def revenue_cohort_retention(
     tables: Tables,
     *,
@@ -1578,13 +1581,18 @@ def revenue_cohort_retention(
     max_period: int | None = None,
 ) -> RevenueRetention:
     """Per signup-month cohort, the share of the cohort's starting MRR kept in each later month,
-    net of expansion: NRR (DESIGN.md) with t0 the signup month and t1 the month N later.
+    net of expansion: NRR (DESIGN.md) with t0 a customer's first paid month and t1 the month N
+    later.
 
     MRR as in :func:`monthly_mrr` (invoices by the months they pay for). The base is the
-    cohort's customers with MRR in their signup month; a cohort whose signup month the data do
-    not cover has no base and is left out. A month counts when the data cover it whole
-    (``partial_periods``: when they overlap it); invoices dated outside [observed_from,
-    observed_until] (default: :func:`data_coverage` and the data's last record) are not seen.
+    cohort's customers with MRR in their signup month or the next (FIRST_PAID_MONTHS: a trial,
+    or a gym's first monthly debit on the 1st after joining; counted from the signup month
+    alone, a gym's base was its 83 yearly payers of 576 members), each with the MRR of that
+    first paid month, and period N is N months after it. A cohort's period counts when every
+    base customer's month N is covered; a cohort whose signup month the data do not cover has
+    no base and is left out. A month counts when the data cover it whole (``partial_periods``:
+    when they overlap it); invoices dated outside [observed_from, observed_until] (default:
+    :func:`data_coverage` and the data's last record) are not seen.
     """
     if max_period is not None and max_period < 0:
         raise MetricsInputError(f"max_period must be >= 0, got {max_period}")
@@ -1606,28 +1614,39 @@ def revenue_cohort_retention(
     at = _ns(inv["at"])[row]
     ok = (codes >= 0) & (at >= since.value) & (at <= until.value) & (month <= last)
     codes, month, amount = codes[ok], month[ok], amount[ok]
-    offset = month - signup_month[codes]
-    ok = in_scope[codes] & (offset >= 0)
-    if max_period is not None:
-        ok &= offset <= max_period
-    per = (
-        pd.DataFrame({"customer": codes[ok], "period": offset[ok], "mrr": amount[ok]})
-        .groupby(["customer", "period"], sort=False)["mrr"]
+    since_signup = month - signup_month[codes]
+    ok = in_scope[codes] & (since_signup >= 0)
+    monthly = (
+        pd.DataFrame({"customer": codes[ok], "month": month[ok], "mrr": amount[ok]})
+        .groupby(["customer", "month"], sort=False)["mrr"]
         .sum()
         .reset_index()
     )
-    base = per.loc[(per["period"] == 0) & (per["mrr"] > 0), ["customer", "mrr"]]
-    per = per[per["customer"].isin(base["customer"])]
+    paid = monthly[monthly["mrr"] > 0]
+    first_paid = paid.groupby("customer")["month"].min()
+    delay = first_paid - signup_month[first_paid.index.to_numpy()]
+    first_paid = first_paid[delay <= FIRST_PAID_MONTHS]
+    per = monthly[monthly["customer"].isin(first_paid.index)]
+    per = per.assign(period=per["month"] - per["customer"].map(first_paid))
+    per = per[per["period"] >= 0]
+    if max_period is not None:
+        per = per[per["period"] <= max_period]
+    base = per.loc[per["period"] == 0, ["customer", "mrr"]]
     per = per.assign(cohort=signup_month[per["customer"].to_numpy()], paying=per["mrr"] > 0)
-    base = base.assign(cohort=signup_month[base["customer"].to_numpy()])
+    base = base.assign(
+        cohort=signup_month[base["customer"].to_numpy()],
+        delay=(first_paid[base["customer"]] - signup_month[base["customer"].to_numpy()]).to_numpy(),
+    )
     sizes = pd.Series(signup_month[in_scope]).value_counts()
-    starts = base.groupby("cohort").agg(customers=("customer", "size"), mrr_start=("mrr", "sum"))
+    starts = base.groupby("cohort").agg(
+        customers=("customer", "size"), mrr_start=("mrr", "sum"), delay=("delay", "max")
+    )
     kept = per.groupby(["cohort", "period"]).agg(
         customers_paying=("paying", "sum"), mrr=("mrr", "sum")
     )
     rows = []
-    for cohort, (n_base, mrr_start) in starts.iterrows():
-        top = last - int(cohort)
+    for cohort, (n_base, mrr_start, latest_start) in starts.iterrows():
+        top = last - int(cohort) - int(latest_start)
         if max_period is not None:
             top = min(top, max_period)
         for period in range(top + 1):

@@ -118,12 +118,20 @@ def test_heatmap_with_many_cohorts_labels_every_kth_row(tmp_path):
 
 def revenue_tables():
     """Jan cohort: A 100 -> 150 -> 150 (expansion), B 200 -> 120 -> gone (contraction, churn),
-    C signs up in January but first pays in February (new MRR, not in the base). Feb cohort:
-    D 50 -> 50. The data cover 2024-01-01 to 2024-04-01 (January to March whole)."""
+    C signs up in January but first pays in February (a trial: its first paid month is its
+    month 0); E signs up in January and first pays in March, two months later (not in the
+    base). Feb cohort: D 50 -> 50. The data cover 2024-01-01 to 2024-04-01 (January to March
+    whole)."""
     customers = pd.DataFrame(
         {
-            "customer_id": list("ABCD"),
-            "signup_at": [T("2024-01-10"), T("2024-01-12"), T("2024-01-20"), T("2024-02-05")],
+            "customer_id": list("ABCDE"),
+            "signup_at": [
+                T("2024-01-10"),
+                T("2024-01-12"),
+                T("2024-01-20"),
+                T("2024-02-05"),
+                T("2024-01-25"),
+            ],
         }
     )
     jan, feb, mar = T("2024-01-01"), T("2024-02-01"), T("2024-03-01")
@@ -132,6 +140,7 @@ def revenue_tables():
         ("B", jan, 200.0), ("B", feb, 120.0),
         ("C", feb, 80.0), ("C", mar, 80.0),
         ("D", feb, 50.0), ("D", mar, 50.0),
+        ("E", mar, 70.0),
     ]  # fmt: skip
     revenue = pd.DataFrame(rows, columns=["customer_id", "period", "amount"])
     revenue = revenue.assign(at=revenue["period"] + pd.Timedelta(days=10), kind="invoice")
@@ -142,18 +151,24 @@ def revenue_tables():
 
 
 def test_revenue_cohort_retention_hand_computed():
-    """Jan: base A + B = 300; February 150 + 120 = 270 (90 %), March 150 (50 %); C's later MRR
-    is new, not kept. Feb: 50 -> 50 (100 %)."""
+    """Jan: base A + B (January) + C (February, its first paid month) = 380; a month later
+    A 150 + B 120 + C 80 (March) = 350; two months later C's April is not covered yet, so the
+    cohort's period 2 is missing; E, first paying two months after signing up, is no part of
+    the base. Feb: D 50 -> 50 (100 %). (From the signup month alone the base had been A + B,
+    and a gym's 83 yearly payers of 576 members, its monthly fees being debited from the 1st
+    after joining.)"""
     r = revenue_cohort_retention(revenue_tables())
     cells = r.table.set_index(["cohort", "period"])
     jan = cells.loc[T("2024-01-01")]
-    assert jan["mrr"].tolist() == [300.0, 270.0, 150.0]
-    assert jan["retention"].tolist() == pytest.approx([1.0, 0.9, 0.5])
-    assert jan["customers_paying"].tolist() == [2, 2, 1]
-    assert jan["customers"].iloc[0] == 2 and jan["cohort_size"].iloc[0] == 3
+    assert jan["mrr"].tolist() == [380.0, 350.0]
+    assert jan["retention"].tolist() == pytest.approx([1.0, 350 / 380])
+    assert jan["customers_paying"].tolist() == [3, 3]
+    assert jan["customers"].iloc[0] == 3 and jan["cohort_size"].iloc[0] == 4
+    assert (T("2024-01-01"), 2) not in cells.index  # C's second month: April, not covered
     feb = cells.loc[T("2024-02-01")]
     assert feb["retention"].tolist() == pytest.approx([1.0, 1.0])
-    assert math.isnan(r.pivot.loc[T("2024-02-01"), 2])  # April is after the data
+    assert feb["customers"].iloc[0] == 1 and feb["cohort_size"].iloc[0] == 1
+    assert (T("2024-02-01"), 2) not in cells.index  # April is after the data
 
 
 def test_revenue_cohorts_whose_signup_month_the_data_miss_are_left_out():
@@ -218,9 +233,9 @@ def test_cli_lists_the_customers_behind_a_cell_and_prints_revenue_retention(tmp_
     assert res.exit_code == 0, res.output
     revenue_part = res.output.split("revenue retention")[1]
     jan = next(line for line in revenue_part.splitlines() if line.startswith("2024-01 "))
-    assert jan.split()[1:6] == ["2", "300", "100.0", "90.0", "50.0"]
+    assert jan.split()[1:5] == ["3", "380", "100.0", "92.1"]
     kept = pd.read_csv(tmp_path / "r_revenue.csv")
-    assert kept["retention"].round(3).tolist() == [1.0, 0.9, 0.5, 1.0, 1.0]
+    assert kept["retention"].round(3).tolist() == [1.0, 0.921, 1.0, 1.0]
     assert (tmp_path / "plots" / "revenue_retention_heatmap.png").exists()
 
 
