@@ -833,7 +833,7 @@ def _import_source(
                     )
             report.rows_read += len(frame)
             before = len(problems)
-            mapped = _map_batch(source, frame, report, problems)
+            mapped, kept = _map_batch(source, frame, report, problems)
             del frame
             if starts is not None and len(problems) == before:
                 starts.add(mapped["at"])
@@ -842,7 +842,9 @@ def _import_source(
             if repeats is not None and len(problems) == before:
                 mapped = repeats.dropped_from(mapped, source.label, part, report)
             if len(problems) > before or (problems and not checked_per_batch):
-                continue  # the rows could not be mapped: nothing to check
+                if checked_per_batch:
+                    _ids_of_an_unmapped_batch(source, mapped, kept, index, problems)
+                continue  # the rows could not be mapped: nothing else to check
             if checked_per_batch:
                 mapped, positions = _checked(mapping, source, mapped, index, report, problems)
                 if problems:
@@ -864,7 +866,7 @@ def _import_source(
         report.warnings += repeats.warnings(source)
     if seen_columns is None or not (parts or emitted):  # no rows at all: the typed columns
         empty = pd.DataFrame({c: pd.Series([], dtype="str") for c in needed})
-        parts = [_map_batch(source, empty, report, problems)]
+        parts = [_map_batch(source, empty, report, problems)[0]]
         checked_per_batch = False
     if not parts:
         return report
@@ -884,6 +886,51 @@ def _import_source(
         df = df.reset_index(drop=True)
     emit(df, positions)
     return report
+
+
+def _unknown_customers(
+    df: pd.DataFrame,
+    unknown: np.ndarray,
+    index: _CustomerIndex,
+    problems: _Problems,
+    examples: pd.DataFrame | None = None,
+) -> None:
+    """The problem of rows whose customer_id is not in the customers table, with the ids'
+    near misses (leading zeros, case, spaces) as the hint; example rows from `examples`
+    (rows aligned with df), else df."""
+    near = index.near_misses(df["customer_id"][unknown])
+    hint = 'drop them with unknown_customers = "drop" on this source, or map those customers'
+    problems.add(
+        [
+            problem_at(
+                "customer_id",
+                "rows refer to customers not in 'customers'",
+                unknown,
+                f"{near}; or {hint}" if near else hint,
+            )
+        ],
+        df if examples is None else examples,
+    )
+
+
+def _ids_of_an_unmapped_batch(
+    source: SourceMapping,
+    df: pd.DataFrame,
+    raw: pd.DataFrame,
+    index: _CustomerIndex | None,
+    problems: _Problems,
+) -> None:
+    """A batch with mapping problems is not checked, but its ids that were read are looked
+    up, so that one error names every problem of the table: a gym's import said first "local
+    times that do not exist", and only once that was fixed that the ids had lost their
+    leading zeros. The example rows are the raw rows (`raw`, the batch's rows that were
+    mapped), as for the batch's other problems."""
+    if index is None or source.unknown_customers == "drop" or "customer_id" not in df:
+        return
+    ids = df["customer_id"]  # missing where the id itself could not be read
+    unknown = ids.notna().to_numpy() & (index.positions(ids) < 0)
+    if unknown.any():
+        _unknown_customers(df, unknown, index, problems, examples=raw)
 
 
 def _checked(
@@ -908,22 +955,7 @@ def _checked(
                 df = df[~unknown].reset_index(drop=True)
                 positions = positions[~unknown]
             else:
-                near = index.near_misses(df["customer_id"][unknown])
-                hint = (
-                    'drop them with unknown_customers = "drop" on this source, or map those '
-                    "customers"
-                )
-                problems.add(
-                    [
-                        problem_at(
-                            "customer_id",
-                            "rows refer to customers not in 'customers'",
-                            unknown,
-                            f"{near}; or {hint}" if near else hint,
-                        )
-                    ],
-                    df,
-                )
+                _unknown_customers(df, unknown, index, problems)
                 return df, positions
     try:
         return validate_table(source.table, df), positions
@@ -936,8 +968,9 @@ def _checked(
 
 def _map_batch(
     source: SourceMapping, frame: pd.DataFrame, report: SourceReport, problems: _Problems
-) -> pd.DataFrame:
-    """One batch of raw rows as output columns: drop rules, value maps, then typed columns."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One batch of raw rows as output columns (drop rules, value maps, then typed columns),
+    and the raw rows kept, row for row."""
     keep = np.ones(len(frame), dtype=bool)
     for rule in source.drop:
         hit = keep & _holds(rule.condition, frame, problems)
@@ -955,7 +988,7 @@ def _map_batch(
     columns = {
         spec.name: _column(spec, frame, mapped.get(spec.name), problems) for spec in source.columns
     }
-    return pd.DataFrame(columns, index=frame.index)
+    return pd.DataFrame(columns, index=frame.index), frame
 
 
 CURRENCY_COLUMN = re.compile(

@@ -433,6 +433,21 @@ def test_ids_written_two_ways_are_named_and_trim_is_declared_not_guessed(tmp_pat
     assert tables.customers["customer_id"].tolist() == ["007", "008", "ABC"]
 
 
+def test_a_bad_time_and_unknown_ids_of_one_table_come_in_one_error(tmp_path):
+    """A gym's check-ins had a time in a daylight-saving gap and ids without their leading
+    zeros: the import named the first, and only once it was fixed the second. The ids of a
+    batch whose times could not be read are still looked up, and both are named at once,
+    each with a raw row as its example."""
+    crm = "id,created\n007,2024-01-05\n008,2024-01-06\n"
+    events = "user,ts,name\n7,2024-03-01T10:00:00Z,login\n008,not a time,login\n"
+    text = _unknown_ids_error(tmp_path, crm, events)
+    assert "2 problems" in text
+    assert "column 'ts (as at)'" in text and "'ts': 'not a time'" in text
+    assert "rows refer to customers not in 'customers' (1 row)" in text
+    assert "{'user': '7', 'ts': '2024-03-01T10:00:00Z', 'name': 'login'}" in text
+    assert "zero_pad = 3" in text
+
+
 def test_ids_that_lost_their_leading_zeros_get_them_back_by_declaration(tmp_path):
     """A billing system that stores account ids as numbers writes 12345 for 0012345: the
     error names zero_pad, and declared, the rows meet their customers."""
