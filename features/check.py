@@ -817,61 +817,35 @@ def _period_end_findings(tables: Tables) -> list[Finding]:
     ]
 
 
-# A customer whose invoices follow each other by this many days (median) pays yearly; such
-# customers are worth a warning when at least YEARLY_MIN_CUSTOMERS and YEARLY_MIN_SHARE of the
-# customers with two invoices or more.
-YEARLY_GAP_DAYS = (300, 430)
-YEARLY_MIN_CUSTOMERS = 5
-YEARLY_MIN_SHARE = 0.02
-FEE_SHARE_OF_LARGEST = 0.5  # an invoice of less than half the customer's largest is a fee
-FEE_REPEAT_CHANGE = 0.25  # a fee repeats within this change (a price increase)
-
-
 def _yearly_invoices_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]:
-    """Subscriptions invoiced about once a year without a period_end: MRR counts each yearly
-    invoice in its month, so the months between read as churned revenue (a gym's yearly plan
-    read NRR 0 % and revenue churn 100 % while 94 % of its members stayed) and revenue at risk
-    counts a year's fee in one month and nothing in the eleven others."""
+    """Subscriptions invoiced about once a year without a period_end
+    (retention.metrics.billed_about_yearly): MRR counts each yearly invoice in its month, so
+    the months between read as churned revenue (a gym's yearly plan read NRR 0 % and revenue
+    churn 100 % while 94 % of its members stayed), and revenue at risk counts a year's fee in
+    one month and nothing in the eleven others."""
+    from retention.metrics import billed_about_yearly, yearly_billing_matters
+
+    if churn.mode != "contractual":
+        return []
+    yearly, compared = billed_about_yearly(tables.revenue)
+    if not yearly_billing_matters(len(yearly), compared):
+        return []
     rev = tables.revenue
-    if rev.empty or ("period_end" in rev and rev["period_end"].notna().any()):
-        return []
-    if "kind" in rev:
-        invoices = rev[(rev["kind"] == "invoice").to_numpy(dtype=bool, na_value=False)]
-    else:
-        invoices = rev if churn.mode == "contractual" else rev.iloc[:0]
-    invoices = invoices[invoices["amount"] > 0]
-    if invoices.empty:
-        return []
-    # the customer's fee, not the small one-off charges between (a starter pack, a freeze)
-    largest = invoices.groupby("customer_id", sort=False, observed=True)["amount"].transform("max")
-    invoices = invoices[invoices["amount"] >= FEE_SHARE_OF_LARGEST * largest]
-    invoices = invoices.sort_values(["customer_id", "at"], kind="stable")
-    by_customer = invoices.groupby("customer_id", sort=False, observed=True)
-    gap = by_customer["at"].diff().dt.total_seconds() / 86_400
-    change = (invoices["amount"] / by_customer["amount"].shift() - 1).abs()
-    per = pd.DataFrame({"gap": gap, "change": change}).groupby(
-        invoices["customer_id"], sort=False, observed=True
-    )
-    usual = per.median().dropna()
-    low, high = YEARLY_GAP_DAYS
-    repeated = usual["change"] <= FEE_REPEAT_CHANGE  # a fee repeats; random amounts do not
-    yearly = usual[(usual["gap"] >= low) & (usual["gap"] <= high) & repeated]
-    if len(yearly) < max(YEARLY_MIN_CUSTOMERS, YEARLY_MIN_SHARE * len(usual)):
-        return []
-    example = invoices[invoices["customer_id"] == yearly.index[0]]
+    example = rev[(rev["customer_id"] == yearly[0]).to_numpy(dtype=bool)].sort_values("at")
     rows = ", ".join(f"{at:%Y-%m-%d} {amount:,.2f}" for at, amount in
                      zip(example["at"].head(3), example["amount"].head(3), strict=True))  # fmt: skip
     return [
         Finding(
             "warning",
             "yearly_invoices_without_period_end",
-            f"{len(yearly):,} of the {len(usual):,} customers with two invoices or more are "
-            f"invoiced about once a year (e.g. customer {yearly.index[0]}: {rows}), and the "
-            "invoices carry no period_end: MRR, NRR and revenue churn count each yearly invoice "
-            "in its month (the months between read as lost revenue, the renewal as a twelvefold "
-            "expansion), and revenue at risk counts a year's fee in one month. Map period_end, "
-            "the end of the period each invoice pays (in a DuckDB query: the invoice date + "
-            "interval 1 year for yearly invoices, + interval 1 month for monthly ones)",
+            f"{len(yearly):,} of the {compared:,} customers with two invoices or more are "
+            f"invoiced about once a year (e.g. customer {yearly[0]}: {rows}), and the "
+            "invoices carry no period_end: MRR counts each yearly invoice in its month (the "
+            "months between would read as lost revenue, the renewal as a twelvefold expansion), "
+            "so NRR and revenue churn are not measured, and revenue at risk counts a year's fee "
+            "in one month. Map period_end, the end of the period each invoice pays (in a DuckDB "
+            "query: the invoice date + interval 1 year for yearly invoices, + interval 1 month "
+            "for monthly ones)",
             "revenue",
             "period_end",
         )

@@ -578,6 +578,64 @@ def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | N
     return pd.Series(monthly, index=ids).groupby(level=0).sum()
 
 
+# A customer whose fee invoices follow each other by this many days (median) is billed about
+# yearly; their fee repeats within FEE_REPEAT_CHANGE (a price increase), and an invoice under
+# FEE_SHARE_OF_LARGEST of the customer's largest is a one-off charge, not the fee. Yearly
+# billing matters when at least YEARLY_MIN_CUSTOMERS and YEARLY_MIN_SHARE of the customers
+# with two fee invoices or more are billed so.
+YEARLY_GAP_DAYS = (300, 430)
+FEE_SHARE_OF_LARGEST = 0.5
+FEE_REPEAT_CHANGE = 0.25
+YEARLY_MIN_CUSTOMERS = 5
+YEARLY_MIN_SHARE = 0.02
+
+
+def billed_about_yearly(revenue: pd.DataFrame) -> tuple[list[str], int]:
+    """The customers of _yearly_billing, and how many customers they are out of."""
+    yearly, compared = _yearly_billing(revenue)
+    return [str(c) for c in yearly], len(compared)
+
+
+def _yearly_billing(revenue: pd.DataFrame) -> tuple[pd.Index, pd.Index]:
+    """Customers whose invoices without a paid period repeat a fee about once a year, and the
+    customers with two fee invoices or more they are out of. Empty where any invoice
+    carries a period_end (MRR then spreads each invoice over the months it pays: _paid_spans).
+
+    Why: without a period_end MRR counts an invoice in its month, and a yearly plan's members
+    read as lost revenue in every period that does not hold their renewal (a gym's yearly plan:
+    NRR 0 %, revenue churn 100 %, while 94 % of its members stayed)."""
+    none = pd.Index([], dtype="str")
+    if revenue.empty or ("period_end" in revenue and revenue["period_end"].notna().any()):
+        return none, none
+    invoices = revenue.loc[_invoice_mask(revenue)]
+    invoices = invoices[(invoices["amount"] > 0).to_numpy(dtype=bool)]
+    if invoices.empty:
+        return none, none
+    ids = invoices["customer_id"].astype("str")
+    largest = invoices["amount"].groupby(ids, sort=False).transform("max")
+    fees = (invoices["amount"] >= FEE_SHARE_OF_LARGEST * largest).to_numpy(dtype=bool)
+    invoices, ids = invoices[fees], ids[fees]
+    order = np.lexsort((_ns(invoices["at"]), ids.to_numpy()))
+    invoices, ids = invoices.iloc[order], ids.iloc[order]
+    by_customer = invoices.groupby(ids.to_numpy(), sort=False)
+    gap = by_customer["at"].diff().dt.total_seconds() / 86_400
+    change = (invoices["amount"] / by_customer["amount"].shift() - 1).abs()
+    usual = (
+        pd.DataFrame({"gap": gap.to_numpy(), "change": change.to_numpy()})
+        .groupby(ids.to_numpy(), sort=False)
+        .median()
+        .dropna()
+    )
+    low, high = YEARLY_GAP_DAYS
+    yearly = (usual["gap"] >= low) & (usual["gap"] <= high) & (usual["change"] <= FEE_REPEAT_CHANGE)
+    return usual.index[yearly.to_numpy()], usual.index
+
+
+def yearly_billing_matters(yearly: int, compared: int) -> bool:
+    """Whether `yearly` of `compared` customers billed about yearly are enough to say so."""
+    return yearly >= max(YEARLY_MIN_CUSTOMERS, YEARLY_MIN_SHARE * compared)
+
+
 def _invoice_mask(revenue: pd.DataFrame) -> np.ndarray:
     if "kind" not in revenue:
         return np.ones(len(revenue), dtype=bool)
@@ -769,6 +827,14 @@ def per_customer_metrics(
     frame["promoter"] = promoter.astype("int64")
     frame["passive"] = passive.astype("int64")
     frame["detractor"] = detractor.astype("int64")
+    # Subscriptions billed yearly without a period_end: their MRR cannot be read by month
+    # (metrics_from_sums then measures no NRR and revenue churn, and says why).
+    yearly, compared = (
+        _yearly_billing(tables.revenue) if churn_mode == "contractual" else (None, None)
+    )
+    ids = frame.index.astype("str")
+    frame["billed_yearly"] = ids.isin(yearly).astype("int64") if yearly is not None else 0
+    frame["fee_invoiced_twice"] = ids.isin(compared).astype("int64") if compared is not None else 0
     return frame
 
 
@@ -940,6 +1006,18 @@ def metrics_from_sums(
         sums, months, min_group_size, gross_margin, confidence, has_revenue=has_revenue
     )
     note = mrr_comparison_note(t0, t1, observed_until) if has_revenue else ""
+    if not note and has_revenue and "billed_yearly" in sums:
+        everyone = sums["dimension"] == ALL
+        yearly = int(sums.loc[everyone, "billed_yearly"].sum())
+        if yearly_billing_matters(yearly, int(sums.loc[everyone, "fee_invoiced_twice"].sum())):
+            note = (
+                f"{yearly:,} customers are billed about once a year and the invoices carry no "
+                "period_end: counted in their invoice's month, their MRR would read the months "
+                "between renewals as lost revenue; map period_end (the end of the period each "
+                "invoice pays) to measure NRR and revenue churn"
+            )
+            movements = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr")
+            out.loc[:, [*movements, "mrr_end"]] = np.nan  # what the months between misread
     out["mrr_note"] = note
     if note:
         out["gross_revenue_churn"] = np.nan

@@ -402,6 +402,38 @@ def test_a_period_end_without_a_period_pays_from_the_invoice_date():
     assert got["G"] == pytest.approx(expected["G"] + 19.9)  # revenue, though not recurring
 
 
+def test_nrr_is_not_measured_for_yearly_invoices_without_a_period_end():
+    """A gym's yearly plan, invoiced 334.80 once a year without a period_end, read NRR 0 % and
+    revenue churn 100 % over a quarter while 94 % of its members stayed: counted in their
+    invoice's month, the months between renewals read as lost revenue. Such billing is no
+    MRR by month: NRR, revenue churn and the MRR movements are not measured, and the note
+    says to map period_end; mapped, they are measured. A shop's yearly buyers are no such
+    thing (non-contractual)."""
+    yearly, monthly = [f"Y{i}" for i in range(10)], [f"M{i}" for i in range(20)]
+    customers = pd.DataFrame(
+        {"customer_id": yearly + monthly, "signup_at": T("2022-12-20"), "churned_at": pd.NaT}
+    )
+    rows = [(c, f"{y}-0{1 + i % 6}-01", 334.8) for i, c in enumerate(yearly) for y in (2023, 2024)]
+    rows += [
+        (c, f"{y}-{m:02d}-01", 29.9) for c in monthly for y in (2023, 2024) for m in range(1, 13)
+    ]
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount"]).assign(kind="invoice")
+    revenue["at"] = pd.to_datetime(revenue["at"])
+    t = tables_of(customers, revenue=revenue)
+    m = row(retention_metrics(t, "2024-02-15", "2024-05-15"))
+    assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn) and math.isnan(m.mrr_start)
+    assert m.mrr_note.startswith("10 customers are billed about once a year")
+    assert "map period_end" in m.mrr_note
+    yearly_fee = revenue["amount"] > 100
+    ends = revenue["at"] + pd.DateOffset(months=1)
+    ends[yearly_fee] = revenue.loc[yearly_fee, "at"] + pd.DateOffset(years=1)
+    paid = revenue.assign(period_end=ends)
+    m = row(retention_metrics(tables_of(customers, revenue=paid), "2024-02-15", "2024-05-15"))
+    assert m.nrr == pytest.approx(1.0) and m.mrr_note == ""
+    shop = retention_metrics(t, "2024-02-15", "2024-05-15", churn_mode="non_contractual")
+    assert not row(shop).mrr_note.startswith("10 customers")
+
+
 def test_nrr_needs_a_period_that_ends_in_a_later_month():
     """MRR is counted per calendar month: within March nothing can move, so GRC and NRR are
     not measured (NaN, with the reason) instead of a meaningless 100 %."""
