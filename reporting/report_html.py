@@ -481,8 +481,9 @@ def render_report(inputs: ReportInputs) -> str:
                 inputs.revenue_retention,
                 None,
                 "month",
-                "Share of the cohort's first-month recurring revenue kept in each month since "
-                "signup, net of expansion (grey: not covered by the data)",
+                "Share of the cohort's recurring revenue of their first paid month (the signup "
+                "month or the next) kept in each month since, net of expansion (grey: not "
+                "covered by the data)",
                 "",
             )
             + "</div>"
@@ -627,9 +628,9 @@ def revenue_cohort_retention(
     max_period: int = MAX_PERIODS,
 ) -> pd.DataFrame:
     """The page's revenue retention by signup month: retention.metrics.revenue_cohort_retention
-    (the one implementation: the share of the cohort's first-paid-month MRR kept, net of expansion;
-    months the data do not cover whole are missing, never 0 %) as cohort rows x period columns,
-    the latest MAX_COHORTS cohorts."""
+    (the one implementation: the share of the cohort's first paid month's MRR kept, net of
+    expansion; months the data do not cover whole are missing, never 0 %) as cohort rows x
+    period columns, the latest MAX_COHORTS cohorts."""
     from features.contract import Tables, empty_table
     from retention.metrics import revenue_cohort_retention as by_cohort
 
