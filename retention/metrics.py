@@ -607,25 +607,24 @@ def _yearly_billing(revenue: pd.DataFrame) -> tuple[pd.Index, pd.Index]:
     none = pd.Index([], dtype="str")
     if revenue.empty or ("period_end" in revenue and revenue["period_end"].notna().any()):
         return none, none
-    invoices = revenue.loc[_invoice_mask(revenue)]
-    invoices = invoices[(invoices["amount"] > 0).to_numpy(dtype=bool)]
+    invoices = revenue.loc[_invoice_mask(revenue) & (revenue["amount"] > 0).to_numpy(dtype=bool)]
     if invoices.empty:
         return none, none
-    ids = invoices["customer_id"].astype("str")
-    largest = invoices["amount"].groupby(ids, sort=False).transform("max")
-    fees = (invoices["amount"] >= FEE_SHARE_OF_LARGEST * largest).to_numpy(dtype=bool)
-    invoices, ids = invoices[fees], ids[fees]
-    order = np.lexsort((_ns(invoices["at"]), ids.to_numpy()))
-    invoices, ids = invoices.iloc[order], ids.iloc[order]
-    by_customer = invoices.groupby(ids.to_numpy(), sort=False)
-    gap = by_customer["at"].diff().dt.total_seconds() / 86_400
-    change = (invoices["amount"] / by_customer["amount"].shift() - 1).abs()
+    codes, customers = pd.factorize(invoices["customer_id"])
+    amount = invoices["amount"].to_numpy(dtype="float64")
+    largest = np.zeros(len(customers))
+    np.maximum.at(largest, codes, amount)
+    fee = amount >= FEE_SHARE_OF_LARGEST * largest[codes]  # not a one-off charge
+    codes, amount, at = codes[fee], amount[fee], _ns(invoices["at"])[fee]
+    order = np.lexsort((at, codes))
+    codes, amount, at = codes[order], amount[order], at[order]
+    follows = np.r_[False, codes[1:] == codes[:-1]]  # the customer's invoice before it exists
+    gap = (at[1:] - at[:-1])[follows[1:]] / 86_400e9
+    change = np.abs(amount[1:] / amount[:-1] - 1)[follows[1:]]
     usual = (
-        pd.DataFrame({"gap": gap.to_numpy(), "change": change.to_numpy()})
-        .groupby(ids.to_numpy(), sort=False)
-        .median()
-        .dropna()
+        pd.DataFrame({"gap": gap, "change": change}).groupby(codes[follows], sort=False).median()
     )
+    usual.index = pd.Index(customers.astype("str")[usual.index.to_numpy()])
     low, high = YEARLY_GAP_DAYS
     yearly = (usual["gap"] >= low) & (usual["gap"] <= high) & (usual["change"] <= FEE_REPEAT_CHANGE)
     return usual.index[yearly.to_numpy()], usual.index
