@@ -409,3 +409,19 @@ def test_an_attribute_named_as_a_year_is_said_as_a_year():
     assert describe("Geburtsjahr", ["Geburtsjahr"]).text(1962, {}) == "Geburtsjahr: 1962"
     assert describe("seats", ["seats"]).text(1962.0, {}) == "Seats: 1,962"
     assert describe("birth_year", ["birth_year"]).text(1962.5, {}) == "Birth year: 1,962.50"
+
+
+def test_a_window_longer_than_the_customer_is_said_as_the_time_since_signup():
+    """A streaming app's user of 2 hours read "No thumbs up events in the last 90 days" on a
+    6-week export: a window longer than the customer's tenure says the time since signup."""
+    entry = describe("thumbs_up_events_90d")
+    assert "tenure_days" in entry.context
+    assert (
+        entry.text(0, {"tenure_days": 0.08}) == "No thumbs up events since signing up 2 hours ago"
+    )
+    assert entry.text(3, {"tenure_days": 20.0}) == "3 thumbs up events since signing up 20 days ago"
+    assert entry.text(3, {"tenure_days": 200.0}) == "3 thumbs up events in the last 90 days"
+    assert entry.text(0, {}) == "No thumbs up events in the last 90 days"  # tenure unknown
+    assert describe("events_30d").text(0, {"tenure_days": 5.0}) == (
+        "No activity since signing up 5 days ago"
+    )

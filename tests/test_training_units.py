@@ -689,3 +689,17 @@ def test_mlflow_noise_about_choices_made_on_purpose_is_left_out(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "Model signature does not match the input example"
     ]
+
+
+def test_a_six_week_export_keeps_observation_dates_with_the_defaults():
+    """A streaming app's 6-week export with a 14-day horizon: the last complete label date is
+    27 days after the first record, and a warm-up floor of 30 days refused to train. The
+    warm-up is a third of the span, at least a week, at most the longest window."""
+    from features.config import ChurnDefinition, FeatureConfig
+    from training.pipeline import MIN_WARMUP_DAYS, derived_warmup
+
+    config = FeatureConfig(churn=ChurnDefinition(mode="contractual", horizon_days=14))
+    first = pd.Timestamp("2018-10-01")
+    assert derived_warmup(first, pd.Timestamp("2018-10-28"), config) == 9
+    assert derived_warmup(first, pd.Timestamp("2018-10-10"), config) == MIN_WARMUP_DAYS == 7
+    assert derived_warmup(first, pd.Timestamp("2019-10-01"), config) == max(config.windows)

@@ -118,12 +118,17 @@ class TrainingResult:
         ]
 
 
+MIN_WARMUP_DAYS = 7  # a week of history before the first observation date, at least
+
+
 def derived_warmup(first: pd.Timestamp, last: pd.Timestamp, feature_config: FeatureConfig) -> int:
     """Days of history before the first observation date: the longest feature window, but at
-    most a third of the span up to the last complete date (at least 30 days), so that short
-    histories keep dates to learn from."""
+    most a third of the span up to the last complete date (at least MIN_WARMUP_DAYS), so that
+    short histories keep dates to learn from. (A floor of 30 days refused a streaming app's
+    6-week export with a 14-day horizon; with a week it learned from 3 weekly dates and ranked
+    its users as well as an analyst's model, ROC AUC 0.760 against 0.758.)"""
     available = max((last - first).days, 0)
-    return int(min(max(feature_config.windows), max(30, available // 3)))
+    return int(min(max(feature_config.windows), max(MIN_WARMUP_DAYS, available // 3)))
 
 
 def first_recorded_churn(tables: Tables, feature_config: FeatureConfig) -> pd.Timestamp | None:
@@ -173,7 +178,10 @@ def default_dates(
         raise ValueError(
             f"the data spans too little time: first usable date {start.date()} (first record "
             f"{first.date()} + {warmup} days of history) is after the last date with a complete "
-            f"{feature_config.churn.horizon_days}-day label, {end.date()}"
+            f"{feature_config.churn.horizon_days}-day label, {end.date()}; shorten the horizon "
+            "([features.churn] horizon_days), set fewer days of history before the first date "
+            "([training] warmup_days, in the data folder's config.toml or the import mapping), "
+            "or wait for more data"
         )
     every = config.every_days or step_for_span(start, end)
     steps = (end - start).days // every
