@@ -735,9 +735,20 @@ def score_command(
         for line in riskiest_lines(Path(run.partition), 5):
             typer.echo(line)
         # monitoring: new partitions, and those whose horizon has passed
-        _monitor(tables, out, name, segments, partition=Path(run.partition))
+        _monitor(
+            tables, out, name, segments, partition=Path(run.partition),
+            observed_until=_data_observed_until(data, config),
+        )  # fmt: skip
     else:
         typer.echo(f"monitoring: run `churn monitor --scores {out} --data {data}`")
+
+
+def _data_observed_until(data: Path, config: Path | None) -> str | None:
+    """The data folder's [features.churn] observed_until: until when churn is observed in the
+    data being monitored (a newer export's, not the one the model was trained on)."""
+    from features.config import feature_config_from_file
+
+    return feature_config_from_file(config_path_for_data(data, config)).churn.observed_until
 
 
 def _monitor(
@@ -747,15 +758,18 @@ def _monitor(
     segments: list[str] | None,
     out=None,
     partition: Path | None = None,
+    observed_until: str | None = None,
 ) -> None:
     """Run monitoring over a scores folder and print the latest partitions' verdicts; with
-    `partition` (this run's), its report.html gets the monitoring that includes this run."""
+    `partition` (this run's), its report.html gets the monitoring that includes this run.
+    observed_until: the data folder's (_data_observed_until)."""
     from reporting.report_html import REPORT_FILE, refresh_monitoring
     from serving.monitoring_job import PLOT_FILE, monitor_and_record, summary_lines
 
     result = monitor_and_record(
-        tables, scores, name, out=out, segments=segments, log=lambda m: typer.echo(m, err=True)
-    )
+        tables, scores, name, out=out, segments=segments, observed_until=observed_until,
+        log=lambda m: typer.echo(m, err=True),
+    )  # fmt: skip
     if partition is not None and out is None and (Path(partition) / REPORT_FILE).is_file():
         refresh_monitoring(Path(partition) / REPORT_FILE, result.entries)
     typer.echo(
@@ -797,7 +811,10 @@ def monitor_command(
     name = model_name_for_data(data, config, model_name)
     configure()
     segments = [s.strip() for s in by.split(",") if s.strip()] if by else None
-    _monitor(load_tables(data), scores, name, segments, out=out)
+    _monitor(
+        load_tables(data), scores, name, segments, out=out,
+        observed_until=_data_observed_until(data, config),
+    )  # fmt: skip
 
 
 @app.command("promote")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -202,12 +202,16 @@ def run_monitoring(
     segments: list[str] | None = None,
     reps: int = 200,
     out: str | Path | None = None,
+    observed_until: str | None = None,
     log: Log = print,
 ) -> MonitoringResult:
     """Examine every partition under scores_dir that is new, re-scored, or whose labels have
     matured since the previous monitoring run, keep the others' entries, and write the file
     (default SCORES/monitoring.json) atomically. `model_for(run.json contents)` gives the model
-    that scored a partition and its version (None: the partition is skipped and said so)."""
+    that scored a partition and its version (None: the partition is skipped and said so).
+    observed_until: the monitored data's [features.churn] observed_until (None: the data's
+    end). The model's own is that of the export it was trained on: a model trained on a cut
+    of 2018-11-12 had kept every later partition "not matured" on data to 2018-12-03."""
     scores_dir = Path(scores_dir)
     target = Path(out) if out is not None else scores_dir / MONITORING_FILE
     before = {}
@@ -230,7 +234,8 @@ def run_monitoring(
             continue
         model, version = found
         if observed is None:
-            observed, _ = observation_end(tables, model.features_config().churn)
+            churn = replace(model.features_config().churn, observed_until=observed_until)
+            observed, _ = observation_end(tables, churn)
         horizon = pd.Timedelta(days=int(model.features_config().churn.horizon_days))
         matured = as_of + horizon <= observed
         old = before.get(str(as_of.date()))
@@ -478,6 +483,7 @@ def monitor_and_record(
     *,
     out: str | Path | None = None,
     segments: list[str] | None = None,
+    observed_until: str | None = None,
     log: Log = print,
     client=None,
 ) -> MonitoringResult:
@@ -485,8 +491,9 @@ def monitor_and_record(
     it (run_monitoring, models from the registry), the figures of the examined partitions in
     MLflow (one run per model version), and the plot beside the monitoring file."""
     result = run_monitoring(
-        tables, scores_dir, registry_models(model_name, log), out=out, segments=segments, log=log
-    )
+        tables, scores_dir, registry_models(model_name, log), out=out, segments=segments,
+        observed_until=observed_until, log=log,
+    )  # fmt: skip
     if result.computed:
         log_monitoring(result.entries, model_name, result.computed, client=client)
     if result.entries:

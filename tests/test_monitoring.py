@@ -790,3 +790,31 @@ def test_the_plot_of_one_unmatured_run_spans_two_weeks_and_says_why_no_realized_
     assert high - low == pytest.approx(14.0)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert texts.count("realized figures appear once a run's horizon has passed") == 2
+
+
+def test_maturity_follows_the_monitored_data_not_the_export_the_model_was_trained_on(
+    demo_runs, tmp_path
+):
+    """A model trained on a cut with observed_until = the cut kept every later partition "not
+    matured" on data months newer (a Sparkify-shaped export). Maturity reads the monitored
+    data folder's observed_until (None: its end); the model's own is not used."""
+    from dataclasses import replace as copy_with
+
+    from serving.monitoring_job import run_monitoring
+
+    model, runs = demo_runs
+    tables, scores, before = runs["plain"]
+    config = dict(model.feature_config)
+    config["churn"] = {**dict(config.get("churn", {})), "observed_until": TRAINED_TO}
+    cut = copy_with(model, feature_config=config)
+    assert cut.features_config().churn.observed_until == TRAINED_TO
+    result = run_monitoring(
+        tables, scores, lambda info: (cut, "1"), out=tmp_path / "m.json", log=lambda _: None
+    )
+    assert [e["matured"] for e in result.entries] == [e["matured"] for e in before.entries]
+    assert any(e["matured"] for e in result.entries)
+    limited = run_monitoring(
+        tables, scores, lambda info: (cut, "1"), out=tmp_path / "l.json",
+        observed_until=str(RUN_DATES[0].date()), log=lambda _: None,
+    )  # fmt: skip
+    assert not any(e["matured"] for e in limited.entries)
