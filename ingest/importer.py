@@ -1054,7 +1054,10 @@ def _holds(cond: Condition, frame: pd.DataFrame, problems: _Problems) -> np.ndar
     """Per row: the condition is true (missing values never match in/equals/matches/below)."""
     values = frame[cond.column]
     present = values.notna().to_numpy()
-    if cond.op == "missing":
+    if cond.op == "missing":  # an empty text is missing, as an empty cell is (JSON's "")
+        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            blank = values.map(lambda v: isinstance(v, str) and not v.strip())
+            present = present & ~blank.to_numpy(dtype=bool)
         return ~present if cond.arg else present
     if cond.op in ("below", "above"):
         numbers, found = parse_numbers(values, cond.column)

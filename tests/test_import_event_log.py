@@ -87,6 +87,16 @@ def test_the_cancellation_date_comes_from_the_event_that_says_so(tmp_path):
     assert dropped == {t: {"logged-out page views": 1} for t in ("customers", "activity")}
 
 
+def test_an_empty_text_id_is_missing_like_a_null_one(tmp_path):
+    """Sparkify's logged-out rows have userId "" (not null): `missing = true` drops them too,
+    as the README says of an empty value; they had reached the customers table."""
+    blank = [*EVENTS[:-1], _event("", CANCELLED, "Home"), _event("  ", CANCELLED, "Home")]
+    tables, report = run_import(load_mapping(_log(tmp_path, blank)), tmp_path)
+    assert list(tables.customers["customer_id"]) == ["0042", "0043"]
+    dropped = {s.table: s.dropped for s in report.sources}
+    assert dropped == {t: {"logged-out page views": 2} for t in ("customers", "activity")}
+
+
 def test_the_first_of_two_cancellations_is_the_churn_date_with_min(tmp_path):
     again = _event("0042", CANCELLED + 7 * 86_400 * MS, "Cancellation Confirmation")
     tables, _ = run_import(load_mapping(_log(tmp_path, [*EVENTS, again])), tmp_path)
