@@ -319,7 +319,10 @@ def headline_cards(inputs: ReportInputs) -> str:
             "Revenue at risk",
             fmt.money(now.revenue_at_risk, currency),
             delta(now.revenue_at_risk, before.revenue_at_risk if before else None, "money"),
-            "probability x monthly revenue" + ("" if currency else " (no currency configured)"),
+            "not measured: the data has no revenue rows"
+            if now.revenue_at_risk is None
+            else "probability x monthly revenue"
+            + ("" if currency else " (no currency configured)"),
         ),
     ]
     if now.alerts is not None:

@@ -434,6 +434,10 @@ def report_from_sums(
         sums.metrics, t0, t1, has_revenue=has_revenue, observed_until=observed_until
     )
     risk = risk_from_sums(sums.risk)
+    if not has_revenue:  # no revenue rows: nothing measured, not revenue of 0
+        risk["revenue_at_risk"] = np.nan
+        money = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end")
+        metrics.loc[:, [c for c in money if c in metrics]] = np.nan
     report = metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
     # Said as the run dates ([previous run, this run): the run date is excluded, as features
     # exclude T), not as the instants just before them (2024-10-31 23:59:59.999999999).

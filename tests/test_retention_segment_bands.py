@@ -159,3 +159,20 @@ def test_the_service_answers_a_period_the_data_do_not_cover_with_the_field_to_ch
     seg = computed_report(served, partition, ["plan"], date(2024, 3, 1), date(2024, 4, 1))
     bands = seg[seg["dimension"] == "risk_band"].set_index("segment")
     assert bands.loc["high", "churn_rate"] == pytest.approx(0.5)
+
+
+def test_without_revenue_rows_revenue_at_risk_is_not_measured_rather_than_zero():
+    """A streaming log without payments: the report's headline read "Revenue at risk 0" and
+    segments.parquet revenue_at_risk 0.0; nothing was measured. The card says so."""
+    from reporting.report_html import ReportInputs, headline_cards, headline_of
+
+    seg = report(START_SCORES)
+    assert seg["revenue_at_risk"].isna().all() and seg["mrr_start"].isna().all()
+    summary = {"customers_scored": 4, "bands": {"high": 1}, "expected_churners": 1.2}
+    headline = headline_of(summary, seg, None)
+    assert headline.revenue_at_risk is None
+    inputs = ReportInputs(
+        as_of="2024-04-01", headline=headline, probabilities=NOW["churn_probability"].to_numpy(),
+        bands=NOW["risk_band"].to_numpy(), riskiest=pd.DataFrame(), segments=seg,
+    )  # fmt: skip
+    assert "not measured: the data has no revenue rows" in headline_cards(inputs)
