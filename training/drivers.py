@@ -507,6 +507,25 @@ def nothing_due_yet(names: list[str], values: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def not_overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
+    """(rows, features): True for the recency (days since the last event or active day) where
+    it is shorter than the customer's usual gap between active days: a silence the customer
+    usually keeps is no reason for risk. A streaming app's user read "No activity in the last 7
+    hours (usually active every 4 days)" as a reason; another "No activity in the last 8 days
+    (usually active every 16 days)" in the high band. Missing gaps never count."""
+    out = np.zeros((len(values), len(names)), dtype=bool)
+    gap = "active_gap_median_days"
+    if gap not in values.columns:
+        return out
+    usual = values[gap].to_numpy(dtype="float64", na_value=np.nan)
+    for name in _RECENCY_OF_RECORDS:
+        if name in names and name in values.columns:
+            x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                out[:, names.index(name)] = x < usual
+    return out
+
+
 _RECENCY_OF_RECORDS = (RECENCY_FEATURE, "days_since_last_active")
 
 
@@ -629,8 +648,10 @@ def top_drivers(
     make one driver (merge_same_facts)."""
     above_typical = np.asarray(points).sum(axis=1) > 0  # merges keep each row's sum
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
-    safe = nothing_due_yet(names, values) | recorded_in_the_latest_period(
-        names, values, activity_totals
+    safe = (
+        nothing_due_yet(names, values)
+        | recorded_in_the_latest_period(names, values, activity_totals)
+        | not_overdue(names, values)
     )
     if typical or safe_levels or safe_ranges:
         safe |= on_the_safe_side(names, values, typical or {}, safe_levels, safe_ranges)
