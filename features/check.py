@@ -1168,6 +1168,21 @@ def _churn_findings(
                 + _training_dates_note(training_dates),
             )
         )
+    span = (tables.data_end() - tables.history_start()) / pd.Timedelta(days=1)
+    longer = [w for w in config.windows if w > span]
+    if longer and span > 0:
+        kept = [w for w in config.windows if w <= span] or [max(1, int(span // 4))]
+        found.append(
+            Finding(
+                "warning",
+                "windows_longer_than_data",
+                f"the feature windows {longer} (days) are longer than the "
+                f"{fmt.duration_days(span)} of data: their counts are the whole history, and "
+                f'reasons would name {longer[-1]} days of it ("No thumbs up events in the last '
+                f'90 days" on a 6-week export); set [features] windows = {kept} or windows '
+                "that fit the data",
+            )
+        )
     return found
 
 

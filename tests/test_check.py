@@ -979,3 +979,20 @@ def test_activity_values_without_a_unit_get_a_note(clean):
     assert "value_unit" not in codes(
         check_tables(tables_of(customers, activity, revenue), declared)
     )
+
+
+def test_feature_windows_longer_than_the_data_are_flagged(clean):
+    """A 6-week export with the default 90-day window: its counts are the whole history, and a
+    reason read "No thumbs up events in the last 90 days". The check names the windows."""
+    customers, activity, revenue = clean
+    assert "windows_longer_than_data" not in codes(
+        check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    )
+    start = activity["at"].min()
+    short = activity[activity["at"] < start + pd.Timedelta(days=42)]
+    kept = customers[customers["customer_id"].isin(short["customer_id"])]
+    cut = start + pd.Timedelta(days=42)  # the export as known on its day: later churn unknown
+    kept = kept.assign(churned_at=kept["churned_at"].where(kept["churned_at"] < cut))
+    report = check_tables(tables_of(kept, short), CONTRACTUAL)
+    found = {f.code: f for f in report.findings}["windows_longer_than_data"]
+    assert "windows [90]" in found.message and "windows = [7, 30]" in found.message
