@@ -242,11 +242,13 @@ def label_mask(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndar
 
 def observation_end(tables: Tables, churn: ChurnDefinition) -> tuple[pd.Timestamp, str]:
     """The last instant at which churn is observed, and what sets it: the configured
-    observed_until (never later than the data's end), else the data's end."""
+    observed_until (never later than the day after the data's last record: an export cut on
+    a day holds records up to the evening before, and "observed until the cut" lost that last
+    day of labels), else the data's end."""
     data_end = tables.data_end()
     if churn.observed_until is not None:
         configured = pd.Timestamp(churn.observed_until)
-        if configured <= data_end:
+        if configured <= data_end.normalize() + pd.Timedelta(days=1):
             return configured, "churn is observed until ([features.churn] observed_until)"
     return data_end, "the data ends at"
 

@@ -63,6 +63,18 @@ def test_observed_until_later_than_the_data_is_bounded_by_the_data_end(tables):
         build_labels(tables, "2024-05-03", churn)
 
 
+def test_observed_until_the_day_after_the_last_record_counts_that_day(tables):
+    """A cut's export holds records up to the evening before the cut; observed until the cut
+    (the README's advice) had fallen back to the last record and lost a day of labels."""
+    evening = make_tables(
+        CUSTOMERS, [{**ACTIVITY[0], "at": "2024-06-01 23:55"}]
+    )  # data end: the evening before the cut
+    churn = ChurnDefinition(horizon_days=30, observed_until="2024-06-02")
+    assert last_labeled_date(evening, churn) == pd.Timestamp("2024-05-03")
+    later = ChurnDefinition(horizon_days=30, observed_until="2024-06-03")  # a day beyond
+    assert last_labeled_date(evening, later) == pd.Timestamp("2024-05-02")
+
+
 def test_training_dates_by_default_end_where_churn_is_observed(tables):
     config = FeatureConfig().with_churn(horizon_days=30, observed_until="2024-05-01")
     dates = default_dates(tables, config, TrainConfig(date_from="2024-02-01", every_days=10))
