@@ -749,3 +749,19 @@ def test_a_single_review_is_said_once_and_no_review_once():
         "Average review 3 of 5 over 2 reviews", "Last review 1 of 5"
     ]  # fmt: skip
     assert [d["reason"] for d in got[2]].count("No review yet") == 1
+
+
+def test_a_rising_or_unchanged_activity_trend_is_no_reason_for_risk():
+    """A 6-week streaming log read "Activity up 30% on the previous 30 days" as a risk reason
+    404 times (the earlier window reached before the export's start): a rise of something
+    whose rise lowers the risk is never a reason; a fall still is."""
+    names = ["events_trend_30d", "tickets_open"]
+    values = pd.DataFrame({"events_trend_30d": [0.3, 0.0, -0.3], "tickets_open": [1.0] * 3})
+    contrib = np.array([[0.5, 0.2]] * 3)
+    got = top_drivers(contrib, names, values, 2, contrib * 10).to_pylist()
+    assert [[d["feature"] for d in row] for row in got] == [
+        ["tickets_open"],
+        ["tickets_open"],
+        ["events_trend_30d", "tickets_open"],
+    ]
+    assert got[2][0]["reason"] == "Activity down 46% on the previous 30 days"
