@@ -819,15 +819,16 @@ def _period_end_findings(tables: Tables) -> list[Finding]:
 
 def _yearly_invoices_findings(tables: Tables, churn: ChurnDefinition) -> list[Finding]:
     """Subscriptions invoiced about once a year without a period_end
-    (retention.metrics.billed_about_yearly): MRR counts each yearly invoice in its month, so
+    (retention.metrics.yearly_billing): MRR counts each yearly invoice in its month, so
     the months between read as churned revenue (a gym's yearly plan read NRR 0 % and revenue
     churn 100 % while 94 % of its members stayed), and revenue at risk counts a year's fee in
     one month and nothing in the eleven others."""
-    from retention.metrics import billed_about_yearly, yearly_billing_matters
+    from retention.metrics import yearly_billing, yearly_billing_matters
 
     if churn.mode != "contractual":
         return []
-    yearly, compared = billed_about_yearly(tables.revenue)
+    yearly, customers = yearly_billing(tables.revenue)
+    compared = len(customers)
     if not yearly_billing_matters(len(yearly), compared):
         return []
     rev = tables.revenue

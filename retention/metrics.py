@@ -513,8 +513,9 @@ def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     ``at``); where the export says which invoices pay a period, the others are left out (not
     recurring: a gym's one-off starter pack)."""
     missing = np.iinfo(np.int64).min
-    month = _mrr_month_ordinal(invoices)
-    months = _months_paid(invoices)
+    spans = _paid_spans(invoices)
+    month = _mrr_month_ordinal(invoices, spans)
+    months = _months_paid(spans)
     row = np.flatnonzero(month != missing)
     counts = months[row]
     expanded = np.repeat(row, counts)
@@ -542,11 +543,11 @@ def _paid_spans(revenue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return start, end, known
 
 
-def _months_paid(invoices: pd.DataFrame) -> np.ndarray:
-    """Per row, the calendar months it pays for: round((period_end - start) / average month)
-    over its paid period (_paid_spans), at least one; one where the period is not known."""
-    months = np.ones(len(invoices), dtype=np.int64)
-    start, end, known = _paid_spans(invoices)
+def _months_paid(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per row of _paid_spans, the calendar months it pays for: round((period_end - start) /
+    average month), at least one; one where the period is not known."""
+    start, end, known = spans
+    months = np.ones(len(known), dtype=np.int64)
     covered = np.rint((end[known] - start[known]) / AVERAGE_MONTH_NS).astype(np.int64)
     months[known] = np.maximum(covered, 1)
     return months
@@ -554,8 +555,9 @@ def _months_paid(invoices: pd.DataFrame) -> np.ndarray:
 
 def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | None:
     """Per customer, the monthly revenue of the invoices issued before `as_of` whose paid
-    period (_paid_spans: [period or at, period_end)) holds the instant just before it, each its amount over the
-    months it pays for (_months_paid): what a customer pays per month now, for revenue at risk.
+    period (_paid_spans: [period or at, period_end)) holds the instant just before it, each
+    its amount over the months it pays for (_months_paid): what a customer pays per month
+    now, for revenue at risk.
     An annual customer who paid 1,200 ten months ago pays 100 a month, where the revenue of the
     last 30 days reads 0. None when the revenue rows carry no paid period (a shop), or bill in
     arrears (a postpaid bill after its month: no bill holds the run date yet); the revenue of
@@ -567,13 +569,14 @@ def paid_monthly_revenue(revenue: pd.DataFrame, as_of: Instant) -> pd.Series | N
     if not billed_in_advance(revenue, as_of):
         return None
     inv = revenue.loc[_invoice_mask(revenue)]
-    start, end, spans = _paid_spans(inv)
+    paid = _paid_spans(inv)
+    start, end, spans = paid
     if not spans.any():
         return None
     t = _timestamp(as_of, "as_of").value - 1
     at = _ns(inv["at"])
     now = spans & (at <= t) & (start <= t) & (t < end)
-    monthly = inv["amount"].to_numpy(dtype="float64")[now] / _months_paid(inv)[now]
+    monthly = inv["amount"].to_numpy(dtype="float64")[now] / _months_paid(paid)[now]
     ids = inv["customer_id"].astype("str").to_numpy()[now]
     return pd.Series(monthly, index=ids).groupby(level=0).sum()
 
@@ -590,13 +593,7 @@ YEARLY_MIN_CUSTOMERS = 5
 YEARLY_MIN_SHARE = 0.02
 
 
-def billed_about_yearly(revenue: pd.DataFrame) -> tuple[list[str], int]:
-    """The customers of _yearly_billing, and how many customers they are out of."""
-    yearly, compared = _yearly_billing(revenue)
-    return [str(c) for c in yearly], len(compared)
-
-
-def _yearly_billing(revenue: pd.DataFrame) -> tuple[pd.Index, pd.Index]:
+def yearly_billing(revenue: pd.DataFrame) -> tuple[pd.Index, pd.Index]:
     """Customers whose invoices without a paid period repeat a fee about once a year, and the
     customers with two fee invoices or more they are out of. Empty where any invoice
     carries a period_end (MRR then spreads each invoice over the months it pays: _paid_spans).
@@ -642,12 +639,15 @@ def _invoice_mask(revenue: pd.DataFrame) -> np.ndarray:
     return (kind.isna() | (kind == "invoice")).to_numpy(dtype=bool)
 
 
-def _mrr_month_ordinal(invoices: pd.DataFrame) -> np.ndarray:
-    """Month number paid for, per invoice row: of its paid period's start (_paid_spans), else
-    of its period; with neither column, of ``at``. The NaT sentinel where the export says
-    which invoices pay a period (a period or period_end on some row) and this one pays none."""
+def _mrr_month_ordinal(
+    invoices: pd.DataFrame, spans: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Month number paid for, per invoice row: of its paid period's start (`spans`, the rows'
+    _paid_spans), else of its period; with neither column, of ``at``. The NaT sentinel where
+    the export says which invoices pay a period (a period or period_end on some row) and this
+    one pays none."""
     missing = np.iinfo(np.int64).min
-    start, _, known = _paid_spans(invoices)
+    start, _, known = spans
     if "period" in invoices:
         ns = np.where(known, start, _ns(invoices["period"]))
     elif known.any():
@@ -658,6 +658,9 @@ def _mrr_month_ordinal(invoices: pd.DataFrame) -> np.ndarray:
     ok = ns != missing
     out[ok] = _unit_ordinal(ns[ok], "month")
     return out
+
+
+MRR_MOVEMENTS = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end")
 
 
 def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
@@ -828,12 +831,13 @@ def per_customer_metrics(
     frame["detractor"] = detractor.astype("int64")
     # Subscriptions billed yearly without a period_end: their MRR cannot be read by month
     # (metrics_from_sums then measures no NRR and revenue churn, and says why).
+    none = pd.Index([], dtype="str")
     yearly, compared = (
-        _yearly_billing(tables.revenue) if churn_mode == "contractual" else (None, None)
+        yearly_billing(tables.revenue) if churn_mode == "contractual" else (none, none)
     )
     ids = frame.index.astype("str")
-    frame["billed_yearly"] = ids.isin(yearly).astype("int64") if yearly is not None else 0
-    frame["fee_invoiced_twice"] = ids.isin(compared).astype("int64") if compared is not None else 0
+    frame["billed_yearly"] = ids.isin(yearly).astype("int64")
+    frame["fee_invoiced_twice"] = ids.isin(compared).astype("int64")
     return frame
 
 
@@ -1015,8 +1019,7 @@ def metrics_from_sums(
                 "between renewals as lost revenue; map period_end (the end of the period each "
                 "invoice pays) to measure NRR and revenue churn"
             )
-            movements = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr")
-            out.loc[:, [*movements, "mrr_end"]] = np.nan  # what the months between misread
+            out.loc[:, list(MRR_MOVEMENTS)] = np.nan  # what the months between misread
     out["mrr_note"] = note
     if note:
         out["gross_revenue_churn"] = np.nan
@@ -1080,7 +1083,7 @@ def _derive_metrics(
         out["churn_low"], out["churn_high"] = wilson_interval(lost, s, confidence)
         out["small_group"] = s < min_group_size
         m0 = col("mrr_start")
-        for name in ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end"):
+        for name in MRR_MOVEMENTS:
             out[name] = col(name)
         exp, con, chu = col("expansion"), col("contraction"), col("churned_mrr")
         out["gross_revenue_churn"] = np.where(m0 > 0, (con + chu) / m0, np.nan)
@@ -1702,7 +1705,8 @@ def revenue_cohort_retention(
     paid = monthly[monthly["mrr"] > 0]
     first_paid = paid.groupby("customer")["month"].min()
     delay = first_paid - signup_month[first_paid.index.to_numpy()]
-    first_paid = first_paid[delay <= FIRST_PAID_MONTHS]
+    delay = delay[delay <= FIRST_PAID_MONTHS]
+    first_paid = first_paid[delay.index]
     per = monthly[monthly["customer"].isin(first_paid.index)]
     per = per.assign(period=per["month"] - per["customer"].map(first_paid))
     per = per[per["period"] >= 0]
@@ -1711,8 +1715,7 @@ def revenue_cohort_retention(
     base = per.loc[per["period"] == 0, ["customer", "mrr"]]
     per = per.assign(cohort=signup_month[per["customer"].to_numpy()], paying=per["mrr"] > 0)
     base = base.assign(
-        cohort=signup_month[base["customer"].to_numpy()],
-        delay=(first_paid[base["customer"]] - signup_month[base["customer"].to_numpy()]).to_numpy(),
+        cohort=signup_month[base["customer"].to_numpy()], delay=base["customer"].map(delay)
     )
     sizes = pd.Series(signup_month[in_scope]).value_counts()
     starts = base.groupby("cohort").agg(

@@ -41,6 +41,7 @@ from retention.metrics import (
     ALL,
     METRIC_COLUMNS,
     MISSING_SEGMENT,
+    MRR_MOVEMENTS,
     UNSCORED_SEGMENT,
     PeriodNotCovered,
     check_period_covered,
@@ -436,8 +437,7 @@ def report_from_sums(
     risk = risk_from_sums(sums.risk)
     if not has_revenue:  # no revenue rows: nothing measured, not revenue of 0
         risk["revenue_at_risk"] = np.nan
-        money = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end")
-        metrics.loc[:, [c for c in money if c in metrics]] = np.nan
+        metrics.loc[:, [c for c in MRR_MOVEMENTS if c in metrics]] = np.nan
     report = metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
     # Said as the run dates ([previous run, this run): the run date is excluded, as features
     # exclude T), not as the instants just before them (2024-10-31 23:59:59.999999999).

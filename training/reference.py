@@ -400,27 +400,28 @@ def said_by_categories(
     that one plan far above the others (a yearly fee of 334.80) does not make an amount that
     varies within the rest (by seats) look determined."""
     out: dict[str, str] = {}
-    cats = [c for c in categorical if c in rows]
+    # each category's level codes once (-1: missing), not once per numeric feature
+    cats = {c: pd.factorize(rows[c].astype("string"))[0] for c in categorical if c in rows}
     for name in numeric:
         if name not in rows or not cats:
             continue
-        x = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype="float64")
+        x = _numbers(name, rows[name])
         best, share_best = None, SAID_BY_SHARE
-        for cat in cats:
-            levels = rows[cat].astype("string")
-            ok = ~np.isnan(x) & levels.notna().to_numpy()
+        for cat, all_codes in cats.items():
+            ok = ~np.isnan(x) & (all_codes >= 0)
             n = int(ok.sum())
             if n < MIN_LEVEL_ROWS:
                 continue
-            codes, uniques = pd.factorize(levels[ok])
-            k = len(uniques)
+            codes = all_codes[ok]
+            counts = np.bincount(codes)
+            k = int((counts > 0).sum())
             if not 2 <= k <= SAID_BY_MAX_LEVELS or n <= k:
                 continue
             logs = np.sign(x[ok]) * np.log1p(np.abs(x[ok]))
             total = float(((logs - logs.mean()) ** 2).sum())
             if total <= 0:
                 continue
-            means = np.bincount(codes, logs) / np.bincount(codes)
+            means = np.bincount(codes, logs) / np.maximum(counts, 1)
             within = float(((logs - means[codes]) ** 2).sum())
             share = 1.0 - (within / (n - k)) / (total / (n - 1))
             if share >= share_best:
