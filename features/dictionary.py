@@ -16,9 +16,10 @@ Numbers in sentences go through reporting.formatting (durations, percentages, mo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -143,23 +144,20 @@ def _count_sentence(
     window: int | None = None,
     none: str | None = None,
     where: str = "",
+    activity: bool = False,
 ) -> Sentence:
     """'3 support tickets in the last 90 days' (a window, or `where`); `none` for a zero. A
-    window longer than the customer's tenure (context tenure_days) is said as the time since
-    signup: a streaming app's user of 2 hours had read "No thumbs up events in the last 90
-    days" on a 6-week export."""
+    window that reaches back before the customer's signup, or for activity counts before the
+    first recorded activity (_covered), is said as the time since then: a streaming app's user
+    of 2 hours had read "No thumbs up events in the last 90 days" on a 6-week export."""
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         if window is not None:
             where_ = f" in the last {_days(window)}"
         else:
             where_ = f" {where}" if where else ""
-        tenure = _ctx(context, "tenure_days") if window is not None else None
-        since = (
-            f" since signing up {fmt.duration_days(tenure)} ago"
-            if tenure is not None and 0 <= tenure < window
-            else None
-        )
+        covered = _covered(context, window, activity) if window is not None else None
+        since = _since(covered) if covered else None
         if round(float(value)) == 0 and none is not None:
             return none.replace(where_, since) if since and where_ in none else none
         return _n(value, singular, plural) + (since or where_)
@@ -318,14 +316,16 @@ def _value_window(window: int, unit: str | None = None) -> Sentence:
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         v = float(value)
+        covered = _covered(context, window, activity=True)
+        where = _since(covered) if covered else f" in the last {_days(window)}"
         if round(v, 2) == 0:
             if _ctx(context, f"events_{window}d") == 0:  # no value because no activity
-                return f"No activity in the last {_days(window)}"
-            return f"No {unit or 'activity value'} in the last {_days(window)}"
+                return f"No activity{where}"
+            return f"No {unit or 'activity value'}{where}"
         shown = fmt.number(v, 0 if abs(v) >= 100 else 1)
         if unit:
-            return f"{shown} {unit} in the last {_days(window)}"
-        return f"Activity value {shown} in the last {_days(window)}"
+            return f"{shown} {unit}{where}"
+        return f"Activity value {shown}{where}"
 
     return sentence
 
@@ -344,7 +344,7 @@ def _value_entry(feature: str, unit: str) -> FeatureEntry | None:
         w = _w(match)
         return _entry(
             f"{words[:1].upper()}{words[1:]} in {_days(w)}", words, LOWERS, _value_window(w, words),
-            context=(f"events_{w}d",),
+            context=(f"events_{w}d", *SPAN_CONTEXT),
         )  # fmt: skip
     match = _VALUE_TREND.fullmatch(feature)
     if match:
@@ -634,7 +634,9 @@ def _in_whole_periods(feature: str, entry: FeatureEntry, period: str) -> Feature
             text = text.replace("Events", "Records")
         return text
 
-    return _reworded(entry, words)
+    # A month's total is stamped at its end: the first record's age is no bound on the window.
+    context = tuple(c for c in entry.context if c != "days_since_first_event")
+    return replace(_reworded(entry, words), context=context)
 
 
 # Revenue windows counted in calendar months (FeatureConfig.revenue_windows "month"): 30 days are
@@ -721,11 +723,20 @@ def _totals_entry(feature: str, period: str) -> FeatureEntry | None:
 
 
 def _active_days(window: int) -> Sentence:
+    """'Active on 12 of the last 30 days'; of the days since signup or since the first recorded
+    activity where the window reaches back before them (_covered)."""
+
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         n = round(float(value))
+        covered = _covered(context, window, activity=True)
         if n == 0:  # said as the events' zero says it: one fact, one sentence
-            return f"No activity in the last {_days(window)}"
-        return f"Active on {fmt.count(n)} of the last {_days(window)}"
+            return "No activity" + (_since(covered) if covered else f" in the last {_days(window)}")
+        if covered is None:
+            return f"Active on {fmt.count(n)} of the last {_days(window)}"
+        days = math.ceil(covered[0])  # the calendar days back to it, today's included
+        if days <= n:
+            return f"Active every day{_since(covered)}"
+        return f"Active on {fmt.count(n)} of the {days} days since {covered[1]}"
 
     return sentence
 
@@ -820,6 +831,33 @@ EntryFactory = Callable[[re.Match[str]], FeatureEntry]
 
 def _w(match: re.Match[str]) -> int:
     return int(match.group("w"))
+
+
+# The context an activity window's sentence reads to say how much of the window the customer's
+# recorded life covers (_covered).
+SPAN_CONTEXT = ("tenure_days", "days_since_first_event")
+
+
+def _covered(context: Context, window: int, activity: bool) -> tuple[float, str] | None:
+    """Where a window reaches back before what is known of the customer: (days, since what).
+    Since signup when the tenure (context tenure_days) is shorter than the window; for
+    activity counts, else since the first recorded activity (days_since_first_event) when that
+    is shorter: an export that starts 49 days before T holds no activity before it, and "Active
+    on 12 of the last 90 days" read as a fifth of the days where it was a quarter. None when the
+    window lies within both."""
+    tenure = _ctx(context, "tenure_days")
+    if tenure is not None and 0 <= tenure < window:
+        return tenure, "signing up"
+    first = _ctx(context, "days_since_first_event") if activity else None
+    if first is not None and 0 <= first < window:
+        return first, "the first recorded activity"
+    return None
+
+
+def _since(covered: tuple[float, str]) -> str:
+    """' since signing up 5 days ago', ' since the first recorded activity 7 weeks ago'."""
+    days, what = covered
+    return f" since {what} {fmt.duration_days(days)} ago"
 
 
 _FIXED: dict[str, FeatureEntry] = {
@@ -939,8 +977,9 @@ def _event_counts(m: re.Match[str]) -> FeatureEntry:
     w, event = _w(m), _words(m.group("event"))
     return _entry(
         f"{event.capitalize()} events in {_days(w)}", "events", DEPENDS,
-        _count_sentence(f"{event} event", window=w, none=f"No {event} events in the last {_days(w)}"),
-        context=("tenure_days",),
+        _count_sentence(f"{event} event", window=w, none=f"No {event} events in the last {_days(w)}",
+                        activity=True),
+        context=SPAN_CONTEXT,
     )  # fmt: skip
 
 
@@ -990,16 +1029,25 @@ def _seats_in_use(window: int) -> Sentence:
 
 
 def _windowed(
-    label: str, unit: str, direction: int, singular: str, none: str, plural: str | None = None
+    label: str,
+    unit: str,
+    direction: int,
+    singular: str,
+    none: str,
+    plural: str | None = None,
+    activity: bool = False,
 ) -> EntryFactory:
-    """A count over a window: label and sentence with the window's length."""
+    """A count over a window: label and sentence with the window's length (or the time since
+    signup, or for `activity` counts since the first recorded activity, where the window
+    reaches back before them: _covered)."""
 
     def make(m: re.Match[str]) -> FeatureEntry:
         w = _w(m)
         return _entry(
             f"{label} in {_days(w)}", unit, direction,
-            _count_sentence(singular, plural, window=w, none=none.format(w=_days(w))),
-            context=("tenure_days",),
+            _count_sentence(singular, plural, window=w, none=none.format(w=_days(w)),
+                            activity=activity),
+            context=SPAN_CONTEXT if activity else ("tenure_days",),
         )  # fmt: skip
 
     return make
@@ -1010,22 +1058,24 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
     (re.compile(p), factory)
     for p, factory in [
         (r"events_(?P<w>\d+)d", _windowed(
-            "Events", "events", LOWERS, "event", "No activity in the last {w}")),
+            "Events", "events", LOWERS, "event", "No activity in the last {w}", activity=True)),
         (r"active_days_(?P<w>\d+)d", lambda m: _entry(
-            f"Active days in {_days(_w(m))}", "days", LOWERS, _active_days(_w(m)))),
+            f"Active days in {_days(_w(m))}", "days", LOWERS, _active_days(_w(m)),
+            context=SPAN_CONTEXT)),
         (r"event_types_(?P<w>\d+)d", _windowed(
             "Kinds of activity", "event types", LOWERS, "kind of activity",
-            "No activity in the last {w}", "kinds of activity")),
+            "No activity in the last {w}", "kinds of activity", activity=True)),
         (r"value_(?P<w>\d+)d", lambda m: _entry(
             f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)),
-            context=(f"events_{_w(m)}d",))),
+            context=(f"events_{_w(m)}d", *SPAN_CONTEXT))),
         (NO_ACTIVITY_CHANCE, lambda m: _entry(
             f"Chance of no activity in the next {_days(_w(m))} (BG/NBD)", "share", RAISES,
             _no_activity_chance(_w(m)), "Too little activity to estimate the buying pattern")),
         (r"events_trend_(?P<w>\d+)d", _trend_entry("Activity", "Activity")),
         (r"active_users_trend_(?P<w>\d+)d", _trend_entry("Active users", "Active users")),
         (r"active_users_(?P<w>\d+)d", _windowed(
-            "Active users", "users", LOWERS, "active user", "No active user in the last {w}")),
+            "Active users", "users", LOWERS, "active user", "No active user in the last {w}",
+            activity=True)),
         (r"seat_utilization_(?P<w>\d+)d", lambda m: _entry(
             f"Seats in use in {_days(_w(m))}", "share of seats", LOWERS, _seats_in_use(_w(m)),
             "Seats unknown", context=(f"active_users_{_w(m)}d",))),

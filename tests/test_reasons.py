@@ -15,7 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from features.config import FeatureConfig, config_path_for_data, feature_config_from_file
-from features.dictionary import DEPENDS, LOWERS, RAISES, UnknownFeature, describe, reason
+from features.dictionary import (
+    DEPENDS,
+    LOWERS,
+    RAISES,
+    SPAN_CONTEXT,
+    UnknownFeature,
+    describe,
+    reason,
+)
 from features.io import load_tables
 from features.signals import build_features, feature_names, resolve_config
 from ingest.demo_data import DemoConfig, write_demo
@@ -425,3 +433,41 @@ def test_a_window_longer_than_the_customer_is_said_as_the_time_since_signup():
     assert describe("events_30d").text(0, {"tenure_days": 5.0}) == (
         "No activity since signing up 5 days ago"
     )
+
+
+def test_a_window_longer_than_the_recorded_activity_is_said_as_the_time_since_it():
+    """A 6-week export of a streaming app: users who signed up a year before it read "Active on
+    12 of the last 90 days" (a quarter of the 49 days on record read as a seventh) and "No
+    thumbs up events in the last 90 days". Activity windows that reach back before the first
+    recorded activity say the time since it; payments, which activity does not bound, do not;
+    over period totals (a month's total stamped at its end) the first record's age is no
+    bound."""
+    old_user = {"tenure_days": 400.0, "days_since_first_event": 48.6}
+    active = describe("active_days_90d")
+    assert set(SPAN_CONTEXT) <= set(active.context)
+    assert (
+        active.text(12, old_user) == "Active on 12 of the 49 days since the first recorded activity"
+    )
+    assert active.text(49, old_user) == (
+        "Active every day since the first recorded activity 49 days ago"
+    )
+    assert active.text(12, {"tenure_days": 400.0, "days_since_first_event": 120.0}) == (
+        "Active on 12 of the last 90 days"
+    )
+    assert active.text(3, {"tenure_days": 5.0, "days_since_first_event": 5.0}) == (
+        "Active on 3 of the 5 days since signing up"
+    )
+    assert describe("thumbs_up_events_90d").text(0, old_user) == (
+        "No thumbs up events since the first recorded activity 49 days ago"
+    )
+    assert describe("events_90d").text(12, old_user) == (
+        "12 events since the first recorded activity 49 days ago"
+    )
+    assert describe("events_30d").text(12, old_user) == "12 events in the last 30 days"
+    listened = describe("value_90d", value_unit="seconds listened")
+    assert listened.text(6861, {**old_user, "events_90d": 30}) == (
+        "6,861 seconds listened since the first recorded activity 49 days ago"
+    )
+    assert describe("payments_90d").text(0, old_user) == "No payments in the last 90 days"
+    monthly = describe("events_90d", activity_totals="month")
+    assert "days_since_first_event" not in monthly.context and "tenure_days" in monthly.context
