@@ -73,12 +73,25 @@ def importance_of(model: ChurnModel) -> dict[str, float]:
 
 
 def labels_for(
-    tables: Tables, as_of: pd.Timestamp, model: ChurnModel, ids: np.ndarray
+    tables: Tables,
+    as_of: pd.Timestamp,
+    model: ChurnModel,
+    ids: np.ndarray,
+    observed_until: pd.Timestamp,
 ) -> np.ndarray:
     """The realized label (features.labels) of each scored customer for [T, T + horizon) under
-    the model's churn definition."""
+    the model's churn definition, on a label window that ends by the monitored data's
+    `observed_until` (run_monitoring). The model's own observed_until is the training
+    export's, and cancellations after it do not count: a model trained on a 7-week export cut
+    on 2018-10-01 read its first partition's churn as 0 % (0 of 1,964 customers, where 147 had
+    cancelled) on data to 2018-10-15, and said "retrain"."""
     churn = model.features_config().churn
-    churned = label_mask(tables, as_of, churn)
+    if as_of + pd.Timedelta(days=churn.horizon_days) > observed_until:
+        raise ValueError(
+            f"partition as_of={as_of.date()}: its {churn.horizon_days}-day label window ends "
+            f"after the data's observation end ({observed_until}): not matured yet"
+        )
+    churned = label_mask(tables, as_of, replace(churn, observed_until=None))
     known = tables.cache.get("monitoring_customer_index")
     if known is None:  # built once per loaded tables: 52 partitions share it
         known = pd.Index(tables.customers["customer_id"].astype("str"))
@@ -174,7 +187,9 @@ def examine_partition(
     realized = None
     if entry["matured"]:
         frame = frame.assign(
-            churned=labels_for(tables, as_of, model, scores["customer_id"].to_numpy())
+            churned=labels_for(
+                tables, as_of, model, scores["customer_id"].to_numpy(), matured_until
+            )
         )
         realized = realized_metrics(frame["churned"].to_numpy(), p)
         entry["realized"] = realized

@@ -813,6 +813,11 @@ def test_maturity_follows_the_monitored_data_not_the_export_the_model_was_traine
     )
     assert [e["matured"] for e in result.entries] == [e["matured"] for e in before.entries]
     assert any(e["matured"] for e in result.entries)
+    # Realized churn counts the cancellations after the model's observed_until too (a 7-week
+    # export's first partition had read 0 of 1,964 churned, where 147 had).
+    churners = [(e.get("realized") or {}).get("churners") for e in result.entries]
+    assert churners == [(e.get("realized") or {}).get("churners") for e in before.entries]
+    assert any(c for c in churners)
     limited = run_monitoring(
         tables, scores, lambda info: (cut, "1"), out=tmp_path / "l.json",
         observed_until=str(RUN_DATES[0].date()), log=lambda _: None,
