@@ -695,7 +695,7 @@ def score_command(
         run = spark_run_scoring(
             spark, data, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, buckets=buckets, log=progress, force=force,
-            currency=settings.currency,
+            currency=settings.currency, observed_until=_data_observed_until(data, config),
         )  # fmt: skip
     else:
         from features.io import load_tables
@@ -708,6 +708,7 @@ def score_command(
         run = run_scoring(
             tables, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, log=progress, settings=settings,
+            observed_until=_data_observed_until(data, config),
         )  # fmt: skip
     run_id = log_scoring_run(run, name, champion.version)
     deliver_from_env(out, log=progress)  # this run's alerts and any left pending before

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -459,6 +459,14 @@ def paid_period_ended(
     return ended, paid_period_warning(ended, len(features), churn, as_of)
 
 
+def scored_data_churn(model: ChurnModel, observed_until: str | None) -> ChurnDefinition:
+    """The model's churn definition with the scored data's observed_until (None: churn recorded
+    as it happens). The model's own is the training export's: scored on an export two weeks
+    newer, a model trained on a cut of 2018-10-01 left every later retention report unmeasured
+    ("the period ends after the day churn is recorded until")."""
+    return replace(model.features_config().churn, observed_until=observed_until)
+
+
 def paid_period_warning(
     ended: int, scored: int, churn: ChurnDefinition, as_of: pd.Timestamp
 ) -> str | None:
@@ -493,13 +501,15 @@ def segment_report(
     *,
     start_scores: pd.DataFrame | None = None,
     measure_retention: bool = True,
+    churn: ChurnDefinition | None = None,
 ) -> pd.DataFrame:
     """Retention metrics over (period_start, as_of] and the risk view, per segment, one table;
     the risk_band rows by the band at the start of the period (see segment_sums_for).
     Raises PeriodNotCovered (retention.metrics) when the data do not cover the period, unless
     measure_retention is False: then the retention columns are left empty (not measured) and
-    the risk view stands alone."""
-    churn = model.features_config().churn
+    the risk view stands alone. churn: the definition with the scored data's observed_until
+    (scored_data_churn; None: the model's own)."""
+    churn = churn or model.features_config().churn
     t0, t1 = _report_period(period_start, as_of)
     if measure_retention:
         check_period_covered(
@@ -561,15 +571,19 @@ def run_scoring(
     chunk_rows: int = 100_000,
     log: Log = print,
     settings: ScoringConfig | None = None,
+    observed_until: str | None = None,
 ) -> ScoringRun:
     """Build features as of the run date with the model's own configuration, score, compare with
     the previous partition, and write this run's partition atomically. Scores and
     contributions are streamed to the partition chunk by chunk; the run keeps only the slim
     columns (id, probability, band, change) in memory. run.json records the data's end
-    (data_end), as the Spark engine's does, so the service can check the run date against it."""
+    (data_end), as the Spark engine's does, so the service can check the run date against it.
+    observed_until: the scored data's [features.churn] observed_until (None: churn recorded as
+    it happens), for the retention report and the paid-period warning (scored_data_churn)."""
     t = as_of_timestamp(as_of)
     model_info = {"data_end": tables.data_end().isoformat(), **(model_info or {})}
     config = model.features_config()
+    churn = scored_data_churn(model, observed_until)
     stale = stale_tables(tables, t)
     for warning in stale:
         log(f"warning: {warning}")
@@ -579,7 +593,7 @@ def run_scoring(
         raise ValueError(
             f"no customers are eligible on {t.date()}: check the run date against the data"
         )
-    ended, ended_warning = paid_period_ended(features, config.churn, t)
+    ended, ended_warning = paid_period_ended(features, churn, t)
     if ended_warning:
         log(f"warning: {ended_warning}")
     previous = previous_partition(out_dir, t)
@@ -620,13 +634,14 @@ def run_scoring(
         start = start_bands(out_dir, period_start) if previous is not None else None
         try:
             segments = segment_report(
-                tables, scored, features, model, period_start, t, by, start_scores=start
-            )
+                tables, scored, features, model, period_start, t, by, start_scores=start,
+                churn=churn,
+            )  # fmt: skip
         except PeriodNotCovered as err:  # a run date past the data (forced): risk view only
             log(f"segment report: retention not measured, the risk view stands alone: {err}")
             segments = segment_report(
                 tables, scored, features, model, period_start, t, by, start_scores=start,
-                measure_retention=False,
+                measure_retention=False, churn=churn,
             )  # fmt: skip
         if start is None:
             log(f"segment report: {band_rows_note(start, period_start)}")

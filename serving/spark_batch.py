@@ -63,6 +63,7 @@ from serving.batch import (
     report_plan,
     report_segments,
     run_summary,
+    scored_data_churn,
     segment_sums_for,
 )
 from serving.partitions import refuse_run_date
@@ -258,9 +259,11 @@ def spark_run_scoring(
     log: Log = print,
     force: bool = False,
     currency: str | None = None,
+    observed_until: str | None = None,
 ) -> ScoringRun:
     """serving.batch.run_scoring on Spark: the data folder and the partitions are Parquet paths
-    (local or a cluster's file system); the result has the same rows and values.
+    (local or a cluster's file system); the result has the same rows and values (observed_until
+    as there: the scored data's).
 
     The run date is checked as `churn score` checks it on the pandas engine
     (serving.partitions.refuse_run_date: not in the future, not further past the data's end
@@ -341,7 +344,8 @@ def spark_run_scoring(
         ended = 0  # as serving.batch.paid_period_ended counts them
         if PAID_PERIOD_FEATURE in feature_schema.names:
             ended = customers.where(customers[FEATURE_PREFIX + PAID_PERIOD_FEATURE] < 0).count()
-            warning = paid_period_warning(ended, scored, config.churn, t)
+            churn = scored_data_churn(model, observed_until)
+            warning = paid_period_warning(ended, scored, churn, t)
             if warning:
                 log(f"warning: {warning}")
         summary["paid_period_ended"] = ended

@@ -765,3 +765,29 @@ def test_a_rising_or_unchanged_activity_trend_is_no_reason_for_risk():
         ["events_trend_30d", "tickets_open"],
     ]
     assert got[2][0]["reason"] == "Activity down 46% on the previous 30 days"
+
+
+def test_retention_is_measured_until_the_scored_datas_observed_until_not_the_models(
+    small_champion, tmp_path
+):
+    """A model trained on an export cut with observed_until = the cut left every later run's
+    retention report unmeasured on exports weeks newer ("the period ends after the day churn is
+    recorded until"). The run reads the scored data's observed_until (None: churn recorded as it
+    happens); the model's own is the training export's."""
+    from dataclasses import replace as copy_with
+
+    model, version = small_champion.champion.model, small_champion.champion.version
+    config = dict(model.feature_config)
+    config["churn"] = {**dict(config.get("churn", {})), "observed_until": "2024-10-01"}
+    cut = copy_with(model, feature_config=config)
+    assert cut.features_config().churn.observed_until == "2024-10-01"
+    quiet = lambda _: None  # noqa: E731
+    run = run_scoring(small_champion.tables, RUN_2, cut, version, tmp_path / "a", log=quiet)
+    overall = run.segments[run.segments["dimension"] == "all"].iloc[0]
+    assert overall["crr"] > 0 and overall["customers_start"] > 0
+    late = run_scoring(
+        small_champion.tables, RUN_2, cut, version, tmp_path / "b", log=quiet,
+        observed_until="2024-11-20",
+    )  # fmt: skip
+    overall = late.segments[late.segments["dimension"] == "all"].iloc[0]
+    assert pd.isna(overall["crr"]) and overall["customers_scored"] == len(late.scores)
