@@ -275,6 +275,11 @@ def run_cut(
     for score in CALIBRATED:
         m = binary_metrics(y, scores[score])
         result.update({f"{score}_log_loss": m["log_loss"], f"{score}_ece": m["ece"]})
+    # Calibration in the large: the mean probability against the share that churned.
+    result["project_mean"], result["churn_rate"] = (
+        float(np.mean(scores["project"])),
+        float(y.mean()),
+    )
     _values, counts = np.unique(scores["project"], return_counts=True)
     result["max_tie_share"] = counts.max() / len(y)
     holdout = fitted.evaluation.holdout
@@ -562,6 +567,7 @@ def table(results: list[dict]) -> pd.DataFrame:
     for metric in ("auc", "pr", "lift"):
         cols += [f"{s}_{metric}" for s in SCORES if f"{s}_{metric}" in frame]
     cols += [f"{s}_{m}" for s in CALIBRATED for m in ("log_loss", "ece")]
+    cols += ["project_mean", "churn_rate"]
     cols += ["registered", "backtest_auc", "backtest_ci", "backtest_logistic_auc", "rounds_backtest",
              "rounds_hindsight", "rounds", "leaves", "max_tie_share", "trained_until", "fit_s"]  # fmt: skip
     return frame[[c for c in cols if c in frame]]

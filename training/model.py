@@ -178,7 +178,10 @@ class LinearTerm:
       scores, sometimes hundreds of customers with different features) are ordered by it.
     Its coefficients respect the monotone constraints (a coefficient against a feature's known
     direction is zero), and it is additive per feature (each feature's term is part of its
-    contribution, so drivers still sum to the score); a missing value adds nothing."""
+    contribution, so drivers still sum to the score); a missing value adds nothing. Like the
+    trees it does not extrapolate: a value beyond the fitting rows' range counts as the range's
+    edge (on a 7-week export, counts grew with the export's age past every training value, and
+    the term alone lifted the mean probability from 9.0 % to 11.7 % in four weeks)."""
 
     columns: list[str]  # numeric features
     center: np.ndarray
@@ -190,6 +193,10 @@ class LinearTerm:
     levels: dict[str, list[str]] | None = None  # category -> its levels, in coefficient order
     level_coef: dict[str, np.ndarray] | None = None  # category -> log-odds per level
     spread: float = 0.0  # standard deviation of the summed terms over the fitting rows
+    # The fitting rows' range of each column (signed log): values beyond it are taken at its
+    # edge, as the trees take them (None: models trained before it extrapolate).
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
 
     @property
     def feature_columns(self) -> list[str]:
@@ -242,7 +249,11 @@ class LinearTerm:
         for c, values in levels.items():
             level_coef[c] = weights[at : at + len(values)] * ratio
             at += len(values)
-        return cls(columns, center, scale, coef * ratio, True, levels, level_coef, spread)
+        low = np.nanmin(x, axis=0) if columns else np.zeros(0)
+        high = np.nanmax(x, axis=0) if columns else np.zeros(0)
+        return cls(
+            columns, center, scale, coef * ratio, True, levels, level_coef, spread, low, high
+        )
 
     def scaled_to(self, spread: float) -> LinearTerm:
         """The same regression with `spread` log-odds of standard deviation over its fitting
@@ -261,6 +272,8 @@ class LinearTerm:
         x = transformed[self.columns].to_numpy(dtype=float)
         if self.log_scaled:
             x = signed_log1p(x)
+        if self.low is not None and self.high is not None:
+            x = np.clip(x, self.low, self.high)  # NaN stays missing
         parts = [np.nan_to_num((x - self.center) / self.scale, nan=0.0) * self.coef]
         for c, values in (self.levels or {}).items():
             parts.append((_one_hot(transformed[c], len(values)) @ self.level_coef[c])[:, None])

@@ -296,14 +296,18 @@ def dates_psi(
 # over its history: two years put about 1 % of them in a week).
 CENSORED_SHARE = 0.05
 CENSORED_DAYS = 7.0
-PILE_UP_FACTOR = 5.0  # times the rows a span holds when first activities spread evenly
+PILE_UP_FACTOR = 5.0  # times the rows each other span of the history holds, on average
+MIN_SPANS = 3.0  # the history before a date, in spans, for its rows to show a pile-up
 
 
 def first_activity_piles_up(rows: pd.DataFrame) -> bool:
     """Whether the rows' first activities pile up in a few days (the export's start, or a
     business's launch): at least CENSORED_SHARE of them within one CENSORED_DAYS span of their
-    observation date (`as_of`; one group without it), where that is PILE_UP_FACTOR times what a
-    span holds when they spread evenly over the history. Then every whole-history feature is capped
+    observation date (`as_of`; one group without it), where that is PILE_UP_FACTOR times what
+    each other span of the history holds on average (dates with less than MIN_SPANS spans of
+    history show none). Measured against the mean of all spans, the pile-up itself included, a
+    7-week export never showed one: 79 % of first activities in one week of five read as 4.8
+    times the mean. Then every whole-history feature is capped
     by the export's age and grows with it. The pile-up need not be the oldest first activity: a
     few older rows (payments of annual plans from before the logs begin) sit before it."""
     if "days_since_first_event" not in rows or not len(rows):
@@ -321,8 +325,11 @@ def first_activity_piles_up(rows: pd.DataFrame) -> bool:
             int(np.bincount(np.floor((values + shift) / CENSORED_DAYS).astype(np.int64)).max())
             for shift in (0.0, CENSORED_DAYS / 2)
         )
-        spread = len(values) * CENSORED_DAYS / (float(values.max()) + CENSORED_DAYS)
-        if most >= PILE_UP_FACTOR * spread:  # far above first activities spread evenly
+        spans = (float(values.max()) + CENSORED_DAYS) / CENSORED_DAYS
+        if spans < MIN_SPANS:  # a week or two of history: nothing to compare the span with
+            continue
+        others = (len(values) - most) / (spans - 1)  # what each other span holds on average
+        if most >= PILE_UP_FACTOR * others:  # far above the rest of the history
             piled += most
     return piled / int(present.sum()) >= CENSORED_SHARE
 
