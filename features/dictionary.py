@@ -593,6 +593,16 @@ _ACTIVITY_WINDOW = re.compile(
 _NOT_ACTIVITY = re.compile(r"(?:revenue|payments|refunds?|refund_amount|failed_payments|tickets)_")
 
 
+def activity_reach_days(feature: str) -> int | None:
+    """How far back an activity-window feature reaches, in days: its window ("thumbs_up_events_
+    90d": 90), two for a trend, which compares the window with the one before
+    ("events_trend_30d": 60). None for any other feature (revenue, tickets, whole history)."""
+    match = _ACTIVITY_WINDOW.fullmatch(feature)
+    if match is None or _NOT_ACTIVITY.match(feature):
+        return None
+    return _w(match) * (2 if feature.endswith(f"_trend_{_w(match)}d") else 1)
+
+
 def _periods(window: int, period: str, label: bool = False) -> str:
     """A window of days in the whole periods it counts over totals: "month", "3 months" ("1
     month" in a label: "Records in 1 month")."""

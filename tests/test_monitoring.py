@@ -348,6 +348,25 @@ def test_a_weeks_old_export_whose_customers_predate_it_shows_the_pile_up():
     assert first_activity_piles_up(dates(0.8))
     assert not first_activity_piles_up(dates(0.0))
     assert not first_activity_piles_up(dates(0.8, ages=(7,)))
+    # Then a window longer than the export's age at the last reference date (35 days) counted
+    # the whole history, and grows with the export as the whole-history features do; a window
+    # within it, or the trend of 7 days against 7 (14 days), is drift as usual.
+    frame = dates(0.8)
+    age = frame["days_since_first_event"]
+    frame = frame.assign(events_90d=age * 3, events_30d=np.minimum(age, 30) * 3,
+                         events_trend_7d=rng.uniform(-1, 1, len(frame)))  # fmt: skip
+    names = ["days_since_first_event", "events_90d", "events_30d", "events_trend_7d"]
+    p = rng.uniform(0.01, 0.3, len(frame))
+    reference = build_reference(frame, names, [], p)
+    assert reference.export_start_censored and 34 < reference.export_age_days <= 35
+    later = frame[frame["as_of"] == 35].copy()
+    later[names[:2]] += 14  # scored two weeks later: every whole-history count larger
+    later["events_30d"] *= 2
+    later["events_trend_7d"] = rng.uniform(0.5, 1, len(later))
+    drift = feature_drift(reference, later[names], p[: len(later)]).set_index("feature")
+    assert drift.loc[["days_since_first_event", "events_90d"], "grows_with_export"].all()
+    assert not drift.loc[["events_30d", "events_trend_7d"], "grows_with_export"].any()
+    assert drift.loc[["events_30d", "events_trend_7d"], "drifted"].all()
 
 
 def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_are_no_drift():

@@ -177,6 +177,11 @@ class ReferenceProfile:
     # The export starts after many customers did (first_activity_piles_up): whole-history
     # features grow with its age (serving.monitoring). Absent from older profiles (getattr).
     export_start_censored: bool = False
+    # With export_start_censored: the history before the latest reference date, in days (its
+    # rows' largest days_since_first_event). An activity window longer than it counted the
+    # whole history at every reference date, and grows with the export's age as the
+    # whole-history features do (serving.monitoring). Absent from older profiles (getattr).
+    export_age_days: float | None = None
     # Per feature (and the score): the PSI the reference dates' rows show against all of them
     # (dates_psi: the largest, or the mean plus three standard deviations). How much the
     # training dates already differ among themselves, which a weekly partition may differ by
@@ -230,7 +235,8 @@ def build_reference(
             rows["churned"].to_numpy() if "churned" in rows else None,
             rows["customer_id"].to_numpy() if "customer_id" in rows else None,
         ),
-        export_start_censored=first_activity_piles_up(rows),
+        export_start_censored=(censored := first_activity_piles_up(rows)),
+        export_age_days=export_age_days(rows) if censored else None,
         said_by=said_by_categories(rows, numeric, categorical),
         safe_ranges=safe_ranges(
             rows,
@@ -332,6 +338,17 @@ def first_activity_piles_up(rows: pd.DataFrame) -> bool:
         if most >= PILE_UP_FACTOR * others:  # far above the rest of the history
             piled += most
     return piled / int(present.sum()) >= CENSORED_SHARE
+
+
+def export_age_days(rows: pd.DataFrame) -> float | None:
+    """The history before the rows' latest observation date, in days: its rows' largest
+    days_since_first_event (where first activities pile up at the export's start, the
+    export's age then). None without that feature."""
+    if "days_since_first_event" not in rows or not len(rows):
+        return None
+    latest = rows[rows["as_of"] == rows["as_of"].max()] if "as_of" in rows else rows
+    age = latest["days_since_first_event"].max()
+    return float(age) if pd.notna(age) else None
 
 
 # A rank correlation weaker than this between a feature and the probability says nothing of
