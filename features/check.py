@@ -1173,15 +1173,16 @@ def _churn_findings(
     longer = [w for w in config.windows if w > span]
     if longer and span > 0:
         kept = [w for w in config.windows if w <= span] or [max(1, int(span // 4))]
-        found.append(
+        found.append(  # a note: such counts still rank (a 7-week export lost without them)
             Finding(
-                "warning",
+                "note",
                 "windows_longer_than_data",
                 f"the feature windows {longer} (days) are longer than the "
-                f"{fmt.duration_days(span)} of data: their counts are the whole history, and "
-                f'reasons would name {longer[-1]} days of it ("No thumbs up events in the last '
-                f'90 days" on a 6-week export); set [features] windows = {kept} or windows '
-                "that fit the data",
+                f"{fmt.duration_days(span)} of data: their counts are each customer's whole "
+                'recorded history, and reasons say so ("Active on 12 of the 49 days since the '
+                'first recorded activity"); [features] windows = '
+                f"{kept} would keep only windows that fit the data (on a 7-week export the "
+                "model ranked worse without the 90-day counts: ROC AUC -0.012 to -0.021)",
             )
         )
     return found

@@ -853,7 +853,7 @@ def _covered(context: Context, window: int, activity: bool) -> tuple[float, str]
     Since signup when the tenure (context tenure_days) is shorter than the window; for
     activity counts, else since the first recorded activity (days_since_first_event) when that
     is shorter: an export that starts 49 days before T holds no activity before it, and "Active
-    on 12 of the last 90 days" read as a fifth of the days where it was a quarter. None when the
+    on 12 of the last 90 days" read as a seventh of the days where it was a quarter. None when the
     window lies within both."""
     tenure = _ctx(context, "tenure_days")
     if tenure is not None and 0 <= tenure < window:

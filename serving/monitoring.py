@@ -50,9 +50,9 @@ REALIZED_METRICS = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "ece", "log
 # grow with it from one run to the next; the oldest cohort of a business that launched with a
 # crowd does the same, and so do the gaps between active days (none longer than the export can
 # be seen: a 7-week export's mean gap read PSI 0.51 two weeks after training), and activity
-# windows longer than the export's age at training (grows_with_export's export_age_days).
-# So does the time since the last ticket or survey answer: before the
-# export there is none to see, and more customers have had one the older the export is. Their
+# windows longer than the export's age at training (grows_with_export's export_age_days). So
+# does the time since the last ticket or survey answer: before the export there is none to
+# see, and more customers have had one the older the export is. Their
 # PSI then measures the calendar, not the customers: a KKBox-shaped export read "watch
 # (feature days_since_first_event: PSI 1.97)" on every run. Such a move is shown
 # (grows_with_export) and kept out of the verdict (export_start_censored).
