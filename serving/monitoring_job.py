@@ -22,7 +22,13 @@ import pandas as pd
 from features.contract import Tables
 from features.io import atomic_file
 from features.labels import label_mask, observation_end
-from serving.batch import FEATURES_FILE, RUN_FILE, SCORES_FILE, list_partitions
+from serving.batch import (
+    FEATURES_FILE,
+    RUN_FILE,
+    SCORES_FILE,
+    list_partitions,
+    scored_data_churn,
+)
 from serving.monitoring import (
     NO_NEWER_LABELS,
     cbpe,
@@ -73,25 +79,16 @@ def importance_of(model: ChurnModel) -> dict[str, float]:
 
 
 def labels_for(
-    tables: Tables,
-    as_of: pd.Timestamp,
-    model: ChurnModel,
-    ids: np.ndarray,
-    observed_until: pd.Timestamp,
+    tables: Tables, as_of: pd.Timestamp, model: ChurnModel, ids: np.ndarray
 ) -> np.ndarray:
     """The realized label (features.labels) of each scored customer for [T, T + horizon) under
-    the model's churn definition, on a label window that ends by the monitored data's
-    `observed_until` (run_monitoring). The model's own observed_until is the training
-    export's, and cancellations after it do not count: a model trained on a 7-week export cut
-    on 2018-10-01 read its first partition's churn as 0 % (0 of 1,964 customers, where 147 had
+    the model's churn definition, for a matured partition (its label window ends by the
+    monitored data's observation end, examine_partition). The model's own observed_until is
+    the training export's, and is not applied: a model trained on a 7-week export cut on
+    2018-10-01 read its first partition's churn as 0 % (0 of 1,964 customers, where 147 had
     cancelled) on data to 2018-10-15, and said "retrain"."""
-    churn = model.features_config().churn
-    if as_of + pd.Timedelta(days=churn.horizon_days) > observed_until:
-        raise ValueError(
-            f"partition as_of={as_of.date()}: its {churn.horizon_days}-day label window ends "
-            f"after the data's observation end ({observed_until}): not matured yet"
-        )
-    churned = label_mask(tables, as_of, replace(churn, observed_until=None))
+    churn = replace(model.features_config().churn, observed_until=None)
+    churned = label_mask(tables, as_of, churn)
     known = tables.cache.get("monitoring_customer_index")
     if known is None:  # built once per loaded tables: 52 partitions share it
         known = pd.Index(tables.customers["customer_id"].astype("str"))
@@ -187,9 +184,7 @@ def examine_partition(
     realized = None
     if entry["matured"]:
         frame = frame.assign(
-            churned=labels_for(
-                tables, as_of, model, scores["customer_id"].to_numpy(), matured_until
-            )
+            churned=labels_for(tables, as_of, model, scores["customer_id"].to_numpy())
         )
         realized = realized_metrics(frame["churned"].to_numpy(), p)
         entry["realized"] = realized
@@ -249,7 +244,7 @@ def run_monitoring(
             continue
         model, version = found
         if observed is None:
-            churn = replace(model.features_config().churn, observed_until=observed_until)
+            churn = scored_data_churn(model, observed_until)
             observed, _ = observation_end(tables, churn)
         horizon = pd.Timedelta(days=int(model.features_config().churn.horizon_days))
         matured = as_of + horizon <= observed
