@@ -13,6 +13,7 @@ from tests.factories import make_tables, ts
 from training.config import TrainConfig
 from training.evaluation import binary_metrics
 from training.gate import (
+    ChampionMeasure,
     GateRules,
     champion_holdout,
     champion_problems,
@@ -193,6 +194,43 @@ def test_the_champion_must_be_beaten_by_more_than_the_minimum_gain():
     assert ok.tags()["gate_gain_vs_champion"] == "+0.0200"
     no = judge(measured(0.705), rules, BASELINES, champion=measured(0.70))
     assert not no.promoted and "does not beat" in no.reason and no.stage == "champion"
+
+
+def test_a_champion_ahead_within_the_holdouts_noise_is_replaced_by_a_candidate_on_later_data():
+    """OULAD judge: a retrain 7 months later lost by 0.0023 ROC AUC on one holdout date and the
+    weekly job kept scoring with the old model while monitoring said "retrain". Within the
+    noise, the fresher model wins; beyond it, or on no later data, the champion stays."""
+    candidate, champion = measured(0.6968), measured(0.6991)
+    tie = judge(
+        candidate, RULES, BASELINES, champion=champion, champion_label="champion v1",
+        champion_interval=(-0.012, 0.008), newer_by_days=218,
+    )  # fmt: skip
+    assert tie.promoted and tie.stage == "passed"
+    assert tie.reason.startswith(
+        "candidate roc_auc 0.6968 ties with champion v1 0.6991 (gain -0.0023, 95 % interval "
+        "-0.0120 to +0.0080: within the holdout's noise; must exceed +0.0000); trained on 218 "
+        "more days of data, the candidate replaces it"
+    )
+    assert tie.champion.interval == (-0.012, 0.008)
+    worse = judge(
+        candidate, RULES, BASELINES, champion=champion, champion_interval=(-0.004, -0.001),
+        newer_by_days=218,
+    )  # fmt: skip
+    assert not worse.promoted and "does not beat" in worse.reason
+    same_dates = judge(
+        candidate, RULES, BASELINES, champion=champion, champion_interval=(-0.012, 0.008),
+        newer_by_days=0,
+    )  # fmt: skip
+    assert not same_dates.promoted
+    assert "trained on no later data than the champion" in same_dates.reason
+    # A minimum gain asked for is a gain: no tie replaces the champion then.
+    strict = GateRules(metric="roc_auc", min_gain=0.005)
+    assert not judge(
+        candidate, strict, BASELINES, champion=champion, champion_interval=(-0.012, 0.008),
+        newer_by_days=218,
+    ).promoted  # fmt: skip
+    # Without an interval the point estimates decide, as before.
+    assert not judge(candidate, RULES, BASELINES, champion=champion, newer_by_days=218).promoted
 
 
 def test_lower_is_better_metrics_and_baselines_without_the_metric():
@@ -431,19 +469,40 @@ def test_measure_champion_reports_a_scoring_failure_instead_of_crashing():
     def fails(model, tables, holdout):
         raise ValueError("segment column 'channel' is not in the customers table")
 
-    metrics, problem = measure_champion(
+    failed = measure_champion(
         ("4", _Model(ours)), "shop", tables, ours, holdout, fails, messages.append
     )
-    assert metrics is None
+    metrics, problem = failed.metrics, failed.problem
+    assert metrics is None and failed.interval is None
     assert problem == (
         "the champion of 'shop' (v4) cannot be scored on this data: "
         "segment column 'channel' is not in the customers table"
     )
     assert messages == [f"warning: {problem}"]
     scores = lambda model, tables, holdout: np.array([0.1, 0.9, 0.2, 0.8])  # noqa: E731
-    metrics, problem = measure_champion(("4", _Model(ours)), "shop", tables, ours, holdout, scores)
-    assert problem is None and metrics["roc_auc"] == 1.0
-    assert measure_champion(None, "shop", tables, ours, holdout, scores) == (None, None)
+    done = measure_champion(("4", _Model(ours)), "shop", tables, ours, holdout, scores)
+    assert done.problem is None and done.metrics["roc_auc"] == 1.0
+    assert done.interval is None  # no candidate probabilities on these rows: nothing paired
+    assert measure_champion(None, "shop", tables, ours, holdout, scores) == ChampionMeasure()
+
+
+def test_measure_champion_gives_the_paired_interval_of_the_candidate_minus_the_champion():
+    """The candidate's and the champion's ROC AUC on the same rows, resampled together by
+    customer: two equally good scores tie (the interval spans 0), a far better one does not."""
+    tables = make_tables(_customers(), _activity())
+    ours = FeatureConfig(customer_attributes=())
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.1).astype(int)
+    signal = y + rng.normal(0, 1.0, len(y))
+    holdout = pd.DataFrame(
+        {"customer_id": np.arange(len(y)) % 700, "churned": y, "churn_probability": signal}
+    )
+    same = lambda model, tables, holdout: signal + rng.normal(0, 0.05, len(y))  # noqa: E731
+    lo, hi = measure_champion(("4", _Model(ours)), "shop", tables, ours, holdout, same).interval
+    assert lo < 0 < hi and hi - lo < 0.05
+    noise = lambda model, tables, holdout: rng.random(len(y))  # noqa: E731
+    lo, hi = measure_champion(("4", _Model(ours)), "shop", tables, ours, holdout, noise).interval
+    assert lo > 0.15
 
 
 # ------------------------------------------------------------------ recording the decision

@@ -179,6 +179,27 @@ def test_promote_refuses_other_features_unless_allowed(registry, monkeypatch):
     force_promote(registry.v1, "back", registry.name, registry.uri, allow_feature_change=True)
 
 
+def test_promote_takes_a_retrain_of_a_later_export_that_differs_only_in_observed_until(
+    registry, monkeypatch
+):
+    """The README asks for observed_until per export: two exports' models differ in it and in
+    nothing that builds features (OULAD judge: "differs in ['churn']" refused the retrain)."""
+    champion = registry.small.champion.model
+    churn = {**champion.feature_config["churn"], "observed_until": "2014-05-05"}
+    other = SimpleNamespace(feature_config={**champion.feature_config, "churn": churn})
+    monkeypatch.setattr(tracking, "current_champion_model", lambda client, name: ("1", other))
+    force_promote(registry.v2, "the later export", registry.name, registry.uri)
+    assert str(registry.client.get_model_version_by_alias(registry.name, CHAMPION).version) == (
+        registry.v2
+    )
+    # Another churn horizon is another label: still refused.
+    churn = {**churn, "horizon_days": churn["horizon_days"] + 30}
+    other.feature_config = {**champion.feature_config, "churn": churn}
+    with pytest.raises(ValueError, match=r"differs in \['churn'\]"):
+        force_promote(registry.v1, "back", registry.name, registry.uri)
+    force_promote(registry.v1, "back", registry.name, registry.uri, allow_feature_change=True)
+
+
 def test_the_reason_is_recorded_before_the_alias_moves():
     calls: list[str] = []
 

@@ -215,6 +215,14 @@ def plan_for(
     return plan
 
 
+def days_newer(candidate_until: str | None, champion_until: str | None) -> int | None:
+    """How many days later the candidate's training data ends than the champion's (None when
+    either date is unknown)."""
+    if not candidate_until or not champion_until:
+        return None
+    return (pd.Timestamp(candidate_until) - pd.Timestamp(champion_until)).days
+
+
 def champion_on_test(champion: ChurnModel, tables: Tables, test: pd.DataFrame) -> np.ndarray:
     """The champion's probabilities for the candidate's test rows, with features rebuilt by the
     champion's own configuration (the one feature function, its columns)."""
@@ -400,13 +408,16 @@ def train_from_tables(
         else None
     )
     not_comparable = moved
+    champion_interval = None
     if moved is not None:
         champion_metrics, champion_problem = None, None
     else:
         # Not compared (fair.rows None): a champion that does not fit this data is still said.
-        champion_metrics, champion_problem = measure_champion(
-            champion, name, tables, resolved, fair.rows, champion_on_test, log
+        measured = measure_champion(
+            champion, name, tables, resolved, fair.rows, champion_on_test, log, seed=config.seed
         )
+        champion_metrics, champion_problem = measured.metrics, measured.problem
+        champion_interval = measured.interval
     if moved is None and champion_problem is None and fair.not_comparable is not None:
         if fair.replaces:
             not_comparable = fair.not_comparable
@@ -424,6 +435,10 @@ def train_from_tables(
         auc_interval=evaluation.holdout.auc_interval,
         candidate_vs_champion=fair.candidate,
         champion_not_comparable=not_comparable,
+        champion_interval=champion_interval,
+        newer_by_days=days_newer(model.trained_until, champion[1].trained_until)
+        if champion is not None
+        else None,
     )
     promoted, reason = gate.promoted, gate.reason
 

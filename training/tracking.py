@@ -307,7 +307,8 @@ def check_promotable(
         raise ValueError(f"{label} was trained for the registered model '{tagged}', not '{name}'")
     champion = current_champion_model(client, name)
     if champion is not None and not allow_feature_change:
-        current, ours = champion[1].feature_config or {}, model.feature_config or {}
+        current = _features_as_built(champion[1].feature_config)
+        ours = _features_as_built(model.feature_config)
         differ = sorted(k for k in set(current) | set(ours) if current.get(k) != ours.get(k))
         if differ:
             raise ValueError(
@@ -316,6 +317,18 @@ def check_promotable(
                 "two would not compare; give --allow-feature-change if that is intended"
             )
     return model
+
+
+def _features_as_built(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A model's stored feature configuration without the churn definition's observed_until:
+    that is the date its training export was cut (the README asks for it per export), not a
+    way of building features; two retrains of successive exports differ in it and nothing
+    else, and their partitions compare."""
+    config = dict(config or {})
+    churn = config.get("churn")
+    if isinstance(churn, dict):
+        config["churn"] = {k: v for k, v in churn.items() if k != "observed_until"}
+    return config
 
 
 def current_champion_model(client: MlflowClient, name: str) -> tuple[str, ChurnModel] | None:
