@@ -955,7 +955,9 @@ def _attribute_findings(tables: Tables, config: FeatureConfig) -> list[Finding]:
     far above the rest. Counted with examples; the remedy is a value map to missing in the
     import mapping, or leaving the attribute out."""
     customers = tables.customers
-    found = [f for f in map(_dates_as_text, _declared_text(customers, config)) if f]
+    declared_text = _declared_text(customers, config)
+    found = [f for f in map(_dates_as_text, declared_text) if f]
+    found += [f for f in map(_text_placeholders, declared_text) if f]
     for name in getattr(config, "customer_attributes", ()) or ():
         if name not in customers or not pd.api.types.is_numeric_dtype(customers[name]):
             continue
@@ -1029,6 +1031,38 @@ def _declared_text(customers: pd.DataFrame, config: FeatureConfig) -> list[pd.Se
             or pd.api.types.is_object_dtype(customers[name])
         )
     ]
+
+
+# Texts an export writes where it has no value (R's and SAS's "?" and ".", spreadsheets'
+# "#N/A", databases' "NULL"), compared stripped and case-folded. Words such as "unknown" or
+# "other" are left alone: they read as a category and often are one.
+TEXT_PLACEHOLDERS = frozenset(
+    {"?", "??", "-", "--", ".", "#n/a", "n/a", "na", "null", "nan", "none", "(blank)", "(null)"}
+)
+
+
+def _text_placeholders(values: pd.Series) -> Finding | None:
+    """A declared text attribute with values that are an export's stand-in for no value ("?"
+    for 1,111 of OULAD's imd_band): the model learns them as a category and monitoring reports
+    a segment named "imd_band ?". The remedy is a value map to missing in the mapping."""
+    present = values.dropna().astype("str")
+    folded = present.str.strip().str.casefold()
+    hit = folded.isin(TEXT_PLACEHOLDERS).to_numpy()
+    if not hit.any():
+        return None
+    held = present[hit].value_counts()
+    shown = ", ".join(f"'{v}' ({n:,} rows)" for v, n in held.head(3).items())
+    entries = ", ".join(f'"{v}" = ""' for v in held.index[:3])
+    return Finding(
+        "warning",
+        "placeholder_attribute_values",
+        f"declared customer attribute '{values.name}' holds text that stands for no value: "
+        f"{shown} of {len(present):,}. The model would learn it as a category of its own and "
+        f"reports would show it as a segment: map it to missing in the import mapping "
+        f'(map = {{ {entries} }}, unmapped = "keep" on its column)',
+        "customers",
+        str(values.name),
+    )
 
 
 def _dates_as_text(values: pd.Series) -> Finding | None:

@@ -324,7 +324,7 @@ def _value_window(window: int, unit: str | None = None) -> Sentence:
             return f"No {unit or 'activity value'}{where}"
         shown = fmt.number(v, 0 if abs(v) >= 100 else 1)
         if unit:
-            return f"{shown} {unit}{where}"
+            return f"{fmt.quantity(shown, unit)}{where}"
         return f"Activity value {shown}{where}"
 
     return sentence

@@ -5,6 +5,7 @@ Missing values read as a dash, never as "nan"."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 
 MISSING = "–"
@@ -194,3 +195,23 @@ __all__ = [
     "probability",
     "size_bytes",
 ]
+
+
+_SIBILANT_PLURAL = re.compile(r"(?:ss|x|z|ch|sh)es$")
+
+
+def quantity(shown: str, unit: str) -> str:
+    """A number with its unit's words, in the singular for exactly 1: "1 score point",
+    "1 second listened", "6,861 seconds listened". The words are the user's (value_unit,
+    in the plural); the first word that reads as an English plural is made singular."""
+    if shown not in ("1", "1.0", "-1", "-1.0"):
+        return f"{shown} {unit}"
+    words = unit.split(" ")
+    for i, word in enumerate(words):
+        if _SIBILANT_PLURAL.search(word):
+            words[i] = word[:-2]
+            break
+        if len(word) > 2 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            words[i] = word[:-1]
+            break
+    return f"{shown} {' '.join(words)}"

@@ -477,6 +477,24 @@ def test_a_declared_attribute_of_dates_held_as_text_is_flagged_with_the_mapping_
     assert "dates_as_text" not in codes(undeclared)
 
 
+def test_a_declared_text_attribute_with_a_stand_in_for_no_value_is_flagged(clean):
+    """OULAD's imd_band is "?" for 1,111 registrations: a category of its own for the model
+    and a segment "imd_band ?" in monitoring. Words that read as a category are left alone."""
+    customers, activity, revenue = clean
+    n = len(customers)
+    bands = np.where(np.arange(n) % 9 == 0, "?", np.where(np.arange(n) % 2, "0-10%", "10-20"))
+    customers = customers.assign(imd_band=bands, source=["Unknown", "web"] * (n // 2))
+    config = FeatureConfig(customer_attributes=("plan", "imd_band", "source"))
+    found = [f for f in check_tables(tables_of(customers, activity, revenue), config).findings
+             if f.code == "placeholder_attribute_values"]  # fmt: skip
+    assert [(f.table, f.column) for f in found] == [("customers", "imd_band")]
+    held = int((bands == "?").sum())
+    assert f"'?' ({held:,} rows) of {n:,}" in found[0].message
+    assert 'map = { "?" = "" }, unmapped = "keep"' in found[0].message
+    undeclared = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    assert "placeholder_attribute_values" not in codes(undeclared)
+
+
 def test_a_period_end_that_is_a_contract_term_is_flagged(clean):
     """A mobile operator's mapping put the 24-month minimum term's end into period_end of its
     monthly bills: "Paid period ends in 9 weeks", and each bill spread over the term. Monthly

@@ -93,3 +93,13 @@ def test_sizes_in_binary_units():
     assert f.size_bytes(None) == f.MISSING
     with pytest.raises(ValueError, match="negative"):
         f.size_bytes(-1)
+
+
+def test_a_quantity_of_one_takes_its_unit_in_the_singular():
+    assert f.quantity("1", "score points") == "1 score point"
+    assert f.quantity("1", "seconds listened") == "1 second listened"
+    assert f.quantity("1", "boxes shipped") == "1 box shipped"
+    assert f.quantity("1", "bonus points") == "1 bonus point"
+    assert f.quantity("1", "EUR") == "1 EUR"
+    assert f.quantity("2", "score points") == "2 score points"
+    assert f.quantity("1.5", "hours") == "1.5 hours"

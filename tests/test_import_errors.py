@@ -164,6 +164,25 @@ def test_rows_of_unknown_customers_are_an_error_unless_dropped_and_counted(tmp_p
     assert report.sources[1].dropped == {"customer not in the customers table": 1}
 
 
+def test_rows_without_a_required_value_are_an_error_with_the_drop_rule_that_counts_them(tmp_path):
+    """A registration export with blank dates: the error names the rule to write, and the rule
+    written as it says imports the rest with the rows counted."""
+    crm = "id,created\n007,2024-01-01\n008,\n"
+    path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": EVENTS})
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert "rows have no value" in text and "'customer_id': '008'" in text
+    rule = '{ column = "created", missing = true, reason = "no signup_at in the export" }'
+    assert f"drop = [{rule}]" in text
+    path.write_text(
+        path.read_text().replace("[customers.columns]", f"drop = [{rule}]\n[customers.columns]")
+    )
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["customer_id"].tolist() == ["007"]
+    assert report.sources[0].dropped == {"no signup_at in the export": 1}
+
+
 def test_a_raw_column_missing_from_the_source_is_named_with_the_columns_it_has(tmp_path):
     path = _files(
         tmp_path, _customers(), {"crm.csv": "ident,created\n007,2024-01-01\n", "events.csv": EVENTS}

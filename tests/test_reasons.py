@@ -325,6 +325,13 @@ def test_the_activity_value_is_worded_in_the_configured_unit():
         "Seconds listened down 40% on the previous 30 days"
     )
     assert describe("value_30d").text(6861.2) == "Activity value 6,861 in the last 30 days"
+    # One of them is one, not "1 score points" (OULAD judge: 655 reasons read so).
+    assert describe("value_30d", value_unit=unit).text(1.0) == (
+        "1 second listened in the last 30 days"
+    )
+    assert describe("value_30d", value_unit="score points").text(1.0) == (
+        "1 score point in the last 30 days"
+    )
     assert describe("events_30d", value_unit=unit).text(4.0) == describe("events_30d").text(4.0)
     values = pd.DataFrame({"value_30d": [120.0], "events_30d": [2.0]})
     got = top_drivers(np.array([[0.4, 0.1]]), ["value_30d", "events_30d"], values, 2,
