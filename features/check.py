@@ -583,12 +583,21 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
                 )
             )
         if (ns // DAY_NS == ns[0] // DAY_NS).all():
+            # End dates shared by all: a term or a course that ended for everyone on that day
+            # is as likely as an import date (OULAD: the one presentation that had ended by the
+            # cut), so a note; activity or signups on one day are an import date.
+            term = p.name == "customers" and col == "ended_at"
             found.append(
                 Finding(
-                    "warning",
+                    "note" if term else "warning",
                     "one_day",
                     f"all {len(values):,} timestamps fall on one day ({values.iloc[0].date()}): "
-                    "an import or export date rather than when things happened?",
+                    + (
+                        "a term that ended for all of them on that day, or an import or export "
+                        "date rather than when they ended?"
+                        if term
+                        else "an import or export date rather than when things happened?"
+                    ),
                     p.name,
                     col,
                 )

@@ -551,6 +551,19 @@ def test_signups_all_on_one_day_and_a_single_event_type_are_flagged():
     }
     single = [f for f in report.findings if f.code == "single_event"]
     assert len(single) == 1 and "'login'" in single[0].message
+    assert [f.level for f in report.findings if f.code == "one_day"] == ["warning"]
+
+
+def test_end_dates_all_on_one_day_are_a_note_as_a_term_may_end_for_everyone_at_once():
+    """OULAD at a cut: the one course presentation that had finished ended 3,333 registrations
+    on 2013-09-29. That is when they ended, so a note that asks, not a warning."""
+    customers, activity, revenue = subscriptions()
+    customers["ended_at"] = pd.NaT
+    customers.loc[customers.index[:300], "ended_at"] = pd.Timestamp("2023-09-29")
+    report = check_tables(tables_of(customers, activity, revenue), CONTRACTUAL)
+    found = [f for f in report.findings if f.code == "one_day"]
+    assert [(f.level, f.column) for f in found] == [("note", "ended_at")]
+    assert "a term that ended for all of them on that day" in found[0].message
 
 
 def test_rows_after_now_and_before_1990_are_counted_and_1970_gets_the_epoch_hint(clean):
