@@ -1263,3 +1263,33 @@ def test_cli_retention_starts_at_the_month_of_the_first_record(tmp_path):
     res = runner.invoke(app, ["retention", "--data", data, "--from", "2019-01-01"])
     assert res.exit_code == 0, res.output
     assert "2019-03" in res.output and "cohorts from" not in res.output
+
+
+def test_cli_retention_says_how_many_customers_it_counts_as_lost_because_their_service_ended(
+    tmp_path,
+):
+    """A course provider's registrations end with the course (ended_at) without churn: the table
+    counts them as no longer retained, and the output says how many, so it is not read as
+    churn. Customers who churned are not among them."""
+    app = typer.Typer()
+    register(app)
+    customers = pd.DataFrame(
+        {"customer_id": [f"c{i}" for i in range(40)],
+         "signup_at": [T("2024-01-10")] * 40,
+         "churned_at": [T("2024-02-20")] * 5 + [pd.NaT] * 35,
+         "ended_at": [T("2024-03-01")] * 25 + [pd.NaT] * 15}
+    )  # fmt: skip
+    activity = pd.DataFrame(
+        {"customer_id": list(customers["customer_id"]) * 3,
+         "at": [T(d) for d in ("2024-01-15", "2024-02-15", "2024-04-15") for _ in range(40)],
+         "event": "login"}
+    )  # fmt: skip
+    write_tables(tables_of(customers, activity), tmp_path / "data")
+    res = CliRunner().invoke(app, ["retention", "--data", str(tmp_path / "data")])
+    assert res.exit_code == 0, res.output
+    assert "note: 20 customers' service ended without churn by then" in res.output
+    customers["ended_at"] = pd.NaT
+    write_tables(tables_of(customers, activity), tmp_path / "plain")
+    res = CliRunner().invoke(app, ["retention", "--data", str(tmp_path / "plain")])
+    assert res.exit_code == 0, res.output
+    assert "ended without churn" not in res.output
