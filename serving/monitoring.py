@@ -3,7 +3,9 @@ have matured, drift against the model's training distributions, the performance 
 the calibrated probabilities before the labels exist (CBPE), and a verdict. Whole-history
 features of an export that starts after many of its customers grow with the export's age: their
 PSI is shown and does not count as drift (export_start_censored). Nor does a PSI no larger than
-one of the training dates showed against all of them (ReferenceProfile.dates_psi).
+one of the training dates showed against all of them (ReferenceProfile.dates_psi), nor a feature
+that is like the same calendar month of an earlier training year (ReferenceProfile.seasons: a
+term or a season the model has learned).
 
 Definitions follow the known libraries so that the figures mean what readers expect:
 - PSI over the training rows' quantile bins (training.reference), with empty bins counted as
@@ -156,10 +158,13 @@ def feature_drift(
     features: pd.DataFrame,
     probability: np.ndarray | None = None,
     importance: dict[str, float] | None = None,
+    as_of: pd.Timestamp | str | None = None,
 ) -> pd.DataFrame:
     """Drift of every profiled feature of a partition (and of the score, as the feature
     'churn_probability', when probabilities are given), with each feature's importance rank in
-    the model (1 = most important; `top` for the first TOP_FEATURES), largest PSI first."""
+    the model (1 = most important; `top` for the first TOP_FEATURES), largest PSI first.
+    as_of: the partition's date, whose calendar month picks the reference's season profiles
+    (season_psi: the PSI against the training rows of that month a year or more before)."""
     missing = [name for name in reference.features if name not in features.columns]
     if missing:
         raise ValueError(
@@ -190,7 +195,51 @@ def feature_drift(
         & (out["outside_training_range"].fillna(0.0) <= MAX_OUTSIDE_SHARE)
     ).astype(bool)
     out.loc[out["within_training_dates"], "drifted"] = False
+    # Like the same calendar month of an earlier training year: a term or a season the model
+    # has learned, not drift (training.reference.season_profiles).
+    seasons = getattr(reference, "seasons", None) or {}
+    season = seasons.get(f"{pd.Timestamp(as_of).month:02d}") if as_of is not None else None
+    out["season_psi"] = np.nan
+    if season:
+        columns = {**{n: features[n] for n in reference.features}}
+        if probability is not None:
+            columns[SCORE] = probability
+        out["season_psi"] = [
+            _season_psi(season.profiles.get(name), columns.get(name)) for name in out["feature"]
+        ]
+    spread = out["feature"].map(season.dates_psi if season else {}).astype("float64")
+    out["like_a_year_before"] = (
+        (out["season_psi"] < PSI_MAJOR) | (out["season_psi"] <= spread)
+    ).astype(bool)
+    out.loc[out["like_a_year_before"], "drifted"] = False
     return out.sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+
+
+SEASON_RANGE_SLACK = 0.1
+
+
+def _season_psi(profile: FeatureProfile | None, values: pd.Series | np.ndarray | None) -> float:
+    """The PSI of the values against a season profile, NaN without one, or when more than
+    MAX_OUTSIDE_SHARE of them lie outside its range (PSI cannot tell how far outside)."""
+    if profile is None or values is None:
+        return float("nan")
+    counts = profile.counts(values)
+    total = counts.sum()
+    if not total:
+        return float("nan")
+    if profile.kind == "numeric" and len(profile.grid):
+        # Beyond the month's range by more than a tenth of its span: the month of a year
+        # before ended on another day of it, and its range is narrower than the year's.
+        x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+        x = x[~np.isnan(x)]
+        lo, hi = profile.grid[0], profile.grid[-1]
+        pad = SEASON_RANGE_SLACK * (hi - lo)
+        outside = float(np.mean((x < lo - pad) | (x > hi + pad))) if len(x) else 0.0
+    else:
+        outside = profile.outside_share(values, counts)
+    if np.isfinite(outside) and outside > MAX_OUTSIDE_SHARE:
+        return float("nan")
+    return psi(np.asarray(profile.bin_shares), counts / total)
 
 
 def importance_ranks(importance: dict[str, float]) -> dict[str, int]:
@@ -431,7 +480,8 @@ def verdict(
     retrain: no reference distributions stored with the model; the realized ROC AUC's interval
     lies wholly below the backtest's; major drift (PSI >= 0.25) of the score or of one of the
     model's top features, beyond what one training date differed from all of them by
-    (within_training_dates); realized churn outside the interval a calibrated model gives and
+    (within_training_dates) and than the same calendar month of an earlier training year
+    (like_a_year_before); realized churn outside the interval a calibrated model gives and
     a calibration error above what chance gives on this many customers. With `no_newer`
     (no_newer_labels: a retrain would see no newer labels) these are a watch, with that reason.
     watch: the realized AUC below the backtest interval (its own interval overlapping it); the
@@ -471,6 +521,13 @@ def verdict(
         if getattr(row, "within_training_dates", False):  # a training date differed as much
             continue
         what = "the score" if row.feature == SCORE else f"top feature {row.feature}"
+        if getattr(row, "like_a_year_before", False):  # a season the training years had
+            if row.top and psi_band(row.season_psi) == "moderate":
+                watch.append(
+                    f"{what}: PSI {row.season_psi:.2f} against the same month of an earlier "
+                    f"year (moderate drift, {PSI_MODERATE}-{PSI_MAJOR})"
+                )
+            continue
         text = f"{what}: PSI {row.psi:.2f}"
         if row.top and row.psi_band == "major":
             retrain.append(f"{text} (major drift, >= {PSI_MAJOR})")

@@ -165,7 +165,7 @@ def examine_partition(
             features = (
                 features.set_index("customer_id").reindex(scores["customer_id"]).reset_index()
             )
-        drift = feature_drift(reference, features, p, importance_of(model))
+        drift = feature_drift(reference, features, p, importance_of(model), as_of)
         entry["drift"] = _records(drift)
         entry["drifted_features"] = drift.loc[drift["drifted"], "feature"].tolist()
         entry["psi_max"] = float(drift["psi"].max())

@@ -463,6 +463,58 @@ def test_a_partition_that_differs_no_more_than_a_training_date_did_has_not_drift
 # ---------------------------------------------------------------------------- realized units
 
 
+def test_a_term_based_business_is_compared_with_the_same_month_of_an_earlier_year():
+    """OULAD's November export read "retrain (tenure_days PSI 2.51)" and the days to the
+    course's end PSI 5.95 against the summer's training dates: the term had started, as it did
+    the November before. Like the training rows of that month a year earlier it is no drift;
+    a November unlike that one is."""
+    from types import SimpleNamespace
+
+    from training.reference import season_profiles
+
+    rng = np.random.default_rng(11)
+
+    def rows(as_of: pd.Timestamp, n: int = 400) -> pd.DataFrame:
+        start = pd.Timestamp(as_of.year if as_of.month >= 10 else as_of.year - 1, 10, 1)
+        # Modules start up to a month apart and run 240 to 270 days.
+        to_end = (start + pd.Timedelta(days=240) - as_of).days + rng.integers(0, 60, n)
+        return pd.DataFrame({"days_to_end": to_end.astype(float), "x": rng.normal(size=n),
+                             "as_of": as_of})  # fmt: skip
+
+    dates = pd.date_range("2023-02-06", "2024-07-29", freq="7D")
+    frame = pd.concat([rows(d) for d in dates], ignore_index=True)
+    names = ["days_to_end", "x"]
+    model = SimpleNamespace(
+        preprocessor=SimpleNamespace(numeric=names, categorical=[]),
+        predict_proba=lambda part: 1 / (1 + np.exp(part["days_to_end"].to_numpy() / 100)),
+    )
+    recent = frame["as_of"] > dates[-1] - pd.Timedelta(days=90)
+    reference = build_reference(frame[recent], names, [], model.predict_proba(frame[recent]))
+    reference.seasons = season_profiles(model, frame[~recent])
+    assert sorted(reference.seasons) == [f"{m:02d}" for m in range(1, 13)]
+    assert set(reference.seasons["11"].profiles) == {"days_to_end", "x", SCORE}
+    importance = {"days_to_end": 2.0, "x": 1.0}
+    backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
+    november = rows(pd.Timestamp("2024-11-04"))
+    p = model.predict_proba(november)
+    drift = feature_drift(reference, november, p, importance, "2024-11-04").set_index("feature")
+    assert drift.loc["days_to_end", "psi"] >= 0.25
+    season = reference.seasons["11"]
+    assert drift.loc["days_to_end", "season_psi"] <= season.dates_psi["days_to_end"]
+    assert drift.loc["days_to_end", "like_a_year_before"]
+    assert not drift["drifted"].any()
+    assert verdict(backtest, drift.reset_index()).status == "fine"
+    # Without the partition's date the last 90 days judge alone.
+    alone = feature_drift(reference, november, p, importance)
+    assert alone.set_index("feature").loc["days_to_end", "drifted"]
+    assert verdict(backtest, alone).status == "retrain"
+    # A November unlike the last one (everyone's course ends in a week) has drifted.
+    odd = november.assign(days_to_end=7.0)
+    judged = verdict(backtest, feature_drift(reference, odd, model.predict_proba(odd),
+                                             importance, "2024-11-04"))  # fmt: skip
+    assert judged.status == "retrain" and "days_to_end" in " ".join(judged.reasons)
+
+
 def test_realized_metrics_equal_an_independent_computation():
     """ROC AUC by counting ordered pairs, Brier by hand, Wilson by its formula."""
     y = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 1])

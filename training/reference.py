@@ -157,6 +157,28 @@ def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
 
 
 @dataclass
+class Season:
+    """The training rows of one calendar month and the months on either side, in an earlier
+    year: each feature's (and the score's) profile, and the PSI one of their dates showed
+    against all of them (dates_psi), which a partition may differ by and still be like them."""
+
+    profiles: dict[str, FeatureProfile]
+    dates_psi: dict[str, float]
+
+
+def _numbers(name: str, values: pd.Series | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values.astype("float64", copy=False)
+    if isinstance(values, pd.Series) and pd.api.types.is_float_dtype(values.dtype):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    try:
+        return np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype="float64")
+    except (ValueError, TypeError) as err:
+        example = next((v for v in pd.Series(values) if not isinstance(v, int | float)), None)
+        raise ValueError(f"feature '{name}' must be numeric, got {example!r}") from err
+
+
+@dataclass
 class ReferenceProfile:
     """What monitoring compares each weekly partition with: the training rows' profile of every
     feature and of the score, and the backtest's figures (`backtest`: metric -> value, and
@@ -195,6 +217,11 @@ class ReferenceProfile:
     # ranges [low, high] whose customers did not churn more often than the others
     # (safe_ranges): such a value is no reason for risk. Absent from older profiles (getattr).
     safe_ranges: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # Per calendar month ("01".."12"), the profiles of the training rows dated around that
+    # month of an earlier year (before the reference dates), the score's under SCORE
+    # (season_profiles). A term-based or seasonal business looks like itself a year before,
+    # not like its last 90 days. Absent from older profiles (getattr).
+    seasons: dict[str, Season] = field(default_factory=dict)
 
 
 def build_reference(
@@ -579,6 +606,9 @@ def levels_without_evidence(
 
 REFERENCE_MAX_ROWS = 200_000
 REFERENCE_DAYS = 90
+SEASON_MIN_ROWS = 200  # of a calendar month's rows, for its season profile
+SEASON_MAX_ROWS = 20_000  # a random sample of them beyond this
+SEASON_NEIGHBOURS = False
 
 
 def backtest_figures(
@@ -602,21 +632,48 @@ def reference_for(
     lifetime totals) or a price change the model has already learned would read as drift."""
     last = pd.Timestamp(rows["as_of"].max())
     window = pd.Timedelta(days=max(int(model.horizon_days), REFERENCE_DAYS))
-    rows = rows[pd.to_datetime(rows["as_of"]) > last - window]
+    recent = pd.to_datetime(rows["as_of"]) > last - window
+    earlier, rows = rows[~recent], rows[recent]
     if len(rows) > REFERENCE_MAX_ROWS:
         rows = rows.sample(n=REFERENCE_MAX_ROWS, random_state=seed)
     pre = model.preprocessor
     probability = model.predict_proba(rows)
-    return build_reference(rows, pre.numeric, list(pre.categorical), probability, backtest)
+    profile = build_reference(rows, pre.numeric, list(pre.categorical), probability, backtest)
+    profile.seasons = season_profiles(model, earlier, seed)
+    return profile
 
 
-def _numbers(name: str, values: pd.Series | np.ndarray) -> np.ndarray:
-    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
-        return values.astype("float64", copy=False)
-    if isinstance(values, pd.Series) and pd.api.types.is_float_dtype(values.dtype):
-        return values.to_numpy(dtype="float64", na_value=np.nan)
-    try:
-        return np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype="float64")
-    except (ValueError, TypeError) as err:
-        example = next((v for v in pd.Series(values) if not isinstance(v, int | float)), None)
-        raise ValueError(f"feature '{name}' must be numeric, got {example!r}") from err
+def season_profiles(model: ChurnModel, rows: pd.DataFrame, seed: int = 0) -> dict[str, Season]:
+    """Per calendar month ("05"), the profile of every model feature and of the score over the
+    training rows dated in that month or the months on either side (April to June: a partition
+    early in May is like the dates around it, whichever month they fell in). `rows`: those
+    before the reference dates; a random SEASON_MAX_ROWS when more; months of fewer than
+    SEASON_MIN_ROWS rows of their own are left out.
+
+    Why: monitoring compares a partition with the last 90 days of training dates. A business
+    that follows a calendar (terms, courses, seasons) differs from its own last 90 days every
+    autumn and is like itself a year before: on OULAD's November export the days to the course's
+    end read PSI 5.95 against the summer's training dates, "drift" that was the term starting."""
+    if not len(rows):
+        return {}
+    pre = model.preprocessor
+    month = pd.to_datetime(rows["as_of"]).dt.month.to_numpy()
+    out: dict[str, Season] = {}
+    for m in sorted(set(month.tolist())):
+        if (month == m).sum() < SEASON_MIN_ROWS:
+            continue
+        around = np.isin(month, [(m - 2) % 12 + 1, m, m % 12 + 1])
+        part = rows[around]
+        key = f"{m:02d}"
+        if len(part) > SEASON_MAX_ROWS:
+            part = part.sample(n=SEASON_MAX_ROWS, random_state=seed)
+        profiles = {name: FeatureProfile.fit(name, part[name], "numeric") for name in pre.numeric}
+        profiles |= {
+            name: FeatureProfile.fit(name, part[name], "categorical") for name in pre.categorical
+        }
+        probability = model.predict_proba(part)
+        profiles[SCORE] = FeatureProfile.fit(SCORE, probability, "numeric")
+        columns = {name: part[name] for name in profiles if name != SCORE}
+        columns[SCORE] = pd.Series(probability)
+        out[key] = Season(profiles, dates_psi(profiles, columns, part["as_of"]))
+    return out
