@@ -528,14 +528,21 @@ def verdict(
                     f"year (moderate drift, {PSI_MODERATE}-{PSI_MAJOR})"
                 )
             continue
-        text = f"{what}: PSI {row.psi:.2f}"
-        if row.top and row.psi_band == "major":
+        # Against the same months of an earlier year when that is the nearer population: the
+        # part of the shift the calendar explains is no drift, the rest is said as it is.
+        value, against = row.psi, ""
+        season = getattr(row, "season_psi", np.nan)
+        if np.isfinite(season) and season < value:
+            value, against = season, " against the same months of an earlier year"
+        band = psi_band(value)
+        text = f"{what}: PSI {value:.2f}{against}"
+        if row.top and band == "major":
             retrain.append(f"{text} (major drift, >= {PSI_MAJOR})")
-        elif row.top and row.psi_band == "moderate":
+        elif row.top and band == "moderate":
             watch.append(f"{text} (moderate drift, {PSI_MODERATE}-{PSI_MAJOR})")
-        elif row.psi_band == "major":
+        elif band == "major":
             watch.append(
-                f"feature {row.feature}: PSI {row.psi:.2f} (major drift, not a top feature)"
+                f"feature {row.feature}: PSI {value:.2f}{against} (major drift, not a top feature)"
             )
     if realized is not None and expected is not None and np.isfinite(realized.get("ece", np.nan)):
         rate, predicted = realized["realized_rate"], realized["predicted_rate"]

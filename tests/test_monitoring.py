@@ -513,6 +513,17 @@ def test_a_term_based_business_is_compared_with_the_same_month_of_an_earlier_yea
     judged = verdict(backtest, feature_drift(reference, odd, model.predict_proba(odd),
                                              importance, "2024-11-04"))  # fmt: skip
     assert judged.status == "retrain" and "days_to_end" in " ".join(judged.reasons)
+    # Nearer the same months of last year than the last 90 days, yet beyond them too: said
+    # against last year's months (OULAD's tenure: PSI 3.49 against the summer, 0.55 so).
+    row = drift.reset_index().iloc[[0]].assign(
+        psi=3.49, psi_band="major", season_psi=0.55, like_a_year_before=False, top=True,
+        within_training_dates=False, grows_with_export=False,
+    )  # fmt: skip
+    said = verdict(backtest, row)
+    assert said.status == "retrain"
+    assert said.reasons[0].endswith(
+        "PSI 0.55 against the same months of an earlier year (major drift, >= 0.25)"
+    )
 
 
 def test_realized_metrics_equal_an_independent_computation():
