@@ -369,6 +369,37 @@ def test_a_weeks_old_export_whose_customers_predate_it_shows_the_pile_up():
     assert drift.loc[["events_30d", "events_trend_7d"], "drifted"].all()
 
 
+def test_first_activities_piled_up_at_each_terms_start_are_the_customers_not_the_export():
+    """OULAD: the registrations live at a date submitted their first assignment on the term's
+    first due date, a pile-up that moves with the terms (February, October). The export's start
+    piles them up on one day at every date; only that marks whole-history features as growing
+    with the export."""
+    from training.reference import pile_up_start
+
+    rng = np.random.default_rng(8)
+    dates = pd.date_range("2013-03-02", "2014-10-25", freq="14D")
+
+    def rows(as_of: pd.Timestamp, start: pd.Timestamp, n: int = 600) -> pd.DataFrame:
+        piled = rng.random(n) < 0.7
+        since = (as_of - start).days
+        first = np.where(piled, since - rng.uniform(0, 2, n), rng.uniform(0, since, n))
+        return pd.DataFrame({"days_since_first_event": first, "as_of": as_of})
+
+    def term_start(as_of: pd.Timestamp) -> pd.Timestamp:
+        starts = [pd.Timestamp(f"{y}-{m:02d}-10") for y in (2012, 2013, 2014) for m in (2, 10)]
+        return max(d for d in starts if d < as_of - pd.Timedelta(days=20))
+
+    terms = pd.concat([rows(d, term_start(d)) for d in dates], ignore_index=True)
+    start = pile_up_start(terms)
+    assert start is not None
+    recent = terms[terms["as_of"] > dates[-1] - pd.Timedelta(days=90)]
+    assert first_activity_piles_up(recent)  # on their own, the recent dates pile up
+    assert not first_activity_piles_up(recent, start)  # not on the day the earliest did
+    export = pd.concat([rows(d, pd.Timestamp("2013-01-24")) for d in dates], ignore_index=True)
+    recent = export[export["as_of"] > dates[-1] - pd.Timedelta(days=90)]
+    assert first_activity_piles_up(recent, pile_up_start(export))
+
+
 def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_are_no_drift():
     """A quarter of the customers were active before the export's first day: at every training
     date their first activity is that day, and at a later run all of them are older than any

@@ -230,9 +230,12 @@ def build_reference(
     categorical: list[str],
     probability: np.ndarray,
     backtest: dict[str, float] | None = None,
+    export_start: float | None = None,
 ) -> ReferenceProfile:
     """The profile of training rows (a frame of the features, and `as_of`, `customer_id` and the
-    label `churned` when present) and of the model's calibrated probabilities for them."""
+    label `churned` when present) and of the model's calibrated probabilities for them.
+    export_start: the day first activities pile up on over all training dates (pile_up_start),
+    when the rows are only some of them."""
     if len(probability) != len(rows):
         raise ValueError(f"{len(probability)} probabilities for {len(rows)} reference rows")
     missing = [c for c in [*numeric, *categorical] if c not in rows.columns]
@@ -262,7 +265,7 @@ def build_reference(
             rows["churned"].to_numpy() if "churned" in rows else None,
             rows["customer_id"].to_numpy() if "customer_id" in rows else None,
         ),
-        export_start_censored=(censored := first_activity_piles_up(rows)),
+        export_start_censored=(censored := first_activity_piles_up(rows, export_start)),
         export_age_days=export_age_days(rows) if censored else None,
         said_by=said_by_categories(rows, numeric, categorical),
         safe_ranges=safe_ranges(
@@ -333,7 +336,50 @@ PILE_UP_FACTOR = 5.0  # times the rows each other span of the history holds, on 
 MIN_SPANS = 3.0  # the history before a date, in spans, for its rows to show a pile-up
 
 
-def first_activity_piles_up(rows: pd.DataFrame) -> bool:
+def _day_numbers(as_of: np.ndarray) -> np.ndarray:
+    """Observation dates as days (since 1970 for dates; numbers as they are)."""
+    if np.issubdtype(np.asarray(as_of).dtype, np.number):
+        return np.asarray(as_of, dtype="float64")
+    return pd.to_datetime(pd.Series(as_of)).to_numpy("datetime64[ns]").astype("int64") / 86.4e12
+
+
+def _pile_ups(rows: pd.DataFrame) -> list[tuple[float, int]]:
+    """Per observation date whose first activities pile up (see first_activity_piles_up):
+    the pile-up's day (the date minus its days since the first event; see _day_numbers) and
+    its rows."""
+    if "days_since_first_event" not in rows or not len(rows):
+        return []
+    x = rows["days_since_first_event"].to_numpy(dtype="float64", na_value=np.nan)
+    groups = _day_numbers(rows["as_of"].to_numpy()) if "as_of" in rows else np.zeros(len(rows))
+    present = ~np.isnan(x)
+    found = []
+    for day, days in pd.Series(x[present]).groupby(groups[present]):
+        values = days.to_numpy()
+        # Spans of CENSORED_DAYS, twice with shifted edges: a pile-up split by an edge counts.
+        most, centre = 0, 0.0
+        for shift in (0.0, CENSORED_DAYS / 2):
+            counts = np.bincount(np.floor((values + shift) / CENSORED_DAYS).astype(np.int64))
+            if counts.max() > most:
+                most = int(counts.max())
+                centre = (int(counts.argmax()) + 0.5) * CENSORED_DAYS - shift
+        spans = (float(values.max()) + CENSORED_DAYS) / CENSORED_DAYS
+        if spans < MIN_SPANS:  # a week or two of history: nothing to compare the span with
+            continue
+        others = (len(values) - most) / (spans - 1)  # what each other span holds on average
+        if most >= PILE_UP_FACTOR * others:  # far above the rest of the history
+            found.append((float(day) - centre, most))
+    return found
+
+
+def pile_up_start(rows: pd.DataFrame) -> float | None:
+    """The day of the earliest pile-up of first activities over all the rows' observation
+    dates (_day_numbers), or None: where an export's start piles them up, every date shows it
+    on that day."""
+    found = _pile_ups(rows)
+    return min(day for day, _ in found) if found else None
+
+
+def first_activity_piles_up(rows: pd.DataFrame, export_start: float | None = None) -> bool:
     """Whether the rows' first activities pile up in a few days (the export's start, or a
     business's launch): at least CENSORED_SHARE of them within one CENSORED_DAYS span of their
     observation date (`as_of`; one group without it), where that is PILE_UP_FACTOR times what
@@ -342,29 +388,22 @@ def first_activity_piles_up(rows: pd.DataFrame) -> bool:
     7-week export never showed one: 79 % of first activities in one week of five read as 4.8
     times the mean. Then every whole-history feature is capped
     by the export's age and grows with it. The pile-up need not be the oldest first activity: a
-    few older rows (payments of annual plans from before the logs begin) sit before it."""
+    few older rows (payments of annual plans from before the logs begin) sit before it.
+
+    export_start (pile_up_start over all the training dates): only pile-ups on that day count.
+    A course provider's registrations pile their first activities up at each term's first
+    assignment, a day that moves with the terms: that is the customers, not the export."""
     if "days_since_first_event" not in rows or not len(rows):
         return False
-    x = rows["days_since_first_event"].to_numpy(dtype="float64", na_value=np.nan)
-    groups = rows["as_of"].to_numpy() if "as_of" in rows else np.zeros(len(rows))
-    present = ~np.isnan(x)
-    if not present.any():
+    present = int(rows["days_since_first_event"].notna().sum())
+    if not present:
         return False
-    piled = 0
-    for _, days in pd.Series(x[present]).groupby(groups[present]):
-        values = days.to_numpy()
-        # Spans of CENSORED_DAYS, twice with shifted edges: a pile-up split by an edge counts.
-        most = max(
-            int(np.bincount(np.floor((values + shift) / CENSORED_DAYS).astype(np.int64)).max())
-            for shift in (0.0, CENSORED_DAYS / 2)
-        )
-        spans = (float(values.max()) + CENSORED_DAYS) / CENSORED_DAYS
-        if spans < MIN_SPANS:  # a week or two of history: nothing to compare the span with
-            continue
-        others = (len(values) - most) / (spans - 1)  # what each other span holds on average
-        if most >= PILE_UP_FACTOR * others:  # far above the rest of the history
-            piled += most
-    return piled / int(present.sum()) >= CENSORED_SHARE
+    piled = sum(
+        most
+        for day, most in _pile_ups(rows)
+        if export_start is None or abs(day - export_start) <= 2 * CENSORED_DAYS
+    )
+    return piled / present >= CENSORED_SHARE
 
 
 def export_age_days(rows: pd.DataFrame) -> float | None:
@@ -633,12 +672,15 @@ def reference_for(
     last = pd.Timestamp(rows["as_of"].max())
     window = pd.Timedelta(days=max(int(model.horizon_days), REFERENCE_DAYS))
     recent = pd.to_datetime(rows["as_of"]) > last - window
+    start = pile_up_start(rows)
     earlier, rows = rows[~recent], rows[recent]
     if len(rows) > REFERENCE_MAX_ROWS:
         rows = rows.sample(n=REFERENCE_MAX_ROWS, random_state=seed)
     pre = model.preprocessor
     probability = model.predict_proba(rows)
-    profile = build_reference(rows, pre.numeric, list(pre.categorical), probability, backtest)
+    profile = build_reference(
+        rows, pre.numeric, list(pre.categorical), probability, backtest, export_start=start
+    )
     profile.seasons = season_profiles(model, earlier, seed)
     return profile
 
