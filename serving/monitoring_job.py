@@ -121,6 +121,15 @@ def with_attributes(frame: pd.DataFrame, tables: Tables, columns: list[str]) -> 
     return frame.assign(**{c: values[c].to_numpy() for c in columns})
 
 
+def scored_by(info: dict) -> dict:
+    """What a partition was scored by and on (its run.json): the model's name, version and
+    training run, and the data's end. An entry of monitoring.json is reused only for the same:
+    a partition scored again by a model of the same version number (a new registry, another
+    model name) or on a newer export is examined again."""
+    keys = ("model_name", "model_version", "model_run_id", "data_end", "customers_scored")
+    return {k: info.get(k) for k in keys}
+
+
 def examine_partition(
     tables: Tables,
     path: Path,
@@ -144,6 +153,7 @@ def examine_partition(
         "as_of": str(as_of.date()),
         "model_version": str(info.get("model_version", "")),
         "model_name": info.get("model_name"),
+        "scored": scored_by(info),
         "customers": len(scores),
         "label_window_end": str(window_end.date()),
         "matured": bool(window_end <= matured_until),
@@ -252,6 +262,7 @@ def run_monitoring(
         if (
             old is not None
             and old.get("model_version") == str(version)
+            and old.get("scored") == scored_by(info)
             and old.get("matured") == matured
             and (old.get("drift") or model.reference is None)
         ):

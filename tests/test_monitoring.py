@@ -784,6 +784,18 @@ def test_monitoring_file_is_json_and_reruns_only_what_changed(demo_runs):
     assert read_monitoring(scores)["partitions"] == document["partitions"]
     newer = run_monitoring(tables, scores, lambda info: (model, "2"), log=lambda _: None)
     assert newer.computed == first.computed  # another model version: examined again
+    # The latest partition scored again by another model of the same version number (a new
+    # registry): examined again, the others kept.
+    from serving.monitoring_job import RUN_FILE
+
+    latest = scores / f"as_of={RUN_DATES[-1].date()}" / RUN_FILE
+    info = json.loads(latest.read_text())
+    latest.write_text(json.dumps({**info, "model_run_id": "another run"}))
+    try:
+        rescored = run_monitoring(tables, scores, lambda info: (model, "1"), log=lambda _: None)
+        assert rescored.computed == [str(RUN_DATES[-1].date())]
+    finally:
+        latest.write_text(json.dumps(info))
 
 
 def test_a_model_without_reference_distributions_is_told_to_retrain(demo_runs, tmp_path):
