@@ -4,7 +4,7 @@ the calibrated probabilities before the labels exist (CBPE), and a verdict. Whol
 features of an export that starts after many of its customers grow with the export's age: their
 PSI is shown and does not count as drift (export_start_censored). Nor does a PSI no larger than
 one of the training dates showed against all of them (ReferenceProfile.dates_psi), nor a feature
-that is like the same calendar month of an earlier training year (ReferenceProfile.seasons: a
+that is like the training date of the same weeks a year before (ReferenceProfile.seasons: a
 term or a season the model has learned).
 
 Definitions follow the known libraries so that the figures mean what readers expect:
@@ -36,7 +36,14 @@ from scipy.stats import binomtest, chi2_contingency, norm, rankdata
 from features.dictionary import activity_reach_days
 from reporting import formatting as fmt
 from training.evaluation import binary_metrics, quantile_bins
-from training.reference import SCORE, FeatureProfile, ReferenceProfile, psi
+from training.reference import (
+    SCORE,
+    SEASON_NEIGHBOUR_DAYS,
+    FeatureProfile,
+    ReferenceProfile,
+    Season,
+    psi,
+)
 
 PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
 MAX_OUTSIDE_SHARE = 0.01  # a partition within the training dates' spread: at most 1 % new values
@@ -163,8 +170,8 @@ def feature_drift(
     """Drift of every profiled feature of a partition (and of the score, as the feature
     'churn_probability', when probabilities are given), with each feature's importance rank in
     the model (1 = most important; `top` for the first TOP_FEATURES), largest PSI first.
-    as_of: the partition's date, whose calendar month picks the reference's season profiles
-    (season_psi: the PSI against the training rows of that month a year or more before)."""
+    as_of: the partition's date, which picks the reference's season profile (season_for;
+    season_psi: the PSI against the training date of the same weeks a year or two before)."""
     missing = [name for name in reference.features if name not in features.columns]
     if missing:
         raise ValueError(
@@ -195,19 +202,19 @@ def feature_drift(
         & (out["outside_training_range"].fillna(0.0) <= MAX_OUTSIDE_SHARE)
     ).astype(bool)
     out.loc[out["within_training_dates"], "drifted"] = False
-    # Like the same calendar month of an earlier training year: a term or a season the model
-    # has learned, not drift (training.reference.season_profiles).
-    seasons = getattr(reference, "seasons", None) or {}
-    season = seasons.get(f"{pd.Timestamp(as_of).month:02d}") if as_of is not None else None
+    # Like the training date of the same weeks a year before, or within what the dates around
+    # it differed from it: a term or a season the model has learned, not drift
+    # (training.reference.season_profiles).
+    season = season_for(getattr(reference, "seasons", None) or {}, as_of)
     out["season_psi"] = np.nan
-    if season:
-        columns = {**{n: features[n] for n in reference.features}}
+    if season is not None:
+        columns = {n: features[n] for n in reference.features}
         if probability is not None:
             columns[SCORE] = probability
         out["season_psi"] = [
             _season_psi(season.profiles.get(name), columns.get(name)) for name in out["feature"]
         ]
-    spread = out["feature"].map(season.dates_psi if season else {}).astype("float64")
+    spread = out["feature"].map(season.spread if season is not None else {}).astype("float64")
     out["like_a_year_before"] = (
         (out["season_psi"] < PSI_MAJOR) | (out["season_psi"] <= spread)
     ).astype(bool)
@@ -216,6 +223,21 @@ def feature_drift(
 
 
 SEASON_RANGE_SLACK = 0.1
+
+
+def season_for(seasons: dict[str, Season], as_of: pd.Timestamp | str | None) -> Season | None:
+    """The season profile of the training date nearest the partition's date one or two years
+    before (within SEASON_NEIGHBOUR_DAYS), or None."""
+    if as_of is None or not seasons:
+        return None
+    when = pd.Timestamp(as_of)
+    best, distance = None, SEASON_NEIGHBOUR_DAYS + 1
+    for key in seasons:
+        for years in (1, 2):
+            apart = abs((pd.Timestamp(key) + pd.DateOffset(years=years) - when).days)
+            if apart < distance:
+                best, distance = key, apart
+    return seasons[best] if best is not None else None
 
 
 def _season_psi(profile: FeatureProfile | None, values: pd.Series | np.ndarray | None) -> float:
@@ -480,7 +502,7 @@ def verdict(
     retrain: no reference distributions stored with the model; the realized ROC AUC's interval
     lies wholly below the backtest's; major drift (PSI >= 0.25) of the score or of one of the
     model's top features, beyond what one training date differed from all of them by
-    (within_training_dates) and than the same calendar month of an earlier training year
+    (within_training_dates) and than the training date of the same weeks of an earlier year
     (like_a_year_before); realized churn outside the interval a calibrated model gives and
     a calibration error above what chance gives on this many customers. With `no_newer`
     (no_newer_labels: a retrain would see no newer labels) these are a watch, with that reason.
@@ -524,16 +546,16 @@ def verdict(
         if getattr(row, "like_a_year_before", False):  # a season the training years had
             if row.top and psi_band(row.season_psi) == "moderate":
                 watch.append(
-                    f"{what}: PSI {row.season_psi:.2f} against the same month of an earlier "
+                    f"{what}: PSI {row.season_psi:.2f} against the same weeks of an earlier "
                     f"year (moderate drift, {PSI_MODERATE}-{PSI_MAJOR})"
                 )
             continue
-        # Against the same months of an earlier year when that is the nearer population: the
+        # Against the same weeks of an earlier year when that is the nearer population: the
         # part of the shift the calendar explains is no drift, the rest is said as it is.
         value, against = row.psi, ""
         season = getattr(row, "season_psi", np.nan)
         if np.isfinite(season) and season < value:
-            value, against = season, " against the same months of an earlier year"
+            value, against = season, " against the same weeks of an earlier year"
         band = psi_band(value)
         text = f"{what}: PSI {value:.2f}{against}"
         if row.top and band == "major":

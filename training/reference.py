@@ -14,7 +14,7 @@ monitoring compares realized performance with.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -158,12 +158,13 @@ def psi(reference_shares: np.ndarray, current_shares: np.ndarray) -> float:
 
 @dataclass
 class Season:
-    """The training rows of one calendar month and the months on either side, in an earlier
-    year: each feature's (and the score's) profile, and the PSI one of their dates showed
-    against all of them (dates_psi), which a partition may differ by and still be like them."""
+    """The training rows of one date a year or so before the reference dates: each feature's
+    (and the score's) profile, and per feature the largest PSI a date within
+    SEASON_NEIGHBOUR_DAYS of it showed against it (spread), which a partition may differ by
+    and still be like it."""
 
     profiles: dict[str, FeatureProfile]
-    dates_psi: dict[str, float]
+    spread: dict[str, float] = field(default_factory=dict)
 
 
 def _numbers(name: str, values: pd.Series | np.ndarray) -> np.ndarray:
@@ -217,10 +218,10 @@ class ReferenceProfile:
     # ranges [low, high] whose customers did not churn more often than the others
     # (safe_ranges): such a value is no reason for risk. Absent from older profiles (getattr).
     safe_ranges: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
-    # Per calendar month ("01".."12"), the profiles of the training rows dated around that
-    # month of an earlier year (before the reference dates), the score's under SCORE
-    # (season_profiles). A term-based or seasonal business looks like itself a year before,
-    # not like its last 90 days. Absent from older profiles (getattr).
+    # Per training date of the year before the reference dates ("2013-11-09"), the profiles of
+    # its rows, the score's under SCORE (season_profiles). A term-based or seasonal business
+    # looks like itself a year before, not like its last 90 days. Absent from older profiles
+    # (getattr).
     seasons: dict[str, Season] = field(default_factory=dict)
 
 
@@ -645,8 +646,10 @@ def levels_without_evidence(
 
 REFERENCE_MAX_ROWS = 200_000
 REFERENCE_DAYS = 90
-SEASON_MIN_ROWS = 200  # of a calendar month's rows, for its season profile
+SEASON_MIN_ROWS = 200  # of a date's rows, for its season profile
 SEASON_MAX_ROWS = 20_000  # a random sample of them beyond this
+SEASON_DAYS = 400  # training dates this long before the last one are kept as seasons
+SEASON_NEIGHBOUR_DAYS = 21  # dates this near are a season's own spread, and a partition's match
 SEASON_NEIGHBOURS = False
 
 
@@ -686,36 +689,61 @@ def reference_for(
 
 
 def season_profiles(model: ChurnModel, rows: pd.DataFrame, seed: int = 0) -> dict[str, Season]:
-    """Per calendar month ("05"), the profile of every model feature and of the score over the
-    training rows dated in that month or the months on either side (April to June: a partition
-    early in May is like the dates around it, whichever month they fell in). `rows`: those
-    before the reference dates; a random SEASON_MAX_ROWS when more; months of fewer than
-    SEASON_MIN_ROWS rows of their own are left out.
+    """Per training date of the year before the reference dates ("2013-11-09"), the profile of
+    every model feature and of the score over its rows, and how much the dates within
+    SEASON_NEIGHBOUR_DAYS of it differ from it (Season.spread). `rows`: those before the
+    reference dates; dates more than SEASON_DAYS before the last of them, or of fewer than
+    SEASON_MIN_ROWS rows, are left out; a random SEASON_MAX_ROWS of a date's rows when more.
 
     Why: monitoring compares a partition with the last 90 days of training dates. A business
     that follows a calendar (terms, courses, seasons) differs from its own last 90 days every
     autumn and is like itself a year before: on OULAD's November export the days to the course's
-    end read PSI 5.95 against the summer's training dates, "drift" that was the term starting."""
+    end read PSI 5.95 against the summer's training dates, "drift" that was the term starting.
+    One date, not a month of them: a feature the calendar sets (days to the term's end) takes
+    a value or two per date, and a month of dates spreads it as no one date does."""
     if not len(rows):
         return {}
     pre = model.preprocessor
-    month = pd.to_datetime(rows["as_of"]).dt.month.to_numpy()
+    as_of = pd.to_datetime(rows["as_of"])
+    dates = sorted(d for d in as_of.unique() if d >= as_of.max() - pd.Timedelta(days=SEASON_DAYS))
     out: dict[str, Season] = {}
-    for m in sorted(set(month.tolist())):
-        if (month == m).sum() < SEASON_MIN_ROWS:
+    for date in dates:
+        part = rows[(as_of == date).to_numpy()]
+        if len(part) < SEASON_MIN_ROWS:
             continue
-        around = np.isin(month, [(m - 2) % 12 + 1, m, m % 12 + 1])
-        part = rows[around]
-        key = f"{m:02d}"
         if len(part) > SEASON_MAX_ROWS:
             part = part.sample(n=SEASON_MAX_ROWS, random_state=seed)
         profiles = {name: FeatureProfile.fit(name, part[name], "numeric") for name in pre.numeric}
         profiles |= {
             name: FeatureProfile.fit(name, part[name], "categorical") for name in pre.categorical
         }
-        probability = model.predict_proba(part)
-        profiles[SCORE] = FeatureProfile.fit(SCORE, probability, "numeric")
-        columns = {name: part[name] for name in profiles if name != SCORE}
-        columns[SCORE] = pd.Series(probability)
-        out[key] = Season(profiles, dates_psi(profiles, columns, part["as_of"]))
+        profiles[SCORE] = FeatureProfile.fit(SCORE, model.predict_proba(part), "numeric")
+        out[str(pd.Timestamp(date).date())] = Season({k: _slim(v) for k, v in profiles.items()})
+    for key, season in out.items():
+        near = [
+            other
+            for other in out
+            if other != key
+            and abs((pd.Timestamp(other) - pd.Timestamp(key)).days) <= SEASON_NEIGHBOUR_DAYS
+        ]
+        for other in near:
+            part = rows[(as_of == pd.Timestamp(other)).to_numpy()]
+            if len(part) > SEASON_MAX_ROWS:
+                part = part.sample(n=SEASON_MAX_ROWS, random_state=seed)
+            values = {name: part[name] for name in season.profiles if name != SCORE}
+            values[SCORE] = model.predict_proba(part)
+            for name, profile in season.profiles.items():
+                counts = profile.counts(values[name])
+                if counts.sum():
+                    shift = psi(np.asarray(profile.bin_shares), counts / counts.sum())
+                    season.spread[name] = max(season.spread.get(name, 0.0), shift)
     return out
+
+
+def _slim(profile: FeatureProfile) -> FeatureProfile:
+    """A profile that bins and tells its range as the full one does, without the percentile
+    grid and CDF a KS test needs (a season profile is only binned: many are stored)."""
+    if profile.kind != "numeric" or not profile.grid:
+        return profile
+    grid = sorted({profile.grid[0], *profile.edges, profile.grid[-1]})
+    return replace(profile, grid=grid, cdf=[])
