@@ -647,7 +647,7 @@ def levels_without_evidence(
 REFERENCE_MAX_ROWS = 200_000
 REFERENCE_DAYS = 90
 SEASON_MIN_ROWS = 200  # of a date's rows, for its season profile
-SEASON_MAX_ROWS = 20_000  # a random sample of them beyond this
+SEASON_MAX_ROWS = 5_000  # a random sample of them beyond this (ten bins need no more)
 SEASON_DAYS = 400  # training dates this long before the last one are kept as seasons
 SEASON_NEIGHBOUR_DAYS = 21  # dates this near are a season's own spread, and a partition's match
 SEASON_NEIGHBOURS = False
@@ -704,36 +704,31 @@ def season_profiles(model: ChurnModel, rows: pd.DataFrame, seed: int = 0) -> dic
     if not len(rows):
         return {}
     pre = model.preprocessor
-    as_of = pd.to_datetime(rows["as_of"])
-    dates = sorted(d for d in as_of.unique() if d >= as_of.max() - pd.Timedelta(days=SEASON_DAYS))
-    out: dict[str, Season] = {}
-    for date in dates:
-        part = rows[(as_of == date).to_numpy()]
-        if len(part) < SEASON_MIN_ROWS:
+    as_of = pd.to_datetime(rows["as_of"]).to_numpy()
+    rng = np.random.default_rng(seed)
+    kept: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}  # each date's rows and scores
+    for date in np.unique(as_of[as_of >= as_of.max() - np.timedelta64(SEASON_DAYS, "D")]):
+        where = np.flatnonzero(as_of == date)
+        if len(where) < SEASON_MIN_ROWS:
             continue
-        if len(part) > SEASON_MAX_ROWS:
-            part = part.sample(n=SEASON_MAX_ROWS, random_state=seed)
+        if len(where) > SEASON_MAX_ROWS:
+            where = np.sort(rng.choice(where, SEASON_MAX_ROWS, replace=False))
+        part = rows.iloc[where]
+        kept[str(pd.Timestamp(date).date())] = (part, model.predict_proba(part))
+    out: dict[str, Season] = {}
+    for key, (part, probability) in kept.items():
         profiles = {name: FeatureProfile.fit(name, part[name], "numeric") for name in pre.numeric}
         profiles |= {
             name: FeatureProfile.fit(name, part[name], "categorical") for name in pre.categorical
         }
-        profiles[SCORE] = FeatureProfile.fit(SCORE, model.predict_proba(part), "numeric")
-        out[str(pd.Timestamp(date).date())] = Season({k: _slim(v) for k, v in profiles.items()})
-    for key, season in out.items():
-        near = [
-            other
-            for other in out
-            if other != key
-            and abs((pd.Timestamp(other) - pd.Timestamp(key)).days) <= SEASON_NEIGHBOUR_DAYS
-        ]
-        for other in near:
-            part = rows[(as_of == pd.Timestamp(other)).to_numpy()]
-            if len(part) > SEASON_MAX_ROWS:
-                part = part.sample(n=SEASON_MAX_ROWS, random_state=seed)
-            values = {name: part[name] for name in season.profiles if name != SCORE}
-            values[SCORE] = model.predict_proba(part)
+        profiles[SCORE] = FeatureProfile.fit(SCORE, probability, "numeric")
+        season = out[key] = Season({k: _slim(v) for k, v in profiles.items()})
+        for other, (near, scores) in kept.items():
+            apart = abs((pd.Timestamp(other) - pd.Timestamp(key)).days)
+            if other == key or apart > SEASON_NEIGHBOUR_DAYS:
+                continue
             for name, profile in season.profiles.items():
-                counts = profile.counts(values[name])
+                counts = profile.counts(scores if name == SCORE else near[name])
                 if counts.sum():
                     shift = psi(np.asarray(profile.bin_shares), counts / counts.sum())
                     season.spread[name] = max(season.spread.get(name, 0.0), shift)
