@@ -596,3 +596,31 @@ def test_scoring_without_a_champion_says_why_the_latest_version_was_not_promoted
     with pytest.raises(ValueError) as err:
         load_champion("churn-shop", uri)
     assert f"Version {version} was not promoted: {why}" in str(err.value)
+
+
+def test_a_simple_model_that_beat_lightgbm_ties_with_the_champion_as_lightgbm_would():
+    """The logistic regression registered because it beat LightGBM meets the champion under
+    the same rule: within the paired interval, trained on later data, it replaces it."""
+    from training.gate import paired_auc_interval
+    from training.simple_model import simple_model_gate
+
+    baselines = {"logistic_regression": measured(0.700), "recency_rule": measured(0.60)}
+    rng = np.random.default_rng(4)
+    y = (rng.random(3000) < 0.1).astype(int)
+    signal = y + rng.normal(0, 1.2, len(y))
+    rows = pd.DataFrame({"customer_id": np.arange(len(y)), "churned": y,
+                         "logistic_regression": signal})  # fmt: skip
+    interval = paired_auc_interval(
+        rows, rows["logistic_regression"].to_numpy(), signal + rng.normal(0, 0.1, len(y))
+    )
+    assert interval[0] < 0 < interval[1]
+    tie = simple_model_gate(
+        "logistic_regression", baselines, RULES, champion_metrics=measured(0.703),
+        champion_interval=interval, newer_by_days=60,
+    )  # fmt: skip
+    assert tie.promoted and "ties with champion" in tie.reason
+    kept = simple_model_gate(
+        "logistic_regression", baselines, RULES, champion_metrics=measured(0.703),
+        champion_interval=interval, newer_by_days=0,
+    )  # fmt: skip
+    assert not kept.promoted

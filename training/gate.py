@@ -636,18 +636,12 @@ def measure_champion(
             y = holdout["churned"].to_numpy()
             interval = None
             if "churn_probability" in holdout:
-                clusters = (
-                    holdout["customer_id"].to_numpy()
-                    if "customer_id" in holdout
-                    else np.arange(len(holdout))
+                interval = paired_auc_interval(
+                    holdout, holdout["churn_probability"].to_numpy(), probability, reps, seed
                 )
-                scores = {
-                    "candidate": holdout["churn_probability"].to_numpy(dtype=float),
-                    "champion": np.asarray(probability, dtype=float),
-                }
-                _, differences = bootstrap_intervals(y, scores, clusters, reps, seed)
-                interval = differences.get("champion")
-            return ChampionMeasure(binary_metrics(y, probability), None, interval)
+            return ChampionMeasure(
+                binary_metrics(y, probability), None, interval, np.asarray(probability, float)
+            )
     problem = f"the champion of '{name}' (v{version}) cannot be scored on this data: " + "; ".join(
         problems
     )
@@ -663,6 +657,20 @@ class ChampionMeasure:
     metrics: dict[str, float] | None = None
     problem: str | None = None
     interval: tuple[float, float] | None = None
+    # The champion's probabilities for the rows, in their order (a simple model that beat
+    # LightGBM is compared with the champion on them too).
+    probability: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+def paired_auc_interval(
+    rows: pd.DataFrame, candidate: np.ndarray, champion: np.ndarray, reps: int = 200, seed: int = 0
+) -> tuple[float, float] | None:
+    """The 95 % interval of the candidate's ROC AUC minus the champion's on the same rows
+    (`rows`: churned, and customer_id when present, whose customers are resampled whole)."""
+    clusters = rows["customer_id"].to_numpy() if "customer_id" in rows else np.arange(len(rows))
+    scores = {"candidate": np.asarray(candidate, float), "champion": np.asarray(champion, float)}
+    _, differences = bootstrap_intervals(rows["churned"].to_numpy(), scores, clusters, reps, seed)
+    return differences.get("champion")
 
 
 class LabelLikeAttributeError(ValueError):

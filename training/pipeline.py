@@ -408,7 +408,7 @@ def train_from_tables(
         else None
     )
     not_comparable = moved
-    champion_interval = None
+    champion_interval, champion_probability = None, None
     if moved is not None:
         champion_metrics, champion_problem = None, None
     else:
@@ -417,12 +417,13 @@ def train_from_tables(
             champion, name, tables, resolved, fair.rows, champion_on_test, log, seed=config.seed
         )
         champion_metrics, champion_problem = measured.metrics, measured.problem
-        champion_interval = measured.interval
+        champion_interval, champion_probability = measured.interval, measured.probability
     if moved is None and champion_problem is None and fair.not_comparable is not None:
         if fair.replaces:
             not_comparable = fair.not_comparable
         else:
             champion_problem = fair.not_comparable
+    newer = days_newer(model.trained_until, champion[1].trained_until) if champion else None
     gate = judge(
         evaluation.metrics,
         rules,
@@ -436,9 +437,7 @@ def train_from_tables(
         candidate_vs_champion=fair.candidate,
         champion_not_comparable=not_comparable,
         champion_interval=champion_interval,
-        newer_by_days=days_newer(model.trained_until, champion[1].trained_until)
-        if champion is not None
-        else None,
+        newer_by_days=newer,
     )
     promoted, reason = gate.promoted, gate.reason
 
@@ -525,6 +524,9 @@ def train_from_tables(
             lost_run_id=logged.run_id, lost_version=logged.version, client=client, log=log,
             champion_rows=fair.rows if fair.candidate is not None else None,
             champion_not_comparable=not_comparable,
+            champion_paired=(fair.rows, champion_probability)
+            if fair.rows is not None and champion_probability is not None else None,
+            newer_by_days=newer,
         )  # fmt: skip
     return TrainingResult(
         run_id=logged.run_id,

@@ -33,7 +33,7 @@ from training.evaluation import (
     recency_feature,
     sklearn_frame,
 )
-from training.gate import GateDecision, GateRules, judge
+from training.gate import GateDecision, GateRules, judge, paired_auc_interval
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
 from training.reference import reference_for
 from training.splits import BacktestPlan
@@ -180,6 +180,8 @@ def register_simple_model(
     log: Callable[[str], None] = print,
     champion_rows: pd.DataFrame | None = None,
     champion_not_comparable: str | None = None,
+    champion_paired: tuple[pd.DataFrame, np.ndarray] | None = None,
+    newer_by_days: int | None = None,
 ) -> SimpleResult:
     """Register the baseline that won as a LinearChurnModel, gated (against the other baselines
     and the champion) on its backtest figures: the baseline was fitted on the dates before the
@@ -188,7 +190,11 @@ def register_simple_model(
     keeps its ranking), logged as its own MLflow run and registered under the same name.
     champion_rows: the holdout rows the champion was measured on when not all of them
     (training.gate.champion_holdout), with the baseline's scores in the column `kind`;
-    champion_not_comparable: why the champion is not compared (the gate's argument)."""
+    champion_not_comparable: why the champion is not compared (the gate's argument).
+    champion_paired: the rows the champion was measured on (with the baseline's scores in the
+    column `kind`) and the champion's probabilities for them, for the paired interval of the
+    two; newer_by_days: how much later the data ends than the champion's (both as for
+    LightGBM: training.gate.judge)."""
     from training.tracking import input_example, log_training_run, record_promotion
 
     model = fit_simple_model(
@@ -210,6 +216,10 @@ def register_simple_model(
         versus = binary_metrics(
             champion_rows["churned"].to_numpy(), champion_rows[kind].to_numpy(dtype="float64")
         )
+    interval = None
+    if champion_paired is not None and kind in champion_paired[0]:
+        rows, theirs = champion_paired
+        interval = paired_auc_interval(rows, rows[kind].to_numpy(), theirs, seed=config.seed)
     gate = simple_model_gate(
         kind,
         baselines,
@@ -219,6 +229,8 @@ def register_simple_model(
         champion_problem=champion_problem,
         candidate_vs_champion=versus,
         champion_not_comparable=champion_not_comparable,
+        champion_interval=interval,
+        newer_by_days=newer_by_days,
     )
     reason = f"{kind} as the model (it beat LightGBM v{lost_version}): {gate.reason}"
     tags = {
@@ -265,10 +277,13 @@ def simple_model_gate(
     champion_problem: str | None = None,
     candidate_vs_champion: dict[str, float] | None = None,
     champion_not_comparable: str | None = None,
+    champion_interval: tuple[float, float] | None = None,
+    newer_by_days: int | None = None,
 ) -> GateDecision:
     """The gate for the baseline `kind` that beat LightGBM: its holdout figures against the other
     baselines and the champion, on the same rows (candidate_vs_champion: its figures on the
-    rows the champion was measured on, when not the whole holdout)."""
+    rows the champion was measured on, when not the whole holdout; champion_interval and
+    newer_by_days decide a tie with the champion, as training.gate.judge says)."""
     return judge(
         baselines[kind],
         rules,
@@ -278,6 +293,8 @@ def simple_model_gate(
         champion_problem=champion_problem,
         candidate_vs_champion=candidate_vs_champion,
         champion_not_comparable=champion_not_comparable,
+        champion_interval=champion_interval,
+        newer_by_days=newer_by_days,
     )
 
 
