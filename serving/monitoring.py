@@ -250,9 +250,9 @@ def _season_psi(profile: FeatureProfile | None, values: pd.Series | np.ndarray |
     if not total:
         return float("nan")
     if profile.kind == "numeric" and len(profile.grid):
-        # Beyond the month's range by more than a tenth of its span: the month of a year
-        # before ended on another day of it, and its range is narrower than the year's.
-        x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+        # Beyond the date's range by more than a tenth of its span: a partition a few days off
+        # that date, and one date's range is narrower than the year's.
+        x = profile.numbers(values)
         x = x[~np.isnan(x)]
         lo, hi = profile.grid[0], profile.grid[-1]
         pad = SEASON_RANGE_SLACK * (hi - lo)

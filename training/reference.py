@@ -94,6 +94,10 @@ class FeatureProfile:
         profile.bin_shares = (counts / total if total else counts).tolist()
         return profile
 
+    def numbers(self, values: pd.Series | np.ndarray) -> np.ndarray:
+        """New values of this numeric feature as float64 (NaN for missing)."""
+        return _numbers(self.name, values)
+
     def counts(self, values: pd.Series | np.ndarray) -> np.ndarray:
         """Rows per bin (the last bin: missing values) for new values of this feature."""
         if self.kind == "numeric":
@@ -650,7 +654,6 @@ SEASON_MIN_ROWS = 200  # of a date's rows, for its season profile
 SEASON_MAX_ROWS = 5_000  # a random sample of them beyond this (ten bins need no more)
 SEASON_DAYS = 400  # training dates this long before the last one are kept as seasons
 SEASON_NEIGHBOUR_DAYS = 21  # dates this near are a season's own spread, and a partition's match
-SEASON_NEIGHBOURS = False
 
 
 def backtest_figures(
