@@ -242,6 +242,7 @@ def iter_scores(
     top: int = 3,
     chunk_rows: int = 100_000,
     currency: str | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> Iterator[tuple[pa.Table, pa.Table]]:
     """Scores (SCORES_SCHEMA) and contributions (customer_id + float32 per feature) for
     feature rows, chunk by chunk, so that memory stays bounded whatever the number of rows.
@@ -259,9 +260,10 @@ def iter_scores(
         ids = chunk["customer_id"].to_numpy()
         contrib = model.contributions(chunk)
         logit = contrib.sum(axis=1).to_numpy()
-        probability = model.probability_of_logit(logit)
+        shift = model.level_shift(chunk, as_of)
+        probability = model.probability_of_logit(logit, shift)
         current = contrib[names].to_numpy()
-        points = risk_points(current, contrib["bias"].to_numpy(), model.probability_of_logit)
+        points = risk_points(current, contrib["bias"].to_numpy(), model.probability_of_logit, shift)
         current32 = current.astype(np.float32)
         delta = np.zeros_like(current)
         if lookup is not None:
@@ -300,10 +302,12 @@ def score_features(
     previous: PreviousRun | None = None,
     top: int = 3,
     chunk_rows: int = 100_000,
+    as_of: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Scores, bands, drivers and the change since a previous run for feature rows, as one
     frame (see iter_scores; for what-if records and for tests)."""
-    tables = [s for s, _ in iter_scores(model, features, model_version, previous, top, chunk_rows)]
+    chunks = iter_scores(model, features, model_version, previous, top, chunk_rows, as_of=as_of)
+    tables = [s for s, _ in chunks]
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
 
@@ -612,7 +616,7 @@ def run_scoring(
         try:
             for scores, contributions in iter_scores(
                 model, features, model_version, before, top, chunk_rows,
-                currency=(settings or ScoringConfig()).currency,
+                currency=(settings or ScoringConfig()).currency, as_of=t,
             ):  # fmt: skip
                 scores_file.write_table(scores)
                 if contributions_file is None:

@@ -349,6 +349,13 @@ class ScoreRecordsRequest(_Request):
     top_drivers: int = Field(
         default=3, ge=0, le=MAX_TOP_DRIVERS, description="Drivers per record.", examples=[3]
     )
+    as_of: RequestDate | None = Field(
+        default=None,
+        description="The date the records describe, for the churn level of that time of year "
+        "(a model trained on a year or more of dates); default: the run date of the partition "
+        "being served, or none when there is none.",
+        examples=["2024-12-15"],
+    )
 
 
 class RecordScore(_Response):

@@ -219,7 +219,15 @@ class ChurnService:
         needs_partition = any(r.base_customer_id for r in request.records)
         partition = self._partition() if needs_partition else None
         frame = records_frame(served, request.records, partition)
-        scored = score_features(served.model, frame, served.version, top=request.top_drivers)
+        current = partition or self.partitions.current()
+        as_of = request.as_of or (current.as_of if current is not None else None)
+        scored = score_features(
+            served.model,
+            frame,
+            served.version,
+            top=request.top_drivers,
+            as_of=pd.Timestamp(as_of) if as_of is not None else None,
+        )
         results = [
             RecordScore(
                 customer_id=record.customer_id or record.base_customer_id,

@@ -162,7 +162,9 @@ def _scoring_rows(
                 scores[["customer_id", "churn_probability"]],
                 features=rows.drop(columns=["churn_probability", "risk_band", "_in_features"]),
             )
-        chunks = list(iter_scores(model, features, model_version, before, top, currency=currency))
+        chunks = list(
+            iter_scores(model, features, model_version, before, top, currency=currency, as_of=as_of)
+        )
         score_table = (
             pa.concat_tables([s for s, _ in chunks]) if chunks else SCORES_SCHEMA.empty_table()
         )

@@ -49,7 +49,7 @@ def test_scores_are_the_models_probabilities_with_positive_drivers(small_champio
     model = small_champion.champion.model
     features = build_features(small_champion.tables, RUN_1, model.features_config())
     np.testing.assert_allclose(
-        first.scores["churn_probability"], model.predict_proba(features), rtol=1e-9
+        first.scores["churn_probability"], model.predict_proba(features, RUN_1), rtol=1e-9
     )
     assert set(first.scores["risk_band"]) <= {"high", "medium", "low"}
     written = pd.read_parquet(first.partition / "scores.parquet")

@@ -84,7 +84,7 @@ def test_a_billing_only_export_imports_checks_trains_and_explains_by_payments(bi
     annual = tables.customers.set_index("customer_id")["plan_at_signup"].str.endswith("annual")
     yearly = paying[annual.reindex(frame["customer_id"]).fillna(False).to_numpy(dtype=bool)]
     assert len(yearly) and np.median(yearly[yearly > 0]) < 100  # 190-590 a year, per month
-    expected = (fitted.model.predict_proba(frame) * paying).sum()
+    expected = (fitted.model.predict_proba(frame, "2024-06-01") * paying).sum()
     assert overall["revenue_at_risk"] == pytest.approx(expected)
     page = (Path(run.partition) / "report.html").read_text()
     assert "retention by activity is not measured" in page

@@ -185,6 +185,33 @@ def test_feature_records_score_like_the_weekly_job(svc, partition):
         ]
 
 
+def test_records_take_the_level_of_the_date_they_are_sent_for(svc, partition, monkeypatch):
+    """Without as_of a record is scored at the served partition's date (as the weekly job
+    scored it); with another date, at that time of year's level (training.seasonal_level):
+    the same customer, another probability, moved by the difference of the two dates' shifts.
+    The small demo's dates differ only by chance (its level is one mean miss), so the model
+    gets a level with a calendar here."""
+    from serving.schemas import FeatureRecord, ScoreRecordsRequest
+    from training.seasonal_level import SeasonalLevel
+
+    scores, _ = partition
+    cid = a_customer_with_history(partition)
+    record = [FeatureRecord(base_customer_id=cid, features={})]
+    served = svc.score_records(ScoreRecordsRequest(records=record)).results[0]
+    assert served.churn_probability == pytest.approx(scores.loc[cid, "churn_probability"], rel=1e-9)
+
+    calendar = SeasonalLevel(("2023-07-01", "2023-12-08"), (-0.5, 0.5), (0.01, 0.01), 0.0, 0.25)
+    monkeypatch.setattr(svc.served.model, "seasonal_level", calendar)
+    december = svc.score_records(ScoreRecordsRequest(records=record)).results[0]
+    july = svc.score_records(ScoreRecordsRequest(records=record, as_of="2024-07-01")).results[0]
+    logit = lambda q: np.log(q / (1 - q))  # noqa: E731
+    change = calendar.shift(pd.Timestamp("2024-07-01")) - calendar.shift(pd.Timestamp(RUN_2))
+    assert change < -0.9
+    assert logit(july.churn_probability) - logit(december.churn_probability) == pytest.approx(
+        change, abs=1e-6
+    )
+
+
 def test_what_if_changes_only_the_features_given(svc, partition):
     from serving.schemas import FeatureRecord, ScoreRecordsRequest
 

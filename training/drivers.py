@@ -63,13 +63,16 @@ MOVED_TYPE = pa.list_(pa.struct([("feature", pa.string()), ("change", pa.float64
 def risk_points(
     contrib: np.ndarray,
     bias: np.ndarray | float,
-    probability_of_logit: Callable[[np.ndarray], np.ndarray],
+    probability_of_logit: Callable[..., np.ndarray],
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each feature's signed share of the calibrated churn probability, in percentage points.
 
     contrib: (rows, features) contributions to the raw model's log-odds; bias: the expected
     log-odds (the contributions' 'bias' column); probability_of_logit: the served probability
-    as a function of the raw log-odds (calibration included), increasing.
+    as a function of the raw log-odds (calibration included), increasing; shift: per row, the
+    log-odds of the time of year (ChurnModel.level_shift), passed on to probability_of_logit
+    as its second argument, or None.
 
     Definition: the change from the base probability P(bias) to the customer's probability
     P(bias + sum of contributions) is shared among the features in proportion to their
@@ -83,8 +86,14 @@ def risk_points(
     base = np.broadcast_to(np.asarray(bias, dtype=np.float64), (n,))
     total = contrib.sum(axis=1)
     z = base + total
-    p = probability_of_logit(z)
-    p_base = probability_of_logit(base)
+
+    def served(logit: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        if shift is None:
+            return probability_of_logit(logit)
+        return probability_of_logit(logit, np.broadcast_to(shift, (n,))[rows])
+
+    p = served(z)
+    p_base = served(base)
     small = np.abs(total) < 1e-9
     slope = np.empty(n)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -92,7 +101,7 @@ def risk_points(
     if small.any():
         h = 1e-4
         zs = z[small]
-        slope[small] = (probability_of_logit(zs + h) - probability_of_logit(zs - h)) / (2 * h)
+        slope[small] = (served(zs + h, small) - served(zs - h, small)) / (2 * h)
     return 100.0 * contrib * slope[:, None]
 
 

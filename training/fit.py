@@ -49,6 +49,7 @@ from training.model import (
     fit_calibrator,
     linear_spread,
 )
+from training.seasonal_level import ROWS_PER_DATE, SeasonalLevel, sample_per_date
 from training.splits import BacktestPlan, Fold, dates_text
 
 Log = Callable[[str], None]
@@ -86,6 +87,8 @@ class Refit:
     rounds_from: str = ""  # the folds whose validation curves chose the rounds
     band_warnings: list[str] = field(default_factory=list)
     linear_share: float = 0.25  # the share the model has (choose_linear_share)
+    # log-odds added at the last training date for its time of year (training.seasonal_level)
+    level_shift: float = 0.0
 
     def as_params(self) -> dict[str, Any]:
         return {f"refit.{k}": v for k, v in self.__dict__.items() if k != "params"}
@@ -760,6 +763,11 @@ def refit(
         trained_until=str(pd.Timestamp(dates[-1]).date()),
         linear_term=linear,
     )
+    sample = sample_per_date(dataset["as_of"], ROWS_PER_DATE, config.seed)
+    in_sample = dataset.iloc[sample]
+    model.seasonal_level = SeasonalLevel.fit(
+        in_sample["as_of"], y[sample], model.predict_proba(in_sample)
+    )
     latest = dataset[dataset["as_of"] == dates[-1]]
     population = model.predict_proba(latest)
     model.band_thresholds = band_thresholds(
@@ -791,6 +799,9 @@ def refit(
         params={k: v for k, v in trainer.params.items() if k != "monotone_constraints"},
         band_warnings=warnings,
         linear_share=config.linear_share,
+        level_shift=model.seasonal_level.shift(pd.Timestamp(dates[-1]))
+        if model.seasonal_level
+        else 0.0,
     )
     if log:
         log(
@@ -800,6 +811,8 @@ def refit(
             f"{method} calibration on {len(cal_index):,} out-of-fold rows (their log-odds "
             f"spread {transfer.factor:.2f}x the refit's on the training rows)"
         )
+        if model.seasonal_level:
+            log(f"  {model.seasonal_level.describe(pd.Timestamp(dates[-1]))}")
         for warning in warnings:
             log(f"warning: {warning}")
     return model, summary

@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 
 from features.config import FeatureConfig
 from training.reference import ReferenceProfile
+from training.seasonal_level import SeasonalLevel
 from training.tree_shap import TreeShapExplainer
 
 ID_COLUMNS = ("as_of", "customer_id", "churned")
@@ -316,6 +317,9 @@ class ChurnModel:
     # The training distributions for monitoring (training.reference); None in models trained
     # before it existed, for which monitoring says to retrain.
     reference: ReferenceProfile | None = None
+    # The churn level of the time of year (training.seasonal_level), added to the calibrated
+    # log-odds of rows with an as_of; None in models trained before it and without dates.
+    seasonal_level: SeasonalLevel | None = None
     _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
     _explainer: TreeShapExplainer | None = field(default=None, repr=False, compare=False)
 
@@ -373,9 +377,25 @@ class ChurnModel:
         logit = self.booster.predict(transformed, raw_score=True, num_threads=0)
         return _expit(logit + self.linear_term.terms(transformed).sum(axis=1))
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of churn within the horizon, per row."""
-        return calibrate(self.calibrator, self.raw_probability(frame))
+    def predict_proba(self, frame: pd.DataFrame, as_of: object = None) -> np.ndarray:
+        """Calibrated probability of churn within the horizon, per row, at the level of the
+        time of year of its date (level_shift)."""
+        probability = calibrate(self.calibrator, self.raw_probability(frame))
+        return shifted(probability, self.level_shift(frame, as_of))
+
+    def level_shift(self, frame: pd.DataFrame, as_of: object = None) -> np.ndarray | None:
+        """Per row, the log-odds the time of year adds to the calibrated probability
+        (training.seasonal_level), for the observation date `as_of` or, without it, the
+        frame's as_of column (training rows); None when the model has no seasonal level or
+        the rows no date (records sent to the service without one)."""
+        level = getattr(self, "seasonal_level", None)  # None in models pickled before it
+        if level is None:
+            return None
+        if as_of is not None:
+            return np.full(len(frame), level.shift(pd.Timestamp(as_of)))
+        if "as_of" not in frame:
+            return None
+        return level.shifts(frame["as_of"])
 
     def risk_band(self, probability: np.ndarray) -> np.ndarray:
         """Band names ('high', 'medium', 'low') for calibrated probabilities."""
@@ -403,18 +423,28 @@ class ChurnModel:
         contrib = self.explainer.contributions(lightgbm_matrix(transformed))
         return pd.DataFrame(contrib, columns=[*self.feature_names, "bias"], index=index)
 
-    def probability_of_logit(self, logit: np.ndarray) -> np.ndarray:
-        """The calibrated probability for raw log-odds (the sum of contributions and bias)."""
-        return calibrate(self.calibrator, _expit(logit))
+    def probability_of_logit(
+        self, logit: np.ndarray, shift: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The calibrated probability for raw log-odds (the sum of contributions and bias),
+        with `shift` (level_shift: per row, or None) added to the calibrated log-odds."""
+        return shifted(calibrate(self.calibrator, _expit(logit)), shift)
 
-    def drivers(self, frame: pd.DataFrame, top: int = 3) -> list[list[dict[str, Any]]]:
+    def drivers(
+        self, frame: pd.DataFrame, top: int = 3, as_of: object = None
+    ) -> list[list[dict[str, Any]]]:
         """The `top` features pushing each row's risk up the most: feature, label, value,
         contribution (log-odds), risk_points and reason in words (see training.drivers)."""
         from training.drivers import risk_points, top_drivers
 
         contrib = self.contributions(frame)
         matrix = contrib[self.feature_names].to_numpy()
-        points = risk_points(matrix, contrib["bias"].to_numpy(), self.probability_of_logit)
+        points = risk_points(
+            matrix,
+            contrib["bias"].to_numpy(),
+            self.probability_of_logit,
+            self.level_shift(frame, as_of),
+        )
         return top_drivers(
             matrix, self.feature_names, frame, top, points, **self.reason_settings()
         ).to_pylist()
@@ -442,9 +472,12 @@ class ChurnModel:
             "said_by": getattr(self.reference, "said_by", None),
         }
 
-    def score(self, frame: pd.DataFrame, top_drivers: int = 3) -> pd.DataFrame:
-        """customer_id, churn_probability, risk_band and drivers for feature records."""
-        probability = self.predict_proba(frame)
+    def score(
+        self, frame: pd.DataFrame, top_drivers: int = 3, as_of: object = None
+    ) -> pd.DataFrame:
+        """customer_id, churn_probability, risk_band and drivers for feature records (as of
+        `as_of`, or their as_of column: level_shift)."""
+        probability = self.predict_proba(frame, as_of)
         out = pd.DataFrame(
             {
                 "customer_id": frame["customer_id"].to_numpy()
@@ -455,7 +488,7 @@ class ChurnModel:
             }
         )
         if top_drivers:
-            out["drivers"] = self.drivers(frame, top=top_drivers)
+            out["drivers"] = self.drivers(frame, top=top_drivers, as_of=as_of)
         return out
 
 
@@ -701,6 +734,13 @@ def band_warnings(bands: np.ndarray, thresholds: dict[str, float], where: str) -
             why = f"nobody's probability lies in [{low:.1%}, {high:.1%})"
         out.append(f"risk band '{name}' is empty on {where} ({len(bands):,} customers): {why}")
     return out
+
+
+def shifted(probability: np.ndarray, shift: np.ndarray | float | None) -> np.ndarray:
+    """Probabilities with `shift` added to their log-odds (None: as they are)."""
+    if shift is None:
+        return probability
+    return _expit(_logit(probability) + shift)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from training.evaluation import (
 from training.gate import GateDecision, GateRules, judge, paired_auc_interval
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
 from training.reference import reference_for
+from training.seasonal_level import SeasonalLevel
 from training.splits import BacktestPlan
 
 SIMPLE_KINDS = ("logistic_regression", "recency_rule")
@@ -138,9 +139,13 @@ def fit_simple_model(
         column_means_=means,
     )
     raw = model.raw_probability(calibration)
-    model.calibrator = fit_calibrator("sigmoid", raw, calibration["churned"].to_numpy())
+    churned = calibration["churned"].to_numpy()
+    model.calibrator = fit_calibrator("sigmoid", raw, churned)
+    calibrated = calibrate(model.calibrator, raw)
+    if "as_of" in calibration:  # the churn level of the time of year, as the LightGBM model's
+        model.seasonal_level = SeasonalLevel.fit(calibration["as_of"], churned, calibrated)
     model.band_thresholds = band_thresholds(
-        calibrate(model.calibrator, raw), config.risk_bands, config.risk_band_ceilings
+        calibrated, config.risk_bands, config.risk_band_ceilings
     )
     return model
 

@@ -171,7 +171,9 @@ def configure(uri: str | None = None) -> MlflowClient:
 
 
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow wrapper: predict() gives probability and band; .model is the whole ChurnModel."""
+    """MLflow wrapper: predict() gives probability and band (at the churn level of each row's
+    as_of when the input has that column: ChurnModel.level_shift); .model is the whole
+    ChurnModel."""
 
     def __init__(self, model: ChurnModel):
         self.model = model
