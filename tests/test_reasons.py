@@ -442,6 +442,30 @@ def test_a_window_longer_than_the_customer_is_said_as_the_time_since_signup():
     )
 
 
+def test_kinds_of_activity_are_named_when_the_counts_per_type_account_for_them():
+    """OULAD's judge read "1 kind of activity in the last 30 days" as vague: the kinds are named
+    from the window's counts per event type, the most frequent first, when those account for
+    all of them and are few; otherwise the count alone."""
+    from training.drivers import context_columns_of
+
+    entry = describe("event_types_30d")
+    columns = [
+        "events_30d", "tma_events_30d", "cma_events_30d", "exam_events_30d", "tma_events_90d",
+        "tenure_days",
+    ]  # fmt: skip
+    assert context_columns_of(entry.context, columns) == [
+        "tenure_days", "tma_events_30d", "cma_events_30d", "exam_events_30d",
+    ]  # fmt: skip
+    row = {"tenure_days": 400.0, "tma_events_30d": 1.0, "cma_events_30d": 0.0}
+    assert entry.text(1, row) == "1 kind of activity in the last 30 days (tma)"
+    row |= {"cma_events_30d": 3.0, "exam_events_30d": float("nan")}
+    assert entry.text(2, row) == "2 kinds of activity in the last 30 days (cma, tma)"
+    # a kind without a count of its own (beyond max_event_types): not named at all
+    assert entry.text(3, row) == "3 kinds of activity in the last 30 days"
+    assert entry.text(0, {"tenure_days": 400.0}) == "No activity in the last 30 days"
+    assert entry.text(1, {}) == "1 kind of activity in the last 30 days"
+
+
 def test_a_window_longer_than_the_recorded_activity_is_said_as_the_time_since_it():
     """A 6-week export of a streaming app: users who signed up a year before it read "Active on
     12 of the last 90 days" (a quarter of the 49 days on record read as a seventh) and "No

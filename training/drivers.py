@@ -140,7 +140,7 @@ def _driver_values(
             raw = column.to_numpy(dtype=object)[picked_rows]
             shown = [None if pd.isna(v) else str(v) for v in raw]
             text[where] = shown
-        context_names = [c for c in entry.context if c in values.columns]
+        context_names = context_columns_of(entry.context, values.columns)
         context_columns = [
             values[c].to_numpy(dtype="float64", na_value=np.nan)[picked_rows] for c in context_names
         ]
@@ -154,6 +154,19 @@ def _driver_values(
             sentences.append(sentence)
         reasons[where] = sentences
     return number, text, labels, reasons
+
+
+def context_columns_of(context: Sequence[str], columns: Sequence[str]) -> list[str]:
+    """The row's features a sentence reads: the entry's context names present in the frame,
+    a name starting with '*' standing for every column ending like it (a window's counts per
+    event type: features.dictionary.TYPED_COUNTS)."""
+    out: list[str] = []
+    for name in context:
+        if name.startswith("*"):
+            out += [c for c in columns if c.endswith(name[1:]) and c != name[2:]]
+        elif name in columns:
+            out.append(name)
+    return out
 
 
 def rare_level_note(min_customers: int) -> str:
