@@ -704,12 +704,14 @@ def not_scored_note(
 
 def run_notes(summary: dict[str, Any]) -> list[str]:
     """What run.json says a reader of the figures should know: customers not scored because
-    they had lapsed already, and risk bands that hold nobody (serving.batch.empty_band_notes)."""
+    they had lapsed already, risk bands that hold nobody (serving.batch.empty_band_notes) and
+    how the time of year moves the probabilities (level_note)."""
     notes = []
     unscored = not_scored_note(summary)
     if unscored:
         notes.append(f"Not scored: {unscored}.")
-    return notes + [f"{note[0].upper()}{note[1:]}" for note in summary.get("band_notes", [])]
+    said = [*summary.get("band_notes", []), *filter(None, [summary.get("level_note")])]
+    return notes + [f"{note[0].upper()}{note[1:]}" for note in said]
 
 
 def write_partition_report(

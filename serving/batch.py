@@ -110,7 +110,8 @@ def run_summary(
     """run.json: the run date, the model, and the headline figures (from the report's 'all' row;
     the customers in each band now from its band shares: the report's risk_band rows group
     customers by the band they had at the start of the period). With the model, `band_notes`
-    says which of its risk bands holds nobody today (empty_band_notes)."""
+    says which of its risk bands holds nobody today (empty_band_notes), and `level_note` how
+    the time of year moves the probabilities (training.seasonal_level), when it does."""
     everyone = segments[segments["dimension"] == ALL].iloc[0]
     scored = int(everyone["customers_scored"])
     shares = {c[len("share_") :]: everyone[c] for c in segments.columns if c.startswith("share_")}
@@ -131,6 +132,10 @@ def run_summary(
     }
     if model is not None:
         summary["band_notes"] = empty_band_notes(bands, scored, model, as_of)
+        level = getattr(model, "seasonal_level", None)
+        note = level.note(as_of) if level is not None else None
+        if note:
+            summary["level_note"] = note
     return summary
 
 

@@ -145,3 +145,17 @@ def test_the_simple_model_registered_instead_carries_a_level_too():
     assert abs(model.seasonal_level.mean_miss) < 0.05
     probability = model.predict_proba(rows)  # the rows carry their dates
     assert probability.mean() == pytest.approx(rows["churned"].mean(), abs=0.005)
+
+
+def test_the_weekly_report_says_when_the_time_of_year_moves_the_probabilities():
+    from reporting.report_html import run_notes
+
+    level = SeasonalLevel(("2023-01-10", "2023-07-10"), (0.6, -0.2), (0.01, 0.01), 0.0, 0.2)
+    january = level.note(pd.Timestamp("2024-01-12"))
+    assert january is not None and "odds x1.7" in january and "churned more" in january
+    assert "churned less" in level.note(pd.Timestamp("2024-07-10"))
+    assert level.note(pd.Timestamp("2024-04-10")) is None  # no training date of those weeks
+    flat = SeasonalLevel(("2023-01-10", "2023-07-10"), (0.02, 0.0), (0.01, 0.01), 0.0, 0.2)
+    assert flat.note(pd.Timestamp("2024-01-10")) is None  # less than x1.1 on the odds
+    notes = run_notes({"level_note": january, "band_notes": []})
+    assert notes == [january[0].upper() + january[1:]]

@@ -40,6 +40,9 @@ ROWS_PER_DATE = 20_000
 # The dates' misses must differ beyond their noise at this significance (Cochran's Q) before
 # any date gets a level of its own.
 BETWEEN_P = 0.01
+# The weekly report says how the time of year moves a run's probabilities from this factor on
+# the odds (either way).
+NOTE_ODDS = 1.1
 
 
 @dataclass(frozen=True)
@@ -103,17 +106,35 @@ class SeasonalLevel:
         by_date = {d: self.shift(d) for d in dates.unique()}
         return dates.map(by_date).to_numpy(dtype=float)
 
-    def describe(self, as_of: pd.Timestamp) -> str:
-        """One line for logs: the shift at `as_of` and where it comes from."""
-        shift = self.shift(as_of)
+    def seasonal(self, as_of: pd.Timestamp) -> bool:
+        """Whether a training date falls in the weeks of `as_of` a year or two before."""
         dates = pd.to_datetime(pd.Index(self.dates))
-        seen = any(
+        return any(
             (np.abs((dates - (as_of - pd.DateOffset(years=y))).days) < SEASON_DAYS).any()
             for y in YEARS_BACK
         )
+
+    def note(self, as_of: pd.Timestamp) -> str | None:
+        """For the weekly report: how the time of year moves the probabilities of `as_of`
+        against the training dates' average, when it does by NOTE_ODDS or more (None
+        otherwise, and without a training date of those weeks)."""
+        if not self.seasonal(as_of):
+            return None
+        odds = float(np.exp(self.shift(as_of) - self.mean_miss))
+        if abs(np.log(odds)) < np.log(NOTE_ODDS):
+            return None
+        return (
+            f"probabilities are at the churn level of these weeks: the odds x{odds:.2f} against "
+            "the training dates' average, as the same weeks a year before churned "
+            f"{'more' if odds > 1 else 'less'}."
+        )
+
+    def describe(self, as_of: pd.Timestamp) -> str:
+        """One line for logs: the shift at `as_of` and where it comes from."""
+        shift = self.shift(as_of)
         source = (
             "the training dates of the same weeks a year before, shrunk towards the mean"
-            if seen
+            if self.seasonal(as_of)
             else "the mean over the training dates (none falls in the same weeks a year before)"
         )
         return (
