@@ -139,8 +139,8 @@ class SeasonalLevel:
         )
         return (
             f"level of {as_of.date()}: {shift:+.2f} log-odds (odds x{np.exp(shift):.2f}) from "
-            f"{source}; mean miss {self.mean_miss:+.2f}, between dates "
-            f"{np.sqrt(self.between):.2f} beyond their noise"
+            f"{source}; mean miss {self.mean_miss:+.2f}, the dates' misses differ by "
+            f"{np.sqrt(self.between):.2f} log-odds (standard deviation) beyond their noise"
         )
 
 
