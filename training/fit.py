@@ -48,6 +48,7 @@ from training.model import (
     choose_calibration,
     fit_calibrator,
     linear_spread,
+    shifted,
 )
 from training.seasonal_level import ROWS_PER_DATE, SeasonalLevel, sample_per_date
 from training.splits import BacktestPlan, Fold, dates_text
@@ -566,6 +567,24 @@ def run_backtest(
         )
         calibrator = fit_calibrator(method, cal_raw, y[cal_index]).transferred(transfer)
         probability = calibrate(calibrator, raw)
+        # At the churn level of the holdout date's time of year, read on this model's own
+        # training rows as the registered model's is (refit): the holdout's log loss and
+        # calibration are those of the probabilities the weekly job serves.
+        as_of = dataset["as_of"].to_numpy()
+        level_rows = fit_index[
+            sample_per_date(pd.Series(as_of[fit_index]), ROWS_PER_DATE, config.seed)
+        ]
+        level_x = _features(dataset, preprocessor, level_rows)
+        level = SeasonalLevel.fit(
+            as_of[level_rows],
+            y[level_rows],
+            calibrate(
+                calibrator, expit(blended_logit(holdout_run.booster, rounds, linear, level_x))
+            ),
+        )
+        if level is not None:
+            probability = shifted(probability, level.shifts(as_of[test_index]))
+            info["level_shift"] = level.shift(pd.Timestamp(max(plan.holdout)))
         logistic = fit_logistic_baseline(
             dataset.iloc[fit_index], y[fit_index], preprocessor, config.seed
         )
