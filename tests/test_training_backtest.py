@@ -141,6 +141,11 @@ def test_the_refit_includes_the_latest_complete_date(nine_months):
     assert fitted.refit.linear_share in (0.25, 0.5)  # recorded: refit.linear_share in MLflow
     # the backtest model did not see the holdout date; the refit did
     assert pd.Timestamp(fitted.evaluation.holdout.dates[0]) == latest
+    # both carry the churn level of their date (training.seasonal_level): nine months, so the
+    # mean miss of their own training dates
+    level = fitted.model.seasonal_level
+    assert level is not None and fitted.refit.level_shift == level.shift(latest) == level.mean_miss
+    assert np.isfinite(fitted.evaluation.rounds["level_shift"])
 
 
 def test_the_refit_takes_its_rounds_from_the_fold_nearest_it_in_time(nine_months):
