@@ -50,7 +50,7 @@ from training.model import (
     linear_spread,
     shifted,
 )
-from training.seasonal_level import ROWS_PER_DATE, SeasonalLevel, sample_per_date
+from training.seasonal_level import SeasonalLevel
 from training.splits import BacktestPlan, Fold, dates_text
 
 Log = Callable[[str], None]
@@ -571,17 +571,14 @@ def run_backtest(
         # training rows as the registered model's is (refit): the holdout's log loss and
         # calibration are those of the probabilities the weekly job serves.
         as_of = dataset["as_of"].to_numpy()
-        level_rows = fit_index[
-            sample_per_date(pd.Series(as_of[fit_index]), ROWS_PER_DATE, config.seed)
-        ]
-        level_x = _features(dataset, preprocessor, level_rows)
-        level = SeasonalLevel.fit(
-            as_of[level_rows],
-            y[level_rows],
-            calibrate(
-                calibrator, expit(blended_logit(holdout_run.booster, rounds, linear, level_x))
-            ),
-        )
+
+        def fit_probability(rows: np.ndarray) -> np.ndarray:
+            x = _features(dataset, preprocessor, fit_index[rows])
+            return calibrate(
+                calibrator, expit(blended_logit(holdout_run.booster, rounds, linear, x))
+            )
+
+        level = SeasonalLevel.of_rows(as_of[fit_index], y[fit_index], fit_probability, config.seed)
         if level is not None:
             probability = shifted(probability, level.shifts(as_of[test_index]))
             info["level_shift"] = level.shift(pd.Timestamp(max(plan.holdout)))
@@ -782,10 +779,11 @@ def refit(
         trained_until=str(pd.Timestamp(dates[-1]).date()),
         linear_term=linear,
     )
-    sample = sample_per_date(dataset["as_of"], ROWS_PER_DATE, config.seed)
-    in_sample = dataset.iloc[sample]
-    model.seasonal_level = SeasonalLevel.fit(
-        in_sample["as_of"], y[sample], model.predict_proba(in_sample)
+    model.seasonal_level = SeasonalLevel.of_rows(
+        dataset["as_of"].to_numpy(),
+        y,
+        lambda rows: model.predict_proba(dataset.iloc[rows]),
+        config.seed,
     )
     latest = dataset[dataset["as_of"] == dates[-1]]
     population = model.predict_proba(latest)

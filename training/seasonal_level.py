@@ -23,6 +23,7 @@ validation dates the calibration saw. Measured in benchmarks/README.md (session 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,15 +84,25 @@ class SeasonalLevel:
             between,
         )
 
+    @classmethod
+    def of_rows(
+        cls,
+        as_of: np.ndarray,
+        churned: np.ndarray,
+        probability: Callable[[np.ndarray], np.ndarray],
+        seed: int,
+    ) -> SeasonalLevel | None:
+        """fit() on at most ROWS_PER_DATE rows per date (a seeded sample of larger dates) of a
+        model's own training rows: `probability` gives the model's probabilities for positions
+        into them."""
+        rows = sample_per_date(pd.Series(as_of), ROWS_PER_DATE, seed)
+        return cls.fit(as_of[rows], churned[rows], probability(rows))
+
     def shift(self, as_of: pd.Timestamp) -> float:
         """The log-odds added to the calibrated probabilities of a date: the miss of the
         training dates of its weeks a year or two before, shrunk towards the mean miss; the
         mean miss when no training date falls in those weeks."""
-        dates = pd.to_datetime(pd.Index(self.dates))
-        weights = np.zeros(len(dates))
-        for years in YEARS_BACK:
-            distance = np.abs((dates - (as_of - pd.DateOffset(years=years))).days)
-            weights += np.clip(1.0 - distance / SEASON_DAYS, 0.0, None)
+        weights = self._season_weights(as_of)
         if not weights.any():
             return self.mean_miss
         weights = weights / weights.sum()
@@ -108,11 +119,17 @@ class SeasonalLevel:
 
     def seasonal(self, as_of: pd.Timestamp) -> bool:
         """Whether a training date falls in the weeks of `as_of` a year or two before."""
+        return bool(self._season_weights(as_of).any())
+
+    def _season_weights(self, as_of: pd.Timestamp) -> np.ndarray:
+        """Per training date, 1 - its distance in days to the date of `as_of` a year (two
+        years) before / SEASON_DAYS, summed over the years; 0 beyond SEASON_DAYS."""
         dates = pd.to_datetime(pd.Index(self.dates))
-        return any(
-            (np.abs((dates - (as_of - pd.DateOffset(years=y))).days) < SEASON_DAYS).any()
-            for y in YEARS_BACK
-        )
+        weights = np.zeros(len(dates))
+        for years in YEARS_BACK:
+            distance = np.abs((dates - (as_of - pd.DateOffset(years=years))).days)
+            weights += np.clip(1.0 - distance / SEASON_DAYS, 0.0, None)
+        return weights
 
     def note(self, as_of: pd.Timestamp) -> str | None:
         """For the weekly report: how the time of year moves the probabilities of `as_of`
