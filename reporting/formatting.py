@@ -58,6 +58,16 @@ def points(pp: object, digits: int = 1) -> str:
     return f"{text} pts"
 
 
+def points_with_level(pp: object, level_pp: object, digits: int = 1) -> str:
+    """A change in points with the part the time of year's churn level made, when it shows at
+    this rounding: (12.04, 2.1) -> '+12.0 pts (+2.1 the time of year)', (12.04, 0.01) ->
+    '+12.0 pts'."""
+    text = points(pp, digits)
+    if is_missing(pp) or is_missing(level_pp) or float(f"{float(level_pp):.{digits}f}") == 0:
+        return text
+    return f"{text} ({points(level_pp, digits)[:-4]} the time of year)"
+
+
 def change(value: object, form: str = "count", currency: str | None = None) -> str:
     """A signed change since the previous run, in the form of the figure it changes:
     change(12) -> '+12', change(-3.25, 'number') -> '-3.2', change(1234.6, 'money', 'EUR') ->

@@ -346,7 +346,8 @@ def riskiest_table(riskiest: pd.DataFrame) -> str:
             f"<tr><th>{_e(r['customer_id'])}</th>"
             f"<td>{_e(fmt.probability(r['churn_probability']))}</td>"
             f'<td><span class="band {_e(r["risk_band"])}">{_e(r["risk_band"])}</span></td>'
-            f"<td>{_e(fmt.points(r['change_points']))}</td><td><ul>{reasons}</ul></td></tr>"
+            f"<td>{_e(fmt.points_with_level(r['change_points'], r.get('level_points')))}</td>"
+            f"<td><ul>{reasons}</ul></td></tr>"
         )
     return (
         '<table class="riskiest"><thead><tr><th>customer</th><th>churn probability</th>'
@@ -378,9 +379,11 @@ def alerts_table(alerts: pd.DataFrame, limit: int = 15) -> str:
     for r in alerts.head(limit).to_dict("records"):
         kinds = ", ".join(words.get(k, k) for k in r["kinds"])
         before = fmt.probability(r["previous_probability"])
+        moved = fmt.points_with_level(r["change_points"], r.get("level_change_points"))
         rows.append(
             f"<tr><th>{_e(r['customer_id'])}</th><td>{_e(kinds)}</td>"
             f"<td>{_e(fmt.probability(r['churn_probability']))}</td><td>{_e(before)}</td>"
+            f"<td>{_e(moved)}</td>"
             f"<td>{_e(r['reason'] if not fmt.is_missing(r['reason']) else fmt.MISSING)}</td></tr>"
         )
     more = (
@@ -391,7 +394,7 @@ def alerts_table(alerts: pd.DataFrame, limit: int = 15) -> str:
     return (
         f"<p>{_e(fmt.count(len(alerts)))} alerts: {_e(summary)}.</p>"
         '<table class="alerts"><thead><tr><th>customer</th><th>why</th><th>probability now</th>'
-        "<th>before</th><th>top reason</th></tr></thead>"
+        "<th>before</th><th>change</th><th>top reason</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>{more}"
     )
 
@@ -581,17 +584,20 @@ def riskiest_customers(scores_path: Path, n: int = 20) -> pd.DataFrame:
     table = pq.read_table(scores_path, columns=["customer_id", "churn_probability"])
     p = table.column("churn_probability").to_numpy()
     top = np.argsort(-p, kind="stable")[:n]
+    present = set(pq.read_schema(scores_path).names)  # level_delta: not in older partitions
+    columns = ["customer_id", "churn_probability", "risk_band", "probability_delta", "drivers"]
     rows = pq.read_table(
-        scores_path,
-        columns=["customer_id", "churn_probability", "risk_band", "probability_delta", "drivers"],
+        scores_path, columns=columns + [c for c in ["level_delta"] if c in present]
     ).take(top)
     frame = rows.to_pandas()
+    level = frame["level_delta"] if "level_delta" in frame else pd.Series(np.nan, frame.index)
     return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].astype(str),
             "churn_probability": frame["churn_probability"],
             "risk_band": frame["risk_band"].astype(str),
             "change_points": frame["probability_delta"] * 100,
+            "level_points": level * 100,
             "reasons": [_driver_reasons(d) for d in frame["drivers"]],
         }
     )
@@ -705,12 +711,14 @@ def not_scored_note(
 def run_notes(summary: dict[str, Any]) -> list[str]:
     """What run.json says a reader of the figures should know: customers not scored because
     they had lapsed already, risk bands that hold nobody (serving.batch.empty_band_notes) and
-    how the time of year moves the probabilities (level_note)."""
+    how the time of year moves the probabilities (level_note) and moved them since the
+    previous run (level_moved_note)."""
     notes = []
     unscored = not_scored_note(summary)
     if unscored:
         notes.append(f"Not scored: {unscored}.")
-    said = [*summary.get("band_notes", []), *filter(None, [summary.get("level_note")])]
+    levels = [summary.get("level_note"), summary.get("level_moved_note")]
+    said = [*summary.get("band_notes", []), *filter(None, levels)]
     return notes + [f"{note[0].upper()}{note[1:]}" for note in said]
 
 

@@ -2,7 +2,9 @@
 
 A customer is an alert when, since the previous weekly partition,
 - ``entered_high``: it is in the high band now and was not then (or was not scored then);
-- ``rose``: its probability rose by at least ``alert_rise_points`` percentage points;
+- ``rose``: its probability rose by at least ``alert_rise_points`` percentage points of its
+  own: the part the churn level of the time of year made (the partition's ``level_delta``,
+  serving.batch.level_change) moves every customer at once and does not count;
 - ``new_top_reason``: its top driver (the feature raising its risk most) changed, counted in
   the bands of ``alert_new_reason_bands`` (the high band by default).
 The first run (no previous partition) alerts on the high band only: nothing to compare with.
@@ -42,6 +44,7 @@ ALERTS_SCHEMA = pa.schema(
         ("churn_probability", pa.float64()),
         ("previous_probability", pa.float64()),
         ("change_points", pa.float64()),
+        ("level_change_points", pa.float64()),
         ("risk_band", pa.string()),
         ("previous_risk_band", pa.string()),
         ("top_feature", pa.string()),
@@ -103,9 +106,10 @@ def _top_structs(scores: pa.Table) -> tuple[np.ndarray, pa.StructArray]:
 
 
 def top_driver_frame(scores: pa.Table, words: bool = True) -> pd.DataFrame:
-    """From a partition's scores (customer_id, churn_probability, risk_band, drivers): one row
-    per customer with its top driver's feature, reason in words and risk points (missing where
-    it has no driver). Vectorised over customers: only the first driver of each list is read.
+    """From a partition's scores (customer_id, churn_probability, risk_band, drivers, and
+    level_delta where the partition has it): one row per customer with its top driver's
+    feature, reason in words and risk points (missing where it has no driver), and the level's
+    part of its change. Vectorised over customers: only the first driver of each list is read.
     Drivers without a ``reason`` (partitions written before reasons existed) are put into words
     one by one, so with ``words=False`` they are left missing (see reasons_for: the weekly job
     words only its alerts)."""
@@ -126,6 +130,10 @@ def top_driver_frame(scores: pa.Table, words: bool = True) -> pd.DataFrame:
             "top_feature": top.field("feature")
             if "feature" in names
             else pa.nulls(len(top), pa.string()),
+            # partitions written before it have none: no part of their change was the level's
+            "level_delta": scores.column("level_delta").cast(pa.float64())
+            if "level_delta" in scores.column_names
+            else pa.nulls(len(top), pa.float64()),
         }
     ).to_pandas()
     reason = column("reason")
@@ -157,12 +165,15 @@ def reasons_for(scores: pa.Table, customer_ids: Sequence[str]) -> pd.Series:
     return out
 
 
-SCORE_COLUMNS = ["customer_id", "churn_probability", "risk_band", "drivers"]
+SCORE_COLUMNS = ["customer_id", "churn_probability", "risk_band", "drivers", "level_delta"]
 
 
 def read_scores(partition: Path) -> pa.Table:
-    """The columns of a partition's scores.parquet that alerts read."""
-    return pq.read_table(Path(partition) / "scores.parquet", columns=SCORE_COLUMNS)
+    """The columns of a partition's scores.parquet that alerts read (level_delta only where
+    the partition has it: those written before it have none)."""
+    path = Path(partition) / "scores.parquet"
+    present = set(pq.read_schema(path).names)
+    return pq.read_table(path, columns=[c for c in SCORE_COLUMNS if c in present])
 
 
 def read_top_drivers(partition: Path, words: bool = True) -> pd.DataFrame:
@@ -215,8 +226,15 @@ def find_alerts(
     p_now = now["churn_probability"].to_numpy(dtype="float64")
     p_before = before["churn_probability"].to_numpy(dtype="float64")
     change = (p_now - p_before) * 100.0
+    # The time of year's part of the change (none where the scores do not say it).
+    level = (
+        now["level_delta"].to_numpy(dtype="float64") * 100.0
+        if "level_delta" in now
+        else np.full(len(now), np.nan)
+    )
+    level = np.where(known, np.nan_to_num(level, nan=0.0), np.nan)
     # Rounded: 0.2 -> 0.3 is 9.999999999999998 points in floating point, and it is 10.
-    rose = known & (np.round(change, 9) >= config.alert_rise_points)
+    rose = known & (np.round(change - np.nan_to_num(level), 9) >= config.alert_rise_points)
 
     top_now = now["top_feature"].astype(object).to_numpy()
     top_before = before["top_feature"].astype(object).to_numpy()
@@ -238,6 +256,7 @@ def find_alerts(
             "churn_probability": p_now[rows],
             "previous_probability": p_before[rows],
             "change_points": change[rows],
+            "level_change_points": level[rows],
             "risk_band": now["risk_band"].to_numpy()[rows],
             "previous_risk_band": before["risk_band"].to_numpy()[rows],
             "top_feature": top_now[rows],
@@ -267,7 +286,8 @@ def alerts_table(alerts: pd.DataFrame) -> pa.Table:
 
 def alerts_csv_frame(alerts: pd.DataFrame) -> pd.DataFrame:
     """The CSV hand-off: probabilities in % and the change in points (one decimal, numbers a
-    spreadsheet or a CRM import reads), the alert kinds joined by '; ', the reasons in words."""
+    spreadsheet or a CRM import reads) with the part the time of year's churn level made, the
+    alert kinds joined by '; ', the reasons in words."""
     return pd.DataFrame(
         {
             "customer_id": alerts["customer_id"].astype(str),
@@ -277,6 +297,7 @@ def alerts_csv_frame(alerts: pd.DataFrame) -> pd.DataFrame:
                 1
             ),
             "change_pts": alerts["change_points"].astype(float).round(1),
+            "level_change_pts": alerts["level_change_points"].astype(float).round(1),
             "risk_band": alerts["risk_band"],
             "previous_risk_band": alerts["previous_risk_band"],
             "reason": alerts["reason"],

@@ -4,6 +4,7 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
 - scores.parquet: customer_id, churn_probability, risk_band, drivers (top features raising the
   risk: feature, label, value, value_text, contribution in log-odds, risk_points, reason in
   words; see training.drivers), model_version, previous_probability, probability_delta,
+  level_delta (the part of the change the time of year's churn level made: level_change),
   drivers_moved (features whose contribution changed most since the previous run);
 - scores.csv: the same scores for a CRM import or a spreadsheet (serving.handoff);
 - features.parquet: the features behind the scores (what the service looks up);
@@ -75,6 +76,7 @@ SCORES_SCHEMA = pa.schema(
         ("model_version", pa.string()),
         ("previous_probability", pa.float64()),
         ("probability_delta", pa.float64()),
+        ("level_delta", pa.float64()),
         ("drivers_moved", MOVED_TYPE),
     ]
 )  # scores.parquet, from either engine
@@ -82,6 +84,7 @@ SCORES_SCHEMA = pa.schema(
 
 SLIM_COLUMNS = [
     "customer_id", "churn_probability", "risk_band", "previous_probability", "probability_delta",
+    "level_delta",
 ]  # fmt: skip
 
 
@@ -111,7 +114,8 @@ def run_summary(
     the customers in each band now from its band shares: the report's risk_band rows group
     customers by the band they had at the start of the period). With the model, `band_notes`
     says which of its risk bands holds nobody today (empty_band_notes), and `level_note` how
-    the time of year moves the probabilities (training.seasonal_level), when it does."""
+    the time of year moves the probabilities (training.seasonal_level), when it does, and
+    `level_moved_note` how it moved them since the previous run."""
     everyone = segments[segments["dimension"] == ALL].iloc[0]
     scored = int(everyone["customers_scored"])
     shares = {c[len("share_") :]: everyone[c] for c in segments.columns if c.startswith("share_")}
@@ -136,6 +140,13 @@ def run_summary(
         note = level.note(as_of) if level is not None else None
         if note:
             summary["level_note"] = note
+        moved = (
+            level.moved_note(as_of, previous_as_of)
+            if level is not None and previous_as_of is not None
+            else None
+        )
+        if moved:
+            summary["level_moved_note"] = moved
     return summary
 
 
@@ -183,12 +194,13 @@ def previous_partition(
 
 @dataclass(frozen=True)
 class PreviousRun:
-    """What a run compares with: the previous run's probabilities, and its features or (when
-    the same model scored it) its stored contributions, by customer id."""
+    """What a run compares with: the previous run's date, its probabilities, and its features or
+    (when the same model scored it) its stored contributions, by customer id."""
 
     probabilities: pd.Series | None = None
     features: pd.DataFrame | None = None  # indexed by customer_id
     contributions: pd.DataFrame | None = None  # indexed by customer_id, float32 per feature
+    as_of: pd.Timestamp | None = None  # the previous run's date (its churn level: level_change)
 
     @classmethod
     def of(
@@ -196,6 +208,7 @@ class PreviousRun:
         scores: pd.DataFrame | None = None,
         features: pd.DataFrame | None = None,
         contributions: pd.DataFrame | None = None,
+        as_of: pd.Timestamp | None = None,
     ) -> PreviousRun:
         def by_id(frame: pd.DataFrame | None) -> pd.DataFrame | None:
             return frame.set_index("customer_id") if frame is not None else None
@@ -203,7 +216,7 @@ class PreviousRun:
         probabilities = (
             by_id(scores)["churn_probability"] if scores is not None and len(scores) else None
         )
-        return cls(probabilities, by_id(features), by_id(contributions))
+        return cls(probabilities, by_id(features), by_id(contributions), as_of)
 
 
 def _previous_contributions(
@@ -239,6 +252,31 @@ def _previous_contributions(
     return explained_rows
 
 
+def level_change(
+    model: ChurnModel,
+    frame: pd.DataFrame,
+    logit: np.ndarray,
+    shift: np.ndarray | None,
+    previous_as_of: pd.Timestamp | None,
+) -> np.ndarray:
+    """Per row, the part of the probability's change since the previous run that the churn
+    level of the time of year made (training.seasonal_level): the probability of the raw
+    log-odds `logit` at this run's level (`shift`: ChurnModel.level_shift) minus the same at the
+    level of the previous run's date. The rest of the change is the customer's own (and a new
+    model's). 0 where the probabilities carry no level (a model without one, rows without a
+    date); NaN without a previous run date.
+
+    Why: a weekly rise alert ("risk rose by 10 points") is about the customer; where churn
+    follows the calendar, the level of the weeks moves every customer's probability at once,
+    and the rise rule (serving.alerts) leaves that part out."""
+    if previous_as_of is None:
+        return np.full(len(frame), np.nan)
+    before = model.level_shift(frame, previous_as_of)
+    if shift is None or before is None:
+        return np.zeros(len(frame))
+    return model.probability_of_logit(logit, shift) - model.probability_of_logit(logit, before)
+
+
 def iter_scores(
     model: ChurnModel,
     features: pd.DataFrame,
@@ -254,8 +292,9 @@ def iter_scores(
 
     Drivers are the model's SHAP contributions (ChurnModel.contributions: training.tree_shap,
     equal to LightGBM's pred_contrib). The change since a previous run is the
-    probability delta and the drivers that moved most: both runs' features explained by the
-    current model (so the movement is the customer's, not the model's), compared at float32."""
+    probability delta, the part of it the time of year's churn level made (level_change), and
+    the drivers that moved most: both runs' features explained by the current model (so the
+    movement is the customer's, not the model's), compared at float32."""
     names = model.feature_names
     reason_settings = model.reason_settings()
     previous = previous or PreviousRun()
@@ -278,6 +317,8 @@ def iter_scores(
             before_p = previous.probabilities.reindex(ids).to_numpy(dtype=np.float64)
         else:
             before_p = np.full(len(chunk), np.nan)
+        level = level_change(model, chunk, logit, shift, previous.as_of)
+        level[np.isnan(before_p)] = np.nan
         scores = pa.table(
             [
                 pa.array(ids, pa.string()),
@@ -289,6 +330,7 @@ def iter_scores(
                 pa.array(np.full(len(chunk), str(model_version), dtype=object), pa.string()),
                 pa.array(before_p, pa.float64(), from_pandas=True),
                 pa.array(probability - before_p, pa.float64(), from_pandas=True),
+                pa.array(level, pa.float64(), from_pandas=True),
                 moved_drivers(delta, names, top),
             ],
             schema=SCORES_SCHEMA,
@@ -554,17 +596,23 @@ def same_model(info: dict, model_version: str, model_info: dict | None) -> bool:
 
 
 def read_previous(
-    partition: Path, model: ChurnModel, model_version: str, model_info: dict | None
+    partition: Path,
+    model: ChurnModel,
+    model_version: str,
+    model_info: dict | None,
+    as_of: pd.Timestamp | None = None,
 ) -> PreviousRun:
     """The previous partition's probabilities, and its stored contributions when the same model
-    scored it (no second pred_contrib pass), else its features."""
+    scored it (no second pred_contrib pass), else its features; `as_of` its run date."""
     scores = pd.read_parquet(partition / SCORES_FILE, columns=["customer_id", "churn_probability"])
     info = json.loads((partition / RUN_FILE).read_text())
     stored = partition / CONTRIBUTIONS_FILE
     if stored.exists() and same_model(info, model_version, model_info):
         columns = ["customer_id", *model.feature_names]
-        return PreviousRun.of(scores, contributions=pd.read_parquet(stored, columns=columns))
-    return PreviousRun.of(scores, features=pd.read_parquet(partition / FEATURES_FILE))
+        contributions = pd.read_parquet(stored, columns=columns)
+        return PreviousRun.of(scores, contributions=contributions, as_of=as_of)
+    features = pd.read_parquet(partition / FEATURES_FILE)
+    return PreviousRun.of(scores, features=features, as_of=as_of)
 
 
 def run_scoring(
@@ -609,7 +657,7 @@ def run_scoring(
     before = PreviousRun()
     if previous is not None:
         log(f"previous run: {previous[0].date()}")
-        before = read_previous(previous[1], model, model_version, model_info)
+        before = read_previous(previous[1], model, model_version, model_info, previous[0])
     previous_as_of = previous[0] if previous is not None else None
     by, period_start = report_plan(model, segments_by, t)
     target = partition_path(out_dir, t)

@@ -10,6 +10,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | risk_band | high, medium or low |
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
+| level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
 
 Numbers are plain, unquoted numbers (no % sign, no thousands separator, a dot for decimals;
 50.0 is written 50) so that a spreadsheet or an import reads them as numbers; text is quoted.
@@ -38,9 +39,12 @@ CSV_COLUMNS = [
     "risk_band",
     *(f"reason_{k}" for k in range(1, REASONS + 1)),
     "change_pts",
+    "level_change_pts",
 ]
-NUMBER_COLUMNS = ("churn_probability_pct", "change_pts")
-_READ = ["customer_id", "churn_probability", "risk_band", "drivers", "probability_delta"]
+NUMBER_COLUMNS = ("churn_probability_pct", "change_pts", "level_change_pts")
+_READ = [
+    "customer_id", "churn_probability", "risk_band", "drivers", "probability_delta", "level_delta",
+]  # fmt: skip
 
 
 def _nth_reasons(drivers: pa.ListArray, count: int) -> list[pa.Array]:
@@ -70,12 +74,14 @@ def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
     """The CSV's columns (CSV_COLUMNS) for a batch of scores.parquet rows."""
     probability = scores.column("churn_probability").to_numpy(zero_copy_only=False)
     delta = scores.column("probability_delta").to_numpy(zero_copy_only=False)
+    level = scores.column("level_delta").to_numpy(zero_copy_only=False)
     columns = [
         scores.column("customer_id").cast(pa.string()),
         _number(percent_number(probability)),
         scores.column("risk_band").cast(pa.string()),
         *_nth_reasons(scores.column("drivers"), REASONS),
         _number(points_number(delta * 100.0)),
+        _number(points_number(level * 100.0)),
     ]
     return pa.Table.from_arrays(columns, names=CSV_COLUMNS)
 

@@ -127,6 +127,7 @@ class ScoredRow:
     previous_probability: float | None
     probability_delta: float | None
     drivers_moved: list[dict[str, Any]]
+    level_delta: float | None = None  # the time of year's part of probability_delta
 
 
 @dataclass
@@ -164,6 +165,7 @@ class Partition:
             previous_probability=c["previous_probability"][i],
             probability_delta=c["probability_delta"][i],
             drivers_moved=c["drivers_moved"][i],
+            level_delta=c["level_delta"][i],
         )
 
     def feature_row(self, customer_id: str) -> dict[str, Any] | None:
@@ -216,6 +218,10 @@ def load_partition(path: Path, data_dir: Path | None = None) -> Partition:
         "previous_probability": _finite_or_none(table.column("previous_probability").to_pylist()),
         "probability_delta": _finite_or_none(table.column("probability_delta").to_pylist()),
         "drivers_moved": [list(v or []) for v in table.column("drivers_moved").to_pylist()],
+        # partitions written before it have none
+        "level_delta": _finite_or_none(table.column("level_delta").to_pylist())
+        if "level_delta" in table.column_names
+        else [None] * len(ids),
     }
     scores = pd.DataFrame(
         {

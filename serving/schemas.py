@@ -256,6 +256,13 @@ class Change(_Response):
     probability_delta: float | None = Field(
         description="churn_probability - previous_probability.", examples=[0.07]
     )
+    level_delta: float | None = Field(
+        default=None,
+        description="The part of probability_delta that the churn level of the time of year "
+        "made: the customer's score at this run's level minus the same at the previous run's "
+        "(0 for a model without one; null in partitions written before it existed).",
+        examples=[0.01],
+    )
     drivers_moved: list[MovedDriver] = Field(
         description="Features whose contribution moved most, largest change first."
     )
@@ -548,7 +555,8 @@ class Alert(_Response):
     customer_id: str = Field(description="The customer.", examples=["C000001"])
     kinds: list[AlertKind] = Field(
         description="entered_high: in the high band now and not at the previous run (or new); "
-        "rose: the probability rose by at least the configured points; new_top_reason: the "
+        "rose: the probability rose by at least the configured points of the customer's own "
+        "(the time of year's part, level_change_points, does not count); new_top_reason: the "
         "feature raising the risk most changed.",
         examples=[["entered_high", "rose"]],
     )
@@ -559,6 +567,13 @@ class Alert(_Response):
     )
     change_points: float | None = Field(
         description="Change in percentage points since the previous run.", examples=[23.0]
+    )
+    level_change_points: float | None = Field(
+        default=None,
+        description="The part of change_points that the churn level of the time of year made "
+        "(it moves every customer at once; 0 for a model without one; null on a first run, "
+        "for a customer new since then, and in alerts written before it existed).",
+        examples=[1.5],
     )
     risk_band: str = Field(description="Risk band now.", examples=["high"])
     previous_risk_band: str | None = Field(description="Risk band at the previous run.")

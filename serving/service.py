@@ -593,6 +593,7 @@ def customer_score(partition: Partition, customer_id: str) -> CustomerScore:
             previous_as_of=partition.previous_as_of,
             previous_probability=row.previous_probability,
             probability_delta=row.probability_delta,
+            level_delta=row.level_delta,
             drivers_moved=[MovedDriver(**m) for m in row.drivers_moved],
         )
     return CustomerScore(

@@ -140,7 +140,7 @@ def _scoring_rows(
     model_ref: Any,
     model_version: str,
     top: int,
-    has_previous: bool,
+    previous_as_of: pd.Timestamp | None,
     feature_schema: pa.Schema,
     currency: str | None,
     has_start: bool = False,
@@ -154,13 +154,14 @@ def _scoring_rows(
         # the band at the period's start: from the partition scored then (serving.batch.
         # start_bands), when the run has a previous one
         start = tables.extras[START][["customer_id", "risk_band"]] if has_start else None
-        if has_previous:
+        if previous_as_of is not None:
             previous = tables.extras[PREVIOUS]
             scores = previous[previous["churn_probability"].notna()]
             rows = previous[previous["_in_features"].fillna(False).astype(bool)]
             before = PreviousRun.of(
                 scores[["customer_id", "churn_probability"]],
                 features=rows.drop(columns=["churn_probability", "risk_band", "_in_features"]),
+                as_of=previous_as_of,
             )
         chunks = list(
             iter_scores(model, features, model_version, before, top, currency=currency, as_of=as_of)
@@ -304,7 +305,7 @@ def spark_run_scoring(
     schema = _wide_schema(feature_schema, model)
     model_ref = spark.sparkContext.broadcast(model)
     build = _scoring_rows(
-        t, period_start, by, model_ref, str(model_version), top, previous is not None,
+        t, period_start, by, model_ref, str(model_version), top, previous_as_of,
         feature_schema, currency, has_start=start is not None,
     )  # fmt: skip
     rows = run_buckets(spark, plan, build, schema, buckets)

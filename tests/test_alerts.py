@@ -82,6 +82,32 @@ def test_a_rise_of_at_least_the_configured_points_is_an_alert_in_any_band():
     assert stricter.empty and list(stricter.columns) == ALERTS_SCHEMA.names
 
 
+def test_a_rise_the_time_of_year_made_is_not_the_customers_rise():
+    """The scores' level_delta (serving.batch.level_change) is the part of a change the churn
+    level of the weeks made: it moves everyone at once, so the rise rule counts the rest."""
+    previous = frame(
+        [("calendar", 0.2, "low", "f1"), ("own", 0.2, "low", "f1"), ("against", 0.4, "low", "f1")]
+    )
+    current = frame(
+        [
+            ("calendar", 0.32, "low", "f1"),
+            ("own", 0.34, "low", "f1"),
+            ("against", 0.48, "low", "f1"),
+        ]
+    ).assign(level_delta=[0.04, 0.04, -0.03])
+    alerts = find_alerts(current, previous, AS_OF, BEFORE)
+    # 12 points, 4 of them the level: 8 of its own; 14 - 4 = 10; 8 + 3 = 11 against a falling level
+    assert kinds_by_id(alerts) == {"against": ["rose"], "own": ["rose"]}
+    row = alerts.set_index("customer_id").loc["against"]
+    assert row["change_points"] == pytest.approx(8.0)
+    assert row["level_change_points"] == pytest.approx(-3.0)
+    without = find_alerts(current.drop(columns="level_delta"), previous, AS_OF, BEFORE)
+    assert set(without["customer_id"]) == {"calendar", "own"}  # scores that do not say it
+    assert (without["level_change_points"] == 0.0).all()
+    first = find_alerts(current.assign(risk_band="high"), None, AS_OF)
+    assert first["level_change_points"].isna().all()  # nothing to compare with
+
+
 def test_a_new_top_reason_is_an_alert_in_the_configured_bands():
     previous = frame(
         [
@@ -222,6 +248,7 @@ def test_alert_files_read_back_with_ids_intact(tmp_path):
     assert list(csv["customer_id"]) == ["0100", "007"]
     assert csv["alert"].iloc[1] == "entered_high; rose; new_top_reason"
     assert csv["probability_pct"].iloc[1] == 45.0 and csv["change_pts"].iloc[1] == 35.0
+    assert csv["level_change_pts"].iloc[1] == 0.0 and pd.isna(csv["level_change_pts"].iloc[0])
     assert pd.isna(csv["change_pts"].iloc[0]) and csv["as_of"].iloc[0] == AS_OF
 
 

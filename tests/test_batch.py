@@ -93,7 +93,7 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scor
     csv = pd.read_csv(second.partition / "scores.csv", dtype=str, keep_default_na=False)
     assert list(csv.columns) == [
         "customer_id", "churn_probability_pct", "risk_band", "reason_1", "reason_2", "reason_3",
-        "change_pts",
+        "change_pts", "level_change_pts",
     ]  # fmt: skip
     # Riskiest first: the same customers as scores.parquet, in the order of their risk.
     parquet = parquet.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
@@ -109,6 +109,13 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scor
     assert ((csv["change_pts"] == "") == delta.isna()).all()
     known = delta.notna()
     np.testing.assert_allclose(csv.loc[known, "change_pts"].astype(float), delta[known], atol=0.05)
+    level = parquet["level_delta"] * 100
+    assert ((csv["level_change_pts"] == "") == level.isna()).all() and (
+        level.isna() == delta.isna()
+    ).all()
+    np.testing.assert_allclose(
+        csv.loc[known, "level_change_pts"].astype(float), level[known], atol=0.05
+    )
 
 
 def test_drivers_moved_from_stored_contributions_equal_a_recomputation(
@@ -791,3 +798,47 @@ def test_retention_is_measured_until_the_scored_datas_observed_until_not_the_mod
     )  # fmt: skip
     overall = late.segments[late.segments["dimension"] == "all"].iloc[0]
     assert pd.isna(overall["crr"]) and overall["customers_scored"] == len(late.scores)
+
+
+def test_the_time_of_years_part_of_each_change_is_said_apart(small_champion, tmp_path):
+    """Where churn follows the calendar the level of the weeks (training.seasonal_level) moves
+    every probability at once between two runs: each score says that part (level_delta: the
+    same log-odds at this run's level minus at the previous run's), and run.json says how far
+    it moved everyone. Without a calendar (the small demo's level is one mean miss) it is 0."""
+    from training.seasonal_level import SeasonalLevel
+
+    model, version = small_champion.champion.model, small_champion.champion.version
+    flat = tmp_path / "flat"
+    for run in (RUN_1, RUN_2):
+        plain = run_scoring(small_champion.tables, run, model, version, flat, log=lambda _: None)
+    known = plain.scores["previous_probability"].notna()
+    assert known.any() and (plain.scores.loc[known, "level_delta"] == 0.0).all()
+    assert plain.scores.loc[~known, "level_delta"].isna().all()
+    assert "level_moved_note" not in plain.summary
+
+    calendar = dataclasses.replace(
+        model,
+        seasonal_level=SeasonalLevel(
+            ("2023-11-24", "2023-12-08"), (-0.5, 0.5), (0.01, 0.01), 0.0, 0.25
+        ),
+    )
+    shift_1 = calendar.seasonal_level.shift(pd.Timestamp(RUN_1))
+    shift_2 = calendar.seasonal_level.shift(pd.Timestamp(RUN_2))
+    assert shift_2 - shift_1 > 0.1
+    out = tmp_path / "calendar"
+    first = run_scoring(small_champion.tables, RUN_1, calendar, version, out, log=lambda _: None)
+    second = run_scoring(small_champion.tables, RUN_2, calendar, version, out, log=lambda _: None)
+    assert first.scores["level_delta"].isna().all()  # nothing to compare with
+    rows = second.scores[second.scores["previous_probability"].notna()]
+    p = rows["churn_probability"].to_numpy()
+    at_previous_level = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - shift_2 + shift_1)))
+    np.testing.assert_allclose(rows["level_delta"], p - at_previous_level, atol=1e-9)
+    assert (rows["level_delta"] > 0).all()  # the level rose: every customer's part is up
+    # The rest is the customers' own: with no calendar the same customers moved by just that.
+    own = rows["probability_delta"] - rows["level_delta"]
+    flat_delta = plain.scores.set_index("customer_id").loc[rows["customer_id"], "probability_delta"]
+    np.testing.assert_allclose(own, flat_delta.to_numpy(), atol=0.02)
+    note = second.summary["level_moved_note"]
+    assert f"odds x{np.exp(shift_2 - shift_1):.2f}" in note and RUN_1 in note
+    written = json.loads((second.partition / "run.json").read_text())
+    assert written["level_moved_note"] == note

@@ -26,6 +26,10 @@ def test_counts_percentages_and_points():
     assert f.points(4.24) == "+4.2 pts"
     assert f.points(-0.51) == "-0.5 pts"
     assert f.points(0.01) == "0.0 pts"
+    assert f.points_with_level(12.04, 2.1) == "+12.0 pts (+2.1 the time of year)"
+    assert f.points_with_level(-3.0, -1.26) == "-3.0 pts (-1.3 the time of year)"
+    assert f.points_with_level(12.04, 0.04) == f.points_with_level(12.04, None) == "+12.0 pts"
+    assert f.points_with_level(None, 2.0) == f.points(None)
 
 
 def test_money_names_its_currency():

@@ -40,6 +40,7 @@ def write_partition(
             "model_version": [str(info.get("model_version", "1"))] * n,
             "previous_probability": [None] * n,
             "probability_delta": [None] * n,
+            "level_delta": [None] * n,
             "drivers_moved": [[] for _ in ids],
         }
         pq.write_table(pa.Table.from_pydict(columns, schema=SCORES_SCHEMA), tmp / "scores.parquet")
@@ -176,3 +177,19 @@ def test_settling_after_a_load_hands_freed_memory_back_to_the_system(tmp_path, m
     assert calls[0][0] == pa.default_memory_pool().backend_name
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert calls[0][1:] == ["glibc"]
+
+
+def test_a_partition_written_before_level_delta_is_read_without_it(tmp_path):
+    """Partitions of earlier versions have no level_delta column (the time of year's part of
+    each change): the service, the alerts and the report read them, the part unknown."""
+    from reporting.report_html import riskiest_customers
+    from serving.alerts import read_top_drivers
+    from serving.partitions import load_partition
+
+    path = write_partition(tmp_path, "2024-12-01")
+    table = pq.read_table(path / "scores.parquet").drop_columns(["level_delta"])
+    pq.write_table(table, path / "scores.parquet")
+    row = load_partition(path).lookup("a")
+    assert row is not None and row.level_delta is None
+    assert read_top_drivers(path)["level_delta"].isna().all()
+    assert riskiest_customers(path / "scores.parquet")["level_points"].isna().all()

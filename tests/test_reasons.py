@@ -267,6 +267,7 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
         "model_version": ["3"] * 3,
         "previous_probability": [0.1, None, None],
         "probability_delta": [0.0234, None, None],
+        "level_delta": [-0.0051, None, None],
         "drivers_moved": [[], [], []],
     }
     pq.write_table(pa.table(rows, schema=SCORES_SCHEMA), tmp_path / "scores.parquet")
@@ -275,7 +276,7 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
     lines = raw.decode("utf-8").splitlines()
     assert lines[0] == (
         '"customer_id","churn_probability_pct","risk_band","reason_1","reason_2","reason_3",'
-        '"change_pts"'
+        '"change_pts","level_change_pts"'
     )
     assert lines[2].startswith('"000123",12.3,"medium","No activity in the last 30 days",')
     with (tmp_path / "scores.csv").open(newline="", encoding="utf-8") as fh:
@@ -286,6 +287,7 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
     assert back[1]["reason_2"] == 'Plan: "pro", annual' and back[1]["reason_3"] == ""
     assert [back[0][f"reason_{k}"] for k in (1, 2, 3)] == ["A", "B", "C"]
     assert [r["change_pts"] for r in back] == ["", "2.3", ""]
+    assert [r["level_change_pts"] for r in back] == ["", "-0.5", ""]
     frame = pd.read_csv(tmp_path / "scores.csv", dtype={"customer_id": str})
     assert frame["customer_id"].tolist() == ["0042", "000123", "7"]
 

@@ -154,6 +154,8 @@ def test_a_first_runs_alerts_say_the_band_not_that_anyone_entered_it():
                 "kinds": [["entered_high"], ["entered_high"]],
                 "churn_probability": [0.927, 0.926],
                 "previous_probability": [np.nan, 0.4 if previous_as_of else np.nan],
+                "change_points": [np.nan, 52.6 if previous_as_of else np.nan],
+                "level_change_points": [np.nan, 2.04 if previous_as_of else np.nan],
                 "reason": ["No activity in the last 36 days", None],
                 "previous_as_of": [previous_as_of, previous_as_of],
             }
@@ -164,6 +166,7 @@ def test_a_first_runs_alerts_say_the_band_not_that_anyone_entered_it():
     assert "a first run: no previous run to compare with" in first
     later = alerts_table(alerts(pd.Timestamp("2001-01-22").date()))
     assert "2 entered the high band" in later and "first run" not in later
+    assert "+52.6 pts (+2.0 the time of year)" in later
     page = render_report(
         ReportInputs(
             as_of="2001-01-29",

@@ -159,3 +159,17 @@ def test_the_weekly_report_says_when_the_time_of_year_moves_the_probabilities():
     assert flat.note(pd.Timestamp("2024-01-10")) is None  # less than x1.1 on the odds
     notes = run_notes({"level_note": january, "band_notes": []})
     assert notes == [january[0].upper() + january[1:]]
+
+
+def test_the_weekly_report_says_how_far_the_time_of_year_moved_everyone_since_the_last_run():
+    from reporting.report_html import run_notes
+
+    level = SeasonalLevel(("2023-11-24", "2023-12-08"), (-0.5, 0.5), (0.01, 0.01), 0.0, 0.25)
+    before, now = pd.Timestamp("2024-12-01"), pd.Timestamp("2024-12-08")
+    odds = np.exp(level.shift(now) - level.shift(before))
+    note = level.moved_note(now, before)
+    assert note is not None and f"odds x{odds:.2f}" in note and "2024-12-01" in note
+    assert f"50 % became {odds / (1 + odds):.1%}" in note
+    assert level.moved_note(now, now) is None  # the same level: nothing moved
+    notes = run_notes({"level_moved_note": note, "band_notes": []})
+    assert notes == [note[0].upper() + note[1:]]

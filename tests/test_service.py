@@ -124,6 +124,7 @@ def test_score_by_id_returns_the_partitions_score_drivers_and_change(svc, partit
     assert row.change is not None and row.change.previous_as_of.isoformat() == RUN_1
     assert row.change.previous_probability == pytest.approx(expected["previous_probability"])
     assert row.change.probability_delta == pytest.approx(expected["probability_delta"])
+    assert row.change.level_delta == pytest.approx(expected["level_delta"])  # no calendar: 0
     assert row.change.drivers_moved and row.model_version == expected["model_version"]
 
 
@@ -371,7 +372,7 @@ def test_model_info_reports_version_training_date_metrics_and_features(svc, env)
 
 
 def test_alerts_are_the_latest_partitions_riskiest_first(svc, env):
-    from serving.schemas import AlertsRequest
+    from serving.schemas import Alert, AlertsRequest
 
     stored = pd.read_parquet(env["scores"] / f"as_of={RUN_2}" / "alerts.parquet")
     response = svc.alerts(AlertsRequest())
@@ -381,6 +382,10 @@ def test_alerts_are_the_latest_partitions_riskiest_first(svc, env):
     first, expected = response.alerts[0], stored.iloc[0]
     assert first.kinds == list(expected["kinds"]) and first.reason == expected["reason"]
     assert first.churn_probability == pytest.approx(expected["churn_probability"])
+    if pd.notna(expected["level_change_points"]):
+        assert first.level_change_points == pytest.approx(expected["level_change_points"])
+    older = {k: v for k, v in first.model_dump().items() if k != "level_change_points"}
+    assert Alert(**older).level_change_points is None  # alerts written before it existed
     kind = str(expected["kinds"][0])
     only = svc.alerts(AlertsRequest(kinds=[kind], limit=1))
     assert only.total == sum(kind in k for k in stored["kinds"]) and len(only.alerts) == 1

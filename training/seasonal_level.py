@@ -44,6 +44,9 @@ BETWEEN_P = 0.01
 # The weekly report says how the time of year moves a run's probabilities from this factor on
 # the odds (either way).
 NOTE_ODDS = 1.1
+# ... and how it moved them since the previous run from this factor on (a customer at 50 %
+# moves by 1.2 points).
+MOVED_NOTE_ODDS = 1.05
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,21 @@ class SeasonalLevel:
             f"probabilities are at the churn level of these weeks: the odds x{odds:.2f} against "
             "the training dates' average, as the same weeks a year before churned "
             f"{'more' if odds > 1 else 'less'}."
+        )
+
+    def moved_note(self, as_of: pd.Timestamp, previous_as_of: pd.Timestamp) -> str | None:
+        """For the weekly report: how the level moved every probability between the previous
+        run's date and this one, when it moved the odds by MOVED_NOTE_ODDS or more (None
+        otherwise): that part of each customer's change is the calendar's, and the rise
+        alerts (serving.alerts) leave it out."""
+        odds = float(np.exp(self.shift(as_of) - self.shift(previous_as_of)))
+        if abs(np.log(odds)) < np.log(MOVED_NOTE_ODDS):
+            return None
+        at_half = odds / (1.0 + odds)  # a customer at 50 % before
+        return (
+            f"since the previous run ({previous_as_of.date()}) the churn level of the time of "
+            f"year moved every customer's odds x{odds:.2f} (50 % became {at_half:.1%}): that "
+            "part of each change is the calendar's, and the 'risk rose' alerts leave it out."
         )
 
     def describe(self, as_of: pd.Timestamp) -> str:
