@@ -1065,10 +1065,11 @@ def _text_placeholders(values: pd.Series) -> Finding | None:
     return Finding(
         "warning",
         "placeholder_attribute_values",
-        f"declared customer attribute '{values.name}' holds text that stands for no value: "
-        f"{shown} of {len(present):,}. The model would learn it as a category of its own and "
-        f"reports would show it as a segment: map it to missing in the import mapping "
-        f'(map = {{ {entries} }}, unmapped = "keep" on its column)',
+        f"declared customer attribute '{values.name}' holds text that exports often write "
+        f"for no value: {shown} of {len(present):,}. If it means missing here, map it to "
+        f'missing in the import mapping (map = {{ {entries} }}, unmapped = "keep" on its '
+        "column): else the model learns it as a category of its own and reports show it as a "
+        "segment. If it is a real category (an occupation 'none'), nothing is wrong",
         "customers",
         str(values.name),
     )

@@ -499,7 +499,10 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     noun = qualifying_noun(events)
     gap = ("active_gap_median_days",)
     none = f"No {noun} yet"
-    too_few = f"Too few {noun}s to measure a usual gap"
+    # Days, not events: the gap is between days with one, and a ratings site's user with 20
+    # ratings on one day read "Too few ratings to measure a usual gap" (benchmarks/README.md,
+    # session 32).
+    too_few = f"Too few days with a {noun} to measure a usual gap"
     entries = {
         "days_since_last_event": _entry(
             "Days since last activity", "days", RAISES, _recency_of(noun),

@@ -55,6 +55,7 @@ from ingest.mapping import (
 from ingest.report import ImportReport, SourceReport, TableSummary
 from ingest.sources import (
     BATCH_ROWS,
+    SUFFIX_FORMATS,
     SourceError,
     batch_to_frame,
     iter_part_batches,
@@ -697,6 +698,20 @@ def _in_mapping(mapping: Mapping, err: ContractError) -> ContractError:
     )
 
 
+def _headerless_hint(source: SourceMapping) -> str:
+    """For a CSV file read with its first line as the column names: how to declare them where
+    the file has no header line (MovieLens's u.data read "it has: ['196', '242', '3', ...]")."""
+    spec = source.source
+    if spec.path is None or spec.header is not None:
+        return ""
+    if (spec.format or SUFFIX_FORMATS.get(Path(spec.path).suffix.lower())) != "csv":
+        return ""
+    return (
+        "; if the file has no header line (those are the first row's values), name its "
+        'columns: source = { path = ..., header = ["customer_id", "date", ...] }'
+    )
+
+
 def _where(mapping: Mapping, source: SourceMapping) -> str:
     return f"mapping {mapping.path}, source '{source.label}'"
 
@@ -829,6 +844,7 @@ def _import_source(
                         text=(
                             f"{_where(mapping, source)}, table '{source.table}': column "
                             f"'{missing[0]}' is not in the source (it has: {seen_columns})"
+                            f"{'' if location else _headerless_hint(source)}"
                         ),
                     )
             report.rows_read += len(frame)

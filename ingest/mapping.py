@@ -54,7 +54,7 @@ from features.types import (
     THOUSANDS_MARKS,
     TimestampSpec,
 )
-from ingest.sources import FILE_FORMATS, SourceSpec
+from ingest.sources import FILE_FORMATS, SUFFIX_FORMATS, SourceSpec
 
 ColumnType = Literal["id", "text", "timestamp", "number", "as_is"]
 COLUMN_TYPES = ("id", "text", "timestamp", "number", "as_is")
@@ -82,6 +82,7 @@ SOURCE_TABLE_KEYS = {
     "format",
     "delimiter",
     "encoding",
+    "header",
     "sheet",
     "url",
     "url_env",
@@ -366,6 +367,16 @@ def _parse_source_spec(raw: Any, where: str) -> SourceSpec:
         return SourceSpec(path=raw)
     _need(isinstance(raw, dict), f"{where}: 'source' must be a path or a table")
     _no_unknown(raw, SOURCE_TABLE_KEYS, f"{where} source")
+    header = raw.get("header")
+    if header is not None:
+        _need(
+            isinstance(header, list)
+            and header
+            and all(isinstance(h, str) and h.strip() for h in header),
+            f"{where}: 'header' is the column names of a CSV without a header line, a list of "
+            f'texts (header = ["customer_id", "date", "amount"]), got {header!r}',
+        )
+        raw = {**raw, "header": tuple(header)}
     spec = SourceSpec(**raw)
     if spec.path is not None:
         _need(
@@ -383,7 +394,14 @@ def _parse_source_spec(raw: Any, where: str) -> SourceSpec:
         )
         excel = spec.format == "xlsx" or (spec.format is None and spec.path.endswith(".xlsx"))
         _need(spec.sheet is None or excel, f"{where}: 'sheet' is for Excel workbooks (.xlsx)")
+        csv_file = (spec.format or SUFFIX_FORMATS.get(Path(spec.path).suffix.lower())) == "csv"
+        _need(
+            spec.header is None or csv_file,
+            f"{where}: 'header' is for CSV files (a file named .csv, .tsv or .txt, or "
+            'format = "csv")',
+        )
         return spec
+    _need(spec.header is None, f"{where}: 'header' is for CSV files, not a SQL source")
     _need(
         (spec.url is None) != (spec.url_env is None),
         f"{where}: a SQL source needs url or url_env (one of them)",

@@ -20,8 +20,9 @@ import functools
 import io
 import os
 import queue
+import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -63,6 +64,8 @@ class SourceSpec:
     format: str | None = None  # csv, parquet, jsonl, xlsx; None: from the file's suffix
     delimiter: str = ","
     encoding: str = "utf-8"  # a CSV's text encoding (cp1252: Excel on Windows)
+    # A CSV without a header line (its first line is data): its column names, in order.
+    header: tuple[str, ...] | None = None
     sheet: str | None = None  # an Excel workbook's sheet; None: its first
     url: str | None = None
     url_env: str | None = None
@@ -127,7 +130,8 @@ def iter_part_batches(
             )
             if fmt == "csv":
                 with path.open("rb", buffering=1 << 20) as fh:
-                    for batch in csv_batches(fh, spec.delimiter, path.name, spec.encoding):
+                    batches = csv_batches(fh, spec.delimiter, path.name, spec.encoding, spec.header)
+                    for batch in batches:
                         yield name, batch
             elif fmt == "parquet":
                 for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
@@ -196,10 +200,16 @@ def _decoded(data: bytes, encoding: str, name: str, lines_before: int) -> str:
 
 
 def csv_batches(
-    fh: io.BufferedReader, delimiter: str, name: str, encoding: str = "utf-8"
+    fh: io.BufferedReader,
+    delimiter: str,
+    name: str,
+    encoding: str = "utf-8",
+    names: Sequence[str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of a CSV stream with every column read as text, one per BLOCK_BYTES of
-    the file.
+    the file. The column names are on its first line, or, for a file without a header line
+    (`names`: an export written by a tool that leaves it out), the names given: every line is
+    data, and a line with another number of fields is an error naming it.
 
     Only an empty field is missing: "NA", "null" and "N/A" stay text (a country code, a name);
     the mapping decides what they mean.
@@ -209,18 +219,29 @@ def csv_batches(
     consumer, so an import slower than the disk held most of the file in memory (+40 MiB per
     million rows). A block ends at the last line end outside a quoted value, so a comment or
     a ticket's text that spans lines (quoted, as RFC 4180 writes it) stays one value."""
-    header = csv_header(fh, delimiter, name, encoding)
+    if names is None:
+        header = csv_header(fh, delimiter, name, encoding)
+    else:
+        header = list(names)
+        first = csv_header(fh, delimiter, name, encoding)  # the first data line
+        if len(first) != len(header):
+            raise SourceError(
+                f"'{name}' line 1 has {len(first)} fields ({first[:6]}), and the source "
+                f"declares {len(header)} column names in header = {header}: declare one name "
+                "per field, or check the delimiter"
+            )
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise SourceError(f"'{name}' has the column names {duplicated} more than once")
-    fh.readline()  # the header, read above
+    if names is None:
+        fh.readline()  # the header, read above
     read_options = pacsv.ReadOptions(
         column_names=header,
         block_size=BLOCK_BYTES + (1 << 20),
         use_threads=False,
         encoding="utf8" if _is_utf8(encoding) else encoding,
     )
-    lines = 1
+    lines = 1 if names is None else 0  # lines before the chunk being parsed
     parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert_options = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in header},
@@ -247,13 +268,24 @@ def csv_batches(
                 )
             except pa.ArrowInvalid as err:
                 if "UTF8" not in str(err) and "utf8" not in str(err).lower():
-                    raise
+                    raise _parse_error(err, name, lines) from None
                 _decoded(chunk, encoding, name, lines)  # raises, naming the line
                 raise
             lines += chunk.count(b"\n")
             yield from table.to_batches()
         if not block:
             return
+
+
+def _parse_error(err: pa.ArrowInvalid, name: str, lines_before: int) -> SourceError:
+    """Arrow's CSV parse error ("Row #2: Expected 4 columns, got 3: ...", counted within the
+    block being parsed) as a SourceError naming the file and its line."""
+    text = str(err).removeprefix("CSV parse error: ")
+    found = re.match(r"Row #(\d+): (.*)", text, flags=re.S)
+    if found is None:
+        return SourceError(f"'{name}' cannot be read as CSV: {text}")
+    line = lines_before + int(found.group(1))
+    return SourceError(f"'{name}' line {line}: {found.group(2)}")
 
 
 def last_row_end(data: bytes, quote: bytes = b'"') -> int:

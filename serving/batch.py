@@ -136,6 +136,9 @@ def run_summary(
     }
     if model is not None:
         summary["band_notes"] = empty_band_notes(bands, scored, model, as_of)
+        ranking = ranking_band_note(model, summary["mean_risk"])
+        if ranking:
+            summary["band_notes"].append(ranking)
         level = getattr(model, "seasonal_level", None)
         note = level.note(as_of) if level is not None else None
         if note:
@@ -148,6 +151,30 @@ def run_summary(
         if moved:
             summary["level_moved_note"] = moved
     return summary
+
+
+# Where the lowest band above 'low' starts at this probability or higher, 'low' holds customers
+# more likely to leave than not, and the page must say that the bands only rank.
+RANKING_BANDS_FROM = 0.5
+
+
+def ranking_band_note(model: ChurnModel, mean_risk: float) -> str | None:
+    """Why 'low' does not mean unlikely to leave, where the bands rank: most customers churn
+    within a horizon (a ratings site's users, a game's players), so the bands are the riskiest
+    shares of the customers at training (training.model.band_thresholds), and 'low' reaches up
+    to the lowest threshold, at RANKING_BANDS_FROM or more. A page that reads "at risk: 36"
+    beside 392 expected churners (MovieLens, benchmarks/README.md session 32) must say why."""
+    thresholds = model.band_thresholds
+    if not thresholds or min(thresholds.values()) < RANKING_BANDS_FROM:
+        return None
+    starts = ", ".join(f"'{band}' from {value:.1%}" for band, value in thresholds.items())
+    return (
+        f"the risk bands rank the customers here: most were likely to churn within "
+        f"{model.horizon_days} days when the model was trained (the customers of "
+        f"{model.trained_until}), so the bands are their riskiest shares ({starts}); 'low' "
+        f"holds customers up to {min(thresholds.values()):.1%} and does not mean unlikely to "
+        f"leave (mean risk today {mean_risk:.1%}): read the probabilities."
+    )
 
 
 def empty_band_notes(

@@ -842,3 +842,26 @@ def test_the_time_of_years_part_of_each_change_is_said_apart(small_champion, tmp
     assert f"odds x{np.exp(shift_2 - shift_1):.2f}" in note and RUN_1 in note
     written = json.loads((second.partition / "run.json").read_text())
     assert written["level_moved_note"] == note
+
+
+def test_bands_that_only_rank_say_that_low_is_no_safe_band(small_champion, tmp_path):
+    """Where most customers churn within a horizon, the bands are the riskiest shares at
+    training and 'low' reaches probabilities above 50 %: run.json and the page say so, with
+    the thresholds and today's mean risk (a ratings site's 'low' band churned at 78 %)."""
+    champion = small_champion.champion
+    model = dataclasses.replace(champion.model, band_thresholds={"high": 0.881, "medium": 0.801})
+    run = run_scoring(
+        small_champion.tables, RUN_1, model, champion.version, tmp_path, log=lambda _: None
+    )
+    notes = [n for n in run.summary["band_notes"] if "rank the customers" in n]
+    assert len(notes) == 1
+    assert "'high' from 88.1%, 'medium' from 80.1%" in notes[0]
+    assert "up to 80.1% and does not mean unlikely to leave" in notes[0]
+    assert f"mean risk today {run.summary['mean_risk']:.1%}" in notes[0]
+    page = (run.partition / "report.html").read_text()
+    assert "The risk bands rank the customers here" in page
+    normal = run_scoring(
+        small_champion.tables, RUN_1, champion.model, champion.version, tmp_path / "b",
+        log=lambda _: None,
+    )  # fmt: skip
+    assert not any("rank the customers" in n for n in normal.summary["band_notes"])

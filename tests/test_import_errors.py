@@ -670,3 +670,75 @@ def test_ids_saved_from_a_float_column_are_named_and_whole_reads_them(tmp_path):
         parse_mapping(
             tomllib.loads(_customers(signup_at='{ column = "created", whole = true }')), "m.toml"
         )
+
+
+# MovieLens's u.data: tab-separated, no header line, unix seconds, ids without padding.
+RATINGS = "196\t242\t3\t881250949\n0186\t302\t3\t891717742\n196\t377\t1\t878887116\n"
+
+
+def _ratings(tmp_path: Path, source: str) -> Path:
+    mapping = (
+        '[customers]\nsource = "users.csv"\n[customers.columns]\ncustomer_id = "id"\n'
+        'signup_at = "created"\n[activity]\n'
+        f"source = {source}\n"
+        '[activity.columns]\ncustomer_id = "user"\nat = { column = "ts", unit = "s" }\n'
+        'event = { value = "rating" }\nvalue = { column = "stars", type = "number" }\n'
+    )
+    users = "id,created\n196,1997-09-20\n0186,1997-09-20\n"
+    return _files(tmp_path, mapping, {"users.csv": users, "u.data": RATINGS})
+
+
+def test_a_csv_without_a_header_line_reads_with_its_column_names_declared(tmp_path):
+    source = '{ path = "u.data", format = "csv", delimiter = "\\t", header = ["user", "item", "stars", "ts"] }'
+    tables, _ = run_import(load_mapping(_ratings(tmp_path, source)), tmp_path)
+    activity = tables.activity.sort_values("at")
+    assert len(activity) == 3  # the first line is data, not names
+    assert sorted(activity["customer_id"].unique()) == ["0186", "196"]  # ids as written
+    assert activity["value"].tolist() == [1.0, 3.0, 3.0]
+    assert activity["at"].iloc[0] == pd.Timestamp(878887116, unit="s")
+
+
+def test_a_csv_read_with_data_as_its_header_says_how_to_name_the_columns(tmp_path):
+    source = '{ path = "u.data", format = "csv", delimiter = "\\t" }'
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(_ratings(tmp_path, source)), tmp_path)
+    text = str(err.value)
+    assert "it has: ['196', '242', '3', '881250949']" in text
+    assert "no header line" in text and 'header = ["customer_id", "date", ...]' in text
+
+
+def test_a_line_with_another_number_of_fields_is_refused_naming_the_file_and_line(tmp_path):
+    source = '{ path = "u.data", format = "csv", delimiter = "\\t", header = ["user", "item", "stars", "ts"] }'
+    path = _ratings(tmp_path, source)
+    (tmp_path / "u.data").write_text(RATINGS + "196\t377\n")
+    with pytest.raises(SourceError, match=r"'u.data' line 4: Expected 4 columns, got 2"):
+        run_import(load_mapping(path), tmp_path)
+    with_header = "user\titem\tstars\tts\n" + RATINGS + "196\t377\n"
+    (tmp_path / "u.data").write_text(with_header)
+    headed = path.read_text().replace(', header = ["user", "item", "stars", "ts"]', "")
+    path.write_text(headed)
+    with pytest.raises(SourceError, match=r"'u.data' line 5: Expected 4 columns, got 2"):
+        run_import(load_mapping(path), tmp_path)
+
+
+def test_declared_column_names_that_do_not_fit_the_lines_are_refused(tmp_path):
+    source = (
+        '{ path = "u.data", format = "csv", delimiter = "\\t", header = ["user", "stars", "ts"] }'
+    )
+    with pytest.raises(SourceError, match=r"'u.data' line 1 has 4 fields .* 3 column names"):
+        run_import(load_mapping(_ratings(tmp_path, source)), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ('{ path = "u.data", format = "csv", header = "user,item" }', "a list of texts"),
+        ('{ path = "u.data", format = "csv", header = [] }', "a list of texts"),
+        ('{ path = "u.parquet", header = ["user"] }', "'header' is for CSV files"),
+    ],
+)
+def test_a_header_declaration_that_is_no_list_of_names_or_no_csv_is_refused(
+    tmp_path, source, message
+):
+    with pytest.raises(MappingError, match=message):
+        load_mapping(_ratings(tmp_path, source))

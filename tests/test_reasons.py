@@ -365,7 +365,7 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
     assert describe("days_since_last_active", **shop).missing == "No purchase yet"
     assert describe("active_gap_median_days", **shop).text(4.0) == "Usually a purchase every 4 days"
     assert describe("active_gap_median_days", **shop).missing == (
-        "Too few purchases to measure a usual gap"
+        "Too few days with a purchase to measure a usual gap"
     )
     context = {"days_since_last_active": 20.0, **gap}
     assert describe("overdue_ratio", **shop).text(5.0, context) == (
