@@ -138,6 +138,7 @@ class CheckReport:
     churn_by_month: list[ChurnMonth] = field(default_factory=list)
     churned_customers: int | None = None  # churned ever (by the end of the observed data)
     customers_measured: int = 0  # customers whose churned-ever status is known
+    churned_means: str = "churned by the end of the data"  # what churned_customers counts
     label_like: list[LabelLike] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -267,6 +268,7 @@ def check_tables(
     measured, churned = churned_ever(tables, config)
     report.customers_measured = int(measured.sum())
     report.churned_customers = int((measured & churned).sum())
+    report.churned_means = churned_ever_words(tables, config)
     report.findings += _churn_findings(report, tables, config, training_dates)
     report.findings += _lifecycle_findings(tables, churn, config.activity_totals)
     end = tables.data_end() + pd.Timedelta(microseconds=1)  # every row is before it
@@ -366,6 +368,21 @@ def churned_ever(tables: Tables, config: FeatureConfig) -> tuple[np.ndarray, np.
         tables, start, churn
     )
     return known, label_mask(tables, start, churn) & known
+
+
+def churned_ever_words(tables: Tables, config: FeatureConfig) -> str:
+    """What churned_ever counts, with its dates: "433 of 533" alone left a reader of a ratings
+    site's check asking which customers, as of when (benchmarks/README.md, session 32)."""
+    config = _resolved(tables, config)
+    churn = _churn(config)
+    end = _observed_end(tables, config)
+    if churn.mode == "contractual":
+        return f"churned by the end of the data ({end.date()})"
+    start = (end - pd.Timedelta(days=churn.horizon_days)).normalize()
+    return (
+        f"lapsed by the end of the data: no qualifying activity from {start.date()} to "
+        f"{end.date()} (the last {churn.horizon_days} days), of the customers active before"
+    )
 
 
 def churn_share_by_month(tables: Tables, config: FeatureConfig) -> list[ChurnMonth]:
@@ -1896,7 +1913,7 @@ def _render(report: CheckReport, *, markdown: bool) -> list[str]:
         lines += _grid(["as of", "eligible", "churned", "share"], rows, markdown)
     if report.churned_customers is not None:
         lines.append(
-            f"churned by the end of the data: {report.churned_customers:,} of "
+            f"{report.churned_means}: {report.churned_customers:,} of "
             f"{report.customers_measured:,} customers"
         )
     sections = [("Errors", report.errors), ("Warnings", report.warnings)]

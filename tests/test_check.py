@@ -347,6 +347,11 @@ def test_customers_who_never_qualified_have_no_churn_to_measure():
     measured, churned = churned_ever(tables_of(customers, activity), config)
     assert list(measured) == [True, True, False]
     assert list(churned) == [False, True, False]
+    report = check_tables(tables_of(customers, activity), config)
+    assert (
+        "lapsed by the end of the data: no qualifying activity from 2023-04-21 to 2023-06-20 "
+        "(the last 60 days), of the customers active before: 1 of 2 customers"
+    ) in report.to_text()
 
 
 # --- the profile and its warnings --------------------------------------------------------
@@ -397,6 +402,9 @@ def test_clean_data_warns_only_about_the_state_column(clean):
     months = report.churn_by_month
     assert months and all(0 <= m.churned <= m.eligible for m in months)
     assert report.churned_customers == int(clean[0]["churned_at"].notna().sum())
+    end = tables_of(*clean).data_end().date()
+    said = f"churned by the end of the data ({end}): {report.churned_customers:,} of"
+    assert said in report.to_text()
 
 
 def test_amounts_in_cents_are_flagged_and_currency_units_are_not():
