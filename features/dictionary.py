@@ -196,16 +196,29 @@ def _words(slug: str) -> str:
 # --------------------------------------------------------------------------- activity
 
 
-def _usual_gap(context: Context, usually: str) -> str:
-    """ " (usually active every 4 days)": the usual gap between active days, when known."""
+# Fewer active days than this make no "usual" gap in words: one gap is no habit (a ratings
+# site's user with 2 active days in 22 years read "usually a rating or tag every day").
+USUAL_GAP_MIN_DAYS = 3
+
+
+def _usual_gap(context: Context, usually: str, days_noun: str = "active days") -> str:
+    """ " (usually active every 4 days)": the usual gap between active days, when known; with
+    fewer than USUAL_GAP_MIN_DAYS of them (lifetime_active_days, where the model has it) the
+    days and their gap as they are: " (2 active days in all, 1 day apart)"."""
     gap = _ctx(context, "active_gap_median_days")
-    return f" ({usually} {_every(gap)})" if gap is not None else ""
+    if gap is None:
+        return ""
+    days = _ctx(context, "lifetime_active_days")
+    if days is not None and days < USUAL_GAP_MIN_DAYS:
+        return f" ({int(days)} {days_noun} in all, {fmt.duration_days(float(gap))} apart)"
+    return f" ({usually} {_every(gap)})"
 
 
 def _recency_of(noun: str | None = None) -> Sentence:
     """Any activity's recency, with the usual gap between active days, or between the
     qualifying events named by `noun` ("(usually a purchase every 4 days)")."""
     usually = f"usually a {noun}" if noun else "usually active"
+    days_noun = f"days with a {noun}" if noun else "active days"
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
@@ -214,7 +227,7 @@ def _recency_of(noun: str | None = None) -> Sentence:
             if days * 24 < 1
             else f"No activity in the last {fmt.duration_days(days)}"
         )
-        return text + _usual_gap(context, usually)
+        return text + _usual_gap(context, usually, days_noun)
 
     return sentence
 
@@ -223,11 +236,12 @@ def _last_of(noun: str | None = None) -> Sentence:
     """The last active day, or the last of the qualifying events named by `noun` ("Last
     purchase 20 days ago (usually every 4 days)"), with the usual gap."""
     what, usually = (f"Last {noun}", "usually") if noun else ("Last active", "usually active")
+    days_noun = f"days with a {noun}" if noun else "active days"
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
         text = f"{what} yesterday" if days <= 1 else f"{what} {fmt.duration_days(days)} ago"
-        return text + _usual_gap(context, usually)
+        return text + _usual_gap(context, usually, days_noun)
 
     return sentence
 
@@ -497,7 +511,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     if not events:
         return None
     noun = qualifying_noun(events)
-    gap = ("active_gap_median_days",)
+    gap = ("active_gap_median_days", "lifetime_active_days")
     none = f"No {noun} yet"
     # Days, not events: the gap is between days with one, and a ratings site's user with 20
     # ratings on one day read "Too few ratings to measure a usual gap" (benchmarks/README.md,
@@ -877,7 +891,7 @@ _FIXED: dict[str, FeatureEntry] = {
     "tenure_days": _entry("Tenure", "days", LOWERS, _tenure, "Signup date unknown"),
     "days_since_last_event": _entry(
         "Days since last activity", "days", RAISES, _recency_of(), "No activity recorded yet",
-        context=("active_gap_median_days",),
+        context=("active_gap_median_days", "lifetime_active_days"),
     ),
     "days_since_first_event": _entry(
         "Days since first activity", "days", LOWERS, _ago("First activity"),
@@ -899,7 +913,7 @@ _FIXED: dict[str, FeatureEntry] = {
     ),
     "days_since_last_active": _entry(
         "Days since last active day", "days", RAISES, _last_of(), "No active day recorded yet",
-        context=("active_gap_median_days",),
+        context=("active_gap_median_days", "lifetime_active_days"),
     ),
     "active_gap_mean_days": _entry(
         "Mean gap between active days", "days", RAISES, _gap("Active on average"),

@@ -865,3 +865,29 @@ def test_bands_that_only_rank_say_that_low_is_no_safe_band(small_champion, tmp_p
         log=lambda _: None,
     )  # fmt: skip
     assert not any("rank the customers" in n for n in normal.summary["band_notes"])
+
+
+def test_a_customer_with_one_or_two_active_days_is_said_as_such():
+    """A ratings site's users (benchmarks/README.md, session 32): one gap is no habit, so two
+    active days read as two days and their gap, not "usually every day"; with one active day
+    the share of days active is the count's fact, said once (three reasons had said it)."""
+    names = ["days_since_last_event", "lifetime_active_days", "active_day_rate"]
+    values = pd.DataFrame(
+        {
+            "days_since_last_event": [270.0, 270.0, 270.0],
+            "lifetime_active_days": [2.0, 1.0, 12.0],
+            "active_day_rate": [2 / 300, 1 / 270, 12 / 300],
+            "active_gap_median_days": [1.0, np.nan, 6.0],
+        }
+    )
+    contrib = np.array([[0.9, 0.4, 0.3], [0.9, 0.4, 0.3], [0.9, 0.4, 0.3]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert (
+        got[0][0]["reason"]
+        == "No activity in the last 9 months (2 active days in all, 1 day apart)"
+    )
+    assert got[2][0]["reason"] == "No activity in the last 9 months (usually active every 6 days)"
+    one_day = {d["feature"]: d for d in got[1]}
+    assert "active_day_rate" not in one_day  # said by the count
+    assert one_day["lifetime_active_days"]["contribution"] == pytest.approx(0.7)
+    assert "active_day_rate" in {d["feature"] for d in got[0]}  # two days: a share of its own

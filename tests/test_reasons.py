@@ -362,6 +362,10 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
     assert describe("days_since_last_active", **shop).text(20.0, gap) == (
         "Last purchase 20 days ago (usually every 4 days)"
     )
+    two_days = {**gap, "lifetime_active_days": 2.0}  # one gap is no habit
+    assert describe("days_since_last_active", **shop).text(20.0, two_days) == (
+        "Last purchase 20 days ago (2 days with a purchase in all, 4 days apart)"
+    )
     assert describe("days_since_last_active", **shop).missing == "No purchase yet"
     assert describe("active_gap_median_days", **shop).text(4.0) == "Usually a purchase every 4 days"
     assert describe("active_gap_median_days", **shop).missing == (

@@ -216,6 +216,8 @@ SAME_FACT_WHEN_MISSING = {
 # period it paid for ("Last payment 12 months ago, for a period that ends in 11 days": an
 # annual plan near its renewal had "Paid period ends in 11 days" as a second reason under it).
 SAME_FACT_WHEN_BOTH_KNOWN = {PAID_PERIOD: PAYMENT_RECENCY}
+# The share of days active, where the customer had one active day: the count's fact.
+ONE_DAY_SHARE, ONE_DAY_COUNT = "active_day_rate", "lifetime_active_days"
 # Features that state another's fact on the rows where the two values agree (see
 # same_value_facts): the mean and the usual gap between active days (a game's players without
 # two active days read "Too few active days to measure a usual gap" twice), the first activity
@@ -300,6 +302,12 @@ def merge_same_facts(
         for f, h in (said_by or {}).items()
         if h in values.columns
     ]
+    # With one active day the share of days active is that day over the days since it: the
+    # count says it ("1 day with a rating over the whole history" had "A rating on <1% of days
+    # since the first" under it, beside the recency: one fact three times).
+    if {ONE_DAY_SHARE, ONE_DAY_COUNT} <= set(values.columns):
+        one_day = (values[ONE_DAY_COUNT] <= 1).to_numpy()
+        rules.append((ONE_DAY_SHARE, ONE_DAY_COUNT, one_day))
     for feature, holder, rows in rules:
         if feature in names and holder in names:
             to, j = names.index(holder), names.index(feature)
