@@ -48,6 +48,12 @@ from training.reference import (
 PSI_MODERATE, PSI_MAJOR = 0.1, 0.25
 MAX_OUTSIDE_SHARE = 0.01  # a partition within the training dates' spread: at most 1 % new values
 TOP_FEATURES = 10  # drift of one of the model's 10 most important features can call a retrain
+# A PSI whose own test (KS or chi-squared) gives p at or above this is no drift: on a few dozen
+# customers PSI is large by chance (59 customers of a ratings site read "overdue_ratio: PSI
+# 0.64 (major drift)" with KS p 0.21). Not where the missing share moved by more than
+# CHANCE_MISSING_SHIFT, which the KS test does not see.
+DRIFT_TEST_P = 0.05
+CHANCE_MISSING_SHIFT = 0.05
 LEVEL = 0.95
 NO_REFERENCE = "no reference distributions: retrain"
 NO_NEWER_LABELS = "a retrain would see no newer labels:"  # how no_newer_labels starts
@@ -191,6 +197,11 @@ def feature_drift(
     age = getattr(reference, "export_age_days", None)
     out["grows_with_export"] = [censored and grows_with_export(f, age) for f in out["feature"]]
     out.loc[out["grows_with_export"], "drifted"] = False
+    out["by_chance"] = (
+        (out["p_value"] >= DRIFT_TEST_P)
+        & ((out["missing_current"] - out["missing_reference"]).abs() <= CHANCE_MISSING_SHIFT)
+    ).astype(bool)
+    out.loc[out["by_chance"], "drifted"] = False
     # No more than one training date differed from all of them (ReferenceProfile.dates_psi),
     # inside the values training had: the model has seen such a population (monthly data
     # scored on the 1st, trained mid-month). PSI cannot tell values just above the top bin's
@@ -501,7 +512,8 @@ def verdict(
 
     retrain: no reference distributions stored with the model; the realized ROC AUC's interval
     lies wholly below the backtest's; major drift (PSI >= 0.25) of the score or of one of the
-    model's top features, beyond what one training date differed from all of them by
+    model's top features, that its test tells from chance (by_chance: p >= DRIFT_TEST_P),
+    beyond what one training date differed from all of them by
     (within_training_dates) and than the training date of the same weeks of an earlier year
     (like_a_year_before); realized churn outside the interval a calibrated model gives and
     a calibration error above what chance gives on this many customers. With `no_newer`
@@ -539,6 +551,8 @@ def verdict(
         )
     for row in drift.itertuples():
         if getattr(row, "grows_with_export", False):  # the export's age, not the customers
+            continue
+        if getattr(row, "by_chance", False):  # its own test cannot tell it from chance
             continue
         if getattr(row, "within_training_dates", False):  # a training date differed as much
             continue

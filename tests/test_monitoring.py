@@ -14,6 +14,7 @@ from scipy.stats import chi2_contingency, ks_2samp
 
 from serving.monitoring import (
     NO_REFERENCE,
+    PSI_MAJOR,
     TOP_FEATURES,
     Expected,
     cbpe,
@@ -290,6 +291,34 @@ def test_feature_drift_ranks_top_features_and_includes_the_score():
     judged = verdict({"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}, top_moves)
     assert judged.status == "retrain" and "top feature f0" in judged.reasons[0]
     assert verdict({}, feature_drift(reference, frame, p, importance)).status == "fine"
+
+
+def test_a_psi_its_own_test_cannot_tell_from_chance_is_no_drift():
+    """On a few dozen customers PSI is large by chance (59 users of a ratings site read
+    "overdue_ratio: PSI 0.64 (major drift)", KS p 0.21): the same draw from the training
+    distribution is no drift; a real move on as few customers still is."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"f0": rng.normal(size=5000), "f1": rng.normal(size=5000)})
+    p = rng.uniform(0.01, 0.3, 5000)
+    reference = build_reference(frame, ["f0", "f1"], [], p)
+    importance = {"f0": 2.0, "f1": 1.0}
+    backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
+    found = None
+    for seed in range(200):  # a small sample from the same distribution with a large PSI
+        draw = np.random.default_rng(seed).normal(size=(30, 2))
+        small = pd.DataFrame(draw, columns=["f0", "f1"])
+        drift = feature_drift(reference, small, None, importance).set_index("feature")
+        if drift.loc["f0", "psi"] >= PSI_MAJOR:
+            found = drift
+            break
+    assert found is not None, "no small draw with a PSI of 0.25 or more"
+    row = found.loc["f0"]
+    assert row["p_value"] >= 0.05 and row["by_chance"] and not row["drifted"]
+    assert verdict(backtest, found.reset_index()).status == "fine"
+    moved = feature_drift(reference, small.assign(f0=small["f0"] + 2), None, importance)
+    moved_row = moved.set_index("feature").loc["f0"]
+    assert moved_row["p_value"] < 0.05 and moved_row["drifted"] and not moved_row["by_chance"]
+    assert verdict(backtest, moved).status == "retrain"
 
 
 def test_a_retrain_is_advised_only_when_it_would_see_newer_labels():
