@@ -295,20 +295,25 @@ def check_period_covered(
     nobody is seen at all. With contractual churn and churn_observed_until (the churn
     definition's observed_until: an export that records churn late), the period must end by
     it too: after it the churns are not recorded yet, and the period would read churn 0 %
-    beside the revenue its leavers no longer pay."""
+    beside the revenue its leavers no longer pay. An observed_until after the data's last
+    record extends the covered span to it: the export says it observed the days between."""
     t0, t1 = _check_period(t0, t1)
     start, end = data_coverage(tables)
-    if churn_mode == "contractual" and churn_observed_until is not None:
+    if churn_observed_until is not None:
         known = _timestamp(churn_observed_until, "churn_observed_until")
-        if t1 > known:
-            raise PeriodNotCovered(
-                f"the period ({t0} .. {t1}] ends after the day churn is recorded until "
-                f"([features.churn] observed_until = {known.date()}): churns after it are not "
-                f"recorded yet, so retention over it is not measured; end the period on "
-                f"{(known - pd.Timedelta(1, 'ns')).date()} or earlier",
-                start,
-                min(end, known),
-            )
+        # An export declared observed until a day later than its last record: the days
+        # between had nothing to record (a ratings site's export of 2018-01-01, last rating on
+        # 2017-12-28, was told to end its report's period on 2017-12-28).
+        end = max(end, known - pd.Timedelta(1, "ns"))
+    if churn_mode == "contractual" and churn_observed_until is not None and t1 > known:
+        raise PeriodNotCovered(
+            f"the period ({t0} .. {t1}] ends after the day churn is recorded until "
+            f"([features.churn] observed_until = {known.date()}): churns after it are not "
+            f"recorded yet, so retention over it is not measured; end the period on "
+            f"{(known - pd.Timedelta(1, 'ns')).date()} or earlier",
+            start,
+            min(end, known),
+        )
     if t1 > end:
         raise PeriodNotCovered(
             f"the period ({t0} .. {t1}] ends after the data's last record "

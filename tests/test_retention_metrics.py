@@ -462,6 +462,28 @@ def test_a_period_after_the_data_is_not_measured():
     assert row(retention_metrics(t, "2024-01-15", "2024-03-06 23:00")).customers_start == 5
 
 
+def test_an_export_observed_past_its_last_record_covers_the_days_between():
+    """An export taken at a cut whose last record is days before it (a ratings site's export
+    of 2018-01-01, its last rating on 2017-12-28): observed_until says the days between were
+    observed and had nothing to record, so a period to the cut is measured; past it, not."""
+    t = mrr_tables(covers=None)
+    assert t.data_end() == T("2024-03-06")
+    with pytest.raises(PeriodNotCovered, match="end the period on 2024-03-06 or earlier"):
+        retention_metrics(t, "2024-01-15", "2024-03-09", churn_mode="non_contractual",
+                          lookback_days=10)  # fmt: skip
+    observed = retention_metrics(
+        t, "2024-01-15", "2024-03-09", churn_mode="non_contractual", lookback_days=10,
+        churn_observed_until="2024-03-10",
+    )  # fmt: skip
+    until_last_record = retention_metrics(
+        t, "2024-01-15", "2024-03-06", churn_mode="non_contractual", lookback_days=10
+    )
+    assert row(observed).customers_start == row(until_last_record).customers_start
+    with pytest.raises(PeriodNotCovered, match="end the period on 2024-03-09 or earlier"):
+        retention_metrics(t, "2024-01-15", "2024-03-11", churn_mode="non_contractual",
+                          lookback_days=10, churn_observed_until="2024-03-10")  # fmt: skip
+
+
 def test_churn_metrics_stop_where_churn_is_recorded_until(tmp_path):
     """An export that records churn late ([features.churn] observed_until): `churn metrics`
     over a period past it is refused, naming the setting; before it, measured."""
