@@ -368,6 +368,16 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
     )
     assert describe("days_since_last_active", **shop).missing == "No purchase yet"
     assert describe("active_gap_median_days", **shop).text(4.0) == "Usually a purchase every 4 days"
+    # the mean beside the usual gap where long pauses raise it: one rhythm, not two
+    assert describe("active_gap_mean_days", **shop).text(9.0, gap) == (
+        "A purchase on average every 9 days, long pauses included (usually every 4 days)"
+    )
+    assert describe("active_gap_mean_days", **shop).text(5.0, gap) == (
+        "A purchase on average every 5 days"
+    )
+    assert describe("active_gap_mean_days").text(9.0, {"active_gap_median_days": 2.0}) == (
+        "Active on average every 9 days, long pauses included (usually every 2 days)"
+    )
     assert describe("active_gap_median_days", **shop).missing == (
         "Too few days with a purchase to measure a usual gap"
     )
