@@ -55,9 +55,9 @@ from ingest.mapping import (
 from ingest.report import ImportReport, SourceReport, TableSummary
 from ingest.sources import (
     BATCH_ROWS,
-    SUFFIX_FORMATS,
     SourceError,
     batch_to_frame,
+    declared_format,
     iter_part_batches,
     part_count,
     prefetched,
@@ -702,9 +702,7 @@ def _headerless_hint(source: SourceMapping) -> str:
     """For a CSV file read with its first line as the column names: how to declare them where
     the file has no header line (MovieLens's u.data read "it has: ['196', '242', '3', ...]")."""
     spec = source.source
-    if spec.path is None or spec.header is not None:
-        return ""
-    if (spec.format or SUFFIX_FORMATS.get(Path(spec.path).suffix.lower())) != "csv":
+    if spec.header is not None or declared_format(spec) != "csv":
         return ""
     return (
         "; if the file has no header line (those are the first row's values), name its "

@@ -54,7 +54,7 @@ from features.types import (
     THOUSANDS_MARKS,
     TimestampSpec,
 )
-from ingest.sources import FILE_FORMATS, SUFFIX_FORMATS, SourceSpec
+from ingest.sources import FILE_FORMATS, SourceSpec, declared_format
 
 ColumnType = Literal["id", "text", "timestamp", "number", "as_is"]
 COLUMN_TYPES = ("id", "text", "timestamp", "number", "as_is")
@@ -394,9 +394,8 @@ def _parse_source_spec(raw: Any, where: str) -> SourceSpec:
         )
         excel = spec.format == "xlsx" or (spec.format is None and spec.path.endswith(".xlsx"))
         _need(spec.sheet is None or excel, f"{where}: 'sheet' is for Excel workbooks (.xlsx)")
-        csv_file = (spec.format or SUFFIX_FORMATS.get(Path(spec.path).suffix.lower())) == "csv"
         _need(
-            spec.header is None or csv_file,
+            spec.header is None or declared_format(spec) == "csv",
             f"{where}: 'header' is for CSV files (a file named .csv, .tsv or .txt, or "
             'format = "csv")',
         )

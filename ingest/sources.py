@@ -104,6 +104,14 @@ def resolve_files(spec: SourceSpec, source_dir: Path) -> list[Path]:
     return files
 
 
+def declared_format(spec: SourceSpec) -> str | None:
+    """A file source's format as the mapping declares it or its path's suffix names it; None
+    when neither says (file_format then asks for a declaration)."""
+    if spec.path is None:
+        return None
+    return spec.format or SUFFIX_FORMATS.get(Path(spec.path).suffix.lower())
+
+
 def file_format(spec: SourceSpec, path: Path) -> str:
     """The declared format, else the one the file's suffix names."""
     if spec.format is not None:

@@ -283,13 +283,14 @@ def level_change(
     model: ChurnModel,
     frame: pd.DataFrame,
     logit: np.ndarray,
+    probability: np.ndarray,
     shift: np.ndarray | None,
     previous_as_of: pd.Timestamp | None,
 ) -> np.ndarray:
     """Per row, the part of the probability's change since the previous run that the churn
-    level of the time of year made (training.seasonal_level): the probability of the raw
-    log-odds `logit` at this run's level (`shift`: ChurnModel.level_shift) minus the same at the
-    level of the previous run's date. The rest of the change is the customer's own (and a new
+    level of the time of year made (training.seasonal_level): this run's `probability` (of the
+    raw log-odds `logit` at its level, `shift`: ChurnModel.level_shift) minus the same log-odds'
+    probability at the level of the previous run's date. The rest of the change is the customer's own (and a new
     model's). 0 where the probabilities carry no level (a model without one, rows without a
     date); NaN without a previous run date.
 
@@ -301,7 +302,7 @@ def level_change(
     before = model.level_shift(frame, previous_as_of)
     if shift is None or before is None:
         return np.zeros(len(frame))
-    return model.probability_of_logit(logit, shift) - model.probability_of_logit(logit, before)
+    return probability - model.probability_of_logit(logit, before)
 
 
 def iter_scores(
@@ -344,7 +345,7 @@ def iter_scores(
             before_p = previous.probabilities.reindex(ids).to_numpy(dtype=np.float64)
         else:
             before_p = np.full(len(chunk), np.nan)
-        level = level_change(model, chunk, logit, shift, previous.as_of)
+        level = level_change(model, chunk, logit, probability, shift, previous.as_of)
         level[np.isnan(before_p)] = np.nan
         scores = pa.table(
             [
