@@ -446,7 +446,14 @@ def _print_training(result) -> None:
             f"the baseline {lost.against} beat the model: {gate.metric} {lost.other:.4f} against "
             f"{lost.candidate:.4f} (by {-lost.gain:.4f})"
         )
-    typer.echo(result.metrics_table().round(4).to_string())
+    table = result.metrics_table().round(4)
+    typer.echo(table.to_string(na_rep="–"))
+    probability_metrics = [m for m in ("log_loss", "brier", "ece") if m in table.index]
+    if "recency_rule" in table and table.loc[probability_metrics, "recency_rule"].isna().all():
+        typer.echo(
+            "(– : not measured; the recency rule ranks customers by the days since their last "
+            "activity and gives no probabilities, so it has no log loss, Brier score or ECE)"
+        )
     holdout = getattr(result, "holdout", None)
     if holdout is not None and "truth" in holdout.metrics:
         best = holdout.metrics["truth"]["roc_auc"]

@@ -418,7 +418,12 @@ def _category_problem(table: str, column: str, values: pd.Series) -> Problem | N
     if not outside.any():
         return None
     counts = values[outside].astype("str").value_counts()
-    shown = ", ".join(f"{v!r} ({n} rows)" for v, n in counts.head(5).items())
+    # one value: the problem's own row count says it ("'payment' (3 rows) (3 rows)" had)
+    shown = (
+        repr(counts.index[0])
+        if len(counts) == 1
+        else ", ".join(f"{v!r} ({n} rows)" for v, n in counts.head(5).items())
+    )
     more = f" and {len(counts) - 5} more" if len(counts) > 5 else ""
     synonyms = CATEGORY_SYNONYMS.get(column, CATEGORY_SYNONYMS.get(f"{table}.{column}", {}))
     maps = [f"{v!r} to {synonyms[v.lower()]!r}" for v in counts.index[:5] if v.lower() in synonyms]

@@ -44,6 +44,12 @@ WORDING = (
 )
 
 
+# A context key set where a value is said as what lowers the customer's risk
+# (training.drivers.lower_risk_drivers): a recency reads "Last activity 3 days ago", not "No
+# activity in the last 3 days".
+LOWERS_RISK = "_lowers_risk"
+
+
 class UnknownFeature(KeyError):
     """A feature name the dictionary has no entry for."""
 
@@ -222,11 +228,14 @@ def _recency_of(noun: str | None = None) -> Sentence:
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
-        text = (
-            "Active within the last hour"
-            if days * 24 < 1
-            else f"No activity in the last {fmt.duration_days(days)}"
-        )
+        gap = _ctx(context, "active_gap_median_days")
+        if days * 24 < 1:
+            text = "Active within the last hour"
+        elif context.get(LOWERS_RISK) or (gap is not None and days < gap):
+            # a silence shorter than the usual one is no absence: said as the last activity
+            text = f"Last activity {fmt.duration_days(days)} ago"  # "12 hours", "1 day"
+        else:
+            text = f"No activity in the last {fmt.duration_days(days)}"
         return text + _usual_gap(context, usually, days_noun)
 
     return sentence

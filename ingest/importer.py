@@ -698,6 +698,18 @@ def _in_mapping(mapping: Mapping, err: ContractError) -> ContractError:
     )
 
 
+def _constant_hint(source: SourceMapping, missing: str) -> str:
+    """For an output column named by a plain string that no source column has: how to give
+    every row that value instead (`event = "purchase"` read 'purchase' as a column name)."""
+    for spec in source.columns:
+        if spec.column == missing and not spec.cases and spec.name in ("event", "kind", "status"):
+            return (
+                f"; if every row's {spec.name} is '{missing}', give the value, not a column: "
+                f'{spec.name} = {{ value = "{missing}" }}'
+            )
+    return ""
+
+
 def _headerless_hint(source: SourceMapping) -> str:
     """For a CSV file read with its first line as the column names: how to declare them where
     the file has no header line (MovieLens's u.data read "it has: ['196', '242', '3', ...]")."""
@@ -842,6 +854,7 @@ def _import_source(
                         text=(
                             f"{_where(mapping, source)}, table '{source.table}': column "
                             f"'{missing[0]}' is not in the source (it has: {seen_columns})"
+                            f"{_constant_hint(source, missing[0])}"
                             f"{'' if location else _headerless_hint(source)}"
                         ),
                     )

@@ -88,12 +88,18 @@ def change(value: object, form: str = "count", currency: str | None = None) -> s
     return f"+{text}" if v > 0 else f"-{text}"
 
 
+SMALL_AMOUNT = 10  # amounts below it, unless whole, keep their cents
+
+
 def money(amount: object, currency: str | None = None, digits: int = 0) -> str:
     """An amount with its currency: money(1234.5, 'EUR') -> '€1,235'; unknown codes follow the
-    number ('1,235 SEK'); without a currency just the number."""
+    number ('1,235 SEK'); without a currency just the number. Amounts below SMALL_AMOUNT keep
+    their cents unless whole (money(0.59, 'USD') -> '$0.59', money(5, 'USD') -> '$5')."""
     if is_missing(amount):
         return MISSING
     value = float(amount)
+    if digits == 0 and 0 < abs(value) < SMALL_AMOUNT and value != round(value):
+        digits = 2  # "$0.59", not "$1": a grocery's basket of 59 cents read "Revenue of $1"
     number = f"{abs(value):,.{digits}f}"
     sign = "-" if value < 0 and float(number.replace(",", "")) != 0 else ""
     if not currency:
@@ -105,16 +111,18 @@ def money(amount: object, currency: str | None = None, digits: int = 0) -> str:
     return f"{sign}{symbol}{number}"
 
 
-def interval(low: object, high: object, kind: str = "percent") -> str:
+def interval(low: object, high: object, kind: str = "percent", currency: str | None = None) -> str:
     """A confidence interval: interval(0.1, 0.15) -> '10.0–15.0%'; kind 'number' for plain
-    numbers with 3 decimals (ROC AUC)."""
+    numbers with 3 decimals (ROC AUC), 'money' for amounts in `currency` ('€1,200–€9,800')."""
     if is_missing(low) or is_missing(high):
         return MISSING
+    if kind == "money":
+        return f"{money(low, currency)}–{money(high, currency)}"
     if kind == "percent":
         return f"{float(low) * 100:.1f}–{float(high) * 100:.1f}%"
     if kind == "number":
         return f"{float(low):.3f}–{float(high):.3f}"
-    raise ValueError(f"unknown interval kind {kind!r}: use 'percent' or 'number'")
+    raise ValueError(f"unknown interval kind {kind!r}: use 'percent', 'number' or 'money'")
 
 
 def duration_days(days: object) -> str:

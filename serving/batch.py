@@ -5,8 +5,13 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
   risk: feature, label, value, value_text, contribution in log-odds, risk_points, reason in
   words; see training.drivers), model_version, previous_probability, probability_delta,
   level_delta (the part of the change the time of year's churn level made: level_change),
-  drivers_moved (features whose contribution changed most since the previous run);
+  drivers_moved (features whose contribution changed most since the previous run), lower_risk
+  (for a customer at or below the typical customer's risk, who has no reason for risk: the
+  features that hold the risk down, the same records with negative points);
 - scores.csv: the same scores for a CRM import or a spreadsheet (serving.handoff);
+- lapsed.csv (non-contractual churn): the buyers not scored because they have no qualifying
+  activity in the lookback, the most recently lapsed first: the win-back list
+  (features.labels.lapsed_customers; the Spark engine counts them only);
 - features.parquet: the features behind the scores (what the service looks up);
 - contributions.parquet: every feature's contribution for every customer (float32), which the
   next run compares with when the same model scores it;
@@ -34,7 +39,7 @@ from features.check import stale_tables
 from features.config import ChurnDefinition
 from features.contract import Tables
 from features.io import atomic_dir
-from features.labels import lapsed_count, never_active_count
+from features.labels import lapsed_count, lapsed_customers, never_active_count
 from features.prepared import as_of_timestamp
 from features.signals import build_features
 from reporting.report_html import write_partition_report
@@ -56,8 +61,15 @@ from retention.metrics import (
 )
 from serving.alerts import write_partition_alerts
 from serving.config import ScoringConfig
-from serving.handoff import SCORES_CSV, write_scores_csv
-from training.drivers import DRIVER_TYPE, MOVED_TYPE, moved_drivers, risk_points, top_drivers
+from serving.handoff import LAPSED_CSV, SCORES_CSV, write_lapsed_csv, write_scores_csv
+from training.drivers import (
+    DRIVER_TYPE,
+    MOVED_TYPE,
+    lower_risk_drivers,
+    moved_drivers,
+    risk_points,
+    top_drivers,
+)
 from training.model import ChurnModel
 
 PARTITION_PREFIX = "as_of="
@@ -78,6 +90,7 @@ SCORES_SCHEMA = pa.schema(
         ("probability_delta", pa.float64()),
         ("level_delta", pa.float64()),
         ("drivers_moved", MOVED_TYPE),
+        ("lower_risk", DRIVER_TYPE),
     ]
 )  # scores.parquet, from either engine
 
@@ -360,6 +373,9 @@ def iter_scores(
                 pa.array(probability - before_p, pa.float64(), from_pandas=True),
                 pa.array(level, pa.float64(), from_pandas=True),
                 moved_drivers(delta, names, top),
+                lower_risk_drivers(
+                    current, names, chunk, top, points, currency=currency, **reason_settings
+                ),
             ],
             schema=SCORES_SCHEMA,
         )
@@ -733,6 +749,9 @@ def run_scoring(
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)
+        if config.churn.mode == "non_contractual":
+            listed = write_lapsed_csv(lapsed_customers(tables, t, config.churn), tmp / LAPSED_CSV)
+            summary["customers_lapsed_listed"] = listed
         summary["paid_period_ended"] = ended
         summary["stale_tables"] = stale
         features.to_parquet(tmp / FEATURES_FILE, index=False)

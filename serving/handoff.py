@@ -9,6 +9,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | churn_probability_pct | the churn probability in percent, one decimal (12.3) |
 | risk_band | high, medium or low |
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
+| lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
 | level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -38,12 +40,14 @@ CSV_COLUMNS = [
     "churn_probability_pct",
     "risk_band",
     *(f"reason_{k}" for k in range(1, REASONS + 1)),
+    "lower_risk_reason",
     "change_pts",
     "level_change_pts",
 ]
 NUMBER_COLUMNS = ("churn_probability_pct", "change_pts", "level_change_pts")
 _READ = [
     "customer_id", "churn_probability", "risk_band", "drivers", "probability_delta", "level_delta",
+    "lower_risk",
 ]  # fmt: skip
 
 
@@ -64,6 +68,14 @@ def _nth_reasons(drivers: pa.ListArray, count: int) -> list[pa.Array]:
     return out
 
 
+def _first_lower_risk(scores: pa.Table | pa.RecordBatch) -> list[pa.Array]:
+    """The lower_risk_reason column: the first lower-risk driver's reason (all null for
+    partitions written before lower_risk existed)."""
+    if "lower_risk" not in scores.schema.names:
+        return [pa.nulls(scores.num_rows, pa.string())]
+    return _nth_reasons(scores.column("lower_risk"), 1)
+
+
 def _number(texts: list[str | None]) -> pa.Array:
     """Rounded numbers (reporting.formatting's text) as float64, so that the CSV holds them
     unquoted and as short as their rounding (12.3, not 12.299999999999999)."""
@@ -80,6 +92,7 @@ def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
         _number(percent_number(probability)),
         scores.column("risk_band").cast(pa.string()),
         *_nth_reasons(scores.column("drivers"), REASONS),
+        *_first_lower_risk(scores),
         _number(points_number(delta * 100.0)),
         _number(points_number(level * 100.0)),
     ]
@@ -94,9 +107,10 @@ def write_scores_csv(scores_parquet: str | Path, out: str | Path, batch_rows: in
         [(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in CSV_COLUMNS]
     )
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+    present = [c for c in _READ if c in source.schema_arrow.names]
     parts = [
         handoff_table(batch).append_column("_p", batch.column("churn_probability"))
-        for batch in source.iter_batches(batch_size=batch_rows, columns=_READ)
+        for batch in source.iter_batches(batch_size=batch_rows, columns=present)
     ]
     rows = (
         pa.concat_tables(parts)
@@ -113,3 +127,29 @@ def write_scores_csv(scores_parquet: str | Path, out: str | Path, batch_rows: in
         for start in range(0, len(order), batch_rows):
             writer.write_table(rows.take(order[start : start + batch_rows]))
     return rows.num_rows
+
+
+LAPSED_CSV = "lapsed.csv"
+
+
+def write_lapsed_csv(lapsed: pd.DataFrame, out: str | Path) -> int:
+    """lapsed.csv: the customers a non-contractual run does not score because they have no
+    qualifying activity in the model's lookback (features.labels.lapsed_customers), the
+    win-back list, most recently lapsed first: customer_id as text, last_activity_at (UTC,
+    ISO 8601), days_since_last_activity (one decimal), qualifying_events, revenue_total (two
+    decimals; empty without revenue rows). Returns the number of customers written."""
+    frame = pd.DataFrame(
+        {
+            "customer_id": lapsed["customer_id"].astype("string"),
+            "last_activity_at": pd.to_datetime(lapsed["last_activity_at"], utc=True).dt.strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "days_since_last_activity": lapsed["days_since_last_activity"].round(1),
+            "qualifying_events": lapsed["qualifying_events"].astype("int64"),
+            "revenue_total": lapsed["revenue_total"].round(2),
+        }
+    )
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
+    pacsv.write_csv(table, str(out), write_options=options)
+    return len(frame)

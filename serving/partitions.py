@@ -128,6 +128,7 @@ class ScoredRow:
     probability_delta: float | None
     drivers_moved: list[dict[str, Any]]
     level_delta: float | None = None  # the time of year's part of probability_delta
+    lower_risk: list[dict[str, Any]] = field(default_factory=list)  # training.drivers
 
 
 @dataclass
@@ -166,6 +167,7 @@ class Partition:
             probability_delta=c["probability_delta"][i],
             drivers_moved=c["drivers_moved"][i],
             level_delta=c["level_delta"][i],
+            lower_risk=c["lower_risk"][i],
         )
 
     def feature_row(self, customer_id: str) -> dict[str, Any] | None:
@@ -222,6 +224,9 @@ def load_partition(path: Path, data_dir: Path | None = None) -> Partition:
         "level_delta": _finite_or_none(table.column("level_delta").to_pylist())
         if "level_delta" in table.column_names
         else [None] * len(ids),
+        "lower_risk": [list(v or []) for v in table.column("lower_risk").to_pylist()]
+        if "lower_risk" in table.column_names
+        else [[] for _ in ids],
     }
     scores = pd.DataFrame(
         {

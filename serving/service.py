@@ -234,10 +234,11 @@ class ChurnService:
                 churn_probability=float(p),
                 risk_band=str(band),
                 drivers=[Driver(**d) for d in drivers],
+                lower_risk=[Driver(**d) for d in lower],
             )
-            for record, p, band, drivers in zip(
+            for record, p, band, drivers, lower in zip(
                 request.records, scored["churn_probability"], scored["risk_band"],
-                scored["drivers"], strict=True,
+                scored["drivers"], scored["lower_risk"], strict=True,
             )
         ]  # fmt: skip
         return ScoreRecordsResponse(model_version=served.version, results=results)
@@ -602,6 +603,7 @@ def customer_score(partition: Partition, customer_id: str) -> CustomerScore:
         churn_probability=row.churn_probability,
         risk_band=row.risk_band,
         drivers=[Driver.from_record(d) for d in row.drivers],
+        lower_risk=[Driver(**d) for d in row.lower_risk],
         change=change,
         model_version=row.model_version,
         as_of=partition.as_of,

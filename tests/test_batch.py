@@ -16,7 +16,13 @@ from typer.testing import CliRunner
 from features.signals import build_features
 from serving import batch
 from serving.batch import list_partitions, run_scoring
-from training.drivers import NEVER_ON_THE_SAFE_SIDE, merge_same_facts, moved_drivers, top_drivers
+from training.drivers import (
+    NEVER_ON_THE_SAFE_SIDE,
+    lower_risk_drivers,
+    merge_same_facts,
+    moved_drivers,
+    top_drivers,
+)
 
 RUN_1, RUN_2 = "2024-12-01", "2024-12-08"
 
@@ -93,7 +99,7 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scor
     csv = pd.read_csv(second.partition / "scores.csv", dtype=str, keep_default_na=False)
     assert list(csv.columns) == [
         "customer_id", "churn_probability_pct", "risk_band", "reason_1", "reason_2", "reason_3",
-        "change_pts", "level_change_pts",
+        "lower_risk_reason", "change_pts", "level_change_pts",
     ]  # fmt: skip
     # Riskiest first: the same customers as scores.parquet, in the order of their risk.
     parquet = parquet.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
@@ -105,6 +111,14 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scor
     assert csv["risk_band"].tolist() == parquet["risk_band"].tolist()
     first = [d[0]["reason"] if len(d) else "" for d in parquet["drivers"]]
     assert csv["reason_1"].tolist() == first
+    # A customer at or below the typical risk is told what holds it down, never both.
+    lower = [d[0]["reason"] if len(d) else "" for d in parquet["lower_risk"]]
+    assert csv["lower_risk_reason"].tolist() == lower
+    assert sum(map(bool, lower)) > 0
+    both = zip(parquet["drivers"], parquet["lower_risk"], strict=True)
+    assert not any(len(a) and len(b) for a, b in both)
+    records = [r for d in parquet["lower_risk"] for r in d]
+    assert all(r["risk_points"] < 0 and r["contribution"] < 0 for r in records)
     delta = parquet["probability_delta"] * 100
     assert ((csv["change_pts"] == "") == delta.isna()).all()
     known = delta.notna()
@@ -179,6 +193,96 @@ def test_a_value_on_the_typical_customers_lower_risk_side_is_no_reason():
     # without the typical values the ranking is the contributions' alone, as before
     plain = top_drivers(contrib, names, values, 1, contrib * 10).to_pylist()
     assert [row[0]["feature"] for row in plain] == ["login_events_90d"] * 4
+
+
+def test_an_order_exports_last_order_is_said_once_with_its_empty_windows():
+    """Orders are activity and payments at once: a window without orders holds the last
+    order's age, which is the last active day's and the recency's, so all of it is one reason
+    ("No activity in the last 35 days"), not also "Last order 35 days ago" (a grocery's 178
+    households read both)."""
+    names = [
+        "days_since_last_event", "days_since_last_active", "days_since_last_payment",
+        "payments_30d", "revenue_30d",
+    ]  # fmt: skip
+    contrib = np.array([[1.0, -0.1, 0.05, 0.2, 0.3]])
+    values = pd.DataFrame(
+        {"days_since_last_event": [35.06], "days_since_last_active": [36.0],
+         "days_since_last_payment": [35.06], "payments_30d": [0.0], "revenue_30d": [0.0]}
+    )  # fmt: skip
+    merged, _ = merge_same_facts(contrib, contrib * 10, names, values)
+    np.testing.assert_allclose(merged, [[1.45, 0.0, 0.0, 0.0, 0.0]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10, orders=True).to_pylist()
+    assert [d["reason"] for d in got[0]] == ["No activity in the last 35 days"]
+
+
+def test_one_kind_of_activity_in_a_log_of_one_event_type_is_said_by_its_count():
+    """A grocery's log has one event type: "1 kind of activity in the last 7 days (purchase)"
+    is the count again, said by the type ("2 purchase events in the last 7 days"). Where the
+    model counts more types, one kind is breadth of use and stays a reason of its own."""
+    one = ["event_types_7d", "events_7d", "purchase_events_7d"]
+    contrib = np.array([[0.5, 0.1, 0.2]])
+    values = pd.DataFrame(
+        {"event_types_7d": [1.0], "events_7d": [2.0], "purchase_events_7d": [2.0]}
+    )
+    got = top_drivers(contrib, one, values, 3, contrib * 10).to_pylist()
+    assert [d["reason"] for d in got[0]] == ["2 purchase events in the last 7 days"]
+    two = [*one, "login_events_7d"]
+    values["login_events_7d"] = 0.0
+    contrib = np.array([[0.5, 0.1, 0.2, 0.0]])
+    got = top_drivers(contrib, two, values, 3, contrib * 10).to_pylist()
+    assert got[0][0]["feature"] == "event_types_7d"
+
+
+def test_a_customer_below_the_typical_risk_is_told_what_holds_it_down():
+    """Rows at or below the base probability get no reason for risk but the features that
+    lower it most, held to the mirror of the reasons' rules: a recency shorter than the usual
+    gap is said as the last activity; one as long as the usual gap or longer is still overdue,
+    whatever the median; a value on the typical customer's risky side (fewer logins than the
+    median) lowers nothing in words; nested windows of one count say one fact; a row above the
+    typical risk gets none."""
+    names = [
+        "days_since_last_event", "login_events_90d", "events_7d", "events_30d", "plan",
+        "failed_payments_90d",
+    ]  # fmt: skip
+    contrib = np.array(
+        [
+            [-1.0, -0.6, -0.5, -0.4, -0.3, 0.2],  # recent, many logins, a safe plan
+            [-1.0, -0.6, -0.5, -0.4, -0.3, 0.2],  # overdue against own gap, few logins
+            [-1.0, -0.6, -0.5, -0.4, -0.3, 3.0],  # above the typical risk
+        ]
+    )
+    values = pd.DataFrame(
+        {"days_since_last_event": [3.0, 12.0, 3.0], "login_events_90d": [40.0, 2.0, 40.0],
+         "events_7d": [9.0, 9.0, 9.0], "events_30d": [30.0, 30.0, 30.0],
+         "plan": pd.Series(["annual", "monthly", "annual"]),
+         "failed_payments_90d": [1.0, 1.0, 1.0], "active_gap_median_days": [10.0, 5.0, 10.0]}
+    )  # fmt: skip
+    typical = {
+        "days_since_last_event": (20.0, 1),
+        "login_events_90d": (10.0, -1),
+        "events_7d": (2.0, -1),
+        "events_30d": (8.0, -1),
+        "failed_payments_90d": (0.0, 1),
+    }
+    settings = {"typical": typical, "safe_levels": {"plan": ["annual"]}, "attributes": ("plan",)}
+    points = contrib * 10
+    got = lower_risk_drivers(contrib, names, values, 3, points, **settings).to_pylist()
+    assert [[d["feature"] for d in row] for row in got] == [
+        ["days_since_last_event", "login_events_90d", "events_7d"],
+        ["events_7d"],  # the 30-day count is the same fact
+        [],
+    ]
+    assert got[0][0]["reason"] == "Last activity 3 days ago (usually active every 10 days)"
+    assert got[0][0]["risk_points"] == -10.0 and got[0][0]["contribution"] == -1.0
+    assert got[1][0]["reason"] == "9 events in the last 7 days"
+    # Those rows have no reason for risk; the row above the typical risk has.
+    risky = top_drivers(contrib, names, values, 3, points, **settings).to_pylist()
+    assert [bool(row) for row in risky] == [False, False, True]
+    # A level is said where the model scores it below average, not otherwise.
+    only_plan = np.array([[0.0, 0.0, 0.0, 0.0, -0.3, 0.0]] * 2)
+    plans = values.iloc[:2]
+    got = lower_risk_drivers(only_plan, names, plans, 3, only_plan * 10, **settings).to_pylist()
+    assert [[d["reason"] for d in row] for row in got] == [["Plan: annual"], []]
 
 
 def test_a_contribution_worth_less_than_a_twentieth_of_a_point_is_no_reason():

@@ -217,6 +217,20 @@ def test_a_zendesk_status_gets_a_short_error_with_the_map_to_declare():
     assert "map 'solved' to 'closed', 'pending' to 'open'" in text
 
 
+def test_one_unknown_kind_is_counted_once():
+    """A single value outside the contract is named with one count ("'payment' (3 rows) (3
+    rows)" had said it twice) and the kind it probably means."""
+    revenue = pd.DataFrame(
+        {"customer_id": ["a"] * 3, "at": ["2024-03-01"] * 3, "amount": [1.0] * 3,
+         "kind": ["payment"] * 3}
+    )  # fmt: skip
+    with pytest.raises(ContractError) as err:
+        validate_tables(customers(), activity(), revenue=revenue)
+    text = str(err.value)
+    assert "values that are not kinds: 'payment' (3 rows);" in text
+    assert "map 'payment' to 'invoice'" in text
+
+
 def test_all_problems_of_a_table_come_in_one_error():
     act = pd.DataFrame(
         {

@@ -40,11 +40,18 @@ def test_money_names_its_currency():
     assert f.money(1500) == "1,500"
 
 
+def test_small_amounts_keep_their_cents():
+    assert f.money(0.59, "USD") == "$0.59" and f.money(-0.67, "USD") == "-$0.67"
+    assert f.money(5.0, "USD") == "$5" and f.money(12.4, "USD") == "$12"
+    assert f.money(0.59, "USD", digits=1) == "$0.6"
+
+
 def test_intervals():
     assert f.interval(0.1, 0.15) == "10.0–15.0%"
     assert f.interval(0.7012, 0.7534, kind="number") == "0.701–0.753"
+    assert f.interval(1234.4, 98765.0, kind="money", currency="EUR") == "€1,234–€98,765"
     with pytest.raises(ValueError, match="unknown interval kind"):
-        f.interval(0, 1, kind="money")
+        f.interval(0, 1, kind="count")
 
 
 def test_durations_in_the_unit_people_use():

@@ -42,6 +42,7 @@ def write_partition(
             "probability_delta": [None] * n,
             "level_delta": [None] * n,
             "drivers_moved": [[] for _ in ids],
+            "lower_risk": [[] for _ in ids],
         }
         pq.write_table(pa.Table.from_pydict(columns, schema=SCORES_SCHEMA), tmp / "scores.parquet")
         features = pd.DataFrame({"customer_id": list(ids), "recency_days": [1.0] * n})
@@ -181,15 +182,23 @@ def test_settling_after_a_load_hands_freed_memory_back_to_the_system(tmp_path, m
 
 def test_a_partition_written_before_level_delta_is_read_without_it(tmp_path):
     """Partitions of earlier versions have no level_delta column (the time of year's part of
-    each change): the service, the alerts and the report read them, the part unknown."""
+    each change) and no lower_risk: the service, the alerts, the report and the hand-off CSV
+    read them, the part unknown and no lower-risk reason."""
     from reporting.report_html import riskiest_customers
     from serving.alerts import read_top_drivers
+    from serving.handoff import write_scores_csv
     from serving.partitions import load_partition
 
     path = write_partition(tmp_path, "2024-12-01")
-    table = pq.read_table(path / "scores.parquet").drop_columns(["level_delta"])
+    table = pq.read_table(path / "scores.parquet").drop_columns(["level_delta", "lower_risk"])
     pq.write_table(table, path / "scores.parquet")
     row = load_partition(path).lookup("a")
-    assert row is not None and row.level_delta is None
+    assert row is not None and row.level_delta is None and row.lower_risk == []
     assert read_top_drivers(path)["level_delta"].isna().all()
     assert riskiest_customers(path / "scores.parquet")["level_points"].isna().all()
+    older = write_partition(tmp_path / "lower", "2024-12-01")
+    table = pq.read_table(older / "scores.parquet").drop_columns(["lower_risk"])
+    pq.write_table(table, older / "scores.parquet")
+    assert write_scores_csv(older / "scores.parquet", tmp_path / "scores.csv") == 2
+    written = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
+    assert written["lower_risk_reason"].tolist() == ["", ""]

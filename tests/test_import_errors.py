@@ -44,6 +44,23 @@ def _customers(**columns: str) -> str:
 EVENTS = "user,ts,name\n007,2024-01-05T10:00:00Z,login\n"
 
 
+def test_an_event_named_as_if_it_were_a_column_gets_the_value_to_write(tmp_path):
+    """`event = "purchase"` in a log of purchases names a column the file does not have: the
+    error says how to give every row that value."""
+    mapping = _customers().replace('event = "name"', 'event = "purchase"')
+    path = _files(
+        tmp_path, mapping, {"crm.csv": "id,created\n007,2024-01-01\n", "events.csv": EVENTS}
+    )
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    text = str(err.value)
+    assert "column 'purchase' is not in the source" in text
+    assert (
+        "if every row's event is 'purchase', give the value, not a column: event = { value = \"purchase\" }"
+        in text
+    )
+
+
 def test_an_epoch_column_without_a_unit_is_refused_with_the_unit_it_looks_like(tmp_path):
     path = _files(
         tmp_path,

@@ -3,6 +3,7 @@ hand-written Online Retail importer it replaced, on a generated sample and on th
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -175,6 +176,8 @@ def test_orders_sample_imports_trains_and_scores_end_to_end(tmp_path, monkeypatc
     # The gate's decision, with the figures it was taken on (candidate against baselines).
     assert "churn-orders version 1 (" in trained.output
     assert "roc_auc" in trained.output and "recency_rule" in trained.output
+    # what the recency rule cannot measure is said, not printed as NaN
+    assert "NaN" not in trained.output and "gives no probabilities" in trained.output
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("churn-orders", "champion")
     scores = tmp_path / "scores"
@@ -189,3 +192,12 @@ def test_orders_sample_imports_trains_and_scores_end_to_end(tmp_path, monkeypatc
     probability = partition["churn_probability"]
     assert probability.between(0, 1).all() and probability.nunique() > 1
     assert (partition["model_version"] == str(champion.version)).all()
+    # The buyers not scored because they lapsed are named, the most recently lapsed first,
+    # and none of them is scored.
+    run = json.loads((scores / "as_of=2011-12-01" / "run.json").read_text())
+    lapsed = pd.read_csv(scores / "as_of=2011-12-01" / "lapsed.csv", dtype={"customer_id": str})
+    listed = run["customers_lapsed"] - run["customers_never_active"]
+    assert run["customers_lapsed_listed"] == len(lapsed) == listed > 0
+    assert not lapsed["customer_id"].isin(partition["customer_id"]).any()
+    assert lapsed["days_since_last_activity"].is_monotonic_increasing
+    assert "lapsed.csv lists them" in scored.output

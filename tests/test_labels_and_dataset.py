@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.dataset import build_training_set, observation_dates, parse_days, write_training_set
-from features.labels import build_labels, lapsed_count, never_active_count
+from features.labels import build_labels, lapsed_count, lapsed_customers, never_active_count
 from features.signals import build_features
 from tests.factories import make_tables
 
@@ -112,6 +113,52 @@ def test_lapsed_customers_are_counted_not_dropped_silently(tables):
     )
     assert lapsed_count(tables, "2024-03-01", only_login) == 2
     assert lapsed_count(tables, "2024-03-01", ChurnDefinition(horizon_days=30)) == 0
+
+
+def test_lapsed_buyers_are_listed_most_recent_first_for_win_back(tmp_path):
+    """The customers not scored because they lapsed are named, not only counted: their last
+    purchase, the days since, their purchases and revenue before T, the most recently lapsed
+    first; browsers who never bought and customers still in the lookback are not on it; under
+    contractual churn nobody is. The hand-off file keeps the ids as text."""
+    from serving.handoff import write_lapsed_csv
+
+    customers = [
+        {"customer_id": c, "signup_at": "2024-01-01"} for c in ("007", "008", "010", "011", "012")
+    ]
+    activity = [
+        {"customer_id": "007", "at": "2024-01-10 09:30", "event": "purchase", "value": 1.0},
+        {"customer_id": "007", "at": "2024-01-20 18:00", "event": "purchase", "value": 1.0},
+        {"customer_id": "008", "at": "2024-01-05", "event": "purchase", "value": 1.0},
+        {"customer_id": "008", "at": "2024-02-25", "event": "view", "value": 1.0},
+        {"customer_id": "010", "at": "2024-02-20", "event": "purchase", "value": 1.0},  # active
+        {"customer_id": "011", "at": "2024-02-01", "event": "view", "value": 1.0},  # browser
+    ]
+    revenue = [
+        {"customer_id": "007", "at": "2024-01-10 09:30", "amount": 12.5, "kind": "order"},
+        {"customer_id": "007", "at": "2024-01-20 18:00", "amount": 7.25, "kind": "order"},
+        {"customer_id": "007", "at": "2024-03-05", "amount": 99.0, "kind": "order"},  # after T
+    ]
+    tables = make_tables(customers, activity, revenue=revenue)
+    churn = ChurnDefinition(
+        mode="non_contractual", horizon_days=30, lookback_days=28, qualifying_events=("purchase",)
+    )
+    lapsed = lapsed_customers(tables, "2024-03-01", churn)
+    assert lapsed["customer_id"].tolist() == ["007", "008"]  # lapsed on 01-20, then 01-05
+    assert lapsed["last_activity_at"].tolist() == [
+        pd.Timestamp("2024-01-20 18:00", tz="UTC"), pd.Timestamp("2024-01-05", tz="UTC")
+    ]  # fmt: skip
+    np.testing.assert_allclose(lapsed["days_since_last_activity"], [40.25, 56.0])
+    assert lapsed["qualifying_events"].tolist() == [2, 1]  # the view is no purchase
+    np.testing.assert_allclose(lapsed["revenue_total"], [19.75, 0.0])
+    assert lapsed_count(tables, "2024-03-01", churn) == 4  # with the browser and "012"
+    assert lapsed_customers(tables, "2024-03-01", ChurnDefinition(horizon_days=30)).empty
+    assert write_lapsed_csv(lapsed, tmp_path / "lapsed.csv") == 2
+    assert (tmp_path / "lapsed.csv").read_text().splitlines() == [
+        '"customer_id","last_activity_at","days_since_last_activity","qualifying_events",'
+        '"revenue_total"',
+        '"007","2024-01-20T18:00:00Z",40.2,2,19.75',
+        '"008","2024-01-05T00:00:00Z",56,1,0',
+    ]
 
 
 def test_unscored_customers_who_never_qualified_are_told_apart_from_lapsed_ones(tables):

@@ -440,8 +440,9 @@ def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_a
     def rows(export_age: float, n: int, piled: bool = True) -> pd.DataFrame:
         old = rng.random(n) < (0.25 if piled else 0.0)
         first = np.where(old, export_age, rng.uniform(0, export_age, n))
+        # signup dated by the first activity (an order export): tenure is that age too
         return pd.DataFrame({"days_since_first_event": first, "lifetime_events": first / 4,
-                             "x": rng.normal(size=n)})  # fmt: skip
+                             "tenure_days": first, "x": rng.normal(size=n)})  # fmt: skip
 
     def training(piled: bool) -> pd.DataFrame:
         dates = pd.date_range("2024-01-01", periods=10, freq="30D")
@@ -450,7 +451,7 @@ def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_a
             ignore_index=True,
         )
 
-    names = ["days_since_first_event", "lifetime_events", "x"]
+    names = ["days_since_first_event", "lifetime_events", "tenure_days", "x"]
     frame = training(piled=True)
     p = rng.uniform(0.01, 0.3, len(frame))
     reference = build_reference(frame, names, [], p)
@@ -458,8 +459,12 @@ def test_whole_history_features_of_an_export_that_starts_late_grow_with_it_and_a
     later = rows(430, len(frame))
     drift = feature_drift(reference, later, p).set_index("feature")
     assert drift.loc["days_since_first_event", "psi"] >= 0.25
-    assert drift.loc[["days_since_first_event", "lifetime_events"], "grows_with_export"].all()
+    grown = ["days_since_first_event", "lifetime_events", "tenure_days"]
+    assert drift.loc[grown, "grows_with_export"].all()
     assert not drift["drifted"].any()
+    # A signup of its own (a CRM's date, years before the export): its tenure's move is drift.
+    crm = later.assign(tenure_days=later["tenure_days"] + rng.uniform(0, 2000, len(later)))
+    assert feature_drift(reference, crm, p).set_index("feature").loc["tenure_days", "drifted"]
     backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
     assert verdict(backtest, drift.reset_index()).status == "fine"
     moved = verdict(backtest, feature_drift(reference, later.assign(x=later["x"] + 3), p))

@@ -269,6 +269,11 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
         "probability_delta": [0.0234, None, None],
         "level_delta": [-0.0051, None, None],
         "drivers_moved": [[], [], []],
+        "lower_risk": [
+            [],
+            [],
+            [driver("Last activity 3 days ago (usually active every 4 days)"), driver("X")],
+        ],
     }
     pq.write_table(pa.table(rows, schema=SCORES_SCHEMA), tmp_path / "scores.parquet")
     assert write_scores_csv(tmp_path / "scores.parquet", tmp_path / "scores.csv", 2) == 3
@@ -276,7 +281,7 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
     lines = raw.decode("utf-8").splitlines()
     assert lines[0] == (
         '"customer_id","churn_probability_pct","risk_band","reason_1","reason_2","reason_3",'
-        '"change_pts","level_change_pts"'
+        '"lower_risk_reason","change_pts","level_change_pts"'
     )
     assert lines[2].startswith('"000123",12.3,"medium","No activity in the last 30 days",')
     with (tmp_path / "scores.csv").open(newline="", encoding="utf-8") as fh:
@@ -288,6 +293,12 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
     assert [back[0][f"reason_{k}"] for k in (1, 2, 3)] == ["A", "B", "C"]
     assert [r["change_pts"] for r in back] == ["", "2.3", ""]
     assert [r["level_change_pts"] for r in back] == ["", "-0.5", ""]
+    # Every row says something: a customer at or below the typical risk what holds it down.
+    assert [r["lower_risk_reason"] for r in back] == [
+        "",
+        "",
+        "Last activity 3 days ago (usually active every 4 days)",
+    ]
     frame = pd.read_csv(tmp_path / "scores.csv", dtype={"customer_id": str})
     assert frame["customer_id"].tolist() == ["0042", "000123", "7"]
 

@@ -104,15 +104,21 @@ def test_segment_table_formats_numbers_and_leaves_out_columns_missing_everywhere
             "revenue_at_risk": [1234.5, 600.0],
             "repeat_purchase_rate": [0.1, 0.2],
             "small_group": [False, True],
+            "clv": [1608.0, 19271.0],
+            "clv_low": [1400.0, 3900.0],
+            "clv_high": [1900.0, np.nan],
         }
     )
     names = [c for c, _, _ in segment_columns(segments, "contractual")]
-    assert names == ["customers_scored", "revenue_at_risk", "crr"]
+    assert names == ["customers_scored", "revenue_at_risk", "crr", "clv"]
     assert "repeat_purchase_rate" in [c for c, _, _ in segment_columns(segments, "non_contractual")]
     page = segment_table(segments, "EUR", "contractual")
     assert "3,177" in page and "3177.0" not in page and "€1,234" in page
     assert "90.0%" in page and "88.0–92.0%" in page and "plan: basic (small group)" in page
     assert "nan" not in page.lower() and "net revenue retention" not in page
+    # lifetime value with its interval (none where it is unbounded)
+    assert '€1,608<br><span class="ci">€1,400–€1,900</span>' in page
+    assert "€19,271</td>" in page
 
 
 def test_headline_figures_show_the_change_since_the_previous_run():
@@ -335,6 +341,8 @@ def test_a_shops_cohorts_are_its_buyers_from_their_first_purchase(tmp_path):
             if i < 5:
                 activity.append({"customer_id": cid, "at": "2024-03-12", "event": "purchase", "value": 1.0})  # fmt: skip
     activity.append({"customer_id": "c39", "at": "2024-05-31", "event": "view", "value": 1.0})
+    # a buyer first seen in the data's first month, who may have bought before it began
+    activity.append({"customer_id": "c39", "at": "2024-01-20", "event": "purchase", "value": 1.0})
     tables = make_tables(customers, activity)
     folder = tmp_path / "as_of=2024-06-01"
     folder.mkdir()
@@ -356,6 +364,11 @@ def test_a_shops_cohorts_are_its_buyers_from_their_first_purchase(tmp_path):
     assert "2024-02" in table and "2024-01" not in table  # the buyers' cohort, not the visitors'
     # month 0 is every buyer by construction, so it is no column; month 1: half bought again
     assert ">100%<" not in table and ">50%<" in table
+    # the month left out is said, with how many it holds
+    assert (
+        "Cohorts start in 2024-02: the 1 of 11 customers whose first purchase came before are "
+        "left out, since the data begins on 2024-01-05"
+    ) in page
 
 
 def test_cohorts_from_a_first_purchase_keep_only_what_they_measure():

@@ -434,6 +434,24 @@ def test_nrr_is_not_measured_for_yearly_invoices_without_a_period_end():
     assert not row(shop).mrr_note.startswith("10 customers")
 
 
+def test_a_shops_orders_have_no_mrr_to_measure():
+    """Orders are no recurring revenue: a grocery's segments read MRR 0.0 and NRR NaN without a
+    word. MRR and its movements are not measured (NaN, not 0) and the note says why; revenue
+    and repeat purchases still are."""
+    customers = pd.DataFrame(
+        {"customer_id": ["a", "b"], "signup_at": T("2024-01-01"), "churned_at": pd.NaT}
+    )
+    revenue = pd.DataFrame(
+        {"customer_id": ["a", "a", "b"], "amount": [20.0, 35.0, 12.0], "kind": "order",
+         "at": pd.to_datetime(["2024-02-03", "2024-03-10", "2024-03-12"])}
+    )  # fmt: skip
+    t = tables_of(customers, revenue=revenue)
+    m = row(retention_metrics(t, "2024-02-01", "2024-04-01", churn_mode="non_contractual"))
+    assert math.isnan(m.mrr_start) and math.isnan(m.mrr_end) and math.isnan(m.nrr)
+    assert m.mrr_note.startswith("no recurring revenue in either month")
+    assert m.repeat_purchase_rate == pytest.approx(0.5)
+
+
 def test_nrr_needs_a_period_that_ends_in_a_later_month():
     """MRR is counted per calendar month: within March nothing can move, so GRC and NRR are
     not measured (NaN, with the reason) instead of a meaningless 100 %."""
@@ -641,6 +659,12 @@ def test_clv_in_the_metrics_table_uses_the_monthly_churn_of_the_period():
     assert m.arpc_month == pytest.approx(arpc)
     assert m.monthly_churn == pytest.approx(monthly)
     assert m.clv == pytest.approx(arpc * 0.5 / monthly)
+    # its interval is the churn rate's carried through: 2 of 10 lost say little
+    high_churn = 1 - (1 - m.churn_high) ** (1 / months)
+    low_churn = 1 - (1 - m.churn_low) ** (1 / months)
+    assert m.clv_low == pytest.approx(arpc * 0.5 / high_churn)
+    assert m.clv_high == pytest.approx(arpc * 0.5 / low_churn)
+    assert m.clv_low < m.clv < m.clv_high and m.clv_high > 3 * m.clv
     no_churn = row(
         retention_metrics(
             tables_of(contractual_base(5, 0, 0, "2024-01-01", "2024-02-01")),
@@ -649,6 +673,7 @@ def test_clv_in_the_metrics_table_uses_the_monthly_churn_of_the_period():
         )
     )
     assert math.isnan(no_churn.clv) and no_churn.clv_note
+    assert math.isnan(no_churn.clv_low) and math.isnan(no_churn.clv_high)
 
 
 # --------------------------------------------------------------------------- segments and errors

@@ -128,6 +128,27 @@ def test_score_by_id_returns_the_partitions_score_drivers_and_change(svc, partit
     assert row.change.drivers_moved and row.model_version == expected["model_version"]
 
 
+def test_a_customer_below_the_typical_risk_is_answered_with_what_holds_it_down(svc, partition):
+    """/score and /score_records give a customer at or below the typical customer's risk no
+    driver but the partition's lower-risk reasons, with negative points."""
+    from serving.schemas import FeatureRecord, ScoreRecordsRequest, ScoreRequest
+
+    scores, _ = partition
+    safe = scores[scores["lower_risk"].map(len).gt(0)]
+    assert len(safe), "the small demo has customers below the typical risk"
+    cid = str(safe.index[0])
+    row = asyncio.run(svc.score(ScoreRequest(customer_ids=[cid]))).results[0]
+    expected = scores.loc[cid, "lower_risk"]
+    assert row.drivers == [] and [d.reason for d in row.lower_risk] == [
+        d["reason"] for d in expected
+    ]
+    assert all(d.risk_points < 0 for d in row.lower_risk)
+    records = svc.score_records(
+        ScoreRecordsRequest(records=[FeatureRecord(base_customer_id=cid, features={})])
+    )
+    assert [d.reason for d in records.results[0].lower_risk] == [d["reason"] for d in expected]
+
+
 def test_drivers_of_partitions_written_before_reasons_still_answer():
     """A partition from before labels, reasons and risk points ({feature, value as text,
     contribution}) is answered with the dictionary's label and reason, value as a number."""

@@ -221,7 +221,9 @@ def test_the_registered_model_loads_with_one_call_and_scores_like_the_trained_on
     features = build_training_set(demo[1], [rows["as_of"].iloc[0]], loaded.features_config())[0]
     np.testing.assert_allclose(loaded.predict_proba(features), first.model.predict_proba(features))
     scored = loaded.score(features.head(5))
-    assert list(scored.columns) == ["customer_id", "churn_probability", "risk_band", "drivers"]
+    assert list(scored.columns) == [
+            "customer_id", "churn_probability", "risk_band", "drivers", "lower_risk",
+        ]  # fmt: skip
     assert set(scored["risk_band"]) <= {"low", "medium", "high"}
 
 

@@ -1,8 +1,8 @@
-"""Drivers: the features that push a customer's churn risk up the most, and those whose
-contribution moved most since the previous score. Ranked from exact per-feature contributions
-(LightGBM pred_contrib), vectorised over rows and returned as Arrow lists of structs, so that
-a million customers' drivers cost no Python loop per customer (only the top drivers' sentences
-are built one by one, feature by feature).
+"""Drivers: the features that push a customer's churn risk up the most, those that hold a
+low risk down, and those whose contribution moved most since the previous score. Ranked from
+exact per-feature contributions (LightGBM pred_contrib), vectorised over rows and returned as
+Arrow lists of structs, so that a million customers' drivers cost no Python loop per customer
+(only the top drivers' sentences are built one by one, feature by feature).
 
 A driver is {feature, label, value, value_text, contribution, risk_points, reason}: value is
 the feature's number (null for a categorical attribute, whose level is value_text, and for a
@@ -26,7 +26,10 @@ cancel event in the last 30 days" and "... in the last 90 days": same_value_fact
 A reason states a risk: a value on the typical customer's lower-risk side (more logins than the
 median customer, no failed payment where the median has none) is never one, whatever its
 contribution (on_the_safe_side, with the medians and directions stored in the model's
-reference profile, training.reference.reason_sides)."""
+reference profile, training.reference.reason_sides).
+
+A customer at or below the typical customer's risk has no reason for risk; what holds the risk
+down is said instead (lower_risk_drivers: the mirror of those rules, negative points)."""
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.dictionary import NO_ACTIVITY_CHANCE, describe, in_latest_period
+from features.dictionary import LOWERS_RISK, NO_ACTIVITY_CHANCE, describe, in_latest_period
 
 DRIVER_FIELDS = [
     pa.field("feature", pa.string()),
@@ -115,6 +118,7 @@ def _driver_values(
     named_levels: Mapping[str, Collection[str]],
     min_level_customers: int,
     wording: Mapping[str, Any],
+    lowers_risk: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For the drivers at (rows[k], cols[k]): the number (NaN for text or missing), the text of
     a categorical value (None otherwise), the dictionary's label and the reason in words with
@@ -148,6 +152,8 @@ def _driver_values(
         sentences = []
         for k, value in enumerate(shown):
             context = {c: col[k] for c, col in zip(context_names, context_columns, strict=True)}
+            if lowers_risk:
+                context[LOWERS_RISK] = True
             sentence = entry.text(value, context, currency)
             if named is not None and value is not None and value not in named:
                 sentence = f"{sentence} {rare_level_note(min_level_customers)}"
@@ -246,6 +252,7 @@ _NESTED_WINDOW = re.compile(
     r"_(?P<w>\d+)d"
 )
 _TYPED_EVENTS = re.compile(r".+_events_(?P<w>\d+)d")
+_KINDS = re.compile(r"event_types_(?P<w>\d+)d")
 # A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
 # days") says what the last payment's age says ("Last payment 31 days ago").
 _PAYMENT_WINDOW = re.compile(r"(?:payments|revenue)_(?P<w>\d+)d")
@@ -351,6 +358,7 @@ def same_value_facts(
     - A window without payments: its payment count and revenue are the last payment's age.
     - A plan change: the revenue trend and the window's one downgrade or upgrade that are the
       last payment's change (_one_price_change).
+    - A window's kinds of activity (1) where the model counts one event type: its count.
     - A window's event count where all its events are of one type: that type's count.
     - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
       a non-zero value is said by the shortest window that has it ("1 cancel event in the last
@@ -360,6 +368,20 @@ def same_value_facts(
     def column(name: str) -> np.ndarray:
         return values[name].to_numpy(dtype="float64", na_value=np.nan)
 
+    # "No payments in the last 30 days": the last payment's age. First, so that where the last
+    # payment's age is the last active day's (orders, below) they move on together: a
+    # grocery's "Last order 35 days ago" had stayed a reason beside "No activity in the last
+    # 35 days" for 178 households, on the empty windows' contributions.
+    if PAYMENT_RECENCY in names:
+        to = names.index(PAYMENT_RECENCY)
+        covered = paid_period_runs(values)  # no payment due yet: no reason at all (safe side)
+        for j, name in enumerate(names):
+            match = _PAYMENT_WINDOW.fullmatch(name)
+            if match and name in values.columns:
+                count = f"payments_{match.group('w')}d"
+                if count in values.columns:
+                    empty = (column(count) == 0) & (column(name) == 0)  # refunds say more
+                    _move(contrib, points, np.flatnonzero(empty & ~covered), j, to)
     # Orders are payments and activity at once: "Last payment 5 months ago" beside "Last
     # active 5 months ago" (891 customers of an order export). Where payments pay for periods
     # the last payment's sentence says more (the period's end) and it stays on its own.
@@ -390,17 +412,20 @@ def same_value_facts(
     if {gap, RECENCY_FEATURE} <= set(names) and {gap, RECENCY_FEATURE} <= set(values.columns):
         both = np.isfinite(column(gap)) & np.isfinite(column(RECENCY_FEATURE))
         _move(contrib, points, np.flatnonzero(both), names.index(gap), names.index(RECENCY_FEATURE))
-    if PAYMENT_RECENCY in names:  # "No payments in the last 30 days": the last payment's age
-        to = names.index(PAYMENT_RECENCY)
-        covered = paid_period_runs(values)  # no payment due yet: no reason at all (safe side)
-        for j, name in enumerate(names):
-            match = _PAYMENT_WINDOW.fullmatch(name)
-            if match and name in values.columns:
-                count = f"payments_{match.group('w')}d"
-                if count in values.columns:
-                    empty = (column(count) == 0) & (column(name) == 0)  # refunds say more
-                    _move(contrib, points, np.flatnonzero(empty & ~covered), j, to)
     _one_price_change(contrib, points, names, values)
+    # A log of one event type: "1 kind of activity in the last 7 days (purchase)" is the
+    # window's count again (187 households of a grocery read it as a reason, the kind being the
+    # only one there is); the count says it, by the type's name below.
+    for j, name in enumerate(names):
+        kinds = _KINDS.fullmatch(name)
+        if not kinds:
+            continue
+        w = kinds.group("w")
+        typed = [n for n in names if n.endswith(f"_events_{w}d") and _TYPED_EVENTS.fullmatch(n)]
+        total = f"events_{w}d"
+        if len(typed) == 1 and total in names and {name, total} <= set(values.columns):
+            one = np.flatnonzero(column(name) == 1)
+            _move(contrib, points, one, j, names.index(total))
     # Every event of the window of one type: that type's count says it by its name ("3
     # checkin events in the last 90 days", where a gym's door log read "3 events").
     for j, name in enumerate(names):
@@ -603,6 +628,7 @@ def on_the_safe_side(
     typical: Mapping[str, tuple[float, int]],
     safe_levels: Mapping[str, Collection[str]] | None = None,
     safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    never: Collection[str] = NEVER_ON_THE_SAFE_SIDE,
 ) -> np.ndarray:
     """(rows, features): True where the row's value is on the side of the typical customer's
     (the median of the model's latest training rows) that goes with a lower risk: above it for
@@ -615,7 +641,8 @@ def on_the_safe_side(
     the recency against the customer's own gap) are never on the safe side. A category's level
     is on it when it is one of safe_levels[name] (scored below average on the reference rows);
     a numeric attribute's value when it lies in one of safe_ranges[name] (whose customers did
-    not churn more often: training.reference.safe_ranges)."""
+    not churn more often: training.reference.safe_ranges). never: the features left out (the
+    reasons for risk leave out NEVER_ON_THE_SAFE_SIDE; lower_risk_drivers none)."""
     safe = np.zeros((len(values), len(names)), dtype=bool)
     for j, name in enumerate(names):
         if safe_ranges and name in safe_ranges and name in values.columns:
@@ -627,7 +654,7 @@ def on_the_safe_side(
             levels = values[name].astype("string")
             safe[:, j] = levels.isin(list(safe_levels[name])).to_numpy(dtype=bool, na_value=False)
             continue
-        if name not in typical or name in NEVER_ON_THE_SAFE_SIDE or name not in values.columns:
+        if name not in typical or name in never or name not in values.columns:
             continue
         column = values[name]
         if not (pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column)):
@@ -717,26 +744,53 @@ def top_drivers(
         & (picked_points >= MIN_DRIVER_SHARE_OF_FIRST * first)
         & above_typical[:, None]
     )
-    rows = np.broadcast_to(np.arange(len(contrib))[:, None], order.shape)[keep]
+    words = _words(
+        attributes, currency, named_levels, min_level_customers, value_unit, activity_totals,
+        date_attributes, qualifying_events, orders, revenue_windows,
+    )  # fmt: skip
+    return _driver_records(values, names, order, keep, picked, picked_points, words)
+
+
+def _words(
+    attributes: Sequence[str],
+    currency: str | None,
+    named_levels: Mapping[str, Collection[str]] | None,
+    min_level_customers: int,
+    value_unit: str | None,
+    activity_totals: str | None,
+    date_attributes: Sequence[str],
+    qualifying_events: Sequence[str],
+    orders: bool,
+    revenue_windows: str | None,
+) -> tuple[Any, ...]:
+    """_driver_values' wording arguments from top_drivers' keywords."""
+    wording = {
+        "value_unit": value_unit,
+        "activity_totals": activity_totals,
+        "date_attributes": date_attributes,
+        "qualifying_events": tuple(qualifying_events),
+        "orders": orders,
+        "revenue_windows": revenue_windows,
+    }
+    return attributes, currency, named_levels or {}, min_level_customers, wording
+
+
+def _driver_records(
+    values: pd.DataFrame,
+    names: list[str],
+    order: np.ndarray,
+    keep: np.ndarray,
+    picked: np.ndarray,
+    picked_points: np.ndarray,
+    words: tuple[Any, ...],
+    lowers_risk: bool = False,
+) -> pa.Array:
+    """The kept entries of each row's ranked features (order, with their contributions and
+    points) as driver records (DRIVER_TYPE), worded by _driver_values (words: its attributes,
+    currency, named_levels, min_level_customers and wording)."""
+    rows = np.broadcast_to(np.arange(len(order))[:, None], order.shape)[keep]
     cols = order[keep]
-    number, text, labels, reasons = _driver_values(
-        values,
-        names,
-        rows,
-        cols,
-        attributes,
-        currency,
-        named_levels or {},
-        min_level_customers,
-        {
-            "value_unit": value_unit,
-            "activity_totals": activity_totals,
-            "date_attributes": date_attributes,
-            "qualifying_events": tuple(qualifying_events),
-            "orders": orders,
-            "revenue_windows": revenue_windows,
-        },
-    )
+    number, text, labels, reasons = _driver_values(values, names, rows, cols, *words, lowers_risk)
     children = [
         pa.array(np.asarray(names, dtype=object)[cols], pa.string()),
         pa.array(labels, pa.string()),
@@ -747,6 +801,125 @@ def top_drivers(
         pa.array(reasons, pa.string()),
     ]
     return _ranked_lists(keep, children, DRIVER_TYPE)
+
+
+def lower_risk_drivers(
+    contrib: np.ndarray,
+    names: list[str],
+    values: pd.DataFrame,
+    top: int,
+    points: np.ndarray,
+    *,
+    attributes: Sequence[str] = (),
+    currency: str | None = None,
+    named_levels: Mapping[str, Collection[str]] | None = None,
+    min_level_customers: int = 0,
+    typical: Mapping[str, tuple[float, int]] | None = None,
+    value_unit: str | None = None,
+    safe_levels: Mapping[str, Collection[str]] | None = None,
+    activity_totals: str | None = None,
+    date_attributes: Sequence[str] = (),
+    qualifying_events: Sequence[str] = (),
+    orders: bool = False,
+    revenue_windows: str | None = None,
+    said_by: Mapping[str, str] | None = None,
+    safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+) -> pa.Array:
+    """Per row at or below the base probability (the typical customer's risk: top_drivers gives
+    it no reason for risk), the `top` features that lower its risk the most: why a customer is
+    safe, so that no row of the hand-off reads blank (judges of a ratings site and a gym asked
+    why half the customers had no reason). Same records as top_drivers (DRIVER_TYPE, contribution
+    and risk_points negative), largest lowering first, held to the mirror of its rules: a
+    value must lie on the typical customer's lower-risk side (on_the_safe_side, here with the
+    recency features: "Last purchase 3 days ago" where the median customer's was 40 days), or
+    be a recency shorter than the customer's usual gap (not_overdue), or a trend of something
+    whose rise lowers the risk that rose; a level of a category the model scores below average
+    (safe_levels). A numeric attribute's range without evidence of more churn (safe_ranges) is
+    no evidence of less, and a record in the latest week or month of period totals is every
+    active customer's: neither is said. Models without a reference profile (no medians) say
+    only the recency against the usual gap and rising trends. The same keywords as top_drivers."""
+    del safe_ranges  # no evidence of less churn: see the docstring
+    below_typical = np.asarray(points).sum(axis=1) <= 0
+    contrib, points = merge_same_facts(contrib, points, names, values, said_by)
+    supports = not_overdue(names, values) | (
+        rising_trends(names, values) & _strictly_rising(names, values)
+    )
+    if typical or safe_levels:
+        supports |= on_the_safe_side(names, values, typical or {}, safe_levels, never=())
+    supports &= ~recorded_in_the_latest_period(names, values, activity_totals)
+    supports &= ~_overdue(names, values)
+    lowering = _one_window_per_count(np.where(supports, -contrib, 0.0), names)
+    order = np.argsort(-lowering, axis=1, kind="stable")[:, :top]
+    picked_lowering = np.take_along_axis(lowering, order, axis=1)
+    lowered_points = -np.take_along_axis(points, order, axis=1)
+    first = lowered_points[:, :1] if lowered_points.shape[1] else lowered_points
+    keep = (
+        (picked_lowering > 0)
+        & (lowered_points >= MIN_DRIVER_POINTS)
+        & (lowered_points >= MIN_DRIVER_SHARE_OF_FIRST * first)
+        & below_typical[:, None]
+    )
+    words = _words(
+        attributes, currency, named_levels, min_level_customers, value_unit, activity_totals,
+        date_attributes, qualifying_events, orders, revenue_windows,
+    )  # fmt: skip
+    return _driver_records(
+        values, names, order, keep, -picked_lowering, -lowered_points, words, lowers_risk=True
+    )
+
+
+def _one_window_per_count(lowering: np.ndarray, names: list[str]) -> np.ndarray:
+    """lowering with, per row, only the largest of each count or sum over nested windows kept
+    (the others 0): "8 events in the last 7 days" beside "33 events in the last 30 days" says
+    one fact twice, where the reasons for risk merge only equal values (same_value_facts)."""
+    families: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        match = _NESTED_WINDOW.fullmatch(name)
+        if match:
+            families.setdefault(match["family"], []).append(j)
+    out = lowering.copy()
+    for columns in families.values():
+        if len(columns) < 2:
+            continue
+        block = lowering[:, columns]
+        best = np.argmax(block, axis=1)
+        cleared = np.ones_like(block, dtype=bool)
+        cleared[np.arange(len(block)), best] = False
+        out[:, columns] = np.where(cleared, 0.0, block)
+    return out
+
+
+def _overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
+    """(rows, features): True for the recency features where the customer's silence is as long
+    as their usual gap or longer, and for the recency against that gap where it is 1 or more:
+    below the typical customer's recency ("No activity in the last 29 days" where the median
+    is 50) such a value is still overdue for this customer ("usually a purchase every 7 days"),
+    no reason for a lower risk."""
+    out = np.zeros((len(values), len(names)), dtype=bool)
+    if "active_gap_median_days" in values.columns:
+        usual = values["active_gap_median_days"].to_numpy(dtype="float64", na_value=np.nan)
+        for name in _RECENCY_OF_RECORDS:
+            if name in names and name in values.columns:
+                x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+                with np.errstate(invalid="ignore"):
+                    out[:, names.index(name)] = x >= usual
+    if "overdue_ratio" in names and "overdue_ratio" in values.columns:
+        x = values["overdue_ratio"].to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            out[:, names.index("overdue_ratio")] = x >= 1
+    return out
+
+
+def _strictly_rising(names: list[str], values: pd.DataFrame) -> np.ndarray:
+    """(rows, features): True for a trend above UNCHANGED_TREND (an unchanged trend lowers no
+    risk in words)."""
+    out = np.zeros((len(values), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        if _TREND.fullmatch(name) and name in values.columns:
+            x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                out[:, j] = x >= UNCHANGED_TREND
+    return out
 
 
 def moved_drivers(delta: np.ndarray, names: list[str], top: int) -> pa.Array:

@@ -435,7 +435,14 @@ class ChurnModel:
     ) -> list[list[dict[str, Any]]]:
         """The `top` features pushing each row's risk up the most: feature, label, value,
         contribution (log-odds), risk_points and reason in words (see training.drivers)."""
-        from training.drivers import risk_points, top_drivers
+        return self.explain(frame, top, as_of)[0]
+
+    def explain(
+        self, frame: pd.DataFrame, top: int = 3, as_of: object = None
+    ) -> tuple[list[list[dict[str, Any]]], list[list[dict[str, Any]]]]:
+        """Per row, the drivers (training.drivers.top_drivers) and, for a row at or below the
+        typical customer's risk, what holds its risk down (lower_risk_drivers)."""
+        from training.drivers import lower_risk_drivers, risk_points, top_drivers
 
         contrib = self.contributions(frame)
         matrix = contrib[self.feature_names].to_numpy()
@@ -445,9 +452,12 @@ class ChurnModel:
             self.probability_of_logit,
             self.level_shift(frame, as_of),
         )
-        return top_drivers(
-            matrix, self.feature_names, frame, top, points, **self.reason_settings()
-        ).to_pylist()
+        settings = self.reason_settings()
+        names = self.feature_names
+        return (
+            top_drivers(matrix, names, frame, top, points, **settings).to_pylist(),
+            lower_risk_drivers(matrix, names, frame, top, points, **settings).to_pylist(),
+        )
 
     def reason_settings(self) -> dict[str, Any]:
         """What training.drivers.top_drivers needs from the model to word reasons: the declared
@@ -475,8 +485,8 @@ class ChurnModel:
     def score(
         self, frame: pd.DataFrame, top_drivers: int = 3, as_of: object = None
     ) -> pd.DataFrame:
-        """customer_id, churn_probability, risk_band and drivers for feature records (as of
-        `as_of`, or their as_of column: level_shift)."""
+        """customer_id, churn_probability, risk_band, drivers and lower_risk for feature
+        records (as of `as_of`, or their as_of column: level_shift)."""
         probability = self.predict_proba(frame, as_of)
         out = pd.DataFrame(
             {
@@ -488,7 +498,7 @@ class ChurnModel:
             }
         )
         if top_drivers:
-            out["drivers"] = self.drivers(frame, top=top_drivers, as_of=as_of)
+            out["drivers"], out["lower_risk"] = self.explain(frame, top_drivers, as_of)
         return out
 
 
