@@ -804,9 +804,10 @@ def write_partition_report(
                 whose = f"first {cohort_start}" if buyers else "signup"
                 notes.append(
                     f"Cohorts start in {cohorts_from:%Y-%m}: the {earlier[0]:,} of "
-                    f"{earlier[1]:,} customers whose {whose} came before are left out, since the "
-                    f"data begins on {start.date()} and their first months are not recorded in "
-                    "whole (the churn retention command shows them)."
+                    f"{earlier[1]:,} customers whose {whose} came before are left out: the data "
+                    f"begins on {start.date()}, and its first month can hold customers who started "
+                    "before it, whose first months it does not hold (the churn retention command "
+                    "shows them)."
                 )
             if pivot is not None and not pivot.empty:
                 retention = pivot.tail(MAX_COHORTS)

@@ -360,22 +360,19 @@ def iter_scores(
             before_p = np.full(len(chunk), np.nan)
         level = level_change(model, chunk, logit, probability, shift, previous.as_of)
         level[np.isnan(before_p)] = np.nan
+        explained = {"currency": currency, "probability": probability, **reason_settings}
         scores = pa.table(
             [
                 pa.array(ids, pa.string()),
                 pa.array(probability, pa.float64()),
                 pa.array(model.risk_band(probability), pa.string()),
-                top_drivers(
-                    current, names, chunk, top, points, currency=currency, **reason_settings
-                ),
+                top_drivers(current, names, chunk, top, points, **explained),
                 pa.array(np.full(len(chunk), str(model_version), dtype=object), pa.string()),
                 pa.array(before_p, pa.float64(), from_pandas=True),
                 pa.array(probability - before_p, pa.float64(), from_pandas=True),
                 pa.array(level, pa.float64(), from_pandas=True),
                 moved_drivers(delta, names, top),
-                lower_risk_drivers(
-                    current, names, chunk, top, points, currency=currency, **reason_settings
-                ),
+                lower_risk_drivers(current, names, chunk, top, points, **explained),
             ],
             schema=SCORES_SCHEMA,
         )

@@ -233,6 +233,33 @@ def test_one_kind_of_activity_in_a_log_of_one_event_type_is_said_by_its_count():
     assert got[0][0]["feature"] == "event_types_7d"
 
 
+def test_the_typical_risk_is_the_median_customers_not_the_mean_log_odds():
+    """A grocer's base probability (at the mean log-odds) was 70 % where half its customers
+    were above 43 %: customers at 67 % in the high band had no reason. With the typical
+    probability (the median of the training rows) a row above it gets reasons for risk, even
+    where the points (counted from the base) sum below 0, and a row at or below it gets the
+    lower-risk ones; without it, the base decides as before."""
+    names = ["days_since_last_event", "events_30d"]
+    contrib = np.array([[0.8, -1.0], [0.8, -1.0]])
+    points = contrib * 10  # both sum below the base
+    values = pd.DataFrame(
+        {"days_since_last_event": [137.0, 137.0], "events_30d": [9.0, 9.0],
+         "active_gap_median_days": [58.0, 58.0]}
+    )  # fmt: skip
+    typical = {"days_since_last_event": (150.0, 1), "events_30d": (2.0, -1)}
+    settings = {"typical": typical, "probability": np.array([0.676, 0.30]),
+                "typical_probability": 0.43}  # fmt: skip
+    risky = top_drivers(contrib, names, values, 3, points, **settings).to_pylist()
+    lower = lower_risk_drivers(contrib, names, values, 3, points, **settings).to_pylist()
+    assert [[d["feature"] for d in row] for row in risky] == [["days_since_last_event"], []]
+    assert (
+        risky[0][0]["reason"] == "No activity in the last 5 months (usually active every 8 weeks)"
+    )
+    assert [[d["feature"] for d in row] for row in lower] == [[], ["events_30d"]]
+    base_only = top_drivers(contrib, names, values, 3, points, typical=typical).to_pylist()
+    assert base_only == [[], []]
+
+
 def test_a_customer_below_the_typical_risk_is_told_what_holds_it_down():
     """Rows at or below the base probability get no reason for risk but the features that
     lower it most, held to the mirror of the reasons' rules: a recency shorter than the usual
@@ -974,7 +1001,8 @@ def test_bands_that_only_rank_say_that_low_is_no_safe_band(small_champion, tmp_p
 def test_a_customer_with_one_or_two_active_days_is_said_as_such():
     """A ratings site's users (benchmarks/README.md, session 32): one gap is no habit, so two
     active days read as two days and their gap, not "usually every day"; with one active day
-    the share of days active is the count's fact, said once (three reasons had said it)."""
+    the share of days active is the count's fact, said once (three reasons had said it), and so
+    with two."""
     names = ["days_since_last_event", "lifetime_active_days", "active_day_rate"]
     values = pd.DataFrame(
         {
@@ -994,4 +1022,15 @@ def test_a_customer_with_one_or_two_active_days_is_said_as_such():
     one_day = {d["feature"]: d for d in got[1]}
     assert "active_day_rate" not in one_day  # said by the count
     assert one_day["lifetime_active_days"]["contribution"] == pytest.approx(0.7)
-    assert "active_day_rate" in {d["feature"] for d in got[0]}  # two days: a share of its own
+    # two days are no habit either (a grocery's two baskets 7 months apart read "A purchase on
+    # <1% of days since the first" as a third reason); twelve are
+    assert "active_day_rate" not in {d["feature"] for d in got[0]}
+    assert "active_day_rate" in {d["feature"] for d in got[2]}
+    # a lifetime count of events that each fell on a day of their own is the days' count
+    names = [*names, "lifetime_events"]
+    values["lifetime_events"] = [2.0, 3.0, 12.0]
+    contrib = np.hstack([contrib, np.full((3, 1), 0.2)])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    said = [{d["feature"] for d in row} for row in got]
+    assert "lifetime_events" not in said[0] and "lifetime_events" not in said[2]
+    assert "lifetime_events" in said[1]  # 3 events on 1 day: a fact of its own

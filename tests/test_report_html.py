@@ -367,7 +367,7 @@ def test_a_shops_cohorts_are_its_buyers_from_their_first_purchase(tmp_path):
     # the month left out is said, with how many it holds
     assert (
         "Cohorts start in 2024-02: the 1 of 11 customers whose first purchase came before are "
-        "left out, since the data begins on 2024-01-05"
+        "left out: the data begins on 2024-01-05"
     ) in page
 
 

@@ -723,3 +723,36 @@ def test_a_six_week_export_keeps_observation_dates_with_the_defaults():
     assert derived_warmup(first, pd.Timestamp("2018-10-28"), config) == 9
     assert derived_warmup(first, pd.Timestamp("2018-10-10"), config) == MIN_WARMUP_DAYS == 7
     assert derived_warmup(first, pd.Timestamp("2019-10-01"), config) == max(config.windows)
+
+
+def test_qualifying_events_that_never_occur_are_refused_before_any_training():
+    """A typo in qualifying_events ("order" in a log of "purchase" events) made every customer
+    look churned and ended `churn train` in an IndexError: the error names the table, the
+    column, the events there are and the setting to change."""
+    from features.config import ChurnDefinition, FeatureConfig
+    from features.contract import ContractError
+    from tests.factories import make_tables
+    from training.pipeline import fit_from_tables
+
+    customers = [{"customer_id": f"{i:03d}", "signup_at": "2024-01-01"} for i in range(5)]
+    activity = [
+        {"customer_id": f"{i:03d}", "at": f"2024-0{m}-1{i}", "event": "purchase", "value": 1.0}
+        for i in range(5)
+        for m in (2, 3, 4)
+    ]
+    tables = make_tables(customers, activity)
+    churn = ChurnDefinition(mode="non_contractual", horizon_days=30, qualifying_events=("order",))
+    with pytest.raises(ContractError) as err:
+        fit_from_tables(tables, FeatureConfig(churn=churn), TrainConfig(), log=lambda _: None)
+    text = str(err.value)
+    assert "table 'activity', column 'event'" in text
+    assert "qualifying events ['order'] never occur (events: ['purchase'])" in text
+    assert "[features.churn] qualifying_events" in text
+
+
+def test_a_training_set_without_rows_is_named_not_an_index_error():
+    from training.pipeline import plan_for
+
+    empty = pd.DataFrame({"as_of": pd.Series(dtype="datetime64[ns]"), "churned": []})
+    with pytest.raises(ValueError, match="no customer is eligible at any observation date"):
+        plan_for(empty, 30, TrainConfig())

@@ -42,7 +42,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.dictionary import LOWERS_RISK, NO_ACTIVITY_CHANCE, describe, in_latest_period
+from features.dictionary import (
+    LOWERS_RISK,
+    NO_ACTIVITY_CHANCE,
+    USUAL_GAP_MIN_DAYS,
+    describe,
+    in_latest_period,
+)
 
 DRIVER_FIELDS = [
     pa.field("feature", pa.string()),
@@ -224,6 +230,7 @@ SAME_FACT_WHEN_MISSING = {
 SAME_FACT_WHEN_BOTH_KNOWN = {PAID_PERIOD: PAYMENT_RECENCY}
 # The share of days active, where the customer had one active day: the count's fact.
 ONE_DAY_SHARE, ONE_DAY_COUNT = "active_day_rate", "lifetime_active_days"
+LIFETIME_EVENTS = "lifetime_events"
 # Features that state another's fact on the rows where the two values agree (see
 # same_value_facts): the mean and the usual gap between active days (a game's players without
 # two active days read "Too few active days to measure a usual gap" twice), the first activity
@@ -312,9 +319,18 @@ def merge_same_facts(
     # With one active day the share of days active is that day over the days since it: the
     # count says it ("1 day with a rating over the whole history" had "A rating on <1% of days
     # since the first" under it, beside the recency: one fact three times).
+    # So with two: "A purchase on <1% of days since the first" beside "2 days with a purchase
+    # over the whole history" (a grocery's buyers of two baskets 7 months apart), a share of
+    # days no habit stands behind (USUAL_GAP_MIN_DAYS). And the lifetime count of events where
+    # each fell on a day of its own: "2 purchase events over the whole history" is that count.
     if {ONE_DAY_SHARE, ONE_DAY_COUNT} <= set(values.columns):
-        one_day = (values[ONE_DAY_COUNT] <= 1).to_numpy()
-        rules.append((ONE_DAY_SHARE, ONE_DAY_COUNT, one_day))
+        few_days = (values[ONE_DAY_COUNT] < USUAL_GAP_MIN_DAYS).to_numpy(dtype=bool, na_value=False)
+        rules.append((ONE_DAY_SHARE, ONE_DAY_COUNT, few_days))
+    if {LIFETIME_EVENTS, ONE_DAY_COUNT} <= set(values.columns):
+        one_a_day = (values[LIFETIME_EVENTS] == values[ONE_DAY_COUNT]).to_numpy(
+            dtype=bool, na_value=False
+        )
+        rules.append((LIFETIME_EVENTS, ONE_DAY_COUNT, one_a_day))
     for feature, holder, rows in rules:
         if feature in names and holder in names:
             to, j = names.index(holder), names.index(feature)
@@ -674,6 +690,21 @@ def _ranked_lists(keep: np.ndarray, children: list[pa.Array], list_type: pa.Data
     return pa.ListArray.from_arrays(pa.array(offsets), struct, type=list_type)
 
 
+def above_the_typical_risk(
+    points: np.ndarray, probability: np.ndarray | None, typical_probability: float | None
+) -> np.ndarray:
+    """Per row: above the typical customer's risk, the rows that get reasons for risk (the
+    others get lower_risk_drivers). The typical risk is the median probability of the model's
+    latest training rows (ChurnModel.typical_probability) where the model has it, else the base
+    probability from which the points count (their sum is then above 0). Why the median: the
+    base is the probability at the mean log-odds, which a split population pulls far from
+    its customers; a grocer's base was 70 % where half its customers were above 43 %, and
+    customers at 67 % in the high band had no reason at all."""
+    if probability is not None and typical_probability is not None:
+        return np.asarray(probability, dtype="float64") > typical_probability
+    return np.asarray(points).sum(axis=1) > 0  # merges keep each row's sum
+
+
 def top_drivers(
     contrib: np.ndarray,
     names: list[str],
@@ -695,12 +726,13 @@ def top_drivers(
     revenue_windows: str | None = None,
     said_by: Mapping[str, str] | None = None,
     safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    probability: np.ndarray | None = None,
+    typical_probability: float | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
-    MIN_DRIVER_SHARE_OF_FIRST of the first one's points, on the rows whose probability is above
-    the base probability (points add up to the change from it: a customer below the typical
-    customer's risk has no reason for risk; a SaaS export's low band read "No alerts events in
+    MIN_DRIVER_SHARE_OF_FIRST of the first one's points, on the rows above the typical
+    customer's risk (above_the_typical_risk: a customer below it has no reason for risk; a SaaS export's low band read "No alerts events in
     the last 30 days" at 3 % and "1 payment in the last 90 days" at 1.4 %, whose customers
     churned at 0 % and 1 % against 10 %): a list of driver records
     (DRIVER_TYPE), largest first. points: risk_points of the same shape as
@@ -720,10 +752,12 @@ def top_drivers(
     revenue_windows: "month" when revenue windows count calendar months, said so; said_by:
     per numeric feature, the category that states its fact (merge_same_facts); safe_ranges:
     per numeric attribute, the value ranges without evidence of more churn, no reason either
-    (training.reference.safe_ranges). A row's
+    (training.reference.safe_ranges); probability and typical_probability: each row's and the
+    typical customer's, which say the rows above the typical risk (above_the_typical_risk). A
+    row's
     empty activity windows
     make one driver (merge_same_facts)."""
-    above_typical = np.asarray(points).sum(axis=1) > 0  # merges keep each row's sum
+    above_typical = above_the_typical_risk(points, probability, typical_probability)
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
     safe = (
         nothing_due_yet(names, values)
@@ -824,9 +858,11 @@ def lower_risk_drivers(
     revenue_windows: str | None = None,
     said_by: Mapping[str, str] | None = None,
     safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    probability: np.ndarray | None = None,
+    typical_probability: float | None = None,
 ) -> pa.Array:
-    """Per row at or below the base probability (the typical customer's risk: top_drivers gives
-    it no reason for risk), the `top` features that lower its risk the most: why a customer is
+    """Per row at or below the typical customer's risk (above_the_typical_risk: top_drivers
+    gives it no reason for risk), the `top` features that lower its risk the most: why a customer is
     safe, so that no row of the hand-off reads blank (judges of a ratings site and a gym asked
     why half the customers had no reason). Same records as top_drivers (DRIVER_TYPE, contribution
     and risk_points negative), largest lowering first, held to the mirror of its rules: a
@@ -839,7 +875,7 @@ def lower_risk_drivers(
     active customer's: neither is said. Models without a reference profile (no medians) say
     only the recency against the usual gap and rising trends. The same keywords as top_drivers."""
     del safe_ranges  # no evidence of less churn: see the docstring
-    below_typical = np.asarray(points).sum(axis=1) <= 0
+    below_typical = ~above_the_typical_risk(points, probability, typical_probability)
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
     supports = not_overdue(names, values) | (
         rising_trends(names, values) & _strictly_rising(names, values)

@@ -446,13 +446,10 @@ class ChurnModel:
 
         contrib = self.contributions(frame)
         matrix = contrib[self.feature_names].to_numpy()
-        points = risk_points(
-            matrix,
-            contrib["bias"].to_numpy(),
-            self.probability_of_logit,
-            self.level_shift(frame, as_of),
-        )
+        shift = self.level_shift(frame, as_of)
+        points = risk_points(matrix, contrib["bias"].to_numpy(), self.probability_of_logit, shift)
         settings = self.reason_settings()
+        settings["probability"] = self.probability_of_logit(contrib.sum(axis=1).to_numpy(), shift)
         names = self.feature_names
         return (
             top_drivers(matrix, names, frame, top, points, **settings).to_pylist(),
@@ -480,7 +477,18 @@ class ChurnModel:
             "orders": config.churn.mode == "non_contractual",
             "revenue_windows": config.revenue_windows,
             "said_by": getattr(self.reference, "said_by", None),
+            "typical_probability": self.typical_probability(),
         }
+
+    def typical_probability(self) -> float | None:
+        """The typical customer's churn probability: the median of the reference rows' (the
+        model's latest training dates: training.reference), which reasons for risk are told
+        above and lower-risk reasons at or below (training.drivers.above_the_typical_risk).
+        None for a model without a reference profile."""
+        score = getattr(self.reference, "score", None)
+        if score is None or not score.grid or not score.cdf:
+            return None
+        return float(np.interp(0.5, score.cdf, score.grid))
 
     def score(
         self, frame: pd.DataFrame, top_drivers: int = 3, as_of: object = None

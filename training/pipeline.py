@@ -194,6 +194,12 @@ def plan_for(
     """The backtest plan: the holdout is the last date, extended to earlier dates (within one
     horizon) until it holds min_holdout_churners churners, unless test_dates is set."""
     dates = sorted(dataset["as_of"].unique())
+    if not dates:
+        raise ValueError(
+            "no customer is eligible at any observation date: nobody signed up before them, or "
+            "(non-contractual churn) nobody had qualifying activity in the lookback; "
+            "`churn check` profiles the data"
+        )
     n = config.test_dates or 1
     if config.test_dates is None:
         churners = dataset.groupby("as_of")["churned"].sum().reindex(dates).to_numpy()
@@ -340,6 +346,18 @@ def fit_from_tables(
             "the table has no rows, and non-contractual churn is read from activity: map the "
             "customers' events, or use contractual churn (churned_at in customers)",
         )
+    churn = feature_config.churn
+    if churn.mode == "non_contractual" and churn.qualifying_events:
+        present = set(tables.activity["event"].astype("string").dropna().unique())
+        if not present & set(churn.qualifying_events):
+            raise ContractError(
+                "activity",
+                "event",
+                f"the churn definition's qualifying events {list(churn.qualifying_events)} "
+                f"never occur (events: {sorted(present)[:10]}): every customer would look "
+                "churned; set [features.churn] qualifying_events to the events that mean the "
+                "customer is still one",
+            )
     for _, text in churn_anchored_dates(tables, feature_config):  # said even when refused
         log(f"warning: {text}")
     refuse_label_like_attributes(tables, feature_config, config.allow_label_like)
