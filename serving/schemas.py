@@ -234,6 +234,14 @@ class Driver(_Response):
         )
 
 
+LOWER_RISK = (
+    "For a customer at or below the typical customer's risk (who has no driver raising it): "
+    "the features that hold the risk down, largest first, with negative contribution and "
+    'risk_points ("Last activity 3 days ago (usually active every 4 days)"). Empty above it, '
+    "and in partitions written before it existed."
+)
+
+
 class MovedDriver(_Response):
     """A feature whose contribution changed most since the previous score."""
 
@@ -302,13 +310,7 @@ class CustomerScore(_Response):
     drivers: list[Driver] = Field(
         default_factory=list, description="Top features raising the risk, largest first."
     )
-    lower_risk: list[Driver] = Field(
-        default_factory=list,
-        description="For a customer at or below the typical customer's risk (who has no "
-        "driver raising it): the features that hold the risk down, largest first, with "
-        'negative contribution and risk_points ("Last activity 3 days ago (usually active '
-        'every 4 days)"). Empty above it, and in partitions written before it existed.',
-    )
+    lower_risk: list[Driver] = Field(default_factory=list, description=LOWER_RISK)
     change: Change | None = Field(
         default=None,
         description="Change since the previous score; null without one (first run, or a "
@@ -377,13 +379,7 @@ class RecordScore(_Response):
     churn_probability: Probability = Field(description="Calibrated churn probability.")
     risk_band: str = Field(description="Risk band: high, medium or low.", examples=["medium"])
     drivers: list[Driver] = Field(description="Top features raising the risk.")
-    lower_risk: list[Driver] = Field(
-        default_factory=list,
-        description="For a customer at or below the typical customer's risk (who has no "
-        "driver raising it): the features that hold the risk down, largest first, with "
-        'negative contribution and risk_points ("Last activity 3 days ago (usually active '
-        'every 4 days)"). Empty above it, and in partitions written before it existed.',
-    )
+    lower_risk: list[Driver] = Field(default_factory=list, description=LOWER_RISK)
 
 
 class ScoreRecordsResponse(_Response):

@@ -779,25 +779,29 @@ def top_drivers(
         & above_typical[:, None]
     )
     words = _words(
-        attributes, currency, named_levels, min_level_customers, value_unit, activity_totals,
-        date_attributes, qualifying_events, orders, revenue_windows,
+        attributes=attributes, currency=currency, named_levels=named_levels,
+        min_level_customers=min_level_customers, value_unit=value_unit,
+        activity_totals=activity_totals, date_attributes=date_attributes,
+        qualifying_events=qualifying_events, orders=orders, revenue_windows=revenue_windows,
     )  # fmt: skip
     return _driver_records(values, names, order, keep, picked, picked_points, words)
 
 
 def _words(
-    attributes: Sequence[str],
-    currency: str | None,
-    named_levels: Mapping[str, Collection[str]] | None,
-    min_level_customers: int,
-    value_unit: str | None,
-    activity_totals: str | None,
-    date_attributes: Sequence[str],
-    qualifying_events: Sequence[str],
-    orders: bool,
-    revenue_windows: str | None,
+    *,
+    attributes: Sequence[str] = (),
+    currency: str | None = None,
+    named_levels: Mapping[str, Collection[str]] | None = None,
+    min_level_customers: int = 0,
+    value_unit: str | None = None,
+    activity_totals: str | None = None,
+    date_attributes: Sequence[str] = (),
+    qualifying_events: Sequence[str] = (),
+    orders: bool = False,
+    revenue_windows: str | None = None,
 ) -> tuple[Any, ...]:
-    """_driver_values' wording arguments from top_drivers' keywords."""
+    """_driver_values' wording arguments from top_drivers' keywords (an unknown keyword is a
+    TypeError, as a call of top_drivers would make it)."""
     wording = {
         "value_unit": value_unit,
         "activity_totals": activity_totals,
@@ -844,22 +848,14 @@ def lower_risk_drivers(
     top: int,
     points: np.ndarray,
     *,
-    attributes: Sequence[str] = (),
-    currency: str | None = None,
-    named_levels: Mapping[str, Collection[str]] | None = None,
-    min_level_customers: int = 0,
     typical: Mapping[str, tuple[float, int]] | None = None,
-    value_unit: str | None = None,
     safe_levels: Mapping[str, Collection[str]] | None = None,
-    activity_totals: str | None = None,
-    date_attributes: Sequence[str] = (),
-    qualifying_events: Sequence[str] = (),
-    orders: bool = False,
-    revenue_windows: str | None = None,
-    said_by: Mapping[str, str] | None = None,
     safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
+    activity_totals: str | None = None,
+    said_by: Mapping[str, str] | None = None,
     probability: np.ndarray | None = None,
     typical_probability: float | None = None,
+    **wording: Any,
 ) -> pa.Array:
     """Per row at or below the typical customer's risk (above_the_typical_risk: top_drivers
     gives it no reason for risk), the `top` features that lower its risk the most: why a customer is
@@ -873,7 +869,8 @@ def lower_risk_drivers(
     (safe_levels). A numeric attribute's range without evidence of more churn (safe_ranges) is
     no evidence of less, and a record in the latest week or month of period totals is every
     active customer's: neither is said. Models without a reference profile (no medians) say
-    only the recency against the usual gap and rising trends. The same keywords as top_drivers."""
+    only the recency against the usual gap and rising trends. The same keywords as top_drivers
+    (`wording`: those that only word the reasons, _words)."""
     del safe_ranges  # no evidence of less churn: see the docstring
     below_typical = ~above_the_typical_risk(points, probability, typical_probability)
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
@@ -895,10 +892,7 @@ def lower_risk_drivers(
         & (lowered_points >= MIN_DRIVER_SHARE_OF_FIRST * first)
         & below_typical[:, None]
     )
-    words = _words(
-        attributes, currency, named_levels, min_level_customers, value_unit, activity_totals,
-        date_attributes, qualifying_events, orders, revenue_windows,
-    )  # fmt: skip
+    words = _words(activity_totals=activity_totals, **wording)
     return _driver_records(
         values, names, order, keep, -picked_lowering, -lowered_points, words, lowers_risk=True
     )
