@@ -756,3 +756,31 @@ def test_a_training_set_without_rows_is_named_not_an_index_error():
     empty = pd.DataFrame({"as_of": pd.Series(dtype="datetime64[ns]"), "churned": []})
     with pytest.raises(ValueError, match="no customer is eligible at any observation date"):
         plan_for(empty, 30, TrainConfig())
+
+
+def test_folds_and_a_holdout_of_one_label_class_give_way_instead_of_stopping_the_run():
+    """A 92-backer export stopped at a fold whose validation date had no churner; such a fold is
+    left out (said), a holdout of one class gives way to the folds (no honest holdout, said),
+    and without any fold left customer folds take their place."""
+    from training.splits import plan_backtest, with_both_classes
+
+    dates = pd.date_range("2024-01-01", periods=8, freq="30D")
+    rng = np.random.default_rng(0)
+    rows = []
+    for d in dates:
+        for c in range(40):
+            churned = int(rng.random() < 0.3) if d not in (dates[5], dates[7]) else 0
+            rows.append({"as_of": d, "customer_id": f"{c:03d}", "churned": churned})
+    frame = pd.DataFrame(rows)
+    plan = plan_backtest(list(dates), 30, max_folds=3, min_train=2)
+    assert plan.holdout == (dates[7],) and any(f.valid == (dates[5],) for f in plan.folds)
+    fixed = with_both_classes(plan, frame)
+    assert not fixed.honest and fixed.pool == tuple(dates)
+    assert all(f.valid != (dates[5],) for f in fixed.folds) and fixed.folds
+    assert any("holds one label class only" in n for n in fixed.notes)
+    assert any("left out: one label class" in n for n in fixed.notes)
+    # every fold of one class, the customer folds too: unchanged (the run says why, as before)
+    assert with_both_classes(plan, frame.assign(churned=0)) is plan
+    # a clean plan is returned as it was
+    clean = frame.assign(churned=(frame.index % 3 == 0).astype(int))
+    assert with_both_classes(plan, clean) is plan

@@ -48,7 +48,7 @@ from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
 from training.reference import backtest_figures, reference_for
 from training.simple_model import SimpleResult, register_simple_model
-from training.splits import BacktestPlan, plan_backtest, step_for_span
+from training.splits import BacktestPlan, plan_backtest, step_for_span, with_both_classes
 from training.tracking import (
     configure,
     current_champion,
@@ -214,6 +214,7 @@ def plan_for(
     plan = plan_backtest(dates, horizon_days, holdout_dates=n, **kwargs)
     if not plan.honest and n > 1:
         plan = plan_backtest(dates, horizon_days, holdout_dates=1, **kwargs)
+    plan = with_both_classes(plan, dataset)
     if log:
         log(f"backtest plan: {plan.describe()}")
         for note in plan.notes:

@@ -186,6 +186,42 @@ def plan_backtest(
     return BacktestPlan(ordered, horizon_days, tuple(holdout), pool, tuple(folds), tuple(notes))
 
 
+def with_both_classes(
+    plan: BacktestPlan, frame: pd.DataFrame, customer_groups_n: int = 4
+) -> BacktestPlan:
+    """The plan without a holdout or folds whose training or validation rows hold one label
+    class, which can neither stop boosting nor measure it (a 92-backer export stopped at a
+    holdout date without a churner, where a run without an honest holdout trains on): the
+    holdout gives way to the selection folds (no honest holdout, said), a fold is left out, and
+    without any fold left, customer folds over the pool take their place. Unchanged when nothing
+    is left to train on; frame: the training set (as_of, customer_id, churned)."""
+    y = frame["churned"].to_numpy()
+
+    def measurable(fold: Fold) -> bool:
+        train, valid = fold.masks(frame)
+        return len(np.unique(y[train])) == 2 and len(np.unique(y[valid])) == 2
+
+    notes = list(plan.notes)
+    holdout, pool = plan.holdout, plan.pool
+    if plan.holdout_fold is not None and not measurable(plan.holdout_fold):
+        notes.append(
+            f"no honest holdout: the holdout {dates_text(holdout)} holds one label class only, "
+            "so it measures nothing; figures come from the selection folds"
+        )
+        holdout, pool = (), plan.dates
+    folds = [f for f in plan.folds if measurable(f)]
+    for fold in plan.folds:
+        if fold not in folds:
+            notes.append(f"fold {fold.describe()} left out: one label class in its rows")
+    if not folds:
+        folds = [f for f in customer_folds(pool, customer_groups_n) if measurable(f)]
+        if folds:
+            notes.append(f"rounds and calibration are chosen on {len(folds)} customer folds")
+    if not folds or (holdout == plan.holdout and len(folds) == len(plan.folds)):
+        return plan
+    return BacktestPlan(plan.dates, plan.horizon_days, holdout, pool, tuple(folds), tuple(notes))
+
+
 def dates_text(dates: Sequence[pd.Timestamp]) -> str:
     """Dates in words: one date, or 'first..last (count)'."""
     if not len(dates):
