@@ -38,7 +38,6 @@ from serving.handoff import LAPSED_CSV
 
 if TYPE_CHECKING:
     from features.config import ChurnDefinition
-    from features.contract import Tables
 
 REPORT_FILE = "report.html"
 MONITORING_FILE = "monitoring.json"  # written by serving.monitoring_job beside the partitions
@@ -634,24 +633,6 @@ def previous_headline(partition: Path) -> Headline | None:
         return None
 
 
-def cohorts_left_out(
-    tables: Tables, cohorts_from: pd.Timestamp, activity_events: Sequence[str] | None
-) -> tuple[int, int] | None:
-    """How many customers start their cohort before `cohorts_from` (their signup, or with
-    activity_events their first such event), of how many with a cohort; None when none do. A
-    grocery's page left out its first month's 1,982 of 2,469 households without a word."""
-    if activity_events is None:
-        starts = tables.customers["signup_at"]
-    else:
-        activity = tables.activity
-        if activity_events:
-            activity = activity[activity["event"].isin(list(activity_events))]
-        starts = activity.groupby("customer_id", observed=True)["at"].min()
-    starts = starts.dropna()
-    before = int((starts < cohorts_from).sum())
-    return (before, len(starts)) if before else None
-
-
 def revenue_cohort_retention(
     revenue: pd.DataFrame,
     customers: pd.DataFrame,
@@ -767,7 +748,7 @@ def write_partition_report(
 ) -> Path:
     """Gather a partition's figures (its scores already written into ``folder``), the previous
     partition's headline and the data's cohort retention, and write report.html."""
-    from retention.metrics import cohort_retention, month_of, retention_curve
+    from retention.metrics import cohort_retention, cohorts_left_out, month_of, retention_curve
 
     folder = Path(folder)
     scores = pq.read_table(folder / "scores.parquet", columns=["churn_probability", "risk_band"])
@@ -798,8 +779,9 @@ def write_partition_report(
                 anchor="first_activity" if buyers else "signup",
             )
             pivot = measured_cohorts(result.pivot, buyers) if not result.table.empty else None
-            events = tuple(activity_events or ()) if buyers else None
-            earlier = cohorts_left_out(tables, cohorts_from, events)
+            earlier = cohorts_left_out(
+                tables, cohorts_from, "first_activity" if buyers else "signup", activity_events
+            )
             if earlier:
                 whose = f"first {cohort_start}" if buyers else "signup"
                 notes.append(

@@ -1410,6 +1410,23 @@ def _starts_and_events(
     return codes, at, start, in_scope
 
 
+def cohorts_left_out(
+    tables: Tables,
+    cohorts_from: pd.Timestamp,
+    anchor: Anchor = "signup",
+    activity_events: Sequence[str] | None = None,
+) -> tuple[int, int] | None:
+    """How many customers start their cohort (as cohort_retention starts them: signup, or the
+    first observed qualifying activity) before `cohorts_from`, of how many have a start; None
+    when none do. A grocery's page left out its first month's 1,982 of 2,469 households
+    without a word."""
+    since, until = data_coverage(tables)
+    _, _, start, in_scope = _starts_and_events(tables, anchor, activity_events, since, until)
+    starts = start[in_scope & (start != np.iinfo(np.int64).min)]  # a NaT signup has no start
+    before = int((starts < pd.Timestamp(cohorts_from).value).sum())
+    return (before, len(starts)) if before else None
+
+
 def cohort_cell(
     tables: Tables,
     cohort: Instant,

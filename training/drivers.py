@@ -584,6 +584,14 @@ def not_overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
     usually keeps is no reason for risk. A streaming app's user read "No activity in the last 7
     hours (usually active every 4 days)" as a reason; another "No activity in the last 8 days
     (usually active every 16 days)" in the high band. Missing gaps never count."""
+    return _recency_against_gap(names, values, np.less)
+
+
+def _recency_against_gap(
+    names: list[str], values: pd.DataFrame, compare: Callable[..., np.ndarray]
+) -> np.ndarray:
+    """(rows, features): compare(recency, usual gap between active days) at the recency
+    features (False elsewhere, and where either is missing)."""
     out = np.zeros((len(values), len(names)), dtype=bool)
     gap = "active_gap_median_days"
     if gap not in values.columns:
@@ -593,7 +601,7 @@ def not_overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
         if name in names and name in values.columns:
             x = values[name].to_numpy(dtype="float64", na_value=np.nan)
             with np.errstate(invalid="ignore"):
-                out[:, names.index(name)] = x < usual
+                out[:, names.index(name)] = compare(x, usual)
     return out
 
 
@@ -602,12 +610,15 @@ _TREND = re.compile(r".+_trend_\d+d")
 UNCHANGED_TREND = 0.005  # a trend this close to 0 reads "unchanged"
 
 
-def rising_trends(names: list[str], values: pd.DataFrame) -> np.ndarray:
+def rising_trends(
+    names: list[str], values: pd.DataFrame, above: float = -UNCHANGED_TREND
+) -> np.ndarray:
     """(rows, features): True for a trend of something whose rise lowers the risk (activity,
-    revenue, active users) where it rose or held: "Activity up 30% on the previous 30 days"
-    is no reason for risk in anyone's reading. On a 6-week streaming log 404 reasons said so:
-    the trend's earlier window reached before the export's start, where every training row
-    had read "after none"."""
+    revenue, active users) where it rose or held (is above `above`): "Activity up 30% on the
+    previous 30 days" is no reason for risk in anyone's reading. On a 6-week streaming log 404
+    reasons said so: the trend's earlier window reached before the export's start, where every
+    training row had read "after none". lower_risk_drivers asks for a rise (above
+    UNCHANGED_TREND): an unchanged trend lowers no risk in words."""
     out = np.zeros((len(values), len(names)), dtype=bool)
     for j, name in enumerate(names):
         if not _TREND.fullmatch(name) or name not in values.columns:
@@ -616,7 +627,7 @@ def rising_trends(names: list[str], values: pd.DataFrame) -> np.ndarray:
             continue
         x = values[name].to_numpy(dtype="float64", na_value=np.nan)
         with np.errstate(invalid="ignore"):
-            out[:, j] = x > -UNCHANGED_TREND
+            out[:, j] = x > above
     return out
 
 
@@ -875,9 +886,7 @@ def lower_risk_drivers(
     del safe_ranges  # no evidence of less churn: see the docstring
     below_typical = ~above_the_typical_risk(points, probability, typical_probability)
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
-    supports = not_overdue(names, values) | (
-        rising_trends(names, values) & _strictly_rising(names, values)
-    )
+    supports = not_overdue(names, values) | rising_trends(names, values, above=UNCHANGED_TREND)
     if typical or safe_levels:
         supports |= on_the_safe_side(names, values, typical or {}, safe_levels, never=())
     supports &= ~recorded_in_the_latest_period(names, values, activity_totals)
@@ -926,30 +935,11 @@ def _overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
     below the typical customer's recency ("No activity in the last 29 days" where the median
     is 50) such a value is still overdue for this customer ("usually a purchase every 7 days"),
     no reason for a lower risk."""
-    out = np.zeros((len(values), len(names)), dtype=bool)
-    if "active_gap_median_days" in values.columns:
-        usual = values["active_gap_median_days"].to_numpy(dtype="float64", na_value=np.nan)
-        for name in _RECENCY_OF_RECORDS:
-            if name in names and name in values.columns:
-                x = values[name].to_numpy(dtype="float64", na_value=np.nan)
-                with np.errstate(invalid="ignore"):
-                    out[:, names.index(name)] = x >= usual
+    out = _recency_against_gap(names, values, np.greater_equal)
     if "overdue_ratio" in names and "overdue_ratio" in values.columns:
         x = values["overdue_ratio"].to_numpy(dtype="float64", na_value=np.nan)
         with np.errstate(invalid="ignore"):
             out[:, names.index("overdue_ratio")] = x >= 1
-    return out
-
-
-def _strictly_rising(names: list[str], values: pd.DataFrame) -> np.ndarray:
-    """(rows, features): True for a trend above UNCHANGED_TREND (an unchanged trend lowers no
-    risk in words)."""
-    out = np.zeros((len(values), len(names)), dtype=bool)
-    for j, name in enumerate(names):
-        if _TREND.fullmatch(name) and name in values.columns:
-            x = values[name].to_numpy(dtype="float64", na_value=np.nan)
-            with np.errstate(invalid="ignore"):
-                out[:, j] = x >= UNCHANGED_TREND
     return out
 
 
