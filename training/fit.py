@@ -43,8 +43,8 @@ from training.model import (
     ScoreTransfer,
     band_thresholds,
     band_warnings,
-    bands_rank_only,
     calibrate,
+    capped_bands,
     choose_calibration,
     fit_calibrator,
     linear_spread,
@@ -788,20 +788,24 @@ def refit(
     latest = dataset[dataset["as_of"] == dates[-1]]
     population = model.predict_proba(latest)
     model.band_thresholds = band_thresholds(
-        population, config.risk_bands, config.risk_band_ceilings
+        population, config.risk_bands, config.risk_band_ceilings, config.risk_band_caps
     )
     warnings = band_warnings(
         model.risk_band(population),
         model.band_thresholds,
         f"the customers of {pd.Timestamp(dates[-1]).date()}",
     )
-    above = bands_rank_only(population, config.risk_band_ceilings)
-    if above is not None:
+    day = pd.Timestamp(dates[-1]).date()
+    for band, above in capped_bands(
+        population, config.risk_band_ceilings, config.risk_band_caps
+    ).items():
+        which = f"'{band}' holds" if band == "high" else f"'high' and '{band}' together hold"
         warnings.append(
-            f"{above:.0%} of the customers of {pd.Timestamp(dates[-1]).date()} are at or above "
-            f"the 'high' ceiling ({config.risk_band_ceilings['high']:.0%}): the bands rank them "
-            f"instead ('high' from {model.band_thresholds.get('high', 1.0):.1%}, the top "
-            f"{config.risk_bands.get('high', 0):.0%}), so that they single customers out"
+            f"{above:.0%} of the customers of {day} are at or above the '{band}' ceiling "
+            f"({config.risk_band_ceilings[band]:.0%}): {which} the riskiest "
+            f"{config.risk_band_caps[band]:.0%} of them ('{band}' from "
+            f"{model.band_thresholds.get(band, 1.0):.1%}; `[training] risk_band_caps`), so "
+            "that the bands single customers out"
         )
     summary = Refit(
         trained_from=str(pd.Timestamp(dates[0]).date()),

@@ -453,7 +453,10 @@ def fit_final_model(
         booster_text=booster.model_to_string(),
         calibrator=calibrator,
         band_thresholds=band_thresholds(
-            calibrate(calibrator, raw), config.risk_bands, config.risk_band_ceilings
+            calibrate(calibrator, raw),
+            config.risk_bands,
+            config.risk_band_ceilings,
+            config.risk_band_caps,
         ),
         horizon_days=0,  # unknown: the label's own period
         trained_until=str(pd.Timestamp.now().date()),

@@ -691,43 +691,51 @@ def fit_calibrator(method: str, raw: np.ndarray, y: np.ndarray) -> Calibrator:
     raise ValueError(f"calibration must be 'auto', 'sigmoid' or 'isotonic', got {method!r}")
 
 
-# Above this share of the reference population over the 'high' ceiling, the ceilings single
-# nobody out: 'high' is the norm, not an exception. An order export where 98 % never buy again
-# had every customer 'high' and an alert each; a shop's behaviour log where 55 % do not buy
-# again in 60 days had half its buyers 'high' (3,324 alerts on the first run). The bands then
-# rank, and the probability still says how likely each is to leave.
-RANK_ABOVE_CEILING_SHARE = 0.5
-
-
-def bands_rank_only(calibrated: np.ndarray, ceilings: dict[str, float] | None) -> float | None:
-    """The share of the reference population at or above the 'high' ceiling when it exceeds
-    RANK_ABOVE_CEILING_SHARE (the bands then rank, band_thresholds); None otherwise."""
-    high = (ceilings or {}).get("high")
-    if high is None or not len(calibrated):
-        return None
-    share = float((np.asarray(calibrated) >= high).mean())
-    return share if share > RANK_ABOVE_CEILING_SHARE else None
+def capped_bands(
+    calibrated: np.ndarray,
+    ceilings: dict[str, float] | None,
+    caps: dict[str, float] | None,
+) -> dict[str, float]:
+    """The bands whose cap binds on the reference population: {band: share of it at or above
+    the band's ceiling} where that share exceeds the band's cap (TrainConfig.risk_band_caps).
+    Such a band holds its cap's share, the riskiest, and not everyone above its ceiling."""
+    if not len(calibrated):
+        return {}
+    out = {}
+    for name, cap in (caps or {}).items():
+        ceiling = (ceilings or {}).get(name)
+        if ceiling is None:
+            continue
+        share = float((np.asarray(calibrated) >= ceiling).mean())
+        if share > cap:
+            out[name] = share
+    return out
 
 
 def band_thresholds(
     calibrated: np.ndarray,
     shares: dict[str, float],
     ceilings: dict[str, float] | None = None,
+    caps: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Probability cut-offs: band 'high' with share 0.10 starts at the 90th percentile of the
     reference population's probabilities (shares are cumulative from the top), but never above
     its ceiling (TrainConfig.risk_band_ceilings): where most customers churn, a rank alone would
-    put a customer at 99 % in 'low'. Where nearly everyone is above the 'high' ceiling
-    (bands_rank_only), the shares alone decide."""
+    put a customer at 99 % in 'low'. The ceiling in turn never lets a band hold more than its
+    cap (TrainConfig.risk_band_caps) of the population: where nearly everyone is above 50 %, an
+    alert for each would single nobody out. Each threshold moves continuously with the
+    probabilities: max(min(share's quantile, ceiling), cap's quantile)."""
     ceilings = ceilings or {}
+    caps = caps or {}
     if not len(calibrated):
         return {name: float(ceilings.get(name, 1.0)) for name in shares}
-    if bands_rank_only(calibrated, ceilings) is not None:
-        ceilings = {}
-    return {
-        name: min(float(np.quantile(calibrated, 1 - share)), float(ceilings.get(name, 1.0)))
-        for name, share in shares.items()
-    }
+    out = {}
+    for name, share in shares.items():
+        threshold = min(float(np.quantile(calibrated, 1 - share)), float(ceilings.get(name, 1.0)))
+        if name in caps:
+            threshold = max(threshold, float(np.quantile(calibrated, 1 - caps[name])))
+        out[name] = threshold
+    return out
 
 
 def band_warnings(bands: np.ndarray, thresholds: dict[str, float], where: str) -> list[str]:

@@ -145,7 +145,7 @@ def fit_simple_model(
     if "as_of" in calibration:  # the churn level of the time of year, as the LightGBM model's
         model.seasonal_level = SeasonalLevel.fit(calibration["as_of"], churned, calibrated)
     model.band_thresholds = band_thresholds(
-        calibrated, config.risk_bands, config.risk_band_ceilings
+        calibrated, config.risk_bands, config.risk_band_ceilings, config.risk_band_caps
     )
     return model
 
