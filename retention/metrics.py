@@ -1043,6 +1043,14 @@ def metrics_from_sums(
             "MRR, NRR and revenue churn measure nothing here"
         )
         out.loc[:, list(MRR_MOVEMENTS)] = np.nan  # not 0: nothing was measured
+    if not has_revenue:  # no revenue rows: nothing measured, not revenue or buyers of 0
+        note = "no revenue data: MRR, NRR, revenue churn and purchases are not measured"
+        measured_by_revenue = [*MRR_MOVEMENTS, "revenue", "buyers", "repeat_buyers"]
+        out[measured_by_revenue] = out[measured_by_revenue].astype("float64")
+        out.loc[:, measured_by_revenue] = np.nan
+        out.loc[:, ["repeat_purchase_rate", "repeat_purchase_low", "repeat_purchase_high"]] = (
+            np.nan
+        )
     out["mrr_note"] = note
     if note:
         out["gross_revenue_churn"] = np.nan

@@ -47,7 +47,6 @@ from retention.metrics import (
     ALL,
     METRIC_COLUMNS,
     MISSING_SEGMENT,
-    MRR_MOVEMENTS,
     UNSCORED_SEGMENT,
     PeriodNotCovered,
     check_period_covered,
@@ -527,9 +526,8 @@ def report_from_sums(
         sums.metrics, t0, t1, has_revenue=has_revenue, observed_until=observed_until
     )
     risk = risk_from_sums(sums.risk)
-    if not has_revenue:  # no revenue rows: nothing measured, not revenue of 0
+    if not has_revenue:  # no revenue rows: nothing measured (metrics_from_sums: the metrics)
         risk["revenue_at_risk"] = np.nan
-        metrics.loc[:, [c for c in MRR_MOVEMENTS if c in metrics]] = np.nan
     report = metrics.merge(risk, on=["dimension", "segment"], how="outer", sort=False)
     # Said as the run dates ([previous run, this run): the run date is excluded, as features
     # exclude T), not as the instants just before them (2024-10-31 23:59:59.999999999).

@@ -137,7 +137,8 @@ def write_lapsed_csv(lapsed: pd.DataFrame, out: str | Path) -> int:
     qualifying activity in the model's lookback (features.labels.lapsed_customers), the
     win-back list, most recently lapsed first: customer_id as text, last_activity_at (UTC,
     ISO 8601), days_since_last_activity (one decimal), qualifying_events, revenue_total (two
-    decimals; empty without revenue rows). Returns the number of customers written."""
+    decimals; left out when the data has no revenue rows: an always-empty column says
+    nothing). Returns the number of customers written."""
     frame = pd.DataFrame(
         {
             "customer_id": lapsed["customer_id"].astype("string"),
@@ -149,6 +150,8 @@ def write_lapsed_csv(lapsed: pd.DataFrame, out: str | Path) -> int:
             "revenue_total": lapsed["revenue_total"].round(2),
         }
     )
+    if frame["revenue_total"].isna().all():
+        frame = frame.drop(columns="revenue_total")
     table = pa.Table.from_pandas(frame, preserve_index=False)
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     pacsv.write_csv(table, str(out), write_options=options)

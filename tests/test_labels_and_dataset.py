@@ -159,6 +159,13 @@ def test_lapsed_buyers_are_listed_most_recent_first_for_win_back(tmp_path):
         '"007","2024-01-20T18:00:00Z",40.2,2,19.75',
         '"008","2024-01-05T00:00:00Z",56,1,0',
     ]
+    # A log of dates only (no revenue rows): no always-empty revenue column.
+    dates_only = make_tables(customers, activity)
+    write_lapsed_csv(lapsed_customers(dates_only, "2024-03-01", churn), tmp_path / "dates.csv")
+    assert (tmp_path / "dates.csv").read_text().splitlines()[:2] == [
+        '"customer_id","last_activity_at","days_since_last_activity","qualifying_events"',
+        '"007","2024-01-20T18:00:00Z",40.2,2',
+    ]
 
 
 def test_unscored_customers_who_never_qualified_are_told_apart_from_lapsed_ones(tables):

@@ -550,8 +550,10 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
 def test_nrr_is_missing_when_there_is_no_recurring_revenue():
     t = tables_of(contractual_base(5, 0, 0, "2024-01-01", "2024-02-01"))
     m = row(retention_metrics(t, "2024-01-01", "2024-02-01"))
-    assert m.mrr_start == 0
+    # No revenue rows at all: nothing measured, said so, not MRR or buyers of 0.
+    assert math.isnan(m.mrr_start) and math.isnan(m.buyers) and math.isnan(m.revenue)
     assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn)
+    assert m.mrr_note.startswith("no revenue data")
 
 
 # --------------------------------------------------------------------------- NPS

@@ -168,6 +168,11 @@ def test_without_revenue_rows_revenue_at_risk_is_not_measured_rather_than_zero()
 
     seg = report(START_SCORES)
     assert seg["revenue_at_risk"].isna().all() and seg["mrr_start"].isna().all()
+    # Nor were revenue or purchases (a grocery's dates-only log read "buyers 0" beside 301
+    # customers who bought), and the note says why the MRR columns are empty.
+    for column in ("revenue", "buyers", "repeat_buyers", "repeat_purchase_rate"):
+        assert seg[column].isna().all(), column
+    assert seg["mrr_note"].str.startswith("no revenue data").all()
     summary = {"customers_scored": 4, "bands": {"high": 1}, "expected_churners": 1.2}
     headline = headline_of(summary, seg, None)
     assert headline.revenue_at_risk is None
