@@ -1048,9 +1048,7 @@ def metrics_from_sums(
         measured_by_revenue = [*MRR_MOVEMENTS, "revenue", "buyers", "repeat_buyers"]
         out[measured_by_revenue] = out[measured_by_revenue].astype("float64")
         out.loc[:, measured_by_revenue] = np.nan
-        out.loc[:, ["repeat_purchase_rate", "repeat_purchase_low", "repeat_purchase_high"]] = (
-            np.nan
-        )
+        out.loc[:, ["repeat_purchase_rate", "repeat_purchase_low", "repeat_purchase_high"]] = np.nan
     out["mrr_note"] = note
     if note:
         out["gross_revenue_churn"] = np.nan
