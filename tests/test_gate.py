@@ -55,6 +55,24 @@ def test_a_first_model_that_beats_the_baselines_becomes_champion():
     }
 
 
+def test_a_lead_within_the_holdouts_noise_is_not_called_beating():
+    """A grocery's run read "beats the baselines on roc_auc 0.8832 (logistic_regression
+    0.8829)": a lead of 0.0003 whose interval spans 0 is said as what it is."""
+    baselines = {"logistic_regression": {"roc_auc": 0.8829}, "recency_rule": {"roc_auc": 0.80}}
+    differences = {"logistic_regression": (-0.0061, 0.0068), "recency_rule": (0.05, 0.11)}
+    decision = judge(measured(0.8832), RULES, baselines, differences=differences)
+    assert decision.promoted and "beats" not in decision.reason
+    assert decision.reason.startswith(
+        "no champion yet; at or above the baselines on roc_auc 0.8832 (logistic_regression "
+        "0.8829, recency_rule 0.8000), ahead of logistic_regression by 0.0003 within the "
+        "holdout's noise (95 % interval of the gain -0.0061 to +0.0068)"
+    )
+    sure = {"logistic_regression": (0.01, 0.03), "recency_rule": (0.05, 0.11)}
+    assert (
+        "beats the baselines" in judge(measured(0.8832), RULES, baselines, differences=sure).reason
+    )
+
+
 def test_a_model_that_ranks_no_better_than_chance_is_never_promoted():
     weak = {"logistic_regression": {"roc_auc": 0.40}, "recency_rule": {"roc_auc": 0.45}}
     coin = judge(measured(0.48), RULES, weak)

@@ -84,7 +84,8 @@ def test_each_dataset_has_its_own_champion_and_training_one_leaves_the_other_alo
     client = registry["client"]
     first, second, _, _ = registry["outputs"]
     assert "registered model: churn-shop-a" in first.output
-    assert "churn-shop-a version 1 (champion: no champion yet; beats the baselines" in first.output
+    assert "churn-shop-a version 1 (champion: no champion yet; " in first.output
+    assert "the baselines on roc_auc" in first.output  # beats them, or within the noise
     assert "registered model: churn-shop-b" in second.output
     assert registry["a_before"] == registry["a_after"]  # versions and their tags untouched
     for name in ("churn-shop-a", "churn-shop-b"):

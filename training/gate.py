@@ -341,8 +341,23 @@ def judge(
             )
             + f": the model is kept (baselines: {summary})"
         )
+    elif compared:
+        # Ahead, but by less than the holdout's noise: said so, not "beats" (a 0.0003 lead read
+        # as a win to a grocery's analyst).
+        close = [c for c in compared if c.interval is not None and c.interval[0] <= 0]
+        if close:
+            beats = (
+                f"at or above the baselines on {metric} {new:.4f} ({summary}), ahead of "
+                + ", ".join(
+                    f"{c.against} by {c.gain:.4f} within the holdout's noise (95 % interval of "
+                    f"the gain {c.interval[0]:+.4f} to {c.interval[1]:+.4f})"  # type: ignore[index]
+                    for c in close
+                )
+            )
+        else:
+            beats = f"beats the baselines on {metric} {new:.4f} ({summary})"
     else:
-        beats = f"beats the baselines on {metric} {new:.4f} ({summary})" if compared else ""
+        beats = ""
     if not compared:
         notes.append("no baseline could be compared")
     if champion_problem:
