@@ -247,7 +247,8 @@ def segment_period_line(segments: pd.DataFrame) -> str:
     end = pd.Timestamp(segments["period_end"].iloc[0])
     last = (end - pd.Timedelta(days=1)).date()
     bands = (
-        f"; the risk_band rows group customers by their band on {start.date()}"
+        f"; the risk_band rows group customers by their band in the last run on or before "
+        f"{start.date()}"
         if "risk_band" in set(segments["dimension"])
         else ""
     )
