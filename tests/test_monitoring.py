@@ -695,6 +695,32 @@ def test_realized_auc_far_below_the_backtest_calls_for_a_retrain():
     assert judged.status == "watch" and "0.720" in judged.reasons[0]
 
 
+def test_drift_is_a_watch_once_the_realized_auc_holds():
+    """Drift stands in for the performance the labels will show. A one-cohort grocery export
+    read "retrain" on the score's drift at a realized ROC AUC of 0.888 against a backtest of
+    0.883: once the labels have matured and the AUC holds, drift is a watch, said with it;
+    when the AUC falls below the backtest, drift still calls for a retrain."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({f"f{i}": rng.normal(size=2000) for i in range(3)})
+    p = rng.uniform(0.01, 0.3, 2000)
+    reference = build_reference(frame, list(frame.columns), [], p)
+    importance = {"f0": 3.0, "f1": 2.0, "f2": 1.0}
+    moved = feature_drift(reference, frame.assign(f0=frame["f0"] + 3), p, importance)
+    backtest = {"roc_auc_lo": 0.86, "roc_auc_hi": 0.90}
+    nan = float("nan")
+    holds = {"roc_auc": 0.888, "roc_auc_lo": 0.86, "roc_auc_hi": 0.91, "ece": nan}
+    judged = verdict(backtest, moved, holds)
+    assert judged.status == "watch"
+    assert "top feature f0" in judged.reasons[0] and "major drift" in judged.reasons[0]
+    assert judged.reasons[1] == (
+        "the realized ROC AUC 0.888 is within or above the backtest's 0.860–0.900: the drift "
+        "has not cost ranking yet"
+    )
+    assert verdict(backtest, moved).status == "retrain"  # no labels yet: drift is the evidence
+    below = {"roc_auc": 0.85, "roc_auc_lo": 0.82, "roc_auc_hi": 0.88, "ece": nan}
+    assert verdict(backtest, moved, below).status == "retrain"
+
+
 def test_expected_auc_watches_only_when_its_interval_is_below_the_backtest():
     """A mobile game scored 0.988 expected (0.984-0.990) against a backtest of 0.989-0.993 and
     realized 0.993: chance, not a warning. An interval wholly below the backtest's is one."""
