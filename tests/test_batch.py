@@ -176,8 +176,9 @@ def test_a_rare_level_driver_says_it_is_scored_with_the_other_rare_levels():
 
 def test_a_value_on_the_typical_customers_lower_risk_side_is_no_reason():
     """117 logins when the median customer has 10 does not read as a risk, whatever the
-    contribution: the next reason takes its place. Below the median, at it, or missing, the
-    value stays a reason; so does the recency, whose sentence carries the customer's own gap."""
+    contribution: the next reason takes its place. Below the median or missing, the value
+    stays a reason; so does the recency, whose sentence carries the customer's own gap. At the
+    median it tells nobody apart: a reason only where the row has no other."""
     names = ["login_events_90d", "failed_payments_90d", "days_since_last_event"]
     contrib = np.array([[2.0, 1.0, 0.5], [2.0, 1.0, 0.5], [2.0, 1.0, 0.5], [2.0, 1.0, 0.5]])
     values = pd.DataFrame(
@@ -192,11 +193,22 @@ def test_a_value_on_the_typical_customers_lower_risk_side_is_no_reason():
     got = top_drivers(contrib, names, values, 2, contrib * 10, typical=typical).to_pylist()
     assert [[d["feature"] for d in row] for row in got] == [
         ["failed_payments_90d", "days_since_last_event"],
-        ["login_events_90d", "failed_payments_90d"],  # 3 logins: fewer than typical
-        ["login_events_90d", "failed_payments_90d"],  # at the median: on neither side
+        ["login_events_90d", "days_since_last_event"],  # 3 logins: fewer than typical
+        ["days_since_last_event"],  # 10 logins and no failed payment: the typical customer's
         ["login_events_90d", "failed_payments_90d"],  # missing: its own sentence
     ]
     assert got[0][0]["reason"] == "1 failed payment in the last 90 days"
+    # A value at the median is said only where the row has no other reason: without the
+    # recency, the typical customer's 10 logins are the row's reasons rather than none.
+    alone = top_drivers(
+        contrib[:, :2], names[:2], values[names[:2]], 2, contrib[:, :2] * 10, typical=typical
+    ).to_pylist()
+    assert [[d["feature"] for d in row] for row in alone] == [
+        ["failed_payments_90d"],
+        ["login_events_90d"],
+        ["login_events_90d", "failed_payments_90d"],  # both at the median: no other reason
+        ["login_events_90d", "failed_payments_90d"],
+    ]
     # without the typical values the ranking is the contributions' alone, as before
     plain = top_drivers(contrib, names, values, 1, contrib * 10).to_pylist()
     assert [row[0]["feature"] for row in plain] == ["login_events_90d"] * 4

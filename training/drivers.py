@@ -656,6 +656,7 @@ def on_the_safe_side(
     safe_levels: Mapping[str, Collection[str]] | None = None,
     safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     never: Collection[str] = NEVER_ON_THE_SAFE_SIDE,
+    at_the_median: bool = False,
 ) -> np.ndarray:
     """(rows, features): True where the row's value is on the side of the typical customer's
     (the median of the model's latest training rows) that goes with a lower risk: above it for
@@ -669,7 +670,10 @@ def on_the_safe_side(
     is on it when it is one of safe_levels[name] (scored below average on the reference rows);
     a numeric attribute's value when it lies in one of safe_ranges[name] (whose customers did
     not churn more often: training.reference.safe_ranges). never: the features left out (the
-    reasons for risk leave out NEVER_ON_THE_SAFE_SIDE; lower_risk_drivers none)."""
+    reasons for risk leave out NEVER_ON_THE_SAFE_SIDE; lower_risk_drivers none). at_the_median:
+    a value at the median counts too (the reasons for risk: the typical customer's own value
+    tells nobody apart; a grocery's household at 64 % read "Active on 1 of the last 7 days" as
+    its first reason, the weekly shopper's median; a lower-risk reason needs the strict side)."""
     safe = np.zeros((len(values), len(names)), dtype=bool)
     for j, name in enumerate(names):
         if safe_ranges and name in safe_ranges and name in values.columns:
@@ -690,6 +694,8 @@ def on_the_safe_side(
         x = column.to_numpy(dtype="float64", na_value=np.nan)
         with np.errstate(invalid="ignore"):
             safe[:, j] |= x > median if direction < 0 else x < median
+            if at_the_median:
+                safe[:, j] |= x == median
     return safe
 
 
@@ -777,9 +783,43 @@ def top_drivers(
         | not_overdue(names, values)
         | rising_trends(names, values)
     )
+    at_median = np.zeros_like(safe)
     if typical or safe_levels or safe_ranges:
         safe |= on_the_safe_side(names, values, typical or {}, safe_levels, safe_ranges)
-    contrib = np.where(safe, 0.0, contrib)
+        at_median = (
+            on_the_safe_side(
+                names, values, typical or {}, never=NEVER_ON_THE_SAFE_SIDE, at_the_median=True
+            )
+            & ~safe
+        )
+    order, picked, picked_points, keep = _ranked(
+        np.where(safe | at_median, 0.0, contrib), points, top, above_typical
+    )
+    # A value at the typical customer's tells nobody apart ("Active on 1 of the last 7 days",
+    # a weekly shopper's median, was a grocery household's first reason at 64 %): said only
+    # where the row has no other reason, so that no row above the typical risk reads blank.
+    bare = above_typical & ~keep.any(axis=1)
+    if bare.any() and at_median.any():
+        fallback = _ranked(
+            np.where(safe, 0.0, contrib)[bare], points[bare], top, above_typical[bare]
+        )
+        for whole, part in zip((order, picked, picked_points, keep), fallback, strict=True):
+            whole[bare] = part
+    words = _words(
+        attributes=attributes, currency=currency, named_levels=named_levels,
+        min_level_customers=min_level_customers, value_unit=value_unit,
+        activity_totals=activity_totals, date_attributes=date_attributes,
+        qualifying_events=qualifying_events, orders=orders, revenue_windows=revenue_windows,
+    )  # fmt: skip
+    return _driver_records(values, names, order, keep, picked, picked_points, words)
+
+
+def _ranked(
+    contrib: np.ndarray, points: np.ndarray, top: int, above_typical: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the `top` largest contributions (order, their values and points) and which of
+    them are reasons: positive, worth MIN_DRIVER_POINTS and MIN_DRIVER_SHARE_OF_FIRST of the
+    first one's points, on a row above the typical risk."""
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(contrib, order, axis=1)
     picked_points = np.take_along_axis(points, order, axis=1)
@@ -790,13 +830,7 @@ def top_drivers(
         & (picked_points >= MIN_DRIVER_SHARE_OF_FIRST * first)
         & above_typical[:, None]
     )
-    words = _words(
-        attributes=attributes, currency=currency, named_levels=named_levels,
-        min_level_customers=min_level_customers, value_unit=value_unit,
-        activity_totals=activity_totals, date_attributes=date_attributes,
-        qualifying_events=qualifying_events, orders=orders, revenue_windows=revenue_windows,
-    )  # fmt: skip
-    return _driver_records(values, names, order, keep, picked, picked_points, words)
+    return order, picked, picked_points, keep
 
 
 def _words(
