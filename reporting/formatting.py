@@ -158,6 +158,12 @@ def number(value: object, digits: int = 1) -> str:
     return f"{v:,.{digits}f}"
 
 
+# Decimals of a probability in percent in the hand-off files (scores.csv, alerts.csv): enough
+# that a sort keeps the model's ranking where probabilities crowd together (one decimal tied
+# 283 of a commit log's 459 contributors, near-certain leavers within 96.2-96.6 %).
+PROBABILITY_DIGITS = 2
+
+
 def percent_number(shares: Iterable[object], digits: int = 1) -> list[str | None]:
     """Shares as plain percentage numbers for a CSV column (no % sign, no thousands separator,
     a dot for decimals): [0.1234, nan] -> ['12.3', None]; None is written as an empty cell."""
@@ -199,6 +205,7 @@ def _unit(n: int, unit: str) -> str:
 __all__ = [
     "CURRENCY_SYMBOLS",
     "MISSING",
+    "PROBABILITY_DIGITS",
     "change",
     "count",
     "duration_days",

@@ -292,9 +292,11 @@ def alerts_csv_frame(alerts: pd.DataFrame) -> pd.DataFrame:
         {
             "customer_id": alerts["customer_id"].astype(str),
             "alert": ["; ".join(k) for k in alerts["kinds"]],
-            "probability_pct": (alerts["churn_probability"].astype(float) * 100).round(1),
+            "probability_pct": (alerts["churn_probability"].astype(float) * 100).round(
+                formatting.PROBABILITY_DIGITS
+            ),
             "previous_probability_pct": (alerts["previous_probability"].astype(float) * 100).round(
-                1
+                formatting.PROBABILITY_DIGITS
             ),
             "change_pts": alerts["change_points"].astype(float).round(1),
             "level_change_pts": alerts["level_change_points"].astype(float).round(1),

@@ -6,7 +6,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | column | what |
 | --- | --- |
 | customer_id | the id as text, exactly as in the data (leading zeros kept) |
-| churn_probability_pct | the churn probability in percent, one decimal (12.3) |
+| churn_probability_pct | the churn probability in percent, two decimals (12.34: one decimal tied 283 of a commit log's 459 contributors, whose probabilities sat within 96.2-96.6 %) |
 | risk_band | high, medium or low |
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
 | lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from reporting.formatting import percent_number, points_number
+from reporting.formatting import PROBABILITY_DIGITS, percent_number, points_number
 
 SCORES_CSV = "scores.csv"
 REASONS = 3
@@ -89,7 +89,7 @@ def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
     level = scores.column("level_delta").to_numpy(zero_copy_only=False)
     columns = [
         scores.column("customer_id").cast(pa.string()),
-        _number(percent_number(probability)),
+        _number(percent_number(probability, digits=PROBABILITY_DIGITS)),
         scores.column("risk_band").cast(pa.string()),
         *_nth_reasons(scores.column("drivers"), REASONS),
         *_first_lower_risk(scores),

@@ -1053,3 +1053,13 @@ def test_a_customer_with_one_or_two_active_days_is_said_as_such():
     said = [{d["feature"] for d in row} for row in got]
     assert "lifetime_events" not in said[0] and "lifetime_events" not in said[2]
     assert "lifetime_events" in said[1]  # 3 events on 1 day: a fact of its own
+    # With one active day there is no gap to measure: "Too few days with a commit to measure a
+    # usual gap" beside "1 day with a commit" (167 of 459 contributors of a commit log) is the
+    # count's fact; with two days the gap is known and the recency's sentence says it.
+    names = [*names[:3], "active_gap_median_days", "active_gap_mean_days"]
+    values["active_gap_mean_days"] = values["active_gap_median_days"]
+    contrib = np.array([[0.9, 0.4, 0.3, 0.35, 0.1]] * 3)
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    one_day = {d["feature"]: d for d in got[1]}
+    assert set(one_day) == {"days_since_last_event", "lifetime_active_days"}
+    assert one_day["lifetime_active_days"]["contribution"] == pytest.approx(0.4 + 0.3 + 0.45)

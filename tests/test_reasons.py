@@ -283,12 +283,12 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
         '"customer_id","churn_probability_pct","risk_band","reason_1","reason_2","reason_3",'
         '"lower_risk_reason","change_pts","level_change_pts"'
     )
-    assert lines[2].startswith('"000123",12.3,"medium","No activity in the last 30 days",')
+    assert lines[2].startswith('"000123",12.34,"medium","No activity in the last 30 days",')
     with (tmp_path / "scores.csv").open(newline="", encoding="utf-8") as fh:
         back = list(csv.DictReader(fh))
     # Riskiest first, across the batches of scores.parquet.
     assert [r["customer_id"] for r in back] == ["0042", "000123", "7"]
-    assert [r["churn_probability_pct"] for r in back] == ["50", "12.3", "0"]
+    assert [r["churn_probability_pct"] for r in back] == ["50", "12.34", "0.04"]
     assert back[1]["reason_2"] == 'Plan: "pro", annual' and back[1]["reason_3"] == ""
     assert [back[0][f"reason_{k}"] for k in (1, 2, 3)] == ["A", "B", "C"]
     assert [r["change_pts"] for r in back] == ["", "2.3", ""]
