@@ -76,6 +76,9 @@ def problem_at(column: str | None, problem: str, mask: np.ndarray, hint: str | N
 ZONE_SUFFIX = re.compile(
     r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE
 )
+# A time followed by something like an offset that ZONE_SUFFIX cannot read ("+518:00", which
+# git wrote for a commit): worded as such, not as a value without a zone.
+ODD_OFFSET = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*[+-]\d+(?::?\d+)?$")
 ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
 SLASHED_DATE = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2,4})\b")
 NUMBER_TEXT = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
@@ -310,6 +313,18 @@ def _from_iso(
     empty = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     zoned = _matches(text, ZONE_SUFFIX.pattern, present, full=False, ignore_case=True)
     naive = present & ~zoned
+    odd = naive & _matches(text, ODD_OFFSET.pattern, present, full=False)
+    if odd.any():
+        return empty, [
+            problem_at(
+                column,
+                f"has a time-zone offset that cannot be read ({int(odd.sum()):,} "
+                f"row{'' if odd.sum() == 1 else 's'}): an offset is +HH:MM, +HHMM or +HH",
+                odd,
+                "fix or leave out those rows in the source (or a drop rule in the import "
+                "mapping: { column = ..., matches = ..., reason = ... }, which counts them)",
+            )
+        ]
     if zoned.any() and naive.any():
         few, many = (zoned, naive) if zoned.sum() < naive.sum() else (naive, zoned)
         return empty, [

@@ -93,6 +93,17 @@ def test_mixed_time_zones_are_refused():
         validate_tables(customers(), act)
 
 
+def test_an_unreadable_offset_is_named_as_such():
+    """git wrote "+518:00" for one commit of 73,070: the row has a zone, an unreadable one; it
+    was reported as a time without a zone beside 73,068 with one."""
+    values = pd.Series(["2011-08-29T06:50:23+02:00", "2011-08-29T06:50:23+518:00"])
+    parsed, problems = parse_timestamps(values, "author_date", TimestampSpec())
+    assert parsed.isna().all()
+    (problem,) = problems
+    assert "time-zone offset that cannot be read (1 row)" in problem.problem
+    assert problem.examples == [1] and "drop rule" in problem.hint
+
+
 def test_explicit_offsets_are_converted_to_utc():
     act = activity(at=["2024-03-01T10:00:00+02:00", "2024-03-01T10:00:00Z"])
     tables = validate_tables(customers(), act)
