@@ -519,8 +519,10 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
                 f"{p.duplicate_rows:,} rows repeat another row in every column of the table "
                 f"(counted twice in features); example row: {example}. Two real events can "
                 "look alike once the columns that told them apart were left out of the "
-                "mapping (two products put in the cart in one second): map such a column, or "
-                "drop the repeats in the source's query",
+                "mapping (two products put in the cart in one second, two commits in one "
+                "second): if so, map the column that tells them apart (an event or order id, "
+                'e.g. event_id = "sha" under [activity.columns]) and they are counted as '
+                "they are now; if they are copies, drop them in the source's query",
                 p.name,
             )
         )

@@ -520,8 +520,9 @@ def monitoring_section(entries: list[dict] | None) -> str:
     parts.append(
         '<p class="note">Realized churn once a run\'s horizon has passed (with its 95 % '
         "interval) against what was predicted; before that, the ROC AUC the calibrated "
-        "probabilities imply (CBPE). Drift: features whose distribution moved away from the "
-        "training data (PSI of 0.25 or more).</p>"
+        "probabilities imply (CBPE). Major drift: features whose distribution moved away from "
+        "the training data (PSI of 0.25 or more); a moderate one (0.1-0.25) can be a reason "
+        "to watch.</p>"
     )
     rows = []
     for e in entries[-MONITORING_ROWS:][::-1]:
@@ -535,7 +536,7 @@ def monitoring_section(entries: list[dict] | None) -> str:
         )
     parts.append(
         '<table class="monitoring"><thead><tr><th>run</th><th>verdict</th><th>churn</th>'
-        "<th>ROC AUC</th><th>drifted features</th><th>why</th></tr></thead><tbody>"
+        "<th>ROC AUC</th><th>major drift</th><th>why</th></tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
     )

@@ -528,7 +528,7 @@ class EntryInWords:
 
     churn: str  # "5.2% (4.1–6.5%) vs 4.8% predicted", or "not matured; 3.1% expected"
     roc_auc: str  # "0.741 realized", or "0.731 expected (0.700–0.760)" (CBPE)
-    drifted: str  # the drifted features, or "none"
+    drifted: str  # the features with major drift (PSI >= 0.25), or "none"
     reason: str  # the verdict's first reason, or ""
 
 
@@ -568,6 +568,6 @@ def summary_lines(entries: list[dict], last: int = 8) -> list[str]:
         reason = f" - {words.reason}" if words.reason else ""
         lines.append(
             f"{e['as_of']}  {e['verdict']:<7}  churn {words.churn}; ROC AUC {words.roc_auc}; "
-            f"drifted: {words.drifted}{reason}"
+            f"major drift: {words.drifted}{reason}"
         )
     return lines
