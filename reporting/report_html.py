@@ -72,6 +72,9 @@ class ReportInputs:
     segments: pd.DataFrame
     previous_as_of: str | None = None
     previous: Headline | None = None
+    # A first run's changes and alerts are against the scores the model gives the same data a
+    # week earlier (serving.batch.first_run_baseline): that date, else None.
+    baseline_as_of: str | None = None
     model: str = ""
     currency: str | None = None
     churn_mode: str = "contractual"
@@ -334,6 +337,9 @@ def headline_cards(inputs: ReportInputs) -> str:
         what = (
             "newly high, risen or new top reason"
             if inputs.previous_as_of
+            else f"newly high, risen or new top reason since {inputs.baseline_as_of} "
+            "(a first run: that date's scores, recomputed)"
+            if inputs.baseline_as_of
             else "the high band: a first run has nothing to compare with"
         )
         cards.append(_card("Alerts", fmt.count(now.alerts), None, what))
@@ -371,7 +377,7 @@ KIND_WORDS = {
 FIRST_RUN_KIND_WORDS = KIND_WORDS | {"entered_high": "in the high band"}
 
 
-def alerts_table(alerts: pd.DataFrame, limit: int = 15) -> str:
+def alerts_table(alerts: pd.DataFrame, limit: int = 15, baseline_as_of: str | None = None) -> str:
     if alerts is None or alerts.empty:
         return '<p class="note">No alerts this week.</p>'
     first_run = bool(alerts["previous_as_of"].isna().all())
@@ -380,6 +386,8 @@ def alerts_table(alerts: pd.DataFrame, limit: int = 15) -> str:
     summary = ", ".join(f"{fmt.count(n)} {words[k]}" for k, n in counts.items() if n)
     if first_run:
         summary += " (a first run: no previous run to compare with)"
+    elif baseline_as_of:
+        summary += f" since the scores of {baseline_as_of}, recomputed (a first run)"
     rows = []
     for r in alerts.head(limit).to_dict("records"):
         kinds = ", ".join(words.get(k, k) for k in r["kinds"])
@@ -438,6 +446,9 @@ def render_report(inputs: ReportInputs) -> str:
     previous = (
         f" · compared with the run of {_e(inputs.previous_as_of)}"
         if inputs.previous_as_of
+        else f" · first run: changes and alerts against the scores of "
+        f"{_e(inputs.baseline_as_of)}, recomputed from the same data"
+        if inputs.baseline_as_of
         else " · first run: no previous run to compare with"
     )
     parts = [
@@ -450,7 +461,9 @@ def render_report(inputs: ReportInputs) -> str:
         f'<p class="meta">{_e(inputs.model)}{previous}</p>',
         headline_cards(inputs),
         "<h2>Alerts this week</h2>",
-        alerts_table(inputs.alerts) if inputs.alerts is not None else "",
+        alerts_table(inputs.alerts, baseline_as_of=inputs.baseline_as_of)
+        if inputs.alerts is not None
+        else "",
         "<h2>Distribution of risk</h2>",
         risk_histogram(inputs.probabilities, inputs.bands),
         "<h2>Riskiest customers</h2>",
@@ -818,6 +831,7 @@ def write_partition_report(
     inputs = ReportInputs(
         as_of=str(summary["as_of"]),
         previous_as_of=previous[0].date().isoformat() if previous else None,
+        baseline_as_of=summary.get("first_run_baseline"),
         headline=headline_of(summary, segments, count),
         previous=previous_headline(previous[1]) if previous else None,
         probabilities=scores.column("churn_probability").to_numpy(),

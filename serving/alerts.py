@@ -7,7 +7,9 @@ A customer is an alert when, since the previous weekly partition,
   serving.batch.level_change) moves every customer at once and does not count;
 - ``new_top_reason``: its top driver (the feature raising its risk most) changed, counted in
   the bands of ``alert_new_reason_bands`` (the high band by default).
-The first run (no previous partition) alerts on the high band only: nothing to compare with.
+A first run (no previous partition) compares with the scores the model gives the same data a
+week before its date (serving.batch.first_run_baseline); where even those cannot be had (an
+export that starts within the week) it alerts on the high band: nothing to compare with.
 
 Each alert carries the probability now and before, the bands, the top reason in words (the
 driver's ``reason`` when the partition has it, else its feature, value and contribution) and
@@ -165,7 +167,27 @@ def reasons_for(scores: pa.Table, customer_ids: Sequence[str]) -> pd.Series:
     return out
 
 
-SCORE_COLUMNS = ["customer_id", "churn_probability", "risk_band", "drivers", "level_delta"]
+SCORE_COLUMNS = [
+    "customer_id", "churn_probability", "risk_band", "drivers", "level_delta", "drivers_moved",
+]  # fmt: skip
+
+
+def moved_reasons(scores: pa.Table, customer_ids: Sequence[str]) -> pd.Series:
+    """What raised the risk of some customers since the previous scores, in words: the first
+    driver that moved up (drivers_moved, its reason); missing where none did, where the
+    partition has no words for it, or for ids not in the table."""
+    out = pd.Series(None, index=pd.Index(customer_ids).astype(str), dtype=object)
+    if "drivers_moved" not in scores.column_names:
+        return out
+    ids = pd.Index(scores.column("customer_id").to_numpy(zero_copy_only=False).astype(str))
+    positions = ids.get_indexer(out.index)
+    found = np.flatnonzero(positions >= 0)
+    moved = scores.column("drivers_moved").take(pa.array(positions[found])).to_pylist()
+    for k, drivers in zip(found, moved, strict=True):
+        rising = [d for d in drivers or [] if d["change"] > 0 and d.get("reason")]
+        if rising:
+            out.iloc[k] = rising[0]["reason"]
+    return out
 
 
 def read_scores(partition: Path) -> pa.Table:
@@ -342,6 +364,12 @@ def write_partition_alerts(
         if table is not None and missing.any():
             ids = alerts["customer_id"].to_numpy()[missing]
             alerts.loc[missing, column] = reasons_for(table, ids).to_numpy()
+    # A risen risk below the typical customer's has no reason for risk: what moved says why.
+    rose = np.array(["rose" in list(k) for k in alerts["kinds"]], dtype=bool)
+    bare = alerts["reason"].isna().to_numpy() & rose
+    if bare.any():
+        ids = alerts["customer_id"].to_numpy()[bare]
+        alerts.loc[bare, "reason"] = moved_reasons(now, ids).to_numpy()
     write_alerts(folder, alerts)
     return alerts
 

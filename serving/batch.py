@@ -18,7 +18,9 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
 - segments.parquet: retention metrics over the horizon before the run and the risk view
   per segment;
 - alerts.parquet, alerts.csv: customers newly high, risen, or with a new top reason
-  (serving.alerts);
+  (serving.alerts); on a first run (no earlier partition) against the scores the model gives
+  the same data a week before the run date (first_run_baseline), as are the changes in
+  scores.parquet;
 - report.html: the page people open in a browser (reporting.report_html);
 - run.json: run date, model name/version/run id, counts.
 """
@@ -26,9 +28,11 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -370,7 +374,7 @@ def iter_scores(
                 pa.array(before_p, pa.float64(), from_pandas=True),
                 pa.array(probability - before_p, pa.float64(), from_pandas=True),
                 pa.array(level, pa.float64(), from_pandas=True),
-                moved_drivers(delta, names, top),
+                moved_drivers(delta, names, top, chunk, **_wording(explained)),
                 lower_risk_drivers(current, names, chunk, top, points, **explained),
             ],
             schema=SCORES_SCHEMA,
@@ -380,6 +384,14 @@ def iter_scores(
             | {name: pa.array(current32[:, j]) for j, name in enumerate(names)}
         )
         yield scores, contributions
+
+
+def _wording(explained: dict[str, Any]) -> dict[str, Any]:
+    """Of top_drivers' keywords, those that word reasons (training.drivers._words)."""
+    keys = ("attributes", "currency", "named_levels", "min_level_customers", "value_unit",
+            "activity_totals", "date_attributes", "qualifying_events", "orders",
+            "revenue_windows")  # fmt: skip
+    return {k: explained[k] for k in keys if k in explained}
 
 
 def score_features(
@@ -654,6 +666,85 @@ def read_previous(
     return PreviousRun.of(scores, features=features, as_of=as_of)
 
 
+# A first run has no earlier partition to compare with: its alerts and changes are against the
+# scores the model gives the same data this many days before the run date (the weekly job's
+# cadence). Without it every customer already 'high' was "newly high": a commit log's first
+# run alerted 104 contributors, all one-time ones gone 8-12 months, and none whose risk was
+# rising.
+FIRST_RUN_BASELINE_DAYS = 7
+BASELINE_DIR = "_baseline"
+
+
+def baseline_date(as_of: pd.Timestamp) -> pd.Timestamp:
+    """The date a first run compares with: FIRST_RUN_BASELINE_DAYS before it."""
+    return as_of - pd.Timedelta(days=FIRST_RUN_BASELINE_DAYS)
+
+
+def scores_as_previous(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    model_version: str,
+    as_of: pd.Timestamp,
+    *,
+    top: int = 3,
+    chunk_rows: int = 100_000,
+    currency: str | None = None,
+) -> tuple[PreviousRun, list[pa.Table]]:
+    """The scores of feature rows built as of `as_of` (iter_scores, nothing to compare with),
+    as the PreviousRun a later run's changes are measured against, and as score tables
+    (SCORES_SCHEMA) for the alerts. Both engines take a first run's baseline from here."""
+    tables, probabilities, contributions = [], [], []
+    for scores, contrib in iter_scores(
+        model, features, model_version, None, top, chunk_rows, currency=currency, as_of=as_of
+    ):
+        tables.append(scores)
+        probabilities.append(scores.select(["customer_id", "churn_probability"]))
+        contributions.append(contrib)
+    if not tables:
+        return PreviousRun(), []
+    previous = PreviousRun.of(
+        scores=pa.concat_tables(probabilities).to_pandas(),
+        contributions=pa.concat_tables(contributions).to_pandas(),
+        as_of=as_of,
+    )
+    return previous, tables
+
+
+def first_run_baseline(
+    tables: Tables,
+    as_of: pd.Timestamp,
+    model: ChurnModel,
+    model_version: str,
+    folder: Path,
+    *,
+    top: int = 3,
+    chunk_rows: int = 100_000,
+    currency: str | None = None,
+) -> tuple[pd.Timestamp, PreviousRun] | None:
+    """The scores of FIRST_RUN_BASELINE_DAYS before `as_of` on the same data (data before that
+    date only, as a run then would have seen), written as a partition's scores.parquet into
+    `folder` for the alerts, and as the PreviousRun the run's changes are measured against.
+    None when nobody was eligible then (an export that starts later)."""
+    base = baseline_date(as_of)
+    features = build_features(tables, base, model.features_config())
+    if features.empty:
+        return None
+    previous, scores = scores_as_previous(
+        model, features, model_version, base, top=top, chunk_rows=chunk_rows, currency=currency
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    with pq.ParquetWriter(folder / SCORES_FILE, SCORES_SCHEMA) as writer:
+        for table in scores:
+            writer.write_table(table)
+    return base, previous
+
+
+def compared_with_baseline(scored: pd.DataFrame) -> bool:
+    """Whether a first run's scores compared with its baseline: a customer scored now had a
+    score then (run.json's first_run_baseline is that date only then, on either engine)."""
+    return bool(scored["previous_probability"].notna().any())
+
+
 def run_scoring(
     tables: Tables,
     as_of: object,
@@ -700,15 +791,28 @@ def run_scoring(
     previous_as_of = previous[0] if previous is not None else None
     by, period_start = report_plan(model, segments_by, t)
     target = partition_path(out_dir, t)
+    currency = (settings or ScoringConfig()).currency
     log(f"scoring {len(features):,} customers with model version {model_version}")
     with atomic_dir(target) as tmp:
+        baseline = None
+        if previous is None:
+            baseline = first_run_baseline(
+                tables, t, model, model_version, tmp / BASELINE_DIR, top=top,
+                chunk_rows=chunk_rows, currency=currency,
+            )  # fmt: skip
+        if baseline is not None:
+            log(
+                f"first run: changes and alerts against the scores of {baseline[0].date()}, "
+                f"{FIRST_RUN_BASELINE_DAYS} days earlier on the same data"
+            )
+            before = baseline[1]
         slim = []
         scores_file = pq.ParquetWriter(tmp / SCORES_FILE, SCORES_SCHEMA)
         contributions_file = None
         try:
             for scores, contributions in iter_scores(
-                model, features, model_version, before, top, chunk_rows,
-                currency=(settings or ScoringConfig()).currency, as_of=t,
+                model, features, model_version, before, top, chunk_rows, currency=currency,
+                as_of=t,
             ):  # fmt: skip
                 scores_file.write_table(scores)
                 if contributions_file is None:
@@ -725,7 +829,9 @@ def run_scoring(
                 contributions_file.close()
         write_scores_csv(tmp / SCORES_FILE, tmp / SCORES_CSV)
         scored = pa.concat_tables(slim).to_pandas()
-        alerts = write_partition_alerts(tmp, t, previous, settings)
+        compared = (baseline[0], tmp / BASELINE_DIR) if baseline is not None else previous
+        alerts = write_partition_alerts(tmp, t, compared, settings)
+        shutil.rmtree(tmp / BASELINE_DIR, ignore_errors=True)
         log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
         start = start_bands(out_dir, period_start) if previous is not None else None
         try:
@@ -742,6 +848,11 @@ def run_scoring(
         if start is None:
             log(f"segment report: {band_rows_note(start, period_start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        summary["first_run_baseline"] = (
+            baseline[0].date().isoformat()
+            if baseline is not None and compared_with_baseline(scored)
+            else None
+        )
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)
         if config.churn.mode == "non_contractual":
@@ -753,7 +864,7 @@ def run_scoring(
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
         write_partition_report(
             tmp, tables, segments, summary, previous, alerts=alerts, churn_mode=config.churn.mode,
-            currency=(settings or ScoringConfig()).currency,
+            currency=currency,
             activity_events=config.churn.qualifying_events,
             model=f"{(model_info or {}).get('model_name', 'model')} version {model_version}",
         )  # fmt: skip

@@ -250,6 +250,12 @@ class MovedDriver(_Response):
         description="Change in its contribution to the log-odds since the previous score.",
         examples=[0.31],
     )
+    reason: str | None = Field(
+        default=None,
+        description="Its value now in words: as a risk where the change raised it, as what "
+        "holds the risk down where it fell (none in partitions written before it).",
+        examples=["No activity in the last 13 days (usually active every 20 days)"],
+    )
 
 
 class Change(_Response):

@@ -57,6 +57,7 @@ from serving.batch import (
     ScoringRun,
     SegmentSums,
     band_rows_note,
+    baseline_date,
     iter_scores,
     paid_period_warning,
     report_from_sums,
@@ -64,6 +65,7 @@ from serving.batch import (
     report_segments,
     run_summary,
     scored_data_churn,
+    scores_as_previous,
     segment_sums_for,
 )
 from serving.partitions import refuse_run_date
@@ -163,6 +165,13 @@ def _scoring_rows(
                 features=rows.drop(columns=["churn_probability", "risk_band", "_in_features"]),
                 as_of=previous_as_of,
             )
+        else:  # a first run: the same bucket's scores a week earlier (serving.batch)
+            base = baseline_date(as_of)
+            then = build_features(tables, base, job.config)
+            if not then.empty:
+                before, _ = scores_as_previous(
+                    model, then, model_version, base, top=top, currency=currency
+                )
         chunks = list(
             iter_scores(model, features, model_version, before, top, currency=currency, as_of=as_of)
         )
@@ -337,6 +346,13 @@ def spark_run_scoring(
         )
         segments = report_from_sums(sums, period_start, t, has_revenue, plan.observed_until)
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        # as serving.batch.compared_with_baseline: a customer scored now had a score a week ago
+        compared = previous is None and bool(
+            customers.where(customers[SCORE_PREFIX + "previous_probability"].isNotNull())
+            .limit(1)
+            .count()
+        )
+        summary["first_run_baseline"] = baseline_date(t).date().isoformat() if compared else None
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
         )  # as serving.batch counts them (features.labels.lapsed_count)

@@ -12,6 +12,7 @@ import pytest
 from serving.alerts import (
     ALERTS_SCHEMA,
     find_alerts,
+    moved_reasons,
     read_alerts,
     top_driver_frame,
     write_alerts,
@@ -260,10 +261,14 @@ def test_a_partition_without_alerts_file_has_no_alerts(tmp_path):
 
 
 def test_each_weekly_run_writes_its_alerts_against_the_previous_partition(small_champion, tmp_path):
-    """The first run alerts on its high band; the second on what changed since the first, as
-    the rules say when applied to the two partitions' scores."""
+    """The first run alerts on what changed since the scores the model gives the same data a
+    week earlier (a commit log's first run had alerted its whole high band, all of it gone
+    long ago); the second on what changed since the first, as the rules say when applied to
+    the two partitions' scores."""
+    import json
+
     from serving.alerts import read_top_drivers
-    from serving.batch import run_scoring
+    from serving.batch import FIRST_RUN_BASELINE_DAYS, first_run_baseline, run_scoring
 
     model, version = small_champion.champion.model, small_champion.champion.version
     out = tmp_path / "scores"
@@ -274,10 +279,23 @@ def test_each_weekly_run_writes_its_alerts_against_the_previous_partition(small_
         for day in (BEFORE, AS_OF)
     ]  # fmt: skip
     first, second = (read_alerts(run.partition) for run in runs)
+    week_before = pd.Timestamp(BEFORE) - pd.Timedelta(days=FIRST_RUN_BASELINE_DAYS)
+    baseline = first_run_baseline(small_champion.tables, pd.Timestamp(BEFORE), model, version,
+                                  tmp_path / "baseline")  # fmt: skip
+    assert baseline is not None and baseline[0] == week_before
+    expected_first = find_alerts(
+        read_top_drivers(runs[0].partition), read_top_drivers(tmp_path / "baseline"), BEFORE,
+        week_before, settings,
+    )  # fmt: skip
+    assert len(first) > 0 and list(first["customer_id"]) == list(expected_first["customer_id"])
     high = runs[0].scores.loc[runs[0].scores["risk_band"] == "high", "customer_id"]
-    assert sorted(first["customer_id"]) == sorted(high) and len(first) > 0
-    assert all(list(k) == ["entered_high"] for k in first["kinds"])
+    assert len(first) < len(high)  # not the whole high band: those already high stay quiet
+    assert (pd.to_datetime(first["previous_as_of"]) == week_before).all()
     assert first["reason"].notna().all()
+    summary = json.loads((runs[0].partition / "run.json").read_text())
+    assert summary["first_run_baseline"] == str(week_before.date())
+    assert summary["previous_as_of"] is None
+    assert not (runs[0].partition / "_baseline").exists()  # nothing of it left behind
     expected = find_alerts(
         read_top_drivers(runs[1].partition), read_top_drivers(runs[0].partition), AS_OF, BEFORE,
         settings,
@@ -287,3 +305,26 @@ def test_each_weekly_run_writes_its_alerts_against_the_previous_partition(small_
     assert [list(k) for k in second["kinds"]] == list(expected["kinds"])
     csv = pd.read_csv(runs[1].partition / "alerts.csv", dtype={"customer_id": str})
     assert list(csv["customer_id"]) == list(second["customer_id"])
+
+
+def test_a_risen_risk_without_a_reason_for_risk_says_what_moved():
+    """A commit log's first-run alerts for a risen risk (below the typical customer's: no
+    reason for risk) had an empty reason; the first driver that moved up says why."""
+    import pyarrow as pa
+
+    from training.drivers import MOVED_TYPE
+
+    moved = [
+        [{"feature": "active_days_90d", "change": -0.1, "reason": "Active on 9 of the last 90 days"},
+         {"feature": "days_since_last_event", "change": 0.3,
+          "reason": "Last activity 13 days ago (usually a commit every 20 days)"}],
+        [{"feature": "events_7d", "change": -0.2, "reason": "3 events in the last 7 days"}],
+        [],
+    ]  # fmt: skip
+    scores = pa.table(
+        {"customer_id": ["a", "b", "c"], "drivers_moved": pa.array(moved, MOVED_TYPE)}
+    )
+    said = moved_reasons(scores, ["c", "a", "b", "nobody"])
+    assert said.isna().tolist() == [True, False, True, True]
+    assert said["a"] == "Last activity 13 days ago (usually a commit every 20 days)"
+    assert moved_reasons(scores.drop_columns(["drivers_moved"]), ["a"]).isna().all()

@@ -81,7 +81,11 @@ def test_scores_are_the_models_probabilities_with_positive_drivers(small_champio
 
 def test_second_run_reports_the_change_since_the_previous_one(scored):
     _, first, second = scored
-    assert first.scores["previous_probability"].isna().all()
+    # A first run's changes are against the scores of a week before on the same data
+    # (first_run_baseline): its customers scored then have a previous probability.
+    assert first.summary["first_run_baseline"] is not None
+    assert first.scores["previous_probability"].notna().any()
+    assert second.summary["first_run_baseline"] is None
     both = second.scores.merge(
         first.scores[["customer_id", "churn_probability"]], on="customer_id", suffixes=("", "_1")
     )
@@ -386,9 +390,19 @@ def test_drivers_are_the_largest_positive_contributions_with_their_values():
     assert [d["contribution"] for d in third] == [3.0, 2.0, 0.4]
     moved = moved_drivers(np.array([[0.0, -2.0, 1.0], [0.0, 0.0, 0.0]]), ["a", "b", "c"], 2)
     assert moved.to_pylist() == [
-        [{"feature": "b", "change": -2.0}, {"feature": "c", "change": 1.0}],
+        [{"feature": "b", "change": -2.0, "reason": None},
+         {"feature": "c", "change": 1.0, "reason": None}],
         [],
-    ]
+    ]  # fmt: skip
+    # With the rows' values each moved feature is said: as a risk where it rose, as what holds
+    # the risk down where it fell (an alert for a risen risk below the typical one says why).
+    names = ["days_since_last_event", "failed_payments_90d"]
+    values = pd.DataFrame({"days_since_last_event": [13.0], "failed_payments_90d": [0.0],
+                           "active_gap_median_days": [20.0]})  # fmt: skip
+    said = moved_drivers(np.array([[0.3, -0.2]]), names, 2, values).to_pylist()[0]
+    assert [d["feature"] for d in said] == names
+    assert said[0]["reason"] == "Last activity 13 days ago (usually active every 20 days)"
+    assert said[1]["reason"] == "No failed payments in the last 90 days"
 
 
 def test_segment_report_has_retention_metrics_and_the_risk_view(small_champion, scored):
@@ -978,7 +992,11 @@ def test_the_time_of_years_part_of_each_change_is_said_apart(small_champion, tmp
     out = tmp_path / "calendar"
     first = run_scoring(small_champion.tables, RUN_1, calendar, version, out, log=lambda _: None)
     second = run_scoring(small_champion.tables, RUN_2, calendar, version, out, log=lambda _: None)
-    assert first.scores["level_delta"].isna().all()  # nothing to compare with
+    # A first run compares with the scores of a week before (first_run_baseline), at that
+    # date's level.
+    week = pd.Timestamp(RUN_1) - pd.Timedelta(days=7)
+    assert first.summary["first_run_baseline"] == str(week.date())
+    assert (first.scores["level_delta"].dropna() != 0).all()
     rows = second.scores[second.scores["previous_probability"].notna()]
     p = rows["churn_probability"].to_numpy()
     at_previous_level = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - shift_2 + shift_1)))

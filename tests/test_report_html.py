@@ -172,6 +172,8 @@ def test_a_first_runs_alerts_say_the_band_not_that_anyone_entered_it():
     assert "a first run: no previous run to compare with" in first
     later = alerts_table(alerts(pd.Timestamp("2001-01-22").date()))
     assert "2 entered the high band" in later and "first run" not in later
+    baseline = alerts_table(alerts(pd.Timestamp("2001-01-22").date()), baseline_as_of="2001-01-22")
+    assert "2 entered the high band since the scores of 2001-01-22, recomputed" in baseline
     assert "+52.6 pts (+2.0 the time of year)" in later
     page = render_report(
         ReportInputs(
@@ -310,7 +312,10 @@ def test_the_weekly_report_renders_in_a_browser_without_errors(small_champion, t
         assert not re.search(rf"\b{word}\b", text), word
     assert (Path(runs[0].partition) / "report.html").is_file()
     first = (Path(runs[0].partition) / "report.html").read_text(encoding="utf-8")
-    assert "first run: no previous run to compare with" in first
+    assert (
+        "first run: changes and alerts against the scores of 2024-11-24, recomputed from the "
+        "same data" in first
+    )
 
 
 def test_run_notes_name_lapsed_customers_and_empty_bands():

@@ -66,7 +66,9 @@ MIN_DRIVER_POINTS = 0.05
 # A reason carries at least this share of the customer's first reason's points: "Country: IN"
 # at 0.07 points beside "No activity in the last 12 days" at 3.6 says nothing to a reader.
 MIN_DRIVER_SHARE_OF_FIRST = 0.10
-MOVED_TYPE = pa.list_(pa.struct([("feature", pa.string()), ("change", pa.float64())]))
+MOVED_TYPE = pa.list_(
+    pa.struct([("feature", pa.string()), ("change", pa.float64()), ("reason", pa.string())])
+)
 
 
 def risk_points(
@@ -986,14 +988,36 @@ def _overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def moved_drivers(delta: np.ndarray, names: list[str], top: int) -> pa.Array:
-    """Per row, the features whose contribution changed most since the previous run:
-    a list of {feature, change}, largest change first."""
+def moved_drivers(
+    delta: np.ndarray,
+    names: list[str],
+    top: int,
+    values: pd.DataFrame | None = None,
+    **wording: Any,
+) -> pa.Array:
+    """Per row, the features whose contribution changed most since the previous run: a list of
+    {feature, change, reason}, largest change first. reason: the feature's value now in words
+    (values: the rows' features; wording: top_drivers' keywords that word reasons, _words),
+    said as a risk where the change raised it and as what holds it down where it fell, so
+    that an alert for a risen risk says what moved ("No activity in the last 13 days (usually
+    a commit every 20 days)") where the customer, below the typical risk, has no reason for
+    risk; None without values."""
     order = np.argsort(-np.abs(delta), axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(delta, order, axis=1)
     keep = picked != 0
+    reasons = np.full(int(keep.sum()), None, dtype=object)
+    if values is not None and keep.any():
+        rows = np.broadcast_to(np.arange(len(order))[:, None], order.shape)[keep]
+        cols = order[keep]
+        rose = picked[keep] > 0
+        words = _words(**wording)
+        for lowers, part in ((False, rose), (True, ~rose)):
+            if part.any():
+                said = _driver_values(values, names, rows[part], cols[part], *words, lowers)
+                reasons[part] = said[3]
     children = [
         pa.array(np.asarray(names, dtype=object)[order[keep]], pa.string()),
         pa.array(picked[keep], pa.float64()),
+        pa.array(reasons, pa.string()),
     ]
     return _ranked_lists(keep, children, MOVED_TYPE)
