@@ -7,6 +7,7 @@ PNG plots atomically. ``register(app)`` adds them to the main Typer app.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -438,8 +439,45 @@ def metrics_command(
 # --------------------------------------------------------------------------- retention
 
 
-def format_retention(result: CohortRetention) -> str:
-    """Cohort rows x period columns in percent, with the cohort size; small cohorts marked *."""
+# What a terminal shows of a cohort table: 22 years of monthly cohorts printed lines 1,643
+# characters wide. The whole table is what --out writes.
+TERMINAL_PERIODS = 12
+TERMINAL_COHORTS = 36
+
+
+def format_retention(
+    result: CohortRetention,
+    max_periods: int = TERMINAL_PERIODS,
+    max_cohorts: int = TERMINAL_COHORTS,
+) -> str:
+    """Cohort rows x period columns in percent, with the cohort size; small cohorts marked *.
+    At most max_periods period columns and the latest max_cohorts cohorts (per segment), with
+    a line that says what was left out and where the whole table is."""
+    text = _retention_pivot(result)
+    if result.table.empty:
+        return text
+    table = result.table
+    periods = list(result.pivot.columns)
+    cohorts = sorted(table["cohort"].unique())
+    later, earlier = max(len(periods) - max_periods, 0), max(len(cohorts) - max_cohorts, 0)
+    if not later and not earlier:
+        return text
+    keep = table["period"].isin(periods[:max_periods]) & table["cohort"].isin(
+        cohorts[-max_cohorts:]
+    )
+    shown = dataclasses.replace(result, table=table[keep])
+    left = []
+    if later:
+        left.append(f"{later:,} later periods")
+    if earlier:
+        left.append(f"{earlier:,} earlier cohorts")
+    return (
+        _retention_pivot(shown)
+        + f"\n({' and '.join(left)} not shown: --out FILE writes the whole table)"
+    )
+
+
+def _retention_pivot(result: CohortRetention) -> str:
     table = result.table
     if table.empty:
         return "no observed cohort periods"

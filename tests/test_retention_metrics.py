@@ -1342,3 +1342,34 @@ def test_cli_retention_says_how_many_customers_it_counts_as_lost_because_their_s
     res = CliRunner().invoke(app, ["retention", "--data", str(tmp_path / "plain")])
     assert res.exit_code == 0, res.output
     assert "ended without churn" not in res.output
+
+
+def test_a_long_cohort_table_fits_a_terminal_and_says_what_it_left_out():
+    """22 years of monthly cohorts printed lines 1,643 characters wide: the terminal shows the
+    first periods of the latest cohorts and says where the whole table is."""
+    from churn.cli_metrics import TERMINAL_COHORTS, TERMINAL_PERIODS, format_retention
+    from retention.metrics import CohortRetention
+
+    cohorts = pd.date_range("2020-01-01", periods=40, freq="MS")
+    rows = [
+        {"cohort": c, "period": k, "cohort_size": 50, "eligible": 50, "active": 25,
+         "retention": 0.5, "retention_low": 0.4, "retention_high": 0.6, "small_group": False}
+        for c in cohorts
+        for k in range(20)
+    ]  # fmt: skip
+    result = CohortRetention(
+        pd.DataFrame(rows), "unbounded", "month", "month", "signup", None, T("2023-05-01")
+    )
+    text = format_retention(result)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) < 120
+    assert lines[-1] == (
+        f"({20 - TERMINAL_PERIODS} later periods and {40 - TERMINAL_COHORTS} earlier cohorts "
+        "not shown: --out FILE writes the whole table)"
+    )
+    assert "2023-04" in text and "2020-01" not in text  # the latest cohorts
+    few = [r for r in rows if r["period"] < 5 and r["cohort"] < cohorts[3]]
+    small = CohortRetention(
+        pd.DataFrame(few), "unbounded", "month", "month", "signup", None, T("2023-05-01")
+    )
+    assert "not shown" not in format_retention(small)
