@@ -241,9 +241,10 @@ def segment_columns(segments: pd.DataFrame, churn_mode: str) -> list[tuple[str, 
     return chosen
 
 
-def segment_period_line(segments: pd.DataFrame) -> str:
+def segment_period_line(segments: pd.DataFrame, churn_mode: str = "contractual") -> str:
     """What period the segment table's retention figures cover, and the bands they judge ("" for
-    a table without its period)."""
+    a table without its period). Under non-contractual churn, also who the customers at the
+    start and the end are: a commit log read 145 at the end beside 459 scored, two bases."""
     if segments.empty or not {"period_start", "period_end"} <= set(segments.columns):
         return ""
     start = pd.Timestamp(segments["period_start"].iloc[0])
@@ -255,10 +256,17 @@ def segment_period_line(segments: pd.DataFrame) -> str:
         if "risk_band" in set(segments["dimension"])
         else ""
     )
+    bases = (
+        " Customers at the start had a qualifying event in the lookback before it, those at the "
+        "end one within the period; the run scores everyone with one in the model's lookback, "
+        "a wider base than the end's."
+        if churn_mode == "non_contractual"
+        else ""
+    )
     return (
         f'<p class="note">Retention from {start.date()} to {last} ({(end - start).days} days: '
         f"the churn horizon before this run){bands}. Mean risk, expected churners and the bands "
-        "are this run's, for the horizon ahead.</p>"
+        f"are this run's, for the horizon ahead.{bases}</p>"
     )
 
 
@@ -469,7 +477,7 @@ def render_report(inputs: ReportInputs) -> str:
         "<h2>Riskiest customers</h2>",
         riskiest_table(inputs.riskiest),
         "<h2>Segments</h2>",
-        segment_period_line(inputs.segments),
+        segment_period_line(inputs.segments, inputs.churn_mode),
         '<div class="scroll">'
         + segment_table(inputs.segments, inputs.currency, inputs.churn_mode)
         + "</div>",

@@ -25,6 +25,7 @@ from reporting.report_html import (
     revenue_cohort_retention,
     run_notes,
     segment_columns,
+    segment_period_line,
     segment_table,
 )
 
@@ -389,3 +390,17 @@ def test_cohorts_from_a_first_purchase_keep_only_what_they_measure():
     assert list(kept.columns) == [1, 2] and len(kept) == 2
     assert measured_cohorts(pivot, from_first_event=False).equals(pivot)
     assert measured_cohorts(pivot[[0]].iloc[2:], from_first_event=True).empty
+
+
+def test_the_segment_period_says_whose_counts_differ_from_the_scored():
+    """A commit log's report read 145 customers at the end beside 459 scored: under
+    non-contractual churn the end counts those active within the period, the run those
+    active within the lookback. Said there; not said for subscriptions."""
+    segments = pd.DataFrame(
+        {"dimension": ["all"], "segment": ["all"], "period_start": [pd.Timestamp("2025-04-02")],
+         "period_end": [pd.Timestamp("2025-07-01")]}
+    )  # fmt: skip
+    shop = segment_period_line(segments, "non_contractual")
+    assert "Retention from 2025-04-02 to 2025-06-30 (90 days" in shop
+    assert "those at the end one within the period" in shop and "a wider base" in shop
+    assert "wider base" not in segment_period_line(segments, "contractual")
