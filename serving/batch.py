@@ -689,25 +689,27 @@ def scores_as_previous(
     top: int = 3,
     chunk_rows: int = 100_000,
     currency: str | None = None,
-) -> tuple[PreviousRun, list[pa.Table]]:
+    sink: Callable[[pa.Table], None] | None = None,
+) -> PreviousRun:
     """The scores of feature rows built as of `as_of` (iter_scores, nothing to compare with),
-    as the PreviousRun a later run's changes are measured against, and as score tables
-    (SCORES_SCHEMA) for the alerts. Both engines take a first run's baseline from here."""
-    tables, probabilities, contributions = [], [], []
+    as the PreviousRun a later run's changes are measured against; each chunk's score table
+    (SCORES_SCHEMA) goes to `sink` when given (the alerts read them), not kept in memory.
+    Both engines take a first run's baseline from here."""
+    probabilities, contributions = [], []
     for scores, contrib in iter_scores(
         model, features, model_version, None, top, chunk_rows, currency=currency, as_of=as_of
     ):
-        tables.append(scores)
+        if sink is not None:
+            sink(scores)
         probabilities.append(scores.select(["customer_id", "churn_probability"]))
         contributions.append(contrib)
-    if not tables:
-        return PreviousRun(), []
-    previous = PreviousRun.of(
+    if not probabilities:
+        return PreviousRun()
+    return PreviousRun.of(
         scores=pa.concat_tables(probabilities).to_pandas(),
         contributions=pa.concat_tables(contributions).to_pandas(),
         as_of=as_of,
     )
-    return previous, tables
 
 
 def first_run_baseline(
@@ -729,13 +731,12 @@ def first_run_baseline(
     features = build_features(tables, base, model.features_config())
     if features.empty:
         return None
-    previous, scores = scores_as_previous(
-        model, features, model_version, base, top=top, chunk_rows=chunk_rows, currency=currency
-    )
     folder.mkdir(parents=True, exist_ok=True)
     with pq.ParquetWriter(folder / SCORES_FILE, SCORES_SCHEMA) as writer:
-        for table in scores:
-            writer.write_table(table)
+        previous = scores_as_previous(
+            model, features, model_version, base, top=top, chunk_rows=chunk_rows,
+            currency=currency, sink=writer.write_table,
+        )  # fmt: skip
     return base, previous
 
 

@@ -169,7 +169,7 @@ def _scoring_rows(
             base = baseline_date(as_of)
             then = build_features(tables, base, job.config)
             if not then.empty:
-                before, _ = scores_as_previous(
+                before = scores_as_previous(
                     model, then, model_version, base, top=top, currency=currency
                 )
         chunks = list(
