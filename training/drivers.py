@@ -999,9 +999,9 @@ def moved_drivers(
     {feature, change, reason}, largest change first. reason: the feature's value now in words
     (values: the rows' features; wording: top_drivers' keywords that word reasons, _words),
     said as a risk where the change raised it and as what holds it down where it fell, so
-    that an alert for a risen risk says what moved ("No activity in the last 13 days (usually
-    a commit every 20 days)") where the customer, below the typical risk, has no reason for
-    risk; None without values."""
+    that an alert for a risen risk says what moved ("Last commit 8 days ago (usually every 6
+    days)") where the customer, below the typical risk, has no reason for risk; None without
+    values."""
     order = np.argsort(-np.abs(delta), axis=1, kind="stable")[:, :top]
     picked = np.take_along_axis(delta, order, axis=1)
     keep = picked != 0
