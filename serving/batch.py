@@ -32,7 +32,6 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,6 +71,7 @@ from training.drivers import (
     moved_drivers,
     risk_points,
     top_drivers,
+    wording_of,
 )
 from training.model import ChurnModel
 
@@ -374,7 +374,7 @@ def iter_scores(
                 pa.array(before_p, pa.float64(), from_pandas=True),
                 pa.array(probability - before_p, pa.float64(), from_pandas=True),
                 pa.array(level, pa.float64(), from_pandas=True),
-                moved_drivers(delta, names, top, chunk, **_wording(explained)),
+                moved_drivers(delta, names, top, chunk, **wording_of(explained)),
                 lower_risk_drivers(current, names, chunk, top, points, **explained),
             ],
             schema=SCORES_SCHEMA,
@@ -384,14 +384,6 @@ def iter_scores(
             | {name: pa.array(current32[:, j]) for j, name in enumerate(names)}
         )
         yield scores, contributions
-
-
-def _wording(explained: dict[str, Any]) -> dict[str, Any]:
-    """Of top_drivers' keywords, those that word reasons (training.drivers._words)."""
-    keys = ("attributes", "currency", "named_levels", "min_level_customers", "value_unit",
-            "activity_totals", "date_attributes", "qualifying_events", "orders",
-            "revenue_windows")  # fmt: skip
-    return {k: explained[k] for k in keys if k in explained}
 
 
 def score_features(

@@ -33,6 +33,7 @@ down is said instead (lower_risk_drivers: the mirror of those rules, negative po
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import pairwise
@@ -868,6 +869,15 @@ def _words(
         "revenue_windows": revenue_windows,
     }
     return attributes, currency, named_levels or {}, min_level_customers, wording
+
+
+_WORDING_KEYS = frozenset(inspect.signature(_words).parameters)
+
+
+def wording_of(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Of top_drivers' keywords, those that only word the reasons (_words' own parameters):
+    what moved_drivers takes from the settings the reasons for risk are given."""
+    return {k: v for k, v in settings.items() if k in _WORDING_KEYS}
 
 
 def _driver_records(
