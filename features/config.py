@@ -85,6 +85,9 @@ REVENUE_SIGNAL_KINDS = ("payment", "refund", "failed_payment")
 # The periods an activity row may total (a month's usage in one row): `covers` on an import
 # mapping's activity.at, and FeatureConfig.activity_totals.
 ACTIVITY_PERIODS = ("day", "week", "month")
+# The long windows a configuration gets where the data's history spans them (FeatureConfig.
+# long_windows): the analyst's counts over half a year and a year.
+LONG_WINDOWS = (180, 365)
 # The length of the periods that activity windows over totals count whole (features.signals.
 # window_start) and that reasons say them in (features.dictionary), in days.
 PERIOD_DAYS = {"week": 7.0, "month": 30.4375}
@@ -101,6 +104,12 @@ class FeatureConfig:
     """
 
     windows: tuple[int, ...] = (7, 30, 90)
+    # Windows longer than `windows` over which only the events and active days are counted: how
+    # much of the last half year or year the customer was active, beside the whole history (a
+    # commit log's occasional contributors differ there, not in the last 90 days). None:
+    # resolved from the data (LONG_WINDOWS that the history before the last observation date
+    # spans twice over); (): none.
+    long_windows: tuple[int, ...] | None = None
     trend_window: int = 30  # last trend_window days against the trend_window days before
     event_types: tuple[str, ...] | None = None  # per-type counts; None: resolved from the data
     max_event_types: int = 20
@@ -153,6 +162,11 @@ class FeatureConfig:
     # active in the trend window (license utilization). Needs activity.user_id.
     seats_attribute: str | None = None
     long_open_ticket_days: int = 7
+    # Whether activity rows carry values (activity.value: seconds listened, items, amounts):
+    # the value per window and its trend only then (a commit log without values had
+    # value_7d..value_90d columns of zeros and a value trend missing everywhere). None:
+    # resolved from the data (a value above 0 dated before the last observation date).
+    activity_values: bool | None = None
     # What activity.value measures, for the reasons ("seconds listened": "6,861 seconds listened
     # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
     value_unit: str | None = None
@@ -186,6 +200,11 @@ class FeatureConfig:
             raise ValueError(f'revenue_windows is "day" or "month", got {self.revenue_windows!r}')
         if not self.windows or any(w <= 0 for w in self.windows):
             raise ValueError(f"feature windows must be positive day counts, got {self.windows}")
+        if self.long_windows is not None and any(w <= max(self.windows) for w in self.long_windows):
+            raise ValueError(
+                f"long_windows must be longer than the longest of windows {list(self.windows)}, "
+                f"got {list(self.long_windows)}"
+            )
         if self.trend_window <= 0:
             raise ValueError("trend_window must be positive")
         attributes = self.customer_attributes
@@ -272,6 +291,7 @@ class FeatureConfig:
             churn = ChurnDefinition(**churn)
         for key in (
             "windows",
+            "long_windows",
             "event_types",
             "feedback_kinds",
             "revenue_kinds",

@@ -357,9 +357,10 @@ def _timestamp_columns(df: DataFrame, info: TableInput) -> set[str]:
 
 def _activity_stats(
     activity: DataFrame, info: TableInput, config: FeatureConfig, until: int
-) -> tuple[list[int], tuple[str, ...]]:
-    """One pass over activity: its latest timestamp, and resolve_config's event types (the
-    most frequent before `until`).
+) -> tuple[list[int], tuple[str, ...], int | None, bool]:
+    """One pass over activity: its latest timestamp, resolve_config's event types (the most
+    frequent before `until`), its first timestamp before `until` (None: no row before), and
+    whether a row before `until` has a value above 0 (features.signals.has_activity_values).
 
     Ties at the cut-off are broken by name (the pandas engine breaks them by the order of the
     Parquet dictionary); this only matters with more than max_event_types event types."""
@@ -370,14 +371,25 @@ def _activity_stats(
     if isinstance(activity.schema["event"].dataType, T.BooleanType):
         event = F.when(event, "True").otherwise("False")  # pandas' str() of a bool
     at = _as_ns(activity, info, "at")
+    valued = F.max(F.lit(0))  # no value column: none
+    if "value" in activity.columns:
+        valued = F.count(F.when((at < F.lit(until)) & (F.col("value") > 0), 1))
     groups = (
         activity.groupBy(event.cast("string").alias("event"))
-        .agg(F.count(F.when(at < F.lit(until), 1)).alias("n"), F.max(at).alias("latest"))
+        .agg(
+            F.count(F.when(at < F.lit(until), 1)).alias("n"),
+            F.max(at).alias("latest"),
+            F.min(F.when(at < F.lit(until), at)).alias("first"),
+            valued.alias("valued"),
+        )
         .collect()
     )
     latest = [int(r["latest"]) for r in groups if r["latest"] is not None]
+    firsts = [int(r["first"]) for r in groups if r["first"] is not None]
     ranked = sorted((-r["n"], r["event"]) for r in groups if r["event"] is not None and r["n"])
-    return latest, tuple(sorted(name for _, name in ranked[: config.max_event_types]))
+    types = tuple(sorted(name for _, name in ranked[: config.max_event_types]))
+    has_values = any(r["valued"] for r in groups)
+    return latest, types, min(firsts) if firsts else None, has_values
 
 
 def _active_days_before(
@@ -712,7 +724,7 @@ def plan_run(
     latest, _segments, types, object_columns = _customer_stats(
         frames["customers"], infos["customers"], config
     )
-    activity_latest, event_types = _activity_stats(
+    activity_latest, event_types, first_before, has_values = _activity_stats(
         frames["activity"], infos["activity"], config, as_of_timestamp(until).value
     )
     latest += activity_latest + _latest_events(frames, infos)
@@ -747,6 +759,17 @@ def plan_run(
         config = replace(config, revenue_windows="month")
     if config.payment_changes is None:  # as features.signals.resolve_config
         config = replace(config, payment_changes="lasting")
+    if config.activity_values is None:  # as features.signals.has_activity_values
+        config = replace(config, activity_values=has_values)
+    if config.long_windows is None:  # as features.signals.spanned_long_windows
+        from features.prepared import DAY_NS
+        from features.signals import long_windows_within
+
+        spanned: tuple[int, ...] = ()
+        if first_before is not None:
+            history_days = (as_of_timestamp(until).value - first_before) / DAY_NS
+            spanned = long_windows_within(config, history_days)
+        config = replace(config, long_windows=spanned)
     if config.buying_process is None:  # as features.signals.resolve_config
         fitted: tuple[float, ...] = ()
         if churn.mode == "non_contractual":

@@ -840,6 +840,37 @@ def test_a_downgrade_is_said_once_by_the_last_payments_change():
     assert len(got[0]) == 2
 
 
+def test_a_windows_events_each_on_a_day_of_their_own_are_its_active_days():
+    """A commit log's occasional contributors read "1 event in the last 365 days" beside
+    "Active on 1 of the last 365 days": one fact. Two events on one day are two facts (the
+    count and the days differ), and so is a window where other event types are counted."""
+    names = [
+        "active_days_365d",
+        "events_365d",
+        "active_days_30d",
+        "events_30d",
+        "commit_events_30d",
+    ]
+    values = pd.DataFrame(
+        {"active_days_365d": [1.0, 1.0, 3.0], "events_365d": [1.0, 2.0, 3.0],
+         "active_days_30d": [1.0, 1.0, 2.0], "events_30d": [1.0, 1.0, 2.0],
+         "commit_events_30d": [1.0, 1.0, 1.0], "days_since_last_event": [5.0, 5.0, 5.0]}
+    )  # fmt: skip
+    contrib = np.tile([0.3, 0.2, 0.1, 0.05, 0.04], (3, 1))
+    merged, _ = merge_same_facts(contrib, contrib * 10, names, values)
+    # one commit in 30 days and none before in the year: one fact, said by the 30 days
+    np.testing.assert_allclose(merged[0], [0.0, 0.0, 0.69, 0.0, 0.0])
+    np.testing.assert_allclose(merged[1], [0.0, 0.2, 0.49, 0.0, 0.0])  # 2 events on 1 day
+    # 3 events on 3 days; in 30 days 2 on 2 days, 1 of them a commit: its own fact
+    np.testing.assert_allclose(merged[2], [0.5, 0.0, 0.15, 0.0, 0.04])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [d["reason"] for d in got[0]] == ["Active on 1 of the last 30 days"]
+    assert [d["reason"] for d in got[2]][:2] == [
+        "Active on 3 of the last 365 days",
+        "Active on 2 of the last 30 days",
+    ]
+
+
 def test_a_customer_below_the_typical_risk_has_no_reason_for_risk():
     """Points add up to the change from the base probability: a row whose sum is not positive
     is below the typical customer's risk, and a feature that raises it a little is no reason

@@ -118,12 +118,14 @@ def test_other_windows_and_event_names_are_matched_by_pattern(demo_tables):
     other = replace(
         resolved,
         windows=(1, 14, 60, 365),
+        long_windows=(730,),
         trend_window=14,
         long_open_ticket_days=21,
         event_types=("Page View", "api-call", "2fa_enabled", "x"),
     )
     names = feature_names(other)
     assert "page_view_events_365d" in names and "tickets_open_over_21d" in names
+    assert "active_days_730d" in names
     for name in names:
         entry = describe(name, other.customer_attributes)
         assert entry.direction in (RAISES, LOWERS, DEPENDS) and "_" not in entry.label

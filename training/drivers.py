@@ -263,6 +263,7 @@ _NESTED_WINDOW = re.compile(
     r"_(?P<w>\d+)d"
 )
 _TYPED_EVENTS = re.compile(r".+_events_(?P<w>\d+)d")
+_ACTIVE_DAYS = re.compile(r"active_days_(?P<w>\d+)d")
 _KINDS = re.compile(r"event_types_(?P<w>\d+)d")
 # A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
 # days") says what the last payment's age says ("Last payment 31 days ago").
@@ -388,6 +389,8 @@ def same_value_facts(
       last payment's change (_one_price_change).
     - A window's kinds of activity (1) where the model counts one event type: its count.
     - A window's event count where all its events are of one type: that type's count.
+    - A window's event count (and its one type's) where each event fell on a day of its own:
+      the window's active days.
     - Counts and sums of one family over nested windows (_NESTED_WINDOW) with equal values:
       a non-zero value is said by the shortest window that has it ("1 cancel event in the last
       30 days" holds the 90 days' count), a zero by the longest ("No tickets in the last 90
@@ -462,6 +465,22 @@ def same_value_facts(
         if match and total in names and {name, total} <= set(values.columns):
             a, b = column(name), column(total)
             _move(contrib, points, np.flatnonzero((a == b) & (a > 0)), names.index(total), j)
+    # Each event of the window on a day of its own: "1 event in the last 365 days" beside
+    # "Active on 1 of the last 365 days" (a commit log's occasional contributors), as the
+    # whole history's event count is its active days' where they agree.
+    for j, name in enumerate(names):
+        match = _ACTIVE_DAYS.fullmatch(name)
+        total = f"events_{match.group('w')}d" if match else ""
+        if not match or total not in names or not {name, total} <= set(values.columns):
+            continue
+        days, events = column(name), column(total)
+        one_a_day = (events == days) & (days > 0)
+        _move(contrib, points, np.flatnonzero(one_a_day), names.index(total), j)
+        for k, typed in enumerate(names):
+            kind = _TYPED_EVENTS.fullmatch(typed)
+            if kind and kind.group("w") == match.group("w") and typed in values.columns:
+                same = one_a_day & (column(typed) == events)
+                _move(contrib, points, np.flatnonzero(same), k, j)
     families: dict[str, list[tuple[int, int]]] = {}
     for j, name in enumerate(names):
         match = _NESTED_WINDOW.fullmatch(name)

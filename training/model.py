@@ -355,7 +355,8 @@ class ChurnModel:
         """The resolved feature configuration to build this model's inputs with. Models trained
         before feedback_kinds (revenue_kinds) had every kind's signals: read so, they get the same
         columns; those trained before revenue_windows (payment_changes) counted revenue windows in
-        days (every payment change)."""
+        days (every payment change); those trained before long_windows had none, and those trained before activity_values had
+        the value columns."""
         stored = dict(self.feature_config)
         if "feedback_kinds" not in stored:
             from features.contract import FEEDBACK_KINDS
@@ -367,6 +368,8 @@ class ChurnModel:
             stored["revenue_kinds"] = REVENUE_SIGNAL_KINDS
         stored.setdefault("revenue_windows", "day")
         stored.setdefault("payment_changes", "any")
+        stored.setdefault("long_windows", ())
+        stored.setdefault("activity_values", True)
         return FeatureConfig.from_dict(stored)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
