@@ -65,6 +65,8 @@ def test_training_set_equals_the_pandas_engine(spark, demo, tmp_path):
     rows, resolved = spark_training_set(spark, str(demo), dates, config, str(out), buckets=3)
     expected, expected_config = build_training_set(load_tables(demo), dates, config)
     assert resolved == expected_config
+    assert resolved.long_windows and resolved.activity_values  # both resolved alike
+    assert {f"events_{w}d" for w in resolved.long_windows} <= set(expected.columns)
     assert rows == len(expected)
     assert_same_rows(read_output(out), expected, ["as_of", "customer_id"])
     # One bucket per task: 3 part files, each customer in one of them only.
@@ -167,9 +169,12 @@ def test_a_billing_only_folder_gives_the_pandas_engines_features(spark, demo, tm
     pq.write_table(activity.slice(0, 0), data / "activity.parquet")
     config = config_for_data(data)
     out = tmp_path / "features.parquet"
-    rows, _ = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
+    rows, resolved = spark_features(spark, str(data), "2024-06-01", config, str(out), buckets=2)
     expected = build_features(load_tables(data), "2024-06-01", config)
     assert rows == len(expected) and expected["days_since_last_event"].isna().all()
+    # no activity: no long windows and no value columns
+    assert resolved.long_windows == () and resolved.activity_values is False
+    assert "value_30d" not in expected and "events_180d" not in expected
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 
 
