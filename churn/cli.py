@@ -703,6 +703,7 @@ def score_command(
             spark, data, as_of, champion.model, champion.version, out, model_info=info,
             segments_by=segments, top=top, buckets=buckets, log=progress, force=force,
             currency=settings.currency, observed_until=_data_observed_until(data, config),
+            settings=settings,
         )  # fmt: skip
     else:
         from features.io import load_tables

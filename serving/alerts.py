@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from reporting import formatting
@@ -193,9 +194,9 @@ def moved_reasons(scores: pa.Table, customer_ids: Sequence[str]) -> pd.Series:
 def read_scores(partition: Path) -> pa.Table:
     """The columns of a partition's scores.parquet that alerts read (level_delta only where
     the partition has it: those written before it have none)."""
-    path = Path(partition) / "scores.parquet"
-    present = set(pq.read_schema(path).names)
-    return pq.read_table(path, columns=[c for c in SCORE_COLUMNS if c in present])
+    scores = ds.dataset(str(Path(partition) / "scores.parquet"), format="parquet")
+    present = set(scores.schema.names)  # a file, or the Spark engine's folder of part files
+    return scores.to_table(columns=[c for c in SCORE_COLUMNS if c in present])
 
 
 def read_top_drivers(partition: Path, words: bool = True) -> pd.DataFrame:
@@ -341,15 +342,22 @@ def write_alerts(folder: Path, alerts: pd.DataFrame) -> None:
 def write_partition_alerts(
     folder: Path,
     as_of: pd.Timestamp,
-    previous: tuple[pd.Timestamp, Path] | None,
+    previous: tuple[pd.Timestamp, Path | pd.DataFrame] | None,
     config: ScoringConfig | None = None,
 ) -> pd.DataFrame:
     """The weekly job's step: compare the scores just written into ``folder`` with the previous
-    partition's (when there is one), and write this run's alerts beside them."""
+    partition's (when there is one), and write this run's alerts beside them. previous: its
+    date and folder, or its scores as a frame of FRAME_COLUMNS (the Spark engine's first run:
+    the probabilities and bands a week before, without their drivers)."""
     now = read_scores(folder)
-    then = read_scores(previous[1]) if previous is not None else None
+    then = None
+    before = None
+    if previous is not None and isinstance(previous[1], pd.DataFrame):
+        before = previous[1]
+    elif previous is not None:
+        then = read_scores(previous[1])
+        before = top_driver_frame(then, words=False)
     current = top_driver_frame(now, words=False)
-    before = top_driver_frame(then, words=False) if then is not None else None
     alerts = find_alerts(
         current, before, as_of, previous[0] if previous is not None else None, config
     )

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from reporting.formatting import PROBABILITY_DIGITS, percent_number, points_number
 
@@ -100,17 +100,18 @@ def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
 
 
 def write_scores_csv(scores_parquet: str | Path, out: str | Path, batch_rows: int = 100_000) -> int:
-    """Write scores.csv (see the module docstring) from a partition's scores.parquet; returns
-    the number of customers written."""
-    source = pq.ParquetFile(scores_parquet)
+    """Write scores.csv (see the module docstring) from a partition's scores.parquet (a file,
+    or the Spark engine's folder of part files); returns the number of customers written."""
+    source = ds.dataset(str(scores_parquet), format="parquet")
     schema = pa.schema(
         [(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in CSV_COLUMNS]
     )
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
-    present = [c for c in _READ if c in source.schema_arrow.names]
+    present = [c for c in _READ if c in source.schema.names]
     parts = [
         handoff_table(batch).append_column("_p", batch.column("churn_probability"))
-        for batch in source.iter_batches(batch_size=batch_rows, columns=present)
+        for batch in source.to_batches(batch_size=batch_rows, columns=present)
+        if batch.num_rows
     ]
     rows = (
         pa.concat_tables(parts)

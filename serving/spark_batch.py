@@ -10,18 +10,22 @@ turns the total into the report with serving.batch.report_from_sums.
 
 The partition has the pandas engine's layout, OUT/as_of=YYYY-MM-DD/ with scores.parquet,
 features.parquet and contributions.parquet (Parquet folders here: pandas, pyarrow and the service read them as tables),
-segments.parquet and run.json, built in a temporary folder and swapped in whole at the end.
+segments.parquet and run.json, built in a temporary folder and swapped in whole at the end; in
+a local folder also scores.csv, alerts.parquet and alerts.csv (serving.handoff, serving.alerts).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features.check import EVENT_TABLES, stale_from_days
@@ -43,6 +47,7 @@ from features.spark_engine import (
     write_parquet,
 )
 from retention.metrics import combine_segment_sums, segment_labels
+from serving.alerts import write_partition_alerts
 from serving.batch import (
     CONTRIBUTIONS_FILE,
     FEATURES_FILE,
@@ -68,6 +73,8 @@ from serving.batch import (
     scores_as_previous,
     segment_sums_for,
 )
+from serving.config import ScoringConfig
+from serving.handoff import SCORES_CSV, write_scores_csv
 from serving.partitions import refuse_run_date
 from training.model import ChurnModel
 
@@ -79,6 +86,37 @@ CUSTOMER_ROW, SUMS_ROW = 0, 1
 FEATURE_PREFIX, SCORE_PREFIX, CONTRIB_PREFIX = "feature__", "score__", "contribution__"
 PREVIOUS = "previous"  # the extra table: the previous run's features and probability
 START = "start_bands"  # the extra table: the bands of the run one horizon back (report_plan)
+
+
+def local_folder(uri: str) -> Path | None:
+    """The local path of a folder URI (a plain path or file:), None on a cluster's file
+    system (hdfs://, s3a://)."""
+    uri = str(uri)
+    if uri.startswith("file:"):
+        return Path(urlparse(uri).path)
+    return None if "://" in uri else Path(uri)
+
+
+def baseline_bands(scores_parquet: Path, model: ChurnModel) -> pd.DataFrame:
+    """A first run's scores a week before, as serving.alerts compares with them: each
+    customer's probability then (previous_probability) and its band, without the drivers
+    (the buckets kept none); customers without one are left out (new, as in the pandas
+    engine's baseline)."""
+    table = ds.dataset(str(scores_parquet), format="parquet").to_table(
+        columns=["customer_id", "previous_probability"]
+    )
+    frame = table.to_pandas()
+    frame = frame[frame["previous_probability"].notna()].reset_index(drop=True)
+    probability = frame["previous_probability"].to_numpy(dtype="float64")
+    return pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].astype(str),
+            "churn_probability": probability,
+            "risk_band": model.risk_band(probability),
+            "top_feature": None,
+            "top_reason": None,
+        }
+    )
 
 
 def _partition_uri(out_dir: str, as_of: pd.Timestamp) -> str:
@@ -272,6 +310,7 @@ def spark_run_scoring(
     force: bool = False,
     currency: str | None = None,
     observed_until: str | None = None,
+    settings: ScoringConfig | None = None,
 ) -> ScoringRun:
     """serving.batch.run_scoring on Spark: the data folder and the partitions are Parquet paths
     (local or a cluster's file system); the result has the same rows and values (observed_until
@@ -281,7 +320,14 @@ def spark_run_scoring(
     (serving.partitions.refuse_run_date: not in the future, not further past the data's end
     than the model's horizon, unless `force`) once planning has found the data's end, before
     any bucket runs; run.json records that end (data_end), so the service can apply the same
-    rule to the partition. currency: for amounts in the reasons (the [scoring] section)."""
+    rule to the partition. currency: for amounts in the reasons (the [scoring] section);
+    settings: the alert rules (the [scoring] section).
+
+    In a local output folder the partition also gets the pandas engine's hand-off files,
+    written by the same functions from the Parquet folders: scores.csv, and alerts.parquet and
+    alerts.csv against the previous partition, or on a first run against the probabilities
+    and bands a week before (without their drivers, so no "new top reason" alert on a first
+    run). On a cluster's file system those files are not written (the log says so)."""
     t = as_of_timestamp(as_of)
     config = model.features_config()
     log(f"planning: reading the tables under {data_dir} ...")
@@ -353,6 +399,18 @@ def spark_run_scoring(
             .count()
         )
         summary["first_run_baseline"] = baseline_date(t).date().isoformat() if compared else None
+        local = local_folder(tmp)
+        if local is None:
+            log("scores.csv and alerts: written into a local output folder only, not to " + tmp)
+        else:
+            write_scores_csv(local / SCORES_FILE, local / SCORES_CSV)
+            against: tuple[pd.Timestamp, Path | pd.DataFrame] | None = None
+            if previous is not None:
+                against = (previous[0], local_folder(previous[1]) or Path(previous[1]))
+            elif compared:
+                against = (baseline_date(t), baseline_bands(local / SCORES_FILE, model))
+            alerts = write_partition_alerts(local, t, against, settings)
+            log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
         )  # as serving.batch counts them (features.labels.lapsed_count)

@@ -272,6 +272,41 @@ def _drivers(values: pd.Series) -> list[list[dict]]:
     return [[dict(d) for d in (v if v is not None else [])] for v in values]
 
 
+def _alerts(partition: Path, first_run: bool) -> pd.DataFrame:
+    """A partition's alerts by customer. A first run's Spark baseline has no drivers: no "new
+    top reason" alert and no previous reason there, so those are left out of both."""
+    alerts = pd.read_parquet(partition / "alerts.parquet")
+    alerts["kinds"] = [
+        [k for k in kinds if not (first_run and k == "new_top_reason")] for kinds in alerts["kinds"]
+    ]
+    alerts = alerts[[len(k) > 0 for k in alerts["kinds"]]]
+    columns = ["customer_id", "kinds", "churn_probability", "previous_probability", "risk_band",
+               "previous_risk_band", "reason"]  # fmt: skip
+    if not first_run:
+        columns += ["previous_top_feature", "previous_reason"]
+    return alerts[columns].sort_values("customer_id").reset_index(drop=True)
+
+
+def assert_same_hand_off(spark_part: Path, pandas_part: Path, first_run: bool) -> None:
+    """scores.csv, alerts.parquet and alerts.csv of two partitions agree."""
+    read = lambda p, f: pd.read_csv(p / f, dtype={"customer_id": str}).sort_values(  # noqa: E731
+        "customer_id", ignore_index=True
+    )
+    got, expected = read(spark_part, "scores.csv"), read(pandas_part, "scores.csv")
+    assert len(got) > 1000
+    # two decimals of a percentage: one rounding step apart at most
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=0, atol=0.0101)
+    got, expected = _alerts(spark_part, first_run), _alerts(pandas_part, first_run)
+    assert len(got) > 0 and list(got["customer_id"]) == list(expected["customer_id"])
+    assert [list(k) for k in got["kinds"]] == [list(k) for k in expected["kinds"]]
+    pd.testing.assert_frame_equal(
+        got.drop(columns="kinds"), expected.drop(columns="kinds"), check_dtype=False, atol=1e-9
+    )
+    assert len(pd.read_csv(spark_part / "alerts.csv")) == len(
+        pd.read_parquet(spark_part / "alerts.parquet")
+    )
+
+
 def assert_same_partition(spark_part: Path, pandas_part: Path) -> None:
     """Scores (with drivers), features, segment report and run.json of two partitions agree."""
     got = read_output(spark_part / "scores.parquet", ["customer_id"])
@@ -327,6 +362,10 @@ def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
     assert [p.name for _, p in list_partitions(spark_out)] == [f"as_of={r}" for r in runs]
     for run in runs:
         assert_same_partition(spark_out / f"as_of={run}", pandas_out / f"as_of={run}")
+        # the hand-off files too: a first run against the scores a week before, then the first
+        assert_same_hand_off(
+            spark_out / f"as_of={run}", pandas_out / f"as_of={run}", first_run=run == runs[0]
+        )
     moved = pd.read_parquet(spark_out / f"as_of={runs[1]}" / "scores.parquet")["drivers_moved"]
     assert sum(len(m) for m in moved) > 0  # the second run did compare with the first
     # One horizon after the first run, both engines group that horizon's churn by the first
