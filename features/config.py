@@ -86,7 +86,7 @@ REVENUE_SIGNAL_KINDS = ("payment", "refund", "failed_payment")
 # mapping's activity.at, and FeatureConfig.activity_totals.
 ACTIVITY_PERIODS = ("day", "week", "month")
 # The long windows a configuration gets where the data's history spans them (FeatureConfig.
-# long_windows): the analyst's counts over half a year and a year.
+# long_windows): the events and active days of the last half year and year.
 LONG_WINDOWS = (180, 365)
 # The length of the periods that activity windows over totals count whole (features.signals.
 # window_start) and that reasons say them in (features.dictionary), in days.
