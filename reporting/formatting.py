@@ -47,6 +47,27 @@ def probability(p: object) -> str:
     return percent(p, 1)
 
 
+def band_ranges(thresholds: dict[str, float], low: str = "low") -> dict[str, str]:
+    """Each risk band's probabilities in words, from its lowest probability (training.model's
+    band_thresholds; the `low` band holds the rest): {"high": "96.5% and above", "medium":
+    "94.1% to 96.5%", "low": "below 94.1%"}. One decimal, more where two thresholds would
+    read alike. A spreadsheet's "low" otherwise reads as safe where it held customers at 94 %
+    (a commit log whose contributors mostly leave)."""
+    ordered = sorted(thresholds.items(), key=lambda kv: -kv[1])  # highest threshold first
+    values = [v for _, v in ordered]
+    digits = 1
+    while digits < 4 and len({percent(v, digits) for v in values}) < len(set(values)):
+        digits += 1
+    out: dict[str, str] = {}
+    upper: str | None = None
+    for name, value in ordered:
+        bound = percent(value, digits)
+        out[name] = f"{bound} and above" if upper is None else f"{bound} to {upper}"
+        upper = bound
+    out[low] = f"below {upper}" if upper is not None else "all"
+    return out
+
+
 def points(pp: object, digits: int = 1) -> str:
     """A signed change in percentage points: 4.24 -> '+4.2 pts', -0.5 -> '-0.5 pts'."""
     if is_missing(pp):

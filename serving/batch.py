@@ -45,6 +45,7 @@ from features.io import atomic_dir
 from features.labels import lapsed_count, lapsed_customers, never_active_count
 from features.prepared import as_of_timestamp
 from features.signals import build_features
+from reporting import formatting
 from reporting.report_html import write_partition_report
 from retention.metrics import (
     ALL,
@@ -820,7 +821,8 @@ def run_scoring(
             scores_file.close()
             if contributions_file is not None:
                 contributions_file.close()
-        write_scores_csv(tmp / SCORES_FILE, tmp / SCORES_CSV)
+        ranges = formatting.band_ranges(model.band_thresholds)
+        write_scores_csv(tmp / SCORES_FILE, tmp / SCORES_CSV, band_ranges=ranges)
         scored = pa.concat_tables(slim).to_pandas()
         compared = (baseline[0], tmp / BASELINE_DIR) if baseline is not None else previous
         alerts = write_partition_alerts(tmp, t, compared, settings)

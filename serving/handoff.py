@@ -8,6 +8,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | customer_id | the id as text, exactly as in the data (leading zeros kept) |
 | churn_probability_pct | the churn probability in percent, two decimals (12.34: one decimal tied 283 of a commit log's 459 contributors, whose probabilities sat within 96.2-96.6 %) |
 | risk_band | high, medium or low |
+| risk_band_range | the band's probabilities ("96.5% and above", "94.1% to 96.5%", "below 94.1%"): where most customers are likely to leave, the bands rank them, and "low" holds customers at 94 % |
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
 | lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
@@ -22,6 +23,7 @@ short columns are held to sort them (about 200 bytes a customer: 200 MB for a mi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ CSV_COLUMNS = [
     "customer_id",
     "churn_probability_pct",
     "risk_band",
+    "risk_band_range",
     *(f"reason_{k}" for k in range(1, REASONS + 1)),
     "lower_risk_reason",
     "change_pts",
@@ -82,15 +85,21 @@ def _number(texts: list[str | None]) -> pa.Array:
     return pa.array(texts, pa.string()).cast(pa.float64())
 
 
-def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
-    """The CSV's columns (CSV_COLUMNS) for a batch of scores.parquet rows."""
+def handoff_table(
+    scores: pa.Table | pa.RecordBatch, band_ranges: Mapping[str, str] | None = None
+) -> pa.Table:
+    """The CSV's columns (CSV_COLUMNS) for a batch of scores.parquet rows; band_ranges: each
+    band's probabilities in words (reporting.formatting.band_ranges; empty without them)."""
     probability = scores.column("churn_probability").to_numpy(zero_copy_only=False)
     delta = scores.column("probability_delta").to_numpy(zero_copy_only=False)
     level = scores.column("level_delta").to_numpy(zero_copy_only=False)
+    bands = scores.column("risk_band").cast(pa.string())
+    ranges = [(band_ranges or {}).get(b) for b in bands.to_pylist()]
     columns = [
         scores.column("customer_id").cast(pa.string()),
         _number(percent_number(probability, digits=PROBABILITY_DIGITS)),
-        scores.column("risk_band").cast(pa.string()),
+        bands,
+        pa.array(ranges, pa.string()),
         *_nth_reasons(scores.column("drivers"), REASONS),
         *_first_lower_risk(scores),
         _number(points_number(delta * 100.0)),
@@ -99,9 +108,15 @@ def handoff_table(scores: pa.Table | pa.RecordBatch) -> pa.Table:
     return pa.Table.from_arrays(columns, names=CSV_COLUMNS)
 
 
-def write_scores_csv(scores_parquet: str | Path, out: str | Path, batch_rows: int = 100_000) -> int:
+def write_scores_csv(
+    scores_parquet: str | Path,
+    out: str | Path,
+    batch_rows: int = 100_000,
+    band_ranges: Mapping[str, str] | None = None,
+) -> int:
     """Write scores.csv (see the module docstring) from a partition's scores.parquet (a file,
-    or the Spark engine's folder of part files); returns the number of customers written."""
+    or the Spark engine's folder of part files); returns the number of customers written.
+    band_ranges: the scoring model's bands in words (reporting.formatting.band_ranges)."""
     source = ds.dataset(str(scores_parquet), format="parquet")
     schema = pa.schema(
         [(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in CSV_COLUMNS]
@@ -109,7 +124,7 @@ def write_scores_csv(scores_parquet: str | Path, out: str | Path, batch_rows: in
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     present = [c for c in _READ if c in source.schema.names]
     parts = [
-        handoff_table(batch).append_column("_p", batch.column("churn_probability"))
+        handoff_table(batch, band_ranges).append_column("_p", batch.column("churn_probability"))
         for batch in source.to_batches(batch_size=batch_rows, columns=present)
         if batch.num_rows
     ]

@@ -46,6 +46,7 @@ from features.spark_engine import (
     write_bytes,
     write_parquet,
 )
+from reporting import formatting
 from retention.metrics import combine_segment_sums, segment_labels
 from serving.alerts import write_partition_alerts
 from serving.batch import (
@@ -403,7 +404,8 @@ def spark_run_scoring(
         if local is None:
             log("scores.csv and alerts: written into a local output folder only, not to " + tmp)
         else:
-            write_scores_csv(local / SCORES_FILE, local / SCORES_CSV)
+            ranges = formatting.band_ranges(model.band_thresholds)
+            write_scores_csv(local / SCORES_FILE, local / SCORES_CSV, band_ranges=ranges)
             against: tuple[pd.Timestamp, Path | pd.DataFrame] | None = None
             if previous is not None:
                 against = (previous[0], local_folder(previous[1]) or Path(previous[1]))

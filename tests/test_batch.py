@@ -102,8 +102,8 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(smal
     parquet = pd.read_parquet(second.partition / "scores.parquet")
     csv = pd.read_csv(second.partition / "scores.csv", dtype=str, keep_default_na=False)
     assert list(csv.columns) == [
-        "customer_id", "churn_probability_pct", "risk_band", "reason_1", "reason_2", "reason_3",
-        "lower_risk_reason", "change_pts", "level_change_pts",
+        "customer_id", "churn_probability_pct", "risk_band", "risk_band_range", "reason_1",
+        "reason_2", "reason_3", "lower_risk_reason", "change_pts", "level_change_pts",
     ]  # fmt: skip
     # Riskiest first: the same customers as scores.parquet, in the order of their risk.
     parquet = parquet.sort_values(["churn_probability", "customer_id"], ascending=[False, True])
@@ -113,6 +113,11 @@ def test_scores_csv_beside_scores_parquet_holds_the_same_customers_in_words(smal
         csv["churn_probability_pct"].astype(float), parquet["churn_probability"] * 100, atol=0.05
     )
     assert csv["risk_band"].tolist() == parquet["risk_band"].tolist()
+    # Each band says which probabilities it holds, from the model's thresholds.
+    high = small_champion.champion.model.band_thresholds["high"]
+    ranges = dict(zip(csv["risk_band"], csv["risk_band_range"], strict=True))
+    assert ranges["high"] == f"{high * 100:.1f}% and above"
+    assert ranges["low"].startswith("below ") and set(ranges) == {"high", "medium", "low"}
     first = [d[0]["reason"] if len(d) else "" for d in parquet["drivers"]]
     assert csv["reason_1"].tolist() == first
     # A customer at or below the typical risk is told what holds it down, never both.

@@ -114,3 +114,18 @@ def test_a_quantity_of_one_takes_its_unit_in_the_singular():
     assert f.quantity("1", "EUR") == "1 EUR"
     assert f.quantity("2", "score points") == "2 score points"
     assert f.quantity("1.5", "hours") == "1.5 hours"
+
+
+def test_band_ranges_say_which_probabilities_each_band_holds():
+    """A spreadsheet's "low" read as safe where it held customers at 94 % (a commit log whose
+    contributors mostly leave): each band carries its probabilities in words."""
+    from reporting.formatting import band_ranges
+
+    assert band_ranges({"high": 0.9646, "medium": 0.9412}) == {
+        "high": "96.5% and above",
+        "medium": "94.1% to 96.5%",
+        "low": "below 94.1%",
+    }
+    # Thresholds that one decimal would read alike get more decimals.
+    assert band_ranges({"high": 0.12345, "medium": 0.12341})["medium"] == "12.34% to 12.35%"
+    assert band_ranges({}) == {"low": "all"}

@@ -278,14 +278,17 @@ def test_scores_csv_keeps_ids_and_reads_back_as_numbers_and_words(tmp_path):
         ],
     }
     pq.write_table(pa.table(rows, schema=SCORES_SCHEMA), tmp_path / "scores.parquet")
-    assert write_scores_csv(tmp_path / "scores.parquet", tmp_path / "scores.csv", 2) == 3
+    ranges = {"high": "40.0% and above", "medium": "10.0% to 40.0%", "low": "below 10.0%"}
+    assert write_scores_csv(tmp_path / "scores.parquet", tmp_path / "scores.csv", 2, ranges) == 3
     raw = (tmp_path / "scores.csv").read_bytes()
     lines = raw.decode("utf-8").splitlines()
     assert lines[0] == (
-        '"customer_id","churn_probability_pct","risk_band","reason_1","reason_2","reason_3",'
-        '"lower_risk_reason","change_pts","level_change_pts"'
+        '"customer_id","churn_probability_pct","risk_band","risk_band_range","reason_1",'
+        '"reason_2","reason_3","lower_risk_reason","change_pts","level_change_pts"'
     )
-    assert lines[2].startswith('"000123",12.34,"medium","No activity in the last 30 days",')
+    assert lines[2].startswith(
+        '"000123",12.34,"medium","10.0% to 40.0%","No activity in the last 30 days",'
+    )
     with (tmp_path / "scores.csv").open(newline="", encoding="utf-8") as fh:
         back = list(csv.DictReader(fh))
     # Riskiest first, across the batches of scores.parquet.
