@@ -19,7 +19,7 @@ the partitions' drivers and writing alerts.parquet / alerts.csv are the edges.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,10 +307,15 @@ def alerts_table(alerts: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=ALERTS_SCHEMA, preserve_index=False)
 
 
-def alerts_csv_frame(alerts: pd.DataFrame) -> pd.DataFrame:
+def alerts_csv_frame(
+    alerts: pd.DataFrame, band_ranges: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """The CSV hand-off: probabilities in % and the change in points (one decimal, numbers a
     spreadsheet or a CRM import reads) with the part the time of year's churn level made, the
-    alert kinds joined by '; ', the reasons in words."""
+    alert kinds joined by '; ', the band with its probabilities in words (band_ranges:
+    reporting.formatting.band_ranges of the scoring model; empty without them), the reasons in
+    words."""
+    ranges = band_ranges or {}
     return pd.DataFrame(
         {
             "customer_id": alerts["customer_id"].astype(str),
@@ -324,6 +329,7 @@ def alerts_csv_frame(alerts: pd.DataFrame) -> pd.DataFrame:
             "change_pts": alerts["change_points"].astype(float).round(1),
             "level_change_pts": alerts["level_change_points"].astype(float).round(1),
             "risk_band": alerts["risk_band"],
+            "risk_band_range": [ranges.get(b) for b in alerts["risk_band"]],
             "previous_risk_band": alerts["previous_risk_band"],
             "reason": alerts["reason"],
             "previous_reason": alerts["previous_reason"],
@@ -332,11 +338,14 @@ def alerts_csv_frame(alerts: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_alerts(folder: Path, alerts: pd.DataFrame) -> None:
+def write_alerts(
+    folder: Path, alerts: pd.DataFrame, band_ranges: Mapping[str, str] | None = None
+) -> None:
     """alerts.parquet and alerts.csv (UTF-8, one header row) into a partition folder."""
     folder = Path(folder)
     pq.write_table(alerts_table(alerts), folder / ALERTS_FILE)
-    alerts_csv_frame(alerts).to_csv(folder / ALERTS_CSV, index=False, encoding="utf-8")
+    csv = alerts_csv_frame(alerts, band_ranges)
+    csv.to_csv(folder / ALERTS_CSV, index=False, encoding="utf-8")
 
 
 def write_partition_alerts(
@@ -344,11 +353,13 @@ def write_partition_alerts(
     as_of: pd.Timestamp,
     previous: tuple[pd.Timestamp, Path | pd.DataFrame] | None,
     config: ScoringConfig | None = None,
+    band_ranges: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The weekly job's step: compare the scores just written into ``folder`` with the previous
     partition's (when there is one), and write this run's alerts beside them. previous: its
     date and folder, or its scores as a frame of FRAME_COLUMNS (the Spark engine's first run:
-    the probabilities and bands a week before, without their drivers)."""
+    the probabilities and bands a week before, without their drivers). band_ranges: the bands'
+    probabilities in words, for alerts.csv."""
     now = read_scores(folder)
     then = None
     before = None
@@ -378,7 +389,7 @@ def write_partition_alerts(
     if bare.any():
         ids = alerts["customer_id"].to_numpy()[bare]
         alerts.loc[bare, "reason"] = moved_reasons(now, ids).to_numpy()
-    write_alerts(folder, alerts)
+    write_alerts(folder, alerts, band_ranges)
     return alerts
 
 

@@ -825,7 +825,7 @@ def run_scoring(
         write_scores_csv(tmp / SCORES_FILE, tmp / SCORES_CSV, band_ranges=ranges)
         scored = pa.concat_tables(slim).to_pandas()
         compared = (baseline[0], tmp / BASELINE_DIR) if baseline is not None else previous
-        alerts = write_partition_alerts(tmp, t, compared, settings)
+        alerts = write_partition_alerts(tmp, t, compared, settings, ranges)
         shutil.rmtree(tmp / BASELINE_DIR, ignore_errors=True)
         log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
         start = start_bands(out_dir, period_start) if previous is not None else None

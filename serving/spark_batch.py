@@ -411,7 +411,7 @@ def spark_run_scoring(
                 against = (previous[0], local_folder(previous[1]) or Path(previous[1]))
             elif compared:
                 against = (baseline_date(t), baseline_bands(local / SCORES_FILE, model))
-            alerts = write_partition_alerts(local, t, against, settings)
+            alerts = write_partition_alerts(local, t, against, settings, ranges)
             log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0

@@ -241,7 +241,7 @@ def test_alert_files_read_back_with_ids_intact(tmp_path):
     previous = frame([("007", 0.1, "medium", "f1")])
     current = frame([("007", 0.45, "high", "f2"), ("0100", 0.9, "high", None)])
     alerts = find_alerts(current, previous, AS_OF, BEFORE)
-    write_alerts(tmp_path, alerts)
+    write_alerts(tmp_path, alerts, {"high": "40.0% and above", "low": "below 40.0%"})
     back = read_alerts(tmp_path)
     assert list(back["customer_id"]) == ["0100", "007"]
     assert list(back["kinds"].iloc[1]) == ["entered_high", "rose", "new_top_reason"]
@@ -251,6 +251,7 @@ def test_alert_files_read_back_with_ids_intact(tmp_path):
     assert csv["probability_pct"].iloc[1] == 45.0 and csv["change_pts"].iloc[1] == 35.0
     assert csv["level_change_pts"].iloc[1] == 0.0 and pd.isna(csv["level_change_pts"].iloc[0])
     assert pd.isna(csv["change_pts"].iloc[0]) and csv["as_of"].iloc[0] == AS_OF
+    assert list(csv["risk_band_range"]) == ["40.0% and above"] * 2
 
 
 def test_a_partition_without_alerts_file_has_no_alerts(tmp_path):
