@@ -244,7 +244,6 @@ def find_alerts(
     known = before["churn_probability"].notna().to_numpy()
     high = (now["risk_band"] == HIGH).to_numpy()
     was_high = (before["risk_band"] == HIGH).to_numpy() & known
-    entered_high = high & ~was_high
 
     p_now = now["churn_probability"].to_numpy(dtype="float64")
     p_before = before["churn_probability"].to_numpy(dtype="float64")
@@ -257,7 +256,10 @@ def find_alerts(
     )
     level = np.where(known, np.nan_to_num(level, nan=0.0), np.nan)
     # Rounded: 0.2 -> 0.3 is 9.999999999999998 points in floating point, and it is 10.
-    rose = known & (np.round(change - np.nan_to_num(level), 9) >= config.alert_rise_points)
+    net = np.round(change - np.nan_to_num(level), 9)
+    rose = known & (net >= config.alert_rise_points)
+    # Into the high band by a real rise, not a step over its threshold (ScoringConfig), or new.
+    entered_high = high & ~was_high & (~known | (net >= config.alert_entered_high_points))
 
     top_now = now["top_feature"].astype(object).to_numpy()
     top_before = before["top_feature"].astype(object).to_numpy()

@@ -4,6 +4,7 @@ the data folder's config.toml, beside [features] and [training]).
 ```toml
 [scoring]
 alert_rise_points = 10.0          # a rise of at least this many percentage points is an alert
+alert_entered_high_points = 1.0    # an entry into the high band needs a rise of this many
 alert_new_reason_bands = ["high"]  # bands in which a new top reason is an alert
 currency = "EUR"                   # revenue at risk in the report; none: plain numbers
 ```
@@ -24,9 +25,13 @@ BANDS = ("high", "medium", "low")
 class ScoringConfig:
     """What the weekly job tells people. A new top reason is an alert only in the bands listed
     (by default the high band: a low-risk customer whose largest small driver changed is noise
-    to a customer-success team)."""
+    to a customer-success team). An entry into the high band is an alert where the risk rose by
+    at least alert_entered_high_points since the previous run (net of the time of year's
+    level, as the rise rule), or the customer is new in the scores: a commit log's contributors
+    "entered high" from 96.47 % to 96.55 %, a step over the band's threshold that is jitter."""
 
     alert_rise_points: float = 10.0
+    alert_entered_high_points: float = 1.0
     alert_new_reason_bands: tuple[str, ...] = ("high",)
     currency: str | None = None
 
@@ -36,6 +41,12 @@ class ScoringConfig:
             raise ValueError(
                 f"[scoring] alert_rise_points must be a number of percentage points in (0, 100], "
                 f"got {rise!r}"
+            )
+        step = self.alert_entered_high_points
+        if isinstance(step, bool) or not isinstance(step, int | float) or not 0 <= step <= 100:
+            raise ValueError(
+                "[scoring] alert_entered_high_points must be a number of percentage points in "
+                f"[0, 100], got {step!r}"
             )
         bands = self.alert_new_reason_bands
         if isinstance(bands, str) or any(b not in BANDS for b in bands):

@@ -65,6 +65,27 @@ def test_entering_the_high_band_is_an_alert_staying_high_is_not():
     assert math.isnan(new["previous_probability"]) and pd.isna(new["previous_risk_band"])
 
 
+def test_a_step_over_the_high_threshold_without_a_real_rise_is_no_alert():
+    """A commit log's contributors "entered high" from 96.47 % to 96.55 %: jitter at the band's
+    threshold. An entry needs a rise of alert_entered_high_points (net of the time of year's
+    level); a customer new in the scores needs none."""
+    previous = frame([("step", 0.9647, "medium", "f1"), ("rise", 0.95, "medium", "f1")])
+    current = frame(
+        [("step", 0.9655, "high", "f1"), ("rise", 0.965, "high", "f1"), ("new", 0.97, "high", "f1")]
+    )
+    alerts = find_alerts(current, previous, AS_OF, BEFORE)
+    assert kinds_by_id(alerts) == {"rise": ["entered_high"], "new": ["entered_high"]}
+    every = find_alerts(
+        current, previous, AS_OF, BEFORE, ScoringConfig(alert_entered_high_points=0)
+    )
+    assert set(kinds_by_id(every)) == {"step", "rise", "new"}
+    # A rise that is the time of year's level only is no entry either.
+    seasonal = current.assign(level_delta=[0.0, 0.015, 0.0])
+    assert set(kinds_by_id(find_alerts(seasonal, previous, AS_OF, BEFORE))) == {"new"}
+    with pytest.raises(ValueError, match="alert_entered_high_points"):
+        ScoringConfig(alert_entered_high_points=-1)
+
+
 def test_a_rise_of_at_least_the_configured_points_is_an_alert_in_any_band():
     previous = frame(
         [("exact", 0.2, "low", "f1"), ("short", 0.2, "low", "f1"), ("fell", 0.5, "medium", "f1")]
