@@ -732,11 +732,18 @@ def score_command(
         typer.echo(f"not scored: {unscored}")
     if Path(str(run.partition), "report.html").is_file():
         typer.echo(f"report: {Path(str(run.partition), 'report.html')}")
+    from reporting.formatting import band_ranges
+
     bands = run.summary["bands"]
+    ranges = band_ranges(champion.model.band_thresholds)
     typer.echo(
         "risk bands: "
-        + ", ".join(f"{band} {bands.get(band, 0):,}" for band in ("high", "medium", "low"))
-    )
+        + ", ".join(
+            f"{band} {bands.get(band, 0):,} ({ranges[band]})" if band in ranges
+            else f"{band} {bands.get(band, 0):,}"
+            for band in ("high", "medium", "low")
+        )
+    )  # fmt: skip
     for note in run.summary.get("band_notes", []):
         typer.echo(f"  note: {note}")
     if engine == "pandas":  # a Spark partition may be a cluster URI

@@ -498,6 +498,11 @@ def test_score_command_uses_the_champion_and_logs_the_run(small_champion, tmp_pa
     )
     assert result.exit_code == 0, result.output
     assert "scored" in result.output and "risk bands: high" in result.output
+    # each band with the probabilities it holds
+    assert re.search(
+        r"risk bands: high [\d,]+ \(\d+\.\d+% and above\), medium [\d,]+ \(", result.output
+    )
+    assert re.search(r"low [\d,]+ \(below \d+\.\d+%\)", result.output)
     # The riskiest customers: probability in percent, band, reasons in words with points.
     listing = result.output.split("riskiest customers (reasons with their risk points):\n")[1]
     first, second = listing.splitlines()[:2]
