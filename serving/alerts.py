@@ -1,7 +1,9 @@
 """Alerts: the customers a customer-success team should look at this week.
 
 A customer is an alert when, since the previous weekly partition,
-- ``entered_high``: it is in the high band now and was not then (or was not scored then);
+- ``entered_high``: it is in the high band now and was not then, its risk having risen by at
+  least ``alert_entered_high_points`` net of the time of year's level (a step over the band's
+  threshold is no alert), or it was not scored then;
 - ``rose``: its probability rose by at least ``alert_rise_points`` percentage points of its
   own: the part the churn level of the time of year made (the partition's ``level_delta``,
   serving.batch.level_change) moves every customer at once and does not count;
