@@ -115,12 +115,11 @@ def spanned_long_windows(tables: Tables, config: FeatureConfig, until: object) -
     the whole history again at most training dates (a year's window over 13 months of history)
     and only adds noise; measured on 9 months of subscriptions, a 180-day window lowered ROC AUC
     at 3 of 4 seeds."""
-    act = prepare(tables).activity
     t = as_of_timestamp(until).value
-    before = act.at[_rows(act, None, t)]
-    if not len(before):
+    first = int(prepare(tables).activity.first_at.min(initial=NO_EVENT))  # per customer, prepared
+    if first >= t:  # no activity before `until` (NO_EVENT: none at all)
         return ()
-    return long_windows_within(config, (t - int(before.min())) / DAY_NS)
+    return long_windows_within(config, (t - first) / DAY_NS)
 
 
 def long_windows_within(config: FeatureConfig, history_days: float) -> tuple[int, ...]:

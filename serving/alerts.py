@@ -348,8 +348,7 @@ def write_alerts(
     """alerts.parquet and alerts.csv (UTF-8, one header row) into a partition folder."""
     folder = Path(folder)
     pq.write_table(alerts_table(alerts), folder / ALERTS_FILE)
-    csv = alerts_csv_frame(alerts, band_ranges)
-    csv.to_csv(folder / ALERTS_CSV, index=False, encoding="utf-8")
+    alerts_csv_frame(alerts, band_ranges).to_csv(folder / ALERTS_CSV, index=False, encoding="utf-8")
 
 
 def write_partition_alerts(

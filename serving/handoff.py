@@ -94,12 +94,15 @@ def handoff_table(
     delta = scores.column("probability_delta").to_numpy(zero_copy_only=False)
     level = scores.column("level_delta").to_numpy(zero_copy_only=False)
     bands = scores.column("risk_band").cast(pa.string())
-    ranges = [(band_ranges or {}).get(b) for b in bands.to_pylist()]
+    named = pa.array(list(band_ranges or {}), pa.string())
+    ranges = pa.array(list((band_ranges or {}).values()), pa.string()).take(
+        pc.index_in(bands, value_set=named)
+    )  # null where a band has no range
     columns = [
         scores.column("customer_id").cast(pa.string()),
         _number(percent_number(probability, digits=PROBABILITY_DIGITS)),
         bands,
-        pa.array(ranges, pa.string()),
+        ranges,
         *_nth_reasons(scores.column("drivers"), REASONS),
         *_first_lower_risk(scores),
         _number(points_number(delta * 100.0)),

@@ -408,7 +408,7 @@ def spark_run_scoring(
             write_scores_csv(local / SCORES_FILE, local / SCORES_CSV, band_ranges=ranges)
             against: tuple[pd.Timestamp, Path | pd.DataFrame] | None = None
             if previous is not None:
-                against = (previous[0], local_folder(previous[1]) or Path(previous[1]))
+                against = (previous[0], Path(local_folder(previous[1]) or previous[1]))
             elif compared:
                 against = (baseline_date(t), baseline_bands(local / SCORES_FILE, model))
             alerts = write_partition_alerts(local, t, against, settings, ranges)

@@ -854,18 +854,12 @@ def test_a_windows_events_each_on_a_day_of_their_own_are_its_active_days():
     """A commit log's occasional contributors read "1 event in the last 365 days" beside
     "Active on 1 of the last 365 days": one fact. Two events on one day are two facts (the
     count and the days differ), and so is a window where other event types are counted."""
-    names = [
-        "active_days_365d",
-        "events_365d",
-        "active_days_30d",
-        "events_30d",
-        "commit_events_30d",
-    ]
     values = pd.DataFrame(
         {"active_days_365d": [1.0, 1.0, 3.0], "events_365d": [1.0, 2.0, 3.0],
          "active_days_30d": [1.0, 1.0, 2.0], "events_30d": [1.0, 1.0, 2.0],
          "commit_events_30d": [1.0, 1.0, 1.0], "days_since_last_event": [5.0, 5.0, 5.0]}
     )  # fmt: skip
+    names = list(values.columns[:5])  # the model's features: all but the recency
     contrib = np.tile([0.3, 0.2, 0.1, 0.05, 0.04], (3, 1))
     merged, _ = merge_same_facts(contrib, contrib * 10, names, values)
     # one commit in 30 days and none before in the year: one fact, said by the 30 days

@@ -355,8 +355,8 @@ class ChurnModel:
         """The resolved feature configuration to build this model's inputs with. Models trained
         before feedback_kinds (revenue_kinds) had every kind's signals: read so, they get the same
         columns; those trained before revenue_windows (payment_changes) counted revenue windows in
-        days (every payment change); those trained before long_windows had none, and those trained before activity_values had
-        the value columns."""
+        days (every payment change); those trained before long_windows had none, and those
+        trained before activity_values had the value columns."""
         stored = dict(self.feature_config)
         if "feedback_kinds" not in stored:
             from features.contract import FEEDBACK_KINDS
