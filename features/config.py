@@ -167,6 +167,12 @@ class FeatureConfig:
     # value_7d..value_90d columns of zeros and a value trend missing everywhere). None:
     # resolved from the data (a value above 0 dated before the last observation date).
     activity_values: bool | None = None
+    # Whether activity has several kinds (activity.event): the per-type counts and the number
+    # of kinds per window only then (a commit log of one kind had commit_events_7d.. equal to
+    # events_7d.. and event_types_7d.. saying only whether the window had an event). None:
+    # resolved from the data (two or more kinds dated before the last observation date); an
+    # explicit event_types keeps its per-type counts.
+    activity_kinds: bool | None = None
     # What activity.value measures, for the reasons ("seconds listened": "6,861 seconds listened
     # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
     value_unit: str | None = None

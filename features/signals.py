@@ -93,12 +93,17 @@ def resolve_config(
         if config.churn.mode == "non_contractual":
             fitted = data_buying_process(tables, config.churn.qualifying_events, until)
         config = replace(config, buying_process=fitted)
-    if config.event_types is None:
+    if config.event_types is None or config.activity_kinds is None:
         act = prepare(tables).activity
         counts = _code_counts(act.event[_rows(act, None, t)], len(act.event_names))
-        order = np.argsort(-counts, kind="stable")
-        top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i] > 0]
-        config = replace(config, event_types=tuple(sorted(top)))
+        if config.activity_kinds is None:  # recorded: models trained before it had the columns
+            config = replace(config, activity_kinds=int((counts > 0).sum()) >= 2)
+        if config.event_types is None:
+            order = np.argsort(-counts, kind="stable")
+            top = [str(act.event_names[i]) for i in order[: config.max_event_types] if counts[i]]
+            config = replace(
+                config, event_types=tuple(sorted(top)) if config.activity_kinds else ()
+            )
     return config
 
 
@@ -567,9 +572,11 @@ def _activity_signals(
         c = cust[in_w]
         out[f"events_{w}d"] = np.bincount(c, minlength=n).astype("float64")
         out[f"active_days_{w}d"] = days_seen[:, : spans[w]].sum(axis=1).astype("float64")
-        seen_type = np.zeros(n * n_types_all, dtype=bool)
-        seen_type[c * n_types_all + event[in_w]] = True
-        out[f"event_types_{w}d"] = seen_type.reshape(n, n_types_all).sum(axis=1).astype("float64")
+        if config.activity_kinds is not False:
+            seen_type = np.zeros(n * n_types_all, dtype=bool)
+            seen_type[c * n_types_all + event[in_w]] = True
+            kinds = seen_type.reshape(n, n_types_all).sum(axis=1)
+            out[f"event_types_{w}d"] = kinds.astype("float64")
         if config.activity_values is not False:
             out[f"value_{w}d"] = np.bincount(c, weights=value[in_w], minlength=n)
         if typed is not None:

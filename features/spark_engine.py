@@ -357,9 +357,10 @@ def _timestamp_columns(df: DataFrame, info: TableInput) -> set[str]:
 
 def _activity_stats(
     activity: DataFrame, info: TableInput, config: FeatureConfig, until: int
-) -> tuple[list[int], tuple[str, ...], int | None, bool]:
+) -> tuple[list[int], tuple[str, ...], int, int | None, bool]:
     """One pass over activity: its latest timestamp, resolve_config's event types (the most
-    frequent before `until`), its first timestamp before `until` (None: no row before), and
+    frequent before `until`) and the number of kinds with rows before `until`
+    (FeatureConfig.activity_kinds), its first timestamp before `until` (None: no row before), and
     whether a row before `until` has a value above 0 (features.signals.has_activity_values).
 
     Ties at the cut-off are broken by name (the pandas engine breaks them by the order of the
@@ -389,7 +390,7 @@ def _activity_stats(
     ranked = sorted((-r["n"], r["event"]) for r in groups if r["event"] is not None and r["n"])
     types = tuple(sorted(name for _, name in ranked[: config.max_event_types]))
     has_values = any(r["valued"] for r in groups)
-    return latest, types, min(firsts) if firsts else None, has_values
+    return latest, types, len(ranked), min(firsts) if firsts else None, has_values
 
 
 def _active_days_before(
@@ -724,15 +725,17 @@ def plan_run(
     latest, _segments, types, object_columns = _customer_stats(
         frames["customers"], infos["customers"], config
     )
-    activity_latest, event_types, first_before, has_values = _activity_stats(
+    activity_latest, event_types, kinds, first_before, has_values = _activity_stats(
         frames["activity"], infos["activity"], config, as_of_timestamp(until).value
     )
     latest += activity_latest + _latest_events(frames, infos)
     if not latest:
         raise ContractError("customers", "signup_at", "the data has no timestamps at all")
     observed_until = pd.Timestamp(max(latest), unit="ns")  # Tables.data_end of all the data
+    if config.activity_kinds is None:  # as features.signals.resolve_config
+        config = replace(config, activity_kinds=kinds >= 2)
     if config.event_types is None:
-        config = replace(config, event_types=event_types)
+        config = replace(config, event_types=event_types if config.activity_kinds else ())
     churn = config.churn
     if churn.mode == "non_contractual" and churn.lookback_days is None:  # as resolve_lookback
         from features.labels import returns_until

@@ -1,6 +1,7 @@
 """Activity columns resolved from the data and recorded with the model: the long windows
 (FeatureConfig.long_windows: events and active days over the last half year and year, where the
-history spans them) and the value columns (FeatureConfig.activity_values: only with values)."""
+history spans them), the value columns (FeatureConfig.activity_values: only with values) and the
+per-kind columns (FeatureConfig.activity_kinds: only with two kinds or more)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ T = "2024-07-01"
 SHOP = FeatureConfig().with_churn(mode="non_contractual", lookback_days=365)
 
 
-def shop_tables(first: str = "2022-06-01"):
+def shop_tables(first: str = "2022-06-01", extra: tuple[dict, ...] = ()):
     """Customer 007: bought on 2022-06-01 (or `first`), twice on 2024-01-10, on 2024-05-01 and
-    at T itself (the label's, not a feature's); b: once on 2024-06-20."""
+    at T itself (the label's, not a feature's); b: once on 2024-06-20; then the `extra` rows."""
     customers = [
         {"customer_id": "007", "signup_at": "2022-01-01"},
         {"customer_id": "b", "signup_at": "2022-01-01"},
@@ -27,7 +28,7 @@ def shop_tables(first: str = "2022-06-01"):
         ("007", "2024-05-01"), ("007", T), ("b", "2024-06-20"),
     ]  # fmt: skip
     activity = [{"customer_id": c, "at": at, "event": "purchase", "value": 1.0} for c, at in buys]
-    return make_tables(customers, activity)
+    return make_tables(customers, [*activity, *extra])
 
 
 def test_long_windows_count_events_and_active_days_strictly_before_t():
@@ -127,3 +128,47 @@ def test_a_model_trained_before_activity_values_builds_the_value_columns():
     model.feature_config = FeatureConfig(event_types=()).to_dict()
     del model.feature_config["activity_values"]
     assert model.features_config().activity_values is True
+
+
+def test_a_log_of_one_kind_has_no_per_kind_columns():
+    """A commit log of one kind had commit_events_7d.. equal to events_7d.. and event_types_7d..
+    saying only whether the window had an event: those come only with two kinds or more."""
+    tables = shop_tables()
+    config = resolve_config(tables, SHOP, until=T)
+    assert config.activity_kinds is False and config.event_types == ()
+    frame = build_features(tables, T, config)
+    assert not [c for c in frame.columns if c.startswith(("event_types_", "purchase_"))]
+    assert list(frame.columns) == ["customer_id", *feature_names(config)]
+    # A second kind before T brings them; one dated at T is the label window's.
+    visit = {"customer_id": "b", "at": "2024-06-21", "event": "visit", "value": 0.0}
+    at_t = shop_tables(extra=({**visit, "at": T},))
+    assert resolve_config(at_t, SHOP, until=T).activity_kinds is False
+    two = shop_tables(extra=(visit,))
+    config = resolve_config(two, SHOP, until=T)
+    assert config.activity_kinds is True and config.event_types == ("purchase", "visit")
+    frame = build_features(two, T, config).set_index("customer_id")
+    assert frame.loc["b", "event_types_30d"] == 2 and frame.loc["b", "visit_events_30d"] == 1
+    assert frame.loc["007", "purchase_events_90d"] == 1
+
+
+def test_declared_event_types_keep_their_counts_on_a_log_of_one_kind():
+    declared = FeatureConfig(event_types=("purchase",)).with_churn(
+        mode="non_contractual", lookback_days=365
+    )
+    config = resolve_config(shop_tables(), declared, until=T)
+    assert config.activity_kinds is False and config.event_types == ("purchase",)
+    frame = build_features(shop_tables(), T, config).set_index("customer_id")
+    assert frame.loc["007", "purchase_events_90d"] == 1
+    assert "event_types_90d" not in frame.columns
+
+
+def test_a_model_trained_before_activity_kinds_builds_the_per_kind_columns():
+    from training.model import ChurnModel
+
+    model = ChurnModel.__new__(ChurnModel)
+    model.feature_config = FeatureConfig(event_types=("purchase",)).to_dict()
+    del model.feature_config["activity_kinds"]
+    config = model.features_config()
+    assert config.activity_kinds is True
+    frame = build_features(shop_tables(), T, config)
+    assert {"event_types_30d", "purchase_events_30d"} <= set(frame.columns)

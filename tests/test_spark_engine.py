@@ -65,7 +65,8 @@ def test_training_set_equals_the_pandas_engine(spark, demo, tmp_path):
     rows, resolved = spark_training_set(spark, str(demo), dates, config, str(out), buckets=3)
     expected, expected_config = build_training_set(load_tables(demo), dates, config)
     assert resolved == expected_config
-    assert resolved.long_windows and resolved.activity_values  # both resolved alike
+    assert resolved.long_windows and resolved.activity_values  # resolved alike
+    assert resolved.activity_kinds and len(resolved.event_types) >= 2
     assert {f"events_{w}d" for w in resolved.long_windows} <= set(expected.columns)
     assert rows == len(expected)
     assert_same_rows(read_output(out), expected, ["as_of", "customer_id"])
@@ -174,7 +175,9 @@ def test_a_billing_only_folder_gives_the_pandas_engines_features(spark, demo, tm
     assert rows == len(expected) and expected["days_since_last_event"].isna().all()
     # no activity: no long windows and no value columns
     assert resolved.long_windows == () and resolved.activity_values is False
+    assert resolved.activity_kinds is False and resolved.event_types == ()
     assert "value_30d" not in expected and "events_180d" not in expected
+    assert "event_types_30d" not in expected
     assert_same_rows(read_output(out, ["customer_id"]), expected, ["customer_id"])
 
 

@@ -356,7 +356,8 @@ class ChurnModel:
         before feedback_kinds (revenue_kinds) had every kind's signals: read so, they get the same
         columns; those trained before revenue_windows (payment_changes) counted revenue windows in
         days (every payment change); those trained before long_windows had none, and those
-        trained before activity_values had the value columns."""
+        trained before activity_values (activity_kinds) had the value columns (the per-kind
+        ones)."""
         stored = dict(self.feature_config)
         if "feedback_kinds" not in stored:
             from features.contract import FEEDBACK_KINDS
@@ -370,6 +371,7 @@ class ChurnModel:
         stored.setdefault("payment_changes", "any")
         stored.setdefault("long_windows", ())
         stored.setdefault("activity_values", True)
+        stored.setdefault("activity_kinds", True)
         return FeatureConfig.from_dict(stored)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
