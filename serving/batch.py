@@ -188,7 +188,7 @@ def ranking_band_note(model: ChurnModel, mean_risk: float) -> str | None:
     return (
         f"the risk bands rank the customers here: most were likely to churn within "
         f"{model.horizon_days} days when the model was trained (the customers of "
-        f"{model.trained_until}), so the bands are their riskiest shares ({starts}); 'low' "
+        f"{model.bands_set_on()}), so the bands are their riskiest shares ({starts}); 'low' "
         f"holds customers up to {min(thresholds.values()):.1%} and does not mean unlikely to "
         f"leave (mean risk today {mean_risk:.1%}): read the probabilities."
     )
@@ -198,17 +198,18 @@ def empty_band_notes(
     bands: dict[str, int], scored: int, model: ChurnModel, as_of: pd.Timestamp
 ) -> list[str]:
     """Why a risk band above 'low' holds nobody on a run date. Bands are fixed probability
-    thresholds, set at training as shares of the customers of the last training date (so a
-    band means the same risk from week to week); when the risk of the scored customers has
-    moved since, a band can empty, and a reader of "high 0" should learn why, not guess."""
+    thresholds, set at training as shares of the customers of the day after the data's end
+    (ChurnModel.bands_set_on; the last training date in models trained before it), so a band
+    means the same risk from week to week; when the risk of the scored customers has moved
+    since, a band can empty, and a reader of "high 0" should learn why, not guess."""
     notes = []
     for band, threshold in model.band_thresholds.items():
         if scored and bands.get(band, 0) == 0:
             notes.append(
                 f"risk band '{band}' holds none of the {scored:,} customers scored on "
                 f"{as_of.date()}: it starts at {threshold:.1%}, a threshold set on the customers "
-                f"of {model.trained_until} (the model's last training date), and nobody reaches "
-                "it now. The risk has moved since training: read the probabilities, or retrain."
+                f"of {model.bands_set_on()} at training, and nobody reaches it now. The risk has "
+                "moved since training: read the probabilities, or retrain."
             )
     return notes
 

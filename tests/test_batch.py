@@ -523,7 +523,10 @@ def test_a_risk_band_nobody_reaches_is_explained_in_run_json(small_champion, tmp
     assert "high" not in info["bands"] and info["bands"]["medium"] == info["customers_scored"]
     [note] = info["band_notes"]
     assert note.startswith(f"risk band 'high' holds none of the {info['customers_scored']:,}")
-    assert "99.9%" in note and model.trained_until in note
+    # the date of the customers the bands were set on: the day after the training data's end
+    end = small_champion.tables.data_end().normalize() + pd.Timedelta(days=1)
+    assert model.bands_set_on() == str(end.date()) != model.trained_until
+    assert "99.9%" in note and f"set on the customers of {end.date()} at training" in note
     assert "Risk band &#x27;high&#x27; holds none" in (run.partition / "report.html").read_text()
     normal = run_scoring(
         small_champion.tables, RUN_1, champion.model, champion.version, tmp_path / "b",

@@ -5,6 +5,7 @@ compared with the baselines on the same holdout rows."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -196,9 +197,31 @@ def test_scores_at_the_latest_date_do_not_tie(nine_months):
     fitted = nine_months[3]
     latest = fitted.dataset[fitted.dataset["as_of"] == fitted.dataset["as_of"].max()]
     assert largest_tie_share(fitted.model, latest) <= 0.01
-    bands = pd.Series(fitted.model.risk_band(fitted.model.predict_proba(latest)))
-    assert bands.value_counts(normalize=True)["high"] == pytest.approx(0.10, abs=0.01)
     assert not fitted.refit.band_warnings
+
+
+def test_bands_and_the_typical_risk_are_set_on_whom_the_next_run_scores(nine_months):
+    """Not on the last training date's customers, one horizon older: the customers eligible
+    the day after the data's end, whom the first run after training scores. Their median is the
+    typical risk that reasons for risk are told above, and 'high' holds their riskiest 10 %."""
+    tables, _, _, fitted = nine_months
+    model = fitted.model
+    day = tables.data_end().normalize() + pd.Timedelta(days=1)
+    assert pd.Timestamp(model.trained_until) < day - pd.Timedelta(days=28)
+    population = model.band_population
+    assert population.as_of == model.bands_set_on() == str(day.date())
+    current = build_features(tables, day, model.features_config())
+    assert population.customers == len(current) > 1000
+    probability = model.predict_proba(current, day)
+    assert model.typical_probability() == pytest.approx(float(np.median(probability)))
+    bands = pd.Series(model.risk_band(probability)).value_counts(normalize=True)
+    assert bands["high"] == pytest.approx(0.10, abs=0.01)
+    # A model pickled before it (no band_population): the last training date's, as before.
+    older = copy.copy(model)
+    del older.__dict__["band_population"]
+    assert older.bands_set_on() == model.trained_until
+    score = model.reference.score
+    assert older.typical_probability() == pytest.approx(np.interp(0.5, score.cdf, score.grid))
 
 
 def test_a_history_shorter_than_horizon_plus_dates_trains_and_says_it_has_no_honest_holdout():

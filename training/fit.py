@@ -37,6 +37,7 @@ from training.evaluation import (
     recency_rule,
 )
 from training.model import (
+    BandPopulation,
     ChurnModel,
     LinearTerm,
     Preprocessor,
@@ -743,11 +744,14 @@ def refit(
     feature_config: FeatureConfig,
     config: TrainConfig,
     log: Log | None = None,
+    next_run: tuple[pd.Timestamp, pd.DataFrame] | None = None,
 ) -> tuple[ChurnModel, Refit]:
     """The registered model: every observation date with a complete label; its rounds from
     the fold nearest it in time (nearest_fold_runs: the holdout fold, when there is a time
     holdout with enough churners), calibrated on the selection and holdout folds' out-of-fold
-    predictions; bands from the quantiles of the latest date's customers."""
+    predictions; bands from the quantiles of the customers of `next_run` (the date after the
+    data's end and their features: whom the first run after training scores), else of the
+    latest date's."""
     y = dataset["churned"].to_numpy()
     runs = [trainer.run(f) for f in plan.refit_folds]
     chosen_on, rounds_from = nearest_fold_runs(runs, y)
@@ -785,28 +789,16 @@ def refit(
         lambda rows: model.predict_proba(dataset.iloc[rows]),
         config.seed,
     )
-    latest = dataset[dataset["as_of"] == dates[-1]]
-    population = model.predict_proba(latest)
-    model.band_thresholds = band_thresholds(
-        population, config.risk_bands, config.risk_band_ceilings, config.risk_band_caps
-    )
-    warnings = band_warnings(
-        model.risk_band(population),
-        model.band_thresholds,
-        f"the customers of {pd.Timestamp(dates[-1]).date()}",
-    )
-    day = pd.Timestamp(dates[-1]).date()
-    for band, above in capped_bands(
-        population, config.risk_band_ceilings, config.risk_band_caps
-    ).items():
-        which = f"'{band}' holds" if band == "high" else f"'high' and '{band}' together hold"
-        warnings.append(
-            f"{above:.0%} of the customers of {day} are at or above the '{band}' ceiling "
-            f"({config.risk_band_ceilings[band]:.0%}): {which} the riskiest "
-            f"{config.risk_band_caps[band]:.0%} of them ('{band}' from "
-            f"{model.band_thresholds.get(band, 1.0):.1%}; `[training] risk_band_caps`), so "
-            "that the bands single customers out"
+    if next_run is not None and len(next_run[1]):
+        day, customers = next_run
+        population = model.predict_proba(customers, day)
+        model.band_population = BandPopulation(
+            str(day.date()), len(population), float(np.median(population))
         )
+    else:
+        day, customers = pd.Timestamp(dates[-1]), dataset[dataset["as_of"] == dates[-1]]
+        population = model.predict_proba(customers)
+    warnings = set_risk_bands(model, population, config, day.date())
     summary = Refit(
         trained_from=str(pd.Timestamp(dates[0]).date()),
         trained_until=str(pd.Timestamp(dates[-1]).date()),
@@ -834,9 +826,43 @@ def refit(
         )
         if model.seasonal_level:
             log(f"  {model.seasonal_level.describe(pd.Timestamp(dates[-1]))}")
+        if model.band_population is not None:
+            bands = ", ".join(f"'{b}' from {v:.1%}" for b, v in model.band_thresholds.items())
+            log(
+                f"  risk bands ({bands}) and the typical risk "
+                f"({model.band_population.median:.1%}, the median: reasons for risk are given "
+                f"above it) set on the {model.band_population.customers:,} customers of "
+                f"{model.band_population.as_of}, whom the first run after training scores"
+            )
         for warning in warnings:
             log(f"warning: {warning}")
     return model, summary
+
+
+def set_risk_bands(
+    model: ChurnModel, population: np.ndarray, config: TrainConfig, day: object
+) -> list[str]:
+    """Set the model's risk-band thresholds from the probabilities of the customers of `day`
+    (training.model.band_thresholds) and return the warnings about them: an empty band, and
+    bands capped because most customers are above a ceiling."""
+    model.band_thresholds = band_thresholds(
+        population, config.risk_bands, config.risk_band_ceilings, config.risk_band_caps
+    )
+    warnings = band_warnings(
+        model.risk_band(population), model.band_thresholds, f"the customers of {day}"
+    )
+    for band, above in capped_bands(
+        population, config.risk_band_ceilings, config.risk_band_caps
+    ).items():
+        which = f"'{band}' holds" if band == "high" else f"'high' and '{band}' together hold"
+        warnings.append(
+            f"{above:.0%} of the customers of {day} are at or above the '{band}' ceiling "
+            f"({config.risk_band_ceilings[band]:.0%}): {which} the riskiest "
+            f"{config.risk_band_caps[band]:.0%} of them ('{band}' from "
+            f"{model.band_thresholds.get(band, 1.0):.1%}; `[training] risk_band_caps`), so "
+            "that the bands single customers out"
+        )
+    return warnings
 
 
 # The alternative linear share must beat the configured one by this much ROC AUC on the
@@ -887,9 +913,11 @@ def fit_churn_model(
     config: TrainConfig,
     log: Log | None = None,
     truth: pd.DataFrame | None = None,
+    next_run: tuple[pd.Timestamp, pd.DataFrame] | None = None,
 ) -> tuple[ChurnModel, Evaluation, Refit]:
     """Backtest by the plan, then refit on every date: the registered model, the backtest's
-    evaluation and what the refit saw."""
+    evaluation and what the refit saw. next_run: the date after the data's end and its
+    customers' features, for the risk bands and the typical risk (refit)."""
     dataset = dataset[dataset["as_of"].isin(plan.dates)].reset_index(drop=True)
     if dataset.empty:
         raise ValueError(f"no eligible customers on the observation dates {plan.describe()}")
@@ -913,6 +941,8 @@ def fit_churn_model(
     config = choose_linear_share(trainer, plan, config, log)
     trainer.config = config
     backtest = run_backtest(dataset, plan, preprocessor, trainer, config, log, truth)
-    model, summary = refit(dataset, plan, preprocessor, trainer, feature_config, config, log)
+    model, summary = refit(
+        dataset, plan, preprocessor, trainer, feature_config, config, log, next_run
+    )
     model.metrics = {k: v for k, v in backtest.evaluation.metrics.items() if np.isfinite(v)}
     return model, backtest.evaluation, summary

@@ -300,6 +300,16 @@ def _one_hot(values: pd.Series, width: int) -> np.ndarray:
 LinearTieBreak = LinearTerm
 
 
+@dataclass(frozen=True)
+class BandPopulation:
+    """The customers the risk bands and the typical risk were set on: those the first run after
+    training scores (eligible the day after the data's end), their number and median risk."""
+
+    as_of: str
+    customers: int
+    median: float
+
+
 @dataclass
 class ChurnModel:
     """Calibrated churn-risk model with drivers; see module docstring."""
@@ -320,6 +330,10 @@ class ChurnModel:
     # The churn level of the time of year (training.seasonal_level), added to the calibrated
     # log-odds of rows with an as_of; None in models trained before it and without dates.
     seasonal_level: SeasonalLevel | None = None
+    # The customers the bands and the typical risk were set on (training.pipeline.
+    # bands_for_next_run); None: those of the last training date (models trained before it,
+    # and models fitted without the tables).
+    band_population: BandPopulation | None = None
     _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
     _explainer: TreeShapExplainer | None = field(default=None, repr=False, compare=False)
 
@@ -486,14 +500,24 @@ class ChurnModel:
         }
 
     def typical_probability(self) -> float | None:
-        """The typical customer's churn probability: the median of the reference rows' (the
-        model's latest training dates: training.reference), which reasons for risk are told
-        above and lower-risk reasons at or below (training.drivers.above_the_typical_risk).
-        None for a model without a reference profile."""
+        """The typical customer's churn probability, which reasons for risk are told above and
+        lower-risk reasons at or below (training.drivers.above_the_typical_risk): the median
+        of the customers the bands were set on (band_population) or, without them, of the
+        reference rows' (the model's latest training dates: training.reference). None for a
+        model with neither."""
+        population = getattr(self, "band_population", None)  # None in models pickled before
+        if population is not None:
+            return population.median
         score = getattr(self.reference, "score", None)
         if score is None or not score.grid or not score.cdf:
             return None
         return float(np.interp(0.5, score.cdf, score.grid))
+
+    def bands_set_on(self) -> str:
+        """The date of the customers the risk bands were set on (band_population), else the
+        last training date."""
+        population = getattr(self, "band_population", None)
+        return population.as_of if population is not None else self.trained_until
 
     def score(
         self, frame: pd.DataFrame, top_drivers: int = 3, as_of: object = None

@@ -46,7 +46,7 @@ from training.gate import (
 )
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
-from training.reference import backtest_figures, reference_for
+from training.reference import backtest_figures, reason_sides, reference_for
 from training.simple_model import SimpleResult, register_simple_model
 from training.splits import BacktestPlan, plan_backtest, step_for_span, with_both_classes
 from training.tracking import (
@@ -384,11 +384,37 @@ def fit_from_tables(
         tables, dates, resolved, progress, customer_share=share, seed=config.seed
     )
     plan = plan_for(dataset, resolved.churn.horizon_days, config, log)
-    model, evaluation, refit = fit_churn_model(dataset, plan, resolved, config, log, truth)
+    next_run = next_run_features(tables, resolved, dataset["as_of"].max())
+    model, evaluation, refit = fit_churn_model(
+        dataset, plan, resolved, config, log, truth, next_run=next_run
+    )
     candidate = evaluation.holdout.intervals.get("candidate", {})
     backtest = backtest_figures(evaluation.metrics, candidate)
     model.reference = reference_for(model, dataset[dataset["as_of"].isin(plan.dates)], backtest)
+    if next_run is not None and model.band_population is not None:
+        # The typical customer whose side a reason's value must not be on: the same customers.
+        day, customers = next_run
+        model.reference.reason_sides = reason_sides(
+            customers, model.preprocessor.numeric, model.predict_proba(customers, day)
+        )
     return Fitted(dataset, resolved, plan, model, evaluation, refit, share)
+
+
+def next_run_features(
+    tables: Tables, config: FeatureConfig, last_date: object
+) -> tuple[pd.Timestamp, pd.DataFrame] | None:
+    """The day after the data's end and the features of the customers eligible then: whom the
+    first weekly run after training scores, which the risk bands and the typical risk (the
+    line reasons for risk are told above) are set on. The last training date is one horizon
+    older: where the customer base has moved since (a shop's single cohort of first buyers,
+    most of them lapsed by the export's end), bands set on it held nobody above 'low' and
+    reasons set against it none for risk (CDNOW at 1998-01-01, benchmarks/README.md session
+    36). None when no customer is eligible then or the data ends before the last date."""
+    day = tables.data_end().normalize() + pd.Timedelta(days=1)
+    if day <= pd.Timestamp(last_date):
+        return None
+    features = build_features(tables, day, config)
+    return (day, features) if len(features) else None
 
 
 def train_from_tables(
