@@ -331,7 +331,7 @@ class ChurnModel:
     # log-odds of rows with an as_of; None in models trained before it and without dates.
     seasonal_level: SeasonalLevel | None = None
     # The customers the bands and the typical risk were set on (training.pipeline.
-    # bands_for_next_run); None: those of the last training date (models trained before it,
+    # next_run_features); None: those of the last training date (models trained before it,
     # and models fitted without the tables).
     band_population: BandPopulation | None = None
     _booster: lgb.Booster | None = field(default=None, repr=False, compare=False)
