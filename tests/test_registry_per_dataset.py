@@ -73,6 +73,7 @@ def registry(tmp_path_factory):
         scored = run("score", "--data", shop_b, "--as-of", "2024-12-20", "--out", root / "scores")
         yield {
             "root": root,
+            "uri": uri,
             "client": client,
             "outputs": (first, second, crossed, scored),
             "a_before": a_before,
@@ -116,6 +117,14 @@ def test_a_baseline_that_wins_is_registered_as_the_model_instead(registry):
     )
     assert str(client.get_model_version_by_alias("churn-shop-b", CHAMPION).version) == "2"
     assert f"churn-shop-b version 2 is the {winner} as a model" in second.output
+    # Its bands and typical risk are set on whom the next run scores, as LightGBM's are.
+    from features.io import load_tables
+    from training.tracking import load_champion
+
+    model = load_champion("churn-shop-b", registry["uri"]).model
+    end = load_tables(registry["root"] / "shop_b").data_end().normalize() + pd.Timedelta(days=1)
+    assert model.bands_set_on() == str(end.date()) != model.trained_until
+    assert model.typical_probability() == model.band_population.median
 
 
 def test_a_champion_that_does_not_fit_the_data_is_reported_and_the_run_is_kept(registry):

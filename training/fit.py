@@ -790,15 +790,11 @@ def refit(
         config.seed,
     )
     if next_run is not None and len(next_run[1]):
-        day, customers = next_run
-        population = model.predict_proba(customers, day)
-        model.band_population = BandPopulation(
-            str(day.date()), len(population), float(np.median(population))
-        )
+        warnings = set_bands_for_next_run(model, next_run, config)
     else:
-        day, customers = pd.Timestamp(dates[-1]), dataset[dataset["as_of"] == dates[-1]]
-        population = model.predict_proba(customers)
-    warnings = set_risk_bands(model, population, config, day.date())
+        latest = dataset[dataset["as_of"] == dates[-1]]
+        day = pd.Timestamp(dates[-1]).date()
+        warnings = set_risk_bands(model, model.predict_proba(latest), config, day)
     summary = Refit(
         trained_from=str(pd.Timestamp(dates[0]).date()),
         trained_until=str(pd.Timestamp(dates[-1]).date()),
@@ -837,6 +833,20 @@ def refit(
         for warning in warnings:
             log(f"warning: {warning}")
     return model, summary
+
+
+def set_bands_for_next_run(
+    model: ChurnModel, next_run: tuple[pd.Timestamp, pd.DataFrame], config: TrainConfig
+) -> list[str]:
+    """Set the risk bands and the typical risk (model.band_population) on the customers of
+    `next_run` (the day after the data's end and their features: training.pipeline.
+    next_run_features) at that day's level; the warnings about the bands (set_risk_bands)."""
+    day, customers = next_run
+    population = model.predict_proba(customers, day)
+    model.band_population = BandPopulation(
+        str(day.date()), len(population), float(np.median(population))
+    )
+    return set_risk_bands(model, population, config, day.date())
 
 
 def set_risk_bands(

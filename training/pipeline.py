@@ -46,7 +46,7 @@ from training.gate import (
 )
 from training.model import ChurnModel
 from training.plots import calibration_table, gains_table, model_report_plots
-from training.reference import backtest_figures, reason_sides, reference_for
+from training.reference import backtest_figures, next_run_reason_sides, reference_for
 from training.simple_model import SimpleResult, register_simple_model
 from training.splits import BacktestPlan, plan_backtest, step_for_span, with_both_classes
 from training.tracking import (
@@ -253,6 +253,9 @@ class Fitted:
     evaluation: Evaluation
     refit: Refit
     customer_share: float = 1.0  # of the customers whose rows were trained on (customer_share)
+    # The day after the data's end and its customers' features (next_run_features): the
+    # bands and the typical risk of the registered model, LightGBM or the simple model.
+    next_run: tuple[pd.Timestamp, pd.DataFrame] | None = None
 
 
 # Peak memory of a training run per training row and besides them, measured with 82 features
@@ -391,13 +394,8 @@ def fit_from_tables(
     candidate = evaluation.holdout.intervals.get("candidate", {})
     backtest = backtest_figures(evaluation.metrics, candidate)
     model.reference = reference_for(model, dataset[dataset["as_of"].isin(plan.dates)], backtest)
-    if next_run is not None and model.band_population is not None:
-        # The typical customer whose side a reason's value must not be on: the same customers.
-        day, customers = next_run
-        model.reference.reason_sides = reason_sides(
-            customers, model.preprocessor.numeric, model.predict_proba(customers, day)
-        )
-    return Fitted(dataset, resolved, plan, model, evaluation, refit, share)
+    next_run_reason_sides(model, next_run)
+    return Fitted(dataset, resolved, plan, model, evaluation, refit, share, next_run)
 
 
 def next_run_features(
@@ -571,7 +569,7 @@ def train_from_tables(
             champion_not_comparable=not_comparable,
             champion_paired=(fair.rows, champion_probability)
             if fair.rows is not None and champion_probability is not None else None,
-            newer_by_days=newer,
+            newer_by_days=newer, next_run=fitted.next_run,
         )  # fmt: skip
     return TrainingResult(
         run_id=logged.run_id,

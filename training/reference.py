@@ -691,6 +691,22 @@ def reference_for(
     return profile
 
 
+def next_run_reason_sides(
+    model: ChurnModel, next_run: tuple[pd.Timestamp, pd.DataFrame] | None
+) -> None:
+    """Measure the reasons' medians and directions (reason_sides) on the customers the bands
+    were set on (training.fit.set_bands_for_next_run): the typical customer whose lower-risk
+    side a reason's value must not be on is the one the typical risk is. Nothing without them."""
+    if next_run is None or getattr(model, "band_population", None) is None:
+        return
+    if model.reference is None:
+        raise ValueError("build the model's reference profile first (reference_for)")
+    day, customers = next_run
+    model.reference.reason_sides = reason_sides(
+        customers, model.preprocessor.numeric, model.predict_proba(customers, day)
+    )
+
+
 def season_profiles(model: ChurnModel, rows: pd.DataFrame, seed: int = 0) -> dict[str, Season]:
     """Per training date of the year before the reference dates ("2013-11-09"), the profile of
     every model feature and of the score over its rows, and how much the dates within

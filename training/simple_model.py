@@ -35,7 +35,7 @@ from training.evaluation import (
 )
 from training.gate import GateDecision, GateRules, judge, paired_auc_interval
 from training.model import ChurnModel, Preprocessor, band_thresholds, calibrate, fit_calibrator
-from training.reference import reference_for
+from training.reference import next_run_reason_sides, reference_for
 from training.seasonal_level import SeasonalLevel
 from training.splits import BacktestPlan
 
@@ -187,6 +187,7 @@ def register_simple_model(
     champion_not_comparable: str | None = None,
     champion_paired: tuple[pd.DataFrame, np.ndarray] | None = None,
     newer_by_days: int | None = None,
+    next_run: tuple[pd.Timestamp, pd.DataFrame] | None = None,
 ) -> SimpleResult:
     """Register the baseline that won as a LinearChurnModel, gated (against the other baselines
     and the champion) on its backtest figures: the baseline was fitted on the dates before the
@@ -199,7 +200,10 @@ def register_simple_model(
     champion_paired: the rows the champion was measured on (with the baseline's scores in the
     column `kind`) and the champion's probabilities for them, for the paired interval of the
     two; newer_by_days: how much later the data ends than the champion's (both as for
-    LightGBM: training.gate.judge)."""
+    LightGBM: training.gate.judge); next_run: the day after the data's end and its customers'
+    features, which the bands, the typical risk and the reasons' medians are set on, as for
+    LightGBM (training.fit.set_bands_for_next_run); without it, on the training rows."""
+    from training.fit import set_bands_for_next_run
     from training.tracking import input_example, log_training_run, record_promotion
 
     model = fit_simple_model(
@@ -213,7 +217,11 @@ def register_simple_model(
     )
     metrics = dict(baselines[kind])
     model.metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    if next_run is not None and len(next_run[1]):
+        for warning in set_bands_for_next_run(model, next_run, config):
+            log(f"warning: {kind} as the model: {warning}")
     model.reference = reference_for(model, dataset, metrics)  # for monitoring (issue 16)
+    next_run_reason_sides(model, next_run)
     test = dataset[dataset["as_of"] == dataset["as_of"].max()]
     others = {k: v for k, v in baselines.items() if k != kind}
     versus = None
