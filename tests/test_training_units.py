@@ -519,6 +519,29 @@ def test_the_linear_term_orders_equal_booster_scores_and_respects_directions():
     assert (tie.terms(with_missing)[:, 0] == 0).all()  # missing adds nothing
 
 
+def test_a_column_against_its_direction_is_left_out_and_the_others_refitted():
+    """Activity over 30 days raises the risk here once its 90-day partner is known (a steep
+    drop reads as low recent use); its direction says it never does, so the term leaves it out,
+    and the partner's coefficient is what it is without it, not the value fitted to offset it."""
+    rng = np.random.default_rng(3)
+    events_90d = rng.poisson(6, 4000).astype(float)
+    frame = pd.DataFrame({"events_30d": rng.binomial(events_90d.astype(int), 0.4).astype(float),
+                          "events_90d": events_90d, "tenure_days": rng.uniform(30, 900, 4000)})  # fmt: skip
+    logit = (0.6 * np.log1p(frame["events_30d"]) - 1.2 * np.log1p(events_90d) + 3.5
+             - 0.7 * np.log(frame["tenure_days"]))  # fmt: skip
+    y = (rng.random(4000) < 1 / (1 + np.exp(-logit))).astype(int)
+    free = LinearTerm.fit(frame, y, {}, spread=1.0)
+    assert free.coef[0] > 0  # the unconstrained fit goes against the direction
+    term = LinearTerm.fit(frame, y, {"events_30d": -1, "events_90d": -1}, spread=1.0)
+    without = LinearTerm.fit(frame.drop(columns="events_30d"), y, {}, spread=1.0)
+    assert term.coef[0] == 0.0
+    np.testing.assert_allclose(term.coef[1:], without.coef, rtol=1e-6)
+    # Zeroing the coefficient after one fit (as before) leaves the partner at its offsetting
+    # value: another term than the refit, whatever its scale.
+    zeroed = free.coef[1:] / np.linalg.norm(free.coef[1:])
+    assert not np.allclose(zeroed, without.coef / np.linalg.norm(without.coef), atol=0.05)
+
+
 def test_the_linear_term_takes_values_beyond_its_fitting_range_at_the_edge():
     """Counts of a short export grow with its age past every training value; a linear term
     that extrapolated lifted a 7-week export's probabilities week after week. Beyond the
