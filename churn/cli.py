@@ -907,7 +907,7 @@ def demo(
     )
     _print_training(result)
     champion = load_champion(train_config.model_name)
-    as_of = (tables.data_end() + pd.Timedelta(days=1)).normalize()
+    as_of = tables.next_run_date()
     # a run one horizon earlier gives the bands at the start of the period the table measures
     earlier = as_of - pd.Timedelta(days=int(champion.model.horizon_days))
     typer.echo(

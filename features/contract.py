@@ -174,6 +174,11 @@ class Tables:
             )
         return max(known)
 
+    def next_run_date(self) -> pd.Timestamp:
+        """The first whole day after the data's end: the run date the first weekly run after
+        this export scores (`churn demo`'s run; the customers the risk bands are set on)."""
+        return self.data_end().normalize() + pd.Timedelta(days=1)
+
 
 def empty_table(name: str) -> pd.DataFrame:
     """An empty table with the contract's columns and types, for optional tables left out."""

@@ -290,16 +290,15 @@ def _fit_within_directions(design: np.ndarray, y: np.ndarray, direction: np.ndar
     signs = np.zeros(design.shape[1])
     signs[: len(direction)] = direction
     kept = np.ones(design.shape[1], dtype=bool)
-    weights = np.zeros(design.shape[1])
     while kept.any():
+        weights = np.zeros(design.shape[1])
         model = LogisticRegression(C=0.1, solver="newton-cholesky", max_iter=200)
-        weights[:] = 0.0
         weights[kept] = model.fit(design[:, kept], y).coef_[0]
-        against = ((signs > 0) & (weights < 0)) | ((signs < 0) & (weights > 0))
+        against = signs * weights < 0
         if not against.any():
-            break
+            return weights
         kept &= ~against
-    return np.where(kept, weights, 0.0)
+    return np.zeros(design.shape[1])
 
 
 # A category with more levels than this is left to the trees (a one-hot column per level would

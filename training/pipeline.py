@@ -408,7 +408,7 @@ def next_run_features(
     most of them lapsed by the export's end), bands set on it held nobody above 'low' and
     reasons set against it none for risk (CDNOW at 1998-01-01, benchmarks/README.md session
     36). None when no customer is eligible then or the data ends before the last date."""
-    day = tables.data_end().normalize() + pd.Timedelta(days=1)
+    day = tables.next_run_date()
     if day <= pd.Timestamp(last_date):
         return None
     features = build_features(tables, day, config)
