@@ -48,6 +48,12 @@ WORDING = (
 # (training.drivers.lower_risk_drivers): a recency reads "Last activity 3 days ago", not "No
 # activity in the last 3 days".
 LOWERS_RISK = "_lowers_risk"
+# A context key set for orders (non-contractual churn; training.drivers): a shop's signup is
+# mostly its first order in the export (the orders mapping's min), so a signup on the day of the
+# first record is said as that record ("since the first recorded activity 21 days ago", not
+# "since signing up": false for buyers from before the export began, benchmarks/README.md,
+# session 38).
+SIGNUP_IS_FIRST_RECORD = "_signup_is_first_record"
 
 
 class UnknownFeature(KeyError):
@@ -225,10 +231,18 @@ def _recency_of(noun: str | None = None) -> Sentence:
     qualifying events named by `noun` ("(usually a purchase every 4 days)")."""
     usually = f"usually a {noun}" if noun else "usually active"
     days_noun = f"days with a {noun}" if noun else "active days"
+    one_day = f"day with a {noun}" if noun else "active day"
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
         gap = _ctx(context, "active_gap_median_days")
+        if _ctx(context, "lifetime_active_days") == 1 and not context.get(LOWERS_RISK):
+            # A one-time buyer's risk is buying once, not the silence since: "No activity in
+            # the last 10 hours" led the alerts of an order export's new buyers (benchmarks/
+            # README.md, session 38). The count's contribution is this sentence's
+            # (training.drivers.same_value_facts).
+            when = "within the last hour" if days * 24 < 1 else f"{fmt.duration_days(days)} ago"
+            return f"Only one {one_day} so far, {when}"
         if days * 24 < 1:
             text = "Active within the last hour"
         elif context.get(LOWERS_RISK) or (gap is not None and days < gap):
@@ -310,6 +324,17 @@ def _last_payment(value: Any, context: Context, currency: str | None) -> str:
 
 def _tenure(value: Any, context: Context, currency: str | None) -> str:
     return f"Customer for {fmt.duration_days(float(value))}"
+
+
+def _order_tenure(value: Any, context: Context, currency: str | None) -> str:
+    """A shop's tenure: where the signup is the first recorded activity (the same day), it is
+    said as that ("First recorded activity 21 days ago"): an export covers what it covers, and
+    a buyer from before it began is no customer of 21 days."""
+    days = float(value)
+    first = _ctx(context, "days_since_first_event")
+    if first is not None and abs(first - days) <= 1.0:
+        return f"First recorded activity {fmt.duration_days(days)} ago"
+    return _tenure(value, context, currency)
 
 
 def _ago(what: str) -> Sentence:
@@ -613,6 +638,11 @@ def _order_entry(feature: str) -> FeatureEntry | None:
         "days_since_last_payment": _entry(
             "Days since last order", "days", RAISES, _ago("Last order"), "No order yet"
         ),
+        # A shop's signup is mostly its first order in the export (SIGNUP_IS_FIRST_RECORD).
+        "tenure_days": _entry(
+            "Tenure", "days", LOWERS, _order_tenure, "Signup date unknown",
+            context=("days_since_first_event",),
+        ),
     }  # fmt: skip
     if feature in fixed:
         return fixed[feature]
@@ -891,15 +921,20 @@ SPAN_CONTEXT = ("tenure_days", "days_since_first_event")
 
 def _covered(context: Context, window: int, activity: bool) -> tuple[float, str] | None:
     """Where a window reaches back before what is known of the customer: (days, since what).
-    Since signup when the tenure (context tenure_days) is shorter than the window; for
+    Since signup when the tenure (context tenure_days) is shorter than the window (for orders,
+    since the first recorded activity where that is the signup's day: SIGNUP_IS_FIRST_RECORD); for
     activity counts, else since the first recorded activity (days_since_first_event) when that
     is shorter: an export that starts 49 days before T holds no activity before it, and "Active
     on 12 of the last 90 days" read as a seventh of the days where it was a quarter. None when the
     window lies within both."""
     tenure = _ctx(context, "tenure_days")
+    first = _ctx(context, "days_since_first_event")
     if tenure is not None and 0 <= tenure < window:
+        same_day = first is not None and abs(first - tenure) <= 1.0
+        if same_day and context.get(SIGNUP_IS_FIRST_RECORD):
+            return first, "the first recorded activity"
         return tenure, "signing up"
-    first = _ctx(context, "days_since_first_event") if activity else None
+    first = first if activity else None
     if first is not None and 0 <= first < window:
         return first, "the first recorded activity"
     return None
@@ -1357,6 +1392,7 @@ __all__ = [
     "DEPENDS",
     "LOWERS",
     "RAISES",
+    "SIGNUP_IS_FIRST_RECORD",
     "WORDING",
     "FeatureEntry",
     "UnknownFeature",

@@ -43,6 +43,7 @@ RAW_COLUMNS = (
 ONLINE_RETAIL_CONFIG = FeatureConfig(
     windows=(7, 30, 90),
     customer_attributes=("country",),  # the customer's most frequent shipping country
+    value_unit="items bought, cancelled or returned",  # activity.value: the invoice's items
     # No lookback: it comes from the data when the configuration is resolved (long enough for
     # the customers' typical gap between purchases: about 18 weeks over the first nine months)
     # and is recorded in the configuration that travels with the model.

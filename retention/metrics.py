@@ -1367,11 +1367,12 @@ def cohort_retention(
 def _observed_span(
     tables: Tables, observed_from: Instant | None, observed_until: Instant | None
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """[since, until]: the given bounds, else data_coverage's start and the data's last record."""
+    """[since, until]: the given bounds, else data_coverage's span (whole days: a purchase log
+    cut at 1 May 1997, its last record on 30 April, had left April out of every cohort)."""
     until = (
         _timestamp(observed_until, "observed_until")
         if observed_until is not None
-        else tables.data_end()
+        else data_coverage(tables)[1]
     )
     since = (
         _timestamp(observed_from, "observed_from")
@@ -1604,11 +1605,14 @@ def _observed_ordinals(
     """The first and last calendar period numbers inside the observed span [since, until]:
     complete periods lie wholly inside it; with ``partial`` a period that overlaps it counts."""
     since, until = span
-    from_ord, until_ord = _instant_ordinal(since, unit), _instant_ordinal(until, unit)
+    # until is inclusive: a period that ends at its last instant (the end of the data's last
+    # day, 23:59:59.999999999) is complete
+    from_ord = _instant_ordinal(since, unit)
     starts_on_boundary = _ordinal_start(np.array([from_ord]), unit)[0] == since
     first = from_ord if partial or starts_on_boundary else from_ord + 1
-    last = until_ord if partial else until_ord - 1
-    return first, last
+    if partial:
+        return first, _instant_ordinal(until, unit)
+    return first, _instant_ordinal(until + pd.Timedelta(1, "ns"), unit) - 1
 
 
 def _span_counts(

@@ -1095,8 +1095,10 @@ def test_a_customer_with_one_or_two_active_days_is_said_as_such():
     )
     assert got[2][0]["reason"] == "No activity in the last 9 months (usually active every 6 days)"
     one_day = {d["feature"]: d for d in got[1]}
-    assert "active_day_rate" not in one_day  # said by the count
-    assert one_day["lifetime_active_days"]["contribution"] == pytest.approx(0.7)
+    # one active day: the count and the share of days active are the recency's sentence
+    assert "active_day_rate" not in one_day and "lifetime_active_days" not in one_day
+    assert one_day["days_since_last_event"]["contribution"] == pytest.approx(1.6)
+    assert one_day["days_since_last_event"]["reason"] == "Only one active day so far, 9 months ago"
     # two days are no habit either (a grocery's two baskets 7 months apart read "A purchase on
     # <1% of days since the first" as a third reason); twelve are
     assert "active_day_rate" not in {d["feature"] for d in got[0]}
@@ -1117,5 +1119,67 @@ def test_a_customer_with_one_or_two_active_days_is_said_as_such():
     contrib = np.array([[0.9, 0.4, 0.3, 0.35, 0.1]] * 3)
     got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
     one_day = {d["feature"]: d for d in got[1]}
-    assert set(one_day) == {"days_since_last_event", "lifetime_active_days"}
-    assert one_day["lifetime_active_days"]["contribution"] == pytest.approx(0.4 + 0.3 + 0.45)
+    assert set(one_day) == {"days_since_last_event"}  # the gaps and the count: one fact
+    assert one_day["days_since_last_event"]["contribution"] == pytest.approx(2.05)
+
+
+def test_a_new_one_time_buyer_reads_as_one_not_as_a_silence():
+    """An order export's alerts (benchmarks/README.md, session 38): buyers of one basket 10
+    hours before the run entered the high band with "No activity in the last 10 hours". Their
+    risk is the one purchase: said once, with the first purchase's age and the tenure that are
+    that day's; the revenue stays a reason of its own. A customer who signed up long before
+    their one active day keeps the tenure as a fact of its own."""
+    names = ["days_since_last_event", "lifetime_active_days", "tenure_days",
+             "days_since_first_event", "revenue_total"]  # fmt: skip
+    values = pd.DataFrame(
+        {
+            "days_since_last_event": [0.41, 0.41, 0.41],
+            "lifetime_active_days": [1.0, 1.0, 4.0],
+            "tenure_days": [0.41, 400.0, 0.41],
+            "days_since_first_event": [0.41, 0.41, 0.41],
+            "revenue_total": [112.0, 112.0, 112.0],
+            "active_gap_median_days": [np.nan, np.nan, 0.1],
+        }
+    )
+    contrib = np.array([[0.05, 0.2, 0.16, 0.16, 0.4]] * 3)
+    wording = {"qualifying_events": ("purchase",), "orders": True}
+    got = top_drivers(contrib, names, values, 5, contrib * 10, **wording).to_pylist()
+    first = {d["feature"]: d for d in got[0]}
+    assert set(first) == {"days_since_last_event", "revenue_total"}
+    assert first["days_since_last_event"]["reason"] == (
+        "Only one day with a purchase so far, 10 hours ago"
+    )
+    assert first["days_since_last_event"]["contribution"] == pytest.approx(0.57)
+    assert all("No activity" not in d["reason"] for row in got[:2] for d in row)
+    signed_up_long_ago = {d["feature"] for d in got[1]}
+    assert "tenure_days" in signed_up_long_ago
+    assert "lifetime_active_days" not in signed_up_long_ago
+    # four active days: the recency is what it was
+    recency = next(d for d in got[2] if d["feature"] == "days_since_last_event")
+    assert recency["reason"].startswith("No activity in the last 10 hours")
+
+
+def test_an_amount_is_said_once_by_the_last_order():
+    """A purchase log's riskiest (benchmarks/README.md, session 38): "Average order of $3.99"
+    beside "Revenue of $3.99 in the last 3 months", and "Average order of £5.90" beside "Last
+    order of £5.90", one amount twice. Amounts equal to the last order's, to the cent, are its
+    fact; a different amount stays a reason of its own."""
+    names = ["last_payment_amount", "mean_payment_amount", "revenue_total", "revenue_90d"]
+    values = pd.DataFrame(
+        {
+            "last_payment_amount": [3.99, 3.99],
+            "mean_payment_amount": [3.99, 7.5],
+            "revenue_total": [3.99, 45.0],
+            "revenue_90d": [3.99, 3.99],
+        }
+    )
+    contrib = np.array([[0.1, 0.3, 0.2, 0.15]] * 2)
+    got = top_drivers(contrib, names, values, 4, contrib * 10, orders=True).to_pylist()
+    assert [(d["reason"], round(d["contribution"], 6)) for d in got[0]] == [
+        ("Last order of 3.99", 0.75)
+    ]
+    assert {d["feature"] for d in got[1]} == {
+        "last_payment_amount", "mean_payment_amount", "revenue_total",
+    }  # fmt: skip
+    merged, _ = merge_same_facts(contrib, contrib, names, values)
+    np.testing.assert_allclose(merged.sum(axis=1), contrib.sum(axis=1))

@@ -68,6 +68,31 @@ def test_cells_before_the_first_record_are_missing_not_zero():
     assert math.isnan(jan[3])  # April is after the data
 
 
+def test_the_data_s_last_day_is_covered_whole():
+    """A purchase log cut at 1 May, daily dates stamped at midnight, its last record on 30
+    April (benchmarks/README.md, session 38): April is observed to its end, so it is a column;
+    "observed until 1997-04-30 00:00:00, complete periods only" had left it blank in every
+    cohort. A month the last day does not end stays out, and partial periods reach no further
+    than the data."""
+    t = old_cohort_tables()
+    t = validate_tables(
+        t.customers,
+        t.activity.assign(
+            at=t.activity["at"].where(t.activity["at"] < T("2024-04-01"), T("2024-03-31"))
+        ),
+    )
+    r = cohort_retention(t, mode="n-day")
+    assert r.observed_until == T("2024-04-01") - pd.Timedelta(1, "ns")
+    jan = r.pivot.loc[T("2024-01-01")]
+    assert jan[2] == pytest.approx(2 / 4)  # March: j1, and j4 on its last day
+    assert 3 not in r.pivot.columns or math.isnan(jan[3])
+    partial = cohort_retention(t, mode="n-day", partial_periods=True)
+    assert 3 not in partial.pivot.columns or math.isnan(partial.pivot.loc[T("2024-01-01")][3])
+    ends_mid_month = validate_tables(t.customers, t.activity[t.activity["at"] < T("2024-03-20")])
+    r = cohort_retention(ends_mid_month, mode="n-day")
+    assert math.isnan(r.pivot.loc[T("2024-01-01")][2])  # March is not over
+
+
 def test_unbounded_retention_leaves_out_the_periods_before_the_data():
     r = cohort_retention(old_cohort_tables(), mode="unbounded")
     cells = r.table.set_index(["cohort", "period"])

@@ -149,7 +149,8 @@ def test_monthly_cohort_retention_2011_matches_sql(retail, sql, tmp_path):
         cohorts_from="2011-01-01",
         cohorts_to="2011-12-31",
     )
-    assert r.observed_until == pd.Timestamp("2011-12-09 12:50")
+    # the data cover whole days, to the end of the last record's (2011-12-09 12:50)
+    assert r.observed_until == pd.Timestamp("2011-12-10") - pd.Timedelta(1, "ns")
     pd.testing.assert_frame_equal(
         ours(r), theirs(sql_monthly_cohorts(sql, "2011-11-01")), check_dtype=False
     )

@@ -46,6 +46,7 @@ import pyarrow as pa
 from features.dictionary import (
     LOWERS_RISK,
     NO_ACTIVITY_CHANCE,
+    SIGNUP_IS_FIRST_RECORD,
     USUAL_GAP_MIN_DAYS,
     describe,
     in_latest_period,
@@ -163,6 +164,8 @@ def _driver_values(
             context = {c: col[k] for c, col in zip(context_names, context_columns, strict=True)}
             if lowers_risk:
                 context[LOWERS_RISK] = True
+            if wording.get("orders"):
+                context[SIGNUP_IS_FIRST_RECORD] = True
             sentence = entry.text(value, context, currency)
             if named is not None and value is not None and value not in named:
                 sentence = f"{sentence} {rare_level_note(min_level_customers)}"
@@ -384,9 +387,13 @@ def same_value_facts(
     - Without paid periods (orders), the last payment's age where it is the last active day's
       (or the last event's).
     - The usual gap, where the recency is known: the recency's sentence states it.
+    - One active day in all: the count, and the first activity's age or the tenure where it is
+      that day's, are the recency's ("Only one day with a purchase so far, 10 hours ago").
     - A window without payments: its payment count and revenue are the last payment's age.
     - A plan change: the revenue trend and the window's one downgrade or upgrade that are the
       last payment's change (_one_price_change).
+    - An amount: the average payment and the revenue (whole history, a window) that are the
+      last payment's amount (_one_amount).
     - A window's kinds of activity (1) where the model counts one event type: its count.
     - A window's event count where all its events are of one type: that type's count.
     - A window's event count (and its one type's) where each event fell on a day of its own:
@@ -443,7 +450,23 @@ def same_value_facts(
     if {gap, RECENCY_FEATURE} <= set(names) and {gap, RECENCY_FEATURE} <= set(values.columns):
         both = np.isfinite(column(gap)) & np.isfinite(column(RECENCY_FEATURE))
         _move(contrib, points, np.flatnonzero(both), names.index(gap), names.index(RECENCY_FEATURE))
+    # One active day in all: the recency's sentence states it ("Only one day with a purchase
+    # so far, 10 hours ago"), and the first activity's age (or the tenure holding it) where it
+    # is that day's: "1 day with a purchase over the whole history" and "Customer for 10
+    # hours" beside it said the one fact three times.
+    if {ONE_DAY_COUNT, RECENCY_FEATURE} <= set(names) and {
+        ONE_DAY_COUNT,
+        RECENCY_FEATURE,
+    } <= set(values.columns):
+        one_day = (column(ONE_DAY_COUNT) == 1) & np.isfinite(column(RECENCY_FEATURE))
+        to = names.index(RECENCY_FEATURE)
+        _move(contrib, points, np.flatnonzero(one_day), names.index(ONE_DAY_COUNT), to)
+        for first in ("tenure_days", "days_since_first_event", "days_since_first_active"):
+            if first in names and first in values.columns:
+                same = one_day & _same_duration(column(first), column(RECENCY_FEATURE))
+                _move(contrib, points, np.flatnonzero(same), names.index(first), to)
     _one_price_change(contrib, points, names, values)
+    _one_amount(contrib, points, names, values)
     # A log of one event type: "1 kind of activity in the last 7 days (purchase)" is the
     # window's count again (187 households of a grocery read it as a reason, the kind being the
     # only one there is); the count says it, by the type's name below.
@@ -530,6 +553,30 @@ def _one_price_change(
                 same = (x == 1) & (np.sign(change) == sign) & (since < int(plan.group("w")))
             else:
                 same = (change != 0) & (np.abs(x - change) < 0.01)
+            _move(contrib, points, np.flatnonzero(same), j, to)
+
+
+LAST_AMOUNT = "last_payment_amount"
+_AMOUNTS = re.compile(r"mean_payment_amount|revenue_total|revenue_\d+d")
+
+
+def _one_amount(
+    contrib: np.ndarray, points: np.ndarray, names: list[str], values: pd.DataFrame
+) -> None:
+    """In place: an amount said once, by the last payment (order): the average payment, the
+    revenue over the whole history and a window's revenue, where they are the last payment's
+    amount to the cent. A one-order buyer read "Average order of $3.99" beside "Revenue of
+    $3.99 in the last 3 months" (59 of the riskiest of a purchase log), and "Average order of
+    £5.90" beside "Last order of £5.90" (benchmarks/README.md, session 38)."""
+    if LAST_AMOUNT not in names or LAST_AMOUNT not in values.columns:
+        return
+    to = names.index(LAST_AMOUNT)
+    last = values[LAST_AMOUNT].to_numpy(dtype="float64", na_value=np.nan)
+    for j, name in enumerate(names):
+        if _AMOUNTS.fullmatch(name) and name in values.columns:
+            x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                same = np.abs(x - last) < 0.005
             _move(contrib, points, np.flatnonzero(same), j, to)
 
 
