@@ -377,7 +377,10 @@ def _non_iso_problem(text: pd.Series, rows: np.ndarray, column: str) -> Problem:
     sample = text[rows]
     parts = sample.str.extract(SLASHED_DATE.pattern)
     hint = 'declare its format in the import mapping (format = "%d/%m/%Y", for example)'
-    if parts.notna().all(axis=None) and len(parts):
+    compact = sample.str.strip().str.fullmatch(r"(?:19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}")
+    if len(sample) and compact.all():  # 19970101: CDNOW's log, many mainframe exports
+        hint = 'the values read as year, month, day without separators: declare format = "%Y%m%d"'
+    elif parts.notna().all(axis=None) and len(parts):
         first, second = parts[0].astype(int), parts[1].astype(int)
         if (first > 12).any() and not (second > 12).any():
             hint = "the days come first (a first number above 12): declare dayfirst = true"

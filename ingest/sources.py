@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote
 
 import pandas as pd
 import pyarrow as pa
@@ -83,7 +84,8 @@ def _hide_password(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        # unquoted: "duckdb:///:memory:" had read "duckdb:///%3Amemory%3A" in the report
+        return unquote(make_url(url).render_as_string(hide_password=True))
     except Exception:  # not a URL SQLAlchemy understands: show only its scheme
         return url.split(":", 1)[0] + "://..."
 
@@ -170,6 +172,18 @@ def database_url(spec: SourceSpec) -> str:
     return spec.url
 
 
+# `delimiter = "whitespace"`: fields separated by runs of spaces or tabs, as old systems write
+# aligned text (CDNOW's log: ` 00001 19970101  1   11.77`); a field holds no space.
+WHITESPACE = "whitespace"
+_LINE_EDGES = re.compile(rb"(?m)^[ \t]+|[ \t]+(?=\r?$)")
+_RUNS = re.compile(rb"[ \t]+")
+
+
+def _whitespace_to_tabs(chunk: bytes) -> bytes:
+    """Lines of fields separated by runs of spaces or tabs, as tab-separated lines."""
+    return _RUNS.sub(b"\t", _LINE_EDGES.sub(b"", chunk))
+
+
 def csv_header(
     fh: io.BufferedReader, delimiter: str, name: str, encoding: str = "utf-8"
 ) -> list[str]:
@@ -177,8 +191,10 @@ def csv_header(
     first = fh.peek(1 << 16).split(b"\n", 1)[0]
     if not first.strip():
         raise SourceError(f"'{name}' is empty: expected a header line")
-    text = _decoded(first, encoding, name, 0)
-    return next(csv.reader([text.removeprefix("\ufeff").rstrip("\r")], delimiter=delimiter))
+    text = _decoded(first, encoding, name, 0).removeprefix("\ufeff").rstrip("\r")
+    if delimiter == WHITESPACE:
+        return text.split()
+    return next(csv.reader([text], delimiter=delimiter))
 
 
 def _is_utf8(encoding: str) -> bool:
@@ -240,7 +256,16 @@ def csv_batches(
             )
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
-        raise SourceError(f"'{name}' has the column names {duplicated} more than once")
+        aligned = delimiter in (" ", "\t") and "" in duplicated
+        raise SourceError(
+            f"'{name}' has the column names {duplicated} more than once"
+            + (
+                ": its columns are aligned with runs of spaces; declare "
+                'delimiter = "whitespace" (fields separated by any run of spaces or tabs)'
+                if aligned
+                else ""
+            )
+        )
     if names is None:
         fh.readline()  # the header, read above
     read_options = pacsv.ReadOptions(
@@ -250,7 +275,12 @@ def csv_batches(
         encoding="utf8" if _is_utf8(encoding) else encoding,
     )
     lines = 1 if names is None else 0  # lines before the chunk being parsed
-    parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    aligned = delimiter == WHITESPACE
+    parse_options = (
+        pacsv.ParseOptions(delimiter="\t", quote_char=False)
+        if aligned
+        else pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    )
     convert_options = pacsv.ConvertOptions(
         column_types={c: pa.string() for c in header},
         null_values=[""],
@@ -261,10 +291,11 @@ def csv_batches(
     while True:
         block = fh.read(BLOCK_BYTES)
         data = rest + block if rest else block
-        cut = last_row_end(data) if block else len(data)
+        # no quoted values in aligned text: any line end ends a row
+        cut = last_row_end(data, quote=None if aligned else b'"') if block else len(data)
         rest = data[cut:]
         if cut:
-            chunk = data[:cut]
+            chunk = _whitespace_to_tabs(data[:cut]) if aligned else data[:cut]
             if len(chunk) > BLOCK_BYTES:  # a line longer than a block: one block still
                 read_options.block_size = len(chunk) + 1
             try:
@@ -276,7 +307,7 @@ def csv_batches(
                 )
             except pa.ArrowInvalid as err:
                 if "UTF8" not in str(err) and "utf8" not in str(err).lower():
-                    raise _parse_error(err, name, lines) from None
+                    raise _parse_error(err, name, lines, delimiter) from None
                 _decoded(chunk, encoding, name, lines)  # raises, naming the line
                 raise
             lines += chunk.count(b"\n")
@@ -285,22 +316,33 @@ def csv_batches(
             return
 
 
-def _parse_error(err: pa.ArrowInvalid, name: str, lines_before: int) -> SourceError:
+def _parse_error(
+    err: pa.ArrowInvalid, name: str, lines_before: int, delimiter: str = ","
+) -> SourceError:
     """Arrow's CSV parse error ("Row #2: Expected 4 columns, got 3: ...", counted within the
-    block being parsed) as a SourceError naming the file and its line."""
+    block being parsed) as a SourceError naming the file and its line; with a space as the
+    delimiter, the declaration for text aligned with runs of spaces."""
     text = str(err).removeprefix("CSV parse error: ")
     found = re.match(r"Row #(\d+): (.*)", text, flags=re.S)
     if found is None:
         return SourceError(f"'{name}' cannot be read as CSV: {text}")
     line = lines_before + int(found.group(1))
-    return SourceError(f"'{name}' line {line}: {found.group(2)}")
+    hint = (
+        '; if its columns are aligned with runs of spaces, declare delimiter = "whitespace"'
+        if delimiter == " "
+        else ""
+    )
+    return SourceError(f"'{name}' line {line}: {found.group(2).rstrip()}{hint}")
 
 
-def last_row_end(data: bytes, quote: bytes = b'"') -> int:
+def last_row_end(data: bytes, quote: bytes | None = b'"') -> int:
     """Where the last complete CSV row of `data` ends: just after its last line end outside a
     quoted value (one with an even number of quote characters before it; an escaped quote,
-    written twice, keeps the count even), or 0 when there is none yet."""
+    written twice, keeps the count even), or 0 when there is none yet. quote None: values are
+    never quoted, and the last line end is the row's."""
     cut = data.rfind(b"\n") + 1
+    if quote is None:
+        return cut
     odd = data.count(quote, 0, cut) % 2 if quote in data else 0
     while cut and odd:  # inside a quoted value: step back one line end at a time
         previous = data.rfind(b"\n", 0, cut - 1) + 1

@@ -7,8 +7,10 @@ A customer is an alert when, since the previous weekly partition,
 - ``rose``: its probability rose by at least ``alert_rise_points`` percentage points of its
   own: the part the churn level of the time of year made (the partition's ``level_delta``,
   serving.batch.level_change) moves every customer at once and does not count;
-- ``new_top_reason``: its top driver (the feature raising its risk most) changed, counted in
-  the bands of ``alert_new_reason_bands`` (the high band by default).
+- ``new_top_reason``: its top driver (the feature raising its risk most) changed while its
+  risk rose by at least ``alert_new_reason_points`` net of the level (two drivers of equal
+  weight trade places as a week passes: no news), counted in the bands of
+  ``alert_new_reason_bands`` (the high band by default).
 A first run (no previous partition) compares with the scores the model gives the same data a
 week before its date (serving.batch.first_run_baseline); where even those cannot be had (an
 export that starts within the week) it alerts on the high band: nothing to compare with.
@@ -269,7 +271,7 @@ def find_alerts(
     in_bands = now["risk_band"].isin(config.alert_new_reason_bands).to_numpy()
     new_reason = np.zeros(len(now), dtype=bool)
     new_reason[both] = top_now[both] != top_before[both]
-    new_reason &= in_bands
+    new_reason &= in_bands & (net >= config.alert_new_reason_points)
 
     flags = np.column_stack([entered_high, rose, new_reason])
     hit = flags.any(axis=1)

@@ -823,7 +823,12 @@ def run_scoring(
             if contributions_file is not None:
                 contributions_file.close()
         ranges = formatting.band_ranges(model.band_thresholds)
-        write_scores_csv(tmp / SCORES_FILE, tmp / SCORES_CSV, band_ranges=ranges)
+        write_scores_csv(
+            tmp / SCORES_FILE,
+            tmp / SCORES_CSV,
+            band_ranges=ranges,
+            typical_probability=model.typical_probability(),
+        )
         scored = pa.concat_tables(slim).to_pandas()
         compared = (baseline[0], tmp / BASELINE_DIR) if baseline is not None else previous
         alerts = write_partition_alerts(tmp, t, compared, settings, ranges)

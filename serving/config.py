@@ -6,6 +6,7 @@ the data folder's config.toml, beside [features] and [training]).
 alert_rise_points = 10.0          # a rise of at least this many percentage points is an alert
 alert_entered_high_points = 1.0    # an entry into the high band needs a rise of this many
 alert_new_reason_bands = ["high"]  # bands in which a new top reason is an alert
+alert_new_reason_points = 1.0      # ... where the risk rose by at least this many points
 currency = "EUR"                   # revenue at risk in the report; none: plain numbers
 ```
 """
@@ -28,11 +29,15 @@ class ScoringConfig:
     to a customer-success team). An entry into the high band is an alert where the risk rose by
     at least alert_entered_high_points since the previous run (net of the time of year's
     level, as the rise rule), or the customer is new in the scores: a commit log's contributors
-    "entered high" from 96.47 % to 96.55 %, a step over the band's threshold that is jitter."""
+    "entered high" from 96.47 % to 96.55 %, a step over the band's threshold that is jitter.
+    So a new top reason needs a rise of at least alert_new_reason_points: a purchase log's
+    riskiest had "new top reasons" at +0.1 points, two drivers of equal weight trading places
+    as a week passed ("Average order of $4.79", then "No activity in the last 50 days")."""
 
     alert_rise_points: float = 10.0
     alert_entered_high_points: float = 1.0
     alert_new_reason_bands: tuple[str, ...] = ("high",)
+    alert_new_reason_points: float = 1.0
     currency: str | None = None
 
     def __post_init__(self) -> None:
@@ -42,12 +47,13 @@ class ScoringConfig:
                 f"[scoring] alert_rise_points must be a number of percentage points in (0, 100], "
                 f"got {rise!r}"
             )
-        step = self.alert_entered_high_points
-        if isinstance(step, bool) or not isinstance(step, int | float) or not 0 <= step <= 100:
-            raise ValueError(
-                "[scoring] alert_entered_high_points must be a number of percentage points in "
-                f"[0, 100], got {step!r}"
-            )
+        for name in ("alert_entered_high_points", "alert_new_reason_points"):
+            step = getattr(self, name)
+            if isinstance(step, bool) or not isinstance(step, int | float) or not 0 <= step <= 100:
+                raise ValueError(
+                    f"[scoring] {name} must be a number of percentage points in [0, 100], "
+                    f"got {step!r}"
+                )
         bands = self.alert_new_reason_bands
         if isinstance(bands, str) or any(b not in BANDS for b in bands):
             raise ValueError(

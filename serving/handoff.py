@@ -11,6 +11,12 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | risk_band_range | the band's probabilities ("96.5% and above", "94.1% to 96.5%", "below 94.1%"): where most customers are likely to leave, the bands rank them, and "low" holds customers at 94 % |
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
 | lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
+
+A customer with neither a reason nor a lower-risk reason (features at the typical customer's,
+or many small contributions none of which passes the rules for a reason) is said so, in
+lower_risk_reason at or below the typical risk ("No feature sets this customer apart from the
+typical customer (91.6%)"), in reason_1 above it: a purchase log's 296 customers at the typical
+91.6 % had read as blank rows (benchmarks/README.md, session 38).
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
 | level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
 
@@ -33,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 
-from reporting.formatting import PROBABILITY_DIGITS, percent_number, points_number
+from reporting.formatting import PROBABILITY_DIGITS, percent, percent_number, points_number
 
 SCORES_CSV = "scores.csv"
 REASONS = 3
@@ -85,11 +91,50 @@ def _number(texts: list[str | None]) -> pa.Array:
     return pa.array(texts, pa.string()).cast(pa.float64())
 
 
+def nothing_stands_out(typical_probability: float) -> tuple[str, str]:
+    """What scores.csv says of a customer without any reason: (above the typical customer's
+    risk, at or below it)."""
+    typical = percent(typical_probability)
+    return (
+        f"No single feature stands out: many small ones add up (typical customer: {typical})",
+        f"No feature sets this customer apart from the typical customer ({typical})",
+    )
+
+
+def _said_when_blank(
+    probability: np.ndarray,
+    reasons: list[pa.Array],
+    lower: pa.Array,
+    typical_probability: float | None,
+) -> tuple[list[pa.Array], pa.Array]:
+    """reason_1 and lower_risk_reason with nothing_stands_out's words on the rows that have
+    neither (unchanged without the typical probability)."""
+    if typical_probability is None or not reasons:
+        return reasons, lower
+    blank = reasons[0].is_null().to_numpy(zero_copy_only=False) & lower.is_null().to_numpy(
+        zero_copy_only=False
+    )
+    if not blank.any():
+        return reasons, lower
+    above_text, below_text = nothing_stands_out(typical_probability)
+    above = blank & (probability > typical_probability)
+    below = blank & ~above
+    first = reasons[0].to_numpy(zero_copy_only=False).astype(object)
+    first[above] = above_text
+    held = lower.to_numpy(zero_copy_only=False).astype(object)
+    held[below] = below_text
+    return [pa.array(first, pa.string()), *reasons[1:]], pa.array(held, pa.string())
+
+
 def handoff_table(
-    scores: pa.Table | pa.RecordBatch, band_ranges: Mapping[str, str] | None = None
+    scores: pa.Table | pa.RecordBatch,
+    band_ranges: Mapping[str, str] | None = None,
+    typical_probability: float | None = None,
 ) -> pa.Table:
     """The CSV's columns (CSV_COLUMNS) for a batch of scores.parquet rows; band_ranges: each
-    band's probabilities in words (reporting.formatting.band_ranges; empty without them)."""
+    band's probabilities in words (reporting.formatting.band_ranges; empty without them);
+    typical_probability: the scoring model's typical customer's risk (ChurnModel.
+    typical_probability), for the rows without any reason (nothing_stands_out)."""
     probability = scores.column("churn_probability").to_numpy(zero_copy_only=False)
     delta = scores.column("probability_delta").to_numpy(zero_copy_only=False)
     level = scores.column("level_delta").to_numpy(zero_copy_only=False)
@@ -98,13 +143,19 @@ def handoff_table(
     ranges = pa.array(list((band_ranges or {}).values()), pa.string()).take(
         pc.index_in(bands, value_set=named)
     )  # null where a band has no range
+    reasons, lower = _said_when_blank(
+        probability,
+        _nth_reasons(scores.column("drivers"), REASONS),
+        _first_lower_risk(scores)[0],
+        typical_probability,
+    )
     columns = [
         scores.column("customer_id").cast(pa.string()),
         _number(percent_number(probability, digits=PROBABILITY_DIGITS)),
         bands,
         ranges,
-        *_nth_reasons(scores.column("drivers"), REASONS),
-        *_first_lower_risk(scores),
+        *reasons,
+        lower,
         _number(points_number(delta * 100.0)),
         _number(points_number(level * 100.0)),
     ]
@@ -116,10 +167,12 @@ def write_scores_csv(
     out: str | Path,
     batch_rows: int = 100_000,
     band_ranges: Mapping[str, str] | None = None,
+    typical_probability: float | None = None,
 ) -> int:
     """Write scores.csv (see the module docstring) from a partition's scores.parquet (a file,
     or the Spark engine's folder of part files); returns the number of customers written.
-    band_ranges: the scoring model's bands in words (reporting.formatting.band_ranges)."""
+    band_ranges: the scoring model's bands in words (reporting.formatting.band_ranges);
+    typical_probability: its typical customer's risk (handoff_table)."""
     source = ds.dataset(str(scores_parquet), format="parquet")
     schema = pa.schema(
         [(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in CSV_COLUMNS]
@@ -127,7 +180,9 @@ def write_scores_csv(
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     present = [c for c in _READ if c in source.schema.names]
     parts = [
-        handoff_table(batch, band_ranges).append_column("_p", batch.column("churn_probability"))
+        handoff_table(batch, band_ranges, typical_probability).append_column(
+            "_p", batch.column("churn_probability")
+        )
         for batch in source.to_batches(batch_size=batch_rows, columns=present)
         if batch.num_rows
     ]

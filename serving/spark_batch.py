@@ -405,7 +405,12 @@ def spark_run_scoring(
             log("scores.csv and alerts: written into a local output folder only, not to " + tmp)
         else:
             ranges = formatting.band_ranges(model.band_thresholds)
-            write_scores_csv(local / SCORES_FILE, local / SCORES_CSV, band_ranges=ranges)
+            write_scores_csv(
+                local / SCORES_FILE,
+                local / SCORES_CSV,
+                band_ranges=ranges,
+                typical_probability=model.typical_probability(),
+            )
             against: tuple[pd.Timestamp, Path | pd.DataFrame] | None = None
             if previous is not None:
                 against = (previous[0], Path(local_folder(previous[1]) or previous[1]))

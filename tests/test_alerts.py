@@ -131,22 +131,32 @@ def test_a_rise_the_time_of_year_made_is_not_the_customers_rise():
 
 
 def test_a_new_top_reason_is_an_alert_in_the_configured_bands():
+    """... where the risk rose with it: two drivers of equal weight trading places as a week
+    passes (a purchase log's "new top reasons" at +0.1 points) are no news."""
     previous = frame(
         [
             ("h", 0.5, "high", "tickets_open"),
             ("m", 0.2, "medium", "f1"),
             ("none", 0.5, "high", None),
+            ("swap", 0.961, "high", "mean_payment_amount"),
         ]
     )
     current = frame(
         [
-            ("h", 0.5, "high", "days_since_last_event"),
-            ("m", 0.2, "medium", "f2"),
+            ("h", 0.52, "high", "days_since_last_event"),
+            ("m", 0.22, "medium", "f2"),
             ("none", 0.5, "high", "f2"),  # no driver before: nothing to compare with
+            ("swap", 0.962, "high", "days_since_last_event"),
         ]
     )
     alerts = find_alerts(current, previous, AS_OF, BEFORE)
     assert kinds_by_id(alerts) == {"h": ["new_top_reason"]}
+    every_swap = ScoringConfig(alert_new_reason_points=0.0)
+    assert set(kinds_by_id(find_alerts(current, previous, AS_OF, BEFORE, every_swap))) == {
+        "h", "swap",
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="alert_new_reason_points must be"):
+        ScoringConfig(alert_new_reason_points=-1)
     row = alerts.iloc[0]
     assert row["reason"] == "reason about days_since_last_event"
     assert row["previous_reason"] == "reason about tickets_open"

@@ -759,3 +759,76 @@ def test_a_header_declaration_that_is_no_list_of_names_or_no_csv_is_refused(
 ):
     with pytest.raises(MappingError, match=message):
         load_mapping(_ratings(tmp_path, source))
+
+
+# CDNOW's log as its publishers wrote it: aligned with runs of spaces, CRLF line ends, ids with
+# leading zeros, dates as YYYYMMDD.
+ALIGNED = (
+    "customer date cds dollars\r\n"
+    " 00001 19970101  1   11.77\r\n"
+    " 00002 19970112  1   12.00\r\n"
+    " 00002 19970112  5   77.00\r\n"
+    " 00003 19970102  2   20.76\r\n"
+)
+
+
+def _aligned(tmp_path: Path, source: str, at: str = '{ column = "date", format = "%Y%m%d" }'):
+    mapping = (
+        f'[customers]\nsource = {source}\n[customers.columns]\ncustomer_id = "customer"\n'
+        f'signup_at = {at}\n[customers.aggregate]\nby = ["customer_id"]\nsignup_at = "min"\n'
+        f"[activity]\nsource = {source}\n"
+        f'[activity.columns]\ncustomer_id = "customer"\nat = {at}\n'
+        'event = { value = "purchase" }\nvalue = { column = "cds", type = "number" }\n'
+    )
+    return _files(tmp_path, mapping, {"CDNOW_master.txt": ALIGNED})
+
+
+def test_a_file_aligned_with_runs_of_spaces_reads_with_the_whitespace_delimiter(tmp_path):
+    """delimiter = "whitespace": any run of spaces or tabs separates fields, and the spaces
+    before the first and after the last are no field. A single space as the delimiter reads
+    the empty fields between the spaces and is refused, naming the declaration to make."""
+    source = '{ path = "CDNOW_master.txt", format = "csv", delimiter = "whitespace" }'
+    tables, _ = run_import(load_mapping(_aligned(tmp_path, source)), tmp_path)
+    assert sorted(tables.customers["customer_id"]) == ["00001", "00002", "00003"]
+    activity = tables.activity.sort_values(["at", "customer_id", "value"])
+    assert activity["value"].tolist() == [1.0, 2.0, 1.0, 5.0]
+    assert activity["at"].iloc[0] == pd.Timestamp("1997-01-01")
+    # several blocks: the rows of a long file are all read, none split across blocks
+    import pyarrow as pa
+
+    from ingest import sources
+
+    lines = [f" {i:05d} 1997{1 + i % 12:02d}15  {1 + i % 3}   {i % 97}.50\r\n" for i in range(3000)]
+    (tmp_path / "CDNOW_master.txt").write_text("customer date cds dollars\r\n" + "".join(lines))
+    spec = sources.SourceSpec(path="CDNOW_master.txt", format="csv", delimiter="whitespace")
+    with (tmp_path / "CDNOW_master.txt").open("rb") as fh, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sources, "BLOCK_BYTES", 4096)
+        batches = list(sources.csv_batches(fh, spec.delimiter, "CDNOW_master.txt"))
+    read = pa.Table.from_batches(batches)
+    assert read.num_rows == 3000 and read.column_names == ["customer", "date", "cds", "dollars"]
+    assert read.column("customer").to_pylist()[-1] == "02999"
+    assert read.column("dollars").to_pylist()[-1] == f"{2999 % 97}.50"
+    one_space = _aligned(tmp_path, '{ path = "CDNOW_master.txt", format = "csv", delimiter = " " }')
+    with pytest.raises(SourceError, match=r'line 2: .*got 8.* declare delimiter = "whitespace"'):
+        run_import(load_mapping(one_space), tmp_path)
+    (tmp_path / "CDNOW_master.txt").write_text(ALIGNED.replace("customer date", " customer  date"))
+    with pytest.raises(SourceError, match=r'more than once: .* declare delimiter = "whitespace"'):
+        run_import(load_mapping(one_space), tmp_path)
+
+
+def test_dates_written_as_year_month_day_without_separators_get_their_format_named(tmp_path):
+    source = '{ path = "CDNOW_master.txt", format = "csv", delimiter = "whitespace" }'
+    path = _aligned(tmp_path, source, at='"date"')
+    with pytest.raises(ContractError, match=r'declare format = "%Y%m%d"'):
+        run_import(load_mapping(path), tmp_path)
+
+
+def test_a_query_source_is_named_readably_and_without_its_password():
+    """The import's report names a query's source: 'duckdb:///%3Amemory%3A' had read there
+    (a purchase log's judge, benchmarks/README.md, session 38); a password never does."""
+    from ingest.sources import SourceSpec
+
+    memory = SourceSpec(url="duckdb:///:memory:", query="select  p[1]\n  from t")
+    assert memory.describe() == "duckdb:///:memory:: select p[1] from t"
+    secret = SourceSpec(url="postgresql://crm:s3cr%40t@db.local/crm", query="select 1")
+    assert secret.describe() == "postgresql://crm:***@db.local/crm: select 1"
