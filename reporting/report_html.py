@@ -323,11 +323,15 @@ def headline_cards(inputs: ReportInputs) -> str:
             "Customers at risk",
             fmt.count(now.at_risk),
             delta(now.at_risk, before.at_risk if before else None, "count"),
-            f"high band, of {fmt.count(now.customers_scored)} scored",
+            f"high band: {fmt.percent(now.at_risk / now.customers_scored, 0)} of "
+            f"{fmt.count(now.customers_scored)} scored"
+            if now.customers_scored
+            else "high band, of 0 scored",
         ),
         _card(
             "Expected churners",
-            fmt.number(now.expected_churners),
+            # a head count: whole from 100 on ("12,785.8" read as a false precision)
+            fmt.number(now.expected_churners, 0 if now.expected_churners >= 100 else 1),
             delta(now.expected_churners, before.expected_churners if before else None, "number"),
             "sum of the churn probabilities",
         ),

@@ -148,6 +148,34 @@ def test_headline_figures_show_the_change_since_the_previous_run():
     assert "£5,000" in page and "-£600 since 2024-12-01" in page
     assert "NPS 3 of 10 (detractor)" in page and "+4.2 pts" in page
     assert not EXTERNAL.search(page) and "<script" not in page
+    assert "45.2<" in page or "45.3<" in page  # a few expected churners keep a decimal
+    assert "high band: 12% of 1,000 scored" in page
+
+
+def test_many_expected_churners_read_as_a_head_count():
+    """A purchase log's headline read "Expected churners 12,785.8" beside "Customers at risk
+    3,673" (benchmarks/README.md, session 38): a head count is whole, and the high band's
+    count says what share of the scored it is."""
+    page = render_report(
+        ReportInputs(
+            as_of="1997-05-01",
+            headline=Headline(14692, 3673, 12785.8, None),
+            probabilities=np.array([0.9, 0.95]),
+            bands=np.array(["low", "high"]),
+            riskiest=pd.DataFrame(
+                columns=[
+                    "customer_id",
+                    "churn_probability",
+                    "risk_band",
+                    "change_points",
+                    "reasons",
+                ]
+            ),
+            segments=pd.DataFrame({"dimension": ["all"], "segment": ["all"]}),
+        )
+    )
+    assert ">12,786<" in page and "12,785.8" not in page
+    assert "high band: 25% of 14,692 scored" in page
 
 
 def test_a_first_runs_alerts_say_the_band_not_that_anyone_entered_it():
