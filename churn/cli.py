@@ -532,7 +532,8 @@ def train_command(
 
     path = config_path_for_data(data, config)
     name = model_name_for_data(data, config, model_name)
-    typer.echo(f"registered model: {name}")
+    # registered at the end, by a run that succeeds: a refused run leaves the registry as it was
+    typer.echo(f"model name: {name} (registered when training succeeds)")
     tables = load_tables(data)
     train_config = replace(train_config_from_file(path), model_name=name)
     if allow_label_like:
