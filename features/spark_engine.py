@@ -509,6 +509,60 @@ def current_never_active(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp)
     return int(ids.join(active.select("customer").distinct(), "customer", "left_anti").count())
 
 
+def lapsed_buyers(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> pd.DataFrame:
+    """features.labels.lapsed_customers on Spark: the current customers with qualifying activity
+    before T and none in the lookback window [T - lookback, T), with the last qualifying event's
+    time, the days since it, the qualifying events and the revenue before T (NaN without
+    revenue rows; failed payments left out). Two aggregations, joined; the list comes to the
+    driver, which writes it as lapsed.csv (serving.handoff.write_lapsed_csv)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from features.labels import LAPSED_COLUMNS
+    from features.prepared import DAY_NS
+
+    t = as_of_timestamp(as_of).value
+    start = t - (config.churn.lookback_days or 0) * DAY_NS
+    current = _current(plan, as_of)
+    ids = current.select(_customer_key(current, "customers").alias("customer")).distinct()
+    activity, info = plan.frames["activity"], plan.infos["activity"]
+    at = _as_ns(activity, info, "at")
+    rows = activity.where(at < F.lit(t))
+    if config.churn.qualifying_events is not None:
+        event = F.col("event")
+        if isinstance(activity.schema["event"].dataType, T.BooleanType):
+            event = F.when(event, "True").otherwise("False")
+        rows = rows.where(event.cast("string").isin(list(config.churn.qualifying_events)))
+    per = rows.groupBy(_customer_key(rows, "activity").alias("customer")).agg(
+        F.max(at).alias("last"), F.count(F.lit(1)).alias("events")
+    )
+    lapsed = ids.join(per.where(F.col("last") < F.lit(start)), "customer")
+    revenue = plan.frames.get("revenue")
+    has_revenue = revenue is not None and bool(revenue.limit(1).count())
+    if has_revenue:
+        paid = revenue.where(_as_ns(revenue, plan.infos["revenue"], "at") < F.lit(t))
+        if "kind" in revenue.columns:
+            kind = F.col("kind").cast("string")
+            paid = paid.where(kind.isNull() | (kind != "failed_payment"))
+        sums = paid.groupBy(_customer_key(paid, "revenue").alias("customer")).agg(
+            F.sum(F.col("amount").cast("double")).alias("revenue")
+        )
+        lapsed = lapsed.join(sums, "customer", "left").fillna(0.0, subset=["revenue"])
+    found = lapsed.toPandas()
+    out = pd.DataFrame(
+        {
+            "customer_id": found["customer"].astype("string"),
+            "last_activity_at": pd.to_datetime(found["last"].astype("int64"), utc=True),
+            "days_since_last_activity": (t - found["last"].astype("int64")) / DAY_NS,
+            "qualifying_events": found["events"].astype("int64"),
+            "revenue_total": found["revenue"].astype("float64") if has_revenue else np.nan,
+        },
+        columns=list(LAPSED_COLUMNS),
+    )
+    out = out.sort_values(["days_since_last_activity", "customer_id"], kind="stable")
+    return out.reset_index(drop=True)
+
+
 def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -> list[int]:
     """The latest `at` of feedback and revenue, in one Spark job."""
     from pyspark.sql import functions as F

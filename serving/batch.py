@@ -11,7 +11,7 @@ Writes one partition per run date, OUT/as_of=YYYY-MM-DD/, replaced atomically:
 - scores.csv: the same scores for a CRM import or a spreadsheet (serving.handoff);
 - lapsed.csv (non-contractual churn): the buyers not scored because they have no qualifying
   activity in the lookback, the most recently lapsed first: the win-back list
-  (features.labels.lapsed_customers; the Spark engine counts them only);
+  (features.labels.lapsed_customers; the Spark engine's features.spark_engine.lapsed_buyers);
 - features.parquet: the features behind the scores (what the service looks up);
 - contributions.parquet: every feature's contribution for every customer (float32), which the
   next run compares with when the same model scores it;

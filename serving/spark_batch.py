@@ -11,7 +11,8 @@ turns the total into the report with serving.batch.report_from_sums.
 The partition has the pandas engine's layout, OUT/as_of=YYYY-MM-DD/ with scores.parquet,
 features.parquet and contributions.parquet (Parquet folders here: pandas, pyarrow and the service read them as tables),
 segments.parquet and run.json, built in a temporary folder and swapped in whole at the end; in
-a local folder also scores.csv, alerts.parquet and alerts.csv (serving.handoff, serving.alerts).
+a local folder also scores.csv, alerts.parquet, alerts.csv and (non-contractual churn)
+lapsed.csv (serving.handoff, serving.alerts).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from features.spark_engine import (
     current_customers,
     current_never_active,
     delete_path,
+    lapsed_buyers,
     list_folder,
     output_schema,
     path_exists,
@@ -75,7 +77,7 @@ from serving.batch import (
     segment_sums_for,
 )
 from serving.config import ScoringConfig
-from serving.handoff import SCORES_CSV, write_scores_csv
+from serving.handoff import LAPSED_CSV, SCORES_CSV, write_lapsed_csv, write_scores_csv
 from serving.partitions import refuse_run_date
 from training.model import ChurnModel
 
@@ -325,7 +327,8 @@ def spark_run_scoring(
     settings: the alert rules (the [scoring] section).
 
     In a local output folder the partition also gets the pandas engine's hand-off files,
-    written by the same functions from the Parquet folders: scores.csv, and alerts.parquet and
+    written by the same functions from the Parquet folders: scores.csv, lapsed.csv under
+    non-contractual churn (features.spark_engine.lapsed_buyers), and alerts.parquet and
     alerts.csv against the previous partition, or on a first run against the probabilities
     and bands a week before (without their drivers, so no "new top reason" alert on a first
     run). On a cluster's file system those files are not written (the log says so)."""
@@ -418,6 +421,9 @@ def spark_run_scoring(
                 against = (baseline_date(t), baseline_bands(local / SCORES_FILE, model))
             alerts = write_partition_alerts(local, t, against, settings, ranges)
             log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
+            if config.churn.mode == "non_contractual":  # the win-back list, as serving.batch
+                lapsed = lapsed_buyers(plan, config, t)
+                summary["customers_lapsed_listed"] = write_lapsed_csv(lapsed, local / LAPSED_CSV)
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
         )  # as serving.batch counts them (features.labels.lapsed_count)

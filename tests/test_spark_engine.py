@@ -228,7 +228,19 @@ def test_a_lookback_left_to_the_data_and_history_signals_equal_the_pandas_engine
     t = pd.Timestamp("2024-06-01")
     never = never_active_count(tables, t, resolved.churn)
     assert never > 0
-    assert current_never_active(plan_run(spark, str(demo), resolved, until=t), resolved, t) == never
+    plan = plan_run(spark, str(demo), resolved, until=t)
+    assert current_never_active(plan, resolved, t) == never
+    # ... and the lapsed buyers, the win-back list of lapsed.csv, listed alike
+    from features.labels import lapsed_count, lapsed_customers
+    from features.spark_engine import lapsed_buyers
+
+    expected = lapsed_customers(tables, t, resolved.churn)
+    got = lapsed_buyers(plan, resolved, t)
+    assert len(expected) > 0 and len(expected) <= lapsed_count(tables, t, resolved.churn)
+    assert list(got.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(
+        got, expected.astype({"customer_id": "string"}), check_dtype=False, rtol=1e-9
+    )
 
 
 def test_cli_spark_engine_and_a_contract_error_that_keeps_the_previous_output(
