@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import matplotlib
 import numpy as np
 import pandas as pd
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
@@ -615,7 +616,9 @@ def riskiest_customers(scores_path: Path, n: int = 20) -> pd.DataFrame:
     table = pq.read_table(scores_path, columns=["customer_id", "churn_probability"])
     p = table.column("churn_probability").to_numpy()
     top = np.argsort(-p, kind="stable")[:n]
-    present = set(pq.read_schema(scores_path).names)  # level_delta: not in older partitions
+    # level_delta: not in older partitions; a dataset's schema, so that the Spark engine's
+    # folder of part files reads as a file does
+    present = set(ds.dataset(str(scores_path), format="parquet").schema.names)
     columns = ["customer_id", "churn_probability", "risk_band", "probability_delta", "drivers"]
     rows = pq.read_table(
         scores_path, columns=columns + [c for c in ["level_delta"] if c in present]
@@ -774,7 +777,9 @@ def write_partition_report(
     alerts: pd.DataFrame | None = None,
 ) -> Path:
     """Gather a partition's figures (its scores already written into ``folder``), the previous
-    partition's headline and the data's cohort retention, and write report.html."""
+    partition's headline and the data's cohort retention, and write report.html. tables None
+    (the Spark engine, whose tables do not fit one machine): the page without cohort
+    retention, and a note that says where to measure it."""
     from retention.metrics import cohort_retention, cohorts_left_out, month_of, retention_curve
 
     folder = Path(folder)
@@ -783,7 +788,14 @@ def write_partition_report(
     notes = [f"Net revenue retention not measured: {notes[0]}."] if notes else []
     notes += run_notes(summary)
     retention = sizes = curve = revenue = None
-    activity = tables.activity
+    if tables is None:
+        notes.append(
+            "Cohort retention is not measured on the Spark engine (it reads the whole tables): "
+            "`churn retention --data FOLDER` measures it on one machine, on the data or a sample "
+            "of its customers."
+        )
+    activity = tables.activity if tables is not None else pd.DataFrame()
+    revenue_rows = tables.revenue if tables is not None else pd.DataFrame()
     # Non-contractual: cohorts of buyers, from their first qualifying event (a shop log's
     # cohorts by first visit read 20 % in their first month: most visitors never buy).
     buyers = churn_mode == "non_contractual"
@@ -792,7 +804,7 @@ def write_partition_report(
         from features.dictionary import qualifying_noun
 
         cohort_start = qualifying_noun(activity_events) if activity_events else "activity"
-    if len(activity) or len(tables.revenue):
+    if len(activity) or len(revenue_rows):
         start = tables.history_start()
         # Only cohorts that signed up once the recorded history had started: their every period
         # is covered by the data (an earlier cohort's first periods were never recorded).

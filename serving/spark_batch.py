@@ -11,8 +11,9 @@ turns the total into the report with serving.batch.report_from_sums.
 The partition has the pandas engine's layout, OUT/as_of=YYYY-MM-DD/ with scores.parquet,
 features.parquet and contributions.parquet (Parquet folders here: pandas, pyarrow and the service read them as tables),
 segments.parquet and run.json, built in a temporary folder and swapped in whole at the end; in
-a local folder also scores.csv, alerts.parquet, alerts.csv and (non-contractual churn)
-lapsed.csv (serving.handoff, serving.alerts).
+a local folder also scores.csv, alerts.parquet, alerts.csv, (non-contractual churn)
+lapsed.csv (serving.handoff, serving.alerts) and report.html without cohort retention
+(reporting.report_html).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from features.spark_engine import (
     write_parquet,
 )
 from reporting import formatting
+from reporting.report_html import write_partition_report
 from retention.metrics import combine_segment_sums, segment_labels
 from serving.alerts import write_partition_alerts
 from serving.batch import (
@@ -404,8 +406,12 @@ def spark_run_scoring(
         )
         summary["first_run_baseline"] = baseline_date(t).date().isoformat() if compared else None
         local = local_folder(tmp)
+        report_alerts: pd.DataFrame | None = None
         if local is None:
-            log("scores.csv and alerts: written into a local output folder only, not to " + tmp)
+            log(
+                "scores.csv, alerts, lapsed.csv and report.html: written into a local output "
+                "folder only, not to " + tmp
+            )
         else:
             ranges = formatting.band_ranges(model.band_thresholds)
             write_scores_csv(
@@ -424,6 +430,7 @@ def spark_run_scoring(
             if config.churn.mode == "non_contractual":  # the win-back list, as serving.batch
                 lapsed = lapsed_buyers(plan, config, t)
                 summary["customers_lapsed_listed"] = write_lapsed_csv(lapsed, local / LAPSED_CSV)
+            report_alerts = alerts
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0
         )  # as serving.batch counts them (features.labels.lapsed_count)
@@ -445,6 +452,17 @@ def spark_run_scoring(
         write_bytes(
             spark, f"{tmp}/{RUN_FILE}", json.dumps(summary, indent=1, sort_keys=True).encode()
         )
+        if local is not None:  # the page people open, without cohort retention (its tables)
+            shown = None
+            if previous is not None:
+                shown = (previous[0], Path(local_folder(previous[1]) or previous[1]))
+            write_partition_report(
+                local, None, segments, summary, shown, alerts=report_alerts,
+                churn_mode=config.churn.mode, currency=currency,
+                activity_events=config.churn.qualifying_events,
+                model=f"{(model_info or {}).get('model_name', 'model')} version {model_version}",
+            )  # fmt: skip
+            log("report: report.html (without cohort retention: churn retention measures it)")
         delete_path(spark, f"{tmp}/_rows")
     model_ref.unpersist()
     log(f"wrote {target}")

@@ -383,6 +383,15 @@ def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
         )
     moved = pd.read_parquet(spark_out / f"as_of={runs[1]}" / "scores.parquet")["drivers_moved"]
     assert sum(len(m) for m in moved) > 0  # the second run did compare with the first
+    # the page people open: the pandas engine's, but for the cohort retention it cannot measure
+    page = (spark_out / f"as_of={runs[1]}" / "report.html").read_text()
+    same = (pandas_out / f"as_of={runs[1]}" / "report.html").read_text()
+    assert "Cohort retention is not measured on the Spark engine" in page
+    riskiest = pd.read_parquet(pandas_out / f"as_of={runs[1]}" / "scores.parquet").nlargest(
+        3, "churn_probability"
+    )
+    for cid in riskiest["customer_id"]:
+        assert f"<th>{cid}</th>" in page and f"<th>{cid}</th>" in same
     # One horizon after the first run, both engines group that horizon's churn by the first
     # run's bands (the segment report's risk_band rows).
     later = str((pd.Timestamp(runs[0]) + pd.Timedelta(days=int(model.horizon_days))).date())
