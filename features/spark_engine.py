@@ -399,21 +399,32 @@ def _active_days_before(
     """(customer, day): the distinct days before `until` with qualifying activity (days since
     the epoch), what the lookback and the buying process are resolved from."""
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     from features.prepared import DAY_NS
 
     at = _as_ns(activity, info, "at")
-    rows = activity.where(at < F.lit(until))
+    rows = _qualifying_before(activity, info, config, until)
+    return rows.select(
+        _customer_key(rows, "activity").alias("customer"),
+        ((at - F.pmod(at, F.lit(DAY_NS))) / F.lit(DAY_NS)).cast("long").alias("day"),
+    ).distinct()
+
+
+def _qualifying_before(
+    activity: DataFrame, info: TableInput, config: FeatureConfig, until: int
+) -> DataFrame:
+    """The activity rows before `until` (ns) of the churn definition's qualifying events (all
+    events when it names none), as features.labels._qualifying reads them."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    rows = activity.where(_as_ns(activity, info, "at") < F.lit(until))
     if config.churn.qualifying_events is not None:
         event = F.col("event")
         if isinstance(activity.schema["event"].dataType, T.BooleanType):
             event = F.when(event, "True").otherwise("False")
         rows = rows.where(event.cast("string").isin(list(config.churn.qualifying_events)))
-    return rows.select(
-        _customer_key(rows, "activity").alias("customer"),
-        ((at - F.pmod(at, F.lit(DAY_NS))) / F.lit(DAY_NS)).cast("long").alias("day"),
-    ).distinct()
+    return rows
 
 
 def _lookback_days(
@@ -516,7 +527,6 @@ def lapsed_buyers(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> pd.
     revenue rows; failed payments left out). Two aggregations, joined; the list comes to the
     driver, which writes it as lapsed.csv (serving.handoff.write_lapsed_csv)."""
     from pyspark.sql import functions as F
-    from pyspark.sql import types as T
 
     from features.labels import LAPSED_COLUMNS
     from features.prepared import DAY_NS
@@ -527,12 +537,7 @@ def lapsed_buyers(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> pd.
     ids = current.select(_customer_key(current, "customers").alias("customer")).distinct()
     activity, info = plan.frames["activity"], plan.infos["activity"]
     at = _as_ns(activity, info, "at")
-    rows = activity.where(at < F.lit(t))
-    if config.churn.qualifying_events is not None:
-        event = F.col("event")
-        if isinstance(activity.schema["event"].dataType, T.BooleanType):
-            event = F.when(event, "True").otherwise("False")
-        rows = rows.where(event.cast("string").isin(list(config.churn.qualifying_events)))
+    rows = _qualifying_before(activity, info, config, t)
     per = rows.groupBy(_customer_key(rows, "activity").alias("customer")).agg(
         F.max(at).alias("last"), F.count(F.lit(1)).alias("events")
     )
