@@ -226,6 +226,22 @@ def _usual_gap(context: Context, usually: str, days_noun: str = "active days") -
     return f" ({usually} {_every(gap)})"
 
 
+def one_active_day_is_the_last(context: Context, recency_days: float) -> bool:
+    """Whether the customer had one active day in all (lifetime_active_days; of the qualifying
+    events where the churn definition names them) and it is the last activity: with qualifying
+    events the recency counts any activity, and a buyer's one purchase day followed by a
+    cancellation is not "one day, 3 days ago" (days_since_last_active, where known, is within
+    a day of the recency)."""
+    if _ctx(context, "lifetime_active_days") != 1:
+        return False
+    last_day = _ctx(context, "days_since_last_active")
+    return last_day is None or abs(last_day - recency_days) <= 1.0
+
+
+# The context the recency's sentences read (_recency_of).
+RECENCY_CONTEXT = ("active_gap_median_days", "lifetime_active_days", "days_since_last_active")
+
+
 def _recency_of(noun: str | None = None) -> Sentence:
     """Any activity's recency, with the usual gap between active days, or between the
     qualifying events named by `noun` ("(usually a purchase every 4 days)")."""
@@ -236,7 +252,7 @@ def _recency_of(noun: str | None = None) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
         gap = _ctx(context, "active_gap_median_days")
-        if _ctx(context, "lifetime_active_days") == 1 and not context.get(LOWERS_RISK):
+        if one_active_day_is_the_last(context, days) and not context.get(LOWERS_RISK):
             # A one-time buyer's risk is buying once, not the silence since: "No activity in
             # the last 10 hours" led the alerts of an order export's new buyers (benchmarks/
             # README.md, session 38). The count's contribution is this sentence's
@@ -568,7 +584,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     entries = {
         "days_since_last_event": _entry(
             "Days since last activity", "days", RAISES, _recency_of(noun),
-            "No activity recorded yet", context=gap,
+            "No activity recorded yet", context=RECENCY_CONTEXT,
         ),
         "lifetime_events": _entry(
             f"{noun.capitalize()} events over the whole history", "events", LOWERS,
@@ -950,7 +966,7 @@ _FIXED: dict[str, FeatureEntry] = {
     "tenure_days": _entry("Tenure", "days", LOWERS, _tenure, "Signup date unknown"),
     "days_since_last_event": _entry(
         "Days since last activity", "days", RAISES, _recency_of(), "No activity recorded yet",
-        context=("active_gap_median_days", "lifetime_active_days"),
+        context=RECENCY_CONTEXT,
     ),
     "days_since_first_event": _entry(
         "Days since first activity", "days", LOWERS, _ago("First activity"),

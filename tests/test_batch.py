@@ -1157,6 +1157,15 @@ def test_a_new_one_time_buyer_reads_as_one_not_as_a_silence():
     # four active days: the recency is what it was
     recency = next(d for d in got[2] if d["feature"] == "days_since_last_event")
     assert recency["reason"].startswith("No activity in the last 10 hours")
+    # one purchase day 20 days back, a cancellation since (the recency counts any activity):
+    # not "one day, 10 hours ago"; the count stays a fact of its own
+    values["days_since_last_active"] = [1.0, 1.0, 1.0]
+    values.loc[0, "days_since_last_active"] = 20.0
+    got = top_drivers(contrib, names, values, 5, contrib * 10, **wording).to_pylist()
+    cancelled = {d["feature"]: d for d in got[0]}
+    assert "lifetime_active_days" in cancelled
+    assert "Only one" not in cancelled["days_since_last_event"]["reason"]
+    assert got[1][0]["reason"] == "Only one day with a purchase so far, 10 hours ago"
 
 
 def test_an_amount_is_said_once_by_the_last_order():

@@ -459,6 +459,11 @@ def same_value_facts(
         RECENCY_FEATURE,
     } <= set(values.columns):
         one_day = (column(ONE_DAY_COUNT) == 1) & np.isfinite(column(RECENCY_FEATURE))
+        if "days_since_last_active" in values.columns:  # the one day is the last activity,
+            # within a day, as features.dictionary.one_active_day_is_the_last reads it
+            apart = np.abs(column("days_since_last_active") - column(RECENCY_FEATURE))
+            with np.errstate(invalid="ignore"):
+                one_day &= ~(apart > 1.0)  # a missing last active day: as the sentence reads it
         to = names.index(RECENCY_FEATURE)
         _move(contrib, points, np.flatnonzero(one_day), names.index(ONE_DAY_COUNT), to)
         for first in ("tenure_days", "days_since_first_event", "days_since_first_active"):
