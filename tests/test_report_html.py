@@ -204,6 +204,13 @@ def test_a_first_runs_alerts_say_the_band_not_that_anyone_entered_it():
     baseline = alerts_table(alerts(pd.Timestamp("2001-01-22").date()), baseline_as_of="2001-01-22")
     assert "2 entered the high band since the scores of 2001-01-22, recomputed" in baseline
     assert "+52.6 pts (+2.0 the time of year)" in later
+    # one alert reads as one; kinds that add up to more than the alerts say why
+    one = alerts(pd.Timestamp("2001-01-22").date()).iloc[:1]
+    assert "<p>1 alert: 1 entered the high band.</p>" in alerts_table(one)
+    both = alerts(pd.Timestamp("2001-01-22").date())
+    both["kinds"] = [["entered_high", "rose"], ["entered_high"]]
+    assert "2 alerts: 2 entered the high band, 1 risk rose" in alerts_table(both)
+    assert "(one customer can raise more than one)" in alerts_table(both)
     page = render_report(
         ReportInputs(
             as_of="2001-01-29",

@@ -711,6 +711,24 @@ def test_segments_by_attribute_signup_cohort_risk_band_and_crossed():
     assert "pro / UK" in set(m.loc[m["dimension"] == "plan+country", "segment"])
 
 
+def test_a_customers_column_named_segment_or_dimension_is_a_segment_like_any_other():
+    """Superstore's and many CRMs' "Segment" (Consumer, Corporate): the report's own column
+    names had refused it after a whole scoring run (benchmarks/README.md, session 38). Only
+    'all', the whole base's row, stays reserved, and the error says what to do."""
+    t0, t1 = "2024-03-01", "2024-04-01"
+    customers = contractual_base(20, 2, 3, t0, t1, "pro")
+    customers["segment"] = np.where(np.arange(len(customers)) % 2 == 0, "Consumer", "Corporate")
+    customers["dimension"] = "x"
+    m = retention_metrics(tables_of(customers), t0, t1, by=["segment", "dimension"])
+    total = row(m).customers_start
+    assert m.loc[m["dimension"] == "segment", "customers_start"].sum() == total
+    assert set(m.loc[m["dimension"] == "segment", "segment"]) == {"Consumer", "Corporate"}
+    assert row(m, "dimension", "x").customers_start == total
+    customers["all"] = "y"
+    with pytest.raises(MetricsInputError, match="rename the customers column"):
+        retention_metrics(tables_of(customers), t0, t1, by=["all"])
+
+
 def test_unknown_segment_column_is_an_error_naming_it():
     t = tables_of(contractual_base(3, 0, 0, "2024-01-01", "2024-02-01"))
     with pytest.raises(MetricsInputError, match="'region'") as err:
