@@ -194,6 +194,40 @@ def ranking_band_note(model: ChurnModel, mean_risk: float) -> str | None:
     )
 
 
+# Probabilities whose log-odds spread less than this (standard deviation over the scored) tell
+# the customers apart by almost nothing: a store's 656 customers all lay within 67.403-67.421 %,
+# and the bands, a ranking and a page of "riskiest customers" read as if they meant something
+# (benchmarks/README.md, session 38). A weak model that still ranks spreads ten times more.
+NEAR_TIE_LOGIT_STD = 0.05
+
+
+def near_tie_note(logit_std: float, low: float, high: float) -> str | None:
+    """What a reader must know when the scored customers' probabilities hardly differ: the
+    spread of their log-odds (logit_std) and the probabilities of the 10th and 90th
+    percentiles (low, high). None when they spread enough to rank."""
+    if not np.isfinite(logit_std) or logit_std >= NEAR_TIE_LOGIT_STD:
+        return None
+    return (
+        f"the probabilities hardly differ ({low:.2%} to {high:.2%} for 80 % of the scored "
+        "customers): the model tells them apart by little, so the bands and the order of the "
+        "riskiest are near-ties; read the level, not the ranking, and retrain on more history "
+        "or more customers"
+    )
+
+
+def probability_spread(probability: np.ndarray) -> tuple[float, float, float]:
+    """(the standard deviation of the log-odds, the 10th and 90th percentile probabilities)
+    of scored probabilities, for near_tie_note; NaN without any."""
+    p = np.asarray(probability, dtype="float64")
+    p = p[np.isfinite(p)]
+    if not len(p):
+        return float("nan"), float("nan"), float("nan")
+    clipped = np.clip(p, 1e-9, 1 - 1e-9)
+    logit = np.log(clipped / (1 - clipped))
+    low, high = np.quantile(p, [0.1, 0.9])
+    return float(np.std(logit)), float(low), float(high)
+
+
 def empty_band_notes(
     bands: dict[str, int], scored: int, model: ChurnModel, as_of: pd.Timestamp
 ) -> list[str]:
@@ -849,6 +883,9 @@ def run_scoring(
         if start is None:
             log(f"segment report: {band_rows_note(start, period_start)}")
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        tie = near_tie_note(*probability_spread(scored["churn_probability"].to_numpy()))
+        if tie:
+            summary["band_notes"].append(tie)
         summary["first_run_baseline"] = (
             baseline[0].date().isoformat()
             if baseline is not None and compared_with_baseline(scored)

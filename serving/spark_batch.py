@@ -69,6 +69,7 @@ from serving.batch import (
     band_rows_note,
     baseline_date,
     iter_scores,
+    near_tie_note,
     paid_period_warning,
     report_from_sums,
     report_plan,
@@ -259,6 +260,23 @@ def _scoring_rows(
     return build
 
 
+def _probability_spread(customers: DataFrame) -> tuple[float, float, float]:
+    """serving.batch.probability_spread of the scored customers' probabilities, in one Spark
+    job: the population standard deviation of their log-odds and the 10th and 90th percentiles
+    (Spark SQL's exact percentile, interpolated as numpy's)."""
+    from pyspark.sql import functions as F
+
+    p = F.col(SCORE_PREFIX + "churn_probability")
+    clipped = F.least(F.greatest(p, F.lit(1e-9)), F.lit(1 - 1e-9))
+    row = customers.agg(
+        F.stddev_pop(F.log(clipped / (1 - clipped))).alias("std"),
+        F.percentile(p, F.array(F.lit(0.1), F.lit(0.9))).alias("q"),
+    ).first()
+    if row is None or row["std"] is None:
+        return float("nan"), float("nan"), float("nan")
+    return float(row["std"]), float(row["q"][0]), float(row["q"][1])
+
+
 def _check_segments(plan_customers: DataFrame, by: list[str]) -> None:
     """Unknown segment names fail on the driver, with segment_labels' own message."""
     columns = {
@@ -398,6 +416,9 @@ def spark_run_scoring(
         )
         segments = report_from_sums(sums, period_start, t, has_revenue, plan.observed_until)
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        tie = near_tie_note(*_probability_spread(customers))
+        if tie:
+            summary["band_notes"].append(tie)
         # as serving.batch.compared_with_baseline: a customer scored now had a score a week ago
         compared = previous is None and bool(
             customers.where(customers[SCORE_PREFIX + "previous_probability"].isNotNull())

@@ -1192,3 +1192,20 @@ def test_an_amount_is_said_once_by_the_last_order():
     }  # fmt: skip
     merged, _ = merge_same_facts(contrib, contrib, names, values)
     np.testing.assert_allclose(merged.sum(axis=1), contrib.sum(axis=1))
+
+
+def test_probabilities_that_hardly_differ_are_said_to_be_near_ties():
+    """A store's 656 customers all lay within 67.403-67.421 % (benchmarks/README.md, session
+    38): bands and a ranking of near-equal risks read as meaningful. Such a run says so; a weak
+    model that still ranks (log-odds spread of a few tenths) does not get the note."""
+    from serving.batch import near_tie_note, probability_spread
+
+    rng = np.random.default_rng(0)
+    flat = 0.6741 + rng.uniform(-0.0001, 0.0001, 656)
+    spread = probability_spread(flat)
+    assert spread[0] < 0.01 and 0.674 < spread[1] < spread[2] < 0.6743
+    note = near_tie_note(*spread)
+    assert note is not None and note.startswith("the probabilities hardly differ (67.40% to 67.42%")
+    weak = 1 / (1 + np.exp(-(0.5 + rng.normal(0, 0.3, 656))))
+    assert near_tie_note(*probability_spread(weak)) is None
+    assert near_tie_note(*probability_spread(np.array([]))) is None
