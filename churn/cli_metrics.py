@@ -123,6 +123,27 @@ def _data_churn(data: Path, config: Path | None) -> ChurnDefinition | None:
         raise _input_error(err) from None
 
 
+def _data_currency(data: Path, config: Path | None) -> str | None:
+    """The [scoring] currency configured for the data (--config or DATA/config.toml), if any:
+    "CLV 327" had read without the shop's USD."""
+    from serving.config import scoring_config_from_file
+
+    path = config if config is not None else data / DATA_CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        return scoring_config_from_file(path).currency
+    except (ValueError, OSError) as err:
+        raise _input_error(err) from None
+
+
+# Money columns: said with the data's currency (fmt.money), ARPC with cents.
+MONEY_COLUMNS = {
+    "mrr_start": 0, "expansion": 0, "contraction": 0, "churned_mrr": 0, "arpc_month": 2,
+    "clv": 0, "revenue_at_risk": 0,
+}  # fmt: skip
+
+
 def _churn_definition(
     data: Path,
     config: Path | None,
@@ -205,8 +226,9 @@ _PRINT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
 }
 
 
-def format_metrics(df: pd.DataFrame) -> str:
-    """The metrics table as text: counts, rates with their 95 % interval, small groups marked."""
+def format_metrics(df: pd.DataFrame, currency: str | None = None) -> str:
+    """The metrics table as text: counts, rates with their 95 % interval, money in the
+    currency, small groups marked."""
     view = pd.DataFrame(
         {
             "segment": [
@@ -238,6 +260,8 @@ def format_metrics(df: pd.DataFrame) -> str:
                 fmt.MISSING if pd.isna(v) else f"{fmt.percent(v)} [{fmt.interval(lo, hi)}]"
                 for v, lo, hi in zip(values, lows, highs, strict=True)
             ]
+        elif col in MONEY_COLUMNS:
+            view[label] = [fmt.money(v, currency, MONEY_COLUMNS[col]) for v in values]
         else:
             view[label] = [show(v) for v in values]
     view["small"] = ["yes" if s else "" for s in df["small_group"]]
@@ -303,8 +327,8 @@ def segment_table(
                 why = next((n for n in rows["mrr_note"] if n), why)
             left_out.setdefault(why, []).append(label)
             continue
-        if col == "revenue_at_risk":
-            view[label] = [fmt.money(v, currency) for v in rows[col]]
+        if col in MONEY_COLUMNS:
+            view[label] = [fmt.money(v, currency, MONEY_COLUMNS[col]) for v in rows[col]]
         else:
             view[label] = [show(v) for v in rows[col]]
     for why, labels in left_out.items():
@@ -420,7 +444,7 @@ def metrics_command(
     short = short_period_note(mode, days, defined.horizon_days if defined is not None else None)
     if short:
         typer.echo(short)
-    typer.echo(format_metrics(result))
+    typer.echo(format_metrics(result, _data_currency(data, config)))
     notes = [n for n in result["mrr_note"].unique() if n]
     if notes:
         typer.echo(f"GRC and NRR not measured: {notes[0]}.")

@@ -545,6 +545,12 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
     assert res.exit_code == 0, res.output
     assert "not measured" not in res.output and "after the data" not in res.output
     assert "78.9%" in res.output  # NRR 300 / 380
+    assert "$" not in res.output
+    # money in the data's currency ("CLV 327" had read without a shop's USD)
+    (tmp_path / "data" / "config.toml").write_text('[scoring]\ncurrency = "USD"\n')
+    res = CliRunner().invoke(app, [*args, "--to", "2024-03-05"])
+    assert res.exit_code == 0, res.output
+    assert "MRR t0" in res.output and "$380" in res.output
 
 
 def test_nrr_is_missing_when_there_is_no_recurring_revenue():
