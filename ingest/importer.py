@@ -13,7 +13,7 @@ import queue
 import re
 import sys
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -900,6 +900,7 @@ def _import_source(
     df = _concat(parts)
     del parts
     if source.aggregate is not None:
+        report.warnings += varying_attribute_warnings(df, source, mapping.customer_attributes())
         df = _aggregate(df, source, report)
     positions = np.concatenate(held_positions) if held_positions else None
     if not checked_per_batch:
@@ -1371,6 +1372,44 @@ def _aggregate(
         report.warnings += _open_end_warnings(df, source, grouped, result)
     names = [c.name for c in source.columns]
     return result.reset_index()[names]
+
+
+# A declared attribute whose value differs between a customer's rows for at least this share
+# of the customers with several rows is no fact of the customer but of its rows over time.
+VARYING_ATTRIBUTE_SHARE = 0.05
+
+
+def varying_attribute_warnings(
+    df: pd.DataFrame, source: SourceMapping, attributes: Sequence[str]
+) -> list[str]:
+    """A warning per declared customer attribute (model feature) that the customers source
+    aggregates from rows whose values differ within a customer: the aggregate ('mode', 'last')
+    is taken over the whole export, rows dated after a training date included, so the model
+    learns from what was not known then (Superstore's Region, the most frequent over each
+    customer's order lines, differed between orders for 766 of 793 customers; benchmarks/
+    README.md, session 38)."""
+    if source.table != "customers" or source.aggregate is None:
+        return []
+    by = list(source.aggregate.by)
+    out = []
+    for col in attributes:
+        if col not in df or col in by or source.aggregate.functions.get(col) is None:
+            continue
+        grouped = df.groupby(by, sort=False, observed=True, dropna=False)[col]
+        rows, distinct = grouped.size(), grouped.nunique(dropna=True)
+        several = int((rows > 1).sum())
+        varying = int((distinct > 1).sum())
+        if several and varying >= max(1, VARYING_ATTRIBUTE_SHARE * several):
+            fn = source.aggregate.functions[col]
+            out.append(
+                f"customers.{col}: its value differs between a customer's rows for {varying:,} "
+                f"of the {several:,} customers with several rows, and '{fn}' takes it over the "
+                "whole export, rows after each training date included: as a model feature "
+                "([features] customer_attributes) it tells the model what was not known then. "
+                "Declare only attributes fixed for a customer (at signup); keep this one for "
+                "reports (churn score --by)"
+            )
+    return out
 
 
 # Aggregations that skip empty values: on an end date they read a customer with one ended and

@@ -832,3 +832,35 @@ def test_a_query_source_is_named_readably_and_without_its_password():
     assert memory.describe() == "duckdb:///:memory:: select p[1] from t"
     secret = SourceSpec(url="postgresql://crm:s3cr%40t@db.local/crm", query="select 1")
     assert secret.describe() == "postgresql://crm:***@db.local/crm: select 1"
+
+
+def test_an_attribute_that_varies_over_a_customers_rows_is_named_before_it_leaks(tmp_path):
+    """Superstore's Region, the most frequent over each customer's order lines (benchmarks/
+    README.md, session 38): it differs between orders, and 'mode' over the whole export tells a
+    model trained at earlier dates what was not known then. Declared as a model feature it is
+    named in the import's warnings; a segment fixed per customer, or one kept for reports only,
+    is not."""
+    lines = "Customer ID,Order Date,Segment,Region,Sales\n" + "".join(
+        f"C{i % 40:03d},2016-{1 + i % 12:02d}-10,{'Consumer' if i % 40 < 20 else 'Corporate'},"
+        f"{['East', 'West', 'South'][i % 3]},{10 + i}\n"
+        for i in range(200)
+    )
+    mapping = (
+        '[features]\ncustomer_attributes = ["segment", "region"]\n'
+        '[features.churn]\nmode = "non_contractual"\nqualifying_events = ["purchase"]\n'
+        '[customers]\nsource = "orders.csv"\n[customers.columns]\ncustomer_id = "Customer ID"\n'
+        'signup_at = "Order Date"\nsegment = "Segment"\nregion = "Region"\n'
+        '[customers.aggregate]\nby = ["customer_id"]\nsignup_at = "min"\nsegment = "mode"\n'
+        'region = "mode"\n'
+        '[activity]\nsource = "orders.csv"\n[activity.columns]\ncustomer_id = "Customer ID"\n'
+        'at = "Order Date"\nevent = { value = "purchase" }\n'
+    )
+    path = _files(tmp_path, mapping, {"orders.csv": lines})
+    _, report = run_import(load_mapping(path), tmp_path)
+    said = [w for source in report.sources for w in source.warnings if "differs" in w]
+    assert len(said) == 1 and said[0].startswith("customers.region: its value differs")
+    assert "for 40 of the 40 customers with several rows" in said[0]
+    reports_only = path.read_text().replace('["segment", "region"]', '["segment"]')
+    path.write_text(reports_only)
+    _, report = run_import(load_mapping(path), tmp_path)
+    assert not [w for source in report.sources for w in source.warnings if "differs" in w]
