@@ -78,6 +78,13 @@ def test_a_model_that_ranks_no_better_than_chance_is_never_promoted():
     coin = judge(measured(0.48), RULES, weak)
     assert not coin.promoted and coin.stage == "chance"
     assert "no better than chance" in coin.reason and "ROC AUC 0.4800" in coin.reason
+    # Few churners: more data helps; hundreds of them (a store's 364 of 656): the data does not
+    # tell who leaves, and more of it would not say more
+    small = judge({**measured(0.48), "rows": 300, "positive_rate": 0.1}, RULES, weak)
+    assert "More history, more customers or a longer horizon" in small.reason
+    store = judge({**measured(0.48), "rows": 656, "positive_rate": 364 / 656}, RULES, weak)
+    assert "With 364 churners among 656 holdout rows there were enough" in store.reason
+    assert "Check the mapping" in store.reason and "More history" not in store.reason
     # Above 0.5, but the holdout cannot tell it from a coin: its interval reaches below 0.5.
     # It does not replace a champion; as the first one it serves, and the reason says so.
     unsure = judge(measured(0.55), RULES, weak, champion=measured(0.52), auc_interval=(0.47, 0.63))

@@ -223,11 +223,30 @@ def below_chance(metrics: dict[str, float], interval: tuple[float, float] | None
     text = f"ROC AUC {auc:.4f}"
     if known:
         text += f", 95 % interval {interval[0]:.4f} to {interval[1]:.4f}"
+    rows, rate = metrics.get("rows"), metrics.get("positive_rate")
+    churners = round(float(rows) * float(rate)) if _finite(rows) and _finite(rate) else None
+    if churners is not None and min(churners, float(rows) - churners) >= MANY_CHURNERS:
+        # A store's 364 churners among 656 (benchmarks/README.md, session 38): more of them
+        # would not help; what the data records does not tell who leaves.
+        advice = (
+            f"With {churners:,} churners among {int(rows):,} holdout rows there were enough to "
+            "learn from: what the data records does not tell who leaves within the horizon. "
+            "Check the mapping (the dates, the qualifying events, what counts as activity) and "
+            "try another horizon"
+        )
+    else:
+        advice = (
+            "More history, more customers or a longer horizon give it more churners to learn from"
+        )
     return (
         f"the model ranks churners no better than chance on the holdout ({text}; 0.5 is a "
-        "coin). More history, more customers or a longer horizon give it more churners to "
-        "learn from"
+        f"coin). {advice}"
     )
+
+
+# Churners (and stayers) in a holdout from which a model at chance says the data, not their
+# number, is what is missing.
+MANY_CHURNERS = 200
 
 
 def judge(
