@@ -123,6 +123,8 @@ def test_missing_label_column_is_named(mlflow_here):
         train_csv(small_table().drop(columns="Churn"), mlflow_here)
     with pytest.raises(ValueError, match="id column 'customer' is not in the table"):
         train_csv(small_table(), mlflow_here, id_column="customer")
+    with pytest.raises(ValueError, match=r"id column 'ID' is not in the table \(did you mean 'id'"):
+        train_csv(small_table(), mlflow_here, id_column="ID")
     assert not (mlflow_here / "mlflow.db").exists()  # input errors stop before MLflow
 
 
@@ -131,6 +133,29 @@ def test_three_valued_label_names_the_offending_value(mlflow_here):
     frame.loc[5, "Churn"] = "Maybe"
     with pytest.raises(ValueError, match=r"label column 'Churn' must be two-valued.*'Maybe'"):
         train_csv(frame, mlflow_here)
+    # a number: said as itself, with its row and id (a bank's table had a junk last row)
+    numbers = small_table().assign(Churn=[1, 0, 0, 0] * 10)
+    numbers.loc[39, "Churn"] = 50000
+    with pytest.raises(ValueError, match=r"got 50000 \(row 40, id 'c39'\)"):
+        train_csv(numbers, mlflow_here)
+
+
+def test_a_row_number_column_is_left_out_and_numpy_values_read_plainly():
+    """A bank's table (Churn_Modelling) had RowNumber 1..10,000 among its features: 101 splits,
+    ranked above tenure, a model of the file's order. The label's values read 1 and 0, not
+    np.int64(1)."""
+    frame = small_table(40).assign(RowNumber=np.arange(1, 41), Churn=[1, 0, 0, 0] * 10)
+    lines: list[str] = []
+    table = prepare_labeled_table(frame, "id", "Churn", log=lines.append)
+    assert "RowNumber" not in table.features.columns and "spend" in table.features.columns
+    assert any(
+        line.strip().startswith("RowNumber: the rows' own numbers (1 to 40") for line in lines
+    )
+    assert table.label_values == "churned: 1; not churned: 0"
+    shuffled = frame.assign(RowNumber=np.r_[np.arange(2, 41), 1])  # not in order: a fact
+    assert (
+        "RowNumber" in prepare_labeled_table(shuffled, "id", "Churn", log=lambda _: None).features
+    )
 
 
 def test_label_with_one_class_is_refused(mlflow_here):

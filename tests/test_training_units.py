@@ -166,7 +166,7 @@ def test_preprocessor_scores_levels_of_few_customers_as_one_level():
     assert pre.named_levels() == {"country": {"uk"}}
     assert pre.grouping_notes() == [
         "country: 2 levels that fewer than 30 customers had are scored as one level, (other) "
-        "(e.g. canada, usa); 1 by name"
+        "(e.g. canada, usa); 1 level with more customers scored by its own name"
     ]
     scored = pre.transform(
         pd.DataFrame({"x": [1.0] * 5, "country": ["usa", "canada", "uk", "narnia", None]})

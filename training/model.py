@@ -94,7 +94,12 @@ class Preprocessor:
         return [
             f"{col}: {len(rare)} levels that fewer than {self.min_level_customers} customers had "
             f"are scored as one level, {OTHER_LEVEL} (e.g. {', '.join(rare[:3])}); "
-            f"{len(self.categorical[col]) - 1} by name"
+            + (
+                lambda named: (
+                    f"{named} level{'' if named == 1 else 's'} with more customers "
+                    f"scored by {'its' if named == 1 else 'their'} own name"
+                )
+            )(len(self.categorical[col]) - 1)
             for col, rare in self.grouped.items()
         ]
 
