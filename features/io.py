@@ -334,6 +334,14 @@ def load_tables(data_dir: str | Path, *, need_rows: tuple[str, ...] = ("customer
     The process uses regular memory pages from here on (see use_regular_memory_pages)."""
     data_dir = Path(data_dir)
     use_regular_memory_pages()
+    if data_dir.is_file():  # a labeled table's file, given where a folder is read
+        raise FileNotFoundError(
+            f"'{data_dir}' is a file, not a data folder: --data reads a folder of the "
+            "contract's tables (customers, activity, ...; churn import writes one). A model "
+            "trained on a labeled table (churn train --labeled-table) is not scored from a data "
+            "folder: its run lists each customer's cross-validated probability "
+            "(tables/oof_predictions.csv among its MLflow artifacts)"
+        )
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder '{data_dir}' does not exist")
     frames: dict[str, pd.DataFrame] = {}

@@ -264,3 +264,15 @@ def test_the_folds_choose_the_tree_size_and_the_linear_share():
     configured = (0, 0.25)
     assert linear_share_choice({configured: [0.80], (1, 0.0): [0.801]}, configured) == configured
     assert linear_share_choice({configured: [0.80], (1, 0.0): [0.81]}, configured) == (1, 0.0)
+
+
+def test_a_labeled_tables_file_given_as_a_data_folder_is_named_as_a_file(tmp_path):
+    """`churn score --data Churn_Modelling.csv` had said the data folder "does not exist"."""
+    from features.io import load_tables
+
+    path = tmp_path / "table.csv"
+    small_table().to_csv(path, index=False)
+    with pytest.raises(FileNotFoundError, match=r"is a file, not a data folder.*oof_predictions"):
+        load_tables(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_tables(tmp_path / "nowhere")
