@@ -1391,14 +1391,18 @@ def varying_attribute_warnings(
     if source.table != "customers" or source.aggregate is None:
         return []
     by = list(source.aggregate.by)
+    checked = [
+        c
+        for c in attributes
+        if c in df and c not in by and source.aggregate.functions.get(c) is not None
+    ]
+    if not checked:
+        return []
+    grouped = df.groupby(by, sort=False, observed=True, dropna=False)  # once for every column
+    several = int((grouped.size() > 1).sum())
     out = []
-    for col in attributes:
-        if col not in df or col in by or source.aggregate.functions.get(col) is None:
-            continue
-        grouped = df.groupby(by, sort=False, observed=True, dropna=False)[col]
-        rows, distinct = grouped.size(), grouped.nunique(dropna=True)
-        several = int((rows > 1).sum())
-        varying = int((distinct > 1).sum())
+    for col in checked:
+        varying = int((grouped[col].nunique(dropna=True) > 1).sum())
         if several and varying >= max(1, VARYING_ATTRIBUTE_SHARE * several):
             fn = source.aggregate.functions[col]
             out.append(

@@ -11,14 +11,14 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | risk_band_range | the band's probabilities ("96.5% and above", "94.1% to 96.5%", "below 94.1%"): where most customers are likely to leave, the bands rank them, and "low" holds customers at 94 % |
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
 | lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
+| change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
+| level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
 
 A customer with neither a reason nor a lower-risk reason (features at the typical customer's,
 or many small contributions none of which passes the rules for a reason) is said so, in
 lower_risk_reason at or below the typical risk ("No feature sets this customer apart from the
 typical customer (91.6%)"), in reason_1 above it: a purchase log's 296 customers at the typical
 91.6 % had read as blank rows (benchmarks/README.md, session 38).
-| change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
-| level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
 
 Numbers are plain, unquoted numbers (no % sign, no thousands separator, a dot for decimals;
 50.0 is written 50) so that a spreadsheet or an import reads them as numbers; text is quoted.

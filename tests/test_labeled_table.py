@@ -237,7 +237,8 @@ def test_the_folds_choose_the_tree_size_and_the_linear_share():
     reached 0.8667. The folds now try the configured leaves and the booster alone too, and
     take the best where it beats the defaults by MIN_SHARE_GAIN: on an interaction (XOR) the
     rule's 4 leaves cross-validate 0.8157 and the configured 15 leaves 0.8257."""
-    from training.labeled_table import LabeledTable, cross_validate, linear_share_choice
+    from training.fit import best_setting as linear_share_choice
+    from training.labeled_table import LabeledTable, cross_validate
 
     rng = np.random.default_rng(3)
     n = 3000

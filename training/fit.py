@@ -880,6 +880,17 @@ def set_risk_bands(
 MIN_SHARE_GAIN = 0.002
 
 
+def best_setting(fold_aucs: dict[Any, list[float]], configured: Any) -> Any:
+    """The setting (a linear share; for labelled tables a capacity and a share) whose folds'
+    mean ROC AUC is the highest, where it beats the configured one's by MIN_SHARE_GAIN; else
+    the configured one (also when the configured one was not measured)."""
+    means = {s: float(np.mean(a)) for s, a in fold_aucs.items() if a}
+    if configured not in means:
+        return configured
+    best = max(means, key=lambda s: (means[s], s == configured))
+    return best if means[best] - means[configured] >= MIN_SHARE_GAIN else configured
+
+
 def choose_linear_share(
     trainer: FoldTrainer, plan: BacktestPlan, config: TrainConfig, log: Log | None = None
 ) -> TrainConfig:
@@ -893,7 +904,7 @@ def choose_linear_share(
     runs = [trainer.run(fold) for fold in plan.folds]
     chosen_on, _ = nearest_fold_runs(runs, trainer.y)
     rounds = choose_rounds([r.curve for r in chosen_on])
-    scores: dict[float, float] = {}
+    fold_aucs: dict[float, list[float]] = {}
     for share in (config.linear_share, other):
         trainer.config = replace(config, linear_share=share)
         aucs = []
@@ -904,16 +915,19 @@ def choose_linear_share(
             x = _features(trainer.dataset, trainer.preprocessor, run.valid_index)
             linear = trainer.linear_term(run, rounds)
             aucs.append(roc_auc_score(y, blended_logit(run.booster, rounds, linear, x)))
-        scores[share] = float(np.mean(aucs)) if aucs else float("nan")
+        fold_aucs[share] = aucs
     trainer.config = config
-    better = scores[other] - scores[config.linear_share] >= MIN_SHARE_GAIN
+    chosen = best_setting(fold_aucs, config.linear_share)
     if log:
         log(
-            f"linear share {other if better else config.linear_share} (selection folds' ROC AUC: "
-            + ", ".join(f"{k} -> {v:.4f}" for k, v in scores.items())
+            f"linear share {chosen} (selection folds' ROC AUC: "
+            + ", ".join(
+                f"{k} -> {float(np.mean(v)) if v else float('nan'):.4f}"
+                for k, v in fold_aucs.items()
+            )
             + ")"
         )
-    return replace(config, linear_share=other) if better else config
+    return replace(config, linear_share=chosen) if chosen != config.linear_share else config
 
 
 def fit_churn_model(

@@ -34,7 +34,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from training.config import TrainConfig
 from training.evaluation import binary_metrics, fit_logistic_baseline, logistic_scores
 from training.fit import (
-    MIN_SHARE_GAIN,
+    best_setting,
     blended_logit,
     configured_capacity,
     fit_booster,
@@ -334,7 +334,9 @@ class CrossValidation:
     oof: pd.DataFrame
     best_iterations: list[int]
     capacity: dict[str, Any]  # num_leaves and min_data_in_leaf of every booster (table_capacity)
-    linear_share: float = 0.25  # the linear term's share the folds chose (linear_share_choice)
+    linear_share: float = (
+        0.25  # the linear term's share the folds chose (training.fit.best_setting)
+    )
 
 
 # The linear term's shares the folds try: the configured one, the booster alone (the term only
@@ -343,23 +345,13 @@ class CrossValidation:
 # from a logistic regression that ranks at 0.77, and 0.8629 without it (benchmarks/README.md,
 # session 38); on Telco, where the logistic regression ranks as well as the trees, the share
 # holds. Another share replaces the configured one only when its folds' mean ROC AUC is higher
-# by training.fit.MIN_SHARE_GAIN.
+# by training.fit.MIN_SHARE_GAIN (training.fit.best_setting).
 def labeled_shares(config: TrainConfig) -> tuple[float, ...]:
     """The shares to try, the configured one first."""
     shares = [config.linear_share, 0.0]
     if config.linear_share_alternative is not None:
         shares.append(config.linear_share_alternative)
     return tuple(dict.fromkeys(shares))
-
-
-def linear_share_choice(fold_aucs: dict[Any, list[float]], configured: Any) -> Any:
-    """The setting (a share, or a capacity and a share) whose folds' mean ROC AUC is the
-    highest, where it beats the configured one's by MIN_SHARE_GAIN; else the configured one."""
-    means = {s: float(np.mean(a)) for s, a in fold_aucs.items() if a}
-    if configured not in means:
-        return configured
-    best = max(means, key=lambda s: (means[s], s == configured))
-    return best if means[best] - means[configured] >= MIN_SHARE_GAIN else configured
 
 
 def table_capacity(y: np.ndarray, config: TrainConfig) -> dict[str, Any]:
@@ -373,15 +365,15 @@ def table_capacity(y: np.ndarray, config: TrainConfig) -> dict[str, Any]:
 
 
 def _fit_rounds(
-    train: pd.DataFrame,
+    x: pd.DataFrame,
+    y: np.ndarray,
     preprocessor: Preprocessor,
     config: TrainConfig,
     rounds: int,
     capacity: dict[str, Any],
 ) -> tuple[lgb.Booster, LinearTerm | None]:
-    """A booster with a fixed number of rounds (no early stopping), and the linear term beside
-    it fitted on the same rows (training.fit.fit_linear_term)."""
-    x, y = preprocessor.transform(train), train["churned"].to_numpy()
+    """A booster with a fixed number of rounds (no early stopping) on the preprocessed rows x,
+    and the linear term beside it fitted on the same rows (training.fit.fit_linear_term)."""
     params = lgbm_params(config, preprocessor, capacity)
     booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=rounds)
     return booster, fit_linear_term(booster, rounds, x, y, config)
@@ -416,28 +408,30 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
     )
     fold_of = np.zeros(len(y), dtype=int)
     shares = labeled_shares(config)
+    settings = [(c, share) for c in range(len(capacities)) for share in shares]
+    logits = {setting: np.zeros(len(y)) for setting in settings}
+    pairs: dict[tuple[int, float], list[float]] = {setting: [] for setting in settings}
+    best_iterations: list[list[int]] = [[] for _ in capacities]
     logistic = np.zeros(len(y))
-    runs = []
-    for c, capacity in enumerate(capacities):
-        logits = {share: np.zeros(len(y)) for share in shares}
-        fold_aucs: dict[float, list[float]] = {share: [] for share in shares}
-        best_iterations = []
-        for k, (train_idx, test_idx) in enumerate(folds, start=1):
-            fold_of[test_idx] = k
-            train, test = data.iloc[train_idx], data.iloc[test_idx]
-            preprocessor = Preprocessor().fit(train)
-            inner_train, inner_valid = train_test_split(
-                train,
-                test_size=INNER_VALIDATION_SHARE,
-                stratify=train["churned"],
-                random_state=config.seed + k,
-            )
+    for k, (train_idx, test_idx) in enumerate(folds, start=1):
+        fold_of[test_idx] = k
+        train, test = data.iloc[train_idx], data.iloc[test_idx]
+        preprocessor = Preprocessor().fit(train)
+        inner_train, inner_valid = train_test_split(
+            train,
+            test_size=INNER_VALIDATION_SHARE,
+            stratify=train["churned"],
+            random_state=config.seed + k,
+        )
+        x_train, x_test = preprocessor.transform(train), preprocessor.transform(test)
+        y_train = train["churned"].to_numpy()
+        baseline = fit_logistic_baseline(train, y_train, preprocessor, config.seed)
+        logistic[test_idx] = logistic_scores(baseline, test, preprocessor)
+        for c, capacity in enumerate(capacities):
             early = fit_booster(inner_train, inner_valid, preprocessor, config, capacity=capacity)
             best = int(early.best_iteration or early.current_iteration())
-            best_iterations.append(best)
-            booster, linear = _fit_rounds(train, preprocessor, config, best, capacity)
-            x_train, x_test = preprocessor.transform(train), preprocessor.transform(test)
-            y_train = train["churned"].to_numpy()
+            best_iterations[c].append(best)
+            booster, linear = _fit_rounds(x_train, y_train, preprocessor, config, best, capacity)
             for share in shares:  # the same term, scaled to each share of the score
                 scaled = replace(config, linear_share=share)
                 term = (
@@ -445,38 +439,31 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
                     if linear is not None
                     else None
                 )
-                logits[share][test_idx] = blended_logit(booster, best, term, x_test)
+                logit = logits[(c, share)]
+                logit[test_idx] = blended_logit(booster, best, term, x_test)
                 if len(np.unique(y[test_idx])) == 2:
-                    fold_aucs[share].append(roc_auc_score(y[test_idx], logits[share][test_idx]))
-            if c == 0:
-                baseline = fit_logistic_baseline(train, y_train, preprocessor, config.seed)
-                logistic[test_idx] = logistic_scores(baseline, test, preprocessor)
+                    pairs[(c, share)].append(roc_auc_score(y[test_idx], logit[test_idx]))
             leaves = (capacity or config.lgbm_params).get("num_leaves")
             log(
                 f"  fold {k}/{config.cv_folds}, {leaves} leaves: {best} rounds (early stopping "
                 "on an inner split)"
             )
-        runs.append((capacity, logits, fold_aucs, best_iterations))
     # The configured share at the rule's capacity, unless another pair is better by
     # MIN_SHARE_GAIN on the folds' mean ROC AUC.
-    pairs = {
-        (c, share): aucs for c, (_, _, by_share, _) in enumerate(runs)
-        for share, aucs in by_share.items()
-    }  # fmt: skip
-    chosen_c, chosen = linear_share_choice(pairs, (0, config.linear_share))
-    capacity, logits, _, best_iterations = runs[chosen_c]
+    chosen_c, chosen = best_setting(pairs, (0, config.linear_share))
+    capacity = capacities[chosen_c]
     log(
         f"chosen: {(capacity or config.lgbm_params).get('num_leaves')} leaves, linear share "
         f"{chosen} (folds' ROC AUC: "
         + ", ".join(
-            f"{(runs[c][0] or config.lgbm_params).get('num_leaves')} leaves and {s} -> "
+            f"{(capacities[c] or config.lgbm_params).get('num_leaves')} leaves and {s} -> "
             f"{np.mean(a):.4f}"
             for (c, s), a in pairs.items()
             if a
         )
         + ")"
     )
-    raw = expit(logits[chosen])
+    raw = expit(logits[(chosen_c, chosen)])
     # Each fold's probabilities are calibrated by a calibrator fitted on the other folds'
     # out-of-fold predictions: the calibrated metrics are then out of fold too.
     calibrated = np.zeros(len(y))
@@ -505,7 +492,7 @@ def cross_validate(table: LabeledTable, config: TrainConfig, log: Log = print) -
     return CrossValidation(
         fold_metrics=fold_metrics,
         oof=oof,
-        best_iterations=best_iterations,
+        best_iterations=best_iterations[chosen_c],
         capacity=capacity,
         linear_share=chosen,
     )
@@ -554,7 +541,8 @@ def fit_final_model(
     preprocessor = Preprocessor().fit(data)
     rounds = final_rounds(cv.best_iterations)
     config = replace(config, linear_share=cv.linear_share)  # the share the folds chose
-    booster, linear = _fit_rounds(data, preprocessor, config, rounds, cv.capacity)
+    x = preprocessor.transform(data)
+    booster, linear = _fit_rounds(x, table.y, preprocessor, config, rounds, cv.capacity)
     raw, y = cv.oof["raw_probability"].to_numpy(), table.y
     calibrator = fit_calibrator(config.calibration, raw, y)
     summary = cv_summary(cv.fold_metrics, "model")
