@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -137,11 +137,21 @@ def _data_currency(data: Path, config: Path | None) -> str | None:
         raise _input_error(err) from None
 
 
-# Money columns: said with the data's currency (fmt.money), ARPC with cents.
-MONEY_COLUMNS = {
-    "mrr_start": 0, "expansion": 0, "contraction": 0, "churned_mrr": 0, "arpc_month": 2,
-    "clv": 0, "revenue_at_risk": 0,
-}  # fmt: skip
+@dataclasses.dataclass(frozen=True)
+class Money:
+    """A money column: said in the data's currency (fmt.money) with this many decimals."""
+
+    digits: int = 0
+
+
+Show = Callable[[object], str] | Money
+
+
+def _cells(values: Iterable[object], show: Show, currency: str | None) -> list[str]:
+    """One column's cells as people read them."""
+    if isinstance(show, Money):
+        return [fmt.money(v, currency, show.digits) for v in values]
+    return [show(v) for v in values]
 
 
 def _churn_definition(
@@ -202,17 +212,17 @@ def _nps_points(value: object) -> str:
     return fmt.MISSING if fmt.is_missing(value) else f"{float(value):+.0f}"  # type: ignore[arg-type]
 
 
-_PRINT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
+_PRINT_COLUMNS: dict[str, tuple[str, Show]] = {
     "customers_start": ("S", fmt.count),
     "new": ("new", fmt.count),
     "lost": ("lost", fmt.count),
     "customers_end": ("E", fmt.count),
     "crr": ("CRR", fmt.percent),
     "churn_rate": ("churn", fmt.percent),
-    "mrr_start": ("MRR t0", fmt.money),
-    "expansion": ("expansion", fmt.money),
-    "contraction": ("contraction", fmt.money),
-    "churned_mrr": ("churned MRR", fmt.money),
+    "mrr_start": ("MRR t0", Money()),
+    "expansion": ("expansion", Money()),
+    "contraction": ("contraction", Money()),
+    "churned_mrr": ("churned MRR", Money()),
     "gross_revenue_churn": ("GRC", fmt.percent),
     "nrr": ("NRR", fmt.percent),
     "repeat_purchase_rate": ("repeat", fmt.percent),
@@ -221,8 +231,8 @@ _PRINT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
     "passive_share": ("pass", lambda v: fmt.percent(v, 0)),
     "detractor_share": ("detr", lambda v: fmt.percent(v, 0)),
     "nps_responses": ("NPS n", fmt.count),
-    "arpc_month": ("ARPC/mo", lambda v: fmt.money(v, digits=2)),
-    "clv": ("CLV", fmt.money),
+    "arpc_month": ("ARPC/mo", Money(digits=2)),
+    "clv": ("CLV", Money()),
 }
 
 
@@ -260,19 +270,17 @@ def format_metrics(df: pd.DataFrame, currency: str | None = None) -> str:
                 fmt.MISSING if pd.isna(v) else f"{fmt.percent(v)} [{fmt.interval(lo, hi)}]"
                 for v, lo, hi in zip(values, lows, highs, strict=True)
             ]
-        elif col in MONEY_COLUMNS:
-            view[label] = [fmt.money(v, currency, MONEY_COLUMNS[col]) for v in values]
         else:
-            view[label] = [show(v) for v in values]
+            view[label] = _cells(values, show, currency)
     view["small"] = ["yes" if s else "" for s in df["small_group"]]
     return view.to_string(index=False)
 
 
-_SEGMENT_COLUMNS: dict[str, tuple[str, Callable[[object], str]]] = {
+_SEGMENT_COLUMNS: dict[str, tuple[str, Show]] = {
     "customers_scored": ("scored", fmt.count),
     "mean_risk": ("mean risk", fmt.percent),
     "expected_churners": ("expected churners", lambda v: fmt.number(v, 1)),
-    "revenue_at_risk": ("revenue at risk", fmt.money),
+    "revenue_at_risk": ("revenue at risk", Money()),
     "customers_start": ("S", fmt.count),
     "crr": ("CRR", fmt.percent),
     "churn_rate": ("churn", fmt.percent),
@@ -327,10 +335,7 @@ def segment_table(
                 why = next((n for n in rows["mrr_note"] if n), why)
             left_out.setdefault(why, []).append(label)
             continue
-        if col in MONEY_COLUMNS:
-            view[label] = [fmt.money(v, currency, MONEY_COLUMNS[col]) for v in rows[col]]
-        else:
-            view[label] = [show(v) for v in rows[col]]
+        view[label] = _cells(rows[col], show, currency)
     for why, labels in left_out.items():
         notes.append(f"{' and '.join(labels)} not measured: {why}.")
     return view, notes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,13 @@ from training.config import train_config_from_file
 from training.model import ChurnModel
 from training.pipeline import train_from_tables
 from training.tracking import Champion, load_champion
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One private BentoML home for the whole test session: BentoML fixes its store at the first
+    BENTOML_HOME it sees, so whichever test touches it first, nothing lands in ~/bentoml."""
+    os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="churn-tests-bentoml-")
+    os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 
 
 @dataclass
@@ -64,14 +73,14 @@ class ServiceStore:
 
 @pytest.fixture(scope="session")
 def service_store(small_champion, tmp_path_factory) -> ServiceStore:
-    """Two weekly partitions of the small champion and the champion imported into a private
-    BentoML store, once per session: BentoML keeps the store of the first BENTOML_HOME it sees
-    for the whole process, so every test module of the service shares this one."""
+    """Two weekly partitions of the small champion and the champion imported into the session's
+    private BentoML store (pytest_configure), once per session: every test module of the service
+    shares this one."""
     from serving.batch import run_scoring
     from serving.model_store import import_champion
 
     root = tmp_path_factory.mktemp("service")
-    scores, home = root / "scores", root / "bentoml"
+    scores, home = root / "scores", Path(os.environ["BENTOML_HOME"])
     champion = small_champion.champion
     info = {"model_name": champion.name, "model_run_id": champion.run_id}
     for run_date in SERVICE_RUN_DATES:
@@ -80,8 +89,6 @@ def service_store(small_champion, tmp_path_factory) -> ServiceStore:
             model_info=info, log=lambda _: None,
         )  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BENTOML_HOME", str(home))
-        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
         mp.chdir(small_champion.root)  # the MLflow store's relative artifact paths
         stored, imported = import_champion(champion.name, small_champion.tracking_uri)
     assert imported and Path(stored.path).is_relative_to(home), stored.path
