@@ -584,6 +584,9 @@ def test_the_model_name_comes_from_the_option_the_config_or_the_folder(tmp_path)
     assert model_name_for_table("../x/Telco-Customer-Churn.csv") == (
         "churn-telco-customer-churn-labeled"
     )
+    assert model_name_for_table("Churn_Modelling.csv") == "churn-modelling-labeled"
+    assert model_name_for_table("churn-labeled.parquet") == "churn-table-labeled"
+    assert model_name_for_table("churnrate.csv") == "churn-churnrate-labeled"
     with pytest.raises(ValueError, match="no registered model name"):
         require_model_name(None)
 

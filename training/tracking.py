@@ -80,10 +80,12 @@ def model_name_for_data(
 
 def model_name_for_table(path: str | Path, given: str | None = None) -> str:
     """The registered name of a labeled-table model: `given`, else `churn-<file stem>-labeled`
-    (never the name an event-data dataset's weekly job and service use)."""
+    (never the name an event-data dataset's weekly job and service use); a stem that already
+    starts or ends with those words keeps them once (Churn_Modelling.csv: churn-modelling-labeled)."""
     if given:
         return check_model_name(given)
-    slug = name_slug(Path(path).stem) or "table"
+    slug = name_slug(Path(path).stem)
+    slug = re.sub(r"^churn(-|$)", "", re.sub(r"(^|-)labeled$", "", slug)) or "table"
     return check_model_name(f"churn-{slug}"[:92] + "-labeled")
 
 
