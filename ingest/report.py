@@ -34,6 +34,8 @@ class SourceReport:
     # What the import report warns about this source (e.g. an aggregation that reads running
     # subscriptions as ended).
     warnings: list[str] = field(default_factory=list)
+    # Per raw column: rows whose text was empty or only spaces, read as missing (never a level).
+    blank_as_missing: dict[str, int] = field(default_factory=dict)
 
     def drop(self, reason: str, count: int) -> None:
         if count:
@@ -158,6 +160,10 @@ class ImportReport:
                     f"{reason}: {count:,}" for reason, count in s.dropped.items()
                 )
                 text += ")"
+            if s.blank_as_missing:
+                text += "; empty text read as missing: " + ", ".join(
+                    f"{column} {count:,}" for column, count in s.blank_as_missing.items()
+                )
             lines.append(text)
         for name, t in self.tables.items():
             if t["rows"]:
@@ -183,6 +189,12 @@ class ImportReport:
             out += [f"| {s.table} | {_md(s.label)} | {_md(r)} | {c:,} |" for s, r, c in dropped]
         else:
             out.append("None.")
+        blanks = [(s, c, n) for s in self.sources for c, n in s.blank_as_missing.items()]
+        if blanks:
+            out.append("\n## Empty text read as missing\n")
+            out.append("| table | source | raw column | rows |")
+            out.append("| --- | --- | --- | ---: |")
+            out += [f"| {s.table} | {_md(s.label)} | {_md(c)} | {n:,} |" for s, c, n in blanks]
         out.append("\n## Tables\n")
         out.append("| table | rows | customers | from | to |")
         out.append("| --- | ---: | ---: | --- | --- |")

@@ -155,6 +155,24 @@ def test_a_placeholder_mapped_to_empty_text_is_missing_and_other_numbers_are_kep
     assert "'born': '1900'" in str(err.value)
 
 
+def test_empty_quoted_text_is_missing_not_a_level_and_is_counted(tmp_path):
+    """Ta Feng's AGE_GROUP: a quoted "" (and a value of spaces) had become a level of its own,
+    a segment titled "age_group: " in the report. It is missing, as an empty cell is, and the
+    import report counts it per raw column; "NA" stays the text it is (Namibia)."""
+    crm = (
+        'id,created,AGE\n"007","2024-01-01",""\n"008","2024-01-02","  "\n"009","2024-01-03","NA"\n'
+    )
+    path = _files(tmp_path, _customers(age_group='"AGE"'), {"crm.csv": crm, "events.csv": EVENTS})
+    tables, report = run_import(load_mapping(path), tmp_path)
+    age = tables.customers.set_index("customer_id")["age_group"]
+    assert age.isna().to_dict() == {"007": True, "008": True, "009": False}
+    assert age["009"] == "NA"
+    crm_source = next(s for s in report.sources if s.table == "customers")
+    assert crm_source.blank_as_missing == {"AGE": 2}
+    assert "empty text read as missing: AGE 2" in "\n".join(report.summary_lines())
+    assert "| customers | crm.csv | AGE | 2 |" in report.to_markdown()
+
+
 def test_ids_keep_leading_zeros_from_csv_and_events_refer_to_them(tmp_path):
     crm = "id,created\n007,2024-01-01\n0070,2024-01-02\n70,2024-01-03\n"
     events = "user,ts,name\n007,2024-01-05T10:00:00Z,login\n0070,2024-01-06T10:00:00Z,login\n"
@@ -373,9 +391,14 @@ def test_a_contract_folder_mapped_back_with_an_identity_mapping_is_unchanged(tmp
     folder = tmp_path / "contract"
     write_tables(tables, folder)
     (tmp_path / "m.toml").write_text(IDENTITY)
-    back, _ = run_import(load_mapping(tmp_path / "m.toml"), folder)
-    pd.testing.assert_frame_equal(back.customers, tables.customers)
+    back, report = run_import(load_mapping(tmp_path / "m.toml"), folder)
+    # except that an empty text is missing, as an empty cell is, and counted
+    blank = tables.customers["plan"] == ""
+    expected = tables.customers.assign(plan=tables.customers["plan"].where(~blank, None))
+    pd.testing.assert_frame_equal(back.customers, expected)
     pd.testing.assert_frame_equal(back.activity, tables.activity)
+    counted = sum(s.blank_as_missing.get("plan", 0) for s in report.sources)
+    assert counted == int(blank.sum())
 
 
 def test_parsing_distinct_values_once_gives_the_row_by_row_result_and_counts():
