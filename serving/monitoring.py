@@ -1,8 +1,9 @@
 """Monitoring, as pure functions over one scored partition: realized performance once the labels
 have matured, drift against the model's training distributions, the performance expected from
 the calibrated probabilities before the labels exist (CBPE), and a verdict. Whole-history
-features of an export that starts after many of its customers grow with the export's age: their
-PSI is shown and does not count as drift (export_start_censored). Nor does a PSI no larger than
+features of an export that starts after many of its customers, or of a history shorter than a
+year, grow with the export's age: their PSI is shown and does not count as drift
+(export_start_censored). Nor does a PSI no larger than
 one of the training dates showed against all of them (ReferenceProfile.dates_psi), nor a feature
 that is like the training date of the same weeks a year before (ReferenceProfile.seasons: a
 term or a season the model has learned).
@@ -82,8 +83,9 @@ GROWS_WITH_EXPORT_PREFIXES = ("no_activity_chance_",)
 
 def export_start_censored(reference: ReferenceProfile) -> bool:
     """Whether the reference rows' first activities piled up at the export's start
-    (training.reference.first_activity_piles_up): then the whole-history features
-    (GROWS_WITH_EXPORT) grow with the export's age rather than with the customers."""
+    (training.reference.first_activity_piles_up) or their history is shorter than a year
+    (young_history): then the whole-history features (GROWS_WITH_EXPORT) grow with the
+    export's age rather than with the customers."""
     return bool(getattr(reference, "export_start_censored", False))
 
 
@@ -110,13 +112,14 @@ def signup_is_first_activity(features: pd.DataFrame) -> bool:
 
 def grows_with_export(name: str, export_age_days: float | None = None) -> bool:
     """A whole-history feature, whose values grow with an export's age (GROWS_WITH_EXPORT), or
-    an activity window longer than the export's age at the reference dates (ReferenceProfile.
-    export_age_days): a 7-week export's 90-day counts read "retrain (song_events_90d: PSI
-    0.79)" on the first run after training."""
+    an activity window as long as the export's age at the latest reference date or longer
+    (ReferenceProfile.export_age_days; at every earlier date it was cut short by the export's
+    start): a 7-week export's 90-day counts read "retrain (song_events_90d: PSI 0.79)" on the
+    first run after training."""
     if name in GROWS_WITH_EXPORT or name.startswith(GROWS_WITH_EXPORT_PREFIXES):
         return True
     reach = activity_reach_days(name)
-    return reach is not None and export_age_days is not None and reach > export_age_days
+    return reach is not None and export_age_days is not None and reach >= export_age_days
 
 
 # ---------------------------------------------------------------------------------- drift

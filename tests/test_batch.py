@@ -1168,6 +1168,31 @@ def test_a_new_one_time_buyer_reads_as_one_not_as_a_silence():
     assert got[1][0]["reason"] == "Only one day with a purchase so far, 10 hours ago"
 
 
+def test_a_one_time_buyers_window_and_revenue_trend_are_that_day_again():
+    """Ta Feng's one-time buyers (session 39's judge): "Only one day with a purchase so far, 49
+    days ago", "Active on 1 of the 49 days since the first recorded activity" and "Revenue down
+    100% on the previous month", one fact three times. A window's one active day and an order
+    export's revenue trend of -100 % are the recency's; a buyer of four days keeps them."""
+    names = ["days_since_last_event", "lifetime_active_days", "active_days_90d",
+             "revenue_trend_30d"]  # fmt: skip
+    values = pd.DataFrame(
+        {
+            "days_since_last_event": [49.0, 49.0],
+            "lifetime_active_days": [1.0, 4.0],
+            "active_days_90d": [1.0, 4.0],
+            "revenue_trend_30d": [-1.0, -1.0],
+            "days_since_first_event": [49.0, 80.0],
+        }
+    )
+    contrib = np.array([[0.3, 0.2, 0.25, 0.15]] * 2)
+    wording = {"qualifying_events": ("purchase",), "orders": True}
+    got = top_drivers(contrib, names, values, 4, contrib * 10, **wording).to_pylist()
+    assert [d["feature"] for d in got[0]] == ["days_since_last_event"]
+    assert got[0][0]["reason"] == "Only one day with a purchase so far, 49 days ago"
+    assert got[0][0]["contribution"] == pytest.approx(0.9)
+    assert {d["feature"] for d in got[1]} >= {"active_days_90d", "revenue_trend_30d"}
+
+
 def test_an_amount_is_said_once_by_the_last_order():
     """A purchase log's riskiest (benchmarks/README.md, session 38): "Average order of $3.99"
     beside "Revenue of $3.99 in the last 3 months", and "Average order of £5.90" beside "Last

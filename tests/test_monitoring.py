@@ -393,6 +393,53 @@ def test_a_weeks_old_export_whose_customers_predate_it_shows_the_pile_up():
     assert drift.loc[["events_30d", "events_trend_7d"], "drifted"].all()
 
 
+def test_a_history_shorter_than_a_year_grows_with_the_calendar_without_a_pile_up():
+    """Ta Feng's 4 months: the first week held 3 times the other weeks' first purchases (no
+    pile-up), yet every run read "watch" on the whole-history features, and half the tenures
+    lay beyond every training value one horizon after the last training date. A history
+    shorter than a year caps them at its length: their move is shown, marked
+    grows_with_export, and is no drift; so are the 30-day counts of a reference whose latest
+    date had 30 days of history. A feature of the customers' own still drifts."""
+    from training.reference import YOUNG_HISTORY_DAYS, young_history
+
+    rng = np.random.default_rng(39)
+
+    def rows(age: float, n: int = 1500) -> pd.DataFrame:
+        first_week = rng.random(n) < 0.12  # three times a week's share of ~0.04
+        first = np.where(first_week, age - rng.uniform(0, 7, n), rng.uniform(0, age, n))
+        return pd.DataFrame(
+            {"days_since_first_event": first, "tenure_days": first,
+             "active_gap_mean_days": rng.uniform(0, 1, n) * first / 2,
+             "events_30d": np.minimum(first, 30) * rng.uniform(0.5, 1.5, n),
+             "x": rng.normal(size=n)}
+        )  # fmt: skip
+
+    ages = [9.0, 16.0, 23.0, 30.0]
+    frame = pd.concat([rows(a).assign(as_of=a) for a in ages], ignore_index=True)
+    assert not first_activity_piles_up(frame)
+    assert young_history(frame) and 29 < max(ages) < YOUNG_HISTORY_DAYS
+    names = ["days_since_first_event", "tenure_days", "active_gap_mean_days", "events_30d", "x"]
+    p = rng.uniform(0.3, 0.7, len(frame))
+    reference = build_reference(frame, names, [], p)
+    assert reference.export_start_censored and 29 < reference.export_age_days <= 30
+    later = rows(60.0)  # the first run: one 30-day horizon after the last training date
+    drift = feature_drift(reference, later[names], p[: len(later)]).set_index("feature")
+    grown = ["days_since_first_event", "tenure_days", "active_gap_mean_days", "events_30d"]
+    assert (drift.loc[["days_since_first_event", "tenure_days"], "psi"] >= 0.25).all()
+    assert drift.loc[grown, "grows_with_export"].all() and not drift["drifted"].any()
+    backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
+    assert verdict(backtest, drift.reset_index()).status == "fine"
+    moved = feature_drift(reference, later[names].assign(x=later["x"] + 3), p[: len(later)])
+    assert moved.set_index("feature").loc["x", "drifted"]
+    # Two years of history, first activities spread over it: not young, and no pile-up.
+    spread = frame.assign(as_of=frame["as_of"] + 700)
+    spread["days_since_first_event"] = rng.uniform(0, spread["as_of"])
+    assert (
+        not young_history(spread)
+        and not build_reference(spread, names, [], p).export_start_censored
+    )
+
+
 def test_first_activities_piled_up_at_each_terms_start_are_the_customers_not_the_export():
     """OULAD: the registrations live at a date submitted their first assignment on the term's
     first due date, a pile-up that moves with the terms (February, October). The export's start

@@ -388,7 +388,8 @@ def same_value_facts(
       (or the last event's).
     - The usual gap, where the recency is known: the recency's sentence states it.
     - One active day in all: the count, and the first activity's age or the tenure where it is
-      that day's, are the recency's ("Only one day with a purchase so far, 10 hours ago").
+      that day's, are the recency's ("Only one day with a purchase so far, 10 hours ago"); so
+      are a window's one active day and, for orders, a revenue trend of -100 %.
     - A window without payments: its payment count and revenue are the last payment's age.
     - A plan change: the revenue trend and the window's one downgrade or upgrade that are the
       last payment's change (_one_price_change).
@@ -470,6 +471,19 @@ def same_value_facts(
             if first in names and first in values.columns:
                 same = one_day & _same_duration(column(first), column(RECENCY_FEATURE))
                 _move(contrib, points, np.flatnonzero(same), names.index(first), to)
+        # "Active on 1 of the 49 days since the first recorded activity" and, for orders, the
+        # revenue "down 100% on the previous month" that one purchase left: that day again (a
+        # grocery's one-time buyers read the one fact three times).
+        for j, name in enumerate(names):
+            if name not in values.columns:
+                continue
+            if _ACTIVE_DAYS.fullmatch(name):
+                same = one_day & (column(name) == 1)
+            elif _REVENUE_TREND.fullmatch(name) and PAID_PERIOD not in names:
+                same = one_day & (column(name) == -1)
+            else:
+                continue
+            _move(contrib, points, np.flatnonzero(same), j, to)
     _one_price_change(contrib, points, names, values)
     _one_amount(contrib, points, names, values)
     # A log of one event type: "1 kind of activity in the last 7 days (purchase)" is the
