@@ -463,6 +463,46 @@ def test_nrr_needs_a_period_that_ends_in_a_later_month():
     assert row(retention_metrics(t, "2024-01-15", "2024-03-15")).mrr_note == ""
 
 
+def test_revenue_churn_is_not_measured_while_invoices_of_the_last_month_are_not_due():
+    """A SaaS export cut on 2024-10-14 (session 39's judge): customers billed on their signup
+    day of the month, those after the 14th had no October invoice yet, and a weekly run read
+    39 % revenue churn where 1.9 % was true. Their revenue is not observed, not lost: revenue
+    churn, NRR and the MRR movements are not measured, and the note names the whole months to
+    use. On the data of the whole of October the same period is measured (one customer truly
+    left); so is a cut mid-month where everyone is billed on the 1st."""
+    days = list(range(1, 29, 3))  # billing days 1, 4, ..., 28
+    ids = [f"C{d:02d}" for d in days]
+    customers = pd.DataFrame(
+        {"customer_id": ids, "signup_at": [pd.Timestamp(f"2024-01-{d:02d}") for d in days],
+         "churned_at": pd.NaT}
+    )  # fmt: skip
+    customers.loc[customers["customer_id"] == "C04", "churned_at"] = pd.Timestamp("2024-09-30")
+    rows = [
+        (c, pd.Timestamp(f"2024-{m:02d}-{d:02d}"), 100.0)
+        for c, d in zip(ids, days, strict=True)
+        for m in range(1, 11)
+        if not (c == "C04" and m == 10)
+    ]
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount"]).assign(kind="invoice")
+    cut = pd.Timestamp("2024-10-14")
+    seen = tables_of(
+        customers, revenue=revenue[revenue["at"] < cut], covers=("2024-01-01 00:00", "2024-10-13 23:00")
+    )
+    m = row(retention_metrics(seen, "2024-09-14", "2024-10-13 23:59:59"))
+    assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn) and math.isnan(m.churned_mrr)
+    assert m.mrr_note.startswith("the data ends on 2024-10-13, within 2024-10: 5 customers")
+    assert "end the period on 2024-09-30" in m.mrr_note
+    whole = tables_of(customers, revenue=revenue, covers=("2024-01-01 00:00", "2024-10-31 23:00"))
+    m = row(retention_metrics(whole, "2024-09-14", "2024-10-13 23:59:59"))
+    assert m.mrr_note == "" and m.churned_mrr == pytest.approx(100.0)
+    assert m.nrr == pytest.approx(0.9)
+    first = revenue.assign(at=revenue["at"].dt.to_period("M").dt.start_time)
+    first = first[first["at"] < cut]
+    calendar = tables_of(customers, revenue=first, covers=("2024-01-01 00:00", "2024-10-13 23:00"))
+    m = row(retention_metrics(calendar, "2024-09-14", "2024-10-13 23:59:59"))
+    assert m.mrr_note == "" and m.nrr == pytest.approx(0.9)
+
+
 def test_a_period_after_the_data_is_not_measured():
     """The data ends on 2024-03-06: April has no invoices yet, which would read as every
     customer's MRR churned (NRR 0 %), and nobody is seen leaving (CRR 100 %). The period is
