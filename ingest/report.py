@@ -34,6 +34,9 @@ class SourceReport:
     # What the import report warns about this source (e.g. an aggregation that reads running
     # subscriptions as ended).
     warnings: list[str] = field(default_factory=list)
+    # Ids of rows dropped as unknown customers (unknown_customers = "drop"), a sample of at
+    # most UNKNOWN_SAMPLE distinct ones: what the import's warning about them looks at.
+    unknown_ids: list[str] = field(default_factory=list)
     # Per raw column: rows whose text was empty or only spaces, read as missing (never a level).
     blank_as_missing: dict[str, int] = field(default_factory=dict)
 

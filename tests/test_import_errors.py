@@ -197,6 +197,33 @@ def test_rows_of_unknown_customers_are_an_error_unless_dropped_and_counted(tmp_p
     tables, report = run_import(load_mapping(path), tmp_path)
     assert len(tables.activity) == 1
     assert report.sources[1].dropped == {"customer not in the customers table": 1}
+    # half the source dropped: counted, and warned about
+    assert "1 of its 2 rows (50%) refer to customers" in report.sources[1].warnings[0]
+    assert report.sources[1].unknown_ids == []  # looked at, not written into report.json
+
+
+def test_a_source_dropped_whole_as_unknown_customers_is_warned_about_with_the_fix(tmp_path):
+    """A product log whose ids had lost their leading zeros, with unknown_customers = "drop"
+    (session 39's judge): 65,085 of 65,085 rows dropped and the import succeeded without a
+    word. The import warns, names the share and example ids, and gives the zero_pad that
+    restores them; ids that match nobody in any form are warned about by their share alone."""
+    crm = "id,created\n000123,2024-01-01\n000456,2024-01-02\n"
+    events = "user,ts,name\n123,2024-01-05T10:00:00Z,login\n456,2024-01-06T10:00:00Z,login\n"
+    mapping = _customers().replace(
+        "[activity.columns]", 'unknown_customers = "drop"\n[activity.columns]'
+    )
+    path = _files(tmp_path, mapping, {"crm.csv": crm, "events.csv": events})
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert tables.activity.empty
+    (warning,) = report.sources[1].warnings
+    assert "2 of its 2 rows (100%) refer to customers not in the customers table" in warning
+    assert "e.g. ids '123', '456'" in warning
+    assert "zero_pad = 6" in warning
+    assert any("zero_pad = 6" in line for line in report.summary_lines())
+    (tmp_path / "events.csv").write_text(events.replace("123", "9").replace("456", "8"))
+    _, report = run_import(load_mapping(path), tmp_path)
+    (warning,) = report.sources[1].warnings
+    assert warning.endswith("check that both tables use the same ids")
 
 
 def test_rows_without_a_required_value_are_an_error_with_the_drop_rule_that_counts_them(tmp_path):
