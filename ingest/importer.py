@@ -1103,8 +1103,16 @@ CURRENCY_COLUMN = re.compile(
 def _count_currencies(
     source: SourceMapping, frame: pd.DataFrame, keep: np.ndarray, report: SourceReport
 ) -> None:
-    """Values of the raw currency columns the mapping does not read, over the kept rows."""
-    used = set(source.raw_columns())
+    """Values of the raw currency columns the mapping does not act on, over the kept rows. A
+    column only copied into the table under a name of its own (currency = "currency") acts on
+    nothing: euros and dollars were summed as "$" without a word. Read as purchase_currency
+    (amounts converted by the tool already), or used by a drop rule, a case or a condition,
+    it is the mapping's to say."""
+    used = {r.condition.column for r in source.drop}
+    for spec in source.columns:
+        used |= set(spec.raw_columns()) - {spec.column}  # cases, conditions, times
+        if spec.column and spec.name.startswith("purchase"):
+            used.add(spec.column)
     for column in frame.columns:
         if column in used or not CURRENCY_COLUMN.match(str(column)):
             continue
@@ -1127,17 +1135,21 @@ def currency_warnings(sources: list[SourceReport]) -> list[str]:
     found = []
     for source in sources:
         for column, counts in source.currencies.items():
-            codes = {v: n for v, n in counts.items() if CURRENCY_VALUE.match(v)}
-            if sum(codes.values()) < CURRENCY_VALUE_SHARE * sum(counts.values()):
+            if sum(n for v, n in counts.items() if CURRENCY_VALUE.match(v)) < (
+                CURRENCY_VALUE_SHARE * sum(counts.values())
+            ):
                 continue
-            counts = codes
-            if len(counts) < 2:
+            spellings: dict[str, dict[str, int]] = {}  # 'eur' and 'EUR' are one currency
+            for v, n in counts.items():
+                if CURRENCY_VALUE.match(v):
+                    spellings.setdefault(v.strip().upper(), {})[v] = n
+            if len(spellings) < 2:
                 continue
-            ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-            listed = ", ".join(f"{v} ({n:,} rows)" for v, n in ranked[:5])
-            main = ranked[0][0]
+            ranked = sorted(spellings.values(), key=lambda w: -sum(w.values()))
+            listed = ", ".join(f"{' / '.join(w)} ({sum(w.values()):,} rows)" for w in ranked[:5])
+            main = '", "'.join(ranked[0])
             found.append(
-                f"revenue source '{source.label}' has {len(counts)} currencies in column "
+                f"revenue source '{source.label}' has {len(spellings)} currencies in column "
                 f"'{column}': {listed}. Their amounts are added up as if one currency: convert "
                 f'them, or keep one with drop = [{{ column = "{column}", not_in = '
                 f'["{main}"], reason = "other currencies" }}]. If the amount column is '

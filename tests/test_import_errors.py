@@ -692,6 +692,15 @@ def test_revenue_in_several_currencies_is_warned_about_with_the_rule_to_keep_one
     )
     assert not [w for w in report.warnings if "currencies" in w]
     assert tables.revenue["purchase_currency"].tolist() == ["eur", "eur", "usd"]
+    # Copied into the table under another name, the column converts nothing: still warned
+    # about (a SaaS judge's euros and dollars were summed as "$"); 'eur' and 'EUR' are one
+    # currency, and the rule keeps both spellings.
+    (tmp_path / "invoices.csv").write_text(invoices + "007,2024-03-07,4900,EUR\n")
+    copied = revenue + 'currency = "currency"\n'
+    _, report = run_import(load_mapping(_files(tmp_path, _customers() + copied, {})), tmp_path)
+    (warning,) = [w for w in report.warnings if "currencies" in w]
+    assert "2 currencies in column 'currency': eur / EUR (3 rows), usd (1 rows)" in warning
+    assert 'not_in = ["eur", "EUR"]' in warning
 
 
 def test_a_price_column_named_like_a_currency_is_no_currency(tmp_path):
