@@ -11,7 +11,7 @@ folders with no declaration; the import mappings (ingest/) pass the declarations
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -177,7 +177,15 @@ def _from_numbers(
     lost = present & parsed.isna().to_numpy()
     if lost.any():
         return empty, [problem_at(column, f"numbers out of range as epoch {spec.unit}", lost)]
-    return parsed.dt.tz_localize(None), []
+    parsed = parsed.dt.tz_localize(None)
+    hint = _unit_hint(values)
+    if f'unit = "{spec.unit}"' not in hint and 'declare unit = "' in hint:
+        # milliseconds declared as seconds read as times in the future: say the unit, not
+        # "a typing mistake or a placeholder"
+        problems = _check_range(parsed, column, None)
+        if problems:
+            return empty, [replace(p, hint=hint) for p in problems]
+    return parsed, []
 
 
 def _unit_hint(values: pd.Series) -> str:

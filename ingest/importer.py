@@ -1214,7 +1214,11 @@ def _apply_map(
     if unknown.any():
         values = text[unknown].value_counts()
         if spec.unmapped == "error":
-            listed = ", ".join(f"{v!r} ({n} rows)" for v, n in values.head(5).items())
+            listed = (  # one value: the problem's own row count says how many
+                repr(values.index[0])
+                if len(values) == 1
+                else ", ".join(f"{v!r} ({n} rows)" for v, n in values.head(5).items())
+            )
             problems.add(
                 [
                     problem_at(

@@ -442,7 +442,8 @@ def _parse_drop(raw: Any, where: str) -> DropRule:
 
 def default_type(table: str, name: str, raw: dict[str, Any]) -> ColumnType:
     """The type a column has unless declared: the contract's for its own columns; a timestamp
-    or a number when timestamp or number options are given; else the value as it comes."""
+    or a number when timestamp or number options are given; text with trim or lower (a plan
+    column written "Pro " and "pro"); else the value as it comes."""
     if name in ID_COLUMNS.get(table, ("customer_id",)):
         return "id"
     if name in TIMESTAMP_COLUMNS.get(table, ()):
@@ -455,6 +456,8 @@ def default_type(table: str, name: str, raw: dict[str, Any]) -> ColumnType:
         return "timestamp"
     if any(k in raw for k in NUMBER_KEYS):
         return "number"
+    if raw.get("trim") or raw.get("lower"):  # declared text treatment: text
+        return "text"
     return "as_is"
 
 
@@ -525,10 +528,16 @@ def _parse_column(table: str, name: str, raw: Any, where: str) -> ColumnSpec:
     )
     trim = raw.get("trim", False)
     _need(trim in (True, False), f"{here}: trim is true or false")
-    _need(not trim or ctype in ("id", "text"), f"{here}: 'trim' is for id and text columns")
+    _need(
+        not trim or ctype in ("id", "text"),
+        f"{here}: 'trim' is for id and text columns (type = \"text\")",
+    )
     lower = raw.get("lower", False)
     _need(lower in (True, False), f"{here}: lower is true or false")
-    _need(not lower or ctype in ("id", "text"), f"{here}: 'lower' is for id and text columns")
+    _need(
+        not lower or ctype in ("id", "text"),
+        f"{here}: 'lower' is for id and text columns (type = \"text\")",
+    )
     whole = raw.get("whole", False)
     _need(whole in (True, False), f"{here}: whole is true or false")
     _need(not whole or ctype == "id", f"{here}: 'whole' is for id columns")

@@ -86,6 +86,33 @@ def test_the_declared_unit_reads_unix_seconds(tmp_path):
     assert tables.customers["signup_at"].tolist() == [pd.Timestamp("2024-01-01")]
 
 
+def test_milliseconds_declared_as_seconds_are_told_the_unit_they_look_like(tmp_path):
+    """A Mixpanel export's milliseconds with unit = "s" read as times in the future, and the
+    hint said "a typing mistake or a placeholder"; it names the unit they look like."""
+    path = _files(
+        tmp_path,
+        _customers(signup_at='{ column = "created", unit = "s" }'),
+        {"crm.csv": "id,created\n007,1704067200000\n", "events.csv": EVENTS},
+    )
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    assert "times in the future" in str(err.value)
+    assert 'they look like unix milliseconds: declare unit = "ms"' in str(err.value)
+
+
+def test_trim_on_an_undeclared_column_reads_it_as_text(tmp_path):
+    """`plan = { column = "plan", trim = true }` was refused ("'trim' is for id and text
+    columns"): trim or lower declare the column text."""
+    crm = "id,created,plan\n007,2024-01-01,Pro \n008,2024-01-02,Pro\n"
+    path = _files(
+        tmp_path,
+        _customers(plan='{ column = "plan", trim = true }'),
+        {"crm.csv": crm, "events.csv": EVENTS},
+    )
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["plan"].tolist() == ["Pro", "Pro"]
+
+
 def test_ambiguous_day_first_dates_need_a_declaration(tmp_path):
     crm = "id,created\n007,03/02/2024\n008,04/05/2024\n"
     path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": EVENTS})
@@ -125,7 +152,8 @@ kind = { column = "status", map = { paid = "invoice", void = "drop" } }
     with pytest.raises(ContractError) as err:
         run_import(load_mapping(path), tmp_path)
     text = str(err.value)
-    assert "'disputed' (1 rows)" in text and "source 'invoices.csv'" in text
+    assert "map of 'kind': 'disputed' (1 row);" in text and "source 'invoices.csv'" in text
+    assert "(1 rows) (1 rows)" not in text  # one value: its count said once
     assert "'status': 'disputed'" in text  # the example row
     # Declared: unknown values dropped, and counted in the report.
     path.write_text(mapping.replace('void = "drop" }', 'void = "drop" }, unmapped = "drop"'))
