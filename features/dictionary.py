@@ -338,6 +338,16 @@ def _last_payment(value: Any, context: Context, currency: str | None) -> str:
     return f"{text}, for a period that ended {fmt.duration_days(-until)} ago"
 
 
+def _failed_payment_ago(value: Any, context: Context, currency: str | None) -> str:
+    """The last failed payment's age, and whether a payment went through after it."""
+    days = float(value)
+    text = f"Last failed payment {fmt.duration_days(days)} ago"
+    paid = _ctx(context, "days_since_last_payment")
+    if paid is not None and paid < days:
+        return f"{text} (a payment went through {fmt.duration_days(paid)} ago)"
+    return f"{text} (no payment since)"
+
+
 def _tenure(value: Any, context: Context, currency: str | None) -> str:
     return f"Customer for {fmt.duration_days(float(value))}"
 
@@ -1024,6 +1034,10 @@ _FIXED: dict[str, FeatureEntry] = {
     "days_since_last_payment": _entry(
         "Days since last payment", "days", RAISES, _last_payment, "No payment recorded yet",
         context=("days_until_paid_period_ends",),
+    ),
+    "days_since_failed_payment": _entry(
+        "Days since last failed payment", "days", LOWERS, _failed_payment_ago,
+        "No failed payment recorded", context=("days_since_last_payment",),
     ),
     "days_until_paid_period_ends": _entry(
         "Days until the paid period ends", "days", LOWERS, _paid_until,

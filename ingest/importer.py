@@ -182,6 +182,7 @@ def _run(
                 raise _in_mapping(mapping, err) from None
             index = _CustomerIndex(customers["customer_id"])
             report.warnings += index.case_or_space_twins()
+            report.warnings += level_twin_warnings(customers)
             sink.customers(customers, index)
     assert customers is not None
     if "activity" not in mapping.tables:  # a billing-only export: the table exists, empty
@@ -196,6 +197,36 @@ def _run(
         for a in label_like_attributes(mapping)
     ]
     return report
+
+
+def level_twin_warnings(customers: pd.DataFrame) -> list[str]:
+    """A warning per text column of the customers whose values differ from another only by
+    surrounding spaces or letter case ('Germany' and 'Germany '): each is a segment and a
+    model level of its own, each with part of the customers; trim (and lower) on the column
+    makes them one. A CRM's country had seven such pairs and nothing said so."""
+    found = []
+    for column in customers.columns:
+        values = customers[column]
+        if column == "customer_id" or not (
+            values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
+        ):
+            continue
+        distinct = pd.Series(pd.unique(values.dropna())).astype("str")
+        loose = distinct.str.strip().str.lower()
+        twins = distinct[loose.duplicated(keep=False)]
+        if twins.empty:
+            continue
+        groups = twins.groupby(loose[twins.index]).agg(list)
+        shown = "; ".join(" / ".join(repr(v) for v in g) for g in groups.head(3))
+        case = any(len({v.strip() for v in g}) > 1 for g in groups)
+        fix = "trim = true, lower = true" if case else "trim = true"
+        found.append(
+            f"customers column '{column}' has {len(groups):,} "
+            f"value{'' if len(groups) == 1 else 's'} written two ways or more "
+            f"({shown}): each is a segment and a model level of its own; declare "
+            f'{column} = {{ column = "...", {fix} }} in the mapping to make them one'
+        )
+    return found
 
 
 REPEATED_ROW = "repeats a row of an earlier file or source (overlapping exports)"

@@ -113,6 +113,21 @@ def test_trim_on_an_undeclared_column_reads_it_as_text(tmp_path):
     assert tables.customers["plan"].tolist() == ["Pro", "Pro"]
 
 
+def test_attribute_values_written_two_ways_are_warned_about_with_the_fix(tmp_path):
+    """A CRM's country had 'Germany' and 'Germany ' (seven such pairs): two segments and two
+    model levels, and neither the import nor the check said so."""
+    crm = "id,created,country\n007,2024-01-01,Germany\n008,2024-01-02,Germany \n009,2024-01-03,France\n"
+    path = _files(tmp_path, _customers(country='"country"'), {"crm.csv": crm, "events.csv": EVENTS})
+    _, report = run_import(load_mapping(path), tmp_path)
+    (warning,) = [w for w in report.warnings if "written two ways" in w]
+    assert "customers column 'country' has 1 value written two ways" in warning
+    assert "'Germany' / 'Germany '" in warning and "trim = true }" in warning
+    path.write_text(_customers(country='{ column = "country", trim = true }'))
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert not [w for w in report.warnings if "written two ways" in w]
+    assert sorted(tables.customers["country"]) == ["France", "Germany", "Germany"]
+
+
 def test_ambiguous_day_first_dates_need_a_declaration(tmp_path):
     crm = "id,created\n007,03/02/2024\n008,04/05/2024\n"
     path = _files(tmp_path, _customers(), {"crm.csv": crm, "events.csv": EVENTS})

@@ -486,7 +486,9 @@ def test_revenue_churn_is_not_measured_while_invoices_of_the_last_month_are_not_
     revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount"]).assign(kind="invoice")
     cut = pd.Timestamp("2024-10-14")
     seen = tables_of(
-        customers, revenue=revenue[revenue["at"] < cut], covers=("2024-01-01 00:00", "2024-10-13 23:00")
+        customers,
+        revenue=revenue[revenue["at"] < cut],
+        covers=("2024-01-01 00:00", "2024-10-13 23:00"),
     )
     m = row(retention_metrics(seen, "2024-09-14", "2024-10-13 23:59:59"))
     assert math.isnan(m.nrr) and math.isnan(m.gross_revenue_churn) and math.isnan(m.churned_mrr)

@@ -267,6 +267,8 @@ _NESTED_WINDOW = re.compile(
 )
 _TYPED_EVENTS = re.compile(r".+_events_(?P<w>\d+)d")
 _ACTIVE_DAYS = re.compile(r"active_days_(?P<w>\d+)d")
+_FAILED_PAYMENTS = re.compile(r"failed_payments_(\d+)d")
+FAILED_PAYMENT_RECENCY = "days_since_failed_payment"
 _KINDS = re.compile(r"event_types_(?P<w>\d+)d")
 # A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
 # days") says what the last payment's age says ("Last payment 31 days ago").
@@ -391,6 +393,7 @@ def same_value_facts(
       that day's, are the recency's ("Only one day with a purchase so far, 10 hours ago"); so
       are a window's one active day and, for orders, a revenue trend of -100 %.
     - A window without payments: its payment count and revenue are the last payment's age.
+    - A window's one failed payment: the last failed payment's age.
     - A plan change: the revenue trend and the window's one downgrade or upgrade that are the
       last payment's change (_one_price_change).
     - An amount: the average payment and the revenue (whole history, a window) that are the
@@ -484,6 +487,15 @@ def same_value_facts(
             else:
                 continue
             _move(contrib, points, np.flatnonzero(same), j, to)
+    # "1 failed payment in the last 3 months" beside "Last failed payment 12 days ago": the one
+    # failure, said once by its age.
+    if FAILED_PAYMENT_RECENCY in names and FAILED_PAYMENT_RECENCY in values.columns:
+        to = names.index(FAILED_PAYMENT_RECENCY)
+        for j, name in enumerate(names):
+            match = _FAILED_PAYMENTS.fullmatch(name)
+            if match and name in values.columns:
+                one = (column(name) == 1) & (column(FAILED_PAYMENT_RECENCY) < int(match.group(1)))
+                _move(contrib, points, np.flatnonzero(one), j, to)
     _one_price_change(contrib, points, names, values)
     _one_amount(contrib, points, names, values)
     # A log of one event type: "1 kind of activity in the last 7 days (purchase)" is the
