@@ -89,6 +89,20 @@ def export_start_censored(reference: ReferenceProfile) -> bool:
     return bool(getattr(reference, "export_start_censored", False))
 
 
+# The days since the last activity or payment, where the training rows reached the export's age
+# (a customer whose only activity was on its first day): capped by it as the whole-history
+# features are. A 2-month shop export trained on dates up to 30 days into it read "major
+# drift: days_since_last_active" when scored at 60 days with a 35-day lookback.
+RECENCIES = ("days_since_last_event", "days_since_last_active", "days_since_last_payment")
+
+
+def _reaches(reference: ReferenceProfile, name: str, age: float) -> bool:
+    """Whether the training rows' largest value of the feature is the export's age (a day's
+    slack): the history, not the customers, set the top of its range."""
+    grid = reference.features[name].grid
+    return bool(grid) and grid[-1] >= age - 1.0
+
+
 TENURE = "tenure_days"
 # Tenure is the first activity's age where the export dates each signup by it (an order export
 # mapped `signup_at` to the first basket): then it grows with the export's age as that does. A
@@ -222,6 +236,9 @@ def feature_drift(
     out["grows_with_export"] = [censored and grows_with_export(f, age) for f in out["feature"]]
     if censored and signup_is_first_activity(features):
         out.loc[out["feature"] == TENURE, "grows_with_export"] = True
+    if censored and age is not None:
+        capped = [f for f in RECENCIES if f in reference.features and _reaches(reference, f, age)]
+        out.loc[out["feature"].isin(capped), "grows_with_export"] = True
     out.loc[out["grows_with_export"], "drifted"] = False
     out["by_chance"] = (
         (out["p_value"] >= DRIFT_TEST_P)
