@@ -136,6 +136,9 @@ def test_revenue_level_change_refunds_and_failed_payments(tables):
     assert a["revenue_total"] == pytest.approx(240.0)
     assert a["refunds_90d"] == 1 and a["refund_amount_90d"] == 20.0
     assert a["failed_payments_90d"] == 1
+    # how recent the failure is: 2024-03-15 is 17 days before T; b never had one
+    assert a["days_since_failed_payment"] == pytest.approx(17.0)
+    assert np.isnan(row(build_features(tables, T), "b")["days_since_failed_payment"])
     assert a["downgrades_90d"] == 1 and a["upgrades_90d"] == 0
     assert a["last_payment_amount"] == 60.0
     assert a["last_payment_change"] == pytest.approx(-0.4)
