@@ -382,6 +382,7 @@ def riskiest_table(riskiest: pd.DataFrame) -> str:
 
 KIND_WORDS = {
     "entered_high": "entered the high band",
+    "new_high": "new in the high band",
     "rose": "risk rose",
     "new_top_reason": "new top reason",
 }

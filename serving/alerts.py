@@ -3,7 +3,9 @@
 A customer is an alert when, since the previous weekly partition,
 - ``entered_high``: it is in the high band now and was not then, its risk having risen by at
   least ``alert_entered_high_points`` net of the time of year's level (a step over the band's
-  threshold is no alert), or it was not scored then;
+  threshold is no alert);
+- ``new_high``: it is in the high band and was not scored at the previous run (a new customer,
+  or one back from a lapse): a grocery's "entered the high band" held 674 new buyers of 895;
 - ``rose``: its probability rose by at least ``alert_rise_points`` percentage points of its
   own: the part the churn level of the time of year made (the partition's ``level_delta``,
   serving.batch.level_change) moves every customer at once and does not count;
@@ -37,8 +39,8 @@ from reporting import formatting
 from serving.config import ScoringConfig
 
 ALERTS_FILE, ALERTS_CSV = "alerts.parquet", "alerts.csv"
-ENTERED_HIGH, ROSE, NEW_TOP_REASON = "entered_high", "rose", "new_top_reason"
-KINDS = (ENTERED_HIGH, ROSE, NEW_TOP_REASON)
+ENTERED_HIGH, NEW_HIGH, ROSE, NEW_TOP_REASON = "entered_high", "new_high", "rose", "new_top_reason"
+KINDS = (ENTERED_HIGH, NEW_HIGH, ROSE, NEW_TOP_REASON)
 HIGH = "high"
 
 # What find_alerts reads from each partition, one row per customer (see top_driver_frame).
@@ -262,8 +264,12 @@ def find_alerts(
     # Rounded: 0.2 -> 0.3 is 9.999999999999998 points in floating point, and it is 10.
     net = np.round(change - np.nan_to_num(level), 9)
     rose = known & (net >= config.alert_rise_points)
-    # Into the high band by a real rise, not a step over its threshold (ScoringConfig), or new.
-    entered_high = high & ~was_high & (~known | (net >= config.alert_entered_high_points))
+    # Into the high band by a real rise, not a step over its threshold (ScoringConfig); with
+    # nothing at all to compare with, the whole high band (said as such on a first run).
+    entered_high = high & ~was_high & (known & (net >= config.alert_entered_high_points))
+    if previous is None:
+        entered_high |= high
+    new_high = high & ~known if previous is not None else np.zeros(len(now), dtype=bool)
 
     top_now = now["top_feature"].astype(object).to_numpy()
     top_before = before["top_feature"].astype(object).to_numpy()
@@ -273,7 +279,7 @@ def find_alerts(
     new_reason[both] = top_now[both] != top_before[both]
     new_reason &= in_bands & (net >= config.alert_new_reason_points)
 
-    flags = np.column_stack([entered_high, rose, new_reason])
+    flags = np.column_stack([entered_high, new_high, rose, new_reason])
     hit = flags.any(axis=1)
     rows = np.flatnonzero(hit)
     rows = rows[np.argsort(-p_now[rows], kind="stable")]

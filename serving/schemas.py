@@ -544,7 +544,7 @@ class ModelInfo(_Response):
 
 # --------------------------------------------------------------------------- /alerts
 
-AlertKind = Literal["entered_high", "rose", "new_top_reason"]
+AlertKind = Literal["entered_high", "new_high", "rose", "new_top_reason"]
 
 
 class AlertsRequest(_Request):
@@ -552,7 +552,7 @@ class AlertsRequest(_Request):
 
     kinds: list[AlertKind] | None = Field(
         default=None,
-        max_length=3,
+        max_length=4,
         description="Only alerts of these kinds (any of them); null: every alert.",
         examples=[["entered_high"]],
     )
@@ -570,7 +570,8 @@ class Alert(_Response):
 
     customer_id: str = Field(description="The customer.", examples=["C000001"])
     kinds: list[AlertKind] = Field(
-        description="entered_high: in the high band now and not at the previous run (or new); "
+        description="entered_high: in the high band now and not at the previous run; "
+        "new_high: in the high band and not scored at the previous run (new, or back); "
         "rose: the probability rose by at least the configured points of the customer's own "
         "(the time of year's part, level_change_points, does not count); new_top_reason: the "
         "feature raising the risk most changed.",
