@@ -199,6 +199,9 @@ def _run(
     return report
 
 
+MAX_LEVELS_CHECKED = 1_000  # a text column with more distinct values is no category
+
+
 def level_twin_warnings(customers: pd.DataFrame) -> list[str]:
     """A warning per text column of the customers whose values differ from another only by
     surrounding spaces or letter case ('Germany' and 'Germany '): each is a segment and a
@@ -212,6 +215,8 @@ def level_twin_warnings(customers: pd.DataFrame) -> list[str]:
         ):
             continue
         distinct = pd.Series(pd.unique(values.dropna())).astype("str")
+        if len(distinct) > MAX_LEVELS_CHECKED:  # names, emails, notes: no segment, no level
+            continue
         loose = distinct.str.strip().str.lower()
         twins = distinct[loose.duplicated(keep=False)]
         if twins.empty:

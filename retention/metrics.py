@@ -731,13 +731,13 @@ def churned_mrr_not_due(
     last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last, codes[in_start], at[in_start])
     seen = churned & (last > np.iinfo(np.int64).min)
-    due = np.zeros(n, dtype=bool)
+    not_due = np.zeros(n, dtype=bool)
     if seen.any():
         next_invoice = pd.DatetimeIndex(last[seen].astype("datetime64[ns]")) + pd.DateOffset(
             months=1
         )
-        due[np.flatnonzero(seen)] = next_invoice > t1
-    return due.astype("int64")
+        not_due[np.flatnonzero(seen)] = next_invoice > t1
+    return not_due.astype("int64")
 
 
 def purchase_counts(

@@ -51,6 +51,7 @@ from features.dictionary import (
     describe,
     in_latest_period,
 )
+from features.signals import FAILED_PAYMENT_RECENCY
 
 DRIVER_FIELDS = [
     pa.field("feature", pa.string()),
@@ -268,7 +269,6 @@ _NESTED_WINDOW = re.compile(
 _TYPED_EVENTS = re.compile(r".+_events_(?P<w>\d+)d")
 _ACTIVE_DAYS = re.compile(r"active_days_(?P<w>\d+)d")
 _FAILED_PAYMENTS = re.compile(r"failed_payments_(\d+)d")
-FAILED_PAYMENT_RECENCY = "days_since_failed_payment"
 _KINDS = re.compile(r"event_types_(?P<w>\d+)d")
 # A window without payments ("No payments in the last 30 days", "Revenue of 0 in the last 30
 # days") says what the last payment's age says ("Last payment 31 days ago").
