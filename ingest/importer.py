@@ -1121,9 +1121,12 @@ def _blank_as_missing(values: pd.Series, raw_column: str, report: SourceReport) 
     """Text that is empty or only spaces is missing, as an empty cell is: a quoted "" in a CSV
     (Ta Feng's AGE_GROUP, 626 customers) or an empty string in Parquet or JSON had become a
     level of its own, a segment titled "age_group: " in the report. Counted per raw column."""
-    if not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
+    if values.dtype != object and pd.api.types.is_string_dtype(values.dtype):
+        blank = values.str.strip().eq("").to_numpy(dtype=bool, na_value=False)
+    elif values.dtype == object:  # mixed values: only text can be blank
+        blank = values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    else:
         return values
-    blank = values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
     if not blank.any():
         return values
     key = str(raw_column)

@@ -679,6 +679,18 @@ def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
     amount); churned_mrr is the t0 MRR of customers with none at t1; new_mrr is the t1 MRR of
     customers with none at t0. mrr_end = mrr_start + expansion - contraction - churned + new.
     """
+    return _mrr_movements_and_not_due(tables, t0, t1)[0]
+
+
+def _mrr_movements_and_not_due(
+    tables: Tables, t0: Instant, t1: Instant
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """mrr_movements, and per customer (0/1) whether its churned_mrr is not due yet: the next
+    monthly invoice after its last one of t0's month falls after t1, so no invoice of t1's
+    month says it left. Where the data ends within t1's month (not_due_note) such a
+    customer's revenue is not observed, not lost: a weekly run on the 15th read 39 % revenue
+    churn where 1.9 % was true (customers billed on the 20th had no October invoice yet).
+    One pass over the invoices for both; the flags add up by segment and Spark bucket."""
     t0, t1 = _check_period(t0, t1)
     customers = tables.customers
     n = len(customers)
@@ -688,12 +700,13 @@ def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
     codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))[row]
     m0, m1 = _instant_ordinal(t0, "month"), _instant_ordinal(t1, "month")
     ok = codes >= 0
-    start = np.bincount(codes[ok & (month == m0)], amount[ok & (month == m0)], minlength=n)
-    end = np.bincount(codes[ok & (month == m1)], amount[ok & (month == m1)], minlength=n)
+    in_start, in_end = ok & (month == m0), ok & (month == m1)
+    start = np.bincount(codes[in_start], amount[in_start], minlength=n)
+    end = np.bincount(codes[in_end], amount[in_end], minlength=n)
     had, has = start > 0, end > 0
     both = had & has
     delta = np.where(both, end - start, 0.0)
-    return pd.DataFrame(
+    movements = pd.DataFrame(
         {
             "mrr_start": np.where(had, start, 0.0),
             "mrr_end": np.where(has, end, 0.0),
@@ -704,40 +717,19 @@ def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
         },
         index=pd.Index(customers["customer_id"], name="customer_id"),
     )
-
-
-def churned_mrr_not_due(
-    tables: Tables, t0: Instant, t1: Instant, churned_mrr: np.ndarray
-) -> np.ndarray:
-    """Per customer (0/1): counted in churned_mrr (MRR in t0's month, none in t1's), yet the
-    next monthly invoice after their last one of t0's month falls after t1: not due yet, so
-    no invoice of t1's month says they left. Where the data ends within t1's month
-    (metrics_from_sums), such a customer's revenue is not observed, not lost: a weekly run on
-    the 15th read 39 % revenue churn where 1.9 % was true (customers billed on the 20th had no
-    October invoice yet). churned_mrr: mrr_movements' column, per customer. Additive, so that
-    segment and bucket sums carry it."""
-    t0, t1 = _check_period(t0, t1)
-    customers = tables.customers
-    n = len(customers)
-    churned = np.asarray(churned_mrr, dtype="float64") > 0
-    if not churned.any():
-        return np.zeros(n, dtype="int64")
-    rev = tables.revenue
-    inv = rev.loc[_invoice_mask(rev)]
-    row, month, _ = _mrr_rows(inv)
-    codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))[row]
-    at = _ns(inv["at"])[row]
-    in_start = (codes >= 0) & (month == _instant_ordinal(t0, "month"))
-    last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, codes[in_start], at[in_start])
-    seen = churned & (last > np.iinfo(np.int64).min)
     not_due = np.zeros(n, dtype=bool)
-    if seen.any():
-        next_invoice = pd.DatetimeIndex(last[seen].astype("datetime64[ns]")) + pd.DateOffset(
-            months=1
-        )
-        not_due[np.flatnonzero(seen)] = next_invoice > t1
-    return not_due.astype("int64")
+    churned = had & ~has
+    if churned.any():
+        never = np.iinfo(np.int64).min
+        last = np.full(n, never, dtype=np.int64)
+        np.maximum.at(last, codes[in_start], _ns(inv["at"])[row][in_start])
+        seen = churned & (last > never)
+        if seen.any():
+            next_invoice = pd.DatetimeIndex(last[seen].astype("datetime64[ns]")) + (
+                pd.DateOffset(months=1)
+            )
+            not_due[np.flatnonzero(seen)] = next_invoice > t1
+    return movements, not_due.astype("int64")
 
 
 def purchase_counts(
@@ -859,7 +851,7 @@ def per_customer_metrics(
         lookback_days=lookback_days,
         activity_events=activity_events,
     )
-    mrr = mrr_movements(tables, t0, t1)
+    mrr, not_due = _mrr_movements_and_not_due(tables, t0, t1)
     purchases = purchase_counts(tables, t0, t1, purchase_key=purchase_key).to_numpy()
     score = latest_nps(tables, t0, t1).to_numpy()
     frame = pd.concat([flows, mrr], axis=1)
@@ -880,7 +872,7 @@ def per_customer_metrics(
     ids = frame.index.astype("str")
     frame["billed_yearly"] = ids.isin(yearly).astype("int64")
     frame["fee_invoiced_twice"] = ids.isin(compared).astype("int64")
-    frame["mrr_not_due"] = churned_mrr_not_due(tables, t0, t1, mrr["churned_mrr"].to_numpy())
+    frame["mrr_not_due"] = not_due
     return frame
 
 
@@ -1111,7 +1103,7 @@ def not_due_note(
 ) -> str:
     """Why revenue churn and NRR are not measured ("" when they are): the data ends within t1's
     month and `not_due` customers of t0's month are not due for that month's invoice by t1
-    (churned_mrr_not_due). Unknown data end: t1's month is taken as observed."""
+    (_mrr_movements_and_not_due). Unknown data end: t1's month is taken as observed."""
     if not not_due or observed_until is None:
         return ""
     end = _timestamp(observed_until, "observed_until")
