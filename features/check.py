@@ -68,6 +68,11 @@ MIN_RUNNING_TOTAL_CUSTOMERS = 50
 MIN_CHURNERS = 50  # fewer churned customers: warn that the model has little to learn from
 MIN_OBSERVATION_DATES = 6  # fewer monthly dates with a complete label: a short history
 CENTS_MEDIAN = 1000.0  # whole-number amounts with a typical value in the thousands
+# Payment kinds whose typical amounts differ this many times or more: one in cents, one not
+# (a failed payment is an attempt at the price an invoice charges; 100 is the factor). Refunds
+# are left out: a partial refund or a credit can be a small share of a payment.
+SCALE_RATIO = 50.0
+PRICED_ALIKE = ("invoice", "order", "failed_payment")
 MONEY_NAME = re.compile(r"(amount|price|revenue|mrr|arr|ltv|value|total|charge|paid|cents?)")
 EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01")
 MAX_CHURN_MONTHS = 120  # the churn table covers at most the last ten years of dates
@@ -516,7 +521,8 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
             Finding(
                 "warning",
                 "duplicate_rows",
-                f"{p.duplicate_rows:,} rows repeat another row in every column of the table "
+                f"{'1 row repeats' if p.duplicate_rows == 1 else f'{p.duplicate_rows:,} rows repeat'}"
+                " another row in every column of the table "
                 f"(counted twice in features); example row: {example}. Two real events can "
                 "look alike once the columns that told them apart were left out of the "
                 "mapping (two products put in the cart in one second, two commits in one "
@@ -911,21 +917,71 @@ def _amount_findings(tables: Tables) -> list[Finding]:
     for name, col in candidates:
         if (name, col) in named:
             continue
-        values = getattr(tables, name)[col].to_numpy(dtype="float64", na_value=np.nan)
-        values = np.abs(values[~np.isnan(values) & (values != 0)])
-        if len(values) < MIN_ROWS_FOR_TIME_CHECKS:
+        table = getattr(tables, name)
+        whole = _cents_like(table[col])
+        if whole is not None:
+            found.append(_cents_finding(f"every amount is {whole}", name, col))
             continue
-        median = float(np.median(values))
-        if (values == np.round(values)).all() and median >= CENTS_MEDIAN:
+        if name == "revenue" and "kind" in table:
+            found += _kind_scale_findings(table)
+    return found
+
+
+def _money_values(values: pd.Series) -> np.ndarray:
+    """The non-zero amounts' sizes."""
+    v = values.to_numpy(dtype="float64", na_value=np.nan)
+    return np.abs(v[~np.isnan(v) & (v != 0)])
+
+
+def _cents_like(values: pd.Series) -> str | None:
+    """'a whole number and the typical one is 1,999' where the amounts read as cents, else None."""
+    v = _money_values(values)
+    if len(v) < MIN_ROWS_FOR_TIME_CHECKS:
+        return None
+    median = float(np.median(v))
+    if (v == np.round(v)).all() and median >= CENTS_MEDIAN:
+        return f"a whole number and the typical one is {median:,.0f}"
+    return None
+
+
+def _cents_finding(what: str, table: str, column: str) -> Finding:
+    return Finding(
+        "warning",
+        "cents",
+        f"{what}: cents rather than currency units? (Stripe exports cents; divide by 100 in "
+        "the mapping)",
+        table,
+        column,
+    )
+
+
+def _kind_scale_findings(revenue: pd.DataFrame) -> list[Finding]:
+    """Revenue kinds (invoices, orders, refunds, failed payments) often come from different
+    exports: one left in cents beside another divided by 100 mixes the scales, and the check of
+    the whole column misses it. Each kind is checked on its own, and payment kinds whose typical
+    amounts differ by SCALE_RATIO or more are named."""
+    found = []
+    medians = {}
+    for kind, amounts in revenue.groupby(revenue["kind"].astype("string"), sort=True)["amount"]:
+        whole = _cents_like(amounts)
+        if whole is not None:
+            found.append(_cents_finding(f"every {kind} amount is {whole}", "revenue", "amount"))
+        v = _money_values(amounts)
+        if kind in PRICED_ALIKE and len(v) >= MIN_ROWS_FOR_TIME_CHECKS:
+            medians[str(kind)] = float(np.median(v))
+    if not found and len(medians) > 1:
+        high, low = max(medians, key=medians.get), min(medians, key=medians.get)
+        if medians[high] >= SCALE_RATIO * medians[low]:
             found.append(
                 Finding(
                     "warning",
                     "cents",
-                    f"every amount is a whole number and the typical one is {median:,.0f}: "
-                    "cents rather than currency units? (Stripe exports cents; divide by 100 "
-                    "in the mapping)",
-                    name,
-                    col,
+                    f"the typical {high} amount is {medians[high]:,.2f} and the typical {low} "
+                    f"amount {medians[low]:,.2f}, {medians[high] / medians[low]:,.0f} times "
+                    f"less: is one export in cents and the other in currency units? (divide "
+                    "that source's amounts by 100 in the mapping)",
+                    "revenue",
+                    "amount",
                 )
             )
     return found

@@ -435,7 +435,8 @@ def _category_problem(table: str, column: str, values: pd.Series) -> Problem | N
     hint = f"allowed: {', '.join(allowed)}"
     if maps:
         hint = f"map {', '.join(maps)} in the import mapping ({hint})"
-    return problem_at(column, f"values that are not {column}s: {shown}{more}", outside, hint)
+    plural = f"{column}es" if column.endswith("s") else f"{column}s"  # "statuses", "kinds"
+    return problem_at(column, f"values that are not {plural}: {shown}{more}", outside, hint)
 
 
 def _rule_problems(table: str, df: pd.DataFrame) -> list[Problem]:

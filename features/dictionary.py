@@ -865,6 +865,8 @@ def _revenue_window(window: int) -> Sentence:
 
 def _revenue_total(value: Any, context: Context, currency: str | None) -> str:
     v = float(value)
+    if round(v, 2) == 0:  # a trial's, or a free plan's: "Revenue of $0" read as a sum
+        return "No revenue so far"
     if v < 0:
         return f"Net refunds of {fmt.money(-v, currency)} over the whole history"
     return f"Revenue of {fmt.money(v, currency)} over the whole history"

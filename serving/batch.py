@@ -894,7 +894,8 @@ def run_scoring(
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)
         if config.churn.mode == "non_contractual":
-            listed = write_lapsed_csv(lapsed_customers(tables, t, config.churn), tmp / LAPSED_CSV)
+            lapsed = lapsed_customers(tables, t, config.churn)
+            listed = write_lapsed_csv(lapsed, tmp / LAPSED_CSV, currency)
             summary["customers_lapsed_listed"] = listed
         summary["paid_period_ended"] = ended
         summary["stale_tables"] = stale

@@ -206,13 +206,15 @@ def write_scores_csv(
 LAPSED_CSV = "lapsed.csv"
 
 
-def write_lapsed_csv(lapsed: pd.DataFrame, out: str | Path) -> int:
+def write_lapsed_csv(lapsed: pd.DataFrame, out: str | Path, currency: str | None = None) -> int:
     """lapsed.csv: the customers a non-contractual run does not score because they have no
     qualifying activity in the model's lookback (features.labels.lapsed_customers), the
     win-back list, most recently lapsed first: customer_id as text, last_activity_at (UTC,
     ISO 8601), days_since_last_activity (one decimal), qualifying_events, revenue_total (two
     decimals; left out when the data has no revenue rows: an always-empty column says
-    nothing). Returns the number of customers written."""
+    nothing), named with its currency where the [scoring] section gives one
+    (``revenue_total_eur``): a bare number in a win-back list is read in the reader's own.
+    Returns the number of customers written."""
     frame = pd.DataFrame(
         {
             "customer_id": lapsed["customer_id"].astype("string"),
@@ -226,6 +228,8 @@ def write_lapsed_csv(lapsed: pd.DataFrame, out: str | Path) -> int:
     )
     if frame["revenue_total"].isna().all():
         frame = frame.drop(columns="revenue_total")
+    elif currency:
+        frame = frame.rename(columns={"revenue_total": f"revenue_total_{currency.lower()}"})
     table = pa.Table.from_pandas(frame, preserve_index=False)
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     pacsv.write_csv(table, str(out), write_options=options)

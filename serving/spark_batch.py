@@ -450,7 +450,8 @@ def spark_run_scoring(
             log(f"alerts: {len(alerts):,} customers (alerts.parquet, alerts.csv)")
             if config.churn.mode == "non_contractual":  # the win-back list, as serving.batch
                 lapsed = lapsed_buyers(plan, config, t)
-                summary["customers_lapsed_listed"] = write_lapsed_csv(lapsed, local / LAPSED_CSV)
+                listed = write_lapsed_csv(lapsed, local / LAPSED_CSV, currency)
+                summary["customers_lapsed_listed"] = listed
             report_alerts = alerts
         summary["customers_lapsed"] = (
             current_customers(plan, t) - scored if config.churn.mode == "non_contractual" else 0

@@ -416,6 +416,34 @@ def test_amounts_in_cents_are_flagged_and_currency_units_are_not():
     assert "cents" not in codes(units)
 
 
+def test_one_payment_export_left_in_cents_beside_another_in_units_is_flagged():
+    """A SaaS judge's Stripe invoices were divided by 100 in the mapping and its failed charges
+    were not: the whole column is no longer whole numbers, and the check of it said nothing.
+    Each kind is checked alone, and payment kinds a hundred times apart are named; refunds,
+    which can be a small share of a payment, are not compared."""
+    customers, activity, revenue = subscriptions()
+    failed = revenue.iloc[::3].assign(kind="failed_payment")
+    failed["amount"] = (failed["amount"] * 100).round()
+    invoices = revenue.assign(kind="invoice")
+    mixed = check_tables(tables_of(customers, activity, pd.concat([invoices, failed])), CONTRACTUAL)
+    found = [f.message for f in mixed.findings if f.code == "cents"]
+    assert len(found) == 1 and found[0].startswith("every failed_payment amount is a whole number")
+
+    failed["amount"] += 0.5  # not whole: only the scale gives it away
+    scaled = check_tables(
+        tables_of(customers, activity, pd.concat([invoices, failed])), CONTRACTUAL
+    )
+    found = [f.message for f in scaled.findings if f.code == "cents"]
+    assert len(found) == 1 and "typical failed_payment amount is" in found[0], found
+    assert "times less" in found[0] and "typical invoice amount" in found[0]
+
+    refunds = revenue.iloc[::3].assign(
+        kind="refund", amount=lambda r: -(r["amount"] / 200).round(2)
+    )
+    alike = pd.concat([invoices, revenue.iloc[1::3].assign(kind="failed_payment"), refunds])
+    assert "cents" not in codes(check_tables(tables_of(customers, activity, alike), CONTRACTUAL))
+
+
 def test_declared_numeric_attributes_with_junk_values_are_flagged_and_long_tails_are_not(clean):
     """A KKBox export's age column holds 0, -40, 1051 and 2015 beside ages of 20-40: declared
     as a feature, they read as reasons ("Bd: 1,051"). A long tail of seats is no such thing."""

@@ -72,6 +72,42 @@ def test_identical_rows_inside_one_file_are_kept(tmp_path):
     assert report.warnings == [] and not any(s.dropped for s in report.sources)
 
 
+TICKETS = """
+[feedback]
+name = "zendesk"
+source = "tickets.csv"
+[feedback.columns]
+customer_id = "requester"
+at = "created_at"
+kind = { value = "ticket" }
+status = "status"
+resolved_at = "solved_at"
+"""
+
+
+def test_tickets_repeated_inside_one_export_are_kept_and_warned_about(tmp_path):
+    """A helpdesk export listed tickets twice: kept (within one file two equal rows can be
+    real), but "2 support tickets in the last 30 days" would then be one ticket said twice,
+    so the import says how many rows repeat and shows one; events are left alone."""
+    tickets = (
+        "requester,created_at,status,solved_at\n"
+        "001,2024-01-12T08:00:00Z,closed,2024-01-13T08:00:00Z\n"
+        "001,2024-01-12T08:00:00Z,closed,2024-01-13T08:00:00Z\n"
+        "002,2024-01-15T08:00:00Z,open,\n"
+        "002,2024-01-16T08:00:00Z,open,\n"
+    )
+    files = {"events_2024-01.csv": JANUARY, "tickets.csv": tickets}
+    tables, report = _import(tmp_path, ONE_GLOB + TICKETS, files)
+    assert len(tables.feedback) == 4 and len(tables.activity) == 4
+    assert not any(s.dropped for s in report.sources)
+    (warning,) = report.warnings
+    assert warning.startswith("feedback source 'zendesk': 1 row repeats (25.0%) another row")
+    assert "customer_id=001, at=2024-01-12 08:00:00" in warning
+    assert "remove the copies before importing" in warning
+    once = tickets.replace("001,2024-01-12T08:00:00Z,closed,2024-01-13T08:00:00Z\n", "", 1)
+    assert _import(tmp_path, ONE_GLOB + TICKETS, {**files, "tickets.csv": once})[1].warnings == []
+
+
 def test_two_sources_of_one_table_that_overlap_count_once(tmp_path):
     two = ONE_GLOB.replace("[activity]", "[[activity]]").replace(
         '"events_*.csv"', '"events_2024-01.csv"'

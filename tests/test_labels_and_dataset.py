@@ -159,6 +159,10 @@ def test_lapsed_buyers_are_listed_most_recent_first_for_win_back(tmp_path):
         '"007","2024-01-20T18:00:00Z",40.2,2,19.75',
         '"008","2024-01-05T00:00:00Z",56,1,0',
     ]
+    # With the [scoring] section's currency the column says it (a bare 19.75 is read in the
+    # reader's own currency).
+    write_lapsed_csv(lapsed, tmp_path / "eur.csv", "EUR")
+    assert (tmp_path / "eur.csv").read_text().splitlines()[0].endswith('"revenue_total_eur"')
     # A log of dates only (no revenue rows): no always-empty revenue column.
     dates_only = make_tables(customers, activity)
     write_lapsed_csv(lapsed_customers(dates_only, "2024-03-01", churn), tmp_path / "dates.csv")

@@ -493,6 +493,15 @@ def test_a_shops_revenue_rows_are_said_as_orders():
     assert describe("last_payment_amount").text(136.0, {}, "USD") == "Last payment of $136"
 
 
+def test_a_customer_who_never_paid_reads_no_revenue_so_far():
+    """A SaaS trial's reason read "Revenue of $0 over the whole history"; refunds stay refunds."""
+    entry = describe("revenue_total")
+    assert entry.text(0.0, {}, "USD") == "No revenue so far"
+    assert entry.text(0.004, {}, "USD") == "No revenue so far"
+    assert entry.text(1250.0, {}, "USD") == "Revenue of $1,250 over the whole history"
+    assert entry.text(-3.0, {}, "USD") == "Net refunds of $3 over the whole history"
+
+
 def test_an_attribute_named_as_a_year_is_said_as_a_year():
     """A gym's reasons read "Birth year: 1,962"; a count keeps its thousands separator."""
     from features.dictionary import describe
