@@ -233,7 +233,10 @@ def check_tables(
         df = getattr(tables, name)
         profile = profile_table(name, df, known, now)
         report.tables.append(profile)
-        report.findings += _table_findings(profile, df, now)
+        found = _table_findings(profile, df, now)
+        said = {f.message for f in report.findings if f.code == "quiet_weeks"}
+        # An order log's revenue rows are its activity rows: their quiet week is said once.
+        report.findings += [f for f in found if f.code != "quiet_weeks" or f.message not in said]
     if tables.customers.empty:
         report.findings.append(
             Finding(
@@ -509,6 +512,67 @@ def suspicious_gaps(per_month: dict[str, int], around: int = 3) -> list[str]:
     return out
 
 
+# A week with less than this share of the rows of the weeks around it (their median, up to
+# QUIET_AROUND on each side) where those have QUIET_MIN_WEEKLY rows or more: not chance (a
+# Poisson count of 200 falls below 50 never), but an outage, a missing export or a closure.
+QUIET_SHARE = 0.25
+QUIET_AROUND = 4
+QUIET_MIN_WEEKLY = 200
+QUIET_TABLES = ("activity", "revenue")
+
+
+class QuietWeeks(NamedTuple):
+    first: str  # the first Monday, YYYY-MM-DD
+    last: str  # the last Sunday
+    rows: int
+    typical: int  # the median week around them
+
+
+def quiet_weeks(stamps: pd.Series) -> list[QuietWeeks]:
+    """Runs of whole weeks (Monday to Sunday, UTC; the first and last weeks of the data are
+    partial and left out) with less than QUIET_SHARE of the rows of the weeks around them.
+    A month without rows is the month check's; a week is what a grocery's outage was (19 to
+    25 December 2000 at 5 % of its volume: every customer's 30-day window read low at the
+    next scoring date, and the ranking lost to an analyst's; benchmarks/README.md, session 39)."""
+    if not len(stamps):
+        return []
+    days = to_ns(stamps) // DAY_NS
+    weeks = (days + 3) // 7  # 1970-01-01 was a Thursday: week 0 starts on Monday 1969-12-29
+    low, high = int(weeks.min()), int(weeks.max())
+    low = max(low, high - 520)  # at most the last ten years, as month_counts
+    kept = weeks[weeks >= low] - low
+    counts = np.bincount(kept, minlength=high - low + 1)[1:-1].astype(float)  # whole weeks
+    flagged = np.zeros(len(counts), dtype=bool)
+    typical = np.zeros(len(counts))
+    for i in range(len(counts)):
+        near = np.r_[counts[max(i - QUIET_AROUND, 0) : i], counts[i + 1 : i + 1 + QUIET_AROUND]]
+        if len(near) < QUIET_AROUND:
+            continue
+        typical[i] = np.median(near)
+        flagged[i] = typical[i] >= QUIET_MIN_WEEKLY and counts[i] < QUIET_SHARE * typical[i]
+    out = []
+    i = 0
+    while i < len(counts):
+        if not flagged[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(counts) and flagged[j + 1]:
+            j += 1
+        monday = np.datetime64(int(low + 1 + i) * 7 - 3, "D")
+        sunday = np.datetime64(int(low + 1 + j) * 7 + 3, "D")
+        out.append(
+            QuietWeeks(
+                str(monday),
+                str(sunday),
+                int(counts[i : j + 1].sum()),
+                int(np.median(typical[i : j + 1])),
+            )
+        )
+        i = j + 1
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Findings
 
@@ -560,6 +624,32 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
                 p.time_column,
             )
         )
+    if p.name in QUIET_TABLES and p.time_column is not None:
+        months = set(gaps)
+        for run in quiet_weeks(df[p.time_column].dropna()):
+            if run.rows == 0 and run.first[:7] in months and run.last[:7] in months:
+                continue  # the month check's
+            weeks = (
+                pd.Timestamp(run.last) - pd.Timestamp(run.first) + pd.Timedelta(days=1)
+            ).days // 7
+            span = f"the week {run.first} .. {run.last}" if weeks == 1 else (
+                f"the {weeks} weeks {run.first} .. {run.last}"
+            )  # fmt: skip
+            found.append(
+                Finding(
+                    "warning",
+                    "quiet_weeks",
+                    f"{span} {'holds' if weeks == 1 else 'hold'} {run.rows:,} rows, "
+                    f"{run.rows / max(weeks, 1) / run.typical:.0%} of a typical week around "
+                    f"{'it' if weeks == 1 else 'them'} ({run.typical:,}): a missing export, an "
+                    "outage or a closure? If rows are missing, export them again; if it was "
+                    "real, every customer's windows that hold it read low at once, and a "
+                    "model trained on dates before it scores the dates within a window after "
+                    "it as if everyone had slowed down",
+                    p.name,
+                    p.time_column,
+                )
+            )
     for col, n in p.future_rows.items():
         found.append(
             Finding(

@@ -444,6 +444,26 @@ def test_one_payment_export_left_in_cents_beside_another_in_units_is_flagged():
     assert "cents" not in codes(check_tables(tables_of(customers, activity, alike), CONTRACTUAL))
 
 
+def test_a_quiet_week_is_named_and_ordinary_weeks_are_not():
+    """A grocery sold 5 % of its usual volume from 19 to 25 December 2000: every customer's
+    30-day window read low at the next scoring date and nothing said so (the month check needs
+    a month without rows). A week below a quarter of the weeks around it is named."""
+    customers, activity, revenue = subscriptions()
+    quiet = activity["at"].between("2023-09-11", "2023-09-18", inclusive="left")
+    assert quiet.sum() > 300  # about one row per customer and week
+    kept = activity[~quiet | (np.arange(len(activity)) % 20 == 0)]
+    report = check_tables(tables_of(customers, kept, revenue), CONTRACTUAL)
+    (found,) = [f for f in report.findings if f.code == "quiet_weeks"]
+    assert (found.table, found.column) == ("activity", "at")
+    assert found.message.startswith("the week 2023-09-11 .. 2023-09-17 holds ")
+    assert "holds 26 rows, 7% of a typical week around it (350): a missing export" in found.message
+    # Unchanged weeks, and a small table whose weeks vary by chance, are no finding.
+    assert "quiet_weeks" not in codes(check_tables(tables_of(*subscriptions()), CONTRACTUAL))
+    assert "quiet_weeks" not in codes(
+        check_tables(tables_of(*subscriptions(n=40, seed=2)), CONTRACTUAL)
+    )
+
+
 def test_declared_numeric_attributes_with_junk_values_are_flagged_and_long_tails_are_not(clean):
     """A KKBox export's age column holds 0, -40, 1051 and 2015 beside ages of 20-40: declared
     as a feature, they read as reasons ("Bd: 1,051"). A long tail of seats is no such thing."""
@@ -739,7 +759,7 @@ def test_check_command_prints_contract_errors_without_a_traceback(tmp_path, clea
 @pytest.mark.skipif(not RETAIL.exists(), reason="shared Online Retail data not present")
 def test_online_retail_import_checks_clean_with_its_churn_share():
     """The UCI data: ~40-49 % churn per 90-day horizon, no label-like attribute (country), times of
-    day present, purchases and cancellations. Its one warning is true: a year of history, a
+    day present, purchases and cancellations. Its warnings are true: a year of history, a
     33-week lookback (from the data) and a 90-day horizon leave few complete monthly dates."""
     from ingest.online_retail import (
         ONLINE_RETAIL_CONFIG,
@@ -750,7 +770,10 @@ def test_online_retail_import_checks_clean_with_its_churn_share():
     tables, _ = import_online_retail(read_online_retail(RETAIL / "online_retail.parquet"))
     report = check_tables(tables, ONLINE_RETAIL_CONFIG, now=pd.Timestamp("2025-01-01"))
     assert not report.errors
-    assert [w.code for w in report.warnings] == ["short_history"]
+    # and a true one: the shop was closed from 23 December 2010 to 3 January 2011 (said once:
+    # the revenue rows are the same invoices)
+    assert [w.code for w in report.warnings] == ["quiet_weeks", "short_history"]
+    assert report.warnings[0].message.startswith("the week 2010-12-27 .. 2011-01-02 holds 0 rows")
     assert label_like_attributes(tables, ONLINE_RETAIL_CONFIG) == []
     shares = [m.share for m in report.churn_by_month]
     assert report.definition["lookback_days"] == 231  # 33 weeks: 95 % of returning buyers' pauses
