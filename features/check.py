@@ -536,12 +536,24 @@ def quiet_weeks(stamps: pd.Series) -> list[QuietWeeks]:
     next scoring date, and the ranking lost to an analyst's; benchmarks/README.md, session 39)."""
     if not len(stamps):
         return []
-    days = to_ns(stamps) // DAY_NS
+    days, counts = np.unique(to_ns(stamps) // DAY_NS, return_counts=True)
+    return quiet_weeks_from_days(days, counts)
+
+
+def quiet_weeks_from_days(days: np.ndarray, counts: np.ndarray) -> list[QuietWeeks]:
+    """quiet_weeks from the rows per day (days since 1970-01-01 and their counts): what the
+    Spark engine collects, so both engines find the same weeks."""
+    days = np.asarray(days, dtype="int64")
+    if not len(days):
+        return []
     weeks = (days + 3) // 7  # 1970-01-01 was a Thursday: week 0 starts on Monday 1969-12-29
     low, high = int(weeks.min()), int(weeks.max())
     low = max(low, high - 520)  # at most the last ten years, as month_counts
-    kept = weeks[weeks >= low] - low
-    counts = np.bincount(kept, minlength=high - low + 1)[1:-1].astype(float)  # whole weeks
+    kept = weeks >= low
+    counts = np.bincount(
+        weeks[kept] - low, weights=np.asarray(counts, dtype="float64")[kept],
+        minlength=high - low + 1,
+    )[1:-1]  # fmt: skip
     flagged = np.zeros(len(counts), dtype=bool)
     typical = np.zeros(len(counts))
     for i in range(len(counts)):
@@ -571,6 +583,56 @@ def quiet_weeks(stamps: pd.Series) -> list[QuietWeeks]:
         )
         i = j + 1
     return out
+
+
+# A run's recent windows: a quiet week within this many days before the run date is said in
+# run.json and the report (the features' 30-day windows are the shortest most models lean on).
+QUIET_RECENT_DAYS = 30
+
+
+def recent_quiet_week_notes(
+    day_counts: dict[str, tuple[np.ndarray, np.ndarray]], as_of: object
+) -> list[str]:
+    """A sentence per event table whose rows before the run date hold a quiet week
+    (quiet_weeks_from_days) ending within QUIET_RECENT_DAYS of it: every customer's recent
+    windows hold it, so the scores read everyone as less active than the customers' own
+    behaviour says, until the week leaves the windows. day_counts: per table, its days with
+    rows before the run date (days since 1970-01-01) and their row counts."""
+    t = pd.Timestamp(as_of)
+    notes = []
+    for name in ("activity", "revenue"):
+        if name not in day_counts:
+            continue
+        days, counts = day_counts[name]
+        for run in quiet_weeks_from_days(days, counts):
+            last = pd.Timestamp(run.last)
+            if last < t - pd.Timedelta(days=QUIET_RECENT_DAYS):
+                continue
+            weeks = (last - pd.Timestamp(run.first)).days // 7 + 1
+            share = run.rows / weeks / run.typical
+            until = (last + pd.Timedelta(days=QUIET_RECENT_DAYS + 1)).date()
+            notes.append(
+                f"the {name} before this run holds a quiet "
+                f"{'week' if weeks == 1 else f'{weeks} weeks'}, {run.first} .. {run.last}, "
+                f"at {share:.0%} of a typical week's rows: every customer's last "
+                f"{QUIET_RECENT_DAYS} days hold it, so risks read higher than the customers' "
+                f"own behaviour says, for everyone at once, until about {until} (a missing "
+                "export, an outage or a closure; `churn check` names it)"
+            )
+    return notes
+
+
+def day_counts_before(tables: Tables, as_of: object) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per activity and revenue table: its days with rows before the run date (days since
+    1970-01-01) and their counts (recent_quiet_week_notes)."""
+    t = pd.Timestamp(as_of)
+    found = {}
+    for name in ("activity", "revenue"):
+        at = getattr(tables, name)["at"]
+        at = at[at < t]
+        if not at.empty:
+            found[name] = np.unique(to_ns(at) // DAY_NS, return_counts=True)
+    return found
 
 
 # --------------------------------------------------------------------------------------------

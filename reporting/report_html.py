@@ -755,7 +755,8 @@ def not_scored_note(
 
 def run_notes(summary: dict[str, Any]) -> list[str]:
     """What run.json says a reader of the figures should know: customers not scored because
-    they had lapsed already, risk bands that hold nobody (serving.batch.empty_band_notes) and
+    they had lapsed already, a quiet week in everyone's recent windows (features.check.
+    recent_quiet_week_notes), risk bands that hold nobody (serving.batch.empty_band_notes) and
     how the time of year moves the probabilities (level_note) and moved them since the
     previous run (level_moved_note)."""
     notes = []
@@ -763,7 +764,11 @@ def run_notes(summary: dict[str, Any]) -> list[str]:
     if unscored:
         notes.append(f"Not scored: {unscored}.")
     levels = [summary.get("level_note"), summary.get("level_moved_note")]
-    said = [*summary.get("band_notes", []), *filter(None, levels)]
+    said = [
+        *summary.get("quiet_week_notes", []),
+        *summary.get("band_notes", []),
+        *filter(None, levels),
+    ]
     return notes + [f"{note[0].upper()}{note[1:]}" for note in said]
 
 

@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.check import stale_tables
+from features.check import day_counts_before, recent_quiet_week_notes, stale_tables
 from features.config import ChurnDefinition
 from features.contract import Tables
 from features.io import atomic_dir
@@ -803,6 +803,9 @@ def run_scoring(
     stale = stale_tables(tables, t)
     for warning in stale:
         log(f"warning: {warning}")
+    quiet = recent_quiet_week_notes(day_counts_before(tables, t), t)
+    for warning in quiet:
+        log(f"warning: {warning}")
     log(f"features as of {t.date()} ...")
     features = build_features(tables, t, config)
     if features.empty:
@@ -899,6 +902,7 @@ def run_scoring(
             summary["customers_lapsed_listed"] = listed
         summary["paid_period_ended"] = ended
         summary["stale_tables"] = stale
+        summary["quiet_week_notes"] = quiet
         features.to_parquet(tmp / FEATURES_FILE, index=False)
         segments.to_parquet(tmp / SEGMENTS_FILE, index=False)
         write_partition_report(

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from features.check import EVENT_TABLES, stale_from_days
+from features.check import EVENT_TABLES, recent_quiet_week_notes, stale_from_days
 from features.contract import TIMESTAMP_COLUMNS, Tables
 from features.prepared import DAY_NS, as_of_timestamp
 from features.spark_engine import (
@@ -298,23 +298,31 @@ def _previous_frame(spark: SparkSession, partition: str) -> DataFrame:
     return features.join(scores, on="customer_id", how="full_outer")
 
 
-def _table_days(frames: dict[str, Any], t: pd.Timestamp) -> dict[str, tuple[Any, pd.Timestamp]]:
+def _days_and_counts(
+    frames: dict[str, Any], t: pd.Timestamp
+) -> tuple[dict[str, tuple[Any, pd.Timestamp]], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Per event table: its distinct days with rows before t and its last timestamp before t
-    (features.check.stale_from_days), computed by Spark: a few thousand days at most."""
+    (features.check.stale_from_days), and its rows per day (features.check.
+    recent_quiet_week_notes), from one Spark aggregation per table: a few thousand days."""
     from pyspark.sql import functions as F
 
-    found = {}
+    found, counted = {}, {}
     for name in EVENT_TABLES:
         frame = frames.get(name)
         if frame is None:
             continue
         before = frame.where(F.col("at") < F.lit(t.value))  # "at": nanoseconds since 1970
         day = F.floor(F.col("at") / F.lit(DAY_NS)).cast("long").alias("day")
-        rows = before.groupBy(day).agg(F.max("at").alias("last")).collect()
+        rows = before.groupBy(day).agg(F.max("at").alias("last"), F.count("*").alias("n"))
+        rows = sorted(rows.collect(), key=lambda r: r["day"])
         if rows:
-            days = np.array([r["day"] for r in rows], dtype="int64").astype("datetime64[D]")
-            found[name] = (days, pd.Timestamp(max(r["last"] for r in rows), unit="ns"))
-    return found
+            numbers = np.array([r["day"] for r in rows], dtype="int64")
+            found[name] = (
+                numbers.astype("datetime64[D]"),
+                pd.Timestamp(max(r["last"] for r in rows), unit="ns"),
+            )
+            counted[name] = (numbers, np.array([r["n"] for r in rows], dtype="int64"))
+    return found, counted
 
 
 def spark_run_scoring(
@@ -375,8 +383,12 @@ def spark_run_scoring(
         )
     else:
         log(f"segment report: {band_rows_note(None, period_start)}")
-    stale = stale_from_days(_table_days(plan.frames, t), t)
+    days, day_counts = _days_and_counts(plan.frames, t)
+    stale = stale_from_days(days, t)
     for warning in stale:
+        log(f"warning: {warning}")
+    quiet = recent_quiet_week_notes(day_counts, t)
+    for warning in quiet:
         log(f"warning: {warning}")
     has_revenue = "revenue" in plan.frames and bool(plan.frames["revenue"].limit(1).count())
 
@@ -460,6 +472,7 @@ def spark_run_scoring(
             current_never_active(plan, config, t) if config.churn.mode == "non_contractual" else 0
         )  # features.labels.never_active_count
         summary["stale_tables"] = stale
+        summary["quiet_week_notes"] = quiet
         ended = 0  # as serving.batch.paid_period_ended counts them
         if PAID_PERIOD_FEATURE in feature_schema.names:
             ended = customers.where(customers[FEATURE_PREFIX + PAID_PERIOD_FEATURE] < 0).count()

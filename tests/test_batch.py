@@ -916,6 +916,36 @@ def test_a_run_past_the_end_of_one_export_warns_and_records_it(small_champion, t
     assert fresh.summary["stale_tables"] == []
 
 
+def test_a_quiet_week_in_everyones_recent_windows_is_said_in_the_run_and_its_page(
+    small_champion, tmp_path
+):
+    """A grocery's outage (a week at 5 % of its sales) sat in every customer's 30-day window at
+    the next scoring date and the run said nothing: risks read higher for everyone at once.
+    The run names the week, in the log, run.json and report.html, while it is in those
+    windows; a run a month later, or on the whole data, does not."""
+    tables = small_champion.tables
+    activity = tables.activity
+    week = activity["at"].between("2024-11-18", "2024-11-25", inclusive="left")
+    thinned = activity[~week | (np.arange(len(activity)) % 20 == 0)]
+    quiet = dataclasses.replace(tables, activity=thinned.reset_index(drop=True))
+    model, version = small_champion.champion.model, small_champion.champion.version
+    lines: list[str] = []
+    run = run_scoring(quiet, RUN_1, model, version, tmp_path / "scores", log=lines.append)
+    said = json.loads((run.partition / "run.json").read_text())["quiet_week_notes"]
+    assert len(said) == 1 and said[0].startswith(
+        "the activity before this run holds a quiet week, 2024-11-18 .. 2024-11-24, at "
+    )
+    assert "until about 2024-12-25" in said[0]
+    assert f"warning: {said[0]}" in lines
+    assert "The activity before this run holds a quiet week" in (
+        (run.partition / "report.html").read_text()
+    )
+    later = run_scoring(quiet, "2025-01-05", model, version, tmp_path / "later", log=print)
+    assert later.summary["quiet_week_notes"] == []
+    fresh = run_scoring(tables, RUN_1, model, version, tmp_path / "fresh", log=lambda _: None)
+    assert fresh.summary["quiet_week_notes"] == []
+
+
 def test_customers_whose_paid_period_ended_are_counted_and_warned_about_where_churn_is_late():
     from features.config import ChurnDefinition
     from serving.batch import paid_period_ended

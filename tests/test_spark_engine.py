@@ -446,19 +446,35 @@ def test_score_command_on_spark(spark, small_champion, tmp_path, monkeypatch):
 
 
 def test_a_stale_export_is_named_the_same_by_both_engines(spark, demo, tmp_path):
-    from features.check import stale_from_days, stale_tables
+    from features.check import (
+        day_counts_before,
+        recent_quiet_week_notes,
+        stale_from_days,
+        stale_tables,
+    )
     from features.io import write_tables
     from features.spark_engine import plan_run
-    from serving.spark_batch import _table_days
+    from serving.spark_batch import _days_and_counts
 
     tables = load_tables(demo)
     run = tables.data_end().normalize() + pd.Timedelta(days=1)
+    # and a quiet week of activity in everyone's last 30 days (recent_quiet_week_notes)
+    monday = (run - pd.Timedelta(days=21)).to_period("W-SUN").start_time
+    at = tables.activity["at"]
+    quiet = at.between(monday, monday + pd.Timedelta(days=7), inclusive="left")
+    activity = tables.activity[~quiet | (np.arange(len(at)) % 20 == 0)].reset_index(drop=True)
     early = replace(
-        tables, revenue=tables.revenue[tables.revenue["at"] < run - pd.Timedelta(days=40)]
+        tables,
+        revenue=tables.revenue[tables.revenue["at"] < run - pd.Timedelta(days=40)],
+        activity=activity,
     )
     write_tables(early, tmp_path / "early")
     config = resolve_config(early, config_for_data(demo), run)
     plan = plan_run(spark, str(tmp_path / "early"), config, until=run)
     expected = stale_tables(early, run)
     assert len(expected) == 1 and expected[0].startswith("table 'revenue' ends")
-    assert stale_from_days(_table_days(plan.frames, run), run) == expected
+    days, counts = _days_and_counts(plan.frames, run)
+    assert stale_from_days(days, run) == expected
+    said = recent_quiet_week_notes(day_counts_before(early, run), run)
+    assert len(said) == 1 and f"quiet week, {monday.date()} .. " in said[0]
+    assert recent_quiet_week_notes(counts, run) == said
