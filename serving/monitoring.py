@@ -68,14 +68,16 @@ REALIZED_METRICS = ("roc_auc", "pr_auc", "lift_top_decile", "brier", "ece", "log
 # be seen: a 7-week export's mean gap read PSI 0.51 two weeks after training), and activity
 # windows longer than the export's age at training (grows_with_export's export_age_days). So
 # does the time since the last ticket or survey answer: before the export there is none to
-# see, and more customers have had one the older the export is. Their
+# see, and more customers have had one the older the export is; and how overdue a customer is
+# against its median gap, which the export's age caps (Online Retail's last two months read
+# "watch (overdue_ratio: PSI 0.25)" on the first run after training). Their
 # PSI then measures the calendar, not the customers: a KKBox-shaped export read "watch
 # (feature days_since_first_event: PSI 1.97)" on every run. Such a move is shown
 # (grows_with_export) and kept out of the verdict (export_start_censored).
 GROWS_WITH_EXPORT = frozenset(
     {"days_since_first_event", "days_since_first_active", "lifetime_events",
      "lifetime_active_days", "revenue_total", "active_day_rate",
-     "active_gap_mean_days", "active_gap_median_days",
+     "active_gap_mean_days", "active_gap_median_days", "overdue_ratio",
      "days_since_ticket", "days_since_nps", "days_since_failed_payment"}
 )  # fmt: skip
 GROWS_WITH_EXPORT_PREFIXES = ("no_activity_chance_",)

@@ -411,6 +411,7 @@ def test_a_history_shorter_than_a_year_grows_with_the_calendar_without_a_pile_up
         return pd.DataFrame(
             {"days_since_first_event": first, "tenure_days": first,
              "active_gap_mean_days": rng.uniform(0, 1, n) * first / 2,
+             "overdue_ratio": rng.uniform(0, 35, n) / (1 + rng.uniform(0, 1, n) * first / 2),
              "events_30d": np.minimum(first, 30) * rng.uniform(0.5, 1.5, n),
              # the last activity: any day up to the 35-day lookback, the first one for some
              "days_since_last_event": np.where(
@@ -422,15 +423,15 @@ def test_a_history_shorter_than_a_year_grows_with_the_calendar_without_a_pile_up
     frame = pd.concat([rows(a).assign(as_of=a) for a in ages], ignore_index=True)
     assert not first_activity_piles_up(frame)
     assert young_history(frame) and 29 < max(ages) < YOUNG_HISTORY_DAYS
-    names = ["days_since_first_event", "tenure_days", "active_gap_mean_days", "events_30d",
-             "days_since_last_event", "x"]  # fmt: skip
+    names = ["days_since_first_event", "tenure_days", "active_gap_mean_days", "overdue_ratio",
+             "events_30d", "days_since_last_event", "x"]  # fmt: skip
     p = rng.uniform(0.3, 0.7, len(frame))
     reference = build_reference(frame, names, [], p)
     assert reference.export_start_censored and 29 < reference.export_age_days <= 30
     later = rows(60.0)  # the first run: one 30-day horizon after the last training date
     drift = feature_drift(reference, later[names], p[: len(later)]).set_index("feature")
-    grown = ["days_since_first_event", "tenure_days", "active_gap_mean_days", "events_30d",
-             "days_since_last_event"]  # fmt: skip
+    grown = ["days_since_first_event", "tenure_days", "active_gap_mean_days", "overdue_ratio",
+             "events_30d", "days_since_last_event"]  # fmt: skip
     assert (drift.loc[["days_since_first_event", "tenure_days"], "psi"] >= 0.25).all()
     assert drift.loc[grown, "grows_with_export"].all() and not drift["drifted"].any()
     backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
