@@ -690,6 +690,25 @@ _ACTIVITY_WINDOW = re.compile(
 _NOT_ACTIVITY = re.compile(r"(?:revenue|payments|refunds?|refund_amount|failed_payments|tickets)_")
 
 
+_PAYMENT_WINDOW = re.compile(
+    r"(?:revenue|payments|refunds|refund_amount|failed_payments|tickets)(?P<trend>_trend)?_"
+    r"(?P<w>\d+)d"
+)
+
+
+def window_reach_days(feature: str) -> int | None:
+    """How far back any window feature reaches, in days: an activity window's
+    (activity_reach_days), or a revenue, payment, refund or ticket window's ("revenue_trend_30d":
+    60, "payments_30d": 30). None for the rest (whole history, recencies, attributes)."""
+    reach = activity_reach_days(feature)
+    if reach is not None:
+        return reach
+    match = _PAYMENT_WINDOW.fullmatch(feature)
+    if match is None:
+        return None
+    return int(match["w"]) * (2 if match["trend"] else 1)
+
+
 def activity_reach_days(feature: str) -> int | None:
     """How far back an activity-window feature reaches, in days: its window ("thumbs_up_events_
     90d": 90), two for a trend, which compares the window with the one before

@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.special import kolmogorov
 from scipy.stats import binomtest, chi2_contingency, norm, rankdata
 
-from features.dictionary import activity_reach_days
+from features.dictionary import window_reach_days
 from reporting import formatting as fmt
 from training.evaluation import binary_metrics, quantile_bins
 from training.reference import (
@@ -128,13 +128,14 @@ def signup_is_first_activity(features: pd.DataFrame) -> bool:
 
 def grows_with_export(name: str, export_age_days: float | None = None) -> bool:
     """A whole-history feature, whose values grow with an export's age (GROWS_WITH_EXPORT), or
-    an activity window as long as the export's age at the latest reference date or longer
-    (ReferenceProfile.export_age_days; at every earlier date it was cut short by the export's
-    start): a 7-week export's 90-day counts read "retrain (song_events_90d: PSI 0.79)" on the
-    first run after training."""
+    a window (activity, revenue, payments, tickets) as long as the export's age at the latest
+    reference date or longer (ReferenceProfile.export_age_days; at every earlier date it was
+    cut short by the export's start): a 7-week export's 90-day counts read "retrain
+    (song_events_90d: PSI 0.79)" on the first run after training, and Online Retail's last two
+    months "watch (revenue_trend_30d: PSI 3.26)", its 60 days reaching past the export's 30."""
     if name in GROWS_WITH_EXPORT or name.startswith(GROWS_WITH_EXPORT_PREFIXES):
         return True
-    reach = activity_reach_days(name)
+    reach = window_reach_days(name)
     return reach is not None and export_age_days is not None and reach >= export_age_days
 
 

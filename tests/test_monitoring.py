@@ -447,6 +447,21 @@ def test_a_history_shorter_than_a_year_grows_with_the_calendar_without_a_pile_up
     )
 
 
+def test_revenue_and_ticket_windows_as_long_as_a_young_export_are_its_age_not_drift():
+    """Online Retail's last two months, first run after training, read "watch
+    (revenue_trend_30d: PSI 3.26)": at the last training date, 30 days into the export, the
+    trend's 60 days reached past its start. Payment, revenue and ticket windows are capped as
+    activity windows are; shorter ones, and a feature of the customers' own, still drift."""
+    from serving.monitoring import grows_with_export
+
+    assert grows_with_export("revenue_trend_30d", 45.0) and grows_with_export("payments_30d", 30.0)
+    assert grows_with_export("tickets_90d", 60.0) and grows_with_export("refund_amount_90d", 89.5)
+    assert not grows_with_export("payments_30d", 45.0)
+    assert not grows_with_export("revenue_trend_30d", 61.0)
+    assert not grows_with_export("payments_30d", None)  # no export age: no young export
+    assert not grows_with_export("last_payment_amount", 10.0)
+
+
 def test_first_activities_piled_up_at_each_terms_start_are_the_customers_not_the_export():
     """OULAD: the registrations live at a date submitted their first assignment on the term's
     first due date, a pile-up that moves with the terms (February, October). The export's start
