@@ -282,7 +282,7 @@ def check_tables(
     end = tables.data_end() + pd.Timedelta(microseconds=1)  # every row is before it
     report.findings += [
         Finding("warning", "stale_table", text, table, "at")
-        for table, text in _stale(_days_with_rows(tables, end), end, "score as of")
+        for table, text in _stale(days_before(tables, end)[0], end, "score as of")
     ]
     report.label_like = label_like_attributes(tables, config)
     # An attribute that holds the future is left out, not cleaned: its odd values (a running
@@ -527,6 +527,15 @@ class QuietWeeks(NamedTuple):
     rows: int
     typical: int  # the median week around them
 
+    @property
+    def weeks(self) -> int:
+        return (pd.Timestamp(self.last) - pd.Timestamp(self.first)).days // 7 + 1
+
+    @property
+    def share(self) -> float:
+        """A week's rows in the run against a typical week's."""
+        return self.rows / self.weeks / self.typical
+
 
 def quiet_weeks(stamps: pd.Series) -> list[QuietWeeks]:
     """Runs of whole weeks (Monday to Sunday, UTC; the first and last weeks of the data are
@@ -536,8 +545,12 @@ def quiet_weeks(stamps: pd.Series) -> list[QuietWeeks]:
     next scoring date, and the ranking lost to an analyst's; benchmarks/README.md, session 39)."""
     if not len(stamps):
         return []
-    days, counts = np.unique(to_ns(stamps) // DAY_NS, return_counts=True)
-    return quiet_weeks_from_days(days, counts)
+    return quiet_weeks_from_days(*_rows_per_day(stamps))
+
+
+def _rows_per_day(stamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The days with rows (days since 1970-01-01) and the rows on each."""
+    return np.unique(to_ns(stamps) // DAY_NS, return_counts=True)
 
 
 def quiet_weeks_from_days(days: np.ndarray, counts: np.ndarray) -> list[QuietWeeks]:
@@ -608,31 +621,16 @@ def recent_quiet_week_notes(
             last = pd.Timestamp(run.last)
             if last < t - pd.Timedelta(days=QUIET_RECENT_DAYS):
                 continue
-            weeks = (last - pd.Timestamp(run.first)).days // 7 + 1
-            share = run.rows / weeks / run.typical
             until = (last + pd.Timedelta(days=QUIET_RECENT_DAYS + 1)).date()
             notes.append(
                 f"the {name} before this run holds a quiet "
-                f"{'week' if weeks == 1 else f'{weeks} weeks'}, {run.first} .. {run.last}, "
-                f"at {share:.0%} of a typical week's rows: every customer's last "
+                f"{'week' if run.weeks == 1 else f'{run.weeks} weeks'}, {run.first} .. "
+                f"{run.last}, at {run.share:.0%} of a typical week's rows: every customer's last "
                 f"{QUIET_RECENT_DAYS} days hold it, so risks read higher than the customers' "
                 f"own behaviour says, for everyone at once, until about {until} (a missing "
                 "export, an outage or a closure; `churn check` names it)"
             )
     return notes
-
-
-def day_counts_before(tables: Tables, as_of: object) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per activity and revenue table: its days with rows before the run date (days since
-    1970-01-01) and their counts (recent_quiet_week_notes)."""
-    t = pd.Timestamp(as_of)
-    found = {}
-    for name in ("activity", "revenue"):
-        at = getattr(tables, name)["at"]
-        at = at[at < t]
-        if not at.empty:
-            found[name] = np.unique(to_ns(at) // DAY_NS, return_counts=True)
-    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -691,19 +689,17 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
         for run in quiet_weeks(df[p.time_column].dropna()):
             if run.rows == 0 and run.first[:7] in months and run.last[:7] in months:
                 continue  # the month check's
-            weeks = (
-                pd.Timestamp(run.last) - pd.Timestamp(run.first) + pd.Timedelta(days=1)
-            ).days // 7
-            span = f"the week {run.first} .. {run.last}" if weeks == 1 else (
-                f"the {weeks} weeks {run.first} .. {run.last}"
+            one = run.weeks == 1
+            span = f"the week {run.first} .. {run.last}" if one else (
+                f"the {run.weeks} weeks {run.first} .. {run.last}"
             )  # fmt: skip
             found.append(
                 Finding(
                     "warning",
                     "quiet_weeks",
-                    f"{span} {'holds' if weeks == 1 else 'hold'} {run.rows:,} rows, "
-                    f"{run.rows / max(weeks, 1) / run.typical:.0%} of a typical week around "
-                    f"{'it' if weeks == 1 else 'them'} ({run.typical:,}): a missing export, an "
+                    f"{span} {'holds' if one else 'hold'} {run.rows:,} rows, "
+                    f"{run.share:.0%} of a typical week around "
+                    f"{'it' if one else 'them'} ({run.typical:,}): a missing export, an "
                     "outage or a closure? If rows are missing, export them again; if it was "
                     "real, every customer's windows that hold it read low at once, and a "
                     "model trained on dates before it scores the dates within a window after "
@@ -1070,7 +1066,7 @@ def _amount_findings(tables: Tables) -> list[Finding]:
         if (name, col) in named:
             continue
         table = getattr(tables, name)
-        whole = _cents_like(table[col])
+        whole = _cents_like(_money_values(table[col]))
         if whole is not None:
             found.append(_cents_finding(f"every amount is {whole}", name, col))
             continue
@@ -1085,9 +1081,9 @@ def _money_values(values: pd.Series) -> np.ndarray:
     return np.abs(v[~np.isnan(v) & (v != 0)])
 
 
-def _cents_like(values: pd.Series) -> str | None:
-    """'a whole number and the typical one is 1,999' where the amounts read as cents, else None."""
-    v = _money_values(values)
+def _cents_like(v: np.ndarray) -> str | None:
+    """'a whole number and the typical one is 1,999' where the amounts (_money_values) read as
+    cents, else None."""
     if len(v) < MIN_ROWS_FOR_TIME_CHECKS:
         return None
     median = float(np.median(v))
@@ -1115,10 +1111,10 @@ def _kind_scale_findings(revenue: pd.DataFrame) -> list[Finding]:
     found = []
     medians = {}
     for kind, amounts in revenue.groupby(revenue["kind"].astype("string"), sort=True)["amount"]:
-        whole = _cents_like(amounts)
+        v = _money_values(amounts)
+        whole = _cents_like(v)
         if whole is not None:
             found.append(_cents_finding(f"every {kind} amount is {whole}", "revenue", "amount"))
-        v = _money_values(amounts)
         if kind in PRICED_ALIKE and len(v) >= MIN_ROWS_FOR_TIME_CHECKS:
             medians[str(kind)] = float(np.median(v))
     if not found and len(medians) > 1:
@@ -1540,7 +1536,7 @@ def stale_tables(tables: Tables, as_of: object, remedy: str = "score as of") -> 
     tickets in the last days) would read as if nothing had happened since, for every customer,
     and no error says so. One sentence per stale table, with its end, its usual rhythm and the
     run date to use instead (`remedy` words it); empty when the tables end together."""
-    return stale_from_days(_days_with_rows(tables, as_of), as_of, remedy)
+    return stale_from_days(days_before(tables, as_of)[0], as_of, remedy)
 
 
 def stale_from_days(
@@ -1551,15 +1547,22 @@ def stale_from_days(
     return [text for _, text in _stale(days, as_of, remedy)]
 
 
-def _days_with_rows(tables: Tables, as_of: object) -> dict[str, tuple[np.ndarray, pd.Timestamp]]:
+def days_before(
+    tables: Tables, as_of: object
+) -> tuple[dict[str, tuple[np.ndarray, pd.Timestamp]], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Per event table, from one pass over its rows before the run date: its distinct days
+    and last timestamp (stale_from_days), and its days (since 1970-01-01) with their rows
+    (recent_quiet_week_notes); what serving.spark_batch collects on the Spark engine."""
     t = pd.Timestamp(as_of)
-    days = {}
+    days, counted = {}, {}
     for name in EVENT_TABLES:
         at = getattr(tables, name)["at"]
         at = at[at < t]
         if not at.empty:
-            days[name] = (np.unique(at.to_numpy().astype("datetime64[D]")), pd.Timestamp(at.max()))
-    return days
+            numbers, counts = _rows_per_day(at)
+            days[name] = (numbers.astype("datetime64[D]"), pd.Timestamp(at.max()))
+            counted[name] = (numbers, counts)
+    return days, counted
 
 
 # Invoices that are issued and not paid yet are the export's last days: a mapping that drops

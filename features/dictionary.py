@@ -687,13 +687,12 @@ _ACTIVITY_WINDOW = re.compile(
     r"(?P<family>events|active_days|event_types|value|active_users|seat_utilization|"
     r"(?P<typed>.+)_events|(?:events|value|active_users)_trend)_(?P<w>\d+)d"
 )
-_NOT_ACTIVITY = re.compile(r"(?:revenue|payments|refunds?|refund_amount|failed_payments|tickets)_")
+# Windows over the revenue and feedback tables, not activity (window_reach_days reads them).
+_OTHER_FAMILIES = r"revenue|payments|refunds?|refund_amount|failed_payments|tickets"
+_NOT_ACTIVITY = re.compile(rf"(?:{_OTHER_FAMILIES})_")
 
 
-_PAYMENT_WINDOW = re.compile(
-    r"(?:revenue|payments|refunds|refund_amount|failed_payments|tickets)(?P<trend>_trend)?_"
-    r"(?P<w>\d+)d"
-)
+_OTHER_WINDOW = re.compile(rf"(?:{_OTHER_FAMILIES})(?P<trend>_trend)?_(?P<w>\d+)d")
 
 
 def window_reach_days(feature: str) -> int | None:
@@ -703,7 +702,7 @@ def window_reach_days(feature: str) -> int | None:
     reach = activity_reach_days(feature)
     if reach is not None:
         return reach
-    match = _PAYMENT_WINDOW.fullmatch(feature)
+    match = _OTHER_WINDOW.fullmatch(feature)
     if match is None:
         return None
     return int(match["w"]) * (2 if match["trend"] else 1)

@@ -38,7 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.check import day_counts_before, recent_quiet_week_notes, stale_tables
+from features.check import days_before, recent_quiet_week_notes, stale_from_days
 from features.config import ChurnDefinition
 from features.contract import Tables
 from features.io import atomic_dir
@@ -800,10 +800,11 @@ def run_scoring(
     model_info = {"data_end": tables.data_end().isoformat(), **(model_info or {})}
     config = model.features_config()
     churn = scored_data_churn(model, observed_until)
-    stale = stale_tables(tables, t)
+    days, day_counts = days_before(tables, t)  # as serving.spark_batch._days_and_counts
+    stale = stale_from_days(days, t)
     for warning in stale:
         log(f"warning: {warning}")
-    quiet = recent_quiet_week_notes(day_counts_before(tables, t), t)
+    quiet = recent_quiet_week_notes(day_counts, t)
     for warning in quiet:
         log(f"warning: {warning}")
     log(f"features as of {t.date()} ...")

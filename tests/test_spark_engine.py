@@ -447,7 +447,7 @@ def test_score_command_on_spark(spark, small_champion, tmp_path, monkeypatch):
 
 def test_a_stale_export_is_named_the_same_by_both_engines(spark, demo, tmp_path):
     from features.check import (
-        day_counts_before,
+        days_before,
         recent_quiet_week_notes,
         stale_from_days,
         stale_tables,
@@ -475,6 +475,6 @@ def test_a_stale_export_is_named_the_same_by_both_engines(spark, demo, tmp_path)
     assert len(expected) == 1 and expected[0].startswith("table 'revenue' ends")
     days, counts = _days_and_counts(plan.frames, run)
     assert stale_from_days(days, run) == expected
-    said = recent_quiet_week_notes(day_counts_before(early, run), run)
+    said = recent_quiet_week_notes(days_before(early, run)[1], run)
     assert len(said) == 1 and f"quiet week, {monday.date()} .. " in said[0]
     assert recent_quiet_week_notes(counts, run) == said
