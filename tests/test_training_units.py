@@ -771,6 +771,29 @@ def test_a_six_week_export_keeps_observation_dates_with_the_defaults():
     assert derived_warmup(first, pd.Timestamp("2019-10-01"), config) == max(config.windows)
 
 
+def test_the_warmup_keeps_whole_windows_where_enough_dates_remain():
+    """A grocery's 4-month export with a 30-day horizon: dates from 16 days in read every
+    30-day window as the whole history. The warm-up is the longest window after which half the
+    dates of a third of the span's warm-up remain, and two or more; else that third."""
+    from features.config import ChurnDefinition, FeatureConfig
+    from training.pipeline import MIN_DATES_WITH_WHOLE_WINDOWS, derived_warmup
+
+    config = FeatureConfig(churn=ChurnDefinition(mode="non_contractual", horizon_days=30))
+    assert config.windows == (7, 30, 90) and MIN_DATES_WITH_WHOLE_WINDOWS == 2
+    first = pd.Timestamp("2000-11-01")
+    day = pd.Timedelta(days=1)
+    # Last complete date 38 days in: 4 weekly dates after 12 days; 2 after 30 (12-01, 12-08).
+    assert derived_warmup(first, first + 38 * day, config) == 30
+    # 35 days in, one date after 30 days: a third of the span.
+    assert derived_warmup(first, first + 35 * day, config) == 35 // 3
+    # 120 days in: 12 weekly dates after 40 days, 5 after 90: fewer than half, so 40.
+    assert derived_warmup(first, first + 120 * day, config) == 40
+    # 200 days in: 20 after 66 days, 16 after 90.
+    assert derived_warmup(first, first + 200 * day, config) == 90
+    # A configured step counts: every 28 days, 120 days give 3 dates after 40, 2 after 90.
+    assert derived_warmup(first, first + 120 * day, config, every_days=28) == 90
+
+
 def test_qualifying_events_that_never_occur_are_refused_before_any_training():
     """A typo in qualifying_events ("order" in a log of "purchase" events) made every customer
     look churned and ended `churn train` in an IndexError: the error names the table, the

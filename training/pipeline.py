@@ -119,16 +119,48 @@ class TrainingResult:
 
 
 MIN_WARMUP_DAYS = 7  # a week of history before the first observation date, at least
+# Dates whose feature windows all hold history, when that leaves at least this many dates.
+MIN_DATES_WITH_WHOLE_WINDOWS = 2
 
 
-def derived_warmup(first: pd.Timestamp, last: pd.Timestamp, feature_config: FeatureConfig) -> int:
-    """Days of history before the first observation date: the longest feature window, but at
-    most a third of the span up to the last complete date (at least MIN_WARMUP_DAYS), so that
-    short histories keep dates to learn from. (A floor of 30 days refused a streaming app's
-    6-week export with a 14-day horizon; with a week it learned from 3 weekly dates and ranked
-    its users as well as an analyst's model, ROC AUC 0.760 against 0.758.)"""
+def derived_warmup(
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    feature_config: FeatureConfig,
+    every_days: int | None = None,
+) -> int:
+    """Days of history before the first observation date up to the last complete date `last`.
+
+    The base is a third of the span (at least MIN_WARMUP_DAYS, at most the longest window), so
+    that short histories keep dates to learn from. (A floor of 30 days refused a streaming
+    app's 6-week export with a 14-day horizon; with a week it learned from 3 weekly dates and
+    ranked its users as well as an analyst's model, ROC AUC 0.760 against 0.758.)
+
+    It is lengthened to the longest feature window after which half the base's dates remain,
+    and MIN_DATES_WITH_WHOLE_WINDOWS or more: a date whose window reaches before the first
+    record reads every customer's window as the whole history (a 30-day count 16 days into the
+    export is a 16-day count), while later dates and the scoring date read 30 days. A grocery's
+    4-month export (Ta Feng, 30-day horizon) trained on 4 to 6 weekly dates from 16 days in,
+    on 2 to 5 of them from 30 days in ranked its customers better at each of 3 cuts (ROC AUC
+    +0.013, +0.014, +0.001). Trading more dates for a longer window cost: a streaming app's
+    4-month log on 5 dates after 90 days instead of 12 after 40, -0.006 (benchmarks/README.md,
+    session 41)."""
     available = max((last - first).days, 0)
-    return int(min(max(feature_config.windows), max(MIN_WARMUP_DAYS, available // 3)))
+    base = int(min(max(feature_config.windows), max(MIN_WARMUP_DAYS, available // 3)))
+
+    def dates_after(warmup: int) -> int:
+        start = first + pd.Timedelta(days=warmup)
+        if start > last:
+            return 0
+        return (last - start).days // (every_days or step_for_span(start, last)) + 1
+
+    keep = max(MIN_DATES_WITH_WHOLE_WINDOWS, -(-dates_after(base) // 2))
+    for window in sorted(feature_config.windows, reverse=True):
+        if window <= base:
+            break
+        if dates_after(window) >= keep:
+            return int(window)
+    return base
 
 
 def first_recorded_churn(tables: Tables, feature_config: FeatureConfig) -> pd.Timestamp | None:
@@ -169,7 +201,7 @@ def default_dates(
         return observation_dates(start, end, config.every_days or step_for_span(start, end))
     # Warm up from the first record: signups may predate the recorded history by years.
     first = tables.history_start().normalize()
-    warmup = config.warmup_days or derived_warmup(first, end, feature_config)
+    warmup = config.warmup_days or derived_warmup(first, end, feature_config, config.every_days)
     start = first + pd.Timedelta(days=warmup)
     recorded = first_recorded_churn(tables, feature_config)
     if recorded is not None and recorded > start:
