@@ -637,6 +637,61 @@ def _check_output_folder(out: Path) -> None:
     check_writable(out, need_bytes=max(2 * newest, MIN_FREE_BYTES))
 
 
+@app.command("score-table")
+@user_errors
+def score_table_command(
+    table: Annotated[
+        Path,
+        typer.Option(
+            "--table", help="A customer table (CSV/Parquet) with the training table's columns."
+        ),
+    ],
+    id_column: Annotated[str, typer.Option("--id", help="The customer id column.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for scores.csv, scores.parquet, run.json.")
+    ],
+    model_name: ModelName = None,
+    top: Annotated[int, typer.Option("--top", min=1, max=20, help="Reasons per customer.")] = 3,
+) -> None:
+    """Score a customer table with a model trained by `churn train --labeled-table`: every
+    row's churn probability, risk band and reasons, riskiest first (scores.csv). The label
+    column may be left in or out; the model is the table's (--model-name, else the name
+    `churn train --labeled-table` gives a file of this name)."""
+    from reporting.formatting import band_ranges
+    from serving.batch import write_table_scores
+    from training.labeled_table import read_labeled_table, table_for_scoring
+    from training.tracking import configure, load_champion, model_name_for_table
+
+    name = model_name_for_table(table, model_name)
+    configure()
+    champion = load_champion(name)
+    frame = read_labeled_table(table, id_column)
+    typer.echo(f"read {len(frame):,} rows x {frame.shape[1]} columns from {table}", err=True)
+    features = table_for_scoring(
+        frame, id_column, champion.model, log=lambda m: typer.echo(m, err=True)
+    )
+    info = {"model_name": name, "model_run_id": champion.run_id, "table": str(table)}
+    run = write_table_scores(
+        champion.model, features, champion.version, out, model_info=info, top=top,
+        log=lambda m: typer.echo(m, err=True),
+    )  # fmt: skip
+    typer.echo(
+        f"scored {run['customers_scored']:,} customers with {name} v{champion.version} -> {out}"
+    )
+    ranges = band_ranges(champion.model.band_thresholds)
+    typer.echo(
+        "risk bands: "
+        + ", ".join(
+            f"{band} {run['bands'][band]:,} ({ranges[band]})"
+            for band in ("high", "medium", "low")
+            if band in ranges
+        )
+    )
+    typer.echo(f"{out / 'scores.csv'}: riskiest first, with reasons; riskiest customers:")
+    for line in riskiest_lines(out, 5):
+        typer.echo(line)
+
+
 @app.command("score")
 @user_errors
 def score_command(

@@ -338,9 +338,10 @@ def load_tables(data_dir: str | Path, *, need_rows: tuple[str, ...] = ("customer
         raise FileNotFoundError(
             f"'{data_dir}' is a file, not a data folder: --data reads a folder of the "
             "contract's tables (customers, activity, ...; churn import writes one). A model "
-            "trained on a labeled table (churn train --labeled-table) is not scored from a data "
-            "folder: its run lists each customer's cross-validated probability "
-            "(tables/oof_predictions.csv among its MLflow artifacts)"
+            "trained on a labeled table (churn train --labeled-table) scores a table: "
+            "`churn score-table --table FILE --id COLUMN --out DIR`; its run lists each "
+            "customer's cross-validated probability (tables/oof_predictions.csv among its "
+            "MLflow artifacts)"
         )
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data folder '{data_dir}' does not exist")

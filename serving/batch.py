@@ -438,6 +438,48 @@ def score_features(
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
 
+def write_table_scores(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    model_version: str,
+    out_dir: str | Path,
+    model_info: dict | None = None,
+    top: int = 3,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Score a customer table with a labeled-table model (training.labeled_table.
+    table_for_scoring gives `features`) into out_dir, replaced as a whole: scores.parquet
+    (SCORES_SCHEMA, without a previous run), scores.csv (serving.handoff: riskiest first,
+    probabilities in percent, bands with their ranges, reasons in words) and run.json (the
+    model, the rows, the customers per band). Returns run.json's content."""
+    with atomic_dir(out_dir) as tmp:
+        bands: dict[str, int] = {}
+        with pq.ParquetWriter(tmp / SCORES_FILE, SCORES_SCHEMA) as writer:
+            for scores, _ in iter_scores(model, features, model_version, top=top):
+                writer.write_table(scores)
+                counts = scores.column("risk_band").to_pandas().value_counts()
+                for band, count in counts.items():
+                    bands[str(band)] = bands.get(str(band), 0) + int(count)
+                log(f"  scored {sum(bands.values()):,}/{len(features):,} customers")
+        ranges = formatting.band_ranges(model.band_thresholds)
+        write_scores_csv(
+            tmp / SCORES_FILE,
+            tmp / SCORES_CSV,
+            band_ranges=ranges,
+            typical_probability=model.typical_probability(),
+        )
+        summary = {
+            **(model_info or {}),
+            "model_version": str(model_version),
+            "customers_scored": len(features),
+            "bands": {band: bands.get(band, 0) for band in ("high", "medium", "low")},
+            "band_ranges": ranges,
+            "scored_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        }
+        (tmp / RUN_FILE).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 @dataclass(frozen=True)
 class SegmentSums:
     """The additive parts of a segment report, summed per segment: what one slice of the

@@ -325,6 +325,72 @@ def prepare_labeled_table(
     )
 
 
+def table_for_scoring(
+    frame: pd.DataFrame, id_column: str, model: ChurnModel, log: Log = print
+) -> pd.DataFrame:
+    """A customer table (the training table's columns; the label may be there or not) as a
+    labeled-table model's input: customer_id (the id as text), then the model's columns.
+    Text columns the model reads as numbers are read as in training (blanks are missing);
+    columns the model does not use (the label, columns added since) are left out and named.
+    A column the model needs and the table lacks, an empty or repeated id, and text where the
+    model reads numbers are refused, naming the column and an example row."""
+    if model.feature_config:
+        raise ValueError(
+            "this model was trained on event data (a data folder), not on a labeled table: "
+            "score it with `churn score --data`, or give the table's model name (--model-name)"
+        )
+    if id_column not in frame.columns:
+        alike = [c for c in frame.columns if str(c).lower() == id_column.lower()]
+        alike = alike or difflib.get_close_matches(id_column, map(str, frame.columns), n=1)
+        hint = f" (did you mean '{alike[0]}'?)" if alike else ""
+        raise ValueError(
+            f"id column '{id_column}' is not in the table{hint}; columns: {list(frame.columns)}"
+        )
+    if frame.empty:
+        raise ValueError("the table to score has no rows")
+    ids = frame[id_column]
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise ValueError(
+            f"id column '{id_column}' is empty in {int(ids.isna().sum())} rows (e.g. data row "
+            f"{row + 1:,}); every customer needs an id"
+        )
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise ValueError(
+            f"id column '{id_column}' has {duplicated.nunique()} duplicate ids "
+            f"({len(duplicated)} extra rows), e.g. {duplicated.iloc[0]!r}; one row per customer is needed"
+        )
+    needed = list(model.preprocessor.feature_names_)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the table lacks {len(missing)} of the model's columns: {missing[:10]}; score a "
+            "table with the training table's columns (the label may be left out)"
+        )
+    unused = [c for c in frame.columns if c != id_column and c not in needed]
+    if unused:
+        log(f"  columns the model does not use, left out: {unused}")
+    features = frame[needed].reset_index(drop=True)
+    for column in model.preprocessor.numeric:
+        values = features[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            continue
+        converted, _, bad = _numbers_in_text(values)
+        if len(bad):
+            row = int(bad.index[0])
+            raise ValueError(
+                f"column '{column}' holds numbers in the model but text here: {len(bad):,} "
+                f"values such as {bad.iloc[0]!r} (data row {row + 1:,}, {id_column} "
+                f"{ids.iloc[row]!r})"
+            )
+        if converted is None:  # every value blank or missing
+            converted = pd.Series(np.nan, index=values.index, dtype="float64")
+        features[column] = converted
+    features.insert(0, "customer_id", ids.astype("str").reset_index(drop=True))
+    return features
+
+
 # --------------------------------------------------------------------------- cross-validation
 
 

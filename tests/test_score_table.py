@@ -1,0 +1,123 @@
+"""Scoring a customer table with a model trained by `churn train --labeled-table`: scores.csv
+riskiest first with reasons, and the table's problems named with their column and row."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churn.cli import app
+from training.config import TrainConfig
+from training.labeled_table import table_for_scoring, train_labeled_table
+
+runner = CliRunner()
+
+
+def snapshot(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A CRM snapshot: ids with leading zeros, tenure in months, a plan, monthly charges as
+    text with blanks (as Telco's TotalCharges), churn driven by short tenure and the plan."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, n)
+    plan = rng.choice(["monthly", "annual"], n)
+    risk = 1 / (1 + np.exp(-(1.5 - 0.08 * tenure + 1.2 * (plan == "monthly"))))
+    charges = np.round(rng.uniform(20, 110, n), 2).astype(str).astype(object)
+    charges[:3] = " "
+    return pd.DataFrame(
+        {
+            "customer": [f"{i:06d}" for i in range(n)],
+            "tenure": tenure,
+            "plan": plan,
+            "charges": charges,
+            "Churn": np.where(rng.random(n) < risk, "Yes", "No"),
+        }
+    )
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "crm.csv"
+    snapshot().to_csv(path, index=False)
+    result = train_labeled_table(
+        path, "customer", "Churn", TrainConfig(labeled_model_name="crm-labeled"),
+        log=lambda _: None,
+    )  # fmt: skip
+    return tmp_path, result
+
+
+def test_a_table_is_scored_riskiest_first_with_reasons(trained):
+    folder, _ = trained
+    current = snapshot(seed=1).drop(columns="Churn")
+    current.to_csv(folder / "current.csv", index=False)
+    out = folder / "scores"
+    result = runner.invoke(
+        app,
+        ["score-table", "--table", str(folder / "current.csv"), "--id", "customer",
+         "--out", str(out), "--model-name", "crm-labeled"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "scored 400 customers with crm-labeled v1" in result.output
+    scores = pd.read_csv(out / "scores.csv", dtype={"customer_id": str})
+    assert len(scores) == 400 and scores["customer_id"].str.len().eq(6).all()
+    assert set(scores["customer_id"]) == set(current["customer"])
+    p = scores["churn_probability_pct"]
+    assert p.between(0, 100).all() and p.is_monotonic_decreasing
+    assert set(scores["risk_band"]) <= {"high", "medium", "low"}
+    # The riskiest customers read why, in words: short tenure or the monthly plan.
+    top = scores.head(20)
+    assert top["reason_1"].notna().all()
+    assert top["reason_1"].str.contains("Tenure|Plan").all()
+    # Short tenure on the monthly plan is riskier than long tenure on the annual one.
+    merged = scores.merge(current, left_on="customer_id", right_on="customer")
+    risky = merged[(merged.tenure < 12) & (merged.plan == "monthly")]
+    safe = merged[(merged.tenure > 60) & (merged.plan == "annual")]
+    assert risky["churn_probability_pct"].mean() > safe["churn_probability_pct"].mean() + 20
+    run = json.loads((out / "run.json").read_text())
+    assert run["model_name"] == "crm-labeled" and sum(run["bands"].values()) == 400
+    assert pd.read_parquet(out / "scores.parquet")["churn_probability"].notna().all()
+
+
+def test_the_label_left_in_is_not_used(trained):
+    _, result = trained
+    frame = snapshot(seed=1)
+    logged = []
+    features = table_for_scoring(frame, "customer", result.model, log=logged.append)
+    assert "Churn" not in features.columns
+    assert any("Churn" in line for line in logged)
+    assert features["charges"].isna().sum() == 3  # blanks are missing, as in training
+    assert features["customer_id"].iloc[0] == "000000"
+
+
+def test_a_tables_problems_are_named(trained):
+    _, result = trained
+    model = result.model
+    frame = snapshot(seed=1)
+    with pytest.raises(ValueError, match=r"lacks 1 of the model's columns: \['plan'\]"):
+        table_for_scoring(frame.drop(columns="plan"), "customer", model)
+    bad = frame.copy()
+    bad.loc[5, "charges"] = "n/a"
+    with pytest.raises(ValueError, match=r"'charges'.*'n/a' \(data row 6, customer '000005'\)"):
+        table_for_scoring(bad, "customer", model)
+    twice = pd.concat([frame, frame.head(1)])
+    with pytest.raises(ValueError, match="1 duplicate ids"):
+        table_for_scoring(twice, "customer", model)
+    with pytest.raises(ValueError, match="did you mean 'customer'"):
+        table_for_scoring(frame, "Customer", model)
+    empty_id = frame.astype({"customer": object})
+    empty_id.loc[3, "customer"] = None
+    with pytest.raises(ValueError, match=r"empty in 1 rows \(e.g. data row 4\)"):
+        table_for_scoring(empty_id, "customer", model)
+
+
+def test_an_event_data_model_does_not_score_a_table(trained):
+    _, result = trained
+    event_model = copy.copy(result.model)
+    event_model.feature_config = {"windows": [7, 30, 90]}  # what a data folder's model carries
+    with pytest.raises(ValueError, match="trained on event data"):
+        table_for_scoring(snapshot(), "customer", event_model)
