@@ -438,6 +438,19 @@ def score_features(
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
 
+def write_model_scores_csv(model: ChurnModel, folder: Path) -> dict[str, str]:
+    """scores.csv beside the folder's scores.parquet, its bands in words and its typical
+    customer's risk the model's (serving.handoff); returns the band ranges."""
+    ranges = formatting.band_ranges(model.band_thresholds)
+    write_scores_csv(
+        folder / SCORES_FILE,
+        folder / SCORES_CSV,
+        band_ranges=ranges,
+        typical_probability=model.typical_probability(),
+    )
+    return ranges
+
+
 def write_table_scores(
     model: ChurnModel,
     features: pd.DataFrame,
@@ -461,13 +474,7 @@ def write_table_scores(
                 for band, count in counts.items():
                     bands[str(band)] = bands.get(str(band), 0) + int(count)
                 log(f"  scored {sum(bands.values()):,}/{len(features):,} customers")
-        ranges = formatting.band_ranges(model.band_thresholds)
-        write_scores_csv(
-            tmp / SCORES_FILE,
-            tmp / SCORES_CSV,
-            band_ranges=ranges,
-            typical_probability=model.typical_probability(),
-        )
+        ranges = write_model_scores_csv(model, tmp)
         summary = {
             **(model_info or {}),
             "model_version": str(model_version),
@@ -902,13 +909,7 @@ def run_scoring(
             scores_file.close()
             if contributions_file is not None:
                 contributions_file.close()
-        ranges = formatting.band_ranges(model.band_thresholds)
-        write_scores_csv(
-            tmp / SCORES_FILE,
-            tmp / SCORES_CSV,
-            band_ranges=ranges,
-            typical_probability=model.typical_probability(),
-        )
+        ranges = write_model_scores_csv(model, tmp)
         scored = pa.concat_tables(slim).to_pandas()
         compared = (baseline[0], tmp / BASELINE_DIR) if baseline is not None else previous
         alerts = write_partition_alerts(tmp, t, compared, settings, ranges)

@@ -49,7 +49,6 @@ from features.spark_engine import (
     write_bytes,
     write_parquet,
 )
-from reporting import formatting
 from reporting.report_html import write_partition_report
 from retention.metrics import combine_segment_sums, segment_labels
 from serving.alerts import write_partition_alerts
@@ -78,9 +77,10 @@ from serving.batch import (
     scored_data_churn,
     scores_as_previous,
     segment_sums_for,
+    write_model_scores_csv,
 )
 from serving.config import ScoringConfig
-from serving.handoff import LAPSED_CSV, SCORES_CSV, write_lapsed_csv, write_scores_csv
+from serving.handoff import LAPSED_CSV, write_lapsed_csv
 from serving.partitions import refuse_run_date
 from training.model import ChurnModel
 
@@ -446,13 +446,7 @@ def spark_run_scoring(
                 "folder only, not to " + tmp
             )
         else:
-            ranges = formatting.band_ranges(model.band_thresholds)
-            write_scores_csv(
-                local / SCORES_FILE,
-                local / SCORES_CSV,
-                band_ranges=ranges,
-                typical_probability=model.typical_probability(),
-            )
+            ranges = write_model_scores_csv(model, local)
             against: tuple[pd.Timestamp, Path | pd.DataFrame] | None = None
             if previous is not None:
                 against = (previous[0], Path(local_folder(previous[1]) or previous[1]))

@@ -233,6 +233,34 @@ def _numbers_in_text(values: pd.Series) -> tuple[pd.Series | None, int, pd.Serie
     return converted, blanks, bad
 
 
+def _require_column(frame: pd.DataFrame, role: str, column: str) -> None:
+    """A ValueError naming a column the table lacks, with the nearest one it has."""
+    if column in frame.columns:
+        return
+    alike = [c for c in frame.columns if str(c).lower() == column.lower()]
+    alike = alike or difflib.get_close_matches(column, map(str, frame.columns), n=1)
+    hint = f" (did you mean '{alike[0]}'?)" if alike else ""
+    raise ValueError(
+        f"{role} column '{column}' is not in the table{hint}; columns: {list(frame.columns)}"
+    )
+
+
+def _check_ids(ids: pd.Series, id_column: str) -> None:
+    """One row per customer, each with an id: an empty or repeated id is named."""
+    if ids.isna().any():
+        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
+        raise ValueError(
+            f"id column '{id_column}' is empty in {int(ids.isna().sum())} rows (e.g. data row "
+            f"{row + 1:,}); every customer needs an id"
+        )
+    duplicated = ids[ids.duplicated()]
+    if len(duplicated):
+        raise ValueError(
+            f"id column '{id_column}' has {duplicated.nunique()} duplicate ids "
+            f"({len(duplicated)} extra rows), e.g. {duplicated.iloc[0]!r}; one row per customer is needed"
+        )
+
+
 def prepare_labeled_table(
     frame: pd.DataFrame, id_column: str, label_column: str, log: Log = print
 ) -> LabeledTable:
@@ -241,27 +269,11 @@ def prepare_labeled_table(
     if id_column == label_column:
         raise ValueError(f"the id and the label must be different columns, both are '{id_column}'")
     for role, column in (("id", id_column), ("label", label_column)):
-        if column not in frame.columns:
-            alike = [c for c in frame.columns if str(c).lower() == column.lower()]
-            alike = alike or difflib.get_close_matches(column, map(str, frame.columns), n=1)
-            hint = f" (did you mean '{alike[0]}'?)" if alike else ""
-            raise ValueError(
-                f"{role} column '{column}' is not in the table{hint}; columns: "
-                f"{list(frame.columns)}"
-            )
+        _require_column(frame, role, column)
     if frame.empty:
         raise ValueError("the labeled table has no rows")
     ids = frame[id_column]
-    if ids.isna().any():
-        raise ValueError(
-            f"id column '{id_column}' is empty in {int(ids.isna().sum())} rows; every customer needs an id"
-        )
-    duplicated = ids[ids.duplicated()]
-    if len(duplicated):
-        raise ValueError(
-            f"id column '{id_column}' has {duplicated.nunique()} duplicate ids "
-            f"({len(duplicated)} extra rows), e.g. {duplicated.iloc[0]!r}; one row per customer is needed"
-        )
+    _check_ids(ids, id_column)
     y, label_values = parse_label(frame[label_column], label_column, ids)
 
     features = frame.drop(columns=[id_column, label_column])
@@ -339,28 +351,11 @@ def table_for_scoring(
             "this model was trained on event data (a data folder), not on a labeled table: "
             "score it with `churn score --data`, or give the table's model name (--model-name)"
         )
-    if id_column not in frame.columns:
-        alike = [c for c in frame.columns if str(c).lower() == id_column.lower()]
-        alike = alike or difflib.get_close_matches(id_column, map(str, frame.columns), n=1)
-        hint = f" (did you mean '{alike[0]}'?)" if alike else ""
-        raise ValueError(
-            f"id column '{id_column}' is not in the table{hint}; columns: {list(frame.columns)}"
-        )
+    _require_column(frame, "id", id_column)
     if frame.empty:
         raise ValueError("the table to score has no rows")
     ids = frame[id_column]
-    if ids.isna().any():
-        row = int(np.flatnonzero(ids.isna().to_numpy())[0])
-        raise ValueError(
-            f"id column '{id_column}' is empty in {int(ids.isna().sum())} rows (e.g. data row "
-            f"{row + 1:,}); every customer needs an id"
-        )
-    duplicated = ids[ids.duplicated()]
-    if len(duplicated):
-        raise ValueError(
-            f"id column '{id_column}' has {duplicated.nunique()} duplicate ids "
-            f"({len(duplicated)} extra rows), e.g. {duplicated.iloc[0]!r}; one row per customer is needed"
-        )
+    _check_ids(ids, id_column)
     needed = list(model.preprocessor.feature_names_)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
