@@ -657,7 +657,6 @@ def score_table_command(
     row's churn probability, risk band and reasons, riskiest first (scores.csv). The label
     column may be left in or out; the model is the table's (--model-name, else the name
     `churn train --labeled-table` gives a file of this name)."""
-    from reporting.formatting import band_ranges
     from serving.batch import write_table_scores
     from training.labeled_table import read_labeled_table, table_for_scoring
     from training.tracking import configure, load_champion, model_name_for_table
@@ -678,7 +677,7 @@ def score_table_command(
     typer.echo(
         f"scored {run['customers_scored']:,} customers with {name} v{champion.version} -> {out}"
     )
-    ranges = band_ranges(champion.model.band_thresholds)
+    ranges = run["band_ranges"]
     typer.echo(
         "risk bands: "
         + ", ".join(

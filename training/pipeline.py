@@ -143,8 +143,8 @@ def derived_warmup(
     4-month export (Ta Feng, 30-day horizon) trained on 4 to 6 weekly dates from 16 days in,
     on 2 to 5 of them from 30 days in ranked its customers better at each of 3 cuts (ROC AUC
     +0.013, +0.014, +0.001). Trading more dates for a longer window cost: a streaming app's
-    4-month log on 5 dates after 90 days instead of 12 after 40, -0.006 (benchmarks/README.md,
-    session 41)."""
+    4-month log on 5 dates after 90 days instead of 12 after 40, -0.007, -0.004 and -0.001 at
+    three seeds (benchmarks/README.md, session 41)."""
     available = max((last - first).days, 0)
     base = int(min(max(feature_config.windows), max(MIN_WARMUP_DAYS, available // 3)))
 
