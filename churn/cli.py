@@ -526,6 +526,11 @@ def train_command(
             log=typer.echo,
         )
         _print_training(result)
+        if result.promoted:
+            typer.echo(
+                f"score current customers: churn score-table --table FILE --id {id_column} "
+                f"--out DIR --model-name {name}"
+            )
         return
     from features.io import load_tables
     from training.pipeline import train_from_tables

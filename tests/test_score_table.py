@@ -121,3 +121,20 @@ def test_an_event_data_model_does_not_score_a_table(trained):
     event_model.feature_config = {"windows": [7, 30, 90]}  # what a data folder's model carries
     with pytest.raises(ValueError, match="trained on event data"):
         table_for_scoring(snapshot(), "customer", event_model)
+
+
+def test_training_a_table_says_how_to_score_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    snapshot().to_csv(tmp_path / "crm.csv", index=False)
+    result = runner.invoke(
+        app,
+        ["train", "--labeled-table", str(tmp_path / "crm.csv"), "--id", "customer",
+         "--label", "Churn", "--model-name", "crm-labeled"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "crm-labeled version 1 (champion" in result.output
+    assert (
+        "score current customers: churn score-table --table FILE --id customer --out DIR "
+        "--model-name crm-labeled" in result.output
+    )
