@@ -529,7 +529,7 @@ def train_command(
         if result.promoted:
             typer.echo(
                 f"score current customers: churn score-table --table FILE --id {id_column} "
-                f"--out DIR --model-name {name}"
+                f"--label {label_column} --out DIR --model-name {name}"
             )
         return
     from features.io import load_tables
@@ -655,6 +655,14 @@ def score_table_command(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for scores.csv, scores.parquet, run.json.")
     ],
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            "--label",
+            help="The churn label column, if the table has one: customers it marks as "
+            "churned have left and are not scored.",
+        ),
+    ] = None,
     model_name: ModelName = None,
     top: Annotated[int, typer.Option("--top", min=1, max=20, help="Reasons per customer.")] = 3,
 ) -> None:
@@ -672,8 +680,9 @@ def score_table_command(
     frame = read_labeled_table(table, id_column)
     typer.echo(f"read {len(frame):,} rows x {frame.shape[1]} columns from {table}", err=True)
     features = table_for_scoring(
-        frame, id_column, champion.model, log=lambda m: typer.echo(m, err=True)
-    )
+        frame, id_column, champion.model, log=lambda m: typer.echo(m, err=True),
+        label_column=label_column,
+    )  # fmt: skip
     info = {"model_name": name, "model_run_id": champion.run_id, "table": str(table)}
     run = write_table_scores(
         champion.model, features, champion.version, out, model_info=info, top=top,

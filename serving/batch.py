@@ -438,15 +438,17 @@ def score_features(
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
 
-def write_model_scores_csv(model: ChurnModel, folder: Path) -> dict[str, str]:
+def write_model_scores_csv(model: ChurnModel, folder: Path, changes: bool = True) -> dict[str, str]:
     """scores.csv beside the folder's scores.parquet, its bands in words and its typical
-    customer's risk the model's (serving.handoff); returns the band ranges."""
+    customer's risk the model's (serving.handoff; changes: the columns of the change since a
+    previous run); returns the band ranges."""
     ranges = formatting.band_ranges(model.band_thresholds)
     write_scores_csv(
         folder / SCORES_FILE,
         folder / SCORES_CSV,
         band_ranges=ranges,
         typical_probability=model.typical_probability(),
+        changes=changes,
     )
     return ranges
 
@@ -474,7 +476,7 @@ def write_table_scores(
                 for band, count in counts.items():
                     bands[str(band)] = bands.get(str(band), 0) + int(count)
                 log(f"  scored {sum(bands.values()):,}/{len(features):,} customers")
-        ranges = write_model_scores_csv(model, tmp)
+        ranges = write_model_scores_csv(model, tmp, changes=False)
         summary = {
             **(model_info or {}),
             "model_version": str(model_version),

@@ -11,7 +11,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | risk_band_range | the band's probabilities ("96.5% and above", "94.1% to 96.5%", "below 94.1%"): where most customers are likely to leave, the bands rank them, and "low" holds customers at 94 % |
 | reason_1 .. reason_3 | the top reasons in words, largest risk first (empty when fewer; all empty for a customer at or below the typical customer's risk) |
 | lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
-| change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score |
+| change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score (a table's scores, `churn score-table`, have neither change column) |
 | level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
 
 A customer with neither a reason nor a lower-risk reason (features at the typical customer's,
@@ -54,6 +54,7 @@ CSV_COLUMNS = [
     "level_change_pts",
 ]
 NUMBER_COLUMNS = ("churn_probability_pct", "change_pts", "level_change_pts")
+CHANGE_COLUMNS = ("change_pts", "level_change_pts")
 _READ = [
     "customer_id", "churn_probability", "risk_band", "drivers", "probability_delta", "level_delta",
     "lower_risk",
@@ -168,21 +169,23 @@ def write_scores_csv(
     batch_rows: int = 100_000,
     band_ranges: Mapping[str, str] | None = None,
     typical_probability: float | None = None,
+    changes: bool = True,
 ) -> int:
     """Write scores.csv (see the module docstring) from a partition's scores.parquet (a file,
     or the Spark engine's folder of part files); returns the number of customers written.
     band_ranges: the scoring model's bands in words (reporting.formatting.band_ranges);
-    typical_probability: its typical customer's risk (handoff_table)."""
+    typical_probability: its typical customer's risk (handoff_table); changes: False leaves
+    out change_pts and level_change_pts, for scores that have no previous run by nature (a
+    table scored once: two columns always empty say nothing)."""
     source = ds.dataset(str(scores_parquet), format="parquet")
-    schema = pa.schema(
-        [(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in CSV_COLUMNS]
-    )
+    names = [n for n in CSV_COLUMNS if changes or n not in CHANGE_COLUMNS]
+    schema = pa.schema([(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in names])
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     present = [c for c in _READ if c in source.schema.names]
     parts = [
-        handoff_table(batch, band_ranges, typical_probability).append_column(
-            "_p", batch.column("churn_probability")
-        )
+        handoff_table(batch, band_ranges, typical_probability)
+        .select(names)
+        .append_column("_p", batch.column("churn_probability"))
         for batch in source.to_batches(batch_size=batch_rows, columns=present)
         if batch.num_rows
     ]

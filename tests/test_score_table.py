@@ -69,6 +69,11 @@ def test_a_table_is_scored_riskiest_first_with_reasons(trained):
     p = scores["churn_probability_pct"]
     assert p.between(0, 100).all() and p.is_monotonic_decreasing
     assert set(scores["risk_band"]) <= {"high", "medium", "low"}
+    # A table scored once has no change since a previous run: no always-empty columns.
+    assert "change_pts" not in scores and "level_change_pts" not in scores
+    assert list(scores.columns[:4]) == [
+        "customer_id", "churn_probability_pct", "risk_band", "risk_band_range"
+    ]  # fmt: skip
     # The riskiest customers read why, in words: short tenure or the monthly plan.
     top = scores.head(20)
     assert top["reason_1"].notna().all()
@@ -92,6 +97,25 @@ def test_the_label_left_in_is_not_used(trained):
     assert any("Churn" in line for line in logged)
     assert features["charges"].isna().sum() == 3  # blanks are missing, as in training
     assert features["customer_id"].iloc[0] == "000000"
+
+
+def test_with_the_label_only_current_customers_are_scored(trained):
+    _, result = trained
+    frame = snapshot(seed=1).astype({"Churn": object})
+    frame.loc[0, "Churn"] = None  # not known yet: a current customer
+    logged = []
+    features = table_for_scoring(
+        frame, "customer", result.model, log=logged.append, label_column="Churn"
+    )
+    stayed = frame["Churn"].ne("Yes")
+    assert list(features["customer_id"]) == list(frame.loc[stayed, "customer"])
+    left = int((~stayed).sum())
+    assert any(f"left out {left:,} customers whose 'Churn' says they churned" in m for m in logged)
+    frame.loc[7, "Churn"] = "maybe"
+    with pytest.raises(ValueError, match=r"got 'maybe' \(data row 8, customer '000007'\)"):
+        table_for_scoring(frame, "customer", result.model, label_column="Churn")
+    with pytest.raises(ValueError, match="nobody is left to score"):
+        table_for_scoring(frame.assign(Churn="Yes"), "customer", result.model, label_column="Churn")
 
 
 def test_a_tables_problems_are_named(trained):
@@ -135,6 +159,6 @@ def test_training_a_table_says_how_to_score_it(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "crm-labeled version 1 (champion" in result.output
     assert (
-        "score current customers: churn score-table --table FILE --id customer --out DIR "
-        "--model-name crm-labeled" in result.output
+        "score current customers: churn score-table --table FILE --id customer --label Churn "
+        "--out DIR --model-name crm-labeled" in result.output
     )

@@ -337,15 +337,52 @@ def prepare_labeled_table(
     )
 
 
+def _current_customers(
+    frame: pd.DataFrame, id_column: str, label_column: str, log: Log
+) -> pd.DataFrame:
+    """The rows whose label does not mark the customer as churned (blank counts as current),
+    and a log line with how many were left out; a value outside the label vocabulary is
+    refused with its row and id."""
+    _require_column(frame, "label", label_column)
+    values = frame[label_column]
+    codes = values.map(lambda v: 0 if pd.isna(v) else _label_code(v))
+    unknown = codes.isna()
+    if unknown.any():
+        at = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise ValueError(
+            f"label column '{label_column}' must read churned or not (Yes/No, True/False, 1/0 "
+            f"or churned/active), got {_shown(values.iloc[at])} (data row {at + 1:,}, "
+            f"{id_column} {_shown(frame[id_column].iloc[at])})"
+        )
+    churned = codes.to_numpy(dtype=int) == 1
+    if churned.any():
+        log(
+            f"  left out {int(churned.sum()):,} customers whose '{label_column}' says they "
+            f"churned ({', '.join(sorted({str(v) for v in values[churned]}))}); "
+            f"{int((~churned).sum()):,} current customers are scored"
+        )
+    if churned.all():
+        raise ValueError(
+            f"every row's '{label_column}' says the customer churned: nobody is left to score"
+        )
+    return frame[~churned].reset_index(drop=True)
+
+
 def table_for_scoring(
-    frame: pd.DataFrame, id_column: str, model: ChurnModel, log: Log = print
+    frame: pd.DataFrame,
+    id_column: str,
+    model: ChurnModel,
+    log: Log = print,
+    label_column: str | None = None,
 ) -> pd.DataFrame:
     """A customer table (the training table's columns; the label may be there or not) as a
     labeled-table model's input: customer_id (the id as text), then the model's columns.
     Text columns the model reads as numbers are read as in training (blanks are missing);
     columns the model does not use (the label, columns added since) are left out and named.
     A column the model needs and the table lacks, an empty or repeated id, and text where the
-    model reads numbers are refused, naming the column and an example row."""
+    model reads numbers are refused, naming the column and an example row. With
+    label_column, the customers it marks as churned (Yes, 1, True, churned) have left and are
+    not scored; a blank label is a current customer."""
     if model.feature_config:
         raise ValueError(
             "this model was trained on event data (a data folder), not on a labeled table: "
@@ -356,6 +393,9 @@ def table_for_scoring(
         raise ValueError("the table to score has no rows")
     ids = frame[id_column]
     _check_ids(ids, id_column)
+    if label_column is not None:
+        frame = _current_customers(frame, id_column, label_column, log)
+        ids = frame[id_column].reset_index(drop=True)
     needed = list(model.preprocessor.feature_names_)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
