@@ -674,20 +674,19 @@ def score_table_command(
     from training.labeled_table import read_labeled_table, table_for_scoring
     from training.tracking import configure, load_champion, model_name_for_table
 
+    progress = lambda m: typer.echo(m, err=True)  # noqa: E731
     name = model_name_for_table(table, model_name)
     configure()
     champion = load_champion(name)
     frame = read_labeled_table(table, id_column)
-    typer.echo(f"read {len(frame):,} rows x {frame.shape[1]} columns from {table}", err=True)
+    progress(f"read {len(frame):,} rows x {frame.shape[1]} columns from {table}")
     features = table_for_scoring(
-        frame, id_column, champion.model, log=lambda m: typer.echo(m, err=True),
-        label_column=label_column,
-    )  # fmt: skip
+        frame, id_column, champion.model, log=progress, label_column=label_column
+    )
     info = {"model_name": name, "model_run_id": champion.run_id, "table": str(table)}
     run = write_table_scores(
-        champion.model, features, champion.version, out, model_info=info, top=top,
-        log=lambda m: typer.echo(m, err=True),
-    )  # fmt: skip
+        champion.model, features, champion.version, out, model_info=info, top=top, log=progress
+    )
     typer.echo(
         f"scored {run['customers_scored']:,} customers with {name} v{champion.version} -> {out}"
     )

@@ -170,6 +170,22 @@ def _shown(value: object) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+def label_codes(values: pd.Series, column: str, where: Callable[[int], str]) -> dict[object, int]:
+    """Each present label value's code (1 churned, 0 not, _label_code); a value outside the
+    vocabulary is an error naming it and where its first row is (where(position))."""
+    codes: dict[object, int] = {}
+    for value in values.dropna().unique():
+        code = _label_code(value)
+        if code is None:
+            at = int(np.flatnonzero((values == value).to_numpy())[0])
+            raise ValueError(
+                f"label column '{column}' must be two-valued (Yes/No, True/False, 1/0 or "
+                f"churned/active), got {_shown(value)} ({where(at)})"
+            )
+        codes[value] = code
+    return codes
+
+
 def parse_label(
     values: pd.Series, column: str, ids: pd.Series | None = None
 ) -> tuple[np.ndarray, str]:
@@ -182,17 +198,11 @@ def parse_label(
             f"label column '{column}' is empty in {int(missing.sum())} rows (first at row "
             f"{int(np.flatnonzero(missing.to_numpy())[0])}); fill or remove them"
         )
-    codes: dict[object, int] = {}
-    for value in values.unique():
-        code = _label_code(value)
-        if code is None:
-            at = int(np.flatnonzero((values == value).to_numpy())[0])
-            where = f"row {at + 1:,}" + (f", id {_shown(ids.iloc[at])}" if ids is not None else "")
-            raise ValueError(
-                f"label column '{column}' must be two-valued (Yes/No, True/False, 1/0 or "
-                f"churned/active), got {_shown(value)} ({where})"
-            )
-        codes[value] = code
+    codes = label_codes(
+        values,
+        column,
+        lambda at: f"row {at + 1:,}" + (f", id {_shown(ids.iloc[at])}" if ids is not None else ""),
+    )
     y = values.map(codes).to_numpy(dtype=int)
     if len(set(codes.values())) < 2:
         only = ", ".join(_shown(v) for v in codes)
@@ -345,16 +355,11 @@ def _current_customers(
     refused with its row and id."""
     _require_column(frame, "label", label_column)
     values = frame[label_column]
-    codes = values.map(lambda v: 0 if pd.isna(v) else _label_code(v))
-    unknown = codes.isna()
-    if unknown.any():
-        at = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise ValueError(
-            f"label column '{label_column}' must read churned or not (Yes/No, True/False, 1/0 "
-            f"or churned/active), got {_shown(values.iloc[at])} (data row {at + 1:,}, "
-            f"{id_column} {_shown(frame[id_column].iloc[at])})"
-        )
-    churned = codes.to_numpy(dtype=int) == 1
+    ids = frame[id_column]
+    codes = label_codes(
+        values, label_column, lambda at: f"data row {at + 1:,}, {id_column} {_shown(ids.iloc[at])}"
+    )
+    churned = values.map(codes).fillna(0).to_numpy(dtype=int) == 1
     if churned.any():
         log(
             f"  left out {int(churned.sum()):,} customers whose '{label_column}' says they "
