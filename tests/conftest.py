@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,23 @@ from training.model import ChurnModel
 from training.pipeline import train_from_tables
 from training.tracking import Champion, load_champion
 
+_BENTOML_HOMES: list[str] = []
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """One private BentoML home for the whole test session: BentoML fixes its store at the first
     BENTOML_HOME it sees, so whichever test touches it first, nothing lands in ~/bentoml."""
-    os.environ["BENTOML_HOME"] = tempfile.mkdtemp(prefix="churn-tests-bentoml-")
+    home = tempfile.mkdtemp(prefix="churn-tests-bentoml-")
+    _BENTOML_HOMES.append(home)
+    os.environ["BENTOML_HOME"] = home
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's BentoML home (each xdist worker made its own): repeated runs
+    otherwise leave one store per process in the temporary folder."""
+    for home in _BENTOML_HOMES:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass
