@@ -672,11 +672,11 @@ def score_table_command(
     `churn train --labeled-table` gives a file of this name)."""
     from serving.batch import write_table_scores
     from training.labeled_table import read_labeled_table, table_for_scoring
-    from training.tracking import configure, load_champion, model_name_for_table
+    from training.tracking import configure, load_champion, model_name_for_table, run_metrics
 
     progress = lambda m: typer.echo(m, err=True)  # noqa: E731
     name = model_name_for_table(table, model_name)
-    configure()
+    client = configure()
     champion = load_champion(name)
     frame = read_labeled_table(table, id_column)
     progress(f"read {len(frame):,} rows x {frame.shape[1]} columns from {table}")
@@ -684,8 +684,22 @@ def score_table_command(
         frame, id_column, champion.model, log=progress, label_column=label_column
     )
     info = {"model_name": name, "model_run_id": champion.run_id, "table": str(table)}
+    notes = []
+    if label_column is not None and len(features) < len(frame):
+        notes.append(
+            f"{len(frame) - len(features):,} of the table's {len(frame):,} customers are not "
+            f"scored: their '{label_column}' says they have already churned."
+        )
     run = write_table_scores(
-        champion.model, features, champion.version, out, model_info=info, top=top, log=progress
+        champion.model,
+        features,
+        champion.version,
+        out,
+        model_info=info,
+        top=top,
+        log=progress,
+        validation=run_metrics(client, champion.run_id, prefix="cv_"),
+        notes=notes,
     )
     typer.echo(
         f"scored {run['customers_scored']:,} customers with {name} v{champion.version} -> {out}"
@@ -699,6 +713,7 @@ def score_table_command(
             if band in ranges
         )
     )
+    typer.echo(f"{out / 'report.html'}: the page to read (risk, reasons, risk by attribute)")
     typer.echo(f"{out / 'scores.csv'}: riskiest first, with reasons; riskiest customers:")
     for line in riskiest_lines(out, 5):
         typer.echo(line)

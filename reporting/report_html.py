@@ -359,23 +359,29 @@ def headline_cards(inputs: ReportInputs) -> str:
     return f'<div class="cards">{"".join(cards)}</div>'
 
 
-def riskiest_table(riskiest: pd.DataFrame) -> str:
+def riskiest_table(riskiest: pd.DataFrame, changes: bool = True) -> str:
+    """The riskiest customers with their reasons; `changes`: with the change since the previous
+    run (a table scored once has none)."""
     rows = []
     for r in riskiest.to_dict("records"):
         reasons = "".join(
             f"<li>{_e(text)}{'' if fmt.is_missing(pts) else f' <span class=pts>{_e(fmt.points(pts))}</span>'}</li>"
             for text, pts in r["reasons"]
         )
+        change = (
+            f"<td>{_e(fmt.points_with_level(r['change_points'], r.get('level_points')))}</td>"
+            if changes
+            else ""
+        )
         rows.append(
             f"<tr><th>{_e(r['customer_id'])}</th>"
             f"<td>{_e(fmt.probability(r['churn_probability']))}</td>"
             f'<td><span class="band {_e(r["risk_band"])}">{_e(r["risk_band"])}</span></td>'
-            f"<td>{_e(fmt.points_with_level(r['change_points'], r.get('level_points')))}</td>"
-            f"<td><ul>{reasons}</ul></td></tr>"
+            f"{change}<td><ul>{reasons}</ul></td></tr>"
         )
     return (
         '<table class="riskiest"><thead><tr><th>customer</th><th>churn probability</th>'
-        "<th>band</th><th>change</th><th>reasons</th></tr></thead>"
+        f"<th>band</th>{'<th>change</th>' if changes else ''}<th>reasons</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

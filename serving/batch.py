@@ -46,7 +46,8 @@ from features.labels import lapsed_count, lapsed_customers, never_active_count
 from features.prepared import as_of_timestamp
 from features.signals import build_features
 from reporting import formatting
-from reporting.report_html import write_partition_report
+from reporting.report_html import REPORT_FILE, riskiest_customers, write_partition_report
+from reporting.table_report import TableReportInputs, attribute_segments, render_table_report
 from retention.metrics import (
     ALL,
     METRIC_COLUMNS,
@@ -461,12 +462,16 @@ def write_table_scores(
     model_info: dict | None = None,
     top: int = 3,
     log: Callable[[str], None] = print,
+    validation: dict[str, float] | None = None,
+    notes: list[str] | None = None,
 ) -> dict:
     """Score a customer table with a labeled-table model (training.labeled_table.
     table_for_scoring gives `features`) into out_dir, replaced as a whole: scores.parquet
     (SCORES_SCHEMA, without a previous run), scores.csv (serving.handoff: riskiest first,
-    probabilities in percent, bands with their ranges, reasons in words) and run.json (the
-    model, the rows, the customers per band). Returns run.json's content."""
+    probabilities in percent, bands with their ranges, reasons in words), report.html
+    (reporting.table_report; `validation`: the training run's cv_* metrics, `notes` under the
+    page) and run.json (the model, the rows, the customers per band). Returns run.json's
+    content."""
     with atomic_dir(out_dir) as tmp:
         bands: dict[str, int] = {}
         with pq.ParquetWriter(tmp / SCORES_FILE, SCORES_SCHEMA) as writer:
@@ -485,8 +490,48 @@ def write_table_scores(
             "band_ranges": ranges,
             "scored_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
         }
+        write_table_report(tmp, model, features, summary, validation or {}, notes or [])
         (tmp / RUN_FILE).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def write_table_report(
+    folder: Path,
+    model: ChurnModel,
+    features: pd.DataFrame,
+    summary: dict,
+    validation: dict[str, float],
+    notes: list[str],
+) -> None:
+    """report.html beside a scored table's scores.parquet: the page of reporting.table_report,
+    with risk by the model's categorical columns (the table's own attributes)."""
+    scores = pd.read_parquet(
+        folder / SCORES_FILE, columns=["customer_id", "churn_probability", "risk_band"]
+    )
+    columns = [c for c in model.preprocessor.categorical if c in features.columns]
+    attributes = (
+        features.assign(customer_id=features["customer_id"].astype(str))
+        .set_index("customer_id")[columns]
+        .reindex(scores["customer_id"].astype(str).to_numpy())
+        .reset_index(drop=True)
+    )
+    segments, left_out = attribute_segments(scores, attributes)
+    version = summary.get("model_version", "")
+    name = summary.get("model_name")
+    page = render_table_report(
+        TableReportInputs(
+            table=Path(str(summary.get("table", "the table"))).name,
+            model=f"model {name} v{version}" if name else f"model v{version}",
+            probabilities=scores["churn_probability"].to_numpy(float),
+            bands=scores["risk_band"].astype(str).to_numpy(),
+            band_ranges=summary.get("band_ranges", {}),
+            riskiest=riskiest_customers(folder / SCORES_FILE),
+            segments=segments,
+            validation=validation,
+            notes=[*notes, *(f"Not shown by attribute: {n}." for n in left_out)],
+        )
+    )
+    (folder / REPORT_FILE).write_text(page, encoding="utf-8")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,68 @@ def test_a_table_is_scored_riskiest_first_with_reasons(trained):
     assert pd.read_parquet(out / "scores.parquet")["churn_probability"].notna().all()
 
 
+def test_the_report_shows_risk_reasons_model_quality_and_risk_by_attribute(trained):
+    """report.html: the page a customer-success lead reads; with --label, who was left out."""
+    folder, _ = trained
+    snapshot(seed=1).to_csv(folder / "current.csv", index=False)
+    out = folder / "scores"
+    result = runner.invoke(
+        app,
+        ["score-table", "--table", str(folder / "current.csv"), "--id", "customer",
+         "--label", "Churn", "--out", str(out), "--model-name", "crm-labeled"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "report.html" in result.output
+    page = (out / "report.html").read_text()
+    scores = pd.read_csv(out / "scores.csv", dtype={"customer_id": str})
+    assert f'<div class="value">{len(scores):,}</div>' in page  # customers scored
+    assert "cross-validated ROC AUC" in page  # from the training run in MLflow
+    # the riskiest customer first, with its reasons in words, and no change column
+    assert scores["customer_id"].iloc[0] in page and scores["reason_1"].iloc[0] in page
+    assert "<th>change</th>" not in page
+    # risk by the table's attribute: the monthly plan riskier than the annual one
+    monthly = page.index("plan: monthly")
+    assert monthly < page.index("plan: annual")
+    left = len(snapshot(seed=1)) - len(scores)
+    assert f"{left:,} of the table" in page and "&#x27;Churn&#x27; says" in page
+    assert "revenue at risk" not in page and ">nan<" not in page.lower()
+
+
+def test_risk_by_attribute_ranks_attributes_by_how_much_their_levels_differ():
+    from reporting.table_report import MIN_LEVEL_CUSTOMERS, attribute_segments
+
+    n = 600
+    rng = np.random.default_rng(3)
+    contract = rng.choice(["monthly", "annual"], n)
+    region = rng.choice(["north", "south"], n)
+    p = np.where(contract == "monthly", 0.4, 0.1) + np.where(region == "north", 0.02, 0.0)
+    scores = pd.DataFrame(
+        {"customer_id": [f"{i:04d}" for i in range(n)], "churn_probability": p,
+         "risk_band": np.where(p > 0.3, "high", "low")}
+    )  # fmt: skip
+    attributes = pd.DataFrame(
+        {
+            "region": region,
+            "contract": contract,
+            "email": [f"c{i}@x.de" for i in range(n)],  # id-like: no segment
+            "country": ["DE"] * n,  # one level: nothing to compare
+            "rare": ["a"] * (n - MIN_LEVEL_CUSTOMERS + 1) + ["b"] * (MIN_LEVEL_CUSTOMERS - 1),
+        }
+    )
+    segments, notes = attribute_segments(scores, attributes)
+    assert list(segments["dimension"].unique()) == ["all", "contract", "region"]
+    assert segments.loc[0, "customers_scored"] == n
+    assert segments.loc[0, "mean_risk"] == pytest.approx(p.mean())
+    contract_rows = segments[segments["dimension"] == "contract"]
+    assert list(contract_rows["segment"]) == ["monthly", "annual"]  # riskiest level first
+    high = segments.set_index(["dimension", "segment"]).loc[("contract", "monthly"), "share_high"]
+    assert high == 1.0
+    assert "revenue_at_risk" not in segments
+    assert any(n.startswith("email: 600 levels") for n in notes)
+    assert any(n.startswith("country: fewer than two levels") for n in notes)
+    assert any(n.startswith("rare: fewer than two levels") for n in notes)
+
+
 def test_the_label_left_in_is_not_used(trained):
     _, result = trained
     frame = snapshot(seed=1)

@@ -172,6 +172,16 @@ def configure(uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def run_metrics(client: MlflowClient, run_id: str, prefix: str = "") -> dict[str, float]:
+    """A run's latest metrics whose name starts with `prefix` (e.g. "cv_": a labeled table's
+    cross-validated figures); empty when the run is gone from the store."""
+    try:
+        metrics = client.get_run(run_id).data.metrics
+    except mlflow.exceptions.MlflowException:
+        return {}
+    return {k: float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
 class ChurnPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow wrapper: predict() gives probability and band (at the churn level of each row's
     as_of when the input has that column: ChurnModel.level_shift); .model is the whole
