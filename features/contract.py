@@ -261,6 +261,16 @@ def _check_no_missing(df: pd.DataFrame, table: str, column: str) -> None:
         )
 
 
+# The columns of each event table that the features read (features.prepared, the Spark engine,
+# retention.metrics). Any other column is kept in its table (an order or ticket id, by which
+# `churn check` finds repeated rows; a field of the user's own) but no model feature comes
+# from it: ingest.importer names such columns.
+FEATURE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "activity": ("customer_id", "at", "event", "value", "user_id"),
+    "feedback": ("customer_id", "at", "kind", "score", "text", "status", "resolved_at"),
+    "revenue": ("customer_id", "at", "amount", "kind", "period", "period_end"),
+}
+
 NUMERIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "activity": ("value",),
     "feedback": ("score",),

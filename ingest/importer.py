@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.check import PeriodStarts
-from features.config import DATA_CONFIG_FILE
+from features.config import DATA_CONFIG_FILE, RESERVED_CUSTOMER_COLUMNS
 from features.contract import (
+    FEATURE_COLUMNS,
     REQUIRED_TABLES,
     TABLES,
     ContractError,
@@ -188,6 +189,7 @@ def _run(
     if "activity" not in mapping.tables:  # a billing-only export: the table exists, empty
         sink.add("activity", 0, empty_table("activity"))
     report.describe(summaries, customers["customer_id"])
+    report.notes += unread_column_notes(mapping)
     report.warnings += [w for source in report.sources for w in source.warnings]
     mixed = mixed_totals_note(mapping)
     report.warnings += [mixed] if mixed else []
@@ -197,6 +199,66 @@ def _run(
         for a in label_like_attributes(mapping)
     ]
     return report
+
+
+def _id_like(name: str) -> bool:
+    """An identifier column (order_id, ticket_id, id): kept for `churn check`'s repeated rows."""
+    lowered = name.lower()
+    return lowered == "id" or lowered.endswith("_id")
+
+
+def unread_column_notes(mapping: Mapping) -> list[str]:
+    """A note per table on the mapped columns no model feature reads, so that a column mapped
+    in the belief that the model learns from it is not silently kept for nothing (a shop's
+    voucher code on its orders, a ticket's category: both accepted, neither read). Ids and the
+    keys a source is aggregated by are left out of it (kept for the repeated-rows check), as
+    is a currency (its own warning)."""
+    notes = []
+    for table in ("activity", "feedback", "revenue"):
+        unread: dict[str, list[str]] = {}
+        for source in mapping.tables.get(table, ()):
+            keys = set(source.aggregate.by) if source.aggregate else set()  # an invoice number
+            for spec in source.columns:
+                name = spec.name
+                if name in FEATURE_COLUMNS[table] or name in keys or _id_like(name):
+                    continue
+                if name == "currency":
+                    continue
+                unread.setdefault(name, []).append(source.label)
+        if unread:
+            shown = ", ".join(
+                f"'{name}' (source {', '.join(repr(s) for s in sources)})"
+                for name, sources in unread.items()
+            )
+            notes.append(
+                f"{table} column{'s' if len(unread) > 1 else ''} {shown} "
+                f"{'are' if len(unread) > 1 else 'is'} kept in the table, but no model feature "
+                f"reads {'them' if len(unread) > 1 else 'it'} (the {table} features read "
+                f"{', '.join(c for c in FEATURE_COLUMNS[table] if c != 'customer_id')}). To let "
+                "the model learn from such a column, map it into the `event` of an [[activity]] "
+                "source over the same rows: each value becomes an event type counted over the "
+                "feature windows (tickets per category, orders with a voucher)"
+            )
+    features = mapping.features
+    declared = set(features.get("customer_attributes", []) or [])
+    declared |= set(features.get("date_attributes", []) or [])
+    declared |= {features["seats_attribute"]} if features.get("seats_attribute") else set()
+    segments = [
+        spec.name
+        for source in mapping.tables.get("customers", ())
+        for spec in source.columns
+        if spec.name not in RESERVED_CUSTOMER_COLUMNS and spec.name not in declared
+    ]
+    if segments:
+        names = ", ".join(f"'{n}'" for n in dict.fromkeys(segments))
+        notes.append(
+            f"customers column{'s' if len(segments) > 1 else ''} {names} "
+            f"{'are segments' if len(segments) > 1 else 'is a segment'} of the reports "
+            f"(--by), not {'model features' if len(segments) > 1 else 'a model feature'}: "
+            "declare in [features] customer_attributes those "
+            "known at signup (an export-day status or balance holds the future)"
+        )
+    return notes
 
 
 MAX_LEVELS_CHECKED = 1_000  # a text column with more distinct values is no category

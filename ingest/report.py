@@ -121,6 +121,7 @@ class ImportReport:
     activity_mapped: bool = True  # False: a billing-only export (no [activity] in the mapping)
     example_customers_without_activity: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the model reads of the mapped columns
 
     def describe(self, summaries: dict[str, TableSummary], customer_ids: pd.Series) -> None:
         """Rows, customers and date range of every table, and the customers without activity,
@@ -172,6 +173,7 @@ class ImportReport:
             if t["rows"]:
                 lines.append(f"{name:<9} {t['rows']:,} rows, {t['from']} .. {t['to']}")
         lines.append(self._activity_line())
+        lines += [f"note: {n}" for n in self.notes]
         lines += [f"warning: {w}" for w in self.warnings]
         return lines
 
@@ -226,6 +228,9 @@ class ImportReport:
                     else "."
                 )
             )
+        if self.notes:
+            out.append("\n## Columns the model does not read\n")
+            out += [f"- {n}" for n in self.notes]
         if self.warnings:
             out.append("\n## Warnings\n")
             out += [f"- {w}" for w in self.warnings]
