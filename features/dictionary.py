@@ -1170,13 +1170,16 @@ def _trend_entry(what: str, label: str) -> EntryFactory:
 
 def _no_activity_chance(horizon: int, noun: str | None = None) -> Sentence:
     """The BG/NBD chance (features.buying_process) in words, with the horizon it covers;
-    `noun`: what the rhythm counts, the qualifying events ("purchase"), else any activity."""
+    `noun`: what the rhythm counts, the qualifying events ("purchase"), else any activity.
+    Said as what the rhythm alone gives: beside the churn probability, "Chance of no purchase
+    in the next 60 days: 29%" read as a second, contradicting probability of the same event
+    (a shop's alert at 61 %)."""
     what, rhythm = (noun, f"{noun}s") if noun else ("activity", "activity")
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         return (
-            f"Chance of no {what} in the next {_days(horizon)}: "
-            f"{fmt.percent(float(value), 0)} (from the customer's own rhythm of {rhythm})"
+            f"By its rhythm of {rhythm} alone (how often, how recently): "
+            f"{fmt.percent(float(value), 0)} chance of no {what} in the next {_days(horizon)}"
         )
 
     return sentence

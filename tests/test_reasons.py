@@ -155,7 +155,8 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
         ("failed_payments_90d", 2.0, {}, "2 failed payments in the last 90 days"),
         ("failed_payments_90d", 1.0, {}, "1 failed payment in the last 90 days"),
         ("no_activity_chance_91d", 0.834, {},
-         "Chance of no activity in the next 91 days: 83% (from the customer's own rhythm of activity)"),
+         "By its rhythm of activity alone (how often, how recently): 83% chance of no activity in "
+         "the next 91 days"),
         ("events_trend_30d", -1.0, {}, "Activity down 100% on the previous 30 days"),
         ("events_trend_30d", 0.0, {}, "Activity unchanged on the previous 30 days"),
         ("events_trend_30d", -0.5, {}, "Activity down 67% on the previous 30 days"),
@@ -457,8 +458,8 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
         == "A purchase on 25% of days since the first"
     )
     assert describe("no_activity_chance_60d", **shop).text(0.83) == (
-        "Chance of no purchase in the next 60 days: 83% (from the customer's own rhythm of "
-        "purchases)"
+        "By its rhythm of purchases alone (how often, how recently): 83% chance of no purchase in "
+        "the next 60 days"
     )
     assert qualifying_noun(("export", "api_call")) == "export or api call"
     assert describe("days_since_last_event").text(35.0, gap) == (
