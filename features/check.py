@@ -26,7 +26,13 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureConfig
-from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables, plain_value
+from features.contract import (
+    TABLES,
+    TIMESTAMP_COLUMNS,
+    Tables,
+    plain_value,
+    scheduled_end_warning,
+)
 from features.dictionary import attribute_value_text, describe
 from features.labels import (
     current_mask,
@@ -279,6 +285,11 @@ def check_tables(
     report.churned_means = churned_ever_words(tables, config)
     report.findings += _churn_findings(report, tables, config, training_dates)
     report.findings += _lifecycle_findings(tables, churn, config.activity_totals)
+    scheduled = scheduled_end_warning(tables.customers, tables.records_end())
+    if scheduled:
+        report.findings.append(
+            Finding("warning", "scheduled_ends", scheduled, "customers", "churned_at")
+        )
     end = tables.data_end() + pd.Timedelta(microseconds=1)  # every row is before it
     report.findings += [
         Finding("warning", "stale_table", text, table, "at")

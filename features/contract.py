@@ -8,6 +8,7 @@ example row. Nothing is coerced to zero or dropped silently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,15 +157,24 @@ class Tables:
             )
         return pd.Timestamp(first)
 
-    def data_end(self) -> pd.Timestamp:
-        """The latest timestamp anywhere in the data: the edge of what has been observed."""
+    def records_end(self) -> pd.Timestamp | None:
+        """The latest signup, activity, feedback or revenue row (None when there is none)."""
         stamps = [self.customers["signup_at"].max(), self.activity["at"].max()]
-        for ends in ("churned_at", "ended_at"):
-            if ends in self.customers:
-                stamps.append(self.customers[ends].max())
         stamps += [self.feedback["at"].max(), self.revenue["at"].max()]
         known = [s for s in stamps if pd.notna(s)]
-        if not known:
+        return max(known) if known else None
+
+    def end_dates(self) -> list[pd.Timestamp]:
+        """The latest churned_at and ended_at, where the customers table has them."""
+        ends = [self.customers[c].max() for c in END_COLUMNS if c in self.customers]
+        return [e for e in ends if pd.notna(e)]
+
+    def data_end(self) -> pd.Timestamp:
+        """The edge of what has been observed (observed_end): the latest record, and a churn
+        or end date no later than a day after it; scheduled ends do not move it."""
+        events = bool(len(self.activity) or len(self.feedback) or len(self.revenue))
+        end = observed_end(self.records_end(), self.end_dates(), events)
+        if end is None:
             raise ContractError(
                 "customers",
                 "signup_at",
@@ -172,12 +182,88 @@ class Tables:
                 text="the data has no dated row in any table (no customers, activity, feedback "
                 "or revenue): nothing has been observed yet, so there is no date to work from",
             )
-        return max(known)
+        return end
+
+    def scheduled_ends(self) -> dict[str, np.ndarray]:
+        """Per end column, the customers whose end is scheduled (scheduled_end_rows); none in
+        a customers table alone (observed_end)."""
+        if not (len(self.activity) or len(self.feedback) or len(self.revenue)):
+            return {}
+        return scheduled_end_rows(self.customers, self.records_end())
 
     def next_run_date(self) -> pd.Timestamp:
         """The first whole day after the data's end: the run date the first weekly run after
         this export scores (`churn demo`'s run; the customers the risk bands are set on)."""
         return self.data_end().normalize() + pd.Timedelta(days=1)
+
+
+END_COLUMNS = ("churned_at", "ended_at")
+# A churn or end date later than this after the latest record was not seen happening by the
+# export: it is scheduled (a subscription set to end at its term: Chargebee's non_renewing with
+# its cancelled_at, Stripe's cancel_at). One day lets a cancellation processed after the last
+# event of the export's last day count as observed.
+SCHEDULED_AFTER = pd.Timedelta(days=1)
+
+
+def observed_end(
+    records_end: pd.Timestamp | None, end_dates: Sequence[pd.Timestamp], events: bool = True
+) -> pd.Timestamp | None:
+    """The edge of what has been observed: the latest record (signup, activity, feedback,
+    revenue), or a churn or end date after it by at most SCHEDULED_AFTER. Scheduled ends do not
+    count: 45 of a Chargebee export's non_renewing customers, mapped as churned_at, had put the
+    data's end ten months ahead, and the risk bands and the typical risk were set on the
+    customers of a date ten months away (96 % of customers left without a reason). `events`:
+    whether any activity, feedback or revenue row exists; a customers table alone (signups and
+    cancellations) has nothing else to tell scheduled ends by, and all its dates count. Both
+    engines call this (features.spark_engine)."""
+    ends = [pd.Timestamp(e) for e in end_dates if pd.notna(e)]
+    if records_end is None or pd.isna(records_end) or not events:
+        known = ends + ([] if records_end is None or pd.isna(records_end) else [records_end])
+        return max(known) if known else None
+    end = pd.Timestamp(records_end)
+    observed = [e for e in ends if e <= end + SCHEDULED_AFTER]
+    return max([end, *observed])
+
+
+def scheduled_end_rows(
+    customers: pd.DataFrame, records_end: pd.Timestamp | None
+) -> dict[str, np.ndarray]:
+    """Per end column (churned_at, ended_at), the customers whose date lies more than
+    SCHEDULED_AFTER after the latest record: a cancellation set for the end of a term."""
+    if records_end is None or pd.isna(records_end):
+        return {}
+    edge = pd.Timestamp(records_end) + SCHEDULED_AFTER
+    out = {}
+    for column in END_COLUMNS:
+        if column in customers:
+            later = (customers[column] > edge).to_numpy(dtype=bool, na_value=False)
+            if later.any():
+                out[column] = later
+    return out
+
+
+def scheduled_end_warning(customers: pd.DataFrame, records_end: pd.Timestamp | None) -> str | None:
+    """The churn or end dates after what the export has observed, in words: how many, their
+    range and an example row, and what the tool does with them (None when there are none)."""
+    found = scheduled_end_rows(customers, records_end)
+    if not found:
+        return None
+    records = records_end
+    parts = []
+    example = None
+    for column, later in found.items():
+        dates = customers.loc[later, column]
+        parts.append(
+            f"{int(later.sum()):,} {column} from {dates.min().date()} to {dates.max().date()}"
+        )
+        example = example or _example(customers, later)
+    return (
+        f"customers: {' and '.join(parts)} lie after the export's last record "
+        f"({pd.Timestamp(records).date()}), so the export cannot have seen them happen: they "
+        "are scheduled ends (a subscription set to end at its term: Chargebee's non_renewing, "
+        "Stripe's cancel_at). They do not move the data's end, and each counts as churn only "
+        f"from its date on; example row: {example}"
+    )
 
 
 def empty_table(name: str) -> pd.DataFrame:

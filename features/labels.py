@@ -208,6 +208,31 @@ def lapsed_count(tables: Tables, as_of: object, churn: ChurnDefinition) -> int:
     return int(_current(prepare(tables), t).sum() - eligible_mask(tables, as_of, churn).sum())
 
 
+def scheduled_cancellations(tables: Tables, as_of: object) -> pd.DataFrame:
+    """customer_id and churned_at of the customers scored at T whose cancellation is scheduled
+    in the export (a churned_at after what the data has observed: Tables.scheduled_ends, such
+    as Chargebee's non_renewing), soonest first. Said only at a run on or after the data's last
+    day: what an export knows of the future is known from its own day on, and a run dated
+    before it would learn of a notice given later. No model feature reads it (a training date
+    would read its own label); the run lists these customers beside their scores."""
+    t = as_of_timestamp(as_of)
+    empty = pd.DataFrame(
+        {
+            "customer_id": pd.Series([], dtype="string"),
+            "churned_at": pd.Series([], dtype="datetime64[ns]"),
+        }
+    )
+    if "churned_at" not in tables.customers or t < tables.data_end().normalize():
+        return empty
+    later = tables.scheduled_ends().get("churned_at")
+    if later is None:
+        return empty
+    current = current_mask(tables, t)
+    rows = tables.customers.loc[later & current, ["customer_id", "churned_at"]]
+    rows = rows[rows["churned_at"] >= t]
+    return rows.sort_values(["churned_at", "customer_id"], kind="stable").reset_index(drop=True)
+
+
 LAPSED_COLUMNS = (
     "customer_id", "last_activity_at", "days_since_last_activity", "qualifying_events",
     "revenue_total",

@@ -59,7 +59,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import DATA_CONFIG_FILE, FeatureConfig, feature_config_from_file
-from features.contract import REQUIRED_COLUMNS, REQUIRED_TABLES, TABLES, ContractError, Tables
+from features.contract import (
+    END_COLUMNS,
+    REQUIRED_COLUMNS,
+    REQUIRED_TABLES,
+    TABLES,
+    ContractError,
+    Tables,
+    observed_end,
+)
 from features.io import DICTIONARY_COLUMNS  # read dictionary-encoded in the workers too
 from features.prepared import as_of_timestamp
 
@@ -297,13 +305,14 @@ def _as_ns(df: DataFrame, info: TableInput, column: str) -> Column:
 
 def _customer_stats(
     customers: DataFrame, info: TableInput, config: FeatureConfig
-) -> tuple[list[int], list[str], dict[str, str], tuple[str, ...]]:
+) -> tuple[dict[str, int], list[str], dict[str, str], tuple[str, ...]]:
     """One pass over customers: their latest timestamps, and the segment columns.
 
     Segments mirror features.signals.segment_columns on the dtypes pyarrow gives the pandas
     engine: numbers and bools are segments; text, dates, decimals, and bools with missing values
     (object in pandas) are segments when they have at most max_segment_categories distinct
-    values; timestamps are not. Returns (latest stamps in ns, chosen columns, their output type,
+    values; timestamps are not. Returns (the latest stamp in ns per timestamp column, chosen
+    columns, their output type,
     columns pandas reads as object)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -330,7 +339,7 @@ def _customer_stats(
         if kind in ("bool", "text"):
             aggs.append(F.countDistinct(F.col(name)).alias(f"distinct:{name}"))
     stats = customers.agg(*aggs).first().asDict()
-    latest = [int(stats[f"max:{c}"]) for c in stamps if stats[f"max:{c}"] is not None]
+    latest = {c: int(stats[f"max:{c}"]) for c in stamps if stats[f"max:{c}"] is not None}
     object_columns = tuple(n for n, k in kinds.items() if k == "bool" and stats[f"nulls:{n}"] > 0)
     chosen: list[str] = []
     types: dict[str, str] = {}
@@ -787,10 +796,17 @@ def plan_run(
     activity_latest, event_types, kinds, first_before, has_values = _activity_stats(
         frames["activity"], infos["activity"], config, as_of_timestamp(until).value
     )
-    latest += activity_latest + _latest_events(frames, infos)
-    if not latest:
+    records = [latest[c] for c in ("signup_at",) if c in latest]
+    events_latest = activity_latest + _latest_events(frames, infos)
+    records += events_latest
+    events = bool(events_latest)
+    observed_until = observed_end(  # Tables.data_end of all the data
+        pd.Timestamp(max(records), unit="ns") if records else None,
+        [pd.Timestamp(latest[c], unit="ns") for c in END_COLUMNS if c in latest],
+        events,
+    )
+    if observed_until is None:
         raise ContractError("customers", "signup_at", "the data has no timestamps at all")
-    observed_until = pd.Timestamp(max(latest), unit="ns")  # Tables.data_end of all the data
     if config.activity_kinds is None:  # as features.signals.resolve_config
         config = replace(config, activity_kinds=kinds >= 2)
     if config.event_types is None:

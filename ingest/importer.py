@@ -35,6 +35,7 @@ from features.contract import (
     Tables,
     check_unique_ids,
     empty_table,
+    scheduled_end_warning,
     validate_table,
 )
 from features.types import (
@@ -190,6 +191,9 @@ def _run(
         sink.add("activity", 0, empty_table("activity"))
     report.describe(summaries, customers["customer_id"])
     report.notes += unread_column_notes(mapping)
+    lasts = [s.last for s in summaries.values() if s.last is not None and pd.notna(s.last)]
+    scheduled = scheduled_end_warning(customers, max(lasts) if lasts else None)
+    report.warnings += [scheduled] if scheduled else []
     report.warnings += [w for source in report.sources for w in source.warnings]
     mixed = mixed_totals_note(mapping)
     report.warnings += [mixed] if mixed else []

@@ -761,7 +761,7 @@ def not_scored_note(
 
 def run_notes(summary: dict[str, Any]) -> list[str]:
     """What run.json says a reader of the figures should know: customers not scored because
-    they had lapsed already, a quiet week in everyone's recent windows (features.check.
+    they had lapsed already, customers whose cancellation is scheduled, a quiet week in everyone's recent windows (features.check.
     recent_quiet_week_notes), risk bands that hold nobody (serving.batch.empty_band_notes) and
     how the time of year moves the probabilities (level_note) and moved them since the
     previous run (level_moved_note)."""
@@ -769,6 +769,15 @@ def run_notes(summary: dict[str, Any]) -> list[str]:
     unscored = not_scored_note(summary)
     if unscored:
         notes.append(f"Not scored: {unscored}.")
+    leaving = int(summary.get("cancellations_scheduled") or 0)
+    if leaving:
+        soon = int(summary.get("cancellations_scheduled_in_horizon") or 0)
+        notes.append(
+            f"{fmt.count(leaving)} customer{'s have' if leaving > 1 else ' has'} a cancellation "
+            f"scheduled in the export ({fmt.count(soon)} within the model's horizon): scored by "
+            "their behaviour like everyone else, as no model can learn from a notice whose date "
+            "the export does not keep; scores.csv gives the date (cancellation_scheduled)."
+        )
     levels = [summary.get("level_note"), summary.get("level_moved_note")]
     said = [
         *summary.get("quiet_week_notes", []),

@@ -42,7 +42,12 @@ from features.check import days_before, recent_quiet_week_notes, stale_from_days
 from features.config import ChurnDefinition
 from features.contract import Tables
 from features.io import atomic_dir
-from features.labels import lapsed_count, lapsed_customers, never_active_count
+from features.labels import (
+    lapsed_count,
+    lapsed_customers,
+    never_active_count,
+    scheduled_cancellations,
+)
 from features.prepared import as_of_timestamp
 from features.signals import build_features
 from reporting import formatting
@@ -439,10 +444,16 @@ def score_features(
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
 
-def write_model_scores_csv(model: ChurnModel, folder: Path, changes: bool = True) -> dict[str, str]:
+def write_model_scores_csv(
+    model: ChurnModel,
+    folder: Path,
+    changes: bool = True,
+    scheduled: pd.DataFrame | None = None,
+) -> dict[str, str]:
     """scores.csv beside the folder's scores.parquet, its bands in words and its typical
     customer's risk the model's (serving.handoff; changes: the columns of the change since a
-    previous run); returns the band ranges."""
+    previous run; scheduled: the customers whose cancellation the export holds already);
+    returns the band ranges."""
     ranges = formatting.band_ranges(model.band_thresholds)
     write_scores_csv(
         folder / SCORES_FILE,
@@ -450,6 +461,7 @@ def write_model_scores_csv(model: ChurnModel, folder: Path, changes: bool = True
         band_ranges=ranges,
         typical_probability=model.typical_probability(),
         changes=changes,
+        scheduled=scheduled,
     )
     return ranges
 
@@ -956,7 +968,14 @@ def run_scoring(
             scores_file.close()
             if contributions_file is not None:
                 contributions_file.close()
-        ranges = write_model_scores_csv(model, tmp)
+        leaving = scheduled_cancellations(tables, t)
+        ranges = write_model_scores_csv(model, tmp, scheduled=leaving)
+        if len(leaving):
+            log(
+                f"{len(leaving):,} customers have a cancellation scheduled in the export "
+                f"({leaving['churned_at'].min().date()} to {leaving['churned_at'].max().date()}): "
+                "scores.csv's cancellation_scheduled"
+            )
         scored = pa.concat_tables(slim).to_pandas()
         compared = (baseline[0], tmp / BASELINE_DIR) if baseline is not None else previous
         alerts = write_partition_alerts(tmp, t, compared, settings, ranges)
@@ -984,6 +1003,11 @@ def run_scoring(
             baseline[0].date().isoformat()
             if baseline is not None and compared_with_baseline(scored)
             else None
+        )
+        horizon_end = t + pd.Timedelta(days=config.churn.horizon_days)
+        summary["cancellations_scheduled"] = len(leaving)
+        summary["cancellations_scheduled_in_horizon"] = int(
+            (leaving["churned_at"] < horizon_end).sum()
         )
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)

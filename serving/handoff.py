@@ -13,6 +13,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score (a table's scores, `churn score-table`, have neither change column) |
 | level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
+| cancellation_scheduled | the date (YYYY-MM-DD) the export already holds this customer's cancellation for (a churned_at after the data's end: Chargebee's non_renewing, Stripe's cancel_at; features.labels.scheduled_cancellations), empty for the others; the column is there only when some customer has one |
 
 A customer with neither a reason nor a lower-risk reason (features at the typical customer's,
 or many small contributions none of which passes the rules for a reason) is said so, in
@@ -53,6 +54,7 @@ CSV_COLUMNS = [
     "change_pts",
     "level_change_pts",
 ]
+SCHEDULED_COLUMN = "cancellation_scheduled"
 NUMBER_COLUMNS = ("churn_probability_pct", "change_pts", "level_change_pts")
 CHANGE_COLUMNS = ("change_pts", "level_change_pts")
 _READ = [
@@ -170,22 +172,40 @@ def write_scores_csv(
     band_ranges: Mapping[str, str] | None = None,
     typical_probability: float | None = None,
     changes: bool = True,
+    scheduled: pd.DataFrame | None = None,
 ) -> int:
     """Write scores.csv (see the module docstring) from a partition's scores.parquet (a file,
     or the Spark engine's folder of part files); returns the number of customers written.
     band_ranges: the scoring model's bands in words (reporting.formatting.band_ranges);
     typical_probability: its typical customer's risk (handoff_table); changes: False leaves
     out change_pts and level_change_pts, for scores that have no previous run by nature (a
-    table scored once: two columns always empty say nothing)."""
+    table scored once: two columns always empty say nothing); scheduled: customer_id and
+    churned_at of the customers whose cancellation the export holds already
+    (features.labels.scheduled_cancellations), the cancellation_scheduled column when any."""
     source = ds.dataset(str(scores_parquet), format="parquet")
     names = [n for n in CSV_COLUMNS if changes or n not in CHANGE_COLUMNS]
+    dates = None
+    if scheduled is not None and len(scheduled):
+        names.append(SCHEDULED_COLUMN)
+        dates = pd.Series(
+            pd.to_datetime(scheduled["churned_at"]).dt.strftime("%Y-%m-%d").to_numpy(),
+            index=scheduled["customer_id"].astype(str).to_numpy(),
+        )
     schema = pa.schema([(n, pa.float64() if n in NUMBER_COLUMNS else pa.string()) for n in names])
     options = pacsv.WriteOptions(include_header=True, quoting_style="needed")
     present = [c for c in _READ if c in source.schema.names]
+
+    def rows_of(batch: pa.RecordBatch) -> pa.Table:
+        table = handoff_table(batch, band_ranges, typical_probability)
+        if dates is not None:
+            ids = batch.column("customer_id").to_pandas().astype(str)
+            table = table.append_column(
+                SCHEDULED_COLUMN, pa.array(ids.map(dates).to_numpy(), pa.string(), from_pandas=True)
+            )
+        return table.select(names).append_column("_p", batch.column("churn_probability"))
+
     parts = [
-        handoff_table(batch, band_ranges, typical_probability)
-        .select(names)
-        .append_column("_p", batch.column("churn_probability"))
+        rows_of(batch)
         for batch in source.to_batches(batch_size=batch_rows, columns=present)
         if batch.num_rows
     ]

@@ -1295,3 +1295,44 @@ def test_probabilities_that_hardly_differ_are_said_to_be_near_ties():
     weak = 1 / (1 + np.exp(-(0.5 + rng.normal(0, 0.3, 656))))
     assert near_tie_note(*probability_spread(weak)) is None
     assert near_tie_note(*probability_spread(np.array([]))) is None
+
+
+def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
+    small_champion, tmp_path
+):
+    """A subscription set to end at its term (Chargebee's non_renewing) carries its end as
+    churned_at, after the export's last record. It does not move the data's end, the customer
+    is scored like everyone else, and scores.csv and the report say the cancellation's date."""
+    from features.labels import scheduled_cancellations
+
+    tables = small_champion.tables
+    end = tables.data_end()
+    run_date = end.normalize() + pd.Timedelta(days=1)
+    current = tables.customers[tables.customers["churned_at"].isna()]["customer_id"].head(2)
+    soon, later = current.iloc[0], current.iloc[1]
+    customers = tables.customers.copy()
+    when = {soon: run_date + pd.Timedelta(days=12), later: run_date + pd.Timedelta(days=300)}
+    customers["churned_at"] = customers["customer_id"].map(when).fillna(customers["churned_at"])
+    noticed = dataclasses.replace(tables, customers=customers, cache={})
+    assert noticed.data_end() == end  # scheduled ends do not move it
+    leaving = scheduled_cancellations(noticed, run_date)
+    assert list(leaving["customer_id"]) == [soon, later]  # soonest first
+    # a run before the export's last day does not know of them (nor would it have then)
+    assert scheduled_cancellations(noticed, end.normalize() - pd.Timedelta(days=7)).empty
+
+    model, version = small_champion.champion.model, small_champion.champion.version
+    run = run_scoring(noticed, run_date, model, version, tmp_path, log=lambda _: None)
+    assert run.summary["cancellations_scheduled"] == 2
+    assert run.summary["cancellations_scheduled_in_horizon"] == 1
+    csv = pd.read_csv(run.partition / "scores.csv", dtype={"customer_id": str})
+    dated = csv.set_index("customer_id")["cancellation_scheduled"]
+    assert dated[soon] == when[soon].strftime("%Y-%m-%d")
+    assert dated[later] == when[later].strftime("%Y-%m-%d")
+    assert dated.notna().sum() == 2 and len(csv) == run.summary["customers_scored"]
+    assert (
+        "2 customers have a cancellation scheduled in the export (1 within"
+        in (run.partition / "report.html").read_text()
+    )
+    # without any, scores.csv has no such column (an always-empty column says nothing)
+    plain = run_scoring(tables, run_date, model, version, tmp_path / "b", log=lambda _: None)
+    assert "cancellation_scheduled" not in pd.read_csv(plain.partition / "scores.csv").columns

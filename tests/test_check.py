@@ -274,6 +274,11 @@ def test_a_value_that_is_99_percent_churned_by_chance_at_a_98_percent_rate_is_no
     activity = pd.DataFrame(
         {"customer_id": customers["customer_id"], "at": pd.Timestamp("2024-02-01"), "event": "buy"}
     )
+    # an active customer's order after the churn dates: they were observed (not scheduled)
+    later = pd.DataFrame(
+        {"customer_id": ["00999"], "at": [pd.Timestamp("2024-03-02")], "event": ["buy"]}
+    )
+    activity = pd.concat([activity, later], ignore_index=True)
     flags = flagged(validate_tables(customers=customers, activity=activity))
     assert "pay" not in flags
     assert "marks churned customers" in flags["export_flag"]

@@ -155,3 +155,30 @@ def test_failed_write_leaves_previous_folder_whole(tmp_path, monkeypatch):
         write_tables(tables, tmp_path / "data")
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_scheduled_cancellations_do_not_move_the_data_end():
+    """Chargebee's non_renewing subscriptions carry their term's end as cancelled_at: a churn
+    date months after the export's last record. It had put the data's end ten months ahead (and
+    the risk bands on that date's customers); now only observed ends count, a day's grace."""
+    from features.contract import scheduled_end_warning
+
+    people = customers(
+        churned_at=[pd.NaT, "2025-07-18"],  # b: scheduled, ten months after the export
+    )
+    tables = validate_tables(people, activity())
+    assert tables.data_end() == pd.Timestamp("2024-03-02")
+    assert tables.next_run_date() == pd.Timestamp("2024-03-03")
+    assert list(tables.scheduled_ends()) == ["churned_at"]
+    words = scheduled_end_warning(tables.customers, tables.records_end())
+    assert words.startswith("customers: 1 churned_at from 2025-07-18 to 2025-07-18 lie after")
+    assert "(2024-03-02)" in words and "'customer_id': 'b'" in words
+    # a cancellation processed within a day of the last record is observed, and ends the data
+    late = validate_tables(customers(churned_at=[pd.NaT, "2024-03-02 20:00"]), activity())
+    assert late.data_end() == pd.Timestamp("2024-03-02 20:00")
+    assert not late.scheduled_ends()
+    assert scheduled_end_warning(late.customers, late.records_end()) is None
+    # a customers table alone (signups and cancellations): its dates are all there is
+    alone = validate_tables(customers(churned_at=["2024-05-01", pd.NaT]), activity().iloc[:0])
+    assert alone.data_end() == pd.Timestamp("2024-05-01")
+    assert not alone.scheduled_ends()

@@ -56,7 +56,7 @@ sub_6,cus_D,basic,2024-02-15 12:00,2024-06-15 12:00
 """
 
 
-LOGINS = "customer,at\ncus_A,2024-05-01 10:00\ncus_C,2024-05-02 11:00\n"
+LOGINS = "customer,at\ncus_A,2024-05-01 10:00\ncus_C,2024-05-02 11:00\ncus_C,2024-06-20 09:00\n"
 
 
 def _import(tmp_path: Path, function: str):
