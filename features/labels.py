@@ -295,6 +295,21 @@ def never_active_count(tables: Tables, as_of: object, churn: ChurnDefinition) ->
     return int((current & ~ever_active_before(tables, as_of, churn)).sum())
 
 
+def never_active_signed_up_before_history(
+    tables: Tables, as_of: object, churn: ChurnDefinition
+) -> int:
+    """The customers of never_active_count who signed up before the data's first record
+    (Tables.history_start): a purchase of theirs before the export began is not in the data,
+    so they are not "not buyers yet" for sure (a shop's export from January held 1,073 such
+    customers who had bought in the year before). Contractual churn: 0."""
+    if churn.mode != "non_contractual":
+        return 0
+    current = current_mask(tables, as_of_timestamp(as_of))
+    never = current & ~ever_active_before(tables, as_of, churn)
+    early = (tables.customers["signup_at"] < tables.history_start()).to_numpy(dtype=bool)
+    return int((never & early).sum())
+
+
 def ever_active_before(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
     """Per customer (all of them): any qualifying activity before T."""
     t = as_of_timestamp(as_of).value

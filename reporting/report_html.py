@@ -755,7 +755,17 @@ def not_scored_note(
             f"{before:,} had some before, churned already under the churn definition{listed}"
         )
     if never:
-        parts.append(f"{never:,} never had any, not buyers yet")
+        early = int(summary.get("customers_never_active_before_history") or 0)
+        start = summary.get("history_start")
+        parts.append(
+            f"{never:,} never had any in the data, not buyers yet"
+            + (
+                f" ({early:,} of them signed up before its first record on {start}: a purchase "
+                "of theirs before that is not in the export)"
+                if early and start
+                else ""
+            )
+        )
     return f"{text}: {'; '.join(parts)}"
 
 

@@ -46,6 +46,7 @@ from features.labels import (
     lapsed_count,
     lapsed_customers,
     never_active_count,
+    never_active_signed_up_before_history,
     scheduled_cancellations,
 )
 from features.prepared import as_of_timestamp
@@ -1011,6 +1012,10 @@ def run_scoring(
         )
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)
+        summary["customers_never_active_before_history"] = never_active_signed_up_before_history(
+            tables, t, config.churn
+        )
+        summary["history_start"] = str(tables.history_start().date())
         if config.churn.mode == "non_contractual":
             lapsed = lapsed_customers(tables, t, config.churn)
             listed = write_lapsed_csv(lapsed, tmp / LAPSED_CSV, currency)

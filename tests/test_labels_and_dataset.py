@@ -8,7 +8,13 @@ import pytest
 
 from features.config import ChurnDefinition, FeatureConfig
 from features.dataset import build_training_set, observation_dates, parse_days, write_training_set
-from features.labels import build_labels, lapsed_count, lapsed_customers, never_active_count
+from features.labels import (
+    build_labels,
+    lapsed_count,
+    lapsed_customers,
+    never_active_count,
+    never_active_signed_up_before_history,
+)
 from features.signals import build_features
 from tests.factories import make_tables
 
@@ -190,14 +196,32 @@ def test_unscored_customers_who_never_qualified_are_told_apart_from_lapsed_ones(
     assert not_scored_note(summary, short, "2024-03-01") == (
         "2 customers without qualifying activity in the 10 days before 2024-03-01 (the model's "
         "lookback): 1 had some before, churned already under the churn definition; 1 never had "
-        "any, not buyers yet"
+        "any in the data, not buyers yet"
     )
     assert not_scored_note(
         {"customers_lapsed": 2, "customers_never_active": 2}, only_login, "2024-03-01"
     ) == (
         "2 customers without 'login' activity in the 30 days before 2024-03-01 (the model's "
-        "lookback): 2 never had any, not buyers yet"
+        "lookback): 2 never had any in the data, not buyers yet"
     )
+    # who signed up before the export's first record may have bought before it
+    early = {"customers_never_active_before_history": 1, "history_start": "2024-01-01"}
+    assert not_scored_note(
+        {"customers_lapsed": 2, "customers_never_active": 2, **early}, only_login, "2024-03-01"
+    ).endswith(
+        "2 never had any in the data, not buyers yet (1 of them signed up before its first "
+        "record on 2024-01-01: a purchase of theirs before that is not in the export)"
+    )
+    # the export's first record is 2024-02-01; both never-login customers signed up in January
+    assert tables.history_start() == pd.Timestamp("2024-02-01")
+    assert never_active_signed_up_before_history(tables, "2024-03-01", only_login) == 2
+    late = make_tables(
+        [{**c, "signup_at": "2024-02-10"} for c in CUSTOMERS if c["customer_id"] != "new"],
+        [a for a in ACTIVITY if a["customer_id"] != "new"],
+    )
+    assert never_active_count(late, "2024-03-01", only_login) == 2
+    assert never_active_signed_up_before_history(late, "2024-03-01", only_login) == 0
+    assert never_active_signed_up_before_history(tables, "2024-03-01", short.__class__()) == 0
     assert run_notes({"customers_lapsed": 2, "customers_never_active": 0}) == [
         "Not scored: 2 customers without qualifying activity in the model's lookback window: "
         "2 had some before, churned already under the churn definition."
