@@ -457,12 +457,25 @@ def metrics_command(
         typer.echo(
             f"small: fewer than {min_group_size} customers at start; read with the interval."
         )
+    if "clv" in result and result["clv"].notna().any():
+        typer.echo(clv_margin_note(gross_margin))
     if out is not None:
         _write_table(result, out)
         typer.echo(f"wrote {out}")
     if plot is not None:
         plot_metrics_by_segment(result, plot, subscription=mode == "contractual")
         typer.echo(f"wrote {plot}")
+
+
+def clv_margin_note(gross_margin: float) -> str:
+    """What the lifetime value counts: with the default margin of 100 % it is revenue, not
+    value (a meal-kit shop's "CLV €111" was about three times its value, and nothing said so)."""
+    if gross_margin >= 1.0:
+        return (
+            "CLV: revenue per customer over its expected lifetime, at a gross margin of 100 % "
+            "(the default): give --gross-margin (e.g. 0.3) for the value the revenue leaves"
+        )
+    return f"CLV: at a gross margin of {gross_margin:.0%} of the revenue (--gross-margin)"
 
 
 # --------------------------------------------------------------------------- retention

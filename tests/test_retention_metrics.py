@@ -1439,3 +1439,31 @@ def test_a_long_cohort_table_fits_a_terminal_and_says_what_it_left_out():
         pd.DataFrame(few), "unbounded", "month", "month", "signup", None, T("2023-05-01")
     )
     assert "not shown" not in format_retention(small)
+
+
+def test_lifetime_value_says_the_gross_margin_it_counts():
+    """A meal-kit shop's "CLV €111" was revenue at the default margin of 100 %: said, with
+    the option that turns it into value."""
+    from churn.cli_metrics import clv_margin_note
+
+    assert "gross margin of 100 % (the default)" in clv_margin_note(1.0)
+    assert "--gross-margin" in clv_margin_note(1.0)
+    assert clv_margin_note(0.3) == "CLV: at a gross margin of 30% of the revenue (--gross-margin)"
+
+
+def test_the_metrics_command_says_the_margin_under_a_measured_clv(tmp_path):
+    from typer.testing import CliRunner
+
+    from churn.cli import app
+    from ingest.demo_data import DemoConfig, write_demo
+
+    write_demo(tmp_path / "data", DemoConfig(n_customers=300, seed=2, months=8))
+    args = ["metrics", "--data", str(tmp_path / "data"), "--from", "2023-05-01",
+            "--to", "2023-07-01"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "CLV: revenue per customer over its expected lifetime, at a gross margin of 100 %" in (
+        result.output
+    )
+    margin = CliRunner().invoke(app, [*args, "--gross-margin", "0.4"])
+    assert "CLV: at a gross margin of 40% of the revenue" in margin.output
