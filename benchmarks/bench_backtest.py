@@ -63,7 +63,12 @@ from ingest.online_retail import (
     read_online_retail,
 )
 from training.config import TrainConfig
-from training.evaluation import binary_metrics, fit_logistic_baseline, logistic_scores
+from training.evaluation import (
+    binary_metrics,
+    bootstrap_intervals,
+    fit_logistic_baseline,
+    logistic_scores,
+)
 from training.gate import GateRules, data_problems, judge
 from training.pipeline import default_dates, fit_from_tables
 from training.simple_model import fit_simple_model, simple_model_gate
@@ -286,6 +291,7 @@ def run_cut(
     result["level_shift"] = float(model.level_shift(rows, cut)[0]) if model.seasonal_level else 0.0
     _values, counts = np.unique(scores["project"], return_counts=True)
     result["max_tie_share"] = counts.max() / len(y)
+    result.update(difference_intervals(y, scores, rows["customer_id"].to_numpy()))
     holdout = fitted.evaluation.holdout
     lo, hi = holdout.intervals.get("candidate", {}).get("roc_auc", (np.nan, np.nan))
     result.update(
@@ -300,6 +306,32 @@ def run_cut(
         trained_until=fitted.refit.trained_until,
     )
     return result
+
+
+DIFFERENCE_REPS = 500  # bootstrap resamples of the customers scored at a cut
+
+
+def difference_intervals(
+    y: np.ndarray, scores: dict[str, np.ndarray], customers: np.ndarray
+) -> dict:
+    """95 % intervals, by a bootstrap over the customers scored at the cut, of the project's ROC
+    AUC minus the better analyst model's (the one that scored higher at this cut: the
+    comparison the target is judged by) and, on demo data, of the truth's minus the project's.
+    A difference whose interval holds 0 is one these customers cannot tell from none."""
+    analyst = max(
+        ("rfm_lightgbm", "rfm_logistic"), key=lambda s: binary_metrics(y, scores[s])["roc_auc"]
+    )
+    compared = {"candidate": scores["project"], "analyst": scores[analyst]}
+    if "truth" in scores:
+        compared["truth"] = scores["truth"]
+    _, differences = bootstrap_intervals(y, compared, customers, reps=DIFFERENCE_REPS)
+    out = {"best_analyst": analyst}
+    lo, hi = differences.get("analyst", (np.nan, np.nan))
+    out["over_analyst_lo"], out["over_analyst_hi"] = lo, hi
+    if "truth" in differences:  # candidate minus truth -> truth minus candidate
+        lo, hi = differences["truth"]
+        out["truth_gap_lo"], out["truth_gap_hi"] = -hi, -lo
+    return out
 
 
 def registered_champion(seen: Tables, fitted, train_rows: pd.DataFrame, config: TrainConfig):
@@ -512,9 +544,12 @@ def shapes_summary(results: list[dict]) -> str:
     """The project minus the better analyst model over the cuts: mean, worst, how many below."""
     frame = pd.DataFrame(results)
     over = over_analyst(frame)
+    clearly_below = int((frame["over_analyst_hi"] < 0).sum()) if "over_analyst_hi" in frame else 0
+    clearly_above = int((frame["over_analyst_lo"] > 0).sum()) if "over_analyst_lo" in frame else 0
     return (
         f"project minus best analyst model over {len(frame)} cuts: mean {over.mean():+.4f}, "
-        f"worst {over.min():+.4f}, below at {int((over < 0).sum())}"
+        f"worst {over.min():+.4f}, below at {int((over < 0).sum())}; the 95 % interval of the "
+        f"difference below 0 at {clearly_below}, above 0 at {clearly_above}"
     )
 
 
@@ -544,6 +579,10 @@ def demo_summary(results: list[dict]) -> pd.DataFrame:
                 f"within_{TRUTH_TARGET}": int((gaps <= TRUTH_TARGET).sum()),
                 "project_minus_best_analyst_mean": part["over_analyst"].mean(),
                 "below_analyst": int((part["over_analyst"] < 0).sum()),
+                # seeds whose interval of the gap lies wholly beyond the target
+                f"beyond_{TRUTH_TARGET}_clearly": int((part["truth_gap_lo"] > TRUTH_TARGET).sum())
+                if "truth_gap_lo" in part
+                else 0,
                 "registered_not_lightgbm": int((part["registered"] != "lightgbm").sum()),
                 "truth_minus_registered_mean": part["registered_gap"].mean(),
             }
@@ -556,6 +595,11 @@ def _print_row(row: dict) -> None:
     print(
         f"{row['data']:<10} h={row['horizon']:>3} cut {row['cut']}: project AUC "
         f"{row['project_auc']:.4f} vs best analyst model {best:.4f}"
+        + (
+            f" (difference 95 % {row['over_analyst_lo']:+.4f}..{row['over_analyst_hi']:+.4f})"
+            if "over_analyst_lo" in row
+            else ""
+        )
         + (f", truth {row['truth_auc']:.4f}" if "truth_auc" in row else "")
         + f"; its logistic baseline {row['project_logistic_auc']:.4f}"
         + f"; registered: {row['registered']}"
@@ -576,6 +620,7 @@ def table(results: list[dict]) -> pd.DataFrame:
         cols += [f"{s}_{metric}" for s in SCORES if f"{s}_{metric}" in frame]
     cols += [f"{s}_{m}" for s in CALIBRATED for m in ("log_loss", "ece")]
     cols += ["project_mean", "project_calibrated_mean", "churn_rate"]
+    cols += ["best_analyst", "over_analyst_lo", "over_analyst_hi", "truth_gap_lo", "truth_gap_hi"]
     cols += ["registered", "backtest_auc", "backtest_ci", "backtest_logistic_auc", "rounds_backtest",
              "rounds_hindsight", "rounds", "leaves", "max_tie_share", "trained_until", "fit_s"]  # fmt: skip
     return frame[[c for c in cols if c in frame]]
