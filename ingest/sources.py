@@ -361,7 +361,7 @@ def _json_batches(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Recor
         reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=BLOCK_BYTES))
         for batch in reader:
             done += batch.num_rows
-            yield batch
+            yield flattened(batch)
         return
     except pa.ArrowInvalid as err:
         if "changed from" not in str(err):
@@ -393,12 +393,37 @@ def _json_lines_as_read(path: Path, skip: int, batch_rows: int) -> Iterator[pa.R
                 raise SourceError(
                     f"'{path.name}' line {number} is not a JSON object: {line[:200]!r}"
                 )
-            rows.append(record)
+            rows.append(_flat_record(record))
             if len(rows) >= batch_rows:
                 yield _records_batch(rows)
                 rows = []
     if rows:
         yield _records_batch(rows)
+
+
+def flattened(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch whose nested objects are columns of their own, named by their path
+    ("groups.company_id"): Amplitude's and Segment's B2B exports keep the account's id in a
+    nested object, and a mapping could not name it without a SQL query."""
+    if not any(pa.types.is_struct(f.type) for f in batch.schema):
+        return batch
+    table = pa.Table.from_batches([batch])
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    batches = table.combine_chunks().to_batches()
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+
+def _flat_record(record: dict, prefix: str = "") -> dict:
+    """A JSON object with its nested objects' keys as paths, as flattened does for a batch."""
+    out: dict = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flat_record(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 def _records_batch(rows: list[dict]) -> pa.RecordBatch:

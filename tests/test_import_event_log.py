@@ -154,3 +154,50 @@ def test_text_after_the_first_blocks_continues_from_the_line_pyarrow_stopped_at(
     assert counts.to_dict() == {"0043": 40, "0042": 3}  # every line once, none skipped
     churned = tables.customers.set_index("customer_id")["churned_at"]
     assert churned["0042"] == pd.Timestamp("2018-10-08 12:00")
+
+
+NESTED = """
+[customers]
+source = "events.jsonl"
+[customers.columns]
+customer_id = "groups.company_id"
+signup_at = { column = "event_time", format = "%Y-%m-%d %H:%M:%S.%f" }
+[customers.aggregate]
+by = ["customer_id"]
+signup_at = "min"
+
+[activity]
+source = "events.jsonl"
+[activity.columns]
+customer_id = "groups.company_id"
+at = { column = "event_time", format = "%Y-%m-%d %H:%M:%S.%f" }
+event = "event_type"
+user_id = "user_id"
+"""
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_a_nested_key_is_named_by_its_path(tmp_path, mixed):
+    """Amplitude's B2B export keeps the account in a nested object ("groups": {"company_id":
+    "007"}): the mapping names it "groups.company_id", read by pyarrow and, where a key's
+    values mix JSON types, line by line; the id keeps its leading zeros."""
+    events = [
+        {"user_id": "u1", "event_type": "login", "event_time": "2024-03-05 14:02:11.123456",
+         "groups": {"company_id": "007", "plan": {"name": "growth"}}},
+        {"user_id": "u2", "event_type": "report", "event_time": "2024-03-06 09:00:00.000001",
+         "groups": {"company_id": "008", "plan": {"name": "starter"}}},
+        {"user_id": "u1", "event_type": "export", "event_time": "2024-03-07 10:30:00.5",
+         "groups": {"company_id": "007", "plan": {"name": "growth"}}},
+    ]  # fmt: skip
+    if mixed:  # a later tracker writes the plan as text: read line by line from there
+        events[2]["groups"]["plan"] = "growth"
+    tables, _ = run_import(load_mapping(_log(tmp_path, events, NESTED)), tmp_path)
+    assert tables.activity["customer_id"].tolist() == ["007", "008", "007"]
+    assert tables.customers["customer_id"].tolist() == ["007", "008"]
+    assert tables.activity["user_id"].tolist() == ["u1", "u2", "u1"]
+    missing = NESTED.replace('event = "event_type"', 'event = "groups.kind"')
+    (tmp_path / "m2").mkdir()
+    with pytest.raises(
+        ContractError, match=r"'groups\.kind' is not in the source \(it has: .*'groups\.company_id'"
+    ):
+        run_import(load_mapping(_log(tmp_path / "m2", events, missing)), tmp_path / "m2")
