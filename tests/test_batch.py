@@ -723,6 +723,22 @@ def test_no_payment_is_said_once_not_again_as_no_paid_period():
     ]
 
 
+def test_no_payment_is_said_once_not_again_as_no_revenue():
+    """A B2B export's trials read "No payment recorded yet" and "No revenue so far" one under
+    the other: one fact. With payments, the revenue over the whole history is its own fact."""
+    names = ["revenue_total", "days_since_last_payment", "tenure_days"]
+    values = pd.DataFrame(
+        {"revenue_total": [0.0, 1440.0], "days_since_last_payment": [np.nan, 30.0],
+         "tenure_days": [14.0, 400.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.2, 0.1], [0.3, 0.2, 0.1]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [d["reason"] for d in got[0]][:1] == ["No payment recorded yet"]
+    assert got[0][0]["contribution"] == pytest.approx(0.5)
+    assert "No revenue so far" not in [d["reason"] for d in got[0]]
+    assert [d["feature"] for d in got[1]][:2] == ["revenue_total", "days_since_last_payment"]
+
+
 def test_the_last_payment_says_the_period_it_paid_for_once():
     """An annual plan near its renewal: "Last payment 12 months ago" and "Paid period ends in 11
     days" were two reasons for one fact (a B2B export's riskiest accounts)."""

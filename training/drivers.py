@@ -224,12 +224,14 @@ SAME_FACT = {
 # The same, on the rows where the holder is missing: without a last NPS response there is no
 # average and no count either, and "No NPS response yet" is one fact (and "No review yet").
 # Without any payment, "No paid period recorded yet" is "No payment recorded yet" again (1,407
-# prepaid subscribers of a mobile operator read it as a reason).
+# prepaid subscribers of a mobile operator read it as a reason), and so is "No revenue so far"
+# (a B2B export's trials read both, one under the other).
 SAME_FACT_WHEN_MISSING = {
     "nps_mean": "nps_last",
     "nps_responses": "nps_last",
     "reviews": "review_mean",
     PAID_PERIOD: PAYMENT_RECENCY,
+    "revenue_total": PAYMENT_RECENCY,
 }
 # The same, on the rows where both are known: the last payment's sentence states the end of the
 # period it paid for ("Last payment 12 months ago, for a period that ends in 11 days": an
