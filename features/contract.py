@@ -248,7 +248,6 @@ def scheduled_end_warning(customers: pd.DataFrame, records_end: pd.Timestamp | N
     found = scheduled_end_rows(customers, records_end)
     if not found:
         return None
-    records = records_end
     parts = []
     example = None
     for column, later in found.items():
@@ -259,10 +258,10 @@ def scheduled_end_warning(customers: pd.DataFrame, records_end: pd.Timestamp | N
         example = example or _example(customers, later)
     return (
         f"customers: {' and '.join(parts)} lie after the export's last record "
-        f"({pd.Timestamp(records).date()}), so the export cannot have seen them happen: they "
-        "are scheduled ends (a subscription set to end at its term: Chargebee's non_renewing, "
-        "Stripe's cancel_at). They do not move the data's end, and each counts as churn only "
-        f"from its date on; example row: {example}"
+        f"({pd.Timestamp(records_end).date()}), so the export cannot have seen them happen: "
+        "they are scheduled ends (a subscription set to end at its term: Chargebee's "
+        "non_renewing, Stripe's cancel_at). They do not move the data's end, and each takes "
+        f"effect only from its date on; example row: {example}"
     )
 
 

@@ -191,9 +191,11 @@ def _run(
         sink.add("activity", 0, empty_table("activity"))
     report.describe(summaries, customers["customer_id"])
     report.notes += unread_column_notes(mapping)
-    lasts = [s.last for s in summaries.values() if s.last is not None and pd.notna(s.last)]
-    scheduled = scheduled_end_warning(customers, max(lasts) if lasts else None)
-    report.warnings += [scheduled] if scheduled else []
+    # as Tables.scheduled_ends: only where activity, feedback or revenue rows tell the export's end
+    if any(s.rows for name, s in summaries.items() if name != "customers"):
+        lasts = [s.last for s in summaries.values() if s.last is not None and pd.notna(s.last)]
+        scheduled = scheduled_end_warning(customers, max(lasts) if lasts else None)
+        report.warnings += [scheduled] if scheduled else []
     report.warnings += [w for source in report.sources for w in source.warnings]
     mixed = mixed_totals_note(mapping)
     report.warnings += [mixed] if mixed else []
@@ -247,14 +249,16 @@ def unread_column_notes(mapping: Mapping) -> list[str]:
     declared = set(features.get("customer_attributes", []) or [])
     declared |= set(features.get("date_attributes", []) or [])
     declared |= {features["seats_attribute"]} if features.get("seats_attribute") else set()
-    segments = [
-        spec.name
-        for source in mapping.tables.get("customers", ())
-        for spec in source.columns
-        if spec.name not in RESERVED_CUSTOMER_COLUMNS and spec.name not in declared
-    ]
+    segments = list(
+        dict.fromkeys(
+            spec.name
+            for source in mapping.tables.get("customers", ())
+            for spec in source.columns
+            if spec.name not in RESERVED_CUSTOMER_COLUMNS and spec.name not in declared
+        )
+    )
     if segments:
-        names = ", ".join(f"'{n}'" for n in dict.fromkeys(segments))
+        names = ", ".join(f"'{n}'" for n in segments)
         notes.append(
             f"customers column{'s' if len(segments) > 1 else ''} {names} "
             f"{'are segments' if len(segments) > 1 else 'is a segment'} of the reports "

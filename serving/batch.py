@@ -970,6 +970,7 @@ def run_scoring(
             if contributions_file is not None:
                 contributions_file.close()
         leaving = scheduled_cancellations(tables, t)
+        leaving = leaving[leaving["customer_id"].isin(features["customer_id"])]  # the scored
         ranges = write_model_scores_csv(model, tmp, scheduled=leaving)
         if len(leaving):
             log(
