@@ -224,12 +224,11 @@ def scheduled_cancellations(tables: Tables, as_of: object) -> pd.DataFrame:
     )
     if "churned_at" not in tables.customers or t < tables.data_end().normalize():
         return empty
-    later = tables.scheduled_ends().get("churned_at")
-    if later is None:
-        return empty
-    current = current_mask(tables, t)
-    rows = tables.customers.loc[later & current, ["customer_id", "churned_at"]]
-    rows = rows[rows["churned_at"] >= t]
+    # after the data's end is scheduled (features.contract.observed_end), as the Spark engine
+    # reads it (features.spark_engine.scheduled_cancellations)
+    churned = tables.customers["churned_at"]
+    later = ((churned > tables.data_end()) & (churned >= t)).to_numpy(dtype=bool, na_value=False)
+    rows = tables.customers.loc[later & current_mask(tables, t), ["customer_id", "churned_at"]]
     return rows.sort_values(["churned_at", "customer_id"], kind="stable").reset_index(drop=True)
 
 

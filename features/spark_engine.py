@@ -529,6 +529,39 @@ def current_never_active(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp)
     return int(ids.join(active.select("customer").distinct(), "customer", "left_anti").count())
 
 
+def scheduled_cancellations(plan: Plan, as_of: pd.Timestamp) -> pd.DataFrame:
+    """features.labels.scheduled_cancellations on Spark: the current customers whose churned_at
+    lies after the data's end (plan.observed_until, features.contract.observed_end) and not
+    before T, soonest first, at a run on or after the data's last day. One Spark job; the few
+    rows come to the driver (scores.csv's cancellation_scheduled)."""
+    from pyspark.sql import functions as F
+
+    empty = pd.DataFrame(
+        {"customer_id": pd.Series([], dtype="string"), "churned_at": pd.Series([], dtype="M8[ns]")}
+    )
+    customers, info = plan.frames["customers"], plan.infos["customers"]
+    end = plan.observed_until
+    t = as_of_timestamp(as_of)
+    if "churned_at" not in customers.columns or end is None or t < end.normalize():
+        return empty
+    churned = _as_ns(customers, info, "churned_at")
+    rows = _current(plan, as_of).where(
+        churned.isNotNull() & (churned > F.lit(end.value)) & (churned >= F.lit(t.value))
+    )
+    found = rows.select(
+        _customer_key(rows, "customers").alias("customer_id"), churned.alias("at")
+    ).toPandas()
+    if found.empty:
+        return empty
+    out = pd.DataFrame(
+        {
+            "customer_id": found["customer_id"].astype("string"),
+            "churned_at": pd.to_datetime(found["at"].astype("int64"), unit="ns"),
+        }
+    )
+    return out.sort_values(["churned_at", "customer_id"], kind="stable").reset_index(drop=True)
+
+
 def lapsed_buyers(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> pd.DataFrame:
     """features.labels.lapsed_customers on Spark: the current customers with qualifying activity
     before T and none in the lookback window [T - lookback, T), with the last qualifying event's

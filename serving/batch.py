@@ -1013,10 +1013,10 @@ def run_scoring(
         )
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)
-        summary["customers_never_active_before_history"] = never_active_signed_up_before_history(
-            tables, t, config.churn
-        )
-        summary["history_start"] = str(tables.history_start().date())
+        early = never_active_signed_up_before_history(tables, t, config.churn)
+        if early:  # the pandas engine's alone (the Spark engine does not split them yet)
+            summary["customers_never_active_before_history"] = early
+            summary["history_start"] = str(tables.history_start().date())
         if config.churn.mode == "non_contractual":
             lapsed = lapsed_customers(tables, t, config.churn)
             listed = write_lapsed_csv(lapsed, tmp / LAPSED_CSV, currency)

@@ -49,6 +49,7 @@ from features.spark_engine import (
     write_bytes,
     write_parquet,
 )
+from features.spark_engine import scheduled_cancellations as spark_scheduled_cancellations
 from reporting.report_html import write_partition_report
 from retention.metrics import combine_segment_sums, segment_labels
 from serving.alerts import write_partition_alerts
@@ -446,7 +447,17 @@ def spark_run_scoring(
                 "folder only, not to " + tmp
             )
         else:
-            ranges = write_model_scores_csv(model, local)
+            leaving = spark_scheduled_cancellations(plan, t)
+            if len(leaving):  # the scored among them (a few rows; the scored stay in Spark)
+                ids = spark.createDataFrame(leaving[["customer_id"]].astype(str))
+                found = ids.join(customers.select("customer_id"), "customer_id").toPandas()
+                leaving = leaving[leaving["customer_id"].astype(str).isin(found["customer_id"])]
+            ranges = write_model_scores_csv(model, local, scheduled=leaving)
+            horizon_end = t + pd.Timedelta(days=config.churn.horizon_days)
+            summary["cancellations_scheduled"] = len(leaving)
+            summary["cancellations_scheduled_in_horizon"] = int(
+                (leaving["churned_at"] < horizon_end).sum()
+            )
             against: tuple[pd.Timestamp, Path | pd.DataFrame] | None = None
             if previous is not None:
                 against = (previous[0], Path(local_folder(previous[1]) or previous[1]))

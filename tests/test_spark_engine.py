@@ -478,3 +478,33 @@ def test_a_stale_export_is_named_the_same_by_both_engines(spark, demo, tmp_path)
     said = recent_quiet_week_notes(days_before(early, run)[1], run)
     assert len(said) == 1 and f"quiet week, {monday.date()} .. " in said[0]
     assert recent_quiet_week_notes(counts, run) == said
+
+
+def test_scheduled_cancellations_and_the_data_end_are_the_pandas_engines(spark, demo, tmp_path):
+    """A churned_at after the export's last record (a subscription set to end at its term):
+    both engines keep it out of the data's end and list the same customers at a run."""
+    from features.io import write_tables
+    from features.labels import scheduled_cancellations
+    from features.spark_engine import plan_run
+    from features.spark_engine import scheduled_cancellations as on_spark
+
+    tables = load_tables(demo)
+    end = tables.data_end()
+    run = end.normalize() + pd.Timedelta(days=1)
+    current = tables.customers[tables.customers["churned_at"].isna()]["customer_id"].head(3)
+    when = dict(zip(current, [run + pd.Timedelta(days=d) for d in (40, 9, 300)], strict=True))
+    customers = tables.customers.assign(
+        churned_at=tables.customers["customer_id"].map(when).fillna(tables.customers["churned_at"])
+    )
+    noticed = replace(tables, customers=customers, cache={})
+    write_tables(noticed, tmp_path / "noticed")
+    config = resolve_config(noticed, config_for_data(demo), run)
+    plan = plan_run(spark, str(tmp_path / "noticed"), config, until=run)
+    assert noticed.data_end() == end == plan.observed_until
+    expected = scheduled_cancellations(noticed, run)
+    assert list(expected["customer_id"]) == [current.iloc[1], current.iloc[0], current.iloc[2]]
+    got = on_spark(plan, run)
+    pd.testing.assert_frame_equal(
+        got.astype({"customer_id": str}), expected.astype({"customer_id": str}), check_dtype=False
+    )
+    assert on_spark(plan, end.normalize() - pd.Timedelta(days=7)).empty
