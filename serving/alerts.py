@@ -7,8 +7,10 @@ A customer is an alert when, since the previous weekly partition,
 - ``new_high``: it is in the high band and was not scored at the previous run (a new customer,
   or one back from a lapse): a grocery's "entered the high band" held 674 new buyers of 895;
 - ``rose``: its probability rose by at least ``alert_rise_points`` percentage points of its
-  own: the part the churn level of the time of year made (the partition's ``level_delta``,
-  serving.batch.level_change) moves every customer at once and does not count;
+  own, and it is in a band of ``alert_rise_bands`` now (high and medium by default: a rise
+  that leaves a customer in the low band asks nothing of anyone yet): the part the churn
+  level of the time of year made (the partition's ``level_delta``, serving.batch.level_change)
+  moves every customer at once and does not count;
 - ``new_top_reason``: its top driver (the feature raising its risk most) changed while its
   risk rose by at least ``alert_new_reason_points`` net of the level (two drivers of equal
   weight trade places as a week passes: no news), counted in the bands of
@@ -263,7 +265,8 @@ def find_alerts(
     level = np.where(known, np.nan_to_num(level, nan=0.0), np.nan)
     # Rounded: 0.2 -> 0.3 is 9.999999999999998 points in floating point, and it is 10.
     net = np.round(change - np.nan_to_num(level), 9)
-    rose = known & (net >= config.alert_rise_points)
+    rising_bands = now["risk_band"].isin(config.alert_rise_bands).to_numpy()
+    rose = known & (net >= config.alert_rise_points) & rising_bands
     # Into the high band by a real rise, not a step over its threshold (ScoringConfig); with
     # nothing at all to compare with, the whole high band (said as such on a first run).
     entered_high = high & ~was_high & (known & (net >= config.alert_entered_high_points))

@@ -4,6 +4,7 @@ the data folder's config.toml, beside [features] and [training]).
 ```toml
 [scoring]
 alert_rise_points = 10.0          # a rise of at least this many percentage points is an alert
+alert_rise_bands = ["high", "medium"]  # ... for a customer in these bands now
 alert_entered_high_points = 1.0    # an entry into the high band needs a rise of this many
 alert_new_reason_bands = ["high"]  # bands in which a new top reason is an alert
 alert_new_reason_points = 1.0      # ... where the risk rose by at least this many points
@@ -32,9 +33,13 @@ class ScoringConfig:
     "entered high" from 96.47 % to 96.55 %, a step over the band's threshold that is jitter.
     So a new top reason needs a rise of at least alert_new_reason_points: a purchase log's
     riskiest had "new top reasons" at +0.1 points, two drivers of equal weight trading places
-    as a week passed ("Average order of $4.79", then "No activity in the last 50 days")."""
+    as a week passed ("Average order of $4.79", then "No activity in the last 50 days").
+    A rise is an alert for a customer in the bands of alert_rise_bands now (by default high
+    and medium): in a shop where most customers leave, 71 of a first run's 84 "risk rose"
+    alerts were customers still in the low band, who churned less often than the average."""
 
     alert_rise_points: float = 10.0
+    alert_rise_bands: tuple[str, ...] = ("high", "medium")
     alert_entered_high_points: float = 1.0
     alert_new_reason_bands: tuple[str, ...] = ("high",)
     alert_new_reason_points: float = 1.0
@@ -54,13 +59,13 @@ class ScoringConfig:
                     f"[scoring] {name} must be a number of percentage points in [0, 100], "
                     f"got {step!r}"
                 )
-        bands = self.alert_new_reason_bands
-        if isinstance(bands, str) or any(b not in BANDS for b in bands):
-            raise ValueError(
-                f"[scoring] alert_new_reason_bands must be a list of bands from {list(BANDS)}, "
-                f"got {bands!r}"
-            )
-        object.__setattr__(self, "alert_new_reason_bands", tuple(bands))
+        for name in ("alert_new_reason_bands", "alert_rise_bands"):
+            bands = getattr(self, name)
+            if isinstance(bands, str) or any(b not in BANDS for b in bands):
+                raise ValueError(
+                    f"[scoring] {name} must be a list of bands from {list(BANDS)}, got {bands!r}"
+                )
+            object.__setattr__(self, name, tuple(bands))
         currency = self.currency
         if currency is not None and (not isinstance(currency, str) or not currency.strip()):
             raise ValueError(f"[scoring] currency must be a code such as 'EUR', got {currency!r}")
