@@ -402,27 +402,36 @@ def _json_lines_as_read(path: Path, skip: int, batch_rows: int) -> Iterator[pa.R
 
 
 def flattened(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A batch whose nested objects are columns of their own, named by their path
+    """A batch whose nested objects' keys are also columns of their own, named by their path
     ("groups.company_id"): Amplitude's and Segment's B2B exports keep the account's id in a
-    nested object, and a mapping could not name it without a SQL query."""
+    nested object, and a mapping could not name it without a SQL query. The object itself stays
+    a column too (a mapping may keep it as it is)."""
     if not any(pa.types.is_struct(f.type) for f in batch.schema):
         return batch
-    table = pa.Table.from_batches([batch])
-    while any(pa.types.is_struct(f.type) for f in table.schema):
-        table = table.flatten()
-    batches = table.combine_chunks().to_batches()
-    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+    names: list[str] = []
+    arrays: list[pa.Array] = []
+
+    def add(name: str, array: pa.Array) -> None:
+        names.append(name)
+        arrays.append(array)
+        if pa.types.is_struct(array.type):  # children with the parent's nulls (flatten)
+            for field, child in zip(array.type, array.flatten(), strict=True):
+                add(f"{name}.{field.name}", child)
+
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        add(name, column)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def _flat_record(record: dict, prefix: str = "") -> dict:
-    """A JSON object with its nested objects' keys as paths, as flattened does for a batch."""
+    """A JSON object with its nested objects' keys also under their paths, as flattened does
+    for a batch (the object itself kept, read as text)."""
     out: dict = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
+        out[name] = value
         if isinstance(value, dict) and value:
             out.update(_flat_record(value, f"{name}."))
-        else:
-            out[name] = value
     return out
 
 
