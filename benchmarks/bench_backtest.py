@@ -291,7 +291,7 @@ def run_cut(
     result["level_shift"] = float(model.level_shift(rows, cut)[0]) if model.seasonal_level else 0.0
     _values, counts = np.unique(scores["project"], return_counts=True)
     result["max_tie_share"] = counts.max() / len(y)
-    result.update(difference_intervals(y, scores, rows["customer_id"].to_numpy()))
+    result.update(difference_intervals(y, scores, rows["customer_id"].to_numpy(), result))
     holdout = fitted.evaluation.holdout
     lo, hi = holdout.intervals.get("candidate", {}).get("roc_auc", (np.nan, np.nan))
     result.update(
@@ -312,15 +312,14 @@ DIFFERENCE_REPS = 500  # bootstrap resamples of the customers scored at a cut
 
 
 def difference_intervals(
-    y: np.ndarray, scores: dict[str, np.ndarray], customers: np.ndarray
+    y: np.ndarray, scores: dict[str, np.ndarray], customers: np.ndarray, measured: dict
 ) -> dict:
     """95 % intervals, by a bootstrap over the customers scored at the cut, of the project's ROC
-    AUC minus the better analyst model's (the one that scored higher at this cut: the
-    comparison the target is judged by) and, on demo data, of the truth's minus the project's.
-    A difference whose interval holds 0 is one these customers cannot tell from none."""
-    analyst = max(
-        ("rfm_lightgbm", "rfm_logistic"), key=lambda s: binary_metrics(y, scores[s])["roc_auc"]
-    )
+    AUC minus the better analyst model's (the one that scored higher at this cut, by the ROC
+    AUCs in `measured`: the comparison the target is judged by) and, on demo data, of the
+    truth's minus the project's. A difference whose interval holds 0 is one these customers
+    cannot tell from none."""
+    analyst = max(("rfm_lightgbm", "rfm_logistic"), key=lambda s: measured[f"{s}_auc"])
     compared = {"candidate": scores["project"], "analyst": scores[analyst]}
     if "truth" in scores:
         compared["truth"] = scores["truth"]

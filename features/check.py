@@ -31,7 +31,6 @@ from features.contract import (
     TIMESTAMP_COLUMNS,
     Tables,
     plain_value,
-    scheduled_end_warning,
 )
 from features.dictionary import attribute_value_text, describe
 from features.labels import (
@@ -285,7 +284,7 @@ def check_tables(
     report.churned_means = churned_ever_words(tables, config)
     report.findings += _churn_findings(report, tables, config, training_dates)
     report.findings += _lifecycle_findings(tables, churn, config.activity_totals)
-    scheduled = scheduled_end_warning(tables.customers, tables.records_end())
+    scheduled = tables.scheduled_end_warning()
     if scheduled:
         report.findings.append(
             Finding("warning", "scheduled_ends", scheduled, "customers", "churned_at")

@@ -172,8 +172,7 @@ class Tables:
     def data_end(self) -> pd.Timestamp:
         """The edge of what has been observed (observed_end): the latest record, and a churn
         or end date no later than a day after it; scheduled ends do not move it."""
-        events = bool(len(self.activity) or len(self.feedback) or len(self.revenue))
-        end = observed_end(self.records_end(), self.end_dates(), events)
+        end = observed_end(self.records_end(), self.end_dates(), self.has_events())
         if end is None:
             raise ContractError(
                 "customers",
@@ -184,12 +183,22 @@ class Tables:
             )
         return end
 
+    def has_events(self) -> bool:
+        """Whether any activity, feedback or revenue row exists (observed_end's `events`)."""
+        return bool(len(self.activity) or len(self.feedback) or len(self.revenue))
+
     def scheduled_ends(self) -> dict[str, np.ndarray]:
         """Per end column, the customers whose end is scheduled (scheduled_end_rows); none in
         a customers table alone (observed_end)."""
-        if not (len(self.activity) or len(self.feedback) or len(self.revenue)):
-            return {}
-        return scheduled_end_rows(self.customers, self.records_end())
+        return scheduled_end_rows(self.customers, self._events_end())
+
+    def scheduled_end_warning(self) -> str | None:
+        """scheduled_end_warning on these tables (None in a customers table alone)."""
+        return scheduled_end_warning(self.customers, self._events_end())
+
+    def _events_end(self) -> pd.Timestamp | None:
+        """records_end where event rows tell the export's end, else None (nothing scheduled)."""
+        return self.records_end() if self.has_events() else None
 
     def next_run_date(self) -> pd.Timestamp:
         """The first whole day after the data's end: the run date the first weekly run after

@@ -208,6 +208,13 @@ def lapsed_count(tables: Tables, as_of: object, churn: ChurnDefinition) -> int:
     return int(_current(prepare(tables), t).sum() - eligible_mask(tables, as_of, churn).sum())
 
 
+def no_scheduled_cancellations() -> pd.DataFrame:
+    """scheduled_cancellations' frame without rows (either engine's "none")."""
+    return pd.DataFrame(
+        {"customer_id": pd.Series([], dtype="string"), "churned_at": pd.Series([], dtype="M8[ns]")}
+    )
+
+
 def scheduled_cancellations(tables: Tables, as_of: object) -> pd.DataFrame:
     """customer_id and churned_at of the customers scored at T whose cancellation is scheduled
     in the export (a churned_at after what the data has observed: Tables.scheduled_ends, such
@@ -216,18 +223,13 @@ def scheduled_cancellations(tables: Tables, as_of: object) -> pd.DataFrame:
     before it would learn of a notice given later. No model feature reads it (a training date
     would read its own label); the run lists these customers beside their scores."""
     t = as_of_timestamp(as_of)
-    empty = pd.DataFrame(
-        {
-            "customer_id": pd.Series([], dtype="string"),
-            "churned_at": pd.Series([], dtype="datetime64[ns]"),
-        }
-    )
-    if "churned_at" not in tables.customers or t < tables.data_end().normalize():
-        return empty
+    end = tables.data_end()
+    if "churned_at" not in tables.customers or t < end.normalize():
+        return no_scheduled_cancellations()
     # after the data's end is scheduled (features.contract.observed_end), as the Spark engine
     # reads it (features.spark_engine.scheduled_cancellations)
     churned = tables.customers["churned_at"]
-    later = ((churned > tables.data_end()) & (churned >= t)).to_numpy(dtype=bool, na_value=False)
+    later = ((churned > end) & (churned >= t)).to_numpy(dtype=bool, na_value=False)
     rows = tables.customers.loc[later & current_mask(tables, t), ["customer_id", "churned_at"]]
     return rows.sort_values(["churned_at", "customer_id"], kind="stable").reset_index(drop=True)
 
@@ -290,8 +292,13 @@ def never_active_count(tables: Tables, as_of: object, churn: ChurnDefinition) ->
     Contractual churn: 0."""
     if churn.mode != "non_contractual":
         return 0
+    return int(_never_active(tables, as_of, churn).sum())
+
+
+def _never_active(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:
+    """Per customer: current at T, without qualifying activity before T."""
     current = current_mask(tables, as_of_timestamp(as_of))
-    return int((current & ~ever_active_before(tables, as_of, churn)).sum())
+    return current & ~ever_active_before(tables, as_of, churn)
 
 
 def never_active_signed_up_before_history(
@@ -303,10 +310,8 @@ def never_active_signed_up_before_history(
     customers who had bought in the year before). Contractual churn: 0."""
     if churn.mode != "non_contractual":
         return 0
-    current = current_mask(tables, as_of_timestamp(as_of))
-    never = current & ~ever_active_before(tables, as_of, churn)
     early = (tables.customers["signup_at"] < tables.history_start()).to_numpy(dtype=bool)
-    return int((never & early).sum())
+    return int((_never_active(tables, as_of, churn) & early).sum())
 
 
 def ever_active_before(tables: Tables, as_of: object, churn: ChurnDefinition) -> np.ndarray:

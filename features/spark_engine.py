@@ -536,9 +536,9 @@ def scheduled_cancellations(plan: Plan, as_of: pd.Timestamp) -> pd.DataFrame:
     rows come to the driver (scores.csv's cancellation_scheduled)."""
     from pyspark.sql import functions as F
 
-    empty = pd.DataFrame(
-        {"customer_id": pd.Series([], dtype="string"), "churned_at": pd.Series([], dtype="M8[ns]")}
-    )
+    from features.labels import no_scheduled_cancellations
+
+    empty = no_scheduled_cancellations()
     customers, info = plan.frames["customers"], plan.infos["customers"]
     end = plan.observed_until
     t = as_of_timestamp(as_of)

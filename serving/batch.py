@@ -445,6 +445,16 @@ def score_features(
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
 
+def scheduled_summary(leaving: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> dict:
+    """run.json's count of the scored customers whose cancellation is scheduled, and of those
+    within the horizon (both engines)."""
+    horizon_end = pd.Timestamp(as_of) + pd.Timedelta(days=horizon_days)
+    return {
+        "cancellations_scheduled": len(leaving),
+        "cancellations_scheduled_in_horizon": int((leaving["churned_at"] < horizon_end).sum()),
+    }
+
+
 def write_model_scores_csv(
     model: ChurnModel,
     folder: Path,
@@ -1006,11 +1016,7 @@ def run_scoring(
             if baseline is not None and compared_with_baseline(scored)
             else None
         )
-        horizon_end = t + pd.Timedelta(days=config.churn.horizon_days)
-        summary["cancellations_scheduled"] = len(leaving)
-        summary["cancellations_scheduled_in_horizon"] = int(
-            (leaving["churned_at"] < horizon_end).sum()
-        )
+        summary.update(scheduled_summary(leaving, t, config.churn.horizon_days))
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)
         early = never_active_signed_up_before_history(tables, t, config.churn)

@@ -75,6 +75,7 @@ from serving.batch import (
     report_plan,
     report_segments,
     run_summary,
+    scheduled_summary,
     scored_data_churn,
     scores_as_previous,
     segment_sums_for,
@@ -439,6 +440,12 @@ def spark_run_scoring(
             .count()
         )
         summary["first_run_baseline"] = baseline_date(t).date().isoformat() if compared else None
+        leaving = spark_scheduled_cancellations(plan, t)
+        if len(leaving):  # the scored among them (a few rows; the scored stay in Spark)
+            ids = spark.createDataFrame(leaving[["customer_id"]].astype(str))
+            found = ids.join(customers.select("customer_id"), "customer_id").toPandas()
+            leaving = leaving[leaving["customer_id"].astype(str).isin(found["customer_id"])]
+        summary.update(scheduled_summary(leaving, t, config.churn.horizon_days))
         local = local_folder(tmp)
         report_alerts: pd.DataFrame | None = None
         if local is None:
@@ -447,17 +454,7 @@ def spark_run_scoring(
                 "folder only, not to " + tmp
             )
         else:
-            leaving = spark_scheduled_cancellations(plan, t)
-            if len(leaving):  # the scored among them (a few rows; the scored stay in Spark)
-                ids = spark.createDataFrame(leaving[["customer_id"]].astype(str))
-                found = ids.join(customers.select("customer_id"), "customer_id").toPandas()
-                leaving = leaving[leaving["customer_id"].astype(str).isin(found["customer_id"])]
             ranges = write_model_scores_csv(model, local, scheduled=leaving)
-            horizon_end = t + pd.Timedelta(days=config.churn.horizon_days)
-            summary["cancellations_scheduled"] = len(leaving)
-            summary["cancellations_scheduled_in_horizon"] = int(
-                (leaving["churned_at"] < horizon_end).sum()
-            )
             against: tuple[pd.Timestamp, Path | pd.DataFrame] | None = None
             if previous is not None:
                 against = (previous[0], Path(local_folder(previous[1]) or previous[1]))
