@@ -1168,6 +1168,29 @@ def _trend_entry(what: str, label: str) -> EntryFactory:
     return make
 
 
+def _revenue_trend_entry(m: re.Match[str]) -> FeatureEntry:
+    """The revenue trend, said with the failed payment behind it when revenue stopped: a
+    subscription whose last charge failed read only "Revenue down 100% on the previous 30
+    days", which hides the cause a customer-success manager can act on."""
+    w = _w(m)
+    trend = _trend_sentence("Revenue", w)
+
+    def sentence(value: Any, context: Context, currency: str | None) -> str:
+        text = trend(value, context, currency)
+        failed = _ctx(context, "days_since_failed_payment")
+        paid = _ctx(context, "days_since_last_payment")
+        stopped = abs(float(value) + 1) < 1e-9  # none in the last window
+        if stopped and failed is not None and failed < w and (paid is None or paid > failed):
+            return f"{text}: a payment failed {fmt.duration_days(failed)} ago"
+        return text
+
+    return _entry(
+        f"Revenue trend over {_days(w)}", "share", LOWERS, sentence,
+        f"No revenue in the last {_days(2 * w)}",
+        context=("days_since_failed_payment", "days_since_last_payment"),
+    )  # fmt: skip
+
+
 def _no_activity_chance(horizon: int, noun: str | None = None) -> Sentence:
     """The BG/NBD chance (features.buying_process) in words, with the horizon it covers;
     `noun`: what the rhythm counts, the qualifying events ("purchase"), else any activity.
@@ -1255,7 +1278,7 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
             f"Seats in use in {_days(_w(m))}", "share of seats", LOWERS, _seats_in_use(_w(m)),
             "Seats unknown", context=(f"active_users_{_w(m)}d",))),
         (r"value_trend_(?P<w>\d+)d", _trend_entry("Activity value", "Activity value")),
-        (r"revenue_trend_(?P<w>\d+)d", _trend_entry("Revenue", "Revenue")),
+        (r"revenue_trend_(?P<w>\d+)d", _revenue_trend_entry),
         (r"revenue_(?P<w>\d+)d", lambda m: _entry(
             f"Revenue in {_days(_w(m))}", "money", LOWERS, _revenue_window(_w(m)))),
         (r"payments_(?P<w>\d+)d", _windowed(

@@ -171,6 +171,19 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
         ("overdue_ratio", 11.33, {"days_since_last_active": 34.0, "active_gap_median_days": 3.0},
          "Inactive for 11.3 times the usual gap (34 days since the last, usually every 3 days)"),
         ("last_payment_change", -0.4, {}, "Last payment down 40% on the one before"),
+        # a subscription whose charge failed: the cause beside the stop, unless a payment
+        # went through after the failure or the failure is older than the window
+        ("revenue_trend_30d", -1.0,
+         {"days_since_failed_payment": 12.0, "days_since_last_payment": 40.0},
+         "Revenue down 100% on the previous 30 days: a payment failed 12 days ago"),
+        ("revenue_trend_30d", -1.0,
+         {"days_since_failed_payment": 12.0, "days_since_last_payment": 3.0},
+         "Revenue down 100% on the previous 30 days"),
+        ("revenue_trend_30d", -1.0,
+         {"days_since_failed_payment": 45.0, "days_since_last_payment": 50.0},
+         "Revenue down 100% on the previous 30 days"),
+        ("revenue_trend_30d", -0.5, {"days_since_failed_payment": 12.0},
+         "Revenue down 67% on the previous 30 days"),
     ],
 )  # fmt: skip
 def test_sentences_have_units_and_context(feature, value, context, expected):
