@@ -338,6 +338,17 @@ def _last_payment(value: Any, context: Context, currency: str | None) -> str:
     return f"{text}, for a period that ended {fmt.duration_days(-until)} ago"
 
 
+def _last_payment_amount(value: Any, context: Context, currency: str | None) -> str:
+    """The last payment's amount, with the period it paid for where the invoices say: an annual
+    plan's "Last payment of $1,440" read as a large, risky sum beside monthly plans' $120."""
+    text = f"Last payment of {fmt.money(float(value), currency)}"
+    ago = _ctx(context, "days_since_last_payment")
+    until = _ctx(context, "days_until_paid_period_ends")
+    if ago is None or until is None or ago + until < 1:
+        return text
+    return f"{text} (for {fmt.duration_days(ago + until)})"
+
+
 def _failed_payment_ago(value: Any, context: Context, currency: str | None) -> str:
     """The last failed payment's age, and whether a payment went through after it."""
     days = float(value)
@@ -1040,8 +1051,8 @@ _FIXED: dict[str, FeatureEntry] = {
     ),
     "revenue_total": _entry("Revenue over the whole history", "money", LOWERS, _revenue_total),
     "last_payment_amount": _entry(
-        "Last payment", "money", DEPENDS, _money_sentence("Last payment of "),
-        "No payment recorded yet",
+        "Last payment", "money", DEPENDS, _last_payment_amount, "No payment recorded yet",
+        context=("days_since_last_payment", "days_until_paid_period_ends"),
     ),
     "mean_payment_amount": _entry(
         "Average payment", "money", DEPENDS, _money_sentence("Average payment of "),

@@ -182,6 +182,12 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
         ("revenue_trend_30d", -1.0,
          {"days_since_failed_payment": 45.0, "days_since_last_payment": 50.0},
          "Revenue down 100% on the previous 30 days"),
+        # an annual plan's payment is said with its period, beside monthly plans' payments
+        ("last_payment_amount", 1440.0,
+         {"days_since_last_payment": 120.0, "days_until_paid_period_ends": 245.0},
+         "Last payment of £1,440 (for 12 months)"),
+        ("last_payment_amount", 1440.0, {"days_since_last_payment": 120.0},
+         "Last payment of £1,440"),
         ("revenue_trend_30d", -0.5, {"days_since_failed_payment": 12.0},
          "Revenue down 67% on the previous 30 days"),
     ],
