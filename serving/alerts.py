@@ -14,7 +14,10 @@ A customer is an alert when, since the previous weekly partition,
 - ``new_top_reason``: its top driver (the feature raising its risk most) changed while its
   risk rose by at least ``alert_new_reason_points`` net of the level (two drivers of equal
   weight trade places as a week passes: no news), counted in the bands of
-  ``alert_new_reason_bands`` (the high band by default).
+  ``alert_new_reason_bands`` (the high band by default), and the new top driver's value
+  changed otherwise than by the days between the runs (news_of_top_values): a meal-delivery
+  shop's first run raised 25 such alerts, each "Only one day with a purchase so far, 29 days
+  ago" overtaking last week's reason, the same silence a week older.
 A first run (no previous partition) compares with the scores the model gives the same data a
 week before its date (serving.batch.first_run_baseline); where even those cannot be had (an
 export that starts within the week) it alerts on the high band: nothing to compare with.
@@ -41,6 +44,12 @@ from reporting import formatting
 from serving.config import ScoringConfig
 
 ALERTS_FILE, ALERTS_CSV = "alerts.parquet", "alerts.csv"
+FEATURES_FILE = "features.parquet"  # a partition's features (serving.batch writes it)
+# Features that count days from the run date: a week later they are a week older (or nearer)
+# with nothing new having happened.
+AGING_PREFIXES, AGING_FEATURES = ("days_since_",), frozenset({"tenure_days"})
+COUNTDOWN_PREFIXES = ("days_until_",)
+AGING_SLACK_DAYS = 0.5
 ENTERED_HIGH, NEW_HIGH, ROSE, NEW_TOP_REASON = "entered_high", "new_high", "rose", "new_top_reason"
 KINDS = (ENTERED_HIGH, NEW_HIGH, ROSE, NEW_TOP_REASON)
 HIGH = "high"
@@ -158,9 +167,20 @@ def top_driver_frame(scores: pa.Table, words: bool = True) -> pd.DataFrame:
     frame["top_reason"] = reasons
     points = column("risk_points")
     frame["top_risk_points"] = points.astype("float64") if points is not None else np.nan
+    value = column("value")
+    # A category's value (older partitions keep it as text) is no number to compare: missing.
+    frame["top_value"] = (
+        pd.to_numeric(pd.Series(value), errors="coerce").to_numpy(dtype="float64")
+        if value is not None
+        else np.nan
+    )
     # A struct's children ignore the struct's own nulls: customers without a driver are blanked.
     frame.loc[~has_top, "top_feature"] = None
     frame.loc[~has_top, "top_risk_points"] = np.nan
+    frame.loc[~has_top, "top_value"] = np.nan
+    text = column("value_text")
+    frame["top_text"] = text.astype(object) if text is not None else None
+    frame.loc[~has_top, "top_text"] = None
     return frame
 
 
@@ -207,6 +227,19 @@ def read_scores(partition: Path) -> pa.Table:
     return scores.to_table(columns=[c for c in SCORE_COLUMNS if c in present])
 
 
+def read_feature_values(partition: Path, features: Sequence[str]) -> pd.DataFrame | None:
+    """Some features of a partition's features.parquet (a file, or the Spark engine's folder
+    of part files), indexed by customer_id; None where the partition has no such file."""
+    path = Path(partition) / FEATURES_FILE
+    if not path.exists():
+        return None
+    table = ds.dataset(str(path), format="parquet")
+    present = set(table.schema.names)
+    columns = ["customer_id", *[f for f in features if f in present and f != "customer_id"]]
+    frame = table.to_table(columns=columns).to_pandas()
+    return frame.set_index(frame["customer_id"].astype(str)).drop(columns="customer_id")
+
+
 def read_top_drivers(partition: Path, words: bool = True) -> pd.DataFrame:
     """top_driver_frame of a partition's scores.parquet."""
     return top_driver_frame(read_scores(partition), words)
@@ -215,16 +248,76 @@ def read_top_drivers(partition: Path, words: bool = True) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the rules
 
 
+def same_fact(feature: str, now: float, before: float, days: float) -> bool:
+    """Whether a feature's value now says what its value `days` earlier said: equal (both
+    missing counts), or a count of days from the run date that moved by exactly the days
+    between the runs (no activity then, still none now; the same renewal date, nearer)."""
+    if np.isnan(now) and np.isnan(before):
+        return True
+    if np.isnan(now) or np.isnan(before):
+        return False
+    if abs(now - before) <= 1e-9 * max(1.0, abs(now)):
+        return True
+    if feature in AGING_FEATURES or feature.startswith(AGING_PREFIXES):
+        return abs(now - before - days) <= AGING_SLACK_DAYS
+    if feature.startswith(COUNTDOWN_PREFIXES):
+        return abs(before - now - days) <= AGING_SLACK_DAYS
+    return False
+
+
+def news_of_top_values(
+    current: pd.DataFrame, previous_values: pd.DataFrame, days: float
+) -> np.ndarray:
+    """Per row of `current` (FRAME_COLUMNS and top_value): whether its top feature's value
+    changed since the previous run otherwise than by the `days` between them (same_fact).
+    previous_values: the previous run's features, indexed by customer_id. True where the
+    previous value is unknown (a feature or customer it lacks): nothing says it is old news."""
+    news = np.ones(len(current), dtype=bool)
+    if "top_value" not in current:
+        return news
+    ids = current["customer_id"].astype(str).to_numpy()
+    positions = previous_values.index.astype(str).get_indexer(ids)
+    for feature, rows in pd.Series(np.arange(len(current))).groupby(
+        current["top_feature"].to_numpy()
+    ):
+        column = previous_values.get(feature)
+        if column is None:
+            continue
+        rows = rows.to_numpy()
+        known = positions[rows] >= 0
+        if not pd.api.types.is_numeric_dtype(column):  # a category: the same level as then
+            if "top_text" not in current:
+                continue
+            levels = column.astype(object).to_numpy()
+            texts = current["top_text"].to_numpy(dtype=object)[rows]
+            for k, row in enumerate(rows):
+                then = levels[positions[row]] if known[k] else None
+                if texts[k] is not None and not pd.isna(then) and str(then) == str(texts[k]):
+                    news[row] = False
+            continue
+        before = np.full(len(rows), np.nan)
+        values = column.to_numpy(dtype="float64", na_value=np.nan)
+        before[known] = values[positions[rows][known]]
+        now = current["top_value"].to_numpy(dtype="float64")[rows]
+        for k, row in enumerate(rows):
+            if known[k] and same_fact(str(feature), now[k], before[k], days):
+                news[row] = False
+    return news
+
+
 def find_alerts(
     current: pd.DataFrame,
     previous: pd.DataFrame | None,
     as_of: object,
     previous_as_of: object | None = None,
     config: ScoringConfig | None = None,
+    previous_values: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """This run's alerts (ALERTS_SCHEMA columns, riskiest first) from the current and the
     previous run's customers (FRAME_COLUMNS each, e.g. from top_driver_frame; previous None on
-    the first run). A customer absent from the previous run counts as newly high when high."""
+    the first run). A customer absent from the previous run counts as newly high when high.
+    previous_values: the previous run's features by customer_id, when known; a new top reason
+    whose value is the same fact as then (news_of_top_values) is then no alert."""
     config = config or ScoringConfig()
     for name, frame in (("current", current), ("previous", previous)):
         if frame is None:
@@ -281,6 +374,10 @@ def find_alerts(
     new_reason = np.zeros(len(now), dtype=bool)
     new_reason[both] = top_now[both] != top_before[both]
     new_reason &= in_bands & (net >= config.alert_new_reason_points)
+    if previous_values is not None and previous_as_of is not None and new_reason.any():
+        days = (pd.Timestamp(as_of) - pd.Timestamp(previous_as_of)) / pd.Timedelta(days=1)
+        rows = np.flatnonzero(new_reason)
+        new_reason[rows] = news_of_top_values(now.iloc[rows], previous_values, days)
 
     flags = np.column_stack([entered_high, new_high, rose, new_reason])
     hit = flags.any(axis=1)
@@ -377,14 +474,16 @@ def write_partition_alerts(
     now = read_scores(folder)
     then = None
     before = None
+    values = None
+    current = top_driver_frame(now, words=False)
     if previous is not None and isinstance(previous[1], pd.DataFrame):
         before = previous[1]
     elif previous is not None:
         then = read_scores(previous[1])
         before = top_driver_frame(then, words=False)
-    current = top_driver_frame(now, words=False)
+        values = read_feature_values(previous[1], current["top_feature"].dropna().unique())
     alerts = find_alerts(
-        current, before, as_of, previous[0] if previous is not None else None, config
+        current, before, as_of, previous[0] if previous is not None else None, config, values
     )
     # Reasons in words cost a Python call each on partitions without them: alerts only.
     for column, table in (("reason", now), ("previous_reason", then)):

@@ -69,7 +69,7 @@ from retention.metrics import (
     segment_labels,
     segment_sums,
 )
-from serving.alerts import write_partition_alerts
+from serving.alerts import FEATURES_FILE, write_partition_alerts
 from serving.config import ScoringConfig
 from serving.handoff import LAPSED_CSV, SCORES_CSV, write_lapsed_csv, write_scores_csv
 from training.drivers import (
@@ -84,9 +84,7 @@ from training.drivers import (
 from training.model import ChurnModel
 
 PARTITION_PREFIX = "as_of="
-SCORES_FILE, FEATURES_FILE, SEGMENTS_FILE, RUN_FILE = (
-    "scores.parquet", "features.parquet", "segments.parquet", "run.json",
-)  # fmt: skip
+SCORES_FILE, SEGMENTS_FILE, RUN_FILE = "scores.parquet", "segments.parquet", "run.json"
 CONTRIBUTIONS_FILE = "contributions.parquet"  # every feature's contribution, float32
 Log = Callable[[str], None]
 
@@ -872,13 +870,15 @@ def first_run_baseline(
 ) -> tuple[pd.Timestamp, PreviousRun] | None:
     """The scores of FIRST_RUN_BASELINE_DAYS before `as_of` on the same data (data before that
     date only, as a run then would have seen), written as a partition's scores.parquet into
-    `folder` for the alerts, and as the PreviousRun the run's changes are measured against.
+    `folder` for the alerts (with its features.parquet), and as the PreviousRun the run's
+    changes are measured against.
     None when nobody was eligible then (an export that starts later)."""
     base = baseline_date(as_of)
     features = build_features(tables, base, model.features_config())
     if features.empty:
         return None
     folder.mkdir(parents=True, exist_ok=True)
+    features.to_parquet(folder / FEATURES_FILE, index=False)  # the alerts' values then
     with pq.ParquetWriter(folder / SCORES_FILE, SCORES_SCHEMA) as writer:
         previous = scores_as_previous(
             model, features, model_version, base, top=top, chunk_rows=chunk_rows,

@@ -182,6 +182,56 @@ def test_a_new_top_reason_is_an_alert_in_the_configured_bands():
     }
 
 
+def test_a_new_top_reason_that_is_the_same_fact_a_week_older_is_no_alert():
+    """A meal-delivery shop's first run raised 25 "new top reason" alerts, each the days since
+    the only purchase overtaking last week's reason: the same silence, a week older. The new
+    top driver's value must have changed otherwise than by the days between the runs."""
+    previous = frame(
+        [
+            ("aged", 0.80, "high", "review_mean"),
+            ("new_silence", 0.80, "high", "review_mean"),
+            ("failed", 0.80, "high", "review_mean"),
+            ("same", 0.80, "high", "review_mean"),
+            ("nearer", 0.80, "high", "review_mean"),
+            ("unknown", 0.80, "high", "review_mean"),
+            ("plan_then", 0.80, "high", "review_mean"),
+            ("plan_moved", 0.80, "high", "review_mean"),
+        ]
+    )
+    current = frame(
+        [
+            ("aged", 0.83, "high", "days_since_last_event"),
+            ("new_silence", 0.83, "high", "days_since_last_event"),
+            ("failed", 0.83, "high", "days_since_failed_payment"),
+            ("same", 0.83, "high", "tickets_open"),
+            ("nearer", 0.83, "high", "days_until_paid_period_ends"),
+            ("unknown", 0.83, "high", "days_since_last_event"),
+            ("plan_then", 0.83, "high", "plan"),
+            ("plan_moved", 0.83, "high", "plan"),
+        ]
+    )
+    nan = float("nan")
+    current["top_value"] = [29.0, 9.0, 3.0, 2.0, 5.0, 40.0, nan, nan]
+    current["top_text"] = [None] * 6 + ["starter", "starter"]
+    values = pd.DataFrame(
+        {
+            "days_since_last_event": [22.0, 1.0, 10.0, 10.0, 10.0, 10.0, 10.0],
+            "days_since_failed_payment": [nan] * 7,  # no failure a week ago
+            "tickets_open": [0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0],
+            "days_until_paid_period_ends": [12.0] * 7,
+            "plan": ["pro"] * 5 + ["starter", "pro"],
+        },
+        index=["aged", "new_silence", "failed", "same", "nearer", "plan_then", "plan_moved"],
+    )
+    alerts = find_alerts(current, previous, AS_OF, BEFORE, previous_values=values)
+    # a week older: "aged" (22 -> 29), "same" (2 open tickets then and now), "nearer" (12 -> 5),
+    # "plan_then" (starter then and now); news: a purchase a day before the last run and none
+    # since is 8 days of change, not 7, and a plan moved from pro to starter
+    assert set(kinds_by_id(alerts)) == {"new_silence", "failed", "unknown", "plan_moved"}
+    # without the previous values every changed top driver is one, as before
+    assert len(find_alerts(current, previous, AS_OF, BEFORE)) == 8
+
+
 def test_one_customer_can_raise_every_kind_at_once():
     previous = frame([("x", 0.1, "medium", "f1")])
     current = frame([("x", 0.45, "high", "f2")])
@@ -313,10 +363,11 @@ def test_each_weekly_run_writes_its_alerts_against_the_previous_partition(small_
     the two partitions' scores."""
     import json
 
-    from serving.alerts import read_top_drivers
+    from serving.alerts import read_feature_values, read_top_drivers
     from serving.batch import FIRST_RUN_BASELINE_DAYS, first_run_baseline, run_scoring
 
     model, version = small_champion.champion.model, small_champion.champion.version
+    names = model.feature_names
     out = tmp_path / "scores"
     settings = ScoringConfig(alert_rise_points=2.0)
     runs = [
@@ -331,7 +382,7 @@ def test_each_weekly_run_writes_its_alerts_against_the_previous_partition(small_
     assert baseline is not None and baseline[0] == week_before
     expected_first = find_alerts(
         read_top_drivers(runs[0].partition), read_top_drivers(tmp_path / "baseline"), BEFORE,
-        week_before, settings,
+        week_before, settings, read_feature_values(tmp_path / "baseline", names),
     )  # fmt: skip
     assert len(first) > 0 and list(first["customer_id"]) == list(expected_first["customer_id"])
     high = runs[0].scores.loc[runs[0].scores["risk_band"] == "high", "customer_id"]
@@ -344,7 +395,7 @@ def test_each_weekly_run_writes_its_alerts_against_the_previous_partition(small_
     assert not (runs[0].partition / "_baseline").exists()  # nothing of it left behind
     expected = find_alerts(
         read_top_drivers(runs[1].partition), read_top_drivers(runs[0].partition), AS_OF, BEFORE,
-        settings,
+        settings, read_feature_values(runs[0].partition, names),
     )  # fmt: skip
     assert len(second) > 0
     assert list(second["customer_id"]) == list(expected["customer_id"])
