@@ -259,6 +259,8 @@ def format_metrics(df: pd.DataFrame, currency: str | None = None) -> str:
         }
     if not df["nps_responses"].any():  # no NPS survey answers in the period
         skip |= {"nps", "promoter_share", "passive_share", "detractor_share", "nps_responses"}
+    if df["repeat_purchase_rate"].isna().all():  # a subscription's invoices: not measured
+        skip.add("repeat_purchase_rate")
     for col, (label, show) in _PRINT_COLUMNS.items():
         if col in skip:
             continue

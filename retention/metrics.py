@@ -953,7 +953,9 @@ def retention_metrics(
       mrr_start; nrr = (mrr_start + expansion - contraction - churned_mrr) / mrr_start. Both
       NaN, with mrr_note saying why, when the month of t1 cannot be compared with that of t0
       (see :func:`mrr_comparison_note`).
-    - repeat_purchase_rate = customers with > 1 purchase / customers with >= 1 in the period.
+    - repeat_purchase_rate = customers with > 1 purchase / customers with >= 1 in the period;
+      NaN under contractual churn, where the revenue rows are a subscription's invoices, one
+      per billing period, and no repeat purchases (a subscription's segments read 0 %).
     - NPS from each customer's latest response in the period: shares of promoters (9-10),
       passives (7-8), detractors (0-6); nps = 100 x (promoter - detractor share).
     - arpc_month = net revenue in the period / average customers ((S + E) / 2) / months in the
@@ -990,6 +992,7 @@ def retention_metrics(
         confidence=confidence,
         has_revenue=len(tables.revenue) > 0,
         observed_until=tables.data_end(),
+        repeat_purchases=churn_mode != "contractual",
     )
 
 
@@ -1045,11 +1048,14 @@ def metrics_from_sums(
     confidence: float = 0.95,
     has_revenue: bool = True,
     observed_until: Instant | None = None,
+    repeat_purchases: bool = True,
 ) -> pd.DataFrame:
     """The metrics of :func:`retention_metrics` from segment sums of per_customer_metrics.
 
     observed_until: the data's last record (Tables.data_end), to tell an MRR month without data
-    from one whose customers all left; None when unknown."""
+    from one whose customers all left; None when unknown. repeat_purchases: False under
+    contractual churn, whose revenue rows are invoices: the repeat purchase rate is then not
+    measured (NaN; buyers and repeat_buyers stay the counts they are)."""
     t0, t1 = _check_period(t0, t1)
     months = (t1 - t0) / pd.Timedelta(days=_AVG_MONTH_DAYS)
     out = _derive_metrics(
@@ -1086,6 +1092,8 @@ def metrics_from_sums(
         out.loc[:, measured_by_revenue] = np.nan
         out.loc[:, ["repeat_purchase_rate", "repeat_purchase_low", "repeat_purchase_high"]] = np.nan
     out["mrr_note"] = note
+    if not repeat_purchases:
+        out.loc[:, ["repeat_purchase_rate", "repeat_purchase_low", "repeat_purchase_high"]] = np.nan
     if note:
         out["gross_revenue_churn"] = np.nan
         out["nrr"] = np.nan

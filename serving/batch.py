@@ -675,13 +675,16 @@ def report_from_sums(
     as_of: pd.Timestamp,
     has_revenue: bool,
     observed_until: pd.Timestamp | None,
+    churn_mode: str = "contractual",
 ) -> pd.DataFrame:
     """The segment report (retention metrics beside the risk view) from its summed parts;
-    observed_until is the data's last record (Tables.data_end)."""
+    observed_until is the data's last record (Tables.data_end); churn_mode: the model's, under
+    which invoices are no repeat purchases (metrics_from_sums)."""
     t0, t1 = _report_period(period_start, as_of)
     metrics = metrics_from_sums(
-        sums.metrics, t0, t1, has_revenue=has_revenue, observed_until=observed_until
-    )
+        sums.metrics, t0, t1, has_revenue=has_revenue, observed_until=observed_until,
+        repeat_purchases=churn_mode != "contractual",
+    )  # fmt: skip
     risk = risk_from_sums(sums.risk)
     if not has_revenue:  # no revenue rows: nothing measured (metrics_from_sums: the metrics)
         risk["revenue_at_risk"] = np.nan
@@ -776,6 +779,7 @@ def segment_report(
         as_of,
         has_revenue=len(tables.revenue) > 0,
         observed_until=tables.data_end(),
+        churn_mode=churn.mode,
     )
     if not measure_retention:
         retention = [c for c in METRIC_COLUMNS if c in report and c != "mrr_note"]

@@ -428,7 +428,9 @@ def spark_run_scoring(
             metrics=combine_segment_sums([_from_ipc(r[0]) for r in parts], dimensions),
             risk=combine_segment_sums([_from_ipc(r[1]) for r in parts], dimensions),
         )
-        segments = report_from_sums(sums, period_start, t, has_revenue, plan.observed_until)
+        segments = report_from_sums(
+            sums, period_start, t, has_revenue, plan.observed_until, config.churn.mode
+        )
         summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
         tie = near_tie_note(*_probability_spread(customers))
         if tie:

@@ -683,6 +683,24 @@ def test_repeat_purchase_rate_hand_computed():
     assert m.revenue == pytest.approx(10 + 15 + 10 + 10 - 10 + 5 + 6 + 9 + 30 + 30 + 0)
 
 
+def test_a_subscriptions_invoices_are_no_repeat_purchases():
+    """Under contractual churn the revenue rows are invoices, one per billing period: a
+    subscription's segments read a repeat purchase rate of 0 %. Not measured there; the counts
+    of paying customers stay."""
+    t = purchase_tables()
+    t = tables_of(t.customers.assign(churned_at=pd.NaT), revenue=t.revenue)
+    m = row(retention_metrics(t, "2024-01-01", "2024-02-01", churn_mode="contractual"))
+    assert (m.buyers, m.repeat_buyers) == (6, 2)
+    assert math.isnan(m.repeat_purchase_rate)
+    assert math.isnan(m.repeat_purchase_low) and math.isnan(m.repeat_purchase_high)
+    from churn.cli_metrics import format_metrics
+
+    contractual = retention_metrics(t, "2024-01-01", "2024-02-01", churn_mode="contractual")
+    shop = retention_metrics(t, "2024-01-01", "2024-02-01", churn_mode="non_contractual")
+    assert "repeat" not in format_metrics(contractual)  # no column of dashes
+    assert "repeat" in format_metrics(shop)
+
+
 # --------------------------------------------------------------------------- CLV
 
 
