@@ -239,7 +239,19 @@ def one_active_day_is_the_last(context: Context, recency_days: float) -> bool:
 
 
 # The context the recency's sentences read (_recency_of).
-RECENCY_CONTEXT = ("active_gap_median_days", "lifetime_active_days", "days_since_last_active")
+RECENCY_CONTEXT = (
+    "active_gap_median_days", "lifetime_active_days", "days_since_last_active", "tenure_days",
+    "days_since_first_event",
+)  # fmt: skip
+
+
+def signed_up_before_first_record(context: Context) -> bool:
+    """Whether the customer signed up more than a day before its first recorded activity: an
+    export that begins after its customers did holds none of their earlier activity, so its
+    one active day is no "so far" (a meal-delivery shop's customers who had bought all the year
+    before its export read "Only one day with a purchase so far")."""
+    tenure, first = _ctx(context, "tenure_days"), _ctx(context, "days_since_first_event")
+    return tenure is not None and first is not None and tenure > first + 1.0
 
 
 def _recency_of(noun: str | None = None) -> Sentence:
@@ -258,6 +270,8 @@ def _recency_of(noun: str | None = None) -> Sentence:
             # README.md, session 38). The count's contribution is this sentence's
             # (training.drivers.same_value_facts).
             when = "within the last hour" if days * 24 < 1 else f"{fmt.duration_days(days)} ago"
+            if signed_up_before_first_record(context):  # its earlier ones may predate the data
+                return f"Only one {one_day} in the data, {when}"
             return f"Only one {one_day} so far, {when}"
         if days * 24 < 1:
             text = "Active within the last hour"

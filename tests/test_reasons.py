@@ -182,6 +182,16 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
         ("revenue_trend_30d", -1.0,
          {"days_since_failed_payment": 45.0, "days_since_last_payment": 50.0},
          "Revenue down 100% on the previous 30 days"),
+        # one active day: "so far" where the customer's first record is its signup, "in the
+        # data" where it signed up before it (an export that begins after its customers did)
+        ("days_since_last_event", 29.0,
+         {"lifetime_active_days": 1.0, "days_since_last_active": 29.0, "tenure_days": 29.2,
+          "days_since_first_event": 29.0},
+         "Only one active day so far, 29 days ago"),
+        ("days_since_last_event", 29.0,
+         {"lifetime_active_days": 1.0, "days_since_last_active": 29.0, "tenure_days": 400.0,
+          "days_since_first_event": 29.0},
+         "Only one active day in the data, 29 days ago"),
         # an annual plan's payment is said with its period, beside monthly plans' payments
         ("last_payment_amount", 1440.0,
          {"days_since_last_payment": 120.0, "days_until_paid_period_ends": 245.0},
