@@ -54,8 +54,13 @@ def register(app: typer.Typer) -> None:
 # --------------------------------------------------------------------------- option parsing
 
 
-def _parse_date(text: str, option: str, *, end_of_day: bool = False) -> pd.Timestamp:
-    """A date or timestamp; with end_of_day a bare date means the end of that day (inclusive)."""
+def _parse_date(
+    text: str, option: str, *, end_of_day: bool = False, start_of_day: bool = False
+) -> pd.Timestamp:
+    """A date or timestamp; with end_of_day a bare date means the end of that day (inclusive),
+    with start_of_day the instant just before its midnight, so that a period (t0, t1] holds
+    the rows stamped at that midnight: a gym's debits on the 1st at 00:00 had fallen out of
+    every calendar month's revenue (ARPC €0.80 a month where €30.66 was paid)."""
     try:
         ts = pd.Timestamp(text)
     except (TypeError, ValueError):
@@ -70,6 +75,8 @@ def _parse_date(text: str, option: str, *, end_of_day: bool = False) -> pd.Times
         ts = ts.tz_convert("UTC").tz_localize(None)
     if end_of_day and _DATE_ONLY.match(text.strip()):
         ts = ts + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    if start_of_day and _DATE_ONLY.match(text.strip()):
+        ts = ts - pd.Timedelta(1, "ns")
     return ts
 
 
@@ -360,7 +367,10 @@ def short_period_note(mode: str, days: int, horizon_days: int | None) -> str:
 def metrics_command(
     data: Annotated[Path, typer.Option("--data", help="Folder with the contract's tables.")],
     start: Annotated[
-        str, typer.Option("--from", help="Start of the period t0 (YYYY-MM-DD: its midnight).")
+        str,
+        typer.Option(
+            "--from", help="Start of the period t0 (YYYY-MM-DD: that whole day, inclusive)."
+        ),
     ],
     end: Annotated[
         str,
@@ -413,7 +423,7 @@ def metrics_command(
     """Retention metrics over a period for the whole base and each segment: customers at start,
     new, lost and at end, CRR and churn (95 % Wilson intervals), MRR movements, gross revenue
     churn and NRR, repeat purchase rate, NPS, revenue per customer and lifetime value."""
-    t0 = _parse_date(start, "--from")
+    t0 = _parse_date(start, "--from", start_of_day=True)
     t1 = _parse_date(end, "--to", end_of_day=True)
     if t1 <= t0:
         raise typer.BadParameter(
@@ -447,7 +457,8 @@ def metrics_command(
     if qualifying:
         how += f", events {', '.join(qualifying)}"
     days = (t1 - t0).ceil("D").days
-    typer.echo(f"Retention metrics from {t0.date()} to {t1.date()} ({days} days), churn {how}")
+    first = (t0 + pd.Timedelta(1, "ns")).date()  # the instant before a day: that day
+    typer.echo(f"Retention metrics from {first} to {t1.date()} ({days} days), churn {how}")
     short = short_period_note(mode, days, defined.horizon_days if defined is not None else None)
     if short:
         typer.echo(short)

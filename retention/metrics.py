@@ -277,6 +277,16 @@ def data_coverage(tables: Tables) -> tuple[pd.Timestamp, pd.Timestamp]:
     return start, end
 
 
+def _period_text(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
+    """The period (t0, t1] in words: whole days as their dates ("2024-06-01 .. 2024-06-30",
+    where t0 is the instant before the first day's midnight and t1 the last day's last), any
+    other bound as its instant."""
+    tick = pd.Timedelta(1, "ns")
+    if (t0 + tick) == (t0 + tick).normalize() and (t1 + tick) == (t1 + tick).normalize():
+        return f"{(t0 + tick).date()} .. {t1.date()}"
+    return f"({t0} .. {t1}]"
+
+
 def check_period_covered(
     tables: Tables,
     t0: Instant,
@@ -299,6 +309,7 @@ def check_period_covered(
     record extends the covered span to it: the export says it observed the days between."""
     t0, t1 = _check_period(t0, t1)
     start, end = data_coverage(tables)
+    period = _period_text(t0, t1)
     if churn_observed_until is not None:
         known = _timestamp(churn_observed_until, "churn_observed_until")
         # An export declared observed until a day later than its last record: the days
@@ -307,7 +318,7 @@ def check_period_covered(
         end = max(end, known - pd.Timedelta(1, "ns"))
     if churn_mode == "contractual" and churn_observed_until is not None and t1 > known:
         raise PeriodNotCovered(
-            f"the period ({t0} .. {t1}] ends after the day churn is recorded until "
+            f"the period {period} ends after the day churn is recorded until "
             f"([features.churn] observed_until = {known.date()}): churns after it are not "
             f"recorded yet, so retention over it is not measured; end the period on "
             f"{(known - pd.Timedelta(1, 'ns')).date()} or earlier",
@@ -316,7 +327,7 @@ def check_period_covered(
         )
     if t1 > end:
         raise PeriodNotCovered(
-            f"the period ({t0} .. {t1}] ends after the data's last record "
+            f"the period {period} ends after the data's last record "
             f"({tables.data_end()}): what happens after it is not observed, so retention over "
             f"it is not measured; end the period on {end.date()} or earlier",
             start,
@@ -327,10 +338,10 @@ def check_period_covered(
     if churn_mode == "non_contractual":
         needed = t0 - pd.Timedelta(days=lookback_days)
         why = f"needs its {lookback_days}-day lookback window (who was a customer at t0), which starts"
-    if needed < start:
+    if needed + pd.Timedelta(1, "ns") < start:  # (t0, t1]: its first instant is t0 + 1 ns
         earliest = start + (t0 - needed)
         raise PeriodNotCovered(
-            f"the period ({t0} .. {t1}] {why} before the data's first activity record "
+            f"the period {period} {why} before the data's first activity record "
             f"({start.date()}): customers are not observed then, so retention over it is not "
             f"measured; start the period on {earliest.date()} or later",
             start,

@@ -9,6 +9,7 @@ alert_entered_high_points = 1.0    # an entry into the high band needs a rise of
 alert_new_reason_bands = ["high"]  # bands in which a new top reason is an alert
 alert_new_reason_points = 1.0      # ... where the risk rose by at least this many points
 currency = "EUR"                   # revenue at risk in the report; none: plain numbers
+scheduled_cancellation_share = 0.95  # of the cancellations an export holds, those that happen
 ```
 """
 
@@ -44,6 +45,11 @@ class ScoringConfig:
     alert_new_reason_bands: tuple[str, ...] = ("high",)
     alert_new_reason_points: float = 1.0
     currency: str | None = None
+    # The share of the cancellations an export holds (a churned_at after its last record: a
+    # subscription set to end at its term) that take effect rather than being withdrawn: the
+    # churn probability of a customer whose cancellation falls within the horizon is this
+    # share plus the rest times the model's (serving.batch.with_scheduled_cancellations).
+    scheduled_cancellation_share: float = 0.95
 
     def __post_init__(self) -> None:
         rise = self.alert_rise_points
@@ -66,6 +72,12 @@ class ScoringConfig:
                     f"[scoring] {name} must be a list of bands from {list(BANDS)}, got {bands!r}"
                 )
             object.__setattr__(self, name, tuple(bands))
+        share = self.scheduled_cancellation_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(
+                "[scoring] scheduled_cancellation_share must be a share in [0, 1] (of the "
+                f"scheduled cancellations that take effect), got {share!r}"
+            )
         currency = self.currency
         if currency is not None and (not isinstance(currency, str) or not currency.strip()):
             raise ValueError(f"[scoring] currency must be a code such as 'EUR', got {currency!r}")

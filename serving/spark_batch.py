@@ -75,6 +75,8 @@ from serving.batch import (
     report_plan,
     report_segments,
     run_summary,
+    scheduled_in_horizon,
+    scheduled_note,
     scheduled_summary,
     scored_data_churn,
     scores_as_previous,
@@ -192,6 +194,8 @@ def _scoring_rows(
     feature_schema: pa.Schema,
     currency: str | None,
     has_start: bool = False,
+    scheduled: pd.Series | None = None,
+    scheduled_share: float = 1.0,
 ) -> Callable[[BucketTables, BucketJob], pa.Table]:
     def build(tables: BucketTables, job: BucketJob) -> pa.Table:
         from features.signals import build_features
@@ -219,8 +223,11 @@ def _scoring_rows(
                     model, then, model_version, base, top=top, currency=currency
                 )
         chunks = list(
-            iter_scores(model, features, model_version, before, top, currency=currency, as_of=as_of)
-        )
+            iter_scores(
+                model, features, model_version, before, top, currency=currency, as_of=as_of,
+                scheduled=scheduled, scheduled_share=scheduled_share,
+            )
+        )  # fmt: skip
         score_table = (
             pa.concat_tables([s for s, _ in chunks]) if chunks else SCORES_SCHEMA.empty_table()
         )
@@ -397,9 +404,15 @@ def spark_run_scoring(
     feature_schema = output_schema(plan.config, plan.segment_types, with_labels=False)
     schema = _wide_schema(feature_schema, model)
     model_ref = spark.sparkContext.broadcast(model)
+    leaving = spark_scheduled_cancellations(plan, t)  # a few rows, on the driver
+    due = scheduled_in_horizon(leaving, t, model.horizon_days)
+    share = (settings or ScoringConfig()).scheduled_cancellation_share
+    if len(due) and share > 0:
+        log(scheduled_note(len(due), model.horizon_days, share))
     build = _scoring_rows(
         t, period_start, by, model_ref, str(model_version), top, previous_as_of,
-        feature_schema, currency, has_start=start is not None,
+        feature_schema, currency, has_start=start is not None, scheduled=due,
+        scheduled_share=share,
     )  # fmt: skip
     rows = run_buckets(spark, plan, build, schema, buckets)
 
@@ -442,7 +455,6 @@ def spark_run_scoring(
             .count()
         )
         summary["first_run_baseline"] = baseline_date(t).date().isoformat() if compared else None
-        leaving = spark_scheduled_cancellations(plan, t)
         if len(leaving):  # the scored among them (a few rows; the scored stay in Spark)
             ids = spark.createDataFrame(leaving[["customer_id"]].astype(str))
             found = ids.join(customers.select("customer_id"), "customer_id").toPandas()

@@ -10,12 +10,14 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from features.signals import build_features
 from serving import batch
 from serving.batch import list_partitions, run_scoring
+from serving.config import ScoringConfig
 from training.drivers import (
     NEVER_ON_THE_SAFE_SIDE,
     lower_risk_drivers,
@@ -1355,3 +1357,32 @@ def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     # without any, scores.csv has no such column (an always-empty column says nothing)
     plain = run_scoring(tables, run_date, model, version, tmp_path / "b", log=lambda _: None)
     assert "cancellation_scheduled" not in pd.read_csv(plain.partition / "scores.csv").columns
+    # the one within the horizon: 95 % sure to take effect, at the model's risk otherwise,
+    # high, and said first; the one after the horizon keeps the model's probability
+    by_id = run.scores.set_index("customer_id")
+    model_p = plain.scores.set_index("customer_id")["churn_probability"]
+    assert by_id.loc[soon, "churn_probability"] == pytest.approx(0.95 + 0.05 * model_p[soon])
+    assert by_id.loc[soon, "risk_band"] == "high"
+    assert by_id.loc[later, "churn_probability"] == pytest.approx(model_p[later])
+    others = by_id.index.difference([soon])
+    assert np.allclose(by_id.loc[others, "churn_probability"], model_p[others])
+    drivers = pq.read_table(run.partition / "scores.parquet").to_pandas().set_index("customer_id")
+    first = drivers.loc[soon, "drivers"][0]
+    assert first["feature"] == "cancellation_scheduled"
+    day = when[soon].date()
+    assert first["reason"] == f"Cancellation scheduled for {day} (in 12 days), in the export"
+    assert first["risk_points"] == pytest.approx(
+        (by_id.loc[soon, "churn_probability"] - model_p[soon]) * 100
+    )
+    assert len(drivers.loc[soon, "drivers"]) <= 3
+    assert csv.set_index("customer_id").loc[soon, "reason_1"].startswith("Cancellation scheduled")
+    # a company whose notices are often withdrawn says how often they take effect
+    never = run_scoring(
+        noticed, run_date, model, version, tmp_path / "c", log=lambda _: None,
+        settings=ScoringConfig(scheduled_cancellation_share=0.0),
+    )  # fmt: skip
+    assert never.scores.set_index("customer_id")["churn_probability"][soon] == pytest.approx(
+        model_p[soon]
+    )
+    with pytest.raises(ValueError, match="scheduled_cancellation_share must be a share"):
+        ScoringConfig(scheduled_cancellation_share=1.5)

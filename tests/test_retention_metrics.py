@@ -580,7 +580,9 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
     args = ["metrics", "--data", str(tmp_path / "data"), "--from", "2024-01-15"]
     res = CliRunner().invoke(app, [*args, "--to", "2024-04-15"])
     assert res.exit_code == 2, res.output
-    assert "after the data's last record" in res.output and "2024-03-06" in res.output
+    said = " ".join(res.output.replace("│", " ").split())  # the error box's lines as one
+    assert "the period 2024-01-15 .. 2024-04-15 ends after the data's last record" in said
+    assert "2024-03-06" in said
     res = CliRunner().invoke(app, [*args, "--to", "2024-03-15"])
     assert res.exit_code == 2 and "2024-03-06 or earlier" in res.output
     res = CliRunner().invoke(app, [*args, "--to", "2024-03-05"])
@@ -593,6 +595,35 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
     res = CliRunner().invoke(app, [*args, "--to", "2024-03-05"])
     assert res.exit_code == 0, res.output
     assert "MRR t0" in res.output and "$380" in res.output
+
+
+def test_cli_a_period_from_a_date_holds_the_rows_stamped_at_its_midnight(tmp_path):
+    """A gym debits its members on the 1st at 00:00: `--from 2025-06-01 --to 2025-06-30` had
+    left June's debits out (ARPC €0.80 a month where €30.66 was paid). A date means that whole
+    day, as --to's does; a timestamp stays the instant it names."""
+    customers = pd.DataFrame(
+        {"customer_id": ["a", "b"], "signup_at": [T("2025-01-01")] * 2, "churned_at": pd.NaT}
+    )
+    months = pd.date_range("2025-01-01", "2025-07-01", freq="MS")
+    revenue = pd.DataFrame(
+        {"customer_id": np.repeat(["a", "b"], len(months)), "at": np.tile(months, 2),
+         "amount": 30.0, "kind": "invoice"}
+    )  # fmt: skip
+    write_tables(tables_of(customers, revenue=revenue), tmp_path / "data")
+    app = typer.Typer()
+    register(app)
+    args = ["metrics", "--data", str(tmp_path / "data"), "--to", "2025-06-30"]
+    res = CliRunner().invoke(app, [*args, "--from", "2025-06-01", "--out", str(tmp_path / "m.csv")])
+    assert res.exit_code == 0, res.output
+    assert "Retention metrics from 2025-06-01 to 2025-06-30 (30 days)" in res.output
+    june = pd.read_csv(tmp_path / "m.csv").iloc[0]
+    assert june["revenue"] == pytest.approx(60.0)  # both members' June debits
+    assert june["customers_start"] == 2 and june["new"] == 0
+    res = CliRunner().invoke(
+        app, [*args, "--from", "2025-06-01T00:00:00", "--out", str(tmp_path / "t.csv")]
+    )
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "t.csv").iloc[0]["revenue"] == pytest.approx(0.0)
 
 
 def test_nrr_is_missing_when_there_is_no_recurring_revenue():

@@ -508,3 +508,34 @@ def test_scheduled_cancellations_and_the_data_end_are_the_pandas_engines(spark, 
         got.astype({"customer_id": str}), expected.astype({"customer_id": str}), check_dtype=False
     )
     assert on_spark(plan, end.normalize() - pd.Timedelta(days=7)).empty
+
+
+def test_a_scheduled_cancellation_is_scored_alike_by_both_engines(spark, small_champion, tmp_path):
+    """A cancellation the export holds within the horizon: both engines score it as
+    serving.batch.with_scheduled_cancellations does and say it first."""
+    from features.io import write_tables
+    from serving.batch import run_scoring
+    from serving.spark_batch import spark_run_scoring
+
+    tables = small_champion.tables
+    run = tables.data_end().normalize() + pd.Timedelta(days=1)
+    soon = tables.customers[tables.customers["churned_at"].isna()]["customer_id"].iloc[0]
+    customers = tables.customers.copy()
+    customers.loc[customers["customer_id"] == soon, "churned_at"] = run + pd.Timedelta(days=5)
+    noticed = replace(tables, customers=customers, cache={})
+    write_tables(noticed, tmp_path / "noticed")
+    model, version = small_champion.champion.model, small_champion.champion.version
+    quiet = lambda _: None  # noqa: E731
+    pandas_run = run_scoring(noticed, run, model, version, tmp_path / "pandas", log=quiet)
+    spark_run_scoring(
+        spark, str(tmp_path / "noticed"), run, model, version, str(tmp_path / "spark"),
+        buckets=2, log=quiet,
+    )  # fmt: skip
+    day = f"as_of={run.date()}"
+    on_spark = pd.read_parquet(tmp_path / "spark" / day / "scores.parquet").set_index("customer_id")
+    on_pandas = pandas_run.scores.set_index("customer_id")
+    assert on_pandas.loc[soon, "churn_probability"] >= 0.95
+    assert on_spark.loc[soon, "churn_probability"] == pytest.approx(
+        on_pandas.loc[soon, "churn_probability"]
+    )
+    assert on_spark.loc[soon, "drivers"][0]["feature"] == "cancellation_scheduled"
