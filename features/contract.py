@@ -38,6 +38,20 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "feedback": ("at", "resolved_at"),
     "revenue": ("at", "period", "period_end"),
 }
+# The contract's times that may lie after the export's day: a paid period (an invoice for next
+# month, its end), a cancellation scheduled at a term's end, a service's end. The others are
+# things that happened, and a time after now is a mistake (features.types.parse_timestamps).
+FUTURE_TIMESTAMPS: dict[str, tuple[str, ...]] = {
+    "customers": ("churned_at", "ended_at"),
+    "revenue": ("period", "period_end"),
+}
+# The times that record what happened: never after now.
+EVENT_TIMESTAMPS: frozenset[tuple[str, str]] = frozenset(
+    (table, column)
+    for table, columns in TIMESTAMP_COLUMNS.items()
+    for column in columns
+    if column not in FUTURE_TIMESTAMPS.get(table, ())
+)
 
 
 class ContractError(ValueError):
@@ -647,7 +661,8 @@ def validate_table(table: str, df: pd.DataFrame, *, now: object = None) -> pd.Da
     problems: list[Problem] = []
     for col in TIMESTAMP_COLUMNS[table]:
         if col in df:
-            parsed, found = parse_timestamps(df[col], col, now=now)
+            future = col in FUTURE_TIMESTAMPS.get(table, ())
+            parsed, found = parse_timestamps(df[col], col, now=now, future=future)
             problems += found
             if not found:
                 df[col] = parsed

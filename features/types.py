@@ -23,6 +23,10 @@ EpochUnit = Literal["s", "ms", "us", "ns"]
 EPOCH_UNITS = ("s", "ms", "us", "ns")
 EARLIEST = pd.Timestamp("1900-01-01")  # before this, a timestamp is a unit or parsing mistake
 FUTURE_SLACK = pd.Timedelta(days=2)  # exports stamped in a zone ahead of UTC, clocks a bit off
+# How far ahead a time that may lie in the future (a paid period's end, a cancellation
+# scheduled at a term's end, a contract's end) may reach: further is a placeholder for "no
+# end" (9999-12-31, 2099-12-31) or epoch numbers in the wrong unit.
+FUTURE_REACH = pd.Timedelta(days=3653)
 MAX_EXAMPLES = 3
 
 
@@ -91,12 +95,20 @@ def is_text(values: pd.Series) -> bool:
 
 
 def parse_timestamps(
-    values: pd.Series, column: str, spec: TimestampSpec | None = None, *, now: object = None
+    values: pd.Series,
+    column: str,
+    spec: TimestampSpec | None = None,
+    *,
+    now: object = None,
+    future: bool = False,
 ) -> tuple[pd.Series, list[Problem]]:
     """The column as naive UTC datetime64[ns], and the problems that stop it from being one.
 
     Missing values stay missing (NaT); every present value that cannot be read under the
-    declaration is a problem, so is a time before 1900 or after now (plus two days)."""
+    declaration is a problem, so is a time before 1900 or after now (plus two days): an event
+    cannot have happened yet. With `future`, a column whose times may lie ahead (a paid
+    period's end, a scheduled cancellation, a contract's end: a live export's subscriptions
+    are paid into next month) may reach FUTURE_REACH past now."""
     spec = spec or TimestampSpec()
     if isinstance(values.dtype, pd.CategoricalDtype):
         values = values.astype(values.cat.categories.dtype)
@@ -115,7 +127,7 @@ def parse_timestamps(
             problem_at(column, f"a {values.dtype} column cannot hold timestamps", values.notna())
         ]
     if not problems:
-        problems = _check_range(parsed, column, now)
+        problems = _check_range(parsed, column, now, future)
     if problems:
         return pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]"), problems
     return parsed.astype("datetime64[ns]"), []
@@ -406,7 +418,9 @@ def _non_iso_problem(text: pd.Series, rows: np.ndarray, column: str) -> Problem:
     )
 
 
-def _check_range(parsed: pd.Series, column: str, now: object) -> list[Problem]:
+def _check_range(
+    parsed: pd.Series, column: str, now: object, future: bool = False
+) -> list[Problem]:
     present = parsed.notna().to_numpy()
     if not present.any():
         return []
@@ -422,6 +436,19 @@ def _check_range(parsed: pd.Series, column: str, now: object) -> list[Problem]:
                 "epoch numbers read in the wrong unit, or a placeholder date",
             )
         )
+    if future:
+        late = present & (parsed > latest - FUTURE_SLACK + FUTURE_REACH).to_numpy()
+        if late.any():
+            years = round(FUTURE_REACH / pd.Timedelta(days=365.25))
+            problems.append(
+                problem_at(
+                    column,
+                    f"times more than {years} years ahead",
+                    late,
+                    "a placeholder for 'no end' (9999-12-31): map it to missing",
+                )
+            )
+        return problems
     late = present & (parsed > latest).to_numpy()
     if late.any():
         problems.append(

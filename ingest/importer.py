@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from features.check import PeriodStarts
 from features.config import DATA_CONFIG_FILE, RESERVED_CUSTOMER_COLUMNS
 from features.contract import (
+    EVENT_TIMESTAMPS,
     FEATURE_COLUMNS,
     REQUIRED_TABLES,
     TABLES,
@@ -1237,7 +1238,14 @@ def _map_batch(
         frame = frame[keep].reset_index(drop=True)
         mapped = {k: v[keep].reset_index(drop=True) for k, v in mapped.items()}
     columns = {
-        spec.name: _column(spec, frame, mapped.get(spec.name), problems) for spec in source.columns
+        spec.name: _column(
+            spec,
+            frame,
+            mapped.get(spec.name),
+            problems,
+            future=(source.table, spec.name) not in EVENT_TIMESTAMPS,
+        )
+        for spec in source.columns
     }
     for spec in source.columns:
         if spec.type in ("text", "as_is") and spec.column is not None:
@@ -1415,9 +1423,16 @@ def _apply_map(
 
 
 def _column(
-    spec: ColumnSpec, frame: pd.DataFrame, mapped: pd.Series | None, problems: _Problems
+    spec: ColumnSpec,
+    frame: pd.DataFrame,
+    mapped: pd.Series | None,
+    problems: _Problems,
+    *,
+    future: bool = False,
 ) -> pd.Series:
-    """One typed output column; its problems go to `problems` (named by the raw column)."""
+    """One typed output column; its problems go to `problems` (named by the raw column).
+    future: its times may lie after today (any but the contract's event times,
+    features.contract.EVENT_TIMESTAMPS: a contract's end, a paid period's end)."""
     n = len(frame)
     if spec.value is not None:
         raw = pd.Series([spec.value] * n, index=frame.index, dtype="object")
@@ -1462,10 +1477,10 @@ def _column(
         )
         if declared:  # pandas parses these value by value: once per distinct value
             values, found = _parse_distinct(
-                lambda v: parse_timestamps(v, label, spec.timestamp), raw
+                lambda v: parse_timestamps(v, label, spec.timestamp, future=future), raw
             )
         else:  # ISO 8601 or epoch numbers: vectorised (Arrow, numpy) already
-            values, found = parse_timestamps(raw, label, spec.timestamp)
+            values, found = parse_timestamps(raw, label, spec.timestamp, future=future)
         if spec.covers is not None and not found:
             zone = spec.timestamp.timezone if spec.timestamp is not None else None
             values = period_end(values, spec.covers, zone)

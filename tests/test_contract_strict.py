@@ -118,6 +118,25 @@ def test_a_date_in_the_year_2500_is_refused():
         validate_tables(customers(), activity(at=["2024-03-01", "2500-01-01"]))
 
 
+def test_times_that_lie_ahead_by_nature_may_be_in_the_future_but_not_placeholders():
+    """A live export's subscriptions are paid into next month (period_end) and some are set to
+    end at their term (churned_at): both lie after the export's day, and the load had refused
+    them as "times in the future". Events may not; nor may a "no end" placeholder."""
+    now = pd.Timestamp.now().normalize()
+    ahead = str((now + pd.Timedelta(days=40)).date())
+    cust = customers().assign(churned_at=[ahead, None])
+    revenue = pd.DataFrame(
+        {"customer_id": ["a"], "at": ["2024-03-01"], "amount": [10.0], "period_end": [ahead]}
+    )
+    tables = validate_tables(cust, activity(), revenue=revenue)
+    assert tables.revenue["period_end"].iloc[0] == pd.Timestamp(ahead)
+    assert tables.customers["churned_at"].iloc[0] == pd.Timestamp(ahead)
+    with pytest.raises(ContractError, match=r"'period_end': times more than 10 years ahead"):
+        validate_tables(cust, activity(), revenue=revenue.assign(period_end=["9999-12-31"]))
+    with pytest.raises(ContractError, match=r"column 'signup_at': times in the future"):
+        validate_tables(cust.assign(signup_at=[ahead, "2024-02-01"]), activity())
+
+
 @pytest.mark.parametrize("amount", [np.inf, "inf"])
 def test_infinite_amounts_are_refused(amount):
     revenue = pd.DataFrame({"customer_id": ["a"], "at": ["2024-03-01"], "amount": [amount]})

@@ -379,6 +379,10 @@ def test_data_spanning_a_century_or_dated_after_today_is_refused():
     future = make_tables(_customers(), _activity(at="2025-09-01"))  # after the gate's NOW
     problems = data_problems(future, now=NOW)
     assert len(problems) == 1 and "30 timestamps after today (2025-06-01)" in problems[0]
+    # a paid period's end and a scheduled cancellation lie ahead by nature: no problem
+    ahead = make_tables(_customers(), _activity(at="2025-05-01"))
+    ahead.customers["churned_at"] = pd.Timestamp("2025-08-01")
+    assert data_problems(ahead, now=NOW) == []
 
 
 # ------------------------------------------------------------------- the champion's fit

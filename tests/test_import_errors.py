@@ -966,3 +966,28 @@ def test_an_attribute_that_varies_over_a_customers_rows_is_named_before_it_leaks
     path.write_text(reports_only)
     _, report = run_import(load_mapping(path), tmp_path)
     assert not [w for source in report.sources for w in source.warnings if "differs" in w]
+
+
+def test_a_contract_end_after_today_is_read_but_an_event_after_today_is_refused(tmp_path):
+    """A gym's minimum-term end lies ahead for every member still in it: declared as a date
+    attribute it was refused as "times in the future" (compared with the machine's clock), so
+    a run on the export's own day could not import it. A signup or an event after today
+    stays an error; a "no end" placeholder too."""
+    ahead = (pd.Timestamp.now() + pd.Timedelta(days=200)).strftime("%d.%m.%Y")
+    term = '{ column = "term_end", type = "timestamp", dayfirst = true }'
+    path = _files(
+        tmp_path,
+        _customers(term_end=term),
+        {"crm.csv": f"id,created,term_end\n007,2024-01-01,{ahead}\n", "events.csv": EVENTS},
+    )
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.customers["term_end"].iloc[0] == pd.Timestamp(
+        pd.to_datetime(ahead, dayfirst=True)
+    )
+    (tmp_path / "crm.csv").write_text("id,created,term_end\n007,2024-01-01,31.12.9999\n")
+    with pytest.raises(ContractError, match="more than 10 years ahead"):
+        run_import(load_mapping(path), tmp_path)
+    (tmp_path / "crm.csv").write_text(f"id,created,term_end\n007,{ahead},01.01.2025\n")
+    path.write_text(_customers(term_end=term, signup_at='{ column = "created", dayfirst = true }'))
+    with pytest.raises(ContractError, match="times in the future"):
+        run_import(load_mapping(path), tmp_path)

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from features.config import FeatureConfig
-from features.contract import TIMESTAMP_COLUMNS, Tables
+from features.contract import FUTURE_TIMESTAMPS, TIMESTAMP_COLUMNS, Tables
 from training.evaluation import HIGHER_IS_BETTER, binary_metrics, bootstrap_intervals
 
 EPOCH_EDGE = pd.Timestamp("1971-01-01")  # before it: a timestamp at "zero" of some unit
@@ -482,6 +482,10 @@ def data_problems(tables: Tables, now: pd.Timestamp | None = None) -> list[str]:
                     f"{EPOCH_EDGE.date()} (integers read as time since 1970 without their unit, "
                     f"or placeholder dates?); example row: {_example(df, early)}"
                 )
+            if col in FUTURE_TIMESTAMPS.get(table, ()):
+                # a paid period's end, a scheduled cancellation: ahead of a live export's day
+                # by their nature (features.contract.FUTURE_TIMESTAMPS checks their reach)
+                continue
             future = (values > now + FUTURE_SLACK).to_numpy() & present
             if future.any():
                 problems.append(
