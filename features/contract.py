@@ -573,7 +573,15 @@ def _rule_problems(table: str, df: pd.DataFrame) -> list[Problem]:
             if found is not None:
                 problems.append(found)
     if table == "customers" and "churned_at" in df:
-        add("churned_at", "churned before signing up", df["churned_at"] < df["signup_at"])
+        add(
+            "churned_at",
+            "churned before signing up",
+            df["churned_at"] < df["signup_at"],
+            "swapped columns, or a contract revoked before its start date (signed in December "
+            "to start in January, cancelled in December): such customers never started; drop "
+            "them in the mapping, or take signup_at as the day the contract was signed (a SQL "
+            "source's least(start, cancelled))",
+        )
     if table == "customers" and "ended_at" in df:
         add("ended_at", "ended before signing up", df["ended_at"] < df["signup_at"])
     if table == "activity" and "value" in df:

@@ -215,6 +215,14 @@ def no_scheduled_cancellations() -> pd.DataFrame:
     )
 
 
+def signups_from(tables: Tables, as_of: object) -> int:
+    """Customers whose signup is at or after T: not scored at T (features use what happened
+    before it), scored from the first run after it. A gym's members all start on the 1st: a run
+    on the 1st left that month's 203 joiners out without a word."""
+    t = as_of_timestamp(as_of)
+    return int((tables.customers["signup_at"] >= t).sum())
+
+
 def scheduled_cancellations(tables: Tables, as_of: object) -> pd.DataFrame:
     """customer_id and churned_at of the customers scored at T whose cancellation is scheduled
     in the export (a churned_at after what the data has observed: Tables.scheduled_ends, such

@@ -519,6 +519,16 @@ def current_customers(plan: Plan, as_of: pd.Timestamp) -> int:
     return int(_current(plan, as_of).count())
 
 
+def signups_from(plan: Plan, as_of: pd.Timestamp) -> int:
+    """Customers whose signup is at or after T (as features.labels.signups_from counts them):
+    one Spark job on the customers table."""
+    from pyspark.sql import functions as F
+
+    customers, info = plan.frames["customers"], plan.infos["customers"]
+    t = F.lit(as_of_timestamp(as_of).value)
+    return int(customers.where(_as_ns(customers, info, "signup_at") >= t).count())
+
+
 def current_never_active(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> int:
     """Customers signed up before T and not churned or ended before T without qualifying
     activity before T (as features.labels.never_active_count counts them): one Spark job."""

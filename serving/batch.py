@@ -48,6 +48,7 @@ from features.labels import (
     never_active_count,
     never_active_signed_up_before_history,
     scheduled_cancellations,
+    signups_from,
 )
 from features.prepared import as_of_timestamp
 from features.signals import build_features
@@ -488,6 +489,14 @@ def scheduled_in_horizon(
     due = leaving[leaving["churned_at"] < horizon_end]
     return pd.Series(
         due["churned_at"].to_numpy(), index=pd.Index(due["customer_id"].astype(str)), name="at"
+    )
+
+
+def signups_note(count: int, as_of: pd.Timestamp) -> str:
+    """The run's line on the customers it does not score yet (both engines)."""
+    return (
+        f"{count:,} customers sign up on or after the run date ({pd.Timestamp(as_of).date()}): "
+        "not scored yet (a customer is scored from the first run after its signup)"
     )
 
 
@@ -1120,6 +1129,9 @@ def run_scoring(
             else None
         )
         summary.update(scheduled_summary(leaving, t, config.churn.horizon_days))
+        summary["customers_signing_up_from_run_date"] = signups_from(tables, t)
+        if summary["customers_signing_up_from_run_date"]:
+            log(signups_note(summary["customers_signing_up_from_run_date"], t))
         summary["customers_lapsed"] = lapsed_count(tables, t, config.churn)
         summary["customers_never_active"] = never_active_count(tables, t, config.churn)
         early = never_active_signed_up_before_history(tables, t, config.churn)

@@ -46,6 +46,7 @@ from features.spark_engine import (
     path_exists,
     plan_run,
     run_buckets,
+    signups_from,
     write_bytes,
     write_parquet,
 )
@@ -81,6 +82,7 @@ from serving.batch import (
     scored_data_churn,
     scores_as_previous,
     segment_sums_for,
+    signups_note,
     write_model_scores_csv,
 )
 from serving.config import ScoringConfig
@@ -487,6 +489,9 @@ def spark_run_scoring(
         summary["customers_never_active"] = (
             current_never_active(plan, config, t) if config.churn.mode == "non_contractual" else 0
         )  # features.labels.never_active_count
+        summary["customers_signing_up_from_run_date"] = signups_from(plan, t)
+        if summary["customers_signing_up_from_run_date"]:
+            log(signups_note(summary["customers_signing_up_from_run_date"], t))
         summary["stale_tables"] = stale
         summary["quiet_week_notes"] = quiet
         ended = 0  # as serving.batch.paid_period_ended counts them

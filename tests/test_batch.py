@@ -1386,3 +1386,25 @@ def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     )
     with pytest.raises(ValueError, match="scheduled_cancellation_share must be a share"):
         ScoringConfig(scheduled_cancellation_share=1.5)
+
+
+def test_customers_who_sign_up_on_the_run_date_are_counted_not_dropped_silently(
+    small_champion, tmp_path
+):
+    """A gym's members all start on the 1st: a run on the 1st scored none of that month's 203
+    joiners (features use what happened before T) and said nothing. run.json counts them and
+    the log says when they are scored."""
+    from features.labels import signups_from
+
+    tables = small_champion.tables
+    day = tables.customers["signup_at"].sort_values().iloc[len(tables.customers) // 2].normalize()
+    expected = int((tables.customers["signup_at"] >= day).sum())
+    assert signups_from(tables, day) == expected > 0
+    said: list[str] = []
+    model, version = small_champion.champion.model, small_champion.champion.version
+    run = run_scoring(tables, day, model, version, tmp_path, log=said.append)
+    assert run.summary["customers_signing_up_from_run_date"] == expected
+    assert any(f"{expected:,} customers sign up on or after the run date" in s for s in said)
+    scored = set(run.scores["customer_id"])
+    late = tables.customers.loc[tables.customers["signup_at"] >= day, "customer_id"]
+    assert not scored & set(late)
