@@ -1215,6 +1215,13 @@ def _with_drop_hint(problem: Problem, source: SourceMapping) -> Problem:
         f"the contract needs a {problem.column} on every row: give the rows one, or drop them, "
         f"counted in the import report, with drop = [{rule}] under this source"
     )
+    if source.table == "revenue" and problem.column == "amount":
+        # RevenueCat's BILLING_ISSUE carries no price: dropped, the failures are lost
+        hint += (
+            "; failed payments without an amount need not be dropped: no feature reads a "
+            "failed payment's amount, only its date, so a [[revenue]] block of them can give "
+            "amount = { value = 0 }"
+        )
     return replace(problem, hint=hint)
 
 

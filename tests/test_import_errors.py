@@ -991,3 +991,32 @@ def test_a_contract_end_after_today_is_read_but_an_event_after_today_is_refused(
     path.write_text(_customers(term_end=term, signup_at='{ column = "created", dayfirst = true }'))
     with pytest.raises(ContractError, match="times in the future"):
         run_import(load_mapping(path), tmp_path)
+
+
+def test_a_failed_payment_without_an_amount_is_told_it_can_be_given_zero(tmp_path):
+    """RevenueCat's BILLING_ISSUE carries no price: the hint was only to drop the rows, which
+    throws the failures away. No feature reads a failed payment's amount; the hint says so and
+    the block it names imports."""
+    revenue = """
+[[revenue]]
+source = "billing.csv"
+[revenue.columns]
+customer_id = "user"
+at = "ts"
+amount = { column = "price", type = "number" }
+kind = { value = "failed_payment" }
+"""
+    files = {
+        "crm.csv": "id,created\n007,2024-01-01\n",
+        "events.csv": EVENTS,
+        "billing.csv": "user,ts,price\n007,2024-01-06T00:00:00Z,\n",
+    }
+    path = _files(tmp_path, _customers() + revenue, files)
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), tmp_path)
+    assert "a [[revenue]] block of them can give amount = { value = 0 }" in str(err.value)
+    path.write_text(path.read_text().replace(
+        'amount = { column = "price", type = "number" }', "amount = { value = 0 }"
+    ))  # fmt: skip
+    tables, _ = run_import(load_mapping(path), tmp_path)
+    assert tables.revenue["kind"].tolist() == ["failed_payment"]
