@@ -1598,10 +1598,29 @@ def _stale(
             recent = distinct[distinct >= distinct[-1] - np.timedelta64(180, "D")]
             gaps = np.diff(recent if len(recent) > 1 else distinct).astype(int)
             rhythm[name] = float(np.median(gaps)) if len(gaps) else np.nan
-    if len(ends) < 2:
+    if not ends:
         return []
     freshest = max(ends, key=lambda k: ends[k])
     found = []
+    # The whole export behind the run date: every table ends long before it (a run on the
+    # 20th of an export taken on the 31st of the month before raised the high band from 730 to
+    # 2,000 customers, each quieter by 19 days than it was, without a word).
+    last, usual = ends[freshest], rhythm.get(freshest)
+    lag = (t - last) / pd.Timedelta(days=1)
+    if usual is not None and np.isfinite(usual) and lag > max(STALE_MIN_DAYS, STALE_GAPS * usual):
+        every = "every day" if usual <= 1 else f"every {usual:g} days"
+        found.append(
+            (
+                "(all)",
+                f"the data ends {last.date()}, {lag:.0f} days before {t.date()}, though "
+                f"'{freshest}' usually has rows {every}: every customer's last {lag:.0f} days "
+                "read as if nothing had happened (no activity, no payment), and the risks rise "
+                f"with them. An old export? Export again, or {remedy} "
+                f"{(last + pd.Timedelta(days=1)).date()}",
+            )
+        )
+    if len(ends) < 2:
+        return found
     for name, end in ends.items():
         lag = (t - end) / pd.Timedelta(days=1)
         ahead = (ends[freshest] - end) / pd.Timedelta(days=1)

@@ -771,7 +771,9 @@ def not_scored_note(
 
 def run_notes(summary: dict[str, Any]) -> list[str]:
     """What run.json says a reader of the figures should know: customers not scored because
-    they had lapsed already, customers whose cancellation is scheduled, a quiet week in everyone's recent windows (features.check.
+    they had lapsed already or sign up on or after the run date, customers whose cancellation
+    is scheduled, an export that ends long before the run date or a table that stops before the
+    others (stale_tables), a quiet week in everyone's recent windows (features.check.
     recent_quiet_week_notes), risk bands that hold nobody (serving.batch.empty_band_notes) and
     how the time of year moves the probabilities (level_note) and moved them since the
     previous run (level_moved_note)."""
@@ -782,14 +784,27 @@ def run_notes(summary: dict[str, Any]) -> list[str]:
     leaving = int(summary.get("cancellations_scheduled") or 0)
     if leaving:
         soon = int(summary.get("cancellations_scheduled_in_horizon") or 0)
+        share = summary.get("scheduled_cancellation_share")
+        how = (
+            f"scored as {fmt.percent(float(share), 0)} sure to leave and at the model's risk "
+            "otherwise, with the date as their first reason"
+            if soon and share
+            else "scored by their behaviour"
+        )
         notes.append(
             f"{fmt.count(leaving)} customer{'s have' if leaving > 1 else ' has'} a cancellation "
-            f"scheduled in the export ({fmt.count(soon)} within the model's horizon): scored by "
-            "their behaviour like everyone else, as no model can learn from a notice whose date "
-            "the export does not keep; scores.csv gives the date (cancellation_scheduled)."
+            f"scheduled in the export ({fmt.count(soon)} within the model's horizon: {how}); "
+            "scores.csv gives the date (cancellation_scheduled)."
+        )
+    joining = int(summary.get("customers_signing_up_from_run_date") or 0)
+    if joining:
+        notes.append(
+            f"{fmt.count(joining)} customer{'s sign' if joining > 1 else ' signs'} up on or "
+            "after the run date: not scored yet, from the first run after the signup on."
         )
     levels = [summary.get("level_note"), summary.get("level_moved_note")]
     said = [
+        *summary.get("stale_tables", []),
         *summary.get("quiet_week_notes", []),
         *summary.get("band_notes", []),
         *filter(None, levels),

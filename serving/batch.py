@@ -467,13 +467,16 @@ def score_features(
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
 
-def scheduled_summary(leaving: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int) -> dict:
-    """run.json's count of the scored customers whose cancellation is scheduled, and of those
-    within the horizon (both engines)."""
+def scheduled_summary(
+    leaving: pd.DataFrame, as_of: pd.Timestamp, horizon_days: int, share: float
+) -> dict:
+    """run.json's count of the scored customers whose cancellation is scheduled, of those
+    within the horizon, and the share of them scored as sure to take effect (both engines)."""
     horizon_end = pd.Timestamp(as_of) + pd.Timedelta(days=horizon_days)
     return {
         "cancellations_scheduled": len(leaving),
         "cancellations_scheduled_in_horizon": int((leaving["churned_at"] < horizon_end).sum()),
+        "scheduled_cancellation_share": float(share),
     }
 
 
@@ -1128,7 +1131,7 @@ def run_scoring(
             if baseline is not None and compared_with_baseline(scored)
             else None
         )
-        summary.update(scheduled_summary(leaving, t, config.churn.horizon_days))
+        summary.update(scheduled_summary(leaving, t, config.churn.horizon_days, share))
         summary["customers_signing_up_from_run_date"] = signups_from(tables, t)
         if summary["customers_signing_up_from_run_date"]:
             log(signups_note(summary["customers_signing_up_from_run_date"], t))

@@ -461,7 +461,7 @@ def spark_run_scoring(
             ids = spark.createDataFrame(leaving[["customer_id"]].astype(str))
             found = ids.join(customers.select("customer_id"), "customer_id").toPandas()
             leaving = leaving[leaving["customer_id"].astype(str).isin(found["customer_id"])]
-        summary.update(scheduled_summary(leaving, t, config.churn.horizon_days))
+        summary.update(scheduled_summary(leaving, t, config.churn.horizon_days, share))
         local = local_folder(tmp)
         report_alerts: pd.DataFrame | None = None
         if local is None:

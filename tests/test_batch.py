@@ -1350,10 +1350,10 @@ def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     assert dated[soon] == when[soon].strftime("%Y-%m-%d")
     assert dated[later] == when[later].strftime("%Y-%m-%d")
     assert dated.notna().sum() == 2 and len(csv) == run.summary["customers_scored"]
-    assert (
-        "2 customers have a cancellation scheduled in the export (1 within"
-        in (run.partition / "report.html").read_text()
-    )
+    page = (run.partition / "report.html").read_text()
+    assert "2 customers have a cancellation scheduled in the export (1 within" in page
+    assert "scored as 95% sure to leave and at the model" in page
+    assert run.summary["scheduled_cancellation_share"] == 0.95
     # without any, scores.csv has no such column (an always-empty column says nothing)
     plain = run_scoring(tables, run_date, model, version, tmp_path / "b", log=lambda _: None)
     assert "cancellation_scheduled" not in pd.read_csv(plain.partition / "scores.csv").columns

@@ -938,6 +938,14 @@ def test_a_table_that_stops_weeks_before_the_others_is_stale_for_a_later_run(cle
     # Scored as of the day after the billing export's end, nothing is stale.
     assert stale_tables(tables, early["at"].max() + pd.Timedelta(days=1)) == []
     assert "stale_table" in codes(check_tables(tables, CONTRACTUAL))
+    # The whole export weeks behind the run date: a run on the 20th of an export of the 31st
+    # had raised its high band from 730 to 2,000 customers without a word.
+    whole = tables_of(customers, activity, revenue)
+    last = whole.data_end()
+    late = stale_tables(whole, last + pd.Timedelta(days=19))
+    assert late[0].startswith(f"the data ends {last.date()}, 19 days before ")
+    assert "Export again, or score as of" in late[0]
+    assert stale_tables(whole, last + pd.Timedelta(days=2)) == []  # a weekend's lag
 
 
 def test_churn_recorded_late_is_warned_about_with_the_observed_until_to_set():
