@@ -420,7 +420,15 @@ def _gap(prefix: str, usual: str | None = None) -> Sentence:
 
 
 def _active_rate(value: Any, context: Context, currency: str | None) -> str:
-    return f"Active on {fmt.percent(float(value), 0)} of days since the first activity"
+    """The share of days active since the first recorded activity; for a customer who signed
+    up before it (an export that begins after its customers did), said as the data's: a gym's
+    members since 2018 read "since the first activity", which was the export's first day."""
+    first = (
+        "its first activity in the data"
+        if signed_up_before_first_record(context)
+        else ("the first activity")
+    )
+    return f"Active on {fmt.percent(float(value), 0)} of days since {first}"
 
 
 def _value_window(window: int, unit: str | None = None) -> Sentence:
@@ -1061,7 +1069,8 @@ _FIXED: dict[str, FeatureEntry] = {
         context=("days_since_last_active", "days_since_last_event", "active_gap_median_days"),
     ),
     "active_day_rate": _entry(
-        "Share of days active", "share", LOWERS, _active_rate, "No active day recorded yet"
+        "Share of days active", "share", LOWERS, _active_rate, "No active day recorded yet",
+        context=("tenure_days", "days_since_first_event"),
     ),
     "revenue_total": _entry("Revenue over the whole history", "money", LOWERS, _revenue_total),
     "last_payment_amount": _entry(
@@ -1143,6 +1152,15 @@ def _event_counts(m: re.Match[str]) -> FeatureEntry:
         _count_sentence(f"{event} event", window=w, none=f"No {event} events in the last {_days(w)}",
                         activity=True),
         context=SPAN_CONTEXT,
+    )  # fmt: skip
+
+
+def _event_recency(m: re.Match[str]) -> FeatureEntry:
+    """Days since the last event of one type (FeatureConfig.type_recency)."""
+    event = _words(m.group("event"))
+    return _entry(
+        f"Days since the last {event} event", "days", DEPENDS, _ago(f"Last {event} event"),
+        f"No {event} event recorded yet",
     )  # fmt: skip
 
 
@@ -1347,6 +1365,7 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
         # Per event type: <slug>_events_<w>d (features.signals._unique_slugs); last, so that
         # the fixed names above win.
         (r"(?P<event>[a-z0-9_]+?)_events_(?P<w>\d+)d", _event_counts),
+        (r"(?P<event>[a-z0-9_]+?)_event_days_ago", _event_recency),
     ]
 ]  # fmt: skip
 

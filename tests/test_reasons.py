@@ -192,6 +192,10 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
          {"lifetime_active_days": 1.0, "days_since_last_active": 29.0, "tenure_days": 400.0,
           "days_since_first_event": 29.0},
          "Only one active day in the data, 29 days ago"),
+        ("active_day_rate", 0.02, {"tenure_days": 2500.0, "days_since_first_event": 300.0},
+         "Active on 2% of days since its first activity in the data"),
+        ("active_day_rate", 0.02, {"tenure_days": 300.2, "days_since_first_event": 300.0},
+         "Active on 2% of days since the first activity"),
         # an annual plan's payment is said with its period, beside monthly plans' payments
         ("last_payment_amount", 1440.0,
          {"days_since_last_payment": 120.0, "days_until_paid_period_ends": 245.0},
