@@ -225,7 +225,7 @@ def test_reasons_on_month_totals_speak_of_records_and_months_not_of_days_active(
     )
     # Without the setting the same values read as days, which here says nothing of the customer.
     assert said(rows.index[1], None)["active_day_rate"] == (
-        "Active on 4% of days since the first activity"
+        "Active on 4% of days since its first activity in the data"  # signed up before it
     )
     # The model's reasons carry the setting (reason_settings -> top_drivers).
     values = rows.loc[[rows.index[0]], ["days_since_last_event", "active_gap_median_days"]]
