@@ -173,12 +173,6 @@ class FeatureConfig:
     # resolved from the data (two or more kinds dated before the last observation date); an
     # explicit event_types keeps its per-type counts.
     activity_kinds: bool | None = None
-    # Days since the last event of each counted type (event_types), over the whole history:
-    # the windows forget a state-changing event older than the longest one (auto-renew turned
-    # off four months ago on an annual plan) and cannot tell whether it was undone since (auto-
-    # renew turned back on). Off by default (session 14: within the noise on demo, Online
-    # Retail and the events example).
-    type_recency: bool = False
     # What activity.value measures, for the reasons ("seconds listened": "6,861 seconds listened
     # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
     value_unit: str | None = None

@@ -1155,15 +1155,6 @@ def _event_counts(m: re.Match[str]) -> FeatureEntry:
     )  # fmt: skip
 
 
-def _event_recency(m: re.Match[str]) -> FeatureEntry:
-    """Days since the last event of one type (FeatureConfig.type_recency)."""
-    event = _words(m.group("event"))
-    return _entry(
-        f"Days since the last {event} event", "days", DEPENDS, _ago(f"Last {event} event"),
-        f"No {event} event recorded yet",
-    )  # fmt: skip
-
-
 # A context name ending in this is a pattern: every feature of the row named like it (the
 # window's counts per event type), as training.drivers gathers them.
 TYPED_COUNTS = "*_events_{w}d"
@@ -1365,7 +1356,6 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
         # Per event type: <slug>_events_<w>d (features.signals._unique_slugs); last, so that
         # the fixed names above win.
         (r"(?P<event>[a-z0-9_]+?)_events_(?P<w>\d+)d", _event_counts),
-        (r"(?P<event>[a-z0-9_]+?)_event_days_ago", _event_recency),
     ]
 ]  # fmt: skip
 

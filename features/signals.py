@@ -588,17 +588,6 @@ def _activity_signals(
             per_type = per_type.reshape(n, len(type_names))
             for i, slug in enumerate(_unique_slugs(type_names)):
                 out[f"{slug}_events_{w}d"] = per_type[:, i].astype("float64")
-    if config.type_recency and type_names:
-        # one pass over the rows before T: the latest time per (customer, type)
-        rows_before = before  # a row range, or a mask (activity not in time order)
-        typed_all = type_index[act.event[rows_before]]
-        keep = typed_all >= 0
-        latest = np.full(n * len(type_names), NAT, dtype=np.int64)
-        keys = act.customer[rows_before].astype(np.int64)[keep] * len(type_names) + typed_all[keep]
-        np.maximum.at(latest, keys, act.at[rows_before][keep])
-        latest = latest.reshape(n, len(type_names))
-        for i, slug in enumerate(_unique_slugs(type_names)):
-            out[f"{slug}_event_days_ago"] = _days_since(t, latest[:, i])
     if config.long_windows:
         out.update(_long_window_signals(prep, t, config))
 

@@ -125,26 +125,6 @@ def test_activity_recency_frequency_breadth_and_trend(tables):
     assert a["events_trend_30d"] == pytest.approx(0.5)
 
 
-def test_days_since_the_last_event_of_each_type_when_asked_for(tables):
-    """type_recency: the whole history's last event of each type, before T (the login at T is
-    not seen); missing for a type the customer never had; absent by default."""
-    assert "login_event_days_ago" not in build_features(tables, T).columns
-    config = FeatureConfig(type_recency=True)
-    frame = build_features(tables, T, config)
-    a, b = row(frame, "a"), row(frame, "b")
-    assert a["login_event_days_ago"] == pytest.approx(14 / 24)  # 2024-03-31 10:00
-    assert a["export_event_days_ago"] == pytest.approx(13 / 24)
-    assert b["login_event_days_ago"] == pytest.approx(26.5)  # 2024-03-05 12:00
-    assert math.isnan(b["export_event_days_ago"])
-    resolved = resolve_config(tables, config, until=pd.Timestamp(T))
-    assert [c for c in frame.columns if c != "customer_id"] == feature_names(resolved)
-    shuffled = tables.activity.sample(frac=1.0, random_state=0).reset_index(drop=True)
-    from dataclasses import replace
-
-    unordered = build_features(replace(tables, activity=shuffled, cache={}), T, config)
-    pd.testing.assert_frame_equal(unordered, frame)
-
-
 def test_revenue_level_change_refunds_and_failed_payments(tables):
     a = row(build_features(tables, T), "a")
     assert a["revenue_30d"] == pytest.approx(40.0)  # March: its invoice, less the refund
