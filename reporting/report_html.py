@@ -786,9 +786,10 @@ def run_notes(summary: dict[str, Any]) -> list[str]:
         soon = int(summary.get("cancellations_scheduled_in_horizon") or 0)
         share = summary.get("scheduled_cancellation_share")
         how = (
-            f"scored as {fmt.percent(float(share), 0)} sure to leave and at the model's risk "
-            "otherwise, with the date as their first reason"
-            if soon and share
+            f"scored as {fmt.percent(float(share), 0)} sure to leave on that date and at the "
+            "model's risk otherwise, with the date as their first reason; those after the "
+            "horizon as staying through it unless they withdraw"
+            if share
             else "scored by their behaviour"
         )
         notes.append(

@@ -48,7 +48,8 @@ class ScoringConfig:
     # The share of the cancellations an export holds (a churned_at after its last record: a
     # subscription set to end at its term) that take effect rather than being withdrawn: the
     # churn probability of a customer whose cancellation falls within the horizon is this
-    # share plus the rest times the model's (serving.batch.with_scheduled_cancellations).
+    # share plus the rest times the model's, after it the rest times the model's (the customer
+    # stays through the horizon unless it withdraws: serving.batch.with_scheduled_cancellations).
     scheduled_cancellation_share: float = 0.95
 
     def __post_init__(self) -> None:

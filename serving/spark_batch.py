@@ -76,7 +76,7 @@ from serving.batch import (
     report_plan,
     report_segments,
     run_summary,
-    scheduled_in_horizon,
+    scheduled_dates,
     scheduled_note,
     scheduled_summary,
     scored_data_churn,
@@ -407,10 +407,10 @@ def spark_run_scoring(
     schema = _wide_schema(feature_schema, model)
     model_ref = spark.sparkContext.broadcast(model)
     leaving = spark_scheduled_cancellations(plan, t)  # a few rows, on the driver
-    due = scheduled_in_horizon(leaving, t, model.horizon_days)
+    due = scheduled_dates(leaving)
     share = (settings or ScoringConfig()).scheduled_cancellation_share
     if len(due) and share > 0:
-        log(scheduled_note(len(due), model.horizon_days, share))
+        log(scheduled_note(due, t, model.horizon_days, share))
     build = _scoring_rows(
         t, period_start, by, model_ref, str(model_version), top, previous_as_of,
         feature_schema, currency, has_start=start is not None, scheduled=due,

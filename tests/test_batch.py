@@ -1318,12 +1318,18 @@ def test_probabilities_that_hardly_differ_are_said_to_be_near_ties():
     assert near_tie_note(*probability_spread(np.array([]))) is None
 
 
+def drivers_of(run, customer: str) -> list[dict]:
+    """A customer's drivers in a run's scores.parquet."""
+    scores = pq.read_table(run.partition / "scores.parquet").to_pandas()
+    return list(scores.set_index("customer_id").loc[customer, "drivers"])
+
+
 def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     small_champion, tmp_path
 ):
     """A subscription set to end at its term (Chargebee's non_renewing) carries its end as
     churned_at, after the export's last record. It does not move the data's end, the customer
-    is scored like everyone else, and scores.csv and the report say the cancellation's date."""
+    is scored as 95 % sure to leave on that date, and scores.csv and the report say it."""
     from features.labels import scheduled_cancellations
 
     tables = small_champion.tables
@@ -1352,7 +1358,7 @@ def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     assert dated.notna().sum() == 2 and len(csv) == run.summary["customers_scored"]
     page = (run.partition / "report.html").read_text()
     assert "2 customers have a cancellation scheduled in the export (1 within" in page
-    assert "scored as 95% sure to leave and at the model" in page
+    assert "scored as 95% sure to leave on that date and at the model" in page
     assert run.summary["scheduled_cancellation_share"] == 0.95
     # without any, scores.csv has no such column (an always-empty column says nothing)
     plain = run_scoring(tables, run_date, model, version, tmp_path / "b", log=lambda _: None)
@@ -1363,18 +1369,21 @@ def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     model_p = plain.scores.set_index("customer_id")["churn_probability"]
     assert by_id.loc[soon, "churn_probability"] == pytest.approx(0.95 + 0.05 * model_p[soon])
     assert by_id.loc[soon, "risk_band"] == "high"
-    assert by_id.loc[later, "churn_probability"] == pytest.approx(model_p[later])
-    others = by_id.index.difference([soon])
+    # after the horizon: the customer stays through it unless the notice is withdrawn
+    assert by_id.loc[later, "churn_probability"] == pytest.approx(0.05 * model_p[later])
+    later_first = drivers_of(run, later)[0]
+    assert later_first["reason"].endswith("after the 30-day horizon")
+    assert later_first["risk_points"] < 0
+    others = by_id.index.difference([soon, later])
     assert np.allclose(by_id.loc[others, "churn_probability"], model_p[others])
-    drivers = pq.read_table(run.partition / "scores.parquet").to_pandas().set_index("customer_id")
-    first = drivers.loc[soon, "drivers"][0]
+    first = drivers_of(run, soon)[0]
     assert first["feature"] == "cancellation_scheduled"
     day = when[soon].date()
     assert first["reason"] == f"Cancellation scheduled for {day} (in 12 days), in the export"
     assert first["risk_points"] == pytest.approx(
         (by_id.loc[soon, "churn_probability"] - model_p[soon]) * 100
     )
-    assert len(drivers.loc[soon, "drivers"]) <= 3
+    assert len(drivers_of(run, soon)) <= 3
     assert csv.set_index("customer_id").loc[soon, "reason_1"].startswith("Cancellation scheduled")
     # a company whose notices are often withdrawn says how often they take effect
     never = run_scoring(
