@@ -186,30 +186,18 @@ def test_a_new_top_reason_that_is_the_same_fact_a_week_older_is_no_alert():
     """A meal-delivery shop's first run raised 25 "new top reason" alerts, each the days since
     the only purchase overtaking last week's reason: the same silence, a week older. The new
     top driver's value must have changed otherwise than by the days between the runs."""
-    previous = frame(
-        [
-            ("aged", 0.80, "high", "review_mean"),
-            ("new_silence", 0.80, "high", "review_mean"),
-            ("failed", 0.80, "high", "review_mean"),
-            ("same", 0.80, "high", "review_mean"),
-            ("nearer", 0.80, "high", "review_mean"),
-            ("unknown", 0.80, "high", "review_mean"),
-            ("plan_then", 0.80, "high", "review_mean"),
-            ("plan_moved", 0.80, "high", "review_mean"),
-        ]
-    )
-    current = frame(
-        [
-            ("aged", 0.83, "high", "days_since_last_event"),
-            ("new_silence", 0.83, "high", "days_since_last_event"),
-            ("failed", 0.83, "high", "days_since_failed_payment"),
-            ("same", 0.83, "high", "tickets_open"),
-            ("nearer", 0.83, "high", "days_until_paid_period_ends"),
-            ("unknown", 0.83, "high", "days_since_last_event"),
-            ("plan_then", 0.83, "high", "plan"),
-            ("plan_moved", 0.83, "high", "plan"),
-        ]
-    )
+    now_top = {
+        "aged": "days_since_last_event",
+        "new_silence": "days_since_last_event",
+        "failed": "days_since_failed_payment",
+        "same": "tickets_open",
+        "nearer": "days_until_paid_period_ends",
+        "unknown": "days_since_last_event",
+        "plan_then": "plan",
+        "plan_moved": "plan",
+    }
+    previous = frame([(c, 0.80, "high", "review_mean") for c in now_top])
+    current = frame([(c, 0.83, "high", feature) for c, feature in now_top.items()])
     nan = float("nan")
     current["top_value"] = [29.0, 9.0, 3.0, 2.0, 5.0, 40.0, nan, nan]
     current["top_text"] = [None] * 6 + ["starter", "starter"]
