@@ -354,13 +354,16 @@ def _last_payment(value: Any, context: Context, currency: str | None) -> str:
 
 def _last_payment_amount(value: Any, context: Context, currency: str | None) -> str:
     """The last payment's amount, with the period it paid for where the invoices say: an annual
-    plan's "Last payment of $1,440" read as a large, risky sum beside monthly plans' $120."""
-    text = f"Last payment of {fmt.money(float(value), currency)}"
+    plan's "Last payment of $1,440" read as a large, risky sum beside monthly plans' $120. A
+    payment of 0 is a free period (a trial): "Last payment of $0" led 322 trial users' reasons."""
+    amount = float(value)
     ago = _ctx(context, "days_since_last_payment")
     until = _ctx(context, "days_until_paid_period_ends")
-    if ago is None or until is None or ago + until < 1:
-        return text
-    return f"{text} (for {fmt.duration_days(ago + until)})"
+    period = None if ago is None or until is None or ago + until < 1 else ago + until
+    if round(amount, 2) == 0:  # a free trial mapped as a payment of 0 (the KKBox example's)
+        return "Last period free" + (f" ({fmt.duration_days(period)})" if period else "")
+    text = f"Last payment of {fmt.money(amount, currency)}"
+    return f"{text} (for {fmt.duration_days(period)})" if period else text
 
 
 def _failed_payment_ago(value: Any, context: Context, currency: str | None) -> str:
