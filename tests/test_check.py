@@ -900,6 +900,21 @@ def test_payments_through_a_notice_period_are_told_apart_from_a_comeback(clean):
     text = found["paid_after_churn"].message
     assert text.startswith("3 of ") and "3 of them paid on without a break" in text
     assert "notice period" in text and "after a break" not in text
+    # Notice given before the export began (no payment before it in the data), and a month
+    # whose debit was returned and taken again the next: no break either (72 of a gym's 78
+    # "comebacks" had been the first).
+    before_export = rows[0][rows[0]["at"] > churned_at[churners[0]]]
+    returned = rows[1].copy()
+    skipped = returned["at"] == returned["at"].iloc[5]  # the first debit after the notice
+    returned = pd.concat(
+        [returned[~skipped], returned[skipped].assign(kind="failed_payment")]
+    ).assign(kind=lambda d: d["kind"].fillna("invoice"))
+    odd = pd.concat([revenue, before_export, returned, rows[2]])
+    found = {
+        f.code: f for f in check_tables(tables_of(customers, activity, odd), CONTRACTUAL).findings
+    }
+    text = found["paid_after_churn"].message
+    assert "3 of them paid on without a break" in text and "after a break" not in text
 
 
 def test_an_end_without_churn_before_the_churn_date_is_warned_about(clean):
