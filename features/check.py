@@ -26,12 +26,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureConfig
-from features.contract import (
-    TABLES,
-    TIMESTAMP_COLUMNS,
-    Tables,
-    plain_value,
-)
+from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables, plain_value
 from features.dictionary import attribute_value_text, describe
 from features.labels import (
     current_mask,

@@ -41,8 +41,9 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
 # The contract's times that may lie after the export's day: a paid period (an invoice for next
 # month, its end), a cancellation scheduled at a term's end, a service's end. The others are
 # things that happened, and a time after now is a mistake (features.types.parse_timestamps).
+END_COLUMNS = ("churned_at", "ended_at")  # a customer's churn, and an end without churn
 FUTURE_TIMESTAMPS: dict[str, tuple[str, ...]] = {
-    "customers": ("churned_at", "ended_at"),
+    "customers": END_COLUMNS,
     "revenue": ("period", "period_end"),
 }
 # The times that record what happened: never after now.
@@ -220,7 +221,6 @@ class Tables:
         return self.data_end().normalize() + pd.Timedelta(days=1)
 
 
-END_COLUMNS = ("churned_at", "ended_at")
 # A churn or end date later than this after the latest record was not seen happening by the
 # export: it is scheduled (a subscription set to end at its term: Chargebee's non_renewing with
 # its cancelled_at, Stripe's cancel_at). One day lets a cancellation processed after the last

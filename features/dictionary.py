@@ -429,7 +429,7 @@ def _active_rate(value: Any, context: Context, currency: str | None) -> str:
     first = (
         "its first activity in the data"
         if signed_up_before_first_record(context)
-        else ("the first activity")
+        else "the first activity"
     )
     return f"Active on {fmt.percent(float(value), 0)} of days since {first}"
 
@@ -1206,14 +1206,14 @@ def _trend_entry(what: str, label: str) -> EntryFactory:
 
 
 def _revenue_trend_entry(m: re.Match[str]) -> FeatureEntry:
-    """The revenue trend, said with the failed payment behind it when revenue stopped: a
-    subscription whose last charge failed read only "Revenue down 100% on the previous 30
-    days", which hides the cause a customer-success manager can act on."""
+    """The revenue trend (_trend_entry), said with the failed payment behind it when revenue
+    stopped: a subscription whose last charge failed read only "Revenue down 100% on the
+    previous 30 days", which hides the cause a customer-success manager can act on."""
     w = _w(m)
-    trend = _trend_sentence("Revenue", w)
+    entry = _trend_entry("Revenue", "Revenue")(m)
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
-        text = trend(value, context, currency)
+        text = entry.sentence(value, context, currency)
         failed = _ctx(context, "days_since_failed_payment")
         paid = _ctx(context, "days_since_last_payment")
         stopped = abs(float(value) + 1) < 1e-9  # none in the last window
@@ -1221,11 +1221,9 @@ def _revenue_trend_entry(m: re.Match[str]) -> FeatureEntry:
             return f"{text}: a payment failed {fmt.duration_days(failed)} ago"
         return text
 
-    return _entry(
-        f"Revenue trend over {_days(w)}", "share", LOWERS, sentence,
-        f"No revenue in the last {_days(2 * w)}",
-        context=("days_since_failed_payment", "days_since_last_payment"),
-    )  # fmt: skip
+    return replace(
+        entry, sentence=sentence, context=("days_since_failed_payment", "days_since_last_payment")
+    )
 
 
 def _no_activity_chance(horizon: int, noun: str | None = None) -> Sentence:

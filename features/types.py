@@ -424,7 +424,6 @@ def _check_range(
     present = parsed.notna().to_numpy()
     if not present.any():
         return []
-    latest = (pd.Timestamp(now) if now is not None else pd.Timestamp.now()) + FUTURE_SLACK
     problems = []
     early = present & (parsed < EARLIEST).to_numpy()
     if early.any():
@@ -436,24 +435,18 @@ def _check_range(
                 "epoch numbers read in the wrong unit, or a placeholder date",
             )
         )
+    today = pd.Timestamp(now) if now is not None else pd.Timestamp.now()
     if future:
-        late = present & (parsed > latest - FUTURE_SLACK + FUTURE_REACH).to_numpy()
-        if late.any():
-            years = round(FUTURE_REACH / pd.Timedelta(days=365.25))
-            problems.append(
-                problem_at(
-                    column,
-                    f"times more than {years} years ahead",
-                    late,
-                    "a placeholder for 'no end' (9999-12-31): map it to missing",
-                )
-            )
-        return problems
+        latest = today + FUTURE_REACH
+        years = round(FUTURE_REACH / pd.Timedelta(days=365.25))
+        problem = f"times more than {years} years ahead"
+        hint = "a placeholder for 'no end' (9999-12-31): map it to missing"
+    else:
+        latest = today + FUTURE_SLACK
+        problem, hint = "times in the future", "a typing mistake or a placeholder"
     late = present & (parsed > latest).to_numpy()
     if late.any():
-        problems.append(
-            problem_at(column, "times in the future", late, "a typing mistake or a placeholder")
-        )
+        problems.append(problem_at(column, problem, late, hint))
     return problems
 
 

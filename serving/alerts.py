@@ -248,60 +248,58 @@ def read_top_drivers(partition: Path, words: bool = True) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the rules
 
 
-def same_fact(feature: str, now: float, before: float, days: float) -> bool:
-    """Whether a feature's value now says what its value `days` earlier said: equal (both
-    missing counts), or a count of days from the run date that moved by exactly the days
-    between the runs (no activity then, still none now; the same renewal date, nearer)."""
-    if np.isnan(now) and np.isnan(before):
-        return True
-    if np.isnan(now) or np.isnan(before):
-        return False
-    if abs(now - before) <= 1e-9 * max(1.0, abs(now)):
-        return True
+def same_fact(feature: str, now: np.ndarray, before: np.ndarray, days: float) -> np.ndarray:
+    """Per pair of values of one feature: whether the value now says what the value `days`
+    earlier said: equal (both missing counts), or a count of days from the run date that moved
+    by exactly the days between the runs (no activity then, still none now; the same renewal
+    date, nearer)."""
+    now, before = np.asarray(now, dtype="float64"), np.asarray(before, dtype="float64")
+    same = (np.isnan(now) & np.isnan(before)) | (
+        np.abs(now - before) <= 1e-9 * np.maximum(1.0, np.abs(now))
+    )
     if feature in AGING_FEATURES or feature.startswith(AGING_PREFIXES):
-        return abs(now - before - days) <= AGING_SLACK_DAYS
-    if feature.startswith(COUNTDOWN_PREFIXES):
-        return abs(before - now - days) <= AGING_SLACK_DAYS
-    return False
+        same |= np.abs(now - before - days) <= AGING_SLACK_DAYS
+    elif feature.startswith(COUNTDOWN_PREFIXES):
+        same |= np.abs(before - now - days) <= AGING_SLACK_DAYS
+    return same
 
 
 def news_of_top_values(
     current: pd.DataFrame, previous_values: pd.DataFrame, days: float
 ) -> np.ndarray:
-    """Per row of `current` (FRAME_COLUMNS and top_value): whether its top feature's value
-    changed since the previous run otherwise than by the `days` between them (same_fact).
-    previous_values: the previous run's features, indexed by customer_id. True where the
-    previous value is unknown (a feature or customer it lacks): nothing says it is old news."""
+    """Per row of `current` (FRAME_COLUMNS, top_value and top_text): whether its top feature's
+    value changed since the previous run otherwise than by the `days` between them
+    (same_fact; a category: whether its level differs). previous_values: the previous run's
+    features, indexed by customer_id. True where the previous value is unknown (a feature or
+    customer it lacks): nothing says it is old news."""
     news = np.ones(len(current), dtype=bool)
     if "top_value" not in current:
         return news
-    ids = current["customer_id"].astype(str).to_numpy()
-    positions = previous_values.index.astype(str).get_indexer(ids)
-    for feature, rows in pd.Series(np.arange(len(current))).groupby(
-        current["top_feature"].to_numpy()
-    ):
+    positions = previous_values.index.astype(str).get_indexer(
+        current["customer_id"].astype(str).to_numpy()
+    )
+    top = current["top_feature"].to_numpy(dtype=object)
+    for feature in pd.unique(top[~pd.isna(top)]):
         column = previous_values.get(feature)
         if column is None:
             continue
-        rows = rows.to_numpy()
-        known = positions[rows] >= 0
-        if not pd.api.types.is_numeric_dtype(column):  # a category: the same level as then
-            if "top_text" not in current:
-                continue
-            levels = column.astype(object).to_numpy()
+        rows = np.flatnonzero((top == feature) & (positions >= 0))
+        then = column.to_numpy()[positions[rows]]
+        if pd.api.types.is_numeric_dtype(column):
+            now = current["top_value"].to_numpy(dtype="float64")[rows]
+            old = same_fact(str(feature), now, then.astype("float64"), days)
+        elif "top_text" in current:  # a category: the same level as then
             texts = current["top_text"].to_numpy(dtype=object)[rows]
-            for k, row in enumerate(rows):
-                then = levels[positions[row]] if known[k] else None
-                if texts[k] is not None and not pd.isna(then) and str(then) == str(texts[k]):
-                    news[row] = False
+            old = np.array(
+                [
+                    t is not None and not pd.isna(v) and str(v) == str(t)
+                    for t, v in zip(texts, then, strict=True)
+                ],
+                dtype=bool,
+            )
+        else:
             continue
-        before = np.full(len(rows), np.nan)
-        values = column.to_numpy(dtype="float64", na_value=np.nan)
-        before[known] = values[positions[rows][known]]
-        now = current["top_value"].to_numpy(dtype="float64")[rows]
-        for k, row in enumerate(rows):
-            if known[k] and same_fact(str(feature), now[k], before[k], days):
-                news[row] = False
+        news[rows[old]] = False
     return news
 
 

@@ -72,7 +72,13 @@ from retention.metrics import (
 )
 from serving.alerts import FEATURES_FILE, write_partition_alerts
 from serving.config import ScoringConfig
-from serving.handoff import LAPSED_CSV, SCORES_CSV, write_lapsed_csv, write_scores_csv
+from serving.handoff import (
+    LAPSED_CSV,
+    SCHEDULED_COLUMN,
+    SCORES_CSV,
+    write_lapsed_csv,
+    write_scores_csv,
+)
 from training.drivers import (
     DRIVER_TYPE,
     MOVED_TYPE,
@@ -485,7 +491,7 @@ def scheduled_summary(
     }
 
 
-SCHEDULED_FEATURE = "cancellation_scheduled"  # the driver a scheduled cancellation is
+SCHEDULED_FEATURE = SCHEDULED_COLUMN  # the driver a scheduled cancellation is, as scores.csv
 
 
 def scheduled_dates(leaving: pd.DataFrame) -> pd.Series:
@@ -507,14 +513,20 @@ def signups_note(count: int, as_of: pd.Timestamp) -> str:
 def scheduled_note(
     scheduled: pd.Series, as_of: pd.Timestamp, horizon_days: int, share: float
 ) -> str:
-    """The run's line on the scheduled cancellations it scores as such (both engines)."""
+    """The run's line on the scheduled cancellations (both engines): how many, their dates,
+    how many within the horizon and how they are scored (share 0: by the model alone)."""
     horizon_end = pd.Timestamp(as_of) + pd.Timedelta(days=horizon_days)
     due = int((scheduled < horizon_end).sum())
+    how = (
+        f"scored as {formatting.percent(share, 0)} sure to take effect then ([scoring] "
+        "scheduled_cancellation_share), and at the model's risk otherwise"
+        if share > 0
+        else "scored by the model alone ([scoring] scheduled_cancellation_share = 0)"
+    )
     return (
-        f"{len(scheduled):,} customers have a cancellation scheduled in the export, {due:,} "
-        f"within the {horizon_days}-day horizon: scored as {formatting.percent(share, 0)} sure "
-        "to take effect then ([scoring] scheduled_cancellation_share), and at the model's risk "
-        "otherwise"
+        f"{len(scheduled):,} customers have a cancellation scheduled in the export "
+        f"({scheduled.min().date()} to {scheduled.max().date()}; scores.csv's "
+        f"cancellation_scheduled), {due:,} within the {horizon_days}-day horizon: {how}"
     )
 
 
@@ -1092,7 +1104,7 @@ def run_scoring(
         leaving = leaving[leaving["customer_id"].isin(features["customer_id"])]  # the scored
         due = scheduled_dates(leaving)
         share = (settings or ScoringConfig()).scheduled_cancellation_share
-        if len(due) and share > 0:
+        if len(due):
             log(scheduled_note(due, t, model.horizon_days, share))
         try:
             for scores, contributions in iter_scores(
@@ -1113,12 +1125,6 @@ def run_scoring(
             if contributions_file is not None:
                 contributions_file.close()
         ranges = write_model_scores_csv(model, tmp, scheduled=leaving)
-        if len(leaving):
-            log(
-                f"{len(leaving):,} customers have a cancellation scheduled in the export "
-                f"({leaving['churned_at'].min().date()} to {leaving['churned_at'].max().date()}): "
-                "scores.csv's cancellation_scheduled"
-            )
         scored = pa.concat_tables(slim).to_pandas()
         compared = (baseline[0], tmp / BASELINE_DIR) if baseline is not None else previous
         alerts = write_partition_alerts(tmp, t, compared, settings, ranges)

@@ -409,7 +409,7 @@ def spark_run_scoring(
     leaving = spark_scheduled_cancellations(plan, t)  # a few rows, on the driver
     due = scheduled_dates(leaving)
     share = (settings or ScoringConfig()).scheduled_cancellation_share
-    if len(due) and share > 0:
+    if len(due):
         log(scheduled_note(due, t, model.horizon_days, share))
     build = _scoring_rows(
         t, period_start, by, model_ref, str(model_version), top, previous_as_of,
