@@ -40,6 +40,7 @@ from features.contract import (
     validate_table,
 )
 from features.types import (
+    ZONE_SUFFIX,
     Problem,
     arrow_text,
     parse_ids,
@@ -198,6 +199,7 @@ def _run(
         scheduled = scheduled_end_warning(customers, max(lasts) if lasts else None)
         report.warnings += [scheduled] if scheduled else []
     report.warnings += [w for source in report.sources for w in source.warnings]
+    report.notes += [n for source in report.sources for n in source.notes]
     mixed = mixed_totals_note(mapping)
     report.warnings += [mixed] if mixed else []
     report.warnings += [
@@ -972,6 +974,73 @@ class ZonedDates:
         return out
 
 
+NAIVE_TIMES_SHARE = 0.01  # of a column's values with a time of day: no column of dates
+
+
+class NaiveTimes:
+    """A source's timestamp columns read as UTC because their values carry no time zone and
+    none is declared (no `timezone`, no epoch `unit`), where the values have times of day: a
+    survey tool's or a CRM's local times read as UTC are 1-2 hours off in Berlin, and a day's
+    first hours fall on the day before. A note, not a warning: many exports write UTC without
+    a zone. A judge's NPS answers in Berlin time were imported with no word of it."""
+
+    def __init__(self, source: SourceMapping):
+        self.columns = {
+            c.name: c.column
+            for c in source.columns
+            if c.type == "timestamp"
+            and c.column is not None
+            and c.covers is None
+            and (c.timestamp is None or (c.timestamp.timezone is None and c.timestamp.unit is None))
+            and not (c.timestamp and c.timestamp.format and "%z" in c.timestamp.format.lower())
+        }
+        self.counts = {name: [0, 0] for name in self.columns}  # values, with a time of day
+        self.example: dict[str, object] = {}
+
+    def add(self, raw: pd.DataFrame, mapped: pd.DataFrame) -> None:
+        for name, column in self.columns.items():
+            if name not in mapped or column not in raw or not _without_zone(raw[column]):
+                continue
+            stamps = mapped[name].dropna()
+            timed = stamps != stamps.dt.normalize()
+            self.counts[name][0] += len(stamps)
+            self.counts[name][1] += int(timed.sum())
+            if timed.any() and name not in self.example:
+                self.example[name] = raw[column][timed[timed].index[0]]
+
+    def notes(self, label: str) -> list[str]:
+        out = []
+        for name, (n, timed) in self.counts.items():
+            if n == 0 or timed < NAIVE_TIMES_SHARE * n:
+                continue
+            column = self.columns[name]
+            out.append(
+                f"source '{label}', column '{column}' ({name}): its times carry no time zone "
+                f'("{self.example[name]}") and none is declared, so they are read as UTC. If '
+                "they are local times (a survey tool's, a CRM's, a shop system's often are), "
+                f'declare the zone: {name} = {{ column = "{column}", timezone = '
+                '"Europe/Berlin" }: read as UTC, a Berlin time is 1-2 hours off and a day\'s '
+                "first hours fall on the day before"
+            )
+        return out
+
+
+def _without_zone(values: pd.Series) -> bool:
+    """Whether a raw timestamp column's values carry no zone: naive datetimes, or text whose
+    first value has no offset or Z (a column mixing both is refused when it is read)."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return getattr(values.dt, "tz", None) is None
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return False  # epoch numbers: refused without a unit, UTC with one
+    first = values.first_valid_index()
+    if first is None:
+        return False
+    value = values[first]
+    if isinstance(value, pd.Timestamp | np.datetime64):
+        return pd.Timestamp(value).tz is None
+    return ZONE_SUFFIX.search(str(value)) is None
+
+
 def _import_source(
     mapping: Mapping,
     source: SourceMapping,
@@ -999,6 +1068,7 @@ def _import_source(
     held_positions: list[np.ndarray] = []  # a sorted source's rows' customers, batch by batch
     starts = _period_starts(source)
     zoned = ZonedDates(source)
+    naive = NaiveTimes(source)
     self_repeats = (
         _SelfRepeats() if source.table in SELF_REPEAT_TABLES and checked_per_batch else None
     )
@@ -1022,6 +1092,8 @@ def _import_source(
             report.rows_read += len(frame)
             before = len(problems)
             mapped, kept = _map_batch(source, frame, report, problems)
+            if naive.columns and len(problems) == before:
+                naive.add(kept, mapped)
             del frame
             if starts is not None and len(problems) == before:
                 starts.add(mapped["at"])
@@ -1052,6 +1124,7 @@ def _import_source(
     text = starts.describe('declare covers = "{period}" on this source\'s at') if starts else None
     report.warnings += [text] if text else []
     report.warnings += zoned.warnings(source.label)
+    report.notes += naive.notes(source.label)
     if repeats is not None:
         report.warnings += repeats.warnings(source)
     text = self_repeats.warning(source) if self_repeats is not None else None

@@ -34,6 +34,9 @@ class SourceReport:
     # What the import report warns about this source (e.g. an aggregation that reads running
     # subscriptions as ended).
     warnings: list[str] = field(default_factory=list)
+    # What the import report notes about this source: facts to confirm, not faults (times
+    # read as UTC because they carry no zone and none is declared).
+    notes: list[str] = field(default_factory=list)
     # Ids of rows dropped as unknown customers (unknown_customers = "drop"), a sample of at
     # most UNKNOWN_SAMPLE distinct ones: what the import's warning about them looks at.
     unknown_ids: list[str] = field(default_factory=list)
@@ -121,7 +124,8 @@ class ImportReport:
     activity_mapped: bool = True  # False: a billing-only export (no [activity] in the mapping)
     example_customers_without_activity: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what the model reads of the mapped columns
+    # What the model does not read of the mapped columns; times read as UTC (NaiveTimes)
+    notes: list[str] = field(default_factory=list)
 
     def describe(self, summaries: dict[str, TableSummary], customer_ids: pd.Series) -> None:
         """Rows, customers and date range of every table, and the customers without activity,
@@ -229,7 +233,7 @@ class ImportReport:
                 )
             )
         if self.notes:
-            out.append("\n## Columns the model does not read\n")
+            out.append("\n## Notes\n")
             out += [f"- {n}" for n in self.notes]
         if self.warnings:
             out.append("\n## Warnings\n")

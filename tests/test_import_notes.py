@@ -89,7 +89,30 @@ def test_columns_no_feature_reads_are_named_with_how_to_use_them(tmp_path):
     for name in ("order_id", "ticket_id", "'kanal'"):
         assert name not in notes
     assert not report.warnings  # a note, not a problem of the data
-    assert "## Columns the model does not read" in report.to_markdown()
+    assert "## Notes" in report.to_markdown()
+
+
+def test_times_without_a_zone_read_as_utc_are_noted_once_per_column(tmp_path):
+    """A judge's NPS answers in Berlin time were imported as UTC without a word (1-2 hours
+    off). Times of day without a zone, none declared: a note naming the declaration. Not for
+    dates (a day is a day in UTC), declared zones, or times that carry their own zone."""
+    raw = write_exports(tmp_path)
+    _, report = run_import(load_mapping(tmp_path / "mapping.toml"), raw)
+    naive = [n for n in report.notes if "carry no time zone" in n]
+    assert sorted(n.split("'")[1] for n in naive) == ["orders", "orders", "support"]
+    assert "column 'bestellt_am' (at)" in naive[0] and '("2024-02-03T12:00:00")' in naive[0]
+    assert 'timezone = "Europe/Berlin"' in naive[0]
+    assert not [n for n in report.notes if "'registriert'" in n]  # dates only
+    pd.DataFrame(
+        {"kunden_nr": ["0002"], "ticket": ["T9"], "erstellt": ["2024-02-05T09:00:00Z"],
+         "kategorie": ["late_delivery"]}
+    ).to_csv(raw / "support.csv", index=False)  # fmt: skip
+    text = (tmp_path / "mapping.toml").read_text()
+    (tmp_path / "mapping.toml").write_text(
+        text.replace('at = "bestellt_am"', 'at = { column = "bestellt_am", timezone = "UTC" }')
+    )
+    _, report = run_import(load_mapping(tmp_path / "mapping.toml"), raw)
+    assert not [n for n in report.notes if "carry no time zone" in n]
 
 
 def test_the_import_command_prints_the_notes(tmp_path):
