@@ -63,18 +63,25 @@ def test_stripe_seconds_and_cents_statuses_and_refunds(imported):
     revenue = load_tables(out).revenue
     invoices = _raw(raw_dir, "stripe_invoices.csv")
     kept = [r for r in invoices if r["status"] != "void"]
-    assert len(revenue) == len(kept)
+    failed = [r for r in invoices if r["status"] == "uncollectible"]
+    assert failed and len(revenue) == len(kept) + len(failed)
     assert revenue["at"].min() >= pd.Timestamp("2023-01-01")  # not 1970: seconds were declared
-    by_id = revenue.set_index("invoice_id")
-    for row in kept[:200]:
-        got = by_id.loc[row["id"]]
-        assert got["at"] == pd.Timestamp(int(row["created"]), unit="s")
+    rows = {(i, k): row for (i, k), row in revenue.set_index(["invoice_id", "kind"]).iterrows()}
+    for row in kept[:200] + failed:
         expected = int(row["amount_due"]) / 100
         if row["status"] == "refunded":
-            assert got["kind"] == "refund" and got["amount"] == -expected
-        else:
-            kind = {"paid": "invoice", "open": "invoice", "uncollectible": "failed_payment"}
-            assert got["kind"] == kind[row["status"]] and got["amount"] == expected
+            got = rows[(row["id"], "refund")]
+            assert got["amount"] == -expected
+        else:  # every issued invoice is an invoice, whatever its fate on the export day
+            got = rows[(row["id"], "invoice")]
+            assert got["amount"] == expected
+        assert got["at"] == pd.Timestamp(int(row["created"]), unit="s")
+    # Failed for good: the failure is a row beside the invoice, at its date.
+    for row in failed:
+        assert rows[(row["id"], "failed_payment")]["at"] == pd.Timestamp(
+            int(row["created"]), unit="s"
+        )
+    by_id = revenue[revenue["kind"] != "failed_payment"].set_index("invoice_id")
     assert (revenue["kind"] == "refund").any()
     # Issued and not paid yet: an invoice of what it bills, as the settled ones were when issued.
     issued = [r for r in invoices if r["status"] == "open"]
