@@ -308,6 +308,20 @@ def test_the_champion_is_compared_only_on_holdout_dates_it_was_not_trained_on():
     )
 
 
+def test_a_champion_is_not_compared_on_dates_within_its_last_label_window():
+    """Trained up to 2024-05-01 with 30-day labels, it learned the churns up to 2024-05-31:
+    the dates before that ask it of churns it was trained on."""
+    holdout = _holdout(["2024-05-15", "2024-06-01", "2024-06-15"])
+    into = champion_holdout(holdout, "2024-05-01", RULES, "2024-06-15", horizon_days=30)
+    assert sorted(into.rows["as_of"].dt.strftime("%m-%d").unique()) == ["06-01", "06-15"]
+    alone = champion_holdout(holdout, "2024-05-20", RULES, "2024-06-15", "champion v1", 30)
+    assert alone.rows is None and alone.replaces
+    assert alone.not_comparable.startswith(
+        "champion v1 was trained on the holdout's dates (up to 2024-05-20 and labels up to "
+        "2024-06-19) and after them"
+    )
+
+
 def test_a_champion_trained_on_the_whole_holdout_is_not_compared_and_later_data_replaces_it():
     holdout = _holdout(["2024-05-01", "2024-05-15", "2024-06-01"])
     later = champion_holdout(holdout, "2024-06-01", RULES, "2024-06-15", "champion v3")

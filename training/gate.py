@@ -586,6 +586,9 @@ def lookback_moved_with_the_data(
     )
 
 
+_INSTANT = pd.Timedelta(1, "ns")  # strictly after the last training date
+
+
 @dataclass(frozen=True)
 class ChampionHoldout:
     """Where a champion can be compared with the candidate (champion_holdout): rows (None when
@@ -604,16 +607,22 @@ def champion_holdout(
     rules: GateRules,
     candidate_trained_until: str | None,
     label: str = "the champion",
+    horizon_days: int = 0,
 ) -> ChampionHoldout:
     """The holdout rows (as_of, churned, churn_probability: the candidate's) a champion can be
-    compared on fairly: those dated after its last training date; all of them when it was
-    trained before the holdout or its dates are unknown. When too few remain to measure
+    compared on fairly: those whose label window [as_of, as_of + horizon) starts after the
+    last label it learned from, at least a horizon after its last training date; all of them
+    when it was trained before the holdout or its dates are unknown. A date inside its last
+    label window asks it of churns it was trained on: a retrain a month after the first run
+    was refused against a champion whose training labels held 28 of the 107 churners it was
+    compared on, though the two tied on the weeks after. When too few remain to measure
     (holdout_problems), it is not compared: the candidate replaces it when trained on later
     data (candidate_trained_until > trained_until), else it is kept."""
     if trained_until is None or "as_of" not in holdout:
         return ChampionHoldout(holdout)
     until = pd.Timestamp(trained_until)
-    unseen = holdout[pd.to_datetime(holdout["as_of"]) > until]
+    labels_until = until + pd.Timedelta(days=horizon_days)
+    unseen = holdout[pd.to_datetime(holdout["as_of"]) >= max(labels_until, until + _INSTANT)]
     if len(unseen) == len(holdout):
         return ChampionHoldout(holdout)
     problems = ["no holdout rows are left"]
@@ -623,9 +632,12 @@ def champion_holdout(
         problems = holdout_problems(metrics, rules)
     if not problems:
         return ChampionHoldout(unseen, metrics)
+    learned = (
+        f" and labels up to {labels_until.date()}" if labels_until > until else ""
+    )
     why = (
-        f"{label} was trained on the holdout's dates (up to {until.date()}) and after them "
-        f"{'; '.join(problems)}: it cannot be compared fairly"
+        f"{label} was trained on the holdout's dates (up to {until.date()}{learned}) and after "
+        f"them {'; '.join(problems)}: it cannot be compared fairly"
     )
     mine = None if candidate_trained_until is None else pd.Timestamp(candidate_trained_until)
     newer = mine is not None and mine > until

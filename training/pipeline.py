@@ -474,6 +474,7 @@ def train_from_tables(
             rules,
             model.trained_until,
             f"champion v{champion[0]}",
+            resolved.churn.horizon_days,
         )
     moved = (
         lookback_moved_with_the_data(
