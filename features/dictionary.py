@@ -264,6 +264,20 @@ def _recency_of(noun: str | None = None) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
         gap = _ctx(context, "active_gap_median_days")
+        last_qualifying = _ctx(context, "days_since_last_active")
+        if noun and last_qualifying is not None and last_qualifying > days + 1.0:
+            # The last event is no qualifying one (an e-mail opened, not a purchase): the
+            # purchases' gap says nothing of it. "Last activity 3 days ago (usually a purchase
+            # every 30 days)" was said of a buyer 133 days past his last purchase.
+            if context.get(LOWERS_RISK) or days * 24 < 1:
+                when = "within the last hour" if days * 24 < 1 else f"{fmt.duration_days(days)} ago"
+                return (
+                    f"Last activity {when} (last {noun} {fmt.duration_days(last_qualifying)} ago)"
+                )
+            return (
+                f"No activity in the last {fmt.duration_days(days)} (last {noun} "
+                f"{fmt.duration_days(last_qualifying)} ago)"
+            )
         if one_active_day_is_the_last(context, days) and not context.get(LOWERS_RISK):
             # A one-time buyer's risk is buying once, not the silence since: "No activity in
             # the last 10 hours" led the alerts of an order export's new buyers (benchmarks/

@@ -639,6 +639,53 @@ def test_the_recency_against_the_usual_gap_is_the_recencys_driver():
     ]  # fmt: skip
 
 
+def test_the_purchase_rhythm_is_the_last_purchases_driver_not_the_last_e_mails():
+    """A shop that imports e-mail opens beside its purchases: the top alert read "No activity in
+    the last 14 hours" for a buyer 6 months past his last purchase, the BG/NBD chance of no
+    purchase said on the e-mail he opened last night; and "Last activity 3 days ago (usually a
+    purchase every 30 days)" of one 133 days past his. The rhythm (the chance, how overdue)
+    is the last purchase's; any activity is said without the purchases' gap."""
+    names = ["days_since_last_event", "days_since_last_active", "overdue_ratio",
+             "no_activity_chance_60d", "tickets_open"]  # fmt: skip
+    values = pd.DataFrame(
+        {"days_since_last_event": [0.58, 3.0], "days_since_last_active": [173.0, 133.0],
+         "overdue_ratio": [np.nan, 4.4], "no_activity_chance_60d": [0.92, 0.8],
+         "tickets_open": [0.0, 0.0], "active_gap_median_days": [np.nan, 30.0],
+         "lifetime_active_days": [1.0, 5.0]}
+    )  # fmt: skip
+    contrib = np.array([[-0.27, 0.3, 0.0, 1.13, 0.0], [-0.3, 0.5, 0.4, 0.6, 0.0]])
+    got = top_drivers(
+        contrib, names, values, 3, contrib * 10, qualifying_events=["purchase"]
+    ).to_pylist()
+    first = [(d["feature"], round(d["contribution"], 6)) for d in got[0]]
+    assert first == [("days_since_last_active", 1.43)]
+    assert got[0][0]["reason"] == "Last purchase 6 months ago"
+    assert [(d["feature"], round(d["contribution"], 6)) for d in got[1]] == [
+        ("days_since_last_active", 1.5)
+    ]
+    assert got[1][0]["reason"] == "Last purchase 4 months ago (usually every 30 days)"
+    lower = describe_reason(
+        "days_since_last_event", 3.0, values.iloc[1], qualifying=("purchase",), lowers=True
+    )
+    assert lower == "Last activity 3 days ago (last purchase 4 months ago)"
+    # Where the last event is the last purchase, the purchases' gap is said with it.
+    same = describe_reason(
+        "days_since_last_event", 40.0, values.iloc[1].copy().replace({133.0: 40.0}),
+        qualifying=("purchase",),
+    )  # fmt: skip
+    assert same == "No activity in the last 40 days (usually a purchase every 30 days)"
+
+
+def describe_reason(feature, value, row, qualifying=(), lowers=False) -> str:
+    """The sentence of one feature's value with the row's other values as its context."""
+    from features.dictionary import LOWERS_RISK, describe
+
+    context = {k: v for k, v in row.items() if pd.notna(v)} | (
+        {LOWERS_RISK: True} if lowers else {}
+    )
+    return describe(feature, qualifying_events=qualifying).text(value, context=context)
+
+
 def test_the_last_nps_response_is_one_driver():
     """Its score, flags and age are one response; without one, no average either."""
     names = ["nps_last", "nps_detractor", "nps_promoter", "days_since_nps", "nps_mean"]

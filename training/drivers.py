@@ -307,12 +307,13 @@ def merge_same_facts(
     agree with another's that states the same fact (same_value_facts)."""
     merged_contrib, merged_points = contrib.copy(), points.copy()
     every_row = np.ones(len(contrib), dtype=bool)
-    rules = [(f, h, every_row) for f, h in SAME_FACT.items()]
+    rhythm = rhythm_recency(names)
+    rules = [(f, rhythm if h == RECENCY_FEATURE else h, every_row) for f, h in SAME_FACT.items()]
     # The BG/NBD chance of no qualifying event is the recency against the customer's own
     # rhythm once more, as a probability beside the model's: a grocery's buyer at 78 % read
     # "Chance of no purchase in the next 30 days: 100%" as a reason. Its contribution is the
     # recency's ("Last purchase 40 days ago (usually every 9 days)").
-    rules += [(f, RECENCY_FEATURE, every_row) for f in names if NO_ACTIVITY_CHANCE.fullmatch(f)]
+    rules += [(f, rhythm, every_row) for f in names if NO_ACTIVITY_CHANCE.fullmatch(f)]
     rules += [
         (f, h, values[h].isna().to_numpy())
         for f, h in SAME_FACT_WHEN_MISSING.items()
@@ -689,6 +690,18 @@ def nothing_due_yet(names: list[str], values: pd.DataFrame) -> np.ndarray:
     return out
 
 
+QUALIFYING_RECENCY = "days_since_last_active"
+
+
+def rhythm_recency(names: Sequence[str]) -> str:
+    """The recency the customer's rhythm (usual gap, how overdue, the BG/NBD chance) is
+    measured against: the last qualifying event's (a shop's purchase) where the churn
+    definition names them, else the last event's. A shop that also imports e-mail opens read
+    "No activity in the last 14 hours" as its top alert's reason: the purchase rhythm's risk
+    of a buyer whose last purchase was 6 months ago, said on the e-mail he opened last night."""
+    return QUALIFYING_RECENCY if QUALIFYING_RECENCY in names else RECENCY_FEATURE
+
+
 def not_overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
     """(rows, features): True for the recency (days since the last event or active day) where
     it is shorter than the customer's usual gap between active days: a silence the customer
@@ -708,15 +721,18 @@ def _recency_against_gap(
     if gap not in values.columns:
         return out
     usual = values[gap].to_numpy(dtype="float64", na_value=np.nan)
+    # The gap is between qualifying events: any event's recency is compared with it only
+    # where they are the same events (rhythm_recency).
+    rhythm = rhythm_recency([n for n in names if n in values.columns])
     for name in _RECENCY_OF_RECORDS:
-        if name in names and name in values.columns:
+        if name == rhythm and name in names:
             x = values[name].to_numpy(dtype="float64", na_value=np.nan)
             with np.errstate(invalid="ignore"):
                 out[:, names.index(name)] = compare(x, usual)
     return out
 
 
-_RECENCY_OF_RECORDS = (RECENCY_FEATURE, "days_since_last_active")
+_RECENCY_OF_RECORDS = (RECENCY_FEATURE, QUALIFYING_RECENCY)
 _TREND = re.compile(r".+_trend_\d+d")
 UNCHANGED_TREND = 0.005  # a trend this close to 0 reads "unchanged"
 
