@@ -470,10 +470,13 @@ def score_features(
     top: int = 3,
     chunk_rows: int = 100_000,
     as_of: pd.Timestamp | None = None,
+    currency: str | None = None,
 ) -> pd.DataFrame:
     """Scores, bands, drivers and the change since a previous run for feature rows, as one
     frame (see iter_scores; for what-if records and for tests)."""
-    chunks = iter_scores(model, features, model_version, previous, top, chunk_rows, as_of=as_of)
+    chunks = iter_scores(
+        model, features, model_version, previous, top, chunk_rows, currency=currency, as_of=as_of
+    )
     tables = [s for s, _ in chunks]
     return (pa.concat_tables(tables) if tables else SCORES_SCHEMA.empty_table()).to_pandas()
 
@@ -1154,6 +1157,7 @@ def run_scoring(
             else None
         )
         summary.update(scheduled_summary(leaving, t, config.churn.horizon_days, share))
+        summary["currency"] = currency  # the reasons' (the service's /score_records says it too)
         summary["customers_signing_up_from_run_date"] = signups_from(tables, t)
         if summary["customers_signing_up_from_run_date"]:
             log(signups_note(summary["customers_signing_up_from_run_date"], t))

@@ -227,6 +227,8 @@ class ChurnService:
             served.version,
             top=request.top_drivers,
             as_of=pd.Timestamp(as_of) if as_of is not None else None,
+            # the weekly run's ([scoring] currency): "$300", as /score says it, not "300"
+            currency=current.info.get("currency") if current is not None else None,
         )
         results = [
             RecordScore(

@@ -462,6 +462,7 @@ def spark_run_scoring(
             found = ids.join(customers.select("customer_id"), "customer_id").toPandas()
             leaving = leaving[leaving["customer_id"].astype(str).isin(found["customer_id"])]
         summary.update(scheduled_summary(leaving, t, config.churn.horizon_days, share))
+        summary["currency"] = currency  # the reasons' (the service's /score_records says it too)
         local = local_folder(tmp)
         report_alerts: pd.DataFrame | None = None
         if local is None:

@@ -89,6 +89,7 @@ def service_store(small_champion, tmp_path_factory) -> ServiceStore:
     private BentoML store (pytest_configure), once per session: every test module of the service
     shares this one."""
     from serving.batch import run_scoring
+    from serving.config import ScoringConfig
     from serving.model_store import import_champion
 
     root = tmp_path_factory.mktemp("service")
@@ -98,7 +99,7 @@ def service_store(small_champion, tmp_path_factory) -> ServiceStore:
     for run_date in SERVICE_RUN_DATES:
         run_scoring(
             small_champion.tables, run_date, champion.model, champion.version, scores,
-            model_info=info, log=lambda _: None,
+            model_info=info, log=lambda _: None, settings=ScoringConfig(currency="EUR"),
         )  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(small_champion.root)  # the MLflow store's relative artifact paths

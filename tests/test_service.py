@@ -183,6 +183,8 @@ def test_feature_records_score_like_the_weekly_job(svc, partition):
 
     scores, features = partition
     cid = a_customer_with_history(partition)
+    said = scores["drivers"].map(lambda ds: any("€" in d["reason"] for d in ds))
+    money = str(scores.index[said.to_numpy()][0])  # a reason with an amount in it
     record = {
         k: (None if isinstance(v, float) and np.isnan(v) else v)
         for k, v in features.loc[cid].items()
@@ -197,6 +199,10 @@ def test_feature_records_score_like_the_weekly_job(svc, partition):
         ]
     )
     response = svc.score_records(request)
+    amount = svc.score_records(
+        ScoreRecordsRequest(records=[FeatureRecord(base_customer_id=money, features={})])
+    ).results[0]
+    assert [d.reason for d in amount.drivers] == [d["reason"] for d in scores.loc[money, "drivers"]]
     for result in response.results:
         assert result.customer_id == cid
         assert result.churn_probability == pytest.approx(
@@ -204,6 +210,10 @@ def test_feature_records_score_like_the_weekly_job(svc, partition):
         )
         assert [d.feature for d in result.drivers] == [
             d["feature"] for d in scores.loc[cid, "drivers"]
+        ]
+        # in the same words, amounts with the run's currency ("$300", not "300")
+        assert [d.reason for d in result.drivers + result.lower_risk] == [
+            d["reason"] for d in [*scores.loc[cid, "drivers"], *scores.loc[cid, "lower_risk"]]
         ]
 
 
