@@ -632,9 +632,7 @@ def champion_holdout(
         problems = holdout_problems(metrics, rules)
     if not problems:
         return ChampionHoldout(unseen, metrics)
-    learned = (
-        f" and labels up to {labels_until.date()}" if labels_until > until else ""
-    )
+    learned = f" and labels up to {labels_until.date()}" if labels_until > until else ""
     why = (
         f"{label} was trained on the holdout's dates (up to {until.date()}{learned}) and after "
         f"them {'; '.join(problems)}: it cannot be compared fairly"
