@@ -44,7 +44,11 @@ class PartitionVerdict(BaseModel):
     predicted_rate: float | None = Field(None, description="Mean predicted probability.")
     realized_roc_auc: float | None = None
     expected_roc_auc: float | None = Field(None, description="CBPE estimate of the ROC AUC.")
-    psi_max: float | None = Field(None, description="Largest PSI over the features.")
+    psi_max: float | None = Field(
+        None,
+        description="Largest PSI over the features the verdict reads (not those that grow "
+        "with the export's age).",
+    )
 
 
 class MonitoringResponse(BaseModel):

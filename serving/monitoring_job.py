@@ -178,7 +178,7 @@ def examine_partition(
         drift = feature_drift(reference, features, p, importance_of(model), as_of)
         entry["drift"] = _records(drift)
         entry["drifted_features"] = drift.loc[drift["drifted"], "feature"].tolist()
-        entry["psi_max"] = float(drift["psi"].max())
+        entry["psi_max"] = largest_psi(drift)
         score_row = drift[drift["feature"] == "churn_probability"]
         entry["psi_score"] = float(score_row["psi"].iloc[0]) if len(score_row) else None
         entry["backtest"] = reference.backtest
@@ -532,6 +532,16 @@ class EntryInWords:
     reason: str  # the verdict's first reason, or ""
 
 
+def largest_psi(drift: pd.DataFrame) -> float | None:
+    """monitoring.json's psi_max: the largest PSI over the features the verdict reads, not
+    those that grow with the export's age (days since the first event of an export begun 3
+    months ago), whose PSI of 3-4 a dashboard reading psi_max alarmed on while the verdict
+    rightly left them out; nor the score (psi_score). None when no feature is left."""
+    counted = ~drift["grows_with_export"].astype(bool) & (drift["feature"] != "churn_probability")
+    psi = drift.loc[counted, "psi"].dropna()
+    return float(psi.max()) if len(psi) else None
+
+
 def entry_in_words(entry: dict) -> EntryInWords:
     """Realized churn against predicted (or, before the horizon has passed, the expected churn
     and the ROC AUC the probabilities imply), drifted features and the first reason."""
@@ -565,7 +575,7 @@ def summary_lines(entries: list[dict], last: int = 8) -> list[str]:
     lines = []
     for e in entries[-last:]:
         words = entry_in_words(e)
-        reason = f" - {words.reason}" if words.reason else ""
+        reason = f"; why: {words.reason}" if words.reason else ""
         lines.append(
             f"{e['as_of']}  {e['verdict']:<7}  churn {words.churn}; ROC AUC {words.roc_auc}; "
             f"major drift: {words.drifted}{reason}"

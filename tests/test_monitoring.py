@@ -436,6 +436,11 @@ def test_a_history_shorter_than_a_year_grows_with_the_calendar_without_a_pile_up
     assert drift.loc[grown, "grows_with_export"].all() and not drift["drifted"].any()
     backtest = {"roc_auc_lo": 0.7, "roc_auc_hi": 0.8}
     assert verdict(backtest, drift.reset_index()).status == "fine"
+    # monitoring.json's psi_max is the verdict's too: not the grown features' PSI of 3
+    from serving.monitoring_job import largest_psi
+
+    assert largest_psi(drift.reset_index()) == pytest.approx(drift.loc["x", "psi"])
+    assert largest_psi(drift.reset_index()) < 0.25
     moved = feature_drift(reference, later[names].assign(x=later["x"] + 3), p[: len(later)])
     assert moved.set_index("feature").loc["x", "drifted"]
     # Two years of history, first activities spread over it: not young, and no pile-up.
