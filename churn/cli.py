@@ -557,33 +557,27 @@ def train_command(
 def riskiest_lines(partition: Path, n: int = 10) -> list[str]:
     """The n riskiest customers of a partition, each with its probability in percent, its band
     and its reasons in words with their risk points ("+4.2 pts  No activity in the last 34
-    days (usually active every 3 days)"). Reads the drivers of those customers only."""
-    import pyarrow.parquet as pq
-
+    days (usually active every 3 days)"), as the report lists them: without the customers whose
+    cancellation the export holds (a line says how many ranked among them)."""
     from reporting.formatting import points, probability
+    from reporting.report_html import leaving_out_note, riskiest_customers
 
-    path = Path(partition) / "scores.parquet"
-    slim = pd.read_parquet(path, columns=["customer_id", "churn_probability"])
-    ids = slim.nlargest(n, "churn_probability")["customer_id"].tolist()
-    if not ids:
+    top = riskiest_customers(Path(partition) / "scores.parquet", n)
+    if top.empty:
         return []
-    table = pq.read_table(
-        path,
-        columns=["customer_id", "churn_probability", "risk_band", "drivers"],
-        filters=[("customer_id", "in", ids)],
-    )
-    top = table.to_pandas().set_index("customer_id").loc[ids]
-    width = max(len(str(i)) for i in ids)
+    width = max(len(str(i)) for i in top["customer_id"])
     lines = []
-    for cid, row in top.iterrows():
+    for row in top.itertuples():
         lines.append(
-            f"  {cid!s:<{width}}  {probability(row.churn_probability):>6}  {row.risk_band}"
+            f"  {row.customer_id!s:<{width}}  {probability(row.churn_probability):>6}  "
+            f"{row.risk_band}"
         )
-        for d in row.drivers if row.drivers is not None else []:
-            lines.append(f"      {points(d['risk_points']):>10}  {d['reason']}")
-        if row.drivers is None or not len(row.drivers):
+        for text, pts in row.reasons:
+            lines.append(f"      {points(pts):>10}  {text}")
+        if not row.reasons:
             lines.append("      (no feature raises the risk above the average customer's)")
-    return lines
+    note = leaving_out_note(top)
+    return lines + ([f"  {note}"] if note else [])
 
 
 def stop_cleanly_on_sigterm() -> None:

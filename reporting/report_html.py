@@ -35,7 +35,7 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
 from reporting import formatting as fmt
-from serving.handoff import LAPSED_CSV
+from serving.handoff import LAPSED_CSV, SCHEDULED_COLUMN
 
 if TYPE_CHECKING:
     from features.config import ChurnDefinition
@@ -491,6 +491,11 @@ def render_report(inputs: ReportInputs) -> str:
         risk_histogram(inputs.probabilities, inputs.bands),
         "<h2>Riskiest customers</h2>",
         riskiest_table(inputs.riskiest),
+        *(
+            [f'<p class="note">{_e(leaving_out_note(inputs.riskiest))}</p>']
+            if leaving_out_note(inputs.riskiest)
+            else []
+        ),
         "<h2>Segments</h2>",
         segment_period_line(inputs.segments, inputs.churn_mode),
         '<div class="scroll">'
@@ -621,21 +626,40 @@ def _driver_reasons(drivers: Sequence[dict[str, Any]] | None) -> list[tuple[str,
     return out
 
 
+def has_scheduled_cancellation(drivers: object) -> bool:
+    """Whether a scored customer's first reason is a cancellation the export holds (serving.
+    batch: such a customer's first driver says so)."""
+    return drivers is not None and len(drivers) > 0 and drivers[0]["feature"] == SCHEDULED_COLUMN
+
+
 def riskiest_customers(scores_path: Path, n: int = 20) -> pd.DataFrame:
-    """The n riskiest customers of a scores.parquet with their change and reasons."""
+    """The n riskiest customers of a scores.parquet with their change and reasons, leaving out
+    those whose cancellation the export holds: they lead scores.csv at 95 % and more, and a
+    news site's first report listed nothing else, where 274 others in the high band were still
+    to be saved. `leaving_out`: in .attrs, how many such customers ranked above the last one
+    listed."""
     table = pq.read_table(scores_path, columns=["customer_id", "churn_probability"])
     p = table.column("churn_probability").to_numpy()
-    top = np.argsort(-p, kind="stable")[:n]
+    order = np.argsort(-p, kind="stable")
     # level_delta: not in older partitions; a dataset's schema, so that the Spark engine's
     # folder of part files reads as a file does
     present = set(ds.dataset(str(scores_path), format="parquet").schema.names)
     columns = ["customer_id", "churn_probability", "risk_band", "probability_delta", "drivers"]
-    rows = pq.read_table(
-        scores_path, columns=columns + [c for c in ["level_delta"] if c in present]
-    ).take(top)
-    frame = rows.to_pandas()
+    columns += [c for c in ["level_delta"] if c in present]
+    whole = pq.read_table(scores_path, columns=columns)
+    take, frame = 4 * n, None
+    while True:  # the riskiest rows, more of them while notices fill them
+        frame = whole.take(order[:take]).to_pandas()
+        notice = frame["drivers"].map(has_scheduled_cancellation).to_numpy(dtype=bool)
+        if (~notice).sum() >= n or take >= len(order):
+            break
+        take *= 4
+    kept = np.flatnonzero(~notice)[:n]
+    last = kept[-1] if len(kept) else len(frame) - 1
+    leaving_out = int(notice[: last + 1].sum())
+    frame = frame.iloc[kept].reset_index(drop=True)
     level = frame["level_delta"] if "level_delta" in frame else pd.Series(np.nan, frame.index)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "customer_id": frame["customer_id"].astype(str),
             "churn_probability": frame["churn_probability"],
@@ -644,6 +668,20 @@ def riskiest_customers(scores_path: Path, n: int = 20) -> pd.DataFrame:
             "level_points": level * 100,
             "reasons": [_driver_reasons(d) for d in frame["drivers"]],
         }
+    )
+    out.attrs["leaving_out"] = leaving_out
+    return out
+
+
+def leaving_out_note(riskiest: pd.DataFrame) -> str:
+    """The line under the riskiest customers on those left out of them ("" when none)."""
+    count = int(riskiest.attrs.get("leaving_out", 0))
+    if not count:
+        return ""
+    who = "customer" if count == 1 else "customers"
+    return (
+        f"Not listed: {fmt.count(count)} {who} whose cancellation the export holds, who rank "
+        "among these; scores.csv lists them first, with the date in cancellation_scheduled."
     )
 
 

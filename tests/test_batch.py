@@ -1407,6 +1407,18 @@ def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     assert "2 customers have a cancellation scheduled in the export (1 within" in page
     assert "scored as 95% sure to leave on that date and at the model" in page
     assert run.summary["scheduled_cancellation_share"] == 0.95
+    # The riskiest customers are those still to be saved: the notice is left out of them, and
+    # a line says so (a news site's first report listed nothing but its 266 notices)
+    from churn.cli import riskiest_lines
+    from reporting.report_html import riskiest_customers
+
+    top = riskiest_customers(run.partition / "scores.parquet", 5)
+    assert soon not in set(top["customer_id"]) and len(top) == 5
+    assert top.attrs["leaving_out"] == 1
+    assert "Not listed: 1 customer whose cancellation the export holds" in page
+    lines = riskiest_lines(run.partition, 3)
+    assert not any(soon in line for line in lines)
+    assert lines[-1].strip().startswith("Not listed: 1 customer whose cancellation")
     # without any, scores.csv has no such column (an always-empty column says nothing)
     plain = run_scoring(tables, run_date, model, version, tmp_path / "b", log=lambda _: None)
     assert "cancellation_scheduled" not in pd.read_csv(plain.partition / "scores.csv").columns
