@@ -476,7 +476,11 @@ def metrics_command(
     if "clv" in result and result["clv"].notna().any():
         typer.echo(clv_margin_note(gross_margin))
     if out is not None:
-        _write_table(result, out)
+        # --from a date is the instant before its midnight (rows at midnight count): written as
+        # that midnight, the day asked for, not 2024-12-30 23:59:59.999999999 for 2024-12-31
+        day = t0 + pd.Timedelta(1, "ns")
+        shown = result.assign(period_start=day) if day == day.normalize() else result
+        _write_table(shown, out)
         typer.echo(f"wrote {out}")
     if plot is not None:
         plot_metrics_by_segment(result, plot, subscription=mode == "contractual")

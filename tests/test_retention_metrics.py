@@ -1297,6 +1297,8 @@ def test_cli_metrics_prints_and_writes_csv_parquet_and_png(cli, tmp_path):
     assert "Retention metrics from 2024-01-01 to 2024-01-31 (31 days)" in res.output
     written = pd.read_csv(tmp_path / "m.csv")
     assert written.loc[written["segment"] == "all", "customers_start"].item() == 52
+    # the day asked for, not the instant before its midnight (2023-12-31 23:59:59.999999999)
+    assert set(written["period_start"]) == {"2024-01-01"}
     assert written.loc[written["segment"] == "free", "small_group"].item()
     assert (tmp_path / "m.png").read_bytes()[:8] == PNG_MAGIC
     res = cli(
