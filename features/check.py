@@ -256,7 +256,7 @@ def check_tables(
     report.customers_without_activity = int((~with_activity).sum())
     events = tables.activity["event"].value_counts(sort=True)
     report.event_types = {str(k): int(v) for k, v in events.items() if v > 0}
-    report.findings += _activity_findings(report, churn)
+    report.findings += _activity_findings(report, churn, tables)
     report.findings += _customers_without_rows(tables, churn)
     period_starts = None if config.activity_totals else period_start_warning(tables.activity)
     if period_starts:
@@ -874,7 +874,9 @@ def period_start_warning(activity: pd.DataFrame) -> str | None:
     )
 
 
-def _activity_findings(report: CheckReport, churn: ChurnDefinition) -> list[Finding]:
+def _activity_findings(
+    report: CheckReport, churn: ChurnDefinition, tables: Tables | None = None
+) -> list[Finding]:
     found = []
     events = report.event_types
     if len(events) == 1:
@@ -913,12 +915,35 @@ def _activity_findings(report: CheckReport, churn: ChurnDefinition) -> list[Find
                 "customers_without_activity",
                 f"{report.customers_without_activity:,} of {n_customers:,} customers have no "
                 "activity at all (never scored in non-contractual mode; in contractual mode "
-                "they look inactive)",
+                f"they look inactive){_gone_before_activity(tables, churn)}",
                 "customers",
                 "customer_id",
             )
         )
     return found
+
+
+def _gone_before_activity(tables: Tables | None, churn: ChurnDefinition) -> str:
+    """Under contractual churn, how many of the customers without activity had churned before
+    the activity table's first row: gone before it was recorded, no gap of theirs (a B2B
+    export's 881 "customers without activity" were 855 accounts lost before its event log
+    began, and 5 current ones)."""
+    if tables is None or churn.mode != "contractual" or tables.activity.empty:
+        return ""
+    customers = tables.customers
+    if "churned_at" not in customers:
+        return ""
+    first = tables.activity["at"].min()
+    seen = customers["customer_id"].isin(tables.activity["customer_id"].unique()).to_numpy()
+    gone = (customers["churned_at"] < first).to_numpy(dtype=bool, na_value=False)
+    current = customers["churned_at"].isna().to_numpy()
+    before = int((~seen & gone).sum())
+    if not before:
+        return ""
+    return (
+        f"; {before:,} of them churned before the activity begins ({first.date()}), gone "
+        f"before it was recorded, and {int((~seen & current).sum()):,} are current customers"
+    )
 
 
 # Current customers of a contractual export with no row in any table for this long before the

@@ -689,6 +689,23 @@ def test_customers_without_any_activity_are_counted_and_warned_about(clean):
     assert report.customers_without_activity == 40
     found = [f for f in report.findings if f.code == "customers_without_activity"]
     assert len(found) == 1 and "40 of 400 customers" in found[0].message
+    # Those lost before the activity log began are said apart from the current ones
+    first = activity["at"].min()
+    early = customers["customer_id"].isin(silent.iloc[:30])
+    gone = customers.assign(
+        signup_at=customers["signup_at"].where(~early, first - pd.Timedelta(days=200)),
+        churned_at=customers["churned_at"].where(~early, first - pd.Timedelta(days=60)),
+    )
+    message = next(
+        f.message
+        for f in check_tables(tables_of(gone, activity, revenue), CONTRACTUAL).findings
+        if f.code == "customers_without_activity"
+    )
+    current = int(gone.loc[gone["customer_id"].isin(silent), "churned_at"].isna().sum())
+    assert (
+        f"; 30 of them churned before the activity begins ({first.date()}), gone before it was "
+        f"recorded, and {current} are current customers"
+    ) in message
 
 
 def test_duplicate_rows_are_counted_with_an_example(clean):
