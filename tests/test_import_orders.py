@@ -201,3 +201,55 @@ def test_orders_sample_imports_trains_and_scores_end_to_end(tmp_path, monkeypatc
     assert not lapsed["customer_id"].isin(partition["customer_id"]).any()
     assert lapsed["days_since_last_activity"].is_monotonic_increasing
     assert "lapsed.csv lists them" in scored.output
+
+
+def test_the_readmes_shopify_block_maps_each_order_once_without_cancelled_orders(tmp_path):
+    """The README's Shopify recipe, as written there: one row per line item with the order's
+    fields on its first line, a guest order, a cancelled order (no purchase, counted under its
+    reason), Berlin offsets read as written."""
+    from ingest.importer import run_import
+    from ingest.mapping import load_mapping
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index('[activity]\nsource = "orders_export.csv"')
+    block = readme[start : readme.index("```", start)]
+    source = tmp_path / "exports"
+    source.mkdir()
+    pd.DataFrame(
+        {"Name": ["#1001", "#1001", "#1002", "#1003", "#1004"],
+         "Email": ["Anna@Example.com ", "", "", "ben@example.com", "anna@example.com"],
+         "Created at": ["2024-05-01 10:22:33 +0200", "", "2024-05-02 09:00:00 +0200",
+                        "2024-05-03 12:00:00 +0200", "2024-06-01 08:30:00 +0200"],
+         "Financial Status": ["paid", "", "paid", "refunded", "paid"],
+         "Cancelled at": ["", "", "", "2024-05-03 15:00:00 +0200", ""],
+         "Total": ["30.00", "", "12.50", "20.00", "45.00"]}
+    ).to_csv(source / "orders_export.csv", index=False)  # fmt: skip
+    mapping = f"""
+[features.churn]
+mode = "non_contractual"
+
+[customers]
+source = "orders_export.csv"
+drop = [{{ column = "Email", missing = true, reason = "no email" }}]
+[customers.aggregate]
+by = ["customer_id"]
+signup_at = "min"
+[customers.columns]
+customer_id = {{ column = "Email", lower = true, trim = true }}
+signup_at = "Created at"
+
+{block}
+"""
+    (tmp_path / "mapping.toml").write_text(mapping)
+    tables, report = run_import(load_mapping(tmp_path / "mapping.toml"), source)
+    purchases = tables.activity.sort_values("at")
+    assert list(purchases["customer_id"]) == ["anna@example.com", "anna@example.com"]
+    assert list(purchases["at"]) == [pd.Timestamp("2024-05-01 08:22:33"),
+                                     pd.Timestamp("2024-06-01 06:30:00")]  # fmt: skip
+    assert list(purchases["value"]) == [30.0, 45.0]
+    dropped = next(s for s in report.sources if s.table == "activity").dropped
+    assert dropped == {
+        "another line item of an order (its fields are on the first line)": 1,
+        "guest order without email": 1,
+        "cancelled order (no purchase)": 1,
+    }

@@ -95,8 +95,15 @@ def test_a_holdout_without_time_folds_chooses_on_customer_folds():
 
 
 def test_the_step_between_dates_follows_the_span():
-    assert step_for_span(pd.Timestamp("2011-01-01"), pd.Timestamp("2011-06-01")) == 7
-    assert step_for_span(pd.Timestamp("2022-01-01"), pd.Timestamp("2024-01-01")) == 28
+    assert step_for_span(pd.Timestamp("2011-01-01"), pd.Timestamp("2011-06-01")) == 6
+    assert step_for_span(pd.Timestamp("2022-01-01"), pd.Timestamp("2024-01-01")) == 27
+    # A day short of whole weeks: seven dates in a row fall on seven weekdays, so a weekly run
+    # on any weekday reads a week the model has seen (a Monday run of a B2B trained on Fridays
+    # read "major drift" in the days since the last event every week).
+    for first, last in [("2011-01-01", "2011-06-01"), ("2022-01-01", "2024-01-01")]:
+        step = step_for_span(pd.Timestamp(first), pd.Timestamp(last))
+        dates = pd.date_range(first, periods=7, freq=f"{step}D")
+        assert sorted(dates.dayofweek) == list(range(7))
 
 
 def test_metrics_on_a_hand_made_holdout():
@@ -782,8 +789,10 @@ def test_the_warmup_keeps_whole_windows_where_enough_dates_remain():
     assert config.windows == (7, 30, 90) and MIN_DATES_WITH_WHOLE_WINDOWS == 2
     first = pd.Timestamp("2000-11-01")
     day = pd.Timedelta(days=1)
-    # Last complete date 38 days in: 4 weekly dates after 12 days; 2 after 30 (12-01, 12-08).
-    assert derived_warmup(first, first + 38 * day, config) == 30
+    # Last complete date 45 days in: 6 dates 6 days apart after 15 days; 3 after 30.
+    assert derived_warmup(first, first + 45 * day, config) == 30
+    # 38 days in: 5 after 12 days, 2 after 30: fewer than half, so 12.
+    assert derived_warmup(first, first + 38 * day, config) == 12
     # 35 days in, one date after 30 days: a third of the span.
     assert derived_warmup(first, first + 35 * day, config) == 35 // 3
     # 120 days in: 12 weekly dates after 40 days, 5 after 90: fewer than half, so 40.

@@ -54,7 +54,7 @@ class TrainConfig:
 
     date_from: str | None = None  # first observation date; None: derived from the data
     date_to: str | None = None  # last observation date; None: the last with a full horizon
-    every_days: int | None = None  # None: from the span of the data (7-28 days)
+    every_days: int | None = None  # None: from the span of the data (6, 13, 20 or 27 days)
     warmup_days: int | None = None  # first date = first activity + warmup; None: from the data
     test_dates: int | None = None  # holdout dates; None: the last date, more if few churners
     min_holdout_churners: int = 100  # when test_dates is None
