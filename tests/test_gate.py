@@ -348,6 +348,13 @@ def test_a_champion_trained_on_the_whole_holdout_is_not_compared_and_later_data_
     # The same dates again (a retrain on the same data) or older ones: the champion is kept.
     same = champion_holdout(holdout, "2024-06-01", RULES, "2024-06-01")
     assert not same.replaces and "trained on the same dates" in same.not_comparable
+    # The same dates of other data (a corrected mapping: the tables' fingerprint differs):
+    # the candidate replaces it, as a shop's judge expected after fixing its refunds.
+    fixed = champion_holdout(holdout, "2024-06-01", RULES, "2024-06-01", data_changed=True)
+    assert fixed.replaces and fixed.not_comparable.endswith(
+        "trained on the same dates of other data (the tables' fingerprint differs: a corrected "
+        "mapping or export), and replaces it"
+    )
     older = champion_holdout(holdout, "2024-06-01", RULES, "2024-05-01")
     assert not older.replaces and older.not_comparable.endswith(
         "trained on older data (up to 2024-05-01)"

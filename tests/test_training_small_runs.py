@@ -103,6 +103,19 @@ def test_the_champion_moves_only_for_a_better_model(gate):
             ), reason
 
 
+def test_a_version_keeps_the_fingerprint_of_the_data_it_was_trained_on(gate, small_champion):
+    """What tells a retrain on corrected data (the same dates, other tables) from a rerun on
+    the same data: the champion's fingerprint, read back from its run."""
+    from training.tracking import champion_fingerprint, data_fingerprint
+
+    uri, first, second = gate
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    expected = data_fingerprint(small_champion.tables)
+    assert champion_fingerprint(client, DEMO_MODEL_NAME, first.version) == expected
+    assert champion_fingerprint(client, DEMO_MODEL_NAME, second.version) == expected
+    assert champion_fingerprint(client, DEMO_MODEL_NAME, "999") is None
+
+
 def test_an_analyst_can_force_a_promotion_with_a_reason(gate):
     uri, first, second = gate
     force_promote(second.version, "new pricing page launched", DEMO_MODEL_NAME, uri)

@@ -608,6 +608,7 @@ def champion_holdout(
     candidate_trained_until: str | None,
     label: str = "the champion",
     horizon_days: int = 0,
+    data_changed: bool = False,
 ) -> ChampionHoldout:
     """The holdout rows (as_of, churned, churn_probability: the candidate's) a champion can be
     compared on fairly: those whose label window [as_of, as_of + horizon) starts after the
@@ -617,7 +618,9 @@ def champion_holdout(
     was refused against a champion whose training labels held 28 of the 107 churners it was
     compared on, though the two tied on the weeks after. When too few remain to measure
     (holdout_problems), it is not compared: the candidate replaces it when trained on later
-    data (candidate_trained_until > trained_until), else it is kept."""
+    data (candidate_trained_until > trained_until), or on the same dates of other data
+    (data_changed: the tables' fingerprint differs, a corrected mapping or export: a shop's
+    judge fixed its refunds and the retrain was kept out as "the same dates"), else it is kept."""
     if trained_until is None or "as_of" not in holdout:
         return ChampionHoldout(holdout)
     until = pd.Timestamp(trained_until)
@@ -641,6 +644,12 @@ def champion_holdout(
     newer = mine is not None and mine > until
     if newer:
         why += f"; the candidate, trained on later data (up to {mine.date()}), replaces it"
+    elif mine is not None and mine == until and data_changed:
+        newer = True
+        why += (
+            "; the candidate was trained on the same dates of other data (the tables' "
+            "fingerprint differs: a corrected mapping or export), and replaces it"
+        )
     elif mine is not None and mine == until:
         why += (
             "; the candidate was trained on the same dates, so nothing tells them apart "

@@ -50,6 +50,7 @@ from training.reference import backtest_figures, next_run_reason_sides, referenc
 from training.simple_model import SimpleResult, register_simple_model
 from training.splits import BacktestPlan, plan_backtest, step_for_span, with_both_classes
 from training.tracking import (
+    champion_fingerprint,
     configure,
     current_champion,
     data_fingerprint,
@@ -467,6 +468,7 @@ def train_from_tables(
     champion = current_champion(client, name)
     rules = GateRules.from_config(config)
     fair = ChampionHoldout(evaluation.test)
+    fingerprint = data_fingerprint(tables)
     if champion is not None:
         fair = champion_holdout(
             evaluation.test,
@@ -475,6 +477,7 @@ def train_from_tables(
             model.trained_until,
             f"champion v{champion[0]}",
             resolved.churn.horizon_days,
+            data_changed=champion_fingerprint(client, name, champion[0]) not in (None, fingerprint),
         )
     moved = (
         lookback_moved_with_the_data(
@@ -551,7 +554,7 @@ def train_from_tables(
             "training_customer_share": round(fitted.customer_share, 6),
         }
         tags = {
-            "data_fingerprint": data_fingerprint(tables),
+            "data_fingerprint": fingerprint,
             "observation_dates": ",".join(str(pd.Timestamp(d).date()) for d in plan.dates),
             "split": plan.describe(),
             "holdout_kind": evaluation.holdout.kind,

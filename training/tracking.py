@@ -241,6 +241,16 @@ def current_champion(client: MlflowClient, name: str) -> tuple[str, ChurnModel] 
     return version.version, load_churn_model(f"models:/{name}@{CHAMPION}")
 
 
+def champion_fingerprint(client: MlflowClient, name: str, version: str) -> str | None:
+    """The data_fingerprint tag of the run that made a registered version (None when the run
+    or the tag cannot be read: an older store, a deleted run)."""
+    try:
+        run_id = client.get_model_version(name, str(version)).run_id
+        return client.get_run(run_id).data.tags.get("data_fingerprint") if run_id else None
+    except MlflowException:
+        return None
+
+
 def set_champion(
     client: MlflowClient, name: str, version: str, reason: str, forced: bool = False
 ) -> None:
