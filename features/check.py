@@ -256,7 +256,7 @@ def check_tables(
     report.customers_without_activity = int((~with_activity).sum())
     events = tables.activity["event"].value_counts(sort=True)
     report.event_types = {str(k): int(v) for k, v in events.items() if v > 0}
-    report.findings += _activity_findings(report, churn, tables)
+    report.findings += _activity_findings(report, churn, tables, with_activity)
     report.findings += _customers_without_rows(tables, churn)
     period_starts = None if config.activity_totals else period_start_warning(tables.activity)
     if period_starts:
@@ -875,7 +875,10 @@ def period_start_warning(activity: pd.DataFrame) -> str | None:
 
 
 def _activity_findings(
-    report: CheckReport, churn: ChurnDefinition, tables: Tables | None = None
+    report: CheckReport,
+    churn: ChurnDefinition,
+    tables: Tables | None = None,
+    with_activity: np.ndarray | None = None,
 ) -> list[Finding]:
     found = []
     events = report.event_types
@@ -915,7 +918,7 @@ def _activity_findings(
                 "customers_without_activity",
                 f"{report.customers_without_activity:,} of {n_customers:,} customers have no "
                 "activity at all (never scored in non-contractual mode; in contractual mode "
-                f"they look inactive){_gone_before_activity(tables, churn)}",
+                f"they look inactive){_gone_before_activity(tables, churn, with_activity)}",
                 "customers",
                 "customer_id",
             )
@@ -923,18 +926,19 @@ def _activity_findings(
     return found
 
 
-def _gone_before_activity(tables: Tables | None, churn: ChurnDefinition) -> str:
-    """Under contractual churn, how many of the customers without activity had churned before
-    the activity table's first row: gone before it was recorded, no gap of theirs (a B2B
-    export's 881 "customers without activity" were 855 accounts lost before its event log
-    began, and 5 current ones)."""
-    if tables is None or churn.mode != "contractual" or tables.activity.empty:
+def _gone_before_activity(
+    tables: Tables | None, churn: ChurnDefinition, seen: np.ndarray | None
+) -> str:
+    """Under contractual churn, how many of the customers without activity (not `seen`, per
+    customers row) had churned before the activity table's first row: gone before it was
+    recorded, no gap of theirs (a B2B export's 881 "customers without activity" were 855
+    accounts lost before its event log began, and 5 current ones)."""
+    if tables is None or seen is None or churn.mode != "contractual" or tables.activity.empty:
         return ""
     customers = tables.customers
     if "churned_at" not in customers:
         return ""
     first = tables.activity["at"].min()
-    seen = customers["customer_id"].isin(tables.activity["customer_id"].unique()).to_numpy()
     gone = (customers["churned_at"] < first).to_numpy(dtype=bool, na_value=False)
     current = customers["churned_at"].isna().to_numpy()
     before = int((~seen & gone).sum())

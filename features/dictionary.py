@@ -254,6 +254,11 @@ def signed_up_before_first_record(context: Context) -> bool:
     return tenure is not None and first is not None and tenure > first + 1.0
 
 
+def _when(days: float) -> str:
+    """How long ago, in words: "within the last hour", "3 days ago"."""
+    return "within the last hour" if days * 24 < 1 else f"{fmt.duration_days(days)} ago"
+
+
 def _recency_of(noun: str | None = None) -> Sentence:
     """Any activity's recency, with the usual gap between active days, or between the
     qualifying events named by `noun` ("(usually a purchase every 4 days)")."""
@@ -269,24 +274,18 @@ def _recency_of(noun: str | None = None) -> Sentence:
             # The last event is no qualifying one (an e-mail opened, not a purchase): the
             # purchases' gap says nothing of it. "Last activity 3 days ago (usually a purchase
             # every 30 days)" was said of a buyer 133 days past his last purchase.
+            last = f"(last {noun} {_when(last_qualifying)})"
             if context.get(LOWERS_RISK) or days * 24 < 1:
-                when = "within the last hour" if days * 24 < 1 else f"{fmt.duration_days(days)} ago"
-                return (
-                    f"Last activity {when} (last {noun} {fmt.duration_days(last_qualifying)} ago)"
-                )
-            return (
-                f"No activity in the last {fmt.duration_days(days)} (last {noun} "
-                f"{fmt.duration_days(last_qualifying)} ago)"
-            )
+                return f"Last activity {_when(days)} {last}"
+            return f"No activity in the last {fmt.duration_days(days)} {last}"
         if one_active_day_is_the_last(context, days) and not context.get(LOWERS_RISK):
             # A one-time buyer's risk is buying once, not the silence since: "No activity in
             # the last 10 hours" led the alerts of an order export's new buyers (benchmarks/
             # README.md, session 38). The count's contribution is this sentence's
             # (training.drivers.same_value_facts).
-            when = "within the last hour" if days * 24 < 1 else f"{fmt.duration_days(days)} ago"
             if signed_up_before_first_record(context):  # its earlier ones may predate the data
-                return f"Only one {one_day} in the data, {when}"
-            return f"Only one {one_day} so far, {when}"
+                return f"Only one {one_day} in the data, {_when(days)}"
+            return f"Only one {one_day} so far, {_when(days)}"
         if days * 24 < 1:
             text = "Active within the last hour"
         elif context.get(LOWERS_RISK) or (gap is not None and days < gap):

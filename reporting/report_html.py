@@ -638,18 +638,26 @@ def riskiest_customers(scores_path: Path, n: int = 20) -> pd.DataFrame:
     news site's first report listed nothing else, where 274 others in the high band were still
     to be saved. `leaving_out`: in .attrs, how many such customers ranked above the last one
     listed."""
-    table = pq.read_table(scores_path, columns=["customer_id", "churn_probability"])
-    p = table.column("churn_probability").to_numpy()
+    slim = pq.read_table(scores_path, columns=["customer_id", "churn_probability"])
+    p = slim.column("churn_probability").to_numpy()
+    ids = slim.column("customer_id").to_numpy(zero_copy_only=False).astype(str)
     order = np.argsort(-p, kind="stable")
     # level_delta: not in older partitions; a dataset's schema, so that the Spark engine's
     # folder of part files reads as a file does
-    present = set(ds.dataset(str(scores_path), format="parquet").schema.names)
+    dataset = ds.dataset(str(scores_path), format="parquet")
     columns = ["customer_id", "churn_probability", "risk_band", "probability_delta", "drivers"]
-    columns += [c for c in ["level_delta"] if c in present]
-    whole = pq.read_table(scores_path, columns=columns)
+    columns += [c for c in ["level_delta"] if c in dataset.schema.names]
     take, frame = 4 * n, None
-    while True:  # the riskiest rows, more of them while notices fill them
-        frame = whole.take(order[:take]).to_pandas()
+    while True:  # the drivers of the riskiest rows only, more of them while notices fill them
+        wanted = ids[order[:take]]
+        rows = dataset.to_table(columns=columns, filter=ds.field("customer_id").isin(wanted))
+        frame = (
+            rows.to_pandas()
+            .assign(customer_id=lambda f: f["customer_id"].astype(str))
+            .set_index("customer_id")
+            .loc[wanted]
+            .reset_index()
+        )
         notice = frame["drivers"].map(has_scheduled_cancellation).to_numpy(dtype=bool)
         if (~notice).sum() >= n or take >= len(order):
             break

@@ -138,8 +138,10 @@ def run_summary(
     model_info: dict | None,
     segments: pd.DataFrame,
     model: ChurnModel | None = None,
+    currency: str | None = None,
 ) -> dict:
-    """run.json: the run date, the model, and the headline figures (from the report's 'all' row;
+    """run.json: the run date, the model, the reasons' currency (the service's /score_records
+    says amounts in it too), and the headline figures (from the report's 'all' row;
     the customers in each band now from its band shares: the report's risk_band rows group
     customers by the band they had at the start of the period). With the model, `band_notes`
     says which of its risk bands holds nobody today (empty_band_notes), and `level_note` how
@@ -158,6 +160,7 @@ def run_summary(
         "previous_as_of": previous_as_of.date().isoformat() if previous_as_of is not None else None,
         "model_version": str(model_version),
         **(model_info or {}),
+        "currency": currency,
         "customers_scored": scored,
         "mean_risk": float(everyone["mean_risk"]),
         "expected_churners": float(everyone["expected_churners"]),
@@ -1147,7 +1150,9 @@ def run_scoring(
             )  # fmt: skip
         if start is None:
             log(f"segment report: {band_rows_note(start, period_start)}")
-        summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        summary = run_summary(
+            t, previous_as_of, model_version, model_info, segments, model, currency
+        )
         tie = near_tie_note(*probability_spread(scored["churn_probability"].to_numpy()))
         if tie:
             summary["band_notes"].append(tie)
@@ -1157,7 +1162,6 @@ def run_scoring(
             else None
         )
         summary.update(scheduled_summary(leaving, t, config.churn.horizon_days, share))
-        summary["currency"] = currency  # the reasons' (the service's /score_records says it too)
         summary["customers_signing_up_from_run_date"] = signups_from(tables, t)
         if summary["customers_signing_up_from_run_date"]:
             log(signups_note(summary["customers_signing_up_from_run_date"], t))

@@ -446,7 +446,9 @@ def spark_run_scoring(
         segments = report_from_sums(
             sums, period_start, t, has_revenue, plan.observed_until, config.churn.mode
         )
-        summary = run_summary(t, previous_as_of, model_version, model_info, segments, model)
+        summary = run_summary(
+            t, previous_as_of, model_version, model_info, segments, model, currency
+        )
         tie = near_tie_note(*_probability_spread(customers))
         if tie:
             summary["band_notes"].append(tie)
@@ -462,7 +464,6 @@ def spark_run_scoring(
             found = ids.join(customers.select("customer_id"), "customer_id").toPandas()
             leaving = leaving[leaving["customer_id"].astype(str).isin(found["customer_id"])]
         summary.update(scheduled_summary(leaving, t, config.churn.horizon_days, share))
-        summary["currency"] = currency  # the reasons' (the service's /score_records says it too)
         local = local_folder(tmp)
         report_alerts: pd.DataFrame | None = None
         if local is None:

@@ -714,21 +714,19 @@ def not_overdue(names: list[str], values: pd.DataFrame) -> np.ndarray:
 def _recency_against_gap(
     names: list[str], values: pd.DataFrame, compare: Callable[..., np.ndarray]
 ) -> np.ndarray:
-    """(rows, features): compare(recency, usual gap between active days) at the recency
-    features (False elsewhere, and where either is missing)."""
+    """(rows, features): compare(recency, usual gap between active days) at the recency the
+    gap is measured against (rhythm_recency: the gap is between qualifying events, so any
+    event's recency only where they are the same events); False elsewhere, and where either
+    is missing."""
     out = np.zeros((len(values), len(names)), dtype=bool)
     gap = "active_gap_median_days"
-    if gap not in values.columns:
+    name = rhythm_recency([n for n in names if n in values.columns])
+    if gap not in values.columns or name not in names:
         return out
     usual = values[gap].to_numpy(dtype="float64", na_value=np.nan)
-    # The gap is between qualifying events: any event's recency is compared with it only
-    # where they are the same events (rhythm_recency).
-    rhythm = rhythm_recency([n for n in names if n in values.columns])
-    for name in _RECENCY_OF_RECORDS:
-        if name == rhythm and name in names:
-            x = values[name].to_numpy(dtype="float64", na_value=np.nan)
-            with np.errstate(invalid="ignore"):
-                out[:, names.index(name)] = compare(x, usual)
+    x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        out[:, names.index(name)] = compare(x, usual)
     return out
 
 
