@@ -497,13 +497,13 @@ def customer_flows(
 
 
 def monthly_mrr(revenue: pd.DataFrame) -> pd.DataFrame:
-    """MRR per customer and month: invoice amounts summed by the months they pay for.
+    """MRR per customer and month: what each customer pays per month at the month's end.
 
-    Rows count when kind is 'invoice' or missing (no kind column: all rows). The months are
-    those of the row's ``period`` and, with a ``period_end``, the months up to it in equal
-    shares (an annual invoice is a twelfth of its amount in each of its 12 months:
-    _mrr_rows); rows whose period is missing are not recurring and are left out; without a
-    period column it is the month of ``at``. Returns customer_id, month (month start), mrr.
+    Rows count when kind is 'invoice' or missing (no kind column: all rows). A row with a paid
+    period (``period_end``) counts in the months whose last instant it pays for, at its monthly
+    rate (_mrr_rows); a row with only a ``period`` counts in that month; rows whose period is
+    missing are not recurring and are left out; without a period column a row counts in the
+    month of ``at``. Returns customer_id, month (month start), mrr.
     """
     inv = revenue.loc[_invoice_mask(revenue)]
     row, month, amount = _mrr_rows(inv)
@@ -518,30 +518,70 @@ def monthly_mrr(revenue: pd.DataFrame) -> pd.DataFrame:
 
 
 AVERAGE_MONTH_NS = int(pd.Timedelta(days=365.25 / 12).value)
+# A paid period of at least this many average months is billed by the month (monthly,
+# quarterly, yearly plans): its monthly rate is its amount over its whole months, so a
+# monthly plan of 30 reads 30 in February as in March. A shorter one (weekly, fortnightly)
+# is scaled to an average month: a weekly 10 is 43.48 a month.
+WHOLE_MONTHS_FROM = 0.75
+# A customer's next paid period that starts at most this long after the previous one ends
+# continues it: a renewal invoice dated a day after its period ended (an export that gives
+# `at` and `period_end` only) or paid on a retry does not read as a month of churn.
+RENEWAL_GAP = pd.Timedelta(days=7)
 
 
 def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each invoice row spread over the calendar months it pays for: (its position among the
-    rows, the month ordinal, its share of the amount), one entry per row and month.
+    """Each invoice row's MRR by calendar month: (its position among the rows, the month
+    ordinal, its monthly amount), one entry per row and month.
 
-    An invoice with a paid period (_paid_spans: [period or at, period_end)) pays for
-    round((period_end - start) / average month) months, at least one, from its start's month,
-    in equal shares: a yearly plan's invoice of 1,200 is 100 in each of 12 months, so the
-    months between renewals do not read as churn and the renewal month as a twelvefold
-    expansion. Otherwise the row pays for its period's month (with neither column, the month of
-    ``at``); where the export says which invoices pay a period, the others are left out (not
-    recurring: a gym's one-off starter pack)."""
+    A row with a paid period (_paid_spans: [period or at, period_end)) counts in each month
+    whose last instant the period holds (a month-end snapshot), at its monthly rate
+    (_months_paid): a yearly plan's 1,200 is 100 in each of its 12 months, so the months
+    between renewals do not read as churn nor the renewal month as a twelvefold expansion; a
+    plan billed every 30 days is one invoice per month-end, where counting invoices by the
+    month they start in gave the month that holds two renewals twice the MRR and the next
+    month a contraction; a weekly plan is its weekly amount scaled to a month, not the 4 or 5
+    invoices a month happens to hold. Periods of one customer that follow within
+    RENEWAL_GAP are read as one (_bridged_ends). Otherwise the row pays for its period's
+    month (with neither column, the month of ``at``); where the export says which invoices
+    pay a period, the others are left out (not recurring: a gym's one-off starter pack)."""
     missing = np.iinfo(np.int64).min
     spans = _paid_spans(invoices)
+    start, end, known = spans
     month = _mrr_month_ordinal(invoices, spans)
-    months = _months_paid(spans)
-    row = np.flatnonzero(month != missing)
-    counts = months[row]
+    monthly = invoices["amount"].to_numpy(dtype="float64") / _months_paid(spans)
+    counts = np.where(month != missing, 1, 0).astype(np.int64)
+    if known.any():
+        bridged = _bridged_ends(invoices["customer_id"], spans)
+        # months m with start <= last instant of m < end: from start's month to end's month - 1
+        last = _unit_ordinal(bridged[known], "month")
+        counts[known] = np.maximum(last - month[known], 0)
+    row = np.flatnonzero(counts > 0)
+    counts = counts[row]
     expanded = np.repeat(row, counts)
     first = np.repeat(np.cumsum(counts) - counts, counts)
     offset = np.arange(len(expanded), dtype=np.int64) - first
-    amount = invoices["amount"].to_numpy(dtype="float64")
-    return expanded, month[expanded] + offset, amount[expanded] / months[expanded]
+    return expanded, month[expanded] + offset, monthly[expanded]
+
+
+def _bridged_ends(
+    customer_id: pd.Series, spans: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> np.ndarray:
+    """Per row, the end of its paid period, moved to the start of the customer's next period
+    where that starts within RENEWAL_GAP after it (the gap is read as paid); the row's own end
+    elsewhere. Only rows with a known period (``spans[2]``) are read."""
+    start, end, known = spans
+    out = end.copy()
+    rows = np.flatnonzero(known)
+    if len(rows) < 2:
+        return out
+    codes = pd.factorize(customer_id.to_numpy()[rows])[0]
+    order = rows[np.lexsort((start[rows], codes))]
+    ordered_codes = np.sort(codes)
+    same = ordered_codes[1:] == ordered_codes[:-1]
+    gap = start[order[1:]] - end[order[:-1]]
+    bridge = same & (gap > 0) & (gap <= RENEWAL_GAP.value)
+    out[order[:-1][bridge]] = start[order[1:][bridge]]
+    return out
 
 
 def _paid_spans(revenue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -563,12 +603,13 @@ def _paid_spans(revenue: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _months_paid(spans: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """Per row of _paid_spans, the calendar months it pays for: round((period_end - start) /
-    average month), at least one; one where the period is not known."""
+    """Per row of _paid_spans, the months its amount pays for (float): its length in average
+    months, rounded to whole months from WHOLE_MONTHS_FROM on (a quarterly plan's 91 days are
+    3); 1 where the period is not known."""
     start, end, known = spans
-    months = np.ones(len(known), dtype=np.int64)
-    covered = np.rint((end[known] - start[known]) / AVERAGE_MONTH_NS).astype(np.int64)
-    months[known] = np.maximum(covered, 1)
+    months = np.ones(len(known), dtype="float64")
+    length = (end[known] - start[known]) / AVERAGE_MONTH_NS
+    months[known] = np.where(length >= WHOLE_MONTHS_FROM, np.maximum(np.rint(length), 1), length)
     return months
 
 

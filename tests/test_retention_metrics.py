@@ -370,6 +370,64 @@ def test_paid_monthly_revenue_is_the_share_of_the_period_paid_for_now():
     assert paid_monthly_revenue(arrears, "2024-05-20") is None  # the last 30 days stand in
 
 
+def cycle_tables(days: int, amount: float, until: str = "2024-12-31", gap_days: int = 0):
+    """K pays `amount` every `days` days from 2024-01-01 (each invoice's period [at, at + days),
+    the next invoice dated `gap_days` after the period ends); L pays 30 a month on the 15th
+    and leaves after its March invoice."""
+    customers = pd.DataFrame(
+        {"customer_id": ["K", "L"], "signup_at": [T("2023-12-01")] * 2, "churned_at": pd.NaT}
+    )
+    rows, at = [], T("2024-01-01")
+    while at < T(until):
+        rows.append(("K", at, amount, at + pd.Timedelta(days=days)))
+        at += pd.Timedelta(days=days + gap_days)
+    rows += [("L", T(f"2024-{m:02d}-15"), 30.0, T(f"2024-{m + 1:02d}-15")) for m in (1, 2, 3)]
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "period_end"])
+    return tables_of(customers, revenue=revenue.assign(kind="invoice"))
+
+
+def test_a_plan_billed_every_30_days_is_one_monthly_fee_at_each_months_end():
+    """Counted by the month each invoice starts in, a 30-day plan had two invoices in January
+    (the 1st and the 31st), none in February (read as churned) and a contraction in each
+    month after one that held two renewals; at each month's end it pays one fee."""
+    t = cycle_tables(30, 30.0)
+    monthly = monthly_mrr(t.revenue).set_index(["customer_id", "month"])["mrr"]
+    k = monthly.loc["K"]
+    assert (k == 30).all() and len(k) == 12  # January .. December 2024
+    for t0, t1 in [("2024-01-15", "2024-02-15"), ("2024-02-15", "2024-06-15")]:
+        mov = mrr_movements(t, t0, t1).loc["K"]
+        assert (mov["mrr_start"], mov["mrr_end"]) == (30, 30)
+        assert mov[["expansion", "contraction", "churned_mrr"]].sum() == 0
+    # L paid until 2024-04-15: March's end is paid for, April's is not
+    assert monthly.loc["L"].index.tolist() == [T("2024-01-01"), T("2024-02-01"), T("2024-03-01")]
+    assert mrr_movements(t, "2024-03-10", "2024-04-10").loc["L", "churned_mrr"] == 30
+
+
+def test_a_weekly_plan_is_its_fee_scaled_to_a_month():
+    """A weekly 10 is 10 x 30.4375 / 7 a month in every month, where summing the invoices of
+    a month read 40 in some months and 50 in others (an expansion or contraction of 25 %)."""
+    t = cycle_tables(7, 10.0)
+    k = monthly_mrr(t.revenue).set_index(["customer_id", "month"])["mrr"].loc["K"]
+    assert k.to_numpy() == pytest.approx([10 * 30.4375 / 7] * 12)
+    m = row(retention_metrics(t, "2024-02-15", "2024-05-15"))
+    assert m.expansion == 0 and m.contraction == 0
+    assert paid_monthly_revenue(t.revenue, "2024-03-01")["K"] == pytest.approx(10 * 30.4375 / 7)
+
+
+def test_a_renewal_dated_days_after_the_period_ended_is_no_month_of_churn():
+    """An export with `at` and `period_end` only: each renewal is dated 2 days after the paid
+    period ended, so some month ends fall in a gap; the customer kept paying throughout."""
+    t = cycle_tables(30, 30.0, gap_days=2)
+    k = monthly_mrr(t.revenue).set_index(["customer_id", "month"])["mrr"].loc["K"]
+    assert (k == 30).all() and len(k) == 12
+    mov = mrr_movements(t, "2024-01-15", "2024-12-15").loc["K"]
+    assert (mov["mrr_start"], mov["mrr_end"], mov["churned_mrr"]) == (30, 30, 0)
+    # a longer gap is a lapse: 40 days without a paid period hold at least one month's end
+    lapsed = cycle_tables(30, 30.0, gap_days=40)
+    k = monthly_mrr(lapsed.revenue).set_index(["customer_id", "month"])["mrr"].loc["K"]
+    assert len(k) < 12
+
+
 def test_a_period_end_without_a_period_pays_from_the_invoice_date():
     """An export that says only until when an invoice pays (a gym's yearly fee with its
     period_end, no period column) spreads it from the invoice's date like one with both: the
