@@ -546,7 +546,7 @@ def _mrr_rows(invoices: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarra
     pay a period, the others are left out (not recurring: a gym's one-off starter pack)."""
     missing = np.iinfo(np.int64).min
     spans = _paid_spans(invoices)
-    start, end, known = spans
+    known = spans[2]
     month = _mrr_month_ordinal(invoices, spans)
     monthly = invoices["amount"].to_numpy(dtype="float64") / _months_paid(spans)
     counts = np.where(month != missing, 1, 0).astype(np.int64)
