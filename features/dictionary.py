@@ -277,7 +277,7 @@ def _recency_of(noun: str | None = None) -> Sentence:
             last = f"(last {noun} {_when(last_qualifying)})"
             if context.get(LOWERS_RISK) or days * 24 < 1:
                 return f"Last activity {_when(days)} {last}"
-            return f"No activity in the last {fmt.duration_days(days)} {last}"
+            return f"No activity in the last {fmt.duration_days(days, at_most=True)} {last}"
         if one_active_day_is_the_last(context, days) and not context.get(LOWERS_RISK):
             # A one-time buyer's risk is buying once, not the silence since: "No activity in
             # the last 10 hours" led the alerts of an order export's new buyers (benchmarks/
@@ -292,7 +292,7 @@ def _recency_of(noun: str | None = None) -> Sentence:
             # a silence shorter than the usual one is no absence: said as the last activity
             text = f"Last activity {fmt.duration_days(days)} ago"  # "12 hours", "1 day"
         else:
-            text = f"No activity in the last {fmt.duration_days(days)}"
+            text = f"No activity in the last {fmt.duration_days(days, at_most=True)}"
         return text + _usual_gap(context, usually, days_noun)
 
     return sentence
@@ -523,7 +523,7 @@ def _recorded_recency(period: str, last: str) -> Sentence:
         if in_latest_period(days, period):
             text = f"Activity recorded for the latest {period}"
         elif last == "since":
-            text = f"No activity recorded in the last {fmt.duration_days(days)}"
+            text = f"No activity recorded in the last {fmt.duration_days(days, at_most=True)}"
         else:
             text = f"Activity last recorded {fmt.duration_days(days)} ago"
         gap = _ctx(context, "active_gap_median_days")

@@ -146,25 +146,30 @@ def interval(low: object, high: object, kind: str = "percent", currency: str | N
     raise ValueError(f"unknown interval kind {kind!r}: use 'percent', 'number' or 'money'")
 
 
-def duration_days(days: object) -> str:
+def duration_days(days: object, *, at_most: bool = False) -> str:
     """A duration given in days, in the unit people use for it: '1 day', '34 days', '8 weeks'
-    from 8 weeks up to 13, then months ('8 months') and years ('2.5 years')."""
+    from 8 weeks up to 13, then months ('8 months') and years ('2.5 years').
+
+    at_most: rounded down, for a sentence that claims nothing happened within it: "No activity
+    in the last 8 days" had been said of a last event 7.8 days ago, and "... 13 weeks" of one
+    88 days ago."""
     if is_missing(days):
         return MISSING
     d = float(days)
     if d < 0:
         raise ValueError(f"a duration cannot be negative: {d} days")
+    whole = math.floor if at_most else round
     if d < 1:
         hours = d * 24
-        return "less than an hour" if hours < 1 else _unit(round(hours), "hour")
+        return "less than an hour" if hours < 1 else _unit(whole(hours), "hour")
     if d < 56:
-        return _unit(round(d), "day")
+        return _unit(whole(d), "day")
     if d < 91:
-        return _unit(round(d / 7), "week")
+        return _unit(whole(d / 7), "week")
     if d < 730:
-        return _unit(round(d / 30.4375), "month")
+        return _unit(whole(d / 30.4375), "month")
     years = d / 365.25
-    return f"{years:.1f} years"
+    return f"{math.floor(years * 10) / 10 if at_most else years:.1f} years"
 
 
 def number(value: object, digits: int = 1) -> str:

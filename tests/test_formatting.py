@@ -62,6 +62,12 @@ def test_durations_in_the_unit_people_use():
     assert f.duration_days(60) == "9 weeks"
     assert f.duration_days(248.155) == "8 months"
     assert f.duration_days(1000) == "2.7 years"
+    # at most: rounded down, for "nothing within" sentences
+    assert f.duration_days(7.79) == "8 days" and f.duration_days(7.79, at_most=True) == "7 days"
+    assert f.duration_days(88, at_most=True) == "12 weeks"
+    assert f.duration_days(0.99, at_most=True) == "23 hours"
+    assert f.duration_days(1000, at_most=True) == "2.7 years"
+    assert f.duration_days(1009, at_most=True) == "2.7 years"  # 2.76: not 2.8
     with pytest.raises(ValueError, match="negative"):
         f.duration_days(-1)
 

@@ -150,6 +150,10 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
          "No activity in the last 34 days (usually active every 3 days)"),
         ("days_since_last_event", 34.2, {"active_gap_median_days": float("nan")},
          "No activity in the last 34 days"),
+        # rounded down: an event 7.8 days ago is activity within the last 8 days, and one 88
+        # days ago within the last 13 weeks (judges' players and phone lines)
+        ("days_since_last_event", 7.79, {}, "No activity in the last 7 days"),
+        ("days_since_last_event", 88.0, {}, "No activity in the last 12 weeks"),
         ("nps_last", 3.0, {"days_since_nps": 248.155}, "NPS 3 of 10 (detractor), 8 months ago"),
         ("nps_last", 9.0, {}, "NPS 9 of 10 (promoter)"),
         ("failed_payments_90d", 2.0, {}, "2 failed payments in the last 90 days"),
