@@ -772,6 +772,22 @@ def test_no_payment_is_said_once_not_again_as_no_paid_period():
     ]
 
 
+def test_no_order_is_said_once_not_by_each_payment_feature():
+    """A game's players without a purchase read "No order yet | No order yet | No order yet":
+    the last payment's amount, the average one and the last one's age, all missing."""
+    names = ["last_payment_amount", "mean_payment_amount", "days_since_last_payment", "tenure_days"]
+    values = pd.DataFrame(
+        {"last_payment_amount": [np.nan, 4.99], "mean_payment_amount": [np.nan, 4.99],
+         "days_since_last_payment": [np.nan, 3.0], "tenure_days": [40.0, 40.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.3, 0.25, 0.2, 0.1]] * 2)
+    got = top_drivers(contrib, names, values, 3, contrib * 10, orders=True).to_pylist()
+    reasons = [d["reason"] for d in got[0]]
+    assert reasons.count("No order yet") == 1 and reasons[0] == "No order yet"
+    assert got[0][0]["contribution"] == pytest.approx(0.75)
+    assert len({d["reason"] for d in got[1]}) == len(got[1])  # with orders: their own facts
+
+
 def test_no_payment_is_said_once_not_again_as_no_revenue():
     """A B2B export's trials read "No payment recorded yet" and "No revenue so far" one under
     the other: one fact. With payments, the revenue over the whole history is its own fact."""

@@ -232,6 +232,10 @@ SAME_FACT_WHEN_MISSING = {
     "reviews": "review_mean",
     PAID_PERIOD: PAYMENT_RECENCY,
     "revenue_total": PAYMENT_RECENCY,
+    # "No order yet" three times over: a game's players without a purchase (the last and the
+    # average payment, missing with the last payment's age)
+    "last_payment_amount": PAYMENT_RECENCY,
+    "mean_payment_amount": PAYMENT_RECENCY,
 }
 # The same, on the rows where both are known: the last payment's sentence states the end of the
 # period it paid for ("Last payment 12 months ago, for a period that ends in 11 days": an
