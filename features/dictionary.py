@@ -1161,10 +1161,22 @@ _FIXED: dict[str, FeatureEntry] = {
 }  # fmt: skip
 
 
+# Event types whose name says trouble: more of them raises the risk in anyone's reading. Other
+# types' direction comes from the data (training.reference.reason_sides), where a game's level
+# failures went with a lower risk overall (more failures, more play) and "51 level fail events
+# in the last 30 days" (the median player: 5) was never said, though the model weighed them.
+TROUBLE_EVENT = re.compile(
+    r"fail|error|crash|complain|cancel|unsubscrib|uninstall|remov|downgrad|refund|dispute"
+    r"|chargeback|declin|reject|bounce|abandon|timeout|churn",
+    re.IGNORECASE,
+)
+
+
 def _event_counts(m: re.Match[str]) -> FeatureEntry:
     w, event = _w(m), _words(m.group("event"))
+    direction = RAISES if TROUBLE_EVENT.search(m.group("event")) else DEPENDS
     return _entry(
-        f"{event.capitalize()} events in {_days(w)}", "events", DEPENDS,
+        f"{event.capitalize()} events in {_days(w)}", "events", direction,
         _count_sentence(f"{event} event", window=w, none=f"No {event} events in the last {_days(w)}",
                         activity=True),
         context=SPAN_CONTEXT,

@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import chi2_contingency, ks_2samp
+from scipy.stats import chi2_contingency, ks_2samp, spearmanr
 
 from serving.monitoring import (
     NO_REFERENCE,
@@ -30,7 +30,7 @@ from serving.monitoring import (
     verdict,
     wilson_interval,
 )
-from training.drivers import top_drivers
+from training.drivers import on_the_safe_side, top_drivers
 from training.reference import (
     SCORE,
     FeatureProfile,
@@ -126,6 +126,29 @@ def test_reason_sides_are_the_median_and_the_direction_of_the_probability():
     assert sides_flipped["login_events_90d"][1] == 1  # no direction in the dictionary: the data's
     reference = build_reference(frame, list(frame.columns), [], probability)
     assert reference.reason_sides == sides
+
+
+def test_an_event_type_named_for_trouble_raises_the_risk_whatever_the_rows_correlation():
+    """A game's level failures went with a lower risk overall (more failures, more play), so
+    "51 level fail events in the last 30 days" (median 5) was on the safe side and never said,
+    though the model weighed it; an event named for trouble raises the risk in the words."""
+    rng = np.random.default_rng(1)
+    n = 2_000
+    play = rng.poisson(20, n).astype(float)
+    fails = rng.binomial(play.astype(int), 0.3).astype(float)
+    probability = 1 / (1 + np.exp(0.2 * play - 0.3))  # more play, lower risk
+    frame = pd.DataFrame(
+        {"level_fail_events_30d": fails, "level_complete_events_30d": play - fails,
+         "app_remove_events_30d": rng.poisson(0.1, n).astype(float)}
+    )  # fmt: skip
+    sides = reason_sides(frame, list(frame.columns), probability)
+    assert spearmanr(fails, probability).statistic < -0.3
+    assert sides["level_fail_events_30d"] == (float(np.median(fails)), 1)
+    assert sides["level_complete_events_30d"][1] == -1  # no trouble in its name: the data's
+    assert sides["app_remove_events_30d"][1] == 1
+    names = list(frame.columns)
+    busy = frame.iloc[[int(np.argmax(fails))]]
+    assert not on_the_safe_side(names, busy, sides)[0, 0]  # a high failure count is a reason
 
 
 def test_a_level_without_more_churners_is_no_reason():
