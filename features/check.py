@@ -376,11 +376,18 @@ def churned_ever(tables: Tables, config: FeatureConfig) -> tuple[np.ndarray, np.
             return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
         churned_at = tables.customers["churned_at"]
         return np.ones(n, dtype=bool), (churned_at.notna() & (churned_at <= end)).to_numpy()
-    start = (end - pd.Timedelta(days=churn.horizon_days)).normalize()
+    start = _lapse_start(end, churn.horizon_days)
     known = (tables.customers["signup_at"] < start).to_numpy() & ever_active_before(
         tables, start, churn
     )
     return known, label_mask(tables, start, churn) & known
+
+
+def _lapse_start(end: pd.Timestamp, horizon_days: int) -> pd.Timestamp:
+    """The first day of the last `horizon_days` whole days of the data, its last day included:
+    counted from the last record's midnight, the window had ended there, and a game's 9
+    players active only on the data's last day were counted as lapsed."""
+    return end.normalize() + pd.Timedelta(days=1) - pd.Timedelta(days=horizon_days)
 
 
 def churned_ever_words(tables: Tables, config: FeatureConfig) -> str:
@@ -391,7 +398,7 @@ def churned_ever_words(tables: Tables, config: FeatureConfig) -> str:
     end = _observed_end(tables, config)
     if churn.mode == "contractual":
         return f"churned by the end of the data ({end.date()})"
-    start = (end - pd.Timedelta(days=churn.horizon_days)).normalize()
+    start = _lapse_start(end, churn.horizon_days)
     return (
         f"lapsed by the end of the data: no qualifying activity from {start.date()} to "
         f"{end.date()} (the last {churn.horizon_days} days), of the customers active before"

@@ -333,15 +333,18 @@ def test_customers_who_never_qualified_have_no_churn_to_measure():
     15,767 "churned" where 8,817 had ever bought)."""
     customers = pd.DataFrame(
         {
-            "customer_id": ["buyer", "lapsed", "browser"],
-            "signup_at": pd.to_datetime(["2023-01-01"] * 3),
+            "customer_id": ["buyer", "lapsed", "browser", "last_day"],
+            "signup_at": pd.to_datetime(["2023-01-01"] * 4),
         }
     )
+    # last_day bought again on the data's last day, at its midnight: not lapsed
     activity = pd.DataFrame(
         {
-            "customer_id": ["buyer", "buyer", "lapsed", "browser"],
-            "at": pd.to_datetime(["2023-02-01", "2023-06-10", "2023-02-01", "2023-06-20"]),
-            "event": ["purchase", "purchase", "purchase", "view"],
+            "customer_id": ["buyer", "buyer", "lapsed", "browser", "last_day", "last_day"],
+            "at": pd.to_datetime(
+                ["2023-02-01", "2023-06-10", "2023-02-01", "2023-06-20", "2023-02-01", "2023-06-20"]
+            ),
+            "event": ["purchase", "purchase", "purchase", "view", "purchase", "purchase"],
         }
     )
     config = FeatureConfig(
@@ -350,12 +353,12 @@ def test_customers_who_never_qualified_have_no_churn_to_measure():
         )
     )
     measured, churned = churned_ever(tables_of(customers, activity), config)
-    assert list(measured) == [True, True, False]
-    assert list(churned) == [False, True, False]
+    assert list(measured) == [True, True, False, True]
+    assert list(churned) == [False, True, False, False]
     report = check_tables(tables_of(customers, activity), config)
     assert (
-        "lapsed by the end of the data: no qualifying activity from 2023-04-21 to 2023-06-20 "
-        "(the last 60 days), of the customers active before: 1 of 2 customers"
+        "lapsed by the end of the data: no qualifying activity from 2023-04-22 to 2023-06-20 "
+        "(the last 60 days), of the customers active before: 1 of 3 customers"
     ) in report.to_text()
 
 
