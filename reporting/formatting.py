@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal
 
 MISSING = "–"
 
@@ -109,7 +110,9 @@ def change(value: object, form: str = "count", currency: str | None = None) -> s
     return f"+{text}" if v > 0 else f"-{text}"
 
 
-SMALL_AMOUNT = 10  # amounts below it, unless whole, keep their cents
+# Amounts below it, unless whole, keep their cents: a coffee box's £34.50 and £11.50 boxes read
+# "£34" and "£12", and a price rise from 11.50 to 13.00 "£12 -> £13".
+SMALL_AMOUNT = 100
 
 
 def money(amount: object, currency: str | None = None, digits: int = 0) -> str:
@@ -119,9 +122,16 @@ def money(amount: object, currency: str | None = None, digits: int = 0) -> str:
     if is_missing(amount):
         return MISSING
     value = float(amount)
-    if digits == 0 and 0 < abs(value) < SMALL_AMOUNT and value != round(value):
+    small = 0 < abs(value) < SMALL_AMOUNT
+    if digits == 0 and small and round(abs(value) * 100) % 100:  # not whole to the cent
         digits = 2  # "$0.59", not "$1": a grocery's basket of 59 cents read "Revenue of $1"
-    number = f"{abs(value):,.{digits}f}"
+    # half away from zero, as prices are rounded: format() rounds half to even ("£34" for
+    # 34.50 beside "£22" for 21.50)
+    rounded = abs(value)
+    if math.isfinite(rounded):
+        step = Decimal(1).scaleb(-digits)
+        rounded = float(Decimal(repr(rounded)).quantize(step, rounding=ROUND_HALF_UP))
+    number = f"{rounded:,.{digits}f}"
     sign = "-" if value < 0 and float(number.replace(",", "")) != 0 else ""
     if not currency:
         return f"{sign}{number}"

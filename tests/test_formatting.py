@@ -33,7 +33,7 @@ def test_counts_percentages_and_points():
 
 
 def test_money_names_its_currency():
-    assert f.money(1234.5, "EUR") == "€1,234"  # round half to even
+    assert f.money(1234.5, "EUR") == "€1,235"  # half away from zero, as prices are rounded
     assert f.money(1235.5, "usd") == "$1,236"
     assert f.money(-20, "GBP") == "-£20"
     assert f.money(99.5, "SEK", digits=2) == "99.50 SEK"
@@ -42,7 +42,10 @@ def test_money_names_its_currency():
 
 def test_small_amounts_keep_their_cents():
     assert f.money(0.59, "USD") == "$0.59" and f.money(-0.67, "USD") == "-$0.67"
-    assert f.money(5.0, "USD") == "$5" and f.money(12.4, "USD") == "$12"
+    assert f.money(5.0, "USD") == "$5" and f.money(12.4, "USD") == "$12.40"
+    # a box's price keeps its pence below 100 (£34.50 had read "£34", £21.50 "£22")
+    assert f.money(34.5, "GBP") == "£34.50" and f.money(21.5, "GBP") == "£21.50"
+    assert f.money(99.999, "GBP") == "£100" and f.money(250.5, "GBP") == "£251"
     assert f.money(0.59, "USD", digits=1) == "$0.6"
 
 

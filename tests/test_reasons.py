@@ -166,7 +166,7 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
         ("events_trend_30d", -0.5, {}, "Activity down 67% on the previous 30 days"),
         ("events_trend_30d", 1.0, {}, "Activity in the last 30 days after none in the previous 30 days"),
         ("revenue_30d", 0.0, {}, "No revenue in the last 30 days"),
-        ("revenue_30d", 1234.5, {}, "Revenue of £1,234 in the last 30 days"),
+        ("revenue_30d", 1234.5, {}, "Revenue of £1,235 in the last 30 days"),
         ("login_events_7d", 0.0, {}, "No login events in the last 7 days"),
         ("tickets_open", 2.0, {}, "2 open support tickets"),
         ("ticket_resolution_hours_90d", 50.0, {},
