@@ -980,14 +980,18 @@ def scores_as_previous(
     chunk_rows: int = 100_000,
     currency: str | None = None,
     sink: Callable[[pa.Table], None] | None = None,
+    scheduled: pd.Series | None = None,
+    scheduled_share: float = 1.0,
 ) -> PreviousRun:
     """The scores of feature rows built as of `as_of` (iter_scores, nothing to compare with),
     as the PreviousRun a later run's changes are measured against; each chunk's score table
     (SCORES_SCHEMA) goes to `sink` when given (the alerts read them), not kept in memory.
-    Both engines take a first run's baseline from here."""
+    Both engines take a first run's baseline from here. scheduled, scheduled_share: the run's
+    scheduled cancellations, scored as the run scores them (first_run_baseline)."""
     probabilities, contributions = [], []
     for scores, contrib in iter_scores(
-        model, features, model_version, None, top, chunk_rows, currency=currency, as_of=as_of
+        model, features, model_version, None, top, chunk_rows, currency=currency, as_of=as_of,
+        scheduled=scheduled, scheduled_share=scheduled_share,
     ):
         if sink is not None:
             sink(scores)
@@ -1012,11 +1016,17 @@ def first_run_baseline(
     top: int = 3,
     chunk_rows: int = 100_000,
     currency: str | None = None,
+    scheduled: pd.Series | None = None,
+    scheduled_share: float = 1.0,
 ) -> tuple[pd.Timestamp, PreviousRun] | None:
     """The scores of FIRST_RUN_BASELINE_DAYS before `as_of` on the same data (data before that
     date only, as a run then would have seen), written as a partition's scores.parquet into
     `folder` for the alerts (with its features.parquet), and as the PreviousRun the run's
     changes are measured against.
+    scheduled: the cancellations the export holds (scheduled_dates), scored then as the run
+    scores them: the export does not say when a notice was given, and without them a carrier's
+    first run alerted 118 customers (all 15 of the report's) for notices months old, "new top
+    reason: Cancellation scheduled", where the baseline is there to leave only the week's news.
     None when nobody was eligible then (an export that starts later)."""
     base = baseline_date(as_of)
     features = build_features(tables, base, model.features_config())
@@ -1027,7 +1037,8 @@ def first_run_baseline(
     with pq.ParquetWriter(folder / SCORES_FILE, SCORES_SCHEMA) as writer:
         previous = scores_as_previous(
             model, features, model_version, base, top=top, chunk_rows=chunk_rows,
-            currency=currency, sink=writer.write_table,
+            currency=currency, sink=writer.write_table, scheduled=scheduled,
+            scheduled_share=scheduled_share,
         )  # fmt: skip
     return base, previous
 
@@ -1090,12 +1101,16 @@ def run_scoring(
     target = partition_path(out_dir, t)
     currency = (settings or ScoringConfig()).currency
     log(f"scoring {len(features):,} customers with model version {model_version}")
+    leaving = scheduled_cancellations(tables, t)
+    leaving = leaving[leaving["customer_id"].isin(features["customer_id"])]  # the scored
+    due = scheduled_dates(leaving)
+    share = (settings or ScoringConfig()).scheduled_cancellation_share
     with atomic_dir(target) as tmp:
         baseline = None
         if previous is None:
             baseline = first_run_baseline(
                 tables, t, model, model_version, tmp / BASELINE_DIR, top=top,
-                chunk_rows=chunk_rows, currency=currency,
+                chunk_rows=chunk_rows, currency=currency, scheduled=due, scheduled_share=share,
             )  # fmt: skip
         if baseline is not None:
             log(
@@ -1106,10 +1121,6 @@ def run_scoring(
         slim = []
         scores_file = pq.ParquetWriter(tmp / SCORES_FILE, SCORES_SCHEMA)
         contributions_file = None
-        leaving = scheduled_cancellations(tables, t)
-        leaving = leaving[leaving["customer_id"].isin(features["customer_id"])]  # the scored
-        due = scheduled_dates(leaving)
-        share = (settings or ScoringConfig()).scheduled_cancellation_share
         if len(due):
             log(scheduled_note(due, t, model.horizon_days, share))
         try:

@@ -1381,6 +1381,12 @@ def test_probabilities_that_hardly_differ_are_said_to_be_near_ties():
     assert near_tie_note(*probability_spread(np.array([]))) is None
 
 
+def by_previous(run) -> pd.Series:
+    """A run's previous probability per customer (the previous run's, or a first run's
+    baseline's)."""
+    return run.scores.set_index("customer_id")["previous_probability"]
+
+
 def drivers_of(run, customer: str) -> list[dict]:
     """A customer's drivers in a run's scores.parquet."""
     scores = pq.read_table(run.partition / "scores.parquet").to_pandas()
@@ -1423,6 +1429,14 @@ def test_cancellations_the_export_holds_already_are_dated_beside_the_scores(
     assert "2 customers have a cancellation scheduled in the export (1 within" in page
     assert "scored as 95% sure to leave on that date and at the model" in page
     assert run.summary["scheduled_cancellation_share"] == 0.95
+    # a first run's baseline, a week earlier on the same data, scores the notices as the run
+    # does: the export does not say when one was given, and a carrier's first run alerted 118
+    # notices months old ("new top reason: Cancellation scheduled")
+    from serving.alerts import read_alerts
+
+    assert run.summary.get("first_run_baseline")
+    assert by_previous(run)[soon] >= 0.95
+    assert soon not in set(read_alerts(run.partition)["customer_id"])
     # The riskiest customers are those still to be saved: the notice is left out of them, and
     # a line says so (a news site's first report listed nothing but its 266 notices)
     from churn.cli import riskiest_lines
