@@ -990,8 +990,16 @@ def scores_as_previous(
     scheduled cancellations, scored as the run scores them (first_run_baseline)."""
     probabilities, contributions = [], []
     for scores, contrib in iter_scores(
-        model, features, model_version, None, top, chunk_rows, currency=currency, as_of=as_of,
-        scheduled=scheduled, scheduled_share=scheduled_share,
+        model,
+        features,
+        model_version,
+        None,
+        top,
+        chunk_rows,
+        currency=currency,
+        as_of=as_of,
+        scheduled=scheduled,
+        scheduled_share=scheduled_share,
     ):
         if sink is not None:
             sink(scores)

@@ -222,8 +222,14 @@ def _scoring_rows(
             then = build_features(tables, base, job.config)
             if not then.empty:
                 before = scores_as_previous(
-                    model, then, model_version, base, top=top, currency=currency,
-                    scheduled=scheduled, scheduled_share=scheduled_share,
+                    model,
+                    then,
+                    model_version,
+                    base,
+                    top=top,
+                    currency=currency,
+                    scheduled=scheduled,
+                    scheduled_share=scheduled_share,
                 )
         chunks = list(
             iter_scores(
