@@ -755,9 +755,11 @@ def retention_command(
     )
     if recorded_from is not None:
         typer.echo(
-            f"cohorts from {recorded_from:%Y-%m}, the month of the data's first record (earlier "
-            "cohorts signed up before it: their first periods were never recorded, and those "
-            "who left then are missing; --from includes them)"
+            f"cohorts from {recorded_from:%Y-%m-%d}, the start of the month of the data's first "
+            f"record ({tables.history_start():%Y-%m-%d}): an earlier cohort's first periods were "
+            "never recorded, and those of its customers who left then are missing (a week "
+            "cohort that began before that day is one, though some of its customers started "
+            "within the data); --from includes them"
         )
     typer.echo(format_retention(result))
     if result.table["small_group"].any():

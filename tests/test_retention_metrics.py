@@ -1488,7 +1488,9 @@ def test_cli_retention_starts_at_the_month_of_the_first_record(tmp_path):
     data = str(tmp_path / "data")
     res = runner.invoke(app, ["retention", "--data", data])
     assert res.exit_code == 0, res.output
-    assert "cohorts from 2024-01, the month of the data's first record" in res.output
+    said = " ".join(res.output.split())
+    assert "cohorts from 2024-01-01, the start of the month of the data's first record" in said
+    assert "(2024-01-15)" in said
     assert "2019-03" not in res.output and "2024-01" in res.output
     res = runner.invoke(app, ["retention", "--data", data, "--from", "2019-01-01"])
     assert res.exit_code == 0, res.output
