@@ -283,7 +283,7 @@ def test_the_typical_risk_is_the_median_customers_not_the_mean_log_odds():
     lower = lower_risk_drivers(contrib, names, values, 3, points, **settings).to_pylist()
     assert [[d["feature"] for d in row] for row in risky] == [["days_since_last_event"], []]
     assert (
-        risky[0][0]["reason"] == "No activity in the last 5 months (usually active every 8 weeks)"
+        risky[0][0]["reason"] == "No activity in the last 4 months (usually active every 8 weeks)"
     )
     assert [[d["feature"] for d in row] for row in lower] == [[], ["events_30d"]]
     base_only = top_drivers(contrib, names, values, 3, points, typical=typical).to_pylist()
