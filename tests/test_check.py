@@ -761,6 +761,21 @@ def test_check_command_exit_codes_and_reports(tmp_path, clean):
     assert md.read_text().startswith("# churn check") and "| as of |" in md.read_text()
 
 
+def test_check_repeats_the_imports_warnings(tmp_path, clean):
+    """A store export in 9 currencies was warned about once, in the import's summary; check,
+    the step before training, now says it again from the report.json beside the tables."""
+    customers, activity, revenue = clean
+    toml = '[features.churn]\nmode = "contractual"\nhorizon_days = 30\n'
+    folder = write_folder(tmp_path / "data", customers, activity, revenue, toml)
+    said = "revenue source 'store' has 9 currencies in column 'currency'"
+    (folder / "report.json").write_text(json.dumps({"warnings": [said], "notes": []}))
+    result = runner.invoke(app, ["check", "--data", str(folder), "--strict"])
+    assert result.exit_code == 1
+    assert f"the import warned: {said}" in " ".join(result.output.split())
+    (folder / "report.json").write_text(json.dumps({"warnings": [], "notes": []}))
+    assert "the import warned" not in runner.invoke(app, ["check", "--data", str(folder)]).output
+
+
 def test_check_command_prints_contract_errors_without_a_traceback(tmp_path, clean):
     customers, activity, revenue = clean
     folder = write_folder(tmp_path / "broken", customers, activity, revenue)
