@@ -188,6 +188,50 @@ def test_a_level_without_more_churners_is_no_reason():
     assert levels_without_evidence(repeated, np.zeros(550, bool), who) == set()
 
 
+def test_a_lower_risk_reason_names_only_a_level_that_churned_less():
+    """A coffee box's "Postcode area: S" was a lower-risk reason for 56 customers: no evidence
+    of more churn (safe_levels) is no evidence of less, and S churned more than average. A
+    lower-risk reason names a level scored below the mean whose customers churned less."""
+    from training.drivers import lower_risk_drivers
+    from training.reference import lower_levels
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    area = rng.choice(["N", "S", "W"], n)
+    plan = rng.choice(["basic", "pro"], n)
+    churned = rng.random(n) < np.where(plan == "basic", 0.20, 0.08) + np.where(area == "S", 0.02, 0)
+    frame = pd.DataFrame(
+        {"area": pd.Series(area, dtype="string"), "plan": pd.Series(plan, dtype="string"),
+         "customer_id": np.arange(n).astype(str), "churned": churned}
+    )  # fmt: skip
+    # a model that learned S as lower-risk from noise
+    probability = np.where(area == "S", 0.1, 0.14) + np.where(plan == "basic", 0.1, 0.0)
+    args = (frame, ["area", "plan"], probability, churned, frame["customer_id"].to_numpy())
+    assert "S" in safe_levels(*args)["area"]  # no reason for risk: no evidence of more churn
+    lower = lower_levels(*args)
+    assert lower == {"plan": ("pro",)}  # S churned more: never a lower-risk reason
+    reference = build_reference(frame, [], ["area", "plan"], probability)
+    assert reference.lower_levels == lower
+    row = pd.DataFrame({"area": pd.Series(["S"], dtype="string"),
+                        "plan": pd.Series(["pro"], dtype="string")})  # fmt: skip
+    contrib, points = np.array([[-0.5, -0.4]]), np.array([[-5.0, -4.0]])
+    said = lower_risk_drivers(
+        contrib, ["area", "plan"], row, 3, points, safe_levels=safe_levels(*args),
+        lower_levels=lower, attributes=("area", "plan"),
+    ).to_pylist()[0]  # fmt: skip
+    assert [d["feature"] for d in said] == ["plan"]
+    before = lower_risk_drivers(
+        contrib,
+        ["area", "plan"],
+        row,
+        3,
+        points,
+        safe_levels=safe_levels(*args),
+        attributes=("area", "plan"),
+    ).to_pylist()[0]  # a model without lower_levels: as before
+    assert [d["feature"] for d in before] == ["area", "plan"]
+
+
 def test_safe_levels_are_the_categories_scored_below_the_mean():
     """The billing export's case: premium customers are scored below the average, so "Plan at
     signup: premium_monthly" is no reason for risk, however the credit was shared; a level of

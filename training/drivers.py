@@ -874,6 +874,7 @@ def top_drivers(
     safe_ranges: Mapping[str, Sequence[tuple[float, float]]] | None = None,
     probability: np.ndarray | None = None,
     typical_probability: float | None = None,
+    lower_levels: Mapping[str, Collection[str]] | None = None,
 ) -> pa.Array:
     """Per row, the `top` features with the largest positive contribution to the risk that
     raise the probability by at least MIN_DRIVER_POINTS and by at least
@@ -904,6 +905,7 @@ def top_drivers(
     row's
     empty activity windows
     make one driver (merge_same_facts)."""
+    del lower_levels  # lower-risk reasons' (lower_risk_drivers): the model's settings hold both
     above_typical = above_the_typical_risk(points, probability, typical_probability)
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
     safe = (
@@ -1039,6 +1041,7 @@ def lower_risk_drivers(
     said_by: Mapping[str, str] | None = None,
     probability: np.ndarray | None = None,
     typical_probability: float | None = None,
+    lower_levels: Mapping[str, Collection[str]] | None = None,
     **wording: Any,
 ) -> pa.Array:
     """Per row at or below the typical customer's risk (above_the_typical_risk: top_drivers
@@ -1050,17 +1053,19 @@ def lower_risk_drivers(
     (on_the_safe_side, here with the recency features: "Last purchase 3 days ago" where the
     median customer's was 40 days), or be a recency shorter than the customer's usual gap
     (not_overdue), or a trend of something whose rise lowers the risk that rose; a level of a
-    category the model scores below average (safe_levels). A numeric attribute's range without evidence of more churn (safe_ranges) is
-    no evidence of less, and a record in the latest week or month of period totals is every
+    category the model scores below average whose customers churned less often (lower_levels;
+    a model without them: safe_levels, as before). A level or a numeric attribute's range
+    without evidence of more churn (safe_levels, safe_ranges) is no evidence of less, and a record in the latest week or month of period totals is every
     active customer's: neither is said. Models without a reference profile (no medians) say
     only the recency against the usual gap and rising trends. The same keywords as top_drivers
     (`wording`: those that only word the reasons, _words)."""
     del safe_ranges  # no evidence of less churn: see the docstring
+    levels = safe_levels if lower_levels is None else lower_levels
     below_typical = ~above_the_typical_risk(points, probability, typical_probability)
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
     supports = not_overdue(names, values) | rising_trends(names, values, above=UNCHANGED_TREND)
-    if typical or safe_levels:
-        supports |= on_the_safe_side(names, values, typical or {}, safe_levels, never=())
+    if typical or levels:
+        supports |= on_the_safe_side(names, values, typical or {}, levels, never=())
     supports &= ~recorded_in_the_latest_period(names, values, activity_totals)
     supports &= ~_overdue(names, values)
     lowering = _one_window_per_count(np.where(supports, -contrib, 0.0), names)

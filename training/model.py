@@ -514,6 +514,7 @@ class ChurnModel:
             "typical": getattr(self.reference, "reason_sides", None),
             "safe_levels": getattr(self.reference, "safe_levels", None),
             "safe_ranges": getattr(self.reference, "safe_ranges", None),
+            "lower_levels": getattr(self.reference, "lower_levels", None),
             "value_unit": config.value_unit,
             "activity_totals": config.activity_totals,
             "date_attributes": config.date_attributes or (),

@@ -223,6 +223,10 @@ class ReferenceProfile:
     # ranges [low, high] whose customers did not churn more often than the others
     # (safe_ranges): such a value is no reason for risk. Absent from older profiles (getattr).
     safe_ranges: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # Per category, the levels a lower-risk reason may name (lower_levels): scored below the
+    # mean and churned less often than the other customers. Absent from older profiles
+    # (getattr: their lower-risk reasons name the safe_levels, as before).
+    lower_levels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Per training date of the year before the reference dates ("2013-11-09"), the profiles of
     # its rows, the score's under SCORE (season_profiles). A term-based or seasonal business
     # looks like itself a year before, not like its last 90 days. Absent from older profiles
@@ -276,6 +280,13 @@ def build_reference(
         ),
         export_age_days=export_age_days(rows) if censored else None,
         said_by=said_by_categories(rows, numeric, categorical),
+        lower_levels=lower_levels(
+            rows,
+            categorical,
+            probability,
+            rows["churned"].to_numpy() if "churned" in rows else None,
+            rows["customer_id"].to_numpy() if "customer_id" in rows else None,
+        ),
         safe_ranges=safe_ranges(
             rows,
             [name for name in numeric if _customer_attribute(name)],
@@ -631,6 +642,41 @@ def safe_ranges(
     return out
 
 
+def lower_levels(
+    rows: pd.DataFrame,
+    categorical: list[str],
+    probability: np.ndarray,
+    labels: np.ndarray | None,
+    customers: np.ndarray | None = None,
+) -> dict[str, tuple[str, ...]]:
+    """Per categorical feature, the levels a lower-risk reason may name: scored below the
+    rows' mean probability (of at least MIN_LEVEL_ROWS rows) and whose customers churned less
+    often than the others' (levels_with_evidence, "less"). Without labels, none.
+
+    Why: a level without evidence of more churn is no reason for risk (safe_levels), but that
+    is no evidence of less either. A coffee box's "Postcode area: S" was a lower-risk reason
+    for 56 customers, an area whose subscribers churned more than average (16.0 %) and which
+    the generator gave no effect."""
+    if labels is None:
+        return {}
+    score = np.asarray(probability, dtype="float64")
+    overall = float(score.mean()) if len(score) else np.nan
+    out: dict[str, tuple[str, ...]] = {}
+    for name in categorical:
+        if name not in rows:
+            continue
+        levels = rows[name].astype("string")
+        known = levels.notna().to_numpy()
+        if not known.any():
+            continue
+        stats_ = pd.Series(score[known]).groupby(levels[known].to_numpy()).agg(["mean", "size"])
+        below = set(stats_.index[(stats_["size"] >= MIN_LEVEL_ROWS) & (stats_["mean"] < overall)])
+        lower = below & levels_with_evidence(levels, labels, customers, "less")
+        if lower:
+            out[name] = tuple(sorted(str(level) for level in lower))
+    return out
+
+
 def levels_without_evidence(
     levels: pd.Series, labels: np.ndarray, customers: np.ndarray | None = None
 ) -> set[str]:
@@ -641,6 +687,40 @@ def levels_without_evidence(
     test counts people, not rows) and as a churner when any of its rows is labelled churned.
     A missing value is no level. Without churners or without a second level nothing can be
     measured, and no level is left out."""
+    tested = _level_counts(levels, labels, customers)
+    if tested is None:
+        return set()
+    return {str(level) for level in tested.index} - levels_with_evidence(
+        levels, labels, customers, "greater"
+    )
+
+
+def levels_with_evidence(
+    levels: pd.Series, labels: np.ndarray, customers: np.ndarray | None, alternative: str
+) -> set[str]:
+    """The levels whose customers churned more ("greater") or less ("less") often than the
+    other customers', by levels_without_evidence's test; none where nothing can be measured."""
+    counts = _level_counts(levels, labels, customers)
+    if counts is None:
+        return set()
+    total_churned, total = int(counts["sum"].sum()), int(counts["size"].sum())
+    alpha = LEVEL_EVIDENCE_ALPHA / len(counts)
+    found: set[str] = set()
+    for level, churned, size in counts.itertuples():
+        table = [
+            [churned, size - churned],
+            [total_churned - churned, total - size - (total_churned - churned)],
+        ]
+        if stats.fisher_exact(table, alternative=alternative).pvalue < alpha:
+            found.add(str(level))
+    return found
+
+
+def _level_counts(
+    levels: pd.Series, labels: np.ndarray, customers: np.ndarray | None
+) -> pd.DataFrame | None:
+    """Per level, its customers (size) and churners (sum), each customer once; None without
+    churners, without customers who stayed or without a second level."""
     y = np.asarray(labels).astype(bool)
     frame = pd.DataFrame(
         {
@@ -654,17 +734,8 @@ def levels_without_evidence(
     counts = people.groupby("level")["y"].agg(["sum", "size"])
     total_churned, total = int(counts["sum"].sum()), int(counts["size"].sum())
     if len(counts) < 2 or total_churned == 0 or total_churned == total:
-        return set()
-    alpha = LEVEL_EVIDENCE_ALPHA / len(counts)
-    without: set[str] = set()
-    for level, churned, size in counts.itertuples():
-        table = [
-            [churned, size - churned],
-            [total_churned - churned, total - size - (total_churned - churned)],
-        ]
-        if stats.fisher_exact(table, alternative="greater").pvalue >= alpha:
-            without.add(str(level))
-    return without
+        return None
+    return counts
 
 
 REFERENCE_MAX_ROWS = 200_000
