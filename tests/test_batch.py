@@ -572,7 +572,7 @@ def test_an_empty_activity_window_is_one_driver_not_a_sentence_per_feature():
     assert row0[0]["feature"] == "days_since_last_event"
     assert row0[0]["contribution"] == pytest.approx(contrib[0, :9].sum())
     assert row0[0]["risk_points"] == pytest.approx(points[0, :9].sum())
-    assert row0[0]["reason"] == "No activity in the last 4 months (usually active every 30 days)"
+    assert row0[0]["reason"] == "No activity in the last 3 months (usually active every 30 days)"
     assert [d["feature"] for d in row0[1:]] == ["revenue_total"]  # nothing else is positive
     untouched = sorted(range(len(INACTIVE_NAMES)), key=lambda j: -contrib[1, j])[:3]
     assert [d["feature"] for d in got[1]] == [INACTIVE_NAMES[j] for j in untouched]
@@ -1206,9 +1206,9 @@ def test_a_customer_with_one_or_two_active_days_is_said_as_such():
     got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
     assert (
         got[0][0]["reason"]
-        == "No activity in the last 9 months (2 active days in all, 1 day apart)"
+        == "No activity in the last 8 months (2 active days in all, 1 day apart)"
     )
-    assert got[2][0]["reason"] == "No activity in the last 9 months (usually active every 6 days)"
+    assert got[2][0]["reason"] == "No activity in the last 8 months (usually active every 6 days)"
     one_day = {d["feature"]: d for d in got[1]}
     # one active day: the count and the share of days active are the recency's sentence
     assert "active_day_rate" not in one_day and "lifetime_active_days" not in one_day
@@ -1274,7 +1274,7 @@ def test_a_new_one_time_buyer_reads_as_one_not_as_a_silence():
     assert recency["reason"] == "Only one day with a purchase in the data, 10 hours ago"
     # four active days: the recency is what it was
     recency = next(d for d in got[2] if d["feature"] == "days_since_last_event")
-    assert recency["reason"].startswith("No activity in the last 10 hours")
+    assert recency["reason"].startswith("No activity in the last 9 hours")
     # one purchase day 20 days back, a cancellation since (the recency counts any activity):
     # not "one day, 10 hours ago"; the count stays a fact of its own
     values["days_since_last_active"] = [1.0, 1.0, 1.0]

@@ -216,7 +216,7 @@ def test_reasons_on_month_totals_speak_of_records_and_months_not_of_days_active(
     skipping = said(rows.index[0])
     assert skipping["active_day_rate"].startswith("Activity recorded on 5 dates in the 7 months")
     assert skipping["days_since_last_event"] == (
-        "No activity recorded in the last 9 weeks (usually every month)"  # since 30 June
+        "No activity recorded in the last 8 weeks (usually every month)"  # since 30 June
     )
     assert skipping["active_days_30d"] == "No activity recorded in the last month"
     once = rows.loc[rows.index[1]].to_dict() | {"lifetime_active_days": 1.0}
@@ -233,7 +233,7 @@ def test_reasons_on_month_totals_speak_of_records_and_months_not_of_days_active(
         np.array([[0.4, 0.0]]), list(values.columns), values, 1, np.array([[4.0, 0.0]]),
         activity_totals="month",
     ).to_pylist()  # fmt: skip
-    assert got[0][0]["reason"] == "No activity recorded in the last 9 weeks (usually every month)"
+    assert got[0][0]["reason"] == "No activity recorded in the last 8 weeks (usually every month)"
     assert got[0][0]["label"] == "Days since the last activity record"
     # A record for the latest month is activity, no reason for risk, whatever the contribution
     recent = rows.loc[[rows.index[1]], ["days_since_last_event", "active_gap_median_days"]]

@@ -114,7 +114,7 @@ def test_segment_table_formats_numbers_and_leaves_out_columns_missing_everywhere
     assert names == ["customers_scored", "revenue_at_risk", "crr", "clv"]
     assert "repeat_purchase_rate" in [c for c, _, _ in segment_columns(segments, "non_contractual")]
     page = segment_table(segments, "EUR", "contractual")
-    assert "3,177" in page and "3177.0" not in page and "€1,234" in page
+    assert "3,177" in page and "3177.0" not in page and "€1,235" in page
     assert "90.0%" in page and "88.0–92.0%" in page and "plan: basic (small group)" in page
     assert "nan" not in page.lower() and "net revenue retention" not in page
     # lifetime value with its interval (none where it is unbounded)
