@@ -14,6 +14,7 @@ monitoring compares realized performance with.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING
@@ -260,6 +261,8 @@ def build_reference(
     )
     score = FeatureProfile.fit(SCORE, probability, "numeric")
     columns = {name: rows[name] for name in features} | {SCORE: pd.Series(probability)}
+    labels = rows["churned"].to_numpy() if "churned" in rows else None
+    customers = rows["customer_id"].to_numpy() if "customer_id" in rows else None
     return ReferenceProfile(
         features=features,
         score=score,
@@ -268,30 +271,15 @@ def build_reference(
         dates_psi=dates_psi(features | {SCORE: score}, columns, rows.get("as_of")),
         backtest={k: float(v) for k, v in (backtest or {}).items() if np.isfinite(v)},
         reason_sides=reason_sides(rows, numeric, probability),
-        safe_levels=safe_levels(
-            rows,
-            categorical,
-            probability,
-            rows["churned"].to_numpy() if "churned" in rows else None,
-            rows["customer_id"].to_numpy() if "customer_id" in rows else None,
-        ),
+        safe_levels=safe_levels(rows, categorical, probability, labels, customers),
         export_start_censored=(
             censored := first_activity_piles_up(rows, export_start) or young_history(rows)
         ),
         export_age_days=export_age_days(rows) if censored else None,
         said_by=said_by_categories(rows, numeric, categorical),
-        lower_levels=lower_levels(
-            rows,
-            categorical,
-            probability,
-            rows["churned"].to_numpy() if "churned" in rows else None,
-            rows["customer_id"].to_numpy() if "customer_id" in rows else None,
-        ),
+        lower_levels=lower_levels(rows, categorical, probability, labels, customers),
         safe_ranges=safe_ranges(
-            rows,
-            [name for name in numeric if _customer_attribute(name)],
-            rows["churned"].to_numpy() if "churned" in rows else None,
-            rows["customer_id"].to_numpy() if "customer_id" in rows else None,
+            rows, [name for name in numeric if _customer_attribute(name)], labels, customers
         ),
     )
 
@@ -560,6 +548,26 @@ def said_by_categories(
 LEVEL_EVIDENCE_ALPHA = 0.05
 
 
+def _levels_scored_below_the_mean(
+    rows: pd.DataFrame, categorical: list[str], probability: np.ndarray
+) -> Iterator[tuple[str, pd.Series, set[str]]]:
+    """Per categorical feature of the rows with a known level: its name, its levels as text,
+    and those of at least MIN_LEVEL_ROWS rows that the model scores below the rows' mean."""
+    score = np.asarray(probability, dtype="float64")
+    overall = float(score.mean()) if len(score) else np.nan
+    for name in categorical:
+        if name not in rows:
+            continue
+        levels = rows[name].astype("string")
+        known = levels.notna().to_numpy()
+        if not known.any():
+            continue
+        by_level = pd.Series(score[known]).groupby(levels[known].to_numpy(), sort=True)
+        stats_ = by_level.agg(["mean", "size"])
+        below = stats_.index[(stats_["size"] >= MIN_LEVEL_ROWS) & (stats_["mean"] < overall)]
+        yield name, levels, {str(level) for level in below}
+
+
 def safe_levels(
     rows: pd.DataFrame,
     categorical: list[str],
@@ -579,19 +587,8 @@ def safe_levels(
     customers the model itself scores below the average is not worded as a reason for risk.
     And a model learns some levels from noise: on a SaaS export whose country had no effect,
     "Country: DE" was a reason for 160 customers, of whom 9.4 % churned against 10.3 %."""
-    score = np.asarray(probability, dtype="float64")
-    overall = float(score.mean()) if len(score) else np.nan
     out: dict[str, tuple[str, ...]] = {}
-    for name in categorical:
-        if name not in rows:
-            continue
-        levels = rows[name].astype("string")
-        known = levels.notna().to_numpy()
-        if not known.any():
-            continue
-        by_level = pd.Series(score[known]).groupby(levels[known].to_numpy(), sort=True)
-        stats_ = by_level.agg(["mean", "size"])
-        safe = set(stats_.index[(stats_["size"] >= MIN_LEVEL_ROWS) & (stats_["mean"] < overall)])
+    for name, levels, safe in _levels_scored_below_the_mean(rows, categorical, probability):
         if labels is not None:
             safe |= levels_without_evidence(levels, labels, customers)
         if safe:
@@ -659,18 +656,8 @@ def lower_levels(
     the generator gave no effect."""
     if labels is None:
         return {}
-    score = np.asarray(probability, dtype="float64")
-    overall = float(score.mean()) if len(score) else np.nan
     out: dict[str, tuple[str, ...]] = {}
-    for name in categorical:
-        if name not in rows:
-            continue
-        levels = rows[name].astype("string")
-        known = levels.notna().to_numpy()
-        if not known.any():
-            continue
-        stats_ = pd.Series(score[known]).groupby(levels[known].to_numpy()).agg(["mean", "size"])
-        below = set(stats_.index[(stats_["size"] >= MIN_LEVEL_ROWS) & (stats_["mean"] < overall)])
+    for name, levels, below in _levels_scored_below_the_mean(rows, categorical, probability):
         lower = below & levels_with_evidence(levels, labels, customers, "less")
         if lower:
             out[name] = tuple(sorted(str(level) for level in lower))
