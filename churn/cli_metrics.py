@@ -491,13 +491,10 @@ def metrics_command(
 
 def mrr_months_note(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
     """Which months' MRR the table compares (retention.metrics.mrr_movements): the month of
-    the period's first day and that of its last, each what customers pay per month at the
-    month's end (retention.metrics.monthly_mrr)."""
+    the period's first day and that of its last (retention.metrics.monthly_mrr: a paid period
+    counts at the month's end)."""
     first = t0 + pd.Timedelta(nanoseconds=1)  # --from a day is the instant before it
-    return (
-        f"MRR t0 and t1: what customers pay per month in {first:%B %Y} and in {t1:%B %Y} "
-        "(at each month's end)"
-    )
+    return f"MRR t0 and t1: what customers pay per month in {first:%B %Y} and in {t1:%B %Y}"
 
 
 def new_and_lost_note(result: pd.DataFrame) -> str:

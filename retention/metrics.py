@@ -1179,10 +1179,11 @@ def not_due_note(
     if end >= month_end - pd.Timedelta(nanoseconds=1):
         return ""
     whole = t1.replace(day=1).normalize() - pd.Timedelta(days=1)
+    first = _first_instant(t0)
     return (
         f"the data ends on {end:%Y-%m-%d}, within {t1:%Y-%m}: {not_due:,} customers invoiced in "
-        f"{_first_instant(t0):%Y-%m} are not due for their {t1:%Y-%m} invoice by {t1:%Y-%m-%d} and would read "
-        f"as lost revenue; revenue churn and NRR compare whole months: end the period on "
+        f"{first:%Y-%m} are not due for their {t1:%Y-%m} invoice by {t1:%Y-%m-%d} and would "
+        f"read as lost revenue; revenue churn and NRR compare whole months: end the period on "
         f"{whole:%Y-%m-%d}, or measure once {t1:%Y-%m} is in the data"
     )
 
