@@ -1055,8 +1055,9 @@ def lower_risk_drivers(
     (not_overdue), or a trend of something whose rise lowers the risk that rose; a level of a
     category the model scores below average whose customers churned less often (lower_levels;
     a model without them: safe_levels, as before). A level or a numeric attribute's range
-    without evidence of more churn (safe_levels, safe_ranges) is no evidence of less, and a record in the latest week or month of period totals is every
-    active customer's: neither is said. Models without a reference profile (no medians) say
+    without evidence of more churn (safe_levels, safe_ranges) is no evidence of less, and a
+    record in the latest week or month of period totals is every active customer's: neither
+    is said. Models without a reference profile (no medians) say
     only the recency against the usual gap and rising trends. The same keywords as top_drivers
     (`wording`: those that only word the reasons, _words)."""
     del safe_ranges  # no evidence of less churn: see the docstring
