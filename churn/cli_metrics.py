@@ -30,6 +30,7 @@ from retention.metrics import (
     cohort_cell,
     cohort_retention,
     month_of,
+    mrr_months,
     parse_brackets,
     retention_metrics,
     revenue_cohort_retention,
@@ -493,8 +494,8 @@ def mrr_months_note(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
     """Which months' MRR the table compares (retention.metrics.mrr_movements): the month of
     the period's first day and that of its last (retention.metrics.monthly_mrr: a paid period
     counts at the month's end)."""
-    first = t0 + pd.Timedelta(nanoseconds=1)  # --from a day is the instant before it
-    return f"MRR t0 and t1: what customers pay per month in {first:%B %Y} and in {t1:%B %Y}"
+    start, end = mrr_months(t0, t1)
+    return f"MRR t0 and t1: what customers pay per month in {start:%B %Y} and in {end:%B %Y}"
 
 
 def new_and_lost_note(result: pd.DataFrame) -> str:

@@ -575,8 +575,8 @@ def _bridged_ends(
     if len(rows) < 2:
         return out
     codes = pd.factorize(customer_id.to_numpy()[rows])[0]
-    order = rows[np.lexsort((start[rows], codes))]
-    ordered_codes = np.sort(codes)
+    by_customer_and_start = np.lexsort((start[rows], codes))
+    order, ordered_codes = rows[by_customer_and_start], codes[by_customer_and_start]
     same = ordered_codes[1:] == ordered_codes[:-1]
     gap = start[order[1:]] - end[order[:-1]]
     bridge = same & (gap > 0) & (gap <= RENEWAL_GAP.value)
@@ -720,12 +720,19 @@ def _mrr_month_ordinal(
     return out
 
 
-def _first_instant(t0: pd.Timestamp) -> pd.Timestamp:
-    """The period's first instant: a period is (t0, t1], and `churn metrics --from 2024-12-01`
-    is t0 = the instant before that day, so t0's month is the month of the day asked for
-    (December), not the month t0 itself falls in (November's had been compared: two judges
-    read it as a wrong MRR t0)."""
-    return t0 + pd.Timedelta(nanoseconds=1)
+def mrr_months(t0: pd.Timestamp, t1: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The starts of the two calendar months whose MRR a period (t0, t1] compares: that of its
+    first instant and that of t1. `churn metrics --from 2024-12-01` is t0 = the instant before
+    that day, so t0's month is the month of the day asked for (December), not the month t0
+    itself falls in (November's had been compared: two judges read it as a wrong MRR t0)."""
+    first = t0 + pd.Timedelta(nanoseconds=1)
+    return first.replace(day=1).normalize(), t1.replace(day=1).normalize()
+
+
+def _mrr_month_ordinals(t0: pd.Timestamp, t1: pd.Timestamp) -> tuple[int, int]:
+    """mrr_months as month ordinals (_unit_ordinal's)."""
+    start, end = mrr_months(t0, t1)
+    return _instant_ordinal(start, "month"), _instant_ordinal(end, "month")
 
 
 MRR_MOVEMENTS = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end")
@@ -758,7 +765,7 @@ def _mrr_movements_and_not_due(
     inv = rev.loc[_invoice_mask(rev)]
     row, month, amount = _mrr_rows(inv)
     codes = _customer_codes(inv["customer_id"], pd.Index(customers["customer_id"]))[row]
-    m0, m1 = _instant_ordinal(_first_instant(t0), "month"), _instant_ordinal(t1, "month")
+    m0, m1 = _mrr_month_ordinals(t0, t1)
     ok = codes >= 0
     in_start, in_end = ok & (month == m0), ok & (month == m1)
     start = np.bincount(codes[in_start], amount[in_start], minlength=n)
@@ -1179,7 +1186,7 @@ def not_due_note(
     if end >= month_end - pd.Timedelta(nanoseconds=1):
         return ""
     whole = t1.replace(day=1).normalize() - pd.Timedelta(days=1)
-    first = _first_instant(t0)
+    first, _ = mrr_months(t0, t1)
     return (
         f"the data ends on {end:%Y-%m-%d}, within {t1:%Y-%m}: {not_due:,} customers invoiced in "
         f"{first:%Y-%m} are not due for their {t1:%Y-%m} invoice by {t1:%Y-%m-%d} and would "
@@ -1195,7 +1202,7 @@ def mrr_comparison_note(t0: Instant, t1: Instant, observed_until: Instant | None
     can move, and a month after the data's last record has no invoices yet, which would count
     every customer's MRR as churned."""
     t0, t1 = _check_period(t0, t1)
-    m0, m1 = _instant_ordinal(_first_instant(t0), "month"), _instant_ordinal(t1, "month")
+    m0, m1 = _mrr_month_ordinals(t0, t1)
     if m0 == m1:
         return (
             f"the period lies within {t1:%Y-%m}: MRR is counted per calendar month, so revenue "

@@ -674,12 +674,10 @@ def levels_without_evidence(
     test counts people, not rows) and as a churner when any of its rows is labelled churned.
     A missing value is no level. Without churners or without a second level nothing can be
     measured, and no level is left out."""
-    tested = _level_counts(levels, labels, customers)
-    if tested is None:
+    counts = _level_counts(levels, labels, customers)
+    if counts is None:
         return set()
-    return {str(level) for level in tested.index} - levels_with_evidence(
-        levels, labels, customers, "greater"
-    )
+    return {str(level) for level in counts.index} - _tested_levels(counts, "greater")
 
 
 def levels_with_evidence(
@@ -688,8 +686,12 @@ def levels_with_evidence(
     """The levels whose customers churned more ("greater") or less ("less") often than the
     other customers', by levels_without_evidence's test; none where nothing can be measured."""
     counts = _level_counts(levels, labels, customers)
-    if counts is None:
-        return set()
+    return set() if counts is None else _tested_levels(counts, alternative)
+
+
+def _tested_levels(counts: pd.DataFrame, alternative: str) -> set[str]:
+    """Of _level_counts' levels, those the one-sided Fisher test (`alternative`) finds at
+    LEVEL_EVIDENCE_ALPHA over the number of levels."""
     total_churned, total = int(counts["sum"].sum()), int(counts["size"].sum())
     alpha = LEVEL_EVIDENCE_ALPHA / len(counts)
     found: set[str] = set()
