@@ -16,7 +16,7 @@ from features.io import load_tables
 from ingest.demo_data import DemoConfig, write_demo
 from training.config import train_config_from_file
 from training.model import ChurnModel
-from training.pipeline import train_from_tables
+from training.pipeline import TrainingResult, train_from_tables
 from training.tracking import Champion, load_champion
 
 _BENTOML_HOMES: list[str] = []
@@ -46,6 +46,8 @@ class SmallChampion:
     tables: Tables
     champion: Champion  # LightGBM, or the baseline registered after it when one won (the gate)
     lightgbm: ChurnModel  # the LightGBM model of the run, champion or not
+    result: TrainingResult  # the run itself
+    store_as_trained: Path  # a copy of the MLflow store (database, artifacts) right after the run
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +69,10 @@ def small_champion(tmp_path_factory) -> SmallChampion:
             tracking_uri=uri,
         )
         champion = load_champion(train_config_from_file(path).model_name, uri)
-    return SmallChampion(root, data_dir, uri, tables, champion, result.model)
+    # Tests that need a store of their own copy this one rather than train again (a minute).
+    store = tmp_path_factory.mktemp("champion-store") / "store"
+    shutil.copytree(root, store, ignore=lambda d, names: ["data"] if Path(d) == root else [])
+    return SmallChampion(root, data_dir, uri, tables, champion, result.model, result, store)
 
 
 SERVICE_RUN_DATES = ("2024-12-01", "2024-12-08")

@@ -38,16 +38,27 @@ def snapshot(n: int = 400, seed: int = 0) -> pd.DataFrame:
     )
 
 
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """One labeled-table model for the module (training it took 10-26 s a test)."""
+    root = tmp_path_factory.mktemp("score-table")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+        mp.chdir(root)
+        snapshot().to_csv(root / "crm.csv", index=False)
+        result = train_labeled_table(
+            root / "crm.csv", "customer", "Churn", TrainConfig(labeled_model_name="crm-labeled"),
+            log=lambda _: None,
+        )  # fmt: skip
+    return root, result
+
+
 @pytest.fixture
-def trained(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "crm.csv"
-    snapshot().to_csv(path, index=False)
-    result = train_labeled_table(
-        path, "customer", "Churn", TrainConfig(labeled_model_name="crm-labeled"),
-        log=lambda _: None,
-    )  # fmt: skip
+def trained(trained_once, tmp_path, monkeypatch):
+    """The module's model in its MLflow store, and a folder of the test's own for its files."""
+    root, result = trained_once
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+    monkeypatch.chdir(root)  # the MLflow store's relative artifact paths
     return tmp_path, result
 
 
