@@ -262,9 +262,9 @@ def _when(days: float) -> str:
 def _recency_of(noun: str | None = None) -> Sentence:
     """Any activity's recency, with the usual gap between active days, or between the
     qualifying events named by `noun` ("(usually a purchase every 4 days)")."""
-    usually = f"usually a {noun}" if noun else "usually active"
-    days_noun = f"days with a {noun}" if noun else "active days"
-    one_day = f"day with a {noun}" if noun else "active day"
+    usually = f"usually {_a(noun)}" if noun else "usually active"
+    days_noun = f"days with {_a(noun)}" if noun else "active days"
+    one_day = f"day with {_a(noun)}" if noun else "active day"
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
@@ -302,7 +302,7 @@ def _last_of(noun: str | None = None) -> Sentence:
     """The last active day, or the last of the qualifying events named by `noun` ("Last
     purchase 20 days ago (usually every 4 days)"), with the usual gap."""
     what, usually = (f"Last {noun}", "usually") if noun else ("Last active", "usually active")
-    days_noun = f"days with a {noun}" if noun else "active days"
+    days_noun = f"days with {_a(noun)}" if noun else "active days"
 
     def sentence(value: Any, context: Context, currency: str | None) -> str:
         days = float(value)
@@ -616,13 +616,24 @@ def _recorded_dates(period: str, window: int | None) -> Sentence:
 # days)" took its 35 days from any event, views included, and its 4 from purchase days.
 def qualifying_noun(events: Sequence[str]) -> str:
     """The qualifying events as a noun: ('purchase',) -> 'purchase'; ('export', 'api_call')
-    -> 'export or api call'."""
+    -> 'export or api call'; three or more -> 'qualifying event' (a SaaS's seven product
+    events read "A Task Created or Task Completed or Comment Added or ... on 27% of days")."""
+    if len(events) > 2:
+        return "qualifying event"
     return " or ".join(_words(str(e)) for e in events)
+
+
+def _a(noun: str, capital: bool = False) -> str:
+    """The noun with its indefinite article: "a purchase", "an acceso" (a gym's visits read
+    "usually a acceso every 2 days")."""
+    article = "an" if re.match(r"(?i)[aeio]|u(?!s|ni)", noun) else "a"
+    return f"{article.capitalize() if capital else article} {noun}"
 
 
 def _rate_of(noun: str) -> Sentence:
     def sentence(value: Any, context: Context, currency: str | None) -> str:
-        return f"A {noun} on {fmt.percent(float(value), 0)} of days since the first"
+        share = fmt.percent(float(value), 0)
+        return f"{_a(noun, capital=True)} on {share} of days since the first one"
 
     return sentence
 
@@ -639,7 +650,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
     # Days, not events: the gap is between days with one, and a ratings site's user with 20
     # ratings on one day read "Too few ratings to measure a usual gap" (benchmarks/README.md,
     # session 32).
-    too_few = f"Too few days with a {noun} to measure a usual gap"
+    too_few = f"Too few days with {_a(noun)} to measure a usual gap"
     entries = {
         "days_since_last_event": _entry(
             "Days since last activity", "days", RAISES, _recency_of(noun),
@@ -652,9 +663,9 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
             ),
         ),
         "lifetime_active_days": _entry(
-            f"Days with a {noun} over the whole history", "days", LOWERS,
+            f"Days with {_a(noun)} over the whole history", "days", LOWERS,
             _count_sentence(
-                f"day with a {noun}", f"days with a {noun}", none=f"No {noun} so far",
+                f"day with {_a(noun)}", f"days with {_a(noun)}", none=f"No {noun} so far",
                 where="over the whole history",
             ),
         ),
@@ -665,11 +676,11 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
             f"Days since the last {noun}", "days", RAISES, _last_of(noun), none, context=gap
         ),
         "active_gap_mean_days": _entry(
-            f"Mean gap between {noun}s", "days", RAISES, _gap(f"A {noun} on average", "usually"),
+            f"Mean gap between {noun}s", "days", RAISES, _gap(f"{_a(noun, capital=True)} on average", "usually"),
             too_few, context=("active_gap_median_days",),
         ),
         "active_gap_median_days": _entry(
-            f"Usual gap between {noun}s", "days", RAISES, _gap(f"Usually a {noun}"), too_few
+            f"Usual gap between {noun}s", "days", RAISES, _gap(f"Usually {_a(noun)}"), too_few
         ),
         "overdue_ratio": _entry(
             f"Time since the last {noun} against the usual gap", "ratio", RAISES,
@@ -677,7 +688,7 @@ def _qualifying_entry(feature: str, events: tuple[str, ...]) -> FeatureEntry | N
             context=("days_since_last_active", "days_since_last_event", *gap),
         ),
         "active_day_rate": _entry(
-            f"Share of days with a {noun}", "share", LOWERS, _rate_of(noun), none
+            f"Share of days with {_a(noun)}", "share", LOWERS, _rate_of(noun), none
         ),
     }  # fmt: skip
     chance = NO_ACTIVITY_CHANCE.fullmatch(feature)
@@ -933,6 +944,10 @@ def _revenue_window(window: int) -> Sentence:
 def _revenue_total(value: Any, context: Context, currency: str | None) -> str:
     v = float(value)
     if round(v, 2) == 0:  # a trial's, or a free plan's: "Revenue of $0" read as a sum
+        last = _ctx(context, "last_payment_amount")
+        if last is not None and last > 0:
+            # paid and refunded: a fashion shop's 172 returners read "No revenue so far"
+            return "All payments refunded: no revenue left"
         return "No revenue so far"
     if v < 0:
         return f"Net refunds of {fmt.money(-v, currency)} over the whole history"
@@ -1088,7 +1103,10 @@ _FIXED: dict[str, FeatureEntry] = {
         "Share of days active", "share", LOWERS, _active_rate, "No active day recorded yet",
         context=("tenure_days", "days_since_first_event"),
     ),
-    "revenue_total": _entry("Revenue over the whole history", "money", LOWERS, _revenue_total),
+    "revenue_total": _entry(
+        "Revenue over the whole history", "money", LOWERS, _revenue_total,
+        context=("last_payment_amount",),
+    ),
     "last_payment_amount": _entry(
         "Last payment", "money", DEPENDS, _last_payment_amount, "No payment recorded yet",
         context=("days_since_last_payment", "days_until_paid_period_ends"),

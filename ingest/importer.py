@@ -1703,8 +1703,48 @@ def _aggregate(
             result[col] = grouped[col].agg(fn)
     if report is not None:
         report.warnings += _open_end_warnings(df, source, grouped, result)
+        report.warnings += repeated_total_warnings(df, source, grouped)
     names = [c.name for c in source.columns]
     return result.reset_index()[names]
+
+
+# A "sum" whose groups of several rows repeat one value on every row at least this often adds a
+# total once per row (with at least REPEATED_TOTAL_MIN_GROUPS such groups to tell).
+REPEATED_TOTAL_SHARE = 0.9
+REPEATED_TOTAL_MIN_GROUPS = 20
+
+
+def repeated_total_warnings(df: pd.DataFrame, source: SourceMapping, grouped: Any) -> list[str]:
+    """A warning per column aggregated with "sum" whose groups of several rows nearly all hold
+    one value on every row: an order's total repeated on each of its line items (WooCommerce's
+    Order Total), which "sum" counts once per item. A fashion shop's revenue came out 2.6
+    times its own, silently; "first" takes it once."""
+    assert source.aggregate is not None
+    out = []
+    size = grouped.size()
+    several = size > 1
+    n_several = int(several.sum())
+    if n_several < REPEATED_TOTAL_MIN_GROUPS:
+        return []
+    for col, fn in source.aggregate.functions.items():
+        if fn != "sum" or col not in df:
+            continue
+        same = (grouped[col].nunique(dropna=True) == 1) & (grouped[col].count() == size)
+        repeated = several & same
+        if int(repeated.sum()) < REPEATED_TOTAL_SHARE * n_several:
+            continue
+        key = repeated[repeated].index[0]
+        keys = key if isinstance(key, tuple) else (key,)
+        where = ", ".join(f"{b} {v!r}" for b, v in zip(source.aggregate.by, keys, strict=True))
+        value = df[col].iloc[grouped.indices[key][0]]
+        out.append(
+            f"{source.table} source '{source.label}': {col} = \"sum\" adds one value repeated on "
+            f"every row of {int(repeated.sum()):,} of the {n_several:,} groups with several "
+            f"rows (e.g. {where}: {int(size[key])} rows of {value}). If it is a total repeated "
+            f'on each line item (an order total), "sum" counts it once per row: use '
+            f'{col} = "first". If the rows really add up, ignore this'
+        )
+    return out
 
 
 # A declared attribute whose value differs between a customer's rows for at least this share

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -253,3 +254,73 @@ signup_at = "Created at"
         "guest order without email": 1,
         "cancelled order (no purchase)": 1,
     }
+
+
+def test_a_total_repeated_on_each_line_item_and_summed_is_warned_about(tmp_path):
+    """WooCommerce repeats the Order Total on every line item: `amount = "sum"` counted it once
+    per item (a fashion shop's revenue 2.6 times its own) and nothing said so. The import
+    warns, names the column and an order, and says what to use; "first" takes it once."""
+    from ingest.importer import run_import
+    from ingest.mapping import load_mapping
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for order in range(40):
+        items = int(rng.integers(2, 4))
+        for _ in range(items):
+            rows.append({"Order Number": 5000 + order, "Billing Email": f"c{order % 9}@x.de",
+                         "Order Date": f"2024-05-{1 + order % 28:02d} 10:00:00",
+                         "Order Total": f"{20 + order}.90"})  # fmt: skip
+    source = tmp_path / "exports"
+    source.mkdir()
+    pd.DataFrame(rows).to_csv(source / "orders.csv", index=False)
+
+    def mapping(fn: str) -> Path:
+        path = tmp_path / f"mapping_{fn}.toml"
+        path.write_text(f"""
+[features.churn]
+mode = "non_contractual"
+
+[customers]
+source = "orders.csv"
+[customers.aggregate]
+by = ["customer_id"]
+signup_at = "min"
+[customers.columns]
+customer_id = "Billing Email"
+signup_at = "Order Date"
+
+[activity]
+source = "orders.csv"
+[activity.aggregate]
+by = ["order", "event", "customer_id"]
+at = "min"
+[activity.columns]
+order = "Order Number"
+customer_id = "Billing Email"
+at = "Order Date"
+event = {{ value = "purchase" }}
+
+[revenue]
+source = "orders.csv"
+[revenue.aggregate]
+by = ["order", "kind", "customer_id"]
+at = "min"
+amount = "{fn}"
+[revenue.columns]
+order = "Order Number"
+customer_id = "Billing Email"
+at = "Order Date"
+amount = "Order Total"
+kind = {{ value = "order" }}
+""")
+        return path
+
+    tables, report = run_import(load_mapping(mapping("sum")), source)
+    warned = [w for w in report.warnings if "repeated on every row" in w]
+    assert len(warned) == 1, report.warnings
+    assert "amount" in warned[0] and "of the 40 groups" in warned[0] and "'first'" not in warned[0]
+    assert 'amount = "first"' in warned[0] and "order '5000'" in warned[0]
+    tables, report = run_import(load_mapping(mapping("first")), source)
+    assert not [w for w in report.warnings if "repeated on every row" in w]
+    assert tables.revenue["amount"].sum() == pytest.approx(sum(20.9 + o for o in range(40)))

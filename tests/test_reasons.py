@@ -27,7 +27,7 @@ from features.dictionary import (
 from features.io import load_tables
 from features.signals import build_features, feature_names, resolve_config
 from ingest.demo_data import DemoConfig, write_demo
-from training.drivers import merge_same_facts, risk_points
+from training.drivers import merge_same_facts, risk_points, top_drivers
 from training.model import LogitCalibrator, calibrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -496,13 +496,23 @@ def test_the_features_of_the_qualifying_events_are_worded_as_them():
     assert describe("days_since_first_active", **shop).text(38.0) == "First purchase 38 days ago"
     assert (
         describe("active_day_rate", **shop).text(0.25)
-        == "A purchase on 25% of days since the first"
+        == "A purchase on 25% of days since the first one"
     )
     assert describe("no_activity_chance_60d", **shop).text(0.83) == (
         "By its rhythm of purchases alone (how often, how recently): 83% chance of no purchase in "
         "the next 60 days"
     )
     assert qualifying_noun(("export", "api_call")) == "export or api call"
+    # seven product events: one noun, not seven; an article that fits the noun
+    assert qualifying_noun(("a", "b", "c")) == "qualifying event"
+    gym = {"qualifying_events": ("acceso",)}
+    assert describe("active_gap_median_days", **gym).text(2.0) == "Usually an acceso every 2 days"
+    assert describe("active_day_rate", **gym).text(0.27) == (
+        "An acceso on 27% of days since the first one"
+    )
+    assert describe("active_day_rate", qualifying_events=("user_login",)).text(0.5) == (
+        "A user login on 50% of days since the first one"
+    )
     assert describe("days_since_last_event").text(35.0, gap) == (
         "No activity in the last 35 days (usually active every 4 days)"
     )
@@ -542,6 +552,46 @@ def test_a_customer_who_never_paid_reads_no_revenue_so_far():
     assert entry.text(0.004, {}, "USD") == "No revenue so far"
     assert entry.text(1250.0, {}, "USD") == "Revenue of $1,250 over the whole history"
     assert entry.text(-3.0, {}, "USD") == "Net refunds of $3 over the whole history"
+    # paid and refunded in full is no "so far": a fashion shop's returners read it
+    paid = {"last_payment_amount": 34.9}
+    assert entry.text(0.0, paid, "EUR") == "All payments refunded: no revenue left"
+    assert entry.text(0.0, {"last_payment_amount": 0.0}, "EUR") == "No revenue so far"
+
+
+def test_no_failed_payment_or_ticket_is_never_a_reason_for_risk():
+    """A shop's failed payments were retried orders, so customers without one churned more:
+    "No failed payment recorded" was a reason for 31 of them. Its words say no trouble."""
+    names = ["days_since_failed_payment", "days_since_ticket", "tickets_open"]
+    values = pd.DataFrame(
+        {"days_since_failed_payment": [np.nan, 20.0], "days_since_ticket": [np.nan, 3.0],
+         "tickets_open": [2.0, 2.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.6, 0.5, 0.3], [0.6, 0.5, 0.3]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [d["feature"] for d in got[0]] == ["tickets_open"]
+    assert [d["feature"] for d in got[1]] == names  # a failure 20 days ago is a reason
+
+
+def test_a_recent_e_mail_open_is_no_reason_beside_the_last_purchase():
+    """A fashion shop's buyer who opened an e-mail 13 hours ago and bought 12 weeks ago read
+    "Last purchase 12 weeks ago" and under it "No activity in the last 13 hours (last purchase
+    12 weeks ago)": the empty purchase windows' credit held by the e-mail's recency. It is
+    the last purchase's; a long silence of any activity stays its own reason."""
+    names = ["days_since_last_event", "days_since_last_active"]
+    values = pd.DataFrame(
+        {"days_since_last_event": [0.54, 40.0], "days_since_last_active": [84.0, 120.0]}
+    )
+    contrib = np.array([[0.08, 0.65], [0.3, 0.65]])
+    typical = {"days_since_last_event": (16.3, 1), "days_since_last_active": (60.0, 1)}
+    got = top_drivers(
+        contrib, names, values, 3, contrib * 10, qualifying_events=["purchase"], typical=typical
+    ).to_pylist()
+    assert [(d["feature"], round(d["contribution"], 6)) for d in got[0]] == [
+        ("days_since_last_active", 0.73)
+    ]
+    assert got[0][0]["reason"] == "Last purchase 12 weeks ago"
+    assert [d["feature"] for d in got[1]] == ["days_since_last_active", "days_since_last_event"]
+    assert got[1][1]["reason"] == "No activity in the last 40 days (last purchase 4 months ago)"
 
 
 def test_an_attribute_named_as_a_year_is_said_as_a_year():
@@ -660,3 +710,22 @@ def test_a_shops_signup_on_the_first_records_day_is_said_as_that_record():
     from ingest.online_retail import ONLINE_RETAIL_CONFIG
 
     assert ONLINE_RETAIL_CONFIG.value_unit == unit
+
+
+def test_a_visit_sooner_than_the_usual_gap_is_no_reason_with_qualifying_events():
+    """A gym member who visits 24 days of 30 read "Last activity 18 hours ago (usually an
+    acceso every day)" as a first reason: the last event was a qualifying one, and the gap
+    is theirs. A silence longer than the gap stays a reason."""
+    names = ["days_since_last_event", "days_since_last_active", "tickets_open"]
+    values = pd.DataFrame(
+        {"days_since_last_event": [0.75, 6.2], "days_since_last_active": [1.0, 6.0],
+         "active_gap_median_days": [1.0, 1.0], "tickets_open": [1.0, 1.0],
+         "lifetime_active_days": [40.0, 40.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.5, 0.0, 0.3], [0.5, 0.0, 0.3]])
+    got = top_drivers(
+        contrib, names, values, 3, contrib * 10, qualifying_events=["acceso"]
+    ).to_pylist()
+    assert [d["feature"] for d in got[0]] == ["tickets_open"]
+    assert got[1][0]["feature"] == "days_since_last_event"
+    assert got[1][0]["reason"].startswith("No activity in the last 6 days")
