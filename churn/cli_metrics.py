@@ -495,7 +495,10 @@ def mrr_months_note(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
     the period's first day and that of its last (retention.metrics.monthly_mrr: a paid period
     counts at the month's end)."""
     start, end = mrr_months(t0, t1)
-    return f"MRR t0 and t1: what customers pay per month in {start:%B %Y} and in {end:%B %Y}"
+    return (
+        f"MRR t0 and t1: what customers pay per month in {start:%B %Y} (those at t0) and in "
+        f"{end:%B %Y}"
+    )
 
 
 def new_and_lost_note(result: pd.DataFrame) -> str:

@@ -738,19 +738,24 @@ def _mrr_month_ordinals(t0: pd.Timestamp, t1: pd.Timestamp) -> tuple[int, int]:
 MRR_MOVEMENTS = ("mrr_start", "expansion", "contraction", "churned_mrr", "new_mrr", "mrr_end")
 
 
-def mrr_movements(tables: Tables, t0: Instant, t1: Instant) -> pd.DataFrame:
+def mrr_movements(
+    tables: Tables, t0: Instant, t1: Instant, at_start: np.ndarray | None = None
+) -> pd.DataFrame:
     """Per customer: MRR in the month of t0 and of t1, and how it moved between them.
 
     MRR as in :func:`monthly_mrr`. A customer has MRR in a month when it is > 0. For customers
     with MRR in both months the change is expansion (up) or contraction (down, as a positive
     amount); churned_mrr is the t0 MRR of customers with none at t1; new_mrr is the t1 MRR of
     customers with none at t0. mrr_end = mrr_start + expansion - contraction - churned + new.
+    at_start (per customer, bool): the customers at t0 (customer_flows' S), as the period
+    metrics give it: only theirs is MRR at t0; a customer who joined later in t0's month is
+    new at t1.
     """
-    return _mrr_movements_and_not_due(tables, t0, t1)[0]
+    return _mrr_movements_and_not_due(tables, t0, t1, at_start)[0]
 
 
 def _mrr_movements_and_not_due(
-    tables: Tables, t0: Instant, t1: Instant
+    tables: Tables, t0: Instant, t1: Instant, at_start: np.ndarray | None = None
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """mrr_movements, and per customer (0/1) whether its churned_mrr is not due yet: the next
     monthly invoice after its last one of t0's month falls after t1, so no invoice of t1's
@@ -771,6 +776,12 @@ def _mrr_movements_and_not_due(
     start = np.bincount(codes[in_start], amount[in_start], minlength=n)
     end = np.bincount(codes[in_end], amount[in_end], minlength=n)
     had, has = start > 0, end > 0
+    if at_start is not None:
+        # MRR at t0 is the S customers' (customer_flows' at_start): a customer who joined
+        # during t0's month is new, not a base that then moved (a gym's March joiners, their
+        # first receipt prorated with a joining fee, read as 57 contractions; the base held
+        # April's joiners beside S's 984 customers).
+        had &= at_start
     both = had & has
     delta = np.where(both, end - start, 0.0)
     movements = pd.DataFrame(
@@ -918,7 +929,9 @@ def per_customer_metrics(
         lookback_days=lookback_days,
         activity_events=activity_events,
     )
-    mrr, not_due = _mrr_movements_and_not_due(tables, t0, t1)
+    mrr, not_due = _mrr_movements_and_not_due(
+        tables, t0, t1, at_start=flows["at_start"].to_numpy(dtype=bool)
+    )
     purchases = purchase_counts(tables, t0, t1, purchase_key=purchase_key).to_numpy()
     score = latest_nps(tables, t0, t1).to_numpy()
     frame = pd.concat([flows, mrr], axis=1)

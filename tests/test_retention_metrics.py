@@ -1620,3 +1620,31 @@ def test_customers_who_join_and_leave_within_the_period_are_said_beside_new():
     )  # fmt: skip
     assert (row(m).new, row(m).reactivated) == (2, 1)
     assert "1 of them came back after a lapse (reactivated in --out)" in new_and_lost_note(m)
+
+
+def test_mrr_at_t0_is_the_start_customers_and_a_joiner_of_t0s_month_is_new():
+    """A gym's March joiners paid a prorated first receipt with a joining fee: in the base of
+    March, their April fee read as 57 contractions, and the base held customers who were not
+    among S. MRR at t0 is the S customers'; a joiner after t0 is new MRR at t1."""
+    customers = pd.DataFrame(
+        {"customer_id": ["A", "J"], "signup_at": [T("2023-01-01"), T("2024-04-10")],
+         "churned_at": pd.NaT}
+    )  # fmt: skip
+    rows = [("A", f"2024-{m:02d}-01", 100.0, f"2024-{m:02d}-01", f"2024-{m + 1:02d}-01")
+            for m in range(3, 7)]  # fmt: skip
+    rows += [("J", "2024-04-10", 45.0, "2024-04-10", "2024-05-01")]  # prorated, with a fee
+    rows += [("J", f"2024-{m:02d}-01", 50.0, f"2024-{m:02d}-01", f"2024-{m + 1:02d}-01")
+             for m in (5, 6)]  # fmt: skip
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "period", "period_end"])
+    revenue = revenue.assign(
+        at=pd.to_datetime(revenue["at"]), period=pd.to_datetime(revenue["period"]),
+        period_end=pd.to_datetime(revenue["period_end"]), kind="invoice",
+    )  # fmt: skip
+    t = tables_of(customers, revenue=revenue)
+    m = row(retention_metrics(t, "2024-04-01", "2024-06-30"))
+    assert (m.customers_start, m.new) == (1, 1)
+    assert (m.mrr_start, m.expansion, m.contraction, m.churned_mrr) == (100, 0, 0, 0)
+    assert (m.new_mrr, m.mrr_end) == (50, 150)
+    assert m.nrr == pytest.approx(1.0)
+    # without the start customers, every customer paying in t0's month is the base
+    assert mrr_movements(t, "2024-04-01", "2024-06-30")["mrr_start"].sum() > 100
