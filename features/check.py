@@ -1367,6 +1367,29 @@ ANCHORED_SHARE = 0.9  # of churned customers (dates on their churn), and of the 
 # still ahead on the export day): a snapshot of the current term
 
 
+def _cycled_date_in_the_past(customers: pd.DataFrame, name: str, data_end: object) -> str:
+    """A warning ("" for none) when a date declared in date_cycles lies before the data's end
+    for most current customers: the cycle moves a date after each observation date back to
+    the renewal due then, never a past one forward. A gym's signup dates so declared read
+    "Renovacion 3.0 years ago" with nothing said."""
+    current = customers["churned_at"].isna() if "churned_at" in customers else True
+    dates = customers.loc[current & customers[name].notna(), name]
+    if len(dates) < MIN_DATE_VALUES:
+        return ""
+    before = dates < pd.Timestamp(data_end)
+    if before.mean() < 0.5:
+        return ""
+    example = dates[before].index[0]
+    return (
+        f"declared date attribute '{name}' ([features] date_cycles) lies before the data's end "
+        f"for {before.mean():.0%} of current customers (e.g. customer "
+        f"{customers.loc[example, 'customer_id']}: {dates[example]:%Y-%m-%d}): a cycle moves "
+        "a date that lies after each observation date back to the renewal due then, not a "
+        "past date forward. Map the next renewal as of the export day (a signup's next "
+        "anniversary, computed in a `query`)"
+    )
+
+
 def churn_anchored_dates(tables: Tables, config: FeatureConfig) -> list[tuple[str, str]]:
     """Declared date attributes that look like an export-day snapshot of the current term:
     (name, sentence). For nearly every churned customer the date lies in the year after the
@@ -1388,6 +1411,9 @@ def churn_anchored_dates(tables: Tables, config: FeatureConfig) -> list[tuple[st
         if name not in customers or not pd.api.types.is_datetime64_any_dtype(customers[name]):
             continue
         if name in cycled:  # rolled back to the renewal due at each date: nothing leaks
+            past = _cycled_date_in_the_past(customers, name, tables.data_end())
+            if past:
+                out.append((name, past))
             continue
         dates = customers[name]
         gone = churned.notna() & dates.notna()

@@ -78,7 +78,9 @@ GROWS_WITH_EXPORT = frozenset(
     {"days_since_first_event", "days_since_first_active", "lifetime_events",
      "lifetime_active_days", "revenue_total", "active_day_rate",
      "active_gap_mean_days", "active_gap_median_days", "overdue_ratio",
-     "days_since_ticket", "days_since_nps", "days_since_failed_payment"}
+     "days_since_ticket", "days_since_nps", "days_since_failed_payment",
+     # whole-history counts of answers: a gym's first run read "watch (nps_responses: PSI 0.35)"
+     "nps_responses", "reviews"}
 )  # fmt: skip
 GROWS_WITH_EXPORT_PREFIXES = ("no_activity_chance_",)
 

@@ -204,6 +204,12 @@ def test_a_date_attribute_that_is_the_export_days_current_term_is_warned_about(c
     )
     quiet = check_tables(tables_of(spread, activity, revenue), config)
     assert "churn_anchored_date" not in codes(quiet)
+    # A signup date declared as cycling: a cycle moves no past date forward, and it is said.
+    signups = customers.assign(renewal_date=customers["signup_at"])
+    past = check_tables(tables_of(signups, activity, revenue), cycled).findings
+    said = [f.message for f in past if f.code == "churn_anchored_date"]
+    assert len(said) == 1 and "lies before the data's end for 100% of current customers" in said[0]
+    assert "not a past date forward" in said[0]
 
 
 def test_a_leaking_attribute_with_an_innocent_name_is_flagged_by_separation(clean):

@@ -531,6 +531,7 @@ def test_revenue_and_ticket_windows_as_long_as_a_young_export_are_its_age_not_dr
     assert not grows_with_export("payments_30d", 45.0)
     assert not grows_with_export("revenue_trend_30d", 61.0)
     assert not grows_with_export("payments_30d", None)  # no export age: no young export
+    assert grows_with_export("nps_responses") and grows_with_export("reviews")  # whole history
     assert not grows_with_export("last_payment_amount", 10.0)
 
 
