@@ -173,6 +173,11 @@ class FeatureConfig:
     # resolved from the data (two or more kinds dated before the last observation date); an
     # explicit event_types keeps its per-type counts.
     activity_kinds: bool | None = None
+    # Contractual churn gathered around the signup's yearly anniversaries (annual terms that
+    # start at signup: a gym's 12-month memberships, a carrier's 24-month contracts): the days
+    # to the next anniversary are a feature only then. None: resolved from the data (churn
+    # dated before the last observation date: features.signals.churn_on_anniversaries).
+    anniversary_signals: bool | None = None
     # What activity.value measures, for the reasons ("seconds listened": "6,861 seconds listened
     # in the last 30 days"); None: "Activity value 6,861 in the last 30 days".
     value_unit: str | None = None

@@ -341,6 +341,18 @@ def _overdue_of(noun: str | None = None) -> Sentence:
     return sentence
 
 
+def _anniversary(value: Any, context: Context, currency: str | None) -> str:
+    """The next yearly anniversary of the signup, with the year it completes: a 12-month term
+    that started at signup ends there ("Year 2 of membership ends in 12 days")."""
+    days = float(value)
+    tenure = _ctx(context, "tenure_days")
+    when = "today" if days * 24 < 1 else f"in {fmt.duration_days(days)}"
+    if tenure is None:
+        return f"Signup anniversary {when}"
+    year = round((tenure + days) / 365.2425)
+    return f"Year {max(year, 1)} since signup ends {when}"
+
+
 def _paid_until(value: Any, context: Context, currency: str | None) -> str:
     """Days until the latest payment's paid period ends; negative: it ended that long ago."""
     days = float(value)
@@ -1058,6 +1070,10 @@ def _since(covered: tuple[float, str]) -> str:
 
 _FIXED: dict[str, FeatureEntry] = {
     "tenure_days": _entry("Tenure", "days", LOWERS, _tenure, "Signup date unknown"),
+    "days_to_signup_anniversary": _entry(
+        "Days to the signup anniversary", "days", DEPENDS, _anniversary, "Signup date unknown",
+        context=("tenure_days",),
+    ),
     "days_since_last_event": _entry(
         "Days since last activity", "days", RAISES, _recency_of(), "No activity recorded yet",
         context=RECENCY_CONTEXT,

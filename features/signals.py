@@ -87,6 +87,10 @@ def resolve_config(
         config = replace(config, long_windows=spanned_long_windows(tables, config, until))
     if config.payment_changes is None:  # recorded: models trained before it count any change
         config = replace(config, payment_changes="lasting")
+    if config.anniversary_signals is None:  # recorded: models trained before it have none
+        config = replace(
+            config, anniversary_signals=churn_on_anniversaries(tables.customers, config, until)
+        )
     check_resolved(config)
     if config.buying_process is None:  # recorded, like the lookback
         fitted: tuple[float, ...] = ()
@@ -105,6 +109,67 @@ def resolve_config(
                 config, event_types=tuple(sorted(top)) if config.activity_kinds else ()
             )
     return config
+
+
+# Churners whose churn fell within ANNIVERSARY_WINDOW_DAYS of a signup anniversary (either
+# side), among those with at least a year's tenure less that window: as uniform churn would
+# put there (2 x 31 / 365.25), at least ANNIVERSARY_FACTOR times as many, out of at least
+# MIN_ANNIVERSARY_CHURNERS, with a one-sided binomial p below ANNIVERSARY_P.
+ANNIVERSARY_WINDOW_DAYS = 31.0
+ANNIVERSARY_FACTOR = 2.0
+MIN_ANNIVERSARY_CHURNERS = 30
+ANNIVERSARY_P = 1e-3
+YEAR_DAYS = 365.2425
+
+
+def churn_on_anniversaries(customers: pd.DataFrame, config: FeatureConfig, until: object) -> bool:
+    """Whether contractual churn dated before `until` gathers around the signup's yearly
+    anniversaries: annual terms that start at signup and end there (a gym's 12-month
+    memberships, billed monthly, so no paid period says when a term ends). The days to the
+    next anniversary are then a feature; elsewhere they would be noise."""
+    if config.churn.mode != "contractual" or "churned_at" not in customers:
+        return False
+    t = as_of_timestamp(until)
+    churned, signup = customers["churned_at"], customers["signup_at"]
+    rows = churned.notna() & signup.notna() & (churned < t)
+    tenure = ((churned[rows] - signup[rows]) / pd.Timedelta(days=1)).to_numpy(dtype="float64")
+    tenure = tenure[tenure >= YEAR_DAYS - ANNIVERSARY_WINDOW_DAYS]
+    if len(tenure) < MIN_ANNIVERSARY_CHURNERS:
+        return False
+    phase = np.mod(tenure, YEAR_DAYS)
+    near = int((np.minimum(phase, YEAR_DAYS - phase) <= ANNIVERSARY_WINDOW_DAYS).sum())
+    expected = 2 * ANNIVERSARY_WINDOW_DAYS / YEAR_DAYS
+    if near < ANNIVERSARY_FACTOR * expected * len(tenure):
+        return False
+    from scipy.stats import binomtest
+
+    return bool(
+        binomtest(near, len(tenure), expected, alternative="greater").pvalue < ANNIVERSARY_P
+    )
+
+
+def days_to_anniversary(signup: np.ndarray, t: int) -> np.ndarray:
+    """Days from T to the next yearly anniversary of each signup (0 on the day itself, at the
+    signup's time of day; 29 February's in other years is the 28th); NaN without a signup or
+    for one after T."""
+    out = np.full(len(signup), np.nan)
+    known = (signup != NAT) & (signup <= t)
+    if not known.any():
+        return out
+    s = pd.DatetimeIndex(signup[known].astype("datetime64[ns]"))
+    at = pd.Timestamp(t)
+
+    def in_year(year: int) -> pd.DatetimeIndex:
+        first = pd.to_datetime(pd.DataFrame({"year": year, "month": s.month, "day": 1}))
+        day = np.minimum(s.day, pd.DatetimeIndex(first).days_in_month)
+        dates = pd.to_datetime(pd.DataFrame({"year": year, "month": s.month, "day": day}))
+        return pd.DatetimeIndex(dates) + (s - s.normalize())
+
+    this_year = in_year(at.year).as_unit("ns")
+    following = in_year(at.year + 1).as_unit("ns")
+    nxt = np.where(this_year >= at, this_year.asi8, following.asi8)
+    out[known] = (nxt - at.value) / DAY_NS
+    return out
 
 
 def has_activity_values(tables: Tables, until: object) -> bool:
@@ -433,6 +498,8 @@ def _feature_columns(
     cols: dict[str, np.ndarray] = {}
     signup = prep.signup_at
     cols["tenure_days"] = np.where(signup == NAT, np.nan, (t - signup) / DAY_NS)
+    if config.anniversary_signals:
+        cols["days_to_signup_anniversary"] = days_to_anniversary(signup, t)
     t_activity = activity_as_of(t, config.activity_totals)
     cols.update(_activity_signals(prep, t_activity, config, seats))
     cols.update(_history_signals(prep, t_activity, config))

@@ -704,6 +704,28 @@ def _has_paid_periods(
     return bool(counts["ahead"] / counts["rows"] >= ADVANCE_BILLING_SHARE)
 
 
+def _churn_on_anniversaries(
+    frames: dict[str, DataFrame], infos: dict[str, TableInput], config: FeatureConfig, until: Any
+) -> bool:
+    """features.signals.churn_on_anniversaries on the customers churned before `until` (one
+    Spark job; their signup and churn instants only, collected: churners are a share of the
+    customers, two numbers each)."""
+    from features.signals import churn_on_anniversaries
+
+    customers = frames["customers"]
+    if config.churn.mode != "contractual" or "churned_at" not in customers.columns:
+        return False
+    info = infos["customers"]
+    churned, signup = _as_ns(customers, info, "churned_at"), _as_ns(customers, info, "signup_at")
+    t = as_of_timestamp(until).value
+    rows = customers.where(churned.isNotNull() & signup.isNotNull() & (churned < t))
+    got = rows.select(signup.alias("signup_at"), churned.alias("churned_at")).toPandas()
+    frame = pd.DataFrame(
+        {c: pd.to_datetime(got[c].astype("int64"), unit="ns") for c in ("signup_at", "churned_at")}
+    )
+    return churn_on_anniversaries(frame, config, until)
+
+
 def _feedback_kinds(
     frames: dict[str, DataFrame], infos: dict[str, TableInput], until: Any
 ) -> tuple[str, ...]:
@@ -868,6 +890,10 @@ def plan_run(
         )
     if config.paid_period_signals is None:  # as features.signals.has_paid_periods
         config = replace(config, paid_period_signals=_has_paid_periods(frames, infos, until))
+    if config.anniversary_signals is None:  # as features.signals.churn_on_anniversaries
+        config = replace(
+            config, anniversary_signals=_churn_on_anniversaries(frames, infos, config, until)
+        )
     if config.user_signals is None:  # as features.signals.has_users
         config = replace(
             config, user_signals=_has_users(frames["activity"], infos["activity"], until)

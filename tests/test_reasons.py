@@ -729,3 +729,10 @@ def test_a_visit_sooner_than_the_usual_gap_is_no_reason_with_qualifying_events()
     assert [d["feature"] for d in got[0]] == ["tickets_open"]
     assert got[1][0]["feature"] == "days_since_last_event"
     assert got[1][0]["reason"].startswith("No activity in the last 6 days")
+
+
+def test_the_signup_anniversary_is_said_as_the_year_it_ends():
+    entry = describe("days_to_signup_anniversary")
+    assert entry.text(12.0, {"tenure_days": 353.0}) == "Year 1 since signup ends in 12 days"
+    assert entry.text(0.01, {"tenure_days": 730.5}) == "Year 2 since signup ends today"
+    assert entry.text(40.0, {}) == "Signup anniversary in 40 days"

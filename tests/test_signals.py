@@ -394,3 +394,64 @@ def replace_changes(config: FeatureConfig, changes: str) -> FeatureConfig:
     from dataclasses import replace
 
     return replace(config, payment_changes=changes)
+
+
+def test_days_to_the_signup_anniversary_count_to_the_next_one_at_its_time_of_day():
+    from features.prepared import DAY_NS
+    from features.signals import days_to_anniversary
+
+    signup = (
+        pd.DatetimeIndex(
+            ["2023-03-10 08:00", "2020-02-29", "2024-06-01", "2024-03-10 08:00", "2025-01-01"]
+        )
+        .as_unit("ns")
+        .asi8.copy()
+    )
+    signup[2] = np.iinfo(np.int64).min  # unknown
+    t = pd.Timestamp("2024-03-10 08:00").value
+    got = days_to_anniversary(signup, t)
+    assert got[0] == 0.0  # today, at its hour
+    assert got[1] == (pd.Timestamp("2025-02-28") - pd.Timestamp(t)) / pd.Timedelta(days=1)
+    assert math.isnan(got[2]) and math.isnan(got[4])  # unknown; after T
+    assert got[3] == 0.0
+    later = days_to_anniversary(signup[:1], t + DAY_NS)
+    assert later[0] == pytest.approx(364.0)  # 2025-03-10 08:00, a day short of a year
+
+
+def test_the_anniversary_is_a_feature_only_where_contractual_churn_gathers_there():
+    """A gym's 12-month memberships, billed monthly, end at the signup's anniversary: 44 % of
+    its churners with a year's tenure left within 31 days of one, where uniform churn puts 17 %.
+    There the days to it are a feature; with churn spread over the year, or none before T, and
+    in models stored before it, not."""
+    from features.signals import churn_on_anniversaries
+
+    rng = np.random.default_rng(4)
+    n = 300
+    signup = pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D")
+    years = rng.integers(1, 3, n)
+    on_term = signup + pd.to_timedelta(years * 365.2425 + rng.integers(0, 25, n), unit="D")
+    spread = signup + pd.to_timedelta(rng.integers(380, 1000, n), unit="D")
+    contractual = FeatureConfig()
+    until = "2025-06-01"
+
+    def customers(churned):
+        return pd.DataFrame({"customer_id": [f"c{i}" for i in range(n)], "signup_at": signup,
+                             "churned_at": churned})  # fmt: skip
+
+    assert churn_on_anniversaries(customers(on_term), contractual, until)
+    assert not churn_on_anniversaries(customers(spread), contractual, until)
+    assert not churn_on_anniversaries(customers(on_term), contractual, "2021-06-01")
+    shop = FeatureConfig.from_dict({"churn": {"mode": "non_contractual"}})
+    assert not churn_on_anniversaries(customers(on_term), shop, until)
+    tables = make_tables(
+        [{"customer_id": f"c{i}", "signup_at": s, "churned_at": c}
+         for i, (s, c) in enumerate(zip(signup, on_term, strict=True))],
+        [{"customer_id": "c0", "at": pd.Timestamp("2021-01-02"), "event": "visit", "value": 1.0}],
+    )  # fmt: skip
+    resolved = resolve_config(tables, FeatureConfig(), until=until)
+    assert resolved.anniversary_signals
+    assert "days_to_signup_anniversary" in feature_names(resolved)
+    frame = build_features(tables, until, resolved)
+    assert frame["days_to_signup_anniversary"].between(0, 366).all()
+    legacy = stored_before(resolved, "anniversary_signals").features_config()
+    assert "days_to_signup_anniversary" not in feature_names(legacy)

@@ -396,7 +396,8 @@ class ChurnModel:
         columns; those trained before revenue_windows (payment_changes) counted revenue windows in
         days (every payment change); those trained before long_windows had none, and those
         trained before activity_values (activity_kinds) had the value columns (the per-kind
-        ones)."""
+        ones), and those trained before anniversary_signals no days to the signup's
+        anniversary."""
         stored = dict(self.feature_config)
         if "feedback_kinds" not in stored:
             from features.contract import FEEDBACK_KINDS
@@ -411,6 +412,7 @@ class ChurnModel:
         stored.setdefault("long_windows", ())
         stored.setdefault("activity_values", True)
         stored.setdefault("activity_kinds", True)
+        stored.setdefault("anniversary_signals", False)
         return FeatureConfig.from_dict(stored)
 
     def raw_probability(self, frame: pd.DataFrame) -> np.ndarray:
