@@ -647,7 +647,7 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
     assert res.exit_code == 0, res.output
     assert "not measured" not in res.output and "after the data" not in res.output
     assert "78.9%" in res.output  # NRR 300 / 380
-    assert "in January 2024 and in March 2024" in res.output  # the months compared
+    assert "in January 2024 (those at t0) and in March 2024" in res.output  # the months compared
     assert "$" not in res.output
     # --from a 1st is the instant before that day: its month is still the 1st's (two judges
     # read the previous month's MRR as MRR t0: 2024-02-01's was January's 380)
