@@ -131,6 +131,13 @@ class ScoredRow:
     lower_risk: list[dict[str, Any]] = field(default_factory=list)  # training.drivers
 
 
+def fold_id(customer_id: str) -> str:
+    """An id without what other tools change in it: case, surrounding spaces, and the leading
+    zeros of an all-digit id."""
+    text = customer_id.strip().casefold()
+    return (text.lstrip("0") or "0") if text.isdigit() else text
+
+
 @dataclass
 class Partition:
     """One loaded partition: columns as Python lists and an id -> row index."""
@@ -148,9 +155,23 @@ class Partition:
     feature_block: FeatureBlock
     loaded_at: float = field(default_factory=time.time)
     stamp: Stamp | None = None  # what the folder was when it was read (PartitionStore)
+    _folded: dict[str, str | None] | None = field(default=None, repr=False)  # similar_id's
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def similar_id(self, customer_id: str) -> str | None:
+        """The one scored id that `customer_id` is as typed elsewhere (another case, spaces
+        around it, leading zeros dropped by a spreadsheet), or None: ids are matched exactly,
+        and a shop's `/score` of "Lisa.Mueller818@outlook.com" had answered only "unknown"
+        where its import had lower-cased the e-mails."""
+        if self._folded is None:
+            folded: dict[str, str | None] = {}
+            for known in self.index:
+                key = fold_id(known)
+                folded[key] = known if key not in folded else None  # None: not one id
+            self._folded = folded
+        return self._folded.get(fold_id(customer_id))
 
     def lookup(self, customer_id: str) -> ScoredRow | None:
         i = self.index.get(customer_id)

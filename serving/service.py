@@ -583,12 +583,14 @@ def customer_score(partition: Partition, customer_id: str) -> CustomerScore:
     """The partition's answer for one id: its precomputed score, or 'unknown'."""
     row = partition.lookup(customer_id)
     if row is None:
+        similar = partition.similar_id(customer_id)
+        hint = f"; ids are matched exactly: did you mean {similar!r}?" if similar else ""
         return CustomerScore(
             customer_id=customer_id,
             status="unknown",
             as_of=partition.as_of,
             error=f"no score as of {partition.as_of}: not a customer, or not eligible then "
-            "(signed up later or already churned)",
+            f"(signed up later or already churned){hint}",
         )
     change = None
     if row.previous_probability is not None:

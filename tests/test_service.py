@@ -174,6 +174,20 @@ def test_unknown_ids_are_reported_per_id_not_as_a_failed_request(svc, partition)
         "not a customer" in response.results[0].error
         and response.results[0].churn_probability is None
     )
+    assert "did you mean" not in response.results[0].error
+    # an id as another tool typed it: still unknown (ids are matched exactly), with the hint
+    typed = f"  {known.lower()} "
+    response = asyncio.run(svc.score(ScoreRequest(customer_ids=[typed])))
+    assert response.results[0].status == "unknown"
+    assert f"did you mean {known!r}?" in response.results[0].error
+
+
+def test_an_id_is_folded_as_other_tools_change_it():
+    from serving.partitions import fold_id
+
+    assert fold_id(" Lisa.Mueller@Outlook.com ") == "lisa.mueller@outlook.com"
+    assert fold_id("0011248") == fold_id("11248") == "11248" and fold_id("000") == "0"
+    assert fold_id("C000001") == "c000001"  # not all digits: its zeros stay
 
 
 def test_feature_records_score_like_the_weekly_job(svc, partition):
