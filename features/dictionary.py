@@ -343,7 +343,7 @@ def _overdue_of(noun: str | None = None) -> Sentence:
 
 def _anniversary(value: Any, context: Context, currency: str | None) -> str:
     """The next yearly anniversary of the signup, with the year it completes: a 12-month term
-    that started at signup ends there ("Year 2 of membership ends in 12 days")."""
+    that started at signup ends there ("Year 2 since signup ends in 12 days")."""
     days = float(value)
     tenure = _ctx(context, "tenure_days")
     when = "today" if days * 24 < 1 else f"in {fmt.duration_days(days)}"
@@ -638,7 +638,7 @@ def qualifying_noun(events: Sequence[str]) -> str:
 def _a(noun: str, capital: bool = False) -> str:
     """The noun with its indefinite article: "a purchase", "an acceso" (a gym's visits read
     "usually a acceso every 2 days")."""
-    article = "an" if re.match(r"(?i)[aeio]|u(?!s|ni)", noun) else "a"
+    article = "an" if re.match(r"(?i)[aeio]|u(?!s|t|ni(?!n))", noun) else "a"
     return f"{article.capitalize() if capital else article} {noun}"
 
 
