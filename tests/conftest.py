@@ -31,6 +31,24 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["BENTOML_DO_NOT_TRACK"] = "True"
 
 
+# The files whose fixtures train the longest, started first: pytest-xdist hands out whole files
+# in collection order (--dist loadfile), and the 20,000-customer training run, collected near
+# the end, kept one core busy for minutes after the other had finished.
+LONGEST_FIRST = (
+    "test_training_model.py",
+    "test_training_small_runs.py",
+    "test_registry_per_dataset.py",
+    "test_notebooks.py",
+    "test_service.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first (LONGEST_FIRST), the others in their order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the session's BentoML home (each xdist worker made its own): repeated runs
     otherwise leave one store per process in the temporary folder."""
