@@ -150,25 +150,13 @@ def churn_on_anniversaries(customers: pd.DataFrame, config: FeatureConfig, until
 
 def days_to_anniversary(signup: np.ndarray, t: int) -> np.ndarray:
     """Days from T to the next yearly anniversary of each signup (0 on the day itself, at the
-    signup's time of day; 29 February's in other years is the 28th); NaN without a signup or
-    for one after T."""
+    signup's time of day; 29 February's in other years is the 28th: first_on_or_after); NaN
+    without a signup or for one after T."""
     out = np.full(len(signup), np.nan)
     known = (signup != NAT) & (signup <= t)
-    if not known.any():
-        return out
-    s = pd.DatetimeIndex(signup[known].astype("datetime64[ns]"))
-    at = pd.Timestamp(t)
-
-    def in_year(year: int) -> pd.DatetimeIndex:
-        first = pd.to_datetime(pd.DataFrame({"year": year, "month": s.month, "day": 1}))
-        day = np.minimum(s.day, pd.DatetimeIndex(first).days_in_month)
-        dates = pd.to_datetime(pd.DataFrame({"year": year, "month": s.month, "day": day}))
-        return pd.DatetimeIndex(dates) + (s - s.normalize())
-
-    this_year = in_year(at.year).as_unit("ns")
-    following = in_year(at.year + 1).as_unit("ns")
-    nxt = np.where(this_year >= at, this_year.asi8, following.asi8)
-    out[known] = (nxt - at.value) / DAY_NS
+    if known.any():
+        dates = pd.Series(signup[known].astype("datetime64[ns]"))
+        out[known] = (to_ns(first_on_or_after(dates, pd.Timestamp(t), 12)) - t) / DAY_NS
     return out
 
 
@@ -441,25 +429,30 @@ def roll_back(dates: pd.Series, t: pd.Timestamp, months: int) -> pd.Series:
     after T: a renewal date that the CRM moves on by a year at each renewal, read as of T, is
     the renewal due then (2025-06-01 on the export day is 2024-06-01 as of 2024-05-01, as for
     a customer who churned at that renewal and whose date stayed). Dates on or before T, and
-    missing ones, stay as they are. Month ends clamp (31 January less a month: 31 December,
-    less two: 30 November)."""
+    missing ones, stay as they are."""
     later = (dates > t).to_numpy()
     if not later.any():
         return dates
-    d = dates[later]
-    apart = (d.dt.year - t.year) * 12 + (d.dt.month - t.month)  # whole months, >= 0
-    cycles = (apart // months).to_numpy()
-    rolled = d.copy()
+    out = dates.copy()
+    out[later] = first_on_or_after(dates[later], t, months)
+    return out
+
+
+def first_on_or_after(dates: pd.Series, t: pd.Timestamp, months: int) -> pd.Series:
+    """Each date moved by whole cycles of `months` (back from after T, forward from before it)
+    to its first occurrence on or after T. Month ends clamp (31 January less a month: 31
+    December, less two: 30 November; 29 February a year on: 28 February)."""
+    apart = (dates.dt.year - t.year) * 12 + (dates.dt.month - t.month)  # from T's month
+    cycles = (apart // months).to_numpy()  # the occurrence in T's month or the next ones
+    moved_all = dates.copy()
     for k in np.unique(cycles):
         rows = cycles == k
-        back = d[rows] - pd.DateOffset(months=int(k) * months)
-        early = (back < t).to_numpy()  # T's month, before T's day: one cycle less
+        moved = dates[rows] - pd.DateOffset(months=int(k) * months)
+        early = (moved < t).to_numpy()  # T's month, before T's day: one cycle on
         if early.any():
-            back[early] = d[rows][early] - pd.DateOffset(months=(int(k) - 1) * months)
-        rolled[rows] = back
-    out = dates.copy()
-    out[later] = rolled
-    return out
+            moved[early] = dates[rows][early] - pd.DateOffset(months=(int(k) - 1) * months)
+        moved_all[rows] = moved
+    return moved_all
 
 
 def _eligible_frame(columns: dict[str, np.ndarray], eligible: np.ndarray) -> pd.DataFrame:
