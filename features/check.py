@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.config import RESERVED_CUSTOMER_COLUMNS, ChurnDefinition, FeatureConfig
-from features.contract import TABLES, TIMESTAMP_COLUMNS, Tables, plain_value
+from features.contract import EVENT_TIMESTAMPS, TABLES, TIMESTAMP_COLUMNS, Tables, plain_value
 from features.dictionary import attribute_value_text, describe
 from features.labels import (
     current_mask,
@@ -339,8 +339,13 @@ def label_like_attributes(tables: Tables, config: FeatureConfig) -> list[LabelLi
     y = churned[measured]
     can_measure = int(y.sum()) >= MIN_CLASS_CUSTOMERS and int((~y).sum()) >= MIN_CLASS_CUSTOMERS
     totals: RunningTotals | None = None
+    # a date declared in date_cycles is read, as of each date, as its occurrence due then: no
+    # export-day date (an insurer's next due date had been refused until allowed by name)
+    cycled = {column for column, _ in getattr(config, "date_cycles", ()) or ()}
     flags = []
     for col in attributes:
+        if col in cycled:
+            continue  # its export-day value is no feature: each date reads the occurrence due then
         reasons = []
         hint = label_like_name(col)
         if hint:
@@ -721,6 +726,10 @@ def _table_findings(p: TableProfile, df: pd.DataFrame, now: pd.Timestamp) -> lis
                 )
             )
     for col, n in p.future_rows.items():
+        if (p.name, col) not in EVENT_TIMESTAMPS:
+            # ahead by nature (a scheduled end, a paid period's end, a renewal date): counted
+            # in the table's "future" column, no warning (an insurer's 3,742 renewal dates)
+            continue
         found.append(
             Finding(
                 "warning",
@@ -1764,6 +1773,7 @@ def _lifecycle_findings(
             )
     if churn.mode == "contractual" and "churned_at" in customers:
         found += _paid_after_churn(tables)
+    found += _notice_findings(customers)
     if "ended_at" in customers and "churned_at" in customers:
         both = (customers["ended_at"] < customers["churned_at"]).to_numpy()
         if both.any():
@@ -1779,6 +1789,57 @@ def _lifecycle_findings(
                     "ended_at",
                 )
             )
+    return found
+
+
+def _notice_findings(customers: pd.DataFrame) -> list[Finding]:
+    """What the notices (customers.cancel_requested_at) tell: how many took effect later (set
+    apart from training while pending, scored apart at a run), how long before their churn they
+    came, how many were withdrawn (no churned_at: customers like any other); a warning for
+    notices dated after the churn (never pending: a request recorded after the end, or the two
+    columns swapped)."""
+    if "cancel_requested_at" not in customers:
+        return []
+    notice = customers["cancel_requested_at"]
+    given = notice.notna().to_numpy()
+    if not given.any():
+        return []
+    churned = (
+        customers["churned_at"]
+        if "churned_at" in customers
+        else pd.Series(pd.NaT, index=customers.index, dtype="datetime64[ns]")
+    )
+    lead = (churned - notice).dt.total_seconds().to_numpy() / 86_400.0
+    ahead = given & (lead > 0)
+    withdrawn = given & churned.isna().to_numpy()
+    text = f"{int(given.sum()):,} customers gave notice (cancel_requested_at): "
+    parts = []
+    if ahead.any():
+        parts.append(
+            f"{int(ahead.sum()):,} churned later (median {fmt.duration_days(float(np.median(lead[ahead])))} "
+            "after the notice; from the notice on they are no training rows, and a run scores "
+            "them apart as a scheduled cancellation)"
+        )
+    if withdrawn.any():
+        parts.append(
+            f"{int(withdrawn.sum()):,} have no churned_at (a notice withdrawn: scored like any "
+            "customer)"
+        )
+    found = [Finding("note", "notices", text + "; ".join(parts or ["none churned later"]),
+                     "customers", "cancel_requested_at")]  # fmt: skip
+    late = given & (lead < -1.0)
+    if late.any():
+        found.append(
+            Finding(
+                "warning",
+                "notice_after_churn",
+                f"{int(late.sum()):,} customers have a cancel_requested_at more than a day after "
+                f"their churned_at (e.g. {_example(customers, late)}): a request recorded after "
+                "the end, or the two columns swapped? Such a notice is never pending",
+                "customers",
+                "cancel_requested_at",
+            )
+        )
     return found
 
 

@@ -17,8 +17,11 @@ from typing import Any, Literal
 ChurnMode = Literal["contractual", "non_contractual"]
 
 # Customers-table columns with a role of their own: never a segment, never a declared attribute
-# (churned_at as a feature would be the label itself; ended_at says who is still a customer).
-RESERVED_CUSTOMER_COLUMNS = ("customer_id", "signup_at", "churned_at", "ended_at")
+# (churned_at as a feature would be the label itself; ended_at says who is still a customer;
+# cancel_requested_at, when a notice was given, sets its customer apart until churned_at).
+RESERVED_CUSTOMER_COLUMNS = (
+    "customer_id", "signup_at", "churned_at", "ended_at", "cancel_requested_at",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "revenue": ("customer_id", "at", "amount"),
 }
 TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("signup_at", "churned_at", "ended_at"),
+    "customers": ("signup_at", "churned_at", "ended_at", "cancel_requested_at"),
     "activity": ("at",),
     "feedback": ("at", "resolved_at"),
     "revenue": ("at", "period", "period_end"),
@@ -394,7 +394,7 @@ def _schema(table: str, df: pd.DataFrame) -> pa.DataFrameSchema:
     cols: dict[str, pa.Column] = {}
     if table == "customers":
         cols = {"customer_id": pa.Column(unique=True), "signup_at": ts}
-        for ends in ("churned_at", "ended_at"):
+        for ends in ("churned_at", "ended_at", "cancel_requested_at"):
             if ends in df:
                 cols[ends] = ts_opt
     elif table == "activity":

@@ -17,6 +17,7 @@ from features.labels import (
     check_horizon_observed,
     eligible_mask,
     label_window_end,
+    notice_pending_mask,
 )
 from features.prepared import as_of_timestamp
 from features.signals import build_features, resolve_config
@@ -50,9 +51,29 @@ def parse_days(text: str) -> int:
 
 
 def training_rows(tables: Tables, dates: Sequence[object], config: FeatureConfig) -> int:
-    """How many rows a training set over these dates has (customers eligible at each date),
-    counted without building a feature. The configuration must be resolved."""
-    return int(sum(eligible_mask(tables, d, config.churn).sum() for d in dates))
+    """How many rows a training set over these dates has (customers eligible at each date,
+    without a notice pending: training_mask), counted without building a feature. The
+    configuration must be resolved."""
+    return int(sum(training_mask(tables, d, config).sum() for d in dates))
+
+
+def training_mask(tables: Tables, as_of: object, config: FeatureConfig) -> np.ndarray:
+    """Per customer: a training row at T. The customers scored at T (eligible_mask) but those
+    whose notice, given before T, is pending (notice_pending_mask): a run scores them apart,
+    so the model learns the churn of the customers it will score."""
+    return eligible_mask(tables, as_of, config.churn) & ~notice_pending_mask(tables, as_of)
+
+
+def notice_rows(tables: Tables, dates: Sequence[object], config: FeatureConfig) -> int:
+    """The rows a training set over these dates leaves out for a pending notice (training_mask):
+    customers eligible at a date who had given notice before it."""
+    notices = tables.customers.get("cancel_requested_at")
+    if notices is None or not notices.notna().any():
+        return 0
+    return int(
+        sum((eligible_mask(tables, d, config.churn) & notice_pending_mask(tables, d)).sum()
+            for d in dates)
+    )  # fmt: skip
 
 
 def in_customer_sample(customer_ids: pd.Series | np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -74,7 +95,8 @@ def iter_snapshots(
     customer_share: float = 1.0,
     seed: int = 0,
 ) -> Iterator[pd.DataFrame]:
-    """For each observation date: its rows of features and label (as_of, customer_id, ..., churned).
+    """For each observation date: its rows of features and label (as_of, customer_id, ..., churned)
+    of the customers eligible then, but those with a notice pending (training_mask).
     With customer_share below 1, only the rows of that random share of customers
     (in_customer_sample); features are built for everyone, so each kept row is what it would be
     in the whole set.
@@ -89,6 +111,10 @@ def iter_snapshots(
         features = build_features(tables, d, config)
         labels = build_labels(tables, d, config.churn)
         rows = features.assign(churned=labels["churned"].to_numpy())
+        pending = notice_pending_mask(tables, d)
+        if pending.any():  # scored apart at a run: no training row (training_mask)
+            gave_notice = tables.customers["customer_id"].to_numpy()[pending]
+            rows = rows[~rows["customer_id"].isin(gave_notice)].reset_index(drop=True)
         if customer_share < 1.0:
             kept = in_customer_sample(rows["customer_id"], customer_share, seed)
             rows = rows[kept].reset_index(drop=True)

@@ -208,6 +208,8 @@ class Prepared:
     signup_at: np.ndarray
     churned_at: np.ndarray
     ended_at: np.ndarray  # the end of service without churn (customers.ended_at); NAT: none
+    # when the customer gave notice (customers.cancel_requested_at); NAT: none or not known
+    cancel_requested_at: np.ndarray
     activity: ActivityArrays
     revenue: RevenueArrays
     feedback: FeedbackArrays
@@ -231,6 +233,7 @@ def prepare(tables: Tables) -> Prepared:
         signup_at=to_ns(customers["signup_at"]),
         churned_at=stamps("churned_at"),
         ended_at=stamps("ended_at"),
+        cancel_requested_at=stamps("cancel_requested_at"),
         activity=_prepare_activity(tables),
         revenue=_prepare_revenue(tables),
         feedback=_prepare_feedback(tables),

@@ -1049,6 +1049,7 @@ def _empty_prepared() -> Prepared:
         signup_at=i64,
         churned_at=i64,
         ended_at=i64,
+        cancel_requested_at=i64,
         activity=ActivityArrays(
             i64, i64, i64, np.zeros(0, dtype=object), f64, True, i64, i64, np.zeros(1, np.int64)
         ),

@@ -540,9 +540,10 @@ def current_never_active(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp)
 
 
 def scheduled_cancellations(plan: Plan, as_of: pd.Timestamp) -> pd.DataFrame:
-    """features.labels.scheduled_cancellations on Spark: the current customers whose churned_at
-    lies after the data's end (plan.observed_until, features.contract.observed_end) and not
-    before T, soonest first, at a run on or after the data's last day. One Spark job; the few
+    """features.labels.scheduled_cancellations on Spark: the current customers whose notice,
+    given before T (cancel_requested_at), takes effect at T or later, and, at a run on or after
+    the data's last day, those whose churned_at lies after the data's end (plan.observed_until,
+    features.contract.observed_end) and not before T; soonest first. One Spark job; the few
     rows come to the driver (scores.csv's cancellation_scheduled)."""
     from pyspark.sql import functions as F
 
@@ -552,12 +553,16 @@ def scheduled_cancellations(plan: Plan, as_of: pd.Timestamp) -> pd.DataFrame:
     customers, info = plan.frames["customers"], plan.infos["customers"]
     end = plan.observed_until
     t = as_of_timestamp(as_of)
-    if "churned_at" not in customers.columns or end is None or t < end.normalize():
+    if "churned_at" not in customers.columns or end is None:
         return empty
     churned = _as_ns(customers, info, "churned_at")
-    rows = _current(plan, as_of).where(
-        churned.isNotNull() & (churned > F.lit(end.value)) & (churned >= F.lit(t.value))
-    )
+    known = F.lit(False)
+    if "cancel_requested_at" in customers.columns:  # as features.labels._notice_pending
+        notice = _as_ns(customers, info, "cancel_requested_at")
+        known = notice.isNotNull() & (notice < F.lit(t.value))
+    if t >= end.normalize():
+        known = known | (churned > F.lit(end.value))
+    rows = _current(plan, as_of).where(churned.isNotNull() & (churned >= F.lit(t.value)) & known)
     found = rows.select(
         _customer_key(rows, "customers").alias("customer_id"), churned.alias("at")
     ).toPandas()

@@ -726,7 +726,7 @@ def test_values_that_state_one_fact_make_one_reason():
         [("Customer for 37 days", 0.6), ("1 cancel event in the last 30 days", 0.5),
          ("No support tickets since signing up 37 days ago", 0.25), ("No cancel events in the last 7 days", 0.07)],
         # Different values are different facts; the one cancel is said by its shortest window.
-        [("1 cancel event in the last 7 days", 0.37), ("First activity 7 months ago", 0.35),
+        [("1 cancel event in the last 7 days", 0.37), ("First recorded activity 7 months ago", 0.35),
          ("Customer for 13 months", 0.25), ("2 cancel events in the last 90 days", 0.2),
          ("2 support tickets in the last 90 days", 0.15), ("1 support ticket in the last 30 days", 0.1)],
     ]  # fmt: skip

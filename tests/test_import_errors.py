@@ -1020,3 +1020,24 @@ kind = { value = "failed_payment" }
     ))  # fmt: skip
     tables, _ = run_import(load_mapping(path), tmp_path)
     assert tables.revenue["kind"].tolist() == ["failed_payment"]
+
+
+def test_cases_that_give_drop_drop_the_row_and_count_it(tmp_path):
+    """A delivery app's late deliveries as events: `cases` that name the late ones and a
+    default of "drop" for the others. "drop" had become an event type of its own (27,258
+    on-time deliveries counted as activity, 0 dropped in the report)."""
+    event = (
+        '{ cases = [{ when = { column = "delay", above = 20 }, value = "late_delivery" }, '
+        '{ when = { column = "delay", below = -30 }, value = "drop" }], default = "drop" }'
+    )
+    mapping = _customers().replace('event = "name"', f"event = {event}")
+    events = (
+        "user,ts,name,delay\n007,2024-01-05T10:00:00Z,order,25\n007,2024-01-06T10:00:00Z,order,3\n"
+        "007,2024-01-07T10:00:00Z,order,-45\n007,2024-01-08T10:00:00Z,order,40\n"
+    )
+    path = _files(
+        tmp_path, mapping, {"crm.csv": "id,created\n007,2024-01-01\n", "events.csv": events}
+    )
+    tables, report = run_import(load_mapping(path), tmp_path)
+    assert tables.activity["event"].tolist() == ["late_delivery", "late_delivery"]
+    assert report.sources[-1].dropped == {"event: its cases map the row to drop": 2}

@@ -712,6 +712,16 @@ def test_a_shops_signup_on_the_first_records_day_is_said_as_that_record():
     assert ONLINE_RETAIL_CONFIG.value_unit == unit
 
 
+def test_a_first_activity_after_the_signup_is_said_as_the_first_the_export_recorded():
+    """A wholesaler's 30-month export of customers created since 2015: "First activity 2.5
+    years ago" was the export's age (the first reason of 92 customers)."""
+    first = describe("days_since_first_event")
+    assert first.context == ("tenure_days",)
+    assert first.text(902.0, {"tenure_days": 3_900.0}) == "First recorded activity 2.5 years ago"
+    assert first.text(40.0, {"tenure_days": 40.5}) == "First activity 40 days ago"
+    assert first.text(40.0, {}) == "First activity 40 days ago"
+
+
 def test_a_visit_sooner_than_the_usual_gap_is_no_reason_with_qualifying_events():
     """A gym member who visits 24 days of 30 read "Last activity 18 hours ago (usually an
     acceso every day)" as a first reason: the last event was a qualifying one, and the gap

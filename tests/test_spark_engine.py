@@ -482,7 +482,8 @@ def test_a_stale_export_is_named_the_same_by_both_engines(spark, demo, tmp_path)
 
 def test_scheduled_cancellations_and_the_data_end_are_the_pandas_engines(spark, demo, tmp_path):
     """A churned_at after the export's last record (a subscription set to end at its term):
-    both engines keep it out of the data's end and list the same customers at a run."""
+    both engines keep it out of the data's end and list the same customers at a run; and a
+    notice the export dates (cancel_requested_at) at a run on a past date."""
     from features.io import write_tables
     from features.labels import scheduled_cancellations
     from features.spark_engine import plan_run
@@ -496,6 +497,13 @@ def test_scheduled_cancellations_and_the_data_end_are_the_pandas_engines(spark, 
     customers = tables.customers.assign(
         churned_at=tables.customers["customer_id"].map(when).fillna(tables.customers["churned_at"])
     )
+    # a notice the export dates, 20 days before a churn it saw: known at a past run after it
+    long_gone = customers["churned_at"] < end - pd.Timedelta(days=60)
+    a_year_in = customers["churned_at"] - customers["signup_at"] > pd.Timedelta(days=365)
+    gone = customers[long_gone & a_year_in].iloc[0]
+    past = gone["churned_at"].normalize() - pd.Timedelta(days=10)
+    notice = pd.Series(past - pd.Timedelta(days=10), index=customers.index)
+    customers["cancel_requested_at"] = notice.where(customers["customer_id"] == gone["customer_id"])
     noticed = replace(tables, customers=customers, cache={})
     write_tables(noticed, tmp_path / "noticed")
     config = resolve_config(noticed, config_for_data(demo), run)
@@ -508,6 +516,12 @@ def test_scheduled_cancellations_and_the_data_end_are_the_pandas_engines(spark, 
         got.astype({"customer_id": str}), expected.astype({"customer_id": str}), check_dtype=False
     )
     assert on_spark(plan, end.normalize() - pd.Timedelta(days=7)).empty
+    expected = scheduled_cancellations(noticed, past)
+    assert expected["customer_id"].tolist() == [gone["customer_id"]]
+    got = on_spark(plan, past)
+    pd.testing.assert_frame_equal(
+        got.astype({"customer_id": str}), expected.astype({"customer_id": str}), check_dtype=False
+    )
 
 
 def test_a_scheduled_cancellation_is_scored_alike_by_both_engines(spark, small_champion, tmp_path):

@@ -24,6 +24,7 @@ from features.config import FeatureConfig
 from features.contract import ContractError, Tables
 from features.dataset import (
     build_training_set,
+    notice_rows,
     observation_dates,
     resolved_for_training,
     training_rows,
@@ -416,6 +417,14 @@ def fit_from_tables(
 
     resolved = resolved_for_training(tables, feature_config, dates) if dates else feature_config
     share = customer_share(tables, dates, resolved, config, log)
+    notices = notice_rows(tables, dates, resolved)
+    if notices:
+        log(
+            f"{notices:,} rows of customers who had given notice before the date "
+            "(cancel_requested_at, churned_at at or after it) are not training rows: a run "
+            "scores such customers apart (cancellation_scheduled), so the model learns the "
+            "churn of the others"
+        )
     dataset, resolved = build_training_set(
         tables, dates, resolved, progress, customer_share=share, seed=config.seed
     )
