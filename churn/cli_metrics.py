@@ -495,9 +495,10 @@ def mrr_months_note(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
     the period's first day and that of its last (retention.metrics.monthly_mrr: a paid period
     counts at the month's end)."""
     start, end = mrr_months(t0, t1)
+    before = start - pd.DateOffset(months=1)
     return (
-        f"MRR t0 and t1: what customers pay per month in {start:%B %Y} (those at t0) and in "
-        f"{end:%B %Y}"
+        f"MRR t0 and t1: what customers pay per month in {start:%B %Y} (those at t0; one who left "
+        f"within {start:%B}, what it paid in {before:%B}) and in {end:%B %Y}"
     )
 
 

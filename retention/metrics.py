@@ -775,6 +775,19 @@ def _mrr_movements_and_not_due(
     in_start, in_end = ok & (month == m0), ok & (month == m1)
     start = np.bincount(codes[in_start], amount[in_start], minlength=n)
     end = np.bincount(codes[in_end], amount[in_end], minlength=n)
+    if at_start is not None:
+        # A customer of S who leaves within t0's month (a cover that ended at t0 itself: an
+        # insurer's 381 policies ended on 1 January) holds no MRR at that month's end: its MRR
+        # at t0 is the month before's, what it paid until it left. Without it
+        # a period from 1 January read churn 13.7 % beside gross revenue churn 0.8 %.
+        in_before = ok & (month == m0 - 1)
+        before = np.bincount(codes[in_before], amount[in_before], minlength=n)
+        month_end = mrr_months(t0, t1)[0] + pd.DateOffset(months=1)
+        left_in_month = (
+            at_start & (start <= 0) & (before > 0) & (_gone_at(customers) < month_end.value)
+        )
+        start = np.where(left_in_month, before, start)
+        in_start = in_start | (in_before & left_in_month[np.clip(codes, 0, None)])
     had, has = start > 0, end > 0
     if at_start is not None:
         # MRR at t0 is the S customers' (customer_flows' at_start): a customer who joined
@@ -808,6 +821,16 @@ def _mrr_movements_and_not_due(
             )
             not_due[np.flatnonzero(seen)] = next_invoice > t1
     return movements, not_due.astype("int64")
+
+
+def _gone_at(customers: pd.DataFrame) -> np.ndarray:
+    """Per customer, when it left the base (churned_at, or ended_at when earlier), ns; never
+    (int64 max) for a customer who has not."""
+    gone = np.full(len(customers), _NEVER, dtype=np.int64)
+    for column in ("churned_at", "ended_at"):
+        if column in customers:
+            gone = np.minimum(gone, _ns(customers[column], never=_NEVER))
+    return gone
 
 
 def purchase_counts(

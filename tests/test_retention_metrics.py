@@ -647,7 +647,10 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
     assert res.exit_code == 0, res.output
     assert "not measured" not in res.output and "after the data" not in res.output
     assert "78.9%" in res.output  # NRR 300 / 380
-    assert "in January 2024 (those at t0) and in March 2024" in res.output  # the months compared
+    assert (
+        "in January 2024 (those at t0; one who left within January, what it "
+        "paid in December) and in March 2024" in " ".join(res.output.split())
+    )  # the months
     assert "$" not in res.output
     # --from a 1st is the instant before that day: its month is still the 1st's (two judges
     # read the previous month's MRR as MRR t0: 2024-02-01's was January's 380)
@@ -1648,3 +1651,28 @@ def test_mrr_at_t0_is_the_start_customers_and_a_joiner_of_t0s_month_is_new():
     assert m.nrr == pytest.approx(1.0)
     # without the start customers, every customer paying in t0's month is the base
     assert mrr_movements(t, "2024-04-01", "2024-06-30")["mrr_start"].sum() > 100
+
+
+def test_a_start_customer_whose_payments_end_in_t0s_month_is_churned_mrr():
+    """An insurer's covers that ended on 1 January (the German switching day), in S of a
+    period from 1 January, had no MRR at January's end: churn 13.7 % beside gross revenue churn
+    0.8 %. Such a customer's MRR at t0 is what it paid the month before."""
+    customers = pd.DataFrame(
+        {"customer_id": ["A", "L"], "signup_at": [T("2023-01-01"), T("2023-01-15")],
+         "churned_at": [pd.NaT, T("2024-04-15")]}
+    )  # fmt: skip
+    rows = [("A", f"2024-{m:02d}-01", 100.0, f"2024-{m:02d}-01", f"2024-{m + 1:02d}-01")
+            for m in range(3, 7)]  # fmt: skip
+    rows += [("L", f"2024-{m:02d}-15", 40.0, f"2024-{m:02d}-15", f"2024-{m + 1:02d}-15")
+             for m in (1, 2, 3)]  # fmt: skip  # the last paid period ends on 15 April
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "period", "period_end"])
+    revenue = revenue.assign(
+        at=pd.to_datetime(revenue["at"]), period=pd.to_datetime(revenue["period"]),
+        period_end=pd.to_datetime(revenue["period_end"]), kind="invoice",
+    )  # fmt: skip
+    t = tables_of(customers, revenue=revenue)
+    m = row(retention_metrics(t, "2024-04-01", "2024-06-30"))
+    assert (m.customers_start, m.lost) == (2, 1)
+    assert (m.mrr_start, m.churned_mrr, m.mrr_end) == (140, 40, 100)
+    assert m.gross_revenue_churn == pytest.approx(40 / 140)
+    assert m.nrr == pytest.approx(100 / 140)
