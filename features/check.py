@@ -586,12 +586,20 @@ def quiet_weeks_from_days(days: np.ndarray, counts: np.ndarray) -> list[QuietWee
     )[1:-1]  # fmt: skip
     flagged = np.zeros(len(counts), dtype=bool)
     typical = np.zeros(len(counts))
-    for i in range(len(counts)):
-        near = np.r_[counts[max(i - QUIET_AROUND, 0) : i], counts[i + 1 : i + 1 + QUIET_AROUND]]
+    for i in range(1, len(counts)):
+        before = counts[max(i - QUIET_AROUND, 0) : i]
+        near = np.r_[before, counts[i + 1 : i + 1 + QUIET_AROUND]]
         if len(near) < QUIET_AROUND:
             continue
         typical[i] = np.median(near)
-        flagged[i] = typical[i] >= QUIET_MIN_WEEKLY and counts[i] < QUIET_SHARE * typical[i]
+        # low against the weeks around it and against those before it: the first weeks of an
+        # export that climb from zero (an app's launch) are no outage; the first whole week
+        # has none before it, and is not judged
+        flagged[i] = (
+            typical[i] >= QUIET_MIN_WEEKLY
+            and counts[i] < QUIET_SHARE * typical[i]
+            and counts[i] < QUIET_SHARE * np.median(before)
+        )
     out = []
     i = 0
     while i < len(counts):
@@ -877,6 +885,12 @@ class PeriodStarts:
             f"{example}: totals of the {period} that starts there? A feature on a date inside "
             f"the {period} would count activity from after that date; "
             + remedy.format(period=period)
+            + (
+                ". Events that do happen on that day (a weekly dunning run, a delivery round on "
+                "a fixed weekday) are no totals: keep them as they are"
+                if period == "week"
+                else ""
+            )
         )
 
 

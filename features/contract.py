@@ -603,6 +603,10 @@ def _rule_problems(table: str, df: pd.DataFrame) -> list[Problem]:
             "resolved_at",
             "closed tickets need resolved_at (when they were closed) to be used point-in-time",
             (df["kind"] == "ticket") & (df["status"] == "closed") & resolved.isna(),
+            "map the time each was closed (a solved_at, or the last update of a closed "
+            "ticket); an export that keeps only today's status cannot say which tickets were "
+            "open at an earlier date: map the tickets without status (they count as tickets, "
+            "not as open ones)",
         )
     if table == "revenue" and "period" in df and "period_end" in df:
         add(

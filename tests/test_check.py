@@ -479,6 +479,16 @@ def test_a_quiet_week_is_named_and_ordinary_weeks_are_not():
     assert "quiet_weeks" not in codes(
         check_tables(tables_of(*subscriptions(n=40, seed=2)), CONTRACTUAL)
     )
+    # An export whose first weeks climb from zero (a delivery app's launch) is no outage: its
+    # second week at 20 % of the weeks after it had been named
+    later = activity[activity["at"] >= "2023-06-01"]  # a launch on Thursday 1 June
+    weeks_in = ((later["at"] - pd.Timestamp("2023-06-01")).dt.days // 7).to_numpy()
+    ramp = np.array([0.02, 0.05, 0.2, 0.5, 0.8])[np.minimum(weeks_in, 4)]
+    ramp[weeks_in > 4] = 1.0
+    climbing = later[np.random.default_rng(5).random(len(later)) < ramp]
+    assert "quiet_weeks" not in codes(
+        check_tables(tables_of(customers, climbing, revenue), CONTRACTUAL)
+    )
 
 
 def test_declared_numeric_attributes_with_junk_values_are_flagged_and_long_tails_are_not(clean):
