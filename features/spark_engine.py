@@ -599,6 +599,7 @@ def lapsed_buyers(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> pd.
         F.max(at).alias("last"), F.count(F.lit(1)).alias("events")
     )
     lapsed = ids.join(per.where(F.col("last") < F.lit(start)), "customer")
+    lapsed = lapsed.join(_back_last_season(plan, config, t), "customer", "left_anti")
     revenue = plan.frames.get("revenue")
     has_revenue = revenue is not None and bool(revenue.limit(1).count())
     if has_revenue:
@@ -623,6 +624,35 @@ def lapsed_buyers(plan: Plan, config: FeatureConfig, as_of: pd.Timestamp) -> pd.
     )
     out = out.sort_values(["days_since_last_activity", "customer_id"], kind="stable")
     return out.reset_index(drop=True)
+
+
+def _back_last_season(plan: Plan, config: FeatureConfig, t: int) -> DataFrame:
+    """features.labels._back_last_season on Spark: the customers (one column, `customer`)
+    who came back, within the horizon after T - a year, from a pause of at least the lookback
+    and have paused no longer than that now: scored (in the buckets, by eligible_mask), so no
+    lapsed buyers. One aggregation over the qualifying active days before T."""
+    from pyspark.sql import functions as F
+
+    from features.labels import SEASON_DAYS
+    from features.prepared import DAY_NS
+
+    activity, info = plan.frames["activity"], plan.infos["activity"]
+    days = _active_days_before(activity, info, config, t)
+    year_day, t_day = t // DAY_NS - SEASON_DAYS, t // DAY_NS
+    day = F.col("day")
+    sides = days.groupBy("customer").agg(
+        F.max(F.when(day < F.lit(year_day), day)).alias("paused_from"),
+        F.min(F.when(day >= F.lit(year_day), day)).alias("back_on"),
+        F.max(day).alias("last"),
+    )
+    pause = F.col("back_on") - F.col("paused_from")
+    return sides.where(
+        F.col("paused_from").isNotNull()
+        & F.col("back_on").isNotNull()
+        & (F.col("back_on") < F.lit(year_day + config.churn.horizon_days))
+        & (pause >= F.lit(config.churn.lookback_days or 0))
+        & (F.lit(t_day) - F.col("last") <= pause)
+    ).select("customer")
 
 
 def _latest_events(frames: dict[str, DataFrame], infos: dict[str, TableInput]) -> list[int]:

@@ -243,6 +243,32 @@ def test_a_lookback_left_to_the_data_and_history_signals_equal_the_pandas_engine
     )
 
 
+def test_seasonal_pauses_are_scored_and_not_lapsed_on_both_engines(spark, tmp_path):
+    """A customer back after the same pause a year before is scored, in the buckets as by
+    pandas, and is no lapsed buyer on the driver (features.labels._back_last_season)."""
+    from features.config import FeatureConfig
+    from features.io import write_tables
+    from features.labels import lapsed_customers
+    from features.spark_engine import lapsed_buyers, plan_run
+    from tests.test_seasonal_pause import CHURN, T, seasonal_tables
+
+    tables = seasonal_tables()
+    write_tables(tables, tmp_path / "seasonal")
+    config = resolve_config(tables, FeatureConfig(churn=CHURN), until=T)
+    out = tmp_path / "features.parquet"
+    spark_features(spark, str(tmp_path / "seasonal"), T, config, str(out), buckets=2)
+    scored = set(read_output(out, ["customer_id"])["customer_id"])
+    assert (
+        scored == set(build_features(tables, T, config)["customer_id"]) == {"seasonal", "regular"}
+    )
+    plan = plan_run(spark, str(tmp_path / "seasonal"), config, until=pd.Timestamp(T))
+    expected = lapsed_customers(tables, T, config.churn)
+    got = lapsed_buyers(plan, config, pd.Timestamp(T))
+    assert set(got["customer_id"]) == set(expected["customer_id"]) == {
+        "left", "long_gone", "late_this_year",
+    }  # fmt: skip
+
+
 def test_cli_spark_engine_and_a_contract_error_that_keeps_the_previous_output(
     spark, demo, tmp_path, monkeypatch
 ):
