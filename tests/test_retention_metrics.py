@@ -1625,6 +1625,13 @@ def test_customers_who_join_and_leave_within_the_period_are_said_beside_new():
     assert "1 of them came back after a lapse (reactivated in --out)" in new_and_lost_note(m)
 
 
+def _paid_periods(rows: list[tuple]) -> pd.DataFrame:
+    """Invoices from (customer_id, at, amount, period, period_end) tuples of date strings."""
+    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "period", "period_end"])
+    stamps = {c: pd.to_datetime(revenue[c]) for c in ("at", "period", "period_end")}
+    return revenue.assign(**stamps, kind="invoice")
+
+
 def test_mrr_at_t0_is_the_start_customers_and_a_joiner_of_t0s_month_is_new():
     """A gym's March joiners paid a prorated first receipt with a joining fee: in the base of
     March, their April fee read as 57 contractions, and the base held customers who were not
@@ -1638,11 +1645,7 @@ def test_mrr_at_t0_is_the_start_customers_and_a_joiner_of_t0s_month_is_new():
     rows += [("J", "2024-04-10", 45.0, "2024-04-10", "2024-05-01")]  # prorated, with a fee
     rows += [("J", f"2024-{m:02d}-01", 50.0, f"2024-{m:02d}-01", f"2024-{m + 1:02d}-01")
              for m in (5, 6)]  # fmt: skip
-    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "period", "period_end"])
-    revenue = revenue.assign(
-        at=pd.to_datetime(revenue["at"]), period=pd.to_datetime(revenue["period"]),
-        period_end=pd.to_datetime(revenue["period_end"]), kind="invoice",
-    )  # fmt: skip
+    revenue = _paid_periods(rows)
     t = tables_of(customers, revenue=revenue)
     m = row(retention_metrics(t, "2024-04-01", "2024-06-30"))
     assert (m.customers_start, m.new) == (1, 1)
@@ -1665,11 +1668,7 @@ def test_a_start_customer_whose_payments_end_in_t0s_month_is_churned_mrr():
             for m in range(3, 7)]  # fmt: skip
     rows += [("L", f"2024-{m:02d}-15", 40.0, f"2024-{m:02d}-15", f"2024-{m + 1:02d}-15")
              for m in (1, 2, 3)]  # fmt: skip  # the last paid period ends on 15 April
-    revenue = pd.DataFrame(rows, columns=["customer_id", "at", "amount", "period", "period_end"])
-    revenue = revenue.assign(
-        at=pd.to_datetime(revenue["at"]), period=pd.to_datetime(revenue["period"]),
-        period_end=pd.to_datetime(revenue["period_end"]), kind="invoice",
-    )  # fmt: skip
+    revenue = _paid_periods(rows)
     t = tables_of(customers, revenue=revenue)
     m = row(retention_metrics(t, "2024-04-01", "2024-06-30"))
     assert (m.customers_start, m.lost) == (2, 1)
