@@ -1362,6 +1362,17 @@ def _windowed(
 
 
 # Ordered: the first pattern that matches a name gives its entry.
+def _season_ahead_entry(m: re.Match[str]) -> FeatureEntry:
+    """features.signals' season ahead as it went a year before: the active days in the horizon
+    after this date, a year earlier ("Not active in the 120 days after this date a year
+    before": a summer-only biker scored in December)."""
+    where = f"in the {_days(_w(m))} after this date a year before"
+    return _entry(
+        f"Active days {where}", "days", LOWERS,
+        _count_sentence("active day", where=where, none=f"Not active {where}"),
+    )  # fmt: skip
+
+
 _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
     (re.compile(p), factory)
     for p, factory in [
@@ -1370,6 +1381,7 @@ _PATTERNS: list[tuple[re.Pattern[str], EntryFactory]] = [
         (r"active_days_(?P<w>\d+)d", lambda m: _entry(
             f"Active days in {_days(_w(m))}", "days", LOWERS, _active_days(_w(m)),
             context=SPAN_CONTEXT)),
+        (r"active_days_next_(?P<w>\d+)d_last_year", _season_ahead_entry),
         (r"event_types_(?P<w>\d+)d", _kinds_of_activity),
         (r"value_(?P<w>\d+)d", lambda m: _entry(
             f"Activity value in {_days(_w(m))}", "value", LOWERS, _value_window(_w(m)),

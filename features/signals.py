@@ -30,7 +30,7 @@ from features.config import (
     FeatureConfig,
 )
 from features.contract import FEEDBACK_KINDS, ContractError, Tables
-from features.labels import eligible_mask, resolve_lookback
+from features.labels import SEASON_DAYS, eligible_mask, resolve_lookback
 from features.prepared import (
     BLOCK_ROWS,
     DAY_NS,
@@ -681,7 +681,27 @@ def _long_window_signals(prep: Prepared, t: int, config: FeatureConfig) -> dict[
         # window_start is a midnight (T is one); the active days from there on
         active = active_before_t - active_day_counts(days, n, start)
         out[f"active_days_{w}d"] = active.astype("float64")
+    h = config.churn.horizon_days
+    seasonal = config.churn.mode == "non_contractual" and 0 < h < SEASON_DAYS
+    if seasonal and SEASON_DAYS in (config.long_windows or ()):
+        out[f"active_days_next_{h}d_last_year"] = _season_ahead_last_year(prep, t, config)
     return out
+
+
+def _season_ahead_last_year(prep: Prepared, t: int, config: FeatureConfig) -> np.ndarray:
+    """Days with qualifying activity in the horizon after T a year before ([T - a year, + the
+    horizon), all before T): the season ahead as it went then. An Alpine rental chain's winter
+    guests come back in the same weeks every year and its summer-only bikers never in winter:
+    an analyst's model with it ranked the December customers at 0.808 against the project's
+    0.754, 0.773 without it. Missing for a customer with no qualifying activity before that
+    window's end (not a customer yet, or not in the export then): each customer's own rows
+    decide, so a Spark bucket reads what the whole data does."""
+    days = active_days(prep, config.churn.qualifying_events)
+    n = prep.n_customers
+    year_ago = t - SEASON_DAYS * DAY_NS
+    by_end = active_day_counts(days, n, year_ago + config.churn.horizon_days * DAY_NS)
+    counts = (by_end - active_day_counts(days, n, year_ago)).astype("float64")
+    return np.where(by_end > 0, counts, np.nan)
 
 
 def _user_signals(

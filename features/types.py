@@ -139,7 +139,10 @@ def _as_utc_naive(parsed: pd.Series, timezone: str | None, dst: str | None = Non
             parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
         else:  # declared: True marks the daylight-saving (first) reading of an ambiguous time
             first = np.full(len(parsed), dst == "earlier")
-            gap = "shift_backward" if dst == "earlier" else "shift_forward"
+            # a time in the spring gap is read an hour either way too: 02:47 on the night the
+            # clocks go forward is 01:47 (earlier) or 03:47 (later) local time, not the
+            # gap's edge (shift_backward had stored 00:59:59.999999 UTC)
+            gap = pd.Timedelta(hours=-1 if dst == "earlier" else 1)
             parsed = parsed.dt.tz_localize(timezone, ambiguous=first, nonexistent=gap)
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)

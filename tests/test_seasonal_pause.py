@@ -80,3 +80,40 @@ def test_without_a_year_of_history_nothing_changes():
     tables = make_tables(customers, activity)
     assert not eligible_mask(tables, T, CHURN).any()
     assert lapsed_count(tables, T, CHURN) == 1
+
+
+def test_the_season_ahead_as_it_went_a_year_before_is_a_feature():
+    """An Alpine rental chain's December customers: winter guests come back in the same weeks
+    every year, summer-only bikers never in winter. The active days in the horizon after T a
+    year before say which (an analyst's model with it 0.808, the project without it 0.754)."""
+    from dataclasses import replace
+
+    from features.config import FeatureConfig
+    from features.dictionary import describe
+    from features.signals import build_features, resolve_config
+
+    tables = seasonal_tables()
+    config = resolve_config(tables, FeatureConfig(churn=CHURN), until=T)
+    assert 365 in config.long_windows
+    rows = build_features(tables, T, config).set_index("customer_id")
+    ahead = rows["active_days_next_90d_last_year"]
+    # 365 days before T, 2 February 2024 (a leap year), to 1 May: back on 7 and 21 April
+    assert ahead.to_dict() == {"seasonal": 2.0, "regular": 9.0}
+    assert describe("active_days_next_90d_last_year").text(0.0, {}) == (
+        "Not active in the 90 days after this date a year before"
+    )
+    # no year's window in the configuration: no such feature
+    short = replace(config, long_windows=(180,))
+    assert "active_days_next_90d_last_year" not in build_features(tables, T, short)
+    # a customer whose first order came after that window has no season to compare: missing
+    newcomer = make_tables(
+        [
+            {"customer_id": "new", "signup_at": "2024-07-01"},
+            {"customer_id": "old", "signup_at": "2022-01-01"},
+        ],
+        _orders("new", pd.date_range("2024-07-02", "2025-01-30", freq="7D"))
+        + _orders("old", pd.date_range("2023-01-05", "2025-01-30", freq="7D")),
+    )
+    both = build_features(newcomer, T, config).set_index("customer_id")
+    assert pd.isna(both.loc["new", "active_days_next_90d_last_year"])
+    assert both.loc["old", "active_days_next_90d_last_year"] == 12.0  # 8 Feb .. 25 Apr 2024
