@@ -458,9 +458,7 @@ def customer_flows(
                 "for data without it (a shop) use churn_mode='non_contractual'"
             )
         signup = _ns(customers["signup_at"])
-        gone = _ns(customers["churned_at"], never=_NEVER)
-        if "ended_at" in customers:  # service ended without churn: no customer from then on
-            gone = np.minimum(gone, _ns(customers["ended_at"], never=_NEVER))
+        gone = _gone_at(customers)  # an end of service without churn (ended_at) too
         at_start = (signup <= a) & (gone > a)
         at_end = (signup <= b) & (gone > b)
         acquired_and_lost = (signup > a) & (signup <= b) & ~at_end
