@@ -13,7 +13,7 @@ the customers to call; UTF-8, one header row, comma-separated, text quoted where
 | lower_risk_reason | for a customer at or below the typical customer's risk, what holds it down most ("Last activity 3 days ago (usually active every 4 days)"); empty above it |
 | change_pts | the change since the previous run in percentage points, one decimal; empty when there is no previous score (a table's scores, `churn score-table`, have neither change column) |
 | level_change_pts | the part of change_pts that the churn level of the time of year made (it moves every customer at once; 0 for a model without one); empty when change_pts is |
-| cancellation_scheduled | the date (YYYY-MM-DD) the export already holds this customer's cancellation for (a churned_at after the data's end: Chargebee's non_renewing, Stripe's cancel_at; features.labels.scheduled_cancellations), empty for the others; the column is there only when some customer has one |
+| cancellation_scheduled | the date (YYYY-MM-DD) the export already holds this customer's cancellation for (notice given before the run date, cancel_requested_at, with its churned_at still ahead; or a churned_at after the data's end: Chargebee's non_renewing, Stripe's cancel_at; features.labels.scheduled_cancellations), empty for the others; the column is there only when some customer has one |
 
 A customer with neither a reason nor a lower-risk reason (features at the typical customer's,
 or many small contributions none of which passes the rules for a reason) is said so, in

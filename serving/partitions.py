@@ -38,10 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.contract import Tables
 from serving.batch import list_partitions
+from serving.handoff import LAPSED_CSV
 
 logger = logging.getLogger("churn.serving")
 
@@ -155,6 +157,9 @@ class Partition:
     feature_block: FeatureBlock
     loaded_at: float = field(default_factory=time.time)
     stamp: Stamp | None = None  # what the folder was when it was read (PartitionStore)
+    # lapsed.csv's buyers (non-contractual runs): id -> (last qualifying activity, UTC ISO 8601;
+    # days since it): not scored, but known, so /score says why rather than "unknown"
+    lapsed: dict[str, tuple[str, float]] = field(default_factory=dict)
     _folded: dict[str, str | None] | None = field(default=None, repr=False)  # similar_id's
 
     def __len__(self) -> int:
@@ -190,6 +195,10 @@ class Partition:
             level_delta=c["level_delta"][i],
             lower_risk=c["lower_risk"][i],
         )
+
+    def lapsed_since(self, customer_id: str) -> tuple[str, float] | None:
+        """(last qualifying activity, days since it) of a buyer the run listed as lapsed."""
+        return self.lapsed.get(customer_id)
 
     def feature_row(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's feature record (name -> value; NaN or None for missing), or None."""
@@ -266,6 +275,7 @@ def load_partition(path: Path, data_dir: Path | None = None) -> Partition:
 
         tables = load_tables(data_dir)
     previous = info.get("previous_as_of")
+    lapsed = _read_lapsed(path / LAPSED_CSV)
     return Partition(
         as_of=date.fromisoformat(info["as_of"]),
         previous_as_of=date.fromisoformat(previous) if previous else None,
@@ -278,7 +288,26 @@ def load_partition(path: Path, data_dir: Path | None = None) -> Partition:
         index={cid: i for i, cid in enumerate(ids)},
         columns=columns,
         feature_block=FeatureBlock.from_frame(features, ids),
+        lapsed=lapsed,
     )
+
+
+def _read_lapsed(path: Path) -> dict[str, tuple[str, float]]:
+    """lapsed.csv (serving.handoff.write_lapsed_csv) as id -> (last activity, days since);
+    empty when the run wrote none (contractual churn, partitions from before it)."""
+    if not path.exists():
+        return {}
+    types = {"customer_id": pa.string(), "last_activity_at": pa.string()}
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=types))
+    return {
+        str(cid): (str(at), float(days))
+        for cid, at, days in zip(
+            table.column("customer_id").to_pylist(),
+            table.column("last_activity_at").to_pylist(),
+            table.column("days_since_last_activity").to_pylist(),
+            strict=True,
+        )
+    }
 
 
 class PartitionStore:

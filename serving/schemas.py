@@ -300,9 +300,11 @@ class CustomerScore(_Response):
     """One customer's risk as of the partition's date, or why there is none."""
 
     customer_id: str = Field(description="The id asked for.", examples=["C000001"])
-    status: Literal["scored", "unknown"] = Field(
-        description="'unknown': the id is not in the partition (not a customer, or not "
-        "eligible on the run date: signed up later or already churned).",
+    status: Literal["scored", "lapsed", "unknown"] = Field(
+        description="'lapsed' (non-contractual churn): a buyer with no qualifying activity in "
+        "the model's lookback, listed in the run's win-back list and not scored; 'unknown': "
+        "the id is not in the partition (not a customer, or not eligible on the run date: "
+        "signed up later or already churned).",
         examples=["scored"],
     )
     churn_probability: Probability | None = Field(
@@ -327,7 +329,7 @@ class CustomerScore(_Response):
     )
     as_of: date = Field(description="Run date of the partition.", examples=["2024-12-15"])
     error: str | None = Field(
-        default=None, description="Why an unknown id has no score.", examples=[None]
+        default=None, description="Why a lapsed or unknown id has no score.", examples=[None]
     )
 
 
@@ -335,7 +337,10 @@ class ScoreResponse(_Response):
     as_of: date = Field(description="Run date of the partition answered from.")
     model_version: str = Field(description="Model version of the partition.", examples=["3"])
     results: list[CustomerScore] = Field(description="One entry per id asked for, in order.")
-    unknown_ids: list[str] = Field(description="The ids that have no score.", examples=[[]])
+    unknown_ids: list[str] = Field(
+        description="The ids with status unknown (lapsed ones are known: their status says so).",
+        examples=[[]],
+    )
 
 
 # --------------------------------------------------------------------------- /score_records

@@ -582,6 +582,17 @@ docs_app.router.routes.extend(DOCS_ROUTES)
 def customer_score(partition: Partition, customer_id: str) -> CustomerScore:
     """The partition's answer for one id: its precomputed score, or 'unknown'."""
     row = partition.lookup(customer_id)
+    lapsed = partition.lapsed_since(customer_id) if row is None else None
+    if lapsed is not None:
+        last, days = lapsed
+        return CustomerScore(
+            customer_id=customer_id,
+            status="lapsed",
+            as_of=partition.as_of,
+            error=f"no score as of {partition.as_of}: lapsed, no qualifying activity for "
+            f"{days:.0f} days (the last on {last[:10]}), longer than the model's lookback; "
+            "a buyer to win back (the run's lapsed.csv), not one the model scores",
+        )
     if row is None:
         similar = partition.similar_id(customer_id)
         hint = f"; ids are matched exactly: did you mean {similar!r}?" if similar else ""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,29 +72,81 @@ class SmallChampion:
     store_as_trained: Path  # a copy of the MLflow store (database, artifacts) right after the run
 
 
-@pytest.fixture(scope="session")
-def small_champion(tmp_path_factory) -> SmallChampion:
-    """3,000 demo customers and a champion trained on them (MLflow in a temporary SQLite)."""
-    root = tmp_path_factory.mktemp("champion")
+# A folder every test process of a run shares (CI sets it for the main suite's workers and the
+# Spark suite beside them); without it, xdist's workers share their base temporary folder's parent.
+SHARED_DIR_ENV = "CHURN_TESTS_SHARED_DIR"
+
+
+def _shared_dir(tmp_path_factory) -> Path | None:
+    if os.environ.get(SHARED_DIR_ENV):
+        return Path(os.environ[SHARED_DIR_ENV])
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return tmp_path_factory.getbasetemp().parent
+    return None
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """An exclusive lock between processes (released when the holder exits, even by a crash)."""
+    with open(lock_file, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train_small_champion(root: Path) -> None:
+    """3,000 demo customers under root/data, trained into root/mlflow.db (relative artifact
+    paths), the run's TrainingResult pickled beside them."""
     data_dir = root / "data"
     write_demo(data_dir, DemoConfig(n_customers=3000, seed=11))
-    tables = load_tables(data_dir)
     path = config_path_for_data(data_dir)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         result = train_from_tables(
-            tables,
+            load_tables(data_dir),
             feature_config_from_file(path),
             train_config_from_file(path),
             log=lambda _: None,
-            tracking_uri=uri,
+            tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
         )
-        champion = load_champion(train_config_from_file(path).model_name, uri)
+    (root / "result.pickle").write_bytes(pickle.dumps(result))
+
+
+@pytest.fixture(scope="session")
+def small_champion(tmp_path_factory) -> SmallChampion:
+    """3,000 demo customers and a champion trained on them (MLflow in a temporary SQLite),
+    trained once per test run: the first process to need it trains it into the shared folder
+    while the others wait (a minute of CPU each, on CI's two cores), and each process works on a
+    copy of its own."""
+    shared = _shared_dir(tmp_path_factory)
+    if shared is None:
+        trained = tmp_path_factory.mktemp("champion-trained")
+        _train_small_champion(trained)
+    else:
+        trained = shared / "small-champion"
+        with _exclusive(shared / "small-champion.lock"):
+            if not (trained / "result.pickle").exists():
+                shutil.rmtree(trained, ignore_errors=True)  # a run that failed half-way
+                trained.mkdir(parents=True)
+                _train_small_champion(trained)
+    root = tmp_path_factory.mktemp("champion")
+    shutil.copytree(trained, root, dirs_exist_ok=True)
+    data_dir = root / "data"
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    result: TrainingResult = pickle.loads((root / "result.pickle").read_bytes())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        champion = load_champion(
+            train_config_from_file(config_path_for_data(data_dir)).model_name, uri
+        )
     # Tests that need a store of their own copy this one rather than train again (a minute).
     store = tmp_path_factory.mktemp("champion-store") / "store"
-    shutil.copytree(root, store, ignore=lambda d, names: ["data"] if Path(d) == root else [])
-    return SmallChampion(root, data_dir, uri, tables, champion, result.model, result, store)
+    shutil.copytree(trained, store, ignore=lambda d, names: ["data"] if Path(d) == trained else [])
+    return SmallChampion(
+        root, data_dir, uri, load_tables(data_dir), champion, result.model, result, store
+    )
 
 
 SERVICE_RUN_DATES = ("2024-12-01", "2024-12-08")

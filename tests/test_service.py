@@ -182,6 +182,32 @@ def test_unknown_ids_are_reported_per_id_not_as_a_failed_request(svc, partition)
     assert f"did you mean {known!r}?" in response.results[0].error
 
 
+def test_a_lapsed_buyer_is_answered_as_lapsed_with_its_last_activity(env, tmp_path):
+    """A non-contractual run's lapsed.csv lists buyers it did not score: /score says "lapsed",
+    when they were last active and where the win-back list is, not "not a customer"."""
+    import shutil
+
+    from serving.handoff import LAPSED_CSV
+    from serving.partitions import load_partition
+    from serving.service import customer_score
+
+    folder = tmp_path / f"as_of={RUN_2}"
+    shutil.copytree(env["scores"] / f"as_of={RUN_2}", folder)
+    (folder / LAPSED_CSV).write_text(
+        "customer_id,last_activity_at,days_since_last_activity,qualifying_events\n"
+        "000417,2024-08-02T09:15:00Z,128.6,3\n"
+    )
+    loaded = load_partition(folder)
+    lapsed = customer_score(loaded, "000417")
+    assert lapsed.status == "lapsed" and lapsed.churn_probability is None
+    assert "lapsed" in lapsed.error and "129 days" in lapsed.error
+    assert "2024-08-02" in lapsed.error and "lapsed.csv" in lapsed.error
+    assert customer_score(loaded, "417").status == "unknown"  # ids match exactly
+    assert customer_score(load_partition(env["scores"] / f"as_of={RUN_2}"), "000417").status == (
+        "unknown"
+    )  # a partition without the list (contractual churn)
+
+
 def test_an_id_is_folded_as_other_tools_change_it():
     from serving.partitions import fold_id
 
