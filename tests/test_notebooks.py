@@ -29,7 +29,7 @@ def test_retrain_notebook_runs_and_registers_a_model(tmp_path, monkeypatch):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("CHURN_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("CHURN_DEMO_CUSTOMERS", "3000")
+    monkeypatch.setenv("CHURN_DEMO_CUSTOMERS", "1500")
     monkeypatch.setenv("CHURN_NUM_THREADS", "1")  # shared CI cores: one LightGBM thread is faster
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(tmp_path)

@@ -37,7 +37,7 @@ def gate(small_champion, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def training_set(small_champion):
+def full_training_set(small_champion):
     """The small demo's training rows at its default dates, built once for the module."""
     tables = small_champion.tables
     path = config_path_for_data(small_champion.data_dir)
@@ -48,12 +48,18 @@ def training_set(small_champion):
     return dataset, resolved, config
 
 
-def test_same_data_config_and_seed_give_the_same_model(training_set):
-    """Rows in another order train the same trees (on a third of the customers: the claim
-    holds at any size, and two fits of all rows took a minute)."""
-    full, resolved, config = training_set
+@pytest.fixture(scope="module")
+def training_set(full_training_set):
+    """Those of every third customer (1,000): for claims that hold at any size (a fit of all
+    the rows takes half a minute of CI)."""
+    full, resolved, config = full_training_set
     ids = full["customer_id"].drop_duplicates().sort_values()
-    dataset = full[full["customer_id"].isin(ids.iloc[::3])].reset_index(drop=True)
+    return full[full["customer_id"].isin(ids.iloc[::3])].reset_index(drop=True), resolved, config
+
+
+def test_same_data_config_and_seed_give_the_same_model(training_set):
+    """Rows in another order train the same trees."""
+    dataset, resolved, config = training_set
     plan = plan_for(dataset, resolved.churn.horizon_days, config)
     a, ev_a, _ = fit_churn_model(dataset, plan, resolved, config)
     b, ev_b, _ = fit_churn_model(
@@ -143,7 +149,7 @@ def test_an_analyst_can_force_a_promotion_with_a_reason(gate):
 
 
 def test_the_linear_share_is_chosen_on_the_selection_folds_only_for_a_clear_gain(
-    training_set, monkeypatch
+    full_training_set, monkeypatch
 ):
     """The alternative share is taken where the selection folds' out-of-fold ROC AUC gains at
     least MIN_SHARE_GAIN (an order export whose hazard is log-linear: +0.003 at two cuts);
@@ -154,7 +160,7 @@ def test_the_linear_share_is_chosen_on_the_selection_folds_only_for_a_clear_gain
     from training.fit import FoldTrainer, choose_linear_share, configured_capacity, lgbm_params
     from training.model import Preprocessor
 
-    dataset, resolved, config = training_set
+    dataset, resolved, config = full_training_set
     plan = plan_for(dataset, resolved.churn.horizon_days, config)
     dataset = dataset[dataset["as_of"].isin(plan.dates)].reset_index(drop=True)
     pre = Preprocessor().fit(dataset)
