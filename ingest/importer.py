@@ -1431,10 +1431,25 @@ def currency_warnings(sources: list[SourceReport]) -> list[str]:
 
 
 def _text(values: pd.Series) -> pd.Series:
-    """Values as text for comparisons (maps, in/equals): typed values by their str()."""
+    """Values as text for comparisons (maps, in/equals): typed values by their str(), true and
+    false as JSON and Parquet write them ("true", "false"): a booking app's `"attended": true`
+    had matched neither `"true"` nor `"True"` in a map, as the values stayed booleans."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.map({True: "true", False: "false"}).astype("object").where(values.notna())
+    if values.dtype == object:
+        return values.map(_value_text).where(values.notna())
     if pd.api.types.is_string_dtype(values.dtype):
         return values
     return values.astype("str").where(values.notna())
+
+
+def _value_text(value: object) -> object:
+    """One value of a column of mixed or untyped values as text (missing ones as they are)."""
+    if isinstance(value, str) or value is None:
+        return value
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _holds(cond: Condition, frame: pd.DataFrame, problems: _Problems) -> np.ndarray:
@@ -1724,6 +1739,8 @@ def _aggregate(
         else:
             result[col] = grouped[col].agg(fn)
     if report is not None:
+        report.merged += len(df) - len(result)
+        report.merged_by = by
         report.warnings += _open_end_warnings(df, source, grouped, result)
         report.warnings += repeated_total_warnings(df, source, grouped)
     names = [c.name for c in source.columns]

@@ -42,6 +42,11 @@ class SourceReport:
     unknown_ids: list[str] = field(default_factory=list)
     # Per raw column: rows whose text was empty or only spaces, read as missing (never a level).
     blank_as_missing: dict[str, int] = field(default_factory=dict)
+    # Rows an [aggregate] combined with others of the same key (kept rows minus groups) and
+    # that key: no row is lost, but 117,329 rows read beside 116,138 out must say where the
+    # difference went (a warehouse export's repeated ride rows, merged by ride_id).
+    merged: int = 0
+    merged_by: list[str] = field(default_factory=list)
 
     def drop(self, reason: str, count: int) -> None:
         if count:
@@ -168,6 +173,8 @@ class ImportReport:
                     f"{reason}: {count:,}" for reason, count in s.dropped.items()
                 )
                 text += ")"
+            if s.merged:
+                text += f"; {s.merged:,} combined with rows of the same {', '.join(s.merged_by)}"
             if s.blank_as_missing:
                 text += "; empty text read as missing: " + ", ".join(
                     f"{column} {count:,}" for column, count in s.blank_as_missing.items()
@@ -204,6 +211,15 @@ class ImportReport:
             out.append("| table | source | raw column | rows |")
             out.append("| --- | --- | --- | ---: |")
             out += [f"| {s.table} | {_md(s.label)} | {_md(c)} | {n:,} |" for s, c, n in blanks]
+        merged = [s for s in self.sources if s.merged]
+        if merged:
+            out.append("\n## Rows combined by an aggregate\n")
+            out.append("| table | source | by | rows combined with another |")
+            out.append("| --- | --- | --- | ---: |")
+            out += [
+                f"| {s.table} | {_md(s.label)} | {_md(', '.join(s.merged_by))} | {s.merged:,} |"
+                for s in merged
+            ]
         out.append("\n## Tables\n")
         out.append("| table | rows | customers | from | to |")
         out.append("| --- | ---: | ---: | --- | --- |")

@@ -201,3 +201,51 @@ def test_a_nested_key_is_named_by_its_path(tmp_path, mixed):
         ContractError, match=r"'groups\.kind' is not in the source \(it has: .*'groups\.company_id'"
     ):
         run_import(load_mapping(_log(tmp_path / "m2", events, missing)), tmp_path / "m2")
+
+
+@pytest.mark.parametrize("nulls", [False, True], ids=["booleans", "booleans_and_nulls"])
+def test_json_booleans_match_true_and_false_in_maps_and_conditions(tmp_path, nulls):
+    """A booking app's `"attended": true` is matched by "true" and "false", as the file writes
+    them, in a map and in a case's `in` (it had stayed a boolean that no text key matched, and
+    the error listed True and False, which did not match either)."""
+    source = tmp_path / "exports"
+    source.mkdir()
+    (source / "members.csv").write_text("id,signup\n001,2024-01-01\n002,2024-01-02\n")
+    values = [True, False, None] if nulls else [True, False]
+    rows = [
+        {"member_id": f"00{1 + i % 2}", "booked_at": 1717000000 + 3600 * i,
+         "attended": values[i % len(values)]}
+        for i in range(6)
+    ]  # fmt: skip
+    (source / "bookings.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    held = sum(r["attended"] is not None for r in rows)
+    head = """
+[features.churn]
+mode = "non_contractual"
+[customers]
+source = "members.csv"
+[customers.columns]
+customer_id = "id"
+signup_at = "signup"
+[activity]
+source = "bookings.jsonl"
+drop = [{ column = "attended", missing = true, reason = "booking not held yet" }]
+[activity.columns]
+customer_id = "member_id"
+at = { column = "booked_at", unit = "s" }
+"""
+    by_map = 'event = { column = "attended", map = { "true" = "visit", "false" = "no_show" } }'
+    by_cases = (
+        'event = { cases = [{ when = { column = "attended", in = ["true"] }, value = "visit" }], '
+        'default = "no_show" }'
+    )
+    for i, event in enumerate((by_map, by_cases)):
+        path = tmp_path / f"mapping{i}.toml"
+        path.write_text(head + event + "\n")
+        tables, report = run_import(load_mapping(path), source)
+        expected = [
+            "visit" if r["attended"] else "no_show" for r in rows if r["attended"] is not None
+        ]
+        assert tables.activity["event"].tolist() == expected, event
+        activity = next(s for s in report.sources if s.table == "activity")
+        assert activity.rows_out == held and activity.rows_dropped == len(rows) - held

@@ -324,3 +324,14 @@ kind = {{ value = "order" }}
     tables, report = run_import(load_mapping(mapping("first")), source)
     assert not [w for w in report.warnings if "repeated on every row" in w]
     assert tables.revenue["amount"].sum() == pytest.approx(sum(20.9 + o for o in range(40)))
+    # the line items combined into orders are counted: rows read = rows combined + rows out
+    revenue = next(s for s in report.sources if s.table == "revenue")
+    assert revenue.merged == len(rows) - 40 and revenue.merged_by == [
+        "order",
+        "kind",
+        "customer_id",
+    ]
+    assert revenue.rows_read == revenue.rows_dropped + revenue.merged + revenue.rows_out
+    line = next(t for t in report.summary_lines() if t.startswith("revenue"))
+    assert f"{len(rows) - 40:,} combined with rows of the same order, kind, customer_id" in line
+    assert "## Rows combined by an aggregate" in report.to_markdown()
