@@ -212,6 +212,13 @@ def test_a_feature_without_an_entry_is_an_error_naming_it():
         ("last_payment_amount", 0.0, {}, "Last period free"),
         ("revenue_trend_30d", -0.5, {"days_since_failed_payment": 12.0},
          "Revenue down 67% on the previous 30 days"),
+        # the time to resolve is said with the tickets it measures, the fact the risk follows
+        ("ticket_resolution_hours_90d", 168.0, {"tickets_90d": 1.0},
+         "1 support ticket in the last 90 days, resolved in 7 days"),
+        ("ticket_resolution_hours_90d", 50.0, {"tickets_90d": 3.0},
+         "3 support tickets in the last 90 days, resolved in 2 days on average"),
+        ("ticket_resolution_hours_90d", 48.0, {"tickets_90d": 0.0},
+         "Support tickets took 2 days to resolve on average in the last 90 days"),
     ],
 )  # fmt: skip
 def test_sentences_have_units_and_context(feature, value, context, expected):
@@ -570,6 +577,21 @@ def test_no_failed_payment_or_ticket_is_never_a_reason_for_risk():
     got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
     assert [d["feature"] for d in got[0]] == ["tickets_open"]
     assert [d["feature"] for d in got[1]] == names  # a failure 20 days ago is a reason
+
+
+def test_a_best_score_is_never_a_reason_for_risk():
+    """ "Average review 5 of 5 over 1 review" read as a rider's reason for risk: credit the
+    model shares between having a review and its score. A score at the top of its scale is no
+    reason; a lower one still is."""
+    names = ["review_mean", "nps_last", "tickets_open"]
+    values = pd.DataFrame(
+        {"review_mean": [5.0, 2.0], "nps_last": [10.0, 3.0], "tickets_open": [1.0, 1.0],
+         "reviews": [1.0, 1.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.6, 0.5, 0.3], [0.6, 0.5, 0.3]])
+    got = top_drivers(contrib, names, values, 3, contrib * 10).to_pylist()
+    assert [d["feature"] for d in got[0]] == ["tickets_open"]
+    assert [d["feature"] for d in got[1]] == names
 
 
 def test_a_recent_e_mail_open_is_no_reason_beside_the_last_purchase():

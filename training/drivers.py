@@ -761,6 +761,26 @@ UNCHANGED_TREND = 0.005  # a trend this close to 0 reads "unchanged"
 NO_TROUBLE_WHEN_MISSING = ("days_since_failed_payment", "days_since_ticket")
 
 
+def best_scores(names: list[str], values: pd.DataFrame) -> np.ndarray:
+    """(rows, features): True where a score whose higher values lower the risk (an NPS, a CSAT,
+    a review: unit "score of N") is at the top of its scale: "Average review 5 of 5 over 1
+    review" had read as a reason for risk (a rider's, a ski guest's), credit the model shares
+    between having a review at all and its score; no reader takes the best score as the
+    reason."""
+    out = np.zeros((len(values), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        if name not in values.columns or not pd.api.types.is_numeric_dtype(values[name]):
+            continue
+        entry = describe(name, strict=False)
+        scale = re.fullmatch(r"score of (\d+)", entry.unit or "")
+        if entry.direction >= 0 or scale is None:
+            continue
+        x = values[name].to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            out[:, j] = x >= float(scale.group(1))
+    return out
+
+
 def no_trouble_recorded(names: list[str], values: pd.DataFrame) -> np.ndarray:
     """(rows, features): True at NO_TROUBLE_WHEN_MISSING's features where they are missing."""
     out = np.zeros((len(values), len(names)), dtype=bool)
@@ -971,6 +991,7 @@ def top_drivers(
         | not_overdue(names, values)
         | rising_trends(names, values)
         | no_trouble_recorded(names, values)
+        | best_scores(names, values)
     )
     at_median = np.zeros_like(safe)
     if typical or safe_levels or safe_ranges:
