@@ -989,6 +989,29 @@ def test_an_end_without_churn_before_the_churn_date_is_warned_about(clean):
     assert customers.loc[churner, "customer_id"] in hidden.message
 
 
+def test_a_survey_sent_in_waves_is_not_stale_between_its_waves(clean):
+    """An NPS survey sent for ten days each quarter ends weeks before the activity between
+    waves, as it did three times before: that is its rhythm, not an old export (two judges'
+    surveys read "usually has rows every day", with the advice to score 11 days early). The
+    same survey after a pause longer than any it took before is stale."""
+    from features.contract import validate_tables
+
+    customers, activity, revenue = clean
+    waves = [pd.Timestamp(d) for d in ("2023-03-01", "2023-06-01", "2023-09-01", "2023-12-01")]
+    ids = customers["customer_id"].to_numpy()
+    rows = [
+        {"customer_id": ids[(i * 7 + day) % len(ids)], "at": start + pd.Timedelta(days=day, hours=i),
+         "kind": "nps", "score": float((i + day) % 11)}
+        for start in waves for day in range(10) for i in range(3)
+    ]  # fmt: skip
+    survey = pd.DataFrame(rows)
+    tables = validate_tables(customers, activity, feedback=survey, revenue=revenue)
+    # 2023-12-10 to 2024-02-20: shorter than the pauses between the earlier waves (about 82 days)
+    assert stale_tables(tables, pd.Timestamp("2024-02-20")) == []
+    late = stale_tables(tables, END)  # 112 days after the last wave: longer than any pause
+    assert len(late) == 1 and late[0].startswith("table 'feedback' ends 2023-12-10")
+
+
 def test_a_table_that_stops_weeks_before_the_others_is_stale_for_a_later_run(clean):
     customers, activity, revenue = clean
     assert stale_tables(tables_of(customers, activity, revenue), END) == []
