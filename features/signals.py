@@ -851,7 +851,7 @@ def _block_counts(
     return counts
 
 
-def _slug(name: str) -> str:
+def event_slug(name: str) -> str:
     """An event name as part of a column name: lower case, letters, digits and underscores."""
     cleaned = "".join(ch if ch.isalnum() else "_" for ch in str(name).strip().lower())
     return "_".join(part for part in cleaned.split("_") if part) or "event"
@@ -861,9 +861,9 @@ def _unique_slugs(names: list[str]) -> list[str]:
     """Column-safe, distinct names for event types ('API call' and 'api_call' get _2)."""
     slugs: list[str] = []
     for name in names:
-        slug, k = _slug(name), 2
+        slug, k = event_slug(name), 2
         while slug in slugs:
-            slug, k = f"{_slug(name)}_{k}", k + 1
+            slug, k = f"{event_slug(name)}_{k}", k + 1
         slugs.append(slug)
     return slugs
 

@@ -616,6 +616,28 @@ def test_a_recent_e_mail_open_is_no_reason_beside_the_last_purchase():
     assert got[1][1]["reason"] == "No activity in the last 40 days (last purchase 4 months ago)"
 
 
+def test_an_empty_window_of_the_qualifying_event_is_said_by_the_recency():
+    """A gym member whose last check-in was 4 months ago and last course booking 10 weeks ago
+    read "No checkin events in the last 90 days" beside "No activity in the last 10 weeks
+    (last checkin 4 months ago)": one fact. The empty check-in window's credit goes to the
+    recency; a check-in count where check-ins happened, or of another event, stays its own."""
+    names = ["days_since_last_event", "checkin_events_90d", "course_booking_events_90d"]
+    values = pd.DataFrame(
+        {"days_since_last_event": [70.0, 70.0], "days_since_last_active": [120.0, 20.0],
+         "checkin_events_90d": [0.0, 0.0], "course_booking_events_90d": [0.0, 0.0]}
+    )  # fmt: skip
+    contrib = np.array([[0.4, 0.3, 0.2], [0.4, 0.3, 0.2]])
+    got = top_drivers(
+        contrib, names, values, 3, contrib * 10, qualifying_events=["checkin"]
+    ).to_pylist()
+    assert [(d["feature"], round(d["contribution"], 6)) for d in got[0]] == [
+        ("days_since_last_event", 0.7), ("course_booking_events_90d", 0.2)
+    ]  # fmt: skip
+    assert got[0][0]["reason"] == "No activity in the last 10 weeks (last checkin 4 months ago)"
+    # a check-in 20 days ago: the zero is no such fact (an inconsistent row is left alone)
+    assert [d["feature"] for d in got[1]] == names
+
+
 def test_an_attribute_named_as_a_year_is_said_as_a_year():
     """A gym's reasons read "Birth year: 1,962"; a count keeps its thousands separator."""
     from features.dictionary import describe

@@ -51,7 +51,7 @@ from features.dictionary import (
     describe,
     in_latest_period,
 )
-from features.signals import FAILED_PAYMENT_RECENCY
+from features.signals import FAILED_PAYMENT_RECENCY, event_slug
 
 DRIVER_FIELDS = [
     pa.field("feature", pa.string()),
@@ -790,6 +790,35 @@ def no_trouble_recorded(names: list[str], values: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def empty_qualifying_windows_onto_the_recency(
+    contrib: np.ndarray,
+    points: np.ndarray,
+    names: list[str],
+    values: pd.DataFrame,
+    qualifying_events: Sequence[str],
+) -> None:
+    """In place: a qualifying event type's count in a window (<event>_events_<w>d) that is zero
+    because the last qualifying activity is older than the window moves onto the recency, whose
+    sentence says that last activity: "No checkin events in the last 90 days" stood beside "No
+    activity in the last 10 weeks (last checkin 4 months ago)" for a gym's members whose course
+    bookings were their last events, one fact said twice."""
+    holder = RECENCY_FEATURE if RECENCY_FEATURE in names else QUALIFYING_RECENCY
+    if holder not in names or QUALIFYING_RECENCY not in values.columns:
+        return
+    last = values[QUALIFYING_RECENCY].to_numpy(dtype="float64", na_value=np.nan)
+    to = names.index(holder)
+    for event in qualifying_events:
+        pattern = re.compile(rf"{re.escape(event_slug(event))}_events_(?P<w>\d+)d")
+        for j, name in enumerate(names):
+            match = pattern.fullmatch(name)
+            if match is None or name not in values.columns:
+                continue
+            count = values[name].to_numpy(dtype="float64", na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                rows = (count == 0) & (last >= int(match["w"]))
+            _move(contrib, points, rows, j, to)
+
+
 def recent_activity_onto_the_qualifying_recency(
     contrib: np.ndarray,
     points: np.ndarray,
@@ -984,6 +1013,7 @@ def top_drivers(
     del lower_levels  # lower-risk reasons' (lower_risk_drivers): the model's settings hold both
     above_typical = above_the_typical_risk(points, probability, typical_probability)
     contrib, points = merge_same_facts(contrib, points, names, values, said_by)
+    empty_qualifying_windows_onto_the_recency(contrib, points, names, values, qualifying_events)
     recent_activity_onto_the_qualifying_recency(contrib, points, names, values, typical or {})
     safe = (
         nothing_due_yet(names, values)
