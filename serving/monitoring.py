@@ -128,6 +128,22 @@ def signup_is_first_activity(features: pd.DataFrame) -> bool:
     return bool(np.mean(np.abs(tenure[both] - first[both]) <= 1.0) >= SAME_AS_FIRST_ACTIVITY_SHARE)
 
 
+# A business whose oldest customers signed up at most this long before its export began
+# launched with the export: its tenures are capped by the calendar, not by the customers.
+LAUNCH_SLACK_DAYS = 90
+
+
+def launched_with_the_export(reference: ReferenceProfile, age: float | None) -> bool:
+    """Whether the training rows' longest tenure is about the export's age at the latest
+    reference date (at least it, at most LAUNCH_SLACK_DAYS more): a business as young as its
+    export, whose tenures grow with the calendar. A scooter app launched three weeks before its
+    10-month export read "watch (tenure_days: PSI 0.45, major drift)" on its first run."""
+    profile = reference.features.get(TENURE)
+    if age is None or profile is None or not profile.grid:
+        return False
+    return age - 1.0 <= profile.grid[-1] <= age + LAUNCH_SLACK_DAYS
+
+
 def grows_with_export(name: str, export_age_days: float | None = None) -> bool:
     """A whole-history feature, whose values grow with an export's age (GROWS_WITH_EXPORT), or
     a window (activity, revenue, payments, tickets) as long as the export's age at the latest
@@ -239,7 +255,9 @@ def feature_drift(
     censored = export_start_censored(reference)
     age = getattr(reference, "export_age_days", None)
     out["grows_with_export"] = [censored and grows_with_export(f, age) for f in out["feature"]]
-    if censored and signup_is_first_activity(features):
+    if censored and (
+        signup_is_first_activity(features) or launched_with_the_export(reference, age)
+    ):
         out.loc[out["feature"] == TENURE, "grows_with_export"] = True
     if censored and age is not None:
         capped = [f for f in RECENCIES if f in reference.features and _reaches(reference, f, age)]

@@ -460,6 +460,37 @@ def test_a_weeks_old_export_whose_customers_predate_it_shows_the_pile_up():
     assert drift.loc[["events_30d", "events_trend_7d"], "drifted"].all()
 
 
+def test_the_tenure_of_a_business_as_young_as_its_export_grows_with_the_calendar():
+    """A scooter app launched three weeks before its 10-month export (signups are not first
+    rides) read "watch (tenure_days: PSI 0.45, major drift)" on its first run: its longest
+    tenure is the export's age and a few weeks, so the calendar moves it. An old business's
+    tenures, years past its export's start, still drift."""
+    rng = np.random.default_rng(48)
+
+    def rows(age: float, oldest: float, n: int = 1500) -> pd.DataFrame:
+        tenure = rng.uniform(0, oldest + age, n)
+        return pd.DataFrame(
+            {"tenure_days": tenure,
+             "days_since_first_event": np.minimum(tenure, age) * rng.uniform(0.5, 1, n)}
+        )  # fmt: skip
+
+    ages = [120.0, 150.0, 180.0, 210.0]
+    names = ["tenure_days", "days_since_first_event"]
+    for launched_before, grows in ((21.0, True), (2000.0, False)):
+        frame = pd.concat(
+            [rows(a, launched_before).assign(as_of=a) for a in ages], ignore_index=True
+        )
+        p = rng.uniform(0.1, 0.4, len(frame))
+        reference = build_reference(frame, names, [], p)
+        assert reference.export_start_censored  # shorter than a year
+        later = rows(300.0, launched_before)  # the first run, three months on
+        later["tenure_days"] = later["tenure_days"] * (2.0 if not grows else 1.0)
+        drift = feature_drift(reference, later[names], p[: len(later)]).set_index("feature")
+        assert drift.loc["tenure_days", "psi"] >= 0.25
+        assert bool(drift.loc["tenure_days", "grows_with_export"]) is grows
+        assert bool(drift.loc["tenure_days", "drifted"]) is not grows
+
+
 def test_a_history_shorter_than_a_year_grows_with_the_calendar_without_a_pile_up():
     """Ta Feng's 4 months: the first week held 3 times the other weeks' first purchases (no
     pile-up), yet every run read "watch" on the whole-history features, and half the tenures
