@@ -133,15 +133,27 @@ def signup_is_first_activity(features: pd.DataFrame) -> bool:
 LAUNCH_SLACK_DAYS = 90
 
 
-def launched_with_the_export(reference: ReferenceProfile, age: float | None) -> bool:
+def launched_with_the_export(
+    reference: ReferenceProfile, age: float | None, features: pd.DataFrame
+) -> bool:
     """Whether the training rows' longest tenure is about the export's age at the latest
-    reference date (at least it, at most LAUNCH_SLACK_DAYS more): a business as young as its
-    export, whose tenures grow with the calendar. A scooter app launched three weeks before its
-    10-month export read "watch (tenure_days: PSI 0.45, major drift)" on its first run."""
+    reference date (at least it, at most LAUNCH_SLACK_DAYS more), and the scored rows' longest
+    is still about the longest first activity's age: a business as young as its export, whose
+    tenures grow with the calendar. A scooter app launched three weeks before its 10-month
+    export read "watch (tenure_days: PSI 0.45, major drift)" on its first run. Tenures years
+    longer than the export at the run (a CRM's signups) are the customers' own."""
     profile = reference.features.get(TENURE)
     if age is None or profile is None or not profile.grid:
         return False
-    return age - 1.0 <= profile.grid[-1] <= age + LAUNCH_SLACK_DAYS
+    if not age - 1.0 <= profile.grid[-1] <= age + LAUNCH_SLACK_DAYS:
+        return False
+    if {TENURE, "days_since_first_event"} <= set(features.columns):
+        tenure = features[TENURE].to_numpy(dtype="float64", na_value=np.nan)
+        first = features["days_since_first_event"].to_numpy(dtype="float64", na_value=np.nan)
+        if np.isnan(tenure).all() or np.isnan(first).all():
+            return False
+        return bool(np.nanmax(tenure) <= np.nanmax(first) + LAUNCH_SLACK_DAYS)
+    return True
 
 
 def grows_with_export(name: str, export_age_days: float | None = None) -> bool:
@@ -256,7 +268,7 @@ def feature_drift(
     age = getattr(reference, "export_age_days", None)
     out["grows_with_export"] = [censored and grows_with_export(f, age) for f in out["feature"]]
     if censored and (
-        signup_is_first_activity(features) or launched_with_the_export(reference, age)
+        signup_is_first_activity(features) or launched_with_the_export(reference, age, features)
     ):
         out.loc[out["feature"] == TENURE, "grows_with_export"] = True
     if censored and age is not None:
