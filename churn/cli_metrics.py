@@ -469,6 +469,9 @@ def metrics_command(
         typer.echo(f"GRC and NRR not measured: {notes[0]}.")
     elif result["mrr_start"].notna().any() and result["mrr_start"].any():
         typer.echo(mrr_months_note(t0, t1))
+        orders = orders_beside_mrr_note(tables, t0, t1, _data_currency(data, config))
+        if orders:
+            typer.echo(orders)
     if result["small_group"].any():
         typer.echo(
             f"small: fewer than {min_group_size} customers at start; read with the interval."
@@ -499,6 +502,27 @@ def mrr_months_note(t0: pd.Timestamp, t1: pd.Timestamp) -> str:
     return (
         f"MRR t0 and t1: what customers pay per month in {start:%B %Y} (those at t0; one who left "
         f"within {start:%B}, what it paid in {before:%B}) and in {end:%B %Y}"
+    )
+
+
+def orders_beside_mrr_note(
+    tables: Tables, t0: pd.Timestamp, t1: pd.Timestamp, currency: str | None
+) -> str:
+    """What MRR leaves out where the period also has orders (revenue kind "order": rides paid
+    one by one, top-ups): MRR, revenue churn and NRR are the invoices' (subscriptions, passes).
+    A scooter app's NRR of 62.8 % stood beside €40k a month of rides that no figure counted,
+    and nothing said so ("" without orders in the period)."""
+    revenue = tables.revenue
+    if revenue is None or revenue.empty or "kind" not in revenue:
+        return ""
+    period = (revenue["at"] > t0) & (revenue["at"] <= t1)
+    orders = revenue.loc[period & (revenue["kind"] == "order"), "amount"]
+    if orders.empty:
+        return ""
+    total = fmt.money(float(orders.sum()), currency)
+    return (
+        f"MRR, GRC and NRR count invoices (subscriptions, passes) only: the period's "
+        f"{len(orders):,} order{'' if len(orders) == 1 else 's'} ({total}) are in no MRR figure"
     )
 
 

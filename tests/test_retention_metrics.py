@@ -652,6 +652,14 @@ def test_cli_says_why_nrr_is_missing_and_refuses_a_period_after_the_data(tmp_pat
         "paid in December) and in March 2024" in " ".join(res.output.split())
     )  # the months
     assert "$" not in res.output
+    assert "orders" not in res.output  # the period has none: nothing to say of them
+    # A period with an order (rides paid one by one beside passes): MRR leaves it out, and says so
+    res = CliRunner().invoke(app, [*args[:-1], "2024-01-02", "--to", "2024-03-05"])
+    assert res.exit_code == 0, res.output
+    assert (
+        "MRR, GRC and NRR count invoices (subscriptions, passes) only: the period's 1 order (999) "
+        "are in no MRR figure" in " ".join(res.output.split())
+    )
     # --from a 1st is the instant before that day: its month is still the 1st's (two judges
     # read the previous month's MRR as MRR t0: 2024-02-01's was January's 380)
     res = CliRunner().invoke(app, [*args[:-1], "2024-02-01", "--to", "2024-03-05"])
