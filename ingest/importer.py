@@ -1281,6 +1281,16 @@ def _with_drop_hint(problem: Problem, source: SourceMapping) -> Problem:
         return problem
     spec = next((c for c in source.columns if c.name == problem.column), None)
     raw = spec.column if spec is not None and spec.column else None
+    if spec is not None and spec.cases and spec.default is None:
+        # the gym judge's cases on a booking's "attended": the rows no case held for had no
+        # value, and the error (naming the mapped row) said nothing of where they came from
+        read = ", ".join(dict.fromkeys(f"'{c.column}'" for c, _ in spec.cases))
+        hint = (
+            f"no case holds for these rows (the cases read {read}) and there is no default: "
+            "add a case for them or a default = ..., or drop them, counted in the import "
+            f"report, with a drop = [...] rule on {read} under this source"
+        )
+        return replace(problem, hint=hint)
     if raw is None:
         return problem
     rule = f'{{ column = "{raw}", missing = true, reason = "no {problem.column} in the export" }}'

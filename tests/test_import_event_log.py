@@ -249,3 +249,11 @@ at = { column = "booked_at", unit = "s" }
         assert tables.activity["event"].tolist() == expected, event
         activity = next(s for s in report.sources if s.table == "activity")
         assert activity.rows_out == held and activity.rows_dropped == len(rows) - held
+    # cases without a default: the rows no case holds for are an error that says so
+    path = tmp_path / "mapping_no_default.toml"
+    path.write_text(head + by_cases.replace(', default = "no_show"', "") + "\n")
+    with pytest.raises(ContractError) as err:
+        run_import(load_mapping(path), source)
+    assert "no case holds for these rows (the cases read 'attended') and there is no default" in (
+        str(err.value)
+    )
