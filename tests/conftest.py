@@ -37,13 +37,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # The files whose fixtures train the longest, started first: pytest-xdist hands out whole files
 # in collection order (--dist loadfile), and the 20,000-customer training run, collected near
-# the end, kept one core busy for minutes after the other had finished.
+# the end, kept one core busy for minutes after the other had finished. test_service.py second:
+# its worker trains the shared small champion (small_champion) at the start, while the others
+# run files that do not need it; started later, the other workers had waited for it (54 s).
 LONGEST_FIRST = (
     "test_training_model.py",
-    "test_training_small_runs.py",
+    "test_service.py",
     "test_registry_per_dataset.py",
     "test_notebooks.py",
-    "test_service.py",
+    "test_training_small_runs.py",
 )
 
 
