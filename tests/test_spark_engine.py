@@ -381,7 +381,12 @@ def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
     champion = small_champion.champion
     model, version = champion.model, champion.version
     data = small_champion.data_dir
-    runs = ("2024-12-01", "2024-12-08")
+    # The second run one horizon after the first: it compares with the first (drivers moved)
+    # and groups that horizon's churn by the first run's bands (the segment report's risk_band
+    # rows), on both engines; a run a week later and a third one had cost CI a minute.
+    first = "2024-12-01"
+    later = str((pd.Timestamp(first) + pd.Timedelta(days=int(model.horizon_days))).date())
+    runs = (first, later)
     pandas_out, spark_out = tmp_path / "pandas", tmp_path / "spark"
     quiet = lambda _: None  # noqa: E731
     settings = ScoringConfig(currency="EUR")  # amounts in the reasons carry it on both engines
@@ -414,19 +419,8 @@ def test_scoring_equals_the_pandas_engine_and_a_failed_run_keeps_the_partitions(
     )
     for cid in riskiest["customer_id"]:
         assert f"<th>{cid}</th>" in page and f"<th>{cid}</th>" in same
-    # One horizon after the first run, both engines group that horizon's churn by the first
-    # run's bands (the segment report's risk_band rows).
-    later = str((pd.Timestamp(runs[0]) + pd.Timedelta(days=int(model.horizon_days))).date())
-    run_scoring(
-        small_champion.tables, later, model, version, pandas_out, log=quiet, settings=settings
-    )
-    spark_run_scoring(
-        spark, str(data), later, model, version, str(spark_out), buckets=3, log=quiet,
-        currency=settings.currency,
-    )  # fmt: skip
     bands = pd.read_parquet(spark_out / f"as_of={later}" / "segments.parquet")
     assert (bands["dimension"] == "risk_band").sum() >= 2
-    assert_same_partition(spark_out / f"as_of={later}", pandas_out / f"as_of={later}")
 
     # A contract error in a worker: the error reaches the caller, the partition stays whole.
     broken = tmp_path / "broken"
