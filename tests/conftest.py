@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The files whose fixtures train the longest, started first: pytest-xdist hands out whole files
-# in collection order (--dist loadfile), and the 20,000-customer training run, collected near
+# in collection order (--dist loadfile), and the 12,000-customer training run, collected near
 # the end, kept one core busy for minutes after the other had finished. test_service.py second:
 # its worker trains the shared small champion (small_champion) at the start, while the others
 # run files that do not need it; started later, the other workers had waited for it (54 s).

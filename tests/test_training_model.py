@@ -1,4 +1,4 @@
-"""The trained demo model (20,000 customers): quality against the generator's truth,
+"""The trained demo model (12,000 customers): quality against the generator's truth,
 calibration, directions of its drivers, MLflow logging and loading the registered model.
 Reproducibility and the champion gate over two runs are in test_training_small_runs.py."""
 
@@ -22,7 +22,9 @@ from training.tracking import load_churn_model
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    write_demo(root / "data", DemoConfig(n_customers=20_000, seed=7))
+    # 12,000 customers: the gap to the truth on the holdout was 0.0058 ROC AUC at seeds 7, 8
+    # and 9 (0.0065 with 20,000, which took twice as long: 174 s against 84 s)
+    write_demo(root / "data", DemoConfig(n_customers=12_000, seed=7))
     tables = load_tables(root / "data")
     path = config_path_for_data(root / "data")
     return root, tables, feature_config_from_file(path), train_config_from_file(path)
@@ -30,7 +32,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(demo):
-    """A full training run on 20,000 demo customers; it becomes the champion."""
+    """A full training run on 12,000 demo customers; it becomes the champion."""
     root, tables, features, config = demo
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
