@@ -1446,8 +1446,8 @@ def _text(values: pd.Series) -> pd.Series:
     had matched neither `"true"` nor `"True"` in a map, as the values stayed booleans."""
     if pd.api.types.is_bool_dtype(values.dtype):
         return values.map({True: "true", False: "false"}).astype("object").where(values.notna())
-    if values.dtype == object:
-        return values.map(_value_text).where(values.notna())
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) != "string":
+        return values.map(_value_text).where(values.notna())  # a C scan first: text stays as is
     if pd.api.types.is_string_dtype(values.dtype):
         return values
     return values.astype("str").where(values.notna())
